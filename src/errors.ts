@@ -1,0 +1,59 @@
+/**
+ * Typed errors for engram. Every error a user can cause (bad file, bad flag, bad prompt) is an
+ * {@link EngramError}: the CLI prints its message and exits non-zero without a stack trace.
+ * Anything else is a bug and keeps its stack.
+ */
+
+/** Base class of all user-facing errors. `file` and `field` name where the problem is, when known. */
+export class EngramError extends Error {
+  /** Machine-readable category, e.g. "safetensors", "config", "input", "gpu". */
+  readonly code: string;
+  /** Path of the offending file, if the error is about a file. */
+  readonly file?: string;
+  /** Offending field, tensor name, flag or key, if any. */
+  readonly field?: string;
+
+  constructor(code: string, message: string, opts: { file?: string; field?: string; cause?: unknown } = {}) {
+    const where = [opts.file, opts.field ? `field '${opts.field}'` : undefined].filter(Boolean).join(", ");
+    super(where ? `${where}: ${message}` : message, opts.cause !== undefined ? { cause: opts.cause } : undefined);
+    this.name = new.target.name;
+    this.code = code;
+    this.file = opts.file;
+    this.field = opts.field;
+  }
+}
+
+/** A safetensors file is truncated, corrupt, or inconsistent with what was asked of it. */
+export class SafetensorsError extends EngramError {
+  constructor(message: string, opts: { file?: string; field?: string; cause?: unknown } = {}) {
+    super("safetensors", message, opts);
+  }
+}
+
+/** A model folder's config is missing, malformed, contradicts the weights, or names an unknown architecture. */
+export class ConfigError extends EngramError {
+  constructor(message: string, opts: { file?: string; field?: string; cause?: unknown } = {}) {
+    super("config", message, opts);
+  }
+}
+
+/** A tensor has the wrong shape or size for where it is used. */
+export class ShapeError extends EngramError {
+  constructor(message: string, opts: { file?: string; field?: string; cause?: unknown } = {}) {
+    super("shape", message, opts);
+  }
+}
+
+/** A user-supplied value is invalid: empty prompt, ids out of range, prompt too long, bad flag. */
+export class InputError extends EngramError {
+  constructor(message: string, opts: { file?: string; field?: string; cause?: unknown } = {}) {
+    super("input", message, opts);
+  }
+}
+
+/** No usable GPU, a buffer over the adapter's limits, a lost device, or a WGSL validation error. */
+export class GpuError extends EngramError {
+  constructor(message: string, opts: { file?: string; field?: string; cause?: unknown } = {}) {
+    super("gpu", message, opts);
+  }
+}

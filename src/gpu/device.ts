@@ -1,0 +1,183 @@
+/**
+ * WebGPU device acquisition and the command queue engram records into.
+ *
+ * One {@link Gpu} per process (see {@link getGpu}). Launchers record compute passes into the pending
+ * command encoder with {@link Gpu.encode}; {@link Gpu.flush} submits them inside validation and
+ * out-of-memory error scopes, so a bad dispatch becomes a {@link GpuError} instead of a silent NaN.
+ */
+import { GpuError } from "../errors.ts";
+
+/** What a user (or a benchmark file) needs to know about the adapter engram runs on. */
+export interface AdapterDescription {
+  vendor: string;
+  architecture: string;
+  device: string;
+  description: string;
+  isFallbackAdapter: boolean;
+  maxStorageBufferBindingSize: number;
+  maxBufferSize: number;
+  maxComputeWorkgroupStorageSize: number;
+  maxComputeInvocationsPerWorkgroup: number;
+}
+
+/** A live WebGPU device plus engram's pending-command state. */
+export class Gpu {
+  readonly adapter: GPUAdapter;
+  readonly device: GPUDevice;
+  /** Set once the device is lost; every later call throws. */
+  lostReason: string | undefined;
+  private encoder: GPUCommandEncoder | undefined;
+  private pass: GPUComputePassEncoder | undefined;
+  private pendingDispatches = 0;
+  /** Buffers (uniforms, staging) to destroy once the pending commands are submitted. */
+  private garbage: GPUBuffer[] = [];
+
+  constructor(adapter: GPUAdapter, device: GPUDevice) {
+    this.adapter = adapter;
+    this.device = device;
+    device.lost.then((info) => {
+      this.lostReason = `${info.reason}: ${info.message}`;
+    });
+  }
+
+  /** Adapter name, vendor and the limits that bound tensor sizes. */
+  describe(): AdapterDescription {
+    const i = this.adapter.info;
+    const l = this.device.limits;
+    return {
+      vendor: i.vendor,
+      architecture: i.architecture,
+      device: i.device,
+      description: i.description,
+      isFallbackAdapter: Boolean((i as unknown as { isFallbackAdapter?: boolean }).isFallbackAdapter),
+      maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
+      maxBufferSize: l.maxBufferSize,
+      maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
+      maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
+    };
+  }
+
+  /** Throws if the device was lost. Called before any GPU work. */
+  checkAlive(): void {
+    if (this.lostReason !== undefined) throw new GpuError(`the GPU device was lost (${this.lostReason})`);
+  }
+
+  /**
+   * Records one compute dispatch into the pending command buffer. All dispatches of one flush share a
+   * single compute pass: WebGPU orders storage writes between dispatches, so no barriers are needed.
+   */
+  encode(pipeline: GPUComputePipeline, bindGroup: GPUBindGroup, workgroups: [number, number, number]): void {
+    this.checkAlive();
+    const lim = this.device.limits.maxComputeWorkgroupsPerDimension;
+    for (const w of workgroups) {
+      if (!Number.isInteger(w) || w < 0 || w > lim) {
+        throw new GpuError(`dispatch of [${workgroups}] workgroups exceeds the adapter's limit of ${lim} per dimension`);
+      }
+    }
+    if (workgroups[0] * workgroups[1] * workgroups[2] === 0) return;
+    if (!this.encoder) this.encoder = this.device.createCommandEncoder();
+    if (!this.pass) this.pass = this.encoder.beginComputePass();
+    this.pass.setPipeline(pipeline);
+    this.pass.setBindGroup(0, bindGroup);
+    this.pass.dispatchWorkgroups(workgroups[0], workgroups[1], workgroups[2]);
+    this.pendingDispatches++;
+    // Very long command buffers hurt latency and memory on some drivers; submit in chunks.
+    if (this.pendingDispatches >= 512) this.submit();
+  }
+
+  /** Ends the open compute pass so a copy command can be recorded in order after it. */
+  commandEncoder(): GPUCommandEncoder {
+    this.checkAlive();
+    if (this.pass) {
+      this.pass.end();
+      this.pass = undefined;
+    }
+    if (!this.encoder) this.encoder = this.device.createCommandEncoder();
+    return this.encoder;
+  }
+
+  /** Schedules a buffer for destruction after the pending commands have been submitted. */
+  deferDestroy(buf: GPUBuffer): void {
+    this.garbage.push(buf);
+  }
+
+  /** Submits pending commands without waiting for them. */
+  submit(): void {
+    this.checkAlive();
+    if (this.pass) {
+      this.pass.end();
+      this.pass = undefined;
+    }
+    if (this.encoder) {
+      this.device.queue.submit([this.encoder.finish()]);
+      this.encoder = undefined;
+    }
+    this.pendingDispatches = 0;
+    for (const b of this.garbage) b.destroy();
+    this.garbage = [];
+  }
+
+  /**
+   * Submits pending commands and waits for the GPU to finish them, turning any validation or
+   * out-of-memory error raised meanwhile into a {@link GpuError}.
+   */
+  async flush(): Promise<void> {
+    this.device.pushErrorScope("out-of-memory");
+    this.device.pushErrorScope("validation");
+    this.submit();
+    const validation = await this.device.popErrorScope();
+    const oom = await this.device.popErrorScope();
+    await this.device.queue.onSubmittedWorkDone();
+    this.checkAlive();
+    if (validation) throw new GpuError(`WebGPU validation error: ${validation.message}`);
+    if (oom) throw new GpuError(`GPU out of memory: ${oom.message}`);
+  }
+}
+
+let current: Promise<Gpu> | undefined;
+
+/**
+ * Returns the process-wide GPU, requesting the adapter's full limits (the defaults cap storage
+ * buffers at 128 MiB and 8 per stage, too small for real models). Throws {@link GpuError} when
+ * WebGPU or an adapter is unavailable.
+ */
+export function getGpu(): Promise<Gpu> {
+  if (!current) {
+    current = acquire();
+    current.catch(() => (current = undefined));
+  }
+  return current;
+}
+
+async function acquire(): Promise<Gpu> {
+  const nav = globalThis.navigator as Navigator & { gpu?: GPU };
+  if (!nav?.gpu) throw new GpuError("WebGPU is not available in this runtime (navigator.gpu is undefined)");
+  const adapter = await nav.gpu.requestAdapter({ powerPreference: "high-performance" });
+  if (!adapter) {
+    throw new GpuError(
+      "no WebGPU adapter found; on Linux install Mesa (llvmpipe/lavapipe) or a GPU driver with Vulkan support",
+    );
+  }
+  const want: Record<string, number> = {};
+  for (
+    const k of [
+      "maxStorageBufferBindingSize",
+      "maxBufferSize",
+      "maxStorageBuffersPerShaderStage",
+      "maxComputeWorkgroupStorageSize",
+      "maxComputeInvocationsPerWorkgroup",
+      "maxComputeWorkgroupSizeX",
+      "maxComputeWorkgroupSizeY",
+      "maxComputeWorkgroupsPerDimension",
+    ] as const
+  ) {
+    want[k] = adapter.limits[k];
+  }
+  let device: GPUDevice;
+  try {
+    device = await adapter.requestDevice({ requiredLimits: want });
+  } catch (e) {
+    throw new GpuError(`could not create a WebGPU device: ${(e as Error).message}`, { cause: e });
+  }
+  return new Gpu(adapter, device);
+}
