@@ -1,0 +1,58 @@
+// Token + position embedding gather (GPT-2's first layer):
+//   out[t, c] = wte[ids[t], c] + wpe[pos(t), c]
+// with pos(t) = positionOffset + t (entry `embedding`) or positions[t] (entry `embedding_pos`).
+//
+// Layouts (row-major):
+//   ids       [T]      u32 token ids, validated on the host; clamped here to V - 1 so a bad id can
+//                      never read out of bounds (it yields the last row instead)
+//   positions [T]      u32 positions (entry `embedding_pos` only), clamped to P - 1 likewise
+//   wte       [V, C]   f32 token embeddings
+//   wpe       [P, C]   f32 position embeddings
+//   out       [T, C]   f32
+//
+// Bindings (group 0):
+//   0 uniform Params { T, C, V, P, positionOffset: u32 }
+//   1 storage read   ids: array<u32>
+//   2 storage read   wte: array<f32>
+//   3 storage read   wpe: array<f32>
+//   4 storage rw     out: array<f32>
+//   5 storage read   positions: array<u32>   (entry `embedding_pos` only)
+// Dispatch: ceil(T*C / 256) workgroups of 256 (one invocation per output element), split over x/y
+//   by `grid()`; i = gid.x + gid.y * nwg.x * 256, t = i / C, c = i % C.
+
+struct Params {
+  T: u32,
+  C: u32,
+  V: u32,
+  P: u32,
+  positionOffset: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> ids: array<u32>;
+@group(0) @binding(2) var<storage, read> wte: array<f32>;
+@group(0) @binding(3) var<storage, read> wpe: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<storage, read> positions: array<u32>;
+
+@compute @workgroup_size(256)
+fn embedding(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = gid.x + gid.y * nwg.x * 256u;
+  if (i >= p.T * p.C) { return; }
+  let t = i / p.C;
+  let c = i % p.C;
+  let id = min(ids[t], p.V - 1u);
+  let pos = min(p.positionOffset + t, p.P - 1u);
+  out[i] = wte[id * p.C + c] + wpe[pos * p.C + c];
+}
+
+@compute @workgroup_size(256)
+fn embedding_pos(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = gid.x + gid.y * nwg.x * 256u;
+  if (i >= p.T * p.C) { return; }
+  let t = i / p.C;
+  let c = i % p.C;
+  let id = min(ids[t], p.V - 1u);
+  let pos = min(positions[t], p.P - 1u);
+  out[i] = wte[id * p.C + c] + wpe[pos * p.C + c];
+}

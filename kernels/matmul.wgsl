@@ -1,0 +1,190 @@
+// Register-blocked batched matmul: out[z] = alpha * op(A[z]) @ op(B[z]) + bias (+ out[z] if ACCUMULATE).
+//
+// Each invocation owns a 4x4 output tile kept in four vec4 registers and walks K four at a time; there
+// is no shared memory and no barrier. On llvmpipe (which runs invocations as SIMD lanes) barriers split
+// the shader into resumable fragments and cost far more than the extra global loads they save, and on
+// discrete GPUs the 16 accumulators per invocation still give 4x operand reuse from the cache.
+//
+// Bindings (group 0):
+//   0 uniform Params (below)
+//   1 storage read   a:    array<vec4<f32>>  op(A) is [M,K]: A stored [M,K], or [K,M] when TRANS_A
+//   2 storage read   b:    array<vec4<f32>>  op(B) is [K,N]: B stored [K,N], or [N,K] when TRANS_B
+//   3 storage read   bias: array<vec4<f32>>  [N], read only when HAS_BIAS (else any read-only buffer)
+//   4 storage rw     out:  array<f32>        [M,N] per batch, row-major
+//   All are row-major f32; batch z starts at z*stride_* elements. A and B are declared as vec4 arrays
+//   (createTensor pads every buffer to 16 bytes) so one declaration serves both the vec4 fast path and
+//   scalar loads (`a[i >> 2][i & 3]`), and no load ever reaches past the tensor's padded size.
+// Overrides: TRANS_A, TRANS_B pick the layout; VEC_A / VEC_B allow vec4 loads along the contiguous
+//   dimension (the launcher sets them only when that dimension and the batch stride are multiples of 4);
+//   HAS_BIAS, ACCUMULATE; WG_X, WG_Y workgroup shape. All are compile-time, so the inner loop is
+//   branch-free after constant folding.
+// Dispatch: [ceil(ceil(N/4)/WG_X), ceil(ceil(M/4)/WG_Y), batches], possibly split into several
+//   dispatches whose tile/batch offsets arrive in tile_x0, tile_y0, z0 (65535-workgroup limit).
+
+struct Params {
+  M: u32,
+  N: u32,
+  K: u32,
+  stride_a: u32,
+  stride_b: u32,
+  stride_out: u32,
+  tile_x0: u32,
+  tile_y0: u32,
+  z0: u32,
+  alpha: f32,
+}
+
+override TRANS_A: bool = false;
+override TRANS_B: bool = false;
+override VEC_A: bool = false;
+override VEC_B: bool = false;
+override HAS_BIAS: bool = false;
+override ACCUMULATE: bool = false;
+override WG_X: u32 = 16u;
+override WG_Y: u32 = 4u;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> bias: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+
+fn a1(i: u32) -> f32 { return a[i >> 2u][i & 3u]; }
+fn b1(i: u32) -> f32 { return b[i >> 2u][i & 3u]; }
+fn a4(i: u32) -> vec4<f32> { return vec4<f32>(a1(i), a1(i + 1u), a1(i + 2u), a1(i + 3u)); }
+fn b4(i: u32) -> vec4<f32> { return vec4<f32>(b1(i), b1(i + 1u), b1(i + 2u), b1(i + 3u)); }
+
+@compute @workgroup_size(WG_X, WG_Y)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let M = p.M;
+  let N = p.N;
+  let K = p.K;
+  let m0 = (gid.y + p.tile_y0 * WG_Y) * 4u;
+  let n0 = (gid.x + p.tile_x0 * WG_X) * 4u;
+  if (m0 >= M || n0 >= N) { return; }
+  let z = gid.z + p.z0;
+  let base_a = z * p.stride_a;
+  let base_b = z * p.stride_b;
+
+  // Rows/columns past the edge are clamped to the last valid one: the loads stay in bounds and
+  // branch-free, and the duplicate results are simply not stored.
+  let mi = vec4<u32>(m0, min(m0 + 1u, M - 1u), min(m0 + 2u, M - 1u), min(m0 + 3u, M - 1u));
+  let nj = vec4<u32>(n0, min(n0 + 1u, N - 1u), min(n0 + 2u, N - 1u), min(n0 + 3u, N - 1u));
+
+  // Per-row (A) and per-column (B) start offsets, so the loop only adds k (or k*M, k*N).
+  var ra: vec4<u32>;
+  var rb: vec4<u32>;
+  if (TRANS_A) { ra = base_a + mi; } else { ra = base_a + mi * K; }
+  if (TRANS_B) { rb = base_b + nj * K; } else { rb = base_b + nj; }
+
+  var c0 = vec4<f32>(0.0);
+  var c1 = vec4<f32>(0.0);
+  var c2 = vec4<f32>(0.0);
+  var c3 = vec4<f32>(0.0);
+
+  let k4 = K & ~3u;
+  for (var k = 0u; k < k4; k += 4u) {
+    // ar: column i = A row m_i over k..k+3. bm: column kk = B row k+kk over n_0..n_3.
+    var ar: mat4x4<f32>;
+    if (TRANS_A) {
+      // A stored [K,M]: a row of storage is 4 consecutive m at fixed k (vec4 when M % 4 == 0,
+      // in which case the whole tile is in range and mi is m0..m0+3).
+      var at: mat4x4<f32>;
+      if (VEC_A) {
+        let q = (base_a + k * M + m0) >> 2u;
+        let s = M >> 2u;
+        at = mat4x4<f32>(a[q], a[q + s], a[q + 2u * s], a[q + 3u * s]);
+      } else {
+        let o = k * M;
+        at = mat4x4<f32>(
+          vec4<f32>(a1(ra.x + o), a1(ra.y + o), a1(ra.z + o), a1(ra.w + o)),
+          vec4<f32>(a1(ra.x + o + M), a1(ra.y + o + M), a1(ra.z + o + M), a1(ra.w + o + M)),
+          vec4<f32>(a1(ra.x + o + 2u * M), a1(ra.y + o + 2u * M), a1(ra.z + o + 2u * M), a1(ra.w + o + 2u * M)),
+          vec4<f32>(a1(ra.x + o + 3u * M), a1(ra.y + o + 3u * M), a1(ra.z + o + 3u * M), a1(ra.w + o + 3u * M)),
+        );
+      }
+      ar = transpose(at);
+    } else {
+      if (VEC_A) {
+        ar = mat4x4<f32>(a[(ra.x + k) >> 2u], a[(ra.y + k) >> 2u], a[(ra.z + k) >> 2u], a[(ra.w + k) >> 2u]);
+      } else {
+        ar = mat4x4<f32>(a4(ra.x + k), a4(ra.y + k), a4(ra.z + k), a4(ra.w + k));
+      }
+    }
+    var bm: mat4x4<f32>;
+    if (TRANS_B) {
+      // B stored [N,K]: 4 consecutive k of one column n_j are contiguous.
+      var bt: mat4x4<f32>;
+      if (VEC_B) {
+        bt = mat4x4<f32>(b[(rb.x + k) >> 2u], b[(rb.y + k) >> 2u], b[(rb.z + k) >> 2u], b[(rb.w + k) >> 2u]);
+      } else {
+        bt = mat4x4<f32>(b4(rb.x + k), b4(rb.y + k), b4(rb.z + k), b4(rb.w + k));
+      }
+      bm = transpose(bt);
+    } else {
+      if (VEC_B) {
+        let q = (base_b + k * N + n0) >> 2u;
+        let s = N >> 2u;
+        bm = mat4x4<f32>(b[q], b[q + s], b[q + 2u * s], b[q + 3u * s]);
+      } else {
+        let o = k * N;
+        bm = mat4x4<f32>(
+          vec4<f32>(b1(rb.x + o), b1(rb.y + o), b1(rb.z + o), b1(rb.w + o)),
+          vec4<f32>(b1(rb.x + o + N), b1(rb.y + o + N), b1(rb.z + o + N), b1(rb.w + o + N)),
+          vec4<f32>(b1(rb.x + o + 2u * N), b1(rb.y + o + 2u * N), b1(rb.z + o + 2u * N), b1(rb.w + o + 2u * N)),
+          vec4<f32>(b1(rb.x + o + 3u * N), b1(rb.y + o + 3u * N), b1(rb.z + o + 3u * N), b1(rb.w + o + 3u * N)),
+        );
+      }
+    }
+    c0 += bm * ar[0];
+    c1 += bm * ar[1];
+    c2 += bm * ar[2];
+    c3 += bm * ar[3];
+  }
+
+  // K % 4 leftover steps, scalar loads.
+  for (var k = k4; k < K; k++) {
+    var ac: vec4<f32>;
+    var br: vec4<f32>;
+    if (TRANS_A) {
+      let o = k * M;
+      ac = vec4<f32>(a1(ra.x + o), a1(ra.y + o), a1(ra.z + o), a1(ra.w + o));
+    } else {
+      ac = vec4<f32>(a1(ra.x + k), a1(ra.y + k), a1(ra.z + k), a1(ra.w + k));
+    }
+    if (TRANS_B) {
+      br = vec4<f32>(b1(rb.x + k), b1(rb.y + k), b1(rb.z + k), b1(rb.w + k));
+    } else {
+      let o = k * N;
+      br = vec4<f32>(b1(rb.x + o), b1(rb.y + o), b1(rb.z + o), b1(rb.w + o));
+    }
+    c0 += ac.x * br;
+    c1 += ac.y * br;
+    c2 += ac.z * br;
+    c3 += ac.w * br;
+  }
+
+  var bv = vec4<f32>(0.0);
+  if (HAS_BIAS) {
+    bv = vec4<f32>(bias[nj.x >> 2u][nj.x & 3u], bias[nj.y >> 2u][nj.y & 3u],
+                   bias[nj.z >> 2u][nj.z & 3u], bias[nj.w >> 2u][nj.w & 3u]);
+  }
+  let alpha = p.alpha;
+  let base_o = z * p.stride_out;
+  let rows = mat4x4<f32>(c0, c1, c2, c3);
+  for (var i = 0u; i < 4u; i++) {
+    let m = m0 + i;
+    if (m >= M) { break; }
+    let v = alpha * rows[i] + bv;
+    let o = base_o + m * N;
+    for (var j = 0u; j < 4u; j++) {
+      let n = n0 + j;
+      if (n >= N) { break; }
+      if (ACCUMULATE) {
+        out[o + n] = v[j] + out[o + n];
+      } else {
+        out[o + n] = v[j];
+      }
+    }
+  }
+}

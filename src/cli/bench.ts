@@ -1,0 +1,52 @@
+/**
+ * `engram bench`: the same figures as `deno bench` (matmul GFLOP/s with the ratio to the naive kernel,
+ * attention, forward tokens/s) as one JSON document that names the adapter, so runs on different
+ * machines can be compared side by side.
+ */
+import { getGpu } from "../gpu/device.ts";
+import { measureMatmul } from "../gpu/matmul.ts";
+import { measureAttention } from "../gpu/attention.ts";
+import { benchConfig, measureForward } from "../model/measure.ts";
+import { parseFlags } from "./args.ts";
+import { writeFileAtomic } from "../io/atomic.ts";
+
+/** Runs the benchmark suite and prints (and optionally writes) the JSON report. */
+export async function benchCommand(argv: string[]): Promise<void> {
+  const f = parseFlags("bench", argv, { json: { type: "boolean" }, quick: { type: "boolean" }, out: { type: "string" } });
+  const quick = Boolean(f.quick);
+  const gpu = await getGpu();
+  const log = (s: string) => console.error(`[bench] ${s}`);
+  const adapter = gpu.describe();
+  log(`adapter: ${adapter.description || adapter.vendor}`);
+  const mmShapes: Array<[number, number, number]> = quick
+    ? [[128, 128, 128], [64, 768, 256]]
+    : [[256, 256, 256], [64, 2304, 768], [512, 512, 512]];
+  log("matmul ...");
+  const matmul = await measureMatmul(gpu, mmShapes);
+  log("attention ...");
+  const attention = await measureAttention(
+    gpu,
+    quick ? [{ B: 1, T: 64, C: 128, nHead: 4 }] : [{ B: 1, T: 128, C: 768, nHead: 12 }, { B: 4, T: 64, C: 256, nHead: 4 }],
+  );
+  log("forward ...");
+  const forward = [
+    await measureForward(gpu, quick ? benchConfig(2, 64, 4, 1000) : benchConfig(4, 256, 8, 8192), quick ? 2 : 4, 32),
+  ];
+  const report = {
+    engram: "0.1.0",
+    date: new Date().toISOString(),
+    deno: Deno.version.deno,
+    adapter,
+    matmul,
+    attention,
+    forward,
+  };
+  const text = JSON.stringify(report, null, 2);
+  if (typeof f.out === "string") await writeFileAtomic(f.out, text + "\n");
+  if (f.json) console.log(text);
+  else {
+    for (const m of matmul) console.log(`matmul ${JSON.stringify(m)}`);
+    for (const a of attention) console.log(`attention ${JSON.stringify(a)}`);
+    for (const fw of forward) console.log(`forward ${JSON.stringify(fw)}`);
+  }
+}

@@ -1,0 +1,38 @@
+/** `engram predict`: next-token log-probabilities for a prompt. */
+import { intFlag, parseFlags, parseIds, required } from "./args.ts";
+import { loadModel, promptIds } from "../model/load.ts";
+
+/** Top-k entries of a log-probability vector, most likely first. */
+export function topK(logprobs: Float32Array, k: number): number[] {
+  const idx = Array.from(logprobs.keys());
+  idx.sort((a, b) => logprobs[b] - logprobs[a]);
+  return idx.slice(0, Math.min(k, idx.length));
+}
+
+/** Runs `predict`; prints JSON `{ids, top: [{id, token, logprob}], logprobs}` with --json, a table otherwise. */
+export async function predictCommand(argv: string[]): Promise<void> {
+  const f = parseFlags("predict", argv, {
+    model: { type: "string" },
+    text: { type: "string" },
+    ids: { type: "string" },
+    top: { type: "string" },
+    json: { type: "boolean" },
+  });
+  const dir = required(f, "model", "predict");
+  const k = intFlag(f, "top", 10, 1);
+  const lm = await loadModel(dir);
+  const ids = promptIds(lm, f.text as string | undefined, f.ids !== undefined ? parseIds(f.ids as string) : undefined);
+  const { logprobs } = await lm.model.forward([ids]);
+  const lp = logprobs[0];
+  const tok = (id: number) => lm.tokenizer?.tokenString(id) ?? null;
+  const top = topK(lp, k).map((id) => ({ id, token: tok(id), logprob: lp[id] }));
+  if (f.json) {
+    console.log(JSON.stringify({ ids, top, logprobs: Array.from(lp) }));
+  } else {
+    console.log(`prompt ids: ${ids.join(" ")}`);
+    for (const t of top) {
+      console.log(`${String(t.id).padStart(7)}  ${t.logprob.toFixed(4).padStart(9)}  p=${Math.exp(t.logprob).toFixed(4)}  ${JSON.stringify(t.token)}`);
+    }
+  }
+  lm.model.destroy();
+}

@@ -1,0 +1,250 @@
+/**
+ * Launchers for the matrix-multiply kernels: the register-blocked batched GEMM every linear layer,
+ * the lm-head and the backward passes use (`kernels/matmul.wgsl`), the shared-memory baseline it is
+ * benchmarked against (`kernels/matmul_naive.wgsl`), and {@link measureMatmul} for `engram bench`.
+ */
+import { ShapeError } from "../errors.ts";
+import type { Gpu } from "./device.ts";
+import { launch, uniforms } from "./pipeline.ts";
+import { createTensor, type GpuTensor } from "./tensor.ts";
+
+/** Options of {@link matmul}. Sizes are element counts; strides are in elements. */
+export interface MatmulOptions {
+  /** Rows of op(A) and of out. */
+  M: number;
+  /** Columns of op(B) and of out. */
+  N: number;
+  /** Inner dimension: columns of op(A), rows of op(B). */
+  K: number;
+  /** Number of independent products (default 1). */
+  batch?: number;
+  /** A is stored [K,M] and used transposed (default false: stored [M,K]). */
+  transA?: boolean;
+  /** B is stored [N,K] and used transposed (default false: stored [K,N]), e.g. logits = X @ wte^T. */
+  transB?: boolean;
+  /** Length-N vector added to every row of every batch (not scaled by alpha). */
+  bias?: GpuTensor;
+  /** Scale of the product (default 1). */
+  alpha?: number;
+  /** Add the result to out's current contents instead of overwriting them (default false). */
+  accumulate?: boolean;
+  /** Elements between consecutive batches of A (default M*K, dense). */
+  strideA?: number;
+  /** Elements between consecutive batches of B (default K*N; 0 shares one B across the batch). */
+  strideB?: number;
+  /** Elements between consecutive batches of out (default M*N). */
+  strideOut?: number;
+}
+
+/** Outputs per invocation along each axis (the kernel's register tile is TILE x TILE). */
+const TILE = 4;
+
+function checkCount(name: string, v: number, allowZero = true): void {
+  if (!Number.isInteger(v) || v < 0 || (!allowZero && v === 0) || v > 0xffffffff) {
+    throw new ShapeError(`matmul ${name} = ${v} is not a valid size`, { field: name });
+  }
+}
+
+/** Throws ShapeError unless `t` holds `batch` blocks of `block` elements spaced `stride` apart. */
+function checkFits(
+  t: GpuTensor,
+  role: string,
+  batch: number,
+  stride: number,
+  block: number,
+  desc: string,
+): void {
+  const need = batch === 0 || block === 0 ? 0 : (batch - 1) * stride + block;
+  if (need > t.numel) {
+    throw new ShapeError(
+      `matmul ${role} '${t.name}' has ${t.numel} elements ([${t.shape}]) but ${desc} needs ${need}`,
+      { field: t.name },
+    );
+  }
+}
+
+/**
+ * out[z] = alpha * op(A[z]) @ op(B[z]) + bias (+ out[z] when `accumulate`), for z in 0..batch-1.
+ *
+ * Row-major layouts: A is [M,K] (or [K,M] with `transA`), B is [K,N] (or [N,K] with `transB`), out is
+ * [M,N]; `bias` is [N] broadcast over rows. Batch z of each operand starts at z * its stride. Tensors
+ * may be larger than needed (workspaces) but never smaller: a tensor too small for the requested
+ * sizes and strides throws {@link ShapeError} naming it. `out` must not alias A, B or bias.
+ * The work is recorded, not waited for; call `gpu.flush()` or read the result.
+ */
+export async function matmul(
+  gpu: Gpu,
+  a: GpuTensor,
+  b: GpuTensor,
+  out: GpuTensor,
+  opts: MatmulOptions,
+): Promise<void> {
+  const { M, N, K } = opts;
+  const batch = opts.batch ?? 1;
+  const transA = opts.transA ?? false, transB = opts.transB ?? false;
+  const strideA = opts.strideA ?? M * K, strideB = opts.strideB ?? K * N, strideOut = opts.strideOut ?? M * N;
+  for (const [n, v] of Object.entries({ M, N, K, batch, strideA, strideB, strideOut })) checkCount(n, v);
+  const alpha = opts.alpha ?? 1;
+  if (!Number.isFinite(alpha)) {
+    throw new ShapeError(`matmul alpha = ${alpha} is not finite`, { field: "alpha" });
+  }
+  checkFits(a, "A", batch, strideA, M * K, transA ? `[${K},${M}] (transA)` : `[${M},${K}]`);
+  checkFits(b, "B", batch, strideB, K * N, transB ? `[${N},${K}] (transB)` : `[${K},${N}]`);
+  checkFits(out, "out", batch, strideOut, M * N, `[${M},${N}]`);
+  if (opts.bias && opts.bias.numel !== N) {
+    throw new ShapeError(`matmul bias '${opts.bias.name}' has shape [${opts.bias.shape}], expected [${N}]`, {
+      field: opts.bias.name,
+    });
+  }
+  if (batch > 1 && strideOut < M * N) {
+    throw new ShapeError(`matmul strideOut ${strideOut} < M*N = ${M * N}: output batches would overlap`, {
+      field: out.name,
+    });
+  }
+  if (out === a || out === b || out === opts.bias) {
+    throw new ShapeError(`matmul output '${out.name}' aliases an input`, { field: out.name });
+  }
+  if (M === 0 || N === 0 || batch === 0) return;
+
+  // vec4 loads need the contiguous dimension and every batch base to be 16-byte aligned.
+  const vecA = (transA ? M : K) % 4 === 0 && (batch === 1 || strideA % 4 === 0);
+  const vecB = (transB ? K : N) % 4 === 0 && (batch === 1 || strideB % 4 === 0);
+  const tilesM = Math.ceil(M / TILE), tilesN = Math.ceil(N / TILE);
+  // A single row of tiles (decode steps, lm-head for the last token) would leave 3/4 of a 16x4
+  // workgroup idle; lay the whole workgroup along N instead.
+  const [wgX, wgY] = tilesM === 1 ? [64, 1] : [16, 4];
+  const constants = {
+    TRANS_A: Number(transA),
+    TRANS_B: Number(transB),
+    VEC_A: Number(vecA),
+    VEC_B: Number(vecB),
+    HAS_BIAS: Number(Boolean(opts.bias)),
+    ACCUMULATE: Number(Boolean(opts.accumulate)),
+    WG_X: wgX,
+    WG_Y: wgY,
+  };
+  const lim = gpu.device.limits.maxComputeWorkgroupsPerDimension;
+  const gx = Math.ceil(tilesN / wgX), gy = Math.ceil(tilesM / wgY);
+  // Without a bias the binding must still hold a read-only buffer; A is one that cannot conflict.
+  const biasBuf = opts.bias ?? a;
+  for (let z0 = 0; z0 < batch; z0 += lim) {
+    for (let y0 = 0; y0 < gy; y0 += lim) {
+      for (let x0 = 0; x0 < gx; x0 += lim) {
+        const params = uniforms(M, N, K, strideA, strideB, strideOut, x0, y0, z0, { f: alpha });
+        await launch(
+          gpu,
+          "matmul",
+          "main",
+          [{ uniform: params }, a, b, biasBuf, out],
+          [Math.min(lim, gx - x0), Math.min(lim, gy - y0), Math.min(lim, batch - z0)],
+          constants,
+        );
+      }
+    }
+  }
+}
+
+/**
+ * out = A @ B with the classic 16x16 shared-memory tiled kernel (A [M,K], B [K,N], out [M,N],
+ * row-major, no batch/transpose/bias). The benchmark baseline for {@link matmul}; not for model use.
+ */
+export async function matmulNaive(
+  gpu: Gpu,
+  a: GpuTensor,
+  b: GpuTensor,
+  out: GpuTensor,
+  opts: { M: number; N: number; K: number },
+): Promise<void> {
+  const { M, N, K } = opts;
+  for (const [n, v] of Object.entries({ M, N, K })) checkCount(n, v);
+  checkFits(a, "A", 1, 0, M * K, `[${M},${K}]`);
+  checkFits(b, "B", 1, 0, K * N, `[${K},${N}]`);
+  checkFits(out, "out", 1, 0, M * N, `[${M},${N}]`);
+  if (M === 0 || N === 0) return;
+  const gx = Math.ceil(N / 16), gy = Math.ceil(M / 16);
+  const lim = gpu.device.limits.maxComputeWorkgroupsPerDimension;
+  if (gx > lim || gy > lim) {
+    throw new ShapeError(`matmulNaive [${M},${N}] needs more than ${lim} workgroups per dimension`, {
+      field: out.name,
+    });
+  }
+  await launch(gpu, "matmul_naive", "main", [{ uniform: uniforms(M, N, K) }, a, b, out], [gx, gy, 1]);
+}
+
+/** Floating-point operations of one M x N x K product (a multiply and an add per term). */
+export function matmulFlops(M: number, N: number, K: number): number {
+  return 2 * M * N * K;
+}
+
+/** One {@link measureMatmul} row: throughput of the blocked and naive kernels on one shape. */
+export interface MatmulMeasurement {
+  /** [M, N, K]. */
+  shape: [number, number, number];
+  /** Mean wall time per blocked call, ms (calls recorded back to back, then one awaited flush). */
+  ms: number;
+  /** Calls recorded per flush for this shape. */
+  callsPerFlush: number;
+  /** Mean wall time per naive call, ms. */
+  naiveMs: number;
+  /** Blocked kernel, 1e9 FLOP/s ({@link matmulFlops} / time). */
+  gflops: number;
+  /** Naive shared-memory kernel, 1e9 FLOP/s. */
+  naiveGflops: number;
+  /** gflops / naiveGflops. */
+  ratio: number;
+}
+
+/**
+ * Times {@link matmul} and {@link matmulNaive} on each [M, N, K] shape with deterministic inputs:
+ * one warm-up flush (pipeline compilation), then `iters` rounds of `callsPerFlush` calls followed
+ * by an awaited `gpu.flush()`. Several calls per flush amortise submission latency (~10 ms per
+ * flush on llvmpipe), so the figures measure the kernels rather than the queue; by default small
+ * shapes get more calls per flush (about 64 MFLOP per flush, 2 to 16 calls).
+ */
+export async function measureMatmul(
+  gpu: Gpu,
+  shapes: Array<[number, number, number]>,
+  iters = 2,
+  callsPerFlush?: number,
+): Promise<MatmulMeasurement[]> {
+  const results: MatmulMeasurement[] = [];
+  for (const [M, N, K] of shapes) {
+    const calls = callsPerFlush ?? Math.min(16, Math.max(2, Math.ceil(64e6 / matmulFlops(M, N, K))));
+    const fill = (n: number, s: number) => {
+      const d = new Float32Array(n);
+      for (let i = 0; i < n; i++) d[i] = Math.sin(i * s) * 0.5;
+      return d;
+    };
+    const a = createTensor(gpu, [M, K], { name: "bench.a", data: fill(M * K, 0.7368) });
+    const b = createTensor(gpu, [K, N], { name: "bench.b", data: fill(K * N, 1.3137) });
+    const out = createTensor(gpu, [M, N], { name: "bench.out" });
+    const time = async (run: () => Promise<void>) => {
+      await run();
+      await gpu.flush();
+      const t0 = performance.now();
+      for (let i = 0; i < iters; i++) {
+        for (let j = 0; j < calls; j++) await run();
+        await gpu.flush();
+      }
+      return (performance.now() - t0) / (iters * calls);
+    };
+    const ms = await time(() => matmul(gpu, a, b, out, { M, N, K }));
+    const naiveMs = await time(() => matmulNaive(gpu, a, b, out, { M, N, K }));
+    a.destroy();
+    b.destroy();
+    out.destroy();
+    const flops = matmulFlops(M, N, K);
+    const gflops = flops / (ms * 1e6), naiveGflops = flops / (naiveMs * 1e6);
+    results.push({
+      shape: [M, N, K],
+      ms,
+      callsPerFlush: calls,
+      naiveMs,
+      gflops,
+      naiveGflops,
+      ratio: gflops / naiveGflops,
+    });
+  }
+  await gpu.flush();
+  return results;
+}

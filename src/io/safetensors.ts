@@ -1,0 +1,372 @@
+/**
+ * Reading and writing the safetensors format (https://github.com/huggingface/safetensors):
+ *
+ *   [u64 little-endian N][N bytes of UTF-8 JSON header][data section]
+ *
+ * The header maps tensor names to `{dtype, shape, data_offsets: [begin, end]}` (offsets relative to the
+ * start of the data section) plus an optional `__metadata__` string->string map.
+ *
+ * {@link parseSafetensors} validates the whole header up front and converts tensors to float32 lazily,
+ * so a file may hold tensors of dtypes engram cannot use (e.g. GPT-2's `attn.bias` buffers) as long as
+ * nobody asks for their data. Every error is a {@link SafetensorsError} naming the file and the tensor
+ * or header field.
+ */
+import { SafetensorsError } from "../errors.ts";
+import type { HostTensor } from "../model/config.ts";
+import { writeFileAtomic } from "./atomic.ts";
+
+/** Bytes per element of every dtype the safetensors format defines (sub-byte dtypes excluded). */
+export const DTYPE_SIZES: Readonly<Record<string, number>> = Object.freeze({
+  BOOL: 1,
+  U8: 1,
+  I8: 1,
+  F8_E5M2: 1,
+  F8_E4M3: 1,
+  F8_E8M0: 1,
+  I16: 2,
+  U16: 2,
+  F16: 2,
+  BF16: 2,
+  I32: 4,
+  U32: 4,
+  F32: 4,
+  I64: 8,
+  U64: 8,
+  F64: 8,
+});
+
+/** Dtypes that {@link SafetensorsTensor.data} converts to float32. */
+export const FLOAT_DTYPES: readonly string[] = ["F32", "F16", "BF16", "F64"];
+
+/** Largest header accepted (bytes); real headers are kilobytes. */
+export const MAX_HEADER_BYTES = 100 * 1024 * 1024;
+
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/** float16 bits -> number. */
+export function f16ToF32(h: number): number {
+  const s = h & 0x8000 ? -1 : 1;
+  const e = (h >> 10) & 0x1f;
+  const m = h & 0x3ff;
+  if (e === 0) return s * m * 2 ** -24;
+  if (e === 31) return m ? NaN : s * Infinity;
+  return s * (1 + m / 1024) * 2 ** (e - 15);
+}
+
+/** One tensor of a parsed file: header info plus its raw bytes; `data` converts to float32 on first use. */
+export class SafetensorsTensor {
+  /** Float32 copy or view, filled on first access of {@link data}. */
+  #data?: Float32Array;
+
+  constructor(
+    /** Tensor name as stored in the file. */
+    readonly name: string,
+    /** safetensors dtype, e.g. "F32", "BF16". */
+    readonly dtype: string,
+    /** Shape (row-major). */
+    readonly shape: number[],
+    /** The tensor's raw little-endian bytes (a view into the parsed buffer). */
+    readonly bytes: Uint8Array,
+    /** File the tensor came from, for error messages. */
+    readonly file: string,
+  ) {}
+
+  /** Number of elements (product of shape; 1 for a scalar). */
+  get numel(): number {
+    return this.shape.reduce((a, b) => a * b, 1);
+  }
+
+  /**
+   * The values as float32 (F32 as is, F16/BF16 exactly, F64 rounded). For an aligned F32 tensor this is
+   * a view into the parsed buffer, not a copy. Throws {@link SafetensorsError} for non-float dtypes.
+   */
+  get data(): Float32Array {
+    if (this.#data) return this.#data;
+    const n = this.numel, b = this.bytes;
+    const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+    let out: Float32Array;
+    switch (this.dtype) {
+      case "F32":
+        if (LITTLE_ENDIAN && b.byteOffset % 4 === 0) out = new Float32Array(b.buffer, b.byteOffset, n);
+        else {
+          out = new Float32Array(n);
+          for (let i = 0; i < n; i++) out[i] = dv.getFloat32(4 * i, true);
+        }
+        break;
+      case "F16":
+        out = new Float32Array(n);
+        for (let i = 0; i < n; i++) out[i] = f16ToF32(dv.getUint16(2 * i, true));
+        break;
+      case "BF16": {
+        const u = new Uint32Array(n);
+        for (let i = 0; i < n; i++) u[i] = dv.getUint16(2 * i, true) << 16;
+        out = new Float32Array(u.buffer);
+        break;
+      }
+      case "F64":
+        out = new Float32Array(n);
+        for (let i = 0; i < n; i++) out[i] = dv.getFloat64(8 * i, true);
+        break;
+      default:
+        throw new SafetensorsError(
+          `dtype ${this.dtype} cannot be converted to float32 (supported: ${FLOAT_DTYPES.join(", ")})`,
+          { file: this.file, field: this.name },
+        );
+    }
+    this.#data = out;
+    return out;
+  }
+
+  /** `{shape, data}` as float32 (see {@link data}). */
+  toHost(): HostTensor {
+    return { shape: [...this.shape], data: this.data };
+  }
+}
+
+/** A parsed safetensors file. */
+export interface SafetensorsFile {
+  /** Path (or label) given to the parser, used in error messages. */
+  file: string;
+  /** Tensors by name, in header order. */
+  tensors: Map<string, SafetensorsTensor>;
+  /** The `__metadata__` map ({} when absent). */
+  metadata: Record<string, string>;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+function isNonNegInt(v: unknown): v is number {
+  return typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
+}
+
+/**
+ * Parses and validates a safetensors file held in memory. `file` names it in errors.
+ *
+ * Checks: at least 8 bytes; header length within the file and at most {@link MAX_HEADER_BYTES}; header
+ * is UTF-8 JSON holding an object; each entry is an object with a known `dtype`, a `shape` of
+ * non-negative integers and `data_offsets` [begin, end] of integers with begin <= end <= data length and
+ * end - begin == numel * dtype size; no two tensors overlap; `__metadata__` (if present) maps strings to
+ * strings. Tensor data is not converted here (see {@link SafetensorsTensor.data}); aligned F32 data
+ * aliases `bytes`.
+ */
+export function parseSafetensors(bytes: Uint8Array, file: string): SafetensorsFile {
+  const err = (msg: string, field?: string) => new SafetensorsError(msg, { file, field });
+  if (bytes.length < 8) {
+    throw err(
+      `file is ${bytes.length} bytes, too short to hold the 8-byte header length (truncated or not safetensors)`,
+    );
+  }
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const n64 = dv.getBigUint64(0, true);
+  if (n64 > BigInt(MAX_HEADER_BYTES)) {
+    throw err(`header length ${n64} is absurd (over ${MAX_HEADER_BYTES} bytes): not a safetensors file?`);
+  }
+  const n = Number(n64);
+  if (8 + n > bytes.length) {
+    throw err(`header length ${n} runs past the end of the file (${bytes.length} bytes): file truncated?`);
+  }
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes.subarray(8, 8 + n));
+  } catch (e) {
+    throw new SafetensorsError("header is not valid UTF-8", { file, field: "header", cause: e });
+  }
+  let header: unknown;
+  try {
+    header = JSON.parse(text);
+  } catch (e) {
+    throw new SafetensorsError(`header is not valid JSON: ${(e as Error).message}`, {
+      file,
+      field: "header",
+      cause: e,
+    });
+  }
+  if (!isPlainObject(header)) {
+    throw err(
+      `header must be a JSON object, got ${
+        header === null ? "null" : Array.isArray(header) ? "an array" : typeof header
+      }`,
+      "header",
+    );
+  }
+
+  const data = bytes.subarray(8 + n);
+  const metadata: Record<string, string> = {};
+  const tensors = new Map<string, SafetensorsTensor>();
+  const spans: { name: string; begin: number; end: number }[] = [];
+  for (const [name, entry] of Object.entries(header)) {
+    if (name === "__metadata__") {
+      if (!isPlainObject(entry)) throw err("__metadata__ must be an object of strings", "__metadata__");
+      for (const [k, v] of Object.entries(entry)) {
+        if (typeof v !== "string") {
+          throw err(
+            `__metadata__ value of '${k}' must be a string, got ${JSON.stringify(v)}`,
+            "__metadata__",
+          );
+        }
+        metadata[k] = v;
+      }
+      continue;
+    }
+    if (!isPlainObject(entry)) {
+      throw err("tensor entry must be an object with dtype, shape and data_offsets", name);
+    }
+    const { dtype, shape, data_offsets } = entry;
+    if (dtype === undefined) throw err("tensor entry is missing 'dtype'", name);
+    if (typeof dtype !== "string") throw err(`'dtype' must be a string, got ${JSON.stringify(dtype)}`, name);
+    const size = DTYPE_SIZES[dtype];
+    if (size === undefined) {
+      throw err(`unknown dtype '${dtype}' (known: ${Object.keys(DTYPE_SIZES).join(", ")})`, name);
+    }
+    if (shape === undefined) throw err("tensor entry is missing 'shape'", name);
+    if (!Array.isArray(shape)) {
+      throw err(`'shape' must be an array of integers, got ${JSON.stringify(shape)}`, name);
+    }
+    for (const d of shape) {
+      if (!isNonNegInt(d)) {
+        throw err(
+          `'shape' ${JSON.stringify(shape)} has a dimension that is not a non-negative integer`,
+          name,
+        );
+      }
+    }
+    if (data_offsets === undefined) throw err("tensor entry is missing 'data_offsets'", name);
+    if (!Array.isArray(data_offsets) || data_offsets.length !== 2 || !data_offsets.every(isNonNegInt)) {
+      throw err(
+        `'data_offsets' must be [begin, end] with non-negative integers, got ${JSON.stringify(data_offsets)}`,
+        name,
+      );
+    }
+    const [begin, end] = data_offsets as [number, number];
+    if (end < begin) throw err(`'data_offsets' [${begin}, ${end}]: end is before begin`, name);
+    if (end > data.length) {
+      throw err(
+        `'data_offsets' [${begin}, ${end}] run past the end of the data section (${data.length} bytes): file truncated?`,
+        name,
+      );
+    }
+    const numel = (shape as number[]).reduce((a, b) => a * b, 1);
+    if (end - begin !== numel * size) {
+      throw err(
+        `'data_offsets' [${begin}, ${end}] span ${end - begin} bytes but shape ${
+          JSON.stringify(shape)
+        } of ${dtype} needs ${numel * size}`,
+        name,
+      );
+    }
+    spans.push({ name, begin, end });
+    tensors.set(
+      name,
+      new SafetensorsTensor(name, dtype, [...(shape as number[])], data.subarray(begin, end), file),
+    );
+  }
+  spans.sort((a, b) => a.begin - b.begin || a.end - b.end);
+  for (let i = 1; i < spans.length; i++) {
+    const p = spans[i - 1], c = spans[i];
+    if (c.begin < p.end) {
+      throw err(
+        `'data_offsets' [${c.begin}, ${c.end}] overlap tensor '${p.name}' [${p.begin}, ${p.end}]`,
+        c.name,
+      );
+    }
+  }
+  return { file, tensors, metadata };
+}
+
+/** Reads and parses a safetensors file (see {@link parseSafetensors}); a missing file is a clear {@link SafetensorsError}. */
+export async function readSafetensors(path: string): Promise<SafetensorsFile> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new SafetensorsError("file not found", { file: path, cause: e });
+    }
+    if (e instanceof Deno.errors.IsADirectory) {
+      throw new SafetensorsError("is a folder, not a file", { file: path, cause: e });
+    }
+    throw new SafetensorsError(`cannot read file: ${(e as Error).message}`, { file: path, cause: e });
+  }
+  return parseSafetensors(bytes, path);
+}
+
+/** Tensors to write: a map or record of name -> float32 {shape, data}. */
+export type TensorsToWrite = Map<string, HostTensor> | Record<string, HostTensor>;
+
+/**
+ * Serializes float32 tensors to safetensors bytes, as Hugging Face's writer does: dtype F32, tensors
+ * laid out in name order, header JSON padded with spaces to a multiple of 8 bytes. `metadata` becomes
+ * `__metadata__`. Throws {@link SafetensorsError} naming the tensor when its data length does not match
+ * its shape.
+ */
+export function serializeSafetensors(tensors: TensorsToWrite, metadata?: Record<string, string>): Uint8Array {
+  const label = "<serializeSafetensors>";
+  const entries = (tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors))
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const parts: string[] = [];
+  if (metadata !== undefined) {
+    for (const [k, v] of Object.entries(metadata)) {
+      if (typeof v !== "string") {
+        throw new SafetensorsError(`metadata value of '${k}' must be a string`, {
+          file: label,
+          field: "__metadata__",
+        });
+      }
+    }
+    parts.push(`"__metadata__":${JSON.stringify(metadata)}`);
+  }
+  let offset = 0;
+  for (const [name, t] of entries) {
+    if (name === "__metadata__") {
+      throw new SafetensorsError("'__metadata__' is reserved", { file: label, field: name });
+    }
+    if (!t.shape.every(isNonNegInt)) {
+      throw new SafetensorsError(`bad shape ${JSON.stringify(t.shape)}`, { file: label, field: name });
+    }
+    const numel = t.shape.reduce((a, b) => a * b, 1);
+    if (!(t.data instanceof Float32Array) || t.data.length !== numel) {
+      throw new SafetensorsError(
+        `shape ${JSON.stringify(t.shape)} needs ${numel} float32 values, data has ${t.data?.length}`,
+        {
+          file: label,
+          field: name,
+        },
+      );
+    }
+    parts.push(
+      `${JSON.stringify(name)}:${
+        JSON.stringify({ dtype: "F32", shape: t.shape, data_offsets: [offset, offset + 4 * numel] })
+      }`,
+    );
+    offset += 4 * numel;
+  }
+  let header = new TextEncoder().encode(`{${parts.join(",")}}`);
+  const pad = (8 - (header.length % 8)) % 8;
+  if (pad) {
+    const padded = new Uint8Array(header.length + pad).fill(0x20);
+    padded.set(header);
+    header = padded;
+  }
+  const out = new Uint8Array(8 + header.length + offset);
+  const dv = new DataView(out.buffer);
+  dv.setBigUint64(0, BigInt(header.length), true);
+  out.set(header, 8);
+  let p = 8 + header.length;
+  for (const [, t] of entries) {
+    if (LITTLE_ENDIAN) out.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), p);
+    else for (let i = 0; i < t.data.length; i++) dv.setFloat32(p + 4 * i, t.data[i], true);
+    p += t.data.byteLength;
+  }
+  return out;
+}
+
+/** Serializes (see {@link serializeSafetensors}) and writes `path` atomically. */
+export async function writeSafetensors(
+  path: string,
+  tensors: TensorsToWrite,
+  metadata?: Record<string, string>,
+): Promise<void> {
+  await writeFileAtomic(path, serializeSafetensors(tensors, metadata));
+}
