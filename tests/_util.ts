@@ -1,17 +1,8 @@
 /** Shared test helpers: seeded random inputs and error measures (llm.c style: compare tensor by tensor). */
 import assert from "node:assert/strict";
 
-/** Mulberry32: small, fast, seeded PRNG returning floats in [0, 1). */
-export function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded PRNG returning floats in [0, 1) (the same mulberry32 the sampler uses). */
+export { mulberry32 as rng } from "../src/model/generate.ts";
 
 /** A fresh seed per call, printed on failure so a failing case can be replayed. */
 export function freshSeed(): number {
@@ -69,3 +60,15 @@ export function assertClose(
 
 /** Path of the shared data folder beside the clone. */
 export const SHARED = new URL("../../shared/data/", import.meta.url).pathname;
+
+/** Runs the CLI (`src/cli.ts`) in a subprocess and returns its exit code and output. */
+export async function engram(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL("../src/cli.ts", import.meta.url).pathname, ...args],
+    env: { NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}

@@ -7,21 +7,11 @@ import { loadHFModel, saveHFModel } from "../src/io/hf_model.ts";
 import { randomGPT2 } from "../src/model/random.ts";
 import type { GPT2Config } from "../src/model/config.ts";
 import { gpt2ForwardRef } from "../src/reference/gpt2.ts";
-import { maxAbsErr } from "./_util.ts";
+import { engram, maxAbsErr } from "./_util.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const MODEL = ROOT + "fixtures/models/fake-gpt2";
 
-async function engram(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", ROOT + "src/cli.ts", ...args],
-    env: { NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
 
 function assertUserError(r: { code: number; stderr: string }, pattern: RegExp): void {
   assert.equal(r.code, 1, `expected exit 1, got ${r.code}: ${r.stderr}`);

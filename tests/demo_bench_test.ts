@@ -1,18 +1,8 @@
 /** The README's demo and `engram bench --json` run end to end and report what they claim. */
 import assert from "node:assert/strict";
+import { engram } from "./_util.ts";
 
-const ROOT = new URL("../", import.meta.url).pathname;
 
-async function engram(...args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", ROOT + "src/cli.ts", ...args],
-    env: { NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
 
 Deno.test("demo runs the bundled model and agrees with the float64 reference", async () => {
   const r = await engram("demo", "--json");
