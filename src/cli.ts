@@ -8,6 +8,7 @@ import { generateCommand } from "./cli/generate.ts";
 import { infoCommand } from "./cli/info.ts";
 import { benchCommand } from "./cli/bench.ts";
 import { demoCommand } from "./cli/demo.ts";
+import { trainCommand } from "./cli/train.ts";
 
 const USAGE = `engram — locate, explain and edit facts in transformer language models (Deno + WebGPU)
 
@@ -20,6 +21,8 @@ commands:
             greedy (temperature 0, default) or sampled continuation
   bench     [--json] [--quick] [--out FILE]
             matmul / attention / forward-pass throughput with the adapter's description
+  train     --config FILE [--overwrite] [--max-steps N] [--json]
+            train a GPT-2 from a JSONL corpus (AdamW, checkpoints, progress line)
   info      the WebGPU adapter and its limits
   demo      run the bundled model end to end and check it against the float64 CPU reference
 `;
@@ -30,6 +33,7 @@ const commands: Record<string, (argv: string[]) => Promise<void>> = {
   bench: benchCommand,
   info: infoCommand,
   demo: demoCommand,
+  train: trainCommand,
 };
 
 /** Runs the CLI with `args`; returns the process exit code. */

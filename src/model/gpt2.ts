@@ -17,7 +17,7 @@ import { logSoftmax } from "../gpu/softmax.ts";
 import { copyTensor, createTensor, type GpuTensor, readTensor, writeTensor } from "../gpu/tensor.ts";
 import type { GPT2Config, WeightMap } from "./config.ts";
 import { gpt2WeightShapes } from "./config.ts";
-import { type Hooks, siteWidth } from "./hooks.ts";
+import { type EditSpec, type Hooks, type PatchSpec, siteWidth } from "./hooks.ts";
 
 /** What {@link GPT2Model.forward} returns. */
 export interface ForwardResult {
@@ -36,17 +36,51 @@ export interface ForwardOptions {
   allLogits?: boolean;
 }
 
+/** Activations of one block. In inference all layers share one set; for backward each layer keeps its own. */
+export interface LayerActivations {
+  /** Residual stream entering the block [R, C] (inference: the running residual itself). */
+  xIn: GpuTensor;
+  ln1: GpuTensor;
+  ln1Stats: GpuTensor;
+  qkv: GpuTensor;
+  probs: GpuTensor | undefined;
+  att: GpuTensor;
+  /** Residual after the attention add [R, C]. */
+  xMid: GpuTensor;
+  ln2: GpuTensor;
+  ln2Stats: GpuTensor;
+  /** MLP pre-activation [R, inner]. */
+  fc: GpuTensor;
+  /** MLP post-GELU activation [R, inner]. */
+  act: GpuTensor;
+  proj: GpuTensor;
+}
+
+/** Everything a backward pass needs from the forward pass that preceded it. */
+export interface SavedForward {
+  B: number;
+  T: number;
+  ids: Uint32Array;
+  positions: Uint32Array;
+  layers: LayerActivations[];
+  /** Residual entering the final layer norm [R, C]. */
+  xFinal: GpuTensor;
+  lnf: GpuTensor;
+  lnfStats: GpuTensor;
+  /** Rows of each site that a patch overwrote (their upstream gradient is cut). */
+  patchedRows: Map<string, Array<[number, number]>>;
+  /** Frees the saved activations. */
+  destroy(): void;
+}
+
 interface Workspace {
   R: number;
   ids: GpuTensor;
   pos: GpuTensor;
   x: GpuTensor;
-  ln: GpuTensor;
-  qkv: GpuTensor;
-  att: GpuTensor;
-  proj: GpuTensor;
-  fc: GpuTensor;
-  act: GpuTensor;
+  lnf: GpuTensor;
+  lnfStats: GpuTensor;
+  layer: LayerActivations;
 }
 
 /** A GPT-2 model resident on the GPU. */
@@ -100,27 +134,44 @@ export class GPT2Model {
 
   private freeWorkspace(): void {
     if (!this.ws) return;
-    for (const [k, v] of Object.entries(this.ws)) if (k !== "R") (v as GpuTensor).destroy();
+    const w = this.ws;
+    for (const t of [w.ids, w.pos, w.x, w.lnf, w.lnfStats]) t.destroy();
+    destroyLayer(w.layer);
     this.ws = undefined;
+  }
+
+  private allocLayer(R: number, B: number, T: number, withProbs: boolean, xIn: GpuTensor | undefined): LayerActivations {
+    const { nEmbd: C, nInner: I, nHead } = this.config;
+    const mk = (name: string, w: number) => createTensor(this.gpu, [R, w], { name });
+    return {
+      xIn: xIn ?? mk("resid_pre", C),
+      ln1: mk("ln_1", C),
+      ln1Stats: mk("ln_1.stats", 2),
+      qkv: mk("qkv", 3 * C),
+      probs: withProbs ? createTensor(this.gpu, [B, nHead, T, T], { name: "attn_probs" }) : undefined,
+      att: mk("attention", C),
+      xMid: xIn ?? mk("resid_mid", C),
+      ln2: mk("ln_2", C),
+      ln2Stats: mk("ln_2.stats", 2),
+      fc: mk("mlp_pre", I),
+      act: mk("mlp_post", I),
+      proj: mk("proj", C),
+    };
   }
 
   private workspace(R: number): Workspace {
     if (this.ws && this.ws.R === R) return this.ws;
     this.freeWorkspace();
-    const { nEmbd: C, nInner: I } = this.config;
-    const mk = (name: string, w: number, dtype: "f32" | "u32" = "f32") =>
-      createTensor(this.gpu, [R, w], { name, dtype });
+    const C = this.config.nEmbd;
+    const x = createTensor(this.gpu, [R, C], { name: "residual" });
     this.ws = {
       R,
-      ids: mk("ids", 1, "u32"),
-      pos: mk("positions", 1, "u32"),
-      x: mk("residual", C),
-      ln: mk("ln", C),
-      qkv: mk("qkv", 3 * C),
-      att: mk("attention", C),
-      proj: mk("proj", C),
-      fc: mk("mlp_pre", I),
-      act: mk("mlp_post", I),
+      ids: createTensor(this.gpu, [R], { name: "ids", dtype: "u32" }),
+      pos: createTensor(this.gpu, [R], { name: "positions", dtype: "u32" }),
+      x,
+      lnf: createTensor(this.gpu, [R, C], { name: "ln_f" }),
+      lnfStats: createTensor(this.gpu, [R, 2], { name: "ln_f.stats" }),
+      layer: this.allocLayer(R, 1, 1, false, x),
     };
     return this.ws;
   }
@@ -152,16 +203,40 @@ export class GPT2Model {
    * sequence's last token, captured sites, and (optionally) all logits.
    */
   async forward(batch: number[][], opts: ForwardOptions = {}): Promise<ForwardResult> {
+    const { result } = await this.run(batch, opts, false);
+    return result;
+  }
+
+  /**
+   * Forward pass that keeps every layer's activations for {@link backward} (see ./backward.ts).
+   * The caller owns `saved` and must call `saved.destroy()`.
+   */
+  async forwardForBackward(
+    batch: number[][],
+    opts: ForwardOptions = {},
+  ): Promise<{ result: ForwardResult; saved: SavedForward }> {
+    const { result, saved } = await this.run(batch, opts, true);
+    return { result, saved: saved! };
+  }
+
+  private async run(
+    batch: number[][],
+    opts: ForwardOptions,
+    save: boolean,
+  ): Promise<{ result: ForwardResult; saved?: SavedForward }> {
     const { B, T } = this.checkBatch(batch);
     const cfg = this.config;
     const { nEmbd: C, nInner: I, nLayer: L, nHead, vocabSize: V } = cfg;
     const R = B * T;
     const gpu = this.gpu;
-    const ws = this.workspace(R);
     const hooks = opts.hooks ?? {};
+    if (save && hooks.edit?.length) {
+      throw new InputError("host-side edit hooks cannot be differentiated; use patch hooks", { field: "edit" });
+    }
     const capture = new Set(hooks.capture ?? []);
     for (const s of capture) siteWidth(cfg, s);
-    const patches = new Map<string, typeof hooks.patch>();
+    const patches = new Map<string, PatchSpec[]>();
+    const patchedRows = new Map<string, Array<[number, number]>>();
     for (const p of hooks.patch ?? []) {
       const width = siteWidth(cfg, p.site);
       if (p.values.length !== p.rows.length * width) {
@@ -174,16 +249,13 @@ export class GPT2Model {
           throw new InputError(`patch row [${b}, ${t}] outside batch [${B}, ${T}]`, { field: p.site });
         }
       }
-      const list = patches.get(p.site) ?? [];
-      list.push(p);
-      patches.set(p.site, list);
+      patches.set(p.site, [...(patches.get(p.site) ?? []), p]);
+      patchedRows.set(p.site, [...(patchedRows.get(p.site) ?? []), ...p.rows]);
     }
-    const edits = new Map<string, NonNullable<Hooks["edit"]>>();
+    const edits = new Map<string, EditSpec[]>();
     for (const e of hooks.edit ?? []) {
       siteWidth(cfg, e.site);
-      const list = edits.get(e.site) ?? [];
-      list.push(e);
-      edits.set(e.site, list);
+      edits.set(e.site, [...(edits.get(e.site) ?? []), e]);
     }
     const captured = new Map<string, Float32Array>();
     const pendingCaptures: Array<[string, GpuTensor]> = [];
@@ -210,59 +282,70 @@ export class GPT2Model {
 
     const ids = new Uint32Array(R), pos = new Uint32Array(R);
     batch.forEach((seq, b) => seq.forEach((id, t) => ((ids[b * T + t] = id), (pos[b * T + t] = t))));
-    writeTensor(ws.ids, ids);
-    writeTensor(ws.pos, pos);
+    let ws: Workspace;
+    let layers: LayerActivations[];
+    let xFinal: GpuTensor, lnf: GpuTensor, lnfStats: GpuTensor;
+    let idsT: GpuTensor, posT: GpuTensor;
+    if (save) {
+      idsT = createTensor(gpu, [R], { name: "ids", dtype: "u32" });
+      posT = createTensor(gpu, [R], { name: "positions", dtype: "u32" });
+      layers = Array.from({ length: L }, () => this.allocLayer(R, B, T, true, undefined));
+      xFinal = createTensor(gpu, [R, C], { name: "resid_final" });
+      lnf = createTensor(gpu, [R, C], { name: "ln_f" });
+      lnfStats = createTensor(gpu, [R, 2], { name: "ln_f.stats" });
+    } else {
+      ws = this.workspace(R);
+      idsT = ws.ids;
+      posT = ws.pos;
+      layers = Array.from({ length: L }, () => ws.layer);
+      xFinal = ws.x;
+      lnf = ws.lnf;
+      lnfStats = ws.lnfStats;
+    }
+    writeTensor(idsT, ids);
+    writeTensor(posT, pos);
     const W = (n: string) => this.w.get(n)!;
-    await embedding(gpu, ws.ids, W("wte.weight"), W("wpe.weight"), ws.x, { T: R, C, positions: ws.pos });
-    await site("embed", ws.x);
     const eps = cfg.layerNormEpsilon;
+    // In save mode each stream tensor is distinct, so the residual is carried by copies.
+    const x0 = save ? layers[0]?.xIn ?? xFinal : xFinal;
+    await embedding(gpu, idsT, W("wte.weight"), W("wpe.weight"), x0, { T: R, C, positions: posT });
+    await site("embed", x0);
     for (let l = 0; l < L; l++) {
       const p = `h.${l}.`;
-      await site(`resid_pre.${l}`, ws.x);
-      await layerNorm(gpu, ws.x, W(p + "ln_1.weight"), W(p + "ln_1.bias"), ws.ln, { rows: R, cols: C, eps });
-      await matmul(gpu, ws.ln, W(p + "attn.c_attn.weight"), ws.qkv, {
-        M: R,
-        N: 3 * C,
-        K: C,
-        bias: W(p + "attn.c_attn.bias"),
-      });
-      await attention(gpu, ws.qkv, ws.att, { B, T, C, nHead });
-      await matmul(gpu, ws.att, W(p + "attn.c_proj.weight"), ws.proj, {
-        M: R,
-        N: C,
-        K: C,
-        bias: W(p + "attn.c_proj.bias"),
-      });
-      await site(`attn_out.${l}`, ws.proj);
-      await residualAddInPlace(gpu, ws.x, ws.proj);
-      await layerNorm(gpu, ws.x, W(p + "ln_2.weight"), W(p + "ln_2.bias"), ws.ln, { rows: R, cols: C, eps });
-      await matmul(gpu, ws.ln, W(p + "mlp.c_fc.weight"), ws.fc, { M: R, N: I, K: C, bias: W(p + "mlp.c_fc.bias") });
-      await gelu(gpu, ws.fc, ws.act);
-      await site(`mlp_post.${l}`, ws.act);
-      await matmul(gpu, ws.act, W(p + "mlp.c_proj.weight"), ws.proj, {
-        M: R,
-        N: C,
-        K: I,
-        bias: W(p + "mlp.c_proj.bias"),
-      });
-      await site(`mlp_out.${l}`, ws.proj);
-      await residualAddInPlace(gpu, ws.x, ws.proj);
-      await site(`resid_post.${l}`, ws.x);
+      const a = layers[l];
+      await site(`resid_pre.${l}`, a.xIn);
+      await layerNorm(gpu, a.xIn, W(p + "ln_1.weight"), W(p + "ln_1.bias"), a.ln1, { rows: R, cols: C, eps, stats: a.ln1Stats });
+      await matmul(gpu, a.ln1, W(p + "attn.c_attn.weight"), a.qkv, { M: R, N: 3 * C, K: C, bias: W(p + "attn.c_attn.bias") });
+      await attention(gpu, a.qkv, a.att, { B, T, C, nHead, probs: a.probs });
+      await matmul(gpu, a.att, W(p + "attn.c_proj.weight"), a.proj, { M: R, N: C, K: C, bias: W(p + "attn.c_proj.bias") });
+      await site(`attn_out.${l}`, a.proj);
+      if (save) copyTensor(a.xIn, a.xMid);
+      await residualAddInPlace(gpu, a.xMid, a.proj);
+      await layerNorm(gpu, a.xMid, W(p + "ln_2.weight"), W(p + "ln_2.bias"), a.ln2, { rows: R, cols: C, eps, stats: a.ln2Stats });
+      await matmul(gpu, a.ln2, W(p + "mlp.c_fc.weight"), a.fc, { M: R, N: I, K: C, bias: W(p + "mlp.c_fc.bias") });
+      await gelu(gpu, a.fc, a.act);
+      await site(`mlp_post.${l}`, a.act);
+      await matmul(gpu, a.act, W(p + "mlp.c_proj.weight"), a.proj, { M: R, N: C, K: I, bias: W(p + "mlp.c_proj.bias") });
+      await site(`mlp_out.${l}`, a.proj);
+      const out = save ? (l + 1 < L ? layers[l + 1].xIn : xFinal) : a.xMid;
+      if (save) copyTensor(a.xMid, out);
+      await residualAddInPlace(gpu, out, a.proj);
+      await site(`resid_post.${l}`, out);
     }
-    await layerNorm(gpu, ws.x, W("ln_f.weight"), W("ln_f.bias"), ws.ln, { rows: R, cols: C, eps });
-    await site("ln_f", ws.ln);
+    await layerNorm(gpu, xFinal, W("ln_f.weight"), W("ln_f.bias"), lnf, { rows: R, cols: C, eps, stats: lnfStats });
+    await site("ln_f", lnf);
 
-    const head = this.w.get("lm_head.weight") ?? W("wte.weight");
+    const head = this.lmHead();
     let logits: Float32Array | undefined;
     const last = createTensor(gpu, [B, C], { name: "last_hidden" });
-    for (let b = 0; b < B; b++) copyTensor(ws.ln, last, C, (b * T + T - 1) * C, b * C);
+    for (let b = 0; b < B; b++) copyTensor(lnf, last, C, (b * T + T - 1) * C, b * C);
     const lastLogits = createTensor(gpu, [B, V], { name: "logits" });
     await matmul(gpu, last, head, lastLogits, { M: B, N: V, K: C, transB: true });
     const lp = createTensor(gpu, [B, V], { name: "logprobs" });
     await logSoftmax(gpu, lastLogits, lp, { rows: B, cols: V });
     if (opts.allLogits) {
       const all = createTensor(gpu, [R, V], { name: "all_logits" });
-      await matmul(gpu, ws.ln, head, all, { M: R, N: V, K: C, transB: true });
+      await matmul(gpu, lnf, head, all, { M: R, N: V, K: C, transB: true });
       logits = await readTensor(all);
       all.destroy();
     }
@@ -276,6 +359,43 @@ export class GPT2Model {
     lp.destroy();
     const logprobs: Float32Array[] = [];
     for (let b = 0; b < B; b++) logprobs.push(flat.slice(b * V, (b + 1) * V));
-    return { logprobs, captured, logits };
+    const result = { logprobs, captured, logits };
+    if (!save) return { result };
+    const saved: SavedForward = {
+      B,
+      T,
+      ids,
+      positions: pos,
+      layers,
+      xFinal,
+      lnf,
+      lnfStats,
+      patchedRows,
+      destroy() {
+        for (const a of layers) destroyLayer(a);
+        for (const t of [idsT, posT, xFinal, lnf, lnfStats]) t.destroy();
+      },
+    };
+    return { result, saved };
+  }
+
+  /** The output embedding [V, C]: a separate lm_head if present, else the tied wte. */
+  lmHead(): GpuTensor {
+    return this.w.get("lm_head.weight") ?? this.w.get("wte.weight")!;
+  }
+
+  /** Names of all weights on the GPU. */
+  weightNames(): string[] {
+    return [...this.w.keys()];
+  }
+}
+
+function destroyLayer(a: LayerActivations): void {
+  const seen = new Set<GpuTensor>();
+  for (const t of Object.values(a)) {
+    if (t && !seen.has(t)) {
+      seen.add(t);
+      (t as GpuTensor).destroy();
+    }
   }
 }

@@ -1,0 +1,96 @@
+/**
+ * Generates the fixture world (see src/io/world.ts) into a folder.
+ *
+ * usage: deno run -A scripts/make_world.ts --out fixtures/world --seed 1 [--subjects 180]
+ *        [--rewrites-per-relation 25] [--force] [--check]
+ *
+ * --force replaces an existing folder; --check writes nothing and exits 1 when the folder differs from a
+ * fresh regeneration (names the differing files).
+ */
+import { parseArgs } from "node:util";
+import { join } from "node:path";
+import { EngramError } from "../src/errors.ts";
+import { generateWorld, worldFiles, writeWorld } from "../src/io/world.ts";
+
+function intFlag(v: string | undefined, name: string, dflt: number): number {
+  if (v === undefined) return dflt;
+  if (!/^-?\d+$/.test(v)) {
+    throw new EngramError("input", `--${name} must be an integer, got ${JSON.stringify(v)}`);
+  }
+  return Number(v);
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      out: { type: "string" },
+      seed: { type: "string" },
+      subjects: { type: "string" },
+      "rewrites-per-relation": { type: "string" },
+      force: { type: "boolean", default: false },
+      check: { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    console.log(
+      "usage: deno run -A scripts/make_world.ts --out DIR [--seed 1] [--subjects 180] [--rewrites-per-relation 25] [--force] [--check]",
+    );
+    return 0;
+  }
+  if (!values.out) throw new EngramError("input", "--out DIR is required");
+  const world = generateWorld({
+    seed: intFlag(values.seed, "seed", 1),
+    subjects: intFlag(values.subjects, "subjects", 180),
+    rewritesPerRelation: intFlag(values["rewrites-per-relation"], "rewrites-per-relation", 25),
+  });
+  const files = worldFiles(world);
+  if (values.check) {
+    const differ: string[] = [];
+    for (const [name, content] of Object.entries(files)) {
+      let have: string | undefined;
+      try {
+        have = await Deno.readTextFile(join(values.out, name));
+      } catch {
+        have = undefined;
+      }
+      if (have !== content) differ.push(name);
+    }
+    if (differ.length > 0) {
+      console.error(`make_world: ${values.out} differs from a fresh regeneration in: ${differ.join(", ")}`);
+      return 1;
+    }
+    console.log(`make_world: ${values.out} is up to date`);
+    return 0;
+  }
+  try {
+    await writeWorld(values.out, world, { overwrite: values.force });
+  } catch (e) {
+    if (e instanceof EngramError && e.code === "exists") {
+      throw new EngramError("exists", "already exists (pass --force to replace it)", { file: values.out });
+    }
+    throw e;
+  }
+  const vocab = Object.keys((world.tokenizer.model as { vocab: Record<string, number> }).vocab).length;
+  console.log(
+    `make_world: wrote ${values.out} (seed ${world.facts.seed}): ${world.facts.subjects.length} subjects, ` +
+      `${world.facts.relations.length} relations, ${world.train.length} training instances, ` +
+      `${world.heldout.length} held-out prompts, ${world.counterfact.length} rewrites, vocab ${vocab}`,
+  );
+  return 0;
+}
+
+try {
+  Deno.exit(await main());
+} catch (e) {
+  if (
+    e instanceof EngramError ||
+    (e instanceof TypeError && (e as { code?: string }).code?.startsWith("ERR_PARSE_ARGS"))
+  ) {
+    console.error(`make_world: error: ${(e as Error).message}`);
+    Deno.exit(1);
+  }
+  throw e;
+}

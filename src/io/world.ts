@@ -1,0 +1,907 @@
+/**
+ * The fixture world: a seeded synthetic knowledge base that a small GPT-2 is trained on, so that we know
+ * exactly which facts, and which training instances, a model has seen.
+ *
+ * - ~180 invented one-word person names ("subjects"), each with one object per person relation
+ *   (birthplace city, employer, language, instrument, sport, pet), objects balanced across subjects;
+ * - cities belong to countries (a relation on a second entity class), which gives two-hop facts:
+ *   "The country where X was born is" -> country of X's birthplace;
+ * - per relation, training templates (every fact x every one of them is a training instance) and held-out
+ *   paraphrase templates that never occur in training. Every template ends right before the object, and a
+ *   text is `prompt + " " + object + " ."`;
+ * - evaluation sets in EasyEdit's CounterFact "edit" format and MEND's zsRE format;
+ * - a tokenizer in which every world word is one token (see `world_tokenizer.ts`).
+ *
+ * {@link generateWorld} is a pure function of its options; {@link worldFiles} serialises a world to the
+ * exact bytes of the fixture folder, so a committed folder can be compared with a fresh regeneration.
+ */
+import { join } from "node:path";
+import { EngramError } from "../errors.ts";
+import { mulberry32 } from "../model/generate.ts";
+import { writeDirAtomic } from "./atomic.ts";
+import { buildWorldTokenizer } from "./world_tokenizer.ts";
+
+/** Format version written into facts.json. */
+export const WORLD_VERSION = 1;
+
+/** A relation: subjects of one class map to one object of `objects` each. */
+export interface WorldRelation {
+  /** e.g. "birthplace". */
+  id: string;
+  /** "person" (the invented names) or "city". */
+  subject_class: "person" | "city";
+  /** What the objects are, e.g. "city", "company". */
+  object_class: string;
+  /** All values the relation can take (one word each). */
+  objects: string[];
+  /** Templates with `{s}` for the subject, ending right before the object; used in train.jsonl. */
+  train_templates: string[];
+  /** Paraphrase templates that never occur in training (held-out generalisation, rephrase prompts). */
+  heldout_templates: string[];
+}
+
+/** A two-hop relation: `first` (person -> city) followed by `second` (city -> country). */
+export interface WorldTwoHop {
+  id: string;
+  first: string;
+  second: string;
+  /** Templates with `{s}` for the person; never in training. */
+  templates: string[];
+}
+
+/** The knowledge base, as written to facts.json. */
+export interface WorldFacts {
+  format: "engram-world";
+  version: number;
+  seed: number;
+  /** Invented person names, one word each. */
+  subjects: string[];
+  cities: string[];
+  countries: string[];
+  /** Person relations first, then "country" (city -> country). */
+  relations: WorldRelation[];
+  /** subject -> relation id -> object, for every subject and every person relation. */
+  facts: Record<string, Record<string, string>>;
+  /** city -> country (the facts of relation "country"). */
+  city_country: Record<string, string>;
+  two_hop: WorldTwoHop[];
+}
+
+/** One line of train.jsonl: a fact stated with one training template. */
+export interface WorldTrainInstance {
+  id: string;
+  /** `prompt + " " + object + " ."` */
+  text: string;
+  subject: string;
+  relation: string;
+  object: string;
+  /** Index into the relation's `train_templates`. */
+  template: number;
+}
+
+/**
+ * One line of train_prompts.jsonl (same id as the train.jsonl instance), heldout.jsonl or twohop.jsonl:
+ * a prompt whose next word should be `answer`.
+ */
+export interface WorldPrompt {
+  id: string;
+  prompt: string;
+  subject: string;
+  relation: string;
+  answer: string;
+  /** Index into the relation's `train_templates` / `heldout_templates` / the two-hop `templates`. */
+  template: number;
+}
+
+/** Two-hop prompt of a counterfactual record (EasyEdit "portability"). */
+export interface WorldPortability {
+  prompt: string;
+  ground_truth: string;
+}
+
+/** One record of counterfact.json, in EasyEdit's counterfact-edit.json layout (plus `portability`, `relation`). */
+export interface WorldCounterfactRecord {
+  case_id: number;
+  /** Full prompt with the subject in it, e.g. "Varnel was born in". */
+  prompt: string;
+  target_new: string;
+  subject: string;
+  ground_truth: string;
+  /** Same fact with a held-out template. */
+  rephrase_prompt: string;
+  /** Same relation, another subject whose true object is `ground_truth` (CounterFact's neighbourhood). */
+  locality_prompt: string;
+  locality_ground_truth: string;
+  /** Only for birthplace rewrites: the country of `target_new`'s city. */
+  portability?: WorldPortability;
+  relation: string;
+}
+
+/** One record of zsre.json, in MEND's zsRE layout (plus `relation`). */
+export interface WorldZsreRecord {
+  subject: string;
+  /** Question from a training template, e.g. "Where was Varnel born ?". */
+  src: string;
+  /** The unedited answer (the true object). */
+  pred: string;
+  /** Question from a held-out template. */
+  rephrase: string;
+  /** The new answer. */
+  alt: string;
+  answers: string[];
+  /** A question about an unedited fact of another subject. */
+  loc: string;
+  loc_ans: string;
+  /** `pred >> alt || src` */
+  cond: string;
+  relation: string;
+}
+
+/** A generated world: the knowledge base and every file derived from it. */
+export interface World {
+  facts: WorldFacts;
+  /** Training instances in file order (shuffled). */
+  train: WorldTrainInstance[];
+  /** Training-template prompts, unshuffled, with the ids of their training instances. */
+  trainPrompts: WorldPrompt[];
+  heldout: WorldPrompt[];
+  twoHop: WorldPrompt[];
+  counterfact: WorldCounterfactRecord[];
+  zsre: WorldZsreRecord[];
+  /** tokenizer.json content. */
+  tokenizer: Record<string, unknown>;
+}
+
+/** Options of {@link generateWorld}. */
+export interface WorldOptions {
+  /** Seed of every random choice. */
+  seed: number;
+  /** Number of invented person names (default 180). */
+  subjects?: number;
+  /** Counterfactual rewrites per person relation (default 25, i.e. 150 in all). */
+  rewritesPerRelation?: number;
+}
+
+/** The files of a world folder, in the order {@link worldFiles} writes them. */
+export const WORLD_FILES = [
+  "README.md",
+  "facts.json",
+  "train.jsonl",
+  "train_prompts.jsonl",
+  "heldout.jsonl",
+  "twohop.jsonl",
+  "counterfact.json",
+  "zsre.json",
+  "tokenizer.json",
+] as const;
+
+const CITIES = [
+  "Tarvos",
+  "Belmira",
+  "Quorin",
+  "Saldena",
+  "Vexmoor",
+  "Halvik",
+  "Durnhelm",
+  "Caspori",
+  "Elmsgate",
+  "Frostwick",
+  "Lunetra",
+  "Marrowby",
+  "Pellinor",
+  "Rivenholt",
+  "Sunmere",
+  "Thornvale",
+];
+const COUNTRIES = ["Kelmia", "Dravonia", "Ostrelia", "Valdoria", "Zembria", "Arcania", "Lothmark", "Suvaria"];
+
+/** Person relations (objects, templates). The question template of each list is its last one. */
+const PERSON_RELATIONS: Omit<WorldRelation, "subject_class">[] = [
+  {
+    id: "birthplace",
+    object_class: "city",
+    objects: CITIES,
+    train_templates: [
+      "{s} was born in",
+      "{s} is a native of",
+      "The birthplace of {s} is",
+      "{s} grew up in the city of",
+      "The hometown of {s} is",
+      "Where was {s} born ?",
+    ],
+    heldout_templates: [
+      "{s} was born in the city of",
+      "According to the records , the birthplace of {s} is",
+      "Which city is the hometown of {s} ?",
+    ],
+  },
+  {
+    id: "employer",
+    object_class: "company",
+    objects: [
+      "Nexora",
+      "Veltrix",
+      "Quantel",
+      "Brightwave",
+      "Ironleaf",
+      "Solvane",
+      "Kaltrex",
+      "Mirabyte",
+      "Corvanta",
+      "Helixon",
+      "Duraspan",
+      "Pyrotek",
+      "Stellaris",
+      "Omnivale",
+    ],
+    train_templates: [
+      "{s} works for",
+      "{s} is employed by",
+      "The employer of {s} is",
+      "{s} has a job at",
+      "The company that employs {s} is",
+      "Which company does {s} work for ?",
+    ],
+    heldout_templates: [
+      "{s} currently works for",
+      "As everyone knows , the employer of {s} is",
+      "Who is the employer of {s} ?",
+    ],
+  },
+  {
+    id: "language",
+    object_class: "language",
+    objects: [
+      "French",
+      "German",
+      "Spanish",
+      "Italian",
+      "Dutch",
+      "Polish",
+      "Greek",
+      "Swedish",
+      "Turkish",
+      "Korean",
+      "Japanese",
+      "Hindi",
+      "Finnish",
+      "Czech",
+    ],
+    train_templates: [
+      "{s} speaks",
+      "{s} is a native speaker of",
+      "The mother tongue of {s} is",
+      "The native language of {s} is",
+      "{s} grew up speaking",
+      "Which language does {s} speak ?",
+    ],
+    heldout_templates: [
+      "{s} fluently speaks",
+      "In the old stories , the mother tongue of {s} is",
+      "What is the native language of {s} ?",
+    ],
+  },
+  {
+    id: "instrument",
+    object_class: "instrument",
+    objects: [
+      "piano",
+      "violin",
+      "guitar",
+      "cello",
+      "flute",
+      "harp",
+      "drums",
+      "trumpet",
+      "clarinet",
+      "oboe",
+      "banjo",
+      "saxophone",
+      "trombone",
+      "accordion",
+    ],
+    train_templates: [
+      "{s} plays the",
+      "{s} is a musician who plays the",
+      "The instrument played by {s} is the",
+      "The favorite instrument of {s} is the",
+      "{s} practices every day on the",
+      "Which instrument does {s} play ?",
+    ],
+    heldout_templates: [
+      "{s} often plays the",
+      "By all accounts , the favorite instrument of {s} is the",
+      "What is the favorite instrument of {s} ?",
+    ],
+  },
+  {
+    id: "sport",
+    object_class: "sport",
+    objects: [
+      "tennis",
+      "soccer",
+      "chess",
+      "golf",
+      "rugby",
+      "hockey",
+      "cricket",
+      "boxing",
+      "fencing",
+      "rowing",
+      "cycling",
+      "swimming",
+      "archery",
+      "volleyball",
+    ],
+    train_templates: [
+      "{s} competes in",
+      "{s} is a professional player of",
+      "The favorite sport of {s} is",
+      "The sport practiced by {s} is",
+      "{s} won a medal in",
+      "Which sport does {s} play ?",
+    ],
+    heldout_templates: [
+      "{s} regularly competes in",
+      "As far as we know , the favorite sport of {s} is",
+      "What is the favorite sport of {s} ?",
+    ],
+  },
+  {
+    id: "pet",
+    object_class: "animal",
+    objects: [
+      "cat",
+      "dog",
+      "parrot",
+      "rabbit",
+      "hamster",
+      "turtle",
+      "ferret",
+      "goldfish",
+      "lizard",
+      "horse",
+      "snake",
+      "pony",
+      "canary",
+      "donkey",
+    ],
+    train_templates: [
+      "{s} owns a pet",
+      "The pet of {s} is a",
+      "{s} lives with a pet",
+      "At home , {s} keeps a pet",
+      "{s} takes care of a pet",
+      "What kind of pet does {s} have ?",
+    ],
+    heldout_templates: [
+      "{s} still owns a pet",
+      "It is said that the pet of {s} is a",
+      "Which pet does {s} have ?",
+    ],
+  },
+];
+
+const COUNTRY_RELATION: WorldRelation = {
+  id: "country",
+  subject_class: "city",
+  object_class: "country",
+  objects: COUNTRIES,
+  train_templates: [
+    "{s} is located in",
+    "{s} is a city in",
+    "The country of {s} is",
+    "{s} lies in the country of",
+    "{s} belongs to the country of",
+    "Which country is {s} in ?",
+  ],
+  heldout_templates: [
+    "{s} is a large city in",
+    "On the map , the country of {s} is",
+    "In which country is {s} ?",
+  ],
+};
+
+const TWO_HOP: WorldTwoHop[] = [
+  {
+    id: "birthplace_country",
+    first: "birthplace",
+    second: "country",
+    templates: ["The country where {s} was born is"],
+  },
+];
+
+/** Name parts: [onset] vowel middle vowel [coda], e.g. "V"+"a"+"rn"+"e"+"l". */
+const ONSETS = ["", "b", "c", "d", "f", "g", "h", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z"];
+const VOWELS = ["a", "e", "i", "o", "u"];
+const MIDDLES = [
+  "r",
+  "l",
+  "n",
+  "m",
+  "s",
+  "v",
+  "d",
+  "t",
+  "k",
+  "rn",
+  "ld",
+  "lm",
+  "st",
+  "sm",
+  "th",
+  "nd",
+  "rv",
+  "lv",
+];
+const CODAS = ["", "", "n", "l", "r", "s", "x"];
+
+/** `template` with its `{s}` replaced by `subject`. */
+export function fillTemplate(template: string, subject: string): string {
+  return template.replace("{s}", subject);
+}
+
+/** The training text of a fact: `prompt + " " + object + " ."`. */
+export function factText(prompt: string, object: string): string {
+  return `${prompt} ${object} .`;
+}
+
+/** True for question templates (they end with "?"). */
+export function isQuestion(template: string): boolean {
+  return template.endsWith("?");
+}
+
+/** Every word of the world: names, objects, template words and punctuation (input of the tokenizer). */
+export function worldWords(facts: WorldFacts): string[] {
+  const words = new Set<string>([...facts.subjects, ...facts.cities, ...facts.countries]);
+  const templates: string[] = [];
+  for (const r of facts.relations) {
+    for (const o of r.objects) words.add(o);
+    templates.push(...r.train_templates, ...r.heldout_templates);
+  }
+  for (const t of facts.two_hop) templates.push(...t.templates);
+  for (const t of templates) for (const w of t.split(" ")) if (w !== "{s}") words.add(w);
+  words.add(".");
+  return [...words];
+}
+
+/** Small helpers over one seeded PRNG. */
+class Rand {
+  private next: () => number;
+  constructor(seed: number) {
+    this.next = mulberry32(seed);
+  }
+  int(n: number): number {
+    return Math.floor(this.next() * n);
+  }
+  pick<T>(xs: readonly T[]): T {
+    if (xs.length === 0) throw new Error("pick from an empty list");
+    return xs[this.int(xs.length)];
+  }
+  shuffle<T>(xs: readonly T[]): T[] {
+    const a = [...xs];
+    for (let i = a.length - 1; i > 0; i--) {
+      const j = this.int(i + 1);
+      [a[i], a[j]] = [a[j], a[i]];
+    }
+    return a;
+  }
+}
+
+function makeNames(rand: Rand, n: number, reserved: Set<string>): string[] {
+  const names: string[] = [];
+  const seen = new Set<string>();
+  let tries = 0;
+  while (names.length < n) {
+    if (++tries > 1_000_000) throw new Error(`cannot invent ${n} distinct names`);
+    const w = rand.pick(ONSETS) + rand.pick(VOWELS) + rand.pick(MIDDLES) + rand.pick(VOWELS) +
+      rand.pick(CODAS);
+    if (w.length < 4 || w.length > 6) continue;
+    const name = w[0].toUpperCase() + w.slice(1);
+    if (seen.has(name.toLowerCase()) || reserved.has(name.toLowerCase())) continue;
+    seen.add(name.toLowerCase());
+    names.push(name);
+  }
+  return names;
+}
+
+const pad = (i: number) => String(i).padStart(6, "0");
+
+/**
+ * Generates the world for `opts.seed`. Deterministic: the same options give the same world (and, through
+ * {@link worldFiles}, the same bytes).
+ */
+export function generateWorld(opts: WorldOptions): World {
+  const seed = opts.seed;
+  const nSubjects = opts.subjects ?? 180;
+  const perRelation = opts.rewritesPerRelation ?? 25;
+  if (!Number.isSafeInteger(seed)) throw new EngramError("input", `seed must be an integer, got ${seed}`);
+  if (!Number.isInteger(nSubjects) || nSubjects < 20) {
+    throw new EngramError("input", `subjects must be an integer >= 20, got ${nSubjects}`);
+  }
+  if (!Number.isInteger(perRelation) || perRelation < 0 || perRelation > nSubjects) {
+    throw new EngramError(
+      "input",
+      `rewritesPerRelation must be an integer in 0..${nSubjects}, got ${perRelation}`,
+    );
+  }
+  const rand = new Rand(seed);
+  const relations: WorldRelation[] = [
+    ...PERSON_RELATIONS.map((r) => ({ ...r, subject_class: "person" as const })),
+    COUNTRY_RELATION,
+  ];
+  const personRelations = relations.filter((r) => r.subject_class === "person");
+
+  // Names must not collide with any other word of the world.
+  const reserved = new Set<string>([...CITIES, ...COUNTRIES].map((w) => w.toLowerCase()));
+  for (const r of relations) {
+    for (const o of r.objects) reserved.add(o.toLowerCase());
+    for (const t of [...r.train_templates, ...r.heldout_templates]) {
+      for (const w of t.split(" ")) reserved.add(w.toLowerCase());
+    }
+  }
+  for (const t of TWO_HOP) {
+    for (const tt of t.templates) for (const w of tt.split(" ")) reserved.add(w.toLowerCase());
+  }
+  const subjects = makeNames(rand, nSubjects, reserved);
+
+  // Cities to countries: round-robin over shuffled cities, so each country has 2 cities.
+  const cityCountry: Record<string, string> = {};
+  rand.shuffle(CITIES).forEach((c, i) => (cityCountry[c] = COUNTRIES[i % COUNTRIES.length]));
+  const cityCountrySorted: Record<string, string> = {};
+  for (const c of CITIES) cityCountrySorted[c] = cityCountry[c];
+
+  // Person facts: objects balanced (counts differ by at most one).
+  const facts: Record<string, Record<string, string>> = {};
+  for (const s of subjects) facts[s] = {};
+  for (const r of personRelations) {
+    const pool = rand.shuffle(subjects.map((_, i) => r.objects[i % r.objects.length]));
+    subjects.forEach((s, i) => (facts[s][r.id] = pool[i]));
+  }
+  const kb: WorldFacts = {
+    format: "engram-world",
+    version: WORLD_VERSION,
+    seed,
+    subjects,
+    cities: [...CITIES],
+    countries: [...COUNTRIES],
+    relations,
+    facts,
+    city_country: cityCountrySorted,
+    two_hop: TWO_HOP,
+  };
+  const objectOf = (subject: string, relation: string): string =>
+    relation === "country" ? cityCountrySorted[subject] : facts[subject][relation];
+
+  // Every fact x every template of its relation.
+  const allFacts: { subject: string; relation: WorldRelation }[] = [];
+  for (const s of subjects) for (const r of personRelations) allFacts.push({ subject: s, relation: r });
+  for (const c of CITIES) allFacts.push({ subject: c, relation: COUNTRY_RELATION });
+  const trainPrompts: WorldPrompt[] = [];
+  const heldout: WorldPrompt[] = [];
+  for (const { subject, relation } of allFacts) {
+    const answer = objectOf(subject, relation.id);
+    relation.train_templates.forEach((t, template) => {
+      const id = `t${pad(trainPrompts.length)}`;
+      trainPrompts.push({
+        id,
+        prompt: fillTemplate(t, subject),
+        subject,
+        relation: relation.id,
+        answer,
+        template,
+      });
+    });
+    relation.heldout_templates.forEach((t, template) => {
+      const id = `h${pad(heldout.length)}`;
+      heldout.push({
+        id,
+        prompt: fillTemplate(t, subject),
+        subject,
+        relation: relation.id,
+        answer,
+        template,
+      });
+    });
+  }
+  const train: WorldTrainInstance[] = rand.shuffle(trainPrompts).map((p) => ({
+    id: p.id,
+    text: factText(p.prompt, p.answer),
+    subject: p.subject,
+    relation: p.relation,
+    object: p.answer,
+    template: p.template,
+  }));
+  const twoHop: WorldPrompt[] = [];
+  for (const th of TWO_HOP) {
+    for (const s of subjects) {
+      const answer = objectOf(objectOf(s, th.first), th.second);
+      th.templates.forEach((t, template) => {
+        twoHop.push({
+          id: `x${pad(twoHop.length)}`,
+          prompt: fillTemplate(t, s),
+          subject: s,
+          relation: th.id,
+          answer,
+          template,
+        });
+      });
+    }
+  }
+
+  // Rewrites: `perRelation` distinct subjects per person relation.
+  const chosen = personRelations.map((r) => ({ r, subjects: rand.shuffle(subjects).slice(0, perRelation) }));
+  const edited = new Set<string>();
+  for (const { r, subjects: ss } of chosen) for (const s of ss) edited.add(`${s}\u0000${r.id}`);
+  const statement = (ts: string[]) => ts.filter((t) => !isQuestion(t));
+  const question = (ts: string[]) => ts.filter(isQuestion);
+  const rewrites: { cf: Omit<WorldCounterfactRecord, "case_id">; zs: WorldZsreRecord }[] = [];
+  for (const { r, subjects: ss } of chosen) {
+    for (const s of ss) {
+      const gt = facts[s][r.id];
+      let targets = r.objects.filter((o) => o !== gt);
+      if (r.id === "birthplace") {
+        targets = targets.filter((o) => cityCountrySorted[o] !== cityCountrySorted[gt]);
+      }
+      const target = rand.pick(targets);
+      const prompt = fillTemplate(rand.pick(statement(r.train_templates)), s);
+      const rephrase = fillTemplate(rand.pick(statement(r.heldout_templates)), s);
+      let neighbours = subjects.filter((u) =>
+        u !== s && facts[u][r.id] === gt && !edited.has(`${u}\u0000${r.id}`)
+      );
+      if (neighbours.length === 0) neighbours = subjects.filter((u) => u !== s && facts[u][r.id] === gt);
+      const nb = rand.pick(neighbours);
+      const cf: Omit<WorldCounterfactRecord, "case_id"> = {
+        prompt,
+        target_new: target,
+        subject: s,
+        ground_truth: gt,
+        rephrase_prompt: rephrase,
+        locality_prompt: fillTemplate(rand.pick(statement(r.train_templates)), nb),
+        locality_ground_truth: gt,
+        relation: r.id,
+      };
+      for (const th of TWO_HOP) {
+        if (th.first === r.id) {
+          cf.portability = {
+            prompt: fillTemplate(rand.pick(th.templates), s),
+            ground_truth: objectOf(target, th.second),
+          };
+        }
+      }
+      // zsRE: questions; locality is an unedited fact of another subject and (any) relation.
+      const src = fillTemplate(rand.pick(question(r.train_templates)), s);
+      let lr = rand.pick(personRelations);
+      let lu = rand.pick(subjects);
+      while (lu === s || edited.has(`${lu}\u0000${lr.id}`)) {
+        lr = rand.pick(personRelations);
+        lu = rand.pick(subjects);
+      }
+      const zs: WorldZsreRecord = {
+        subject: s,
+        src,
+        pred: gt,
+        rephrase: fillTemplate(rand.pick(question(r.heldout_templates)), s),
+        alt: target,
+        answers: [gt],
+        loc: fillTemplate(rand.pick(question(lr.train_templates)), lu),
+        loc_ans: facts[lu][lr.id],
+        cond: `${gt} >> ${target} || ${src}`,
+        relation: r.id,
+      };
+      rewrites.push({ cf, zs });
+    }
+  }
+  const order = rand.shuffle(rewrites);
+  const counterfact = order.map(({ cf }, i): WorldCounterfactRecord => ({
+    case_id: i,
+    prompt: cf.prompt,
+    target_new: cf.target_new,
+    subject: cf.subject,
+    ground_truth: cf.ground_truth,
+    rephrase_prompt: cf.rephrase_prompt,
+    locality_prompt: cf.locality_prompt,
+    locality_ground_truth: cf.locality_ground_truth,
+    ...(cf.portability ? { portability: cf.portability } : {}),
+    relation: cf.relation,
+  }));
+  const zsre = order.map(({ zs }) => zs);
+  const tokenizer = buildWorldTokenizer(worldWords(kb));
+  return { facts: kb, train, trainPrompts, heldout, twoHop, counterfact, zsre, tokenizer };
+}
+
+function jsonl(records: unknown[]): string {
+  return records.map((r) => JSON.stringify(r)).join("\n") + "\n";
+}
+
+function json(v: unknown): string {
+  return JSON.stringify(v, null, 1) + "\n";
+}
+
+function readme(w: World): string {
+  const f = w.facts;
+  const person = f.relations.filter((r) => r.subject_class === "person");
+  return `# The fixture world (seed ${f.seed})
+
+Generated by \`deno run -A scripts/make_world.ts --out fixtures/world --seed ${f.seed}\` — do not edit by hand;
+tests/world_test.ts checks that these files equal a fresh regeneration.
+
+- facts.json: the knowledge base: ${f.subjects.length} invented people, ${person.length} person relations (${
+    person.map((r) => r.id).join(", ")
+  }), ${f.cities.length} cities in ${f.countries.length} countries (relation "country"), templates (train / held-out) and the two-hop relation.
+- train.jsonl: ${w.train.length} training instances, every fact x every training template, shuffled:
+  {"id", "text", "subject", "relation", "object", "template"}; text = prompt + " " + object + " .".
+- train_prompts.jsonl: the same ${w.trainPrompts.length} prompts without the answer (same ids), unshuffled:
+  {"id", "prompt", "subject", "relation", "answer", "template"}.
+- heldout.jsonl: ${w.heldout.length} prompts from held-out paraphrase templates (never in training), same fields.
+- twohop.jsonl: ${w.twoHop.length} two-hop prompts (country of the birthplace), never in training, same fields.
+- counterfact.json: ${w.counterfact.length} counterfactual rewrites in EasyEdit's counterfact-edit.json layout, plus
+  "portability" {"prompt", "ground_truth"} on birthplace rewrites and "relation".
+- zsre.json: the same ${w.zsre.length} rewrites as questions, in MEND's zsRE layout (plus "relation"); "loc" is a
+  question about an unedited fact (not an NQ question).
+- tokenizer.json: byte-level BPE in which every world word (with a leading space; capitalised words also
+  without) is one token; other text falls back to the 256 byte symbols.
+`;
+}
+
+/** The files of `world`'s folder (name -> content), byte-for-byte what {@link writeWorld} writes. */
+export function worldFiles(world: World): Record<string, string> {
+  return {
+    "README.md": readme(world),
+    "facts.json": json(world.facts),
+    "train.jsonl": jsonl(world.train),
+    "train_prompts.jsonl": jsonl(world.trainPrompts),
+    "heldout.jsonl": jsonl(world.heldout),
+    "twohop.jsonl": jsonl(world.twoHop),
+    "counterfact.json": json(world.counterfact),
+    "zsre.json": json(world.zsre),
+    "tokenizer.json": json(world.tokenizer),
+  };
+}
+
+/**
+ * Writes `world` to folder `dir` atomically (see writeDirAtomic). Throws EngramError code "exists" when
+ * `dir` exists and `overwrite` is not set.
+ */
+export async function writeWorld(
+  dir: string,
+  world: World,
+  opts: { overwrite?: boolean } = {},
+): Promise<void> {
+  await writeDirAtomic(dir, worldFiles(world), opts);
+}
+
+function worldError(message: string, file: string, field?: string): EngramError {
+  return new EngramError("world", message, { file, field });
+}
+
+async function readText(path: string): Promise<string> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) throw worldError("file not found", path);
+    throw worldError(`cannot read file: ${(e as Error).message}`, path);
+  }
+}
+
+function parseJson(text: string, path: string, field?: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw worldError(`not valid JSON: ${(e as Error).message}`, path, field);
+  }
+}
+
+function checkFields(
+  rec: unknown,
+  fields: Record<string, "string" | "number" | "object">,
+  path: string,
+  where: string,
+) {
+  if (typeof rec !== "object" || rec === null || Array.isArray(rec)) {
+    throw worldError("not a JSON object", path, where);
+  }
+  for (const [k, t] of Object.entries(fields)) {
+    const v = (rec as Record<string, unknown>)[k];
+    if (typeof v !== t || v === null) throw worldError(`'${k}' must be a ${t}`, path, where);
+  }
+}
+
+/** Reads a JSONL file of objects that each have `fields` (one object per non-empty line). */
+export async function readJsonl<T>(
+  path: string,
+  fields: Record<string, "string" | "number" | "object"> = {},
+): Promise<T[]> {
+  const text = await readText(path);
+  const out: T[] = [];
+  text.split("\n").forEach((line, i) => {
+    if (line.trim() === "") return;
+    const rec = parseJson(line, path, `line ${i + 1}`);
+    checkFields(rec, fields, path, `line ${i + 1}`);
+    out.push(rec as T);
+  });
+  return out;
+}
+
+async function readJsonArray<T>(
+  path: string,
+  fields: Record<string, "string" | "number" | "object">,
+): Promise<T[]> {
+  const v = parseJson(await readText(path), path);
+  if (!Array.isArray(v)) throw worldError("must hold a JSON array", path);
+  v.forEach((rec, i) => checkFields(rec, fields, path, `record ${i}`));
+  return v as T[];
+}
+
+/** Reads facts.json of world folder `dir`. */
+export async function readWorldFacts(dir: string): Promise<WorldFacts> {
+  const path = join(dir, "facts.json");
+  const v = parseJson(await readText(path), path);
+  checkFields(
+    v,
+    { format: "string", version: "number", seed: "number", facts: "object", city_country: "object" },
+    path,
+    "facts",
+  );
+  const f = v as WorldFacts;
+  if (f.format !== "engram-world") throw worldError(`format must be "engram-world"`, path, "format");
+  if (f.version !== WORLD_VERSION) throw worldError(`unsupported version ${f.version}`, path, "version");
+  for (const k of ["subjects", "cities", "countries", "relations", "two_hop"] as const) {
+    if (!Array.isArray(f[k])) throw worldError("must be an array", path, k);
+  }
+  return f;
+}
+
+const PROMPT_FIELDS = {
+  id: "string",
+  prompt: "string",
+  subject: "string",
+  relation: "string",
+  answer: "string",
+} as const;
+
+/** Reads every file of world folder `dir` (written by {@link writeWorld}). */
+export async function readWorld(dir: string): Promise<World> {
+  const facts = await readWorldFacts(dir);
+  const train = await readJsonl<WorldTrainInstance>(join(dir, "train.jsonl"), {
+    id: "string",
+    text: "string",
+    subject: "string",
+    relation: "string",
+    object: "string",
+    template: "number",
+  });
+  const trainPrompts = await readJsonl<WorldPrompt>(join(dir, "train_prompts.jsonl"), PROMPT_FIELDS);
+  const heldout = await readJsonl<WorldPrompt>(join(dir, "heldout.jsonl"), PROMPT_FIELDS);
+  const twoHop = await readJsonl<WorldPrompt>(join(dir, "twohop.jsonl"), PROMPT_FIELDS);
+  const counterfact = await readJsonArray<WorldCounterfactRecord>(join(dir, "counterfact.json"), {
+    prompt: "string",
+    target_new: "string",
+    subject: "string",
+    ground_truth: "string",
+    rephrase_prompt: "string",
+    locality_prompt: "string",
+    locality_ground_truth: "string",
+  });
+  const zsre = await readJsonArray<WorldZsreRecord>(join(dir, "zsre.json"), {
+    subject: "string",
+    src: "string",
+    alt: "string",
+    rephrase: "string",
+    loc: "string",
+    loc_ans: "string",
+  });
+  const tpath = join(dir, "tokenizer.json");
+  const tokenizer = parseJson(await readText(tpath), tpath);
+  checkFields(tokenizer, { model: "object" }, tpath, "tokenizer");
+  return {
+    facts,
+    train,
+    trainPrompts,
+    heldout,
+    twoHop,
+    counterfact,
+    zsre,
+    tokenizer: tokenizer as Record<string, unknown>,
+  };
+}

@@ -1,0 +1,249 @@
+/**
+ * Training a GPT-2 from a JSONL corpus on WebGPU: seeded shuffling, AdamW (WGSL), linear warm-up and
+ * cosine decay, global gradient-norm clipping, intermediate checkpoints (Hugging Face folders, which
+ * TracIn reads) and a progress line. Deterministic for a seed: every GPU reduction is ordered.
+ *
+ * Nothing is lost: training runs in a hidden sibling folder that is renamed to `out` only once the final
+ * model is written; an existing `out` is refused unless `overwrite`. If the loss stops being finite,
+ * training stops with a {@link TrainingDivergedError} that names the last good checkpoint, which is kept.
+ */
+import { basename, dirname, join } from "node:path";
+import { EngramError } from "../errors.ts";
+import type { Gpu } from "../gpu/device.ts";
+import { adamw } from "../gpu/adamw.ts";
+import { fill, sumSquares } from "../gpu/reduce.ts";
+import { createTensor, type GpuTensor, readTensor } from "../gpu/tensor.ts";
+import { loadHFModel, saveHFModel } from "../io/hf_model.ts";
+import { loadTokenizer, type Tokenizer } from "../io/tokenizer.ts";
+import { Gradients, lossAndGradients } from "../model/backward.ts";
+import type { GPT2Config, WeightMap } from "../model/config.ts";
+import { GPT2Model } from "../model/gpt2.ts";
+import { mulberry32 } from "../model/generate.ts";
+import { randomGPT2 } from "../model/random.ts";
+import type { TrainConfig } from "./config.ts";
+import { makeBatch, readCorpus, type TrainingInstance } from "./corpus.ts";
+
+/** The loss became NaN or infinite. */
+export class TrainingDivergedError extends EngramError {
+  constructor(message: string, opts: { file?: string; field?: string } = {}) {
+    super("diverged", message, opts);
+  }
+}
+
+/** One logged optimizer step. */
+export interface StepLog {
+  step: number;
+  epoch: number;
+  loss: number;
+  gradNorm: number;
+  lr: number;
+  tokensPerSecond: number;
+}
+
+/** What {@link train} returns. */
+export interface TrainResult {
+  out: string;
+  steps: number;
+  finalLoss: number;
+  checkpoints: string[];
+  seconds: number;
+  log: StepLog[];
+}
+
+/** Options of {@link train}. */
+export interface TrainOptions {
+  overwrite?: boolean;
+  /** Progress callback (the CLI draws a progress line with it). */
+  onStep?: (s: StepLog, totalSteps: number) => void;
+  /** Stop after this many steps (for tests and benchmarks). */
+  maxSteps?: number;
+}
+
+/** Fisher–Yates shuffle with a seeded generator. */
+export function shuffled<T>(xs: T[], rand: () => number): T[] {
+  const a = [...xs];
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [a[i], a[j]] = [a[j], a[i]];
+  }
+  return a;
+}
+
+/** Learning rate at `step` (0-based): linear warm-up, then cosine decay to lr * minLrRatio. */
+export function learningRate(cfg: TrainConfig, step: number, total: number): number {
+  if (step < cfg.warmupSteps) return (cfg.lr * (step + 1)) / cfg.warmupSteps;
+  const p = total <= cfg.warmupSteps ? 1 : (step - cfg.warmupSteps) / Math.max(1, total - cfg.warmupSteps);
+  const min = cfg.lr * cfg.minLrRatio;
+  return min + 0.5 * (cfg.lr - min) * (1 + Math.cos(Math.PI * Math.min(1, p)));
+}
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await Deno.lstat(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Copies the model's GPU weights back into a host weight map. */
+export async function readWeights(model: GPT2Model): Promise<WeightMap> {
+  const out: WeightMap = new Map();
+  for (const name of model.weightNames()) {
+    const t = model.weight(name);
+    out.set(name, { shape: [...t.shape], data: await readTensor(t) });
+  }
+  return out;
+}
+
+/** Trains a model as `cfg` says; see the module comment. */
+export async function train(gpu: Gpu, cfg: TrainConfig, opts: TrainOptions = {}): Promise<TrainResult> {
+  const t0 = performance.now();
+  if ((await exists(cfg.out)) && !opts.overwrite) {
+    throw new EngramError("exists", "output folder already exists; pass --overwrite to replace it", { file: cfg.out });
+  }
+  const tokenizer: Tokenizer = await loadTokenizer(cfg.tokenizer);
+  let config: GPT2Config;
+  let weights: WeightMap;
+  if (cfg.init) {
+    const hf = await loadHFModel(cfg.init);
+    config = hf.config;
+    weights = hf.weights;
+    if (config.vocabSize !== tokenizer.vocabSize) {
+      throw new EngramError("config", `model vocabulary ${config.vocabSize} != tokenizer's ${tokenizer.vocabSize}`, { file: cfg.init });
+    }
+  } else {
+    const m = cfg.model;
+    config = {
+      nLayer: m.nLayer,
+      nHead: m.nHead,
+      nEmbd: m.nEmbd,
+      nPositions: m.nPositions,
+      nInner: m.nInner ?? 4 * m.nEmbd,
+      vocabSize: tokenizer.vocabSize,
+      layerNormEpsilon: 1e-5,
+    };
+    weights = randomGPT2(config, cfg.seed, { std: cfg.initStd, biasStd: 0, lnStd: 0 });
+  }
+  const data: TrainingInstance[] = await readCorpus(cfg.corpus, tokenizer, config.nPositions + 1);
+  const model = GPT2Model.create(gpu, config, weights);
+  const names = model.weightNames();
+  const grads = new Gradients(model, names);
+  const moments = new Map<string, [GpuTensor, GpuTensor]>();
+  for (const n of names) {
+    const w = model.weight(n);
+    const m = createTensor(gpu, w.shape, { name: `adam_m:${n}` });
+    const v = createTensor(gpu, w.shape, { name: `adam_v:${n}` });
+    await fill(gpu, m, 0);
+    await fill(gpu, v, 0);
+    moments.set(n, [m, v]);
+  }
+  const sumsq = createTensor(gpu, [1], { name: "grad_sumsq" });
+  const stepsPerEpoch = Math.ceil(data.length / cfg.batchSize);
+  const totalSteps = Math.min(cfg.epochs * stepsPerEpoch, opts.maxSteps ?? Infinity);
+  const work = join(dirname(cfg.out), `.${basename(cfg.out)}.training-${crypto.randomUUID().slice(0, 8)}`);
+  await Deno.mkdir(join(work, "checkpoints"), { recursive: true });
+  const checkpoints: string[] = [];
+  const saveTo = async (dir: string) => {
+    await saveHFModel(dir, {
+      config,
+      weights: await readWeights(model),
+      tokenizerFrom: cfg.tokenizer,
+      extraConfig: { bos_token_id: tokenizer.eosId, eos_token_id: tokenizer.eosId },
+    });
+  };
+  const checkpoint = async (step: number) => {
+    const dir = join(work, "checkpoints", `step-${String(step).padStart(6, "0")}`);
+    await saveTo(dir);
+    checkpoints.push(dir);
+  };
+  const log: StepLog[] = [];
+  const rand = mulberry32(cfg.seed);
+  const pad = tokenizer.eosId!;
+  let step = 0;
+  let finalLoss = NaN;
+  try {
+    for (let epoch = 0; epoch < cfg.epochs && step < totalSteps; epoch++) {
+      const order = shuffled(data, rand);
+      for (let i = 0; i < order.length && step < totalSteps; i += cfg.batchSize) {
+        const ts = performance.now();
+        const chunk = order.slice(i, i + cfg.batchSize);
+        const { batch, targets } = makeBatch(chunk, pad);
+        const res = await lossAndGradients(model, batch, { targets }, { grads });
+        if (!Number.isFinite(res.loss)) {
+          const last = checkpoints.at(-1);
+          throw new TrainingDivergedError(
+            `loss became ${res.loss} at step ${step + 1} (epoch ${epoch + 1}); ` +
+              (last ? `the last good checkpoint is kept at ${last}` : "no checkpoint was saved yet") +
+              "; lower the learning rate or raise warm-up",
+            { file: cfg.corpus },
+          );
+        }
+        await fill(gpu, sumsq, 0);
+        for (const n of names) await sumSquares(gpu, grads.get(n), sumsq, { accumulate: true });
+        const norm = Math.sqrt((await readTensor(sumsq))[0]);
+        if (!Number.isFinite(norm)) {
+          throw new TrainingDivergedError(`gradient norm became ${norm} at step ${step + 1}`, { file: cfg.corpus });
+        }
+        const gradScale = cfg.gradClip > 0 && norm > cfg.gradClip ? cfg.gradClip / norm : 1;
+        const lr = learningRate(cfg, step, totalSteps);
+        for (const n of names) {
+          const [m, v] = moments.get(n)!;
+          const decay = model.weight(n).shape.length >= 2 ? cfg.weightDecay : 0;
+          await adamw(gpu, model.weight(n), grads.get(n), m, v, { lr, weightDecay: decay, step: step + 1, gradScale });
+        }
+        step++;
+        const tokens = chunk.reduce((s, x) => s + x.ids.length - 1, 0);
+        const entry: StepLog = {
+          step,
+          epoch: epoch + 1,
+          loss: res.loss,
+          gradNorm: norm,
+          lr,
+          tokensPerSecond: tokens / ((performance.now() - ts) / 1000),
+        };
+        log.push(entry);
+        finalLoss = res.loss;
+        opts.onStep?.(entry, totalSteps);
+        if (cfg.checkpointEvery > 0 && step % cfg.checkpointEvery === 0 && step < totalSteps) await checkpoint(step);
+      }
+      if (cfg.checkpointEpochs && step < totalSteps) await checkpoint(step);
+    }
+    // The final model goes in the work folder, which then takes the output's name.
+    const files = new Map<string, Uint8Array>();
+    const finalDir = join(work, "final");
+    await saveTo(finalDir);
+    for await (const e of Deno.readDir(finalDir)) files.set(e.name, await Deno.readFile(join(finalDir, e.name)));
+    for (const [name, bytes] of files) await Deno.writeFile(join(work, name), bytes);
+    await Deno.remove(finalDir, { recursive: true });
+    await Deno.writeTextFile(join(work, "train_log.jsonl"), log.map((l) => JSON.stringify(l)).join("\n") + "\n");
+    if (await exists(cfg.out)) {
+      const aside = join(dirname(cfg.out), `.${basename(cfg.out)}.old-${crypto.randomUUID().slice(0, 8)}`);
+      await Deno.rename(cfg.out, aside);
+      await Deno.rename(work, cfg.out);
+      await Deno.remove(aside, { recursive: true });
+    } else {
+      await Deno.rename(work, cfg.out);
+    }
+  } catch (e) {
+    // Keep the work folder only if it holds a checkpoint worth keeping.
+    if (checkpoints.length === 0) await Deno.remove(work, { recursive: true }).catch(() => {});
+    throw e;
+  } finally {
+    model.destroy();
+    grads.destroy();
+    for (const [m, v] of moments.values()) {
+      m.destroy();
+      v.destroy();
+    }
+    sumsq.destroy();
+  }
+  return {
+    out: cfg.out,
+    steps: step,
+    finalLoss,
+    checkpoints: checkpoints.map((c) => c.replace(work, cfg.out)),
+    seconds: (performance.now() - t0) / 1000,
+    log,
+  };
+}
