@@ -9,6 +9,7 @@ import { infoCommand } from "./cli/info.ts";
 import { benchCommand } from "./cli/bench.ts";
 import { demoCommand } from "./cli/demo.ts";
 import { trainCommand } from "./cli/train.ts";
+import { accuracyCommand } from "./cli/accuracy.ts";
 
 const USAGE = `engram — locate, explain and edit facts in transformer language models (Deno + WebGPU)
 
@@ -23,6 +24,8 @@ commands:
             matmul / attention / forward-pass throughput with the adapter's description
   train     --config FILE [--overwrite] [--max-steps N] [--json]
             train a GPT-2 from a JSONL corpus (AdamW, checkpoints, progress line)
+  accuracy  --model DIR (--world DIR | --prompts FILE) [--limit N] [--json]
+            top-1 recall of facts (training prompts, held-out paraphrases, two-hop)
   info      the WebGPU adapter and its limits
   demo      run the bundled model end to end and check it against the float64 CPU reference
 `;
@@ -34,6 +37,7 @@ const commands: Record<string, (argv: string[]) => Promise<void>> = {
   info: infoCommand,
   demo: demoCommand,
   train: trainCommand,
+  accuracy: accuracyCommand,
 };
 
 /** Runs the CLI with `args`; returns the process exit code. */

@@ -1,0 +1,53 @@
+/**
+ * `engram accuracy --model DIR (--world DIR | --prompts FILE) [--limit N] [--json]`: top-1 recall of
+ * facts. With --world it scores the fixture world's training prompts, held-out paraphrases and two-hop
+ * prompts; with --prompts any JSONL file of {"prompt", "answer"} records.
+ */
+import { join } from "node:path";
+import { readJsonl } from "../io/world.ts";
+import { loadModel } from "../model/load.ts";
+import { type AccuracyResult, type PromptCase, topOneAccuracy } from "../evaluate/accuracy.ts";
+import { InputError } from "../errors.ts";
+import { intFlag, parseFlags, required } from "./args.ts";
+import { progress } from "./progress.ts";
+
+async function readCases(file: string, limit: number): Promise<PromptCase[]> {
+  const recs = await readJsonl<{ prompt: string; answer: string; relation?: string }>(file, { prompt: "string", answer: "string" });
+  return recs.slice(0, limit).map((r) => ({ prompt: r.prompt, answer: r.answer, group: r.relation }));
+}
+
+/** Runs `accuracy`. */
+export async function accuracyCommand(argv: string[]): Promise<void> {
+  const f = parseFlags("accuracy", argv, {
+    model: { type: "string" },
+    world: { type: "string" },
+    prompts: { type: "string" },
+    limit: { type: "string" },
+    json: { type: "boolean" },
+  });
+  const lm = await loadModel(required(f, "model", "accuracy"));
+  if (!lm.tokenizer) throw new InputError(`${lm.dir} has no tokenizer`, { field: "--model" });
+  const limit = intFlag(f, "limit", Number.MAX_SAFE_INTEGER, 1);
+  const splits: Record<string, string> = {};
+  if (typeof f.world === "string") {
+    splits.train = join(f.world, "train_prompts.jsonl");
+    splits.heldout = join(f.world, "heldout.jsonl");
+    splits.twohop = join(f.world, "twohop.jsonl");
+  } else if (typeof f.prompts === "string") splits.prompts = f.prompts;
+  else throw new InputError("accuracy: give --world DIR or --prompts FILE", { field: "--world" });
+  const report: Record<string, AccuracyResult> = {};
+  for (const [name, file] of Object.entries(splits)) {
+    const cases = await readCases(file, limit);
+    const bar = progress(`accuracy ${name}`, cases.length);
+    report[name] = await topOneAccuracy(lm.model, lm.tokenizer, cases, { onProgress: (d) => bar.update(d) });
+    bar.done();
+  }
+  if (f.json) console.log(JSON.stringify(report, null, 2));
+  else {
+    for (const [name, r] of Object.entries(report)) {
+      console.log(`${name.padEnd(8)} top-1 ${(100 * r.accuracy).toFixed(1)}% (${r.correct}/${r.n}), mean p(answer) ${r.meanAnswerProb.toFixed(3)}`);
+      for (const [g, s] of Object.entries(r.byGroup)) console.log(`  ${g.padEnd(20)} ${(100 * s.accuracy).toFixed(1)}% (${s.correct}/${s.n})`);
+    }
+  }
+  lm.model.destroy();
+}

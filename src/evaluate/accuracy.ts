@@ -1,0 +1,84 @@
+/**
+ * Top-1 factual recall: the fraction of prompts whose most likely next token is the answer's first
+ * token. Prompts are prefixed with the end-of-text token, as training instances are (see
+ * src/train/corpus.ts), and batched by token length.
+ */
+import { InputError } from "../errors.ts";
+import type { Tokenizer } from "../io/tokenizer.ts";
+import type { GPT2Model } from "../model/gpt2.ts";
+
+/** One prompt and the word that should follow it. */
+export interface PromptCase {
+  prompt: string;
+  answer: string;
+  /** Grouping key for the per-group breakdown (e.g. the relation). */
+  group?: string;
+}
+
+/** Result of {@link topOneAccuracy}. */
+export interface AccuracyResult {
+  n: number;
+  correct: number;
+  accuracy: number;
+  /** Accuracy per `group`. */
+  byGroup: Record<string, { n: number; correct: number; accuracy: number }>;
+  /** How many answers are longer than one token (scored by their first token). */
+  multiTokenAnswers: number;
+  /** Mean probability given to the answer's first token. */
+  meanAnswerProb: number;
+}
+
+/** Scores `cases` with `model`; `onProgress(done, total)` is called after each batch. */
+export async function topOneAccuracy(
+  model: GPT2Model,
+  tokenizer: Tokenizer,
+  cases: PromptCase[],
+  opts: { batchSize?: number; prefixEos?: boolean; onProgress?: (done: number, total: number) => void } = {},
+): Promise<AccuracyResult> {
+  if (cases.length === 0) throw new InputError("no prompts to score", { field: "prompts" });
+  const prefix = (opts.prefixEos ?? true) && tokenizer.eosId !== undefined ? [tokenizer.eosId] : [];
+  const byLen = new Map<number, Array<{ ids: number[]; answer: number; group: string }>>();
+  let multi = 0;
+  for (const c of cases) {
+    const ids = [...prefix, ...tokenizer.encode(c.prompt)];
+    const ans = tokenizer.encode(" " + c.answer);
+    if (ans.length === 0) throw new InputError(`empty answer for prompt '${c.prompt}'`, { field: "answer" });
+    if (ans.length > 1) multi++;
+    const list = byLen.get(ids.length) ?? [];
+    list.push({ ids, answer: ans[0], group: c.group ?? "all" });
+    byLen.set(ids.length, list);
+  }
+  const bs = opts.batchSize ?? 64;
+  let done = 0, correct = 0, probSum = 0;
+  const byGroup: AccuracyResult["byGroup"] = {};
+  for (const list of byLen.values()) {
+    for (let i = 0; i < list.length; i += bs) {
+      const chunk = list.slice(i, i + bs);
+      const { logprobs } = await model.forward(chunk.map((x) => x.ids));
+      chunk.forEach((x, b) => {
+        const lp = logprobs[b];
+        let best = 0;
+        for (let v = 1; v < lp.length; v++) if (lp[v] > lp[best]) best = v;
+        const ok = best === x.answer;
+        const g = (byGroup[x.group] ??= { n: 0, correct: 0, accuracy: 0 });
+        g.n++;
+        if (ok) {
+          g.correct++;
+          correct++;
+        }
+        probSum += Math.exp(lp[x.answer]);
+      });
+      done += chunk.length;
+      opts.onProgress?.(done, cases.length);
+    }
+  }
+  for (const g of Object.values(byGroup)) g.accuracy = g.correct / g.n;
+  return {
+    n: cases.length,
+    correct,
+    accuracy: correct / cases.length,
+    byGroup,
+    multiTokenAnswers: multi,
+    meanAnswerProb: probSum / cases.length,
+  };
+}

@@ -1,0 +1,124 @@
+/**
+ * Training: reproducible for a seed, the loss falls, checkpoints are loadable Hugging Face folders,
+ * and bad input (empty corpus, over-long lines, diverging loss, existing output) is a clear error
+ * that loses nothing.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { getGpu } from "../src/gpu/device.ts";
+import { loadHFModel } from "../src/io/hf_model.ts";
+import { parseTrainConfig, type TrainConfig } from "../src/train/config.ts";
+import { train } from "../src/train/trainer.ts";
+import { engram } from "./_util.ts";
+
+const WORLD = new URL("../fixtures/world", import.meta.url).pathname;
+
+async function corpus(dir: string, lines: string[]): Promise<string> {
+  const p = join(dir, "corpus.jsonl");
+  await Deno.writeTextFile(p, lines.map((text, i) => JSON.stringify({ id: `c${i}`, text })).join("\n") + "\n");
+  return p;
+}
+
+function config(dir: string, corpusPath: string, extra: Record<string, unknown> = {}): TrainConfig {
+  return parseTrainConfig(
+    {
+      corpus: corpusPath,
+      tokenizer: WORLD,
+      out: join(dir, "out"),
+      model: { n_layer: 1, n_head: 2, n_embd: 16, n_positions: 16 },
+      epochs: 10,
+      batch_size: 4,
+      lr: 0.01,
+      seed: 7,
+      ...extra,
+    },
+    join(dir, "train.json"),
+  );
+}
+
+const FACTS = [
+  "Narnux was born in Tarvos .",
+  "Fostix was born in Sunmere .",
+  "Pilvun plays the trombone .",
+  "Narnux speaks Greek .",
+  "The birthplace of Fostix is Sunmere .",
+  "Pilvun was born in Tarvos .",
+];
+
+Deno.test("training is reproducible for a seed, lowers the loss and writes loadable checkpoints", async () => {
+  const gpu = await getGpu();
+  const dir = await Deno.makeTempDir();
+  try {
+    const c = await corpus(dir, FACTS);
+    const r1 = await train(gpu, config(dir, c));
+    assert.ok(r1.log.at(-1)!.loss < r1.log[0].loss * 0.7, `loss ${r1.log[0].loss} -> ${r1.log.at(-1)!.loss}`);
+    assert.equal(r1.steps, 20);
+    assert.equal(r1.checkpoints.length, 9, "a checkpoint after each epoch but the last");
+    const ck = await loadHFModel(r1.checkpoints[0]);
+    assert.equal(ck.config.nEmbd, 16);
+    assert.ok(ck.tokenizer, "checkpoints carry the tokenizer");
+    const m1 = await loadHFModel(join(dir, "out"));
+    const log = (await Deno.readTextFile(join(dir, "out", "train_log.jsonl"))).trim().split("\n");
+    assert.equal(log.length, 20);
+    // Same seed, same bytes.
+    const cfg2 = { ...config(dir, c), out: join(dir, "out2") };
+    await train(gpu, cfg2);
+    const a = await Deno.readFile(join(dir, "out", "model.safetensors"));
+    const b = await Deno.readFile(join(dir, "out2", "model.safetensors"));
+    assert.deepEqual(a, b, "two runs with one seed differ");
+    assert.ok(m1.weights.get("wte.weight")!.data.some((x) => x !== 0));
+    // Existing output is refused, then replaced with overwrite.
+    await assert.rejects(train(gpu, config(dir, c)), { name: "EngramError", message: /already exists/ });
+    await train(gpu, config(dir, c, { seed: 8 }), { overwrite: true, maxSteps: 2 });
+    assert.notDeepEqual(await Deno.readFile(join(dir, "out", "model.safetensors")), a);
+    const leftovers = [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) => n.startsWith("."));
+    assert.deepEqual(leftovers, [], "no work folders left behind");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("training bad input: empty corpus, over-long line, bad JSON, diverging loss", async () => {
+  const gpu = await getGpu();
+  const dir = await Deno.makeTempDir();
+  try {
+    const empty = join(dir, "empty.jsonl");
+    await Deno.writeTextFile(empty, "\n\n");
+    await assert.rejects(train(gpu, config(dir, empty)), { name: "InputError", message: /corpus is empty/ });
+    const long = await corpus(dir, ["Narnux was born in Tarvos .", Array(40).fill("Narnux").join(" ")]);
+    await assert.rejects(train(gpu, config(dir, long)), { name: "InputError", message: /line 2.*context of 17/ });
+    const bad = join(dir, "bad.jsonl");
+    await Deno.writeTextFile(bad, '{"id": "a", "text": "ok ."}\n{"id": "b", "text": \n');
+    await assert.rejects(train(gpu, config(dir, bad)), { name: "InputError", message: /bad\.jsonl.*line 2.*JSON/ });
+    // An absurd learning rate makes the loss non-finite after the first checkpoint.
+    const c = await corpus(dir, FACTS);
+    const err = await train(gpu, config(dir, c, { lr: 1e30, warmup_steps: 0, grad_clip: 0, batch_size: 6 })).then(
+      () => undefined,
+      (e) => e,
+    );
+    assert.ok(err, "training with lr 1e30 should diverge");
+    assert.equal(err.name, "TrainingDivergedError");
+    const kept = /kept at (\S+)/.exec(err.message);
+    assert.ok(kept, err.message);
+    const ck = await loadHFModel(kept[1].replace(/;$/, ""));
+    assert.ok(ck.weights.get("wte.weight")!.data.every(Number.isFinite), "the kept checkpoint is a good one");
+    assert.ok(!(await Deno.stat(join(dir, "out")).then(() => true, () => false)), "no half-written output");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("train CLI: config errors name the file and field", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const cfg = join(dir, "t.json");
+    await Deno.writeTextFile(cfg, JSON.stringify({ corpus: "x.jsonl", tokenizer: WORLD, out: "o", lr: -1 }));
+    const r = await engram("train", "--config", cfg);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /t\.json.*field 'lr'/);
+    await Deno.writeTextFile(cfg, JSON.stringify({ corpus: "x.jsonl", tokenizer: WORLD, out: "o", lerning_rate: 1 }));
+    assert.match((await engram("train", "--config", cfg)).stderr, /field 'lerning_rate': unknown field/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
