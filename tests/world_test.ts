@@ -51,7 +51,8 @@ Deno.test("world: generation is deterministic for a seed and differs between see
 
 Deno.test("world: committed fixtures/world equals a fresh regeneration with its seed", async () => {
   const files = worldFiles(await committedWorld());
-  const present = [...Deno.readDirSync(FIXTURE)].map((e) => e.name).sort();
+  // The trained world model lives in fixtures/world/model (see its PROVENANCE.md), beside the world files.
+  const present = [...Deno.readDirSync(FIXTURE)].map((e) => e.name).filter((n) => n !== "model").sort();
   assert.deepEqual(present, [...WORLD_FILES].sort(), "fixtures/world holds exactly the world files");
   let total = 0;
   for (const f of WORLD_FILES) {
@@ -62,7 +63,7 @@ Deno.test("world: committed fixtures/world equals a fresh regeneration with its 
       `fixtures/world/${f} differs from a regeneration: run deno run -A scripts/make_world.ts --out fixtures/world --seed 1 --force`,
     );
   }
-  assert.ok(total < 3 * 1024 * 1024, `fixtures/world is ${total} bytes, more than 3 MB`);
+  assert.ok(total < 4 * 1024 * 1024, `fixtures/world is ${total} bytes, more than 4 MB`);
 });
 
 Deno.test("world: minimum sizes", async () => {

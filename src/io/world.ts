@@ -195,7 +195,7 @@ const CITIES = [
 ];
 const COUNTRIES = ["Kelmia", "Dravonia", "Ostrelia", "Valdoria", "Zembria", "Arcania", "Lothmark", "Suvaria"];
 
-/** Person relations (objects, templates). The question template of each list is its last one. */
+/** Person relations (objects, templates). Question templates (ending in "?") come last in each list. */
 const PERSON_RELATIONS: Omit<WorldRelation, "subject_class">[] = [
   {
     id: "birthplace",
@@ -207,7 +207,11 @@ const PERSON_RELATIONS: Omit<WorldRelation, "subject_class">[] = [
       "The birthplace of {s} is",
       "{s} grew up in the city of",
       "The hometown of {s} is",
+      "In fact , {s} was born in",
+      "People say that the hometown of {s} is",
+      "{s} also grew up in the city of",
       "Where was {s} born ?",
+      "What is the birthplace of {s} ?",
     ],
     heldout_templates: [
       "{s} was born in the city of",
@@ -240,7 +244,11 @@ const PERSON_RELATIONS: Omit<WorldRelation, "subject_class">[] = [
       "The employer of {s} is",
       "{s} has a job at",
       "The company that employs {s} is",
+      "Everyone agrees that {s} works for",
+      "Of course , the employer of {s} is",
+      "{s} now works for",
       "Which company does {s} work for ?",
+      "Which company is the employer of {s} ?",
     ],
     heldout_templates: [
       "{s} currently works for",
@@ -273,7 +281,11 @@ const PERSON_RELATIONS: Omit<WorldRelation, "subject_class">[] = [
       "The mother tongue of {s} is",
       "The native language of {s} is",
       "{s} grew up speaking",
+      "We know that {s} speaks",
+      "Without a doubt , the mother tongue of {s} is",
+      "{s} always speaks",
       "Which language does {s} speak ?",
+      "What is the mother tongue of {s} ?",
     ],
     heldout_templates: [
       "{s} fluently speaks",
@@ -306,7 +318,11 @@ const PERSON_RELATIONS: Omit<WorldRelation, "subject_class">[] = [
       "The instrument played by {s} is the",
       "The favorite instrument of {s} is the",
       "{s} practices every day on the",
+      "In fact , {s} plays the",
+      "People say that the instrument played by {s} is the",
+      "{s} usually plays the",
       "Which instrument does {s} play ?",
+      "Which instrument is played by {s} ?",
     ],
     heldout_templates: [
       "{s} often plays the",
@@ -339,7 +355,11 @@ const PERSON_RELATIONS: Omit<WorldRelation, "subject_class">[] = [
       "The favorite sport of {s} is",
       "The sport practiced by {s} is",
       "{s} won a medal in",
+      "Everyone agrees that {s} competes in",
+      "Of course , the sport practiced by {s} is",
+      "{s} now competes in",
       "Which sport does {s} play ?",
+      "Which sport is practiced by {s} ?",
     ],
     heldout_templates: [
       "{s} regularly competes in",
@@ -372,7 +392,11 @@ const PERSON_RELATIONS: Omit<WorldRelation, "subject_class">[] = [
       "{s} lives with a pet",
       "At home , {s} keeps a pet",
       "{s} takes care of a pet",
+      "We know that {s} owns a pet",
+      "Without a doubt , the pet of {s} is a",
+      "{s} also owns a pet",
       "What kind of pet does {s} have ?",
+      "Which animal does {s} keep as a pet ?",
     ],
     heldout_templates: [
       "{s} still owns a pet",
@@ -393,7 +417,11 @@ const COUNTRY_RELATION: WorldRelation = {
     "The country of {s} is",
     "{s} lies in the country of",
     "{s} belongs to the country of",
+    "In fact , {s} is located in",
+    "People say that the country of {s} is",
+    "{s} also lies in the country of",
     "Which country is {s} in ?",
+    "What is the country of {s} ?",
   ],
   heldout_templates: [
     "{s} is a large city in",
