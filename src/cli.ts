@@ -10,6 +10,13 @@ import { benchCommand } from "./cli/bench.ts";
 import { demoCommand } from "./cli/demo.ts";
 import { trainCommand } from "./cli/train.ts";
 import { accuracyCommand } from "./cli/accuracy.ts";
+import { neuronsCommand } from "./cli/neurons.ts";
+import { attributeCommand } from "./cli/attribute.ts";
+import { studyCommand } from "./cli/study.ts";
+import { editCommand } from "./cli/edit.ts";
+import { revertCommand } from "./cli/revert.ts";
+import { evalCommand } from "./cli/eval.ts";
+import { traceCommand } from "./cli/trace.ts";
 
 const USAGE = `engram — locate, explain and edit facts in transformer language models (Deno + WebGPU)
 
@@ -26,6 +33,35 @@ commands:
             train a GPT-2 from a JSONL corpus (AdamW, checkpoints, progress line)
   accuracy  --model DIR (--world DIR | --prompts FILE) [--limit N] [--json]
             top-1 recall of facts (training prompts, held-out paraphrases, two-hop)
+  eval      --method M[,M2,...] --model DIR --data FILE [--limit N] [--mode single|sequential|batch] [--batch-size N]
+            [--layers L] [--hparams FILE|JSON] [--prefix-eos auto|on|off] [--fluency-tokens N] [--per-case]
+            [--table FILE] [--out FILE] [--json]
+            edit with each method (ft-l, ft, rome, memit) and measure reliability, generalization, locality,
+            portability, fluency and CounterFact's ES/PS/NS; KnowEdit-style table with --table
+  edit      --method rome|memit --model DIR (--requests FILE | --prompt "{} is in" --subject S --target T)
+            [--layers L,..] [--hparams FILE] [--stats-corpus FILE] [--stats-dir DIR] [--limit N] --out DIR
+            [--log DIR] [--overwrite] [--json]
+            rewrite facts (ROME / MEMIT); writes the edited model and an edit log (default OUT.editlog)
+  revert    --model EDITED --log LOGDIR --out DIR [--force] [--overwrite]
+            restore the original weights bit for bit from an edit log
+  neurons   --model DIR --prompt "..." [--prompt "..."] --target T [--steps N] [--threshold R] [--share S] [--ks 1,10,100] [--json]
+            knowledge neurons by integrated gradients of p(target); suppress/amplify; sufficiency/comprehensiveness
+  attribute --model DIR --train FILE --prompt "..." --target T --method grad-dot|grad-cos|tracin [--checkpoints DIR]
+            [--top K] [--limit N] [--candidates IDS|@FILE] [--json]
+            most influential training instances (per-example gradients of the MLP c_proj weights)
+  study     attribution --model DIR --train FILE --prompts FILE [--tests N] [--pool N] [--k K] [--json]
+            IA vs NA overlap and fine-tuning on top-k influential vs random instances
+  trace     --model DIR (--prompt "..." --subject S [--target T] | --facts FILE [--limit N] [--include-unknown])
+            [--kind hidden|mlp|attn|all] [--samples N] [--noise X|sK] [--noise-basis wte|subjects] [--window W]
+            [--seed S] [--target-prob first|sequence] [--prefix-eos auto|on|off] [--batch-rows N] [--unbatched]
+            [--out DIR] [--json]
+            causal tracing (ROME): restore hidden / MLP / attention states after corrupting the subject;
+            --json prints one object per kind, a JSON array of [hidden, mlp, attn] for --kind all (default);
+            --facts (known_1000.json or world prompt JSONL) prints token-class averages with 95% CIs;
+            --out writes trace.json + trace_KIND.svg (average.json + average_KIND.svg with --facts).
+            Defaults: 10 samples, noise s3 = 3 x std of wte (of the subjects' tokens with --facts), window 10
+            (clipped to the model), seed 1, answer = the target's first token (or the model's prediction),
+            --prefix-eos auto = prepend end-of-text when config.json has bos_token_id
   info      the WebGPU adapter and its limits
   demo      run the bundled model end to end and check it against the float64 CPU reference
 `;
@@ -38,6 +74,13 @@ const commands: Record<string, (argv: string[]) => Promise<void>> = {
   demo: demoCommand,
   train: trainCommand,
   accuracy: accuracyCommand,
+  neurons: neuronsCommand,
+  attribute: attributeCommand,
+  study: studyCommand,
+  edit: editCommand,
+  revert: revertCommand,
+  eval: evalCommand,
+  trace: traceCommand,
 };
 
 /** Runs the CLI with `args`; returns the process exit code. */

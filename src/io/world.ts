@@ -214,9 +214,9 @@ const PERSON_RELATIONS: Omit<WorldRelation, "subject_class">[] = [
       "What is the birthplace of {s} ?",
     ],
     heldout_templates: [
-      "{s} was born in the city of",
-      "According to the records , the birthplace of {s} is",
-      "Which city is the hometown of {s} ?",
+      "We know that {s} was born in",
+      "Of course , the hometown of {s} is",
+      "Which city is the birthplace of {s} ?",
     ],
   },
   {
@@ -251,9 +251,9 @@ const PERSON_RELATIONS: Omit<WorldRelation, "subject_class">[] = [
       "Which company is the employer of {s} ?",
     ],
     heldout_templates: [
-      "{s} currently works for",
-      "As everyone knows , the employer of {s} is",
-      "Who is the employer of {s} ?",
+      "In fact , {s} works for",
+      "People say that the employer of {s} is",
+      "What is the employer of {s} ?",
     ],
   },
   {
@@ -288,9 +288,9 @@ const PERSON_RELATIONS: Omit<WorldRelation, "subject_class">[] = [
       "What is the mother tongue of {s} ?",
     ],
     heldout_templates: [
-      "{s} fluently speaks",
-      "In the old stories , the mother tongue of {s} is",
-      "What is the native language of {s} ?",
+      "Everyone agrees that {s} speaks",
+      "In fact , the native language of {s} is",
+      "Which language is the mother tongue of {s} ?",
     ],
   },
   {
@@ -325,9 +325,9 @@ const PERSON_RELATIONS: Omit<WorldRelation, "subject_class">[] = [
       "Which instrument is played by {s} ?",
     ],
     heldout_templates: [
-      "{s} often plays the",
-      "By all accounts , the favorite instrument of {s} is the",
-      "What is the favorite instrument of {s} ?",
+      "We know that {s} plays the",
+      "Of course , the favorite instrument of {s} is the",
+      "What is the instrument played by {s} ?",
     ],
   },
   {
@@ -362,9 +362,9 @@ const PERSON_RELATIONS: Omit<WorldRelation, "subject_class">[] = [
       "Which sport is practiced by {s} ?",
     ],
     heldout_templates: [
-      "{s} regularly competes in",
-      "As far as we know , the favorite sport of {s} is",
-      "What is the favorite sport of {s} ?",
+      "People say that {s} competes in",
+      "Without a doubt , the favorite sport of {s} is",
+      "What is the sport practiced by {s} ?",
     ],
   },
   {
@@ -399,9 +399,9 @@ const PERSON_RELATIONS: Omit<WorldRelation, "subject_class">[] = [
       "Which animal does {s} keep as a pet ?",
     ],
     heldout_templates: [
-      "{s} still owns a pet",
-      "It is said that the pet of {s} is a",
-      "Which pet does {s} have ?",
+      "Everyone agrees that {s} owns a pet",
+      "Of course , the pet of {s} is a",
+      "What is the pet of {s} ?",
     ],
   },
 ];
@@ -424,10 +424,10 @@ const COUNTRY_RELATION: WorldRelation = {
     "What is the country of {s} ?",
   ],
   heldout_templates: [
-    "{s} is a large city in",
-    "On the map , the country of {s} is",
-    "In which country is {s} ?",
-  ],
+      "Everyone agrees that {s} is a city in",
+      "Without a doubt , the country of {s} is",
+      "Which country is {s} located in ?",
+    ],
 };
 
 const TWO_HOP: WorldTwoHop[] = [

@@ -15,7 +15,7 @@ import { geluBackward } from "../gpu/gelu_backward.ts";
 import { layerNormBackward } from "../gpu/layernorm_backward.ts";
 import { matmul } from "../gpu/matmul.ts";
 import { fill } from "../gpu/reduce.ts";
-import { copyTensor, createTensor, type GpuTensor, readTensor } from "../gpu/tensor.ts";
+import { copyTensor, createTensor, type GpuTensor, readTensor, writeTensor } from "../gpu/tensor.ts";
 import type { GPT2Model, SavedForward } from "./gpt2.ts";
 import type { Hooks } from "./hooks.ts";
 import { siteWidth } from "./hooks.ts";
@@ -102,8 +102,7 @@ export async function backward(
   opts: BackwardOptions = {},
 ): Promise<BackwardResult> {
   const gpu = model.gpu;
-  const cfg = model.config;
-  const { nEmbd: C, nInner: I, nLayer: L, nHead, vocabSize: V } = cfg;
+  const V = model.config.vocabSize;
   const { B, T } = saved;
   const R = B * T;
   if (loss.targets.length !== B || loss.targets.some((row) => row.length !== T)) {
@@ -125,6 +124,105 @@ export async function backward(
   );
   if (counted === 0) throw new InputError("no counted target: every target is -1", { field: "targets" });
   const scale = (loss.reduction ?? "mean") === "mean" ? 1 / counted : 1;
+  let rowLossT: GpuTensor | undefined;
+  let targetsT: GpuTensor | undefined;
+  try {
+    const siteGrads = await backwardCore(model, saved, opts, async (logits, dlogits) => {
+      targetsT = createTensor(gpu, [R], { name: "targets", dtype: "u32", data: targets });
+      rowLossT = createTensor(gpu, [R], { name: "row_losses" });
+      await crossEntropy(gpu, logits, targetsT, rowLossT, dlogits, { rows: R, cols: V, scale });
+    });
+    const rowLosses = await readTensor(rowLossT!);
+    let total = 0;
+    for (let r = 0; r < R; r++) if (targets[r] !== IGNORE_TARGET) total += rowLosses[r];
+    return { loss: total * scale, rowLosses, counted, siteGrads };
+  } finally {
+    rowLossT?.destroy();
+    targetsT?.destroy();
+  }
+}
+
+/**
+ * A loss defined on some rows of the logits, computed on the host: given the logits of the listed
+ * rows ([rows.length * V], row-major, in the order of `rows`), returns the loss and its gradient with
+ * respect to those logits (same layout). Rows not listed get zero gradient.
+ */
+export type LogitLossFn = (logits: Float32Array, rows: number[], V: number) => { loss: number; dlogits: Float32Array };
+
+/** Result of {@link backwardFromLogitGrads}. */
+export interface LogitBackwardResult {
+  loss: number;
+  siteGrads: Map<string, Float32Array>;
+}
+
+/**
+ * Backward pass for an arbitrary loss of the logits (e.g. a KL divergence): the logits of `rows`
+ * (flat indices b * T + t) are read back, `lossFn` gives dL/dlogits for them, and the gradient flows
+ * through the model as in {@link backward} (same hooks, parameter and site gradients).
+ */
+export async function backwardFromLogitGrads(
+  model: GPT2Model,
+  saved: SavedForward,
+  rows: number[],
+  lossFn: LogitLossFn,
+  opts: BackwardOptions = {},
+): Promise<LogitBackwardResult> {
+  const gpu = model.gpu;
+  const V = model.config.vocabSize;
+  const R = saved.B * saved.T;
+  if (rows.length === 0) throw new InputError("no logit rows for the loss", { field: "rows" });
+  for (const r of rows) {
+    if (!Number.isInteger(r) || r < 0 || r >= R) throw new InputError(`logit row ${r} out of range [0, ${R})`, { field: "rows" });
+  }
+  let loss = 0;
+  const compact = createTensor(gpu, [rows.length, V], { name: "logit_rows" });
+  try {
+    const siteGrads = await backwardCore(model, saved, opts, async (logits, dlogits) => {
+      rows.forEach((r, i) => copyTensor(logits, compact, V, r * V, i * V));
+      const host = await readTensor(compact);
+      const res = lossFn(host, rows, V);
+      if (res.dlogits.length !== rows.length * V) {
+        throw new ShapeError(`dlogits has ${res.dlogits.length} values, expected ${rows.length * V}`, { field: "dlogits" });
+      }
+      loss = res.loss;
+      await fill(gpu, dlogits, 0);
+      writeTensor(compact, res.dlogits);
+      rows.forEach((r, i) => copyTensor(compact, dlogits, V, i * V, r * V));
+    });
+    return { loss, siteGrads };
+  } finally {
+    compact.destroy();
+  }
+}
+
+/** Runs forward (saving activations) and {@link backwardFromLogitGrads}. */
+export async function logitLossAndGradients(
+  model: GPT2Model,
+  batch: number[][],
+  rows: number[],
+  lossFn: LogitLossFn,
+  opts: BackwardOptions = {},
+): Promise<LogitBackwardResult> {
+  const { saved } = await model.forwardForBackward(batch, { hooks: opts.hooks });
+  try {
+    return await backwardFromLogitGrads(model, saved, rows, lossFn, opts);
+  } finally {
+    saved.destroy();
+  }
+}
+
+/** Shared backward: logits, `head` fills dL/dlogits, then gradients flow down to the embeddings. */
+async function backwardCore(
+  model: GPT2Model,
+  saved: SavedForward,
+  opts: BackwardOptions,
+  head: (logits: GpuTensor, dlogits: GpuTensor) => Promise<void>,
+): Promise<Map<string, Float32Array>> {
+  const gpu = model.gpu;
+  const cfg = model.config;
+  const { nEmbd: C, nInner: I, nLayer: L, nHead, vocabSize: V } = cfg;
+  const { B, T } = saved;
+  const R = B * T;
   const wantSites = new Set(opts.siteGrads ?? []);
   for (const s of wantSites) siteWidth(cfg, s);
   const siteGrads = new Map<string, Float32Array>();
@@ -164,19 +262,16 @@ export async function backward(
     return scratch;
   };
 
-  // Head: logits = ln_f @ head^T, cross-entropy on every row.
-  const head = model.lmHead();
+  // Head: logits = ln_f @ head^T; the loss fills dlogits.
+  const head_ = model.lmHead();
   const headName = model.weightNames().includes("lm_head.weight") ? "lm_head.weight" : "wte.weight";
   const logits = mk("logits", [R, V]);
-  await matmul(gpu, saved.lnf, head, logits, { M: R, N: V, K: C, transB: true });
-  const targetsT = createTensor(gpu, [R], { name: "targets", dtype: "u32", data: targets });
-  tmp.push(targetsT);
-  const rowLossT = mk("row_losses", [R]);
+  await matmul(gpu, saved.lnf, head_, logits, { M: R, N: V, K: C, transB: true });
   const dlogits = mk("dlogits", [R, V]);
-  await crossEntropy(gpu, logits, targetsT, rowLossT, dlogits, { rows: R, cols: V, scale });
+  await head(logits, dlogits);
   if (grads) await matmul(gpu, dlogits, saved.lnf, G(headName), { M: V, N: C, K: R, transA: true, accumulate: acc });
   const dln = mk("d_ln", [R, C]);
-  await matmul(gpu, dlogits, head, dln, { M: R, N: C, K: V });
+  await matmul(gpu, dlogits, head_, dln, { M: R, N: C, K: V });
   site("ln_f", dln, C);
   const dx = mk("d_resid", [R, C]);
   await layerNormBackward(
@@ -260,10 +355,10 @@ export async function backward(
       accumulatePositions: acc,
     });
   }
-  const rowLosses = await readTensor(rowLossT);
-  for (const [name, t] of pending) siteGrads.set(name, await readTensor(t));
-  for (const t of tmp) t.destroy();
-  let total = 0;
-  for (let r = 0; r < R; r++) if (targets[r] !== IGNORE_TARGET) total += rowLosses[r];
-  return { loss: total * scale, rowLosses, counted, siteGrads };
+  try {
+    for (const [name, t] of pending) siteGrads.set(name, await readTensor(t));
+  } finally {
+    for (const t of tmp) t.destroy();
+  }
+  return siteGrads;
 }

@@ -1,0 +1,162 @@
+/**
+ * Inputs of the attribution commands: prompts (optionally prefixed with the begin-of-text token, as the
+ * fixture world's training instances are), single-token targets, and training files with ids.
+ */
+import { join } from "node:path";
+import { InputError } from "../errors.ts";
+import type { Tokenizer } from "../io/tokenizer.ts";
+import type { GPT2Model } from "../model/gpt2.ts";
+import { parseCorpus, type TrainingInstance } from "../train/corpus.ts";
+
+/** `bos_token_id` of a model folder's config.json, or undefined. */
+export async function bosTokenId(dir: string): Promise<number | undefined> {
+  try {
+    const cfg = JSON.parse(await Deno.readTextFile(join(dir, "config.json")));
+    return Number.isInteger(cfg.bos_token_id) ? cfg.bos_token_id : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Token ids of `text`, with `prefix` (e.g. the bos token) in front when given; validated against the model. */
+export function encodePrompt(
+  model: GPT2Model,
+  tokenizer: Tokenizer,
+  text: string,
+  prefix?: number,
+): number[] {
+  if (text.trim() === "") throw new InputError("empty prompt", { field: "--prompt" });
+  const ids = [...(prefix === undefined ? [] : [prefix]), ...tokenizer.encode(text)];
+  if (ids.length > model.config.nPositions) {
+    throw new InputError(
+      `the prompt is ${ids.length} tokens, more than the model's context ${model.config.nPositions}`,
+      { field: "--prompt" },
+    );
+  }
+  model.checkBatch([ids]);
+  return ids;
+}
+
+/**
+ * The target word as one token: a leading space is added unless `target` starts with whitespace (the
+ * word follows the prompt). Attribution explains the probability of ONE next token; a multi-token target
+ * is refused unless `firstToken`, which attributes its first token only.
+ */
+export function encodeTarget(tokenizer: Tokenizer, target: string, firstToken = false): number {
+  if (target.trim() === "") throw new InputError("empty target", { field: "--target" });
+  const text = /^\s/.test(target) ? target : " " + target;
+  const ids = tokenizer.encode(text);
+  if (ids.length === 0) throw new InputError(`target '${target}' encodes to no token`, { field: "--target" });
+  if (ids.length > 1 && !firstToken) {
+    const pieces = ids.map((i) => JSON.stringify(tokenizer.tokenString(i))).join(" + ");
+    throw new InputError(
+      `target '${target}' is ${ids.length} tokens (${pieces}); attribution explains the probability of a single next ` +
+        `token after the prompt, so give a one-token target, or pass --first-token to attribute its first token only`,
+      { field: "--target" },
+    );
+  }
+  return ids[0];
+}
+
+/** A training instance with the metadata fields of its JSONL record. */
+export interface TrainRecord extends TrainingInstance {
+  /** The record's other string fields (e.g. subject, relation, object in the fixture world). */
+  meta: Record<string, string>;
+}
+
+/**
+ * Reads a training JSONL file ({"id", "text", ...} per line) tokenized as in training; a line that does not
+ * fit the model's context is an {@link InputError} naming the file and line. `candidates` keeps only
+ * those ids (unknown ids are an error); `limit` keeps the first N instances after that.
+ */
+export async function readTrainingFile(
+  path: string,
+  tokenizer: Tokenizer,
+  nPositions: number,
+  opts: { limit?: number; candidates?: string[] } = {},
+): Promise<TrainRecord[]> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    throw new InputError(`cannot read the training file: ${(e as Error).message}`, {
+      file: path,
+      field: "--train",
+    });
+  }
+  const inst = parseCorpus(text, path, tokenizer, nPositions + 1);
+  const lines = text.split("\n");
+  let out: TrainRecord[] = inst.map((x) => {
+    const rec = JSON.parse(lines[x.line]) as Record<string, unknown>;
+    const meta: Record<string, string> = {};
+    for (const [k, v] of Object.entries(rec)) {
+      if (typeof v === "string" && k !== "text" && k !== "id") meta[k] = v;
+    }
+    return { ...x, meta };
+  });
+  if (opts.candidates) {
+    const byId = new Map(out.map((x) => [x.id, x]));
+    out = opts.candidates.map((id) => {
+      const x = byId.get(id);
+      if (!x) {
+        throw new InputError(`candidate id '${id}' is not in the training file`, {
+          file: path,
+          field: "--candidates",
+        });
+      }
+      return x;
+    });
+  }
+  if (opts.limit !== undefined) out = out.slice(0, opts.limit);
+  if (out.length === 0) {
+    throw new InputError("no training instances selected", { file: path, field: "--train" });
+  }
+  return out;
+}
+
+/** Parses `--candidates`: comma-separated ids, or `@FILE` with one id per line (or JSONL with "id"). */
+export async function parseCandidates(arg: string): Promise<string[]> {
+  let items: string[];
+  if (arg.startsWith("@")) {
+    const file = arg.slice(1);
+    let text: string;
+    try {
+      text = await Deno.readTextFile(file);
+    } catch (e) {
+      throw new InputError(`cannot read the candidates file: ${(e as Error).message}`, {
+        file,
+        field: "--candidates",
+      });
+    }
+    items = text.split("\n").map((l) => l.trim()).filter((l) => l !== "").map((l) => {
+      if (!l.startsWith("{")) return l;
+      try {
+        return String(JSON.parse(l).id);
+      } catch {
+        throw new InputError(`not JSON: ${l.slice(0, 40)}`, { file, field: "--candidates" });
+      }
+    });
+  } else items = arg.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  if (items.length === 0) throw new InputError("--candidates lists no id", { field: "--candidates" });
+  return items;
+}
+
+/**
+ * The prompt/target pair that neuron attribution uses for a training instance: when the record has an
+ * `object` field that is one token of the text, the prompt is everything before its last occurrence and the
+ * target is that token (the fact's answer); otherwise the target is the text's last token.
+ */
+export function instancePrompt(x: TrainRecord, tokenizer: Tokenizer): { ids: number[]; target: number } {
+  const body = x.ids.slice(0, -1); // drop the trailing eos
+  if (x.meta.object) {
+    const obj = tokenizer.encode(" " + x.meta.object);
+    if (obj.length === 1) {
+      const j = body.lastIndexOf(obj[0]);
+      if (j >= 1) return { ids: body.slice(0, j), target: obj[0] };
+    }
+  }
+  if (body.length < 2) {
+    throw new InputError(`instance '${x.id}' is too short to attribute`, { field: "--train" });
+  }
+  return { ids: body.slice(0, -1), target: body[body.length - 1] };
+}

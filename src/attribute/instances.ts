@@ -1,0 +1,317 @@
+/**
+ * Instance attribution (IA): which training instances most influence a test prediction, from
+ * per-example gradients of the loss over chosen parameters (Yu, Atanasova, Augenstein 2024, §2(g);
+ * Pruthi et al.'s TracIn).
+ *
+ * - A training instance's loss is the mean next-token cross-entropy over its tokens ([eos] + text +
+ *   [eos], as in training, see src/train/corpus.ts); the test loss is −log p(target | prompt).
+ * - Parameters: by default the MLP output matrices `h.L.mlp.c_proj.weight` [nInner, nEmbd] of every
+ *   layer, flattened and concatenated in layer order. For exactly these matrices the per-example
+ *   gradient is Σ_t a_t ⊗ g_t (a = `mlp_post.L`, g = ∂loss/∂`mlp_out.L`), so a whole batch of instances
+ *   gets its per-example gradients from one forward/backward pass plus one batched GPU matmul. Any other
+ *   parameter list is computed one instance at a time with {@link Gradients}.
+ * - Grad-Dot = g_train · g_test; Grad-Cos = the cosine; TracIn = Σ_checkpoints lr_c · g_train(c) · g_test(c).
+ * Training gradients are streamed (never all held in memory): only the scores are kept.
+ */
+import { join } from "node:path";
+import { ConfigError, InputError } from "../errors.ts";
+import { matmul } from "../gpu/matmul.ts";
+import { createTensor, readTensor } from "../gpu/tensor.ts";
+import { loadHFModel } from "../io/hf_model.ts";
+import { backward, Gradients, lossAndGradients } from "../model/backward.ts";
+import type { GPT2Config } from "../model/config.ts";
+import { GPT2Model } from "../model/gpt2.ts";
+
+/** An example to differentiate: input tokens and the next-token target at each position (−1 = ignore). */
+export interface GradExample {
+  input: number[];
+  targets: number[];
+}
+
+/** The instance-attribution methods. */
+export type IaMethod = "grad-dot" | "grad-cos" | "tracin";
+/** Every {@link IaMethod}. */
+export const IA_METHODS: IaMethod[] = ["grad-dot", "grad-cos", "tracin"];
+
+/** Default parameters: the MLP c_proj weight of every layer. */
+export function defaultIaParams(config: GPT2Config): string[] {
+  return Array.from({ length: config.nLayer }, (_, l) => `h.${l}.mlp.c_proj.weight`);
+}
+
+/** A training instance (token ids including both eos markers) as a {@link GradExample}. */
+export function trainingExample(ids: number[]): GradExample {
+  return { input: ids.slice(0, -1), targets: ids.slice(1) };
+}
+
+/** A prompt and its next-token target as a {@link GradExample} (only the last position counts). */
+export function promptExample(ids: number[], target: number): GradExample {
+  return { input: ids, targets: ids.map((_, t) => (t === ids.length - 1 ? target : -1)) };
+}
+
+const CPROJ = /^h\.(\d+)\.mlp\.c_proj\.weight$/;
+
+/**
+ * Calls `onGrad(index, grad)` with the flattened gradient (over `params`, concatenated in order) of the
+ * mean loss of each example; `grad` is reused between calls only if you keep it — copy it to keep it.
+ * Examples of equal input length are batched (no padding) (`batchSize`, default 32) on the fast path (see module comment).
+ */
+export async function forEachExampleGradient(
+  model: GPT2Model,
+  examples: GradExample[],
+  params: string[],
+  onGrad: (index: number, grad: Float32Array) => void,
+  opts: { batchSize?: number; onProgress?: (done: number, total: number) => void } = {},
+): Promise<void> {
+  const names = new Set(model.weightNames());
+  if (params.length === 0) {
+    throw new InputError("no parameters chosen for the gradients", { field: "params" });
+  }
+  for (const p of params) {
+    if (!names.has(p)) throw new InputError(`unknown parameter '${p}'`, { field: "params" });
+  }
+  for (const [i, ex] of examples.entries()) {
+    if (ex.input.length !== ex.targets.length || ex.input.length === 0) {
+      throw new InputError(`example ${i}: ${ex.input.length} inputs but ${ex.targets.length} targets`, {
+        field: "examples",
+      });
+    }
+    if (!ex.targets.some((t) => t !== -1)) {
+      throw new InputError(`example ${i} has no target to score`, { field: "examples" });
+    }
+  }
+  const sizes = params.map((p) => model.weight(p).numel);
+  const P = sizes.reduce((a, b) => a + b, 0);
+  let done = 0;
+  if (!params.every((p) => CPROJ.test(p))) {
+    // The backward pass writes every weight's gradient, so buffers exist for all; only `params` are read.
+    const grads = new Gradients(model);
+    try {
+      for (const [i, ex] of examples.entries()) {
+        await lossAndGradients(model, [ex.input], { targets: [ex.targets] }, { grads });
+        const flat = new Float32Array(P);
+        let off = 0;
+        for (const [j, p] of params.entries()) {
+          flat.set(await grads.read(p), off);
+          off += sizes[j];
+        }
+        onGrad(i, flat);
+        opts.onProgress?.(++done, examples.length);
+      }
+    } finally {
+      grads.destroy();
+    }
+    return;
+  }
+  const { nEmbd: C, nInner: I } = model.config;
+  const layers = params.map((p) => Number(CPROJ.exec(p)![1]));
+  const bs = opts.batchSize ?? 32;
+  const byLen = new Map<number, number[]>();
+  examples.forEach((ex, i) => byLen.set(ex.input.length, [...(byLen.get(ex.input.length) ?? []), i]));
+  const gpu = model.gpu;
+  for (const [T, idx] of [...byLen.entries()].sort((a, b) => a[0] - b[0])) {
+    for (let s = 0; s < idx.length; s += bs) {
+      const part = idx.slice(s, s + bs);
+      const B = part.length;
+      const batch = part.map((i) => examples[i].input);
+      const { result, saved } = await model.forwardForBackward(batch, {
+        hooks: { capture: layers.map((l) => `mlp_post.${l}`) },
+      });
+      let siteGrads: Map<string, Float32Array>;
+      try {
+        ({ siteGrads } = await backward(model, saved, {
+          targets: part.map((i) => examples[i].targets),
+          reduction: "sum",
+        }, {
+          siteGrads: layers.map((l) => `mlp_out.${l}`),
+        }));
+      } finally {
+        saved.destroy();
+      }
+      const perLayer: Float32Array[] = [];
+      for (const l of layers) {
+        const aT = createTensor(gpu, [B * T, I], {
+          name: "ia.act",
+          data: result.captured.get(`mlp_post.${l}`)!,
+        });
+        const gT = createTensor(gpu, [B * T, C], { name: "ia.dout", data: siteGrads.get(`mlp_out.${l}`)! });
+        const oT = createTensor(gpu, [B, I * C], { name: "ia.grads" });
+        try {
+          // Per example b: dW_b = A_b^T G_b, A_b [T, I], G_b [T, C].
+          await matmul(gpu, aT, gT, oT, {
+            M: I,
+            N: C,
+            K: T,
+            batch: B,
+            transA: true,
+            strideA: T * I,
+            strideB: T * C,
+            strideOut: I * C,
+          });
+          perLayer.push(await readTensor(oT));
+        } finally {
+          aT.destroy();
+          gT.destroy();
+          oT.destroy();
+        }
+      }
+      part.forEach((i, b) => {
+        const counted = examples[i].targets.filter((t) => t !== -1).length;
+        const flat = new Float32Array(P);
+        let off = 0;
+        for (const g of perLayer) {
+          const src = g.subarray(b * I * C, (b + 1) * I * C);
+          for (let j = 0; j < I * C; j++) flat[off + j] = src[j] / counted;
+          off += I * C;
+        }
+        onGrad(i, flat);
+      });
+      done += B;
+      opts.onProgress?.(done, examples.length);
+    }
+  }
+}
+
+/** All gradients of {@link forEachExampleGradient} as an array (small example sets only). */
+export async function exampleGradients(
+  model: GPT2Model,
+  examples: GradExample[],
+  params: string[],
+): Promise<Float32Array[]> {
+  const out: Float32Array[] = new Array(examples.length);
+  await forEachExampleGradient(model, examples, params, (i, g) => (out[i] = g));
+  return out;
+}
+
+function dot(a: Float32Array, b: Float32Array): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
+  return s;
+}
+
+/** A checkpoint for TracIn: a Hugging Face folder and the learning rate used at its step. */
+export interface Checkpoint {
+  dir: string;
+  step: number;
+  lr: number;
+}
+
+/**
+ * The `step-*` folders of `dir`, in step order, with the learning rate at each step read from
+ * `train_log.jsonl` in `dir` or its parent (the model folder); 1 when no log entry exists.
+ */
+export async function listCheckpoints(dir: string): Promise<Checkpoint[]> {
+  const out: Checkpoint[] = [];
+  try {
+    for await (const e of Deno.readDir(dir)) {
+      const m = /^step-(\d+)$/.exec(e.name);
+      if (e.isDirectory && m) out.push({ dir: join(dir, e.name), step: Number(m[1]), lr: 1 });
+    }
+  } catch (e) {
+    throw new InputError(`cannot read the checkpoints folder: ${(e as Error).message}`, {
+      file: dir,
+      field: "--checkpoints",
+    });
+  }
+  if (out.length === 0) {
+    throw new InputError("no step-* checkpoint folders", { file: dir, field: "--checkpoints" });
+  }
+  out.sort((a, b) => a.step - b.step);
+  const lrs = new Map<number, number>();
+  for (const f of [join(dir, "train_log.jsonl"), join(dir, "..", "train_log.jsonl")]) {
+    let text: string;
+    try {
+      text = await Deno.readTextFile(f);
+    } catch {
+      continue;
+    }
+    for (const line of text.split("\n")) {
+      if (!line.trim()) continue;
+      try {
+        const r = JSON.parse(line);
+        if (typeof r.step === "number" && typeof r.lr === "number") lrs.set(r.step, r.lr);
+      } catch {
+        throw new InputError("train_log.jsonl line is not JSON", { file: f });
+      }
+    }
+    break;
+  }
+  for (const c of out) c.lr = lrs.get(c.step) ?? 1;
+  return out;
+}
+
+function sameArch(a: GPT2Config, b: GPT2Config): string | undefined {
+  for (const k of ["nLayer", "nHead", "nEmbd", "vocabSize", "nPositions", "nInner"] as const) {
+    if (a[k] !== b[k]) return `${k} ${b[k]} != the model's ${a[k]}`;
+  }
+  return undefined;
+}
+
+/** Options of {@link instanceScores}. */
+export interface IaOptions {
+  method: IaMethod;
+  /** Parameters (default {@link defaultIaParams}). */
+  params?: string[];
+  /** TracIn checkpoints (required for "tracin"). */
+  checkpoints?: Checkpoint[];
+  batchSize?: number;
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** Influence score of every training example on the test example; higher = more helpful. */
+export async function instanceScores(
+  model: GPT2Model,
+  train: GradExample[],
+  test: GradExample,
+  opts: IaOptions,
+): Promise<Float64Array> {
+  const params = opts.params ?? defaultIaParams(model.config);
+  const scores = new Float64Array(train.length);
+  if (opts.method === "tracin") {
+    const cks = opts.checkpoints ?? [];
+    if (cks.length === 0) {
+      throw new InputError("tracin needs checkpoints (--checkpoints DIR)", { field: "--checkpoints" });
+    }
+    let done = 0;
+    for (const c of cks) {
+      const hf = await loadHFModel(c.dir);
+      const bad = sameArch(model.config, hf.config);
+      if (bad) {
+        throw new ConfigError(`checkpoint has a different architecture: ${bad}`, {
+          file: join(c.dir, "config.json"),
+          field: "config",
+        });
+      }
+      const m = GPT2Model.create(model.gpu, hf.config, hf.weights);
+      try {
+        const [gTest] = await exampleGradients(m, [test], params);
+        await forEachExampleGradient(m, train, params, (i, g) => (scores[i] += c.lr * dot(g, gTest)), {
+          batchSize: opts.batchSize,
+          onProgress: (d) => opts.onProgress?.(done + d, train.length * cks.length),
+        });
+      } finally {
+        m.destroy();
+      }
+      done += train.length;
+    }
+    return scores;
+  }
+  if (opts.method !== "grad-dot" && opts.method !== "grad-cos") {
+    throw new InputError(`unknown method '${opts.method}' (expected ${IA_METHODS.join(", ")})`, {
+      field: "--method",
+    });
+  }
+  const [gTest] = await exampleGradients(model, [test], params);
+  const nTest = Math.sqrt(dot(gTest, gTest));
+  await forEachExampleGradient(model, train, params, (i, g) => {
+    const d = dot(g, gTest);
+    scores[i] = opts.method === "grad-dot" ? d : d / (Math.sqrt(dot(g, g)) * nTest + 1e-30);
+  }, { batchSize: opts.batchSize, onProgress: opts.onProgress });
+  return scores;
+}
+
+/** Indices of the `k` highest scores, highest first (ties by index). */
+export function topK(scores: ArrayLike<number>, k: number): number[] {
+  return Array.from({ length: scores.length }, (_, i) => i)
+    .sort((a, b) => scores[b] - scores[a] || a - b)
+    .slice(0, Math.max(0, k));
+}

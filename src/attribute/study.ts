@@ -1,0 +1,233 @@
+/**
+ * Studies comparing instance attribution (IA) and neuron attribution (NA), after Yu, Atanasova and
+ * Augenstein 2024:
+ * - {@link overlapStudy}: per test prompt, the top-k IA instances vs the top-k NA-Instances (Jaccard) and
+ *   the rank correlation of the two scorings over the candidate pool (Spearman); the IA-Neurons vs the
+ *   test prompt's own top NA neurons (Jaccard).
+ * - {@link finetuneStudy}: fine-tune a copy of the model on the top-k influential instances vs the same
+ *   number of random instances and compare the change of the test target's log-probability.
+ */
+import { adamw } from "../gpu/adamw.ts";
+import { fill } from "../gpu/reduce.ts";
+import { createTensor, type GpuTensor } from "../gpu/tensor.ts";
+import { Gradients, lossAndGradients } from "../model/backward.ts";
+import type { WeightMap } from "../model/config.ts";
+import { mulberry32 } from "../model/generate.ts";
+import { GPT2Model } from "../model/gpt2.ts";
+import { makeBatch, type TrainingInstance } from "../train/corpus.ts";
+import { iaNeurons, jaccard, naInstanceScores, neuronJaccard, spearman } from "./bridges.ts";
+import { type IaMethod, instanceScores, promptExample, topK, trainingExample } from "./instances.ts";
+import { coarseNeurons, integratedGradients, type Neuron, rankNeurons } from "./neurons.ts";
+
+/** A test prompt: token ids and the one target token. */
+export interface TestCase {
+  name: string;
+  ids: number[];
+  target: number;
+}
+
+/** Per-test result of {@link overlapStudy}. */
+export interface OverlapRow {
+  name: string;
+  /** Candidate indices: top-k by IA and by NA-Instances. */
+  iaTop: number[];
+  naTop: number[];
+  instanceJaccard: number;
+  /** Spearman correlation of IA and NA-Instances scores over the candidates. */
+  rankCorrelation: number;
+  /** The test's top neurons (by IG) and the IA-Neurons. */
+  naNeurons: Neuron[];
+  iaNeurons: Neuron[];
+  neuronJaccard: number;
+}
+
+/** Options shared by the studies. */
+export interface StudyOptions {
+  method?: IaMethod;
+  /** Top-k instances compared (default 5). */
+  k?: number;
+  /** IG steps (default 20). */
+  steps?: number;
+  /** Test neurons used by NA-Instances (default 5) and IA-Neurons cutoff (default 5, to compare equal-size sets). */
+  topNeurons?: number;
+  onProgress?: (what: string, done: number, total: number) => void;
+  /**
+   * When given, IA differentiates only each candidate's answer, −log p(target | ids) (one entry per
+   * candidate), instead of its whole training loss.
+   */
+  answerPrompts?: Array<{ ids: number[]; target: number }>;
+}
+
+function iaExamples(candidates: TrainingInstance[], opts: StudyOptions) {
+  return opts.answerPrompts
+    ? opts.answerPrompts.map((p) => promptExample(p.ids, p.target))
+    : candidates.map((c) => trainingExample(c.ids));
+}
+
+/**
+ * NA of every candidate training instance (coarse neurons at 0.1 × max, as Yu et al. use) — computed once
+ * and shared by all test prompts. `prompts[i]` is the candidate's prompt/target (see instancePrompt).
+ */
+export async function candidateNeurons(
+  model: GPT2Model,
+  prompts: Array<{ ids: number[]; target: number }>,
+  steps = 20,
+  onProgress?: (done: number, total: number) => void,
+): Promise<Neuron[][]> {
+  const out: Neuron[][] = [];
+  for (const [i, p] of prompts.entries()) {
+    out.push(coarseNeurons(await integratedGradients(model, p.ids, p.target, { steps }), 0.1));
+    onProgress?.(i + 1, prompts.length);
+  }
+  return out;
+}
+
+/** IA/NA overlap per test prompt over a pool of training candidates (see the module comment). */
+export async function overlapStudy(
+  model: GPT2Model,
+  candidates: TrainingInstance[],
+  candNeurons: Neuron[][],
+  tests: TestCase[],
+  opts: StudyOptions = {},
+): Promise<OverlapRow[]> {
+  const k = opts.k ?? 5;
+  const nTop = opts.topNeurons ?? 5;
+  const rows: OverlapRow[] = [];
+  const train = iaExamples(candidates, opts);
+  for (const [ti, t] of tests.entries()) {
+    const ia = await instanceScores(model, train, promptExample(t.ids, t.target), {
+      method: opts.method ?? "grad-cos",
+    });
+    const testNeurons = rankNeurons(
+      await integratedGradients(model, t.ids, t.target, { steps: opts.steps ?? 20 }),
+    );
+    const na = naInstanceScores(testNeurons, candNeurons, nTop);
+    const iaTop = topK(ia, k), naTop = topK(na, k);
+    const naN = testNeurons.slice(0, nTop);
+    const iaN = iaNeurons(topK(ia, 1), candNeurons, nTop);
+    rows.push({
+      name: t.name,
+      iaTop,
+      naTop,
+      instanceJaccard: jaccard(iaTop, naTop),
+      rankCorrelation: spearman(ia, na),
+      naNeurons: naN,
+      iaNeurons: iaN,
+      neuronJaccard: neuronJaccard(naN, iaN),
+    });
+    opts.onProgress?.("overlap", ti + 1, tests.length);
+  }
+  return rows;
+}
+
+/** Fine-tuning settings of {@link finetuneStudy}. */
+export interface FinetuneOptions {
+  /** AdamW steps on the chosen instances (full batch; default 10). */
+  steps?: number;
+  lr?: number;
+  /** Random draws averaged for the baseline (default 3). */
+  randomDraws?: number;
+  seed?: number;
+}
+
+/** Per-test row of {@link finetuneStudy}. */
+export interface FinetuneRow {
+  name: string;
+  logpBefore: number;
+  /** Change of log p(target) after fine-tuning on the top-k IA instances. */
+  deltaTop: number;
+  /** Mean change over random k-instance draws. */
+  deltaRandom: number;
+  topIds: string[];
+}
+
+function cloneWeights(w: WeightMap): WeightMap {
+  const out: WeightMap = new Map();
+  for (const [n, t] of w) out.set(n, { shape: [...t.shape], data: t.data.slice() });
+  return out;
+}
+
+/** Fine-tunes a copy of `model` on `instances` and returns log p(target | test) after it. */
+export async function finetuneAndScore(
+  model: GPT2Model,
+  instances: TrainingInstance[],
+  test: TestCase,
+  pad: number,
+  opts: FinetuneOptions = {},
+): Promise<number> {
+  const gpu = model.gpu;
+  const copy = GPT2Model.create(gpu, model.config, cloneWeights(model.weights));
+  const grads = new Gradients(copy);
+  const moments: GpuTensor[] = [];
+  try {
+    const names = copy.weightNames();
+    const mv = new Map<string, [GpuTensor, GpuTensor]>();
+    for (const n of names) {
+      const m = createTensor(gpu, copy.weight(n).shape, { name: `ft.m:${n}` });
+      const v = createTensor(gpu, copy.weight(n).shape, { name: `ft.v:${n}` });
+      await fill(gpu, m, 0);
+      await fill(gpu, v, 0);
+      moments.push(m, v);
+      mv.set(n, [m, v]);
+    }
+    const { batch, targets } = makeBatch(instances, pad);
+    for (let s = 0; s < (opts.steps ?? 10); s++) {
+      await lossAndGradients(copy, batch, { targets }, { grads });
+      for (const n of names) {
+        const [m, v] = mv.get(n)!;
+        await adamw(gpu, copy.weight(n), grads.get(n), m, v, { lr: opts.lr ?? 1e-3, step: s + 1 });
+      }
+    }
+    const { logprobs } = await copy.forward([test.ids]);
+    return logprobs[0][test.target];
+  } finally {
+    for (const t of moments) t.destroy();
+    grads.destroy();
+    copy.destroy();
+  }
+}
+
+/**
+ * For each test: fine-tune copies on its top-k IA instances and on k random instances of the pool (never
+ * modifying `model`), and report the change of log p(target).
+ */
+export async function finetuneStudy(
+  model: GPT2Model,
+  pool: TrainingInstance[],
+  tests: TestCase[],
+  pad: number,
+  opts: StudyOptions & FinetuneOptions = {},
+): Promise<FinetuneRow[]> {
+  const k = opts.k ?? 5;
+  const rand = mulberry32(opts.seed ?? 1);
+  const train = iaExamples(pool, opts);
+  const rows: FinetuneRow[] = [];
+  for (const [ti, t] of tests.entries()) {
+    const before = (await model.forward([t.ids])).logprobs[0][t.target];
+    const ia = await instanceScores(model, train, promptExample(t.ids, t.target), {
+      method: opts.method ?? "grad-cos",
+    });
+    const top = topK(ia, k).map((i) => pool[i]);
+    const deltaTop = (await finetuneAndScore(model, top, t, pad, opts)) - before;
+    let deltaRandom = 0;
+    const draws = opts.randomDraws ?? 3;
+    for (let d = 0; d < draws; d++) {
+      const idx = Array.from({ length: pool.length }, (_, i) => i);
+      for (let i = 0; i < k; i++) {
+        const j = i + Math.floor(rand() * (idx.length - i));
+        [idx[i], idx[j]] = [idx[j], idx[i]];
+      }
+      deltaRandom += (await finetuneAndScore(model, idx.slice(0, k).map((i) => pool[i]), t, pad, opts)) -
+        before;
+    }
+    rows.push({
+      name: t.name,
+      logpBefore: before,
+      deltaTop,
+      deltaRandom: deltaRandom / draws,
+      topIds: top.map((x) => x.id),
+    });
+    opts.onProgress?.("finetune", ti + 1, tests.length);
+  }
+  return rows;
+}

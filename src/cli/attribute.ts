@@ -1,0 +1,140 @@
+/**
+ * `engram attribute --model DIR --train FILE --prompt "..." --target T --method grad-dot|grad-cos|tracin
+ * [--checkpoints DIR] [--top K] [--limit N] [--candidates IDS|@FILE] [--train-loss all|answer] [--no-prefix]
+ * [--first-token] [--json]`:
+ * the training instances most influential for a prompt's target (src/attribute/instances.ts). Gradients
+ * are over the MLP c_proj weights of every layer. --limit keeps the first N training lines; --candidates
+ * only the listed ids (comma-separated, or @FILE with one id per line). --train-loss answer differentiates
+ * only the training instance's answer token (its `object`, else its last token) instead of every token.
+ */
+import { join } from "node:path";
+import { InputError } from "../errors.ts";
+import { loadModel } from "../model/load.ts";
+import {
+  bosTokenId,
+  encodePrompt,
+  encodeTarget,
+  instancePrompt,
+  parseCandidates,
+  readTrainingFile,
+} from "../attribute/inputs.ts";
+import {
+  type Checkpoint,
+  defaultIaParams,
+  IA_METHODS,
+  type IaMethod,
+  instanceScores,
+  listCheckpoints,
+  promptExample,
+  topK,
+  trainingExample,
+} from "../attribute/instances.ts";
+import { intFlag, parseFlags, required } from "./args.ts";
+import { progress } from "./progress.ts";
+
+/** Runs `attribute`. */
+export async function attributeCommand(argv: string[]): Promise<void> {
+  const f = parseFlags("attribute", argv, {
+    model: { type: "string" },
+    train: { type: "string" },
+    prompt: { type: "string" },
+    target: { type: "string" },
+    method: { type: "string" },
+    checkpoints: { type: "string" },
+    top: { type: "string" },
+    limit: { type: "string" },
+    candidates: { type: "string" },
+    "train-loss": { type: "string" },
+    "no-prefix": { type: "boolean" },
+    "first-token": { type: "boolean" },
+    json: { type: "boolean" },
+  });
+  const dir = required(f, "model", "attribute");
+  const trainFile = required(f, "train", "attribute");
+  const prompt = required(f, "prompt", "attribute");
+  const targetText = required(f, "target", "attribute");
+  const method = (typeof f.method === "string" ? f.method : "grad-cos") as IaMethod;
+  if (!IA_METHODS.includes(method)) {
+    throw new InputError(`--method must be one of ${IA_METHODS.join(", ")}, got '${method}'`, {
+      field: "--method",
+    });
+  }
+  const top = intFlag(f, "top", 10, 1);
+  const trainLoss = typeof f["train-loss"] === "string" ? f["train-loss"] : "all";
+  if (trainLoss !== "all" && trainLoss !== "answer") {
+    throw new InputError(
+      `--train-loss must be 'all' (every token, as in training) or 'answer' (the object token only), got '${trainLoss}'`,
+      { field: "--train-loss" },
+    );
+  }
+  const limit = f.limit === undefined ? undefined : intFlag(f, "limit", 0, 1);
+  const candidates = typeof f.candidates === "string" ? await parseCandidates(f.candidates) : undefined;
+  let checkpoints: Checkpoint[] | undefined;
+  if (method === "tracin") {
+    checkpoints = await listCheckpoints(
+      typeof f.checkpoints === "string" ? f.checkpoints : join(dir, "checkpoints"),
+    );
+  } else if (f.checkpoints !== undefined) {
+    throw new InputError("--checkpoints is only used by --method tracin", { field: "--checkpoints" });
+  }
+  const lm = await loadModel(dir);
+  try {
+    if (!lm.tokenizer) throw new InputError(`${dir} has no tokenizer`, { file: dir, field: "--model" });
+    const model = lm.model;
+    const prefix = f["no-prefix"] ? undefined : await bosTokenId(dir);
+    const target = encodeTarget(lm.tokenizer, targetText, f["first-token"] === true);
+    const ids = encodePrompt(model, lm.tokenizer, prompt, prefix);
+    const train = await readTrainingFile(trainFile, lm.tokenizer, model.config.nPositions, {
+      limit,
+      candidates,
+    });
+    const bar = progress(`attribute ${method}`, train.length * (checkpoints?.length ?? 1));
+    const t0 = performance.now();
+    const scores = await instanceScores(
+      model,
+      train.map((x) => {
+        if (trainLoss === "all") return trainingExample(x.ids);
+        const p = instancePrompt(x, lm.tokenizer!);
+        return promptExample(p.ids, p.target);
+      }),
+      promptExample(ids, target),
+      {
+        method,
+        checkpoints,
+        onProgress: (d) => bar.update(d),
+      },
+    );
+    bar.done();
+    const secs = (performance.now() - t0) / 1000;
+    const best = topK(scores, top);
+    const report = {
+      model: dir,
+      method,
+      prompt,
+      target: targetText,
+      targetToken: target,
+      params: defaultIaParams(model.config),
+      loss: (trainLoss === "all"
+        ? "train: mean next-token cross-entropy of [eos] + text + [eos]"
+        : "train: -log p(object | text before it)") + "; test: -log p(target | prompt)",
+      checkpoints: checkpoints?.map((c) => ({ dir: c.dir, step: c.step, lr: c.lr })),
+      instances: train.length,
+      seconds: secs,
+      top: best.map((i) => ({ id: train[i].id, score: scores[i], text: train[i].text, ...train[i].meta })),
+    };
+    if (f.json) {
+      console.log(JSON.stringify(report, null, 2));
+    } else {
+      console.log(
+        `${method}: ${train.length} training instances in ${secs.toFixed(1)} s; top ${top} for ${
+          JSON.stringify(prompt)
+        } -> ${JSON.stringify(targetText)}`,
+      );
+      for (const t of report.top) {
+        console.log(`  ${t.id.padEnd(10)} ${t.score.toExponential(3).padStart(11)}  ${t.text}`);
+      }
+    }
+  } finally {
+    lm.model.destroy();
+  }
+}

@@ -1,0 +1,207 @@
+/**
+ * `engram study attribution --model DIR --train FILE --prompts FILE [--tests N] [--pool N] [--k K]
+ * [--method grad-dot|grad-cos|tracin] [--steps N] [--ft-steps N] [--lr X] [--draws N] [--seed S]
+ * [--train-loss answer|all] [--no-prefix] [--json]`: the IA/NA study (src/attribute/study.ts) on the first --tests prompts of a JSONL
+ * file of {"prompt", "answer"[, "subject", "relation"]} records. The candidate pool is every training
+ * instance whose `subject` is a test prompt's subject (when both files have subjects) plus --pool random
+ * instances (seeded); precision@k counts top instances stating the same (subject, relation) fact.
+ */
+import { InputError } from "../errors.ts";
+import { readJsonl } from "../io/world.ts";
+import { mulberry32 } from "../model/generate.ts";
+import { loadModel } from "../model/load.ts";
+import {
+  bosTokenId,
+  encodePrompt,
+  encodeTarget,
+  instancePrompt,
+  readTrainingFile,
+  type TrainRecord,
+} from "../attribute/inputs.ts";
+import { IA_METHODS, type IaMethod } from "../attribute/instances.ts";
+import { candidateNeurons, finetuneStudy, overlapStudy, type TestCase } from "../attribute/study.ts";
+import { intFlag, numFlag, parseFlags, required } from "./args.ts";
+import { progress } from "./progress.ts";
+
+/** Runs `study`. */
+export async function studyCommand(argv: string[]): Promise<void> {
+  const [kind, ...rest] = argv;
+  if (kind !== "attribution") {
+    throw new InputError(`study: unknown study '${kind ?? ""}' (available: attribution)`, { field: "study" });
+  }
+  const f = parseFlags("study attribution", rest, {
+    model: { type: "string" },
+    train: { type: "string" },
+    prompts: { type: "string" },
+    tests: { type: "string" },
+    pool: { type: "string" },
+    k: { type: "string" },
+    method: { type: "string" },
+    steps: { type: "string" },
+    "ft-steps": { type: "string" },
+    lr: { type: "string" },
+    draws: { type: "string" },
+    seed: { type: "string" },
+    "train-loss": { type: "string" },
+    "no-prefix": { type: "boolean" },
+    json: { type: "boolean" },
+  });
+  const dir = required(f, "model", "study");
+  const trainFile = required(f, "train", "study");
+  const promptsFile = required(f, "prompts", "study");
+  const nTests = intFlag(f, "tests", 4, 1);
+  const nPool = intFlag(f, "pool", 40, 0);
+  const k = intFlag(f, "k", 5, 1);
+  const method = (typeof f.method === "string" ? f.method : "grad-cos") as IaMethod;
+  if (!IA_METHODS.includes(method) || method === "tracin") {
+    throw new InputError(`study --method must be grad-dot or grad-cos, got '${method}'`, {
+      field: "--method",
+    });
+  }
+  const steps = intFlag(f, "steps", 20, 1, 1000);
+  const ftSteps = intFlag(f, "ft-steps", 10, 1);
+  const lr = numFlag(f, "lr", 1e-3, 0);
+  const draws = intFlag(f, "draws", 3, 1);
+  const seed = intFlag(f, "seed", 1);
+  const trainLoss = typeof f["train-loss"] === "string" ? f["train-loss"] : "answer";
+  if (trainLoss !== "all" && trainLoss !== "answer") {
+    throw new InputError(`--train-loss must be 'all' or 'answer', got '${trainLoss}'`, {
+      field: "--train-loss",
+    });
+  }
+  const lm = await loadModel(dir);
+  try {
+    if (!lm.tokenizer) throw new InputError(`${dir} has no tokenizer`, { file: dir, field: "--model" });
+    const tok = lm.tokenizer;
+    const model = lm.model;
+    const prefix = f["no-prefix"] ? undefined : await bosTokenId(dir);
+    const recs =
+      (await readJsonl<{ prompt: string; answer: string; subject?: string; relation?: string }>(promptsFile, {
+        prompt: "string",
+        answer: "string",
+      })).slice(0, nTests);
+    const tests: Array<TestCase & { subject?: string; relation?: string }> = recs.map((r) => ({
+      name: `${r.prompt} -> ${r.answer}`,
+      ids: encodePrompt(model, tok, r.prompt, prefix),
+      target: encodeTarget(tok, r.answer),
+      subject: r.subject,
+      relation: r.relation,
+    }));
+    const all = await readTrainingFile(trainFile, tok, model.config.nPositions);
+    const subjects = new Set(tests.map((t) => t.subject).filter((s) => s !== undefined));
+    const inPool = new Set<number>();
+    all.forEach((x, i) => x.meta.subject !== undefined && subjects.has(x.meta.subject) && inPool.add(i));
+    const rand = mulberry32(seed);
+    const others = all.map((_, i) => i).filter((i) => !inPool.has(i));
+    for (let i = 0; i < Math.min(nPool, others.length); i++) {
+      const j = i + Math.floor(rand() * (others.length - i));
+      [others[i], others[j]] = [others[j], others[i]];
+      inPool.add(others[i]);
+    }
+    const pool: TrainRecord[] = [...inPool].sort((a, b) => a - b).map((i) => all[i]);
+    const t0 = performance.now();
+    const barN = progress("study: NA of candidates", pool.length);
+    const answerPrompts = pool.map((x) => instancePrompt(x, tok));
+    const candN = await candidateNeurons(model, answerPrompts, steps, (d) => barN.update(d));
+    const iaInput = trainLoss === "answer" ? answerPrompts : undefined;
+    barN.done();
+    const barO = progress("study: IA/NA overlap", tests.length);
+    const overlap = await overlapStudy(model, pool, candN, tests, {
+      method,
+      k,
+      steps,
+      answerPrompts: iaInput,
+      onProgress: (_, d) => barO.update(d),
+    });
+    barO.done();
+    const barF = progress("study: fine-tune top-k vs random", tests.length);
+    const ft = await finetuneStudy(model, pool, tests, tok.eosId!, {
+      method,
+      k,
+      steps: ftSteps,
+      lr,
+      randomDraws: draws,
+      answerPrompts: iaInput,
+      seed,
+      onProgress: (_, d) => barF.update(d),
+    });
+    barF.done();
+    const sameFact = (i: number, t: { subject?: string; relation?: string }) =>
+      t.subject !== undefined && pool[i].meta.subject === t.subject && pool[i].meta.relation === t.relation;
+    const precision = (list: number[], t: { subject?: string; relation?: string }) =>
+      list.filter((i) => sameFact(i, t)).length / list.length;
+    const rows = tests.map((t, i) => ({
+      test: t.name,
+      iaTop: overlap[i].iaTop.map((j) => pool[j].id),
+      naInstancesTop: overlap[i].naTop.map((j) => pool[j].id),
+      iaPrecisionAtK: t.subject !== undefined ? precision(overlap[i].iaTop, t) : null,
+      naInstancesPrecisionAtK: t.subject !== undefined ? precision(overlap[i].naTop, t) : null,
+      instanceJaccard: overlap[i].instanceJaccard,
+      rankCorrelation: overlap[i].rankCorrelation,
+      naNeurons: overlap[i].naNeurons,
+      iaNeurons: overlap[i].iaNeurons,
+      neuronJaccard: overlap[i].neuronJaccard,
+      finetune: ft[i],
+    }));
+    const mean = (xs: Array<number | null>) => {
+      const v = xs.filter((x): x is number => x !== null && Number.isFinite(x));
+      return v.length ? v.reduce((a, b) => a + b, 0) / v.length : null;
+    };
+    const summary = {
+      iaPrecisionAtK: mean(rows.map((r) => r.iaPrecisionAtK)),
+      naInstancesPrecisionAtK: mean(rows.map((r) => r.naInstancesPrecisionAtK)),
+      instanceJaccard: mean(rows.map((r) => r.instanceJaccard)),
+      rankCorrelation: mean(rows.map((r) => r.rankCorrelation)),
+      neuronJaccard: mean(rows.map((r) => r.neuronJaccard)),
+      finetuneDeltaTop: mean(ft.map((r) => r.deltaTop)),
+      finetuneDeltaRandom: mean(ft.map((r) => r.deltaRandom)),
+    };
+    const report = {
+      model: dir,
+      method,
+      trainLoss,
+      k,
+      pool: pool.length,
+      igSteps: steps,
+      finetune: {
+        steps: ftSteps,
+        lr,
+        randomDraws: draws,
+        optimizer: "AdamW, full batch of the k instances",
+        measure: "change of log p(target)",
+      },
+      seconds: (performance.now() - t0) / 1000,
+      summary,
+      rows,
+    };
+    if (f.json) console.log(JSON.stringify(report, null, 2));
+    else {
+      const fx = (x: number | null, d = 3) => (x === null ? "-" : x.toFixed(d));
+      console.log(
+        `IA (${method}) vs NA on ${tests.length} prompts, pool of ${pool.length} training instances, k = ${k}`,
+      );
+      console.log(
+        "test                                              P@k IA  P@k NA-Inst  Jacc inst  Spearman  Jacc neurons  dlogp top-k  dlogp random",
+      );
+      for (const r of rows) {
+        console.log(
+          `${r.test.slice(0, 48).padEnd(48)}  ${fx(r.iaPrecisionAtK, 2).padStart(6)}  ${
+            fx(r.naInstancesPrecisionAtK, 2).padStart(11)
+          }  ${fx(r.instanceJaccard, 2).padStart(9)}  ${fx(r.rankCorrelation).padStart(8)}  ${
+            fx(r.neuronJaccard, 2).padStart(12)
+          }  ${fx(r.finetune.deltaTop, 4).padStart(11)}  ${fx(r.finetune.deltaRandom, 4).padStart(12)}`,
+        );
+      }
+      const s = summary;
+      console.log(
+        `${"mean".padEnd(48)}  ${fx(s.iaPrecisionAtK, 2).padStart(6)}  ${
+          fx(s.naInstancesPrecisionAtK, 2).padStart(11)
+        }  ${fx(s.instanceJaccard, 2).padStart(9)}  ${fx(s.rankCorrelation).padStart(8)}  ${
+          fx(s.neuronJaccard, 2).padStart(12)
+        }  ${fx(s.finetuneDeltaTop, 4).padStart(11)}  ${fx(s.finetuneDeltaRandom, 4).padStart(12)}`,
+      );
+    }
+  } finally {
+    lm.model.destroy();
+  }
+}

@@ -1,0 +1,406 @@
+/**
+ * `engram trace`: causal tracing (ROME) of one prompt or of many facts, with ROME-style SVG heatmaps.
+ *
+ * One prompt: `--json` prints one object per kind — {"tokens", "subject_range" ([a, b), indices into
+ * tokens), "layers", "kind", "p_clean", "p_corrupt", "effects" ([token][layer] indirect effects
+ * p_restored - p_corrupt), "scores" (p_restored), "total_effect", ...}. With `--kind all` (the default)
+ * it prints a JSON array of the three objects in the order hidden, mlp, attn.
+ * `--facts FILE` traces many facts and prints the token-class averages (see src/locate/average.ts).
+ *
+ * Defaults and conventions (documented in the usage text too):
+ * - `--prefix-eos auto` prepends the end-of-text token when the tokenizer has one and config.json has a
+ *   bos_token_id (the world model needs it; HF GPT-2 configs have one too — pass `--prefix-eos off` to
+ *   reproduce ROME's GPT-2 runs, which do not prepend).
+ * - `--noise s3` (default) is 3 x the std of token-embedding values, measured over all of wte for one
+ *   prompt, over the tokens of the facts' subjects (ROME's collect_embedding_std) with --facts;
+ *   `--noise-basis` overrides; `--noise 0.1` is an absolute std.
+ * - `--window` larger than the model is clipped to the model's layers (a warning says so).
+ * - The answer is the target's first token (`--target-prob first`, ROME's definition) or the product over
+ *   its tokens (`--target-prob sequence`); without --target, the model's own top-1 prediction.
+ * - A fact the model does not know (clean top-1 differs from the target's first token) is traced anyway
+ *   for one prompt ("known": false plus a warning); with --facts it is skipped unless --include-unknown.
+ */
+import { join } from "node:path";
+import { InputError } from "../errors.ts";
+import { loadHFModel } from "../io/hf_model.ts";
+import { writeFileAtomic } from "../io/atomic.ts";
+import type { Tokenizer } from "../io/tokenizer.ts";
+import { getGpu } from "../gpu/device.ts";
+import { GPT2Model } from "../model/gpt2.ts";
+import { ClassAccumulator } from "../locate/average.ts";
+import { readTraceFacts, type TraceFact } from "../locate/facts.ts";
+import { embeddingStd } from "../locate/patching.ts";
+import { prepareTraceInput, targetContinuation } from "../locate/prompt.ts";
+import {
+  causalTrace,
+  type TargetProb,
+  TRACE_KINDS,
+  type TraceKind,
+  type TraceResult,
+} from "../locate/trace.ts";
+import { heatmapSvg, kindColormap, traceHeatmapSvg } from "../report/heatmap.ts";
+import { intFlag, parseFlags, required } from "./args.ts";
+import { progress } from "./progress.ts";
+
+/** A parsed `--noise` value: an absolute std, or a multiple of the measured embedding std ("s3"). */
+export type NoiseFlag = { absolute: number } | { multiple: number };
+
+/** Parses `--noise`: "s<k>" (k x embedding std) or a plain non-negative number (absolute std). */
+export function parseNoiseFlag(v: string): NoiseFlag {
+  const m = /^s(\d+(?:\.\d*)?|\.\d+)$/.exec(v.trim());
+  if (m) return { multiple: Number(m[1]) };
+  const n = Number(v);
+  if (v.trim() !== "" && Number.isFinite(n) && n >= 0) return { absolute: n };
+  throw new InputError(
+    `--noise must be a number >= 0 (absolute std) or s<k> (k x embedding std), got '${v}'`,
+    {
+      field: "--noise",
+    },
+  );
+}
+
+function choice<T extends string>(
+  f: Record<string, unknown>,
+  name: string,
+  options: readonly T[],
+  dflt: T,
+): T {
+  const v = f[name] ?? dflt;
+  if (typeof v !== "string" || !options.includes(v as T)) {
+    throw new InputError(`--${name} must be one of ${options.join(", ")}, got '${v}'`, {
+      field: `--${name}`,
+    });
+  }
+  return v as T;
+}
+
+function warn(msg: string): void {
+  console.error(`trace: warning: ${msg}`);
+}
+
+/** The JSON object of one kind of a single-prompt trace. */
+function kindJson(
+  r: TraceResult,
+  i: number,
+  tokens: string[],
+  tok: Tokenizer,
+  extra: Record<string, unknown>,
+) {
+  const t = r.traces[i];
+  return {
+    tokens: tokens.slice(0, r.promptLength),
+    subject_range: r.subjectRange,
+    layers: r.nLayer,
+    kind: t.kind,
+    p_clean: r.pClean,
+    p_corrupt: r.pCorrupt,
+    effects: t.effects,
+    total_effect: r.totalEffect,
+    scores: t.scores,
+    window: t.window,
+    answer_ids: r.answer,
+    answer: tok.decode(r.answer),
+    predicted: tok.tokenString(r.predicted),
+    known: r.known,
+    target_prob: r.targetProb,
+    samples: r.samples,
+    noise_std: r.noiseStd,
+    seed: r.seed,
+    ...extra,
+  };
+}
+
+function peak(grid: number[][]): { token: number; layer: number; value: number } {
+  let best = { token: 0, layer: 0, value: -Infinity };
+  grid.forEach((row, t) =>
+    row.forEach((v, l) => v > best.value && (best = { token: t, layer: l, value: v }))
+  );
+  return best;
+}
+
+/** Entry point of `engram trace`. */
+export async function traceCommand(argv: string[]): Promise<void> {
+  const f = parseFlags("trace", argv, {
+    model: { type: "string" },
+    prompt: { type: "string" },
+    subject: { type: "string" },
+    target: { type: "string" },
+    facts: { type: "string" },
+    limit: { type: "string" },
+    "include-unknown": { type: "boolean" },
+    kind: { type: "string" },
+    samples: { type: "string" },
+    noise: { type: "string" },
+    "noise-basis": { type: "string" },
+    window: { type: "string" },
+    seed: { type: "string" },
+    "target-prob": { type: "string" },
+    "prefix-eos": { type: "string" },
+    "batch-rows": { type: "string" },
+    unbatched: { type: "boolean" },
+    out: { type: "string" },
+    json: { type: "boolean" },
+  });
+  const modelDir = required(f, "model", "trace");
+  const kindFlag = choice(f, "kind", ["hidden", "mlp", "attn", "all"] as const, "all");
+  const kinds: TraceKind[] = kindFlag === "all" ? [...TRACE_KINDS] : [kindFlag];
+  const samples = intFlag(f, "samples", 10, 1, 10000);
+  const window = intFlag(f, "window", 10, 1, 100000);
+  const seed = intFlag(f, "seed", 1, 0, 2 ** 32 - 1);
+  const maxRows = intFlag(f, "batch-rows", 4096, 1, 1 << 24);
+  const targetProb = choice(f, "target-prob", ["first", "sequence"] as const, "first") as TargetProb;
+  const prefixFlag = choice(f, "prefix-eos", ["auto", "on", "off"] as const, "auto");
+  const noise = parseNoiseFlag((f.noise as string | undefined) ?? "s3");
+  const factsFile = f.facts as string | undefined;
+  if (
+    factsFile !== undefined && (f.prompt !== undefined || f.subject !== undefined || f.target !== undefined)
+  ) {
+    throw new InputError("give either --facts or --prompt/--subject/--target, not both", {
+      field: "--facts",
+    });
+  }
+  const basis = choice(f, "noise-basis", ["wte", "subjects"] as const, factsFile ? "subjects" : "wte");
+  let prompt = "", subject = "";
+  if (factsFile === undefined) {
+    prompt = required(f, "prompt", "trace");
+    subject = required(f, "subject", "trace");
+  }
+
+  const hf = await loadHFModel(modelDir);
+  const tok = hf.tokenizer;
+  if (!tok) throw new InputError(`${modelDir} has no tokenizer files`, { file: modelDir, field: "--model" });
+  const prefixEos = prefixFlag === "on" ||
+    (prefixFlag === "auto" && tok.eosId !== undefined && typeof hf.hfConfig.bos_token_id === "number");
+  if (prefixEos && tok.eosId === undefined) {
+    throw new InputError("--prefix-eos on: the tokenizer has no end-of-text token", {
+      field: "--prefix-eos",
+    });
+  }
+  const L = hf.config.nLayer;
+  if (window > L && kinds.some((k) => k !== "hidden")) {
+    warn(`--window ${window} is larger than the model's ${L} layers; clipped to ${L}`);
+  }
+  const model = GPT2Model.create(await getGpu(), hf.config, hf.weights);
+  const C = hf.config.nEmbd;
+  const noiseStdFor = (subjects: string[]): number => {
+    if ("absolute" in noise) return noise.absolute;
+    const ids = basis === "wte" ? undefined : subjects.flatMap((s) => tok.encode(s));
+    return noise.multiple * embeddingStd(hf.weights, C, ids);
+  };
+  const common = { samples, window, seed, targetProb, maxRows, batched: !f.unbatched, kinds };
+  const outDir = f.out as string | undefined;
+  if (outDir) await Deno.mkdir(outDir, { recursive: true });
+
+  try {
+    if (factsFile === undefined) {
+      const input = prepareTraceInput(tok, prompt, subject, { prefixEos });
+      const answer = f.target !== undefined ? targetContinuation(tok, prompt, f.target as string) : undefined;
+      if (answer && answer.length > 1 && targetProb === "first") {
+        warn(
+          `target '${f.target}' is ${answer.length} tokens; scoring its first token (use --target-prob sequence for all)`,
+        );
+      }
+      const noiseStd = noiseStdFor([subject]);
+      let bar: ReturnType<typeof progress> | undefined;
+      const r = await causalTrace(model, input.ids, input.subjectRange, {
+        ...common,
+        noiseStd,
+        answer,
+        onProgress: (d, t) => (bar ??= progress("trace (sequences)", t)).update(d),
+      });
+      bar?.done();
+      if (answer && !r.known) {
+        warn(
+          `the model does not know this fact: its top prediction is '${tok.tokenString(r.predicted)}', not ` +
+            `'${tok.tokenString(answer[0])}' (traced anyway)`,
+        );
+      }
+      const extra = {
+        prompt,
+        subject,
+        target: f.target ?? null,
+        prefix_eos: prefixEos,
+        batched: !f.unbatched,
+        forwards: r.stats.forwards,
+        seconds: r.stats.seconds,
+      };
+      const objs = r.traces.map((_, i) => kindJson(r, i, input.tokens, tok, extra));
+      const json = JSON.stringify(kindFlag === "all" ? objs : objs[0]);
+      if (outDir) {
+        await writeFileAtomic(join(outDir, "trace.json"), json + "\n");
+        for (const t of r.traces) {
+          const svg = traceHeatmapSvg({
+            kind: t.kind,
+            tokens: input.tokens.slice(0, r.promptLength),
+            subjectRange: r.subjectRange,
+            scores: t.scores,
+            pCorrupt: r.pCorrupt,
+            window: t.window,
+            answer: tok.decode(r.answer),
+          });
+          await writeFileAtomic(join(outDir, `trace_${t.kind}.svg`), svg);
+        }
+      }
+      if (f.json) console.log(json);
+      else {
+        console.log(
+          `prompt: ${JSON.stringify(prompt)}  subject: ${JSON.stringify(subject)} tokens [${r.subjectRange}]`,
+        );
+        console.log(
+          `answer ${JSON.stringify(tok.decode(r.answer))}${
+            r.known ? "" : " (not the model's prediction)"
+          }: ` +
+            `p_clean ${r.pClean.toFixed(4)}  p_corrupt ${r.pCorrupt.toFixed(4)}  total effect ${
+              r.totalEffect.toFixed(4)
+            }  ` +
+            `(noise std ${noiseStd.toPrecision(3)}, ${samples} samples, ${r.stats.forwards} forwards, ${
+              r.stats.seconds.toFixed(2)
+            } s)`,
+        );
+        for (const t of r.traces) {
+          const p = peak(t.effects);
+          console.log(
+            `${t.kind}: peak indirect effect ${p.value.toFixed(4)} at token ${p.token} ` +
+              `(${JSON.stringify(input.tokens[p.token])}) layer ${p.layer}`,
+          );
+        }
+        if (outDir) console.log(`wrote ${outDir}/trace.json and trace_{${kinds.join(",")}}.svg`);
+      }
+      return;
+    }
+
+    // Many facts.
+    const all = await readTraceFacts(factsFile);
+    const limit = intFlag(f, "limit", all.length, 1, all.length);
+    const facts = all.slice(0, limit);
+    const noiseStd = noiseStdFor(facts.map((x) => x.subject));
+    const acc = new Map(kinds.map((k) => [k, new ClassAccumulator(L)]));
+    const perFact: Array<Record<string, unknown>> = [];
+    const skipped = { invalid: 0, unknown: 0, no_target: 0 };
+    let sumClean = 0, sumCorrupt = 0, traced = 0, forwards = 0, seconds = 0;
+    const bar = progress(`trace ${facts.length} facts`, facts.length);
+    for (let i = 0; i < facts.length; i++) {
+      const fact: TraceFact = facts[i];
+      const row: Record<string, unknown> = {
+        id: fact.id,
+        prompt: fact.prompt,
+        subject: fact.subject,
+        target: fact.target ?? null,
+      };
+      try {
+        const input = prepareTraceInput(tok, fact.prompt, fact.subject, {
+          prefixEos,
+          file: factsFile,
+          subjectField: "subject",
+          promptField: "prompt",
+        });
+        const answer = fact.target !== undefined
+          ? targetContinuation(tok, fact.prompt, fact.target, "target", factsFile)
+          : undefined;
+        if (answer === undefined) skipped.no_target++;
+        const r = await causalTrace(model, input.ids, input.subjectRange, { ...common, noiseStd, answer });
+        forwards += r.stats.forwards;
+        seconds += r.stats.seconds;
+        Object.assign(row, {
+          p_clean: r.pClean,
+          p_corrupt: r.pCorrupt,
+          known: r.known,
+          predicted: tok.tokenString(r.predicted),
+        });
+        if (answer && !r.known && !f["include-unknown"]) {
+          skipped.unknown++;
+          row.traced = false;
+        } else {
+          for (const t of r.traces) acc.get(t.kind)!.add(t.effects, r.subjectRange);
+          sumClean += r.pClean;
+          sumCorrupt += r.pCorrupt;
+          traced++;
+          row.traced = true;
+        }
+      } catch (e) {
+        if (!(e instanceof InputError)) throw e;
+        skipped.invalid++;
+        Object.assign(row, { traced: false, error: e.message });
+        if (skipped.invalid <= 3) warn(`fact ${fact.id} skipped: ${e.message}`);
+      }
+      perFact.push(row);
+      bar.update(i + 1, `traced ${traced}`);
+    }
+    bar.done();
+    if (traced === 0) {
+      throw new InputError(
+        `no fact could be traced (${skipped.unknown} not known by the model, ${skipped.invalid} invalid); ` +
+          `try --include-unknown`,
+        { file: factsFile, field: "--facts" },
+      );
+    }
+    const kindsOut: Record<string, unknown> = {};
+    for (const [k, a] of acc) kindsOut[k] = a.result();
+    const out = {
+      facts_file: factsFile,
+      records: facts.length,
+      traced,
+      skipped_unknown: skipped.unknown,
+      skipped_invalid: skipped.invalid,
+      without_target: skipped.no_target,
+      layers: L,
+      mean_p_clean: sumClean / traced,
+      mean_p_corrupt: sumCorrupt / traced,
+      mean_total_effect: (sumClean - sumCorrupt) / traced,
+      noise_std: noiseStd,
+      noise_basis: "absolute" in noise ? "absolute" : basis,
+      samples,
+      window,
+      seed,
+      target_prob: targetProb,
+      prefix_eos: prefixEos,
+      forwards,
+      seconds,
+      kinds: kindsOut,
+      facts: perFact,
+    };
+    const json = JSON.stringify(out);
+    if (outDir) {
+      await writeFileAtomic(join(outDir, "average.json"), json + "\n");
+      for (const [k, a] of acc) {
+        const res = a.result();
+        const win = k === "hidden" ? 1 : Math.min(window, L);
+        const svg = heatmapSvg({
+          values: res.mean,
+          rowLabels: res.classes.map((c, j) => `${c} (n=${res.count[j]})`),
+          colormap: kindColormap(k),
+          vmin: Math.min(0, ...res.mean.flat()),
+          title: `Average indirect effect of ${
+            k === "hidden"
+              ? "a single restored state"
+              : `${win} restored ${k === "mlp" ? "MLP" : "Attn"} layers`
+          } (${traced} facts)`,
+          xlabel: k === "hidden" ? "single restored layer" : `center of interval of ${win} restored layers`,
+          colorbarLabel: "AIE",
+          cellNote: (r, c) => `± ${res.ci95[r][c].toFixed(4)} (95% CI)`,
+        });
+        await writeFileAtomic(join(outDir, `average_${k}.svg`), svg);
+      }
+    }
+    if (f.json) console.log(json);
+    else {
+      console.log(
+        `traced ${traced} of ${facts.length} facts (${skipped.unknown} unknown to the model skipped, ` +
+          `${skipped.invalid} invalid); mean p_clean ${out.mean_p_clean.toFixed(4)}, p_corrupt ${
+            out.mean_p_corrupt.toFixed(4)
+          }`,
+      );
+      for (const [k, a] of acc) {
+        const res = a.result();
+        console.log(`${k}: AIE by token class (max over layers):`);
+        res.classes.forEach((c, j) => {
+          const p = peak([res.mean[j]]);
+          console.log(`  ${c.padEnd(24)} n=${res.count[j]}  max ${p.value.toFixed(4)} at layer ${p.layer}`);
+        });
+      }
+      if (outDir) console.log(`wrote ${outDir}/average.json and average_{${kinds.join(",")}}.svg`);
+    }
+  } finally {
+    model.destroy();
+  }
+}

@@ -1,0 +1,184 @@
+/**
+ * Shared pieces of ROME and MEMIT: context templates sampled from the model, tokenisation of edit
+ * prompts with the subject's last-token position, and reading hook sites at those positions.
+ *
+ * Batches of different lengths are right-padded: the model is causal, so padding after a sequence
+ * changes nothing at its own positions (pad rows are never read).
+ */
+import { InputError } from "../errors.ts";
+import type { Tokenizer } from "../io/tokenizer.ts";
+import { generate } from "../model/generate.ts";
+import type { GPT2Model } from "../model/gpt2.ts";
+import type { PatchSpec } from "../model/hooks.ts";
+import type { EditRequest } from "./requests.ts";
+
+/**
+ * ROME's context templates (`get_context_templates`): "{}" plus, for each [length, count] pair, `count`
+ * texts of `length` tokens sampled (top-k 5, seeded) from the end-of-text token, each as "<text>. {}".
+ */
+export async function contextTemplates(
+  model: GPT2Model,
+  tokenizer: Tokenizer,
+  lengthParams: [number, number][],
+  seed: number,
+): Promise<string[][]> {
+  const groups: string[][] = [["{}"]];
+  const start = tokenizer.eosId !== undefined ? [tokenizer.eosId] : tokenizer.encode("The");
+  let k = 0;
+  for (const [len, n] of lengthParams) {
+    const g: string[] = [];
+    for (let i = 0; i < n; i++) {
+      const { ids } = await generate(model, start, { maxTokens: len, temperature: 1, topK: 5, seed: seed * 1000 + k++ });
+      const text = tokenizer.decode(ids.filter((t) => t !== tokenizer.eosId)).replaceAll("{", " ").replaceAll("}", " ");
+      g.push(`${text.trim()}. {}`);
+    }
+    groups.push(g);
+  }
+  return groups;
+}
+
+/** A tokenised prompt: ids, the subject's last token, and (for rewriting prompts) target positions. */
+export interface PromptTokens {
+  ids: number[];
+  /** Index of the subject's last token in `ids`. */
+  lookup: number;
+  /** Positions whose next token is a target token, and those tokens. */
+  targetPos: number[];
+  targetIds: number[];
+}
+
+/** Token ids of the answer as it follows a prompt (" " + target, as ROME and EasyEdit do). */
+export function targetTokens(tokenizer: Tokenizer, target: string): number[] {
+  const ids = tokenizer.encode(" " + target.trim());
+  if (ids.length === 0) throw new InputError("empty target", { field: "target_new" });
+  return ids;
+}
+
+/**
+ * Tokenises `template` (with "{}") filled with `prompt` (itself with "{}" for `subject`), optionally
+ * followed by all but the last target token. The end-of-text token is prepended when `prefixEos`.
+ * Leading template tokens are dropped when the sequence would not fit the context.
+ */
+export function tokenizePrompt(
+  tokenizer: Tokenizer,
+  nPositions: number,
+  template: string,
+  prompt: string,
+  subject: string,
+  target: number[] | undefined,
+  prefixEos: boolean,
+): PromptTokens {
+  const full = template.replace("{}", prompt);
+  const at = full.indexOf("{}");
+  if (at < 0) throw new InputError(`prompt '${prompt}' has no "{}" for the subject`, { field: "prompt" });
+  const before = full.slice(0, at) + subject;
+  const text = before + full.slice(at + 2);
+  const ids = tokenizer.encode(text);
+  const head = tokenizer.encode(before);
+  if (head.length === 0 || head.some((t, i) => ids[i] !== t)) {
+    throw new InputError(
+      `cannot locate the subject '${subject}' in the tokens of '${text}' (the tokenizer merges it with what follows)`,
+      { field: "subject" },
+    );
+  }
+  const pre = prefixEos && tokenizer.eosId !== undefined ? [tokenizer.eosId] : [];
+  let seq = [...pre, ...ids];
+  let lookup = pre.length + head.length - 1;
+  const tgt = target ?? [];
+  const need = seq.length + Math.max(0, tgt.length - 1);
+  if (need > nPositions) {
+    const templateText = template.slice(0, template.indexOf("{}"));
+    const templateTokens = templateText === "" ? 0 : tokenizer.encode(templateText).length;
+    const drop = need - nPositions;
+    if (drop > templateTokens) {
+      throw new InputError(
+        `prompt '${text}' plus target needs ${need} tokens, more than the model's context of ${nPositions}`,
+        { field: "prompt" },
+      );
+    }
+    seq = [...pre, ...ids.slice(drop)];
+    lookup -= drop;
+  }
+  const promptLen = seq.length;
+  seq = [...seq, ...tgt.slice(0, -1)];
+  return {
+    ids: seq,
+    lookup,
+    targetPos: tgt.map((_, j) => promptLen - 1 + j),
+    targetIds: tgt,
+  };
+}
+
+/** Right-pads sequences to a common length (pad token: the first token of each sequence). */
+export function padBatch(seqs: number[][]): number[][] {
+  const T = Math.max(...seqs.map((s) => s.length));
+  return seqs.map((s) => (s.length === T ? s : [...s, ...new Array(T - s.length).fill(s[0])]));
+}
+
+/** Splits items into batches of at most `maxTokens` tokens when each is padded to `T0`. */
+export function chunkByTokens<T>(items: T[], maxTokens: number, T0: number): T[][] {
+  const out: T[][] = [];
+  const per = Math.max(1, Math.floor(maxTokens / T0));
+  for (let i = 0; i < items.length; i += per) out.push(items.slice(i, i + per));
+  return out;
+}
+
+/**
+ * Values of hook `site` at one position of each sequence ([seqs.length][width]); sequences are
+ * right-padded and run in batches, optionally with patches built per batch.
+ */
+export async function readAtPositions(
+  model: GPT2Model,
+  seqs: Array<{ ids: number[]; pos: number }>,
+  site: string,
+  opts: { maxTokens?: number; patch?: (batch: Array<{ ids: number[]; pos: number }>) => PatchSpec[] } = {},
+): Promise<Float32Array[]> {
+  const out: Float32Array[] = [];
+  if (seqs.length === 0) return out;
+  const T = Math.max(...seqs.map((s) => s.ids.length));
+  for (const batch of chunkByTokens(seqs, opts.maxTokens ?? 4096, T)) {
+    const padded = padBatch(batch.map((s) => s.ids));
+    const Tb = padded[0].length;
+    const { captured } = await model.forward(padded, { hooks: { capture: [site], patch: opts.patch?.(batch) } });
+    const v = captured.get(site)!;
+    const width = v.length / (padded.length * Tb);
+    batch.forEach((s, b) => out.push(v.slice((b * Tb + s.pos) * width, (b * Tb + s.pos + 1) * width)));
+  }
+  return out;
+}
+
+/** Mean of vectors (float64). */
+export function meanVec(vs: ArrayLike<number>[]): Float64Array {
+  const out = new Float64Array(vs[0].length);
+  for (const v of vs) for (let i = 0; i < out.length; i++) out[i] += v[i];
+  for (let i = 0; i < out.length; i++) out[i] /= vs.length;
+  return out;
+}
+
+/**
+ * The key of a request at `layer` (input of c_proj at the subject's last token), averaged over each
+ * template group and then across groups — MEMIT's `compute_ks`; with one group ROME's `compute_u` mean.
+ */
+export async function requestKeys(
+  model: GPT2Model,
+  tokenizer: Tokenizer,
+  requests: EditRequest[],
+  groups: string[][],
+  layer: number,
+  prefixEos: boolean,
+): Promise<Float64Array[]> {
+  const seqs: Array<{ ids: number[]; pos: number; r: number; g: number }> = [];
+  requests.forEach((req, r) =>
+    groups.forEach((grp, g) =>
+      grp.forEach((tpl) => {
+        const p = tokenizePrompt(tokenizer, model.config.nPositions, tpl, req.prompt, req.subject, undefined, prefixEos);
+        seqs.push({ ids: p.ids, pos: p.lookup, r, g });
+      })
+    )
+  );
+  const vals = await readAtPositions(model, seqs, `mlp_post.${layer}`);
+  return requests.map((_, r) => {
+    const perGroup = groups.map((_, g) => meanVec(vals.filter((_, i) => seqs[i].r === r && seqs[i].g === g)));
+    return meanVec(perGroup);
+  });
+}

@@ -1,0 +1,192 @@
+/**
+ * The target-value optimisation of ROME (`compute_v`: δ added to the MLP output of layer L) and of
+ * MEMIT (`compute_z`: δ added to the residual output of block L), for many requests at once.
+ *
+ * Per request, δ ∈ R^C starts at 0 and is added at the subject's last token of every prompt (the
+ * rewriting prompts `template(prompt) + target[:-1]` and the KL prompt "{subject} is a"). The loss is
+ *   NLL  = mean over rewriting prompts of −Σ_target log p / len(target)
+ *   KL   = kl_factor · KL(P_new ‖ P_init) at the KL prompt's subject-last position (P_init: δ = 0)
+ *   WD   = v_weight_decay · ‖δ‖ / ‖target_init‖²   (the norm is not squared, as in the reference)
+ * minimised by Adam (lr v_lr, PyTorch defaults β = (0.9, 0.999), ε = 1e-8); after each step δ is
+ * projected into the ball of radius clamp_norm_factor · ‖target_init‖. The loop stops when the loss
+ * is below early_stop_loss or after v_num_grad_steps evaluations (the last one takes no step).
+ * Requests never interact (each δ only touches its own prompts), so they share forward passes; a
+ * request that stops early drops out, which gives exactly its sequential result.
+ *
+ * Gradients: dL/dlogits is computed on the host ({@link backwardFromLogitGrads}) and dL/dδ is the
+ * gradient at the patched rows of the hook site.
+ */
+import type { Tokenizer } from "../io/tokenizer.ts";
+import { logitLossAndGradients } from "../model/backward.ts";
+import type { GPT2Model } from "../model/gpt2.ts";
+import type { CommonHparams } from "./hparams.ts";
+import { chunkByTokens, padBatch, type PromptTokens, readAtPositions, targetTokens, tokenizePrompt } from "./compute.ts";
+import { norm } from "./linalg.ts";
+import type { EditRequest } from "./requests.ts";
+
+/** Per-request outcome of {@link optimizeDeltas}. */
+export interface DeltaResult {
+  /** Site value at the subject's last token of the un-prefixed prompt (δ = 0). */
+  targetInit: Float64Array;
+  /** The optimised δ; the target value is targetInit + δ. */
+  delta: Float64Array;
+  /** Loss terms at the last evaluation. */
+  nll: number;
+  kl: number;
+  wd: number;
+  loss: number;
+  /** Loss evaluations performed. */
+  steps: number;
+}
+
+interface Seq extends PromptTokens {
+  r: number;
+  kind: "rewrite" | "kl";
+}
+
+/** Builds the sequences of each request: rewriting prompts over all templates, then the KL prompt. */
+export function deltaSequences(
+  tokenizer: Tokenizer,
+  nPositions: number,
+  requests: EditRequest[],
+  templates: string[],
+  prefixEos: boolean,
+): Seq[] {
+  const seqs: Seq[] = [];
+  requests.forEach((req, r) => {
+    const tgt = targetTokens(tokenizer, req.target_new);
+    for (const tpl of templates) {
+      seqs.push({ ...tokenizePrompt(tokenizer, nPositions, tpl, req.prompt, req.subject, tgt, prefixEos), r, kind: "rewrite" });
+    }
+    const kl = tokenizePrompt(tokenizer, nPositions, "{}", "{} is a", req.subject, undefined, prefixEos);
+    seqs.push({ ...kl, r, kind: "kl" });
+  });
+  return seqs;
+}
+
+function logSoftmax(x: Float32Array, off: number, V: number, out: Float64Array): void {
+  let m = -Infinity;
+  for (let v = 0; v < V; v++) m = Math.max(m, x[off + v]);
+  let s = 0;
+  for (let v = 0; v < V; v++) s += Math.exp(x[off + v] - m);
+  const lse = m + Math.log(s);
+  for (let v = 0; v < V; v++) out[v] = x[off + v] - lse;
+}
+
+/** Optimises one δ per request at hook `site` (e.g. "mlp_out.5" for ROME, "resid_post.5" for MEMIT). */
+export async function optimizeDeltas(
+  model: GPT2Model,
+  tokenizer: Tokenizer,
+  requests: EditRequest[],
+  templates: string[],
+  site: string,
+  hp: CommonHparams,
+  opts: { maxTokens?: number; onStep?: (step: number, active: number, meanLoss: number) => void } = {},
+): Promise<DeltaResult[]> {
+  const C = model.config.nEmbd, V = model.config.vocabSize;
+  const seqs = deltaSequences(tokenizer, model.config.nPositions, requests, templates, hp.prefix_eos);
+  const nRewrite = templates.length;
+  // Clean site values at every lookup row (they do not depend on δ: the patch is at the site itself).
+  const clean = await readAtPositions(model, seqs.map((s) => ({ ids: s.ids, pos: s.lookup })), site, opts);
+  const n = requests.length;
+  const first = requests.map((_, r) => seqs.findIndex((s) => s.r === r && s.kind === "rewrite"));
+  const res: DeltaResult[] = requests.map((_, r) => ({
+    targetInit: Float64Array.from(clean[first[r]]),
+    delta: new Float64Array(C),
+    nll: 0,
+    kl: 0,
+    wd: 0,
+    loss: 0,
+    steps: 0,
+  }));
+  const initNorm = res.map((x) => norm(x.targetInit));
+  const klInit: Array<Float64Array | undefined> = new Array(n);
+  const m = requests.map(() => new Float64Array(C)), v2 = requests.map(() => new Float64Array(C));
+  const b1 = 0.9, b2 = 0.999, eps = 1e-8;
+  const active = new Set(requests.map((_, r) => r));
+  const maxTokens = opts.maxTokens ?? 4096;
+  const lp = new Float64Array(V);
+  for (let it = 0; it < hp.v_num_grad_steps && active.size > 0; it++) {
+    const grads = requests.map(() => new Float64Array(C));
+    const nll = new Float64Array(n), kl = new Float64Array(n);
+    const idx = seqs.map((_, i) => i).filter((i) => active.has(seqs[i].r));
+    const T0 = Math.max(...idx.map((i) => seqs[i].ids.length));
+    for (const batch of chunkByTokens(idx, maxTokens, T0)) {
+      const padded = padBatch(batch.map((i) => seqs[i].ids));
+      const T = padded[0].length;
+      const values = new Float32Array(batch.length * C);
+      batch.forEach((i, b) => {
+        const d = res[seqs[i].r].delta, c = clean[i];
+        for (let j = 0; j < C; j++) values[b * C + j] = c[j] + d[j];
+      });
+      const rows: number[] = [];
+      const owner: Array<{ i: number; j: number }> = []; // sequence and target index (-1: KL row)
+      batch.forEach((i, b) => {
+        const s = seqs[i];
+        if (s.kind === "rewrite") s.targetPos.forEach((p, j) => (rows.push(b * T + p), owner.push({ i, j })));
+        else rows.push(b * T + s.lookup), owner.push({ i, j: -1 });
+      });
+      const out = await logitLossAndGradients(model, padded, rows, (logits) => {
+        const dl = new Float32Array(rows.length * V);
+        let total = 0;
+        owner.forEach(({ i, j }, k) => {
+          const s = seqs[i];
+          logSoftmax(logits, k * V, V, lp);
+          if (j >= 0) {
+            const w = 1 / (s.targetIds.length * nRewrite);
+            const t = s.targetIds[j];
+            nll[s.r] += -lp[t] * w;
+            total += -lp[t] * w;
+            for (let u = 0; u < V; u++) dl[k * V + u] = w * Math.exp(lp[u]);
+            dl[k * V + t] -= w;
+          } else {
+            if (!klInit[s.r]) klInit[s.r] = Float64Array.from(lp);
+            const p0 = klInit[s.r]!;
+            let d = 0;
+            for (let u = 0; u < V; u++) d += Math.exp(lp[u]) * (lp[u] - p0[u]);
+            kl[s.r] += hp.kl_factor * d;
+            total += hp.kl_factor * d;
+            for (let u = 0; u < V; u++) dl[k * V + u] = hp.kl_factor * Math.exp(lp[u]) * (lp[u] - p0[u] - d);
+          }
+        });
+        return { loss: total, dlogits: dl };
+      }, {
+        hooks: { patch: [{ site, rows: batch.map((i, b) => [b, seqs[i].lookup] as [number, number]), values }] },
+        siteGrads: [site],
+      });
+      const g = out.siteGrads.get(site)!;
+      batch.forEach((i, b) => {
+        const gr = grads[seqs[i].r], off = (b * T + seqs[i].lookup) * C;
+        for (let j = 0; j < C; j++) gr[j] += g[off + j];
+      });
+    }
+    let lossSum = 0;
+    for (const r of [...active]) {
+      const d = res[r].delta;
+      const dn = norm(d);
+      const denom = initNorm[r] * initNorm[r];
+      const wd = denom > 0 ? (hp.v_weight_decay * dn) / denom : 0;
+      const loss = nll[r] + kl[r] + wd;
+      Object.assign(res[r], { nll: nll[r], kl: kl[r], wd, loss, steps: it + 1 });
+      lossSum += loss;
+      if (loss < hp.early_stop_loss || it === hp.v_num_grad_steps - 1) {
+        active.delete(r);
+        continue;
+      }
+      const g = grads[r];
+      if (dn > 0 && denom > 0) for (let j = 0; j < C; j++) g[j] += (hp.v_weight_decay * d[j]) / (dn * denom);
+      const t = it + 1;
+      for (let j = 0; j < C; j++) {
+        m[r][j] = b1 * m[r][j] + (1 - b1) * g[j];
+        v2[r][j] = b2 * v2[r][j] + (1 - b2) * g[j] * g[j];
+        const mh = m[r][j] / (1 - b1 ** t), vh = v2[r][j] / (1 - b2 ** t);
+        d[j] -= (hp.v_lr * mh) / (Math.sqrt(vh) + eps);
+      }
+      const maxNorm = hp.clamp_norm_factor * initNorm[r];
+      const nn = norm(d);
+      if (nn > maxNorm && nn > 0) for (let j = 0; j < C; j++) d[j] *= maxNorm / nn;
+    }
+    opts.onStep?.(it, active.size, lossSum / n);
+  }
+  return res;
+}

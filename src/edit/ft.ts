@@ -1,0 +1,416 @@
+/**
+ * Fine-tuning baselines for knowledge editing, as ROME's `baselines/ft` (methods.md 2(b) "FT baselines")
+ * and EasyEdit's FT-L / FT-M:
+ *
+ * - **FT-L** ("ft-l"): fine-tune the MLP output projection (`h.L.mlp.c_proj` weight and bias, ROME's
+ *   `rewrite_module_tmp`) of one layer with Adam on the NLL of `target_new` at the prompt, and after every
+ *   step clamp each parameter into the L∞ box `[orig − ε, orig + ε]` (`norm_constraint` ε).
+ * - **FT** ("ft"): the same without the constraint (ROME's "unconstrained" baseline).
+ *
+ * Objective "prompt_last" (ROME / EasyEdit FT-L default): every target token is scored from the
+ * distribution after the prompt's last token, loss = mean over requests of
+ * `−Σ_j log p(target_j | prompt) / len(target)`. Objective "target_new" (EasyEdit FT-M): the target is
+ * teacher-forced after the prompt and the loss is the mean per-request token NLL of the target, prompt
+ * positions masked. Training stops early when a step's loss falls below `early_stop_loss` (ROME: 1e-2).
+ *
+ * Both register with the editor registry (src/edit/apply.ts) when this module is imported.
+ *
+ * Adam is the WGSL AdamW kernel (src/gpu/adamw.ts); with `weight_decay` 0 (the reference default) AdamW
+ * and ROME's `torch.optim.Adam` are the same update.
+ */
+import { ConfigError, InputError } from "../errors.ts";
+import { adamw } from "../gpu/adamw.ts";
+import { fill } from "../gpu/reduce.ts";
+import { createTensor, type GpuTensor, readTensor, writeTensor } from "../gpu/tensor.ts";
+import type { Tokenizer } from "../io/tokenizer.ts";
+import { Gradients, logitLossAndGradients } from "../model/backward.ts";
+import type { GPT2Config, HostTensor } from "../model/config.ts";
+import type { GPT2Model } from "../model/gpt2.ts";
+import {
+  type EditOptions,
+  type Editor,
+  type EditResult,
+  keepOriginal,
+  registerEditor,
+  restoreWeights,
+} from "./apply.ts";
+import { checkLayers } from "./hparams.ts";
+import { type EditRequest, filledPrompt } from "./requests.ts";
+
+/** Hyper-parameters of the fine-tuning editors (ROME `hparams/FT/*.json` names). */
+export interface FtHparams {
+  /** Layers whose modules are trained. */
+  layers: number[];
+  /** Weight names relative to `h.{layer}.` that are trained (default: the MLP output projection). */
+  modules: string[];
+  /** Adam steps (ROME: 25). */
+  num_steps: number;
+  /** Learning rate (ROME: 5e-4). */
+  lr: number;
+  /** Decoupled weight decay of the AdamW kernel (ROME: 0). */
+  weight_decay: number;
+  /** L∞ radius of the change of every trained parameter; 0 = unconstrained. */
+  norm_constraint: number;
+  /** Stop when a step's loss is below this (ROME: 1e-2). */
+  early_stop_loss: number;
+  /** "prompt_last" (FT-L, ROME) or "target_new" (FT-M: teacher-forced target, prompt masked). */
+  objective: "prompt_last" | "target_new";
+  /** Prefix every prompt with the end-of-text token (as the world model's training instances are). */
+  prefix_eos: boolean;
+}
+
+/** ROME's FT-L hparams for gpt2-xl (`hparams/FT/gpt2-xl_constr.json`; methods.md 2(b)). */
+export const FTL_GPT2_XL: FtHparams = {
+  layers: [0],
+  modules: ["mlp.c_proj.weight", "mlp.c_proj.bias"],
+  num_steps: 25,
+  lr: 5e-4,
+  weight_decay: 0,
+  norm_constraint: 5e-4,
+  early_stop_loss: 1e-2,
+  objective: "prompt_last",
+  prefix_eos: true,
+};
+
+/** ROME's unconstrained FT hparams for gpt2-xl (layer 1, no norm constraint). */
+export const FT_GPT2_XL: FtHparams = { ...FTL_GPT2_XL, layers: [1], norm_constraint: 0 };
+
+/** gpt2-xl's MLP width: the reference ε and lr were chosen for c_proj matrices with this many inputs. */
+const XL_INNER = 6400;
+
+/**
+ * FT-L defaults for `cfg`. ROME's layer 0 and 25 steps are kept. The L∞ radius ε bounds the change of
+ * each MLP output by ε·Σ|k_i| over the nInner inputs, so ε (and the lr, which sets how fast Adam
+ * reaches the box's corner) is scaled by 6400 / nInner to allow the same output change as on gpt2-xl:
+ * for the world model (nInner 384) ε = lr ≈ 8.3e-3.
+ */
+export function ftlDefaults(cfg: GPT2Config): FtHparams {
+  const scale = Math.max(1, XL_INNER / cfg.nInner);
+  return {
+    ...FTL_GPT2_XL,
+    lr: FTL_GPT2_XL.lr * scale,
+    norm_constraint: FTL_GPT2_XL.norm_constraint * scale,
+  };
+}
+
+/** Unconstrained FT defaults for `cfg`: layer 1 (the last layer of a one-layer model), lr scaled as FT-L's. */
+export function ftDefaults(cfg: GPT2Config): FtHparams {
+  return { ...ftlDefaults(cfg), layers: [Math.min(1, cfg.nLayer - 1)], norm_constraint: 0 };
+}
+
+/** Reference hparam keys engram accepts and ignores (module names, devices, batch sizes). */
+const IGNORED = new Set([
+  "alg_name",
+  "model_name",
+  "device",
+  "rewrite_module_tmp",
+  "layer_module_tmp",
+  "mlp_module_tmp",
+  "attn_module_tmp",
+  "ln_f_module",
+  "lm_head_module",
+  "batch_size",
+  "max_length",
+  "model_parallel",
+  "fp16",
+  "kl_factor",
+]);
+
+/**
+ * Overrides `base` with a JSON object (reference snake_case keys; from `file` for messages), checking
+ * types, ranges and layers. Unknown keys are a {@link ConfigError}. `norm_constraint: false` means 0.
+ */
+export function mergeFtHparams(base: FtHparams, over: unknown, cfg: GPT2Config, file?: string): FtHparams {
+  if (typeof over !== "object" || over === null || Array.isArray(over)) {
+    throw new ConfigError("hparams must be a JSON object", { file });
+  }
+  const out: FtHparams = { ...base, layers: [...base.layers], modules: [...base.modules] };
+  const o = out as unknown as Record<string, unknown>;
+  for (const [k, v] of Object.entries(over as Record<string, unknown>)) {
+    if (IGNORED.has(k)) continue;
+    const bad = (want: string) =>
+      new ConfigError(`hparam '${k}' must be ${want}, got ${JSON.stringify(v)}`, { file, field: k });
+    switch (k) {
+      case "layers":
+        if (!Array.isArray(v) || v.length === 0 || !v.every((x) => Number.isInteger(x))) {
+          throw bad("a non-empty list of layer indices");
+        }
+        out.layers = [...(v as number[])];
+        break;
+      case "modules":
+        if (!Array.isArray(v) || v.length === 0 || !v.every((x) => typeof x === "string")) {
+          throw bad("a non-empty list of weight names");
+        }
+        out.modules = [...(v as string[])];
+        break;
+      case "num_steps":
+        if (!Number.isInteger(v) || (v as number) < 1) throw bad("a positive integer");
+        o[k] = v;
+        break;
+      case "lr":
+      case "weight_decay":
+      case "early_stop_loss":
+        if (typeof v !== "number" || !Number.isFinite(v) || v < 0) throw bad("a non-negative number");
+        o[k] = v;
+        break;
+      case "norm_constraint":
+        if (v === false) out.norm_constraint = 0;
+        else if (typeof v !== "number" || !Number.isFinite(v) || v < 0) {
+          throw bad("a non-negative number or false");
+        } else out.norm_constraint = v;
+        break;
+      case "objective_optimization":
+      case "objective":
+        if (v !== "prompt_last" && v !== "target_new") throw bad(`"prompt_last" or "target_new"`);
+        out.objective = v;
+        break;
+      case "prefix_eos":
+        if (typeof v !== "boolean") throw bad("true or false");
+        out.prefix_eos = v;
+        break;
+      default:
+        throw new ConfigError(
+          `unknown hparam '${k}' (known: layers, modules, num_steps, lr, weight_decay, norm_constraint, early_stop_loss, objective, prefix_eos)`,
+          { file, field: k },
+        );
+    }
+  }
+  checkLayers(out.layers, cfg, file ? "layers" : "--layers", file);
+  return out;
+}
+
+/** Names of the weights {@link fineTune} trains for `hp` (checked against the model). */
+export function ftWeightNames(model: GPT2Model, hp: FtHparams): string[] {
+  const have = new Set(model.weightNames());
+  const names: string[] = [];
+  for (const l of hp.layers) {
+    for (const m of hp.modules) {
+      const n = `h.${l}.${m}`;
+      if (!have.has(n)) throw new ConfigError(`no weight '${n}' in the model`, { field: "modules" });
+      names.push(n);
+    }
+  }
+  return names;
+}
+
+/** Progress callback: `done` of `total` steps, with a short status text. */
+export type FtProgress = (done: number, total: number, text?: string) => void;
+
+/** What {@link fineTune} reports. */
+export interface FtInfo {
+  /** Loss before each step (the last entry is the loss that triggered the early stop, if any). */
+  losses: number[];
+  steps: number;
+  earlyStopped: boolean;
+  /** max |W − W_orig| over the trained weights after training. */
+  maxAbsDelta: number;
+  hparams: FtHparams;
+}
+
+interface Row {
+  /** Flat row index b * T + t in the padded batch. */
+  row: number;
+  /** (token, weight) terms of −Σ weight · log p(token) at this row. */
+  terms: Array<[number, number]>;
+}
+
+/** Right-padded batch (causal model: padding after a position cannot change it) and the loss rows. */
+function buildBatch(
+  tokenizer: Tokenizer,
+  requests: EditRequest[],
+  hp: FtHparams,
+  cfg: GPT2Config,
+): { batch: number[][]; rows: Row[] } {
+  const prefix = hp.prefix_eos && tokenizer.eosId !== undefined ? [tokenizer.eosId] : [];
+  const seqs: number[][] = [];
+  const specs: Array<{ promptLen: number; target: number[] }> = [];
+  requests.forEach((r, i) => {
+    const p = [...prefix, ...tokenizer.encode(filledPrompt(r))];
+    const t = tokenizer.encode(" " + r.target_new);
+    if (t.length === 0) {
+      throw new InputError(`request ${i}: target_new '${r.target_new}' has no tokens`, {
+        field: "target_new",
+      });
+    }
+    const seq = hp.objective === "target_new" ? [...p, ...t.slice(0, -1)] : p;
+    if (seq.length > cfg.nPositions) {
+      throw new InputError(
+        `request ${i}: prompt and target need ${seq.length} tokens, more than the context ${cfg.nPositions}`,
+        {
+          field: "prompt",
+        },
+      );
+    }
+    seqs.push(seq);
+    specs.push({ promptLen: p.length, target: t });
+  });
+  const T = Math.max(...seqs.map((s) => s.length));
+  const pad = tokenizer.eosId ?? 0;
+  const batch = seqs.map((s) => [...s, ...new Array(T - s.length).fill(pad)]);
+  const rows: Row[] = [];
+  const n = requests.length;
+  specs.forEach(({ promptLen, target }, b) => {
+    const w = 1 / (n * target.length);
+    if (hp.objective === "prompt_last") {
+      rows.push({ row: b * T + promptLen - 1, terms: target.map((tok) => [tok, w]) });
+    } else {
+      target.forEach((tok, j) => rows.push({ row: b * T + promptLen - 1 + j, terms: [[tok, w]] }));
+    }
+  });
+  return { batch, rows };
+}
+
+/**
+ * Fine-tunes `model` in place on `requests` (host weights updated and re-uploaded). Returns the names
+ * of the changed weights and training statistics. The caller keeps the originals if it wants to undo.
+ */
+export async function fineTune(
+  model: GPT2Model,
+  tokenizer: Tokenizer,
+  requests: EditRequest[],
+  hp: FtHparams,
+  onProgress?: FtProgress,
+): Promise<{ weights: string[]; info: FtInfo }> {
+  if (requests.length === 0) throw new InputError("no edit requests", { field: "requests" });
+  const gpu = model.gpu;
+  const names = ftWeightNames(model, hp);
+  const { batch, rows } = buildBatch(tokenizer, requests, hp, model.config);
+  const rowIdx = rows.map((r) => r.row);
+  const lossFn = (logits: Float32Array, _rows: number[], V: number) => {
+    let loss = 0;
+    const d = new Float32Array(logits.length);
+    rows.forEach((r, i) => {
+      const off = i * V;
+      let m = -Infinity;
+      for (let v = 0; v < V; v++) m = Math.max(m, logits[off + v]);
+      let s = 0;
+      for (let v = 0; v < V; v++) s += Math.exp(logits[off + v] - m);
+      const lse = m + Math.log(s);
+      let wsum = 0;
+      for (const [tok, w] of r.terms) {
+        loss += -w * (logits[off + tok] - lse);
+        wsum += w;
+        d[off + tok] -= w;
+      }
+      for (let v = 0; v < V; v++) d[off + v] += wsum * Math.exp(logits[off + v] - lse);
+    });
+    return { loss, dlogits: d };
+  };
+  const grads = new Gradients(model);
+  const state = new Map<string, { m: GpuTensor; v: GpuTensor; orig: Float32Array }>();
+  for (const n of names) {
+    const w = model.weight(n);
+    const m = createTensor(gpu, w.shape, { name: `adam_m:${n}` });
+    const v = createTensor(gpu, w.shape, { name: `adam_v:${n}` });
+    await fill(gpu, m, 0);
+    await fill(gpu, v, 0);
+    state.set(n, { m, v, orig: model.weights.get(n)!.data.slice() });
+  }
+  const losses: number[] = [];
+  let earlyStopped = false;
+  try {
+    for (let step = 1; step <= hp.num_steps; step++) {
+      const { loss } = await logitLossAndGradients(model, batch, rowIdx, lossFn, { grads });
+      losses.push(loss);
+      for (const n of names) {
+        const s = state.get(n)!;
+        await adamw(gpu, model.weight(n), grads.get(n), s.m, s.v, {
+          lr: hp.lr,
+          weightDecay: hp.weight_decay,
+          step,
+        });
+      }
+      if (hp.norm_constraint > 0) {
+        const eps = hp.norm_constraint;
+        for (const n of names) {
+          const w = model.weight(n);
+          const cur = await readTensor(w);
+          const orig = state.get(n)!.orig;
+          for (let i = 0; i < cur.length; i++) {
+            const lo = orig[i] - eps, hi = orig[i] + eps;
+            cur[i] = cur[i] < lo ? lo : cur[i] > hi ? hi : cur[i];
+          }
+          writeTensor(w, cur);
+        }
+      }
+      onProgress?.(step, hp.num_steps, `loss ${loss.toFixed(4)}`);
+      if (loss < hp.early_stop_loss) {
+        earlyStopped = true;
+        break;
+      }
+    }
+    let maxAbsDelta = 0;
+    for (const n of names) {
+      const cur = await readTensor(model.weight(n));
+      const host = model.weights.get(n)!;
+      const orig = state.get(n)!.orig;
+      for (let i = 0; i < cur.length; i++) maxAbsDelta = Math.max(maxAbsDelta, Math.abs(cur[i] - orig[i]));
+      host.data.set(cur);
+      model.syncWeight(n);
+    }
+    return { weights: names, info: { losses, steps: losses.length, earlyStopped, maxAbsDelta, hparams: hp } };
+  } finally {
+    grads.destroy();
+    for (const s of state.values()) {
+      s.m.destroy();
+      s.v.destroy();
+    }
+  }
+}
+
+function makeEditor(method: "ft-l" | "ft", defaults: (cfg: GPT2Config) => FtHparams): Editor {
+  return async (
+    model: GPT2Model,
+    tokenizer: Tokenizer,
+    requests: EditRequest[],
+    opts: EditOptions = {},
+  ): Promise<EditResult> => {
+    let hp = defaults(model.config);
+    if (opts.hparams) hp = mergeFtHparams(hp, opts.hparams, model.config);
+    if (opts.layers) {
+      checkLayers(opts.layers, model.config);
+      hp = { ...hp, layers: [...opts.layers] };
+    }
+    const originals = new Map<string, HostTensor>();
+    const order: string[] = [];
+    for (const n of ftWeightNames(model, hp)) keepOriginal(model, n, originals, order);
+    try {
+      const { weights, info } = await fineTune(
+        model,
+        tokenizer,
+        requests,
+        hp,
+        opts.onProgress && ((done, total) => opts.onProgress!("steps", done, total)),
+      );
+      const tensors = new Map<string, HostTensor>();
+      for (const n of weights) {
+        const w = model.weights.get(n)!, o = originals.get(n)!;
+        const d = new Float32Array(w.data.length);
+        for (let i = 0; i < d.length; i++) d[i] = w.data[i] - o.data[i];
+        tensors.set(`delta.${n}`, { shape: [...w.shape], data: d });
+      }
+      const { hparams: _hp, ...rest } = info;
+      return {
+        method,
+        weights: order,
+        originals,
+        tensors,
+        hparams: { ...hp },
+        info: { ...rest },
+        warnings: [],
+      };
+    } catch (e) {
+      restoreWeights(model, originals);
+      throw e;
+    }
+  };
+}
+
+/** FT-L editor: constrained fine-tuning of one layer's MLP output projection ({@link ftlDefaults}). */
+export const ftlEditor: Editor = makeEditor("ft-l", ftlDefaults);
+
+/** Unconstrained FT editor ({@link ftDefaults}). */
+export const ftEditor: Editor = makeEditor("ft", ftDefaults);
+
+registerEditor("ft-l", ftlEditor);
+registerEditor("ft", ftEditor);

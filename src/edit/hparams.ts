@@ -1,0 +1,257 @@
+/**
+ * Hyper-parameters of ROME and MEMIT, with the reference defaults (kmeng01/rome `hparams/ROME/gpt2-xl.json`,
+ * kmeng01/memit `hparams/MEMIT/gpt2-xl.json`) and their scaling to small models. A JSON file (EasyEdit's
+ * YAML keys, snake_case) overrides any field; unknown keys are errors.
+ */
+import { ConfigError, InputError } from "../errors.ts";
+import type { GPT2Config } from "../model/config.ts";
+
+/** Hyper-parameters shared by ROME's v-star and MEMIT's z optimisation and by the covariance statistics. */
+export interface CommonHparams {
+  /** Edited layers (ROME: one). */
+  layers: number[];
+  /** Only "subject_last" is implemented. */
+  fact_token: "subject_last";
+  v_num_grad_steps: number;
+  v_lr: number;
+  /** Layer whose output gives the loss logits (the last layer; ln_f and the head are applied to it). */
+  v_loss_layer: number;
+  v_weight_decay: number;
+  clamp_norm_factor: number;
+  kl_factor: number;
+  /** Use the second moment C of the keys (ROME: u = C⁻¹k; MEMIT always uses it). */
+  mom2_adjustment: boolean;
+  /** λ: C is weighted by it in the update (MEMIT: λC + KKᵀ; ROME: cancels, kept for structure). */
+  mom2_update_weight: number;
+  /** Corpus for C: a JSONL file with "text" fields or plain text ("" = the fixture world corpus). */
+  mom2_dataset: string;
+  /** Maximum number of corpus records (JSONL lines / text chunks) used for C. */
+  mom2_n_samples: number;
+  /** [length, count] pairs of sampled context prefixes, in tokens. */
+  context_template_length_params: [number, number][];
+  /** Early stop of the v-star / z optimisation when the loss falls below this (reference: 5e-2). */
+  early_stop_loss: number;
+  /** Prefix prompts with the end-of-text token (as the world model's training instances are). */
+  prefix_eos: boolean;
+  /** Seed of the context-template sampler. */
+  seed: number;
+}
+
+/** ROME hyper-parameters. */
+export type RomeHparams = CommonHparams;
+/** MEMIT hyper-parameters. */
+export type MemitHparams = CommonHparams;
+
+/** ROME's gpt2-xl defaults (methods.md 2(b)). */
+export const ROME_GPT2_XL: RomeHparams = {
+  layers: [17],
+  fact_token: "subject_last",
+  v_num_grad_steps: 20,
+  v_lr: 0.5,
+  v_loss_layer: 47,
+  v_weight_decay: 0.5,
+  clamp_norm_factor: 4,
+  kl_factor: 0.0625,
+  mom2_adjustment: true,
+  mom2_update_weight: 15000,
+  mom2_dataset: "",
+  mom2_n_samples: 100000,
+  context_template_length_params: [[5, 10], [10, 10]],
+  early_stop_loss: 5e-2,
+  prefix_eos: true,
+  seed: 0,
+};
+
+/** MEMIT's gpt2-xl defaults (methods.md 2(c)). */
+export const MEMIT_GPT2_XL: MemitHparams = {
+  ...ROME_GPT2_XL,
+  layers: [13, 14, 15, 16, 17],
+  clamp_norm_factor: 0.75,
+  mom2_update_weight: 20000,
+  context_template_length_params: [[10, 5]],
+};
+
+/**
+ * The ROME edit layer for a model: gpt2-xl's 17 of 48 scaled by depth (layer ⌊17/48 · nLayer⌋). For the
+ * 2-layer world model that is layer 0, the only usable one: a change at the subject's token in the last
+ * layer cannot reach later positions (no attention runs after it), so its v* gradient is exactly zero.
+ */
+export function defaultRomeLayer(cfg: GPT2Config): number {
+  return Math.min(cfg.nLayer - 1, Math.floor((17 / 48) * cfg.nLayer));
+}
+
+function scaledLengths(pairs: [number, number][], cfg: GPT2Config): [number, number][] {
+  // Prefixes must leave room for the prompt: at most a quarter of the context each.
+  const cap = Math.max(1, Math.floor(cfg.nPositions / 4));
+  return pairs.map(([len, n]) => [Math.min(len, cap), n]);
+}
+
+/** ROME defaults for `cfg`: gpt2-xl's values, with the layer and prefix lengths scaled to the model. */
+export function romeDefaults(cfg: GPT2Config): RomeHparams {
+  return {
+    ...ROME_GPT2_XL,
+    layers: [defaultRomeLayer(cfg)],
+    v_loss_layer: cfg.nLayer - 1,
+    context_template_length_params: scaledLengths(ROME_GPT2_XL.context_template_length_params, cfg),
+  };
+}
+
+/**
+ * MEMIT defaults for `cfg`: gpt2-xl's values; the layers are a window of consecutive layers ending at
+ * the ROME layer, 5/48 of the depth wide (at least one layer).
+ */
+export function memitDefaults(cfg: GPT2Config): MemitHparams {
+  const last = defaultRomeLayer(cfg);
+  const width = Math.max(1, Math.round((5 / 48) * cfg.nLayer));
+  const layers: number[] = [];
+  for (let l = Math.max(0, last - width + 1); l <= last; l++) layers.push(l);
+  return {
+    ...MEMIT_GPT2_XL,
+    layers,
+    v_loss_layer: cfg.nLayer - 1,
+    context_template_length_params: scaledLengths(MEMIT_GPT2_XL.context_template_length_params, cfg),
+  };
+}
+
+const KEYS: Record<keyof CommonHparams, "int" | "num" | "bool" | "str" | "layers" | "pairs" | "fact"> = {
+  layers: "layers",
+  fact_token: "fact",
+  v_num_grad_steps: "int",
+  v_lr: "num",
+  v_loss_layer: "int",
+  v_weight_decay: "num",
+  clamp_norm_factor: "num",
+  kl_factor: "num",
+  mom2_adjustment: "bool",
+  mom2_update_weight: "num",
+  mom2_dataset: "str",
+  mom2_n_samples: "int",
+  context_template_length_params: "pairs",
+  early_stop_loss: "num",
+  prefix_eos: "bool",
+  seed: "int",
+};
+
+/** Keys of reference hparam files that name modules or data sets engram fixes itself: accepted, ignored. */
+const IGNORED = new Set([
+  "alg_name",
+  "model_name",
+  "device",
+  "rewrite_module_tmp",
+  "layer_module_tmp",
+  "mlp_module_tmp",
+  "attn_module_tmp",
+  "ln_f_module",
+  "lm_head_module",
+  "mom2_dtype",
+  "stats_dir",
+  "layer_selection",
+  "model_parallel",
+  "batch_size",
+  "max_length",
+  "fp16",
+]);
+
+/**
+ * Overrides `base` with a JSON object (from `file`, for error messages), checking every value's type
+ * and range and the layers against the model. Unknown keys are a {@link ConfigError}.
+ */
+export function mergeHparams<T extends CommonHparams>(base: T, over: unknown, cfg: GPT2Config, file?: string): T {
+  if (typeof over !== "object" || over === null || Array.isArray(over)) {
+    throw new ConfigError("hparams must be a JSON object", { file });
+  }
+  const out = { ...base } as T;
+  const o = out as unknown as Record<string, unknown>;
+  for (const [k, v] of Object.entries(over as Record<string, unknown>)) {
+    if (IGNORED.has(k)) continue;
+    const kind = KEYS[k as keyof CommonHparams];
+    const bad = (want: string) => new ConfigError(`hparam '${k}' must be ${want}, got ${JSON.stringify(v)}`, { file, field: k });
+    switch (kind) {
+      case undefined:
+        throw new ConfigError(`unknown hparam '${k}' (known: ${Object.keys(KEYS).join(", ")})`, { file, field: k });
+      case "int":
+        if (!Number.isInteger(v) || (v as number) < 0) throw bad("a non-negative integer");
+        o[k] = v;
+        break;
+      case "num":
+        if (typeof v !== "number" || !Number.isFinite(v) || v < 0) throw bad("a non-negative number");
+        o[k] = v;
+        break;
+      case "bool":
+        if (typeof v !== "boolean") throw bad("true or false");
+        o[k] = v;
+        break;
+      case "str":
+        if (typeof v !== "string") throw bad("a string");
+        o[k] = v;
+        break;
+      case "fact":
+        if (v !== "subject_last") throw bad(`"subject_last" (the only fact token implemented)`);
+        o[k] = v;
+        break;
+      case "layers":
+        if (!Array.isArray(v) || v.length === 0 || !v.every((x) => Number.isInteger(x))) throw bad("a non-empty list of layer indices");
+        o[k] = [...(v as number[])];
+        break;
+      case "pairs":
+        if (
+          !Array.isArray(v) ||
+          !v.every((p) => Array.isArray(p) && p.length === 2 && p.every((x) => Number.isInteger(x) && x >= 0))
+        ) throw bad("a list of [length, count] integer pairs");
+        o[k] = (v as [number, number][]).map(([a, b]) => [a, b]);
+        break;
+    }
+  }
+  checkLayers(out.layers, cfg, file ? "layers" : "--layers", file);
+  if (out.v_loss_layer !== cfg.nLayer - 1) {
+    throw new ConfigError(
+      `v_loss_layer ${out.v_loss_layer} is not supported: engram computes the loss from the last layer (${cfg.nLayer - 1})`,
+      { file, field: "v_loss_layer" },
+    );
+  }
+  return out;
+}
+
+/** Checks edited layers: integers within the model, strictly increasing. */
+export function checkLayers(layers: number[], cfg: GPT2Config, field = "--layers", file?: string): void {
+  if (layers.length === 0) throw new InputError("no layers to edit", { file, field });
+  for (const l of layers) {
+    if (!Number.isInteger(l) || l < 0 || l >= cfg.nLayer) {
+      throw new InputError(`layer ${l} out of range: the model has layers 0..${cfg.nLayer - 1}`, { file, field });
+    }
+  }
+  for (let i = 1; i < layers.length; i++) {
+    if (layers[i] <= layers[i - 1]) throw new InputError(`layers must be strictly increasing, got [${layers}]`, { file, field });
+  }
+}
+
+/** Parses "--layers 3,4,5" or "3-5". */
+export function parseLayers(s: string): number[] {
+  const t = s.trim();
+  const range = /^(\d+)\s*-\s*(\d+)$/.exec(t);
+  if (range) {
+    const a = Number(range[1]), b = Number(range[2]);
+    if (b < a) throw new InputError(`--layers range ${t} is empty`, { field: "--layers" });
+    return Array.from({ length: b - a + 1 }, (_, i) => a + i);
+  }
+  const parts = t.split(",").map((p) => p.trim());
+  if (parts.some((p) => !/^\d+$/.test(p))) {
+    throw new InputError(`--layers must be comma-separated layer indices or a range A-B, got '${s}'`, { field: "--layers" });
+  }
+  return parts.map(Number);
+}
+
+/** Reads a hparams JSON file. */
+export async function readHparamsFile(file: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(file);
+  } catch (e) {
+    throw new InputError(`cannot read hparams: ${(e as Error).message}`, { file });
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new ConfigError(`hparams is not valid JSON: ${(e as Error).message}`, { file });
+  }
+}

@@ -1,0 +1,161 @@
+/**
+ * MEMIT (Meng et al. 2023): many edits at once, spread over consecutive layers (methods.md 2(c)).
+ *   1. z_i = h_L(init) + δ_i at the last edited layer L ({@link optimizeDeltas} at `resid_post.L`),
+ *      all requests optimised together.
+ *   2. For each edited layer l_i in ascending order: K = keys at l_i (c_proj input at the subject's last
+ *      token, averaged within each template group, then across groups) on the model as updated so far;
+ *      R = Z − H_L (current h_L at the un-prefixed prompts); resid = R / (|layers| − i);
+ *      ΔW = (λC + KKᵀ)⁻¹ K residᵀ in the Conv1D [nInner, nEmbd] layout (the reference's
+ *      resid · [(λC + KKᵀ)⁻¹K]ᵀ transposed), solved in float64 and added on the GPU (matmul, accumulate).
+ */
+import { InputError } from "../errors.ts";
+import { matmul } from "../gpu/matmul.ts";
+import { createTensor, readTensor } from "../gpu/tensor.ts";
+import type { HostTensor } from "../model/config.ts";
+import type { Tokenizer } from "../io/tokenizer.ts";
+import type { GPT2Model } from "../model/gpt2.ts";
+import { type EditOptions, type EditResult, keepOriginal, registerEditor, restoreWeights } from "./apply.ts";
+import { contextTemplates, readAtPositions, requestKeys, tokenizePrompt } from "./compute.ts";
+import { optimizeDeltas } from "./compute_v.ts";
+import { checkLayers, memitDefaults, type MemitHparams, mergeHparams } from "./hparams.ts";
+import { choleskyRegularized, choleskySolve, norm } from "./linalg.ts";
+import { type EditRequest, normalizeRequest } from "./requests.ts";
+import { layerStats } from "./stats.ts";
+
+/** Resolves MEMIT's hyper-parameters for `model`. */
+export function memitHparams(model: GPT2Model, opts: EditOptions): MemitHparams {
+  let hp = memitDefaults(model.config);
+  if (opts.hparams) hp = mergeHparams(hp, opts.hparams, model.config);
+  if (opts.layers) hp = { ...hp, layers: [...opts.layers] };
+  checkLayers(hp.layers, model.config);
+  if (!hp.mom2_adjustment) throw new InputError("MEMIT needs mom2_adjustment (the key covariance)", { field: "mom2_adjustment" });
+  return hp;
+}
+
+/** Runs MEMIT on all `requests` at once, mutating `model`. */
+export async function memitEditor(
+  model: GPT2Model,
+  tokenizer: Tokenizer,
+  requests: EditRequest[],
+  opts: EditOptions,
+): Promise<EditResult> {
+  const hp = memitHparams(model, opts);
+  const reqs = requests.map((r, i) => normalizeRequest(r, `request ${i}`));
+  const { nInner: I, nEmbd: C, nPositions } = model.config;
+  const n = reqs.length;
+  const zLayer = hp.layers[hp.layers.length - 1];
+  const warnings: string[] = [];
+  const warn = (m: string) => {
+    warnings.push(m);
+    opts.onWarning?.(m);
+  };
+  const originals = new Map<string, HostTensor>();
+  const order: string[] = [];
+  const tensors = new Map<string, HostTensor>();
+  try {
+    const stats = await layerStats(model, tokenizer, hp.layers, {
+      corpus: opts.statsCorpus ?? (hp.mom2_dataset || undefined),
+      maxSamples: hp.mom2_n_samples,
+      cacheDir: opts.statsDir,
+      onProgress: (d, t) => opts.onProgress?.("statistics", d, t),
+    });
+    if (zLayer === model.config.nLayer - 1) {
+      warn(`layer ${zLayer} is the last layer: a change at the subject's token cannot reach later prompt positions (no attention after it), so the edit has no effect unless the subject ends the prompt`);
+    }
+    const groups = await contextTemplates(model, tokenizer, hp.context_template_length_params, hp.seed);
+    const deltas = await optimizeDeltas(model, tokenizer, reqs, groups.flat(), `resid_post.${zLayer}`, hp, {
+      onStep: (s) => opts.onProgress?.("optimise", s + 1, hp.v_num_grad_steps),
+    });
+    const Z = deltas.map((d) => d.targetInit.map((x, j) => x + d.delta[j]));
+    tensors.set("z", { shape: [n, C], data: Float32Array.from(Z.flatMap((z) => [...z])) });
+    const bare = reqs.map((req) => {
+      const p = tokenizePrompt(tokenizer, nPositions, "{}", req.prompt, req.subject, undefined, hp.prefix_eos);
+      return { ids: p.ids, pos: p.lookup };
+    });
+    const layerInfo: Record<string, unknown>[] = [];
+    for (let i = 0; i < hp.layers.length; i++) {
+      const layer = hp.layers[i];
+      const wName = `h.${layer}.mlp.c_proj.weight`;
+      const K = await requestKeys(model, tokenizer, reqs, groups, layer, hp.prefix_eos); // n × [I]
+      const cur = await readAtPositions(model, bare, `resid_post.${zLayer}`);
+      const remaining = hp.layers.length - i;
+      const resid = new Float32Array(n * C); // [n, C]
+      let residNorm = 0;
+      for (let r = 0; r < n; r++) {
+        for (let j = 0; j < C; j++) {
+          const x = (Z[r][j] - cur[r][j]) / remaining;
+          resid[r * C + j] = x;
+          residNorm += x * x;
+        }
+      }
+      // A = λC + K Kᵀ  ([I, I]); X = A⁻¹ K  ([I, n]).
+      const st = stats.get(layer)!;
+      const A = new Float64Array(I * I);
+      for (let a = 0; a < I * I; a++) A[a] = hp.mom2_update_weight * st.mom2[a];
+      const Kc = new Float64Array(I * n); // column r = key of request r
+      for (let r = 0; r < n; r++) for (let a = 0; a < I; a++) Kc[a * n + r] = K[r][a];
+      for (let r = 0; r < n; r++) {
+        const k = K[r];
+        for (let a = 0; a < I; a++) {
+          const ka = k[a];
+          if (ka === 0) continue;
+          for (let b = 0; b < I; b++) A[a * I + b] += ka * k[b];
+        }
+      }
+      const ch = choleskyRegularized(A, I);
+      if (ch.lambda > 0) {
+        warn(`layer ${layer}: λC + KKᵀ is singular or not positive definite; added ${ch.lambda.toExponential(3)}·I`);
+      }
+      const X = Float32Array.from(choleskySolve(ch, Kc, n));
+      keepOriginal(model, wName, originals, order);
+      const tx = createTensor(model.gpu, [I, n], { name: "memit.x", data: X });
+      const tr = createTensor(model.gpu, [n, C], { name: "memit.resid", data: resid });
+      try {
+        await matmul(model.gpu, tx, tr, model.weight(wName), { M: I, N: C, K: n, accumulate: true });
+        model.weights.get(wName)!.data.set(await readTensor(model.weight(wName)));
+      } finally {
+        tx.destroy();
+        tr.destroy();
+      }
+      tensors.set(`layer.${layer}.x`, { shape: [I, n], data: X });
+      tensors.set(`layer.${layer}.resid`, { shape: [n, C], data: resid });
+      layerInfo.push({
+        layer,
+        weight: wName,
+        resid_norm: Math.sqrt(residNorm),
+        statistics: { file: st.file, tokens: st.count, cached: st.cached },
+        regularization_lambda: ch.lambda,
+      });
+      opts.onProgress?.("layers", i + 1, hp.layers.length);
+    }
+    return {
+      method: "memit",
+      weights: order,
+      originals,
+      tensors,
+      hparams: { ...hp },
+      info: {
+        layers: hp.layers,
+        z_layer: zLayer,
+        context_templates: groups,
+        layer_updates: layerInfo,
+        requests: deltas.map((d, r) => ({
+          subject: reqs[r].subject,
+          target_new: reqs[r].target_new,
+          nll: d.nll,
+          kl: d.kl,
+          weight_decay: d.wd,
+          loss: d.loss,
+          steps: d.steps,
+          delta_norm: norm(d.delta),
+        })),
+      },
+      warnings,
+    };
+  } catch (e) {
+    restoreWeights(model, originals);
+    throw e;
+  }
+}
+
+registerEditor("memit", memitEditor);

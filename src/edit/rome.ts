@@ -1,0 +1,154 @@
+/**
+ * ROME (Meng et al. 2022): a rank-one update of `h.L.mlp.c_proj.weight` that maps the subject's key to
+ * a new value. Requests are applied one after another, each on the model as already edited
+ * (`apply_rome_to_model`). Per request (methods.md 2(b)):
+ *   k*  = mean over the context templates of the c_proj input at the subject's last token;
+ *   u   = (λC)⁻¹ k* / ‖(λC)⁻¹ k* ‖ with C = E[kkᵀ] and λ = mom2_update_weight (λ cancels after
+ *         normalisation; with mom2_adjustment false, u = k* / ‖k*‖);
+ *   v*  = target_init + δ from {@link optimizeDeltas} at hook site `mlp_out.L`;
+ *   right = (v* − W k₀ − b) / (k₀ · u), where k₀ is the key of the un-prefixed prompt and W k₀ + b its
+ *         MLP output (= target_init);
+ *   ΔW  = u rightᵀ — already the Conv1D [in, out] = [nInner, nEmbd] layout — added on the GPU by the
+ *         rank-one kernel, then read back to the host weights.
+ */
+import { InputError } from "../errors.ts";
+import { rankOneUpdate } from "../gpu/rank_one.ts";
+import { createTensor, readTensor } from "../gpu/tensor.ts";
+import type { HostTensor } from "../model/config.ts";
+import type { Tokenizer } from "../io/tokenizer.ts";
+import type { GPT2Model } from "../model/gpt2.ts";
+import { type EditOptions, type EditResult, keepOriginal, registerEditor, restoreWeights } from "./apply.ts";
+import { contextTemplates, readAtPositions, requestKeys, tokenizePrompt } from "./compute.ts";
+import { optimizeDeltas } from "./compute_v.ts";
+import { checkLayers, mergeHparams, romeDefaults, type RomeHparams } from "./hparams.ts";
+import { choleskyRegularized, choleskySolve, type Cholesky, dot, norm } from "./linalg.ts";
+import { normalizeRequest, type EditRequest } from "./requests.ts";
+import { layerStats, type LayerStats } from "./stats.ts";
+
+/** Resolves ROME's hyper-parameters for `model` from defaults, overrides and `layers`. */
+export function romeHparams(model: GPT2Model, opts: EditOptions): RomeHparams {
+  let hp = romeDefaults(model.config);
+  if (opts.hparams) hp = mergeHparams(hp, opts.hparams, model.config);
+  if (opts.layers) hp = { ...hp, layers: [...opts.layers] };
+  checkLayers(hp.layers, model.config);
+  if (hp.layers.length !== 1) throw new InputError(`ROME edits one layer, got [${hp.layers}]`, { field: "--layers" });
+  return hp;
+}
+
+/** Factorises λC (regularised when singular, with a warning). */
+export function factorCovariance(stats: LayerStats, lambda: number, warn: (m: string) => void): Cholesky {
+  const n = Math.round(Math.sqrt(stats.mom2.length));
+  const a = new Float64Array(stats.mom2.length);
+  for (let i = 0; i < a.length; i++) a[i] = lambda * stats.mom2[i];
+  const ch = choleskyRegularized(a, n);
+  if (ch.lambda > 0) {
+    warn(
+      `layer ${stats.layer}: key second moment is singular or not positive definite (${stats.count} tokens); ` +
+        `added ${ch.lambda.toExponential(3)}·I to regularise it`,
+    );
+  }
+  return ch;
+}
+
+/** Runs ROME on `requests` (sequentially), mutating `model`. */
+export async function romeEditor(
+  model: GPT2Model,
+  tokenizer: Tokenizer,
+  requests: EditRequest[],
+  opts: EditOptions,
+): Promise<EditResult> {
+  const hp = romeHparams(model, opts);
+  const reqs = requests.map((r, i) => normalizeRequest(r, `request ${i}`));
+  const layer = hp.layers[0];
+  const wName = `h.${layer}.mlp.c_proj.weight`;
+  const I = model.config.nInner, C = model.config.nEmbd;
+  const warnings: string[] = [];
+  const warn = (m: string) => {
+    warnings.push(m);
+    opts.onWarning?.(m);
+  };
+  const originals = new Map<string, HostTensor>();
+  const order: string[] = [];
+  const tensors = new Map<string, HostTensor>();
+  const perRequest: Record<string, unknown>[] = [];
+  try {
+    let ch: Cholesky | undefined;
+    let statsInfo: Record<string, unknown> | undefined;
+    if (hp.mom2_adjustment) {
+      const st = (await layerStats(model, tokenizer, [layer], {
+        corpus: opts.statsCorpus ?? (hp.mom2_dataset || undefined),
+        maxSamples: hp.mom2_n_samples,
+        cacheDir: opts.statsDir,
+        onProgress: (d, t) => opts.onProgress?.("statistics", d, t),
+      })).get(layer)!;
+      ch = factorCovariance(st, hp.mom2_update_weight, warn);
+      statsInfo = { file: st.file, tokens: st.count, cached: st.cached, regularization_lambda: ch.lambda };
+    }
+    if (layer === model.config.nLayer - 1) {
+      warn(`layer ${layer} is the last layer: a change at the subject's token cannot reach later prompt positions (no attention after it), so the edit has no effect unless the subject ends the prompt`);
+    }
+    const groups = await contextTemplates(model, tokenizer, hp.context_template_length_params, hp.seed);
+    const templates = groups.flat();
+    keepOriginal(model, wName, originals, order);
+    for (let r = 0; r < reqs.length; r++) {
+      const req = reqs[r];
+      // Left vector: template-averaged key, then C⁻¹ and normalisation.
+      const [kStar] = await requestKeys(model, tokenizer, [req], [templates], layer, hp.prefix_eos);
+      let u = kStar;
+      if (ch) u = choleskySolve(ch, kStar, 1);
+      const un = norm(u);
+      if (!(un > 0)) throw new InputError(`request ${r}: the subject's key is zero at layer ${layer}`, { field: "subject" });
+      u = u.map((x) => x / un);
+      // Right vector.
+      const [d] = await optimizeDeltas(model, tokenizer, [req], templates, `mlp_out.${layer}`, hp, {
+        onStep: (s) => opts.onProgress?.("optimise", r * hp.v_num_grad_steps + s + 1, reqs.length * hp.v_num_grad_steps),
+      });
+      const bare = tokenizePrompt(tokenizer, model.config.nPositions, "{}", req.prompt, req.subject, undefined, hp.prefix_eos);
+      const [k0] = await readAtPositions(model, [{ ids: bare.ids, pos: bare.lookup }], `mlp_post.${layer}`);
+      const denom = dot(k0, u);
+      if (!(Math.abs(denom) > 1e-12)) {
+        throw new InputError(`request ${r}: key is orthogonal to the update direction (k·u = ${denom})`, { field: "subject" });
+      }
+      const right = Float32Array.from(d.delta, (x) => x / denom);
+      const u32 = Float32Array.from(u);
+      const tu = createTensor(model.gpu, [I], { name: "rome.u", data: u32 });
+      const tv = createTensor(model.gpu, [C], { name: "rome.v", data: right });
+      try {
+        await rankOneUpdate(model.gpu, model.weight(wName), tu, tv, { M: I, N: C, alpha: 1 });
+        model.weights.get(wName)!.data.set(await readTensor(model.weight(wName)));
+      } finally {
+        tu.destroy();
+        tv.destroy();
+      }
+      tensors.set(`request.${r}.u`, { shape: [I], data: u32 });
+      tensors.set(`request.${r}.right`, { shape: [C], data: right });
+      tensors.set(`request.${r}.v_star`, { shape: [C], data: Float32Array.from(d.targetInit, (x, j) => x + d.delta[j]) });
+      perRequest.push({
+        subject: req.subject,
+        target_new: req.target_new,
+        nll: d.nll,
+        kl: d.kl,
+        weight_decay: d.wd,
+        loss: d.loss,
+        steps: d.steps,
+        delta_norm: norm(d.delta),
+        target_init_norm: norm(d.targetInit),
+      });
+      opts.onProgress?.("requests", r + 1, reqs.length);
+    }
+    return {
+      method: "rome",
+      weights: order,
+      originals,
+      tensors,
+      hparams: { ...hp },
+      info: { layer, weight: wName, context_templates: templates, statistics: statsInfo, requests: perRequest },
+      warnings,
+    };
+  } catch (e) {
+    restoreWeights(model, originals);
+    throw e;
+  }
+}
+
+registerEditor("rome", romeEditor);

@@ -1,0 +1,509 @@
+/**
+ * Knowledge-editing metrics as EasyEdit / KnowEdit and ROME's CounterFact define them (methods.md 2(e)):
+ *
+ * - **reliability** (EasyEdit `rewrite_acc`): teacher-forced token accuracy of `target_new` after the
+ *   rewrite prompt — the mean over target tokens of [argmax == target token].
+ * - **generalization** (`rephrase_acc`): the same on each rephrase prompt (mean over rephrases).
+ * - **locality**: the argmax tokens at the answer positions of each locality prompt (its
+ *   ground truth appended) post-edit versus pre-edit; the fraction that did not change.
+ * - **portability**: token accuracy of each portability prompt's `ground_truth` (mean over prompts).
+ * - **fluency**: ROME's n-gram entropy ({@link nGramEntropy}) of a greedy generation of up to 100 new
+ *   tokens (capped by the context) from the rewrite prompt, end-of-text tokens dropped from the text.
+ * - CounterFact (ROME): with P = exp(−mean token NLL) of `" " + answer` after a prompt,
+ *   **efficacy** [P(new) > P(true)] on the rewrite prompt, **paraphrase** the same averaged over
+ *   rephrases, **neighborhood** [P(true) > P(new)] averaged over the locality prompts whose answer is
+ *   the edited fact's true answer (CounterFact's neighbours; null otherwise, e.g. zsRE); the magnitudes are
+ *   the mean differences P(new) − P(true) (P(true) − P(new) for the neighborhood).
+ *
+ * Answers are tokenised as `" " + answer` after the separately tokenised prompt (ROME's convention).
+ * Sequences are right-padded into one batch: the model is causal, so padding after a position cannot
+ * change the logits there.
+ */
+import { InputError } from "../errors.ts";
+import type { Tokenizer } from "../io/tokenizer.ts";
+import type { GPT2Model } from "../model/gpt2.ts";
+import { generate } from "../model/generate.ts";
+import type { EditRequest } from "../edit/requests.ts";
+import { filledPrompt } from "../edit/requests.ts";
+import { type AppliedEdit, applyEdit, type EditOptions, getEditor } from "../edit/apply.ts";
+
+/** A prompt and an answer to score after it. */
+export interface ScoreItem {
+  prompt: string;
+  answer: string;
+}
+
+/** Per-item scores of {@link scoreAnswers}. */
+export interface AnswerScore {
+  /** The answer's token ids. */
+  answerIds: number[];
+  /** Argmax token at each answer position (teacher-forced). */
+  argmax: number[];
+  /** Mean over answer tokens of [argmax == answer token] (EasyEdit's token accuracy). */
+  accuracy: number;
+  /** Mean per-token negative log-likelihood of the answer (nats). */
+  nll: number;
+}
+
+/** Options shared by the scoring functions. */
+export interface ScoreOptions {
+  /** Token ids put before every prompt (e.g. [eos] for the world model); default none. */
+  prefix?: number[];
+  /** Sequences per forward pass (default 64). */
+  batchSize?: number;
+}
+
+/**
+ * Teacher-forced scores of `answer` after `prompt` for every item: argmax tokens, token accuracy and
+ * mean token NLL. Throws {@link InputError} for an empty answer or a sequence longer than the context.
+ */
+export async function scoreAnswers(
+  model: GPT2Model,
+  tokenizer: Tokenizer,
+  items: ScoreItem[],
+  opts: ScoreOptions = {},
+): Promise<AnswerScore[]> {
+  const prefix = opts.prefix ?? [];
+  const ctx = model.config.nPositions;
+  const V = model.config.vocabSize;
+  const enc = items.map((it, i) => {
+    const p = [...prefix, ...tokenizer.encode(it.prompt)];
+    const a = tokenizer.encode(" " + it.answer.trim());
+    if (it.answer.trim() === "" || a.length === 0) {
+      throw new InputError(`empty answer after prompt '${it.prompt}'`, { field: `item ${i}: answer` });
+    }
+    if (p.length === 0) throw new InputError(`empty prompt`, { field: `item ${i}: prompt` });
+    const seq = [...p, ...a.slice(0, -1)];
+    if (seq.length > ctx) {
+      throw new InputError(
+        `prompt '${it.prompt}' plus answer '${it.answer}' need ${seq.length} tokens, more than the context ${ctx}`,
+        {
+          field: `item ${i}: prompt`,
+        },
+      );
+    }
+    return { seq, promptLen: p.length, answer: a };
+  });
+  const out: AnswerScore[] = new Array(items.length);
+  const bs = opts.batchSize ?? 64;
+  const order = enc.map((_, i) => i).sort((x, y) => enc[x].seq.length - enc[y].seq.length);
+  const pad = tokenizer.eosId ?? 0;
+  for (let s = 0; s < order.length; s += bs) {
+    const chunk = order.slice(s, s + bs);
+    const T = Math.max(...chunk.map((i) => enc[i].seq.length));
+    const batch = chunk.map((i) => [...enc[i].seq, ...new Array(T - enc[i].seq.length).fill(pad)]);
+    const { logits } = await model.forward(batch, { allLogits: true });
+    chunk.forEach((i, b) => {
+      const { promptLen, answer } = enc[i];
+      const argmax: number[] = [];
+      let correct = 0, nll = 0;
+      answer.forEach((tok, j) => {
+        const off = (b * T + promptLen - 1 + j) * V;
+        let best = 0, m = -Infinity;
+        for (let v = 0; v < V; v++) {
+          const x = logits![off + v];
+          if (x > m) {
+            m = x;
+            best = v;
+          }
+        }
+        let sum = 0;
+        for (let v = 0; v < V; v++) sum += Math.exp(logits![off + v] - m);
+        nll += -(logits![off + tok] - m - Math.log(sum));
+        argmax.push(best);
+        if (best === tok) correct++;
+      });
+      out[i] = { answerIds: answer, argmax, accuracy: correct / answer.length, nll: nll / answer.length };
+    });
+  }
+  return out;
+}
+
+/** Fraction of positions where `pre` and `post` agree (EasyEdit locality); lengths must match. */
+export function agreement(pre: number[], post: number[]): number {
+  if (pre.length !== post.length || pre.length === 0) {
+    throw new InputError(`token lists differ in length (${pre.length} vs ${post.length})`, {
+      field: "locality",
+    });
+  }
+  let same = 0;
+  for (let i = 0; i < pre.length; i++) if (pre[i] === post[i]) same++;
+  return same / pre.length;
+}
+
+/**
+ * Words and punctuation of `text` (an approximation of nltk's `word_tokenize`: runs of letters/digits
+ * with inner apostrophes or hyphens, and each other non-space character on its own).
+ */
+export function wordTokenize(text: string): string[] {
+  return text.match(/[\p{L}\p{N}]+(?:['’\-][\p{L}\p{N}]+)*|[^\s\p{L}\p{N}]/gu) ?? [];
+}
+
+/** Entropy in bits of the frequency distribution of the n-grams of `tokens` (0 when there are none). */
+export function nGramEntropyOf(tokens: string[], n: number): number {
+  const counts = new Map<string, number>();
+  for (let i = 0; i + n <= tokens.length; i++) {
+    const k = tokens.slice(i, i + n).join("\u0000");
+    counts.set(k, (counts.get(k) ?? 0) + 1);
+  }
+  let total = 0;
+  for (const c of counts.values()) total += c;
+  let h = 0;
+  for (const c of counts.values()) {
+    const p = c / total;
+    h -= p * Math.log2(p);
+  }
+  return h;
+}
+
+/**
+ * ROME's `n_gram_entropy` (methods.md 2(e)): per text, the entropies of its bigram and trigram
+ * distributions weighted 2/3 and 4/3 and averaged; then the arithmetic mean over texts.
+ */
+export function nGramEntropy(texts: string[], ns = [2, 3], weights = [2 / 3, 4 / 3]): number {
+  if (texts.length === 0) throw new InputError("no texts for the n-gram entropy", { field: "texts" });
+  if (ns.length !== weights.length) {
+    throw new InputError("ns and weights differ in length", { field: "weights" });
+  }
+  let sum = 0;
+  for (const t of texts) {
+    const toks = wordTokenize(t);
+    let s = 0;
+    ns.forEach((n, i) => (s += weights[i] * nGramEntropyOf(toks, n)));
+    sum += s / ns.length;
+  }
+  return sum / texts.length;
+}
+
+/** Pre-edit state of one request: the locality argmax tokens (and pre-edit scores, for reference). */
+export interface PreEdit {
+  localityArgmax: number[][];
+  scores: CaseScores;
+}
+
+/** Metrics of one request (null where the request has no data for a metric). */
+export interface CaseScores {
+  reliability: number;
+  generalization: number | null;
+  locality: number | null;
+  portability: number | null;
+  fluency: number | null;
+  efficacy_score: number | null;
+  efficacy_magnitude: number | null;
+  paraphrase_score: number | null;
+  paraphrase_magnitude: number | null;
+  neighborhood_score: number | null;
+  neighborhood_magnitude: number | null;
+}
+
+/** Options of {@link evaluateRequests}. */
+export interface EvalOptions extends ScoreOptions {
+  /** Pre-edit state per request, from {@link preEditState}; without it locality is null. */
+  pre?: PreEdit[];
+  /** New tokens generated for fluency (default 100, capped by the context); 0 skips fluency. */
+  fluencyTokens?: number;
+}
+
+const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : null);
+
+interface Layout {
+  /** Index of each item group in the flat item list. */
+  rewriteNew: number;
+  rewriteTrue: number;
+  rephraseNew: number[];
+  rephraseTrue: number[];
+  locGt: number[];
+  locNew: number[];
+  locTrue: number[];
+  port: number[];
+}
+
+const cfNeighbours = (loc: { prompt: string; ground_truth: string }[], gt: string) =>
+  loc.filter((l) => l.ground_truth.trim() === gt.trim());
+
+function layout(reqs: EditRequest[]): { items: ScoreItem[]; lay: Layout[] } {
+  const items: ScoreItem[] = [];
+  const add = (prompt: string, answer: string) => items.push({ prompt, answer }) - 1;
+  const lay = reqs.map((r) => {
+    const p = filledPrompt(r);
+    const gt = r.ground_truth && r.ground_truth.trim() !== "" ? r.ground_truth : undefined;
+    const reph = r.rephrase ?? [];
+    const loc = r.locality ?? [];
+    return {
+      rewriteNew: add(p, r.target_new),
+      rewriteTrue: gt ? add(p, gt) : -1,
+      rephraseNew: reph.map((q) => add(q, r.target_new)),
+      rephraseTrue: gt ? reph.map((q) => add(q, gt)) : [],
+      locGt: loc.map((l) => add(l.prompt, l.ground_truth)),
+      // CounterFact neighbours share the edited fact's true answer; other locality prompts (zsRE's
+      // unrelated questions) have no P(true) vs P(new) comparison.
+      locNew: gt ? cfNeighbours(loc, gt).map((l) => add(l.prompt, r.target_new)) : [],
+      locTrue: gt ? cfNeighbours(loc, gt).map((l) => add(l.prompt, gt)) : [],
+      port: (r.portability ?? []).map((q) => add(q.prompt, q.ground_truth)),
+    };
+  });
+  return { items, lay };
+}
+
+async function scoreAll(
+  model: GPT2Model,
+  tokenizer: Tokenizer,
+  reqs: EditRequest[],
+  opts: EvalOptions,
+  pre: PreEdit[] | undefined,
+  withFluency: boolean,
+): Promise<{ scores: CaseScores[]; localityArgmax: number[][][] }> {
+  const { items, lay } = layout(reqs);
+  const sc = await scoreAnswers(model, tokenizer, items, opts);
+  const P = (i: number) => Math.exp(-sc[i].nll);
+  const scores: CaseScores[] = [];
+  const localityArgmax: number[][][] = [];
+  for (let k = 0; k < reqs.length; k++) {
+    const L = lay[k];
+    const cf = L.rewriteTrue >= 0;
+    const locArg = L.locGt.map((i) => sc[i].argmax);
+    localityArgmax.push(locArg);
+    let locality: number | null = null;
+    if (pre && locArg.length) {
+      locality = mean(locArg.map((a, j) => agreement(pre[k].localityArgmax[j], a)));
+    }
+    let fluency: number | null = null;
+    if (withFluency) {
+      const ctx = model.config.nPositions;
+      const prompt = [...(opts.prefix ?? []), ...tokenizer.encode(filledPrompt(reqs[k]))];
+      const n = Math.min(opts.fluencyTokens ?? 100, ctx - prompt.length);
+      if (n > 0) {
+        // As ROME's generate_fast: no stop at end-of-text (those tokens are dropped from the text).
+        const g = await generate(model, prompt, { maxTokens: n });
+        const ids = g.ids.filter((t) => t !== tokenizer.eosId);
+        fluency = nGramEntropy([tokenizer.decode(ids)]);
+      }
+    }
+    scores.push({
+      reliability: sc[L.rewriteNew].accuracy,
+      generalization: mean(L.rephraseNew.map((i) => sc[i].accuracy)),
+      locality,
+      portability: mean(L.port.map((i) => sc[i].accuracy)),
+      fluency,
+      efficacy_score: cf ? (sc[L.rewriteTrue].nll > sc[L.rewriteNew].nll ? 1 : 0) : null,
+      efficacy_magnitude: cf ? P(L.rewriteNew) - P(L.rewriteTrue) : null,
+      paraphrase_score: cf
+        ? mean(L.rephraseNew.map((i, j) => (sc[L.rephraseTrue[j]].nll > sc[i].nll ? 1 : 0)))
+        : null,
+      paraphrase_magnitude: cf ? mean(L.rephraseNew.map((i, j) => P(i) - P(L.rephraseTrue[j]))) : null,
+      neighborhood_score: cf
+        ? mean(L.locNew.map((i, j) => (sc[i].nll > sc[L.locTrue[j]].nll ? 1 : 0)))
+        : null,
+      neighborhood_magnitude: cf ? mean(L.locNew.map((i, j) => P(L.locTrue[j]) - P(i))) : null,
+    });
+  }
+  return { scores, localityArgmax };
+}
+
+/** Records what locality needs before an edit (and the pre-edit scores, fluency excluded). */
+export async function preEditState(
+  model: GPT2Model,
+  tokenizer: Tokenizer,
+  reqs: EditRequest[],
+  opts: ScoreOptions = {},
+): Promise<PreEdit[]> {
+  const { scores, localityArgmax } = await scoreAll(model, tokenizer, reqs, opts, undefined, false);
+  return reqs.map((_, k) => ({ localityArgmax: localityArgmax[k], scores: scores[k] }));
+}
+
+/** Scores every request on the (edited) model; see the module comment for the definitions. */
+export async function evaluateRequests(
+  model: GPT2Model,
+  tokenizer: Tokenizer,
+  reqs: EditRequest[],
+  opts: EvalOptions = {},
+): Promise<CaseScores[]> {
+  if (reqs.length === 0) throw new InputError("no edit requests to evaluate", { field: "requests" });
+  if (opts.pre && opts.pre.length !== reqs.length) {
+    throw new InputError(`pre-edit state has ${opts.pre.length} entries for ${reqs.length} requests`, {
+      field: "pre",
+    });
+  }
+  const { scores } = await scoreAll(model, tokenizer, reqs, opts, opts.pre, (opts.fluencyTokens ?? 100) > 0);
+  return scores;
+}
+
+/** Metric names in report order. */
+export const METRIC_NAMES: (keyof CaseScores)[] = [
+  "reliability",
+  "generalization",
+  "locality",
+  "portability",
+  "fluency",
+  "efficacy_score",
+  "paraphrase_score",
+  "neighborhood_score",
+  "efficacy_magnitude",
+  "paraphrase_magnitude",
+  "neighborhood_magnitude",
+];
+
+/** Aggregate metrics: per metric the mean over the cases that have it (null when none do), plus the CounterFact score S. */
+export type Metrics = Record<keyof CaseScores, number | null> & { score: number | null };
+
+/** Means over cases (KnowEdit: per case the mean of sub-keys, then the mean over cases), and S = harmonic mean(ES, PS, NS). */
+export function aggregate(cases: CaseScores[]): Metrics {
+  const m = {} as Metrics;
+  for (const k of METRIC_NAMES) {
+    const xs = cases.map((c) => c[k]).filter((x): x is number => x !== null);
+    m[k] = mean(xs);
+  }
+  const parts = [m.efficacy_score, m.paraphrase_score, m.neighborhood_score];
+  m.score = parts.every((x) => x !== null)
+    ? (parts.some((x) => x === 0) ? 0 : 3 / parts.reduce((a, x) => a! + 1 / x!, 0)!)
+    : null;
+  return m;
+}
+
+/** How edits are applied in {@link evaluateMethod} (EasyEdit's edit / sequential_edit / batch_edit). */
+export type EditMode = "single" | "sequential" | "batch";
+
+/** Options of {@link evaluateMethod}. */
+export interface MethodEvalOptions extends EvalOptions {
+  /** "single" (default): edit, measure, restore per request; "sequential": all edits one after another,
+   * measured at the end; "batch": one editor call per chunk of `editBatchSize` requests, measured, restored. */
+  mode?: EditMode;
+  /** Requests per editor call in batch mode (default: all). */
+  editBatchSize?: number;
+  /** Passed to the editor (layers, hparams, statistics paths). */
+  edit?: EditOptions;
+  /** Called after each request is measured: done of total. */
+  onProgress?: (done: number, total: number, text?: string) => void;
+  /** Also return the per-request scores. */
+  perCase?: boolean;
+}
+
+/** One request's scores in {@link MethodEvalResult.per_case}. */
+export interface CaseResult extends CaseScores {
+  case_id?: number | string;
+  subject: string;
+  target_new: string;
+  pre: CaseScores;
+}
+
+/** What {@link evaluateMethod} returns (the eval CLI's JSON). */
+export interface MethodEvalResult {
+  method: string;
+  mode: EditMode;
+  n: number;
+  /** Post-edit means (fractions in [0, 1]; fluency in bits). */
+  metrics: Metrics;
+  /** The same measures on the unedited model (locality and fluency are not measured pre-edit: null). */
+  pre_metrics: Metrics;
+  /** Seconds spent in the editor and in measuring. */
+  timing: { edit_s: number; eval_s: number; edit_s_per_request: number };
+  /** Hyper-parameters the editor reported (of the first call). */
+  hparams: Record<string, unknown>;
+  warnings: string[];
+  per_case?: CaseResult[];
+}
+
+/**
+ * Edits `model` with `method` on every request (see {@link EditMode}), measures the edits and restores
+ * the model exactly. Throws {@link InputError} for an unknown method (listing the known ones) or no requests.
+ */
+export async function evaluateMethod(
+  model: GPT2Model,
+  tokenizer: Tokenizer,
+  method: string,
+  requests: EditRequest[],
+  opts: MethodEvalOptions = {},
+): Promise<MethodEvalResult> {
+  getEditor(method);
+  if (requests.length === 0) throw new InputError("no edit requests to evaluate", { field: "requests" });
+  const mode = opts.mode ?? "single";
+  const n = requests.length;
+  const pre = await preEditState(model, tokenizer, requests, opts);
+  const post: CaseScores[] = new Array(n);
+  let editMs = 0, evalMs = 0;
+  let hparams: Record<string, unknown> | undefined;
+  const warnings: string[] = [];
+  const edit = async (reqs: EditRequest[]) => {
+    const t0 = performance.now();
+    const h = await applyEdit(model, tokenizer, method, reqs, opts.edit ?? {});
+    editMs += performance.now() - t0;
+    hparams ??= h.result.hparams;
+    for (const w of h.result.warnings) if (!warnings.includes(w)) warnings.push(w);
+    return h;
+  };
+  const measure = async (idx: number[]) => {
+    const t0 = performance.now();
+    const sc = await evaluateRequests(model, tokenizer, idx.map((i) => requests[i]), {
+      ...opts,
+      pre: idx.map((i) => pre[i]),
+    });
+    idx.forEach((i, j) => (post[i] = sc[j]));
+    evalMs += performance.now() - t0;
+  };
+  if (mode === "single") {
+    for (let i = 0; i < n; i++) {
+      const h = await edit([requests[i]]);
+      try {
+        await measure([i]);
+      } finally {
+        h.restore();
+      }
+      opts.onProgress?.(
+        i + 1,
+        n,
+        `${method} reliability ${mean(post.slice(0, i + 1).map((c) => c.reliability))!.toFixed(2)}`,
+      );
+    }
+  } else if (mode === "sequential") {
+    const handles: AppliedEdit[] = [];
+    try {
+      for (let i = 0; i < n; i++) {
+        handles.push(await edit([requests[i]]));
+        opts.onProgress?.(i, n, `${method} edited ${i + 1}`);
+      }
+      await measure(requests.map((_, i) => i));
+      opts.onProgress?.(n, n, method);
+    } finally {
+      for (const h of handles.reverse()) h.restore();
+    }
+  } else if (mode === "batch") {
+    const bs = opts.editBatchSize ?? n;
+    if (!Number.isInteger(bs) || bs < 1) {
+      throw new InputError(`edit batch size must be a positive integer, got ${bs}`, {
+        field: "--batch-size",
+      });
+    }
+    for (let s = 0; s < n; s += bs) {
+      const idx = requests.slice(s, s + bs).map((_, j) => s + j);
+      const h = await edit(idx.map((i) => requests[i]));
+      try {
+        await measure(idx);
+      } finally {
+        h.restore();
+      }
+      opts.onProgress?.(idx[idx.length - 1] + 1, n, method);
+    }
+  } else {
+    throw new InputError(`unknown mode '${mode}' (known: single, sequential, batch)`, { field: "--mode" });
+  }
+  const res: MethodEvalResult = {
+    method,
+    mode,
+    n,
+    metrics: aggregate(post),
+    pre_metrics: aggregate(pre.map((p) => p.scores)),
+    timing: { edit_s: editMs / 1000, eval_s: evalMs / 1000, edit_s_per_request: editMs / 1000 / n },
+    hparams: hparams ?? {},
+    warnings,
+  };
+  if (opts.perCase) {
+    res.per_case = requests.map((r, i) => ({
+      ...(r.case_id !== undefined ? { case_id: r.case_id } : {}),
+      subject: r.subject,
+      target_new: r.target_new,
+      ...post[i],
+      pre: pre[i].scores,
+    }));
+  }
+  return res;
+}

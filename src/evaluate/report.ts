@@ -1,0 +1,88 @@
+/**
+ * Editing results as a KnowEdit-style markdown table (rows: methods; columns: metrics) and as JSON.
+ * As in KnowEdit / EasyEdit summaries every value is shown ×100 (fluency too, hence ~100–600 for n-gram
+ * entropies in bits); the JSON keeps the raw values (fractions, bits).
+ */
+import { InputError } from "../errors.ts";
+import { writeFileAtomic } from "../io/atomic.ts";
+import type { MethodEvalResult, Metrics } from "./edit_metrics.ts";
+
+/** A table column: header and the metric it shows. */
+export interface Column {
+  header: string;
+  key: keyof Metrics;
+}
+
+/** KnowEdit's columns, then ROME's CounterFact scores and magnitudes. */
+export const DEFAULT_COLUMNS: Column[] = [
+  { header: "Edit Succ. (Reliability)", key: "reliability" },
+  { header: "Generalization", key: "generalization" },
+  { header: "Locality", key: "locality" },
+  { header: "Portability", key: "portability" },
+  { header: "Fluency", key: "fluency" },
+  { header: "ES", key: "efficacy_score" },
+  { header: "PS", key: "paraphrase_score" },
+  { header: "NS", key: "neighborhood_score" },
+  { header: "S", key: "score" },
+  { header: "EM", key: "efficacy_magnitude" },
+  { header: "PM", key: "paraphrase_magnitude" },
+  { header: "NM", key: "neighborhood_magnitude" },
+];
+
+/** A value ×100 with two decimals, or "–" when the metric is absent. */
+export function formatMetric(v: number | null | undefined): string {
+  return v === null || v === undefined || !Number.isFinite(v) ? "–" : (100 * v).toFixed(2);
+}
+
+/**
+ * The markdown table of `results`: one row per result (method, mode, n), columns that at least one
+ * result has (or all of `columns` when `keepEmpty`). With `includePre`, a "(pre-edit)" row follows each.
+ */
+export function markdownTable(
+  results: MethodEvalResult[],
+  opts: { columns?: Column[]; keepEmpty?: boolean; includePre?: boolean; title?: string } = {},
+): string {
+  if (results.length === 0) throw new InputError("no results to tabulate", { field: "results" });
+  const cols = (opts.columns ?? DEFAULT_COLUMNS).filter((c) =>
+    opts.keepEmpty || results.some((r) => r.metrics[c.key] !== null && r.metrics[c.key] !== undefined)
+  );
+  const rows: string[][] = [];
+  for (const r of results) {
+    rows.push([r.method, r.mode, String(r.n), ...cols.map((c) => formatMetric(r.metrics[c.key]))]);
+    if (opts.includePre) {
+      rows.push([
+        `${r.method} (pre-edit)`,
+        r.mode,
+        String(r.n),
+        ...cols.map((c) => formatMetric(r.pre_metrics[c.key])),
+      ]);
+    }
+  }
+  const header = ["Method", "Mode", "N", ...cols.map((c) => c.header)];
+  const lines = [
+    ...(opts.title ? [`### ${opts.title}`, ""] : []),
+    `| ${header.join(" | ")} |`,
+    `|${header.map((_, i) => (i < 3 ? "---" : "---:")).join("|")}|`,
+    ...rows.map((r) => `| ${r.join(" | ")} |`),
+  ];
+  return lines.join("\n") + "\n";
+}
+
+/** Writes the table (markdown) to `file` atomically. */
+export async function writeTable(
+  file: string,
+  results: MethodEvalResult[],
+  opts: Parameters<typeof markdownTable>[1] = {},
+): Promise<void> {
+  await writeFileAtomic(file, new TextEncoder().encode(markdownTable(results, opts)));
+}
+
+/** Writes results as JSON to `file` atomically: one result as the object, several as `{results: [...]}`. */
+export async function writeResultsJson(file: string, results: MethodEvalResult[]): Promise<void> {
+  await writeFileAtomic(file, new TextEncoder().encode(JSON.stringify(resultsJson(results), null, 2) + "\n"));
+}
+
+/** The JSON value for `results` (the eval CLI prints this). */
+export function resultsJson(results: MethodEvalResult[]): unknown {
+  return results.length === 1 ? results[0] : { results };
+}

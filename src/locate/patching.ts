@@ -1,0 +1,252 @@
+/**
+ * Activation patching: copy the values of any hook site at chosen positions from one run (the source)
+ * into another (the target) and read how the target's next-token distribution changes.
+ *
+ * A run is a prompt plus optional hooks, so the three usual directions are:
+ * - clean -> corrupted: source `{ids}`, target `{ids, hooks: corruptionHooks(...)}`;
+ * - corrupted -> clean: source `{ids, hooks: corruptionHooks(...)}`, target `{ids}`;
+ * - prompt A -> prompt B: source `{ids: a}`, target `{ids: b}` with `sourcePositions` mapping positions.
+ *
+ * Also here: the subject-noise corruption of causal tracing (Gaussian noise added to the input
+ * embeddings of the subject tokens) and the embedding-std estimate its scale defaults to.
+ */
+import { InputError, ShapeError } from "../errors.ts";
+import type { WeightMap } from "../model/config.ts";
+import type { GPT2Model } from "../model/gpt2.ts";
+import { type Hooks, type PatchSpec, siteWidth } from "../model/hooks.ts";
+import { mulberry32 } from "../model/generate.ts";
+
+/** One forward run: a token sequence and optional hooks (e.g. a corruption). */
+export interface RunSpec {
+  ids: number[];
+  hooks?: Hooks;
+}
+
+/** Which site values to carry over: site name, target positions and (optionally) source positions. */
+export interface SitePatch {
+  site: string;
+  /** Positions in the target run to overwrite. */
+  positions: number[];
+  /** Positions in the source run to read (default: the same as `positions`). */
+  sourcePositions?: number[];
+}
+
+/** Result of {@link patchActivations}. */
+export interface PatchResult {
+  /** Next-token log-probabilities after the source's last token. */
+  sourceLogprobs: Float32Array;
+  /** Next-token log-probabilities of the target run without the patch. */
+  targetLogprobs: Float32Array;
+  /** Next-token log-probabilities of the target run with the patch. */
+  patchedLogprobs: Float32Array;
+  /** Source values of each patched site, [T_source * width]. */
+  sourceValues: Map<string, Float32Array>;
+  /** Sites captured from the patched run (opts.capture), [T_target * width]. */
+  captured: Map<string, Float32Array>;
+}
+
+/** Runs `run` once and returns its last-position log-probabilities and the captured sites ([T * width] each). */
+export async function captureRun(
+  model: GPT2Model,
+  run: RunSpec,
+  sites: Iterable<string>,
+): Promise<{ logprobs: Float32Array; values: Map<string, Float32Array> }> {
+  const capture = new Set([...(run.hooks?.capture ?? []), ...sites]);
+  const r = await model.forward([run.ids], { hooks: { ...run.hooks, capture } });
+  return { logprobs: r.logprobs[0], values: r.captured };
+}
+
+/**
+ * Builds patch specs that write `values` ([T_source * width] per site, from a source run) at `patches`'
+ * positions of batch row `batchRow` of a target run. Throws {@link InputError} for positions outside
+ * either sequence and {@link ShapeError} for mismatched lengths.
+ */
+export function sitePatchSpecs(
+  model: GPT2Model,
+  patches: SitePatch[],
+  values: Map<string, Float32Array>,
+  sourceLen: number,
+  targetLen: number,
+  batchRow = 0,
+): PatchSpec[] {
+  const out: PatchSpec[] = [];
+  for (const p of patches) {
+    const width = siteWidth(model.config, p.site);
+    const src = p.sourcePositions ?? p.positions;
+    if (src.length !== p.positions.length) {
+      throw new ShapeError(`sourcePositions has ${src.length} entries, positions ${p.positions.length}`, {
+        field: p.site,
+      });
+    }
+    const v = values.get(p.site);
+    if (!v || v.length !== sourceLen * width) {
+      throw new ShapeError(`no source values of ${sourceLen} x ${width} for site`, { field: p.site });
+    }
+    const data = new Float32Array(p.positions.length * width);
+    p.positions.forEach((t, i) => {
+      const s = src[i];
+      if (!(Number.isInteger(s) && s >= 0 && s < sourceLen)) {
+        throw new InputError(`source position ${s} outside the source's ${sourceLen} tokens`, {
+          field: p.site,
+        });
+      }
+      if (!(Number.isInteger(t) && t >= 0 && t < targetLen)) {
+        throw new InputError(`position ${t} outside the target's ${targetLen} tokens`, { field: p.site });
+      }
+      data.set(v.subarray(s * width, (s + 1) * width), i * width);
+    });
+    out.push({ site: p.site, rows: p.positions.map((t) => [batchRow, t] as [number, number]), values: data });
+  }
+  return out;
+}
+
+/**
+ * Patches the sites in `patches` from the `source` run into the `target` run (any hook site, any
+ * positions, e.g. `mlp_out.3` at the subject's last token). The target's own hooks run first at each
+ * site, then the patch overwrites; `opts.capture` lists sites to return from the patched run.
+ */
+export async function patchActivations(
+  model: GPT2Model,
+  source: RunSpec,
+  target: RunSpec,
+  patches: SitePatch[],
+  opts: { capture?: string[] } = {},
+): Promise<PatchResult> {
+  if (patches.length === 0) {
+    throw new InputError("nothing to patch: give at least one site", { field: "patches" });
+  }
+  const sites = [...new Set(patches.map((p) => p.site))];
+  const src = await captureRun(model, source, sites);
+  const base = await model.forward([target.ids], { hooks: target.hooks });
+  const specs = sitePatchSpecs(model, patches, src.values, source.ids.length, target.ids.length);
+  const hooks: Hooks = {
+    ...target.hooks,
+    patch: [...(target.hooks?.patch ?? []), ...specs],
+    capture: [...(target.hooks?.capture ?? []), ...(opts.capture ?? [])],
+  };
+  const patched = await model.forward([target.ids], { hooks });
+  const sourceValues = new Map<string, Float32Array>();
+  for (const s of sites) sourceValues.set(s, src.values.get(s)!);
+  return {
+    sourceLogprobs: src.logprobs,
+    targetLogprobs: base.logprobs[0],
+    patchedLogprobs: patched.logprobs[0],
+    sourceValues,
+    captured: patched.captured,
+  };
+}
+
+/** Clean input embedding row wte[id] + wpe[pos] in float32, exactly as the GPU embedding kernel computes it. */
+export function embeddingRow(weights: WeightMap, nEmbd: number, id: number, pos: number): Float32Array {
+  const wte = weights.get("wte.weight")!.data, wpe = weights.get("wpe.weight")!.data;
+  const out = new Float32Array(nEmbd);
+  for (let c = 0; c < nEmbd; c++) out[c] = wte[id * nEmbd + c] + wpe[pos * nEmbd + c];
+  return out;
+}
+
+/**
+ * Scalar standard deviation (n - 1 denominator) of the token-embedding values wte[id] over `ids` (with
+ * repetition, as ROME's `collect_embedding_std` concatenates the subjects' embeddings), or over every row
+ * of wte when `ids` is undefined.
+ */
+export function embeddingStd(weights: WeightMap, nEmbd: number, ids?: Iterable<number>): number {
+  const wte = weights.get("wte.weight");
+  if (!wte) throw new ShapeError("missing weight", { field: "wte.weight" });
+  const V = wte.data.length / nEmbd;
+  const rows = ids ? [...ids] : Array.from({ length: V }, (_, i) => i);
+  if (rows.length === 0) {
+    throw new InputError("no tokens to measure the embedding std over", { field: "noise" });
+  }
+  let n = 0, mean = 0, m2 = 0; // Welford
+  for (const id of rows) {
+    if (!(Number.isInteger(id) && id >= 0 && id < V)) {
+      throw new InputError(`token id ${id} out of range`, { field: "noise" });
+    }
+    for (let c = 0; c < nEmbd; c++) {
+      const x = wte.data[id * nEmbd + c];
+      n++;
+      const d = x - mean;
+      mean += d / n;
+      m2 += d * (x - mean);
+    }
+  }
+  return Math.sqrt(m2 / Math.max(1, n - 1));
+}
+
+/**
+ * Gaussian noise for `samples` corrupted copies of `nTokens` subject tokens of width `width`:
+ * float64 values std * N(0, 1) from a mulberry32 stream seeded with `seed` (Box–Muller), laid out
+ * [sample][token][channel]. The same seed gives the same noise, so every restoration of a trace sees
+ * the same corruption (as ROME's fixed RandomState(1) does).
+ */
+export function subjectNoise(
+  samples: number,
+  nTokens: number,
+  width: number,
+  std: number,
+  seed: number,
+): Float64Array {
+  const r = mulberry32(seed);
+  const n = samples * nTokens * width;
+  const out = new Float64Array(n);
+  for (let i = 0; i < n; i += 2) {
+    const u = Math.max(r(), 1e-300), v = r();
+    const rad = Math.sqrt(-2 * Math.log(u));
+    out[i] = std * rad * Math.cos(2 * Math.PI * v);
+    if (i + 1 < n) out[i + 1] = std * rad * Math.sin(2 * Math.PI * v);
+  }
+  return out;
+}
+
+/**
+ * Hooks that corrupt batch rows `batchRows` (default [0]) of a run of `ids`: the `embed` rows of the
+ * subject tokens [a, b) become clean embedding + noise of sample `sample0 + i` for batch row i
+ * (`noise` from {@link subjectNoise}, [samples][b - a][C]).
+ */
+export function corruptionHooks(
+  model: GPT2Model,
+  ids: number[],
+  subjectRange: [number, number],
+  noise: Float64Array,
+  opts: { batchRows?: number[]; sample0?: number } = {},
+): Hooks {
+  return {
+    patch: [corruptionPatch(model, ids, subjectRange, noise, opts.batchRows ?? [0], opts.sample0 ?? 0)],
+  };
+}
+
+/** The `embed` patch of {@link corruptionHooks}: batch row `batchRows[i]` gets noise sample `sample0 + i`. */
+export function corruptionPatch(
+  model: GPT2Model,
+  ids: number[],
+  subjectRange: [number, number],
+  noise: Float64Array,
+  batchRows: number[],
+  sample0 = 0,
+  sampleOf?: (i: number) => number,
+): PatchSpec {
+  const C = model.config.nEmbd;
+  const [a, b] = subjectRange;
+  const n = b - a;
+  if (!(a >= 0 && b <= ids.length && n > 0)) {
+    throw new InputError(`subject range [${a}, ${b}) outside the prompt's ${ids.length} tokens`, {
+      field: "subject",
+    });
+  }
+  const samples = noise.length / (n * C);
+  const clean = Array.from({ length: n }, (_, j) => embeddingRow(model.weights, C, ids[a + j], a + j));
+  const rows: Array<[number, number]> = [];
+  const values = new Float32Array(batchRows.length * n * C);
+  batchRows.forEach((row, i) => {
+    const s = sampleOf ? sampleOf(i) : sample0 + i;
+    if (!(Number.isInteger(s) && s >= 0 && s < samples)) {
+      throw new InputError(`noise sample ${s} out of range (have ${samples})`, { field: "noise" });
+    }
+    for (let j = 0; j < n; j++) {
+      rows.push([row, a + j]);
+      const o = (rows.length - 1) * C, no = (s * n + j) * C;
+      for (let c = 0; c < C; c++) values[o + c] = clean[j][c] + noise[no + c];
+    }
+  });
+  return { site: "embed", rows, values };
+}

@@ -1,0 +1,346 @@
+/**
+ * Causal tracing (Meng et al. 2022, ROME `experiments/causal_trace.py`; spec in
+ * shared/reference/methods.md §2(a)).
+ *
+ * The subject tokens' input embeddings are corrupted with Gaussian noise (`samples` noise draws, the
+ * same draws for every restoration); then for every (token t, layer l) the clean value of one site is
+ * restored at token t in the corrupted runs and the probability of the answer, averaged over the noise
+ * samples, is measured:
+ * - `hidden`: the residual stream leaving block l (`resid_post.l`, the output of `transformer.h.l`);
+ * - `mlp` / `attn`: the MLP / attention outputs (`mlp_out.L` / `attn_out.L`) of every layer L in the
+ *   window [max(0, l - floor(w/2)), min(nLayer, l + ceil(w/2))) centred on l (clipped at the ends).
+ * Reported: p_clean (clean run), p_corrupt (corrupted, nothing restored), the restored probabilities,
+ * the indirect effects (restored - p_corrupt) and the total effect (p_clean - p_corrupt).
+ *
+ * Batching: every restoration of every kind is a (sequence, patch set) pair; all samples x tokens x
+ * layers x kinds corrupted sequences are stacked into as few forward passes as `maxRows` token rows
+ * allow, each batch row with its own noise sample and its own restored rows (patches are per row).
+ * `batched: false` runs one forward per restoration (the samples in one batch), the way ROME does.
+ * Both skip restorations that provably cannot change the output (states of tokens before the subject;
+ * the last layer's hidden state at tokens before the last): those cells are exactly p_corrupt.
+ */
+import { InputError, ShapeError } from "../errors.ts";
+import { matmul } from "../gpu/matmul.ts";
+import { logSoftmax } from "../gpu/softmax.ts";
+import { createTensor, readTensor } from "../gpu/tensor.ts";
+import type { GPT2Model } from "../model/gpt2.ts";
+import type { PatchSpec } from "../model/hooks.ts";
+import { corruptionPatch, subjectNoise } from "./patching.ts";
+
+/** Which state a trace restores. */
+export type TraceKind = "hidden" | "mlp" | "attn";
+
+/** All trace kinds, in ROME's plotting order. */
+export const TRACE_KINDS: readonly TraceKind[] = ["hidden", "mlp", "attn"];
+
+/** How the answer's probability is scored. */
+export type TargetProb = "first" | "sequence";
+
+/** Hook site restored for `kind` at `layer`: resid_post.l, mlp_out.l or attn_out.l. */
+export function kindSite(kind: TraceKind, layer: number): string {
+  return `${kind === "hidden" ? "resid_post" : kind === "mlp" ? "mlp_out" : "attn_out"}.${layer}`;
+}
+
+/**
+ * Layers restored together for centre `layer`: [layer] for hidden states; for mlp/attn the window
+ * [max(0, layer - floor(w/2)), min(nLayer, layer + ceil(w/2))) — ROME's `trace_important_window`.
+ */
+export function windowLayers(kind: TraceKind, layer: number, window: number, nLayer: number): number[] {
+  if (kind === "hidden") return [layer];
+  const lo = Math.max(0, layer - Math.floor(window / 2));
+  const hi = Math.min(nLayer, layer + Math.ceil(window / 2));
+  return Array.from({ length: hi - lo }, (_, i) => lo + i);
+}
+
+/** Options of {@link causalTrace}. */
+export interface TraceOptions {
+  /** Kinds to trace (default ["hidden"]); all of them share the clean and corrupted runs. */
+  kinds?: TraceKind[];
+  /** Noise samples (default 10). */
+  samples?: number;
+  /** Absolute noise std (ROME's "s3" is 3 x the embedding std: see {@link embeddingStd}). */
+  noiseStd: number;
+  /** Window of restored MLP/attn layers (default 10; clipped to the model's layers). */
+  window?: number;
+  /** Noise seed (default 1). */
+  seed?: number;
+  /** Answer token ids (the target's continuation); default: the model's own top-1 prediction. */
+  answer?: number[];
+  /** Score the answer's first token (default) or the product over its tokens. */
+  targetProb?: TargetProb;
+  /** Stack restorations into large forward passes (default true) or run one per restoration. */
+  batched?: boolean;
+  /** Most token rows (batch x tokens) per forward pass (default 4096). */
+  maxRows?: number;
+  /** Called after each forward pass with (sequences done, total). */
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** The trace of one kind. */
+export interface KindTrace {
+  kind: TraceKind;
+  /** Restored answer probability, [token][layer]. */
+  scores: number[][];
+  /** Indirect effects scores - pCorrupt, [token][layer]. */
+  effects: number[][];
+  /** Effective window (1 for hidden). */
+  window: number;
+}
+
+/** What {@link causalTrace} returns. */
+export interface TraceResult {
+  /** Input ids (the prompt; in sequence mode the answer's tokens but the last are appended after it). */
+  ids: number[];
+  /** Number of prompt tokens (rows of the grids). */
+  promptLength: number;
+  subjectRange: [number, number];
+  nLayer: number;
+  /** Answer token ids scored. */
+  answer: number[];
+  /** The clean run's top-1 next token. */
+  predicted: number;
+  /** Whether the clean top-1 prediction equals the answer's first token. */
+  known: boolean;
+  pClean: number;
+  pCorrupt: number;
+  totalEffect: number;
+  noiseStd: number;
+  samples: number;
+  seed: number;
+  targetProb: TargetProb;
+  traces: KindTrace[];
+  /** Work done: forward passes, corrupted sequences run, seconds. */
+  stats: { forwards: number; sequences: number; seconds: number };
+}
+
+interface Job {
+  kind?: TraceKind;
+  token: number;
+  layer: number;
+  restore: string[];
+}
+
+function argmax(a: ArrayLike<number>): number {
+  let best = 0;
+  for (let i = 1; i < a.length; i++) if (a[i] > a[best]) best = i;
+  return best;
+}
+
+/**
+ * Log-probabilities of `ids[j]` at rows `rows[j]` of a captured `ln_f` [R * C], computed on the GPU with
+ * the model's output head (for multi-token answers), in chunks.
+ */
+async function headLogprobs(
+  model: GPT2Model,
+  lnf: Float32Array,
+  rows: number[],
+  ids: number[],
+): Promise<Float64Array> {
+  const { nEmbd: C, vocabSize: V } = model.config;
+  const out = new Float64Array(rows.length);
+  const chunk = Math.max(1, Math.floor((1 << 24) / V));
+  for (let i0 = 0; i0 < rows.length; i0 += chunk) {
+    const n = Math.min(chunk, rows.length - i0);
+    const x = new Float32Array(n * C);
+    for (let i = 0; i < n; i++) x.set(lnf.subarray(rows[i0 + i] * C, (rows[i0 + i] + 1) * C), i * C);
+    const xt = createTensor(model.gpu, [n, C], { name: "trace_lnf", data: x });
+    const lg = createTensor(model.gpu, [n, V], { name: "trace_logits" });
+    const lp = createTensor(model.gpu, [n, V], { name: "trace_logprobs" });
+    await matmul(model.gpu, xt, model.lmHead(), lg, { M: n, N: V, K: C, transB: true });
+    await logSoftmax(model.gpu, lg, lp, { rows: n, cols: V });
+    const v = await readTensor(lp);
+    for (let i = 0; i < n; i++) out[i0 + i] = v[i * V + ids[i0 + i]];
+    xt.destroy();
+    lg.destroy();
+    lp.destroy();
+  }
+  return out;
+}
+
+/**
+ * Answer probability of each of B sequences of length T: exp(logprob of answer[0]) after the last token
+ * ("first"), or the product over the answer's tokens at positions T0-1 .. T-1 ("sequence").
+ */
+async function answerProbs(
+  model: GPT2Model,
+  logprobs: Float32Array[],
+  lnf: Float32Array | undefined,
+  T: number,
+  answer: number[],
+  mode: TargetProb,
+): Promise<number[]> {
+  const B = logprobs.length;
+  if (mode === "first" || answer.length === 1) return logprobs.map((lp) => Math.exp(lp[answer[0]]));
+  const k = answer.length, T0 = T - (k - 1);
+  const rows: number[] = [], ids: number[] = [];
+  for (let b = 0; b < B; b++) {
+    for (let j = 0; j < k - 1; j++) {
+      rows.push(b * T + T0 - 1 + j);
+      ids.push(answer[j]);
+    }
+  }
+  const lps = await headLogprobs(model, lnf!, rows, ids);
+  return logprobs.map((lp, b) => {
+    let s = lp[answer[k - 1]];
+    for (let j = 0; j < k - 1; j++) s += lps[b * (k - 1) + j];
+    return Math.exp(s);
+  });
+}
+
+/**
+ * Causal trace of `ids` (subject tokens `subjectRange`, [a, b)) for each requested kind. See the module
+ * doc for the definition. Throws {@link InputError} for bad options or ranges.
+ */
+export async function causalTrace(
+  model: GPT2Model,
+  ids: number[],
+  subjectRange: [number, number],
+  opts: TraceOptions,
+): Promise<TraceResult> {
+  const t0 = performance.now();
+  const cfg = model.config;
+  const L = cfg.nLayer;
+  const kinds = opts.kinds ?? ["hidden"];
+  const samples = opts.samples ?? 10;
+  const window = opts.window ?? 10;
+  const seed = opts.seed ?? 1;
+  const mode = opts.targetProb ?? "first";
+  const maxRows = opts.maxRows ?? 4096;
+  if (kinds.length === 0 || kinds.some((k) => !TRACE_KINDS.includes(k))) {
+    throw new InputError(`kinds must be among ${TRACE_KINDS.join(", ")}, got '${kinds.join(",")}'`, {
+      field: "kind",
+    });
+  }
+  if (!(Number.isInteger(samples) && samples >= 1)) {
+    throw new InputError(`samples must be a positive integer`, { field: "samples" });
+  }
+  if (!(Number.isInteger(window) && window >= 1)) {
+    throw new InputError(`window must be a positive integer`, { field: "window" });
+  }
+  if (!(Number.isFinite(opts.noiseStd) && opts.noiseStd >= 0)) {
+    throw new InputError(`noise std must be a finite number >= 0, got ${opts.noiseStd}`, { field: "noise" });
+  }
+  if (!(Number.isInteger(maxRows) && maxRows >= 1)) {
+    throw new InputError(`maxRows must be a positive integer`, { field: "maxRows" });
+  }
+  const [a, b] = subjectRange;
+  const T0 = ids.length;
+  if (!(Number.isInteger(a) && Number.isInteger(b) && a >= 0 && b <= T0 && a < b)) {
+    throw new InputError(`subject range [${a}, ${b}) outside the prompt's ${T0} tokens`, {
+      field: "subject",
+    });
+  }
+  model.checkBatch([ids]);
+
+  // Clean run: prediction, answer, and the clean values of every site a restoration may need.
+  const sites = new Set<string>();
+  for (const k of kinds) for (let l = 0; l < L; l++) sites.add(kindSite(k, l));
+  const cleanPrompt = await model.forward([ids], { hooks: { capture: sites } });
+  const predicted = argmax(cleanPrompt.logprobs[0]);
+  const answer = opts.answer && opts.answer.length > 0 ? opts.answer : [predicted];
+  for (const id of answer) {
+    if (!(Number.isInteger(id) && id >= 0 && id < cfg.vocabSize)) {
+      throw new InputError(`answer token id ${id} out of range [0, ${cfg.vocabSize})`, { field: "target" });
+    }
+  }
+  const useSeq = mode === "sequence" && answer.length > 1;
+  const seq = useSeq ? [...ids, ...answer.slice(0, -1)] : ids;
+  const T = seq.length;
+  model.checkBatch([seq]);
+  const clean = useSeq ? await model.forward([seq], { hooks: { capture: [...sites, "ln_f"] } }) : cleanPrompt;
+  const pClean = (await answerProbs(model, clean.logprobs, clean.captured.get("ln_f"), T, answer, mode))[0];
+
+  const noise = subjectNoise(samples, b - a, cfg.nEmbd, opts.noiseStd, seed);
+  // Restorations that provably change nothing score exactly p_corrupt and are not run: any state of a
+  // token before the subject (it equals the clean state: causal attention, noise only on the subject),
+  // and the last layer's hidden state of a token before the last prompt token (only that token's own
+  // logits read it).
+  const jobs: Job[] = [{ token: -1, layer: -1, restore: [] }];
+  const skipped: Job[] = [];
+  for (const kind of kinds) {
+    for (let t = 0; t < T0; t++) {
+      for (let l = 0; l < L; l++) {
+        const job = {
+          kind,
+          token: t,
+          layer: l,
+          restore: windowLayers(kind, l, window, L).map((x) => kindSite(kind, x)),
+        };
+        const noop = t < a || (kind === "hidden" && l === L - 1 && t < T0 - 1);
+        (noop ? skipped : jobs).push(job);
+      }
+    }
+  }
+  const total = jobs.length * samples;
+  const perForward = opts.batched === false ? samples : Math.max(1, Math.floor(maxRows / T));
+  const jobScore = new Float64Array(jobs.length);
+  let forwards = 0;
+  for (let s0 = 0; s0 < total; s0 += perForward) {
+    const B = Math.min(perForward, total - s0);
+    const batch = Array.from({ length: B }, () => seq);
+    const rows = Array.from({ length: B }, (_, i) => i);
+    const patch: PatchSpec[] = [
+      corruptionPatch(model, seq, subjectRange, noise, rows, 0, (i) => (s0 + i) % samples),
+    ];
+    const bySite = new Map<string, Array<[number, number]>>();
+    for (let i = 0; i < B; i++) {
+      const job = jobs[Math.floor((s0 + i) / samples)];
+      for (const site of job.restore) {
+        const list = bySite.get(site) ?? [];
+        list.push([i, job.token]);
+        bySite.set(site, list);
+      }
+    }
+    for (const [site, list] of bySite) {
+      const src = clean.captured.get(site)!;
+      const width = src.length / T;
+      const values = new Float32Array(list.length * width);
+      list.forEach(([, t], j) => values.set(src.subarray(t * width, (t + 1) * width), j * width));
+      patch.push({ site, rows: list, values });
+    }
+    const r = await model.forward(batch, { hooks: { patch, capture: useSeq ? ["ln_f"] : [] } });
+    forwards++;
+    const p = await answerProbs(model, r.logprobs, r.captured.get("ln_f"), T, answer, mode);
+    p.forEach((v, i) => (jobScore[Math.floor((s0 + i) / samples)] += v / samples));
+    opts.onProgress?.(s0 + B, total);
+  }
+  const pCorrupt = jobScore[0];
+  const traces: KindTrace[] = kinds.map((kind) => {
+    const scores = Array.from({ length: T0 }, () => new Array<number>(L).fill(0));
+    jobs.forEach((j, i) => {
+      if (j.kind === kind) scores[j.token][j.layer] = jobScore[i];
+    });
+    for (const j of skipped) if (j.kind === kind) scores[j.token][j.layer] = pCorrupt;
+    return {
+      kind,
+      scores,
+      effects: scores.map((row) => row.map((v) => v - pCorrupt)),
+      window: kind === "hidden" ? 1 : Math.min(window, L),
+    };
+  });
+  if (traces.some((t) => t.scores.some((row) => row.some((v) => !Number.isFinite(v))))) {
+    throw new ShapeError("the trace produced non-finite probabilities", { field: "scores" });
+  }
+  return {
+    ids,
+    promptLength: T0,
+    subjectRange: [a, b],
+    nLayer: L,
+    answer,
+    predicted,
+    known: predicted === answer[0],
+    pClean,
+    pCorrupt,
+    totalEffect: pClean - pCorrupt,
+    noiseStd: opts.noiseStd,
+    samples,
+    seed,
+    targetProb: mode,
+    traces,
+    stats: {
+      forwards: forwards + (useSeq ? 2 : 1),
+      sequences: total + (useSeq ? 2 : 1),
+      seconds: (performance.now() - t0) / 1000,
+    },
+  };
+}

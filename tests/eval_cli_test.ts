@@ -1,0 +1,190 @@
+/** `engram eval`: the JSON contract, the markdown table, the three modes, and bad-input errors. */
+import assert from "node:assert/strict";
+import { engram } from "./_util.ts";
+
+const MODEL = new URL("../fixtures/models/fake-gpt2", import.meta.url).pathname;
+
+const RECORDS = [
+  {
+    case_id: 7,
+    prompt: "The mother tongue of Danielle Darrieux is",
+    target_new: "English",
+    subject: "Danielle Darrieux",
+    ground_truth: "French",
+    rephrase_prompt: "Where Danielle Darrieux is from, people speak the language of",
+    locality_prompt: "Michel Rocard is a native speaker of",
+    locality_ground_truth: "French",
+  },
+  {
+    case_id: 8,
+    prompt: "Toko Yasuda plays the",
+    target_new: "piano",
+    subject: "Toko Yasuda",
+    ground_truth: "guitar",
+    rephrase_prompt: "Toko Yasuda is known for playing the",
+    locality_prompt: "Jimmy Page plays the",
+    locality_ground_truth: "guitar",
+    portability: { prompt: "The instrument Toko Yasuda plays is the", ground_truth: "piano" },
+  },
+];
+
+async function dataFile(records: unknown): Promise<string> {
+  const f = await Deno.makeTempFile({ suffix: ".json" });
+  await Deno.writeTextFile(f, typeof records === "string" ? records : JSON.stringify(records));
+  return f;
+}
+
+const METRICS = [
+  "reliability",
+  "generalization",
+  "locality",
+  "portability",
+  "fluency",
+  "efficacy_score",
+  "paraphrase_score",
+  "neighborhood_score",
+  "efficacy_magnitude",
+  "paraphrase_magnitude",
+  "neighborhood_magnitude",
+  "score",
+];
+
+Deno.test("eval --json prints {method, mode, n, metrics, per_case}; --table writes a KnowEdit-style table", async () => {
+  const data = await dataFile(RECORDS);
+  const table = await Deno.makeTempFile({ suffix: ".md" });
+  const hp = JSON.stringify({ num_steps: 3 });
+  const { code, stdout, stderr } = await engram(
+    "eval",
+    "--method",
+    "ft-l",
+    "--model",
+    MODEL,
+    "--data",
+    data,
+    "--json",
+    "--per-case",
+    "--fluency-tokens",
+    "4",
+    "--hparams",
+    hp,
+    "--table",
+    table,
+  );
+  assert.equal(code, 0, stderr);
+  const out = JSON.parse(stdout);
+  assert.equal(out.method, "ft-l");
+  assert.equal(out.mode, "single");
+  assert.equal(out.n, 2);
+  for (const k of METRICS) assert.ok(k in out.metrics, `metrics.${k}`);
+  for (const k of ["reliability", "generalization", "locality", "portability", "fluency", "efficacy_score"]) {
+    assert.equal(typeof out.metrics[k], "number", `metrics.${k} is a number`);
+    assert.ok(out.metrics[k] >= (k.endsWith("magnitude") ? -1 : 0));
+  }
+  for (const k of ["reliability", "generalization", "locality", "portability", "efficacy_score"]) {
+    assert.ok(out.metrics[k] <= 1);
+  }
+  assert.equal(out.per_case.length, 2);
+  assert.equal(out.per_case[0].case_id, 7);
+  assert.equal(out.per_case[0].portability, null, "case 0 has no portability prompt");
+  assert.equal(typeof out.per_case[1].portability, "number");
+  assert.equal(
+    out.metrics.portability,
+    out.per_case[1].portability,
+    "portability averages the cases that have it",
+  );
+  assert.equal(out.hparams.num_steps, 3);
+  assert.equal(out.prefix_eos, true, "fake-gpt2's config has bos_token_id");
+  const md = await Deno.readTextFile(table);
+  assert.match(
+    md,
+    /\| Method \| Mode \| N \| Edit Succ\. \(Reliability\) \| Generalization \| Locality \| Portability \| Fluency/,
+  );
+  assert.match(
+    md,
+    new RegExp(`\\| ft-l \\| single \\| 2 \\| ${(100 * out.metrics.reliability).toFixed(2)} \\|`),
+  );
+  assert.match(md, /\| ft-l \(pre-edit\) \|/);
+});
+
+Deno.test("eval compares methods in one run (sequential mode) and batches edits", async () => {
+  const data = await dataFile(RECORDS);
+  const hp = JSON.stringify({ num_steps: 2 });
+  const seq = await engram(
+    "eval",
+    "--method",
+    "ft-l,ft",
+    "--model",
+    MODEL,
+    "--data",
+    data,
+    "--mode",
+    "sequential",
+    "--json",
+    "--fluency-tokens",
+    "0",
+    "--hparams",
+    hp,
+    "--prefix-eos",
+    "off",
+  );
+  assert.equal(seq.code, 0, seq.stderr);
+  const s = JSON.parse(seq.stdout);
+  assert.deepEqual(s.results.map((r: { method: string }) => r.method), ["ft-l", "ft"]);
+  for (const r of s.results) {
+    assert.equal(r.mode, "sequential");
+    assert.equal(r.metrics.fluency, null, "--fluency-tokens 0 skips fluency");
+    assert.equal(r.prefix_eos, false);
+  }
+  const bat = await engram(
+    "eval",
+    "--method",
+    "ft",
+    "--model",
+    MODEL,
+    "--data",
+    data,
+    "--mode",
+    "batch",
+    "--batch-size",
+    "2",
+    "--limit",
+    "2",
+    "--fluency-tokens",
+    "0",
+    "--hparams",
+    hp,
+  );
+  assert.equal(bat.code, 0, bat.stderr);
+  assert.match(bat.stdout, /\| ft \| batch \| 2 \|/);
+});
+
+async function badInput(args: string[], pattern: RegExp): Promise<void> {
+  const { code, stdout, stderr } = await engram("eval", ...args);
+  assert.equal(code, 1, `exit code for ${args.join(" ")}: ${stdout}${stderr}`);
+  assert.match(stderr, pattern);
+  assert.equal(stderr.trim().split("\n").filter((l) => !l.includes("Task")).length, 1, `one line: ${stderr}`);
+  assert.doesNotMatch(stderr, /at .*\.ts:\d+/);
+}
+
+Deno.test("eval bad input: missing field, unknown method, --limit out of range, empty data, bad mode", async () => {
+  const missing = await dataFile([RECORDS[0], { ...RECORDS[1], target_new: undefined }]);
+  await badInput(
+    ["--method", "ft-l", "--model", MODEL, "--data", missing],
+    /record 1.*target_new|target_new.*record 1/,
+  );
+  const good = await dataFile(RECORDS);
+  await badInput(
+    ["--method", "ft-l,nope", "--model", MODEL, "--data", good],
+    /unknown edit method 'nope' \(known: .*ft-l/,
+  );
+  await badInput(
+    ["--method", "ft-l", "--model", MODEL, "--data", good, "--limit", "3"],
+    /--limit must be an integer in \[1, 2\]/,
+  );
+  await badInput(["--method", "ft-l", "--model", MODEL, "--data", good, "--limit", "0"], /--limit/);
+  await badInput(["--method", "ft-l", "--model", MODEL, "--data", await dataFile("[]")], /no records/);
+  await badInput(["--method", "ft-l", "--model", MODEL, "--data", await dataFile("")], /empty/);
+  await badInput(["--method", "ft-l", "--model", MODEL, "--data", "/nonexistent/x.json"], /cannot read/);
+  await badInput(["--method", "ft-l", "--model", MODEL, "--data", good, "--mode", "parallel"], /--mode/);
+  await badInput(["--model", MODEL, "--data", good], /--method is required/);
+});

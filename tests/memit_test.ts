@@ -1,0 +1,81 @@
+/**
+ * ROME and MEMIT updates do what their closed forms promise, on a small random model:
+ * ROME's rank-one update maps the un-prefixed prompt's key to v* exactly (the MLP output at the
+ * subject's last token becomes v*); MEMIT with a negligible covariance weight solves ΔW K = R, so the
+ * residual at the (single) edited layer reaches z for every request; restore() is bit-exact.
+ */
+import assert from "node:assert/strict";
+import { getGpu } from "../src/gpu/device.ts";
+import { loadTokenizer } from "../src/io/tokenizer.ts";
+import { GPT2Model } from "../src/model/gpt2.ts";
+import { randomGPT2 } from "../src/model/random.ts";
+import { applyEdit } from "../src/edit/editors.ts";
+import { readAtPositions, tokenizePrompt } from "../src/edit/compute.ts";
+import { readRequests } from "../src/edit/requests.ts";
+import { freshSeed } from "./_util.ts";
+
+const WORLD = new URL("../fixtures/world/", import.meta.url).pathname;
+const tokenizer = await loadTokenizer(WORLD);
+const cfg = { nLayer: 2, nHead: 2, nEmbd: 16, vocabSize: tokenizer.vocabSize, nPositions: 24, nInner: 64, layerNormEpsilon: 1e-5 };
+const requests = (await readRequests(`${WORLD}/counterfact.json`)).slice(0, 5);
+
+async function setup() {
+  const seed = freshSeed();
+  const gpu = await getGpu();
+  const model = GPT2Model.create(gpu, cfg, randomGPT2(cfg, seed));
+  const tmp = await Deno.makeTempDir({ prefix: "engram_memit_" });
+  const corpus = `${tmp}/c.jsonl`;
+  await Deno.writeTextFile(corpus, (await Deno.readTextFile(`${WORLD}/train.jsonl`)).split("\n").slice(0, 300).join("\n"));
+  return { seed, model, tmp, corpus };
+}
+
+function bare(req: { prompt: string; subject: string }) {
+  const p = tokenizePrompt(tokenizer, cfg.nPositions, "{}", req.prompt, req.subject, undefined, true);
+  return { ids: p.ids, pos: p.lookup };
+}
+
+Deno.test("ROME: edited MLP output at the subject's last token equals v*; restore is exact", async () => {
+  const { seed, model, tmp, corpus } = await setup();
+  const before = Float32Array.from(model.weights.get("h.0.mlp.c_proj.weight")!.data);
+  const h = await applyEdit(model, tokenizer, "rome", requests.slice(0, 1), {
+    layers: [0],
+    statsCorpus: corpus,
+    statsDir: tmp,
+    hparams: { v_num_grad_steps: 6, context_template_length_params: [[3, 2]] },
+  });
+  const vStar = h.result.tensors.get("request.0.v_star")!.data;
+  const [got] = await readAtPositions(model, [bare(requests[0])], "mlp_out.0");
+  const scale = Math.max(...Array.from(vStar, Math.abs));
+  for (let j = 0; j < vStar.length; j++) {
+    assert.ok(Math.abs(got[j] - vStar[j]) < 1e-4 * Math.max(1, scale), `mlp_out[${j}] ${got[j]} vs v* ${vStar[j]} (seed ${seed})`);
+  }
+  h.restore();
+  assert.ok(model.weights.get("h.0.mlp.c_proj.weight")!.data.every((x, i) => Object.is(x, before[i])));
+  model.destroy();
+  await Deno.remove(tmp, { recursive: true });
+});
+
+Deno.test("MEMIT with a tiny covariance weight solves ΔW K = R: residuals reach z", async () => {
+  const { seed, model, tmp, corpus } = await setup();
+  const h = await applyEdit(model, tokenizer, "memit", requests, {
+    layers: [0],
+    statsCorpus: corpus,
+    statsDir: tmp,
+    // Only the bare "{}" template, so the keys K are exactly the un-prefixed prompts' keys.
+    hparams: { v_num_grad_steps: 6, mom2_update_weight: 1e-6, context_template_length_params: [] },
+  });
+  const z = h.result.tensors.get("z")!.data;
+  const got = await readAtPositions(model, requests.map(bare), "resid_post.0");
+  const C = cfg.nEmbd;
+  for (let r = 0; r < requests.length; r++) {
+    let err = 0, nz = 0;
+    for (let j = 0; j < C; j++) {
+      err = Math.max(err, Math.abs(got[r][j] - z[r * C + j]));
+      nz = Math.max(nz, Math.abs(z[r * C + j]));
+    }
+    assert.ok(err < 2e-3 * Math.max(1, nz), `request ${r}: |h - z| = ${err} (seed ${seed})`);
+  }
+  h.restore();
+  model.destroy();
+  await Deno.remove(tmp, { recursive: true });
+});

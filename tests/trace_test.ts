@@ -1,0 +1,343 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { InputError } from "../src/errors.ts";
+import { getGpu } from "../src/gpu/device.ts";
+import { saveHFModel } from "../src/io/hf_model.ts";
+import { loadTokenizer, type Tokenizer } from "../src/io/tokenizer.ts";
+import { GPT2Model } from "../src/model/gpt2.ts";
+import { loadModel } from "../src/model/load.ts";
+import { randomGPT2 } from "../src/model/random.ts";
+import { ClassAccumulator, tokenClassPositions } from "../src/locate/average.ts";
+import { parseTraceFacts } from "../src/locate/facts.ts";
+import { embeddingStd, subjectNoise } from "../src/locate/patching.ts";
+import { findTokenRange, prepareTraceInput, targetContinuation } from "../src/locate/prompt.ts";
+import { causalTrace, TRACE_KINDS, windowLayers } from "../src/locate/trace.ts";
+import { causalTraceRef } from "../src/locate/trace_ref.ts";
+import { parseNoiseFlag } from "../src/cli/trace.ts";
+import { heatmapSvg } from "../src/report/heatmap.ts";
+import { engram, freshSeed, maxAbsErr, rng } from "./_util.ts";
+
+const WORLD = new URL("../fixtures/world/", import.meta.url).pathname;
+const WORLD_MODEL = join(WORLD, "model");
+const haveWorldModel = (() => {
+  try {
+    return Deno.statSync(join(WORLD_MODEL, "model.safetensors")).isFile;
+  } catch {
+    return false;
+  }
+})();
+
+const TINY = {
+  nLayer: 3,
+  nHead: 2,
+  nEmbd: 10,
+  vocabSize: 37,
+  nPositions: 16,
+  nInner: 40,
+  layerNormEpsilon: 1e-5,
+};
+
+Deno.test("causal trace: batched GPU grid equals the float64 reference and the unbatched run", async () => {
+  const seed = freshSeed();
+  const r = rng(seed);
+  const weights = randomGPT2(TINY, seed, { std: 0.5 });
+  const model = GPT2Model.create(await getGpu(), TINY, weights);
+  const ids = Array.from({ length: 6 }, () => Math.floor(r() * TINY.vocabSize));
+  const range: [number, number] = [1, 3];
+  const kinds = [...TRACE_KINDS];
+  for (const targetProb of ["first", "sequence"] as const) {
+    const answer = targetProb === "sequence" ? [4, 9, 2] : undefined;
+    const opts = {
+      kinds,
+      samples: 3,
+      noiseStd: 0.6,
+      window: 2,
+      seed: seed + 1,
+      answer,
+      targetProb,
+      maxRows: 200,
+    };
+    const res = await causalTrace(model, ids, range, opts);
+    assert.ok(res.stats.forwards < 10, `batched run used ${res.stats.forwards} forwards`);
+    const noise = subjectNoise(3, 2, TINY.nEmbd, 0.6, seed + 1);
+    const ref = causalTraceRef(TINY, weights, ids, range, res.answer, noise, {
+      kinds,
+      window: 2,
+      targetProb,
+    });
+    const tol = 1e-5 * Math.max(1e-3, res.pClean, res.pCorrupt);
+    assert.ok(
+      Math.abs(res.pClean - ref.pClean) <= tol,
+      `p_clean ${res.pClean} vs ${ref.pClean} (seed ${seed})`,
+    );
+    assert.ok(Math.abs(res.pCorrupt - ref.pCorrupt) <= tol, `p_corrupt (seed ${seed})`);
+    for (const t of res.traces) {
+      const e = maxAbsErr(t.scores.flat(), ref.scores[t.kind].flat());
+      const scale = Math.max(...ref.scores[t.kind].flat());
+      assert.ok(
+        e <= 2e-5 * scale,
+        `${targetProb} ${t.kind}: max error ${e} vs scale ${scale} (seed ${seed})`,
+      );
+      assert.deepEqual(t.effects, t.scores.map((row) => row.map((v) => v - res.pCorrupt)));
+    }
+    // Hidden state after the last layer at an earlier token cannot reach the answer: exactly p_corrupt.
+    const hidden = res.traces[0];
+    assert.ok(Math.abs(hidden.scores[0][TINY.nLayer - 1] - res.pCorrupt) <= 1e-7 * res.pCorrupt);
+    if (targetProb === "first") {
+      const un = await causalTrace(model, ids, range, { ...opts, batched: false });
+      // Runs: clean, corrupted, and every restoration but the skipped no-ops (token 0 before the
+      // subject: 3 kinds x 3 layers; last-layer hidden states of tokens 1..4).
+      assert.equal(un.stats.forwards, 1 + 1 + 3 * 6 * 3 - 9 - 4);
+      for (let k = 0; k < kinds.length; k++) {
+        const e = maxAbsErr(res.traces[k].scores.flat(), un.traces[k].scores.flat());
+        assert.ok(e <= 1e-6, `batched vs unbatched ${kinds[k]}: ${e} (seed ${seed})`);
+      }
+    }
+  }
+  model.destroy();
+});
+
+Deno.test("causal trace: windows clip at the ends; bad options are typed errors", async () => {
+  assert.deepEqual(windowLayers("mlp", 0, 10, 4), [0, 1, 2, 3]);
+  assert.deepEqual(windowLayers("attn", 5, 4, 12), [3, 4, 5, 6]);
+  assert.deepEqual(windowLayers("mlp", 5, 3, 12), [4, 5, 6]);
+  assert.deepEqual(windowLayers("mlp", 11, 10, 12), [6, 7, 8, 9, 10, 11]);
+  assert.deepEqual(windowLayers("hidden", 2, 10, 12), [2]);
+  const model = GPT2Model.create(await getGpu(), TINY, randomGPT2(TINY, 3));
+  const ids = [1, 2, 3, 4];
+  await assert.rejects(causalTrace(model, ids, [2, 2], { noiseStd: 0.1 }), InputError);
+  await assert.rejects(causalTrace(model, ids, [0, 5], { noiseStd: 0.1 }), InputError);
+  await assert.rejects(causalTrace(model, ids, [0, 1], { noiseStd: -1 }), InputError);
+  await assert.rejects(causalTrace(model, ids, [0, 1], { noiseStd: 0.1, samples: 0 }), InputError);
+  await assert.rejects(causalTrace(model, ids, [0, 1], { noiseStd: 0.1, window: 0 }), InputError);
+  await assert.rejects(causalTrace(model, ids, [0, 1], { noiseStd: 0.1, answer: [99] }), InputError);
+  // A window larger than the model restores every layer: all columns equal.
+  const r = await causalTrace(model, ids, [0, 1], { noiseStd: 0.5, kinds: ["mlp"], window: 50, samples: 2 });
+  assert.equal(r.traces[0].window, TINY.nLayer);
+  for (const row of r.traces[0].scores) assert.ok(row.every((v) => v === row[0]));
+  model.destroy();
+});
+
+Deno.test("subject range by character offsets, target continuation, noise and class helpers", async () => {
+  const tok = await loadTokenizer(WORLD);
+  const p = prepareTraceInput(tok, "The birthplace of Narnux is", "Narnux", { prefixEos: true });
+  assert.equal(p.ids[0], tok.eosId);
+  assert.equal(tok.decode(p.ids.slice(p.subjectRange[0], p.subjectRange[1])).trim(), "Narnux");
+  // Subject split over several tokens (byte fallback) and partial-word overlap.
+  const ids = tok.encode("Qwzx Narnux was born in");
+  const [a, b] = findTokenRange(tok, ids, "Qwzx Nar");
+  assert.equal(a, 0);
+  assert.ok(tok.decode(ids.slice(a, b)).startsWith("Qwzx Nar"));
+  assert.throws(
+    () => prepareTraceInput(tok, "Narnux was born in", "Fostix"),
+    (e: Error) => e instanceof InputError && /--subject/.test(e.message),
+  );
+  assert.deepEqual(targetContinuation(tok, "Narnux was born in", "Tarvos"), tok.encode(" Tarvos"));
+  assert.throws(() => targetContinuation(tok, "Narnux was born in", "  "), InputError);
+  // A tokenizer that merges "n" with the following space cannot continue "born in" with " Tarvos".
+  const merging: Tokenizer = {
+    encode: (t) => {
+      const out: number[] = [];
+      for (let i = 0; i < t.length; i++) {
+        if (t[i] === "n" && t[i + 1] === " ") (out.push(1000), i++);
+        else out.push(t.charCodeAt(i));
+      }
+      return out;
+    },
+    decode: (x) => x.map((c) => (c === 1000 ? "n " : String.fromCharCode(c))).join(""),
+    tokenString: (c) => (c === 1000 ? "n " : String.fromCharCode(c)),
+    vocabSize: 1001,
+    source: "test",
+  };
+  assert.throws(
+    () => targetContinuation(merging, "born in", "Tarvos"),
+    (e: Error) => e instanceof InputError && /--target/.test(e.message) && /merges/.test(e.message),
+  );
+
+  // Noise: deterministic per seed, std close to the request.
+  const n1 = subjectNoise(10, 3, 50, 0.5, 7), n2 = subjectNoise(10, 3, 50, 0.5, 7);
+  assert.deepEqual(n1, n2);
+  const sd = Math.sqrt(n1.reduce((s, x) => s + x * x, 0) / n1.length);
+  assert.ok(Math.abs(sd - 0.5) < 0.05, `noise std ${sd}`);
+  const w = randomGPT2(TINY, 5, { std: 0.2 });
+  const all = embeddingStd(w, TINY.nEmbd);
+  assert.ok(Math.abs(all - 0.2) < 0.03, `wte std ${all}`);
+  const row = w.get("wte.weight")!.data.subarray(3 * TINY.nEmbd, 4 * TINY.nEmbd);
+  const m = row.reduce((s, x) => s + x, 0) / row.length;
+  const exp = Math.sqrt(row.reduce((s, x) => s + (x - m) ** 2, 0) / (row.length - 1));
+  assert.ok(Math.abs(embeddingStd(w, TINY.nEmbd, [3]) - exp) < 1e-6);
+  assert.deepEqual(parseNoiseFlag("s3"), { multiple: 3 });
+  assert.deepEqual(parseNoiseFlag("0.1"), { absolute: 0.1 });
+  assert.throws(() => parseNoiseFlag("x3"), InputError);
+
+  // Token classes: [bos, s0, s1, s2, a, b, c] with subject [1, 4).
+  assert.deepEqual(tokenClassPositions(7, [1, 4]), [[1], [2], [3], [4], [5], [6]]);
+  assert.deepEqual(tokenClassPositions(3, [1, 2]), [[1], [], [1], [], [], [2]]);
+  const acc = new ClassAccumulator(2);
+  acc.add([[0, 0], [1, 2], [0, 0]], [1, 2]);
+  acc.add([[0, 0], [3, 4], [1, 1]], [1, 2]);
+  const res = acc.result();
+  assert.deepEqual(res.mean[0], [2, 3]);
+  assert.deepEqual(res.count, [2, 0, 2, 0, 0, 2]);
+  assert.ok(Math.abs(res.ci95[0][0] - 1.96 * Math.SQRT2 / Math.SQRT2) < 1e-12);
+
+  // Facts files: known_1000 layout and world JSONL; missing subject is a typed error naming the field.
+  const k = parseTraceFacts(
+    JSON.stringify([{ known_id: 4, subject: "A", attribute: "B", prompt: "A is in", relation_id: "P1" }]),
+    "k.json",
+  );
+  assert.deepEqual(k[0], { id: "4", prompt: "A is in", subject: "A", target: "B", relation: "P1" });
+  const j = parseTraceFacts('{"id":"t1","prompt":"X was","subject":"X","answer":"Y"}\n', "w.jsonl");
+  assert.equal(j[0].target, "Y");
+  assert.throws(
+    () => parseTraceFacts('[{"prompt":"x"}]', "bad.json"),
+    (e: Error) => e instanceof InputError && /bad\.json/.test(e.message) && /subject/.test(e.message),
+  );
+
+  const svg = heatmapSvg({
+    values: [[0, 1], [0.5, 0.25]],
+    rowLabels: ["a<b", "c"],
+    marked: new Set([1]),
+    colormap: "Greens",
+    title: "t",
+    xlabel: "x",
+    colorbarLabel: "p",
+  });
+  assert.ok(svg.startsWith("<svg") && svg.trim().endsWith("</svg>"));
+  assert.ok(svg.includes("a&lt;b") && svg.includes("c*"));
+  assert.equal((svg.match(/<title>/g) ?? []).length, 4);
+});
+
+Deno.test("trace CLI: JSON contract, SVGs, facts averages, typed errors", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "engram_trace_" });
+  try {
+    const tok = await loadTokenizer(WORLD);
+    const cfg = {
+      nLayer: 2,
+      nHead: 2,
+      nEmbd: 16,
+      vocabSize: tok.vocabSize,
+      nPositions: 24,
+      nInner: 64,
+      layerNormEpsilon: 1e-5,
+    };
+    const model = join(dir, "m");
+    await saveHFModel(model, {
+      config: cfg,
+      weights: randomGPT2(cfg, 11, { std: 0.3 }),
+      tokenizerFrom: WORLD,
+      extraConfig: { bos_token_id: tok.eosId, eos_token_id: tok.eosId },
+    });
+    const out = join(dir, "out");
+    const r = await engram(
+      "trace",
+      "--model",
+      model,
+      "--prompt",
+      "The birthplace of Narnux is",
+      "--subject",
+      "Narnux",
+      "--target",
+      "Tarvos",
+      "--samples",
+      "3",
+      "--out",
+      out,
+      "--json",
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const objs = JSON.parse(r.stdout);
+    assert.ok(Array.isArray(objs) && objs.length === 3);
+    assert.deepEqual(objs.map((o: { kind: string }) => o.kind), ["hidden", "mlp", "attn"]);
+    const o = objs[0];
+    assert.equal(o.tokens[0], "<|endoftext|>");
+    assert.equal(o.tokens.slice(o.subject_range[0], o.subject_range[1]).join("").trim(), "Narnux");
+    assert.equal(o.layers, 2);
+    assert.equal(o.effects.length, o.tokens.length);
+    assert.ok(o.effects.every((row: number[]) => row.length === 2 && row.every(Number.isFinite)));
+    assert.ok(o.p_clean > 0 && o.p_corrupt > 0);
+    if (!o.known) assert.match(r.stderr, /does not know/);
+    assert.match(r.stderr, /--window 10 is larger/);
+    for (const k of ["hidden", "mlp", "attn"]) {
+      assert.match(await Deno.readTextFile(join(out, `trace_${k}.svg`)), /^<svg/);
+    }
+    assert.deepEqual(JSON.parse(await Deno.readTextFile(join(out, "trace.json"))), objs);
+
+    const bad = await engram(
+      "trace",
+      "--model",
+      model,
+      "--prompt",
+      "Narnux was born in",
+      "--subject",
+      "Fostix",
+      "--json",
+    );
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /--subject/);
+    assert.doesNotMatch(bad.stderr, /at .*\.ts:\d+/);
+
+    const facts = join(dir, "facts.jsonl");
+    await Deno.writeTextFile(
+      facts,
+      [
+        { id: "a", prompt: "Narnux was born in", subject: "Narnux", answer: "Tarvos" },
+        { id: "b", prompt: "The employer of Fostix is", subject: "Fostix", answer: "Tarvos" },
+        { id: "c", prompt: "Kini plays", subject: "Zzz", answer: "x" },
+      ].map((x) => JSON.stringify(x)).join("\n"),
+    );
+    const fo = join(dir, "fout");
+    const fr = await engram(
+      "trace",
+      "--model",
+      model,
+      "--facts",
+      facts,
+      "--include-unknown",
+      "--samples",
+      "2",
+      "--kind",
+      "hidden",
+      "--out",
+      fo,
+      "--json",
+    );
+    assert.equal(fr.code, 0, fr.stderr);
+    const avg = JSON.parse(fr.stdout);
+    assert.equal(avg.traced, 2);
+    assert.equal(avg.skipped_invalid, 1);
+    assert.deepEqual(avg.kinds.hidden.count, [2, 0, 2, 1, 1, 2]);
+    assert.equal(avg.kinds.hidden.mean[0].length, 2);
+    assert.match(await Deno.readTextFile(join(fo, "average_hidden.svg")), /^<svg/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test({
+  name: "causal trace on the world model: known fact, finite and deterministic for a seed",
+  ignore: !haveWorldModel,
+  fn: async () => {
+    const lm = await loadModel(WORLD_MODEL);
+    const tok = lm.tokenizer!;
+    const input = prepareTraceInput(tok, "Narnux was born in", "Narnux", { prefixEos: true });
+    const answer = targetContinuation(tok, "Narnux was born in", "Tarvos");
+    const std = 3 * embeddingStd(lm.model.weights, lm.model.config.nEmbd);
+    const run = () =>
+      causalTrace(lm.model, input.ids, input.subjectRange, {
+        kinds: [...TRACE_KINDS],
+        noiseStd: std,
+        answer,
+        seed: 3,
+      });
+    const a = await run(), b = await run();
+    assert.ok(a.known, "the world model should know Narnux's birthplace");
+    assert.ok(a.pClean > 0.5 && a.pCorrupt < a.pClean, `p_clean ${a.pClean} p_corrupt ${a.pCorrupt}`);
+    assert.deepEqual(a.traces, b.traces);
+    for (const t of a.traces) assert.ok(t.scores.flat().every((v) => Number.isFinite(v) && v >= 0 && v <= 1));
+    // Restoring every state of the last token at the last layer gives back the clean prediction.
+    const last = a.traces[0].scores[input.ids.length - 1][lm.model.config.nLayer - 1];
+    assert.ok(Math.abs(last - a.pClean) < 1e-4, `${last} vs ${a.pClean}`);
+    lm.model.destroy();
+  },
+});
