@@ -28,17 +28,33 @@ export { randomConfig, randomGPT2 } from "./src/model/random.ts";
 export { loadHFModel, saveHFModel } from "./src/io/hf_model.ts";
 export { loadTokenizer } from "./src/io/tokenizer.ts";
 export type { Tokenizer } from "./src/io/tokenizer.ts";
-export { parseSafetensors, readSafetensors, serializeSafetensors, writeSafetensors } from "./src/io/safetensors.ts";
+export {
+  parseSafetensors,
+  readSafetensors,
+  serializeSafetensors,
+  writeSafetensors,
+} from "./src/io/safetensors.ts";
 export { gpt2ForwardRef } from "./src/reference/gpt2.ts";
 export { applyEdit, editorNames, getEditor, registerEditor } from "./src/edit/editors.ts";
-export type { AppliedEdit, EditOptions, EditResult, Editor } from "./src/edit/apply.ts";
+export type { AppliedEdit, EditOptions, Editor, EditResult } from "./src/edit/apply.ts";
 export { parseRequests, readRequests } from "./src/edit/requests.ts";
 export type { EditRequest, PromptAnswer } from "./src/edit/requests.ts";
 export { memitDefaults, romeDefaults } from "./src/edit/hparams.ts";
 export { layerStats } from "./src/edit/stats.ts";
 export { readEditLog, revertWeights, writeEditLog } from "./src/edit/log.ts";
-export { fineTune, FT_GPT2_XL, ftDefaults, ftEditor, ftlDefaults, ftlEditor, FTL_GPT2_XL, mergeFtHparams } from "./src/edit/ft.ts";
+export {
+  fineTune,
+  FT_GPT2_XL,
+  ftDefaults,
+  ftEditor,
+  FTL_GPT2_XL,
+  ftlDefaults,
+  ftlEditor,
+  mergeFtHparams,
+} from "./src/edit/ft.ts";
 export type { FtHparams, FtInfo } from "./src/edit/ft.ts";
+export { knDefaults, knEdit, mergeKnHparams } from "./src/edit/kn.ts";
+export type { KnHparams, KnRequestInfo } from "./src/edit/kn.ts";
 export {
   aggregate,
   agreement,
@@ -50,16 +66,69 @@ export {
   scoreAnswers,
   wordTokenize,
 } from "./src/evaluate/edit_metrics.ts";
-export type { CaseScores, EditMode, MethodEvalOptions, MethodEvalResult, Metrics } from "./src/evaluate/edit_metrics.ts";
-export { DEFAULT_COLUMNS, markdownTable, resultsJson, writeResultsJson, writeTable } from "./src/evaluate/report.ts";
-export { coarseNeurons, faithfulness, integratedGradients, maskedProbs, neuronMask, rankNeurons, refineNeurons, suppressAmplify } from "./src/attribute/neurons.ts";
-export type { FaithfulnessRow, IgOptions, Neuron, NeuronAttribution, ScaleReport, SharedNeuron } from "./src/attribute/neurons.ts";
-export { defaultIaParams, exampleGradients, forEachExampleGradient, IA_METHODS, instanceScores, listCheckpoints, promptExample, topK, trainingExample } from "./src/attribute/instances.ts";
+export type {
+  CaseScores,
+  EditMode,
+  MethodEvalOptions,
+  MethodEvalResult,
+  Metrics,
+} from "./src/evaluate/edit_metrics.ts";
+export {
+  DEFAULT_COLUMNS,
+  markdownTable,
+  resultsJson,
+  writeResultsJson,
+  writeTable,
+} from "./src/evaluate/report.ts";
+export {
+  coarseNeurons,
+  faithfulness,
+  integratedGradients,
+  maskedProbs,
+  neuronMask,
+  rankNeurons,
+  refineNeurons,
+  suppressAmplify,
+} from "./src/attribute/neurons.ts";
+export type {
+  FaithfulnessRow,
+  IgOptions,
+  Neuron,
+  NeuronAttribution,
+  ScaleReport,
+  SharedNeuron,
+} from "./src/attribute/neurons.ts";
+export {
+  defaultIaParams,
+  exampleGradients,
+  forEachExampleGradient,
+  IA_METHODS,
+  instanceScores,
+  listCheckpoints,
+  promptExample,
+  topK,
+  trainingExample,
+} from "./src/attribute/instances.ts";
 export type { Checkpoint, GradExample, IaMethod, IaOptions } from "./src/attribute/instances.ts";
 export { iaNeurons, jaccard, naInstanceScores, neuronJaccard, spearman } from "./src/attribute/bridges.ts";
 export { candidateNeurons, finetuneAndScore, finetuneStudy, overlapStudy } from "./src/attribute/study.ts";
-export type { FinetuneOptions, FinetuneRow, OverlapRow, StudyOptions, TestCase } from "./src/attribute/study.ts";
-export { captureRun, corruptionHooks, corruptionPatch, embeddingRow, embeddingStd, patchActivations, sitePatchSpecs, subjectNoise } from "./src/locate/patching.ts";
+export type {
+  FinetuneOptions,
+  FinetuneRow,
+  OverlapRow,
+  StudyOptions,
+  TestCase,
+} from "./src/attribute/study.ts";
+export {
+  captureRun,
+  corruptionHooks,
+  corruptionPatch,
+  embeddingRow,
+  embeddingStd,
+  patchActivations,
+  sitePatchSpecs,
+  subjectNoise,
+} from "./src/locate/patching.ts";
 export type { PatchResult, RunSpec, SitePatch } from "./src/locate/patching.ts";
 export { causalTrace, kindSite, TRACE_KINDS, windowLayers } from "./src/locate/trace.ts";
 export type { KindTrace, TargetProb, TraceKind, TraceOptions, TraceResult } from "./src/locate/trace.ts";

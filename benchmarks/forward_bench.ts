@@ -14,7 +14,10 @@ const cases = [
 ];
 for (const c of cases) {
   const model = GPT2Model.create(gpu, c.cfg, randomGPT2(c.cfg, 1));
-  const batch = Array.from({ length: c.B }, (_, b) => Array.from({ length: c.T }, (_, t) => (b * 31 + t * 7) % c.cfg.vocabSize));
+  const batch = Array.from(
+    { length: c.B },
+    (_, b) => Array.from({ length: c.T }, (_, t) => (b * 31 + t * 7) % c.cfg.vocabSize),
+  );
   await model.forward(batch);
   Deno.bench(`forward ${c.name} (${c.B * c.T} tokens per iteration)`, { group: "forward" }, async () => {
     await model.forward(batch);

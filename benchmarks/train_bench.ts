@@ -17,7 +17,10 @@ const gpu = await getGpu();
 const cfg = benchConfig(2, 128, 4, 2048, 64);
 const model = GPT2Model.create(gpu, cfg, randomGPT2(cfg, 1, { std: 0.02 }));
 const B = 8, T = 32;
-const batch = Array.from({ length: B }, (_, b) => Array.from({ length: T }, (_, t) => (b * 131 + t * 17) % cfg.vocabSize));
+const batch = Array.from(
+  { length: B },
+  (_, b) => Array.from({ length: T }, (_, t) => (b * 131 + t * 17) % cfg.vocabSize),
+);
 const targets = batch.map((s) => s.map((_, t) => (t + 1 < T ? s[t + 1] : -1)));
 const grads = new Gradients(model);
 const moments = model.weightNames().map((n) => {
@@ -35,7 +38,9 @@ const fwdBwd = () => lossAndGradients(model, batch, { targets }, { grads });
 const trainStep = async () => {
   await fwdBwd();
   stepNo++;
-  for (const [n, m, v] of moments) await adamw(gpu, model.weight(n), grads.get(n), m, v, { lr: 1e-4, step: stepNo });
+  for (const [n, m, v] of moments) {
+    await adamw(gpu, model.weight(n), grads.get(n), m, v, { lr: 1e-4, step: stepNo });
+  }
   await gpu.flush();
 };
 
@@ -48,7 +53,9 @@ async function timeIt(fn: () => Promise<unknown>, iters = 3): Promise<number> {
 const tf = await timeIt(fwd), tb = await timeIt(fwdBwd), ts = await timeIt(trainStep);
 console.log(
   `model 2x128, batch ${B}x${T}: forward ${tf.toFixed(1)} ms (${((B * T) / tf * 1000).toFixed(0)} tok/s), ` +
-    `forward+backward ${tb.toFixed(1)} ms, train step ${ts.toFixed(1)} ms (${((B * T) / ts * 1000).toFixed(0)} tok/s); ` +
+    `forward+backward ${tb.toFixed(1)} ms, train step ${ts.toFixed(1)} ms (${
+      ((B * T) / ts * 1000).toFixed(0)
+    } tok/s); ` +
     `backward/forward ratio ${((tb - tf) / tf).toFixed(2)}`,
 );
 
@@ -71,6 +78,6 @@ for (const [name, fn] of Object.entries(mm)) {
   console.log(`matmul ${name} [${R}x${K}x${N}]: ${(flops / ms / 1e6).toFixed(2)} GFLOP/s`);
 }
 
-Deno.bench("forward (8x32 tokens)", { group: "train" , baseline: true }, async () => void (await fwd()));
+Deno.bench("forward (8x32 tokens)", { group: "train", baseline: true }, async () => void (await fwd()));
 Deno.bench("forward + backward", { group: "train" }, async () => void (await fwdBwd()));
 Deno.bench("train step (forward, backward, AdamW)", { group: "train" }, trainStep);

@@ -1,6 +1,6 @@
 /**
  * `deno task compile`: builds the standalone `engram` binary with the WGSL kernels (and the bundled
- * model) embedded. Usage: deno task compile [--output PATH] [--target TRIPLE].
+ * models) embedded. Usage: deno task compile [--output PATH] [--target TRIPLE].
  *
  * `deno compile` needs Deno's small runtime binary (denort) for the target. It is downloaded once from
  * Deno's release server, or taken from the file named by the DENORT_BIN environment variable on
@@ -20,13 +20,14 @@ const args = [
   "--include",
   "kernels",
   "--include",
-  "fixtures/models",
+  "fixtures",
   "--output",
   values.output!,
   ...(values.target ? ["--target", values.target] : []),
   "src/cli.ts",
 ];
-const out = await new Deno.Command(Deno.execPath(), { args, cwd: root, stdout: "inherit", stderr: "piped" }).output();
+const out = await new Deno.Command(Deno.execPath(), { args, cwd: root, stdout: "inherit", stderr: "piped" })
+  .output();
 const err = new TextDecoder().decode(out.stderr);
 if (!out.success) {
   if (/denort|dl\.deno\.land|dns error|error sending request/.test(err)) {

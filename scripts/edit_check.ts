@@ -5,19 +5,23 @@
  * usage: deno run -A scripts/edit_check.ts MODEL_DIR rome|memit N [LAYERS] [BATCH]  (env CORPUS: stats corpus)
  */
 import { loadModel } from "../src/model/load.ts";
-import { readRequests, filledPrompt } from "../src/edit/requests.ts";
+import { filledPrompt, readRequests } from "../src/edit/requests.ts";
 import { applyEdit } from "../src/edit/apply.ts";
 import "../src/edit/editors.ts";
 const [dir, method, nStr, layersStr, batch] = Deno.args;
 const lm = await loadModel(dir);
 const tk = lm.tokenizer!;
-const reqs = (await readRequests(Deno.env.get("CF") ?? "fixtures/world/counterfact.json")).slice(0, Number(nStr));
+const reqs = (await readRequests(Deno.env.get("CF") ?? "fixtures/world/counterfact.json")).slice(
+  0,
+  Number(nStr),
+);
 const eos = tk.eosId!;
 async function top1(prompts: string[]): Promise<number[]> {
   const out: number[] = [];
   for (const p of prompts) {
     const { logprobs } = await lm.model.forward([[eos, ...tk.encode(p)]]);
-    let b = 0; const lp = logprobs[0];
+    let b = 0;
+    const lp = logprobs[0];
     for (let i = 1; i < lp.length; i++) if (lp[i] > lp[b]) b = i;
     out.push(b);
   }
@@ -27,18 +31,46 @@ const tgt = (s: string) => tk.encode(" " + s)[0];
 const locPrompts = reqs.map((r) => r.locality![0].prompt);
 const pre = await top1(locPrompts);
 const prePrompt = await top1(reqs.map(filledPrompt));
-let rel = 0, gen = 0, loc = 0, n = 0; const t0 = performance.now();
+let rel = 0, gen = 0, loc = 0, n = 0;
+const t0 = performance.now();
 const layers = layersStr ? layersStr.split(",").map(Number) : undefined;
 const bs = Number(batch ?? 1);
 for (let i = 0; i < reqs.length; i += bs) {
   const chunk = reqs.slice(i, i + bs);
-  const h = await applyEdit(lm.model, tk, method, chunk, { layers, statsCorpus: Deno.env.get("CORPUS"), onWarning: (m) => console.error("warn", m) });
+  const h = await applyEdit(lm.model, tk, method, chunk, {
+    layers,
+    hparams: Deno.env.get("HP") ? JSON.parse(Deno.env.get("HP")!) : undefined,
+    statsCorpus: Deno.env.get("CORPUS"),
+    onWarning: (m) => console.error("warn", m),
+  });
   const a = await top1(chunk.map(filledPrompt));
   const g = await top1(chunk.map((r) => r.rephrase![0]));
   const l = await top1(chunk.map((r) => r.locality![0].prompt));
-  chunk.forEach((r, j) => { rel += +(a[j] === tgt(r.target_new)); gen += +(g[j] === tgt(r.target_new)); loc += +(l[j] === pre[i + j]); n++; });
-  if (i === 0) console.log(JSON.stringify((h.result.info as any).requests ?? h.result.info), JSON.stringify((h.result.info as any).statistics ?? (h.result.info as any).layer_updates));
+  chunk.forEach((r, j) => {
+    rel += +(a[j] === tgt(r.target_new));
+    gen += +(g[j] === tgt(r.target_new));
+    loc += +(l[j] === pre[i + j]);
+    n++;
+  });
+  if (i === 0) {
+    console.log(
+      JSON.stringify((h.result.info as any).requests ?? h.result.info),
+      JSON.stringify((h.result.info as any).statistics ?? (h.result.info as any).layer_updates),
+    );
+  }
   h.restore();
 }
 const preRel = reqs.filter((r, j) => prePrompt[j] === tgt(r.target_new)).length;
-console.log(JSON.stringify({ method, n, layers, batch: bs, reliability: rel / n, generalization: gen / n, locality: loc / n, preReliability: preRel / n, secs: (performance.now() - t0) / 1000 }));
+console.log(
+  JSON.stringify({
+    method,
+    n,
+    layers,
+    batch: bs,
+    reliability: rel / n,
+    generalization: gen / n,
+    locality: loc / n,
+    preReliability: preRel / n,
+    secs: (performance.now() - t0) / 1000,
+  }),
+);

@@ -36,12 +36,12 @@ commands:
   eval      --method M[,M2,...] --model DIR --data FILE [--limit N] [--mode single|sequential|batch] [--batch-size N]
             [--layers L] [--hparams FILE|JSON] [--prefix-eos auto|on|off] [--fluency-tokens N] [--per-case]
             [--table FILE] [--out FILE] [--json]
-            edit with each method (ft-l, ft, rome, memit) and measure reliability, generalization, locality,
+            edit with each method (ft-l, ft, kn, rome, memit) and measure reliability, generalization, locality,
             portability, fluency and CounterFact's ES/PS/NS; KnowEdit-style table with --table
-  edit      --method rome|memit --model DIR (--requests FILE | --prompt "{} is in" --subject S --target T)
+  edit      --method rome|memit|ft|ft-l|kn --model DIR (--requests FILE | --prompt "{} is in" --subject S --target T)
             [--layers L,..] [--hparams FILE] [--stats-corpus FILE] [--stats-dir DIR] [--limit N] --out DIR
             [--log DIR] [--overwrite] [--json]
-            rewrite facts (ROME / MEMIT); writes the edited model and an edit log (default OUT.editlog)
+            rewrite facts (ROME, MEMIT, FT, FT-L, KN); writes the edited model and an edit log (default OUT.editlog)
   revert    --model EDITED --log LOGDIR --out DIR [--force] [--overwrite]
             restore the original weights bit for bit from an edit log
   neurons   --model DIR --prompt "..." [--prompt "..."] --target T [--steps N] [--threshold R] [--share S] [--ks 1,10,100] [--json]

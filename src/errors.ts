@@ -15,7 +15,10 @@ export class EngramError extends Error {
 
   constructor(code: string, message: string, opts: { file?: string; field?: string; cause?: unknown } = {}) {
     const where = [opts.file, opts.field ? `field '${opts.field}'` : undefined].filter(Boolean).join(", ");
-    super(where ? `${where}: ${message}` : message, opts.cause !== undefined ? { cause: opts.cause } : undefined);
+    super(
+      where ? `${where}: ${message}` : message,
+      opts.cause !== undefined ? { cause: opts.cause } : undefined,
+    );
     this.name = new.target.name;
     this.code = code;
     this.file = opts.file;

@@ -12,7 +12,13 @@ import { gpt2ForwardRef, type RefHooks } from "../src/reference/gpt2.ts";
 import { freshSeed, rng } from "./_util.ts";
 
 /** Mean next-token cross-entropy over counted rows, in float64. */
-function refLoss(cfg: GPT2Config, w: WeightMap, batch: number[][], targets: number[][], hooks?: (b: number) => RefHooks): number {
+function refLoss(
+  cfg: GPT2Config,
+  w: WeightMap,
+  batch: number[][],
+  targets: number[][],
+  hooks?: (b: number) => RefHooks,
+): number {
   let total = 0, count = 0;
   const V = cfg.vocabSize;
   batch.forEach((ids, b) => {
@@ -30,58 +36,77 @@ function refLoss(cfg: GPT2Config, w: WeightMap, batch: number[][], targets: numb
   return total / count;
 }
 
-const cfg: GPT2Config = { nLayer: 2, nHead: 2, nEmbd: 6, vocabSize: 23, nPositions: 8, nInner: 24, layerNormEpsilon: 1e-5 };
+const cfg: GPT2Config = {
+  nLayer: 2,
+  nHead: 2,
+  nEmbd: 6,
+  vocabSize: 23,
+  nPositions: 8,
+  nInner: 24,
+  layerNormEpsilon: 1e-5,
+};
 
-function setup(seed: number) {
+/** `sparse`: only each sequence's last row is counted, so the head runs on those rows alone. */
+function setup(seed: number, sparse = false) {
   const r = rng(seed);
   const weights = randomGPT2(cfg, seed);
   const T = 5;
   const batch = [0, 1].map(() => Array.from({ length: T }, () => Math.floor(r() * cfg.vocabSize)));
-  const targets = batch.map((seq) => seq.map((_, t) => (t === 1 ? -1 : Math.floor(r() * cfg.vocabSize))));
+  const counted = (t: number) => (sparse ? t === T - 1 : t !== 1);
+  const targets = batch.map((seq) => seq.map((_, t) => (counted(t) ? Math.floor(r() * cfg.vocabSize) : -1)));
   return { r, weights, batch, targets };
 }
 
-Deno.test("parameter gradients match finite differences of the float64 reference (every tensor)", async () => {
-  const gpu = await getGpu();
-  const seed = freshSeed();
-  const { r, weights, batch, targets } = setup(seed);
-  const model = GPT2Model.create(gpu, cfg, weights);
-  const grads = new Gradients(model);
-  const res = await lossAndGradients(model, batch, { targets }, { grads });
-  const ref0 = refLoss(cfg, weights, batch, targets);
-  assert.ok(Math.abs(res.loss - ref0) <= 1e-5 * Math.abs(ref0), `loss ${res.loss} vs reference ${ref0}`);
-  let worst = 0;
-  for (const name of model.weightNames()) {
-    const g = await grads.read(name);
-    const w = weights.get(name)!.data;
-    // Entries with the largest gradients plus random ones (wte/wpe rows that were used).
-    const idx = new Set<number>();
-    const byMag = Array.from(g.keys()).sort((a, b) => Math.abs(g[b]) - Math.abs(g[a]));
-    byMag.slice(0, 3).forEach((i) => idx.add(i));
-    while (idx.size < 5 && idx.size < g.length) idx.add(Math.floor(r() * g.length));
-    let num = 0, den = 1e-8;
-    for (const i of idx) {
-      const orig = w[i];
-      const h = 1e-3 * Math.max(1, Math.abs(orig));
-      w[i] = orig + h;
-      const up = w[i];
-      const lp = refLoss(cfg, weights, batch, targets);
-      w[i] = orig - h;
-      const dn = w[i];
-      const lm = refLoss(cfg, weights, batch, targets);
-      w[i] = orig;
-      const fd = (lp - lm) / (up - dn);
-      num = Math.max(num, Math.abs(fd - g[i]));
-      den = Math.max(den, Math.abs(fd));
+for (const sparse of [false, true]) {
+  Deno.test(`parameter gradients match finite differences of the float64 reference (every tensor${sparse ? "; sparse head rows" : ""})`, async () => {
+    const gpu = await getGpu();
+    const seed = freshSeed();
+    const { r, weights, batch, targets } = setup(seed, sparse);
+    const model = GPT2Model.create(gpu, cfg, weights);
+    const grads = new Gradients(model);
+    const res = await lossAndGradients(model, batch, { targets }, { grads });
+    const ref0 = refLoss(cfg, weights, batch, targets);
+    assert.ok(Math.abs(res.loss - ref0) <= 1e-5 * Math.abs(ref0), `loss ${res.loss} vs reference ${ref0}`);
+    let worst = 0;
+    for (const name of model.weightNames()) {
+      const g = await grads.read(name);
+      const w = weights.get(name)!.data;
+      // Entries with the largest gradients plus random ones (wte/wpe rows that were used).
+      const idx = new Set<number>();
+      const byMag = Array.from(g.keys()).sort((a, b) => Math.abs(g[b]) - Math.abs(g[a]));
+      byMag.slice(0, 3).forEach((i) => idx.add(i));
+      while (idx.size < 5 && idx.size < g.length) idx.add(Math.floor(r() * g.length));
+      let num = 0, den = 1e-8;
+      for (const i of idx) {
+        const orig = w[i];
+        const h = 1e-3 * Math.max(1, Math.abs(orig));
+        w[i] = orig + h;
+        const up = w[i];
+        const lp = refLoss(cfg, weights, batch, targets);
+        w[i] = orig - h;
+        const dn = w[i];
+        const lm = refLoss(cfg, weights, batch, targets);
+        w[i] = orig;
+        const fd = (lp - lm) / (up - dn);
+        num = Math.max(num, Math.abs(fd - g[i]));
+        den = Math.max(den, Math.abs(fd));
+      }
+      const rel = num / den;
+      worst = Math.max(worst, rel);
+      assert.ok(
+        rel <= 2e-3,
+        `${name}: gradient rel error ${rel.toExponential(2)} vs finite differences (seed ${seed})`,
+      );
     }
-    const rel = num / den;
-    worst = Math.max(worst, rel);
-    assert.ok(rel <= 2e-3, `${name}: gradient rel error ${rel.toExponential(2)} vs finite differences (seed ${seed})`);
-  }
-  console.log(`whole-model parameter gradients: worst rel error vs float64 FD ${worst.toExponential(2)}`);
-  grads.destroy();
-  model.destroy();
-});
+    console.log(
+      `whole-model parameter gradients${sparse ? " (sparse head)" : ""}: worst rel error vs float64 FD ${
+        worst.toExponential(2)
+      }`,
+    );
+    grads.destroy();
+    model.destroy();
+  });
+}
 
 Deno.test("hook-site gradients match finite differences, and patched rows cut the gradient", async () => {
   const gpu = await getGpu();
@@ -91,8 +116,13 @@ Deno.test("hook-site gradients match finite differences, and patched rows cut th
   const sites = ["embed", "resid_pre.1", "attn_out.0", "mlp_post.1", "mlp_out.0", "resid_post.1", "ln_f"];
   // Patch sequence 1, token 2 of mlp_post.0 with fixed values: a constant of the forward pass.
   const patchVals = new Float32Array(cfg.nInner).map(() => r() - 0.5);
-  const hooks = { patch: [{ site: "mlp_post.0", rows: [[1, 2]] as Array<[number, number]>, values: patchVals }] };
-  const res = await lossAndGradients(model, batch, { targets }, { siteGrads: [...sites, "mlp_post.0"], hooks });
+  const hooks = {
+    patch: [{ site: "mlp_post.0", rows: [[1, 2]] as Array<[number, number]>, values: patchVals }],
+  };
+  const res = await lossAndGradients(model, batch, { targets }, {
+    siteGrads: [...sites, "mlp_post.0"],
+    hooks,
+  });
   const T = batch[0].length;
   let worst = 0;
   for (const s of [...sites, "mlp_post.0"]) {
@@ -139,8 +169,12 @@ Deno.test("gradient accumulation adds, and a fully ignored batch is an error", a
   await lossAndGradients(model, batch, { targets }, { grads, accumulate: true });
   const twice = await grads.read("h.0.mlp.c_fc.weight");
   const wteTwice = await grads.read("wte.weight");
-  for (let i = 0; i < once.length; i++) assert.ok(Math.abs(twice[i] - 2 * once[i]) <= 1e-5 * (1 + Math.abs(once[i])));
-  for (let i = 0; i < wteOnce.length; i++) assert.ok(Math.abs(wteTwice[i] - 2 * wteOnce[i]) <= 1e-5 * (1 + Math.abs(wteOnce[i])));
+  for (let i = 0; i < once.length; i++) {
+    assert.ok(Math.abs(twice[i] - 2 * once[i]) <= 1e-5 * (1 + Math.abs(once[i])));
+  }
+  for (let i = 0; i < wteOnce.length; i++) {
+    assert.ok(Math.abs(wteTwice[i] - 2 * wteOnce[i]) <= 1e-5 * (1 + Math.abs(wteOnce[i])));
+  }
   await assert.rejects(
     lossAndGradients(model, batch, { targets: batch.map((s) => s.map(() => -1)) }, { grads }),
     { name: "InputError", message: /no counted target/ },

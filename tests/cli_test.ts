@@ -12,7 +12,6 @@ import { engram, maxAbsErr } from "./_util.ts";
 const ROOT = new URL("../", import.meta.url).pathname;
 const MODEL = ROOT + "fixtures/models/fake-gpt2";
 
-
 function assertUserError(r: { code: number; stderr: string }, pattern: RegExp): void {
   assert.equal(r.code, 1, `expected exit 1, got ${r.code}: ${r.stderr}`);
   assert.match(r.stderr, pattern);
@@ -42,13 +41,24 @@ Deno.test("predict --ids and generate --json work without text", async () => {
   const p = await engram("predict", "--model", MODEL, "--ids", "15496,995", "--json");
   assert.equal(p.code, 0, p.stderr);
   assert.deepEqual(JSON.parse(p.stdout).ids, [15496, 995]);
-  const g = await engram("generate", "--model", MODEL, "--text", "Hello world", "--max-tokens", "3", "--json");
+  const g = await engram(
+    "generate",
+    "--model",
+    MODEL,
+    "--text",
+    "Hello world",
+    "--max-tokens",
+    "3",
+    "--json",
+  );
   assert.equal(g.code, 0, g.stderr);
   const j = JSON.parse(g.stdout);
   assert.equal(j.ids.length, 3);
   assert.equal(typeof j.text, "string");
   // Greedy decoding: the first generated token is predict's arg-max.
-  const top = JSON.parse((await engram("predict", "--model", MODEL, "--text", "Hello world", "--top", "1", "--json")).stdout).top[0].id;
+  const top = JSON.parse(
+    (await engram("predict", "--model", MODEL, "--text", "Hello world", "--top", "1", "--json")).stdout,
+  ).top[0].id;
   assert.equal(j.ids[0], top);
 });
 
@@ -56,29 +66,54 @@ Deno.test("CLI user errors exit 1 with a clear message and no stack trace", asyn
   const tmp = await Deno.makeTempDir();
   try {
     // A model with a 6-token context, to provoke "prompt longer than the context".
-    const cfg: GPT2Config = { nLayer: 1, nHead: 1, nEmbd: 4, vocabSize: 50257, nPositions: 6, nInner: 16, layerNormEpsilon: 1e-5 };
+    const cfg: GPT2Config = {
+      nLayer: 1,
+      nHead: 1,
+      nEmbd: 4,
+      vocabSize: 50257,
+      nPositions: 6,
+      nInner: 16,
+      layerNormEpsilon: 1e-5,
+    };
     await saveHFModel(`${tmp}/short`, { config: cfg, weights: randomGPT2(cfg, 1), tokenizerFrom: MODEL });
     // A truncated copy of the fixture.
     await Deno.mkdir(`${tmp}/trunc`);
-    for (const f of ["config.json", "tokenizer.json"]) await Deno.copyFile(`${MODEL}/${f}`, `${tmp}/trunc/${f}`);
+    for (const f of ["config.json", "tokenizer.json"]) {
+      await Deno.copyFile(`${MODEL}/${f}`, `${tmp}/trunc/${f}`);
+    }
     const st = await Deno.readFile(`${MODEL}/model.safetensors`);
     await Deno.writeFile(`${tmp}/trunc/model.safetensors`, st.subarray(0, st.length - 100));
     // Unknown architecture.
     await Deno.mkdir(`${tmp}/llama`);
     const cj = JSON.parse(await Deno.readTextFile(`${MODEL}/config.json`));
-    await Deno.writeTextFile(`${tmp}/llama/config.json`, JSON.stringify({ ...cj, model_type: "llama", architectures: ["LlamaForCausalLM"] }));
+    await Deno.writeTextFile(
+      `${tmp}/llama/config.json`,
+      JSON.stringify({ ...cj, model_type: "llama", architectures: ["LlamaForCausalLM"] }),
+    );
     await Deno.copyFile(`${MODEL}/model.safetensors`, `${tmp}/llama/model.safetensors`);
 
     assertUserError(await engram("predict", "--text", "hi"), /--model is required/);
     assertUserError(await engram("predict", "--model", `${tmp}/nope`, "--text", "hi"), /nope/);
     assertUserError(await engram("predict", "--model", MODEL, "--text", ""), /empty prompt/);
-    assertUserError(await engram("predict", "--model", MODEL, "--ids", "1,50257"), /token id 50257 out of range/);
+    assertUserError(
+      await engram("predict", "--model", MODEL, "--ids", "1,50257"),
+      /token id 50257 out of range/,
+    );
     assertUserError(await engram("predict", "--model", MODEL, "--ids", "1,x"), /--ids must be/);
     assertUserError(await engram("predict", "--model", MODEL, "--text", "hi", "--bogus"), /bogus/);
-    assertUserError(await engram("predict", "--model", `${tmp}/short`, "--text", "one two three four five six seven"), /longer than the model's context of 6/);
+    assertUserError(
+      await engram("predict", "--model", `${tmp}/short`, "--text", "one two three four five six seven"),
+      /longer than the model's context of 6/,
+    );
     assertUserError(await engram("predict", "--model", `${tmp}/trunc`, "--text", "hi"), /model\.safetensors/);
-    assertUserError(await engram("predict", "--model", `${tmp}/llama`, "--text", "hi"), /config\.json.*(architecture|llama)/i);
-    assertUserError(await engram("generate", "--model", MODEL, "--text", "hi", "--max-tokens", "-3"), /--max-tokens/);
+    assertUserError(
+      await engram("predict", "--model", `${tmp}/llama`, "--text", "hi"),
+      /config\.json.*(architecture|llama)/i,
+    );
+    assertUserError(
+      await engram("generate", "--model", MODEL, "--text", "hi", "--max-tokens", "-3"),
+      /--max-tokens/,
+    );
     const unknown = await engram("frobnicate");
     assert.equal(unknown.code, 2);
   } finally {

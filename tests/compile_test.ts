@@ -24,7 +24,12 @@ Deno.test({
     try {
       assert.equal(build.code, 0, stderr);
       // Run from an unrelated folder so kernels and the model can only come from the binary itself.
-      const out = await new Deno.Command(bin, { args: ["demo", "--json"], cwd: dir, stdout: "piped", stderr: "piped" }).output();
+      const out = await new Deno.Command(bin, {
+        args: ["demo", "--json"],
+        cwd: dir,
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
       assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
       const j = JSON.parse(new TextDecoder().decode(out.stdout));
       assert.ok(j.max_abs_logprob_error_vs_float64 <= 1e-4);

@@ -4,33 +4,87 @@
  * and bad input fails with one line naming the field.
  */
 import assert from "node:assert/strict";
-import { saveHFModel, loadHFModel } from "../src/io/hf_model.ts";
+import { loadHFModel, saveHFModel } from "../src/io/hf_model.ts";
 import type { GPT2Config } from "../src/model/config.ts";
 import { randomGPT2 } from "../src/model/random.ts";
 import { loadTokenizer } from "../src/io/tokenizer.ts";
 import { engram, freshSeed } from "./_util.ts";
 
 const WORLD = new URL("../fixtures/world/", import.meta.url).pathname;
-const cfg: GPT2Config = { nLayer: 2, nHead: 2, nEmbd: 16, vocabSize: (await loadTokenizer(WORLD)).vocabSize, nPositions: 24, nInner: 64, layerNormEpsilon: 1e-5 };
+const cfg: GPT2Config = {
+  nLayer: 2,
+  nHead: 2,
+  nEmbd: 16,
+  vocabSize: (await loadTokenizer(WORLD)).vocabSize,
+  nPositions: 24,
+  nInner: 64,
+  layerNormEpsilon: 1e-5,
+};
 
 async function setup() {
   const tmp = await Deno.makeTempDir({ prefix: "engram_edit_" });
-  await saveHFModel(`${tmp}/model`, { config: cfg, weights: randomGPT2(cfg, freshSeed()), tokenizerFrom: WORLD, extraConfig: { eos_token_id: 0 } });
+  await saveHFModel(`${tmp}/model`, {
+    config: cfg,
+    weights: randomGPT2(cfg, freshSeed()),
+    tokenizerFrom: WORLD,
+    extraConfig: { eos_token_id: 0 },
+  });
   // A small statistics corpus keeps the test fast.
   const lines = (await Deno.readTextFile(`${WORLD}/train.jsonl`)).split("\n").slice(0, 200).join("\n");
   await Deno.writeTextFile(`${tmp}/corpus.jsonl`, lines);
-  await Deno.writeTextFile(`${tmp}/hp.json`, JSON.stringify({ v_num_grad_steps: 4, context_template_length_params: [[3, 2]] }));
+  await Deno.writeTextFile(
+    `${tmp}/hp.json`,
+    JSON.stringify({ v_num_grad_steps: 4, context_template_length_params: [[3, 2]] }),
+  );
   return tmp;
 }
 
 Deno.test("edit (rome, memit) then revert restores model.safetensors byte for byte", async () => {
   const tmp = await setup();
-  const common = ["--model", `${tmp}/model`, "--hparams", `${tmp}/hp.json`, "--stats-corpus", `${tmp}/corpus.jsonl`, "--stats-dir", `${tmp}/stats`];
-  const rome = await engram("edit", "--method", "rome", ...common, "--prompt", "The birthplace of {} is", "--subject", "Pilvun", "--target", "Sunmere", "--layers", "0", "--out", `${tmp}/rome`, "--json");
+  const common = [
+    "--model",
+    `${tmp}/model`,
+    "--hparams",
+    `${tmp}/hp.json`,
+    "--stats-corpus",
+    `${tmp}/corpus.jsonl`,
+    "--stats-dir",
+    `${tmp}/stats`,
+  ];
+  const rome = await engram(
+    "edit",
+    "--method",
+    "rome",
+    ...common,
+    "--prompt",
+    "The birthplace of {} is",
+    "--subject",
+    "Pilvun",
+    "--target",
+    "Sunmere",
+    "--layers",
+    "0",
+    "--out",
+    `${tmp}/rome`,
+    "--json",
+  );
   assert.equal(rome.code, 0, rome.stderr);
   const summary = JSON.parse(rome.stdout);
   assert.deepEqual(summary.weights, ["h.0.mlp.c_proj.weight"]);
-  const memit = await engram("edit", "--method", "memit", ...common, "--requests", `${WORLD}/counterfact.json`, "--limit", "6", "--layers", "0", "--out", `${tmp}/memit`);
+  const memit = await engram(
+    "edit",
+    "--method",
+    "memit",
+    ...common,
+    "--requests",
+    `${WORLD}/counterfact.json`,
+    "--limit",
+    "6",
+    "--layers",
+    "0",
+    "--out",
+    `${tmp}/memit`,
+  );
   assert.equal(memit.code, 0, memit.stderr);
   const orig = await Deno.readFile(`${tmp}/model/model.safetensors`);
   for (const name of ["rome", "memit"]) {
@@ -45,12 +99,32 @@ Deno.test("edit (rome, memit) then revert restores model.safetensors byte for by
       else if (!same) changedLogged++;
     }
     assert.ok(changedLogged >= 1, `${name}: no logged weight changed`);
-    const rev = await engram("revert", "--model", `${tmp}/${name}`, "--log", `${tmp}/${name}.editlog`, "--out", `${tmp}/${name}.reverted`);
+    const rev = await engram(
+      "revert",
+      "--model",
+      `${tmp}/${name}`,
+      "--log",
+      `${tmp}/${name}.editlog`,
+      "--out",
+      `${tmp}/${name}.reverted`,
+    );
     assert.equal(rev.code, 0, rev.stderr);
-    assert.deepEqual(await Deno.readFile(`${tmp}/${name}.reverted/model.safetensors`), orig, `${name}: reverted bytes differ`);
+    assert.deepEqual(
+      await Deno.readFile(`${tmp}/${name}.reverted/model.safetensors`),
+      orig,
+      `${name}: reverted bytes differ`,
+    );
   }
   // The wrong log is refused.
-  const wrong = await engram("revert", "--model", `${tmp}/rome`, "--log", `${tmp}/memit.editlog`, "--out", `${tmp}/x`);
+  const wrong = await engram(
+    "revert",
+    "--model",
+    `${tmp}/rome`,
+    "--log",
+    `${tmp}/memit.editlog`,
+    "--out",
+    `${tmp}/x`,
+  );
   assert.equal(wrong.code, 1);
   assert.match(wrong.stderr, /is not the one this log's edit produced/);
   await Deno.remove(tmp, { recursive: true });
@@ -58,14 +132,43 @@ Deno.test("edit (rome, memit) then revert restores model.safetensors byte for by
 
 Deno.test("edit rejects bad input with one line naming the field", async () => {
   const tmp = await setup();
-  const base = ["edit", "--method", "rome", "--model", `${tmp}/model`, "--hparams", `${tmp}/hp.json`, "--stats-corpus", `${tmp}/corpus.jsonl`, "--stats-dir", `${tmp}/stats`, "--out", `${tmp}/o`];
-  const cases: Array<[string[], RegExp]> = [
-    [["--prompt", "The birthplace of Tarvo is", "--subject", "Pilvun", "--target", "Sunmere"], /subject 'Pilvun' does not occur in the prompt/],
-    [["--prompt", "{} is in", "--subject", "Pilvun", "--target", " "], /--target.*must not be empty/],
-    [["--prompt", "{} is in", "--subject", "Pilvun", "--target", "Sunmere", "--layers", "2"], /layer 2 out of range: the model has layers 0..1/],
-    [["--prompt", "{} is in", "--subject", "Pilvun", "--target", "Sunmere", "--method", "nope"], /unknown --method 'nope'/],
+  const base = [
+    "edit",
+    "--method",
+    "rome",
+    "--model",
+    `${tmp}/model`,
+    "--hparams",
+    `${tmp}/hp.json`,
+    "--stats-corpus",
+    `${tmp}/corpus.jsonl`,
+    "--stats-dir",
+    `${tmp}/stats`,
+    "--out",
+    `${tmp}/o`,
   ];
-  await Deno.writeTextFile(`${tmp}/bad.json`, JSON.stringify([{ prompt: "{} is in", subject: "A", target_new: "B" }, { prompt: "X is in", subject: "X" }]));
+  const cases: Array<[string[], RegExp]> = [
+    [
+      ["--prompt", "The birthplace of Tarvo is", "--subject", "Pilvun", "--target", "Sunmere"],
+      /subject 'Pilvun' does not occur in the prompt/,
+    ],
+    [["--prompt", "{} is in", "--subject", "Pilvun", "--target", " "], /--target.*must not be empty/],
+    [
+      ["--prompt", "{} is in", "--subject", "Pilvun", "--target", "Sunmere", "--layers", "2"],
+      /layer 2 out of range: the model has layers 0..1/,
+    ],
+    [
+      ["--prompt", "{} is in", "--subject", "Pilvun", "--target", "Sunmere", "--method", "nope"],
+      /unknown --method 'nope'/,
+    ],
+  ];
+  await Deno.writeTextFile(
+    `${tmp}/bad.json`,
+    JSON.stringify([{ prompt: "{} is in", subject: "A", target_new: "B" }, {
+      prompt: "X is in",
+      subject: "X",
+    }]),
+  );
   cases.push([["--requests", `${tmp}/bad.json`], /record 1: missing or non-string field 'target_new'/]);
   await Deno.writeTextFile(`${tmp}/hp_bad.json`, JSON.stringify({ v_lr: "fast" }));
   for (const [args, re] of cases) {
@@ -75,12 +178,48 @@ Deno.test("edit rejects bad input with one line naming the field", async () => {
     assert.equal(r.stderr.trim().split("\n").filter((l) => l.startsWith("engram")).length, 1);
     assert.doesNotMatch(r.stderr, /at .*\.ts:\d+/);
   }
-  const hpBad = await engram("edit", "--method", "rome", "--model", `${tmp}/model`, "--hparams", `${tmp}/hp_bad.json`, "--prompt", "{} is in", "--subject", "A", "--target", "B", "--out", `${tmp}/o`);
+  const hpBad = await engram(
+    "edit",
+    "--method",
+    "rome",
+    "--model",
+    `${tmp}/model`,
+    "--hparams",
+    `${tmp}/hp_bad.json`,
+    "--prompt",
+    "{} is in",
+    "--subject",
+    "A",
+    "--target",
+    "B",
+    "--out",
+    `${tmp}/o`,
+  );
   assert.equal(hpBad.code, 1);
   assert.match(hpBad.stderr, /hparam 'v_lr' must be a non-negative number/);
   // Singular statistics: a one-record corpus gives a rank-deficient C, regularised with a warning.
   await Deno.writeTextFile(`${tmp}/one.jsonl`, '{"text":"Pilvun"}\n');
-  const sing = await engram("edit", "--method", "rome", "--model", `${tmp}/model`, "--hparams", `${tmp}/hp.json`, "--stats-corpus", `${tmp}/one.jsonl`, "--stats-dir", `${tmp}/stats`, "--prompt", "{} is in", "--subject", "Pilvun", "--target", "Sunmere", "--out", `${tmp}/sing`);
+  const sing = await engram(
+    "edit",
+    "--method",
+    "rome",
+    "--model",
+    `${tmp}/model`,
+    "--hparams",
+    `${tmp}/hp.json`,
+    "--stats-corpus",
+    `${tmp}/one.jsonl`,
+    "--stats-dir",
+    `${tmp}/stats`,
+    "--prompt",
+    "{} is in",
+    "--subject",
+    "Pilvun",
+    "--target",
+    "Sunmere",
+    "--out",
+    `${tmp}/sing`,
+  );
   assert.equal(sing.code, 0, sing.stderr);
   assert.match(sing.stderr, /warning: layer \d+: key second moment is singular.*added .*·I/);
   const log = JSON.parse(await Deno.readTextFile(`${tmp}/sing.editlog/log.json`));

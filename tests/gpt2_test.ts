@@ -49,12 +49,19 @@ Deno.test("forward matches float64 reference on random GPT-2 configurations (bat
     const weights = randomGPT2(cfg, seed);
     const model = GPT2Model.create(gpu, cfg, weights);
     const T = 1 + Math.floor(r() * Math.min(cfg.nPositions, 24));
-    const batch = [randomIds(r, T, cfg.vocabSize), randomIds(r, T, cfg.vocabSize), randomIds(r, T, cfg.vocabSize)];
+    const batch = [
+      randomIds(r, T, cfg.vocabSize),
+      randomIds(r, T, cfg.vocabSize),
+      randomIds(r, T, cfg.vocabSize),
+    ];
     const { logprobs, logits } = await model.forward(batch, { allLogits: true });
     for (let b = 0; b < batch.length; b++) {
       const ref = gpt2ForwardRef(cfg, weights, batch[b]);
       const e = maxAbsErr(logprobs[b], ref.logprobsLast);
-      assert.ok(e <= TOL, `cfg ${JSON.stringify(cfg)} b=${b} T=${T}: log-prob error ${e} > ${TOL} (seed ${seed})`);
+      assert.ok(
+        e <= TOL,
+        `cfg ${JSON.stringify(cfg)} b=${b} T=${T}: log-prob error ${e} > ${TOL} (seed ${seed})`,
+      );
       const V = cfg.vocabSize;
       const mine = logits!.subarray(b * T * V, (b + 1) * T * V);
       const le = relErr(mine, ref.logits);
@@ -67,7 +74,15 @@ Deno.test("forward matches float64 reference on random GPT-2 configurations (bat
 Deno.test("every hook site captures the same values as the reference", async () => {
   const gpu = await getGpu();
   const seed = freshSeed();
-  const cfg: GPT2Config = { nLayer: 2, nHead: 2, nEmbd: 10, vocabSize: 53, nPositions: 16, nInner: 40, layerNormEpsilon: 1e-5 };
+  const cfg: GPT2Config = {
+    nLayer: 2,
+    nHead: 2,
+    nEmbd: 10,
+    vocabSize: 53,
+    nPositions: 16,
+    nInner: 40,
+    layerNormEpsilon: 1e-5,
+  };
   const weights = randomGPT2(cfg, seed);
   const model = GPT2Model.create(gpu, cfg, weights);
   const ids = randomIds(rng(seed), 7, cfg.vocabSize);
@@ -85,12 +100,27 @@ Deno.test("patching a site at chosen (batch, token) rows matches a reference pat
   const gpu = await getGpu();
   const seed = freshSeed();
   const r = rng(seed);
-  const cfg: GPT2Config = { nLayer: 3, nHead: 2, nEmbd: 12, vocabSize: 41, nPositions: 16, nInner: 48, layerNormEpsilon: 1e-5 };
+  const cfg: GPT2Config = {
+    nLayer: 3,
+    nHead: 2,
+    nEmbd: 12,
+    vocabSize: 41,
+    nPositions: 16,
+    nInner: 48,
+    layerNormEpsilon: 1e-5,
+  };
   const weights = randomGPT2(cfg, seed);
   const model = GPT2Model.create(gpu, cfg, weights);
   const T = 6;
   const ids = randomIds(r, T, cfg.vocabSize);
-  for (const [site, width] of [["mlp_post.1", cfg.nInner], ["resid_pre.2", cfg.nEmbd], ["attn_out.0", cfg.nEmbd], ["embed", cfg.nEmbd]] as const) {
+  for (
+    const [site, width] of [
+      ["mlp_post.1", cfg.nInner],
+      ["resid_pre.2", cfg.nEmbd],
+      ["attn_out.0", cfg.nEmbd],
+      ["embed", cfg.nEmbd],
+    ] as const
+  ) {
     const toks = [1, 4];
     const values = new Float32Array(toks.length * width).map(() => r() * 2 - 1);
     // Batch of 2: only sequence 1 is patched, sequence 0 must stay clean.
@@ -101,12 +131,16 @@ Deno.test("patching a site at chosen (batch, token) rows matches a reference pat
     const patched = gpt2ForwardRef(cfg, weights, ids, {
       hooks: {
         patch: {
-          [site]: (v: Float64Array) => toks.forEach((t, i) => v.set(values.subarray(i * width, (i + 1) * width), t * width)),
+          [site]: (v: Float64Array) =>
+            toks.forEach((t, i) => v.set(values.subarray(i * width, (i + 1) * width), t * width)),
         },
       },
     }).logprobsLast;
     assert.ok(maxAbsErr(logprobs[0], clean) <= TOL, `${site}: unpatched sequence changed (seed ${seed})`);
-    assert.ok(maxAbsErr(logprobs[1], patched) <= TOL, `${site}: patched sequence differs from reference (seed ${seed})`);
+    assert.ok(
+      maxAbsErr(logprobs[1], patched) <= TOL,
+      `${site}: patched sequence differs from reference (seed ${seed})`,
+    );
     assert.ok(maxAbsErr(patched, clean) > 1e-3, `${site}: the patch had no effect, test is vacuous`);
   }
   model.destroy();
@@ -114,7 +148,15 @@ Deno.test("patching a site at chosen (batch, token) rows matches a reference pat
 
 Deno.test("host-side edit hook sees and changes the site", async () => {
   const gpu = await getGpu();
-  const cfg: GPT2Config = { nLayer: 1, nHead: 1, nEmbd: 8, vocabSize: 29, nPositions: 8, nInner: 32, layerNormEpsilon: 1e-5 };
+  const cfg: GPT2Config = {
+    nLayer: 1,
+    nHead: 1,
+    nEmbd: 8,
+    vocabSize: 29,
+    nPositions: 8,
+    nInner: 32,
+    layerNormEpsilon: 1e-5,
+  };
   const weights = randomGPT2(cfg, 3);
   const model = GPT2Model.create(gpu, cfg, weights);
   const ids = [1, 2, 3];
@@ -125,20 +167,39 @@ Deno.test("host-side edit hook sees and changes the site", async () => {
     },
   });
   assert.deepEqual(seen, [1, 3, 32]);
-  const ref = gpt2ForwardRef(cfg, weights, ids, { hooks: { patch: { "mlp_post.0": (v: Float64Array) => v.fill(0) } } });
+  const ref = gpt2ForwardRef(cfg, weights, ids, {
+    hooks: { patch: { "mlp_post.0": (v: Float64Array) => v.fill(0) } },
+  });
   assert.ok(maxAbsErr(logprobs[0], ref.logprobsLast) <= TOL);
   model.destroy();
 });
 
 Deno.test("bad batches and hook names are typed errors", async () => {
   const gpu = await getGpu();
-  const cfg: GPT2Config = { nLayer: 1, nHead: 1, nEmbd: 4, vocabSize: 11, nPositions: 4, nInner: 16, layerNormEpsilon: 1e-5 };
+  const cfg: GPT2Config = {
+    nLayer: 1,
+    nHead: 1,
+    nEmbd: 4,
+    vocabSize: 11,
+    nPositions: 4,
+    nInner: 16,
+    layerNormEpsilon: 1e-5,
+  };
   const model = GPT2Model.create(gpu, cfg, randomGPT2(cfg, 1));
   await assert.rejects(model.forward([[]]), { name: "InputError", message: /empty prompt/ });
-  await assert.rejects(model.forward([[1, 2, 3, 4, 5]]), { name: "InputError", message: /longer than the model's context of 4/ });
+  await assert.rejects(model.forward([[1, 2, 3, 4, 5]]), {
+    name: "InputError",
+    message: /longer than the model's context of 4/,
+  });
   await assert.rejects(model.forward([[1, 11]]), { name: "InputError", message: /token id 11 out of range/ });
   await assert.rejects(model.forward([[1, 2], [1]]), { name: "InputError", message: /differ in length/ });
-  await assert.rejects(model.forward([[1]], { hooks: { capture: ["mlp_post.1"] } }), { name: "InputError", message: /layer 1 out of range/ });
-  await assert.rejects(model.forward([[1]], { hooks: { capture: ["mlp_pre.0"] } }), { name: "InputError", message: /unknown hook site/ });
+  await assert.rejects(model.forward([[1]], { hooks: { capture: ["mlp_post.1"] } }), {
+    name: "InputError",
+    message: /layer 1 out of range/,
+  });
+  await assert.rejects(model.forward([[1]], { hooks: { capture: ["mlp_pre.0"] } }), {
+    name: "InputError",
+    message: /unknown hook site/,
+  });
   model.destroy();
 });

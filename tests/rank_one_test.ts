@@ -28,7 +28,11 @@ Deno.test("rank-one update matches the float64 twin on odd sizes", async () => {
     const got = await readTensor(tw2);
     for (let i = 0; i < M; i++) {
       for (let j = 0; j < N; j++) {
-        assert.equal(Number.isNaN(got[i * N + j]), i === k || j === c, `NaN pattern at ${i},${j} (${M}x${N}, seed ${seed})`);
+        assert.equal(
+          Number.isNaN(got[i * N + j]),
+          i === k || j === c,
+          `NaN pattern at ${i},${j} (${M}x${N}, seed ${seed})`,
+        );
       }
     }
     for (const t of [tw2, tun, tvn]) t.destroy();
@@ -40,6 +44,9 @@ Deno.test("rank-one update rejects mismatched sizes", async () => {
   const gpu = await getGpu();
   const w = createTensor(gpu, [3, 4], { name: "W" }), u = createTensor(gpu, [3], { name: "u" });
   const v = createTensor(gpu, [5], { name: "v" });
-  await assert.rejects(() => rankOneUpdate(gpu, w, u, v, { M: 3, N: 4 }), (e) => e instanceof ShapeError && /v has 5/.test(e.message));
+  await assert.rejects(
+    () => rankOneUpdate(gpu, w, u, v, { M: 3, N: 4 }),
+    (e) => e instanceof ShapeError && /v has 5/.test(e.message),
+  );
   await assert.rejects(() => rankOneUpdate(gpu, w, u, v, { M: 3, N: 5 }), ShapeError);
 });

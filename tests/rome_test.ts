@@ -12,7 +12,15 @@ import { gpt2ForwardRef } from "../src/reference/gpt2.ts";
 import { choleskyRegularized, choleskySolve } from "../src/edit/linalg.ts";
 import { freshSeed, randn, rng } from "./_util.ts";
 
-const cfg: GPT2Config = { nLayer: 2, nHead: 2, nEmbd: 6, vocabSize: 19, nPositions: 8, nInner: 24, layerNormEpsilon: 1e-5 };
+const cfg: GPT2Config = {
+  nLayer: 2,
+  nHead: 2,
+  nEmbd: 6,
+  vocabSize: 19,
+  nPositions: 8,
+  nInner: 24,
+  layerNormEpsilon: 1e-5,
+};
 
 function logSoftmax(x: ArrayLike<number>, off: number, V: number): Float64Array {
   let m = -Infinity;
@@ -33,13 +41,20 @@ Deno.test("custom logit loss (NLL + KL) gradient at a patched site matches float
   const lookup = 2, target = Math.floor(r() * V);
   const p0 = logSoftmax(randn(r, V), 0, V); // a fixed "initial" distribution for the KL
   const kl = 0.7;
-  const clean = gpt2ForwardRef(cfg, weights, ids, { hooks: { capture: new Set(["mlp_out.0"]) } }).cache["mlp_out.0"];
+  const clean =
+    gpt2ForwardRef(cfg, weights, ids, { hooks: { capture: new Set(["mlp_out.0"]) } }).cache["mlp_out.0"];
   const base = Float64Array.from({ length: C }, (_, j) => clean[lookup * C + j]);
   const delta = Float64Array.from(randn(r, C, 0.5));
   // Loss: -log p(target | last position) + kl * KL(P(lookup) || p0), δ added to mlp_out.0 at `lookup`.
   const refLoss = (d: Float64Array) => {
     const { logits } = gpt2ForwardRef(cfg, weights, ids, {
-      hooks: { patch: { "mlp_out.0": (v) => { for (let j = 0; j < C; j++) v[lookup * C + j] = base[j] + d[j]; } } },
+      hooks: {
+        patch: {
+          "mlp_out.0": (v) => {
+            for (let j = 0; j < C; j++) v[lookup * C + j] = base[j] + d[j];
+          },
+        },
+      },
     });
     const last = logSoftmax(logits, (T - 1) * V, V);
     const q = logSoftmax(logits, lookup * V, V);
@@ -61,7 +76,10 @@ Deno.test("custom logit loss (NLL + KL) gradient at a patched site matches float
     return { loss: -a[target] + kl * k, dlogits: dl };
   }, { hooks: { patch: [{ site: "mlp_out.0", rows: [[0, lookup]], values }] }, siteGrads: ["mlp_out.0"] });
   const ref = refLoss(delta);
-  assert.ok(Math.abs(res.loss - ref) < 1e-4 * Math.max(1, Math.abs(ref)), `loss ${res.loss} vs ${ref} (seed ${seed})`);
+  assert.ok(
+    Math.abs(res.loss - ref) < 1e-4 * Math.max(1, Math.abs(ref)),
+    `loss ${res.loss} vs ${ref} (seed ${seed})`,
+  );
   const g = res.siteGrads.get("mlp_out.0")!;
   const h = 1e-4;
   for (let j = 0; j < C; j++) {
@@ -70,7 +88,10 @@ Deno.test("custom logit loss (NLL + KL) gradient at a patched site matches float
     dm[j] -= h;
     const fd = (refLoss(dp) - refLoss(dm)) / (2 * h);
     const got = g[lookup * C + j];
-    assert.ok(Math.abs(got - fd) <= 2e-3 * Math.max(1, Math.abs(fd)), `dL/dδ[${j}] ${got} vs FD ${fd} (seed ${seed})`);
+    assert.ok(
+      Math.abs(got - fd) <= 2e-3 * Math.max(1, Math.abs(fd)),
+      `dL/dδ[${j}] ${got} vs FD ${fd} (seed ${seed})`,
+    );
   }
   model.destroy();
 });
@@ -90,7 +111,9 @@ Deno.test("Cholesky solve is exact on SPD systems and regularises singular ones"
   }
   const x = Float64Array.from(randn(r, n * 2));
   const b = new Float64Array(n * 2);
-  for (let i = 0; i < n; i++) for (let c = 0; c < 2; c++) for (let k = 0; k < n; k++) b[i * 2 + c] += A[i * n + k] * x[k * 2 + c];
+  for (let i = 0; i < n; i++) {
+    for (let c = 0; c < 2; c++) for (let k = 0; k < n; k++) b[i * 2 + c] += A[i * n + k] * x[k * 2 + c];
+  }
   const ch = choleskyRegularized(A, n);
   assert.equal(ch.lambda, 0);
   const got = choleskySolve(ch, b, 2);

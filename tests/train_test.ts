@@ -15,7 +15,10 @@ const WORLD = new URL("../fixtures/world", import.meta.url).pathname;
 
 async function corpus(dir: string, lines: string[]): Promise<string> {
   const p = join(dir, "corpus.jsonl");
-  await Deno.writeTextFile(p, lines.map((text, i) => JSON.stringify({ id: `c${i}`, text })).join("\n") + "\n");
+  await Deno.writeTextFile(
+    p,
+    lines.map((text, i) => JSON.stringify({ id: `c${i}`, text })).join("\n") + "\n",
+  );
   return p;
 }
 
@@ -86,16 +89,23 @@ Deno.test("training bad input: empty corpus, over-long line, bad JSON, diverging
     await Deno.writeTextFile(empty, "\n\n");
     await assert.rejects(train(gpu, config(dir, empty)), { name: "InputError", message: /corpus is empty/ });
     const long = await corpus(dir, ["Narnux was born in Tarvos .", Array(40).fill("Narnux").join(" ")]);
-    await assert.rejects(train(gpu, config(dir, long)), { name: "InputError", message: /line 2.*context of 17/ });
+    await assert.rejects(train(gpu, config(dir, long)), {
+      name: "InputError",
+      message: /line 2.*context of 17/,
+    });
     const bad = join(dir, "bad.jsonl");
     await Deno.writeTextFile(bad, '{"id": "a", "text": "ok ."}\n{"id": "b", "text": \n');
-    await assert.rejects(train(gpu, config(dir, bad)), { name: "InputError", message: /bad\.jsonl.*line 2.*JSON/ });
+    await assert.rejects(train(gpu, config(dir, bad)), {
+      name: "InputError",
+      message: /bad\.jsonl.*line 2.*JSON/,
+    });
     // An absurd learning rate makes the loss non-finite after the first checkpoint.
     const c = await corpus(dir, FACTS);
-    const err = await train(gpu, config(dir, c, { lr: 1e30, warmup_steps: 0, grad_clip: 0, batch_size: 6 })).then(
-      () => undefined,
-      (e) => e,
-    );
+    const err = await train(gpu, config(dir, c, { lr: 1e30, warmup_steps: 0, grad_clip: 0, batch_size: 6 }))
+      .then(
+        () => undefined,
+        (e) => e,
+      );
     assert.ok(err, "training with lr 1e30 should diverge");
     assert.equal(err.name, "TrainingDivergedError");
     const kept = /kept at (\S+)/.exec(err.message);
@@ -116,7 +126,10 @@ Deno.test("train CLI: config errors name the file and field", async () => {
     const r = await engram("train", "--config", cfg);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /t\.json.*field 'lr'/);
-    await Deno.writeTextFile(cfg, JSON.stringify({ corpus: "x.jsonl", tokenizer: WORLD, out: "o", lerning_rate: 1 }));
+    await Deno.writeTextFile(
+      cfg,
+      JSON.stringify({ corpus: "x.jsonl", tokenizer: WORLD, out: "o", lerning_rate: 1 }),
+    );
     assert.match((await engram("train", "--config", cfg)).stderr, /field 'lerning_rate': unknown field/);
   } finally {
     await Deno.remove(dir, { recursive: true });

@@ -51,8 +51,12 @@ Deno.test("world: generation is deterministic for a seed and differs between see
 
 Deno.test("world: committed fixtures/world equals a fresh regeneration with its seed", async () => {
   const files = worldFiles(await committedWorld());
-  // The trained world model lives in fixtures/world/model (see its PROVENANCE.md), beside the world files.
-  const present = [...Deno.readDirSync(FIXTURE)].map((e) => e.name).filter((n) => n !== "model").sort();
+  // The trained world model lives in fixtures/world/model (see its PROVENANCE.md) with the config that
+  // trained it, beside the world files.
+  const extra = new Set(["model", "train_config.json", "train_config_continue.json"]);
+  const present = [...Deno.readDirSync(FIXTURE)].map((e) => e.name).filter((n) =>
+    !extra.has(n) && !n.startsWith(".")
+  ).sort();
   assert.deepEqual(present, [...WORLD_FILES].sort(), "fixtures/world holds exactly the world files");
   let total = 0;
   for (const f of WORLD_FILES) {

@@ -12,7 +12,10 @@ import { intFlag, parseFlags, required } from "./args.ts";
 import { progress } from "./progress.ts";
 
 async function readCases(file: string, limit: number): Promise<PromptCase[]> {
-  const recs = await readJsonl<{ prompt: string; answer: string; relation?: string }>(file, { prompt: "string", answer: "string" });
+  const recs = await readJsonl<{ prompt: string; answer: string; relation?: string }>(file, {
+    prompt: "string",
+    answer: "string",
+  });
   return recs.slice(0, limit).map((r) => ({ prompt: r.prompt, answer: r.answer, group: r.relation }));
 }
 
@@ -45,8 +48,14 @@ export async function accuracyCommand(argv: string[]): Promise<void> {
   if (f.json) console.log(JSON.stringify(report, null, 2));
   else {
     for (const [name, r] of Object.entries(report)) {
-      console.log(`${name.padEnd(8)} top-1 ${(100 * r.accuracy).toFixed(1)}% (${r.correct}/${r.n}), mean p(answer) ${r.meanAnswerProb.toFixed(3)}`);
-      for (const [g, s] of Object.entries(r.byGroup)) console.log(`  ${g.padEnd(20)} ${(100 * s.accuracy).toFixed(1)}% (${s.correct}/${s.n})`);
+      console.log(
+        `${name.padEnd(8)} top-1 ${(100 * r.accuracy).toFixed(1)}% (${r.correct}/${r.n}), mean p(answer) ${
+          r.meanAnswerProb.toFixed(3)
+        }`,
+      );
+      for (const [g, s] of Object.entries(r.byGroup)) {
+        console.log(`  ${g.padEnd(20)} ${(100 * s.accuracy).toFixed(1)}% (${s.correct}/${s.n})`);
+      }
     }
   }
   lm.model.destroy();

@@ -6,7 +6,11 @@ import { InputError } from "../errors.ts";
 export type OptionSpec = Record<string, { type: "string" | "boolean"; short?: string; multiple?: boolean }>;
 
 /** Parses `argv` strictly (unknown flags and stray positionals are user errors). */
-export function parseFlags(command: string, argv: string[], options: OptionSpec): Record<string, string | boolean | undefined> {
+export function parseFlags(
+  command: string,
+  argv: string[],
+  options: OptionSpec,
+): Record<string, string | boolean | undefined> {
   try {
     const { values } = nodeParseArgs({ args: argv, options, strict: true, allowPositionals: false });
     return values as Record<string, string | boolean | undefined>;
@@ -18,28 +22,46 @@ export function parseFlags(command: string, argv: string[], options: OptionSpec)
 /** A required string flag. */
 export function required(flags: Record<string, unknown>, name: string, command: string): string {
   const v = flags[name];
-  if (typeof v !== "string" || v === "") throw new InputError(`${command}: --${name} is required`, { field: `--${name}` });
+  if (typeof v !== "string" || v === "") {
+    throw new InputError(`${command}: --${name} is required`, { field: `--${name}` });
+  }
   return v;
 }
 
 /** An integer flag within [min, max], or the default when absent. */
-export function intFlag(flags: Record<string, unknown>, name: string, dflt: number, min = 0, max = Number.MAX_SAFE_INTEGER): number {
+export function intFlag(
+  flags: Record<string, unknown>,
+  name: string,
+  dflt: number,
+  min = 0,
+  max = Number.MAX_SAFE_INTEGER,
+): number {
   const v = flags[name];
   if (v === undefined) return dflt;
   const n = Number(v);
   if (typeof v !== "string" || !/^-?\d+$/.test(v.trim()) || n < min || n > max) {
-    throw new InputError(`--${name} must be an integer in [${min}, ${max}], got '${v}'`, { field: `--${name}` });
+    throw new InputError(`--${name} must be an integer in [${min}, ${max}], got '${v}'`, {
+      field: `--${name}`,
+    });
   }
   return n;
 }
 
 /** A finite number flag within [min, max], or the default when absent. */
-export function numFlag(flags: Record<string, unknown>, name: string, dflt: number, min = -Infinity, max = Infinity): number {
+export function numFlag(
+  flags: Record<string, unknown>,
+  name: string,
+  dflt: number,
+  min = -Infinity,
+  max = Infinity,
+): number {
   const v = flags[name];
   if (v === undefined) return dflt;
   const n = Number(v);
   if (typeof v !== "string" || v.trim() === "" || !Number.isFinite(n) || n < min || n > max) {
-    throw new InputError(`--${name} must be a number in [${min}, ${max}], got '${v}'`, { field: `--${name}` });
+    throw new InputError(`--${name} must be a number in [${min}, ${max}], got '${v}'`, {
+      field: `--${name}`,
+    });
   }
   return n;
 }
@@ -48,7 +70,9 @@ export function numFlag(flags: Record<string, unknown>, name: string, dflt: numb
 export function parseIds(s: string): number[] {
   const parts = s.split(",").map((p) => p.trim());
   if (parts.length === 0 || parts.some((p) => !/^\d+$/.test(p))) {
-    throw new InputError(`--ids must be comma-separated non-negative integers, got '${s}'`, { field: "--ids" });
+    throw new InputError(`--ids must be comma-separated non-negative integers, got '${s}'`, {
+      field: "--ids",
+    });
   }
   return parts.map(Number);
 }

@@ -12,7 +12,11 @@ import { writeFileAtomic } from "../io/atomic.ts";
 
 /** Runs the benchmark suite and prints (and optionally writes) the JSON report. */
 export async function benchCommand(argv: string[]): Promise<void> {
-  const f = parseFlags("bench", argv, { json: { type: "boolean" }, quick: { type: "boolean" }, out: { type: "string" } });
+  const f = parseFlags("bench", argv, {
+    json: { type: "boolean" },
+    quick: { type: "boolean" },
+    out: { type: "string" },
+  });
   const quick = Boolean(f.quick);
   const gpu = await getGpu();
   const log = (s: string) => console.error(`[bench] ${s}`);
@@ -26,11 +30,18 @@ export async function benchCommand(argv: string[]): Promise<void> {
   log("attention ...");
   const attention = await measureAttention(
     gpu,
-    quick ? [{ B: 1, T: 64, C: 128, nHead: 4 }] : [{ B: 1, T: 128, C: 768, nHead: 12 }, { B: 4, T: 64, C: 256, nHead: 4 }],
+    quick
+      ? [{ B: 1, T: 64, C: 128, nHead: 4 }]
+      : [{ B: 1, T: 128, C: 768, nHead: 12 }, { B: 4, T: 64, C: 256, nHead: 4 }],
   );
   log("forward ...");
   const forward = [
-    await measureForward(gpu, quick ? benchConfig(2, 64, 4, 1000) : benchConfig(4, 256, 8, 8192), quick ? 2 : 4, 32),
+    await measureForward(
+      gpu,
+      quick ? benchConfig(2, 64, 4, 1000) : benchConfig(4, 256, 8, 8192),
+      quick ? 2 : 4,
+      32,
+    ),
   ];
   const report = {
     engram: "0.1.0",

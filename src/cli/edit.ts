@@ -1,5 +1,5 @@
 /**
- * `engram edit --method rome|memit --model DIR (--requests FILE | --prompt "{} is located in" --subject S
+ * `engram edit --method rome|memit|ft|ft-l|kn --model DIR (--requests FILE | --prompt "{} is located in" --subject S
  * --target T) [--layers 3,4] [--hparams FILE] [--stats-corpus FILE] [--stats-dir DIR] --out DIR
  * [--log DIR] [--overwrite] [--json]`: edits a copy of the model and writes it to --out (atomically),
  * with the edit log in --log (default OUT.editlog) for `engram revert`.
@@ -36,7 +36,9 @@ export async function editCommand(argv: string[]): Promise<void> {
   });
   const method = required(f, "method", "edit");
   if (!editorNames().includes(method)) {
-    throw new InputError(`unknown --method '${method}' (known: ${editorNames().join(", ")})`, { field: "--method" });
+    throw new InputError(`unknown --method '${method}' (known: ${editorNames().join(", ")})`, {
+      field: "--method",
+    });
   }
   const modelDir = required(f, "model", "edit");
   const out = required(f, "out", "edit");
@@ -44,18 +46,24 @@ export async function editCommand(argv: string[]): Promise<void> {
   let requests: EditRequest[];
   if (typeof f.requests === "string") {
     if (f.prompt !== undefined || f.subject !== undefined || f.target !== undefined) {
-      throw new InputError("give either --requests FILE or --prompt/--subject/--target, not both", { field: "--requests" });
+      throw new InputError("give either --requests FILE or --prompt/--subject/--target, not both", {
+        field: "--requests",
+      });
     }
     requests = await readRequests(f.requests);
     if (typeof f.limit === "string") {
       const n = Number(f.limit);
-      if (!Number.isInteger(n) || n < 1) throw new InputError(`--limit must be a positive integer, got '${f.limit}'`, { field: "--limit" });
+      if (!Number.isInteger(n) || n < 1) {
+        throw new InputError(`--limit must be a positive integer, got '${f.limit}'`, { field: "--limit" });
+      }
       requests = requests.slice(0, n);
     }
   } else {
     const prompt = required(f, "prompt", "edit"), subject = required(f, "subject", "edit");
     const target = typeof f.target === "string" ? f.target : "";
-    if (target.trim() === "") throw new InputError("edit: --target is required and must not be empty", { field: "--target" });
+    if (target.trim() === "") {
+      throw new InputError("edit: --target is required and must not be empty", { field: "--target" });
+    }
     requests = [normalizeRequest({ prompt, subject, target_new: target }, "--prompt")];
   }
   const layers = typeof f.layers === "string" ? parseLayers(f.layers) : undefined;
@@ -88,7 +96,9 @@ export async function editCommand(argv: string[]): Promise<void> {
     tokenizerFrom: modelDir,
     activationFunction: hf.activationFunction,
     extraConfig: Object.fromEntries(
-      Object.entries(hf.hfConfig).filter(([k]) => ["bos_token_id", "eos_token_id", "model_type", "architectures"].includes(k)),
+      Object.entries(hf.hfConfig).filter(([k]) =>
+        ["bos_token_id", "eos_token_id", "model_type", "architectures"].includes(k)
+      ),
     ),
   }, { overwrite: Boolean(f.overwrite) });
   await writeEditLog(logDir, result, requests, model.weights, { source: modelDir, edited: out }, {
@@ -106,7 +116,13 @@ export async function editCommand(argv: string[]): Promise<void> {
   };
   if (f.json) console.log(JSON.stringify({ ...summary, info: result.info }, null, 2));
   else {
-    console.log(`${method}: ${requests.length} request(s) edited in ${secs.toFixed(1)}s; changed ${result.weights.join(", ")}`);
-    console.log(`edited model: ${out}\nedit log:     ${logDir}  (undo: engram revert --model ${out} --log ${logDir} --out DIR)`);
+    console.log(
+      `${method}: ${requests.length} request(s) edited in ${secs.toFixed(1)}s; changed ${
+        result.weights.join(", ")
+      }`,
+    );
+    console.log(
+      `edited model: ${out}\nedit log:     ${logDir}  (undo: engram revert --model ${out} --log ${logDir} --out DIR)`,
+    );
   }
 }

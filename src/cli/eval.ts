@@ -135,7 +135,11 @@ export async function evalCommand(argv: string[]): Promise<void> {
         prefix,
         fluencyTokens,
         perCase: Boolean(f["per-case"]),
-        edit: { layers, hparams },
+        // Editors see prompts the way the metrics do: with the end-of-text prefix or without.
+        edit: {
+          layers,
+          hparams: { prefix_eos: usePrefix, ...(hparams as Record<string, unknown> | undefined) },
+        },
         onProgress: (d, _t, text) => bar.update(d, text),
       });
       bar.done();

@@ -17,7 +17,11 @@ export async function generateCommand(argv: string[]): Promise<void> {
     json: { type: "boolean" },
   });
   const lm = await loadModel(required(f, "model", "generate"));
-  const ids = promptIds(lm, f.text as string | undefined, f.ids !== undefined ? parseIds(f.ids as string) : undefined);
+  const ids = promptIds(
+    lm,
+    f.text as string | undefined,
+    f.ids !== undefined ? parseIds(f.ids as string) : undefined,
+  );
   const res = await generate(lm.model, ids, {
     maxTokens: intFlag(f, "max-tokens", 20, 0, 100000),
     temperature: numFlag(f, "temperature", 0, 0),

@@ -21,7 +21,11 @@ export async function predictCommand(argv: string[]): Promise<void> {
   const dir = required(f, "model", "predict");
   const k = intFlag(f, "top", 10, 1);
   const lm = await loadModel(dir);
-  const ids = promptIds(lm, f.text as string | undefined, f.ids !== undefined ? parseIds(f.ids as string) : undefined);
+  const ids = promptIds(
+    lm,
+    f.text as string | undefined,
+    f.ids !== undefined ? parseIds(f.ids as string) : undefined,
+  );
   const { logprobs } = await lm.model.forward([ids]);
   const lp = logprobs[0];
   const tok = (id: number) => lm.tokenizer?.tokenString(id) ?? null;
@@ -31,7 +35,11 @@ export async function predictCommand(argv: string[]): Promise<void> {
   } else {
     console.log(`prompt ids: ${ids.join(" ")}`);
     for (const t of top) {
-      console.log(`${String(t.id).padStart(7)}  ${t.logprob.toFixed(4).padStart(9)}  p=${Math.exp(t.logprob).toFixed(4)}  ${JSON.stringify(t.token)}`);
+      console.log(
+        `${String(t.id).padStart(7)}  ${t.logprob.toFixed(4).padStart(9)}  p=${
+          Math.exp(t.logprob).toFixed(4)
+        }  ${JSON.stringify(t.token)}`,
+      );
     }
   }
   lm.model.destroy();

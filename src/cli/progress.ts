@@ -1,7 +1,10 @@
 /** A one-line progress display on stderr: redrawn in place on a terminal, a few plain lines otherwise. */
 
 /** Creates a progress reporter for `total` units; `update(done, text)` redraws, `done()` ends the line. */
-export function progress(label: string, total: number): { update(done: number, text?: string): void; done(): void } {
+export function progress(
+  label: string,
+  total: number,
+): { update(done: number, text?: string): void; done(): void } {
   const tty = Deno.stderr.isTerminal();
   const enc = new TextEncoder();
   let lastPrinted = -1;
@@ -13,7 +16,9 @@ export function progress(label: string, total: number): { update(done: number, t
       const eta = frac > 0 ? secs * (1 / frac - 1) : 0;
       const width = 24;
       const bar = "#".repeat(Math.round(frac * width)).padEnd(width, ".");
-      const line = `${label} [${bar}] ${done}/${total} ${text} ${secs.toFixed(0)}s elapsed, ~${eta.toFixed(0)}s left`;
+      const line = `${label} [${bar}] ${done}/${total} ${text} ${secs.toFixed(0)}s elapsed, ~${
+        eta.toFixed(0)
+      }s left`;
       if (tty) Deno.stderr.writeSync(enc.encode(`\r\x1b[2K${line}`));
       else {
         const decile = Math.floor(frac * 10);

@@ -27,7 +27,9 @@ export async function revertCommand(argv: string[]): Promise<void> {
     tokenizerFrom: hf.tokenizer ? modelDir : undefined,
     activationFunction: hf.activationFunction,
     extraConfig: Object.fromEntries(
-      Object.entries(hf.hfConfig).filter(([k]) => ["bos_token_id", "eos_token_id", "model_type", "architectures"].includes(k)),
+      Object.entries(hf.hfConfig).filter(([k]) =>
+        ["bos_token_id", "eos_token_id", "model_type", "architectures"].includes(k)
+      ),
     ),
   }, { overwrite: Boolean(f.overwrite) });
   console.log(`reverted ${log.json.method} edit of ${names.join(", ")} -> ${out}`);

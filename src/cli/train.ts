@@ -22,7 +22,12 @@ export async function trainCommand(argv: string[]): Promise<void> {
     maxSteps,
     onStep: (s, total) => {
       bar ??= progress("train", total);
-      bar.update(s.step, `epoch ${s.epoch} loss ${s.loss.toFixed(4)} lr ${s.lr.toExponential(1)} ${s.tokensPerSecond.toFixed(0)} tok/s`);
+      bar.update(
+        s.step,
+        `epoch ${s.epoch} loss ${s.loss.toFixed(4)} lr ${s.lr.toExponential(1)} ${
+          s.tokensPerSecond.toFixed(0)
+        } tok/s`,
+      );
     },
   });
   bar?.done();
@@ -34,5 +39,9 @@ export async function trainCommand(argv: string[]): Promise<void> {
     checkpoints: res.checkpoints,
   };
   if (f.json) console.log(JSON.stringify(summary));
-  else console.log(`trained ${res.steps} steps in ${res.seconds.toFixed(1)} s, final loss ${res.finalLoss.toFixed(4)} -> ${res.out}`);
+  else {console.log(
+      `trained ${res.steps} steps in ${res.seconds.toFixed(1)} s, final loss ${
+        res.finalLoss.toFixed(4)
+      } -> ${res.out}`,
+    );}
 }

@@ -62,7 +62,11 @@ export function registerEditor(name: string, editor: Editor): void {
 /** The registered editor `name`, or an {@link InputError} listing the known ones. */
 export function getEditor(name: string): Editor {
   const e = registry.get(name);
-  if (!e) throw new InputError(`unknown edit method '${name}' (known: ${editorNames().join(", ")})`, { field: "--method" });
+  if (!e) {
+    throw new InputError(`unknown edit method '${name}' (known: ${editorNames().join(", ")})`, {
+      field: "--method",
+    });
+  }
   return e;
 }
 
@@ -75,7 +79,12 @@ export function editorNames(): string[] {
  * Records the original value of `name` in `originals` unless already there. Editors call this before
  * changing a weight for the first time.
  */
-export function keepOriginal(model: GPT2Model, name: string, originals: Map<string, HostTensor>, order: string[]): void {
+export function keepOriginal(
+  model: GPT2Model,
+  name: string,
+  originals: Map<string, HostTensor>,
+  order: string[],
+): void {
   if (originals.has(name)) return;
   const w = model.weights.get(name);
   if (!w) throw new InputError(`model has no weight '${name}'`, { field: name });

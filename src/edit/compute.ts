@@ -28,8 +28,16 @@ export async function contextTemplates(
   for (const [len, n] of lengthParams) {
     const g: string[] = [];
     for (let i = 0; i < n; i++) {
-      const { ids } = await generate(model, start, { maxTokens: len, temperature: 1, topK: 5, seed: seed * 1000 + k++ });
-      const text = tokenizer.decode(ids.filter((t) => t !== tokenizer.eosId)).replaceAll("{", " ").replaceAll("}", " ");
+      const { ids } = await generate(model, start, {
+        maxTokens: len,
+        temperature: 1,
+        topK: 5,
+        seed: seed * 1000 + k++,
+      });
+      const text = tokenizer.decode(ids.filter((t) => t !== tokenizer.eosId)).replaceAll("{", " ").replaceAll(
+        "}",
+        " ",
+      );
       g.push(`${text.trim()}. {}`);
     }
     groups.push(g);
@@ -37,10 +45,17 @@ export async function contextTemplates(
   return groups;
 }
 
-/** A tokenised prompt: ids, the subject's last token, and (for rewriting prompts) target positions. */
+/**
+ * Where the edited key and value are read (ROME's `fact_token`): the subject's last token (the
+ * reference default), or the prompt's last token — the position that predicts the answer, for models
+ * whose causal trace puts the fact there (the fixture world's 2-layer model).
+ */
+export type FactToken = "subject_last" | "last";
+
+/** A tokenised prompt: ids, the fact-token position, and (for rewriting prompts) target positions. */
 export interface PromptTokens {
   ids: number[];
-  /** Index of the subject's last token in `ids`. */
+  /** Index in `ids` of the fact token: the subject's last token, or the prompt's last token. */
   lookup: number;
   /** Positions whose next token is a target token, and those tokens. */
   targetPos: number[];
@@ -57,7 +72,8 @@ export function targetTokens(tokenizer: Tokenizer, target: string): number[] {
 /**
  * Tokenises `template` (with "{}") filled with `prompt` (itself with "{}" for `subject`), optionally
  * followed by all but the last target token. The end-of-text token is prepended when `prefixEos`.
- * Leading template tokens are dropped when the sequence would not fit the context.
+ * Leading template tokens are dropped when the sequence would not fit the context. `lookup` is the
+ * subject's last token, or with `factToken` "last" the prompt's last token (before any target token).
  */
 export function tokenizePrompt(
   tokenizer: Tokenizer,
@@ -67,6 +83,7 @@ export function tokenizePrompt(
   subject: string,
   target: number[] | undefined,
   prefixEos: boolean,
+  factToken: FactToken = "subject_last",
 ): PromptTokens {
   const full = template.replace("{}", prompt);
   const at = full.indexOf("{}");
@@ -100,6 +117,7 @@ export function tokenizePrompt(
     lookup -= drop;
   }
   const promptLen = seq.length;
+  if (factToken === "last") lookup = promptLen - 1;
   seq = [...seq, ...tgt.slice(0, -1)];
   return {
     ids: seq,
@@ -139,7 +157,9 @@ export async function readAtPositions(
   for (const batch of chunkByTokens(seqs, opts.maxTokens ?? 4096, T)) {
     const padded = padBatch(batch.map((s) => s.ids));
     const Tb = padded[0].length;
-    const { captured } = await model.forward(padded, { hooks: { capture: [site], patch: opts.patch?.(batch) } });
+    const { captured } = await model.forward(padded, {
+      hooks: { capture: [site], patch: opts.patch?.(batch) },
+    });
     const v = captured.get(site)!;
     const width = v.length / (padded.length * Tb);
     batch.forEach((s, b) => out.push(v.slice((b * Tb + s.pos) * width, (b * Tb + s.pos + 1) * width)));
@@ -166,12 +186,22 @@ export async function requestKeys(
   groups: string[][],
   layer: number,
   prefixEos: boolean,
+  factToken: FactToken = "subject_last",
 ): Promise<Float64Array[]> {
   const seqs: Array<{ ids: number[]; pos: number; r: number; g: number }> = [];
   requests.forEach((req, r) =>
     groups.forEach((grp, g) =>
       grp.forEach((tpl) => {
-        const p = tokenizePrompt(tokenizer, model.config.nPositions, tpl, req.prompt, req.subject, undefined, prefixEos);
+        const p = tokenizePrompt(
+          tokenizer,
+          model.config.nPositions,
+          tpl,
+          req.prompt,
+          req.subject,
+          undefined,
+          prefixEos,
+          factToken,
+        );
         seqs.push({ ids: p.ids, pos: p.lookup, r, g });
       })
     )

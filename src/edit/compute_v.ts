@@ -20,7 +20,15 @@ import type { Tokenizer } from "../io/tokenizer.ts";
 import { logitLossAndGradients } from "../model/backward.ts";
 import type { GPT2Model } from "../model/gpt2.ts";
 import type { CommonHparams } from "./hparams.ts";
-import { chunkByTokens, padBatch, type PromptTokens, readAtPositions, targetTokens, tokenizePrompt } from "./compute.ts";
+import {
+  chunkByTokens,
+  type FactToken,
+  padBatch,
+  type PromptTokens,
+  readAtPositions,
+  targetTokens,
+  tokenizePrompt,
+} from "./compute.ts";
 import { norm } from "./linalg.ts";
 import type { EditRequest } from "./requests.ts";
 
@@ -37,6 +45,8 @@ export interface DeltaResult {
   loss: number;
   /** Loss evaluations performed. */
   steps: number;
+  /** NLL of the target before optimisation (δ = 0). */
+  nllInit: number;
 }
 
 interface Seq extends PromptTokens {
@@ -51,14 +61,28 @@ export function deltaSequences(
   requests: EditRequest[],
   templates: string[],
   prefixEos: boolean,
+  factToken: FactToken = "subject_last",
 ): Seq[] {
   const seqs: Seq[] = [];
   requests.forEach((req, r) => {
     const tgt = targetTokens(tokenizer, req.target_new);
     for (const tpl of templates) {
-      seqs.push({ ...tokenizePrompt(tokenizer, nPositions, tpl, req.prompt, req.subject, tgt, prefixEos), r, kind: "rewrite" });
+      seqs.push({
+        ...tokenizePrompt(tokenizer, nPositions, tpl, req.prompt, req.subject, tgt, prefixEos, factToken),
+        r,
+        kind: "rewrite",
+      });
     }
-    const kl = tokenizePrompt(tokenizer, nPositions, "{}", "{} is a", req.subject, undefined, prefixEos);
+    const kl = tokenizePrompt(
+      tokenizer,
+      nPositions,
+      "{}",
+      "{} is a",
+      req.subject,
+      undefined,
+      prefixEos,
+      factToken,
+    );
     seqs.push({ ...kl, r, kind: "kl" });
   });
   return seqs;
@@ -84,7 +108,14 @@ export async function optimizeDeltas(
   opts: { maxTokens?: number; onStep?: (step: number, active: number, meanLoss: number) => void } = {},
 ): Promise<DeltaResult[]> {
   const C = model.config.nEmbd, V = model.config.vocabSize;
-  const seqs = deltaSequences(tokenizer, model.config.nPositions, requests, templates, hp.prefix_eos);
+  const seqs = deltaSequences(
+    tokenizer,
+    model.config.nPositions,
+    requests,
+    templates,
+    hp.prefix_eos,
+    hp.fact_token,
+  );
   const nRewrite = templates.length;
   // Clean site values at every lookup row (they do not depend on δ: the patch is at the site itself).
   const clean = await readAtPositions(model, seqs.map((s) => ({ ids: s.ids, pos: s.lookup })), site, opts);
@@ -98,6 +129,7 @@ export async function optimizeDeltas(
     wd: 0,
     loss: 0,
     steps: 0,
+    nllInit: 0,
   }));
   const initNorm = res.map((x) => norm(x.targetInit));
   const klInit: Array<Float64Array | undefined> = new Array(n);
@@ -151,7 +183,9 @@ export async function optimizeDeltas(
         });
         return { loss: total, dlogits: dl };
       }, {
-        hooks: { patch: [{ site, rows: batch.map((i, b) => [b, seqs[i].lookup] as [number, number]), values }] },
+        hooks: {
+          patch: [{ site, rows: batch.map((i, b) => [b, seqs[i].lookup] as [number, number]), values }],
+        },
         siteGrads: [site],
       });
       const g = out.siteGrads.get(site)!;
@@ -168,13 +202,16 @@ export async function optimizeDeltas(
       const wd = denom > 0 ? (hp.v_weight_decay * dn) / denom : 0;
       const loss = nll[r] + kl[r] + wd;
       Object.assign(res[r], { nll: nll[r], kl: kl[r], wd, loss, steps: it + 1 });
+      if (it === 0) res[r].nllInit = nll[r];
       lossSum += loss;
       if (loss < hp.early_stop_loss || it === hp.v_num_grad_steps - 1) {
         active.delete(r);
         continue;
       }
       const g = grads[r];
-      if (dn > 0 && denom > 0) for (let j = 0; j < C; j++) g[j] += (hp.v_weight_decay * d[j]) / (dn * denom);
+      if (dn > 0 && denom > 0) {
+        for (let j = 0; j < C; j++) g[j] += (hp.v_weight_decay * d[j]) / (dn * denom);
+      }
       const t = it + 1;
       for (let j = 0; j < C; j++) {
         m[r][j] = b1 * m[r][j] + (1 - b1) * g[j];
@@ -184,7 +221,7 @@ export async function optimizeDeltas(
       }
       const maxNorm = hp.clamp_norm_factor * initNorm[r];
       const nn = norm(d);
-      if (nn > maxNorm && nn > 0) for (let j = 0; j < C; j++) d[j] *= maxNorm / nn;
+      if (nn > maxNorm && nn > 0) { for (let j = 0; j < C; j++) d[j] *= maxNorm / nn; }
     }
     opts.onStep?.(it, active.size, lossSum / n);
   }

@@ -5,5 +5,6 @@
 import "./rome.ts";
 import "./memit.ts";
 import "./ft.ts";
+import "./kn.ts";
 
 export { applyEdit, editorNames, getEditor, registerEditor } from "./apply.ts";

@@ -5,13 +5,14 @@
  */
 import { ConfigError, InputError } from "../errors.ts";
 import type { GPT2Config } from "../model/config.ts";
+import type { FactToken } from "./compute.ts";
 
 /** Hyper-parameters shared by ROME's v-star and MEMIT's z optimisation and by the covariance statistics. */
 export interface CommonHparams {
   /** Edited layers (ROME: one). */
   layers: number[];
-  /** Only "subject_last" is implemented. */
-  fact_token: "subject_last";
+  /** Where keys and values are read: the subject's last token (reference) or the prompt's last token. */
+  fact_token: FactToken;
   v_num_grad_steps: number;
   v_lr: number;
   /** Layer whose output gives the loss logits (the last layer; ln_f and the head are applied to it). */
@@ -156,7 +157,12 @@ const IGNORED = new Set([
  * Overrides `base` with a JSON object (from `file`, for error messages), checking every value's type
  * and range and the layers against the model. Unknown keys are a {@link ConfigError}.
  */
-export function mergeHparams<T extends CommonHparams>(base: T, over: unknown, cfg: GPT2Config, file?: string): T {
+export function mergeHparams<T extends CommonHparams>(
+  base: T,
+  over: unknown,
+  cfg: GPT2Config,
+  file?: string,
+): T {
   if (typeof over !== "object" || over === null || Array.isArray(over)) {
     throw new ConfigError("hparams must be a JSON object", { file });
   }
@@ -165,10 +171,14 @@ export function mergeHparams<T extends CommonHparams>(base: T, over: unknown, cf
   for (const [k, v] of Object.entries(over as Record<string, unknown>)) {
     if (IGNORED.has(k)) continue;
     const kind = KEYS[k as keyof CommonHparams];
-    const bad = (want: string) => new ConfigError(`hparam '${k}' must be ${want}, got ${JSON.stringify(v)}`, { file, field: k });
+    const bad = (want: string) =>
+      new ConfigError(`hparam '${k}' must be ${want}, got ${JSON.stringify(v)}`, { file, field: k });
     switch (kind) {
       case undefined:
-        throw new ConfigError(`unknown hparam '${k}' (known: ${Object.keys(KEYS).join(", ")})`, { file, field: k });
+        throw new ConfigError(`unknown hparam '${k}' (known: ${Object.keys(KEYS).join(", ")})`, {
+          file,
+          field: k,
+        });
       case "int":
         if (!Number.isInteger(v) || (v as number) < 0) throw bad("a non-negative integer");
         o[k] = v;
@@ -186,11 +196,13 @@ export function mergeHparams<T extends CommonHparams>(base: T, over: unknown, cf
         o[k] = v;
         break;
       case "fact":
-        if (v !== "subject_last") throw bad(`"subject_last" (the only fact token implemented)`);
+        if (v !== "subject_last" && v !== "last") throw bad(`"subject_last" or "last"`);
         o[k] = v;
         break;
       case "layers":
-        if (!Array.isArray(v) || v.length === 0 || !v.every((x) => Number.isInteger(x))) throw bad("a non-empty list of layer indices");
+        if (!Array.isArray(v) || v.length === 0 || !v.every((x) => Number.isInteger(x))) {
+          throw bad("a non-empty list of layer indices");
+        }
         o[k] = [...(v as number[])];
         break;
       case "pairs":
@@ -205,7 +217,9 @@ export function mergeHparams<T extends CommonHparams>(base: T, over: unknown, cf
   checkLayers(out.layers, cfg, file ? "layers" : "--layers", file);
   if (out.v_loss_layer !== cfg.nLayer - 1) {
     throw new ConfigError(
-      `v_loss_layer ${out.v_loss_layer} is not supported: engram computes the loss from the last layer (${cfg.nLayer - 1})`,
+      `v_loss_layer ${out.v_loss_layer} is not supported: engram computes the loss from the last layer (${
+        cfg.nLayer - 1
+      })`,
       { file, field: "v_loss_layer" },
     );
   }
@@ -217,11 +231,16 @@ export function checkLayers(layers: number[], cfg: GPT2Config, field = "--layers
   if (layers.length === 0) throw new InputError("no layers to edit", { file, field });
   for (const l of layers) {
     if (!Number.isInteger(l) || l < 0 || l >= cfg.nLayer) {
-      throw new InputError(`layer ${l} out of range: the model has layers 0..${cfg.nLayer - 1}`, { file, field });
+      throw new InputError(`layer ${l} out of range: the model has layers 0..${cfg.nLayer - 1}`, {
+        file,
+        field,
+      });
     }
   }
   for (let i = 1; i < layers.length; i++) {
-    if (layers[i] <= layers[i - 1]) throw new InputError(`layers must be strictly increasing, got [${layers}]`, { file, field });
+    if (layers[i] <= layers[i - 1]) {
+      throw new InputError(`layers must be strictly increasing, got [${layers}]`, { file, field });
+    }
   }
 }
 
@@ -236,7 +255,9 @@ export function parseLayers(s: string): number[] {
   }
   const parts = t.split(",").map((p) => p.trim());
   if (parts.some((p) => !/^\d+$/.test(p))) {
-    throw new InputError(`--layers must be comma-separated layer indices or a range A-B, got '${s}'`, { field: "--layers" });
+    throw new InputError(`--layers must be comma-separated layer indices or a range A-B, got '${s}'`, {
+      field: "--layers",
+    });
   }
   return parts.map(Number);
 }

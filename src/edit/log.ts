@@ -20,7 +20,12 @@ export const EDIT_LOG_VERSION = 1;
 
 /** SHA-256 (hex) of a float32 array's bytes. */
 export async function sha256F32(d: Float32Array): Promise<string> {
-  const h = new Uint8Array(await crypto.subtle.digest("SHA-256", new Uint8Array(d.buffer as ArrayBuffer, d.byteOffset, d.byteLength)));
+  const h = new Uint8Array(
+    await crypto.subtle.digest(
+      "SHA-256",
+      new Uint8Array(d.buffer as ArrayBuffer, d.byteOffset, d.byteLength),
+    ),
+  );
   return Array.from(h, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
@@ -73,7 +78,9 @@ export async function writeEditLog(
     "log.json": JSON.stringify(json, null, 2) + "\n",
     "original.safetensors": serializeSafetensors(result.originals, { method: result.method }),
   };
-  if (result.tensors.size > 0) files["factors.safetensors"] = serializeSafetensors(result.tensors, { method: result.method });
+  if (result.tensors.size > 0) {
+    files["factors.safetensors"] = serializeSafetensors(result.tensors, { method: result.method });
+  }
   await writeDirAtomic(dir, files, opts);
 }
 
@@ -103,7 +110,10 @@ export async function readEditLog(dir: string): Promise<EditLog> {
     if (!t) throw new InputError(`original values of '${w.name}' missing`, { file: sf, field: w.name });
     const data = Float32Array.from(t.data);
     if ((await sha256F32(data)) !== w.original_sha256) {
-      throw new InputError(`original values of '${w.name}' do not match the checksum in log.json`, { file: sf, field: w.name });
+      throw new InputError(`original values of '${w.name}' do not match the checksum in log.json`, {
+        file: sf,
+        field: w.name,
+      });
     }
     originals.set(w.name, { shape: [...t.shape], data });
   }
@@ -114,13 +124,25 @@ export async function readEditLog(dir: string): Promise<EditLog> {
  * Puts the log's original tensors back into `weights` (in place). Refuses, naming the weight, when the
  * model's current values are not the ones the edit produced (wrong log, or edited since) unless `force`.
  */
-export async function revertWeights(weights: WeightMap, log: EditLog, opts: { force?: boolean; file?: string } = {}): Promise<string[]> {
+export async function revertWeights(
+  weights: WeightMap,
+  log: EditLog,
+  opts: { force?: boolean; file?: string } = {},
+): Promise<string[]> {
   const done: string[] = [];
   for (const w of log.json.weights) {
     const cur = weights.get(w.name);
-    if (!cur) throw new InputError(`model has no weight '${w.name}' named in the log`, { file: opts.file, field: w.name });
+    if (!cur) {
+      throw new InputError(`model has no weight '${w.name}' named in the log`, {
+        file: opts.file,
+        field: w.name,
+      });
+    }
     if (cur.data.length !== log.originals.get(w.name)!.data.length) {
-      throw new InputError(`weight '${w.name}' has a different size than in the log`, { file: opts.file, field: w.name });
+      throw new InputError(`weight '${w.name}' has a different size than in the log`, {
+        file: opts.file,
+        field: w.name,
+      });
     }
     if (!opts.force && (await sha256F32(cur.data)) !== w.edited_sha256) {
       throw new InputError(

@@ -28,7 +28,9 @@ export function memitHparams(model: GPT2Model, opts: EditOptions): MemitHparams 
   if (opts.hparams) hp = mergeHparams(hp, opts.hparams, model.config);
   if (opts.layers) hp = { ...hp, layers: [...opts.layers] };
   checkLayers(hp.layers, model.config);
-  if (!hp.mom2_adjustment) throw new InputError("MEMIT needs mom2_adjustment (the key covariance)", { field: "mom2_adjustment" });
+  if (!hp.mom2_adjustment) {
+    throw new InputError("MEMIT needs mom2_adjustment (the key covariance)", { field: "mom2_adjustment" });
+  }
   return hp;
 }
 
@@ -59,8 +61,10 @@ export async function memitEditor(
       cacheDir: opts.statsDir,
       onProgress: (d, t) => opts.onProgress?.("statistics", d, t),
     });
-    if (zLayer === model.config.nLayer - 1) {
-      warn(`layer ${zLayer} is the last layer: a change at the subject's token cannot reach later prompt positions (no attention after it), so the edit has no effect unless the subject ends the prompt`);
+    if (zLayer === model.config.nLayer - 1 && hp.fact_token === "subject_last") {
+      warn(
+        `layer ${zLayer} is the last layer: a change at the subject's token cannot reach later prompt positions (no attention after it), so the edit has no effect unless the subject ends the prompt`,
+      );
     }
     const groups = await contextTemplates(model, tokenizer, hp.context_template_length_params, hp.seed);
     const deltas = await optimizeDeltas(model, tokenizer, reqs, groups.flat(), `resid_post.${zLayer}`, hp, {
@@ -69,14 +73,23 @@ export async function memitEditor(
     const Z = deltas.map((d) => d.targetInit.map((x, j) => x + d.delta[j]));
     tensors.set("z", { shape: [n, C], data: Float32Array.from(Z.flatMap((z) => [...z])) });
     const bare = reqs.map((req) => {
-      const p = tokenizePrompt(tokenizer, nPositions, "{}", req.prompt, req.subject, undefined, hp.prefix_eos);
+      const p = tokenizePrompt(
+        tokenizer,
+        nPositions,
+        "{}",
+        req.prompt,
+        req.subject,
+        undefined,
+        hp.prefix_eos,
+        hp.fact_token,
+      );
       return { ids: p.ids, pos: p.lookup };
     });
     const layerInfo: Record<string, unknown>[] = [];
     for (let i = 0; i < hp.layers.length; i++) {
       const layer = hp.layers[i];
       const wName = `h.${layer}.mlp.c_proj.weight`;
-      const K = await requestKeys(model, tokenizer, reqs, groups, layer, hp.prefix_eos); // n × [I]
+      const K = await requestKeys(model, tokenizer, reqs, groups, layer, hp.prefix_eos, hp.fact_token); // n × [I]
       const cur = await readAtPositions(model, bare, `resid_post.${zLayer}`);
       const remaining = hp.layers.length - i;
       const resid = new Float32Array(n * C); // [n, C]
@@ -104,7 +117,11 @@ export async function memitEditor(
       }
       const ch = choleskyRegularized(A, I);
       if (ch.lambda > 0) {
-        warn(`layer ${layer}: λC + KKᵀ is singular or not positive definite; added ${ch.lambda.toExponential(3)}·I`);
+        warn(
+          `layer ${layer}: λC + KKᵀ is singular or not positive definite; added ${
+            ch.lambda.toExponential(3)
+          }·I`,
+        );
       }
       const X = Float32Array.from(choleskySolve(ch, Kc, n));
       keepOriginal(model, wName, originals, order);
@@ -142,6 +159,7 @@ export async function memitEditor(
         requests: deltas.map((d, r) => ({
           subject: reqs[r].subject,
           target_new: reqs[r].target_new,
+          nll_init: d.nllInit,
           nll: d.nll,
           kl: d.kl,
           weight_decay: d.wd,

@@ -52,7 +52,9 @@ function isObj(v: unknown): v is Rec {
 export function normalizeRequest(req: EditRequest, where = "request", file?: string): EditRequest {
   const err = (field: string, msg: string) => new InputError(`${where}: ${msg}`, { file, field });
   if (typeof req.subject !== "string" || req.subject.trim() === "") throw err("subject", "empty subject");
-  if (typeof req.target_new !== "string" || req.target_new.trim() === "") throw err("target_new", "empty target_new");
+  if (typeof req.target_new !== "string" || req.target_new.trim() === "") {
+    throw err("target_new", "empty target_new");
+  }
   if (typeof req.prompt !== "string" || req.prompt.trim() === "") throw err("prompt", "empty prompt");
   let prompt = req.prompt;
   const holes = prompt.split("{}").length - 1;
@@ -76,7 +78,9 @@ function str(r: Rec, key: string, where: string, file: string | undefined): stri
 function optStr(r: Rec, key: string, where: string, file: string | undefined): string | undefined {
   const v = r[key];
   if (v === undefined || v === null) return undefined;
-  if (typeof v !== "string") throw new InputError(`${where}: field '${key}' must be a string`, { file, field: key });
+  if (typeof v !== "string") {
+    throw new InputError(`${where}: field '${key}' must be a string`, { file, field: key });
+  }
   return v;
 }
 
@@ -84,13 +88,19 @@ function strList(v: unknown, key: string, where: string, file: string | undefine
   if (v === undefined || v === null) return undefined;
   if (typeof v === "string") return [v];
   if (Array.isArray(v) && v.every((x) => typeof x === "string")) return v as string[];
-  throw new InputError(`${where}: field '${key}' must be a string or a list of strings`, { file, field: key });
+  throw new InputError(`${where}: field '${key}' must be a string or a list of strings`, {
+    file,
+    field: key,
+  });
 }
 
 function portability(v: unknown, where: string, file: string | undefined): PromptAnswer[] | undefined {
   if (v === undefined || v === null) return undefined;
   const one = (x: unknown, i: number): PromptAnswer => {
-    if (!isObj(x) || typeof x.prompt !== "string" || (typeof x.ground_truth !== "string" && !Array.isArray(x.ground_truth))) {
+    if (
+      !isObj(x) || typeof x.prompt !== "string" ||
+      (typeof x.ground_truth !== "string" && !Array.isArray(x.ground_truth))
+    ) {
       throw new InputError(`${where}: portability entry ${i} needs 'prompt' and 'ground_truth'`, {
         file,
         field: "portability",
@@ -105,7 +115,10 @@ function portability(v: unknown, where: string, file: string | undefined): Promp
     // EasyEdit KnowEdit: {Reasoning: [...], Subject_Aliasing: [...], ...}
     return Object.values(v).flatMap((x) => (Array.isArray(x) ? x : [x])).map(one);
   }
-  throw new InputError(`${where}: field 'portability' must be an object or a list`, { file, field: "portability" });
+  throw new InputError(`${where}: field 'portability' must be an object or a list`, {
+    file,
+    field: "portability",
+  });
 }
 
 /** Parses one record in any supported layout (see the module comment). */
@@ -118,7 +131,10 @@ export function parseRequestRecord(r: unknown, index: number, file?: string): Ed
     const rw = r.requested_rewrite;
     const tn = rw.target_new, tt = rw.target_true;
     if (!isObj(tn) || typeof tn.str !== "string") {
-      throw new InputError(`${where}: missing field 'requested_rewrite.target_new.str'`, { file, field: "target_new" });
+      throw new InputError(`${where}: missing field 'requested_rewrite.target_new.str'`, {
+        file,
+        field: "target_new",
+      });
     }
     req = {
       prompt: str(rw, "prompt", where, file),
@@ -143,19 +159,30 @@ export function parseRequestRecord(r: unknown, index: number, file?: string): Ed
       target_new: str(r, "alt", where, file),
       ground_truth: answers?.[0] ?? optStr(r, "pred", where, file),
       rephrase: strList(r.rephrase, "rephrase", where, file),
-      locality: loc !== undefined && locAns !== undefined ? [{ prompt: loc, ground_truth: locAns }] : undefined,
+      locality: loc !== undefined && locAns !== undefined
+        ? [{ prompt: loc, ground_truth: locAns }]
+        : undefined,
     };
   } else {
     // EasyEdit CounterFact / plain ROME-style request.
     const tn = r.target_new;
     const target = isObj(tn) && typeof tn.str === "string" ? tn.str : tn;
-    if (typeof target !== "string") throw new InputError(`${where}: missing or non-string field 'target_new'`, { file, field: "target_new" });
+    if (typeof target !== "string") {
+      throw new InputError(`${where}: missing or non-string field 'target_new'`, {
+        file,
+        field: "target_new",
+      });
+    }
     const locP = r.locality_prompt, locA = r.locality_ground_truth;
     let locality: PromptAnswer[] | undefined;
     if (typeof locP === "string" && (typeof locA === "string" || Array.isArray(locA))) {
       locality = [{ prompt: locP, ground_truth: Array.isArray(locA) ? String(locA.flat(2)[0] ?? "") : locA }];
     } else if (isObj(r.locality)) {
-      locality = portability(Object.values(r.locality).flatMap((x) => (Array.isArray(x) ? x : [x])), where, file);
+      locality = portability(
+        Object.values(r.locality).flatMap((x) => (Array.isArray(x) ? x : [x])),
+        where,
+        file,
+      );
     }
     req = {
       prompt: str(r, "prompt", where, file),
@@ -190,7 +217,10 @@ export function parseRequests(text: string, file?: string): EditRequest[] {
       try {
         return JSON.parse(l);
       } catch {
-        throw new InputError(`not JSON (${(e as Error).message}); as JSON lines, line ${i + 1} does not parse`, { file });
+        throw new InputError(
+          `not JSON (${(e as Error).message}); as JSON lines, line ${i + 1} does not parse`,
+          { file },
+        );
       }
     });
   }

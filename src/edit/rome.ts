@@ -2,7 +2,8 @@
  * ROME (Meng et al. 2022): a rank-one update of `h.L.mlp.c_proj.weight` that maps the subject's key to
  * a new value. Requests are applied one after another, each on the model as already edited
  * (`apply_rome_to_model`). Per request (methods.md 2(b)):
- *   k*  = mean over the context templates of the c_proj input at the subject's last token;
+ *   k*  = mean over the context templates of the c_proj input at the fact token (`fact_token`: the
+ *         subject's last token by default, or the prompt's last token);
  *   u   = (λC)⁻¹ k* / ‖(λC)⁻¹ k* ‖ with C = E[kkᵀ] and λ = mom2_update_weight (λ cancels after
  *         normalisation; with mom2_adjustment false, u = k* / ‖k*‖);
  *   v*  = target_init + δ from {@link optimizeDeltas} at hook site `mlp_out.L`;
@@ -21,9 +22,9 @@ import { type EditOptions, type EditResult, keepOriginal, registerEditor, restor
 import { contextTemplates, readAtPositions, requestKeys, tokenizePrompt } from "./compute.ts";
 import { optimizeDeltas } from "./compute_v.ts";
 import { checkLayers, mergeHparams, romeDefaults, type RomeHparams } from "./hparams.ts";
-import { choleskyRegularized, choleskySolve, type Cholesky, dot, norm } from "./linalg.ts";
-import { normalizeRequest, type EditRequest } from "./requests.ts";
-import { layerStats, type LayerStats } from "./stats.ts";
+import { type Cholesky, choleskyRegularized, choleskySolve, dot, norm } from "./linalg.ts";
+import { type EditRequest, normalizeRequest } from "./requests.ts";
+import { type LayerStats, layerStats } from "./stats.ts";
 
 /** Resolves ROME's hyper-parameters for `model` from defaults, overrides and `layers`. */
 export function romeHparams(model: GPT2Model, opts: EditOptions): RomeHparams {
@@ -31,7 +32,9 @@ export function romeHparams(model: GPT2Model, opts: EditOptions): RomeHparams {
   if (opts.hparams) hp = mergeHparams(hp, opts.hparams, model.config);
   if (opts.layers) hp = { ...hp, layers: [...opts.layers] };
   checkLayers(hp.layers, model.config);
-  if (hp.layers.length !== 1) throw new InputError(`ROME edits one layer, got [${hp.layers}]`, { field: "--layers" });
+  if (hp.layers.length !== 1) {
+    throw new InputError(`ROME edits one layer, got [${hp.layers}]`, { field: "--layers" });
+  }
   return hp;
 }
 
@@ -84,8 +87,10 @@ export async function romeEditor(
       ch = factorCovariance(st, hp.mom2_update_weight, warn);
       statsInfo = { file: st.file, tokens: st.count, cached: st.cached, regularization_lambda: ch.lambda };
     }
-    if (layer === model.config.nLayer - 1) {
-      warn(`layer ${layer} is the last layer: a change at the subject's token cannot reach later prompt positions (no attention after it), so the edit has no effect unless the subject ends the prompt`);
+    if (layer === model.config.nLayer - 1 && hp.fact_token === "subject_last") {
+      warn(
+        `layer ${layer} is the last layer: a change at the subject's token cannot reach later prompt positions (no attention after it), so the edit has no effect unless the subject ends the prompt`,
+      );
     }
     const groups = await contextTemplates(model, tokenizer, hp.context_template_length_params, hp.seed);
     const templates = groups.flat();
@@ -93,21 +98,45 @@ export async function romeEditor(
     for (let r = 0; r < reqs.length; r++) {
       const req = reqs[r];
       // Left vector: template-averaged key, then C⁻¹ and normalisation.
-      const [kStar] = await requestKeys(model, tokenizer, [req], [templates], layer, hp.prefix_eos);
+      const [kStar] = await requestKeys(
+        model,
+        tokenizer,
+        [req],
+        [templates],
+        layer,
+        hp.prefix_eos,
+        hp.fact_token,
+      );
       let u = kStar;
       if (ch) u = choleskySolve(ch, kStar, 1);
       const un = norm(u);
-      if (!(un > 0)) throw new InputError(`request ${r}: the subject's key is zero at layer ${layer}`, { field: "subject" });
+      if (!(un > 0)) {
+        throw new InputError(`request ${r}: the subject's key is zero at layer ${layer}`, {
+          field: "subject",
+        });
+      }
       u = u.map((x) => x / un);
       // Right vector.
       const [d] = await optimizeDeltas(model, tokenizer, [req], templates, `mlp_out.${layer}`, hp, {
-        onStep: (s) => opts.onProgress?.("optimise", r * hp.v_num_grad_steps + s + 1, reqs.length * hp.v_num_grad_steps),
+        onStep: (s) =>
+          opts.onProgress?.("optimise", r * hp.v_num_grad_steps + s + 1, reqs.length * hp.v_num_grad_steps),
       });
-      const bare = tokenizePrompt(tokenizer, model.config.nPositions, "{}", req.prompt, req.subject, undefined, hp.prefix_eos);
+      const bare = tokenizePrompt(
+        tokenizer,
+        model.config.nPositions,
+        "{}",
+        req.prompt,
+        req.subject,
+        undefined,
+        hp.prefix_eos,
+        hp.fact_token,
+      );
       const [k0] = await readAtPositions(model, [{ ids: bare.ids, pos: bare.lookup }], `mlp_post.${layer}`);
       const denom = dot(k0, u);
       if (!(Math.abs(denom) > 1e-12)) {
-        throw new InputError(`request ${r}: key is orthogonal to the update direction (k·u = ${denom})`, { field: "subject" });
+        throw new InputError(`request ${r}: key is orthogonal to the update direction (k·u = ${denom})`, {
+          field: "subject",
+        });
       }
       const right = Float32Array.from(d.delta, (x) => x / denom);
       const u32 = Float32Array.from(u);
@@ -122,10 +151,14 @@ export async function romeEditor(
       }
       tensors.set(`request.${r}.u`, { shape: [I], data: u32 });
       tensors.set(`request.${r}.right`, { shape: [C], data: right });
-      tensors.set(`request.${r}.v_star`, { shape: [C], data: Float32Array.from(d.targetInit, (x, j) => x + d.delta[j]) });
+      tensors.set(`request.${r}.v_star`, {
+        shape: [C],
+        data: Float32Array.from(d.targetInit, (x, j) => x + d.delta[j]),
+      });
       perRequest.push({
         subject: req.subject,
         target_new: req.target_new,
+        nll_init: d.nllInit,
         nll: d.nll,
         kl: d.kl,
         weight_decay: d.wd,
@@ -142,7 +175,13 @@ export async function romeEditor(
       originals,
       tensors,
       hparams: { ...hp },
-      info: { layer, weight: wName, context_templates: templates, statistics: statsInfo, requests: perRequest },
+      info: {
+        layer,
+        weight: wName,
+        context_templates: templates,
+        statistics: statsInfo,
+        requests: perRequest,
+      },
       warnings,
     };
   } catch (e) {

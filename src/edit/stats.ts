@@ -99,7 +99,10 @@ export async function readStatsCorpus(
   } catch (e) {
     throw new InputError(`cannot read statistics corpus: ${(e as Error).message}`, { file });
   }
-  const hash = await sha256Hex([bytes, new TextEncoder().encode(`|${maxSamples}|${eosDelimit}|${nPositions}`)]);
+  const hash = await sha256Hex([
+    bytes,
+    new TextEncoder().encode(`|${maxSamples}|${eosDelimit}|${nPositions}`),
+  ]);
   const text = new TextDecoder().decode(bytes);
   const lines = text.split("\n").filter((l) => l.trim() !== "");
   const eos = tokenizer.eosId;
@@ -111,10 +114,15 @@ export async function readStatsCorpus(
       try {
         rec = JSON.parse(lines[i]);
       } catch {
-        throw new InputError(`line ${i + 1} is not JSON (a .jsonl corpus needs {"text": ...} per line)`, { file, field: "text" });
+        throw new InputError(`line ${i + 1} is not JSON (a .jsonl corpus needs {"text": ...} per line)`, {
+          file,
+          field: "text",
+        });
       }
       const t = (rec as { text?: unknown })?.text;
-      if (typeof t !== "string") throw new InputError(`line ${i + 1} has no string "text" field`, { file, field: "text" });
+      if (typeof t !== "string") {
+        throw new InputError(`line ${i + 1} has no string "text" field`, { file, field: "text" });
+      }
       let ids = tokenizer.encode(t);
       if (eosDelimit && eos !== undefined) ids = [eos, ...ids, eos];
       if (ids.length === 0) continue;
@@ -122,7 +130,9 @@ export async function readStatsCorpus(
     }
   } else {
     const ids = tokenizer.encode(text);
-    for (let i = 0; i < ids.length && seqs.length < maxSamples; i += nPositions) seqs.push(ids.slice(i, i + nPositions));
+    for (let i = 0; i < ids.length && seqs.length < maxSamples; i += nPositions) {
+      seqs.push(ids.slice(i, i + nPositions));
+    }
   }
   if (seqs.length === 0) throw new InputError("statistics corpus has no text", { file });
   return { seqs, hash };
@@ -199,7 +209,13 @@ export async function layerStats(
         }
         for (const { layer } of todo) {
           writeTensor(keys, captured.get(`mlp_post.${layer}`)!);
-          await matmul(gpu, keys, keys, acc.get(layer)!, { M: I, N: I, K: rows, transA: true, accumulate: true });
+          await matmul(gpu, keys, keys, acc.get(layer)!, {
+            M: I,
+            N: I,
+            K: rows,
+            transA: true,
+            accumulate: true,
+          });
         }
         count += rows;
         done += chunk.length;

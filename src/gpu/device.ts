@@ -71,7 +71,9 @@ export class Gpu {
     const lim = this.device.limits.maxComputeWorkgroupsPerDimension;
     for (const w of workgroups) {
       if (!Number.isInteger(w) || w < 0 || w > lim) {
-        throw new GpuError(`dispatch of [${workgroups}] workgroups exceeds the adapter's limit of ${lim} per dimension`);
+        throw new GpuError(
+          `dispatch of [${workgroups}] workgroups exceeds the adapter's limit of ${lim} per dimension`,
+        );
       }
     }
     if (workgroups[0] * workgroups[1] * workgroups[2] === 0) return;

@@ -39,7 +39,7 @@ export function getPipeline(
   constants: Record<string, number> = {},
 ): Promise<GPUComputePipeline> {
   let m = cache.get(gpu);
-  if (!m) cache.set(gpu, (m = new Map()));
+  if (!m) cache.set(gpu, m = new Map());
   const key = `${kernel}:${entry}:${JSON.stringify(constants)}`;
   let p = m.get(key);
   if (!p) {
@@ -138,7 +138,9 @@ export function uniforms(...fields: (number | { f: number })[]): ArrayBuffer {
   const f = new Float32Array(buf);
   fields.forEach((v, i) => {
     if (typeof v === "number") {
-      if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new RangeError(`uniform ${i} = ${v} is not a u32`);
+      if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) {
+        throw new RangeError(`uniform ${i} = ${v} is not a u32`);
+      }
       u[i] = v;
     } else f[i] = v.f;
   });

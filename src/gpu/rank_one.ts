@@ -19,9 +19,15 @@ export async function rankOneUpdate(
   if (!Number.isInteger(M) || !Number.isInteger(N) || M < 0 || N < 0) {
     throw new ShapeError(`rank-one update: bad sizes M=${M}, N=${N}`, { field: w.name });
   }
-  if (w.numel !== M * N) throw new ShapeError(`rank-one update: W is [${w.shape}], expected ${M}x${N}`, { field: w.name });
-  if (u.numel !== M) throw new ShapeError(`rank-one update: u has ${u.numel} values, expected ${M}`, { field: u.name });
-  if (v.numel !== N) throw new ShapeError(`rank-one update: v has ${v.numel} values, expected ${N}`, { field: v.name });
+  if (w.numel !== M * N) {
+    throw new ShapeError(`rank-one update: W is [${w.shape}], expected ${M}x${N}`, { field: w.name });
+  }
+  if (u.numel !== M) {
+    throw new ShapeError(`rank-one update: u has ${u.numel} values, expected ${M}`, { field: u.name });
+  }
+  if (v.numel !== N) {
+    throw new ShapeError(`rank-one update: v has ${v.numel} values, expected ${N}`, { field: v.name });
+  }
   if (M * N === 0) return;
   await launch(
     gpu,

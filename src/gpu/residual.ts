@@ -14,7 +14,13 @@ function sameSize(a: GpuTensor, b: GpuTensor): void {
 export async function residualAdd(gpu: Gpu, a: GpuTensor, b: GpuTensor, out: GpuTensor): Promise<void> {
   sameSize(a, b);
   sameSize(a, out);
-  await launch(gpu, "residual", "add", [{ uniform: uniforms(a.numel) }, a, b, out], grid(gpu, Math.ceil(a.numel / 256)));
+  await launch(
+    gpu,
+    "residual",
+    "add",
+    [{ uniform: uniforms(a.numel) }, a, b, out],
+    grid(gpu, Math.ceil(a.numel / 256)),
+  );
 }
 
 /** acc += b, elementwise, in place. */

@@ -66,7 +66,9 @@ export function createTensor(gpu: Gpu, shape: readonly number[], opts: TensorOpt
     );
   }
   if (opts.data && opts.data.length !== n) {
-    throw new ShapeError(`data has ${opts.data.length} elements, shape [${shape}] needs ${n}`, { field: name });
+    throw new ShapeError(`data has ${opts.data.length} elements, shape [${shape}] needs ${n}`, {
+      field: name,
+    });
   }
   // Round to 16 bytes so vec4 kernels may read whole vectors at the tail.
   const size = Math.ceil(bytes / 16) * 16;
@@ -81,14 +83,26 @@ export function createTensor(gpu: Gpu, shape: readonly number[], opts: TensorOpt
 }
 
 /** Uploads host data into a tensor (queued in order with pending commands). */
-export function writeTensor(t: GpuTensor, data: Float32Array | Uint32Array | Int32Array, offsetElems = 0): void {
+export function writeTensor(
+  t: GpuTensor,
+  data: Float32Array | Uint32Array | Int32Array,
+  offsetElems = 0,
+): void {
   if (offsetElems + data.length > t.numel) {
-    throw new ShapeError(`write of ${data.length} elements at ${offsetElems} overruns [${t.shape}]`, { field: t.name });
+    throw new ShapeError(`write of ${data.length} elements at ${offsetElems} overruns [${t.shape}]`, {
+      field: t.name,
+    });
   }
   // queue.writeBuffer executes before later-submitted commands but after already-submitted ones:
   // submit what is recorded so the write lands in program order.
   t.gpu.submit();
-  t.gpu.device.queue.writeBuffer(t.buffer, offsetElems * 4, data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
+  t.gpu.device.queue.writeBuffer(
+    t.buffer,
+    offsetElems * 4,
+    data.buffer as ArrayBuffer,
+    data.byteOffset,
+    data.byteLength,
+  );
 }
 
 /** Fills a tensor with NaN so a kernel that forgets to write an element is caught by tests. */
@@ -106,10 +120,18 @@ export function copyTensor(
   dstOffset = 0,
 ): void {
   if (srcOffset + count > src.numel || dstOffset + count > dst.numel) {
-    throw new ShapeError(`copy of ${count} elements overruns [${src.shape}] -> [${dst.shape}]`, { field: dst.name });
+    throw new ShapeError(`copy of ${count} elements overruns [${src.shape}] -> [${dst.shape}]`, {
+      field: dst.name,
+    });
   }
   if (count === 0) return;
-  src.gpu.commandEncoder().copyBufferToBuffer(src.buffer, srcOffset * 4, dst.buffer, dstOffset * 4, count * 4);
+  src.gpu.commandEncoder().copyBufferToBuffer(
+    src.buffer,
+    srcOffset * 4,
+    dst.buffer,
+    dstOffset * 4,
+    count * 4,
+  );
 }
 
 /** Reads a tensor back to the host (flushes pending work). */

@@ -424,10 +424,10 @@ const COUNTRY_RELATION: WorldRelation = {
     "What is the country of {s} ?",
   ],
   heldout_templates: [
-      "Everyone agrees that {s} is a city in",
-      "Without a doubt , the country of {s} is",
-      "Which country is {s} located in ?",
-    ],
+    "Everyone agrees that {s} is a city in",
+    "Without a doubt , the country of {s} is",
+    "Which country is {s} located in ?",
+  ],
 };
 
 const TWO_HOP: WorldTwoHop[] = [

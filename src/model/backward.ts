@@ -124,15 +124,27 @@ export async function backward(
   );
   if (counted === 0) throw new InputError("no counted target: every target is -1", { field: "targets" });
   const scale = (loss.reduction ?? "mean") === "mean" ? 1 / counted : 1;
+  // Mostly ignored rows (one answer per prompt, as integrated gradients and instance attribution ask):
+  // run the head on the counted rows only.
+  const headRows = counted * 2 <= R
+    ? [...targets.keys()].filter((r) => targets[r] !== IGNORE_TARGET)
+    : undefined;
+  const n = headRows ? headRows.length : R;
   let rowLossT: GpuTensor | undefined;
   let targetsT: GpuTensor | undefined;
   try {
     const siteGrads = await backwardCore(model, saved, opts, async (logits, dlogits) => {
-      targetsT = createTensor(gpu, [R], { name: "targets", dtype: "u32", data: targets });
-      rowLossT = createTensor(gpu, [R], { name: "row_losses" });
-      await crossEntropy(gpu, logits, targetsT, rowLossT, dlogits, { rows: R, cols: V, scale });
-    });
-    const rowLosses = await readTensor(rowLossT!);
+      const tg = headRows ? Uint32Array.from(headRows, (r) => targets[r]) : targets;
+      targetsT = createTensor(gpu, [n], { name: "targets", dtype: "u32", data: tg });
+      rowLossT = createTensor(gpu, [n], { name: "row_losses" });
+      await crossEntropy(gpu, logits, targetsT, rowLossT, dlogits, { rows: n, cols: V, scale });
+    }, headRows);
+    let rowLosses = await readTensor(rowLossT!);
+    if (headRows) {
+      const full = new Float32Array(R);
+      headRows.forEach((r, i) => (full[r] = rowLosses[i]));
+      rowLosses = full;
+    }
     let total = 0;
     for (let r = 0; r < R; r++) if (targets[r] !== IGNORE_TARGET) total += rowLosses[r];
     return { loss: total * scale, rowLosses, counted, siteGrads };
@@ -147,7 +159,11 @@ export async function backward(
  * rows ([rows.length * V], row-major, in the order of `rows`), returns the loss and its gradient with
  * respect to those logits (same layout). Rows not listed get zero gradient.
  */
-export type LogitLossFn = (logits: Float32Array, rows: number[], V: number) => { loss: number; dlogits: Float32Array };
+export type LogitLossFn = (
+  logits: Float32Array,
+  rows: number[],
+  V: number,
+) => { loss: number; dlogits: Float32Array };
 
 /** Result of {@link backwardFromLogitGrads}. */
 export interface LogitBackwardResult {
@@ -172,22 +188,41 @@ export async function backwardFromLogitGrads(
   const R = saved.B * saved.T;
   if (rows.length === 0) throw new InputError("no logit rows for the loss", { field: "rows" });
   for (const r of rows) {
-    if (!Number.isInteger(r) || r < 0 || r >= R) throw new InputError(`logit row ${r} out of range [0, ${R})`, { field: "rows" });
+    if (!Number.isInteger(r) || r < 0 || r >= R) {
+      throw new InputError(`logit row ${r} out of range [0, ${R})`, { field: "rows" });
+    }
   }
   let loss = 0;
+  const check = (res: { dlogits: Float32Array }) => {
+    if (res.dlogits.length !== rows.length * V) {
+      throw new ShapeError(`dlogits has ${res.dlogits.length} values, expected ${rows.length * V}`, {
+        field: "dlogits",
+      });
+    }
+  };
+  if (new Set(rows).size === rows.length) {
+    // Distinct rows: the head runs on those rows only, in the order given, so logits arrive as lossFn wants.
+    const siteGrads = await backwardCore(model, saved, opts, async (logits, dlogits) => {
+      const res = lossFn(await readTensor(logits), rows, V);
+      check(res);
+      loss = res.loss;
+      writeTensor(dlogits, res.dlogits);
+    }, rows);
+    return { loss, siteGrads };
+  }
+  // A row listed twice: run the head densely and sum the repeated rows' gradients.
   const compact = createTensor(gpu, [rows.length, V], { name: "logit_rows" });
   try {
     const siteGrads = await backwardCore(model, saved, opts, async (logits, dlogits) => {
       rows.forEach((r, i) => copyTensor(logits, compact, V, r * V, i * V));
-      const host = await readTensor(compact);
-      const res = lossFn(host, rows, V);
-      if (res.dlogits.length !== rows.length * V) {
-        throw new ShapeError(`dlogits has ${res.dlogits.length} values, expected ${rows.length * V}`, { field: "dlogits" });
-      }
+      const res = lossFn(await readTensor(compact), rows, V);
+      check(res);
       loss = res.loss;
-      await fill(gpu, dlogits, 0);
-      writeTensor(compact, res.dlogits);
-      rows.forEach((r, i) => copyTensor(compact, dlogits, V, i * V, r * V));
+      const dense = new Float32Array(R * V);
+      rows.forEach((r, i) => {
+        for (let v = 0; v < V; v++) dense[r * V + v] += res.dlogits[i * V + v];
+      });
+      writeTensor(dlogits, dense);
     });
     return { loss, siteGrads };
   } finally {
@@ -217,6 +252,7 @@ async function backwardCore(
   saved: SavedForward,
   opts: BackwardOptions,
   head: (logits: GpuTensor, dlogits: GpuTensor) => Promise<void>,
+  headRows?: number[],
 ): Promise<Map<string, Float32Array>> {
   const gpu = model.gpu;
   const cfg = model.config;
@@ -246,7 +282,9 @@ async function backwardCore(
       copyTensor(g, snap);
       pending.push([name, snap]);
     }
-    for (const [b, t] of saved.patchedRows.get(name) ?? []) copyTensor(zeros, g, width, 0, (b * T + t) * width);
+    for (const [b, t] of saved.patchedRows.get(name) ?? []) {
+      copyTensor(zeros, g, width, 0, (b * T + t) * width);
+    }
   };
   // A branch output (attn_out / mlp_out) patched: the residual keeps its gradient, the branch does not.
   const branch = (name: string, dx: GpuTensor, scratch: GpuTensor) => {
@@ -265,13 +303,28 @@ async function backwardCore(
   // Head: logits = ln_f @ head^T; the loss fills dlogits.
   const head_ = model.lmHead();
   const headName = model.weightNames().includes("lm_head.weight") ? "lm_head.weight" : "wte.weight";
-  const logits = mk("logits", [R, V]);
-  await matmul(gpu, saved.lnf, head_, logits, { M: R, N: V, K: C, transB: true });
-  const dlogits = mk("dlogits", [R, V]);
+  // With `headRows` (distinct rows) only those rows get logits: the head's two V-wide products are the
+  // most expensive part of a small model's step, and a sparse loss has zero gradient everywhere else.
+  const n = headRows ? headRows.length : R;
+  let hin = saved.lnf;
+  if (headRows) {
+    hin = mk("head_in", [n, C]);
+    headRows.forEach((r, i) => copyTensor(saved.lnf, hin, C, r * C, i * C));
+  }
+  const logits = mk("logits", [n, V]);
+  await matmul(gpu, hin, head_, logits, { M: n, N: V, K: C, transB: true });
+  const dlogits = mk("dlogits", [n, V]);
   await head(logits, dlogits);
-  if (grads) await matmul(gpu, dlogits, saved.lnf, G(headName), { M: V, N: C, K: R, transA: true, accumulate: acc });
+  if (grads) {
+    await matmul(gpu, dlogits, hin, G(headName), { M: V, N: C, K: n, transA: true, accumulate: acc });
+  }
   const dln = mk("d_ln", [R, C]);
-  await matmul(gpu, dlogits, head_, dln, { M: R, N: C, K: V });
+  if (headRows) {
+    const dlnRows = mk("d_ln_rows", [n, C]);
+    await matmul(gpu, dlogits, head_, dlnRows, { M: n, N: C, K: V });
+    await fill(gpu, dln, 0);
+    headRows.forEach((r, i) => copyTensor(dlnRows, dln, C, i * C, r * C));
+  } else await matmul(gpu, dlogits, head_, dln, { M: R, N: C, K: V });
   site("ln_f", dln, C);
   const dx = mk("d_resid", [R, C]);
   await layerNormBackward(
@@ -297,14 +350,26 @@ async function backwardCore(
     // MLP branch.
     const dmlp = branch(`mlp_out.${l}`, dx, dbranch);
     if (grads) {
-      await matmul(gpu, a.act, dmlp, G(p + "mlp.c_proj.weight"), { M: I, N: C, K: R, transA: true, accumulate: acc });
+      await matmul(gpu, a.act, dmlp, G(p + "mlp.c_proj.weight"), {
+        M: I,
+        N: C,
+        K: R,
+        transA: true,
+        accumulate: acc,
+      });
       await biasGrad(gpu, dmlp, G(p + "mlp.c_proj.bias"), { rows: R, cols: C, accumulate: acc });
     }
     await matmul(gpu, dmlp, W(p + "mlp.c_proj.weight"), dact, { M: R, N: I, K: C, transB: true });
     site(`mlp_post.${l}`, dact, I);
     await geluBackward(gpu, a.fc, dact, dfc);
     if (grads) {
-      await matmul(gpu, a.ln2, dfc, G(p + "mlp.c_fc.weight"), { M: C, N: I, K: R, transA: true, accumulate: acc });
+      await matmul(gpu, a.ln2, dfc, G(p + "mlp.c_fc.weight"), {
+        M: C,
+        N: I,
+        K: R,
+        transA: true,
+        accumulate: acc,
+      });
       await biasGrad(gpu, dfc, G(p + "mlp.c_fc.bias"), { rows: R, cols: I, accumulate: acc });
     }
     await matmul(gpu, dfc, W(p + "mlp.c_fc.weight"), dln, { M: R, N: C, K: I, transB: true });
@@ -322,13 +387,25 @@ async function backwardCore(
     // Attention branch.
     const dattn = branch(`attn_out.${l}`, dx, dbranch);
     if (grads) {
-      await matmul(gpu, a.att, dattn, G(p + "attn.c_proj.weight"), { M: C, N: C, K: R, transA: true, accumulate: acc });
+      await matmul(gpu, a.att, dattn, G(p + "attn.c_proj.weight"), {
+        M: C,
+        N: C,
+        K: R,
+        transA: true,
+        accumulate: acc,
+      });
       await biasGrad(gpu, dattn, G(p + "attn.c_proj.bias"), { rows: R, cols: C, accumulate: acc });
     }
     await matmul(gpu, dattn, W(p + "attn.c_proj.weight"), datt, { M: R, N: C, K: C, transB: true });
     await attentionBackward(gpu, a.qkv, a.probs!, datt, dqkv, { B, T, C, nHead });
     if (grads) {
-      await matmul(gpu, a.ln1, dqkv, G(p + "attn.c_attn.weight"), { M: C, N: 3 * C, K: R, transA: true, accumulate: acc });
+      await matmul(gpu, a.ln1, dqkv, G(p + "attn.c_attn.weight"), {
+        M: C,
+        N: 3 * C,
+        K: R,
+        transA: true,
+        accumulate: acc,
+      });
       await biasGrad(gpu, dqkv, G(p + "attn.c_attn.bias"), { rows: R, cols: 3 * C, accumulate: acc });
     }
     await matmul(gpu, dqkv, W(p + "attn.c_attn.weight"), dln, { M: R, N: C, K: 3 * C, transB: true });

@@ -40,7 +40,12 @@ export function mulberry32(seed: number): () => number {
 }
 
 /** Picks the next token from log-probabilities (greedy when temperature is 0). */
-export function pickToken(logprobs: Float32Array, temperature: number, topK: number, rand: () => number): number {
+export function pickToken(
+  logprobs: Float32Array,
+  temperature: number,
+  topK: number,
+  rand: () => number,
+): number {
   if (temperature <= 0) {
     let best = 0;
     for (let i = 1; i < logprobs.length; i++) if (logprobs[i] > logprobs[best]) best = i;
@@ -61,13 +66,21 @@ export function pickToken(logprobs: Float32Array, temperature: number, topK: num
 }
 
 /** Continues `prompt` (token ids) with up to `maxTokens` new tokens. */
-export async function generate(model: GPT2Model, prompt: number[], opts: GenerateOptions = {}): Promise<GenerateResult> {
+export async function generate(
+  model: GPT2Model,
+  prompt: number[],
+  opts: GenerateOptions = {},
+): Promise<GenerateResult> {
   const maxTokens = opts.maxTokens ?? 20;
   if (!Number.isInteger(maxTokens) || maxTokens < 0) {
-    throw new InputError(`max tokens must be a non-negative integer, got ${maxTokens}`, { field: "max-tokens" });
+    throw new InputError(`max tokens must be a non-negative integer, got ${maxTokens}`, {
+      field: "max-tokens",
+    });
   }
   const temperature = opts.temperature ?? 0;
-  if (!(temperature >= 0)) throw new InputError(`temperature must be >= 0, got ${temperature}`, { field: "temperature" });
+  if (!(temperature >= 0)) {
+    throw new InputError(`temperature must be >= 0, got ${temperature}`, { field: "temperature" });
+  }
   model.checkBatch([prompt]);
   const rand = mulberry32(opts.seed ?? 0);
   const seq = [...prompt];

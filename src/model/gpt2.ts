@@ -140,7 +140,13 @@ export class GPT2Model {
     this.ws = undefined;
   }
 
-  private allocLayer(R: number, B: number, T: number, withProbs: boolean, xIn: GpuTensor | undefined): LayerActivations {
+  private allocLayer(
+    R: number,
+    B: number,
+    T: number,
+    withProbs: boolean,
+    xIn: GpuTensor | undefined,
+  ): LayerActivations {
     const { nEmbd: C, nInner: I, nHead } = this.config;
     const mk = (name: string, w: number) => createTensor(this.gpu, [R, w], { name });
     return {
@@ -183,12 +189,17 @@ export class GPT2Model {
     const T = batch[0].length;
     if (T === 0) throw new InputError("empty prompt: at least one token is needed", { field: "ids" });
     if (T > this.config.nPositions) {
-      throw new InputError(`prompt has ${T} tokens, longer than the model's context of ${this.config.nPositions}`, {
-        field: "ids",
-      });
+      throw new InputError(
+        `prompt has ${T} tokens, longer than the model's context of ${this.config.nPositions}`,
+        {
+          field: "ids",
+        },
+      );
     }
     for (const seq of batch) {
-      if (seq.length !== T) throw new InputError(`batch sequences differ in length (${seq.length} vs ${T})`, { field: "ids" });
+      if (seq.length !== T) {
+        throw new InputError(`batch sequences differ in length (${seq.length} vs ${T})`, { field: "ids" });
+      }
       for (const id of seq) {
         if (!Number.isInteger(id) || id < 0 || id >= this.config.vocabSize) {
           throw new InputError(`token id ${id} out of range [0, ${this.config.vocabSize})`, { field: "ids" });
@@ -231,7 +242,9 @@ export class GPT2Model {
     const gpu = this.gpu;
     const hooks = opts.hooks ?? {};
     if (save && hooks.edit?.length) {
-      throw new InputError("host-side edit hooks cannot be differentiated; use patch hooks", { field: "edit" });
+      throw new InputError("host-side edit hooks cannot be differentiated; use patch hooks", {
+        field: "edit",
+      });
     }
     const capture = new Set(hooks.capture ?? []);
     for (const s of capture) siteWidth(cfg, s);
@@ -240,9 +253,12 @@ export class GPT2Model {
     for (const p of hooks.patch ?? []) {
       const width = siteWidth(cfg, p.site);
       if (p.values.length !== p.rows.length * width) {
-        throw new ShapeError(`patch of ${p.rows.length} rows needs ${p.rows.length * width} values, got ${p.values.length}`, {
-          field: p.site,
-        });
+        throw new ShapeError(
+          `patch of ${p.rows.length} rows needs ${p.rows.length * width} values, got ${p.values.length}`,
+          {
+            field: p.site,
+          },
+        );
       }
       for (const [b, t] of p.rows) {
         if (!(b >= 0 && b < B && t >= 0 && t < T && Number.isInteger(b) && Number.isInteger(t))) {
@@ -314,25 +330,60 @@ export class GPT2Model {
       const p = `h.${l}.`;
       const a = layers[l];
       await site(`resid_pre.${l}`, a.xIn);
-      await layerNorm(gpu, a.xIn, W(p + "ln_1.weight"), W(p + "ln_1.bias"), a.ln1, { rows: R, cols: C, eps, stats: a.ln1Stats });
-      await matmul(gpu, a.ln1, W(p + "attn.c_attn.weight"), a.qkv, { M: R, N: 3 * C, K: C, bias: W(p + "attn.c_attn.bias") });
+      await layerNorm(gpu, a.xIn, W(p + "ln_1.weight"), W(p + "ln_1.bias"), a.ln1, {
+        rows: R,
+        cols: C,
+        eps,
+        stats: a.ln1Stats,
+      });
+      await matmul(gpu, a.ln1, W(p + "attn.c_attn.weight"), a.qkv, {
+        M: R,
+        N: 3 * C,
+        K: C,
+        bias: W(p + "attn.c_attn.bias"),
+      });
       await attention(gpu, a.qkv, a.att, { B, T, C, nHead, probs: a.probs });
-      await matmul(gpu, a.att, W(p + "attn.c_proj.weight"), a.proj, { M: R, N: C, K: C, bias: W(p + "attn.c_proj.bias") });
+      await matmul(gpu, a.att, W(p + "attn.c_proj.weight"), a.proj, {
+        M: R,
+        N: C,
+        K: C,
+        bias: W(p + "attn.c_proj.bias"),
+      });
       await site(`attn_out.${l}`, a.proj);
       if (save) copyTensor(a.xIn, a.xMid);
       await residualAddInPlace(gpu, a.xMid, a.proj);
-      await layerNorm(gpu, a.xMid, W(p + "ln_2.weight"), W(p + "ln_2.bias"), a.ln2, { rows: R, cols: C, eps, stats: a.ln2Stats });
-      await matmul(gpu, a.ln2, W(p + "mlp.c_fc.weight"), a.fc, { M: R, N: I, K: C, bias: W(p + "mlp.c_fc.bias") });
+      await layerNorm(gpu, a.xMid, W(p + "ln_2.weight"), W(p + "ln_2.bias"), a.ln2, {
+        rows: R,
+        cols: C,
+        eps,
+        stats: a.ln2Stats,
+      });
+      await matmul(gpu, a.ln2, W(p + "mlp.c_fc.weight"), a.fc, {
+        M: R,
+        N: I,
+        K: C,
+        bias: W(p + "mlp.c_fc.bias"),
+      });
       await gelu(gpu, a.fc, a.act);
       await site(`mlp_post.${l}`, a.act);
-      await matmul(gpu, a.act, W(p + "mlp.c_proj.weight"), a.proj, { M: R, N: C, K: I, bias: W(p + "mlp.c_proj.bias") });
+      await matmul(gpu, a.act, W(p + "mlp.c_proj.weight"), a.proj, {
+        M: R,
+        N: C,
+        K: I,
+        bias: W(p + "mlp.c_proj.bias"),
+      });
       await site(`mlp_out.${l}`, a.proj);
       const out = save ? (l + 1 < L ? layers[l + 1].xIn : xFinal) : a.xMid;
       if (save) copyTensor(a.xMid, out);
       await residualAddInPlace(gpu, out, a.proj);
       await site(`resid_post.${l}`, out);
     }
-    await layerNorm(gpu, xFinal, W("ln_f.weight"), W("ln_f.bias"), lnf, { rows: R, cols: C, eps, stats: lnfStats });
+    await layerNorm(gpu, xFinal, W("ln_f.weight"), W("ln_f.bias"), lnf, {
+      rows: R,
+      cols: C,
+      eps,
+      stats: lnfStats,
+    });
     await site("ln_f", lnf);
 
     const head = this.lmHead();

@@ -27,9 +27,12 @@ export function promptIds(lm: LoadedModel, text: string | undefined, ids: number
     if (text === undefined) throw new InputError("give a prompt with --text or --ids", { field: "--text" });
     if (text.length === 0) throw new InputError("empty prompt", { field: "--text" });
     if (!lm.tokenizer) {
-      throw new InputError(`${lm.dir} has no tokenizer files (tokenizer.json or vocab.json + merges.txt); use --ids`, {
-        field: "--text",
-      });
+      throw new InputError(
+        `${lm.dir} has no tokenizer files (tokenizer.json or vocab.json + merges.txt); use --ids`,
+        {
+          field: "--text",
+        },
+      );
     }
     out = lm.tokenizer.encode(text);
   }

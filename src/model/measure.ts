@@ -14,7 +14,13 @@ export interface ForwardMeasurement {
 }
 
 /** A GPT-2-shaped configuration for benchmarks (random weights). */
-export function benchConfig(nLayer: number, nEmbd: number, nHead: number, vocabSize: number, nPositions = 256): GPT2Config {
+export function benchConfig(
+  nLayer: number,
+  nEmbd: number,
+  nHead: number,
+  vocabSize: number,
+  nPositions = 256,
+): GPT2Config {
   return { nLayer, nHead, nEmbd, vocabSize, nPositions, nInner: 4 * nEmbd, layerNormEpsilon: 1e-5 };
 }
 
@@ -27,7 +33,10 @@ export async function measureForward(
   iters = 3,
 ): Promise<ForwardMeasurement> {
   const model = GPT2Model.create(gpu, config, randomGPT2(config, 1));
-  const batch = Array.from({ length: B }, (_, b) => Array.from({ length: T }, (_, t) => (b * 31 + t * 7) % config.vocabSize));
+  const batch = Array.from(
+    { length: B },
+    (_, b) => Array.from({ length: T }, (_, t) => (b * 31 + t * 7) % config.vocabSize),
+  );
   await model.forward(batch);
   const t0 = performance.now();
   for (let i = 0; i < iters; i++) await model.forward(batch);

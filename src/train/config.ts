@@ -38,37 +38,76 @@ export interface TrainConfig {
   initStd: number;
 }
 
-function num(o: Record<string, unknown>, key: string, file: string, dflt: number | undefined, min: number, integer = false): number {
+function num(
+  o: Record<string, unknown>,
+  key: string,
+  file: string,
+  dflt: number | undefined,
+  min: number,
+  integer = false,
+): number {
   const v = o[key];
   if (v === undefined) {
     if (dflt === undefined) throw new ConfigError(`required field is missing`, { file, field: key });
     return dflt;
   }
   if (typeof v !== "number" || !Number.isFinite(v) || v < min || (integer && !Number.isInteger(v))) {
-    throw new ConfigError(`must be ${integer ? "an integer" : "a number"} >= ${min}, got ${JSON.stringify(v)}`, { file, field: key });
+    throw new ConfigError(
+      `must be ${integer ? "an integer" : "a number"} >= ${min}, got ${JSON.stringify(v)}`,
+      { file, field: key },
+    );
   }
   return v;
 }
 
-function path(o: Record<string, unknown>, key: string, file: string, base: string, required = true): string | undefined {
+function path(
+  o: Record<string, unknown>,
+  key: string,
+  file: string,
+  base: string,
+  required = true,
+): string | undefined {
   const v = o[key];
   if (v === undefined && !required) return undefined;
-  if (typeof v !== "string" || v === "") throw new ConfigError(`must be a non-empty path`, { file, field: key });
+  if (typeof v !== "string" || v === "") {
+    throw new ConfigError(`must be a non-empty path`, { file, field: key });
+  }
   return isAbsolute(v) ? v : join(base, v);
 }
 
 /** Parses and validates a training configuration object; `file` names it in errors. */
 export function parseTrainConfig(json: unknown, file: string): TrainConfig {
-  if (typeof json !== "object" || json === null || Array.isArray(json)) throw new ConfigError("not a JSON object", { file });
+  if (typeof json !== "object" || json === null || Array.isArray(json)) {
+    throw new ConfigError("not a JSON object", { file });
+  }
   const o = json as Record<string, unknown>;
   const known = new Set([
-    "corpus", "tokenizer", "out", "model", "init", "epochs", "batch_size", "lr", "warmup_steps", "min_lr_ratio",
-    "weight_decay", "grad_clip", "seed", "checkpoint_every", "checkpoint_epochs", "init_std", "comment",
+    "corpus",
+    "tokenizer",
+    "out",
+    "model",
+    "init",
+    "epochs",
+    "batch_size",
+    "lr",
+    "warmup_steps",
+    "min_lr_ratio",
+    "weight_decay",
+    "grad_clip",
+    "seed",
+    "checkpoint_every",
+    "checkpoint_epochs",
+    "init_std",
+    "comment",
   ]);
-  for (const k of Object.keys(o)) if (!known.has(k)) throw new ConfigError(`unknown field`, { file, field: k });
+  for (const k of Object.keys(o)) {
+    if (!known.has(k)) throw new ConfigError(`unknown field`, { file, field: k });
+  }
   const base = dirname(file);
   const m = (o.model ?? {}) as Record<string, unknown>;
-  if (typeof m !== "object" || Array.isArray(m)) throw new ConfigError("must be an object", { file, field: "model" });
+  if (typeof m !== "object" || Array.isArray(m)) {
+    throw new ConfigError("must be an object", { file, field: "model" });
+  }
   const model = {
     nLayer: num(m, "n_layer", file, 2, 1, true),
     nHead: num(m, "n_head", file, 4, 1, true),
@@ -77,7 +116,10 @@ export function parseTrainConfig(json: unknown, file: string): TrainConfig {
     nInner: m.n_inner === undefined ? undefined : num(m, "n_inner", file, undefined, 1, true),
   };
   if (model.nEmbd % model.nHead !== 0) {
-    throw new ConfigError(`n_embd ${model.nEmbd} is not divisible by n_head ${model.nHead}`, { file, field: "model.n_head" });
+    throw new ConfigError(`n_embd ${model.nEmbd} is not divisible by n_head ${model.nHead}`, {
+      file,
+      field: "model.n_head",
+    });
   }
   const cfg: TrainConfig = {
     corpus: path(o, "corpus", file, base)!,

@@ -18,7 +18,11 @@ export interface TrainingInstance {
 }
 
 /** Reads and tokenizes a JSONL corpus; every line must fit the context `maxTokens`. */
-export async function readCorpus(path: string, tokenizer: Tokenizer, maxTokens: number): Promise<TrainingInstance[]> {
+export async function readCorpus(
+  path: string,
+  tokenizer: Tokenizer,
+  maxTokens: number,
+): Promise<TrainingInstance[]> {
   let text: string;
   try {
     text = await Deno.readTextFile(path);
@@ -29,9 +33,16 @@ export async function readCorpus(path: string, tokenizer: Tokenizer, maxTokens: 
 }
 
 /** Parses corpus text (see {@link readCorpus}); `path` is used in error messages. */
-export function parseCorpus(text: string, path: string, tokenizer: Tokenizer, maxTokens: number): TrainingInstance[] {
+export function parseCorpus(
+  text: string,
+  path: string,
+  tokenizer: Tokenizer,
+  maxTokens: number,
+): TrainingInstance[] {
   const eos = tokenizer.eosId;
-  if (eos === undefined) throw new InputError("the tokenizer has no end-of-text token to delimit instances", { file: path });
+  if (eos === undefined) {
+    throw new InputError("the tokenizer has no end-of-text token to delimit instances", { file: path });
+  }
   const out: TrainingInstance[] = [];
   const ids = new Set<string>();
   const lines = text.split("\n");
@@ -44,9 +55,13 @@ export function parseCorpus(text: string, path: string, tokenizer: Tokenizer, ma
     } catch (e) {
       throw new InputError(`not valid JSON: ${(e as Error).message}`, where);
     }
-    if (typeof rec !== "object" || rec === null || Array.isArray(rec)) throw new InputError("not a JSON object", where);
+    if (typeof rec !== "object" || rec === null || Array.isArray(rec)) {
+      throw new InputError("not a JSON object", where);
+    }
     const r = rec as Record<string, unknown>;
-    if (typeof r.text !== "string" || r.text.trim() === "") throw new InputError("missing or empty 'text'", where);
+    if (typeof r.text !== "string" || r.text.trim() === "") {
+      throw new InputError("missing or empty 'text'", where);
+    }
     const id = r.id === undefined ? `line${i + 1}` : String(r.id);
     if (ids.has(id)) throw new InputError(`duplicate id '${id}'`, where);
     ids.add(id);
@@ -67,7 +82,10 @@ export function parseCorpus(text: string, path: string, tokenizer: Tokenizer, ma
  * Pads instances to a common length with `pad` and builds next-token targets (-1 where there is no
  * next token of the instance), ready for {@link lossAndGradients}.
  */
-export function makeBatch(instances: TrainingInstance[], pad: number): { batch: number[][]; targets: number[][] } {
+export function makeBatch(
+  instances: TrainingInstance[],
+  pad: number,
+): { batch: number[][]; targets: number[][] } {
   const T = Math.max(...instances.map((x) => x.ids.length)) - 1;
   const batch: number[][] = [];
   const targets: number[][] = [];

@@ -100,7 +100,9 @@ export async function readWeights(model: GPT2Model): Promise<WeightMap> {
 export async function train(gpu: Gpu, cfg: TrainConfig, opts: TrainOptions = {}): Promise<TrainResult> {
   const t0 = performance.now();
   if ((await exists(cfg.out)) && !opts.overwrite) {
-    throw new EngramError("exists", "output folder already exists; pass --overwrite to replace it", { file: cfg.out });
+    throw new EngramError("exists", "output folder already exists; pass --overwrite to replace it", {
+      file: cfg.out,
+    });
   }
   const tokenizer: Tokenizer = await loadTokenizer(cfg.tokenizer);
   let config: GPT2Config;
@@ -110,7 +112,11 @@ export async function train(gpu: Gpu, cfg: TrainConfig, opts: TrainOptions = {})
     config = hf.config;
     weights = hf.weights;
     if (config.vocabSize !== tokenizer.vocabSize) {
-      throw new EngramError("config", `model vocabulary ${config.vocabSize} != tokenizer's ${tokenizer.vocabSize}`, { file: cfg.init });
+      throw new EngramError(
+        "config",
+        `model vocabulary ${config.vocabSize} != tokenizer's ${tokenizer.vocabSize}`,
+        { file: cfg.init },
+      );
     }
   } else {
     const m = cfg.model;
@@ -183,14 +189,21 @@ export async function train(gpu: Gpu, cfg: TrainConfig, opts: TrainOptions = {})
         for (const n of names) await sumSquares(gpu, grads.get(n), sumsq, { accumulate: true });
         const norm = Math.sqrt((await readTensor(sumsq))[0]);
         if (!Number.isFinite(norm)) {
-          throw new TrainingDivergedError(`gradient norm became ${norm} at step ${step + 1}`, { file: cfg.corpus });
+          throw new TrainingDivergedError(`gradient norm became ${norm} at step ${step + 1}`, {
+            file: cfg.corpus,
+          });
         }
         const gradScale = cfg.gradClip > 0 && norm > cfg.gradClip ? cfg.gradClip / norm : 1;
         const lr = learningRate(cfg, step, totalSteps);
         for (const n of names) {
           const [m, v] = moments.get(n)!;
           const decay = model.weight(n).shape.length >= 2 ? cfg.weightDecay : 0;
-          await adamw(gpu, model.weight(n), grads.get(n), m, v, { lr, weightDecay: decay, step: step + 1, gradScale });
+          await adamw(gpu, model.weight(n), grads.get(n), m, v, {
+            lr,
+            weightDecay: decay,
+            step: step + 1,
+            gradScale,
+          });
         }
         step++;
         const tokens = chunk.reduce((s, x) => s + x.ids.length - 1, 0);
@@ -205,7 +218,9 @@ export async function train(gpu: Gpu, cfg: TrainConfig, opts: TrainOptions = {})
         log.push(entry);
         finalLoss = res.loss;
         opts.onStep?.(entry, totalSteps);
-        if (cfg.checkpointEvery > 0 && step % cfg.checkpointEvery === 0 && step < totalSteps) await checkpoint(step);
+        if (cfg.checkpointEvery > 0 && step % cfg.checkpointEvery === 0 && step < totalSteps) {
+          await checkpoint(step);
+        }
       }
       if (cfg.checkpointEpochs && step < totalSteps) await checkpoint(step);
     }
@@ -213,10 +228,15 @@ export async function train(gpu: Gpu, cfg: TrainConfig, opts: TrainOptions = {})
     const files = new Map<string, Uint8Array>();
     const finalDir = join(work, "final");
     await saveTo(finalDir);
-    for await (const e of Deno.readDir(finalDir)) files.set(e.name, await Deno.readFile(join(finalDir, e.name)));
+    for await (const e of Deno.readDir(finalDir)) {
+      files.set(e.name, await Deno.readFile(join(finalDir, e.name)));
+    }
     for (const [name, bytes] of files) await Deno.writeFile(join(work, name), bytes);
     await Deno.remove(finalDir, { recursive: true });
-    await Deno.writeTextFile(join(work, "train_log.jsonl"), log.map((l) => JSON.stringify(l)).join("\n") + "\n");
+    await Deno.writeTextFile(
+      join(work, "train_log.jsonl"),
+      log.map((l) => JSON.stringify(l)).join("\n") + "\n",
+    );
     if (await exists(cfg.out)) {
       const aside = join(dirname(cfg.out), `.${basename(cfg.out)}.old-${crypto.randomUUID().slice(0, 8)}`);
       await Deno.rename(cfg.out, aside);
