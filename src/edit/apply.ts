@@ -92,6 +92,22 @@ export function keepOriginal(
   order.push(name);
 }
 
+/** `delta.NAME` = current − original host values of each named weight, for the edit log. */
+export function weightDeltas(
+  model: GPT2Model,
+  originals: Map<string, HostTensor>,
+  names: string[],
+): Map<string, HostTensor> {
+  const tensors = new Map<string, HostTensor>();
+  for (const n of names) {
+    const w = model.weights.get(n)!, o = originals.get(n)!;
+    const d = new Float32Array(w.data.length);
+    for (let i = 0; i < d.length; i++) d[i] = w.data[i] - o.data[i];
+    tensors.set(`delta.${n}`, { shape: [...w.shape], data: d });
+  }
+  return tensors;
+}
+
 /** Puts back exact original weight values (host and GPU). */
 export function restoreWeights(model: GPT2Model, originals: Map<string, HostTensor>): void {
   for (const [name, t] of originals) {

@@ -33,6 +33,7 @@ import {
   keepOriginal,
   registerEditor,
   restoreWeights,
+  weightDeltas,
 } from "./apply.ts";
 import { checkLayers } from "./hparams.ts";
 import { type EditRequest, filledPrompt } from "./requests.ts";
@@ -382,13 +383,7 @@ function makeEditor(method: "ft-l" | "ft", defaults: (cfg: GPT2Config) => FtHpar
         hp,
         opts.onProgress && ((done, total) => opts.onProgress!("steps", done, total)),
       );
-      const tensors = new Map<string, HostTensor>();
-      for (const n of weights) {
-        const w = model.weights.get(n)!, o = originals.get(n)!;
-        const d = new Float32Array(w.data.length);
-        for (let i = 0; i < d.length; i++) d[i] = w.data[i] - o.data[i];
-        tensors.set(`delta.${n}`, { shape: [...w.shape], data: d });
-      }
+      const tensors = weightDeltas(model, originals, weights);
       const { hparams: _hp, ...rest } = info;
       return {
         method,

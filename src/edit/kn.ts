@@ -21,7 +21,14 @@ import type { GPT2Config, HostTensor } from "../model/config.ts";
 import type { GPT2Model } from "../model/gpt2.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
 import { coarseNeurons, integratedGradients, type Neuron, refineNeurons } from "../attribute/neurons.ts";
-import { type EditOptions, type EditResult, keepOriginal, registerEditor, restoreWeights } from "./apply.ts";
+import {
+  type EditOptions,
+  type EditResult,
+  keepOriginal,
+  registerEditor,
+  restoreWeights,
+  weightDeltas,
+} from "./apply.ts";
 import { checkLayers } from "./hparams.ts";
 import { type EditRequest, filledPrompt } from "./requests.ts";
 
@@ -256,13 +263,7 @@ export async function knEdit(
     restoreWeights(model, originals);
     throw e;
   }
-  const tensors = new Map<string, HostTensor>();
-  for (const n of order) {
-    const w = model.weights.get(n)!, o = originals.get(n)!;
-    const d = new Float32Array(w.data.length);
-    for (let i = 0; i < d.length; i++) d[i] = w.data[i] - o.data[i];
-    tensors.set(`delta.${n}`, { shape: [...w.shape], data: d });
-  }
+  const tensors = weightDeltas(model, originals, order);
   return {
     method: "kn",
     weights: order,
