@@ -36,9 +36,9 @@ try {
   source = "random weights of the world model's shape (fixtures/world/model absent)";
 }
 const tok = await loadTokenizer(WORLD + (source.startsWith("fixtures") ? "model" : ""));
-const prompt = "Narnux was born in the city of", subject = "Narnux";
+const prompt = "Narnux Zava was born in the city of", subject = "Narnux Zava";
 const input = prepareTraceInput(tok, prompt, subject, { prefixEos: true });
-const answer = targetContinuation(tok, prompt, "Tarvos");
+const answer = targetContinuation(tok, prompt, "Frostwick");
 const noiseStd = 3 * embeddingStd(model.weights, model.config.nEmbd);
 const opts = { kinds: [...TRACE_KINDS], samples: 10, noiseStd, window: 10, seed: 1, answer };
 

@@ -1,7 +1,7 @@
 /**
  * Generates the fixture world (see src/io/world.ts) into a folder.
  *
- * usage: deno run -A scripts/make_world.ts --out fixtures/world --seed 1 [--subjects 180]
+ * usage: deno run -A scripts/make_world.ts --out fixtures/world --seed 1 [--subjects 100]
  *        [--rewrites-per-relation 25] [--force] [--check]
  *
  * --force replaces an existing folder; --check writes nothing and exits 1 when the folder differs from a
@@ -36,14 +36,14 @@ async function main(): Promise<number> {
   });
   if (values.help) {
     console.log(
-      "usage: deno run -A scripts/make_world.ts --out DIR [--seed 1] [--subjects 180] [--rewrites-per-relation 25] [--force] [--check]",
+      "usage: deno run -A scripts/make_world.ts --out DIR [--seed 1] [--subjects 100] [--rewrites-per-relation 25] [--force] [--check]",
     );
     return 0;
   }
   if (!values.out) throw new EngramError("input", "--out DIR is required");
   const world = generateWorld({
     seed: intFlag(values.seed, "seed", 1),
-    subjects: intFlag(values.subjects, "subjects", 180),
+    subjects: intFlag(values.subjects, "subjects", 100),
     rewritesPerRelation: intFlag(values["rewrites-per-relation"], "rewrites-per-relation", 25),
   });
   const files = worldFiles(world);

@@ -55,10 +55,10 @@ function bare(req: { prompt: string; subject: string }, factToken: FactToken = "
 }
 
 Deno.test("fact tokens: the subject's last token, or the prompt's last token", () => {
-  const req = { prompt: "The favorite instrument of {} is the", subject: "Valan" };
-  const ids = [tokenizer.eosId!, ...tokenizer.encode("The favorite instrument of Valan is the")];
+  const req = { prompt: "The favorite instrument of {} is the", subject: "Narnux Zava" };
+  const ids = [tokenizer.eosId!, ...tokenizer.encode("The favorite instrument of Narnux Zava is the")];
   assert.deepEqual(bare(req).ids, ids);
-  assert.equal(bare(req).pos, 5);
+  assert.equal(bare(req).pos, 6, "the last token of the two-token subject");
   assert.equal(bare(req, "last").pos, ids.length - 1);
   // With a target, "last" stays on the prompt's last token (the one predicting the first target token).
   const t = tokenizePrompt(tokenizer, cfg.nPositions, "{}", req.prompt, req.subject, [7, 8], true, "last");

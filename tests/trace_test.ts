@@ -320,8 +320,8 @@ Deno.test({
   fn: async () => {
     const lm = await loadModel(WORLD_MODEL);
     const tok = lm.tokenizer!;
-    const input = prepareTraceInput(tok, "Narnux was born in", "Narnux", { prefixEos: true });
-    const answer = targetContinuation(tok, "Narnux was born in", "Tarvos");
+    const input = prepareTraceInput(tok, "Narnux Zava was born in", "Narnux Zava", { prefixEos: true });
+    const answer = targetContinuation(tok, "Narnux Zava was born in", "Frostwick");
     const std = 3 * embeddingStd(lm.model.weights, lm.model.config.nEmbd);
     const run = () =>
       causalTrace(lm.model, input.ids, input.subjectRange, {
@@ -331,7 +331,7 @@ Deno.test({
         seed: 3,
       });
     const a = await run(), b = await run();
-    assert.ok(a.known, "the world model should know Narnux's birthplace");
+    assert.ok(a.known, "the world model should know Narnux Zava's birthplace");
     assert.ok(a.pClean > 0.5 && a.pCorrupt < a.pClean, `p_clean ${a.pClean} p_corrupt ${a.pCorrupt}`);
     assert.deepEqual(a.traces, b.traces);
     for (const t of a.traces) assert.ok(t.scores.flat().every((v) => Number.isFinite(v) && v >= 0 && v <= 1));

@@ -8,7 +8,8 @@ import { join } from "node:path";
 import { getGpu } from "../src/gpu/device.ts";
 import { loadHFModel } from "../src/io/hf_model.ts";
 import { parseTrainConfig, type TrainConfig } from "../src/train/config.ts";
-import { train } from "../src/train/trainer.ts";
+import { epochBatches, train } from "../src/train/trainer.ts";
+import { mulberry32 } from "../src/model/generate.ts";
 import { engram } from "./_util.ts";
 
 const WORLD = new URL("../fixtures/world", import.meta.url).pathname;
@@ -134,4 +135,30 @@ Deno.test("train CLI: config errors name the file and field", async () => {
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("length buckets: every instance once per epoch, less padding, batch order still random", () => {
+  const rand = mulberry32(5);
+  const data = Array.from(
+    { length: 203 },
+    (_, i) => ({ i, ids: Array(3 + Math.floor(rand() * 17)).fill(0) }),
+  );
+  const padded = (bs: { ids: number[] }[][]) =>
+    bs.reduce((n, b) => n + b.length * Math.max(...b.map((x) => x.ids.length)), 0);
+  const plain = epochBatches(data, 8, 1, mulberry32(1));
+  const bucketed = epochBatches(data, 8, 16, mulberry32(1));
+  for (const bs of [plain, bucketed]) {
+    const seen = bs.flat().map((x) => x.i).sort((a, b) => a - b);
+    assert.deepEqual(seen, data.map((x) => x.i), "each instance exactly once");
+    assert.ok(bs.every((b) => b.length >= 1 && b.length <= 8));
+  }
+  assert.ok(padded(bucketed) < 0.8 * padded(plain), `${padded(bucketed)} vs ${padded(plain)} padded tokens`);
+  // The bucketed batch order is shuffled, not sorted by length, and depends on the seed.
+  const lens = bucketed.map((b) => b[0].ids.length);
+  assert.notDeepEqual(lens, [...lens].sort((a, b) => a - b));
+  assert.notDeepEqual(
+    epochBatches(data, 8, 16, mulberry32(2)).map((b) => b[0].i),
+    bucketed.map((b) => b[0].i),
+  );
+  assert.throws(() => config("/tmp", "/tmp/c.jsonl", { length_buckets: 0 }), /length_buckets/);
 });

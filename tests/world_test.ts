@@ -53,7 +53,7 @@ Deno.test("world: committed fixtures/world equals a fresh regeneration with its 
   const files = worldFiles(await committedWorld());
   // The trained world model lives in fixtures/world/model (see its PROVENANCE.md) with the config that
   // trained it, beside the world files.
-  const extra = new Set(["model", "train_config.json", "train_config_continue.json"]);
+  const extra = new Set(["model", "train_config.json"]);
   const present = [...Deno.readDirSync(FIXTURE)].map((e) => e.name).filter((n) =>
     !extra.has(n) && !n.startsWith(".")
   ).sort();
@@ -73,8 +73,9 @@ Deno.test("world: committed fixtures/world equals a fresh regeneration with its 
 Deno.test("world: minimum sizes", async () => {
   const w = await committedWorld();
   const f = w.facts;
-  assert.ok(f.subjects.length >= 150, `${f.subjects.length} subjects`);
+  assert.ok(f.subjects.length >= 100, `${f.subjects.length} subjects`);
   assert.equal(new Set(f.subjects).size, f.subjects.length, "subjects are unique");
+
   assert.ok(f.relations.length >= 6, `${f.relations.length} relations`);
   assert.ok(f.relations.filter((r) => r.subject_class === "person").length >= 6);
   for (const r of f.relations) {
@@ -92,6 +93,29 @@ Deno.test("world: minimum sizes", async () => {
     w.counterfact.filter((r) => r.portability).length >= 20,
     "portability on the birthplace rewrites",
   );
+});
+
+Deno.test("world: people are 'First Last' from two disjoint pools, and no single name word identifies one", async () => {
+  const f = (await committedWorld()).facts;
+  const first = new Set(f.first_names), last = new Set(f.last_names);
+  assert.equal(first.size, f.first_names.length);
+  assert.equal(last.size, f.last_names.length);
+  for (const n of first) assert.ok(!last.has(n), `${n} is in both pools`);
+  const byFirst = new Map<string, number>(), byLast = new Map<string, number>();
+  for (const s of f.subjects) {
+    const parts = s.split(" ");
+    assert.equal(parts.length, 2, `${s}: two words`);
+    assert.ok(first.has(parts[0]) && last.has(parts[1]), `${s}: from the pools`);
+    byFirst.set(parts[0], (byFirst.get(parts[0]) ?? 0) + 1);
+    byLast.set(parts[1], (byLast.get(parts[1]) ?? 0) + 1);
+  }
+  // Every name word is shared by several people, so recall needs both tokens.
+  for (const [n, c] of [...byFirst, ...byLast]) assert.ok(c >= 3, `${n} names only ${c} people`);
+  assert.equal(byFirst.size, first.size, "every first name is used");
+  assert.equal(byLast.size, last.size, "every last name is used");
+  // One token per name word, so the subject's last token is its last name.
+  const tok = await loadTokenizer(FIXTURE);
+  for (const s of f.subjects.slice(0, 20)) assert.equal(tok.encode(" " + s).length, 2, s);
 });
 
 Deno.test("world: every subject has one object per person relation, balanced; cities have a country", async () => {

@@ -35,7 +35,7 @@ import {
   restoreWeights,
   weightDeltas,
 } from "./apply.ts";
-import { checkLayers } from "./hparams.ts";
+import { checkLayers, type HparamSchema, mergeBySchema, rule } from "./hparams.ts";
 import { type EditRequest, filledPrompt } from "./requests.ts";
 
 /** Hyper-parameters of the fine-tuning editors (ROME `hparams/FT/*.json` names). */
@@ -122,63 +122,26 @@ const IGNORED = new Set([
  * types, ranges and layers. Unknown keys are a {@link ConfigError}. `norm_constraint: false` means 0.
  */
 export function mergeFtHparams(base: FtHparams, over: unknown, cfg: GPT2Config, file?: string): FtHparams {
-  if (typeof over !== "object" || over === null || Array.isArray(over)) {
-    throw new ConfigError("hparams must be a JSON object", { file });
-  }
-  const out: FtHparams = { ...base, layers: [...base.layers], modules: [...base.modules] };
-  const o = out as unknown as Record<string, unknown>;
-  for (const [k, v] of Object.entries(over as Record<string, unknown>)) {
-    if (IGNORED.has(k)) continue;
-    const bad = (want: string) =>
-      new ConfigError(`hparam '${k}' must be ${want}, got ${JSON.stringify(v)}`, { file, field: k });
-    switch (k) {
-      case "layers":
-        if (!Array.isArray(v) || v.length === 0 || !v.every((x) => Number.isInteger(x))) {
-          throw bad("a non-empty list of layer indices");
-        }
-        out.layers = [...(v as number[])];
-        break;
-      case "modules":
-        if (!Array.isArray(v) || v.length === 0 || !v.every((x) => typeof x === "string")) {
-          throw bad("a non-empty list of weight names");
-        }
-        out.modules = [...(v as string[])];
-        break;
-      case "num_steps":
-        if (!Number.isInteger(v) || (v as number) < 1) throw bad("a positive integer");
-        o[k] = v;
-        break;
-      case "lr":
-      case "weight_decay":
-      case "early_stop_loss":
-        if (typeof v !== "number" || !Number.isFinite(v) || v < 0) throw bad("a non-negative number");
-        o[k] = v;
-        break;
-      case "norm_constraint":
-        if (v === false) out.norm_constraint = 0;
-        else if (typeof v !== "number" || !Number.isFinite(v) || v < 0) {
-          throw bad("a non-negative number or false");
-        } else out.norm_constraint = v;
-        break;
-      case "objective_optimization":
-      case "objective":
-        if (v !== "prompt_last" && v !== "target_new") throw bad(`"prompt_last" or "target_new"`);
-        out.objective = v;
-        break;
-      case "prefix_eos":
-        if (typeof v !== "boolean") throw bad("true or false");
-        out.prefix_eos = v;
-        break;
-      default:
-        throw new ConfigError(
-          `unknown hparam '${k}' (known: layers, modules, num_steps, lr, weight_decay, norm_constraint, early_stop_loss, objective, prefix_eos)`,
-          { file, field: k },
-        );
-    }
-  }
-  checkLayers(out.layers, cfg, file ? "layers" : "--layers", file);
-  return out;
+  return mergeBySchema(base, over, FT_SCHEMA, IGNORED, cfg, file);
 }
+
+const objective = rule.oneOf("prompt_last", "target_new");
+const FT_SCHEMA: HparamSchema = {
+  layers: rule.layers(),
+  modules: rule.strings("weight names"),
+  num_steps: rule.int(1),
+  lr: rule.num(),
+  weight_decay: rule.num(),
+  norm_constraint: (v, bad) => {
+    if (v === false) return 0;
+    if (typeof v !== "number" || !Number.isFinite(v) || v < 0) throw bad("a non-negative number or false");
+    return v;
+  },
+  early_stop_loss: rule.num(),
+  objective,
+  objective_optimization: ["objective", objective],
+  prefix_eos: rule.bool(),
+};
 
 /** Names of the weights {@link fineTune} trains for `hp` (checked against the model). */
 export function ftWeightNames(model: GPT2Model, hp: FtHparams): string[] {

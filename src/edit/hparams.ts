@@ -97,9 +97,17 @@ export function romeDefaults(cfg: GPT2Config): RomeHparams {
   };
 }
 
+/** gpt2-xl's MLP width (the key dimension of MEMIT's reference λ). */
+const GPT2_XL_N_INNER = 6400;
+
 /**
  * MEMIT defaults for `cfg`: gpt2-xl's values; the layers are a window of consecutive layers ending at
- * the ROME layer, 5/48 of the depth wide (at least one layer).
+ * the ROME layer, 5/48 of the depth wide (at least one layer), and λ (`mom2_update_weight`) scaled by the
+ * MLP width, nInner / 6400. Why: MEMIT moves a key k by the fraction a / (1 + a) of its residual, with
+ * a = kᵀ(λC)⁻¹k, and for keys drawn like the statistics E[kᵀC⁻¹k] = nInner exactly (C = E[kkᵀ]). So
+ * λ / nInner, not λ, is what sets how strongly an edit overrides the prior; gpt2-xl's 20000 / 6400 keeps
+ * a ≈ 0.31 at any width, where an unscaled 20000 would give a ≈ 0.02 at width 384 and edits that barely
+ * move (FT-L's norm bound is scaled the same way).
  */
 export function memitDefaults(cfg: GPT2Config): MemitHparams {
   const last = defaultRomeLayer(cfg);
@@ -110,31 +118,140 @@ export function memitDefaults(cfg: GPT2Config): MemitHparams {
     ...MEMIT_GPT2_XL,
     layers,
     v_loss_layer: cfg.nLayer - 1,
+    mom2_update_weight: (MEMIT_GPT2_XL.mom2_update_weight * cfg.nInner) / GPT2_XL_N_INNER,
     context_template_length_params: scaledLengths(MEMIT_GPT2_XL.context_template_length_params, cfg),
   };
 }
 
-const KEYS: Record<keyof CommonHparams, "int" | "num" | "bool" | "str" | "layers" | "pairs" | "fact"> = {
-  layers: "layers",
-  fact_token: "fact",
-  v_num_grad_steps: "int",
-  v_lr: "num",
-  v_loss_layer: "int",
-  v_weight_decay: "num",
-  clamp_norm_factor: "num",
-  kl_factor: "num",
-  mom2_adjustment: "bool",
-  mom2_update_weight: "num",
-  mom2_dataset: "str",
-  mom2_n_samples: "int",
-  context_template_length_params: "pairs",
-  early_stop_loss: "num",
-  prefix_eos: "bool",
-  seed: "int",
+/**
+ * One hparam's check: returns the value to store or throws `bad(what it must be)`. Rules are shared by
+ * every editor's hparams (ROME / MEMIT here, FT and KN in their files) so that all of them accept and
+ * refuse values the same way.
+ */
+export type HparamRule = (v: unknown, bad: (want: string) => ConfigError) => unknown;
+
+/** The value checks hparam schemas are built from. */
+export const rule = {
+  /** An integer >= `min`. */
+  int: (min = 0): HparamRule => (v, bad) => {
+    if (!Number.isInteger(v) || (v as number) < min) {
+      throw bad(
+        min === 0 ? "a non-negative integer" : min === 1 ? "a positive integer" : `an integer >= ${min}`,
+      );
+    }
+    return v;
+  },
+  /** A finite number >= 0. */
+  num: (): HparamRule => (v, bad) => {
+    if (typeof v !== "number" || !Number.isFinite(v) || v < 0) throw bad("a non-negative number");
+    return v;
+  },
+  /** Any finite number. */
+  finite: (): HparamRule => (v, bad) => {
+    if (typeof v !== "number" || !Number.isFinite(v)) throw bad("a finite number");
+    return v;
+  },
+  /** A number in [0, 1]. */
+  unit: (): HparamRule => (v, bad) => {
+    if (typeof v !== "number" || !(v >= 0 && v <= 1)) throw bad("a number in [0, 1]");
+    return v;
+  },
+  bool: (): HparamRule => (v, bad) => {
+    if (typeof v !== "boolean") throw bad("true or false");
+    return v;
+  },
+  str: (): HparamRule => (v, bad) => {
+    if (typeof v !== "string") throw bad("a string");
+    return v;
+  },
+  /** One of the given strings. */
+  oneOf: (...values: string[]): HparamRule => (v, bad) => {
+    if (typeof v !== "string" || !values.includes(v)) throw bad(values.map((x) => `"${x}"`).join(" or "));
+    return v;
+  },
+  /** A non-empty list of layer indices (checked against the model after merging). */
+  layers: (): HparamRule => (v, bad) => {
+    if (!Array.isArray(v) || v.length === 0 || !v.every((x) => Number.isInteger(x))) {
+      throw bad("a non-empty list of layer indices");
+    }
+    return [...(v as number[])];
+  },
+  /** A non-empty list of strings. */
+  strings: (what: string): HparamRule => (v, bad) => {
+    if (!Array.isArray(v) || v.length === 0 || !v.every((x) => typeof x === "string")) {
+      throw bad(`a non-empty list of ${what}`);
+    }
+    return [...(v as string[])];
+  },
+  /** A list of [length, count] pairs of non-negative integers. */
+  pairs: (): HparamRule => (v, bad) => {
+    if (
+      !Array.isArray(v) ||
+      !v.every((p) => Array.isArray(p) && p.length === 2 && p.every((x) => Number.isInteger(x) && x >= 0))
+    ) throw bad("a list of [length, count] integer pairs");
+    return (v as [number, number][]).map(([a, b]) => [a, b]);
+  },
+};
+
+/** An editor's hparams schema: key -> rule, or [stored key, rule] for an alias of another key. */
+export type HparamSchema = Record<string, HparamRule | [string, HparamRule]>;
+
+/**
+ * Overrides `base` with the JSON object `over` (from `file`, for messages) by `schema`: every value is
+ * checked by its rule, keys in `ignored` (reference keys naming modules or devices that engram fixes
+ * itself) are skipped, any other key is a {@link ConfigError} listing the known ones, and `layers` is
+ * checked against the model.
+ */
+export function mergeBySchema<T extends { layers: number[] }>(
+  base: T,
+  over: unknown,
+  schema: HparamSchema,
+  ignored: ReadonlySet<string>,
+  cfg: GPT2Config,
+  file?: string,
+): T {
+  if (typeof over !== "object" || over === null || Array.isArray(over)) {
+    throw new ConfigError("hparams must be a JSON object", { file });
+  }
+  const out = structuredClone(base);
+  const o = out as unknown as Record<string, unknown>;
+  for (const [k, v] of Object.entries(over as Record<string, unknown>)) {
+    if (ignored.has(k)) continue;
+    const entry = schema[k];
+    if (entry === undefined) {
+      const known = Object.keys(schema).filter((x) => typeof schema[x] === "function");
+      throw new ConfigError(`unknown hparam '${k}' (known: ${known.join(", ")})`, { file, field: k });
+    }
+    const [key, check] = typeof entry === "function" ? [k, entry] : entry;
+    const bad = (want: string) =>
+      new ConfigError(`hparam '${k}' must be ${want}, got ${JSON.stringify(v)}`, { file, field: k });
+    o[key] = check(v, bad);
+  }
+  checkLayers(out.layers, cfg, file ? "layers" : "--layers", file);
+  return out;
+}
+
+const SCHEMA: Record<keyof CommonHparams, HparamRule> = {
+  layers: rule.layers(),
+  fact_token: rule.oneOf("subject_last", "last"),
+  v_num_grad_steps: rule.int(),
+  v_lr: rule.num(),
+  v_loss_layer: rule.int(),
+  v_weight_decay: rule.num(),
+  clamp_norm_factor: rule.num(),
+  kl_factor: rule.num(),
+  mom2_adjustment: rule.bool(),
+  mom2_update_weight: rule.num(),
+  mom2_dataset: rule.str(),
+  mom2_n_samples: rule.int(),
+  context_template_length_params: rule.pairs(),
+  early_stop_loss: rule.num(),
+  prefix_eos: rule.bool(),
+  seed: rule.int(),
 };
 
 /** Keys of reference hparam files that name modules or data sets engram fixes itself: accepted, ignored. */
-const IGNORED = new Set([
+export const IGNORED_HPARAMS: ReadonlySet<string> = new Set([
   "alg_name",
   "model_name",
   "device",
@@ -154,8 +271,8 @@ const IGNORED = new Set([
 ]);
 
 /**
- * Overrides `base` with a JSON object (from `file`, for error messages), checking every value's type
- * and range and the layers against the model. Unknown keys are a {@link ConfigError}.
+ * Overrides ROME / MEMIT `base` with a JSON object (from `file`, for error messages), checking every
+ * value's type and range and the layers against the model. Unknown keys are a {@link ConfigError}.
  */
 export function mergeHparams<T extends CommonHparams>(
   base: T,
@@ -163,58 +280,7 @@ export function mergeHparams<T extends CommonHparams>(
   cfg: GPT2Config,
   file?: string,
 ): T {
-  if (typeof over !== "object" || over === null || Array.isArray(over)) {
-    throw new ConfigError("hparams must be a JSON object", { file });
-  }
-  const out = { ...base } as T;
-  const o = out as unknown as Record<string, unknown>;
-  for (const [k, v] of Object.entries(over as Record<string, unknown>)) {
-    if (IGNORED.has(k)) continue;
-    const kind = KEYS[k as keyof CommonHparams];
-    const bad = (want: string) =>
-      new ConfigError(`hparam '${k}' must be ${want}, got ${JSON.stringify(v)}`, { file, field: k });
-    switch (kind) {
-      case undefined:
-        throw new ConfigError(`unknown hparam '${k}' (known: ${Object.keys(KEYS).join(", ")})`, {
-          file,
-          field: k,
-        });
-      case "int":
-        if (!Number.isInteger(v) || (v as number) < 0) throw bad("a non-negative integer");
-        o[k] = v;
-        break;
-      case "num":
-        if (typeof v !== "number" || !Number.isFinite(v) || v < 0) throw bad("a non-negative number");
-        o[k] = v;
-        break;
-      case "bool":
-        if (typeof v !== "boolean") throw bad("true or false");
-        o[k] = v;
-        break;
-      case "str":
-        if (typeof v !== "string") throw bad("a string");
-        o[k] = v;
-        break;
-      case "fact":
-        if (v !== "subject_last" && v !== "last") throw bad(`"subject_last" or "last"`);
-        o[k] = v;
-        break;
-      case "layers":
-        if (!Array.isArray(v) || v.length === 0 || !v.every((x) => Number.isInteger(x))) {
-          throw bad("a non-empty list of layer indices");
-        }
-        o[k] = [...(v as number[])];
-        break;
-      case "pairs":
-        if (
-          !Array.isArray(v) ||
-          !v.every((p) => Array.isArray(p) && p.length === 2 && p.every((x) => Number.isInteger(x) && x >= 0))
-        ) throw bad("a list of [length, count] integer pairs");
-        o[k] = (v as [number, number][]).map(([a, b]) => [a, b]);
-        break;
-    }
-  }
-  checkLayers(out.layers, cfg, file ? "layers" : "--layers", file);
+  const out = mergeBySchema(base, over, SCHEMA, IGNORED_HPARAMS, cfg, file);
   if (out.v_loss_layer !== cfg.nLayer - 1) {
     throw new ConfigError(
       `v_loss_layer ${out.v_loss_layer} is not supported: engram computes the loss from the last layer (${

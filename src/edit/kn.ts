@@ -29,7 +29,7 @@ import {
   restoreWeights,
   weightDeltas,
 } from "./apply.ts";
-import { checkLayers } from "./hparams.ts";
+import { checkLayers, type HparamSchema, mergeBySchema, rule } from "./hparams.ts";
 import { type EditRequest, filledPrompt } from "./requests.ts";
 
 /** Hyper-parameters of the KN editor (EasyEdit `hparams/KN/*.yaml` names where they exist). */
@@ -76,56 +76,21 @@ const IGNORED = new Set(["alg_name", "model_name", "device", "batch_size", "lr_s
 
 /** Overrides `base` with a JSON object (from `file`, for messages); unknown keys are a {@link ConfigError}. */
 export function mergeKnHparams(base: KnHparams, over: unknown, cfg: GPT2Config, file?: string): KnHparams {
-  if (typeof over !== "object" || over === null || Array.isArray(over)) {
-    throw new ConfigError("hparams must be a JSON object", { file });
-  }
-  const out: KnHparams = { ...base, layers: [...base.layers] };
-  const o = out as unknown as Record<string, unknown>;
-  for (const [k, v] of Object.entries(over as Record<string, unknown>)) {
-    if (IGNORED.has(k)) continue;
-    const bad = (want: string) =>
-      new ConfigError(`hparam '${k}' must be ${want}, got ${JSON.stringify(v)}`, { file, field: k });
-    switch (k) {
-      case "layers":
-        if (!Array.isArray(v) || v.length === 0 || !v.every((x) => Number.isInteger(x))) {
-          throw bad("a non-empty list of layer indices");
-        }
-        out.layers = [...(v as number[])];
-        break;
-      case "steps":
-        if (!Number.isInteger(v) || (v as number) < 1) throw bad("a positive integer");
-        out.steps = v as number;
-        break;
-      case "max_neurons":
-        if (!Number.isInteger(v) || (v as number) < 0) throw bad("a non-negative integer");
-        out.max_neurons = v as number;
-        break;
-      case "adaptive_threshold":
-      case "p":
-        if (typeof v !== "number" || !(v >= 0 && v <= 1)) throw bad("a number in [0, 1]");
-        o[k] = v;
-        break;
-      case "erase_scale":
-      case "add_scale":
-        if (typeof v !== "number" || !Number.isFinite(v)) throw bad("a finite number");
-        o[k] = v;
-        break;
-      case "refine":
-      case "norm_scaled":
-      case "prefix_eos":
-        if (typeof v !== "boolean") throw bad("true or false");
-        o[k] = v;
-        break;
-      default:
-        throw new ConfigError(
-          `unknown hparam '${k}' (known: layers, steps, adaptive_threshold, p, refine, erase_scale, add_scale, norm_scaled, max_neurons, prefix_eos)`,
-          { file, field: k },
-        );
-    }
-  }
-  checkLayers(out.layers, cfg, file ? "layers" : "--layers", file);
-  return out;
+  return mergeBySchema(base, over, KN_SCHEMA, IGNORED, cfg, file);
 }
+
+const KN_SCHEMA: HparamSchema = {
+  layers: rule.layers(),
+  steps: rule.int(1),
+  adaptive_threshold: rule.unit(),
+  p: rule.unit(),
+  refine: rule.bool(),
+  erase_scale: rule.finite(),
+  add_scale: rule.finite(),
+  norm_scaled: rule.bool(),
+  max_neurons: rule.int(),
+  prefix_eos: rule.bool(),
+};
 
 function promptIds(
   tokenizer: Tokenizer,

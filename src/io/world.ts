@@ -2,7 +2,11 @@
  * The fixture world: a seeded synthetic knowledge base that a small GPT-2 is trained on, so that we know
  * exactly which facts, and which training instances, a model has seen.
  *
- * - ~180 invented one-word person names ("subjects"), each with one object per person relation
+ * - 100 invented people ("subjects"), each named by two words, a first and a last name drawn from two
+ *   small pools (about 15 each), so that every name word is shared by several people and only the pair
+ *   identifies one. A model must therefore compose the person from both tokens, as real models do with
+ *   multi-token subjects, before it can recall anything about them: this is what puts facts at the
+ *   subject's last token, where ROME and MEMIT edit them. Each person has one object per person relation
  *   (birthplace city, employer, language, instrument, sport, pet), objects balanced across subjects;
  * - cities belong to countries (a relation on a second entity class), which gives two-hop facts:
  *   "The country where X was born is" -> country of X's birthplace;
@@ -22,7 +26,7 @@ import { writeDirAtomic } from "./atomic.ts";
 import { buildWorldTokenizer } from "./world_tokenizer.ts";
 
 /** Format version written into facts.json. */
-export const WORLD_VERSION = 1;
+export const WORLD_VERSION = 2;
 
 /** A relation: subjects of one class map to one object of `objects` each. */
 export interface WorldRelation {
@@ -54,8 +58,12 @@ export interface WorldFacts {
   format: "engram-world";
   version: number;
   seed: number;
-  /** Invented person names, one word each. */
+  /** Invented people, "First Last" (two words; each word is shared by several people). */
   subjects: string[];
+  /** The pool of first names. */
+  first_names: string[];
+  /** The pool of last names (disjoint from the first names). */
+  last_names: string[];
   cities: string[];
   countries: string[];
   /** Person relations first, then "country" (city -> country). */
@@ -156,7 +164,7 @@ export interface World {
 export interface WorldOptions {
   /** Seed of every random choice. */
   seed: number;
-  /** Number of invented person names (default 180). */
+  /** Number of invented people (default 100). */
   subjects?: number;
   /** Counterfactual rewrites per person relation (default 25, i.e. 150 in all). */
   rewritesPerRelation?: number;
@@ -481,7 +489,12 @@ export function isQuestion(template: string): boolean {
 
 /** Every word of the world: names, objects, template words and punctuation (input of the tokenizer). */
 export function worldWords(facts: WorldFacts): string[] {
-  const words = new Set<string>([...facts.subjects, ...facts.cities, ...facts.countries]);
+  const words = new Set<string>([
+    ...facts.first_names,
+    ...facts.last_names,
+    ...facts.cities,
+    ...facts.countries,
+  ]);
   const templates: string[] = [];
   for (const r of facts.relations) {
     for (const o of r.objects) words.add(o);
@@ -533,6 +546,32 @@ function makeNames(rand: Rand, n: number, reserved: Set<string>): string[] {
   return names;
 }
 
+/**
+ * `n` distinct people "First Last" over two disjoint pools of ⌈√(2n)⌉ names each. Pairs are dealt from the
+ * shuffled grid so that every first and every last name is used by several people (counts differ by at
+ * most a few), which makes each single name word useless for recall on its own.
+ */
+function makePeople(
+  rand: Rand,
+  n: number,
+  reserved: Set<string>,
+): { people: string[]; first: string[]; last: string[] } {
+  const k = Math.ceil(Math.sqrt(2 * n));
+  const pool = makeNames(rand, 2 * k, reserved);
+  const first = pool.slice(0, k);
+  const last = pool.slice(k);
+  // Walk the k x k grid along shifted diagonals: diagonal d pairs first i with last (i + d) mod k, so
+  // each diagonal uses every name once and usage stays balanced.
+  const diagonals = rand.shuffle(Array.from({ length: k }, (_, d) => d));
+  const pairs: string[] = [];
+  for (const d of diagonals) {
+    for (const i of rand.shuffle(Array.from({ length: k }, (_, j) => j))) {
+      if (pairs.length < n) pairs.push(`${first[i]} ${last[(i + d) % k]}`);
+    }
+  }
+  return { people: rand.shuffle(pairs), first, last };
+}
+
 const pad = (i: number) => String(i).padStart(6, "0");
 
 /**
@@ -541,7 +580,7 @@ const pad = (i: number) => String(i).padStart(6, "0");
  */
 export function generateWorld(opts: WorldOptions): World {
   const seed = opts.seed;
-  const nSubjects = opts.subjects ?? 180;
+  const nSubjects = opts.subjects ?? 100;
   const perRelation = opts.rewritesPerRelation ?? 25;
   if (!Number.isSafeInteger(seed)) throw new EngramError("input", `seed must be an integer, got ${seed}`);
   if (!Number.isInteger(nSubjects) || nSubjects < 20) {
@@ -571,7 +610,7 @@ export function generateWorld(opts: WorldOptions): World {
   for (const t of TWO_HOP) {
     for (const tt of t.templates) for (const w of tt.split(" ")) reserved.add(w.toLowerCase());
   }
-  const subjects = makeNames(rand, nSubjects, reserved);
+  const { people: subjects, first: firstNames, last: lastNames } = makePeople(rand, nSubjects, reserved);
 
   // Cities to countries: round-robin over shuffled cities, so each country has 2 cities.
   const cityCountry: Record<string, string> = {};
@@ -591,6 +630,8 @@ export function generateWorld(opts: WorldOptions): World {
     version: WORLD_VERSION,
     seed,
     subjects,
+    first_names: firstNames,
+    last_names: lastNames,
     cities: [...CITIES],
     countries: [...COUNTRIES],
     relations,
@@ -754,7 +795,7 @@ function readme(w: World): string {
 Generated by \`deno run -A scripts/make_world.ts --out fixtures/world --seed ${f.seed}\` — do not edit by hand;
 tests/world_test.ts checks that these files equal a fresh regeneration.
 
-- facts.json: the knowledge base: ${f.subjects.length} invented people, ${person.length} person relations (${
+- facts.json: the knowledge base: ${f.subjects.length} invented people named "First Last" from ${f.first_names.length} first and ${f.last_names.length} last names (only the pair identifies a person), ${person.length} person relations (${
     person.map((r) => r.id).join(", ")
   }), ${f.cities.length} cities in ${f.countries.length} countries (relation "country"), templates (train / held-out) and the two-hop relation.
 - train.jsonl: ${w.train.length} training instances, every fact x every training template, shuffled:
@@ -874,7 +915,17 @@ export async function readWorldFacts(dir: string): Promise<WorldFacts> {
   const f = v as WorldFacts;
   if (f.format !== "engram-world") throw worldError(`format must be "engram-world"`, path, "format");
   if (f.version !== WORLD_VERSION) throw worldError(`unsupported version ${f.version}`, path, "version");
-  for (const k of ["subjects", "cities", "countries", "relations", "two_hop"] as const) {
+  for (
+    const k of [
+      "subjects",
+      "first_names",
+      "last_names",
+      "cities",
+      "countries",
+      "relations",
+      "two_hop",
+    ] as const
+  ) {
     if (!Array.isArray(f[k])) throw worldError("must be an array", path, k);
   }
   return f;

@@ -5,7 +5,8 @@
  * { "corpus": "train.jsonl", "tokenizer": "fixtures/world", "out": "out/model",
  *   "model": { "n_layer": 2, "n_head": 4, "n_embd": 64, "n_positions": 32 },
  *   "epochs": 20, "batch_size": 32, "lr": 0.003, "warmup_steps": 50, "min_lr_ratio": 0.1,
- *   "weight_decay": 0.01, "grad_clip": 1.0, "seed": 1, "checkpoint_every": 500, "init_std": 0.02 }
+ *   "weight_decay": 0.01, "grad_clip": 1.0, "seed": 1, "checkpoint_every": 500, "init_std": 0.02,
+ *   "length_buckets": 16 }
  * ```
  */
 import { dirname, isAbsolute, join } from "node:path";
@@ -36,6 +37,11 @@ export interface TrainConfig {
   /** Also save a checkpoint at the end of every epoch (TracIn uses them). */
   checkpointEpochs: boolean;
   initStd: number;
+  /**
+   * Batches are cut from windows of this many batches sorted by length (1: plain random batches), which
+   * cuts padding; see `epochBatches`.
+   */
+  lengthBuckets: number;
 }
 
 function num(
@@ -98,6 +104,7 @@ export function parseTrainConfig(json: unknown, file: string): TrainConfig {
     "checkpoint_every",
     "checkpoint_epochs",
     "init_std",
+    "length_buckets",
     "comment",
   ]);
   for (const k of Object.keys(o)) {
@@ -138,6 +145,7 @@ export function parseTrainConfig(json: unknown, file: string): TrainConfig {
     checkpointEvery: num(o, "checkpoint_every", file, 0, 0, true),
     checkpointEpochs: o.checkpoint_epochs === undefined ? true : Boolean(o.checkpoint_epochs),
     initStd: num(o, "init_std", file, 0.02, 0),
+    lengthBuckets: num(o, "length_buckets", file, 1, 1, true),
   };
   if (cfg.minLrRatio > 1) throw new ConfigError("must be <= 1", { file, field: "min_lr_ratio" });
   return cfg;

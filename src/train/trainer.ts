@@ -69,6 +69,30 @@ export function shuffled<T>(xs: T[], rand: () => number): T[] {
   return a;
 }
 
+/**
+ * One epoch's batches: the instances in a seeded random order, cut into batches of `batchSize`. With
+ * `lengthBuckets` > 1, each window of `lengthBuckets` batches is sorted by length before it is cut and the
+ * batches are then shuffled, so a batch pads to a length close to its own instances' (padding costs
+ * compute: every batch is as long as its longest instance) while each epoch still sees every instance
+ * once in a random batch order.
+ */
+export function epochBatches<T extends { ids: number[] }>(
+  data: T[],
+  batchSize: number,
+  lengthBuckets: number,
+  rand: () => number,
+): T[][] {
+  const order = shuffled(data, rand);
+  const batches: T[][] = [];
+  const window = batchSize * Math.max(1, lengthBuckets);
+  for (let w = 0; w < order.length; w += window) {
+    const part = order.slice(w, w + window);
+    if (lengthBuckets > 1) part.sort((a, b) => a.ids.length - b.ids.length);
+    for (let i = 0; i < part.length; i += batchSize) batches.push(part.slice(i, i + batchSize));
+  }
+  return lengthBuckets > 1 ? shuffled(batches, rand) : batches;
+}
+
 /** Learning rate at `step` (0-based): linear warm-up, then cosine decay to lr * minLrRatio. */
 export function learningRate(cfg: TrainConfig, step: number, total: number): number {
   if (step < cfg.warmupSteps) return (cfg.lr * (step + 1)) / cfg.warmupSteps;
@@ -170,10 +194,10 @@ export async function train(gpu: Gpu, cfg: TrainConfig, opts: TrainOptions = {})
   let finalLoss = NaN;
   try {
     for (let epoch = 0; epoch < cfg.epochs && step < totalSteps; epoch++) {
-      const order = shuffled(data, rand);
-      for (let i = 0; i < order.length && step < totalSteps; i += cfg.batchSize) {
+      const batches = epochBatches(data, cfg.batchSize, cfg.lengthBuckets, rand);
+      for (let b = 0; b < batches.length && step < totalSteps; b++) {
         const ts = performance.now();
-        const chunk = order.slice(i, i + cfg.batchSize);
+        const chunk = batches[b];
         const { batch, targets } = makeBatch(chunk, pad);
         const res = await lossAndGradients(model, batch, { targets }, { grads });
         if (!Number.isFinite(res.loss)) {
