@@ -52,6 +52,18 @@ for (const [name, merge, good] of editors) {
   });
 }
 
+Deno.test("hparams: the world model's shipped ROME / MEMIT files parse and point at the traced site", async () => {
+  const { readHparamsFile } = await import("../src/edit/hparams.ts");
+  const dir = new URL("../fixtures/world/model/hparams/", import.meta.url).pathname;
+  const world = { ...cfg, nLayer: 2, nInner: 384 };
+  const rome = mergeHparams(romeDefaults(world), await readHparamsFile(dir + "rome.json"), world);
+  const memit = mergeHparams(memitDefaults(world), await readHparamsFile(dir + "memit.json"), world);
+  for (const hp of [rome, memit]) {
+    assert.equal(hp.fact_token, "last");
+    assert.deepEqual(hp.layers, [0]);
+  }
+});
+
 Deno.test("hparams: MEMIT's λ is gpt2-xl's 20000 scaled by the MLP width (nInner / 6400)", () => {
   assert.equal(memitDefaults(cfg).mom2_update_weight, (20000 * 32) / 6400);
   assert.equal(memitDefaults({ ...cfg, nInner: 6400 }).mom2_update_weight, 20000);

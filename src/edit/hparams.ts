@@ -250,8 +250,12 @@ const SCHEMA: Record<keyof CommonHparams, HparamRule> = {
   seed: rule.int(),
 };
 
-/** Keys of reference hparam files that name modules or data sets engram fixes itself: accepted, ignored. */
+/**
+ * Keys of reference hparam files that name modules or data sets engram fixes itself, and a free-text
+ * "comment": accepted, ignored.
+ */
 export const IGNORED_HPARAMS: ReadonlySet<string> = new Set([
+  "comment",
   "alg_name",
   "model_name",
   "device",
