@@ -1,5 +1,22 @@
 /** Helpers of the editing tests. */
 import type { Tokenizer } from "../src/io/tokenizer.ts";
+import type { GPT2Config, WeightMap } from "../src/model/config.ts";
+
+/** The tiny 2-layer GPT-2 the editing unit tests run on (vocabulary = {@link wordTokenizer}(13)). */
+export const TINY_EDIT_CONFIG: GPT2Config = {
+  nLayer: 2,
+  nHead: 2,
+  nEmbd: 8,
+  vocabSize: 13,
+  nPositions: 12,
+  nInner: 32,
+  layerNormEpsilon: 1e-5,
+};
+
+/** A copy of every weight's data, to check later that an edit changed only what it should. */
+export function copyWeights(w: WeightMap): Map<string, Float32Array> {
+  return new Map([...w].map(([k, v]) => [k, v.data.slice()]));
+}
 
 /** A word-level tokenizer over "w0".."w{V-2}" plus an end-of-text token V-1: " w5" -> 5. */
 export function wordTokenizer(V: number): Tokenizer {

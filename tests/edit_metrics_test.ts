@@ -22,17 +22,9 @@ import {
   wordTokenize,
 } from "../src/evaluate/edit_metrics.ts";
 import { freshSeed, rng } from "./_util.ts";
-import { wordTokenizer } from "./_edit_util.ts";
+import { TINY_EDIT_CONFIG, wordTokenizer } from "./_edit_util.ts";
 
-const cfg: GPT2Config = {
-  nLayer: 2,
-  nHead: 2,
-  nEmbd: 8,
-  vocabSize: 13,
-  nPositions: 12,
-  nInner: 32,
-  layerNormEpsilon: 1e-5,
-};
+const cfg: GPT2Config = TINY_EDIT_CONFIG;
 
 function refScores(weights: ReturnType<typeof randomGPT2>, prompt: number[], answer: number[]) {
   const seq = [...prompt, ...answer.slice(0, -1)];

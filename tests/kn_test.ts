@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { getGpu } from "../src/gpu/device.ts";
-import type { GPT2Config, WeightMap } from "../src/model/config.ts";
+import type { GPT2Config } from "../src/model/config.ts";
 import { GPT2Model } from "../src/model/gpt2.ts";
 import { randomGPT2 } from "../src/model/random.ts";
 import { gpt2ForwardRef } from "../src/reference/gpt2.ts";
@@ -16,24 +16,12 @@ import { readRequests } from "../src/edit/requests.ts";
 import { loadModel } from "../src/model/load.ts";
 import { ConfigError, InputError } from "../src/errors.ts";
 import { freshSeed } from "./_util.ts";
-import { wordTokenizer } from "./_edit_util.ts";
+import { copyWeights, TINY_EDIT_CONFIG, wordTokenizer } from "./_edit_util.ts";
 
-const cfg: GPT2Config = {
-  nLayer: 2,
-  nHead: 2,
-  nEmbd: 8,
-  vocabSize: 13,
-  nPositions: 12,
-  nInner: 32,
-  layerNormEpsilon: 1e-5,
-};
+const cfg: GPT2Config = TINY_EDIT_CONFIG;
 const tok = wordTokenizer(cfg.vocabSize);
 const EOS = cfg.vocabSize - 1;
 const req = { prompt: "w1 {} w3", subject: "w2", target_new: "w4", ground_truth: "w6" };
-
-function copyWeights(w: WeightMap): Map<string, Float32Array> {
-  return new Map([...w].map(([k, v]) => [k, v.data.slice()]));
-}
 
 Deno.test("kn edits exactly the thresholded IG neurons' value vectors by -2 e(old) + 2 e(new); restore() is exact", async () => {
   assert.ok(editorNames().includes("kn"));

@@ -5,8 +5,9 @@
  * - 100 invented people ("subjects"), each named by two words, a first and a last name drawn from two
  *   small pools (about 15 each), so that every name word is shared by several people and only the pair
  *   identifies one. A model must therefore compose the person from both tokens, as real models do with
- *   multi-token subjects, before it can recall anything about them: this is what puts facts at the
- *   subject's last token, where ROME and MEMIT edit them. Each person has one object per person relation
+ *   multi-token subjects, before it can recall anything about them. (The shipped 2-layer model still
+ *   composes them at the answer position, not at the subject's last token: see its PROVENANCE.md.)
+ *   Each person has one object per person relation
  *   (birthplace city, employer, language, instrument, sport, pet), objects balanced across subjects;
  * - cities belong to countries (a relation on a second entity class), which gives two-hop facts:
  *   "The country where X was born is" -> country of X's birthplace;
