@@ -14,7 +14,7 @@
 //   dlogits [rows, cols] f32   must not alias logits
 //
 // Bindings (group 0):
-//   0 uniform Params { rows: u32, cols: u32, scale: f32, one: f32 (always 1.0, see kahanAdd) }
+//   0 uniform Params { rows: u32, cols: u32, scale: f32, one: f32 (always 1.0, see lib/kahan.wgsl) }
 //   1 storage read   logits:  array<f32>
 //   2 storage read   targets: array<u32>
 //   3 storage rw     losses:  array<f32>
@@ -23,9 +23,8 @@
 // Dispatch: one workgroup of WG = 128 invocations per row, `rows` workgroups split over x/y by
 //   `grid()`; row = wg.x + wg.y * nwg.x. Any cols >= 1 (GPT-2's vocabulary: 50257).
 //
-// Row statistics as in softmax.wgsl: each invocation streams its strided slice keeping a running max
-// and a Kahan-compensated running sum of exp(x - max) (online softmax), one barrier, then every
-// invocation folds the WG pairs in the same order, so all hold bit-identical (m_r, l_r). Deterministic.
+// Row statistics (m_r, l_r) come from lib/online_softmax.wgsl, as in softmax.wgsl (online softmax,
+// Kahan-compensated sum, bit-identical in every invocation of the row's workgroup). Deterministic.
 // Accuracy: losses within ~1 ulp of the loss plus ~1e-6 of float64 (< 1e-5 absolute for losses < 64);
 // dlogits within ~1e-7 of scale (absolute).
 
@@ -33,13 +32,12 @@ struct Params {
   rows: u32,
   cols: u32,
   scale: f32,
+  // Always 1.0 (set by the launcher): keeps the Kahan compensation from being folded away.
   one: f32,
 }
 
 const WG: u32 = 128u;
 const IGNORE: u32 = 0xffffffffu;
-// Below any real logit; exp(NEG - finite) underflows to 0 without producing inf or NaN.
-const NEG: f32 = -3.0e38;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
@@ -47,49 +45,11 @@ const NEG: f32 = -3.0e38;
 @group(0) @binding(3) var<storage, read_write> losses: array<f32>;
 @group(0) @binding(4) var<storage, read_write> dlogits: array<f32>;
 
-var<workgroup> redM: array<f32, WG>;
-var<workgroup> redL: array<f32, WG>;
+//#include "lib/online_softmax.wgsl"
 
-// Kahan-compensated running sum: s.x = sum, s.y = lost low-order part (true sum ~ s.x - s.y).
-// Scaling both parts by the same factor (when the running max grows) keeps the pair consistent.
-// The product with p.one (a runtime 1.0, exact) stops the driver's algebraic simplifier from
-// rewriting `(t - s.x) - y` to 0, which Mesa/NIR does otherwise (SPIR-V float ops are not "exact").
-fn kahanAdd(s: vec2<f32>, v: f32) -> vec2<f32> {
-  let y = v - s.y;
-  let t = (s.x + y) * p.one;
-  return vec2<f32>(t, (t - s.x) - y);
-}
-
-// (max, sum of exp(x - max)) of row `row`, identical in every invocation. Call in uniform control flow.
-fn rowStats(row: u32, lid: u32) -> vec2<f32> {
-  let base = row * p.cols;
-  var m = NEG;
-  var s = vec2<f32>(0.0, 0.0);
-  for (var c = lid; c < p.cols; c += WG) {
-    let v = logits[base + c];
-    if (v > m) {
-      s = kahanAdd(s * exp(m - v), 1.0);
-      m = v;
-    } else {
-      s = kahanAdd(s, exp(v - m));
-    }
-  }
-  redM[lid] = m;
-  redL[lid] = s.x - s.y;
-  workgroupBarrier();
-  var M = NEG;
-  var S = vec2<f32>(0.0, 0.0);
-  for (var i = 0u; i < WG; i++) {
-    let mi = redM[i];
-    let li = redL[i];
-    if (mi > M) {
-      S = kahanAdd(S * exp(M - mi), li);
-      M = mi;
-    } else {
-      S = kahanAdd(S, li * exp(mi - M));
-    }
-  }
-  return vec2<f32>(M, S.x - S.y);
+// The input lib/online_softmax.wgsl reads.
+fn rowValue(i: u32) -> f32 {
+  return logits[i];
 }
 
 // Loss of row `row` given its target and statistics.
@@ -108,7 +68,7 @@ fn cross_entropy(
   let row = wg.x + wg.y * nwg.x;
   if (row >= p.rows) { return; }
   // Statistics are computed even for ignored rows: keeps the barrier in uniform control flow.
-  let st = rowStats(row, lid);
+  let st = rowStats(row * p.cols, p.cols, lid, p.one);
   let t = targets[row];
   if (lid == 0u) { losses[row] = rowLoss(row, t, st); }
   let base = row * p.cols;
@@ -133,6 +93,6 @@ fn cross_entropy_loss(
 ) {
   let row = wg.x + wg.y * nwg.x;
   if (row >= p.rows) { return; }
-  let st = rowStats(row, lid);
+  let st = rowStats(row * p.cols, p.cols, lid, p.one);
   if (lid == 0u) { losses[row] = rowLoss(row, targets[row], st); }
 }

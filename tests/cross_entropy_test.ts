@@ -5,6 +5,7 @@ import { getGpu } from "../src/gpu/device.ts";
 import type { Gpu } from "../src/gpu/device.ts";
 import { createTensor, poison, readTensor } from "../src/gpu/tensor.ts";
 import { crossEntropyRef } from "../src/reference/cross_entropy.ts";
+import { lossyRows, ROW_WG } from "./_lossy_rows.ts";
 import { assertClose, freshSeed, maxAbsErr, randn, rng } from "./_util.ts";
 
 /** Random targets in [0, cols), each ignored with probability `pIgnore`. */
@@ -155,6 +156,44 @@ Deno.test("crossEntropy is stable for huge logits (±1e4, constant rows)", async
     `huge logits: row-0 loss relative ${rel0.toExponential(2)}, rows 1-3 abs ${el.toExponential(2)}, ` +
       `dlogits relative ${eg.toExponential(2)}`,
   );
+});
+
+Deno.test("crossEntropy keeps the Kahan compensation where a naive f32 sum loses digits", async () => {
+  // Fails when the compensation is folded away (kernels/lib/kahan.wgsl: the `* one` guard): measured on
+  // llvmpipe, see NOTES-wgsl.md. Long odd rows: ~1500 tiny terms per invocation, all dropped naively,
+  // a relative loss of ~7e-5 in the denominator l.
+  const gpu = await getGpu();
+  const seed = freshSeed();
+  const rows = 3, cols = ROW_WG * 1500 + 77;
+  const { x, big, tiny } = lossyRows(rng(seed), rows, cols);
+  // Rows 0 and 2 target a large logit (x = max): loss = log l, the denominator alone. Row 1 a tiny one.
+  const t = Uint32Array.from([big[0], tiny[1], big[2]]);
+  const scale = 1 / 3;
+  const [losses, dl, losses2] = await run(gpu, x, t, rows, cols, scale);
+  assert.deepEqual(losses2, losses, "losses-only entry differs");
+  const ref = crossEntropyRef(x, t, rows, cols, scale);
+  const worst: number[][] = [];
+  for (let row = 0; row < rows; row++) {
+    const o = row * cols;
+    const eLoss = Math.abs(losses[row] - ref.losses[row]);
+    // Per element, away from the target (where softmax - 1 cancels): scale * p, p as small as ~4e-10.
+    let eG = 0;
+    for (let c = 0; c < cols; c++) {
+      if (c !== t[row]) eG = Math.max(eG, Math.abs(dl[o + c] - ref.dlogits[o + c]) / ref.dlogits[o + c]);
+    }
+    console.log(
+      `lossy row ${row}: loss ${ref.losses[row].toFixed(4)} abs error ${eLoss.toExponential(2)}, ` +
+        `dlogits per-element relative ${eG.toExponential(2)}`,
+    );
+    worst.push([row, eLoss, eG]);
+  }
+  // Asserted after every row is printed, so a failure shows all three. Row 1's loss (~21.8) has an
+  // f32 ulp of 1.9e-6; row 0's (~4.9) of 4.8e-7, row 2's (~0.009) far less.
+  for (const [row, eLoss, eG] of worst) {
+    const what = `lossy row ${row} (seed ${seed})`;
+    assert.ok(eLoss <= (row === 1 ? 4e-6 : 1e-6), `losses ${what}: abs error ${eLoss}`);
+    assert.ok(eG <= 5e-6, `dlogits ${what}: max per-element relative error ${eG}`);
+  }
 });
 
 Deno.test("crossEntropy: all rows ignored gives exact zeros; an out-of-range target gives NaN", async () => {

@@ -4,6 +4,7 @@ import { getGpu } from "../src/gpu/device.ts";
 import { logSoftmax, softmax } from "../src/gpu/softmax.ts";
 import { createTensor, poison, readTensor } from "../src/gpu/tensor.ts";
 import { logSoftmaxRef, softmaxRef } from "../src/reference/softmax.ts";
+import { lossyRows, ROW_WG } from "./_lossy_rows.ts";
 import { assertClose, freshSeed, maxAbsErr, randn, rng } from "./_util.ts";
 import type { Gpu } from "../src/gpu/device.ts";
 
@@ -138,4 +139,44 @@ Deno.test("softmax shape mismatches throw ShapeError naming the tensor", async (
   x.destroy();
   out.destroy();
   await gpu.flush();
+});
+
+Deno.test("softmax and logSoftmax keep the Kahan compensation where a naive f32 sum loses digits", async () => {
+  // Fails when the compensation is folded away (kernels/lib/kahan.wgsl: the `* one` guard): measured on
+  // llvmpipe, see NOTES-wgsl.md. Long odd rows: ~1500 tiny terms per invocation, all dropped naively,
+  // a relative loss of ~7e-5 in the denominator l.
+  const gpu = await getGpu();
+  const seed = freshSeed();
+  const rows = 3, cols = ROW_WG * 1500 + 77;
+  const { x, big } = lossyRows(rng(seed), rows, cols);
+  const [p, lp] = await runBoth(gpu, x, rows, cols);
+  const refLp = logSoftmaxRef(x, rows, cols);
+  const refP = softmaxRef(x, rows, cols);
+  const worst: number[][] = [];
+  for (let row = 0; row < rows; row++) {
+    const o = row * cols;
+    // At a large logit (x = max) exp is exactly 1: p = 1 / l and log p = -log l isolate the denominator.
+    const b = o + big[row];
+    const eL = Math.abs(p[b] - refP[b]) / refP[b];
+    const eLogL = Math.abs(lp[b] - refLp[b]);
+    // Whole row, per element: the tiny probabilities (~4e-10) too; exp's own error adds ~1e-6 there.
+    const eLp = maxAbsErr(lp.subarray(o, o + cols), refLp.subarray(o, o + cols));
+    let eP = 0;
+    for (let c = o; c < o + cols; c++) eP = Math.max(eP, Math.abs(p[c] - refP[c]) / refP[c]);
+    console.log(
+      `lossy row ${row}: 1/l relative error ${eL.toExponential(2)}, log l abs ${eLogL.toExponential(2)}; ` +
+        `whole row: logSoftmax abs ${eLp.toExponential(2)}, softmax per-element relative ${
+          eP.toExponential(2)
+        }`,
+    );
+    worst.push([row, eL, eLogL, eLp, eP]);
+  }
+  // Asserted after every row is printed, so a failure shows all three.
+  for (const [row, eL, eLogL, eLp, eP] of worst) {
+    const what = `lossy row ${row} (seed ${seed})`;
+    assert.ok(eL <= 5e-7, `softmax ${what}: 1/l relative error ${eL}`);
+    assert.ok(eLogL <= 1e-6, `logSoftmax ${what}: log l abs error ${eLogL}`);
+    assert.ok(eLp <= 5e-6, `logSoftmax ${what}: max abs error ${eLp}`);
+    assert.ok(eP <= 5e-6, `softmax ${what}: max per-element relative error ${eP}`);
+  }
 });

@@ -2,28 +2,125 @@
  * Kernel sources and the compute-pipeline cache.
  *
  * Kernels live in `kernels/NAME.wgsl` and are read relative to this module, so `deno compile
- * --include kernels` embeds them in the standalone binary. Pipelines are compiled once per
+ * --include kernels` embeds them (and `kernels/lib/`) in the standalone binary. WGSL has no modules, so
+ * a kernel pulls shared code in with a line `//#include "lib/x.wgsl"` (path relative to the including
+ * file, inside `kernels/`); {@link expandKernel} pastes each file once. Pipelines are compiled once per
  * (kernel, entry point, override constants) and reused.
  */
 import { GpuError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
 import type { GpuTensor } from "./tensor.ts";
 
-const sources = new Map<string, string>();
+/** A kernel's `//#include` names a file that cannot be read, or one outside `kernels/`. */
+export class KernelIncludeError extends GpuError {
+  /**
+   * @param including the including file, relative to the kernel root (e.g. `kernels/softmax.wgsl`)
+   * @param line 1-based line of the directive in `including`
+   * @param target the path the directive names
+   */
+  constructor(
+    readonly including: string,
+    readonly line: number,
+    readonly target: string,
+    reason: string,
+    cause?: unknown,
+  ) {
+    super(`line ${line}: //#include "${target}" ${reason}`, { file: including, field: target, cause });
+  }
+}
 
-/** Returns the WGSL source of `kernels/<name>.wgsl`. */
-export function kernelSource(name: string): string {
+/** Where one line of an expanded kernel came from. */
+export interface SourceLine {
+  /** File relative to the kernel root's parent, e.g. `kernels/lib/kahan.wgsl`. */
+  file: string;
+  /** 1-based line in that file. */
+  line: number;
+}
+
+/** A kernel with its includes pasted in, and the origin of every line (for compile errors). */
+export interface ExpandedKernel {
+  code: string;
+  lines: SourceLine[];
+}
+
+// This project's kernels folder; read relative to this module so `deno compile --include kernels` works.
+const KERNELS = new URL("../../kernels/", import.meta.url);
+const INCLUDE = /^\s*\/\/#include\s+"([^"]+)"\s*$/;
+// Kernel names are plain file stems: shared fragments under kernels/lib/ can never be compiled alone.
+const KERNEL_NAME = /^[a-z0-9_]+$/;
+
+/**
+ * Reads `<root>/<name>.wgsl` and resolves its `//#include "path"` lines recursively: each path is
+ * relative to the file that names it and must stay inside `root`; each file is pasted at its first
+ * include only (later ones and include cycles become an empty comment line), so shared fragments need
+ * no guards. A directive is a whole line; anything else (e.g. `// see //#include ...`) is left as is.
+ *
+ * `root` is the kernels folder's URL (ending in `/`); the default is this project's `kernels/`. Throws
+ * {@link KernelIncludeError} naming the including file and line when an include cannot be read, and
+ * {@link GpuError} when the kernel itself cannot.
+ */
+export function expandKernel(name: string, root: URL = KERNELS): ExpandedKernel {
+  if (!KERNEL_NAME.test(name)) {
+    throw new GpuError(`'${name}' is not a kernel name (kernels/<name>.wgsl, letters, digits and _ only)`);
+  }
+  const rootName = root.pathname.replace(/\/$/, "").split("/").pop()!;
+  const rel = (u: URL) => `${rootName}/${u.pathname.slice(root.pathname.length)}`;
+  const code: string[] = [];
+  const lines: SourceLine[] = [];
+  const seen = new Set<string>();
+  const paste = (url: URL, text: string) => {
+    seen.add(url.href);
+    const file = rel(url);
+    text.split(/\r?\n/).forEach((src, i) => {
+      const m = INCLUDE.exec(src);
+      if (!m) {
+        code.push(src);
+        lines.push({ file, line: i + 1 });
+        return;
+      }
+      const target = new URL(m[1], url);
+      if (!target.pathname.startsWith(root.pathname) || target.protocol !== root.protocol) {
+        throw new KernelIncludeError(file, i + 1, m[1], `leaves ${rootName}/`);
+      }
+      if (seen.has(target.href)) {
+        code.push(`// (${rel(target)} already included)`);
+        lines.push({ file, line: i + 1 });
+        return;
+      }
+      let inc: string;
+      try {
+        inc = Deno.readTextFileSync(target);
+      } catch (e) {
+        throw new KernelIncludeError(file, i + 1, m[1], `could not be read: ${(e as Error).message}`, e);
+      }
+      paste(target, inc);
+    });
+  };
+  const url = new URL(`${name}.wgsl`, root);
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(url);
+  } catch (e) {
+    throw new GpuError(`kernel source ${rel(url)} could not be read: ${(e as Error).message}`, { cause: e });
+  }
+  paste(url, text);
+  return { code: code.join("\n"), lines };
+}
+
+const sources = new Map<string, ExpandedKernel>();
+
+function expanded(name: string): ExpandedKernel {
   let s = sources.get(name);
   if (s === undefined) {
-    const url = new URL(`../../kernels/${name}.wgsl`, import.meta.url);
-    try {
-      s = Deno.readTextFileSync(url);
-    } catch (e) {
-      throw new GpuError(`kernel source kernels/${name}.wgsl could not be read: ${(e as Error).message}`);
-    }
+    s = expandKernel(name);
     sources.set(name, s);
   }
   return s;
+}
+
+/** Returns the WGSL source of `kernels/<name>.wgsl` with its includes resolved (as compiled). */
+export function kernelSource(name: string): string {
+  return expanded(name).code;
 }
 
 const cache = new WeakMap<Gpu, Map<string, Promise<GPUComputePipeline>>>();
@@ -57,7 +154,7 @@ async function compile(
   constants: Record<string, number>,
 ): Promise<GPUComputePipeline> {
   gpu.checkAlive();
-  const code = kernelSource(kernel);
+  const { code, lines } = expanded(kernel);
   const device = gpu.device;
   device.pushErrorScope("validation");
   const module = device.createShaderModule({ label: kernel, code });
@@ -77,7 +174,12 @@ async function compile(
     let detail = err?.message ?? failure ?? "unknown error";
     try {
       const info = await module.getCompilationInfo();
-      const msgs = info.messages.map((m) => `${m.type} at ${m.lineNum}:${m.linePos}: ${m.message}`);
+      const msgs = info.messages.map((m) => {
+        // Line numbers count the expanded source: name the file the line came from.
+        const at = lines[m.lineNum - 1];
+        const where = at ? `${at.file}:${at.line}` : `line ${m.lineNum}`;
+        return `${m.type} at ${where}:${m.linePos}: ${m.message}`;
+      });
       if (msgs.length) detail += "\n" + msgs.join("\n");
     } catch { /* compilation info is optional */ }
     throw new GpuError(`kernel kernels/${kernel}.wgsl entry '${entry}' failed to compile: ${detail}`);

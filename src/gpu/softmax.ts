@@ -50,7 +50,7 @@ export async function softmax(gpu: Gpu, x: GpuTensor, out: GpuTensor, opts: Soft
     gpu,
     "softmax",
     "softmax",
-    [{ uniform: uniforms(opts.rows, opts.cols) }, x, out],
+    [{ uniform: uniforms(opts.rows, opts.cols, { f: 1 }) }, x, out],
     grid(gpu, opts.rows),
   );
 }
@@ -76,7 +76,7 @@ export async function logSoftmax(
     gpu,
     "softmax",
     "log_softmax",
-    [{ uniform: uniforms(opts.rows, opts.cols) }, x, out],
+    [{ uniform: uniforms(opts.rows, opts.cols, { f: 1 }) }, x, out],
     grid(gpu, opts.rows),
   );
 }

@@ -1,0 +1,165 @@
+/**
+ * The kernel loader's `//#include`: recursive, each file pasted once, cycle-safe, typed errors naming
+ * the including file; and every kernel in kernels/ compiles once its includes are resolved.
+ */
+import assert from "node:assert/strict";
+import { GpuError } from "../src/errors.ts";
+import { getGpu } from "../src/gpu/device.ts";
+import { expandKernel, KernelIncludeError, kernelSource } from "../src/gpu/pipeline.ts";
+
+const KERNELS = new URL("../kernels/", import.meta.url);
+
+/** Writes `files` (path -> text) under a fresh temporary kernels folder; returns its URL. */
+function tempRoot(files: Record<string, string>): { root: URL; name: string; dispose: () => void } {
+  const dir = Deno.makeTempDirSync();
+  const rootDir = `${dir}/kern`;
+  for (const [path, text] of Object.entries(files)) {
+    const full = `${rootDir}/${path}`;
+    Deno.mkdirSync(full.slice(0, full.lastIndexOf("/")), { recursive: true });
+    Deno.writeTextFileSync(full, text);
+  }
+  return {
+    root: new URL(`file://${rootDir}/`),
+    name: "kern",
+    dispose: () => Deno.removeSync(dir, { recursive: true }),
+  };
+}
+
+Deno.test("includes resolve recursively, relative to the including file, each file once", () => {
+  const t = tempRoot({
+    "main.wgsl": [
+      "// main",
+      '//#include "lib/a.wgsl"',
+      '  //#include  "lib/b.wgsl"  ',
+      '// see //#include "nope.wgsl" (prose, not a directive)',
+      "fn main_end() {}",
+    ].join("\n"),
+    "lib/a.wgsl": ['//#include "b.wgsl"', "fn a() {}"].join("\n"),
+    // b includes a again: a cycle, and a is already pasted.
+    "lib/b.wgsl": ['//#include "a.wgsl"', "fn b() {}"].join("\n"),
+  });
+  try {
+    const { code, lines } = expandKernel("main", t.root);
+    const out = code.split("\n");
+    assert.deepEqual(out, [
+      "// main",
+      "// (kern/lib/a.wgsl already included)",
+      "fn b() {}",
+      "fn a() {}",
+      "// (kern/lib/b.wgsl already included)",
+      '// see //#include "nope.wgsl" (prose, not a directive)',
+      "fn main_end() {}",
+    ]);
+    assert.equal(lines.length, out.length);
+    // Every line names the file and line it came from (compile errors are reported with these).
+    assert.deepEqual(lines, [
+      { file: "kern/main.wgsl", line: 1 },
+      { file: "kern/lib/b.wgsl", line: 1 },
+      { file: "kern/lib/b.wgsl", line: 2 },
+      { file: "kern/lib/a.wgsl", line: 2 },
+      { file: "kern/main.wgsl", line: 3 },
+      { file: "kern/main.wgsl", line: 4 },
+      { file: "kern/main.wgsl", line: 5 },
+    ]);
+  } finally {
+    t.dispose();
+  }
+});
+
+Deno.test("a kernel including itself is pasted once", () => {
+  const t = tempRoot({ "self.wgsl": ['//#include "self.wgsl"', "fn s() {}"].join("\n") });
+  try {
+    assert.equal(expandKernel("self", t.root).code, "// (kern/self.wgsl already included)\nfn s() {}");
+  } finally {
+    t.dispose();
+  }
+});
+
+Deno.test("a missing include throws KernelIncludeError naming the including file and line", () => {
+  const t = tempRoot({
+    "top.wgsl": ["// top", "", '//#include "lib/missing.wgsl"'].join("\n"),
+    "nested.wgsl": ['//#include "lib/c.wgsl"'].join("\n"),
+    "lib/c.wgsl": ["fn c() {}", '//#include "gone.wgsl"'].join("\n"),
+    "escape.wgsl": ['//#include "../../etc/passwd"'].join("\n"),
+  });
+  try {
+    const is = (including: string, line: number, target: string, text: RegExp) => (e: unknown) => {
+      assert.ok(e instanceof KernelIncludeError && e instanceof GpuError, `not a KernelIncludeError: ${e}`);
+      assert.equal(e.including, including);
+      assert.equal(e.file, including);
+      assert.equal(e.line, line);
+      assert.equal(e.target, target);
+      assert.match(
+        e.message,
+        new RegExp(`^${including}, field '${target.replace(/\./g, "\\.")}': line ${line}`),
+      );
+      assert.match(e.message, text);
+      return true;
+    };
+    assert.throws(
+      () => expandKernel("top", t.root),
+      is("kern/top.wgsl", 3, "lib/missing.wgsl", /could not be read/),
+    );
+    // The file that names the missing include, not the kernel being loaded.
+    assert.throws(
+      () => expandKernel("nested", t.root),
+      is("kern/lib/c.wgsl", 2, "gone.wgsl", /could not be read/),
+    );
+    assert.throws(
+      () => expandKernel("escape", t.root),
+      is("kern/escape.wgsl", 1, "../../etc/passwd", /leaves kern\//),
+    );
+    // A missing kernel is a plain GpuError.
+    assert.throws(
+      () => expandKernel("absent", t.root),
+      (e: unknown) =>
+        e instanceof GpuError && !(e instanceof KernelIncludeError) && /kern\/absent\.wgsl/.test(e.message),
+    );
+  } finally {
+    t.dispose();
+  }
+});
+
+Deno.test("shared fragments under kernels/lib/ cannot be loaded as kernels", () => {
+  for (const name of ["lib/online_softmax", "lib/kahan", "../kernels/softmax", "Softmax"]) {
+    assert.throws(() => expandKernel(name), GpuError, name);
+  }
+});
+
+Deno.test("the online-softmax and Kahan code lives once and every kernel gets exactly one copy", () => {
+  // Definitions only (a line starting with `fn name(`), not mentions in comments.
+  const count = (s: string, fn: string) => s.match(new RegExp(`^fn ${fn}\\(`, "gm"))?.length ?? 0;
+  for (const k of ["softmax", "cross_entropy"]) {
+    const src = kernelSource(k);
+    assert.equal(count(src, "rowStats"), 1, `${k}: rowStats`);
+    assert.equal(count(src, "kahanAdd"), 1, `${k}: kahanAdd`);
+  }
+  assert.equal(count(kernelSource("reduce"), "kahanAdd"), 1, "reduce: kahanAdd");
+  // No kernel file defines them itself any more.
+  for (const e of Deno.readDirSync(KERNELS)) {
+    if (!e.isFile || !e.name.endsWith(".wgsl")) continue;
+    const raw = Deno.readTextFileSync(new URL(e.name, KERNELS));
+    assert.ok(!/^fn (kahanAdd|rowStats)\(/m.test(raw), `kernels/${e.name} defines a shared helper again`);
+  }
+});
+
+Deno.test("every kernel in kernels/ compiles with its includes resolved; every fragment is used", async () => {
+  const gpu = await getGpu();
+  const used = new Set<string>();
+  const names = [...Deno.readDirSync(KERNELS)].filter((e) => e.isFile && e.name.endsWith(".wgsl")).map((e) =>
+    e.name.slice(0, -5)
+  ).sort();
+  assert.ok(names.length >= 19, `only ${names.length} kernels found`);
+  for (const name of names) {
+    const { code, lines } = expandKernel(name);
+    assert.ok(!/^\s*\/\/#include/m.test(code), `${name}: unresolved include`);
+    for (const l of lines) used.add(l.file);
+    gpu.device.pushErrorScope("validation");
+    gpu.device.createShaderModule({ label: name, code });
+    const err = await gpu.device.popErrorScope();
+    assert.equal(err, null, `kernels/${name}.wgsl does not compile: ${err?.message}`);
+  }
+  for (const e of Deno.readDirSync(new URL("lib/", KERNELS))) {
+    assert.ok(used.has(`kernels/lib/${e.name}`), `kernels/lib/${e.name} is included by no kernel`);
+  }
+});
