@@ -80,6 +80,7 @@ export async function crossEntropy(
       }
     }
   }
+  // The trailing 1.0 keeps the driver from folding the Kahan compensation away (kernels/lib/kahan.wgsl).
   const params = { uniform: uniforms(rows, cols, { f: scale }, { f: 1 }) };
   await launch(
     gpu,

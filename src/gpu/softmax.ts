@@ -12,6 +12,10 @@ export interface SoftmaxOptions {
   cols: number;
 }
 
+// Params { rows, cols, one }: `one` = 1.0 is the runtime value that keeps the driver from folding the
+// Kahan compensation of the row sum away (kernels/lib/kahan.wgsl).
+const params = (o: SoftmaxOptions) => ({ uniform: uniforms(o.rows, o.cols, { f: 1 }) });
+
 function check(what: string, x: GpuTensor, out: GpuTensor, opts: SoftmaxOptions): void {
   const { rows, cols } = opts;
   for (const [k, v] of Object.entries({ rows, cols })) {
@@ -50,7 +54,7 @@ export async function softmax(gpu: Gpu, x: GpuTensor, out: GpuTensor, opts: Soft
     gpu,
     "softmax",
     "softmax",
-    [{ uniform: uniforms(opts.rows, opts.cols, { f: 1 }) }, x, out],
+    [params(opts), x, out],
     grid(gpu, opts.rows),
   );
 }
@@ -76,7 +80,7 @@ export async function logSoftmax(
     gpu,
     "softmax",
     "log_softmax",
-    [{ uniform: uniforms(opts.rows, opts.cols, { f: 1 }) }, x, out],
+    [params(opts), x, out],
     grid(gpu, opts.rows),
   );
 }
