@@ -52,7 +52,7 @@ const KERNEL_NAME = /^[a-z0-9_]+$/;
 /**
  * Reads `<root>/<name>.wgsl` and resolves its `//#include "path"` lines recursively: each path is
  * relative to the file that names it and must stay inside `root`; each file is pasted at its first
- * include only (later ones and include cycles become an empty comment line), so shared fragments need
+ * include only (later ones and include cycles become a one-line comment), so shared fragments need
  * no guards. A directive is a whole line; anything else (e.g. `// see //#include ...`) is left as is.
  *
  * `root` is the kernels folder's URL (ending in `/`); the default is this project's `kernels/`. Throws
