@@ -298,10 +298,13 @@ export async function readStatsFile(file: string, nInner: number): Promise<Stats
     const c = npz.get("mom2.count");
     const count = c.data.length === 1 ? c.data[0] : NaN;
     if (!(count > 0) || !Number.isInteger(count)) {
-      throw new InputError(`must be a positive token count, got ${c.data.length === 1 ? count : `shape [${c.shape}]`}`, {
-        file,
-        field: "mom2.count",
-      });
+      throw new InputError(
+        `must be a positive token count, got ${c.data.length === 1 ? count : `shape [${c.shape}]`}`,
+        {
+          file,
+          field: "mom2.count",
+        },
+      );
     }
     const mom2 = new Float64Array(m.data.length);
     for (let i = 0; i < mom2.length; i++) mom2[i] = m.data[i] / count;
@@ -314,7 +317,9 @@ export async function readStatsFile(file: string, nInner: number): Promise<Stats
     if (!t) throw new InputError("no tensor 'mom2' (an engram statistics file)", { file, field: "mom2" });
     checkShape(t.shape, "mom2");
     const count = Number(st.metadata.count);
-    if (!(count > 0)) throw new InputError("metadata 'count' must be a positive number", { file, field: "count" });
+    if (!(count > 0)) {
+      throw new InputError("metadata 'count' must be a positive number", { file, field: "count" });
+    }
     const layer = st.metadata.layer === undefined ? undefined : Number(st.metadata.layer);
     return { mom2: Float64Array.from(t.data), count, layer: Number.isInteger(layer) ? layer : undefined };
   }
@@ -373,7 +378,9 @@ export async function findStatsFiles(
   const missing = layers.filter((l) => !out.has(l));
   if (missing.length) {
     throw new InputError(
-      `no statistics for layer(s) ${missing.join(", ")} in ${paths.join(", ")} (ROME names them transformer.h.L.mlp.c_proj_float32_mom2_100000.npz)`,
+      `no statistics for layer(s) ${missing.join(", ")} in ${
+        paths.join(", ")
+      } (ROME names them transformer.h.L.mlp.c_proj_float32_mom2_100000.npz)`,
       { field: "--stats" },
     );
   }
@@ -432,7 +439,11 @@ export async function layerStats(
   const maxSamples = opts.maxSamples ?? 100000;
   const dir = opts.cacheDir ?? defaultStatsDir();
   const bytes = await readCorpusBytes(corpus, layers);
-  const corpusHash = corpusKeyHash(bytes, tokenizer, { eosDelimit, maxSamples, nPositions: model.config.nPositions });
+  const corpusHash = corpusKeyHash(bytes, tokenizer, {
+    eosDelimit,
+    maxSamples,
+    nPositions: model.config.nPositions,
+  });
   const todo: Array<{ layer: number; file: string }> = [];
   for (const layer of layers) {
     const file = cacheFile(dir, modelKeyHash(model, layer), layer, corpusHash);
@@ -574,7 +585,11 @@ export async function resolveStatsSource(
  * Stops before any work when `method` needs key statistics (ROME with `mom2_adjustment`, MEMIT) and
  * neither `src` nor the user's hparams (`mom2_dataset` naming a file) provide them.
  */
-export function checkStatsSource(method: string, hparams: Record<string, unknown> | undefined, src: StatsSource) {
+export function checkStatsSource(
+  method: string,
+  hparams: Record<string, unknown> | undefined,
+  src: StatsSource,
+) {
   if (method !== "rome" && method !== "memit") return;
   if (method === "rome" && hparams?.mom2_adjustment === false) return;
   if (src.stats || src.statsCorpus) return;

@@ -64,7 +64,9 @@ export function parseNpy(bytes: Uint8Array, where: { file?: string; field?: stri
   let flat: NpyArray;
   if (str) {
     const n = Number(str[1]);
-    if (body.length < numel * n * 4) throw bad(`data has ${body.length} bytes, ${descr}${fmtShape(shape)} needs ${numel * n * 4}`);
+    if (body.length < numel * n * 4) {
+      throw bad(`data has ${body.length} bytes, ${descr}${fmtShape(shape)} needs ${numel * n * 4}`);
+    }
     const bdv = new DataView(body.buffer, body.byteOffset, body.byteLength);
     const strings: string[] = [];
     for (let i = 0; i < numel; i++) {
@@ -80,7 +82,11 @@ export function parseNpy(bytes: Uint8Array, where: { file?: string; field?: stri
   } else {
     const size = NUMERIC[descr];
     if (size === undefined) {
-      throw bad(`dtype '${descr}' (supported: ${Object.keys(NUMERIC).join(", ")}, <U<n>; big-endian and objects are not)`);
+      throw bad(
+        `dtype '${descr}' (supported: ${
+          Object.keys(NUMERIC).join(", ")
+        }, <U<n>; big-endian and objects are not)`,
+      );
     }
     if (body.length < numel * size) {
       throw bad(`data has ${body.length} bytes, ${descr}${fmtShape(shape)} needs ${numel * size}`);
