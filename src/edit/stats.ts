@@ -258,7 +258,18 @@ function corpusKeyHash(
 ): string {
   const h = createHash("sha256");
   h.update(bytes);
-  const probe = new TextDecoder().decode(bytes.subarray(0, 16384)).replace(/[^\n]*$/, "");
+  // The text the tokenizer sees: the records' "text" for JSONL, else the text itself.
+  const head = new TextDecoder().decode(bytes.subarray(0, 16384)).replace(/[^\n]*$/, "");
+  const probe = head.trimStart().startsWith("{")
+    ? head.split("\n").map((l) => {
+      try {
+        const t = (JSON.parse(l) as { text?: unknown })?.text;
+        return typeof t === "string" ? t : "";
+      } catch {
+        return "";
+      }
+    }).join("\n")
+    : head;
   h.update(JSON.stringify({
     ...opts,
     dtype: "float32",
