@@ -14,7 +14,7 @@ import { applyEdit, editorNames } from "../edit/editors.ts";
 import { parseLayers, readHparamsFile } from "../edit/hparams.ts";
 import { writeEditLog } from "../edit/log.ts";
 import { type EditRequest, normalizeRequest, readRequests } from "../edit/requests.ts";
-import { checkStatsSource, resolveStatsSource, writeStatsDeclaration } from "../edit/stats.ts";
+import { resolveStatsSource, writeStatsDeclaration } from "../edit/stats.ts";
 import { parseFlags, required } from "./args.ts";
 import { progress } from "./progress.ts";
 
@@ -80,7 +80,8 @@ export async function editCommand(argv: string[]): Promise<void> {
     typeof f["stats-corpus"] === "string" ? f["stats-corpus"] : undefined,
     typeof f.stats === "string" ? f.stats : undefined,
   );
-  checkStatsSource(method, hparams as Record<string, unknown> | undefined, statsSrc);
+  // No early statistics check: the editor validates its hparams first, then asks for statistics
+  // (layerStats names --stats-corpus) before any long work.
   const hf = await loadHFModel(modelDir);
   if (!hf.tokenizer) throw new InputError(`${modelDir} has no tokenizer files`, { field: "--model" });
   const model = GPT2Model.create(await getGpu(), hf.config, hf.weights);
