@@ -21,7 +21,9 @@ import {
 } from "../src/edit/stats.ts";
 import { InputError } from "../src/errors.ts";
 import { TINY_EDIT_CONFIG, wordTokenizer } from "./_edit_util.ts";
-import { freshSeed } from "./_util.ts";
+import { engram, freshSeed, rng } from "./_util.ts";
+import { loadTokenizer } from "../src/io/tokenizer.ts";
+import { saveHFModel } from "../src/io/hf_model.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const cfg = { ...TINY_EDIT_CONFIG, nLayer: 3, nInner: 20 };
@@ -205,6 +207,119 @@ Deno.test("model folder declaration: the world model names its corpus; bad decla
     checkStatsSource("rome", { mom2_adjustment: false }, none);
     checkStatsSource("memit", { mom2_dataset: "corpus.jsonl" }, none);
     checkStatsSource("ft-l", undefined, none);
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
+
+Deno.test("CLI: edit and eval without statistics stop with --stats-corpus; --stats takes a ROME .npz; a declared corpus follows the edited copy", async () => {
+  const WORLD = ROOT + "fixtures/world/";
+  const c = { ...cfg, vocabSize: (await loadTokenizer(WORLD)).vocabSize, nPositions: 24, nInner: 24 };
+  const tmp = await Deno.makeTempDir({ prefix: "engram_stats_cli_" });
+  try {
+    await saveHFModel(`${tmp}/model`, {
+      config: c,
+      weights: randomGPT2(c, freshSeed()),
+      tokenizerFrom: WORLD,
+    });
+    await Deno.writeTextFile(
+      `${tmp}/hp.json`,
+      JSON.stringify({ v_num_grad_steps: 2, context_template_length_params: [[3, 1]] }),
+    );
+    const edit = [
+      "edit",
+      "--method",
+      "rome",
+      "--model",
+      `${tmp}/model`,
+      "--hparams",
+      `${tmp}/hp.json`,
+      "--layers",
+      "1",
+    ];
+    const req = ["--prompt", "{} was born in", "--subject", "Pilvun", "--target", "Sunmere"];
+    const none = await engram(...edit, ...req, "--out", `${tmp}/o1`);
+    assert.equal(none.code, 1, none.stderr);
+    assert.match(none.stderr, /field '--stats-corpus': no corpus for the key statistics/);
+    const ev = await engram(
+      "eval",
+      "--method",
+      "ft-l,memit",
+      "--model",
+      `${tmp}/model`,
+      "--data",
+      `${WORLD}counterfact.json`,
+      "--limit",
+      "1",
+    );
+    assert.equal(ev.code, 1, ev.stderr);
+    assert.match(ev.stderr, /memit: no corpus for the key statistics/);
+    assert.doesNotMatch(ev.stderr, /eval ft-l/, "stops before any method runs");
+
+    // ROME's file format for layer 1: the sum of k kᵀ over random keys and their count.
+    const I = c.nInner, n = 3 * I;
+    const sum = new Float32Array(I * I);
+    const r = rng(freshSeed());
+    for (let t = 0; t < n; t++) {
+      const k = Array.from({ length: I }, () => r() - 0.5);
+      for (let a = 0; a < I; a++) for (let b = 0; b < I; b++) sum[a * I + b] += k[a] * k[b];
+    }
+    const npyFile = (descr: string, shape: string, data: Uint8Array) => {
+      let h = `{'descr': '${descr}', 'fortran_order': False, 'shape': ${shape}, }`;
+      while ((h.length + 11) % 64) h += " ";
+      h += "\n";
+      const out = new Uint8Array(10 + h.length + data.length);
+      out.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0, h.length & 255, h.length >> 8]);
+      for (let i = 0; i < h.length; i++) out[10 + i] = h.charCodeAt(i);
+      out.set(data, 10 + h.length);
+      return out;
+    };
+    const cnt = new Uint8Array(8);
+    new DataView(cnt.buffer).setBigInt64(0, BigInt(n), true);
+    await Deno.mkdir(`${tmp}/rome_stats`);
+    const npz = `${tmp}/rome_stats/transformer.h.1.mlp.c_proj_float32_mom2_100000.npz`;
+    await Deno.writeFile(
+      npz,
+      zipSync({
+        "mom2.mom2.npy": npyFile("<f4", `(${I}, ${I})`, new Uint8Array(sum.buffer)),
+        "mom2.count.npy": npyFile("<i8", "()", cnt),
+      }),
+    );
+    const viaNpz = await engram(
+      ...edit,
+      ...req,
+      "--stats",
+      `${tmp}/rome_stats`,
+      "--out",
+      `${tmp}/o2`,
+      "--json",
+    );
+    assert.equal(viaNpz.code, 0, viaNpz.stderr);
+    const info = JSON.parse(viaNpz.stdout).info;
+    assert.equal(JSON.stringify(info).includes(npz), true, "the edit reports the statistics file it used");
+
+    // Wrong shape: the file and the entry are named.
+    const small = `${tmp}/transformer.h.1.mlp.c_proj_float32_mom2_100000.npz`;
+    await Deno.writeFile(
+      small,
+      zipSync({
+        "mom2.mom2.npy": npyFile("<f4", "(2, 2)", new Uint8Array(16)),
+        "mom2.count.npy": npyFile("<i8", "()", cnt),
+      }),
+    );
+    const bad = await engram(...edit, ...req, "--stats", small, "--out", `${tmp}/o3`);
+    assert.equal(bad.code, 1);
+    assert.ok(bad.stderr.includes(`${small}, field 'mom2.mom2': statistics of shape [2,2]`), bad.stderr);
+
+    // A declared corpus is used without flags, and the edited copy points at it too.
+    await Deno.writeTextFile(`${tmp}/corpus.txt`, "Pilvun was born in Sunmere . Tarvo lives in Pilvun .");
+    await Deno.writeTextFile(`${tmp}/model/engram_stats.json`, JSON.stringify({ corpus: "../corpus.txt" }));
+    const decl = await engram(...edit, ...req, "--stats-dir", `${tmp}/cache`, "--out", `${tmp}/o4`);
+    assert.equal(decl.code, 0, decl.stderr);
+    assert.deepEqual(await declaredStatsCorpus(`${tmp}/o4`), {
+      file: `${tmp}/corpus.txt`,
+      eosDelimit: false,
+    });
   } finally {
     await Deno.remove(tmp, { recursive: true });
   }
