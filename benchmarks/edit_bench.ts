@@ -29,8 +29,9 @@ const gpu = await getGpu();
 const model = GPT2Model.create(gpu, cfg, randomGPT2(cfg, 1, { std: 0.02 }));
 const requests = await readRequests(`${WORLD}/counterfact.json`);
 const statsDir = await Deno.makeTempDir({ prefix: "engram_edit_bench_" });
-await layerStats(model, tokenizer, [0], { cacheDir: statsDir });
-const opts = { statsDir, layers: [0] };
+const statsCorpus = `${WORLD}/train.jsonl`;
+await layerStats(model, tokenizer, [0], { cacheDir: statsDir, corpus: statsCorpus });
+const opts = { statsDir, statsCorpus, layers: [0] };
 
 for (const method of ["rome", "ft-l", "ft", "kn"]) {
   Deno.bench(`${method}, 1 edit (seconds per edit)`, {

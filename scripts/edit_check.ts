@@ -8,6 +8,7 @@ import { loadModel } from "../src/model/load.ts";
 import { filledPrompt, readRequests } from "../src/edit/requests.ts";
 import { applyEdit } from "../src/edit/apply.ts";
 import "../src/edit/editors.ts";
+import { declaredStatsCorpus } from "../src/edit/stats.ts";
 const [dir, method, nStr, layersStr, batch] = Deno.args;
 const lm = await loadModel(dir);
 const tk = lm.tokenizer!;
@@ -40,7 +41,7 @@ for (let i = 0; i < reqs.length; i += bs) {
   const h = await applyEdit(lm.model, tk, method, chunk, {
     layers,
     hparams: Deno.env.get("HP") ? JSON.parse(Deno.env.get("HP")!) : undefined,
-    statsCorpus: Deno.env.get("CORPUS"),
+    statsCorpus: Deno.env.get("CORPUS") ?? (await declaredStatsCorpus(dir)),
     onWarning: (m) => console.error("warn", m),
   });
   const a = await top1(chunk.map(filledPrompt));

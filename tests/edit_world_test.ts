@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { applyEdit } from "../src/edit/editors.ts";
 import { readHparamsFile } from "../src/edit/hparams.ts";
+import { declaredStatsCorpus } from "../src/edit/stats.ts";
 import { type EditRequest, readRequests } from "../src/edit/requests.ts";
 import { evaluateRequests, preEditState } from "../src/evaluate/edit_metrics.ts";
 import { loadModel } from "../src/model/load.ts";
@@ -31,7 +32,8 @@ async function editWorld(method: "rome" | "memit", n: number) {
   try {
     const pre = await preEditState(lm.model, tok, reqs, { prefix });
     const hparams = (await readHparamsFile(`${MODEL}/hparams/${method}.json`)) as Record<string, unknown>;
-    const h = await applyEdit(lm.model, tok, method, reqs, { statsDir, hparams });
+    const statsCorpus = await declaredStatsCorpus(MODEL);
+    const h = await applyEdit(lm.model, tok, method, reqs, { statsDir, statsCorpus, hparams });
     assert.deepEqual(h.result.weights, [EDITED]);
     for (const [name, orig] of before) {
       if (name !== EDITED) assert.deepEqual(lm.model.weights.get(name)!.data, orig, name);

@@ -4,8 +4,8 @@
  */
 import assert from "node:assert/strict";
 import type { GPT2Config } from "../src/model/config.ts";
-import { memitDefaults, mergeHparams, romeDefaults } from "../src/edit/hparams.ts";
-import { ftlDefaults, mergeFtHparams } from "../src/edit/ft.ts";
+import { memitDefaults, mergeHparams, publishedModel, romeDefaults } from "../src/edit/hparams.ts";
+import { ftDefaults, ftlDefaults, mergeFtHparams } from "../src/edit/ft.ts";
 import { knDefaults, mergeKnHparams } from "../src/edit/kn.ts";
 import { ConfigError, InputError } from "../src/errors.ts";
 
@@ -92,4 +92,229 @@ Deno.test("hparams: editor-specific rules", () => {
   const pairs = d.context_template_length_params.map((p) => [...p]);
   rome({ context_template_length_params: [[1, 1]] });
   assert.deepEqual(d.context_template_length_params, pairs, "defaults are not modified");
+});
+
+// The published hparams files, method and statistics fields copied from the files (numbers are facts):
+// kmeng01/rome hparams/ROME/*.json and hparams/FT/*.json at commit 0874014cd9837e4365f3e6f3c71400ef11509e04;
+// kmeng01/memit hparams/MEMIT/*.json and hparams/ROME/EleutherAI_gpt-neox-20b.json at commit
+// 80426fd9316cf9a50c5ba15e0912f2c2c5bfe84b. Module templates are kept for two files to show that they are
+// accepted and ignored.
+const SHAPES: Record<string, GPT2Config> = {
+  "gpt2-medium": {
+    nLayer: 24,
+    nHead: 16,
+    nEmbd: 1024,
+    vocabSize: 50257,
+    nPositions: 1024,
+    nInner: 4096,
+    layerNormEpsilon: 1e-5,
+  },
+  "gpt2-large": {
+    nLayer: 36,
+    nHead: 20,
+    nEmbd: 1280,
+    vocabSize: 50257,
+    nPositions: 1024,
+    nInner: 5120,
+    layerNormEpsilon: 1e-5,
+  },
+  "gpt2-xl": {
+    nLayer: 48,
+    nHead: 25,
+    nEmbd: 1600,
+    vocabSize: 50257,
+    nPositions: 1024,
+    nInner: 6400,
+    layerNormEpsilon: 1e-5,
+  },
+  "gpt-j-6B": {
+    nLayer: 28,
+    nHead: 16,
+    nEmbd: 4096,
+    vocabSize: 50400,
+    nPositions: 2048,
+    nInner: 16384,
+    layerNormEpsilon: 1e-5,
+  },
+  "gpt-neox-20b": {
+    nLayer: 44,
+    nHead: 64,
+    nEmbd: 6144,
+    vocabSize: 50432,
+    nPositions: 2048,
+    nInner: 24576,
+    layerNormEpsilon: 1e-5,
+  },
+};
+const romeFile = (layer: number, lossLayer: number, clamp: number) => ({
+  layers: [layer],
+  fact_token: "subject_last",
+  v_num_grad_steps: 20,
+  v_lr: 5e-1,
+  v_loss_layer: lossLayer,
+  v_weight_decay: 0.5,
+  clamp_norm_factor: clamp,
+  kl_factor: 0.0625,
+  mom2_adjustment: true,
+  context_template_length_params: [[5, 10], [10, 10]],
+  mom2_dataset: "wikipedia",
+  mom2_n_samples: 100000,
+  mom2_dtype: "float32",
+});
+const ROME_PUBLISHED: [string, Record<string, unknown>][] = [
+  ["gpt2-medium", romeFile(8, 23, 3)],
+  ["gpt2-large", romeFile(12, 35, 4)],
+  ["gpt2-xl", {
+    ...romeFile(17, 47, 4),
+    rewrite_module_tmp: "transformer.h.{}.mlp.c_proj",
+    layer_module_tmp: "transformer.h.{}",
+    mlp_module_tmp: "transformer.h.{}.mlp",
+    attn_module_tmp: "transformer.h.{}.attn",
+    ln_f_module: "transformer.ln_f",
+    lm_head_module: "transformer.wte",
+  }],
+  ["gpt-j-6B", romeFile(5, 27, 4)],
+  ["gpt-neox-20b", romeFile(15, 43, 4)],
+];
+const MEMIT_PUBLISHED: [string, Record<string, unknown>][] = [
+  ["gpt2-xl", {
+    layers: [13, 14, 15, 16, 17],
+    clamp_norm_factor: 0.75,
+    layer_selection: "all",
+    fact_token: "subject_last",
+    v_num_grad_steps: 20,
+    v_lr: 5e-1,
+    v_loss_layer: 47,
+    v_weight_decay: 0.5,
+    kl_factor: 0.0625,
+    mom2_adjustment: true,
+    mom2_update_weight: 20000,
+    mom2_dataset: "wikipedia",
+    mom2_n_samples: 100000,
+    mom2_dtype: "float32",
+  }],
+  ["gpt-j-6B", {
+    layers: [3, 4, 5, 6, 7, 8],
+    clamp_norm_factor: 0.75,
+    layer_selection: "all",
+    fact_token: "subject_last",
+    v_num_grad_steps: 25,
+    v_lr: 5e-1,
+    v_loss_layer: 27,
+    v_weight_decay: 0.5,
+    kl_factor: 0.0625,
+    mom2_adjustment: true,
+    mom2_update_weight: 15000,
+    rewrite_module_tmp: "transformer.h.{}.mlp.fc_out",
+    mom2_dataset: "wikipedia",
+    mom2_n_samples: 100000,
+    mom2_dtype: "float32",
+  }],
+];
+const ftFile = (layer: number, eps: number | false) => ({
+  layers: [layer],
+  num_steps: 25,
+  lr: 5e-4,
+  weight_decay: 0,
+  kl_factor: 0,
+  norm_constraint: eps,
+});
+const FTL_PUBLISHED: [string, Record<string, unknown>][] = [
+  ["gpt2-medium", ftFile(0, 2e-3)],
+  ["gpt2-large", ftFile(0, 1e-3)],
+  ["gpt2-xl", ftFile(0, 5e-4)],
+  ["gpt-j-6B", ftFile(0, 5e-5)],
+];
+const FT_PUBLISHED: [string, Record<string, unknown>][] = [
+  ["gpt2-xl", ftFile(1, false)],
+  ["gpt-j-6B", ftFile(21, false)],
+];
+
+/** Every field of the file that engram has equals engram's default; reading the file changes nothing. */
+function assertDefaultsAreFile(
+  defaults: Record<string, unknown>,
+  file: Record<string, unknown>,
+  merged: unknown,
+  what: string,
+) {
+  let compared = 0;
+  for (const [k, v] of Object.entries(file)) {
+    if (!(k in defaults)) continue;
+    assert.deepEqual(defaults[k], k === "norm_constraint" && v === false ? 0 : v, `${what}: ${k}`);
+    compared++;
+  }
+  assert.ok(compared >= 5, `${what}: compared ${compared} fields`);
+  assert.deepEqual(merged, defaults, `${what}: the file as overrides changes no default`);
+}
+
+for (const [name, file] of ROME_PUBLISHED) {
+  Deno.test(`hparams: ROME defaults at ${name}'s shape are kmeng01's hparams/ROME file, field by field`, () => {
+    const c = SHAPES[name];
+    const d = romeDefaults(c);
+    assertDefaultsAreFile(
+      d as unknown as Record<string, unknown>,
+      file,
+      mergeHparams(d, file, c),
+      `ROME ${name}`,
+    );
+  });
+}
+for (const [name, file] of MEMIT_PUBLISHED) {
+  Deno.test(`hparams: MEMIT defaults at ${name}'s shape are kmeng01/memit's hparams/MEMIT file, field by field`, () => {
+    const c = SHAPES[name];
+    const d = memitDefaults(c);
+    assertDefaultsAreFile(
+      d as unknown as Record<string, unknown>,
+      file,
+      mergeHparams(d, file, c),
+      `MEMIT ${name}`,
+    );
+    assert.deepEqual(d.context_template_length_params, [[10, 5]], "memit_main.py get_context_templates");
+  });
+}
+for (const [name, file] of FTL_PUBLISHED) {
+  Deno.test(`hparams: FT-L defaults at ${name}'s shape are ROME's hparams/FT/${name}_constr.json (ε per size, lr 5e-4)`, () => {
+    const c = SHAPES[name];
+    const d = ftlDefaults(c);
+    assertDefaultsAreFile(
+      d as unknown as Record<string, unknown>,
+      file,
+      mergeFtHparams(d, file, c),
+      `FT-L ${name}`,
+    );
+  });
+}
+for (const [name, file] of FT_PUBLISHED) {
+  Deno.test(`hparams: FT defaults at ${name}'s shape are ROME's hparams/FT/${name}_unconstr.json`, () => {
+    const c = SHAPES[name];
+    const d = ftDefaults(c);
+    assertDefaultsAreFile(
+      d as unknown as Record<string, unknown>,
+      file,
+      mergeFtHparams(d, file, c),
+      `FT ${name}`,
+    );
+  });
+}
+
+Deno.test("hparams: other shapes scale from gpt2-xl (documented rules), with no data set", () => {
+  // gpt2 (small) has no published file.
+  const small: GPT2Config = { ...SHAPES["gpt2-medium"], nLayer: 12, nHead: 12, nEmbd: 768, nInner: 3072 };
+  assert.equal(publishedModel(small), undefined);
+  const r = romeDefaults(small);
+  assert.deepEqual(r.layers, [4]); // ⌊17/48 · 12⌋
+  assert.equal(r.clamp_norm_factor, 4);
+  assert.equal(r.v_loss_layer, 11);
+  assert.equal(r.mom2_dataset, "", "no Wikipedia statistics: the corpus must come from the folder or a flag");
+  const m = memitDefaults(small);
+  assert.deepEqual(m.layers, [4]); // a window of round(5/48 · 12) = 1 layer ending at the ROME layer
+  assert.equal(m.mom2_update_weight, (20000 * 3072) / 6400);
+  const f = ftlDefaults(small);
+  assert.equal(f.lr, 5e-4 * (6400 / 3072));
+  assert.equal(f.norm_constraint, 5e-4 * (6400 / 3072));
+  // A shape matching a published model in depth and width but not MLP width is not that model.
+  assert.equal(publishedModel({ ...SHAPES["gpt2-xl"], nInner: 6401 }), undefined);
+  assert.equal(romeDefaults({ ...SHAPES["gpt2-medium"], nInner: 4000 }).clamp_norm_factor, 4);
+  // MEMIT at a shape with a ROME file but no MEMIT file ends its window at ROME's layer.
+  assert.deepEqual(memitDefaults(SHAPES["gpt2-medium"]).layers, [6, 7, 8]);
 });

@@ -1,8 +1,10 @@
 /**
  * `engram edit --method rome|memit|ft|ft-l|kn --model DIR (--requests FILE | --prompt "{} is located in" --subject S
- * --target T) [--layers 3,4] [--hparams FILE] [--stats-corpus FILE] [--stats-dir DIR] --out DIR
+ * --target T) [--layers 3,4] [--hparams FILE] [--stats-corpus FILE | --stats FILE[,FILE]] [--stats-dir DIR] --out DIR
  * [--log DIR] [--overwrite] [--json]`: edits a copy of the model and writes it to --out (atomically),
- * with the edit log in --log (default OUT.editlog) for `engram revert`.
+ * with the edit log in --log (default OUT.editlog) for `engram revert`. ROME and MEMIT need key
+ * statistics: a corpus (--stats-corpus, or the one the model folder declares in engram_stats.json) or
+ * prebuilt files (--stats: ROME's *_mom2_100000.npz or engram .safetensors, or folders of them).
  */
 import { InputError } from "../errors.ts";
 import { loadHFModel, saveHFModel } from "../io/hf_model.ts";
@@ -12,6 +14,7 @@ import { applyEdit, editorNames } from "../edit/editors.ts";
 import { parseLayers, readHparamsFile } from "../edit/hparams.ts";
 import { writeEditLog } from "../edit/log.ts";
 import { type EditRequest, normalizeRequest, readRequests } from "../edit/requests.ts";
+import { resolveStatsSource, writeStatsDeclaration } from "../edit/stats.ts";
 import { parseFlags, required } from "./args.ts";
 import { progress } from "./progress.ts";
 
@@ -27,6 +30,7 @@ export async function editCommand(argv: string[]): Promise<void> {
     layers: { type: "string" },
     hparams: { type: "string" },
     "stats-corpus": { type: "string" },
+    stats: { type: "string" },
     "stats-dir": { type: "string" },
     limit: { type: "string" },
     out: { type: "string" },
@@ -71,6 +75,13 @@ export async function editCommand(argv: string[]): Promise<void> {
   if (hparams !== undefined && (typeof hparams !== "object" || hparams === null || Array.isArray(hparams))) {
     throw new InputError("hparams must be a JSON object", { file: f.hparams as string });
   }
+  const statsSrc = await resolveStatsSource(
+    modelDir,
+    typeof f["stats-corpus"] === "string" ? f["stats-corpus"] : undefined,
+    typeof f.stats === "string" ? f.stats : undefined,
+  );
+  // No early statistics check: the editor validates its hparams first, then asks for statistics
+  // (layerStats names --stats-corpus) before any long work.
   const hf = await loadHFModel(modelDir);
   if (!hf.tokenizer) throw new InputError(`${modelDir} has no tokenizer files`, { field: "--model" });
   const model = GPT2Model.create(await getGpu(), hf.config, hf.weights);
@@ -79,7 +90,8 @@ export async function editCommand(argv: string[]): Promise<void> {
   const { result } = await applyEdit(model, hf.tokenizer, method, requests, {
     layers,
     hparams: hparams as Record<string, unknown> | undefined,
-    statsCorpus: typeof f["stats-corpus"] === "string" ? f["stats-corpus"] : undefined,
+    statsCorpus: statsSrc.statsCorpus,
+    stats: statsSrc.stats,
     statsDir: typeof f["stats-dir"] === "string" ? f["stats-dir"] : undefined,
     onProgress: (phase, done, total) => {
       let bar = bars.get(phase);
@@ -101,6 +113,8 @@ export async function editCommand(argv: string[]): Promise<void> {
       ),
     ),
   }, { overwrite: Boolean(f.overwrite) });
+  // The edited copy keeps the statistics corpus of the model it came from.
+  if (statsSrc.declared) await writeStatsDeclaration(out, statsSrc.declared);
   await writeEditLog(logDir, result, requests, model.weights, { source: modelDir, edited: out }, {
     overwrite: Boolean(f.overwrite),
   });

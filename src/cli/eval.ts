@@ -1,6 +1,6 @@
 /**
  * `engram eval --method M[,M2,...] --model DIR --data FILE [--limit N] [--mode single|sequential|batch]
- * [--json] [--table FILE] [--out FILE]`: edits the model with each method on the data set's requests
+ * [--stats-corpus FILE | --stats FILE[,FILE]] [--json] [--table FILE] [--out FILE]`: edits the model with each method on the data set's requests
  * (EasyEdit CounterFact / MEND zsRE / ROME CounterFact JSON), measures KnowEdit's and CounterFact's
  * metrics (src/evaluate/edit_metrics.ts) and restores the model. The input model folder is never written.
  */
@@ -13,6 +13,7 @@ import { parseLayers, readHparamsFile } from "../edit/hparams.ts";
 import { type EditRequest, parseRequestRecord, parseRequests } from "../edit/requests.ts";
 import { type EditMode, evaluateMethod, type MethodEvalResult } from "../evaluate/edit_metrics.ts";
 import { markdownTable, resultsJson, writeResultsJson, writeTable } from "../evaluate/report.ts";
+import { checkStatsSource, resolveStatsSource } from "../edit/stats.ts";
 import { intFlag, parseFlags, required } from "./args.ts";
 import { progress } from "./progress.ts";
 
@@ -80,6 +81,8 @@ export async function evalCommand(argv: string[]): Promise<void> {
     "batch-size": { type: "string" },
     layers: { type: "string" },
     hparams: { type: "string" },
+    "stats-corpus": { type: "string" },
+    stats: { type: "string" },
     "prefix-eos": { type: "string" },
     "fluency-tokens": { type: "string" },
     "per-case": { type: "boolean" },
@@ -107,6 +110,12 @@ export async function evalCommand(argv: string[]): Promise<void> {
   const fluencyTokens = intFlag(f, "fluency-tokens", 100, 0, 100000);
   const dataFile = required(f, "data", "eval");
   const modelDir = required(f, "model", "eval");
+  const statsSrc = await resolveStatsSource(
+    modelDir,
+    typeof f["stats-corpus"] === "string" ? f["stats-corpus"] : undefined,
+    typeof f.stats === "string" ? f.stats : undefined,
+  );
+  for (const m of methods) checkStatsSource(m, hparams, statsSrc);
   const { requests: all, skipped } = await readEvalRequests(dataFile);
   const limit = intFlag(f, "limit", all.length, 1, all.length);
   const editBatchSize = intFlag(f, "batch-size", limit, 1, limit);
@@ -138,6 +147,8 @@ export async function evalCommand(argv: string[]): Promise<void> {
         // Editors see prompts the way the metrics do: with the end-of-text prefix or without.
         edit: {
           layers,
+          statsCorpus: statsSrc.statsCorpus,
+          stats: statsSrc.stats,
           hparams: { prefix_eos: usePrefix, ...(hparams as Record<string, unknown> | undefined) },
         },
         onProgress: (d, _t, text) => bar.update(d, text),

@@ -12,6 +12,7 @@ import type { HostTensor } from "../model/config.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
 import type { GPT2Model } from "../model/gpt2.ts";
 import type { EditRequest } from "./requests.ts";
+import type { StatsCorpus } from "./stats.ts";
 
 /** Options every editor accepts. */
 export interface EditOptions {
@@ -23,8 +24,14 @@ export interface EditOptions {
   onProgress?: (phase: string, done: number, total: number) => void;
   /** Non-fatal conditions the user should know about (e.g. a regularised covariance). */
   onWarning?: (message: string) => void;
-  /** Statistics corpus (default: the fixture world's train.jsonl) and cache folder. */
-  statsCorpus?: string;
+  /**
+   * Statistics corpus (a file, or a file with its framing); required by ROME / MEMIT unless `stats` is
+   * given or the hparams' `mom2_dataset` names a file. There is no default corpus (src/edit/stats.ts).
+   */
+  statsCorpus?: string | StatsCorpus;
+  /** Prebuilt key statistics: ROME `.npz` or engram `.safetensors` files, or folders of them. */
+  stats?: string[];
+  /** Cache folder of computed statistics. */
   statsDir?: string;
 }
 

@@ -35,7 +35,15 @@ import {
   restoreWeights,
   weightDeltas,
 } from "./apply.ts";
-import { checkLayers, type HparamSchema, mergeBySchema, rule } from "./hparams.ts";
+import {
+  checkLayers,
+  FT_FILES,
+  type FtFile,
+  type HparamSchema,
+  mergeBySchema,
+  publishedModel,
+  rule,
+} from "./hparams.ts";
 import { type EditRequest, filledPrompt } from "./requests.ts";
 
 /** Hyper-parameters of the fine-tuning editors (ROME `hparams/FT/*.json` names). */
@@ -79,13 +87,29 @@ export const FT_GPT2_XL: FtHparams = { ...FTL_GPT2_XL, layers: [1], norm_constra
 /** gpt2-xl's MLP width: the reference ε and lr were chosen for c_proj matrices with this many inputs. */
 const XL_INNER = 6400;
 
+/** `base` with the method fields of a published FT file ({@link FT_FILES}). */
+function fromFile(base: FtHparams, f: FtFile): FtHparams {
+  return {
+    ...base,
+    layers: [...f.layers],
+    num_steps: f.num_steps,
+    lr: f.lr,
+    weight_decay: f.weight_decay,
+    norm_constraint: f.norm_constraint === false ? 0 : f.norm_constraint,
+  };
+}
+
 /**
- * FT-L defaults for `cfg`. ROME's layer 0 and 25 steps are kept. The L∞ radius ε bounds the change of
- * each MLP output by ε·Σ|k_i| over the nInner inputs, so ε (and the lr, which sets how fast Adam
- * reaches the box's corner) is scaled by 6400 / nInner to allow the same output change as on gpt2-xl:
- * for the world model (nInner 384) ε = lr ≈ 8.3e-3.
+ * FT-L defaults for `cfg`. At a published shape (gpt2-medium, gpt2-large, gpt2-xl, GPT-J 6B): ROME's
+ * `hparams/FT/<model>_constr.json` exactly ({@link FT_FILES}: layer 0, 25 steps, lr 5e-4 at every size,
+ * ε per size). At other shapes, ROME's layer 0 and 25 steps are kept, and the L∞ radius ε, which bounds
+ * the change of each MLP output by ε·Σ|k_i| over the nInner inputs, is scaled with the lr by
+ * 6400 / nInner from gpt2-xl's, to allow the same output change as on gpt2-xl (and let Adam reach the
+ * box's corner in the same steps): for the world model (nInner 384) ε = lr ≈ 8.3e-3.
  */
 export function ftlDefaults(cfg: GPT2Config): FtHparams {
+  const file = FT_FILES.constr[publishedModel(cfg) ?? ""];
+  if (file) return fromFile(FTL_GPT2_XL, file);
   const scale = Math.max(1, XL_INNER / cfg.nInner);
   return {
     ...FTL_GPT2_XL,
@@ -94,8 +118,13 @@ export function ftlDefaults(cfg: GPT2Config): FtHparams {
   };
 }
 
-/** Unconstrained FT defaults for `cfg`: layer 1 (the last layer of a one-layer model), lr scaled as FT-L's. */
+/**
+ * Unconstrained FT defaults for `cfg`: ROME's `<model>_unconstr.json` at a published shape (gpt2-xl:
+ * layer 1; GPT-J: layer 21); otherwise layer 1 (the last layer of a one-layer model), lr as FT-L's.
+ */
 export function ftDefaults(cfg: GPT2Config): FtHparams {
+  const file = FT_FILES.unconstr[publishedModel(cfg) ?? ""];
+  if (file) return fromFile(FT_GPT2_XL, file);
   return { ...ftlDefaults(cfg), layers: [Math.min(1, cfg.nLayer - 1)], norm_constraint: 0 };
 }
 

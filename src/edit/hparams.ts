@@ -1,7 +1,9 @@
 /**
- * Hyper-parameters of ROME and MEMIT, with the reference defaults (kmeng01/rome `hparams/ROME/gpt2-xl.json`,
- * kmeng01/memit `hparams/MEMIT/gpt2-xl.json`) and their scaling to small models. A JSON file (EasyEdit's
- * YAML keys, snake_case) overrides any field; unknown keys are errors.
+ * Hyper-parameters of ROME and MEMIT. At the model shapes the reference repositories publish files for
+ * (gpt2-medium, gpt2-large, gpt2-xl, GPT-J 6B, GPT-NeoX 20B) the defaults are those files' values, field
+ * by field ({@link ROME_FILES}, {@link MEMIT_FILES}, {@link FT_FILES}); at other shapes they are scaled
+ * from gpt2-xl's by the documented rules below. A JSON file (EasyEdit's YAML keys, snake_case)
+ * overrides any field; unknown keys are errors.
  */
 import { ConfigError, InputError } from "../errors.ts";
 import type { GPT2Config } from "../model/config.ts";
@@ -24,7 +26,11 @@ export interface CommonHparams {
   mom2_adjustment: boolean;
   /** λ: C is weighted by it in the update (MEMIT: λC + KKᵀ; ROME: cancels, kept for structure). */
   mom2_update_weight: number;
-  /** Corpus for C: a JSONL file with "text" fields or plain text ("" = the fixture world corpus). */
+  /**
+   * Corpus for C: a JSONL file with "text" fields or plain text. "" (other shapes) and ROME's
+   * "wikipedia" (published shapes) name no file: the corpus then comes from `--stats-corpus` or the
+   * model folder's declaration, or prebuilt statistics from `--stats` (src/edit/stats.ts).
+   */
   mom2_dataset: string;
   /** Maximum number of corpus records (JSONL lines / text chunks) used for C. */
   mom2_n_samples: number;
@@ -43,41 +49,186 @@ export type RomeHparams = CommonHparams;
 /** MEMIT hyper-parameters. */
 export type MemitHparams = CommonHparams;
 
-/** ROME's gpt2-xl defaults (methods.md 2(b)). */
-export const ROME_GPT2_XL: RomeHparams = {
-  layers: [17],
+/**
+ * The model shapes the reference repositories publish hparams files for, with the Hugging Face config
+ * values that identify them (n_layer, n_embd, n_inner).
+ */
+export const PUBLISHED_MODELS: ReadonlyArray<
+  { name: string; nLayer: number; nEmbd: number; nInner: number }
+> = [
+  { name: "gpt2-medium", nLayer: 24, nEmbd: 1024, nInner: 4096 },
+  { name: "gpt2-large", nLayer: 36, nEmbd: 1280, nInner: 5120 },
+  { name: "gpt2-xl", nLayer: 48, nEmbd: 1600, nInner: 6400 },
+  { name: "EleutherAI/gpt-j-6B", nLayer: 28, nEmbd: 4096, nInner: 16384 },
+  { name: "EleutherAI/gpt-neox-20b", nLayer: 44, nEmbd: 6144, nInner: 24576 },
+];
+
+/** The published model `cfg` has the shape of (n_layer, n_embd and n_inner all equal), if any. */
+export function publishedModel(cfg: GPT2Config): string | undefined {
+  return PUBLISHED_MODELS.find((m) =>
+    m.nLayer === cfg.nLayer && m.nEmbd === cfg.nEmbd && m.nInner === cfg.nInner
+  )
+    ?.name;
+}
+
+/** Values shared by every published ROME file. */
+const ROME_FILE_COMMON: Partial<RomeHparams> = {
   fact_token: "subject_last",
   v_num_grad_steps: 20,
   v_lr: 0.5,
-  v_loss_layer: 47,
   v_weight_decay: 0.5,
   clamp_norm_factor: 4,
   kl_factor: 0.0625,
   mom2_adjustment: true,
-  mom2_update_weight: 15000,
-  mom2_dataset: "",
-  mom2_n_samples: 100000,
   context_template_length_params: [[5, 10], [10, 10]],
-  early_stop_loss: 5e-2,
-  prefix_eos: true,
-  seed: 0,
-};
-
-/** MEMIT's gpt2-xl defaults (methods.md 2(c)). */
-export const MEMIT_GPT2_XL: MemitHparams = {
-  ...ROME_GPT2_XL,
-  layers: [13, 14, 15, 16, 17],
-  clamp_norm_factor: 0.75,
-  mom2_update_weight: 20000,
-  context_template_length_params: [[10, 5]],
+  mom2_dataset: "wikipedia",
+  mom2_n_samples: 100000,
 };
 
 /**
- * The ROME edit layer for a model: gpt2-xl's 17 of 48 scaled by depth (layer ⌊17/48 · nLayer⌋). For the
- * 2-layer world model that is layer 0, the only usable one: a change at the subject's token in the last
- * layer cannot reach later positions (no attention runs after it), so its v* gradient is exactly zero.
+ * The method fields of the published ROME files, by model: kmeng01/rome `hparams/ROME/*.json` (commit
+ * 0874014cd9837e4365f3e6f3c71400ef11509e04) and, for gpt-neox-20b, kmeng01/memit `hparams/ROME/`
+ * (commit 80426fd9316cf9a50c5ba15e0912f2c2c5bfe84b). Module templates and `mom2_dtype` ("float32", what
+ * engram computes in) are not engram fields.
+ */
+export const ROME_FILES: Readonly<Record<string, Readonly<Partial<RomeHparams>>>> = {
+  "gpt2-medium": { ...ROME_FILE_COMMON, layers: [8], v_loss_layer: 23, clamp_norm_factor: 3 },
+  "gpt2-large": { ...ROME_FILE_COMMON, layers: [12], v_loss_layer: 35 },
+  "gpt2-xl": { ...ROME_FILE_COMMON, layers: [17], v_loss_layer: 47 },
+  "EleutherAI/gpt-j-6B": { ...ROME_FILE_COMMON, layers: [5], v_loss_layer: 27 },
+  "EleutherAI/gpt-neox-20b": { ...ROME_FILE_COMMON, layers: [15], v_loss_layer: 43 },
+};
+
+/** Values shared by every published MEMIT file. */
+const MEMIT_FILE_COMMON: Partial<MemitHparams> = {
+  clamp_norm_factor: 0.75,
+  fact_token: "subject_last",
+  v_lr: 0.5,
+  v_weight_decay: 0.5,
+  kl_factor: 0.0625,
+  mom2_adjustment: true,
+  mom2_dataset: "wikipedia",
+  mom2_n_samples: 100000,
+};
+
+/**
+ * The method fields of the published MEMIT files: kmeng01/memit `hparams/MEMIT/*.json` (commit
+ * 80426fd9316cf9a50c5ba15e0912f2c2c5bfe84b). `layer_selection: "all"` is what engram does.
+ */
+export const MEMIT_FILES: Readonly<Record<string, Readonly<Partial<MemitHparams>>>> = {
+  "gpt2-xl": {
+    ...MEMIT_FILE_COMMON,
+    layers: [13, 14, 15, 16, 17],
+    v_num_grad_steps: 20,
+    v_loss_layer: 47,
+    mom2_update_weight: 20000,
+  },
+  "EleutherAI/gpt-j-6B": {
+    ...MEMIT_FILE_COMMON,
+    layers: [3, 4, 5, 6, 7, 8],
+    v_num_grad_steps: 25,
+    v_loss_layer: 27,
+    mom2_update_weight: 15000,
+  },
+};
+
+/** A published FT file's method fields (reference keys; `norm_constraint: false` = unconstrained). */
+export interface FtFile {
+  layers: number[];
+  num_steps: number;
+  lr: number;
+  weight_decay: number;
+  kl_factor: number;
+  norm_constraint: number | false;
+}
+
+/**
+ * The published FT files, by model: kmeng01/rome `hparams/FT/<model>_constr.json` (FT-L: layer 0, an
+ * L∞ radius ε per size, the same lr 5e-4 at every size) and `<model>_unconstr.json` (FT), commit
+ * 0874014cd9837e4365f3e6f3c71400ef11509e04; kmeng01/memit holds the same files, and zjunlp/EasyEdit
+ * `hparams/FT/gpt2-xl.yaml` (commit 14cea8245f06715684592ab55184939b99d70784) repeats gpt2-xl_constr.
+ */
+export const FT_FILES: Readonly<Record<"constr" | "unconstr", Readonly<Record<string, FtFile>>>> = {
+  constr: {
+    "gpt2-medium": {
+      layers: [0],
+      num_steps: 25,
+      lr: 5e-4,
+      weight_decay: 0,
+      kl_factor: 0,
+      norm_constraint: 2e-3,
+    },
+    "gpt2-large": {
+      layers: [0],
+      num_steps: 25,
+      lr: 5e-4,
+      weight_decay: 0,
+      kl_factor: 0,
+      norm_constraint: 1e-3,
+    },
+    "gpt2-xl": { layers: [0], num_steps: 25, lr: 5e-4, weight_decay: 0, kl_factor: 0, norm_constraint: 5e-4 },
+    "EleutherAI/gpt-j-6B": {
+      layers: [0],
+      num_steps: 25,
+      lr: 5e-4,
+      weight_decay: 0,
+      kl_factor: 0,
+      norm_constraint: 5e-5,
+    },
+  },
+  unconstr: {
+    "gpt2-xl": {
+      layers: [1],
+      num_steps: 25,
+      lr: 5e-4,
+      weight_decay: 0,
+      kl_factor: 0,
+      norm_constraint: false,
+    },
+    "EleutherAI/gpt-j-6B": {
+      layers: [21],
+      num_steps: 25,
+      lr: 5e-4,
+      weight_decay: 0,
+      kl_factor: 0,
+      norm_constraint: false,
+    },
+  },
+};
+
+/**
+ * engram fields the reference files do not hold: ROME's λ (it cancels in ROME's update, kept so that
+ * ROME and MEMIT share one covariance path), the early stop of the v* and z loops (hard-coded 5e-2 in ROME's
+ * `compute_v.py` and MEMIT's `compute_z.py`), the end-of-text prefix and the template sampler's seed.
+ */
+const ENGRAM_FIELDS = { mom2_update_weight: 15000, early_stop_loss: 5e-2, prefix_eos: true, seed: 0 };
+
+/** ROME's gpt2-xl defaults (kmeng01/rome `hparams/ROME/gpt2-xl.json`; methods.md 2(b)). */
+export const ROME_GPT2_XL: RomeHparams = structuredClone({
+  ...ENGRAM_FIELDS,
+  ...ROME_FILES["gpt2-xl"],
+}) as RomeHparams;
+
+/**
+ * MEMIT's gpt2-xl defaults (kmeng01/memit `hparams/MEMIT/gpt2-xl.json`; methods.md 2(c)). The context
+ * templates, [[10, 5]], are hard-coded in MEMIT's `memit_main.py` (`get_context_templates`).
+ */
+export const MEMIT_GPT2_XL: MemitHparams = structuredClone({
+  ...ROME_GPT2_XL,
+  ...MEMIT_FILES["gpt2-xl"],
+  context_template_length_params: [[10, 5]],
+}) as MemitHparams;
+
+/**
+ * The ROME edit layer for a model: the published file's layer at a published shape, otherwise
+ * gpt2-xl's 17 of 48 scaled by depth (layer ⌊17/48 · nLayer⌋; this also gives the published 8 of
+ * gpt2-medium, 12 of gpt2-large and 15 of gpt-neox-20b, but not gpt-j's 5). For the 2-layer world model
+ * that is layer 0, the only usable one: a change at the subject's token in the last layer cannot reach
+ * later positions (no attention runs after it), so its v* gradient is exactly zero.
  */
 export function defaultRomeLayer(cfg: GPT2Config): number {
+  const pub = publishedModel(cfg);
+  if (pub && ROME_FILES[pub]) return ROME_FILES[pub].layers![0];
   return Math.min(cfg.nLayer - 1, Math.floor((17 / 48) * cfg.nLayer));
 }
 
@@ -87,12 +238,20 @@ function scaledLengths(pairs: [number, number][], cfg: GPT2Config): [number, num
   return pairs.map(([len, n]) => [Math.min(len, cap), n]);
 }
 
-/** ROME defaults for `cfg`: gpt2-xl's values, with the layer and prefix lengths scaled to the model. */
+/**
+ * ROME defaults for `cfg`. At a published shape ({@link PUBLISHED_MODELS}): that file's values exactly
+ * ({@link ROME_FILES}). Otherwise gpt2-xl's values with the layer scaled by depth, the loss at the last
+ * layer, the prefix lengths capped at a quarter of the context, and no data set (`mom2_dataset` "":
+ * the corpus comes from the model folder or `--stats-corpus`, see src/edit/stats.ts).
+ */
 export function romeDefaults(cfg: GPT2Config): RomeHparams {
+  const pub = publishedModel(cfg);
+  if (pub && ROME_FILES[pub]) return structuredClone({ ...ROME_GPT2_XL, ...ROME_FILES[pub] });
   return {
-    ...ROME_GPT2_XL,
+    ...structuredClone(ROME_GPT2_XL),
     layers: [defaultRomeLayer(cfg)],
     v_loss_layer: cfg.nLayer - 1,
+    mom2_dataset: "",
     context_template_length_params: scaledLengths(ROME_GPT2_XL.context_template_length_params, cfg),
   };
 }
@@ -101,25 +260,30 @@ export function romeDefaults(cfg: GPT2Config): RomeHparams {
 const GPT2_XL_N_INNER = 6400;
 
 /**
- * MEMIT defaults for `cfg`: gpt2-xl's values; the layers are a window of consecutive layers ending at
- * the ROME layer, 5/48 of the depth wide (at least one layer), and λ (`mom2_update_weight`) scaled by the
- * MLP width, nInner / 6400. Why: MEMIT moves a key k by the fraction a / (1 + a) of its residual, with
- * a = kᵀ(λC)⁻¹k, and for keys drawn like the statistics E[kᵀC⁻¹k] = nInner exactly (C = E[kkᵀ]). So
- * λ / nInner, not λ, is what sets how strongly an edit overrides the prior; gpt2-xl's 20000 / 6400 keeps
- * a ≈ 0.31 at any width, where an unscaled 20000 would give a ≈ 0.02 at width 384 and edits that barely
- * move (FT-L's norm bound is scaled the same way). With only one edited layer, which must carry the whole
- * residual, even the scaled λ is too strong a prior: on the 2-layer world model MEMIT at layer 0 reached
- * reliability 0 with λ 1200 and 0.9 with λ 12 (fixtures/world/model/hparams/memit.json).
+ * MEMIT defaults for `cfg`. At a published shape with a MEMIT file ({@link MEMIT_FILES}: gpt2-xl,
+ * gpt-j-6B): that file's values exactly. Otherwise gpt2-xl's values; the layers are a window of
+ * consecutive layers ending at the ROME layer ({@link defaultRomeLayer}), 5/48 of the depth wide (at
+ * least one layer), and λ (`mom2_update_weight`) scaled by the MLP width, nInner / 6400. Why: MEMIT
+ * moves a key k by the fraction a / (1 + a) of its residual, with a = kᵀ(λC)⁻¹k, and for keys drawn
+ * like the statistics E[kᵀC⁻¹k] = nInner exactly (C = E[kkᵀ]). So λ / nInner, not λ, is what sets how
+ * strongly an edit overrides the prior; gpt2-xl's 20000 / 6400 keeps a ≈ 0.31 at any width, where an
+ * unscaled 20000 would give a ≈ 0.02 at width 384 and edits that barely move (FT-L's norm bound is
+ * scaled the same way). With only one edited layer, which must carry the whole residual, even the
+ * scaled λ is too strong a prior: on the 2-layer world model MEMIT at layer 0 reached reliability 0
+ * with λ 1200 and 0.9 with λ 12 (fixtures/world/model/hparams/memit.json).
  */
 export function memitDefaults(cfg: GPT2Config): MemitHparams {
+  const pub = publishedModel(cfg);
+  if (pub && MEMIT_FILES[pub]) return structuredClone({ ...MEMIT_GPT2_XL, ...MEMIT_FILES[pub] });
   const last = defaultRomeLayer(cfg);
   const width = Math.max(1, Math.round((5 / 48) * cfg.nLayer));
   const layers: number[] = [];
   for (let l = Math.max(0, last - width + 1); l <= last; l++) layers.push(l);
   return {
-    ...MEMIT_GPT2_XL,
+    ...structuredClone(MEMIT_GPT2_XL),
     layers,
     v_loss_layer: cfg.nLayer - 1,
+    mom2_dataset: pub ? MEMIT_GPT2_XL.mom2_dataset : "",
     mom2_update_weight: (MEMIT_GPT2_XL.mom2_update_weight * cfg.nInner) / GPT2_XL_N_INNER,
     context_template_length_params: scaledLengths(MEMIT_GPT2_XL.context_template_length_params, cfg),
   };

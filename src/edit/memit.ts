@@ -57,6 +57,7 @@ export async function memitEditor(
   try {
     const stats = await layerStats(model, tokenizer, hp.layers, {
       corpus: opts.statsCorpus ?? (hp.mom2_dataset || undefined),
+      files: opts.stats,
       maxSamples: hp.mom2_n_samples,
       cacheDir: opts.statsDir,
       onProgress: (d, t) => opts.onProgress?.("statistics", d, t),

@@ -80,6 +80,7 @@ export async function romeEditor(
     if (hp.mom2_adjustment) {
       const st = (await layerStats(model, tokenizer, [layer], {
         corpus: opts.statsCorpus ?? (hp.mom2_dataset || undefined),
+        files: opts.stats,
         maxSamples: hp.mom2_n_samples,
         cacheDir: opts.statsDir,
         onProgress: (d, t) => opts.onProgress?.("statistics", d, t),

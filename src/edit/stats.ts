@@ -3,23 +3,33 @@
  * input of `mlp.c_proj` (the post-GELU activations, hook site `mlp_post.L`, width nInner). This is
  * ROME's `layer_stats` (uncentered second moment, `SecondMoment`): every token of every record counts.
  *
- * kᵀk is accumulated on the GPU (matmul with transA + accumulate) and divided by the token count. The
- * result is cached as safetensors (tensor "mom2" [nInner, nInner] F32, metadata "count" = tokens) under
- * a key made of a hash of the weights the keys depend on (embeddings and blocks 0..L), the layer, and a
- * hash of the corpus bytes and sample limit.
+ * Where C comes from, in order:
+ * 1. prebuilt statistics files ({@link StatsOptions.files}): ROME's `*_mom2_100000.npz` (the sum
+ *    `mom2.mom2` and the token count `mom2.count` of `util/runningstats.py` `SecondMoment`, saved through
+ *    `CombinedStat` by `rome/layer_stats.py`) or engram's own cache files;
+ * 2. a corpus ({@link StatsOptions.corpus}): a JSONL file with a "text" field per line, or plain text.
+ *    A model folder may declare its corpus in {@link STATS_DECLARATION} (the world model does);
+ * 3. nothing else: without either, {@link layerStats} stops with an {@link InputError} asking for
+ *    `--stats-corpus` or `--stats`. There is no silent default corpus.
+ *
+ * kᵀk is accumulated on the GPU (matmul with transA + accumulate) in float32 and divided by the token
+ * count. The result is cached as safetensors (tensor "mom2" [nInner, nInner] F32 = the mean, metadata
+ * "count" = tokens, "layer") under a key made of a streaming hash of exactly the weights the keys at
+ * that layer depend on ({@link keyWeightNames}: not the edited `mlp.c_proj`, so sequential edits of a
+ * layer hit the cache), and of the corpus, the tokenizer, the framing and the sample limit.
  */
-import { join } from "node:path";
+import { createHash } from "node:crypto";
+import { basename, isAbsolute, join, relative, resolve } from "node:path";
 import { InputError } from "../errors.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { matmul } from "../gpu/matmul.ts";
 import { createTensor, type GpuTensor, readTensor, writeTensor } from "../gpu/tensor.ts";
 import { fill } from "../gpu/reduce.ts";
+import { readNpz } from "../io/npz.ts";
 import { readSafetensors, writeSafetensors } from "../io/safetensors.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
+import type { GPT2Config, WeightMap } from "../model/config.ts";
 import type { GPT2Model } from "../model/gpt2.ts";
-
-/** Default corpus: the fixture world's training text. */
-export const DEFAULT_STATS_CORPUS = new URL("../../fixtures/world/train.jsonl", import.meta.url).pathname;
 
 /** Second moment of one layer's keys. */
 export interface LayerStats {
@@ -28,22 +38,40 @@ export interface LayerStats {
   mom2: Float64Array;
   /** Number of tokens averaged. */
   count: number;
-  /** Cache file it was read from or written to. */
+  /** File it was read from (cache or prebuilt statistics) or written to. */
   file: string;
-  /** True when read from the cache. */
+  /** True when read from a file rather than computed. */
   cached: boolean;
+}
+
+/** A statistics corpus and how its JSONL records are framed. */
+export interface StatsCorpus {
+  /** JSONL with a "text" field per line, or plain text (cut into context-sized chunks). */
+  file: string;
+  /**
+   * Frame each JSONL record as [eos] text [eos], as engram's training does (default false: ROME's
+   * `TokenizedDataset` encodes each text as it is).
+   */
+  eosDelimit?: boolean;
 }
 
 /** Options of {@link layerStats}. */
 export interface StatsOptions {
-  /** Corpus file (JSONL with "text" fields, or plain text); default {@link DEFAULT_STATS_CORPUS}. */
-  corpus?: string;
-  /** Maximum number of records (JSONL lines or context-sized text chunks). */
+  /**
+   * The corpus: a file name or a {@link StatsCorpus}. ROME's dataset names "wikipedia" / "wikitext"
+   * (the `mom2_dataset` of its hparams files), when no such file exists, ask for ROME's prebuilt files.
+   */
+  corpus?: string | StatsCorpus;
+  /**
+   * Prebuilt statistics: ROME `.npz` files, engram `.safetensors` statistics files, or folders of them.
+   * The layer of a file comes from ROME's name (`transformer.h.L.mlp.c_proj_..._mom2_....npz`), from
+   * engram's metadata, or, for a single file and a single layer, is that layer.
+   */
+  files?: string[];
+  /** Maximum number of records (JSONL lines or context-sized text chunks); the first ones are used. */
   maxSamples?: number;
   /** Cache folder (default $ENGRAM_CACHE/stats, or ~/.cache/engram/stats). */
   cacheDir?: string;
-  /** Prepend and append the end-of-text token to JSONL records, as training does (default true). */
-  eosDelimit?: boolean;
   /** Tokens per forward pass (default 4096). */
   batchTokens?: number;
   onProgress?: (done: number, total: number) => void;
@@ -58,57 +86,120 @@ export function defaultStatsDir(): string {
   return join(xdg ?? join(home, ".cache"), "engram", "stats");
 }
 
-async function sha256Hex(parts: Uint8Array[]): Promise<string> {
-  let len = 0;
-  for (const p of parts) len += p.length;
-  const all = new Uint8Array(len);
-  let o = 0;
-  for (const p of parts) {
-    all.set(p, o);
-    o += p.length;
-  }
-  const d = new Uint8Array(await crypto.subtle.digest("SHA-256", all));
-  return Array.from(d, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-/** Hash of the weights that keys at `layer` depend on (embeddings and blocks 0..layer) plus the config. */
-export function modelKeyHash(model: GPT2Model, layer: number): Promise<string> {
-  const names = model.weightNames().filter((n) => {
-    const m = /^h\.(\d+)\./.exec(n);
-    return m ? Number(m[1]) <= layer : n === "wte.weight" || n === "wpe.weight";
+/**
+ * Names of the weights the keys k (input of `h.L.mlp.c_proj`) at `layer` depend on: the embeddings,
+ * every weight of the blocks before it, and the block's own ln_1, attention, ln_2 and `mlp.c_fc`. The
+ * block's `mlp.c_proj` (what ROME, MEMIT and FT-L edit), later blocks, ln_f and the head are left out.
+ */
+export function keyWeightNames(names: Iterable<string>, layer: number): string[] {
+  const own = /^(ln_1|attn|ln_2|mlp\.c_fc)\./;
+  return [...names].filter((n) => {
+    const m = /^h\.(\d+)\.(.*)$/.exec(n);
+    if (!m) return n === "wte.weight" || n === "wpe.weight";
+    const l = Number(m[1]);
+    return l < layer || (l === layer && own.test(m[2]));
   }).sort();
-  const parts: Uint8Array[] = [new TextEncoder().encode(JSON.stringify(model.config) + names.join(","))];
-  for (const n of names) {
-    const d = model.weights.get(n)!.data;
-    parts.push(new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
-  }
-  return sha256Hex(parts);
 }
 
-/** Tokenized corpus records: JSONL "text" lines ([eos] text [eos]) or context-sized chunks of plain text. */
-export async function readStatsCorpus(
+/**
+ * SHA-256 (hex) of the config and of the weights the keys at `layer` depend on ({@link keyWeightNames}),
+ * fed tensor by tensor into one streaming hash (no copy of a model of gigabytes).
+ */
+export function modelKeyHash(model: { config: GPT2Config; weights: WeightMap }, layer: number): string {
+  const h = createHash("sha256");
+  const names = keyWeightNames(model.weights.keys(), layer);
+  h.update(JSON.stringify({ config: model.config, layer, names }));
+  for (const n of names) {
+    const t = model.weights.get(n)!;
+    h.update(JSON.stringify(t.shape));
+    h.update(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+  }
+  return h.digest("hex");
+}
+
+/** The file a model folder names its statistics corpus in. */
+export const STATS_DECLARATION = "engram_stats.json";
+
+/**
+ * The corpus a model folder declares in {@link STATS_DECLARATION}: `{"corpus": PATH, "eos_delimit":
+ * BOOL}`, PATH relative to the folder. Undefined when the folder declares none.
+ */
+export async function declaredStatsCorpus(modelDir: string): Promise<StatsCorpus | undefined> {
+  const file = join(modelDir, STATS_DECLARATION);
+  let text: string;
+  try {
+    text = await Deno.readTextFile(file);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw new InputError(`cannot read: ${(e as Error).message}`, { file });
+  }
+  let o: unknown;
+  try {
+    o = JSON.parse(text);
+  } catch (e) {
+    throw new InputError(`not valid JSON: ${(e as Error).message}`, { file });
+  }
+  if (typeof o !== "object" || o === null || Array.isArray(o)) {
+    throw new InputError("must be a JSON object", { file });
+  }
+  const rec = o as Record<string, unknown>;
+  for (const k of Object.keys(rec)) {
+    if (!["corpus", "eos_delimit", "comment"].includes(k)) {
+      throw new InputError(`unknown key '${k}' (known: corpus, eos_delimit, comment)`, { file, field: k });
+    }
+  }
+  if (typeof rec.corpus !== "string" || rec.corpus === "") {
+    throw new InputError("must name the corpus file, relative to the folder", { file, field: "corpus" });
+  }
+  if (rec.eos_delimit !== undefined && typeof rec.eos_delimit !== "boolean") {
+    throw new InputError("must be true or false", { file, field: "eos_delimit" });
+  }
+  const corpus = isAbsolute(rec.corpus) ? rec.corpus : resolve(modelDir, rec.corpus);
+  try {
+    await Deno.stat(corpus);
+  } catch (e) {
+    throw new InputError(`corpus ${corpus}: ${(e as Error).message}`, { file, field: "corpus" });
+  }
+  return { file: corpus, eosDelimit: rec.eos_delimit === true };
+}
+
+/**
+ * Writes `corpus` as the declaration of the model folder `toDir` (path relative to it), so that a copy
+ * of a model (e.g. `engram edit --out`) keeps pointing at the corpus of the model it came from.
+ */
+export async function writeStatsDeclaration(toDir: string, corpus: StatsCorpus): Promise<void> {
+  const rel = relative(resolve(toDir), resolve(corpus.file));
+  await Deno.writeTextFile(
+    join(toDir, STATS_DECLARATION),
+    JSON.stringify({ corpus: rel, eos_delimit: corpus.eosDelimit ?? false }, null, 2) + "\n",
+  );
+}
+
+/** Message of the error raised when there is no source of statistics. */
+export const NO_STATS_MESSAGE =
+  `no corpus for the key statistics C = E[kkᵀ]: give --stats-corpus FILE (JSONL with a "text" field per line, or plain text) or --stats FILE (ROME's *_mom2_100000.npz, or an engram statistics .safetensors); a model folder can name its corpus in ${STATS_DECLARATION}`;
+
+function fileOf(c: string | StatsCorpus): StatsCorpus {
+  return typeof c === "string" ? { file: c } : c;
+}
+
+/** Tokenized corpus records: JSONL "text" lines (optionally [eos] text [eos]) or context-sized chunks of plain text. */
+export function tokenizeStatsCorpus(
+  text: string,
   file: string,
   tokenizer: Tokenizer,
   nPositions: number,
   maxSamples: number,
-  eosDelimit = true,
-): Promise<{ seqs: number[][]; hash: string }> {
-  let bytes: Uint8Array;
-  try {
-    bytes = await Deno.readFile(file);
-  } catch (e) {
-    throw new InputError(`cannot read statistics corpus: ${(e as Error).message}`, { file });
-  }
-  const hash = await sha256Hex([
-    bytes,
-    new TextEncoder().encode(`|${maxSamples}|${eosDelimit}|${nPositions}`),
-  ]);
-  const text = new TextDecoder().decode(bytes);
+  eosDelimit = false,
+): number[][] {
   const lines = text.split("\n").filter((l) => l.trim() !== "");
   const eos = tokenizer.eosId;
   const seqs: number[][] = [];
   const isJsonl = lines.length > 0 && lines[0].trim().startsWith("{");
   if (isJsonl) {
+    if (eosDelimit && eos === undefined) {
+      throw new InputError("eos_delimit needs a tokenizer with an end-of-text token", { file });
+    }
     for (let i = 0; i < lines.length && seqs.length < maxSamples; i++) {
       let rec: unknown;
       try {
@@ -124,8 +215,9 @@ export async function readStatsCorpus(
         throw new InputError(`line ${i + 1} has no string "text" field`, { file, field: "text" });
       }
       let ids = tokenizer.encode(t);
-      if (eosDelimit && eos !== undefined) ids = [eos, ...ids, eos];
+      if (eosDelimit) ids = [eos!, ...ids, eos!];
       if (ids.length === 0) continue;
+      // As ROME's TokenizedDataset: truncated to the context, not split.
       seqs.push(ids.slice(0, nPositions));
     }
   } else {
@@ -135,12 +227,207 @@ export async function readStatsCorpus(
     }
   }
   if (seqs.length === 0) throw new InputError("statistics corpus has no text", { file });
-  return { seqs, hash };
+  return seqs;
+}
+
+/** Reads a corpus file; ROME's dataset names without such a file ask for ROME's prebuilt statistics. */
+async function readCorpusBytes(file: string, layers: number[]): Promise<Uint8Array> {
+  try {
+    return await Deno.readFile(file);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound && (file === "wikipedia" || file === "wikitext")) {
+      const names = layers.map((l) => `transformer.h.${l}.mlp.c_proj_float32_mom2_100000.npz`).join(", ");
+      throw new InputError(
+        `ROME computes C from the '${file}' data set, which engram does not download: give ROME's prebuilt statistics with --stats (${names}, from https://rome.baulab.info/data/stats/<model>/${file}_stats/) or a corpus with --stats-corpus FILE`,
+        { field: "mom2_dataset" },
+      );
+    }
+    throw new InputError(`cannot read statistics corpus: ${(e as Error).message}`, { file });
+  }
 }
 
 /**
- * C = E[k kᵀ] of `mlp_post.L` for each layer in `layers`, from the cache when present, otherwise
- * computed in one pass over the corpus (all layers at once) and cached.
+ * Hash of what the token sequences depend on besides the model: the corpus bytes, the framing, the
+ * limits, and the tokenizer (its source, size, end-of-text id and its encoding of the corpus's first
+ * 16 KiB, so that a different tokenizer gives a different key without tokenizing the whole corpus).
+ */
+function corpusKeyHash(
+  bytes: Uint8Array,
+  tokenizer: Tokenizer,
+  opts: { eosDelimit: boolean; maxSamples: number; nPositions: number },
+): string {
+  const h = createHash("sha256");
+  h.update(bytes);
+  // The text the tokenizer sees: the records' "text" for JSONL, else the text itself.
+  const head = new TextDecoder().decode(bytes.subarray(0, 16384)).replace(/[^\n]*$/, "");
+  const probe = head.trimStart().startsWith("{")
+    ? head.split("\n").map((l) => {
+      try {
+        const t = (JSON.parse(l) as { text?: unknown })?.text;
+        return typeof t === "string" ? t : "";
+      } catch {
+        return "";
+      }
+    }).join("\n")
+    : head;
+  h.update(JSON.stringify({
+    ...opts,
+    dtype: "float32",
+    tokenizer: [tokenizer.source, tokenizer.vocabSize, tokenizer.eosId ?? null],
+    probe: tokenizer.encode(probe),
+  }));
+  return h.digest("hex");
+}
+
+/** C and count of a statistics file read by {@link readStatsFile}. */
+export interface StatsFile {
+  mom2: Float64Array;
+  count: number;
+  /** Layer named by the file (ROME's file name or engram's metadata), if any. */
+  layer?: number;
+}
+
+const ROME_NAME = /(?:^|[._])h\.(\d+)\.mlp\.(?:c_proj|fc_out)_.*mom2.*\.npz$/;
+
+/**
+ * Reads a statistics file: ROME's `.npz` (C = `mom2.mom2` / `mom2.count`) or engram's `.safetensors`
+ * (tensor "mom2" = C, metadata "count"). C must be [nInner, nInner]; errors name the file and entry.
+ */
+export async function readStatsFile(file: string, nInner: number): Promise<StatsFile> {
+  const checkShape = (shape: number[], field: string) => {
+    if (shape.length !== 2 || shape[0] !== nInner || shape[1] !== nInner) {
+      throw new InputError(
+        `statistics of shape [${shape}] do not fit the model: its MLP keys need [${nInner}, ${nInner}]`,
+        { file, field },
+      );
+    }
+  };
+  if (file.endsWith(".npz")) {
+    const npz = await readNpz(file);
+    const m = npz.get("mom2.mom2");
+    checkShape(m.shape, "mom2.mom2");
+    const c = npz.get("mom2.count");
+    const count = c.data.length === 1 ? c.data[0] : NaN;
+    if (!(count > 0) || !Number.isInteger(count)) {
+      throw new InputError(
+        `must be a positive token count, got ${c.data.length === 1 ? count : `shape [${c.shape}]`}`,
+        {
+          file,
+          field: "mom2.count",
+        },
+      );
+    }
+    const mom2 = new Float64Array(m.data.length);
+    for (let i = 0; i < mom2.length; i++) mom2[i] = m.data[i] / count;
+    const layer = ROME_NAME.exec(basename(file))?.[1];
+    return { mom2, count, layer: layer === undefined ? undefined : Number(layer) };
+  }
+  if (file.endsWith(".safetensors")) {
+    const st = await readSafetensors(file);
+    const t = st.tensors.get("mom2");
+    if (!t) throw new InputError("no tensor 'mom2' (an engram statistics file)", { file, field: "mom2" });
+    checkShape(t.shape, "mom2");
+    const count = Number(st.metadata.count);
+    if (!(count > 0)) {
+      throw new InputError("metadata 'count' must be a positive number", { file, field: "count" });
+    }
+    const layer = st.metadata.layer === undefined ? undefined : Number(st.metadata.layer);
+    return { mom2: Float64Array.from(t.data), count, layer: Number.isInteger(layer) ? layer : undefined };
+  }
+  throw new InputError("statistics files are ROME .npz or engram .safetensors", { file, field: "--stats" });
+}
+
+/** Maps each of `layers` to its statistics file among `paths` (files or folders of them). */
+export async function findStatsFiles(
+  paths: string[],
+  layers: number[],
+  nInner: number,
+): Promise<Map<number, { file: string; stats: StatsFile }>> {
+  const files: string[] = [];
+  for (const p of paths) {
+    let st: Deno.FileInfo;
+    try {
+      st = await Deno.stat(p);
+    } catch (e) {
+      throw new InputError(`cannot read statistics: ${(e as Error).message}`, { file: p, field: "--stats" });
+    }
+    if (st.isDirectory) {
+      const names: string[] = [];
+      for await (const e of Deno.readDir(p)) {
+        if (e.isFile && (ROME_NAME.test(e.name) || e.name.endsWith(".safetensors"))) names.push(e.name);
+      }
+      files.push(...names.sort().map((n) => join(p, n)));
+    } else files.push(p);
+  }
+  const out = new Map<number, { file: string; stats: StatsFile }>();
+  const want = new Set(layers);
+  for (const file of files) {
+    // Only files whose layer is wanted need reading; ROME's names tell it without opening the file.
+    const named = ROME_NAME.exec(basename(file))?.[1];
+    if (named !== undefined && !want.has(Number(named))) continue;
+    const stats = await readStatsFile(file, nInner);
+    let layer = stats.layer;
+    if (layer === undefined) {
+      if (files.length === 1 && layers.length === 1) layer = layers[0];
+      else {
+        throw new InputError(
+          "cannot tell which layer these statistics are for (name it as ROME does, transformer.h.L.mlp.c_proj_float32_mom2_100000.npz)",
+          { file, field: "--stats" },
+        );
+      }
+    }
+    if (!want.has(layer)) continue;
+    const prev = out.get(layer);
+    if (prev) {
+      throw new InputError(`two statistics files for layer ${layer}: ${prev.file} and ${file}`, {
+        file,
+        field: "--stats",
+      });
+    }
+    out.set(layer, { file, stats });
+  }
+  const missing = layers.filter((l) => !out.has(l));
+  if (missing.length) {
+    throw new InputError(
+      `no statistics for layer(s) ${missing.join(", ")} in ${
+        paths.join(", ")
+      } (ROME names them transformer.h.L.mlp.c_proj_float32_mom2_100000.npz)`,
+      { field: "--stats" },
+    );
+  }
+  return out;
+}
+
+/** Cache file of the statistics of `layer` for a model key hash and a corpus key hash. */
+function cacheFile(dir: string, modelHash: string, layer: number, corpusHash: string): string {
+  return join(dir, `mom2_${modelHash.slice(0, 16)}_L${layer}_${corpusHash.slice(0, 16)}.safetensors`);
+}
+
+/**
+ * The cache file {@link layerStats} uses for `layer` with this corpus (for tests and tools: it changes
+ * exactly when the keys' inputs change).
+ */
+export async function statsCacheFile(
+  model: { config: GPT2Config; weights: WeightMap },
+  tokenizer: Tokenizer,
+  layer: number,
+  corpus: string | StatsCorpus,
+  opts: { maxSamples?: number; cacheDir?: string } = {},
+): Promise<string> {
+  const c = fileOf(corpus);
+  const bytes = await readCorpusBytes(c.file, [layer]);
+  const ch = corpusKeyHash(bytes, tokenizer, {
+    eosDelimit: c.eosDelimit ?? false,
+    maxSamples: opts.maxSamples ?? 100000,
+    nPositions: model.config.nPositions,
+  });
+  return cacheFile(opts.cacheDir ?? defaultStatsDir(), modelKeyHash(model, layer), layer, ch);
+}
+
+/**
+ * C = E[k kᵀ] of `mlp_post.L` for each layer in `layers`: from prebuilt files when `opts.files` is
+ * given, else from the cache when present, otherwise computed in one pass over the corpus (all missing
+ * layers at once) and cached. Without files or a corpus: an {@link InputError} ({@link NO_STATS_MESSAGE}).
  */
 export async function layerStats(
   model: GPT2Model,
@@ -148,22 +435,29 @@ export async function layerStats(
   layers: number[],
   opts: StatsOptions = {},
 ): Promise<Map<number, LayerStats>> {
-  const corpus = opts.corpus ?? DEFAULT_STATS_CORPUS;
+  const I = model.config.nInner;
+  const out = new Map<number, LayerStats>();
+  if (opts.files && opts.files.length > 0) {
+    for (const [layer, { file, stats }] of await findStatsFiles(opts.files, layers, I)) {
+      out.set(layer, { layer, mom2: stats.mom2, count: stats.count, file, cached: true });
+    }
+    return out;
+  }
+  if (opts.corpus === undefined || fileOf(opts.corpus).file === "") {
+    throw new InputError(NO_STATS_MESSAGE, { field: "--stats-corpus" });
+  }
+  const { file: corpus, eosDelimit = false } = fileOf(opts.corpus);
   const maxSamples = opts.maxSamples ?? 100000;
   const dir = opts.cacheDir ?? defaultStatsDir();
-  const I = model.config.nInner;
-  const { seqs, hash: corpusHash } = await readStatsCorpus(
-    corpus,
-    tokenizer,
-    model.config.nPositions,
+  const bytes = await readCorpusBytes(corpus, layers);
+  const corpusHash = corpusKeyHash(bytes, tokenizer, {
+    eosDelimit,
     maxSamples,
-    opts.eosDelimit ?? true,
-  );
-  const out = new Map<number, LayerStats>();
+    nPositions: model.config.nPositions,
+  });
   const todo: Array<{ layer: number; file: string }> = [];
   for (const layer of layers) {
-    const mh = await modelKeyHash(model, layer);
-    const file = join(dir, `mom2_${mh.slice(0, 16)}_L${layer}_${corpusHash.slice(0, 16)}.safetensors`);
+    const file = cacheFile(dir, modelKeyHash(model, layer), layer, corpusHash);
     try {
       const st = await readSafetensors(file);
       const t = st.tensors.get("mom2");
@@ -178,6 +472,14 @@ export async function layerStats(
     todo.push({ layer, file });
   }
   if (todo.length === 0) return out;
+  const seqs = tokenizeStatsCorpus(
+    new TextDecoder().decode(bytes),
+    corpus,
+    tokenizer,
+    model.config.nPositions,
+    maxSamples,
+    eosDelimit,
+  );
 
   const gpu: Gpu = model.gpu;
   const acc = new Map<number, GpuTensor>();
@@ -234,7 +536,8 @@ export async function layerStats(
         count: String(count),
         layer: String(layer),
         corpus,
-        corpus_sha256: corpusHash,
+        corpus_key: corpusHash,
+        eos_delimit: String(eosDelimit),
         samples: String(seqs.length),
       });
       // Use exactly what the cache holds, so a cached run gives the same edit.
@@ -245,4 +548,63 @@ export async function layerStats(
     for (const t of acc.values()) t.destroy();
   }
   return out;
+}
+
+/** Where the CLI takes key statistics from ({@link resolveStatsSource}). */
+export interface StatsSource {
+  /** The corpus: `--stats-corpus`, else the one the model folder declares. */
+  statsCorpus?: StatsCorpus;
+  /** Prebuilt statistics files or folders (`--stats`, comma-separated). */
+  stats?: string[];
+  /** The model folder's own declaration, if any. */
+  declared?: StatsCorpus;
+}
+
+/**
+ * Resolves `--stats-corpus FILE` / `--stats FILE[,FILE...]` against the model folder's declaration.
+ * An explicit corpus is framed the way the model folder declares (`eos_delimit` is the model's
+ * convention, not the corpus's); without a declaration, as ROME does (no framing).
+ */
+export async function resolveStatsSource(
+  modelDir: string,
+  corpusFlag?: string,
+  statsFlag?: string,
+): Promise<StatsSource> {
+  if (corpusFlag !== undefined && statsFlag !== undefined) {
+    throw new InputError("give --stats (prebuilt statistics) or --stats-corpus (a corpus), not both", {
+      field: "--stats",
+    });
+  }
+  if (corpusFlag !== undefined && corpusFlag.trim() === "") {
+    throw new InputError("must name a corpus file", { field: "--stats-corpus" });
+  }
+  const declared = await declaredStatsCorpus(modelDir);
+  let stats: string[] | undefined;
+  if (statsFlag !== undefined) {
+    stats = statsFlag.split(",").map((s) => s.trim()).filter((s) => s !== "");
+    if (stats.length === 0) throw new InputError("must name statistics files", { field: "--stats" });
+  }
+  const statsCorpus = corpusFlag !== undefined
+    ? { file: corpusFlag, eosDelimit: declared?.eosDelimit ?? false }
+    : stats
+    ? undefined
+    : declared;
+  return { statsCorpus, stats, declared };
+}
+
+/**
+ * Stops before any work when `method` needs key statistics (ROME with `mom2_adjustment`, MEMIT) and
+ * neither `src` nor the user's hparams (`mom2_dataset` naming a file) provide them.
+ */
+export function checkStatsSource(
+  method: string,
+  hparams: Record<string, unknown> | undefined,
+  src: StatsSource,
+) {
+  if (method !== "rome" && method !== "memit") return;
+  if (method === "rome" && hparams?.mom2_adjustment === false) return;
+  if (src.stats || src.statsCorpus) return;
+  const ds = hparams?.mom2_dataset;
+  if (typeof ds === "string" && ds !== "" && ds !== "wikipedia" && ds !== "wikitext") return;
+  throw new InputError(`${method}: ${NO_STATS_MESSAGE}`, { field: "--stats-corpus" });
 }
