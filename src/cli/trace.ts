@@ -12,7 +12,8 @@
  *   bos_token_id (the world model needs it; HF GPT-2 configs have one too — pass `--prefix-eos off` to
  *   reproduce ROME's GPT-2 runs, which do not prepend).
  * - `--noise s3` (default) is 3 x the std of token-embedding values, measured over all of wte for one
- *   prompt, over the tokens of the facts' subjects (ROME's collect_embedding_std) with --facts;
+ *   prompt; with --facts over the tokens of every subject in the file, also with --limit (ROME's
+ *   collect_embedding_std over the knowns);
  *   `--noise-basis` overrides; `--noise 0.1` is an absolute std.
  * - `--window` (default 10, ROME's) larger than the model is clipped to the model's layers, as ROME's
  *   `trace_important_window` does; a warning says so only when --window was given.
@@ -305,7 +306,8 @@ export async function traceCommand(argv: string[]): Promise<void> {
     const all = await readTraceFacts(factsFile);
     const limit = intFlag(f, "limit", all.length, 1, all.length);
     const facts = all.slice(0, limit);
-    const noiseStd = noiseStdFor(facts.map((x) => x.subject));
+    // ROME measures the s3 noise over the subjects of the whole facts file, whatever is traced.
+    const noiseStd = noiseStdFor(all.map((x) => x.subject));
     const acc = new Map(kinds.map((k) => [k, new ClassAccumulator(L, pool)]));
     const perFact: Array<Record<string, unknown>> = [];
     // unknown: dropped (or traced with --include-unknown) because the model does not know the fact;
