@@ -289,6 +289,7 @@ Deno.test("trace CLI: JSON contract, SVGs, facts averages, typed errors", async 
         { id: "a", prompt: "Narnux was born in", subject: "Narnux", answer: "Tarvos" },
         { id: "b", prompt: "The employer of Fostix is", subject: "Fostix", answer: "Tarvos" },
         { id: "c", prompt: "Kini plays", subject: "Zzz", answer: "x" },
+        { id: "d", prompt: "Kini Vola plays", subject: "Kini Vola", answer: "x" },
       ].map((x) => JSON.stringify(x)).join("\n"),
     );
     const fo = join(dir, "fout");
@@ -299,6 +300,8 @@ Deno.test("trace CLI: JSON contract, SVGs, facts averages, typed errors", async 
       "--facts",
       facts,
       "--include-unknown",
+      "--limit",
+      "3",
       "--samples",
       "2",
       "--kind",
@@ -319,6 +322,16 @@ Deno.test("trace CLI: JSON contract, SVGs, facts averages, typed errors", async 
     assert.equal(avg.skipped_unknown, 0); // --include-unknown traces them
     assert.equal(avg.kinds.hidden.mean[0].length, 2);
     assert.match(await Deno.readTextFile(join(fo, "average_hidden.svg")), /^<svg/);
+    // s3 noise: 3 x the sample std of the wte rows of every subject in the file (ROME's
+    // collect_embedding_std over all knowns), also those past --limit.
+    const wte = randomGPT2(cfg, 11, { std: 0.3 }).get("wte.weight")!.data;
+    const vals = ["Narnux", "Fostix", "Zzz", "Kini Vola"].flatMap((x) => tok.encode(x)).flatMap((id) =>
+      Array.from(wte.subarray(id * cfg.nEmbd, (id + 1) * cfg.nEmbd))
+    );
+    const mu = vals.reduce((a, x) => a + x, 0) / vals.length;
+    const sd = Math.sqrt(vals.reduce((a, x) => a + (x - mu) ** 2, 0) / (vals.length - 1));
+    assert.ok(Math.abs(avg.noise_std - 3 * sd) < 1e-9, `noise std ${avg.noise_std} vs ${3 * sd}`);
+    assert.equal(avg.records, 3);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
