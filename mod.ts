@@ -125,18 +125,22 @@ export {
   corruptionPatch,
   embeddingRow,
   embeddingStd,
+  NOISE_RNGS,
   patchActivations,
   sitePatchSpecs,
   subjectNoise,
 } from "./src/locate/patching.ts";
-export type { PatchResult, RunSpec, SitePatch } from "./src/locate/patching.ts";
+export type { NoiseRng, PatchResult, RunSpec, SitePatch } from "./src/locate/patching.ts";
+export { NumpyRandomState } from "./src/locate/numpy_random.ts";
+export { greedyContinuation, greedyLength, KNOWN_RULES, knownByRule } from "./src/locate/known.ts";
+export type { KnownRule } from "./src/locate/known.ts";
 export { causalTrace, kindSite, TRACE_KINDS, windowLayers } from "./src/locate/trace.ts";
 export type { KindTrace, TargetProb, TraceKind, TraceOptions, TraceResult } from "./src/locate/trace.ts";
 export { causalTraceRef } from "./src/locate/trace_ref.ts";
 export { findTokenRange, prepareTraceInput, targetContinuation, tokenOffsets } from "./src/locate/prompt.ts";
 export type { TraceInput } from "./src/locate/prompt.ts";
-export { ClassAccumulator, TOKEN_CLASSES, tokenClassPositions } from "./src/locate/average.ts";
-export type { ClassAverage } from "./src/locate/average.ts";
+export { CLASS_POOLS, ClassAccumulator, TOKEN_CLASSES, tokenClassPositions } from "./src/locate/average.ts";
+export type { ClassAverage, ClassPool } from "./src/locate/average.ts";
 export { parseTraceFacts, readTraceFacts } from "./src/locate/facts.ts";
 export type { TraceFact } from "./src/locate/facts.ts";
 export { heatmapSvg, traceHeatmapSvg } from "./src/report/heatmap.ts";

@@ -53,14 +53,17 @@ commands:
             IA vs NA overlap and fine-tuning on top-k influential vs random instances
   trace     --model DIR (--prompt "..." --subject S [--target T] | --facts FILE [--limit N] [--include-unknown])
             [--kind hidden|mlp|attn|all] [--samples N] [--noise X|sK] [--noise-basis wte|subjects] [--window W]
-            [--seed S] [--target-prob first|sequence] [--prefix-eos auto|on|off] [--batch-rows N] [--unbatched]
+            [--seed S] [--noise-rng numpy|mulberry32] [--known whole|greedy|first] [--pool token|prompt]
+            [--target-prob first|sequence] [--prefix-eos auto|on|off] [--batch-rows N] [--unbatched]
             [--out DIR] [--json]
             causal tracing (ROME): restore hidden / MLP / attention states after corrupting the subject;
             --json prints one object per kind, a JSON array of [hidden, mlp, attn] for --kind all (default);
             --facts (known_1000.json or world prompt JSONL) prints token-class averages with 95% CIs;
             --out writes trace.json + trace_KIND.svg (average.json + average_KIND.svg with --facts).
             Defaults: 10 samples, noise s3 = 3 x std of wte (of the subjects' tokens with --facts), window 10
-            (clipped to the model), seed 1, answer = the target's first token (or the model's prediction),
+            (clipped to the model), seed 1 (numpy RandomState, ROME's noise), --known whole (ROME: the decoded
+            top-1 token equals the whole target, else the fact is dropped), --pool token (ROME's notebook),
+            answer = the target's first token (or the model's prediction),
             --prefix-eos auto = prepend end-of-text when config.json has bos_token_id
   info      the WebGPU adapter and its limits
   demo      run the bundled model end to end and check it against the float64 CPU reference

@@ -170,12 +170,11 @@ Deno.test("subject range by character offsets, target continuation, noise and cl
   assert.deepEqual(parseNoiseFlag("0.1"), { absolute: 0.1 });
   assert.throws(() => parseNoiseFlag("x3"), InputError);
 
-  // Token classes: [bos, s0, s1, s2, a, b, c] with subject [1, 4).
+  // Token classes: [bos, s0, s1, s2, a, b, c] with subject [1, 4) (hand values: trace_average_test.ts).
   assert.deepEqual(tokenClassPositions(7, [1, 4]), [[1], [2], [3], [4], [5], [6]]);
-  assert.deepEqual(tokenClassPositions(3, [1, 2]), [[1], [], [1], [], [], [2]]);
-  const acc = new ClassAccumulator(2);
-  acc.add([[0, 0], [1, 2], [0, 0]], [1, 2]);
-  acc.add([[0, 0], [3, 4], [1, 1]], [1, 2]);
+  const acc = new ClassAccumulator(2, "prompt");
+  acc.add([[0, 0], [1, 2], [0, 0]], 0, [1, 3]);
+  acc.add([[0, 0], [3, 4], [1, 1]], 0, [1, 3]);
   const res = acc.result();
   assert.deepEqual(res.mean[0], [2, 3]);
   assert.deepEqual(res.count, [2, 0, 2, 0, 0, 2]);
@@ -257,7 +256,10 @@ Deno.test("trace CLI: JSON contract, SVGs, facts averages, typed errors", async 
     assert.ok(o.effects.every((row: number[]) => row.length === 2 && row.every(Number.isFinite)));
     assert.ok(o.p_clean > 0 && o.p_corrupt > 0);
     if (!o.known) assert.match(r.stderr, /does not know/);
-    assert.match(r.stderr, /--window 10 is larger/);
+    // The default window (10, ROME's) is clipped silently; an explicit one that is too large warns.
+    assert.doesNotMatch(r.stderr, /--window/);
+    assert.equal(o.noise_rng, "numpy");
+    assert.equal(o.known_rule, "whole");
     for (const k of ["hidden", "mlp", "attn"]) {
       assert.match(await Deno.readTextFile(join(out, `trace_${k}.svg`)), /^<svg/);
     }
@@ -271,9 +273,12 @@ Deno.test("trace CLI: JSON contract, SVGs, facts averages, typed errors", async 
       "Narnux was born in",
       "--subject",
       "Fostix",
+      "--window",
+      "10",
       "--json",
     );
     assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /--window 10 is larger than the model's 2 layers/);
     assert.match(bad.stderr, /--subject/);
     assert.doesNotMatch(bad.stderr, /at .*\.ts:\d+/);
 
@@ -284,6 +289,7 @@ Deno.test("trace CLI: JSON contract, SVGs, facts averages, typed errors", async 
         { id: "a", prompt: "Narnux was born in", subject: "Narnux", answer: "Tarvos" },
         { id: "b", prompt: "The employer of Fostix is", subject: "Fostix", answer: "Tarvos" },
         { id: "c", prompt: "Kini plays", subject: "Zzz", answer: "x" },
+        { id: "d", prompt: "Kini Vola plays", subject: "Kini Vola", answer: "x" },
       ].map((x) => JSON.stringify(x)).join("\n"),
     );
     const fo = join(dir, "fout");
@@ -294,6 +300,8 @@ Deno.test("trace CLI: JSON contract, SVGs, facts averages, typed errors", async 
       "--facts",
       facts,
       "--include-unknown",
+      "--limit",
+      "3",
       "--samples",
       "2",
       "--kind",
@@ -306,9 +314,24 @@ Deno.test("trace CLI: JSON contract, SVGs, facts averages, typed errors", async 
     const avg = JSON.parse(fr.stdout);
     assert.equal(avg.traced, 2);
     assert.equal(avg.skipped_invalid, 1);
-    assert.deepEqual(avg.kinds.hidden.count, [2, 0, 2, 1, 1, 2]);
+    // Token pooling (default): "Narnux was born in" gives "was" (first subsequent) and "born" (further);
+    // "Fostix is" gives "is" to both first subsequent and last token, as ROME's notebook does.
+    assert.equal(avg.pool, "token");
+    assert.deepEqual(avg.kinds.hidden.count, [2, 0, 2, 2, 1, 2]);
+    assert.equal(avg.kinds.hidden.prompts, 2);
+    assert.equal(avg.skipped_unknown, 0); // --include-unknown traces them
     assert.equal(avg.kinds.hidden.mean[0].length, 2);
     assert.match(await Deno.readTextFile(join(fo, "average_hidden.svg")), /^<svg/);
+    // s3 noise: 3 x the sample std of the wte rows of every subject in the file (ROME's
+    // collect_embedding_std over all knowns), also those past --limit.
+    const wte = randomGPT2(cfg, 11, { std: 0.3 }).get("wte.weight")!.data;
+    const vals = ["Narnux", "Fostix", "Zzz", "Kini Vola"].flatMap((x) => tok.encode(x)).flatMap((id) =>
+      Array.from(wte.subarray(id * cfg.nEmbd, (id + 1) * cfg.nEmbd))
+    );
+    const mu = vals.reduce((a, x) => a + x, 0) / vals.length;
+    const sd = Math.sqrt(vals.reduce((a, x) => a + (x - mu) ** 2, 0) / (vals.length - 1));
+    assert.ok(Math.abs(avg.noise_std - 3 * sd) < 1e-9, `noise std ${avg.noise_std} vs ${3 * sd}`);
+    assert.equal(avg.records, 3);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -339,5 +362,64 @@ Deno.test({
     const last = a.traces[0].scores[input.ids.length - 1][lm.model.config.nLayer - 1];
     assert.ok(Math.abs(last - a.pClean) < 1e-4, `${last} vs ${a.pClean}`);
     lm.model.destroy();
+  },
+});
+
+Deno.test({
+  name:
+    "trace --facts on the world model: a fact whose first token is right but whole target wrong is dropped",
+  ignore: !haveWorldModel,
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "engram_trace_known_" });
+    try {
+      const prompt = "Gurnur Rulex was born in", subject = "Gurnur Rulex";
+      const facts = join(dir, "facts.jsonl");
+      await Deno.writeTextFile(
+        facts,
+        [
+          { id: "known", prompt, subject, answer: "Sunmere" },
+          { id: "first-only", prompt, subject, answer: "Sunmere Bay" },
+          { id: "wrong", prompt, subject, answer: "Ironleaf" },
+        ].map((x) => JSON.stringify(x)).join("\n") + "\n",
+      );
+      const run = async (...extra: string[]) => {
+        const r = await engram(
+          "trace",
+          "--model",
+          WORLD_MODEL,
+          "--facts",
+          facts,
+          "--samples",
+          "2",
+          "--kind",
+          "hidden",
+          "--json",
+          ...extra,
+        );
+        assert.equal(r.code, 0, r.stderr);
+        return JSON.parse(r.stdout);
+      };
+      const whole = await run();
+      assert.equal(whole.known_rule, "whole");
+      assert.equal(whole.pool, "token");
+      assert.equal(whole.traced, 1);
+      assert.equal(whole.skipped_unknown, 2);
+      assert.equal(whole.unknown_first_token_only, 1);
+      assert.deepEqual(whole.facts.map((x: { traced: boolean }) => x.traced), [true, false, false]);
+      assert.equal(whole.facts[1].greedy.trim(), "Sunmere");
+      // engram's earlier rule keeps the first-token match; ROME's drops it.
+      const first = await run("--known", "first");
+      assert.equal(first.traced, 2);
+      assert.equal(first.skipped_unknown, 1);
+      assert.deepEqual(first.facts.map((x: { traced: boolean }) => x.traced), [true, true, false]);
+      // The greedy rule reads as many tokens as the target has: " Sunmere" then not " Bay".
+      const greedy = await run("--known", "greedy");
+      assert.equal(greedy.traced, 1);
+      assert.notEqual(greedy.facts[1].greedy.trim(), "Sunmere Bay");
+      // The known fact's trace is the same under every rule (its answer is the model's own top-1).
+      assert.deepEqual(whole.kinds.hidden.mean, greedy.kinds.hidden.mean);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
   },
 });

@@ -12,13 +12,23 @@
  *   bos_token_id (the world model needs it; HF GPT-2 configs have one too — pass `--prefix-eos off` to
  *   reproduce ROME's GPT-2 runs, which do not prepend).
  * - `--noise s3` (default) is 3 x the std of token-embedding values, measured over all of wte for one
- *   prompt, over the tokens of the facts' subjects (ROME's collect_embedding_std) with --facts;
+ *   prompt; with --facts over the tokens of every subject in the file, also with --limit (ROME's
+ *   collect_embedding_std over the knowns);
  *   `--noise-basis` overrides; `--noise 0.1` is an absolute std.
- * - `--window` larger than the model is clipped to the model's layers (a warning says so).
+ * - `--window` (default 10, ROME's) larger than the model is clipped to the model's layers, as ROME's
+ *   `trace_important_window` does; a warning says so only when --window was given.
+ * - Noise values: `--noise-rng numpy` (default) draws numpy's RandomState(--seed).randn, ROME's exact
+ *   noise; `--noise-rng mulberry32` is engram's earlier generator.
  * - The answer is the target's first token (`--target-prob first`, ROME's definition) or the product over
  *   its tokens (`--target-prob sequence`); without --target, the model's own top-1 prediction.
- * - A fact the model does not know (clean top-1 differs from the target's first token) is traced anyway
- *   for one prompt ("known": false plus a warning); with --facts it is skipped unless --include-unknown.
+ * - Whether the model knows a fact follows `--known` (src/locate/known.ts): `whole` (default, ROME's:
+ *   the decoded top-1 token, trimmed, equals the whole target), `greedy` (the greedy continuation as long
+ *   as the target equals it), `first` (top-1 equals the target's first token). An unknown fact is traced
+ *   anyway for one prompt ("known": false plus a warning); with --facts it is dropped before tracing
+ *   (counted in "skipped_unknown") unless --include-unknown. A known fact is traced on the model's own
+ *   greedy tokens, as ROME traces its top-1 `answer_t`.
+ * - `--pool token` (default, ROME's notebook) or `prompt` chooses how the facts' averages pool the
+ *   middle-subject and further tokens (src/locate/average.ts).
  */
 import { join } from "node:path";
 import { InputError } from "../errors.ts";
@@ -27,9 +37,16 @@ import { writeFileAtomic } from "../io/atomic.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
 import { getGpu } from "../gpu/device.ts";
 import { GPT2Model } from "../model/gpt2.ts";
-import { ClassAccumulator } from "../locate/average.ts";
+import { CLASS_POOLS, ClassAccumulator, type ClassPool } from "../locate/average.ts";
 import { readTraceFacts, type TraceFact } from "../locate/facts.ts";
-import { embeddingStd } from "../locate/patching.ts";
+import {
+  greedyContinuation,
+  greedyLength,
+  KNOWN_RULES,
+  knownByRule,
+  type KnownRule,
+} from "../locate/known.ts";
+import { embeddingStd, NOISE_RNGS, type NoiseRng } from "../locate/patching.ts";
 import { prepareTraceInput, targetContinuation } from "../locate/prompt.ts";
 import {
   causalTrace,
@@ -128,6 +145,9 @@ export async function traceCommand(argv: string[]): Promise<void> {
     facts: { type: "string" },
     limit: { type: "string" },
     "include-unknown": { type: "boolean" },
+    known: { type: "string" },
+    pool: { type: "string" },
+    "noise-rng": { type: "string" },
     kind: { type: "string" },
     samples: { type: "string" },
     noise: { type: "string" },
@@ -150,6 +170,9 @@ export async function traceCommand(argv: string[]): Promise<void> {
   const maxRows = intFlag(f, "batch-rows", 4096, 1, 1 << 24);
   const targetProb = choice(f, "target-prob", ["first", "sequence"] as const, "first") as TargetProb;
   const prefixFlag = choice(f, "prefix-eos", ["auto", "on", "off"] as const, "auto");
+  const knownRule: KnownRule = choice(f, "known", KNOWN_RULES, "whole");
+  const pool: ClassPool = choice(f, "pool", CLASS_POOLS, "token");
+  const noiseRng: NoiseRng = choice(f, "noise-rng", NOISE_RNGS, "numpy");
   const noise = parseNoiseFlag((f.noise as string | undefined) ?? "s3");
   const factsFile = f.facts as string | undefined;
   if (
@@ -177,7 +200,8 @@ export async function traceCommand(argv: string[]): Promise<void> {
     });
   }
   const L = hf.config.nLayer;
-  if (window > L && kinds.some((k) => k !== "hidden")) {
+  // ROME clips the window silently; say so only when the user chose the window.
+  if (f.window !== undefined && window > L && kinds.some((k) => k !== "hidden")) {
     warn(`--window ${window} is larger than the model's ${L} layers; clipped to ${L}`);
   }
   const model = GPT2Model.create(await getGpu(), hf.config, hf.weights);
@@ -187,7 +211,7 @@ export async function traceCommand(argv: string[]): Promise<void> {
     const ids = basis === "wte" ? undefined : subjects.flatMap((s) => tok.encode(s));
     return noise.multiple * embeddingStd(hf.weights, C, ids);
   };
-  const common = { samples, window, seed, targetProb, maxRows, batched: !f.unbatched, kinds };
+  const common = { samples, window, seed, noiseRng, targetProb, maxRows, batched: !f.unbatched, kinds };
   const outDir = f.out as string | undefined;
   if (outDir) await Deno.mkdir(outDir, { recursive: true });
 
@@ -209,16 +233,25 @@ export async function traceCommand(argv: string[]): Promise<void> {
         onProgress: (d, t) => (bar ??= progress("trace (sequences)", t)).update(d),
       });
       bar?.done();
-      if (answer && !r.known) {
-        warn(
-          `the model does not know this fact: its top prediction is '${tok.tokenString(r.predicted)}', not ` +
-            `'${tok.tokenString(answer[0])}' (traced anyway)`,
-        );
+      let known = r.known;
+      if (answer) {
+        const k = greedyLength(knownRule, answer);
+        const greedy = k === 1 ? [r.predicted] : await greedyContinuation(model, input.ids, k, "--target");
+        known = knownByRule(knownRule, tok, greedy, f.target as string, answer);
+        if (!known) {
+          warn(
+            `the model does not know this fact (--known ${knownRule}): its greedy answer is ` +
+              `'${tok.decode(greedy)}', the target '${f.target}' (traced anyway)`,
+          );
+        }
       }
       const extra = {
         prompt,
         subject,
         target: f.target ?? null,
+        known,
+        known_rule: knownRule,
+        noise_rng: noiseRng,
         prefix_eos: prefixEos,
         batched: !f.unbatched,
         forwards: r.stats.forwards,
@@ -248,7 +281,7 @@ export async function traceCommand(argv: string[]): Promise<void> {
         );
         console.log(
           `answer ${JSON.stringify(tok.decode(r.answer))}${
-            r.known ? "" : " (not the model's prediction)"
+            known ? "" : ` (not known by --known ${knownRule})`
           }: ` +
             `p_clean ${r.pClean.toFixed(4)}  p_corrupt ${r.pCorrupt.toFixed(4)}  total effect ${
               r.totalEffect.toFixed(4)
@@ -273,10 +306,13 @@ export async function traceCommand(argv: string[]): Promise<void> {
     const all = await readTraceFacts(factsFile);
     const limit = intFlag(f, "limit", all.length, 1, all.length);
     const facts = all.slice(0, limit);
-    const noiseStd = noiseStdFor(facts.map((x) => x.subject));
-    const acc = new Map(kinds.map((k) => [k, new ClassAccumulator(L)]));
+    // ROME measures the s3 noise over the subjects of the whole facts file, whatever is traced.
+    const noiseStd = noiseStdFor(all.map((x) => x.subject));
+    const acc = new Map(kinds.map((k) => [k, new ClassAccumulator(L, pool)]));
     const perFact: Array<Record<string, unknown>> = [];
-    const skipped = { invalid: 0, unknown: 0, no_target: 0 };
+    // unknown: dropped (or traced with --include-unknown) because the model does not know the fact;
+    // first_token_only: of those, the ones whose top-1 token is the target's first token.
+    const skipped = { invalid: 0, unknown: 0, first_token_only: 0, no_target: 0 };
     let sumClean = 0, sumCorrupt = 0, traced = 0, forwards = 0, seconds = 0;
     const bar = progress(`trace ${facts.length} facts`, facts.length);
     for (let i = 0; i < facts.length; i++) {
@@ -294,24 +330,39 @@ export async function traceCommand(argv: string[]): Promise<void> {
           subjectField: "subject",
           promptField: "prompt",
         });
-        const answer = fact.target !== undefined
+        const targetIds = fact.target !== undefined
           ? targetContinuation(tok, fact.prompt, fact.target, "target", factsFile)
           : undefined;
-        if (answer === undefined) skipped.no_target++;
-        const r = await causalTrace(model, input.ids, input.subjectRange, { ...common, noiseStd, answer });
-        forwards += r.stats.forwards;
-        seconds += r.stats.seconds;
-        Object.assign(row, {
-          p_clean: r.pClean,
-          p_corrupt: r.pCorrupt,
-          known: r.known,
-          predicted: tok.tokenString(r.predicted),
-        });
-        if (answer && !r.known && !f["include-unknown"]) {
-          skipped.unknown++;
-          row.traced = false;
-        } else {
-          for (const t of r.traces) acc.get(t.kind)!.add(t.effects, r.subjectRange);
+        // As ROME: decide whether the model knows the fact before tracing; a known fact is traced on the
+        // model's own greedy tokens (ROME's answer_t), an unknown one (--include-unknown) on the target.
+        let answer = targetIds, known = true;
+        if (targetIds === undefined) skipped.no_target++;
+        else {
+          const greedy = await greedyContinuation(
+            model,
+            input.ids,
+            greedyLength(knownRule, targetIds),
+            "target",
+          );
+          known = knownByRule(knownRule, tok, greedy, fact.target!, targetIds);
+          Object.assign(row, { known, greedy: tok.decode(greedy) });
+          if (known && knownRule !== "first") answer = greedy;
+          if (!known) {
+            skipped.unknown++;
+            if (greedy[0] === targetIds[0]) skipped.first_token_only++;
+          }
+        }
+        if (!known && !f["include-unknown"]) row.traced = false;
+        else {
+          const r = await causalTrace(model, input.ids, input.subjectRange, { ...common, noiseStd, answer });
+          forwards += r.stats.forwards;
+          seconds += r.stats.seconds;
+          Object.assign(row, {
+            p_clean: r.pClean,
+            p_corrupt: r.pCorrupt,
+            predicted: tok.tokenString(r.predicted),
+          });
+          for (const t of r.traces) acc.get(t.kind)!.add(t.scores, r.pCorrupt, r.subjectRange);
           sumClean += r.pClean;
           sumCorrupt += r.pCorrupt;
           traced++;
@@ -340,8 +391,13 @@ export async function traceCommand(argv: string[]): Promise<void> {
       facts_file: factsFile,
       records: facts.length,
       traced,
-      skipped_unknown: skipped.unknown,
+      known_rule: knownRule,
+      include_unknown: !!f["include-unknown"],
+      skipped_unknown: f["include-unknown"] ? 0 : skipped.unknown,
+      unknown: skipped.unknown,
+      unknown_first_token_only: skipped.first_token_only,
       skipped_invalid: skipped.invalid,
+      pool,
       without_target: skipped.no_target,
       layers: L,
       mean_p_clean: sumClean / traced,
@@ -352,6 +408,7 @@ export async function traceCommand(argv: string[]): Promise<void> {
       samples,
       window,
       seed,
+      noise_rng: noiseRng,
       target_prob: targetProb,
       prefix_eos: prefixEos,
       forwards,
@@ -385,11 +442,16 @@ export async function traceCommand(argv: string[]): Promise<void> {
     if (f.json) console.log(json);
     else {
       console.log(
-        `traced ${traced} of ${facts.length} facts (${skipped.unknown} unknown to the model skipped, ` +
-          `${skipped.invalid} invalid); mean p_clean ${out.mean_p_clean.toFixed(4)}, p_corrupt ${
-            out.mean_p_corrupt.toFixed(4)
-          }`,
+        `traced ${traced} of ${facts.length} facts (${skipped.unknown} not known by --known ${knownRule}` +
+          `${
+            f["include-unknown"] ? ", traced anyway" : " dropped"
+          }, ${skipped.first_token_only} of them with ` +
+          `the right first token; ${skipped.invalid} invalid); mean p_clean ${
+            out.mean_p_clean.toFixed(4)
+          }, ` +
+          `p_corrupt ${out.mean_p_corrupt.toFixed(4)}`,
       );
+      console.log(`classes pooled by ${pool}${pool === "token" ? " (ROME's notebook)" : ""}; n = samples`);
       for (const [k, a] of acc) {
         const res = a.result();
         console.log(`${k}: AIE by token class (max over layers):`);

@@ -15,6 +15,7 @@ import type { WeightMap } from "../model/config.ts";
 import type { GPT2Model } from "../model/gpt2.ts";
 import { type Hooks, type PatchSpec, siteWidth } from "../model/hooks.ts";
 import { mulberry32 } from "../model/generate.ts";
+import { NumpyRandomState } from "./numpy_random.ts";
 
 /** One forward run: a token sequence and optional hooks (e.g. a corruption). */
 export interface RunSpec {
@@ -173,11 +174,18 @@ export function embeddingStd(weights: WeightMap, nEmbd: number, ids?: Iterable<n
   return Math.sqrt(m2 / Math.max(1, n - 1));
 }
 
+/** Generator of the tracing noise: numpy's `RandomState` (ROME's) or engram's earlier mulberry32. */
+export type NoiseRng = "numpy" | "mulberry32";
+
+/** The noise generators, default first. */
+export const NOISE_RNGS: readonly NoiseRng[] = ["numpy", "mulberry32"];
+
 /**
- * Gaussian noise for `samples` corrupted copies of `nTokens` subject tokens of width `width`:
- * float64 values std * N(0, 1) from a mulberry32 stream seeded with `seed` (Box–Muller), laid out
- * [sample][token][channel]. The same seed gives the same noise, so every restoration of a trace sees
- * the same corruption (as ROME's fixed RandomState(1) does).
+ * Gaussian noise for `samples` corrupted copies of `nTokens` subject tokens of width `width`, laid out
+ * [sample][token][channel], float64 values std * N(0, 1). With `rng` "numpy" (default) they are
+ * `std * numpy.random.RandomState(seed).randn(samples, nTokens, width)`, the values ROME's
+ * `trace_with_patch` adds (it re-creates RandomState(1) on every call, so every restoration sees the same
+ * corruption); "mulberry32" draws them by Box–Muller from a mulberry32 stream seeded with `seed`.
  */
 export function subjectNoise(
   samples: number,
@@ -185,9 +193,16 @@ export function subjectNoise(
   width: number,
   std: number,
   seed: number,
+  rng: NoiseRng = "numpy",
 ): Float64Array {
-  const r = mulberry32(seed);
   const n = samples * nTokens * width;
+  if (rng === "numpy") {
+    const out = new NumpyRandomState(seed).randn(n);
+    for (let i = 0; i < n; i++) out[i] *= std;
+    return out;
+  }
+  if (rng !== "mulberry32") throw new InputError(`unknown noise generator '${rng}'`, { field: "noiseRng" });
+  const r = mulberry32(seed);
   const out = new Float64Array(n);
   for (let i = 0; i < n; i += 2) {
     const u = Math.max(r(), 1e-300), v = r();

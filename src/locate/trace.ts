@@ -3,7 +3,8 @@
  * shared/reference/methods.md §2(a)).
  *
  * The subject tokens' input embeddings are corrupted with Gaussian noise (`samples` noise draws, the
- * same draws for every restoration); then for every (token t, layer l) the clean value of one site is
+ * same draws for every restoration: by default numpy's `RandomState(seed).randn`, ROME's very values);
+ * then for every (token t, layer l) the clean value of one site is
  * restored at token t in the corrupted runs and the probability of the answer, averaged over the noise
  * samples, is measured:
  * - `hidden`: the residual stream leaving block l (`resid_post.l`, the output of `transformer.h.l`);
@@ -25,7 +26,7 @@ import { logSoftmax } from "../gpu/softmax.ts";
 import { createTensor, readTensor } from "../gpu/tensor.ts";
 import type { GPT2Model } from "../model/gpt2.ts";
 import type { PatchSpec } from "../model/hooks.ts";
-import { corruptionPatch, subjectNoise } from "./patching.ts";
+import { corruptionPatch, NOISE_RNGS, type NoiseRng, subjectNoise } from "./patching.ts";
 
 /** Which state a trace restores. */
 export type TraceKind = "hidden" | "mlp" | "attn";
@@ -62,8 +63,10 @@ export interface TraceOptions {
   noiseStd: number;
   /** Window of restored MLP/attn layers (default 10; clipped to the model's layers). */
   window?: number;
-  /** Noise seed (default 1). */
+  /** Noise seed (default 1, ROME's `RandomState(1)`), an integer in [0, 2^32). */
   seed?: number;
+  /** Noise generator (default "numpy": ROME's exact noise values; see `subjectNoise`). */
+  noiseRng?: NoiseRng;
   /** Answer token ids (the target's continuation); default: the model's own top-1 prediction. */
   answer?: number[];
   /** Score the answer's first token (default) or the product over its tokens. */
@@ -107,6 +110,7 @@ export interface TraceResult {
   noiseStd: number;
   samples: number;
   seed: number;
+  noiseRng: NoiseRng;
   targetProb: TargetProb;
   traces: KindTrace[];
   /** Work done: forward passes, corrupted sequences run, seconds. */
@@ -204,6 +208,7 @@ export async function causalTrace(
   const samples = opts.samples ?? 10;
   const window = opts.window ?? 10;
   const seed = opts.seed ?? 1;
+  const noiseRng = opts.noiseRng ?? "numpy";
   const mode = opts.targetProb ?? "first";
   const maxRows = opts.maxRows ?? 4096;
   if (kinds.length === 0 || kinds.some((k) => !TRACE_KINDS.includes(k))) {
@@ -216,6 +221,14 @@ export async function causalTrace(
   }
   if (!(Number.isInteger(window) && window >= 1)) {
     throw new InputError(`window must be a positive integer`, { field: "window" });
+  }
+  if (!(Number.isInteger(seed) && seed >= 0 && seed <= 0xffffffff)) {
+    throw new InputError(`seed must be an integer in [0, 2^32), got ${seed}`, { field: "seed" });
+  }
+  if (!NOISE_RNGS.includes(noiseRng)) {
+    throw new InputError(`noise generator must be one of ${NOISE_RNGS.join(", ")}, got '${noiseRng}'`, {
+      field: "noiseRng",
+    });
   }
   if (!(Number.isFinite(opts.noiseStd) && opts.noiseStd >= 0)) {
     throw new InputError(`noise std must be a finite number >= 0, got ${opts.noiseStd}`, { field: "noise" });
@@ -250,7 +263,7 @@ export async function causalTrace(
   const clean = useSeq ? await model.forward([seq], { hooks: { capture: [...sites, "ln_f"] } }) : cleanPrompt;
   const pClean = (await answerProbs(model, clean.logprobs, clean.captured.get("ln_f"), T, answer, mode))[0];
 
-  const noise = subjectNoise(samples, b - a, cfg.nEmbd, opts.noiseStd, seed);
+  const noise = subjectNoise(samples, b - a, cfg.nEmbd, opts.noiseStd, seed, noiseRng);
   // Restorations that provably change nothing score exactly p_corrupt and are not run: any state of a
   // token before the subject (it equals the clean state: causal attention, noise only on the subject),
   // and the last layer's hidden state of a token before the last prompt token (only that token's own
@@ -335,6 +348,7 @@ export async function causalTrace(
     noiseStd: opts.noiseStd,
     samples,
     seed,
+    noiseRng,
     targetProb: mode,
     traces,
     stats: {
