@@ -38,8 +38,13 @@ export const FAITHFULNESS_STATISTICS = {
   runs: "blocked forward passes pooled (prompts, times random draws for the random baseline)",
 };
 
-/** A string flag restricted to `choices`, or the default. */
-function choiceFlag<T extends string>(f: Record<string, unknown>, name: string, choices: T[], dflt: T): T {
+/** A string flag restricted to `choices`, or the default (shared by the attribution commands). */
+export function choiceFlag<T extends string>(
+  f: Record<string, unknown>,
+  name: string,
+  choices: T[],
+  dflt: T,
+): T {
   const v = f[name];
   if (v === undefined) return dflt;
   if (typeof v !== "string" || !choices.includes(v as T)) {
