@@ -215,7 +215,9 @@ export async function neuronsCommand(argv: string[]): Promise<void> {
       }
       console.log(
         `${
-          refined ? `refined (shared by >= ${share} of prompts and >= ${minCount} prompts)` : "coarse"
+          refined
+            ? `refined (shared by ${strict ? ">" : ">="} ${share} of prompts and >= ${minCount} prompts)`
+            : "coarse"
         } neurons:`,
       );
       for (const n of report.neurons) console.log(`  L${n.layer} N${n.neuron}  ${n.score.toFixed(5)}`);
