@@ -101,9 +101,9 @@ export type {
   IgActivation,
   IgOptions,
   IgPoints,
-  RefineOptions,
   Neuron,
   NeuronAttribution,
+  RefineOptions,
   ScaleReport,
   SharedNeuron,
 } from "./src/attribute/neurons.ts";
