@@ -83,18 +83,27 @@ export {
 export {
   coarseNeurons,
   faithfulness,
+  igAlphas,
   integratedGradients,
+  maskedLogprobs,
   maskedProbs,
   neuronMask,
+  poolBlockStats,
+  poolFaithfulness,
   rankNeurons,
   refineNeurons,
   suppressAmplify,
 } from "./src/attribute/neurons.ts";
 export type {
+  BlockStats,
+  FaithfulnessResult,
   FaithfulnessRow,
+  IgActivation,
   IgOptions,
+  IgPoints,
   Neuron,
   NeuronAttribution,
+  RefineOptions,
   ScaleReport,
   SharedNeuron,
 } from "./src/attribute/neurons.ts";
@@ -110,7 +119,15 @@ export {
   trainingExample,
 } from "./src/attribute/instances.ts";
 export type { Checkpoint, GradExample, IaMethod, IaOptions } from "./src/attribute/instances.ts";
-export { iaNeurons, jaccard, naInstanceScores, neuronJaccard, spearman } from "./src/attribute/bridges.ts";
+export {
+  iaNeurons,
+  jaccard,
+  naInstanceScores,
+  neuronJaccard,
+  spearman,
+  zScores,
+} from "./src/attribute/bridges.ts";
+export type { NaInstanceOptions } from "./src/attribute/bridges.ts";
 export { candidateNeurons, finetuneAndScore, finetuneStudy, overlapStudy } from "./src/attribute/study.ts";
 export type {
   FinetuneOptions,

@@ -12,7 +12,9 @@ import {
   topK,
   trainingExample,
 } from "../src/attribute/instances.ts";
-import { assertClose, freshSeed, rng } from "./_util.ts";
+import { gpt2ForwardRef } from "../src/reference/gpt2.ts";
+import type { GPT2Config, WeightMap } from "../src/model/config.ts";
+import { assertClose, freshSeed, relErr, rng } from "./_util.ts";
 
 const CONFIG = {
   nLayer: 2,
@@ -35,6 +37,135 @@ function examples(seed: number) {
   const test = promptExample([tok(), tok(), tok(), tok()], tok());
   return { train, test };
 }
+
+/** An odd-sized model for the finite-difference tests (few c_proj entries keep them fast). */
+const SMALL: GPT2Config = {
+  nLayer: 2,
+  nHead: 2,
+  nEmbd: 10,
+  vocabSize: 23,
+  nPositions: 12,
+  nInner: 22,
+  layerNormEpsilon: 1e-5,
+};
+
+/**
+ * Float64 loss of one example by the reference definition: the mean over counted positions of
+ * −log softmax(logits_t)[target_t], from the float64 reference forward. `bump` adds ε to one entry
+ * (i, c) of layer L's c_proj weight, exactly in float64: since mlp_out = mlp_post · W + b, raising W[i, c]
+ * by ε raises mlp_out[t, c] by ε · mlp_post[t, i] (the float32 weight array itself cannot hold W + ε).
+ */
+function refLoss(
+  cfg: GPT2Config,
+  w: WeightMap,
+  ex: { input: number[]; targets: number[] },
+  bump?: { layer: number; i: number; c: number; eps: number },
+): number {
+  const V = cfg.vocabSize;
+  let post: Float64Array | undefined;
+  const patch = bump
+    ? {
+      [`mlp_post.${bump.layer}`]: (v: Float64Array) => void (post = v.slice()),
+      [`mlp_out.${bump.layer}`]: (v: Float64Array, T: number, width: number) => {
+        for (let t = 0; t < T; t++) v[t * width + bump.c] += bump.eps * post![t * cfg.nInner + bump.i];
+      },
+    }
+    : undefined;
+  const { logits } = gpt2ForwardRef(cfg, w, ex.input, { hooks: { patch } });
+  let loss = 0, n = 0;
+  ex.targets.forEach((y, t) => {
+    if (y < 0) return;
+    let mx = -Infinity;
+    for (let v = 0; v < V; v++) mx = Math.max(mx, logits[t * V + v]);
+    let z = 0;
+    for (let v = 0; v < V; v++) z += Math.exp(logits[t * V + v] - mx);
+    loss += mx + Math.log(z) - logits[t * V + y];
+    n++;
+  });
+  return loss / n;
+}
+
+/** Central finite-difference gradient of {@link refLoss} over every layer's c_proj weight, layer order. */
+function refGrad(cfg: GPT2Config, w: WeightMap, ex: { input: number[]; targets: number[] }): Float64Array {
+  const { nInner: I, nEmbd: C } = cfg;
+  const g = new Float64Array(cfg.nLayer * I * C);
+  const eps = 1e-5;
+  for (let layer = 0; layer < cfg.nLayer; layer++) {
+    for (let i = 0; i < I; i++) {
+      for (let c = 0; c < C; c++) {
+        const up = refLoss(cfg, w, ex, { layer, i, c, eps });
+        const down = refLoss(cfg, w, ex, { layer, i, c, eps: -eps });
+        g[(layer * I + i) * C + c] = (up - down) / (2 * eps);
+      }
+    }
+  }
+  return g;
+}
+
+const dot64 = (a: ArrayLike<number>, b: ArrayLike<number>) => {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
+  return s;
+};
+
+Deno.test("per-example gradients, Grad-Dot, Grad-Cos and TracIn equal float64 finite differences of the reference loss", async () => {
+  const seed = freshSeed();
+  const gpu = await getGpu();
+  const r = rng(seed);
+  const tok = () => Math.floor(r() * SMALL.vocabSize);
+  const train = Array.from(
+    { length: 5 },
+    (_, i) => trainingExample(Array.from({ length: 3 + (i % 3) }, tok)),
+  );
+  const test = promptExample([tok(), tok(), tok(), tok()], tok());
+  const w1 = randomGPT2(SMALL, seed, { std: 0.3 });
+  const w2 = randomGPT2(SMALL, seed + 7, { std: 0.3 });
+  const dir = await Deno.makeTempDir({ prefix: "engram_ia_fd_" });
+  const m1 = GPT2Model.create(gpu, SMALL, w1);
+  try {
+    const params = ["h.0.mlp.c_proj.weight", "h.1.mlp.c_proj.weight"];
+    const ref1 = [...train, test].map((ex) => refGrad(SMALL, w1, ex));
+    const got = await exampleGradients(m1, [...train, test], params);
+    const gErr = Math.max(...got.map((g, i) => relErr(g, ref1[i], 1e-8)));
+    assert.ok(gErr < 1e-4, `per-example gradient vs float64 FD: ${gErr} (seed ${seed})`);
+    const gT = ref1[train.length];
+    const dots = await instanceScores(m1, train, test, { method: "grad-dot" });
+    const coss = await instanceScores(m1, train, test, { method: "grad-cos" });
+    let dotErr = 0, cosErr = 0;
+    for (let i = 0; i < train.length; i++) {
+      const d = dot64(ref1[i], gT), na = Math.sqrt(dot64(ref1[i], ref1[i])), nb = Math.sqrt(dot64(gT, gT));
+      dotErr = Math.max(dotErr, Math.abs(dots[i] - d) / (na * nb));
+      cosErr = Math.max(cosErr, Math.abs(coss[i] - d / (na * nb)));
+    }
+    assert.ok(dotErr < 1e-4, `grad-dot vs float64: ${dotErr} (seed ${seed})`);
+    assert.ok(cosErr < 1e-4, `grad-cos vs float64: ${cosErr} (seed ${seed})`);
+    // TracIn over two checkpoints: Σ_c lr_c · g_train(c) · g_test(c), from the float64 gradients of each.
+    await saveHFModel(`${dir}/checkpoints/step-000003`, { config: SMALL, weights: w1 });
+    await saveHFModel(`${dir}/checkpoints/step-000010`, { config: SMALL, weights: w2 });
+    await Deno.writeTextFile(
+      `${dir}/train_log.jsonl`,
+      [3, 10].map((s) => JSON.stringify({ step: s, lr: s === 3 ? 0.05 : 0.02 })).join("\n"),
+    );
+    const cks = await listCheckpoints(`${dir}/checkpoints`);
+    const tr = await instanceScores(m1, train, test, { method: "tracin", checkpoints: cks });
+    const ref2 = [...train, test].map((ex) => refGrad(SMALL, w2, ex));
+    let trErr = 0;
+    for (let i = 0; i < train.length; i++) {
+      const want = 0.05 * dot64(ref1[i], ref1[train.length]) + 0.02 * dot64(ref2[i], ref2[train.length]);
+      const scale = 0.05 * Math.sqrt(dot64(ref1[i], ref1[i]) * dot64(gT, gT)) +
+        0.02 * Math.sqrt(dot64(ref2[i], ref2[i]) * dot64(ref2[train.length], ref2[train.length]));
+      trErr = Math.max(trErr, Math.abs(tr[i] - want) / scale);
+    }
+    assert.ok(trErr < 1e-4, `TracIn vs float64: ${trErr} (seed ${seed})`);
+    console.log(
+      `vs float64 FD: gradients ${gErr.toExponential(1)}, grad-dot ${dotErr.toExponential(1)}, ` +
+        `grad-cos ${cosErr.toExponential(1)}, TracIn ${trErr.toExponential(1)} (relative)`,
+    );
+  } finally {
+    m1.destroy();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
 
 Deno.test("batched per-example c_proj gradients equal one-at-a-time whole-model gradients", async () => {
   const seed = freshSeed();

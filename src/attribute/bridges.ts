@@ -2,11 +2,15 @@
  * Bridges between instance attribution (IA) and neuron attribution (NA), after Yu, Atanasova and
  * Augenstein 2024 (methods.md §2(g)), and the overlap measures used to compare their findings.
  *
- * - NA-Instances: training instances ranked through the test instance's top neurons. For each training
- *   instance, DCG over the test's top-n neurons (default 5): gain_j = z-score of the training instance's
- *   attribution of neuron j among its own neuron scores (0 when j is not among its attributed neurons),
- *   discount_j = (rank of j in the training instance's list) + 2 (2 when absent),
- *   score = Σ_j (2^gain_j − 1) / log2(discount_j); a score of exactly 0 becomes −∞.
+ * - NA-Instances (`neuron_analysis_feb.py: mapping_instances`): training instances ranked through the test
+ *   instance's top neurons. For each training instance, DCG over the test's top-n neurons (default 5):
+ *   gain_j = z-score of the training instance's attribution of neuron j among its own neuron scores (0
+ *   when j is not among its attributed neurons), discount_j = (0-based rank of j in the training
+ *   instance's list) + 2 (2 when absent), score = Σ_j (2^gain_j − 1) / log2(discount_j); a score of
+ *   exactly 0 becomes −∞. The z-score divides by the population standard deviation (ddof = 0), as
+ *   `scipy.stats.zscore` does by default; `ddof: 1` gives the sample standard deviation.
+ *   A list whose scores are all equal (one neuron, say) has no spread: its gains are 0 here, where scipy
+ *   returns NaN (and numpy's argsort then ranks that instance first).
  * - IA-Neurons: the top neuron(s) by NA of the top-1 IA training instance (cutoff 1 by default).
  */
 import { InputError } from "../errors.ts";
@@ -17,25 +21,54 @@ export type RankedNeurons = Neuron[];
 
 const key = (n: { layer: number; neuron: number }) => `${n.layer}:${n.neuron}`;
 
+/** Options of {@link naInstanceScores}. */
+export interface NaInstanceOptions {
+  /** Delta degrees of freedom of the z-score's standard deviation: 0 (default, scipy) or 1. */
+  ddof?: 0 | 1;
+}
+
+/**
+ * Standard scores of `x` with the standard deviation over (n − ddof); all 0 when the spread is 0 or
+ * n ≤ ddof (see the module comment).
+ */
+export function zScores(x: ArrayLike<number>, ddof: 0 | 1 = 0): Float64Array {
+  const m = x.length;
+  const out = new Float64Array(m);
+  if (m <= ddof) return out;
+  let mean = 0;
+  for (let i = 0; i < m; i++) mean += x[i];
+  mean /= m;
+  let ss = 0;
+  for (let i = 0; i < m; i++) ss += (x[i] - mean) ** 2;
+  const sd = Math.sqrt(ss / (m - ddof));
+  if (sd > 0) { for (let i = 0; i < m; i++) out[i] = (x[i] - mean) / sd; }
+  return out;
+}
+
 /**
  * NA-Instances scores (see the module comment): `testTop` are the test instance's top neurons (the first
  * `n` are used), `train[i]` the ranked neuron list of training instance i (its attributed/coarse neurons).
  */
-export function naInstanceScores(testTop: RankedNeurons, train: RankedNeurons[], n = 5): Float64Array {
+export function naInstanceScores(
+  testTop: RankedNeurons,
+  train: RankedNeurons[],
+  n = 5,
+  opts: NaInstanceOptions = {},
+): Float64Array {
+  const ddof = opts.ddof ?? 0;
+  if (ddof !== 0 && ddof !== 1) throw new InputError(`ddof ${ddof} must be 0 or 1`, { field: "ddof" });
   const top = testTop.slice(0, n);
   if (top.length === 0) {
     throw new InputError("the test instance has no attributed neurons", { field: "neurons" });
   }
   const out = new Float64Array(train.length);
   train.forEach((list, i) => {
-    const m = list.length;
-    const mean = m ? list.reduce((s, x) => s + x.score, 0) / m : 0;
-    const sd = m > 1 ? Math.sqrt(list.reduce((s, x) => s + (x.score - mean) ** 2, 0) / (m - 1)) : 0;
+    const z = zScores(list.map((x) => x.score), ddof);
     const pos = new Map(list.map((x, r) => [key(x), r]));
     let score = 0;
     for (const j of top) {
       const r = pos.get(key(j));
-      const gain = r === undefined ? 0 : sd > 0 ? (list[r].score - mean) / sd : 0;
+      const gain = r === undefined ? 0 : z[r];
       const discount = (r ?? 0) + 2;
       score += (2 ** gain - 1) / Math.log2(discount);
     }

@@ -4,6 +4,12 @@
  * - {@link overlapStudy}: per test prompt, the top-k IA instances vs the top-k NA-Instances (Jaccard) and
  *   the rank correlation of the two scorings over the candidate pool (Spearman); the IA-Neurons vs the
  *   test prompt's own top NA neurons (Jaccard).
+ * - NA follows Yu et al.'s `gpt_neuron_attr.py`: their fork of EleutherAI's `get_coarse_neurons` with
+ *   steps 20 and adaptive_threshold 0.1, so by default IG over the pre-GELU c_fc output at
+ *   α = linspace(0, 1, m), and the neurons scoring > 0.1 × max, for training and test instances alike.
+ *   NA-Instances uses the test's top 5 of those neurons; IA-Neurons the top-1 IA instance's top neuron
+ *   (`cutoff = 1`), compared with the test's own top neuron. Yu et al.'s IA (`grad-sim`) is the dot
+ *   product of the gradients.
  * - {@link finetuneStudy}: fine-tune a copy of the model on the top-k influential instances vs the same
  *   number of random instances and compare the change of the test target's log-probability.
  */
@@ -17,7 +23,13 @@ import { GPT2Model } from "../model/gpt2.ts";
 import { makeBatch, type TrainingInstance } from "../train/corpus.ts";
 import { iaNeurons, jaccard, naInstanceScores, neuronJaccard, spearman } from "./bridges.ts";
 import { type IaMethod, instanceScores, promptExample, topK, trainingExample } from "./instances.ts";
-import { coarseNeurons, integratedGradients, type Neuron, rankNeurons } from "./neurons.ts";
+import {
+  coarseNeurons,
+  type IgActivation,
+  type IgPoints,
+  integratedGradients,
+  type Neuron,
+} from "./neurons.ts";
 
 /** A test prompt: token ids and the one target token. */
 export interface TestCase {
@@ -35,27 +47,66 @@ export interface OverlapRow {
   instanceJaccard: number;
   /** Spearman correlation of IA and NA-Instances scores over the candidates. */
   rankCorrelation: number;
-  /** The test's top neurons (by IG) and the IA-Neurons. */
+  /** The test's top `iaNeuronCutoff` coarse neurons (by IG) and the IA-Neurons. */
   naNeurons: Neuron[];
   iaNeurons: Neuron[];
   neuronJaccard: number;
 }
 
+/** How the studies attribute neurons; defaults are Yu et al.'s (see the module comment). */
+export interface StudyNaOptions {
+  /** IG steps (default 20). */
+  steps?: number;
+  /** IG interpolation points (default "linspace", EleutherAI's). */
+  points?: IgPoints;
+  /** Scaled activation (default "pre", EleutherAI's c_fc output on GPT-2). */
+  activation?: IgActivation;
+  /** Coarse threshold as a fraction of the largest score (default 0.1). */
+  threshold?: number;
+  /** Keep scores > the threshold (default true, EleutherAI) instead of >=. */
+  strict?: boolean;
+}
+
 /** Options shared by the studies. */
 export interface StudyOptions {
+  /** IA method (default "grad-dot", Yu et al.'s grad-sim). */
   method?: IaMethod;
   /** Top-k instances compared (default 5). */
   k?: number;
   /** IG steps (default 20). */
   steps?: number;
-  /** Test neurons used by NA-Instances (default 5) and IA-Neurons cutoff (default 5, to compare equal-size sets). */
+  /** Neuron attribution settings of the test prompts (steps above win over na.steps). */
+  na?: StudyNaOptions;
+  /** Test neurons used by NA-Instances (default 5). */
   topNeurons?: number;
+  /**
+   * IA-Neurons: how many top neurons of the top-1 IA instance are compared with as many top neurons of
+   * the test (default 1, Yu et al.'s `cutoff`).
+   */
+  iaNeuronCutoff?: number;
+  /** Delta degrees of freedom of NA-Instances' z-score (default 0, scipy). */
+  ddof?: 0 | 1;
   onProgress?: (what: string, done: number, total: number) => void;
   /**
    * When given, IA differentiates only each candidate's answer, −log p(target | ids) (one entry per
    * candidate), instead of its whole training loss.
    */
   answerPrompts?: Array<{ ids: number[]; target: number }>;
+}
+
+/** The coarse NA neurons of one prompt, highest first, with the study's settings. */
+export async function studyNeurons(
+  model: GPT2Model,
+  ids: number[],
+  target: number,
+  na: StudyNaOptions = {},
+): Promise<Neuron[]> {
+  const attr = await integratedGradients(model, ids, target, {
+    steps: na.steps ?? 20,
+    points: na.points ?? "linspace",
+    activation: na.activation ?? "pre",
+  });
+  return coarseNeurons(attr, na.threshold ?? 0.1, { strict: na.strict ?? true });
 }
 
 function iaExamples(candidates: TrainingInstance[], opts: StudyOptions) {
@@ -65,18 +116,20 @@ function iaExamples(candidates: TrainingInstance[], opts: StudyOptions) {
 }
 
 /**
- * NA of every candidate training instance (coarse neurons at 0.1 × max, as Yu et al. use) — computed once
+ * NA of every candidate training instance (coarse neurons, see {@link studyNeurons}) — computed once
  * and shared by all test prompts. `prompts[i]` is the candidate's prompt/target (see instancePrompt).
+ * A number for `na` is the IG steps (the other settings at their defaults).
  */
 export async function candidateNeurons(
   model: GPT2Model,
   prompts: Array<{ ids: number[]; target: number }>,
-  steps = 20,
+  na: StudyNaOptions | number = {},
   onProgress?: (done: number, total: number) => void,
 ): Promise<Neuron[][]> {
+  const opts = typeof na === "number" ? { steps: na } : na;
   const out: Neuron[][] = [];
   for (const [i, p] of prompts.entries()) {
-    out.push(coarseNeurons(await integratedGradients(model, p.ids, p.target, { steps }), 0.1));
+    out.push(await studyNeurons(model, p.ids, p.target, opts));
     onProgress?.(i + 1, prompts.length);
   }
   return out;
@@ -92,19 +145,24 @@ export async function overlapStudy(
 ): Promise<OverlapRow[]> {
   const k = opts.k ?? 5;
   const nTop = opts.topNeurons ?? 5;
+  const cutoff = opts.iaNeuronCutoff ?? 1;
   const rows: OverlapRow[] = [];
   const train = iaExamples(candidates, opts);
   for (const [ti, t] of tests.entries()) {
     const ia = await instanceScores(model, train, promptExample(t.ids, t.target), {
-      method: opts.method ?? "grad-cos",
+      method: opts.method ?? "grad-dot",
     });
-    const testNeurons = rankNeurons(
-      await integratedGradients(model, t.ids, t.target, { steps: opts.steps ?? 20 }),
-    );
-    const na = naInstanceScores(testNeurons, candNeurons, nTop);
+    const testNeurons = await studyNeurons(model, t.ids, t.target, {
+      ...opts.na,
+      steps: opts.steps ?? opts.na?.steps,
+    });
+    // No positive attribution leaves no neuron to map through: every candidate scores −∞ then.
+    const na = testNeurons.length
+      ? naInstanceScores(testNeurons, candNeurons, nTop, { ddof: opts.ddof })
+      : new Float64Array(candNeurons.length).fill(-Infinity);
     const iaTop = topK(ia, k), naTop = topK(na, k);
-    const naN = testNeurons.slice(0, nTop);
-    const iaN = iaNeurons(topK(ia, 1), candNeurons, nTop);
+    const naN = testNeurons.slice(0, cutoff);
+    const iaN = iaNeurons(topK(ia, 1), candNeurons, cutoff);
     rows.push({
       name: t.name,
       iaTop,
@@ -205,7 +263,7 @@ export async function finetuneStudy(
   for (const [ti, t] of tests.entries()) {
     const before = (await model.forward([t.ids])).logprobs[0][t.target];
     const ia = await instanceScores(model, train, promptExample(t.ids, t.target), {
-      method: opts.method ?? "grad-cos",
+      method: opts.method ?? "grad-dot",
     });
     const top = topK(ia, k).map((i) => pool[i]);
     const deltaTop = (await finetuneAndScore(model, top, t, pad, opts)) - before;

@@ -2,7 +2,8 @@
  * `engram attribute --model DIR --train FILE --prompt "..." --target T --method grad-dot|grad-cos|tracin
  * [--checkpoints DIR] [--top K] [--limit N] [--candidates IDS|@FILE] [--train-loss all|answer] [--no-prefix]
  * [--first-token] [--json]`:
- * the training instances most influential for a prompt's target (src/attribute/instances.ts). Gradients
+ * the training instances most influential for a prompt's target (src/attribute/instances.ts; --method defaults
+ * to grad-dot, Yu et al.'s grad-sim). Gradients
  * are over the MLP c_proj weights of every layer. --limit keeps the first N training lines; --candidates
  * only the listed ids (comma-separated, or @FILE with one id per line). --train-loss answer differentiates
  * only the training instance's answer token (its `object`, else its last token) instead of every token.
@@ -53,7 +54,7 @@ export async function attributeCommand(argv: string[]): Promise<void> {
   const trainFile = required(f, "train", "attribute");
   const prompt = required(f, "prompt", "attribute");
   const targetText = required(f, "target", "attribute");
-  const method = (typeof f.method === "string" ? f.method : "grad-cos") as IaMethod;
+  const method = (typeof f.method === "string" ? f.method : "grad-dot") as IaMethod;
   if (!IA_METHODS.includes(method)) {
     throw new InputError(`--method must be one of ${IA_METHODS.join(", ")}, got '${method}'`, {
       field: "--method",

@@ -1,24 +1,59 @@
 /**
- * `engram neurons --model DIR --prompt "..." [--prompt "..." ...] --target T [--steps N] [--threshold R]
- * [--share S] [--top K] [--ks 1,10,100] [--no-prefix] [--first-token] [--json]`: knowledge neurons by
- * integrated gradients (see src/attribute/neurons.ts). With several --prompt (paraphrases of one fact) the
- * coarse neurons of each are refined to those shared by at least --share of the prompts.
+ * `engram neurons --model DIR --prompt "..." [--prompt "..." ...] --target T [--steps N]
+ * [--points left|linspace] [--activation post|pre] [--threshold R] [--strict] [--share S] [--min-count N]
+ * [--top K] [--ks 2,100] [--random-trials N] [--seed S] [--no-prefix] [--first-token] [--json]`:
+ * knowledge neurons by integrated gradients (see src/attribute/neurons.ts). With several --prompt
+ * (paraphrases of one fact) the coarse neurons of each are refined to those shared by at least --share of
+ * the prompts and by at least --min-count prompts (Dai et al.: 0.7 and 3). Defaults follow Dai et al.;
+ * `--points linspace --activation pre --strict` follows EleutherAI/knowledge-neurons. Faithfulness (Yu et
+ * al.) blocks each prompt's own top-k neurons and pools the prompts.
  */
 import { InputError } from "../errors.ts";
 import { loadModel } from "../model/load.ts";
 import { bosTokenId, encodePrompt, encodeTarget } from "../attribute/inputs.ts";
 import {
+  type BlockStats,
   coarseNeurons,
   faithfulness,
+  type IgActivation,
+  type IgPoints,
   integratedGradients,
   type Neuron,
   type NeuronAttribution,
+  poolFaithfulness,
   rankNeurons,
   refineNeurons,
   suppressAmplify,
 } from "../attribute/neurons.ts";
 import { intFlag, numFlag, parseFlags, required } from "./args.ts";
 import { progress } from "./progress.ts";
+
+/** What each faithfulness statistic in the report means (printed into the JSON). */
+export const FAITHFULNESS_STATISTICS = {
+  sufficiency: "at the last token, every MLP neuron of every layer zeroed except the k blocked ones",
+  comprehensiveness: "the k neurons zeroed at the last token",
+  probDrop: "mean of p(label) - p_blocked(label), label = the unblocked model's argmax (Yu et al.)",
+  flips: "runs whose blocked argmax differs from the unblocked argmax (Yu et al.)",
+  retainedRatio: "mean of p_blocked(target) / p(target) (engram; 1 = unchanged)",
+  runs: "blocked forward passes pooled (prompts, times random draws for the random baseline)",
+};
+
+/** A string flag restricted to `choices`, or the default (shared by the attribution commands). */
+export function choiceFlag<T extends string>(
+  f: Record<string, unknown>,
+  name: string,
+  choices: T[],
+  dflt: T,
+): T {
+  const v = f[name];
+  if (v === undefined) return dflt;
+  if (typeof v !== "string" || !choices.includes(v as T)) {
+    throw new InputError(`--${name} must be one of ${choices.join(", ")}, got '${v}'`, {
+      field: `--${name}`,
+    });
+  }
+  return v as T;
+}
 
 /** Parses "1,10,100" into positive integers. */
 export function parseKs(s: string, flag = "--ks"): number[] {
@@ -36,10 +71,16 @@ export async function neuronsCommand(argv: string[]): Promise<void> {
     prompt: { type: "string", multiple: true },
     target: { type: "string" },
     steps: { type: "string" },
+    points: { type: "string" },
+    activation: { type: "string" },
     threshold: { type: "string" },
+    strict: { type: "boolean" },
     share: { type: "string" },
+    "min-count": { type: "string" },
     top: { type: "string" },
     ks: { type: "string" },
+    "random-trials": { type: "string" },
+    seed: { type: "string" },
     "no-prefix": { type: "boolean" },
     "first-token": { type: "boolean" },
     json: { type: "boolean" },
@@ -49,10 +90,16 @@ export async function neuronsCommand(argv: string[]): Promise<void> {
   if (prompts.length === 0) throw new InputError("neurons: --prompt is required", { field: "--prompt" });
   const targetText = required(f, "target", "neurons");
   const steps = intFlag(f, "steps", 20, 1, 1000);
+  const points = choiceFlag<IgPoints>(f, "points", ["left", "linspace"], "left");
+  const activation = choiceFlag<IgActivation>(f, "activation", ["post", "pre"], "post");
   const threshold = numFlag(f, "threshold", 0.2, 0, 1);
+  const strict = f.strict === true;
   const share = numFlag(f, "share", 0.7, 0.01, 1);
+  const minCount = intFlag(f, "min-count", 3, 0);
   const top = intFlag(f, "top", 20, 1);
-  const ks = parseKs(typeof f.ks === "string" ? f.ks : "1,10,100");
+  const ks = parseKs(typeof f.ks === "string" ? f.ks : "2,100");
+  const trials = intFlag(f, "random-trials", 3, 0, 1000);
+  const seed = intFlag(f, "seed", 1);
   const lm = await loadModel(dir);
   try {
     if (!lm.tokenizer) throw new InputError(`${dir} has no tokenizer`, { file: dir, field: "--model" });
@@ -66,28 +113,52 @@ export async function neuronsCommand(argv: string[]): Promise<void> {
       attrs.push(
         await integratedGradients(model, ids, target, {
           steps,
+          points,
+          activation,
           onLayer: (d) => bar.update(pi * model.config.nLayer + d),
         }),
       );
     }
     bar.done();
-    const coarse = attrs.map((a) => coarseNeurons(a, threshold));
-    const refined = prompts.length > 1 ? refineNeurons(coarse, share) : undefined;
+    const coarse = attrs.map((a) => coarseNeurons(a, threshold, { strict }));
+    const refined = prompts.length > 1 ? refineNeurons(coarse, share, { minCount, strict }) : undefined;
+    if (refined && refined.length === 0 && prompts.length < minCount) {
+      console.error(
+        `neurons: no neuron is shared by ${minCount} prompts (--min-count, Dai et al.'s minimum) with only ` +
+          `${prompts.length} prompts; pass --min-count ${prompts.length} or more --prompt`,
+      );
+    }
     const found: Array<{ layer: number; neuron: number }> = refined ?? coarse[0];
     const first = attrs[0];
-    const ranking = rankNeurons(first);
     const scale = await suppressAmplify(model, first.ids, target, found);
-    const faith = await faithfulness(model, first.ids, target, ranking, ks);
+    // Yu et al. block each instance's own top neurons and pool the instances.
+    const faithPer = [];
+    for (const [i, a] of attrs.entries()) {
+      // Each prompt draws its own random neurons (seed + prompt index), reproducibly.
+      faithPer.push(
+        await faithfulness(model, a.ids, target, rankNeurons(a), ks, {
+          randomTrials: trials,
+          seed: seed + i,
+        }),
+      );
+    }
+    const pooled = poolFaithfulness(faithPer);
     const report = {
       model: dir,
       target: targetText,
       targetToken: target,
       attributed:
         "f = p(target | prompt), the probability of the target token after the prompt's last token; " +
-        "IG over the post-GELU MLP activations at the last token, baseline 0, left Riemann sum",
+        `IG over the ${activation === "post" ? "post-GELU" : "pre-GELU (c_fc output)"} MLP activations at ` +
+        `the last token, baseline 0, ${
+          points === "left" ? "alpha = k/m, k < m (left Riemann)" : "alpha = linspace(0, 1, m)"
+        }, sum / m`,
       prefix: prefix ?? null,
       steps,
+      points,
+      activation,
       threshold,
+      thresholdRule: strict ? "score > threshold x max" : "score >= threshold x max",
       prompts: attrs.map((a, i) => ({
         prompt: prompts[i],
         prob: a.prob,
@@ -110,8 +181,18 @@ export async function neuronsCommand(argv: string[]): Promise<void> {
         ...("count" in n ? { share: n.share } : {}),
       })),
       refined: refined !== undefined,
+      refine: refined
+        ? { share, minCount, rule: strict ? "count > share x prompts" : "count >= share x prompts" }
+        : null,
       suppressAmplify: { neurons: found.length, ...scale },
-      faithfulness: faith,
+      faithfulness: {
+        statistics: FAITHFULNESS_STATISTICS,
+        ks,
+        randomTrials: trials,
+        seed,
+        pooled,
+        perPrompt: faithPer.map((r, i) => ({ prompt: prompts[i], ...r })),
+      },
     };
     if (f.json) console.log(JSON.stringify(report, null, 2));
     else {
@@ -120,9 +201,9 @@ export async function neuronsCommand(argv: string[]): Promise<void> {
       );
       for (const p of report.prompts) {
         console.log(
-          `prompt ${JSON.stringify(p.prompt)}: p = ${
-            p.prob.toFixed(4)
-          }, ${p.coarse} neurons >= ${threshold} x max`,
+          `prompt ${JSON.stringify(p.prompt)}: p = ${p.prob.toFixed(4)}, ${p.coarse} neurons ${
+            strict ? ">" : ">="
+          } ${threshold} x max`,
         );
         for (const c of p.completeness) {
           console.log(
@@ -132,7 +213,13 @@ export async function neuronsCommand(argv: string[]): Promise<void> {
           );
         }
       }
-      console.log(`${refined ? `refined (shared by >= ${share} of prompts)` : "coarse"} neurons:`);
+      console.log(
+        `${
+          refined
+            ? `refined (shared by ${strict ? ">" : ">="} ${share} of prompts and >= ${minCount} prompts)`
+            : "coarse"
+        } neurons:`,
+      );
       for (const n of report.neurons) console.log(`  L${n.layer} N${n.neuron}  ${n.score.toFixed(5)}`);
       console.log(
         `suppress ${found.length} neurons: p ${scale.prob.toFixed(4)} -> ${scale.suppressed.toFixed(4)} (${
@@ -140,12 +227,23 @@ export async function neuronsCommand(argv: string[]): Promise<void> {
         }%); ` +
           `amplify x2: -> ${scale.amplified.toFixed(4)} (${(100 * scale.amplifyChange).toFixed(1)}%)`,
       );
-      console.log("k      sufficiency  comprehensiveness  (random: suff / comp)");
-      for (const r of faith) {
+      const cell = (b: BlockStats) =>
+        `${b.probDrop.toFixed(4).padStart(8)} ${`${b.flips}/${b.runs}`.padStart(6)} ${
+          b.retainedRatio.toFixed(3).padStart(8)
+        }`;
+      console.log(
+        `faithfulness over ${attrs.length} prompt(s), each blocking its own top-k at the last token ` +
+          `(prob_drop = p(label) - p_blocked(label), label = unblocked argmax; flips = argmax changed; ` +
+          `retained = p_blocked(target) / p(target)):`,
+      );
+      const head = `${"prob_drop".padStart(8)} ${"flips".padStart(6)} ${"retained".padStart(8)}`;
+      console.log(`${"".padEnd(6)} ${"sufficiency".padEnd(24)}   ${"comprehensiveness".padEnd(24)}`);
+      console.log(`${"k".padEnd(6)} ${head}   ${head}   (random: sufficiency | comprehensiveness)`);
+      for (const r of pooled) {
         console.log(
-          `${String(r.k).padEnd(6)} ${r.sufficiency.toFixed(3).padStart(11)}  ${
-            r.comprehensiveness.toFixed(3).padStart(17)
-          }  (${r.randomSufficiency.toFixed(3)} / ${r.randomComprehensiveness.toFixed(3)})`,
+          `${String(r.k).padEnd(6)} ${cell(r.sufficiency)}   ${cell(r.comprehensiveness)}   (${
+            cell(r.randomSufficiency)
+          } | ${cell(r.randomComprehensiveness)})`,
         );
       }
     }

@@ -1,7 +1,9 @@
 /**
  * `engram study attribution --model DIR --train FILE --prompts FILE [--tests N] [--pool N] [--k K]
- * [--method grad-dot|grad-cos|tracin] [--steps N] [--ft-steps N] [--lr X] [--draws N] [--seed S]
- * [--train-loss answer|all] [--no-prefix] [--json]`: the IA/NA study (src/attribute/study.ts) on the first --tests prompts of a JSONL
+ * [--method grad-dot|grad-cos] [--steps N] [--points linspace|left] [--activation pre|post]
+ * [--threshold R] [--no-strict] [--top-neurons N] [--ia-cutoff N] [--ddof 0|1] [--ft-steps N] [--lr X]
+ * [--draws N] [--seed S] [--train-loss answer|all] [--no-prefix] [--json]`: the IA/NA study
+ * (src/attribute/study.ts; defaults are Yu et al.'s) on the first --tests prompts of a JSONL
  * file of {"prompt", "answer"[, "subject", "relation"]} records. The candidate pool is every training
  * instance whose `subject` is a test prompt's subject (when both files have subjects) plus --pool random
  * instances (seeded); precision@k counts top instances stating the same (subject, relation) fact.
@@ -19,9 +21,28 @@ import {
   type TrainRecord,
 } from "../attribute/inputs.ts";
 import { IA_METHODS, type IaMethod } from "../attribute/instances.ts";
-import { candidateNeurons, finetuneStudy, overlapStudy, type TestCase } from "../attribute/study.ts";
+import type { IgActivation, IgPoints } from "../attribute/neurons.ts";
+import {
+  candidateNeurons,
+  finetuneStudy,
+  overlapStudy,
+  type StudyNaOptions,
+  type TestCase,
+} from "../attribute/study.ts";
+import { choiceFlag } from "./neurons.ts";
 import { intFlag, numFlag, parseFlags, required } from "./args.ts";
 import { progress } from "./progress.ts";
+
+/** Unique neurons of each side pooled over tests, and how many both share (Yu et al.'s Counter sets). */
+function pooledOverlap(
+  na: Array<Array<{ layer: number; neuron: number }>>,
+  ia: Array<Array<{ layer: number; neuron: number }>>,
+): { naUnique: number; iaUnique: number; overlap: number } {
+  const keys = (xs: Array<Array<{ layer: number; neuron: number }>>) =>
+    new Set(xs.flat().map((n) => `${n.layer}:${n.neuron}`));
+  const a = keys(na), b = keys(ia);
+  return { naUnique: a.size, iaUnique: b.size, overlap: [...a].filter((x) => b.has(x)).length };
+}
 
 /** Runs `study`. */
 export async function studyCommand(argv: string[]): Promise<void> {
@@ -38,6 +59,13 @@ export async function studyCommand(argv: string[]): Promise<void> {
     k: { type: "string" },
     method: { type: "string" },
     steps: { type: "string" },
+    points: { type: "string" },
+    activation: { type: "string" },
+    threshold: { type: "string" },
+    "no-strict": { type: "boolean" },
+    "top-neurons": { type: "string" },
+    "ia-cutoff": { type: "string" },
+    ddof: { type: "string" },
     "ft-steps": { type: "string" },
     lr: { type: "string" },
     draws: { type: "string" },
@@ -52,13 +80,23 @@ export async function studyCommand(argv: string[]): Promise<void> {
   const nTests = intFlag(f, "tests", 4, 1);
   const nPool = intFlag(f, "pool", 40, 0);
   const k = intFlag(f, "k", 5, 1);
-  const method = (typeof f.method === "string" ? f.method : "grad-cos") as IaMethod;
+  const method = (typeof f.method === "string" ? f.method : "grad-dot") as IaMethod;
   if (!IA_METHODS.includes(method) || method === "tracin") {
     throw new InputError(`study --method must be grad-dot or grad-cos, got '${method}'`, {
       field: "--method",
     });
   }
   const steps = intFlag(f, "steps", 20, 1, 1000);
+  const na: StudyNaOptions = {
+    steps,
+    points: choiceFlag<IgPoints>(f, "points", ["linspace", "left"], "linspace"),
+    activation: choiceFlag<IgActivation>(f, "activation", ["pre", "post"], "pre"),
+    threshold: numFlag(f, "threshold", 0.1, 0, 1),
+    strict: f["no-strict"] !== true,
+  };
+  const topNeurons = intFlag(f, "top-neurons", 5, 1);
+  const iaCutoff = intFlag(f, "ia-cutoff", 1, 1);
+  const ddof = intFlag(f, "ddof", 0, 0, 1) as 0 | 1;
   const ftSteps = intFlag(f, "ft-steps", 10, 1);
   const lr = numFlag(f, "lr", 1e-3, 0);
   const draws = intFlag(f, "draws", 3, 1);
@@ -102,7 +140,7 @@ export async function studyCommand(argv: string[]): Promise<void> {
     const t0 = performance.now();
     const barN = progress("study: NA of candidates", pool.length);
     const answerPrompts = pool.map((x) => instancePrompt(x, tok));
-    const candN = await candidateNeurons(model, answerPrompts, steps, (d) => barN.update(d));
+    const candN = await candidateNeurons(model, answerPrompts, na, (d) => barN.update(d));
     const iaInput = trainLoss === "answer" ? answerPrompts : undefined;
     barN.done();
     const barO = progress("study: IA/NA overlap", tests.length);
@@ -110,6 +148,10 @@ export async function studyCommand(argv: string[]): Promise<void> {
       method,
       k,
       steps,
+      na,
+      topNeurons,
+      iaNeuronCutoff: iaCutoff,
+      ddof,
       answerPrompts: iaInput,
       onProgress: (_, d) => barO.update(d),
     });
@@ -153,6 +195,8 @@ export async function studyCommand(argv: string[]): Promise<void> {
       instanceJaccard: mean(rows.map((r) => r.instanceJaccard)),
       rankCorrelation: mean(rows.map((r) => r.rankCorrelation)),
       neuronJaccard: mean(rows.map((r) => r.neuronJaccard)),
+      // Yu et al.'s ia_neurons_compare: the pooled sets of top neurons over all tests.
+      iaNeuronsPooled: pooledOverlap(overlap.map((o) => o.naNeurons), overlap.map((o) => o.iaNeurons)),
       finetuneDeltaTop: mean(ft.map((r) => r.deltaTop)),
       finetuneDeltaRandom: mean(ft.map((r) => r.deltaRandom)),
     };
@@ -163,6 +207,7 @@ export async function studyCommand(argv: string[]): Promise<void> {
       k,
       pool: pool.length,
       igSteps: steps,
+      neuronAttribution: { ...na, topNeurons, iaNeuronCutoff: iaCutoff, zScoreDdof: ddof },
       finetune: {
         steps: ftSteps,
         lr,
@@ -199,6 +244,11 @@ export async function studyCommand(argv: string[]): Promise<void> {
         }  ${fx(s.instanceJaccard, 2).padStart(9)}  ${fx(s.rankCorrelation).padStart(8)}  ${
           fx(s.neuronJaccard, 2).padStart(12)
         }  ${fx(s.finetuneDeltaTop, 4).padStart(11)}  ${fx(s.finetuneDeltaRandom, 4).padStart(12)}`,
+      );
+      const p = s.iaNeuronsPooled;
+      console.log(
+        `IA-Neurons (top ${iaCutoff} of the top-1 IA instance) vs the tests' own top ${iaCutoff}, pooled over ` +
+          `tests: ${p.naUnique} unique NA, ${p.iaUnique} unique IA, ${p.overlap} shared`,
       );
     }
   } finally {
