@@ -167,6 +167,14 @@ Deno.test("KnowEdit aggregation: mean within each sub-key, then over sub-keys (h
   assert.deepEqual(req.portability!.map((p) => p.key), ["Reasoning", "Reasoning", "Subject_Aliasing"]);
   assert.deepEqual(req.portability!.map((p) => p.ground_truth), ["w3", "w3", "w4"]);
   assert.deepEqual(req.locality!.map((p) => [p.key, p.ground_truth]), [["Relation_Specificity", "w1"]]);
+  // A single {prompt, ground_truth} object as locality is one prompt without a sub-key.
+  const one = parseRequestRecord({
+    prompt: "w1 w2",
+    subject: "w2",
+    target_new: "w4",
+    locality: { prompt: "w9 w1", ground_truth: "w3" },
+  }, 0);
+  assert.deepEqual(one.locality, [{ prompt: "w9 w1", ground_truth: "w3" }]);
   // Over cases: cases without the metric are skipped (KnowEdit's `if len(case_list) != 0`).
   const base = { reliability: 1 } as CaseScores;
   const m = aggregate([
