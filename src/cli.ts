@@ -34,7 +34,8 @@ commands:
   accuracy  --model DIR (--world DIR | --prompts FILE) [--limit N] [--json]
             top-1 recall of facts (training prompts, held-out paraphrases, two-hop)
   eval      --method M[,M2,...] --model DIR --data FILE [--limit N] [--mode single|sequential|batch] [--batch-size N]
-            [--layers L] [--hparams FILE|JSON] [--prefix-eos auto|on|off] [--fluency-tokens N] [--per-case]
+            [--layers L] [--hparams FILE|JSON|M=FILE,M2=FILE] [--prefix-eos auto|on|off] [--fluency-len N]
+            [--fluency-top-k K] [--seed S] [--per-case]
             [--table FILE] [--out FILE] [--json]
             edit with each method (ft-l, ft, kn, rome, memit) and measure reliability, generalization, locality,
             portability, fluency and CounterFact's ES/PS/NS; KnowEdit-style table with --table

@@ -8,6 +8,7 @@ import { loadHFModel, saveHFModel } from "../src/io/hf_model.ts";
 import type { GPT2Config } from "../src/model/config.ts";
 import { randomGPT2 } from "../src/model/random.ts";
 import { loadTokenizer } from "../src/io/tokenizer.ts";
+import { gpt2ForwardRef } from "../src/reference/gpt2.ts";
 import { engram, freshSeed } from "./_util.ts";
 
 const WORLD = new URL("../fixtures/world/", import.meta.url).pathname;
@@ -62,6 +63,8 @@ Deno.test("edit (rome, memit) then revert restores model.safetensors byte for by
     "Pilvun",
     "--target",
     "Sunmere",
+    "--ground-truth",
+    "Frostwick",
     "--layers",
     "0",
     "--out",
@@ -71,6 +74,38 @@ Deno.test("edit (rome, memit) then revert restores model.safetensors byte for by
   assert.equal(rome.code, 0, rome.stderr);
   const summary = JSON.parse(rome.stdout);
   assert.deepEqual(summary.weights, ["h.0.mlp.c_proj.weight"]);
+  // p(target_new), p(ground truth) and the rank, before and after, against the float64 forward of the
+  // saved models (the editor's end-of-text prefix included).
+  const tok = await loadTokenizer(WORLD);
+  const [st] = summary.standing;
+  for (const [when, dir] of [["before", "model"], ["after", "rome"]] as const) {
+    const m = await loadHFModel(`${tmp}/${dir}`);
+    const prompt = [tok.eosId!, ...tok.encode("The birthplace of Pilvun is")];
+    for (const [key, word] of [["target_new", "Sunmere"], ["ground_truth", "Frostwick"]] as const) {
+      const ans = tok.encode(" " + word);
+      const { logits } = gpt2ForwardRef(m.config, m.weights, [...prompt, ...ans.slice(0, -1)]);
+      const V = m.config.vocabSize;
+      let logp = 0, rank = 1;
+      ans.forEach((a, j) => {
+        const row = Array.from(logits.slice((prompt.length - 1 + j) * V, (prompt.length + j) * V));
+        const mx = Math.max(...row);
+        logp += row[a] - mx - Math.log(row.reduce((s, x) => s + Math.exp(x - mx), 0));
+        if (j === 0) rank += row.filter((x) => x > row[a]).length;
+      });
+      const got = st[when][key];
+      assert.ok(
+        Math.abs(got.p - Math.exp(logp)) <= 1e-3 * Math.exp(logp) + 1e-7,
+        `${when} ${key} p ${got.p} vs ${Math.exp(logp)}`,
+      );
+      if (key === "target_new") assert.equal(got.rank, rank, `${when} rank`);
+    }
+  }
+  // The warning is there exactly when target_new is not the top prediction after the edit.
+  assert.equal(
+    /did not make 'Sunmere' the top prediction/.test(rome.stderr),
+    !st.after.target_new.top,
+    rome.stderr,
+  );
   const memit = await engram(
     "edit",
     "--method",

@@ -63,8 +63,8 @@ Deno.test("eval --json prints {method, mode, n, metrics, per_case}; --table writ
     data,
     "--json",
     "--per-case",
-    "--fluency-tokens",
-    "4",
+    "--fluency-len",
+    "14",
     "--hparams",
     hp,
     "--table",
@@ -93,12 +93,17 @@ Deno.test("eval --json prints {method, mode, n, metrics, per_case}; --table writ
     "portability averages the cases that have it",
   );
   assert.equal(out.hparams.num_steps, 3);
+  assert.equal(out.units.fluency, "bits (n-gram entropy)");
+  assert.deepEqual(out.fluency_settings, { max_out_len: 14, top_k: 5, seed: 0 });
   assert.equal(out.prefix_eos, true, "fake-gpt2's config has bos_token_id");
   const md = await Deno.readTextFile(table);
   assert.match(
     md,
-    /\| Method \| Mode \| N \| Edit Succ\. \(Reliability\) \| Generalization \| Locality \| Portability \| Fluency/,
+    /\| Method \| Mode \| N \| Edit Succ\. \(Reliability\) \| Generalization \| Locality \| Portability \| Fluency \(bits\)/,
   );
+  // One unit: the table shows fluency in bits, as the JSON has it (fractions are shown ×100).
+  const row = md.split("\n").find((l) => l.startsWith("| ft-l | single"))!.split("|").map((c) => c.trim());
+  assert.equal(row[8], out.metrics.fluency.toFixed(2));
   assert.match(
     md,
     new RegExp(`\\| ft-l \\| single \\| 2 \\| ${(100 * out.metrics.reliability).toFixed(2)} \\|`),
@@ -106,9 +111,12 @@ Deno.test("eval --json prints {method, mode, n, metrics, per_case}; --table writ
   assert.match(md, /\| ft-l \(pre-edit\) \|/);
 });
 
-Deno.test("eval compares methods in one run (sequential mode) and batches edits", async () => {
+Deno.test("eval compares methods in one run (sequential mode, hparams per method) and batches edits", async () => {
   const data = await dataFile(RECORDS);
   const hp = JSON.stringify({ num_steps: 2 });
+  const hpFtl = await dataFile({ num_steps: 2 });
+  const hpFt = await dataFile({ num_steps: 1 });
+  const outFile = await Deno.makeTempFile({ suffix: ".json" });
   const seq = await engram(
     "eval",
     "--method",
@@ -123,13 +131,18 @@ Deno.test("eval compares methods in one run (sequential mode) and batches edits"
     "--fluency-tokens",
     "0",
     "--hparams",
-    hp,
+    `ft-l=${hpFtl},ft=${hpFt}`,
     "--prefix-eos",
     "off",
+    "--out",
+    outFile,
   );
   assert.equal(seq.code, 0, seq.stderr);
   const s = JSON.parse(seq.stdout);
   assert.deepEqual(s.results.map((r: { method: string }) => r.method), ["ft-l", "ft"]);
+  assert.deepEqual(s.results.map((r: { hparams: { num_steps: number } }) => r.hparams.num_steps), [2, 1]);
+  assert.deepEqual(s.results.map((r: { hparams_file: string }) => r.hparams_file), [hpFtl, hpFt]);
+  assert.deepEqual(JSON.parse(await Deno.readTextFile(outFile)), s, "--out holds every method's results");
   for (const r of s.results) {
     assert.equal(r.mode, "sequential");
     assert.equal(r.metrics.fluency, null, "--fluency-tokens 0 skips fluency");
@@ -187,4 +200,23 @@ Deno.test("eval bad input: missing field, unknown method, --limit out of range, 
   await badInput(["--method", "ft-l", "--model", MODEL, "--data", "/nonexistent/x.json"], /cannot read/);
   await badInput(["--method", "ft-l", "--model", MODEL, "--data", good, "--mode", "parallel"], /--mode/);
   await badInput(["--model", MODEL, "--data", good], /--method is required/);
+});
+
+Deno.test("eval checks every method's hparams file before any work", async () => {
+  const good = await dataFile(RECORDS);
+  const ok = await dataFile({ num_steps: 2 });
+  const typo = await dataFile({ num_stepz: 2 });
+  const badLayer = await dataFile({ layers: [99] });
+  const out = `${await Deno.makeTempDir()}/results.json`;
+  const args = (
+    hp: string,
+  ) => ["--method", "ft-l,ft", "--model", MODEL, "--data", good, "--hparams", hp, "--out", out];
+  // The second method's file is wrong: nothing runs, nothing is written.
+  await badInput(args(`ft-l=${ok},ft=${typo}`), new RegExp(`${typo}.*num_stepz|num_stepz.*${typo}`));
+  await badInput(args(`ft-l=${badLayer},ft=${ok}`), /layers/);
+  await badInput(args(`ft-l=${ok},kn=${ok}`), /'kn' is not one of the methods given with --method/);
+  await badInput(args(`ft-l=${ok},ft-l=${ok}`), /names 'ft-l' twice/);
+  await badInput(args(`ft-l=${ok},${ok}`), /is not METHOD=FILE/);
+  await badInput(args(`ft=/nonexistent/hp.json`), /cannot read hparams/);
+  await assert.rejects(() => Deno.stat(out), Deno.errors.NotFound);
 });

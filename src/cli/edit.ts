@@ -1,10 +1,13 @@
 /**
  * `engram edit --method rome|memit|ft|ft-l|kn --model DIR (--requests FILE | --prompt "{} is located in" --subject S
- * --target T) [--layers 3,4] [--hparams FILE] [--stats-corpus FILE | --stats FILE[,FILE]] [--stats-dir DIR] --out DIR
- * [--log DIR] [--overwrite] [--json]`: edits a copy of the model and writes it to --out (atomically),
- * with the edit log in --log (default OUT.editlog) for `engram revert`. ROME and MEMIT need key
- * statistics: a corpus (--stats-corpus, or the one the model folder declares in engram_stats.json) or
- * prebuilt files (--stats: ROME's *_mom2_100000.npz or engram .safetensors, or folders of them).
+ * --target T [--ground-truth G]) [--layers 3,4] [--hparams FILE] [--stats-corpus FILE | --stats FILE[,FILE]]
+ * [--stats-dir DIR] --out DIR [--log DIR] [--overwrite] [--json]`: edits a copy of the model and writes it to
+ * --out (atomically), with the edit log in --log (default OUT.editlog) for `engram revert`. ROME and MEMIT
+ * need key statistics: a corpus (--stats-corpus, or the one the model folder declares in engram_stats.json)
+ * or prebuilt files (--stats: ROME's *_mom2_100000.npz or engram .safetensors, or folders of them). It
+ * prints, before and after the edit, p(target_new) and p(ground truth) on each request's prompt
+ * (full-target probabilities) and the rank of target_new's first token, and warns when target_new did not
+ * become the top prediction (src/evaluate/edit_check.ts).
  */
 import { InputError } from "../errors.ts";
 import { loadHFModel, saveHFModel } from "../io/hf_model.ts";
@@ -15,6 +18,7 @@ import { parseLayers, readHparamsFile } from "../edit/hparams.ts";
 import { writeEditLog } from "../edit/log.ts";
 import { type EditRequest, normalizeRequest, readRequests } from "../edit/requests.ts";
 import { resolveStatsSource, writeStatsDeclaration } from "../edit/stats.ts";
+import { fmtP, notTopWarning, requestStanding } from "../evaluate/edit_check.ts";
 import { parseFlags, required } from "./args.ts";
 import { progress } from "./progress.ts";
 
@@ -27,6 +31,7 @@ export async function editCommand(argv: string[]): Promise<void> {
     prompt: { type: "string" },
     subject: { type: "string" },
     target: { type: "string" },
+    "ground-truth": { type: "string" },
     layers: { type: "string" },
     hparams: { type: "string" },
     "stats-corpus": { type: "string" },
@@ -49,7 +54,10 @@ export async function editCommand(argv: string[]): Promise<void> {
   const logDir = typeof f.log === "string" ? f.log : out.replace(/\/+$/, "") + ".editlog";
   let requests: EditRequest[];
   if (typeof f.requests === "string") {
-    if (f.prompt !== undefined || f.subject !== undefined || f.target !== undefined) {
+    if (
+      f.prompt !== undefined || f.subject !== undefined || f.target !== undefined ||
+      f["ground-truth"] !== undefined
+    ) {
       throw new InputError("give either --requests FILE or --prompt/--subject/--target, not both", {
         field: "--requests",
       });
@@ -68,7 +76,10 @@ export async function editCommand(argv: string[]): Promise<void> {
     if (target.trim() === "") {
       throw new InputError("edit: --target is required and must not be empty", { field: "--target" });
     }
-    requests = [normalizeRequest({ prompt, subject, target_new: target }, "--prompt")];
+    const gt = typeof f["ground-truth"] === "string" && f["ground-truth"].trim() !== ""
+      ? f["ground-truth"]
+      : undefined;
+    requests = [normalizeRequest({ prompt, subject, target_new: target, ground_truth: gt }, "--prompt")];
   }
   const layers = typeof f.layers === "string" ? parseLayers(f.layers) : undefined;
   const hparams = typeof f.hparams === "string" ? await readHparamsFile(f.hparams) : undefined;
@@ -85,6 +96,11 @@ export async function editCommand(argv: string[]): Promise<void> {
   const hf = await loadHFModel(modelDir);
   if (!hf.tokenizer) throw new InputError(`${modelDir} has no tokenizer files`, { field: "--model" });
   const model = GPT2Model.create(await getGpu(), hf.config, hf.weights);
+  // Measure on the prompts the editor sees: every editor prepends end-of-text unless its hparams say
+  // prefix_eos: false (the BOS policy of src/prompt/ replaces this rule).
+  const prefixEos = (hparams as Record<string, unknown> | undefined)?.prefix_eos !== false;
+  const prefix = prefixEos && hf.tokenizer.eosId !== undefined ? [hf.tokenizer.eosId] : [];
+  const before = await requestStanding(model, hf.tokenizer, requests, { prefix });
   const bars = new Map<string, ReturnType<typeof progress>>();
   const t0 = performance.now();
   const { result } = await applyEdit(model, hf.tokenizer, method, requests, {
@@ -102,6 +118,10 @@ export async function editCommand(argv: string[]): Promise<void> {
     onWarning: (m) => console.error(`engram edit: warning: ${m}`),
   });
   const secs = (performance.now() - t0) / 1000;
+  const after = await requestStanding(model, hf.tokenizer, requests, { prefix });
+  const standing = before.map((b, i) => ({ prompt: b.prompt, before: b, after: after[i] }));
+  const notTop = after.map((a, i) => notTopWarning(i, a)).filter((w): w is string => w !== null);
+  for (const w of notTop) console.error(`engram edit: warning: ${w}`);
   await saveHFModel(out, {
     config: hf.config,
     weights: model.weights,
@@ -126,10 +146,33 @@ export async function editCommand(argv: string[]): Promise<void> {
     requests: requests.length,
     weights: result.weights,
     seconds: secs,
-    warnings: result.warnings,
+    warnings: [...result.warnings, ...notTop],
+    /** p = full-target probability (product over target tokens); rank = first token's rank (1 = top). */
+    standing,
   };
   if (f.json) console.log(JSON.stringify({ ...summary, info: result.info }, null, 2));
   else {
+    const shown = standing.slice(0, 20);
+    for (const [i, s] of shown.entries()) {
+      const t = (x: { p: number; rank: number }) => `${fmtP(x.p)} (rank ${x.rank})`;
+      console.log(`request ${i}: ${s.prompt}`);
+      console.log(
+        `  p(target_new '${s.before.target_new.answer}'): ${t(s.before.target_new)} -> ${
+          t(s.after.target_new)
+        }`,
+      );
+      if (s.before.ground_truth && s.after.ground_truth) {
+        console.log(
+          `  p(ground truth '${s.before.ground_truth.answer}'): ${fmtP(s.before.ground_truth.p)} -> ${
+            fmtP(s.after.ground_truth.p)
+          }`,
+        );
+      }
+    }
+    if (standing.length > shown.length) {
+      console.log(`(${standing.length - shown.length} more requests: see --json)`);
+    }
+    console.log("p: full-target probability (product over the target's tokens); rank: of its first token");
     console.log(
       `${method}: ${requests.length} request(s) edited in ${secs.toFixed(1)}s; changed ${
         result.weights.join(", ")

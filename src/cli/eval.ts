@@ -1,20 +1,24 @@
 /**
  * `engram eval --method M[,M2,...] --model DIR --data FILE [--limit N] [--mode single|sequential|batch]
- * [--stats-corpus FILE | --stats FILE[,FILE]] [--json] [--table FILE] [--out FILE]`: edits the model with each method on the data set's requests
- * (EasyEdit CounterFact / MEND zsRE / ROME CounterFact JSON), measures KnowEdit's and CounterFact's
- * metrics (src/evaluate/edit_metrics.ts) and restores the model. The input model folder is never written.
+ * [--hparams FILE|JSON|M=FILE,M2=FILE] [--stats-corpus FILE | --stats FILE[,FILE]] [--fluency-len N]
+ * [--fluency-top-k K] [--seed S] [--json] [--table FILE] [--out FILE]`: edits the model with each method
+ * on the data set's requests (EasyEdit CounterFact / MEND zsRE / ROME CounterFact JSON), measures
+ * KnowEdit's and CounterFact's metrics (src/evaluate/edit_metrics.ts) and restores the model. Every
+ * hparams file is checked before any work; --out and --table are rewritten (atomically) as soon as each
+ * method finishes. The input model folder is never written.
  */
-import { ConfigError, InputError } from "../errors.ts";
+import { InputError } from "../errors.ts";
 import { getGpu } from "../gpu/device.ts";
-import { loadHFModel } from "../io/hf_model.ts";
+import { configFromHF, loadHFModel } from "../io/hf_model.ts";
 import { GPT2Model } from "../model/gpt2.ts";
 import { getEditor } from "../edit/editors.ts";
-import { parseLayers, readHparamsFile } from "../edit/hparams.ts";
+import { checkLayers, parseLayers } from "../edit/hparams.ts";
 import { type EditRequest, parseRequestRecord, parseRequests } from "../edit/requests.ts";
 import { type EditMode, evaluateMethod, type MethodEvalResult } from "../evaluate/edit_metrics.ts";
 import { markdownTable, resultsJson, writeResultsJson, writeTable } from "../evaluate/report.ts";
 import { checkStatsSource, resolveStatsSource } from "../edit/stats.ts";
 import { intFlag, parseFlags, required } from "./args.ts";
+import { readHparamsFlag, validateHparams } from "./hparams_flag.ts";
 import { progress } from "./progress.ts";
 
 /**
@@ -54,22 +58,6 @@ export async function readEvalRequests(file: string): Promise<{ requests: EditRe
   return { requests, skipped };
 }
 
-async function hparamsFlag(v: string | undefined): Promise<Record<string, unknown> | undefined> {
-  if (v === undefined) return undefined;
-  let o: unknown;
-  if (v.trim().startsWith("{")) {
-    try {
-      o = JSON.parse(v);
-    } catch (e) {
-      throw new ConfigError(`--hparams is not valid JSON: ${(e as Error).message}`, { field: "--hparams" });
-    }
-  } else o = await readHparamsFile(v);
-  if (typeof o !== "object" || o === null || Array.isArray(o)) {
-    throw new ConfigError("hparams must be a JSON object", { field: "--hparams" });
-  }
-  return o as Record<string, unknown>;
-}
-
 /** Runs `eval`. */
 export async function evalCommand(argv: string[]): Promise<void> {
   const f = parseFlags("eval", argv, {
@@ -85,6 +73,9 @@ export async function evalCommand(argv: string[]): Promise<void> {
     stats: { type: "string" },
     "prefix-eos": { type: "string" },
     "fluency-tokens": { type: "string" },
+    "fluency-len": { type: "string" },
+    "fluency-top-k": { type: "string" },
+    seed: { type: "string" },
     "per-case": { type: "boolean" },
     table: { type: "string" },
     out: { type: "string" },
@@ -106,8 +97,19 @@ export async function evalCommand(argv: string[]): Promise<void> {
     });
   }
   const layers = typeof f.layers === "string" ? parseLayers(f.layers) : undefined;
-  const hparams = await hparamsFlag(f.hparams as string | undefined);
-  const fluencyTokens = intFlag(f, "fluency-tokens", 100, 0, 100000);
+  const hparamsBy = await readHparamsFlag(f.hparams as string | undefined, methods);
+  if (f["fluency-tokens"] !== undefined && f["fluency-len"] !== undefined) {
+    throw new InputError("give --fluency-len (ROME's max_out_len) or the older --fluency-tokens, not both", {
+      field: "--fluency-tokens",
+    });
+  }
+  // ROME's max_out_len counts the prompt; --fluency-tokens N (engram's older flag) means N new tokens.
+  const fluencyTokens = f["fluency-tokens"] !== undefined
+    ? intFlag(f, "fluency-tokens", 100, 0, 100000)
+    : undefined;
+  const fluencyMaxLen = intFlag(f, "fluency-len", 100, 0, 100000);
+  const fluencyTopK = intFlag(f, "fluency-top-k", 5, 1, 1 << 30);
+  const fluencySeed = intFlag(f, "seed", 0, 0, 2 ** 32 - 1);
   const dataFile = required(f, "data", "eval");
   const modelDir = required(f, "model", "eval");
   const statsSrc = await resolveStatsSource(
@@ -115,13 +117,36 @@ export async function evalCommand(argv: string[]): Promise<void> {
     typeof f["stats-corpus"] === "string" ? f["stats-corpus"] : undefined,
     typeof f.stats === "string" ? f.stats : undefined,
   );
-  for (const m of methods) checkStatsSource(m, hparams, statsSrc);
+  for (const m of methods) checkStatsSource(m, hparamsBy.get(m)?.hparams, statsSrc);
   const { requests: all, skipped } = await readEvalRequests(dataFile);
   const limit = intFlag(f, "limit", all.length, 1, all.length);
   const editBatchSize = intFlag(f, "batch-size", limit, 1, limit);
   const requests = all.slice(0, limit);
   if (skipped) console.error(`eval: skipped ${skipped} records with an empty 'alt' (as EasyEdit does)`);
 
+  // Check every method's hparams against the model's config before loading weights or editing.
+  let cfgText: string | undefined;
+  try {
+    cfgText = await Deno.readTextFile(`${modelDir}/config.json`);
+  } catch {
+    cfgText = undefined; // loadHFModel reports the missing or unreadable model below
+  }
+  if (cfgText !== undefined) {
+    let cfgJson: unknown;
+    try {
+      cfgJson = JSON.parse(cfgText);
+    } catch {
+      cfgJson = undefined;
+    }
+    if (cfgJson !== undefined) {
+      const cfg = configFromHF(cfgJson, `${modelDir}/config.json`);
+      if (layers) checkLayers(layers, cfg);
+      for (const m of methods) {
+        const e = hparamsBy.get(m);
+        if (e) validateHparams(m, e.hparams, cfg, e.file);
+      }
+    }
+  }
   const hf = await loadHFModel(modelDir);
   if (!hf.tokenizer) {
     throw new InputError(`${modelDir} has no tokenizer files`, { file: modelDir, field: "--model" });
@@ -135,6 +160,12 @@ export async function evalCommand(argv: string[]): Promise<void> {
   }
   const prefix = usePrefix ? [tokenizer.eosId!] : [];
   const results: MethodEvalResult[] = [];
+  const save = async () => {
+    if (typeof f.table === "string") {
+      await writeTable(f.table, results, { includePre: true, title: dataFile });
+    }
+    if (typeof f.out === "string") await writeResultsJson(f.out, results);
+  };
   try {
     for (const method of methods) {
       const bar = progress(`eval ${method} (${mode})`, requests.length);
@@ -142,25 +173,43 @@ export async function evalCommand(argv: string[]): Promise<void> {
         mode,
         editBatchSize,
         prefix,
+        fluencyMaxLen,
         fluencyTokens,
+        fluencyTopK,
+        fluencySeed,
         perCase: Boolean(f["per-case"]),
         // Editors see prompts the way the metrics do: with the end-of-text prefix or without.
         edit: {
           layers,
           statsCorpus: statsSrc.statsCorpus,
           stats: statsSrc.stats,
-          hparams: { prefix_eos: usePrefix, ...(hparams as Record<string, unknown> | undefined) },
+          hparams: { prefix_eos: usePrefix, ...hparamsBy.get(method)?.hparams },
         },
         onProgress: (d, _t, text) => bar.update(d, text),
       });
       bar.done();
-      results.push({ ...res, ...{ data: dataFile, model: modelDir, prefix_eos: usePrefix } });
+      results.push({
+        ...res,
+        ...{
+          data: dataFile,
+          model: modelDir,
+          prefix_eos: usePrefix,
+          hparams_file: hparamsBy.get(method)?.file,
+        },
+        ...{
+          fluency_settings: {
+            max_out_len: fluencyMaxLen,
+            new_tokens: fluencyTokens,
+            top_k: fluencyTopK,
+            seed: fluencySeed,
+          },
+        },
+      });
+      await save(); // each method's results are on disk as soon as it finishes
     }
   } finally {
     model.destroy();
   }
-  if (typeof f.table === "string") await writeTable(f.table, results, { includePre: true, title: dataFile });
-  if (typeof f.out === "string") await writeResultsJson(f.out, results);
   if (f.json) console.log(JSON.stringify(resultsJson(results), null, 2));
   else {
     console.log(markdownTable(results, { includePre: true }));

@@ -13,6 +13,8 @@ import { InputError } from "../errors.ts";
 export interface PromptAnswer {
   prompt: string;
   ground_truth: string;
+  /** The KnowEdit sub-key the prompt came from (e.g. "Reasoning"); metrics average per sub-key first. */
+  key?: string;
 }
 
 /** One rewrite: make `prompt` (with the subject in place of "{}") continue with `target_new`. */
@@ -94,16 +96,21 @@ function strList(v: unknown, key: string, where: string, file: string | undefine
   });
 }
 
-function portability(v: unknown, where: string, file: string | undefined): PromptAnswer[] | undefined {
+function portability(
+  v: unknown,
+  where: string,
+  file: string | undefined,
+  field = "portability",
+): PromptAnswer[] | undefined {
   if (v === undefined || v === null) return undefined;
   const one = (x: unknown, i: number): PromptAnswer => {
     if (
       !isObj(x) || typeof x.prompt !== "string" ||
       (typeof x.ground_truth !== "string" && !Array.isArray(x.ground_truth))
     ) {
-      throw new InputError(`${where}: portability entry ${i} needs 'prompt' and 'ground_truth'`, {
+      throw new InputError(`${where}: ${field} entry ${i} needs 'prompt' and 'ground_truth'`, {
         file,
-        field: "portability",
+        field,
       });
     }
     const gt = Array.isArray(x.ground_truth) ? String(x.ground_truth.flat(2)[0] ?? "") : x.ground_truth;
@@ -112,12 +119,14 @@ function portability(v: unknown, where: string, file: string | undefined): Promp
   if (Array.isArray(v)) return v.map(one);
   if (isObj(v) && "prompt" in v) return [one(v, 0)];
   if (isObj(v)) {
-    // EasyEdit KnowEdit: {Reasoning: [...], Subject_Aliasing: [...], ...}
-    return Object.values(v).flatMap((x) => (Array.isArray(x) ? x : [x])).map(one);
+    // EasyEdit KnowEdit: {Reasoning: [...], Subject_Aliasing: [...], ...}; the sub-key is kept.
+    return Object.entries(v).flatMap(([key, x]) =>
+      (Array.isArray(x) ? x : [x]).map((e, i) => ({ ...one(e, i), key }))
+    );
   }
-  throw new InputError(`${where}: field 'portability' must be an object or a list`, {
+  throw new InputError(`${where}: field '${field}' must be an object or a list`, {
     file,
-    field: "portability",
+    field,
   });
 }
 
@@ -178,11 +187,7 @@ export function parseRequestRecord(r: unknown, index: number, file?: string): Ed
     if (typeof locP === "string" && (typeof locA === "string" || Array.isArray(locA))) {
       locality = [{ prompt: locP, ground_truth: Array.isArray(locA) ? String(locA.flat(2)[0] ?? "") : locA }];
     } else if (isObj(r.locality)) {
-      locality = portability(
-        Object.values(r.locality).flatMap((x) => (Array.isArray(x) ? x : [x])),
-        where,
-        file,
-      );
+      locality = portability(r.locality, where, file, "locality");
     }
     req = {
       prompt: str(r, "prompt", where, file),

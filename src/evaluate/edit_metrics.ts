@@ -6,9 +6,12 @@
  * - **generalization** (`rephrase_acc`): the same on each rephrase prompt (mean over rephrases).
  * - **locality**: the argmax tokens at the answer positions of each locality prompt (its
  *   ground truth appended) post-edit versus pre-edit; the fraction that did not change.
- * - **portability**: token accuracy of each portability prompt's `ground_truth` (mean over prompts).
- * - **fluency**: ROME's n-gram entropy ({@link nGramEntropy}) of a greedy generation of up to 100 new
- *   tokens (capped by the context) from the rewrite prompt, end-of-text tokens dropped from the text.
+ * - **portability**: token accuracy of each portability prompt's `ground_truth`.
+ * - Locality and portability of a case, as KnowEdit (`examples/run_knowedit_llama2.py`): the mean over
+ *   the prompts of each sub-key (`Reasoning`, `Subject_Aliasing`, ...; one sub-key when the data has
+ *   none), then the mean over the sub-keys ({@link subKeyMean}).
+ * - **fluency** (bits): ROME's / EasyEdit's n-gram entropy of the rewrite prompt plus a seeded top-5
+ *   sampled continuation, 100 tokens in all (src/evaluate/fluency.ts).
  * - CounterFact (ROME): with P = exp(−mean token NLL) of `" " + answer` after a prompt,
  *   **efficacy** [P(new) > P(true)] on the rewrite prompt, **paraphrase** the same averaged over
  *   rephrases, **neighborhood** [P(true) > P(new)] averaged over the locality prompts whose answer is
@@ -22,7 +25,7 @@
 import { InputError } from "../errors.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
 import type { GPT2Model } from "../model/gpt2.ts";
-import { generate } from "../model/generate.ts";
+import { generateFast, promptSeed, textEntropy } from "./fluency.ts";
 import type { EditRequest } from "../edit/requests.ts";
 import { filledPrompt } from "../edit/requests.ts";
 import { type AppliedEdit, applyEdit, type EditOptions, getEditor } from "../edit/apply.ts";
@@ -43,6 +46,8 @@ export interface AnswerScore {
   accuracy: number;
   /** Mean per-token negative log-likelihood of the answer (nats). */
   nll: number;
+  /** Rank of the answer's first token in the next-token distribution after the prompt (1 = top). */
+  firstRank: number;
 }
 
 /** Options shared by the scoring functions. */
@@ -96,7 +101,7 @@ export async function scoreAnswers(
     chunk.forEach((i, b) => {
       const { promptLen, answer } = enc[i];
       const argmax: number[] = [];
-      let correct = 0, nll = 0;
+      let correct = 0, nll = 0, firstRank = 1;
       answer.forEach((tok, j) => {
         const off = (b * T + promptLen - 1 + j) * V;
         let best = 0, m = -Infinity;
@@ -110,10 +115,19 @@ export async function scoreAnswers(
         let sum = 0;
         for (let v = 0; v < V; v++) sum += Math.exp(logits![off + v] - m);
         nll += -(logits![off + tok] - m - Math.log(sum));
+        if (j === 0) {
+          for (let v = 0; v < V; v++) if (logits![off + v] > logits![off + tok]) firstRank++;
+        }
         argmax.push(best);
         if (best === tok) correct++;
       });
-      out[i] = { answerIds: answer, argmax, accuracy: correct / answer.length, nll: nll / answer.length };
+      out[i] = {
+        answerIds: answer,
+        argmax,
+        accuracy: correct / answer.length,
+        nll: nll / answer.length,
+        firstRank,
+      };
     });
   }
   return out;
@@ -131,48 +145,24 @@ export function agreement(pre: number[], post: number[]): number {
   return same / pre.length;
 }
 
-/**
- * Words and punctuation of `text` (an approximation of nltk's `word_tokenize`: runs of letters/digits
- * with inner apostrophes or hyphens, and each other non-space character on its own).
- */
-export function wordTokenize(text: string): string[] {
-  return text.match(/[\p{L}\p{N}]+(?:['’\-][\p{L}\p{N}]+)*|[^\s\p{L}\p{N}]/gu) ?? [];
-}
-
-/** Entropy in bits of the frequency distribution of the n-grams of `tokens` (0 when there are none). */
-export function nGramEntropyOf(tokens: string[], n: number): number {
-  const counts = new Map<string, number>();
-  for (let i = 0; i + n <= tokens.length; i++) {
-    const k = tokens.slice(i, i + n).join("\u0000");
-    counts.set(k, (counts.get(k) ?? 0) + 1);
-  }
-  let total = 0;
-  for (const c of counts.values()) total += c;
-  let h = 0;
-  for (const c of counts.values()) {
-    const p = c / total;
-    h -= p * Math.log2(p);
-  }
-  return h;
-}
+export { nGramEntropy, nGramEntropyOf, textEntropy } from "./fluency.ts";
+export { wordTokenize } from "./word_tokenize.ts";
 
 /**
- * ROME's `n_gram_entropy` (methods.md 2(e)): per text, the entropies of its bigram and trigram
- * distributions weighted 2/3 and 4/3 and averaged; then the arithmetic mean over texts.
+ * KnowEdit's per-case mean: the mean of `values` within each sub-key of `keys` (undefined = one
+ * unnamed sub-key), then the mean over sub-keys; null when there are no values.
  */
-export function nGramEntropy(texts: string[], ns = [2, 3], weights = [2 / 3, 4 / 3]): number {
-  if (texts.length === 0) throw new InputError("no texts for the n-gram entropy", { field: "texts" });
-  if (ns.length !== weights.length) {
-    throw new InputError("ns and weights differ in length", { field: "weights" });
+export function subKeyMean(values: number[], keys: (string | undefined)[]): number | null {
+  if (values.length !== keys.length) {
+    throw new InputError(`${values.length} values for ${keys.length} sub-keys`, { field: "keys" });
   }
-  let sum = 0;
-  for (const t of texts) {
-    const toks = wordTokenize(t);
-    let s = 0;
-    ns.forEach((n, i) => (s += weights[i] * nGramEntropyOf(toks, n)));
-    sum += s / ns.length;
-  }
-  return sum / texts.length;
+  const groups = new Map<string | undefined, number[]>();
+  values.forEach((v, i) => {
+    const g = groups.get(keys[i]);
+    if (g) g.push(v);
+    else groups.set(keys[i], [v]);
+  });
+  return mean([...groups.values()].map((g) => mean(g)!));
 }
 
 /** Pre-edit state of one request: the locality argmax tokens (and pre-edit scores, for reference). */
@@ -200,8 +190,20 @@ export interface CaseScores {
 export interface EvalOptions extends ScoreOptions {
   /** Pre-edit state per request, from {@link preEditState}; without it locality is null. */
   pre?: PreEdit[];
-  /** New tokens generated for fluency (default 100, capped by the context); 0 skips fluency. */
+  /**
+   * Fluency's generation length in tokens, prompt and prefix included (ROME's `max_out_len`; default
+   * 100, capped by the context); 0 skips fluency.
+   */
+  fluencyMaxLen?: number;
+  /**
+   * @deprecated engram's former option: N new tokens after the prompt (now sampled as ROME does); 0
+   * skips fluency. Overrides `fluencyMaxLen` when given.
+   */
   fluencyTokens?: number;
+  /** Fluency's sampler: the k most likely tokens (default 5, ROME's top_k). */
+  fluencyTopK?: number;
+  /** Base seed of fluency's sampler (default 0); each prompt's stream is seeded from it and its text. */
+  fluencySeed?: number;
 }
 
 const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : null);
@@ -213,9 +215,11 @@ interface Layout {
   rephraseNew: number[];
   rephraseTrue: number[];
   locGt: number[];
+  locKeys: (string | undefined)[];
   locNew: number[];
   locTrue: number[];
   port: number[];
+  portKeys: (string | undefined)[];
 }
 
 const cfNeighbours = (loc: { prompt: string; ground_truth: string }[], gt: string) =>
@@ -235,11 +239,13 @@ function layout(reqs: EditRequest[]): { items: ScoreItem[]; lay: Layout[] } {
       rephraseNew: reph.map((q) => add(q, r.target_new)),
       rephraseTrue: gt ? reph.map((q) => add(q, gt)) : [],
       locGt: loc.map((l) => add(l.prompt, l.ground_truth)),
+      locKeys: loc.map((l) => l.key),
       // CounterFact neighbours share the edited fact's true answer; other locality prompts (zsRE's
       // unrelated questions) have no P(true) vs P(new) comparison.
       locNew: gt ? cfNeighbours(loc, gt).map((l) => add(l.prompt, r.target_new)) : [],
       locTrue: gt ? cfNeighbours(loc, gt).map((l) => add(l.prompt, gt)) : [],
       port: (r.portability ?? []).map((q) => add(q.prompt, q.ground_truth)),
+      portKeys: (r.portability ?? []).map((q) => q.key),
     };
   });
   return { items, lay };
@@ -265,25 +271,27 @@ async function scoreAll(
     localityArgmax.push(locArg);
     let locality: number | null = null;
     if (pre && locArg.length) {
-      locality = mean(locArg.map((a, j) => agreement(pre[k].localityArgmax[j], a)));
+      locality = subKeyMean(locArg.map((a, j) => agreement(pre[k].localityArgmax[j], a)), L.locKeys);
     }
     let fluency: number | null = null;
     if (withFluency) {
-      const ctx = model.config.nPositions;
-      const prompt = [...(opts.prefix ?? []), ...tokenizer.encode(filledPrompt(reqs[k]))];
-      const n = Math.min(opts.fluencyTokens ?? 100, ctx - prompt.length);
-      if (n > 0) {
-        // As ROME's generate_fast: no stop at end-of-text (those tokens are dropped from the text).
-        const g = await generate(model, prompt, { maxTokens: n });
-        const ids = g.ids.filter((t) => t !== tokenizer.eosId);
-        fluency = nGramEntropy([tokenizer.decode(ids)]);
-      }
+      const text = filledPrompt(reqs[k]);
+      const prompt = [...(opts.prefix ?? []), ...tokenizer.encode(text)];
+      const maxOutLen = opts.fluencyTokens !== undefined
+        ? prompt.length + opts.fluencyTokens
+        : opts.fluencyMaxLen ?? 100;
+      const g = await generateFast(model, tokenizer, prompt, {
+        maxOutLen,
+        topK: opts.fluencyTopK ?? 5,
+        seed: promptSeed(opts.fluencySeed ?? 0, text),
+      });
+      fluency = textEntropy(g.text);
     }
     scores.push({
       reliability: sc[L.rewriteNew].accuracy,
       generalization: mean(L.rephraseNew.map((i) => sc[i].accuracy)),
       locality,
-      portability: mean(L.port.map((i) => sc[i].accuracy)),
+      portability: subKeyMean(L.port.map((i) => sc[i].accuracy), L.portKeys),
       fluency,
       efficacy_score: cf ? (sc[L.rewriteTrue].nll > sc[L.rewriteNew].nll ? 1 : 0) : null,
       efficacy_magnitude: cf ? P(L.rewriteNew) - P(L.rewriteTrue) : null,
@@ -324,7 +332,10 @@ export async function evaluateRequests(
       field: "pre",
     });
   }
-  const { scores } = await scoreAll(model, tokenizer, reqs, opts, opts.pre, (opts.fluencyTokens ?? 100) > 0);
+  const fluencyOn = opts.fluencyTokens !== undefined
+    ? opts.fluencyTokens > 0
+    : (opts.fluencyMaxLen ?? 100) > 0;
+  const { scores } = await scoreAll(model, tokenizer, reqs, opts, opts.pre, fluencyOn);
   return scores;
 }
 
@@ -342,6 +353,22 @@ export const METRIC_NAMES: (keyof CaseScores)[] = [
   "paraphrase_magnitude",
   "neighborhood_magnitude",
 ];
+
+/** The unit of every metric as the JSON reports it: fractions, magnitudes and fluency in bits. */
+export const METRIC_UNITS: Record<keyof CaseScores | "score", string> = {
+  reliability: "fraction",
+  generalization: "fraction",
+  locality: "fraction",
+  portability: "fraction",
+  fluency: "bits (n-gram entropy)",
+  efficacy_score: "fraction",
+  paraphrase_score: "fraction",
+  neighborhood_score: "fraction",
+  efficacy_magnitude: "probability difference",
+  paraphrase_magnitude: "probability difference",
+  neighborhood_magnitude: "probability difference",
+  score: "fraction (harmonic mean)",
+};
 
 /** Aggregate metrics: per metric the mean over the cases that have it (null when none do), plus the CounterFact score S. */
 export type Metrics = Record<keyof CaseScores, number | null> & { score: number | null };
@@ -391,8 +418,10 @@ export interface MethodEvalResult {
   method: string;
   mode: EditMode;
   n: number;
-  /** Post-edit means (fractions in [0, 1]; fluency in bits). */
+  /** Post-edit means (fractions in [0, 1]; fluency in bits; see `units`). */
   metrics: Metrics;
+  /** The unit of each metric's value. */
+  units: Record<keyof Metrics, string>;
   /** The same measures on the unedited model (locality and fluency are not measured pre-edit: null). */
   pre_metrics: Metrics;
   /** Seconds spent in the editor and in measuring. */
@@ -491,6 +520,7 @@ export async function evaluateMethod(
     mode,
     n,
     metrics: aggregate(post),
+    units: METRIC_UNITS,
     pre_metrics: aggregate(pre.map((p) => p.scores)),
     timing: { edit_s: editMs / 1000, eval_s: evalMs / 1000, edit_s_per_request: editMs / 1000 / n },
     hparams: hparams ?? {},

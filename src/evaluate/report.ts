@@ -1,7 +1,7 @@
 /**
  * Editing results as a KnowEdit-style markdown table (rows: methods; columns: metrics) and as JSON.
- * As in KnowEdit / EasyEdit summaries every value is shown ×100 (fluency too, hence ~100–600 for n-gram
- * entropies in bits); the JSON keeps the raw values (fractions, bits).
+ * Fractions are shown ×100, as in KnowEdit / EasyEdit summaries; fluency is shown in bits, the unit the
+ * JSON has, and its header says so (KnowEdit's tables print it ×100: 584.04 there is 5.84 bits).
  */
 import { InputError } from "../errors.ts";
 import { writeFileAtomic } from "../io/atomic.ts";
@@ -11,6 +11,8 @@ import type { MethodEvalResult, Metrics } from "./edit_metrics.ts";
 export interface Column {
   header: string;
   key: keyof Metrics;
+  /** Factor applied to the JSON value for display (default 100: fractions as percentages). */
+  scale?: number;
 }
 
 /** KnowEdit's columns, then ROME's CounterFact scores and magnitudes. */
@@ -19,7 +21,7 @@ export const DEFAULT_COLUMNS: Column[] = [
   { header: "Generalization", key: "generalization" },
   { header: "Locality", key: "locality" },
   { header: "Portability", key: "portability" },
-  { header: "Fluency", key: "fluency" },
+  { header: "Fluency (bits)", key: "fluency", scale: 1 },
   { header: "ES", key: "efficacy_score" },
   { header: "PS", key: "paraphrase_score" },
   { header: "NS", key: "neighborhood_score" },
@@ -29,9 +31,9 @@ export const DEFAULT_COLUMNS: Column[] = [
   { header: "NM", key: "neighborhood_magnitude" },
 ];
 
-/** A value ×100 with two decimals, or "–" when the metric is absent. */
-export function formatMetric(v: number | null | undefined): string {
-  return v === null || v === undefined || !Number.isFinite(v) ? "–" : (100 * v).toFixed(2);
+/** A value × `scale` (default 100) with two decimals, or "–" when the metric is absent. */
+export function formatMetric(v: number | null | undefined, scale = 100): string {
+  return v === null || v === undefined || !Number.isFinite(v) ? "–" : (scale * v).toFixed(2);
 }
 
 /**
@@ -48,13 +50,13 @@ export function markdownTable(
   );
   const rows: string[][] = [];
   for (const r of results) {
-    rows.push([r.method, r.mode, String(r.n), ...cols.map((c) => formatMetric(r.metrics[c.key]))]);
+    rows.push([r.method, r.mode, String(r.n), ...cols.map((c) => formatMetric(r.metrics[c.key], c.scale))]);
     if (opts.includePre) {
       rows.push([
         `${r.method} (pre-edit)`,
         r.mode,
         String(r.n),
-        ...cols.map((c) => formatMetric(r.pre_metrics[c.key])),
+        ...cols.map((c) => formatMetric(r.pre_metrics[c.key], c.scale)),
       ]);
     }
   }

@@ -39,6 +39,28 @@ export function mulberry32(seed: number): () => number {
   };
 }
 
+/**
+ * Indices of the k largest values, largest first; ties go to the lower index (as a stable sort). A
+ * k-slot insertion buffer costs O(V·k) instead of sorting the vocabulary, for ROME's top-5 sampling.
+ */
+export function topIndices(x: Float32Array, k: number): number[] {
+  const n = x.length;
+  k = Math.min(k, n);
+  if (k * 8 > n) return Array.from(x.keys()).sort((a, b) => x[b] - x[a] || a - b).slice(0, k);
+  const top: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const v = x[i];
+    if (top.length === k && !(v > x[top[k - 1]])) continue;
+    let j = top.length === k ? k - 1 : top.length;
+    while (j > 0 && v > x[top[j - 1]]) {
+      top[j] = top[j - 1];
+      j--;
+    }
+    top[j] = i;
+  }
+  return top;
+}
+
 /** Picks the next token from log-probabilities (greedy when temperature is 0). */
 export function pickToken(
   logprobs: Float32Array,
@@ -51,9 +73,8 @@ export function pickToken(
     for (let i = 1; i < logprobs.length; i++) if (logprobs[i] > logprobs[best]) best = i;
     return best;
   }
-  const order = Array.from(logprobs.keys()).sort((a, b) => logprobs[b] - logprobs[a]);
-  const k = Math.min(topK > 0 ? topK : order.length, order.length);
-  const top = order.slice(0, k);
+  const top = topIndices(logprobs, topK > 0 ? topK : logprobs.length);
+  const k = top.length;
   const m = logprobs[top[0]];
   const w = top.map((i) => Math.exp((logprobs[i] - m) / temperature));
   const total = w.reduce((a, b) => a + b, 0);
