@@ -8,6 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { getGpu } from "../src/gpu/device.ts";
+import { readTensor } from "../src/gpu/tensor.ts";
 import type { WeightMap } from "../src/model/config.ts";
 import { GPT2Model } from "../src/model/gpt2.ts";
 import { randomGPT2 } from "../src/model/random.ts";
@@ -89,6 +90,15 @@ Deno.test("MEMIT over 3 layers with the real λ: GPU ΔW per layer equals the fl
     const groups = usedTemplates(h.result.info);
     assert.deepEqual(groups.map((g) => g.length), [1, 3], "template groups [['{}'], 3 sampled]");
     const ref = memitRef(cfg, original, tok, requests, { layers: LAYERS, groups, mom2, lambda, hp: HP });
+    // The host copies (compared below) and the GPU copies the model runs on hold the same edited weights.
+    for (const l of LAYERS) {
+      const n = `h.${l}.mlp.c_proj.weight`;
+      const gpuW = await readTensor(model.weight(n));
+      assert.ok(
+        gpuW.every((x, i) => x === model.weights.get(n)!.data[i]),
+        `${n}: GPU and host weights differ`,
+      );
+    }
     const errs = ref.layers.map(({ layer, dW }) => {
       const got = weightDelta(model.weights, before, `h.${layer}.mlp.c_proj.weight`);
       return rel(got, dW);
@@ -103,7 +113,7 @@ Deno.test("MEMIT over 3 layers with the real λ: GPU ΔW per layer equals the fl
           ref.layers.map((l) => Math.hypot(...l.resid.flatMap((r) => [...r])).toFixed(3))
         }`,
     );
-    errs.forEach((e, i) => assert.ok(e < 5e-4, `layer ${LAYERS[i]}: ΔW relative error ${e} (seed ${seed})`));
+    errs.forEach((e, i) => assert.ok(e < 2e-4, `layer ${LAYERS[i]}: ΔW relative error ${e} (seed ${seed})`));
     assert.ok(ref.values[0].clamped > 0, "clamp never bound");
     for (const [k, v] of before) {
       if (!LAYERS.some((l) => k === `h.${l}.mlp.c_proj.weight`)) {

@@ -7,6 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { getGpu } from "../src/gpu/device.ts";
+import { readTensor } from "../src/gpu/tensor.ts";
 import { GPT2Model } from "../src/model/gpt2.ts";
 import { randomGPT2 } from "../src/model/random.ts";
 import { applyEdit } from "../src/edit/editors.ts";
@@ -85,6 +86,9 @@ Deno.test("ROME: GPU ΔW equals the float64 reference ROME weight by weight (2 s
     const { mom2 } = secondMomentRef(cfg, original, seqs, layer);
     const ref = romeRef(cfg, original, tok, requests, { layer, templates, mom2, hp: HP });
 
+    // The host copy (compared below) and the GPU copy the model runs on hold the same edited weight.
+    const gpuW = await readTensor(model.weight(name));
+    assert.ok(gpuW.every((x, i) => x === model.weights.get(name)!.data[i]), "GPU and host weights differ");
     const got = weightDelta(model.weights, before, name);
     const e = rel(got, ref.dW);
     const step0 = ref.steps[0];
