@@ -1,0 +1,113 @@
+/**
+ * End-to-end float64 ROME (kmeng01/rome `rome_main.py`, `compute_u.py`, `compute_v.py`), written from
+ * the reference code, independently of src/edit/. Requests are applied one after another, each on the
+ * model as already edited (`apply_rome_to_model`); C is computed once, before any edit (the reference
+ * caches the inverse second moment per layer).
+ *   k*    = mean over the context templates of the c_proj input at the subject's last token of
+ *           `template.format(prompt)`;
+ *   u     = C⁻¹ k* / ‖C⁻¹ k*‖ (`torch.inverse(C) @ k`; u = k* / ‖k*‖ without C);
+ *   v*    = target_init + δ ({@link optimizeValueRef} at the MLP output of layer L);
+ *   right = (v* − W k₀ − b) / (k₀ · u), k₀ and W k₀ + b the c_proj input and output at the subject's
+ *           last token of the bare prompt;
+ *   ΔW    = u rightᵀ, in the Conv1D [nInner, nEmbd] layout (`upd_matrix_match_shape`).
+ * The edited weights are stored as float32, as the model's are; ΔW itself is kept in float64.
+ */
+import type { GPT2Config, WeightMap } from "../model/config.ts";
+import {
+  optimizeValueRef,
+  refPrompt,
+  type RefRequest,
+  type RefTokenizer,
+  type ValueHparams,
+  type ValueResult,
+  valueSetupRef,
+} from "./edit_value.ts";
+import { gpt2ForwardRef } from "./gpt2.ts";
+import { solveRef } from "./solve.ts";
+
+/** Options of {@link romeRef}. */
+export interface RomeRefOptions {
+  layer: number;
+  /** Context templates (flat list, "{}" first), used for both k* and v*. */
+  templates: string[];
+  /** C = E[kkᵀ] at `layer`, [nInner, nInner]; omit for mom2_adjustment false. */
+  mom2?: Float64Array;
+  hp: ValueHparams;
+  /** Token prepended to every prompt (engram's prefix option); the reference prepends none. */
+  bos?: number;
+}
+
+/** Per-request vectors of {@link romeRef}. */
+export interface RomeRefStep {
+  kStar: Float64Array;
+  u: Float64Array;
+  k0: Float64Array;
+  /** W k₀ + b: the MLP output at the bare prompt's subject token. */
+  out0: Float64Array;
+  vStar: Float64Array;
+  right: Float64Array;
+  value: ValueResult;
+}
+
+/** Result of {@link romeRef}. */
+export interface RomeRefResult {
+  /** Total ΔW of `h.L.mlp.c_proj.weight`, [nInner * nEmbd] (Conv1D layout). */
+  dW: Float64Array;
+  /** The edited weights (a copy; only the edited tensor differs). */
+  weights: WeightMap;
+  steps: RomeRefStep[];
+}
+
+function mean(rows: Float64Array[]): Float64Array {
+  const out = new Float64Array(rows[0].length);
+  for (const r of rows) for (let i = 0; i < out.length; i++) out[i] += r[i] / rows.length;
+  return out;
+}
+
+/** Site values at `pos` of the sequence `ids`. */
+function at(cfg: GPT2Config, weights: WeightMap, ids: number[], pos: number, sites: string[]) {
+  const { cache } = gpt2ForwardRef(cfg, weights, ids, { hooks: { capture: new Set(sites) } });
+  return sites.map((s) => {
+    const w = cache[s].length / ids.length;
+    return cache[s].slice(pos * w, (pos + 1) * w);
+  });
+}
+
+/** Runs float64 ROME on `requests` sequentially, on a copy of `weights`. */
+export function romeRef(
+  cfg: GPT2Config,
+  weights: WeightMap,
+  tok: RefTokenizer,
+  requests: RefRequest[],
+  opts: RomeRefOptions,
+): RomeRefResult {
+  const { layer, templates } = opts;
+  const I = cfg.nInner, C = cfg.nEmbd;
+  const name = `h.${layer}.mlp.c_proj.weight`;
+  const w = new Map(weights);
+  const W0 = weights.get(name)!;
+  const dW = new Float64Array(I * C);
+  const steps: RomeRefStep[] = [];
+  for (const req of requests) {
+    const keys = templates.map((t) => {
+      const p = refPrompt(tok, t, req.prompt, req.subject, undefined, opts.bos);
+      return at(cfg, w, p.ids, p.lookup, [`mlp_post.${layer}`])[0];
+    });
+    const kStar = mean(keys);
+    let u = opts.mom2 ? solveRef(opts.mom2, kStar, I, 1) : Float64Array.from(kStar);
+    const un = Math.hypot(...u);
+    u = u.map((x) => x / un);
+    const setup = valueSetupRef(cfg, w, tok, req, templates, { kind: "mlp_out", layer }, opts.bos);
+    const value = optimizeValueRef(setup, opts.hp);
+    const vStar = value.targetInit.map((x, j) => x + value.delta[j]);
+    const bare = refPrompt(tok, "{}", req.prompt, req.subject, undefined, opts.bos);
+    const [k0, out0] = at(cfg, w, bare.ids, bare.lookup, [`mlp_post.${layer}`, `mlp_out.${layer}`]);
+    let den = 0;
+    for (let a = 0; a < I; a++) den += k0[a] * u[a];
+    const right = vStar.map((x, j) => (x - out0[j]) / den);
+    for (let a = 0; a < I; a++) for (let c = 0; c < C; c++) dW[a * C + c] += u[a] * right[c];
+    w.set(name, { shape: [...W0.shape], data: Float32Array.from(W0.data, (x, i) => x + dW[i]) });
+    steps.push({ kStar, u, k0, out0, vStar, right, value });
+  }
+  return { dW, weights: w, steps };
+}
