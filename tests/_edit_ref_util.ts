@@ -70,7 +70,7 @@ export function refRequests(seed: number, n: number, V: number): RefRequest[] {
 /**
  * Writes a seeded corpus of `records` texts of 6–13 words to `dir` and returns its path and the token
  * sequences the statistics should see. "jsonl": one {"text"} per line, each record a sequence (with
- * `eosDelimit`, between end-of-text tokens, as layerStats does by default); "text": plain text, one
+ * `eosDelimit`, between end-of-text tokens, as layerStats does when the corpus asks for it); "text": plain text, one
  * line per record, tokenised whole and cut into `nPositions`-token chunks (ROME's raw-text statistics
  * add no end-of-text tokens; this format is unaffected by the JSONL delimiting default).
  */

@@ -46,7 +46,7 @@ for (
       const maxSamples = seqs.length - 7; // the limit counts records (JSONL lines / text chunks)
       const layers = [0, 2];
       // Small batches: many forward passes per length bucket, accumulated on the GPU.
-      const opts = { corpus: file, maxSamples, cacheDir: tmp, eosDelimit, batchTokens: 64 };
+      const opts = { corpus: { file, eosDelimit }, maxSamples, cacheDir: tmp, batchTokens: 64 };
       const got = await layerStats(model, tok, layers, opts);
       const errs = layers.map((l) => {
         const ref = secondMomentRef(cfg, weights, seqs.slice(0, maxSamples), l);
