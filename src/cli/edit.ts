@@ -1,7 +1,7 @@
 /**
  * `engram edit --method rome|memit|ft|ft-l|kn --model DIR (--requests FILE | --prompt "{} is located in" --subject S
  * --target T) [--layers 3,4] [--hparams FILE] [--stats-corpus FILE] [--stats-dir DIR] --out DIR
- * [--log DIR] [--overwrite] [--json]`: edits a copy of the model and writes it to --out (atomically),
+ * [--log DIR] [--overwrite] [--bos auto|on|off] [--json]`: edits a copy of the model and writes it to --out (atomically),
  * with the edit log in --log (default OUT.editlog) for `engram revert`.
  */
 import { InputError } from "../errors.ts";
@@ -11,8 +11,9 @@ import { GPT2Model } from "../model/gpt2.ts";
 import { applyEdit, editorNames } from "../edit/editors.ts";
 import { parseLayers, readHparamsFile } from "../edit/hparams.ts";
 import { writeEditLog } from "../edit/log.ts";
-import { type EditRequest, normalizeRequest, readRequests } from "../edit/requests.ts";
-import { parseFlags, required } from "./args.ts";
+import { type EditRequest, normalizeRequest, readRequests } from "../prompt/requests.ts";
+import { withFieldNames } from "../prompt/errors.ts";
+import { bosFlag, FACT_FLAGS, parseFlags, required } from "./args.ts";
 import { progress } from "./progress.ts";
 
 /** Runs `edit`. */
@@ -32,9 +33,11 @@ export async function editCommand(argv: string[]): Promise<void> {
     out: { type: "string" },
     log: { type: "string" },
     overwrite: { type: "boolean" },
+    bos: { type: "string" },
     json: { type: "boolean" },
   });
   const method = required(f, "method", "edit");
+  const bos = bosFlag(f);
   if (!editorNames().includes(method)) {
     throw new InputError(`unknown --method '${method}' (known: ${editorNames().join(", ")})`, {
       field: "--method",
@@ -64,14 +67,16 @@ export async function editCommand(argv: string[]): Promise<void> {
     if (target.trim() === "") {
       throw new InputError("edit: --target is required and must not be empty", { field: "--target" });
     }
-    requests = [normalizeRequest({ prompt, subject, target_new: target }, "--prompt")];
+    requests = [
+      withFieldNames(FACT_FLAGS, () => normalizeRequest({ prompt, subject, target_new: target }, "--prompt")),
+    ];
   }
   const layers = typeof f.layers === "string" ? parseLayers(f.layers) : undefined;
   const hparams = typeof f.hparams === "string" ? await readHparamsFile(f.hparams) : undefined;
   if (hparams !== undefined && (typeof hparams !== "object" || hparams === null || Array.isArray(hparams))) {
     throw new InputError("hparams must be a JSON object", { file: f.hparams as string });
   }
-  const hf = await loadHFModel(modelDir);
+  const hf = await loadHFModel(modelDir, { bos });
   if (!hf.tokenizer) throw new InputError(`${modelDir} has no tokenizer files`, { field: "--model" });
   const model = GPT2Model.create(await getGpu(), hf.config, hf.weights);
   const bars = new Map<string, ReturnType<typeof progress>>();

@@ -1,6 +1,6 @@
 /**
  * `engram eval --method M[,M2,...] --model DIR --data FILE [--limit N] [--mode single|sequential|batch]
- * [--json] [--table FILE] [--out FILE]`: edits the model with each method on the data set's requests
+ * [--bos auto|on|off] [--json] [--table FILE] [--out FILE]`: edits the model with each method on the data set's requests
  * (EasyEdit CounterFact / MEND zsRE / ROME CounterFact JSON), measures KnowEdit's and CounterFact's
  * metrics (src/evaluate/edit_metrics.ts) and restores the model. The input model folder is never written.
  */
@@ -10,10 +10,10 @@ import { loadHFModel } from "../io/hf_model.ts";
 import { GPT2Model } from "../model/gpt2.ts";
 import { getEditor } from "../edit/editors.ts";
 import { parseLayers, readHparamsFile } from "../edit/hparams.ts";
-import { type EditRequest, parseRequestRecord, parseRequests } from "../edit/requests.ts";
+import { type EditRequest, parseRequestRecord, parseRequests } from "../prompt/requests.ts";
 import { type EditMode, evaluateMethod, type MethodEvalResult } from "../evaluate/edit_metrics.ts";
 import { markdownTable, resultsJson, writeResultsJson, writeTable } from "../evaluate/report.ts";
-import { intFlag, parseFlags, required } from "./args.ts";
+import { bosFlag, intFlag, parseFlags, required } from "./args.ts";
 import { progress } from "./progress.ts";
 
 /**
@@ -80,7 +80,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
     "batch-size": { type: "string" },
     layers: { type: "string" },
     hparams: { type: "string" },
-    "prefix-eos": { type: "string" },
+    bos: { type: "string" },
     "fluency-tokens": { type: "string" },
     "per-case": { type: "boolean" },
     table: { type: "string" },
@@ -96,12 +96,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
   if (!["single", "sequential", "batch"].includes(mode)) {
     throw new InputError(`--mode must be single, sequential or batch, got '${f.mode}'`, { field: "--mode" });
   }
-  const prefixFlag = (f["prefix-eos"] ?? "auto") as string;
-  if (!["auto", "on", "off"].includes(prefixFlag)) {
-    throw new InputError(`--prefix-eos must be auto, on or off, got '${prefixFlag}'`, {
-      field: "--prefix-eos",
-    });
-  }
+  const bos = bosFlag(f);
   const layers = typeof f.layers === "string" ? parseLayers(f.layers) : undefined;
   const hparams = await hparamsFlag(f.hparams as string | undefined);
   const fluencyTokens = intFlag(f, "fluency-tokens", 100, 0, 100000);
@@ -113,18 +108,14 @@ export async function evalCommand(argv: string[]): Promise<void> {
   const requests = all.slice(0, limit);
   if (skipped) console.error(`eval: skipped ${skipped} records with an empty 'alt' (as EasyEdit does)`);
 
-  const hf = await loadHFModel(modelDir);
+  const hf = await loadHFModel(modelDir, { bos });
   if (!hf.tokenizer) {
     throw new InputError(`${modelDir} has no tokenizer files`, { file: modelDir, field: "--model" });
   }
   const tokenizer = hf.tokenizer;
   const model = GPT2Model.create(await getGpu(), hf.config, hf.weights);
-  const usePrefix = prefixFlag === "on" ||
-    (prefixFlag === "auto" && typeof hf.hfConfig.bos_token_id === "number");
-  if (usePrefix && tokenizer.eosId === undefined) {
-    throw new InputError("--prefix-eos: the tokenizer has no end-of-text token", { field: "--prefix-eos" });
-  }
-  const prefix = usePrefix ? [tokenizer.eosId!] : [];
+  // The editors and the metrics encode prompts with the tokenizer's BOS policy, decided at load.
+  const usePrefix = tokenizer.bosId !== undefined;
   const results: MethodEvalResult[] = [];
   try {
     for (const method of methods) {
@@ -132,18 +123,13 @@ export async function evalCommand(argv: string[]): Promise<void> {
       const res = await evaluateMethod(model, tokenizer, method, requests, {
         mode,
         editBatchSize,
-        prefix,
         fluencyTokens,
         perCase: Boolean(f["per-case"]),
-        // Editors see prompts the way the metrics do: with the end-of-text prefix or without.
-        edit: {
-          layers,
-          hparams: { prefix_eos: usePrefix, ...(hparams as Record<string, unknown> | undefined) },
-        },
+        edit: { layers, hparams: hparams as Record<string, unknown> | undefined },
         onProgress: (d, _t, text) => bar.update(d, text),
       });
       bar.done();
-      results.push({ ...res, ...{ data: dataFile, model: modelDir, prefix_eos: usePrefix } });
+      results.push({ ...res, ...{ data: dataFile, model: modelDir, bos: usePrefix } });
     }
   } finally {
     model.destroy();

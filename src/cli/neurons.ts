@@ -1,12 +1,12 @@
 /**
  * `engram neurons --model DIR --prompt "..." [--prompt "..." ...] --target T [--steps N] [--threshold R]
- * [--share S] [--top K] [--ks 1,10,100] [--no-prefix] [--first-token] [--json]`: knowledge neurons by
+ * [--share S] [--top K] [--ks 1,10,100] [--bos auto|on|off] [--no-prefix] [--first-token] [--json]`: knowledge neurons by
  * integrated gradients (see src/attribute/neurons.ts). With several --prompt (paraphrases of one fact) the
  * coarse neurons of each are refined to those shared by at least --share of the prompts.
  */
 import { InputError } from "../errors.ts";
 import { loadModel } from "../model/load.ts";
-import { bosTokenId, encodePrompt, encodeTarget } from "../attribute/inputs.ts";
+import { attributionIds, attributionTarget } from "../attribute/inputs.ts";
 import {
   coarseNeurons,
   faithfulness,
@@ -17,7 +17,8 @@ import {
   refineNeurons,
   suppressAmplify,
 } from "../attribute/neurons.ts";
-import { intFlag, numFlag, parseFlags, required } from "./args.ts";
+import { bosFlag, FACT_FLAGS, intFlag, numFlag, parseFlags, required } from "./args.ts";
+import { withFieldNames } from "../prompt/errors.ts";
 import { progress } from "./progress.ts";
 
 /** Parses "1,10,100" into positive integers. */
@@ -41,6 +42,7 @@ export async function neuronsCommand(argv: string[]): Promise<void> {
     top: { type: "string" },
     ks: { type: "string" },
     "no-prefix": { type: "boolean" },
+    bos: { type: "string" },
     "first-token": { type: "boolean" },
     json: { type: "boolean" },
   });
@@ -53,16 +55,18 @@ export async function neuronsCommand(argv: string[]): Promise<void> {
   const share = numFlag(f, "share", 0.7, 0.01, 1);
   const top = intFlag(f, "top", 20, 1);
   const ks = parseKs(typeof f.ks === "string" ? f.ks : "1,10,100");
-  const lm = await loadModel(dir);
+  const lm = await loadModel(dir, { bos: bosFlag(f, "no-prefix") });
   try {
     if (!lm.tokenizer) throw new InputError(`${dir} has no tokenizer`, { file: dir, field: "--model" });
-    const prefix = f["no-prefix"] ? undefined : await bosTokenId(dir);
-    const target = encodeTarget(lm.tokenizer, targetText, f["first-token"] === true);
+    const target = withFieldNames(
+      FACT_FLAGS,
+      () => attributionTarget(lm.tokenizer!, targetText, f["first-token"] === true),
+    );
     const model = lm.model;
     const bar = progress("neurons", prompts.length * model.config.nLayer);
     const attrs: NeuronAttribution[] = [];
     for (const [pi, p] of prompts.entries()) {
-      const ids = encodePrompt(model, lm.tokenizer, p, prefix);
+      const ids = withFieldNames(FACT_FLAGS, () => attributionIds(model, lm.tokenizer!, p));
       attrs.push(
         await integratedGradients(model, ids, target, {
           steps,
@@ -85,7 +89,7 @@ export async function neuronsCommand(argv: string[]): Promise<void> {
       attributed:
         "f = p(target | prompt), the probability of the target token after the prompt's last token; " +
         "IG over the post-GELU MLP activations at the last token, baseline 0, left Riemann sum",
-      prefix: prefix ?? null,
+      prefix: lm.tokenizer.bosId ?? null,
       steps,
       threshold,
       prompts: attrs.map((a, i) => ({

@@ -32,8 +32,11 @@ export interface CommonHparams {
   context_template_length_params: [number, number][];
   /** Early stop of the v-star / z optimisation when the loss falls below this (reference: 5e-2). */
   early_stop_loss: number;
-  /** Prefix prompts with the end-of-text token (as the world model's training instances are). */
-  prefix_eos: boolean;
+  /**
+   * Explicit BOS override for the editor's prompts (true: the tokenizer's BOS / end-of-text token, false:
+   * none). Absent (the default): the model's BOS policy, decided at load (`--bos`, src/prompt).
+   */
+  prefix_eos?: boolean;
   /** Seed of the context-template sampler. */
   seed: number;
 }
@@ -59,7 +62,6 @@ export const ROME_GPT2_XL: RomeHparams = {
   mom2_n_samples: 100000,
   context_template_length_params: [[5, 10], [10, 10]],
   early_stop_loss: 5e-2,
-  prefix_eos: true,
   seed: 0,
 };
 
