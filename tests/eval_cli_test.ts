@@ -93,7 +93,7 @@ Deno.test("eval --json prints {method, mode, n, metrics, per_case}; --table writ
     "portability averages the cases that have it",
   );
   assert.equal(out.hparams.num_steps, 3);
-  assert.equal(out.prefix_eos, true, "fake-gpt2's config has bos_token_id");
+  assert.equal(out.bos, false, "HF GPT-2's tokenizer adds no BOS (--bos auto)");
   const md = await Deno.readTextFile(table);
   assert.match(
     md,
@@ -124,7 +124,7 @@ Deno.test("eval compares methods in one run (sequential mode) and batches edits"
     "0",
     "--hparams",
     hp,
-    "--prefix-eos",
+    "--bos",
     "off",
   );
   assert.equal(seq.code, 0, seq.stderr);
@@ -133,7 +133,7 @@ Deno.test("eval compares methods in one run (sequential mode) and batches edits"
   for (const r of s.results) {
     assert.equal(r.mode, "sequential");
     assert.equal(r.metrics.fluency, null, "--fluency-tokens 0 skips fluency");
-    assert.equal(r.prefix_eos, false);
+    assert.equal(r.bos, false);
   }
   const bat = await engram(
     "eval",

@@ -84,6 +84,15 @@ export function parseIds(s: string): number[] {
  * older boolean flag that means `--bos off` (e.g. "no-prefix"); giving both is an error.
  */
 export function bosFlag(flags: Record<string, unknown>, legacyOff?: string): BosMode {
+  // `--prefix-eos auto|on|off` (trace, eval) is the older spelling of `--bos`.
+  if (flags["prefix-eos"] !== undefined) {
+    if (flags.bos !== undefined) {
+      throw new InputError("give --bos or its older spelling --prefix-eos, not both", {
+        field: "--prefix-eos",
+      });
+    }
+    return parseBosMode(flags["prefix-eos"], "--prefix-eos");
+  }
   const mode = parseBosMode(flags.bos, "--bos");
   if (legacyOff !== undefined && flags[legacyOff] === true) {
     if (flags.bos !== undefined && mode !== "off") {

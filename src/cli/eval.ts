@@ -81,6 +81,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
     layers: { type: "string" },
     hparams: { type: "string" },
     bos: { type: "string" },
+    "prefix-eos": { type: "string" },
     "fluency-tokens": { type: "string" },
     "per-case": { type: "boolean" },
     table: { type: "string" },

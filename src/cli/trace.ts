@@ -137,6 +137,7 @@ export async function traceCommand(argv: string[]): Promise<void> {
     seed: { type: "string" },
     "target-prob": { type: "string" },
     bos: { type: "string" },
+    "prefix-eos": { type: "string" },
     "batch-rows": { type: "string" },
     unbatched: { type: "boolean" },
     out: { type: "string" },

@@ -86,7 +86,7 @@ function checkFits(
 ): void {
   if (nPositions !== undefined && need > nPositions) {
     throw new PromptTooLongError(
-      `${what} needs ${need} tokens, more than the model's context of ${nPositions}`,
+      `${what} needs ${need} tokens, longer than the model's context of ${nPositions}`,
       at,
     );
   }
