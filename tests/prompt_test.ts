@@ -206,7 +206,8 @@ Deno.test("typed errors name the file, the record and the fact field; the CLI ma
   assert.throws(
     () => encodeText(tok, long, { nPositions: 6, where }),
     (e: Error) =>
-      e instanceof PromptTooLongError && e.field === "prompt" && /7 tokens, longer than the model's context of 6/.test(e.message),
+      e instanceof PromptTooLongError && e.field === "prompt" &&
+      /7 tokens, longer than the model's context of 6/.test(e.message),
   );
   const two = "Frostwick Frostwick"; // two tokens
   encodeFact(tok, { prompt: long, subject: "Narnux Zava", target: two }, { nPositions: 7 });
