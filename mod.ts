@@ -20,14 +20,15 @@ export { GPT2Model } from "./src/model/gpt2.ts";
 export type { ForwardOptions, ForwardResult } from "./src/model/gpt2.ts";
 export { hookSiteNames, siteWidth } from "./src/model/hooks.ts";
 export type { EditSpec, Hooks, PatchSpec } from "./src/model/hooks.ts";
-export { loadModel, promptIds } from "./src/model/load.ts";
-export type { LoadedModel } from "./src/model/load.ts";
+export { loadModel } from "./src/model/load.ts";
+export type { LoadedModel, LoadModelOptions } from "./src/model/load.ts";
 export { generate, pickToken } from "./src/model/generate.ts";
 export type { GenerateOptions, GenerateResult } from "./src/model/generate.ts";
 export { randomConfig, randomGPT2 } from "./src/model/random.ts";
 export { loadHFModel, saveHFModel } from "./src/io/hf_model.ts";
 export { loadTokenizer } from "./src/io/tokenizer.ts";
 export type { Tokenizer } from "./src/io/tokenizer.ts";
+export * from "./src/prompt/mod.ts";
 export {
   parseSafetensors,
   readSafetensors,
@@ -37,8 +38,6 @@ export {
 export { gpt2ForwardRef } from "./src/reference/gpt2.ts";
 export { applyEdit, editorNames, getEditor, registerEditor } from "./src/edit/editors.ts";
 export type { AppliedEdit, EditOptions, Editor, EditResult } from "./src/edit/apply.ts";
-export { parseRequests, readRequests } from "./src/edit/requests.ts";
-export type { EditRequest, PromptAnswer } from "./src/edit/requests.ts";
 export { memitDefaults, romeDefaults } from "./src/edit/hparams.ts";
 export { layerStats } from "./src/edit/stats.ts";
 export { readEditLog, revertWeights, writeEditLog } from "./src/edit/log.ts";
@@ -154,10 +153,6 @@ export type { KnownRule } from "./src/locate/known.ts";
 export { causalTrace, kindSite, TRACE_KINDS, windowLayers } from "./src/locate/trace.ts";
 export type { KindTrace, TargetProb, TraceKind, TraceOptions, TraceResult } from "./src/locate/trace.ts";
 export { causalTraceRef } from "./src/locate/trace_ref.ts";
-export { findTokenRange, prepareTraceInput, targetContinuation, tokenOffsets } from "./src/locate/prompt.ts";
-export type { TraceInput } from "./src/locate/prompt.ts";
 export { CLASS_POOLS, ClassAccumulator, TOKEN_CLASSES, tokenClassPositions } from "./src/locate/average.ts";
 export type { ClassAverage, ClassPool } from "./src/locate/average.ts";
-export { parseTraceFacts, readTraceFacts } from "./src/locate/facts.ts";
-export type { TraceFact } from "./src/locate/facts.ts";
 export { heatmapSvg, traceHeatmapSvg } from "./src/report/heatmap.ts";

@@ -11,7 +11,7 @@ import { GPT2Model } from "../src/model/gpt2.ts";
 import { loadModel } from "../src/model/load.ts";
 import { randomGPT2 } from "../src/model/random.ts";
 import { embeddingStd } from "../src/locate/patching.ts";
-import { prepareTraceInput, targetContinuation } from "../src/locate/prompt.ts";
+import { encodeFact } from "../src/prompt/encode.ts";
 import { causalTrace, TRACE_KINDS } from "../src/locate/trace.ts";
 
 const WORLD = new URL("../fixtures/world/", import.meta.url).pathname;
@@ -37,8 +37,8 @@ try {
 }
 const tok = await loadTokenizer(WORLD + (source.startsWith("fixtures") ? "model" : ""));
 const prompt = "Narnux Zava was born in the city of", subject = "Narnux Zava";
-const input = prepareTraceInput(tok, prompt, subject, { prefixEos: true });
-const answer = targetContinuation(tok, prompt, "Frostwick");
+const input = encodeFact(tok, { prompt, subject, target: "Frostwick" });
+const answer = input.target;
 const noiseStd = 3 * embeddingStd(model.weights, model.config.nEmbd);
 const opts = { kinds: [...TRACE_KINDS], samples: 10, noiseStd, window: 10, seed: 1, answer };
 

@@ -9,9 +9,9 @@
 import { getGpu } from "../src/gpu/device.ts";
 import { loadHFModel } from "../src/io/hf_model.ts";
 import { GPT2Model } from "../src/model/gpt2.ts";
-import { readTraceFacts } from "../src/locate/facts.ts";
+import { readTraceFacts } from "../src/prompt/facts.ts";
 import { embeddingStd, type NoiseRng } from "../src/locate/patching.ts";
-import { prepareTraceInput } from "../src/locate/prompt.ts";
+import { encodeFact } from "../src/prompt/encode.ts";
 import { causalTrace, TRACE_KINDS } from "../src/locate/trace.ts";
 
 const [modelDir, factsFile, nArg, out, rngArg] = Deno.args;
@@ -23,10 +23,10 @@ const model = GPT2Model.create(await getGpu(), hf.config, hf.weights);
 const all = await readTraceFacts(factsFile);
 const C = hf.config.nEmbd;
 const noiseStd = 3 * embeddingStd(hf.weights, C, all.flatMap((f) => tok.encode(f.subject)));
-const prefixEos = tok.eosId !== undefined && typeof hf.hfConfig.bos_token_id === "number";
 const cases = [];
 for (const fact of all.slice(0, Number(nArg))) {
-  const input = prepareTraceInput(tok, fact.prompt, fact.subject, { prefixEos });
+  // The tokenizer's own BOS policy (src/prompt), as every engram command encodes.
+  const input = encodeFact(tok, { prompt: fact.prompt, subject: fact.subject }, { nPositions: hf.config.nPositions });
   const r = await causalTrace(model, input.ids, input.subjectRange, {
     kinds: [...TRACE_KINDS],
     noiseStd,

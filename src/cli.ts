@@ -34,14 +34,14 @@ commands:
   accuracy  --model DIR (--world DIR | --prompts FILE) [--limit N] [--json]
             top-1 recall of facts (training prompts, held-out paraphrases, two-hop)
   eval      --method M[,M2,...] --model DIR --data FILE [--limit N] [--mode single|sequential|batch] [--batch-size N]
-            [--layers L] [--hparams FILE|JSON|M=FILE,M2=FILE] [--prefix-eos auto|on|off] [--fluency-len N]
+            [--layers L] [--hparams FILE|JSON|M=FILE,M2=FILE] [--bos auto|on|off] [--fluency-len N]
             [--fluency-top-k K] [--seed S] [--per-case]
             [--table FILE] [--out FILE] [--json]
             edit with each method (ft-l, ft, kn, rome, memit) and measure reliability, generalization, locality,
             portability, fluency and CounterFact's ES/PS/NS; KnowEdit-style table with --table
   edit      --method rome|memit|ft|ft-l|kn --model DIR (--requests FILE | --prompt "{} is in" --subject S --target T)
             [--layers L,..] [--hparams FILE] [--stats-corpus FILE] [--stats-dir DIR] [--limit N] --out DIR
-            [--log DIR] [--overwrite] [--json]
+            [--log DIR] [--overwrite] [--bos auto|on|off] [--json]
             rewrite facts (ROME, MEMIT, FT, FT-L, KN); writes the edited model and an edit log (default OUT.editlog)
   revert    --model EDITED --log LOGDIR --out DIR [--force] [--overwrite]
             restore the original weights bit for bit from an edit log
@@ -55,7 +55,7 @@ commands:
   trace     --model DIR (--prompt "..." --subject S [--target T] | --facts FILE [--limit N] [--include-unknown])
             [--kind hidden|mlp|attn|all] [--samples N] [--noise X|sK] [--noise-basis wte|subjects] [--window W]
             [--seed S] [--noise-rng numpy|mulberry32] [--known whole|greedy|first] [--pool token|prompt]
-            [--target-prob first|sequence] [--prefix-eos auto|on|off] [--batch-rows N] [--unbatched]
+            [--target-prob first|sequence] [--bos auto|on|off] [--batch-rows N] [--unbatched]
             [--out DIR] [--json]
             causal tracing (ROME): restore hidden / MLP / attention states after corrupting the subject;
             --json prints one object per kind, a JSON array of [hidden, mlp, attn] for --kind all (default);
@@ -64,10 +64,14 @@ commands:
             Defaults: 10 samples, noise s3 = 3 x std of wte (of the subjects' tokens with --facts), window 10
             (clipped to the model), seed 1 (numpy RandomState, ROME's noise), --known whole (ROME: the decoded
             top-1 token equals the whole target, else the fact is dropped), --pool token (ROME's notebook),
-            answer = the target's first token (or the model's prediction),
+            answer = the target's first token (or the model's prediction)
             --prefix-eos auto = prepend end-of-text when config.json has bos_token_id
   info      the WebGPU adapter and its limits
   demo      run the bundled model end to end and check it against the float64 CPU reference
+
+every command that encodes text (predict, generate, accuracy, demo, eval, edit, trace, neurons, attribute,
+study) takes --bos auto|on|off: auto (default) does what the model's tokenizer does (HF GPT-2: no BOS; the
+world model's tokenizer_config.json: end-of-text first), on / off force it.
 `;
 
 const commands: Record<string, (argv: string[]) => Promise<void>> = {

@@ -18,7 +18,10 @@ export function copyWeights(w: WeightMap): Map<string, Float32Array> {
   return new Map([...w].map(([k, v]) => [k, v.data.slice()]));
 }
 
-/** A word-level tokenizer over "w0".."w{V-2}" plus an end-of-text token V-1: " w5" -> 5. */
+/**
+ * A word-level tokenizer over "w0".."w{V-2}" plus an end-of-text token V-1: " w5" -> 5. Like the world
+ * tokenizer, its convention is to start every prompt with the end-of-text token (src/prompt BOS policy).
+ */
 export function wordTokenizer(V: number): Tokenizer {
   return {
     encode: (text: string) =>
@@ -32,5 +35,7 @@ export function wordTokenizer(V: number): Tokenizer {
     vocabSize: V,
     eosId: V - 1,
     source: "test",
+    bosConvention: { adds: true, id: V - 1, from: "test" },
+    bosId: V - 1,
   };
 }

@@ -95,7 +95,7 @@ Deno.test("eval --json prints {method, mode, n, metrics, per_case}; --table writ
   assert.equal(out.hparams.num_steps, 3);
   assert.equal(out.units.fluency, "bits (n-gram entropy)");
   assert.deepEqual(out.fluency_settings, { max_out_len: 14, top_k: 5, seed: 0 });
-  assert.equal(out.prefix_eos, true, "fake-gpt2's config has bos_token_id");
+  assert.equal(out.bos, false, "HF GPT-2's tokenizer adds no BOS (--bos auto)");
   const md = await Deno.readTextFile(table);
   assert.match(
     md,
@@ -132,7 +132,7 @@ Deno.test("eval compares methods in one run (sequential mode, hparams per method
     "0",
     "--hparams",
     `ft-l=${hpFtl},ft=${hpFt}`,
-    "--prefix-eos",
+    "--bos",
     "off",
     "--out",
     outFile,
@@ -146,7 +146,7 @@ Deno.test("eval compares methods in one run (sequential mode, hparams per method
   for (const r of s.results) {
     assert.equal(r.mode, "sequential");
     assert.equal(r.metrics.fluency, null, "--fluency-tokens 0 skips fluency");
-    assert.equal(r.prefix_eos, false);
+    assert.equal(r.bos, false);
   }
   const bat = await engram(
     "eval",

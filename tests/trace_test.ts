@@ -3,14 +3,13 @@ import { join } from "node:path";
 import { InputError } from "../src/errors.ts";
 import { getGpu } from "../src/gpu/device.ts";
 import { saveHFModel } from "../src/io/hf_model.ts";
-import { loadTokenizer, type Tokenizer } from "../src/io/tokenizer.ts";
+import { loadTokenizer } from "../src/io/tokenizer.ts";
 import { GPT2Model } from "../src/model/gpt2.ts";
 import { loadModel } from "../src/model/load.ts";
 import { randomGPT2 } from "../src/model/random.ts";
 import { ClassAccumulator, tokenClassPositions } from "../src/locate/average.ts";
-import { parseTraceFacts } from "../src/locate/facts.ts";
 import { embeddingStd, subjectNoise } from "../src/locate/patching.ts";
-import { findTokenRange, prepareTraceInput, targetContinuation } from "../src/locate/prompt.ts";
+import { encodeFact } from "../src/prompt/encode.ts";
 import { causalTrace, TRACE_KINDS, windowLayers } from "../src/locate/trace.ts";
 import { causalTraceRef } from "../src/locate/trace_ref.ts";
 import { parseNoiseFlag } from "../src/cli/trace.ts";
@@ -118,42 +117,8 @@ Deno.test("causal trace: windows clip at the ends; bad options are typed errors"
   model.destroy();
 });
 
-Deno.test("subject range by character offsets, target continuation, noise and class helpers", async () => {
-  const tok = await loadTokenizer(WORLD);
-  const p = prepareTraceInput(tok, "The birthplace of Narnux is", "Narnux", { prefixEos: true });
-  assert.equal(p.ids[0], tok.eosId);
-  assert.equal(tok.decode(p.ids.slice(p.subjectRange[0], p.subjectRange[1])).trim(), "Narnux");
-  // Subject split over several tokens (byte fallback) and partial-word overlap.
-  const ids = tok.encode("Qwzx Narnux was born in");
-  const [a, b] = findTokenRange(tok, ids, "Qwzx Nar");
-  assert.equal(a, 0);
-  assert.ok(tok.decode(ids.slice(a, b)).startsWith("Qwzx Nar"));
-  assert.throws(
-    () => prepareTraceInput(tok, "Narnux was born in", "Fostix"),
-    (e: Error) => e instanceof InputError && /--subject/.test(e.message),
-  );
-  assert.deepEqual(targetContinuation(tok, "Narnux was born in", "Tarvos"), tok.encode(" Tarvos"));
-  assert.throws(() => targetContinuation(tok, "Narnux was born in", "  "), InputError);
-  // A tokenizer that merges "n" with the following space cannot continue "born in" with " Tarvos".
-  const merging: Tokenizer = {
-    encode: (t) => {
-      const out: number[] = [];
-      for (let i = 0; i < t.length; i++) {
-        if (t[i] === "n" && t[i + 1] === " ") (out.push(1000), i++);
-        else out.push(t.charCodeAt(i));
-      }
-      return out;
-    },
-    decode: (x) => x.map((c) => (c === 1000 ? "n " : String.fromCharCode(c))).join(""),
-    tokenString: (c) => (c === 1000 ? "n " : String.fromCharCode(c)),
-    vocabSize: 1001,
-    source: "test",
-  };
-  assert.throws(
-    () => targetContinuation(merging, "born in", "Tarvos"),
-    (e: Error) => e instanceof InputError && /--target/.test(e.message) && /merges/.test(e.message),
-  );
-
+// The inputs of a trace (subject range, target, BOS) are tested in prompt_test.ts.
+Deno.test("noise, class helpers, heatmap", () => {
   // Noise: deterministic per seed, std close to the request.
   const n1 = subjectNoise(10, 3, 50, 0.5, 7), n2 = subjectNoise(10, 3, 50, 0.5, 7);
   assert.deepEqual(n1, n2);
@@ -179,19 +144,6 @@ Deno.test("subject range by character offsets, target continuation, noise and cl
   assert.deepEqual(res.mean[0], [2, 3]);
   assert.deepEqual(res.count, [2, 0, 2, 0, 0, 2]);
   assert.ok(Math.abs(res.ci95[0][0] - 1.96 * Math.SQRT2 / Math.SQRT2) < 1e-12);
-
-  // Facts files: known_1000 layout and world JSONL; missing subject is a typed error naming the field.
-  const k = parseTraceFacts(
-    JSON.stringify([{ known_id: 4, subject: "A", attribute: "B", prompt: "A is in", relation_id: "P1" }]),
-    "k.json",
-  );
-  assert.deepEqual(k[0], { id: "4", prompt: "A is in", subject: "A", target: "B", relation: "P1" });
-  const j = parseTraceFacts('{"id":"t1","prompt":"X was","subject":"X","answer":"Y"}\n', "w.jsonl");
-  assert.equal(j[0].target, "Y");
-  assert.throws(
-    () => parseTraceFacts('[{"prompt":"x"}]', "bad.json"),
-    (e: Error) => e instanceof InputError && /bad\.json/.test(e.message) && /subject/.test(e.message),
-  );
 
   const svg = heatmapSvg({
     values: [[0, 1], [0.5, 0.25]],
@@ -343,8 +295,13 @@ Deno.test({
   fn: async () => {
     const lm = await loadModel(WORLD_MODEL);
     const tok = lm.tokenizer!;
-    const input = prepareTraceInput(tok, "Narnux Zava was born in", "Narnux Zava", { prefixEos: true });
-    const answer = targetContinuation(tok, "Narnux Zava was born in", "Frostwick");
+    const input = encodeFact(tok, {
+      prompt: "Narnux Zava was born in",
+      subject: "Narnux Zava",
+      target: "Frostwick",
+    });
+    assert.equal(input.ids[0], tok.eosId, "the world tokenizer's convention prepends end-of-text");
+    const answer = input.target;
     const std = 3 * embeddingStd(lm.model.weights, lm.model.config.nEmbd);
     const run = () =>
       causalTrace(lm.model, input.ids, input.subjectRange, {

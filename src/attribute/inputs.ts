@@ -1,58 +1,47 @@
 /**
- * Inputs of the attribution commands: prompts (optionally prefixed with the begin-of-text token, as the
- * fixture world's training instances are), single-token targets, and training files with ids.
+ * Inputs of the attribution commands: prompts and single-token targets (encoded by the prompt module,
+ * with the model's BOS policy), and training files with ids.
  */
-import { join } from "node:path";
 import { InputError } from "../errors.ts";
+import { encodeTarget, encodeText } from "../prompt/encode.ts";
+import { FactError, type FactWhere } from "../prompt/errors.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
 import type { GPT2Model } from "../model/gpt2.ts";
 import { parseCorpus, type TrainingInstance } from "../train/corpus.ts";
 
-/** `bos_token_id` of a model folder's config.json, or undefined. */
-export async function bosTokenId(dir: string): Promise<number | undefined> {
-  try {
-    const cfg = JSON.parse(await Deno.readTextFile(join(dir, "config.json")));
-    return Number.isInteger(cfg.bos_token_id) ? cfg.bos_token_id : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Token ids of `text`, with `prefix` (e.g. the bos token) in front when given; validated against the model. */
-export function encodePrompt(
+/**
+ * The prompt's ids for attribution: the prompt module's {@link encodeText} (the tokenizer's BOS policy,
+ * the context check), validated against the model.
+ */
+export function attributionIds(
   model: GPT2Model,
   tokenizer: Tokenizer,
   text: string,
-  prefix?: number,
+  where?: FactWhere,
 ): number[] {
-  if (text.trim() === "") throw new InputError("empty prompt", { field: "--prompt" });
-  const ids = [...(prefix === undefined ? [] : [prefix]), ...tokenizer.encode(text)];
-  if (ids.length > model.config.nPositions) {
-    throw new InputError(
-      `the prompt is ${ids.length} tokens, more than the model's context ${model.config.nPositions}`,
-      { field: "--prompt" },
-    );
-  }
+  const ids = encodeText(tokenizer, text, { nPositions: model.config.nPositions, where });
   model.checkBatch([ids]);
   return ids;
 }
 
 /**
- * The target word as one token: a leading space is added unless `target` starts with whitespace (the
- * word follows the prompt). Attribution explains the probability of ONE next token; a multi-token target
- * is refused unless `firstToken`, which attributes its first token only.
+ * The target word as one token ({@link encodeTarget}: " " + target unless it starts with a space).
+ * Attribution explains the probability of ONE next token; a multi-token target is refused unless
+ * `firstToken`, which attributes its first token only.
  */
-export function encodeTarget(tokenizer: Tokenizer, target: string, firstToken = false): number {
-  if (target.trim() === "") throw new InputError("empty target", { field: "--target" });
-  const text = /^\s/.test(target) ? target : " " + target;
-  const ids = tokenizer.encode(text);
-  if (ids.length === 0) throw new InputError(`target '${target}' encodes to no token`, { field: "--target" });
+export function attributionTarget(
+  tokenizer: Tokenizer,
+  target: string,
+  firstToken = false,
+  where?: FactWhere,
+): number {
+  const ids = encodeTarget(tokenizer, target, where);
   if (ids.length > 1 && !firstToken) {
     const pieces = ids.map((i) => JSON.stringify(tokenizer.tokenString(i))).join(" + ");
-    throw new InputError(
+    throw new FactError(
       `target '${target}' is ${ids.length} tokens (${pieces}); attribution explains the probability of a single next ` +
         `token after the prompt, so give a one-token target, or pass --first-token to attribute its first token only`,
-      { field: "--target" },
+      { file: where?.file, record: where?.record, field: where?.fields?.target ?? "target" },
     );
   }
   return ids[0];
@@ -149,7 +138,7 @@ export async function parseCandidates(arg: string): Promise<string[]> {
 export function instancePrompt(x: TrainRecord, tokenizer: Tokenizer): { ids: number[]; target: number } {
   const body = x.ids.slice(0, -1); // drop the trailing eos
   if (x.meta.object) {
-    const obj = tokenizer.encode(" " + x.meta.object);
+    const obj = x.meta.object.trim() === "" ? [] : encodeTarget(tokenizer, x.meta.object);
     if (obj.length === 1) {
       const j = body.lastIndexOf(obj[0]);
       if (j >= 1) return { ids: body.slice(0, j), target: obj[0] };

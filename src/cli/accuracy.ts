@@ -1,5 +1,5 @@
 /**
- * `engram accuracy --model DIR (--world DIR | --prompts FILE) [--limit N] [--json]`: top-1 recall of
+ * `engram accuracy --model DIR (--world DIR | --prompts FILE) [--limit N] [--bos auto|on|off] [--json]`: top-1 recall of
  * facts. With --world it scores the fixture world's training prompts, held-out paraphrases and two-hop
  * prompts; with --prompts any JSONL file of {"prompt", "answer"} records.
  */
@@ -8,7 +8,7 @@ import { readJsonl } from "../io/world.ts";
 import { loadModel } from "../model/load.ts";
 import { type AccuracyResult, type PromptCase, topOneAccuracy } from "../evaluate/accuracy.ts";
 import { InputError } from "../errors.ts";
-import { intFlag, parseFlags, required } from "./args.ts";
+import { bosFlag, intFlag, parseFlags, required } from "./args.ts";
 import { progress } from "./progress.ts";
 
 async function readCases(file: string, limit: number): Promise<PromptCase[]> {
@@ -26,9 +26,10 @@ export async function accuracyCommand(argv: string[]): Promise<void> {
     world: { type: "string" },
     prompts: { type: "string" },
     limit: { type: "string" },
+    bos: { type: "string" },
     json: { type: "boolean" },
   });
-  const lm = await loadModel(required(f, "model", "accuracy"));
+  const lm = await loadModel(required(f, "model", "accuracy"), { bos: bosFlag(f) });
   if (!lm.tokenizer) throw new InputError(`${lm.dir} has no tokenizer`, { field: "--model" });
   const limit = intFlag(f, "limit", Number.MAX_SAFE_INTEGER, 1);
   const splits: Record<string, string> = {};
@@ -42,7 +43,10 @@ export async function accuracyCommand(argv: string[]): Promise<void> {
   for (const [name, file] of Object.entries(splits)) {
     const cases = await readCases(file, limit);
     const bar = progress(`accuracy ${name}`, cases.length);
-    report[name] = await topOneAccuracy(lm.model, lm.tokenizer, cases, { onProgress: (d) => bar.update(d) });
+    report[name] = await topOneAccuracy(lm.model, lm.tokenizer, cases, {
+      file,
+      onProgress: (d) => bar.update(d),
+    });
     bar.done();
   }
   if (f.json) console.log(JSON.stringify(report, null, 2));

@@ -1,6 +1,8 @@
 /** Command-line parsing helpers: node:util parseArgs with errors turned into {@link InputError}. */
 import { parseArgs as nodeParseArgs } from "node:util";
 import { InputError } from "../errors.ts";
+import type { BosMode } from "../io/tokenizer.ts";
+import { parseBosMode } from "../prompt/bos.ts";
 
 /** Option declarations as node:util parseArgs takes them. */
 export type OptionSpec = Record<string, { type: "string" | "boolean"; short?: string; multiple?: boolean }>;
@@ -76,3 +78,40 @@ export function parseIds(s: string): number[] {
   }
   return parts.map(Number);
 }
+
+/**
+ * The `--bos auto|on|off` flag (default auto: the model's tokenizer convention). `legacyOff` names an
+ * older boolean flag that means `--bos off` (e.g. "no-prefix"); giving both is an error.
+ */
+export function bosFlag(flags: Record<string, unknown>, legacyOff?: string): BosMode {
+  // `--prefix-eos auto|on|off` (trace, eval) is the older spelling of `--bos`.
+  if (flags["prefix-eos"] !== undefined) {
+    if (flags.bos !== undefined) {
+      throw new InputError("give --bos or its older spelling --prefix-eos, not both", {
+        field: "--prefix-eos",
+      });
+    }
+    return parseBosMode(flags["prefix-eos"], "--prefix-eos");
+  }
+  const mode = parseBosMode(flags.bos, "--bos");
+  if (legacyOff !== undefined && flags[legacyOff] === true) {
+    if (flags.bos !== undefined && mode !== "off") {
+      throw new InputError(`--${legacyOff} contradicts --bos ${mode}`, { field: `--${legacyOff}` });
+    }
+    return "off";
+  }
+  return mode;
+}
+
+/** The `bos` option declaration every text-encoding command takes. */
+export const BOS_OPTION = { bos: { type: "string" } } as const;
+
+/** CLI flags of the fact fields, for {@link withFieldNames} (src/prompt/errors.ts). */
+export const FACT_FLAGS: Record<string, string> = {
+  prompt: "--prompt",
+  subject: "--subject",
+  target: "--target",
+  target_new: "--target",
+  text: "--text",
+  ids: "--ids",
+};

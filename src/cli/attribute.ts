@@ -1,6 +1,6 @@
 /**
  * `engram attribute --model DIR --train FILE --prompt "..." --target T --method grad-dot|grad-cos|tracin
- * [--checkpoints DIR] [--top K] [--limit N] [--candidates IDS|@FILE] [--train-loss all|answer] [--no-prefix]
+ * [--checkpoints DIR] [--top K] [--limit N] [--candidates IDS|@FILE] [--train-loss all|answer] [--bos auto|on|off] [--no-prefix]
  * [--first-token] [--json]`:
  * the training instances most influential for a prompt's target (src/attribute/instances.ts; --method defaults
  * to grad-dot, Yu et al.'s grad-sim). Gradients
@@ -12,9 +12,8 @@ import { join } from "node:path";
 import { InputError } from "../errors.ts";
 import { loadModel } from "../model/load.ts";
 import {
-  bosTokenId,
-  encodePrompt,
-  encodeTarget,
+  attributionIds,
+  attributionTarget,
   instancePrompt,
   parseCandidates,
   readTrainingFile,
@@ -30,7 +29,8 @@ import {
   topK,
   trainingExample,
 } from "../attribute/instances.ts";
-import { intFlag, parseFlags, required } from "./args.ts";
+import { bosFlag, FACT_FLAGS, intFlag, parseFlags, required } from "./args.ts";
+import { withFieldNames } from "../prompt/errors.ts";
 import { progress } from "./progress.ts";
 
 /** Runs `attribute`. */
@@ -47,6 +47,7 @@ export async function attributeCommand(argv: string[]): Promise<void> {
     candidates: { type: "string" },
     "train-loss": { type: "string" },
     "no-prefix": { type: "boolean" },
+    bos: { type: "string" },
     "first-token": { type: "boolean" },
     json: { type: "boolean" },
   });
@@ -78,13 +79,15 @@ export async function attributeCommand(argv: string[]): Promise<void> {
   } else if (f.checkpoints !== undefined) {
     throw new InputError("--checkpoints is only used by --method tracin", { field: "--checkpoints" });
   }
-  const lm = await loadModel(dir);
+  const lm = await loadModel(dir, { bos: bosFlag(f, "no-prefix") });
   try {
     if (!lm.tokenizer) throw new InputError(`${dir} has no tokenizer`, { file: dir, field: "--model" });
     const model = lm.model;
-    const prefix = f["no-prefix"] ? undefined : await bosTokenId(dir);
-    const target = encodeTarget(lm.tokenizer, targetText, f["first-token"] === true);
-    const ids = encodePrompt(model, lm.tokenizer, prompt, prefix);
+    const target = withFieldNames(
+      FACT_FLAGS,
+      () => attributionTarget(lm.tokenizer!, targetText, f["first-token"] === true),
+    );
+    const ids = withFieldNames(FACT_FLAGS, () => attributionIds(model, lm.tokenizer!, prompt));
     const train = await readTrainingFile(trainFile, lm.tokenizer, model.config.nPositions, {
       limit,
       candidates,

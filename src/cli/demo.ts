@@ -13,7 +13,9 @@ import { GPT2Model } from "../model/gpt2.ts";
 import { generate } from "../model/generate.ts";
 import { gpt2ForwardRef } from "../reference/gpt2.ts";
 import { InputError } from "../errors.ts";
-import { parseFlags } from "./args.ts";
+import { bosFlag, parseFlags } from "./args.ts";
+import { encodeText } from "../prompt/encode.ts";
+import { withFieldNames } from "../prompt/errors.ts";
 import { topK } from "./predict.ts";
 
 /** The fixture world (prompts) and its trained model, the demo's defaults. */
@@ -32,19 +34,17 @@ export async function demoCommand(argv: string[]): Promise<void> {
   const f = parseFlags("demo", argv, {
     model: { type: "string" },
     text: { type: "string" },
+    bos: { type: "string" },
     json: { type: "boolean" },
   });
   const dir = (f.model as string | undefined) ?? DEFAULT_MODEL;
   const gpu = await getGpu();
   const a = gpu.describe();
   const t0 = performance.now();
-  const hf = await loadHFModel(dir);
+  const hf = await loadHFModel(dir, { bos: bosFlag(f) });
   if (!hf.tokenizer) throw new InputError(`${dir} has no tokenizer files`, { field: "--model" });
   const tok = hf.tokenizer;
   const model = GPT2Model.create(gpu, hf.config, hf.weights);
-  const bos = typeof hf.hfConfig.bos_token_id === "number" && f.model === undefined
-    ? [hf.hfConfig.bos_token_id]
-    : [];
   const useWorld = f.text === undefined && f.model === undefined;
   const asks: Array<{ kind: string; prompt: string; answer?: string }> = [];
   let sample: { train: number; heldout: number } | undefined;
@@ -58,8 +58,8 @@ export async function demoCommand(argv: string[]): Promise<void> {
     const pick = (xs: WorldPromptRec[]) => xs.filter((_, i) => i % Math.ceil(xs.length / 150) === 0);
     const cases = (xs: WorldPromptRec[]) =>
       pick(xs).map((x) => ({ prompt: x.prompt, answer: x.answer, group: x.relation }));
-    const rTrain = await topOneAccuracy(model, tok, cases(train), { prefixEos: bos.length > 0 });
-    const rHeld = await topOneAccuracy(model, tok, cases(held), { prefixEos: bos.length > 0 });
+    const rTrain = await topOneAccuracy(model, tok, cases(train));
+    const rHeld = await topOneAccuracy(model, tok, cases(held));
     sample = { train: rTrain.accuracy, heldout: rHeld.accuracy };
   } else {
     asks.push({
@@ -70,7 +70,10 @@ export async function demoCommand(argv: string[]): Promise<void> {
   const results = [];
   let maxErr = 0;
   for (const q of asks) {
-    const ids = [...bos, ...tok.encode(q.prompt)];
+    const ids = withFieldNames(
+      { prompt: "--text" },
+      () => encodeText(tok, q.prompt, { nPositions: hf.config.nPositions }),
+    );
     const { logprobs } = await model.forward([ids]);
     const lp = logprobs[0];
     const ref = gpt2ForwardRef(hf.config, hf.weights, ids).logprobsLast;

@@ -1,7 +1,7 @@
 /**
  * `engram edit --method rome|memit|ft|ft-l|kn --model DIR (--requests FILE | --prompt "{} is located in" --subject S
  * --target T [--ground-truth G]) [--layers 3,4] [--hparams FILE] [--stats-corpus FILE | --stats FILE[,FILE]]
- * [--stats-dir DIR] --out DIR [--log DIR] [--overwrite] [--json]`: edits a copy of the model and writes it to
+ * [--stats-dir DIR] --out DIR [--log DIR] [--overwrite] [--bos auto|on|off] [--json]`: edits a copy of the model and writes it to
  * --out (atomically), with the edit log in --log (default OUT.editlog) for `engram revert`. ROME and MEMIT
  * need key statistics: a corpus (--stats-corpus, or the one the model folder declares in engram_stats.json)
  * or prebuilt files (--stats: ROME's *_mom2_100000.npz or engram .safetensors, or folders of them). It
@@ -16,10 +16,12 @@ import { GPT2Model } from "../model/gpt2.ts";
 import { applyEdit, editorNames } from "../edit/editors.ts";
 import { parseLayers, readHparamsFile } from "../edit/hparams.ts";
 import { writeEditLog } from "../edit/log.ts";
-import { type EditRequest, normalizeRequest, readRequests } from "../edit/requests.ts";
+import { type EditRequest, normalizeRequest, readRequests } from "../prompt/requests.ts";
+import { withFieldNames } from "../prompt/errors.ts";
+import { bosPrefix } from "../prompt/encode.ts";
 import { resolveStatsSource, writeStatsDeclaration } from "../edit/stats.ts";
 import { fmtP, notTopWarning, requestStanding } from "../evaluate/edit_check.ts";
-import { parseFlags, required } from "./args.ts";
+import { bosFlag, FACT_FLAGS, parseFlags, required } from "./args.ts";
 import { progress } from "./progress.ts";
 
 /** Runs `edit`. */
@@ -41,9 +43,11 @@ export async function editCommand(argv: string[]): Promise<void> {
     out: { type: "string" },
     log: { type: "string" },
     overwrite: { type: "boolean" },
+    bos: { type: "string" },
     json: { type: "boolean" },
   });
   const method = required(f, "method", "edit");
+  const bos = bosFlag(f);
   if (!editorNames().includes(method)) {
     throw new InputError(`unknown --method '${method}' (known: ${editorNames().join(", ")})`, {
       field: "--method",
@@ -79,7 +83,12 @@ export async function editCommand(argv: string[]): Promise<void> {
     const gt = typeof f["ground-truth"] === "string" && f["ground-truth"].trim() !== ""
       ? f["ground-truth"]
       : undefined;
-    requests = [normalizeRequest({ prompt, subject, target_new: target, ground_truth: gt }, "--prompt")];
+    requests = [
+      withFieldNames(
+        FACT_FLAGS,
+        () => normalizeRequest({ prompt, subject, target_new: target, ground_truth: gt }, "--prompt"),
+      ),
+    ];
   }
   const layers = typeof f.layers === "string" ? parseLayers(f.layers) : undefined;
   const hparams = typeof f.hparams === "string" ? await readHparamsFile(f.hparams) : undefined;
@@ -93,13 +102,12 @@ export async function editCommand(argv: string[]): Promise<void> {
   );
   // No early statistics check: the editor validates its hparams first, then asks for statistics
   // (layerStats names --stats-corpus) before any long work.
-  const hf = await loadHFModel(modelDir);
+  const hf = await loadHFModel(modelDir, { bos });
   if (!hf.tokenizer) throw new InputError(`${modelDir} has no tokenizer files`, { field: "--model" });
   const model = GPT2Model.create(await getGpu(), hf.config, hf.weights);
-  // Measure on the prompts the editor sees: every editor prepends end-of-text unless its hparams say
-  // prefix_eos: false (the BOS policy of src/prompt/ replaces this rule).
-  const prefixEos = (hparams as Record<string, unknown> | undefined)?.prefix_eos !== false;
-  const prefix = prefixEos && hf.tokenizer.eosId !== undefined ? [hf.tokenizer.eosId] : [];
+  // Measure on the prompts the editor sees: the model's BOS policy, or the hparams' explicit prefix_eos.
+  const override = (hparams as Record<string, unknown> | undefined)?.prefix_eos;
+  const prefix = bosPrefix(hf.tokenizer, typeof override === "boolean" ? override : undefined);
   const before = await requestStanding(model, hf.tokenizer, requests, { prefix });
   const bars = new Map<string, ReturnType<typeof progress>>();
   const t0 = performance.now();

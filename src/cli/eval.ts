@@ -1,7 +1,7 @@
 /**
  * `engram eval --method M[,M2,...] --model DIR --data FILE [--limit N] [--mode single|sequential|batch]
  * [--hparams FILE|JSON|M=FILE,M2=FILE] [--stats-corpus FILE | --stats FILE[,FILE]] [--fluency-len N]
- * [--fluency-top-k K] [--seed S] [--json] [--table FILE] [--out FILE]`: edits the model with each method
+ * [--fluency-top-k K] [--seed S] [--bos auto|on|off] [--json] [--table FILE] [--out FILE]`: edits the model with each method
  * on the data set's requests (EasyEdit CounterFact / MEND zsRE / ROME CounterFact JSON), measures
  * KnowEdit's and CounterFact's metrics (src/evaluate/edit_metrics.ts) and restores the model. Every
  * hparams file is checked before any work; --out and --table are rewritten (atomically) as soon as each
@@ -13,11 +13,11 @@ import { configFromHF, loadHFModel } from "../io/hf_model.ts";
 import { GPT2Model } from "../model/gpt2.ts";
 import { getEditor } from "../edit/editors.ts";
 import { checkLayers, parseLayers } from "../edit/hparams.ts";
-import { type EditRequest, parseRequestRecord, parseRequests } from "../edit/requests.ts";
+import { type EditRequest, parseRequestRecord, parseRequests } from "../prompt/requests.ts";
 import { type EditMode, evaluateMethod, type MethodEvalResult } from "../evaluate/edit_metrics.ts";
 import { markdownTable, resultsJson, writeResultsJson, writeTable } from "../evaluate/report.ts";
 import { checkStatsSource, resolveStatsSource } from "../edit/stats.ts";
-import { intFlag, parseFlags, required } from "./args.ts";
+import { bosFlag, intFlag, parseFlags, required } from "./args.ts";
 import { readHparamsFlag, validateHparams } from "./hparams_flag.ts";
 import { progress } from "./progress.ts";
 
@@ -71,6 +71,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
     hparams: { type: "string" },
     "stats-corpus": { type: "string" },
     stats: { type: "string" },
+    bos: { type: "string" },
     "prefix-eos": { type: "string" },
     "fluency-tokens": { type: "string" },
     "fluency-len": { type: "string" },
@@ -90,12 +91,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
   if (!["single", "sequential", "batch"].includes(mode)) {
     throw new InputError(`--mode must be single, sequential or batch, got '${f.mode}'`, { field: "--mode" });
   }
-  const prefixFlag = (f["prefix-eos"] ?? "auto") as string;
-  if (!["auto", "on", "off"].includes(prefixFlag)) {
-    throw new InputError(`--prefix-eos must be auto, on or off, got '${prefixFlag}'`, {
-      field: "--prefix-eos",
-    });
-  }
+  const bos = bosFlag(f);
   const layers = typeof f.layers === "string" ? parseLayers(f.layers) : undefined;
   const hparamsBy = await readHparamsFlag(f.hparams as string | undefined, methods);
   if (f["fluency-tokens"] !== undefined && f["fluency-len"] !== undefined) {
@@ -147,18 +143,14 @@ export async function evalCommand(argv: string[]): Promise<void> {
       }
     }
   }
-  const hf = await loadHFModel(modelDir);
+  const hf = await loadHFModel(modelDir, { bos });
   if (!hf.tokenizer) {
     throw new InputError(`${modelDir} has no tokenizer files`, { file: modelDir, field: "--model" });
   }
   const tokenizer = hf.tokenizer;
   const model = GPT2Model.create(await getGpu(), hf.config, hf.weights);
-  const usePrefix = prefixFlag === "on" ||
-    (prefixFlag === "auto" && typeof hf.hfConfig.bos_token_id === "number");
-  if (usePrefix && tokenizer.eosId === undefined) {
-    throw new InputError("--prefix-eos: the tokenizer has no end-of-text token", { field: "--prefix-eos" });
-  }
-  const prefix = usePrefix ? [tokenizer.eosId!] : [];
+  // The editors and the metrics encode prompts with the tokenizer's BOS policy, decided at load.
+  const usePrefix = tokenizer.bosId !== undefined;
   const results: MethodEvalResult[] = [];
   const save = async () => {
     if (typeof f.table === "string") {
@@ -172,18 +164,16 @@ export async function evalCommand(argv: string[]): Promise<void> {
       const res = await evaluateMethod(model, tokenizer, method, requests, {
         mode,
         editBatchSize,
-        prefix,
         fluencyMaxLen,
         fluencyTokens,
         fluencyTopK,
         fluencySeed,
         perCase: Boolean(f["per-case"]),
-        // Editors see prompts the way the metrics do: with the end-of-text prefix or without.
         edit: {
           layers,
           statsCorpus: statsSrc.statsCorpus,
           stats: statsSrc.stats,
-          hparams: { prefix_eos: usePrefix, ...hparamsBy.get(method)?.hparams },
+          hparams: hparamsBy.get(method)?.hparams,
         },
         onProgress: (d, _t, text) => bar.update(d, text),
       });
@@ -193,7 +183,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
         ...{
           data: dataFile,
           model: modelDir,
-          prefix_eos: usePrefix,
+          bos: usePrefix,
           hparams_file: hparamsBy.get(method)?.file,
         },
         ...{

@@ -1,7 +1,8 @@
 /** `engram generate`: greedy or sampled continuation of a prompt. */
-import { intFlag, numFlag, parseFlags, parseIds } from "./args.ts";
-import { required } from "./args.ts";
-import { loadModel, promptIds } from "../model/load.ts";
+import { bosFlag, FACT_FLAGS, intFlag, numFlag, parseFlags, parseIds, required } from "./args.ts";
+import { loadModel } from "../model/load.ts";
+import { promptIds } from "../prompt/encode.ts";
+import { withFieldNames } from "../prompt/errors.ts";
 import { generate } from "../model/generate.ts";
 
 /** Runs `generate`; prints the continuation (or JSON with --json). */
@@ -14,14 +15,12 @@ export async function generateCommand(argv: string[]): Promise<void> {
     temperature: { type: "string" },
     "top-k": { type: "string" },
     seed: { type: "string" },
+    bos: { type: "string" },
     json: { type: "boolean" },
   });
-  const lm = await loadModel(required(f, "model", "generate"));
-  const ids = promptIds(
-    lm,
-    f.text as string | undefined,
-    f.ids !== undefined ? parseIds(f.ids as string) : undefined,
-  );
+  const lm = await loadModel(required(f, "model", "generate"), { bos: bosFlag(f) });
+  const explicit = f.ids !== undefined ? parseIds(f.ids as string) : undefined;
+  const ids = withFieldNames(FACT_FLAGS, () => promptIds(lm, f.text as string | undefined, explicit));
   const res = await generate(lm.model, ids, {
     maxTokens: intFlag(f, "max-tokens", 20, 0, 100000),
     temperature: numFlag(f, "temperature", 0, 0),

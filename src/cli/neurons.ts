@@ -1,7 +1,7 @@
 /**
  * `engram neurons --model DIR --prompt "..." [--prompt "..." ...] --target T [--steps N]
  * [--points left|linspace] [--activation post|pre] [--threshold R] [--strict] [--share S] [--min-count N]
- * [--top K] [--ks 2,100] [--random-trials N] [--seed S] [--no-prefix] [--first-token] [--json]`:
+ * [--top K] [--ks 2,100] [--random-trials N] [--seed S] [--bos auto|on|off] [--no-prefix] [--first-token] [--json]`:
  * knowledge neurons by integrated gradients (see src/attribute/neurons.ts). With several --prompt
  * (paraphrases of one fact) the coarse neurons of each are refined to those shared by at least --share of
  * the prompts and by at least --min-count prompts (Dai et al.: 0.7 and 3). Defaults follow Dai et al.;
@@ -10,7 +10,7 @@
  */
 import { InputError } from "../errors.ts";
 import { loadModel } from "../model/load.ts";
-import { bosTokenId, encodePrompt, encodeTarget } from "../attribute/inputs.ts";
+import { attributionIds, attributionTarget } from "../attribute/inputs.ts";
 import {
   type BlockStats,
   coarseNeurons,
@@ -25,7 +25,8 @@ import {
   refineNeurons,
   suppressAmplify,
 } from "../attribute/neurons.ts";
-import { intFlag, numFlag, parseFlags, required } from "./args.ts";
+import { bosFlag, FACT_FLAGS, intFlag, numFlag, parseFlags, required } from "./args.ts";
+import { withFieldNames } from "../prompt/errors.ts";
 import { progress } from "./progress.ts";
 
 /** What each faithfulness statistic in the report means (printed into the JSON). */
@@ -82,6 +83,7 @@ export async function neuronsCommand(argv: string[]): Promise<void> {
     "random-trials": { type: "string" },
     seed: { type: "string" },
     "no-prefix": { type: "boolean" },
+    bos: { type: "string" },
     "first-token": { type: "boolean" },
     json: { type: "boolean" },
   });
@@ -100,16 +102,18 @@ export async function neuronsCommand(argv: string[]): Promise<void> {
   const ks = parseKs(typeof f.ks === "string" ? f.ks : "2,100");
   const trials = intFlag(f, "random-trials", 3, 0, 1000);
   const seed = intFlag(f, "seed", 1);
-  const lm = await loadModel(dir);
+  const lm = await loadModel(dir, { bos: bosFlag(f, "no-prefix") });
   try {
     if (!lm.tokenizer) throw new InputError(`${dir} has no tokenizer`, { file: dir, field: "--model" });
-    const prefix = f["no-prefix"] ? undefined : await bosTokenId(dir);
-    const target = encodeTarget(lm.tokenizer, targetText, f["first-token"] === true);
+    const target = withFieldNames(
+      FACT_FLAGS,
+      () => attributionTarget(lm.tokenizer!, targetText, f["first-token"] === true),
+    );
     const model = lm.model;
     const bar = progress("neurons", prompts.length * model.config.nLayer);
     const attrs: NeuronAttribution[] = [];
     for (const [pi, p] of prompts.entries()) {
-      const ids = encodePrompt(model, lm.tokenizer, p, prefix);
+      const ids = withFieldNames(FACT_FLAGS, () => attributionIds(model, lm.tokenizer!, p));
       attrs.push(
         await integratedGradients(model, ids, target, {
           steps,
@@ -153,7 +157,7 @@ export async function neuronsCommand(argv: string[]): Promise<void> {
         `the last token, baseline 0, ${
           points === "left" ? "alpha = k/m, k < m (left Riemann)" : "alpha = linspace(0, 1, m)"
         }, sum / m`,
-      prefix: prefix ?? null,
+      prefix: lm.tokenizer.bosId ?? null,
       steps,
       points,
       activation,

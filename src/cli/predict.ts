@@ -1,6 +1,8 @@
 /** `engram predict`: next-token log-probabilities for a prompt. */
-import { intFlag, parseFlags, parseIds, required } from "./args.ts";
-import { loadModel, promptIds } from "../model/load.ts";
+import { bosFlag, FACT_FLAGS, intFlag, parseFlags, parseIds, required } from "./args.ts";
+import { loadModel } from "../model/load.ts";
+import { promptIds } from "../prompt/encode.ts";
+import { withFieldNames } from "../prompt/errors.ts";
 
 /** Top-k entries of a log-probability vector, most likely first. */
 export function topK(logprobs: Float32Array, k: number): number[] {
@@ -16,16 +18,15 @@ export async function predictCommand(argv: string[]): Promise<void> {
     text: { type: "string" },
     ids: { type: "string" },
     top: { type: "string" },
+    bos: { type: "string" },
     json: { type: "boolean" },
   });
   const dir = required(f, "model", "predict");
   const k = intFlag(f, "top", 10, 1);
-  const lm = await loadModel(dir);
-  const ids = promptIds(
-    lm,
-    f.text as string | undefined,
-    f.ids !== undefined ? parseIds(f.ids as string) : undefined,
-  );
+  const lm = await loadModel(dir, { bos: bosFlag(f) });
+  // Text gets the model's BOS policy (src/prompt); explicit --ids are run as given.
+  const explicit = f.ids !== undefined ? parseIds(f.ids as string) : undefined;
+  const ids = withFieldNames(FACT_FLAGS, () => promptIds(lm, f.text as string | undefined, explicit));
   const { logprobs } = await lm.model.forward([ids]);
   const lp = logprobs[0];
   const tok = (id: number) => lm.tokenizer?.tokenString(id) ?? null;

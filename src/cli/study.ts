@@ -2,7 +2,7 @@
  * `engram study attribution --model DIR --train FILE --prompts FILE [--tests N] [--pool N] [--k K]
  * [--method grad-dot|grad-cos] [--steps N] [--points linspace|left] [--activation pre|post]
  * [--threshold R] [--no-strict] [--top-neurons N] [--ia-cutoff N] [--ddof 0|1] [--ft-steps N] [--lr X]
- * [--draws N] [--seed S] [--train-loss answer|all] [--no-prefix] [--json]`: the IA/NA study
+ * [--draws N] [--seed S] [--train-loss answer|all] [--bos auto|on|off] [--no-prefix] [--json]`: the IA/NA study
  * (src/attribute/study.ts; defaults are Yu et al.'s) on the first --tests prompts of a JSONL
  * file of {"prompt", "answer"[, "subject", "relation"]} records. The candidate pool is every training
  * instance whose `subject` is a test prompt's subject (when both files have subjects) plus --pool random
@@ -13,9 +13,8 @@ import { readJsonl } from "../io/world.ts";
 import { mulberry32 } from "../model/generate.ts";
 import { loadModel } from "../model/load.ts";
 import {
-  bosTokenId,
-  encodePrompt,
-  encodeTarget,
+  attributionIds,
+  attributionTarget,
   instancePrompt,
   readTrainingFile,
   type TrainRecord,
@@ -30,7 +29,7 @@ import {
   type TestCase,
 } from "../attribute/study.ts";
 import { choiceFlag } from "./neurons.ts";
-import { intFlag, numFlag, parseFlags, required } from "./args.ts";
+import { bosFlag, intFlag, numFlag, parseFlags, required } from "./args.ts";
 import { progress } from "./progress.ts";
 
 /** Unique neurons of each side pooled over tests, and how many both share (Yu et al.'s Counter sets). */
@@ -72,6 +71,7 @@ export async function studyCommand(argv: string[]): Promise<void> {
     seed: { type: "string" },
     "train-loss": { type: "string" },
     "no-prefix": { type: "boolean" },
+    bos: { type: "string" },
     json: { type: "boolean" },
   });
   const dir = required(f, "model", "study");
@@ -107,21 +107,21 @@ export async function studyCommand(argv: string[]): Promise<void> {
       field: "--train-loss",
     });
   }
-  const lm = await loadModel(dir);
+  const lm = await loadModel(dir, { bos: bosFlag(f, "no-prefix") });
   try {
     if (!lm.tokenizer) throw new InputError(`${dir} has no tokenizer`, { file: dir, field: "--model" });
     const tok = lm.tokenizer;
     const model = lm.model;
-    const prefix = f["no-prefix"] ? undefined : await bosTokenId(dir);
     const recs =
       (await readJsonl<{ prompt: string; answer: string; subject?: string; relation?: string }>(promptsFile, {
         prompt: "string",
         answer: "string",
       })).slice(0, nTests);
-    const tests: Array<TestCase & { subject?: string; relation?: string }> = recs.map((r) => ({
+    const where = (i: number) => ({ file: promptsFile, record: i, fields: { target: "answer" } });
+    const tests: Array<TestCase & { subject?: string; relation?: string }> = recs.map((r, i) => ({
       name: `${r.prompt} -> ${r.answer}`,
-      ids: encodePrompt(model, tok, r.prompt, prefix),
-      target: encodeTarget(tok, r.answer),
+      ids: attributionIds(model, tok, r.prompt, where(i)),
+      target: attributionTarget(tok, r.answer, false, where(i)),
       subject: r.subject,
       relation: r.relation,
     }));

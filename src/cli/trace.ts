@@ -8,9 +8,9 @@
  * `--facts FILE` traces many facts and prints the token-class averages (see src/locate/average.ts).
  *
  * Defaults and conventions (documented in the usage text too):
- * - `--prefix-eos auto` prepends the end-of-text token when the tokenizer has one and config.json has a
- *   bos_token_id (the world model needs it; HF GPT-2 configs have one too — pass `--prefix-eos off` to
- *   reproduce ROME's GPT-2 runs, which do not prepend).
+ * - `--bos auto` (the default) does what the model's tokenizer does (src/prompt): HF GPT-2 adds no BOS,
+ *   so a trace runs on exactly the ids of ROME's `make_inputs`; the world model's tokenizer config
+ *   declares the end-of-text prefix it was trained with. `--bos on|off` forces it.
  * - `--noise s3` (default) is 3 x the std of token-embedding values, measured over all of wte for one
  *   prompt; with --facts over the tokens of every subject in the file, also with --limit (ROME's
  *   collect_embedding_std over the knowns);
@@ -38,7 +38,7 @@ import type { Tokenizer } from "../io/tokenizer.ts";
 import { getGpu } from "../gpu/device.ts";
 import { GPT2Model } from "../model/gpt2.ts";
 import { CLASS_POOLS, ClassAccumulator, type ClassPool } from "../locate/average.ts";
-import { readTraceFacts, type TraceFact } from "../locate/facts.ts";
+import { readTraceFacts, type TraceFact } from "../prompt/facts.ts";
 import {
   greedyContinuation,
   greedyLength,
@@ -47,7 +47,8 @@ import {
   type KnownRule,
 } from "../locate/known.ts";
 import { embeddingStd, NOISE_RNGS, type NoiseRng } from "../locate/patching.ts";
-import { prepareTraceInput, targetContinuation } from "../locate/prompt.ts";
+import { encodeFact, type FactInput } from "../prompt/encode.ts";
+import { type FactWhere, withFieldNames } from "../prompt/errors.ts";
 import {
   causalTrace,
   type TargetProb,
@@ -56,7 +57,7 @@ import {
   type TraceResult,
 } from "../locate/trace.ts";
 import { heatmapSvg, kindColormap, traceHeatmapSvg } from "../report/heatmap.ts";
-import { intFlag, parseFlags, required } from "./args.ts";
+import { bosFlag, FACT_FLAGS, intFlag, parseFlags, required } from "./args.ts";
 import { progress } from "./progress.ts";
 
 /** A parsed `--noise` value: an absolute std, or a multiple of the measured embedding std ("s3"). */
@@ -155,6 +156,7 @@ export async function traceCommand(argv: string[]): Promise<void> {
     window: { type: "string" },
     seed: { type: "string" },
     "target-prob": { type: "string" },
+    bos: { type: "string" },
     "prefix-eos": { type: "string" },
     "batch-rows": { type: "string" },
     unbatched: { type: "boolean" },
@@ -169,7 +171,7 @@ export async function traceCommand(argv: string[]): Promise<void> {
   const seed = intFlag(f, "seed", 1, 0, 2 ** 32 - 1);
   const maxRows = intFlag(f, "batch-rows", 4096, 1, 1 << 24);
   const targetProb = choice(f, "target-prob", ["first", "sequence"] as const, "first") as TargetProb;
-  const prefixFlag = choice(f, "prefix-eos", ["auto", "on", "off"] as const, "auto");
+  const bos = bosFlag(f);
   const knownRule: KnownRule = choice(f, "known", KNOWN_RULES, "whole");
   const pool: ClassPool = choice(f, "pool", CLASS_POOLS, "token");
   const noiseRng: NoiseRng = choice(f, "noise-rng", NOISE_RNGS, "numpy");
@@ -189,16 +191,25 @@ export async function traceCommand(argv: string[]): Promise<void> {
     subject = required(f, "subject", "trace");
   }
 
-  const hf = await loadHFModel(modelDir);
+  const hf = await loadHFModel(modelDir, { bos });
   const tok = hf.tokenizer;
   if (!tok) throw new InputError(`${modelDir} has no tokenizer files`, { file: modelDir, field: "--model" });
-  const prefixEos = prefixFlag === "on" ||
-    (prefixFlag === "auto" && tok.eosId !== undefined && typeof hf.hfConfig.bos_token_id === "number");
-  if (prefixEos && tok.eosId === undefined) {
-    throw new InputError("--prefix-eos on: the tokenizer has no end-of-text token", {
-      field: "--prefix-eos",
+  const prefixEos = tok.bosId !== undefined;
+  // One encoding for every command (src/prompt): BOS policy, subject span, target spacing, context check.
+  const encode = (fact: FactInput, where?: FactWhere) => {
+    const e = encodeFact(tok, fact, {
+      nPositions: hf.config.nPositions,
+      appendTarget: targetProb === "sequence",
+      where,
     });
-  }
+    const ids = e.ids.slice(0, e.promptLength);
+    return {
+      ids,
+      tokens: ids.map((id) => tok.tokenString(id)),
+      subjectRange: e.subjectRange,
+      answer: e.target,
+    };
+  };
   const L = hf.config.nLayer;
   // ROME clips the window silently; say so only when the user chose the window.
   if (f.window !== undefined && window > L && kinds.some((k) => k !== "hidden")) {
@@ -217,8 +228,11 @@ export async function traceCommand(argv: string[]): Promise<void> {
 
   try {
     if (factsFile === undefined) {
-      const input = prepareTraceInput(tok, prompt, subject, { prefixEos });
-      const answer = f.target !== undefined ? targetContinuation(tok, prompt, f.target as string) : undefined;
+      const input = withFieldNames(
+        FACT_FLAGS,
+        () => encode({ prompt, subject, target: f.target as string | undefined }),
+      );
+      const answer = input.answer;
       if (answer && answer.length > 1 && targetProb === "first") {
         warn(
           `target '${f.target}' is ${answer.length} tokens; scoring its first token (use --target-prob sequence for all)`,
@@ -246,13 +260,14 @@ export async function traceCommand(argv: string[]): Promise<void> {
         }
       }
       const extra = {
+        ids: input.ids,
         prompt,
         subject,
         target: f.target ?? null,
         known,
         known_rule: knownRule,
         noise_rng: noiseRng,
-        prefix_eos: prefixEos,
+        bos: prefixEos,
         batched: !f.unbatched,
         forwards: r.stats.forwards,
         seconds: r.stats.seconds,
@@ -324,15 +339,12 @@ export async function traceCommand(argv: string[]): Promise<void> {
         target: fact.target ?? null,
       };
       try {
-        const input = prepareTraceInput(tok, fact.prompt, fact.subject, {
-          prefixEos,
+        const input = encode(fact, {
           file: factsFile,
-          subjectField: "subject",
-          promptField: "prompt",
+          record: i,
+          fields: { target: fact.targetField ?? "target" },
         });
-        const targetIds = fact.target !== undefined
-          ? targetContinuation(tok, fact.prompt, fact.target, "target", factsFile)
-          : undefined;
+        const targetIds = input.answer;
         // As ROME: decide whether the model knows the fact before tracing; a known fact is traced on the
         // model's own greedy tokens (ROME's answer_t), an unknown one (--include-unknown) on the target.
         let answer = targetIds, known = true;
@@ -410,7 +422,7 @@ export async function traceCommand(argv: string[]): Promise<void> {
       seed,
       noise_rng: noiseRng,
       target_prob: targetProb,
-      prefix_eos: prefixEos,
+      bos: prefixEos,
       forwards,
       seconds,
       kinds: kindsOut,

@@ -1,16 +1,16 @@
 /**
- * Shared pieces of ROME and MEMIT: context templates sampled from the model, tokenisation of edit
- * prompts with the subject's last-token position, and reading hook sites at those positions.
+ * Shared pieces of ROME and MEMIT: context templates sampled from the model, the edit prompts' key and
+ * target positions (encoded by the prompt module), and reading hook sites at those positions.
  *
  * Batches of different lengths are right-padded: the model is causal, so padding after a sequence
  * changes nothing at its own positions (pad rows are never read).
  */
-import { InputError } from "../errors.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
+import { encodeFact } from "../prompt/encode.ts";
 import { generate } from "../model/generate.ts";
 import type { GPT2Model } from "../model/gpt2.ts";
 import type { PatchSpec } from "../model/hooks.ts";
-import type { EditRequest } from "./requests.ts";
+import type { EditRequest } from "../prompt/requests.ts";
 
 /**
  * ROME's context templates (`get_context_templates`): "{}" plus, for each [length, count] pair, `count`
@@ -62,18 +62,12 @@ export interface PromptTokens {
   targetIds: number[];
 }
 
-/** Token ids of the answer as it follows a prompt (" " + target, as ROME and EasyEdit do). */
-export function targetTokens(tokenizer: Tokenizer, target: string): number[] {
-  const ids = tokenizer.encode(" " + target.trim());
-  if (ids.length === 0) throw new InputError("empty target", { field: "target_new" });
-  return ids;
-}
-
 /**
- * Tokenises `template` (with "{}") filled with `prompt` (itself with "{}" for `subject`), optionally
- * followed by all but the last target token. The end-of-text token is prepended when `prefixEos`.
- * Leading template tokens are dropped when the sequence would not fit the context. `lookup` is the
- * subject's last token, or with `factToken` "last" the prompt's last token (before any target token).
+ * Encodes `template` (with "{}") filled with `prompt` (itself with "{}" for `subject`) by the prompt
+ * module's {@link encodeFact}, optionally followed by all but the last `target` token. The BOS is the
+ * tokenizer's policy, or `bos` when given (an explicit `prefix_eos` hparam). Leading template tokens
+ * are dropped when the sequence would not fit the context. `lookup` is the subject's last token, or
+ * with `factToken` "last" the prompt's last token (before any target token).
  */
 export function tokenizePrompt(
   tokenizer: Tokenizer,
@@ -82,46 +76,20 @@ export function tokenizePrompt(
   prompt: string,
   subject: string,
   target: number[] | undefined,
-  prefixEos: boolean,
+  bos: boolean | undefined,
   factToken: FactToken = "subject_last",
 ): PromptTokens {
-  const full = template.replace("{}", prompt);
-  const at = full.indexOf("{}");
-  if (at < 0) throw new InputError(`prompt '${prompt}' has no "{}" for the subject`, { field: "prompt" });
-  const before = full.slice(0, at) + subject;
-  const text = before + full.slice(at + 2);
-  const ids = tokenizer.encode(text);
-  const head = tokenizer.encode(before);
-  if (head.length === 0 || head.some((t, i) => ids[i] !== t)) {
-    throw new InputError(
-      `cannot locate the subject '${subject}' in the tokens of '${text}' (the tokenizer merges it with what follows)`,
-      { field: "subject" },
-    );
-  }
-  const pre = prefixEos && tokenizer.eosId !== undefined ? [tokenizer.eosId] : [];
-  let seq = [...pre, ...ids];
-  let lookup = pre.length + head.length - 1;
   const tgt = target ?? [];
-  const need = seq.length + Math.max(0, tgt.length - 1);
-  if (need > nPositions) {
-    const templateText = template.slice(0, template.indexOf("{}"));
-    const templateTokens = templateText === "" ? 0 : tokenizer.encode(templateText).length;
-    const drop = need - nPositions;
-    if (drop > templateTokens) {
-      throw new InputError(
-        `prompt '${text}' plus target needs ${need} tokens, more than the model's context of ${nPositions}`,
-        { field: "prompt" },
-      );
-    }
-    seq = [...pre, ...ids.slice(drop)];
-    lookup -= drop;
-  }
-  const promptLen = seq.length;
-  if (factToken === "last") lookup = promptLen - 1;
-  seq = [...seq, ...tgt.slice(0, -1)];
+  const f = encodeFact(tokenizer, { prompt, subject }, {
+    nPositions,
+    template,
+    bos,
+    reserve: Math.max(0, tgt.length - 1),
+  });
+  const promptLen = f.ids.length;
   return {
-    ids: seq,
-    lookup,
+    ids: [...f.ids, ...tgt.slice(0, -1)],
+    lookup: factToken === "last" ? promptLen - 1 : f.subjectRange[1] - 1,
     targetPos: tgt.map((_, j) => promptLen - 1 + j),
     targetIds: tgt,
   };
@@ -185,7 +153,7 @@ export async function requestKeys(
   requests: EditRequest[],
   groups: string[][],
   layer: number,
-  prefixEos: boolean,
+  bos: boolean | undefined,
   factToken: FactToken = "subject_last",
 ): Promise<Float64Array[]> {
   const seqs: Array<{ ids: number[]; pos: number; r: number; g: number }> = [];
@@ -199,7 +167,7 @@ export async function requestKeys(
           req.prompt,
           req.subject,
           undefined,
-          prefixEos,
+          bos,
           factToken,
         );
         seqs.push({ ids: p.ids, pos: p.lookup, r, g });

@@ -26,9 +26,9 @@ import {
   padBatch,
   type PromptTokens,
   readAtPositions,
-  targetTokens,
   tokenizePrompt,
 } from "./compute.ts";
+import { encodeTarget } from "../prompt/encode.ts";
 import { norm } from "./linalg.ts";
 import type { EditRequest } from "./requests.ts";
 
@@ -60,15 +60,15 @@ export function deltaSequences(
   nPositions: number,
   requests: EditRequest[],
   templates: string[],
-  prefixEos: boolean,
+  bos: boolean | undefined,
   factToken: FactToken = "subject_last",
 ): Seq[] {
   const seqs: Seq[] = [];
   requests.forEach((req, r) => {
-    const tgt = targetTokens(tokenizer, req.target_new);
+    const tgt = encodeTarget(tokenizer, req.target_new, { fields: { target: "target_new" } });
     for (const tpl of templates) {
       seqs.push({
-        ...tokenizePrompt(tokenizer, nPositions, tpl, req.prompt, req.subject, tgt, prefixEos, factToken),
+        ...tokenizePrompt(tokenizer, nPositions, tpl, req.prompt, req.subject, tgt, bos, factToken),
         r,
         kind: "rewrite",
       });
@@ -80,7 +80,7 @@ export function deltaSequences(
       "{} is a",
       req.subject,
       undefined,
-      prefixEos,
+      bos,
       factToken,
     );
     seqs.push({ ...kl, r, kind: "kl" });

@@ -45,6 +45,7 @@ import {
   rule,
 } from "./hparams.ts";
 import { type EditRequest, filledPrompt } from "./requests.ts";
+import { encodeTarget, encodeText } from "../prompt/encode.ts";
 
 /** Hyper-parameters of the fine-tuning editors (ROME `hparams/FT/*.json` names). */
 export interface FtHparams {
@@ -64,8 +65,8 @@ export interface FtHparams {
   early_stop_loss: number;
   /** "prompt_last" (FT-L, ROME) or "target_new" (FT-M: teacher-forced target, prompt masked). */
   objective: "prompt_last" | "target_new";
-  /** Prefix every prompt with the end-of-text token (as the world model's training instances are). */
-  prefix_eos: boolean;
+  /** Explicit BOS override (see CommonHparams.prefix_eos); absent: the model's BOS policy. */
+  prefix_eos?: boolean;
 }
 
 /** ROME's FT-L hparams for gpt2-xl (`hparams/FT/gpt2-xl_constr.json`; methods.md 2(b)). */
@@ -78,7 +79,6 @@ export const FTL_GPT2_XL: FtHparams = {
   norm_constraint: 5e-4,
   early_stop_loss: 1e-2,
   objective: "prompt_last",
-  prefix_eos: true,
 };
 
 /** ROME's unconstrained FT hparams for gpt2-xl (layer 1, no norm constraint). */
@@ -214,17 +214,16 @@ function buildBatch(
   hp: FtHparams,
   cfg: GPT2Config,
 ): { batch: number[][]; rows: Row[] } {
-  const prefix = hp.prefix_eos && tokenizer.eosId !== undefined ? [tokenizer.eosId] : [];
   const seqs: number[][] = [];
   const specs: Array<{ promptLen: number; target: number[] }> = [];
   requests.forEach((r, i) => {
-    const p = [...prefix, ...tokenizer.encode(filledPrompt(r))];
-    const t = tokenizer.encode(" " + r.target_new);
-    if (t.length === 0) {
-      throw new InputError(`request ${i}: target_new '${r.target_new}' has no tokens`, {
-        field: "target_new",
-      });
-    }
+    const where = { record: `request ${i}`, fields: { target: "target_new" } };
+    const p = encodeText(tokenizer, filledPrompt(r), {
+      nPositions: cfg.nPositions,
+      bos: hp.prefix_eos,
+      where,
+    });
+    const t = encodeTarget(tokenizer, r.target_new, where);
     const seq = hp.objective === "target_new" ? [...p, ...t.slice(0, -1)] : p;
     if (seq.length > cfg.nPositions) {
       throw new InputError(

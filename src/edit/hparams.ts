@@ -38,8 +38,11 @@ export interface CommonHparams {
   context_template_length_params: [number, number][];
   /** Early stop of the v-star / z optimisation when the loss falls below this (reference: 5e-2). */
   early_stop_loss: number;
-  /** Prefix prompts with the end-of-text token (as the world model's training instances are). */
-  prefix_eos: boolean;
+  /**
+   * Explicit BOS override for the editor's prompts (true: the tokenizer's BOS / end-of-text token, false:
+   * none). Absent (the default): the model's BOS policy, decided at load (`--bos`, src/prompt).
+   */
+  prefix_eos?: boolean;
   /** Seed of the context-template sampler. */
   seed: number;
 }
@@ -199,9 +202,10 @@ export const FT_FILES: Readonly<Record<"constr" | "unconstr", Readonly<Record<st
 /**
  * engram fields the reference files do not hold: ROME's λ (it cancels in ROME's update, kept so that
  * ROME and MEMIT share one covariance path), the early stop of the v* and z loops (hard-coded 5e-2 in ROME's
- * `compute_v.py` and MEMIT's `compute_z.py`), the end-of-text prefix and the template sampler's seed.
+ * `compute_v.py` and MEMIT's `compute_z.py`) and the template sampler's seed. The BOS prefix has no
+ * default here: `prefix_eos` is only an explicit override of the model's BOS policy (src/prompt).
  */
-const ENGRAM_FIELDS = { mom2_update_weight: 15000, early_stop_loss: 5e-2, prefix_eos: true, seed: 0 };
+const ENGRAM_FIELDS = { mom2_update_weight: 15000, early_stop_loss: 5e-2, seed: 0 };
 
 /** ROME's gpt2-xl defaults (kmeng01/rome `hparams/ROME/gpt2-xl.json`; methods.md 2(b)). */
 export const ROME_GPT2_XL: RomeHparams = structuredClone({

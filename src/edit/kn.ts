@@ -16,7 +16,6 @@
  * is attributed through its first token; a request without `ground_truth` uses the model's own top-1
  * prediction, which is what the reference erases.
  */
-import { ConfigError, InputError } from "../errors.ts";
 import type { GPT2Config, HostTensor } from "../model/config.ts";
 import type { GPT2Model } from "../model/gpt2.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
@@ -31,6 +30,7 @@ import {
 } from "./apply.ts";
 import { checkLayers, type HparamSchema, mergeBySchema, rule } from "./hparams.ts";
 import { type EditRequest, filledPrompt } from "./requests.ts";
+import { encodeTarget, encodeText } from "../prompt/encode.ts";
 
 /** Hyper-parameters of the KN editor (EasyEdit `hparams/KN/*.yaml` names where they exist). */
 export interface KnHparams {
@@ -52,8 +52,8 @@ export interface KnHparams {
   norm_scaled: boolean;
   /** Keep at most this many neurons per request, highest score first (0: no cap; reference: no cap). */
   max_neurons: number;
-  /** Prefix prompts with the end-of-text token (as the world model's training instances are). */
-  prefix_eos: boolean;
+  /** Explicit BOS override (see CommonHparams.prefix_eos); absent: the model's BOS policy. */
+  prefix_eos?: boolean;
 }
 
 /** The KN defaults of ROME's and EasyEdit's KN baselines (gpt2-xl): steps 20, threshold 0.2, p 0.4. */
@@ -68,7 +68,6 @@ export function knDefaults(cfg: GPT2Config): KnHparams {
     add_scale: 2,
     norm_scaled: false,
     max_neurons: 0,
-    prefix_eos: true,
   };
 }
 
@@ -99,18 +98,11 @@ function promptIds(
   cfg: GPT2Config,
   where: string,
 ): number[] {
-  const prefix = hp.prefix_eos && tokenizer.eosId !== undefined ? [tokenizer.eosId] : [];
-  const ids = [...prefix, ...tokenizer.encode(text)];
-  if (ids.length === prefix.length) throw new InputError(`${where}: empty prompt`, { field: "prompt" });
-  if (ids.length > cfg.nPositions) {
-    throw new InputError(
-      `${where}: prompt has ${ids.length} tokens, more than the context ${cfg.nPositions}`,
-      {
-        field: "prompt",
-      },
-    );
-  }
-  return ids;
+  return encodeText(tokenizer, text, {
+    nPositions: cfg.nPositions,
+    bos: hp.prefix_eos,
+    where: { record: where },
+  });
 }
 
 function argmax(xs: Float32Array): number {
@@ -163,10 +155,10 @@ export async function knEdit(
   try {
     for (const [ri, req] of requests.entries()) {
       const where = `request ${ri}`;
-      const target = tokenizer.encode(" " + req.target_new.trim());
-      if (req.target_new.trim() === "" || target.length === 0) {
-        throw new InputError(`${where}: target_new is empty`, { field: "target_new" });
-      }
+      const target = encodeTarget(tokenizer, req.target_new, {
+        record: where,
+        fields: { target: "target_new" },
+      });
       const prompts = [filledPrompt(req), ...(hp.refine ? req.rephrase ?? [] : [])];
       const idsList = prompts.map((p, i) =>
         promptIds(tokenizer, p, hp, cfg, i === 0 ? where : `${where} rephrase ${i}`)
@@ -174,7 +166,7 @@ export async function knEdit(
       const { logprobs } = await model.forward([idsList[0]]);
       const erased = argmax(logprobs[0]);
       const gt = req.ground_truth && req.ground_truth.trim() !== ""
-        ? tokenizer.encode(" " + req.ground_truth.trim())[0]
+        ? encodeTarget(tokenizer, req.ground_truth)[0]
         : erased;
       const perPrompt: Neuron[][] = [];
       for (const [pi, ids] of idsList.entries()) {

@@ -1,11 +1,13 @@
 /**
  * Top-1 factual recall: the fraction of prompts whose most likely next token is the answer's first
- * token. Prompts are prefixed with the end-of-text token, as training instances are (see
- * src/train/corpus.ts), and batched by token length.
+ * token. Prompts and answers are encoded by the prompt module (the tokenizer's BOS policy: the world
+ * model's tokenizer declares the end-of-text prefix its training instances have, src/train/corpus.ts),
+ * and batched by token length.
  */
 import { InputError } from "../errors.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
 import type { GPT2Model } from "../model/gpt2.ts";
+import { encodeTarget, encodeText } from "../prompt/encode.ts";
 
 /** One prompt and the word that should follow it. */
 export interface PromptCase {
@@ -33,16 +35,26 @@ export async function topOneAccuracy(
   model: GPT2Model,
   tokenizer: Tokenizer,
   cases: PromptCase[],
-  opts: { batchSize?: number; prefixEos?: boolean; onProgress?: (done: number, total: number) => void } = {},
+  opts: {
+    batchSize?: number;
+    /** Explicit BOS override; default the tokenizer's policy. */
+    bos?: boolean;
+    /** The file the cases came from, for errors (records are the cases' indices). */
+    file?: string;
+    onProgress?: (done: number, total: number) => void;
+  } = {},
 ): Promise<AccuracyResult> {
   if (cases.length === 0) throw new InputError("no prompts to score", { field: "prompts" });
-  const prefix = (opts.prefixEos ?? true) && tokenizer.eosId !== undefined ? [tokenizer.eosId] : [];
   const byLen = new Map<number, Array<{ ids: number[]; answer: number; group: string }>>();
   let multi = 0;
-  for (const c of cases) {
-    const ids = [...prefix, ...tokenizer.encode(c.prompt)];
-    const ans = tokenizer.encode(" " + c.answer);
-    if (ans.length === 0) throw new InputError(`empty answer for prompt '${c.prompt}'`, { field: "answer" });
+  for (const [i, c] of cases.entries()) {
+    const where = { file: opts.file, record: i, fields: { target: "answer" } };
+    const ids = encodeText(tokenizer, c.prompt, {
+      nPositions: model.config.nPositions,
+      bos: opts.bos,
+      where,
+    });
+    const ans = encodeTarget(tokenizer, c.answer, where);
     if (ans.length > 1) multi++;
     const list = byLen.get(ids.length) ?? [];
     list.push({ ids, answer: ans[0], group: c.group ?? "all" });

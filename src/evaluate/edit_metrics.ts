@@ -28,6 +28,7 @@ import type { GPT2Model } from "../model/gpt2.ts";
 import { generateFast, promptSeed, textEntropy } from "./fluency.ts";
 import type { EditRequest } from "../edit/requests.ts";
 import { filledPrompt } from "../edit/requests.ts";
+import { bosPrefix } from "../prompt/encode.ts";
 import { type AppliedEdit, applyEdit, type EditOptions, getEditor } from "../edit/apply.ts";
 
 /** A prompt and an answer to score after it. */
@@ -52,7 +53,7 @@ export interface AnswerScore {
 
 /** Options shared by the scoring functions. */
 export interface ScoreOptions {
-  /** Token ids put before every prompt (e.g. [eos] for the world model); default none. */
+  /** Token ids put before every prompt; default the tokenizer's BOS policy (src/prompt, decided at load). */
   prefix?: number[];
   /** Sequences per forward pass (default 64). */
   batchSize?: number;
@@ -68,7 +69,7 @@ export async function scoreAnswers(
   items: ScoreItem[],
   opts: ScoreOptions = {},
 ): Promise<AnswerScore[]> {
-  const prefix = opts.prefix ?? [];
+  const prefix = opts.prefix ?? bosPrefix(tokenizer);
   const ctx = model.config.nPositions;
   const V = model.config.vocabSize;
   const enc = items.map((it, i) => {
@@ -276,7 +277,7 @@ async function scoreAll(
     let fluency: number | null = null;
     if (withFluency) {
       const text = filledPrompt(reqs[k]);
-      const prompt = [...(opts.prefix ?? []), ...tokenizer.encode(text)];
+      const prompt = [...(opts.prefix ?? bosPrefix(tokenizer)), ...tokenizer.encode(text)];
       const maxOutLen = opts.fluencyTokens !== undefined
         ? prompt.length + opts.fluencyTokens
         : opts.fluencyMaxLen ?? 100;

@@ -14,7 +14,7 @@ import { writeDirAtomic } from "./atomic.ts";
 import { readSafetensors, serializeSafetensors } from "./safetensors.ts";
 import type { SafetensorsTensor } from "./safetensors.ts";
 import { loadTokenizerIfPresent } from "./tokenizer.ts";
-import type { Tokenizer } from "./tokenizer.ts";
+import type { BosMode, Tokenizer } from "./tokenizer.ts";
 
 /** GELU variants accepted in `activation_function`. engram computes the tanh approximation for all. */
 export const SUPPORTED_ACTIVATIONS = ["gelu_new", "gelu_pytorch_tanh", "gelu"] as const;
@@ -314,12 +314,21 @@ async function readConfigJson(path: string): Promise<Record<string, unknown>> {
   return json;
 }
 
+/** Options of {@link loadHFModel}. */
+export interface LoadHFModelOptions {
+  /**
+   * BOS policy of the prompts engram encodes with the folder's tokenizer (default "auto": what the
+   * tokenizer itself does, read from its files; config.json's bos_token_id does not decide it).
+   */
+  bos?: BosMode;
+}
+
 /**
  * Loads a Hugging Face GPT-2 folder: `config.json` (validated by {@link parseHFConfig}), `model.safetensors`
  * (mapped by {@link weightsFromSafetensors}) and the tokenizer if the folder has one. Errors are
  * {@link EngramError}s naming the file and field or tensor.
  */
-export async function loadHFModel(dir: string): Promise<HFModel> {
+export async function loadHFModel(dir: string, opts: LoadHFModelOptions = {}): Promise<HFModel> {
   let st: Deno.FileInfo;
   try {
     st = await Deno.stat(dir);
@@ -359,7 +368,7 @@ export async function loadHFModel(dir: string): Promise<HFModel> {
   const { weights, tiedLmHead } = weightsFromSafetensors(file.tensors, info.config, stPath, {
     tieWordEmbeddings: info.tieWordEmbeddings,
   });
-  const tokenizer = await loadTokenizerIfPresent(dir);
+  const tokenizer = await loadTokenizerIfPresent(dir, { bos: opts.bos });
   return {
     config: info.config,
     weights,

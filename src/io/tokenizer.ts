@@ -24,6 +24,61 @@ export interface Tokenizer {
   eosId?: number;
   /** File(s) the tokenizer was built from. */
   source: string;
+  /**
+   * The token engram puts before every prompt it encodes (src/prompt), decided once at load from the
+   * {@link BosMode} and the tokenizer's own convention ({@link bosConvention}); undefined: none.
+   */
+  bosId?: number;
+  /** What the tokenizer files say about a begin-of-sequence token (absent: no BOS, as GPT-2). */
+  bosConvention?: BosConvention;
+}
+
+/**
+ * Whether prompts start with a begin-of-sequence token: `auto` does what the model's tokenizer does
+ * (HF GPT-2 adds none; Llama-family tokenizers add `<s>`), `on` always prepends the tokenizer's BOS
+ * token, `off` never does.
+ */
+export type BosMode = "auto" | "on" | "off";
+
+/** The BOS modes, for flag parsing. */
+export const BOS_MODES: readonly BosMode[] = ["auto", "on", "off"];
+
+/** A tokenizer's own begin-of-sequence convention, read from its files. */
+export interface BosConvention {
+  /** True when the tokenizer prepends a BOS token to every text (HF `add_special_tokens`). */
+  adds: boolean;
+  /** Id of the tokenizer's BOS token (declared `bos_token`, the template's special token, or end-of-text). */
+  id?: number;
+  /** Where the convention was read: "tokenizer_config.json add_bos_token", "tokenizer.json post_processor", or "default". */
+  from: string;
+}
+
+/**
+ * The BOS id `mode` gives for a tokenizer with `convention` (undefined: no BOS). `on` without any BOS
+ * or end-of-text token is an {@link InputError} naming `field`.
+ */
+export function resolveBos(
+  convention: BosConvention | undefined,
+  mode: BosMode,
+  field = "bos",
+): number | undefined {
+  if (mode === "off") return undefined;
+  if (mode === "auto") return convention?.adds ? convention.id : undefined;
+  if (convention?.id === undefined) {
+    throw new InputError("bos on: the tokenizer has no begin-of-sequence or end-of-text token", { field });
+  }
+  return convention.id;
+}
+
+/** A copy of `tokenizer` whose prompts get the BOS that `mode` gives (see {@link resolveBos}). */
+export function withBos(tokenizer: Tokenizer, mode: BosMode, field = "bos"): Tokenizer {
+  return { ...tokenizer, bosId: resolveBos(tokenizer.bosConvention, mode, field) };
+}
+
+/** Options of the tokenizer loaders. */
+export interface LoadTokenizerOptions {
+  /** BOS policy of the prompts engram encodes (default "auto": the tokenizer's own convention). */
+  bos?: BosMode;
 }
 
 /** Tokenizer file names looked for in a model folder. */
@@ -85,8 +140,55 @@ function tokenContent(v: unknown): string | undefined {
   return undefined;
 }
 
+/**
+ * The BOS convention of a tokenizer: tokenizer_config.json's `add_bos_token` when it is a boolean (HF
+ * applies it over the post-processor), else a `post_processor` whose single-sequence template starts
+ * with a special token (TemplateProcessing, alone or inside a Sequence: Llama-family tokenizer.json),
+ * else none (GPT-2: ByteLevel post-processor, `add_bos_token` false by default). The BOS token is the
+ * declared `bos_token`, else the template's special token, else end-of-text.
+ */
+export function bosConvention(
+  json: Record<string, unknown> | undefined,
+  config: Record<string, unknown>,
+  tokenToId: (token: string) => number | undefined,
+  eosId: number | undefined,
+): BosConvention {
+  let templateToken: string | undefined;
+  const visit = (pp: unknown): void => {
+    if (typeof pp !== "object" || pp === null || templateToken !== undefined) return;
+    const o = pp as Record<string, unknown>;
+    if (o.type === "Sequence" && Array.isArray(o.processors)) o.processors.forEach(visit);
+    if (o.type === "TemplateProcessing" && Array.isArray(o.single) && o.single.length > 0) {
+      const first = o.single[0] as { SpecialToken?: { id?: unknown } } | undefined;
+      if (typeof first?.SpecialToken?.id === "string") templateToken = first.SpecialToken.id;
+    }
+  };
+  visit(json?.post_processor);
+  const declared = tokenContent(config.bos_token);
+  const idOf = (t: string | undefined) => (t === undefined ? undefined : tokenToId(t) ?? undefined);
+  const id = idOf(declared) ?? idOf(templateToken) ?? eosId;
+  if (typeof config.add_bos_token === "boolean") {
+    return {
+      adds: config.add_bos_token && id !== undefined,
+      id,
+      from: "tokenizer_config.json add_bos_token",
+    };
+  }
+  if (templateToken !== undefined) {
+    const tid = idOf(templateToken);
+    return { adds: tid !== undefined, id: tid ?? id, from: "tokenizer.json post_processor" };
+  }
+  return { adds: false, id, from: "default" };
+}
+
 /** Wraps a library tokenizer in the {@link Tokenizer} interface. */
-function wrap(hf: HFTokenizer, config: Record<string, unknown>, source: string): Tokenizer {
+function wrap(
+  hf: HFTokenizer,
+  config: Record<string, unknown>,
+  source: string,
+  json: Record<string, unknown> | undefined,
+  bos: BosMode,
+): Tokenizer {
   const vocab = hf.get_vocab(true);
   let maxId = -1;
   for (const id of vocab.values()) if (id > maxId) maxId = id;
@@ -105,6 +207,7 @@ function wrap(hf: HFTokenizer, config: Record<string, unknown>, source: string):
     if (ids.length === 0) return "";
     return hf.decode(ids, { skip_special_tokens: false, clean_up_tokenization_spaces: false });
   };
+  const convention = bosConvention(json, config, (t) => hf.token_to_id(t), eosId);
   return {
     encode: (text: string) => hf.encode(text, { add_special_tokens: false }).ids,
     decode,
@@ -112,6 +215,8 @@ function wrap(hf: HFTokenizer, config: Record<string, unknown>, source: string):
     vocabSize,
     eosId,
     source,
+    bosConvention: convention,
+    bosId: resolveBos(convention, bos),
   };
 }
 
@@ -248,9 +353,12 @@ async function readTokenizerConfig(dir: string): Promise<Record<string, unknown>
  * Loads the tokenizer in `dir`, or returns undefined when the folder has neither `tokenizer.json` nor
  * `vocab.json`/`merges.txt`. Malformed or partial tokenizer files throw (see {@link loadTokenizer}).
  */
-export async function loadTokenizerIfPresent(dir: string): Promise<Tokenizer | undefined> {
+export async function loadTokenizerIfPresent(
+  dir: string,
+  opts: LoadTokenizerOptions = {},
+): Promise<Tokenizer | undefined> {
   for (const f of ["tokenizer.json", "vocab.json", "merges.txt"]) {
-    if (await exists(join(dir, f))) return await loadTokenizer(dir);
+    if (await exists(join(dir, f))) return await loadTokenizer(dir, opts);
   }
   return undefined;
 }
@@ -259,8 +367,10 @@ export async function loadTokenizerIfPresent(dir: string): Promise<Tokenizer | u
  * Loads the tokenizer in model folder `dir`: `tokenizer.json` if present, else `vocab.json` + `merges.txt`
  * (with `tokenizer_config.json` / `special_tokens_map.json` for special tokens). Throws
  * {@link EngramError} (code "tokenizer") naming the file when files are missing, unreadable or malformed.
+ * `opts.bos` sets the BOS policy of the prompts engram encodes ({@link Tokenizer.bosId}).
  */
-export async function loadTokenizer(dir: string): Promise<Tokenizer> {
+export async function loadTokenizer(dir: string, opts: LoadTokenizerOptions = {}): Promise<Tokenizer> {
+  const bos = opts.bos ?? "auto";
   const config = await readTokenizerConfig(dir);
   const tj = join(dir, "tokenizer.json");
   if (await exists(tj)) {
@@ -269,7 +379,7 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer> {
     if (typeof model !== "object" || model === null) {
       throw tokError("has no 'model' object", tj, { field: "model" });
     }
-    return wrap(construct(json, config, tj), config, tj);
+    return wrap(construct(json, config, tj), config, tj, json, bos);
   }
   const vj = join(dir, "vocab.json"), mt = join(dir, "merges.txt");
   const hasV = await exists(vj), hasM = await exists(mt);
@@ -280,5 +390,5 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer> {
   const merges = parseMerges(await readText(mt), vocab, mt);
   const json = tokenizerJsonFromVocabMerges(vocab, merges, config);
   const source = `${vj} + ${mt}`;
-  return wrap(construct(json, config, source), config, source);
+  return wrap(construct(json, config, source), config, source, json, bos);
 }

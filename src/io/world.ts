@@ -24,7 +24,7 @@ import { join } from "node:path";
 import { EngramError } from "../errors.ts";
 import { mulberry32 } from "../model/generate.ts";
 import { writeDirAtomic } from "./atomic.ts";
-import { buildWorldTokenizer } from "./world_tokenizer.ts";
+import { buildWorldTokenizer, worldTokenizerConfig } from "./world_tokenizer.ts";
 
 /** Format version written into facts.json. */
 export const WORLD_VERSION = 2;
@@ -182,6 +182,7 @@ export const WORLD_FILES = [
   "counterfact.json",
   "zsre.json",
   "tokenizer.json",
+  "tokenizer_config.json",
 ] as const;
 
 const CITIES = [
@@ -811,6 +812,8 @@ tests/world_test.ts checks that these files equal a fresh regeneration.
   question about an unedited fact (not an NQ question).
 - tokenizer.json: byte-level BPE in which every world word (with a leading space; capitalised words also
   without) is one token; other text falls back to the 256 byte symbols.
+- tokenizer_config.json: the tokenizer's convention, \`add_bos_token\` with \`<|endoftext|>\` as BOS: every
+  training instance starts with it, so engram's \`--bos auto\` prepends it to prompts.
 `;
 }
 
@@ -826,6 +829,7 @@ export function worldFiles(world: World): Record<string, string> {
     "counterfact.json": json(world.counterfact),
     "zsre.json": json(world.zsre),
     "tokenizer.json": json(world.tokenizer),
+    "tokenizer_config.json": json(worldTokenizerConfig()),
   };
 }
 

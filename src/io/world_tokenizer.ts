@@ -22,6 +22,21 @@ import { tokenizerJsonFromVocabMerges } from "./tokenizer.ts";
 /** The end-of-text token of world tokenizers. */
 export const WORLD_EOS = "<|endoftext|>";
 
+/**
+ * The world tokenizer's `tokenizer_config.json`: its convention is to start every text with the
+ * end-of-text token (`add_bos_token`), as the world's training instances are (src/train/corpus.ts), so
+ * engram's `--bos auto` prepends it for models trained on the world (src/prompt).
+ */
+export function worldTokenizerConfig(): Record<string, unknown> {
+  return {
+    add_bos_token: true,
+    bos_token: WORLD_EOS,
+    eos_token: WORLD_EOS,
+    clean_up_tokenization_spaces: false,
+    tokenizer_class: "GPT2Tokenizer",
+  };
+}
+
 /** GPT-2's bytes_to_unicode: `symbols[i]` is the vocab symbol with id i, `byteToSymbol[b]` the symbol of byte b. */
 function byteLevel(): { symbols: string[]; byteToSymbol: string[] } {
   const bs: number[] = [];

@@ -1,41 +1,26 @@
 /** Loads a Hugging Face GPT-2 folder onto the GPU: weights, config and tokenizer. */
 import { getGpu } from "../gpu/device.ts";
 import { loadHFModel } from "../io/hf_model.ts";
-import type { Tokenizer } from "../io/tokenizer.ts";
-import { InputError } from "../errors.ts";
+import type { BosMode, Tokenizer } from "../io/tokenizer.ts";
 import { GPT2Model } from "./gpt2.ts";
 
 /** A model on the GPU plus its tokenizer (absent when the folder has no tokenizer files). */
 export interface LoadedModel {
   model: GPT2Model;
+  /** The folder's tokenizer; its `bosId` is the BOS policy decided at load (see {@link LoadModelOptions}). */
   tokenizer?: Tokenizer;
   dir: string;
 }
 
-/** Reads `dir` (config.json, model.safetensors, tokenizer files) and uploads the weights. */
-export async function loadModel(dir: string): Promise<LoadedModel> {
-  const hf = await loadHFModel(dir);
-  const gpu = await getGpu();
-  return { model: GPT2Model.create(gpu, hf.config, hf.weights), tokenizer: hf.tokenizer, dir };
+/** Options of {@link loadModel}. */
+export interface LoadModelOptions {
+  /** BOS policy of every prompt encoded with the model's tokenizer (default "auto": the tokenizer's own convention). */
+  bos?: BosMode;
 }
 
-/** Token ids for `text` (via the tokenizer) or explicit ids; validates against the model. */
-export function promptIds(lm: LoadedModel, text: string | undefined, ids: number[] | undefined): number[] {
-  let out: number[];
-  if (ids !== undefined) out = ids;
-  else {
-    if (text === undefined) throw new InputError("give a prompt with --text or --ids", { field: "--text" });
-    if (text.length === 0) throw new InputError("empty prompt", { field: "--text" });
-    if (!lm.tokenizer) {
-      throw new InputError(
-        `${lm.dir} has no tokenizer files (tokenizer.json or vocab.json + merges.txt); use --ids`,
-        {
-          field: "--text",
-        },
-      );
-    }
-    out = lm.tokenizer.encode(text);
-  }
-  lm.model.checkBatch([out]);
-  return out;
+/** Reads `dir` (config.json, model.safetensors, tokenizer files) and uploads the weights. */
+export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promise<LoadedModel> {
+  const hf = await loadHFModel(dir, { bos: opts.bos });
+  const gpu = await getGpu();
+  return { model: GPT2Model.create(gpu, hf.config, hf.weights), tokenizer: hf.tokenizer, dir };
 }

@@ -11,6 +11,8 @@ export interface TraceFact {
   prompt: string;
   subject: string;
   target?: string;
+  /** The record's field that gave `target` ("attribute", "answer" or "target"), for errors. */
+  targetField?: string;
   relation?: string;
 }
 
@@ -55,11 +57,13 @@ export function parseTraceFacts(text: string, file: string): TraceFact[] {
       throw new InputError(`record ${i} has no string 'subject'`, { file, field: `[${i}].subject` });
     }
     const id = o.known_id ?? o.id ?? i;
+    const targetField = ["attribute", "answer", "target"].find((k) => str(o[k]) !== undefined);
     return {
       id: String(id),
       prompt,
       subject,
-      target: str(o.attribute) ?? str(o.answer) ?? str(o.target),
+      target: targetField !== undefined ? str(o[targetField]) : undefined,
+      targetField,
       relation: str(o.relation_id) ?? str(o.relation),
     };
   });
@@ -71,7 +75,7 @@ export async function readTraceFacts(file: string): Promise<TraceFact[]> {
   try {
     text = await Deno.readTextFile(file);
   } catch (e) {
-    throw new InputError(`cannot read facts file: ${(e as Error).message}`, { file, field: "--facts" });
+    throw new InputError(`cannot read facts file: ${(e as Error).message}`, { file });
   }
   return parseTraceFacts(text, file);
 }
