@@ -36,6 +36,12 @@ export interface CommonHparams {
   prefix_eos: boolean;
   /** Seed of the context-template sampler. */
   seed: number;
+  /**
+   * ROME only: which key the update's denominator and residual use. "original" (kmeng01/rome): the bare
+   * prompt's key k₀, while u and v* come from the template average k*. "consistent" (r-ROME, Gupta et al.
+   * 2024; EasyEdit `r_rome` with `enable_random_prefix_keys`): k* in both places, so W'k* + b = v* exactly.
+   */
+  key: "original" | "consistent";
 }
 
 /** ROME hyper-parameters. */
@@ -61,6 +67,7 @@ export const ROME_GPT2_XL: RomeHparams = {
   early_stop_loss: 5e-2,
   prefix_eos: true,
   seed: 0,
+  key: "original",
 };
 
 /** MEMIT's gpt2-xl defaults (methods.md 2(c)). */
@@ -250,6 +257,7 @@ const SCHEMA: Record<keyof CommonHparams, HparamRule> = {
   early_stop_loss: rule.num(),
   prefix_eos: rule.bool(),
   seed: rule.int(),
+  key: rule.oneOf("original", "consistent"),
 };
 
 /**

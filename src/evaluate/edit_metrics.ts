@@ -25,7 +25,7 @@ import type { GPT2Model } from "../model/gpt2.ts";
 import { generate } from "../model/generate.ts";
 import type { EditRequest } from "../edit/requests.ts";
 import { filledPrompt } from "../edit/requests.ts";
-import { type AppliedEdit, applyEdit, type EditOptions, getEditor } from "../edit/apply.ts";
+import { type AppliedEdit, applyEdit, type EditOptions, getEditor } from "../edit/editors.ts";
 
 /** A prompt and an answer to score after it. */
 export interface ScoreItem {
