@@ -21,7 +21,7 @@
  * returned as deltas (src/edit/apply.ts applies them). The ground truth is attributed through its first
  * token; a request without `ground_truth` uses the model's own top-1 prediction.
  */
-import { type ConfigError, InputError } from "../errors.ts";
+import { InputError } from "../errors.ts";
 import type { GPT2Config, HostTensor } from "../model/config.ts";
 import type { GPT2Model } from "../model/gpt2.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
@@ -79,7 +79,7 @@ export function knDefaults(cfg: GPT2Config): KnHparams {
 
 const IGNORED = new Set(["alg_name", "model_name", "device", "batch_size", "lr_scale", "max_length"]);
 
-/** Overrides `base` with a JSON object (from `file`, for messages); unknown keys are a {@link ConfigError}. */
+/** Overrides `base` with a JSON object (from `file`, for messages); unknown keys are a ConfigError. */
 export function mergeKnHparams(base: KnHparams, over: unknown, cfg: GPT2Config, file?: string): KnHparams {
   return mergeBySchema(base, over, KN_SCHEMA, IGNORED, cfg, file);
 }
