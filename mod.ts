@@ -36,8 +36,18 @@ export {
   writeSafetensors,
 } from "./src/io/safetensors.ts";
 export { gpt2ForwardRef } from "./src/reference/gpt2.ts";
-export { applyEdit, editorNames, getEditor, registerEditor } from "./src/edit/editors.ts";
-export type { AppliedEdit, EditOptions, Editor, EditResult } from "./src/edit/apply.ts";
+export { applyEdit, editorNames, EDITORS, getEditor } from "./src/edit/editors.ts";
+export { applyDeltas, hostWeights, modelWeights, restoreWeights } from "./src/edit/apply.ts";
+export type {
+  AppliedEdit,
+  EditDeltas,
+  EditOptions,
+  Editor,
+  EditResult,
+  WeightTarget,
+} from "./src/edit/apply.ts";
+export { parseRequests, readRequests } from "./src/prompt/requests.ts";
+export type { EditRequest, PromptAnswer } from "./src/prompt/requests.ts";
 export { memitDefaults, romeDefaults } from "./src/edit/hparams.ts";
 export { layerStats } from "./src/edit/stats.ts";
 export { readEditLog, revertWeights, writeEditLog } from "./src/edit/log.ts";

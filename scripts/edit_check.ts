@@ -6,8 +6,7 @@
  */
 import { loadModel } from "../src/model/load.ts";
 import { filledPrompt, readRequests } from "../src/edit/requests.ts";
-import { applyEdit } from "../src/edit/apply.ts";
-import "../src/edit/editors.ts";
+import { applyEdit } from "../src/edit/editors.ts";
 import { declaredStatsCorpus } from "../src/edit/stats.ts";
 const [dir, method, nStr, layersStr, batch] = Deno.args;
 const lm = await loadModel(dir);

@@ -10,7 +10,7 @@ import type { GPT2Config } from "../src/model/config.ts";
 import { GPT2Model } from "../src/model/gpt2.ts";
 import { randomGPT2 } from "../src/model/random.ts";
 import { gpt2ForwardRef } from "../src/reference/gpt2.ts";
-import { applyEdit, editorNames } from "../src/edit/apply.ts";
+import { applyEdit, editorNames } from "../src/edit/editors.ts";
 import { ftlDefaults, mergeFtHparams } from "../src/edit/ft.ts";
 import { readRequests } from "../src/edit/requests.ts";
 import { loadModel } from "../src/model/load.ts";

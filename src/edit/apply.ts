@@ -1,14 +1,20 @@
 /**
- * The editor registry and in-memory edits. An {@link Editor} changes some weights of a loaded model in
- * place (host `model.weights` and the GPU copy, via `syncWeight`) and reports the exact original values
- * of every weight it changed, so an edit can always be undone bit for bit ({@link applyEdit}'s
- * `restore()`, and `engram revert` from the saved log).
+ * Edits in two steps, as ROME's `execute_rome` / `apply_rome_to_model` split them:
  *
- * Editors register by name with {@link registerEditor}; src/edit/editors.ts imports every editor module
- * so that the registry is complete wherever it is imported.
+ * 1. An {@link Editor} computes additive weight deltas and leaves the model as it found it. Editors that
+ *    must see their own earlier changes while computing (ROME's later requests, MEMIT's later layers, KN's
+ *    later requests) change weights only through {@link ScratchWeights}, which puts every original back
+ *    bit for bit before the editor returns or throws.
+ * 2. {@link applyDeltas} is the one place that changes weights for good: it checks every delta before
+ *    writing any, records the exact originals, writes each weight through one setter
+ *    (`GPT2Model.setWeight`, which keeps the host and GPU copies equal), puts the originals back if a
+ *    write fails half-way, and collects warnings. {@link restoreWeights} and `engram revert` write through
+ *    the same setter.
+ *
+ * The editors themselves are listed in src/edit/editors.ts.
  */
-import { InputError } from "../errors.ts";
-import type { HostTensor } from "../model/config.ts";
+import { InputError, ShapeError } from "../errors.ts";
+import type { HostTensor, WeightMap } from "../model/config.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
 import type { GPT2Model } from "../model/gpt2.ts";
 import type { EditRequest } from "./requests.ts";
@@ -35,7 +41,21 @@ export interface EditOptions {
   statsDir?: string;
 }
 
-/** What an editor did. */
+/** What an editor computed, without applying it. */
+export interface EditDeltas {
+  method: string;
+  /** Additive change of each weight (same shape as the weight), in the order the editor first changed it. */
+  deltas: Map<string, HostTensor>;
+  /** Method-specific tensors worth keeping (rank-one factors, keys, deltas), for the edit log. */
+  tensors: Map<string, HostTensor>;
+  /** The hyper-parameters used, after defaults and overrides. */
+  hparams: Record<string, unknown>;
+  /** Method-specific details (layers, losses, statistics files, regularisation). */
+  info: Record<string, unknown>;
+  warnings: string[];
+}
+
+/** What an applied edit did. */
 export interface EditResult {
   method: string;
   /** Names of the weights changed, in the order first changed. */
@@ -48,78 +68,150 @@ export interface EditResult {
   hparams: Record<string, unknown>;
   /** Method-specific details (layers, losses, statistics files, regularisation). */
   info: Record<string, unknown>;
+  /** The editor's warnings, then those of applying the deltas. */
   warnings: string[];
 }
 
-/** An editing method. Mutates `model` and returns what it changed. */
+/** An editing method: computes deltas for `requests` and leaves `model` exactly as it found it. */
 export type Editor = (
   model: GPT2Model,
   tokenizer: Tokenizer,
   requests: EditRequest[],
   opts: EditOptions,
-) => Promise<EditResult>;
+) => Promise<EditDeltas>;
 
-const registry = new Map<string, Editor>();
-
-/** Registers an editing method under `name` (e.g. "rome", "memit", "ft"). */
-export function registerEditor(name: string, editor: Editor): void {
-  registry.set(name, editor);
+/** Where weights are read and written: a model (host + GPU) or a host-only weight map. */
+export interface WeightTarget {
+  get(name: string): HostTensor | undefined;
+  set(name: string, data: Float32Array): void;
 }
 
-/** The registered editor `name`, or an {@link InputError} listing the known ones. */
-export function getEditor(name: string): Editor {
-  const e = registry.get(name);
-  if (!e) {
-    throw new InputError(`unknown edit method '${name}' (known: ${editorNames().join(", ")})`, {
-      field: "--method",
-    });
-  }
-  return e;
+/** A loaded model's weights, written through `GPT2Model.setWeight` (host and GPU together). */
+export function modelWeights(model: GPT2Model): WeightTarget {
+  return { get: (n) => model.weights.get(n), set: (n, d) => model.setWeight(n, d) };
 }
 
-/** Names of the registered editors. */
-export function editorNames(): string[] {
-  return [...registry.keys()].sort();
+/** Host-only weights (e.g. a model folder being reverted without a GPU). */
+export function hostWeights(weights: WeightMap): WeightTarget {
+  return {
+    get: (n) => weights.get(n),
+    set: (n, d) => {
+      const t = weights.get(n);
+      if (!t) throw new ShapeError("no such weight", { field: n });
+      t.data.set(d);
+    },
+  };
+}
+
+/** `orig + delta`, rounded once to float32: the edited value, wherever it is computed. */
+export function addDelta(orig: Float32Array, delta: ArrayLike<number>): Float32Array {
+  const out = new Float32Array(orig.length);
+  for (let i = 0; i < out.length; i++) out[i] = orig[i] + delta[i];
+  return out;
+}
+
+/** What {@link applyDeltas} changed. */
+export interface AppliedDeltas {
+  /** Weights written, in the deltas' order. */
+  weights: string[];
+  /** Their exact values before (copies). */
+  originals: Map<string, HostTensor>;
+  warnings: string[];
 }
 
 /**
- * Records the original value of `name` in `originals` unless already there. Editors call this before
- * changing a weight for the first time.
+ * Applies additive `deltas` to `target`: every delta is checked (the weight exists, same shape, finite
+ * values) before any weight is written; the originals are copied; each weight becomes `orig + delta`
+ * ({@link addDelta}). If a write fails, the weights already written are restored and the error rethrown.
+ * Warns about a delta that changes nothing (all zero, or too small to move any float32 value).
  */
-export function keepOriginal(
-  model: GPT2Model,
-  name: string,
-  originals: Map<string, HostTensor>,
-  order: string[],
-): void {
-  if (originals.has(name)) return;
-  const w = model.weights.get(name);
-  if (!w) throw new InputError(`model has no weight '${name}'`, { field: name });
-  originals.set(name, { shape: [...w.shape], data: Float32Array.from(w.data) });
-  order.push(name);
-}
-
-/** `delta.NAME` = current − original host values of each named weight, for the edit log. */
-export function weightDeltas(
-  model: GPT2Model,
-  originals: Map<string, HostTensor>,
-  names: string[],
-): Map<string, HostTensor> {
-  const tensors = new Map<string, HostTensor>();
-  for (const n of names) {
-    const w = model.weights.get(n)!, o = originals.get(n)!;
-    const d = new Float32Array(w.data.length);
-    for (let i = 0; i < d.length; i++) d[i] = w.data[i] - o.data[i];
-    tensors.set(`delta.${n}`, { shape: [...w.shape], data: d });
+export function applyDeltas(
+  target: WeightTarget,
+  deltas: Map<string, HostTensor>,
+  opts: { onWarning?: (m: string) => void } = {},
+): AppliedDeltas {
+  const warnings: string[] = [];
+  const warn = (m: string) => {
+    warnings.push(m);
+    opts.onWarning?.(m);
+  };
+  for (const [name, d] of deltas) {
+    const w = target.get(name);
+    if (!w) throw new InputError(`model has no weight '${name}'`, { field: name });
+    if (
+      d.data.length !== w.data.length || d.shape.length !== w.shape.length ||
+      d.shape.some((x, i) => x !== w.shape[i])
+    ) {
+      throw new ShapeError(`delta has shape [${d.shape}], the weight [${w.shape}]`, { field: name });
+    }
+    for (let i = 0; i < d.data.length; i++) {
+      if (!Number.isFinite(d.data[i])) {
+        throw new InputError(`the edit computed a non-finite change (${d.data[i]}) at index ${i}`, {
+          field: name,
+        });
+      }
+    }
   }
-  return tensors;
+  const originals = new Map<string, HostTensor>();
+  const written: string[] = [];
+  try {
+    for (const [name, d] of deltas) {
+      const w = target.get(name)!;
+      const orig = Float32Array.from(w.data);
+      originals.set(name, { shape: [...w.shape], data: orig });
+      const next = addDelta(orig, d.data);
+      let moved = 0;
+      for (let i = 0; i < next.length; i++) if (next[i] !== orig[i]) moved++;
+      if (moved === 0) {
+        warn(`the edit leaves '${name}' unchanged (its delta is zero or below float32 resolution)`);
+      }
+      target.set(name, next);
+      written.push(name);
+    }
+  } catch (e) {
+    for (const name of written) target.set(name, originals.get(name)!.data);
+    throw e;
+  }
+  return { weights: [...originals.keys()], originals, warnings };
 }
 
-/** Puts back exact original weight values (host and GPU). */
-export function restoreWeights(model: GPT2Model, originals: Map<string, HostTensor>): void {
-  for (const [name, t] of originals) {
-    model.weights.get(name)!.data.set(t.data);
-    model.syncWeight(name);
+/** Puts back exact original weight values through `target`'s setter. */
+export function restoreWeights(target: WeightTarget, originals: Map<string, HostTensor>): void {
+  for (const [name, t] of originals) target.set(name, t.data);
+}
+
+/**
+ * Weights an editor changes while it computes — later ROME requests and KN requests see the earlier ones,
+ * later MEMIT layers see the earlier layers' updates — always put back exactly by {@link restore} (call
+ * it in a `finally`). Values are set as `original + delta` with {@link addDelta}, so what the editor sees
+ * is what {@link applyDeltas} will produce.
+ */
+export class ScratchWeights {
+  private readonly originals = new Map<string, Float32Array>();
+
+  constructor(private readonly model: GPT2Model) {}
+
+  /** The exact value of `name` before this scratch changed it. */
+  original(name: string): Float32Array {
+    const o = this.originals.get(name);
+    if (o) return o;
+    const w = this.model.weights.get(name);
+    if (!w) throw new InputError(`model has no weight '${name}'`, { field: name });
+    return w.data;
+  }
+
+  /** Sets `name` to its original value plus `delta` (host and GPU). */
+  setDelta(name: string, delta: ArrayLike<number>): void {
+    const w = this.model.weights.get(name);
+    if (!w) throw new InputError(`model has no weight '${name}'`, { field: name });
+    if (!this.originals.has(name)) this.originals.set(name, Float32Array.from(w.data));
+    this.model.setWeight(name, addDelta(this.originals.get(name)!, delta));
+  }
+
+  /** Puts every changed weight back to its exact original value. */
+  restore(): void {
+    for (const [name, o] of this.originals) this.model.setWeight(name, o);
+    this.originals.clear();
   }
 }
 
@@ -130,21 +222,22 @@ export interface AppliedEdit {
   restore(): void;
 }
 
-/**
- * Edits `model` in memory with the registered method and returns a handle whose `restore()` undoes the
- * edit exactly. If the editor fails, the model is left as it was.
- */
-export async function applyEdit(
+/** Applies an editor's computed `deltas` to `model` ({@link applyDeltas}) and returns the handle. */
+export function applyComputed(
   model: GPT2Model,
-  tokenizer: Tokenizer,
-  method: string,
-  requests: EditRequest[],
-  opts: EditOptions = {},
-): Promise<AppliedEdit> {
-  const editor = getEditor(method);
-  if (requests.length === 0) throw new InputError("no edit requests", { field: "requests" });
-  // Safety net: snapshot everything an editor might touch cheaply is impossible in general, so editors
-  // restore on their own failures; here we only guard against a partial result.
-  const result = await editor(model, tokenizer, requests, opts);
-  return { result, restore: () => restoreWeights(model, result.originals) };
+  computed: EditDeltas,
+  opts: { onWarning?: (m: string) => void } = {},
+): AppliedEdit {
+  const target = modelWeights(model);
+  const applied = applyDeltas(target, computed.deltas, opts);
+  const result: EditResult = {
+    method: computed.method,
+    weights: applied.weights,
+    originals: applied.originals,
+    tensors: computed.tensors,
+    hparams: computed.hparams,
+    info: computed.info,
+    warnings: [...computed.warnings, ...applied.warnings],
+  };
+  return { result, restore: () => restoreWeights(target, applied.originals) };
 }

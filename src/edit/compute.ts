@@ -1,49 +1,15 @@
 /**
- * Shared pieces of ROME and MEMIT: context templates sampled from the model, the edit prompts' key and
- * target positions (encoded by the prompt module), and reading hook sites at those positions.
+ * Shared pieces of ROME and MEMIT: the edit prompts' key and target positions (encoded by the prompt
+ * module), and reading hook sites at those positions (context templates: ./templates.ts).
  *
  * Batches of different lengths are right-padded: the model is causal, so padding after a sequence
  * changes nothing at its own positions (pad rows are never read).
  */
 import type { Tokenizer } from "../io/tokenizer.ts";
 import { encodeFact } from "../prompt/encode.ts";
-import { generate } from "../model/generate.ts";
 import type { GPT2Model } from "../model/gpt2.ts";
 import type { PatchSpec } from "../model/hooks.ts";
 import type { EditRequest } from "../prompt/requests.ts";
-
-/**
- * ROME's context templates (`get_context_templates`): "{}" plus, for each [length, count] pair, `count`
- * texts of `length` tokens sampled (top-k 5, seeded) from the end-of-text token, each as "<text>. {}".
- */
-export async function contextTemplates(
-  model: GPT2Model,
-  tokenizer: Tokenizer,
-  lengthParams: [number, number][],
-  seed: number,
-): Promise<string[][]> {
-  const groups: string[][] = [["{}"]];
-  const start = tokenizer.eosId !== undefined ? [tokenizer.eosId] : tokenizer.encode("The");
-  let k = 0;
-  for (const [len, n] of lengthParams) {
-    const g: string[] = [];
-    for (let i = 0; i < n; i++) {
-      const { ids } = await generate(model, start, {
-        maxTokens: len,
-        temperature: 1,
-        topK: 5,
-        seed: seed * 1000 + k++,
-      });
-      const text = tokenizer.decode(ids.filter((t) => t !== tokenizer.eosId)).replaceAll("{", " ").replaceAll(
-        "}",
-        " ",
-      );
-      g.push(`${text.trim()}. {}`);
-    }
-    groups.push(g);
-  }
-  return groups;
-}
 
 /**
  * Where the edited key and value are read (ROME's `fact_token`): the subject's last token (the

@@ -13,7 +13,9 @@
  * teacher-forced after the prompt and the loss is the mean per-request token NLL of the target, prompt
  * positions masked. Training stops early when a step's loss falls below `early_stop_loss` (ROME: 1e-2).
  *
- * Both register with the editor registry (src/edit/apply.ts) when this module is imported.
+ * Both only compute: training runs on the GPU copy of the weights and that copy is put back from the
+ * untouched host copy before returning, so the model is left as it was; the trained change is returned
+ * as deltas for src/edit/apply.ts to apply (src/edit/editors.ts lists the editors).
  *
  * Adam is the WGSL AdamW kernel (src/gpu/adamw.ts); with `weight_decay` 0 (the reference default) AdamW
  * and ROME's `torch.optim.Adam` are the same update.
@@ -26,15 +28,7 @@ import type { Tokenizer } from "../io/tokenizer.ts";
 import { Gradients, logitLossAndGradients } from "../model/backward.ts";
 import type { GPT2Config, HostTensor } from "../model/config.ts";
 import type { GPT2Model } from "../model/gpt2.ts";
-import {
-  type EditOptions,
-  type Editor,
-  type EditResult,
-  keepOriginal,
-  registerEditor,
-  restoreWeights,
-  weightDeltas,
-} from "./apply.ts";
+import { addDelta, type EditDeltas, type EditOptions, type Editor } from "./apply.ts";
 import {
   checkLayers,
   FT_FILES,
@@ -195,7 +189,7 @@ export interface FtInfo {
   losses: number[];
   steps: number;
   earlyStopped: boolean;
-  /** max |W − W_orig| over the trained weights after training. */
+  /** max |W − W_orig| over the trained weights, once the deltas are applied. */
   maxAbsDelta: number;
   hparams: FtHparams;
 }
@@ -253,8 +247,9 @@ function buildBatch(
 }
 
 /**
- * Fine-tunes `model` in place on `requests` (host weights updated and re-uploaded). Returns the names
- * of the changed weights and training statistics. The caller keeps the originals if it wants to undo.
+ * Fine-tunes on `requests` and returns the trained change of each weight as a delta (float32 `trained −
+ * original`) with training statistics. Training updates the GPU copy only; it is put back from the host
+ * copy before returning (also on failure), so `model` is left as it was.
  */
 export async function fineTune(
   model: GPT2Model,
@@ -262,7 +257,7 @@ export async function fineTune(
   requests: EditRequest[],
   hp: FtHparams,
   onProgress?: FtProgress,
-): Promise<{ weights: string[]; info: FtInfo }> {
+): Promise<{ weights: string[]; deltas: Map<string, HostTensor>; info: FtInfo }> {
   if (requests.length === 0) throw new InputError("no edit requests", { field: "requests" });
   const gpu = model.gpu;
   const names = ftWeightNames(model, hp);
@@ -332,16 +327,24 @@ export async function fineTune(
       }
     }
     let maxAbsDelta = 0;
+    const deltas = new Map<string, HostTensor>();
     for (const n of names) {
       const cur = await readTensor(model.weight(n));
-      const host = model.weights.get(n)!;
       const orig = state.get(n)!.orig;
-      for (let i = 0; i < cur.length; i++) maxAbsDelta = Math.max(maxAbsDelta, Math.abs(cur[i] - orig[i]));
-      host.data.set(cur);
-      model.syncWeight(n);
+      const d = Float32Array.from(cur, (x, i) => x - orig[i]);
+      // The change the applied edit makes (orig + d rounds to cur whenever the subtraction was exact).
+      const applied = addDelta(orig, d);
+      for (let i = 0; i < d.length; i++) maxAbsDelta = Math.max(maxAbsDelta, Math.abs(applied[i] - orig[i]));
+      deltas.set(n, { shape: [...model.weights.get(n)!.shape], data: d });
     }
-    return { weights: names, info: { losses, steps: losses.length, earlyStopped, maxAbsDelta, hparams: hp } };
+    return {
+      weights: names,
+      deltas,
+      info: { losses, steps: losses.length, earlyStopped, maxAbsDelta, hparams: hp },
+    };
   } finally {
+    // The host copy was never written: put the GPU copy back from it.
+    for (const [n, s] of state) model.setWeight(n, s.orig);
     grads.destroy();
     for (const s of state.values()) {
       s.m.destroy();
@@ -356,39 +359,24 @@ function makeEditor(method: "ft-l" | "ft", defaults: (cfg: GPT2Config) => FtHpar
     tokenizer: Tokenizer,
     requests: EditRequest[],
     opts: EditOptions = {},
-  ): Promise<EditResult> => {
+  ): Promise<EditDeltas> => {
     let hp = defaults(model.config);
     if (opts.hparams) hp = mergeFtHparams(hp, opts.hparams, model.config);
     if (opts.layers) {
       checkLayers(opts.layers, model.config);
       hp = { ...hp, layers: [...opts.layers] };
     }
-    const originals = new Map<string, HostTensor>();
-    const order: string[] = [];
-    for (const n of ftWeightNames(model, hp)) keepOriginal(model, n, originals, order);
-    try {
-      const { weights, info } = await fineTune(
-        model,
-        tokenizer,
-        requests,
-        hp,
-        opts.onProgress && ((done, total) => opts.onProgress!("steps", done, total)),
-      );
-      const tensors = weightDeltas(model, originals, weights);
-      const { hparams: _hp, ...rest } = info;
-      return {
-        method,
-        weights: order,
-        originals,
-        tensors,
-        hparams: { ...hp },
-        info: { ...rest },
-        warnings: [],
-      };
-    } catch (e) {
-      restoreWeights(model, originals);
-      throw e;
-    }
+    const { deltas, info } = await fineTune(
+      model,
+      tokenizer,
+      requests,
+      hp,
+      opts.onProgress && ((done, total) => opts.onProgress!("steps", done, total)),
+    );
+    // The edit log keeps each delta as `delta.NAME`.
+    const tensors = new Map([...deltas].map(([n, t]) => [`delta.${n}`, t]));
+    const { hparams: _hp, ...rest } = info;
+    return { method, deltas, tensors, hparams: { ...hp }, info: { ...rest }, warnings: [] };
   };
 }
 
@@ -397,6 +385,3 @@ export const ftlEditor: Editor = makeEditor("ft-l", ftlDefaults);
 
 /** Unconstrained FT editor ({@link ftDefaults}). */
 export const ftEditor: Editor = makeEditor("ft", ftDefaults);
-
-registerEditor("ft-l", ftlEditor);
-registerEditor("ft", ftEditor);

@@ -45,6 +45,12 @@ export interface CommonHparams {
   prefix_eos?: boolean;
   /** Seed of the context-template sampler. */
   seed: number;
+  /**
+   * ROME only: which key the update's denominator and residual use. "original" (kmeng01/rome): the bare
+   * prompt's key k₀, while u and v* come from the template average k*. "consistent" (r-ROME, Gupta et al.
+   * 2024; EasyEdit `r_rome` with `enable_random_prefix_keys`): k* in both places, so W'k* + b = v* exactly.
+   */
+  key: "original" | "consistent";
 }
 
 /** ROME hyper-parameters. */
@@ -205,7 +211,12 @@ export const FT_FILES: Readonly<Record<"constr" | "unconstr", Readonly<Record<st
  * `compute_v.py` and MEMIT's `compute_z.py`) and the template sampler's seed. The BOS prefix has no
  * default here: `prefix_eos` is only an explicit override of the model's BOS policy (src/prompt).
  */
-const ENGRAM_FIELDS = { mom2_update_weight: 15000, early_stop_loss: 5e-2, seed: 0 };
+const ENGRAM_FIELDS = {
+  mom2_update_weight: 15000,
+  early_stop_loss: 5e-2,
+  seed: 0,
+  key: "original" as const, // kmeng01/rome's k₀ denominator; "consistent" is r-ROME
+};
 
 /** ROME's gpt2-xl defaults (kmeng01/rome `hparams/ROME/gpt2-xl.json`; methods.md 2(b)). */
 export const ROME_GPT2_XL: RomeHparams = structuredClone({
@@ -418,6 +429,7 @@ const SCHEMA: Record<keyof CommonHparams, HparamRule> = {
   early_stop_loss: rule.num(),
   prefix_eos: rule.bool(),
   seed: rule.int(),
+  key: rule.oneOf("original", "consistent"),
 };
 
 /**

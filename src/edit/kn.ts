@@ -7,27 +7,26 @@
  *    >= `adaptive_threshold` × the maximum; with `refine`, repeat on the request's rephrase prompts and
  *    keep neurons found in more than a `p` share of the prompts.
  * 2. Rewrite each neuron's value vector (its row of `h.L.mlp.c_proj.weight`, [nInner, nEmbd] in the
- *    Hugging Face Conv1D layout): subtract `erase_scale` × the word embedding of the model's current
- *    top-1 prediction and add `add_scale` × the embedding of `target_new` (EleutherAI: 2 and 2). For a
- *    multi-token target every token's embedding is added once, as the reference does. `norm_scaled`
- *    instead scales each embedding to the row's norm (Dai et al.'s fact update: λ1 = 1, λ2 = 8).
+ *    Hugging Face Conv1D layout) as EasyEdit's `modify_weights` does for GPT-2. With n target tokens the
+ *    model's greedy completion of the prompt is taken for n steps (tokens g_1..g_n); then
+ *      n = 1:  row −= erase_scale · e(g_1)            (reference: 2 · e(g_1))
+ *      n > 1:  row −= erase_scale / 2 · Σ_i e(g_i)    (reference: each greedy token's embedding once)
+ *      always: row += add_scale · Σ_j e(t_j)          (reference: each target token's embedding once,
+ *              a one-token target too: EasyEdit indexes the embedding matrix with the token list)
+ *    where e is the input word embedding (wte). `norm_scaled` instead scales each embedding to the row's
+ *    norm first (Dai et al.'s fact update: λ1 = 1, λ2 = 8).
  *
- * Requests are edited one after another (the reference handles one request per call). The ground truth
- * is attributed through its first token; a request without `ground_truth` uses the model's own top-1
- * prediction, which is what the reference erases.
+ * Requests are computed one after another, each on the model with the earlier requests' changes in
+ * place (the reference handles one request per call); the model is left as it was and the changes are
+ * returned as deltas (src/edit/apply.ts applies them). The ground truth is attributed through its first
+ * token; a request without `ground_truth` uses the model's own top-1 prediction.
  */
+import { InputError } from "../errors.ts";
 import type { GPT2Config, HostTensor } from "../model/config.ts";
 import type { GPT2Model } from "../model/gpt2.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
 import { coarseNeurons, integratedGradients, type Neuron, refineNeurons } from "../attribute/neurons.ts";
-import {
-  type EditOptions,
-  type EditResult,
-  keepOriginal,
-  registerEditor,
-  restoreWeights,
-  weightDeltas,
-} from "./apply.ts";
+import { type EditDeltas, type EditOptions, ScratchWeights } from "./apply.ts";
 import { checkLayers, type HparamSchema, mergeBySchema, rule } from "./hparams.ts";
 import { type EditRequest, filledPrompt } from "./requests.ts";
 import { encodeTarget, encodeText } from "../prompt/encode.ts";
@@ -44,9 +43,13 @@ export interface KnHparams {
   p: number;
   /** Refine over the prompt and its rephrasings (reference: false). */
   refine: boolean;
-  /** Multiple of the old prediction's embedding subtracted from each value vector (reference: 2). */
+  /**
+   * Multiple of the old prediction's embedding subtracted from each value vector for a one-token target
+   * (reference: 2); with several target tokens each greedy token's embedding is subtracted
+   * `erase_scale / 2` times (reference: once).
+   */
   erase_scale: number;
-  /** Multiple of the target's embedding added (reference: 2). */
+  /** Multiple of each target token's embedding added (reference: 1, i.e. once each). */
   add_scale: number;
   /** Scale each embedding to the value vector's norm first (Dai et al.'s update; reference: false). */
   norm_scaled: boolean;
@@ -56,7 +59,10 @@ export interface KnHparams {
   prefix_eos?: boolean;
 }
 
-/** The KN defaults of ROME's and EasyEdit's KN baselines (gpt2-xl): steps 20, threshold 0.2, p 0.4. */
+/**
+ * The KN defaults of ROME's and EasyEdit's KN baselines (gpt2-xl): steps 20, threshold 0.2, p 0.4; the
+ * update scales of EasyEdit's GPT-2 path (erase 2, add 1).
+ */
 export function knDefaults(cfg: GPT2Config): KnHparams {
   return {
     layers: Array.from({ length: cfg.nLayer }, (_, l) => l),
@@ -65,7 +71,7 @@ export function knDefaults(cfg: GPT2Config): KnHparams {
     p: 0.4,
     refine: false,
     erase_scale: 2,
-    add_scale: 2,
+    add_scale: 1,
     norm_scaled: false,
     max_neurons: 0,
   };
@@ -73,7 +79,7 @@ export function knDefaults(cfg: GPT2Config): KnHparams {
 
 const IGNORED = new Set(["alg_name", "model_name", "device", "batch_size", "lr_scale", "max_length"]);
 
-/** Overrides `base` with a JSON object (from `file`, for messages); unknown keys are a {@link ConfigError}. */
+/** Overrides `base` with a JSON object (from `file`, for messages); unknown keys are a ConfigError. */
 export function mergeKnHparams(base: KnHparams, over: unknown, cfg: GPT2Config, file?: string): KnHparams {
   return mergeBySchema(base, over, KN_SCHEMA, IGNORED, cfg, file);
 }
@@ -111,32 +117,58 @@ function argmax(xs: Float32Array): number {
   return best;
 }
 
-function norm(xs: Float32Array | number[]): number {
+function norm(xs: ArrayLike<number>): number {
   let s = 0;
-  for (const x of xs) s += x * x;
+  for (let i = 0; i < xs.length; i++) s += xs[i] * xs[i];
   return Math.sqrt(s);
 }
 
 /** What the KN editor found and did for one request. */
 export interface KnRequestInfo {
   neurons: Array<{ layer: number; neuron: number; score: number }>;
-  /** Token id of the prediction erased and the target tokens added. */
-  erased: number;
+  /** The greedy completion whose embeddings were subtracted (one token per target token). */
+  erased: number[];
+  /** The target tokens whose embeddings were added. */
   added: number[];
   /** p(ground-truth first token) on the prompt before the edit. */
   groundTruthProb: number;
 }
 
 /**
- * Knowledge-neuron editor: finds each request's neurons by integrated gradients and rewrites their value
- * vectors (module comment). Mutates `model`; the returned originals undo it exactly.
+ * The change of one value vector `row` (module comment): −erase · Σ e(greedy) + add · Σ e(target), in
+ * float64. `emb(id)` is a word-embedding row.
+ */
+export function knRowUpdate(
+  row: ArrayLike<number>,
+  greedy: number[],
+  target: number[],
+  emb: (id: number) => ArrayLike<number>,
+  hp: Pick<KnHparams, "erase_scale" | "add_scale" | "norm_scaled">,
+): Float64Array {
+  const C = row.length;
+  const rn = norm(row);
+  const upd = new Float64Array(C);
+  const eraseEach = greedy.length === 1 ? hp.erase_scale : hp.erase_scale / 2;
+  const add = (id: number, scale: number) => {
+    const e = emb(id);
+    const s = scale * (hp.norm_scaled ? rn / norm(e) : 1);
+    for (let c = 0; c < C; c++) upd[c] += s * e[c];
+  };
+  for (const g of greedy) add(g, -eraseEach);
+  for (const t of target) add(t, hp.add_scale);
+  return upd;
+}
+
+/**
+ * Knowledge-neuron editor: finds each request's neurons by integrated gradients and computes the change
+ * of their value vectors (module comment). Leaves `model` as it was; returns the deltas.
  */
 export async function knEdit(
   model: GPT2Model,
   tokenizer: Tokenizer,
   requests: EditRequest[],
   opts: EditOptions = {},
-): Promise<EditResult> {
+): Promise<EditDeltas> {
   const cfg = model.config;
   let hp = knDefaults(cfg);
   if (opts.hparams) hp = mergeKnHparams(hp, opts.hparams, cfg);
@@ -144,14 +176,15 @@ export async function knEdit(
     checkLayers(opts.layers, cfg);
     hp = { ...hp, layers: [...opts.layers] };
   }
-  const originals = new Map<string, HostTensor>();
-  const order: string[] = [];
   const perRequest: KnRequestInfo[] = [];
   const warnings: string[] = [];
   // The reference adds *input* word embeddings (GPT-2's wte), tied to the output head in GPT-2.
   const E = model.weights.get("wte.weight")!;
   const C = cfg.nEmbd;
   const embRow = (id: number) => E.data.subarray(id * C, (id + 1) * C);
+  // Accumulated change of each edited weight, in the order first changed.
+  const total = new Map<string, Float64Array>();
+  const scratch = new ScratchWeights(model);
   try {
     for (const [ri, req] of requests.entries()) {
       const where = `request ${ri}`;
@@ -163,11 +196,25 @@ export async function knEdit(
       const idsList = prompts.map((p, i) =>
         promptIds(tokenizer, p, hp, cfg, i === 0 ? where : `${where} rephrase ${i}`)
       );
+      if (idsList[0].length + target.length - 1 > cfg.nPositions) {
+        throw new InputError(
+          `${where}: the prompt and a ${target.length}-token greedy completion need ${
+            idsList[0].length + target.length - 1
+          } tokens, more than the context ${cfg.nPositions}`,
+          { field: "prompt" },
+        );
+      }
       const { logprobs } = await model.forward([idsList[0]]);
-      const erased = argmax(logprobs[0]);
+      // The greedy completion, one token per target token (the reference's `_generate`).
+      const greedy = [argmax(logprobs[0])];
+      for (let cur = [...idsList[0], greedy[0]]; greedy.length < target.length;) {
+        const next = argmax((await model.forward([cur])).logprobs[0]);
+        greedy.push(next);
+        cur = [...cur, next];
+      }
       const gt = req.ground_truth && req.ground_truth.trim() !== ""
         ? encodeTarget(tokenizer, req.ground_truth)[0]
-        : erased;
+        : greedy[0];
       const perPrompt: Neuron[][] = [];
       for (const [pi, ids] of idsList.entries()) {
         const attr = await integratedGradients(model, ids, gt, {
@@ -192,44 +239,37 @@ export async function knEdit(
         warnings.push(msg);
         opts.onWarning?.(msg);
       }
-      const eOld = embRow(erased);
+      const changed = new Set<string>();
       for (const { layer, neuron } of neurons) {
         const name = `h.${layer}.mlp.c_proj.weight`;
-        keepOriginal(model, name, originals, order);
-        const w = model.weights.get(name)!;
-        const row = w.data.subarray(neuron * C, (neuron + 1) * C);
-        const rn = norm(row);
-        const sOld = hp.erase_scale * (hp.norm_scaled ? rn / norm(eOld) : 1);
-        const upd = new Float64Array(C);
-        for (let c = 0; c < C; c++) upd[c] = -sOld * eOld[c];
-        // Reference: one target token gets add_scale × its embedding; several get one embedding each.
-        const addEach = target.length === 1 ? hp.add_scale : hp.add_scale / 2;
-        for (const t of target) {
-          const e = embRow(t);
-          const s = addEach * (hp.norm_scaled ? rn / norm(e) : 1);
-          for (let c = 0; c < C; c++) upd[c] += s * e[c];
-        }
-        for (let c = 0; c < C; c++) row[c] += upd[c];
+        const w = model.weights.get(name)!; // as edited by the earlier requests
+        const upd = knRowUpdate(w.data.subarray(neuron * C, (neuron + 1) * C), greedy, target, embRow, hp);
+        if (!total.has(name)) total.set(name, new Float64Array(w.data.length));
+        const acc = total.get(name)!;
+        for (let c = 0; c < C; c++) acc[neuron * C + c] += upd[c];
+        changed.add(name);
       }
-      for (const name of new Set(neurons.map((n) => `h.${n.layer}.mlp.c_proj.weight`))) {
-        model.syncWeight(name);
+      if (ri + 1 < requests.length) {
+        for (const name of changed) scratch.setDelta(name, Float32Array.from(total.get(name)!));
       }
-      perRequest.push({ neurons, erased, added: target, groundTruthProb: Math.exp(logprobs[0][gt]) });
+      perRequest.push({ neurons, erased: greedy, added: target, groundTruthProb: Math.exp(logprobs[0][gt]) });
     }
-  } catch (e) {
-    restoreWeights(model, originals);
-    throw e;
+  } finally {
+    scratch.restore();
   }
-  const tensors = weightDeltas(model, originals, order);
+  const deltas = new Map<string, HostTensor>();
+  const tensors = new Map<string, HostTensor>();
+  for (const [name, acc] of total) {
+    const t = { shape: [...model.weights.get(name)!.shape], data: Float32Array.from(acc) };
+    deltas.set(name, t);
+    tensors.set(`delta.${name}`, t);
+  }
   return {
     method: "kn",
-    weights: order,
-    originals,
+    deltas,
     tensors,
     hparams: { ...hp },
     info: { requests: perRequest, neurons: perRequest.reduce((s, r) => s + r.neurons.length, 0) },
     warnings,
   };
 }
-
-registerEditor("kn", knEdit);

@@ -12,7 +12,7 @@ import { InputError } from "../errors.ts";
 import { writeDirAtomic } from "../io/atomic.ts";
 import { readSafetensors, serializeSafetensors } from "../io/safetensors.ts";
 import type { HostTensor, WeightMap } from "../model/config.ts";
-import type { EditResult } from "./apply.ts";
+import { type EditResult, hostWeights, restoreWeights, type WeightTarget } from "./apply.ts";
 import type { EditRequest } from "./requests.ts";
 
 /** Version of the log layout. */
@@ -121,17 +121,19 @@ export async function readEditLog(dir: string): Promise<EditLog> {
 }
 
 /**
- * Puts the log's original tensors back into `weights` (in place). Refuses, naming the weight, when the
- * model's current values are not the ones the edit produced (wrong log, or edited since) unless `force`.
+ * Puts the log's original tensors back: into a host weight map, or through a {@link WeightTarget} such
+ * as `modelWeights(model)` (host and GPU together) — the same setter edits and restores use. Checks every
+ * weight before writing any, and refuses, naming the weight, when the current values are not the ones
+ * the edit produced (wrong log, or edited since) unless `force`.
  */
 export async function revertWeights(
-  weights: WeightMap,
+  weights: WeightMap | WeightTarget,
   log: EditLog,
   opts: { force?: boolean; file?: string } = {},
 ): Promise<string[]> {
-  const done: string[] = [];
+  const target = weights instanceof Map ? hostWeights(weights) : weights;
   for (const w of log.json.weights) {
-    const cur = weights.get(w.name);
+    const cur = target.get(w.name);
     if (!cur) {
       throw new InputError(`model has no weight '${w.name}' named in the log`, {
         file: opts.file,
@@ -151,9 +153,7 @@ export async function revertWeights(
       );
     }
   }
-  for (const w of log.json.weights) {
-    weights.get(w.name)!.data.set(log.originals.get(w.name)!.data);
-    done.push(w.name);
-  }
-  return done;
+  const names = log.json.weights.map((w) => w.name);
+  restoreWeights(target, new Map(names.map((n) => [n, log.originals.get(n)!])));
+  return names;
 }

@@ -1,12 +1,16 @@
 /**
- * MEMIT (Meng et al. 2023): many edits at once, spread over consecutive layers (methods.md 2(c)).
+ * MEMIT (Meng et al. 2023): many edits at once, spread over consecutive layers (methods.md 2(c)). The
+ * editor computes the per-layer updates and leaves the model as it found it (`execute_memit`); while it
+ * computes, each layer's update is put in place temporarily so later layers see it, as the reference does.
  *   1. z_i = h_L(init) + δ_i at the last edited layer L ({@link optimizeDeltas} at `resid_post.L`),
  *      all requests optimised together.
  *   2. For each edited layer l_i in ascending order: K = keys at l_i (c_proj input at the subject's last
  *      token, averaged within each template group, then across groups) on the model as updated so far;
  *      R = Z − H_L (current h_L at the un-prefixed prompts); resid = R / (|layers| − i);
  *      ΔW = (λC + KKᵀ)⁻¹ K residᵀ in the Conv1D [nInner, nEmbd] layout (the reference's
- *      resid · [(λC + KKᵀ)⁻¹K]ᵀ transposed), solved in float64 and added on the GPU (matmul, accumulate).
+ *      resid · [(λC + KKᵀ)⁻¹K]ᵀ transposed): the solve in float64, the product on the GPU (matmul).
+ * Context templates: "{}" and 5 texts of 10 tokens seeded by "The", "Therefore", "Because", "I", "You"
+ * (src/edit/templates.ts).
  */
 import { InputError } from "../errors.ts";
 import { matmul } from "../gpu/matmul.ts";
@@ -14,13 +18,14 @@ import { createTensor, readTensor } from "../gpu/tensor.ts";
 import type { HostTensor } from "../model/config.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
 import type { GPT2Model } from "../model/gpt2.ts";
-import { type EditOptions, type EditResult, keepOriginal, registerEditor, restoreWeights } from "./apply.ts";
-import { contextTemplates, readAtPositions, requestKeys, tokenizePrompt } from "./compute.ts";
+import { type EditDeltas, type EditOptions, ScratchWeights } from "./apply.ts";
+import { readAtPositions, requestKeys, tokenizePrompt } from "./compute.ts";
 import { optimizeDeltas } from "./compute_v.ts";
 import { checkLayers, memitDefaults, type MemitHparams, mergeHparams } from "./hparams.ts";
 import { choleskyRegularized, choleskySolve, norm } from "./linalg.ts";
 import { type EditRequest, normalizeRequest } from "./requests.ts";
 import { layerStats } from "./stats.ts";
+import { memitContextTemplates } from "./templates.ts";
 
 /** Resolves MEMIT's hyper-parameters for `model`. */
 export function memitHparams(model: GPT2Model, opts: EditOptions): MemitHparams {
@@ -31,16 +36,21 @@ export function memitHparams(model: GPT2Model, opts: EditOptions): MemitHparams 
   if (!hp.mom2_adjustment) {
     throw new InputError("MEMIT needs mom2_adjustment (the key covariance)", { field: "mom2_adjustment" });
   }
+  if (hp.key !== "original") {
+    throw new InputError(`hparam 'key' applies to ROME only; MEMIT has no "${hp.key}" variant`, {
+      field: "key",
+    });
+  }
   return hp;
 }
 
-/** Runs MEMIT on all `requests` at once, mutating `model`. */
+/** Computes MEMIT's updates for all `requests` at once; `model` is left unchanged. */
 export async function memitEditor(
   model: GPT2Model,
   tokenizer: Tokenizer,
   requests: EditRequest[],
   opts: EditOptions,
-): Promise<EditResult> {
+): Promise<EditDeltas> {
   const hp = memitHparams(model, opts);
   const reqs = requests.map((r, i) => normalizeRequest(r, `request ${i}`));
   const { nInner: I, nEmbd: C, nPositions } = model.config;
@@ -51,9 +61,9 @@ export async function memitEditor(
     warnings.push(m);
     opts.onWarning?.(m);
   };
-  const originals = new Map<string, HostTensor>();
-  const order: string[] = [];
   const tensors = new Map<string, HostTensor>();
+  const deltaMap = new Map<string, HostTensor>();
+  const scratch = new ScratchWeights(model);
   try {
     const stats = await layerStats(model, tokenizer, hp.layers, {
       corpus: opts.statsCorpus ?? (hp.mom2_dataset || undefined),
@@ -67,7 +77,7 @@ export async function memitEditor(
         `layer ${zLayer} is the last layer: a change at the subject's token cannot reach later prompt positions (no attention after it), so the edit has no effect unless the subject ends the prompt`,
       );
     }
-    const groups = await contextTemplates(model, tokenizer, hp.context_template_length_params, hp.seed);
+    const groups = await memitContextTemplates(model, tokenizer, hp.context_template_length_params, hp.seed);
     const deltas = await optimizeDeltas(model, tokenizer, reqs, groups.flat(), `resid_post.${zLayer}`, hp, {
       onStep: (s) => opts.onProgress?.("optimise", s + 1, hp.v_num_grad_steps),
     });
@@ -125,16 +135,21 @@ export async function memitEditor(
         );
       }
       const X = Float32Array.from(choleskySolve(ch, Kc, n));
-      keepOriginal(model, wName, originals, order);
       const tx = createTensor(model.gpu, [I, n], { name: "memit.x", data: X });
       const tr = createTensor(model.gpu, [n, C], { name: "memit.resid", data: resid });
+      const td = createTensor(model.gpu, [I, C], { name: "memit.delta" });
+      let delta: Float32Array;
       try {
-        await matmul(model.gpu, tx, tr, model.weight(wName), { M: I, N: C, K: n, accumulate: true });
-        model.weights.get(wName)!.data.set(await readTensor(model.weight(wName)));
+        await matmul(model.gpu, tx, tr, td, { M: I, N: C, K: n });
+        delta = await readTensor(td);
       } finally {
         tx.destroy();
         tr.destroy();
+        td.destroy();
       }
+      deltaMap.set(wName, { shape: [I, C], data: delta });
+      // W = W_orig + ΔW, in place for the later layers' keys and residuals.
+      scratch.setDelta(wName, delta);
       tensors.set(`layer.${layer}.x`, { shape: [I, n], data: X });
       tensors.set(`layer.${layer}.resid`, { shape: [n, C], data: resid });
       layerInfo.push({
@@ -148,8 +163,7 @@ export async function memitEditor(
     }
     return {
       method: "memit",
-      weights: order,
-      originals,
+      deltas: deltaMap,
       tensors,
       hparams: { ...hp },
       info: {
@@ -171,10 +185,7 @@ export async function memitEditor(
       },
       warnings,
     };
-  } catch (e) {
-    restoreWeights(model, originals);
-    throw e;
+  } finally {
+    scratch.restore();
   }
 }
-
-registerEditor("memit", memitEditor);

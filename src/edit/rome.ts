@@ -1,30 +1,33 @@
 /**
  * ROME (Meng et al. 2022): a rank-one update of `h.L.mlp.c_proj.weight` that maps the subject's key to
- * a new value. Requests are applied one after another, each on the model as already edited
- * (`apply_rome_to_model`). Per request (methods.md 2(b)):
+ * a new value. The editor computes the update and leaves the model as it found it (`execute_rome`);
+ * src/edit/apply.ts applies it. Requests are computed one after another, each on the model with the
+ * earlier requests' updates in place (`apply_rome_to_model` edits sequentially), which the editor sets up
+ * temporarily. Per request (methods.md 2(b)):
  *   k*  = mean over the context templates of the c_proj input at the fact token (`fact_token`: the
  *         subject's last token by default, or the prompt's last token);
  *   u   = (λC)⁻¹ k* / ‖(λC)⁻¹ k* ‖ with C = E[kkᵀ] and λ = mom2_update_weight (λ cancels after
  *         normalisation; with mom2_adjustment false, u = k* / ‖k*‖);
  *   v*  = target_init + δ from {@link optimizeDeltas} at hook site `mlp_out.L`;
  *   right = (v* − W k₀ − b) / (k₀ · u), where k₀ is the key of the un-prefixed prompt and W k₀ + b its
- *         MLP output (= target_init);
- *   ΔW  = u rightᵀ — already the Conv1D [in, out] = [nInner, nEmbd] layout — added on the GPU by the
- *         rank-one kernel, then read back to the host weights.
+ *         MLP output (= target_init) — hparam `key: "original"`, the reference;
+ *         or, with `key: "consistent"` (r-ROME), right = (v* − W k* − b) / (k* · u), so that the edited
+ *         layer maps the template-averaged key itself to v*: W' k* + b = v*;
+ *   ΔW  = u rightᵀ — already the Conv1D [in, out] = [nInner, nEmbd] layout — summed over the requests
+ *         in float64 and rounded once to float32.
  */
 import { InputError } from "../errors.ts";
-import { rankOneUpdate } from "../gpu/rank_one.ts";
-import { createTensor, readTensor } from "../gpu/tensor.ts";
 import type { HostTensor } from "../model/config.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
 import type { GPT2Model } from "../model/gpt2.ts";
-import { type EditOptions, type EditResult, keepOriginal, registerEditor, restoreWeights } from "./apply.ts";
-import { contextTemplates, readAtPositions, requestKeys, tokenizePrompt } from "./compute.ts";
+import { type EditDeltas, type EditOptions, ScratchWeights } from "./apply.ts";
+import { readAtPositions, requestKeys, tokenizePrompt } from "./compute.ts";
 import { optimizeDeltas } from "./compute_v.ts";
 import { checkLayers, mergeHparams, romeDefaults, type RomeHparams } from "./hparams.ts";
 import { type Cholesky, choleskyRegularized, choleskySolve, dot, norm } from "./linalg.ts";
 import { type EditRequest, normalizeRequest } from "./requests.ts";
 import { type LayerStats, layerStats } from "./stats.ts";
+import { romeContextTemplates } from "./templates.ts";
 
 /** Resolves ROME's hyper-parameters for `model` from defaults, overrides and `layers`. */
 export function romeHparams(model: GPT2Model, opts: EditOptions): RomeHparams {
@@ -53,27 +56,38 @@ export function factorCovariance(stats: LayerStats, lambda: number, warn: (m: st
   return ch;
 }
 
-/** Runs ROME on `requests` (sequentially), mutating `model`. */
+/** `W k + b` in float64 for the Conv1D layout W [nInner, nEmbd]: the c_proj output of key `k`. */
+export function conv1dOut(w: Float32Array, b: Float32Array, k: ArrayLike<number>): Float64Array {
+  const C = b.length, I = k.length;
+  const out = Float64Array.from(b);
+  for (let i = 0; i < I; i++) {
+    const ki = k[i];
+    if (ki === 0) continue;
+    for (let j = 0; j < C; j++) out[j] += ki * w[i * C + j];
+  }
+  return out;
+}
+
+/** Computes ROME's update for `requests` (sequentially, as the reference applies them); `model` is left unchanged. */
 export async function romeEditor(
   model: GPT2Model,
   tokenizer: Tokenizer,
   requests: EditRequest[],
   opts: EditOptions,
-): Promise<EditResult> {
+): Promise<EditDeltas> {
   const hp = romeHparams(model, opts);
   const reqs = requests.map((r, i) => normalizeRequest(r, `request ${i}`));
   const layer = hp.layers[0];
-  const wName = `h.${layer}.mlp.c_proj.weight`;
+  const wName = `h.${layer}.mlp.c_proj.weight`, bName = `h.${layer}.mlp.c_proj.bias`;
   const I = model.config.nInner, C = model.config.nEmbd;
   const warnings: string[] = [];
   const warn = (m: string) => {
     warnings.push(m);
     opts.onWarning?.(m);
   };
-  const originals = new Map<string, HostTensor>();
-  const order: string[] = [];
   const tensors = new Map<string, HostTensor>();
   const perRequest: Record<string, unknown>[] = [];
+  const scratch = new ScratchWeights(model);
   try {
     let ch: Cholesky | undefined;
     let statsInfo: Record<string, unknown> | undefined;
@@ -93,9 +107,9 @@ export async function romeEditor(
         `layer ${layer} is the last layer: a change at the subject's token cannot reach later prompt positions (no attention after it), so the edit has no effect unless the subject ends the prompt`,
       );
     }
-    const groups = await contextTemplates(model, tokenizer, hp.context_template_length_params, hp.seed);
+    const groups = await romeContextTemplates(model, tokenizer, hp.context_template_length_params, hp.seed);
     const templates = groups.flat();
-    keepOriginal(model, wName, originals, order);
+    const total = new Float64Array(I * C); // Σ over requests of u rightᵀ
     for (let r = 0; r < reqs.length; r++) {
       const req = reqs[r];
       // Left vector: template-averaged key, then C⁻¹ and normalisation.
@@ -122,40 +136,48 @@ export async function romeEditor(
         onStep: (s) =>
           opts.onProgress?.("optimise", r * hp.v_num_grad_steps + s + 1, reqs.length * hp.v_num_grad_steps),
       });
-      const bare = tokenizePrompt(
-        tokenizer,
-        model.config.nPositions,
-        "{}",
-        req.prompt,
-        req.subject,
-        undefined,
-        hp.prefix_eos,
-        hp.fact_token,
-      );
-      const [k0] = await readAtPositions(model, [{ ids: bare.ids, pos: bare.lookup }], `mlp_post.${layer}`);
-      const denom = dot(k0, u);
+      let residual: Float64Array, denom: number;
+      if (hp.key === "consistent") {
+        // r-ROME: the template-averaged key in the denominator and in the current output W k* + b.
+        const cur = conv1dOut(model.weights.get(wName)!.data, model.weights.get(bName)!.data, kStar);
+        residual = Float64Array.from(d.targetInit, (x, j) => x + d.delta[j] - cur[j]);
+        denom = dot(kStar, u);
+      } else {
+        // ROME: the bare prompt's key k₀, whose output W k₀ + b is target_init, so v* − W k₀ − b = δ.
+        const bare = tokenizePrompt(
+          tokenizer,
+          model.config.nPositions,
+          "{}",
+          req.prompt,
+          req.subject,
+          undefined,
+          hp.prefix_eos,
+          hp.fact_token,
+        );
+        const [k0] = await readAtPositions(model, [{ ids: bare.ids, pos: bare.lookup }], `mlp_post.${layer}`);
+        residual = d.delta;
+        denom = dot(k0, u);
+      }
       if (!(Math.abs(denom) > 1e-12)) {
         throw new InputError(`request ${r}: key is orthogonal to the update direction (k·u = ${denom})`, {
           field: "subject",
         });
       }
-      const right = Float32Array.from(d.delta, (x) => x / denom);
+      const right = Float32Array.from(residual, (x) => x / denom);
       const u32 = Float32Array.from(u);
-      const tu = createTensor(model.gpu, [I], { name: "rome.u", data: u32 });
-      const tv = createTensor(model.gpu, [C], { name: "rome.v", data: right });
-      try {
-        await rankOneUpdate(model.gpu, model.weight(wName), tu, tv, { M: I, N: C, alpha: 1 });
-        model.weights.get(wName)!.data.set(await readTensor(model.weight(wName)));
-      } finally {
-        tu.destroy();
-        tv.destroy();
+      for (let i = 0; i < I; i++) {
+        const ui = u32[i];
+        for (let j = 0; j < C; j++) total[i * C + j] += ui * right[j];
       }
+      // Later requests are computed on the model with this one's update in place.
+      if (r + 1 < reqs.length) scratch.setDelta(wName, Float32Array.from(total));
       tensors.set(`request.${r}.u`, { shape: [I], data: u32 });
       tensors.set(`request.${r}.right`, { shape: [C], data: right });
       tensors.set(`request.${r}.v_star`, {
         shape: [C],
         data: Float32Array.from(d.targetInit, (x, j) => x + d.delta[j]),
       });
+      tensors.set(`request.${r}.k_star`, { shape: [I], data: Float32Array.from(kStar) });
       perRequest.push({
         subject: req.subject,
         target_new: req.target_new,
@@ -167,28 +189,26 @@ export async function romeEditor(
         steps: d.steps,
         delta_norm: norm(d.delta),
         target_init_norm: norm(d.targetInit),
+        denominator: denom,
       });
       opts.onProgress?.("requests", r + 1, reqs.length);
     }
     return {
       method: "rome",
-      weights: order,
-      originals,
+      deltas: new Map([[wName, { shape: [I, C], data: Float32Array.from(total) }]]),
       tensors,
       hparams: { ...hp },
       info: {
         layer,
         weight: wName,
+        key: hp.key,
         context_templates: templates,
         statistics: statsInfo,
         requests: perRequest,
       },
       warnings,
     };
-  } catch (e) {
-    restoreWeights(model, originals);
-    throw e;
+  } finally {
+    scratch.restore();
   }
 }
-
-registerEditor("rome", romeEditor);

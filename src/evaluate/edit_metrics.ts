@@ -29,7 +29,7 @@ import { generateFast, promptSeed, textEntropy } from "./fluency.ts";
 import type { EditRequest } from "../edit/requests.ts";
 import { filledPrompt } from "../edit/requests.ts";
 import { bosPrefix } from "../prompt/encode.ts";
-import { type AppliedEdit, applyEdit, type EditOptions, getEditor } from "../edit/apply.ts";
+import { type AppliedEdit, applyEdit, type EditOptions, getEditor } from "../edit/editors.ts";
 
 /** A prompt and an answer to score after it. */
 export interface ScoreItem {

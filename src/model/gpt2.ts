@@ -111,11 +111,25 @@ export class GPT2Model {
     return m;
   }
 
-  /** Re-uploads one weight from the host copy (after an edit of `weights`). */
+  /** Re-uploads one weight from the host copy (after an edit of `weights`); see {@link setWeight}. */
   syncWeight(name: string): void {
+    const t = this.weights.get(name);
+    if (!t) throw new ShapeError(`no such weight`, { field: name });
+    this.setWeight(name, t.data);
+  }
+
+  /**
+   * Sets weight `name` to `data` on the host and uploads it to the GPU: the one way edits, restores and
+   * reverts change a weight (src/edit/apply.ts), so the host and GPU copies never differ.
+   */
+  setWeight(name: string, data: Float32Array): void {
     const t = this.weights.get(name);
     const g = this.w.get(name);
     if (!t || !g) throw new ShapeError(`no such weight`, { field: name });
+    if (data.length !== t.data.length) {
+      throw new ShapeError(`weight has ${t.data.length} values, got ${data.length}`, { field: name });
+    }
+    if (data !== t.data) t.data.set(data);
     writeTensor(g, t.data);
   }
 
