@@ -26,7 +26,9 @@ const noiseStd = 3 * embeddingStd(hf.weights, C, all.flatMap((f) => tok.encode(f
 const cases = [];
 for (const fact of all.slice(0, Number(nArg))) {
   // The tokenizer's own BOS policy (src/prompt), as every engram command encodes.
-  const input = encodeFact(tok, { prompt: fact.prompt, subject: fact.subject }, { nPositions: hf.config.nPositions });
+  const input = encodeFact(tok, { prompt: fact.prompt, subject: fact.subject }, {
+    nPositions: hf.config.nPositions,
+  });
   const r = await causalTrace(model, input.ids, input.subjectRange, {
     kinds: [...TRACE_KINDS],
     noiseStd,

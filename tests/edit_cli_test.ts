@@ -35,7 +35,7 @@ async function setup() {
   await Deno.writeTextFile(`${tmp}/corpus.jsonl`, lines);
   await Deno.writeTextFile(
     `${tmp}/hp.json`,
-    JSON.stringify({ v_num_grad_steps: 4, context_template_length_params: [[3, 2]] }),
+    JSON.stringify({ v_num_grad_steps: 4, context_template_length_params: [[3, 5]] }),
   );
   return tmp;
 }

@@ -4,7 +4,13 @@
  */
 import assert from "node:assert/strict";
 import type { GPT2Config } from "../src/model/config.ts";
-import { memitDefaults, mergeHparams, publishedModel, romeDefaults } from "../src/edit/hparams.ts";
+import {
+  checkMemitTemplates,
+  memitDefaults,
+  mergeHparams,
+  publishedModel,
+  romeDefaults,
+} from "../src/edit/hparams.ts";
 import { ftDefaults, ftlDefaults, mergeFtHparams } from "../src/edit/ft.ts";
 import { knDefaults, mergeKnHparams } from "../src/edit/kn.ts";
 import { ConfigError, InputError } from "../src/errors.ts";
@@ -317,4 +323,16 @@ Deno.test("hparams: other shapes scale from gpt2-xl (documented rules), with no 
   assert.equal(romeDefaults({ ...SHAPES["gpt2-medium"], nInner: 4000 }).clamp_norm_factor, 4);
   // MEMIT at a shape with a ROME file but no MEMIT file ends its window at ROME's layer.
   assert.deepEqual(memitDefaults(SHAPES["gpt2-medium"]).layers, [6, 7, 8]);
+});
+
+Deno.test("MEMIT refuses a template count below 5 (count / 5 per seed word would leave an empty group)", () => {
+  const hp = mergeHparams(memitDefaults(cfg), { context_template_length_params: [[4, 3]] }, cfg, "hp.json");
+  assert.throws(
+    () => checkMemitTemplates(hp, "hp.json"),
+    (e: unknown) =>
+      e instanceof ConfigError && e.field === "context_template_length_params" && e.file === "hp.json",
+  );
+  for (const ok of [[[10, 5]], [[4, 0]], [[6, 7], [3, 10]]] as [number, number][][]) {
+    checkMemitTemplates({ ...hp, context_template_length_params: ok });
+  }
 });

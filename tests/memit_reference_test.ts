@@ -83,12 +83,16 @@ Deno.test("MEMIT over 3 layers with the real λ: GPU ΔW per layer equals the fl
         ...NO_PREFIX,
         mom2_update_weight: lambda,
         mom2_n_samples: 1000,
-        context_template_length_params: [[3, 3]],
+        context_template_length_params: [[3, 5]],
         fact_token: "subject_last",
       },
     });
     const groups = usedTemplates(h.result.info);
-    assert.deepEqual(groups.map((g) => g.length), [1, 3], "template groups [['{}'], 3 sampled]");
+    assert.deepEqual(
+      groups.map((g) => g.length),
+      [1, 5],
+      "template groups [['{}'], 5 sampled: one per MEMIT seed word]",
+    );
     const ref = memitRef(cfg, original, tok, requests, { layers: LAYERS, groups, mom2, lambda, hp: HP });
     // The host copies (compared below) and the GPU copies the model runs on hold the same edited weights.
     for (const l of LAYERS) {

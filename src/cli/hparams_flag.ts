@@ -11,7 +11,7 @@
 import { ConfigError, InputError } from "../errors.ts";
 import type { GPT2Config } from "../model/config.ts";
 import { readHparamsFile } from "../edit/hparams.ts";
-import { memitDefaults, mergeHparams, romeDefaults } from "../edit/hparams.ts";
+import { checkMemitTemplates, memitDefaults, mergeHparams, romeDefaults } from "../edit/hparams.ts";
 import { ftDefaults, ftlDefaults, mergeFtHparams } from "../edit/ft.ts";
 import { knDefaults, mergeKnHparams } from "../edit/kn.ts";
 
@@ -97,7 +97,7 @@ export function validateHparams(
     case "rome":
       return mergeHparams(romeDefaults(cfg), hparams, cfg, file);
     case "memit":
-      return mergeHparams(memitDefaults(cfg), hparams, cfg, file);
+      return checkedMemit(mergeHparams(memitDefaults(cfg), hparams, cfg, file), file);
     case "ft-l":
       return mergeFtHparams(ftlDefaults(cfg), hparams, cfg, file);
     case "ft":
@@ -107,4 +107,9 @@ export function validateHparams(
     default:
       return hparams;
   }
+}
+
+function checkedMemit<T extends Parameters<typeof checkMemitTemplates>[0]>(hp: T, file?: string): T {
+  checkMemitTemplates(hp, file);
+  return hp;
 }

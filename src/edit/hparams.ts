@@ -478,6 +478,23 @@ export function mergeHparams<T extends CommonHparams>(
   return out;
 }
 
+/**
+ * MEMIT draws `count / 5` context templates from each of its 5 seed words ("The", "Therefore", ...); a
+ * pair whose count is below 5 would make an empty template group, whose mean key is undefined (NaN in the
+ * reference). Refused here, before any work.
+ */
+export function checkMemitTemplates(hp: CommonHparams, file?: string): void {
+  for (const [len, n] of hp.context_template_length_params) {
+    if (n > 0 && n < 5) {
+      throw new ConfigError(
+        `MEMIT's context_template_length_params [${len}, ${n}]: the count must be 0 or at least 5 ` +
+          `(count / 5 texts are drawn from each of MEMIT's 5 seed words)`,
+        { file, field: "context_template_length_params" },
+      );
+    }
+  }
+}
+
 /** Checks edited layers: integers within the model, strictly increasing. */
 export function checkLayers(layers: number[], cfg: GPT2Config, field = "--layers", file?: string): void {
   if (layers.length === 0) throw new InputError("no layers to edit", { file, field });

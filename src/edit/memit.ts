@@ -21,7 +21,13 @@ import type { GPT2Model } from "../model/gpt2.ts";
 import { type EditDeltas, type EditOptions, ScratchWeights } from "./apply.ts";
 import { readAtPositions, requestKeys, tokenizePrompt } from "./compute.ts";
 import { optimizeDeltas } from "./compute_v.ts";
-import { checkLayers, memitDefaults, type MemitHparams, mergeHparams } from "./hparams.ts";
+import {
+  checkLayers,
+  checkMemitTemplates,
+  memitDefaults,
+  type MemitHparams,
+  mergeHparams,
+} from "./hparams.ts";
 import { choleskyRegularized, choleskySolve, norm } from "./linalg.ts";
 import { type EditRequest, normalizeRequest } from "./requests.ts";
 import { layerStats } from "./stats.ts";
@@ -31,6 +37,7 @@ import { memitContextTemplates } from "./templates.ts";
 export function memitHparams(model: GPT2Model, opts: EditOptions): MemitHparams {
   let hp = memitDefaults(model.config);
   if (opts.hparams) hp = mergeHparams(hp, opts.hparams, model.config);
+  checkMemitTemplates(hp);
   if (opts.layers) hp = { ...hp, layers: [...opts.layers] };
   checkLayers(hp.layers, model.config);
   if (!hp.mom2_adjustment) {
