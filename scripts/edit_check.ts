@@ -54,8 +54,8 @@ for (let i = 0; i < reqs.length; i += bs) {
   });
   if (i === 0) {
     console.log(
-      JSON.stringify((h.result.info as any).requests ?? h.result.info),
-      JSON.stringify((h.result.info as any).statistics ?? (h.result.info as any).layer_updates),
+      JSON.stringify(info.requests ?? info),
+      JSON.stringify(info.statistics ?? info.layer_updates),
     );
   }
   h.restore();
