@@ -53,6 +53,7 @@ for (let i = 0; i < reqs.length; i += bs) {
     n++;
   });
   if (i === 0) {
+    const info = h.result.info as Record<string, unknown>;
     console.log(
       JSON.stringify(info.requests ?? info),
       JSON.stringify(info.statistics ?? info.layer_updates),
