@@ -35,17 +35,19 @@ commands:
             top-1 recall of facts (training prompts, held-out paraphrases, two-hop)
   eval      --method M[,M2,...] --model DIR --data FILE [--limit N] [--mode single|sequential|batch] [--batch-size N]
             [--layers L] [--hparams FILE|JSON|M=FILE,M2=FILE] [--bos auto|on|off] [--fluency-len N]
-            [--fluency-top-k K] [--seed S] [--per-case]
+            [--fluency-top-k K] [--seed S] [--stats-corpus FILE | --stats FILE[,FILE]] [--per-case]
             [--table FILE] [--out FILE] [--json]
             edit with each method (ft-l, ft, kn, rome, memit) and measure reliability, generalization, locality,
             portability, fluency and CounterFact's ES/PS/NS; KnowEdit-style table with --table
-  edit      --method rome|memit|ft|ft-l|kn --model DIR (--requests FILE | --prompt "{} is in" --subject S --target T)
-            [--layers L,..] [--hparams FILE] [--stats-corpus FILE] [--stats-dir DIR] [--limit N] --out DIR
+  edit      --method rome|memit|ft|ft-l|kn --model DIR (--requests FILE | --prompt "{} is in" --subject S --target T
+            [--ground-truth G]) [--layers L,..] [--hparams FILE] [--stats-corpus FILE | --stats FILE[,FILE]]
+            [--stats-dir DIR] [--limit N] --out DIR
             [--log DIR] [--overwrite] [--bos auto|on|off] [--json]
-            rewrite facts (ROME, MEMIT, FT, FT-L, KN); writes the edited model and an edit log (default OUT.editlog)
+            rewrite facts (ROME, MEMIT, FT, FT-L, KN); writes the edited model and an edit log (default OUT.editlog);
+            prints p(target_new), p(ground truth) and target_new's rank before -> after, warns when it is not on top
   revert    --model EDITED --log LOGDIR --out DIR [--force] [--overwrite]
             restore the original weights bit for bit from an edit log
-  neurons   --model DIR --prompt "..." [--prompt "..."] --target T [--steps N] [--threshold R] [--share S] [--ks 1,10,100] [--json]
+  neurons   --model DIR --prompt "..." [--prompt "..."] --target T [--steps N] [--threshold R] [--share S] [--ks 2,100] [--json]
             knowledge neurons by integrated gradients of p(target); suppress/amplify; sufficiency/comprehensiveness
   attribute --model DIR --train FILE --prompt "..." --target T --method grad-dot|grad-cos|tracin [--checkpoints DIR]
             [--top K] [--limit N] [--candidates IDS|@FILE] [--json]
@@ -65,7 +67,6 @@ commands:
             (clipped to the model), seed 1 (numpy RandomState, ROME's noise), --known whole (ROME: the decoded
             top-1 token equals the whole target, else the fact is dropped), --pool token (ROME's notebook),
             answer = the target's first token (or the model's prediction)
-            --prefix-eos auto = prepend end-of-text when config.json has bos_token_id
   info      the WebGPU adapter and its limits
   demo      run the bundled model end to end and check it against the float64 CPU reference
 
