@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ConfigError, EngramError, InputError } from "../src/errors.ts";
+import { ConfigError, type EngramError, InputError } from "../src/errors.ts";
 import { loadTokenizer } from "../src/io/tokenizer.ts";
 import { gpt2WeightShapes } from "../src/model/config.ts";
 import {

@@ -12,7 +12,7 @@
  * Every error is built by the caller's `error` factory (so it is the caller's typed error class, naming
  * its file) and says where: line, column and the key path.
  */
-import { EngramError, InputError } from "../errors.ts";
+import { type EngramError, InputError } from "../errors.ts";
 
 /** Options of {@link parseStrictJson}. */
 export interface StrictJsonOptions {
