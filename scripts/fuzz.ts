@@ -7,8 +7,8 @@
  * the first findings, and the whole result as JSON (stdout's last line, or --json FILE).
  */
 import { parseArgs } from "node:util";
-import { emptyStats, type FormatStats, type Outcome, record } from "../src/fuzz/runner.ts";
-import { TARGETS } from "../src/fuzz/targets.ts";
+import { emptyStats, type FormatStats, mutantInput, type Outcome, record } from "../src/fuzz/runner.ts";
+import { target, TARGETS } from "../src/fuzz/targets.ts";
 import type { WorkerJob, WorkerMessage } from "../src/fuzz/worker.ts";
 
 const { values } = parseArgs({
@@ -44,6 +44,9 @@ for (const n of names) {
 async function fuzzFormat(format: string): Promise<FormatStats> {
   const stats = emptyStats(format);
   const t0 = performance.now();
+  // The parent rebuilds the input of a case it had to stop (the worker could not report it).
+  const t = target(format);
+  const prepared = await t.setup();
   let next = 0;
   while (next < count) {
     next = await new Promise<number>((resolve) => {
@@ -55,7 +58,15 @@ async function fuzzFormat(format: string): Promise<FormatStats> {
         clearTimeout(timer);
         clearInterval(poll);
         w.terminate();
-        record(stats, current, outcome, message, undefined, performance.now() - begun, 50);
+        record(
+          stats,
+          current,
+          outcome,
+          message,
+          mutantInput(t, prepared, seed, current),
+          performance.now() - begun,
+          50,
+        );
         resolve(current + 1);
       };
       w.onmessage = (ev: MessageEvent<WorkerMessage>) => {
@@ -100,6 +111,7 @@ async function fuzzFormat(format: string): Promise<FormatStats> {
       w.postMessage({ format, seed, start: next, end: count } satisfies WorkerJob);
     });
   }
+  await prepared.close?.();
   stats.seconds = (performance.now() - t0) / 1000;
   return stats;
 }

@@ -5,7 +5,7 @@
  */
 import { join } from "node:path";
 import { ConfigError, EngramError, InputError } from "../errors.ts";
-import { configFromHF } from "../io/hf_model.ts";
+import { configFromHF, loadHFModel } from "../io/hf_model.ts";
 import {
   DTYPE_SIZES,
   parseSafetensors,
@@ -210,6 +210,25 @@ export const TARGETS: readonly FuzzTarget[] = [
         seeds,
         run: (b: Uint8Array) =>
           configFromHF(loaderJson(dec.decode(b), "/fuzz/config.json", ConfigError), "/fuzz/config.json"),
+      };
+    },
+  },
+  {
+    // config.json through the whole folder loader, so that sizes are bounded against the real tensors.
+    name: "hf-model",
+    kind: "json",
+    owned: false,
+    async setup() {
+      const dir = await Deno.makeTempDir({ prefix: "engram-fuzz-model-" });
+      const src = join(ROOT, "fixtures/models/fake-gpt2");
+      await Deno.copyFile(join(src, "model.safetensors"), join(dir, "model.safetensors"));
+      return {
+        seeds: [await Deno.readFile(join(src, "config.json"))],
+        run: async (b: Uint8Array) => {
+          await Deno.writeFile(join(dir, "config.json"), b);
+          return await loadHFModel(dir);
+        },
+        close: () => Deno.remove(dir, { recursive: true }),
       };
     },
   },
