@@ -81,6 +81,7 @@ async function fuzzFormat(format: string): Promise<FormatStats> {
           const o = (m.ms > hangMs ? "hang" : m.outcome) as Outcome;
           stats.tried++;
           stats[o]++;
+          if (o === "typed" && m.message !== undefined) stats.long++;
           if (o !== "typed" && o !== "accepted" && stats.findings.length < 50) {
             stats.findings.push({
               format,
@@ -124,7 +125,7 @@ for (const n of names) {
     `${
       n.padEnd(14)
     } tried ${s.tried}  typed ${s.typed}  accepted ${s.accepted}  wrong ${s.wrong}  crash ${s.crash}  ` +
-      `hang ${s.hang}  memory ${s.memory}  (${s.seconds.toFixed(1)} s)`,
+      `hang ${s.hang}  memory ${s.memory}  long-messages ${s.long}  (${s.seconds.toFixed(1)} s)`,
   );
   for (const f of s.findings.slice(0, 5)) {
     console.log(`  #${f.index} ${f.outcome}: ${f.message}\n     input: ${f.input}`);

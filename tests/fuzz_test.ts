@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { InputError } from "../src/errors.ts";
+import { parseStrictJson } from "../src/io/strict_json.ts";
 import { mutantInput, runFormat } from "../src/fuzz/runner.ts";
 import { type FuzzTarget, target } from "../src/fuzz/targets.ts";
 
@@ -20,6 +21,7 @@ for (const name of ["safetensors", "train-config", "train-corpus"]) {
     assert.equal(s.tried, COUNT);
     assert.equal(s.crash + s.wrong + s.hang + s.memory, 0, bad);
     assert.equal(s.typed + s.accepted, COUNT);
+    assert.equal(s.long, 0, "every error message is short");
     assert.ok(s.accepted >= 3, `the seeds (indices -3..-1) are accepted: ${s.accepted}`);
     assert.ok(s.typed > COUNT / 2, `most mutants are refused: ${s.typed}`);
   });
@@ -54,4 +56,58 @@ Deno.test("fuzz harness: mutants are reproducible and it classifies crash, wrong
   const s = await runFormat(fake, { count: 8, hangMs: 20 });
   assert.deepEqual([s.crash, s.typed, s.hang, s.wrong, s.accepted], [2, 2, 2, 2, 0]);
   assert.match(s.findings[0].message, /TypeError: "?boom/);
+});
+
+/** A parsed tree with every object given Object.prototype and keys sorted, for comparing parsers. */
+function normal(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(normal);
+  if (typeof v === "object" && v !== null) {
+    const o: Record<string, unknown> = {};
+    for (const k of Object.keys(v).sort()) {
+      Object.defineProperty(o, k, { value: normal((v as Record<string, unknown>)[k]), enumerable: true });
+    }
+    return o;
+  }
+  return v;
+}
+
+Deno.test("strict JSON parser agrees with JSON.parse on 3,000 mutants, except duplicates and depth", async () => {
+  const dec = new TextDecoder();
+  let agreed = 0, refusedMore = 0;
+  for (const name of ["train-config", "hparams", "requests"]) {
+    const t = target(name);
+    const p = await t.setup();
+    for (let i = 0; i < 1000; i++) {
+      const text = dec.decode(mutantInput(t, p, 3, i));
+      let want: unknown, wantOk = true;
+      try {
+        want = JSON.parse(text);
+      } catch {
+        wantOk = false;
+      }
+      let got: unknown, err: unknown;
+      try {
+        got = parseStrictJson(text, { file: "f.json", maxDepth: 1000 });
+      } catch (e) {
+        err = e;
+      }
+      if (err !== undefined) {
+        assert.ok(err instanceof InputError, `#${i}: ${err}`);
+        assert.ok(err.message.length < 400, `#${i}: a message of ${err.message.length} characters`);
+        if (wantOk) {
+          assert.match(
+            err.message,
+            /duplicate key|nested deeper than 1000/,
+            `#${i}: JSON.parse accepts, strict refuses: ${err.message}`,
+          );
+          refusedMore++;
+        }
+        continue;
+      }
+      assert.ok(wantOk, `#${i}: strict accepts what JSON.parse refuses: ${text.slice(0, 200)}`);
+      assert.deepEqual(normal(got), normal(want), `#${i}`);
+      agreed++;
+    }
+  }
+  assert.ok(agreed > 1000 && refusedMore > 10, `agreed ${agreed}, refused more ${refusedMore}`);
 });

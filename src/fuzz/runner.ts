@@ -42,6 +42,8 @@ export interface FormatStats {
   crash: number;
   hang: number;
   memory: number;
+  /** Typed errors whose message is over 300 characters (a message must cut long values short). */
+  long: number;
   /** Findings, at most `maxFindings` kept. */
   findings: Finding[];
   seconds: number;
@@ -69,6 +71,7 @@ export function emptyStats(format: string): FormatStats {
     crash: 0,
     hang: 0,
     memory: 0,
+    long: 0,
     findings: [],
     seconds: 0,
   };
@@ -175,6 +178,7 @@ export async function runFormat(
           message ? `: ${message}` : ""
         })`;
       record(stats, i, final, msg, input, ms, maxFindings);
+      if (final === "typed" && message !== undefined) stats.long++;
     }
   } finally {
     if (!prepared) await p.close?.();

@@ -54,9 +54,15 @@ class Parser {
     return `line ${line} column ${col}`;
   }
 
+  /** The key path, each key and the whole path cut short (a path may be 100 levels of long keys). */
   field(): string | undefined {
     if (this.path.length === 0) return undefined;
-    return this.path.map((p, i) => (typeof p === "number" ? `[${p}]` : i === 0 ? p : `.${p}`)).join("");
+    const cut = (s: string, n: number) => (s.length > n ? s.slice(0, n) + "…" : s);
+    const parts = this.path.map((
+      p,
+      i,
+    ) => (typeof p === "number" ? `[${p}]` : `${i === 0 ? "" : "."}${cut(p, 40)}`));
+    return cut(parts.join(""), 120);
   }
 
   fail(message: string, at = this.pos): never {
