@@ -226,7 +226,7 @@ function checkKeys(o: Record<string, unknown>, known: Set<string>, file: string,
     if (!known.has(k)) {
       throw new ConfigError(`unknown field (known: ${[...known].join(", ")})`, {
         file,
-        field: prefix + (k.length > 60 ? k.slice(0, 60) + "…" : k),
+        field: prefix + (k.length > 40 ? k.slice(0, 40) + "…" : k),
       });
     }
   }
