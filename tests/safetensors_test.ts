@@ -264,6 +264,139 @@ Deno.test("corrupt: overlapping tensors", () => {
   );
 });
 
+Deno.test("strict: a hole between tensors, or before the first, is refused naming the tensor", () => {
+  assertBad(
+    build({
+      a: { dtype: "F32", shape: [1], data_offsets: [0, 4] },
+      b: { dtype: "F32", shape: [1], data_offsets: [8, 12] },
+    }, new Uint8Array(12)),
+    "b",
+    /hole of 4 bytes after tensor 'a' \[0, 4\]/,
+  );
+  assertBad(
+    build({ a: { dtype: "F32", shape: [1], data_offsets: [4, 8] } }, new Uint8Array(8)),
+    "a",
+    /hole of 4 bytes at the start/,
+  );
+});
+
+Deno.test("strict: trailing bytes after the last tensor are refused", () => {
+  assertBad(
+    build({ w: ok }, new Uint8Array(9)),
+    "w",
+    /holds 9 bytes but the tensors end at byte 8: 1 trailing/,
+  );
+  assertBad(build({}, new Uint8Array(3)), "header", /3 trailing bytes/);
+  // Zero-size tensors may share an offset; the empty file (only "{}") is valid.
+  const zero = build({
+    a: { dtype: "F32", shape: [0], data_offsets: [0, 0] },
+    b: { dtype: "F32", shape: [0, 3], data_offsets: [0, 0] },
+    c: ok,
+  }, new Uint8Array(8));
+  assert.deepEqual([...parseSafetensors(zero, FILE).tensors.keys()], ["a", "b", "c"]);
+  assert.equal(parseSafetensors(build("{}"), FILE).tensors.size, 0);
+});
+
+Deno.test("strict: a declared header length one byte short or long is refused, not read one byte off", () => {
+  const good = serializeSafetensors({ w: { shape: [3], data: new Float32Array([1, 2, 3]) } });
+  const n = Number(new DataView(good.buffer).getBigUint64(0, true));
+  assert.ok(good[8 + n - 1] === 0x20, "the writer pads the header with spaces");
+  assert.deepEqual([...parseSafetensors(good, FILE).tensors.get("w")!.data], [1, 2, 3]);
+  for (const delta of [-1, 1, -2]) {
+    const b = good.slice();
+    new DataView(b.buffer).setBigUint64(0, BigInt(n + delta), true);
+    assert.throws(() => parseSafetensors(b, FILE), (e: unknown) => {
+      assert.ok(e instanceof SafetensorsError, String(e));
+      assert.ok(e.message.includes(FILE), e.message);
+      return true;
+    });
+  }
+  // One byte short: the header still parses (one space less), the data section has one byte too many.
+  const short = good.slice();
+  new DataView(short.buffer).setBigUint64(0, BigInt(n - 1), true);
+  assertBad(short, "w", /13 bytes but the tensors end at byte 12: 1 trailing/);
+});
+
+Deno.test("strict: duplicate keys are refused at every level", () => {
+  const entry = '{"dtype":"F32","shape":[2],"data_offsets":[0,8]}';
+  assertBad(build(`{"w":${entry},"w":${entry}}`, new Uint8Array(8)), "header", /duplicate key "w"/);
+  assertBad(
+    build('{"w":{"dtype":"F32","dtype":"F16","shape":[2],"data_offsets":[0,8]}}', new Uint8Array(8)),
+    "header",
+    /duplicate key "dtype" \(at w.dtype\)/,
+  );
+  assertBad(
+    build(`{"__metadata__":{"a":"1","a":"2"},"w":${entry}}`, new Uint8Array(8)),
+    "header",
+    /duplicate key "a"/,
+  );
+});
+
+Deno.test("strict: offsets and dims must be integer literals", () => {
+  for (const bad of ["4.0", "4e0", "-0", "4.5", "1e400"]) {
+    assertBad(
+      build(`{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,${bad}]}}`, new Uint8Array(4)),
+      "w",
+      new RegExp(
+        `'data_offsets' must be \\[begin, end\\] with non-negative integers, got \\[0, ${
+          bad.replace(".", "\\.")
+        }\\]`,
+      ),
+    );
+  }
+  assertBad(
+    build('{"w":{"dtype":"F32","shape":[1.0],"data_offsets":[0,4]}}', new Uint8Array(4)),
+    "w",
+    /dimension that is not a non-negative integer: 1\.0/,
+  );
+  assertBad(
+    build('{"w":{"dtype":"F32","shape":[18446744073709551616],"data_offsets":[0,4]}}', new Uint8Array(4)),
+    "w",
+    /not a non-negative integer/,
+  );
+});
+
+Deno.test("strict: tensor and metadata names like Object.prototype members are plain names", () => {
+  const names = ["__proto__", "constructor", "toString", "valueOf", "hasOwnProperty"];
+  const tensors = new Map<string, HostTensor>(
+    names.map((n, i) => [n, { shape: [1], data: new Float32Array([i + 0.5]) }]),
+  );
+  const bytes = serializeSafetensors(tensors, { __proto__: "x", constructor: "y" } as Record<string, string>);
+  const f = parseSafetensors(bytes, FILE);
+  assert.deepEqual([...f.tensors.keys()].sort(), [...names].sort());
+  for (const [i, n] of names.entries()) assert.deepEqual([...f.tensors.get(n)!.data], [i + 0.5]);
+  assert.ok(Object.hasOwn(f.metadata, "constructor"));
+  assert.equal(f.metadata.constructor, "y");
+  assert.equal(Object.getPrototypeOf(f.metadata), Object.prototype, "metadata's prototype untouched");
+  // A dtype named like a prototype member is an unknown dtype, not a function-sized one.
+  for (const dtype of ["constructor", "toString", "__proto__"]) {
+    assertBad(
+      build({ w: { dtype, shape: [1], data_offsets: [0, 4] } }, new Uint8Array(4)),
+      "w",
+      /unknown dtype/,
+    );
+  }
+  // An entry missing 'shape' does not find an inherited member.
+  assertBad(build('{"w":{"dtype":"F32","data_offsets":[0,4]}}', new Uint8Array(4)), "w", /missing 'shape'/);
+});
+
+Deno.test("strict: deep nesting and huge values give a short typed error", () => {
+  const deep = "[".repeat(10000) + "]".repeat(10000);
+  assertBad(build(`{"__metadata__":{"a":${deep}}}`), "header", /nested deeper than 64/);
+  const msg = (() => {
+    try {
+      parseSafetensors(
+        build({ w: { dtype: "F32", shape: [1], data_offsets: ["x".repeat(100000), 4] } }),
+        FILE,
+      );
+    } catch (e) {
+      return (e as Error).message;
+    }
+    return "";
+  })();
+  assert.ok(msg.length < 300, `message is ${msg.length} characters`);
+});
+
 Deno.test("corrupt: __metadata__ must map strings to strings", () => {
   assertBad(
     build({ __metadata__: { format: 1 }, w: ok }, new Uint8Array(8)),

@@ -14,6 +14,8 @@
 import { SafetensorsError } from "../errors.ts";
 import type { HostTensor } from "../model/config.ts";
 import { writeFileAtomic } from "./atomic.ts";
+import { excerpt, kindOf } from "./excerpt.ts";
+import { isJsonObject, own, parseStrictJson } from "./strict_json.ts";
 
 /** Bytes per element of every dtype the safetensors format defines (sub-byte dtypes excluded). */
 export const DTYPE_SIZES: Readonly<Record<string, number>> = Object.freeze({
@@ -38,8 +40,8 @@ export const DTYPE_SIZES: Readonly<Record<string, number>> = Object.freeze({
 /** Dtypes that {@link SafetensorsTensor.data} converts to float32. */
 export const FLOAT_DTYPES: readonly string[] = ["F32", "F16", "BF16", "F64"];
 
-/** Largest header accepted (bytes); real headers are kilobytes. */
-export const MAX_HEADER_BYTES = 100 * 1024 * 1024;
+/** Largest header accepted (bytes), as in the reference reader; real headers are kilobytes. */
+export const MAX_HEADER_BYTES = 100_000_000;
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
@@ -133,23 +135,46 @@ export interface SafetensorsFile {
   metadata: Record<string, string>;
 }
 
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
-
 function isNonNegInt(v: unknown): v is number {
   return typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
+}
+
+/** A number in the header written as something other than a non-negative integer literal (`4.0`, `1e3`, `-1`). */
+class NotAnInteger {
+  constructor(readonly text: string) {}
+}
+
+/** Header numbers: integer literals become numbers, anything else a {@link NotAnInteger} that no check accepts. */
+function headerNumber(text: string, value: number): unknown {
+  return /^(0|[1-9][0-9]*)$/.test(text) ? value : new NotAnInteger(text);
+}
+
+/** A short description of a header value for messages (number text as written; never the whole value). */
+function show(v: unknown): string {
+  if (v instanceof NotAnInteger) return v.text;
+  if (
+    Array.isArray(v) && v.length <= 8 && v.every((x) => x instanceof NotAnInteger || typeof x !== "object")
+  ) {
+    return `[${v.map((x) => (x instanceof NotAnInteger ? x.text : excerpt(x, 24))).join(", ")}]`;
+  }
+  return excerpt(v, 60);
 }
 
 /**
  * Parses and validates a safetensors file held in memory. `file` names it in errors.
  *
- * Checks: at least 8 bytes; header length within the file and at most {@link MAX_HEADER_BYTES}; header
- * is UTF-8 JSON holding an object; each entry is an object with a known `dtype`, a `shape` of
- * non-negative integers and `data_offsets` [begin, end] of integers with begin <= end <= data length and
- * end - begin == numel * dtype size; no two tensors overlap; `__metadata__` (if present) maps strings to
- * strings. Tensor data is not converted here (see {@link SafetensorsTensor.data}); aligned F32 data
- * aliases `bytes`.
+ * Checks, as the Rust reference reader (huggingface/safetensors) does: at least 8 bytes; header length
+ * within the file and at most {@link MAX_HEADER_BYTES}; header is UTF-8 JSON holding an object
+ * (surrounding whitespace, such as the writer's space padding, allowed); each entry is an object with a
+ * known `dtype`, a `shape` of non-negative integer literals and `data_offsets` [begin, end] of
+ * non-negative integer literals with end - begin == numel * dtype size; sorted by offsets, the tensors
+ * tile the data section exactly: the first begins at 0, each begins where the previous one ends (no hole,
+ * no overlap) and the last ends at the end of the file (no trailing bytes; this is also what catches a
+ * declared header length that is off by a few bytes); `__metadata__` (if present and not null) maps
+ * strings to strings. Beyond the reference: a key repeated in one JSON object is refused (the reference's
+ * hash map keeps one silently), and nesting deeper than 64 levels is refused. Tensor names such as
+ * `__proto__` or `constructor` are plain names. Tensor data is not converted here (see
+ * {@link SafetensorsTensor.data}); aligned F32 data aliases `bytes`.
  */
 export function parseSafetensors(bytes: Uint8Array, file: string): SafetensorsFile {
   const err = (msg: string, field?: string) => new SafetensorsError(msg, { file, field });
@@ -173,73 +198,88 @@ export function parseSafetensors(bytes: Uint8Array, file: string): SafetensorsFi
   } catch (e) {
     throw new SafetensorsError("header is not valid UTF-8", { file, field: "header", cause: e });
   }
-  let header: unknown;
-  try {
-    header = JSON.parse(text);
-  } catch (e) {
-    throw new SafetensorsError(`header is not valid JSON: ${(e as Error).message}`, {
-      file,
-      field: "header",
-      cause: e,
-    });
-  }
-  if (!isPlainObject(header)) {
-    throw err(
-      `header must be a JSON object, got ${
-        header === null ? "null" : Array.isArray(header) ? "an array" : typeof header
-      }`,
-      "header",
-    );
+  const header = parseStrictJson(text, {
+    file,
+    maxDepth: 64,
+    number: headerNumber,
+    error: (msg, field) =>
+      new SafetensorsError(
+        `header is ${msg}${field ? ` (at ${field.length > 80 ? field.slice(0, 80) + "…" : field})` : ""}`,
+        {
+          file,
+          field: "header",
+        },
+      ),
+  });
+  if (!isJsonObject(header)) {
+    throw err(`header must be a JSON object, got ${kindOf(header)}`, "header");
   }
 
   const data = bytes.subarray(8 + n);
   const metadata: Record<string, string> = {};
   const tensors = new Map<string, SafetensorsTensor>();
   const spans: { name: string; begin: number; end: number }[] = [];
-  for (const [name, entry] of Object.entries(header)) {
+  for (const name of Object.keys(header)) {
+    const entry = header[name];
     if (name === "__metadata__") {
-      if (!isPlainObject(entry)) throw err("__metadata__ must be an object of strings", "__metadata__");
-      for (const [k, v] of Object.entries(entry)) {
+      if (entry === null) continue;
+      if (!isJsonObject(entry)) {
+        throw err(`__metadata__ must be an object of strings, got ${kindOf(entry)}`, "__metadata__");
+      }
+      for (const k of Object.keys(entry)) {
+        const v = entry[k];
         if (typeof v !== "string") {
           throw err(
-            `__metadata__ value of '${k}' must be a string, got ${JSON.stringify(v)}`,
+            `__metadata__ value of '${excerpt(k, 40)}' must be a string, got ${show(v)}`,
             "__metadata__",
           );
         }
-        metadata[k] = v;
+        // defineProperty: a key named "__proto__" stays an own key instead of setting the prototype.
+        Object.defineProperty(metadata, k, {
+          value: v,
+          enumerable: true,
+          writable: true,
+          configurable: true,
+        });
       }
       continue;
     }
-    if (!isPlainObject(entry)) {
-      throw err("tensor entry must be an object with dtype, shape and data_offsets", name);
+    if (!isJsonObject(entry)) {
+      throw err(
+        `tensor entry must be an object with dtype, shape and data_offsets, got ${kindOf(entry)}`,
+        name,
+      );
     }
-    const { dtype, shape, data_offsets } = entry;
+    const dtype = own(entry, "dtype"), shape = own(entry, "shape"), dataOffsets = own(entry, "data_offsets");
     if (dtype === undefined) throw err("tensor entry is missing 'dtype'", name);
-    if (typeof dtype !== "string") throw err(`'dtype' must be a string, got ${JSON.stringify(dtype)}`, name);
-    const size = DTYPE_SIZES[dtype];
+    if (typeof dtype !== "string") throw err(`'dtype' must be a string, got ${show(dtype)}`, name);
+    const size = Object.hasOwn(DTYPE_SIZES, dtype) ? DTYPE_SIZES[dtype] : undefined;
     if (size === undefined) {
-      throw err(`unknown dtype '${dtype}' (known: ${Object.keys(DTYPE_SIZES).join(", ")})`, name);
+      throw err(
+        `unknown dtype '${dtype.length > 30 ? dtype.slice(0, 30) + "…" : dtype}' (known: ${
+          Object.keys(DTYPE_SIZES).join(", ")
+        })`,
+        name,
+      );
     }
     if (shape === undefined) throw err("tensor entry is missing 'shape'", name);
-    if (!Array.isArray(shape)) {
-      throw err(`'shape' must be an array of integers, got ${JSON.stringify(shape)}`, name);
-    }
+    if (!Array.isArray(shape)) throw err(`'shape' must be an array of integers, got ${show(shape)}`, name);
     for (const d of shape) {
       if (!isNonNegInt(d)) {
         throw err(
-          `'shape' ${JSON.stringify(shape)} has a dimension that is not a non-negative integer`,
+          `'shape' ${show(shape)} has a dimension that is not a non-negative integer: ${show(d)}`,
           name,
         );
       }
     }
-    if (data_offsets === undefined) throw err("tensor entry is missing 'data_offsets'", name);
-    if (!Array.isArray(data_offsets) || data_offsets.length !== 2 || !data_offsets.every(isNonNegInt)) {
+    if (dataOffsets === undefined) throw err("tensor entry is missing 'data_offsets'", name);
+    if (!Array.isArray(dataOffsets) || dataOffsets.length !== 2 || !dataOffsets.every(isNonNegInt)) {
       throw err(
-        `'data_offsets' must be [begin, end] with non-negative integers, got ${JSON.stringify(data_offsets)}`,
+        `'data_offsets' must be [begin, end] with non-negative integers, got ${show(dataOffsets)}`,
         name,
       );
     }
-    const [begin, end] = data_offsets as [number, number];
+    const [begin, end] = dataOffsets as [number, number];
     if (end < begin) throw err(`'data_offsets' [${begin}, ${end}]: end is before begin`, name);
     if (end > data.length) {
       throw err(
@@ -248,10 +288,13 @@ export function parseSafetensors(bytes: Uint8Array, file: string): SafetensorsFi
       );
     }
     const numel = (shape as number[]).reduce((a, b) => a * b, 1);
+    if (!Number.isSafeInteger(numel * size)) {
+      throw err(`'shape' ${show(shape)} of ${dtype} overflows (more bytes than any file holds)`, name);
+    }
     if (end - begin !== numel * size) {
       throw err(
         `'data_offsets' [${begin}, ${end}] span ${end - begin} bytes but shape ${
-          JSON.stringify(shape)
+          show(shape)
         } of ${dtype} needs ${numel * size}`,
         name,
       );
@@ -262,15 +305,37 @@ export function parseSafetensors(bytes: Uint8Array, file: string): SafetensorsFi
       new SafetensorsTensor(name, dtype, [...(shape as number[])], data.subarray(begin, end), file),
     );
   }
+  // The reference sorts by (begin, end) and requires each tensor to start where the previous one ends.
   spans.sort((a, b) => a.begin - b.begin || a.end - b.end);
-  for (let i = 1; i < spans.length; i++) {
-    const p = spans[i - 1], c = spans[i];
-    if (c.begin < p.end) {
+  let at = 0;
+  let prev: { name: string; begin: number; end: number } | undefined;
+  for (const c of spans) {
+    if (c.begin < at) {
       throw err(
-        `'data_offsets' [${c.begin}, ${c.end}] overlap tensor '${p.name}' [${p.begin}, ${p.end}]`,
+        `'data_offsets' [${c.begin}, ${c.end}] overlap tensor '${prev!.name}' [${prev!.begin}, ${prev!.end}]`,
         c.name,
       );
     }
+    if (c.begin > at) {
+      throw err(
+        prev
+          ? `'data_offsets' [${c.begin}, ${c.end}] leave a hole of ${
+            c.begin - at
+          } bytes after tensor '${prev.name}' [${prev.begin}, ${prev.end}]: tensors must be contiguous`
+          : `'data_offsets' [${c.begin}, ${c.end}] leave a hole of ${c.begin} bytes at the start of the data section: the first tensor must begin at 0`,
+        c.name,
+      );
+    }
+    at = c.end;
+    prev = c;
+  }
+  if (at !== data.length) {
+    throw err(
+      `the data section holds ${data.length} bytes but the tensors end at byte ${at}: ${
+        data.length - at
+      } trailing bytes (a wrong header length, or data appended to the file)`,
+      prev ? prev.name : "header",
+    );
   }
   return { file, tensors, metadata };
 }

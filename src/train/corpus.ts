@@ -4,6 +4,8 @@
  * first word is predicted too and the model learns where a statement ends.
  */
 import { EngramError, InputError } from "../errors.ts";
+import { excerpt, kindOf } from "../io/excerpt.ts";
+import { isJsonObject, own, parseStrictJson } from "../io/strict_json.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
 
 /** One tokenized training instance. */
@@ -32,7 +34,55 @@ export async function readCorpus(
   return parseCorpus(text, path, tokenizer, maxTokens);
 }
 
-/** Parses corpus text (see {@link readCorpus}); `path` is used in error messages. */
+/** UTF-8 byte length of `s` without encoding it. */
+export function utf8Length(s: string): number {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) n += 1;
+    else if (c < 0x800) n += 2;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      n += 4;
+      i++;
+    } else n += 3;
+  }
+  return n;
+}
+
+const TOKEN_BYTES = new WeakMap<Tokenizer, number>();
+
+/**
+ * The most UTF-8 bytes of text one token of `tokenizer` stands for: the longest decoded token (a byte
+ * that is not valid UTF-8 on its own decodes to U+FFFD, 3 bytes, so this never under-counts). Walks the
+ * vocabulary once (about a second for GPT-2's 50,257 tokens) and caches the result.
+ */
+export function maxTokenBytes(tokenizer: Tokenizer): number {
+  let max = TOKEN_BYTES.get(tokenizer);
+  if (max !== undefined) return max;
+  max = 1;
+  for (let id = 0; id < tokenizer.vocabSize; id++) {
+    let s: string;
+    try {
+      s = tokenizer.tokenString(id);
+    } catch {
+      continue; // a hole in the vocabulary
+    }
+    max = Math.max(max, utf8Length(s));
+  }
+  TOKEN_BYTES.set(tokenizer, max);
+  return max;
+}
+
+/** Below this many bytes per token a line is tokenized without looking up the vocabulary's longest token. */
+const CHEAP_TOKEN_BYTES = 16;
+
+/**
+ * Parses corpus text (see {@link readCorpus}); `path` is used in error messages. Each line is strict
+ * JSON (duplicate keys, nesting deeper than 32 refused); `text` must be a string and `id` (optional) a
+ * string or an integer, never coerced. A line whose text has more UTF-8 bytes than `maxTokens` - 2 tokens
+ * can cover (see {@link maxTokenBytes}) is refused before it is tokenized, so a megabyte-long word costs
+ * no tokenizer time.
+ */
 export function parseCorpus(
   text: string,
   path: string,
@@ -46,33 +96,57 @@ export function parseCorpus(
   const out: TrainingInstance[] = [];
   const ids = new Set<string>();
   const lines = text.split("\n");
+  const room = Math.max(0, maxTokens - 2);
   lines.forEach((raw, i) => {
     if (raw.trim() === "") return;
     const where = { file: path, field: `line ${i + 1}` };
-    let rec: unknown;
-    try {
-      rec = JSON.parse(raw);
-    } catch (e) {
-      throw new InputError(`not valid JSON: ${(e as Error).message}`, where);
+    const rec = parseStrictJson(raw, {
+      file: path,
+      maxDepth: 32,
+      error: (msg, field) =>
+        new InputError(
+          field ? `${msg} (at ${field.length > 60 ? field.slice(0, 60) + "…" : field})` : msg,
+          where,
+        ),
+    });
+    if (!isJsonObject(rec)) throw new InputError(`not a JSON object, got ${kindOf(rec)}`, where);
+    const t = own(rec, "text");
+    if (typeof t !== "string" || t.trim() === "") {
+      throw new InputError(
+        t === undefined ? "missing 'text'" : `'text' must be a non-empty string, got ${excerpt(t)}`,
+        where,
+      );
     }
-    if (typeof rec !== "object" || rec === null || Array.isArray(rec)) {
-      throw new InputError("not a JSON object", where);
+    const rid = own(rec, "id");
+    if (
+      rid !== undefined && typeof rid !== "string" && !(typeof rid === "number" && Number.isSafeInteger(rid))
+    ) {
+      throw new InputError(`'id' must be a string or an integer, got ${excerpt(rid)}`, where);
     }
-    const r = rec as Record<string, unknown>;
-    if (typeof r.text !== "string" || r.text.trim() === "") {
-      throw new InputError("missing or empty 'text'", where);
-    }
-    const id = r.id === undefined ? `line${i + 1}` : String(r.id);
-    if (ids.has(id)) throw new InputError(`duplicate id '${id}'`, where);
+    const id = rid === undefined ? `line${i + 1}` : String(rid);
+    if (ids.has(id)) throw new InputError(`duplicate id '${excerpt(id, 60).slice(1, -1)}'`, where);
     ids.add(id);
-    const toks = [eos, ...tokenizer.encode(r.text), eos];
+    const bytes = utf8Length(t);
+    if (bytes > room * CHEAP_TOKEN_BYTES || room === 0) {
+      const per = maxTokenBytes(tokenizer);
+      if (bytes > room * per) {
+        throw new InputError(
+          `'text' is ${bytes} bytes: more than the ${
+            room * per
+          } bytes that the ${room} tokens left by the model's ` +
+            `context of ${maxTokens} (with the two end-of-text markers) can hold at ${per} bytes per token at most`,
+          where,
+        );
+      }
+    }
+    const toks = [eos, ...tokenizer.encode(t), eos];
     if (toks.length > maxTokens) {
       throw new InputError(
         `${toks.length} tokens (with the two end-of-text markers) do not fit the model's context of ${maxTokens}`,
         where,
       );
     }
-    out.push({ id, line: i, text: r.text, ids: toks });
+    out.push({ id, line: i, text: t, ids: toks });
   });
   if (out.length === 0) throw new InputError("the training corpus is empty", { file: path });
   return out;
