@@ -23,7 +23,8 @@ import {
   subKeyMean,
   wordTokenize,
 } from "../src/evaluate/edit_metrics.ts";
-import { generateFast, promptSeed } from "../src/evaluate/fluency.ts";
+import { promptSeed } from "../src/evaluate/fluency.ts";
+import { generateFast } from "../src/model/generate_fast.ts";
 import { parseRequestRecord } from "../src/edit/requests.ts";
 import { freshSeed, rng } from "./_util.ts";
 import { TINY_EDIT_CONFIG, wordTokenizer } from "./_edit_util.ts";

@@ -86,8 +86,9 @@ Deno.test("ROME context templates: '{}' plus texts after end-of-text, whose leng
     const groups = await romeContextTemplates(model, tokEos, [[4, 3], [6, 2]], 1);
     assert.deepEqual(groups[0], ["{}"]);
     assert.deepEqual(groups.slice(1).map((g) => g.length), [3, 2]);
-    // Replay: sample k is `length − 1` new tokens after end-of-text (seed 1000 + k), sampled end-of-text
-    // tokens dropped, braces removed. Sampled end-of-text tokens vanish, so count at most length − 1.
+    // Replay: sample k is `length − 1` new tokens after end-of-text (seed 1000 + k), the whole sequence
+    // decoded and the end-of-text strings removed as ROME's generate_fast does (so the space after the
+    // leading end-of-text stays), braces removed. Sampled end-of-text tokens vanish: at most length − 1.
     const lengths = [4, 4, 4, 6, 6];
     for (const [k, t] of groups.slice(1).flat().entries()) {
       const { ids } = await generate(model, [EOS], {
@@ -96,7 +97,10 @@ Deno.test("ROME context templates: '{}' plus texts after end-of-text, whose leng
         topK: 5,
         seed: 1000 + k,
       });
-      const want = tok.decode(ids.filter((i) => i !== EOS)).replaceAll("{", "").replaceAll("}", "");
+      const want = tokEos.decode([EOS, ...ids]).replaceAll("<|endoftext|>", "").replaceAll("{", "").replaceAll(
+        "}",
+        "",
+      );
       assert.equal(t, `${want}. {}`, `template ${k} (seed ${seed})`);
       assert.ok(tokens(t).length <= lengths[k] - 1);
       assert.ok(!t.includes("endoftext"), t);

@@ -15,28 +15,11 @@
  * Sampling is seeded (the reference's is not); sample k of a call uses the generator seed `seed·1000 + k`.
  */
 import type { Tokenizer } from "../io/tokenizer.ts";
-import { generate } from "../model/generate.ts";
+import { generateFast } from "../model/generate_fast.ts";
 import type { GPT2Model } from "../model/gpt2.ts";
 
 /** The seed prompts of MEMIT's context templates, in the reference's order. */
 export const MEMIT_TEMPLATE_SEEDS: readonly string[] = ["The", "Therefore", "Because", "I", "You"];
-
-/**
- * One `generate_fast` sample: `prompt` continued by top-5 sampling until the sequence has `maxOutLen`
- * tokens (prompt included; a prompt that long gets no new token), decoded without end-of-text tokens.
- */
-export async function generateFast(
-  model: GPT2Model,
-  tokenizer: Tokenizer,
-  prompt: number[],
-  maxOutLen: number,
-  seed: number,
-): Promise<string> {
-  const maxTokens = Math.max(0, Math.min(maxOutLen, model.config.nPositions) - prompt.length);
-  const { ids } = await generate(model, prompt, { maxTokens, temperature: 1, topK: 5, seed });
-  const text = tokenizer.decode([...prompt, ...ids].filter((t) => t !== tokenizer.eosId));
-  return text.normalize("NFKD").replaceAll("\n\n", " ").replaceAll("<|endoftext|>", "");
-}
 
 /** ROME's templates as groups: [["{}"], one group per [length, count] pair] (ROME uses them flattened). */
 export async function romeContextTemplates(
@@ -51,7 +34,10 @@ export async function romeContextTemplates(
   for (const [len, n] of lengthParams) {
     const g: string[] = [];
     for (let i = 0; i < n; i++) {
-      const text = await generateFast(model, tokenizer, start, len, seed * 1000 + k++);
+      const { text } = await generateFast(model, tokenizer, start, {
+        maxOutLen: len,
+        seed: seed * 1000 + k++,
+      });
       g.push(`${text.replaceAll("{", "").replaceAll("}", "")}. {}`);
     }
     groups.push(g);
@@ -73,7 +59,10 @@ export async function memitContextTemplates(
     for (const word of MEMIT_TEMPLATE_SEEDS) {
       const start = tokenizer.encode(word);
       for (let i = 0; i < Math.floor(n / MEMIT_TEMPLATE_SEEDS.length); i++) {
-        const text = await generateFast(model, tokenizer, start, len, seed * 1000 + k++);
+        const { text } = await generateFast(model, tokenizer, start, {
+          maxOutLen: len,
+          seed: seed * 1000 + k++,
+        });
         g.push(`${text.replaceAll("{", " ").replaceAll("}", " ")}. {}`);
       }
     }

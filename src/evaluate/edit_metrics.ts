@@ -25,7 +25,8 @@
 import { InputError } from "../errors.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
 import type { GPT2Model } from "../model/gpt2.ts";
-import { generateFast, promptSeed, textEntropy } from "./fluency.ts";
+import { promptSeed, textEntropy } from "./fluency.ts";
+import { generateFast } from "../model/generate_fast.ts";
 import type { EditRequest } from "../edit/requests.ts";
 import { filledPrompt } from "../edit/requests.ts";
 import { bosPrefix } from "../prompt/encode.ts";

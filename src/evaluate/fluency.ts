@@ -14,9 +14,6 @@
  * reproduce torch's random stream.
  */
 import { InputError } from "../errors.ts";
-import type { Tokenizer } from "../io/tokenizer.ts";
-import type { GPT2Model } from "../model/gpt2.ts";
-import { generate } from "../model/generate.ts";
 import { wordTokenize } from "./word_tokenize.ts";
 
 /** Entropy in bits of the frequency distribution of the n-grams of `tokens` (0 when there are none). */
@@ -54,49 +51,6 @@ export function textEntropy(text: string, ns = [2, 3], weights = [2 / 3, 4 / 3])
 export function nGramEntropy(texts: string[], ns = [2, 3], weights = [2 / 3, 4 / 3]): number {
   if (texts.length === 0) throw new InputError("no texts for the n-gram entropy", { field: "texts" });
   return texts.reduce((a, t) => a + textEntropy(t, ns, weights), 0) / texts.length;
-}
-
-/** Options of {@link generateFast}. */
-export interface GenerateFastOptions {
-  /** Total length in tokens, prompt (and any prefix) included (ROME's max_out_len; default 100). */
-  maxOutLen?: number;
-  /** Sample among the k most likely tokens (default 5). */
-  topK?: number;
-  /** Seed of the sampler (default 0). */
-  seed?: number;
-}
-
-/**
- * ROME's `generate_fast` for one prompt (token ids, prefix included): top-k sampling up to `maxOutLen`
- * tokens in all (capped by the context), and the decoded text of the whole sequence, cleaned as ROME does.
- */
-export async function generateFast(
-  model: GPT2Model,
-  tokenizer: Tokenizer,
-  promptIds: number[],
-  opts: GenerateFastOptions = {},
-): Promise<{ ids: number[]; text: string }> {
-  const maxOutLen = Math.min(opts.maxOutLen ?? 100, model.config.nPositions);
-  const n = Math.max(0, maxOutLen - promptIds.length);
-  const g = n > 0
-    ? await generate(model, promptIds, {
-      maxTokens: n,
-      temperature: 1,
-      topK: opts.topK ?? 5,
-      seed: opts.seed ?? 0,
-    })
-    : { ids: [] };
-  const ids = [...promptIds, ...g.ids];
-  return { ids, text: cleanGeneratedText(tokenizer.decode(ids), tokenizer) };
-}
-
-/** ROME's clean-up of a decoded generation: NFKD, "\n\n" -> " ", end-of-text strings removed. */
-export function cleanGeneratedText(text: string, tokenizer?: Tokenizer): string {
-  let t = text.normalize("NFKD").replaceAll("\n\n", " ").replaceAll("<|endoftext|>", "");
-  // A tokenizer whose end-of-text token is spelled differently (the world model's) gets the same treatment.
-  const eos = tokenizer?.eosId !== undefined ? tokenizer.decode([tokenizer.eosId]) : "";
-  if (eos !== "" && eos.trim() !== "") t = t.replaceAll(eos, "");
-  return t;
 }
 
 /** A 32-bit seed for one prompt: the base seed mixed with an FNV-1a hash of the text. */
