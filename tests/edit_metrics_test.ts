@@ -4,6 +4,7 @@
  * locality, ROME's ES / PS / NS and magnitudes, KnowEdit's sub-key means) written again on the float64
  * forward; fluency's sampler against the float64 top 5, and its entropy against hand values.
  */
+import { EmptyTargetError } from "../src/prompt/errors.ts";
 import assert from "node:assert/strict";
 import { getGpu } from "../src/gpu/device.ts";
 import type { GPT2Config } from "../src/model/config.ts";
@@ -398,7 +399,10 @@ Deno.test("fluency: seeded top-5 sampling up to max_out_len tokens, prompt inclu
 Deno.test("scoreAnswers rejects empty answers and over-long sequences", async () => {
   const model = GPT2Model.create(await getGpu(), cfg, randomGPT2(cfg, 1));
   const tok = wordTokenizer(cfg.vocabSize);
-  await assert.rejects(() => scoreAnswers(model, tok, [{ prompt: "w1", answer: " " }]), /empty answer/);
+  await assert.rejects(
+    () => scoreAnswers(model, tok, [{ prompt: "w1", answer: "w2" }, { prompt: "w1", answer: " " }]),
+    (e: unknown) => e instanceof EmptyTargetError && e.field === "answer" && /item 1/.test(e.message),
+  );
   await assert.rejects(
     () => scoreAnswers(model, tok, [{ prompt: "w1 w1 w1 w1 w1 w1 w1 w1 w1 w1 w1", answer: "w1 w2 w3" }]),
     /more than the context/,

@@ -29,7 +29,7 @@ import { promptSeed, textEntropy } from "./fluency.ts";
 import { generateFast } from "../model/generate_fast.ts";
 import type { EditRequest } from "../edit/requests.ts";
 import { filledPrompt } from "../edit/requests.ts";
-import { bosPrefix } from "../prompt/encode.ts";
+import { bosPrefix, encodeTarget } from "../prompt/encode.ts";
 import { type AppliedEdit, applyEdit, type EditOptions, getEditor } from "../edit/editors.ts";
 
 /** A prompt and an answer to score after it. */
@@ -75,10 +75,11 @@ export async function scoreAnswers(
   const V = model.config.vocabSize;
   const enc = items.map((it, i) => {
     const p = [...prefix, ...tokenizer.encode(it.prompt)];
-    const a = tokenizer.encode(" " + it.answer.trim());
-    if (it.answer.trim() === "" || a.length === 0) {
-      throw new InputError(`empty answer after prompt '${it.prompt}'`, { field: `item ${i}: answer` });
-    }
+    // The prompt module's one spacing rule (" " + answer); EasyEdit's `prompt + ' ' + target` after trim.
+    const a = encodeTarget(tokenizer, it.answer.trim(), {
+      record: `item ${i}`,
+      fields: { target: "answer" },
+    });
     if (p.length === 0) throw new InputError(`empty prompt`, { field: `item ${i}: prompt` });
     const seq = [...p, ...a.slice(0, -1)];
     if (seq.length > ctx) {
