@@ -4,7 +4,7 @@
  * is given. Paths are compared after resolving symbolic links (of the longest existing prefix: an output
  * usually does not exist yet), so a link to the input folder is caught too.
  */
-import { dirname, join, relative, resolve, sep } from "node:path";
+import { basename, dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { InputError } from "../errors.ts";
 
 /** A path and the flag (or file field) that named it. */
@@ -18,7 +18,8 @@ export interface NamedPath {
  * output yet to be written) appended as written.
  */
 export async function realPathOf(p: string): Promise<string> {
-  let head = resolve(p);
+  // Not path.resolve: it would fold "link/.." lexically, where the system follows the link first.
+  let head = isAbsolute(p) ? p : `${Deno.cwd()}/${p}`;
   const rest: string[] = [];
   for (;;) {
     try {
@@ -27,7 +28,7 @@ export async function realPathOf(p: string): Promise<string> {
     } catch {
       const up = dirname(head);
       if (up === head) return resolve(p);
-      rest.push(head.slice(up.length).replace(/^\/+/, ""));
+      rest.push(basename(head));
       head = up;
     }
   }
