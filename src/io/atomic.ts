@@ -211,10 +211,12 @@ function commitPauseMs(): number {
 
 /**
  * Renames the staged folders into place, in the given order (an edit commits its log before its model,
- * so no edited model is ever without its log). An existing target is first checked
- * ({@link checkReplaceable}) and moved aside; every old folder is deleted only after all new ones are in
- * place. On failure the failing target's old folder is put back, the uncommitted staged folders are
- * removed, and the error names the target; targets committed before it stay committed.
+ * so no edited model is ever without its log). Existing targets are first checked
+ * ({@link checkReplaceable}) and all moved aside, in reverse order, before any new one goes in: at every
+ * moment each target holds its complete old folder, nothing, or its complete new folder, and a later
+ * target never holds its new folder while an earlier one holds its old (a kill cannot pair the new log
+ * with the old model). The old folders are deleted only after all new ones are in place. On failure
+ * everything is rolled back (new folders removed, old ones put back) and the error names the target.
  */
 export async function commitStaged(staged: StagedDir[], opts: { overwrite?: boolean } = {}): Promise<void> {
   for (const s of staged) {
@@ -225,25 +227,35 @@ export async function commitStaged(staged: StagedDir[], opts: { overwrite?: bool
       throw e;
     }
   }
-  const olds: string[] = [];
-  for (const [i, s] of staged.entries()) {
-    let old: string | undefined;
-    try {
+  const olds = new Map<StagedDir, string>();
+  const committed: StagedDir[] = [];
+  const rollback = async () => {
+    for (const s of committed.reverse()) await removeQuietly(s.target, true);
+    for (const [s, old] of olds) await Deno.rename(old, s.target).catch(() => {});
+    await discardStaged(staged);
+  };
+  let current = staged[0]?.target ?? "";
+  try {
+    for (const s of [...staged].reverse()) {
+      current = s.target;
       if (await lstatOrUndefined(s.target)) {
-        old = join(dirname(s.target), `.${basename(s.target)}.old-${randomSuffix()}`);
+        const old = join(dirname(s.target), `.${basename(s.target)}.old-${randomSuffix()}`);
         await Deno.rename(s.target, old);
+        olds.set(s, old);
       }
-      await Deno.rename(s.tmp, s.target);
-    } catch (e) {
-      if (old) await Deno.rename(old, s.target).catch(() => {});
-      await discardStaged(staged.slice(i));
-      throw ioError("cannot move folder into place", s.target, e);
     }
-    if (old) olds.push(old);
-    const pause = commitPauseMs();
-    if (pause > 0) await new Promise((r) => setTimeout(r, pause));
+    for (const s of staged) {
+      current = s.target;
+      await Deno.rename(s.tmp, s.target);
+      committed.push(s);
+      const pause = commitPauseMs();
+      if (pause > 0) await new Promise((r) => setTimeout(r, pause));
+    }
+  } catch (e) {
+    await rollback();
+    throw ioError("cannot move folder into place", current, e);
   }
-  for (const old of olds) await removeQuietly(old, true);
+  for (const old of olds.values()) await removeQuietly(old, true);
 }
 
 /**
@@ -283,9 +295,10 @@ export async function leftovers(target: string): Promise<{ tmp: string[]; old: s
 }
 
 /**
- * Repairs what a writer of `target` killed mid-commit left: temporary folders are removed; a folder set
- * aside while the new one was not yet in place is put back when `target` is missing, and removed when
- * `target` is there. Returns one sentence per repair. Call it only while holding `target`'s lock.
+ * Tidies what a writer of `target` killed mid-write left: its temporary folders (never committed, so
+ * never complete) are removed. Folders an interrupted commit had set aside (`.<name>.old-*`, complete
+ * earlier outputs) are kept, never deleted or guessed back into place: the notes name them. Returns one
+ * sentence per finding. Call it only while holding `target`'s lock.
  */
 export async function recoverLeftovers(target: string): Promise<string[]> {
   const { tmp, old } = await leftovers(target);
@@ -294,17 +307,11 @@ export async function recoverLeftovers(target: string): Promise<string[]> {
     await removeQuietly(p, true);
     notes.push(`removed ${p}, a partial output of an interrupted run`);
   }
-  const marked = [];
-  for (const p of old) if (await lstatOrUndefined(join(p, OUTPUT_MARKER))) marked.push(p);
-  if (!(await lstatOrUndefined(clean(target))) && marked.length > 0) {
-    const [back, ...rest] = marked;
-    await Deno.rename(back, clean(target));
-    notes.push(`restored ${clean(target)} from ${back}, set aside by an interrupted run`);
-    marked.splice(0, marked.length, ...rest);
-  }
-  for (const p of marked) {
-    await removeQuietly(p, true);
-    notes.push(`removed ${p}, an old output an interrupted run had replaced`);
+  for (const p of old) {
+    notes.push(
+      `kept ${p}: the previous ${basename(clean(target))}, set aside by an interrupted run ` +
+        `(move it back or delete it yourself)`,
+    );
   }
   return notes;
 }
