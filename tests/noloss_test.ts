@@ -449,3 +449,50 @@ Deno.test("training: work folders of killed runs are named by the next run and r
     await Deno.remove(tmp, { recursive: true });
   }
 });
+
+Deno.test("two concurrent edits into one --out: one writes, the other refuses; model and log stay a pair", async () => {
+  const { tmp, edit } = await setup();
+  try {
+    const out = join(tmp, "e");
+    const [a, b] = await Promise.all([edit("--out", out), edit("--out", out, "--target", "Frostwick")]);
+    const codes = [a.code, b.code].sort();
+    assert.deepEqual(codes, [0, 1], `${a.stderr}\n${b.stderr}`);
+    const loser = a.code === 1 ? a : b;
+    assert.match(loser.stderr, /another engram run \(pid \d+|already exists/);
+    const m = await loadHFModel(out);
+    const { checkEditedModel } = await import("../src/edit/edit_link.ts");
+    await checkEditedModel(out, m.weights); // the model's own log, not the other run's
+    assert.deepEqual([...Deno.readDirSync(tmp)].map((e) => e.name).sort(), ["e", "e.editlog", "in"]);
+    // eval's output files are checked against its inputs as well.
+    const ev = await engram(
+      "eval",
+      "--method",
+      "ft",
+      "--model",
+      join(tmp, "in", "model"),
+      "--data",
+      join(WORLD, "counterfact.json"),
+      "--limit",
+      "1",
+      "--out",
+      join(tmp, "in", "model", "results.json"),
+    );
+    assertOneLineError(ev, /--out .* is inside the input --model/);
+    const ev2 = await engram(
+      "eval",
+      "--method",
+      "ft",
+      "--model",
+      join(tmp, "in", "model"),
+      "--data",
+      join(WORLD, "counterfact.json"),
+      "--limit",
+      "1",
+      "--table",
+      join(WORLD, "counterfact.json"),
+    );
+    assertOneLineError(ev2, /--table .* is the input --data/);
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
