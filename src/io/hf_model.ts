@@ -492,7 +492,8 @@ export async function hfModelFiles(
   else if (model.baseConfig?.tie_word_embeddings === false) extra.tie_word_embeddings = true;
   const files: Record<string, Uint8Array | string> = {
     ...model.otherFiles,
-    "config.json": JSON.stringify(mergeConfig(model.baseConfig, configToHF(model.config, extra), extra), null, 2) +
+    "config.json":
+      JSON.stringify(mergeConfig(model.baseConfig, configToHF(model.config, extra), extra), null, 2) +
       "\n",
     "model.safetensors": serializeSafetensors(out, { format: "pt" }),
   };
