@@ -19,7 +19,8 @@ import { engram, freshSeed, rng } from "./_util.ts";
 
 const WORLD = new URL("../fixtures/world/", import.meta.url).pathname;
 const CLI = new URL("../src/cli.ts", import.meta.url).pathname;
-const KILLS = 3;
+/** Kills per command (ENGRAM_KILLS=N for a longer run). */
+const KILLS = Math.max(1, Number(Deno.env.get("ENGRAM_KILLS") ?? 3) || 3);
 
 async function exists(p: string): Promise<boolean> {
   return await Deno.lstat(p).then(() => true, () => false);

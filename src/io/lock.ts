@@ -53,6 +53,32 @@ function parseBody(text: string): LockBody | undefined {
 }
 
 /**
+ * Creates `path` holding `text`, failing with AlreadyExists if it exists. The content is written to a
+ * private file first and hard-linked into place, so the lock never exists empty (a kill between creating
+ * and filling it would leave a lock that looks live); where hard links are not supported, createNew.
+ */
+async function createWithContent(path: string, text: string): Promise<void> {
+  const tmp = `${path}.${randomSuffix()}.tmp`;
+  let linked = false;
+  try {
+    await Deno.writeTextFile(tmp, text, { createNew: true });
+    await Deno.link(tmp, path);
+    linked = true;
+  } catch (e) {
+    if (e instanceof Deno.errors.AlreadyExists) throw e;
+  } finally {
+    await Deno.remove(tmp).catch(() => {});
+  }
+  if (linked) return;
+  const f = await Deno.open(path, { write: true, createNew: true });
+  try {
+    await f.write(new TextEncoder().encode(text));
+  } finally {
+    f.close();
+  }
+}
+
+/**
  * Takes the lock of output `target` (a file or folder path), or throws {@link EngramError} code "locked"
  * naming `flag` and the pid of the run holding it. Breaks stale locks of dead processes.
  */
@@ -67,12 +93,7 @@ export async function acquireLock(target: string, flag?: string): Promise<Output
   const text = JSON.stringify(body) + "\n";
   for (let attempt = 0; attempt < 5; attempt++) {
     try {
-      const f = await Deno.open(path, { write: true, createNew: true });
-      try {
-        await f.write(new TextEncoder().encode(text));
-      } finally {
-        f.close();
-      }
+      await createWithContent(path, text);
       return {
         path,
         release: async () => {
