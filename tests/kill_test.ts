@@ -127,6 +127,30 @@ Deno.test("kill -9 at random moments: edit, trace and train leave every output a
     assert.equal(again.code, 0, again.stderr);
     await assertEditComplete(out2, log2, "rerun");
     assert.ok(await exists(out2));
+    // Between the renames of an --overwrite: the new log is in, and the old model is set aside (kept),
+    // never left in place beside the new log.
+    const oldModel = await Deno.readFile(join(out2, "model.safetensors"));
+    const oldLog = await Deno.readTextFile(join(log2, "log.json"));
+    const logChanged = async () =>
+      await exists(join(log2, "log.json")) && (await Deno.readTextFile(join(log2, "log.json"))) !== oldLog;
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", CLI, ...edit(out2), "--target", "Frostwick"],
+      env: { NO_COLOR: "1", ENGRAM_TEST_COMMIT_PAUSE_MS: "5000" },
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    for (let t = 0; !(await logChanged()); t++) {
+      assert.ok(t < 1500, "the new log never appeared");
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    child.kill("SIGKILL");
+    await child.status;
+    assert.ok(!(await exists(out2)), "old model left beside the new log");
+    const aside = [...Deno.readDirSync(tmp)].filter((e) => /^\.between(\.editlog)?\.old-/.test(e.name));
+    assert.equal(aside.length, 2, "both old folders are kept aside");
+    const keptModel = aside.map((e) => join(tmp, e.name, "model.safetensors"));
+    assert.ok((await Promise.all(keptModel.map(exists))).some((x) => x));
+    for (const p of keptModel) if (await exists(p)) assert.deepEqual(await Deno.readFile(p), oldModel);
 
     // Trace.
     const tout = join(tmp, "t");
