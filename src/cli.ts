@@ -29,8 +29,9 @@ commands:
             greedy (temperature 0, default) or sampled continuation
   bench     [--json] [--quick] [--out FILE]
             matmul / attention / forward-pass throughput with the adapter's description
-  train     --config FILE [--overwrite] [--max-steps N] [--json]
-            train a GPT-2 from a JSONL corpus (AdamW, checkpoints, progress line)
+  train     --config FILE [--overwrite] [--max-steps N] [--json] | --config FILE --clean
+            train a GPT-2 from a JSONL corpus (AdamW, checkpoints, progress line); --clean removes the work
+            folders of interrupted runs
   accuracy  --model DIR (--world DIR | --prompts FILE) [--limit N] [--json]
             top-1 recall of facts (training prompts, held-out paraphrases, two-hop)
   eval      --method M[,M2,...] --model DIR --data FILE [--limit N] [--mode single|sequential|batch] [--batch-size N]
@@ -45,8 +46,8 @@ commands:
             [--log DIR] [--overwrite] [--bos auto|on|off] [--json]
             rewrite facts (ROME, MEMIT, FT, FT-L, KN); writes the edited model and an edit log (default OUT.editlog);
             prints p(target_new), p(ground truth) and target_new's rank before -> after, warns when it is not on top
-  revert    --model EDITED --log LOGDIR --out DIR [--force] [--overwrite]
-            restore the original weights bit for bit from an edit log
+  revert    --model EDITED --log LOGDIR --out DIR [--force] [--overwrite] | --check --model EDITED [--log LOGDIR]
+            restore the original weights bit for bit from an edit log; --check: the edited model has its log
   neurons   --model DIR --prompt "..." [--prompt "..."] --target T [--steps N] [--threshold R] [--share S] [--ks 2,100] [--json]
             knowledge neurons by integrated gradients of p(target); suppress/amplify; sufficiency/comprehensiveness
   attribute --model DIR --train FILE --prompt "..." --target T --method grad-dot|grad-cos|tracin [--checkpoints DIR]
@@ -69,6 +70,10 @@ commands:
             answer = the target's first token (or the model's prediction)
   info      the WebGPU adapter and its limits
   demo      run the bundled model end to end and check it against the float64 CPU reference
+
+outputs (--out, --log, --table) are never an input, a folder holding one or a folder inside one;
+--overwrite replaces only folders engram wrote (they hold .engram-output), the old one deleted only after
+the new one is complete; OUT.lock makes a second writer of one output refuse.
 
 every command that encodes text (predict, generate, accuracy, demo, eval, edit, trace, neurons, attribute,
 study) takes --bos auto|on|off: auto (default) does what the model's tokenizer does (HF GPT-2: no BOS; the

@@ -10,19 +10,23 @@
  * become the top prediction (src/evaluate/edit_check.ts).
  */
 import { InputError } from "../errors.ts";
-import { loadHFModel, saveHFModel } from "../io/hf_model.ts";
+import { hfModelFiles, loadHFModel } from "../io/hf_model.ts";
+import { commitStaged, discardStaged, type StagedDir, stageDir } from "../io/atomic.ts";
+import { EDIT_LINK, modelCopyFiles } from "../io/model_folder.ts";
 import { getGpu } from "../gpu/device.ts";
 import { GPT2Model } from "../model/gpt2.ts";
 import { applyEdit, editorNames } from "../edit/editors.ts";
 import { parseLayers, readHparamsFile } from "../edit/hparams.ts";
-import { writeEditLog } from "../edit/log.ts";
+import { editLogFiles } from "../edit/log.ts";
+import { editLinkText } from "../edit/edit_link.ts";
 import { type EditRequest, normalizeRequest, readRequests } from "../prompt/requests.ts";
 import { withFieldNames } from "../prompt/errors.ts";
 import { bosPrefix } from "../prompt/encode.ts";
-import { resolveStatsSource, writeStatsDeclaration } from "../edit/stats.ts";
+import { resolveStatsSource } from "../edit/stats.ts";
 import { fmtP, notTopWarning, requestStanding } from "../evaluate/edit_check.ts";
 import { bosFlag, FACT_FLAGS, parseFlags, required } from "./args.ts";
 import { progress } from "./progress.ts";
+import { guardOutputs } from "./outputs.ts";
 
 /** Runs `edit`. */
 export async function editCommand(argv: string[]): Promise<void> {
@@ -102,6 +106,36 @@ export async function editCommand(argv: string[]): Promise<void> {
   );
   // No early statistics check: the editor validates its hparams first, then asks for statistics
   // (layerStats names --stats-corpus) before any long work.
+  // Outputs never touch an input; locked for this run; refused early when they exist (unless
+  // --overwrite of an engram output).
+  const guard = await guardOutputs("edit", [{ path: out, flag: "--out" }, { path: logDir, flag: "--log" }], [
+    { path: modelDir, flag: "--model" },
+    { path: f.requests as string | undefined, flag: "--requests" },
+    { path: f.hparams as string | undefined, flag: "--hparams" },
+    { path: f["stats-corpus"] as string | undefined, flag: "--stats-corpus" },
+    { path: f["stats-dir"] as string | undefined, flag: "--stats-dir" },
+    { path: statsSrc.declared?.file, flag: "the corpus of engram_stats.json" },
+    ...(statsSrc.stats ?? []).map((p) => ({ path: p, flag: "--stats" })),
+  ], { overwrite: Boolean(f.overwrite) });
+  try {
+    await editAndSave(f, method, modelDir, out, logDir, requests, layers, hparams, statsSrc, bos);
+  } finally {
+    await guard.release();
+  }
+}
+
+async function editAndSave(
+  f: Record<string, string | boolean | undefined>,
+  method: string,
+  modelDir: string,
+  out: string,
+  logDir: string,
+  requests: EditRequest[],
+  layers: number[] | undefined,
+  hparams: unknown,
+  statsSrc: Awaited<ReturnType<typeof resolveStatsSource>>,
+  bos: ReturnType<typeof bosFlag>,
+): Promise<void> {
   const hf = await loadHFModel(modelDir, { bos });
   if (!hf.tokenizer) throw new InputError(`${modelDir} has no tokenizer files`, { field: "--model" });
   const model = GPT2Model.create(await getGpu(), hf.config, hf.weights);
@@ -130,22 +164,28 @@ export async function editCommand(argv: string[]): Promise<void> {
   const standing = before.map((b, i) => ({ prompt: b.prompt, before: b, after: after[i] }));
   const notTop = after.map((a, i) => notTopWarning(i, a)).filter((w): w is string => w !== null);
   for (const w of notTop) console.error(`engram edit: warning: ${w}`);
-  await saveHFModel(out, {
+  // The edited model and its log are one unit: both staged beside their targets, then the log goes in
+  // place first and the model second, so no edited model is ever without its log (a kill between the two
+  // renames leaves a log without a model, which is harmless).
+  const modelFiles = await hfModelFiles(out, {
     config: hf.config,
     weights: model.weights,
     tokenizerFrom: modelDir,
     activationFunction: hf.activationFunction,
-    extraConfig: Object.fromEntries(
-      Object.entries(hf.hfConfig).filter(([k]) =>
-        ["bos_token_id", "eos_token_id", "model_type", "architectures"].includes(k)
-      ),
-    ),
-  }, { overwrite: Boolean(f.overwrite) });
-  // The edited copy keeps the statistics corpus of the model it came from.
-  if (statsSrc.declared) await writeStatsDeclaration(out, statsSrc.declared);
-  await writeEditLog(logDir, result, requests, model.weights, { source: modelDir, edited: out }, {
-    overwrite: Boolean(f.overwrite),
+    baseConfig: hf.hfConfig,
+    otherFiles: await modelCopyFiles(modelDir, out),
   });
+  const logFiles = await editLogFiles(result, requests, model.weights, { source: modelDir, edited: out });
+  modelFiles[EDIT_LINK] = await editLinkText(out, logDir, logFiles["log.json"] as string, method);
+  const staged: StagedDir[] = [];
+  try {
+    staged.push(await stageDir(logDir, logFiles, { kind: "edit log", flag: "--log" }));
+    staged.push(await stageDir(out, modelFiles, { kind: "edited model", flag: "--out" }));
+  } catch (e) {
+    await discardStaged(staged);
+    throw e;
+  }
+  await commitStaged(staged, { overwrite: Boolean(f.overwrite) });
   const summary = {
     method,
     model: modelDir,

@@ -20,6 +20,7 @@ import { checkStatsSource, resolveStatsSource } from "../edit/stats.ts";
 import { bosFlag, intFlag, parseFlags, required } from "./args.ts";
 import { readHparamsFlag, validateHparams } from "./hparams_flag.ts";
 import { progress } from "./progress.ts";
+import { guardOutputs } from "./outputs.ts";
 
 /**
  * Reads edit requests for evaluation. As EasyEdit's ZsreDataset, MEND zsRE records with an empty `alt`
@@ -143,6 +144,52 @@ export async function evalCommand(argv: string[]): Promise<void> {
       }
     }
   }
+  // --out and --table never touch an input; one eval per output file at a time.
+  const guard = await guardOutputs("eval", [
+    { path: f.out as string | undefined, flag: "--out" },
+    { path: f.table as string | undefined, flag: "--table" },
+  ], [
+    { path: modelDir, flag: "--model" },
+    { path: dataFile, flag: "--data" },
+    ...methods.map((m) => ({ path: hparamsBy.get(m)?.file, flag: "--hparams" })),
+    { path: f["stats-corpus"] as string | undefined, flag: "--stats-corpus" },
+    { path: statsSrc.declared?.file, flag: "the corpus of engram_stats.json" },
+    ...(statsSrc.stats ?? []).map((p) => ({ path: p, flag: "--stats" })),
+  ], { files: true });
+  try {
+    await evalWith(f, methods, mode, modelDir, dataFile, requests, layers, hparamsBy, statsSrc, {
+      bos,
+      editBatchSize,
+      fluencyMaxLen,
+      fluencyTokens,
+      fluencyTopK,
+      fluencySeed,
+    });
+  } finally {
+    await guard.release();
+  }
+}
+
+async function evalWith(
+  f: Record<string, string | boolean | undefined>,
+  methods: string[],
+  mode: EditMode,
+  modelDir: string,
+  dataFile: string,
+  requests: EditRequest[],
+  layers: number[] | undefined,
+  hparamsBy: Awaited<ReturnType<typeof readHparamsFlag>>,
+  statsSrc: Awaited<ReturnType<typeof resolveStatsSource>>,
+  o: {
+    bos: ReturnType<typeof bosFlag>;
+    editBatchSize: number;
+    fluencyMaxLen: number;
+    fluencyTokens: number | undefined;
+    fluencyTopK: number;
+    fluencySeed: number;
+  },
+): Promise<void> {
+  const { bos, editBatchSize, fluencyMaxLen, fluencyTokens, fluencyTopK, fluencySeed } = o;
   const hf = await loadHFModel(modelDir, { bos });
   if (!hf.tokenizer) {
     throw new InputError(`${modelDir} has no tokenizer files`, { file: modelDir, field: "--model" });

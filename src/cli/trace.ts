@@ -30,10 +30,10 @@
  * - `--pool token` (default, ROME's notebook) or `prompt` chooses how the facts' averages pool the
  *   middle-subject and further tokens (src/locate/average.ts).
  */
-import { join } from "node:path";
 import { InputError } from "../errors.ts";
 import { loadHFModel } from "../io/hf_model.ts";
-import { writeFileAtomic } from "../io/atomic.ts";
+import { commitStaged, stageDir } from "../io/atomic.ts";
+import { guardOutputs } from "./outputs.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
 import { getGpu } from "../gpu/device.ts";
 import { GPT2Model } from "../model/gpt2.ts";
@@ -191,6 +191,85 @@ export async function traceCommand(argv: string[]): Promise<void> {
     subject = required(f, "subject", "trace");
   }
 
+  const outDir = f.out as string | undefined;
+  // --out is written as one folder at the end (staged, then renamed): a killed trace leaves no partial
+  // --out. It replaces an earlier engram output or an empty folder, never a folder engram did not write.
+  const guard = await guardOutputs("trace", [{ path: outDir, flag: "--out" }], [
+    { path: modelDir, flag: "--model" },
+    { path: factsFile, flag: "--facts" },
+  ], { overwrite: true });
+  try {
+    await traceWith(f, outDir, {
+      modelDir,
+      kindFlag,
+      kinds,
+      samples,
+      window,
+      seed,
+      maxRows,
+      targetProb,
+      bos,
+      knownRule,
+      pool,
+      noiseRng,
+      noise,
+      factsFile,
+      basis,
+      prompt,
+      subject,
+    });
+  } finally {
+    await guard.release();
+  }
+}
+
+/** Writes the `--out` folder `dir` holding `files` (see traceCommand). */
+async function writeOut(dir: string, files: Record<string, string>): Promise<void> {
+  await commitStaged([await stageDir(dir, files, { kind: "trace", flag: "--out" })], { overwrite: true });
+}
+
+async function traceWith(
+  f: Record<string, string | boolean | undefined>,
+  outDir: string | undefined,
+  o: {
+    modelDir: string;
+    kindFlag: TraceKind | "all";
+    kinds: TraceKind[];
+    samples: number;
+    window: number;
+    seed: number;
+    maxRows: number;
+    targetProb: TargetProb;
+    bos: ReturnType<typeof bosFlag>;
+    knownRule: KnownRule;
+    pool: ClassPool;
+    noiseRng: NoiseRng;
+    noise: NoiseFlag;
+    factsFile: string | undefined;
+    basis: "wte" | "subjects";
+    prompt: string;
+    subject: string;
+  },
+): Promise<void> {
+  const {
+    modelDir,
+    kindFlag,
+    kinds,
+    samples,
+    window,
+    seed,
+    maxRows,
+    targetProb,
+    bos,
+    knownRule,
+    pool,
+    noiseRng,
+    noise,
+    factsFile,
+    basis,
+    prompt,
+    subject,
+  } = o;
   const hf = await loadHFModel(modelDir, { bos });
   const tok = hf.tokenizer;
   if (!tok) throw new InputError(`${modelDir} has no tokenizer files`, { file: modelDir, field: "--model" });
@@ -223,8 +302,6 @@ export async function traceCommand(argv: string[]): Promise<void> {
     return noise.multiple * embeddingStd(hf.weights, C, ids);
   };
   const common = { samples, window, seed, noiseRng, targetProb, maxRows, batched: !f.unbatched, kinds };
-  const outDir = f.out as string | undefined;
-  if (outDir) await Deno.mkdir(outDir, { recursive: true });
 
   try {
     if (factsFile === undefined) {
@@ -275,7 +352,7 @@ export async function traceCommand(argv: string[]): Promise<void> {
       const objs = r.traces.map((_, i) => kindJson(r, i, input.tokens, tok, extra));
       const json = JSON.stringify(kindFlag === "all" ? objs : objs[0]);
       if (outDir) {
-        await writeFileAtomic(join(outDir, "trace.json"), json + "\n");
+        const files: Record<string, string> = { "trace.json": json + "\n" };
         for (const t of r.traces) {
           const svg = traceHeatmapSvg({
             kind: t.kind,
@@ -286,8 +363,9 @@ export async function traceCommand(argv: string[]): Promise<void> {
             window: t.window,
             answer: tok.decode(r.answer),
           });
-          await writeFileAtomic(join(outDir, `trace_${t.kind}.svg`), svg);
+          files[`trace_${t.kind}.svg`] = svg;
         }
+        await writeOut(outDir, files);
       }
       if (f.json) console.log(json);
       else {
@@ -430,7 +508,7 @@ export async function traceCommand(argv: string[]): Promise<void> {
     };
     const json = JSON.stringify(out);
     if (outDir) {
-      await writeFileAtomic(join(outDir, "average.json"), json + "\n");
+      const files: Record<string, string> = { "average.json": json + "\n" };
       for (const [k, a] of acc) {
         const res = a.result();
         const win = k === "hidden" ? 1 : Math.min(window, L);
@@ -448,8 +526,9 @@ export async function traceCommand(argv: string[]): Promise<void> {
           colorbarLabel: "AIE",
           cellNote: (r, c) => `± ${res.ci95[r][c].toFixed(4)} (95% CI)`,
         });
-        await writeFileAtomic(join(outDir, `average_${k}.svg`), svg);
+        files[`average_${k}.svg`] = svg;
       }
+      await writeOut(outDir, files);
     }
     if (f.json) console.log(json);
     else {

@@ -10,6 +10,8 @@
 import { join } from "node:path";
 import { InputError } from "../errors.ts";
 import { writeDirAtomic } from "../io/atomic.ts";
+import { excerpt, kindOf } from "../io/excerpt.ts";
+import { isJsonObject, own, parseStrictJson } from "../io/strict_json.ts";
 import { readSafetensors, serializeSafetensors } from "../io/safetensors.ts";
 import type { HostTensor, WeightMap } from "../model/config.ts";
 import { type EditResult, hostWeights, restoreWeights, type WeightTarget } from "./apply.ts";
@@ -52,6 +54,23 @@ export async function writeEditLog(
   paths: { source?: string; edited?: string } = {},
   opts: { overwrite?: boolean } = {},
 ): Promise<void> {
+  await writeDirAtomic(dir, await editLogFiles(result, requests, edited, paths), {
+    ...opts,
+    kind: "edit log",
+    flag: "--log",
+  });
+}
+
+/**
+ * The files of the log folder of `result` (name -> content), for callers that stage the log together
+ * with the edited model (src/cli/edit.ts).
+ */
+export async function editLogFiles(
+  result: EditResult,
+  requests: EditRequest[],
+  edited: WeightMap,
+  paths: { source?: string; edited?: string } = {},
+): Promise<Record<string, Uint8Array | string>> {
   const weights = [];
   for (const name of result.weights) {
     const o = result.originals.get(name)!;
@@ -81,7 +100,7 @@ export async function writeEditLog(
   if (result.tensors.size > 0) {
     files["factors.safetensors"] = serializeSafetensors(result.tensors, { method: result.method });
   }
-  await writeDirAtomic(dir, files, opts);
+  return files;
 }
 
 /** A read log: its JSON and the original tensors. */
@@ -90,24 +109,110 @@ export interface EditLog {
   originals: Map<string, HostTensor>;
 }
 
-/** Reads a log folder; errors name the file and field. */
+const SHA256 = /^[0-9a-f]{64}$/;
+
+/** Checks the parsed log.json `v` field by field; errors name `file` and the field. */
+function checkLogJson(v: unknown, file: string): EditLogJson {
+  const bad = (field: string, what: string, got: unknown) =>
+    new InputError(`${what}, got ${kindOf(got)} ${excerpt(got)}`, { file, field });
+  if (!isJsonObject(v)) throw bad("", "not an engram edit log: must hold a JSON object", v);
+  const version = own(v, "version");
+  if (typeof version !== "number") {
+    throw bad("version", "not an engram edit log: version must be a number", version);
+  }
+  if (version !== EDIT_LOG_VERSION) {
+    throw new InputError(`not an engram edit log of version ${EDIT_LOG_VERSION} (version ${version})`, {
+      file,
+      field: "version",
+    });
+  }
+  const method = own(v, "method");
+  if (typeof method !== "string") throw bad("method", "must be a string", method);
+  const weights = own(v, "weights");
+  if (!Array.isArray(weights)) throw bad("weights", "must be an array", weights);
+  const seen = new Set<string>();
+  const out: EditLogJson["weights"] = [];
+  weights.forEach((w, i) => {
+    const at = `weights[${i}]`;
+    if (!isJsonObject(w)) throw bad(at, "must be an object", w);
+    const name = own(w, "name");
+    if (typeof name !== "string" || name === "") throw bad(`${at}.name`, "must be a weight name", name);
+    if (seen.has(name)) {
+      throw new InputError(`weight '${excerpt(name)}' is listed twice`, { file, field: `${at}.name` });
+    }
+    seen.add(name);
+    const shape = own(w, "shape");
+    if (
+      !Array.isArray(shape) || shape.length > 8 ||
+      !shape.every((d) => typeof d === "number" && Number.isSafeInteger(d) && d >= 0)
+    ) {
+      throw bad(`${at}.shape`, "must be a list of at most 8 non-negative integers", shape);
+    }
+    for (const k of ["original_sha256", "edited_sha256"]) {
+      const h = own(w, k);
+      if (typeof h !== "string" || !SHA256.test(h)) throw bad(`${at}.${k}`, "must be 64 hex digits", h);
+    }
+    out.push({
+      name,
+      shape: shape as number[],
+      original_sha256: own(w, "original_sha256") as string,
+      edited_sha256: own(w, "edited_sha256") as string,
+    });
+  });
+  for (const k of ["source_model", "edited_model", "created"]) {
+    const x = own(v, k);
+    if (x !== undefined && typeof x !== "string") throw bad(k, "must be a string", x);
+  }
+  const requests = own(v, "requests");
+  if (requests !== undefined && !Array.isArray(requests)) throw bad("requests", "must be an array", requests);
+  for (const k of ["hparams", "info"]) {
+    const x = own(v, k);
+    if (x !== undefined && !isJsonObject(x)) throw bad(k, "must be an object", x);
+  }
+  const warnings = own(v, "warnings");
+  if (warnings !== undefined && (!Array.isArray(warnings) || !warnings.every((x) => typeof x === "string"))) {
+    throw bad("warnings", "must be a list of strings", warnings);
+  }
+  return {
+    version,
+    method,
+    created: (own(v, "created") as string | undefined) ?? "",
+    source_model: own(v, "source_model") as string | undefined,
+    edited_model: own(v, "edited_model") as string | undefined,
+    requests: (requests ?? []) as EditRequest[],
+    hparams: (own(v, "hparams") ?? {}) as Record<string, unknown>,
+    info: (own(v, "info") ?? {}) as Record<string, unknown>,
+    warnings: (warnings ?? []) as string[],
+    weights: out,
+  };
+}
+
+/**
+ * Reads a log folder. log.json is parsed strictly (src/io/strict_json.ts: depth limit, duplicate keys,
+ * no prototype) and checked field by field; each original tensor must be in original.safetensors with the
+ * logged shape and checksum. Errors are {@link InputError}s naming the file and field.
+ */
 export async function readEditLog(dir: string): Promise<EditLog> {
   const jf = join(dir, "log.json");
-  let json: EditLogJson;
+  let text: string;
   try {
-    json = JSON.parse(await Deno.readTextFile(jf));
+    text = await Deno.readTextFile(jf);
   } catch (e) {
     throw new InputError(`cannot read the edit log: ${(e as Error).message}`, { file: jf });
   }
-  if (json?.version !== EDIT_LOG_VERSION || !Array.isArray(json.weights)) {
-    throw new InputError(`not an engram edit log (version ${json?.version})`, { file: jf, field: "version" });
-  }
+  const json = checkLogJson(parseStrictJson(text, { file: jf, maxDepth: 64 }), jf);
   const sf = join(dir, "original.safetensors");
   const st = await readSafetensors(sf);
   const originals = new Map<string, HostTensor>();
   for (const w of json.weights) {
     const t = st.tensors.get(w.name);
     if (!t) throw new InputError(`original values of '${w.name}' missing`, { file: sf, field: w.name });
+    if (t.shape.length !== w.shape.length || t.shape.some((d, i) => d !== w.shape[i])) {
+      throw new InputError(
+        `original values of '${w.name}' have shape [${t.shape}], log.json says [${w.shape}]`,
+        { file: sf, field: w.name },
+      );
+    }
     const data = Float32Array.from(t.data);
     if ((await sha256F32(data)) !== w.original_sha256) {
       throw new InputError(`original values of '${w.name}' do not match the checksum in log.json`, {
@@ -129,9 +234,16 @@ export async function readEditLog(dir: string): Promise<EditLog> {
 export async function revertWeights(
   weights: WeightMap | WeightTarget,
   log: EditLog,
-  opts: { force?: boolean; file?: string } = {},
+  opts: { force?: boolean; file?: string; logFile?: string } = {},
 ): Promise<string[]> {
   const target = weights instanceof Map ? hostWeights(weights) : weights;
+  if (log.json.weights.length === 0) {
+    // Writing the model unchanged would look like a successful revert of a still-edited model.
+    throw new InputError("the edit log holds no weights: there is nothing to revert", {
+      file: opts.logFile,
+      field: "weights",
+    });
+  }
   for (const w of log.json.weights) {
     const cur = target.get(w.name);
     if (!cur) {

@@ -391,6 +391,45 @@ export interface SaveHFModelInput {
   activationFunction?: ActivationFunction;
   /** Extra config.json fields (e.g. bos_token_id, eos_token_id). */
   extraConfig?: Record<string, unknown>;
+  /**
+   * The source folder's config.json: its fields (unknown ones included) are kept, in their order, under
+   * the ones engram writes. A tied head is written as `tie_word_embeddings: true`.
+   */
+  baseConfig?: Record<string, unknown>;
+  /** Further files of the folder (name -> content), e.g. from src/io/model_folder.ts otherModelFiles. */
+  otherFiles?: Record<string, Uint8Array | string>;
+}
+
+/** config.json fields that describe the weights engram writes: always engram's values. */
+const STRUCTURAL = new Set([
+  "model_type",
+  "n_layer",
+  "n_head",
+  "n_embd",
+  "n_inner",
+  "n_positions",
+  "n_ctx",
+  "vocab_size",
+  "layer_norm_epsilon",
+]);
+
+/**
+ * The source config's fields in its order, with engram's values for the structural fields and `extra`,
+ * and engram's defaults for what the source lacks.
+ */
+function mergeConfig(
+  base: Record<string, unknown> | undefined,
+  written: Record<string, unknown>,
+  extra: Record<string, unknown>,
+): Record<string, unknown> {
+  if (!base) return written;
+  // No prototype: a key named "__proto__" in the source config stays a plain key.
+  const out: Record<string, unknown> = Object.create(null);
+  for (const k of Object.keys(base)) out[k] = base[k];
+  for (const [k, v] of Object.entries(written)) {
+    if (!Object.hasOwn(base, k) || STRUCTURAL.has(k) || Object.hasOwn(extra, k)) out[k] = v;
+  }
+  return out;
 }
 
 /**
@@ -404,6 +443,17 @@ export async function saveHFModel(
   model: SaveHFModelInput,
   opts: { overwrite?: boolean } = {},
 ): Promise<void> {
+  await writeDirAtomic(dir, await hfModelFiles(dir, model), { ...opts, kind: "model" });
+}
+
+/**
+ * The files of the folder {@link saveHFModel} writes (name -> content), for callers that stage several
+ * folders as one unit (src/io/atomic.ts stageDir). `dir` only names the folder in errors.
+ */
+export async function hfModelFiles(
+  dir: string,
+  model: SaveHFModelInput,
+): Promise<Record<string, Uint8Array | string>> {
   const label = join(dir, "model.safetensors");
   const expected = gpt2WeightShapes(model.config);
   const untied = model.weights.has("lm_head.weight");
@@ -439,8 +489,12 @@ export async function saveHFModel(
   const extra: Record<string, unknown> = { ...model.extraConfig };
   if (model.activationFunction) extra.activation_function = model.activationFunction;
   if (untied) extra.tie_word_embeddings = false;
+  else if (model.baseConfig?.tie_word_embeddings === false) extra.tie_word_embeddings = true;
   const files: Record<string, Uint8Array | string> = {
-    "config.json": JSON.stringify(configToHF(model.config, extra), null, 2) + "\n",
+    ...model.otherFiles,
+    "config.json":
+      JSON.stringify(mergeConfig(model.baseConfig, configToHF(model.config, extra), extra), null, 2) +
+      "\n",
     "model.safetensors": serializeSafetensors(out, { format: "pt" }),
   };
   if (model.tokenizerFrom !== undefined) {
@@ -474,5 +528,5 @@ export async function saveHFModel(
       );
     }
   }
-  await writeDirAtomic(dir, files, opts);
+  return files;
 }

@@ -3,12 +3,19 @@
  * cosine decay, global gradient-norm clipping, intermediate checkpoints (Hugging Face folders, which
  * TracIn reads) and a progress line. Deterministic for a seed: every GPU reduction is ordered.
  *
- * Nothing is lost: training runs in a hidden sibling folder that is renamed to `out` only once the final
- * model is written; an existing `out` is refused unless `overwrite`. If the loss stops being finite,
- * training stops with a {@link TrainingDivergedError} that names the last good checkpoint, which is kept.
+ * Nothing is lost: training runs in a hidden sibling work folder (`.<out>.training-<id>`) that is renamed
+ * to `out` only once the final model is written; an existing `out` is refused unless `overwrite`, and even
+ * then when engram did not write it (no src/io/atomic.ts OUTPUT_MARKER). `out` must not be, contain or lie
+ * inside the corpus, tokenizer or init model. One run per `out` at a time (`<out>.lock`, src/io/lock.ts).
+ * Work folders of killed runs are named in the next run's notes and removed by
+ * {@link cleanTrainingLeftovers} (`engram train --clean`). If the loss stops being finite, training stops
+ * with a {@link TrainingDivergedError} that names the last good checkpoint, which is kept.
  */
 import { basename, dirname, join } from "node:path";
 import { EngramError } from "../errors.ts";
+import { checkReplaceable, markerText, OUTPUT_MARKER, recoverLeftovers } from "../io/atomic.ts";
+import { acquireLock } from "../io/lock.ts";
+import { checkOutputs, realPathOf } from "../io/output_paths.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { adamw } from "../gpu/adamw.ts";
 import { fill, sumSquares } from "../gpu/reduce.ts";
@@ -57,6 +64,40 @@ export interface TrainOptions {
   onStep?: (s: StepLog, totalSteps: number) => void;
   /** Stop after this many steps (for tests and benchmarks). */
   maxSteps?: number;
+  /** Notes about leftovers of interrupted runs (the CLI prints them). */
+  onNote?: (msg: string) => void;
+}
+
+/** The work folders of runs that trained into `out` and did not finish (killed, or diverged). */
+export async function trainingLeftovers(out: string): Promise<string[]> {
+  const real = await realPathOf(out);
+  const parent = dirname(real), prefix = `.${basename(real)}.training-`;
+  const found: string[] = [];
+  try {
+    for await (const e of Deno.readDir(parent)) {
+      if (e.isDirectory && e.name.startsWith(prefix)) found.push(join(parent, e.name));
+    }
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  return found.sort();
+}
+
+/**
+ * Removes the work folders {@link trainingLeftovers} finds for `out`, under `out`'s lock (so never the
+ * work folder of a run in progress), and repairs an interrupted final rename. Returns what it removed.
+ */
+export async function cleanTrainingLeftovers(out: string): Promise<string[]> {
+  const real = await realPathOf(out);
+  const lock = await acquireLock(real, "out");
+  try {
+    const gone = await trainingLeftovers(real);
+    for (const p of gone) await Deno.remove(p, { recursive: true });
+    await recoverLeftovers(real);
+    return gone;
+  } finally {
+    await lock.release();
+  }
 }
 
 /** Fisher–Yates shuffle with a seeded generator. */
@@ -110,6 +151,20 @@ async function exists(p: string): Promise<boolean> {
   }
 }
 
+/** The tokenizer files of folder `dir` that exist (or `dir` itself when it is a file or has none). */
+async function tokenizerFiles(dir: string): Promise<string[]> {
+  const names = [
+    "tokenizer.json",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+  ];
+  const found = [];
+  for (const n of names) if (await exists(join(dir, n))) found.push(join(dir, n));
+  return found.length > 0 ? found : [dir];
+}
+
 /** Copies the model's GPU weights back into a host weight map. */
 export async function readWeights(model: GPT2Model): Promise<WeightMap> {
   const out: WeightMap = new Map();
@@ -123,11 +178,36 @@ export async function readWeights(model: GPT2Model): Promise<WeightMap> {
 /** Trains a model as `cfg` says; see the module comment. */
 export async function train(gpu: Gpu, cfg: TrainConfig, opts: TrainOptions = {}): Promise<TrainResult> {
   const t0 = performance.now();
+  await checkOutputs([{ path: cfg.out, flag: "out" }], [
+    { path: cfg.corpus, flag: "corpus" },
+    // The tokenizer's files, not its folder: the shipped world config trains into a folder beside them.
+    ...(await tokenizerFiles(cfg.tokenizer)).map((p) => ({ path: p, flag: "tokenizer" })),
+    ...(cfg.init ? [{ path: cfg.init, flag: "init" }] : []),
+  ]);
   if ((await exists(cfg.out)) && !opts.overwrite) {
     throw new EngramError("exists", "output folder already exists; pass --overwrite to replace it", {
       file: cfg.out,
     });
   }
+  await Deno.mkdir(dirname(cfg.out), { recursive: true }).catch(() => {});
+  const lock = await acquireLock(await realPathOf(cfg.out), "out");
+  try {
+    for (const n of await recoverLeftovers(await realPathOf(cfg.out))) opts.onNote?.(n);
+    const left = await trainingLeftovers(cfg.out);
+    if (left.length > 0) {
+      opts.onNote?.(
+        `${left.length} work folder(s) of interrupted runs into ${cfg.out}: ${left.join(", ")} ` +
+          `(their checkpoints are kept; engram train --config FILE --clean removes them)`,
+      );
+    }
+    await checkReplaceable(cfg.out, Boolean(opts.overwrite), "out");
+    return await trainLocked(gpu, cfg, opts, t0);
+  } finally {
+    await lock.release();
+  }
+}
+
+async function trainLocked(gpu: Gpu, cfg: TrainConfig, opts: TrainOptions, t0: number): Promise<TrainResult> {
   const tokenizer: Tokenizer = await loadTokenizer(cfg.tokenizer);
   let config: GPT2Config;
   let weights: WeightMap;
@@ -173,6 +253,7 @@ export async function train(gpu: Gpu, cfg: TrainConfig, opts: TrainOptions = {})
   const totalSteps = Math.min(cfg.epochs * stepsPerEpoch, opts.maxSteps ?? Infinity);
   const work = join(dirname(cfg.out), `.${basename(cfg.out)}.training-${crypto.randomUUID().slice(0, 8)}`);
   await Deno.mkdir(join(work, "checkpoints"), { recursive: true });
+  await Deno.writeTextFile(join(work, OUTPUT_MARKER), markerText("trained model"));
   const checkpoints: string[] = [];
   const saveTo = async (dir: string) => {
     await saveHFModel(dir, {
@@ -255,13 +336,16 @@ export async function train(gpu: Gpu, cfg: TrainConfig, opts: TrainOptions = {})
     for await (const e of Deno.readDir(finalDir)) {
       files.set(e.name, await Deno.readFile(join(finalDir, e.name)));
     }
-    for (const [name, bytes] of files) await Deno.writeFile(join(work, name), bytes);
+    for (const [name, bytes] of files) {
+      if (name !== OUTPUT_MARKER) await Deno.writeFile(join(work, name), bytes);
+    }
     await Deno.remove(finalDir, { recursive: true });
     await Deno.writeTextFile(
       join(work, "train_log.jsonl"),
       log.map((l) => JSON.stringify(l)).join("\n") + "\n",
     );
     if (await exists(cfg.out)) {
+      await checkReplaceable(cfg.out, true, "out"); // still an engram output (checked again: time passed)
       const aside = join(dirname(cfg.out), `.${basename(cfg.out)}.old-${crypto.randomUUID().slice(0, 8)}`);
       await Deno.rename(cfg.out, aside);
       await Deno.rename(work, cfg.out);
