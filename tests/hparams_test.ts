@@ -336,3 +336,14 @@ Deno.test("MEMIT refuses a template count below 5 (count / 5 per seed word would
     checkMemitTemplates({ ...hp, context_template_length_params: ok });
   }
 });
+
+Deno.test("KN's IG follows EasyEdit's vendored EleutherAI code by default; Dai et al.'s rule is an option", () => {
+  const d = knDefaults(cfg);
+  assert.deepEqual([d.ig_points, d.ig_activation, d.ig_strict], ["linspace", "pre", true]);
+  const dai = mergeKnHparams(d, { ig_points: "left", ig_activation: "post", ig_strict: false }, cfg, "kn.json");
+  assert.deepEqual([dai.ig_points, dai.ig_activation, dai.ig_strict], ["left", "post", false]);
+  assert.throws(
+    () => mergeKnHparams(d, { ig_points: "midpoint" }, cfg, "kn.json"),
+    (e: unknown) => e instanceof ConfigError && e.field === "ig_points",
+  );
+});

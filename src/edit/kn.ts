@@ -3,9 +3,11 @@
  * and as ROME's and EasyEdit's KN baselines call it (methods.md §2(d)):
  *
  * 1. Find the fact's knowledge neurons: integrated gradients of p(ground_truth | prompt) over every MLP
- *    neuron at the prompt's last token (src/attribute/neurons.ts, m = `steps`), keep the neurons scoring
- *    >= `adaptive_threshold` × the maximum; with `refine`, repeat on the request's rephrase prompts and
- *    keep neurons found in more than a `p` share of the prompts.
+ *    neuron at the prompt's last token (src/attribute/neurons.ts, m = `steps`), as EleutherAI's package
+ *    (which EasyEdit vendors) computes them: the pre-GELU `c_fc` output scaled by linspace(0, 1, m), the
+ *    sum divided by m (`ig_points`, `ig_activation`); keep the neurons scoring > `adaptive_threshold` ×
+ *    the maximum (`ig_strict`); with `refine`, repeat on the request's rephrase prompts and keep neurons
+ *    found in more than a `p` share of the prompts.
  * 2. Rewrite each neuron's value vector (its row of `h.L.mlp.c_proj.weight`, [nInner, nEmbd] in the
  *    Hugging Face Conv1D layout) as EasyEdit's `modify_weights` does for GPT-2. With n target tokens the
  *    model's greedy completion of the prompt is taken for n steps (tokens g_1..g_n); then
@@ -25,7 +27,14 @@ import { InputError } from "../errors.ts";
 import type { GPT2Config, HostTensor } from "../model/config.ts";
 import type { GPT2Model } from "../model/gpt2.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
-import { coarseNeurons, integratedGradients, type Neuron, refineNeurons } from "../attribute/neurons.ts";
+import {
+  coarseNeurons,
+  type IgActivation,
+  type IgPoints,
+  integratedGradients,
+  type Neuron,
+  refineNeurons,
+} from "../attribute/neurons.ts";
 import { type EditDeltas, type EditOptions, ScratchWeights } from "./apply.ts";
 import { checkLayers, type HparamSchema, mergeBySchema, rule } from "./hparams.ts";
 import { type EditRequest, filledPrompt } from "./requests.ts";
@@ -37,8 +46,14 @@ export interface KnHparams {
   layers: number[];
   /** Integrated-gradients steps m (reference: 20). */
   steps: number;
-  /** Keep neurons scoring >= this × the maximum (reference: 0.2). */
+  /** Keep neurons scoring above this × the maximum (reference: 0.2). */
   adaptive_threshold: number;
+  /** IG points: "linspace" (EleutherAI / EasyEdit, default) or "left" (Dai et al.'s α = k/m). */
+  ig_points: IgPoints;
+  /** What IG scales: the pre-GELU c_fc output ("pre", EleutherAI / EasyEdit, default) or "post" (Dai). */
+  ig_activation: IgActivation;
+  /** Keep scores strictly above the threshold (EleutherAI / EasyEdit, default) or also equal (Dai). */
+  ig_strict: boolean;
   /** With `refine`, keep neurons found in more than this share of the prompts (reference: 0.4). */
   p: number;
   /** Refine over the prompt and its rephrasings (reference: false). */
@@ -68,6 +83,9 @@ export function knDefaults(cfg: GPT2Config): KnHparams {
     layers: Array.from({ length: cfg.nLayer }, (_, l) => l),
     steps: 20,
     adaptive_threshold: 0.2,
+    ig_points: "linspace",
+    ig_activation: "pre",
+    ig_strict: true,
     p: 0.4,
     refine: false,
     erase_scale: 2,
@@ -88,6 +106,9 @@ const KN_SCHEMA: HparamSchema = {
   layers: rule.layers(),
   steps: rule.int(1),
   adaptive_threshold: rule.unit(),
+  ig_points: rule.oneOf("linspace", "left"),
+  ig_activation: rule.oneOf("pre", "post"),
+  ig_strict: rule.bool(),
   p: rule.unit(),
   refine: rule.bool(),
   erase_scale: rule.finite(),
@@ -220,9 +241,11 @@ export async function knEdit(
         const attr = await integratedGradients(model, ids, gt, {
           steps: hp.steps,
           layers: hp.layers,
+          points: hp.ig_points,
+          activation: hp.ig_activation,
           onLayer: (d, t) => opts.onProgress?.(`request ${ri + 1}/${requests.length} prompt ${pi + 1}`, d, t),
         });
-        perPrompt.push(coarseNeurons(attr, hp.adaptive_threshold));
+        perPrompt.push(coarseNeurons(attr, hp.adaptive_threshold, { strict: hp.ig_strict }));
       }
       let neurons: Array<{ layer: number; neuron: number; score: number }>;
       if (perPrompt.length === 1) neurons = perPrompt[0];
