@@ -409,10 +409,16 @@ export function mergeBySchema<T extends { layers: number[] }>(
     const entry = Object.hasOwn(schema, k) ? schema[k] : undefined;
     if (entry === undefined || (typeof entry !== "function" && !Array.isArray(entry))) {
       const known = Object.keys(schema).filter((x) => typeof schema[x] === "function");
-      throw new ConfigError(`unknown hparam '${cut(k)}' (known: ${known.join(", ")})`, {
-        file,
-        field: file === undefined ? "--hparams" : cut(k),
-      });
+      // The three closest names, not the whole list: the message stays short whatever the schema.
+      const near = known.map((x) => [editDistance(cut(k), x), x] as const).sort((a, b) => a[0] - b[0])
+        .slice(0, 3).map(([, x]) => x);
+      throw new ConfigError(
+        `unknown hparam '${cut(k)}' (closest: ${near.join(", ")}; ${known.length} known)`,
+        {
+          file,
+          field: file === undefined ? "--hparams" : cut(k),
+        },
+      );
     }
     const [key, check] = typeof entry === "function" ? [k, entry] : entry;
     const bad = (want: string) =>
@@ -424,6 +430,19 @@ export function mergeBySchema<T extends { layers: number[] }>(
   }
   checkLayers(out.layers, cfg, file ? "layers" : "--layers", file);
   return out;
+}
+
+/** Levenshtein distance, for suggesting the known hparam closest to a misspelt one. */
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length];
 }
 
 const SCHEMA: Record<keyof CommonHparams, HparamRule> = {
