@@ -45,6 +45,37 @@ export async function readFirstNonFinite(flag: GpuTensor): Promise<number> {
   return v === NONE ? -1 : v;
 }
 
+/**
+ * Reads `x` back to the host together with the index of its first non-finite element (-1 if none): the
+ * scan is one dispatch and its 4 bytes come back in the same staging buffer, so the check adds no extra
+ * round trip to the read the caller needed anyway.
+ */
+export async function readWithNonFiniteCheck(
+  gpu: Gpu,
+  x: GpuTensor,
+): Promise<{ data: Float32Array; first: number }> {
+  const flag = await recordNonFiniteScan(gpu, x);
+  const n = x.numel;
+  const staging = gpu.device.createBuffer({
+    size: n * 4 + 4,
+    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+  });
+  try {
+    const enc = gpu.commandEncoder();
+    if (n > 0) enc.copyBufferToBuffer(x.buffer, 0, staging, 0, n * 4);
+    enc.copyBufferToBuffer(flag.buffer, 0, staging, n * 4, 4);
+    await gpu.flush();
+    await staging.mapAsync(GPUMapMode.READ);
+    const bytes = staging.getMappedRange().slice(0);
+    staging.unmap();
+    const v = new Uint32Array(bytes, n * 4, 1)[0];
+    return { data: new Float32Array(bytes, 0, n), first: v === NONE ? -1 : v };
+  } finally {
+    staging.destroy();
+    flag.destroy();
+  }
+}
+
 /** The index of the first non-finite element of `x`, or -1 when all are finite. */
 export async function firstNonFinite(gpu: Gpu, x: GpuTensor): Promise<number> {
   return await readFirstNonFinite(await recordNonFiniteScan(gpu, x));

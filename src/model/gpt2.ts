@@ -15,7 +15,7 @@ import { matmul } from "../gpu/matmul.ts";
 import { residualAddInPlace } from "../gpu/residual.ts";
 import { logSoftmax } from "../gpu/softmax.ts";
 import { copyTensor, createTensor, type GpuTensor, readTensor, writeTensor } from "../gpu/tensor.ts";
-import { firstNonFinite, readFirstNonFinite, recordNonFiniteScan } from "../gpu/nonfinite.ts";
+import { firstNonFinite, readWithNonFiniteCheck } from "../gpu/nonfinite.ts";
 import { describeNonFinite, NonFiniteError } from "./nonfinite.ts";
 import type { GPT2Config, WeightMap } from "./config.ts";
 import { gpt2WeightShapes } from "./config.ts";
@@ -415,16 +415,16 @@ export class GPT2Model {
     await matmul(gpu, last, head, lastLogits, { M: B, N: V, K: C, transB: true });
     const lp = createTensor(gpu, [B, V], { name: "logprobs" });
     await logSoftmax(gpu, lastLogits, lp, { rows: B, cols: V });
-    // One dispatch flags a NaN / Inf in the log-probabilities; its 4 bytes are read after them.
-    const flag = opts.allowNonFinite ? undefined : await recordNonFiniteScan(gpu, lp);
     if (opts.allLogits) {
       const all = createTensor(gpu, [R, V], { name: "all_logits" });
       await matmul(gpu, lnf, head, all, { M: R, N: V, K: C, transB: true });
       logits = await readTensor(all);
       all.destroy();
     }
-    const flat = await readTensor(lp);
-    const bad = flag ? await readFirstNonFinite(flag) : -1;
+    // One dispatch flags a NaN / Inf in the log-probabilities; its 4 bytes come back with them.
+    const { data: flat, first: bad } = opts.allowNonFinite
+      ? { data: await readTensor(lp), first: -1 }
+      : await readWithNonFiniteCheck(gpu, lp);
     for (const [name, t] of pendingCaptures) {
       captured.set(name, await readTensor(t));
       t.destroy();
