@@ -285,7 +285,17 @@ export function parseRequests(text: string, file?: string): EditRequest[] {
     } catch (e) {
       wholeErr = e;
     }
-    data = wholeErr === undefined ? whole : lines.map((l, i) => parseJson(l, file, i + 1));
+    if (wholeErr === undefined) data = whole;
+    else {
+      // Not one document: JSON lines, unless the first line is not JSON either (then the document's
+      // own error, e.g. for a pretty-printed object, says more).
+      try {
+        parseJson(lines[0], file, 1);
+      } catch {
+        throw wholeErr;
+      }
+      data = lines.map((l, i) => parseJson(l, file, i + 1));
+    }
   }
   const list = Array.isArray(data) ? data : [data];
   if (list.length === 0) throw new InputError("requests file holds no records", { file });
