@@ -226,12 +226,31 @@ function construct(
   config: Record<string, unknown>,
   file: string,
 ): HFTokenizer {
+  let hf: HFTokenizer;
   try {
     // Keep decode lossless: the GPT-2 configs ask for clean_up_tokenization_spaces, which turns " ," into ",".
-    return new HFTokenizer(json, { ...config, clean_up_tokenization_spaces: false });
+    hf = new HFTokenizer(json, { ...config, clean_up_tokenization_spaces: false });
   } catch (e) {
-    throw tokError(`cannot build tokenizer: ${(e as Error).message}`, file, { cause: e });
+    throw tokError(`cannot build tokenizer: ${libraryMessage(e)}`, file, { cause: e });
   }
+  // The library checks few field types when it builds (an object as `end_of_word_suffix` fails only in
+  // encode): one short probe turns such a failure into a typed error at load, naming the file.
+  try {
+    const ids = hf.encode(PROBE, { add_special_tokens: false }).ids;
+    hf.decode(ids, { skip_special_tokens: false, clean_up_tokenization_spaces: false });
+  } catch (e) {
+    throw tokError(`the tokenizer fails on a test sentence: ${libraryMessage(e)}`, file, { cause: e });
+  }
+  return hf;
+}
+
+/** Text encoded once at load to catch a malformed tokenizer before it is used. */
+const PROBE = "The Eiffel Tower is in Paris, 1889. <|endoftext|>";
+
+/** A library error's message, cut short: it may quote a long value from the file. */
+function libraryMessage(e: unknown): string {
+  const m = e instanceof Error ? e.message : excerpt(e, 60);
+  return m.length > 120 ? m.slice(0, 120) + "…" : m;
 }
 
 /**
@@ -314,6 +333,27 @@ function checkTokenizerJson(json: Record<string, unknown>, file: string): void {
     throw tokError(`model.vocab must be an object or a list, got ${kindOf(vocab)}`, file, {
       field: "model.vocab",
     });
+  }
+  for (const k of ["unk_token", "continuing_subword_prefix", "end_of_word_suffix"]) {
+    const v = Object.hasOwn(model, k) ? model[k] : undefined;
+    if (v !== undefined && v !== null && typeof v !== "string") {
+      throw tokError(`model.${k} must be a string or null, got ${kindOf(v)}`, file, { field: `model.${k}` });
+    }
+  }
+  const merges = Object.hasOwn(model, "merges") ? model.merges : undefined;
+  if (merges !== undefined) {
+    const ok = (m: unknown) =>
+      typeof m === "string" || (Array.isArray(m) && m.length === 2 && m.every((x) => typeof x === "string"));
+    const bad = Array.isArray(merges) ? merges.findIndex((m) => !ok(m)) : -2;
+    if (bad !== -1) {
+      throw tokError(
+        bad === -2
+          ? `model.merges must be a list, got ${kindOf(merges)}`
+          : `model.merges[${bad}] must be "left right" or a pair of strings, got ${excerpt((merges as unknown[])[bad], 40)}`,
+        file,
+        { field: "model.merges" },
+      );
+    }
   }
   const added = Object.hasOwn(json, "added_tokens") ? json.added_tokens : undefined;
   if (added === undefined || added === null) return;
