@@ -8,6 +8,7 @@ import {
   checkMemitTemplates,
   memitDefaults,
   mergeHparams,
+  parseHparamsText,
   publishedModel,
   romeDefaults,
 } from "../src/edit/hparams.ts";
@@ -45,7 +46,7 @@ for (const [name, merge, good] of editors) {
 
     assert.throws(() => merge({ bogus: 1 }, "hp.json"), (e: Error) => {
       assert.ok(e instanceof ConfigError);
-      assert.match(e.message, /unknown hparam 'bogus' \(known: layers, /);
+      assert.match(e.message, /unknown hparam 'bogus' \(closest: [a-z_0-9]+(, [a-z_0-9]+){2}; \d+ known\)/);
       assert.match(e.message, /hp\.json/);
       return true;
     });
@@ -340,10 +341,64 @@ Deno.test("MEMIT refuses a template count below 5 (count / 5 per seed word would
 Deno.test("KN's IG follows EasyEdit's vendored EleutherAI code by default; Dai et al.'s rule is an option", () => {
   const d = knDefaults(cfg);
   assert.deepEqual([d.ig_points, d.ig_activation, d.ig_strict], ["linspace", "pre", true]);
-  const dai = mergeKnHparams(d, { ig_points: "left", ig_activation: "post", ig_strict: false }, cfg, "kn.json");
+  const dai = mergeKnHparams(
+    d,
+    { ig_points: "left", ig_activation: "post", ig_strict: false },
+    cfg,
+    "kn.json",
+  );
   assert.deepEqual([dai.ig_points, dai.ig_activation, dai.ig_strict], ["left", "post", false]);
   assert.throws(
     () => mergeKnHparams(d, { ig_points: "midpoint" }, cfg, "kn.json"),
     (e: unknown) => e instanceof ConfigError && e.field === "ig_points",
   );
+});
+
+for (const [name, merge] of editors) {
+  Deno.test(`hparams (${name}): prototype-named keys are unknown keys, values are excerpted, the file is named`, () => {
+    for (const k of ["valueOf", "hasOwnProperty", "__proto__", "constructor", "toString", "isPrototypeOf"]) {
+      // Through the strict parser (the file reader) and through JSON.parse (library callers).
+      const text = `{"${k}": 1}`;
+      for (const over of [parseHparamsText(text, "hp.json"), JSON.parse(text)]) {
+        assert.throws(() => merge(over, "hp.json"), (e: Error) => {
+          assert.ok(e instanceof ConfigError, `${k}: ${e}`);
+          assert.match(e.message, new RegExp(`^hp\\.json.*unknown hparam '${k}'`));
+          return true;
+        });
+      }
+    }
+    let deep: unknown = 1;
+    for (let i = 0; i < 10000; i++) deep = [deep];
+    const [key] = Object.keys(editors.find((e) => e[0] === name)![2]);
+    for (const v of [deep, "x".repeat(100000), { toString: 1 }]) {
+      assert.throws(() => merge({ [key]: v }, "hp.json"), (e: Error) => {
+        assert.ok(e instanceof ConfigError, String(e));
+        assert.ok(e.message.length < 200, `a ${e.message.length}-character message`);
+        assert.match(e.message, /^hp\.json/);
+        return true;
+      });
+    }
+    // Without a file, errors name the flag.
+    assert.throws(() => merge({ bogus: 1 }), /field '--hparams'/);
+  });
+}
+
+Deno.test("parseHparamsText: duplicate keys, deep nesting and non-objects are ConfigErrors naming the file", () => {
+  const cases: [string, RegExp][] = [
+    ['{"v_lr": 1, "v_lr": 2}', /duplicate key/],
+    ["[".repeat(10000) + "]".repeat(10000), /nested deeper than 32/],
+    ["[1]", /must be a JSON object, got an array/],
+    ['{"v_lr": ', /not valid JSON/],
+  ];
+  for (const [text, re] of cases) {
+    assert.throws(() => parseHparamsText(text, "dir/hp.json"), (e: Error) => {
+      assert.ok(e instanceof ConfigError, String(e));
+      assert.match(e.message, /^dir\/hp\.json/);
+      assert.match(e.message, re);
+      assert.ok(e.message.length < 300);
+      return true;
+    });
+  }
+  const ok = parseHparamsText('{"v_lr": 0.5, "comment": "x"}', "hp.json") as Record<string, unknown>;
+  assert.equal(mergeHparams(romeDefaults(cfg), ok, cfg, "hp.json").v_lr, 0.5);
 });

@@ -6,6 +6,8 @@
  * overrides any field; unknown keys are errors.
  */
 import { ConfigError, InputError } from "../errors.ts";
+import { excerpt, kindOf } from "../io/excerpt.ts";
+import { isJsonObject, parseStrictJson } from "../io/strict_json.ts";
 import type { GPT2Config } from "../model/config.ts";
 import type { FactToken } from "./compute.ts";
 
@@ -391,25 +393,56 @@ export function mergeBySchema<T extends { layers: number[] }>(
   cfg: GPT2Config,
   file?: string,
 ): T {
+  // Without a file (inline JSON, a library call) errors name the flag instead.
+  const where = file === undefined ? { field: "--hparams" } : { file };
   if (typeof over !== "object" || over === null || Array.isArray(over)) {
-    throw new ConfigError("hparams must be a JSON object", { file });
+    throw new ConfigError(`hparams must be a JSON object, got ${kindOf(over)}`, where);
   }
   const out = structuredClone(base);
   const o = out as unknown as Record<string, unknown>;
-  for (const [k, v] of Object.entries(over as Record<string, unknown>)) {
-    if (ignored.has(k)) continue;
-    const entry = schema[k];
-    if (entry === undefined) {
+  const cut = (k: string) => (k.length > 40 ? k.slice(0, 40) + "…" : k);
+  // Own keys only, looked up as own keys: a key named like an Object.prototype member ("valueOf",
+  // "constructor", "__proto__") is an unknown key, never an inherited function taken for a rule.
+  for (const k of Object.keys(over)) {
+    const v = (over as Record<string, unknown>)[k];
+    if (ignored.has(k)) continue; // a Set holds values, not inherited members
+    const entry = Object.hasOwn(schema, k) ? schema[k] : undefined;
+    if (entry === undefined || (typeof entry !== "function" && !Array.isArray(entry))) {
       const known = Object.keys(schema).filter((x) => typeof schema[x] === "function");
-      throw new ConfigError(`unknown hparam '${k}' (known: ${known.join(", ")})`, { file, field: k });
+      // The three closest names, not the whole list: the message stays short whatever the schema.
+      const near = known.map((x) => [editDistance(cut(k), x), x] as const).sort((a, b) => a[0] - b[0])
+        .slice(0, 3).map(([, x]) => x);
+      throw new ConfigError(
+        `unknown hparam '${cut(k)}' (closest: ${near.join(", ")}; ${known.length} known)`,
+        {
+          file,
+          field: file === undefined ? "--hparams" : cut(k),
+        },
+      );
     }
     const [key, check] = typeof entry === "function" ? [k, entry] : entry;
     const bad = (want: string) =>
-      new ConfigError(`hparam '${k}' must be ${want}, got ${JSON.stringify(v)}`, { file, field: k });
+      new ConfigError(`hparam '${k}' must be ${want}, got ${excerpt(v, 60)}`, {
+        file,
+        field: file === undefined ? "--hparams" : k,
+      });
     o[key] = check(v, bad);
   }
   checkLayers(out.layers, cfg, file ? "layers" : "--layers", file);
   return out;
+}
+
+/** Levenshtein distance, for suggesting the known hparam closest to a misspelt one. */
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length];
 }
 
 const SCHEMA: Record<keyof CommonHparams, HparamRule> = {
@@ -531,7 +564,24 @@ export function parseLayers(s: string): number[] {
   return parts.map(Number);
 }
 
-/** Reads a hparams JSON file. */
+/**
+ * Parses hparams JSON text (from `file`, for messages) strictly: a duplicate key or nesting deeper than
+ * 32 levels is a {@link ConfigError} naming the file, and objects own only their keys.
+ */
+export function parseHparamsText(text: string, file?: string): unknown {
+  const where = file === undefined ? "--hparams" : undefined;
+  const v = parseStrictJson(text, {
+    file,
+    maxDepth: 32,
+    error: (message, field) => new ConfigError(`hparams: ${message}`, { file, field: where ?? field }),
+  });
+  if (!isJsonObject(v)) {
+    throw new ConfigError(`hparams must be a JSON object, got ${kindOf(v)}`, { file, field: where });
+  }
+  return v;
+}
+
+/** Reads a hparams JSON file (see {@link parseHparamsText}). */
 export async function readHparamsFile(file: string): Promise<unknown> {
   let text: string;
   try {
@@ -539,9 +589,5 @@ export async function readHparamsFile(file: string): Promise<unknown> {
   } catch (e) {
     throw new InputError(`cannot read hparams: ${(e as Error).message}`, { file });
   }
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new ConfigError(`hparams is not valid JSON: ${(e as Error).message}`, { file });
-  }
+  return parseHparamsText(text, file);
 }

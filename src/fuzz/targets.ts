@@ -12,8 +12,9 @@ import {
   type SafetensorsFile,
   serializeSafetensors,
 } from "../io/safetensors.ts";
-import { loadTokenizer } from "../io/tokenizer.ts";
-import { mergeHparams, romeDefaults } from "../edit/hparams.ts";
+import { loadTokenizer, type Tokenizer, tokenizerJsonFromVocabMerges } from "../io/tokenizer.ts";
+import { mergeHparams, parseHparamsText, romeDefaults } from "../edit/hparams.ts";
+import { parseTraceFacts } from "../prompt/facts.ts";
 import { parseRequests } from "../edit/requests.ts";
 import { readEditLog, sha256F32 } from "../edit/log.ts";
 import type { GPT2Config, HostTensor } from "../model/config.ts";
@@ -133,6 +134,71 @@ function loaderJson(text: string, file: string, cls: typeof ConfigError | typeof
   }
 }
 
+/** A toy byte-level BPE vocabulary (ids 0..20) and its merges, for the tokenizer targets. */
+const TOY_VOCAB: Record<string, number> = {
+  "l": 0,
+  "o": 1,
+  "w": 2,
+  "e": 3,
+  "r": 4,
+  "s": 5,
+  "t": 6,
+  "i": 7,
+  "d": 8,
+  "n": 9,
+  "Ġ": 10,
+  "Ġl": 11,
+  "Ġn": 12,
+  "Ġlo": 13,
+  "Ġlow": 14,
+  "er": 15,
+  "Ġlowest": 16,
+  "Ġnewer": 17,
+  "Ġwider": 18,
+  "<unk>": 19,
+  "<|endoftext|>": 20,
+};
+const TOY_MERGES: [string, string][] = [["Ġ", "l"], ["Ġl", "o"], ["Ġlo", "w"], ["e", "r"]];
+
+/** Three records in ROME's known_1000.json layout. */
+const KNOWN_RECORDS = [
+  {
+    known_id: 0,
+    subject: "Vinson Massif",
+    attribute: "Antarctica",
+    template: "{} is located in the continent",
+    prediction: " Antarctica. It is",
+    prompt: "Vinson Massif is located in the continent of",
+    relation_id: "P30",
+  },
+  {
+    known_id: 1,
+    subject: "Beats Music",
+    attribute: "Apple",
+    template: "{} is owned by",
+    prediction: " Apple, which",
+    prompt: "Beats Music is owned by",
+    relation_id: "P127",
+  },
+  {
+    known_id: 2,
+    subject: "Audible.com",
+    attribute: "Amazon",
+    template: "{} is owned by",
+    prediction: " Amazon.com,",
+    prompt: "Audible.com is owned by",
+    relation_id: "P127",
+  },
+];
+
+/** A loaded tokenizer must encode and decode without crashing: a sentence, its ids, each token's text. */
+function roundTrip(t: Tokenizer): Tokenizer {
+  const ids = t.encode("Narnux was born in Tarvos . lowest newer");
+  t.decode(ids);
+  for (const id of ids.slice(0, 8)) t.tokenString(id);
+  return t;
+}
+
 /** Every target, by name. */
 export const TARGETS: readonly FuzzTarget[] = [
   {
@@ -200,7 +266,7 @@ export const TARGETS: readonly FuzzTarget[] = [
   {
     name: "hf-config",
     kind: "json",
-    owned: false,
+    owned: true,
     async setup() {
       const seeds = [
         await Deno.readFile(join(ROOT, "fixtures/world/model/config.json")),
@@ -217,7 +283,7 @@ export const TARGETS: readonly FuzzTarget[] = [
     // config.json through the whole folder loader, so that sizes are bounded against the real tensors.
     name: "hf-model",
     kind: "json",
-    owned: false,
+    owned: true,
     async setup() {
       const dir = await Deno.makeTempDir({ prefix: "engram-fuzz-model-" });
       const src = join(ROOT, "fixtures/models/fake-gpt2");
@@ -235,7 +301,7 @@ export const TARGETS: readonly FuzzTarget[] = [
   {
     name: "hparams",
     kind: "json",
-    owned: false,
+    owned: true,
     async setup() {
       const seeds = [
         await Deno.readFile(join(ROOT, "fixtures/world/model/hparams/rome.json")),
@@ -246,7 +312,7 @@ export const TARGETS: readonly FuzzTarget[] = [
         run: (b: Uint8Array) =>
           mergeHparams(
             romeDefaults(WORLD_CONFIG),
-            loaderJson(dec.decode(b), "/fuzz/hparams.json", ConfigError),
+            parseHparamsText(dec.decode(b), "/fuzz/hparams.json"),
             WORLD_CONFIG,
             "/fuzz/hparams.json",
           ),
@@ -256,7 +322,7 @@ export const TARGETS: readonly FuzzTarget[] = [
   {
     name: "requests",
     kind: "json",
-    owned: false,
+    owned: true,
     async setup() {
       const first = async (f: string) => {
         const all = JSON.parse(await Deno.readTextFile(join(ROOT, f)));
@@ -298,6 +364,69 @@ export const TARGETS: readonly FuzzTarget[] = [
           return await readEditLog(dir);
         },
         close: () => Deno.remove(dir, { recursive: true }),
+      };
+    },
+  },
+  {
+    // tokenizer.json through the folder loader, then a round trip of a sentence through the result.
+    name: "tokenizer-json",
+    kind: "json",
+    owned: true,
+    async setup() {
+      const dir = await Deno.makeTempDir({ prefix: "engram-fuzz-tok-" });
+      return {
+        seeds: [
+          await Deno.readFile(join(ROOT, "fixtures/world/tokenizer.json")),
+          enc.encode(JSON.stringify(tokenizerJsonFromVocabMerges(TOY_VOCAB, TOY_MERGES), null, 1)),
+        ],
+        run: async (b: Uint8Array) => {
+          await Deno.writeFile(join(dir, "tokenizer.json"), b);
+          return roundTrip(await loadTokenizer(dir));
+        },
+        close: () => Deno.remove(dir, { recursive: true }),
+      };
+    },
+  },
+  {
+    // vocab.json (the first line) + merges.txt (the other lines) through the folder loader.
+    name: "vocab-merges",
+    kind: "jsonl",
+    owned: true,
+    async setup() {
+      const dir = await Deno.makeTempDir({ prefix: "engram-fuzz-vm-" });
+      const merges = "#version: 0.2\n" + TOY_MERGES.map((m) => m.join(" ")).join("\n") + "\n";
+      return {
+        seeds: [
+          enc.encode(JSON.stringify(TOY_VOCAB) + "\n" + merges),
+          enc.encode(
+            JSON.stringify(TOY_VOCAB) + "\n" + TOY_MERGES.slice(0, 2).map((m) => m.join(" ")).join("\r\n"),
+          ),
+        ],
+        run: async (b: Uint8Array) => {
+          const text = dec.decode(b);
+          const nl = text.indexOf("\n");
+          await Deno.writeTextFile(join(dir, "vocab.json"), nl < 0 ? text : text.slice(0, nl));
+          await Deno.writeTextFile(join(dir, "merges.txt"), nl < 0 ? "" : text.slice(nl + 1));
+          return roundTrip(await loadTokenizer(dir));
+        },
+        close: () => Deno.remove(dir, { recursive: true }),
+      };
+    },
+  },
+  {
+    // Facts to trace: a known_1000-style array (one line) and world prompt-file JSON lines.
+    name: "facts",
+    kind: "jsonl",
+    owned: true,
+    async setup() {
+      const lines = (await Deno.readTextFile(join(ROOT, "fixtures/world/train_prompts.jsonl"))).split("\n");
+      return {
+        seeds: [
+          enc.encode(JSON.stringify(KNOWN_RECORDS)),
+          enc.encode(lines.slice(0, 4).join("\n")),
+          enc.encode(JSON.stringify(KNOWN_RECORDS, null, 1)),
+        ],
+        run: (b: Uint8Array) => parseTraceFacts(dec.decode(b), "/fuzz/facts.jsonl"),
       };
     },
   },

@@ -6,6 +6,7 @@
  * engram can run, every expected tensor must be present with the shape the config implies, and unknown
  * tensors are an error rather than silently ignored.
  */
+import { excerpt } from "./excerpt.ts";
 import { join } from "node:path";
 import { ConfigError, EngramError, SafetensorsError } from "../errors.ts";
 import type { GPT2Config, HostTensor, WeightMap } from "../model/config.ts";
@@ -71,9 +72,9 @@ export function parseHFConfig(json: unknown, file = "config.json"): HFConfigInfo
   const isGpt2 = mt === "gpt2" || (mt === undefined && archs.some((a) => GPT2_ARCHS.includes(a)));
   if (!isGpt2) {
     const what = mt !== undefined
-      ? `model_type ${JSON.stringify(mt)}`
+      ? `model_type ${excerpt(mt, 60)}`
       : archs.length
-      ? `architectures ${JSON.stringify(archs)}`
+      ? `architectures ${excerpt(archs, 80)}`
       : "no model_type";
     throw new ConfigError(`unknown architecture (${what}); engram supports GPT-2 (model_type "gpt2")`, {
       file,
@@ -83,7 +84,7 @@ export function parseHFConfig(json: unknown, file = "config.json"): HFConfigInfo
   const posInt = (field: string, v: unknown): number => {
     if (v === undefined || v === null) throw new ConfigError("required field is missing", { file, field });
     if (typeof v !== "number" || !Number.isSafeInteger(v) || v <= 0) {
-      throw new ConfigError(`must be a positive integer, got ${JSON.stringify(v)}`, { file, field });
+      throw new ConfigError(`must be a positive integer, got ${excerpt(v, 60)}`, { file, field });
     }
     return v;
   };
@@ -106,7 +107,7 @@ export function parseHFConfig(json: unknown, file = "config.json"): HFConfigInfo
   if (json.layer_norm_epsilon !== undefined && json.layer_norm_epsilon !== null) {
     const e = json.layer_norm_epsilon;
     if (typeof e !== "number" || !(e > 0) || !Number.isFinite(e)) {
-      throw new ConfigError(`must be a positive number, got ${JSON.stringify(e)}`, {
+      throw new ConfigError(`must be a positive number, got ${excerpt(e, 60)}`, {
         file,
         field: "layer_norm_epsilon",
       });
@@ -116,7 +117,7 @@ export function parseHFConfig(json: unknown, file = "config.json"): HFConfigInfo
   const act = json.activation_function ?? "gelu_new";
   if (typeof act !== "string" || !(SUPPORTED_ACTIVATIONS as readonly string[]).includes(act)) {
     throw new ConfigError(
-      `unsupported activation ${JSON.stringify(act)}; engram implements GELU (${
+      `unsupported activation ${excerpt(act, 60)}; engram implements GELU (${
         SUPPORTED_ACTIVATIONS.join(", ")
       })`,
       { file, field: "activation_function" },
@@ -132,7 +133,7 @@ export function parseHFConfig(json: unknown, file = "config.json"): HFConfigInfo
   }
   const tie = json.tie_word_embeddings;
   if (tie !== undefined && typeof tie !== "boolean") {
-    throw new ConfigError(`must be true or false, got ${JSON.stringify(tie)}`, {
+    throw new ConfigError(`must be true or false, got ${excerpt(tie, 60)}`, {
       file,
       field: "tie_word_embeddings",
     });
@@ -212,6 +213,30 @@ function shapeReason(name: string, c: GPT2Config): string {
 const IGNORED = /^h\.\d+\.attn\.(bias|masked_bias)$/;
 
 /**
+ * Bounds n_layer by the layers actually in the file, before any per-layer map is built: a config.json
+ * with `n_layer: 3000000` would otherwise make a 36-million-entry expected-shape map (29 s, 2.6 GB) only to
+ * report the first missing tensor. The other sizes (n_embd, n_inner, vocab_size, n_positions) only enter
+ * the expected shapes, which are compared with the file's tensors one by one without allocating.
+ */
+function boundLayers(byName: Map<string, SafetensorsTensor>, c: GPT2Config, file: string): void {
+  let layers = 0;
+  for (const name of byName.keys()) {
+    const m = /^h\.(\d{1,9})\./.exec(name);
+    if (m) layers = Math.max(layers, Number(m[1]) + 1);
+  }
+  if (c.nLayer > layers) {
+    // The same error the full check gives for the first missing layer, found without building the map.
+    const name = `h.${layers}.ln_1.weight`;
+    throw new SafetensorsError(
+      `missing tensor '${name}' (expected shape [${c.nEmbd}]): config says n_layer=${c.nLayer}, the weights hold ${
+        layers === 0 ? "no layers" : `layers 0..${layers - 1}`
+      }`,
+      { file, field: name },
+    );
+  }
+}
+
+/**
  * Maps the tensors of a GPT-2 safetensors file to canonical weights for `config`: strips `transformer.`,
  * drops `h.N.attn.bias`/`masked_bias` buffers, and checks presence and shape of every tensor
  * {@link gpt2WeightShapes} expects. `lm_head.weight` identical to wte is dropped (tied); a different one
@@ -236,6 +261,7 @@ export function weightsFromSafetensors(
     }
     byName.set(name, t);
   }
+  boundLayers(byName, config, file);
   const weights: WeightMap = new Map();
   for (const [name, shape] of gpt2WeightShapes(config)) {
     const t = byName.get(name);

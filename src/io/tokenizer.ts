@@ -9,6 +9,7 @@
 import { Tokenizer as HFTokenizer } from "@huggingface/tokenizers";
 import { join } from "node:path";
 import { EngramError, InputError } from "../errors.ts";
+import { excerpt, kindOf } from "./excerpt.ts";
 
 /** A text <-> token-id codec. */
 export interface Tokenizer {
@@ -225,28 +226,160 @@ function construct(
   config: Record<string, unknown>,
   file: string,
 ): HFTokenizer {
+  let hf: HFTokenizer;
   try {
     // Keep decode lossless: the GPT-2 configs ask for clean_up_tokenization_spaces, which turns " ," into ",".
-    return new HFTokenizer(json, { ...config, clean_up_tokenization_spaces: false });
+    hf = new HFTokenizer(json, { ...config, clean_up_tokenization_spaces: false });
   } catch (e) {
-    throw tokError(`cannot build tokenizer: ${(e as Error).message}`, file, { cause: e });
+    throw tokError(`cannot build tokenizer: ${libraryMessage(e)}`, file, { cause: e });
   }
+  // The library checks few field types when it builds (an object as `end_of_word_suffix` fails only in
+  // encode): one short probe turns such a failure into a typed error at load, naming the file.
+  try {
+    const ids = hf.encode(PROBE, { add_special_tokens: false }).ids;
+    hf.decode(ids, { skip_special_tokens: false, clean_up_tokenization_spaces: false });
+  } catch (e) {
+    throw tokError(`the tokenizer fails on a test sentence: ${libraryMessage(e)}`, file, { cause: e });
+  }
+  return hf;
 }
 
-/** Parses vocab.json: an object of token -> non-negative integer id. */
+/** Text encoded once at load to catch a malformed tokenizer before it is used. */
+const PROBE = "The Eiffel Tower is in Paris, 1889. <|endoftext|>";
+
+/** A library error's message, cut short: it may quote a long value from the file. */
+function libraryMessage(e: unknown): string {
+  const m = e instanceof Error ? e.message : excerpt(e, 60);
+  return m.length > 120 ? m.slice(0, 120) + "…" : m;
+}
+
+/**
+ * Checks vocab.json: an object of token -> id whose ids are exactly 0..n-1 for its n tokens (unique, no
+ * hole), as GPT-2's are. Checked before the library sees the vocabulary, which is walked up to the
+ * largest id: one id near 2^31 made each load take 70-88 s.
+ */
 function checkVocab(v: Record<string, unknown>, file: string): Record<string, number> {
-  for (const [tok, id] of Object.entries(v)) {
+  const tokens = Object.keys(v);
+  const seen = new Map<number, string>();
+  for (const tok of tokens) {
+    const id = v[tok];
     if (typeof id !== "number" || !Number.isSafeInteger(id) || id < 0) {
       throw tokError(
-        `id of token ${JSON.stringify(tok)} must be a non-negative integer, got ${JSON.stringify(id)}`,
+        `id of token ${excerpt(tok, 40)} must be a non-negative integer, got ${excerpt(id, 40)}`,
         file,
         {
-          field: tok,
+          field: cut(tok),
         },
       );
     }
+    checkId(id, tok, tokens.length, seen, file, "vocab.json");
   }
   return v as Record<string, number>;
+}
+
+function cut(s: string): string {
+  return s.length > 40 ? s.slice(0, 40) + "…" : s;
+}
+
+/** One vocabulary id: below `n` (the number of tokens) and not already given to another token. */
+function checkId(id: number, tok: string, n: number, seen: Map<number, string>, file: string, what: string) {
+  if (id >= n) {
+    throw tokError(
+      `token ${excerpt(tok, 40)} has id ${id}, out of range for the ${n} tokens of ${what} (ids must be 0..${
+        n - 1
+      })`,
+      file,
+      { field: cut(tok) },
+    );
+  }
+  const other = seen.get(id);
+  if (other !== undefined) {
+    throw tokError(`tokens ${excerpt(other, 40)} and ${excerpt(tok, 40)} share id ${id}`, file, {
+      field: cut(tok),
+    });
+  }
+  seen.set(id, tok);
+}
+
+/**
+ * Checks the ids of a tokenizer.json before the library builds anything from them: `model.vocab` (an
+ * object of token -> id, as BPE and WordPiece write it) must give its n tokens ids 0..n-1, each once; each
+ * `added_tokens` entry needs a string `content` and an integer `id` below n + the number of added tokens
+ * (HF appends added tokens after the model's vocabulary). A Unigram vocabulary (a list) has implicit ids.
+ */
+function checkTokenizerJson(json: Record<string, unknown>, file: string): void {
+  const model = json.model as Record<string, unknown>;
+  const vocab = Object.hasOwn(model, "vocab") ? model.vocab : undefined;
+  let n = 0;
+  const seen = new Map<number, string>();
+  if (typeof vocab === "object" && vocab !== null && !Array.isArray(vocab)) {
+    const tokens = Object.keys(vocab);
+    n = tokens.length;
+    for (const tok of tokens) {
+      const id = (vocab as Record<string, unknown>)[tok];
+      if (typeof id !== "number" || !Number.isSafeInteger(id) || id < 0) {
+        throw tokError(
+          `model.vocab: id of token ${excerpt(tok, 40)} must be a non-negative integer, got ${
+            excerpt(id, 40)
+          }`,
+          file,
+          { field: `model.vocab.${cut(tok)}` },
+        );
+      }
+      checkId(id, tok, n, seen, file, "model.vocab");
+    }
+  } else if (Array.isArray(vocab)) n = vocab.length;
+  else if (vocab !== undefined) {
+    throw tokError(`model.vocab must be an object or a list, got ${kindOf(vocab)}`, file, {
+      field: "model.vocab",
+    });
+  }
+  for (const k of ["unk_token", "continuing_subword_prefix", "end_of_word_suffix"]) {
+    const v = Object.hasOwn(model, k) ? model[k] : undefined;
+    if (v !== undefined && v !== null && typeof v !== "string") {
+      throw tokError(`model.${k} must be a string or null, got ${kindOf(v)}`, file, { field: `model.${k}` });
+    }
+  }
+  const merges = Object.hasOwn(model, "merges") ? model.merges : undefined;
+  if (merges !== undefined) {
+    const ok = (m: unknown) =>
+      typeof m === "string" || (Array.isArray(m) && m.length === 2 && m.every((x) => typeof x === "string"));
+    const bad = Array.isArray(merges) ? merges.findIndex((m) => !ok(m)) : -2;
+    if (bad !== -1) {
+      throw tokError(
+        bad === -2
+          ? `model.merges must be a list, got ${kindOf(merges)}`
+          : `model.merges[${bad}] must be "left right" or a pair of strings, got ${excerpt((merges as unknown[])[bad], 40)}`,
+        file,
+        { field: "model.merges" },
+      );
+    }
+  }
+  const added = Object.hasOwn(json, "added_tokens") ? json.added_tokens : undefined;
+  if (added === undefined || added === null) return;
+  if (!Array.isArray(added)) {
+    throw tokError(`added_tokens must be a list, got ${kindOf(added)}`, file, { field: "added_tokens" });
+  }
+  const limit = n + added.length;
+  added.forEach((a, i) => {
+    const field = `added_tokens[${i}]`;
+    if (typeof a !== "object" || a === null || Array.isArray(a)) {
+      throw tokError(`must be an object, got ${kindOf(a)}`, file, { field });
+    }
+    const { id, content } = a as Record<string, unknown>;
+    if (typeof content !== "string") {
+      throw tokError(`'content' must be a string, got ${kindOf(content)}`, file, { field });
+    }
+    if (typeof id !== "number" || !Number.isSafeInteger(id) || id < 0 || id >= limit) {
+      throw tokError(
+        `'id' must be an integer in 0..${limit - 1} (the vocabulary and the added tokens), got ${
+          excerpt(id, 40)
+        }`,
+        file,
+        { field },
+      );
+    }
+  });
 }
 
 /** Parses merges.txt: optional `#version` line, then one "left right" pair per line; both parts and the merge must be in the vocab. */
@@ -259,7 +392,7 @@ export function parseMerges(text: string, vocab: Record<string, number>, file: s
     const parts = line.split(" ");
     if (parts.length !== 2 || parts[0] === "" || parts[1] === "") {
       throw tokError(
-        `line ${i + 1} must be two tokens separated by one space, got ${JSON.stringify(line)}`,
+        `line ${i + 1} must be two tokens separated by one space, got ${excerpt(line, 60)}`,
         file,
         {
           field: `line ${i + 1}`,
@@ -267,8 +400,8 @@ export function parseMerges(text: string, vocab: Record<string, number>, file: s
       );
     }
     for (const t of [parts[0], parts[1], parts[0] + parts[1]]) {
-      if (!(t in vocab)) {
-        throw tokError(`line ${i + 1}: token ${JSON.stringify(t)} is not in vocab.json`, file, {
+      if (!Object.hasOwn(vocab, t)) {
+        throw tokError(`line ${i + 1}: token ${excerpt(t, 40)} is not in vocab.json`, file, {
           field: `line ${i + 1}`,
         });
       }
@@ -292,7 +425,7 @@ export function tokenizerJsonFromVocabMerges(
 ): Record<string, unknown> {
   const special = new Map<string, Record<string, unknown>>();
   const add = (name: string | undefined, flags: Record<string, unknown> = {}) => {
-    if (name === undefined || !(name in vocab) || special.has(name)) return;
+    if (name === undefined || !Object.hasOwn(vocab, name) || special.has(name)) return;
     special.set(name, {
       id: vocab[name],
       content: name,
@@ -327,7 +460,7 @@ export function tokenizerJsonFromVocabMerges(
     model: {
       type: "BPE",
       dropout: null,
-      unk_token: unk !== undefined && unk in vocab ? unk : null,
+      unk_token: unk !== undefined && Object.hasOwn(vocab, unk) ? unk : null,
       continuing_subword_prefix: "",
       end_of_word_suffix: "",
       fuse_unk: false,
@@ -379,6 +512,7 @@ export async function loadTokenizer(dir: string, opts: LoadTokenizerOptions = {}
     if (typeof model !== "object" || model === null) {
       throw tokError("has no 'model' object", tj, { field: "model" });
     }
+    checkTokenizerJson(json, tj);
     return wrap(construct(json, config, tj), config, tj, json, bos);
   }
   const vj = join(dir, "vocab.json"), mt = join(dir, "merges.txt");

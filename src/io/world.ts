@@ -476,7 +476,7 @@ const CODAS = ["", "", "n", "l", "r", "s", "x"];
 
 /** `template` with its `{s}` replaced by `subject`. */
 export function fillTemplate(template: string, subject: string): string {
-  return template.replace("{s}", subject);
+  return template.replace("{s}", () => subject); // literal: "$&" in a subject is not a pattern
 }
 
 /** The training text of a fact: `prompt + " " + object + " ."`. */

@@ -15,9 +15,11 @@ import { matmul } from "../gpu/matmul.ts";
 import { residualAddInPlace } from "../gpu/residual.ts";
 import { logSoftmax } from "../gpu/softmax.ts";
 import { copyTensor, createTensor, type GpuTensor, readTensor, writeTensor } from "../gpu/tensor.ts";
+import { firstNonFinite, readWithNonFiniteCheck } from "../gpu/nonfinite.ts";
+import { describeNonFinite, NonFiniteError } from "./nonfinite.ts";
 import type { GPT2Config, WeightMap } from "./config.ts";
 import { gpt2WeightShapes } from "./config.ts";
-import { type EditSpec, type Hooks, type PatchSpec, siteWidth } from "./hooks.ts";
+import { type EditSpec, type Hooks, hookSiteNames, type PatchSpec, siteWidth } from "./hooks.ts";
 
 /** What {@link GPT2Model.forward} returns. */
 export interface ForwardResult {
@@ -34,6 +36,11 @@ export interface ForwardOptions {
   hooks?: Hooks;
   /** Also return logits at every position (large: B * T * V floats). */
   allLogits?: boolean;
+  /**
+   * Return non-finite log-probabilities instead of throwing {@link NonFiniteError} (default false; used
+   * by the re-run that locates the first non-finite site).
+   */
+  allowNonFinite?: boolean;
 }
 
 /** Activations of one block. In inference all layers share one set; for backward each layer keeps its own. */
@@ -414,7 +421,10 @@ export class GPT2Model {
       logits = await readTensor(all);
       all.destroy();
     }
-    const flat = await readTensor(lp);
+    // One dispatch flags a NaN / Inf in the log-probabilities; its 4 bytes come back with them.
+    const { data: flat, first: bad } = opts.allowNonFinite
+      ? { data: await readTensor(lp), first: -1 }
+      : await readWithNonFiniteCheck(gpu, lp);
     for (const [name, t] of pendingCaptures) {
       captured.set(name, await readTensor(t));
       t.destroy();
@@ -422,6 +432,13 @@ export class GPT2Model {
     last.destroy();
     lastLogits.destroy();
     lp.destroy();
+    if (bad >= 0) {
+      if (save) {
+        for (const a of layers) destroyLayer(a);
+        for (const t of [idsT, posT, xFinal, lnf, lnfStats]) t.destroy();
+      }
+      throw await this.nonFiniteError(batch, hooks, flat[bad], bad, V);
+    }
     const logprobs: Float32Array[] = [];
     for (let b = 0; b < B; b++) logprobs.push(flat.slice(b * V, (b + 1) * V));
     const result = { logprobs, captured, logits };
@@ -442,6 +459,50 @@ export class GPT2Model {
       },
     };
     return { result, saved };
+  }
+
+  /**
+   * The error of a forward whose log-probabilities hold a non-finite value (`v` at index `i`): runs the
+   * batch again with every hook site captured and names the first non-finite one in execution order,
+   * and the first non-finite weight. Only called on failure, so the check costs one dispatch otherwise.
+   */
+  private async nonFiniteError(
+    batch: number[][],
+    hooks: Hooks,
+    v: number,
+    i: number,
+    V: number,
+  ): Promise<NonFiniteError> {
+    const T = batch[0].length;
+    const sites = hookSiteNames(this.config.nLayer);
+    const { result } = await this.run(
+      batch,
+      { hooks: { ...hooks, capture: sites }, allowNonFinite: true },
+      false,
+    );
+    let site = "logits", where = describeNonFinite(v, i, V, 1).replace(", position 0", ", last position");
+    for (const name of sites) {
+      const data = result.captured.get(name)!;
+      const at = data.findIndex((x) => !Number.isFinite(x));
+      if (at >= 0) {
+        site = name;
+        where = describeNonFinite(data[at], at, siteWidth(this.config, name), T);
+        break;
+      }
+    }
+    let weight: string | undefined;
+    for (const [name, t] of this.w) {
+      if ((await firstNonFinite(this.gpu, t)) >= 0) {
+        weight = name;
+        break;
+      }
+    }
+    const w = weight ? `; weight '${weight}' holds a non-finite value` : "";
+    return new NonFiniteError(
+      `the forward pass gave non-finite log-probabilities; first non-finite site '${site}' (${where})${w}`,
+      site,
+      weight,
+    );
   }
 
   /** The output embedding [V, C]: a separate lm_head if present, else the tied wte. */

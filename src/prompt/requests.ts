@@ -8,6 +8,8 @@
  * or a "{}" placeholder for it (ROME); both are normalised to the placeholder form.
  */
 import { InputError } from "../errors.ts";
+import { excerpt, kindOf } from "../io/excerpt.ts";
+import { parseStrictJson } from "../io/strict_json.ts";
 import { EmptyTargetError, SubjectNotInPromptError } from "./errors.ts";
 
 /** A prompt and the answer expected after it. */
@@ -38,13 +40,43 @@ export interface EditRequest {
 
 /** The prompt of `req` with the subject filled in. */
 export function filledPrompt(req: EditRequest): string {
-  return req.prompt.replace("{}", req.subject);
+  return fillSubject(req.prompt, req.subject);
+}
+
+/**
+ * `template` with its first "{}" replaced by `subject`, literally: `String.replace` with a string would
+ * read `$&`, `$'` or `$$` in the subject as replacement patterns.
+ */
+export function fillSubject(template: string, subject: string): string {
+  const at = template.indexOf("{}");
+  return at < 0 ? template : template.slice(0, at) + subject + template.slice(at + 2);
 }
 
 type Rec = Record<string, unknown>;
 
 function isObj(v: unknown): v is Rec {
   return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/** `s` in single quotes, cut to `max` characters. */
+function quote(s: string, max: number): string {
+  return `'${s.length > max ? s.slice(0, max) + "…" : s}'`;
+}
+
+/** `r[key]` when `r` owns `key`: an inherited member ("toString", "constructor") is never a field. */
+function get(r: Rec, key: string): unknown {
+  return Object.hasOwn(r, key) ? r[key] : undefined;
+}
+
+/** The first string of a ground-truth list (EasyEdit nests them up to 3 deep), checked, never coerced. */
+function firstString(v: unknown[], what: string, file: string | undefined, field: string): string {
+  let x: unknown = v;
+  for (let d = 0; d < 3 && Array.isArray(x); d++) x = x[0];
+  if (x === undefined) return "";
+  if (typeof x !== "string") {
+    throw new InputError(`${what} must hold strings, got ${excerpt(x, 60)}`, { file, field });
+  }
+  return x;
 }
 
 /**
@@ -68,7 +100,7 @@ export function normalizeRequest(req: EditRequest, where = "request", file?: str
     const at = prompt.indexOf(req.subject);
     if (at < 0) {
       throw new SubjectNotInPromptError(
-        `${where}: subject '${req.subject}' does not occur in the prompt '${prompt}'`,
+        `${where}: subject ${quote(req.subject, 60)} does not occur in the prompt ${quote(prompt, 100)}`,
         { file, field: "subject" },
       );
     }
@@ -78,18 +110,21 @@ export function normalizeRequest(req: EditRequest, where = "request", file?: str
 }
 
 function str(r: Rec, key: string, where: string, file: string | undefined): string {
-  const v = r[key];
+  const v = get(r, key);
   if (typeof v !== "string") {
-    throw new InputError(`${where}: missing or non-string field '${key}'`, { file, field: key });
+    throw new InputError(`${where}: missing or non-string field '${key}' (${kindOf(v)})`, {
+      file,
+      field: key,
+    });
   }
   return v;
 }
 
 function optStr(r: Rec, key: string, where: string, file: string | undefined): string | undefined {
-  const v = r[key];
+  const v = get(r, key);
   if (v === undefined || v === null) return undefined;
   if (typeof v !== "string") {
-    throw new InputError(`${where}: field '${key}' must be a string`, { file, field: key });
+    throw new InputError(`${where}: field '${key}' must be a string, got ${kindOf(v)}`, { file, field: key });
   }
   return v;
 }
@@ -112,23 +147,24 @@ function portability(
 ): PromptAnswer[] | undefined {
   if (v === undefined || v === null) return undefined;
   const one = (x: unknown, i: number): PromptAnswer => {
-    if (
-      !isObj(x) || typeof x.prompt !== "string" ||
-      (typeof x.ground_truth !== "string" && !Array.isArray(x.ground_truth))
-    ) {
+    const prompt = isObj(x) ? get(x, "prompt") : undefined;
+    const truth = isObj(x) ? get(x, "ground_truth") : undefined;
+    if (typeof prompt !== "string" || (typeof truth !== "string" && !Array.isArray(truth))) {
       throw new InputError(`${where}: ${field} entry ${i} needs 'prompt' and 'ground_truth'`, {
         file,
         field,
       });
     }
-    const gt = Array.isArray(x.ground_truth) ? String(x.ground_truth.flat(2)[0] ?? "") : x.ground_truth;
-    return { prompt: x.prompt, ground_truth: gt };
+    const gt = Array.isArray(truth)
+      ? firstString(truth, `${where}: ${field} entry ${i} ground_truth`, file, field)
+      : truth;
+    return { prompt, ground_truth: gt };
   };
   if (Array.isArray(v)) return v.map(one);
-  if (isObj(v) && "prompt" in v) return [one(v, 0)];
+  if (isObj(v) && Object.hasOwn(v, "prompt")) return [one(v, 0)];
   if (isObj(v)) {
     // EasyEdit KnowEdit: {Reasoning: [...], Subject_Aliasing: [...], ...}; the sub-key is kept.
-    return Object.entries(v).flatMap(([key, x]) =>
+    return Object.keys(v).map((key) => [key, v[key]] as const).flatMap(([key, x]) =>
       (Array.isArray(x) ? x : [x]).map((e, i) => ({ ...one(e, i), key }))
     );
   }
@@ -143,11 +179,12 @@ export function parseRequestRecord(r: unknown, index: number, file?: string): Ed
   const where = `record ${index}`;
   if (!isObj(r)) throw new InputError(`${where}: expected an object`, { file, field: `[${index}]` });
   let req: EditRequest;
-  if (isObj(r.requested_rewrite)) {
+  const rewrite = get(r, "requested_rewrite");
+  if (isObj(rewrite)) {
     // ROME CounterFact.
-    const rw = r.requested_rewrite;
-    const tn = rw.target_new, tt = rw.target_true;
-    if (!isObj(tn) || typeof tn.str !== "string") {
+    const rw = rewrite;
+    const tn = get(rw, "target_new"), tt = get(rw, "target_true");
+    if (!isObj(tn) || typeof get(tn, "str") !== "string") {
       throw new InputError(`${where}: missing field 'requested_rewrite.target_new.str'`, {
         file,
         field: "target_new",
@@ -156,64 +193,81 @@ export function parseRequestRecord(r: unknown, index: number, file?: string): Ed
     req = {
       prompt: str(rw, "prompt", where, file),
       subject: str(rw, "subject", where, file),
-      target_new: tn.str,
-      ground_truth: isObj(tt) && typeof tt.str === "string" ? tt.str : undefined,
-      rephrase: strList(r.paraphrase_prompts, "paraphrase_prompts", where, file),
-      locality: isObj(tt) && typeof tt.str === "string"
-        ? strList(r.neighborhood_prompts, "neighborhood_prompts", where, file)?.map((p) => ({
+      target_new: get(tn, "str") as string,
+      ground_truth: isObj(tt) && typeof get(tt, "str") === "string" ? get(tt, "str") as string : undefined,
+      rephrase: strList(get(r, "paraphrase_prompts"), "paraphrase_prompts", where, file),
+      locality: isObj(tt) && typeof get(tt, "str") === "string"
+        ? strList(get(r, "neighborhood_prompts"), "neighborhood_prompts", where, file)?.map((p) => ({
           prompt: p,
-          ground_truth: tt.str as string,
+          ground_truth: get(tt, "str") as string,
         }))
         : undefined,
     };
-  } else if ("src" in r || "alt" in r) {
+  } else if (Object.hasOwn(r, "src") || Object.hasOwn(r, "alt")) {
     // MEND zsRE.
-    const answers = strList(r.answers, "answers", where, file);
+    const answers = strList(get(r, "answers"), "answers", where, file);
     const loc = optStr(r, "loc", where, file), locAns = optStr(r, "loc_ans", where, file);
     req = {
       prompt: str(r, "src", where, file),
       subject: str(r, "subject", where, file),
       target_new: str(r, "alt", where, file),
       ground_truth: answers?.[0] ?? optStr(r, "pred", where, file),
-      rephrase: strList(r.rephrase, "rephrase", where, file),
+      rephrase: strList(get(r, "rephrase"), "rephrase", where, file),
       locality: loc !== undefined && locAns !== undefined
         ? [{ prompt: loc, ground_truth: locAns }]
         : undefined,
     };
   } else {
     // EasyEdit CounterFact / plain ROME-style request.
-    const tn = r.target_new;
-    const target = isObj(tn) && typeof tn.str === "string" ? tn.str : tn;
+    const tn = get(r, "target_new");
+    const target = isObj(tn) && typeof get(tn, "str") === "string" ? get(tn, "str") : tn;
     if (typeof target !== "string") {
-      throw new InputError(`${where}: missing or non-string field 'target_new'`, {
+      throw new InputError(`${where}: missing or non-string field 'target_new' (${kindOf(target)})`, {
         file,
         field: "target_new",
       });
     }
-    const locP = r.locality_prompt, locA = r.locality_ground_truth;
+    const locP = get(r, "locality_prompt"), locA = get(r, "locality_ground_truth");
     let locality: PromptAnswer[] | undefined;
     if (typeof locP === "string" && (typeof locA === "string" || Array.isArray(locA))) {
-      locality = [{ prompt: locP, ground_truth: Array.isArray(locA) ? String(locA.flat(2)[0] ?? "") : locA }];
-    } else if (isObj(r.locality)) {
-      locality = portability(r.locality, where, file, "locality");
+      const gt = Array.isArray(locA)
+        ? firstString(locA, `${where}: locality_ground_truth`, file, "locality_ground_truth")
+        : locA;
+      locality = [{ prompt: locP, ground_truth: gt }];
+    } else if (isObj(get(r, "locality"))) {
+      locality = portability(get(r, "locality"), where, file, "locality");
     }
+    const truth = get(r, "ground_truth");
     req = {
       prompt: str(r, "prompt", where, file),
       subject: str(r, "subject", where, file),
       target_new: target,
-      ground_truth: typeof r.ground_truth === "string"
-        ? r.ground_truth
-        : Array.isArray(r.ground_truth) && typeof r.ground_truth[0] === "string"
-        ? r.ground_truth[0]
+      ground_truth: typeof truth === "string"
+        ? truth
+        : Array.isArray(truth) && typeof truth[0] === "string"
+        ? truth[0]
         : undefined,
-      rephrase: strList(r.rephrase_prompt ?? r.rephrase, "rephrase_prompt", where, file),
+      rephrase: strList(get(r, "rephrase_prompt") ?? get(r, "rephrase"), "rephrase_prompt", where, file),
       locality,
-      portability: portability(r.portability, where, file),
+      portability: portability(get(r, "portability"), where, file),
     };
   }
-  if (typeof r.case_id === "number" || typeof r.case_id === "string") req.case_id = r.case_id;
-  if (typeof r.relation === "string") req.relation = r.relation;
+  const caseId = get(r, "case_id"), relation = get(r, "relation");
+  if (typeof caseId === "number" || typeof caseId === "string") req.case_id = caseId;
+  if (typeof relation === "string") req.relation = relation;
   return normalizeRequest(req, where, file);
+}
+
+/** Deepest JSON nesting accepted in a requests file (KnowEdit's portability lists are 4 deep). */
+const MAX_DEPTH = 32;
+
+function parseJson(text: string, file: string | undefined, line?: number): unknown {
+  return parseStrictJson(text, {
+    file,
+    maxDepth: MAX_DEPTH,
+    error: (message, field) =>
+      new InputError(line === undefined ? message : `line ${line}: ${message}`, { file, field }),
+  });
 }
 
 /** Parses requests from JSON text (an array, one object, or JSON lines). */
@@ -221,21 +275,27 @@ export function parseRequests(text: string, file?: string): EditRequest[] {
   let data: unknown;
   const trimmed = text.trim();
   if (trimmed === "") throw new InputError("requests file is empty", { file });
-  try {
-    data = JSON.parse(trimmed);
-  } catch (e) {
-    // JSON lines.
-    const lines = trimmed.split("\n").filter((l) => l.trim() !== "");
-    data = lines.map((l, i) => {
+  // One JSON value when the text starts as one ("[", or "{" with a single line); else JSON lines.
+  const lines = trimmed.split("\n").filter((l) => l.trim() !== "");
+  if (trimmed.startsWith("[") || lines.length === 1) data = parseJson(trimmed, file);
+  else {
+    let whole: unknown, wholeErr: unknown;
+    try {
+      whole = parseJson(trimmed, file);
+    } catch (e) {
+      wholeErr = e;
+    }
+    if (wholeErr === undefined) data = whole;
+    else {
+      // Not one document: JSON lines, unless the first line is not JSON either (then the document's
+      // own error, e.g. for a pretty-printed object, says more).
       try {
-        return JSON.parse(l);
+        parseJson(lines[0], file, 1);
       } catch {
-        throw new InputError(
-          `not JSON (${(e as Error).message}); as JSON lines, line ${i + 1} does not parse`,
-          { file },
-        );
+        throw wholeErr;
       }
-    });
+      data = lines.map((l, i) => parseJson(l, file, i + 1));
+    }
   }
   const list = Array.isArray(data) ? data : [data];
   if (list.length === 0) throw new InputError("requests file holds no records", { file });

@@ -71,7 +71,8 @@ export function refPrompt(
   target?: number[],
   bos?: number,
 ): RefPrompt {
-  const filled = template.replace("{}", prompt);
+  // Literal substitution (Python's str.format): a string replacement would read "$&" etc. as patterns.
+  const filled = template.replace("{}", () => prompt);
   const at = filled.indexOf("{}");
   if (at < 0) throw new RangeError(`refPrompt: no "{}" in '${filled}'`);
   const pre = bos === undefined ? [] : [bos];
