@@ -14,7 +14,9 @@ export class EngramError extends Error {
   readonly field?: string;
 
   constructor(code: string, message: string, opts: { file?: string; field?: string; cause?: unknown } = {}) {
-    const where = [opts.file, opts.field ? `field '${opts.field}'` : undefined].filter(Boolean).join(", ");
+    // A field read from a file (a tensor or key name) may be megabytes long: the message quotes its start.
+    const field = opts.field && opts.field.length > 80 ? `${opts.field.slice(0, 80)}…` : opts.field;
+    const where = [opts.file, field ? `field '${field}'` : undefined].filter(Boolean).join(", ");
     super(
       where ? `${where}: ${message}` : message,
       opts.cause !== undefined ? { cause: opts.cause } : undefined,

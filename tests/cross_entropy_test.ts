@@ -160,7 +160,7 @@ Deno.test("crossEntropy is stable for huge logits (±1e4, constant rows)", async
 
 Deno.test("crossEntropy keeps the Kahan compensation where a naive f32 sum loses digits", async () => {
   // Fails when the compensation is folded away (kernels/lib/kahan.wgsl: the `* one` guard): measured on
-  // llvmpipe, see NOTES-wgsl.md. Long odd rows: ~1500 tiny terms per invocation, all dropped naively,
+  // llvmpipe, see docs/notes/issue-11-wgsl.md. Long odd rows: ~1500 tiny terms per invocation, all dropped naively,
   // a relative loss of ~7e-5 in the denominator l.
   const gpu = await getGpu();
   const seed = freshSeed();

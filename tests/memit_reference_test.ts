@@ -3,7 +3,7 @@
  * three layers with a λ (mom2_update_weight) at which λC and KKᵀ weigh alike, compared weight by weight
  * (ΔW of each edited c_proj). Two template groups of different sizes make group averaging of the keys
  * differ from a flat mean; the (L − i) split, λ's place, and recomputing keys and h_L after each
- * layer's update each change every layer after the first (see NOTES-edittests.md for the mutations
+ * layer's update each change every layer after the first (see docs/notes/issue-11-edittests.md for the mutations
  * this test was run against).
  */
 import assert from "node:assert/strict";

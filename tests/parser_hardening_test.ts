@@ -240,3 +240,10 @@ Deno.test("hf_model: an absurd n_layer is refused at once, before any per-layer 
     );
   });
 });
+
+Deno.test("a typed error quotes only the start of a long field name (a tensor or key read from a file)", () => {
+  const e = new InputError("missing", { file: "log/original.safetensors", field: "h.0.w".repeat(20000) });
+  assert.ok(e.message.length < 140, `a ${e.message.length}-character message`);
+  assert.equal(e.field!.length, 100000, "the full field stays on the error for programs");
+  assert.match(e.message, /^log\/original\.safetensors, field 'h\.0\.wh\.0\.w.*…': missing$/);
+});

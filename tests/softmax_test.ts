@@ -143,7 +143,7 @@ Deno.test("softmax shape mismatches throw ShapeError naming the tensor", async (
 
 Deno.test("softmax and logSoftmax keep the Kahan compensation where a naive f32 sum loses digits", async () => {
   // Fails when the compensation is folded away (kernels/lib/kahan.wgsl: the `* one` guard): measured on
-  // llvmpipe, see NOTES-wgsl.md. Long odd rows: ~1500 tiny terms per invocation, all dropped naively,
+  // llvmpipe, see docs/notes/issue-11-wgsl.md. Long odd rows: ~1500 tiny terms per invocation, all dropped naively,
   // a relative loss of ~7e-5 in the denominator l.
   const gpu = await getGpu();
   const seed = freshSeed();

@@ -97,10 +97,11 @@ Deno.test("ROME context templates: '{}' plus texts after end-of-text, whose leng
         topK: 5,
         seed: 1000 + k,
       });
-      const want = tokEos.decode([EOS, ...ids]).replaceAll("<|endoftext|>", "").replaceAll("{", "").replaceAll(
-        "}",
-        "",
-      );
+      const want = tokEos.decode([EOS, ...ids]).replaceAll("<|endoftext|>", "").replaceAll("{", "")
+        .replaceAll(
+          "}",
+          "",
+        );
       assert.equal(t, `${want}. {}`, `template ${k} (seed ${seed})`);
       assert.ok(tokens(t).length <= lengths[k] - 1);
       assert.ok(!t.includes("endoftext"), t);

@@ -206,7 +206,9 @@ export async function readEditLog(dir: string): Promise<EditLog> {
   const originals = new Map<string, HostTensor>();
   for (const w of json.weights) {
     const t = st.tensors.get(w.name);
-    if (!t) throw new InputError(`original values of '${w.name}' missing`, { file: sf, field: w.name });
+    if (!t) {
+      throw new InputError(`original values of ${excerpt(w.name, 80)} missing`, { file: sf, field: w.name });
+    }
     if (t.shape.length !== w.shape.length || t.shape.some((d, i) => d !== w.shape[i])) {
       throw new InputError(
         `original values of '${w.name}' have shape [${t.shape}], log.json says [${w.shape}]`,

@@ -337,7 +337,7 @@ export const TARGETS: readonly FuzzTarget[] = [
   {
     name: "edit-log",
     kind: "json",
-    owned: false,
+    owned: true,
     async setup() {
       const dir = await Deno.makeTempDir({ prefix: "engram-fuzz-log-" });
       const w = { shape: [2, 3], data: Float32Array.from([1, -2, 3, 0.5, 4, -6]) };
