@@ -66,6 +66,11 @@ export interface BackwardOptions {
   accumulate?: boolean;
   /** Hook sites whose gradient dL/dsite [B * T * width] to return. */
   siteGrads?: Iterable<string>;
+  /**
+   * Let the forward finish on non-finite log-probabilities (default: a NonFiniteError). The trainer sets
+   * it: it checks the loss itself and reports divergence with the last good checkpoint.
+   */
+  allowNonFinite?: boolean;
 }
 
 /** Result of {@link lossAndGradients}. */
@@ -86,7 +91,10 @@ export async function lossAndGradients(
   loss: LossSpec,
   opts: BackwardOptions = {},
 ): Promise<BackwardResult> {
-  const { saved } = await model.forwardForBackward(batch, { hooks: opts.hooks });
+  const { saved } = await model.forwardForBackward(batch, {
+    hooks: opts.hooks,
+    allowNonFinite: opts.allowNonFinite,
+  });
   try {
     return await backward(model, saved, loss, opts);
   } finally {
@@ -238,7 +246,10 @@ export async function logitLossAndGradients(
   lossFn: LogitLossFn,
   opts: BackwardOptions = {},
 ): Promise<LogitBackwardResult> {
-  const { saved } = await model.forwardForBackward(batch, { hooks: opts.hooks });
+  const { saved } = await model.forwardForBackward(batch, {
+    hooks: opts.hooks,
+    allowNonFinite: opts.allowNonFinite,
+  });
   try {
     return await backwardFromLogitGrads(model, saved, rows, lossFn, opts);
   } finally {

@@ -280,7 +280,7 @@ async function trainLocked(gpu: Gpu, cfg: TrainConfig, opts: TrainOptions, t0: n
         const ts = performance.now();
         const chunk = batches[b];
         const { batch, targets } = makeBatch(chunk, pad);
-        const res = await lossAndGradients(model, batch, { targets }, { grads });
+        const res = await lossAndGradients(model, batch, { targets }, { grads, allowNonFinite: true });
         if (!Number.isFinite(res.loss)) {
           const last = checkpoints.at(-1);
           throw new TrainingDivergedError(
