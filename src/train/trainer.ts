@@ -27,7 +27,7 @@ import type { GPT2Config, WeightMap } from "../model/config.ts";
 import { GPT2Model } from "../model/gpt2.ts";
 import { mulberry32 } from "../model/generate.ts";
 import { randomGPT2 } from "../model/random.ts";
-import type { TrainConfig } from "./config.ts";
+import { checkTrainingMemory, type TrainConfig } from "./config.ts";
 import { makeBatch, readCorpus, type TrainingInstance } from "./corpus.ts";
 
 /** The loss became NaN or infinite. */
@@ -223,6 +223,12 @@ async function trainLocked(gpu: Gpu, cfg: TrainConfig, opts: TrainOptions, t0: n
       );
     }
   } else {
+    // The config check could not know the vocabulary or the adapter: bound the run again before allocating.
+    const lim = gpu.device.limits;
+    checkTrainingMemory(cfg, tokenizer.vocabSize, {
+      maxBufferSize: lim.maxBufferSize,
+      maxStorageBufferBindingSize: lim.maxStorageBufferBindingSize,
+    }, cfg.corpus);
     const m = cfg.model;
     config = {
       nLayer: m.nLayer,
