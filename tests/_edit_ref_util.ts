@@ -6,7 +6,8 @@
 import assert from "node:assert/strict";
 import type { Tokenizer } from "../src/io/tokenizer.ts";
 import type { GPT2Config, WeightMap } from "../src/model/config.ts";
-import type { RefRequest } from "../src/reference/edit_value.ts";
+import { refPrompt, type RefRequest } from "../src/reference/edit_value.ts";
+import { gpt2ForwardRef } from "../src/reference/gpt2.ts";
 import { rng } from "./_util.ts";
 
 /** 4 layers (MEMIT edits 3 below the last, whose tail carries the loss), odd widths. */
@@ -141,4 +142,22 @@ export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
     bb += b[i] * b[i];
   }
   return ab / Math.sqrt(aa * bb);
+}
+
+/**
+ * A v_lr that makes the clamp bind: Adam's first steps move every coordinate by about v_lr, so ‖δ‖ grows by
+ * about v_lr·√C a step, and with v_lr = 0.35·‖h‖/√C (h = `site` at the request's fact token, the value δ
+ * is added to) the first step already leaves the clamp ball 0.3‖h‖.
+ */
+export function clampBindingLr(
+  tok: Tokenizer,
+  weights: WeightMap,
+  req: RefRequest,
+  site: string,
+  cfg: GPT2Config = REF_EDIT_CONFIG,
+): number {
+  const p = refPrompt(tok, "{}", req.prompt, req.subject);
+  const v = gpt2ForwardRef(cfg, weights, p.ids, { hooks: { capture: new Set([site]) } }).cache[site];
+  const C = cfg.nEmbd;
+  return (0.35 * Math.hypot(...v.slice(p.lookup * C, (p.lookup + 1) * C))) / Math.sqrt(C);
 }

@@ -9,17 +9,16 @@
 import assert from "node:assert/strict";
 import { getGpu } from "../src/gpu/device.ts";
 import { readTensor } from "../src/gpu/tensor.ts";
-import type { WeightMap } from "../src/model/config.ts";
 import { GPT2Model } from "../src/model/gpt2.ts";
 import { randomGPT2 } from "../src/model/random.ts";
 import { applyEdit } from "../src/edit/editors.ts";
-import { refPrompt, type RefRequest, type ValueHparams } from "../src/reference/edit_value.ts";
-import { gpt2ForwardRef } from "../src/reference/gpt2.ts";
+import type { ValueHparams } from "../src/reference/edit_value.ts";
 import { secondMomentRef } from "../src/reference/key_stats.ts";
 import { memitRef } from "../src/reference/memit.ts";
 import { copyWeights } from "./_edit_util.ts";
 import { freshSeed } from "./_util.ts";
 import {
+  clampBindingLr,
   NO_PREFIX,
   REF_EDIT_CONFIG as cfg,
   refRequests,
@@ -43,15 +42,6 @@ const BASE: ValueHparams = {
   early_stop_loss: 5e-2,
 };
 
-/** v_lr = 0.35·‖h_L‖/√C: request 0's first Adam step leaves the clamp ball (see rome_reference_test). */
-function lrFor(weights: WeightMap, req: RefRequest, layer: number): number {
-  const p = refPrompt(tok, "{}", req.prompt, req.subject);
-  const site = `resid_post.${layer}`;
-  const v = gpt2ForwardRef(cfg, weights, p.ids, { hooks: { capture: new Set([site]) } }).cache[site];
-  const C = cfg.nEmbd;
-  return (0.35 * Math.hypot(...v.slice(p.lookup * C, (p.lookup + 1) * C))) / Math.sqrt(C);
-}
-
 function trace(a: Float64Array, n: number): number {
   let s = 0;
   for (let i = 0; i < n; i++) s += a[i * n + i];
@@ -70,7 +60,7 @@ Deno.test("MEMIT over 3 layers with the real λ: GPU ΔW per layer equals the fl
     const { file, seqs } = await writeCorpus(tmp, seed + 1, 90, tok);
     const requests = refRequests(seed + 2, N_REQUESTS, cfg.vocabSize);
     const zLayer = LAYERS[LAYERS.length - 1];
-    const HP = { ...BASE, v_lr: lrFor(original, requests[0], zLayer) };
+    const HP = { ...BASE, v_lr: clampBindingLr(tok, original, requests[0], `resid_post.${zLayer}`) };
     const mom2 = new Map(LAYERS.map((l) => [l, secondMomentRef(cfg, original, seqs, l).mom2]));
     // λ with tr(λC) = tr(KKᵀ) ≈ n·E‖k‖² = n·tr(C): λ = n. Then a misplaced λ changes the solve a lot.
     const lambda = N_REQUESTS * 0.65;

@@ -13,12 +13,11 @@ import { randomGPT2 } from "../src/model/random.ts";
 import { applyEdit } from "../src/edit/editors.ts";
 import { secondMomentRef } from "../src/reference/key_stats.ts";
 import { romeRef } from "../src/reference/rome.ts";
-import { refPrompt, type RefRequest, type ValueHparams } from "../src/reference/edit_value.ts";
-import { gpt2ForwardRef } from "../src/reference/gpt2.ts";
-import type { WeightMap } from "../src/model/config.ts";
+import type { ValueHparams } from "../src/reference/edit_value.ts";
 import { copyWeights } from "./_edit_util.ts";
 import { freshSeed } from "./_util.ts";
 import {
+  clampBindingLr,
   cosine,
   NO_PREFIX,
   REF_EDIT_CONFIG as cfg,
@@ -42,18 +41,6 @@ const BASE: ValueHparams = {
   early_stop_loss: 5e-2,
 };
 
-/**
- * Adam's first steps move every coordinate by about v_lr, so ‖δ‖ grows by about v_lr·√C a step: with
- * v_lr = 0.35·‖target_init‖/√C the first step of request 0 already leaves the clamp ball (0.3‖target_init‖).
- */
-function lrFor(weights: WeightMap, req: RefRequest, layer: number): number {
-  const p = refPrompt(tok, "{}", req.prompt, req.subject);
-  const site = `mlp_out.${layer}`;
-  const v = gpt2ForwardRef(cfg, weights, p.ids, { hooks: { capture: new Set([site]) } }).cache[site];
-  return (0.35 * Math.hypot(...v.slice(p.lookup * cfg.nEmbd, (p.lookup + 1) * cfg.nEmbd))) /
-    Math.sqrt(cfg.nEmbd);
-}
-
 Deno.test("ROME: GPU ΔW equals the float64 reference ROME weight by weight (2 sequential requests)", async () => {
   const seed = freshSeed();
   const gpu = await getGpu();
@@ -66,7 +53,7 @@ Deno.test("ROME: GPU ΔW equals the float64 reference ROME weight by weight (2 s
     const { file, seqs } = await writeCorpus(tmp, seed + 1, 90, tok);
     const requests = refRequests(seed + 2, 2, cfg.vocabSize);
     const layer = 2;
-    const HP = { ...BASE, v_lr: lrFor(original, requests[0], layer) };
+    const HP = { ...BASE, v_lr: clampBindingLr(tok, original, requests[0], `mlp_out.${layer}`) };
     const name = `h.${layer}.mlp.c_proj.weight`;
     const h = await applyEdit(model, tok, "rome", requests, {
       layers: [layer],

@@ -228,28 +228,31 @@ async function writeOut(dir: string, files: Record<string, string>): Promise<voi
   await commitStaged([await stageDir(dir, files, { kind: "trace", flag: "--out" })], { overwrite: true });
 }
 
+/** The parsed trace flags (see traceCommand). */
+interface TraceSettings {
+  modelDir: string;
+  kindFlag: TraceKind | "all";
+  kinds: TraceKind[];
+  samples: number;
+  window: number;
+  seed: number;
+  maxRows: number;
+  targetProb: TargetProb;
+  bos: ReturnType<typeof bosFlag>;
+  knownRule: KnownRule;
+  pool: ClassPool;
+  noiseRng: NoiseRng;
+  noise: NoiseFlag;
+  factsFile: string | undefined;
+  basis: "wte" | "subjects";
+  prompt: string;
+  subject: string;
+}
+
 async function traceWith(
   f: Record<string, string | boolean | undefined>,
   outDir: string | undefined,
-  o: {
-    modelDir: string;
-    kindFlag: TraceKind | "all";
-    kinds: TraceKind[];
-    samples: number;
-    window: number;
-    seed: number;
-    maxRows: number;
-    targetProb: TargetProb;
-    bos: ReturnType<typeof bosFlag>;
-    knownRule: KnownRule;
-    pool: ClassPool;
-    noiseRng: NoiseRng;
-    noise: NoiseFlag;
-    factsFile: string | undefined;
-    basis: "wte" | "subjects";
-    prompt: string;
-    subject: string;
-  },
+  o: TraceSettings,
 ): Promise<void> {
   const {
     modelDir,
