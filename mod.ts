@@ -14,10 +14,20 @@ export * from "./src/errors.ts";
 export { getGpu, Gpu } from "./src/gpu/device.ts";
 export type { AdapterDescription } from "./src/gpu/device.ts";
 export { createTensor, GpuTensor, readTensor, writeTensor } from "./src/gpu/tensor.ts";
-export type { GPT2Config, HostTensor, WeightMap } from "./src/model/config.ts";
-export { gpt2WeightShapes } from "./src/model/config.ts";
-export { GPT2Model } from "./src/model/gpt2.ts";
-export type { ForwardOptions, ForwardResult } from "./src/model/gpt2.ts";
+export type {
+  Activation,
+  Family,
+  HostTensor,
+  ModelConfig,
+  ParallelResidual,
+  ResolvedConfig,
+  WeightMap,
+} from "./src/model/config.ts";
+export { resolveConfig } from "./src/model/config.ts";
+export { FAMILIES, familySpec, weightShapes } from "./src/model/families/mod.ts";
+export type { FamilySpec, LayerSpec, LinearSpec, NormSpec } from "./src/model/families/mod.ts";
+export { TransformerModel } from "./src/model/transformer.ts";
+export type { ForwardOptions, ForwardResult } from "./src/model/transformer.ts";
 export { hookSiteNames, siteWidth } from "./src/model/hooks.ts";
 export type { EditSpec, Hooks, PatchSpec } from "./src/model/hooks.ts";
 export { loadModel } from "./src/model/load.ts";

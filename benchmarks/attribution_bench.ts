@@ -4,7 +4,7 @@
  * run), and per-example gradients per second (batched c_proj route vs one instance at a time).
  */
 import { getGpu } from "../src/gpu/device.ts";
-import { GPT2Model } from "../src/model/gpt2.ts";
+import { TransformerModel } from "../src/model/transformer.ts";
 import { randomGPT2 } from "../src/model/random.ts";
 import { integratedGradients } from "../src/attribute/neurons.ts";
 import { defaultIaParams, exampleGradients, trainingExample } from "../src/attribute/instances.ts";
@@ -19,7 +19,7 @@ const cfg = {
   nInner: 384,
   layerNormEpsilon: 1e-5,
 };
-const model = GPT2Model.create(gpu, cfg, randomGPT2(cfg, 1, { std: 0.05 }));
+const model = TransformerModel.create(gpu, cfg, randomGPT2(cfg, 1, { std: 0.05 }));
 const prompt = [0, 17, 230, 45, 991, 12];
 const examples = Array.from(
   { length: 32 },

@@ -8,7 +8,7 @@
  */
 import { getGpu } from "../src/gpu/device.ts";
 import { loadTokenizer } from "../src/io/tokenizer.ts";
-import { GPT2Model } from "../src/model/gpt2.ts";
+import { TransformerModel } from "../src/model/transformer.ts";
 import { randomGPT2 } from "../src/model/random.ts";
 import { applyEdit } from "../src/edit/editors.ts";
 import { readRequests } from "../src/edit/requests.ts";
@@ -26,7 +26,7 @@ const cfg = {
   layerNormEpsilon: 1e-5,
 };
 const gpu = await getGpu();
-const model = GPT2Model.create(gpu, cfg, randomGPT2(cfg, 1, { std: 0.02 }));
+const model = TransformerModel.create(gpu, cfg, randomGPT2(cfg, 1, { std: 0.02 }));
 const requests = await readRequests(`${WORLD}/counterfact.json`);
 const statsDir = await Deno.makeTempDir({ prefix: "engram_edit_bench_" });
 const statsCorpus = `${WORLD}/train.jsonl`;

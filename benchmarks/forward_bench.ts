@@ -3,7 +3,7 @@
  * small one. Each iteration waits for the log-probs to come back, so timings include execution.
  */
 import { getGpu } from "../src/gpu/device.ts";
-import { GPT2Model } from "../src/model/gpt2.ts";
+import { TransformerModel } from "../src/model/transformer.ts";
 import { benchConfig } from "../src/model/measure.ts";
 import { randomGPT2 } from "../src/model/random.ts";
 
@@ -13,7 +13,7 @@ const cases = [
   { name: "4 layers, width 256, vocab 8192, 4x32 tokens", cfg: benchConfig(4, 256, 8, 8192), B: 4, T: 32 },
 ];
 for (const c of cases) {
-  const model = GPT2Model.create(gpu, c.cfg, randomGPT2(c.cfg, 1));
+  const model = TransformerModel.create(gpu, c.cfg, randomGPT2(c.cfg, 1));
   const batch = Array.from(
     { length: c.B },
     (_, b) => Array.from({ length: c.T }, (_, t) => (b * 31 + t * 7) % c.cfg.vocabSize),

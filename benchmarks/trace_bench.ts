@@ -7,7 +7,7 @@
  */
 import { getGpu } from "../src/gpu/device.ts";
 import { loadTokenizer } from "../src/io/tokenizer.ts";
-import { GPT2Model } from "../src/model/gpt2.ts";
+import { TransformerModel } from "../src/model/transformer.ts";
 import { loadModel } from "../src/model/load.ts";
 import { randomGPT2 } from "../src/model/random.ts";
 import { embeddingStd } from "../src/locate/patching.ts";
@@ -15,7 +15,7 @@ import { encodeFact } from "../src/prompt/encode.ts";
 import { causalTrace, TRACE_KINDS } from "../src/locate/trace.ts";
 
 const WORLD = new URL("../fixtures/world/", import.meta.url).pathname;
-let model: GPT2Model;
+let model: TransformerModel;
 let source: string;
 try {
   const lm = await loadModel(WORLD + "model");
@@ -32,7 +32,7 @@ try {
     nInner: 384,
     layerNormEpsilon: 1e-5,
   };
-  model = GPT2Model.create(await getGpu(), cfg, randomGPT2(cfg, 1, { std: 0.1 }));
+  model = TransformerModel.create(await getGpu(), cfg, randomGPT2(cfg, 1, { std: 0.1 }));
   source = "random weights of the world model's shape (fixtures/world/model absent)";
 }
 const tok = await loadTokenizer(WORLD + (source.startsWith("fixtures") ? "model" : ""));

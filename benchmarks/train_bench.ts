@@ -9,13 +9,13 @@ import { adamw } from "../src/gpu/adamw.ts";
 import { fill } from "../src/gpu/reduce.ts";
 import { createTensor } from "../src/gpu/tensor.ts";
 import { Gradients, lossAndGradients } from "../src/model/backward.ts";
-import { GPT2Model } from "../src/model/gpt2.ts";
+import { TransformerModel } from "../src/model/transformer.ts";
 import { benchConfig } from "../src/model/measure.ts";
 import { randomGPT2 } from "../src/model/random.ts";
 
 const gpu = await getGpu();
 const cfg = benchConfig(2, 128, 4, 2048, 64);
-const model = GPT2Model.create(gpu, cfg, randomGPT2(cfg, 1, { std: 0.02 }));
+const model = TransformerModel.create(gpu, cfg, randomGPT2(cfg, 1, { std: 0.02 }));
 const B = 8, T = 32;
 const batch = Array.from(
   { length: B },

@@ -8,7 +8,7 @@
  */
 import { getGpu } from "../src/gpu/device.ts";
 import { loadHFModel } from "../src/io/hf_model.ts";
-import { GPT2Model } from "../src/model/gpt2.ts";
+import { TransformerModel } from "../src/model/transformer.ts";
 import { readTraceFacts } from "../src/prompt/facts.ts";
 import { embeddingStd, type NoiseRng } from "../src/locate/patching.ts";
 import { encodeFact } from "../src/prompt/encode.ts";
@@ -19,7 +19,7 @@ const noiseRng = (rngArg ?? "numpy") as NoiseRng;
 if (!out) throw new Error("usage: trace_rome_dump.ts MODEL_DIR FACTS_FILE N OUT.json");
 const hf = await loadHFModel(modelDir);
 const tok = hf.tokenizer!;
-const model = GPT2Model.create(await getGpu(), hf.config, hf.weights);
+const model = TransformerModel.create(await getGpu(), hf.config, hf.weights);
 const all = await readTraceFacts(factsFile);
 const C = hf.config.nEmbd;
 const noiseStd = 3 * embeddingStd(hf.weights, C, all.flatMap((f) => tok.encode(f.subject)));

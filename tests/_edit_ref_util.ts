@@ -5,13 +5,13 @@
  */
 import assert from "node:assert/strict";
 import type { Tokenizer } from "../src/io/tokenizer.ts";
-import type { GPT2Config, WeightMap } from "../src/model/config.ts";
+import type { ModelConfig, WeightMap } from "../src/model/config.ts";
 import { refPrompt, type RefRequest } from "../src/reference/edit_value.ts";
 import { gpt2ForwardRef } from "../src/reference/gpt2.ts";
 import { rng } from "./_util.ts";
 
 /** 4 layers (MEMIT edits 3 below the last, whose tail carries the loss), odd widths. */
-export const REF_EDIT_CONFIG: GPT2Config = {
+export const REF_EDIT_CONFIG: ModelConfig = {
   nLayer: 4,
   nHead: 2,
   nEmbd: 26,
@@ -154,7 +154,7 @@ export function clampBindingLr(
   weights: WeightMap,
   req: RefRequest,
   site: string,
-  cfg: GPT2Config = REF_EDIT_CONFIG,
+  cfg: ModelConfig = REF_EDIT_CONFIG,
 ): number {
   const p = refPrompt(tok, "{}", req.prompt, req.subject);
   const v = gpt2ForwardRef(cfg, weights, p.ids, { hooks: { capture: new Set([site]) } }).cache[site];

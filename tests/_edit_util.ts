@@ -1,9 +1,9 @@
 /** Helpers of the editing tests. */
 import type { Tokenizer } from "../src/io/tokenizer.ts";
-import type { GPT2Config, WeightMap } from "../src/model/config.ts";
+import type { ModelConfig, WeightMap } from "../src/model/config.ts";
 
 /** The tiny 2-layer GPT-2 the editing unit tests run on (vocabulary = {@link wordTokenizer}(13)). */
-export const TINY_EDIT_CONFIG: GPT2Config = {
+export const TINY_EDIT_CONFIG: ModelConfig = {
   nLayer: 2,
   nHead: 2,
   nEmbd: 8,

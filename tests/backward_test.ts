@@ -5,15 +5,15 @@
 import assert from "node:assert/strict";
 import { getGpu } from "../src/gpu/device.ts";
 import { Gradients, lossAndGradients } from "../src/model/backward.ts";
-import type { GPT2Config, WeightMap } from "../src/model/config.ts";
-import { GPT2Model } from "../src/model/gpt2.ts";
+import type { ModelConfig, WeightMap } from "../src/model/config.ts";
+import { TransformerModel } from "../src/model/transformer.ts";
 import { randomGPT2 } from "../src/model/random.ts";
 import { gpt2ForwardRef, type RefHooks } from "../src/reference/gpt2.ts";
 import { freshSeed, rng } from "./_util.ts";
 
 /** Mean next-token cross-entropy over counted rows, in float64. */
 function refLoss(
-  cfg: GPT2Config,
+  cfg: ModelConfig,
   w: WeightMap,
   batch: number[][],
   targets: number[][],
@@ -36,7 +36,7 @@ function refLoss(
   return total / count;
 }
 
-const cfg: GPT2Config = {
+const cfg: ModelConfig = {
   nLayer: 2,
   nHead: 2,
   nEmbd: 6,
@@ -62,7 +62,7 @@ for (const sparse of [false, true]) {
     const gpu = await getGpu();
     const seed = freshSeed();
     const { r, weights, batch, targets } = setup(seed, sparse);
-    const model = GPT2Model.create(gpu, cfg, weights);
+    const model = TransformerModel.create(gpu, cfg, weights);
     const grads = new Gradients(model);
     const res = await lossAndGradients(model, batch, { targets }, { grads });
     const ref0 = refLoss(cfg, weights, batch, targets);
@@ -112,7 +112,7 @@ Deno.test("hook-site gradients match finite differences, and patched rows cut th
   const gpu = await getGpu();
   const seed = freshSeed();
   const { r, weights, batch, targets } = setup(seed);
-  const model = GPT2Model.create(gpu, cfg, weights);
+  const model = TransformerModel.create(gpu, cfg, weights);
   const sites = ["embed", "resid_pre.1", "attn_out.0", "mlp_post.1", "mlp_out.0", "resid_post.1", "ln_f"];
   // Patch sequence 1, token 2 of mlp_post.0 with fixed values: a constant of the forward pass.
   const patchVals = new Float32Array(cfg.nInner).map(() => r() - 0.5);
@@ -161,7 +161,7 @@ Deno.test("hook-site gradients match finite differences, and patched rows cut th
 Deno.test("gradient accumulation adds, and a fully ignored batch is an error", async () => {
   const gpu = await getGpu();
   const { weights, batch, targets } = setup(11);
-  const model = GPT2Model.create(gpu, cfg, weights);
+  const model = TransformerModel.create(gpu, cfg, weights);
   const grads = new Gradients(model);
   await lossAndGradients(model, batch, { targets }, { grads });
   const once = await grads.read("h.0.mlp.c_fc.weight");

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { loadHFModel, saveHFModel } from "../src/io/hf_model.ts";
 import { randomGPT2 } from "../src/model/random.ts";
-import type { GPT2Config } from "../src/model/config.ts";
+import type { ModelConfig } from "../src/model/config.ts";
 import { gpt2ForwardRef } from "../src/reference/gpt2.ts";
 import { engram, maxAbsErr } from "./_util.ts";
 
@@ -66,7 +66,7 @@ Deno.test("CLI user errors exit 1 with a clear message and no stack trace", asyn
   const tmp = await Deno.makeTempDir();
   try {
     // A model with a 6-token context, to provoke "prompt longer than the context".
-    const cfg: GPT2Config = {
+    const cfg: ModelConfig = {
       nLayer: 1,
       nHead: 1,
       nEmbd: 4,

@@ -13,7 +13,7 @@
  */
 import assert from "node:assert/strict";
 import { getGpu } from "../src/gpu/device.ts";
-import { GPT2Model } from "../src/model/gpt2.ts";
+import { TransformerModel } from "../src/model/transformer.ts";
 import { randomGPT2 } from "../src/model/random.ts";
 import { optimizeDeltas } from "../src/edit/compute_v.ts";
 import { romeDefaults } from "../src/edit/hparams.ts";
@@ -50,7 +50,7 @@ Deno.test("optimizeDeltas: loss terms equal the float64 reference loss; the Adam
   const seed = freshSeed();
   const gpu = await getGpu();
   const weights = randomGPT2(cfg, seed);
-  const model = GPT2Model.create(gpu, cfg, weights);
+  const model = TransformerModel.create(gpu, cfg, weights);
   try {
     const [req] = refRequests(seed + 1, 1, cfg.vocabSize);
     const site: ValueSite = { kind: "mlp_out", layer: 2 };
@@ -125,7 +125,7 @@ Deno.test("optimizeDeltas: requests optimised together give each request's own r
   const seed = freshSeed();
   const gpu = await getGpu();
   const weights = randomGPT2(cfg, seed);
-  const model = GPT2Model.create(gpu, cfg, weights);
+  const model = TransformerModel.create(gpu, cfg, weights);
   try {
     const reqs = refRequests(seed + 1, 2, cfg.vocabSize);
     const site: ValueSite = { kind: "resid_post", layer: 1 };

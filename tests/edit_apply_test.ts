@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { getGpu } from "../src/gpu/device.ts";
 import { readTensor } from "../src/gpu/tensor.ts";
-import { GPT2Model } from "../src/model/gpt2.ts";
+import { TransformerModel } from "../src/model/transformer.ts";
 import { randomGPT2 } from "../src/model/random.ts";
 import { applyComputed, applyDeltas, modelWeights, type WeightTarget } from "../src/edit/apply.ts";
 import { editorNames, EDITORS } from "../src/edit/editors.ts";
@@ -42,7 +42,7 @@ async function corpusDir(seed: number): Promise<{ dir: string; corpus: string }>
 }
 
 /** Host and GPU bits of every weight. */
-async function snapshot(model: GPT2Model): Promise<Map<string, { host: Float32Array; gpu: Float32Array }>> {
+async function snapshot(model: TransformerModel): Promise<Map<string, { host: Float32Array; gpu: Float32Array }>> {
   const out = new Map();
   for (const n of model.weightNames()) {
     out.set(n, { host: model.weights.get(n)!.data.slice(), gpu: await readTensor(model.weight(n)) });
@@ -56,7 +56,7 @@ function sameBits(a: Float32Array, b: Float32Array): boolean {
   return x.length === y.length && x.every((v, i) => v === y[i]);
 }
 
-async function assertUnchanged(model: GPT2Model, snap: Awaited<ReturnType<typeof snapshot>>, what: string) {
+async function assertUnchanged(model: TransformerModel, snap: Awaited<ReturnType<typeof snapshot>>, what: string) {
   for (const [n, s] of snap) {
     assert.ok(sameBits(model.weights.get(n)!.data, s.host), `${what}: host copy of ${n} changed`);
     assert.ok(sameBits(await readTensor(model.weight(n)), s.gpu), `${what}: GPU copy of ${n} changed`);
@@ -83,7 +83,7 @@ Deno.test("every editor only computes: the model is bit-identical after it; appl
   assert.deepEqual(editorNames(), ["ft", "ft-l", "kn", "memit", "rome"]);
   const seed = freshSeed();
   const { dir, corpus } = await corpusDir(seed);
-  const model = GPT2Model.create(await getGpu(), cfg, randomGPT2(cfg, seed));
+  const model = TransformerModel.create(await getGpu(), cfg, randomGPT2(cfg, seed));
   try {
     const snap = await snapshot(model);
     for (const [method, editor] of EDITORS) {
@@ -122,7 +122,7 @@ Deno.test("every editor only computes: the model is bit-identical after it; appl
 Deno.test("an editor that fails after changing weights temporarily leaves the model bit-identical", async () => {
   const seed = freshSeed();
   const { dir, corpus } = await corpusDir(seed);
-  const model = GPT2Model.create(await getGpu(), cfg, randomGPT2(cfg, seed));
+  const model = TransformerModel.create(await getGpu(), cfg, randomGPT2(cfg, seed));
   try {
     const snap = await snapshot(model);
     // The second request does not fit the context: ROME and KN fail on it after the first request's
@@ -149,7 +149,7 @@ Deno.test("an editor that fails after changing weights temporarily leaves the mo
 Deno.test("applyDeltas: a failed write restores the weights already written; bad deltas are refused first", async () => {
   const seed = freshSeed();
   const r = rng(seed);
-  const model = GPT2Model.create(await getGpu(), cfg, randomGPT2(cfg, seed));
+  const model = TransformerModel.create(await getGpu(), cfg, randomGPT2(cfg, seed));
   try {
     const snap = await snapshot(model);
     const names = ["h.0.mlp.c_proj.weight", "h.1.mlp.c_proj.weight", "h.1.mlp.c_proj.bias"];
@@ -203,7 +203,7 @@ Deno.test("applyDeltas: a failed write restores the weights already written; bad
 Deno.test("ROME's second request is computed on the model with the first update in place", async () => {
   const seed = freshSeed();
   const { dir, corpus } = await corpusDir(seed);
-  const model = GPT2Model.create(await getGpu(), cfg, randomGPT2(cfg, seed));
+  const model = TransformerModel.create(await getGpu(), cfg, randomGPT2(cfg, seed));
   const rome = EDITORS.get("rome")!;
   const opts = optionsFor("rome", corpus, dir);
   try {

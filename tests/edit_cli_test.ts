@@ -5,14 +5,14 @@
  */
 import assert from "node:assert/strict";
 import { loadHFModel, saveHFModel } from "../src/io/hf_model.ts";
-import type { GPT2Config } from "../src/model/config.ts";
+import type { ModelConfig } from "../src/model/config.ts";
 import { randomGPT2 } from "../src/model/random.ts";
 import { loadTokenizer } from "../src/io/tokenizer.ts";
 import { gpt2ForwardRef } from "../src/reference/gpt2.ts";
 import { engram, freshSeed } from "./_util.ts";
 
 const WORLD = new URL("../fixtures/world/", import.meta.url).pathname;
-const cfg: GPT2Config = {
+const cfg: ModelConfig = {
   nLayer: 2,
   nHead: 2,
   nEmbd: 16,

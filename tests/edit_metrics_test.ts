@@ -7,8 +7,8 @@
 import { EmptyTargetError } from "../src/prompt/errors.ts";
 import assert from "node:assert/strict";
 import { getGpu } from "../src/gpu/device.ts";
-import type { GPT2Config } from "../src/model/config.ts";
-import { GPT2Model } from "../src/model/gpt2.ts";
+import type { ModelConfig } from "../src/model/config.ts";
+import { TransformerModel } from "../src/model/transformer.ts";
 import { randomGPT2 } from "../src/model/random.ts";
 import { gpt2ForwardRef } from "../src/reference/gpt2.ts";
 import type { EditRequest } from "../src/edit/requests.ts";
@@ -30,7 +30,7 @@ import { parseRequestRecord } from "../src/edit/requests.ts";
 import { freshSeed, rng } from "./_util.ts";
 import { TINY_EDIT_CONFIG, wordTokenizer } from "./_edit_util.ts";
 
-const cfg: GPT2Config = TINY_EDIT_CONFIG;
+const cfg: ModelConfig = TINY_EDIT_CONFIG;
 
 function refScores(weights: ReturnType<typeof randomGPT2>, prompt: number[], answer: number[]) {
   const seq = [...prompt, ...answer.slice(0, -1)];
@@ -62,7 +62,7 @@ Deno.test("token accuracy and NLL match the float64 reference (mixed lengths in 
   const seed = freshSeed();
   const r = rng(seed);
   const weights = randomGPT2(cfg, seed, { std: 0.5 });
-  const model = GPT2Model.create(await getGpu(), cfg, weights);
+  const model = TransformerModel.create(await getGpu(), cfg, weights);
   const tok = wordTokenizer(cfg.vocabSize);
   const rand = () => Math.floor(r() * (cfg.vocabSize - 1));
   const items: { prompt: number[]; answer: number[] }[] = [];
@@ -257,7 +257,7 @@ function refMetrics(
 Deno.test("request metrics equal an independent float64 computation of the EasyEdit / ROME definitions", async () => {
   const seed = freshSeed();
   const weights = randomGPT2(cfg, seed, { std: 0.5 });
-  const model = GPT2Model.create(await getGpu(), cfg, weights);
+  const model = TransformerModel.create(await getGpu(), cfg, weights);
   const tok = wordTokenizer(cfg.vocabSize);
   // Sub-keys of unequal sizes, so that KnowEdit's two-level mean differs from a flat one.
   const req: EditRequest = {
@@ -333,7 +333,7 @@ Deno.test("request metrics equal an independent float64 computation of the EasyE
 Deno.test("fluency: seeded top-5 sampling up to max_out_len tokens, prompt included; entropy of the whole text", async () => {
   const seed = freshSeed();
   const weights = randomGPT2(cfg, seed, { std: 0.5 });
-  const model = GPT2Model.create(await getGpu(), cfg, weights);
+  const model = TransformerModel.create(await getGpu(), cfg, weights);
   const tok = wordTokenizer(cfg.vocabSize);
   const prompt = [cfg.vocabSize - 1, 1, 2, 3];
   const a = await generateFast(model, tok, prompt, { maxOutLen: 11, seed: 7 });
@@ -397,7 +397,7 @@ Deno.test("fluency: seeded top-5 sampling up to max_out_len tokens, prompt inclu
 });
 
 Deno.test("scoreAnswers rejects empty answers and over-long sequences", async () => {
-  const model = GPT2Model.create(await getGpu(), cfg, randomGPT2(cfg, 1));
+  const model = TransformerModel.create(await getGpu(), cfg, randomGPT2(cfg, 1));
   const tok = wordTokenizer(cfg.vocabSize);
   await assert.rejects(
     () => scoreAnswers(model, tok, [{ prompt: "w1", answer: "w2" }, { prompt: "w1", answer: " " }]),

@@ -6,8 +6,8 @@
 import assert from "node:assert/strict";
 import { getGpu } from "../src/gpu/device.ts";
 import { readTensor } from "../src/gpu/tensor.ts";
-import type { GPT2Config } from "../src/model/config.ts";
-import { GPT2Model } from "../src/model/gpt2.ts";
+import type { ModelConfig } from "../src/model/config.ts";
+import { TransformerModel } from "../src/model/transformer.ts";
 import { randomGPT2 } from "../src/model/random.ts";
 import { gpt2ForwardRef } from "../src/reference/gpt2.ts";
 import { applyEdit, editorNames } from "../src/edit/editors.ts";
@@ -19,7 +19,7 @@ import { ConfigError, InputError } from "../src/errors.ts";
 import { freshSeed } from "./_util.ts";
 import { copyWeights, TINY_EDIT_CONFIG, wordTokenizer } from "./_edit_util.ts";
 
-const cfg: GPT2Config = TINY_EDIT_CONFIG;
+const cfg: ModelConfig = TINY_EDIT_CONFIG;
 const tok = wordTokenizer(cfg.vocabSize);
 const EOS = cfg.vocabSize - 1;
 
@@ -38,7 +38,7 @@ Deno.test("ft-l changes only layer L's c_proj, within the L∞ box; restore() is
   const seed = freshSeed();
   const weights = randomGPT2(cfg, seed);
   const before = copyWeights(weights);
-  const model = GPT2Model.create(await getGpu(), cfg, weights);
+  const model = TransformerModel.create(await getGpu(), cfg, weights);
   const eps = 0.01;
   const h = await applyEdit(model, tok, "ft-l", [req], {
     layers: [1],
@@ -75,7 +75,7 @@ Deno.test("ft (unconstrained) trains layer 1 and moves beyond FT-L's box", async
   const seed = freshSeed();
   const weights = randomGPT2(cfg, seed);
   const before = copyWeights(weights);
-  const model = GPT2Model.create(await getGpu(), cfg, weights);
+  const model = TransformerModel.create(await getGpu(), cfg, weights);
   const h = await applyEdit(model, tok, "ft", [req], {
     hparams: { lr: 0.05, num_steps: 6, early_stop_loss: 0 },
   });
@@ -92,7 +92,7 @@ Deno.test("ft (unconstrained) trains layer 1 and moves beyond FT-L's box", async
 Deno.test("the FT loss is ROME's prompt_last NLL (and FT-M's teacher-forced NLL) of the float64 reference", async () => {
   const seed = freshSeed();
   const weights = randomGPT2(cfg, seed);
-  const model = GPT2Model.create(await getGpu(), cfg, weights);
+  const model = TransformerModel.create(await getGpu(), cfg, weights);
   const V = cfg.vocabSize;
   const reqs = [req, { prompt: "{} w7", subject: "w6", target_new: "w8" }];
   // prompt_last: every target token scored from the distribution after the prompt; mean per request.
@@ -143,7 +143,7 @@ Deno.test("ft hparams: defaults scale with the MLP width; bad keys, values and l
   assert.throws(() => mergeFtHparams(d, { lr: -1 }, cfg), /lr/);
   assert.throws(() => mergeFtHparams(d, { layers: [5] }, cfg), InputError);
   assert.equal(mergeFtHparams(d, { norm_constraint: false }, cfg).norm_constraint, 0);
-  const model = GPT2Model.create(await getGpu(), cfg, randomGPT2(cfg, 3));
+  const model = TransformerModel.create(await getGpu(), cfg, randomGPT2(cfg, 3));
   const before = copyWeights(model.weights);
   await assert.rejects(() => applyEdit(model, tok, "ft-l", [req], { layers: [7] }), /out of range/);
   await assert.rejects(

@@ -5,8 +5,8 @@
 import assert from "node:assert/strict";
 import { getGpu } from "../src/gpu/device.ts";
 import { loadHFModel } from "../src/io/hf_model.ts";
-import type { GPT2Config } from "../src/model/config.ts";
-import { GPT2Model } from "../src/model/gpt2.ts";
+import type { ModelConfig } from "../src/model/config.ts";
+import { TransformerModel } from "../src/model/transformer.ts";
 import { hookSiteNames } from "../src/model/hooks.ts";
 import { randomConfig, randomGPT2 } from "../src/model/random.ts";
 import { gpt2ForwardRef } from "../src/reference/gpt2.ts";
@@ -22,7 +22,7 @@ Deno.test("forward matches float64 reference on the shared tiny GPT-2 checkpoint
   const gpu = await getGpu();
   for (const sub of ["gpt2-tiny-random-lmbuddy/fake_gpt2", "gpt2-tiny-random-lmbuddy/tiny_gpt2_toyvocab"]) {
     const hf = await loadHFModel(SHARED + sub);
-    const model = GPT2Model.create(gpu, hf.config, hf.weights);
+    const model = TransformerModel.create(gpu, hf.config, hf.weights);
     const r = rng(7);
     for (const T of [1, 5, 17]) {
       const ids = randomIds(r, T, hf.config.vocabSize);
@@ -39,7 +39,7 @@ Deno.test("forward matches float64 reference on random GPT-2 configurations (bat
   const gpu = await getGpu();
   const seed = freshSeed();
   const r = rng(seed);
-  const configs: GPT2Config[] = [
+  const configs: ModelConfig[] = [
     randomConfig(seed),
     randomConfig(seed + 1),
     { nLayer: 3, nHead: 3, nEmbd: 21, vocabSize: 97, nPositions: 32, nInner: 84, layerNormEpsilon: 1e-5 },
@@ -47,7 +47,7 @@ Deno.test("forward matches float64 reference on random GPT-2 configurations (bat
   ];
   for (const cfg of configs) {
     const weights = randomGPT2(cfg, seed);
-    const model = GPT2Model.create(gpu, cfg, weights);
+    const model = TransformerModel.create(gpu, cfg, weights);
     const T = 1 + Math.floor(r() * Math.min(cfg.nPositions, 24));
     const batch = [
       randomIds(r, T, cfg.vocabSize),
@@ -74,7 +74,7 @@ Deno.test("forward matches float64 reference on random GPT-2 configurations (bat
 Deno.test("every hook site captures the same values as the reference", async () => {
   const gpu = await getGpu();
   const seed = freshSeed();
-  const cfg: GPT2Config = {
+  const cfg: ModelConfig = {
     nLayer: 2,
     nHead: 2,
     nEmbd: 10,
@@ -84,7 +84,7 @@ Deno.test("every hook site captures the same values as the reference", async () 
     layerNormEpsilon: 1e-5,
   };
   const weights = randomGPT2(cfg, seed);
-  const model = GPT2Model.create(gpu, cfg, weights);
+  const model = TransformerModel.create(gpu, cfg, weights);
   const ids = randomIds(rng(seed), 7, cfg.vocabSize);
   const sites = hookSiteNames(cfg.nLayer);
   const { captured } = await model.forward([ids], { hooks: { capture: sites } });
@@ -100,7 +100,7 @@ Deno.test("patching a site at chosen (batch, token) rows matches a reference pat
   const gpu = await getGpu();
   const seed = freshSeed();
   const r = rng(seed);
-  const cfg: GPT2Config = {
+  const cfg: ModelConfig = {
     nLayer: 3,
     nHead: 2,
     nEmbd: 12,
@@ -110,7 +110,7 @@ Deno.test("patching a site at chosen (batch, token) rows matches a reference pat
     layerNormEpsilon: 1e-5,
   };
   const weights = randomGPT2(cfg, seed);
-  const model = GPT2Model.create(gpu, cfg, weights);
+  const model = TransformerModel.create(gpu, cfg, weights);
   const T = 6;
   const ids = randomIds(r, T, cfg.vocabSize);
   for (
@@ -148,7 +148,7 @@ Deno.test("patching a site at chosen (batch, token) rows matches a reference pat
 
 Deno.test("host-side edit hook sees and changes the site", async () => {
   const gpu = await getGpu();
-  const cfg: GPT2Config = {
+  const cfg: ModelConfig = {
     nLayer: 1,
     nHead: 1,
     nEmbd: 8,
@@ -158,7 +158,7 @@ Deno.test("host-side edit hook sees and changes the site", async () => {
     layerNormEpsilon: 1e-5,
   };
   const weights = randomGPT2(cfg, 3);
-  const model = GPT2Model.create(gpu, cfg, weights);
+  const model = TransformerModel.create(gpu, cfg, weights);
   const ids = [1, 2, 3];
   let seen: number[] = [];
   const { logprobs } = await model.forward([ids], {
@@ -176,7 +176,7 @@ Deno.test("host-side edit hook sees and changes the site", async () => {
 
 Deno.test("bad batches and hook names are typed errors", async () => {
   const gpu = await getGpu();
-  const cfg: GPT2Config = {
+  const cfg: ModelConfig = {
     nLayer: 1,
     nHead: 1,
     nEmbd: 4,
@@ -185,7 +185,7 @@ Deno.test("bad batches and hook names are typed errors", async () => {
     nInner: 16,
     layerNormEpsilon: 1e-5,
   };
-  const model = GPT2Model.create(gpu, cfg, randomGPT2(cfg, 1));
+  const model = TransformerModel.create(gpu, cfg, randomGPT2(cfg, 1));
   await assert.rejects(model.forward([[]]), { name: "InputError", message: /empty prompt/ });
   await assert.rejects(model.forward([[1, 2, 3, 4, 5]]), {
     name: "InputError",

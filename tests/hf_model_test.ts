@@ -3,8 +3,8 @@ import assert from "node:assert/strict";
 import { ConfigError, EngramError, SafetensorsError } from "../src/errors.ts";
 import { configFromHF, configToHF, loadHFModel, saveHFModel } from "../src/io/hf_model.ts";
 import { readSafetensors, serializeSafetensors } from "../src/io/safetensors.ts";
-import { gpt2WeightShapes } from "../src/model/config.ts";
-import type { GPT2Config, HostTensor } from "../src/model/config.ts";
+import { weightShapes } from "../src/model/families/mod.ts";
+import type { ModelConfig, HostTensor } from "../src/model/config.ts";
 import { randomGPT2 } from "../src/model/random.ts";
 import { SHARED } from "./_util.ts";
 
@@ -71,8 +71,8 @@ Deno.test("loads fake_gpt2: prefixed keys, tied head, real tokenizer", async () 
   });
   assert.equal(m.tiedLmHead, true);
   assert.equal(m.activationFunction, "gelu_new");
-  assert.deepEqual([...m.weights.keys()].sort(), [...gpt2WeightShapes(m.config).keys()].sort());
-  for (const [name, shape] of gpt2WeightShapes(m.config)) {
+  assert.deepEqual([...m.weights.keys()].sort(), [...weightShapes(m.config).keys()].sort());
+  for (const [name, shape] of weightShapes(m.config)) {
     assert.deepEqual(m.weights.get(name)!.shape, shape, name);
   }
   const raw = await rawTensors(FAKE);
@@ -99,7 +99,7 @@ Deno.test("loads tiny_gpt2_toyvocab: unprefixed keys, toy tokenizer from vocab.j
 });
 
 Deno.test("configFromHF / configToHF round trip; n_ctx accepted for n_positions", () => {
-  const c: GPT2Config = {
+  const c: ModelConfig = {
     nLayer: 3,
     nHead: 4,
     nEmbd: 32,
@@ -156,7 +156,7 @@ Deno.test("save then reload is identical bit for bit (tied and untied heads), to
     assert.equal(r.tiedLmHead, true);
     assert.deepEqual(r.tokenizer?.encode(" Hello world"), [18435, 995]);
 
-    const cfg: GPT2Config = {
+    const cfg: ModelConfig = {
       nLayer: 2,
       nHead: 2,
       nEmbd: 8,

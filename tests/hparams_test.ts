@@ -3,7 +3,7 @@
  * checks, the same messages, reference keys that name modules ignored, unknown keys refused.
  */
 import assert from "node:assert/strict";
-import type { GPT2Config } from "../src/model/config.ts";
+import type { ModelConfig } from "../src/model/config.ts";
 import {
   checkMemitTemplates,
   memitDefaults,
@@ -16,7 +16,7 @@ import { ftDefaults, ftlDefaults, mergeFtHparams } from "../src/edit/ft.ts";
 import { knDefaults, mergeKnHparams } from "../src/edit/kn.ts";
 import { ConfigError, InputError } from "../src/errors.ts";
 
-const cfg: GPT2Config = {
+const cfg: ModelConfig = {
   nLayer: 3,
   nHead: 2,
   nEmbd: 8,
@@ -106,7 +106,7 @@ Deno.test("hparams: editor-specific rules", () => {
 // kmeng01/memit hparams/MEMIT/*.json and hparams/ROME/EleutherAI_gpt-neox-20b.json at commit
 // 80426fd9316cf9a50c5ba15e0912f2c2c5bfe84b. Module templates are kept for two files to show that they are
 // accepted and ignored.
-const SHAPES: Record<string, GPT2Config> = {
+const SHAPES: Record<string, ModelConfig> = {
   "gpt2-medium": {
     nLayer: 24,
     nHead: 16,
@@ -306,7 +306,7 @@ for (const [name, file] of FT_PUBLISHED) {
 
 Deno.test("hparams: other shapes scale from gpt2-xl (documented rules), with no data set", () => {
   // gpt2 (small) has no published file.
-  const small: GPT2Config = { ...SHAPES["gpt2-medium"], nLayer: 12, nHead: 12, nEmbd: 768, nInner: 3072 };
+  const small: ModelConfig = { ...SHAPES["gpt2-medium"], nLayer: 12, nHead: 12, nEmbd: 768, nInner: 3072 };
   assert.equal(publishedModel(small), undefined);
   const r = romeDefaults(small);
   assert.deepEqual(r.layers, [4]); // ⌊17/48 · 12⌋

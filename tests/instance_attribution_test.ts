@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { ConfigError, InputError } from "../src/errors.ts";
 import { getGpu } from "../src/gpu/device.ts";
 import { saveHFModel } from "../src/io/hf_model.ts";
-import { GPT2Model } from "../src/model/gpt2.ts";
+import { TransformerModel } from "../src/model/transformer.ts";
 import { randomGPT2 } from "../src/model/random.ts";
 import {
   exampleGradients,
@@ -13,7 +13,7 @@ import {
   trainingExample,
 } from "../src/attribute/instances.ts";
 import { gpt2ForwardRef } from "../src/reference/gpt2.ts";
-import type { GPT2Config, WeightMap } from "../src/model/config.ts";
+import type { ModelConfig, WeightMap } from "../src/model/config.ts";
 import { assertClose, freshSeed, relErr, rng } from "./_util.ts";
 
 const CONFIG = {
@@ -39,7 +39,7 @@ function examples(seed: number) {
 }
 
 /** An odd-sized model for the finite-difference tests (few c_proj entries keep them fast). */
-const SMALL: GPT2Config = {
+const SMALL: ModelConfig = {
   nLayer: 2,
   nHead: 2,
   nEmbd: 10,
@@ -56,7 +56,7 @@ const SMALL: GPT2Config = {
  * by ε raises mlp_out[t, c] by ε · mlp_post[t, i] (the float32 weight array itself cannot hold W + ε).
  */
 function refLoss(
-  cfg: GPT2Config,
+  cfg: ModelConfig,
   w: WeightMap,
   ex: { input: number[]; targets: number[] },
   bump?: { layer: number; i: number; c: number; eps: number },
@@ -86,7 +86,7 @@ function refLoss(
 }
 
 /** Central finite-difference gradient of {@link refLoss} over every layer's c_proj weight, layer order. */
-function refGrad(cfg: GPT2Config, w: WeightMap, ex: { input: number[]; targets: number[] }): Float64Array {
+function refGrad(cfg: ModelConfig, w: WeightMap, ex: { input: number[]; targets: number[] }): Float64Array {
   const { nInner: I, nEmbd: C } = cfg;
   const g = new Float64Array(cfg.nLayer * I * C);
   const eps = 1e-5;
@@ -121,7 +121,7 @@ Deno.test("per-example gradients, Grad-Dot, Grad-Cos and TracIn equal float64 fi
   const w1 = randomGPT2(SMALL, seed, { std: 0.3 });
   const w2 = randomGPT2(SMALL, seed + 7, { std: 0.3 });
   const dir = await Deno.makeTempDir({ prefix: "engram_ia_fd_" });
-  const m1 = GPT2Model.create(gpu, SMALL, w1);
+  const m1 = TransformerModel.create(gpu, SMALL, w1);
   try {
     const params = ["h.0.mlp.c_proj.weight", "h.1.mlp.c_proj.weight"];
     const ref1 = [...train, test].map((ex) => refGrad(SMALL, w1, ex));
@@ -170,7 +170,7 @@ Deno.test("per-example gradients, Grad-Dot, Grad-Cos and TracIn equal float64 fi
 Deno.test("batched per-example c_proj gradients equal one-at-a-time whole-model gradients", async () => {
   const seed = freshSeed();
   const gpu = await getGpu();
-  const model = GPT2Model.create(gpu, CONFIG, randomGPT2(CONFIG, seed, { std: 0.3 }));
+  const model = TransformerModel.create(gpu, CONFIG, randomGPT2(CONFIG, seed, { std: 0.3 }));
   const { train, test } = examples(seed);
   const fast = await exampleGradients(model, [...train, test], [
     "h.0.mlp.c_proj.weight",
@@ -220,7 +220,7 @@ Deno.test("TracIn sums lr-weighted dot products over checkpoints; other architec
     const cks = await listCheckpoints(`${dir}/checkpoints`);
     assert.deepEqual(cks.map((c) => [c.step, c.lr]), [[2, 0.2], [4, 0.4]]);
     const { train, test } = examples(seed);
-    const m1 = GPT2Model.create(gpu, CONFIG, w1), m2 = GPT2Model.create(gpu, CONFIG, w2);
+    const m1 = TransformerModel.create(gpu, CONFIG, w1), m2 = TransformerModel.create(gpu, CONFIG, w2);
     const d1 = await instanceScores(m1, train, test, { method: "grad-dot" });
     const d2 = await instanceScores(m2, train, test, { method: "grad-dot" });
     const tr = await instanceScores(m1, train, test, { method: "tracin", checkpoints: cks });

@@ -13,7 +13,7 @@ import { loadTokenizer } from "../src/io/tokenizer.ts";
 import { readEditLog } from "../src/edit/log.ts";
 import { checkEditedModel } from "../src/edit/edit_link.ts";
 import { trainingLeftovers } from "../src/train/trainer.ts";
-import type { GPT2Config } from "../src/model/config.ts";
+import type { ModelConfig } from "../src/model/config.ts";
 import { randomGPT2 } from "../src/model/random.ts";
 import { engram, freshSeed, rng } from "./_util.ts";
 
@@ -63,7 +63,7 @@ async function killWhenExists(args: string[], path: string, env: Record<string, 
   await child.stderr.cancel();
 }
 
-const cfg: GPT2Config = {
+const cfg: ModelConfig = {
   nLayer: 2,
   nHead: 2,
   nEmbd: 16,

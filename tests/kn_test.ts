@@ -8,8 +8,8 @@
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { getGpu } from "../src/gpu/device.ts";
-import type { GPT2Config } from "../src/model/config.ts";
-import { GPT2Model } from "../src/model/gpt2.ts";
+import type { ModelConfig } from "../src/model/config.ts";
+import { TransformerModel } from "../src/model/transformer.ts";
 import { randomGPT2 } from "../src/model/random.ts";
 import { gpt2ForwardRef } from "../src/reference/gpt2.ts";
 import { applyEdit, editorNames } from "../src/edit/editors.ts";
@@ -20,7 +20,7 @@ import { ConfigError, InputError } from "../src/errors.ts";
 import { freshSeed } from "./_util.ts";
 import { copyWeights, TINY_EDIT_CONFIG, wordTokenizer } from "./_edit_util.ts";
 
-const cfg: GPT2Config = TINY_EDIT_CONFIG;
+const cfg: ModelConfig = TINY_EDIT_CONFIG;
 const tok = wordTokenizer(cfg.vocabSize);
 const EOS = cfg.vocabSize - 1;
 const req = { prompt: "w1 {} w3", subject: "w2", target_new: "w4", ground_truth: "w6" };
@@ -30,7 +30,7 @@ Deno.test("kn edits exactly the thresholded IG neurons' value vectors by -2 e(ol
   const seed = freshSeed();
   const weights = randomGPT2(cfg, seed);
   const before = copyWeights(weights);
-  const model = GPT2Model.create(await getGpu(), cfg, weights);
+  const model = TransformerModel.create(await getGpu(), cfg, weights);
   const ids = [EOS, 1, 2, 3];
   const ref = gpt2ForwardRef(cfg, weights, ids).logprobsLast;
   let old = 0;
@@ -79,7 +79,7 @@ Deno.test("kn with a multi-token target subtracts each greedy-completion token's
   const seed = freshSeed();
   const weights = randomGPT2(cfg, seed);
   const before = copyWeights(weights);
-  const model = GPT2Model.create(await getGpu(), cfg, weights);
+  const model = TransformerModel.create(await getGpu(), cfg, weights);
   const multi = { ...req, target_new: "w4 w5 w7" };
   // The greedy completion of the prompt, 3 tokens, from the float64 reference forward.
   const argmax = (x: ArrayLike<number>) => {
@@ -127,7 +127,7 @@ Deno.test("kn with a multi-token target subtracts each greedy-completion token's
 Deno.test("kn refuses bad input and leaves the model unchanged", async () => {
   const weights = randomGPT2(cfg, freshSeed());
   const before = copyWeights(weights);
-  const model = GPT2Model.create(await getGpu(), cfg, weights);
+  const model = TransformerModel.create(await getGpu(), cfg, weights);
   await assert.rejects(applyEdit(model, tok, "kn", [{ ...req, target_new: "  " }]), InputError);
   await assert.rejects(applyEdit(model, tok, "kn", [req], { layers: [2] }), InputError);
   await assert.rejects(applyEdit(model, tok, "kn", [req], { hparams: { lr: 1 } }), ConfigError);

@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { getGpu } from "../src/gpu/device.ts";
 import { readTensor } from "../src/gpu/tensor.ts";
-import { GPT2Model } from "../src/model/gpt2.ts";
+import { TransformerModel } from "../src/model/transformer.ts";
 import { randomGPT2 } from "../src/model/random.ts";
 import { applyEdit } from "../src/edit/editors.ts";
 import type { ValueHparams } from "../src/reference/edit_value.ts";
@@ -54,7 +54,7 @@ Deno.test("MEMIT over 3 layers with the real λ: GPU ΔW per layer equals the fl
   const weights = randomGPT2(cfg, seed);
   const before = copyWeights(weights);
   const original = new Map([...weights].map(([k, v]) => [k, { shape: [...v.shape], data: before.get(k)! }]));
-  const model = GPT2Model.create(gpu, cfg, weights);
+  const model = TransformerModel.create(gpu, cfg, weights);
   const tmp = await Deno.makeTempDir({ prefix: "engram_memitref_" });
   try {
     const { file, seqs } = await writeCorpus(tmp, seed + 1, 90, tok);

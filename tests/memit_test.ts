@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { getGpu } from "../src/gpu/device.ts";
 import { loadTokenizer } from "../src/io/tokenizer.ts";
-import { GPT2Model } from "../src/model/gpt2.ts";
+import { TransformerModel } from "../src/model/transformer.ts";
 import { randomGPT2 } from "../src/model/random.ts";
 import { applyEdit } from "../src/edit/editors.ts";
 import { type FactToken, readAtPositions, tokenizePrompt } from "../src/edit/compute.ts";
@@ -30,7 +30,7 @@ const requests = (await readRequests(`${WORLD}/counterfact.json`)).slice(0, 5);
 async function setup() {
   const seed = freshSeed();
   const gpu = await getGpu();
-  const model = GPT2Model.create(gpu, cfg, randomGPT2(cfg, seed));
+  const model = TransformerModel.create(gpu, cfg, randomGPT2(cfg, seed));
   const tmp = await Deno.makeTempDir({ prefix: "engram_memit_" });
   const corpus = `${tmp}/c.jsonl`;
   await Deno.writeTextFile(

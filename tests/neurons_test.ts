@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { InputError } from "../src/errors.ts";
 import { getGpu } from "../src/gpu/device.ts";
-import { GPT2Model } from "../src/model/gpt2.ts";
+import { TransformerModel } from "../src/model/transformer.ts";
 import { randomGPT2 } from "../src/model/random.ts";
 import { geluNewRef, gpt2ForwardRef } from "../src/reference/gpt2.ts";
 import type { WeightMap } from "../src/model/config.ts";
@@ -30,7 +30,7 @@ const CONFIG = {
 async function setup(seed: number) {
   const gpu = await getGpu();
   const weights = randomGPT2(CONFIG, seed, { std: 0.3 });
-  const model = GPT2Model.create(gpu, CONFIG, weights);
+  const model = TransformerModel.create(gpu, CONFIG, weights);
   const r = rng(seed);
   const ids = Array.from({ length: 5 }, () => Math.floor(r() * CONFIG.vocabSize));
   const { logprobs } = await model.forward([ids]);

@@ -17,12 +17,12 @@ import { readEditLog } from "../src/edit/log.ts";
 import { cleanTrainingLeftovers, train, trainingLeftovers } from "../src/train/trainer.ts";
 import { getGpu } from "../src/gpu/device.ts";
 import { parseTrainConfig } from "../src/train/config.ts";
-import type { GPT2Config } from "../src/model/config.ts";
+import type { ModelConfig } from "../src/model/config.ts";
 import { randomGPT2 } from "../src/model/random.ts";
 import { engram, freshSeed } from "./_util.ts";
 
 const WORLD = new URL("../fixtures/world/", import.meta.url).pathname;
-const cfg: GPT2Config = {
+const cfg: ModelConfig = {
   nLayer: 2,
   nHead: 2,
   nEmbd: 16,

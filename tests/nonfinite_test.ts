@@ -6,8 +6,8 @@ import assert from "node:assert/strict";
 import { getGpu } from "../src/gpu/device.ts";
 import { firstNonFinite } from "../src/gpu/nonfinite.ts";
 import { createTensor } from "../src/gpu/tensor.ts";
-import type { GPT2Config } from "../src/model/config.ts";
-import { GPT2Model } from "../src/model/gpt2.ts";
+import type { ModelConfig } from "../src/model/config.ts";
+import { TransformerModel } from "../src/model/transformer.ts";
 import { NonFiniteError } from "../src/model/nonfinite.ts";
 import { randomGPT2 } from "../src/model/random.ts";
 import { refFirstNonFinite } from "../src/reference/nonfinite.ts";
@@ -37,7 +37,7 @@ Deno.test("first_nonfinite kernel agrees with its float64 twin (odd sizes, NaN /
   assert.ok(found >= 30, `non-finite cases tested: ${found}`);
 });
 
-const CFG: GPT2Config = {
+const CFG: ModelConfig = {
   nLayer: 2,
   nHead: 2,
   nEmbd: 6,
@@ -50,7 +50,7 @@ const CFG: GPT2Config = {
 Deno.test("forward: a NaN weight gives NonFiniteError naming the first non-finite site; finite gives none", async () => {
   const gpu = await getGpu();
   const batch = [[1, 4, 7], [2, 2, 12]];
-  const good = GPT2Model.create(gpu, CFG, randomGPT2(CFG, 3));
+  const good = TransformerModel.create(gpu, CFG, randomGPT2(CFG, 3));
   try {
     const res = await good.forward(batch);
     assert.ok(res.logprobs.every((row) => row.every(Number.isFinite)));
@@ -68,7 +68,7 @@ Deno.test("forward: a NaN weight gives NonFiniteError naming the first non-finit
   for (const [name, at, site] of cases) {
     const w = randomGPT2(CFG, 3);
     w.get(name)!.data[at] = name === "h.0.ln_2.bias" ? Infinity : NaN;
-    const model = GPT2Model.create(gpu, CFG, w);
+    const model = TransformerModel.create(gpu, CFG, w);
     try {
       for (const save of [false, true]) {
         const run = save ? model.forwardForBackward(batch) : model.forward(batch);

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { InputError } from "../src/errors.ts";
 import { getGpu } from "../src/gpu/device.ts";
-import { GPT2Model } from "../src/model/gpt2.ts";
+import { TransformerModel } from "../src/model/transformer.ts";
 import { randomGPT2 } from "../src/model/random.ts";
 import { gpt2ForwardRef } from "../src/reference/gpt2.ts";
 import {
@@ -25,7 +25,7 @@ const CFG = {
 
 async function setup(seed: number) {
   const weights = randomGPT2(CFG, seed, { std: 0.5 });
-  const model = GPT2Model.create(await getGpu(), CFG, weights);
+  const model = TransformerModel.create(await getGpu(), CFG, weights);
   const r = rng(seed);
   const ids = (n: number) => Array.from({ length: n }, () => Math.floor(r() * CFG.vocabSize));
   return { weights, model, a: ids(6), b: ids(5) };

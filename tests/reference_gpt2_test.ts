@@ -4,16 +4,17 @@
  * head-permutation symmetry. Also the seeded random weights and configurations.
  */
 import assert from "node:assert/strict";
-import { type GPT2Config, gpt2WeightShapes, type WeightMap } from "../src/model/config.ts";
+import { type ModelConfig, type WeightMap } from "../src/model/config.ts";
+import { weightShapes } from "../src/model/families/mod.ts";
 import { hookSiteNames as modelHookSiteNames } from "../src/model/hooks.ts";
 import { randomConfig, randomGPT2 } from "../src/model/random.ts";
 import { geluNewRef, gpt2ForwardRef, hookSiteNames } from "../src/reference/gpt2.ts";
 import { maxAbsErr, relErr, rng } from "./_util.ts";
 
 /** All weights zero, layer-norm weights one. */
-function zeroWeights(cfg: GPT2Config): WeightMap {
+function zeroWeights(cfg: ModelConfig): WeightMap {
   const m: WeightMap = new Map();
-  for (const [name, shape] of gpt2WeightShapes(cfg)) {
+  for (const [name, shape] of weightShapes(cfg)) {
     const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
     if (/ln_(1|2|f)\.weight$/.test(name)) data.fill(1);
     m.set(name, { shape, data });
@@ -30,10 +31,10 @@ function randomIds(r: () => number, T: number, V: number): number[] {
 }
 
 Deno.test("reference matches an independent numpy GPT-2 on formula weights (golden numbers)", () => {
-  // Weights w_k[i] = fround(s * sin(1 + 0.37 i + 1.91 k)) for the k-th tensor in gpt2WeightShapes order;
+  // Weights w_k[i] = fround(s * sin(1 + 0.37 i + 1.91 k)) for the k-th tensor in weightShapes order;
   // s = 0.3 (matrices, embeddings), 0.05 (biases), layer-norm weights 1 + 0.1 sin(..). The expected
   // numbers come from a separate numpy float64 implementation of GPT-2 (tied head).
-  const cfg: GPT2Config = {
+  const cfg: ModelConfig = {
     nLayer: 2,
     nHead: 2,
     nEmbd: 6,
@@ -43,7 +44,7 @@ Deno.test("reference matches an independent numpy GPT-2 on formula weights (gold
     layerNormEpsilon: 1e-5,
   };
   const w: WeightMap = new Map();
-  [...gpt2WeightShapes(cfg)].forEach(([name, shape], k) => {
+  [...weightShapes(cfg)].forEach(([name, shape], k) => {
     const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
     const isLn = /ln_(1|2|f)\.weight$/.test(name);
     for (let i = 0; i < data.length; i++) {
@@ -88,7 +89,7 @@ Deno.test("reference matches an independent numpy GPT-2 on formula weights (gold
 Deno.test("with empty blocks, logits are layer-normed embeddings times wte^T (by hand)", () => {
   // C = 2: LayerNorm([a, b]) = [s, -s] with s = d / sqrt(d² + eps), d = (a - b) / 2.
   const eps = 1e-5;
-  const cfg: GPT2Config = {
+  const cfg: ModelConfig = {
     nLayer: 2,
     nHead: 1,
     nEmbd: 2,
@@ -127,7 +128,7 @@ Deno.test("GELU is the tanh form, and zero q/k gives causal prefix means of v", 
   assert.equal(geluNewRef(0), 0);
 
   const C = 4, nHead = 2, T = 5, eps = 1e-5;
-  const cfg: GPT2Config = {
+  const cfg: ModelConfig = {
     nLayer: 1,
     nHead,
     nEmbd: C,
@@ -177,7 +178,7 @@ Deno.test("GELU is the tanh form, and zero q/k gives causal prefix means of v", 
 });
 
 Deno.test("causality: changing the last token leaves earlier positions unchanged", () => {
-  const cfg: GPT2Config = {
+  const cfg: ModelConfig = {
     nLayer: 3,
     nHead: 3,
     nEmbd: 15,
@@ -201,7 +202,7 @@ Deno.test("causality: changing the last token leaves earlier positions unchanged
 });
 
 Deno.test("captured sites: shapes, stream identities, residual decomposition", () => {
-  const cfg: GPT2Config = {
+  const cfg: ModelConfig = {
     nLayer: 3,
     nHead: 2,
     nEmbd: 10,
@@ -256,7 +257,7 @@ Deno.test("captured sites: shapes, stream identities, residual decomposition", (
 });
 
 Deno.test("patching: identity patch is a no-op, zeroing mlp_post changes output, patches flow downstream", () => {
-  const cfg: GPT2Config = {
+  const cfg: ModelConfig = {
     nLayer: 2,
     nHead: 2,
     nEmbd: 8,
@@ -332,7 +333,7 @@ Deno.test("log-probs of the last position are a normalized log-softmax of its lo
 });
 
 Deno.test("permuting heads consistently in c_attn and c_proj leaves the output unchanged", () => {
-  const cfg: GPT2Config = {
+  const cfg: ModelConfig = {
     nLayer: 2,
     nHead: 3,
     nEmbd: 9,
@@ -374,7 +375,7 @@ Deno.test("permuting heads consistently in c_attn and c_proj leaves the output u
 });
 
 Deno.test("untied head: lm_head.weight is used when present", () => {
-  const cfg: GPT2Config = {
+  const cfg: ModelConfig = {
     nLayer: 1,
     nHead: 2,
     nEmbd: 6,
@@ -410,7 +411,7 @@ Deno.test("untied head: lm_head.weight is used when present", () => {
 });
 
 Deno.test("bad inputs are typed errors", () => {
-  const cfg: GPT2Config = {
+  const cfg: ModelConfig = {
     nLayer: 1,
     nHead: 1,
     nEmbd: 4,
@@ -457,7 +458,7 @@ Deno.test("randomGPT2 / randomConfig: deterministic, valid, and not near-uniform
   const seen = new Set(Array.from({ length: 50 }, (_, s) => JSON.stringify(randomConfig(s))));
   assert.ok(seen.size > 40, "configs vary with the seed");
 
-  const cfg: GPT2Config = {
+  const cfg: ModelConfig = {
     nLayer: 2,
     nHead: 4,
     nEmbd: 32,
@@ -467,7 +468,7 @@ Deno.test("randomGPT2 / randomConfig: deterministic, valid, and not near-uniform
     layerNormEpsilon: 1e-5,
   };
   const a = randomGPT2(cfg, 3), b = randomGPT2(cfg, 3), c = randomGPT2(cfg, 4);
-  const shapes = gpt2WeightShapes(cfg);
+  const shapes = weightShapes(cfg);
   assert.deepEqual([...a.keys()], [...shapes.keys()]);
   for (const [name, shape] of shapes) {
     const t = a.get(name)!;

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { getGpu } from "../src/gpu/device.ts";
 import { readTensor } from "../src/gpu/tensor.ts";
-import { GPT2Model } from "../src/model/gpt2.ts";
+import { TransformerModel } from "../src/model/transformer.ts";
 import { randomGPT2 } from "../src/model/random.ts";
 import { applyEdit } from "../src/edit/editors.ts";
 import { secondMomentRef } from "../src/reference/key_stats.ts";
@@ -47,7 +47,7 @@ Deno.test("ROME: GPU ΔW equals the float64 reference ROME weight by weight (2 s
   const weights = randomGPT2(cfg, seed);
   const before = copyWeights(weights);
   const original = new Map([...weights].map(([k, v]) => [k, { shape: [...v.shape], data: before.get(k)! }]));
-  const model = GPT2Model.create(gpu, cfg, weights);
+  const model = TransformerModel.create(gpu, cfg, weights);
   const tmp = await Deno.makeTempDir({ prefix: "engram_romeref_" });
   try {
     const { file, seqs } = await writeCorpus(tmp, seed + 1, 90, tok);

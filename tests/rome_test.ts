@@ -5,14 +5,14 @@
 import assert from "node:assert/strict";
 import { getGpu } from "../src/gpu/device.ts";
 import { logitLossAndGradients } from "../src/model/backward.ts";
-import type { GPT2Config } from "../src/model/config.ts";
-import { GPT2Model } from "../src/model/gpt2.ts";
+import type { ModelConfig } from "../src/model/config.ts";
+import { TransformerModel } from "../src/model/transformer.ts";
 import { randomGPT2 } from "../src/model/random.ts";
 import { gpt2ForwardRef } from "../src/reference/gpt2.ts";
 import { choleskyRegularized, choleskySolve } from "../src/edit/linalg.ts";
 import { freshSeed, randn, rng } from "./_util.ts";
 
-const cfg: GPT2Config = {
+const cfg: ModelConfig = {
   nLayer: 2,
   nHead: 2,
   nEmbd: 6,
@@ -35,7 +35,7 @@ Deno.test("custom logit loss (NLL + KL) gradient at a patched site matches float
   const seed = freshSeed();
   const r = rng(seed);
   const weights = randomGPT2(cfg, seed);
-  const model = GPT2Model.create(gpu, cfg, weights);
+  const model = TransformerModel.create(gpu, cfg, weights);
   const V = cfg.vocabSize, C = cfg.nEmbd, T = 6;
   const ids = Array.from({ length: T }, () => Math.floor(r() * V));
   const lookup = 2, target = Math.floor(r() * V);

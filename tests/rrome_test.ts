@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { getGpu } from "../src/gpu/device.ts";
 import { loadTokenizer } from "../src/io/tokenizer.ts";
-import { GPT2Model } from "../src/model/gpt2.ts";
+import { TransformerModel } from "../src/model/transformer.ts";
 import { randomGPT2 } from "../src/model/random.ts";
 import { gpt2ForwardRef } from "../src/reference/gpt2.ts";
 import { applyComputed } from "../src/edit/apply.ts";
@@ -65,7 +65,7 @@ const maxAbs = (a: ArrayLike<number>) => maxDiff(a, new Float64Array(a.length));
 Deno.test("ROME key 'consistent' (r-ROME) maps the template-averaged key k* to v*; 'original' maps k0", async () => {
   const seed = freshSeed();
   const weights = randomGPT2(cfg, seed);
-  const model = GPT2Model.create(await getGpu(), cfg, weights);
+  const model = TransformerModel.create(await getGpu(), cfg, weights);
   const tmp = await Deno.makeTempDir({ prefix: "engram_rrome_" });
   const corpus = `${tmp}/c.jsonl`;
   await Deno.writeTextFile(
@@ -122,7 +122,7 @@ Deno.test("ROME key 'consistent' (r-ROME) maps the template-averaged key k* to v
 });
 
 Deno.test("ROME key: bad values are ConfigErrors; MEMIT refuses the ROME-only 'consistent'", async () => {
-  const model = GPT2Model.create(await getGpu(), cfg, randomGPT2(cfg, 5));
+  const model = TransformerModel.create(await getGpu(), cfg, randomGPT2(cfg, 5));
   try {
     const opts = (key: unknown) => ({ layers: [0], hparams: { key } as Record<string, unknown> });
     await assert.rejects(EDITORS.get("rome")!(model, tokenizer, [request], opts("averaged")), ConfigError);

@@ -7,9 +7,9 @@
 import assert from "node:assert/strict";
 import { zipSync } from "fflate";
 import { getGpu } from "../src/gpu/device.ts";
-import { GPT2Model } from "../src/model/gpt2.ts";
+import { TransformerModel } from "../src/model/transformer.ts";
 import { randomGPT2 } from "../src/model/random.ts";
-import { gpt2WeightShapes } from "../src/model/config.ts";
+import { weightShapes } from "../src/model/families/mod.ts";
 import {
   checkStatsSource,
   declaredStatsCorpus,
@@ -34,7 +34,7 @@ function bump(w: Map<string, { data: Float32Array }>, name: string) {
 }
 
 Deno.test("stats key: only embeddings, earlier blocks and the layer's ln_1 / attn / ln_2 / c_fc", () => {
-  const names = keyWeightNames(gpt2WeightShapes(cfg).keys(), 1);
+  const names = keyWeightNames(weightShapes(cfg).keys(), 1);
   assert.ok(names.includes("wte.weight") && names.includes("wpe.weight"));
   assert.ok(names.includes("h.0.mlp.c_proj.weight"), "earlier c_proj feeds the residual");
   assert.ok(names.includes("h.1.mlp.c_fc.bias") && names.includes("h.1.attn.c_attn.weight"));
@@ -62,7 +62,7 @@ Deno.test("stats key: only embeddings, earlier blocks and the layer's ln_1 / att
 
 Deno.test("layerStats: sequential edits of mlp.c_proj hit the cache; c_fc edits recompute; E[kkᵀ] symmetric PSD", async () => {
   const seed = freshSeed();
-  const model = GPT2Model.create(await getGpu(), cfg, randomGPT2(cfg, seed));
+  const model = TransformerModel.create(await getGpu(), cfg, randomGPT2(cfg, seed));
   const tmp = await Deno.makeTempDir({ prefix: "engram_stats_cache_" });
   try {
     const corpus = `${tmp}/c.jsonl`;
@@ -149,7 +149,7 @@ Deno.test("layerStats: sequential edits of mlp.c_proj hit the cache; c_fc edits 
 });
 
 Deno.test("layerStats: no corpus is an InputError asking for --stats-corpus or --stats; 'wikipedia' asks for ROME's files", async () => {
-  const model = GPT2Model.create(await getGpu(), cfg, randomGPT2(cfg, 1));
+  const model = TransformerModel.create(await getGpu(), cfg, randomGPT2(cfg, 1));
   try {
     await assert.rejects(() => layerStats(model, tok, [0], {}), (e: Error) => {
       assert.ok(e instanceof InputError);

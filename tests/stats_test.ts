@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { getGpu } from "../src/gpu/device.ts";
-import { GPT2Model } from "../src/model/gpt2.ts";
+import { TransformerModel } from "../src/model/transformer.ts";
 import { randomGPT2 } from "../src/model/random.ts";
 import { applyEdit } from "../src/edit/editors.ts";
 import { layerStats } from "../src/edit/stats.ts";
@@ -39,7 +39,7 @@ for (
     const seed = freshSeed();
     const gpu = await getGpu();
     const weights = randomGPT2(cfg, seed);
-    const model = GPT2Model.create(gpu, cfg, weights);
+    const model = TransformerModel.create(gpu, cfg, weights);
     const tmp = await Deno.makeTempDir({ prefix: "engram_stats_" });
     try {
       const { file, seqs } = await writeCorpus(tmp, seed + 1, 50, tok, { format, eosDelimit });
@@ -81,7 +81,7 @@ for (const adjust of [true, false]) {
     const original = new Map(
       [...weights].map(([k, v]) => [k, { shape: [...v.shape], data: before.get(k)! }]),
     );
-    const model = GPT2Model.create(gpu, cfg, weights);
+    const model = TransformerModel.create(gpu, cfg, weights);
     const tmp = await Deno.makeTempDir({ prefix: "engram_udir_" });
     try {
       const { file, seqs } = await writeCorpus(tmp, seed + 1, 90, tok);

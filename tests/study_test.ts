@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { getGpu } from "../src/gpu/device.ts";
 import { saveHFModel } from "../src/io/hf_model.ts";
-import { GPT2Model } from "../src/model/gpt2.ts";
+import { TransformerModel } from "../src/model/transformer.ts";
 import { randomGPT2 } from "../src/model/random.ts";
 import { naInstanceScores } from "../src/attribute/bridges.ts";
 import { instanceScores, promptExample, topK, trainingExample } from "../src/attribute/instances.ts";
@@ -27,7 +27,7 @@ const CONFIG = {
 Deno.test("study: Yu et al.'s NA settings, NA-Instances over the test's top-5 coarse neurons, IA-Neurons cutoff 1", async () => {
   const seed = freshSeed();
   const gpu = await getGpu();
-  const model = GPT2Model.create(gpu, CONFIG, randomGPT2(CONFIG, seed, { std: 0.3 }));
+  const model = TransformerModel.create(gpu, CONFIG, randomGPT2(CONFIG, seed, { std: 0.3 }));
   try {
     const r = rng(seed);
     const tok = () => Math.floor(r() * CONFIG.vocabSize);

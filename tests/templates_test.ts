@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { getGpu } from "../src/gpu/device.ts";
 import type { Tokenizer } from "../src/io/tokenizer.ts";
 import { generate } from "../src/model/generate.ts";
-import { GPT2Model } from "../src/model/gpt2.ts";
+import { TransformerModel } from "../src/model/transformer.ts";
 import { randomGPT2 } from "../src/model/random.ts";
 import { MEMIT_TEMPLATE_SEEDS, memitContextTemplates, romeContextTemplates } from "../src/edit/templates.ts";
 import { freshSeed } from "./_util.ts";
@@ -54,7 +54,7 @@ function tokens(template: string): string[] {
 
 Deno.test("MEMIT context templates: '{}' plus 10-token texts seeded by The, Therefore, Because, I, You", async () => {
   const seed = freshSeed();
-  const model = GPT2Model.create(await getGpu(), cfg, randomGPT2(cfg, seed));
+  const model = TransformerModel.create(await getGpu(), cfg, randomGPT2(cfg, seed));
   try {
     const groups = await memitContextTemplates(model, tok, [[10, 10]], 3);
     assert.equal(groups.length, 2);
@@ -81,7 +81,7 @@ Deno.test("MEMIT context templates: '{}' plus 10-token texts seeded by The, Ther
 
 Deno.test("ROME context templates: '{}' plus texts after end-of-text, whose length counts the end-of-text", async () => {
   const seed = freshSeed();
-  const model = GPT2Model.create(await getGpu(), cfg, randomGPT2(cfg, seed));
+  const model = TransformerModel.create(await getGpu(), cfg, randomGPT2(cfg, seed));
   try {
     const groups = await romeContextTemplates(model, tokEos, [[4, 3], [6, 2]], 1);
     assert.deepEqual(groups[0], ["{}"]);

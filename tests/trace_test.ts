@@ -4,7 +4,7 @@ import { InputError } from "../src/errors.ts";
 import { getGpu } from "../src/gpu/device.ts";
 import { saveHFModel } from "../src/io/hf_model.ts";
 import { loadTokenizer } from "../src/io/tokenizer.ts";
-import { GPT2Model } from "../src/model/gpt2.ts";
+import { TransformerModel } from "../src/model/transformer.ts";
 import { loadModel } from "../src/model/load.ts";
 import { randomGPT2 } from "../src/model/random.ts";
 import { ClassAccumulator, tokenClassPositions } from "../src/locate/average.ts";
@@ -40,7 +40,7 @@ Deno.test("causal trace: batched GPU grid equals the float64 reference and the u
   const seed = freshSeed();
   const r = rng(seed);
   const weights = randomGPT2(TINY, seed, { std: 0.5 });
-  const model = GPT2Model.create(await getGpu(), TINY, weights);
+  const model = TransformerModel.create(await getGpu(), TINY, weights);
   const ids = Array.from({ length: 6 }, () => Math.floor(r() * TINY.vocabSize));
   const range: [number, number] = [1, 3];
   const kinds = [...TRACE_KINDS];
@@ -102,7 +102,7 @@ Deno.test("causal trace: windows clip at the ends; bad options are typed errors"
   assert.deepEqual(windowLayers("mlp", 5, 3, 12), [4, 5, 6]);
   assert.deepEqual(windowLayers("mlp", 11, 10, 12), [6, 7, 8, 9, 10, 11]);
   assert.deepEqual(windowLayers("hidden", 2, 10, 12), [2]);
-  const model = GPT2Model.create(await getGpu(), TINY, randomGPT2(TINY, 3));
+  const model = TransformerModel.create(await getGpu(), TINY, randomGPT2(TINY, 3));
   const ids = [1, 2, 3, 4];
   await assert.rejects(causalTrace(model, ids, [2, 2], { noiseStd: 0.1 }), InputError);
   await assert.rejects(causalTrace(model, ids, [0, 5], { noiseStd: 0.1 }), InputError);

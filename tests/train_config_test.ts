@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ConfigError, type EngramError, InputError } from "../src/errors.ts";
 import { loadTokenizer } from "../src/io/tokenizer.ts";
-import { gpt2WeightShapes } from "../src/model/config.ts";
+import { weightShapes } from "../src/model/families/mod.ts";
 import {
   checkTrainingMemory,
   parseTrainConfig,
@@ -151,11 +151,11 @@ Deno.test("train config: an absurd model is refused by its memory estimate befor
   );
 });
 
-Deno.test("trainingMemory counts exactly the parameters of gpt2WeightShapes", () => {
+Deno.test("trainingMemory counts exactly the parameters of weightShapes", () => {
   for (
     const [L, H, C, P, V, I] of [[1, 1, 3, 5, 7, undefined], [3, 2, 10, 9, 301, 13], [2, 4, 16, 32, 50, 64]]
   ) {
-    const shapes = gpt2WeightShapes({
+    const shapes = weightShapes({
       nLayer: L!,
       nHead: H!,
       nEmbd: C!,

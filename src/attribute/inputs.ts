@@ -6,7 +6,7 @@ import { InputError } from "../errors.ts";
 import { encodeTarget, encodeText } from "../prompt/encode.ts";
 import { FactError, type FactWhere } from "../prompt/errors.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
-import type { GPT2Model } from "../model/gpt2.ts";
+import type { TransformerModel } from "../model/transformer.ts";
 import { parseCorpus, type TrainingInstance } from "../train/corpus.ts";
 
 /**
@@ -14,7 +14,7 @@ import { parseCorpus, type TrainingInstance } from "../train/corpus.ts";
  * the context check), validated against the model.
  */
 export function attributionIds(
-  model: GPT2Model,
+  model: TransformerModel,
   tokenizer: Tokenizer,
   text: string,
   where?: FactWhere,

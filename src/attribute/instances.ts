@@ -19,8 +19,8 @@ import { matmul } from "../gpu/matmul.ts";
 import { createTensor, readTensor } from "../gpu/tensor.ts";
 import { loadHFModel } from "../io/hf_model.ts";
 import { backward, Gradients, lossAndGradients } from "../model/backward.ts";
-import type { GPT2Config } from "../model/config.ts";
-import { GPT2Model } from "../model/gpt2.ts";
+import type { ModelConfig } from "../model/config.ts";
+import { TransformerModel } from "../model/transformer.ts";
 
 /** An example to differentiate: input tokens and the next-token target at each position (−1 = ignore). */
 export interface GradExample {
@@ -34,7 +34,7 @@ export type IaMethod = "grad-dot" | "grad-cos" | "tracin";
 export const IA_METHODS: IaMethod[] = ["grad-dot", "grad-cos", "tracin"];
 
 /** Default parameters: the MLP c_proj weight of every layer. */
-export function defaultIaParams(config: GPT2Config): string[] {
+export function defaultIaParams(config: ModelConfig): string[] {
   return Array.from({ length: config.nLayer }, (_, l) => `h.${l}.mlp.c_proj.weight`);
 }
 
@@ -56,7 +56,7 @@ const CPROJ = /^h\.(\d+)\.mlp\.c_proj\.weight$/;
  * Examples of equal input length are batched (no padding) (`batchSize`, default 32) on the fast path (see module comment).
  */
 export async function forEachExampleGradient(
-  model: GPT2Model,
+  model: TransformerModel,
   examples: GradExample[],
   params: string[],
   onGrad: (index: number, grad: Float32Array) => void,
@@ -173,7 +173,7 @@ export async function forEachExampleGradient(
 
 /** All gradients of {@link forEachExampleGradient} as an array (small example sets only). */
 export async function exampleGradients(
-  model: GPT2Model,
+  model: TransformerModel,
   examples: GradExample[],
   params: string[],
 ): Promise<Float32Array[]> {
@@ -239,7 +239,7 @@ export async function listCheckpoints(dir: string): Promise<Checkpoint[]> {
   return out;
 }
 
-function sameArch(a: GPT2Config, b: GPT2Config): string | undefined {
+function sameArch(a: ModelConfig, b: ModelConfig): string | undefined {
   for (const k of ["nLayer", "nHead", "nEmbd", "vocabSize", "nPositions", "nInner"] as const) {
     if (a[k] !== b[k]) return `${k} ${b[k]} != the model's ${a[k]}`;
   }
@@ -259,7 +259,7 @@ export interface IaOptions {
 
 /** Influence score of every training example on the test example; higher = more helpful. */
 export async function instanceScores(
-  model: GPT2Model,
+  model: TransformerModel,
   train: GradExample[],
   test: GradExample,
   opts: IaOptions,
@@ -281,7 +281,7 @@ export async function instanceScores(
           field: "config",
         });
       }
-      const m = GPT2Model.create(model.gpu, hf.config, hf.weights);
+      const m = TransformerModel.create(model.gpu, hf.config, hf.weights);
       try {
         const [gTest] = await exampleGradients(m, [test], params);
         await forEachExampleGradient(m, train, params, (i, g) => (scores[i] += c.lr * dot(g, gTest)), {

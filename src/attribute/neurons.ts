@@ -24,7 +24,7 @@ import { createTensor, readTensor } from "../gpu/tensor.ts";
 import { igAccumulate } from "../gpu/ig_accumulate.ts";
 import { InputError } from "../errors.ts";
 import { lossAndGradients } from "../model/backward.ts";
-import type { GPT2Model } from "../model/gpt2.ts";
+import type { TransformerModel } from "../model/transformer.ts";
 import type { EditSpec } from "../model/hooks.ts";
 import { mulberry32 } from "../model/generate.ts";
 
@@ -75,7 +75,7 @@ export interface NeuronAttribution {
   baselineProb: number[];
 }
 
-function checkTarget(model: GPT2Model, ids: number[], target: number): void {
+function checkTarget(model: TransformerModel, ids: number[], target: number): void {
   if (ids.length === 0) throw new InputError("empty prompt", { field: "prompt" });
   model.checkBatch([ids]);
   if (!Number.isInteger(target) || target < 0 || target >= model.config.vocabSize) {
@@ -108,7 +108,7 @@ function geluGrad(x: number): number {
  * residual entering the block and the attention output (x_mid = resid_pre + attn_out), with the model's
  * host weights.
  */
-function preActivation(model: GPT2Model, layer: number, residPre: Float32Array, attnOut: Float32Array) {
+function preActivation(model: TransformerModel, layer: number, residPre: Float32Array, attnOut: Float32Array) {
   const { nEmbd: C, nInner: I, layerNormEpsilon: eps } = model.config;
   const w = (n: string) => model.weights.get(`h.${layer}.${n}`)!.data;
   const g = w("ln_2.weight"), bln = w("ln_2.bias"), W = w("mlp.c_fc.weight"), b = w("mlp.c_fc.bias");
@@ -129,7 +129,7 @@ function preActivation(model: GPT2Model, layer: number, residPre: Float32Array, 
 
 /** Integrated gradients of p(target | ids) over every neuron of the chosen layers; see the module comment. */
 export async function integratedGradients(
-  model: GPT2Model,
+  model: TransformerModel,
   ids: number[],
   target: number,
   opts: IgOptions = {},
@@ -324,7 +324,7 @@ export function refineNeurons(perPrompt: Neuron[][], share = 0.7, opts: RefineOp
  * the modified activations).
  */
 export async function maskedLogprobs(
-  model: GPT2Model,
+  model: TransformerModel,
   ids: number[],
   masks: Array<Map<number, Float32Array>>,
 ): Promise<Float32Array[]> {
@@ -366,7 +366,7 @@ export async function maskedLogprobs(
 
 /** p(target) after each mask of {@link maskedLogprobs}. */
 export async function maskedProbs(
-  model: GPT2Model,
+  model: TransformerModel,
   ids: number[],
   target: number,
   masks: Array<Map<number, Float32Array>>,
@@ -377,7 +377,7 @@ export async function maskedProbs(
 
 /** Multiplier masks that scale the listed neurons by `factor` (0 suppresses, 2 amplifies). */
 export function neuronMask(
-  model: GPT2Model,
+  model: TransformerModel,
   neurons: Array<{ layer: number; neuron: number }>,
   factor: number,
   rest = 1,
@@ -413,7 +413,7 @@ export interface ScaleReport {
 
 /** Suppresses (×0) and amplifies (×2) `neurons` at the last token and reports p(target) (Dai et al. §5). */
 export async function suppressAmplify(
-  model: GPT2Model,
+  model: TransformerModel,
   ids: number[],
   target: number,
   neurons: Array<{ layer: number; neuron: number }>,
@@ -531,7 +531,7 @@ export function poolFaithfulness(results: FaithfulnessResult[]): FaithfulnessRow
  * and engram's retained ratio of p(target). k larger than the ranking is clipped.
  */
 export async function faithfulness(
-  model: GPT2Model,
+  model: TransformerModel,
   ids: number[],
   target: number,
   ranking: Array<{ layer: number; neuron: number }>,

@@ -19,7 +19,7 @@ import { createTensor, type GpuTensor } from "../gpu/tensor.ts";
 import { Gradients, lossAndGradients } from "../model/backward.ts";
 import type { WeightMap } from "../model/config.ts";
 import { mulberry32 } from "../model/generate.ts";
-import { GPT2Model } from "../model/gpt2.ts";
+import { TransformerModel } from "../model/transformer.ts";
 import { makeBatch, type TrainingInstance } from "../train/corpus.ts";
 import { iaNeurons, jaccard, naInstanceScores, neuronJaccard, spearman } from "./bridges.ts";
 import { type IaMethod, instanceScores, promptExample, topK, trainingExample } from "./instances.ts";
@@ -96,7 +96,7 @@ export interface StudyOptions {
 
 /** The coarse NA neurons of one prompt, highest first, with the study's settings. */
 export async function studyNeurons(
-  model: GPT2Model,
+  model: TransformerModel,
   ids: number[],
   target: number,
   na: StudyNaOptions = {},
@@ -121,7 +121,7 @@ function iaExamples(candidates: TrainingInstance[], opts: StudyOptions) {
  * A number for `na` is the IG steps (the other settings at their defaults).
  */
 export async function candidateNeurons(
-  model: GPT2Model,
+  model: TransformerModel,
   prompts: Array<{ ids: number[]; target: number }>,
   na: StudyNaOptions | number = {},
   onProgress?: (done: number, total: number) => void,
@@ -137,7 +137,7 @@ export async function candidateNeurons(
 
 /** IA/NA overlap per test prompt over a pool of training candidates (see the module comment). */
 export async function overlapStudy(
-  model: GPT2Model,
+  model: TransformerModel,
   candidates: TrainingInstance[],
   candNeurons: Neuron[][],
   tests: TestCase[],
@@ -207,14 +207,14 @@ function cloneWeights(w: WeightMap): WeightMap {
 
 /** Fine-tunes a copy of `model` on `instances` and returns log p(target | test) after it. */
 export async function finetuneAndScore(
-  model: GPT2Model,
+  model: TransformerModel,
   instances: TrainingInstance[],
   test: TestCase,
   pad: number,
   opts: FinetuneOptions = {},
 ): Promise<number> {
   const gpu = model.gpu;
-  const copy = GPT2Model.create(gpu, model.config, cloneWeights(model.weights));
+  const copy = TransformerModel.create(gpu, model.config, cloneWeights(model.weights));
   const grads = new Gradients(copy);
   const moments: GpuTensor[] = [];
   try {
@@ -250,7 +250,7 @@ export async function finetuneAndScore(
  * modifying `model`), and report the change of log p(target).
  */
 export async function finetuneStudy(
-  model: GPT2Model,
+  model: TransformerModel,
   pool: TrainingInstance[],
   tests: TestCase[],
   pad: number,

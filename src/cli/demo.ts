@@ -9,7 +9,7 @@ import { getGpu } from "../gpu/device.ts";
 import { loadHFModel } from "../io/hf_model.ts";
 import { readJsonl } from "../io/world.ts";
 import { topOneAccuracy } from "../evaluate/accuracy.ts";
-import { GPT2Model } from "../model/gpt2.ts";
+import { TransformerModel } from "../model/transformer.ts";
 import { generate } from "../model/generate.ts";
 import { gpt2ForwardRef } from "../reference/gpt2.ts";
 import { InputError } from "../errors.ts";
@@ -44,7 +44,7 @@ export async function demoCommand(argv: string[]): Promise<void> {
   const hf = await loadHFModel(dir, { bos: bosFlag(f) });
   if (!hf.tokenizer) throw new InputError(`${dir} has no tokenizer files`, { field: "--model" });
   const tok = hf.tokenizer;
-  const model = GPT2Model.create(gpu, hf.config, hf.weights);
+  const model = TransformerModel.create(gpu, hf.config, hf.weights);
   const useWorld = f.text === undefined && f.model === undefined;
   const asks: Array<{ kind: string; prompt: string; answer?: string }> = [];
   let sample: { train: number; heldout: number } | undefined;

@@ -14,7 +14,7 @@ import { hfModelFiles, loadHFModel } from "../io/hf_model.ts";
 import { commitStaged, discardStaged, type StagedDir, stageDir } from "../io/atomic.ts";
 import { EDIT_LINK, modelCopyFiles } from "../io/model_folder.ts";
 import { getGpu } from "../gpu/device.ts";
-import { GPT2Model } from "../model/gpt2.ts";
+import { TransformerModel } from "../model/transformer.ts";
 import { applyEdit, editorNames } from "../edit/editors.ts";
 import { parseLayers, readHparamsFile } from "../edit/hparams.ts";
 import { editLogFiles } from "../edit/log.ts";
@@ -138,7 +138,7 @@ async function editAndSave(
 ): Promise<void> {
   const hf = await loadHFModel(modelDir, { bos });
   if (!hf.tokenizer) throw new InputError(`${modelDir} has no tokenizer files`, { field: "--model" });
-  const model = GPT2Model.create(await getGpu(), hf.config, hf.weights);
+  const model = TransformerModel.create(await getGpu(), hf.config, hf.weights);
   // Measure on the prompts the editor sees: the model's BOS policy, or the hparams' explicit prefix_eos.
   const override = (hparams as Record<string, unknown> | undefined)?.prefix_eos;
   const prefix = bosPrefix(hf.tokenizer, typeof override === "boolean" ? override : undefined);

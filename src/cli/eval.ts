@@ -10,7 +10,7 @@
 import { InputError } from "../errors.ts";
 import { getGpu } from "../gpu/device.ts";
 import { configFromHF, loadHFModel } from "../io/hf_model.ts";
-import { GPT2Model } from "../model/gpt2.ts";
+import { TransformerModel } from "../model/transformer.ts";
 import { getEditor } from "../edit/editors.ts";
 import { checkLayers, parseLayers } from "../edit/hparams.ts";
 import { type EditRequest, parseRequestRecord, parseRequests } from "../prompt/requests.ts";
@@ -195,7 +195,7 @@ async function evalWith(
     throw new InputError(`${modelDir} has no tokenizer files`, { file: modelDir, field: "--model" });
   }
   const tokenizer = hf.tokenizer;
-  const model = GPT2Model.create(await getGpu(), hf.config, hf.weights);
+  const model = TransformerModel.create(await getGpu(), hf.config, hf.weights);
   // The editors and the metrics encode prompts with the tokenizer's BOS policy, decided at load.
   const usePrefix = tokenizer.bosId !== undefined;
   const results: MethodEvalResult[] = [];

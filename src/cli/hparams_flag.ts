@@ -9,7 +9,7 @@
  * in range, known keys), so that a typo in the last method's file fails before the first method runs.
  */
 import { ConfigError, InputError } from "../errors.ts";
-import type { GPT2Config } from "../model/config.ts";
+import type { ModelConfig } from "../model/config.ts";
 import { readHparamsFile } from "../edit/hparams.ts";
 import { checkMemitTemplates, memitDefaults, mergeHparams, romeDefaults } from "../edit/hparams.ts";
 import { ftDefaults, ftlDefaults, mergeFtHparams } from "../edit/ft.ts";
@@ -90,7 +90,7 @@ export async function readHparamsFlag(
 export function validateHparams(
   method: string,
   hparams: Record<string, unknown>,
-  cfg: GPT2Config,
+  cfg: ModelConfig,
   file?: string,
 ) {
   switch (method) {

@@ -36,7 +36,7 @@ import { commitStaged, stageDir } from "../io/atomic.ts";
 import { guardOutputs } from "./outputs.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
 import { getGpu } from "../gpu/device.ts";
-import { GPT2Model } from "../model/gpt2.ts";
+import { TransformerModel } from "../model/transformer.ts";
 import { CLASS_POOLS, ClassAccumulator, type ClassPool } from "../locate/average.ts";
 import { readTraceFacts, type TraceFact } from "../prompt/facts.ts";
 import {
@@ -297,7 +297,7 @@ async function traceWith(
   if (f.window !== undefined && window > L && kinds.some((k) => k !== "hidden")) {
     warn(`--window ${window} is larger than the model's ${L} layers; clipped to ${L}`);
   }
-  const model = GPT2Model.create(await getGpu(), hf.config, hf.weights);
+  const model = TransformerModel.create(await getGpu(), hf.config, hf.weights);
   const C = hf.config.nEmbd;
   const noiseStdFor = (subjects: string[]): number => {
     if ("absolute" in noise) return noise.absolute;

@@ -7,7 +7,7 @@
  *    bit for bit before the editor returns or throws.
  * 2. {@link applyDeltas} is the one place that changes weights for good: it checks every delta before
  *    writing any, records the exact originals, writes each weight through one setter
- *    (`GPT2Model.setWeight`, which keeps the host and GPU copies equal), puts the originals back if a
+ *    (`TransformerModel.setWeight`, which keeps the host and GPU copies equal), puts the originals back if a
  *    write fails half-way, and collects warnings. {@link restoreWeights} and `engram revert` write through
  *    the same setter.
  *
@@ -16,7 +16,7 @@
 import { InputError, ShapeError } from "../errors.ts";
 import type { HostTensor, WeightMap } from "../model/config.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
-import type { GPT2Model } from "../model/gpt2.ts";
+import type { TransformerModel } from "../model/transformer.ts";
 import type { EditRequest } from "./requests.ts";
 import type { StatsCorpus } from "./stats.ts";
 
@@ -74,7 +74,7 @@ export interface EditResult {
 
 /** An editing method: computes deltas for `requests` and leaves `model` exactly as it found it. */
 export type Editor = (
-  model: GPT2Model,
+  model: TransformerModel,
   tokenizer: Tokenizer,
   requests: EditRequest[],
   opts: EditOptions,
@@ -86,8 +86,8 @@ export interface WeightTarget {
   set(name: string, data: Float32Array): void;
 }
 
-/** A loaded model's weights, written through `GPT2Model.setWeight` (host and GPU together). */
-export function modelWeights(model: GPT2Model): WeightTarget {
+/** A loaded model's weights, written through `TransformerModel.setWeight` (host and GPU together). */
+export function modelWeights(model: TransformerModel): WeightTarget {
   return { get: (n) => model.weights.get(n), set: (n, d) => model.setWeight(n, d) };
 }
 
@@ -189,7 +189,7 @@ export function restoreWeights(target: WeightTarget, originals: Map<string, Host
 export class ScratchWeights {
   private readonly originals = new Map<string, Float32Array>();
 
-  constructor(private readonly model: GPT2Model) {}
+  constructor(private readonly model: TransformerModel) {}
 
   /** The exact value of `name` before this scratch changed it. */
   original(name: string): Float32Array {
@@ -224,7 +224,7 @@ export interface AppliedEdit {
 
 /** Applies an editor's computed `deltas` to `model` ({@link applyDeltas}) and returns the handle. */
 export function applyComputed(
-  model: GPT2Model,
+  model: TransformerModel,
   computed: EditDeltas,
   opts: { onWarning?: (m: string) => void } = {},
 ): AppliedEdit {

@@ -7,7 +7,7 @@
  */
 import type { Tokenizer } from "../io/tokenizer.ts";
 import { encodeFact } from "../prompt/encode.ts";
-import type { GPT2Model } from "../model/gpt2.ts";
+import type { TransformerModel } from "../model/transformer.ts";
 import type { PatchSpec } from "../model/hooks.ts";
 import type { EditRequest } from "../prompt/requests.ts";
 
@@ -80,7 +80,7 @@ export function chunkByTokens<T>(items: T[], maxTokens: number, T0: number): T[]
  * right-padded and run in batches, optionally with patches built per batch.
  */
 export async function readAtPositions(
-  model: GPT2Model,
+  model: TransformerModel,
   seqs: Array<{ ids: number[]; pos: number }>,
   site: string,
   opts: { maxTokens?: number; patch?: (batch: Array<{ ids: number[]; pos: number }>) => PatchSpec[] } = {},
@@ -114,7 +114,7 @@ export function meanVec(vs: ArrayLike<number>[]): Float64Array {
  * template group and then across groups — MEMIT's `compute_ks`; with one group ROME's `compute_u` mean.
  */
 export async function requestKeys(
-  model: GPT2Model,
+  model: TransformerModel,
   tokenizer: Tokenizer,
   requests: EditRequest[],
   groups: string[][],

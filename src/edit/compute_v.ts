@@ -18,7 +18,7 @@
  */
 import type { Tokenizer } from "../io/tokenizer.ts";
 import { logitLossAndGradients } from "../model/backward.ts";
-import type { GPT2Model } from "../model/gpt2.ts";
+import type { TransformerModel } from "../model/transformer.ts";
 import type { CommonHparams } from "./hparams.ts";
 import {
   chunkByTokens,
@@ -99,7 +99,7 @@ function logSoftmax(x: Float32Array, off: number, V: number, out: Float64Array):
 
 /** Optimises one δ per request at hook `site` (e.g. "mlp_out.5" for ROME, "resid_post.5" for MEMIT). */
 export async function optimizeDeltas(
-  model: GPT2Model,
+  model: TransformerModel,
   tokenizer: Tokenizer,
   requests: EditRequest[],
   templates: string[],

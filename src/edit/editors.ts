@@ -5,7 +5,7 @@
  */
 import { InputError } from "../errors.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
-import type { GPT2Model } from "../model/gpt2.ts";
+import type { TransformerModel } from "../model/transformer.ts";
 import { type AppliedEdit, applyComputed, type EditOptions, type Editor } from "./apply.ts";
 import { ftEditor, ftlEditor } from "./ft.ts";
 import { knEdit } from "./kn.ts";
@@ -45,7 +45,7 @@ export function getEditor(name: string): Editor {
  * also when it fails), then they are applied; `restore()` undoes the edit exactly.
  */
 export async function applyEdit(
-  model: GPT2Model,
+  model: TransformerModel,
   tokenizer: Tokenizer,
   method: string,
   requests: EditRequest[],

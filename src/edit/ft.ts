@@ -26,8 +26,8 @@ import { fill } from "../gpu/reduce.ts";
 import { createTensor, type GpuTensor, readTensor, writeTensor } from "../gpu/tensor.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
 import { Gradients, logitLossAndGradients } from "../model/backward.ts";
-import type { GPT2Config, HostTensor } from "../model/config.ts";
-import type { GPT2Model } from "../model/gpt2.ts";
+import type { ModelConfig, HostTensor } from "../model/config.ts";
+import type { TransformerModel } from "../model/transformer.ts";
 import { addDelta, type EditDeltas, type EditOptions, type Editor } from "./apply.ts";
 import {
   checkLayers,
@@ -101,7 +101,7 @@ function fromFile(base: FtHparams, f: FtFile): FtHparams {
  * 6400 / nInner from gpt2-xl's, to allow the same output change as on gpt2-xl (and let Adam reach the
  * box's corner in the same steps): for the world model (nInner 384) ε = lr ≈ 8.3e-3.
  */
-export function ftlDefaults(cfg: GPT2Config): FtHparams {
+export function ftlDefaults(cfg: ModelConfig): FtHparams {
   const file = FT_FILES.constr[publishedModel(cfg) ?? ""];
   if (file) return fromFile(FTL_GPT2_XL, file);
   const scale = Math.max(1, XL_INNER / cfg.nInner);
@@ -116,7 +116,7 @@ export function ftlDefaults(cfg: GPT2Config): FtHparams {
  * Unconstrained FT defaults for `cfg`: ROME's `<model>_unconstr.json` at a published shape (gpt2-xl:
  * layer 1; GPT-J: layer 21); otherwise layer 1 (the last layer of a one-layer model), lr as FT-L's.
  */
-export function ftDefaults(cfg: GPT2Config): FtHparams {
+export function ftDefaults(cfg: ModelConfig): FtHparams {
   const file = FT_FILES.unconstr[publishedModel(cfg) ?? ""];
   if (file) return fromFile(FT_GPT2_XL, file);
   return { ...ftlDefaults(cfg), layers: [Math.min(1, cfg.nLayer - 1)], norm_constraint: 0 };
@@ -144,7 +144,7 @@ const IGNORED = new Set([
  * Overrides `base` with a JSON object (reference snake_case keys; from `file` for messages), checking
  * types, ranges and layers. Unknown keys are a {@link ConfigError}. `norm_constraint: false` means 0.
  */
-export function mergeFtHparams(base: FtHparams, over: unknown, cfg: GPT2Config, file?: string): FtHparams {
+export function mergeFtHparams(base: FtHparams, over: unknown, cfg: ModelConfig, file?: string): FtHparams {
   return mergeBySchema(base, over, FT_SCHEMA, IGNORED, cfg, file);
 }
 
@@ -167,7 +167,7 @@ const FT_SCHEMA: HparamSchema = {
 };
 
 /** Names of the weights {@link fineTune} trains for `hp` (checked against the model). */
-export function ftWeightNames(model: GPT2Model, hp: FtHparams): string[] {
+export function ftWeightNames(model: TransformerModel, hp: FtHparams): string[] {
   const have = new Set(model.weightNames());
   const names: string[] = [];
   for (const l of hp.layers) {
@@ -206,7 +206,7 @@ function buildBatch(
   tokenizer: Tokenizer,
   requests: EditRequest[],
   hp: FtHparams,
-  cfg: GPT2Config,
+  cfg: ModelConfig,
 ): { batch: number[][]; rows: Row[] } {
   const seqs: number[][] = [];
   const specs: Array<{ promptLen: number; target: number[] }> = [];
@@ -252,7 +252,7 @@ function buildBatch(
  * copy before returning (also on failure), so `model` is left as it was.
  */
 export async function fineTune(
-  model: GPT2Model,
+  model: TransformerModel,
   tokenizer: Tokenizer,
   requests: EditRequest[],
   hp: FtHparams,
@@ -353,9 +353,9 @@ export async function fineTune(
   }
 }
 
-function makeEditor(method: "ft-l" | "ft", defaults: (cfg: GPT2Config) => FtHparams): Editor {
+function makeEditor(method: "ft-l" | "ft", defaults: (cfg: ModelConfig) => FtHparams): Editor {
   return async (
-    model: GPT2Model,
+    model: TransformerModel,
     tokenizer: Tokenizer,
     requests: EditRequest[],
     opts: EditOptions = {},

@@ -8,7 +8,7 @@
 import { ConfigError, InputError } from "../errors.ts";
 import { excerpt, kindOf } from "../io/excerpt.ts";
 import { isJsonObject, parseStrictJson } from "../io/strict_json.ts";
-import type { GPT2Config } from "../model/config.ts";
+import type { ModelConfig } from "../model/config.ts";
 import type { FactToken } from "./compute.ts";
 
 /** Hyper-parameters shared by ROME's v-star and MEMIT's z optimisation and by the covariance statistics. */
@@ -75,7 +75,7 @@ export const PUBLISHED_MODELS: ReadonlyArray<
 ];
 
 /** The published model `cfg` has the shape of (n_layer, n_embd and n_inner all equal), if any. */
-export function publishedModel(cfg: GPT2Config): string | undefined {
+export function publishedModel(cfg: ModelConfig): string | undefined {
   return PUBLISHED_MODELS.find((m) =>
     m.nLayer === cfg.nLayer && m.nEmbd === cfg.nEmbd && m.nInner === cfg.nInner
   )
@@ -243,13 +243,13 @@ export const MEMIT_GPT2_XL: MemitHparams = structuredClone({
  * that is layer 0, the only usable one: a change at the subject's token in the last layer cannot reach
  * later positions (no attention runs after it), so its v* gradient is exactly zero.
  */
-export function defaultRomeLayer(cfg: GPT2Config): number {
+export function defaultRomeLayer(cfg: ModelConfig): number {
   const pub = publishedModel(cfg);
   if (pub && ROME_FILES[pub]) return ROME_FILES[pub].layers![0];
   return Math.min(cfg.nLayer - 1, Math.floor((17 / 48) * cfg.nLayer));
 }
 
-function scaledLengths(pairs: [number, number][], cfg: GPT2Config): [number, number][] {
+function scaledLengths(pairs: [number, number][], cfg: ModelConfig): [number, number][] {
   // Prefixes must leave room for the prompt: at most a quarter of the context each.
   const cap = Math.max(1, Math.floor(cfg.nPositions / 4));
   return pairs.map(([len, n]) => [Math.min(len, cap), n]);
@@ -261,7 +261,7 @@ function scaledLengths(pairs: [number, number][], cfg: GPT2Config): [number, num
  * layer, the prefix lengths capped at a quarter of the context, and no data set (`mom2_dataset` "":
  * the corpus comes from the model folder or `--stats-corpus`, see src/edit/stats.ts).
  */
-export function romeDefaults(cfg: GPT2Config): RomeHparams {
+export function romeDefaults(cfg: ModelConfig): RomeHparams {
   const pub = publishedModel(cfg);
   if (pub && ROME_FILES[pub]) return structuredClone({ ...ROME_GPT2_XL, ...ROME_FILES[pub] });
   return {
@@ -289,7 +289,7 @@ const GPT2_XL_N_INNER = 6400;
  * scaled λ is too strong a prior: on the 2-layer world model MEMIT at layer 0 reached reliability 0
  * with λ 1200 and 0.9 with λ 12 (fixtures/world/model/hparams/memit.json).
  */
-export function memitDefaults(cfg: GPT2Config): MemitHparams {
+export function memitDefaults(cfg: ModelConfig): MemitHparams {
   const pub = publishedModel(cfg);
   if (pub && MEMIT_FILES[pub]) return structuredClone({ ...MEMIT_GPT2_XL, ...MEMIT_FILES[pub] });
   const last = defaultRomeLayer(cfg);
@@ -390,7 +390,7 @@ export function mergeBySchema<T extends { layers: number[] }>(
   over: unknown,
   schema: HparamSchema,
   ignored: ReadonlySet<string>,
-  cfg: GPT2Config,
+  cfg: ModelConfig,
   file?: string,
 ): T {
   // Without a file (inline JSON, a library call) errors name the flag instead.
@@ -496,7 +496,7 @@ export const IGNORED_HPARAMS: ReadonlySet<string> = new Set([
 export function mergeHparams<T extends CommonHparams>(
   base: T,
   over: unknown,
-  cfg: GPT2Config,
+  cfg: ModelConfig,
   file?: string,
 ): T {
   const out = mergeBySchema(base, over, SCHEMA, IGNORED_HPARAMS, cfg, file);
@@ -529,7 +529,7 @@ export function checkMemitTemplates(hp: CommonHparams, file?: string): void {
 }
 
 /** Checks edited layers: integers within the model, strictly increasing. */
-export function checkLayers(layers: number[], cfg: GPT2Config, field = "--layers", file?: string): void {
+export function checkLayers(layers: number[], cfg: ModelConfig, field = "--layers", file?: string): void {
   if (layers.length === 0) throw new InputError("no layers to edit", { file, field });
   for (const l of layers) {
     if (!Number.isInteger(l) || l < 0 || l >= cfg.nLayer) {

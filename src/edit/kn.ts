@@ -24,8 +24,8 @@
  * token; a request without `ground_truth` uses the model's own top-1 prediction.
  */
 import { InputError } from "../errors.ts";
-import type { GPT2Config, HostTensor } from "../model/config.ts";
-import type { GPT2Model } from "../model/gpt2.ts";
+import type { ModelConfig, HostTensor } from "../model/config.ts";
+import type { TransformerModel } from "../model/transformer.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
 import {
   coarseNeurons,
@@ -78,7 +78,7 @@ export interface KnHparams {
  * The KN defaults of ROME's and EasyEdit's KN baselines (gpt2-xl): steps 20, threshold 0.2, p 0.4; the
  * update scales of EasyEdit's GPT-2 path (erase 2, add 1).
  */
-export function knDefaults(cfg: GPT2Config): KnHparams {
+export function knDefaults(cfg: ModelConfig): KnHparams {
   return {
     layers: Array.from({ length: cfg.nLayer }, (_, l) => l),
     steps: 20,
@@ -98,7 +98,7 @@ export function knDefaults(cfg: GPT2Config): KnHparams {
 const IGNORED = new Set(["alg_name", "model_name", "device", "batch_size", "lr_scale", "max_length"]);
 
 /** Overrides `base` with a JSON object (from `file`, for messages); unknown keys are a ConfigError. */
-export function mergeKnHparams(base: KnHparams, over: unknown, cfg: GPT2Config, file?: string): KnHparams {
+export function mergeKnHparams(base: KnHparams, over: unknown, cfg: ModelConfig, file?: string): KnHparams {
   return mergeBySchema(base, over, KN_SCHEMA, IGNORED, cfg, file);
 }
 
@@ -122,7 +122,7 @@ function promptIds(
   tokenizer: Tokenizer,
   text: string,
   hp: KnHparams,
-  cfg: GPT2Config,
+  cfg: ModelConfig,
   where: string,
 ): number[] {
   return encodeText(tokenizer, text, {
@@ -185,7 +185,7 @@ export function knRowUpdate(
  * of their value vectors (module comment). Leaves `model` as it was; returns the deltas.
  */
 export async function knEdit(
-  model: GPT2Model,
+  model: TransformerModel,
   tokenizer: Tokenizer,
   requests: EditRequest[],
   opts: EditOptions = {},

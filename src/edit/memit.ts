@@ -17,7 +17,7 @@ import { matmul } from "../gpu/matmul.ts";
 import { createTensor, readTensor } from "../gpu/tensor.ts";
 import type { HostTensor } from "../model/config.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
-import type { GPT2Model } from "../model/gpt2.ts";
+import type { TransformerModel } from "../model/transformer.ts";
 import { type EditDeltas, type EditOptions, ScratchWeights } from "./apply.ts";
 import { readAtPositions, requestKeys, tokenizePrompt } from "./compute.ts";
 import { optimizeDeltas } from "./compute_v.ts";
@@ -34,7 +34,7 @@ import { layerStats } from "./stats.ts";
 import { memitContextTemplates } from "./templates.ts";
 
 /** Resolves MEMIT's hyper-parameters for `model`. */
-export function memitHparams(model: GPT2Model, opts: EditOptions): MemitHparams {
+export function memitHparams(model: TransformerModel, opts: EditOptions): MemitHparams {
   let hp = memitDefaults(model.config);
   if (opts.hparams) hp = mergeHparams(hp, opts.hparams, model.config);
   checkMemitTemplates(hp);
@@ -53,7 +53,7 @@ export function memitHparams(model: GPT2Model, opts: EditOptions): MemitHparams 
 
 /** Computes MEMIT's updates for all `requests` at once; `model` is left unchanged. */
 export async function memitEditor(
-  model: GPT2Model,
+  model: TransformerModel,
   tokenizer: Tokenizer,
   requests: EditRequest[],
   opts: EditOptions,

@@ -19,7 +19,7 @@
 import { InputError } from "../errors.ts";
 import type { HostTensor } from "../model/config.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
-import type { GPT2Model } from "../model/gpt2.ts";
+import type { TransformerModel } from "../model/transformer.ts";
 import { type EditDeltas, type EditOptions, ScratchWeights } from "./apply.ts";
 import { readAtPositions, requestKeys, tokenizePrompt } from "./compute.ts";
 import { optimizeDeltas } from "./compute_v.ts";
@@ -30,7 +30,7 @@ import { type LayerStats, layerStats } from "./stats.ts";
 import { romeContextTemplates } from "./templates.ts";
 
 /** Resolves ROME's hyper-parameters for `model` from defaults, overrides and `layers`. */
-export function romeHparams(model: GPT2Model, opts: EditOptions): RomeHparams {
+export function romeHparams(model: TransformerModel, opts: EditOptions): RomeHparams {
   let hp = romeDefaults(model.config);
   if (opts.hparams) hp = mergeHparams(hp, opts.hparams, model.config);
   if (opts.layers) hp = { ...hp, layers: [...opts.layers] };
@@ -70,7 +70,7 @@ export function conv1dOut(w: Float32Array, b: Float32Array, k: ArrayLike<number>
 
 /** Computes ROME's update for `requests` (sequentially, as the reference applies them); `model` is left unchanged. */
 export async function romeEditor(
-  model: GPT2Model,
+  model: TransformerModel,
   tokenizer: Tokenizer,
   requests: EditRequest[],
   opts: EditOptions,

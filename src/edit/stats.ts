@@ -28,8 +28,8 @@ import { fill } from "../gpu/reduce.ts";
 import { readNpz } from "../io/npz.ts";
 import { readSafetensors, writeSafetensors } from "../io/safetensors.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
-import type { GPT2Config, WeightMap } from "../model/config.ts";
-import type { GPT2Model } from "../model/gpt2.ts";
+import type { ModelConfig, WeightMap } from "../model/config.ts";
+import type { TransformerModel } from "../model/transformer.ts";
 
 /** Second moment of one layer's keys. */
 export interface LayerStats {
@@ -105,7 +105,7 @@ export function keyWeightNames(names: Iterable<string>, layer: number): string[]
  * SHA-256 (hex) of the config and of the weights the keys at `layer` depend on ({@link keyWeightNames}),
  * fed tensor by tensor into one streaming hash (no copy of a model of gigabytes).
  */
-export function modelKeyHash(model: { config: GPT2Config; weights: WeightMap }, layer: number): string {
+export function modelKeyHash(model: { config: ModelConfig; weights: WeightMap }, layer: number): string {
   const h = createHash("sha256");
   const names = keyWeightNames(model.weights.keys(), layer);
   h.update(JSON.stringify({ config: model.config, layer, names }));
@@ -408,7 +408,7 @@ function cacheFile(dir: string, modelHash: string, layer: number, corpusHash: st
  * exactly when the keys' inputs change).
  */
 export async function statsCacheFile(
-  model: { config: GPT2Config; weights: WeightMap },
+  model: { config: ModelConfig; weights: WeightMap },
   tokenizer: Tokenizer,
   layer: number,
   corpus: string | StatsCorpus,
@@ -430,7 +430,7 @@ export async function statsCacheFile(
  * layers at once) and cached. Without files or a corpus: an {@link InputError} ({@link NO_STATS_MESSAGE}).
  */
 export async function layerStats(
-  model: GPT2Model,
+  model: TransformerModel,
   tokenizer: Tokenizer,
   layers: number[],
   opts: StatsOptions = {},

@@ -16,14 +16,14 @@
  */
 import type { Tokenizer } from "../io/tokenizer.ts";
 import { generateFast } from "../model/generate_fast.ts";
-import type { GPT2Model } from "../model/gpt2.ts";
+import type { TransformerModel } from "../model/transformer.ts";
 
 /** The seed prompts of MEMIT's context templates, in the reference's order. */
 export const MEMIT_TEMPLATE_SEEDS: readonly string[] = ["The", "Therefore", "Because", "I", "You"];
 
 /** ROME's templates as groups: [["{}"], one group per [length, count] pair] (ROME uses them flattened). */
 export async function romeContextTemplates(
-  model: GPT2Model,
+  model: TransformerModel,
   tokenizer: Tokenizer,
   lengthParams: [number, number][],
   seed: number,
@@ -47,7 +47,7 @@ export async function romeContextTemplates(
 
 /** MEMIT's template groups: [["{}"], per [length, count] pair: count / 5 texts from each seed word]. */
 export async function memitContextTemplates(
-  model: GPT2Model,
+  model: TransformerModel,
   tokenizer: Tokenizer,
   lengthParams: [number, number][],
   seed: number,

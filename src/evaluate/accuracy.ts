@@ -6,7 +6,7 @@
  */
 import { InputError } from "../errors.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
-import type { GPT2Model } from "../model/gpt2.ts";
+import type { TransformerModel } from "../model/transformer.ts";
 import { encodeTarget, encodeText } from "../prompt/encode.ts";
 
 /** One prompt and the word that should follow it. */
@@ -32,7 +32,7 @@ export interface AccuracyResult {
 
 /** Scores `cases` with `model`; `onProgress(done, total)` is called after each batch. */
 export async function topOneAccuracy(
-  model: GPT2Model,
+  model: TransformerModel,
   tokenizer: Tokenizer,
   cases: PromptCase[],
   opts: {

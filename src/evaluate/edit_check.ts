@@ -11,7 +11,7 @@
  *   from the prompt produces the whole answer (EasyEdit's rewrite accuracy of 1).
  */
 import type { Tokenizer } from "../io/tokenizer.ts";
-import type { GPT2Model } from "../model/gpt2.ts";
+import type { TransformerModel } from "../model/transformer.ts";
 import { type EditRequest, filledPrompt } from "../edit/requests.ts";
 import { scoreAnswers, type ScoreOptions } from "./edit_metrics.ts";
 
@@ -37,7 +37,7 @@ export interface RequestStanding {
 
 /** Measures every request's target_new (and ground truth) on `model` as it is now. */
 export async function requestStanding(
-  model: GPT2Model,
+  model: TransformerModel,
   tokenizer: Tokenizer,
   requests: EditRequest[],
   opts: ScoreOptions = {},

@@ -24,7 +24,7 @@
  */
 import { InputError } from "../errors.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
-import type { GPT2Model } from "../model/gpt2.ts";
+import type { TransformerModel } from "../model/transformer.ts";
 import { promptSeed, textEntropy } from "./fluency.ts";
 import { generateFast } from "../model/generate_fast.ts";
 import type { EditRequest } from "../edit/requests.ts";
@@ -65,7 +65,7 @@ export interface ScoreOptions {
  * mean token NLL. Throws {@link InputError} for an empty answer or a sequence longer than the context.
  */
 export async function scoreAnswers(
-  model: GPT2Model,
+  model: TransformerModel,
   tokenizer: Tokenizer,
   items: ScoreItem[],
   opts: ScoreOptions = {},
@@ -255,7 +255,7 @@ function layout(reqs: EditRequest[]): { items: ScoreItem[]; lay: Layout[] } {
 }
 
 async function scoreAll(
-  model: GPT2Model,
+  model: TransformerModel,
   tokenizer: Tokenizer,
   reqs: EditRequest[],
   opts: EvalOptions,
@@ -313,7 +313,7 @@ async function scoreAll(
 
 /** Records what locality needs before an edit (and the pre-edit scores, fluency excluded). */
 export async function preEditState(
-  model: GPT2Model,
+  model: TransformerModel,
   tokenizer: Tokenizer,
   reqs: EditRequest[],
   opts: ScoreOptions = {},
@@ -324,7 +324,7 @@ export async function preEditState(
 
 /** Scores every request on the (edited) model; see the module comment for the definitions. */
 export async function evaluateRequests(
-  model: GPT2Model,
+  model: TransformerModel,
   tokenizer: Tokenizer,
   reqs: EditRequest[],
   opts: EvalOptions = {},
@@ -440,7 +440,7 @@ export interface MethodEvalResult {
  * the model exactly. Throws {@link InputError} for an unknown method (listing the known ones) or no requests.
  */
 export async function evaluateMethod(
-  model: GPT2Model,
+  model: TransformerModel,
   tokenizer: Tokenizer,
   method: string,
   requests: EditRequest[],

@@ -17,7 +17,7 @@ import { mergeHparams, parseHparamsText, romeDefaults } from "../edit/hparams.ts
 import { parseTraceFacts } from "../prompt/facts.ts";
 import { parseRequests } from "../edit/requests.ts";
 import { readEditLog, sha256F32 } from "../edit/log.ts";
-import type { GPT2Config, HostTensor } from "../model/config.ts";
+import type { ModelConfig, HostTensor } from "../model/config.ts";
 import { mulberry32 } from "../model/generate.ts";
 import { parseTrainConfigText } from "../train/config.ts";
 import { parseCorpus } from "../train/corpus.ts";
@@ -115,7 +115,7 @@ function checkSafetensors(result: unknown, input: Uint8Array): string | undefine
 }
 
 /** The GPT-2 config the hparams target checks layers against (the fixture world model's). */
-const WORLD_CONFIG: GPT2Config = {
+const WORLD_CONFIG: ModelConfig = {
   nLayer: 2,
   nHead: 4,
   nEmbd: 96,

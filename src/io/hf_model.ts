@@ -9,8 +9,8 @@
 import { excerpt } from "./excerpt.ts";
 import { join } from "node:path";
 import { ConfigError, EngramError, SafetensorsError } from "../errors.ts";
-import type { GPT2Config, HostTensor, WeightMap } from "../model/config.ts";
-import { gpt2WeightShapes } from "../model/config.ts";
+import type { ModelConfig, HostTensor, WeightMap } from "../model/config.ts";
+import { weightShapes } from "../model/families/mod.ts";
 import { writeDirAtomic } from "./atomic.ts";
 import { readSafetensors, serializeSafetensors } from "./safetensors.ts";
 import type { SafetensorsTensor } from "./safetensors.ts";
@@ -24,7 +24,7 @@ export type ActivationFunction = typeof SUPPORTED_ACTIVATIONS[number];
 
 /** What {@link parseHFConfig} extracts from a `config.json`. */
 export interface HFConfigInfo {
-  config: GPT2Config;
+  config: ModelConfig;
   /** `activation_function` (default "gelu_new"). "gelu" (erf) is run with the tanh approximation. */
   activationFunction: ActivationFunction;
   /** `tie_word_embeddings` (default true). */
@@ -36,7 +36,7 @@ export interface HFConfigInfo {
 
 /** A loaded Hugging Face GPT-2 folder. */
 export interface HFModel {
-  config: GPT2Config;
+  config: ModelConfig;
   /** Canonical names; `lm_head.weight` [V, C] only when the head is not tied to wte. */
   weights: WeightMap;
   /** True when the head is wte (no `lm_head.weight`, or one identical to wte). */
@@ -49,7 +49,7 @@ export interface HFModel {
   dir: string;
 }
 
-const GPT2_ARCHS = ["GPT2LMHeadModel", "GPT2Model"];
+const GPT2_ARCHS = ["GPT2LMHeadModel", "TransformerModel"];
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
@@ -57,7 +57,7 @@ function isObject(v: unknown): v is Record<string, unknown> {
 
 /**
  * Validates a parsed `config.json` and converts it. `file` names it in errors ({@link ConfigError} with
- * the offending field). Requires model_type "gpt2" (or architectures naming GPT2LMHeadModel/GPT2Model);
+ * the offending field). Requires model_type "gpt2" (or architectures naming GPT2LMHeadModel/TransformerModel);
  * n_layer, n_head, n_embd, vocab_size and n_positions (or n_ctx) positive integers with n_embd % n_head
  * == 0; n_inner null/absent (4 * n_embd) or a positive integer; layer_norm_epsilon a positive number
  * (default 1e-5); activation_function one of {@link SUPPORTED_ACTIVATIONS}; and none of the GPT-2
@@ -148,8 +148,8 @@ export function parseHFConfig(json: unknown, file = "config.json"): HFConfigInfo
   };
 }
 
-/** The {@link GPT2Config} of a parsed `config.json` (see {@link parseHFConfig} for the checks). */
-export function configFromHF(json: unknown, file = "config.json"): GPT2Config {
+/** The {@link ModelConfig} of a parsed `config.json` (see {@link parseHFConfig} for the checks). */
+export function configFromHF(json: unknown, file = "config.json"): ModelConfig {
   return parseHFConfig(json, file).config;
 }
 
@@ -157,7 +157,7 @@ export function configFromHF(json: unknown, file = "config.json"): GPT2Config {
  * A Hugging Face `config.json` object for `config` (model_type "gpt2", architectures
  * ["GPT2LMHeadModel"], HF field names). `extra` fields are added on top (e.g. bos_token_id).
  */
-export function configToHF(config: GPT2Config, extra: Record<string, unknown> = {}): Record<string, unknown> {
+export function configToHF(config: ModelConfig, extra: Record<string, unknown> = {}): Record<string, unknown> {
   return {
     activation_function: "gelu_new",
     architectures: ["GPT2LMHeadModel"],
@@ -200,7 +200,7 @@ function sameBits(a: Float32Array, b: Float32Array): boolean {
 }
 
 /** Which config field determines each dimension, for "config says ..." messages. */
-function shapeReason(name: string, c: GPT2Config): string {
+function shapeReason(name: string, c: ModelConfig): string {
   if (name === "wte.weight" || name === "lm_head.weight") {
     return `vocab_size=${c.vocabSize}, n_embd=${c.nEmbd}`;
   }
@@ -218,7 +218,7 @@ const IGNORED = /^h\.\d+\.attn\.(bias|masked_bias)$/;
  * report the first missing tensor. The other sizes (n_embd, n_inner, vocab_size, n_positions) only enter
  * the expected shapes, which are compared with the file's tensors one by one without allocating.
  */
-function boundLayers(byName: Map<string, SafetensorsTensor>, c: GPT2Config, file: string): void {
+function boundLayers(byName: Map<string, SafetensorsTensor>, c: ModelConfig, file: string): void {
   let layers = 0;
   for (const name of byName.keys()) {
     const m = /^h\.(\d{1,9})\./.exec(name);
@@ -239,13 +239,13 @@ function boundLayers(byName: Map<string, SafetensorsTensor>, c: GPT2Config, file
 /**
  * Maps the tensors of a GPT-2 safetensors file to canonical weights for `config`: strips `transformer.`,
  * drops `h.N.attn.bias`/`masked_bias` buffers, and checks presence and shape of every tensor
- * {@link gpt2WeightShapes} expects. `lm_head.weight` identical to wte is dropped (tied); a different one
+ * {@link weightShapes} expects. `lm_head.weight` identical to wte is dropped (tied); a different one
  * is kept. Missing tensor -> {@link SafetensorsError}; wrong shape or unknown extra tensor ->
  * {@link ConfigError}; both name the tensor and `file`.
  */
 export function weightsFromSafetensors(
   tensors: Map<string, SafetensorsTensor>,
-  config: GPT2Config,
+  config: ModelConfig,
   file: string,
   opts: { tieWordEmbeddings?: boolean } = {},
 ): { weights: WeightMap; tiedLmHead: boolean } {
@@ -263,7 +263,7 @@ export function weightsFromSafetensors(
   }
   boundLayers(byName, config, file);
   const weights: WeightMap = new Map();
-  for (const [name, shape] of gpt2WeightShapes(config)) {
+  for (const [name, shape] of weightShapes(config)) {
     const t = byName.get(name);
     if (!t) {
       throw new SafetensorsError(`missing tensor '${name}' (expected shape ${shapeStr(shape)})`, {
@@ -408,7 +408,7 @@ export async function loadHFModel(dir: string, opts: LoadHFModelOptions = {}): P
 
 /** What {@link saveHFModel} writes. */
 export interface SaveHFModelInput {
-  config: GPT2Config;
+  config: ModelConfig;
   /** Canonical weights; include `lm_head.weight` for an untied head. */
   weights: WeightMap;
   /** Folder to copy tokenizer files from (tokenizer.json, vocab.json, merges.txt, tokenizer_config.json, special_tokens_map.json — those present). */
@@ -481,7 +481,7 @@ export async function hfModelFiles(
   model: SaveHFModelInput,
 ): Promise<Record<string, Uint8Array | string>> {
   const label = join(dir, "model.safetensors");
-  const expected = gpt2WeightShapes(model.config);
+  const expected = weightShapes(model.config);
   const untied = model.weights.has("lm_head.weight");
   if (untied) expected.set("lm_head.weight", [model.config.vocabSize, model.config.nEmbd]);
   for (const [name, shape] of expected) {

@@ -14,7 +14,7 @@
  */
 import { InputError } from "../errors.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
-import type { GPT2Model } from "../model/gpt2.ts";
+import type { TransformerModel } from "../model/transformer.ts";
 
 /** Which comparison decides that the model knows a fact: see the module doc. */
 export type KnownRule = "whole" | "greedy" | "first";
@@ -33,7 +33,7 @@ function argmax(a: ArrayLike<number>): number {
  * {@link InputError} naming `field` when the prompt plus the continuation does not fit the context.
  */
 export async function greedyContinuation(
-  model: GPT2Model,
+  model: TransformerModel,
   ids: number[],
   k: number,
   field = "target",

@@ -12,7 +12,7 @@
  */
 import { InputError, ShapeError } from "../errors.ts";
 import type { WeightMap } from "../model/config.ts";
-import type { GPT2Model } from "../model/gpt2.ts";
+import type { TransformerModel } from "../model/transformer.ts";
 import { type Hooks, type PatchSpec, siteWidth } from "../model/hooks.ts";
 import { mulberry32 } from "../model/generate.ts";
 import { NumpyRandomState } from "./numpy_random.ts";
@@ -48,7 +48,7 @@ export interface PatchResult {
 
 /** Runs `run` once and returns its last-position log-probabilities and the captured sites ([T * width] each). */
 export async function captureRun(
-  model: GPT2Model,
+  model: TransformerModel,
   run: RunSpec,
   sites: Iterable<string>,
 ): Promise<{ logprobs: Float32Array; values: Map<string, Float32Array> }> {
@@ -63,7 +63,7 @@ export async function captureRun(
  * either sequence and {@link ShapeError} for mismatched lengths.
  */
 export function sitePatchSpecs(
-  model: GPT2Model,
+  model: TransformerModel,
   patches: SitePatch[],
   values: Map<string, Float32Array>,
   sourceLen: number,
@@ -107,7 +107,7 @@ export function sitePatchSpecs(
  * site, then the patch overwrites; `opts.capture` lists sites to return from the patched run.
  */
 export async function patchActivations(
-  model: GPT2Model,
+  model: TransformerModel,
   source: RunSpec,
   target: RunSpec,
   patches: SitePatch[],
@@ -219,7 +219,7 @@ export function subjectNoise(
  * (`noise` from {@link subjectNoise}, [samples][b - a][C]).
  */
 export function corruptionHooks(
-  model: GPT2Model,
+  model: TransformerModel,
   ids: number[],
   subjectRange: [number, number],
   noise: Float64Array,
@@ -232,7 +232,7 @@ export function corruptionHooks(
 
 /** The `embed` patch of {@link corruptionHooks}: batch row `batchRows[i]` gets noise sample `sample0 + i`. */
 export function corruptionPatch(
-  model: GPT2Model,
+  model: TransformerModel,
   ids: number[],
   subjectRange: [number, number],
   noise: Float64Array,

@@ -24,7 +24,7 @@ import { InputError, ShapeError } from "../errors.ts";
 import { matmul } from "../gpu/matmul.ts";
 import { logSoftmax } from "../gpu/softmax.ts";
 import { createTensor, readTensor } from "../gpu/tensor.ts";
-import type { GPT2Model } from "../model/gpt2.ts";
+import type { TransformerModel } from "../model/transformer.ts";
 import type { PatchSpec } from "../model/hooks.ts";
 import { corruptionPatch, NOISE_RNGS, type NoiseRng, subjectNoise } from "./patching.ts";
 
@@ -135,7 +135,7 @@ function argmax(a: ArrayLike<number>): number {
  * the model's output head (for multi-token answers), in chunks.
  */
 async function headLogprobs(
-  model: GPT2Model,
+  model: TransformerModel,
   lnf: Float32Array,
   rows: number[],
   ids: number[],
@@ -166,7 +166,7 @@ async function headLogprobs(
  * ("first"), or the product over the answer's tokens at positions T0-1 .. T-1 ("sequence").
  */
 async function answerProbs(
-  model: GPT2Model,
+  model: TransformerModel,
   logprobs: Float32Array[],
   lnf: Float32Array | undefined,
   T: number,
@@ -196,7 +196,7 @@ async function answerProbs(
  * doc for the definition. Throws {@link InputError} for bad options or ranges.
  */
 export async function causalTrace(
-  model: GPT2Model,
+  model: TransformerModel,
   ids: number[],
   subjectRange: [number, number],
   opts: TraceOptions,

@@ -4,7 +4,7 @@
  * checking the batched GPU trace on tiny models.
  */
 import { InputError } from "../errors.ts";
-import type { GPT2Config, WeightMap } from "../model/config.ts";
+import type { ModelConfig, WeightMap } from "../model/config.ts";
 import { gpt2ForwardRef, type RefPatchFn } from "../reference/gpt2.ts";
 import { kindSite, type TargetProb, type TraceKind, windowLayers } from "./trace.ts";
 
@@ -29,7 +29,7 @@ function logSoftmaxAt(logits: Float64Array, row: number, V: number, id: number):
  * the last). `noise` is [samples][b - a][C] as from `subjectNoise`.
  */
 export function causalTraceRef(
-  config: GPT2Config,
+  config: ModelConfig,
   weights: WeightMap,
   ids: number[],
   subjectRange: [number, number],

@@ -16,14 +16,14 @@ import { layerNormBackward } from "../gpu/layernorm_backward.ts";
 import { matmul } from "../gpu/matmul.ts";
 import { fill } from "../gpu/reduce.ts";
 import { copyTensor, createTensor, type GpuTensor, readTensor, writeTensor } from "../gpu/tensor.ts";
-import type { GPT2Model, SavedForward } from "./gpt2.ts";
+import type { SavedForward, TransformerModel } from "./transformer.ts";
 import type { Hooks } from "./hooks.ts";
 import { siteWidth } from "./hooks.ts";
 
 /** Gradient buffers on the GPU, one per weight, same shapes as the weights. */
 export class Gradients {
   readonly grads = new Map<string, GpuTensor>();
-  constructor(readonly model: GPT2Model, names: string[] = model.weightNames()) {
+  constructor(readonly model: TransformerModel, names: string[] = model.weightNames()) {
     for (const n of names) {
       const w = model.weight(n);
       this.grads.set(n, createTensor(model.gpu, w.shape, { name: `grad:${n}` }));
@@ -86,7 +86,7 @@ export interface BackwardResult {
 
 /** Runs forward (saving activations) and backward; see the module comment for the loss. */
 export async function lossAndGradients(
-  model: GPT2Model,
+  model: TransformerModel,
   batch: number[][],
   loss: LossSpec,
   opts: BackwardOptions = {},
@@ -104,7 +104,7 @@ export async function lossAndGradients(
 
 /** Backward pass from saved activations. */
 export async function backward(
-  model: GPT2Model,
+  model: TransformerModel,
   saved: SavedForward,
   loss: LossSpec,
   opts: BackwardOptions = {},
@@ -185,7 +185,7 @@ export interface LogitBackwardResult {
  * through the model as in {@link backward} (same hooks, parameter and site gradients).
  */
 export async function backwardFromLogitGrads(
-  model: GPT2Model,
+  model: TransformerModel,
   saved: SavedForward,
   rows: number[],
   lossFn: LogitLossFn,
@@ -240,7 +240,7 @@ export async function backwardFromLogitGrads(
 
 /** Runs forward (saving activations) and {@link backwardFromLogitGrads}. */
 export async function logitLossAndGradients(
-  model: GPT2Model,
+  model: TransformerModel,
   batch: number[][],
   rows: number[],
   lossFn: LogitLossFn,
@@ -259,7 +259,7 @@ export async function logitLossAndGradients(
 
 /** Shared backward: logits, `head` fills dL/dlogits, then gradients flow down to the embeddings. */
 async function backwardCore(
-  model: GPT2Model,
+  model: TransformerModel,
   saved: SavedForward,
   opts: BackwardOptions,
   head: (logits: GpuTensor, dlogits: GpuTensor) => Promise<void>,

@@ -3,7 +3,7 @@
  * Without a KV cache this costs O(T^2) forwards' work, fine for the small models engram studies.
  */
 import { InputError } from "../errors.ts";
-import type { GPT2Model } from "./gpt2.ts";
+import type { TransformerModel } from "./transformer.ts";
 
 /** Options of {@link generate}. */
 export interface GenerateOptions {
@@ -88,7 +88,7 @@ export function pickToken(
 
 /** Continues `prompt` (token ids) with up to `maxTokens` new tokens. */
 export async function generate(
-  model: GPT2Model,
+  model: TransformerModel,
   prompt: number[],
   opts: GenerateOptions = {},
 ): Promise<GenerateResult> {

@@ -6,7 +6,7 @@
  */
 import type { Tokenizer } from "../io/tokenizer.ts";
 import { generate } from "./generate.ts";
-import type { GPT2Model } from "./gpt2.ts";
+import type { TransformerModel } from "./transformer.ts";
 
 /** Options of {@link generateFast}. */
 export interface GenerateFastOptions {
@@ -23,7 +23,7 @@ export interface GenerateFastOptions {
  * tokens in all (capped by the context), and the decoded text of the whole sequence, cleaned as ROME does.
  */
 export async function generateFast(
-  model: GPT2Model,
+  model: TransformerModel,
   tokenizer: Tokenizer,
   promptIds: number[],
   opts: GenerateFastOptions = {},

@@ -12,7 +12,7 @@
  * With a batch of B sequences every site is [B, T, width], rows ordered b * T + t.
  */
 import { InputError } from "../errors.ts";
-import type { GPT2Config } from "./config.ts";
+import type { ModelConfig } from "./config.ts";
 
 /** The kinds of hook site; a full name is `kind` or `kind.layer`. */
 export type SiteKind = "embed" | "resid_pre" | "attn_out" | "mlp_post" | "mlp_out" | "resid_post" | "ln_f";
@@ -28,7 +28,7 @@ export function hookSiteNames(nLayer: number): string[] {
 }
 
 /** Width (values per token) of a hook site. Throws {@link InputError} for an unknown site. */
-export function siteWidth(config: GPT2Config, site: string): number {
+export function siteWidth(config: ModelConfig, site: string): number {
   const m = /^(embed|ln_f)$|^(resid_pre|attn_out|mlp_post|mlp_out|resid_post)\.(\d+)$/.exec(site);
   if (!m) {
     throw new InputError(

@@ -2,11 +2,11 @@
 import { getGpu } from "../gpu/device.ts";
 import { loadHFModel } from "../io/hf_model.ts";
 import type { BosMode, Tokenizer } from "../io/tokenizer.ts";
-import { GPT2Model } from "./gpt2.ts";
+import { TransformerModel } from "./transformer.ts";
 
 /** A model on the GPU plus its tokenizer (absent when the folder has no tokenizer files). */
 export interface LoadedModel {
-  model: GPT2Model;
+  model: TransformerModel;
   /** The folder's tokenizer; its `bosId` is the BOS policy decided at load (see {@link LoadModelOptions}). */
   tokenizer?: Tokenizer;
   dir: string;
@@ -22,5 +22,5 @@ export interface LoadModelOptions {
 export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promise<LoadedModel> {
   const hf = await loadHFModel(dir, { bos: opts.bos });
   const gpu = await getGpu();
-  return { model: GPT2Model.create(gpu, hf.config, hf.weights), tokenizer: hf.tokenizer, dir };
+  return { model: TransformerModel.create(gpu, hf.config, hf.weights), tokenizer: hf.tokenizer, dir };
 }

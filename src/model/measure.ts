@@ -1,7 +1,7 @@
 /** Throughput of a full forward pass, shared by `deno bench` and `engram bench --json`. */
 import type { Gpu } from "../gpu/device.ts";
-import type { GPT2Config } from "./config.ts";
-import { GPT2Model } from "./gpt2.ts";
+import type { ModelConfig } from "./config.ts";
+import { TransformerModel } from "./transformer.ts";
 import { randomGPT2 } from "./random.ts";
 
 /** One forward-pass measurement. */
@@ -20,19 +20,19 @@ export function benchConfig(
   nHead: number,
   vocabSize: number,
   nPositions = 256,
-): GPT2Config {
+): ModelConfig {
   return { nLayer, nHead, nEmbd, vocabSize, nPositions, nInner: 4 * nEmbd, layerNormEpsilon: 1e-5 };
 }
 
 /** Times `iters` forward passes of B sequences of T tokens after one warm-up pass. */
 export async function measureForward(
   gpu: Gpu,
-  config: GPT2Config,
+  config: ModelConfig,
   B: number,
   T: number,
   iters = 3,
 ): Promise<ForwardMeasurement> {
-  const model = GPT2Model.create(gpu, config, randomGPT2(config, 1));
+  const model = TransformerModel.create(gpu, config, randomGPT2(config, 1));
   const batch = Array.from(
     { length: B },
     (_, b) => Array.from({ length: T }, (_, t) => (b * 31 + t * 7) % config.vocabSize),

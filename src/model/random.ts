@@ -4,8 +4,8 @@
  * Weights are deliberately larger than GPT-2's init (std 0.02) so that attention is not uniform and
  * next-token distributions are far from flat: a broken kernel then shows up as a large error.
  */
-import type { GPT2Config, HostTensor, WeightMap } from "./config.ts";
-import { gpt2WeightShapes } from "./config.ts";
+import type { HostTensor, ModelConfig, WeightMap } from "./config.ts";
+import { weightShapes } from "./families/mod.ts";
 
 /** Mulberry32: small seeded PRNG returning floats in [0, 1). */
 function mulberry32(seed: number): () => number {
@@ -47,12 +47,12 @@ export interface RandomGPT2Options {
  * name (see config.ts): matrices and embeddings ~ N(0, std²), biases ~ N(0, biasStd²), layer-norm
  * weights ~ 1 + N(0, lnStd²).
  */
-export function randomGPT2(config: GPT2Config, seed: number, opts: RandomGPT2Options = {}): WeightMap {
+export function randomGPT2(config: ModelConfig, seed: number, opts: RandomGPT2Options = {}): WeightMap {
   const std = opts.std ?? 0.2;
   const biasStd = opts.biasStd ?? 0.05;
   const lnStd = opts.lnStd ?? 0.1;
   const r = mulberry32(seed);
-  const shapes = gpt2WeightShapes(config);
+  const shapes = weightShapes(config);
   if (opts.untiedHead) shapes.set("lm_head.weight", [config.vocabSize, config.nEmbd]);
   const m: WeightMap = new Map();
   for (const [name, shape] of shapes) {
@@ -72,7 +72,7 @@ export function randomGPT2(config: GPT2Config, seed: number, opts: RandomGPT2Opt
  * A small random but valid GPT-2 configuration determined by `seed`: 1–3 layers, 1–4 heads of
  * width 1–8 (odd widths included), odd vocabulary 5–299, context 8–64, nInner = 4 · nEmbd, eps 1e-5.
  */
-export function randomConfig(seed: number): GPT2Config {
+export function randomConfig(seed: number): ModelConfig {
   const r = mulberry32(seed ^ 0x9e3779b9);
   const nLayer = randInt(r, 1, 3);
   const nHead = randInt(r, 1, 4);

@@ -18,7 +18,7 @@
  * v_num_grad_steps; else one torch Adam step (β 0.9/0.999, ε 1e-8) and projection of δ into the ball
  * of radius clamp_norm_factor · ‖target_init‖.
  */
-import type { GPT2Config, WeightMap } from "../model/config.ts";
+import type { ModelConfig, WeightMap } from "../model/config.ts";
 import { adamwRef } from "./adamw.ts";
 import { gpt2ForwardRef } from "./gpt2.ts";
 import { tailBackwardRef, tailForwardRef } from "./gpt2_tail.ts";
@@ -95,7 +95,7 @@ export function refTarget(tok: RefTokenizer, target: string): number[] {
 
 /** Everything about one request's prompts that does not depend on δ. */
 export interface ValueSetup {
-  cfg: GPT2Config;
+  cfg: ModelConfig;
   weights: WeightMap;
   site: ValueSite;
   rewrite: RefPrompt[];
@@ -108,7 +108,7 @@ export interface ValueSetup {
 
 /** Builds the prompts of `req` over `templates` and runs their clean forwards. */
 export function valueSetupRef(
-  cfg: GPT2Config,
+  cfg: ModelConfig,
   weights: WeightMap,
   tok: RefTokenizer,
   req: RefRequest,

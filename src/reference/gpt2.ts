@@ -1,5 +1,5 @@
 /**
- * Float64 CPU twin of the GPT-2 forward pass (the GPU model in `src/model/gpt2.ts` is checked against it).
+ * Float64 CPU twin of the GPT-2 forward pass (the GPU model in `src/model/transformer.ts` is checked against it).
  *
  * Every activation is a Float64Array and all arithmetic is float64. Weights stay in their float32
  * HostTensors and are read directly: a float32 value read from a Float32Array is exactly representable as
@@ -20,7 +20,8 @@
  * site's capture, but not the other way round.
  */
 import { InputError, ShapeError } from "../errors.ts";
-import { type GPT2Config, gpt2WeightShapes, type HostTensor, type WeightMap } from "../model/config.ts";
+import { type ModelConfig, type HostTensor, type WeightMap } from "../model/config.ts";
+import { weightShapes } from "../model/families/mod.ts";
 
 /** A hook-site name: `embed`, `ln_f`, or `<kind>.<layer>` (see the module doc). */
 export type RefHookSite =
@@ -71,7 +72,7 @@ export function geluNewRef(x: number): number {
 
 const SITE_RE = /^(embed|ln_f)$|^(resid_pre|attn_out|mlp_post|mlp_out|resid_post)\.(\d+)$/;
 
-function checkSite(config: GPT2Config, site: string): void {
+function checkSite(config: ModelConfig, site: string): void {
   const m = SITE_RE.exec(site);
   if (!m) {
     throw new InputError(
@@ -86,8 +87,8 @@ function checkSite(config: GPT2Config, site: string): void {
   }
 }
 
-function checkWeights(config: GPT2Config, weights: WeightMap): void {
-  const shapes = gpt2WeightShapes(config);
+function checkWeights(config: ModelConfig, weights: WeightMap): void {
+  const shapes = weightShapes(config);
   if (weights.has("lm_head.weight")) shapes.set("lm_head.weight", [config.vocabSize, config.nEmbd]);
   for (const [name, shape] of shapes) {
     const t = weights.get(name);
@@ -101,7 +102,7 @@ function checkWeights(config: GPT2Config, weights: WeightMap): void {
   }
 }
 
-function checkIds(config: GPT2Config, ids: number[]): void {
+function checkIds(config: ModelConfig, ids: number[]): void {
   if (ids.length === 0) throw new InputError("empty prompt: at least one token is needed", { field: "ids" });
   if (ids.length > config.nPositions) {
     throw new InputError(
@@ -208,7 +209,7 @@ function causalAttention(qkv: Float64Array, T: number, C: number, nHead: number)
  * unknown hook sites.
  */
 export function gpt2ForwardRef(
-  config: GPT2Config,
+  config: ModelConfig,
   weights: WeightMap,
   ids: number[],
   opts: RefForwardOptions = {},

@@ -7,7 +7,7 @@
  * Built from the float64 kernel twins (layer norm, attention, GELU and their backwards); independent of
  * the GPU model and of src/edit/. Weights are read from their float32 host tensors (Conv1D [in, out]).
  */
-import type { GPT2Config, WeightMap } from "../model/config.ts";
+import type { ModelConfig, WeightMap } from "../model/config.ts";
 import { attentionRef } from "./attention.ts";
 import { attentionBackwardRef } from "./attention_backward.ts";
 import { geluScalarRef } from "./gelu.ts";
@@ -78,7 +78,7 @@ function head(weights: WeightMap): Float32Array {
  * start = nLayer means only ln_f and the head). Returns logits [T, V] and the tape.
  */
 export function tailForwardRef(
-  cfg: GPT2Config,
+  cfg: ModelConfig,
   weights: WeightMap,
   start: number,
   x: Float64Array,
@@ -117,7 +117,7 @@ export function tailForwardRef(
 
 /** dL/dx [T, C] for the `x` given to {@link tailForwardRef}, from dL/dlogits [T, V]. */
 export function tailBackwardRef(
-  cfg: GPT2Config,
+  cfg: ModelConfig,
   weights: WeightMap,
   tape: TailTape,
   dlogits: Float64Array,

@@ -3,12 +3,12 @@
  * token of every sequence, k = the input of `h.L.mlp.c_proj` (post-GELU, hook `mlp_post.L`), computed
  * with the float64 forward {@link gpt2ForwardRef}.
  */
-import type { GPT2Config, WeightMap } from "../model/config.ts";
+import type { ModelConfig, WeightMap } from "../model/config.ts";
 import { gpt2ForwardRef } from "./gpt2.ts";
 
 /** C = E[k kᵀ] at `layer` over all tokens of `seqs`, row-major [nInner, nInner], and the token count. */
 export function secondMomentRef(
-  cfg: GPT2Config,
+  cfg: ModelConfig,
   weights: WeightMap,
   seqs: number[][],
   layer: number,

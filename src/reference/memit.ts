@@ -12,7 +12,7 @@
  * C per layer is given (the reference reads it from its statistics cache, which holds the unedited
  * model's statistics). The edited weights are stored as float32, as the model's are.
  */
-import type { GPT2Config, WeightMap } from "../model/config.ts";
+import type { ModelConfig, WeightMap } from "../model/config.ts";
 import {
   optimizeValueRef,
   refPrompt,
@@ -62,7 +62,7 @@ export interface MemitRefResult {
   weights: WeightMap;
 }
 
-function siteAt(cfg: GPT2Config, weights: WeightMap, ids: number[], pos: number, site: string): Float64Array {
+function siteAt(cfg: ModelConfig, weights: WeightMap, ids: number[], pos: number, site: string): Float64Array {
   const v = gpt2ForwardRef(cfg, weights, ids, { hooks: { capture: new Set([site]) } }).cache[site];
   const w = v.length / ids.length;
   return v.slice(pos * w, (pos + 1) * w);
@@ -76,7 +76,7 @@ function mean(rows: Float64Array[]): Float64Array {
 
 /** Runs float64 MEMIT on all `requests` at once, on a copy of `weights`. */
 export function memitRef(
-  cfg: GPT2Config,
+  cfg: ModelConfig,
   weights: WeightMap,
   tok: RefTokenizer,
   requests: RefRequest[],

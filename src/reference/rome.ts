@@ -12,7 +12,7 @@
  *   ΔW    = u rightᵀ, in the Conv1D [nInner, nEmbd] layout (`upd_matrix_match_shape`).
  * The edited weights are stored as float32, as the model's are; ΔW itself is kept in float64.
  */
-import type { GPT2Config, WeightMap } from "../model/config.ts";
+import type { ModelConfig, WeightMap } from "../model/config.ts";
 import {
   optimizeValueRef,
   refPrompt,
@@ -65,7 +65,7 @@ function mean(rows: Float64Array[]): Float64Array {
 }
 
 /** Site values at `pos` of the sequence `ids`. */
-function at(cfg: GPT2Config, weights: WeightMap, ids: number[], pos: number, sites: string[]) {
+function at(cfg: ModelConfig, weights: WeightMap, ids: number[], pos: number, sites: string[]) {
   const { cache } = gpt2ForwardRef(cfg, weights, ids, { hooks: { capture: new Set(sites) } });
   return sites.map((s) => {
     const w = cache[s].length / ids.length;
@@ -75,7 +75,7 @@ function at(cfg: GPT2Config, weights: WeightMap, ids: number[], pos: number, sit
 
 /** Runs float64 ROME on `requests` sequentially, on a copy of `weights`. */
 export function romeRef(
-  cfg: GPT2Config,
+  cfg: ModelConfig,
   weights: WeightMap,
   tok: RefTokenizer,
   requests: RefRequest[],

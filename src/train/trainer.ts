@@ -23,8 +23,8 @@ import { createTensor, type GpuTensor, readTensor } from "../gpu/tensor.ts";
 import { loadHFModel, saveHFModel } from "../io/hf_model.ts";
 import { loadTokenizer, type Tokenizer } from "../io/tokenizer.ts";
 import { Gradients, lossAndGradients } from "../model/backward.ts";
-import type { GPT2Config, WeightMap } from "../model/config.ts";
-import { GPT2Model } from "../model/gpt2.ts";
+import type { ModelConfig, WeightMap } from "../model/config.ts";
+import { TransformerModel } from "../model/transformer.ts";
 import { mulberry32 } from "../model/generate.ts";
 import { randomGPT2 } from "../model/random.ts";
 import { checkTrainingMemory, type TrainConfig } from "./config.ts";
@@ -166,7 +166,7 @@ async function tokenizerFiles(dir: string): Promise<string[]> {
 }
 
 /** Copies the model's GPU weights back into a host weight map. */
-export async function readWeights(model: GPT2Model): Promise<WeightMap> {
+export async function readWeights(model: TransformerModel): Promise<WeightMap> {
   const out: WeightMap = new Map();
   for (const name of model.weightNames()) {
     const t = model.weight(name);
@@ -209,7 +209,7 @@ export async function train(gpu: Gpu, cfg: TrainConfig, opts: TrainOptions = {})
 
 async function trainLocked(gpu: Gpu, cfg: TrainConfig, opts: TrainOptions, t0: number): Promise<TrainResult> {
   const tokenizer: Tokenizer = await loadTokenizer(cfg.tokenizer);
-  let config: GPT2Config;
+  let config: ModelConfig;
   let weights: WeightMap;
   if (cfg.init) {
     const hf = await loadHFModel(cfg.init);
@@ -242,7 +242,7 @@ async function trainLocked(gpu: Gpu, cfg: TrainConfig, opts: TrainOptions, t0: n
     weights = randomGPT2(config, cfg.seed, { std: cfg.initStd, biasStd: 0, lnStd: 0 });
   }
   const data: TrainingInstance[] = await readCorpus(cfg.corpus, tokenizer, config.nPositions + 1);
-  const model = GPT2Model.create(gpu, config, weights);
+  const model = TransformerModel.create(gpu, config, weights);
   const names = model.weightNames();
   const grads = new Gradients(model, names);
   const moments = new Map<string, [GpuTensor, GpuTensor]>();

@@ -17,11 +17,11 @@ import { logSoftmax } from "../gpu/softmax.ts";
 import { copyTensor, createTensor, type GpuTensor, readTensor, writeTensor } from "../gpu/tensor.ts";
 import { firstNonFinite, readWithNonFiniteCheck } from "../gpu/nonfinite.ts";
 import { describeNonFinite, NonFiniteError } from "./nonfinite.ts";
-import type { GPT2Config, WeightMap } from "./config.ts";
-import { gpt2WeightShapes } from "./config.ts";
+import type { ModelConfig, WeightMap } from "./config.ts";
+import { weightShapes } from "./families/mod.ts";
 import { type EditSpec, type Hooks, hookSiteNames, type PatchSpec, siteWidth } from "./hooks.ts";
 
-/** What {@link GPT2Model.forward} returns. */
+/** What {@link TransformerModel.forward} returns. */
 export interface ForwardResult {
   /** Log-probabilities of the next token after each sequence's last position, [B][V]. */
   logprobs: Float32Array[];
@@ -31,7 +31,7 @@ export interface ForwardResult {
   logits?: Float32Array;
 }
 
-/** Options of {@link GPT2Model.forward}. */
+/** Options of {@link TransformerModel.forward}. */
 export interface ForwardOptions {
   hooks?: Hooks;
   /** Also return logits at every position (large: B * T * V floats). */
@@ -91,21 +91,21 @@ interface Workspace {
 }
 
 /** A GPT-2 model resident on the GPU. */
-export class GPT2Model {
+export class TransformerModel {
   private readonly w = new Map<string, GpuTensor>();
   private ws: Workspace | undefined;
 
   private constructor(
     readonly gpu: Gpu,
-    readonly config: GPT2Config,
+    readonly config: ModelConfig,
     /** Host copy of the weights (kept for edits and CPU-side helpers). */
     readonly weights: WeightMap,
   ) {}
 
   /** Uploads `weights` (canonical names, see config.ts) to the GPU. */
-  static create(gpu: Gpu, config: GPT2Config, weights: WeightMap): GPT2Model {
-    const m = new GPT2Model(gpu, config, weights);
-    const shapes = gpt2WeightShapes(config);
+  static create(gpu: Gpu, config: ModelConfig, weights: WeightMap): TransformerModel {
+    const m = new TransformerModel(gpu, config, weights);
+    const shapes = weightShapes(config);
     if (weights.has("lm_head.weight")) shapes.set("lm_head.weight", [config.vocabSize, config.nEmbd]);
     for (const [name, shape] of shapes) {
       const t = weights.get(name);
