@@ -26,7 +26,8 @@ import { fill } from "../gpu/reduce.ts";
 import { createTensor, type GpuTensor, readTensor, writeTensor } from "../gpu/tensor.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
 import { Gradients, logitLossAndGradients } from "../model/backward.ts";
-import type { ModelConfig, HostTensor } from "../model/config.ts";
+import { type HostTensor, type ModelConfig, resolveConfig } from "../model/config.ts";
+import { familySpec } from "../model/families/mod.ts";
 import type { TransformerModel } from "../model/transformer.ts";
 import { addDelta, type EditDeltas, type EditOptions, type Editor } from "./apply.ts";
 import {
@@ -45,7 +46,7 @@ import { encodeTarget, encodeText } from "../prompt/encode.ts";
 export interface FtHparams {
   /** Layers whose modules are trained. */
   layers: number[];
-  /** Weight names relative to `h.{layer}.` that are trained (default: the MLP output projection). */
+  /** Weight names relative to the block (`h.{layer}.`, `layers.{layer}.`) that are trained (default: the MLP output projection). */
   modules: string[];
   /** Adam steps (ROME: 25). */
   num_steps: number;
@@ -102,11 +103,13 @@ function fromFile(base: FtHparams, f: FtFile): FtHparams {
  * box's corner in the same steps): for the world model (nInner 384) ε = lr ≈ 8.3e-3.
  */
 export function ftlDefaults(cfg: ModelConfig): FtHparams {
+  const modules = mlpOutModules(cfg);
   const file = FT_FILES.constr[publishedModel(cfg) ?? ""];
-  if (file) return fromFile(FTL_GPT2_XL, file);
+  if (file) return { ...fromFile(FTL_GPT2_XL, file), modules };
   const scale = Math.max(1, XL_INNER / cfg.nInner);
   return {
     ...FTL_GPT2_XL,
+    modules,
     lr: FTL_GPT2_XL.lr * scale,
     norm_constraint: FTL_GPT2_XL.norm_constraint * scale,
   };
@@ -118,7 +121,7 @@ export function ftlDefaults(cfg: ModelConfig): FtHparams {
  */
 export function ftDefaults(cfg: ModelConfig): FtHparams {
   const file = FT_FILES.unconstr[publishedModel(cfg) ?? ""];
-  if (file) return fromFile(FT_GPT2_XL, file);
+  if (file) return { ...fromFile(FT_GPT2_XL, file), modules: mlpOutModules(cfg) };
   return { ...ftlDefaults(cfg), layers: [Math.min(1, cfg.nLayer - 1)], norm_constraint: 0 };
 }
 
@@ -166,13 +169,24 @@ const FT_SCHEMA: HparamSchema = {
   prefix_eos: rule.bool(),
 };
 
+/**
+ * The MLP output projection's weight (and bias) relative to its block, the modules FT and FT-L train by
+ * default (ROME and EasyEdit's rewrite_module_tmp): `mlp.c_proj.*` on GPT-2, `mlp.down_proj.weight` on
+ * Llama, `mlp.dense_4h_to_h.*` on NeoX, `mlp.fc_out.*` on GPT-J.
+ */
+export function mlpOutModules(cfg: ModelConfig): string[] {
+  const c = resolveConfig(cfg), spec = familySpec(c);
+  const p = spec.layer(c, 0).down, prefix = `${spec.blockPrefix}0.`;
+  return [p.weight, ...(p.bias ? [p.bias] : [])].map((n) => n.slice(prefix.length));
+}
+
 /** Names of the weights {@link fineTune} trains for `hp` (checked against the model). */
 export function ftWeightNames(model: TransformerModel, hp: FtHparams): string[] {
   const have = new Set(model.weightNames());
   const names: string[] = [];
   for (const l of hp.layers) {
     for (const m of hp.modules) {
-      const n = `h.${l}.${m}`;
+      const n = `${model.spec.blockPrefix}${l}.${m}`;
       if (!have.has(n)) throw new ConfigError(`no weight '${n}' in the model`, { field: "modules" });
       names.push(n);
     }

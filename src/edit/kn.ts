@@ -23,6 +23,7 @@
  * returned as deltas (src/edit/apply.ts applies them). The ground truth is attributed through its first
  * token; a request without `ground_truth` uses the model's own top-1 prediction.
  */
+import { keyValueIndex, mlpOutProjection } from "./target.ts";
 import { InputError } from "../errors.ts";
 import type { ModelConfig, HostTensor } from "../model/config.ts";
 import type { TransformerModel } from "../model/transformer.ts";
@@ -199,8 +200,8 @@ export async function knEdit(
   }
   const perRequest: KnRequestInfo[] = [];
   const warnings: string[] = [];
-  // The reference adds *input* word embeddings (GPT-2's wte), tied to the output head in GPT-2.
-  const E = model.weights.get("wte.weight")!;
+  // The reference adds *input* word embeddings (GPT-2's wte, the family's token embedding).
+  const E = model.weights.get(model.spec.embed)!;
   const C = cfg.nEmbd;
   const embRow = (id: number) => E.data.subarray(id * C, (id + 1) * C);
   // Accumulated change of each edited weight, in the order first changed.
@@ -264,12 +265,16 @@ export async function knEdit(
       }
       const changed = new Set<string>();
       for (const { layer, neuron } of neurons) {
-        const name = `h.${layer}.mlp.c_proj.weight`;
+        const proj = mlpOutProjection(model, layer);
+        const name = proj.weight;
         const w = model.weights.get(name)!; // as edited by the earlier requests
-        const upd = knRowUpdate(w.data.subarray(neuron * C, (neuron + 1) * C), greedy, target, embRow, hp);
+        // The neuron's value vector: its row of a Conv1D [I, C] weight, its column of a Linear [C, I] one.
+        const at = (c: number) => keyValueIndex(proj, neuron, c);
+        const value = Float32Array.from({ length: C }, (_, c) => w.data[at(c)]);
+        const upd = knRowUpdate(value, greedy, target, embRow, hp);
         if (!total.has(name)) total.set(name, new Float64Array(w.data.length));
         const acc = total.get(name)!;
-        for (let c = 0; c < C; c++) acc[neuron * C + c] += upd[c];
+        for (let c = 0; c < C; c++) acc[at(c)] += upd[c];
         changed.add(name);
       }
       if (ri + 1 < requests.length) {

@@ -12,6 +12,7 @@
  * Context templates: "{}" and 5 texts of 10 tokens seeded by "The", "Therefore", "Because", "I", "You"
  * (src/edit/templates.ts).
  */
+import { mlpOutProjection, toLayout } from "./target.ts";
 import { InputError } from "../errors.ts";
 import { matmul } from "../gpu/matmul.ts";
 import { createTensor, readTensor } from "../gpu/tensor.ts";
@@ -106,7 +107,8 @@ export async function memitEditor(
     const layerInfo: Record<string, unknown>[] = [];
     for (let i = 0; i < hp.layers.length; i++) {
       const layer = hp.layers[i];
-      const wName = `h.${layer}.mlp.c_proj.weight`;
+      const proj = mlpOutProjection(model, layer);
+      const wName = proj.weight;
       const K = await requestKeys(model, tokenizer, reqs, groups, layer, hp.prefix_eos, hp.fact_token); // n × [I]
       const cur = await readAtPositions(model, bare, `resid_post.${zLayer}`);
       const remaining = hp.layers.length - i;
@@ -154,9 +156,10 @@ export async function memitEditor(
         tr.destroy();
         td.destroy();
       }
-      deltaMap.set(wName, { shape: [I, C], data: delta });
+      const laid = toLayout(proj, delta);
+      deltaMap.set(wName, laid);
       // W = W_orig + ΔW, in place for the later layers' keys and residuals.
-      scratch.setDelta(wName, delta);
+      scratch.setDelta(wName, laid.data);
       tensors.set(`layer.${layer}.x`, { shape: [I, n], data: X });
       tensors.set(`layer.${layer}.resid`, { shape: [n, C], data: resid });
       layerInfo.push({

@@ -16,6 +16,7 @@
  *   ΔW  = u rightᵀ — already the Conv1D [in, out] = [nInner, nEmbd] layout — summed over the requests
  *         in float64 and rounded once to float32.
  */
+import { mlpOutProjection, projectionOut, toLayout } from "./target.ts";
 import { InputError } from "../errors.ts";
 import type { HostTensor } from "../model/config.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
@@ -56,18 +57,6 @@ export function factorCovariance(stats: LayerStats, lambda: number, warn: (m: st
   return ch;
 }
 
-/** `W k + b` in float64 for the Conv1D layout W [nInner, nEmbd]: the c_proj output of key `k`. */
-export function conv1dOut(w: Float32Array, b: Float32Array, k: ArrayLike<number>): Float64Array {
-  const C = b.length, I = k.length;
-  const out = Float64Array.from(b);
-  for (let i = 0; i < I; i++) {
-    const ki = k[i];
-    if (ki === 0) continue;
-    for (let j = 0; j < C; j++) out[j] += ki * w[i * C + j];
-  }
-  return out;
-}
-
 /** Computes ROME's update for `requests` (sequentially, as the reference applies them); `model` is left unchanged. */
 export async function romeEditor(
   model: TransformerModel,
@@ -78,7 +67,8 @@ export async function romeEditor(
   const hp = romeHparams(model, opts);
   const reqs = requests.map((r, i) => normalizeRequest(r, `request ${i}`));
   const layer = hp.layers[0];
-  const wName = `h.${layer}.mlp.c_proj.weight`, bName = `h.${layer}.mlp.c_proj.bias`;
+  const proj = mlpOutProjection(model, layer);
+  const wName = proj.weight, bName = proj.bias;
   const I = model.config.nInner, C = model.config.nEmbd;
   const warnings: string[] = [];
   const warn = (m: string) => {
@@ -139,7 +129,7 @@ export async function romeEditor(
       let residual: Float64Array, denom: number;
       if (hp.key === "consistent") {
         // r-ROME: the template-averaged key in the denominator and in the current output W k* + b.
-        const cur = conv1dOut(model.weights.get(wName)!.data, model.weights.get(bName)!.data, kStar);
+        const cur = projectionOut(proj, model.weights.get(wName)!.data, bName ? model.weights.get(bName)!.data : undefined, kStar);
         residual = Float64Array.from(d.targetInit, (x, j) => x + d.delta[j] - cur[j]);
         denom = dot(kStar, u);
       } else {
@@ -170,7 +160,7 @@ export async function romeEditor(
         for (let j = 0; j < C; j++) total[i * C + j] += ui * right[j];
       }
       // Later requests are computed on the model with this one's update in place.
-      if (r + 1 < reqs.length) scratch.setDelta(wName, Float32Array.from(total));
+      if (r + 1 < reqs.length) scratch.setDelta(wName, toLayout(proj, Float32Array.from(total)).data);
       tensors.set(`request.${r}.u`, { shape: [I], data: u32 });
       tensors.set(`request.${r}.right`, { shape: [C], data: right });
       tensors.set(`request.${r}.v_star`, {
@@ -195,7 +185,7 @@ export async function romeEditor(
     }
     return {
       method: "rome",
-      deltas: new Map([[wName, { shape: [I, C], data: Float32Array.from(total) }]]),
+      deltas: new Map([[wName, toLayout(proj, Float32Array.from(total))]]),
       tensors,
       hparams: { ...hp },
       info: {

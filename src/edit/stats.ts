@@ -28,7 +28,8 @@ import { fill } from "../gpu/reduce.ts";
 import { readNpz } from "../io/npz.ts";
 import { readSafetensors, writeSafetensors } from "../io/safetensors.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
-import type { ModelConfig, WeightMap } from "../model/config.ts";
+import { type ModelConfig, resolveConfig, type WeightMap } from "../model/config.ts";
+import { familySpec } from "../model/families/mod.ts";
 import type { TransformerModel } from "../model/transformer.ts";
 
 /** Second moment of one layer's keys. */
@@ -87,17 +88,24 @@ export function defaultStatsDir(): string {
 }
 
 /**
- * Names of the weights the keys k (input of `h.L.mlp.c_proj`) at `layer` depend on: the embeddings,
- * every weight of the blocks before it, and the block's own ln_1, attention, ln_2 and `mlp.c_fc`. The
- * block's `mlp.c_proj` (what ROME, MEMIT and FT-L edit), later blocks, ln_f and the head are left out.
+ * Names of the weights the keys k (input of the MLP output projection) at `layer` depend on: the
+ * embeddings, every weight of the blocks before it, and the block's own weights except the MLP output
+ * projection (what ROME, MEMIT and FT-L edit). Later blocks, the final norm and the head are left out.
+ * `config` gives the family (GPT-2 when absent).
  */
-export function keyWeightNames(names: Iterable<string>, layer: number): string[] {
-  const own = /^(ln_1|attn|ln_2|mlp\.c_fc)\./;
+export function keyWeightNames(names: Iterable<string>, layer: number, config?: ModelConfig): string[] {
+  const spec = familySpec(config ?? {});
+  const esc = spec.blockPrefix.replace(".", "\\.");
+  const block = new RegExp(`^${esc}(\\d+)\\.`);
+  const down = config ? spec.layer(resolveConfig(config), layer).down : undefined;
+  const edited = new Set(
+    down ? [down.weight, down.bias] : [`h.${layer}.mlp.c_proj.weight`, `h.${layer}.mlp.c_proj.bias`],
+  );
   return [...names].filter((n) => {
-    const m = /^h\.(\d+)\.(.*)$/.exec(n);
-    if (!m) return n === "wte.weight" || n === "wpe.weight";
+    const m = block.exec(n);
+    if (!m) return n === spec.embed || n === spec.positions;
     const l = Number(m[1]);
-    return l < layer || (l === layer && own.test(m[2]));
+    return l < layer || (l === layer && !edited.has(n));
   }).sort();
 }
 
@@ -107,7 +115,7 @@ export function keyWeightNames(names: Iterable<string>, layer: number): string[]
  */
 export function modelKeyHash(model: { config: ModelConfig; weights: WeightMap }, layer: number): string {
   const h = createHash("sha256");
-  const names = keyWeightNames(model.weights.keys(), layer);
+  const names = keyWeightNames(model.weights.keys(), layer, model.config);
   h.update(JSON.stringify({ config: model.config, layer, names }));
   for (const n of names) {
     const t = model.weights.get(n)!;

@@ -1,5 +1,5 @@
 /**
- * Backward pass of GPT-2 on WebGPU: the gradient of a next-token cross-entropy loss with respect to
+ * Backward pass of any family's model (./transformer.ts) on WebGPU: the gradient of a next-token cross-entropy loss with respect to
  * every parameter and to any hook site.
  *
  * The loss is L = sum over counted rows r of scale * (-log p(target_r | row r)); rows whose target is
@@ -7,29 +7,38 @@
  * Patched rows of a site (see ./hooks.ts) are constants of the forward pass: the gradient stops there.
  */
 import { InputError, ShapeError } from "../errors.ts";
-import { attentionBackward } from "../gpu/attention_backward.ts";
 import { biasGrad } from "../gpu/bias_grad.ts";
 import { crossEntropy, IGNORE_TARGET } from "../gpu/cross_entropy.ts";
 import { embeddingBackward } from "../gpu/embedding_backward.ts";
-import { geluBackward } from "../gpu/gelu_backward.ts";
-import { layerNormBackward } from "../gpu/layernorm_backward.ts";
 import { matmul } from "../gpu/matmul.ts";
 import { fill } from "../gpu/reduce.ts";
-import { copyTensor, createTensor, type GpuTensor, readTensor, writeTensor } from "../gpu/tensor.ts";
+import { copyTensor, createTensor, type GpuTensor, readRange, readTensor, writeTensor } from "../gpu/tensor.ts";
 import type { SavedForward, TransformerModel } from "./transformer.ts";
 import type { Hooks } from "./hooks.ts";
 import { siteWidth } from "./hooks.ts";
+import { type AttentionCore, attentionCoreBackward, type GpuLinear, linearBackward, mlpActBackward, normBackward } from "./layers.ts";
 
 /** Gradient buffers on the GPU, one per weight, same shapes as the weights. */
 export class Gradients {
+  /** Gradient buffers by GPU tensor name (a fused q/k/v tensor has one buffer for its parts). */
   readonly grads = new Map<string, GpuTensor>();
+  /**
+   * Buffers for the GPU tensors holding `names` (checkpoint or GPU names; default every GPU tensor).
+   * Weights without a buffer get no gradient: the backward skips their products.
+   */
   constructor(readonly model: TransformerModel, names: string[] = model.weightNames()) {
     for (const n of names) {
-      const w = model.weight(n);
-      this.grads.set(n, createTensor(model.gpu, w.shape, { name: `grad:${n}` }));
+      const gpuName = model.weightNames().includes(n) ? n : model.weightRef(n).gpuName;
+      if (this.grads.has(gpuName)) continue;
+      const w = model.weight(gpuName);
+      this.grads.set(gpuName, createTensor(model.gpu, w.shape, { name: `grad:${gpuName}` }));
     }
   }
-  /** Gradient tensor of weight `name`. */
+  /** Whether GPU tensor `name` has a gradient buffer. */
+  has(name: string): boolean {
+    return this.grads.has(name);
+  }
+  /** Gradient tensor of GPU tensor `name`. */
   get(name: string): GpuTensor {
     const g = this.grads.get(name);
     if (!g) throw new ShapeError("no gradient buffer for this weight", { field: name });
@@ -39,9 +48,11 @@ export class Gradients {
   async zero(): Promise<void> {
     for (const g of this.grads.values()) await fill(this.model.gpu, g, 0);
   }
-  /** Reads one gradient back to the host. */
+  /** Reads the gradient of one weight back to the host (a checkpoint tensor of a fused one: its slice). */
   read(name: string): Promise<Float32Array> {
-    return readTensor(this.get(name));
+    if (this.grads.has(name)) return readTensor(this.grads.get(name)!);
+    const r = this.model.weightRef(name);
+    return readRange(this.get(r.gpuName), r.offset, r.numel);
   }
   /** Frees the buffers. */
   destroy(): void {
@@ -267,24 +278,23 @@ async function backwardCore(
 ): Promise<Map<string, Float32Array>> {
   const gpu = model.gpu;
   const cfg = model.config;
-  const { nEmbd: C, nInner: I, nLayer: L, nHead, vocabSize: V } = cfg;
+  const { nEmbd: C, nInner: I, nLayer: L, vocabSize: V, nHead, headDim: D } = cfg;
   const { B, T } = saved;
   const R = B * T;
   const wantSites = new Set(opts.siteGrads ?? []);
-  for (const s of wantSites) siteWidth(cfg, s);
+  for (const s of wantSites) siteWidth(cfg, s, "patch");
   const siteGrads = new Map<string, Float32Array>();
   const pending: Array<[string, GpuTensor]> = [];
   const grads = opts.grads;
   const acc = Boolean(opts.accumulate);
-  const W = (n: string) => model.weight(n);
-  const G = (n: string) => grads!.get(n);
+  const G = (n: string | undefined) => (grads && n && grads.has(n) ? grads.get(n) : undefined);
   const tmp: GpuTensor[] = [];
   const mk = (name: string, shape: number[]) => {
     const t = createTensor(gpu, shape, { name });
     tmp.push(t);
     return t;
   };
-  const zeros = mk("zeros", [Math.max(C, I)]);
+  const zeros = mk("zeros", [Math.max(C, I, nHead * D)]);
   await fill(gpu, zeros, 0);
   // Records the gradient of a site, then cuts rows a patch overwrote (they are constants).
   const site = (name: string, g: GpuTensor, width: number) => {
@@ -298,22 +308,22 @@ async function backwardCore(
     }
   };
   // A branch output (attn_out / mlp_out) patched: the residual keeps its gradient, the branch does not.
-  const branch = (name: string, dx: GpuTensor, scratch: GpuTensor) => {
+  const branch = (name: string, dx: GpuTensor, scratch: GpuTensor, forceCopy = false) => {
     const rows = saved.patchedRows.get(name);
     if (wantSites.has(name)) {
       const snap = mk(`grad:${name}`, [R, C]);
       copyTensor(dx, snap);
       pending.push([name, snap]);
     }
-    if (!rows?.length) return dx;
+    if (!rows?.length && !forceCopy) return dx;
     copyTensor(dx, scratch);
-    for (const [b, t] of rows) copyTensor(zeros, scratch, C, 0, (b * T + t) * C);
+    for (const [b, t] of rows ?? []) copyTensor(zeros, scratch, C, 0, (b * T + t) * C);
     return scratch;
   };
 
-  // Head: logits = ln_f @ head^T; the loss fills dlogits.
+  // Head: logits = ln_f @ head^T (+ bias); the loss fills dlogits.
   const head_ = model.lmHead();
-  const headName = model.weightNames().includes("lm_head.weight") ? "lm_head.weight" : "wte.weight";
+  const headName = model.headName();
   // With `headRows` (distinct rows) only those rows get logits: the head's two V-wide products are the
   // most expensive part of a small model's step, and a sparse loss has zero gradient everywhere else.
   const n = headRows ? headRows.length : R;
@@ -323,12 +333,13 @@ async function backwardCore(
     headRows.forEach((r, i) => copyTensor(saved.lnf, hin, C, r * C, i * C));
   }
   const logits = mk("logits", [n, V]);
-  await matmul(gpu, hin, head_, logits, { M: n, N: V, K: C, transB: true });
+  await matmul(gpu, hin, head_, logits, { M: n, N: V, K: C, transB: true, bias: model.headBias() });
   const dlogits = mk("dlogits", [n, V]);
   await head(logits, dlogits);
-  if (grads) {
-    await matmul(gpu, dlogits, hin, G(headName), { M: V, N: C, K: n, transA: true, accumulate: acc });
-  }
+  const dHead = G(headName);
+  if (dHead) await matmul(gpu, dlogits, hin, dHead, { M: V, N: C, K: n, transA: true, accumulate: acc });
+  const dHeadBias = G(model.spec.headBias);
+  if (dHeadBias) await biasGrad(gpu, dlogits, dHeadBias, { rows: n, cols: V, accumulate: acc });
   const dln = mk("d_ln", [R, C]);
   if (headRows) {
     const dlnRows = mk("d_ln_rows", [n, C]);
@@ -338,108 +349,101 @@ async function backwardCore(
   } else await matmul(gpu, dlogits, head_, dln, { M: R, N: C, K: V });
   site("ln_f", dln, C);
   const dx = mk("d_resid", [R, C]);
-  await layerNormBackward(
-    gpu,
-    dln,
-    saved.xFinal,
-    W("ln_f.weight"),
-    saved.lnfStats,
-    dx,
-    grads ? G("ln_f.weight") : undefined,
-    grads ? G("ln_f.bias") : undefined,
-    { rows: R, cols: C, accumulate: false, accumulateParams: acc },
-  );
-  const dbranch = mk("d_branch", [R, C]);
+  const fn = model.finalNorm();
+  await normBackward(gpu, fn, dln, saved.xFinal, saved.lnfStats, dx, { dw: G(fn.wName), db: G(fn.bName) }, R, C, {
+    accumulate: false,
+    accumulateParams: acc,
+  });
+  const dmlpScratch = mk("d_mlp_branch", [R, C]);
+  const dattnScratch = mk("d_attn_branch", [R, C]);
   const dact = mk("d_act", [R, I]);
   const dfc = mk("d_fc", [R, I]);
-  const datt = mk("d_att", [R, C]);
-  const dqkv = mk("d_qkv", [R, 3 * C]);
+  const dgate = cfg.activation === "silu" ? mk("d_gate", [R, I]) : undefined;
+  const datt = mk("d_att", [R, nHead * D]);
+  const W = model.qkvWidth;
+  const dqkv = mk("d_qkv", [R, W]);
+  const dqkvRaw = cfg.qkNorm ? mk("d_qkv_raw", [R, W]) : dqkv;
+  const dln2 = cfg.parallelResidual === "two_norms" ? mk("d_ln_2", [R, C]) : dln;
+  const lg = (p: GpuLinear) => ({ dw: G(p.wName), db: G(p.bName) });
+  const parallel = cfg.parallelResidual !== "none";
   for (let l = L - 1; l >= 0; l--) {
-    const p = `h.${l}.`;
+    const g = model.layers[l];
     const a = saved.layers[l];
     site(`resid_post.${l}`, dx, C);
-    // MLP branch.
-    const dmlp = branch(`mlp_out.${l}`, dx, dbranch);
-    if (grads) {
-      await matmul(gpu, a.act, dmlp, G(p + "mlp.c_proj.weight"), {
-        M: I,
-        N: C,
-        K: R,
-        transA: true,
-        accumulate: acc,
-      });
-      await biasGrad(gpu, dmlp, G(p + "mlp.c_proj.bias"), { rows: R, cols: C, accumulate: acc });
-    }
-    await matmul(gpu, dmlp, W(p + "mlp.c_proj.weight"), dact, { M: R, N: I, K: C, transB: true });
+    // Branch gradients are taken before dx changes (in parallel blocks both read d resid_post).
+    const dmlp = branch(`mlp_out.${l}`, dx, dmlpScratch, parallel);
+    const dattnParallel = parallel ? branch(`attn_out.${l}`, dx, dattnScratch, true) : undefined;
+    // MLP branch: down projection, activation, up (and gate) projections into the MLP input's gradient.
+    await linearBackward(gpu, a.act, dmlp, g.down, dact, lg(g.down), R, { accumulateParams: acc });
     site(`mlp_post.${l}`, dact, I);
-    await geluBackward(gpu, a.fc, dact, dfc);
-    if (grads) {
-      await matmul(gpu, a.ln2, dfc, G(p + "mlp.c_fc.weight"), {
-        M: C,
-        N: I,
-        K: R,
-        transA: true,
-        accumulate: acc,
+    await mlpActBackward(gpu, cfg.activation, a.fc, a.gate, dact, dfc, dgate);
+    const mlpIn = cfg.parallelResidual === "one_norm" ? a.ln1 : a.ln2!;
+    const dMlpIn = cfg.parallelResidual === "two_norms" ? dln2 : dln;
+    await linearBackward(gpu, mlpIn, dfc, g.up, dMlpIn, lg(g.up), R, { accumulateParams: acc });
+    if (g.gate) {
+      await linearBackward(gpu, mlpIn, dgate!, g.gate, dMlpIn, lg(g.gate), R, {
+        accumulateDx: true,
+        accumulateParams: acc,
       });
-      await biasGrad(gpu, dfc, G(p + "mlp.c_fc.bias"), { rows: R, cols: I, accumulate: acc });
     }
-    await matmul(gpu, dfc, W(p + "mlp.c_fc.weight"), dln, { M: R, N: C, K: I, transB: true });
-    await layerNormBackward(
+    let dattn: GpuTensor;
+    if (cfg.parallelResidual === "none") {
+      // dx becomes the gradient of the residual after the attention add.
+      await normBackward(gpu, g.ln2!, dln, a.xMid, a.ln2Stats!, dx, { dw: G(g.ln2!.wName), db: G(g.ln2!.bName) }, R, C, {
+        accumulate: true,
+        accumulateParams: acc,
+      });
+      dattn = branch(`attn_out.${l}`, dx, dattnScratch);
+    } else dattn = dattnParallel!;
+    // Attention branch: output projection, attention core, fused q/k/v projection.
+    await linearBackward(gpu, a.att, dattn, g.o, datt, lg(g.o), R, { accumulateParams: acc });
+    site(`head_out.${l}`, datt, nHead * D);
+    const core: AttentionCore = {
+      B,
+      T,
+      layout: model.qkvLayout,
+      rope: saved.rope,
+      qkNorm: g.qkNorm,
+    };
+    await attentionCoreBackward(
       gpu,
-      dln,
-      a.xMid,
-      W(p + "ln_2.weight"),
-      a.ln2Stats,
-      dx,
-      grads ? G(p + "ln_2.weight") : undefined,
-      grads ? G(p + "ln_2.bias") : undefined,
-      { rows: R, cols: C, accumulate: true, accumulateParams: acc },
+      core,
+      a.qkvRaw,
+      a.qkv,
+      a.probs!,
+      a.qkStats,
+      datt,
+      dqkv,
+      dqkvRaw,
+      { dq: G(g.qkNorm?.q.wName), dk: G(g.qkNorm?.k.wName) },
+      acc,
     );
-    // Attention branch.
-    const dattn = branch(`attn_out.${l}`, dx, dbranch);
-    if (grads) {
-      await matmul(gpu, a.att, dattn, G(p + "attn.c_proj.weight"), {
-        M: C,
-        N: C,
-        K: R,
-        transA: true,
-        accumulate: acc,
+    // One norm feeding both branches (GPT-J): the q/k/v gradient adds to the MLP's.
+    await linearBackward(gpu, a.ln1, dqkvRaw, g.qkv, dln, lg(g.qkv), R, {
+      accumulateDx: cfg.parallelResidual === "one_norm",
+      accumulateParams: acc,
+    });
+    if (cfg.parallelResidual === "two_norms") {
+      await normBackward(gpu, g.ln2!, dln2, a.xIn, a.ln2Stats!, dx, { dw: G(g.ln2!.wName), db: G(g.ln2!.bName) }, R, C, {
+        accumulate: true,
+        accumulateParams: acc,
       });
-      await biasGrad(gpu, dattn, G(p + "attn.c_proj.bias"), { rows: R, cols: C, accumulate: acc });
     }
-    await matmul(gpu, dattn, W(p + "attn.c_proj.weight"), datt, { M: R, N: C, K: C, transB: true });
-    await attentionBackward(gpu, a.qkv, a.probs!, datt, dqkv, { B, T, C, nHead });
-    if (grads) {
-      await matmul(gpu, a.ln1, dqkv, G(p + "attn.c_attn.weight"), {
-        M: C,
-        N: 3 * C,
-        K: R,
-        transA: true,
-        accumulate: acc,
-      });
-      await biasGrad(gpu, dqkv, G(p + "attn.c_attn.bias"), { rows: R, cols: 3 * C, accumulate: acc });
-    }
-    await matmul(gpu, dqkv, W(p + "attn.c_attn.weight"), dln, { M: R, N: C, K: 3 * C, transB: true });
-    await layerNormBackward(
-      gpu,
-      dln,
-      a.xIn,
-      W(p + "ln_1.weight"),
-      a.ln1Stats,
-      dx,
-      grads ? G(p + "ln_1.weight") : undefined,
-      grads ? G(p + "ln_1.bias") : undefined,
-      { rows: R, cols: C, accumulate: true, accumulateParams: acc },
-    );
+    await normBackward(gpu, g.ln1, dln, a.xIn, a.ln1Stats, dx, { dw: G(g.ln1.wName), db: G(g.ln1.bName) }, R, C, {
+      accumulate: true,
+      accumulateParams: acc,
+    });
     site(`resid_pre.${l}`, dx, C);
   }
   site("embed", dx, C);
-  if (grads) {
-    // The tied head already wrote wte's gradient: the embedding's part is added to it.
-    await embeddingBackward(gpu, dx, saved.ids, saved.positions, G("wte.weight"), G("wpe.weight"), {
+  const spec = model.spec;
+  const dEmbed = G(spec.embed), dPos = G(spec.positions);
+  if (dEmbed || dPos) {
+    // The tied head already wrote the embedding's gradient: the embedding's part is added to it.
+    await embeddingBackward(gpu, dx, saved.ids, saved.positions, dEmbed, dPos, {
       T: R,
       C,
-      accumulate: headName === "wte.weight" ? true : acc,
+      accumulate: headName === spec.embed && dHead ? true : acc,
       accumulatePositions: acc,
     });
   }

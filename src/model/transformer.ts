@@ -1,31 +1,49 @@
 /**
- * GPT-2 on WebGPU: weights uploaded once, a batched forward pass with named hook sites
- * (see ./hooks.ts), and log-probabilities of the next token.
+ * A transformer language model of any family (./families/) on WebGPU: weights uploaded once, a
+ * batched forward pass with named hook sites (see ./hooks.ts), and log-probabilities of the next token.
  *
  * A batch is B sequences of equal length T (causal tracing runs many corrupted copies of one prompt);
- * all activations are [B * T, width] row-major with rows ordered b * T + t.
+ * all activations are [B * T, width] row-major with rows ordered b * T + t. One block, for every family:
+ *
+ *   h = norm_1(x);  qkv = h W_qkv;  att = attention(rotary(qk_norm(qkv)));  a = att W_o
+ *   sequential:     x = x + a;  m = mlp(norm_2(x));  x = x + m
+ *   parallel:       m = mlp(norm_2(x) or h);  x = x + a + m
+ *
+ * Separate q/k/v projections (Llama, GPT-J) are stacked into one fused weight on the GPU, so the
+ * attention kernels always read one qkv buffer; the host copy keeps the checkpoint's tensors.
  */
 import { InputError, ShapeError } from "../errors.ts";
 import type { Gpu } from "../gpu/device.ts";
-import { attention } from "../gpu/attention.ts";
+import { blockedQkvLayout, neoxQkvLayout, type QkvLayout } from "../gpu/attention.ts";
 import { embedding } from "../gpu/embedding.ts";
-import { gelu } from "../gpu/gelu.ts";
-import { layerNorm } from "../gpu/layernorm.ts";
 import { matmul } from "../gpu/matmul.ts";
 import { residualAddInPlace } from "../gpu/residual.ts";
 import { logSoftmax } from "../gpu/softmax.ts";
-import { copyTensor, createTensor, type GpuTensor, readTensor, writeTensor } from "../gpu/tensor.ts";
+import { copyTensor, createTensor, GpuTensor, readTensor, writeTensor } from "../gpu/tensor.ts";
 import { firstNonFinite, readWithNonFiniteCheck } from "../gpu/nonfinite.ts";
 import { describeNonFinite, NonFiniteError } from "./nonfinite.ts";
-import type { ModelConfig, WeightMap } from "./config.ts";
-import { weightShapes } from "./families/mod.ts";
+import { type ModelConfig, resolveConfig, type ResolvedConfig, type WeightMap } from "./config.ts";
+import { familySpec, familyWeightShapes, type FamilySpec, type LayerSpec, type LinearSpec } from "./families/mod.ts";
 import { type EditSpec, type Hooks, hookSiteNames, type PatchSpec, siteWidth } from "./hooks.ts";
+import {
+  type AttentionCore,
+  attentionCoreForward,
+  type GpuLinear,
+  type GpuNorm,
+  type GpuRope,
+  linearForward,
+  mlpActForward,
+  normForward,
+  normStatsWidth,
+  type QkStats,
+} from "./layers.ts";
+import { ropeTables } from "./rope.ts";
 
 /** What {@link TransformerModel.forward} returns. */
 export interface ForwardResult {
   /** Log-probabilities of the next token after each sequence's last position, [B][V]. */
   logprobs: Float32Array[];
-  /** Captured hook sites, each [B * T * width]. */
+  /** Captured hook sites, each [B * T * width] (`attn_pattern.L`: [B, H, T, T]). */
   captured: Map<string, Float32Array>;
   /** Full logits [B * T * V] when `allLogits` was requested. */
   logits?: Float32Array;
@@ -49,18 +67,29 @@ export interface LayerActivations {
   xIn: GpuTensor;
   ln1: GpuTensor;
   ln1Stats: GpuTensor;
+  /** Output of the fused q/k/v projection [R, qkvWidth]. */
+  qkvRaw: GpuTensor;
+  /** What attention read: after q/k norms and rotary [R, qkvWidth] (qkvRaw itself when neither applies). */
   qkv: GpuTensor;
+  qkStats: QkStats | undefined;
   probs: GpuTensor | undefined;
+  /** Heads concatenated, before the output projection [R, H·D] (site head_out). */
   att: GpuTensor;
-  /** Residual after the attention add [R, C]. */
+  /** Attention branch output [R, C] (site attn_out). */
+  attnOut: GpuTensor;
+  /** Residual after the attention add [R, C] (sequential blocks; the residual itself in inference). */
   xMid: GpuTensor;
-  ln2: GpuTensor;
-  ln2Stats: GpuTensor;
-  /** MLP pre-activation [R, inner]. */
+  /** Norm before the MLP [R, C]; absent when ln1 feeds the MLP (GPT-J). */
+  ln2: GpuTensor | undefined;
+  ln2Stats: GpuTensor | undefined;
+  /** MLP input projection output (c_fc / up_proj) [R, I]. */
   fc: GpuTensor;
-  /** MLP post-GELU activation [R, inner]. */
+  /** Gate projection output [R, I] (gated MLPs). */
+  gate: GpuTensor | undefined;
+  /** MLP activation, the output projection's input [R, I] (site mlp_post). */
   act: GpuTensor;
-  proj: GpuTensor;
+  /** MLP branch output [R, C] (site mlp_out). */
+  mlpOut: GpuTensor;
 }
 
 /** Everything a backward pass needs from the forward pass that preceded it. */
@@ -70,18 +99,42 @@ export interface SavedForward {
   ids: Uint32Array;
   positions: Uint32Array;
   layers: LayerActivations[];
-  /** Residual entering the final layer norm [R, C]. */
+  /** Residual entering the final norm [R, C]. */
   xFinal: GpuTensor;
   lnf: GpuTensor;
   lnfStats: GpuTensor;
+  /** Rotary tables of this T (absent for learned positions). */
+  rope: GpuRope | undefined;
   /** Rows of each site that a patch overwrote (their upstream gradient is cut). */
   patchedRows: Map<string, Array<[number, number]>>;
   /** Frees the saved activations. */
   destroy(): void;
 }
 
+/** The GPU handles of one block. */
+export interface GpuLayer {
+  spec: LayerSpec;
+  ln1: GpuNorm;
+  ln2?: GpuNorm;
+  qkv: GpuLinear;
+  qkNorm?: { q: GpuNorm; k: GpuNorm };
+  o: GpuLinear;
+  up: GpuLinear;
+  gate?: GpuLinear;
+  down: GpuLinear;
+}
+
+/** Where a checkpoint tensor lives on the GPU: its own tensor, or a slice of a fused one. */
+export interface GpuWeightRef {
+  gpuName: string;
+  /** First element of the tensor inside the GPU tensor. */
+  offset: number;
+  numel: number;
+}
+
 interface Workspace {
   R: number;
+  withProbs: boolean;
   ids: GpuTensor;
   pos: GpuTensor;
   x: GpuTensor;
@@ -90,32 +143,142 @@ interface Workspace {
   layer: LayerActivations;
 }
 
-/** A GPT-2 model resident on the GPU. */
+/** A transformer resident on the GPU. */
 export class TransformerModel {
   private readonly w = new Map<string, GpuTensor>();
+  private readonly refs = new Map<string, GpuWeightRef>();
   private ws: Workspace | undefined;
+  private ropeCache: { T: number; cos: GpuTensor; sin: GpuTensor } | undefined;
+  /** The family's names and layouts. */
+  readonly spec: FamilySpec;
+  /** Per-block GPU handles. */
+  readonly layers: GpuLayer[] = [];
+  /** Layout of the fused qkv buffer the attention kernels read. */
+  readonly qkvLayout: QkvLayout;
+  /** Resolved configuration (every family default filled in). */
+  readonly config: ResolvedConfig;
 
   private constructor(
     readonly gpu: Gpu,
-    readonly config: ModelConfig,
-    /** Host copy of the weights (kept for edits and CPU-side helpers). */
+    config: ModelConfig,
+    /** Host copy of the weights (kept for edits and CPU-side helpers), by checkpoint name. */
     readonly weights: WeightMap,
-  ) {}
+  ) {
+    this.config = resolveConfig(config);
+    this.spec = familySpec(this.config);
+    const c = this.config;
+    this.qkvLayout = this.spec.layer(c, 0).qkvLayout === "neox"
+      ? neoxQkvLayout(c.nHead, c.headDim)
+      : blockedQkvLayout(c.nHead, c.nKvHead, c.headDim);
+  }
 
-  /** Uploads `weights` (canonical names, see config.ts) to the GPU. */
+  /** Uploads `weights` (checkpoint names, see ./families/) to the GPU. */
   static create(gpu: Gpu, config: ModelConfig, weights: WeightMap): TransformerModel {
     const m = new TransformerModel(gpu, config, weights);
-    const shapes = weightShapes(config);
-    if (weights.has("lm_head.weight")) shapes.set("lm_head.weight", [config.vocabSize, config.nEmbd]);
+    const c = m.config, spec = m.spec;
+    const shapes = familyWeightShapes(spec, c, weights.has(spec.head));
     for (const [name, shape] of shapes) {
       const t = weights.get(name);
       if (!t) throw new ShapeError(`missing weight`, { field: name });
       if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
         throw new ShapeError(`weight has shape [${t.shape}], expected [${shape}]`, { field: name });
       }
-      m.w.set(name, createTensor(gpu, shape, { name, data: t.data }));
     }
+    for (const name of weights.keys()) {
+      if (!shapes.has(name)) throw new ShapeError("weight is not part of this model", { field: name });
+    }
+    const fusedParts = new Set<string>();
+    for (let l = 0; l < c.nLayer; l++) {
+      const s = spec.layer(c, l);
+      if (s.qkv.length > 1) {
+        m.fuse(s.qkv.map((p) => p.weight), fusedName(s.qkv[0].weight));
+        for (const p of s.qkv) fusedParts.add(p.weight);
+        if (s.qkv[0].bias) {
+          m.fuse(s.qkv.map((p) => p.bias!), fusedName(s.qkv[0].bias));
+          for (const p of s.qkv) fusedParts.add(p.bias!);
+        }
+      }
+    }
+    for (const [name, shape] of shapes) {
+      if (fusedParts.has(name)) continue;
+      const t = weights.get(name)!;
+      m.w.set(name, createTensor(gpu, shape, { name, data: t.data }));
+      m.refs.set(name, { gpuName: name, offset: 0, numel: t.data.length });
+    }
+    for (let l = 0; l < c.nLayer; l++) m.layers.push(m.gpuLayer(spec.layer(c, l)));
     return m;
+  }
+
+  /** Stacks host tensors `parts` (all [rows_i, cols]) into one GPU tensor `name`. */
+  private fuse(parts: string[], name: string): void {
+    const ts = parts.map((p) => this.weights.get(p)!);
+    const total = ts.reduce((a, t) => a + t.data.length, 0);
+    const data = new Float32Array(total);
+    let off = 0;
+    parts.forEach((p, i) => {
+      data.set(ts[i].data, off);
+      this.refs.set(p, { gpuName: name, offset: off, numel: ts[i].data.length });
+      off += ts[i].data.length;
+    });
+    const cols = ts[0].shape.length === 2 ? ts[0].shape[1] : 1;
+    const shape = ts[0].shape.length === 2 ? [total / cols, cols] : [total];
+    this.w.set(name, createTensor(this.gpu, shape, { name, data }));
+  }
+
+  private gpuLayer(s: LayerSpec): GpuLayer {
+    const c = this.config;
+    const eps = c.layerNormEpsilon;
+    const kind = c.norm;
+    const norm = (n: { weight: string; bias?: string }, k = kind): GpuNorm => ({
+      kind: k,
+      w: this.w.get(n.weight)!,
+      b: n.bias ? this.w.get(n.bias) : undefined,
+      eps,
+      wName: n.weight,
+      bName: n.bias,
+    });
+    const lin = (p: LinearSpec): GpuLinear => ({
+      w: this.w.get(p.weight)!,
+      b: p.bias ? this.w.get(p.bias) : undefined,
+      layout: p.layout,
+      in: p.in,
+      out: p.out,
+      wName: p.weight,
+      bName: p.bias,
+    });
+    let qkv: GpuLinear;
+    if (s.qkv.length === 1) qkv = lin(s.qkv[0]);
+    else {
+      const wName = fusedName(s.qkv[0].weight);
+      const bName = s.qkv[0].bias ? fusedName(s.qkv[0].bias) : undefined;
+      qkv = {
+        w: this.w.get(wName)!,
+        b: bName ? this.w.get(bName) : undefined,
+        layout: "linear",
+        in: s.qkv[0].in,
+        out: s.qkv.reduce((a, p) => a + p.out, 0),
+        wName,
+        bName,
+      };
+    }
+    return {
+      spec: s,
+      ln1: norm(s.ln1),
+      ln2: s.ln2 ? norm(s.ln2) : undefined,
+      qkv,
+      qkNorm: s.qNorm && s.kNorm ? { q: norm(s.qNorm, "rmsnorm"), k: norm(s.kNorm, "rmsnorm") } : undefined,
+      o: lin(s.o),
+      up: lin(s.up),
+      gate: s.gate ? lin(s.gate) : undefined,
+      down: lin(s.down),
+    };
+  }
+
+  /** Where checkpoint tensor `name` lives on the GPU. */
+  weightRef(name: string): GpuWeightRef {
+    const r = this.refs.get(name);
+    if (!r) throw new ShapeError(`no such weight`, { field: name });
+    return r;
   }
 
   /** Re-uploads one weight from the host copy (after an edit of `weights`); see {@link setWeight}. */
@@ -131,19 +294,26 @@ export class TransformerModel {
    */
   setWeight(name: string, data: Float32Array): void {
     const t = this.weights.get(name);
-    const g = this.w.get(name);
-    if (!t || !g) throw new ShapeError(`no such weight`, { field: name });
+    const r = this.refs.get(name);
+    if (!t || !r) throw new ShapeError(`no such weight`, { field: name });
     if (data.length !== t.data.length) {
       throw new ShapeError(`weight has ${t.data.length} values, got ${data.length}`, { field: name });
     }
     if (data !== t.data) t.data.set(data);
-    writeTensor(g, t.data);
+    writeTensor(this.w.get(r.gpuName)!, t.data, r.offset);
   }
 
-  /** GPU tensor of a weight (for kernels that operate on weights directly, e.g. rank-one edits). */
+  /**
+   * GPU tensor of a weight (for kernels that operate on weights directly, e.g. rank-one edits). A
+   * checkpoint tensor fused into a larger GPU tensor (Llama's q_proj) has none of its own: ShapeError.
+   */
   weight(name: string): GpuTensor {
     const g = this.w.get(name);
-    if (!g) throw new ShapeError(`no such weight`, { field: name });
+    if (!g) {
+      const r = this.refs.get(name);
+      const why = r ? ` (it is part of the fused GPU tensor '${r.gpuName}')` : "";
+      throw new ShapeError(`no GPU tensor of its own${why}`, { field: name });
+    }
     return g;
   }
 
@@ -151,6 +321,11 @@ export class TransformerModel {
   destroy(): void {
     for (const t of this.w.values()) t.destroy();
     this.freeWorkspace();
+    if (this.ropeCache) {
+      this.ropeCache.cos.destroy();
+      this.ropeCache.sin.destroy();
+      this.ropeCache = undefined;
+    }
   }
 
   private freeWorkspace(): void {
@@ -161,6 +336,11 @@ export class TransformerModel {
     this.ws = undefined;
   }
 
+  /** Width of the fused q/k/v row. */
+  get qkvWidth(): number {
+    return this.qkvLayout.rowStride;
+  }
+
   private allocLayer(
     R: number,
     B: number,
@@ -168,39 +348,74 @@ export class TransformerModel {
     withProbs: boolean,
     xIn: GpuTensor | undefined,
   ): LayerActivations {
-    const { nEmbd: C, nInner: I, nHead } = this.config;
+    const c = this.config;
+    const { nEmbd: C, nInner: I, nHead, nKvHead, headDim: D } = c;
     const mk = (name: string, w: number) => createTensor(this.gpu, [R, w], { name });
+    const s = this.layers[0]?.spec ?? this.spec.layer(c, 0);
+    const sw = normStatsWidth(c.norm);
+    const qkvRaw = mk("qkv", this.qkvWidth);
     return {
       xIn: xIn ?? mk("resid_pre", C),
       ln1: mk("ln_1", C),
-      ln1Stats: mk("ln_1.stats", 2),
-      qkv: mk("qkv", 3 * C),
+      ln1Stats: mk("ln_1.stats", sw),
+      qkvRaw,
+      // Rotary works in place, so attention's input is a separate buffer only when the raw projection
+      // output must survive for a backward through the per-head norms.
+      qkv: c.qkNorm ? mk("qkv_normed", this.qkvWidth) : qkvRaw,
+      qkStats: c.qkNorm
+        ? {
+          q: createTensor(this.gpu, [R * nHead], { name: "q_norm.stats" }),
+          k: createTensor(this.gpu, [R * nKvHead], { name: "k_norm.stats" }),
+        }
+        : undefined,
       probs: withProbs ? createTensor(this.gpu, [B, nHead, T, T], { name: "attn_probs" }) : undefined,
-      att: mk("attention", C),
+      att: mk("head_out", nHead * D),
+      attnOut: mk("attn_out", C),
       xMid: xIn ?? mk("resid_mid", C),
-      ln2: mk("ln_2", C),
-      ln2Stats: mk("ln_2.stats", 2),
+      ln2: s.ln2 ? mk("ln_2", C) : undefined,
+      ln2Stats: s.ln2 ? mk("ln_2.stats", sw) : undefined,
       fc: mk("mlp_pre", I),
+      gate: s.gate ? mk("mlp_gate", I) : undefined,
       act: mk("mlp_post", I),
-      proj: mk("proj", C),
+      mlpOut: mk("mlp_out", C),
     };
   }
 
-  private workspace(R: number): Workspace {
-    if (this.ws && this.ws.R === R) return this.ws;
+  private workspace(R: number, B: number, T: number, withProbs: boolean): Workspace {
+    if (this.ws && this.ws.R === R && (!withProbs || (this.ws.withProbs && this.ws.layer.probs!.numel === B * this.config.nHead * T * T))) return this.ws;
     this.freeWorkspace();
     const C = this.config.nEmbd;
     const x = createTensor(this.gpu, [R, C], { name: "residual" });
     this.ws = {
       R,
+      withProbs,
       ids: createTensor(this.gpu, [R], { name: "ids", dtype: "u32" }),
       pos: createTensor(this.gpu, [R], { name: "positions", dtype: "u32" }),
       x,
       lnf: createTensor(this.gpu, [R, C], { name: "ln_f" }),
-      lnfStats: createTensor(this.gpu, [R, 2], { name: "ln_f.stats" }),
-      layer: this.allocLayer(R, 1, 1, false, x),
+      lnfStats: createTensor(this.gpu, [R, normStatsWidth(this.config.norm)], { name: "ln_f.stats" }),
+      layer: this.allocLayer(R, B, T, withProbs, x),
     };
     return this.ws;
+  }
+
+  /** Rotary cos/sin tables for sequences of T tokens (cached: dynamic scaling depends on T). */
+  private ropeFor(T: number, positions: GpuTensor): GpuRope | undefined {
+    const rope = this.config.rope;
+    if (!rope) return undefined;
+    if (!this.ropeCache || this.ropeCache.T !== T) {
+      if (this.ropeCache) {
+        this.ropeCache.cos.destroy();
+        this.ropeCache.sin.destroy();
+      }
+      const { cos, sin } = ropeTables(rope, T);
+      this.ropeCache = {
+        T,
+        cos: createTensor(this.gpu, [T, rope.dim / 2], { name: "rope.cos", data: cos }),
+        sin: createTensor(this.gpu, [T, rope.dim / 2], { name: "rope.sin", data: sin }),
+      };
+    }
+    return { cos: this.ropeCache.cos, sin: this.ropeCache.sin, positions, dim: rope.dim, style: rope.style };
   }
 
   /** Checks a batch of token-id sequences: non-empty, equal lengths, within context and vocabulary. */
@@ -258,7 +473,7 @@ export class TransformerModel {
   ): Promise<{ result: ForwardResult; saved?: SavedForward }> {
     const { B, T } = this.checkBatch(batch);
     const cfg = this.config;
-    const { nEmbd: C, nInner: I, nLayer: L, nHead, vocabSize: V } = cfg;
+    const { nEmbd: C, nLayer: L, vocabSize: V } = cfg;
     const R = B * T;
     const gpu = this.gpu;
     const hooks = opts.hooks ?? {};
@@ -272,13 +487,11 @@ export class TransformerModel {
     const patches = new Map<string, PatchSpec[]>();
     const patchedRows = new Map<string, Array<[number, number]>>();
     for (const p of hooks.patch ?? []) {
-      const width = siteWidth(cfg, p.site);
+      const width = siteWidth(cfg, p.site, "patch");
       if (p.values.length !== p.rows.length * width) {
         throw new ShapeError(
           `patch of ${p.rows.length} rows needs ${p.rows.length * width} values, got ${p.values.length}`,
-          {
-            field: p.site,
-          },
+          { field: p.site },
         );
       }
       for (const [b, t] of p.rows) {
@@ -291,7 +504,7 @@ export class TransformerModel {
     }
     const edits = new Map<string, EditSpec[]>();
     for (const e of hooks.edit ?? []) {
-      siteWidth(cfg, e.site);
+      siteWidth(cfg, e.site, "edit");
       edits.set(e.site, [...(edits.get(e.site) ?? []), e]);
     }
     const captured = new Map<string, Float32Array>();
@@ -311,7 +524,7 @@ export class TransformerModel {
         writeTensor(t, v);
       }
       if (capture.has(name)) {
-        const snap = createTensor(gpu, [R, width], { name: `capture:${name}` });
+        const snap = createTensor(gpu, [t.numel], { name: `capture:${name}` });
         copyTensor(t, snap);
         pendingCaptures.push([name, snap]);
       }
@@ -319,19 +532,26 @@ export class TransformerModel {
 
     const ids = new Uint32Array(R), pos = new Uint32Array(R);
     batch.forEach((seq, b) => seq.forEach((id, t) => ((ids[b * T + t] = id), (pos[b * T + t] = t))));
-    let ws: Workspace;
+    // Attention probabilities are computed only when a backward or an attn_pattern capture needs them.
+    const wantProbs = save || [...capture].some((n) => n.startsWith("attn_pattern."));
     let layers: LayerActivations[];
     let xFinal: GpuTensor, lnf: GpuTensor, lnfStats: GpuTensor;
     let idsT: GpuTensor, posT: GpuTensor;
+    const owned: GpuTensor[] = [];
     if (save) {
-      idsT = createTensor(gpu, [R], { name: "ids", dtype: "u32" });
-      posT = createTensor(gpu, [R], { name: "positions", dtype: "u32" });
+      const mk = (shape: number[], name: string, dtype?: "u32") => {
+        const t = createTensor(gpu, shape, { name, dtype });
+        owned.push(t);
+        return t;
+      };
+      idsT = mk([R], "ids", "u32");
+      posT = mk([R], "positions", "u32");
       layers = Array.from({ length: L }, () => this.allocLayer(R, B, T, true, undefined));
-      xFinal = createTensor(gpu, [R, C], { name: "resid_final" });
-      lnf = createTensor(gpu, [R, C], { name: "ln_f" });
-      lnfStats = createTensor(gpu, [R, 2], { name: "ln_f.stats" });
+      xFinal = mk([R, C], "resid_final");
+      lnf = mk([R, C], "ln_f");
+      lnfStats = mk([R, normStatsWidth(cfg.norm)], "ln_f.stats");
     } else {
-      ws = this.workspace(R);
+      const ws = this.workspace(R, B, T, wantProbs);
       idsT = ws.ids;
       posT = ws.pos;
       layers = Array.from({ length: L }, () => ws.layer);
@@ -339,87 +559,91 @@ export class TransformerModel {
       lnf = ws.lnf;
       lnfStats = ws.lnfStats;
     }
+    const freeSaved = () => {
+      for (const a of layers) destroyLayer(a);
+      for (const t of owned) t.destroy();
+    };
     writeTensor(idsT, ids);
     writeTensor(posT, pos);
-    const W = (n: string) => this.w.get(n)!;
-    const eps = cfg.layerNormEpsilon;
+    const spec = this.spec;
+    const rope = this.ropeFor(T, posT);
+    const core: AttentionCore = {
+      B,
+      T,
+      layout: this.qkvLayout,
+      rope,
+      window: cfg.slidingWindow !== undefined && cfg.slidingWindow < T ? cfg.slidingWindow : undefined,
+    };
     // In save mode each stream tensor is distinct, so the residual is carried by copies.
     const x0 = save ? layers[0]?.xIn ?? xFinal : xFinal;
-    await embedding(gpu, idsT, W("wte.weight"), W("wpe.weight"), x0, { T: R, C, positions: posT });
+    await embedding(gpu, idsT, this.w.get(spec.embed)!, spec.positions ? this.w.get(spec.positions) : undefined, x0, {
+      T: R,
+      C,
+      positions: posT,
+    });
     await site("embed", x0);
     for (let l = 0; l < L; l++) {
-      const p = `h.${l}.`;
+      const g = this.layers[l];
       const a = layers[l];
+      const out = save ? (l + 1 < L ? layers[l + 1].xIn : xFinal) : a.xIn;
       await site(`resid_pre.${l}`, a.xIn);
-      await layerNorm(gpu, a.xIn, W(p + "ln_1.weight"), W(p + "ln_1.bias"), a.ln1, {
-        rows: R,
-        cols: C,
-        eps,
-        stats: a.ln1Stats,
-      });
-      await matmul(gpu, a.ln1, W(p + "attn.c_attn.weight"), a.qkv, {
-        M: R,
-        N: 3 * C,
-        K: C,
-        bias: W(p + "attn.c_attn.bias"),
-      });
-      await attention(gpu, a.qkv, a.att, { B, T, C, nHead, probs: a.probs });
-      await matmul(gpu, a.att, W(p + "attn.c_proj.weight"), a.proj, {
-        M: R,
-        N: C,
-        K: C,
-        bias: W(p + "attn.c_proj.bias"),
-      });
-      await site(`attn_out.${l}`, a.proj);
-      if (save) copyTensor(a.xIn, a.xMid);
-      await residualAddInPlace(gpu, a.xMid, a.proj);
-      await layerNorm(gpu, a.xMid, W(p + "ln_2.weight"), W(p + "ln_2.bias"), a.ln2, {
-        rows: R,
-        cols: C,
-        eps,
-        stats: a.ln2Stats,
-      });
-      await matmul(gpu, a.ln2, W(p + "mlp.c_fc.weight"), a.fc, {
-        M: R,
-        N: I,
-        K: C,
-        bias: W(p + "mlp.c_fc.bias"),
-      });
-      await gelu(gpu, a.fc, a.act);
+      // Attention branch.
+      await normForward(gpu, g.ln1, a.xIn, a.ln1, a.ln1Stats, R, C);
+      await linearForward(gpu, a.ln1, g.qkv, a.qkvRaw, R);
+      await attentionCoreForward(gpu, { ...core, qkNorm: g.qkNorm }, a.qkvRaw, a.qkv, a.att, wantProbs ? a.probs : undefined, a.qkStats);
+      if (a.probs && capture.has(`attn_pattern.${l}`)) await site(`attn_pattern.${l}`, a.probs);
+      await site(`head_out.${l}`, a.att);
+      await linearForward(gpu, a.att, g.o, a.attnOut, R);
+      await site(`attn_out.${l}`, a.attnOut);
+      // MLP branch: after the attention add (sequential) or beside it (parallel).
+      let mlpIn = a.ln1;
+      if (cfg.parallelResidual === "none") {
+        if (save) copyTensor(a.xIn, a.xMid);
+        await residualAddInPlace(gpu, a.xMid, a.attnOut);
+        await normForward(gpu, g.ln2!, a.xMid, a.ln2!, a.ln2Stats!, R, C);
+        mlpIn = a.ln2!;
+      } else if (cfg.parallelResidual === "two_norms") {
+        await normForward(gpu, g.ln2!, a.xIn, a.ln2!, a.ln2Stats!, R, C);
+        mlpIn = a.ln2!;
+      }
+      await linearForward(gpu, mlpIn, g.up, a.fc, R);
+      if (g.gate) await linearForward(gpu, mlpIn, g.gate, a.gate!, R);
+      await mlpActForward(gpu, cfg.activation, a.fc, a.gate, a.act);
       await site(`mlp_post.${l}`, a.act);
-      await matmul(gpu, a.act, W(p + "mlp.c_proj.weight"), a.proj, {
-        M: R,
-        N: C,
-        K: I,
-        bias: W(p + "mlp.c_proj.bias"),
-      });
-      await site(`mlp_out.${l}`, a.proj);
-      const out = save ? (l + 1 < L ? layers[l + 1].xIn : xFinal) : a.xMid;
-      if (save) copyTensor(a.xMid, out);
-      await residualAddInPlace(gpu, out, a.proj);
+      await linearForward(gpu, a.act, g.down, a.mlpOut, R);
+      await site(`mlp_out.${l}`, a.mlpOut);
+      if (cfg.parallelResidual === "none") {
+        if (save) copyTensor(a.xMid, out);
+      } else {
+        if (save) copyTensor(a.xIn, out);
+        await residualAddInPlace(gpu, out, a.attnOut);
+      }
+      await residualAddInPlace(gpu, out, a.mlpOut);
       await site(`resid_post.${l}`, out);
     }
-    await layerNorm(gpu, xFinal, W("ln_f.weight"), W("ln_f.bias"), lnf, {
-      rows: R,
-      cols: C,
-      eps,
-      stats: lnfStats,
-    });
+    const finalNorm = this.finalNorm();
+    await normForward(gpu, finalNorm, xFinal, lnf, lnfStats, R, C);
     await site("ln_f", lnf);
 
     const head = this.lmHead();
+    const headBias = this.headBias();
     let logits: Float32Array | undefined;
-    const last = createTensor(gpu, [B, C], { name: "last_hidden" });
+    const tmp: GpuTensor[] = [];
+    const mkTmp = (shape: number[], name: string) => {
+      const t = createTensor(gpu, shape, { name });
+      tmp.push(t);
+      return t;
+    };
+    const last = mkTmp([B, C], "last_hidden");
     for (let b = 0; b < B; b++) copyTensor(lnf, last, C, (b * T + T - 1) * C, b * C);
-    const lastLogits = createTensor(gpu, [B, V], { name: "logits" });
-    await matmul(gpu, last, head, lastLogits, { M: B, N: V, K: C, transB: true });
-    const lp = createTensor(gpu, [B, V], { name: "logprobs" });
+    const lastLogits = mkTmp([B, V], "logits");
+    await matmul(gpu, last, head, lastLogits, { M: B, N: V, K: C, transB: true, bias: headBias });
+    const lp = mkTmp([B, V], "logprobs");
     await logSoftmax(gpu, lastLogits, lp, { rows: B, cols: V });
     if (opts.allLogits) {
-      const all = createTensor(gpu, [R, V], { name: "all_logits" });
-      await matmul(gpu, lnf, head, all, { M: R, N: V, K: C, transB: true });
+      const all = mkTmp([R, V], "all_logits");
+      await matmul(gpu, lnf, head, all, { M: R, N: V, K: C, transB: true, bias: headBias });
       logits = await readTensor(all);
-      all.destroy();
     }
     // One dispatch flags a NaN / Inf in the log-probabilities; its 4 bytes come back with them.
     const { data: flat, first: bad } = opts.allowNonFinite
@@ -429,14 +653,9 @@ export class TransformerModel {
       captured.set(name, await readTensor(t));
       t.destroy();
     }
-    last.destroy();
-    lastLogits.destroy();
-    lp.destroy();
+    for (const t of tmp) t.destroy();
     if (bad >= 0) {
-      if (save) {
-        for (const a of layers) destroyLayer(a);
-        for (const t of [idsT, posT, xFinal, lnf, lnfStats]) t.destroy();
-      }
+      if (save) freeSaved();
       throw await this.nonFiniteError(batch, hooks, flat[bad], bad, V);
     }
     const logprobs: Float32Array[] = [];
@@ -452,11 +671,9 @@ export class TransformerModel {
       xFinal,
       lnf,
       lnfStats,
+      rope,
       patchedRows,
-      destroy() {
-        for (const a of layers) destroyLayer(a);
-        for (const t of [idsT, posT, xFinal, lnf, lnfStats]) t.destroy();
-      },
+      destroy: freeSaved,
     };
     return { result, saved };
   }
@@ -505,23 +722,52 @@ export class TransformerModel {
     );
   }
 
-  /** The output embedding [V, C]: a separate lm_head if present, else the tied wte. */
+  /** The output head [V, C]: the family's head tensor if present, else the tied token embedding. */
   lmHead(): GpuTensor {
-    return this.w.get("lm_head.weight") ?? this.w.get("wte.weight")!;
+    return this.w.get(this.headName())!;
   }
 
-  /** Names of all weights on the GPU. */
+  /** Name of the head's weight: the family's head, or the embedding when tied. */
+  headName(): string {
+    return this.w.has(this.spec.head) ? this.spec.head : this.spec.embed;
+  }
+
+  /** The output head's bias [V] (GPT-J), if any. */
+  headBias(): GpuTensor | undefined {
+    return this.spec.headBias ? this.w.get(this.spec.headBias) : undefined;
+  }
+
+  /** The final norm on the GPU. */
+  finalNorm(): GpuNorm {
+    const n = this.spec.finalNorm;
+    return {
+      kind: this.config.norm,
+      w: this.w.get(n.weight)!,
+      b: n.bias ? this.w.get(n.bias) : undefined,
+      eps: this.config.layerNormEpsilon,
+      wName: n.weight,
+      bName: n.bias,
+    };
+  }
+
+  /** Names of all GPU tensors (fused q/k/v tensors under their fused names). */
   weightNames(): string[] {
     return [...this.w.keys()];
   }
 }
 
+/** GPU name of the tensor that stacks a layer's q, k and v projections (from q's name). */
+function fusedName(qName: string): string {
+  return qName.replace(/q_proj\.(weight|bias)$/, "qkv_proj.$1");
+}
+
 function destroyLayer(a: LayerActivations): void {
   const seen = new Set<GpuTensor>();
-  for (const t of Object.values(a)) {
+  const all = Object.values(a).flatMap((t) => (t && !(t instanceof GpuTensor) ? Object.values(t) : [t]));
+  for (const t of all as Array<GpuTensor | undefined>) {
     if (t && !seen.has(t)) {
       seen.add(t);
-      (t as GpuTensor).destroy();
+      t.destroy();
     }
   }
 }

@@ -10,6 +10,7 @@ import type { FamilySpec, LayerSpec } from "./spec.ts";
 export const GPT2: FamilySpec = {
   family: "gpt2",
   prefix: "transformer.",
+  blockPrefix: "h.",
   embed: "wte.weight",
   positions: "wpe.weight",
   finalNorm: { weight: "ln_f.weight", bias: "ln_f.bias" },

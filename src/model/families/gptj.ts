@@ -10,6 +10,7 @@ import type { FamilySpec, LayerSpec, LinearSpec } from "./spec.ts";
 export const GPTJ: FamilySpec = {
   family: "gptj",
   prefix: "transformer.",
+  blockPrefix: "h.",
   embed: "wte.weight",
   finalNorm: { weight: "ln_f.weight", bias: "ln_f.bias" },
   head: "lm_head.weight",

@@ -11,6 +11,7 @@ import type { FamilySpec, LayerSpec, LinearSpec } from "./spec.ts";
 export const LLAMA: FamilySpec = {
   family: "llama",
   prefix: "model.",
+  blockPrefix: "layers.",
   embed: "embed_tokens.weight",
   finalNorm: { weight: "norm.weight" },
   head: "lm_head.weight",

@@ -10,6 +10,7 @@ import type { FamilySpec, LayerSpec, LinearSpec } from "./spec.ts";
 export const NEOX: FamilySpec = {
   family: "neox",
   prefix: "gpt_neox.",
+  blockPrefix: "layers.",
   embed: "embed_in.weight",
   finalNorm: { weight: "final_layer_norm.weight", bias: "final_layer_norm.bias" },
   head: "embed_out.weight",

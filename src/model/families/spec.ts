@@ -57,6 +57,8 @@ export interface FamilySpec {
   family: Family;
   /** Checkpoint prefix of the base model, stripped at load and put back at save. */
   prefix: string;
+  /** Prefix of block l's names is `${blockPrefix}${l}.` ("h." or "layers."). */
+  blockPrefix: string;
   /** Token embedding [V, C]. */
   embed: string;
   /** Learned positions [nPositions, C], for families without rotary. */
