@@ -19,7 +19,8 @@ import { matmul } from "../gpu/matmul.ts";
 import { createTensor, readTensor } from "../gpu/tensor.ts";
 import { loadHFModel } from "../io/hf_model.ts";
 import { backward, Gradients, lossAndGradients } from "../model/backward.ts";
-import type { ModelConfig } from "../model/config.ts";
+import { type ModelConfig, resolveConfig } from "../model/config.ts";
+import { familySpec } from "../model/families/mod.ts";
 import { TransformerModel } from "../model/transformer.ts";
 
 /** An example to differentiate: input tokens and the next-token target at each position (−1 = ignore). */
@@ -33,9 +34,10 @@ export type IaMethod = "grad-dot" | "grad-cos" | "tracin";
 /** Every {@link IaMethod}. */
 export const IA_METHODS: IaMethod[] = ["grad-dot", "grad-cos", "tracin"];
 
-/** Default parameters: the MLP c_proj weight of every layer. */
+/** Default parameters: the MLP output projection's weight of every layer (GPT-2 c_proj, Llama down_proj, ...). */
 export function defaultIaParams(config: ModelConfig): string[] {
-  return Array.from({ length: config.nLayer }, (_, l) => `h.${l}.mlp.c_proj.weight`);
+  const c = resolveConfig(config), spec = familySpec(c);
+  return Array.from({ length: c.nLayer }, (_, l) => spec.layer(c, l).down.weight);
 }
 
 /** A training instance (token ids including both eos markers) as a {@link GradExample}. */
@@ -47,8 +49,6 @@ export function trainingExample(ids: number[]): GradExample {
 export function promptExample(ids: number[], target: number): GradExample {
   return { input: ids, targets: ids.map((_, t) => (t === ids.length - 1 ? target : -1)) };
 }
-
-const CPROJ = /^h\.(\d+)\.mlp\.c_proj\.weight$/;
 
 /**
  * Calls `onGrad(index, grad)` with the flattened gradient (over `params`, concatenated in order) of the
@@ -82,7 +82,12 @@ export async function forEachExampleGradient(
   const sizes = params.map((p) => model.weight(p).numel);
   const P = sizes.reduce((a, b) => a + b, 0);
   let done = 0;
-  if (!params.every((p) => CPROJ.test(p))) {
+  // The fast path: every parameter is an MLP output projection's weight (its gradient is A_bᵀ G_b).
+  const downLayer = new Map(
+    Array.from({ length: model.config.nLayer }, (_, l) => [model.spec.layer(model.config, l).down.weight, l]),
+  );
+  const linear = model.spec.layer(model.config, 0).down.layout === "linear";
+  if (!params.every((p) => downLayer.has(p))) {
     // The backward pass writes every weight's gradient, so buffers exist for all; only `params` are read.
     const grads = new Gradients(model);
     try {
@@ -103,7 +108,7 @@ export async function forEachExampleGradient(
     return;
   }
   const { nEmbd: C, nInner: I } = model.config;
-  const layers = params.map((p) => Number(CPROJ.exec(p)![1]));
+  const layers = params.map((p) => downLayer.get(p)!);
   const bs = opts.batchSize ?? 32;
   const byLen = new Map<number, number[]>();
   examples.forEach((ex, i) => byLen.set(ex.input.length, [...(byLen.get(ex.input.length) ?? []), i]));
@@ -136,17 +141,30 @@ export async function forEachExampleGradient(
         const gT = createTensor(gpu, [B * T, C], { name: "ia.dout", data: siteGrads.get(`mlp_out.${l}`)! });
         const oT = createTensor(gpu, [B, I * C], { name: "ia.grads" });
         try {
-          // Per example b: dW_b = A_b^T G_b, A_b [T, I], G_b [T, C].
-          await matmul(gpu, aT, gT, oT, {
-            M: I,
-            N: C,
-            K: T,
-            batch: B,
-            transA: true,
-            strideA: T * I,
-            strideB: T * C,
-            strideOut: I * C,
-          });
+          // Per example b: dW_b = A_b^T G_b [I, C] (Conv1D), or G_b^T A_b [C, I] (nn.Linear); A_b [T, I], G_b [T, C].
+          if (linear) {
+            await matmul(gpu, gT, aT, oT, {
+              M: C,
+              N: I,
+              K: T,
+              batch: B,
+              transA: true,
+              strideA: T * C,
+              strideB: T * I,
+              strideOut: I * C,
+            });
+          } else {
+            await matmul(gpu, aT, gT, oT, {
+              M: I,
+              N: C,
+              K: T,
+              batch: B,
+              transA: true,
+              strideA: T * I,
+              strideB: T * C,
+              strideOut: I * C,
+            });
+          }
           perLayer.push(await readTensor(oT));
         } finally {
           aT.destroy();

@@ -104,25 +104,35 @@ function geluGrad(x: number): number {
 }
 
 /**
- * The pre-GELU MLP input h = ln_2(x_mid) · W_fc + b_fc of one token in float64, from the captured
- * residual entering the block and the attention output (x_mid = resid_pre + attn_out), with the model's
- * host weights.
+ * The pre-GELU MLP input h = norm(x) · W_up + b_up of one token in float64, from the captured residual
+ * entering the block and the attention output, with the model's host weights. x is the residual after
+ * the attention add (x_mid = resid_pre + attn_out) in sequential blocks and resid_pre in parallel ones;
+ * the norm is ln_2, or ln_1 where one norm feeds both branches (GPT-J).
  */
-function preActivation(model: TransformerModel, layer: number, residPre: Float32Array, attnOut: Float32Array) {
-  const { nEmbd: C, nInner: I, layerNormEpsilon: eps } = model.config;
-  const w = (n: string) => model.weights.get(`h.${layer}.${n}`)!.data;
-  const g = w("ln_2.weight"), bln = w("ln_2.bias"), W = w("mlp.c_fc.weight"), b = w("mlp.c_fc.bias");
-  const x = Float64Array.from(residPre, (v, c) => v + attnOut[c]);
+function preActivation(
+  model: TransformerModel,
+  layer: number,
+  residPre: Float32Array,
+  attnOut: Float32Array,
+) {
+  const { nEmbd: C, nInner: I, layerNormEpsilon: eps, parallelResidual } = model.config;
+  const spec = model.spec.layer(model.config, layer);
+  const host = (n: string | undefined) => (n ? model.weights.get(n)!.data : undefined);
+  const norm = spec.ln2 ?? spec.ln1;
+  const g = host(norm.weight)!, bln = host(norm.bias);
+  const W = host(spec.up.weight)!, b = host(spec.up.bias);
+  const x = Float64Array.from(residPre, (v, c) => v + (parallelResidual === "none" ? attnOut[c] : 0));
   let mean = 0;
   for (let c = 0; c < C; c++) mean += x[c];
   mean /= C;
   let v = 0;
   for (let c = 0; c < C; c++) v += (x[c] - mean) ** 2;
   const inv = 1 / Math.sqrt(v / C + eps);
-  const h = Float64Array.from(b);
+  const h = b ? Float64Array.from(b) : new Float64Array(I);
+  const conv = spec.up.layout === "conv1d";
   for (let c = 0; c < C; c++) {
-    const a = (x[c] - mean) * inv * g[c] + bln[c];
-    for (let i = 0; i < I; i++) h[i] += a * W[c * I + i];
+    const a = (x[c] - mean) * inv * g[c] + (bln ? bln[c] : 0);
+    for (let i = 0; i < I; i++) h[i] += a * W[conv ? c * I + i : i * C + c];
   }
   return h;
 }
@@ -146,6 +156,14 @@ export async function integratedGradients(
   const activation = opts.activation ?? "post";
   if (activation !== "post" && activation !== "pre") {
     throw new InputError(`activation '${activation}' must be 'post' or 'pre'`, { field: "activation" });
+  }
+  if (activation === "pre" && model.config.activation !== "gelu_tanh") {
+    // "pre" rescales the input of GELU; a gated MLP has no such single input (EasyEdit scales the
+    // activation's output there, which is "post"), and the erf GELU's host derivative is not here.
+    throw new InputError(
+      `activation 'pre' scales the input of a tanh GELU; this model's MLP is ${model.config.activation}: use 'post'`,
+      { field: "activation" },
+    );
   }
   const bs = opts.batched === false ? 1 : opts.batchSize ?? m;
   if (!Number.isInteger(bs) || bs < 1) {

@@ -302,7 +302,7 @@ async function traceWith(
   const noiseStdFor = (subjects: string[]): number => {
     if ("absolute" in noise) return noise.absolute;
     const ids = basis === "wte" ? undefined : subjects.flatMap((s) => tok.encode(s));
-    return noise.multiple * embeddingStd(hf.weights, C, ids);
+    return noise.multiple * embeddingStd(hf.weights, C, ids, model.spec.embed);
   };
   const common = { samples, window, seed, noiseRng, targetProb, maxRows, batched: !f.unbatched, kinds };
 

@@ -25,7 +25,7 @@
  */
 import { keyValueIndex, mlpOutProjection } from "./target.ts";
 import { InputError } from "../errors.ts";
-import type { ModelConfig, HostTensor } from "../model/config.ts";
+import { type HostTensor, type ModelConfig, resolveConfig } from "../model/config.ts";
 import type { TransformerModel } from "../model/transformer.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
 import {
@@ -85,7 +85,8 @@ export function knDefaults(cfg: ModelConfig): KnHparams {
     steps: 20,
     adaptive_threshold: 0.2,
     ig_points: "linspace",
-    ig_activation: "pre",
+    // EleutherAI scales the pre-GELU fc output; a gated or erf-GELU MLP gets the activation itself.
+    ig_activation: resolveConfig(cfg).activation === "gelu_tanh" ? "pre" : "post",
     ig_strict: true,
     p: 0.4,
     refine: false,

@@ -129,7 +129,12 @@ export async function romeEditor(
       let residual: Float64Array, denom: number;
       if (hp.key === "consistent") {
         // r-ROME: the template-averaged key in the denominator and in the current output W k* + b.
-        const cur = projectionOut(proj, model.weights.get(wName)!.data, bName ? model.weights.get(bName)!.data : undefined, kStar);
+        const cur = projectionOut(
+          proj,
+          model.weights.get(wName)!.data,
+          bName ? model.weights.get(bName)!.data : undefined,
+          kStar,
+        );
         residual = Float64Array.from(d.targetInit, (x, j) => x + d.delta[j] - cur[j]);
         denom = dot(kStar, u);
       } else {

@@ -12,7 +12,10 @@ import type { LinearSpec } from "../model/families/mod.ts";
 import type { HostTensor } from "../model/config.ts";
 
 /** The MLP output projection of `layer`: names, layout, keys (in) and values (out). */
-export function mlpOutProjection(model: Pick<TransformerModel, "spec" | "config">, layer: number): LinearSpec {
+export function mlpOutProjection(
+  model: Pick<TransformerModel, "spec" | "config">,
+  layer: number,
+): LinearSpec {
   return model.spec.layer(model.config, layer).down;
 }
 

@@ -17,7 +17,7 @@ import { mergeHparams, parseHparamsText, romeDefaults } from "../edit/hparams.ts
 import { parseTraceFacts } from "../prompt/facts.ts";
 import { parseRequests } from "../edit/requests.ts";
 import { readEditLog, sha256F32 } from "../edit/log.ts";
-import type { ModelConfig, HostTensor } from "../model/config.ts";
+import type { HostTensor, ModelConfig } from "../model/config.ts";
 import { mulberry32 } from "../model/generate.ts";
 import { parseTrainConfigText } from "../train/config.ts";
 import { parseCorpus } from "../train/corpus.ts";

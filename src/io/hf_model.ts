@@ -9,7 +9,7 @@
 import { excerpt } from "./excerpt.ts";
 import { join } from "node:path";
 import { ConfigError, EngramError, SafetensorsError } from "../errors.ts";
-import type { ModelConfig, HostTensor, WeightMap } from "../model/config.ts";
+import type { HostTensor, ModelConfig, WeightMap } from "../model/config.ts";
 import { weightShapes } from "../model/families/mod.ts";
 import { writeDirAtomic } from "./atomic.ts";
 import { readSafetensors, serializeSafetensors } from "./safetensors.ts";
@@ -157,7 +157,10 @@ export function configFromHF(json: unknown, file = "config.json"): ModelConfig {
  * A Hugging Face `config.json` object for `config` (model_type "gpt2", architectures
  * ["GPT2LMHeadModel"], HF field names). `extra` fields are added on top (e.g. bos_token_id).
  */
-export function configToHF(config: ModelConfig, extra: Record<string, unknown> = {}): Record<string, unknown> {
+export function configToHF(
+  config: ModelConfig,
+  extra: Record<string, unknown> = {},
+): Record<string, unknown> {
   return {
     activation_function: "gelu_new",
     architectures: ["GPT2LMHeadModel"],

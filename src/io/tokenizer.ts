@@ -349,7 +349,9 @@ function checkTokenizerJson(json: Record<string, unknown>, file: string): void {
       throw tokError(
         bad === -2
           ? `model.merges must be a list, got ${kindOf(merges)}`
-          : `model.merges[${bad}] must be "left right" or a pair of strings, got ${excerpt((merges as unknown[])[bad], 40)}`,
+          : `model.merges[${bad}] must be "left right" or a pair of strings, got ${
+            excerpt((merges as unknown[])[bad], 40)
+          }`,
         file,
         { field: "model.merges" },
       );

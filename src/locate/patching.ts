@@ -137,11 +137,21 @@ export async function patchActivations(
   };
 }
 
-/** Clean input embedding row wte[id] + wpe[pos] in float32, exactly as the GPU embedding kernel computes it. */
-export function embeddingRow(weights: WeightMap, nEmbd: number, id: number, pos: number): Float32Array {
-  const wte = weights.get("wte.weight")!.data, wpe = weights.get("wpe.weight")!.data;
+/**
+ * Clean input embedding row wte[id] (+ wpe[pos] with learned positions) in float32, exactly as the GPU
+ * embedding kernel computes it. `names` are the family's embedding names (default GPT-2's).
+ */
+export function embeddingRow(
+  weights: WeightMap,
+  nEmbd: number,
+  id: number,
+  pos: number,
+  names: { embed: string; positions?: string } = { embed: "wte.weight", positions: "wpe.weight" },
+): Float32Array {
+  const wte = weights.get(names.embed)!.data;
+  const wpe = names.positions ? weights.get(names.positions)!.data : undefined;
   const out = new Float32Array(nEmbd);
-  for (let c = 0; c < nEmbd; c++) out[c] = wte[id * nEmbd + c] + wpe[pos * nEmbd + c];
+  for (let c = 0; c < nEmbd; c++) out[c] = wte[id * nEmbd + c] + (wpe ? wpe[pos * nEmbd + c] : 0);
   return out;
 }
 
@@ -150,9 +160,14 @@ export function embeddingRow(weights: WeightMap, nEmbd: number, id: number, pos:
  * repetition, as ROME's `collect_embedding_std` concatenates the subjects' embeddings), or over every row
  * of wte when `ids` is undefined.
  */
-export function embeddingStd(weights: WeightMap, nEmbd: number, ids?: Iterable<number>): number {
-  const wte = weights.get("wte.weight");
-  if (!wte) throw new ShapeError("missing weight", { field: "wte.weight" });
+export function embeddingStd(
+  weights: WeightMap,
+  nEmbd: number,
+  ids?: Iterable<number>,
+  embed = "wte.weight",
+): number {
+  const wte = weights.get(embed);
+  if (!wte) throw new ShapeError("missing weight", { field: embed });
   const V = wte.data.length / nEmbd;
   const rows = ids ? [...ids] : Array.from({ length: V }, (_, i) => i);
   if (rows.length === 0) {
@@ -249,7 +264,10 @@ export function corruptionPatch(
     });
   }
   const samples = noise.length / (n * C);
-  const clean = Array.from({ length: n }, (_, j) => embeddingRow(model.weights, C, ids[a + j], a + j));
+  const clean = Array.from(
+    { length: n },
+    (_, j) => embeddingRow(model.weights, C, ids[a + j], a + j, model.spec),
+  );
   const rows: Array<[number, number]> = [];
   const values = new Float32Array(batchRows.length * n * C);
   batchRows.forEach((row, i) => {

@@ -12,11 +12,25 @@ import { crossEntropy, IGNORE_TARGET } from "../gpu/cross_entropy.ts";
 import { embeddingBackward } from "../gpu/embedding_backward.ts";
 import { matmul } from "../gpu/matmul.ts";
 import { fill } from "../gpu/reduce.ts";
-import { copyTensor, createTensor, type GpuTensor, readRange, readTensor, writeTensor } from "../gpu/tensor.ts";
+import {
+  copyTensor,
+  createTensor,
+  type GpuTensor,
+  readRange,
+  readTensor,
+  writeTensor,
+} from "../gpu/tensor.ts";
 import type { SavedForward, TransformerModel } from "./transformer.ts";
 import type { Hooks } from "./hooks.ts";
 import { siteWidth } from "./hooks.ts";
-import { type AttentionCore, attentionCoreBackward, type GpuLinear, linearBackward, mlpActBackward, normBackward } from "./layers.ts";
+import {
+  type AttentionCore,
+  attentionCoreBackward,
+  type GpuLinear,
+  linearBackward,
+  mlpActBackward,
+  normBackward,
+} from "./layers.ts";
 
 /** Gradient buffers on the GPU, one per weight, same shapes as the weights. */
 export class Gradients {
@@ -350,10 +364,21 @@ async function backwardCore(
   site("ln_f", dln, C);
   const dx = mk("d_resid", [R, C]);
   const fn = model.finalNorm();
-  await normBackward(gpu, fn, dln, saved.xFinal, saved.lnfStats, dx, { dw: G(fn.wName), db: G(fn.bName) }, R, C, {
-    accumulate: false,
-    accumulateParams: acc,
-  });
+  await normBackward(
+    gpu,
+    fn,
+    dln,
+    saved.xFinal,
+    saved.lnfStats,
+    dx,
+    { dw: G(fn.wName), db: G(fn.bName) },
+    R,
+    C,
+    {
+      accumulate: false,
+      accumulateParams: acc,
+    },
+  );
   const dmlpScratch = mk("d_mlp_branch", [R, C]);
   const dattnScratch = mk("d_attn_branch", [R, C]);
   const dact = mk("d_act", [R, I]);
@@ -389,10 +414,21 @@ async function backwardCore(
     let dattn: GpuTensor;
     if (cfg.parallelResidual === "none") {
       // dx becomes the gradient of the residual after the attention add.
-      await normBackward(gpu, g.ln2!, dln, a.xMid, a.ln2Stats!, dx, { dw: G(g.ln2!.wName), db: G(g.ln2!.bName) }, R, C, {
-        accumulate: true,
-        accumulateParams: acc,
-      });
+      await normBackward(
+        gpu,
+        g.ln2!,
+        dln,
+        a.xMid,
+        a.ln2Stats!,
+        dx,
+        { dw: G(g.ln2!.wName), db: G(g.ln2!.bName) },
+        R,
+        C,
+        {
+          accumulate: true,
+          accumulateParams: acc,
+        },
+      );
       dattn = branch(`attn_out.${l}`, dx, dattnScratch);
     } else dattn = dattnParallel!;
     // Attention branch: output projection, attention core, fused q/k/v projection.
@@ -424,15 +460,37 @@ async function backwardCore(
       accumulateParams: acc,
     });
     if (cfg.parallelResidual === "two_norms") {
-      await normBackward(gpu, g.ln2!, dln2, a.xIn, a.ln2Stats!, dx, { dw: G(g.ln2!.wName), db: G(g.ln2!.bName) }, R, C, {
+      await normBackward(
+        gpu,
+        g.ln2!,
+        dln2,
+        a.xIn,
+        a.ln2Stats!,
+        dx,
+        { dw: G(g.ln2!.wName), db: G(g.ln2!.bName) },
+        R,
+        C,
+        {
+          accumulate: true,
+          accumulateParams: acc,
+        },
+      );
+    }
+    await normBackward(
+      gpu,
+      g.ln1,
+      dln,
+      a.xIn,
+      a.ln1Stats,
+      dx,
+      { dw: G(g.ln1.wName), db: G(g.ln1.bName) },
+      R,
+      C,
+      {
         accumulate: true,
         accumulateParams: acc,
-      });
-    }
-    await normBackward(gpu, g.ln1, dln, a.xIn, a.ln1Stats, dx, { dw: G(g.ln1.wName), db: G(g.ln1.bName) }, R, C, {
-      accumulate: true,
-      accumulateParams: acc,
-    });
+      },
+    );
     site(`resid_pre.${l}`, dx, C);
   }
   site("embed", dx, C);

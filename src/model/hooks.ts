@@ -36,7 +36,14 @@ export type SiteKind =
 export function hookSiteNames(nLayer: number): string[] {
   const out = ["embed"];
   for (let l = 0; l < nLayer; l++) {
-    out.push(`resid_pre.${l}`, `head_out.${l}`, `attn_out.${l}`, `mlp_post.${l}`, `mlp_out.${l}`, `resid_post.${l}`);
+    out.push(
+      `resid_pre.${l}`,
+      `head_out.${l}`,
+      `attn_out.${l}`,
+      `mlp_post.${l}`,
+      `mlp_out.${l}`,
+      `resid_post.${l}`,
+    );
   }
   out.push("ln_f");
   return out;
@@ -46,8 +53,13 @@ export function hookSiteNames(nLayer: number): string[] {
  * Width (values per token) of a hook site. Throws {@link InputError} for an unknown site, and for
  * `attn_pattern.L` used other than for capture (its width is then H·T per query row, reported as 0).
  */
-export function siteWidth(config: ModelConfig, site: string, use: "capture" | "patch" | "edit" = "capture"): number {
-  const m = /^(embed|ln_f)$|^(resid_pre|attn_pattern|head_out|attn_out|mlp_post|mlp_out|resid_post)\.(\d+)$/.exec(site);
+export function siteWidth(
+  config: ModelConfig,
+  site: string,
+  use: "capture" | "patch" | "edit" = "capture",
+): number {
+  const m = /^(embed|ln_f)$|^(resid_pre|attn_pattern|head_out|attn_out|mlp_post|mlp_out|resid_post)\.(\d+)$/
+    .exec(site);
   if (!m) {
     throw new InputError(
       `unknown hook site '${site}' (expected embed, ln_f, or resid_pre|attn_pattern|head_out|attn_out|mlp_post|mlp_out|resid_post.<layer>)`,
@@ -66,7 +78,9 @@ export function siteWidth(config: ModelConfig, site: string, use: "capture" | "p
     if (m[2] === "head_out") return c.nHead * c.headDim;
     if (m[2] === "attn_pattern") {
       if (use !== "capture") {
-        throw new InputError(`hook site '${site}' can be captured but not patched or edited`, { field: "site" });
+        throw new InputError(`hook site '${site}' can be captured but not patched or edited`, {
+          field: "site",
+        });
       }
       return 0;
     }

@@ -50,7 +50,13 @@ export function normStatsWidth(kind: GpuNorm["kind"]): number {
 }
 
 /** y [R, out] = x [R, in] · W (+ b); W is [in, out] ("conv1d") or [out, in] ("linear", used transposed). */
-export async function linearForward(gpu: Gpu, x: GpuTensor, p: GpuLinear, y: GpuTensor, R: number): Promise<void> {
+export async function linearForward(
+  gpu: Gpu,
+  x: GpuTensor,
+  p: GpuLinear,
+  y: GpuTensor,
+  R: number,
+): Promise<void> {
   await matmul(gpu, x, p.w, y, { M: R, N: p.out, K: p.in, transB: p.layout === "linear", bias: p.b });
 }
 
@@ -230,7 +236,13 @@ export async function attentionCoreForward(
       const h = headRows(layout, R, part);
       const n = core.qkNorm[part];
       const stats = qkStats![part];
-      await rmsNorm(gpu, raw, n.w, qkv, { rows: h.rows, cols: D, eps: n.eps, stats, addressing: h.addressing });
+      await rmsNorm(gpu, raw, n.w, qkv, {
+        rows: h.rows,
+        cols: D,
+        eps: n.eps,
+        stats,
+        addressing: h.addressing,
+      });
     }
   } else if (raw !== qkv) copyTensor(raw, qkv);
   if (core.rope) {

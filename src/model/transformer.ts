@@ -23,7 +23,13 @@ import { copyTensor, createTensor, GpuTensor, readTensor, writeTensor } from "..
 import { firstNonFinite, readWithNonFiniteCheck } from "../gpu/nonfinite.ts";
 import { describeNonFinite, NonFiniteError } from "./nonfinite.ts";
 import { type ModelConfig, resolveConfig, type ResolvedConfig, type WeightMap } from "./config.ts";
-import { familySpec, familyWeightShapes, type FamilySpec, type LayerSpec, type LinearSpec } from "./families/mod.ts";
+import {
+  type FamilySpec,
+  familySpec,
+  familyWeightShapes,
+  type LayerSpec,
+  type LinearSpec,
+} from "./families/mod.ts";
 import { type EditSpec, type Hooks, hookSiteNames, type PatchSpec, siteWidth } from "./hooks.ts";
 import {
   type AttentionCore,
@@ -382,7 +388,10 @@ export class TransformerModel {
   }
 
   private workspace(R: number, B: number, T: number, withProbs: boolean): Workspace {
-    if (this.ws && this.ws.R === R && (!withProbs || (this.ws.withProbs && this.ws.layer.probs!.numel === B * this.config.nHead * T * T))) return this.ws;
+    if (
+      this.ws && this.ws.R === R &&
+      (!withProbs || (this.ws.withProbs && this.ws.layer.probs!.numel === B * this.config.nHead * T * T))
+    ) return this.ws;
     this.freeWorkspace();
     const C = this.config.nEmbd;
     const x = createTensor(this.gpu, [R, C], { name: "residual" });
@@ -576,11 +585,18 @@ export class TransformerModel {
     };
     // In save mode each stream tensor is distinct, so the residual is carried by copies.
     const x0 = save ? layers[0]?.xIn ?? xFinal : xFinal;
-    await embedding(gpu, idsT, this.w.get(spec.embed)!, spec.positions ? this.w.get(spec.positions) : undefined, x0, {
-      T: R,
-      C,
-      positions: posT,
-    });
+    await embedding(
+      gpu,
+      idsT,
+      this.w.get(spec.embed)!,
+      spec.positions ? this.w.get(spec.positions) : undefined,
+      x0,
+      {
+        T: R,
+        C,
+        positions: posT,
+      },
+    );
     await site("embed", x0);
     for (let l = 0; l < L; l++) {
       const g = this.layers[l];
@@ -590,7 +606,15 @@ export class TransformerModel {
       // Attention branch.
       await normForward(gpu, g.ln1, a.xIn, a.ln1, a.ln1Stats, R, C);
       await linearForward(gpu, a.ln1, g.qkv, a.qkvRaw, R);
-      await attentionCoreForward(gpu, { ...core, qkNorm: g.qkNorm }, a.qkvRaw, a.qkv, a.att, wantProbs ? a.probs : undefined, a.qkStats);
+      await attentionCoreForward(
+        gpu,
+        { ...core, qkNorm: g.qkNorm },
+        a.qkvRaw,
+        a.qkv,
+        a.att,
+        wantProbs ? a.probs : undefined,
+        a.qkStats,
+      );
       if (a.probs && capture.has(`attn_pattern.${l}`)) await site(`attn_pattern.${l}`, a.probs);
       await site(`head_out.${l}`, a.att);
       await linearForward(gpu, a.att, g.o, a.attnOut, R);

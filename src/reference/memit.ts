@@ -62,7 +62,13 @@ export interface MemitRefResult {
   weights: WeightMap;
 }
 
-function siteAt(cfg: ModelConfig, weights: WeightMap, ids: number[], pos: number, site: string): Float64Array {
+function siteAt(
+  cfg: ModelConfig,
+  weights: WeightMap,
+  ids: number[],
+  pos: number,
+  site: string,
+): Float64Array {
   const v = gpt2ForwardRef(cfg, weights, ids, { hooks: { capture: new Set([site]) } }).cache[site];
   const w = v.length / ids.length;
   return v.slice(pos * w, (pos + 1) * w);
