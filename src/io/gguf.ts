@@ -23,10 +23,38 @@ export const GGML_TYPE = Object.freeze({ F32: 0, F16: 1, Q8_0: 8 });
 
 /** Names of the ggml types, for messages (ggml.h order; gaps are removed types). */
 const GGML_TYPE_NAMES: Readonly<Record<number, string>> = Object.freeze({
-  0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 6: "Q5_0", 7: "Q5_1", 8: "Q8_0", 9: "Q8_1", 10: "Q2_K",
-  11: "Q3_K", 12: "Q4_K", 13: "Q5_K", 14: "Q6_K", 15: "Q8_K", 16: "IQ2_XXS", 17: "IQ2_XS", 18: "IQ3_XXS",
-  19: "IQ1_S", 20: "IQ4_NL", 21: "IQ3_S", 22: "IQ2_S", 23: "IQ4_XS", 24: "I8", 25: "I16", 26: "I32",
-  27: "I64", 28: "F64", 29: "IQ1_M", 30: "BF16", 34: "TQ1_0", 35: "TQ2_0", 39: "MXFP4",
+  0: "F32",
+  1: "F16",
+  2: "Q4_0",
+  3: "Q4_1",
+  6: "Q5_0",
+  7: "Q5_1",
+  8: "Q8_0",
+  9: "Q8_1",
+  10: "Q2_K",
+  11: "Q3_K",
+  12: "Q4_K",
+  13: "Q5_K",
+  14: "Q6_K",
+  15: "Q8_K",
+  16: "IQ2_XXS",
+  17: "IQ2_XS",
+  18: "IQ3_XXS",
+  19: "IQ1_S",
+  20: "IQ4_NL",
+  21: "IQ3_S",
+  22: "IQ2_S",
+  23: "IQ4_XS",
+  24: "I8",
+  25: "I16",
+  26: "I32",
+  27: "I64",
+  28: "F64",
+  29: "IQ1_M",
+  30: "BF16",
+  34: "TQ1_0",
+  35: "TQ2_0",
+  39: "MXFP4",
 });
 
 /** Name of ggml type `t` ("type 99" when unknown). */
@@ -77,7 +105,9 @@ async function readAt(file: Deno.FsFile, position: number, length: number): Prom
 
 function toNumber(v: MetadataValue | undefined): number | undefined {
   if (typeof v === "number") return v;
-  if (typeof v === "bigint" && v <= BigInt(Number.MAX_SAFE_INTEGER) && v >= -BigInt(Number.MAX_SAFE_INTEGER)) {
+  if (
+    typeof v === "bigint" && v <= BigInt(Number.MAX_SAFE_INTEGER) && v >= -BigInt(Number.MAX_SAFE_INTEGER)
+  ) {
     return Number(v);
   }
   return undefined;
@@ -101,12 +131,16 @@ export async function readGgufHeader(path: string): Promise<GgufFile> {
   try {
     file = await Deno.open(path, { read: true });
   } catch (e) {
-    const what = e instanceof Deno.errors.NotFound ? "file not found" : `cannot open: ${(e as Error).message}`;
+    const what = e instanceof Deno.errors.NotFound
+      ? "file not found"
+      : `cannot open: ${(e as Error).message}`;
     throw new GgufError(what, { file: path, cause: e });
   }
   try {
     const size = (await file.stat()).size;
-    if (size < 24) throw new GgufError(`truncated: ${size} bytes is shorter than a GGUF header`, { file: path });
+    if (size < 24) {
+      throw new GgufError(`truncated: ${size} bytes is shorter than a GGUF header`, { file: path });
+    }
     // The parser reads the header in 2 MB ranges through `fetch`; past the end it gets nothing and sees
     // zeros, so the end of the tensor infos is checked against the file size below.
     const fetchRange = (async (_uri: string | URL | Request, init?: RequestInit) => {
@@ -124,7 +158,10 @@ export async function readGgufHeader(path: string): Promise<GgufFile> {
     try {
       parsed = await parseGgufHeader(`https://local.gguf/${encodeURIComponent(path)}`, { fetch: fetchRange });
     } catch (e) {
-      throw new GgufError(`not a readable GGUF header: ${(e as Error).message ?? e}`, { file: path, cause: e });
+      throw new GgufError(`not a readable GGUF header: ${(e as Error).message ?? e}`, {
+        file: path,
+        cause: e,
+      });
     }
     const headerEnd = parsed.tensorInfoByteRange[1];
     if (headerEnd > size) {
@@ -226,7 +263,10 @@ export async function readGgufTensor(g: GgufFile, name: string): Promise<HostTen
     throw new GgufError("truncated: the file ended inside the tensor data", { file: g.path, field: name });
   }
   const n = t.ne.reduce((a, b) => a * b, 1);
-  return { shape: t.ne.slice().reverse(), data: decodeGgmlData(bytes, t.type, n, { file: g.path, field: name }) };
+  return {
+    shape: t.ne.slice().reverse(),
+    data: decodeGgmlData(bytes, t.type, n, { file: g.path, field: name }),
+  };
 }
 
 /**
@@ -294,7 +334,9 @@ export function ggufTokenizerMetadata(g: GgufFile): GgufTokenizerMetadata | unde
     const v = m[k];
     if (v === undefined) return undefined;
     const out = Array.isArray(v) ? v.map((x) => toNumber(x as MetadataValue)) : undefined;
-    if (!out || out.some((x) => x === undefined)) throw new GgufError("must be an array of numbers", field(k));
+    if (!out || out.some((x) => x === undefined)) {
+      throw new GgufError("must be an array of numbers", field(k));
+    }
     return out as number[];
   };
   const id = (k: string): number | undefined => {
@@ -311,15 +353,28 @@ export function ggufTokenizerMetadata(g: GgufFile): GgufTokenizerMetadata | unde
     return m[k] as boolean;
   };
   const tokens = strings("tokenizer.ggml.tokens");
-  if (!tokens) throw new GgufError("missing: the file names a tokenizer model but has no tokens", field("tokenizer.ggml.tokens"));
+  if (!tokens) {
+    throw new GgufError(
+      "missing: the file names a tokenizer model but has no tokens",
+      field("tokenizer.ggml.tokens"),
+    );
+  }
   const scores = numbers("tokenizer.ggml.scores");
   const tokenTypes = numbers("tokenizer.ggml.token_type");
-  for (const [k, a] of [["tokenizer.ggml.scores", scores], ["tokenizer.ggml.token_type", tokenTypes]] as const) {
+  for (
+    const [k, a] of [["tokenizer.ggml.scores", scores], ["tokenizer.ggml.token_type", tokenTypes]] as const
+  ) {
     if (a && a.length !== tokens.length) {
       throw new GgufError(`has ${a.length} entries for ${tokens.length} tokens`, field(k));
     }
   }
-  const out: GgufTokenizerMetadata = { model, tokens, scores, tokenTypes, merges: strings("tokenizer.ggml.merges") };
+  const out: GgufTokenizerMetadata = {
+    model,
+    tokens,
+    scores,
+    tokenTypes,
+    merges: strings("tokenizer.ggml.merges"),
+  };
   const pre = m["tokenizer.ggml.pre"];
   if (typeof pre === "string") out.pre = pre;
   const ids = [["bosId", "bos"], ["eosId", "eos"], ["unkId", "unknown"], ["padId", "padding"]] as const;
@@ -336,7 +391,9 @@ export function ggufTokenizerMetadata(g: GgufFile): GgufTokenizerMetadata | unde
   const addBos = bool("tokenizer.ggml.add_bos_token"), addEos = bool("tokenizer.ggml.add_eos_token");
   if (addBos !== undefined) out.addBos = addBos;
   if (addEos !== undefined) out.addEos = addEos;
-  if (typeof m["tokenizer.chat_template"] === "string") out.chatTemplate = m["tokenizer.chat_template"] as string;
+  if (typeof m["tokenizer.chat_template"] === "string") {
+    out.chatTemplate = m["tokenizer.chat_template"] as string;
+  }
   return out;
 }
 
@@ -394,10 +451,13 @@ export function llamaHfConfig(g: GgufFile): Record<string, unknown> {
     const v = m[key] === undefined ? opts.def : toNumber(m[key]);
     if (v === undefined) throw new GgufError("missing", { file: g.path, field: key });
     if (!Number.isFinite(v) || (opts.int && (!Number.isInteger(v) || v <= 0))) {
-      throw new GgufError(`must be a ${opts.int ? "positive integer" : "number"}, got ${excerpt(m[key], 40)}`, {
-        file: g.path,
-        field: key,
-      });
+      throw new GgufError(
+        `must be a ${opts.int ? "positive integer" : "number"}, got ${excerpt(m[key], 40)}`,
+        {
+          file: g.path,
+          field: key,
+        },
+      );
     }
     return v;
   };
@@ -412,7 +472,10 @@ export function llamaHfConfig(g: GgufFile): Record<string, unknown> {
   }
   const headDim = num("attention.key_length", { int: true, def: C / H });
   if (!Number.isInteger(headDim)) {
-    throw new GgufError(`${H} heads do not divide the width ${C}`, { file: g.path, field: "llama.attention.head_count" });
+    throw new GgufError(`${H} heads do not divide the width ${C}`, {
+      file: g.path,
+      field: "llama.attention.head_count",
+    });
   }
   const valueLen = num("attention.value_length", { int: true, def: headDim });
   if (valueLen !== headDim) {
@@ -465,7 +528,9 @@ function ropeScaling(g: GgufFile): Record<string, unknown> | undefined {
   const where = (k: string) => ({ file: g.path, field: k });
   const factorOf = (k: string): number => {
     const f = toNumber(m[k]);
-    if (f === undefined || !(f > 0)) throw new GgufError(`must be a positive number, got ${excerpt(m[k], 40)}`, where(k));
+    if (f === undefined || !(f > 0)) {
+      throw new GgufError(`must be a positive number, got ${excerpt(m[k], 40)}`, where(k));
+    }
     return f;
   };
   const type = m["llama.rope.scaling.type"];
@@ -480,11 +545,18 @@ function ropeScaling(g: GgufFile): Record<string, unknown> | undefined {
   }
   if (type === "yarn") {
     const orig = toNumber(m["llama.rope.scaling.original_context_length"]);
-    const out: Record<string, unknown> = { type: "yarn", rope_type: "yarn", factor: factorOf("llama.rope.scaling.factor") };
+    const out: Record<string, unknown> = {
+      type: "yarn",
+      rope_type: "yarn",
+      factor: factorOf("llama.rope.scaling.factor"),
+    };
     if (orig !== undefined) out.original_max_position_embeddings = orig;
     return out;
   }
-  throw new GgufError(`rope scaling ${excerpt(type, 40)} is not supported (none, linear, yarn)`, where("llama.rope.scaling.type"));
+  throw new GgufError(
+    `rope scaling ${excerpt(type, 40)} is not supported (none, linear, yarn)`,
+    where("llama.rope.scaling.type"),
+  );
 }
 
 /**
@@ -521,9 +593,14 @@ export async function readGgufModel(path: string): Promise<GgufModel> {
   for (const name of g.tensors.keys()) {
     let hf = TOP_TENSORS[name];
     const blk = /^blk\.(\d+)\.(.+)$/.exec(name);
-    if (blk && BLOCK_TENSORS[blk[2]] && Number(blk[1]) < L) hf = `layers.${Number(blk[1])}.${BLOCK_TENSORS[blk[2]]}`;
+    if (blk && BLOCK_TENSORS[blk[2]] && Number(blk[1]) < L) {
+      hf = `layers.${Number(blk[1])}.${BLOCK_TENSORS[blk[2]]}`;
+    }
     if (hf === undefined) {
-      throw new GgufError("tensor is not part of the llama architecture engram loads", { file: path, field: name });
+      throw new GgufError("tensor is not part of the llama architecture engram loads", {
+        file: path,
+        field: name,
+      });
     }
     const t = await readGgufTensor(g, name);
     const want = expected.get(hf)!;
