@@ -382,3 +382,47 @@ Deno.test("truncated or corrupt files give GgufErrors, never a crash", async () 
     }
   }
 });
+
+Deno.test("missing tensors, shapes that contradict the config, and rope scaling types", async () => {
+  const cases: [(s: ReturnType<typeof syntheticLlama>) => void, string, RegExp][] = [
+    [
+      (s) => (s.files = s.files.filter((f) => f.name !== "blk.1.ffn_up.weight")),
+      "blk.1.ffn_up.weight",
+      /missing/,
+    ],
+    [(s) => (s.meta["llama.feed_forward_length"] = { u32: 96 }), "blk.0.ffn_gate.weight", /contradicts/],
+    [
+      (s) => (s.meta["llama.attention.head_count_kv"] = { u32: 3 }),
+      "llama.attention.head_count_kv",
+      /divide/,
+    ],
+    [(s) => (s.meta["llama.rope.scaling.type"] = { str: "longrope" }), "llama.rope.scaling.type", /longrope/],
+    [(s) => delete s.meta["llama.embedding_length"], "llama.embedding_length", /missing/],
+  ];
+  for (const [mutate, field, re] of cases) {
+    const s = syntheticLlama(11);
+    mutate(s);
+    const path = await tempFile(buildGguf(s.meta, s.files));
+    try {
+      await rejectsGguf(readGgufModel(path), field, re);
+    } finally {
+      await Deno.remove(path);
+    }
+  }
+  const s = syntheticLlama(5);
+  s.meta["llama.rope.scaling.type"] = { str: "yarn" };
+  s.meta["llama.rope.scaling.factor"] = { f32: 4 };
+  s.meta["llama.rope.scaling.original_context_length"] = { u32: 32 };
+  const path = await tempFile(buildGguf(s.meta, s.files));
+  try {
+    const m = await readGgufModel(path);
+    assert.deepEqual(m.hfConfig.rope_scaling, {
+      type: "yarn",
+      rope_type: "yarn",
+      factor: 4,
+      original_max_position_embeddings: 32,
+    });
+  } finally {
+    await Deno.remove(path);
+  }
+});
