@@ -62,3 +62,13 @@ export class GpuError extends EngramError {
     super("gpu", message, opts);
   }
 }
+
+/**
+ * A GGUF file (llama.cpp's format) is truncated or corrupt, holds a tensor type engram cannot read, or
+ * describes an architecture or tokenizer engram does not load.
+ */
+export class GgufError extends EngramError {
+  constructor(message: string, opts: { file?: string; field?: string; cause?: unknown } = {}) {
+    super("gguf", message, opts);
+  }
+}
