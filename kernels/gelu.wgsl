@@ -1,10 +1,16 @@
-// GELU, tanh approximation (GPT-2's gelu_new / PyTorch gelu(approximate="tanh")):
+// GELU, two forms chosen by the override constant EXACT:
+// EXACT = false (default), tanh approximation (GPT-2's gelu_new / PyTorch gelu(approximate="tanh")):
 //   out[i] = 0.5 * x * (1 + tanh(u)),  u = sqrt(2/pi) * (x + 0.044715 * x^3).
 // Evaluated as the identical x * sigmoid(2u), with e = exp(-2|u|) <= 1 so nothing overflows:
 //   sigmoid(2u) = 1 / (1 + e) for u >= 0,  e / (1 + e) for u < 0.
 // No built-in tanh (which returns NaN for large arguments on some drivers) and no cancellation in
 // 1 + tanh(u) for negative x. |u| is capped at 100 (x^3 overflows to inf for |x| > ~1e12), where
 // e = exp(-200) underflows to 0: out = x for large positive x and -0 for large negative x.
+// EXACT = true, erf form (HF/NeoX "gelu", PyTorch gelu(approximate="none")):
+//   out[i] = 0.5 * x * (1 + erf(x / sqrt 2)) = 0.5 * x * normCdf2(x)   (lib/erf.wgsl: erfc of a positive
+// argument for negative x, so the tail does not cancel; exactly x / -0 once erfc underflows).
+//
+// Entry `erf` (tests, and any caller needing erf): out[i] = erf(x[i]), the lib/erf.wgsl function.
 //
 // Bindings (group 0):
 //   0 uniform Params { n: u32 }         element count
@@ -14,7 +20,11 @@
 
 struct Params { n: u32 }
 
+//#include "lib/erf.wgsl"
+
 const SQRT_2_OVER_PI: f32 = 0.7978845608028654;
+
+override EXACT: bool = false;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -25,8 +35,18 @@ fn gelu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let i = gid.x + gid.y * nwg.x * 256u;
   if (i < p.n) {
     let v = x[i];
-    let u = SQRT_2_OVER_PI * (v + 0.044715 * v * v * v);
-    let e = exp(-2.0 * min(abs(u), 100.0));
-    out[i] = v * (select(e, 1.0, u >= 0.0) / (1.0 + e));
+    if (EXACT) {
+      out[i] = 0.5 * v * normCdf2(v);
+    } else {
+      let u = SQRT_2_OVER_PI * (v + 0.044715 * v * v * v);
+      let e = exp(-2.0 * min(abs(u), 100.0));
+      out[i] = v * (select(e, 1.0, u >= 0.0) / (1.0 + e));
+    }
   }
+}
+
+@compute @workgroup_size(256)
+fn erf(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = gid.x + gid.y * nwg.x * 256u;
+  if (i < p.n) { out[i] = erfF32(x[i]); }
 }

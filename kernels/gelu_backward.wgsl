@@ -1,4 +1,5 @@
-// GELU backward, tanh approximation (GPT-2's gelu_new, the function kernels/gelu.wgsl computes):
+// GELU backward, in the form the override constant EXACT chooses (as in kernels/gelu.wgsl).
+// EXACT = false (default), tanh approximation (GPT-2's gelu_new):
 //   gelu(x) = 0.5 x (1 + tanh(u)) = x * s,   u = k (x + a x^3),  s = sigmoid(2u),  k = sqrt(2/pi), a = 0.044715
 //   gelu'(x) = s + x * 2 s (1 - s) * du/dx,  du/dx = k (1 + 3 a x^2)
 //   dx[i] (+)= dout[i] * gelu'(x[i])
@@ -7,6 +8,10 @@
 // s (1 - s) = e / (1 + e)^2 for either sign, so nothing overflows and nothing cancels. |u| is capped
 // at 100, where e = exp(-200) underflows to 0 in f32: then the second term is exactly 0 (selected,
 // so x * du/dx = inf for huge |x| never reaches the result) and gelu' = 1 (large x) or 0 (large -x).
+// EXACT = true, erf form gelu(x) = x Phi(x):
+//   gelu'(x) = Phi(x) + x phi(x) = normCdf2(x) / 2 + x exp(-x^2 / 2) / sqrt(2 pi)
+// (lib/erf.wgsl; the second term is taken as 0 for |x| > 20, where exp(-200) is 0 in f32 anyway, so
+// x * x = inf for huge |x| never reaches the result): 1 for large x, 0 for large -x.
 //
 // Bindings (group 0):
 //   0 uniform Params { n: u32, accumulate: u32 }
@@ -20,8 +25,28 @@ struct Params {
   accumulate: u32,
 }
 
+//#include "lib/erf.wgsl"
+
 const SQRT_2_OVER_PI: f32 = 0.7978845608028654;
+const INV_SQRT_2PI: f32 = 0.3989422804014327;
 const A: f32 = 0.044715;
+
+override EXACT: bool = false;
+
+// gelu'(v) of the selected form.
+fn geluGrad(v: f32) -> f32 {
+  if (EXACT) {
+    let tail = select(v * exp(-0.5 * v * v) * INV_SQRT_2PI, 0.0, abs(v) > 20.0);
+    return 0.5 * normCdf2(v) + tail;
+  }
+  let u = SQRT_2_OVER_PI * (v + A * v * v * v);
+  let e = exp(-2.0 * min(abs(u), 100.0));
+  let inv = 1.0 / (1.0 + e);
+  let s = select(e, 1.0, u >= 0.0) * inv;
+  let du = SQRT_2_OVER_PI * (1.0 + 3.0 * A * v * v);
+  let tail = select(2.0 * e * inv * inv * v * du, 0.0, e == 0.0);
+  return s + tail;
+}
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -32,14 +57,7 @@ const A: f32 = 0.044715;
 fn gelu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = gid.x + gid.y * nwg.x * 256u;
   if (i < p.n) {
-    let v = x[i];
-    let u = SQRT_2_OVER_PI * (v + A * v * v * v);
-    let e = exp(-2.0 * min(abs(u), 100.0));
-    let inv = 1.0 / (1.0 + e);
-    let s = select(e, 1.0, u >= 0.0) * inv;
-    let du = SQRT_2_OVER_PI * (1.0 + 3.0 * A * v * v);
-    let tail = select(2.0 * e * inv * inv * v * du, 0.0, e == 0.0);
-    var g = dout[i] * (s + tail);
+    var g = dout[i] * geluGrad(x[i]);
     if (p.accumulate != 0u) { g += dx[i]; }
     dx[i] = g;
   }

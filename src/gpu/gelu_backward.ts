@@ -1,6 +1,7 @@
 /** Launcher for the GELU backward kernel (`kernels/gelu_backward.wgsl`). */
 import { ShapeError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
+import { type GeluApproximate, geluConstants } from "./gelu.ts";
 import { grid, launch, uniforms } from "./pipeline.ts";
 import type { GpuTensor } from "./tensor.ts";
 
@@ -8,17 +9,20 @@ import type { GpuTensor } from "./tensor.ts";
 export interface GeluBackwardOptions {
   /** When true, the gradient is added to `dx` (`+=`); when false (default) it overwrites it (`=`). */
   accumulate?: boolean;
+  /** The GELU form of the forward: `"tanh"` (default, GPT-2's) or `"none"` (exact erf form). */
+  approximate?: GeluApproximate;
 }
 
 /**
- * Backward pass of {@link gelu} (GPT-2's tanh-form `gelu_new`), elementwise in f32:
- * `dx (+)= dout * gelu'(x)` with `gelu'(x) = s + 2 x s (1 - s) sqrt(2/pi) (1 + 3 * 0.044715 x^2)`,
- * `s = sigmoid(2 sqrt(2/pi) (x + 0.044715 x^3))`. Finite for every finite input (1 for large
- * positive x, 0 for large negative x).
+ * Backward pass of {@link gelu}, elementwise in f32: `dx (+)= dout * gelu'(x)`. For the default tanh
+ * form (GPT-2's `gelu_new`) `gelu'(x) = s + 2 x s (1 - s) sqrt(2/pi) (1 + 3 * 0.044715 x^2)`,
+ * `s = sigmoid(2 sqrt(2/pi) (x + 0.044715 x^3))`; for `opts.approximate = "none"` (exact GELU
+ * x Phi(x)) `gelu'(x) = Phi(x) + x exp(-x^2 / 2) / sqrt(2 pi)`. Finite for every finite input (1 for
+ * large positive x, 0 for large negative x).
  *
  * - `x`: the forward's PRE-activation input; `dout`: gradient of the gelu output; `dx`: gradient of x.
  *   All f32 of equal element count (any shape); `dx` must alias neither `x` nor `dout`.
- * - `opts.accumulate`: `+=` instead of `=`.
+ * - `opts.accumulate`: `+=` instead of `=`; `opts.approximate`: the forward's GELU form.
  *
  * Records the dispatch; nothing runs until the next {@link Gpu.flush} (or a read). Throws
  * {@link ShapeError} naming the offending tensor on a size, dtype or aliasing mismatch.
@@ -30,6 +34,7 @@ export async function geluBackward(
   dx: GpuTensor,
   opts: GeluBackwardOptions = {},
 ): Promise<void> {
+  const constants = geluConstants(opts.approximate, "geluBackward");
   for (const t of [x, dout, dx]) {
     if (t.dtype !== "f32") {
       throw new ShapeError(`geluBackward tensors must be f32, got ${t.dtype}`, { field: t.name });
@@ -53,5 +58,6 @@ export async function geluBackward(
     "gelu_backward",
     [{ uniform: uniforms(x.numel, opts.accumulate ? 1 : 0) }, x, dout, dx],
     grid(gpu, Math.ceil(x.numel / 256)),
+    constants,
   );
 }
