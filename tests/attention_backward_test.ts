@@ -1,10 +1,16 @@
 import assert from "node:assert/strict";
 import { ShapeError } from "../src/errors.ts";
-import { attention, type AttentionShape } from "../src/gpu/attention.ts";
+import {
+  attention,
+  type AttentionShape,
+  blockedQkvLayout,
+  neoxQkvLayout,
+  type QkvLayout,
+} from "../src/gpu/attention.ts";
 import { attentionBackward } from "../src/gpu/attention_backward.ts";
 import { getGpu } from "../src/gpu/device.ts";
 import { createTensor, poison, readTensor } from "../src/gpu/tensor.ts";
-import { attentionRef } from "../src/reference/attention.ts";
+import { attentionRef, type AttentionRefShape } from "../src/reference/attention.ts";
 import { attentionBackwardRef } from "../src/reference/attention_backward.ts";
 import { assertClose, freshSeed, randn, relErr, rng } from "./_util.ts";
 
@@ -51,6 +57,159 @@ Deno.test("attentionBackwardRef matches central finite differences of attentionR
     }
   }
   console.log(`attentionBackwardRef vs central FD: worst relative error ${worst.toExponential(2)}`);
+});
+
+/** Blocked layout with unused columns around and between the heads (rowStride > q + k + v). */
+function paddedLayout(nHead: number, nKvHead: number, D: number): QkvLayout {
+  return {
+    nHead,
+    nKvHead,
+    headDim: D,
+    rowStride: (nHead + 2 * nKvHead) * (D + 1) + 3,
+    qOffset: 2,
+    kOffset: 2 + nHead * (D + 1) + 1,
+    vOffset: 3 + (nHead + nKvHead) * (D + 1),
+    qHeadStride: D + 1,
+    kvHeadStride: D + 1,
+  };
+}
+
+/** The row columns that hold a q, k or v element of `l`. */
+function headColumns(l: QkvLayout): boolean[] {
+  const used = new Array<boolean>(l.rowStride).fill(false);
+  const mark = (at: number) => {
+    for (let d = 0; d < l.headDim; d++) used[at + d] = true;
+  };
+  for (let h = 0; h < l.nHead; h++) mark(l.qOffset + h * l.qHeadStride);
+  for (let g = 0; g < l.nKvHead; g++) {
+    mark(l.kOffset + g * l.kvHeadStride);
+    mark(l.vOffset + g * l.kvHeadStride);
+  }
+  return used;
+}
+
+type LayoutCase = AttentionRefShape & { name: string; B: number; T: number; layout: QkvLayout };
+
+Deno.test("attentionBackwardRef with layouts, GQA, windows and scales matches central finite differences", () => {
+  const seed = freshSeed();
+  const r = rng(seed);
+  let worst = 0;
+  const cases: LayoutCase[] = [
+    { name: "GQA H=4 KV=2 D=3 window 2", B: 2, T: 5, layout: blockedQkvLayout(4, 2, 3), window: 2 },
+    { name: "GQA H=3 KV=1 D=2 scale 0.7", B: 1, T: 4, layout: blockedQkvLayout(3, 1, 2), scale: 0.7 },
+    { name: "neox H=2 D=3", B: 1, T: 4, layout: neoxQkvLayout(2, 3) },
+    { name: "padded H=2 KV=1 D=2 window 3", B: 1, T: 5, layout: paddedLayout(2, 1, 2), window: 3 },
+  ];
+  for (const c of cases) {
+    const { B, T, layout } = c;
+    const x = Float64Array.from(randn(r, B * T * layout.rowStride));
+    const R = randn(r, B * T * layout.nHead * layout.headDim); // loss = sum(out ⊙ R), so dout = R
+    const loss = () => {
+      const out = attentionRef(x, c).out;
+      let s = 0;
+      for (let i = 0; i < out.length; i++) s += out[i] * R[i];
+      return s;
+    };
+    const h = 1e-5;
+    const fd = new Float64Array(x.length);
+    for (let i = 0; i < x.length; i++) {
+      const v = x[i];
+      x[i] = v + h;
+      const lp = loss();
+      x[i] = v - h;
+      const lm = loss();
+      x[i] = v;
+      fd[i] = (lp - lm) / (2 * h);
+    }
+    for (const probs of [null, attentionRef(x, c).probs]) {
+      const g = attentionBackwardRef(x, probs, R, c);
+      const e = relErr(g, fd);
+      assert.ok(
+        e <= 1e-6,
+        `twin vs FD ${c.name} probs ${probs ? "given" : "recomputed"}: ${e} (seed ${seed})`,
+      );
+      worst = Math.max(worst, e);
+    }
+  }
+  console.log(`attentionBackwardRef (layouts) vs central FD: worst relative error ${worst.toExponential(2)}`);
+});
+
+const GPU_LAYOUT_CASES: LayoutCase[] = [
+  { name: "GQA H=6 KV=2 D=13", B: 2, T: 9, layout: blockedQkvLayout(6, 2, 13) },
+  { name: "GQA H=6 KV=2 D=24 window 5", B: 1, T: 17, layout: blockedQkvLayout(6, 2, 24), window: 5 },
+  { name: "neox H=3 D=24", B: 2, T: 7, layout: neoxQkvLayout(3, 24) },
+  {
+    name: "neox H=2 D=13 window 4 scale 0.2",
+    B: 1,
+    T: 13,
+    layout: neoxQkvLayout(2, 13),
+    window: 4,
+    scale: 0.2,
+  },
+  { name: "padded H=4 KV=2 D=24 window 2", B: 2, T: 6, layout: paddedLayout(4, 2, 24), window: 2 },
+  { name: "D=256 H=2 KV=1", B: 1, T: 5, layout: blockedQkvLayout(2, 1, 256) },
+  { name: "D=255 neox window 2", B: 2, T: 4, layout: neoxQkvLayout(1, 255), window: 2 },
+  {
+    name: "GQA H=8 KV=2 D=4 window 33, > 1 workgroup",
+    B: 1,
+    T: 70,
+    layout: blockedQkvLayout(8, 2, 4),
+    window: 33,
+  },
+];
+
+Deno.test("attentionBackward with layouts, GQA, windows and scales matches the float64 twin", async () => {
+  const gpu = await getGpu();
+  const seed = freshSeed();
+  const r = rng(seed);
+  const tol = 1e-4;
+  const worst = { twin: 0, acc: 0 };
+  for (const c of GPU_LAYOUT_CASES) {
+    const { B, T, layout } = c;
+    const RS = layout.rowStride, HD = layout.nHead * layout.headDim;
+    const x = randn(r, B * T * RS, 2);
+    const dO = randn(r, B * T * HD);
+    const qkv = createTensor(gpu, [B * T, RS], { name: "qkv", data: x });
+    const out = createTensor(gpu, [B * T, HD], { name: "out" });
+    const probs = createTensor(gpu, [B, layout.nHead, T, T], { name: "probs" });
+    const dout = createTensor(gpu, [B * T, HD], { name: "dout", data: dO });
+    const dqkv = createTensor(gpu, [B * T, RS], { name: "dqkv" });
+    const opts = { B, T, layout, window: c.window, scale: c.scale };
+    await attention(gpu, qkv, out, { ...opts, probs });
+    const p32 = await readTensor(probs);
+    const ref = attentionBackwardRef(x, p32, dO, c);
+    const used = headColumns(layout);
+    const pick = (a: ArrayLike<number>) => Array.from(a).filter((_, i) => used[i % RS]);
+
+    // Overwrite: every q/k/v element replaces the NaN poison; the other columns stay untouched. The
+    // scratch is poisoned too: entries of invisible pairs must never be read.
+    const scratch = createTensor(gpu, [B * layout.nHead * T * T], { name: "scratch" });
+    poison(scratch);
+    poison(dqkv);
+    await attentionBackward(gpu, qkv, probs, dout, dqkv, { ...opts, scratch });
+    const g = await readTensor(dqkv);
+    worst.twin = Math.max(worst.twin, assertClose(pick(g), pick(ref), tol, `dqkv ${c.name}`, seed));
+    for (let i = 0; i < g.length; i++) {
+      if (!used[i % RS]) assert.ok(Number.isNaN(g[i]), `${c.name}: padding column ${i % RS} written`);
+    }
+
+    // Accumulate: dqkv = base + grad.
+    const base = randn(r, B * T * RS);
+    const dqkv2 = createTensor(gpu, [B * T, RS], { name: "dqkv2", data: base });
+    await attentionBackward(gpu, qkv, probs, dout, dqkv2, { ...opts, accumulate: true });
+    const want = ref.map((v, i) => v + base[i]);
+    worst.acc = Math.max(
+      worst.acc,
+      assertClose(await readTensor(dqkv2), want, tol, `accumulate ${c.name}`, seed),
+    );
+
+    for (const t of [qkv, out, probs, dout, dqkv, dqkv2, scratch]) t.destroy();
+  }
+  console.log(
+    `attentionBackward layouts: worst rel. error vs twin ${worst.twin.toExponential(2)}, accumulate ${
+      worst.acc.toExponential(2)
+    }`,
+  );
 });
 
 const GPU_CONFIGS: AttentionShape[] = [
@@ -207,6 +366,16 @@ Deno.test("attentionBackward rejects wrong shapes with ShapeError naming the ten
       ),
     "nHead",
   );
+  const L = blockedQkvLayout(2, 2, 4);
+  await bad(
+    () => attentionBackward(gpu, qkv, probs, dout, dqkv, { B: 2, T: 4, layout: { ...L, nKvHead: 3 } }),
+    "layout.nKvHead",
+  );
+  await bad(
+    () => attentionBackward(gpu, qkv, probs, dout, dqkv, { B: 2, T: 4, layout: blockedQkvLayout(2, 1, 4) }),
+    "qkv",
+  );
+  await bad(() => attentionBackward(gpu, qkv, probs, dout, dqkv, { ...c, window: -1 }), "window");
   // The right shapes (any shape with the right element count) are accepted.
   await attentionBackward(gpu, mk([2, 4, 24], "qkv3d"), probs, mk([2, 4, 8], "dout3d"), dqkv, c);
   await gpu.flush();

@@ -1,5 +1,6 @@
 /**
- * Launcher for causal multi-head self-attention (`kernels/attention.wgsl`), GPT-2 style, plus a
+ * Launcher for causal self-attention (`kernels/attention.wgsl`, `kernels/attention_wide.wgsl`): any
+ * q/k/v layout ({@link QkvLayout}), grouped-query attention, an optional sliding window; plus a
  * throughput measurement shared by `deno bench` and `engram bench`.
  */
 import { ShapeError } from "../errors.ts";
@@ -7,13 +8,77 @@ import type { Gpu } from "./device.ts";
 import { grid, launch, uniforms } from "./pipeline.ts";
 import { createTensor, type GpuTensor } from "./tensor.ts";
 
-/** Largest head size D = C / nHead the kernel supports (its private arrays are this long). */
-export const ATTENTION_MAX_HEAD_SIZE = 128;
+/** Largest head size D the kernels support (GPT-J-6B's 256; the private arrays of the wide kernel). */
+export const ATTENTION_MAX_HEAD_SIZE = 256;
+
+/** Head sizes up to this use `kernels/attention.wgsl` (shorter private arrays, faster on llvmpipe). */
+const NARROW_MAX_HEAD_SIZE = 128;
 
 /** Invocations per workgroup (one per query row). */
 const WG = 64;
 
-/** Sizes of one attention call: B sequences of T tokens, model width C split into nHead heads. */
+/**
+ * Where the query, key and value heads sit in one qkv buffer of B*T rows (all in f32 elements).
+ * Element d of query head h in row r is at `r*rowStride + qOffset + h*qHeadStride + d`; element d of
+ * kv head g at `r*rowStride + kOffset + g*kvHeadStride + d` (values likewise with `vOffset`). Query head
+ * h reads kv head `floor(h / (nHead / nKvHead))`. Build one with {@link blockedQkvLayout} or
+ * {@link neoxQkvLayout}; the q, k and v slices must not overlap and must fit in a row.
+ */
+export interface QkvLayout {
+  /** Query heads H. */
+  nHead: number;
+  /** Key/value heads KV; divides H (KV = H: multi-head, KV < H: grouped-query attention). */
+  nKvHead: number;
+  /** Head size D (1..{@link ATTENTION_MAX_HEAD_SIZE}). */
+  headDim: number;
+  /** Elements per row of the qkv buffer. */
+  rowStride: number;
+  /** Offset of query head 0 in a row. */
+  qOffset: number;
+  /** Offset of key head 0 in a row. */
+  kOffset: number;
+  /** Offset of value head 0 in a row. */
+  vOffset: number;
+  /** Distance between consecutive query heads. */
+  qHeadStride: number;
+  /** Distance between consecutive key heads (and between consecutive value heads). */
+  kvHeadStride: number;
+}
+
+/**
+ * Row = all H query heads, then all KV key heads, then all KV value heads, each head D contiguous
+ * elements: GPT-2's c_attn output (KV = H) and Llama-family fused q/k/v projections.
+ */
+export function blockedQkvLayout(nHead: number, nKvHead: number, headDim: number): QkvLayout {
+  return {
+    nHead,
+    nKvHead,
+    headDim,
+    rowStride: (nHead + 2 * nKvHead) * headDim,
+    qOffset: 0,
+    kOffset: nHead * headDim,
+    vOffset: (nHead + nKvHead) * headDim,
+    qHeadStride: headDim,
+    kvHeadStride: headDim,
+  };
+}
+
+/** Row = per head [q (D) k (D) v (D)] for h = 0..H-1: GPT-NeoX's query_key_value output. */
+export function neoxQkvLayout(nHead: number, headDim: number): QkvLayout {
+  return {
+    nHead,
+    nKvHead: nHead,
+    headDim,
+    rowStride: 3 * nHead * headDim,
+    qOffset: 0,
+    kOffset: headDim,
+    vOffset: 2 * headDim,
+    qHeadStride: 3 * headDim,
+    kvHeadStride: 3 * headDim,
+  };
+}
+
+/** Sizes of one GPT-2-style attention call: B sequences of T tokens, model width C split into nHead heads. */
 export interface AttentionShape {
   /** Batch size (sequences). */
   B: number;
@@ -25,13 +90,146 @@ export interface AttentionShape {
   nHead: number;
 }
 
-/** Options of {@link attention}: the sizes, and optionally where to write the probabilities. */
-export interface AttentionOptions extends AttentionShape {
+/**
+ * Geometry of one attention call, shared by {@link attention} and `attentionBackward`: either
+ * GPT-2's `{ B, T, C, nHead }` (meaning `blockedQkvLayout(nHead, nHead, C / nHead)`) or
+ * `{ B, T, layout }` (then `C` is ignored, and `nHead`, when given, must equal `layout.nHead`).
+ */
+export type AttentionGeometry =
+  & {
+    /** Batch size (sequences). */
+    B: number;
+    /** Sequence length (tokens per sequence). */
+    T: number;
+    /**
+     * Sliding window (Mistral, Qwen2): key s is visible to query t iff s ≤ t and t − s < window
+     * (Hugging Face's `kv_idx > q_idx - sliding_window`). Omitted: plain causal attention.
+     */
+    window?: number;
+    /** Score scale; default 1 / sqrt(headDim). */
+    scale?: number;
+  }
+  & (
+    | { C: number; nHead: number; layout?: undefined }
+    | { layout: QkvLayout; C?: number; nHead?: number }
+  );
+
+/** Options of {@link attention}: the geometry, and optionally where to write the probabilities. */
+export type AttentionOptions = AttentionGeometry & {
   /**
    * Optional output [B, nHead, T, T] (any shape with that many elements): the softmax probabilities,
-   * row (b, h, t) over keys s; entries above the diagonal (s > t) are written as 0.
+   * row (b, h, t) over keys s; entries of invisible keys (s > t, or outside the window) are written as 0.
    */
   probs?: GpuTensor;
+};
+
+/** {@link AttentionGeometry} resolved and checked: the layout, and the window as the kernels take it. */
+export interface ResolvedAttention {
+  B: number;
+  T: number;
+  layout: QkvLayout;
+  /** min(window, T) (T without a window): every key within this distance back is visible. */
+  window: number;
+  scale: number;
+  /** Every offset and stride a multiple of 4: the kernels' vec4 path applies. */
+  aligned: boolean;
+}
+
+const posInt = (v: unknown) => Number.isInteger(v) && (v as number) >= 1;
+const natInt = (v: unknown) => Number.isInteger(v) && (v as number) >= 0;
+
+/**
+ * Checks an {@link AttentionGeometry} and resolves it (the default layout, window and scale). Throws
+ * {@link ShapeError} naming the offending field (`layout.<field>` for layout fields); `who` prefixes
+ * the messages.
+ */
+export function resolveAttention(g: AttentionGeometry, who = "attention"): ResolvedAttention {
+  const { B, T } = g;
+  for (const [k, v] of Object.entries({ B, T })) {
+    if (!posInt(v)) throw new ShapeError(`${who}: ${k} = ${v} must be a positive integer`, { field: k });
+  }
+  let layout: QkvLayout;
+  if (g.layout === undefined) {
+    const { C, nHead } = g;
+    for (const [k, v] of Object.entries({ C, nHead })) {
+      if (!posInt(v)) throw new ShapeError(`${who}: ${k} = ${v} must be a positive integer`, { field: k });
+    }
+    if (C % nHead !== 0) {
+      throw new ShapeError(`${who}: C = ${C} is not divisible by nHead = ${nHead}`, { field: "nHead" });
+    }
+    layout = blockedQkvLayout(nHead, nHead, C / nHead);
+  } else {
+    layout = g.layout;
+    checkLayout(layout, who);
+    if (g.nHead !== undefined && g.nHead !== layout.nHead) {
+      throw new ShapeError(`${who}: nHead = ${g.nHead} differs from layout.nHead = ${layout.nHead}`, {
+        field: "nHead",
+      });
+    }
+  }
+  const D = layout.headDim;
+  if (D > ATTENTION_MAX_HEAD_SIZE) {
+    throw new ShapeError(`${who}: head size ${D} exceeds the supported ${ATTENTION_MAX_HEAD_SIZE}`, {
+      field: g.layout ? "layout.headDim" : "nHead",
+    });
+  }
+  if (g.window !== undefined && !posInt(g.window)) {
+    throw new ShapeError(`${who}: window = ${g.window} must be a positive integer`, { field: "window" });
+  }
+  const scale = g.scale ?? 1 / Math.sqrt(D);
+  if (!Number.isFinite(scale)) {
+    throw new ShapeError(`${who}: scale = ${scale} must be finite`, { field: "scale" });
+  }
+  const l = layout;
+  const aligned = [D, l.rowStride, l.qOffset, l.kOffset, l.vOffset, l.qHeadStride, l.kvHeadStride]
+    .every((v) => v % 4 === 0);
+  return { B, T, layout, window: Math.min(g.window ?? T, T), scale, aligned };
+}
+
+function checkLayout(l: QkvLayout, who: string): void {
+  const fields = ["nHead", "nKvHead", "headDim", "rowStride"] as const;
+  for (const k of fields) {
+    if (!posInt(l[k])) {
+      throw new ShapeError(`${who}: layout.${k} = ${l[k]} must be a positive integer`, {
+        field: `layout.${k}`,
+      });
+    }
+  }
+  for (const k of ["qOffset", "kOffset", "vOffset", "qHeadStride", "kvHeadStride"] as const) {
+    if (!natInt(l[k])) {
+      throw new ShapeError(`${who}: layout.${k} = ${l[k]} must be a non-negative integer`, {
+        field: `layout.${k}`,
+      });
+    }
+  }
+  if (l.nHead % l.nKvHead !== 0) {
+    throw new ShapeError(`${who}: layout.nKvHead = ${l.nKvHead} does not divide nHead = ${l.nHead}`, {
+      field: "layout.nKvHead",
+    });
+  }
+  // Every head slice inside the row and no two overlapping (the backward writes each one once).
+  const D = l.headDim;
+  const slices: Array<[number, string]> = [];
+  for (let h = 0; h < l.nHead; h++) slices.push([l.qOffset + h * l.qHeadStride, `q head ${h}`]);
+  for (let g = 0; g < l.nKvHead; g++) {
+    slices.push([l.kOffset + g * l.kvHeadStride, `k head ${g}`]);
+    slices.push([l.vOffset + g * l.kvHeadStride, `v head ${g}`]);
+  }
+  slices.sort((a, b) => a[0] - b[0]);
+  for (let i = 0; i < slices.length; i++) {
+    const [at, what] = slices[i];
+    if (at + D > l.rowStride) {
+      throw new ShapeError(
+        `${who}: layout puts ${what} at ${at}..${at + D - 1}, beyond rowStride = ${l.rowStride}`,
+        { field: "layout.rowStride" },
+      );
+    }
+    if (i > 0 && slices[i - 1][0] + D > at) {
+      throw new ShapeError(`${who}: layout overlaps ${slices[i - 1][1]} and ${what} (headDim ${D})`, {
+        field: "layout",
+      });
+    }
+  }
 }
 
 function checkSize(t: GpuTensor, want: number, what: string, dims: string): void {
@@ -44,17 +242,19 @@ function checkSize(t: GpuTensor, want: number, what: string, dims: string): void
 }
 
 /**
- * Causal multi-head self-attention forward: for each sequence b, head h and query position t,
- * `out[b, t, h*D + d] = sum_{s <= t} softmax_s(q_t . k_s / sqrt(D)) * v_s[d]`, softmax in f32 with max
- * subtraction.
+ * Causal self-attention forward: for each sequence b, query head h (reading kv head
+ * g = floor(h / (nHead / nKvHead))) and query position t,
+ * `out[b*T + t, h*D + d] = sum_s softmax_s(scale · q_t · k_s) * v_s[d]` over the visible keys s
+ * (s ≤ t, and t − s < window when `opts.window` is set), softmax in f32 with max subtraction.
  *
- * - `qkv` [B, T, 3C] (or [B*T, 3C]): GPT-2's c_attn output, per row q (C), k (C), v (C); head h uses
- *   columns h*D .. h*D+D-1 of each part, D = C / nHead ≤ {@link ATTENTION_MAX_HEAD_SIZE}.
- * - `out` [B, T, C] (or [B*T, C]): heads concatenated, head h in columns h*D.. (c_proj's input).
- * - `opts.probs` [B, nHead, T, T], optional: the attention probabilities (0 above the diagonal).
+ * - `qkv` [B*T, rowStride] (any shape with that many elements), laid out as `opts.layout` says
+ *   (default: GPT-2's c_attn output [B*T, 3C], `blockedQkvLayout(nHead, nHead, C / nHead)`);
+ *   head size D = layout.headDim ≤ {@link ATTENTION_MAX_HEAD_SIZE}.
+ * - `out` [B*T, nHead*D]: heads concatenated, head h in columns h*D.. (the output projection's input).
+ * - `opts.probs` [B, nHead, T, T], optional: the attention probabilities (0 for invisible keys).
  *
  * Records the dispatch; nothing runs until the next {@link Gpu.flush} (or a read). Throws
- * {@link ShapeError} naming the offending tensor on any size mismatch.
+ * {@link ShapeError} naming the offending tensor or option on any size mismatch.
  */
 export async function attention(
   gpu: Gpu,
@@ -62,49 +262,58 @@ export async function attention(
   out: GpuTensor,
   opts: AttentionOptions,
 ): Promise<void> {
-  const { B, T, C, nHead, probs } = opts;
-  for (const [k, v] of Object.entries({ B, T, C, nHead })) {
-    if (!Number.isInteger(v) || v < 1) {
-      throw new ShapeError(`attention: ${k} = ${v} must be a positive integer`, { field: k });
-    }
-  }
-  if (C % nHead !== 0) {
-    throw new ShapeError(`attention: C = ${C} is not divisible by nHead = ${nHead}`, { field: "nHead" });
-  }
-  const D = C / nHead;
-  if (D > ATTENTION_MAX_HEAD_SIZE) {
-    throw new ShapeError(
-      `attention: head size C / nHead = ${D} exceeds the supported ${ATTENTION_MAX_HEAD_SIZE}`,
-      {
-        field: "nHead",
-      },
-    );
-  }
-  checkSize(qkv, B * T * 3 * C, "attention input qkv", `B*T*3C`);
-  checkSize(out, B * T * C, "attention output", `B*T*C`);
+  const r = resolveAttention(opts, "attention");
+  const { B, T, layout: l } = r;
+  const { probs } = opts;
+  const D = l.headDim, H = l.nHead;
+  checkSize(qkv, B * T * l.rowStride, "attention input qkv", "B*T*rowStride");
+  checkSize(out, B * T * H * D, "attention output", "B*T*nHead*headDim");
   if (out === qkv || out.buffer === qkv.buffer) {
     throw new ShapeError("attention output must not alias its qkv input", { field: out.name });
   }
   if (probs) {
-    checkSize(probs, B * nHead * T * T, "attention probs", `B*nHead*T*T`);
+    checkSize(probs, B * H * T * T, "attention probs", "B*nHead*T*T");
     if (probs.buffer === qkv.buffer || probs.buffer === out.buffer) {
       throw new ShapeError("attention probs must not alias qkv or out", { field: probs.name });
     }
   }
-  const rows = B * nHead * T;
-  const params = { uniform: uniforms(B, T, C, nHead, { f: 1 / Math.sqrt(D) }) };
-  const wg = grid(gpu, Math.ceil(rows / WG));
+  const params = {
+    uniform: uniforms(
+      B,
+      T,
+      H,
+      H / l.nKvHead,
+      l.rowStride,
+      l.qOffset,
+      l.kOffset,
+      l.vOffset,
+      l.qHeadStride,
+      l.kvHeadStride,
+      r.window,
+      { f: r.scale },
+    ),
+  };
+  const wg = grid(gpu, Math.ceil((B * H * T) / WG));
+  const kernel = D <= NARROW_MAX_HEAD_SIZE ? "attention" : "attention_wide";
+  const constants = { D, WG, VEC4: r.aligned ? 1 : 0 };
   if (probs) {
-    await launch(gpu, "attention", "attention_probs", [params, qkv, out, probs], wg, { D, WG });
+    await launch(gpu, kernel, "attention_probs", [params, qkv, out, probs], wg, constants);
   } else {
-    await launch(gpu, "attention", "attention_fwd", [params, qkv, out], wg, { D, WG });
+    await launch(gpu, kernel, "attention_fwd", [params, qkv, out], wg, constants);
   }
 }
 
-/** Floating-point operations of one causal attention call: 2·D per (query, key) pair for q·k and as many for p·v. */
-export function attentionFlops(s: AttentionShape): number {
-  const D = s.C / s.nHead;
-  return 4 * s.B * s.nHead * D * (s.T * (s.T + 1)) / 2;
+/** Visible (query, key) pairs of one sequence and head: T(T+1)/2, fewer with a window W < T. */
+export function attentionPairs(T: number, window = T): number {
+  const W = Math.min(window, T);
+  return (W * (W + 1)) / 2 + (T - W) * W;
+}
+
+/** Floating-point operations of one causal attention call: 2·D per visible (query, key) pair for q·k and as many for p·v. */
+export function attentionFlops(s: AttentionGeometry): number {
+  const H = s.layout ? s.layout.nHead : s.nHead!;
+  const D = s.layout ? s.layout.headDim : s.C! / s.nHead!;
+  return 4 * s.B * H * D * attentionPairs(s.T, s.window);
 }
 
 /** One {@link measureAttention} result: milliseconds per call and the implied GFLOP/s. */

@@ -1,9 +1,10 @@
 /**
- * Launcher for causal multi-head self-attention backward (`kernels/attention_backward.wgsl`), the
- * gradient of {@link attention}, plus a throughput measurement for `deno bench`.
+ * Launcher for causal self-attention backward (`kernels/attention_backward.wgsl`,
+ * `kernels/attention_backward_wide.wgsl`), the gradient of {@link attention}: any q/k/v layout,
+ * grouped-query attention, sliding windows; plus the FLOP count used by `deno bench`.
  */
 import { ShapeError } from "../errors.ts";
-import { ATTENTION_MAX_HEAD_SIZE, type AttentionShape } from "./attention.ts";
+import { type AttentionGeometry, attentionPairs, resolveAttention } from "./attention.ts";
 import type { Gpu } from "./device.ts";
 import { grid, launch, uniforms } from "./pipeline.ts";
 import { createTensor, type GpuTensor } from "./tensor.ts";
@@ -11,8 +12,15 @@ import { createTensor, type GpuTensor } from "./tensor.ts";
 /** Invocations per workgroup (one per query row, then one per key row). */
 const WG = 64;
 
-/** Options of {@link attentionBackward}. */
-export interface AttentionBackwardOptions extends AttentionShape {
+/** Head sizes up to this use `kernels/attention_backward.wgsl` (shorter private arrays). */
+const NARROW_MAX_HEAD_SIZE = 128;
+
+/**
+ * Options of {@link attentionBackward}: the forward's geometry ({@link AttentionGeometry}: GPT-2's
+ * `{ B, T, C, nHead }` or `{ B, T, layout }`, and the same `scale`). A `window` is accepted and must be
+ * the forward's: the probabilities already encode it, and it only bounds which entries are read.
+ */
+export type AttentionBackwardOptions = AttentionGeometry & {
   /** When true, the gradients are added to `dqkv` (`+=`); when false (default) they overwrite it (`=`). */
   accumulate?: boolean;
   /**
@@ -22,8 +30,7 @@ export interface AttentionBackwardOptions extends AttentionShape {
    * (each awaited), as every engram launcher is used.
    */
   scratch?: GpuTensor;
-}
-
+};
 function checkSize(t: GpuTensor, want: number, what: string, dims: string, atLeast = false): void {
   if (t.dtype !== "f32") throw new ShapeError(`${what} must be f32, got ${t.dtype}`, { field: t.name });
   if (atLeast ? t.numel < want : t.numel !== want) {
@@ -48,20 +55,24 @@ function cachedScratch(gpu: Gpu, n: number): GpuTensor {
 }
 
 /**
- * Causal multi-head self-attention backward (GPT-2). Per sequence b and head h, with P the forward's
- * probabilities, dO the gradient of the output and scale = 1 / sqrt(D):
+ * Causal self-attention backward. Per sequence b and query head h (reading kv head
+ * g = floor(h / (nHead / nKvHead))), with P the forward's probabilities, dO the gradient of the output
+ * and `scale` the forward's (default 1 / sqrt(D)):
  *
- * - `dV = P^T dO`, `dP = dO V^T`, `dS = P ⊙ (dP - rowsum(dP ⊙ P))` (only j ≤ i),
+ * - `dV = P^T dO`, `dP = dO V^T`, `dS = P ⊙ (dP - rowsum(dP ⊙ P))` (visible pairs only),
  * - `dQ = scale · dS K`, `dK = scale · dS^T Q`,
  *
- * written into `dqkv` in the qkv layout (q | k | v per row, head h in columns h*D..), `+=` with
- * `opts.accumulate`, else `=`. Tensors (any shapes with these element counts): `qkv` [B*T, 3C] (the
- * forward's input), `probs` [B, nHead, T, T] as written by the forward's `probs` option, `dout`
- * [B*T, C], `dqkv` [B*T, 3C]; `dqkv` must not alias an input. D = C / nHead ≤ {@link ATTENTION_MAX_HEAD_SIZE}.
+ * where a kv head's dK and dV sum over the query heads that share it. Written into `dqkv` in the qkv
+ * layout (`opts.layout`, default GPT-2's q | k | v blocks): every q, k and v element, `+=` with
+ * `opts.accumulate`, else `=` (columns that belong to no head are not touched). Tensors (any shapes
+ * with these element counts): `qkv` [B*T, rowStride] (the forward's input), `probs` [B, nHead, T, T]
+ * as written by the forward's `probs` option, `dout` [B*T, nHead*D], `dqkv` [B*T, rowStride]; `dqkv`
+ * must not alias an input.
  *
- * Records two dispatches (dQ per query row, which also writes dS into the scratch; then dK, dV per key
- * row), no atomics, deterministic; nothing runs until the next {@link Gpu.flush} (or a read). Throws
- * {@link ShapeError} naming the offending tensor on any size, dtype or aliasing mismatch.
+ * Records two dispatches (dQ per query row, which also writes dS into the scratch; then dK, dV per kv
+ * key row), no atomics, deterministic; nothing runs until the next {@link Gpu.flush} (or a read).
+ * Throws {@link ShapeError} naming the offending tensor or option on any size, dtype or aliasing
+ * mismatch.
  */
 export async function attentionBackward(
   gpu: Gpu,
@@ -71,29 +82,14 @@ export async function attentionBackward(
   dqkv: GpuTensor,
   opts: AttentionBackwardOptions,
 ): Promise<void> {
-  const { B, T, C, nHead } = opts;
-  for (const [k, v] of Object.entries({ B, T, C, nHead })) {
-    if (!Number.isInteger(v) || v < 1) {
-      throw new ShapeError(`attentionBackward: ${k} = ${v} must be a positive integer`, { field: k });
-    }
-  }
-  if (C % nHead !== 0) {
-    throw new ShapeError(`attentionBackward: C = ${C} is not divisible by nHead = ${nHead}`, {
-      field: "nHead",
-    });
-  }
-  const D = C / nHead;
-  if (D > ATTENTION_MAX_HEAD_SIZE) {
-    throw new ShapeError(
-      `attentionBackward: head size C / nHead = ${D} exceeds the supported ${ATTENTION_MAX_HEAD_SIZE}`,
-      { field: "nHead" },
-    );
-  }
-  const nP = B * nHead * T * T;
-  checkSize(qkv, B * T * 3 * C, "attentionBackward input qkv", "B*T*3C");
+  const r = resolveAttention(opts, "attentionBackward");
+  const { B, T, layout: l } = r;
+  const D = l.headDim, H = l.nHead;
+  const nP = B * H * T * T;
+  checkSize(qkv, B * T * l.rowStride, "attentionBackward input qkv", "B*T*rowStride");
   checkSize(probs, nP, "attentionBackward probs", "B*nHead*T*T");
-  checkSize(dout, B * T * C, "attentionBackward dout", "B*T*C");
-  checkSize(dqkv, B * T * 3 * C, "attentionBackward dqkv", "B*T*3C");
+  checkSize(dout, B * T * H * D, "attentionBackward dout", "B*T*nHead*headDim");
+  checkSize(dqkv, B * T * l.rowStride, "attentionBackward dqkv", "B*T*rowStride");
   for (const t of [qkv, probs, dout]) {
     if (dqkv.buffer === t.buffer) {
       throw new ShapeError(`attentionBackward dqkv must not alias '${t.name}'`, { field: dqkv.name });
@@ -110,18 +106,43 @@ export async function attentionBackward(
   } else {
     scratch = cachedScratch(gpu, nP);
   }
-  const params = { uniform: uniforms(B, T, C, nHead, { f: 1 / Math.sqrt(D) }, opts.accumulate ? 1 : 0) };
-  const wg = grid(gpu, Math.ceil((B * nHead * T) / WG));
+  const params = {
+    uniform: uniforms(
+      B,
+      T,
+      H,
+      H / l.nKvHead,
+      l.rowStride,
+      l.qOffset,
+      l.kOffset,
+      l.vOffset,
+      l.qHeadStride,
+      l.kvHeadStride,
+      r.window,
+      { f: r.scale },
+      opts.accumulate ? 1 : 0,
+    ),
+  };
+  const kernel = D <= NARROW_MAX_HEAD_SIZE ? "attention_backward" : "attention_backward_wide";
+  const constants = { D, WG, VEC4: r.aligned ? 1 : 0 };
   const bindings = [params, qkv, probs, dout, dqkv, scratch];
-  await launch(gpu, "attention_backward", "attention_bwd_dq", bindings, wg, { D, WG });
-  await launch(gpu, "attention_backward", "attention_bwd_dkv", bindings, wg, { D, WG });
+  await launch(gpu, kernel, "attention_bwd_dq", bindings, grid(gpu, Math.ceil((B * H * T) / WG)), constants);
+  await launch(
+    gpu,
+    kernel,
+    "attention_bwd_dkv",
+    bindings,
+    grid(gpu, Math.ceil((B * l.nKvHead * T) / WG)),
+    constants,
+  );
 }
 
 /**
- * Floating-point operations of one backward call: 2·D per (query, key) pair for each of dP, dQ, dK
- * and dV (twice {@link attentionFlops} of the forward).
+ * Floating-point operations of one backward call: 2·D per visible (query, key) pair for each of dP,
+ * dQ, dK and dV (twice {@link attentionFlops} of the forward).
  */
-export function attentionBackwardFlops(s: AttentionShape): number {
-  const D = s.C / s.nHead;
-  return 8 * s.B * s.nHead * D * (s.T * (s.T + 1)) / 2;
+export function attentionBackwardFlops(s: AttentionGeometry): number {
+  const H = s.layout ? s.layout.nHead : s.nHead!;
+  const D = s.layout ? s.layout.headDim : s.C! / s.nHead!;
+  return 8 * s.B * H * D * attentionPairs(s.T, s.window);
 }
