@@ -258,9 +258,10 @@ Deno.test("RMS norm and layer norm of a constant residual (all block weights zer
     }
     const f = transformerForwardRef(cfg, w, [1, 2], { capture: ["ln_f"] }).sites.get("ln_f")!;
     const g = w.get(spec.finalNorm.weight)!.data;
+    const b = spec.finalNorm.bias ? w.get(spec.finalNorm.bias)!.data : undefined;
     for (let c = 0; c < C; c++) {
-      // RMS: g c0 / sqrt(c0² + eps); layer norm of a constant: 0 · g + bias (= 0 here).
-      const want = fam === "llama" ? (g[c] * c0) / Math.sqrt(c0 * c0 + cfg.layerNormEpsilon) : 0;
+      // RMS: g c0 / sqrt(c0² + eps); layer norm of a constant: 0 · g + bias.
+      const want = b ? b[c] : (g[c] * c0) / Math.sqrt(c0 * c0 + cfg.layerNormEpsilon);
       assert.ok(Math.abs(f[c] - want) < 1e-15, `${v} c=${c}: ${f[c]} vs ${want}`);
     }
   }
