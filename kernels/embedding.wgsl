@@ -1,6 +1,9 @@
 // Token + position embedding gather (GPT-2's first layer):
 //   out[t, c] = wte[ids[t], c] + wpe[pos(t), c]
-// with pos(t) = positionOffset + t (entry `embedding`) or positions[t] (entry `embedding_pos`).
+// with pos(t) = positionOffset + t (entry `embedding`) or positions[t] (entry `embedding_pos`), and
+// the token gather alone (entry `embedding_tokens`, for models without learned positions: Llama,
+// GPT-NeoX, GPT-J, whose positions enter through rotary embeddings):
+//   out[t, c] = wte[ids[t], c]
 //
 // Layouts (row-major):
 //   ids       [T]      u32 token ids, validated on the host; clamped here to V - 1 so a bad id can
@@ -17,6 +20,9 @@
 //   3 storage read   wpe: array<f32>
 //   4 storage rw     out: array<f32>
 //   5 storage read   positions: array<u32>   (entry `embedding_pos` only)
+//   entry `embedding_tokens` binds only 0-2 and gives 3 another meaning (WGSL forbids binding aliases
+//   only within one entry point's interface): 3 storage rw outTokens: array<f32>; P and positionOffset
+//   are unused there.
 // Dispatch: ceil(T*C / 256) workgroups of 256 (one invocation per output element), split over x/y
 //   by `grid()`; i = gid.x + gid.y * nwg.x * 256, t = i / C, c = i % C.
 
@@ -34,6 +40,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read> wpe: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 @group(0) @binding(5) var<storage, read> positions: array<u32>;
+@group(0) @binding(3) var<storage, read_write> outTokens: array<f32>;
 
 @compute @workgroup_size(256)
 fn embedding(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -55,4 +62,14 @@ fn embedding_pos(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
   let id = min(ids[t], p.V - 1u);
   let pos = min(positions[t], p.P - 1u);
   out[i] = wte[id * p.C + c] + wpe[pos * p.C + c];
+}
+
+@compute @workgroup_size(256)
+fn embedding_tokens(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = gid.x + gid.y * nwg.x * 256u;
+  if (i >= p.T * p.C) { return; }
+  let t = i / p.C;
+  let c = i % p.C;
+  let id = min(ids[t], p.V - 1u);
+  outTokens[i] = wte[id * p.C + c];
 }

@@ -180,3 +180,55 @@ Deno.test("embeddingBackward accumulatePositions overrides accumulate for dwpe o
   }
   td.destroy();
 });
+
+Deno.test("embeddingBackward without positions (no learned positions) writes dwte only", async () => {
+  const gpu = await getGpu();
+  const seed = freshSeed();
+  const r = rng(seed);
+  // Twin vs central finite differences of the token-only forward.
+  {
+    const V = 6, C = 3, T = 9;
+    const ids = drawIds(r, T, 4);
+    const wte = Float64Array.from(randn(r, V * C)), dout = randn(r, T * C);
+    const ref = embeddingBackwardRef(dout, ids, null, V, 0, C);
+    assert.equal(ref.dwpe.length, 0);
+    const fd = new Float64Array(V * C), h = 1e-5;
+    const loss = () => embeddingRef(ids, wte, null, C).reduce((s, y, i) => s + dout[i] * y, 0);
+    for (let i = 0; i < fd.length; i++) {
+      const v = wte[i];
+      wte[i] = v + h;
+      const lp = loss();
+      wte[i] = v - h;
+      const lm = loss();
+      wte[i] = v;
+      fd[i] = (lp - lm) / (2 * h);
+    }
+    const e = relErr(ref.dwte, fd);
+    assert.ok(e <= 1e-6, `token-only dwte vs FD: ${e} (seed ${seed})`);
+  }
+  let worst = 0;
+  for (const [T, C] of [[1, 1], [7, 5], [33, 97]]) {
+    const V = 13, ids = drawIds(r, T, 9), dout = randn(r, T * C);
+    const ref = embeddingBackwardRef(dout, ids, undefined, V, 0, C);
+    const td = createTensor(gpu, [T, C], { name: "dout", data: dout });
+    const dwte = createTensor(gpu, [V, C], { name: "dwte" });
+    poison(dwte);
+    await embeddingBackward(gpu, td, ids, null, dwte, null, { T, C });
+    worst = Math.max(worst, assertClose(await readTensor(dwte), ref.dwte, 1e-5, `dwte T=${T} C=${C}`, seed));
+    const pre = randn(r, V * C);
+    const acc = createTensor(gpu, [V, C], { name: "dwte", data: pre });
+    await embeddingBackward(gpu, td, ids, undefined, acc, undefined, { T, C, accumulate: true });
+    const want = Float64Array.from(ref.dwte, (v, i) => v + pre[i]);
+    worst = Math.max(worst, assertClose(await readTensor(acc), want, 1e-5, `dwte += T=${T} C=${C}`, seed));
+    for (const t of [td, dwte, acc]) t.destroy();
+  }
+  // A position gradient needs positions.
+  const td = createTensor(gpu, [2, 3], { name: "dout" }), dwpe = createTensor(gpu, [4, 3], { name: "dwpe" });
+  await assert.rejects(
+    () => embeddingBackward(gpu, td, [0, 1], null, null, dwpe, { T: 2, C: 3 }),
+    (e: unknown) => e instanceof ShapeError && e.field === "positions",
+  );
+  for (const t of [td, dwpe]) t.destroy();
+  await gpu.flush();
+  console.log(`embeddingBackward (tokens only) worst relative error ${worst.toExponential(2)}`);
+});

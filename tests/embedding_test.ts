@@ -123,3 +123,54 @@ Deno.test("embedding shape mismatches throw ShapeError naming the tensor", async
   for (const t of [tw, tp, badW, out, fids, ids]) t.destroy();
   await gpu.flush();
 });
+
+Deno.test("embedding without a position table gathers the token rows only (positions ignored)", async () => {
+  const gpu = await getGpu();
+  const seed = freshSeed();
+  const r = rng(seed);
+  let worst = 0;
+  for (const [T, C, V] of [[1, 1, 1], [3, 5, 7], [7, 37, 50], [17, 64, 97], [5, 257, 11]]) {
+    const wte = randn(r, V * C);
+    const ids = randIds(r, T, V);
+    const tw = createTensor(gpu, [V, C], { name: "embed_tokens.weight", data: wte });
+    const tid = createTensor(gpu, [T], { name: "ids", dtype: "u32", data: ids });
+    const out = createTensor(gpu, [T, C], { name: "out" });
+    const ref = embeddingRef(ids, wte, null, C);
+    // Independently of the twin: row t is wte row ids[t], bit for bit.
+    const rows = Float32Array.from({ length: T * C }, (_, i) => wte[ids[Math.floor(i / C)] * C + (i % C)]);
+    assert.deepEqual(Float32Array.from(ref), rows);
+    const what = `T=${T} C=${C} V=${V}`;
+    for (
+      const [label, run] of [
+        ["gpu ids, wpe null", () => embedding(gpu, tid, tw, null, out, { T, C })],
+        ["host ids, wpe undefined", () => embedding(gpu, Array.from(ids), tw, undefined, out, { T, C })],
+        // Position options mean nothing without a table: not checked, not used.
+        ["positions ignored", () => embedding(gpu, tid, tw, null, out, { T, C, positionOffset: 1e6 })],
+        [
+          "host positions ignored",
+          () => embedding(gpu, tid, tw, null, out, { T, C, positions: new Array(T).fill(-1) }),
+        ],
+      ] as Array<[string, () => Promise<void>]>
+    ) {
+      poison(out);
+      await run();
+      const got = await readTensor(out);
+      worst = Math.max(worst, assertClose(got, ref, 0, `${label} ${what}`, seed));
+    }
+    for (const t of [tw, tid, out]) t.destroy();
+  }
+  console.log(`embedding (tokens only) worst relative error ${worst.toExponential(2)}`);
+});
+
+Deno.test("embedding without a position table still checks ids, wte and out", async () => {
+  const gpu = await getGpu();
+  const C = 4;
+  const tw = createTensor(gpu, [5, C], { name: "wte.weight" });
+  const out = createTensor(gpu, [2, C], { name: "embed.out" });
+  const is = (name: string) => (e: unknown) => e instanceof ShapeError && e.message.includes(name);
+  await assert.rejects(() => embedding(gpu, [1, 5], tw, null, out, { T: 2, C }), InputError);
+  await assert.rejects(() => embedding(gpu, [1, 2], tw, null, out, { T: 3, C }), ShapeError);
+  await assert.rejects(() => embedding(gpu, [1, 2], tw, null, tw, { T: 2, C: 4 }), is("wte.weight"));
+  for (const t of [tw, out]) t.destroy();
+  await gpu.flush();
+});

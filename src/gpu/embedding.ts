@@ -1,4 +1,7 @@
-/** Launcher for the token + position embedding gather (`kernels/embedding.wgsl`) and its host-side id check. */
+/**
+ * Launcher for the token (+ position) embedding gather (`kernels/embedding.wgsl`) and its host-side id
+ * check.
+ */
 import { InputError, ShapeError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
 import { grid, launch, uniforms } from "./pipeline.ts";
@@ -24,12 +27,16 @@ export interface EmbeddingOptions {
   T: number;
   /** Model width (columns of wte, wpe and out). */
   C: number;
-  /** Position of token 0 when `positions` is absent: pos(t) = positionOffset + t. Default 0. */
+  /**
+   * Position of token 0 when `positions` is absent: pos(t) = positionOffset + t. Default 0. Ignored
+   * (not checked) without a position table.
+   */
   positionOffset?: number;
   /**
    * Explicit position of each token, [T] u32 (e.g. t within its own sequence for a batch). A
    * {@link GpuTensor} is used as is (out-of-range entries are clamped to P - 1 by the kernel);
-   * host data is checked with {@link checkIds} against P first.
+   * host data is checked with {@link checkIds} against P first. Ignored (not checked) without a
+   * position table.
    */
   positions?: GpuTensor | ArrayLike<number>;
 }
@@ -66,12 +73,14 @@ function upload(gpu: Gpu, data: ArrayLike<number>, T: number, bound: number, nam
 
 /**
  * Token + position embeddings: `out[t, c] = wte[ids[t], c] + wpe[pos(t), c]` in f32, with
- * pos(t) = `positions[t]` when given, else `positionOffset + t`.
+ * pos(t) = `positions[t]` when given, else `positionOffset + t`. Without a position table (`wpe`
+ * null/undefined: Llama, GPT-NeoX, GPT-J, whose positions are rotary) the token rows alone,
+ * `out[t, c] = wte[ids[t], c]`, and the position options are ignored.
  *
  * - `ids` [T]: u32 {@link GpuTensor} (any shape with T elements), or host data, which is first checked
  *   with {@link checkIds} against V and uploaded. Ids already on the GPU cannot be checked without a
  *   read-back: the kernel clamps them to V - 1 so it never reads out of bounds.
- * - `wte` [V, C], `wpe` [P, C]: f32 token and position tables.
+ * - `wte` [V, C], `wpe` [P, C] or null/undefined: f32 token and position tables.
  * - `out` [T, C] (any shape with T*C elements), f32.
  *
  * Records the dispatch; nothing runs until the next {@link Gpu.flush} (or a read). Throws
@@ -82,7 +91,7 @@ export async function embedding(
   gpu: Gpu,
   ids: GpuTensor | ArrayLike<number>,
   wte: GpuTensor,
-  wpe: GpuTensor,
+  wpe: GpuTensor | null | undefined,
   out: GpuTensor,
   opts: EmbeddingOptions,
 ): Promise<void> {
@@ -94,13 +103,13 @@ export async function embedding(
     }
   }
   checkF32(wte, undefined, C, "embedding token table wte", "[V, C]");
-  checkF32(wpe, undefined, C, "embedding position table wpe", "[P, C]");
+  if (wpe) checkF32(wpe, undefined, C, "embedding position table wpe", "[P, C]");
   checkF32(out, T, C, "embedding output", "T*C elements");
-  const V = wte.shape[0], P = wpe.shape[0];
-  if (out.buffer === wte.buffer || out.buffer === wpe.buffer) {
+  const V = wte.shape[0], P = wpe ? wpe.shape[0] : 0;
+  if (out.buffer === wte.buffer || (wpe && out.buffer === wpe.buffer)) {
     throw new ShapeError("embedding output must not alias wte or wpe", { field: out.name });
   }
-  if (opts.positions === undefined && (!Number.isInteger(offset) || offset < 0 || offset + T > P)) {
+  if (wpe && opts.positions === undefined && (!Number.isInteger(offset) || offset < 0 || offset + T > P)) {
     throw new InputError(
       `positions ${offset}..${
         offset + T - 1
@@ -117,10 +126,12 @@ export async function embedding(
     idT = upload(gpu, ids, T, V, "ids");
     temps.push(idT);
   }
-  const params = { uniform: uniforms(T, C, V, P, opts.positions === undefined ? offset : 0) };
+  const params = { uniform: uniforms(T, C, V, P, !wpe || opts.positions !== undefined ? 0 : offset) };
   const wg = grid(gpu, Math.ceil((T * C) / 256));
   try {
-    if (opts.positions !== undefined) {
+    if (!wpe) {
+      await launch(gpu, "embedding", "embedding_tokens", [params, idT, wte, out], wg);
+    } else if (opts.positions !== undefined) {
       const pos = opts.positions;
       let posT: GpuTensor;
       if (pos instanceof GpuTensor) {

@@ -105,8 +105,10 @@ async function scatter(
  *
  * - `dout` [T, C] (any shape with T*C elements), f32.
  * - `ids`, `positions`: host arrays of T integers, checked with {@link checkIds} against V and P.
+ *   `positions` may be null/undefined when `dwpe` is (models without learned positions).
  * - `dwte` [V, C], `dwpe` [P, C]: f32 gradient tables; either may be null/undefined to skip it (its
- *   index array is then not checked). Neither may alias `dout` or the other.
+ *   index array is then not checked; no `dwpe` is the position gradient skipped, e.g. Llama, GPT-NeoX,
+ *   GPT-J). Neither may alias `dout` or the other.
  * - `opts.accumulate`: add into the tables (rows no token uses keep their values) instead of clearing
  *   them to 0 first; `opts.accumulatePositions` overrides it for `dwpe`.
  *
@@ -118,7 +120,7 @@ export async function embeddingBackward(
   gpu: Gpu,
   dout: GpuTensor,
   ids: ArrayLike<number>,
-  positions: ArrayLike<number>,
+  positions: ArrayLike<number> | null | undefined,
   dwte: GpuTensor | null | undefined,
   dwpe: GpuTensor | null | undefined,
   opts: EmbeddingBackwardOptions,
@@ -142,7 +144,14 @@ export async function embeddingBackward(
   }
   const jobs: Array<[GpuTensor, ArrayLike<number>, string]> = [];
   if (dwte) jobs.push([dwte, ids, "ids"]);
-  if (dwpe) jobs.push([dwpe, positions, "positions"]);
+  if (dwpe) {
+    if (positions == null) {
+      throw new ShapeError("embeddingBackward: a position gradient dwpe needs the positions", {
+        field: "positions",
+      });
+    }
+    jobs.push([dwpe, positions, "positions"]);
+  }
   for (const [table, index, name] of jobs) {
     const rows = checkTable(table, C, `embeddingBackward ${name === "ids" ? "dwte" : "dwpe"}`);
     if (table.buffer === dout.buffer) {
