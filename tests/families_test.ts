@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { getGpu } from "../src/gpu/device.ts";
-import { lossAndGradients, Gradients } from "../src/model/backward.ts";
+import { Gradients, lossAndGradients } from "../src/model/backward.ts";
 import type { ModelConfig } from "../src/model/config.ts";
 import { hookSiteNames } from "../src/model/hooks.ts";
 import { randomWeights } from "../src/model/random.ts";
@@ -54,7 +54,13 @@ export const VARIANTS: Record<string, ModelConfig> = {
     activation: "silu",
     rope: rope(8, {
       theta: 500000,
-      scaling: { type: "llama3", factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8 },
+      scaling: {
+        type: "llama3",
+        factor: 8,
+        lowFreqFactor: 1,
+        highFreqFactor: 4,
+        originalMaxPositionEmbeddings: 8,
+      },
     }),
     qkvBias: true,
     attnOutBias: true,
@@ -71,7 +77,10 @@ export const VARIANTS: Record<string, ModelConfig> = {
     nInner: 13,
     norm: "rmsnorm",
     activation: "silu",
-    rope: rope(4, { maxPositionEmbeddings: 4, scaling: { type: "dynamic", factor: 2, originalMaxPositionEmbeddings: 4 } }),
+    rope: rope(4, {
+      maxPositionEmbeddings: 4,
+      scaling: { type: "dynamic", factor: 2, originalMaxPositionEmbeddings: 4 },
+    }),
     qkvBias: false,
     attnOutBias: false,
     mlpBias: false,
@@ -168,7 +177,14 @@ export const VARIANTS: Record<string, ModelConfig> = {
   },
 };
 
-const UNTIED = new Set(["llama GQA untied", "qwen2 biases", "mistral sliding window", "neox parallel, partial rotary", "neox sequential", "gptj interleaved rotary"]);
+const UNTIED = new Set([
+  "llama GQA untied",
+  "qwen2 biases",
+  "mistral sliding window",
+  "neox parallel, partial rotary",
+  "neox sequential",
+  "gptj interleaved rotary",
+]);
 
 function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let num = 0, den = 0;
@@ -197,7 +213,10 @@ for (const [name, cfg] of Object.entries(VARIANTS)) {
     const weights = randomWeights(cfg, 11, { untiedHead: UNTIED.has(name) });
     const model = TransformerModel.create(gpu, cfg, weights);
     try {
-      const sites = [...hookSiteNames(cfg.nLayer), ...Array.from({ length: cfg.nLayer }, (_, l) => `attn_pattern.${l}`)];
+      const sites = [
+        ...hookSiteNames(cfg.nLayer),
+        ...Array.from({ length: cfg.nLayer }, (_, l) => `attn_pattern.${l}`),
+      ];
       const ref = transformerForwardRef(cfg, weights, ids, { capture: sites });
       const got = await model.forward([ids], { hooks: { capture: sites }, allLogits: true });
       const V = cfg.vocabSize, T = ids.length;
@@ -222,7 +241,10 @@ for (const [name, cfg] of Object.entries(VARIANTS)) {
       const targets = ids.map((_, t) => (t % 2 === 0 ? (ids[t] * 7 + 3) % cfg.vocabSize : -1));
       const res = await lossAndGradients(model, [ids], { targets: [targets] }, { grads });
       const loss0 = transformerLossRef(cfg, weights, ids, targets);
-      assert.ok(Math.abs(res.loss - loss0) < 1e-4 * Math.max(1, Math.abs(loss0)), `loss ${res.loss} vs ${loss0}`);
+      assert.ok(
+        Math.abs(res.loss - loss0) < 1e-4 * Math.max(1, Math.abs(loss0)),
+        `loss ${res.loss} vs ${loss0}`,
+      );
       let worst = 0, worstAt = "";
       let seed = 7;
       const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);

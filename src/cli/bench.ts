@@ -6,7 +6,7 @@
 import { getGpu } from "../gpu/device.ts";
 import { measureMatmul } from "../gpu/matmul.ts";
 import { measureAttention } from "../gpu/attention.ts";
-import { benchConfig, measureForward } from "../model/measure.ts";
+import { familyBenchConfig, measureForward } from "../model/measure.ts";
 import { parseFlags } from "./args.ts";
 import { writeFileAtomic } from "../io/atomic.ts";
 
@@ -35,14 +35,20 @@ export async function benchCommand(argv: string[]): Promise<void> {
       : [{ B: 1, T: 128, C: 768, nHead: 12 }, { B: 4, T: 64, C: 256, nHead: 4 }],
   );
   log("forward ...");
-  const forward = [
-    await measureForward(
-      gpu,
-      quick ? benchConfig(2, 64, 4, 1000) : benchConfig(4, 256, 8, 8192),
-      quick ? 2 : 4,
-      32,
-    ),
-  ];
+  // Every family at the same sizes; ratios to GPT-2's tokens/s measured in this run.
+  const forward = [];
+  for (const family of ["gpt2", "llama", "neox", "gptj"] as const) {
+    const cfg = quick
+      ? familyBenchConfig(family, 2, 64, 4, 1000)
+      : familyBenchConfig(family, 4, 256, 8, 8192);
+    forward.push(await measureForward(gpu, cfg, quick ? 2 : 4, 32));
+  }
+  const gpt2Rate = forward[0].tokensPerSecond;
+  const families = forward.map((f) => ({
+    family: f.config.family,
+    tokensPerSecond: f.tokensPerSecond,
+    ratioToGpt2: f.tokensPerSecond / gpt2Rate,
+  }));
   const report = {
     engram: "0.1.0",
     date: new Date().toISOString(),
@@ -51,6 +57,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
     matmul,
     attention,
     forward,
+    families,
   };
   const text = JSON.stringify(report, null, 2);
   if (typeof f.out === "string") await writeFileAtomic(f.out, text + "\n");

@@ -433,7 +433,9 @@ export class TransformerModel {
     if (B === 0) throw new InputError("empty batch", { field: "ids" });
     const T = batch[0].length;
     if (T === 0) throw new InputError("empty prompt: at least one token is needed", { field: "ids" });
-    if (T > this.config.nPositions) {
+    // Learned positions end at nPositions; rotary models extrapolate past it, as Hugging Face lets them
+    // (dynamic NTK scaling exists for exactly that).
+    if (this.spec.positions && T > this.config.nPositions) {
       throw new InputError(
         `prompt has ${T} tokens, longer than the model's context of ${this.config.nPositions}`,
         {
