@@ -163,7 +163,7 @@ Deno.test("attentionBackward with layouts, GQA, windows and scales matches the f
   const seed = freshSeed();
   const r = rng(seed);
   const tol = 1e-4;
-  const worst = { twin: 0, acc: 0 };
+  const worst = { twin: 0, twin64: 0, acc: 0 };
   for (const c of GPU_LAYOUT_CASES) {
     const { B, T, layout } = c;
     const RS = layout.rowStride, HD = layout.nHead * layout.headDim;
@@ -192,6 +192,19 @@ Deno.test("attentionBackward with layouts, GQA, windows and scales matches the f
     for (let i = 0; i < g.length; i++) {
       if (!used[i % RS]) assert.ok(Number.isNaN(g[i]), `${c.name}: padding column ${i % RS} written`);
     }
+    // Against the twin recomputing probs (with the window) in float64: includes the forward's rounding.
+    const ref64 = attentionBackwardRef(x, null, dO, c);
+    worst.twin64 = Math.max(
+      worst.twin64,
+      assertClose(pick(g), pick(ref64), 1e-3, `vs float64 probs ${c.name}`, seed),
+    );
+
+    // The window is encoded in probs: omitting it in the backward gives the same gradient.
+    if (c.window !== undefined) {
+      poison(dqkv);
+      await attentionBackward(gpu, qkv, probs, dout, dqkv, { ...opts, window: undefined });
+      assertClose(pick(await readTensor(dqkv)), pick(g), 1e-6, `no window in the backward, ${c.name}`, seed);
+    }
 
     // Accumulate: dqkv = base + grad.
     const base = randn(r, B * T * RS);
@@ -206,9 +219,9 @@ Deno.test("attentionBackward with layouts, GQA, windows and scales matches the f
     for (const t of [qkv, out, probs, dout, dqkv, dqkv2, scratch]) t.destroy();
   }
   console.log(
-    `attentionBackward layouts: worst rel. error vs twin ${worst.twin.toExponential(2)}, accumulate ${
-      worst.acc.toExponential(2)
-    }`,
+    `attentionBackward layouts: worst rel. error vs twin ${
+      worst.twin.toExponential(2)
+    }, vs twin (float64 probs) ${worst.twin64.toExponential(2)}, accumulate ${worst.acc.toExponential(2)}`,
   );
 });
 

@@ -3,7 +3,8 @@
 //   //#include "lib/attention_fwd.wgsl"
 // by attention.wgsl (head size up to 128) and attention_wide.wgsl (up to 256); the kernel loader
 // (src/gpu/pipeline.ts) pastes it once. The two kernels differ only in the length of the private
-// arrays: on llvmpipe longer arrays slow the GPT-2 case (D = 64) down, so it keeps the short ones.
+// arrays: private memory is reserved for the declared length, so the common head sizes (GPT-2's 64,
+// Llama's 128) keep half the per-invocation footprint of the 256 case.
 //
 // Declares: struct Params, the bindings, entries `attention_fwd` and `attention_probs`.
 // Needs from the including kernel: const DMAX: u32 (largest head size), const DMAX4: u32 = DMAX / 4.

@@ -11,7 +11,7 @@ import { createTensor, type GpuTensor } from "./tensor.ts";
 /** Largest head size D the kernels support (GPT-J-6B's 256; the private arrays of the wide kernel). */
 export const ATTENTION_MAX_HEAD_SIZE = 256;
 
-/** Head sizes up to this use `kernels/attention.wgsl` (shorter private arrays, faster on llvmpipe). */
+/** Head sizes up to this use `kernels/attention.wgsl` (half the private memory per invocation). */
 const NARROW_MAX_HEAD_SIZE = 128;
 
 /** Invocations per workgroup (one per query row). */

@@ -17,8 +17,9 @@ const NARROW_MAX_HEAD_SIZE = 128;
 
 /**
  * Options of {@link attentionBackward}: the forward's geometry ({@link AttentionGeometry}: GPT-2's
- * `{ B, T, C, nHead }` or `{ B, T, layout }`, and the same `scale`). A `window` is accepted and must be
- * the forward's: the probabilities already encode it, and it only bounds which entries are read.
+ * `{ B, T, C, nHead }` or `{ B, T, layout }`, and the same `scale`). The probabilities already encode the
+ * forward's window, so `window` may be omitted (same result up to rounding); passing the forward's window
+ * only skips the pairs it hides. A window smaller than the forward's would drop gradient terms.
  */
 export type AttentionBackwardOptions = AttentionGeometry & {
   /** When true, the gradients are added to `dqkv` (`+=`); when false (default) they overwrite it (`=`). */
