@@ -5,7 +5,7 @@
  * of issue 13 as a typed error naming file and field (also through the CLI).
  */
 import assert from "node:assert/strict";
-import { ConfigError, EngramError, SafetensorsError } from "../src/errors.ts";
+import { ConfigError, type EngramError, SafetensorsError } from "../src/errors.ts";
 import { configToHF, loadHFModel, parseHFConfig, saveHFModel } from "../src/io/hf_model.ts";
 import { readSafetensors } from "../src/io/safetensors.ts";
 import { resolveConfig } from "../src/model/config.ts";
