@@ -437,7 +437,7 @@ Deno.test("bad input: each contradiction or unsupported option is a typed error 
     );
     await bad(
       "qwen3",
-      { layer_types: ["full_attention", "sliding_attention"] },
+      { use_sliding_window: true, layer_types: ["full_attention", "sliding_attention"] },
       ConfigError,
       CFG,
       "layer_types",
@@ -516,6 +516,13 @@ Deno.test("supported rope_scaling types, sliding windows and activations map to 
     { type: "llama3", factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 16 },
   );
   assert.equal(base("llama", { rope_scaling: { rope_type: "default" } }).rope?.scaling, undefined);
+  // num_key_value_heads: null is one per head, absent is the configuration class's default.
+  assert.equal(base("qwen2", { num_key_value_heads: null }).nKvHead, 3);
+  assert.equal(base("llama", { num_key_value_heads: undefined }).nKvHead, 3);
+  assert.throws(
+    () => base("mistral", { num_key_value_heads: undefined }),
+    /num_key_value_heads 8 \(transformers' default\) does not divide num_attention_heads 3/,
+  );
   assert.equal(base("mistral", { sliding_window: null }).slidingWindow, undefined);
   assert.equal(base("mistral", { sliding_window: undefined }).slidingWindow, 4096); // MistralConfig's default
   assert.equal(
@@ -524,6 +531,19 @@ Deno.test("supported rope_scaling types, sliding windows and activations map to 
   );
   assert.equal(base("qwen2", { use_sliding_window: true, max_window_layers: 2 }).slidingWindow, undefined);
   assert.equal(base("qwen2", { use_sliding_window: false, max_window_layers: 0 }).slidingWindow, undefined);
+  assert.equal(
+    base("qwen3", { layer_types: ["sliding_attention", "sliding_attention"] }).slidingWindow,
+    undefined,
+  );
+  assert.equal(
+    base("qwen3", {
+      use_sliding_window: true,
+      sliding_window: 9,
+      layer_types: ["sliding_attention", "sliding_attention"],
+    })
+      .slidingWindow,
+    9,
+  );
   assert.equal(base("gpt_neox", { use_parallel_residual: false }).parallelResidual, "none");
   assert.equal(base("gpt_neox", { hidden_act: "gelu_new" }).activation, "gelu_tanh");
   assert.equal(base("gpt_neox", { rotary_pct: 1 }).rope?.dim, 4);

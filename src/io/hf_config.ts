@@ -308,23 +308,23 @@ function ropeTheta(f: Fields, field = "rope_theta"): number {
   return ROPE_THETA;
 }
 
-/** The number of kv heads, dividing the attention heads. */
-function kvHeads(f: Fields, nHead: number): number {
-  const kv = f.posInt("num_key_value_heads", nHead);
+/**
+ * The number of kv heads, dividing the attention heads. null means one per head; an absent field takes
+ * the configuration class's default (MistralConfig 8, Qwen2Config and Qwen3Config 32, LlamaConfig one
+ * per head).
+ */
+function kvHeads(f: Fields, nHead: number, absent: number | undefined): number {
+  const dflt = f.get("num_key_value_heads") === undefined ? absent ?? nHead : nHead;
+  const kv = f.posInt("num_key_value_heads", dflt);
   if (nHead % kv !== 0) {
     throw f.err(
       "num_key_value_heads",
-      `num_key_value_heads ${kv} does not divide num_attention_heads ${nHead}`,
+      `num_key_value_heads ${kv}${
+        f.unset("num_key_value_heads") ? " (transformers' default)" : ""
+      } does not divide num_attention_heads ${nHead}`,
     );
   }
   return kv;
-}
-
-/** Refuses a field whose value is anything but `ok` (absent and null pass). */
-function refuseUnless(f: Fields, field: string, ok: unknown, why: string): void {
-  if (!f.unset(field) && f.get(field) !== ok) {
-    throw f.err(field, `${field}=${excerpt(f.get(field), 40)}: ${why}`);
-  }
 }
 
 function parseLlama(f: Fields, mt: "llama" | "mistral" | "qwen2" | "qwen3"): Parsed {
@@ -344,7 +344,7 @@ function parseLlama(f: Fields, mt: "llama" | "mistral" | "qwen2" | "qwen3"): Par
       `hidden_size ${nEmbd} is not divisible by num_attention_heads ${nHead}`,
     );
   }
-  const nKvHead = kvHeads(f, nHead);
+  const nKvHead = kvHeads(f, nHead, mt === "mistral" ? 8 : mt === "llama" ? undefined : 32);
   const act = f.str("hidden_act", "silu");
   if (act !== "silu" && act !== "swish") {
     throw f.err("hidden_act", `unsupported activation ${excerpt(act, 60)}; the Llama family runs silu`);
@@ -358,7 +358,6 @@ function parseLlama(f: Fields, mt: "llama" | "mistral" | "qwen2" | "qwen3"): Par
         : `partial_rotary_factor ${p}: ${ARCHITECTURES[mt]} rotates the whole head`,
     );
   }
-  refuseUnless(f, "pretraining_tp", 1, "tensor-parallel slicing is not implemented");
   const rope: RopeConfig = {
     dim: headDim,
     style: "half",
@@ -425,9 +424,9 @@ function qwenWindow(f: Fields, nLayer: number): number | undefined {
       );
     }
   }
-  const use = f.bool("use_sliding_window", false);
+  // transformers sets sliding_window to None unless use_sliding_window, whatever layer_types says.
+  if (!f.bool("use_sliding_window", false)) return undefined;
   const sliding = new Set(lt as string[] | null | undefined ?? []);
-  if (!use && !sliding.has("sliding_attention")) return undefined;
   if (f.get("sliding_window") === null) return undefined;
   const window = f.posInt("sliding_window", 4096);
   if (lt !== undefined && lt !== null) {
