@@ -7,7 +7,8 @@
 import assert from "node:assert/strict";
 import { ConfigError, type EngramError, SafetensorsError } from "../src/errors.ts";
 import { configToHF, loadHFModel, parseHFConfig, saveHFModel } from "../src/io/hf_model.ts";
-import { readSafetensors } from "../src/io/safetensors.ts";
+import { readSafetensors, serializeSafetensors } from "../src/io/safetensors.ts";
+import type { HostTensor } from "../src/model/config.ts";
 import { resolveConfig } from "../src/model/config.ts";
 import { type TinyCheckpoint, type TinyFamily, writeTinyCheckpoint } from "./_hf_fixtures.ts";
 import { engram } from "./_util.ts";
@@ -140,6 +141,32 @@ Deno.test("every family loads: config fields as transformers reads them, weights
       mlpBias: true,
       headBias: true,
     });
+  });
+});
+
+Deno.test("names without the base-model prefix load too; a name stored both ways is refused", async () => {
+  await withTmp(async (tmp) => {
+    for (const family of ["qwen3", "gpt_neox", "gptj"] as const) {
+      const dir = `${tmp}/${family}`;
+      const ck = await writeTinyCheckpoint(dir, { family, extraBuffers: true });
+      const f = await readSafetensors(`${dir}/model.safetensors`);
+      const prefix = family === "qwen3" ? "model." : family === "gpt_neox" ? "gpt_neox." : "transformer.";
+      const stripped = new Map<string, HostTensor>();
+      for (const [name, t] of f.tensors) {
+        if (t.dtype === "F32") {
+          stripped.set(name.startsWith(prefix) ? name.slice(prefix.length) : name, t.toHost());
+        }
+      }
+      await Deno.writeFile(`${dir}/model.safetensors`, serializeSafetensors(stripped));
+      await assertSameWeights(dir, ck);
+      const first = [...ck.hfNames.values()].find((n) => n.startsWith(prefix))!;
+      stripped.set(first, stripped.get(first.slice(prefix.length))!);
+      await Deno.writeFile(`${dir}/model.safetensors`, serializeSafetensors(stripped));
+      const either = new RegExp(
+        `^(${prefix.replace(".", "\\.")})?${first.slice(prefix.length).replaceAll(".", "\\.")}$`,
+      );
+      await assertLoadError(dir, SafetensorsError, /model\.safetensors/, either, /stored twice/);
+    }
   });
 });
 
