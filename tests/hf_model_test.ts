@@ -4,7 +4,7 @@ import { ConfigError, EngramError, SafetensorsError } from "../src/errors.ts";
 import { configFromHF, configToHF, loadHFModel, saveHFModel } from "../src/io/hf_model.ts";
 import { readSafetensors, serializeSafetensors } from "../src/io/safetensors.ts";
 import { weightShapes } from "../src/model/families/mod.ts";
-import type { ModelConfig, HostTensor } from "../src/model/config.ts";
+import type { HostTensor, ModelConfig } from "../src/model/config.ts";
 import { randomGPT2 } from "../src/model/random.ts";
 import { SHARED } from "./_util.ts";
 
@@ -264,13 +264,25 @@ Deno.test("errors: missing folder, missing or malformed config.json, missing mod
   });
 });
 
-Deno.test("errors: unknown architecture (model_type llama)", async () => {
+Deno.test("errors: unknown architecture (model_type bert); llama fields required of a llama config", async () => {
   await withTmp(async (tmp) => {
-    const dir = await badFolder(`${tmp}/llama`, FAKE, (c) => {
+    const dir = await badFolder(`${tmp}/bert`, FAKE, (c) => {
+      c.model_type = "bert";
+      c.architectures = ["BertForMaskedLM"];
+    });
+    await assertLoadError(dir, ConfigError, "config.json", "model_type", /unknown architecture.*bert/);
+    // A GPT-2 config relabelled llama lacks the llama field names.
+    const llama = await badFolder(`${tmp}/llama`, FAKE, (c) => {
       c.model_type = "llama";
       c.architectures = ["LlamaForCausalLM"];
     });
-    await assertLoadError(dir, ConfigError, "config.json", "model_type", /unknown architecture.*llama/);
+    await assertLoadError(
+      llama,
+      ConfigError,
+      "config.json",
+      "num_hidden_layers",
+      /required field is missing/,
+    );
   });
 });
 

@@ -11,6 +11,7 @@ import {
 import { writeDirAtomic, writeFileAtomic } from "../src/io/atomic.ts";
 import type { HostTensor } from "../src/model/config.ts";
 import { SHARED } from "./_util.ts";
+import { bf16BitsToF32, f16BitsToF32, f32ToBF16Bits, f32ToF16Bits } from "./_hf_fixtures.ts";
 
 const FILE = "bad.safetensors";
 
@@ -81,6 +82,55 @@ Deno.test("serializer rejects data that does not match the shape", () => {
     () => serializeSafetensors({ w: { shape: [2, 2], data: new Float32Array(3) } }),
     (e: unknown) => e instanceof SafetensorsError && e.field === "w" && /needs 4/.test(e.message),
   );
+});
+
+Deno.test("every F16 and BF16 bit pattern decodes as an independent bit-level decoder says (subnormals, inf, NaN)", () => {
+  // All 65536 patterns of each type in one tensor; the test fixture's decoders build float32 bits
+  // directly, src/io/safetensors.ts decodes F16 arithmetically and BF16 by a shift.
+  const n = 65536;
+  const raw = new Uint8Array(4 * n);
+  const dv = new DataView(raw.buffer);
+  for (let i = 0; i < n; i++) (dv.setUint16(2 * i, i, true), dv.setUint16(2 * n + 2 * i, i, true));
+  const f = parseSafetensors(
+    build({
+      h: { dtype: "F16", shape: [256, 256], data_offsets: [0, 2 * n] },
+      b: { dtype: "BF16", shape: [n], data_offsets: [2 * n, 4 * n] },
+    }, raw),
+    "mem",
+  );
+  const h = f.tensors.get("h")!.data, b = f.tensors.get("b")!.data;
+  // BF16 bits read through a Uint32 view: reading a signaling NaN into a JS number may quiet it.
+  const bBits = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  const bitsOf = (x: number) => new Uint32Array(new Float32Array([x]).buffer)[0];
+  let nan16 = 0, sub16 = 0;
+  for (let i = 0; i < n; i++) {
+    const want16 = f16BitsToF32(i), want16b = bitsOf(want16);
+    if (Number.isNaN(want16)) (assert.ok(Number.isNaN(h[i]), `F16 ${i.toString(16)}`), nan16++);
+    else assert.equal(bitsOf(h[i]), want16b, `F16 0x${i.toString(16)}`);
+    if ((i & 0x7c00) === 0 && (i & 0x3ff) !== 0) sub16++;
+    // BF16 keeps every bit, NaN payloads included.
+    const wantB = bf16BitsToF32(i);
+    if (Number.isNaN(wantB)) assert.ok(Number.isNaN(b[i]));
+    else assert.equal(bBits[i], bitsOf(wantB), `BF16 0x${i.toString(16)}`);
+    assert.equal(bBits[i], i << 16 >>> 0, `BF16 0x${i.toString(16)}`);
+  }
+  assert.equal(nan16, 2 * 1023);
+  assert.equal(sub16, 2 * 1023);
+  assert.equal(h[1], 2 ** -24);
+  assert.equal(h[0x3ff], 1023 * 2 ** -24);
+  // The fixture's encoders round to nearest even and invert the decoders on every finite pattern.
+  for (let i = 0; i < n; i++) {
+    const x = f16BitsToF32(i);
+    if (!Number.isNaN(x)) assert.equal(f32ToF16Bits(x), i, `F16 0x${i.toString(16)}`);
+    const y = bf16BitsToF32(i);
+    if (!Number.isNaN(y)) assert.equal(f32ToBF16Bits(y), i, `BF16 0x${i.toString(16)}`);
+  }
+  assert.equal(f32ToF16Bits(1 + 2 ** -11), 0x3c00); // a tie rounds to even
+  assert.equal(f32ToF16Bits(1 + 3 * 2 ** -11), 0x3c02);
+  assert.equal(f32ToF16Bits(65520), 0x7c00); // overflow to inf
+  assert.equal(f32ToF16Bits(2 ** -25), 0); // half the smallest subnormal: a tie to even zero
+  assert.equal(f32ToBF16Bits(1 + 2 ** -8), 0x3f80);
+  assert.equal(f32ToBF16Bits(1 + 3 * 2 ** -8), 0x3f82);
 });
 
 Deno.test("F16, BF16 and F64 decode to hand-computed float32 values", () => {

@@ -1,189 +1,68 @@
 /**
- * Loading and saving Hugging Face GPT-2 model folders: `config.json` + `model.safetensors` (+ tokenizer).
+ * Loading and saving Hugging Face model folders of every family engram runs (GPT-2, Llama, Mistral,
+ * Qwen2, Qwen3, GPT-NeoX / Pythia, GPT-J): `config.json` + `model.safetensors` or a sharded
+ * `model.safetensors.index.json` (+ tokenizer).
  *
- * Weights are returned under engram's canonical names (HF GPT-2 names without `transformer.`, Conv1D
- * [in, out] layout; see ../model/config.ts). The loader is strict: the config must describe a GPT-2
- * engram can run, every expected tensor must be present with the shape the config implies, and unknown
- * tensors are an error rather than silently ignored.
+ * Weights are returned under engram's names (HF names without the family's base-model prefix, HF
+ * layouts; see ../model/config.ts and ../model/families/), as float32 whatever the file's dtype (F32,
+ * F16, BF16). The loader is strict: the config must describe a model engram can run (./hf_config.ts),
+ * every expected tensor must be present with the shape the config implies, buffers real checkpoints
+ * carry (causal masks, rotary caches) are dropped by name, and any other tensor is an error.
  */
-import { excerpt } from "./excerpt.ts";
 import { join } from "node:path";
+import { isDeepStrictEqual } from "node:util";
 import { ConfigError, EngramError, SafetensorsError } from "../errors.ts";
-import type { HostTensor, ModelConfig, WeightMap } from "../model/config.ts";
-import { weightShapes } from "../model/families/mod.ts";
+import {
+  type HostTensor,
+  type ModelConfig,
+  resolveConfig,
+  type ResolvedConfig,
+  type WeightMap,
+} from "../model/config.ts";
+import { type FamilySpec, familySpec, familyWeightShapes } from "../model/families/mod.ts";
 import { writeDirAtomic } from "./atomic.ts";
+import { excerpt } from "./excerpt.ts";
+import { hfConfigFields, type ModelType, modelTypeFor, parseHFConfig } from "./hf_config.ts";
 import { readSafetensors, serializeSafetensors } from "./safetensors.ts";
 import type { SafetensorsTensor } from "./safetensors.ts";
+import { isJsonObject, parseStrictJson } from "./strict_json.ts";
 import { loadTokenizerIfPresent } from "./tokenizer.ts";
 import type { BosMode, Tokenizer } from "./tokenizer.ts";
 
-/** GELU variants accepted in `activation_function`. engram computes the tanh approximation for all. */
-export const SUPPORTED_ACTIVATIONS = ["gelu_new", "gelu_pytorch_tanh", "gelu"] as const;
-/** One of {@link SUPPORTED_ACTIVATIONS}. */
-export type ActivationFunction = typeof SUPPORTED_ACTIVATIONS[number];
+export {
+  type ActivationFunction,
+  configFromHF,
+  configToHF,
+  type HFConfigInfo,
+  parseHFConfig,
+  SUPPORTED_ACTIVATIONS,
+} from "./hf_config.ts";
 
-/** What {@link parseHFConfig} extracts from a `config.json`. */
-export interface HFConfigInfo {
-  config: ModelConfig;
-  /** `activation_function` (default "gelu_new"). "gelu" (erf) is run with the tanh approximation. */
-  activationFunction: ActivationFunction;
-  /** `tie_word_embeddings` (default true). */
-  tieWordEmbeddings: boolean;
-  /** `bos_token_id` / `eos_token_id`, when given as integers. */
-  bosTokenId?: number;
-  eosTokenId?: number;
-}
-
-/** A loaded Hugging Face GPT-2 folder. */
+/** A loaded Hugging Face folder. */
 export interface HFModel {
   config: ModelConfig;
-  /** Canonical names; `lm_head.weight` [V, C] only when the head is not tied to wte. */
+  /** engram names; the head (`lm_head.weight`) of a tying family only when it is not tied to the embedding. */
   weights: WeightMap;
-  /** True when the head is wte (no `lm_head.weight`, or one identical to wte). */
+  /** True when the head is the embedding (no head tensor, or one identical to the embedding). */
   tiedLmHead: boolean;
   /** The folder's tokenizer, or undefined when it has no tokenizer files. */
   tokenizer?: Tokenizer;
-  activationFunction: ActivationFunction;
+  /** config.json's `model_type`. */
+  modelType: ModelType;
+  /** The activation as config.json names it (`activation_function` / `hidden_act`). */
+  activationFunction: string;
   /** The raw config.json object. */
   hfConfig: Record<string, unknown>;
   dir: string;
+  /** The weight files read: model.safetensors, or the index followed by its shards. */
+  weightFiles: string[];
 }
 
-const GPT2_ARCHS = ["GPT2LMHeadModel", "TransformerModel"];
+/** The sharded-checkpoint index transformers writes beside its shards. */
+export const INDEX_FILE = "model.safetensors.index.json";
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
-}
-
-/**
- * Validates a parsed `config.json` and converts it. `file` names it in errors ({@link ConfigError} with
- * the offending field). Requires model_type "gpt2" (or architectures naming GPT2LMHeadModel/TransformerModel);
- * n_layer, n_head, n_embd, vocab_size and n_positions (or n_ctx) positive integers with n_embd % n_head
- * == 0; n_inner null/absent (4 * n_embd) or a positive integer; layer_norm_epsilon a positive number
- * (default 1e-5); activation_function one of {@link SUPPORTED_ACTIVATIONS}; and none of the GPT-2
- * options engram does not implement (cross-attention, unscaled or layer-scaled attention).
- */
-export function parseHFConfig(json: unknown, file = "config.json"): HFConfigInfo {
-  if (!isObject(json)) throw new ConfigError("must hold a JSON object", { file });
-  const archs = Array.isArray(json.architectures)
-    ? json.architectures.filter((a) => typeof a === "string")
-    : [];
-  const mt = json.model_type;
-  const isGpt2 = mt === "gpt2" || (mt === undefined && archs.some((a) => GPT2_ARCHS.includes(a)));
-  if (!isGpt2) {
-    const what = mt !== undefined
-      ? `model_type ${excerpt(mt, 60)}`
-      : archs.length
-      ? `architectures ${excerpt(archs, 80)}`
-      : "no model_type";
-    throw new ConfigError(`unknown architecture (${what}); engram supports GPT-2 (model_type "gpt2")`, {
-      file,
-      field: mt !== undefined || !archs.length ? "model_type" : "architectures",
-    });
-  }
-  const posInt = (field: string, v: unknown): number => {
-    if (v === undefined || v === null) throw new ConfigError("required field is missing", { file, field });
-    if (typeof v !== "number" || !Number.isSafeInteger(v) || v <= 0) {
-      throw new ConfigError(`must be a positive integer, got ${excerpt(v, 60)}`, { file, field });
-    }
-    return v;
-  };
-  const nLayer = posInt("n_layer", json.n_layer);
-  const nHead = posInt("n_head", json.n_head);
-  const nEmbd = posInt("n_embd", json.n_embd);
-  const vocabSize = posInt("vocab_size", json.vocab_size);
-  const nPositions = json.n_positions !== undefined && json.n_positions !== null
-    ? posInt("n_positions", json.n_positions)
-    : json.n_ctx !== undefined && json.n_ctx !== null
-    ? posInt("n_ctx", json.n_ctx)
-    : posInt("n_positions", undefined);
-  if (nEmbd % nHead !== 0) {
-    throw new ConfigError(`n_embd ${nEmbd} is not divisible by n_head ${nHead}`, { file, field: "n_embd" });
-  }
-  const nInner = json.n_inner === undefined || json.n_inner === null
-    ? 4 * nEmbd
-    : posInt("n_inner", json.n_inner);
-  let layerNormEpsilon = 1e-5;
-  if (json.layer_norm_epsilon !== undefined && json.layer_norm_epsilon !== null) {
-    const e = json.layer_norm_epsilon;
-    if (typeof e !== "number" || !(e > 0) || !Number.isFinite(e)) {
-      throw new ConfigError(`must be a positive number, got ${excerpt(e, 60)}`, {
-        file,
-        field: "layer_norm_epsilon",
-      });
-    }
-    layerNormEpsilon = e;
-  }
-  const act = json.activation_function ?? "gelu_new";
-  if (typeof act !== "string" || !(SUPPORTED_ACTIVATIONS as readonly string[]).includes(act)) {
-    throw new ConfigError(
-      `unsupported activation ${excerpt(act, 60)}; engram implements GELU (${
-        SUPPORTED_ACTIVATIONS.join(", ")
-      })`,
-      { file, field: "activation_function" },
-    );
-  }
-  const unsupported: [string, unknown, string][] = [
-    ["add_cross_attention", true, "cross-attention is not implemented"],
-    ["scale_attn_weights", false, "unscaled attention is not implemented"],
-    ["scale_attn_by_inverse_layer_idx", true, "layer-index attention scaling is not implemented"],
-  ];
-  for (const [field, bad, why] of unsupported) {
-    if (json[field] === bad) throw new ConfigError(`${field}=${bad}: ${why}`, { file, field });
-  }
-  const tie = json.tie_word_embeddings;
-  if (tie !== undefined && typeof tie !== "boolean") {
-    throw new ConfigError(`must be true or false, got ${excerpt(tie, 60)}`, {
-      file,
-      field: "tie_word_embeddings",
-    });
-  }
-  const optId = (v: unknown) => (typeof v === "number" && Number.isSafeInteger(v) ? v : undefined);
-  return {
-    config: { nLayer, nHead, nEmbd, vocabSize, nPositions, nInner, layerNormEpsilon },
-    activationFunction: act as ActivationFunction,
-    tieWordEmbeddings: tie ?? true,
-    bosTokenId: optId(json.bos_token_id),
-    eosTokenId: optId(json.eos_token_id),
-  };
-}
-
-/** The {@link ModelConfig} of a parsed `config.json` (see {@link parseHFConfig} for the checks). */
-export function configFromHF(json: unknown, file = "config.json"): ModelConfig {
-  return parseHFConfig(json, file).config;
-}
-
-/**
- * A Hugging Face `config.json` object for `config` (model_type "gpt2", architectures
- * ["GPT2LMHeadModel"], HF field names). `extra` fields are added on top (e.g. bos_token_id).
- */
-export function configToHF(
-  config: ModelConfig,
-  extra: Record<string, unknown> = {},
-): Record<string, unknown> {
-  return {
-    activation_function: "gelu_new",
-    architectures: ["GPT2LMHeadModel"],
-    attn_pdrop: 0.1,
-    embd_pdrop: 0.1,
-    initializer_range: 0.02,
-    layer_norm_epsilon: config.layerNormEpsilon,
-    model_type: "gpt2",
-    n_ctx: config.nPositions,
-    n_embd: config.nEmbd,
-    n_head: config.nHead,
-    n_inner: config.nInner === 4 * config.nEmbd ? null : config.nInner,
-    n_layer: config.nLayer,
-    n_positions: config.nPositions,
-    reorder_and_upcast_attn: false,
-    resid_pdrop: 0.1,
-    scale_attn_by_inverse_layer_idx: false,
-    scale_attn_weights: true,
-    torch_dtype: "float32",
-    use_cache: true,
-    vocab_size: config.vocabSize,
-    ...extra,
-  };
 }
 
 function shapeStr(s: readonly number[]): string {
@@ -202,49 +81,78 @@ function sameBits(a: Float32Array, b: Float32Array): boolean {
   return true;
 }
 
-/** Which config field determines each dimension, for "config says ..." messages. */
-function shapeReason(name: string, c: ModelConfig): string {
-  if (name === "wte.weight" || name === "lm_head.weight") {
-    return `vocab_size=${c.vocabSize}, n_embd=${c.nEmbd}`;
-  }
-  if (name === "wpe.weight") return `n_positions=${c.nPositions}, n_embd=${c.nEmbd}`;
-  if (name.includes("mlp.")) return `n_embd=${c.nEmbd}, n_inner=${c.nInner}`;
-  return `n_embd=${c.nEmbd}`;
+/** config.json names of the sizes, per family, for "config says ..." messages. */
+function hfNames(c: ResolvedConfig) {
+  const gptStyle = c.family === "gpt2" || c.family === "gptj";
+  return {
+    layers: gptStyle ? "n_layer" : "num_hidden_layers",
+    heads: gptStyle ? "n_head" : "num_attention_heads",
+    width: gptStyle ? "n_embd" : "hidden_size",
+    inner: gptStyle ? "n_inner" : "intermediate_size",
+    positions: gptStyle ? "n_positions" : "max_position_embeddings",
+  };
 }
 
-/** Matches HF's non-persistent attention buffers, which engram does not need. */
-const IGNORED = /^h\.\d+\.attn\.(bias|masked_bias)$/;
+/** Which config fields determine the shape of tensor `name`. */
+function shapeReason(name: string, c: ResolvedConfig, spec: FamilySpec): string {
+  const n = hfNames(c);
+  if (name === spec.embed || name === spec.head || name === spec.headBias) {
+    return `vocab_size=${c.vocabSize}, ${n.width}=${c.nEmbd}`;
+  }
+  if (name === spec.positions) return `${n.positions}=${c.nPositions}, ${n.width}=${c.nEmbd}`;
+  if (/(q_norm|k_norm)\./.test(name)) return `head_dim=${c.headDim}`;
+  if (/(mlp|ffn)\./.test(name)) return `${n.width}=${c.nEmbd}, ${n.inner}=${c.nInner}`;
+  if (/\.(self_attn|attn|attention)\./.test(name) && c.family === "llama") {
+    return `${n.width}=${c.nEmbd}, ${n.heads}=${c.nHead}, num_key_value_heads=${c.nKvHead}, head_dim=${c.headDim}`;
+  }
+  if (/\.(self_attn|attn|attention)\./.test(name)) return `${n.width}=${c.nEmbd}, ${n.heads}=${c.nHead}`;
+  return `${n.width}=${c.nEmbd}`;
+}
+
+/** The block-name root of a family ("h." or "layers."), from its layer-0 names. */
+function layerRoot(spec: FamilySpec, c: ResolvedConfig): string {
+  const first = spec.layer(c, 0).ln1.weight;
+  return first.slice(0, first.indexOf("0."));
+}
 
 /**
- * Bounds n_layer by the layers actually in the file, before any per-layer map is built: a config.json
- * with `n_layer: 3000000` would otherwise make a 36-million-entry expected-shape map (29 s, 2.6 GB) only to
- * report the first missing tensor. The other sizes (n_embd, n_inner, vocab_size, n_positions) only enter
- * the expected shapes, which are compared with the file's tensors one by one without allocating.
+ * Bounds the layer count by the layers actually in the file, before any per-layer map is built: a
+ * config.json with `n_layer: 3000000` would otherwise make a 36-million-entry expected-shape map (29 s,
+ * 2.6 GB) only to report the first missing tensor. The other sizes only enter the expected shapes, which
+ * are compared with the file's tensors one by one without allocating.
  */
-function boundLayers(byName: Map<string, SafetensorsTensor>, c: ModelConfig, file: string): void {
+function boundLayers(
+  byName: Map<string, SafetensorsTensor>,
+  c: ResolvedConfig,
+  spec: FamilySpec,
+  file: string,
+): void {
+  const root = layerRoot(spec, c);
   let layers = 0;
   for (const name of byName.keys()) {
-    const m = /^h\.(\d{1,9})\./.exec(name);
+    if (!name.startsWith(root)) continue;
+    const m = /^(\d{1,9})\./.exec(name.slice(root.length));
     if (m) layers = Math.max(layers, Number(m[1]) + 1);
   }
   if (c.nLayer > layers) {
     // The same error the full check gives for the first missing layer, found without building the map.
-    const name = `h.${layers}.ln_1.weight`;
+    const name = spec.layer({ ...c, nLayer: layers + 1 }, layers).ln1.weight;
     throw new SafetensorsError(
-      `missing tensor '${name}' (expected shape [${c.nEmbd}]): config says n_layer=${c.nLayer}, the weights hold ${
-        layers === 0 ? "no layers" : `layers 0..${layers - 1}`
-      }`,
+      `missing tensor '${name}' (expected shape [${c.nEmbd}]): config says ${
+        hfNames(c).layers
+      }=${c.nLayer}, the weights hold ${layers === 0 ? "no layers" : `layers 0..${layers - 1}`}`,
       { file, field: name },
     );
   }
 }
 
 /**
- * Maps the tensors of a GPT-2 safetensors file to canonical weights for `config`: strips `transformer.`,
- * drops `h.N.attn.bias`/`masked_bias` buffers, and checks presence and shape of every tensor
- * {@link weightShapes} expects. `lm_head.weight` identical to wte is dropped (tied); a different one
- * is kept. Missing tensor -> {@link SafetensorsError}; wrong shape or unknown extra tensor ->
- * {@link ConfigError}; both name the tensor and `file`.
+ * Maps the tensors of a checkpoint (one file or all shards) to engram weights for `config`: strips the
+ * family's prefix (names may carry it or not), drops the buffers {@link FamilySpec.ignored} names,
+ * converts to float32, and checks presence and shape of every tensor the family expects. A head
+ * identical to the embedding is dropped (tied); a different one is kept. Missing tensor ->
+ * {@link SafetensorsError}; wrong shape or unknown extra tensor -> {@link ConfigError}; both name the
+ * tensor and the file (`file` for what is missing, the tensor's own file otherwise).
  */
 export function weightsFromSafetensors(
   tensors: Map<string, SafetensorsTensor>,
@@ -252,73 +160,70 @@ export function weightsFromSafetensors(
   file: string,
   opts: { tieWordEmbeddings?: boolean } = {},
 ): { weights: WeightMap; tiedLmHead: boolean } {
+  const c = resolveConfig(config, file);
+  const spec = familySpec(c);
   const byName = new Map<string, SafetensorsTensor>();
   for (const [raw, t] of tensors) {
-    const name = raw.startsWith("transformer.") ? raw.slice("transformer.".length) : raw;
-    if (IGNORED.test(name)) continue;
+    const name = raw.startsWith(spec.prefix) ? raw.slice(spec.prefix.length) : raw;
+    if (spec.ignored.test(name)) continue;
     if (byName.has(name)) {
       throw new SafetensorsError(
-        `tensor '${name}' is stored twice (with and without the 'transformer.' prefix)`,
-        { file, field: raw },
+        `tensor '${name}' is stored twice (with and without the '${spec.prefix}' prefix)`,
+        { file: t.file, field: raw },
       );
     }
     byName.set(name, t);
   }
-  boundLayers(byName, config, file);
+  boundLayers(byName, c, spec, file);
   const weights: WeightMap = new Map();
-  for (const [name, shape] of weightShapes(config)) {
-    const t = byName.get(name);
-    if (!t) {
-      throw new SafetensorsError(`missing tensor '${name}' (expected shape ${shapeStr(shape)})`, {
+  const take = (name: string, shape: number[]) => {
+    const t = byName.get(name)!;
+    if (!sameShape(t.shape, shape)) {
+      throw new ConfigError(
+        `config says '${name}' is ${shapeStr(shape)} (${shapeReason(name, c, spec)}) but weights have ${
+          shapeStr(t.shape)
+        }`,
+        { file: t.file, field: name },
+      );
+    }
+    byName.delete(name);
+    return { shape: [...shape], data: t.data };
+  };
+  for (const [name, shape] of familyWeightShapes(spec, c, false)) {
+    if (!byName.has(name)) {
+      const why = name === spec.head && opts.tieWordEmbeddings === false
+        ? " (config.json has tie_word_embeddings=false)"
+        : "";
+      throw new SafetensorsError(`missing tensor '${name}' (expected shape ${shapeStr(shape)})${why}`, {
         file,
         field: name,
       });
     }
-    if (!sameShape(t.shape, shape)) {
-      throw new ConfigError(
-        `config says '${name}' is ${shapeStr(shape)} (${shapeReason(name, config)}) but weights have ${
-          shapeStr(t.shape)
-        }`,
-        { file, field: name },
-      );
-    }
-    weights.set(name, { shape: [...shape], data: t.data });
-    byName.delete(name);
+    weights.set(name, take(name, shape));
   }
-  let tiedLmHead = true;
-  const head = byName.get("lm_head.weight");
-  if (head) {
-    byName.delete("lm_head.weight");
-    const want = [config.vocabSize, config.nEmbd];
-    if (!sameShape(head.shape, want)) {
-      throw new ConfigError(
-        `config says 'lm_head.weight' is ${shapeStr(want)} (${
-          shapeReason("lm_head.weight", config)
-        }) but weights have ${shapeStr(head.shape)}`,
-        { file, field: "lm_head.weight" },
+  let tiedLmHead = spec.tiedHeadAllowed;
+  if (spec.tiedHeadAllowed) {
+    if (byName.has(spec.head)) {
+      const head = take(spec.head, [c.vocabSize, c.nEmbd]);
+      if (!sameBits(head.data, weights.get(spec.embed)!.data)) {
+        tiedLmHead = false;
+        weights.set(spec.head, head);
+      }
+    } else if (opts.tieWordEmbeddings === false) {
+      throw new SafetensorsError(
+        `missing tensor '${spec.head}' (config.json has tie_word_embeddings=false)`,
+        { file, field: spec.head },
       );
     }
-    if (!sameBits(head.data, weights.get("wte.weight")!.data)) {
-      tiedLmHead = false;
-      weights.set("lm_head.weight", { shape: want, data: head.data });
-    }
-  } else if (opts.tieWordEmbeddings === false) {
-    throw new SafetensorsError(
-      "missing tensor 'lm_head.weight' (config.json has tie_word_embeddings=false)",
-      {
-        file,
-        field: "lm_head.weight",
-      },
-    );
   }
   if (byName.size > 0) {
     const extra = [...byName.keys()];
     const list = extra.slice(0, 8).map((n) => `'${n}'`).join(", ") +
       (extra.length > 8 ? ` and ${extra.length - 8} more` : "");
-    throw new ConfigError(`unexpected tensor(s) ${list} not part of a GPT-2 with n_layer=${config.nLayer}`, {
-      file,
-      field: extra[0],
-    });
+    throw new ConfigError(
+      `unexpected tensor(s) ${list} not part of a ${c.architecture} with ${hfNames(c).layers}=${c.nLayer}`,
+      { file: byName.get(extra[0])!.file, field: extra[0] },
+    );
   }
   return { weights, tiedLmHead };
 }
@@ -343,6 +248,120 @@ async function readConfigJson(path: string): Promise<Record<string, unknown>> {
   return json;
 }
 
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw new SafetensorsError(`cannot access: ${(e as Error).message}`, { file: path, cause: e });
+  }
+}
+
+/** The tensors of a folder's weights and the file that names them (model.safetensors or the index). */
+export interface CheckpointTensors {
+  tensors: Map<string, SafetensorsTensor>;
+  /** model.safetensors, or the index of a sharded checkpoint. */
+  file: string;
+  /** Every file read (the index first, then its shards). */
+  files: string[];
+}
+
+/**
+ * Reads a folder's weights: `model.safetensors` when present (transformers prefers it too), else the
+ * shards a `model.safetensors.index.json` names. The index and its shards must agree exactly: a shard
+ * file that is missing, a tensor the index maps to a shard that does not hold it, and a shard tensor the
+ * index does not map there are {@link SafetensorsError}s naming the tensor, the shard and the index.
+ */
+export async function readCheckpointTensors(dir: string): Promise<CheckpointTensors> {
+  const stPath = join(dir, "model.safetensors");
+  if (await exists(stPath)) {
+    const f = await readSafetensors(stPath);
+    return { tensors: f.tensors, file: stPath, files: [stPath] };
+  }
+  const indexPath = join(dir, INDEX_FILE);
+  if (!(await exists(indexPath))) {
+    const hint = (await exists(join(dir, "pytorch_model.bin")))
+      ? " (found pytorch_model.bin: PyTorch pickles are not supported; convert to safetensors)"
+      : "";
+    throw new SafetensorsError(`model.safetensors not found (nor ${INDEX_FILE})${hint}`, { file: stPath });
+  }
+  const weightMap = await readIndex(indexPath);
+  const byShard = new Map<string, string[]>();
+  for (const [name, shard] of weightMap) {
+    if (!byShard.has(shard)) byShard.set(shard, []);
+    byShard.get(shard)!.push(name);
+  }
+  const tensors = new Map<string, SafetensorsTensor>();
+  const files = [indexPath];
+  for (const [shard, names] of byShard) {
+    const path = join(dir, shard);
+    if (!(await exists(path))) {
+      throw new SafetensorsError(
+        `shard '${shard}' is missing: ${indexPath} maps ${names.length} tensor(s) to it, e.g. '${names[0]}'`,
+        { file: path, field: names[0] },
+      );
+    }
+    const f = await readSafetensors(path);
+    files.push(path);
+    for (const [name, t] of f.tensors) {
+      const want = weightMap.get(name);
+      if (want !== shard) {
+        throw new SafetensorsError(
+          want === undefined
+            ? `tensor '${name}' of shard '${shard}' is not in the index ${indexPath}`
+            : `tensor '${name}' is in shard '${shard}' but the index ${indexPath} maps it to '${want}'`,
+          { file: path, field: name },
+        );
+      }
+      tensors.set(name, t);
+    }
+    for (const name of names) {
+      if (!f.tensors.has(name)) {
+        throw new SafetensorsError(
+          `the index ${indexPath} maps tensor '${name}' to shard '${shard}', which does not hold it`,
+          { file: path, field: name },
+        );
+      }
+    }
+  }
+  return { tensors, file: indexPath, files };
+}
+
+/** The `weight_map` of an index: tensor name -> shard file name (a plain name in the same folder). */
+async function readIndex(path: string): Promise<Map<string, string>> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    throw new SafetensorsError(`cannot read: ${(e as Error).message}`, { file: path, cause: e });
+  }
+  const err = (msg: string, field?: string) => new SafetensorsError(msg, { file: path, field });
+  const json = parseStrictJson(text, {
+    file: path,
+    maxDepth: 8,
+    error: (msg, field) => err(`is ${msg}`, field ?? "index"),
+  });
+  if (!isJsonObject(json)) throw err("must hold a JSON object");
+  const wm = Object.hasOwn(json, "weight_map") ? json.weight_map : undefined;
+  if (!isJsonObject(wm)) {
+    throw err(`'weight_map' must be an object of tensor -> shard file, got ${excerpt(wm, 60)}`, "weight_map");
+  }
+  const out = new Map<string, string>();
+  for (const name of Object.keys(wm)) {
+    const shard = wm[name];
+    if (typeof shard !== "string" || shard === "" || /[/\\]/.test(shard) || shard === "." || shard === "..") {
+      throw err(
+        `shard of '${excerpt(name, 60)}' must be a file name in the folder, got ${excerpt(shard, 60)}`,
+        name,
+      );
+    }
+    out.set(name, shard);
+  }
+  if (out.size === 0) throw err("'weight_map' names no tensor", "weight_map");
+  return out;
+}
+
 /** Options of {@link loadHFModel}. */
 export interface LoadHFModelOptions {
   /**
@@ -353,8 +372,9 @@ export interface LoadHFModelOptions {
 }
 
 /**
- * Loads a Hugging Face GPT-2 folder: `config.json` (validated by {@link parseHFConfig}), `model.safetensors`
- * (mapped by {@link weightsFromSafetensors}) and the tokenizer if the folder has one. Errors are
+ * Loads a Hugging Face folder of any supported family: `config.json` (validated by
+ * {@link parseHFConfig}), the weights ({@link readCheckpointTensors}, mapped by
+ * {@link weightsFromSafetensors}) and the tokenizer if the folder has one. Errors are
  * {@link EngramError}s naming the file and field or tensor.
  */
 export async function loadHFModel(dir: string, opts: LoadHFModelOptions = {}): Promise<HFModel> {
@@ -374,27 +394,8 @@ export async function loadHFModel(dir: string, opts: LoadHFModelOptions = {}): P
   const cfgPath = join(dir, "config.json");
   const hfConfig = await readConfigJson(cfgPath);
   const info = parseHFConfig(hfConfig, cfgPath);
-  const stPath = join(dir, "model.safetensors");
-  try {
-    await Deno.stat(stPath);
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) {
-      throw new SafetensorsError(`cannot access: ${(e as Error).message}`, { file: stPath });
-    }
-    let hint = "";
-    for (const alt of ["model.safetensors.index.json", "pytorch_model.bin"]) {
-      try {
-        await Deno.stat(join(dir, alt));
-        hint = ` (found ${alt}: ${
-          alt.endsWith(".bin") ? "PyTorch pickles are" : "sharded checkpoints are"
-        } not supported; convert to a single model.safetensors)`;
-        break;
-      } catch { /* not there */ }
-    }
-    throw new SafetensorsError(`model.safetensors not found${hint}`, { file: stPath, cause: e });
-  }
-  const file = await readSafetensors(stPath);
-  const { weights, tiedLmHead } = weightsFromSafetensors(file.tensors, info.config, stPath, {
+  const ck = await readCheckpointTensors(dir);
+  const { weights, tiedLmHead } = weightsFromSafetensors(ck.tensors, info.config, ck.file, {
     tieWordEmbeddings: info.tieWordEmbeddings,
   });
   const tokenizer = await loadTokenizerIfPresent(dir, { bos: opts.bos });
@@ -403,21 +404,23 @@ export async function loadHFModel(dir: string, opts: LoadHFModelOptions = {}): P
     weights,
     tiedLmHead,
     tokenizer,
+    modelType: info.modelType,
     activationFunction: info.activationFunction,
     hfConfig,
     dir,
+    weightFiles: ck.files,
   };
 }
 
 /** What {@link saveHFModel} writes. */
 export interface SaveHFModelInput {
   config: ModelConfig;
-  /** Canonical weights; include `lm_head.weight` for an untied head. */
+  /** engram weights; include the head (`lm_head.weight`) for an untied head of a tying family. */
   weights: WeightMap;
-  /** Folder to copy tokenizer files from (tokenizer.json, vocab.json, merges.txt, tokenizer_config.json, special_tokens_map.json — those present). */
+  /** Folder to copy tokenizer files from (tokenizer.json, tokenizer.model, vocab.json, merges.txt, tokenizer_config.json, special_tokens_map.json — those present). */
   tokenizerFrom?: string;
-  /** Recorded as activation_function (default "gelu_new"). */
-  activationFunction?: ActivationFunction;
+  /** Recorded as activation_function (GPT-2, GPT-J) or hidden_act (the others); must match the config. */
+  activationFunction?: string;
   /** Extra config.json fields (e.g. bos_token_id, eos_token_id). */
   extraConfig?: Record<string, unknown>;
   /**
@@ -425,12 +428,16 @@ export interface SaveHFModelInput {
    * the ones engram writes. A tied head is written as `tie_word_embeddings: true`.
    */
   baseConfig?: Record<string, unknown>;
-  /** Further files of the folder (name -> content), e.g. from src/io/model_folder.ts otherModelFiles. */
+  /**
+   * Further files of the folder (name -> content), e.g. from src/io/model_folder.ts otherModelFiles.
+   * Weight files among them (`*.safetensors`, the shard index) are not written: the folder gets one
+   * model.safetensors.
+   */
   otherFiles?: Record<string, Uint8Array | string>;
 }
 
-/** config.json fields that describe the weights engram writes: always engram's values. */
-const STRUCTURAL = new Set([
+/** GPT-2's config.json fields that describe the weights (the rest of the source config is kept as is). */
+const GPT2_STRUCTURAL = new Set([
   "model_type",
   "n_layer",
   "n_head",
@@ -442,30 +449,74 @@ const STRUCTURAL = new Set([
   "layer_norm_epsilon",
 ]);
 
-/**
- * The source config's fields in its order, with engram's values for the structural fields and `extra`,
- * and engram's defaults for what the source lacks.
- */
-function mergeConfig(
-  base: Record<string, unknown> | undefined,
-  written: Record<string, unknown>,
-  extra: Record<string, unknown>,
-): Record<string, unknown> {
-  if (!base) return written;
-  // No prototype: a key named "__proto__" in the source config stays a plain key.
-  const out: Record<string, unknown> = Object.create(null);
-  for (const k of Object.keys(base)) out[k] = base[k];
-  for (const [k, v] of Object.entries(written)) {
-    if (!Object.hasOwn(base, k) || STRUCTURAL.has(k) || Object.hasOwn(extra, k)) out[k] = v;
+/** Keys in canonical order, undefined dropped, for comparing two configurations. */
+function canonical(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(canonical);
+  if (isObject(v)) {
+    return Object.fromEntries(
+      Object.keys(v).filter((k) => v[k] !== undefined).sort().map((k) => [k, canonical(v[k])]),
+    );
   }
-  return out;
+  return v;
+}
+
+/** Whether `a` and `b` describe the same model (the recorded architecture name aside). */
+function sameModel(a: ModelConfig, b: ModelConfig): boolean {
+  const strip = (c: ModelConfig) => ({ ...resolveConfig(c), architecture: undefined });
+  return isDeepStrictEqual(canonical(strip(a)), canonical(strip(b)));
 }
 
 /**
- * Writes a Hugging Face GPT-2 folder atomically (see {@link writeDirAtomic}): config.json
- * ({@link configToHF}), model.safetensors (F32, `transformer.`-prefixed names as GPT2LMHeadModel saves
- * them, plus `lm_head.weight` when untied) and tokenizer files copied from `tokenizerFrom`. Weights are
- * checked against the config first. Refuses an existing `dir` (code "exists") unless `overwrite`.
+ * The config.json engram writes: the source config's fields in its order, with engram's values for the
+ * structural fields and `extra`, engram's defaults for what the source lacks. When the source's other
+ * fields still contradict `config` (another activation, a rope scaling), every field engram knows is
+ * written with engram's value. The result always parses back to `config`.
+ */
+function mergedConfig(
+  config: ModelConfig,
+  base: Record<string, unknown> | undefined,
+  extra: Record<string, unknown>,
+  file: string,
+): Record<string, unknown> {
+  const { structural, cosmetic } = hfConfigFields(config);
+  const written: Record<string, unknown> = { ...cosmetic, ...structural, ...extra };
+  const sorted = Object.fromEntries(Object.keys(written).sort().map((k) => [k, written[k]]));
+  const attempt = (override: (k: string) => boolean): Record<string, unknown> => {
+    if (!base) return sorted;
+    // No prototype: a key named "__proto__" in the source config stays a plain key.
+    const out: Record<string, unknown> = Object.create(null);
+    for (const k of Object.keys(base)) out[k] = base[k];
+    for (const [k, v] of Object.entries(sorted)) if (!Object.hasOwn(base, k) || override(k)) out[k] = v;
+    return out;
+  };
+  const structuralKeys = modelTypeFor(config) === "gpt2"
+    ? GPT2_STRUCTURAL
+    : new Set(Object.keys(structural).filter((k) => k !== "architectures"));
+  const parsesBack = (o: Record<string, unknown>) => {
+    try {
+      return sameModel(parseHFConfig(o, file).config, config);
+    } catch {
+      return false;
+    }
+  };
+  const first = attempt((k) => structuralKeys.has(k) || Object.hasOwn(extra, k));
+  if (parsesBack(first)) return first;
+  const second = attempt((k) =>
+    Object.hasOwn(structural, k) || Object.hasOwn(extra, k) || k === "activation_function"
+  );
+  if (parsesBack(second)) return second;
+  throw new ConfigError(
+    "the config.json to write does not describe the model (a field of the source config or of the extra fields contradicts it)",
+    { file },
+  );
+}
+
+/**
+ * Writes a Hugging Face folder atomically (see {@link writeDirAtomic}): config.json (the family's HF
+ * fields, see {@link mergedConfig}), one model.safetensors (F32, names with the family's prefix as
+ * transformers saves them, plus the head when untied) and tokenizer files copied from `tokenizerFrom`.
+ * Weights are checked against the config first. Refuses an existing `dir` (code "exists") unless
+ * `overwrite`.
  */
 export async function saveHFModel(
   dir: string,
@@ -474,6 +525,16 @@ export async function saveHFModel(
 ): Promise<void> {
   await writeDirAtomic(dir, await hfModelFiles(dir, model), { ...opts, kind: "model" });
 }
+
+/** Tokenizer files {@link SaveHFModelInput.tokenizerFrom} copies; the last two alone are no tokenizer. */
+const TOKENIZER_FILES = [
+  "tokenizer.json",
+  "tokenizer.model",
+  "vocab.json",
+  "merges.txt",
+  "tokenizer_config.json",
+  "special_tokens_map.json",
+];
 
 /**
  * The files of the folder {@link saveHFModel} writes (name -> content), for callers that stage several
@@ -484,9 +545,10 @@ export async function hfModelFiles(
   model: SaveHFModelInput,
 ): Promise<Record<string, Uint8Array | string>> {
   const label = join(dir, "model.safetensors");
-  const expected = weightShapes(model.config);
-  const untied = model.weights.has("lm_head.weight");
-  if (untied) expected.set("lm_head.weight", [model.config.vocabSize, model.config.nEmbd]);
+  const c = resolveConfig(model.config, label);
+  const spec = familySpec(c);
+  const untied = !spec.tiedHeadAllowed || model.weights.has(spec.head);
+  const expected = familyWeightShapes(spec, c, untied);
   for (const [name, shape] of expected) {
     const t = model.weights.get(name);
     if (!t) {
@@ -498,10 +560,7 @@ export async function hfModelFiles(
     if (!sameShape(t.shape, shape)) {
       throw new ConfigError(
         `config says '${name}' is ${shapeStr(shape)} but weights have ${shapeStr(t.shape)}`,
-        {
-          file: label,
-          field: name,
-        },
+        { file: label, field: name },
       );
     }
   }
@@ -514,29 +573,34 @@ export async function hfModelFiles(
     }
   }
   const out = new Map<string, HostTensor>();
-  for (const [name, t] of model.weights) out.set(name === "lm_head.weight" ? name : `transformer.${name}`, t);
+  for (const [name, t] of model.weights) {
+    out.set(name === spec.head || name === spec.headBias ? name : spec.prefix + name, t);
+  }
   const extra: Record<string, unknown> = { ...model.extraConfig };
-  if (model.activationFunction) extra.activation_function = model.activationFunction;
-  if (untied) extra.tie_word_embeddings = false;
-  else if (model.baseConfig?.tie_word_embeddings === false) extra.tie_word_embeddings = true;
-  const files: Record<string, Uint8Array | string> = {
-    ...model.otherFiles,
-    "config.json":
-      JSON.stringify(mergeConfig(model.baseConfig, configToHF(model.config, extra), extra), null, 2) +
-      "\n",
-    "model.safetensors": serializeSafetensors(out, { format: "pt" }),
-  };
+  if (model.activationFunction !== undefined) {
+    extra[c.family === "gpt2" || c.family === "gptj" ? "activation_function" : "hidden_act"] =
+      model.activationFunction;
+  }
+  if (spec.tiedHeadAllowed) {
+    if (untied) extra.tie_word_embeddings = false;
+    // GPT-2's default is tied; every other family's default is untied, so a tied head is written.
+    else if (c.family !== "gpt2" || model.baseConfig?.tie_word_embeddings === false) {
+      extra.tie_word_embeddings = true;
+    }
+  }
+  const files: Record<string, Uint8Array | string> = {};
+  for (const [name, content] of Object.entries(model.otherFiles ?? {})) {
+    if (name.endsWith(".safetensors") || name === INDEX_FILE) continue;
+    files[name] = content;
+  }
+  const cfgLabel = join(dir, "config.json");
+  files["config.json"] =
+    JSON.stringify(mergedConfig(model.config, model.baseConfig, extra, cfgLabel), null, 2) +
+    "\n";
+  files["model.safetensors"] = serializeSafetensors(out, { format: "pt" });
   if (model.tokenizerFrom !== undefined) {
     let copied = 0;
-    for (
-      const f of [
-        "tokenizer.json",
-        "vocab.json",
-        "merges.txt",
-        "tokenizer_config.json",
-        "special_tokens_map.json",
-      ]
-    ) {
+    for (const f of TOKENIZER_FILES) {
       const p = join(model.tokenizerFrom, f);
       try {
         files[f] = await Deno.readFile(p);
@@ -550,10 +614,8 @@ export async function hfModelFiles(
     if (copied === 0) {
       throw new EngramError(
         "tokenizer",
-        "no tokenizer files (tokenizer.json, or vocab.json + merges.txt) to copy",
-        {
-          file: model.tokenizerFrom,
-        },
+        "no tokenizer files (tokenizer.json, tokenizer.model, or vocab.json + merges.txt) to copy",
+        { file: model.tokenizerFrom },
       );
     }
   }
