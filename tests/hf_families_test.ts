@@ -698,11 +698,7 @@ Deno.test("CLI: a bad config exits 1 naming file and field, no stack trace; pred
 });
 
 Deno.test({
-  // The generic GPU forward of the non-GPT-2 families is the coordinator's (src/model/transformer.ts);
-  // until it lands this branch cannot run a Llama / NeoX / GPT-J forward.
-  name:
-    "CLI: predict --ids on a tiny Llama, NeoX and GPT-J folder without tokenizer (needs the generic forward)",
-  ignore: true,
+  name: "CLI: predict --ids on a tiny Llama, NeoX and GPT-J folder without tokenizer",
   async fn() {
     await withTmp(async (tmp) => {
       for (const family of ["llama", "gpt_neox", "gptj"] as const) {

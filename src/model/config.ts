@@ -79,6 +79,14 @@ export interface ResolvedConfig extends Required<Omit<ModelConfig, "rope" | "sli
   slidingWindow?: number;
 }
 
+/** The architecture a configuration without `architecture` is taken to be, per family. */
+const DEFAULT_ARCHITECTURE: Record<Family, string> = {
+  gpt2: "GPT2LMHeadModel",
+  llama: "LlamaForCausalLM",
+  neox: "GPTNeoXForCausalLM",
+  gptj: "GPTJForCausalLM",
+};
+
 const GPT2_DEFAULTS = {
   family: "gpt2",
   architecture: "GPT2LMHeadModel",
@@ -101,6 +109,7 @@ export function resolveConfig(c: ModelConfig, file = "config"): ResolvedConfig {
   const headDim = c.headDim ?? c.nEmbd / c.nHead;
   const r: ResolvedConfig = {
     ...GPT2_DEFAULTS,
+    architecture: DEFAULT_ARCHITECTURE[c.family ?? "gpt2"],
     ...stripUndefined(c),
     nKvHead,
     headDim,
