@@ -396,7 +396,7 @@ export const MEMIT_GPT2_XL: MemitHparams = structuredClone({
 }) as MemitHparams;
 
 /**
- * The ROME edit layer for a model: the published file's layer at a published shape, otherwise
+ * The ROME edit layer for a model: the published file's layer at a published model, otherwise
  * gpt2-xl's 17 of 48 scaled by depth (layer ⌊17/48 · nLayer⌋; this also gives the published 8 of
  * gpt2-medium, 12 of gpt2-large and 15 of gpt-neox-20b, but not gpt-j's 5). For the 2-layer world model
  * that is layer 0, the only usable one: a change at the subject's token in the last layer cannot reach
@@ -415,7 +415,7 @@ function scaledLengths(pairs: [number, number][], cfg: ModelConfig): [number, nu
 }
 
 /**
- * ROME defaults for `cfg`. At a published shape ({@link PUBLISHED_MODELS}): that file's values exactly
+ * ROME defaults for `cfg`. At a published model ({@link PUBLISHED_MODELS}): that file's values exactly
  * ({@link ROME_FILES}). Otherwise gpt2-xl's values with the layer scaled by depth, the loss at the last
  * layer, the prefix lengths capped at a quarter of the context, and no data set (`mom2_dataset` "":
  * the corpus comes from the model folder or `--stats-corpus`, see src/edit/stats.ts).
@@ -436,8 +436,9 @@ export function romeDefaults(cfg: ModelConfig): RomeHparams {
 const GPT2_XL_N_INNER = 6400;
 
 /**
- * MEMIT defaults for `cfg`. At a published shape with a MEMIT file ({@link MEMIT_FILES}: gpt2-xl,
- * gpt-j-6B): that file's values exactly. Otherwise gpt2-xl's values; the layers are a window of
+ * MEMIT defaults for `cfg`. At a published model with a MEMIT file ({@link MEMIT_FILES}: gpt2-xl,
+ * gpt-j-6B, Llama-2-7B, Llama-3.2-3B, Mistral-7B-v0.1, Qwen2.5-7B): that file's values exactly.
+ * Otherwise gpt2-xl's values; the layers are a window of
  * consecutive layers ending at the ROME layer ({@link defaultRomeLayer}), 5/48 of the depth wide (at
  * least one layer), and λ (`mom2_update_weight`) scaled by the MLP width, nInner / 6400. Why: MEMIT
  * moves a key k by the fraction a / (1 + a) of its residual, with a = kᵀ(λC)⁻¹k, and for keys drawn
