@@ -142,6 +142,13 @@ const SHAPES: Record<string, ModelConfig> = {
     nPositions: 2048,
     nInner: 16384,
     layerNormEpsilon: 1e-5,
+    family: "gptj",
+    architecture: "GPTJForCausalLM",
+    rope: { dim: 64, style: "interleaved", theta: 10000, maxPositionEmbeddings: 2048 },
+    parallelResidual: "one_norm",
+    qkvBias: false,
+    attnOutBias: false,
+    headBias: true,
   },
   "gpt-neox-20b": {
     nLayer: 44,
@@ -151,6 +158,10 @@ const SHAPES: Record<string, ModelConfig> = {
     nPositions: 2048,
     nInner: 24576,
     layerNormEpsilon: 1e-5,
+    family: "neox",
+    architecture: "GPTNeoXForCausalLM",
+    rope: { dim: 24, style: "half", theta: 10000, maxPositionEmbeddings: 2048 },
+    parallelResidual: "two_norms",
   },
 };
 const romeFile = (layer: number, lossLayer: number, clamp: number) => ({
@@ -401,4 +412,241 @@ Deno.test("parseHparamsText: duplicate keys, deep nesting and non-objects are Co
   }
   const ok = parseHparamsText('{"v_lr": 0.5, "comment": "x"}', "hp.json") as Record<string, unknown>;
   assert.equal(mergeHparams(romeDefaults(cfg), ok, cfg, "hp.json").v_lr, 0.5);
+});
+
+// zjunlp/EasyEdit's files for the Llama family, at commit 14cea8245f06715684592ab55184939b99d70784:
+// hparams/ROME/*.yaml, hparams/MEMIT/*.yaml and hparams/FT/*.yaml, every key as the file has it (YAML
+// read as JSON; numbers are facts). The configs are the Hugging Face config.json values of the checkpoints
+// the files name (NOTES-hparams.md says where they were read).
+const llama = (
+  architecture: string,
+  [nLayer, nEmbd, nInner, nHead, nKvHead, vocabSize]: number[],
+  theta: number,
+  nPositions: number,
+  extra: Partial<ModelConfig> = {},
+): ModelConfig => ({
+  nLayer,
+  nHead,
+  nEmbd,
+  vocabSize,
+  nPositions,
+  nInner,
+  layerNormEpsilon: 1e-5,
+  family: "llama",
+  architecture,
+  nKvHead,
+  norm: "rmsnorm",
+  activation: "silu",
+  rope: { dim: nEmbd / nHead, style: "half", theta, maxPositionEmbeddings: nPositions },
+  qkvBias: false,
+  attnOutBias: false,
+  mlpBias: false,
+  ...extra,
+});
+const LLAMA_SHAPES: Record<string, ModelConfig> = {
+  "llama-7b": llama("LlamaForCausalLM", [32, 4096, 11008, 32, 32, 32000], 10000, 4096),
+  "llama3-8b": llama("LlamaForCausalLM", [32, 4096, 14336, 32, 8, 128256], 500000, 8192),
+  "llama3.2-3b": llama("LlamaForCausalLM", [28, 3072, 8192, 24, 8, 128256], 500000, 131072),
+  "mistral-7b": llama("MistralForCausalLM", [32, 4096, 14336, 32, 8, 32000], 10000, 32768, {
+    slidingWindow: 4096,
+  }),
+  "qwen2.5-7b": llama("Qwen2ForCausalLM", [28, 3584, 18944, 28, 4, 152064], 1000000, 131072, {
+    qkvBias: true,
+    layerNormEpsilon: 1e-6,
+  }),
+};
+const LLAMA_MODULES = {
+  rewrite_module_tmp: "model.layers.{}.mlp.down_proj",
+  layer_module_tmp: "model.layers.{}",
+  mlp_module_tmp: "model.layers.{}.mlp",
+  attn_module_tmp: "model.layers.{}.self_attn",
+  ln_f_module: "model.norm",
+  lm_head_module: "lm_head",
+};
+const easyRome = (model: string, lossLayer: number, fp16?: boolean) => ({
+  alg_name: "ROME",
+  model_name: `./hugging_cache/${model}`,
+  stats_dir: "./data/stats",
+  device: 0,
+  layers: [5],
+  fact_token: "subject_last",
+  v_num_grad_steps: 25,
+  v_lr: 5e-1,
+  v_loss_layer: lossLayer,
+  v_weight_decay: 1e-3,
+  clamp_norm_factor: 4,
+  kl_factor: 0.0625,
+  mom2_adjustment: false,
+  context_template_length_params: [[5, 10], [10, 10]],
+  ...LLAMA_MODULES,
+  mom2_dataset: "wikipedia",
+  mom2_n_samples: 100000,
+  mom2_dtype: "float32",
+  model_parallel: false,
+  ...(fp16 === undefined ? {} : { fp16 }),
+});
+const EASY_ROME: [string, Record<string, unknown>][] = [
+  ["llama-7b", easyRome("llama-2-7b-chat", 31)],
+  ["llama3-8b", easyRome("Llama-3-8B", 31, true)],
+  ["llama3.2-3b", easyRome("Llama3.2-3B", 27, true)],
+  ["mistral-7b", easyRome("Mistral-7B-v0.1", 31, false)],
+  ["qwen2.5-7b", easyRome("Qwen2.5-7B", 27, false)],
+];
+const easyMemit = (model: string, lossLayer: number, lmHead = "lm_head") => ({
+  alg_name: "MEMIT",
+  model_name: `./hugging_cache/${model}`,
+  stats_dir: "./data/stats",
+  device: 0,
+  layers: [4, 5, 6, 7, 8],
+  clamp_norm_factor: 4,
+  layer_selection: "all",
+  fact_token: "subject_last",
+  v_num_grad_steps: 25,
+  v_lr: 5e-1,
+  v_loss_layer: lossLayer,
+  v_weight_decay: 1e-3,
+  kl_factor: 0.0625,
+  mom2_adjustment: true,
+  mom2_update_weight: 15000,
+  ...LLAMA_MODULES,
+  lm_head_module: lmHead,
+  mom2_dataset: "wikipedia",
+  mom2_n_samples: 100000,
+  mom2_dtype: "float32",
+  model_parallel: false,
+});
+const EASY_MEMIT: [string, Record<string, unknown>][] = [
+  ["llama-7b", easyMemit("llama-2-7b", 31)],
+  ["llama3.2-3b", easyMemit("llama-3.2-3b", 27, "model.embed_tokens")],
+  ["mistral-7b", easyMemit("Mistral-7B-v0.1", 31)],
+  ["qwen2.5-7b", easyMemit("Qwen2.5-7B", 27)],
+];
+const easyFt = (model: string, layer: number, eps: number | false) => ({
+  alg_name: "FT",
+  model_name: `./hugging_cache/${model}`,
+  device: 0,
+  layers: [layer],
+  num_steps: 25,
+  batch_size: 1,
+  max_length: 40,
+  lr: 5e-4,
+  weight_decay: 0,
+  kl_factor: 0,
+  norm_constraint: eps,
+  objective_optimization: "prompt_last",
+  ...LLAMA_MODULES,
+  rewrite_module_tmp: "model.layers.{}.mlp.down_proj.weight",
+  model_parallel: false,
+});
+// [shape, file, constrained (FT-L) or not (FT)]
+const EASY_FT: [string, Record<string, unknown>, boolean][] = [
+  ["llama-7b", easyFt("llama-2-7b", 21, false), false],
+  ["llama3-8b", easyFt("llama-3-8b", 21, false), false],
+  ["llama3.2-3b", easyFt("Llama-3.2-3B", 21, false), false],
+  ["mistral-7b", easyFt("Mistral-7B-v0.1", 21, 5e-5), true],
+  ["qwen2.5-7b", easyFt("Qwen2.5-7B", 27, false), false],
+];
+
+for (const [name, file] of EASY_ROME) {
+  Deno.test(`hparams: ROME defaults at ${name} are EasyEdit's hparams/ROME/${name}.yaml, field by field`, () => {
+    const c = LLAMA_SHAPES[name];
+    const d = romeDefaults(c);
+    assertDefaultsAreFile(d as unknown as Record<string, unknown>, file, mergeHparams(d, file, c), name);
+    // The fields that differ from kmeng01's GPT files, spelled out once more.
+    assert.deepEqual(
+      [d.layers, d.v_num_grad_steps, d.v_weight_decay, d.mom2_adjustment, d.v_loss_layer],
+      [[5], 25, 1e-3, false, c.nLayer - 1],
+    );
+  });
+}
+for (const [name, file] of EASY_MEMIT) {
+  Deno.test(`hparams: MEMIT defaults at ${name} are EasyEdit's hparams/MEMIT/${name}.yaml, field by field`, () => {
+    const c = LLAMA_SHAPES[name];
+    const d = memitDefaults(c);
+    assertDefaultsAreFile(d as unknown as Record<string, unknown>, file, mergeHparams(d, file, c), name);
+    assert.deepEqual(
+      [d.layers, d.clamp_norm_factor, d.v_weight_decay, d.mom2_update_weight, d.mom2_dataset],
+      [[4, 5, 6, 7, 8], 4, 1e-3, 15000, "wikipedia"],
+    );
+    assert.deepEqual(
+      d.context_template_length_params,
+      [[10, 5]],
+      "EasyEdit memit_main.py hard-codes (10, 5)",
+    );
+  });
+}
+for (const [name, file, constr] of EASY_FT) {
+  const editor = constr ? "FT-L" : "FT";
+  Deno.test(`hparams: ${editor} defaults at ${name} are EasyEdit's hparams/FT/${name}.yaml`, () => {
+    const c = LLAMA_SHAPES[name];
+    const d = constr ? ftlDefaults(c) : ftDefaults(c);
+    assertDefaultsAreFile(d as unknown as Record<string, unknown>, file, mergeFtHparams(d, file, c), name);
+    assert.equal(d.objective, "prompt_last");
+    assert.deepEqual(d.modules, ["mlp.down_proj.weight"], "EasyEdit's rewrite_module_tmp");
+  });
+}
+
+Deno.test("hparams: a published model is matched by family, architecture and shape, not by numbers alone", () => {
+  const L = LLAMA_SHAPES;
+  const names = Object.fromEntries(Object.entries(L).map(([k, c]) => [k, publishedModel(c)]));
+  assert.deepEqual(names, {
+    "llama-7b": "meta-llama/Llama-2-7b",
+    "llama3-8b": "meta-llama/Meta-Llama-3-8B",
+    "llama3.2-3b": "meta-llama/Llama-3.2-3B",
+    "mistral-7b": "mistralai/Mistral-7B-v0.1",
+    "qwen2.5-7b": "Qwen/Qwen2.5-7B",
+  });
+  assert.equal(publishedModel(SHAPES["gpt-j-6B"]), "EleutherAI/gpt-j-6B");
+  assert.equal(publishedModel(SHAPES["gpt-neox-20b"]), "EleutherAI/gpt-neox-20b");
+  // GPT-2-family configs with Llama, GPT-J and NeoX numbers are none of them.
+  const gpt2Like = (c: ModelConfig): ModelConfig => ({
+    nLayer: c.nLayer,
+    nHead: c.nHead,
+    nEmbd: c.nEmbd,
+    vocabSize: c.vocabSize,
+    nPositions: c.nPositions,
+    nInner: c.nInner,
+    layerNormEpsilon: c.layerNormEpsilon,
+  });
+  for (const c of [...Object.values(L), SHAPES["gpt-j-6B"], SHAPES["gpt-neox-20b"]]) {
+    assert.equal(publishedModel(gpt2Like(c)), undefined, `gpt2 with ${c.architecture}'s numbers`);
+    assert.equal(publishedModel({ ...gpt2Like(c), family: "gpt2" }), undefined);
+  }
+  const r = romeDefaults(gpt2Like(L["llama-7b"]));
+  assert.deepEqual(
+    [r.layers, r.v_num_grad_steps, r.v_weight_decay, r.mom2_adjustment, r.mom2_dataset],
+    [[11], 20, 0.5, true, ""],
+    "the scaled gpt2-xl rules (⌊17/48 · 32⌋ = 11), not EasyEdit's Llama file",
+  );
+  assert.equal(ftDefaults(gpt2Like(L["llama-7b"])).layers[0], 1, "not EasyEdit's FT layer 21");
+  // A Llama with GPT-J's numbers is not GPT-J; GPT-J's numbers in the NeoX family neither.
+  const j = SHAPES["gpt-j-6B"];
+  assert.equal(publishedModel({ ...L["llama-7b"], nLayer: 28, nEmbd: 4096, nInner: 16384 }), undefined);
+  assert.equal(publishedModel({ ...j, family: "llama", architecture: "LlamaForCausalLM" }), undefined);
+  assert.equal(publishedModel({ ...j, family: "neox" }), undefined);
+  // In the Llama family the architecture decides: Mistral's numbers with Llama's architecture and the
+  // reverse, Qwen2.5's numbers as Qwen3, and a Llama-family config with no architecture.
+  assert.equal(publishedModel({ ...L["mistral-7b"], architecture: "LlamaForCausalLM" }), undefined);
+  assert.equal(publishedModel({ ...L["llama3-8b"], architecture: "MistralForCausalLM" }), undefined);
+  assert.equal(publishedModel({ ...L["qwen2.5-7b"], architecture: "Qwen3ForCausalLM" }), undefined);
+  assert.equal(publishedModel({ ...L["llama-7b"], architecture: undefined }), undefined);
+  // Hidden fields tell apart same-shape releases: Mistral v0.3 (vocab 32768), v0.2 (rope_theta 1e6),
+  // a Llama-2-7B with grouped-query attention, a Llama-3-8B with 32 heads of 128 and an extended vocab.
+  assert.equal(publishedModel({ ...L["mistral-7b"], vocabSize: 32768 }), undefined);
+  const v02 = L["mistral-7b"];
+  assert.equal(publishedModel({ ...v02, rope: { ...v02.rope!, theta: 1e6 } }), undefined);
+  assert.equal(publishedModel({ ...L["llama-7b"], nKvHead: 8 }), undefined);
+  assert.equal(publishedModel({ ...L["llama3-8b"], vocabSize: 128258 }), undefined);
+  assert.equal(publishedModel({ ...L["llama3.2-3b"], nHead: 32, nKvHead: 8 }), undefined);
+  assert.equal(publishedModel({ ...L["qwen2.5-7b"], rope: undefined }), undefined);
+});
+
+Deno.test("hparams: Llama-3-8B has EasyEdit ROME and FT files but no MEMIT file: MEMIT takes the scaled rules", () => {
+  const c = LLAMA_SHAPES["llama3-8b"];
+  const m = memitDefaults(c);
+  // A window of round(5/48 · 32) = 3 layers ending at the published ROME layer 5; λ 20000 · 14336 / 6400.
+  assert.deepEqual(m.layers, [3, 4, 5]);
+  assert.equal(m.mom2_update_weight, 44800);
+  assert.equal(m.clamp_norm_factor, 0.75);
+  assert.equal(m.mom2_dataset, "wikipedia", "a published model: the Wikipedia statistics are named");
 });

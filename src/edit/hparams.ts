@@ -1,14 +1,16 @@
 /**
- * Hyper-parameters of ROME and MEMIT. At the model shapes the reference repositories publish files for
- * (gpt2-medium, gpt2-large, gpt2-xl, GPT-J 6B, GPT-NeoX 20B) the defaults are those files' values, field
- * by field ({@link ROME_FILES}, {@link MEMIT_FILES}, {@link FT_FILES}); at other shapes they are scaled
- * from gpt2-xl's by the documented rules below. A JSON file (EasyEdit's YAML keys, snake_case)
+ * Hyper-parameters of ROME and MEMIT. At the models the reference repositories publish files for
+ * (gpt2-medium, gpt2-large, gpt2-xl, GPT-J 6B, GPT-NeoX 20B from kmeng01; Llama-2-7B, Llama-3-8B,
+ * Llama-3.2-3B, Mistral-7B-v0.1 and Qwen2.5-7B from EasyEdit), recognised by family, architecture and
+ * shape ({@link PUBLISHED_MODELS}), the defaults are those files' values, field by field
+ * ({@link ROME_FILES}, {@link MEMIT_FILES}, {@link FT_FILES}); at other models they are scaled from
+ * gpt2-xl's by the documented rules below. A JSON file (EasyEdit's YAML keys, snake_case)
  * overrides any field; unknown keys are errors.
  */
 import { ConfigError, InputError } from "../errors.ts";
 import { excerpt, kindOf } from "../io/excerpt.ts";
 import { isJsonObject, parseStrictJson } from "../io/strict_json.ts";
-import type { ModelConfig } from "../model/config.ts";
+import type { Family, ModelConfig } from "../model/config.ts";
 import type { FactToken } from "./compute.ts";
 
 /** Hyper-parameters shared by ROME's v-star and MEMIT's z optimisation and by the covariance statistics. */
@@ -61,25 +63,122 @@ export type RomeHparams = CommonHparams;
 export type MemitHparams = CommonHparams;
 
 /**
- * The model shapes the reference repositories publish hparams files for, with the Hugging Face config
- * values that identify them (n_layer, n_embd, n_inner).
+ * A model the reference repositories publish hparams files for, identified by its Hugging Face config
+ * values: the family and, in the Llama family (where Llama, Mistral and Qwen2 share one family), the
+ * checkpoint's `architectures[0]`; n_layer / num_hidden_layers, n_embd / hidden_size and n_inner /
+ * intermediate_size; and, where published shapes would otherwise collide or a later release shares the
+ * shape, the head counts, the vocabulary and the rotary base. Fields left out are not compared.
  */
-export const PUBLISHED_MODELS: ReadonlyArray<
-  { name: string; nLayer: number; nEmbd: number; nInner: number }
-> = [
-  { name: "gpt2-medium", nLayer: 24, nEmbd: 1024, nInner: 4096 },
-  { name: "gpt2-large", nLayer: 36, nEmbd: 1280, nInner: 5120 },
-  { name: "gpt2-xl", nLayer: 48, nEmbd: 1600, nInner: 6400 },
-  { name: "EleutherAI/gpt-j-6B", nLayer: 28, nEmbd: 4096, nInner: 16384 },
-  { name: "EleutherAI/gpt-neox-20b", nLayer: 44, nEmbd: 6144, nInner: 24576 },
+export interface PublishedModel {
+  name: string;
+  family: Family;
+  /** Llama family only: HF `architectures[0]` (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM). */
+  architecture?: string;
+  nLayer: number;
+  nEmbd: number;
+  nInner: number;
+  /** num_attention_heads */
+  nHead?: number;
+  /** num_key_value_heads (a config without it has nHead) */
+  nKvHead?: number;
+  vocabSize?: number;
+  /** rope_theta */
+  ropeTheta?: number;
+}
+
+/**
+ * The published models. GPT-2 family: kmeng01/rome; GPT-J and NeoX: kmeng01/rome and kmeng01/memit
+ * (GPT-J also zjunlp/EasyEdit); the Llama family: zjunlp/EasyEdit `hparams/{ROME,MEMIT,FT}/*.yaml`
+ * (commit 14cea8245f06715684592ab55184939b99d70784), whose config values are those of the checkpoints
+ * the files name (NOTES-hparams.md says where each was read). The same shape is one entry: Llama-2-7b
+ * (and LLaMA-1 7B, and the -chat tune) for EasyEdit's llama-7b files; Qwen2-7B and Qwen2.5-7B, whose
+ * configs and EasyEdit files agree in every compared field; Llama-3-8B and Llama-3.1-8B.
+ */
+export const PUBLISHED_MODELS: ReadonlyArray<PublishedModel> = [
+  { name: "gpt2-medium", family: "gpt2", nLayer: 24, nEmbd: 1024, nInner: 4096 },
+  { name: "gpt2-large", family: "gpt2", nLayer: 36, nEmbd: 1280, nInner: 5120 },
+  { name: "gpt2-xl", family: "gpt2", nLayer: 48, nEmbd: 1600, nInner: 6400 },
+  { name: "EleutherAI/gpt-j-6B", family: "gptj", nLayer: 28, nEmbd: 4096, nInner: 16384 },
+  { name: "EleutherAI/gpt-neox-20b", family: "neox", nLayer: 44, nEmbd: 6144, nInner: 24576 },
+  {
+    name: "meta-llama/Llama-2-7b",
+    family: "llama",
+    architecture: "LlamaForCausalLM",
+    nLayer: 32,
+    nEmbd: 4096,
+    nInner: 11008,
+    nHead: 32,
+    nKvHead: 32,
+    vocabSize: 32000,
+    ropeTheta: 10000,
+  },
+  {
+    name: "meta-llama/Meta-Llama-3-8B",
+    family: "llama",
+    architecture: "LlamaForCausalLM",
+    nLayer: 32,
+    nEmbd: 4096,
+    nInner: 14336,
+    nHead: 32,
+    nKvHead: 8,
+    vocabSize: 128256,
+    ropeTheta: 500000,
+  },
+  {
+    name: "meta-llama/Llama-3.2-3B",
+    family: "llama",
+    architecture: "LlamaForCausalLM",
+    nLayer: 28,
+    nEmbd: 3072,
+    nInner: 8192,
+    nHead: 24,
+    nKvHead: 8,
+    vocabSize: 128256,
+    ropeTheta: 500000,
+  },
+  {
+    // Llama-3-8B's numbers but Mistral's architecture and vocabulary; v0.2 (rope_theta 1e6) and v0.3
+    // (vocab 32768) are other models.
+    name: "mistralai/Mistral-7B-v0.1",
+    family: "llama",
+    architecture: "MistralForCausalLM",
+    nLayer: 32,
+    nEmbd: 4096,
+    nInner: 14336,
+    nHead: 32,
+    nKvHead: 8,
+    vocabSize: 32000,
+    ropeTheta: 10000,
+  },
+  {
+    name: "Qwen/Qwen2.5-7B",
+    family: "llama",
+    architecture: "Qwen2ForCausalLM",
+    nLayer: 28,
+    nEmbd: 3584,
+    nInner: 18944,
+    nHead: 28,
+    nKvHead: 4,
+    vocabSize: 152064,
+    ropeTheta: 1000000,
+  },
 ];
 
-/** The published model `cfg` has the shape of (n_layer, n_embd and n_inner all equal), if any. */
+/** Whether `cfg` is published model `m`: every field `m` names equal (see {@link PublishedModel}). */
+function isModel(m: PublishedModel, cfg: ModelConfig): boolean {
+  const family = cfg.family ?? "gpt2";
+  return family === m.family &&
+    (m.family !== "llama" || cfg.architecture === m.architecture) &&
+    m.nLayer === cfg.nLayer && m.nEmbd === cfg.nEmbd && m.nInner === cfg.nInner &&
+    (m.nHead === undefined || m.nHead === cfg.nHead) &&
+    (m.nKvHead === undefined || m.nKvHead === (cfg.nKvHead ?? cfg.nHead)) &&
+    (m.vocabSize === undefined || m.vocabSize === cfg.vocabSize) &&
+    (m.ropeTheta === undefined || m.ropeTheta === cfg.rope?.theta);
+}
+
+/** The published model `cfg` is ({@link PUBLISHED_MODELS}: family, architecture and shape), if any. */
 export function publishedModel(cfg: ModelConfig): string | undefined {
-  return PUBLISHED_MODELS.find((m) =>
-    m.nLayer === cfg.nLayer && m.nEmbd === cfg.nEmbd && m.nInner === cfg.nInner
-  )
-    ?.name;
+  return PUBLISHED_MODELS.find((m) => isModel(m, cfg))?.name;
 }
 
 /** Values shared by every published ROME file. */
@@ -97,10 +196,26 @@ const ROME_FILE_COMMON: Partial<RomeHparams> = {
 };
 
 /**
+ * Values shared by zjunlp/EasyEdit's ROME files for the Llama family (`hparams/ROME/llama-7b.yaml`,
+ * `llama3-8b.yaml`, `llama3.2-3b.yaml`, `mistral-7b.yaml`, `qwen2.5-7b.yaml`, commit
+ * 14cea8245f06715684592ab55184939b99d70784): layer 5, 25 steps, weight decay 1e-3 and no covariance
+ * (`mom2_adjustment: false`: u = k* / ‖k*‖).
+ */
+const ROME_FILE_EASYEDIT_LLAMA: Partial<RomeHparams> = {
+  ...ROME_FILE_COMMON,
+  layers: [5],
+  v_num_grad_steps: 25,
+  v_weight_decay: 1e-3,
+  mom2_adjustment: false,
+};
+
+/**
  * The method fields of the published ROME files, by model: kmeng01/rome `hparams/ROME/*.json` (commit
- * 0874014cd9837e4365f3e6f3c71400ef11509e04) and, for gpt-neox-20b, kmeng01/memit `hparams/ROME/`
- * (commit 80426fd9316cf9a50c5ba15e0912f2c2c5bfe84b). Module templates and `mom2_dtype` ("float32", what
- * engram computes in) are not engram fields.
+ * 0874014cd9837e4365f3e6f3c71400ef11509e04), for gpt-neox-20b kmeng01/memit `hparams/ROME/` (commit
+ * 80426fd9316cf9a50c5ba15e0912f2c2c5bfe84b), for the Llama family zjunlp/EasyEdit `hparams/ROME/*.yaml`
+ * ({@link ROME_FILE_EASYEDIT_LLAMA}). Module templates and `mom2_dtype` ("float32", what engram computes
+ * in) are not engram fields. At gpt2-xl and GPT-J, EasyEdit's own files differ from kmeng01's only in
+ * `mom2_adjustment: false`; engram keeps the original authors' values there.
  */
 export const ROME_FILES: Readonly<Record<string, Readonly<Partial<RomeHparams>>>> = {
   "gpt2-medium": { ...ROME_FILE_COMMON, layers: [8], v_loss_layer: 23, clamp_norm_factor: 3 },
@@ -108,6 +223,11 @@ export const ROME_FILES: Readonly<Record<string, Readonly<Partial<RomeHparams>>>
   "gpt2-xl": { ...ROME_FILE_COMMON, layers: [17], v_loss_layer: 47 },
   "EleutherAI/gpt-j-6B": { ...ROME_FILE_COMMON, layers: [5], v_loss_layer: 27 },
   "EleutherAI/gpt-neox-20b": { ...ROME_FILE_COMMON, layers: [15], v_loss_layer: 43 },
+  "meta-llama/Llama-2-7b": { ...ROME_FILE_EASYEDIT_LLAMA, v_loss_layer: 31 },
+  "meta-llama/Meta-Llama-3-8B": { ...ROME_FILE_EASYEDIT_LLAMA, v_loss_layer: 31 },
+  "meta-llama/Llama-3.2-3B": { ...ROME_FILE_EASYEDIT_LLAMA, v_loss_layer: 27 },
+  "mistralai/Mistral-7B-v0.1": { ...ROME_FILE_EASYEDIT_LLAMA, v_loss_layer: 31 },
+  "Qwen/Qwen2.5-7B": { ...ROME_FILE_EASYEDIT_LLAMA, v_loss_layer: 27 },
 };
 
 /** Values shared by every published MEMIT file. */
@@ -123,8 +243,25 @@ const MEMIT_FILE_COMMON: Partial<MemitHparams> = {
 };
 
 /**
+ * Values shared by zjunlp/EasyEdit's MEMIT files for the Llama family (`hparams/MEMIT/llama-7b.yaml`,
+ * `llama3.2-3b.yaml`, `mistral-7b.yaml`, `qwen2.5-7b.yaml`, commit
+ * 14cea8245f06715684592ab55184939b99d70784; EasyEdit ships no MEMIT file for Llama-3-8B): layers 4-8,
+ * 25 steps, weight decay 1e-3, λ 15000 and a clamp of 4 (not 0.75).
+ */
+const MEMIT_FILE_EASYEDIT_LLAMA: Partial<MemitHparams> = {
+  ...MEMIT_FILE_COMMON,
+  layers: [4, 5, 6, 7, 8],
+  clamp_norm_factor: 4,
+  v_num_grad_steps: 25,
+  v_weight_decay: 1e-3,
+  mom2_update_weight: 15000,
+};
+
+/**
  * The method fields of the published MEMIT files: kmeng01/memit `hparams/MEMIT/*.json` (commit
- * 80426fd9316cf9a50c5ba15e0912f2c2c5bfe84b). `layer_selection: "all"` is what engram does.
+ * 80426fd9316cf9a50c5ba15e0912f2c2c5bfe84b; EasyEdit's gpt2-xl and gpt-j-6B files hold the same values)
+ * and, for the Llama family, EasyEdit's ({@link MEMIT_FILE_EASYEDIT_LLAMA}). `layer_selection: "all"` is
+ * what engram does. The context templates are not a file field: both repositories hard-code [[10, 5]].
  */
 export const MEMIT_FILES: Readonly<Record<string, Readonly<Partial<MemitHparams>>>> = {
   "gpt2-xl": {
@@ -141,6 +278,10 @@ export const MEMIT_FILES: Readonly<Record<string, Readonly<Partial<MemitHparams>
     v_loss_layer: 27,
     mom2_update_weight: 15000,
   },
+  "meta-llama/Llama-2-7b": { ...MEMIT_FILE_EASYEDIT_LLAMA, v_loss_layer: 31 },
+  "meta-llama/Llama-3.2-3B": { ...MEMIT_FILE_EASYEDIT_LLAMA, v_loss_layer: 27 },
+  "mistralai/Mistral-7B-v0.1": { ...MEMIT_FILE_EASYEDIT_LLAMA, v_loss_layer: 31 },
+  "Qwen/Qwen2.5-7B": { ...MEMIT_FILE_EASYEDIT_LLAMA, v_loss_layer: 27 },
 };
 
 /** A published FT file's method fields (reference keys; `norm_constraint: false` = unconstrained). */
@@ -153,11 +294,24 @@ export interface FtFile {
   norm_constraint: number | false;
 }
 
+/** Values shared by zjunlp/EasyEdit's FT files for the Llama family (the layer and ε differ). */
+const EASYEDIT_FT: Omit<FtFile, "layers"> = {
+  num_steps: 25,
+  lr: 5e-4,
+  weight_decay: 0,
+  kl_factor: 0,
+  norm_constraint: false,
+};
+
 /**
  * The published FT files, by model: kmeng01/rome `hparams/FT/<model>_constr.json` (FT-L: layer 0, an
  * L∞ radius ε per size, the same lr 5e-4 at every size) and `<model>_unconstr.json` (FT), commit
  * 0874014cd9837e4365f3e6f3c71400ef11509e04; kmeng01/memit holds the same files, and zjunlp/EasyEdit
- * `hparams/FT/gpt2-xl.yaml` (commit 14cea8245f06715684592ab55184939b99d70784) repeats gpt2-xl_constr.
+ * `hparams/FT/gpt2-xl.yaml` and `gpt-j-6B.yaml` (commit 14cea8245f06715684592ab55184939b99d70784) repeat
+ * gpt2-xl_constr and gpt-j-6B_unconstr. For the Llama family, EasyEdit's `hparams/FT/*.yaml` (same
+ * commit): one file per model, filed here by its `norm_constraint` (a number: constr, FT-L; false:
+ * unconstr, FT). EasyEdit names both "FT-L" with `objective_optimization: "prompt_last"` (every file's
+ * value, engram's default objective) and "FT-M" with "target_new".
  */
 export const FT_FILES: Readonly<Record<"constr" | "unconstr", Readonly<Record<string, FtFile>>>> = {
   constr: {
@@ -186,6 +340,7 @@ export const FT_FILES: Readonly<Record<"constr" | "unconstr", Readonly<Record<st
       kl_factor: 0,
       norm_constraint: 5e-5,
     },
+    "mistralai/Mistral-7B-v0.1": { ...EASYEDIT_FT, layers: [21], norm_constraint: 5e-5 },
   },
   unconstr: {
     "gpt2-xl": {
@@ -204,6 +359,10 @@ export const FT_FILES: Readonly<Record<"constr" | "unconstr", Readonly<Record<st
       kl_factor: 0,
       norm_constraint: false,
     },
+    "meta-llama/Llama-2-7b": { ...EASYEDIT_FT, layers: [21] },
+    "meta-llama/Meta-Llama-3-8B": { ...EASYEDIT_FT, layers: [21] },
+    "meta-llama/Llama-3.2-3B": { ...EASYEDIT_FT, layers: [21] },
+    "Qwen/Qwen2.5-7B": { ...EASYEDIT_FT, layers: [27] },
   },
 };
 
@@ -237,7 +396,7 @@ export const MEMIT_GPT2_XL: MemitHparams = structuredClone({
 }) as MemitHparams;
 
 /**
- * The ROME edit layer for a model: the published file's layer at a published shape, otherwise
+ * The ROME edit layer for a model: the published file's layer at a published model, otherwise
  * gpt2-xl's 17 of 48 scaled by depth (layer ⌊17/48 · nLayer⌋; this also gives the published 8 of
  * gpt2-medium, 12 of gpt2-large and 15 of gpt-neox-20b, but not gpt-j's 5). For the 2-layer world model
  * that is layer 0, the only usable one: a change at the subject's token in the last layer cannot reach
@@ -256,7 +415,7 @@ function scaledLengths(pairs: [number, number][], cfg: ModelConfig): [number, nu
 }
 
 /**
- * ROME defaults for `cfg`. At a published shape ({@link PUBLISHED_MODELS}): that file's values exactly
+ * ROME defaults for `cfg`. At a published model ({@link PUBLISHED_MODELS}): that file's values exactly
  * ({@link ROME_FILES}). Otherwise gpt2-xl's values with the layer scaled by depth, the loss at the last
  * layer, the prefix lengths capped at a quarter of the context, and no data set (`mom2_dataset` "":
  * the corpus comes from the model folder or `--stats-corpus`, see src/edit/stats.ts).
@@ -277,8 +436,9 @@ export function romeDefaults(cfg: ModelConfig): RomeHparams {
 const GPT2_XL_N_INNER = 6400;
 
 /**
- * MEMIT defaults for `cfg`. At a published shape with a MEMIT file ({@link MEMIT_FILES}: gpt2-xl,
- * gpt-j-6B): that file's values exactly. Otherwise gpt2-xl's values; the layers are a window of
+ * MEMIT defaults for `cfg`. At a published model with a MEMIT file ({@link MEMIT_FILES}: gpt2-xl,
+ * gpt-j-6B, Llama-2-7B, Llama-3.2-3B, Mistral-7B-v0.1, Qwen2.5-7B): that file's values exactly.
+ * Otherwise gpt2-xl's values; the layers are a window of
  * consecutive layers ending at the ROME layer ({@link defaultRomeLayer}), 5/48 of the depth wide (at
  * least one layer), and λ (`mom2_update_weight`) scaled by the MLP width, nInner / 6400. Why: MEMIT
  * moves a key k by the fraction a / (1 + a) of its residual, with a = kᵀ(λC)⁻¹k, and for keys drawn
