@@ -133,6 +133,12 @@ export const STATS_DECLARATION = "engram_stats.json";
  * BOOL}`, PATH relative to the folder. Undefined when the folder declares none.
  */
 export async function declaredStatsCorpus(modelDir: string): Promise<StatsCorpus | undefined> {
+  // A model given as one file (GGUF) declares no corpus.
+  try {
+    if ((await Deno.stat(modelDir)).isFile) return undefined;
+  } catch {
+    // reported below, where the declaration is read
+  }
   const file = join(modelDir, STATS_DECLARATION);
   let text: string;
   try {

@@ -240,3 +240,25 @@ export function ggufTokenizer(g: GgufFile, opts: LoadTokenizerOptions = {}): Tok
 export async function loadGgufTokenizer(path: string, opts: LoadTokenizerOptions = {}): Promise<Tokenizer> {
   return ggufTokenizer(await readGgufHeader(path), opts);
 }
+
+/**
+ * The Hugging Face tokenizer files standing for a GGUF file's vocabulary: `tokenizer.json` (the
+ * {@link tokenizerJsonFromGguf} object) and a `tokenizer_config.json` carrying the file's BOS convention
+ * (`add_bos_token`, `bos_token`, `eos_token`), so that a model saved from a GGUF file tokenizes as it did.
+ */
+export async function ggufTokenizerFiles(path: string): Promise<Record<string, string>> {
+  const g = await readGgufHeader(path);
+  const t = ggufTokenizerMetadata(g);
+  if (!t) throw new GgufError("the file has no vocabulary", { file: g.path, field: "tokenizer.ggml.model" });
+  const architecture = typeof g.metadata["general.architecture"] === "string"
+    ? g.metadata["general.architecture"] as string
+    : undefined;
+  const json = tokenizerJsonFromGguf(t, { file: g.path, architecture });
+  const config: Record<string, unknown> = { add_bos_token: t.addBos ?? t.model === "llama" };
+  if (t.bosId !== undefined) config.bos_token = t.tokens[t.bosId];
+  if (t.eosId !== undefined) config.eos_token = t.tokens[t.eosId];
+  return {
+    "tokenizer.json": JSON.stringify(json) + "\n",
+    "tokenizer_config.json": JSON.stringify(config, null, 2) + "\n",
+  };
+}

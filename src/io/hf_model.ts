@@ -21,10 +21,12 @@ import {
 } from "../model/config.ts";
 import { type FamilySpec, familySpec, familyWeightShapes } from "../model/families/mod.ts";
 import { writeDirAtomic } from "./atomic.ts";
+import { readGgufModel } from "./gguf.ts";
+import { ggufTokenizer, ggufTokenizerFiles } from "./gguf_tokenizer.ts";
 import { excerpt } from "./excerpt.ts";
 import { hfConfigFields, type ModelType, modelTypeFor, parseHFConfig } from "./hf_config.ts";
 import { readSafetensors, serializeSafetensors } from "./safetensors.ts";
-import type { SafetensorsTensor } from "./safetensors.ts";
+import { SafetensorsTensor } from "./safetensors.ts";
 import { isJsonObject, parseStrictJson } from "./strict_json.ts";
 import { loadTokenizerIfPresent } from "./tokenizer.ts";
 import type { BosMode, Tokenizer } from "./tokenizer.ts";
@@ -390,7 +392,12 @@ export async function loadHFModel(dir: string, opts: LoadHFModelOptions = {}): P
       cause: e,
     });
   }
-  if (!st.isDirectory) throw new EngramError("config", "not a folder (give the model folder)", { file: dir });
+  if (st.isFile && dir.toLowerCase().endsWith(".gguf")) return await loadGgufAsHF(dir, opts);
+  if (!st.isDirectory) {
+    throw new EngramError("config", "not a folder (give the model folder, or a llama .gguf file)", {
+      file: dir,
+    });
+  }
   const cfgPath = join(dir, "config.json");
   const hfConfig = await readConfigJson(cfgPath);
   const info = parseHFConfig(hfConfig, cfgPath);
@@ -409,6 +416,47 @@ export async function loadHFModel(dir: string, opts: LoadHFModelOptions = {}): P
     hfConfig,
     dir,
     weightFiles: ck.files,
+  };
+}
+
+/** Whether `path` names a GGUF file (a model given as one file rather than a folder). */
+export function isGgufFile(path: string): boolean {
+  if (!path.toLowerCase().endsWith(".gguf")) return false;
+  try {
+    return Deno.statSync(path).isFile;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A llama-architecture GGUF file (llama.cpp's format; F32, F16 and Q8_0 tensors, ./gguf.ts) as a
+ * Hugging Face Llama model: its metadata becomes the config.json it stands for (validated like one), its
+ * tensors the Llama weights (dequantized to float32, q/k rows in HF's rotary order), its vocabulary the
+ * tokenizer. `dir` is the file; an edited model is saved as a Hugging Face folder.
+ */
+async function loadGgufAsHF(path: string, opts: LoadHFModelOptions): Promise<HFModel> {
+  const g = await readGgufModel(path);
+  const info = parseHFConfig(g.hfConfig, path);
+  const tensors = new Map<string, SafetensorsTensor>();
+  for (const [name, t] of g.weights) {
+    const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+    tensors.set(name, new SafetensorsTensor(name, "F32", t.shape, bytes, path));
+  }
+  const { weights, tiedLmHead } = weightsFromSafetensors(tensors, info.config, path, {
+    tieWordEmbeddings: info.tieWordEmbeddings,
+  });
+  const tokenizer = g.tokenizer ? ggufTokenizer(g.file, { bos: opts.bos }) : undefined;
+  return {
+    config: info.config,
+    weights,
+    tiedLmHead,
+    tokenizer,
+    modelType: info.modelType,
+    activationFunction: info.activationFunction,
+    hfConfig: g.hfConfig,
+    dir: path,
+    weightFiles: [path],
   };
 }
 
@@ -598,7 +646,9 @@ export async function hfModelFiles(
     JSON.stringify(mergedConfig(model.config, model.baseConfig, extra, cfgLabel), null, 2) +
     "\n";
   files["model.safetensors"] = serializeSafetensors(out, { format: "pt" });
-  if (model.tokenizerFrom !== undefined) {
+  if (model.tokenizerFrom !== undefined && isGgufFile(model.tokenizerFrom)) {
+    Object.assign(files, await ggufTokenizerFiles(model.tokenizerFrom));
+  } else if (model.tokenizerFrom !== undefined) {
     let copied = 0;
     for (const f of TOKENIZER_FILES) {
       const p = join(model.tokenizerFrom, f);

@@ -40,6 +40,8 @@ const MAX_COPY_BYTES = 64 << 20;
  */
 export async function otherModelFiles(dir: string): Promise<Record<string, Uint8Array>> {
   const out: Record<string, Uint8Array> = {};
+  // A model given as one file (GGUF) has no folder files to keep.
+  if (await isFile(dir)) return out;
   let entries: Deno.DirEntry[];
   try {
     entries = await Array.fromAsync(Deno.readDir(dir));
@@ -66,6 +68,7 @@ export async function otherModelFiles(dir: string): Promise<Record<string, Uint8
  * made relative to `toDir`, every other field is kept. Undefined when `fromDir` has none.
  */
 export async function statsDeclarationFor(fromDir: string, toDir: string): Promise<string | undefined> {
+  if (await isFile(fromDir)) return undefined;
   const file = join(fromDir, STATS_FILE);
   let text: string;
   try {
@@ -92,4 +95,12 @@ export async function modelCopyFiles(
   const stats = await statsDeclarationFor(fromDir, toDir);
   if (stats !== undefined) files[STATS_FILE] = stats;
   return files;
+}
+
+async function isFile(path: string): Promise<boolean> {
+  try {
+    return (await Deno.stat(path)).isFile;
+  } catch {
+    return false;
+  }
 }
