@@ -4,7 +4,7 @@
  * head-permutation symmetry. Also the seeded random weights and configurations.
  */
 import assert from "node:assert/strict";
-import { type ModelConfig, type WeightMap } from "../src/model/config.ts";
+import type { ModelConfig, WeightMap } from "../src/model/config.ts";
 import { weightShapes } from "../src/model/families/mod.ts";
 import { hookSiteNames as modelHookSiteNames } from "../src/model/hooks.ts";
 import { randomConfig, randomGPT2 } from "../src/model/random.ts";

@@ -20,7 +20,7 @@
  * site's capture, but not the other way round.
  */
 import { InputError, ShapeError } from "../errors.ts";
-import { type HostTensor, type ModelConfig, type WeightMap } from "../model/config.ts";
+import type { HostTensor, ModelConfig, WeightMap } from "../model/config.ts";
 import { weightShapes } from "../model/families/mod.ts";
 
 /** A hook-site name: `embed`, `ln_f`, or `<kind>.<layer>` (see the module doc). */
