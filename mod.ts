@@ -25,7 +25,11 @@ export type {
 } from "./src/model/config.ts";
 export { resolveConfig } from "./src/model/config.ts";
 export { FAMILIES, familySpec, weightShapes } from "./src/model/families/mod.ts";
-export type { FamilySpec, LayerSpec, LinearSpec, NormSpec } from "./src/model/families/mod.ts";
+export type { FamilySpec, LayerSpec, LinearLayout, LinearSpec, NormSpec } from "./src/model/families/mod.ts";
+export type { RopeConfig, RopeScaling } from "./src/model/rope.ts";
+export { blockedQkvLayout, neoxQkvLayout } from "./src/gpu/attention.ts";
+export type { QkvLayout } from "./src/gpu/attention.ts";
+export type { GpuWeightRef } from "./src/model/transformer.ts";
 export { TransformerModel } from "./src/model/transformer.ts";
 export type { ForwardOptions, ForwardResult } from "./src/model/transformer.ts";
 export { hookSiteNames, siteWidth } from "./src/model/hooks.ts";

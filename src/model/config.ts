@@ -75,7 +75,9 @@ export interface ModelConfig {
 
 /** A {@link ModelConfig} with every default filled in (what the model layer reads). */
 export interface ResolvedConfig extends Required<Omit<ModelConfig, "rope" | "slidingWindow">> {
+  /** Rotary position embeddings; absent: learned positions. */
   rope?: RopeConfig;
+  /** Sliding-window size; absent: full causal attention. */
   slidingWindow?: number;
 }
 
@@ -170,7 +172,9 @@ function stripUndefined<T extends object>(o: T): Partial<T> {
 
 /** A host-side float32 tensor: row-major data plus shape. */
 export interface HostTensor {
+  /** Dimensions, outermost first. */
   shape: number[];
+  /** Values, row-major. */
   data: Float32Array;
 }
 

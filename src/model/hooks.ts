@@ -93,8 +93,11 @@ export function siteWidth(
  * `rows` are [batchIndex, tokenIndex] pairs; `values` holds rows.length × width floats, row-major.
  */
 export interface PatchSpec {
+  /** Hook site name. */
   site: string;
+  /** [batchIndex, tokenIndex] of each overwritten row. */
   rows: Array<[number, number]>;
+  /** rows.length × width values, row-major. */
   values: Float32Array;
 }
 
@@ -103,7 +106,9 @@ export interface PatchSpec {
  * (which mutates it in place), and written again. General but slow: prefer {@link PatchSpec}.
  */
 export interface EditSpec {
+  /** Hook site name. */
   site: string;
+  /** Mutates the site's values [B, T, width] in place. */
   fn: (values: Float32Array, B: number, T: number, width: number) => void;
 }
 
@@ -111,6 +116,8 @@ export interface EditSpec {
 export interface Hooks {
   /** Sites whose values to return, [B, T, width] each. */
   capture?: Iterable<string>;
+  /** Rows overwritten on the GPU. */
   patch?: PatchSpec[];
+  /** Host-side edits of whole sites. */
   edit?: EditSpec[];
 }

@@ -12,16 +12,23 @@ export type LinearLayout = "conv1d" | "linear";
 
 /** One projection: weight name, optional bias name, layout and sizes. */
 export interface LinearSpec {
+  /** Weight name. */
   weight: string;
+  /** Bias name, when the projection has one. */
   bias?: string;
+  /** Storage of the weight. */
   layout: LinearLayout;
+  /** Input width. */
   in: number;
+  /** Output width. */
   out: number;
 }
 
 /** A layer norm (weight and bias) or an RMS norm (weight only). */
 export interface NormSpec {
+  /** Scale (gamma) name. */
   weight: string;
+  /** Shift (beta) name; absent for RMS norms. */
   bias?: string;
 }
 
@@ -39,8 +46,9 @@ export interface LayerSpec {
   qkv: LinearSpec[];
   /** Layout of the fused q/k/v row: "blocked" (all q heads, all k heads, all v heads) or "neox" (per head q k v). */
   qkvLayout: "blocked" | "neox";
-  /** Per-head RMS norms of q and k (Qwen3). */
+  /** Per-head RMS norm of q (Qwen3). */
   qNorm?: NormSpec;
+  /** Per-head RMS norm of k (Qwen3). */
   kNorm?: NormSpec;
   /** Attention output projection. */
   o: LinearSpec;
@@ -54,6 +62,7 @@ export interface LayerSpec {
 
 /** A model family: names of the non-block weights and the block's {@link LayerSpec}. */
 export interface FamilySpec {
+  /** The family's name. */
   family: Family;
   /** Checkpoint prefix of the base model, stripped at load and put back at save. */
   prefix: string;
