@@ -148,7 +148,9 @@ export function hookedForwardRef(
     hook(`mlp_post.${l}`, up, s.down.in);
     const mo = lin(up, s.down);
     hook(`mlp_out.${l}`, mo, C);
-    x = mid ? Float64Array.from(mid, (m, i) => m + mo[i]) : Float64Array.from(x, (xv, i) => xv + attn[i] + mo[i]);
+    x = mid
+      ? Float64Array.from(mid, (m, i) => m + mo[i])
+      : Float64Array.from(x, (xv, i) => xv + attn[i] + mo[i]);
     hook(`resid_post.${l}`, x, C);
   }
   const f = norm(x, T, C, spec.finalNorm, rms);

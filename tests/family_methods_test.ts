@@ -16,8 +16,14 @@ import { TransformerModel } from "../src/model/transformer.ts";
 import { transformerForwardRef } from "../src/reference/transformer.ts";
 import { causalTrace, kindSite, TRACE_KINDS, windowLayers } from "../src/locate/trace.ts";
 import { corruptionHooks, embeddingStd, patchActivations, subjectNoise } from "../src/locate/patching.ts";
-import { coarseNeurons, integratedGradients } from "../src/attribute/neurons.ts";
-import { defaultIaParams, exampleGradients, instanceScores, promptExample, trainingExample } from "../src/attribute/instances.ts";
+import { integratedGradients } from "../src/attribute/neurons.ts";
+import {
+  defaultIaParams,
+  exampleGradients,
+  instanceScores,
+  promptExample,
+  trainingExample,
+} from "../src/attribute/instances.ts";
 import { applyEdit, EDITORS } from "../src/edit/editors.ts";
 import { mlpOutModules } from "../src/edit/ft.ts";
 import { modelWeights } from "../src/edit/apply.ts";
@@ -178,7 +184,10 @@ for (const fam of Object.keys(FAMILIES)) {
         const sites = TRACE_KINDS.flatMap((k) => Array.from({ length: L }, (_, l) => kindSite(k, l)));
         const pClean = prob(hookedForwardRef(cfg, weights, seq, { patch: capturing(sites, clean) }));
         if (targetProb === "first") {
-          assert.equal(ans[0], argmax(transformerForwardRef(cfg, weights, ids).logits.subarray((T0 - 1) * V)));
+          assert.equal(
+            ans[0],
+            argmax(transformerForwardRef(cfg, weights, ids).logits.subarray((T0 - 1) * V)),
+          );
         }
         const corrupted = (restore: Record<string, RefPatch>) => {
           let p = 0;
@@ -190,7 +199,11 @@ for (const fam of Object.keys(FAMILIES)) {
         };
         const pCorrupt = corrupted({});
         const scale = Math.max(pClean, pCorrupt, 1e-3);
-        worst = Math.max(worst, Math.abs(res.pClean - pClean) / scale, Math.abs(res.pCorrupt - pCorrupt) / scale);
+        worst = Math.max(
+          worst,
+          Math.abs(res.pClean - pClean) / scale,
+          Math.abs(res.pCorrupt - pCorrupt) / scale,
+        );
         assert.ok(Math.abs(res.pClean - pClean) < 2e-5 * scale, `${fam} p_clean ${res.pClean} vs ${pClean}`);
         assert.ok(Math.abs(res.pCorrupt - pCorrupt) < 2e-5 * scale, `${fam} p_corrupt`);
         assert.ok(Math.abs(pClean - pCorrupt) > 1e-3, `${fam}: the noise must matter`);
@@ -239,14 +252,27 @@ for (const fam of Object.keys(FAMILIES)) {
         { site: "mlp_post.0", positions: [2] },
         { site: "attn_out.0", positions: [1, 3] },
       ];
-      const r = await patchActivations(model, { ids }, { ids, hooks: corruptionHooks(model, ids, [1, 3], noise) }, patches);
+      const r = await patchActivations(model, { ids }, {
+        ids,
+        hooks: corruptionHooks(model, ids, [1, 3], noise),
+      }, patches);
       const src = new Map<string, Float64Array>();
       hookedForwardRef(cfg, weights, ids, { patch: capturing(patches.map((p) => p.site), src) });
       const restore: Record<string, RefPatch> = {};
       for (const p of patches) restore[p.site] = restoreRows(src.get(p.site)!, p.positions);
       const corrupt = { embed: noisePatch(noise, 1, 3, 0) };
-      check(r.targetLogprobs, hookedForwardRef(cfg, weights, ids, { patch: corrupt }), ids.length, "corrupted");
-      check(r.patchedLogprobs, hookedForwardRef(cfg, weights, ids, { patch: compose(corrupt, restore) }), ids.length, "clean->corrupted");
+      check(
+        r.targetLogprobs,
+        hookedForwardRef(cfg, weights, ids, { patch: corrupt }),
+        ids.length,
+        "corrupted",
+      );
+      check(
+        r.patchedLogprobs,
+        hookedForwardRef(cfg, weights, ids, { patch: compose(corrupt, restore) }),
+        ids.length,
+        "clean->corrupted",
+      );
       // The patched run really differs from the unpatched one.
       assert.ok(Math.abs(r.patchedLogprobs[3] - r.targetLogprobs[3]) > 1e-4);
       // prompt A -> prompt B with a position map.
@@ -260,7 +286,12 @@ for (const fam of Object.keys(FAMILIES)) {
         v.set(srcHo.get("head_out.0")!.subarray(4 * hd, 5 * hd), 5 * hd);
         v.set(srcHo.get("head_out.0")!.subarray(2 * hd, 3 * hd), 1 * hd);
       };
-      check(r2.patchedLogprobs, hookedForwardRef(cfg, weights, other, { patch: { "head_out.0": ab } }), other.length, "A->B");
+      check(
+        r2.patchedLogprobs,
+        hookedForwardRef(cfg, weights, other, { patch: { "head_out.0": ab } }),
+        other.length,
+        "A->B",
+      );
       report(`${fam} patching max |Δ log p|`, worst);
     } finally {
       model.destroy();
@@ -272,7 +303,15 @@ for (const fam of Object.keys(FAMILIES)) {
  * Float64 IG of the reference definition: p(target) with layer l's last-token `mlp_post` replaced by
  * α_k · w (w its clean float64 value), gradient by central differences, IG_i = w_i / m Σ_k ∂p/∂a_i.
  */
-function refIG(cfg: ModelConfig, weights: WeightMap, ids: number[], target: number, layer: number, m: number, points: "left" | "linspace") {
+function refIG(
+  cfg: ModelConfig,
+  weights: WeightMap,
+  ids: number[],
+  target: number,
+  layer: number,
+  m: number,
+  points: "left" | "linspace",
+) {
   const T = ids.length;
   const cap = new Map<string, Float64Array>();
   const site = `mlp_post.${layer}`;
@@ -280,7 +319,13 @@ function refIG(cfg: ModelConfig, weights: WeightMap, ids: number[], target: numb
   const I = cap.get(site)!.length / T;
   const w = cap.get(site)!.slice((T - 1) * I);
   const p = (a: Float64Array) =>
-    Math.exp(logSoftmaxRow(hookedForwardRef(cfg, weights, ids, { patch: { [site]: (v) => v.set(a, (T - 1) * I) } }), T - 1, V)[target]);
+    Math.exp(
+      logSoftmaxRow(
+        hookedForwardRef(cfg, weights, ids, { patch: { [site]: (v) => v.set(a, (T - 1) * I) } }),
+        T - 1,
+        V,
+      )[target],
+    );
   const ig = new Float64Array(I);
   const h = 1e-5;
   for (let k = 0; k < m; k++) {
@@ -331,15 +376,26 @@ for (const fam of Object.keys(FAMILIES)) {
           assert.ok(s > 1e-6, `${fam}: attributions vanish`);
           assert.ok(e < 1e-3 * s, `${fam} ${points} layer ${l}: max error ${e} of scale ${s}`);
         }
-        const p = Math.exp(logSoftmaxRow(transformerForwardRef(cfg, weights, ids).logits, ids.length - 1, V)[target]);
+        const p = Math.exp(
+          logSoftmaxRow(transformerForwardRef(cfg, weights, ids).logits, ids.length - 1, V)[target],
+        );
         assert.ok(Math.abs(a.prob - p) < 1e-5 * Math.max(p, 1e-3), `${fam} p(x) ${a.prob} vs ${p}`);
-        const base = Math.exp(logSoftmaxRow(hookedForwardRef(cfg, weights, ids, {
-          patch: { "mlp_post.1": (v, T, w) => v.fill(0, (T - 1) * w, T * w) },
-        }), ids.length - 1, V)[target]);
+        const base = Math.exp(
+          logSoftmaxRow(
+            hookedForwardRef(cfg, weights, ids, {
+              patch: { "mlp_post.1": (v, T, w) => v.fill(0, (T - 1) * w, T * w) },
+            }),
+            ids.length - 1,
+            V,
+          )[target],
+        );
         assert.ok(Math.abs(a.baselineProb[1] - base) < 1e-5 * Math.max(base, 1e-3), `${fam} baseline`);
       }
       report(`${fam} IG max error / max score`, worst);
-      await assert.rejects(() => integratedGradients(model, ids, target, { steps: 2, activation: "pre" }), InputError);
+      await assert.rejects(
+        () => integratedGradients(model, ids, target, { steps: 2, activation: "pre" }),
+        InputError,
+      );
     } finally {
       model.destroy();
     }
@@ -354,12 +410,17 @@ for (const fam of Object.keys(FAMILIES)) {
       const steps = 6;
       const refScores = [0, 1].map((l) => refIG(cfg, weights, ids, 6, l, steps, "linspace"));
       const { set: want, margin } = strictCoarse(refScores, 0.2);
-      assert.ok(margin > 1e-3, `${fam}: a neuron sits on the threshold (margin ${margin}); pick another seed`);
+      assert.ok(
+        margin > 1e-3,
+        `${fam}: a neuron sits on the threshold (margin ${margin}); pick another seed`,
+      );
       assert.ok(want.size > 0);
       const old = argmax(logSoftmaxRow(transformerForwardRef(cfg, weights, ids).logits, ids.length - 1, V));
       const before = new Map([...weights].map(([k, v]) => [k, v.data.slice()]));
       const h = await applyEdit(model, tok, "kn", [req], { hparams: { steps } });
-      const info = h.result.info.requests as Array<{ neurons: { layer: number; neuron: number }[]; erased: number[] }>;
+      const info = h.result.info.requests as Array<
+        { neurons: { layer: number; neuron: number }[]; erased: number[] }
+      >;
       assert.equal(h.result.hparams.ig_activation, "post");
       assert.deepEqual(info[0].erased, [old]);
       const got = new Set(info[0].neurons.map((n) => `${n.layer}:${n.neuron}`));
@@ -392,7 +453,12 @@ for (const fam of Object.keys(FAMILIES)) {
 }
 
 /** Mean next-token NLL of `ex` over counted positions, float64, with optional weight overrides. */
-function refLoss(cfg: ModelConfig, w: WeightMap, ex: { input: number[]; targets: number[] }, override?: Map<string, Float64Array>) {
+function refLoss(
+  cfg: ModelConfig,
+  w: WeightMap,
+  ex: { input: number[]; targets: number[] },
+  override?: Map<string, Float64Array>,
+) {
   const logits = hookedForwardRef(cfg, w, ex.input, { override });
   let s = 0, n = 0;
   ex.targets.forEach((y, t) => {
@@ -447,7 +513,9 @@ for (const fam of Object.keys(FAMILIES)) {
         worst = Math.max(worst, e / s);
         assert.ok(e < 1e-4 * s, `${fam} example ${k}: max error ${e} of scale ${s}`);
       }
-      const wantSlow = mixed.flatMap((p) => [...fdGrad(p, weights, (o) => refLoss(cfg, weights, train[0], o))]);
+      const wantSlow = mixed.flatMap((
+        p,
+      ) => [...fdGrad(p, weights, (o) => refLoss(cfg, weights, train[0], o))]);
       let es = 0, ss = 0;
       for (let j = 0; j < wantSlow.length; j++) {
         es = Math.max(es, Math.abs(slow[0][j] - wantSlow[j]));
@@ -464,7 +532,10 @@ for (const fam of Object.keys(FAMILIES)) {
         const want = dot(refs[i], refs[3]) / Math.sqrt(dot(refs[i], refs[i]) * dot(refs[3], refs[3]));
         assert.ok(Math.abs(s - want) < 1e-4, `${fam} grad-cos ${i}: ${s} vs ${want}`);
       });
-      report(`${fam} IA gradient max error / scale (fast path); general path ${(es / ss).toExponential(2)}`, worst);
+      report(
+        `${fam} IA gradient max error / scale (fast path); general path ${(es / ss).toExponential(2)}`,
+        worst,
+      );
     } finally {
       model.destroy();
     }
@@ -508,7 +579,9 @@ for (const fam of Object.keys(FAMILIES)) {
       }
       report(`${fam} FT-L first step |ΔW + lr g/(|g|+eps)| / lr over ${counted} entries`, worst);
       assert.ok(counted > 10 && worst < 1e-3, `${fam}: ${worst} over ${counted}`);
-      for (const [n, orig] of before) if (!names.includes(n)) assert.deepEqual(model.weights.get(n)!.data, orig, n);
+      for (const [n, orig] of before) {
+        if (!names.includes(n)) assert.deepEqual(model.weights.get(n)!.data, orig, n);
+      }
       h.restore();
       for (const [n, orig] of before) assert.deepEqual(model.weights.get(n)!.data, orig, n);
     } finally {
@@ -524,11 +597,13 @@ const words = wordTokenizer(V);
 /** The word tokenizer, also reading ROME's KL prompt "{} is a" ("is" = w10, "a" = w11). */
 const romeTok = {
   ...words,
-  encode: (t: string) => words.encode(t.replace(/(^|\s)is(?=\s|$)/g, "$1w10").replace(/(^|\s)a(?=\s|$)/g, "$1w11")),
+  encode: (t: string) =>
+    words.encode(t.replace(/(^|\s)is(?=\s|$)/g, "$1w10").replace(/(^|\s)a(?=\s|$)/g, "$1w11")),
 };
 
 function sameBits(a: Float32Array, b: Float32Array): boolean {
-  const x = new Uint32Array(a.buffer, a.byteOffset, a.length), y = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  const x = new Uint32Array(a.buffer, a.byteOffset, a.length),
+    y = new Uint32Array(b.buffer, b.byteOffset, b.length);
   return x.length === y.length && x.every((v, i) => v === y[i]);
 }
 
@@ -541,24 +616,36 @@ async function snapshot(model: TransformerModel) {
 
 async function assertSame(model: TransformerModel, snap: Awaited<ReturnType<typeof snapshot>>, what: string) {
   for (const [n, d] of snap.host) assert.ok(sameBits(model.weights.get(n)!.data, d), `${what}: host ${n}`);
-  for (const [n, d] of snap.gpu) assert.ok(sameBits(await readTensor(model.weight(n)), d), `${what}: GPU ${n}`);
+  for (const [n, d] of snap.gpu) {
+    assert.ok(sameBits(await readTensor(model.weight(n)), d), `${what}: GPU ${n}`);
+  }
 }
 
 for (const fam of Object.keys(FAMILIES)) {
   Deno.test(`${fam}: rome, memit, kn, ft-l change only the down projection; restore and log revert are bit-exact`, async () => {
-    const { cfg, model } = await setup(fam);
+    const { model } = await setup(fam);
     const dir = await Deno.makeTempDir({ prefix: "engram_fammethods_" });
     try {
       const r = rng(21);
-      const lines = Array.from({ length: 30 }, () =>
-        JSON.stringify({ text: Array.from({ length: 3 + Math.floor(r() * 5) }, () => `w${Math.floor(r() * 12)}`).join(" ") }));
+      const lines = Array.from(
+        { length: 30 },
+        () =>
+          JSON.stringify({
+            text: Array.from({ length: 3 + Math.floor(r() * 5) }, () => `w${Math.floor(r() * 12)}`).join(" "),
+          }),
+      );
       const corpus = `${dir}/c.jsonl`;
       await Deno.writeTextFile(corpus, lines.join("\n") + "\n");
       const requests = [{ prompt: "w1 {} w3", subject: "w2", target_new: "w4", ground_truth: "w6" }];
       const romeLike = { v_num_grad_steps: 3, context_template_length_params: [] as number[][] };
       const opts: Record<string, Record<string, unknown>> = {
         rome: { layers: [0], statsCorpus: corpus, statsDir: dir, hparams: romeLike },
-        memit: { layers: [0, 1], statsCorpus: corpus, statsDir: dir, hparams: { ...romeLike, fact_token: "last" } },
+        memit: {
+          layers: [0, 1],
+          statsCorpus: corpus,
+          statsDir: dir,
+          hparams: { ...romeLike, fact_token: "last" },
+        },
         kn: { hparams: { steps: 4 } },
         "ft-l": { layers: [1], hparams: { num_steps: 2, lr: 0.01, early_stop_loss: 0 } },
       };
@@ -574,15 +661,20 @@ for (const fam of Object.keys(FAMILIES)) {
         assert.ok(h.result.weights.length > 0, `${fam} ${method}: nothing changed`);
         for (const n of h.result.weights) assert.ok(downs.has(n), `${fam} ${method} changed ${n}`);
         if (method !== "ft-l") {
-          for (const n of h.result.weights) assert.equal(n, spec.layer(model.config, Number(n.split(".")[1])).down.weight);
+          for (const n of h.result.weights) {
+            assert.equal(n, spec.layer(model.config, Number(n.split(".")[1])).down.weight);
+          }
         }
         let moved = 0;
         for (const [n, d] of snap.host) {
           const now = model.weights.get(n)!.data;
-          if (!h.result.weights.includes(n)) assert.ok(sameBits(now, d), `${fam} ${method}: ${n} must not change`);
-          else moved += now.filter((x, i) => x !== d[i]).length;
+          if (!h.result.weights.includes(n)) {
+            assert.ok(sameBits(now, d), `${fam} ${method}: ${n} must not change`);
+          } else moved += now.filter((x, i) => x !== d[i]).length;
           const ref = model.weightRef(n);
-          if (ref.gpuName === n) assert.ok(sameBits(await readTensor(model.weight(n)), now), `${fam} ${method}: GPU ${n} = host`);
+          if (ref.gpuName === n) {
+            assert.ok(sameBits(await readTensor(model.weight(n)), now), `${fam} ${method}: GPU ${n} = host`);
+          }
         }
         assert.ok(moved > 0, `${fam} ${method}: no value moved`);
         // The edit log, written and read back, reverts bit-exactly.
