@@ -8,6 +8,7 @@
  * Every file is read and its values checked against the method's schema and the model's config (layers
  * in range, known keys), so that a typo in the last method's file fails before the first method runs.
  */
+import { isJsonObject, parseStrictJson } from "../io/strict_json.ts";
 import { ConfigError, InputError } from "../errors.ts";
 import type { ModelConfig } from "../model/config.ts";
 import { readHparamsFile } from "../edit/hparams.ts";
@@ -23,16 +24,14 @@ const PAIR = /^([A-Za-z0-9_-]+)=(.+)$/;
 async function readObject(spec: string, file?: string): Promise<Record<string, unknown>> {
   let o: unknown;
   if (spec.trim().startsWith("{")) {
-    try {
-      o = JSON.parse(spec);
-    } catch (e) {
-      throw new ConfigError(`--hparams is not valid JSON: ${(e as Error).message}`, { field: "--hparams" });
-    }
+    // The strict parser: duplicate keys, prototype-named keys and deep nesting are typed errors, as in a file.
+    o = parseStrictJson(spec, {
+      maxDepth: 16,
+      error: (msg, field) => new ConfigError(`--hparams is not valid JSON: ${msg}`, { field: field ?? "--hparams" }),
+    });
   } else o = await readHparamsFile(spec);
-  if (typeof o !== "object" || o === null || Array.isArray(o)) {
-    throw new ConfigError("hparams must be a JSON object", { file, field: "--hparams" });
-  }
-  return o as Record<string, unknown>;
+  if (!isJsonObject(o)) throw new ConfigError("hparams must be a JSON object", { file, field: "--hparams" });
+  return o;
 }
 
 /**

@@ -18,6 +18,7 @@
  * that layer depend on ({@link keyWeightNames}: not the edited `mlp.c_proj`, so sequential edits of a
  * layer hit the cache), and of the corpus, the tokenizer, the framing and the sample limit.
  */
+import { parseStrictJson } from "../io/strict_json.ts";
 import { createHash } from "node:crypto";
 import { basename, isAbsolute, join, relative, resolve } from "node:path";
 import { InputError } from "../errors.ts";
@@ -147,12 +148,7 @@ export async function declaredStatsCorpus(modelDir: string): Promise<StatsCorpus
     if (e instanceof Deno.errors.NotFound) return undefined;
     throw new InputError(`cannot read: ${(e as Error).message}`, { file });
   }
-  let o: unknown;
-  try {
-    o = JSON.parse(text);
-  } catch (e) {
-    throw new InputError(`not valid JSON: ${(e as Error).message}`, { file });
-  }
+  const o = parseStrictJson(text, { file, maxDepth: 8 });
   if (typeof o !== "object" || o === null || Array.isArray(o)) {
     throw new InputError("must be a JSON object", { file });
   }
