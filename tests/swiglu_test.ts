@@ -71,10 +71,16 @@ Deno.test("swiglu and swigluBackward match float64 twin on odd sizes, overwrite 
     await swiglu(gpu, tg, tu, out);
     await swigluBackward(gpu, tg, tu, td, dg, du);
     worst.out = Math.max(worst.out, assertClose(await readTensor(out), ref, 2e-6, `out n=${n}`, seed));
-    worst.dgate = Math.max(
-      worst.dgate,
-      assertClose(await readTensor(dg), bref.dgate, 2e-6, `dgate n=${n}`, seed),
-    );
+    // dgate = dout·up·silu'(g), and silu' has a zero (g ≈ -1.28) where its two terms cancel: measured
+    // against the size of dout·up, not of dgate itself (a single element near the zero has no scale).
+    const gotG = await readTensor(dg);
+    let errG = 0, scaleG = 0;
+    for (let i = 0; i < n; i++) {
+      errG = Math.max(errG, Math.abs(gotG[i] - bref.dgate[i]));
+      scaleG = Math.max(scaleG, Math.abs(dout[i] * up[i]));
+    }
+    assert.ok(errG / scaleG <= 2e-6, `dgate n=${n}: error ${errG / scaleG} of |dout·up| (seed ${seed})`);
+    worst.dgate = Math.max(worst.dgate, errG / scaleG);
     worst.dup = Math.max(worst.dup, assertClose(await readTensor(du), bref.dup, 2e-6, `dup n=${n}`, seed));
 
     const pg = randn(r, n), pu = randn(r, n);
