@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import type { Tokenizer } from "../src/io/tokenizer.ts";
 import type { ModelConfig, WeightMap } from "../src/model/config.ts";
 import { refPrompt, type RefRequest } from "../src/reference/edit_value.ts";
-import { gpt2ForwardRef } from "../src/reference/gpt2.ts";
+import { transformerForwardRef } from "../src/reference/transformer.ts";
 import { rng } from "./_util.ts";
 
 /** 4 layers (MEMIT edits 3 below the last, whose tail carries the loss), odd widths. */
@@ -157,7 +157,7 @@ export function clampBindingLr(
   cfg: ModelConfig = REF_EDIT_CONFIG,
 ): number {
   const p = refPrompt(tok, "{}", req.prompt, req.subject);
-  const v = gpt2ForwardRef(cfg, weights, p.ids, { hooks: { capture: new Set([site]) } }).cache[site];
+  const v = transformerForwardRef(cfg, weights, p.ids, { capture: [site] }).sites.get(site)!;
   const C = cfg.nEmbd;
   return (0.35 * Math.hypot(...v.slice(p.lookup * C, (p.lookup + 1) * C))) / Math.sqrt(C);
 }

@@ -9,8 +9,11 @@
  * word-level tokenizer (the tests use one).
  *
  * A δ ∈ R^C is added at the subject's last token of every prompt, to the MLP output of layer L (ROME)
- * or to the residual output of block L (MEMIT); both reach the residual leaving block L additively, so
- * the loss is computed by {@link tailForwardRef} from that stream and dL/dδ by {@link tailBackwardRef}.
+ * or to the residual output of block L (MEMIT); both reach the residual leaving block L additively (in
+ * every family: sequential and parallel blocks alike add the MLP output to the residual), so the loss is
+ * computed by {@link transformerTailForwardRef} from that stream and dL/dδ by
+ * {@link transformerTailBackwardRef}. Clean activations come from {@link transformerForwardRef}: any
+ * family (src/model/families/).
  *   loss = NLL + KL + WD, NLL = mean over rewriting prompts of −Σ log p(target) / len(target),
  *   KL = kl_factor · Σ p_new (log p_new − log p_init) at the KL prompt's subject token,
  *   WD = v_weight_decay · ‖δ‖ / ‖target_init‖² (norm not squared).
@@ -18,10 +21,48 @@
  * v_num_grad_steps; else one torch Adam step (β 0.9/0.999, ε 1e-8) and projection of δ into the ball
  * of radius clamp_norm_factor · ‖target_init‖.
  */
-import type { ModelConfig, WeightMap } from "../model/config.ts";
+import { type ModelConfig, resolveConfig, type WeightMap } from "../model/config.ts";
+import { familySpec, type LinearSpec } from "../model/families/mod.ts";
 import { adamwRef } from "./adamw.ts";
-import { gpt2ForwardRef } from "./gpt2.ts";
-import { tailBackwardRef, tailForwardRef } from "./gpt2_tail.ts";
+import { transformerForwardRef } from "./transformer.ts";
+import { transformerTailBackwardRef, transformerTailForwardRef } from "./transformer_tail.ts";
+
+/**
+ * Values of hook `sites` (names of {@link transformerForwardRef}) at position `pos` of `ids`, one
+ * float64 row per site, from the float64 forward of any family.
+ */
+export function sitesAtRef(
+  cfg: ModelConfig,
+  weights: WeightMap,
+  ids: number[],
+  pos: number,
+  sites: string[],
+): Float64Array[] {
+  const got = transformerForwardRef(cfg, weights, ids, { capture: sites }).sites;
+  return sites.map((s) => {
+    const v = got.get(s)!;
+    const w = v.length / ids.length;
+    return v.slice(pos * w, (pos + 1) * w);
+  });
+}
+
+/** The weight ROME and MEMIT edit at `layer`: the family's MLP output projection (`down`). */
+export function editedProjectionRef(cfg: ModelConfig, layer: number): LinearSpec {
+  const r = resolveConfig(cfg);
+  return familySpec(r).layer(r, layer).down;
+}
+
+/**
+ * A key→value update `kv` [I, C] (row a: what key dimension a writes) in the storage layout of `p`:
+ * itself for Conv1D [I, C], transposed for nn.Linear [C, I] (ROME's `upd_matrix_match_shape`).
+ */
+export function keyValueToLayoutRef(p: LinearSpec, kv: Float64Array): Float64Array {
+  if (p.layout === "conv1d") return kv;
+  const I = p.in, C = p.out;
+  const out = new Float64Array(I * C);
+  for (let a = 0; a < I; a++) for (let c = 0; c < C; c++) out[c * I + a] = kv[a * C + c];
+  return out;
+}
 
 /** The part of a tokenizer the references need. */
 export interface RefTokenizer {
@@ -124,9 +165,9 @@ export function valueSetupRef(
   const clean: Float64Array[] = [];
   let targetInit: Float64Array | undefined;
   for (const p of [...rewrite, kl]) {
-    const { cache } = gpt2ForwardRef(cfg, weights, p.ids, { hooks: { capture: new Set([resid, own]) } });
-    clean.push(cache[resid]);
-    targetInit ??= cache[own].slice(p.lookup * C, (p.lookup + 1) * C);
+    const { sites } = transformerForwardRef(cfg, weights, p.ids, { capture: [resid, own] });
+    clean.push(sites.get(resid)!);
+    targetInit ??= sites.get(own)!.slice(p.lookup * C, (p.lookup + 1) * C);
   }
   return { cfg, weights, site, rewrite, kl, clean, targetInit: targetInit! };
 }
@@ -177,7 +218,7 @@ export function valueLossRef(
     const T = p.ids.length;
     const x = Float64Array.from(s.clean[i]);
     for (let j = 0; j < C; j++) x[p.lookup * C + j] += delta[j];
-    const { logits, tape } = tailForwardRef(cfg, weights, s.site.layer + 1, x, T);
+    const { logits, tape } = transformerTailForwardRef(cfg, weights, s.site.layer + 1, x, T);
     const dlogits = new Float64Array(T * V);
     if (i < s.rewrite.length) {
       const w = 1 / (p.targetIds.length * s.rewrite.length);
@@ -199,7 +240,7 @@ export function valueLossRef(
         dlogits[p.lookup * V + v] = hp.kl_factor * Math.exp(lp[v]) * (lp[v] - q[v] - d);
       }
     }
-    const dx = tailBackwardRef(cfg, weights, tape, dlogits);
+    const dx = transformerTailBackwardRef(cfg, weights, tape, dlogits);
     for (let j = 0; j < C; j++) grad[j] += dx[p.lookup * C + j];
   });
   const dn = l2(delta), tn = l2(s.targetInit);

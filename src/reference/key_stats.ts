@@ -1,10 +1,11 @@
 /**
  * Float64 twin of ROME's key statistics (`layer_stats`, `SecondMoment`): C = Σ k kᵀ / count over every
- * token of every sequence, k = the input of `h.L.mlp.c_proj` (post-GELU, hook `mlp_post.L`), computed
- * with the float64 forward {@link gpt2ForwardRef}.
+ * token of every sequence, k = the input of the MLP output projection (hook `mlp_post.L`: GPT-2's
+ * post-GELU c_proj input, Llama's silu(gate)·up, NeoX's and GPT-J's post-GELU), computed with the
+ * float64 forward of any family {@link transformerForwardRef}.
  */
 import type { ModelConfig, WeightMap } from "../model/config.ts";
-import { gpt2ForwardRef } from "./gpt2.ts";
+import { transformerForwardRef } from "./transformer.ts";
 
 /** C = E[k kᵀ] at `layer` over all tokens of `seqs`, row-major [nInner, nInner], and the token count. */
 export function secondMomentRef(
@@ -18,7 +19,7 @@ export function secondMomentRef(
   const mom2 = new Float64Array(I * I);
   let count = 0;
   for (const ids of seqs) {
-    const k = gpt2ForwardRef(cfg, weights, ids, { hooks: { capture: new Set([site]) } }).cache[site];
+    const k = transformerForwardRef(cfg, weights, ids, { capture: [site] }).sites.get(site)!;
     for (let t = 0; t < ids.length; t++) {
       const o = t * I;
       for (let a = 0; a < I; a++) {

@@ -4,25 +4,30 @@
  *   1. z_i = h_L(init) + δ_i, one optimisation per request ({@link optimizeValueRef} at the residual
  *      output of the last edited layer L, templates flattened).
  *   2. For layers l_0 < … < l_{n−1}, in order, on the model as updated so far:
- *      K  = keys at l_i (c_proj input at the subject's last token), averaged within each template group,
- *           then across groups;
+ *      K  = keys at l_i (input of the MLP output projection, hook `mlp_post.l_i`, at the subject's last
+ *           token), averaged within each template group, then across groups;
  *      R  = Z − H_L, H_L = the residual leaving block L at the bare prompts' subject tokens, recomputed;
- *      ΔW = resid · [(λC + KKᵀ)⁻¹ K]ᵀ with resid = R / (n − i), transposed to Conv1D [nInner, nEmbd];
+ *      ΔW = resid · [(λC + KKᵀ)⁻¹ K]ᵀ with resid = R / (n − i): [nEmbd, nInner], the layout of an
+ *           nn.Linear weight; transposed to [nInner, nEmbd] for GPT-2's Conv1D (`upd_matrix_match_shape`);
  *      W_l = W_l(original) + ΔW.
+ * Any family: the forward is {@link transformerForwardRef}, the edited weights the family's `down`
+ * projections.
  * C per layer is given (the reference reads it from its statistics cache, which holds the unedited
  * model's statistics). The edited weights are stored as float32, as the model's are.
  */
 import type { ModelConfig, WeightMap } from "../model/config.ts";
 import {
+  editedProjectionRef,
+  keyValueToLayoutRef,
   optimizeValueRef,
   refPrompt,
   type RefRequest,
   type RefTokenizer,
+  sitesAtRef,
   type ValueHparams,
   type ValueResult,
   valueSetupRef,
 } from "./edit_value.ts";
-import { gpt2ForwardRef } from "./gpt2.ts";
 import { solveRef } from "./solve.ts";
 
 /** Options of {@link memitRef}. */
@@ -49,7 +54,11 @@ export interface MemitRefLayer {
   hL: Float64Array[];
   /** resid = (Z − H_L) / (n_layers − i), per request [n][nEmbd]. */
   resid: Float64Array[];
-  /** ΔW [nInner * nEmbd] (Conv1D layout). */
+  /** (λC + KKᵀ)⁻¹ K, [nInner, n] row-major. */
+  X: Float64Array;
+  /** Name of the edited weight (the family's MLP output projection of `layer`). */
+  weight: string;
+  /** ΔW in the weight's storage layout ([nInner, nEmbd] Conv1D, [nEmbd, nInner] Linear). */
   dW: Float64Array;
 }
 
@@ -69,9 +78,7 @@ function siteAt(
   pos: number,
   site: string,
 ): Float64Array {
-  const v = gpt2ForwardRef(cfg, weights, ids, { hooks: { capture: new Set([site]) } }).cache[site];
-  const w = v.length / ids.length;
-  return v.slice(pos * w, (pos + 1) * w);
+  return sitesAtRef(cfg, weights, ids, pos, [site])[0];
 }
 
 function mean(rows: Float64Array[]): Float64Array {
@@ -124,18 +131,19 @@ export function memitRef(
       }
     }
     const adj = solveRef(A, Kc, I, n); // [I, n]
-    const dW = new Float64Array(I * C);
+    const dKV = new Float64Array(I * C); // key→value [I, C]
     for (let a = 0; a < I; a++) {
       for (let c = 0; c < C; c++) {
         let s = 0;
         for (let r = 0; r < n; r++) s += adj[a * n + r] * resid[r][c];
-        dW[a * C + c] = s;
+        dKV[a * C + c] = s;
       }
     }
-    const name = `h.${layer}.mlp.c_proj.weight`;
-    const W0 = weights.get(name)!;
-    w.set(name, { shape: [...W0.shape], data: Float32Array.from(W0.data, (x, k) => x + dW[k]) });
-    layers.push({ layer, K, hL, resid, dW });
+    const proj = editedProjectionRef(cfg, layer);
+    const dW = keyValueToLayoutRef(proj, dKV);
+    const W0 = weights.get(proj.weight)!;
+    w.set(proj.weight, { shape: [...W0.shape], data: Float32Array.from(W0.data, (x, k) => x + dW[k]) });
+    layers.push({ layer, K, hL, resid, X: adj, weight: proj.weight, dW });
   });
   return { z, values, layers, weights: w };
 }
