@@ -42,7 +42,9 @@ async function corpusDir(seed: number): Promise<{ dir: string; corpus: string }>
 }
 
 /** Host and GPU bits of every weight. */
-async function snapshot(model: TransformerModel): Promise<Map<string, { host: Float32Array; gpu: Float32Array }>> {
+async function snapshot(
+  model: TransformerModel,
+): Promise<Map<string, { host: Float32Array; gpu: Float32Array }>> {
   const out = new Map();
   for (const n of model.weightNames()) {
     out.set(n, { host: model.weights.get(n)!.data.slice(), gpu: await readTensor(model.weight(n)) });
@@ -56,7 +58,11 @@ function sameBits(a: Float32Array, b: Float32Array): boolean {
   return x.length === y.length && x.every((v, i) => v === y[i]);
 }
 
-async function assertUnchanged(model: TransformerModel, snap: Awaited<ReturnType<typeof snapshot>>, what: string) {
+async function assertUnchanged(
+  model: TransformerModel,
+  snap: Awaited<ReturnType<typeof snapshot>>,
+  what: string,
+) {
   for (const [n, s] of snap) {
     assert.ok(sameBits(model.weights.get(n)!.data, s.host), `${what}: host copy of ${n} changed`);
     assert.ok(sameBits(await readTensor(model.weight(n)), s.gpu), `${what}: GPU copy of ${n} changed`);

@@ -88,3 +88,30 @@ Deno.test("forward: a NaN weight gives NonFiniteError naming the first non-finit
     }
   }
 });
+
+Deno.test("forward with allLogits: a non-finite logit at an earlier position is a NonFiniteError too", async () => {
+  const gpu = await getGpu();
+  const model = TransformerModel.create(gpu, CFG, randomGPT2(CFG, 5));
+  try {
+    const batch = [[1, 4, 7, 3]];
+    // ln_f comes after every attention: a NaN there at position 0 reaches only position 0's logits.
+    const edit = [{
+      site: "ln_f",
+      fn: (v: Float32Array) => {
+        v[2] = NaN;
+      },
+    }];
+    const lastOnly = await model.forward(batch, { hooks: { edit } });
+    assert.ok(lastOnly.logprobs[0].every(Number.isFinite), "the last position is untouched");
+    await assert.rejects(model.forward(batch, { hooks: { edit }, allLogits: true }), (e: unknown) => {
+      assert.ok(e instanceof NonFiniteError, String(e));
+      assert.match(e.message, /non-finite logits/);
+      assert.match(e.message, /position 0/);
+      return true;
+    });
+    const raw = await model.forward(batch, { hooks: { edit }, allLogits: true, allowNonFinite: true });
+    assert.ok(Number.isNaN(raw.logits![0]));
+  } finally {
+    model.destroy();
+  }
+});

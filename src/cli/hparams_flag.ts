@@ -27,7 +27,8 @@ async function readObject(spec: string, file?: string): Promise<Record<string, u
     // The strict parser: duplicate keys, prototype-named keys and deep nesting are typed errors, as in a file.
     o = parseStrictJson(spec, {
       maxDepth: 16,
-      error: (msg, field) => new ConfigError(`--hparams is not valid JSON: ${msg}`, { field: field ?? "--hparams" }),
+      error: (msg, field) =>
+        new ConfigError(`--hparams is not valid JSON: ${msg}`, { field: field ?? "--hparams" }),
     });
   } else o = await readHparamsFile(spec);
   if (!isJsonObject(o)) throw new ConfigError("hparams must be a JSON object", { file, field: "--hparams" });

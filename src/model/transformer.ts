@@ -654,6 +654,7 @@ export class TransformerModel {
     const head = this.lmHead();
     const headBias = this.headBias();
     let logits: Float32Array | undefined;
+    let badAll = -1;
     const tmp: GpuTensor[] = [];
     const mkTmp = (shape: number[], name: string) => {
       const t = createTensor(gpu, shape, { name });
@@ -669,7 +670,13 @@ export class TransformerModel {
     if (opts.allLogits) {
       const all = mkTmp([R, V], "all_logits");
       await matmul(gpu, lnf, head, all, { M: R, N: V, K: C, transB: true, bias: headBias });
-      logits = await readTensor(all);
+      // Every position's logits are checked too: a NaN at an earlier position never reaches the last one's.
+      if (opts.allowNonFinite) logits = await readTensor(all);
+      else {
+        const r = await readWithNonFiniteCheck(gpu, all);
+        logits = r.data;
+        if (r.first >= 0) badAll = r.first;
+      }
     }
     // One dispatch flags a NaN / Inf in the log-probabilities; its 4 bytes come back with them.
     const { data: flat, first: bad } = opts.allowNonFinite
@@ -680,9 +687,10 @@ export class TransformerModel {
       t.destroy();
     }
     for (const t of tmp) t.destroy();
-    if (bad >= 0) {
+    if (bad >= 0 || badAll >= 0) {
       if (save) freeSaved();
-      throw await this.nonFiniteError(batch, hooks, flat[bad], bad, V);
+      if (bad >= 0) throw await this.nonFiniteError(batch, hooks, flat[bad], bad, V);
+      throw await this.nonFiniteError(batch, hooks, logits![badAll], badAll, V, true);
     }
     const logprobs: Float32Array[] = [];
     for (let b = 0; b < B; b++) logprobs.push(flat.slice(b * V, (b + 1) * V));
@@ -715,6 +723,7 @@ export class TransformerModel {
     v: number,
     i: number,
     V: number,
+    allPositions = false,
   ): Promise<NonFiniteError> {
     const T = batch[0].length;
     const sites = hookSiteNames(this.config.nLayer);
@@ -723,7 +732,11 @@ export class TransformerModel {
       { hooks: { ...hooks, capture: sites }, allowNonFinite: true },
       false,
     );
-    let site = "logits", where = describeNonFinite(v, i, V, 1).replace(", position 0", ", last position");
+    // `i` indexes the last positions' log-probabilities [B, V], or with `allPositions` every logit [B·T, V].
+    let site = "logits",
+      where = allPositions
+        ? describeNonFinite(v, i, V, T)
+        : describeNonFinite(v, i, V, 1).replace(", position 0", ", last position");
     for (const name of sites) {
       const data = result.captured.get(name)!;
       const at = data.findIndex((x) => !Number.isFinite(x));
@@ -742,7 +755,9 @@ export class TransformerModel {
     }
     const w = weight ? `; weight '${weight}' holds a non-finite value` : "";
     return new NonFiniteError(
-      `the forward pass gave non-finite log-probabilities; first non-finite site '${site}' (${where})${w}`,
+      `the forward pass gave non-finite ${
+        allPositions ? "logits" : "log-probabilities"
+      }; first non-finite site '${site}' (${where})${w}`,
       site,
       weight,
     );
