@@ -472,7 +472,11 @@ export async function layerStats(
       const st = await readSafetensors(file);
       const t = st.tensors.get("mom2");
       const count = Number(st.metadata.count);
-      if (t && t.shape.length === 2 && t.shape[0] === I && t.shape[1] === I && count > 0) {
+      // The name is a hash of the model and corpus keys; the metadata must agree (a renamed or copied
+      // file is recomputed, never trusted). Writes are atomic renames of identical content, so two runs
+      // filling the same cache need no lock.
+      const keyOk = st.metadata.corpus_key === corpusHash && st.metadata.layer === String(layer);
+      if (keyOk && t && t.shape.length === 2 && t.shape[0] === I && t.shape[1] === I && count > 0) {
         out.set(layer, { layer, mom2: Float64Array.from(t.data), count, file, cached: true });
         continue;
       }
