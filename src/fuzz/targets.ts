@@ -22,6 +22,7 @@ import { mulberry32 } from "../model/generate.ts";
 import { parseTrainConfigText } from "../train/config.ts";
 import { parseCorpus } from "../train/corpus.ts";
 import type { InputKind } from "./mutators.ts";
+import { readWorld, worldWords } from "../io/world.ts";
 
 /** A prepared target: seeds and the function that parses one input. */
 export interface PreparedTarget {
@@ -430,7 +431,52 @@ export const TARGETS: readonly FuzzTarget[] = [
       };
     },
   },
+  {
+    // A world folder's facts.json through the folder reader and the vocabulary it implies.
+    name: "world-facts",
+    kind: "json",
+    owned: true,
+    async setup() {
+      const dir = await copyWorld();
+      return {
+        seeds: [await Deno.readFile(join(ROOT, "fixtures/world/facts.json"))],
+        run: async (b: Uint8Array) => {
+          await Deno.writeFile(join(dir, "facts.json"), b);
+          const w = await readWorld(dir);
+          return worldWords(w.facts);
+        },
+        close: () => Deno.remove(dir, { recursive: true }),
+      };
+    },
+  },
+  {
+    // A world folder's prompt lines (train_prompts.jsonl) through the folder reader.
+    name: "world-prompts",
+    kind: "jsonl",
+    owned: true,
+    async setup() {
+      const dir = await copyWorld();
+      const lines = (await Deno.readTextFile(join(ROOT, "fixtures/world/train_prompts.jsonl"))).split("\n");
+      return {
+        seeds: [enc.encode(lines.slice(0, 6).join("\n"))],
+        run: async (b: Uint8Array) => {
+          await Deno.writeFile(join(dir, "train_prompts.jsonl"), b);
+          return (await readWorld(dir)).trainPrompts.length;
+        },
+        close: () => Deno.remove(dir, { recursive: true }),
+      };
+    },
+  },
 ];
+
+/** A temporary copy of the fixture world's files (not its model). */
+async function copyWorld(): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "engram-fuzz-world-" });
+  for await (const e of Deno.readDir(join(ROOT, "fixtures/world"))) {
+    if (e.isFile) await Deno.copyFile(join(ROOT, "fixtures/world", e.name), join(dir, e.name));
+  }
+  return dir;
+}
 
 /** The target named `name`. */
 export function target(name: string): FuzzTarget {

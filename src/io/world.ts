@@ -933,7 +933,45 @@ export async function readWorldFacts(dir: string): Promise<WorldFacts> {
   ) {
     if (!Array.isArray(f[k])) throw worldError("must be an array", path, k);
   }
+  // Every element is checked: the vocabulary, templates and prompts are built from them.
+  const strings = (v: unknown, field: string) => {
+    if (!Array.isArray(v)) throw worldError("must be an array of strings", path, field);
+    v.forEach((x, i) => {
+      if (typeof x !== "string") throw worldError(`element ${i} must be a string`, path, field);
+    });
+  };
+  for (const k of ["subjects", "first_names", "last_names", "cities", "countries"] as const) strings(f[k], k);
+  f.relations.forEach((r, i) => {
+    const where = `relations[${i}]`;
+    checkFields(r, { id: "string", subject_class: "string", object_class: "string" }, path, where);
+    for (const k of ["objects", "train_templates", "heldout_templates"] as const) {
+      strings((r as unknown as Record<string, unknown>)[k], `${where}.${k}`);
+    }
+  });
+  f.two_hop.forEach((t, i) => {
+    const where = `two_hop[${i}]`;
+    checkFields(t, { id: "string", first: "string", second: "string" }, path, where);
+    strings((t as unknown as Record<string, unknown>).templates, `${where}.templates`);
+  });
+  const stringMap = (v: unknown, field: string) => {
+    for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
+      if (typeof x !== "string") throw worldError(`'${excerptKey(k)}' must map to a string`, path, field);
+    }
+  };
+  if (Array.isArray(f.city_country)) throw worldError("must be an object", path, "city_country");
+  stringMap(f.city_country, "city_country");
+  if (Array.isArray(f.facts)) throw worldError("must be an object", path, "facts");
+  for (const [subj, rels] of Object.entries(f.facts)) {
+    if (typeof rels !== "object" || rels === null || Array.isArray(rels)) {
+      throw worldError(`'${excerptKey(subj)}' must map to an object`, path, "facts");
+    }
+    stringMap(rels, `facts.${excerptKey(subj)}`);
+  }
   return f;
+}
+
+function excerptKey(k: string): string {
+  return k.length > 40 ? k.slice(0, 40) + "…" : k;
 }
 
 const PROMPT_FIELDS = {
