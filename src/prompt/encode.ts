@@ -52,16 +52,41 @@ export function spacedTarget(target: string): string {
 }
 
 /**
- * Token ids of `target` as it follows a prompt ({@link spacedTarget}, tokenized on its own as ROME and
- * EasyEdit do). An empty or all-whitespace target, or one that tokenizes to nothing, is an
+ * Token ids of `target` as it follows a prompt ({@link spacedTarget}, encoded as a continuation:
+ * {@link continuationIds}; for byte-level BPE that is ROME's and EasyEdit's standalone encoding). An empty or all-whitespace target, or one that tokenizes to nothing, is an
  * {@link EmptyTargetError} naming the fact's target field.
  */
 export function encodeTarget(tokenizer: Tokenizer, target: string, where?: FactWhere): number[] {
   const at = { file: where?.file, record: where?.record, field: fieldNames(where).target };
   if (typeof target !== "string" || target.trim() === "") throw new EmptyTargetError("empty target", at);
-  const ids = tokenizer.encode(spacedTarget(target));
+  const ids = continuationIds(tokenizer, spacedTarget(target));
   if (ids.length === 0) throw new EmptyTargetError(`target '${target}' tokenizes to no token`, at);
   return ids;
+}
+
+/** A neutral word the continuation is encoded after (see {@link continuationIds}). */
+const CONTEXT_WORD = "x";
+
+/**
+ * Token ids of `text` as a continuation of earlier text: the tokens of `CONTEXT_WORD + text` after those
+ * of `CONTEXT_WORD`. For byte-level BPE (GPT-2, NeoX, Llama 3, Qwen) this is `encode(text)` itself,
+ * ROME's and EasyEdit's standalone encoding; for SentencePiece tokenizers (Llama 2, Mistral), which put a
+ * word-boundary marker before the start of a text, the standalone " Paris" is ["▁", "▁Paris"] while
+ * after a prompt the model sees ["▁Paris"]: the in-context tokens are what a target must be. When the
+ * context's tokens are not a prefix (a merge across the boundary), or the probe cannot be encoded, the
+ * standalone encoding is returned.
+ */
+export function continuationIds(tokenizer: Tokenizer, text: string): number[] {
+  const alone = tokenizer.encode(text);
+  let ctx: number[], joint: number[];
+  try {
+    ctx = tokenizer.encode(CONTEXT_WORD);
+    joint = tokenizer.encode(CONTEXT_WORD + text);
+  } catch {
+    return alone; // a closed vocabulary without the probe word (test tokenizers): nothing to compare
+  }
+  if (joint.length <= ctx.length || !ctx.every((id, i) => joint[i] === id)) return alone;
+  return joint.slice(ctx.length);
 }
 
 /**
