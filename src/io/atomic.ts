@@ -153,7 +153,14 @@ function checkNames(dir: string, files: Record<string, unknown>): void {
 
 /** The marker file's content. */
 export function markerText(kind: string): string {
-  return JSON.stringify({ written_by: "engram", kind, created: new Date().toISOString() }) + "\n";
+  // The id tells two outputs at one path apart (a reader notices a swap even when inodes are reused).
+  return JSON.stringify({
+    written_by: "engram",
+    kind,
+    created: new Date().toISOString(),
+    id: randomSuffix(),
+  }) +
+    "\n";
 }
 
 /**

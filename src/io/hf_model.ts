@@ -20,7 +20,7 @@ import {
   type WeightMap,
 } from "../model/config.ts";
 import { type FamilySpec, familySpec, familyWeightShapes } from "../model/families/mod.ts";
-import { writeDirAtomic } from "./atomic.ts";
+import { OUTPUT_MARKER, writeDirAtomic } from "./atomic.ts";
 import { readGgufModel } from "./gguf.ts";
 import { ggufTokenizer, ggufTokenizerFiles } from "./gguf_tokenizer.ts";
 import { excerpt } from "./excerpt.ts";
@@ -380,6 +380,44 @@ export interface LoadHFModelOptions {
  * {@link EngramError}s naming the file and field or tensor.
  */
 export async function loadHFModel(dir: string, opts: LoadHFModelOptions = {}): Promise<HFModel> {
+  // The folder is read file by file. An engram output replaced meanwhile (`--overwrite` renames a new
+  // folder into place) would mix two models' files: the folder's identity is compared before and after,
+  // and a swapped folder is read again.
+  for (let attempt = 0;; attempt++) {
+    const before = await folderIdentity(dir);
+    const m = await loadHFModelOnce(dir, opts);
+    const after = await folderIdentity(dir);
+    if (before === after) return m;
+    if (attempt >= 2) {
+      throw new EngramError("io", "the model folder was replaced three times while it was read", {
+        file: dir,
+      });
+    }
+  }
+}
+
+/**
+ * Device and inode of `path` plus its engram output marker (which carries a unique id), to notice a
+ * rename over it: inodes alone can be reused by a folder created after the old one was deleted.
+ */
+async function folderIdentity(path: string): Promise<string | undefined> {
+  try {
+    const st = await Deno.stat(path);
+    let marker = "";
+    if (st.isDirectory) {
+      try {
+        marker = await Deno.readTextFile(join(path, OUTPUT_MARKER));
+      } catch {
+        // not an engram output: nothing engram swaps
+      }
+    }
+    return `${st.dev}:${st.ino}:${marker}`;
+  } catch {
+    return undefined;
+  }
+}
+
+async function loadHFModelOnce(dir: string, opts: LoadHFModelOptions): Promise<HFModel> {
   let st: Deno.FileInfo;
   try {
     st = await Deno.stat(dir);
