@@ -223,10 +223,17 @@ for (const [name, cfg] of Object.entries(VARIANTS)) {
       const want = logSoftmaxRow(ref.logits, T - 1, V);
       assert.ok(relErr(got.logprobs[0], want) < 2e-5, `logprobs rel err ${relErr(got.logprobs[0], want)}`);
       assert.ok(relErr(got.logits!, ref.logits) < 2e-5, `logits rel err ${relErr(got.logits!, ref.logits)}`);
+      let worstSite = 0;
       for (const s of sites) {
         const e = relErr(got.captured.get(s)!, ref.sites.get(s)!);
+        worstSite = Math.max(worstSite, e);
         assert.ok(e < 2e-5, `${s}: rel err ${e}`);
       }
+      console.log(
+        `${name}: logprobs ${relErr(got.logprobs[0], want).toExponential(2)}, logits ${
+          relErr(got.logits!, ref.logits).toExponential(2)
+        }, worst site ${worstSite.toExponential(2)}`,
+      );
     } finally {
       model.destroy();
     }
@@ -269,6 +276,7 @@ for (const [name, cfg] of Object.entries(VARIANTS)) {
           if (err > worst) (worst = err), (worstAt = `${wName}[${i}]: gpu ${g[i]} fd ${fd}`);
         }
       }
+      console.log(`${name}: worst gradient error vs float64 FD ${worst.toExponential(2)} (${worstAt})`);
       assert.ok(worst < 2e-3, `worst gradient error ${worst} at ${worstAt}`);
     } finally {
       grads.destroy();
