@@ -80,6 +80,8 @@ export function expandKernel(name: string, sources: KernelSources = PROJECT_KERN
     throw new GpuError(`'${name}' is not a kernel name (kernels/<name>.wgsl, letters, digits and _ only)`);
   }
   const { root, files } = sources;
+  // A new .wgsl file only reaches the library once the generated import map lists it.
+  const hint = sources === PROJECT_KERNELS ? " in kernels/mod.ts (run scripts/gen_kernels.ts)" : "";
   const has = (path: string) => Object.hasOwn(files, path);
   const code: string[] = [];
   const lines: SourceLine[] = [];
@@ -109,7 +111,7 @@ export function expandKernel(name: string, sources: KernelSources = PROJECT_KERN
           file,
           i + 1,
           m[1],
-          `could not be read: ${root}/${target} does not exist`,
+          `could not be read: ${root}/${target} does not exist${hint}`,
         );
       }
       paste(target, files[target]);
@@ -117,7 +119,7 @@ export function expandKernel(name: string, sources: KernelSources = PROJECT_KERN
   };
   const path = `${name}.wgsl`;
   if (!has(path)) {
-    throw new GpuError(`kernel source ${root}/${path} could not be read: no such kernel`);
+    throw new GpuError(`kernel source ${root}/${path} could not be read: no such kernel${hint}`);
   }
   paste(path, files[path]);
   return { code: code.join("\n"), lines };
