@@ -2,7 +2,8 @@
  * Writes `kernels/mod.ts`, the map of every WGSL file under `kernels/` imported as text. The library
  * loads its kernels through that module, never from the disk, so it also works when imported by URL or
  * from a compiled binary. Run after adding, removing or renaming a `.wgsl` file:
- * `deno run -A scripts/gen_kernels.ts` (`--check` exits 1 when the committed file is stale instead).
+ * `deno task kernels` (`deno run -A scripts/gen_kernels.ts`; `--check` exits 1 when the committed file
+ * is stale instead).
  * tests/kernel_include_test.ts fails when the committed module does not match the folder.
  */
 

@@ -84,7 +84,7 @@ Deno.test("an include that leaves the root in any spelling is refused", () => {
 Deno.test("kernels/mod.ts imports exactly the .wgsl files on disk, each with its file's text", () => {
   const onDisk = listWgsl(KERNELS);
   assert.ok(onDisk.includes("softmax.wgsl") && onDisk.includes("lib/kahan.wgsl"), onDisk.join(" "));
-  assert.deepEqual(Object.keys(KERNEL_FILES).sort(), onDisk, "run deno run -A scripts/gen_kernels.ts");
+  assert.deepEqual(Object.keys(KERNEL_FILES).sort(), onDisk, "run deno task kernels");
   for (const p of onDisk) {
     assert.equal(KERNEL_FILES[p], Deno.readTextFileSync(new URL(p, KERNELS)), p);
   }
@@ -92,7 +92,7 @@ Deno.test("kernels/mod.ts imports exactly the .wgsl files on disk, each with its
   assert.equal(
     Deno.readTextFileSync(new URL("mod.ts", KERNELS)),
     kernelsModule(onDisk),
-    "kernels/mod.ts is stale: run deno run -A scripts/gen_kernels.ts",
+    "kernels/mod.ts is stale: run deno task kernels",
   );
 });
 

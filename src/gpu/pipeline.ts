@@ -81,7 +81,7 @@ export function expandKernel(name: string, sources: KernelSources = PROJECT_KERN
   }
   const { root, files } = sources;
   // A new .wgsl file only reaches the library once the generated import map lists it.
-  const hint = sources === PROJECT_KERNELS ? " in kernels/mod.ts (run scripts/gen_kernels.ts)" : "";
+  const hint = sources === PROJECT_KERNELS ? " in kernels/mod.ts (run deno task kernels)" : "";
   const has = (path: string) => Object.hasOwn(files, path);
   const code: string[] = [];
   const lines: SourceLine[] = [];
