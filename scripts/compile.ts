@@ -2,6 +2,9 @@
  * `deno task compile`: builds the standalone `engram` binary with the WGSL kernels (and the bundled
  * models) embedded. Usage: deno task compile [--output PATH] [--target TRIPLE].
  *
+ * The kernels are text imports (kernels/mod.ts), so they are part of the module graph and embedded
+ * without `--include`; `fixtures/` is included because the demo reads its model from there as files.
+ *
  * `deno compile` needs Deno's small runtime binary (denort) for the target. It is downloaded once from
  * Deno's release server, or taken from the file named by the DENORT_BIN environment variable on
  * machines without that access.
@@ -17,8 +20,6 @@ const root = new URL("../", import.meta.url).pathname;
 const args = [
   "compile",
   "--allow-all",
-  "--include",
-  "kernels",
   "--include",
   "fixtures",
   "--output",

@@ -1,6 +1,6 @@
 /**
- * `deno task compile` builds a standalone binary with the kernels embedded, and that binary runs the
- * demo. `deno compile` needs Deno's runtime binary (denort); where it cannot be fetched (no access to
+ * `deno task compile` builds a standalone binary with the kernels embedded (as text imports, part of the
+ * module graph) and the demo model (`--include fixtures`), and that binary runs the demo. `deno compile` needs Deno's runtime binary (denort); where it cannot be fetched (no access to
  * Deno's release server and no DENORT_BIN) the test is reported as ignored, not passed.
  */
 import assert from "node:assert/strict";

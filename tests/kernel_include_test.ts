@@ -1,32 +1,24 @@
 /**
  * The kernel loader's `//#include`: recursive, each file pasted once, cycle-safe, typed errors naming
- * the including file; and every kernel in kernels/ compiles once its includes are resolved.
+ * the including file; kernels/mod.ts matches the folder; and every kernel in kernels/ compiles once its
+ * includes are resolved.
  */
 import assert from "node:assert/strict";
 import { GpuError } from "../src/errors.ts";
 import { getGpu } from "../src/gpu/device.ts";
-import { expandKernel, KernelIncludeError, kernelSource } from "../src/gpu/pipeline.ts";
+import { KERNEL_FILES } from "../kernels/mod.ts";
+import { kernelsModule, listWgsl } from "../scripts/gen_kernels.ts";
+import { expandKernel, KernelIncludeError, kernelSource, type KernelSources } from "../src/gpu/pipeline.ts";
 
 const KERNELS = new URL("../kernels/", import.meta.url);
 
-/** Writes `files` (path -> text) under a fresh temporary kernels folder; returns its URL. */
-function tempRoot(files: Record<string, string>): { root: URL; name: string; dispose: () => void } {
-  const dir = Deno.makeTempDirSync();
-  const rootDir = `${dir}/kern`;
-  for (const [path, text] of Object.entries(files)) {
-    const full = `${rootDir}/${path}`;
-    Deno.mkdirSync(full.slice(0, full.lastIndexOf("/")), { recursive: true });
-    Deno.writeTextFileSync(full, text);
-  }
-  return {
-    root: new URL(`file://${rootDir}/`),
-    name: "kern",
-    dispose: () => Deno.removeSync(dir, { recursive: true }),
-  };
+/** Kernel sources named `kern` with the given files (path -> text), as a test fixture. */
+function fixture(files: Record<string, string>): KernelSources {
+  return { root: "kern", files };
 }
 
 Deno.test("includes resolve recursively, relative to the including file, each file once", () => {
-  const t = tempRoot({
+  const t = fixture({
     "main.wgsl": [
       "// main",
       '//#include "lib/a.wgsl"',
@@ -38,86 +30,111 @@ Deno.test("includes resolve recursively, relative to the including file, each fi
     // b includes a again: a cycle, and a is already pasted.
     "lib/b.wgsl": ['//#include "a.wgsl"', "fn b() {}"].join("\n"),
   });
-  try {
-    const { code, lines } = expandKernel("main", t.root);
-    const out = code.split("\n");
-    assert.deepEqual(out, [
-      "// main",
-      "// (kern/lib/a.wgsl already included)",
-      "fn b() {}",
-      "fn a() {}",
-      "// (kern/lib/b.wgsl already included)",
-      '// see //#include "nope.wgsl" (prose, not a directive)',
-      "fn main_end() {}",
-    ]);
-    assert.equal(lines.length, out.length);
-    // Every line names the file and line it came from (compile errors are reported with these).
-    assert.deepEqual(lines, [
-      { file: "kern/main.wgsl", line: 1 },
-      { file: "kern/lib/b.wgsl", line: 1 },
-      { file: "kern/lib/b.wgsl", line: 2 },
-      { file: "kern/lib/a.wgsl", line: 2 },
-      { file: "kern/main.wgsl", line: 3 },
-      { file: "kern/main.wgsl", line: 4 },
-      { file: "kern/main.wgsl", line: 5 },
-    ]);
-  } finally {
-    t.dispose();
-  }
+  const { code, lines } = expandKernel("main", t);
+  const out = code.split("\n");
+  assert.deepEqual(out, [
+    "// main",
+    "// (kern/lib/a.wgsl already included)",
+    "fn b() {}",
+    "fn a() {}",
+    "// (kern/lib/b.wgsl already included)",
+    '// see //#include "nope.wgsl" (prose, not a directive)',
+    "fn main_end() {}",
+  ]);
+  assert.equal(lines.length, out.length);
+  // Every line names the file and line it came from (compile errors are reported with these).
+  assert.deepEqual(lines, [
+    { file: "kern/main.wgsl", line: 1 },
+    { file: "kern/lib/b.wgsl", line: 1 },
+    { file: "kern/lib/b.wgsl", line: 2 },
+    { file: "kern/lib/a.wgsl", line: 2 },
+    { file: "kern/main.wgsl", line: 3 },
+    { file: "kern/main.wgsl", line: 4 },
+    { file: "kern/main.wgsl", line: 5 },
+  ]);
 });
 
 Deno.test("a kernel including itself is pasted once", () => {
-  const t = tempRoot({ "self.wgsl": ['//#include "self.wgsl"', "fn s() {}"].join("\n") });
-  try {
-    assert.equal(expandKernel("self", t.root).code, "// (kern/self.wgsl already included)\nfn s() {}");
-  } finally {
-    t.dispose();
+  const t = fixture({ "self.wgsl": ['//#include "self.wgsl"', "fn s() {}"].join("\n") });
+  assert.equal(expandKernel("self", t).code, "// (kern/self.wgsl already included)\nfn s() {}");
+});
+
+Deno.test("include paths are normalized like URLs and may use ./ and ../ inside the root", () => {
+  const t = fixture({
+    "k.wgsl": ['//#include "./lib/../lib/x.wgsl"', "fn k() {}"].join("\n"),
+    "lib/x.wgsl": ['//#include "../lib/./y.wgsl"', "fn x() {}"].join("\n"),
+    "lib/y.wgsl": "fn y() {}",
+  });
+  assert.equal(expandKernel("k", t).code, "fn y() {}\nfn x() {}\nfn k() {}");
+});
+
+Deno.test("an include that leaves the root in any spelling is refused", () => {
+  for (
+    const target of ["../x.wgsl", "/abs.wgsl", "//host/x.wgsl", "http://127.0.0.1/x.wgsl", "lib/../../x.wgsl"]
+  ) {
+    const t = fixture({ "e.wgsl": `//#include "${target}"`, "x.wgsl": "fn x() {}" });
+    assert.throws(() => expandKernel("e", t), (e: unknown) => {
+      assert.ok(e instanceof KernelIncludeError, `${target}: ${e}`);
+      assert.match(e.message, /leaves kern\//);
+      return true;
+    });
   }
 });
 
+Deno.test("kernels/mod.ts imports exactly the .wgsl files on disk, each with its file's text", () => {
+  const onDisk = listWgsl(KERNELS);
+  assert.ok(onDisk.includes("softmax.wgsl") && onDisk.includes("lib/kahan.wgsl"), onDisk.join(" "));
+  assert.deepEqual(Object.keys(KERNEL_FILES).sort(), onDisk, "run deno task kernels");
+  for (const p of onDisk) {
+    assert.equal(KERNEL_FILES[p], Deno.readTextFileSync(new URL(p, KERNELS)), p);
+  }
+  // The committed module is exactly what the generator writes (so regenerating changes nothing).
+  assert.equal(
+    Deno.readTextFileSync(new URL("mod.ts", KERNELS)),
+    kernelsModule(onDisk),
+    "kernels/mod.ts is stale: run deno task kernels",
+  );
+});
+
 Deno.test("a missing include throws KernelIncludeError naming the including file and line", () => {
-  const t = tempRoot({
+  const t = fixture({
     "top.wgsl": ["// top", "", '//#include "lib/missing.wgsl"'].join("\n"),
     "nested.wgsl": ['//#include "lib/c.wgsl"'].join("\n"),
     "lib/c.wgsl": ["fn c() {}", '//#include "gone.wgsl"'].join("\n"),
     "escape.wgsl": ['//#include "../../etc/passwd"'].join("\n"),
   });
-  try {
-    const is = (including: string, line: number, target: string, text: RegExp) => (e: unknown) => {
-      assert.ok(e instanceof KernelIncludeError && e instanceof GpuError, `not a KernelIncludeError: ${e}`);
-      assert.equal(e.including, including);
-      assert.equal(e.file, including);
-      assert.equal(e.line, line);
-      assert.equal(e.target, target);
-      assert.match(
-        e.message,
-        new RegExp(`^${including}, field '${target.replace(/\./g, "\\.")}': line ${line}`),
-      );
-      assert.match(e.message, text);
-      return true;
-    };
-    assert.throws(
-      () => expandKernel("top", t.root),
-      is("kern/top.wgsl", 3, "lib/missing.wgsl", /could not be read/),
+  const is = (including: string, line: number, target: string, text: RegExp) => (e: unknown) => {
+    assert.ok(e instanceof KernelIncludeError && e instanceof GpuError, `not a KernelIncludeError: ${e}`);
+    assert.equal(e.including, including);
+    assert.equal(e.file, including);
+    assert.equal(e.line, line);
+    assert.equal(e.target, target);
+    assert.match(
+      e.message,
+      new RegExp(`^${including}, field '${target.replace(/\./g, "\\.")}': line ${line}`),
     );
-    // The file that names the missing include, not the kernel being loaded.
-    assert.throws(
-      () => expandKernel("nested", t.root),
-      is("kern/lib/c.wgsl", 2, "gone.wgsl", /could not be read/),
-    );
-    assert.throws(
-      () => expandKernel("escape", t.root),
-      is("kern/escape.wgsl", 1, "../../etc/passwd", /leaves kern\//),
-    );
-    // A missing kernel is a plain GpuError.
-    assert.throws(
-      () => expandKernel("absent", t.root),
-      (e: unknown) =>
-        e instanceof GpuError && !(e instanceof KernelIncludeError) && /kern\/absent\.wgsl/.test(e.message),
-    );
-  } finally {
-    t.dispose();
-  }
+    assert.match(e.message, text);
+    return true;
+  };
+  assert.throws(
+    () => expandKernel("top", t),
+    is("kern/top.wgsl", 3, "lib/missing.wgsl", /could not be read/),
+  );
+  // The file that names the missing include, not the kernel being loaded.
+  assert.throws(
+    () => expandKernel("nested", t),
+    is("kern/lib/c.wgsl", 2, "gone.wgsl", /could not be read/),
+  );
+  assert.throws(
+    () => expandKernel("escape", t),
+    is("kern/escape.wgsl", 1, "../../etc/passwd", /leaves kern\//),
+  );
+  // A missing kernel is a plain GpuError.
+  assert.throws(
+    () => expandKernel("absent", t),
+    (e: unknown) =>
+      e instanceof GpuError && !(e instanceof KernelIncludeError) && /kern\/absent\.wgsl/.test(e.message),
+  );
 });
 
 Deno.test("shared fragments under kernels/lib/ cannot be loaded as kernels", () => {

@@ -1,12 +1,14 @@
 /**
  * Kernel sources and the compute-pipeline cache.
  *
- * Kernels live in `kernels/NAME.wgsl` and are read relative to this module, so `deno compile
- * --include kernels` embeds them (and `kernels/lib/`) in the standalone binary. WGSL has no modules, so
- * a kernel pulls shared code in with a line `//#include "lib/x.wgsl"` (path relative to the including
- * file, inside `kernels/`); {@link expandKernel} pastes each file once. Pipelines are compiled once per
- * (kernel, entry point, override constants) and reused.
+ * Kernels live in `kernels/NAME.wgsl`. They reach this module as text imports through the generated
+ * `kernels/mod.ts` (scripts/gen_kernels.ts), never as file reads, so the library works when imported
+ * from another folder, by URL, or from a `deno compile` binary. WGSL has no modules, so a kernel pulls
+ * shared code in with a line `//#include "lib/x.wgsl"` (path relative to the including file, inside
+ * `kernels/`); {@link expandKernel} pastes each file once. Pipelines are compiled once per (kernel,
+ * entry point, override constants) and reused.
  */
+import { KERNEL_FILES } from "../../kernels/mod.ts";
 import { GpuError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
 import type { GpuTensor } from "./tensor.ts";
@@ -43,34 +45,50 @@ export interface ExpandedKernel {
   lines: SourceLine[];
 }
 
-// This project's kernels folder; read relative to this module so `deno compile --include kernels` works.
-const KERNELS = new URL("../../kernels/", import.meta.url);
+/**
+ * A set of kernel sources to expand from: the folder's name (used in messages and {@link SourceLine}s,
+ * e.g. `kernels`) and each file's text by path relative to it (`softmax.wgsl`, `lib/kahan.wgsl`).
+ */
+export interface KernelSources {
+  root: string;
+  files: Readonly<Record<string, string>>;
+}
+
+/** This project's kernels, as imported by `kernels/mod.ts`. */
+export const PROJECT_KERNELS: KernelSources = { root: "kernels", files: KERNEL_FILES };
+
 const INCLUDE = /^\s*\/\/#include\s+"([^"]+)"\s*$/;
 // Kernel names are plain file stems: shared fragments under kernels/lib/ can never be compiled alone.
 const KERNEL_NAME = /^[a-z0-9_]+$/;
+// Include paths are resolved as URLs below this made-up base; a result outside it leaves the root.
+const BASE = "file:///kernel-root/";
+const BASE_PATH = new URL(BASE).pathname;
 
 /**
- * Reads `<root>/<name>.wgsl` and resolves its `//#include "path"` lines recursively: each path is
- * relative to the file that names it and must stay inside `root`; each file is pasted at its first
- * include only (later ones and include cycles become a one-line comment), so shared fragments need
- * no guards. A directive is a whole line; anything else (e.g. `// see //#include ...`) is left as is.
+ * Takes `<root>/<name>.wgsl` from `sources` and resolves its `//#include "path"` lines recursively:
+ * each path is relative to the file that names it and must stay inside the root; each file is pasted at
+ * its first include only (later ones and include cycles become a one-line comment), so shared fragments
+ * need no guards. A directive is a whole line; anything else (e.g. `// see //#include ...`) is left as
+ * is.
  *
- * `root` is the kernels folder's URL (ending in `/`); the default is this project's `kernels/`. Throws
- * {@link KernelIncludeError} naming the including file and line when an include cannot be read, and
- * {@link GpuError} when the kernel itself cannot.
+ * `sources` defaults to this project's kernels ({@link PROJECT_KERNELS}). Throws
+ * {@link KernelIncludeError} naming the including file and line when an include is missing or leaves
+ * the root, and {@link GpuError} when the kernel itself is missing.
  */
-export function expandKernel(name: string, root: URL = KERNELS): ExpandedKernel {
+export function expandKernel(name: string, sources: KernelSources = PROJECT_KERNELS): ExpandedKernel {
   if (!KERNEL_NAME.test(name)) {
     throw new GpuError(`'${name}' is not a kernel name (kernels/<name>.wgsl, letters, digits and _ only)`);
   }
-  const rootName = root.pathname.replace(/\/$/, "").split("/").pop()!;
-  const rel = (u: URL) => `${rootName}/${u.pathname.slice(root.pathname.length)}`;
+  const { root, files } = sources;
+  // A new .wgsl file only reaches the library once the generated import map lists it.
+  const hint = sources === PROJECT_KERNELS ? " in kernels/mod.ts (run deno task kernels)" : "";
+  const has = (path: string) => Object.hasOwn(files, path);
   const code: string[] = [];
   const lines: SourceLine[] = [];
   const seen = new Set<string>();
-  const paste = (url: URL, text: string) => {
-    seen.add(url.href);
-    const file = rel(url);
+  const paste = (path: string, text: string) => {
+    seen.add(path);
+    const file = `${root}/${path}`;
     text.split(/\r?\n/).forEach((src, i) => {
       const m = INCLUDE.exec(src);
       if (!m) {
@@ -78,32 +96,32 @@ export function expandKernel(name: string, root: URL = KERNELS): ExpandedKernel 
         lines.push({ file, line: i + 1 });
         return;
       }
-      const target = new URL(m[1], url);
-      if (!target.pathname.startsWith(root.pathname) || target.protocol !== root.protocol) {
-        throw new KernelIncludeError(file, i + 1, m[1], `leaves ${rootName}/`);
+      const url = new URL(m[1], BASE + path);
+      if (url.protocol !== "file:" || url.host !== "" || !url.pathname.startsWith(BASE_PATH)) {
+        throw new KernelIncludeError(file, i + 1, m[1], `leaves ${root}/`);
       }
-      if (seen.has(target.href)) {
-        code.push(`// (${rel(target)} already included)`);
+      const target = decodeURIComponent(url.pathname.slice(BASE_PATH.length));
+      if (seen.has(target)) {
+        code.push(`// (${root}/${target} already included)`);
         lines.push({ file, line: i + 1 });
         return;
       }
-      let inc: string;
-      try {
-        inc = Deno.readTextFileSync(target);
-      } catch (e) {
-        throw new KernelIncludeError(file, i + 1, m[1], `could not be read: ${(e as Error).message}`, e);
+      if (!has(target)) {
+        throw new KernelIncludeError(
+          file,
+          i + 1,
+          m[1],
+          `could not be read: ${root}/${target} does not exist${hint}`,
+        );
       }
-      paste(target, inc);
+      paste(target, files[target]);
     });
   };
-  const url = new URL(`${name}.wgsl`, root);
-  let text: string;
-  try {
-    text = Deno.readTextFileSync(url);
-  } catch (e) {
-    throw new GpuError(`kernel source ${rel(url)} could not be read: ${(e as Error).message}`, { cause: e });
+  const path = `${name}.wgsl`;
+  if (!has(path)) {
+    throw new GpuError(`kernel source ${root}/${path} could not be read: no such kernel${hint}`);
   }
-  paste(url, text);
+  paste(path, files[path]);
   return { code: code.join("\n"), lines };
 }
 

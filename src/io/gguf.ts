@@ -11,8 +11,8 @@
  * Face LlamaForCausalLM config and HF-named, HF-laid-out float32 weights. Every error is a
  * {@link GgufError} naming the file and the key or tensor.
  */
-import { gguf as parseGgufHeader } from "@huggingface/gguf";
-import type { GGUFParseOutput, MetadataValue } from "@huggingface/gguf";
+import { gguf as parseGgufHeader } from "npm:@huggingface/gguf@0.4.6";
+import type { GGUFParseOutput, MetadataValue } from "npm:@huggingface/gguf@0.4.6";
 import { GgufError } from "../errors.ts";
 import type { HostTensor } from "../model/config.ts";
 import { f16ToF32 } from "./safetensors.ts";

@@ -14,7 +14,7 @@
  *
  * Pre-tokenizers other than GPT-2's (`tokenizer.ggml.pre` "llama-bpe", "qwen2", ...) are refused by name.
  */
-import { Tokenizer as HFTokenizer } from "@huggingface/tokenizers";
+import { Tokenizer as HFTokenizer } from "npm:@huggingface/tokenizers@0.2.0";
 import { GgufError, InputError } from "../errors.ts";
 import { ggufTokenizerMetadata, readGgufHeader } from "./gguf.ts";
 import type { GgufFile, GgufTokenizerMetadata } from "./gguf.ts";

@@ -7,7 +7,7 @@
  * order (Fortran arrays are returned in row-major order). Anything else is an {@link InputError} naming
  * the file and the archive entry.
  */
-import { unzipSync } from "fflate";
+import { unzipSync } from "npm:fflate@0.8.3";
 import { InputError } from "../errors.ts";
 
 /** A NumPy array, row-major. */

@@ -6,7 +6,7 @@
  * ByteLevel decoder — what `transformers`' GPT2Converter produces) is built in memory and handed to the
  * same library, so both paths share one BPE implementation.
  */
-import { Tokenizer as HFTokenizer } from "@huggingface/tokenizers";
+import { Tokenizer as HFTokenizer } from "npm:@huggingface/tokenizers@0.2.0";
 import { join } from "node:path";
 import { EngramError, InputError } from "../errors.ts";
 import { excerpt, kindOf } from "./excerpt.ts";
