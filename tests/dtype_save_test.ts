@@ -279,6 +279,39 @@ for (
         await Deno.readTextFile(`${back}/generation_config.json`),
         await Deno.readTextFile(`${src}/generation_config.json`),
       );
+      if (family === "llama") {
+        // --save-f32: every tensor F32, the unedited ones the source's values exactly; its log checks.
+        const f32 = `${tmp}/f32`;
+        const e2 = await engram(
+          "edit",
+          "--method",
+          "ft-l",
+          "--model",
+          src,
+          "--hparams",
+          `${tmp}/hp.json`,
+          "--layers",
+          "1",
+          "--prompt",
+          "The birthplace of {} is",
+          "--subject",
+          "Pilvun",
+          "--target",
+          "Sunmere",
+          "--out",
+          f32,
+          "--save-f32",
+        );
+        assert.equal(e2.code, 0, e2.stderr);
+        const ck = await readCheckpointTensors(f32), orig = await readCheckpointTensors(src);
+        for (const [name, t] of ck.tensors) {
+          assert.equal(t.dtype, "F32", name);
+          if (name !== layer) assert.deepEqual(t.data, orig.tensors.get(name)!.data, name);
+        }
+        assert.equal(JSON.parse(await Deno.readTextFile(`${f32}/config.json`)).torch_dtype, "float32");
+        const c2 = await engram("revert", "--check", "--model", f32);
+        assert.equal(c2.code, 0, c2.stderr + c2.stdout);
+      }
     } finally {
       await Deno.remove(tmp, { recursive: true });
     }
