@@ -346,3 +346,41 @@ Deno.test("forceF32 writes F32 (torch_dtype float32); no recorded dtypes writes 
     await Deno.remove(tmp, { recursive: true });
   }
 });
+
+Deno.test("an edit past the F16 range is refused naming the weight; nothing is written", async () => {
+  const tmp = await Deno.makeTempDir({ prefix: "engram_dtype_" });
+  try {
+    await source(`${tmp}/src`, "gpt_neox", "F16", 1);
+    // An absurd learning rate without the L∞ box drives the weights far past 65504.
+    await Deno.writeTextFile(
+      `${tmp}/hp.json`,
+      JSON.stringify({ num_steps: 3, norm_constraint: false, lr: 1e5 }),
+    );
+    const e = await engram(
+      "edit",
+      "--method",
+      "ft-l",
+      "--model",
+      `${tmp}/src`,
+      "--hparams",
+      `${tmp}/hp.json`,
+      "--layers",
+      "1",
+      "--prompt",
+      "The birthplace of {} is",
+      "--subject",
+      "Pilvun",
+      "--target",
+      "Sunmere",
+      "--out",
+      `${tmp}/out`,
+    );
+    assert.equal(e.code, 1, e.stderr);
+    assert.match(e.stderr, /field 'layers\.1\.mlp\.dense_4h_to_h\.weight'.*beyond the F16 range.*--save-f32/);
+    assert.ok(!e.stderr.includes("at "), e.stderr); // one line, no stack trace
+    await assert.rejects(Deno.stat(`${tmp}/out`), Deno.errors.NotFound);
+    await assert.rejects(Deno.stat(`${tmp}/out.editlog`), Deno.errors.NotFound);
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});

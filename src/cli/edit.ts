@@ -179,10 +179,13 @@ async function editAndSave(
       if (Number.isFinite(data[i]) && !Number.isFinite(saved[i])) overflow++;
     }
     if (overflow > 0) {
-      const w =
-        `${overflow} edited value(s) of '${name}' exceed the ${dtype} range and are saved as infinity (--save-f32 keeps them)`;
-      result.warnings.push(w);
-      console.error(`engram edit: warning: ${w}`);
+      // Infinite weights make a model whose every later forward is NaN: refuse rather than save it.
+      throw new InputError(
+        `the edit gives ${overflow} value(s) beyond the ${dtype} range (largest ${
+          dtype === "F16" ? 65504 : "3.39e38"
+        }), which the ${dtype} file would hold as infinity; nothing written (--save-f32 writes float32)`,
+        { file: modelDir, field: name },
+      );
     }
     model.setWeight(name, saved);
   }
