@@ -43,7 +43,7 @@ commands:
   edit      --method rome|memit|ft|ft-l|kn --model DIR (--requests FILE | --prompt "{} is in" --subject S --target T
             [--ground-truth G]) [--layers L,..] [--hparams FILE] [--stats-corpus FILE | --stats FILE[,FILE]]
             [--stats-dir DIR] [--limit N] --out DIR
-            [--log DIR] [--overwrite] [--bos auto|on|off] [--json]
+            [--log DIR] [--overwrite] [--save-f32] [--bos auto|on|off] [--json]
             rewrite facts (ROME, MEMIT, FT, FT-L, KN); writes the edited model and an edit log (default OUT.editlog);
             prints p(target_new), p(ground truth) and target_new's rank before -> after, warns when it is not on top
   revert    --model EDITED --log LOGDIR --out DIR [--force] [--overwrite] | --check --model EDITED [--log LOGDIR]

@@ -1,8 +1,11 @@
 /**
  * `engram edit --method rome|memit|ft|ft-l|kn --model DIR (--requests FILE | --prompt "{} is located in" --subject S
  * --target T [--ground-truth G]) [--layers 3,4] [--hparams FILE] [--stats-corpus FILE | --stats FILE[,FILE]]
- * [--stats-dir DIR] --out DIR [--log DIR] [--overwrite] [--bos auto|on|off] [--json]`: edits a copy of the model and writes it to
- * --out (atomically), with the edit log in --log (default OUT.editlog) for `engram revert`. ROME and MEMIT
+ * [--stats-dir DIR] --out DIR [--log DIR] [--overwrite] [--save-f32] [--bos auto|on|off] [--json]`: edits a copy of the model and writes it to
+ * --out (atomically), with the edit log in --log (default OUT.editlog) for `engram revert`. Each tensor
+ * is written in the dtype of the source file (an F16/BF16 model stays F16/BF16: the edited weights are
+ * rounded to it, and the model measured after the edit and the log's checksums are the rounded ones);
+ * --save-f32 writes every tensor as F32 instead. ROME and MEMIT
  * need key statistics: a corpus (--stats-corpus, or the one the model folder declares in engram_stats.json)
  * or prebuilt files (--stats: ROME's *_mom2_100000.npz or engram .safetensors, or folders of them). It
  * prints, before and after the edit, p(target_new) and p(ground truth) on each request's prompt
@@ -10,7 +13,8 @@
  * become the top prediction (src/evaluate/edit_check.ts).
  */
 import { InputError } from "../errors.ts";
-import { hfModelFiles, loadHFModel } from "../io/hf_model.ts";
+import { hfModelFiles, loadHFModel, savedDtype } from "../io/hf_model.ts";
+import { roundToDtype } from "../io/safetensors.ts";
 import { commitStaged, discardStaged, type StagedDir, stageDir } from "../io/atomic.ts";
 import { EDIT_LINK, modelCopyFiles } from "../io/model_folder.ts";
 import { getGpu } from "../gpu/device.ts";
@@ -47,6 +51,7 @@ export async function editCommand(argv: string[]): Promise<void> {
     out: { type: "string" },
     log: { type: "string" },
     overwrite: { type: "boolean" },
+    "save-f32": { type: "boolean" },
     bos: { type: "string" },
     json: { type: "boolean" },
   });
@@ -160,6 +165,30 @@ async function editAndSave(
     onWarning: (m) => console.error(`engram edit: warning: ${m}`),
   });
   const secs = (performance.now() - t0) / 1000;
+  const save = { dtypes: hf.dtypes, forceF32: Boolean(f["save-f32"]) };
+  // The edited weights as the saved file holds them (an F16/BF16 source is written back in its dtype):
+  // the standing measured after the edit, the log's edited checksums and the file then agree, so
+  // `revert --check` and `revert` accept the reloaded model.
+  for (const name of result.weights) {
+    const dtype = savedDtype(save, name);
+    if (dtype === "F32") continue;
+    const data = model.weights.get(name)!.data;
+    const saved = roundToDtype(data, dtype);
+    let overflow = 0;
+    for (let i = 0; i < saved.length; i++) {
+      if (Number.isFinite(data[i]) && !Number.isFinite(saved[i])) overflow++;
+    }
+    if (overflow > 0) {
+      // Infinite weights make a model whose every later forward is NaN: refuse rather than save it.
+      throw new InputError(
+        `the edit gives ${overflow} value(s) beyond the ${dtype} range (largest ${
+          dtype === "F16" ? 65504 : "3.39e38"
+        }), which the ${dtype} file would hold as infinity; nothing written (--save-f32 writes float32)`,
+        { file: modelDir, field: name },
+      );
+    }
+    model.setWeight(name, saved);
+  }
   const after = await requestStanding(model, hf.tokenizer, requests, { prefix });
   const standing = before.map((b, i) => ({ prompt: b.prompt, before: b, after: after[i] }));
   const notTop = after.map((a, i) => notTopWarning(i, a)).filter((w): w is string => w !== null);
@@ -174,6 +203,7 @@ async function editAndSave(
     activationFunction: hf.activationFunction,
     baseConfig: hf.hfConfig,
     otherFiles: await modelCopyFiles(modelDir, out),
+    ...save,
   });
   const logFiles = await editLogFiles(result, requests, model.weights, { source: modelDir, edited: out });
   modelFiles[EDIT_LINK] = await editLinkText(out, logDir, logFiles["log.json"] as string, method);

@@ -2,7 +2,8 @@
  * `engram revert --model EDITED --log LOGDIR --out DIR [--force] [--overwrite]`: writes the model with
  * the edited weights put back to their exact original values from the edit log. The reverted folder
  * keeps the edited folder's other files (tokenizer, generation_config.json, engram_stats.json with its
- * corpus path rewritten, unknown config.json fields).
+ * corpus path rewritten, unknown config.json fields) and its tensors' dtypes: the revert of an edited
+ * BF16/F16 model gives the source's tensors byte for byte.
  *
  * `engram revert --check --model EDITED [--log LOGDIR]`: checks that an edited model has its edit log
  * (the one its engram_edit.json names, or LOGDIR) and that its weights are the ones the edit produced;
@@ -59,6 +60,8 @@ export async function revertCommand(argv: string[]): Promise<void> {
       baseConfig: hf.hfConfig,
       // engram_edit.json is not copied: the reverted model is no longer the edited one.
       otherFiles: await modelCopyFiles(modelDir, out),
+      // Each tensor in the edited file's dtype: the originals came from it, so re-encoding is exact.
+      dtypes: hf.dtypes,
     });
     await commitStaged([await stageDir(out, files, { kind: "reverted model", flag: "--out" })], {
       overwrite: Boolean(f.overwrite),

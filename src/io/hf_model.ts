@@ -25,7 +25,7 @@ import { readGgufModel } from "./gguf.ts";
 import { ggufTokenizer, ggufTokenizerFiles } from "./gguf_tokenizer.ts";
 import { excerpt } from "./excerpt.ts";
 import { hfConfigFields, type ModelType, modelTypeFor, parseHFConfig } from "./hf_config.ts";
-import { readSafetensors, serializeSafetensors } from "./safetensors.ts";
+import { isWeightDtype, readSafetensors, serializeSafetensors, type WeightDtype } from "./safetensors.ts";
 import { SafetensorsTensor } from "./safetensors.ts";
 import { isJsonObject, parseStrictJson } from "./strict_json.ts";
 import { loadTokenizerIfPresent } from "./tokenizer.ts";
@@ -58,6 +58,12 @@ export interface HFModel {
   dir: string;
   /** The weight files read: model.safetensors, or the index followed by its shards. */
   weightFiles: string[];
+  /**
+   * The file dtype of each weight (engram names): what {@link SaveHFModelInput.dtypes} takes to write
+   * every tensor back in its own dtype. F64 tensors are recorded as F32 (their float32 values are what
+   * engram holds). Empty for a GGUF file (its edited model is written in F32).
+   */
+  dtypes: Map<string, WeightDtype>;
 }
 
 /** The sharded-checkpoint index transformers writes beside its shards. */
@@ -161,7 +167,7 @@ export function weightsFromSafetensors(
   config: ModelConfig,
   file: string,
   opts: { tieWordEmbeddings?: boolean } = {},
-): { weights: WeightMap; tiedLmHead: boolean } {
+): { weights: WeightMap; tiedLmHead: boolean; dtypes: Map<string, WeightDtype> } {
   const c = resolveConfig(config, file);
   const spec = familySpec(c);
   const byName = new Map<string, SafetensorsTensor>();
@@ -178,6 +184,7 @@ export function weightsFromSafetensors(
   }
   boundLayers(byName, c, spec, file);
   const weights: WeightMap = new Map();
+  const dtypes = new Map<string, WeightDtype>();
   const take = (name: string, shape: number[]) => {
     const t = byName.get(name)!;
     if (!sameShape(t.shape, shape)) {
@@ -189,6 +196,7 @@ export function weightsFromSafetensors(
       );
     }
     byName.delete(name);
+    dtypes.set(name, isWeightDtype(t.dtype) ? t.dtype : "F32");
     return { shape: [...shape], data: t.data };
   };
   for (const [name, shape] of familyWeightShapes(spec, c, false)) {
@@ -210,7 +218,7 @@ export function weightsFromSafetensors(
       if (!sameBits(head.data, weights.get(spec.embed)!.data)) {
         tiedLmHead = false;
         weights.set(spec.head, head);
-      }
+      } else dtypes.delete(spec.head);
     } else if (opts.tieWordEmbeddings === false) {
       throw new SafetensorsError(
         `missing tensor '${spec.head}' (config.json has tie_word_embeddings=false)`,
@@ -227,7 +235,7 @@ export function weightsFromSafetensors(
       { file: byName.get(extra[0])!.file, field: extra[0] },
     );
   }
-  return { weights, tiedLmHead };
+  return { weights, tiedLmHead, dtypes };
 }
 
 async function readConfigJson(path: string): Promise<Record<string, unknown>> {
@@ -440,7 +448,7 @@ async function loadHFModelOnce(dir: string, opts: LoadHFModelOptions): Promise<H
   const hfConfig = await readConfigJson(cfgPath);
   const info = parseHFConfig(hfConfig, cfgPath);
   const ck = await readCheckpointTensors(dir);
-  const { weights, tiedLmHead } = weightsFromSafetensors(ck.tensors, info.config, ck.file, {
+  const { weights, tiedLmHead, dtypes } = weightsFromSafetensors(ck.tensors, info.config, ck.file, {
     tieWordEmbeddings: info.tieWordEmbeddings,
   });
   const tokenizer = await loadTokenizerIfPresent(dir, { bos: opts.bos });
@@ -454,6 +462,7 @@ async function loadHFModelOnce(dir: string, opts: LoadHFModelOptions): Promise<H
     hfConfig,
     dir,
     weightFiles: ck.files,
+    dtypes,
   };
 }
 
@@ -495,6 +504,8 @@ async function loadGgufAsHF(path: string, opts: LoadHFModelOptions): Promise<HFM
     hfConfig: g.hfConfig,
     dir: path,
     weightFiles: [path],
+    // GGUF tensors (F16, Q8_0) are not written back in their dtype: the folder engram writes is F32.
+    dtypes: new Map(),
   };
 }
 
@@ -520,7 +531,34 @@ export interface SaveHFModelInput {
    * model.safetensors.
    */
   otherFiles?: Record<string, Uint8Array | string>;
+  /**
+   * The file dtype of each weight (engram names; {@link HFModel.dtypes} of the loaded source): each is
+   * written in its dtype, F16/BF16 rounded to nearest even from float32 (exact for values read from
+   * that dtype). Weights not named, or all when absent (a model trained from scratch, a GGUF), are F32.
+   */
+  dtypes?: ReadonlyMap<string, WeightDtype>;
+  /** Write every tensor as F32 whatever {@link dtypes} says (config.json's torch_dtype follows). */
+  forceF32?: boolean;
 }
+
+/**
+ * The dtype {@link hfModelFiles} writes weight `name` in: its recorded dtype, F32 when none is recorded
+ * or `forceF32`. Callers that must know the saved values (the edit log's checksums) round with
+ * src/io/safetensors.ts roundToDtype to it.
+ */
+export function savedDtype(
+  model: Pick<SaveHFModelInput, "dtypes" | "forceF32">,
+  name: string,
+): WeightDtype {
+  return model.forceF32 ? "F32" : model.dtypes?.get(name) ?? "F32";
+}
+
+/** config.json's torch_dtype of each dtype engram writes. */
+const TORCH_DTYPE: Readonly<Record<WeightDtype, string>> = {
+  F32: "float32",
+  F16: "float16",
+  BF16: "bfloat16",
+};
 
 /** GPT-2's config.json fields that describe the weights (the rest of the source config is kept as is). */
 const GPT2_STRUCTURAL = new Set([
@@ -599,8 +637,10 @@ function mergedConfig(
 
 /**
  * Writes a Hugging Face folder atomically (see {@link writeDirAtomic}): config.json (the family's HF
- * fields, see {@link mergedConfig}), one model.safetensors (F32, names with the family's prefix as
- * transformers saves them, plus the head when untied) and tokenizer files copied from `tokenizerFrom`.
+ * fields, see {@link mergedConfig}), one model.safetensors (each tensor in the dtype
+ * {@link SaveHFModelInput.dtypes} records, F32 otherwise; names with the family's prefix as
+ * transformers saves them, plus the head when untied; a sharded source is written as this one file)
+ * and tokenizer files copied from `tokenizerFrom`.
  * Weights are checked against the config first. Refuses an existing `dir` (code "exists") unless
  * `overwrite`.
  */
@@ -659,10 +699,19 @@ export async function hfModelFiles(
     }
   }
   const out = new Map<string, HostTensor>();
+  const fileDtypes = new Map<string, WeightDtype>();
   for (const [name, t] of model.weights) {
-    out.set(name === spec.head || name === spec.headBias ? name : spec.prefix + name, t);
+    const fileName = name === spec.head || name === spec.headBias ? name : spec.prefix + name;
+    out.set(fileName, t);
+    fileDtypes.set(fileName, savedDtype(model, name));
   }
   const extra: Record<string, unknown> = { ...model.extraConfig };
+  // torch_dtype describes the file written (a BF16 source forced to F32 no longer says bfloat16); a
+  // file of mixed dtypes keeps the source's value.
+  const written = new Set(fileDtypes.values());
+  if (written.size === 1 && !Object.hasOwn(extra, "torch_dtype")) {
+    extra.torch_dtype = TORCH_DTYPE[[...written][0]];
+  }
   if (model.activationFunction !== undefined) {
     extra[c.family === "gpt2" || c.family === "gptj" ? "activation_function" : "hidden_act"] =
       model.activationFunction;
@@ -683,7 +732,7 @@ export async function hfModelFiles(
   files["config.json"] =
     JSON.stringify(mergedConfig(model.config, model.baseConfig, extra, cfgLabel), null, 2) +
     "\n";
-  files["model.safetensors"] = serializeSafetensors(out, { format: "pt" });
+  files["model.safetensors"] = serializeSafetensors(out, { format: "pt" }, { dtypes: fileDtypes });
   if (model.tokenizerFrom !== undefined && isGgufFile(model.tokenizerFrom)) {
     Object.assign(files, await ggufTokenizerFiles(model.tokenizerFrom));
   } else if (model.tokenizerFrom !== undefined) {

@@ -55,6 +55,113 @@ export function f16ToF32(h: number): number {
   return s * (1 + m / 1024) * 2 ** (e - 15);
 }
 
+/**
+ * float16 bits -> float32 bits (exact; a NaN keeps its sign and payload, which a JS number would not,
+ * so an F16 tensor read and written again is the same bytes).
+ */
+export function f16ToF32Bits(h: number): number {
+  const sign = (h & 0x8000) << 16;
+  const e = (h >>> 10) & 0x1f;
+  let m = h & 0x3ff;
+  if (e === 31) return (sign | 0x7f800000 | (m << 13)) >>> 0;
+  if (e !== 0) return (sign | ((e + 112) << 23) | (m << 13)) >>> 0;
+  if (m === 0) return sign >>> 0;
+  // Subnormal m * 2^-24: shift the leading one into the implicit-bit position.
+  let exp = 113; // float32 biased exponent of 2^-14
+  while ((m & 0x400) === 0) {
+    m <<= 1;
+    exp--;
+  }
+  return (sign | (exp << 23) | ((m & 0x3ff) << 13)) >>> 0;
+}
+
+/**
+ * float32 bits -> bfloat16 bits, rounded to nearest, ties to even (what PyTorch's `.to(torch.bfloat16)`
+ * does). Values past the largest bfloat16 round to infinity. A NaN keeps its sign and top payload bits
+ * and stays a NaN (made quiet only when the kept payload would be zero, i.e. an infinity).
+ */
+export function f32BitsToBf16(u: number): number {
+  u >>>= 0;
+  if ((u & 0x7fffffff) > 0x7f800000) {
+    const h = u >>> 16;
+    return (h & 0x7f) === 0 ? h | 0x40 : h;
+  }
+  // Adding 0x7fff (+1 when the kept part is odd) carries into bit 16 exactly when rounding up.
+  return ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff;
+}
+
+/**
+ * float32 bits -> float16 bits, rounded to nearest, ties to even, subnormals included. Finite values
+ * of magnitude 65520 and above (65504 + half an ulp) become infinity, as in IEEE conversion. A NaN
+ * keeps its sign and the top 10 payload bits (quiet bit set when they are all zero).
+ */
+export function f32BitsToF16(u: number): number {
+  u >>>= 0;
+  const sign = (u >>> 16) & 0x8000;
+  const abs = u & 0x7fffffff;
+  const exp = abs >>> 23;
+  const man = abs & 0x7fffff;
+  if (exp === 0xff) {
+    if (man === 0) return sign | 0x7c00;
+    const p = man >>> 13;
+    return sign | 0x7c00 | (p === 0 ? 0x200 : p);
+  }
+  const e = exp - 112; // float16 biased exponent
+  if (e >= 31) return sign | 0x7c00;
+  if (e >= 1) {
+    let h = (e << 10) | (man >>> 13);
+    const rest = man & 0x1fff;
+    if (rest > 0x1000 || (rest === 0x1000 && (h & 1))) h++; // a carry into the exponent is still right
+    return sign | h;
+  }
+  // Below 2^-14: a subnormal (or zero) m * 2^-24; the float32 value times 2^24 is exact in a double.
+  if (exp === 0) return sign; // float32 subnormals are far below half the smallest float16 subnormal
+  const v = (0x800000 | man) * 2 ** (exp - 127 - 23 + 24);
+  const fl = Math.floor(v), frac = v - fl;
+  const m = frac > 0.5 || (frac === 0.5 && (fl & 1)) ? fl + 1 : fl; // 1024 is the smallest normal
+  return sign | m;
+}
+
+/** The 16-bit or 32-bit float dtypes engram writes (each tensor in the dtype it was read from). */
+export type WeightDtype = "F32" | "F16" | "BF16";
+
+/** Whether `d` is a {@link WeightDtype}. */
+export function isWeightDtype(d: unknown): d is WeightDtype {
+  return d === "F32" || d === "F16" || d === "BF16";
+}
+
+/**
+ * float32 values as the little-endian bytes of `dtype` (F16/BF16 rounded to nearest even, see
+ * {@link f32BitsToF16} / {@link f32BitsToBf16}; exact for values that came from that dtype).
+ */
+export function encodeFloats(data: Float32Array, dtype: WeightDtype): Uint8Array {
+  const bits = new Uint32Array(data.buffer, data.byteOffset, data.length);
+  if (dtype === "F32") {
+    const out = new Uint8Array(4 * data.length);
+    const dv = new DataView(out.buffer);
+    for (let i = 0; i < bits.length; i++) dv.setUint32(4 * i, bits[i], true);
+    return out;
+  }
+  const out = new Uint8Array(2 * data.length);
+  const dv = new DataView(out.buffer);
+  const enc = dtype === "F16" ? f32BitsToF16 : f32BitsToBf16;
+  for (let i = 0; i < bits.length; i++) dv.setUint16(2 * i, enc(bits[i]), true);
+  return out;
+}
+
+/**
+ * The float32 values that `data` reads back as after being written in `dtype` (F32: `data` itself;
+ * F16/BF16: a rounded copy, bit for bit what loading the written file gives).
+ */
+export function roundToDtype(data: Float32Array, dtype: WeightDtype): Float32Array {
+  if (dtype === "F32") return data;
+  const bits = new Uint32Array(data.buffer, data.byteOffset, data.length);
+  const out = new Uint32Array(data.length);
+  if (dtype === "BF16") { for (let i = 0; i < out.length; i++) out[i] = f32BitsToBf16(bits[i]) << 16; }
+  else for (let i = 0; i < out.length; i++) out[i] = f16ToF32Bits(f32BitsToF16(bits[i]));
+  return new Float32Array(out.buffer);
+}
+
 /** One tensor of a parsed file: header info plus its raw bytes; `data` converts to float32 on first use. */
 export class SafetensorsTensor {
   /** Float32 copy or view, filled on first access of {@link data}. */
@@ -95,10 +202,13 @@ export class SafetensorsTensor {
           for (let i = 0; i < n; i++) out[i] = dv.getFloat32(4 * i, true);
         }
         break;
-      case "F16":
-        out = new Float32Array(n);
-        for (let i = 0; i < n; i++) out[i] = f16ToF32(dv.getUint16(2 * i, true));
+      case "F16": {
+        // Through the bits, so that NaN payloads survive (see f16ToF32Bits).
+        const u = new Uint32Array(n);
+        for (let i = 0; i < n; i++) u[i] = f16ToF32Bits(dv.getUint16(2 * i, true));
+        out = new Float32Array(u.buffer);
         break;
+      }
       case "BF16": {
         const u = new Uint32Array(n);
         for (let i = 0; i < n; i++) u[i] = dv.getUint16(2 * i, true) << 16;
@@ -360,13 +470,26 @@ export async function readSafetensors(path: string): Promise<SafetensorsFile> {
 /** Tensors to write: a map or record of name -> float32 {shape, data}. */
 export type TensorsToWrite = Map<string, HostTensor> | Record<string, HostTensor>;
 
+/** Options of {@link serializeSafetensors}. */
+export interface SerializeOptions {
+  /**
+   * File dtype of each tensor by its name in the file (default F32 for tensors not named). F16/BF16
+   * round the float32 values to nearest even ({@link encodeFloats}).
+   */
+  dtypes?: ReadonlyMap<string, WeightDtype>;
+}
+
 /**
- * Serializes float32 tensors to safetensors bytes, as Hugging Face's writer does: dtype F32, tensors
- * laid out in name order, header JSON padded with spaces to a multiple of 8 bytes. `metadata` becomes
- * `__metadata__`. Throws {@link SafetensorsError} naming the tensor when its data length does not match
- * its shape.
+ * Serializes float32 tensors to safetensors bytes, as Hugging Face's writer does: dtype F32 (or the
+ * one `opts.dtypes` gives the tensor), tensors laid out in name order, header JSON padded with spaces
+ * to a multiple of 8 bytes. `metadata` becomes `__metadata__`. Throws {@link SafetensorsError} naming
+ * the tensor when its data length does not match its shape, or when a dtype is not F32/F16/BF16.
  */
-export function serializeSafetensors(tensors: TensorsToWrite, metadata?: Record<string, string>): Uint8Array {
+export function serializeSafetensors(
+  tensors: TensorsToWrite,
+  metadata?: Record<string, string>,
+  opts: SerializeOptions = {},
+): Uint8Array {
   const label = "<serializeSafetensors>";
   const entries = (tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors))
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
@@ -383,6 +506,7 @@ export function serializeSafetensors(tensors: TensorsToWrite, metadata?: Record<
     parts.push(`"__metadata__":${JSON.stringify(metadata)}`);
   }
   let offset = 0;
+  const dtypes: WeightDtype[] = [];
   for (const [name, t] of entries) {
     if (name === "__metadata__") {
       throw new SafetensorsError("'__metadata__' is reserved", { file: label, field: name });
@@ -400,12 +524,21 @@ export function serializeSafetensors(tensors: TensorsToWrite, metadata?: Record<
         },
       );
     }
+    const dtype = opts.dtypes?.get(name) ?? "F32";
+    if (!isWeightDtype(dtype)) {
+      throw new SafetensorsError(`cannot write dtype ${excerpt(dtype, 20)} (F32, F16 or BF16)`, {
+        file: label,
+        field: name,
+      });
+    }
+    dtypes.push(dtype);
+    const size = DTYPE_SIZES[dtype];
     parts.push(
       `${JSON.stringify(name)}:${
-        JSON.stringify({ dtype: "F32", shape: t.shape, data_offsets: [offset, offset + 4 * numel] })
+        JSON.stringify({ dtype, shape: t.shape, data_offsets: [offset, offset + size * numel] })
       }`,
     );
-    offset += 4 * numel;
+    offset += size * numel;
   }
   let header = new TextEncoder().encode(`{${parts.join(",")}}`);
   const pad = (8 - (header.length % 8)) % 8;
@@ -419,10 +552,12 @@ export function serializeSafetensors(tensors: TensorsToWrite, metadata?: Record<
   dv.setBigUint64(0, BigInt(header.length), true);
   out.set(header, 8);
   let p = 8 + header.length;
-  for (const [, t] of entries) {
-    if (LITTLE_ENDIAN) out.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), p);
-    else for (let i = 0; i < t.data.length; i++) dv.setFloat32(p + 4 * i, t.data[i], true);
-    p += t.data.byteLength;
+  for (const [i, [, t]] of entries.entries()) {
+    const bytes = dtypes[i] === "F32" && LITTLE_ENDIAN
+      ? new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength)
+      : encodeFloats(t.data, dtypes[i]);
+    out.set(bytes, p);
+    p += bytes.length;
   }
   return out;
 }
@@ -432,6 +567,7 @@ export async function writeSafetensors(
   path: string,
   tensors: TensorsToWrite,
   metadata?: Record<string, string>,
+  opts: SerializeOptions = {},
 ): Promise<void> {
-  await writeFileAtomic(path, serializeSafetensors(tensors, metadata));
+  await writeFileAtomic(path, serializeSafetensors(tensors, metadata, opts));
 }
