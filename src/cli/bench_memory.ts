@@ -39,6 +39,8 @@ export interface MemoryCase {
   /** Host RSS after the analysis (on a CPU adapter it includes the GPU buffers). */
   rssBytes?: number;
   rssRatio?: number;
+  /** RSS growth over the case (host weights, plus the GPU buffers on a CPU adapter). */
+  rssGrowthBytes?: number;
   /** The process's peak RSS so far (VmHWM; cases run smallest first), when readable. */
   peakRssBytes?: number;
   seconds?: number;
@@ -93,9 +95,9 @@ function peakRss(): number | undefined {
 }
 
 /** Whether the adapter can allocate a tensor of `numel` floats; the adapter's error otherwise. */
-function probeAllocation(gpu: Gpu, numel: number, name: string): string | undefined {
+function probeAllocation(gpu: Gpu, shape: number[], name: string): string | undefined {
   try {
-    createTensor(gpu, [numel], { name }).destroy();
+    createTensor(gpu, shape, { name }).destroy();
     return undefined;
   } catch (e) {
     if (e instanceof EngramError) return e.message;
@@ -119,9 +121,10 @@ async function measure(
     weightBytes: est.parameters * 4,
     estimatedPeakBytes: estimate,
   };
-  const why = probeAllocation(gpu, est.largest.shape.reduce((a, d) => a * d, 1), est.largest.name);
+  const why = probeAllocation(gpu, est.largest.shape, est.largest.name);
   if (why) return { ...c, skipped: why };
   const base = gpu.allocatedBytes;
+  const rss0 = Deno.memoryUsage().rss;
   const t0 = performance.now();
   let model: TransformerModel;
   try {
@@ -139,6 +142,7 @@ async function measure(
     c.gpuPeakRatio = c.gpuPeakBytes / c.weightBytes;
     c.rssBytes = Deno.memoryUsage().rss;
     c.rssRatio = c.rssBytes / c.weightBytes;
+    c.rssGrowthBytes = c.rssBytes - rss0;
     c.peakRssBytes = peakRss();
   } finally {
     model.destroy();

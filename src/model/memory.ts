@@ -121,6 +121,20 @@ export function gpuWeightTensors(
   config: ModelConfig,
   untiedHead = false,
 ): { tensors: EstimatedTensor[]; gpuNameOf: Map<string, string> } {
+  // The model checks every forward against the same config object: its weight list is built once.
+  const hit = weightCache.get(config)?.[untiedHead ? 1 : 0];
+  if (hit) return hit;
+  const r = buildWeightTensors(config, untiedHead);
+  const entry = weightCache.get(config) ?? [undefined, undefined];
+  entry[untiedHead ? 1 : 0] = r;
+  weightCache.set(config, entry);
+  return r;
+}
+
+type WeightTensors = { tensors: EstimatedTensor[]; gpuNameOf: Map<string, string> };
+const weightCache = new WeakMap<ModelConfig, [WeightTensors | undefined, WeightTensors | undefined]>();
+
+function buildWeightTensors(config: ModelConfig, untiedHead: boolean): WeightTensors {
   const c = resolveConfig(config);
   const spec = familySpec(c);
   const shapes = familyWeightShapes(spec, c, untiedHead);
@@ -206,7 +220,7 @@ export function estimateMemory(config: ModelConfig, opts: MemoryOptions = {}): M
     }
   }
   const untied = Boolean(opts.untiedHead) || !spec.tiedHeadAllowed;
-  const { tensors: weightTensors, gpuNameOf } = gpuWeightTensors(c, untied);
+  const { tensors: weightTensors, gpuNameOf } = gpuWeightTensors(config, untied);
   const all: EstimatedTensor[] = [...weightTensors];
   const sized = (a: Alloc[]) => {
     for (const t of a) all.push({ ...t, bytes: tensorBytes(prod(t.shape)) });
