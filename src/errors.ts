@@ -72,3 +72,22 @@ export class GgufError extends EngramError {
     super("gguf", message, opts);
   }
 }
+
+/**
+ * A model or an analysis needs more GPU memory than the adapter allows (see src/model/memory.ts), or one
+ * of its tensors exceeds the adapter's largest buffer. Raised before anything is allocated.
+ */
+export class OutOfMemoryError extends GpuError {
+  /** Bytes the model or analysis needs (the whole estimate, or the one tensor's size). */
+  readonly neededBytes: number;
+  /** Bytes the adapter allows (the free memory budget, or maxBufferSize for one tensor). */
+  readonly allowedBytes: number;
+  constructor(
+    message: string,
+    opts: { neededBytes: number; allowedBytes: number; file?: string; field?: string; cause?: unknown },
+  ) {
+    super(message, opts);
+    this.neededBytes = opts.neededBytes;
+    this.allowedBytes = opts.allowedBytes;
+  }
+}

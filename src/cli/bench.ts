@@ -1,6 +1,6 @@
 /**
  * `engram bench`: the same figures as `deno bench` (matmul GFLOP/s with the ratio to the naive kernel,
- * attention, forward tokens/s) as one JSON document that names the adapter, so runs on different
+ * attention, forward tokens/s) and resident memory at real sizes (./bench_memory.ts) as one JSON document that names the adapter, so runs on different
  * machines can be compared side by side.
  */
 import { getGpu } from "../gpu/device.ts";
@@ -9,6 +9,7 @@ import { measureAttention } from "../gpu/attention.ts";
 import { familyBenchConfig, measureForward } from "../model/measure.ts";
 import { parseFlags } from "./args.ts";
 import { writeFileAtomic } from "../io/atomic.ts";
+import { measureMemory } from "./bench_memory.ts";
 
 /** Runs the benchmark suite and prints (and optionally writes) the JSON report. */
 export async function benchCommand(argv: string[]): Promise<void> {
@@ -49,6 +50,9 @@ export async function benchCommand(argv: string[]): Promise<void> {
     tokensPerSecond: f.tokensPerSecond,
     ratioToGpt2: f.tokensPerSecond / gpt2Rate,
   }));
+  log("memory ...");
+  // Resident bytes (host RSS, GPU buffers) against the weights' size, real shapes unless --quick.
+  const memory = await measureMemory(gpu, { quick, log });
   const report = {
     engram: "0.1.0",
     date: new Date().toISOString(),
@@ -58,6 +62,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
     attention,
     forward,
     families,
+    memory,
   };
   const text = JSON.stringify(report, null, 2);
   if (typeof f.out === "string") await writeFileAtomic(f.out, text + "\n");
@@ -66,5 +71,6 @@ export async function benchCommand(argv: string[]): Promise<void> {
     for (const m of matmul) console.log(`matmul ${JSON.stringify(m)}`);
     for (const a of attention) console.log(`attention ${JSON.stringify(a)}`);
     for (const fw of forward) console.log(`forward ${JSON.stringify(fw)}`);
+    for (const m of memory) console.log(`memory ${JSON.stringify(m)}`);
   }
 }

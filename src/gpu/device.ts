@@ -26,6 +26,13 @@ export class Gpu {
   readonly device: GPUDevice;
   /** Set once the device is lost; every later call throws. */
   lostReason: string | undefined;
+  /**
+   * Bytes of the live tensor buffers ({@link createTensor} adds a buffer's size, `GpuTensor.destroy`
+   * subtracts it). Uniform and staging buffers are not counted: they are small or host-side.
+   */
+  allocatedBytes = 0;
+  /** Largest {@link allocatedBytes} seen since the device was created or {@link resetPeak} was called. */
+  peakAllocatedBytes = 0;
   private encoder: GPUCommandEncoder | undefined;
   private pass: GPUComputePassEncoder | undefined;
   private pendingDispatches = 0;
@@ -55,6 +62,22 @@ export class Gpu {
       maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
       maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
     };
+  }
+
+  /** Counts a new tensor buffer of `bytes` (called by createTensor). */
+  noteAllocated(bytes: number): void {
+    this.allocatedBytes += bytes;
+    if (this.allocatedBytes > this.peakAllocatedBytes) this.peakAllocatedBytes = this.allocatedBytes;
+  }
+
+  /** Uncounts a destroyed tensor buffer of `bytes` (called once per tensor by GpuTensor.destroy). */
+  noteFreed(bytes: number): void {
+    this.allocatedBytes -= bytes;
+  }
+
+  /** Restarts {@link peakAllocatedBytes} from the bytes live now (to measure one operation's peak). */
+  resetPeak(): void {
+    this.peakAllocatedBytes = this.allocatedBytes;
   }
 
   /** Throws if the device was lost. Called before any GPU work. */

@@ -11,6 +11,7 @@ export type DType = "f32" | "u32" | "i32";
 
 /** A dense row-major tensor living in a GPU storage buffer. */
 export class GpuTensor {
+  private destroyed = false;
   constructor(
     readonly gpu: Gpu,
     readonly buffer: GPUBuffer,
@@ -28,6 +29,10 @@ export class GpuTensor {
   }
   /** Frees the GPU memory (after pending commands are submitted). */
   destroy(): void {
+    // A tensor destroyed twice is uncounted once (its buffer is freed once either way).
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.gpu.noteFreed(this.buffer.size);
     this.gpu.deferDestroy(this.buffer);
   }
 }
@@ -77,6 +82,7 @@ export function createTensor(gpu: Gpu, shape: readonly number[], opts: TensorOpt
     size,
     usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
   });
+  gpu.noteAllocated(size);
   const t = new GpuTensor(gpu, buffer, [...shape], opts.dtype ?? "f32", name);
   if (opts.data) writeTensor(t, opts.data);
   return t;

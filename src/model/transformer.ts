@@ -44,6 +44,7 @@ import {
   type QkStats,
 } from "./layers.ts";
 import { ropeTables } from "./rope.ts";
+import { checkFits, estimateMemory, heldBytes } from "./memory.ts";
 
 /** What {@link TransformerModel.forward} returns. */
 export interface ForwardResult {
@@ -182,6 +183,8 @@ export class TransformerModel {
   static create(gpu: Gpu, config: ModelConfig, weights: WeightMap): TransformerModel {
     const m = new TransformerModel(gpu, config, weights);
     const c = m.config, spec = m.spec;
+    // Before any allocation: every weight must fit one buffer and all of them the device (./memory.ts).
+    checkFits(gpu, estimateMemory(c, { untiedHead: weights.has(spec.head) }), "loading the model");
     const shapes = familyWeightShapes(spec, c, weights.has(spec.head));
     for (const [name, shape] of shapes) {
       const t = weights.get(name);
@@ -549,6 +552,20 @@ export class TransformerModel {
     let xFinal: GpuTensor, lnf: GpuTensor, lnfStats: GpuTensor;
     let idsT: GpuTensor, posT: GpuTensor;
     const owned: GpuTensor[] = [];
+    // Before allocating the batch's buffers (a new workspace, or every layer's saved activations).
+    checkFits(
+      gpu,
+      estimateMemory(cfg, {
+        batch: B,
+        seqLen: T,
+        backward: save,
+        untiedHead: this.w.has(this.spec.head),
+        allLogits: opts.allLogits,
+        capture: [...capture],
+      }),
+      `a forward pass of ${B}×${T} tokens`,
+      { held: heldBytes(this.w, this.ropeCache, save ? undefined : this.ws) },
+    );
     if (save) {
       const mk = (shape: number[], name: string, dtype?: "u32") => {
         const t = createTensor(gpu, shape, { name, dtype });
