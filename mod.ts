@@ -63,6 +63,14 @@ export type {
 export { parseRequests, readRequests } from "./src/prompt/requests.ts";
 export type { EditRequest, PromptAnswer } from "./src/prompt/requests.ts";
 export { memitDefaults, romeDefaults } from "./src/edit/hparams.ts";
+export { alphaEditCompute, alphaEditEditor, resetAlphaEditState } from "./src/edit/alphaedit.ts";
+export type { AlphaEditLayerState, AlphaEditState } from "./src/edit/alphaedit.ts";
+export { ALPHAEDIT_FILES, alphaEditDefaults, mergeAlphaEditHparams } from "./src/edit/alphaedit_hparams.ts";
+export type { AlphaEditHparams } from "./src/edit/alphaedit_hparams.ts";
+export { emmetEditor } from "./src/edit/emmet.ts";
+export { EMMET_FILES, emmetDefaults, mergeEmmetHparams } from "./src/edit/emmet_hparams.ts";
+export type { EmmetHparams } from "./src/edit/emmet_hparams.ts";
+export { symmetricEigen } from "./src/edit/eigen.ts";
 export { layerStats } from "./src/edit/stats.ts";
 export { readEditLog, revertWeights, writeEditLog } from "./src/edit/log.ts";
 export {

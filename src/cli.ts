@@ -38,13 +38,13 @@ commands:
             [--layers L] [--hparams FILE|JSON|M=FILE,M2=FILE] [--bos auto|on|off] [--fluency-len N]
             [--fluency-top-k K] [--seed S] [--stats-corpus FILE | --stats FILE[,FILE]] [--per-case]
             [--table FILE] [--out FILE] [--json]
-            edit with each method (ft-l, ft, kn, rome, memit) and measure reliability, generalization, locality,
+            edit with each method (ft-l, ft, kn, rome, memit, alphaedit, emmet) and measure reliability, generalization, locality,
             portability, fluency and CounterFact's ES/PS/NS; KnowEdit-style table with --table
-  edit      --method rome|memit|ft|ft-l|kn --model DIR (--requests FILE | --prompt "{} is in" --subject S --target T
+  edit      --method rome|memit|alphaedit|emmet|ft|ft-l|kn --model DIR (--requests FILE | --prompt "{} is in" --subject S --target T
             [--ground-truth G]) [--layers L,..] [--hparams FILE] [--stats-corpus FILE | --stats FILE[,FILE]]
             [--stats-dir DIR] [--limit N] --out DIR
             [--log DIR] [--overwrite] [--save-f32] [--bos auto|on|off] [--json]
-            rewrite facts (ROME, MEMIT, FT, FT-L, KN); writes the edited model and an edit log (default OUT.editlog);
+            rewrite facts (ROME, MEMIT, AlphaEdit, EMMET, FT, FT-L, KN); writes the edited model and an edit log (default OUT.editlog);
             prints p(target_new), p(ground truth) and target_new's rank before -> after, warns when it is not on top
   revert    --model EDITED --log LOGDIR --out DIR [--force] [--overwrite] | --check --model EDITED [--log LOGDIR]
             restore the original weights bit for bit from an edit log; --check: the edited model has its log

@@ -1,5 +1,5 @@
 /**
- * `engram edit --method rome|memit|ft|ft-l|kn --model DIR (--requests FILE | --prompt "{} is located in" --subject S
+ * `engram edit --method rome|memit|alphaedit|emmet|ft|ft-l|kn --model DIR (--requests FILE | --prompt "{} is located in" --subject S
  * --target T [--ground-truth G]) [--layers 3,4] [--hparams FILE] [--stats-corpus FILE | --stats FILE[,FILE]]
  * [--stats-dir DIR] --out DIR [--log DIR] [--overwrite] [--save-f32] [--bos auto|on|off] [--json]`: edits a copy of the model and writes it to
  * --out (atomically), with the edit log in --log (default OUT.editlog) for `engram revert`. Each tensor

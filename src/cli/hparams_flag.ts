@@ -15,6 +15,8 @@ import { readHparamsFile } from "../edit/hparams.ts";
 import { checkMemitTemplates, memitDefaults, mergeHparams, romeDefaults } from "../edit/hparams.ts";
 import { ftDefaults, ftlDefaults, mergeFtHparams } from "../edit/ft.ts";
 import { knDefaults, mergeKnHparams } from "../edit/kn.ts";
+import { alphaEditDefaults, mergeAlphaEditHparams } from "../edit/alphaedit_hparams.ts";
+import { emmetDefaults, mergeEmmetHparams } from "../edit/emmet_hparams.ts";
 
 /** Overrides per method (absent: defaults), with the file each came from. */
 export type HparamsByMethod = Map<string, { hparams: Record<string, unknown>; file?: string }>;
@@ -98,6 +100,10 @@ export function validateHparams(
       return mergeHparams(romeDefaults(cfg), hparams, cfg, file);
     case "memit":
       return checkedMemit(mergeHparams(memitDefaults(cfg), hparams, cfg, file), file);
+    case "alphaedit":
+      return checkedMemit(mergeAlphaEditHparams(alphaEditDefaults(cfg), hparams, cfg, file), file);
+    case "emmet":
+      return checkedMemit(mergeEmmetHparams(emmetDefaults(cfg), hparams, cfg, file), file);
     case "ft-l":
       return mergeFtHparams(ftlDefaults(cfg), hparams, cfg, file);
     case "ft":

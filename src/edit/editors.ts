@@ -7,6 +7,8 @@ import { InputError } from "../errors.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
 import type { TransformerModel } from "../model/transformer.ts";
 import { type AppliedEdit, applyComputed, type EditOptions, type Editor } from "./apply.ts";
+import { alphaEditEditor } from "./alphaedit.ts";
+import { emmetEditor } from "./emmet.ts";
 import { ftEditor, ftlEditor } from "./ft.ts";
 import { knEdit } from "./kn.ts";
 import { memitEditor } from "./memit.ts";
@@ -19,6 +21,8 @@ export type { AppliedEdit, EditDeltas, EditOptions, Editor, EditResult } from ".
 export const EDITORS: ReadonlyMap<string, Editor> = new Map<string, Editor>([
   ["rome", romeEditor],
   ["memit", memitEditor],
+  ["alphaedit", alphaEditEditor],
+  ["emmet", emmetEditor],
   ["ft-l", ftlEditor],
   ["ft", ftEditor],
   ["kn", knEdit],

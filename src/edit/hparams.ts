@@ -652,14 +652,16 @@ export const IGNORED_HPARAMS: ReadonlySet<string> = new Set([
 /**
  * Overrides ROME / MEMIT `base` with a JSON object (from `file`, for error messages), checking every
  * value's type and range and the layers against the model. Unknown keys are a {@link ConfigError}.
+ * `extra` adds the rules of a method's own keys (AlphaEdit's, EMMET's) to the shared ones.
  */
 export function mergeHparams<T extends CommonHparams>(
   base: T,
   over: unknown,
   cfg: ModelConfig,
   file?: string,
+  extra: HparamSchema = {},
 ): T {
-  const out = mergeBySchema(base, over, SCHEMA, IGNORED_HPARAMS, cfg, file);
+  const out = mergeBySchema(base, over, { ...SCHEMA, ...extra }, IGNORED_HPARAMS, cfg, file);
   if (out.v_loss_layer !== cfg.nLayer - 1) {
     throw new ConfigError(
       `v_loss_layer ${out.v_loss_layer} is not supported: engram computes the loss from the last layer (${

@@ -607,7 +607,8 @@ export async function resolveStatsSource(
 }
 
 /**
- * Stops before any work when `method` needs key statistics (ROME with `mom2_adjustment`, MEMIT) and
+ * Stops before any work when `method` needs key statistics (ROME with `mom2_adjustment`, MEMIT, AlphaEdit,
+ * EMMET) and
  * neither `src` nor the user's hparams (`mom2_dataset` naming a file) provide them.
  */
 export function checkStatsSource(
@@ -615,7 +616,7 @@ export function checkStatsSource(
   hparams: Record<string, unknown> | undefined,
   src: StatsSource,
 ) {
-  if (method !== "rome" && method !== "memit") return;
+  if (!["rome", "memit", "alphaedit", "emmet"].includes(method)) return;
   if (method === "rome" && hparams?.mom2_adjustment === false) return;
   if (src.stats || src.statsCorpus) return;
   const ds = hparams?.mom2_dataset;
