@@ -227,16 +227,16 @@ export function attributionPatchingRef(
         const dA = new Float64Array(T);
         if (kind !== "v") {
           // Logits of row t with the node's corrupt vector.
-          const logit = (s: number, qv: Float64Array, qi: number, kv: Float64Array, ki: number) => {
+          const logit = (qv: Float64Array, qi: number, kv: Float64Array, ki: number) => {
             let d = 0;
             for (let i = 0; i < D; i++) d += qv[qi + i] * kv[ki + i];
             return d / Math.sqrt(D);
           };
           const rowC: number[] = [], rowN: number[] = [];
           for (let s = lo; s <= t; s++) {
-            rowC.push(logit(s, q, (t * H + h) * D, k, (s * KV + g) * D));
-            if (kind === "q") rowN.push(logit(s, n.q, (t * H + h) * D, k, (s * KV + g) * D));
-            else rowN.push(logit(s, q, (t * H + h) * D, s === p ? n.k : k, (s * KV + g) * D));
+            rowC.push(logit(q, (t * H + h) * D, k, (s * KV + g) * D));
+            if (kind === "q") rowN.push(logit(n.q, (t * H + h) * D, k, (s * KV + g) * D));
+            else rowN.push(logit(q, (t * H + h) * D, s === p ? n.k : k, (s * KV + g) * D));
           }
           if (opts.qkFix) {
             const pN = softmax(rowN);
