@@ -186,7 +186,7 @@ export {
   attributionPatching,
   DEFAULT_ATP_SITES,
   metricValue,
-  spearman,
+  spearman as atpSpearman,
 } from "./src/locate/atp.ts";
 export type { AtpMetric, AtpOptions, AtpResult, AtpSiteKind, AtpSiteResult, SweepOptions } from "./src/locate/atp.ts";
 export { attributionPatchingRef } from "./src/reference/atp.ts";
