@@ -187,4 +187,15 @@ export type { KindTrace, TargetProb, TraceKind, TraceOptions, TraceResult } from
 export { causalTraceRef } from "./src/locate/trace_ref.ts";
 export { CLASS_POOLS, ClassAccumulator, TOKEN_CLASSES, tokenClassPositions } from "./src/locate/average.ts";
 export type { ClassAverage, ClassPool } from "./src/locate/average.ts";
+export {
+  activationPatchingSweep,
+  ATP_METRICS,
+  ATP_SITE_KINDS,
+  attributionPatching,
+  DEFAULT_ATP_SITES,
+  metricValue,
+  spearman as atpSpearman,
+} from "./src/locate/atp.ts";
+export type { AtpMetric, AtpOptions, AtpResult, AtpSiteKind, AtpSiteResult, SweepOptions } from "./src/locate/atp.ts";
+export { attributionPatchingRef } from "./src/reference/atp.ts";
 export { heatmapSvg, traceHeatmapSvg } from "./src/report/heatmap.ts";

@@ -17,6 +17,7 @@ import { editCommand } from "./cli/edit.ts";
 import { revertCommand } from "./cli/revert.ts";
 import { evalCommand } from "./cli/eval.ts";
 import { traceCommand } from "./cli/trace.ts";
+import { atpCommand } from "./cli/atp.ts";
 
 const USAGE = `engram — locate, explain and edit facts in transformer language models (Deno + WebGPU)
 
@@ -68,6 +69,10 @@ commands:
             (clipped to the model), seed 1 (numpy RandomState, ROME's noise), --known whole (ROME: the decoded
             top-1 token equals the whole target, else the fact is dropped), --pool token (ROME's notebook),
             answer = the target's first token (or the model's prediction)
+  atp       --model DIR --prompt "..." --subject S --target T [--corrupt-prompt "..." | --noise X|sK] [--seed S]
+            [--metric prob|logprob|logit-diff --counterfactual C] [--sites resid_pre,attn_out,...] [--per-neuron]
+            [--qk-fix] [--grad-drop] [--star] [--top K] [--bos auto|on|off] [--json]
+            attribution patching (AtP; AtP* = --star: QK fix + GradDrop) of every node at every layer and position
   info      the WebGPU adapter and its limits
   demo      run the bundled model end to end and check it against the float64 CPU reference
 
@@ -95,6 +100,7 @@ const commands: Record<string, (argv: string[]) => Promise<void>> = {
   revert: revertCommand,
   eval: evalCommand,
   trace: traceCommand,
+  atp: atpCommand,
 };
 
 /** Runs the CLI with `args`; returns the process exit code. */

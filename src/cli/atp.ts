@@ -1,0 +1,170 @@
+/**
+ * `engram atp`: attribution patching (AtP, and AtP* with --qk-fix / --grad-drop or --star) of one fact:
+ * every node of the chosen site kinds at every layer and position, for a clean prompt and a corrupt run
+ * (another prompt of the same token length, or ROME's Gaussian noise on the subject's embeddings).
+ *
+ * `--json` prints {"tokens", "subject_range", "metric", "metric_clean", "metric_corrupt", "method",
+ * "sites": [{"name", "kind", "layer", "units", "values" ([token][unit])}]}; otherwise the largest
+ * estimates, one line each.
+ */
+import { InputError } from "../errors.ts";
+import { loadHFModel } from "../io/hf_model.ts";
+import { getGpu } from "../gpu/device.ts";
+import { TransformerModel } from "../model/transformer.ts";
+import { encodeFact, encodeTarget, encodeText } from "../prompt/encode.ts";
+import { withFieldNames } from "../prompt/errors.ts";
+import {
+  ATP_METRICS,
+  ATP_SITE_KINDS,
+  type AtpMetric,
+  type AtpSiteKind,
+  attributionPatching,
+  DEFAULT_ATP_SITES,
+} from "../locate/atp.ts";
+import { corruptionHooks, embeddingStd, subjectNoise } from "../locate/patching.ts";
+import type { RunSpec } from "../locate/patching.ts";
+import { bosFlag, FACT_FLAGS, intFlag, parseFlags, required } from "./args.ts";
+import { parseNoiseFlag } from "./trace.ts";
+
+/** Entry point of `engram atp`. */
+export async function atpCommand(argv: string[]): Promise<void> {
+  const f = parseFlags("atp", argv, {
+    model: { type: "string" },
+    prompt: { type: "string" },
+    subject: { type: "string" },
+    target: { type: "string" },
+    "corrupt-prompt": { type: "string" },
+    noise: { type: "string" },
+    seed: { type: "string" },
+    metric: { type: "string" },
+    counterfactual: { type: "string" },
+    sites: { type: "string" },
+    "per-neuron": { type: "boolean" },
+    "qk-fix": { type: "boolean" },
+    "grad-drop": { type: "boolean" },
+    star: { type: "boolean" },
+    top: { type: "string" },
+    bos: { type: "string" },
+    json: { type: "boolean" },
+  });
+  const modelDir = required(f, "model", "atp");
+  const prompt = required(f, "prompt", "atp");
+  const subject = required(f, "subject", "atp");
+  const target = required(f, "target", "atp");
+  const top = intFlag(f, "top", 10, 1, 1 << 20);
+  const seed = intFlag(f, "seed", 1, 0, 2 ** 32 - 1);
+  const kind = (f.metric as string | undefined) ?? "prob";
+  if (!(ATP_METRICS as readonly string[]).includes(kind)) {
+    throw new InputError(`--metric must be one of ${ATP_METRICS.join(", ")}, got '${kind}'`, {
+      field: "--metric",
+    });
+  }
+  if ((kind === "logit-diff") !== (f.counterfactual !== undefined)) {
+    throw new InputError("--counterfactual is needed with --metric logit-diff, and only there", {
+      field: "--counterfactual",
+    });
+  }
+  if (f["corrupt-prompt"] !== undefined && f.noise !== undefined) {
+    throw new InputError("give --corrupt-prompt or --noise, not both", { field: "--noise" });
+  }
+  const sites = f.sites === undefined
+    ? [...DEFAULT_ATP_SITES]
+    : String(f.sites).split(",").map((s) => s.trim()).filter((s) => s !== "");
+  for (const s of sites) {
+    if (!ATP_SITE_KINDS.includes(s as AtpSiteKind)) {
+      throw new InputError(`--sites: unknown kind '${s}' (expected ${ATP_SITE_KINDS.join(", ")})`, {
+        field: "--sites",
+      });
+    }
+  }
+
+  const hf = await loadHFModel(modelDir, { bos: bosFlag(f) });
+  const tok = hf.tokenizer;
+  if (!tok) throw new InputError(`${modelDir} has no tokenizer files`, { file: modelDir, field: "--model" });
+  const e = withFieldNames(
+    FACT_FLAGS,
+    () => encodeFact(tok, { prompt, subject, target }, { nPositions: hf.config.nPositions }),
+  );
+  const ids = e.ids.slice(0, e.promptLength);
+  const answer = e.target![0];
+  const metric: AtpMetric = kind === "logit-diff"
+    ? { kind, answer, counterfactual: encodeTarget(tok, String(f.counterfactual))[0] }
+    : { kind: kind as "prob" | "logprob", answer };
+  const model = TransformerModel.create(await getGpu(), hf.config, hf.weights);
+  try {
+    let corrupt: RunSpec;
+    if (f["corrupt-prompt"] !== undefined) {
+      const cids = encodeText(tok, String(f["corrupt-prompt"]), { nPositions: hf.config.nPositions });
+      if (cids.length !== ids.length) {
+        throw new InputError(
+          `--corrupt-prompt has ${cids.length} tokens, --prompt ${ids.length}: they must be equally long`,
+          { field: "--corrupt-prompt" },
+        );
+      }
+      corrupt = { ids: cids };
+    } else {
+      // ROME's corruption: Gaussian noise (default 3 x the std of wte) on the subject's embeddings.
+      const noise = parseNoiseFlag((f.noise as string | undefined) ?? "s3");
+      const C = hf.config.nEmbd;
+      const std = "absolute" in noise
+        ? noise.absolute
+        : noise.multiple * embeddingStd(hf.weights, C, undefined, model.spec.embed);
+      const [a, b] = e.subjectRange;
+      corrupt = {
+        ids,
+        hooks: corruptionHooks(model, ids, e.subjectRange, subjectNoise(1, b - a, C, std, seed)),
+      };
+    }
+    const star = Boolean(f.star);
+    const r = await attributionPatching(model, ids, corrupt, metric, {
+      sites: sites as AtpSiteKind[],
+      perNeuron: Boolean(f["per-neuron"]),
+      qkFix: star || Boolean(f["qk-fix"]),
+      gradDrop: star || Boolean(f["grad-drop"]),
+    });
+    const tokens = ids.map((id) => tok.tokenString(id));
+    if (f.json) {
+      console.log(JSON.stringify({
+        tokens,
+        subject_range: e.subjectRange,
+        metric,
+        metric_clean: r.metricClean,
+        metric_corrupt: r.metricCorrupt,
+        method: r.method,
+        sites: r.sites.map((s) => ({
+          name: s.name,
+          kind: s.kind,
+          layer: s.layer,
+          units: s.units,
+          values: Array.from(
+            { length: r.T },
+            (_, t) => [...s.values.subarray(t * s.units, (t + 1) * s.units)],
+          ),
+        })),
+      }));
+      return;
+    }
+    console.log(
+      `${r.method}: metric ${kind} clean ${r.metricClean.toPrecision(4)}, corrupt ${
+        r.metricCorrupt.toPrecision(4)
+      }`,
+    );
+    const all = r.sites.flatMap((s) =>
+      [...s.values].map((v, i) => ({
+        name: s.name,
+        t: Math.floor(i / s.units),
+        u: i % s.units,
+        units: s.units,
+        v,
+      }))
+    ).sort((x, y) => Math.abs(y.v) - Math.abs(x.v)).slice(0, top);
+    for (const x of all) {
+      const unit = x.units > 1 ? ` unit ${x.u}` : "";
+      console.log(
+        `${x.v.toPrecision(4).padStart(11)}  ${x.name}${unit} @ ${x.t} ${JSON.stringify(tokens[x.t])}`,
+      );
+    }
+  } finally {
+    model.destroy();
+  }
+}
