@@ -87,6 +87,40 @@ export function windowSlackElems(gpu: Gpu): number {
   return Math.max(1, elems);
 }
 
+/** Rows [first, end) of a matrix bound as one binding; `base` is element (first, 0) inside it. */
+export interface RowChunk {
+  first: number;
+  end: number;
+  binding: GpuTensor | TensorWindow;
+  base: number;
+}
+
+/**
+ * Cuts a row-major matrix of `rowLen`-element rows into consecutive row chunks that each fit one
+ * binding: the whole tensor (one chunk, base 0) when it fits {@link Gpu.bindingLimit}, else as many
+ * rows per window as fit. Throws {@link GpuError} naming the tensor if a single row does not fit.
+ */
+export function rowChunks(t: GpuTensor, rowLen: number): RowChunk[] {
+  const rows = rowLen > 0 ? Math.floor(t.numel / rowLen) : 0;
+  if (t.buffer.size <= t.gpu.bindingLimit) return [{ first: 0, end: rows, binding: t, base: 0 }];
+  const per = Math.floor(windowSlackElems(t.gpu) / rowLen);
+  if (per < 1) {
+    throw new GpuError(
+      `one row of tensor '${t.name}' (${
+        rowLen * 4
+      } bytes) is over the binding limit of ${t.gpu.bindingLimit} bytes`,
+      { field: t.name },
+    );
+  }
+  const chunks: RowChunk[] = [];
+  for (let first = 0; first < rows; first += per) {
+    const end = Math.min(rows, first + per);
+    const w = elementWindow(t, first * rowLen, end * rowLen);
+    chunks.push({ first, end, binding: w.window, base: w.base });
+  }
+  return chunks;
+}
+
 /** Product of a shape's dimensions. */
 export function numel(shape: readonly number[]): number {
   let n = 1;
