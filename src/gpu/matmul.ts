@@ -245,11 +245,11 @@ async function matmulSplit(
           // First and one-past-last element of each block as stored (a kb = 0 block reads nothing
           // but still needs a valid window).
           const wa = transA
-            ? elementWindow(a, zA + k0 * M + m0, zA + Math.max(0, kb - 1) * M + m0 + mb)
+            ? elementWindow(a, zA + k0 * M + m0, zA + (k0 + Math.max(0, kb - 1)) * M + m0 + mb)
             : elementWindow(a, zA + m0 * K + k0, zA + (m0 + mb - 1) * K + k0 + Math.max(kb, 1));
           const wb = transB
             ? elementWindow(b, zB + n0 * K + k0, zB + (n0 + nb - 1) * K + k0 + Math.max(kb, 1))
-            : elementWindow(b, zB + k0 * N + n0, zB + Math.max(0, kb - 1) * N + n0 + nb);
+            : elementWindow(b, zB + k0 * N + n0, zB + (k0 + Math.max(0, kb - 1)) * N + n0 + nb);
           const wo = elementWindow(out, zO + m0 * N + n0, zO + (m0 + mb - 1) * N + n0 + nb);
           const hasBias = Boolean(opts.bias) && first;
           const wbias = hasBias ? elementWindow(opts.bias!, n0, n0 + nb) : wa;
