@@ -118,7 +118,7 @@ export async function matmul(
   // vec4 loads need the contiguous dimension and every batch base to be 16-byte aligned.
   const vecA = (transA ? M : K) % 4 === 0 && (batch === 1 || strideA % 4 === 0);
   const vecB = (transB ? K : N) % 4 === 0 && (batch === 1 || strideB % 4 === 0);
-  const tilesM = Math.ceil(M / TILE), tilesN = Math.ceil(N / TILE);
+  const tilesM = Math.ceil(M / TILE);
   // A single row of tiles (decode steps, lm-head for the last token) would leave 3/4 of a 16x4
   // workgroup idle; lay the whole workgroup along N instead.
   const [wgX, wgY] = tilesM === 1 ? [64, 1] : [16, 4];
