@@ -7,6 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { GpuError } from "../src/errors.ts";
+import { crossEntropy, IGNORE_TARGET } from "../src/gpu/cross_entropy.ts";
 import { getGpu, type Gpu } from "../src/gpu/device.ts";
 import { embedding } from "../src/gpu/embedding.ts";
 import { embeddingBackward } from "../src/gpu/embedding_backward.ts";
@@ -17,6 +18,7 @@ import type { ModelConfig } from "../src/model/config.ts";
 import { randomGPT2 } from "../src/model/random.ts";
 import { TransformerModel } from "../src/model/transformer.ts";
 import { embeddingRef } from "../src/reference/embedding.ts";
+import { crossEntropyRef } from "../src/reference/cross_entropy.ts";
 import { embeddingBackwardRef } from "../src/reference/embedding_backward.ts";
 import { matmulRef } from "../src/reference/matmul.ts";
 import { assertClose, freshSeed, randn, relErr, rng } from "./_util.ts";
@@ -180,6 +182,39 @@ Deno.test("split embedding gather (with/without positions) and embeddingBackward
     }`,
   );
   for (const t of [wte, wpe, out]) t.destroy();
+});
+
+Deno.test("split crossEntropy (logits over the limit, in row blocks) vs float64 twin", async () => {
+  const gpu = await getGpu();
+  const seed = freshSeed();
+  const r = rng(seed);
+  const [rows, cols] = [23, 61]; // 5612 B of logits: 6 blocks of 4 rows at 1 KiB
+  const lg = randn(r, rows * cols, 3);
+  const tg = Uint32Array.from(
+    { length: rows },
+    (_, i) => (i % 7 === 3 ? IGNORE_TARGET : Math.floor(r() * cols)),
+  );
+  const logits = createTensor(gpu, [rows, cols], { name: "logits", data: lg });
+  const targets = createTensor(gpu, [rows], { name: "targets", dtype: "u32", data: tg });
+  const losses = createTensor(gpu, [rows], { name: "losses" });
+  const dlogits = createTensor(gpu, [rows, cols], { name: "dlogits" });
+  poison(losses);
+  poison(dlogits);
+  await withLimit(
+    gpu,
+    1024,
+    () => crossEntropy(gpu, logits, targets, losses, dlogits, { rows, cols, scale: 0.3 }),
+  );
+  const ref = crossEntropyRef(lg, tg, rows, cols, 0.3);
+  const gl = await readTensor(losses), gd = await readTensor(dlogits);
+  assertClose(gl, ref.losses, 1e-5, "split cross-entropy losses", seed);
+  assertClose(gd, ref.dlogits, 1e-5, "split cross-entropy dlogits", seed);
+  console.log(
+    `split crossEntropy: losses ${relErr(gl, ref.losses).toExponential(2)}, dlogits ${
+      relErr(gd, ref.dlogits).toExponential(2)
+    } (rel)`,
+  );
+  for (const t of [logits, targets, losses, dlogits]) t.destroy();
 });
 
 Deno.test("whole bindings over the limit and tensors over maxBufferSize are GpuErrors naming them", async () => {
