@@ -20,6 +20,7 @@ import { TransformerModel } from "../src/model/transformer.ts";
 import { embeddingRef } from "../src/reference/embedding.ts";
 import { crossEntropyRef } from "../src/reference/cross_entropy.ts";
 import { embeddingBackwardRef } from "../src/reference/embedding_backward.ts";
+import { gpt2ForwardRef } from "../src/reference/gpt2.ts";
 import { matmulRef } from "../src/reference/matmul.ts";
 import { assertClose, freshSeed, randn, relErr, rng } from "./_util.ts";
 
@@ -283,4 +284,42 @@ Deno.test("a GPT-2 whose wte exceeds the lowered limit: forward and gradients eq
     }, gradients ${worstG.toExponential(2)} (worst rel)`,
   );
   model.destroy();
+});
+
+Deno.test("real size: a 2-layer GPT-2 with V 50257, C 768 predicts within 1e-4 of the float64 reference", async () => {
+  const gpu = await getGpu();
+  const cfg: ModelConfig = {
+    nLayer: 2,
+    nHead: 12,
+    nEmbd: 768,
+    vocabSize: 50257,
+    nPositions: 1024,
+    nInner: 3072,
+    layerNormEpsilon: 1e-5,
+  };
+  const wteBytes = cfg.vocabSize * cfg.nEmbd * 4;
+  // At the adapter's own limit; where that is above wte (large GPUs), lower it so wte is split anyway.
+  const limit = gpu.bindingLimit >= wteBytes ? 64 * 1024 * 1024 : undefined;
+  const seed = freshSeed();
+  const weights = randomGPT2(cfg, seed);
+  const r = rng(seed);
+  const ids = Array.from({ length: 4 }, () => Math.floor(r() * cfg.vocabSize));
+  const run = async () => {
+    const model = TransformerModel.create(gpu, cfg, weights);
+    try {
+      return (await model.forward([ids])).logprobs[0];
+    } finally {
+      model.destroy();
+    }
+  };
+  const lp = limit ? await withLimit(gpu, limit, run) : await run();
+  const ref = gpt2ForwardRef(cfg, weights, ids).logprobsLast;
+  let e = 0;
+  for (let v = 0; v < cfg.vocabSize; v++) e = Math.max(e, Math.abs(lp[v] - ref[v]));
+  console.log(
+    `real-size GPT-2 (wte ${wteBytes} B, binding limit ${
+      limit ?? gpu.bindingLimit
+    } B): max abs log-prob error ${e.toExponential(2)} (seed ${seed})`,
+  );
+  assert.ok(e <= 1e-4, `max abs log-prob error ${e} (seed ${seed})`);
 });
