@@ -9,12 +9,15 @@
 //   ids       [T]      u32 token ids, validated on the host; clamped here to V - 1 so a bad id can
 //                      never read out of bounds (it yields the last row instead)
 //   positions [T]      u32 positions (entry `embedding_pos` only), clamped to P - 1 likewise
-//   wte       [V, C]   f32 token embeddings
+//   wte       [V, C]   f32 token embeddings; bound as rows v0..v1-1 only (a window of a table larger
+//                      than one storage binding): row v0 starts at element wteBase of the binding, and
+//                      a dispatch writes only the tokens whose id falls in [v0, v1). The launcher
+//                      covers 0..V-1 with consecutive chunks, so every output element is written once.
 //   wpe       [P, C]   f32 position embeddings
 //   out       [T, C]   f32
 //
 // Bindings (group 0):
-//   0 uniform Params { T, C, V, P, positionOffset: u32 }
+//   0 uniform Params { T, C, V, P, positionOffset, v0, v1, wteBase: u32 }
 //   1 storage read   ids: array<u32>
 //   2 storage read   wte: array<f32>
 //   3 storage read   wpe: array<f32>
@@ -32,6 +35,9 @@ struct Params {
   V: u32,
   P: u32,
   positionOffset: u32,
+  v0: u32,
+  v1: u32,
+  wteBase: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -49,8 +55,9 @@ fn embedding(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
   let t = i / p.C;
   let c = i % p.C;
   let id = min(ids[t], p.V - 1u);
+  if (id < p.v0 || id >= p.v1) { return; }
   let pos = min(p.positionOffset + t, p.P - 1u);
-  out[i] = wte[id * p.C + c] + wpe[pos * p.C + c];
+  out[i] = wte[(id - p.v0) * p.C + p.wteBase + c] + wpe[pos * p.C + c];
 }
 
 @compute @workgroup_size(256)
@@ -60,8 +67,9 @@ fn embedding_pos(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
   let t = i / p.C;
   let c = i % p.C;
   let id = min(ids[t], p.V - 1u);
+  if (id < p.v0 || id >= p.v1) { return; }
   let pos = min(positions[t], p.P - 1u);
-  out[i] = wte[id * p.C + c] + wpe[pos * p.C + c];
+  out[i] = wte[(id - p.v0) * p.C + p.wteBase + c] + wpe[pos * p.C + c];
 }
 
 @compute @workgroup_size(256)
@@ -71,5 +79,6 @@ fn embedding_tokens(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
   let t = i / p.C;
   let c = i % p.C;
   let id = min(ids[t], p.V - 1u);
-  outTokens[i] = wte[id * p.C + c];
+  if (id < p.v0 || id >= p.v1) { return; }
+  outTokens[i] = wte[(id - p.v0) * p.C + p.wteBase + c];
 }

@@ -11,22 +11,28 @@
 //   uniq    [U]         u32 distinct indices, ascending, each < the table's row count (host-checked)
 //   offsets [U + 1]     u32 CSR offsets: the rows of uniq[k] are rowlist[offsets[k] .. offsets[k + 1])
 //   rowlist [T]         u32 row indices of dout, grouped by index
-//   table   [V, C]      f32 gradient table (dwte or dwpe); must not alias dout
+//   table   [V, C]      f32 gradient table (dwte or dwpe); must not alias dout. Bound as rows v0.. only
+//                       (a window of a table larger than one storage binding): row v0 starts at element
+//                       tableBase of the binding, and a dispatch handles uniq[k0 .. U), the distinct
+//                       indices inside the window; consecutive dispatches cover all of uniq.
 //
 // Bindings (group 0):
-//   0 uniform Params { C: u32, U: u32, accumulate: u32 }
+//   0 uniform Params { C, U, accumulate, k0, v0, tableBase: u32 }
 //   1 storage read   dout: array<f32>
 //   2 storage read   uniq: array<u32>
 //   3 storage read   offsets: array<u32>
 //   4 storage read   rowlist: array<u32>
 //   5 storage rw     table: array<f32>
-// Dispatch: ceil(U*C / 256) workgroups of 256 (one invocation per (k, c)), split over x/y by `grid()`;
-//   i = gid.x + gid.y * nwg.x * 256, k = i / C, c = i % C. Adjacent invocations touch adjacent channels.
+// Dispatch: ceil((U - k0)*C / 256) workgroups of 256 (one invocation per (k, c)), split over x/y by
+//   `grid()`; i = gid.x + gid.y * nwg.x * 256, k = k0 + i / C, c = i % C. Adjacent invocations touch adjacent channels.
 
 struct Params {
   C: u32,
   U: u32,
   accumulate: u32,
+  k0: u32,
+  v0: u32,
+  tableBase: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -39,12 +45,12 @@ struct Params {
 @compute @workgroup_size(256)
 fn embedding_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = gid.x + gid.y * nwg.x * 256u;
-  if (i >= p.U * p.C) { return; }
-  let k = i / p.C;
+  if (i >= (p.U - p.k0) * p.C) { return; }
+  let k = p.k0 + i / p.C;
   let c = i % p.C;
   var s = 0.0;
   for (var j = offsets[k]; j < offsets[k + 1u]; j++) { s += dout[rowlist[j] * p.C + c]; }
-  let o = uniq[k] * p.C + c;
+  let o = (uniq[k] - p.v0) * p.C + p.tableBase + c;
   if (p.accumulate != 0u) { s += table[o]; }
   table[o] = s;
 }

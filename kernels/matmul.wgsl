@@ -20,6 +20,12 @@
 //   branch-free after constant folding.
 // Dispatch: [ceil(ceil(N/4)/WG_X), ceil(ceil(M/4)/WG_Y), batches], possibly split into several
 //   dispatches whose tile/batch offsets arrive in tile_x0, tile_y0, z0 (65535-workgroup limit).
+// STRIDED (for operands larger than one storage binding, which the launcher multiplies block by block
+//   through binding windows): the operands are sub-matrices of larger ones, with leading dimensions
+//   lda / ldb / ldo (elements between rows of A, B, out as stored) and element offsets off_a / off_b /
+//   off_o / off_bias inside their windows. Without it the leading dimensions are the dense ones (A: K,
+//   or M when TRANS_A; B: N, or K when TRANS_B; out: N), the offsets 0, and constant folding leaves
+//   exactly the dense kernel.
 
 struct Params {
   M: u32,
@@ -32,6 +38,13 @@ struct Params {
   tile_y0: u32,
   z0: u32,
   alpha: f32,
+  lda: u32,
+  ldb: u32,
+  ldo: u32,
+  off_a: u32,
+  off_b: u32,
+  off_o: u32,
+  off_bias: u32,
 }
 
 override TRANS_A: bool = false;
@@ -40,6 +53,7 @@ override VEC_A: bool = false;
 override VEC_B: bool = false;
 override HAS_BIAS: bool = false;
 override ACCUMULATE: bool = false;
+override STRIDED: bool = false;
 override WG_X: u32 = 16u;
 override WG_Y: u32 = 4u;
 
@@ -63,8 +77,24 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let n0 = (gid.x + p.tile_x0 * WG_X) * 4u;
   if (m0 >= M || n0 >= N) { return; }
   let z = gid.z + p.z0;
-  let base_a = z * p.stride_a;
-  let base_b = z * p.stride_b;
+  var lda = K;
+  if (TRANS_A) { lda = M; }
+  var ldb = N;
+  if (TRANS_B) { ldb = K; }
+  var ldo = N;
+  var base_a = z * p.stride_a;
+  var base_b = z * p.stride_b;
+  var base_o = z * p.stride_out;
+  var off_bias = 0u;
+  if (STRIDED) {
+    lda = p.lda;
+    ldb = p.ldb;
+    ldo = p.ldo;
+    base_a += p.off_a;
+    base_b += p.off_b;
+    base_o += p.off_o;
+    off_bias = p.off_bias;
+  }
 
   // Rows/columns past the edge are clamped to the last valid one: the loads stay in bounds and
   // branch-free, and the duplicate results are simply not stored.
@@ -74,8 +104,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   // Per-row (A) and per-column (B) start offsets, so the loop only adds k (or k*M, k*N).
   var ra: vec4<u32>;
   var rb: vec4<u32>;
-  if (TRANS_A) { ra = base_a + mi; } else { ra = base_a + mi * K; }
-  if (TRANS_B) { rb = base_b + nj * K; } else { rb = base_b + nj; }
+  if (TRANS_A) { ra = base_a + mi; } else { ra = base_a + mi * lda; }
+  if (TRANS_B) { rb = base_b + nj * ldb; } else { rb = base_b + nj; }
 
   var c0 = vec4<f32>(0.0);
   var c1 = vec4<f32>(0.0);
@@ -91,16 +121,16 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
       // in which case the whole tile is in range and mi is m0..m0+3).
       var at: mat4x4<f32>;
       if (VEC_A) {
-        let q = (base_a + k * M + m0) >> 2u;
-        let s = M >> 2u;
+        let q = (base_a + k * lda + m0) >> 2u;
+        let s = lda >> 2u;
         at = mat4x4<f32>(a[q], a[q + s], a[q + 2u * s], a[q + 3u * s]);
       } else {
-        let o = k * M;
+        let o = k * lda;
         at = mat4x4<f32>(
           vec4<f32>(a1(ra.x + o), a1(ra.y + o), a1(ra.z + o), a1(ra.w + o)),
-          vec4<f32>(a1(ra.x + o + M), a1(ra.y + o + M), a1(ra.z + o + M), a1(ra.w + o + M)),
-          vec4<f32>(a1(ra.x + o + 2u * M), a1(ra.y + o + 2u * M), a1(ra.z + o + 2u * M), a1(ra.w + o + 2u * M)),
-          vec4<f32>(a1(ra.x + o + 3u * M), a1(ra.y + o + 3u * M), a1(ra.z + o + 3u * M), a1(ra.w + o + 3u * M)),
+          vec4<f32>(a1(ra.x + o + lda), a1(ra.y + o + lda), a1(ra.z + o + lda), a1(ra.w + o + lda)),
+          vec4<f32>(a1(ra.x + o + 2u * lda), a1(ra.y + o + 2u * lda), a1(ra.z + o + 2u * lda), a1(ra.w + o + 2u * lda)),
+          vec4<f32>(a1(ra.x + o + 3u * lda), a1(ra.y + o + 3u * lda), a1(ra.z + o + 3u * lda), a1(ra.w + o + 3u * lda)),
         );
       }
       ar = transpose(at);
@@ -123,16 +153,16 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
       bm = transpose(bt);
     } else {
       if (VEC_B) {
-        let q = (base_b + k * N + n0) >> 2u;
-        let s = N >> 2u;
+        let q = (base_b + k * ldb + n0) >> 2u;
+        let s = ldb >> 2u;
         bm = mat4x4<f32>(b[q], b[q + s], b[q + 2u * s], b[q + 3u * s]);
       } else {
-        let o = k * N;
+        let o = k * ldb;
         bm = mat4x4<f32>(
           vec4<f32>(b1(rb.x + o), b1(rb.y + o), b1(rb.z + o), b1(rb.w + o)),
-          vec4<f32>(b1(rb.x + o + N), b1(rb.y + o + N), b1(rb.z + o + N), b1(rb.w + o + N)),
-          vec4<f32>(b1(rb.x + o + 2u * N), b1(rb.y + o + 2u * N), b1(rb.z + o + 2u * N), b1(rb.w + o + 2u * N)),
-          vec4<f32>(b1(rb.x + o + 3u * N), b1(rb.y + o + 3u * N), b1(rb.z + o + 3u * N), b1(rb.w + o + 3u * N)),
+          vec4<f32>(b1(rb.x + o + ldb), b1(rb.y + o + ldb), b1(rb.z + o + ldb), b1(rb.w + o + ldb)),
+          vec4<f32>(b1(rb.x + o + 2u * ldb), b1(rb.y + o + 2u * ldb), b1(rb.z + o + 2u * ldb), b1(rb.w + o + 2u * ldb)),
+          vec4<f32>(b1(rb.x + o + 3u * ldb), b1(rb.y + o + 3u * ldb), b1(rb.z + o + 3u * ldb), b1(rb.w + o + 3u * ldb)),
         );
       }
     }
@@ -147,7 +177,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     var ac: vec4<f32>;
     var br: vec4<f32>;
     if (TRANS_A) {
-      let o = k * M;
+      let o = k * lda;
       ac = vec4<f32>(a1(ra.x + o), a1(ra.y + o), a1(ra.z + o), a1(ra.w + o));
     } else {
       ac = vec4<f32>(a1(ra.x + k), a1(ra.y + k), a1(ra.z + k), a1(ra.w + k));
@@ -155,7 +185,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (TRANS_B) {
       br = vec4<f32>(b1(rb.x + k), b1(rb.y + k), b1(rb.z + k), b1(rb.w + k));
     } else {
-      let o = k * N;
+      let o = k * ldb;
       br = vec4<f32>(b1(rb.x + o), b1(rb.y + o), b1(rb.z + o), b1(rb.w + o));
     }
     c0 += ac.x * br;
@@ -166,17 +196,17 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 
   var bv = vec4<f32>(0.0);
   if (HAS_BIAS) {
-    bv = vec4<f32>(bias[nj.x >> 2u][nj.x & 3u], bias[nj.y >> 2u][nj.y & 3u],
-                   bias[nj.z >> 2u][nj.z & 3u], bias[nj.w >> 2u][nj.w & 3u]);
+    let nb = nj + off_bias;
+    bv = vec4<f32>(bias[nb.x >> 2u][nb.x & 3u], bias[nb.y >> 2u][nb.y & 3u],
+                   bias[nb.z >> 2u][nb.z & 3u], bias[nb.w >> 2u][nb.w & 3u]);
   }
   let alpha = p.alpha;
-  let base_o = z * p.stride_out;
   let rows = mat4x4<f32>(c0, c1, c2, c3);
   for (var i = 0u; i < 4u; i++) {
     let m = m0 + i;
     if (m >= M) { break; }
     let v = alpha * rows[i] + bv;
-    let o = base_o + m * N;
+    let o = base_o + m * ldo;
     for (var j = 0u; j < 4u; j++) {
       let n = n0 + j;
       if (n >= N) { break; }

@@ -2,7 +2,7 @@
 import { ShapeError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
 import { grid, launch, uniforms } from "./pipeline.ts";
-import type { GpuTensor } from "./tensor.ts";
+import { copyTensor, createTensor, type GpuTensor, windowSlackElems } from "./tensor.ts";
 
 /** Target id marking a row that does not count: its loss is 0 and its gradient row all 0. */
 export const IGNORE_TARGET = 0xffffffff;
@@ -31,6 +31,9 @@ export interface CrossEntropyOptions {
  *
  * - `logits` f32 [rows, cols]; `targets` u32 [rows]; `losses` f32 [rows];
  * - `dlogits` f32 [rows, cols], not aliasing `logits`, or null/undefined to compute losses only.
+ *
+ * Logits (or dlogits) larger than one storage binding ({@link Gpu.bindingLimit}: a long sequence
+ * over a large vocabulary) are processed in row blocks copied through temporaries that fit it.
  *
  * Numerically stable for any finite logits (row max subtracted; losses within ~1e-6 + 1 ulp of
  * float64). Records one dispatch; nothing runs until the next {@link Gpu.flush} (or a read). Throws
@@ -80,6 +83,44 @@ export async function crossEntropy(
       }
     }
   }
+  const limit = gpu.bindingLimit;
+  if (logits.buffer.size > limit || (dlogits && dlogits.buffer.size > limit)) {
+    // Rows are independent: run row blocks on temporaries (copies need no binding) and copy back.
+    const per = Math.floor(windowSlackElems(gpu) / cols);
+    if (per < 1) {
+      throw new ShapeError(`crossEntropy: one row of ${cols * 4} bytes is over the binding limit ${limit}`, {
+        field: logits.name,
+      });
+    }
+    const n = Math.min(per, rows);
+    const tl = createTensor(gpu, [n, cols], { name: `${logits.name}.rows` });
+    const tt = createTensor(gpu, [n], { name: `${targets.name}.rows`, dtype: "u32" });
+    const tr = createTensor(gpu, [n], { name: `${losses.name}.rows` });
+    const td = dlogits ? createTensor(gpu, [n, cols], { name: `${dlogits.name}.rows` }) : undefined;
+    for (let r0 = 0; r0 < rows; r0 += n) {
+      const m = Math.min(n, rows - r0);
+      copyTensor(logits, tl, m * cols, r0 * cols, 0);
+      copyTensor(targets, tt, m, r0, 0);
+      await crossEntropyDispatch(gpu, tl, tt, tr, td, m, cols, scale);
+      copyTensor(tr, losses, m, 0, r0);
+      if (td && dlogits) copyTensor(td, dlogits, m * cols, 0, r0 * cols);
+    }
+    for (const t of [tl, tt, tr, td]) t?.destroy();
+    return;
+  }
+  await crossEntropyDispatch(gpu, logits, targets, losses, dlogits, rows, cols, scale);
+}
+
+async function crossEntropyDispatch(
+  gpu: Gpu,
+  logits: GpuTensor,
+  targets: GpuTensor,
+  losses: GpuTensor,
+  dlogits: GpuTensor | null | undefined,
+  rows: number,
+  cols: number,
+  scale: number,
+): Promise<void> {
   // The trailing 1.0 keeps the driver from folding the Kahan compensation away (kernels/lib/kahan.wgsl).
   const params = { uniform: uniforms(rows, cols, { f: scale }, { f: 1 }) };
   await launch(

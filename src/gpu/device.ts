@@ -38,6 +38,7 @@ export class Gpu {
   private pendingDispatches = 0;
   /** Buffers (uniforms, staging) to destroy once the pending commands are submitted. */
   private garbage: GPUBuffer[] = [];
+  private bindingOverride: number | undefined;
 
   constructor(adapter: GPUAdapter, device: GPUDevice) {
     this.adapter = adapter;
@@ -45,6 +46,32 @@ export class Gpu {
     device.lost.then((info) => {
       this.lostReason = `${info.reason}: ${info.message}`;
     });
+  }
+
+  /**
+   * Largest storage binding (bytes) engram lets one dispatch see: the device's
+   * `maxStorageBufferBindingSize`, unless lowered with {@link Gpu.setBindingLimit}. Tensors above it
+   * (up to `maxBufferSize`) are allocated whole, and the kernels that may meet them bind them in windows.
+   */
+  get bindingLimit(): number {
+    return this.bindingOverride ?? this.device.limits.maxStorageBufferBindingSize;
+  }
+
+  /**
+   * Lowers the binding limit engram assumes (tests use it to run the split paths on small tensors);
+   * `undefined` restores the device's limit. A value is a positive multiple of 16 bytes, at least
+   * 1 KiB, and never above the device's own limit: anything else is a {@link GpuError}.
+   */
+  setBindingLimit(bytes: number | undefined): void {
+    if (bytes !== undefined) {
+      const dev = this.device.limits.maxStorageBufferBindingSize;
+      if (!Number.isInteger(bytes) || bytes < 1024 || bytes % 16 !== 0 || bytes > dev) {
+        throw new GpuError(
+          `binding limit ${bytes} must be a multiple of 16 bytes between 1024 and the device's ${dev}`,
+        );
+      }
+    }
+    this.bindingOverride = bytes;
   }
 
   /** Adapter name, vendor and the limits that bound tensor sizes. */

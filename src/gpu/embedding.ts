@@ -5,7 +5,7 @@
 import { InputError, ShapeError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
 import { grid, launch, uniforms } from "./pipeline.ts";
-import { createTensor, GpuTensor } from "./tensor.ts";
+import { createTensor, GpuTensor, rowChunks } from "./tensor.ts";
 
 /**
  * Throws {@link InputError} (field `name`) unless every entry of `ids` is an integer in
@@ -83,6 +83,9 @@ function upload(gpu: Gpu, data: ArrayLike<number>, T: number, bound: number, nam
  * - `wte` [V, C], `wpe` [P, C] or null/undefined: f32 token and position tables.
  * - `out` [T, C] (any shape with T*C elements), f32.
  *
+ * A `wte` larger than one storage binding ({@link Gpu.bindingLimit}) is gathered in row chunks: one
+ * dispatch per window of rows, each writing the tokens whose id falls in it.
+ *
  * Records the dispatch; nothing runs until the next {@link Gpu.flush} (or a read). Throws
  * {@link ShapeError} naming the offending tensor on a size or dtype mismatch and {@link InputError}
  * for host ids or positions out of range, or `positionOffset + T > P`.
@@ -126,14 +129,12 @@ export async function embedding(
     idT = upload(gpu, ids, T, V, "ids");
     temps.push(idT);
   }
-  const params = { uniform: uniforms(T, C, V, P, !wpe || opts.positions !== undefined ? 0 : offset) };
   const wg = grid(gpu, Math.ceil((T * C) / 256));
+  const offsetU = !wpe || opts.positions !== undefined ? 0 : offset;
   try {
-    if (!wpe) {
-      await launch(gpu, "embedding", "embedding_tokens", [params, idT, wte, out], wg);
-    } else if (opts.positions !== undefined) {
+    let posT: GpuTensor | undefined;
+    if (wpe && opts.positions !== undefined) {
       const pos = opts.positions;
-      let posT: GpuTensor;
       if (pos instanceof GpuTensor) {
         posT = pos;
         checkIndexTensor(posT, T, "embedding positions");
@@ -141,9 +142,16 @@ export async function embedding(
         posT = upload(gpu, pos, T, P, "positions");
         temps.push(posT);
       }
-      await launch(gpu, "embedding", "embedding_pos", [params, idT, wte, wpe, out, posT], wg);
-    } else {
-      await launch(gpu, "embedding", "embedding", [params, idT, wte, wpe, out], wg);
+    }
+    for (const ch of rowChunks(wte, C)) {
+      const params = { uniform: uniforms(T, C, V, P, offsetU, ch.first, ch.end, ch.base) };
+      if (!wpe) {
+        await launch(gpu, "embedding", "embedding_tokens", [params, idT, ch.binding, out], wg);
+      } else if (posT) {
+        await launch(gpu, "embedding", "embedding_pos", [params, idT, ch.binding, wpe, out, posT], wg);
+      } else {
+        await launch(gpu, "embedding", "embedding", [params, idT, ch.binding, wpe, out], wg);
+      }
     }
   } finally {
     // Destroyed after the next submit, which includes the dispatch just recorded.

@@ -3,7 +3,7 @@ import { ShapeError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
 import { checkIds } from "./embedding.ts";
 import { grid, launch, uniforms } from "./pipeline.ts";
-import { createTensor, type GpuTensor } from "./tensor.ts";
+import { createTensor, type GpuTensor, rowChunks } from "./tensor.ts";
 
 /** Options of {@link embeddingBackward}. */
 export interface EmbeddingBackwardOptions {
@@ -84,13 +84,28 @@ async function scatter(
     createTensor(gpu, [g.rows.length], { name: `${name}.rows`, dtype: "u32", data: g.rows }),
   ];
   try {
-    await launch(
-      gpu,
-      "embedding_backward",
-      "embedding_backward",
-      [{ uniform: uniforms(C, U, accumulate ? 1 : 0) }, dout, ...temps, table],
-      grid(gpu, Math.ceil((U * C) / 256)),
-    );
+    // A table over the binding limit is written window by window: each dispatch takes the distinct
+    // indices (ascending in uniq) that fall in its rows.
+    let k0 = 0;
+    for (const ch of rowChunks(table, C)) {
+      let k1 = k0;
+      while (k1 < U && g.uniq[k1] < ch.end) k1++;
+      if (k1 > k0) {
+        await launch(
+          gpu,
+          "embedding_backward",
+          "embedding_backward",
+          [
+            { uniform: uniforms(C, k1, accumulate ? 1 : 0, k0, ch.first, ch.base) },
+            dout,
+            ...temps,
+            ch.binding,
+          ],
+          grid(gpu, Math.ceil(((k1 - k0) * C) / 256)),
+        );
+      }
+      k0 = k1;
+    }
   } finally {
     // Destroyed after the next submit, which includes the dispatch just recorded.
     for (const t of temps) t.destroy();
@@ -111,6 +126,8 @@ async function scatter(
  *   GPT-J). Neither may alias `dout` or the other.
  * - `opts.accumulate`: add into the tables (rows no token uses keep their values) instead of clearing
  *   them to 0 first; `opts.accumulatePositions` overrides it for `dwpe`.
+ *
+ * A table larger than one storage binding ({@link Gpu.bindingLimit}) is written in row windows.
  *
  * Records the commands; nothing runs until the next {@link Gpu.flush} (or a read). Throws
  * {@link ShapeError} naming the offending tensor or array on a size, dtype or aliasing mismatch and

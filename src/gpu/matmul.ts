@@ -5,8 +5,8 @@
  */
 import { ShapeError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
-import { launch, uniforms } from "./pipeline.ts";
-import { createTensor, type GpuTensor } from "./tensor.ts";
+import { type Binding, launch, uniforms } from "./pipeline.ts";
+import { createTensor, elementWindow, type GpuTensor, windowSlackElems } from "./tensor.ts";
 
 /** Options of {@link matmul}. Sizes are element counts; strides are in elements. */
 export interface MatmulOptions {
@@ -71,6 +71,11 @@ function checkFits(
  * may be larger than needed (workspaces) but never smaller: a tensor too small for the requested
  * sizes and strides throws {@link ShapeError} naming it. `out` must not alias A, B or bias.
  * The work is recorded, not waited for; call `gpu.flush()` or read the result.
+ *
+ * When every operand fits one storage binding ({@link Gpu.bindingLimit}) this is one dense dispatch
+ * (per 65535-workgroup slice). Otherwise each batch is cut into M x N x K blocks whose operands are
+ * strided sub-matrices inside binding windows (see {@link planMatmulBlocks}); K blocks after the
+ * first accumulate into out, so a K split changes the summation order (rounding only).
  */
 export async function matmul(
   gpu: Gpu,
@@ -106,10 +111,14 @@ export async function matmul(
   }
   if (M === 0 || N === 0 || batch === 0) return;
 
+  const limit = gpu.bindingLimit;
+  const fits = [a, b, out, opts.bias].every((t) => !t || t.buffer.size <= limit);
+  if (!fits) return matmulSplit(gpu, a, b, out, opts, batch, strideA, strideB, strideOut, alpha);
+
   // vec4 loads need the contiguous dimension and every batch base to be 16-byte aligned.
   const vecA = (transA ? M : K) % 4 === 0 && (batch === 1 || strideA % 4 === 0);
   const vecB = (transB ? K : N) % 4 === 0 && (batch === 1 || strideB % 4 === 0);
-  const tilesM = Math.ceil(M / TILE), tilesN = Math.ceil(N / TILE);
+  const tilesM = Math.ceil(M / TILE);
   // A single row of tiles (decode steps, lm-head for the last token) would leave 3/4 of a 16x4
   // workgroup idle; lay the whole workgroup along N instead.
   const [wgX, wgY] = tilesM === 1 ? [64, 1] : [16, 4];
@@ -123,22 +132,172 @@ export async function matmul(
     WG_X: wgX,
     WG_Y: wgY,
   };
-  const lim = gpu.device.limits.maxComputeWorkgroupsPerDimension;
-  const gx = Math.ceil(tilesN / wgX), gy = Math.ceil(tilesM / wgY);
   // Without a bias the binding must still hold a read-only buffer; A is one that cannot conflict.
   const biasBuf = opts.bias ?? a;
+  await dispatchTiles(gpu, [a, b, biasBuf, out], M, N, batch, wgX, wgY, constants, (x0, y0, z0) =>
+    // The strided fields (lda .. off_bias) are unread without STRIDED.
+    uniforms(M, N, K, strideA, strideB, strideOut, x0, y0, z0, { f: alpha }, 0, 0, 0, 0, 0, 0, 0));
+}
+
+/** Records the dispatches of one (block of a) product, slicing the grid at the per-dimension limit. */
+async function dispatchTiles(
+  gpu: Gpu,
+  operands: Binding[],
+  M: number,
+  N: number,
+  batch: number,
+  wgX: number,
+  wgY: number,
+  constants: Record<string, number>,
+  params: (x0: number, y0: number, z0: number) => ArrayBuffer,
+): Promise<void> {
+  const lim = gpu.device.limits.maxComputeWorkgroupsPerDimension;
+  const gx = Math.ceil(Math.ceil(N / TILE) / wgX), gy = Math.ceil(Math.ceil(M / TILE) / wgY);
   for (let z0 = 0; z0 < batch; z0 += lim) {
     for (let y0 = 0; y0 < gy; y0 += lim) {
       for (let x0 = 0; x0 < gx; x0 += lim) {
-        const params = uniforms(M, N, K, strideA, strideB, strideOut, x0, y0, z0, { f: alpha });
         await launch(
           gpu,
           "matmul",
           "main",
-          [{ uniform: params }, a, b, biasBuf, out],
+          [{ uniform: params(x0, y0, z0) }, ...operands],
           [Math.min(lim, gx - x0), Math.min(lim, gy - y0), Math.min(lim, batch - z0)],
           constants,
         );
+      }
+    }
+  }
+}
+
+/** Block sizes of a split product: each operand's block spans at most the given element count. */
+export interface MatmulBlocks {
+  Mb: number;
+  Nb: number;
+  Kb: number;
+}
+
+/** Block length for `count` blocks of `dim`: a multiple of 4 when at least 4 (vec4 loads stay usable). */
+function blockLen(dim: number, count: number): number {
+  const c = Math.ceil(dim / count);
+  return c >= TILE ? Math.min(dim, Math.ceil(c / TILE) * TILE) : c;
+}
+
+/**
+ * Chooses M, N, K block sizes for a product whose operands exceed one binding: the elements each
+ * block of A, B and out spans in its row-major storage (first to last element touched) must be at
+ * most `maxSpan`. An operand too large is cut along its slow (row) dimension first: the rows of a
+ * block stay whole, so the windows carry little unused data; only when a single row is too long is
+ * its fast dimension cut. K is cut only where A or B needs it (rows of B, or columns of A^T).
+ */
+export function planMatmulBlocks(
+  M: number,
+  N: number,
+  K: number,
+  transA: boolean,
+  transB: boolean,
+  maxSpan: number,
+): MatmulBlocks {
+  const count = { M: 1, N: 1, K: 1 };
+  for (;;) {
+    const Mb = blockLen(M, count.M), Nb = blockLen(N, count.N), Kb = blockLen(K, count.K);
+    const blk = { M: Mb, N: Nb, K: Kb };
+    // [span, slow dimension, fast dimension] of each operand's block.
+    const spans: Array<[number, "M" | "N" | "K", "M" | "N" | "K"]> = [
+      transA ? [(Kb - 1) * M + Mb, "K", "M"] : [(Mb - 1) * K + Kb, "M", "K"],
+      transB ? [(Nb - 1) * K + Kb, "N", "K"] : [(Kb - 1) * N + Nb, "K", "N"],
+      [(Mb - 1) * N + Nb, "M", "N"],
+    ];
+    const over = spans.find(([s]) => s > maxSpan);
+    if (!over) return { Mb, Nb, Kb };
+    const dim = blk[over[1]] > 1 ? over[1] : over[2];
+    // Geometric growth keeps planning fast for huge dimensions and tiny limits.
+    count[dim] += Math.max(1, Math.floor(count[dim] / 8));
+  }
+}
+
+/** {@link matmul} for operands over the binding limit: block by block through windows (STRIDED). */
+async function matmulSplit(
+  gpu: Gpu,
+  a: GpuTensor,
+  b: GpuTensor,
+  out: GpuTensor,
+  opts: MatmulOptions,
+  batch: number,
+  strideA: number,
+  strideB: number,
+  strideOut: number,
+  alpha: number,
+): Promise<void> {
+  const { M, N, K } = opts;
+  const transA = opts.transA ?? false, transB = opts.transB ?? false;
+  const lda = transA ? M : K, ldb = transB ? K : N, ldo = N;
+  const { Mb, Nb, Kb } = planMatmulBlocks(M, N, K, transA, transB, windowSlackElems(gpu));
+  for (let z = 0; z < batch; z++) {
+    const zA = z * strideA, zB = z * strideB, zO = z * strideOut;
+    for (let m0 = 0; m0 < M; m0 += Mb) {
+      const mb = Math.min(Mb, M - m0);
+      for (let n0 = 0; n0 < N; n0 += Nb) {
+        const nb = Math.min(Nb, N - n0);
+        // A zero-K product still writes bias (or keeps out when accumulating): one pass with kb = 0.
+        for (let k0 = 0; k0 < K || (K === 0 && k0 === 0); k0 += Math.max(Kb, 1)) {
+          const kb = Math.min(Kb, K - k0);
+          const first = k0 === 0;
+          // First and one-past-last element of each block as stored (a kb = 0 block reads nothing
+          // but still needs a valid window).
+          const wa = transA
+            ? elementWindow(a, zA + k0 * M + m0, zA + (k0 + Math.max(0, kb - 1)) * M + m0 + mb)
+            : elementWindow(a, zA + m0 * K + k0, zA + (m0 + mb - 1) * K + k0 + Math.max(kb, 1));
+          const wb = transB
+            ? elementWindow(b, zB + n0 * K + k0, zB + (n0 + nb - 1) * K + k0 + Math.max(kb, 1))
+            : elementWindow(b, zB + k0 * N + n0, zB + (k0 + Math.max(0, kb - 1)) * N + n0 + nb);
+          const wo = elementWindow(out, zO + m0 * N + n0, zO + (m0 + mb - 1) * N + n0 + nb);
+          const hasBias = Boolean(opts.bias) && first;
+          const wbias = hasBias ? elementWindow(opts.bias!, n0, n0 + nb) : wa;
+          const vecA = (!transA || mb % 4 === 0) && lda % 4 === 0 && wa.base % 4 === 0;
+          const vecB = (transB || nb % 4 === 0) && ldb % 4 === 0 && wb.base % 4 === 0;
+          const [wgX, wgY] = Math.ceil(mb / TILE) === 1 ? [64, 1] : [16, 4];
+          const constants = {
+            TRANS_A: Number(transA),
+            TRANS_B: Number(transB),
+            VEC_A: Number(vecA),
+            VEC_B: Number(vecB),
+            HAS_BIAS: Number(hasBias),
+            ACCUMULATE: Number(!first || Boolean(opts.accumulate)),
+            WG_X: wgX,
+            WG_Y: wgY,
+            STRIDED: 1,
+          };
+          await dispatchTiles(
+            gpu,
+            [wa.window, wb.window, wbias.window, wo.window],
+            mb,
+            nb,
+            1,
+            wgX,
+            wgY,
+            constants,
+            (x0, y0) =>
+              uniforms(
+                mb,
+                nb,
+                kb,
+                0,
+                0,
+                0,
+                x0,
+                y0,
+                0,
+                { f: alpha },
+                lda,
+                ldb,
+                ldo,
+                wa.base,
+                wb.base,
+                wo.base,
+                wbias.base,
+              ),
+          );
+        }
       }
     }
   }

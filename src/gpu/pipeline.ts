@@ -11,7 +11,7 @@
 import { KERNEL_FILES } from "../../kernels/mod.ts";
 import { GpuError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
-import type { GpuTensor } from "./tensor.ts";
+import type { GpuTensor, TensorWindow } from "./tensor.ts";
 
 /** A kernel's `//#include` names a file that cannot be read, or one outside `kernels/`. */
 export class KernelIncludeError extends GpuError {
@@ -205,12 +205,17 @@ async function compile(
   return pipeline;
 }
 
-/** One binding of a dispatch: a tensor (storage) or raw uniform bytes. */
-export type Binding = GpuTensor | { uniform: ArrayBuffer | ArrayBufferView };
+/**
+ * One binding of a dispatch: a whole tensor (storage), a byte window of one ({@link TensorWindow}, for
+ * tensors over {@link Gpu.bindingLimit}), or raw uniform bytes.
+ */
+export type Binding = GpuTensor | TensorWindow | { uniform: ArrayBuffer | ArrayBufferView };
 
 /**
  * Records a dispatch of `entry` with bindings 0..n-1 of group 0 in the given order.
- * Uniforms are copied into a fresh small buffer that is freed after submission.
+ * Uniforms are copied into a fresh small buffer that is freed after submission. A whole tensor larger
+ * than {@link Gpu.bindingLimit}, or a window over it, is a {@link GpuError} naming the kernel and the
+ * tensor: a path that does not split such a tensor fails loudly instead of binding a partial view.
  */
 export async function launch(
   gpu: Gpu,
@@ -220,6 +225,18 @@ export async function launch(
   workgroups: [number, number?, number?],
   constants: Record<string, number> = {},
 ): Promise<void> {
+  const limit = gpu.bindingLimit;
+  for (const b of bindings) {
+    if ("uniform" in b) continue;
+    const [t, size] = "tensor" in b ? [b.tensor, b.size] : [b, b.buffer.size];
+    if (size > limit) {
+      throw new GpuError(
+        `kernel kernels/${kernel}.wgsl entry '${entry}' would bind ${size} bytes of tensor '${t.name}' ` +
+          `([${t.shape}]), over the storage-binding limit of ${limit} bytes; this path does not split it`,
+        { field: t.name },
+      );
+    }
+  }
   const pipeline = await getPipeline(gpu, kernel, entry, constants);
   const entries: GPUBindGroupEntry[] = bindings.map((b, i) => {
     if ("uniform" in b) {
@@ -233,6 +250,9 @@ export async function launch(
       buf.unmap();
       gpu.deferDestroy(buf);
       return { binding: i, resource: { buffer: buf } };
+    }
+    if ("tensor" in b) {
+      return { binding: i, resource: { buffer: b.tensor.buffer, offset: b.offset, size: b.size } };
     }
     return { binding: i, resource: { buffer: b.buffer } };
   });

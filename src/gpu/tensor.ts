@@ -1,7 +1,8 @@
 /**
  * GPU tensors: a storage buffer plus a row-major shape. Elements are 32-bit (f32, or u32/i32 for ids).
- * Sizes are checked against the adapter's limits before allocation so an oversized tensor fails with
- * its name instead of a driver error.
+ * Sizes are checked against the adapter's maxBufferSize before allocation so an oversized tensor fails
+ * with its name instead of a driver error. A tensor may exceed the storage-binding limit
+ * ({@link Gpu.bindingLimit}); kernels then see it through {@link TensorWindow}s ({@link elementWindow}).
  */
 import { GpuError, ShapeError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
@@ -37,6 +38,94 @@ export class GpuTensor {
   }
 }
 
+/**
+ * A byte range of a tensor's buffer bound to one kernel binding. `offset` is a multiple of the
+ * device's `minStorageBufferOffsetAlignment`; `size` a multiple of 16 (so vec4 arrays see every element).
+ */
+export interface TensorWindow {
+  tensor: GpuTensor;
+  /** First byte bound. */
+  offset: number;
+  /** Bytes bound. */
+  size: number;
+}
+
+/** A {@link TensorWindow} over elements [first, end) and where element `first` lies inside it. */
+export interface ElementWindow {
+  window: TensorWindow;
+  /** Index (in elements, relative to the window) of element `first`. */
+  base: number;
+}
+
+/**
+ * The smallest aligned window holding elements [first, end) of `t`: it starts at `first` rounded down
+ * to the offset alignment and ends at `end` rounded up to 16 bytes (never past the buffer). Kernels
+ * add the returned `base` to their indices. Throws {@link GpuError} naming the tensor if the window
+ * is over {@link Gpu.bindingLimit} (callers plan ranges with {@link windowSlackElems} to spare). An
+ * empty tensor still has a 16-byte buffer: [0, 1) of it is a valid (unread) window.
+ */
+export function elementWindow(t: GpuTensor, first: number, end: number): ElementWindow {
+  const align = t.gpu.device.limits.minStorageBufferOffsetAlignment;
+  if (
+    !(Number.isInteger(first) && Number.isInteger(end) && 0 <= first && first < end &&
+      end <= Math.max(1, t.numel))
+  ) {
+    throw new ShapeError(`window [${first}, ${end}) is not inside [${t.shape}]`, { field: t.name });
+  }
+  const offset = Math.floor((first * 4) / align) * align;
+  const size = Math.min(t.buffer.size, Math.ceil((end * 4) / 16) * 16) - offset;
+  if (size > t.gpu.bindingLimit) {
+    throw new GpuError(
+      `window of ${size} bytes of tensor '${t.name}' is over the binding limit of ${t.gpu.bindingLimit} bytes`,
+      { field: t.name },
+    );
+  }
+  return { window: { tensor: t, offset, size }, base: first - offset / 4 };
+}
+
+/**
+ * Elements a range may span so that its {@link elementWindow} (alignment below, 16-byte rounding
+ * above) still fits the binding limit.
+ */
+export function windowSlackElems(gpu: Gpu): number {
+  const elems = Math.floor(gpu.bindingLimit / 4) - gpu.device.limits.minStorageBufferOffsetAlignment / 4 - 4;
+  return Math.max(1, elems);
+}
+
+/** Rows [first, end) of a matrix bound as one binding; `base` is element (first, 0) inside it. */
+export interface RowChunk {
+  first: number;
+  end: number;
+  binding: GpuTensor | TensorWindow;
+  base: number;
+}
+
+/**
+ * Cuts a row-major matrix of `rowLen`-element rows into consecutive row chunks that each fit one
+ * binding: the whole tensor (one chunk, base 0) when it fits {@link Gpu.bindingLimit}, else as many
+ * rows per window as fit. Throws {@link GpuError} naming the tensor if a single row does not fit.
+ */
+export function rowChunks(t: GpuTensor, rowLen: number): RowChunk[] {
+  const rows = rowLen > 0 ? Math.floor(t.numel / rowLen) : 0;
+  if (t.buffer.size <= t.gpu.bindingLimit) return [{ first: 0, end: rows, binding: t, base: 0 }];
+  const per = Math.floor(windowSlackElems(t.gpu) / rowLen);
+  if (per < 1) {
+    throw new GpuError(
+      `one row of tensor '${t.name}' (${
+        rowLen * 4
+      } bytes) is over the binding limit of ${t.gpu.bindingLimit} bytes`,
+      { field: t.name },
+    );
+  }
+  const chunks: RowChunk[] = [];
+  for (let first = 0; first < rows; first += per) {
+    const end = Math.min(rows, first + per);
+    const w = elementWindow(t, first * rowLen, end * rowLen);
+    chunks.push({ first, end, binding: w.window, base: w.base });
+  }
+  return chunks;
+}
+
 /** Product of a shape's dimensions. */
 export function numel(shape: readonly number[]): number {
   let n = 1;
@@ -62,11 +151,14 @@ export function createTensor(gpu: Gpu, shape: readonly number[], opts: TensorOpt
   }
   const n = numel(shape);
   const bytes = Math.max(4, n * 4);
-  const lim = gpu.device.limits;
-  const cap = Math.min(lim.maxStorageBufferBindingSize, lim.maxBufferSize);
-  if (bytes > cap) {
+  // Round to 16 bytes so vec4 kernels may read whole vectors at the tail.
+  const size = Math.ceil(bytes / 16) * 16;
+  // One tensor is one buffer: past the binding limit kernels bind it in windows, but maxBufferSize is hard.
+  const cap = gpu.device.limits.maxBufferSize;
+  if (size > cap) {
     throw new GpuError(
-      `tensor '${name}' of shape [${shape}] needs ${bytes} bytes, over this adapter's storage-buffer limit of ${cap} bytes`,
+      `tensor '${name}' of shape [${shape}] needs ${bytes} bytes, over this adapter's largest buffer ` +
+        `(maxBufferSize) of ${cap} bytes: too large even when split across bindings`,
       { field: name },
     );
   }
@@ -75,8 +167,6 @@ export function createTensor(gpu: Gpu, shape: readonly number[], opts: TensorOpt
       field: name,
     });
   }
-  // Round to 16 bytes so vec4 kernels may read whole vectors at the tail.
-  const size = Math.ceil(bytes / 16) * 16;
   const buffer = gpu.device.createBuffer({
     label: name,
     size,
