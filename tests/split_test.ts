@@ -13,6 +13,8 @@ import { embedding } from "../src/gpu/embedding.ts";
 import { embeddingBackward } from "../src/gpu/embedding_backward.ts";
 import { matmul, matmulNaive, type MatmulOptions, planMatmulBlocks } from "../src/gpu/matmul.ts";
 import { createTensor, poison, readTensor, windowSlackElems, writeTensor } from "../src/gpu/tensor.ts";
+import { fill, scaleInPlace } from "../src/gpu/reduce.ts";
+import { firstNonFinite, readWithNonFiniteCheck } from "../src/gpu/nonfinite.ts";
 import { Gradients, lossAndGradients } from "../src/model/backward.ts";
 import type { ModelConfig } from "../src/model/config.ts";
 import { randomGPT2 } from "../src/model/random.ts";
@@ -322,4 +324,32 @@ Deno.test("real size: a 2-layer GPT-2 with V 50257, C 768 predicts within 1e-4 o
     } B): max abs log-prob error ${e.toExponential(2)} (seed ${seed})`,
   );
   assert.ok(e <= 1e-4, `max abs log-prob error ${e} (seed ${seed})`);
+});
+
+Deno.test("split: fill, scaleInPlace and the non-finite scans cover tensors past the binding limit", async () => {
+  const gpu = await getGpu();
+  const seed = freshSeed();
+  const r = rng(seed);
+  const n = 3 * 1024 + 77; // 4 windows at 4 KiB
+  const x = randn(r, n, 2);
+  const t = createTensor(gpu, [n], { name: "big", data: x });
+  try {
+    await withLimit(gpu, 4096, async () => {
+      await scaleInPlace(gpu, t, -1.5);
+      const got = await readTensor(t);
+      assert.ok(got.every((v, i) => v === Math.fround(x[i] * -1.5)), `scale (seed ${seed})`);
+      for (const at of [0, 1100, n - 1]) {
+        const y = Float32Array.from(got);
+        y[at] = at % 2 ? Infinity : NaN;
+        writeTensor(t, y);
+        assert.equal(await firstNonFinite(gpu, t), at);
+        assert.equal((await readWithNonFiniteCheck(gpu, t)).first, at);
+      }
+      poison(t);
+      await fill(gpu, t, 0.25);
+      assert.ok((await readTensor(t)).every((v) => v === 0.25), "fill reaches every window");
+    });
+  } finally {
+    t.destroy();
+  }
 });

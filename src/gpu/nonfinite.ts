@@ -6,7 +6,7 @@
 import { ShapeError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
 import { grid, launch, uniforms } from "./pipeline.ts";
-import { createTensor, type GpuTensor, readTensorU32 } from "./tensor.ts";
+import { createTensor, type GpuTensor, readTensor, readTensorU32 } from "./tensor.ts";
 
 /** Elements scanned by one workgroup (WG × PER in the kernel). */
 const BLOCK = 256 * 16;
@@ -20,6 +20,11 @@ const NONE = 0xffffffff;
 export async function recordNonFiniteScan(gpu: Gpu, x: GpuTensor): Promise<GpuTensor> {
   if (x.dtype !== "f32") throw new ShapeError(`non-finite scan needs f32, got ${x.dtype}`, { field: x.name });
   if (x.numel >= NONE) throw new ShapeError(`non-finite scan of ${x.numel} elements`, { field: x.name });
+  if (x.numel * 4 > gpu.bindingLimit) {
+    throw new ShapeError(`non-finite scan of a tensor over the binding limit (use firstNonFinite)`, {
+      field: x.name,
+    });
+  }
   const flag = createTensor(gpu, [1], {
     name: `${x.name}.nonfinite`,
     dtype: "u32",
@@ -38,6 +43,12 @@ export async function recordNonFiniteScan(gpu: Gpu, x: GpuTensor): Promise<GpuTe
   return flag;
 }
 
+/** Index of the first non-finite value of `data`, or -1. */
+function hostFirstNonFinite(data: Float32Array): number {
+  for (let i = 0; i < data.length; i++) if (!Number.isFinite(data[i])) return i;
+  return -1;
+}
+
 /** Reads a flag made by {@link recordNonFiniteScan} and frees it: the first non-finite index, or -1. */
 export async function readFirstNonFinite(flag: GpuTensor): Promise<number> {
   const v = (await readTensorU32(flag))[0];
@@ -54,6 +65,12 @@ export async function readWithNonFiniteCheck(
   gpu: Gpu,
   x: GpuTensor,
 ): Promise<{ data: Float32Array; first: number }> {
+  // A tensor past the binding limit (the logits of a large vocabulary at every position) is read whole
+  // anyway: it is scanned on the host.
+  if (x.numel * 4 > gpu.bindingLimit) {
+    const data = await readTensor(x);
+    return { data, first: hostFirstNonFinite(data) };
+  }
   const flag = await recordNonFiniteScan(gpu, x);
   const n = x.numel;
   const staging = gpu.device.createBuffer({
@@ -78,5 +95,6 @@ export async function readWithNonFiniteCheck(
 
 /** The index of the first non-finite element of `x`, or -1 when all are finite. */
 export async function firstNonFinite(gpu: Gpu, x: GpuTensor): Promise<number> {
+  if (x.numel * 4 > gpu.bindingLimit) return hostFirstNonFinite(await readTensor(x));
   return await readFirstNonFinite(await recordNonFiniteScan(gpu, x));
 }

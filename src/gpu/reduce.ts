@@ -12,7 +12,13 @@
 import { InputError, ShapeError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
 import { grid, launch, uniforms } from "./pipeline.ts";
-import { createTensor, type GpuTensor } from "./tensor.ts";
+import {
+  createTensor,
+  elementWindow,
+  type GpuTensor,
+  type TensorWindow,
+  windowSlackElems,
+} from "./tensor.ts";
 
 /** Workgroup size of every entry of `kernels/reduce.wgsl`. */
 const WG = 256;
@@ -109,13 +115,32 @@ export async function scaleInPlace(gpu: Gpu, x: GpuTensor, alpha: number): Promi
   if (typeof alpha !== "number") {
     throw new TypeError(`scaleInPlace: alpha must be a number, got ${typeof alpha}`);
   }
-  await launch(
-    gpu,
-    "reduce",
-    "scale",
-    [{ uniform: uniforms(x.numel, 0, 0, { f: alpha }, 0, { f: 1 }) }, x],
-    grid(gpu, Math.ceil(x.numel / WG)),
-  );
+  await perWindow(gpu, x, (b, n) =>
+    launch(
+      gpu,
+      "reduce",
+      "scale",
+      [{ uniform: uniforms(n, 0, 0, { f: alpha }, 0, { f: 1 }) }, b],
+      grid(gpu, Math.ceil(n / WG)),
+    ));
+}
+
+/**
+ * Runs an element-wise dispatch on `x` whole, or, past the binding limit, on consecutive windows that
+ * start at the offset alignment (so element 0 of each binding is the window's first element).
+ */
+async function perWindow(
+  gpu: Gpu,
+  x: GpuTensor,
+  run: (binding: GpuTensor | TensorWindow, n: number) => Promise<void>,
+): Promise<void> {
+  if (x.numel * 4 <= gpu.bindingLimit) return await run(x, x.numel);
+  const align = gpu.device.limits.minStorageBufferOffsetAlignment / 4;
+  const step = Math.max(align, Math.floor(windowSlackElems(gpu) / align) * align);
+  for (let first = 0; first < x.numel; first += step) {
+    const end = Math.min(x.numel, first + step);
+    await run(elementWindow(x, first, end).window, end - first);
+  }
 }
 
 /**
@@ -134,11 +159,12 @@ export async function fill(gpu: Gpu, x: GpuTensor, value: number): Promise<void>
     }
     bits = value >>> 0;
   }
-  await launch(
-    gpu,
-    "reduce",
-    "fill",
-    [{ uniform: uniforms(x.numel, 0, 0, { f: 0 }, bits, { f: 1 }) }, x],
-    grid(gpu, Math.ceil(x.numel / WG)),
-  );
+  await perWindow(gpu, x, (b, n) =>
+    launch(
+      gpu,
+      "reduce",
+      "fill",
+      [{ uniform: uniforms(n, 0, 0, { f: 0 }, bits, { f: 1 }) }, b],
+      grid(gpu, Math.ceil(n / WG)),
+    ));
 }
