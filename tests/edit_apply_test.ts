@@ -76,8 +76,11 @@ function optionsFor(method: string, statsCorpus: string, statsDir: string) {
     case "rome":
       return { layers: [0], statsCorpus, statsDir, hparams: romeLike };
     case "memit":
+    case "alphaedit":
       // At the prompt's last token: a z at the last layer's subject token could not move the answer.
       return { layers: [0, 1], statsCorpus, statsDir, hparams: { ...romeLike, fact_token: "last" } };
+    case "emmet":
+      return { layers: [0], statsCorpus, statsDir, hparams: { ...romeLike, fact_token: "last" } };
     case "kn":
       return { hparams: { steps: 4 } };
     default:
@@ -86,7 +89,7 @@ function optionsFor(method: string, statsCorpus: string, statsDir: string) {
 }
 
 Deno.test("every editor only computes: the model is bit-identical after it; apply + restore are exact", async () => {
-  assert.deepEqual(editorNames(), ["ft", "ft-l", "kn", "memit", "rome"]);
+  assert.deepEqual(editorNames(), ["alphaedit", "emmet", "ft", "ft-l", "kn", "memit", "rome"]);
   const seed = freshSeed();
   const { dir, corpus } = await corpusDir(seed);
   const model = TransformerModel.create(await getGpu(), cfg, randomGPT2(cfg, seed));
@@ -96,7 +99,9 @@ Deno.test("every editor only computes: the model is bit-identical after it; appl
       const computed = await editor(model, tok, requests, optionsFor(method, corpus, dir));
       await assertUnchanged(model, snap, `${method} compute (seed ${seed})`);
       assert.ok(computed.deltas.size > 0, `${method}: no deltas`);
-      if (method === "memit") assert.equal(computed.deltas.size, 2, "one delta per MEMIT layer");
+      if (method === "memit" || method === "alphaedit") {
+        assert.equal(computed.deltas.size, 2, `one delta per ${method} layer`);
+      }
       let moved = 0;
       for (const d of computed.deltas.values()) moved += d.data.filter((x) => x !== 0).length;
       assert.ok(moved > 0, `${method}: all deltas are zero (seed ${seed})`);
