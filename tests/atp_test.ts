@@ -125,7 +125,7 @@ for (const [family, cfg] of [["gpt2", GPT2], ["llama", LLAMA]] as const) {
       const opts = { sites: ALL, perNeuron: true, qkFix: true };
       const fixG = await attributionPatching(model, ids, { ids: corrupt }, metric, opts);
       const fixW = attributionPatchingRef(cfg, weights, fwd, ids, corrupt, metric, opts);
-      report.push(`qk-fix+per-neuron ${compare(fixG, fixW, 2e-4, `seed ${seed} qkFix`).toExponential(2)}`);
+      report.push(`qk-fix+per-neuron ${compare(fixG, fixW, 1e-3, `seed ${seed} qkFix`).toExponential(2)}`);
       const gdG = await attributionPatching(model, ids, { ids: corrupt }, metric, {
         ...opts,
         gradDrop: true,
@@ -136,7 +136,7 @@ for (const [family, cfg] of [["gpt2", GPT2], ["llama", LLAMA]] as const) {
       });
       assert.equal(gdG.method, "atp-gd");
       report.push(
-        `AtP* (qk-fix + GradDrop) ${compare(gdG, gdW, 2e-4, `seed ${seed} gradDrop`).toExponential(2)}`,
+        `AtP* (qk-fix + GradDrop) ${compare(gdG, gdW, 1e-3, `seed ${seed} gradDrop`).toExponential(2)}`,
       );
       // The QK fix changes q/k estimates (the twin's plain and fixed q differ), GradDrop is non-negative.
       const qk: AtpSiteKind[] = ["q", "k"];
