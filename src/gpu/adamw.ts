@@ -2,6 +2,7 @@
 import { InputError, ShapeError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
 import { grid, launch, uniforms } from "./pipeline.ts";
+import { fitsBinding, forElementBlocks } from "./blocks.ts";
 import type { GpuTensor } from "./tensor.ts";
 
 /** Hyperparameters of one {@link adamw} step (PyTorch's names and defaults). */
@@ -62,8 +63,11 @@ export function adamwHyper(opts: AdamWOptions): Required<AdamWOptions> {
  * - `param`, `grad`, `m`, `v`: f32, the same number of elements (any shapes), four distinct buffers;
  *   `m` and `v` start as zeros and are carried between steps; `step` counts from 1.
  *
- * Records one dispatch; nothing runs until the next {@link Gpu.flush} (or a read). Throws
- * {@link ShapeError} naming the offending tensor, {@link InputError} naming a bad hyperparameter.
+ * Tensors larger than one storage binding ({@link Gpu.bindingLimit}, e.g. GPT-2's wte and its moments)
+ * are updated in aligned element windows, one dispatch per window.
+ *
+ * Records one dispatch (or one per window); nothing runs until the next {@link Gpu.flush} (or a read).
+ * Throws {@link ShapeError} naming the offending tensor, {@link InputError} naming a bad hyperparameter.
  */
 export async function adamw(
   gpu: Gpu,
@@ -97,23 +101,37 @@ export async function adamw(
     }
   });
   const n = param.numel;
-  const params = uniforms(
-    n,
-    { f: h.beta1 },
-    { f: 1 - h.beta1 },
-    { f: h.beta2 },
-    { f: 1 - h.beta2 },
-    { f: h.eps },
-    { f: 1 - h.lr * h.weightDecay },
-    { f: h.lr / (1 - h.beta1 ** h.step) },
-    { f: Math.sqrt(1 - h.beta2 ** h.step) },
-    { f: h.gradScale },
-  );
-  await launch(
-    gpu,
-    "adamw",
-    "adamw",
-    [{ uniform: params }, param, grad, m, v],
-    grid(gpu, Math.ceil(n / 256)),
-  );
+  // Params { n, ... }: the element count is the only size, so a window range passes its own count.
+  const params = (count: number) =>
+    uniforms(
+      count,
+      { f: h.beta1 },
+      { f: 1 - h.beta1 },
+      { f: h.beta2 },
+      { f: 1 - h.beta2 },
+      { f: h.eps },
+      { f: 1 - h.lr * h.weightDecay },
+      { f: h.lr / (1 - h.beta1 ** h.step) },
+      { f: Math.sqrt(1 - h.beta2 ** h.step) },
+      { f: h.gradScale },
+    );
+  if (fitsBinding(gpu, ...all)) {
+    await launch(
+      gpu,
+      "adamw",
+      "adamw",
+      [{ uniform: params(n) }, param, grad, m, v],
+      grid(gpu, Math.ceil(n / 256)),
+    );
+    return;
+  }
+  // Past the binding limit: the same aligned element range of all four tensors per dispatch.
+  await forElementBlocks(gpu, n, all, (b, count) =>
+    launch(
+      gpu,
+      "adamw",
+      "adamw",
+      [{ uniform: params(count) }, ...b],
+      grid(gpu, Math.ceil(count / 256)),
+    ));
 }

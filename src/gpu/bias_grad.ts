@@ -2,6 +2,7 @@
 import { ShapeError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
 import { grid, launch, uniforms } from "./pipeline.ts";
+import { fitsBinding, forRowBlocks, type StorageBinding } from "./blocks.ts";
 import type { GpuTensor } from "./tensor.ts";
 
 /** Options of {@link biasGrad}. */
@@ -22,8 +23,12 @@ export interface BiasGradOptions {
  * - `dout` [rows, cols] (any shape with rows*cols elements), `dbias` [cols]; f32, not aliased.
  * - `opts.accumulate`: `+=` instead of `=`.
  *
- * Records the dispatch; nothing runs until the next {@link Gpu.flush} (or a read). Throws
- * {@link ShapeError} naming the offending tensor on a size, dtype or aliasing mismatch.
+ * A `dout` larger than one storage binding ({@link Gpu.bindingLimit}: many tokens of a wide layer) is
+ * summed in row blocks, each added to `dbias` after the first; a single row over the limit is a
+ * `GpuError` naming `dout`.
+ *
+ * Records the dispatch (one per block past the limit); nothing runs until the next {@link Gpu.flush}
+ * (or a read). Throws {@link ShapeError} naming the offending tensor on a size, dtype or aliasing mismatch.
  */
 export async function biasGrad(
   gpu: Gpu,
@@ -51,11 +56,24 @@ export async function biasGrad(
   if (dbias.buffer === dout.buffer) {
     throw new ShapeError(`biasGrad dbias must not alias '${dout.name}'`, { field: dbias.name });
   }
-  await launch(
+  const dispatch = (d: StorageBinding, count: number, accumulate: boolean) =>
+    launch(
+      gpu,
+      "bias_grad",
+      "bias_grad",
+      [{ uniform: uniforms(count, cols, accumulate ? 1 : 0) }, d, dbias],
+      grid(gpu, Math.ceil(cols / 32)),
+    );
+  if (fitsBinding(gpu, dout)) return await dispatch(dout, rows, opts.accumulate ?? false);
+  // Past the binding limit: the first row block overwrites (or accumulates, per the option), later
+  // blocks add their column sums to it, in row order (still deterministic).
+  await forRowBlocks(
     gpu,
-    "bias_grad",
-    "bias_grad",
-    [{ uniform: uniforms(rows, cols, opts.accumulate ? 1 : 0) }, dout, dbias],
-    grid(gpu, Math.ceil(cols / 32)),
+    "biasGrad",
+    rows,
+    cols,
+    [dout],
+    [],
+    (ins, _outs, first, count) => dispatch(ins[0], count, first > 0 || (opts.accumulate ?? false)),
   );
 }

@@ -2,6 +2,7 @@
 import { ShapeError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
 import { grid, launch, uniforms } from "./pipeline.ts";
+import { fitsBinding, forRowBlocks } from "./blocks.ts";
 import type { GpuTensor } from "./tensor.ts";
 
 /** Sizes of a {@link softmax} / {@link logSoftmax} call. */
@@ -14,7 +15,36 @@ export interface SoftmaxOptions {
 
 // Params { rows, cols, one }: `one` = 1.0 is the runtime value that keeps the driver from folding the
 // Kahan compensation of the row sum away (kernels/lib/kahan.wgsl).
-const params = (o: SoftmaxOptions) => ({ uniform: uniforms(o.rows, o.cols, { f: 1 }) });
+const params = (rows: number, cols: number) => ({ uniform: uniforms(rows, cols, { f: 1 }) });
+
+/**
+ * One dispatch of `entry` over all rows when `x` and `out` fit a storage binding; past the limit, one
+ * per row block (rows are independent), each block's input and output rows bound together.
+ */
+async function rowwise(
+  gpu: Gpu,
+  what: string,
+  entry: string,
+  x: GpuTensor,
+  out: GpuTensor,
+  opts: SoftmaxOptions,
+): Promise<void> {
+  const { rows, cols } = opts;
+  if (fitsBinding(gpu, x, out)) {
+    await launch(gpu, "softmax", entry, [params(rows, cols), x, out], grid(gpu, rows));
+    return;
+  }
+  await forRowBlocks(
+    gpu,
+    what,
+    rows,
+    cols,
+    [x],
+    [out],
+    (ins, outs, _first, count) =>
+      launch(gpu, "softmax", entry, [params(count, cols), ins[0], outs[0]], grid(gpu, count)),
+  );
+}
 
 function check(what: string, x: GpuTensor, out: GpuTensor, opts: SoftmaxOptions): void {
   const { rows, cols } = opts;
@@ -45,18 +75,16 @@ function check(what: string, x: GpuTensor, out: GpuTensor, opts: SoftmaxOptions)
  *
  * - `x`, `out` [rows, cols] (any shapes with rows*cols elements); `out` must not alias `x`.
  *
- * Records the dispatch; nothing runs until the next {@link Gpu.flush} (or a read). Throws
- * {@link ShapeError} naming the offending tensor on any size mismatch.
+ * Tensors larger than one storage binding ({@link Gpu.bindingLimit}) are processed in row blocks
+ * (aligned windows, or temporaries when rows cannot start aligned); a single row over the limit is a
+ * `GpuError` naming `x`.
+ *
+ * Records the dispatch (one per block past the limit); nothing runs until the next {@link Gpu.flush}
+ * (or a read). Throws {@link ShapeError} naming the offending tensor on any size mismatch.
  */
 export async function softmax(gpu: Gpu, x: GpuTensor, out: GpuTensor, opts: SoftmaxOptions): Promise<void> {
   check("softmax", x, out, opts);
-  await launch(
-    gpu,
-    "softmax",
-    "softmax",
-    [params(opts), x, out],
-    grid(gpu, opts.rows),
-  );
+  await rowwise(gpu, "softmax", "softmax", x, out, opts);
 }
 
 /**
@@ -66,8 +94,12 @@ export async function softmax(gpu: Gpu, x: GpuTensor, out: GpuTensor, opts: Soft
  *
  * - `x`, `out` [rows, cols] (any shapes with rows*cols elements); `out` must not alias `x`.
  *
- * Records the dispatch; nothing runs until the next {@link Gpu.flush} (or a read). Throws
- * {@link ShapeError} naming the offending tensor on any size mismatch.
+ * Tensors larger than one storage binding ({@link Gpu.bindingLimit}) are processed in row blocks
+ * (aligned windows, or temporaries when rows cannot start aligned); a single row over the limit is a
+ * `GpuError` naming `x`.
+ *
+ * Records the dispatch (one per block past the limit); nothing runs until the next {@link Gpu.flush}
+ * (or a read). Throws {@link ShapeError} naming the offending tensor on any size mismatch.
  */
 export async function logSoftmax(
   gpu: Gpu,
@@ -76,11 +108,5 @@ export async function logSoftmax(
   opts: SoftmaxOptions,
 ): Promise<void> {
   check("logSoftmax", x, out, opts);
-  await launch(
-    gpu,
-    "softmax",
-    "log_softmax",
-    [params(opts), x, out],
-    grid(gpu, opts.rows),
-  );
+  await rowwise(gpu, "logSoftmax", "log_softmax", x, out, opts);
 }
