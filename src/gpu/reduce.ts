@@ -12,13 +12,8 @@
 import { InputError, ShapeError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
 import { grid, launch, uniforms } from "./pipeline.ts";
-import {
-  createTensor,
-  elementWindow,
-  type GpuTensor,
-  type TensorWindow,
-  windowSlackElems,
-} from "./tensor.ts";
+import { forElementBlocks } from "./blocks.ts";
+import { createTensor, type GpuTensor, type TensorWindow } from "./tensor.ts";
 
 /** Workgroup size of every entry of `kernels/reduce.wgsl`. */
 const WG = 256;
@@ -125,22 +120,14 @@ export async function scaleInPlace(gpu: Gpu, x: GpuTensor, alpha: number): Promi
     ));
 }
 
-/**
- * Runs an element-wise dispatch on `x` whole, or, past the binding limit, on consecutive windows that
- * start at the offset alignment (so element 0 of each binding is the window's first element).
- */
+/** An element-wise dispatch on `x` whole, or past the binding limit in aligned windows (./blocks.ts). */
 async function perWindow(
   gpu: Gpu,
   x: GpuTensor,
   run: (binding: GpuTensor | TensorWindow, n: number) => Promise<void>,
 ): Promise<void> {
   if (x.numel * 4 <= gpu.bindingLimit) return await run(x, x.numel);
-  const align = gpu.device.limits.minStorageBufferOffsetAlignment / 4;
-  const step = Math.max(align, Math.floor(windowSlackElems(gpu) / align) * align);
-  for (let first = 0; first < x.numel; first += step) {
-    const end = Math.min(x.numel, first + step);
-    await run(elementWindow(x, first, end).window, end - first);
-  }
+  await forElementBlocks(gpu, x.numel, [x], (b, n) => run(b[0], n));
 }
 
 /**
