@@ -5,7 +5,6 @@
  * (template-group averages, {@link requestKeys}), the residual resid = (Z − H_L) / (|layers| − i) and
  * ΔW = X · resid with X [I, n] from the method's solve; the product runs on the GPU, X is float64 from
  * the host. The model is left as it was found (updates are put in place only while computing).
- * MEMIT itself keeps its own copy of this loop (src/edit/memit.ts).
  */
 import { mlpOutProjection, toLayout } from "./target.ts";
 import { matmul } from "../gpu/matmul.ts";
