@@ -13,6 +13,7 @@ import { hookSiteNames } from "../src/model/hooks.ts";
 import { randomWeights } from "../src/model/random.ts";
 import { TransformerModel } from "../src/model/transformer.ts";
 import { transformerForwardRef, transformerLossRef } from "../src/reference/transformer.ts";
+import { relErr } from "./_util.ts";
 
 const base = { nLayer: 2, vocabSize: 37, nPositions: 32, layerNormEpsilon: 1e-5 };
 const rope = (dim: number, extra: Partial<NonNullable<ModelConfig["rope"]>> = {}) => ({
@@ -185,15 +186,6 @@ const UNTIED = new Set([
   "neox sequential",
   "gptj interleaved rotary",
 ]);
-
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0, den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num = Math.max(num, Math.abs(a[i] - b[i]));
-    den = Math.max(den, Math.abs(b[i]));
-  }
-  return num / Math.max(den, 1e-30);
-}
 
 function logSoftmaxRow(logits: Float64Array, t: number, V: number): Float64Array {
   const row = logits.subarray(t * V, (t + 1) * V);

@@ -9,7 +9,7 @@ import { readGgufModel } from "../src/io/gguf.ts";
 import { loadHFModel } from "../src/io/hf_model.ts";
 import { TransformerModel } from "../src/model/transformer.ts";
 import { transformerForwardRef } from "../src/reference/transformer.ts";
-import { engram } from "./_util.ts";
+import { engram, relErr } from "./_util.ts";
 
 const GGUF =
   new URL("../../shared/data/llama-tiny-random-gguf-ollama/llama-2-tiny-random.gguf", import.meta.url)
@@ -26,12 +26,8 @@ Deno.test("a llama GGUF file loads as a Llama model and its forward matches the 
   try {
     const got = await model.forward([ids], { allLogits: true });
     const ref = transformerForwardRef(hf.config, hf.weights, ids);
-    let num = 0, den = 0;
-    for (let i = 0; i < ref.logits.length; i++) {
-      num = Math.max(num, Math.abs(got.logits![i] - ref.logits[i]));
-      den = Math.max(den, Math.abs(ref.logits[i]));
-    }
-    assert.ok(num / den < 2e-5, `logits rel err ${num / den}`);
+    const e = relErr(got.logits!, ref.logits);
+    assert.ok(e < 2e-5, `logits rel err ${e}`);
   } finally {
     model.destroy();
   }
