@@ -303,7 +303,10 @@ Deno.test("real size: a 2-layer GPT-2 with V 50257, C 768 predicts within 1e-4 o
   // At the adapter's own limit; where that is above wte (large GPUs), lower it so wte is split anyway.
   const limit = gpu.bindingLimit >= wteBytes ? 64 * 1024 * 1024 : undefined;
   const seed = freshSeed();
-  const weights = randomGPT2(cfg, seed);
+  // GPT-2's own initialisation scale (std 0.02): with randomGPT2's default (0.2, chosen to sharpen small
+  // models) this 768-wide model's f32 rounding alone reached 1.09e-4 on one draw (seed 812214371);
+  // at 0.02 the error is about 3e-6, and a wrong window still moves log-probs by far more than 1e-4.
+  const weights = randomGPT2(cfg, seed, { std: 0.02, biasStd: 0.02 });
   const r = rng(seed);
   const ids = Array.from({ length: 4 }, () => Math.floor(r() * cfg.vocabSize));
   const run = async () => {
