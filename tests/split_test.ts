@@ -308,7 +308,13 @@ Deno.test("real size: a 2-layer GPT-2 with V 50257, C 768 predicts within 1e-4 o
   // at 0.02 the error is about 3e-6, and a wrong window still moves log-probs by far more than 1e-4.
   const weights = randomGPT2(cfg, seed, { std: 0.02, biasStd: 0.02 });
   const r = rng(seed);
-  const ids = Array.from({ length: 4 }, () => Math.floor(r() * cfg.vocabSize));
+  // Ids from both ends of the vocabulary, so that the embedding gather reads more than one window.
+  const ids = [
+    Math.floor(r() * 1000),
+    Math.floor(r() * cfg.vocabSize),
+    cfg.vocabSize - 1 - Math.floor(r() * 1000),
+    Math.floor(r() * cfg.vocabSize),
+  ];
   const run = async () => {
     const model = TransformerModel.create(gpu, cfg, weights);
     try {
