@@ -10,7 +10,7 @@ import { TransformerModel } from "../src/model/transformer.ts";
 import { Gradients, lossAndGradients } from "../src/model/backward.ts";
 import { type FamilyVariant, randomFamilyConfig, randomWeights } from "../src/model/random.ts";
 import type { Family, ModelConfig, WeightMap } from "../src/model/config.ts";
-import { checkFits, estimateMemory, gpuWeightTensors, parseBytes } from "../src/model/memory.ts";
+import { checkFits, envBudget, estimateMemory, gpuWeightTensors, parseBytes } from "../src/model/memory.ts";
 import { weightShapes } from "../src/model/families/mod.ts";
 
 /** A second device on a fresh adapter, with the same limits getGpu requests. */
@@ -156,7 +156,7 @@ Deno.test("a model larger than the (lowered) device budget: OutOfMemoryError bef
   const est = estimateMemory(cfg);
   const before = gpu.allocatedBytes;
   const limit = gpu.allocatedBytes + est.parts.weights - 1;
-  Deno.env.set("ENGRAM_GPU_MEMORY", String(limit));
+  gpu.setMemoryBudget(limit);
   try {
     const e = thrown(() => TransformerModel.create(gpu, cfg, randomWeights(cfg, 5)));
     assert.ok(e instanceof OutOfMemoryError, String(e));
@@ -165,10 +165,10 @@ Deno.test("a model larger than the (lowered) device budget: OutOfMemoryError bef
     assert.match(e.message, new RegExp(`needs ${est.parts.weights} bytes`));
     assert.match(e.message, new RegExp(`allows ${est.parts.weights - 1} bytes`));
     assert.match(e.message, /LlamaForCausalLM/);
-    assert.match(e.message, /ENGRAM_GPU_MEMORY/);
+    assert.match(e.message, /setMemoryBudget/);
     assert.equal(gpu.allocatedBytes, before, "nothing allocated");
     // Enough for the weights but not for a forward of 64×24 tokens: refused before the workspace.
-    Deno.env.set("ENGRAM_GPU_MEMORY", String(gpu.allocatedBytes + est.parts.weights + 4096));
+    gpu.setMemoryBudget(gpu.allocatedBytes + est.parts.weights + 4096);
     const m = TransformerModel.create(gpu, cfg, randomWeights(cfg, 5));
     const held = gpu.allocatedBytes;
     const big = batchOf(cfg, 64, 24);
@@ -181,15 +181,14 @@ Deno.test("a model larger than the (lowered) device budget: OutOfMemoryError bef
     assert.equal(gpu.allocatedBytes, held, "no workspace allocated");
     m.destroy();
   } finally {
-    Deno.env.delete("ENGRAM_GPU_MEMORY");
+    gpu.setMemoryBudget(undefined);
   }
-  // Malformed budget: a typed error naming the variable.
-  Deno.env.set("ENGRAM_GPU_MEMORY", "lots");
-  try {
-    assert.throws(() => TransformerModel.create(gpu, cfg, randomWeights(cfg, 5)), /ENGRAM_GPU_MEMORY/);
-  } finally {
-    Deno.env.delete("ENGRAM_GPU_MEMORY");
-  }
+  // The variable: its size is the budget; a malformed one is a typed error naming it. (The process
+  // environment is not changed: it is shared by the workers of a parallel test run.)
+  assert.equal(envBudget("4096", 1000, 1 << 20)!.freeBytes, 3096);
+  assert.equal(envBudget("4096", 1000, 1 << 20)!.source, "ENGRAM_GPU_MEMORY");
+  assert.equal(envBudget(undefined, 0, 1 << 20), undefined);
+  assert.throws(() => envBudget("lots", 0, 1 << 20), /ENGRAM_GPU_MEMORY/);
 });
 
 Deno.test("a tensor over maxBufferSize: OutOfMemoryError naming it, before any allocation", async () => {

@@ -39,6 +39,8 @@ export class Gpu {
   /** Buffers (uniforms, staging) to destroy once the pending commands are submitted. */
   private garbage: GPUBuffer[] = [];
   private bindingOverride: number | undefined;
+  /** Memory budget set with {@link Gpu.setMemoryBudget} (bytes), above ENGRAM_GPU_MEMORY. */
+  memoryBudget: number | undefined;
 
   constructor(adapter: GPUAdapter, device: GPUDevice) {
     this.adapter = adapter;
@@ -72,6 +74,17 @@ export class Gpu {
       }
     }
     this.bindingOverride = bytes;
+  }
+
+  /**
+   * Sets the bytes of tensor buffers engram may hold on this device, for this Gpu only (a process-wide
+   * ENGRAM_GPU_MEMORY would reach every worker of a parallel test run); `undefined` clears it.
+   */
+  setMemoryBudget(bytes: number | undefined): void {
+    if (bytes !== undefined && !(Number.isSafeInteger(bytes) && bytes >= 0)) {
+      throw new GpuError(`memory budget ${bytes} must be a non-negative integer of bytes`);
+    }
+    this.memoryBudget = bytes;
   }
 
   /** Adapter name, vendor and the limits that bound tensor sizes. */

@@ -8,6 +8,7 @@
  * uniform buffers and the host-visible staging buffers of reads (small, or host memory on a discrete GPU).
  *
  * WebGPU has no query for a device's memory. The bound {@link deviceBudget} uses is, in order:
+ * - a budget set on the Gpu ({@link Gpu.setMemoryBudget}: tests, embedders), else
  * - `ENGRAM_GPU_MEMORY` (bytes, or with a K/M/G/T[i]B suffix, e.g. `24GB`, `80GiB`) when set;
  * - for a CPU adapter (llvmpipe, lavapipe, SwiftShader, or any fallback adapter), whose buffers are host
  *   memory: the host memory available now (`Deno.systemMemoryInfo().available`) plus the counted buffers;
@@ -400,25 +401,41 @@ export function isCpuAdapter(gpu: Gpu): boolean {
     /llvmpipe|lavapipe|swiftshader|softpipe/i.test(`${d.description} ${d.device}`);
 }
 
+/**
+ * The budget an ENGRAM_GPU_MEMORY value gives (undefined when unset or empty), with `held` bytes in use;
+ * a malformed value is a {@link ShapeError} naming the variable.
+ */
+export function envBudget(
+  env: string | undefined,
+  held: number,
+  maxBufferSize: number,
+): DeviceBudget | undefined {
+  if (env === undefined || env === "") return undefined;
+  const total = parseBytes(env);
+  if (!(total > 0)) {
+    throw new ShapeError(`ENGRAM_GPU_MEMORY must be a size such as 24GB or 25769803776, got '${env}'`, {
+      field: "ENGRAM_GPU_MEMORY",
+    });
+  }
+  return { totalBytes: total, freeBytes: total - held, maxBufferSize, source: "ENGRAM_GPU_MEMORY" };
+}
+
 /** The memory bound of {@link checkFits} for `gpu` (see the module comment for the order of sources). */
 export function deviceBudget(gpu: Gpu): DeviceBudget {
   const maxBufferSize = gpu.device.limits.maxBufferSize;
   const held = gpu.allocatedBytes;
+  if (gpu.memoryBudget !== undefined) {
+    const total = gpu.memoryBudget;
+    return { totalBytes: total, freeBytes: total - held, maxBufferSize, source: "Gpu.setMemoryBudget" };
+  }
   let env: string | undefined;
   try {
     env = Deno.env.get("ENGRAM_GPU_MEMORY");
   } catch {
     env = undefined; // no --allow-env: fall back to the host's memory
   }
-  if (env !== undefined && env !== "") {
-    const total = parseBytes(env);
-    if (!(total > 0)) {
-      throw new ShapeError(`ENGRAM_GPU_MEMORY must be a size such as 24GB or 25769803776, got '${env}'`, {
-        field: "ENGRAM_GPU_MEMORY",
-      });
-    }
-    return { totalBytes: total, freeBytes: total - held, maxBufferSize, source: "ENGRAM_GPU_MEMORY" };
-  }
+  const fromEnv = envBudget(env, held, maxBufferSize);
+  if (fromEnv) return fromEnv;
   let info: { total: number; available: number } | undefined;
   try {
     info = Deno.systemMemoryInfo();
