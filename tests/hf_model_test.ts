@@ -197,6 +197,25 @@ Deno.test("save then reload is identical bit for bit (tied and untied heads), to
   });
 });
 
+Deno.test("a loaded model saved as it is keeps config.json's fields (bos/eos ids) and its tokenizer", async () => {
+  await withTmp(async (tmp) => {
+    const m = await loadHFModel(FAKE);
+    await saveHFModel(`${tmp}/as-is`, m);
+    const hf = JSON.parse(await Deno.readTextFile(`${tmp}/as-is/config.json`));
+    const src = JSON.parse(await Deno.readTextFile(`${FAKE}/config.json`));
+    assert.equal(hf.bos_token_id, 50256);
+    assert.equal(hf.eos_token_id, 50256);
+    assert.deepEqual(hf.task_specific_params, src.task_specific_params);
+    const r = await loadHFModel(`${tmp}/as-is`);
+    assert.deepEqual(r.tokenizer?.encode(" Hello world"), [18435, 995]);
+    // Explicit fields still win over the loaded model's.
+    await saveHFModel(`${tmp}/explicit`, { ...m, baseConfig: { bos_token_id: 7 }, tokenizerFrom: undefined });
+    const e = JSON.parse(await Deno.readTextFile(`${tmp}/explicit/config.json`));
+    assert.equal(e.bos_token_id, 7);
+    assert.equal(e.task_specific_params, undefined);
+  });
+});
+
 Deno.test("lm_head.weight equal to wte is tied; a different one is kept", async () => {
   await withTmp(async (tmp) => {
     const raw = await rawTensors(TOY);

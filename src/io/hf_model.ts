@@ -539,6 +539,19 @@ export interface SaveHFModelInput {
   dtypes?: ReadonlyMap<string, WeightDtype>;
   /** Write every tensor as F32 whatever {@link dtypes} says (config.json's torch_dtype follows). */
   forceF32?: boolean;
+  /**
+   * The loaded source's config.json ({@link HFModel.hfConfig}): used as {@link baseConfig} when that is
+   * not given, so that a loaded model saved as it is (`saveHFModel(dir, { ...model, weights })`) keeps
+   * bos_token_id, eos_token_id and every other field.
+   */
+  hfConfig?: Record<string, unknown>;
+  /**
+   * The loaded source's folder ({@link HFModel.dir}): with {@link tokenizer} set, its tokenizer files are
+   * copied when {@link tokenizerFrom} is not given.
+   */
+  dir?: string;
+  /** The loaded source's tokenizer ({@link HFModel.tokenizer}); only its presence is read (see {@link dir}). */
+  tokenizer?: unknown;
 }
 
 /**
@@ -698,6 +711,10 @@ export async function hfModelFiles(
       });
     }
   }
+  // A loaded HFModel passed as it is: its config.json and tokenizer folder stand in for the explicit fields.
+  const baseConfig = model.baseConfig ?? model.hfConfig;
+  const tokenizerFrom = model.tokenizerFrom ??
+    (model.tokenizer !== undefined && model.dir !== undefined ? model.dir : undefined);
   const out = new Map<string, HostTensor>();
   const fileDtypes = new Map<string, WeightDtype>();
   for (const [name, t] of model.weights) {
@@ -719,7 +736,7 @@ export async function hfModelFiles(
   if (spec.tiedHeadAllowed) {
     if (untied) extra.tie_word_embeddings = false;
     // GPT-2's default is tied; every other family's default is untied, so a tied head is written.
-    else if (c.family !== "gpt2" || model.baseConfig?.tie_word_embeddings === false) {
+    else if (c.family !== "gpt2" || baseConfig?.tie_word_embeddings === false) {
       extra.tie_word_embeddings = true;
     }
   }
@@ -729,16 +746,15 @@ export async function hfModelFiles(
     files[name] = content;
   }
   const cfgLabel = join(dir, "config.json");
-  files["config.json"] =
-    JSON.stringify(mergedConfig(model.config, model.baseConfig, extra, cfgLabel), null, 2) +
+  files["config.json"] = JSON.stringify(mergedConfig(model.config, baseConfig, extra, cfgLabel), null, 2) +
     "\n";
   files["model.safetensors"] = serializeSafetensors(out, { format: "pt" }, { dtypes: fileDtypes });
-  if (model.tokenizerFrom !== undefined && isGgufFile(model.tokenizerFrom)) {
-    Object.assign(files, await ggufTokenizerFiles(model.tokenizerFrom));
-  } else if (model.tokenizerFrom !== undefined) {
+  if (tokenizerFrom !== undefined && isGgufFile(tokenizerFrom)) {
+    Object.assign(files, await ggufTokenizerFiles(tokenizerFrom));
+  } else if (tokenizerFrom !== undefined) {
     let copied = 0;
     for (const f of TOKENIZER_FILES) {
-      const p = join(model.tokenizerFrom, f);
+      const p = join(tokenizerFrom, f);
       try {
         files[f] = await Deno.readFile(p);
         if (f !== "tokenizer_config.json" && f !== "special_tokens_map.json") copied++;
@@ -752,7 +768,7 @@ export async function hfModelFiles(
       throw new EngramError(
         "tokenizer",
         "no tokenizer files (tokenizer.json, tokenizer.model, or vocab.json + merges.txt) to copy",
-        { file: model.tokenizerFrom },
+        { file: tokenizerFrom },
       );
     }
   }
