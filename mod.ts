@@ -36,6 +36,7 @@ export { hookSiteNames, siteWidth } from "./src/model/hooks.ts";
 export type { EditSpec, Hooks, PatchSpec } from "./src/model/hooks.ts";
 export { loadModel } from "./src/model/load.ts";
 export type { LoadedModel, LoadModelOptions } from "./src/model/load.ts";
+export { argmax, logSoftmaxInto, logSumExp } from "./src/numeric/mod.ts";
 export { generate, pickToken } from "./src/model/generate.ts";
 export type { GenerateOptions, GenerateResult } from "./src/model/generate.ts";
 export { randomConfig, randomGPT2 } from "./src/model/random.ts";
@@ -196,6 +197,13 @@ export {
   metricValue,
   spearman as atpSpearman,
 } from "./src/locate/atp.ts";
-export type { AtpMetric, AtpOptions, AtpResult, AtpSiteKind, AtpSiteResult, SweepOptions } from "./src/locate/atp.ts";
+export type {
+  AtpMetric,
+  AtpOptions,
+  AtpResult,
+  AtpSiteKind,
+  AtpSiteResult,
+  SweepOptions,
+} from "./src/locate/atp.ts";
 export { attributionPatchingRef } from "./src/reference/atp.ts";
 export { heatmapSvg, traceHeatmapSvg } from "./src/report/heatmap.ts";

@@ -327,9 +327,5 @@ export async function instanceScores(
   return scores;
 }
 
-/** Indices of the `k` highest scores, highest first (ties by index). */
-export function topK(scores: ArrayLike<number>, k: number): number[] {
-  return Array.from({ length: scores.length }, (_, i) => i)
-    .sort((a, b) => scores[b] - scores[a] || a - b)
-    .slice(0, Math.max(0, k));
-}
+/** Indices of the `k` highest scores, highest first (ties by index); src/numeric's topK. */
+export { topK } from "../numeric/mod.ts";

@@ -27,6 +27,7 @@ import { lossAndGradients } from "../model/backward.ts";
 import type { TransformerModel } from "../model/transformer.ts";
 import type { EditSpec } from "../model/hooks.ts";
 import { mulberry32 } from "../model/generate.ts";
+import { argmax } from "../numeric/mod.ts";
 
 /** One scored neuron: `neuron` indexes the nInner post-GELU activations of block `layer`. */
 export interface Neuron {
@@ -495,12 +496,6 @@ export interface FaithfulnessResult {
   label: number;
   labelProb: number;
   rows: FaithfulnessRow[];
-}
-
-function argmax(x: ArrayLike<number>): number {
-  let best = 0;
-  for (let i = 1; i < x.length; i++) if (x[i] > x[best]) best = i;
-  return best;
 }
 
 /** Pools BlockStats (means weighted by runs, flips and runs summed). */

@@ -16,7 +16,7 @@ import { InputError } from "../errors.ts";
 import { bosFlag, parseFlags } from "./args.ts";
 import { encodeText } from "../prompt/encode.ts";
 import { withFieldNames } from "../prompt/errors.ts";
-import { topK } from "./predict.ts";
+import { topK } from "../numeric/mod.ts";
 
 /** The fixture world (prompts) and its trained model, the demo's defaults. */
 export const WORLD_DIR = new URL("../../fixtures/world/", import.meta.url).pathname;

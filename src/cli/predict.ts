@@ -3,13 +3,7 @@ import { bosFlag, FACT_FLAGS, intFlag, parseFlags, parseIds, required } from "./
 import { loadModel } from "../model/load.ts";
 import { promptIds } from "../prompt/encode.ts";
 import { withFieldNames } from "../prompt/errors.ts";
-
-/** Top-k entries of a log-probability vector, most likely first. */
-export function topK(logprobs: Float32Array, k: number): number[] {
-  const idx = Array.from(logprobs.keys());
-  idx.sort((a, b) => logprobs[b] - logprobs[a]);
-  return idx.slice(0, Math.min(k, idx.length));
-}
+import { topK } from "../numeric/mod.ts";
 
 /** Runs `predict`; prints JSON `{ids, top: [{id, token, logprob}], logprobs}` with --json, a table otherwise. */
 export async function predictCommand(argv: string[]): Promise<void> {

@@ -31,6 +31,7 @@ import {
 import { encodeTarget } from "../prompt/encode.ts";
 import { norm } from "./linalg.ts";
 import type { EditRequest } from "./requests.ts";
+import { logSoftmaxInto } from "../numeric/mod.ts";
 
 /** Per-request outcome of {@link optimizeDeltas}. */
 export interface DeltaResult {
@@ -88,14 +89,6 @@ export function deltaSequences(
   return seqs;
 }
 
-function logSoftmax(x: Float32Array, off: number, V: number, out: Float64Array): void {
-  let m = -Infinity;
-  for (let v = 0; v < V; v++) m = Math.max(m, x[off + v]);
-  let s = 0;
-  for (let v = 0; v < V; v++) s += Math.exp(x[off + v] - m);
-  const lse = m + Math.log(s);
-  for (let v = 0; v < V; v++) out[v] = x[off + v] - lse;
-}
 
 /** Optimises one δ per request at hook `site` (e.g. "mlp_out.5" for ROME, "resid_post.5" for MEMIT). */
 export async function optimizeDeltas(
@@ -163,7 +156,7 @@ export async function optimizeDeltas(
         let total = 0;
         owner.forEach(({ i, j }, k) => {
           const s = seqs[i];
-          logSoftmax(logits, k * V, V, lp);
+          logSoftmaxInto(logits, k * V, V, lp);
           if (j >= 0) {
             const w = 1 / (s.targetIds.length * nRewrite);
             const t = s.targetIds[j];

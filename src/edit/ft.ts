@@ -41,6 +41,7 @@ import {
 } from "./hparams.ts";
 import { type EditRequest, filledPrompt } from "./requests.ts";
 import { encodeTarget, encodeText } from "../prompt/encode.ts";
+import { logSumExp } from "../numeric/mod.ts";
 
 /** Hyper-parameters of the fine-tuning editors (ROME `hparams/FT/*.json` names). */
 export interface FtHparams {
@@ -282,11 +283,7 @@ export async function fineTune(
     const d = new Float32Array(logits.length);
     rows.forEach((r, i) => {
       const off = i * V;
-      let m = -Infinity;
-      for (let v = 0; v < V; v++) m = Math.max(m, logits[off + v]);
-      let s = 0;
-      for (let v = 0; v < V; v++) s += Math.exp(logits[off + v] - m);
-      const lse = m + Math.log(s);
+      const lse = logSumExp(logits, off, V);
       let wsum = 0;
       for (const [tok, w] of r.terms) {
         loss += -w * (logits[off + tok] - lse);

@@ -40,6 +40,7 @@ import { type EditDeltas, type EditOptions, ScratchWeights } from "./apply.ts";
 import { checkLayers, type HparamSchema, mergeBySchema, rule } from "./hparams.ts";
 import { type EditRequest, filledPrompt } from "./requests.ts";
 import { encodeTarget, encodeText } from "../prompt/encode.ts";
+import { argmax } from "../numeric/mod.ts";
 
 /** Hyper-parameters of the KN editor (EasyEdit `hparams/KN/*.yaml` names where they exist). */
 export interface KnHparams {
@@ -132,12 +133,6 @@ function promptIds(
     bos: hp.prefix_eos,
     where: { record: where },
   });
-}
-
-function argmax(xs: Float32Array): number {
-  let best = 0;
-  for (let i = 1; i < xs.length; i++) if (xs[i] > xs[best]) best = i;
-  return best;
 }
 
 function norm(xs: ArrayLike<number>): number {

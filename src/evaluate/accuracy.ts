@@ -8,6 +8,7 @@ import { InputError } from "../errors.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
 import type { TransformerModel } from "../model/transformer.ts";
 import { encodeTarget, encodeText } from "../prompt/encode.ts";
+import { argmax } from "../numeric/mod.ts";
 
 /** One prompt and the word that should follow it. */
 export interface PromptCase {
@@ -69,9 +70,7 @@ export async function topOneAccuracy(
       const { logprobs } = await model.forward(chunk.map((x) => x.ids));
       chunk.forEach((x, b) => {
         const lp = logprobs[b];
-        let best = 0;
-        for (let v = 1; v < lp.length; v++) if (lp[v] > lp[best]) best = v;
-        const ok = best === x.answer;
+        const ok = argmax(lp) === x.answer;
         const g = (byGroup[x.group] ??= { n: 0, correct: 0, accuracy: 0 });
         g.n++;
         if (ok) {

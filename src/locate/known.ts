@@ -15,18 +15,13 @@
 import { InputError } from "../errors.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
 import type { TransformerModel } from "../model/transformer.ts";
+import { argmax } from "../numeric/mod.ts";
 
 /** Which comparison decides that the model knows a fact: see the module doc. */
 export type KnownRule = "whole" | "greedy" | "first";
 
 /** The rules, default first. */
 export const KNOWN_RULES: readonly KnownRule[] = ["whole", "greedy", "first"];
-
-function argmax(a: ArrayLike<number>): number {
-  let best = 0;
-  for (let i = 1; i < a.length; i++) if (a[i] > a[best]) best = i;
-  return best;
-}
 
 /**
  * Greedy continuation of `ids` by `k` tokens (one forward per token, no cache: k is small). Throws

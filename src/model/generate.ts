@@ -4,6 +4,7 @@
  */
 import { InputError } from "../errors.ts";
 import type { TransformerModel } from "./transformer.ts";
+import { argmax, topK as numericTopK } from "../numeric/mod.ts";
 
 /** Options of {@link generate}. */
 export interface GenerateOptions {
@@ -39,27 +40,8 @@ export function mulberry32(seed: number): () => number {
   };
 }
 
-/**
- * Indices of the k largest values, largest first; ties go to the lower index (as a stable sort). A
- * k-slot insertion buffer costs O(V·k) instead of sorting the vocabulary, for ROME's top-5 sampling.
- */
-export function topIndices(x: Float32Array, k: number): number[] {
-  const n = x.length;
-  k = Math.min(k, n);
-  if (k * 8 > n) return Array.from(x.keys()).sort((a, b) => x[b] - x[a] || a - b).slice(0, k);
-  const top: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const v = x[i];
-    if (top.length === k && !(v > x[top[k - 1]])) continue;
-    let j = top.length === k ? k - 1 : top.length;
-    while (j > 0 && v > x[top[j - 1]]) {
-      top[j] = top[j - 1];
-      j--;
-    }
-    top[j] = i;
-  }
-  return top;
-}
+/** Indices of the k largest values, largest first (ties to the lower index): src/numeric topK. */
+export const topIndices: (x: ArrayLike<number>, k: number) => number[] = numericTopK;
 
 /** Picks the next token from log-probabilities (greedy when temperature is 0). */
 export function pickToken(
@@ -69,9 +51,7 @@ export function pickToken(
   rand: () => number,
 ): number {
   if (temperature <= 0) {
-    let best = 0;
-    for (let i = 1; i < logprobs.length; i++) if (logprobs[i] > logprobs[best]) best = i;
-    return best;
+    return argmax(logprobs);
   }
   const top = topIndices(logprobs, topK > 0 ? topK : logprobs.length);
   const k = top.length;
