@@ -6,7 +6,8 @@
  */
 
 /** Index of the largest of `x[off .. off+len)` relative to `off`; the first one on ties. */
-export function argmax(x: ArrayLike<number>, off = 0, len = x.length - off): number {
+export function argmax(x: ArrayLike<number>, off: number = 0, len?: number): number {
+  len ??= x.length - off;
   let best = 0;
   for (let i = 1; i < len; i++) if (x[off + i] > x[off + best]) best = i;
   return best;
@@ -38,7 +39,8 @@ export function topK(x: ArrayLike<number>, k: number): number[] {
 }
 
 /** log Σ exp over `x[off .. off+len)`, shifted by the maximum so that it neither overflows nor underflows. */
-export function logSumExp(x: ArrayLike<number>, off = 0, len = x.length - off): number {
+export function logSumExp(x: ArrayLike<number>, off: number = 0, len?: number): number {
+  len ??= x.length - off;
   let m = -Infinity;
   for (let v = 0; v < len; v++) m = Math.max(m, x[off + v]);
   if (m === -Infinity) return -Infinity;
