@@ -207,3 +207,50 @@ export type {
 } from "./src/locate/atp.ts";
 export { attributionPatchingRef } from "./src/reference/atp.ts";
 export { heatmapSvg, traceHeatmapSvg } from "./src/report/heatmap.ts";
+
+// Types that appear in the signatures exported above (deno doc --lint: no private types in public APIs).
+export type { RankedNeurons } from "./src/attribute/bridges.ts";
+export type { StudyNaOptions } from "./src/attribute/study.ts";
+export type { AppliedDeltas } from "./src/edit/apply.ts";
+export type { FactToken } from "./src/edit/compute.ts";
+export type { SymmetricEigen } from "./src/edit/eigen.ts";
+export type { FtProgress } from "./src/edit/ft.ts";
+export type { CommonHparams, MemitHparams, RomeHparams } from "./src/edit/hparams.ts";
+export type { EditLog, EditLogJson } from "./src/edit/log.ts";
+export type { LayerStats, StatsCorpus, StatsOptions } from "./src/edit/stats.ts";
+export type {
+  AnswerScore,
+  CaseResult,
+  EvalOptions,
+  PreEdit,
+  ScoreItem,
+  ScoreOptions,
+} from "./src/evaluate/edit_metrics.ts";
+export type { PunktParams } from "./src/evaluate/punkt.ts";
+export type { Column } from "./src/evaluate/report.ts";
+export type { DType, TensorOptions } from "./src/gpu/tensor.ts";
+export type { ModelType } from "./src/io/hf_config.ts";
+export type { HFModel, LoadHFModelOptions, SaveHFModelInput } from "./src/io/hf_model.ts";
+export type {
+  SafetensorsFile,
+  SafetensorsTensor,
+  SerializeOptions,
+  TensorsToWrite,
+  WeightDtype,
+} from "./src/io/safetensors.ts";
+export type { LoadTokenizerOptions } from "./src/io/tokenizer.ts";
+export type { TraceRefResult } from "./src/locate/trace_ref.ts";
+export type { GpuLinear, GpuNorm, GpuRope, QkStats } from "./src/model/layers.ts";
+export type { RandomGPT2Options } from "./src/model/random.ts";
+export type { GpuLayer, LayerActivations, SavedForward } from "./src/model/transformer.ts";
+export type {
+  AtpMetricRef,
+  AtpRefOptions,
+  AtpRefSite,
+  PatchableForwardRef,
+  RefSitePatch,
+} from "./src/reference/atp.ts";
+export type { RefForwardOptions, RefForwardResult, RefHooks, RefPatchFn } from "./src/reference/gpt2.ts";
+export type { HeatmapSpec } from "./src/report/heatmap.ts";
+export type { TrainingInstance } from "./src/train/corpus.ts";
+export { SUPPORTED_MODEL_TYPES } from "./src/io/hf_config.ts";
