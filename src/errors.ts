@@ -13,6 +13,7 @@ export class EngramError extends Error {
   /** Offending field, tensor name, flag or key, if any. */
   readonly field?: string;
 
+  /** An error of category `code`; `opts.file` and `opts.field` are prefixed to the message. */
   constructor(code: string, message: string, opts: { file?: string; field?: string; cause?: unknown } = {}) {
     // A field read from a file (a tensor or key name) may be megabytes long: the message quotes its start.
     const field = opts.field && opts.field.length > 80 ? `${opts.field.slice(0, 80)}…` : opts.field;
@@ -30,6 +31,7 @@ export class EngramError extends Error {
 
 /** A safetensors file is truncated, corrupt, or inconsistent with what was asked of it. */
 export class SafetensorsError extends EngramError {
+  /** A safetensors error about `opts.file` / `opts.field`. */
   constructor(message: string, opts: { file?: string; field?: string; cause?: unknown } = {}) {
     super("safetensors", message, opts);
   }
@@ -37,6 +39,7 @@ export class SafetensorsError extends EngramError {
 
 /** A model folder's config is missing, malformed, contradicts the weights, or names an unknown architecture. */
 export class ConfigError extends EngramError {
+  /** A config error about `opts.file` / `opts.field`. */
   constructor(message: string, opts: { file?: string; field?: string; cause?: unknown } = {}) {
     super("config", message, opts);
   }
@@ -44,6 +47,7 @@ export class ConfigError extends EngramError {
 
 /** A tensor has the wrong shape or size for where it is used. */
 export class ShapeError extends EngramError {
+  /** A shape error about `opts.file` / `opts.field`. */
   constructor(message: string, opts: { file?: string; field?: string; cause?: unknown } = {}) {
     super("shape", message, opts);
   }
@@ -51,6 +55,7 @@ export class ShapeError extends EngramError {
 
 /** A user-supplied value is invalid: empty prompt, ids out of range, prompt too long, bad flag. */
 export class InputError extends EngramError {
+  /** An input error about `opts.file` / `opts.field`. */
   constructor(message: string, opts: { file?: string; field?: string; cause?: unknown } = {}) {
     super("input", message, opts);
   }
@@ -58,6 +63,7 @@ export class InputError extends EngramError {
 
 /** No usable GPU, a buffer over the adapter's limits, a lost device, or a WGSL validation error. */
 export class GpuError extends EngramError {
+  /** A GPU error about `opts.file` / `opts.field`. */
   constructor(message: string, opts: { file?: string; field?: string; cause?: unknown } = {}) {
     super("gpu", message, opts);
   }
@@ -68,6 +74,7 @@ export class GpuError extends EngramError {
  * describes an architecture or tokenizer engram does not load.
  */
 export class GgufError extends EngramError {
+  /** A GGUF error about `opts.file` / `opts.field`. */
   constructor(message: string, opts: { file?: string; field?: string; cause?: unknown } = {}) {
     super("gguf", message, opts);
   }
@@ -82,6 +89,7 @@ export class OutOfMemoryError extends GpuError {
   readonly neededBytes: number;
   /** Bytes the adapter allows (the free memory budget, or maxBufferSize for one tensor). */
   readonly allowedBytes: number;
+  /** An out-of-memory error with the bytes needed and allowed. */
   constructor(
     message: string,
     opts: { neededBytes: number; allowedBytes: number; file?: string; field?: string; cause?: unknown },

@@ -43,6 +43,7 @@ export interface EditOptions {
 
 /** What an editor computed, without applying it. */
 export interface EditDeltas {
+  /** The editing method that computed the deltas. */
   method: string;
   /** Additive change of each weight (same shape as the weight), in the order the editor first changed it. */
   deltas: Map<string, HostTensor>;
@@ -52,11 +53,13 @@ export interface EditDeltas {
   hparams: Record<string, unknown>;
   /** Method-specific details (layers, losses, statistics files, regularisation). */
   info: Record<string, unknown>;
+  /** The editor's warnings (e.g. a target that stayed below the top). */
   warnings: string[];
 }
 
 /** What an applied edit did. */
 export interface EditResult {
+  /** The editing method. */
   method: string;
   /** Names of the weights changed, in the order first changed. */
   weights: string[];
@@ -82,7 +85,9 @@ export type Editor = (
 
 /** Where weights are read and written: a model (host + GPU) or a host-only weight map. */
 export interface WeightTarget {
+  /** The weight `name`, or undefined when the model has none. */
   get(name: string): HostTensor | undefined;
+  /** Writes `data` as weight `name` (host and GPU together for a model). */
   set(name: string, data: Float32Array): void;
 }
 
@@ -116,6 +121,7 @@ export interface AppliedDeltas {
   weights: string[];
   /** Their exact values before (copies). */
   originals: Map<string, HostTensor>;
+  /** Warnings of applying (e.g. a non-finite weight after the edit). */
   warnings: string[];
 }
 
@@ -217,6 +223,7 @@ export class ScratchWeights {
 
 /** An applied in-memory edit. */
 export interface AppliedEdit {
+  /** What the edit did. */
   result: EditResult;
   /** Restores every changed weight to its exact original value. */
   restore(): void;

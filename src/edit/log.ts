@@ -33,15 +33,25 @@ export async function sha256F32(d: Float32Array): Promise<string> {
 
 /** The JSON part of a log. */
 export interface EditLogJson {
+  /** Format version of the log. */
   version: number;
+  /** The editing method (rome, memit, ...). */
   method: string;
+  /** When the edit was made (ISO 8601). */
   created: string;
+  /** The folder of the model that was edited. */
   source_model?: string;
+  /** The folder the edited model was written to. */
   edited_model?: string;
+  /** The requests edited, as given. */
   requests: EditRequest[];
+  /** The hyper-parameters used, after defaults and overrides. */
   hparams: Record<string, unknown>;
+  /** Method-specific details (layers, losses, statistics files). */
   info: Record<string, unknown>;
+  /** Warnings of the editor and of applying its deltas. */
   warnings: string[];
+  /** Each changed weight with its shape and the SHA-256 of its bytes before and after the edit. */
   weights: Array<{ name: string; shape: number[]; original_sha256: string; edited_sha256: string }>;
 }
 
@@ -105,7 +115,9 @@ export async function editLogFiles(
 
 /** A read log: its JSON and the original tensors. */
 export interface EditLog {
+  /** The log's JSON part. */
   json: EditLogJson;
+  /** The original values of every changed weight. */
   originals: Map<string, HostTensor>;
 }
 

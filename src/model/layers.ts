@@ -24,23 +24,35 @@ import type { LinearLayout } from "./families/spec.ts";
 
 /** A projection on the GPU: weight (in its checkpoint layout), optional bias, sizes. */
 export interface GpuLinear {
+  /** The weight, in its checkpoint layout. */
   w: GpuTensor;
+  /** The bias, when the projection has one. */
   b?: GpuTensor;
+  /** Conv1D [in, out] (GPT-2) or nn.Linear [out, in]. */
   layout: LinearLayout;
+  /** Input width. */
   in: number;
+  /** Output width. */
   out: number;
   /** GPU weight names, for gradients. */
   wName: string;
+  /** GPU bias name, for gradients. */
   bName?: string;
 }
 
 /** A norm on the GPU: layer norm (weight and bias) or RMS norm (weight only). */
 export interface GpuNorm {
+  /** Layer norm (mean and variance) or RMS norm (root mean square only). */
   kind: "layernorm" | "rmsnorm";
+  /** The scale weight. */
   w: GpuTensor;
+  /** The shift (layer norm only). */
   b?: GpuTensor;
+  /** Epsilon added to the variance. */
   eps: number;
+  /** GPU weight name, for gradients. */
   wName: string;
+  /** GPU bias name, for gradients. */
   bName?: string;
 }
 
@@ -169,11 +181,15 @@ export async function mlpActBackward(
 
 /** Rotary tables and positions on the GPU for one sequence length. */
 export interface GpuRope {
+  /** cos of each position and frequency [T, dim/2]. */
   cos: GpuTensor;
+  /** sin of each position and frequency [T, dim/2]. */
   sin: GpuTensor;
   /** Position of each row [R] (u32). */
   positions: GpuTensor;
+  /** Rotated dimensions per head (partial rotary: fewer than the head size). */
   dim: number;
+  /** Rotate halves (Llama, NeoX) or adjacent pairs (GPT-J). */
   style: "half" | "interleaved";
 }
 
@@ -185,7 +201,9 @@ export interface GpuQkNorm {
 
 /** Saved statistics of the per-head q and k norms: q [R·H], k [R·KV]. */
 export interface QkStats {
+  /** The per-head q norm. */
   q: GpuTensor;
+  /** The per-head k norm. */
   k: GpuTensor;
 }
 

@@ -58,6 +58,7 @@ export interface ForwardResult {
 
 /** Options of {@link TransformerModel.forward}. */
 export interface ForwardOptions {
+  /** Forward hooks: capture, patch or corrupt named sites (src/model/hooks.ts). */
   hooks?: Hooks;
   /** Also return logits at every position (large: B * T * V floats). */
   allLogits?: boolean;
@@ -72,13 +73,17 @@ export interface ForwardOptions {
 export interface LayerActivations {
   /** Residual stream entering the block [R, C] (inference: the running residual itself). */
   xIn: GpuTensor;
+  /** Output of the first norm [R, C]. */
   ln1: GpuTensor;
+  /** The first norm's saved statistics [R, 2] (mean and reciprocal std; RMS norm: the reciprocal RMS). */
   ln1Stats: GpuTensor;
   /** Output of the fused q/k/v projection [R, qkvWidth]. */
   qkvRaw: GpuTensor;
   /** What attention read: after q/k norms and rotary [R, qkvWidth] (qkvRaw itself when neither applies). */
   qkv: GpuTensor;
+  /** Saved statistics of the per-head q/k norms (Qwen3), when the family has them. */
   qkStats: QkStats | undefined;
+  /** Attention probabilities [B, H, T, T], kept when a backward pass or the attn_pattern site needs them. */
   probs: GpuTensor | undefined;
   /** Heads concatenated, before the output projection [R, H·D] (site head_out). */
   att: GpuTensor;
@@ -88,6 +93,7 @@ export interface LayerActivations {
   xMid: GpuTensor;
   /** Norm before the MLP [R, C]; absent when ln1 feeds the MLP (GPT-J). */
   ln2: GpuTensor | undefined;
+  /** The second norm's saved statistics [R, 2], when there is a second norm. */
   ln2Stats: GpuTensor | undefined;
   /** MLP input projection output (c_fc / up_proj) [R, I]. */
   fc: GpuTensor;
@@ -101,14 +107,21 @@ export interface LayerActivations {
 
 /** Everything a backward pass needs from the forward pass that preceded it. */
 export interface SavedForward {
+  /** Batch size of the forward pass. */
   B: number;
+  /** Sequence length of the forward pass. */
   T: number;
+  /** Token ids [B·T]. */
   ids: Uint32Array;
+  /** Position of each row [B·T]. */
   positions: Uint32Array;
+  /** Activations of each block, in layer order. */
   layers: LayerActivations[];
   /** Residual entering the final norm [R, C]. */
   xFinal: GpuTensor;
+  /** Output of the final norm [R, C]. */
   lnf: GpuTensor;
+  /** The final norm's saved statistics [R, 2]. */
   lnfStats: GpuTensor;
   /** Rotary tables of this T (absent for learned positions). */
   rope: GpuRope | undefined;
@@ -120,22 +133,33 @@ export interface SavedForward {
 
 /** The GPU handles of one block. */
 export interface GpuLayer {
+  /** The family's description of the block (names, layouts, residual shape). */
   spec: LayerSpec;
+  /** The norm before attention (and before the MLP for one-norm blocks). */
   ln1: GpuNorm;
+  /** The norm before the MLP; absent for one-norm blocks (GPT-J). */
   ln2?: GpuNorm;
+  /** The fused q/k/v projection. */
   qkv: GpuLinear;
+  /** Per-head q/k norms (Qwen3). */
   qkNorm?: { q: GpuNorm; k: GpuNorm };
+  /** The attention output projection. */
   o: GpuLinear;
+  /** The MLP input projection (c_fc / up_proj). */
   up: GpuLinear;
+  /** The gate projection of gated MLPs (SwiGLU). */
   gate?: GpuLinear;
+  /** The MLP output projection (c_proj / down_proj), the weight ROME and MEMIT edit. */
   down: GpuLinear;
 }
 
 /** Where a checkpoint tensor lives on the GPU: its own tensor, or a slice of a fused one. */
 export interface GpuWeightRef {
+  /** Name of the GPU tensor holding it. */
   gpuName: string;
   /** First element of the tensor inside the GPU tensor. */
   offset: number;
+  /** Number of elements of the checkpoint tensor. */
   numel: number;
 }
 
@@ -234,6 +258,7 @@ export class TransformerModel {
     this.w.set(name, createTensor(this.gpu, shape, { name, data }));
   }
 
+  /** The GPU handles of block `s` (its weights by name). */
   private gpuLayer(s: LayerSpec): GpuLayer {
     const c = this.config;
     const eps = c.layerNormEpsilon;
@@ -337,6 +362,7 @@ export class TransformerModel {
     }
   }
 
+  /** Frees the inference workspace. */
   private freeWorkspace(): void {
     if (!this.ws) return;
     const w = this.ws;
@@ -350,6 +376,7 @@ export class TransformerModel {
     return this.qkvLayout.rowStride;
   }
 
+  /** Allocates one block's activation tensors for `R` rows. */
   private allocLayer(
     R: number,
     B: number,
@@ -390,6 +417,7 @@ export class TransformerModel {
     };
   }
 
+  /** The inference workspace for B sequences of T tokens, reused while the shape fits. */
   private workspace(R: number, B: number, T: number, withProbs: boolean): Workspace {
     if (
       this.ws && this.ws.R === R &&
@@ -480,6 +508,7 @@ export class TransformerModel {
     return { result, saved: saved! };
   }
 
+  /** Runs the blocks, the final norm and the head on `ids`; the shared core of forward and forwardForBackward. */
   private async run(
     batch: number[][],
     opts: ForwardOptions,
