@@ -25,7 +25,9 @@ import { TransformerModel } from "../model/transformer.ts";
 
 /** An example to differentiate: input tokens and the next-token target at each position (−1 = ignore). */
 export interface GradExample {
+  /** Input token ids. */
   input: number[];
+  /** Next-token target of each position (−1: no loss there). */
   targets: number[];
 }
 
@@ -208,8 +210,11 @@ function dot(a: Float32Array, b: Float32Array): number {
 
 /** A checkpoint for TracIn: a Hugging Face folder and the learning rate used at its step. */
 export interface Checkpoint {
+  /** The checkpoint's model folder. */
   dir: string;
+  /** Training step of the checkpoint. */
   step: number;
+  /** Learning rate at that step (TracIn's weight). */
   lr: number;
 }
 
@@ -266,12 +271,15 @@ function sameArch(a: ModelConfig, b: ModelConfig): string | undefined {
 
 /** Options of {@link instanceScores}. */
 export interface IaOptions {
+  /** The attribution score: grad-dot, grad-cos or tracin. */
   method: IaMethod;
   /** Parameters (default {@link defaultIaParams}). */
   params?: string[];
   /** TracIn checkpoints (required for "tracin"). */
   checkpoints?: Checkpoint[];
+  /** Training examples per backward batch. */
   batchSize?: number;
+  /** Progress callback: `done` of `total` training examples. */
   onProgress?: (done: number, total: number) => void;
 }
 

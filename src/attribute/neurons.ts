@@ -31,8 +31,11 @@ import { argmax } from "../numeric/mod.ts";
 
 /** One scored neuron: `neuron` indexes the nInner post-GELU activations of block `layer`. */
 export interface Neuron {
+  /** Block (layer) index. */
   layer: number;
+  /** Index of the neuron in the MLP's inner width. */
   neuron: number;
+  /** Its attribution score. */
   score: number;
 }
 
@@ -63,10 +66,15 @@ export interface IgOptions {
 export interface NeuronAttribution {
   /** The prompt's token ids (including any prefix) and the attributed target token. */
   ids: number[];
+  /** The target token. */
   target: number;
+  /** Riemann steps of the integral. */
   steps: number;
+  /** Where the interpolation points α_k lie (left Riemann sum or numpy linspace). */
   points: IgPoints;
+  /** Which activation is scaled: before or after the MLP nonlinearity. */
   activation: IgActivation;
+  /** The layers attributed, in the order of `scores`. */
   layers: number[];
   /** IG score per neuron, one array [nInner] per entry of `layers`. */
   scores: Float32Array[];
@@ -281,8 +289,11 @@ export function coarseNeurons(
 
 /** A neuron kept by {@link refineNeurons}: in how many prompts' coarse sets it appears. */
 export interface SharedNeuron {
+  /** Block (layer) index. */
   layer: number;
+  /** Index of the neuron in the MLP's inner width. */
   neuron: number;
+  /** Number of prompts that share the neuron. */
   count: number;
   /** count / number of prompts. */
   share: number;
@@ -427,6 +438,7 @@ export interface ScaleReport {
   amplified: number;
   /** (suppressed − prob) / prob and (amplified − prob) / prob. */
   suppressChange: number;
+  /** (amplified − prob) / prob. */
   amplifyChange: number;
 }
 
@@ -485,6 +497,7 @@ export interface FaithfulnessRow {
   comprehensiveness: BlockStats;
   /** The same with k random neurons, pooled over the random draws (baseline, `--baseline_exp`). */
   randomSufficiency: BlockStats;
+  /** Comprehensiveness with k random neurons, pooled over the random draws. */
   randomComprehensiveness: BlockStats;
 }
 
@@ -492,9 +505,13 @@ export interface FaithfulnessRow {
 export interface FaithfulnessResult {
   /** The attributed target, its unblocked probability, and the unblocked prediction (argmax) and its probability. */
   target: number;
+  /** The target's probability with nothing blocked. */
   targetProb: number;
+  /** The unblocked prediction (argmax). */
   label: number;
+  /** The unblocked prediction's probability. */
   labelProb: number;
+  /** One row per k. */
   rows: FaithfulnessRow[];
 }
 

@@ -33,23 +33,31 @@ import {
 
 /** A test prompt: token ids and the one target token. */
 export interface TestCase {
+  /** A name for the test in reports. */
   name: string;
+  /** The prompt's token ids. */
   ids: number[];
+  /** The target token. */
   target: number;
 }
 
 /** Per-test result of {@link overlapStudy}. */
 export interface OverlapRow {
+  /** The test's name. */
   name: string;
   /** Candidate indices: top-k by IA and by NA-Instances. */
   iaTop: number[];
+  /** Top-k candidate indices by NA-Instances. */
   naTop: number[];
+  /** Jaccard overlap of the two top-k sets. */
   instanceJaccard: number;
   /** Spearman correlation of IA and NA-Instances scores over the candidates. */
   rankCorrelation: number;
   /** The test's top `iaNeuronCutoff` coarse neurons (by IG) and the IA-Neurons. */
   naNeurons: Neuron[];
+  /** The IA-Neurons (neurons of the top IA instances). */
   iaNeurons: Neuron[];
+  /** Jaccard overlap of the two neuron sets. */
   neuronJaccard: number;
 }
 
@@ -86,6 +94,7 @@ export interface StudyOptions {
   iaNeuronCutoff?: number;
   /** Delta degrees of freedom of NA-Instances' z-score (default 0, scipy). */
   ddof?: 0 | 1;
+  /** Progress callback: `done` of `total` units of the named stage. */
   onProgress?: (what: string, done: number, total: number) => void;
   /**
    * When given, IA differentiates only each candidate's answer, −log p(target | ids) (one entry per
@@ -182,20 +191,25 @@ export async function overlapStudy(
 export interface FinetuneOptions {
   /** AdamW steps on the chosen instances (full batch; default 10). */
   steps?: number;
+  /** AdamW learning rate. */
   lr?: number;
   /** Random draws averaged for the baseline (default 3). */
   randomDraws?: number;
+  /** Seed of the random draws. */
   seed?: number;
 }
 
 /** Per-test row of {@link finetuneStudy}. */
 export interface FinetuneRow {
+  /** The test's name. */
   name: string;
+  /** log p(target) before fine-tuning. */
   logpBefore: number;
   /** Change of log p(target) after fine-tuning on the top-k IA instances. */
   deltaTop: number;
   /** Mean change over random k-instance draws. */
   deltaRandom: number;
+  /** Ids of the top-k IA instances used. */
   topIds: string[];
 }
 

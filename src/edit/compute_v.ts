@@ -89,7 +89,6 @@ export function deltaSequences(
   return seqs;
 }
 
-
 /** Optimises one δ per request at hook `site` (e.g. "mlp_out.5" for ROME, "resid_post.5" for MEMIT). */
 export async function optimizeDeltas(
   model: TransformerModel,

@@ -202,10 +202,13 @@ export type FtProgress = (done: number, total: number, text?: string) => void;
 export interface FtInfo {
   /** Loss before each step (the last entry is the loss that triggered the early stop, if any). */
   losses: number[];
+  /** Optimizer steps taken. */
   steps: number;
+  /** Whether training stopped early because the loss fell below early_stop_loss. */
   earlyStopped: boolean;
   /** max |W − W_orig| over the trained weights, once the deltas are applied. */
   maxAbsDelta: number;
+  /** The hyper-parameters used, after defaults and overrides. */
   hparams: FtHparams;
 }
 

@@ -143,6 +143,7 @@ function norm(xs: ArrayLike<number>): number {
 
 /** What the KN editor found and did for one request. */
 export interface KnRequestInfo {
+  /** The knowledge neurons edited for the request, with their attribution scores. */
   neurons: Array<{ layer: number; neuron: number; score: number }>;
   /** The greedy completion whose embeddings were subtracted (one token per target token). */
   erased: number[];

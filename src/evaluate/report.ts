@@ -9,7 +9,9 @@ import type { MethodEvalResult, Metrics } from "./edit_metrics.ts";
 
 /** A table column: header and the metric it shows. */
 export interface Column {
+  /** The column's header. */
   header: string;
+  /** The metric it shows. */
   key: keyof Metrics;
   /** Factor applied to the JSON value for display (default 100: fractions as percentages). */
   scale?: number;

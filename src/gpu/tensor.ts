@@ -13,6 +13,7 @@ export type DType = "f32" | "u32" | "i32";
 /** A dense row-major tensor living in a GPU storage buffer. */
 export class GpuTensor {
   private destroyed = false;
+  /** Wraps `buffer` as a tensor of `shape` and `dtype` (use createTensor to allocate one). */
   constructor(
     readonly gpu: Gpu,
     readonly buffer: GPUBuffer,
@@ -137,6 +138,7 @@ export function numel(shape: readonly number[]): number {
 export interface TensorOptions {
   /** Name used in error messages (e.g. "h.3.mlp.c_fc.weight"). */
   name?: string;
+  /** Element type (default f32). */
   dtype?: DType;
   /** Initial contents; length must equal the shape's element count. */
   data?: Float32Array | Uint32Array | Int32Array;

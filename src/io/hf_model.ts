@@ -42,6 +42,7 @@ export {
 
 /** A loaded Hugging Face folder. */
 export interface HFModel {
+  /** The model's configuration. */
   config: ModelConfig;
   /** engram names; the head (`lm_head.weight`) of a tying family only when it is not tied to the embedding. */
   weights: WeightMap;
@@ -55,6 +56,7 @@ export interface HFModel {
   activationFunction: string;
   /** The raw config.json object. */
   hfConfig: Record<string, unknown>;
+  /** The folder (or GGUF file) it was loaded from. */
   dir: string;
   /** The weight files read: model.safetensors, or the index followed by its shards. */
   weightFiles: string[];
@@ -511,6 +513,7 @@ async function loadGgufAsHF(path: string, opts: LoadHFModelOptions): Promise<HFM
 
 /** What {@link saveHFModel} writes. */
 export interface SaveHFModelInput {
+  /** The model's configuration. */
   config: ModelConfig;
   /** engram weights; include the head (`lm_head.weight`) for an untied head of a tying family. */
   weights: WeightMap;

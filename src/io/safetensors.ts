@@ -167,6 +167,7 @@ export class SafetensorsTensor {
   /** Float32 copy or view, filled on first access of {@link data}. */
   #data?: Float32Array;
 
+  /** A tensor of a parsed file; the bytes stay raw until {@link data} is read. */
   constructor(
     /** Tensor name as stored in the file. */
     readonly name: string,

@@ -16,6 +16,7 @@ export class NumpyRandomState {
   private hasGauss = false;
   private gauss = 0;
 
+  /** A generator seeded as numpy's RandomState(seed) (init_genrand). */
   constructor(seed: number) {
     if (!(Number.isInteger(seed) && seed >= 0 && seed <= 0xffffffff)) {
       throw new RangeError(`seed must be an integer in [0, 2^32), got ${seed}`);

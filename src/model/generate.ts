@@ -24,7 +24,9 @@ export interface GenerateOptions {
 
 /** Result of {@link generate}: the new ids and why generation stopped. */
 export interface GenerateResult {
+  /** The generated token ids (the prompt excluded). */
   ids: number[];
+  /** Why generation stopped: the token budget, an end-of-sequence token, or the context length. */
   stoppedBy: "max_tokens" | "eos" | "context";
 }
 

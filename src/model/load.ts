@@ -6,9 +6,11 @@ import { TransformerModel } from "./transformer.ts";
 
 /** A model on the GPU plus its tokenizer (absent when the folder has no tokenizer files). */
 export interface LoadedModel {
+  /** The model on the GPU. */
   model: TransformerModel;
   /** The folder's tokenizer; its `bosId` is the BOS policy decided at load (see {@link LoadModelOptions}). */
   tokenizer?: Tokenizer;
+  /** The folder (or file) the model was loaded from. */
   dir: string;
 }
 

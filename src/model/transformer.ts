@@ -75,7 +75,7 @@ export interface LayerActivations {
   xIn: GpuTensor;
   /** Output of the first norm [R, C]. */
   ln1: GpuTensor;
-  /** The first norm's saved statistics [R, 2] (mean and reciprocal std; RMS norm: the reciprocal RMS). */
+  /** The first norm's saved statistics: [R, 2] (mean, reciprocal std) for layer norm, [R] (reciprocal RMS) for RMS norm. */
   ln1Stats: GpuTensor;
   /** Output of the fused q/k/v projection [R, qkvWidth]. */
   qkvRaw: GpuTensor;
@@ -93,7 +93,7 @@ export interface LayerActivations {
   xMid: GpuTensor;
   /** Norm before the MLP [R, C]; absent when ln1 feeds the MLP (GPT-J). */
   ln2: GpuTensor | undefined;
-  /** The second norm's saved statistics [R, 2], when there is a second norm. */
+  /** The second norm's saved statistics (as {@link LayerActivations.ln1Stats}), when there is a second norm. */
   ln2Stats: GpuTensor | undefined;
   /** MLP input projection output (c_fc / up_proj) [R, I]. */
   fc: GpuTensor;
@@ -121,7 +121,7 @@ export interface SavedForward {
   xFinal: GpuTensor;
   /** Output of the final norm [R, C]. */
   lnf: GpuTensor;
-  /** The final norm's saved statistics [R, 2]. */
+  /** The final norm's saved statistics (as {@link LayerActivations.ln1Stats}). */
   lnfStats: GpuTensor;
   /** Rotary tables of this T (absent for learned positions). */
   rope: GpuRope | undefined;

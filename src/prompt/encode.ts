@@ -172,8 +172,11 @@ export function findTokenRange(
 
 /** A fact to encode: a prompt holding the subject literally or as one "{}", and optionally a target. */
 export interface FactInput {
+  /** The prompt with the subject literal. */
   prompt: string;
+  /** The subject, a substring of the prompt. */
   subject: string;
+  /** The expected answer, when known. */
   target?: string;
 }
 

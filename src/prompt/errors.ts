@@ -30,6 +30,7 @@ export class FactError extends InputError {
   /** The message without the location. */
   readonly detail: string;
 
+  /** An error about a fact, `detail` prefixed with where it was read (file, record, field). */
   constructor(detail: string, opts: FactErrorOptions = {}) {
     const rec = typeof opts.record === "number" ? `record ${opts.record}` : opts.record;
     super(rec !== undefined ? `${rec}: ${detail}` : detail, {

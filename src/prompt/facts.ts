@@ -9,12 +9,17 @@ import { parseStrictJson } from "../io/strict_json.ts";
 
 /** One fact to trace: the prompt, its subject and the expected answer (may be absent). */
 export interface TraceFact {
+  /** The fact's id (the record's case id, known id, or line). */
   id: string;
+  /** The prompt with the subject literal. */
   prompt: string;
+  /** The subject, a substring of the prompt. */
   subject: string;
+  /** The expected answer, when the record has one. */
   target?: string;
   /** The record's field that gave `target` ("attribute", "answer" or "target"), for errors. */
   targetField?: string;
+  /** The relation, when the record has one. */
   relation?: string;
 }
 

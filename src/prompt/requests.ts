@@ -14,7 +14,9 @@ import { EmptyTargetError, SubjectNotInPromptError } from "./errors.ts";
 
 /** A prompt and the answer expected after it. */
 export interface PromptAnswer {
+  /** The prompt, with the subject literal. */
   prompt: string;
+  /** The answer expected after it. */
   ground_truth: string;
   /** The KnowEdit sub-key the prompt came from (e.g. "Reasoning"); metrics average per sub-key first. */
   key?: string;
@@ -24,7 +26,9 @@ export interface PromptAnswer {
 export interface EditRequest {
   /** The prompt with "{}" where the subject stands (exactly one placeholder). */
   prompt: string;
+  /** The subject, substituted for "{}". */
   subject: string;
+  /** The new answer the edit must produce. */
   target_new: string;
   /** The answer before the edit, when known. */
   ground_truth?: string;
@@ -34,7 +38,9 @@ export interface EditRequest {
   locality?: PromptAnswer[];
   /** Prompts whose answers should follow from the edit (e.g. two-hop). */
   portability?: PromptAnswer[];
+  /** The record's id in its data file. */
   case_id?: number | string;
+  /** The relation of the fact (e.g. a Wikidata id or a world relation). */
   relation?: string;
 }
 

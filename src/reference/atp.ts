@@ -28,9 +28,13 @@ export type AtpMetricRef =
 
 /** Options of {@link attributionPatchingRef}. */
 export interface AtpRefOptions {
+  /** Hook sites to attribute (e.g. resid_pre.0, attn_out.1). */
   sites: string[];
+  /** One score per unit (neuron or channel) instead of per site and position. */
   perNeuron?: boolean;
+  /** Recompute the attention softmax for attention-pattern contributions (AtP*'s QK fix). */
   qkFix?: boolean;
+  /** AtP*'s GradDrop: drop each layer's gradient in turn and keep the largest change. */
   gradDrop?: boolean;
   /** Finite-difference step along the patch direction (default 1e-4). */
   eps?: number;
@@ -38,8 +42,11 @@ export interface AtpRefOptions {
 
 /** One node group's estimates [T * units]. */
 export interface AtpRefSite {
+  /** The site's name. */
   name: string;
+  /** Units per position (1, or the width with perNeuron). */
   units: number;
+  /** Scores [T, units]. */
   values: Float64Array;
 }
 

@@ -52,6 +52,7 @@ export interface RefHooks {
 
 /** Options of {@link gpt2ForwardRef}. */
 export interface RefForwardOptions {
+  /** Capture or patch named sites of the reference forward. */
   hooks?: RefHooks;
 }
 

@@ -14,6 +14,7 @@ export interface TrainingInstance {
   id: string;
   /** 0-based line number in the corpus file. */
   line: number;
+  /** The instance's text. */
   text: string;
   /** Token ids including the leading and trailing eos. */
   ids: number[];
