@@ -35,7 +35,7 @@ export type { ForwardOptions, ForwardResult } from "./src/model/transformer.ts";
 export { hookSiteNames, siteWidth } from "./src/model/hooks.ts";
 export type { EditSpec, Hooks, PatchSpec } from "./src/model/hooks.ts";
 export { loadModel } from "./src/model/load.ts";
-export type { LoadedModel, LoadModelOptions } from "./src/model/load.ts";
+export type { LoadedModel, LoadedModelWithTokenizer, LoadModelOptions } from "./src/model/load.ts";
 export { argmax, logSoftmaxInto, logSumExp } from "./src/numeric/mod.ts";
 export { generate, pickToken } from "./src/model/generate.ts";
 export type { GenerateOptions, GenerateResult } from "./src/model/generate.ts";

@@ -3,6 +3,7 @@ import { getGpu } from "../gpu/device.ts";
 import { loadHFModel } from "../io/hf_model.ts";
 import type { BosMode, Tokenizer } from "../io/tokenizer.ts";
 import { TransformerModel } from "./transformer.ts";
+import { EngramError } from "../errors.ts";
 
 /** A model on the GPU plus its tokenizer (absent when the folder has no tokenizer files). */
 export interface LoadedModel {
@@ -18,11 +19,35 @@ export interface LoadedModel {
 export interface LoadModelOptions {
   /** BOS policy of every prompt encoded with the model's tokenizer (default "auto": the tokenizer's own convention). */
   bos?: BosMode;
+  /** Refuse a folder without tokenizer files (a typed error naming it); the result's tokenizer is then set. */
+  requireTokenizer?: boolean;
 }
 
-/** Reads `dir` (config.json, model.safetensors, tokenizer files) and uploads the weights. */
+/** A {@link LoadedModel} whose folder had a tokenizer ({@link LoadModelOptions.requireTokenizer}). */
+export interface LoadedModelWithTokenizer extends LoadedModel {
+  /** The folder's tokenizer. */
+  tokenizer: Tokenizer;
+}
+
+/**
+ * Reads `dir` (config.json, model.safetensors, tokenizer files) and uploads the weights. With
+ * `requireTokenizer: true` the result's `tokenizer` is typed as present (no `lm.tokenizer!` needed).
+ */
+export function loadModel(
+  dir: string,
+  opts: LoadModelOptions & { requireTokenizer: true },
+): Promise<LoadedModelWithTokenizer>;
+/** Reads `dir` (config.json, model.safetensors, tokenizer files, when present) and uploads the weights. */
+export function loadModel(dir: string, opts?: LoadModelOptions): Promise<LoadedModel>;
 export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promise<LoadedModel> {
   const hf = await loadHFModel(dir, { bos: opts.bos });
+  if (opts.requireTokenizer && hf.tokenizer === undefined) {
+    throw new EngramError(
+      "tokenizer",
+      "the model folder has no tokenizer (tokenizer.json, tokenizer.model, or vocab.json + merges.txt)",
+      { file: dir },
+    );
+  }
   const gpu = await getGpu();
   return { model: TransformerModel.create(gpu, hf.config, hf.weights), tokenizer: hf.tokenizer, dir };
 }
