@@ -6,6 +6,7 @@
  * through the CLI: the edited folder is BF16/F16 with only the edited tensor's bytes changed and the
  * folder's other files kept, and the revert is byte-identical to the source.
  */
+import { contentBytes } from "../src/io/atomic.ts";
 import assert from "node:assert/strict";
 import {
   encodeFloats,
@@ -327,7 +328,7 @@ Deno.test("forceF32 writes F32 (torch_dtype float32); no recorded dtypes writes 
     const input = { config: hf.config, weights: hf.weights, baseConfig: hf.hfConfig };
     for (const opts of [{ dtypes: hf.dtypes, forceF32: true }, {}]) {
       const files = await hfModelFiles(`${tmp}/out`, { ...input, ...opts });
-      const st = parseSafetensors(files["model.safetensors"] as Uint8Array, "out");
+      const st = parseSafetensors(contentBytes(files["model.safetensors"]), "out");
       for (const [name, t] of st.tensors) {
         assert.equal(t.dtype, "F32", name);
         const w = hf.weights.get(name.replace(/^model\./, ""))!;
@@ -337,7 +338,7 @@ Deno.test("forceF32 writes F32 (torch_dtype float32); no recorded dtypes writes 
     }
     // And the recorded dtypes write the source's bytes back.
     const files = await hfModelFiles(`${tmp}/out`, { ...input, dtypes: hf.dtypes });
-    await Deno.writeFile(`${tmp}/one.safetensors`, files["model.safetensors"] as Uint8Array);
+    await Deno.writeFile(`${tmp}/one.safetensors`, contentBytes(files["model.safetensors"]));
     const one = await readSafetensors(`${tmp}/one.safetensors`);
     for (const [name, s] of await tensorBytes(`${tmp}/src`)) {
       assert.deepEqual(one.tensors.get(name)!.bytes, s.bytes);

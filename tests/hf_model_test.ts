@@ -216,6 +216,68 @@ Deno.test("a loaded model saved as it is keeps config.json's fields (bos/eos ids
   });
 });
 
+Deno.test("a model over maxShardBytes is written as save_pretrained's shards plus index and reloads bit for bit", async () => {
+  await withTmp(async (tmp) => {
+    const cfg: ModelConfig = {
+      nLayer: 3,
+      nHead: 2,
+      nEmbd: 6,
+      vocabSize: 29,
+      nPositions: 7,
+      nInner: 10,
+      layerNormEpsilon: 1e-5,
+    };
+    const w = randomGPT2(cfg, 11);
+    const max = 500; // wte alone is 29·6·4 = 696 bytes: over a shard, so it gets one of its own
+    await saveHFModel(`${tmp}/sharded`, { config: cfg, weights: w, maxShardBytes: max });
+    const names = [...Deno.readDirSync(`${tmp}/sharded`)].map((e) => e.name).sort();
+    const shards = names.filter((n) => n.endsWith(".safetensors"));
+    assert.ok(shards.length > 2 && !names.includes("model.safetensors"), names.join(", "));
+    assert.deepEqual(
+      shards,
+      shards.map((_, i) =>
+        `model-${String(i + 1).padStart(5, "0")}-of-${String(shards.length).padStart(5, "0")}.safetensors`
+      ),
+    );
+    const index = JSON.parse(await Deno.readTextFile(`${tmp}/sharded/model.safetensors.index.json`));
+    const bytes = (name: string) => w.get(name.replace(/^transformer\./, ""))!.data.length * 4;
+    assert.equal(index.metadata.total_size, [...w.values()].reduce((s, t) => s + t.data.length * 4, 0));
+    // Greedy in the weights' order: each shard holds ≤ max bytes (or one tensor), and the next shard's
+    // first tensor would not have fitted.
+    const perShard = shards.map((f) =>
+      Object.keys(index.weight_map).filter((k) => index.weight_map[k] === f)
+    );
+    const order = [...w.keys()];
+    const flat = perShard.map((ks) =>
+      ks.map((k) => k.replace(/^transformer\./, "")).sort((a, b) => order.indexOf(a) - order.indexOf(b))
+    );
+    assert.deepEqual(flat.flat(), order, "shards follow the weights' order");
+    for (let i = 0; i < flat.length; i++) {
+      const size = flat[i].reduce((s, k) => s + bytes(k), 0);
+      assert.ok(
+        size <= max || flat[i].length === 1,
+        `shard ${i + 1}: ${size} bytes in ${flat[i].length} tensors`,
+      );
+      if (i + 1 < flat.length) {
+        assert.ok(size + bytes(flat[i + 1][0]) > max, `shard ${i + 1} could hold more`);
+      }
+    }
+    const r = await loadHFModel(`${tmp}/sharded`);
+    assert.deepEqual(r.config, cfg);
+    for (const [name, t] of w) {
+      assert.deepEqual(
+        new Uint32Array(r.weights.get(name)!.data.slice().buffer),
+        new Uint32Array(t.data.slice().buffer),
+        name,
+      );
+    }
+    await assert.rejects(
+      saveHFModel(`${tmp}/bad`, { config: cfg, weights: w, maxShardBytes: 0 }),
+      (e: unknown) => e instanceof EngramError && e.field === "maxShardBytes",
+    );
+  });
+});
+
 Deno.test("lm_head.weight equal to wte is tied; a different one is kept", async () => {
   await withTmp(async (tmp) => {
     const raw = await rawTensors(TOY);

@@ -25,6 +25,36 @@ export function randomSuffix(): string {
   return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 }
 
+/**
+ * File content produced in pieces (a multi-gigabyte safetensors file is never one buffer): `size` bytes
+ * in all, yielded by `chunks()`. A writer checks the total against `size`.
+ */
+export interface StreamedContent {
+  /** Total bytes the chunks add up to. */
+  readonly size: number;
+  /** The content, in order; each call starts again from the beginning. */
+  chunks(): Iterable<Uint8Array>;
+}
+
+/** What a file of a written folder holds: bytes, text (UTF-8), or {@link StreamedContent}. */
+export type FileContent = Uint8Array | string | StreamedContent;
+
+function isStreamed(data: FileContent): data is StreamedContent {
+  return typeof data !== "string" && !(data instanceof Uint8Array);
+}
+
+/** The whole content as one buffer (for small files and tests; a writer streams {@link StreamedContent}). */
+export function contentBytes(data: FileContent): Uint8Array {
+  if (!isStreamed(data)) return toBytes(data);
+  const out = new Uint8Array(data.size);
+  let off = 0;
+  for (const c of data.chunks()) {
+    out.set(c, off);
+    off += c.length;
+  }
+  return out;
+}
+
 function toBytes(data: Uint8Array | string): Uint8Array {
   return typeof data === "string" ? new TextEncoder().encode(data) : data;
 }
@@ -47,12 +77,19 @@ export async function lstatOrUndefined(path: string): Promise<Deno.FileInfo | un
   }
 }
 
-/** Writes all of `bytes` to a new file at `path` (which must not exist) and fsyncs it. */
-async function writeNewFile(path: string, bytes: Uint8Array): Promise<void> {
+/** Writes all of `data` to a new file at `path` (which must not exist) and fsyncs it. */
+async function writeNewFile(path: string, data: FileContent): Promise<void> {
   const f = await Deno.open(path, { write: true, createNew: true });
   try {
-    let off = 0;
-    while (off < bytes.length) off += await f.write(bytes.subarray(off));
+    let total = 0;
+    for (const bytes of isStreamed(data) ? data.chunks() : [toBytes(data)]) {
+      let off = 0;
+      while (off < bytes.length) off += await f.write(bytes.subarray(off));
+      total += bytes.length;
+    }
+    if (isStreamed(data) && total !== data.size) {
+      throw new EngramError("io", `wrote ${total} bytes of a file declared as ${data.size}`, { file: path });
+    }
     await f.sync();
   } finally {
     f.close();
@@ -70,10 +107,10 @@ function ioError(what: string, path: string, e: unknown): EngramError {
  * rename over `path`. On failure the temporary file is removed and `path` is untouched.
  * Throws {@link EngramError} (code "io") naming the path when the write fails.
  */
-export async function writeFileAtomic(path: string, data: Uint8Array | string): Promise<void> {
+export async function writeFileAtomic(path: string, data: FileContent): Promise<void> {
   const tmp = `${path}.tmp-${randomSuffix()}`;
   try {
-    await writeNewFile(tmp, toBytes(data));
+    await writeNewFile(tmp, data);
     await Deno.rename(tmp, path);
   } catch (e) {
     await removeQuietly(tmp);
@@ -170,7 +207,7 @@ export function markerText(kind: string): string {
  */
 export async function stageDir(
   dir: string,
-  files: Record<string, Uint8Array | string>,
+  files: Record<string, FileContent>,
   opts: { kind?: string; flag?: string } = {},
 ): Promise<StagedDir> {
   checkNames(dir, files);
@@ -185,11 +222,11 @@ export async function stageDir(
   try {
     await Deno.mkdir(tmp);
     for (const [name, data] of Object.entries(files)) {
-      if (name !== OUTPUT_MARKER) await writeNewFile(join(tmp, name), toBytes(data));
+      if (name !== OUTPUT_MARKER) await writeNewFile(join(tmp, name), data);
     }
     await writeNewFile(
       join(tmp, OUTPUT_MARKER),
-      toBytes(files[OUTPUT_MARKER] ?? markerText(opts.kind ?? "output")),
+      files[OUTPUT_MARKER] ?? markerText(opts.kind ?? "output"),
     );
   } catch (e) {
     await removeQuietly(tmp, true);
@@ -274,7 +311,7 @@ export async function commitStaged(staged: StagedDir[], opts: { overwrite?: bool
  */
 export async function writeDirAtomic(
   dir: string,
-  files: Record<string, Uint8Array | string>,
+  files: Record<string, FileContent>,
   opts: WriteDirOptions = {},
 ): Promise<void> {
   checkNames(dir, files);

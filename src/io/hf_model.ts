@@ -20,12 +20,18 @@ import {
   type WeightMap,
 } from "../model/config.ts";
 import { type FamilySpec, familySpec, familyWeightShapes } from "../model/families/mod.ts";
-import { OUTPUT_MARKER, writeDirAtomic } from "./atomic.ts";
+import { type FileContent, OUTPUT_MARKER, writeDirAtomic } from "./atomic.ts";
 import { readGgufModel } from "./gguf.ts";
 import { ggufTokenizer, ggufTokenizerFiles } from "./gguf_tokenizer.ts";
 import { excerpt } from "./excerpt.ts";
 import { hfConfigFields, type ModelType, modelTypeFor, parseHFConfig } from "./hf_config.ts";
-import { isWeightDtype, readSafetensors, serializeSafetensors, type WeightDtype } from "./safetensors.ts";
+import {
+  DTYPE_SIZES,
+  isWeightDtype,
+  readSafetensors,
+  safetensorsContent,
+  type WeightDtype,
+} from "./safetensors.ts";
 import { SafetensorsTensor } from "./safetensors.ts";
 import { isJsonObject, parseStrictJson } from "./strict_json.ts";
 import { loadTokenizerIfPresent } from "./tokenizer.ts";
@@ -543,6 +549,12 @@ export interface SaveHFModelInput {
   /** Write every tensor as F32 whatever {@link dtypes} says (config.json's torch_dtype follows). */
   forceF32?: boolean;
   /**
+   * Largest shard in bytes of tensor data (default 5e9, transformers' `max_shard_size="5GB"`). A model
+   * over it is written as `model-00001-of-0000N.safetensors` shards with `model.safetensors.index.json`,
+   * as `save_pretrained` does; a tensor larger than a shard gets a shard of its own.
+   */
+  maxShardBytes?: number;
+  /**
    * The loaded source's config.json ({@link HFModel.hfConfig}): used as {@link baseConfig} when that is
    * not given, so that a loaded model saved as it is (`saveHFModel(dir, { ...model, weights })`) keeps
    * bos_token_id, eos_token_id and every other field.
@@ -668,6 +680,60 @@ export async function saveHFModel(
   await writeDirAtomic(dir, await hfModelFiles(dir, model), { ...opts, kind: "model" });
 }
 
+/** transformers' default `max_shard_size` ("5GB", decimal). */
+const DEFAULT_MAX_SHARD_BYTES = 5e9;
+
+/**
+ * The weight files of a saved folder: one `model.safetensors`, or, when the tensor data exceeds
+ * `maxShardBytes`, shards filled in the weights' order (a new shard when the next tensor would overflow
+ * the current one, as huggingface_hub's split_state_dict_into_shards does) plus the index that maps each
+ * tensor to its shard and records `total_size` (tensor bytes, headers excluded).
+ */
+function safetensorsShards(
+  tensors: Map<string, HostTensor>,
+  dtypes: Map<string, WeightDtype>,
+  maxShardBytes: number,
+  label: string,
+): Record<string, FileContent> {
+  if (!(maxShardBytes > 0)) {
+    throw new EngramError("input", `maxShardBytes must be a positive number, got ${maxShardBytes}`, {
+      file: label,
+      field: "maxShardBytes",
+    });
+  }
+  const bytesOf = (name: string, t: HostTensor) => DTYPE_SIZES[dtypes.get(name) ?? "F32"] * t.data.length;
+  const shards: Array<Map<string, HostTensor>> = [];
+  let current = new Map<string, HostTensor>(), currentBytes = 0, total = 0;
+  for (const [name, t] of tensors) {
+    const b = bytesOf(name, t);
+    total += b;
+    if (current.size > 0 && currentBytes + b > maxShardBytes) {
+      shards.push(current);
+      current = new Map();
+      currentBytes = 0;
+    }
+    current.set(name, t);
+    currentBytes += b;
+  }
+  if (current.size > 0 || shards.length === 0) shards.push(current);
+  const meta = { format: "pt" };
+  if (shards.length === 1) return { "model.safetensors": safetensorsContent(shards[0], meta, { dtypes }) };
+  const files: Record<string, FileContent> = {};
+  const weightMap: Record<string, string> = {};
+  const n = String(shards.length).padStart(5, "0");
+  shards.forEach((shard, i) => {
+    const file = `model-${String(i + 1).padStart(5, "0")}-of-${n}.safetensors`;
+    files[file] = safetensorsContent(shard, meta, { dtypes });
+    for (const name of shard.keys()) weightMap[name] = file;
+  });
+  const sortedMap = Object.fromEntries(
+    Object.entries(weightMap).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+  );
+  files[INDEX_FILE] = JSON.stringify({ metadata: { total_size: total }, weight_map: sortedMap }, null, 2) +
+    "\n";
+  return files;
+}
+
 /** Tokenizer files {@link SaveHFModelInput.tokenizerFrom} copies; the last two alone are no tokenizer. */
 const TOKENIZER_FILES = [
   "tokenizer.json",
@@ -685,7 +751,7 @@ const TOKENIZER_FILES = [
 export async function hfModelFiles(
   dir: string,
   model: SaveHFModelInput,
-): Promise<Record<string, Uint8Array | string>> {
+): Promise<Record<string, FileContent>> {
   const label = join(dir, "model.safetensors");
   const c = resolveConfig(model.config, label);
   const spec = familySpec(c);
@@ -743,7 +809,7 @@ export async function hfModelFiles(
       extra.tie_word_embeddings = true;
     }
   }
-  const files: Record<string, Uint8Array | string> = {};
+  const files: Record<string, FileContent> = {};
   for (const [name, content] of Object.entries(model.otherFiles ?? {})) {
     if (name.endsWith(".safetensors") || name === INDEX_FILE) continue;
     files[name] = content;
@@ -751,7 +817,10 @@ export async function hfModelFiles(
   const cfgLabel = join(dir, "config.json");
   files["config.json"] = JSON.stringify(mergedConfig(model.config, baseConfig, extra, cfgLabel), null, 2) +
     "\n";
-  files["model.safetensors"] = serializeSafetensors(out, { format: "pt" }, { dtypes: fileDtypes });
+  Object.assign(
+    files,
+    safetensorsShards(out, fileDtypes, model.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES, label),
+  );
   if (tokenizerFrom !== undefined && isGgufFile(tokenizerFrom)) {
     Object.assign(files, await ggufTokenizerFiles(tokenizerFrom));
   } else if (tokenizerFrom !== undefined) {

@@ -13,7 +13,7 @@
  */
 import { SafetensorsError } from "../errors.ts";
 import type { HostTensor } from "../model/config.ts";
-import { writeFileAtomic } from "./atomic.ts";
+import { contentBytes, type StreamedContent, writeFileAtomic } from "./atomic.ts";
 import { excerpt, kindOf } from "./excerpt.ts";
 import { isJsonObject, own, parseStrictJson } from "./strict_json.ts";
 
@@ -480,19 +480,25 @@ export interface SerializeOptions {
   dtypes?: ReadonlyMap<string, WeightDtype>;
 }
 
+/** A safetensors file laid out: its prefix (length + padded header JSON) and each tensor with its dtype. */
+interface SafetensorsPlan {
+  prefix: Uint8Array;
+  entries: Array<{ name: string; t: HostTensor; dtype: WeightDtype }>;
+  dataBytes: number;
+}
+
 /**
- * Serializes float32 tensors to safetensors bytes, as Hugging Face's writer does: dtype F32 (or the
- * one `opts.dtypes` gives the tensor), tensors laid out in name order, header JSON padded with spaces
- * to a multiple of 8 bytes. `metadata` becomes `__metadata__`. Throws {@link SafetensorsError} naming
- * the tensor when its data length does not match its shape, or when a dtype is not F32/F16/BF16.
+ * Lays out float32 tensors as Hugging Face's writer does: dtype F32 (or the one `opts.dtypes` gives the
+ * tensor), tensors in name order, header JSON padded with spaces to a multiple of 8 bytes, `metadata` as
+ * `__metadata__`. Checks every tensor before anything is written.
  */
-export function serializeSafetensors(
+function planSafetensors(
   tensors: TensorsToWrite,
-  metadata?: Record<string, string>,
-  opts: SerializeOptions = {},
-): Uint8Array {
+  metadata: Record<string, string> | undefined,
+  opts: SerializeOptions,
+): SafetensorsPlan {
   const label = "<serializeSafetensors>";
-  const entries = (tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors))
+  const sorted = (tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors))
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   const parts: string[] = [];
   if (metadata !== undefined) {
@@ -507,8 +513,8 @@ export function serializeSafetensors(
     parts.push(`"__metadata__":${JSON.stringify(metadata)}`);
   }
   let offset = 0;
-  const dtypes: WeightDtype[] = [];
-  for (const [name, t] of entries) {
+  const entries: SafetensorsPlan["entries"] = [];
+  for (const [name, t] of sorted) {
     if (name === "__metadata__") {
       throw new SafetensorsError("'__metadata__' is reserved", { file: label, field: name });
     }
@@ -519,10 +525,7 @@ export function serializeSafetensors(
     if (!(t.data instanceof Float32Array) || t.data.length !== numel) {
       throw new SafetensorsError(
         `shape ${JSON.stringify(t.shape)} needs ${numel} float32 values, data has ${t.data?.length}`,
-        {
-          file: label,
-          field: name,
-        },
+        { file: label, field: name },
       );
     }
     const dtype = opts.dtypes?.get(name) ?? "F32";
@@ -532,7 +535,7 @@ export function serializeSafetensors(
         field: name,
       });
     }
-    dtypes.push(dtype);
+    entries.push({ name, t, dtype });
     const size = DTYPE_SIZES[dtype];
     parts.push(
       `${JSON.stringify(name)}:${
@@ -541,26 +544,56 @@ export function serializeSafetensors(
     );
     offset += size * numel;
   }
-  let header = new TextEncoder().encode(`{${parts.join(",")}}`);
-  const pad = (8 - (header.length % 8)) % 8;
-  if (pad) {
-    const padded = new Uint8Array(header.length + pad).fill(0x20);
-    padded.set(header);
-    header = padded;
+  const header = new TextEncoder().encode(`{${parts.join(",")}}`);
+  const padded = header.length + (8 - (header.length % 8)) % 8;
+  const prefix = new Uint8Array(8 + padded).fill(0x20);
+  new DataView(prefix.buffer).setBigUint64(0, BigInt(padded), true);
+  prefix.set(header, 8);
+  return { prefix, entries, dataBytes: offset };
+}
+
+/** Float32 values converted per chunk of this many elements (64 MiB of F32). */
+const CHUNK_ELEMENTS = 1 << 24;
+
+function* planChunks(plan: SafetensorsPlan): Generator<Uint8Array> {
+  yield plan.prefix;
+  for (const { t, dtype } of plan.entries) {
+    if (dtype === "F32" && LITTLE_ENDIAN) {
+      yield new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+      continue;
+    }
+    for (let i = 0; i < t.data.length; i += CHUNK_ELEMENTS) {
+      yield encodeFloats(t.data.subarray(i, Math.min(t.data.length, i + CHUNK_ELEMENTS)), dtype);
+    }
   }
-  const out = new Uint8Array(8 + header.length + offset);
-  const dv = new DataView(out.buffer);
-  dv.setBigUint64(0, BigInt(header.length), true);
-  out.set(header, 8);
-  let p = 8 + header.length;
-  for (const [i, [, t]] of entries.entries()) {
-    const bytes = dtypes[i] === "F32" && LITTLE_ENDIAN
-      ? new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength)
-      : encodeFloats(t.data, dtypes[i]);
-    out.set(bytes, p);
-    p += bytes.length;
-  }
-  return out;
+}
+
+/**
+ * Serializes float32 tensors to safetensors bytes, as Hugging Face's writer does: dtype F32 (or the
+ * one `opts.dtypes` gives the tensor), tensors laid out in name order, header JSON padded with spaces
+ * to a multiple of 8 bytes. `metadata` becomes `__metadata__`. Throws {@link SafetensorsError} naming
+ * the tensor when its data length does not match its shape, or when a dtype is not F32/F16/BF16.
+ */
+export function serializeSafetensors(
+  tensors: TensorsToWrite,
+  metadata?: Record<string, string>,
+  opts: SerializeOptions = {},
+): Uint8Array {
+  return contentBytes(safetensorsContent(tensors, metadata, opts));
+}
+
+/**
+ * The same file as {@link serializeSafetensors}, as content that a writer streams: the header, then each
+ * tensor converted to its dtype in chunks, so the file never exists as one buffer (a model of several
+ * gigabytes would not fit one). Checks every tensor up front; the tensors must not change until written.
+ */
+export function safetensorsContent(
+  tensors: TensorsToWrite,
+  metadata?: Record<string, string>,
+  opts: SerializeOptions = {},
+): StreamedContent {
+  const plan = planSafetensors(tensors, metadata, opts);
+  return { size: plan.prefix.length + plan.dataBytes, chunks: () => planChunks(plan) };
 }
 
 /** Serializes (see {@link serializeSafetensors}) and writes `path` atomically. */
@@ -570,5 +603,5 @@ export async function writeSafetensors(
   metadata?: Record<string, string>,
   opts: SerializeOptions = {},
 ): Promise<void> {
-  await writeFileAtomic(path, serializeSafetensors(tensors, metadata, opts));
+  await writeFileAtomic(path, safetensorsContent(tensors, metadata, opts));
 }
