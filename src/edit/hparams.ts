@@ -38,6 +38,16 @@ export interface CommonHparams {
   mom2_dataset: string;
   /** Maximum number of corpus records (JSONL lines / text chunks) used for C. */
   mom2_n_samples: number;
+  /**
+   * How C's sum is accumulated: "float32" (default, the reference files' value: a running f32 sum) or
+   * "float64" (Kahan-compensated f32 on the GPU, src/edit/stats.ts; ROME's float64 runs the sum in f64).
+   */
+  mom2_dtype?: "float32" | "float64";
+  /**
+   * FastMEMIT's reduced sample: C from the first 10 × d_k tokens only (default false). The edit's log
+   * names it (`statistics.reduced`).
+   */
+  mom2_reduced?: boolean;
   /** [length, count] pairs of sampled context prefixes, in tokens. */
   context_template_length_params: [number, number][];
   /** Early stop of the v-star / z optimisation when the loss falls below this (reference: 5e-2). */
@@ -618,6 +628,8 @@ const SCHEMA: Record<keyof CommonHparams, HparamRule> = {
   mom2_update_weight: rule.num(),
   mom2_dataset: rule.str(),
   mom2_n_samples: rule.int(),
+  mom2_dtype: rule.oneOf("float32", "float64"),
+  mom2_reduced: rule.bool(),
   context_template_length_params: rule.pairs(),
   early_stop_loss: rule.num(),
   prefix_eos: rule.bool(),
@@ -640,7 +652,6 @@ export const IGNORED_HPARAMS: ReadonlySet<string> = new Set([
   "attn_module_tmp",
   "ln_f_module",
   "lm_head_module",
-  "mom2_dtype",
   "stats_dir",
   "layer_selection",
   "model_parallel",

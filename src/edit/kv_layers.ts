@@ -18,7 +18,7 @@ import { optimizeDeltas } from "./compute_v.ts";
 import type { CommonHparams } from "./hparams.ts";
 import { norm } from "./linalg.ts";
 import type { EditRequest } from "./requests.ts";
-import { type LayerStats, layerStats } from "./stats.ts";
+import { type LayerStats, layerStats, statsLogInfo, statsSumOptions } from "./stats.ts";
 import { memitContextTemplates } from "./templates.ts";
 
 /** What a method's solve sees at one edited layer. */
@@ -75,6 +75,7 @@ export async function layeredKvEdit(
   const deltaMap = new Map<string, HostTensor>();
   const scratch = new ScratchWeights(model);
   try {
+    const sum = statsSumOptions(hp, model.config.nInner);
     const stats = m.statsLayers.length === 0 ? new Map<number, LayerStats>() : await layerStats(
       model,
       tokenizer,
@@ -84,6 +85,7 @@ export async function layeredKvEdit(
         files: opts.stats,
         maxSamples: hp.mom2_n_samples,
         cacheDir: opts.statsDir,
+        ...sum,
         onProgress: (d, t) => opts.onProgress?.("statistics", d, t),
       },
     );
@@ -151,7 +153,7 @@ export async function layeredKvEdit(
         layer,
         weight: proj.weight,
         resid_norm: Math.sqrt(residNorm),
-        ...(st ? { statistics: { file: st.file, tokens: st.count, cached: st.cached } } : {}),
+        ...(st ? { statistics: statsLogInfo(st, sum) } : {}),
         ...sol.info,
       });
       opts.onProgress?.("layers", i + 1, hp.layers.length);

@@ -27,7 +27,7 @@ import { optimizeDeltas } from "./compute_v.ts";
 import { checkLayers, mergeHparams, romeDefaults, type RomeHparams } from "./hparams.ts";
 import { type Cholesky, choleskyRegularized, choleskySolve, dot, norm } from "./linalg.ts";
 import { type EditRequest, normalizeRequest } from "./requests.ts";
-import { type LayerStats, layerStats } from "./stats.ts";
+import { type LayerStats, layerStats, statsLogInfo, statsSumOptions } from "./stats.ts";
 import { romeContextTemplates } from "./templates.ts";
 
 /** Resolves ROME's hyper-parameters for `model` from defaults, overrides and `layers`. */
@@ -82,15 +82,17 @@ export async function romeEditor(
     let ch: Cholesky | undefined;
     let statsInfo: Record<string, unknown> | undefined;
     if (hp.mom2_adjustment) {
+      const sum = statsSumOptions(hp, model.config.nInner);
       const st = (await layerStats(model, tokenizer, [layer], {
         corpus: opts.statsCorpus ?? (hp.mom2_dataset || undefined),
         files: opts.stats,
         maxSamples: hp.mom2_n_samples,
         cacheDir: opts.statsDir,
+        ...sum,
         onProgress: (d, t) => opts.onProgress?.("statistics", d, t),
       })).get(layer)!;
       ch = factorCovariance(st, hp.mom2_update_weight, warn);
-      statsInfo = { file: st.file, tokens: st.count, cached: st.cached, regularization_lambda: ch.lambda };
+      statsInfo = { ...statsLogInfo(st, sum), regularization_lambda: ch.lambda };
     }
     if (layer === model.config.nLayer - 1 && hp.fact_token === "subject_last") {
       warn(

@@ -26,6 +26,7 @@ import type { Gpu } from "../gpu/device.ts";
 import { matmul } from "../gpu/matmul.ts";
 import { createTensor, type GpuTensor, readTensor, writeTensor } from "../gpu/tensor.ts";
 import { fill } from "../gpu/reduce.ts";
+import { kahanAccumulate } from "../gpu/kahan.ts";
 import { readNpz } from "../io/npz.ts";
 import { readSafetensors, writeSafetensors } from "../io/safetensors.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
@@ -76,7 +77,59 @@ export interface StatsOptions {
   cacheDir?: string;
   /** Tokens per forward pass (default 4096). */
   batchTokens?: number;
+  /**
+   * Stop after this many tokens (keys), cutting the last record (default: no limit beyond
+   * {@link maxSamples}). FastMEMIT's reduced sample is about 10 × d_k tokens
+   * ({@link reducedSampleTokens}); a reduced C is named as such in the edit's log (`tokens`, `reduced`).
+   */
+  maxTokens?: number;
+  /**
+   * How Σ kkᵀ is summed over batches on the GPU: "f32" (default; ROME's `mom2_dtype` "float32", a
+   * running f32 sum) or "kahan" (each batch's f32 product added with Kahan compensation, so the total
+   * is good to a few roundings however many tokens: what ROME's "float64" buys, at 3× the GPU memory
+   * of C).
+   */
+  accumulation?: StatsAccumulation;
+  /** Records done of the total (JSONL lines, or context-sized chunks of plain text). */
   onProgress?: (done: number, total: number) => void;
+}
+
+/** How {@link layerStats} sums the batches of keys ({@link StatsOptions.accumulation}). */
+export type StatsAccumulation = "f32" | "kahan";
+
+/** FastMEMIT's reduced sample for keys of width `dK`: 10 × d_k tokens. */
+export function reducedSampleTokens(dK: number): number {
+  return 10 * dK;
+}
+
+/**
+ * The summation and token limit an editor's hparams ask of {@link layerStats}: `mom2_dtype` "float64" is
+ * Kahan-compensated accumulation, `mom2_reduced` FastMEMIT's 10 × d_k tokens for keys of width `dK`.
+ */
+export function statsSumOptions(
+  hp: { mom2_dtype?: "float32" | "float64"; mom2_reduced?: boolean },
+  dK: number,
+): Pick<StatsOptions, "accumulation" | "maxTokens"> {
+  return {
+    accumulation: hp.mom2_dtype === "float64" ? "kahan" : "f32",
+    ...(hp.mom2_reduced ? { maxTokens: reducedSampleTokens(dK) } : {}),
+  };
+}
+
+/** What an edit's log records of its statistics: file, tokens, whether cached, and how they were summed. */
+export function statsLogInfo(
+  st: LayerStats,
+  sum: Pick<StatsOptions, "accumulation" | "maxTokens">,
+): Record<string, unknown> {
+  return {
+    file: st.file,
+    tokens: st.count,
+    cached: st.cached,
+    accumulation: sum.accumulation ?? "f32",
+    ...(sum.maxTokens !== undefined
+      ? { reduced: `FastMEMIT reduced sample: the first ${sum.maxTokens} tokens (10 × d_k)` }
+      : {}),
+  };
 }
 
 /** The default cache folder for statistics. */
@@ -193,57 +246,83 @@ function fileOf(c: string | StatsCorpus): StatsCorpus {
   return typeof c === "string" ? { file: c } : c;
 }
 
-/** Tokenized corpus records: JSONL "text" lines (optionally [eos] text [eos]) or context-sized chunks of plain text. */
-export function tokenizeStatsCorpus(
-  text: string,
+/** Records tokenized per window: the sequences of one window are grouped by length into batches. */
+const WINDOW_RECORDS = 8192;
+
+function checkEosDelimit(tokenizer: Tokenizer, eosDelimit: boolean, file: string): void {
+  if (eosDelimit && tokenizer.eosId === undefined) {
+    throw new InputError("eos_delimit needs a tokenizer with an end-of-text token", { file });
+  }
+}
+
+/** One JSONL record's token ids (line `lineNo`, 1-based in the file): its "text", framed, truncated to the context. */
+function jsonlRecordIds(
+  line: string,
+  lineNo: number,
   file: string,
   tokenizer: Tokenizer,
   nPositions: number,
-  maxSamples: number,
-  eosDelimit = false,
-): number[][] {
-  const lines = text.split("\n").filter((l) => l.trim() !== "");
-  const eos = tokenizer.eosId;
-  const seqs: number[][] = [];
-  const isJsonl = lines.length > 0 && lines[0].trim().startsWith("{");
-  if (isJsonl) {
-    if (eosDelimit && eos === undefined) {
-      throw new InputError("eos_delimit needs a tokenizer with an end-of-text token", { file });
-    }
-    for (let i = 0; i < lines.length && seqs.length < maxSamples; i++) {
-      let rec: unknown;
-      try {
-        rec = JSON.parse(lines[i]);
-      } catch {
-        throw new InputError(`line ${i + 1} is not JSON (a .jsonl corpus needs {"text": ...} per line)`, {
-          file,
-          field: "text",
-        });
-      }
-      const t = (rec as { text?: unknown })?.text;
-      if (typeof t !== "string") {
-        throw new InputError(`line ${i + 1} has no string "text" field`, { file, field: "text" });
-      }
-      let ids = tokenizer.encode(t);
-      if (eosDelimit) ids = [eos!, ...ids, eos!];
-      if (ids.length === 0) continue;
-      // As ROME's TokenizedDataset: truncated to the context, not split.
-      seqs.push(ids.slice(0, nPositions));
-    }
-  } else {
-    const ids = tokenizer.encode(text);
-    for (let i = 0; i < ids.length && seqs.length < maxSamples; i += nPositions) {
-      seqs.push(ids.slice(i, i + nPositions));
-    }
+  eosDelimit: boolean,
+): number[] {
+  let rec: unknown;
+  try {
+    rec = JSON.parse(line);
+  } catch {
+    throw new InputError(`line ${lineNo} is not JSON (a .jsonl corpus needs {"text": ...} per line)`, {
+      file,
+      field: "text",
+    });
   }
-  if (seqs.length === 0) throw new InputError("statistics corpus has no text", { file });
-  return seqs;
+  const t = (rec as { text?: unknown })?.text;
+  if (typeof t !== "string") {
+    throw new InputError(`line ${lineNo} has no string "text" field`, { file, field: "text" });
+  }
+  let ids = tokenizer.encode(t);
+  if (eosDelimit) ids = [tokenizer.eosId!, ...ids, tokenizer.eosId!];
+  // As ROME's TokenizedDataset: truncated to the context, not split.
+  return ids.slice(0, nPositions);
 }
 
-/** Reads a corpus file; ROME's dataset names without such a file ask for ROME's prebuilt statistics. */
-async function readCorpusBytes(file: string, layers: number[]): Promise<Uint8Array> {
+/** Lines of a file read in chunks (never the whole file as one string), with their 1-based numbers. */
+async function* fileLines(file: string): AsyncGenerator<[string, number]> {
+  const f = await Deno.open(file);
+  const dec = new TextDecoder();
+  let rest = "", lineNo = 0;
   try {
-    return await Deno.readFile(file);
+    for await (const chunk of f.readable) {
+      rest += dec.decode(chunk, { stream: true });
+      let start = 0;
+      for (let nl = rest.indexOf("\n"); nl >= 0; nl = rest.indexOf("\n", start)) {
+        yield [rest.slice(start, nl), ++lineNo];
+        start = nl + 1;
+      }
+      rest = rest.slice(start);
+    }
+  } finally {
+    try {
+      f.close();
+    } catch {
+      // already closed by the finished stream
+    }
+  }
+  rest += dec.decode();
+  if (rest !== "") yield [rest, ++lineNo];
+}
+
+/** What one streaming pass over the corpus file gives before any tokenizing: its key and its size. */
+interface CorpusScan {
+  /** {@link corpusKeyHash} of the file and options. */
+  key: string;
+  /** JSONL (first non-empty line starts with "{") or plain text. */
+  jsonl: boolean;
+  /** Non-empty lines (JSONL records). */
+  records: number;
+}
+
+/** Opens a corpus file for reading; ROME's dataset names without such a file ask for ROME's prebuilt statistics. */
+async function openCorpus(file: string, layers: number[]): Promise<Deno.FsFile> {
+  try {
+    return await Deno.open(file);
   } catch (e) {
     if (e instanceof Deno.errors.NotFound && (file === "wikipedia" || file === "wikitext")) {
       const names = layers.map((l) => `transformer.h.${l}.mlp.c_proj_float32_mom2_100000.npz`).join(", ");
@@ -256,20 +335,76 @@ async function readCorpusBytes(file: string, layers: number[]): Promise<Uint8Arr
   }
 }
 
+/** Options that change the token sequences or the sum, hashed into the corpus key. */
+interface CorpusKeyOptions {
+  eosDelimit: boolean;
+  maxSamples: number;
+  nPositions: number;
+  maxTokens?: number;
+  accumulation?: StatsAccumulation;
+}
+
 /**
- * Hash of what the token sequences depend on besides the model: the corpus bytes, the framing, the
- * limits, and the tokenizer (its source, size, end-of-text id and its encoding of the corpus's first
- * 16 KiB, so that a different tokenizer gives a different key without tokenizing the whole corpus).
+ * Streams the corpus file once: hashes its bytes (the corpus key, {@link corpusKeyHash}), and counts its
+ * non-empty lines, holding only one chunk and the first 16 KiB at a time.
+ */
+async function scanCorpus(
+  file: string,
+  layers: number[],
+  tokenizer: Tokenizer,
+  opts: CorpusKeyOptions,
+): Promise<CorpusScan> {
+  const f = await openCorpus(file, layers);
+  const h = createHash("sha256");
+  const head: Uint8Array[] = [];
+  let headBytes = 0, records = 0, inLine = false, firstByte: number | undefined;
+  try {
+    for await (const chunk of f.readable) {
+      h.update(chunk);
+      if (headBytes < 16384) {
+        head.push(chunk.subarray(0, 16384 - headBytes));
+        headBytes += Math.min(chunk.length, 16384 - headBytes);
+      }
+      for (const b of chunk) {
+        if (b === 0x0a) {
+          inLine = false;
+        } else if (b !== 0x20 && b !== 0x09 && b !== 0x0d) {
+          if (!inLine) records++;
+          inLine = true;
+          firstByte ??= b;
+        }
+      }
+    }
+  } catch (e) {
+    throw new InputError(`cannot read statistics corpus: ${(e as Error).message}`, { file });
+  }
+  const headText = new Uint8Array(headBytes);
+  let o = 0;
+  for (const c of head) {
+    headText.set(c, o);
+    o += c.length;
+  }
+  return {
+    key: corpusKeyHash(h, headText, tokenizer, opts),
+    jsonl: firstByte === 0x7b,
+    records,
+  };
+}
+
+/**
+ * Hash of what the token sequences depend on besides the model: the corpus bytes (already fed to `h`),
+ * the framing, the limits, the summation, and the tokenizer (its source, size, end-of-text id and its
+ * encoding of the corpus's first 16 KiB, so that a different tokenizer gives a different key without
+ * tokenizing the whole corpus). Default options hash as before they existed, so old caches stay valid.
  */
 function corpusKeyHash(
-  bytes: Uint8Array,
+  h: ReturnType<typeof createHash>,
+  headBytes: Uint8Array,
   tokenizer: Tokenizer,
-  opts: { eosDelimit: boolean; maxSamples: number; nPositions: number },
+  opts: CorpusKeyOptions,
 ): string {
-  const h = createHash("sha256");
-  h.update(bytes);
   // The text the tokenizer sees: the records' "text" for JSONL, else the text itself.
-  const head = new TextDecoder().decode(bytes.subarray(0, 16384)).replace(/[^\n]*$/, "");
+  const head = new TextDecoder().decode(headBytes).replace(/[^\n]*$/, "");
   const probe = head.trimStart().startsWith("{")
     ? head.split("\n").map((l) => {
       try {
@@ -280,13 +415,71 @@ function corpusKeyHash(
       }
     }).join("\n")
     : head;
+  const { maxTokens, accumulation, ...base } = opts;
   h.update(JSON.stringify({
-    ...opts,
+    ...base,
     dtype: "float32",
+    ...(maxTokens !== undefined ? { maxTokens } : {}),
+    ...(accumulation === "kahan" ? { accumulation } : {}),
     tokenizer: [tokenizer.source, tokenizer.vocabSize, tokenizer.eosId ?? null],
     probe: tokenizer.encode(probe),
   }));
   return h.digest("hex");
+}
+
+/**
+ * The corpus's token sequences in windows of up to {@link WINDOW_RECORDS} records, at most `maxSamples`
+ * records and `maxTokens` tokens in all (the record that crosses `maxTokens` is cut). JSONL is read line
+ * by line; plain text is tokenized whole (a BPE split at an arbitrary boundary would change the tokens
+ * there) and cut into context-sized chunks.
+ */
+async function* corpusWindows(
+  file: string,
+  scan: CorpusScan,
+  tokenizer: Tokenizer,
+  nPositions: number,
+  maxSamples: number,
+  eosDelimit: boolean,
+  maxTokens: number,
+): AsyncGenerator<number[][]> {
+  let records = 0, tokens = 0, any = false;
+  const take = (ids: number[]): number[] | undefined => {
+    if (ids.length === 0 || records >= maxSamples || tokens >= maxTokens) return undefined;
+    const cut = ids.slice(0, Math.min(ids.length, maxTokens - tokens));
+    records++;
+    tokens += cut.length;
+    any = true;
+    return cut;
+  };
+  const done = () => records >= maxSamples || tokens >= maxTokens;
+  if (scan.jsonl) {
+    checkEosDelimit(tokenizer, eosDelimit, file);
+    let win: number[][] = [];
+    for await (const [line, lineNo] of fileLines(file)) {
+      if (line.trim() === "") continue;
+      const ids = take(jsonlRecordIds(line, lineNo, file, tokenizer, nPositions, eosDelimit));
+      if (ids) win.push(ids);
+      if (win.length >= WINDOW_RECORDS) {
+        yield win;
+        win = [];
+      }
+      if (done()) break;
+    }
+    if (win.length > 0) yield win;
+  } else {
+    const ids = tokenizer.encode(await Deno.readTextFile(file));
+    let win: number[][] = [];
+    for (let i = 0; i < ids.length && !done(); i += nPositions) {
+      const s = take(ids.slice(i, i + nPositions));
+      if (s) win.push(s);
+      if (win.length >= WINDOW_RECORDS) {
+        yield win;
+        win = [];
+      }
+    }
+    if (win.length > 0) yield win;
+  }
+  if (!any) throw new InputError("statistics corpus has no text", { file });
 }
 
 /** C and count of a statistics file read by {@link readStatsFile}. */
@@ -422,16 +615,17 @@ export async function statsCacheFile(
   tokenizer: Tokenizer,
   layer: number,
   corpus: string | StatsCorpus,
-  opts: { maxSamples?: number; cacheDir?: string } = {},
+  opts: Pick<StatsOptions, "maxSamples" | "cacheDir" | "maxTokens" | "accumulation"> = {},
 ): Promise<string> {
   const c = fileOf(corpus);
-  const bytes = await readCorpusBytes(c.file, [layer]);
-  const ch = corpusKeyHash(bytes, tokenizer, {
+  const scan = await scanCorpus(c.file, [layer], tokenizer, {
     eosDelimit: c.eosDelimit ?? false,
     maxSamples: opts.maxSamples ?? 100000,
     nPositions: model.config.nPositions,
+    maxTokens: opts.maxTokens,
+    accumulation: opts.accumulation,
   });
-  return cacheFile(opts.cacheDir ?? defaultStatsDir(), modelKeyHash(model, layer), layer, ch);
+  return cacheFile(opts.cacheDir ?? defaultStatsDir(), modelKeyHash(model, layer), layer, scan.key);
 }
 
 /**
@@ -458,13 +652,26 @@ export async function layerStats(
   }
   const { file: corpus, eosDelimit = false } = fileOf(opts.corpus);
   const maxSamples = opts.maxSamples ?? 100000;
+  const accumulation = opts.accumulation ?? "f32";
+  if (accumulation !== "f32" && accumulation !== "kahan") {
+    throw new InputError(`accumulation must be "f32" or "kahan", got ${JSON.stringify(accumulation)}`, {
+      field: "accumulation",
+    });
+  }
+  if (opts.maxTokens !== undefined && !(Number.isSafeInteger(opts.maxTokens) && opts.maxTokens > 0)) {
+    throw new InputError(`maxTokens must be a positive integer, got ${opts.maxTokens}`, {
+      field: "maxTokens",
+    });
+  }
   const dir = opts.cacheDir ?? defaultStatsDir();
-  const bytes = await readCorpusBytes(corpus, layers);
-  const corpusHash = corpusKeyHash(bytes, tokenizer, {
+  const scan = await scanCorpus(corpus, layers, tokenizer, {
     eosDelimit,
     maxSamples,
     nPositions: model.config.nPositions,
+    maxTokens: opts.maxTokens,
+    accumulation: opts.accumulation === "kahan" ? "kahan" : undefined,
   });
+  const corpusHash = scan.key;
   const todo: Array<{ layer: number; file: string }> = [];
   for (const layer of layers) {
     const file = cacheFile(dir, modelKeyHash(model, layer), layer, corpusHash);
@@ -486,65 +693,87 @@ export async function layerStats(
     todo.push({ layer, file });
   }
   if (todo.length === 0) return out;
-  const seqs = tokenizeStatsCorpus(
-    new TextDecoder().decode(bytes),
-    corpus,
-    tokenizer,
-    model.config.nPositions,
-    maxSamples,
-    eosDelimit,
-  );
 
   const gpu: Gpu = model.gpu;
-  const acc = new Map<number, GpuTensor>();
-  for (const { layer } of todo) {
-    const t = createTensor(gpu, [I, I], { name: `mom2.${layer}` });
-    await fill(gpu, t, 0);
-    acc.set(layer, t);
-  }
-  const byLen = new Map<number, number[][]>();
-  for (const s of seqs) {
-    const list = byLen.get(s.length) ?? [];
-    list.push(s);
-    byLen.set(s.length, list);
-  }
+  const kahan = accumulation === "kahan";
+  const acc = new Map<number, { sum: GpuTensor; comp?: GpuTensor }>();
   const batchTokens = opts.batchTokens ?? 4096;
   const sites = todo.map(({ layer }) => `mlp_post.${layer}`);
-  let done = 0, count = 0;
-  let keys: GpuTensor | undefined;
+  // Progress in records: JSONL lines (known from the scan) or, for plain text, unknown until read.
+  const totalRecords = scan.jsonl ? Math.min(maxSamples, scan.records) : 0;
+  let done = 0, count = 0, records = 0;
+  let keys: GpuTensor | undefined, product: GpuTensor | undefined;
   try {
-    for (const [T, list] of byLen) {
-      const bs = Math.max(1, Math.floor(batchTokens / T));
-      for (let i = 0; i < list.length; i += bs) {
-        const chunk = list.slice(i, i + bs);
-        const rows = chunk.length * T;
-        const { captured } = await model.forward(chunk, { hooks: { capture: sites } });
-        if (!keys || keys.numel < rows * I) {
-          keys?.destroy();
-          keys = createTensor(gpu, [Math.max(rows, batchTokens), I], { name: "keys" });
+    for (const { layer } of todo) {
+      const sum = createTensor(gpu, [I, I], { name: `mom2.${layer}` });
+      await fill(gpu, sum, 0);
+      let comp: GpuTensor | undefined;
+      if (kahan) {
+        comp = createTensor(gpu, [I, I], { name: `mom2_comp.${layer}` });
+        await fill(gpu, comp, 0);
+      }
+      acc.set(layer, { sum, comp });
+    }
+    if (kahan) product = createTensor(gpu, [I, I], { name: "mom2_batch" });
+    const windows = corpusWindows(
+      corpus,
+      scan,
+      tokenizer,
+      model.config.nPositions,
+      maxSamples,
+      eosDelimit,
+      opts.maxTokens ?? Number.MAX_SAFE_INTEGER,
+    );
+    for await (const win of windows) {
+      records += win.length;
+      const byLen = new Map<number, number[][]>();
+      for (const s of win) {
+        const list = byLen.get(s.length) ?? [];
+        list.push(s);
+        byLen.set(s.length, list);
+      }
+      for (const [T, list] of byLen) {
+        const bs = Math.max(1, Math.floor(batchTokens / T));
+        for (let i = 0; i < list.length; i += bs) {
+          const chunk = list.slice(i, i + bs);
+          const rows = chunk.length * T;
+          const { captured } = await model.forward(chunk, { hooks: { capture: sites } });
+          if (!keys || keys.numel < rows * I) {
+            keys?.destroy();
+            keys = createTensor(gpu, [Math.max(rows, batchTokens), I], { name: "keys" });
+          }
+          for (const { layer } of todo) {
+            writeTensor(keys, captured.get(`mlp_post.${layer}`)!);
+            const a = acc.get(layer)!;
+            // f32: one running sum (ROME's mom2_dtype float32); kahan: this batch's product, then a
+            // compensated add into (sum, comp).
+            await matmul(gpu, keys, keys, kahan ? product! : a.sum, {
+              M: I,
+              N: I,
+              K: rows,
+              transA: true,
+              accumulate: !kahan,
+            });
+            if (kahan) await kahanAccumulate(gpu, a.sum, a.comp!, product!);
+          }
+          count += rows;
+          done += chunk.length;
+          opts.onProgress?.(done, Math.max(totalRecords, done));
         }
-        for (const { layer } of todo) {
-          writeTensor(keys, captured.get(`mlp_post.${layer}`)!);
-          await matmul(gpu, keys, keys, acc.get(layer)!, {
-            M: I,
-            N: I,
-            K: rows,
-            transA: true,
-            accumulate: true,
-          });
-        }
-        count += rows;
-        done += chunk.length;
-        opts.onProgress?.(done, seqs.length);
       }
     }
     await Deno.mkdir(dir, { recursive: true });
     for (const { layer, file } of todo) {
-      const sum = await readTensor(acc.get(layer)!);
+      const a = acc.get(layer)!;
+      const sum = Float64Array.from(await readTensor(a.sum));
+      if (a.comp) {
+        const comp = await readTensor(a.comp);
+        for (let k = 0; k < sum.length; k++) sum[k] -= comp[k];
+      }
       const mom2 = new Float64Array(I * I);
       // Symmetrise (the GPU sum is symmetric up to rounding) and divide by the token count.
-      for (let a = 0; a < I; a++) {
-        for (let b = 0; b < I; b++) mom2[a * I + b] = 0.5 * (sum[a * I + b] + sum[b * I + a]) / count;
+      for (let x = 0; x < I; x++) {
+        for (let y = 0; y < I; y++) mom2[x * I + y] = 0.5 * (sum[x * I + y] + sum[y * I + x]) / count;
       }
       await writeSafetensors(file, { mom2: { shape: [I, I], data: Float32Array.from(mom2) } }, {
         count: String(count),
@@ -552,14 +781,20 @@ export async function layerStats(
         corpus,
         corpus_key: corpusHash,
         eos_delimit: String(eosDelimit),
-        samples: String(seqs.length),
+        samples: String(records),
+        accumulation,
+        ...(opts.maxTokens !== undefined ? { max_tokens: String(opts.maxTokens) } : {}),
       });
       // Use exactly what the cache holds, so a cached run gives the same edit.
       out.set(layer, { layer, mom2: Float64Array.from(Float32Array.from(mom2)), count, file, cached: false });
     }
   } finally {
     keys?.destroy();
-    for (const t of acc.values()) t.destroy();
+    product?.destroy();
+    for (const a of acc.values()) {
+      a.sum.destroy();
+      a.comp?.destroy();
+    }
   }
   return out;
 }
