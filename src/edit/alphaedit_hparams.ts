@@ -30,6 +30,7 @@ const COMMON: Partial<AlphaEditHparams> = {
   mom2_adjustment: true,
   mom2_dataset: "wikipedia",
   mom2_n_samples: 100000,
+  mom2_dtype: "float32",
   nullspace_threshold: 2e-2,
   context_template_length_params: [[10, 5]],
 };

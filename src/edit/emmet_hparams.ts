@@ -30,6 +30,7 @@ const COMMON: Partial<EmmetHparams> = {
   mom2_adjustment: true,
   mom2_dataset: "wikipedia",
   mom2_n_samples: 100000,
+  mom2_dtype: "float32",
   update_norm_lambda: 0,
   emmet_lambda: 0.1,
   context_template_length_params: [[10, 5]],

@@ -203,6 +203,7 @@ const ROME_FILE_COMMON: Partial<RomeHparams> = {
   context_template_length_params: [[5, 10], [10, 10]],
   mom2_dataset: "wikipedia",
   mom2_n_samples: 100000,
+  mom2_dtype: "float32",
 };
 
 /**
@@ -250,6 +251,7 @@ const MEMIT_FILE_COMMON: Partial<MemitHparams> = {
   mom2_adjustment: true,
   mom2_dataset: "wikipedia",
   mom2_n_samples: 100000,
+  mom2_dtype: "float32",
 };
 
 /**

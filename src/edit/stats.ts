@@ -90,6 +90,11 @@ export interface StatsOptions {
    * of C).
    */
   accumulation?: StatsAccumulation;
+  /**
+   * Records tokenized and held at a time (default 8192): the corpus is streamed in windows of this many,
+   * each window's sequences grouped by length into batches, so memory does not grow with the corpus.
+   */
+  windowRecords?: number;
   /** Records done of the total (JSONL lines, or context-sized chunks of plain text). */
   onProgress?: (done: number, total: number) => void;
 }
@@ -246,7 +251,7 @@ function fileOf(c: string | StatsCorpus): StatsCorpus {
   return typeof c === "string" ? { file: c } : c;
 }
 
-/** Records tokenized per window: the sequences of one window are grouped by length into batches. */
+/** Default {@link StatsOptions.windowRecords}. */
 const WINDOW_RECORDS = 8192;
 
 function checkEosDelimit(tokenizer: Tokenizer, eosDelimit: boolean, file: string): void {
@@ -428,7 +433,7 @@ function corpusKeyHash(
 }
 
 /**
- * The corpus's token sequences in windows of up to {@link WINDOW_RECORDS} records, at most `maxSamples`
+ * The corpus's token sequences in windows of up to `window` records, at most `maxSamples`
  * records and `maxTokens` tokens in all (the record that crosses `maxTokens` is cut). JSONL is read line
  * by line; plain text is tokenized whole (a BPE split at an arbitrary boundary would change the tokens
  * there) and cut into context-sized chunks.
@@ -441,6 +446,7 @@ async function* corpusWindows(
   maxSamples: number,
   eosDelimit: boolean,
   maxTokens: number,
+  window: number,
 ): AsyncGenerator<number[][]> {
   let records = 0, tokens = 0, any = false;
   const take = (ids: number[]): number[] | undefined => {
@@ -459,7 +465,7 @@ async function* corpusWindows(
       if (line.trim() === "") continue;
       const ids = take(jsonlRecordIds(line, lineNo, file, tokenizer, nPositions, eosDelimit));
       if (ids) win.push(ids);
-      if (win.length >= WINDOW_RECORDS) {
+      if (win.length >= window) {
         yield win;
         win = [];
       }
@@ -472,7 +478,7 @@ async function* corpusWindows(
     for (let i = 0; i < ids.length && !done(); i += nPositions) {
       const s = take(ids.slice(i, i + nPositions));
       if (s) win.push(s);
-      if (win.length >= WINDOW_RECORDS) {
+      if (win.length >= window) {
         yield win;
         win = [];
       }
@@ -663,6 +669,13 @@ export async function layerStats(
       field: "maxTokens",
     });
   }
+  if (
+    opts.windowRecords !== undefined && !(Number.isSafeInteger(opts.windowRecords) && opts.windowRecords > 0)
+  ) {
+    throw new InputError(`windowRecords must be a positive integer, got ${opts.windowRecords}`, {
+      field: "windowRecords",
+    });
+  }
   const dir = opts.cacheDir ?? defaultStatsDir();
   const scan = await scanCorpus(corpus, layers, tokenizer, {
     eosDelimit,
@@ -723,6 +736,7 @@ export async function layerStats(
       maxSamples,
       eosDelimit,
       opts.maxTokens ?? Number.MAX_SAFE_INTEGER,
+      opts.windowRecords ?? WINDOW_RECORDS,
     );
     for await (const win of windows) {
       records += win.length;
