@@ -454,6 +454,9 @@ async function traceWith(
         }
         : noiseCorruption([subject]);
       const noiseStd = tokens ? 0 : noiseStdFor([subject]);
+      const noiseLabel = noiseDist === "gaussian"
+        ? "std"
+        : `${noiseDist}${noiseDist === "t" ? `(${noiseDf})` : ""} scale`;
       let bar: ReturnType<typeof progress> | undefined;
       const r = await causalTrace(model, input.ids, input.subjectRange, {
         ...common,
@@ -525,7 +528,7 @@ async function traceWith(
             `(${
               tokens
                 ? `subject replaced by ${JSON.stringify(replacement)}`
-                : `noise std ${noiseStd.toPrecision(3)}`
+                : `noise ${noiseLabel} ${noiseStd.toPrecision(3)}${f["noise-replace"] ? " (replacing)" : ""}`
             }, ${r.samples} samples, ${r.stats.forwards} forwards, ${r.stats.seconds.toFixed(2)} s)`,
         );
         for (const t of r.traces) {
