@@ -17,6 +17,7 @@ import { subjectNoise } from "../src/locate/patching.ts";
 import { embeddingGaussian, subjectReplacement } from "../src/locate/corruption.ts";
 import { causalTrace, TRACE_KINDS, type TraceCorruption, type TraceMetric } from "../src/locate/trace.ts";
 import { causalTraceRef } from "../src/locate/trace_ref.ts";
+import { parseNoiseFlag, romeNoiseRule } from "../src/cli/trace.ts";
 import { engram, freshSeed, maxAbsErr, rng } from "./_util.ts";
 
 const WORLD = new URL("../fixtures/world/", import.meta.url).pathname;
@@ -56,6 +57,16 @@ Deno.test("numpy RandomState uniform(-1, 1) and chisquare(df): numpy's own value
   const r = new NumpyRandomState(2);
   const all = Array.from({ length: 1000 }, () => r.chisquare(3));
   assert.deepEqual(all.slice(-3), [1.8053253837559622, 0.9535072925652387, 0.30750682342565716]);
+});
+
+Deno.test("trace --noise: ROME's noise codes", () => {
+  assert.deepEqual(parseNoiseFlag("s"), { multiple: 1 });
+  assert.deepEqual(romeNoiseRule("u0.5"), { dist: "uniform", noise: "0.5" });
+  assert.deepEqual(romeNoiseRule("t3"), { dist: "t", noise: "1", df: 3 });
+  assert.deepEqual(romeNoiseRule("m"), { dist: "mvn", noise: "1" });
+  assert.equal(romeNoiseRule("s3"), undefined);
+  assert.equal(romeNoiseRule("0.1"), undefined);
+  assert.equal(romeNoiseRule("ux"), undefined);
 });
 
 Deno.test("embedding Gaussian: mean and covariance (n - 1) of the rows, A·Aᵀ = Σ", () => {
@@ -382,7 +393,7 @@ Deno.test("trace CLI: --corruption tokens, --noise-dist, --metric; typed errors;
     assert.ok(Math.abs(o.total_effect - (o.metric_clean - o.metric_corrupt)) < 1e-9);
     assert.ok(o.effects.flat().every(Number.isFinite));
 
-    const u = await run("--noise-dist", "t", "--noise-df", "4", "--metric", "logprob");
+    const u = await run("--noise", "t4", "--metric", "logprob"); // ROME's code for --noise-dist t --noise-df 4
     assert.equal(u.code, 0, u.stderr);
     const uo = JSON.parse(u.stdout);
     assert.deepEqual(uo.corruption, { kind: "noise", dist: "t", df: 4, replace: false, noise_rng: "numpy" });
@@ -402,7 +413,9 @@ Deno.test("trace CLI: --corruption tokens, --noise-dist, --metric; typed errors;
           /--noise does not apply/,
         ],
         [["--noise-dist", "t", "--noise", "s3"], /--noise s<k> does not apply/],
-        [["--noise-dist", "t", "--noise-df", "2"], /--noise-df must be a number > 2/],
+        [["--noise", "u0.5", "--noise-dist", "uniform"], /ROME's code for --noise-dist uniform/],
+        [["--noise", "t1.5"], /degrees of freedom > 2/],
+        [["--noise-dist", "t", "--noise-df", "2"], /degrees of freedom > 2/],
       ] as Array<[string[], RegExp]>
     ) {
       const b = await run(...args);

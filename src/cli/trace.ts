@@ -85,6 +85,7 @@ export type NoiseFlag = { absolute: number } | { multiple: number };
 
 /** Parses `--noise`: "s<k>" (k x embedding std) or a plain non-negative number (absolute std). */
 export function parseNoiseFlag(v: string): NoiseFlag {
+  if (v.trim() === "s") return { multiple: 1 }; // ROME's parse_noise_rule: a bare "s" is factor 1
   const m = /^s(\d+(?:\.\d*)?|\.\d+)$/.exec(v.trim());
   if (m) return { multiple: Number(m[1]) };
   const n = Number(v);
@@ -95,6 +96,20 @@ export function parseNoiseFlag(v: string): NoiseFlag {
       field: "--noise",
     },
   );
+}
+
+/**
+ * ROME's other `--noise_level` codes, accepted by `trace --noise` beside s<k> and numbers: `u<x>` (uniform
+ * noise of half-width x), `t<d>` (Student t with d degrees of freedom), `m` (multivariate Gaussian); the
+ * same as `--noise-dist uniform --noise x`, `--noise-dist t --noise-df d`, `--noise-dist mvn`. Undefined
+ * for any other value.
+ */
+export function romeNoiseRule(v: string): { dist: NoiseDist; noise: string; df?: number } | undefined {
+  const t = v.trim();
+  if (t === "m") return { dist: "mvn", noise: "1" };
+  const m = /^([ut])(\d+(?:\.\d*)?|\.\d+)$/.exec(t);
+  if (!m) return undefined;
+  return m[1] === "u" ? { dist: "uniform", noise: m[2] } : { dist: "t", noise: "1", df: Number(m[2]) };
 }
 
 function choice<T extends string>(
@@ -220,16 +235,26 @@ export async function traceCommand(argv: string[]): Promise<void> {
       }
     }
   }
-  const noiseDist: NoiseDist = choice(f, "noise-dist", NOISE_DISTS, "gaussian");
+  // ROME's codes u<x>, t<d>, m in --noise stand for --noise-dist (and --noise-df); not both.
+  const rule = typeof f.noise === "string" ? romeNoiseRule(f.noise) : undefined;
+  if (rule && (f["noise-dist"] !== undefined || f["noise-df"] !== undefined)) {
+    throw new InputError(
+      `--noise ${f.noise} is ROME's code for --noise-dist ${rule.dist}: give one or the other`,
+      { field: "--noise" },
+    );
+  }
+  const noiseDist: NoiseDist = rule?.dist ?? choice(f, "noise-dist", NOISE_DISTS, "gaussian");
   const fitted = noiseDist === "mvn" || noiseDist === "t";
   if (f["noise-df"] !== undefined && noiseDist !== "t") {
     throw new InputError("--noise-df is the degrees of freedom of --noise-dist t", { field: "--noise-df" });
   }
-  const noiseDf = f["noise-df"] === undefined ? 3 : Number(f["noise-df"]);
+  const noiseDf = rule?.df ?? (f["noise-df"] === undefined ? 3 : Number(f["noise-df"]));
   if (!(Number.isFinite(noiseDf) && noiseDf > 2)) {
-    throw new InputError(`--noise-df must be a number > 2, got '${f["noise-df"]}'`, { field: "--noise-df" });
+    throw new InputError(`t noise needs degrees of freedom > 2, got '${rule ? f.noise : f["noise-df"]}'`, {
+      field: rule ? "--noise" : "--noise-df",
+    });
   }
-  const noise = parseNoiseFlag((f.noise as string | undefined) ?? (fitted ? "1" : "s3"));
+  const noise = parseNoiseFlag(rule?.noise ?? (f.noise as string | undefined) ?? (fitted ? "1" : "s3"));
   if (fitted && "multiple" in noise) {
     throw new InputError(
       `--noise s<k> does not apply to --noise-dist ${noiseDist}: its scale is the fitted covariance ` +
