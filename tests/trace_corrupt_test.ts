@@ -15,7 +15,13 @@ import { randomGPT2 } from "../src/model/random.ts";
 import { NumpyRandomState } from "../src/locate/numpy_random.ts";
 import { subjectNoise } from "../src/locate/patching.ts";
 import { embeddingGaussian, subjectReplacement } from "../src/locate/corruption.ts";
-import { causalTrace, TRACE_KINDS, type TraceCorruption, type TraceMetric } from "../src/locate/trace.ts";
+import {
+  causalTrace,
+  TRACE_KINDS,
+  type TraceCorruption,
+  type TraceKind,
+  type TraceMetric,
+} from "../src/locate/trace.ts";
 import { causalTraceRef } from "../src/locate/trace_ref.ts";
 import { parseNoiseFlag, romeNoiseRule } from "../src/cli/trace.ts";
 import { engram, freshSeed, maxAbsErr, rng } from "./_util.ts";
@@ -156,13 +162,14 @@ Deno.test("corruptions x metrics: batched GPU trace equals the float64 twin", as
   const model = TransformerModel.create(await getGpu(), TINY, weights);
   const ids = Array.from({ length: 6 }, () => Math.floor(r() * TINY.vocabSize));
   const range: [number, number] = [1, 3];
-  const kinds = [...TRACE_KINDS];
   const samples = 2, answer = [4], counterfactual = 9;
   let worst = 0;
   for (const c of cases(seed + 1, ids, range, samples)) {
     // Every corruption with every metric would be 18 traces: the metrics on three of them, prob on all.
     const all = ["gaussian", "t(5)", "tokens"].includes(c.name);
     for (const metric of (all ? ["prob", "logprob", "logit-diff"] : ["prob"]) as TraceMetric[]) {
+      // The metric scores the runs whatever is restored: all kinds with prob, hidden states otherwise.
+      const kinds = metric === "prob" ? [...TRACE_KINDS] : (["hidden"] as const).slice();
       const res = await causalTrace(model, ids, range, {
         kinds,
         samples,
@@ -173,7 +180,6 @@ Deno.test("corruptions x metrics: batched GPU trace equals the float64 twin", as
         corruption: c.corruption,
         metric,
         counterfactual: metric === "logit-diff" ? counterfactual : undefined,
-        maxRows: 200,
       });
       const ref = causalTraceRef(TINY, weights, ids, range, answer, c.noise, {
         kinds,
@@ -224,7 +230,13 @@ Deno.test("corruptions x metrics: batched GPU trace equals the float64 twin", as
     const c of cases(seed + 1, ids, range, samples).filter((x) => ["uniform", "tokens"].includes(x.name))
   ) {
     for (const metric of ["prob", "logprob"] as TraceMetric[]) {
-      const opts = { kinds, window: 2, answer: [4, 9, 2], targetProb: "sequence" as const, metric };
+      const opts = {
+        kinds: ["hidden", "mlp"] as TraceKind[],
+        window: 2,
+        answer: [4, 9, 2],
+        targetProb: "sequence" as const,
+        metric,
+      };
       const res = await causalTrace(model, ids, range, {
         ...opts,
         samples,
