@@ -186,6 +186,16 @@ export type { KnownRule } from "./src/locate/known.ts";
 export { causalTrace, kindSite, TRACE_KINDS, windowLayers } from "./src/locate/trace.ts";
 export type { KindTrace, TargetProb, TraceKind, TraceOptions, TraceResult } from "./src/locate/trace.ts";
 export { causalTraceRef } from "./src/locate/trace_ref.ts";
+export { CORRUPTION_KINDS, TRACE_METRICS } from "./src/locate/trace.ts";
+export type { TraceCorruption, TraceMetric } from "./src/locate/trace.ts";
+export {
+  corruptionNoise,
+  embeddingGaussian,
+  NOISE_DISTS,
+  replacementCandidates,
+  subjectReplacement,
+} from "./src/locate/corruption.ts";
+export type { EmbeddingGaussian, NoiseDist, NoiseSpec } from "./src/locate/corruption.ts";
 export { CLASS_POOLS, ClassAccumulator, TOKEN_CLASSES, tokenClassPositions } from "./src/locate/average.ts";
 export type { ClassAverage, ClassPool } from "./src/locate/average.ts";
 export {

@@ -57,9 +57,12 @@ commands:
   study     attribution --model DIR --train FILE --prompts FILE [--tests N] [--pool N] [--k K] [--json]
             IA vs NA overlap and fine-tuning on top-k influential vs random instances
   trace     --model DIR (--prompt "..." --subject S [--target T] | --facts FILE [--limit N] [--include-unknown])
-            [--kind hidden|mlp|attn|all] [--samples N] [--noise X|sK] [--noise-basis wte|subjects] [--window W]
+            [--kind hidden|mlp|attn|all] [--samples N] [--noise X|sK|uX|tD|m] [--noise-basis wte|subjects]
+            [--window W]
             [--seed S] [--noise-rng numpy|mulberry32] [--known whole|greedy|first] [--pool token|prompt]
             [--target-prob first|sequence] [--bos auto|on|off] [--batch-rows N] [--unbatched]
+            [--corruption noise|tokens] [--corrupt-subject S] [--noise-dist gaussian|uniform|mvn|t]
+            [--noise-df D] [--noise-replace] [--metric prob|logprob|logit-diff --counterfactual C]
             [--out DIR] [--json]
             causal tracing (ROME): restore hidden / MLP / attention states after corrupting the subject;
             --json prints one object per kind, a JSON array of [hidden, mlp, attn] for --kind all (default);
@@ -68,7 +71,13 @@ commands:
             Defaults: 10 samples, noise s3 = 3 x std of wte (of the subjects' tokens with --facts), window 10
             (clipped to the model), seed 1 (numpy RandomState, ROME's noise), --known whole (ROME: the decoded
             top-1 token equals the whole target, else the fact is dropped), --pool token (ROME's notebook),
-            answer = the target's first token (or the model's prediction)
+            answer = the target's first token (or the model's prediction), --metric prob (ROME's).
+            Corruptions: ROME's noise rules (--noise-dist uniform: --noise X = half-width, ROME's u<X>; mvn / t:
+            ROME's m / t<D>, a Gaussian fitted to the --noise-basis embeddings, --noise X multiplies, default 1;
+            --noise uX / tD / m are ROME's codes for them; --noise-replace: ROME's --replace) or symmetric token
+            replacement (--corruption tokens: the subject replaced by --corrupt-subject S of the same token
+            length, or with --facts by a same-length subject of the file, drawn with --seed);
+            --metric logit-diff compares the answer's and C's first tokens
   atp       --model DIR --prompt "..." --subject S --target T [--corrupt-prompt "..." | --noise X|sK] [--seed S]
             [--metric prob|logprob|logit-diff --counterfactual C] [--sites resid_pre,attn_out,...] [--per-neuron]
             [--qk-fix] [--grad-drop] [--star] [--top K] [--bos auto|on|off] [--json]

@@ -29,6 +29,15 @@
  *   greedy tokens, as ROME traces its top-1 `answer_t`.
  * - `--pool token` (default, ROME's notebook) or `prompt` chooses how the facts' averages pool the
  *   middle-subject and further tokens (src/locate/average.ts).
+ * - Corruption (src/locate/corruption.ts): `--corruption noise` (default) with `--noise-dist gaussian`
+ *   (default, ROME's `s<k>`), `uniform` (ROME's `u<x>`: --noise X is the half-width), `mvn` / `t` (ROME's
+ *   `m` / `t<d>`, `--noise-df D`, default 3: a Gaussian fitted to the token embeddings of the
+ *   --noise-basis; --noise X multiplies the draws, default 1) and `--noise-replace` (ROME's `--replace`);
+ *   or `--corruption tokens` (symmetric token replacement): the subject replaced by `--corrupt-subject S`
+ *   (the same token length), or with --facts by another subject of the file with the same token length
+ *   (seeded by --seed), a fact without one dropped ("skipped_no_replacement").
+ * - `--metric prob` (default, ROME's), `logprob` or `logit-diff` (`--counterfactual C`, its first token):
+ *   the scores, effects and averages are in the metric's units; p_clean / p_corrupt stay probabilities.
  */
 import { InputError } from "../errors.ts";
 import { loadHFModel } from "../io/hf_model.ts";
@@ -47,13 +56,24 @@ import {
   type KnownRule,
 } from "../locate/known.ts";
 import { embeddingStd, NOISE_RNGS, type NoiseRng } from "../locate/patching.ts";
-import { encodeFact, type FactInput } from "../prompt/encode.ts";
+import {
+  embeddingGaussian,
+  NOISE_DISTS,
+  type NoiseDist,
+  replacementCandidates,
+  subjectReplacement,
+} from "../locate/corruption.ts";
+import { encodeFact, encodeTarget, type FactInput } from "../prompt/encode.ts";
 import { type FactWhere, withFieldNames } from "../prompt/errors.ts";
 import {
   causalTrace,
+  CORRUPTION_KINDS,
   type TargetProb,
   TRACE_KINDS,
+  TRACE_METRICS,
+  type TraceCorruption,
   type TraceKind,
+  type TraceMetric,
   type TraceResult,
 } from "../locate/trace.ts";
 import { heatmapSvg, kindColormap, traceHeatmapSvg } from "../report/heatmap.ts";
@@ -65,6 +85,7 @@ export type NoiseFlag = { absolute: number } | { multiple: number };
 
 /** Parses `--noise`: "s<k>" (k x embedding std) or a plain non-negative number (absolute std). */
 export function parseNoiseFlag(v: string): NoiseFlag {
+  if (v.trim() === "s") return { multiple: 1 }; // ROME's parse_noise_rule: a bare "s" is factor 1
   const m = /^s(\d+(?:\.\d*)?|\.\d+)$/.exec(v.trim());
   if (m) return { multiple: Number(m[1]) };
   const n = Number(v);
@@ -75,6 +96,20 @@ export function parseNoiseFlag(v: string): NoiseFlag {
       field: "--noise",
     },
   );
+}
+
+/**
+ * ROME's other `--noise_level` codes, accepted by `trace --noise` beside s<k> and numbers: `u<x>` (uniform
+ * noise of half-width x), `t<d>` (Student t with d degrees of freedom), `m` (multivariate Gaussian); the
+ * same as `--noise-dist uniform --noise x`, `--noise-dist t --noise-df d`, `--noise-dist mvn`. Undefined
+ * for any other value.
+ */
+export function romeNoiseRule(v: string): { dist: NoiseDist; noise: string; df?: number } | undefined {
+  const t = v.trim();
+  if (t === "m") return { dist: "mvn", noise: "1" };
+  const m = /^([ut])(\d+(?:\.\d*)?|\.\d+)$/.exec(t);
+  if (!m) return undefined;
+  return m[1] === "u" ? { dist: "uniform", noise: m[2] } : { dist: "t", noise: "1", df: Number(m[2]) };
 }
 
 function choice<T extends string>(
@@ -156,6 +191,13 @@ export async function traceCommand(argv: string[]): Promise<void> {
     window: { type: "string" },
     seed: { type: "string" },
     "target-prob": { type: "string" },
+    corruption: { type: "string" },
+    "corrupt-subject": { type: "string" },
+    "noise-dist": { type: "string" },
+    "noise-df": { type: "string" },
+    "noise-replace": { type: "boolean" },
+    metric: { type: "string" },
+    counterfactual: { type: "string" },
     bos: { type: "string" },
     "prefix-eos": { type: "string" },
     "batch-rows": { type: "string" },
@@ -175,7 +217,57 @@ export async function traceCommand(argv: string[]): Promise<void> {
   const knownRule: KnownRule = choice(f, "known", KNOWN_RULES, "whole");
   const pool: ClassPool = choice(f, "pool", CLASS_POOLS, "token");
   const noiseRng: NoiseRng = choice(f, "noise-rng", NOISE_RNGS, "numpy");
-  const noise = parseNoiseFlag((f.noise as string | undefined) ?? "s3");
+  const corruptionKind = choice(
+    f,
+    "corruption",
+    CORRUPTION_KINDS,
+    f["corrupt-subject"] !== undefined ? "tokens" : "noise",
+  );
+  if (corruptionKind === "noise" && f["corrupt-subject"] !== undefined) {
+    throw new InputError("--corrupt-subject is symmetric token replacement: it takes --corruption tokens", {
+      field: "--corrupt-subject",
+    });
+  }
+  if (corruptionKind === "tokens") {
+    for (const k of ["noise", "noise-dist", "noise-df", "noise-replace", "noise-rng", "noise-basis"]) {
+      if (f[k] !== undefined) {
+        throw new InputError(`--${k} does not apply to --corruption tokens`, { field: `--${k}` });
+      }
+    }
+  }
+  // ROME's codes u<x>, t<d>, m in --noise stand for --noise-dist (and --noise-df); not both.
+  const rule = typeof f.noise === "string" ? romeNoiseRule(f.noise) : undefined;
+  if (rule && (f["noise-dist"] !== undefined || f["noise-df"] !== undefined)) {
+    throw new InputError(
+      `--noise ${f.noise} is ROME's code for --noise-dist ${rule.dist}: give one or the other`,
+      { field: "--noise" },
+    );
+  }
+  const noiseDist: NoiseDist = rule?.dist ?? choice(f, "noise-dist", NOISE_DISTS, "gaussian");
+  const fitted = noiseDist === "mvn" || noiseDist === "t";
+  if (f["noise-df"] !== undefined && noiseDist !== "t") {
+    throw new InputError("--noise-df is the degrees of freedom of --noise-dist t", { field: "--noise-df" });
+  }
+  const noiseDf = rule?.df ?? (f["noise-df"] === undefined ? 3 : Number(f["noise-df"]));
+  if (!(Number.isFinite(noiseDf) && noiseDf > 2)) {
+    throw new InputError(`t noise needs degrees of freedom > 2, got '${rule ? f.noise : f["noise-df"]}'`, {
+      field: rule ? "--noise" : "--noise-df",
+    });
+  }
+  const noise = parseNoiseFlag(rule?.noise ?? (f.noise as string | undefined) ?? (fitted ? "1" : "s3"));
+  if (fitted && "multiple" in noise) {
+    throw new InputError(
+      `--noise s<k> does not apply to --noise-dist ${noiseDist}: its scale is the fitted covariance ` +
+        `(--noise X multiplies the draws, 1 by default)`,
+      { field: "--noise" },
+    );
+  }
+  const metric: TraceMetric = choice(f, "metric", TRACE_METRICS, "prob");
+  if ((metric === "logit-diff") !== (f.counterfactual !== undefined)) {
+    throw new InputError("--counterfactual is needed with --metric logit-diff, and only there", {
+      field: "--counterfactual",
+    });
+  }
   const factsFile = f.facts as string | undefined;
   if (
     factsFile !== undefined && (f.prompt !== undefined || f.subject !== undefined || f.target !== undefined)
@@ -217,6 +309,10 @@ export async function traceCommand(argv: string[]): Promise<void> {
       basis,
       prompt,
       subject,
+      corruptionKind,
+      noiseDist,
+      noiseDf,
+      metric,
     });
   } finally {
     await guard.release();
@@ -247,6 +343,10 @@ interface TraceSettings {
   basis: "wte" | "subjects";
   prompt: string;
   subject: string;
+  corruptionKind: (typeof CORRUPTION_KINDS)[number];
+  noiseDist: NoiseDist;
+  noiseDf: number;
+  metric: TraceMetric;
 }
 
 async function traceWith(
@@ -272,18 +372,23 @@ async function traceWith(
     basis,
     prompt,
     subject,
+    corruptionKind,
+    noiseDist,
+    noiseDf,
+    metric,
   } = o;
   const hf = await loadHFModel(modelDir, { bos });
   const tok = hf.tokenizer;
   if (!tok) throw new InputError(`${modelDir} has no tokenizer files`, { file: modelDir, field: "--model" });
   const prefixEos = tok.bosId !== undefined;
   // One encoding for every command (src/prompt): BOS policy, subject span, target spacing, context check.
+  const encodeOpts = (where?: FactWhere) => ({
+    nPositions: hf.config.nPositions,
+    appendTarget: targetProb === "sequence",
+    where,
+  });
   const encode = (fact: FactInput, where?: FactWhere) => {
-    const e = encodeFact(tok, fact, {
-      nPositions: hf.config.nPositions,
-      appendTarget: targetProb === "sequence",
-      where,
-    });
+    const e = encodeFact(tok, fact, encodeOpts(where));
     const ids = e.ids.slice(0, e.promptLength);
     return {
       ids,
@@ -304,7 +409,42 @@ async function traceWith(
     const ids = basis === "wte" ? undefined : subjects.flatMap((s) => tok.encode(s));
     return noise.multiple * embeddingStd(hf.weights, C, ids, model.spec.embed);
   };
-  const common = { samples, window, seed, noiseRng, targetProb, maxRows, batched: !f.unbatched, kinds };
+  const counterfactual = metric === "logit-diff"
+    ? withFieldNames({ target: "--counterfactual" }, () => encodeTarget(tok, String(f.counterfactual))[0])
+    : undefined;
+  const common = {
+    samples,
+    window,
+    seed,
+    noiseRng,
+    targetProb,
+    maxRows,
+    batched: !f.unbatched,
+    kinds,
+    metric,
+    counterfactual,
+  };
+  // The noise corruption for the subjects `subjects` (the --noise-basis of s<k> and of the mvn / t fit).
+  const noiseCorruption = (subjects: string[]): TraceCorruption => {
+    const corruption: TraceCorruption = { kind: "noise", dist: noiseDist, replace: !!f["noise-replace"] };
+    if (noiseDist === "t") corruption.df = noiseDf;
+    if (noiseDist === "mvn" || noiseDist === "t") {
+      const ids = basis === "wte" ? undefined : subjects.flatMap((s) => tok.encode(s));
+      corruption.fit = embeddingGaussian(hf.weights, C, ids, model.spec.embed);
+    }
+    return corruption;
+  };
+  const corruptionJson = (r: TraceResult, replacement?: string) =>
+    r.corruption.kind === "tokens"
+      ? { ...r.corruption, subject: replacement ?? null }
+      : { ...r.corruption, noise_rng: noiseRng };
+  const metricJson = (r: TraceResult) => ({
+    metric: r.metric,
+    counterfactual: f.counterfactual ?? null,
+    counterfactual_id: r.counterfactual ?? null,
+    metric_clean: r.metricClean,
+    metric_corrupt: r.metricCorrupt,
+  });
 
   try {
     if (factsFile === undefined) {
@@ -318,11 +458,35 @@ async function traceWith(
           `target '${f.target}' is ${answer.length} tokens; scoring its first token (use --target-prob sequence for all)`,
         );
       }
-      const noiseStd = noiseStdFor([subject]);
+      const tokens = corruptionKind === "tokens";
+      const replacement = f["corrupt-subject"] as string | undefined;
+      if (tokens && replacement === undefined) {
+        throw new InputError(
+          "--corruption tokens on one prompt needs --corrupt-subject S (a subject of the same token length)",
+          { field: "--corrupt-subject" },
+        );
+      }
+      const corruption: TraceCorruption = tokens
+        ? {
+          kind: "tokens",
+          ids: subjectReplacement(
+            tok,
+            { prompt, subject, target: f.target as string | undefined },
+            replacement!,
+            encodeOpts(),
+            "--corrupt-subject",
+          ),
+        }
+        : noiseCorruption([subject]);
+      const noiseStd = tokens ? 0 : noiseStdFor([subject]);
+      const noiseLabel = noiseDist === "gaussian"
+        ? "std"
+        : `${noiseDist}${noiseDist === "t" ? `(${noiseDf})` : ""} scale`;
       let bar: ReturnType<typeof progress> | undefined;
       const r = await causalTrace(model, input.ids, input.subjectRange, {
         ...common,
         noiseStd,
+        corruption,
         answer,
         onProgress: (d, t) => (bar ??= progress("trace (sequences)", t)).update(d),
       });
@@ -347,6 +511,8 @@ async function traceWith(
         known,
         known_rule: knownRule,
         noise_rng: noiseRng,
+        corruption: corruptionJson(r, replacement),
+        ...metricJson(r),
         bos: prefixEos,
         batched: !f.unbatched,
         forwards: r.stats.forwards,
@@ -362,7 +528,7 @@ async function traceWith(
             tokens: input.tokens.slice(0, r.promptLength),
             subjectRange: r.subjectRange,
             scores: t.scores,
-            pCorrupt: r.pCorrupt,
+            pCorrupt: r.metricCorrupt,
             window: t.window,
             answer: tok.decode(r.answer),
           });
@@ -378,13 +544,17 @@ async function traceWith(
         console.log(
           `answer ${JSON.stringify(tok.decode(r.answer))}${
             known ? "" : ` (not known by --known ${knownRule})`
-          }: ` +
+          }: ` + (r.metric === "prob"
+            ? ""
+            : `${r.metric} clean ${r.metricClean.toFixed(4)} corrupt ${r.metricCorrupt.toFixed(4)}  `) +
             `p_clean ${r.pClean.toFixed(4)}  p_corrupt ${r.pCorrupt.toFixed(4)}  total effect ${
               r.totalEffect.toFixed(4)
             }  ` +
-            `(noise std ${noiseStd.toPrecision(3)}, ${samples} samples, ${r.stats.forwards} forwards, ${
-              r.stats.seconds.toFixed(2)
-            } s)`,
+            `(${
+              tokens
+                ? `subject replaced by ${JSON.stringify(replacement)}`
+                : `noise ${noiseLabel} ${noiseStd.toPrecision(3)}${f["noise-replace"] ? " (replacing)" : ""}`
+            }, ${r.samples} samples, ${r.stats.forwards} forwards, ${r.stats.seconds.toFixed(2)} s)`,
         );
         for (const t of r.traces) {
           const p = peak(t.effects);
@@ -393,7 +563,9 @@ async function traceWith(
               `(${JSON.stringify(input.tokens[p.token])}) layer ${p.layer}`,
           );
         }
-        if (outDir) console.log(`wrote ${outDir}/trace.json and trace_{${kinds.join(",")}}.svg`);
+        if (outDir) {
+          console.log(`wrote ${outDir}/trace.json and trace_{${kinds.join(",")}}.svg`);
+        }
       }
       return;
     }
@@ -403,7 +575,24 @@ async function traceWith(
     const limit = intFlag(f, "limit", all.length, 1, all.length);
     const facts = all.slice(0, limit);
     // ROME measures the s3 noise over the subjects of the whole facts file, whatever is traced.
-    const noiseStd = noiseStdFor(all.map((x) => x.subject));
+    const tokens = corruptionKind === "tokens";
+    const noiseStd = tokens ? 0 : noiseStdFor(all.map((x) => x.subject));
+    const noiseCorrupt = tokens ? undefined : noiseCorruption(all.map((x) => x.subject));
+    // Token replacement from the data: every subject of the file with its token length in its own prompt.
+    const byLength = new Map<string, number>();
+    if (tokens && f["corrupt-subject"] === undefined) {
+      for (const x of all) {
+        if (byLength.has(x.subject)) continue;
+        try {
+          const [a, b] = encode(x).subjectRange;
+          byLength.set(x.subject, b - a);
+        } catch (e) {
+          if (!(e instanceof InputError)) throw e;
+        }
+      }
+    }
+    let sumMetricClean = 0, sumMetricCorrupt = 0, noReplacement = 0;
+    let corruptionOut: Record<string, unknown> | undefined;
     const acc = new Map(kinds.map((k) => [k, new ClassAccumulator(L, pool)]));
     const perFact: Array<Record<string, unknown>> = [];
     // unknown: dropped (or traced with --include-unknown) because the model does not know the fact;
@@ -445,19 +634,59 @@ async function traceWith(
             if (greedy[0] === targetIds[0]) skipped.first_token_only++;
           }
         }
+        // Symmetric token replacement: the given subject, or the first same-length one of a seeded order.
+        let corruption = noiseCorrupt, replacement: string | undefined;
+        if (tokens && (known || f["include-unknown"])) {
+          const where = { file: factsFile, record: i, fields: { target: fact.targetField ?? "target" } };
+          const given = f["corrupt-subject"] as string | undefined;
+          const [a, b] = input.subjectRange;
+          const candidates = given !== undefined
+            ? [given]
+            : replacementCandidates(fact.subject, b - a, byLength, seed, i);
+          for (const c of candidates) {
+            try {
+              const ids = subjectReplacement(tok, fact, c, encodeOpts(where), "--corrupt-subject");
+              corruption = { kind: "tokens", ids };
+              replacement = c;
+              break;
+            } catch (e) {
+              if (!(e instanceof InputError) || given !== undefined) throw e;
+            }
+          }
+          if (!corruption) {
+            noReplacement++;
+            Object.assign(row, {
+              traced: false,
+              reason: `no other subject of ${b - a} token${b - a === 1 ? "" : "s"} in ${factsFile} ` +
+                `replaces '${fact.subject}' (symmetric token replacement)`,
+            });
+          }
+        }
         if (!known && !f["include-unknown"]) row.traced = false;
+        else if (!corruption) row.traced = false;
         else {
-          const r = await causalTrace(model, input.ids, input.subjectRange, { ...common, noiseStd, answer });
+          const r = await causalTrace(model, input.ids, input.subjectRange, {
+            ...common,
+            noiseStd,
+            corruption,
+            answer,
+          });
+          corruptionOut ??= corruptionJson(r);
+          if (replacement !== undefined) row.corrupt_subject = replacement;
           forwards += r.stats.forwards;
           seconds += r.stats.seconds;
           Object.assign(row, {
             p_clean: r.pClean,
             p_corrupt: r.pCorrupt,
+            metric_clean: r.metricClean,
+            metric_corrupt: r.metricCorrupt,
             predicted: tok.tokenString(r.predicted),
           });
-          for (const t of r.traces) acc.get(t.kind)!.add(t.scores, r.pCorrupt, r.subjectRange);
+          for (const t of r.traces) acc.get(t.kind)!.add(t.scores, r.metricCorrupt, r.subjectRange);
           sumClean += r.pClean;
           sumCorrupt += r.pCorrupt;
+          sumMetricClean += r.metricClean;
+          sumMetricCorrupt += r.metricCorrupt;
           traced++;
           row.traced = true;
         }
@@ -473,7 +702,8 @@ async function traceWith(
     bar.done();
     if (traced === 0) {
       throw new InputError(
-        `no fact could be traced (${skipped.unknown} not known by the model, ${skipped.invalid} invalid); ` +
+        `no fact could be traced (${skipped.unknown} not known by the model, ${skipped.invalid} invalid` +
+          `${tokens ? `, ${noReplacement} without a same-length subject` : ""}); ` +
           `try --include-unknown`,
         { file: factsFile, field: "--facts" },
       );
@@ -495,7 +725,16 @@ async function traceWith(
       layers: L,
       mean_p_clean: sumClean / traced,
       mean_p_corrupt: sumCorrupt / traced,
-      mean_total_effect: (sumClean - sumCorrupt) / traced,
+      mean_total_effect: (sumMetricClean - sumMetricCorrupt) / traced,
+      metric,
+      counterfactual: f.counterfactual ?? null,
+      counterfactual_id: counterfactual ?? null,
+      mean_metric_clean: sumMetricClean / traced,
+      mean_metric_corrupt: sumMetricCorrupt / traced,
+      corruption: tokens
+        ? { kind: "tokens", subject: f["corrupt-subject"] ?? null, drawn: f["corrupt-subject"] === undefined }
+        : corruptionOut,
+      skipped_no_replacement: noReplacement,
       noise_std: noiseStd,
       noise_basis: "absolute" in noise ? "absolute" : basis,
       samples,

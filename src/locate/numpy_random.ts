@@ -3,7 +3,10 @@
  * uniform doubles (`random_sample`) and its Gaussian draws (`randn`: the Marsaglia polar method, which
  * keeps the second value of each pair for the next call). ROME's causal tracing draws its noise with
  * `numpy.random.RandomState(1).randn(samples, tokens, width)`; this reproduces those values, so a trace
- * corrupts the subject with the very noise ROME adds.
+ * corrupts the subject with the very noise ROME adds. Also its `uniform(low, high)` (ROME's `u<x>` noise
+ * rule) and `chisquare(df)` (the Student-t rule `t<d>` draws its scale factors from RandomState(2)), by
+ * numpy's legacy definitions (`legacy_standard_gamma`: Marsaglia–Tsang for shape > 1, Johnk-style
+ * rejection below 1, the exponential at exactly 1).
  */
 
 const N = 624, M = 397;
@@ -77,5 +80,51 @@ export class NumpyRandomState {
     const out = new Float64Array(n);
     for (let i = 0; i < n; i++) out[i] = this.gaussian();
     return out;
+  }
+
+  /** `uniform(low, high)`: low + (high − low) · random_sample(), numpy's legacy rule. */
+  uniform(low: number, high: number): number {
+    return low + (high - low) * this.randomSample();
+  }
+
+  /** `standard_exponential`: −log(1 − U), U a random_sample (legacy). */
+  standardExponential(): number {
+    return -Math.log(1 - this.randomSample());
+  }
+
+  /** `standard_gamma(shape)`, numpy's legacy algorithm (see the module doc); shape ≥ 0. */
+  standardGamma(shape: number): number {
+    if (shape === 1) return this.standardExponential();
+    if (shape === 0) return 0;
+    if (shape < 1) {
+      for (;;) {
+        const u = this.randomSample(), v = this.standardExponential();
+        if (u <= 1 - shape) {
+          const x = Math.pow(u, 1 / shape);
+          if (x <= v) return x;
+        } else {
+          const y = -Math.log((1 - u) / shape);
+          const x = Math.pow(1 - shape + shape * y, 1 / shape);
+          if (x <= v + y) return x;
+        }
+      }
+    }
+    const b = shape - 1 / 3, c = 1 / Math.sqrt(9 * b);
+    for (;;) {
+      let x: number, v: number;
+      do {
+        x = this.gaussian();
+        v = 1 + c * x;
+      } while (v <= 0);
+      v = v * v * v;
+      const u = this.randomSample();
+      if (u < 1 - 0.0331 * (x * x) * (x * x)) return b * v;
+      if (Math.log(u) < 0.5 * x * x + b * (1 - v + Math.log(v))) return b * v;
+    }
+  }
+
+  /** `chisquare(df)`: 2 · standard_gamma(df / 2) (legacy). */
+  chisquare(df: number): number {
+    return 2 * this.standardGamma(df / 2);
   }
 }

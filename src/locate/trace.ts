@@ -19,6 +19,16 @@
  * `batched: false` runs one forward per restoration (the samples in one batch), the way ROME does.
  * Both skip restorations that provably cannot change the output (states of tokens before the subject;
  * the last layer's hidden state at tokens before the last): those cells are exactly p_corrupt.
+ *
+ * Corruptions (`corruption`, ./corruption.ts): ROME's noise rules (gaussian by default, uniform, a fitted
+ * multivariate Gaussian, Student t; added or replacing), or symmetric token replacement (Zhang & Nanda
+ * 2024: the subject's tokens replaced by another subject's of the same length; one corrupted run, the
+ * restorations line up position by position).
+ * Metrics (`metric`, the names of ./atp.ts): "prob" (default, ROME's: p of the answer), "logprob" (its
+ * log-probability) or "logit-diff" (logit of the answer's first token minus the counterfactual's, at the
+ * last prompt position). Each corrupted run is scored by the metric, then the runs' scores are averaged
+ * over the noise samples (for "prob" that is ROME's mean of the softmax); effects and the total effect
+ * are in the metric's units, `pClean` / `pCorrupt` stay probabilities.
  */
 import { InputError, ShapeError } from "../errors.ts";
 import { matmul } from "../gpu/matmul.ts";
@@ -26,7 +36,16 @@ import { logSoftmax } from "../gpu/softmax.ts";
 import { createTensor, readTensor } from "../gpu/tensor.ts";
 import type { TransformerModel } from "../model/transformer.ts";
 import type { PatchSpec } from "../model/hooks.ts";
-import { corruptionPatch, NOISE_RNGS, type NoiseRng, subjectNoise } from "./patching.ts";
+import { NOISE_RNGS, type NoiseRng } from "./patching.ts";
+import { ATP_METRICS, metricValue } from "./atp.ts";
+import {
+  checkNoiseSpec,
+  checkReplacementIds,
+  corruptionNoise,
+  type EmbeddingGaussian,
+  type NoiseDist,
+  noisePatch,
+} from "./corruption.ts";
 
 /** Which state a trace restores. */
 export type TraceKind = "hidden" | "mlp" | "attn";
@@ -53,14 +72,52 @@ export function windowLayers(kind: TraceKind, layer: number, window: number, nLa
   return Array.from({ length: hi - lo }, (_, i) => lo + i);
 }
 
+/** The metric of a trace: the names of AtP's metrics (./atp.ts), default first. */
+export type TraceMetric = (typeof ATP_METRICS)[number];
+
+/** The trace metrics, default first (one list with `engram atp`'s). */
+export const TRACE_METRICS: readonly TraceMetric[] = ATP_METRICS;
+
+/** The corruption of a trace (see ./corruption.ts). */
+export type TraceCorruption =
+  | {
+    kind: "noise";
+    /** Distribution (default "gaussian", ROME's `s<k>`). */
+    dist?: NoiseDist;
+    /** Degrees of freedom of "t" (default 3). */
+    df?: number;
+    /** The fitted Gaussian of "mvn" and "t" (`embeddingGaussian`). */
+    fit?: EmbeddingGaussian;
+    /** Set the subject's token embeddings to the noise instead of adding it (ROME's `--replace`). */
+    replace?: boolean;
+  }
+  | {
+    kind: "tokens";
+    /** The replacement subject's token ids, as many as the subject has (`subjectReplacement`). */
+    ids: number[];
+  };
+
+/** The names of the corruption kinds, default first. */
+export const CORRUPTION_KINDS = ["noise", "tokens"] as const;
+
 /** Options of {@link causalTrace}. */
 export interface TraceOptions {
   /** Kinds to trace (default ["hidden"]); all of them share the clean and corrupted runs. */
   kinds?: TraceKind[];
   /** Noise samples (default 10). */
   samples?: number;
-  /** Absolute noise std (ROME's "s3" is 3 x the embedding std: see {@link embeddingStd}). */
-  noiseStd: number;
+  /**
+   * Noise scale: the absolute std of gaussian noise (ROME's "s3" is 3 x the embedding std: see
+   * `embeddingStd`), the half-width of uniform noise, a multiplier of mvn / t draws (1: ROME's). Needed
+   * by noise corruptions only.
+   */
+  noiseStd?: number;
+  /** Corruption (default ROME's: `{ kind: "noise", dist: "gaussian" }`). */
+  corruption?: TraceCorruption;
+  /** Metric of the scores and effects (default "prob", ROME's). */
+  metric?: TraceMetric;
+  /** Token id of the counterfactual answer, for metric "logit-diff". */
+  counterfactual?: number;
   /** Window of restored MLP/attn layers (default 10; clipped to the model's layers). */
   window?: number;
   /** Noise seed (default 1, ROME's `RandomState(1)`), an integer in [0, 2^32). */
@@ -82,9 +139,9 @@ export interface TraceOptions {
 /** The trace of one kind. */
 export interface KindTrace {
   kind: TraceKind;
-  /** Restored answer probability, [token][layer]. */
+  /** Restored metric (default: the answer's probability), [token][layer]. */
   scores: number[][];
-  /** Indirect effects scores - pCorrupt, [token][layer]. */
+  /** Indirect effects scores - metricCorrupt, [token][layer]. */
   effects: number[][];
   /** Effective window (1 for hidden). */
   window: number;
@@ -104,9 +161,22 @@ export interface TraceResult {
   predicted: number;
   /** Whether the clean top-1 prediction equals the answer's first token. */
   known: boolean;
+  /** Probability of the answer in the clean and the corrupted run (whatever the metric). */
   pClean: number;
   pCorrupt: number;
+  /** The metric's values in the clean and the corrupted run (equal to pClean / pCorrupt for "prob"). */
+  metricClean: number;
+  metricCorrupt: number;
+  /** metricClean - metricCorrupt. */
   totalEffect: number;
+  metric: TraceMetric;
+  /** Counterfactual token id (metric "logit-diff"). */
+  counterfactual?: number;
+  /** The corruption used (noise: its distribution, df, replace; tokens: the replacement ids). */
+  corruption:
+    | { kind: "noise"; dist: NoiseDist; df?: number; replace: boolean }
+    | { kind: "tokens"; ids: number[] };
+  /** Noise scale (0 for token replacement). */
   noiseStd: number;
   samples: number;
   seed: number;
@@ -162,10 +232,10 @@ async function headLogprobs(
 }
 
 /**
- * Answer probability of each of B sequences of length T: exp(logprob of answer[0]) after the last token
- * ("first"), or the product over the answer's tokens at positions T0-1 .. T-1 ("sequence").
+ * Answer log-probability of each of B sequences of length T: the logprob of answer[0] after the last
+ * token ("first"), or the sum over the answer's tokens at positions T0-1 .. T-1 ("sequence").
  */
-async function answerProbs(
+async function answerLogprobs(
   model: TransformerModel,
   logprobs: Float32Array[],
   lnf: Float32Array | undefined,
@@ -174,7 +244,7 @@ async function answerProbs(
   mode: TargetProb,
 ): Promise<number[]> {
   const B = logprobs.length;
-  if (mode === "first" || answer.length === 1) return logprobs.map((lp) => Math.exp(lp[answer[0]]));
+  if (mode === "first" || answer.length === 1) return logprobs.map((lp) => lp[answer[0]]);
   const k = answer.length, T0 = T - (k - 1);
   const rows: number[] = [], ids: number[] = [];
   for (let b = 0; b < B; b++) {
@@ -187,8 +257,31 @@ async function answerProbs(
   return logprobs.map((lp, b) => {
     let s = lp[answer[k - 1]];
     for (let j = 0; j < k - 1; j++) s += lps[b * (k - 1) + j];
-    return Math.exp(s);
+    return s;
   });
+}
+
+/** Scores of B runs: the answer's probability and the metric (see the module doc). */
+async function runScores(
+  model: TransformerModel,
+  logprobs: Float32Array[],
+  lnf: Float32Array | undefined,
+  T: number,
+  answer: number[],
+  mode: TargetProb,
+  metric: TraceMetric,
+  counterfactual: number,
+): Promise<{ prob: number[]; metric: number[] }> {
+  const lp = await answerLogprobs(model, logprobs, lnf, T, answer, mode);
+  const prob = lp.map(Math.exp);
+  if (metric === "prob") return { prob, metric: prob };
+  if (metric === "logprob") return { prob, metric: lp };
+  return {
+    prob,
+    metric: logprobs.map((row) =>
+      metricValue({ kind: "logit-diff", answer: answer[0], counterfactual }, row)
+    ),
+  };
 }
 
 /**
@@ -211,6 +304,9 @@ export async function causalTrace(
   const noiseRng = opts.noiseRng ?? "numpy";
   const mode = opts.targetProb ?? "first";
   const maxRows = opts.maxRows ?? 4096;
+  const corruption: TraceCorruption = opts.corruption ?? { kind: "noise" };
+  const metric = opts.metric ?? "prob";
+  const tokens = corruption.kind === "tokens";
   if (kinds.length === 0 || kinds.some((k) => !TRACE_KINDS.includes(k))) {
     throw new InputError(`kinds must be among ${TRACE_KINDS.join(", ")}, got '${kinds.join(",")}'`, {
       field: "kind",
@@ -230,8 +326,33 @@ export async function causalTrace(
       field: "noiseRng",
     });
   }
-  if (!(Number.isFinite(opts.noiseStd) && opts.noiseStd >= 0)) {
+  if (!(CORRUPTION_KINDS as readonly string[]).includes(corruption.kind)) {
+    throw new InputError(
+      `corruption must be one of ${CORRUPTION_KINDS.join(", ")}, got '${
+        (corruption as { kind: string }).kind
+      }'`,
+      { field: "corruption" },
+    );
+  }
+  const noiseStd = opts.noiseStd ?? (tokens ? 0 : NaN);
+  if (!tokens && !(Number.isFinite(noiseStd) && noiseStd >= 0)) {
     throw new InputError(`noise std must be a finite number >= 0, got ${opts.noiseStd}`, { field: "noise" });
+  }
+  if (!(TRACE_METRICS as readonly string[]).includes(metric)) {
+    throw new InputError(`metric must be one of ${TRACE_METRICS.join(", ")}, got '${metric}'`, {
+      field: "metric",
+    });
+  }
+  const counterfactual = opts.counterfactual ?? -1;
+  if (metric === "logit-diff") {
+    if (!(Number.isInteger(counterfactual) && counterfactual >= 0 && counterfactual < cfg.vocabSize)) {
+      throw new InputError(
+        opts.counterfactual === undefined
+          ? `metric logit-diff needs a counterfactual token`
+          : `counterfactual token id ${counterfactual} out of range [0, ${cfg.vocabSize})`,
+        { field: "counterfactual" },
+      );
+    }
   }
   if (!(Number.isInteger(maxRows) && maxRows >= 1)) {
     throw new InputError(`maxRows must be a positive integer`, { field: "maxRows" });
@@ -244,6 +365,9 @@ export async function causalTrace(
     });
   }
   model.checkBatch([ids]);
+  if (corruption.kind === "tokens") checkReplacementIds(corruption.ids, b - a, cfg.vocabSize, "corruption");
+  else checkNoiseSpec({ ...corruption, scale: noiseStd, seed }, cfg.nEmbd);
+  const nSamples = tokens ? 1 : samples;
 
   // Clean run: prediction, answer, and the clean values of every site a restoration may need.
   const sites = new Set<string>();
@@ -257,13 +381,35 @@ export async function causalTrace(
     }
   }
   const useSeq = mode === "sequence" && answer.length > 1;
+  if (useSeq && metric === "logit-diff") {
+    throw new InputError(
+      `metric logit-diff compares first tokens: it takes target-prob "first", not a ${answer.length}-token sequence`,
+      { field: "metric" },
+    );
+  }
   const seq = useSeq ? [...ids, ...answer.slice(0, -1)] : ids;
   const T = seq.length;
   model.checkBatch([seq]);
   const clean = useSeq ? await model.forward([seq], { hooks: { capture: [...sites, "ln_f"] } }) : cleanPrompt;
-  const pClean = (await answerProbs(model, clean.logprobs, clean.captured.get("ln_f"), T, answer, mode))[0];
+  const cleanScore = await runScores(
+    model,
+    clean.logprobs,
+    clean.captured.get("ln_f"),
+    T,
+    answer,
+    mode,
+    metric,
+    counterfactual,
+  );
+  const pClean = cleanScore.prob[0], metricClean = cleanScore.metric[0];
 
-  const noise = subjectNoise(samples, b - a, cfg.nEmbd, opts.noiseStd, seed, noiseRng);
+  // Noise corruption: the noise values; token replacement: the corrupted sequence.
+  const noise = corruption.kind === "noise"
+    ? corruptionNoise(samples, b - a, cfg.nEmbd, { ...corruption, scale: noiseStd, seed, rng: noiseRng })
+    : undefined;
+  const corruptSeq = corruption.kind === "tokens"
+    ? seq.map((id, t) => (t >= a && t < b ? corruption.ids[t - a] : id))
+    : seq;
   // Restorations that provably change nothing score exactly p_corrupt and are not run: any state of a
   // token before the subject (it equals the clean state: causal attention, noise only on the subject),
   // and the last layer's hidden state of a token before the last prompt token (only that token's own
@@ -284,20 +430,21 @@ export async function causalTrace(
       }
     }
   }
-  const total = jobs.length * samples;
-  const perForward = opts.batched === false ? samples : Math.max(1, Math.floor(maxRows / T));
+  const total = jobs.length * nSamples;
+  const perForward = opts.batched === false ? nSamples : Math.max(1, Math.floor(maxRows / T));
   const jobScore = new Float64Array(jobs.length);
+  const jobProb = new Float64Array(jobs.length);
   let forwards = 0;
   for (let s0 = 0; s0 < total; s0 += perForward) {
     const B = Math.min(perForward, total - s0);
-    const batch = Array.from({ length: B }, () => seq);
+    const batch = Array.from({ length: B }, () => corruptSeq);
     const rows = Array.from({ length: B }, (_, i) => i);
-    const patch: PatchSpec[] = [
-      corruptionPatch(model, seq, subjectRange, noise, rows, 0, (i) => (s0 + i) % samples),
-    ];
+    const patch: PatchSpec[] = noise && corruption.kind === "noise"
+      ? [noisePatch(model, seq, subjectRange, noise, rows, (i) => (s0 + i) % samples, !!corruption.replace)]
+      : [];
     const bySite = new Map<string, Array<[number, number]>>();
     for (let i = 0; i < B; i++) {
-      const job = jobs[Math.floor((s0 + i) / samples)];
+      const job = jobs[Math.floor((s0 + i) / nSamples)];
       for (const site of job.restore) {
         const list = bySite.get(site) ?? [];
         list.push([i, job.token]);
@@ -313,26 +460,39 @@ export async function causalTrace(
     }
     const r = await model.forward(batch, { hooks: { patch, capture: useSeq ? ["ln_f"] : [] } });
     forwards++;
-    const p = await answerProbs(model, r.logprobs, r.captured.get("ln_f"), T, answer, mode);
-    p.forEach((v, i) => (jobScore[Math.floor((s0 + i) / samples)] += v / samples));
+    const sc = await runScores(
+      model,
+      r.logprobs,
+      r.captured.get("ln_f"),
+      T,
+      answer,
+      mode,
+      metric,
+      counterfactual,
+    );
+    for (let i = 0; i < B; i++) {
+      const j = Math.floor((s0 + i) / nSamples);
+      jobScore[j] += sc.metric[i] / nSamples;
+      jobProb[j] += sc.prob[i] / nSamples;
+    }
     opts.onProgress?.(s0 + B, total);
   }
-  const pCorrupt = jobScore[0];
+  const pCorrupt = jobProb[0], metricCorrupt = jobScore[0];
   const traces: KindTrace[] = kinds.map((kind) => {
     const scores = Array.from({ length: T0 }, () => new Array<number>(L).fill(0));
     jobs.forEach((j, i) => {
       if (j.kind === kind) scores[j.token][j.layer] = jobScore[i];
     });
-    for (const j of skipped) if (j.kind === kind) scores[j.token][j.layer] = pCorrupt;
+    for (const j of skipped) if (j.kind === kind) scores[j.token][j.layer] = metricCorrupt;
     return {
       kind,
       scores,
-      effects: scores.map((row) => row.map((v) => v - pCorrupt)),
+      effects: scores.map((row) => row.map((v) => v - metricCorrupt)),
       window: kind === "hidden" ? 1 : Math.min(window, L),
     };
   });
   if (traces.some((t) => t.scores.some((row) => row.some((v) => !Number.isFinite(v))))) {
-    throw new ShapeError("the trace produced non-finite probabilities", { field: "scores" });
+    throw new ShapeError(`the trace produced non-finite ${metric} scores`, { field: "scores" });
   }
   return {
     ids,
@@ -344,9 +504,19 @@ export async function causalTrace(
     known: predicted === answer[0],
     pClean,
     pCorrupt,
-    totalEffect: pClean - pCorrupt,
-    noiseStd: opts.noiseStd,
-    samples,
+    metricClean,
+    metricCorrupt,
+    totalEffect: metricClean - metricCorrupt,
+    metric,
+    ...(metric === "logit-diff" ? { counterfactual } : {}),
+    corruption: corruption.kind === "tokens" ? { kind: "tokens", ids: [...corruption.ids] } : {
+      kind: "noise",
+      dist: corruption.dist ?? "gaussian",
+      ...(corruption.dist === "t" ? { df: corruption.df ?? 3 } : {}),
+      replace: !!corruption.replace,
+    },
+    noiseStd,
+    samples: nSamples,
     seed,
     noiseRng,
     targetProb: mode,

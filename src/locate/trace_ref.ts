@@ -1,18 +1,39 @@
 /**
  * Float64 CPU twin of causal tracing ({@link causalTrace}): the same definition, computed one corrupted
  * sequence at a time with `gpt2ForwardRef` and its patch hooks, from the same noise values. Slow; for
- * checking the batched GPU trace on tiny models.
+ * checking the batched GPU trace on tiny models. It implements the corruptions and metrics on its own:
+ * noise added to the subject's embeddings or replacing its token embeddings (wpe read here), a corrupted
+ * prompt run as it is (token replacement), and the metrics from the float64 logits (the logit difference
+ * from raw logits, not log-probabilities).
  */
 import { InputError } from "../errors.ts";
 import type { ModelConfig, WeightMap } from "../model/config.ts";
 import { gpt2ForwardRef, type RefPatchFn } from "../reference/gpt2.ts";
 import { kindSite, type TargetProb, type TraceKind, windowLayers } from "./trace.ts";
 
-/** Result of {@link causalTraceRef}: restored probabilities per kind, [token][layer]. */
+/** Result of {@link causalTraceRef}: restored metric values per kind, [token][layer]. */
 export interface TraceRefResult {
+  /** Answer probabilities, clean and corrupted. */
   pClean: number;
   pCorrupt: number;
+  /** The metric, clean and corrupted. */
+  metricClean: number;
+  metricCorrupt: number;
   scores: Record<string, number[][]>;
+}
+
+/** Options of {@link causalTraceRef}. */
+export interface TraceRefOptions {
+  kinds: TraceKind[];
+  window: number;
+  targetProb?: TargetProb;
+  /** Noise replaces the subject's token embeddings (positions kept) instead of being added. */
+  replace?: boolean;
+  /** A corrupted prompt (same length) run instead of the noise; `noise` is then ignored (one sample). */
+  corruptIds?: number[];
+  /** "prob" (default), "logprob" or "logit-diff" (with `counterfactual`). */
+  metric?: "prob" | "logprob" | "logit-diff";
+  counterfactual?: number;
 }
 
 function logSoftmaxAt(logits: Float64Array, row: number, V: number, id: number): number {
@@ -35,54 +56,76 @@ export function causalTraceRef(
   subjectRange: [number, number],
   answer: number[],
   noise: Float64Array,
-  opts: { kinds: TraceKind[]; window: number; targetProb?: TargetProb },
+  opts: TraceRefOptions,
 ): TraceRefResult {
   const { nEmbd: C, nLayer: L, vocabSize: V } = config;
   const [a, b] = subjectRange;
   const n = b - a;
-  const samples = noise.length / (n * C);
+  const samples = opts.corruptIds ? 1 : noise.length / (n * C);
   if (!Number.isInteger(samples) || samples < 1) {
     throw new InputError("noise length does not match the subject", { field: "noise" });
   }
+  if (opts.corruptIds && opts.corruptIds.length !== ids.length) {
+    throw new InputError("the corrupted prompt must be as long as the prompt", { field: "corruptIds" });
+  }
   const useSeq = opts.targetProb === "sequence" && answer.length > 1;
   const seq = useSeq ? [...ids, ...answer.slice(0, -1)] : ids;
+  const corruptSeq = opts.corruptIds ? [...opts.corruptIds, ...seq.slice(ids.length)] : seq;
   const T0 = ids.length, k = useSeq ? answer.length : 1;
-  const prob = (logits: Float64Array): number => {
+  const logp = (logits: Float64Array): number => {
     let s = 0;
     for (let j = 0; j < k; j++) s += logSoftmaxAt(logits, T0 - 1 + j, V, answer[j]);
-    return Math.exp(s);
+    return s;
   };
+  const metric = opts.metric ?? "prob";
+  const score = (logits: Float64Array): { p: number; m: number } => {
+    const lp = logp(logits);
+    if (metric === "prob") return { p: Math.exp(lp), m: Math.exp(lp) };
+    if (metric === "logprob") return { p: Math.exp(lp), m: lp };
+    const row = (T0 - 1) * V;
+    return { p: Math.exp(lp), m: logits[row + answer[0]] - logits[row + opts.counterfactual!] };
+  };
+  const wpe = weights.get("wpe.weight")!.data;
   const sites = new Set<string>();
   for (const kind of opts.kinds) for (let l = 0; l < L; l++) sites.add(kindSite(kind, l));
   const clean = gpt2ForwardRef(config, weights, seq, { hooks: { capture: sites } });
-  const pClean = prob(clean.logits);
-  const corruptedRun = (s: number, restore: string[], token: number): number => {
-    const patch: Record<string, RefPatchFn> = {
-      embed: (v) => {
+  const cleanScore = score(clean.logits);
+  const corruptedRun = (s: number, restore: string[], token: number): { p: number; m: number } => {
+    const patch: Record<string, RefPatchFn> = {};
+    if (!opts.corruptIds) {
+      patch.embed = (v) => {
         for (let j = 0; j < n; j++) {
-          for (let c = 0; c < C; c++) v[(a + j) * C + c] += noise[(s * n + j) * C + c];
+          for (let c = 0; c < C; c++) {
+            const x = noise[(s * n + j) * C + c], t = a + j;
+            if (opts.replace) v[t * C + c] = wpe[t * C + c] + x;
+            else v[t * C + c] += x;
+          }
         }
-      },
-    };
+      };
+    }
     for (const site of restore) {
       patch[site] = (v, _T, width) => {
         const src = clean.cache[site];
         for (let c = 0; c < width; c++) v[token * width + c] = src[token * width + c];
       };
     }
-    return prob(gpt2ForwardRef(config, weights, seq, { hooks: { patch } }).logits);
+    return score(gpt2ForwardRef(config, weights, corruptSeq, { hooks: { patch } }).logits);
   };
-  let pCorrupt = 0;
-  for (let s = 0; s < samples; s++) pCorrupt += corruptedRun(s, [], 0) / samples;
+  let pCorrupt = 0, metricCorrupt = 0;
+  for (let s = 0; s < samples; s++) {
+    const r = corruptedRun(s, [], 0);
+    pCorrupt += r.p / samples;
+    metricCorrupt += r.m / samples;
+  }
   const scores: Record<string, number[][]> = {};
   for (const kind of opts.kinds) {
     scores[kind] = Array.from({ length: T0 }, (_, t) =>
       Array.from({ length: L }, (_, l) => {
         const restore = windowLayers(kind, l, opts.window, L).map((x) => kindSite(kind, x));
         let p = 0;
-        for (let s = 0; s < samples; s++) p += corruptedRun(s, restore, t) / samples;
+        for (let s = 0; s < samples; s++) p += corruptedRun(s, restore, t).m / samples;
         return p;
       }));
   }
-  return { pClean, pCorrupt, scores };
+  return { pClean: cleanScore.p, pCorrupt, metricClean: cleanScore.m, metricCorrupt, scores };
 }
