@@ -187,6 +187,25 @@ export type { KindTrace, TargetProb, TraceKind, TraceOptions, TraceResult } from
 export { causalTraceRef } from "./src/locate/trace_ref.ts";
 export { CLASS_POOLS, ClassAccumulator, TOKEN_CLASSES, tokenClassPositions } from "./src/locate/average.ts";
 export type { ClassAverage, ClassPool } from "./src/locate/average.ts";
+export { traceFacts } from "./src/locate/trace_facts.ts";
+export type { FactOutcome, FactsTrace, NoiseLevel, TraceFactsOptions } from "./src/locate/trace_facts.ts";
+export {
+  defaultMemitWindow,
+  factTokenClass,
+  MEMIT_WINDOW,
+  pickLayers,
+  recommendedHparams,
+  recommendLayers,
+} from "./src/locate/recommend.ts";
+export type {
+  AieCurve,
+  EasyEditMatch,
+  LayerPick,
+  Recommendation,
+  RecommendOptions,
+} from "./src/locate/recommend.ts";
+export { EASYEDIT_FILES, easyEditFiles } from "./src/edit/easyedit_layers.ts";
+export type { EasyEditFile } from "./src/edit/easyedit_layers.ts";
 export {
   activationPatchingSweep,
   ATP_METRICS,
@@ -199,3 +218,5 @@ export {
 export type { AtpMetric, AtpOptions, AtpResult, AtpSiteKind, AtpSiteResult, SweepOptions } from "./src/locate/atp.ts";
 export { attributionPatchingRef } from "./src/reference/atp.ts";
 export { heatmapSvg, traceHeatmapSvg } from "./src/report/heatmap.ts";
+export { aieLineSvg } from "./src/report/aie_plot.ts";
+export type { AieLineSpec } from "./src/report/aie_plot.ts";
