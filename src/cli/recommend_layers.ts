@@ -268,7 +268,14 @@ function printText(rec: Recommendation, outDir: string | undefined): void {
     console.log(
       `note: the trace window ${t.window} covers all ${t.nLayer} layers; --trace-window 1 separates them`,
     );
-  } else if (!p.significant) console.log("warning: the peak's 95% CI includes 0; trace more facts");
+  } else if (!p.significant) {
+    console.log(
+      `warning: the peak's 95% CI includes 0: no layer's MLP effect at the ${c.tokenClass} is told apart ` +
+        `from 0 by these facts (trace more facts${
+          rec.factToken === "last" ? "" : ", or read --fact-token last"
+        })`,
+    );
+  }
   const ee = (m: string, fs: Recommendation["easyedit"]["rome"]) =>
     fs.length === 0
       ? `EasyEdit ${m}: no published file for this model's shape`
