@@ -130,6 +130,10 @@ export async function recommendLayersCommand(argv: string[]): Promise<void> {
       model.destroy();
     }
     const out = summary(rec, { modelDir, factsFile, samples, traceWindow, seed, noiseRng, known, pool });
+    if (bos !== "auto") {
+      // The facts were traced with a forced BOS policy: the editor should see the same prompts.
+      for (const hp of [rec.hparams.rome, rec.hparams.memit]) hp.prefix_eos = bos === "on";
+    }
     if (outDir) {
       const files: Record<string, string> = {
         "recommend.json": JSON.stringify(out, null, 2) + "\n",
