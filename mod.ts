@@ -198,6 +198,25 @@ export {
 export type { EmbeddingGaussian, NoiseDist, NoiseSpec } from "./src/locate/corruption.ts";
 export { CLASS_POOLS, ClassAccumulator, TOKEN_CLASSES, tokenClassPositions } from "./src/locate/average.ts";
 export type { ClassAverage, ClassPool } from "./src/locate/average.ts";
+export { traceFacts } from "./src/locate/trace_facts.ts";
+export type { FactOutcome, FactsTrace, NoiseLevel, TraceFactsOptions } from "./src/locate/trace_facts.ts";
+export {
+  defaultMemitWindow,
+  factTokenClass,
+  MEMIT_WINDOW,
+  pickLayers,
+  recommendedHparams,
+  recommendLayers,
+} from "./src/locate/recommend.ts";
+export type {
+  AieCurve,
+  EasyEditMatch,
+  LayerPick,
+  Recommendation,
+  RecommendOptions,
+} from "./src/locate/recommend.ts";
+export { EASYEDIT_FILES, easyEditFiles } from "./src/edit/easyedit_layers.ts";
+export type { EasyEditFile } from "./src/edit/easyedit_layers.ts";
 export {
   activationPatchingSweep,
   ATP_METRICS,
@@ -264,3 +283,5 @@ export type { RefForwardOptions, RefForwardResult, RefHooks, RefPatchFn } from "
 export type { HeatmapSpec } from "./src/report/heatmap.ts";
 export type { TrainingInstance } from "./src/train/corpus.ts";
 export { SUPPORTED_MODEL_TYPES } from "./src/io/hf_config.ts";
+export { aieLineSvg } from "./src/report/aie_plot.ts";
+export type { AieLineSpec } from "./src/report/aie_plot.ts";

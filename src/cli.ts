@@ -18,6 +18,7 @@ import { revertCommand } from "./cli/revert.ts";
 import { evalCommand } from "./cli/eval.ts";
 import { traceCommand } from "./cli/trace.ts";
 import { atpCommand } from "./cli/atp.ts";
+import { recommendLayersCommand } from "./cli/recommend_layers.ts";
 
 const USAGE = `engram — locate, explain and edit facts in transformer language models (Deno + WebGPU)
 
@@ -82,6 +83,12 @@ commands:
             [--metric prob|logprob|logit-diff --counterfactual C] [--sites resid_pre,attn_out,...] [--per-neuron]
             [--qk-fix] [--grad-drop] [--star] [--top K] [--bos auto|on|off] [--json]
             attribution patching (AtP; AtP* = --star: QK fix + GradDrop) of every node at every layer and position
+  recommend-layers --model DIR --facts FILE [--limit N] [--window W] [--kind mlp|all] [--fact-token subject_last|last]
+            [--trace-window W] [--samples N] [--noise X|sK] [--seed S] [--known whole|greedy|first] [--include-unknown]
+            [--out DIR] [--overwrite] [--json]
+            trace the facts (as trace --facts) and pick edit layers from the MLP AIE at the last subject token:
+            ROME the peak (lowest on ties), MEMIT W layers ending at it (default 5, clipped at layer 0); --out
+            writes rome.json / memit.json for edit --hparams, recommend.json and aie_KIND.svg
   info      the WebGPU adapter and its limits
   demo      run the bundled model end to end and check it against the float64 CPU reference
 
@@ -110,6 +117,7 @@ const commands: Record<string, (argv: string[]) => Promise<void>> = {
   eval: evalCommand,
   trace: traceCommand,
   atp: atpCommand,
+  "recommend-layers": recommendLayersCommand,
 };
 
 /** Runs the CLI with `args`; returns the process exit code. */
