@@ -11,9 +11,9 @@ export function escapeHtml(s: string): string {
 /** A table cell: text, a number (shown with `digits` decimals) or null (shown as "–"). */
 export type Cell = string | number | null | undefined;
 
-/** Formats a number for a table: `digits` decimals, exponents for very small or large values. */
+/** Formats a number for a table: integers as they are, else `digits` decimals (exponents when tiny or huge). */
 export function formatNumber(v: number, digits = 4): string {
-  if (!Number.isFinite(v)) return String(v);
+  if (!Number.isFinite(v) || Number.isInteger(v)) return String(v);
   const a = Math.abs(v);
   return a !== 0 && (a < 10 ** -digits || a >= 1e6) ? v.toExponential(2) : v.toFixed(digits);
 }
