@@ -198,4 +198,16 @@ export {
 } from "./src/locate/atp.ts";
 export type { AtpMetric, AtpOptions, AtpResult, AtpSiteKind, AtpSiteResult, SweepOptions } from "./src/locate/atp.ts";
 export { attributionPatchingRef } from "./src/reference/atp.ts";
-export { heatmapSvg, traceHeatmapSvg } from "./src/report/heatmap.ts";
+export { averageHeatmapSvg, heatmapSvg, romeCaseOf, traceHeatmapSvg } from "./src/report/heatmap.ts";
+export { aieLinesSvg } from "./src/report/lines.ts";
+export { svgToPng } from "./src/report/png.ts";
+export {
+  decodeRomeCase,
+  encodeRomeCase,
+  readRomeCase,
+  replotCase,
+  type RomeCase,
+} from "./src/report/rome_case.ts";
+export { evalReportHtml, factsReportHtml, traceReportHtml } from "./src/report/reports.ts";
+export { easyEditCases, easyEditSummary } from "./src/evaluate/easyedit_format.ts";
+export { encodeNpy, encodeNpz } from "./src/io/npz_write.ts";

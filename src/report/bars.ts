@@ -22,7 +22,8 @@ export function barChartSvg(
   const gw = series.length * bw + inner * 2;
   const pw = Math.max(groups.length * gw, 200);
   const legendH = 14 * (series.length + (opts.referenceLabel ? 1 : 0));
-  const width = left + pw + 20, height = top + ph + 64 + legendH;
+  // Room on the right for the last rotated group label.
+  const width = left + pw + 100, height = top + ph + 64 + legendH;
   const Y = (v: number) => top + ph - Math.min(1, Math.max(0, v)) * ph;
   const out: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" ` +
