@@ -76,8 +76,19 @@ export async function svgToPng(svg: string, scale = 2): Promise<Uint8Array> {
   return png;
 }
 
-/** Adds `<name>.png` beside every `<name>.svg` of `files` (a folder's contents, name -> data). */
+/**
+ * Adds `<name>.png` beside every `<name>.svg` of `files` (a folder's contents, name -> data). When resvg
+ * itself cannot be loaded (e.g. its npm package is not in Deno's cache and the registry is out of reach)
+ * the SVGs go without PNGs and a warning says why: the figures and data are the output that matters.
+ */
 export async function withPngs(files: Record<string, string | Uint8Array>): Promise<void> {
+  try {
+    await load();
+  } catch (e) {
+    ready = undefined;
+    console.error(`engram: warning: no PNGs written, resvg could not be loaded: ${(e as Error).message}`);
+    return;
+  }
   for (const [name, data] of Object.entries(files)) {
     if (name.endsWith(".svg") && typeof data === "string") {
       files[name.slice(0, -4) + ".png"] = await svgToPng(data);
