@@ -235,7 +235,6 @@ export type {
   SweepOptions,
 } from "./src/locate/atp.ts";
 export { attributionPatchingRef } from "./src/reference/atp.ts";
-export { heatmapSvg, traceHeatmapSvg } from "./src/report/heatmap.ts";
 
 // Types that appear in the signatures exported above (deno doc --lint: no private types in public APIs).
 export type { RankedNeurons } from "./src/attribute/bridges.ts";
@@ -285,3 +284,16 @@ export type { TrainingInstance } from "./src/train/corpus.ts";
 export { SUPPORTED_MODEL_TYPES } from "./src/io/hf_config.ts";
 export { aieLineSvg } from "./src/report/aie_plot.ts";
 export type { AieLineSpec } from "./src/report/aie_plot.ts";
+export { averageHeatmapSvg, heatmapSvg, romeCaseOf, traceHeatmapSvg } from "./src/report/heatmap.ts";
+export { aieLinesSvg } from "./src/report/lines.ts";
+export { svgToPng } from "./src/report/png.ts";
+export {
+  decodeRomeCase,
+  encodeRomeCase,
+  readRomeCase,
+  replotCase,
+  type RomeCase,
+} from "./src/report/rome_case.ts";
+export { evalReportHtml, factsReportHtml, traceReportHtml } from "./src/report/reports.ts";
+export { easyEditCases, easyEditSummary } from "./src/evaluate/easyedit_format.ts";
+export { encodeNpy, encodeNpz } from "./src/io/npz_write.ts";

@@ -39,7 +39,7 @@ commands:
   eval      --method M[,M2,...] --model DIR --data FILE [--limit N] [--mode single|sequential|batch] [--batch-size N]
             [--layers L] [--hparams FILE|JSON|M=FILE,M2=FILE] [--bos auto|on|off] [--fluency-len N]
             [--fluency-top-k K] [--seed S] [--stats-corpus FILE | --stats FILE[,FILE]] [--per-case]
-            [--table FILE] [--out FILE] [--json]
+            [--table FILE] [--out FILE] [--format engram|easyedit] [--report FILE] [--json]
             edit with each method (ft-l, ft, kn, rome, memit, alphaedit, emmet) and measure reliability, generalization, locality,
             portability, fluency and CounterFact's ES/PS/NS; KnowEdit-style table with --table
   edit      --method rome|memit|alphaedit|emmet|ft|ft-l|kn --model DIR (--requests FILE | --prompt "{} is in" --subject S --target T
@@ -68,7 +68,8 @@ commands:
             causal tracing (ROME): restore hidden / MLP / attention states after corrupting the subject;
             --json prints one object per kind, a JSON array of [hidden, mlp, attn] for --kind all (default);
             --facts (known_1000.json or world prompt JSONL) prints token-class averages with 95% CIs;
-            --out writes trace.json + trace_KIND.svg (average.json + average_KIND.svg with --facts).
+            --out writes trace.json, trace_KIND.{svg,png,npz} (ROME's case record) and report.html; with --facts
+            average.json, average_KIND.{svg,png}, aie_lines.{svg,png}, knowledge_ID[_KIND].npz, report.html.
             Defaults: 10 samples, noise s3 = 3 x std of wte (of the subjects' tokens with --facts), window 10
             (clipped to the model), seed 1 (numpy RandomState, ROME's noise), --known whole (ROME: the decoded
             top-1 token equals the whole target, else the fact is dropped), --pool token (ROME's notebook),

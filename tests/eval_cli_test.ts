@@ -143,6 +143,11 @@ Deno.test("eval compares methods in one run (sequential mode, hparams per method
   assert.deepEqual(s.results.map((r: { hparams: { num_steps: number } }) => r.hparams.num_steps), [2, 1]);
   assert.deepEqual(s.results.map((r: { hparams_file: string }) => r.hparams_file), [hpFtl, hpFt]);
   assert.deepEqual(JSON.parse(await Deno.readTextFile(outFile)), s, "--out holds every method's results");
+  // --out writes a self-contained HTML report beside it (FILE.json -> FILE.html).
+  const html = await Deno.readTextFile(outFile.replace(/\.json$/, ".html"));
+  assert.match(html, /<h3>|<table>/);
+  assert.equal((html.match(/<svg /g) ?? []).length, 1);
+  assert.match(html, /ft-l \(pre-edit\)/);
   for (const r of s.results) {
     assert.equal(r.mode, "sequential");
     assert.equal(r.metrics.fluency, null, "--fluency-tokens 0 skips fluency");
@@ -166,9 +171,21 @@ Deno.test("eval compares methods in one run (sequential mode, hparams per method
     "0",
     "--hparams",
     hp,
+    "--out",
+    `${outFile}.ee.json`,
+    "--format",
+    "easyedit",
   );
   assert.equal(bat.code, 0, bat.stderr);
   assert.match(bat.stdout, /\| ft \| batch \| 2 \|/);
+  // EasyEdit's all_metrics layout: one dict per request.
+  const ee = JSON.parse(await Deno.readTextFile(`${outFile}.ee.json`));
+  assert.ok(Array.isArray(ee) && ee.length === 2);
+  assert.deepEqual(Object.keys(ee[0]), ["pre", "case_id", "requested_rewrite", "post"]);
+  assert.equal(ee[0].post.rewrite_acc.length, 1);
+  assert.ok(ee[0].post.rewrite_acc[0] >= 0 && ee[0].post.rewrite_acc[0] <= 1);
+  assert.equal(typeof ee[0].requested_rewrite.prompt, "string");
+  await Deno.stat(`${outFile}.ee.html`);
 });
 
 async function badInput(args: string[], pattern: RegExp): Promise<void> {

@@ -362,7 +362,10 @@ Deno.test("trace --out: a folder that cannot be created is a typed error; refuse
     assert.equal(again.code, 0, again.stderr);
     assert.deepEqual([...Deno.readDirSync(join(tmp, "t"))].map((e) => e.name).sort(), [
       OUTPUT_MARKER,
+      "report.html",
       "trace.json",
+      "trace_hidden.npz",
+      "trace_hidden.png",
       "trace_hidden.svg",
     ]);
     assert.equal(await Deno.readTextFile(join(tmp, "mine", "notes.txt")), "mine");

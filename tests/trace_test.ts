@@ -14,6 +14,8 @@ import { causalTrace, TRACE_KINDS, windowLayers } from "../src/locate/trace.ts";
 import { causalTraceRef } from "../src/locate/trace_ref.ts";
 import { parseNoiseFlag } from "../src/cli/trace.ts";
 import { heatmapSvg } from "../src/report/heatmap.ts";
+import { decodeRomeCase } from "../src/report/rome_case.ts";
+import { readNpz } from "../src/io/npz.ts";
 import { engram, freshSeed, maxAbsErr, rng } from "./_util.ts";
 
 const WORLD = new URL("../fixtures/world/", import.meta.url).pathname;
@@ -216,6 +218,15 @@ Deno.test("trace CLI: JSON contract, SVGs, facts averages, typed errors", async 
       assert.match(await Deno.readTextFile(join(out, `trace_${k}.svg`)), /^<svg/);
     }
     assert.deepEqual(JSON.parse(await Deno.readTextFile(join(out, "trace.json"))), objs);
+    // ROME's case record per kind (scores as float32), a PNG per SVG, the HTML report.
+    const c = decodeRomeCase(await readNpz(join(out, "trace_mlp.npz")));
+    assert.equal(c.kind, "mlp");
+    assert.deepEqual(c.subject_range, objs[1].subject_range);
+    assert.deepEqual(c.input_tokens, objs[1].tokens);
+    c.scores.flat().forEach((v, i) => assert.equal(v, Math.fround(objs[1].scores.flat()[i])));
+    assert.equal(c.low_score, objs[1].p_corrupt);
+    assert.deepEqual([...(await Deno.readFile(join(out, "trace_attn.png"))).subarray(1, 4)], [80, 78, 71]);
+    assert.equal(((await Deno.readTextFile(join(out, "report.html"))).match(/<svg /g) ?? []).length, 3);
 
     const bad = await engram(
       "trace",
@@ -273,7 +284,17 @@ Deno.test("trace CLI: JSON contract, SVGs, facts averages, typed errors", async 
     assert.equal(avg.kinds.hidden.prompts, 2);
     assert.equal(avg.skipped_unknown, 0); // --include-unknown traces them
     assert.equal(avg.kinds.hidden.mean[0].length, 2);
-    assert.match(await Deno.readTextFile(join(fo, "average_hidden.svg")), /^<svg/);
+    const avgSvg = await Deno.readTextFile(join(fo, "average_hidden.svg"));
+    assert.match(avgSvg, /^<svg/);
+    assert.doesNotMatch(avgSvg, /middle subject tokens/, "no subject here has middle tokens: row left out");
+    assert.match(await Deno.readTextFile(join(fo, "aie_lines.svg")), /single hidden vector/);
+    const saved = JSON.parse(await Deno.readTextFile(join(fo, "average.json")));
+    assert.deepEqual(saved.facts.map((x: { cases?: string[] }) => x.cases), [["knowledge_a.npz"], [
+      "knowledge_b.npz",
+    ], undefined]);
+    const ca = decodeRomeCase(await readNpz(join(fo, "knowledge_a.npz")));
+    assert.equal(ca.kind, "");
+    assert.equal(ca.scores.length, ca.input_tokens.length);
     // s3 noise: 3 x the sample std of the wte rows of every subject in the file (ROME's
     // collect_embedding_std over all knowns), also those past --limit.
     const wte = randomGPT2(cfg, 11, { std: 0.3 }).get("wte.weight")!.data;

@@ -1,11 +1,17 @@
 /**
  * `engram eval --method M[,M2,...] --model DIR --data FILE [--limit N] [--mode single|sequential|batch]
  * [--hparams FILE|JSON|M=FILE,M2=FILE] [--stats-corpus FILE | --stats FILE[,FILE]] [--fluency-len N]
- * [--fluency-top-k K] [--seed S] [--bos auto|on|off] [--json] [--table FILE] [--out FILE]`: edits the model with each method
+ * [--fluency-top-k K] [--seed S] [--bos auto|on|off] [--json] [--table FILE] [--out FILE] [--format engram|easyedit]
+ * [--report FILE]`: edits the model with each method
  * on the data set's requests (EasyEdit CounterFact / MEND zsRE / ROME CounterFact JSON), measures
  * KnowEdit's and CounterFact's metrics (src/evaluate/edit_metrics.ts) and restores the model. Every
  * hparams file is checked before any work; --out and --table are rewritten (atomically) as soon as each
  * method finishes. The input model folder is never written.
+ *
+ * `--format easyedit` writes --out in EasyEdit's `all_metrics` layout (src/evaluate/easyedit_format.ts;
+ * per-request scores are collected for it): the list for one method, `{method: list}` for several.
+ * With --out, a self-contained HTML report is written too: `--report FILE`, by default --out with its
+ * extension replaced by `.html`.
  */
 import { InputError } from "../errors.ts";
 import { getGpu } from "../gpu/device.ts";
@@ -21,6 +27,22 @@ import { bosFlag, intFlag, parseFlags, required } from "./args.ts";
 import { readHparamsFlag, validateHparams } from "./hparams_flag.ts";
 import { progress } from "./progress.ts";
 import { guardOutputs } from "./outputs.ts";
+import { writeFileAtomic } from "../io/atomic.ts";
+import { easyEditCases } from "../evaluate/easyedit_format.ts";
+import { evalReportHtml } from "../report/reports.ts";
+
+/** The default `--report` of `--out FILE`: FILE with its extension replaced by ".html". */
+export function reportPathFor(out: string): string {
+  const m = /^(.*[^/])\.[^./]+$/.exec(out);
+  const html = m ? `${m[1]}.html` : `${out}.report.html`;
+  return html === out ? `${m![1]}.report.html` : html;
+}
+
+/** --out in EasyEdit's layout: the all_metrics list of one method, {method: list} for several. */
+function easyEditJson(results: MethodEvalResult[], requests: EditRequest[]): string {
+  const lists = results.map((r) => [r.method, easyEditCases(r, requests)] as const);
+  return JSON.stringify(lists.length === 1 ? lists[0][1] : Object.fromEntries(lists), null, 2);
+}
 
 /**
  * Reads edit requests for evaluation. As EasyEdit's ZsreDataset, MEND zsRE records with an empty `alt`
@@ -81,8 +103,18 @@ export async function evalCommand(argv: string[]): Promise<void> {
     "per-case": { type: "boolean" },
     table: { type: "string" },
     out: { type: "string" },
+    format: { type: "string" },
+    report: { type: "string" },
     json: { type: "boolean" },
   });
+  const format = f.format ?? "engram";
+  if (format !== "engram" && format !== "easyedit") {
+    throw new InputError(`--format must be engram or easyedit, got '${f.format}'`, { field: "--format" });
+  }
+  if (typeof f.report === "string" && typeof f.out !== "string") {
+    throw new InputError("--report needs --out", { field: "--report" });
+  }
+  if (typeof f.out === "string" && f.report === undefined) f.report = reportPathFor(f.out);
   const methods = required(f, "method", "eval").split(",").map((m) => m.trim());
   for (const m of methods) getEditor(m); // unknown method: lists the known ones
   if (new Set(methods).size !== methods.length) {
@@ -148,6 +180,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
   const guard = await guardOutputs("eval", [
     { path: f.out as string | undefined, flag: "--out" },
     { path: f.table as string | undefined, flag: "--table" },
+    { path: f.report as string | undefined, flag: "--report" },
   ], [
     { path: modelDir, flag: "--model" },
     { path: dataFile, flag: "--data" },
@@ -203,7 +236,13 @@ async function evalWith(
     if (typeof f.table === "string") {
       await writeTable(f.table, results, { includePre: true, title: dataFile });
     }
-    if (typeof f.out === "string") await writeResultsJson(f.out, results);
+    if (typeof f.out === "string") {
+      if (f.format === "easyedit") await writeFileAtomic(f.out, easyEditJson(results, requests) + "\n");
+      else await writeResultsJson(f.out, results);
+    }
+    if (typeof f.report === "string") {
+      await writeFileAtomic(f.report, evalReportHtml(results, `engram eval: ${dataFile}`));
+    }
   };
   try {
     for (const method of methods) {
@@ -215,7 +254,7 @@ async function evalWith(
         fluencyTokens,
         fluencyTopK,
         fluencySeed,
-        perCase: Boolean(f["per-case"]),
+        perCase: Boolean(f["per-case"]) || f.format === "easyedit",
         edit: {
           layers,
           statsCorpus: statsSrc.statsCorpus,

@@ -76,7 +76,8 @@ import {
   type TraceMetric,
   type TraceResult,
 } from "../locate/trace.ts";
-import { heatmapSvg, kindColormap, traceHeatmapSvg } from "../report/heatmap.ts";
+import { romeCaseOf } from "../report/heatmap.ts";
+import { type FactCases, factsTraceFolder, singleTraceFolder } from "../report/trace_folder.ts";
 import { bosFlag, FACT_FLAGS, intFlag, parseFlags, required } from "./args.ts";
 import { progress } from "./progress.ts";
 
@@ -320,7 +321,7 @@ export async function traceCommand(argv: string[]): Promise<void> {
 }
 
 /** Writes the `--out` folder `dir` holding `files` (see traceCommand). */
-async function writeOut(dir: string, files: Record<string, string>): Promise<void> {
+async function writeOut(dir: string, files: Record<string, string | Uint8Array>): Promise<void> {
   await commitStaged([await stageDir(dir, files, { kind: "trace", flag: "--out" })], { overwrite: true });
 }
 
@@ -521,20 +522,8 @@ async function traceWith(
       const objs = r.traces.map((_, i) => kindJson(r, i, input.tokens, tok, extra));
       const json = JSON.stringify(kindFlag === "all" ? objs : objs[0]);
       if (outDir) {
-        const files: Record<string, string> = { "trace.json": json + "\n" };
-        for (const t of r.traces) {
-          const svg = traceHeatmapSvg({
-            kind: t.kind,
-            tokens: input.tokens.slice(0, r.promptLength),
-            subjectRange: r.subjectRange,
-            scores: t.scores,
-            pCorrupt: r.metricCorrupt,
-            window: t.window,
-            answer: tok.decode(r.answer),
-          });
-          files[`trace_${t.kind}.svg`] = svg;
-        }
-        await writeOut(outDir, files);
+        const cases = new Map(r.traces.map((t) => [t.kind, romeCaseOf(r, t.kind, tok)]));
+        await writeOut(outDir, await singleTraceFolder(json, objs, cases));
       }
       if (f.json) console.log(json);
       else {
@@ -564,7 +553,7 @@ async function traceWith(
           );
         }
         if (outDir) {
-          console.log(`wrote ${outDir}/trace.json and trace_{${kinds.join(",")}}.svg`);
+          console.log(`wrote ${outDir}/trace.json, report.html and trace_{${kinds.join(",")}}.{svg,png,npz}`);
         }
       }
       return;
@@ -595,6 +584,7 @@ async function traceWith(
     let corruptionOut: Record<string, unknown> | undefined;
     const acc = new Map(kinds.map((k) => [k, new ClassAccumulator(L, pool)]));
     const perFact: Array<Record<string, unknown>> = [];
+    const factCases: FactCases[] = []; // ROME's per-case records, for --out
     // unknown: dropped (or traced with --include-unknown) because the model does not know the fact;
     // first_token_only: of those, the ones whose top-1 token is the target's first token.
     const skipped = { invalid: 0, unknown: 0, first_token_only: 0, no_target: 0 };
@@ -683,6 +673,12 @@ async function traceWith(
             predicted: tok.tokenString(r.predicted),
           });
           for (const t of r.traces) acc.get(t.kind)!.add(t.scores, r.metricCorrupt, r.subjectRange);
+          if (outDir) {
+            factCases.push({
+              id: fact.id,
+              cases: new Map(r.traces.map((t) => [t.kind, romeCaseOf(r, t.kind, tok)])),
+            });
+          }
           sumClean += r.pClean;
           sumCorrupt += r.pCorrupt;
           sumMetricClean += r.metricClean;
@@ -708,7 +704,7 @@ async function traceWith(
         { file: factsFile, field: "--facts" },
       );
     }
-    const kindsOut: Record<string, unknown> = {};
+    const kindsOut: Record<string, ReturnType<ClassAccumulator["result"]>> = {};
     for (const [k, a] of acc) kindsOut[k] = a.result();
     const out = {
       facts_file: factsFile,
@@ -750,27 +746,8 @@ async function traceWith(
     };
     const json = JSON.stringify(out);
     if (outDir) {
-      const files: Record<string, string> = { "average.json": json + "\n" };
-      for (const [k, a] of acc) {
-        const res = a.result();
-        const win = k === "hidden" ? 1 : Math.min(window, L);
-        const svg = heatmapSvg({
-          values: res.mean,
-          rowLabels: res.classes.map((c, j) => `${c} (n=${res.count[j]})`),
-          colormap: kindColormap(k),
-          vmin: Math.min(0, ...res.mean.flat()),
-          title: `Average indirect effect of ${
-            k === "hidden"
-              ? "a single restored state"
-              : `${win} restored ${k === "mlp" ? "MLP" : "Attn"} layers`
-          } (${traced} facts)`,
-          xlabel: k === "hidden" ? "single restored layer" : `center of interval of ${win} restored layers`,
-          colorbarLabel: "AIE",
-          cellNote: (r, c) => `± ${res.ci95[r][c].toFixed(4)} (95% CI)`,
-        });
-        files[`average_${k}.svg`] = svg;
-      }
-      await writeOut(outDir, files);
+      const averages = new Map([...acc].map(([k, a]) => [k, a.result()]));
+      await writeOut(outDir, await factsTraceFolder(out, averages, factCases, { window }));
     }
     if (f.json) console.log(json);
     else {
@@ -793,7 +770,12 @@ async function traceWith(
           console.log(`  ${c.padEnd(24)} n=${res.count[j]}  max ${p.value.toFixed(4)} at layer ${p.layer}`);
         });
       }
-      if (outDir) console.log(`wrote ${outDir}/average.json and average_{${kinds.join(",")}}.svg`);
+      if (outDir) {
+        console.log(
+          `wrote ${outDir}/average.json, report.html, aie_lines.svg and average_{${kinds.join(",")}}.svg ` +
+            `(PNGs beside them) and ROME's knowledge_<id>.npz per fact`,
+        );
+      }
     }
   } finally {
     model.destroy();

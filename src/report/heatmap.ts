@@ -3,6 +3,10 @@
  * subject tokens marked with "*", ColorBrewer Purples / Greens / Reds for hidden / MLP / attention,
  * a colour bar, and a tooltip (<title>) with the value of every cell. No dependencies.
  */
+import type { Tokenizer } from "../io/tokenizer.ts";
+import type { ClassAverage } from "../locate/average.ts";
+import type { TraceKind, TraceResult } from "../locate/trace.ts";
+import type { RomeCase } from "./rome_case.ts";
 
 /** Sequential colour maps (ColorBrewer 9-class, as matplotlib's Purples / Greens / Reds). */
 export const COLORMAPS: Record<string, string[]> = {
@@ -66,6 +70,14 @@ export interface HeatmapSpec {
   cellNote?: (row: number, col: number) => string;
 }
 
+/**
+ * Width in px of `text` at `size` px in DejaVu Sans, from its mean advance (about 0.6 em for mixed
+ * text, rounded up so that the estimate errs wide).
+ */
+export function textWidth(text: string, size: number): number {
+  return Array.from(text).length * size * 0.62;
+}
+
 function fmt(v: number): string {
   if (!Number.isFinite(v)) return String(v);
   const a = Math.abs(v);
@@ -83,17 +95,21 @@ export function heatmapSvg(spec: HeatmapSpec): string {
   const cellH = 18;
   const labels = spec.rowLabels.map((l, i) => (spec.marked?.has(i) ? `${l}*` : l));
   const labelW = Math.min(260, 12 + 7 * Math.max(4, ...labels.map((l) => l.length)));
-  const top = 44, left = labelW, gridW = cols * cell, gridH = rows * cellH;
+  const top = 44, gridW = cols * cell, gridH = rows * cellH;
+  // The canvas is sized from the text too: on a small model the grid is narrower than the title, which
+  // is centred on the grid when it fits and otherwise starts at the left margin.
+  const titleW = textWidth(spec.title, 13), xlabelW = textWidth(spec.xlabel, 11);
+  const left = Math.max(labelW, xlabelW / 2 - gridW / 2 + 8);
   const cbX = left + gridW + 24, cbW = 14;
-  const width = cbX + cbW + 70, height = top + gridH + 56;
+  const titleX = Math.max(left + gridW / 2, titleW / 2 + 8);
+  const width = Math.ceil(Math.max(cbX + cbW + 70, titleX + titleW / 2 + 8)),
+    height = top + gridH + 56;
   const out: string[] = [];
   out.push(
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" ` +
       `font-family="DejaVu Sans, Arial, sans-serif" font-size="11">`,
     `<rect width="100%" height="100%" fill="white"/>`,
-    `<text x="${left + gridW / 2}" y="20" text-anchor="middle" font-size="13">${
-      escapeXml(spec.title)
-    }</text>`,
+    `<text x="${titleX}" y="20" text-anchor="middle" font-size="13">${escapeXml(spec.title)}</text>`,
   );
   for (let r = 0; r < rows; r++) {
     const y = top + r * cellH;
@@ -155,11 +171,8 @@ export function heatmapSvg(spec: HeatmapSpec): string {
 
 const KIND_TITLE: Record<string, string> = { hidden: "state", mlp: "MLP", attn: "Attn" };
 
-/**
- * ROME-style figure of one trace: restored answer probability per (token, layer), scaled from the
- * corrupted probability (lowest colour) up; subject tokens marked.
- */
-export function traceHeatmapSvg(t: {
+/** The older input of {@link traceHeatmapSvg}: the fields of one kind copied from a trace. */
+export interface TraceHeatmapInput {
   kind: string;
   tokens: string[];
   subjectRange: [number, number];
@@ -167,21 +180,115 @@ export function traceHeatmapSvg(t: {
   pCorrupt: number;
   window: number;
   answer: string;
-}): string {
+}
+
+/** What a figure needs to name tokens and the answer (a {@link Tokenizer} has both). */
+export type TokenNames = Pick<Tokenizer, "tokenString" | "decode">;
+
+/**
+ * ROME-style figure of one trace (`plot_trace_heatmap`): restored answer probability per (token,
+ * layer), the colour scale from the corrupted probability (`vmin=low_score`; lower values take the
+ * lowest colour, as pcolor clips) to the largest score; subject tokens marked "*".
+ *
+ * Called with a trace result, the kind to draw and the tokenizer; or with a ROME case record
+ * ({@link RomeCase}, e.g. read back from its `.npz`); or with the older {@link TraceHeatmapInput}.
+ */
+export function traceHeatmapSvg(r: TraceResult, kind: TraceKind, tok: TokenNames): string;
+export function traceHeatmapSvg(c: RomeCase | TraceHeatmapInput): string;
+export function traceHeatmapSvg(
+  x: TraceResult | RomeCase | TraceHeatmapInput,
+  kind?: TraceKind,
+  tok?: TokenNames,
+): string {
+  let c: RomeCase;
+  if ("traces" in x) {
+    if (!kind || !tok) {
+      throw new TypeError("traceHeatmapSvg(result, kind, tokenizer): kind and tokenizer needed");
+    }
+    c = romeCaseOf(x, kind, tok);
+  } else if ("tokens" in x) {
+    c = {
+      scores: x.scores,
+      low_score: x.pCorrupt,
+      high_score: NaN,
+      input_ids: [],
+      input_tokens: x.tokens,
+      subject_range: x.subjectRange,
+      answer: x.answer,
+      window: x.window,
+      kind: x.kind === "hidden" ? "" : x.kind,
+    };
+  } else c = x;
+  return caseSvg(c);
+}
+
+/** The ROME case record of kind `kind` of trace `r` (the fields `calculate_hidden_flow` returns). */
+export function romeCaseOf(r: TraceResult, kind: TraceKind, tok: TokenNames): RomeCase {
+  const t = r.traces.find((k) => k.kind === kind);
+  if (!t) throw new RangeError(`the trace has no kind '${kind}' (has ${r.traces.map((k) => k.kind)})`);
+  const ids = r.ids.slice(0, r.promptLength);
+  return {
+    scores: t.scores,
+    // In the metric's units (the scores are): ROME's probabilities for the default "prob".
+    low_score: r.metricCorrupt,
+    high_score: r.metricClean,
+    input_ids: ids,
+    input_tokens: ids.map((id) => tok.tokenString(id)),
+    subject_range: r.subjectRange,
+    answer: tok.decode(r.answer),
+    window: t.window,
+    kind: kind === "hidden" ? "" : kind,
+    ...(r.metric !== "prob" ? { metric: r.metric } : {}),
+  };
+}
+
+function caseSvg(c: RomeCase): string {
+  const kind = c.kind === "" ? "hidden" : c.kind;
   const marked = new Set<number>();
-  for (let i = t.subjectRange[0]; i < t.subjectRange[1]; i++) marked.add(i);
-  const flat = t.scores.flat();
+  for (let i = c.subject_range[0]; i < c.subject_range[1]; i++) marked.add(i);
+  const finite = c.scores.flat().filter(Number.isFinite);
   return heatmapSvg({
-    values: t.scores,
-    rowLabels: t.tokens,
+    values: c.scores,
+    rowLabels: c.input_tokens,
     marked,
-    colormap: kindColormap(t.kind),
-    vmin: Math.min(t.pCorrupt, ...flat),
-    vmax: Math.max(...flat),
-    title: `Impact of restoring ${KIND_TITLE[t.kind] ?? t.kind} after corrupted input`,
-    xlabel: t.kind === "hidden"
+    colormap: kindColormap(kind),
+    vmin: c.low_score,
+    vmax: Math.max(c.low_score, ...finite),
+    title: `Impact of restoring ${KIND_TITLE[kind] ?? kind} after corrupted input`,
+    xlabel: kind === "hidden"
       ? "single restored layer"
-      : `center of interval of ${t.window} restored ${KIND_TITLE[t.kind]} layers`,
-    colorbarLabel: `p(${t.answer.trim()})`,
+      : `center of interval of ${c.window} restored ${KIND_TITLE[kind] ?? kind} layers`,
+    colorbarLabel: c.metric === "logprob"
+      ? `log p(${c.answer.trim()})`
+      : c.metric === "logit-diff"
+      ? `logit diff (${c.answer.trim()})`
+      : `p(${c.answer.trim()})`,
+  });
+}
+
+/**
+ * Heatmap of the token-class averages of one kind (ROME notebook's `plot_array`): AIE per class and
+ * layer, the 95% CI in each cell's tooltip. Classes without samples (e.g. middle subject tokens when
+ * every subject is one or two tokens) are left out rather than drawn as a row of zeros.
+ */
+export function averageHeatmapSvg(
+  kind: TraceKind,
+  a: ClassAverage,
+  opts: { window: number; traced: number },
+): string {
+  const keep = a.classes.map((_, j) => j).filter((j) => a.count[j] > 0);
+  const win = kind === "hidden" ? 1 : opts.window;
+  const mean = keep.map((j) => a.mean[j]);
+  return heatmapSvg({
+    values: mean,
+    rowLabels: keep.map((j) => `${a.classes[j]} (n=${a.count[j]})`),
+    colormap: kindColormap(kind),
+    vmin: Math.min(0, ...mean.flat().filter(Number.isFinite)),
+    title: `Average indirect effect of ${
+      kind === "hidden" ? "a single restored state" : `${win} restored ${KIND_TITLE[kind]} layers`
+    } (${opts.traced} facts)`,
+    xlabel: kind === "hidden" ? "single restored layer" : `center of interval of ${win} restored layers`,
+    colorbarLabel: "AIE",
+    cellNote: (r, c) => `± ${a.ci95[keep[r]][c].toFixed(4)} (95% CI)`,
   });
 }
