@@ -201,7 +201,7 @@ Deno.test("the logger: levels, --quiet, --log-file, and global flags on either s
       resetLog();
     }
     assert.deepEqual(err, ["engram x: warning: shown", "engram x: error: still shown"]);
-    assert.match(await Deno.readTextFile(`${tmp}/a.log`), /^\d{4}-\d\d-\d\dT\S+ WARN  engram x: shown\n$/);
+    assert.match(await Deno.readTextFile(`${tmp}/a.log`), /^\d{4}-\d\d-\d\dT\S+ WARN {2}engram x: shown\n$/);
     assert.equal(progressEnabled(), true);
 
     // Before and after the command's name; the error goes to the file too.
