@@ -142,17 +142,21 @@ export function splitGlobalFlags(args: string[]): { globals: GlobalFlags; rest: 
 }
 
 /**
- * The one line a user error prints: without a `field '--x': ` prefix when the message names the flag
- * itself, and without the command's name repeated (`engram predict: error: predict: ...`).
+ * The one line a user error prints: without a `field '--x': ` prefix when the message starts with the
+ * flag (or is a flag error, which names it), and without the command's name repeated
+ * (`engram predict: error: predict: ...`).
  */
 export function errorLine(e: EngramError, cmd: string): string {
-  let m = e.message;
+  const strip = (x: string) => {
+    for (const p of [`${cmd}: `, `${cmd} attribution: `]) {
+      if (cmd && x.startsWith(p)) return x.slice(p.length);
+    }
+    return x;
+  };
   const prefix = `field '${e.field}': `;
-  if (e.field?.startsWith("-") && m.startsWith(prefix) && m.slice(prefix.length).includes(e.field)) {
-    m = m.slice(prefix.length);
-  }
-  for (const p of [`${cmd}: `, `${cmd} attribution: `]) if (m.startsWith(p)) m = m.slice(p.length);
-  return m;
+  if (!e.field?.startsWith("-") || !e.message.startsWith(prefix)) return strip(e.message);
+  const rest = strip(e.message.slice(prefix.length));
+  return e instanceof FlagError || rest.startsWith(e.field) ? rest : prefix + rest;
 }
 
 /** Runs the CLI with `args`; returns the process exit code. */

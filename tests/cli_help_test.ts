@@ -159,9 +159,14 @@ Deno.test("flag values of the wrong type are typed errors naming the flag, exit 
   // The field prefix is dropped only when the message names the flag itself.
   assert.equal(errorLine(new InputError("--x must be set", { field: "--x" }), "predict"), "--x must be set");
   assert.equal(
-    errorLine(new InputError("predict: give --a or --b", { field: "--a" }), "predict"),
-    "give --a or --b",
+    errorLine(new InputError("predict: give --a or --b", { field: "--b" }), "predict"),
+    "field '--b': give --a or --b",
   );
+  assert.equal(
+    errorLine(new InputError("predict: --a or --b", { field: "--a" }), "predict"),
+    "--a or --b",
+  );
+  assert.equal(errorLine(new InputError("predict: give --a"), "predict"), "give --a");
   assert.equal(
     errorLine(new InputError("bad", { file: "f.json", field: "k" }), "predict"),
     "f.json, field 'k': bad",
