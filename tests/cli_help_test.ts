@@ -324,3 +324,16 @@ Deno.test("info: backend and driver, --adapters, --adapter fallback, DENO_WEBGPU
     if (/llvmpipe/.test(g.description)) assert.match(g.driver, /^llvmpipe \(Mesa's OpenGL/);
   } else assert.match(new TextDecoder().decode(gl.stderr), /no WebGPU adapter/); // no GL driver here
 });
+
+Deno.test("revert's refusal of an existing --out names the flag to pass, --overwrite", async () => {
+  const tmp = await Deno.makeTempDir();
+  try {
+    await Deno.mkdir(`${tmp}/out`);
+    await Deno.writeTextFile(`${tmp}/out/keep.txt`, "x");
+    const r = await run("revert", "--model", WORLD, "--log", `${tmp}/log`, "--out", `${tmp}/out`);
+    assertUserError(r, /already exists \(pass --overwrite to replace it\)/);
+    assert.match(r.stderr, /^engram revert: error: [^\n]*field '--out'/);
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
