@@ -224,16 +224,16 @@ function wrap(text: string, width: number, indent: number): string {
 
 /**
  * One flag's help line(s): name and value, what it does, then its type (integer, number, text, switch,
- * or the choices), whether it is required, its default with its unit, and whether it repeats.
+ * choice), whether it is required, its default with its unit, and whether it repeats.
  */
 export function flagLine(name: string, f: FlagSpec, width = 110): string {
   const left = `  --${name}${f.short ? `, -${f.short}` : ""}${
     f.type === "boolean" ? "" : ` ${valueName(f)}`
   }`;
   const col = 30;
-  const extra: string[] = [
-    f.choices && f.type === "string" ? `one of ${f.choices.join(", ")}` : TYPE_NAMES[f.type],
-  ];
+  // Choices shown as the placeholder (`--kind hidden|mlp|attn|all`) are not listed twice.
+  const choiceType = f.value ? `one of ${f.choices?.join(", ")}` : "choice";
+  const extra: string[] = [f.choices && f.type === "string" ? choiceType : TYPE_NAMES[f.type]];
   if (f.required) extra.push("required");
   if (f.default !== undefined) extra.push(`default ${f.default}${f.unit ? ` ${f.unit}` : ""}`);
   else if (f.unit) extra.push(`in ${f.unit}`);
