@@ -208,8 +208,12 @@ const TYPE_NAMES: Record<FlagType, string> = {
 };
 
 /** Wraps `text` to `width` columns; lines after the first are indented by `indent` spaces (not counted). */
-function wrap(text: string, width: number, indent: number): string {
-  const words = text.split(/\s+/).filter((w) => w !== "");
+function wrap(
+  text: string,
+  width: number,
+  indent: number,
+  words = text.split(/\s+/).filter((w) => w !== ""),
+): string {
   const lines: string[] = [];
   let line = "";
   for (const w of words) {
@@ -220,6 +224,21 @@ function wrap(text: string, width: number, indent: number): string {
   }
   if (line !== "") lines.push(line);
   return lines.join("\n" + " ".repeat(indent));
+}
+
+/** A synopsis's words: an optional `[--flag VALUE]` group or a quoted value kept as one word. */
+function synopsisWords(text: string): string[] {
+  const out: string[] = [];
+  let depth = 0, quoted = false;
+  for (const w of text.split(/\s+/).filter((x) => x !== "")) {
+    if (depth > 0 || quoted) out[out.length - 1] += ` ${w}`;
+    else out.push(w);
+    for (const ch of w) {
+      if (ch === '"') quoted = !quoted;
+      else if (!quoted) depth += ch === "[" ? 1 : ch === "]" ? -1 : 0;
+    }
+  }
+  return out;
 }
 
 /**
@@ -273,7 +292,7 @@ export function commandHelp(spec: CommandSpec, width = 110): string {
   out.push(
     `engram ${spec.name} — ${spec.summary}`,
     "",
-    `usage: ${wrap(`engram ${spec.usage}`, width - 7, 7)}`,
+    `usage: ${wrap("", width - 7, 7, synopsisWords(`engram ${spec.usage}`))}`,
     "",
   );
   if (spec.description) {
