@@ -112,6 +112,13 @@ Deno.test("mistyped flags and commands get suggestions; messages do not repeat t
   assert.doesNotMatch(r.stderr, /predict: .*predict:/);
   assertUserError(await run("trace", "--windw", "3"), /did you mean --window\?/);
   assertUserError(await run("eval", "--fluency-topk", "3"), /did you mean --fluency-top-k\?/);
+  // A near miss of a choice gets a suggestion; anything else is the command's own check.
+  assertUserError(
+    await run("trace", "--kind", "mpl"),
+    /--kind must be one of hidden, mlp, attn, all, got 'mpl'; did you mean mlp\?/,
+  );
+  const far = await run("trace", "--model", WORLD, "--kind", "zzz");
+  assertUserError(far, /--kind must be one of hidden, mlp, attn, all, got 'zzz'$/);
   const cmd = await run("predcit", "--text", "hi");
   assert.equal(cmd.code, 2);
   assert.match(cmd.stderr, /unknown command 'predcit'; did you mean predict\?/);

@@ -59,7 +59,7 @@ export const atpSpec: CommandSpec = {
     seed: { type: "int", value: "S", default: 1, help: "seed of the noise" },
     metric: {
       type: "string",
-      choices: ["prob", "logprob", "logit-diff"],
+      choices: ATP_METRICS,
       default: "prob",
       help: "the metric: p(target), log p(target), or logit(target) - logit(counterfactual)",
     },

@@ -50,7 +50,7 @@ export const attributeSpec: CommandSpec = {
     target: { type: "string", value: "T", required: true, help: "the test prompt's answer" },
     method: {
       type: "string",
-      choices: ["grad-dot", "grad-cos", "tracin"],
+      choices: IA_METHODS,
       default: "grad-dot",
       help: "the score",
     },

@@ -53,7 +53,7 @@ export const editSpec: CommandSpec = {
     method: {
       type: "string",
       required: true,
-      choices: ["rome", "memit", "alphaedit", "emmet", "ft", "ft-l", "kn"],
+      choices: editorNames(),
       help: "the edit method",
     },
     model: COMMON_FLAGS.model,

@@ -23,7 +23,10 @@ export interface FlagSpec {
   default?: string | number | boolean;
   /** Unit of the value (`tokens`, `bytes`, `s`). */
   unit?: string;
-  /** The values a string flag takes (shown in the help; the command checks them). */
+  /**
+   * The values a string flag takes: shown in the help; a near miss is refused with a suggestion when
+   * parsed, any other value is left to the command's own check. List every value the command accepts.
+   */
   choices?: readonly string[];
   /** The flag may be given several times (its value is then a list). */
   multiple?: boolean;
@@ -175,8 +178,20 @@ export function parseCommand(spec: CommandSpec, argv: string[]): FlagValues {
   }
   for (const [name, f] of Object.entries(spec.flags)) {
     const v = values[name];
-    if (v === undefined || (f.type !== "int" && f.type !== "number")) continue;
-    for (const x of Array.isArray(v) ? v as string[] : [v as string]) checkType(name, f.type, x);
+    if (v === undefined || f.type === "boolean") continue;
+    for (const x of Array.isArray(v) ? v as string[] : [v as string]) {
+      if (f.type !== "string") checkType(name, f.type, x);
+      else if (f.choices && !f.choices.includes(x)) {
+        // A near miss gets a suggestion here; anything else is left to the command's own message.
+        const hint = didYouMean(x, f.choices);
+        if (hint) {
+          throw new FlagError(
+            `--${name} must be one of ${f.choices.join(", ")}, got '${x}'${hint}`,
+            `--${name}`,
+          );
+        }
+      }
+    }
   }
   probe?.(spec, values);
   return values;
