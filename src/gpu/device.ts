@@ -236,6 +236,9 @@ export function setAdapterChoice(c: AdapterChoice): void {
 
 function envBackend(): string | undefined {
   try {
+    // Asked only when granted: a bare Deno.env.get would prompt a library user on a terminal.
+    const q = Deno.permissions.querySync({ name: "env", variable: "DENO_WEBGPU_BACKEND" });
+    if (q.state !== "granted") return undefined;
     return Deno.env.get("DENO_WEBGPU_BACKEND") || undefined;
   } catch {
     return undefined; // no --allow-env: infer
