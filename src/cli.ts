@@ -1,152 +1,226 @@
 /**
- * engram command line. `deno task engram <command> --help` lists a command's flags.
+ * engram command line. `engram <command> --help` prints a command's flags, defaults and examples, made
+ * from the same spec that parses them (src/cli/spec.ts). Global flags (--quiet, --log-level, --log-file,
+ * --adapter, --help, --version) go before or after the command's name.
  * User errors (EngramError) print one line and exit 1 with no stack trace; anything else is a bug.
  */
 import { EngramError } from "./errors.ts";
-import { predictCommand } from "./cli/predict.ts";
-import { generateCommand } from "./cli/generate.ts";
-import { infoCommand } from "./cli/info.ts";
-import { benchCommand } from "./cli/bench.ts";
-import { demoCommand } from "./cli/demo.ts";
-import { trainCommand } from "./cli/train.ts";
-import { accuracyCommand } from "./cli/accuracy.ts";
-import { neuronsCommand } from "./cli/neurons.ts";
-import { attributeCommand } from "./cli/attribute.ts";
-import { studyCommand } from "./cli/study.ts";
-import { editCommand } from "./cli/edit.ts";
-import { revertCommand } from "./cli/revert.ts";
-import { evalCommand } from "./cli/eval.ts";
-import { traceCommand } from "./cli/trace.ts";
-import { atpCommand } from "./cli/atp.ts";
-import { recommendLayersCommand } from "./cli/recommend_layers.ts";
+import { predictCommand, predictSpec } from "./cli/predict.ts";
+import { generateCommand, generateSpec } from "./cli/generate.ts";
+import { infoCommand, infoSpec } from "./cli/info.ts";
+import { benchCommand, benchSpec } from "./cli/bench.ts";
+import { demoCommand, demoSpec } from "./cli/demo.ts";
+import { trainCommand, trainSpec } from "./cli/train.ts";
+import { accuracyCommand, accuracySpec } from "./cli/accuracy.ts";
+import { neuronsCommand, neuronsSpec } from "./cli/neurons.ts";
+import { attributeCommand, attributeSpec } from "./cli/attribute.ts";
+import { studyCommand, studySpec } from "./cli/study.ts";
+import { editCommand, editSpec } from "./cli/edit.ts";
+import { revertCommand, revertSpec } from "./cli/revert.ts";
+import { evalCommand, evalSpec } from "./cli/eval.ts";
+import { traceCommand, traceSpec } from "./cli/trace.ts";
+import { atpCommand, atpSpec } from "./cli/atp.ts";
+import { recommendLayersCommand, recommendLayersSpec } from "./cli/recommend_layers.ts";
+import { versionCommand, versionSpec, versionText } from "./cli/version.ts";
+import { commandHelp, type CommandSpec, didYouMean, FlagError, flagLine, GLOBAL_FLAGS } from "./cli/spec.ts";
+import { configureLog, LOG_LEVELS, type LogLevel, resetLog } from "./cli/log.ts";
+import { ADAPTER_CHOICES, type AdapterChoice, setAdapterChoice } from "./gpu/device.ts";
 
-const USAGE = `engram — locate, explain and edit facts in transformer language models (Deno + WebGPU)
+/** A command: its spec (flags, help) and its entry point, which parses argv with that spec. */
+export interface Command {
+  spec: CommandSpec;
+  run: (argv: string[]) => Promise<void>;
+}
 
-usage: engram <command> [flags]
+/** Every command, in the order the usage lists them. */
+export const commands: Record<string, Command> = {
+  predict: { spec: predictSpec, run: predictCommand },
+  generate: { spec: generateSpec, run: generateCommand },
+  bench: { spec: benchSpec, run: benchCommand },
+  train: { spec: trainSpec, run: trainCommand },
+  accuracy: { spec: accuracySpec, run: accuracyCommand },
+  eval: { spec: evalSpec, run: evalCommand },
+  edit: { spec: editSpec, run: editCommand },
+  revert: { spec: revertSpec, run: revertCommand },
+  neurons: { spec: neuronsSpec, run: neuronsCommand },
+  attribute: { spec: attributeSpec, run: attributeCommand },
+  study: { spec: studySpec, run: studyCommand },
+  trace: { spec: traceSpec, run: traceCommand },
+  atp: { spec: atpSpec, run: atpCommand },
+  "recommend-layers": { spec: recommendLayersSpec, run: recommendLayersCommand },
+  info: { spec: infoSpec, run: infoCommand },
+  demo: { spec: demoSpec, run: demoCommand },
+  version: { spec: versionSpec, run: versionCommand },
+};
 
-commands:
-  predict   --model DIR (--text "..." | --ids 1,2,3) [--top K] [--json]
-            next-token log-probabilities of the last position
-  generate  --model DIR (--text "..." | --ids 1,2,3) [--max-tokens N] [--temperature T] [--top-k K] [--seed S] [--json]
-            greedy (temperature 0, default) or sampled continuation
-  bench     [--json] [--quick] [--out FILE]
-            matmul / attention / forward-pass throughput with the adapter's description
-  train     --config FILE [--overwrite] [--max-steps N] [--json] | --config FILE --clean
-            train a GPT-2 from a JSONL corpus (AdamW, checkpoints, progress line); --clean removes the work
-            folders of interrupted runs
-  accuracy  --model DIR (--world DIR | --prompts FILE) [--limit N] [--json]
-            top-1 recall of facts (training prompts, held-out paraphrases, two-hop)
-  eval      --method M[,M2,...] --model DIR --data FILE [--limit N] [--mode single|sequential|batch] [--batch-size N]
-            [--layers L] [--hparams FILE|JSON|M=FILE,M2=FILE] [--bos auto|on|off] [--fluency-len N]
-            [--fluency-top-k K] [--seed S] [--stats-corpus FILE | --stats FILE[,FILE]] [--per-case]
-            [--table FILE] [--out FILE] [--format engram|easyedit] [--report FILE] [--json]
-            edit with each method (ft-l, ft, kn, rome, memit, alphaedit, emmet) and measure reliability, generalization, locality,
-            portability, fluency and CounterFact's ES/PS/NS; KnowEdit-style table with --table
-  edit      --method rome|memit|alphaedit|emmet|ft|ft-l|kn --model DIR (--requests FILE | --prompt "{} is in" --subject S --target T
-            [--ground-truth G]) [--layers L,..] [--hparams FILE] [--stats-corpus FILE | --stats FILE[,FILE]]
-            [--stats-dir DIR] [--limit N] --out DIR
-            [--log DIR] [--overwrite] [--save-f32] [--bos auto|on|off] [--json]
-            rewrite facts (ROME, MEMIT, AlphaEdit, EMMET, FT, FT-L, KN); writes the edited model and an edit log (default OUT.editlog);
-            prints p(target_new), p(ground truth) and target_new's rank before -> after, warns when it is not on top
-  revert    --model EDITED --log LOGDIR --out DIR [--force] [--overwrite] | --check --model EDITED [--log LOGDIR]
-            restore the original weights bit for bit from an edit log; --check: the edited model has its log
-  neurons   --model DIR --prompt "..." [--prompt "..."] --target T [--steps N] [--threshold R] [--share S] [--ks 2,100] [--json]
-            knowledge neurons by integrated gradients of p(target); suppress/amplify; sufficiency/comprehensiveness
-  attribute --model DIR --train FILE --prompt "..." --target T --method grad-dot|grad-cos|tracin [--checkpoints DIR]
-            [--top K] [--limit N] [--candidates IDS|@FILE] [--json]
-            most influential training instances (per-example gradients of the MLP c_proj weights)
-  study     attribution --model DIR --train FILE --prompts FILE [--tests N] [--pool N] [--k K] [--json]
-            IA vs NA overlap and fine-tuning on top-k influential vs random instances
-  trace     --model DIR (--prompt "..." --subject S [--target T] | --facts FILE [--limit N] [--include-unknown])
-            [--kind hidden|mlp|attn|all] [--samples N] [--noise X|sK|uX|tD|m] [--noise-basis wte|subjects]
-            [--window W]
-            [--seed S] [--noise-rng numpy|mulberry32] [--known whole|greedy|first] [--pool token|prompt]
-            [--target-prob first|sequence] [--bos auto|on|off] [--batch-rows N] [--unbatched]
-            [--corruption noise|tokens] [--corrupt-subject S] [--noise-dist gaussian|uniform|mvn|t]
-            [--noise-df D] [--noise-replace] [--metric prob|logprob|logit-diff --counterfactual C]
-            [--out DIR] [--json]
-            causal tracing (ROME): restore hidden / MLP / attention states after corrupting the subject;
-            --json prints one object per kind, a JSON array of [hidden, mlp, attn] for --kind all (default);
-            --facts (known_1000.json or world prompt JSONL) prints token-class averages with 95% CIs;
-            --out writes trace.json, trace_KIND.{svg,png,npz} (ROME's case record) and report.html; with --facts
-            average.json, average_KIND.{svg,png}, aie_lines.{svg,png}, knowledge_ID[_KIND].npz, report.html.
-            Defaults: 10 samples, noise s3 = 3 x std of wte (of the subjects' tokens with --facts), window 10
-            (clipped to the model), seed 1 (numpy RandomState, ROME's noise), --known whole (ROME: the decoded
-            top-1 token equals the whole target, else the fact is dropped), --pool token (ROME's notebook),
-            answer = the target's first token (or the model's prediction), --metric prob (ROME's).
-            Corruptions: ROME's noise rules (--noise-dist uniform: --noise X = half-width, ROME's u<X>; mvn / t:
-            ROME's m / t<D>, a Gaussian fitted to the --noise-basis embeddings, --noise X multiplies, default 1;
-            --noise uX / tD / m are ROME's codes for them; --noise-replace: ROME's --replace) or symmetric token
-            replacement (--corruption tokens: the subject replaced by --corrupt-subject S of the same token
-            length, or with --facts by a same-length subject of the file, drawn with --seed);
-            --metric logit-diff compares the answer's and C's first tokens
-  atp       --model DIR --prompt "..." --subject S --target T [--corrupt-prompt "..." | --noise X|sK] [--seed S]
-            [--metric prob|logprob|logit-diff --counterfactual C] [--sites resid_pre,attn_out,...] [--per-neuron]
-            [--qk-fix] [--grad-drop] [--star] [--top K] [--bos auto|on|off] [--json]
-            attribution patching (AtP; AtP* = --star: QK fix + GradDrop) of every node at every layer and position
-  recommend-layers --model DIR --facts FILE [--limit N] [--window W] [--kind mlp|all] [--fact-token subject_last|last]
-            [--trace-window W] [--samples N] [--noise X|sK] [--seed S] [--known whole|greedy|first] [--include-unknown]
-            [--out DIR] [--overwrite] [--json]
-            trace the facts (as trace --facts) and pick edit layers from the MLP AIE at the last subject token:
-            ROME the peak (lowest on ties), MEMIT W layers ending at it (default 5, clipped at layer 0); --out
-            writes rome.json / memit.json for edit --hparams, recommend.json and aie_KIND.svg
-  info      the WebGPU adapter and its limits
-  demo      run the bundled model end to end and check it against the float64 CPU reference
-
-outputs (--out, --log, --table) are never an input, a folder holding one or a folder inside one;
+const NOTES =
+  `outputs (--out, --log, --table) are never an input, a folder holding one or a folder inside one;
 --overwrite replaces only folders engram wrote (they hold .engram-output), the old one deleted only after
 the new one is complete; OUT.lock makes a second writer of one output refuse.
 
 every command that encodes text (predict, generate, accuracy, demo, eval, edit, trace, neurons, attribute,
-study) takes --bos auto|on|off: auto (default) does what the model's tokenizer does (HF GPT-2: no BOS; the
-world model's tokenizer_config.json: end-of-text first), on / off force it.
-`;
+study, atp) takes --bos auto|on|off: auto (default) does what the model's tokenizer does (HF GPT-2: no BOS;
+the world model's tokenizer_config.json: end-of-text first), on / off force it.
 
-const commands: Record<string, (argv: string[]) => Promise<void>> = {
-  predict: predictCommand,
-  generate: generateCommand,
-  bench: benchCommand,
-  info: infoCommand,
-  demo: demoCommand,
-  train: trainCommand,
-  accuracy: accuracyCommand,
-  neurons: neuronsCommand,
-  attribute: attributeCommand,
-  study: studyCommand,
-  edit: editCommand,
-  revert: revertCommand,
-  eval: evalCommand,
-  trace: traceCommand,
-  atp: atpCommand,
-  "recommend-layers": recommendLayersCommand,
-};
+Deno picks the WebGPU backend (Vulkan, else OpenGL, on Linux); DENO_WEBGPU_BACKEND=vulkan|gl forces one,
+--adapter chooses among its adapters, and engram info says which one runs (backend and driver).`;
+
+/** The global usage: every command's summary (from its spec), the global flags and notes. */
+export function usage(): string {
+  const w = Math.max(...Object.keys(commands).map((c) => c.length)) + 2;
+  const lines = [
+    "engram — locate, explain and edit facts in transformer language models (Deno + WebGPU)",
+    "",
+    "usage: engram [global flags] <command> [flags]",
+    "       engram <command> --help    a command's flags with their types, defaults and units, and examples",
+    "",
+    "commands:",
+    ...Object.entries(commands).map(([name, c]) => `  ${name.padEnd(w)}${c.spec.summary}`),
+    "",
+    "global flags (before or after the command):",
+    ...Object.entries(GLOBAL_FLAGS).map(([n, f]) => flagLine(n, f)),
+    "  --version                   engram's and Deno's versions",
+    "",
+    NOTES,
+  ];
+  return lines.join("\n");
+}
+
+/** The global flags of a command line, and what is left of it. */
+interface GlobalFlags {
+  quiet: boolean;
+  level: LogLevel;
+  file?: string;
+  adapter: AdapterChoice;
+  help: boolean;
+  version: boolean;
+}
+
+/**
+ * Takes the global flags out of `args`, wherever they stand (before `--` only). Values are checked:
+ * a bad one is a {@link FlagError} naming the flag (with the nearest choice).
+ */
+export function splitGlobalFlags(args: string[]): { globals: GlobalFlags; rest: string[] } {
+  const g: GlobalFlags = { quiet: false, level: "info", adapter: "default", help: false, version: false };
+  const rest: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (a === "--") {
+      rest.push(...args.slice(i));
+      break;
+    }
+    if (a === "--quiet" || a === "-q") g.quiet = true;
+    else if (a === "--help" || a === "-h") g.help = true;
+    else if (a === "--version") g.version = true;
+    else {
+      const m = /^--(log-level|log-file|adapter)(?:=(.*))?$/.exec(a);
+      if (!m) {
+        rest.push(a);
+        continue;
+      }
+      let v = m[2];
+      if (v === undefined) {
+        v = args[i + 1];
+        if (v === undefined || v.startsWith("--")) {
+          throw new FlagError(`--${m[1]} needs a value`, `--${m[1]}`);
+        }
+        i++;
+      }
+      if (m[1] === "log-file") g.file = v;
+      else {
+        const choices: readonly string[] = m[1] === "log-level" ? LOG_LEVELS : ADAPTER_CHOICES;
+        if (!choices.includes(v)) {
+          throw new FlagError(
+            `--${m[1]} must be one of ${choices.join(", ")}, got '${v}'${didYouMean(v, choices)}`,
+            `--${m[1]}`,
+          );
+        }
+        if (m[1] === "log-level") g.level = v as LogLevel;
+        else g.adapter = v as AdapterChoice;
+      }
+    }
+  }
+  return { globals: g, rest };
+}
+
+/**
+ * The one line a user error prints: without a `field '--x': ` prefix when the message starts with the
+ * flag (or is a flag error, which names it), and without the command's name repeated
+ * (`engram predict: error: predict: ...`).
+ */
+export function errorLine(e: EngramError, cmd: string): string {
+  const strip = (x: string) => {
+    for (const p of [`${cmd}: `, `${cmd} attribution: `]) {
+      if (cmd && x.startsWith(p)) return x.slice(p.length);
+    }
+    return x;
+  };
+  const prefix = `field '${e.field}': `;
+  if (!e.field?.startsWith("-") || !e.message.startsWith(prefix)) return strip(e.message);
+  const rest = strip(e.message.slice(prefix.length));
+  return e instanceof FlagError || rest.startsWith(e.field) ? rest : prefix + rest;
+}
 
 /** Runs the CLI with `args`; returns the process exit code. */
 export async function main(args: string[]): Promise<number> {
-  const [cmd, ...rest] = args;
-  if (cmd === undefined || cmd === "help" || cmd === "--help" || cmd === "-h") {
-    console.log(USAGE);
-    return cmd === undefined ? 2 : 0;
+  let split: ReturnType<typeof splitGlobalFlags>;
+  try {
+    split = splitGlobalFlags(args);
+  } catch (e) {
+    if (!(e instanceof EngramError)) throw e;
+    console.error(`engram: error: ${errorLine(e, "")}`);
+    return 1;
   }
-  const run = commands[cmd];
-  if (!run) {
-    console.error(`engram: unknown command '${cmd}'\n\n${USAGE}`);
-    return 2;
-  }
-  if (rest.includes("--help") || rest.includes("-h")) {
-    console.log(USAGE);
+  const { globals, rest } = split;
+  const [cmd, ...argv] = rest;
+  if (globals.version) {
+    console.log(versionText());
     return 0;
   }
+  if (cmd === undefined || cmd === "help") {
+    const about = cmd === "help" ? argv[0] : undefined;
+    if (about !== undefined && commands[about]) console.log(commandHelp(commands[about].spec));
+    else if (about !== undefined) return unknownCommand(about);
+    else console.log(usage());
+    return cmd === undefined && !globals.help ? 2 : 0;
+  }
+  const command = commands[cmd];
+  if (!command) return unknownCommand(cmd);
+  if (globals.help) {
+    console.log(commandHelp(command.spec));
+    return 0;
+  }
+  configureLog({ command: cmd, level: globals.level, quiet: globals.quiet, file: globals.file });
+  setAdapterChoice(globals.adapter);
   try {
-    await run(rest);
+    await command.run(argv);
     return 0;
   } catch (e) {
     if (e instanceof EngramError) {
-      console.error(`engram ${cmd}: error: ${e.message}`);
+      const line = errorLine(e, cmd);
+      console.error(`engram ${cmd}: error: ${line}`);
+      if (globals.file) {
+        try {
+          Deno.writeTextFileSync(globals.file, `${new Date().toISOString()} ERROR engram ${cmd}: ${line}\n`, {
+            append: true,
+          });
+        } catch { /* the error itself is printed above */ }
+      }
       return 1;
     }
     throw e;
+  } finally {
+    resetLog();
+    setAdapterChoice("default");
   }
+}
+
+function unknownCommand(cmd: string): number {
+  console.error(
+    `engram: unknown command '${cmd}'${didYouMean(cmd, Object.keys(commands))} ` +
+      "(engram --help lists the commands)",
+  );
+  return 2;
 }
 
 if (import.meta.main) {

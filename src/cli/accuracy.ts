@@ -8,7 +8,8 @@ import { readJsonl } from "../io/world.ts";
 import { loadModel } from "../model/load.ts";
 import { type AccuracyResult, type PromptCase, topOneAccuracy } from "../evaluate/accuracy.ts";
 import { InputError } from "../errors.ts";
-import { bosFlag, intFlag, parseFlags, required } from "./args.ts";
+import { bosFlag, COMMON_FLAGS, intFlag, required } from "./args.ts";
+import { type CommandSpec, parseCommand } from "./spec.ts";
 import { progress } from "./progress.ts";
 
 async function readCases(file: string, limit: number): Promise<PromptCase[]> {
@@ -19,16 +20,34 @@ async function readCases(file: string, limit: number): Promise<PromptCase[]> {
   return recs.slice(0, limit).map((r) => ({ prompt: r.prompt, answer: r.answer, group: r.relation }));
 }
 
+/** Flags and help of `engram accuracy`. */
+export const accuracySpec: CommandSpec = {
+  name: "accuracy",
+  summary: "top-1 recall of facts (training prompts, held-out paraphrases, two-hop)",
+  usage: "accuracy --model DIR (--world DIR | --prompts FILE) [--limit N] [--bos auto|on|off] [--json]",
+  description: `A fact is recalled when the model's most likely next token is the answer's first token.
+    --world scores the fixture world's train_prompts.jsonl, heldout.jsonl and twohop.jsonl; --prompts any
+    JSONL file of {"prompt", "answer"[, "relation"]} records (grouped by relation).`,
+  flags: {
+    model: COMMON_FLAGS.model,
+    world: { type: "string", value: "DIR", help: "a fixture world folder (fixtures/world)" },
+    prompts: { type: "string", value: "FILE", help: 'JSONL of {"prompt", "answer"} records' },
+    limit: {
+      type: "int",
+      value: "N",
+      default: "all",
+      unit: "records",
+      help: "score the first N records of each file",
+    },
+    bos: COMMON_FLAGS.bos,
+    json: COMMON_FLAGS.json,
+  },
+  examples: ["accuracy --model fixtures/world/model --world fixtures/world"],
+};
+
 /** Runs `accuracy`. */
 export async function accuracyCommand(argv: string[]): Promise<void> {
-  const f = parseFlags("accuracy", argv, {
-    model: { type: "string" },
-    world: { type: "string" },
-    prompts: { type: "string" },
-    limit: { type: "string" },
-    bos: { type: "string" },
-    json: { type: "boolean" },
-  });
+  const f = parseCommand(accuracySpec, argv);
   const lm = await loadModel(required(f, "model", "accuracy"), { bos: bosFlag(f) });
   if (!lm.tokenizer) throw new InputError(`${lm.dir} has no tokenizer`, { field: "--model" });
   const limit = intFlag(f, "limit", Number.MAX_SAFE_INTEGER, 1);

@@ -1,31 +1,35 @@
 /** Command-line parsing helpers: node:util parseArgs with errors turned into {@link InputError}. */
-import { parseArgs as nodeParseArgs } from "node:util";
 import { InputError } from "../errors.ts";
+import { type FlagSpec, type FlagType, parseCommand } from "./spec.ts";
 import type { BosMode } from "../io/tokenizer.ts";
 import { parseBosMode } from "../prompt/bos.ts";
 
 /** Option declarations as node:util parseArgs takes them. */
 export type OptionSpec = Record<string, { type: "string" | "boolean"; short?: string; multiple?: boolean }>;
 
-/** Parses `argv` strictly (unknown flags and stray positionals are user errors). */
+/**
+ * Parses `argv` strictly (unknown flags, with the nearest known ones, and stray positionals are user
+ * errors). Commands declare a {@link CommandSpec} (./spec.ts) and call parseCommand, which also makes
+ * their `--help`; this form takes bare parseArgs options.
+ */
 export function parseFlags(
   command: string,
   argv: string[],
   options: OptionSpec,
 ): Record<string, string | boolean | undefined> {
-  try {
-    const { values } = nodeParseArgs({ args: argv, options, strict: true, allowPositionals: false });
-    return values as Record<string, string | boolean | undefined>;
-  } catch (e) {
-    throw new InputError(`${command}: ${(e as Error).message.split("\n")[0]}`);
-  }
+  const flags = Object.fromEntries(
+    Object.entries(options).map(([k, o]) => [k, { ...o, type: o.type as FlagType, help: "" }]),
+  );
+  return parseCommand({ name: command, summary: "", usage: command, flags, examples: [] }, argv);
 }
 
 /** A required string flag. */
 export function required(flags: Record<string, unknown>, name: string, command: string): string {
   const v = flags[name];
   if (typeof v !== "string" || v === "") {
-    throw new InputError(`${command}: --${name} is required`, { field: `--${name}` });
+    // The CLI prefixes the command's name (`engram predict: error: ...`): the message does not repeat it.
+    void command;
+    throw new InputError(`--${name} is required`, { field: `--${name}` });
   }
   return v;
 }
@@ -115,3 +119,25 @@ export const FACT_FLAGS: Record<string, string> = {
   text: "--text",
   ids: "--ids",
 };
+
+/** Flag specs several commands share (./spec.ts). */
+export const COMMON_FLAGS = {
+  model: {
+    type: "string",
+    value: "DIR",
+    required: true,
+    help: "the model: a Hugging Face folder of any family (sharded, F32 / F16 / BF16) or a llama .gguf file",
+  },
+  bos: {
+    type: "string",
+    choices: ["auto", "on", "off"],
+    default: "auto",
+    help: "BOS token before the prompt: auto does what the model's tokenizer does, on / off force it",
+  },
+  "prefix-eos": {
+    type: "string",
+    choices: ["auto", "on", "off"],
+    help: "the older spelling of --bos",
+  },
+  json: { type: "boolean", help: "print the result as JSON on stdout" },
+} as const satisfies Record<string, FlagSpec>;

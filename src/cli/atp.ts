@@ -23,30 +23,70 @@ import {
 } from "../locate/atp.ts";
 import { corruptionHooks, embeddingStd, subjectNoise } from "../locate/patching.ts";
 import type { RunSpec } from "../locate/patching.ts";
-import { bosFlag, FACT_FLAGS, intFlag, parseFlags, required } from "./args.ts";
+import { bosFlag, COMMON_FLAGS, FACT_FLAGS, intFlag, required } from "./args.ts";
+import { type CommandSpec, parseCommand } from "./spec.ts";
 import { parseNoiseFlag } from "./trace.ts";
+
+/** Flags and help of `engram atp`. */
+export const atpSpec: CommandSpec = {
+  name: "atp",
+  summary: "attribution patching (AtP; AtP* with --star) of every node at every layer and position",
+  usage: 'atp --model DIR --prompt "..." --subject S --target T [--corrupt-prompt "..." | --noise X|sK] ' +
+    "[--seed S] [--metric prob|logprob|logit-diff --counterfactual C] [--sites resid_pre,attn_out,...] " +
+    "[--per-neuron] [--qk-fix] [--grad-drop] [--star] [--top K] [--bos auto|on|off] [--json]",
+  description: `Estimates, for every node of the chosen site kinds, the effect on the metric of patching the
+    corrupt run's activation into the clean run (a first-order Taylor estimate from one forward and one
+    backward pass each). The corrupt run is another prompt of the same token length, or ROME's Gaussian
+    noise on the subject's embeddings. --json prints {"tokens", "subject_range", "metric", "metric_clean",
+    "metric_corrupt", "method", "sites": [{"name", "kind", "layer", "units", "values" ([token][unit])}]};
+    otherwise the largest estimates, one line each.`,
+  flags: {
+    model: COMMON_FLAGS.model,
+    prompt: { type: "string", value: '"..."', required: true, help: "the clean prompt" },
+    subject: { type: "string", value: "S", required: true, help: "the subject, a substring of the prompt" },
+    target: { type: "string", value: "T", required: true, help: "the answer whose metric is attributed" },
+    "corrupt-prompt": {
+      type: "string",
+      value: '"..."',
+      help: "the corrupt run: another prompt of the same token length (instead of noise)",
+    },
+    noise: {
+      type: "string",
+      value: "X|sK",
+      default: "s3",
+      help: "noise on the subject's embeddings: an absolute std X, or sK = K x the std of wte",
+    },
+    seed: { type: "int", value: "S", default: 1, help: "seed of the noise" },
+    metric: {
+      type: "string",
+      choices: ATP_METRICS,
+      default: "prob",
+      help: "the metric: p(target), log p(target), or logit(target) - logit(counterfactual)",
+    },
+    counterfactual: { type: "string", value: "C", help: "the other answer of --metric logit-diff" },
+    sites: {
+      type: "string",
+      value: "KIND,...",
+      default: DEFAULT_ATP_SITES.join(","),
+      help: `site kinds to attribute, comma-separated, among ${ATP_SITE_KINDS.join(", ")}`,
+    },
+    "per-neuron": { type: "boolean", help: "one estimate per neuron instead of per site" },
+    "qk-fix": { type: "boolean", help: "AtP*'s QK fix: attention patterns recomputed for query / key nodes" },
+    "grad-drop": { type: "boolean", help: "AtP*'s GradDrop: gradients with each layer's residual dropped" },
+    star: { type: "boolean", help: "AtP*: --qk-fix and --grad-drop" },
+    top: { type: "int", value: "K", default: 10, help: "estimates printed without --json" },
+    bos: COMMON_FLAGS.bos,
+    json: COMMON_FLAGS.json,
+  },
+  examples: [
+    'atp --model fixtures/world/model --prompt "Narnux Zava was born in" --subject "Narnux Zava" ' +
+    "--target Frostwick --noise s3 --star --top 10",
+  ],
+};
 
 /** Entry point of `engram atp`. */
 export async function atpCommand(argv: string[]): Promise<void> {
-  const f = parseFlags("atp", argv, {
-    model: { type: "string" },
-    prompt: { type: "string" },
-    subject: { type: "string" },
-    target: { type: "string" },
-    "corrupt-prompt": { type: "string" },
-    noise: { type: "string" },
-    seed: { type: "string" },
-    metric: { type: "string" },
-    counterfactual: { type: "string" },
-    sites: { type: "string" },
-    "per-neuron": { type: "boolean" },
-    "qk-fix": { type: "boolean" },
-    "grad-drop": { type: "boolean" },
-    star: { type: "boolean" },
-    top: { type: "string" },
-    bos: { type: "string" },
-    json: { type: "boolean" },
-  });
+  const f = parseCommand(atpSpec, argv);
   const modelDir = required(f, "model", "atp");
   const prompt = required(f, "prompt", "atp");
   const subject = required(f, "subject", "atp");

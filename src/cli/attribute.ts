@@ -29,28 +29,64 @@ import {
   topK,
   trainingExample,
 } from "../attribute/instances.ts";
-import { bosFlag, FACT_FLAGS, intFlag, parseFlags, required } from "./args.ts";
+import { bosFlag, COMMON_FLAGS, FACT_FLAGS, intFlag, required } from "./args.ts";
+import { type CommandSpec, parseCommand } from "./spec.ts";
 import { withFieldNames } from "../prompt/errors.ts";
 import { progress } from "./progress.ts";
 
+/** Flags and help of `engram attribute`. */
+export const attributeSpec: CommandSpec = {
+  name: "attribute",
+  summary: "the training instances most influential for a prompt's target (Grad-Dot, Grad-Cos, TracIn)",
+  usage: 'attribute --model DIR --train FILE --prompt "..." --target T [--method grad-dot|grad-cos|tracin] ' +
+    "[--checkpoints DIR] [--top K] [--limit N] [--candidates IDS|@FILE] [--train-loss all|answer] " +
+    "[--bos auto|on|off] [--first-token] [--json]",
+  description: `Scores every training instance by the per-example gradients of the MLP c_proj weights of every
+    layer against the prompt's gradient (Yu et al.'s grad-sim is grad-dot); TracIn sums over the checkpoints.`,
+  flags: {
+    model: COMMON_FLAGS.model,
+    train: { type: "string", value: "FILE", required: true, help: 'the training corpus (JSONL with "text")' },
+    prompt: { type: "string", value: '"..."', required: true, help: "the test prompt" },
+    target: { type: "string", value: "T", required: true, help: "the test prompt's answer" },
+    method: {
+      type: "string",
+      choices: IA_METHODS,
+      default: "grad-dot",
+      help: "the score",
+    },
+    checkpoints: {
+      type: "string",
+      value: "DIR",
+      default: "MODEL/checkpoints",
+      help: "the training checkpoints of --method tracin",
+    },
+    top: { type: "int", value: "K", default: 10, help: "instances listed" },
+    limit: { type: "int", value: "N", help: "score only the first N training lines" },
+    candidates: {
+      type: "string",
+      value: "IDS|@FILE",
+      help: "score only these instance ids (comma-separated, or @FILE with one id a line)",
+    },
+    "train-loss": {
+      type: "string",
+      choices: ["all", "answer"],
+      default: "all",
+      help: "the training instance's loss: every token (as in training) or only its answer token",
+    },
+    "no-prefix": { type: "boolean", help: "the older spelling of --bos off" },
+    bos: COMMON_FLAGS.bos,
+    "first-token": { type: "boolean", help: "score only the target's first token" },
+    json: COMMON_FLAGS.json,
+  },
+  examples: [
+    'attribute --model fixtures/world/model --train fixtures/world/train.jsonl --prompt "Narnux Zava was born in" ' +
+    "--target Frostwick --method grad-dot --top 10",
+  ],
+};
+
 /** Runs `attribute`. */
 export async function attributeCommand(argv: string[]): Promise<void> {
-  const f = parseFlags("attribute", argv, {
-    model: { type: "string" },
-    train: { type: "string" },
-    prompt: { type: "string" },
-    target: { type: "string" },
-    method: { type: "string" },
-    checkpoints: { type: "string" },
-    top: { type: "string" },
-    limit: { type: "string" },
-    candidates: { type: "string" },
-    "train-loss": { type: "string" },
-    "no-prefix": { type: "boolean" },
-    bos: { type: "string" },
-    "first-token": { type: "boolean" },
-    json: { type: "boolean" },
-  });
+  const f = parseCommand(attributeSpec, argv);
   const dir = required(f, "model", "attribute");
   const trainFile = required(f, "train", "attribute");
   const prompt = required(f, "prompt", "attribute");

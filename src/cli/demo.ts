@@ -13,7 +13,8 @@ import { TransformerModel } from "../model/transformer.ts";
 import { generate } from "../model/generate.ts";
 import { gpt2ForwardRef } from "../reference/gpt2.ts";
 import { InputError } from "../errors.ts";
-import { bosFlag, parseFlags } from "./args.ts";
+import { bosFlag, COMMON_FLAGS } from "./args.ts";
+import { type CommandSpec, parseCommand } from "./spec.ts";
 import { encodeText } from "../prompt/encode.ts";
 import { withFieldNames } from "../prompt/errors.ts";
 import { topK } from "../numeric/mod.ts";
@@ -29,14 +30,27 @@ interface WorldPromptRec {
   relation: string;
 }
 
+/** Flags and help of `engram demo`. */
+export const demoSpec: CommandSpec = {
+  name: "demo",
+  summary: "run the bundled model end to end and check the GPU against the float64 CPU reference",
+  usage: 'demo [--model DIR] [--text "..."] [--bos auto|on|off] [--json]',
+  description:
+    `By default the fixture world's trained GPT-2 (fixtures/world/model): trained facts and held-out
+    paraphrases, recall on a sample, and the largest log-probability difference between the WebGPU forward
+    and the float64 reference. --model and --text run the same path on any GPT-2 folder.`,
+  flags: {
+    model: { ...COMMON_FLAGS.model, required: false, default: "fixtures/world/model" },
+    text: { type: "string", value: '"..."', help: "a prompt to ask instead of the world's facts" },
+    bos: COMMON_FLAGS.bos,
+    json: COMMON_FLAGS.json,
+  },
+  examples: ["demo", 'demo --model fixtures/models/fake-gpt2 --text "The Eiffel Tower is located in"'],
+};
+
 /** Runs the demo; `--model DIR` and `--text` override the defaults. */
 export async function demoCommand(argv: string[]): Promise<void> {
-  const f = parseFlags("demo", argv, {
-    model: { type: "string" },
-    text: { type: "string" },
-    bos: { type: "string" },
-    json: { type: "boolean" },
-  });
+  const f = parseCommand(demoSpec, argv);
   const dir = (f.model as string | undefined) ?? DEFAULT_MODEL;
   const gpu = await getGpu();
   const a = gpu.describe();

@@ -28,33 +28,83 @@ import { withFieldNames } from "../prompt/errors.ts";
 import { bosPrefix } from "../prompt/encode.ts";
 import { resolveStatsSource } from "../edit/stats.ts";
 import { fmtP, notTopWarning, requestStanding } from "../evaluate/edit_check.ts";
-import { bosFlag, FACT_FLAGS, parseFlags, required } from "./args.ts";
+import { bosFlag, COMMON_FLAGS, FACT_FLAGS, required } from "./args.ts";
+import { type CommandSpec, parseCommand } from "./spec.ts";
+import { log } from "./log.ts";
 import { progress } from "./progress.ts";
 import { guardOutputs } from "./outputs.ts";
 
+/** Flags and help of `engram edit`. */
+export const editSpec: CommandSpec = {
+  name: "edit",
+  summary:
+    "rewrite facts (ROME, MEMIT, AlphaEdit, EMMET, FT, FT-L, KN); writes the edited model and an edit log",
+  usage: "edit --method rome|memit|alphaedit|emmet|ft|ft-l|kn --model DIR (--requests FILE | " +
+    '--prompt "{} is in" --subject S --target T [--ground-truth G]) [--layers L,..] [--hparams FILE] ' +
+    "[--stats-corpus FILE | --stats FILE[,FILE]] [--stats-dir DIR] [--limit N] --out DIR [--log DIR] " +
+    "[--overwrite] [--save-f32] [--bos auto|on|off] [--json]",
+  description: `Edits a copy of the model and writes it to --out, with the edit log (default OUT.editlog) that
+    engram revert undoes it with; the log is put in place first, so no edited model is ever without it. Each
+    tensor keeps its file's dtype (an F16 / BF16 edit is rounded to it) unless --save-f32. Prints
+    p(target_new) (the product over its tokens), its first token's rank and p(ground truth) before and after,
+    and warns when target_new is not the top prediction afterwards. ROME and MEMIT need key statistics:
+    --stats-corpus, --stats, or the corpus the model folder declares in engram_stats.json.`,
+  flags: {
+    method: {
+      type: "string",
+      required: true,
+      choices: editorNames(),
+      help: "the edit method",
+    },
+    model: COMMON_FLAGS.model,
+    requests: {
+      type: "string",
+      value: "FILE",
+      help: "edit requests (JSON / JSONL: prompt with {}, subject, target_new, ground_truth)",
+    },
+    prompt: { type: "string", value: '"{} is in"', help: "one request's prompt; {} marks the subject" },
+    subject: { type: "string", value: "S", help: "one request's subject" },
+    target: { type: "string", value: "T", help: "one request's new target (target_new)" },
+    "ground-truth": {
+      type: "string",
+      value: "G",
+      help: "one request's current answer (measured, not needed)",
+    },
+    layers: {
+      type: "string",
+      value: "L,..",
+      default: "the method's",
+      help: "layers to edit, comma-separated",
+    },
+    hparams: { type: "string", value: "FILE", help: "hyper-parameters (JSON) over the method's defaults" },
+    "stats-corpus": {
+      type: "string",
+      value: "FILE",
+      help: 'corpus of the key statistics C = E[kk^T] of ROME / MEMIT (JSONL with "text", or plain text)',
+    },
+    stats: {
+      type: "string",
+      value: "FILE[,FILE]",
+      help: "prebuilt key statistics: ROME's *_mom2_100000.npz, engram .safetensors, or folders of them",
+    },
+    "stats-dir": { type: "string", value: "DIR", help: "cache folder of computed key statistics" },
+    limit: { type: "int", value: "N", help: "edit only the first N requests of --requests" },
+    out: { type: "string", value: "DIR", required: true, help: "where the edited model is written" },
+    log: { type: "string", value: "DIR", default: "OUT.editlog", help: "where the edit log is written" },
+    overwrite: { type: "boolean", help: "replace output folders engram wrote before" },
+    "save-f32": { type: "boolean", help: "write every tensor as float32 instead of its file's dtype" },
+    bos: COMMON_FLAGS.bos,
+    json: COMMON_FLAGS.json,
+  },
+  examples: [
+    "edit --method rome --model fixtures/world/model --hparams fixtures/world/model/hparams/rome.json " +
+    '--prompt "{} was born in" --subject "Narnux Zava" --target Sunmere --ground-truth Frostwick --out out/edited',
+  ],
+};
+
 /** Runs `edit`. */
 export async function editCommand(argv: string[]): Promise<void> {
-  const f = parseFlags("edit", argv, {
-    method: { type: "string" },
-    model: { type: "string" },
-    requests: { type: "string" },
-    prompt: { type: "string" },
-    subject: { type: "string" },
-    target: { type: "string" },
-    "ground-truth": { type: "string" },
-    layers: { type: "string" },
-    hparams: { type: "string" },
-    "stats-corpus": { type: "string" },
-    stats: { type: "string" },
-    "stats-dir": { type: "string" },
-    limit: { type: "string" },
-    out: { type: "string" },
-    log: { type: "string" },
-    overwrite: { type: "boolean" },
-    "save-f32": { type: "boolean" },
-    bos: { type: "string" },
-    json: { type: "boolean" },
-  });
+  const f = parseCommand(editSpec, argv);
   const method = required(f, "method", "edit");
   const bos = bosFlag(f);
   if (!editorNames().includes(method)) {
@@ -162,7 +212,7 @@ async function editAndSave(
       bar.update(done);
       if (done >= total) bar.done();
     },
-    onWarning: (m) => console.error(`engram edit: warning: ${m}`),
+    onWarning: (m) => log.warn(m),
   });
   const secs = (performance.now() - t0) / 1000;
   const save = { dtypes: hf.dtypes, forceF32: Boolean(f["save-f32"]) };
@@ -192,7 +242,7 @@ async function editAndSave(
   const after = await requestStanding(model, hf.tokenizer, requests, { prefix });
   const standing = before.map((b, i) => ({ prompt: b.prompt, before: b, after: after[i] }));
   const notTop = after.map((a, i) => notTopWarning(i, a)).filter((w): w is string => w !== null);
-  for (const w of notTop) console.error(`engram edit: warning: ${w}`);
+  for (const w of notTop) log.warn(w);
   // The edited model and its log are one unit: both staged beside their targets, then the log goes in
   // place first and the model second, so no edited model is ever without its log (a kill between the two
   // renames leaves a log without a model, which is harmless).

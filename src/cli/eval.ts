@@ -23,7 +23,9 @@ import { type EditRequest, parseRequestRecord, parseRequests } from "../prompt/r
 import { type EditMode, evaluateMethod, type MethodEvalResult } from "../evaluate/edit_metrics.ts";
 import { markdownTable, resultsJson, writeResultsJson, writeTable } from "../evaluate/report.ts";
 import { checkStatsSource, resolveStatsSource } from "../edit/stats.ts";
-import { bosFlag, intFlag, parseFlags, required } from "./args.ts";
+import { bosFlag, COMMON_FLAGS, intFlag, required } from "./args.ts";
+import { type CommandSpec, parseCommand } from "./spec.ts";
+import { log } from "./log.ts";
 import { readHparamsFlag, validateHparams } from "./hparams_flag.ts";
 import { progress } from "./progress.ts";
 import { guardOutputs } from "./outputs.ts";
@@ -81,32 +83,108 @@ export async function readEvalRequests(file: string): Promise<{ requests: EditRe
   return { requests, skipped };
 }
 
+/** Flags and help of `engram eval`. */
+export const evalSpec: CommandSpec = {
+  name: "eval",
+  summary: "edit with each method and measure EasyEdit's and CounterFact's metrics (KnowEdit-style table)",
+  usage: "eval --method M[,M2,...] --model DIR --data FILE [--limit N] [--mode single|sequential|batch] " +
+    "[--batch-size N] [--layers L] [--hparams FILE|JSON|M=FILE,M2=FILE] [--bos auto|on|off] [--fluency-len N] " +
+    "[--fluency-top-k K] [--seed S] [--stats-corpus FILE | --stats FILE[,FILE]] [--per-case] [--table FILE] " +
+    "[--out FILE] [--json]",
+  description:
+    `Edits the model with each method (ft-l, ft, kn, rome, memit, alphaedit, emmet) on the data set's
+    requests (EasyEdit CounterFact, MEND zsRE or ROME CounterFact JSON) and measures reliability,
+    generalization, locality, portability, fluency (in bits; EasyEdit prints x100) and CounterFact's ES / PS /
+    NS, restoring the model after each. Every hparams file is checked before any work; --out and --table are
+    rewritten as each method finishes. The input model folder is never written.`,
+  flags: {
+    method: { type: "string", value: "M[,M2,...]", required: true, help: "edit methods, comma-separated" },
+    model: COMMON_FLAGS.model,
+    data: { type: "string", value: "FILE", required: true, help: "the data set (JSON or JSONL records)" },
+    limit: { type: "int", value: "N", default: "all", unit: "records", help: "evaluate the first N records" },
+    mode: {
+      type: "string",
+      choices: ["single", "sequential", "batch"],
+      default: "single",
+      help: "single: each request on the unedited model; sequential: edits accumulate; batch: --batch-size " +
+        "requests per edit",
+    },
+    "batch-size": { type: "int", value: "N", default: "--limit", help: "requests per edit of --mode batch" },
+    layers: {
+      type: "string",
+      value: "L,..",
+      default: "the method's",
+      help: "layers to edit, comma-separated",
+    },
+    hparams: {
+      type: "string",
+      value: "FILE|JSON|M=FILE,...",
+      help: "hyper-parameters: one file or inline JSON for every method, or METHOD=FILE pairs",
+    },
+    "stats-corpus": {
+      type: "string",
+      value: "FILE",
+      help: 'corpus of the key statistics C = E[kk^T] of ROME / MEMIT (JSONL with "text", or plain text)',
+    },
+    stats: {
+      type: "string",
+      value: "FILE[,FILE]",
+      help: "prebuilt key statistics: ROME's *_mom2_100000.npz, engram .safetensors, or folders of them",
+    },
+    bos: COMMON_FLAGS.bos,
+    "prefix-eos": COMMON_FLAGS["prefix-eos"],
+    "fluency-tokens": {
+      type: "int",
+      value: "N",
+      unit: "tokens",
+      help: "the older fluency length: N new tokens (instead of --fluency-len)",
+    },
+    "fluency-len": {
+      type: "int",
+      value: "N",
+      default: 100,
+      unit: "tokens",
+      help: "fluency generation length, prompt included (ROME's max_out_len)",
+    },
+    "fluency-top-k": {
+      type: "int",
+      value: "K",
+      default: 5,
+      help: "top-k sampling of the fluency generation",
+    },
+    seed: { type: "int", value: "S", default: 0, help: "seed of the fluency sampling" },
+    "per-case": { type: "boolean", help: "keep every request's metrics in the results" },
+    table: { type: "string", value: "FILE", help: "write a KnowEdit-style Markdown table to FILE" },
+    out: {
+      type: "string",
+      value: "FILE",
+      help: "write the results as JSON to FILE (and an HTML report beside it)",
+    },
+    format: {
+      type: "string",
+      choices: ["engram", "easyedit"],
+      default: "engram",
+      help:
+        "layout of --out: engram's results, or EasyEdit's per-request metric dicts (pre/post, rewrite_acc, ...)",
+    },
+    report: {
+      type: "string",
+      value: "FILE",
+      default: "OUT.html",
+      help: "where the self-contained HTML report of --out goes",
+    },
+    json: COMMON_FLAGS.json,
+  },
+  examples: [
+    "eval --method rome,memit,ft-l --hparams rome=fixtures/world/model/hparams/rome.json," +
+    "memit=fixtures/world/model/hparams/memit.json --model fixtures/world/model " +
+    "--data fixtures/world/counterfact.json --limit 50 --table out/edits.md --out out/edits.json",
+  ],
+};
+
 /** Runs `eval`. */
 export async function evalCommand(argv: string[]): Promise<void> {
-  const f = parseFlags("eval", argv, {
-    method: { type: "string" },
-    model: { type: "string" },
-    data: { type: "string" },
-    limit: { type: "string" },
-    mode: { type: "string" },
-    "batch-size": { type: "string" },
-    layers: { type: "string" },
-    hparams: { type: "string" },
-    "stats-corpus": { type: "string" },
-    stats: { type: "string" },
-    bos: { type: "string" },
-    "prefix-eos": { type: "string" },
-    "fluency-tokens": { type: "string" },
-    "fluency-len": { type: "string" },
-    "fluency-top-k": { type: "string" },
-    seed: { type: "string" },
-    "per-case": { type: "boolean" },
-    table: { type: "string" },
-    out: { type: "string" },
-    format: { type: "string" },
-    report: { type: "string" },
-    json: { type: "boolean" },
-  });
+  const f = parseCommand(evalSpec, argv);
   const format = f.format ?? "engram";
   if (format !== "engram" && format !== "easyedit") {
     throw new InputError(`--format must be engram or easyedit, got '${f.format}'`, { field: "--format" });
@@ -151,7 +229,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
   const limit = intFlag(f, "limit", all.length, 1, all.length);
   const editBatchSize = intFlag(f, "batch-size", limit, 1, limit);
   const requests = all.slice(0, limit);
-  if (skipped) console.error(`eval: skipped ${skipped} records with an empty 'alt' (as EasyEdit does)`);
+  if (skipped) log.info(`skipped ${skipped} records with an empty 'alt' (as EasyEdit does)`);
 
   // Check every method's hparams against the model's config before loading weights or editing.
   let cfgText: string | undefined;

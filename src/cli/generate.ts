@@ -1,23 +1,42 @@
 /** `engram generate`: greedy or sampled continuation of a prompt. */
-import { bosFlag, FACT_FLAGS, intFlag, numFlag, parseFlags, parseIds, required } from "./args.ts";
+import { bosFlag, COMMON_FLAGS, FACT_FLAGS, intFlag, numFlag, parseIds, required } from "./args.ts";
+import { type CommandSpec, parseCommand } from "./spec.ts";
 import { loadModel } from "../model/load.ts";
 import { promptIds } from "../prompt/encode.ts";
 import { withFieldNames } from "../prompt/errors.ts";
 import { generate } from "../model/generate.ts";
 
+/** Flags and help of `engram generate`. */
+export const generateSpec: CommandSpec = {
+  name: "generate",
+  summary: "greedy (temperature 0, the default) or sampled continuation of a prompt",
+  usage: 'generate --model DIR (--text "..." | --ids 1,2,3) [--max-tokens N] [--temperature T] [--top-k K] ' +
+    "[--seed S] [--bos auto|on|off] [--json]",
+  description: `Stops after --max-tokens or at the tokenizer's end-of-text token. --json prints {"prompt_ids",
+    "ids", "text", "stopped_by"}.`,
+  flags: {
+    model: COMMON_FLAGS.model,
+    text: { type: "string", value: '"..."', help: "the prompt (or --ids)" },
+    ids: { type: "string", value: "1,2,3", help: "token ids of the prompt, comma-separated, run as given" },
+    "max-tokens": {
+      type: "int",
+      value: "N",
+      default: 20,
+      unit: "tokens",
+      help: "tokens to generate at most",
+    },
+    temperature: { type: "number", value: "T", default: 0, help: "sampling temperature; 0 is greedy" },
+    "top-k": { type: "int", value: "K", default: 0, help: "sample among the K most likely tokens; 0 is all" },
+    seed: { type: "int", value: "S", default: 0, help: "seed of the sampler (mulberry32)" },
+    bos: COMMON_FLAGS.bos,
+    json: COMMON_FLAGS.json,
+  },
+  examples: ['generate --model fixtures/world/model --text "Narnux Zava was born in" --max-tokens 5'],
+};
+
 /** Runs `generate`; prints the continuation (or JSON with --json). */
 export async function generateCommand(argv: string[]): Promise<void> {
-  const f = parseFlags("generate", argv, {
-    model: { type: "string" },
-    text: { type: "string" },
-    ids: { type: "string" },
-    "max-tokens": { type: "string" },
-    temperature: { type: "string" },
-    "top-k": { type: "string" },
-    seed: { type: "string" },
-    bos: { type: "string" },
-    json: { type: "boolean" },
-  });
+  const f = parseCommand(generateSpec, argv);
   const lm = await loadModel(required(f, "model", "generate"), { bos: bosFlag(f) });
   const explicit = f.ids !== undefined ? parseIds(f.ids as string) : undefined;
   const ids = withFieldNames(FACT_FLAGS, () => promptIds(lm, f.text as string | undefined, explicit));

@@ -25,7 +25,9 @@ import {
   refineNeurons,
   suppressAmplify,
 } from "../attribute/neurons.ts";
-import { bosFlag, FACT_FLAGS, intFlag, numFlag, parseFlags, required } from "./args.ts";
+import { bosFlag, COMMON_FLAGS, FACT_FLAGS, intFlag, numFlag, required } from "./args.ts";
+import { type CommandSpec, parseCommand } from "./spec.ts";
+import { log } from "./log.ts";
 import { withFieldNames } from "../prompt/errors.ts";
 import { progress } from "./progress.ts";
 
@@ -65,28 +67,86 @@ export function parseKs(s: string, flag = "--ks"): number[] {
   return ks.map(Number);
 }
 
+/** Flags and help of `engram neurons`. */
+export const neuronsSpec: CommandSpec = {
+  name: "neurons",
+  summary: "knowledge neurons by integrated gradients of p(target); suppress / amplify; faithfulness",
+  usage: 'neurons --model DIR --prompt "..." [--prompt "..." ...] --target T [--steps N] ' +
+    "[--points left|linspace] [--activation post|pre] [--threshold R] [--strict] [--share S] [--min-count N] " +
+    "[--top K] [--ks 2,100] [--random-trials N] [--seed S] [--bos auto|on|off] [--first-token] [--json]",
+  description:
+    `Integrated gradients of p(target) over every MLP neuron at the prompt's last token (Dai et al.).
+    With several --prompt (paraphrases of one fact) each prompt's coarse neurons are refined to those shared
+    by at least --share of the prompts and by --min-count of them. Defaults follow Dai et al.; --points linspace
+    --activation pre --strict follows EleutherAI/knowledge-neurons. Faithfulness (Yu et al.) blocks each
+    prompt's own top-k neurons (--ks) and compares with random neurons.`,
+  flags: {
+    model: COMMON_FLAGS.model,
+    prompt: { type: "string", value: '"..."', required: true, multiple: true, help: "a prompt of the fact" },
+    target: { type: "string", value: "T", required: true, help: "the answer" },
+    steps: { type: "int", value: "N", default: 20, help: "integration steps" },
+    points: {
+      type: "string",
+      choices: ["left", "linspace"],
+      default: "left",
+      help: "integration points: left Riemann sum (Dai et al.) or linspace including both ends (EleutherAI)",
+    },
+    activation: {
+      type: "string",
+      choices: ["post", "pre"],
+      default: "post",
+      help: "the neuron's value scaled: after the activation function (Dai et al.) or before (EleutherAI)",
+    },
+    threshold: {
+      type: "number",
+      value: "R",
+      default: 0.2,
+      help: "coarse neurons: attribution above R x the prompt's largest attribution",
+    },
+    strict: {
+      type: "boolean",
+      help: "strictly above the threshold and the share (EleutherAI) instead of at least",
+    },
+    share: {
+      type: "number",
+      value: "S",
+      default: 0.7,
+      help: "refined neurons: shared by this fraction of the prompts",
+    },
+    "min-count": {
+      type: "int",
+      value: "N",
+      default: 3,
+      unit: "prompts",
+      help: "refined neurons: shared by N prompts",
+    },
+    top: { type: "int", value: "K", default: 20, help: "neurons listed" },
+    ks: {
+      type: "string",
+      value: "K,K",
+      default: "2,100",
+      help: "numbers of neurons blocked for faithfulness",
+    },
+    "random-trials": {
+      type: "int",
+      value: "N",
+      default: 3,
+      help: "random draws of the faithfulness baseline",
+    },
+    seed: { type: "int", value: "S", default: 1, help: "seed of the random baseline" },
+    "no-prefix": { type: "boolean", help: "the older spelling of --bos off" },
+    bos: COMMON_FLAGS.bos,
+    "first-token": { type: "boolean", help: "attribute only the target's first token" },
+    json: COMMON_FLAGS.json,
+  },
+  examples: [
+    'neurons --model fixtures/world/model --prompt "Narnux Zava was born in" --target Frostwick --json',
+  ],
+};
+
 /** Runs `neurons`. */
 export async function neuronsCommand(argv: string[]): Promise<void> {
-  const f = parseFlags("neurons", argv, {
-    model: { type: "string" },
-    prompt: { type: "string", multiple: true },
-    target: { type: "string" },
-    steps: { type: "string" },
-    points: { type: "string" },
-    activation: { type: "string" },
-    threshold: { type: "string" },
-    strict: { type: "boolean" },
-    share: { type: "string" },
-    "min-count": { type: "string" },
-    top: { type: "string" },
-    ks: { type: "string" },
-    "random-trials": { type: "string" },
-    seed: { type: "string" },
-    "no-prefix": { type: "boolean" },
-    bos: { type: "string" },
-    "first-token": { type: "boolean" },
-    json: { type: "boolean" },
-  });
+  const f = parseCommand(neuronsSpec, argv);
   const dir = required(f, "model", "neurons");
   const prompts = (f.prompt as unknown as string[] | undefined) ?? [];
   if (prompts.length === 0) throw new InputError("neurons: --prompt is required", { field: "--prompt" });
@@ -127,8 +187,8 @@ export async function neuronsCommand(argv: string[]): Promise<void> {
     const coarse = attrs.map((a) => coarseNeurons(a, threshold, { strict }));
     const refined = prompts.length > 1 ? refineNeurons(coarse, share, { minCount, strict }) : undefined;
     if (refined && refined.length === 0 && prompts.length < minCount) {
-      console.error(
-        `neurons: no neuron is shared by ${minCount} prompts (--min-count, Dai et al.'s minimum) with only ` +
+      log.warn(
+        `no neuron is shared by ${minCount} prompts (--min-count, Dai et al.'s minimum) with only ` +
           `${prompts.length} prompts; pass --min-count ${prompts.length} or more --prompt`,
       );
     }

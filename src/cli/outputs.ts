@@ -6,6 +6,7 @@
  */
 import { dirname } from "node:path";
 import { EngramError } from "../errors.ts";
+import { log } from "./log.ts";
 import { checkReplaceable, recoverLeftovers } from "../io/atomic.ts";
 import { acquireLocks, type OutputLock, releaseLocks } from "../io/lock.ts";
 import { checkOutputs, type NamedPath, realPathOf } from "../io/output_paths.ts";
@@ -21,7 +22,7 @@ export interface GuardOptions {
   overwrite?: boolean;
   /** Outputs that are files rewritten in place (eval --out FILE): existing ones are not refused. */
   files?: boolean;
-  /** Prints a note (default: to stderr, prefixed with the command). */
+  /** Prints a note (default: the logger's info, on stderr, prefixed with the command). */
   note?: (msg: string) => void;
 }
 
@@ -53,7 +54,7 @@ export async function guardOutputs(
     }
   }
   const locks: OutputLock[] = await acquireLocks(real);
-  const note = opts.note ?? ((m: string) => console.error(`engram ${command}: ${m}`));
+  const note = opts.note ?? ((m: string) => log.info(m, command));
   try {
     for (const o of real) {
       for (const n of await recoverLeftovers(o.path)) note(n);

@@ -1,20 +1,33 @@
 /** `engram predict`: next-token log-probabilities for a prompt. */
-import { bosFlag, FACT_FLAGS, intFlag, parseFlags, parseIds, required } from "./args.ts";
+import { bosFlag, COMMON_FLAGS, FACT_FLAGS, intFlag, parseIds, required } from "./args.ts";
+import { type CommandSpec, parseCommand } from "./spec.ts";
 import { loadModel } from "../model/load.ts";
 import { promptIds } from "../prompt/encode.ts";
 import { withFieldNames } from "../prompt/errors.ts";
 import { topK } from "../numeric/mod.ts";
 
+/** Flags and help of `engram predict`. */
+export const predictSpec: CommandSpec = {
+  name: "predict",
+  summary: "next-token log-probabilities of the prompt's last position",
+  usage: 'predict --model DIR (--text "..." | --ids 1,2,3) [--top K] [--bos auto|on|off] [--json]',
+  description: `--json prints one object {"ids", "top": [{"id", "token", "logprob"}...], "logprobs"}, where
+    logprobs is the full log-probability vector (natural log) of the next token. Text is encoded with the
+    model's BOS convention (--bos); --ids are run as given.`,
+  flags: {
+    model: COMMON_FLAGS.model,
+    text: { type: "string", value: '"..."', help: "the prompt (or --ids)" },
+    ids: { type: "string", value: "1,2,3", help: "token ids of the prompt, comma-separated, run as given" },
+    top: { type: "int", value: "K", default: 10, help: "how many of the most likely next tokens to print" },
+    bos: COMMON_FLAGS.bos,
+    json: COMMON_FLAGS.json,
+  },
+  examples: ['predict --model fixtures/world/model --text "Narnux Zava was born in" --top 5'],
+};
+
 /** Runs `predict`; prints JSON `{ids, top: [{id, token, logprob}], logprobs}` with --json, a table otherwise. */
 export async function predictCommand(argv: string[]): Promise<void> {
-  const f = parseFlags("predict", argv, {
-    model: { type: "string" },
-    text: { type: "string" },
-    ids: { type: "string" },
-    top: { type: "string" },
-    bos: { type: "string" },
-    json: { type: "boolean" },
-  });
+  const f = parseCommand(predictSpec, argv);
   const dir = required(f, "model", "predict");
   const k = intFlag(f, "top", 10, 1);
   const lm = await loadModel(dir, { bos: bosFlag(f) });

@@ -1,10 +1,15 @@
-/** A one-line progress display on stderr: redrawn in place on a terminal, a few plain lines otherwise. */
+/**
+ * A one-line progress display on stderr: redrawn in place on a terminal, a few plain lines otherwise;
+ * nothing with `--quiet` (./log.ts).
+ */
+import { progressEnabled } from "./log.ts";
 
 /** Creates a progress reporter for `total` units; `update(done, text)` redraws, `done()` ends the line. */
 export function progress(
   label: string,
   total: number,
 ): { update(done: number, text?: string): void; done(): void } {
+  if (!progressEnabled()) return { update() {}, done() {} };
   const tty = Deno.stderr.isTerminal();
   const enc = new TextEncoder();
   let lastPrinted = -1;

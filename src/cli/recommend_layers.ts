@@ -22,7 +22,8 @@ import { defaultMemitWindow, pickLayers, type Recommendation, recommendLayers } 
 import { readTraceFacts } from "../prompt/facts.ts";
 import { aieLineSvg } from "../report/aie_plot.ts";
 import type { FactToken } from "../edit/compute.ts";
-import { bosFlag, intFlag, parseFlags, required } from "./args.ts";
+import { bosFlag, COMMON_FLAGS, intFlag, required } from "./args.ts";
+import { type CommandSpec, parseCommand } from "./spec.ts";
 import { guardOutputs } from "./outputs.ts";
 import { progress } from "./progress.ts";
 import { parseNoiseFlag } from "./trace.ts";
@@ -44,29 +45,89 @@ function choice<T extends string>(
 
 const KIND_COLOR: Record<string, string> = { hidden: "#6a51a3", mlp: "#238b45", attn: "#cb181d" };
 
+/** Flags and help of `engram recommend-layers`. */
+export const recommendLayersSpec: CommandSpec = {
+  name: "recommend-layers",
+  summary: "trace facts and recommend ROME / MEMIT edit layers from the MLP AIE at the last subject token",
+  usage: "recommend-layers --model DIR --facts FILE [--limit N] [--window W] [--kind mlp|all] " +
+    "[--fact-token subject_last|last] [--trace-window W] [--samples N] [--noise X|sK] [--seed S] " +
+    "[--known whole|greedy|first] [--include-unknown] [--out DIR] [--overwrite] [--json]",
+  description: `Traces the facts as trace --facts does (same defaults), prints the MLP average indirect
+    effect per layer at the subject's last token with its 95% CI, and picks ROME's layer (the peak, lowest on
+    ties) and MEMIT's window (W layers ending at the peak, clipped at layer 0). Names the layers of EasyEdit's
+    published file for a model of this shape. --out writes rome.json / memit.json for edit --hparams,
+    recommend.json and aie_KIND.svg.`,
+  flags: {
+    model: COMMON_FLAGS.model,
+    facts: { type: "string", value: "FILE", required: true, help: "the facts traced (as trace --facts)" },
+    limit: { type: "int", value: "N", default: "all", unit: "facts", help: "trace the first N facts" },
+    window: {
+      type: "int",
+      value: "W",
+      default: "5 (the model's depth when shallower)",
+      unit: "layers",
+      help: "MEMIT's window: W layers ending at the AIE peak (kmeng01/memit's gpt2-xl: 5)",
+    },
+    "trace-window": { type: "int", value: "W", default: 10, unit: "layers", help: "trace's --window" },
+    kind: {
+      type: "string",
+      choices: ["mlp", "all"],
+      default: "mlp",
+      help: "curves traced (all: hidden, mlp, attn)",
+    },
+    "fact-token": {
+      type: "string",
+      choices: ["subject_last", "last"],
+      default: "subject_last",
+      help: "where the curve is read and the edit applied: the subject's last token (ROME's) or the prompt's",
+    },
+    samples: { type: "int", value: "N", default: 10, help: "noise samples per restored state" },
+    noise: { type: "string", value: "X|sK", default: "s3", help: "noise std (as trace --noise)" },
+    seed: { type: "int", value: "S", default: 1, help: "seed of the noise" },
+    "noise-rng": {
+      type: "string",
+      choices: NOISE_RNGS,
+      default: "numpy",
+      help: "noise generator (as trace)",
+    },
+    known: {
+      type: "string",
+      choices: KNOWN_RULES,
+      default: "whole",
+      help: "when the model knows a fact (as trace)",
+    },
+    "include-unknown": { type: "boolean", help: "trace facts the model does not know too" },
+    pool: {
+      type: "string",
+      choices: CLASS_POOLS,
+      default: "token",
+      help: "how averages pool tokens (as trace)",
+    },
+    bos: COMMON_FLAGS.bos,
+    "batch-rows": {
+      type: "int",
+      value: "N",
+      default: 4096,
+      unit: "rows",
+      help: "most rows per batched forward",
+    },
+    out: {
+      type: "string",
+      value: "DIR",
+      help: "write rome.json, memit.json, recommend.json and aie_KIND.svg",
+    },
+    overwrite: { type: "boolean", help: "replace an --out folder engram wrote" },
+    json: COMMON_FLAGS.json,
+  },
+  examples: [
+    "recommend-layers --model fixtures/world/model --facts fixtures/world/train_prompts.jsonl --limit 20 " +
+    "--trace-window 1 --fact-token last",
+  ],
+};
+
 /** Entry point of `engram recommend-layers`. */
 export async function recommendLayersCommand(argv: string[]): Promise<void> {
-  const f = parseFlags("recommend-layers", argv, {
-    model: { type: "string" },
-    facts: { type: "string" },
-    limit: { type: "string" },
-    window: { type: "string" },
-    "trace-window": { type: "string" },
-    kind: { type: "string" },
-    "fact-token": { type: "string" },
-    samples: { type: "string" },
-    noise: { type: "string" },
-    seed: { type: "string" },
-    "noise-rng": { type: "string" },
-    known: { type: "string" },
-    "include-unknown": { type: "boolean" },
-    pool: { type: "string" },
-    bos: { type: "string" },
-    "batch-rows": { type: "string" },
-    out: { type: "string" },
-    overwrite: { type: "boolean" },
-    json: { type: "boolean" },
-  });
+  const f = parseCommand(recommendLayersSpec, argv);
   const modelDir = required(f, "model", "recommend-layers");
   const factsFile = required(f, "facts", "recommend-layers");
   const kindFlag = choice(f, "kind", ["mlp", "all"] as const, "mlp");

@@ -14,21 +14,42 @@ import { commitStaged, stageDir } from "../io/atomic.ts";
 import { modelCopyFiles } from "../io/model_folder.ts";
 import { readEditLog, revertWeights } from "../edit/log.ts";
 import { checkEditedModel } from "../edit/edit_link.ts";
-import { parseFlags, required } from "./args.ts";
+import { COMMON_FLAGS, required } from "./args.ts";
+import { type CommandSpec, parseCommand } from "./spec.ts";
 import { guardOutputs } from "./outputs.ts";
 import { InputError } from "../errors.ts";
 
+/** Flags and help of `engram revert`. */
+export const revertSpec: CommandSpec = {
+  name: "revert",
+  summary: "restore the original weights bit for bit from an edit log; --check: an edited model has its log",
+  usage: "revert --model EDITED --log LOGDIR --out DIR [--force] [--overwrite] | " +
+    "revert --check --model EDITED [--log LOGDIR] [--json]",
+  description: `The reverted folder keeps the edited folder's other files (tokenizer, generation config,
+    config.json fields) and each tensor's dtype. --check verifies that the edited model still has the log
+    it was written with (the one its engram_edit.json names, or --log) and that its weights are the ones the
+    edit produced; it exits 1 with the reason otherwise.`,
+  flags: {
+    model: { type: "string", value: "EDITED", required: true, help: "the edited model folder" },
+    log: { type: "string", value: "LOGDIR", help: "the edit log (engram edit writes OUT.editlog)" },
+    out: { type: "string", value: "DIR", help: "where the reverted model is written" },
+    force: {
+      type: "boolean",
+      help: "revert even when the weights are not the ones the log's edit produced",
+    },
+    overwrite: { type: "boolean", help: "replace an output folder engram wrote before" },
+    check: { type: "boolean", help: "only check that the edited model has its log; writes nothing" },
+    json: COMMON_FLAGS.json,
+  },
+  examples: [
+    "revert --model out/edited --log out/edited.editlog --out out/restored",
+    "revert --check --model out/edited",
+  ],
+};
+
 /** Runs `revert`. */
 export async function revertCommand(argv: string[]): Promise<void> {
-  const f = parseFlags("revert", argv, {
-    model: { type: "string" },
-    log: { type: "string" },
-    out: { type: "string" },
-    force: { type: "boolean" },
-    overwrite: { type: "boolean" },
-    check: { type: "boolean" },
-    json: { type: "boolean" },
-  });
+  const f = parseCommand(revertSpec, argv);
   const modelDir = required(f, "model", "revert");
   if (f.check) {
     if (f.out !== undefined) throw new InputError("--check writes nothing: drop --out", { field: "--out" });

@@ -29,7 +29,8 @@ import {
   type TestCase,
 } from "../attribute/study.ts";
 import { choiceFlag } from "./neurons.ts";
-import { bosFlag, intFlag, numFlag, parseFlags, required } from "./args.ts";
+import { bosFlag, COMMON_FLAGS, intFlag, numFlag, required } from "./args.ts";
+import { type CommandSpec, parseCommand } from "./spec.ts";
 import { progress } from "./progress.ts";
 
 /** Unique neurons of each side pooled over tests, and how many both share (Yu et al.'s Counter sets). */
@@ -43,37 +44,99 @@ function pooledOverlap(
   return { naUnique: a.size, iaUnique: b.size, overlap: [...a].filter((x) => b.has(x)).length };
 }
 
+/** Flags and help of `engram study` (its one study, `attribution`). */
+export const studySpec: CommandSpec = {
+  name: "study",
+  summary:
+    "IA vs NA: overlap of instance- and neuron-attributed neurons, fine-tuning on top-k influential instances",
+  usage: "study attribution --model DIR --train FILE --prompts FILE [--tests N] [--pool N] [--k K] " +
+    "[--method grad-dot|grad-cos] [--steps N] [--points linspace|left] [--activation pre|post] " +
+    "[--threshold R] [--no-strict] [--top-neurons N] [--ia-cutoff N] [--ddof 0|1] [--ft-steps N] [--lr X] " +
+    "[--draws N] [--seed S] [--train-loss answer|all] [--bos auto|on|off] [--json]",
+  description: `Yu et al.'s study (defaults are theirs) on the first --tests prompts of a JSONL file of
+    {"prompt", "answer"[, "subject", "relation"]} records. The candidate pool is every training instance
+    whose subject is a test prompt's subject plus --pool random instances (seeded); precision@k counts top
+    instances stating the same (subject, relation) fact.`,
+  flags: {
+    model: COMMON_FLAGS.model,
+    train: { type: "string", value: "FILE", required: true, help: 'the training corpus (JSONL with "text")' },
+    prompts: {
+      type: "string",
+      value: "FILE",
+      required: true,
+      help: 'test prompts (JSONL {"prompt", "answer"})',
+    },
+    tests: { type: "int", value: "N", default: 4, unit: "prompts", help: "test prompts studied" },
+    pool: {
+      type: "int",
+      value: "N",
+      default: 40,
+      unit: "instances",
+      help: "random instances added to the pool",
+    },
+    k: { type: "int", value: "K", default: 5, help: "top-k influential instances" },
+    method: {
+      type: "string",
+      choices: ["grad-dot", "grad-cos"],
+      default: "grad-dot",
+      help: "instance score",
+    },
+    steps: { type: "int", value: "N", default: 20, help: "integration steps of the neuron attribution" },
+    points: {
+      type: "string",
+      choices: ["linspace", "left"],
+      default: "linspace",
+      help: "integration points",
+    },
+    activation: { type: "string", choices: ["pre", "post"], default: "pre", help: "neuron value scaled" },
+    threshold: {
+      type: "number",
+      value: "R",
+      default: 0.1,
+      help: "coarse-neuron threshold (fraction of the largest)",
+    },
+    "no-strict": { type: "boolean", help: "at least the threshold instead of strictly above" },
+    "top-neurons": { type: "int", value: "N", default: 5, help: "test neurons NA-Instances uses" },
+    "ia-cutoff": {
+      type: "int",
+      value: "N",
+      default: 1,
+      help:
+        "IA-Neurons: top neurons of the top-1 IA instance compared with as many of the test (Yu et al.'s cutoff)",
+    },
+    ddof: {
+      type: "int",
+      value: "0|1",
+      default: 0,
+      help: "delta degrees of freedom of NA-Instances' z-score",
+    },
+    "ft-steps": { type: "int", value: "N", default: 10, unit: "steps", help: "fine-tuning steps" },
+    lr: { type: "number", value: "X", default: 1e-3, help: "fine-tuning learning rate" },
+    draws: { type: "int", value: "N", default: 3, help: "random draws of the baseline" },
+    seed: { type: "int", value: "S", default: 1, help: "seed of the pool and the draws" },
+    "train-loss": {
+      type: "string",
+      choices: ["answer", "all"],
+      default: "answer",
+      help: "the training instance's loss: its answer token only, or every token",
+    },
+    "no-prefix": { type: "boolean", help: "the older spelling of --bos off" },
+    bos: COMMON_FLAGS.bos,
+    json: COMMON_FLAGS.json,
+  },
+  examples: [
+    "study attribution --model fixtures/world/model --train fixtures/world/train.jsonl " +
+    "--prompts fixtures/world/train_prompts.jsonl --tests 2",
+  ],
+};
+
 /** Runs `study`. */
 export async function studyCommand(argv: string[]): Promise<void> {
   const [kind, ...rest] = argv;
   if (kind !== "attribution") {
     throw new InputError(`study: unknown study '${kind ?? ""}' (available: attribution)`, { field: "study" });
   }
-  const f = parseFlags("study attribution", rest, {
-    model: { type: "string" },
-    train: { type: "string" },
-    prompts: { type: "string" },
-    tests: { type: "string" },
-    pool: { type: "string" },
-    k: { type: "string" },
-    method: { type: "string" },
-    steps: { type: "string" },
-    points: { type: "string" },
-    activation: { type: "string" },
-    threshold: { type: "string" },
-    "no-strict": { type: "boolean" },
-    "top-neurons": { type: "string" },
-    "ia-cutoff": { type: "string" },
-    ddof: { type: "string" },
-    "ft-steps": { type: "string" },
-    lr: { type: "string" },
-    draws: { type: "string" },
-    seed: { type: "string" },
-    "train-loss": { type: "string" },
-    "no-prefix": { type: "boolean" },
-    bos: { type: "string" },
-    json: { type: "boolean" },
-  });
+  const f = parseCommand(studySpec, rest);
   const dir = required(f, "model", "study");
   const trainFile = required(f, "train", "study");
   const promptsFile = required(f, "prompts", "study");

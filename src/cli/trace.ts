@@ -78,7 +78,9 @@ import {
 } from "../locate/trace.ts";
 import { romeCaseOf } from "../report/heatmap.ts";
 import { type FactCases, factsTraceFolder, singleTraceFolder } from "../report/trace_folder.ts";
-import { bosFlag, FACT_FLAGS, intFlag, parseFlags, required } from "./args.ts";
+import { bosFlag, COMMON_FLAGS, FACT_FLAGS, intFlag, required } from "./args.ts";
+import { type CommandSpec, parseCommand } from "./spec.ts";
+import { log } from "./log.ts";
 import { progress } from "./progress.ts";
 
 /** A parsed `--noise` value: an absolute std, or a multiple of the measured embedding std ("s3"). */
@@ -129,7 +131,7 @@ function choice<T extends string>(
 }
 
 function warn(msg: string): void {
-  console.error(`trace: warning: ${msg}`);
+  log.warn(msg);
 }
 
 /** The JSON object of one kind of a single-prompt trace. */
@@ -172,40 +174,151 @@ function peak(grid: number[][]): { token: number; layer: number; value: number }
   return best;
 }
 
+/** Flags and help of `engram trace`. */
+export const traceSpec: CommandSpec = {
+  name: "trace",
+  summary: "causal tracing (ROME): restore hidden / MLP / attention states after corrupting the subject",
+  usage: 'trace --model DIR (--prompt "..." --subject S [--target T] | --facts FILE [--limit N] ' +
+    "[--include-unknown]) [--kind hidden|mlp|attn|all] [--samples N] [--noise X|sK] [--noise-basis wte|subjects] " +
+    "[--window W] [--seed S] [--noise-rng numpy|mulberry32] [--known whole|greedy|first] [--pool token|prompt] " +
+    "[--target-prob first|sequence] [--bos auto|on|off] [--batch-rows N] [--unbatched] " +
+    "[--corruption noise|tokens] [--corrupt-subject S] [--noise-dist gaussian|uniform|mvn|t] [--noise-df D] " +
+    "[--noise-replace] [--metric prob|logprob|logit-diff --counterfactual C] [--out DIR] [--json]",
+  description: `One prompt: --json prints one object per kind ({"tokens", "subject_range", "layers", "kind",
+    "p_clean", "p_corrupt", "effects" [token][layer], "scores", "total_effect", ...}), a JSON array of
+    [hidden, mlp, attn] for --kind all. --facts (known_1000.json or world prompt JSONL) prints token-class
+    averages with 95% CIs. Scores are in the --metric's units; the JSON names the corruption and the metric.
+
+    Defaults are ROME's: the answer is the target's first token (or the model's prediction); a fact the model
+    does not know (--known) is traced anyway for one prompt, dropped with --facts; a window larger than the
+    model is clipped to its layers (a warning only when --window was given).`,
+  flags: {
+    model: COMMON_FLAGS.model,
+    prompt: { type: "string", value: '"..."', help: "the prompt traced" },
+    subject: { type: "string", value: "S", help: "the subject corrupted, a substring of the prompt" },
+    target: { type: "string", value: "T", default: "the model's top-1 prediction", help: "the answer" },
+    facts: {
+      type: "string",
+      value: "FILE",
+      help: "trace many facts (ROME's known_1000.json or world prompt JSONL) and average by token class",
+    },
+    limit: { type: "int", value: "N", default: "all", unit: "facts", help: "trace the first N facts" },
+    "include-unknown": { type: "boolean", help: "with --facts, trace facts the model does not know too" },
+    known: {
+      type: "string",
+      choices: KNOWN_RULES,
+      default: "whole",
+      help: "when the model knows a fact: whole (ROME: the decoded top-1 token is the target), greedy (the " +
+        "greedy continuation is the target), first (top-1 is the target's first token)",
+    },
+    pool: {
+      type: "string",
+      choices: CLASS_POOLS,
+      default: "token",
+      help:
+        "how the averages pool middle-subject and further tokens: per token (ROME's notebook) or per prompt",
+    },
+    "noise-rng": {
+      type: "string",
+      choices: NOISE_RNGS,
+      default: "numpy",
+      help: "noise generator: numpy's RandomState (ROME's exact noise) or mulberry32 (engram's earlier one)",
+    },
+    kind: {
+      type: "string",
+      choices: ["hidden", "mlp", "attn", "all"],
+      default: "all",
+      help: "states restored",
+    },
+    samples: { type: "int", value: "N", default: 10, help: "noise samples per restored state" },
+    noise: {
+      type: "string",
+      value: "X|sK|uX|tD|m",
+      default: "s3",
+      help:
+        "noise std: absolute X, or sK = K x the std of the embeddings (--noise-basis); ROME's codes uX, tD, m " +
+        "pick --noise-dist uniform / t / mvn",
+    },
+    "noise-basis": {
+      type: "string",
+      choices: ["wte", "subjects"],
+      default: "wte (subjects with --facts)",
+      help: "what sK measures the std over: all of wte, or the tokens of every subject in --facts",
+    },
+    window: {
+      type: "int",
+      value: "W",
+      default: 10,
+      unit: "layers",
+      help: "MLP / attention states restored together, centred on each layer (clipped to the model)",
+    },
+    seed: { type: "int", value: "S", default: 1, help: "seed of the noise" },
+    "target-prob": {
+      type: "string",
+      choices: ["first", "sequence"],
+      default: "first",
+      help: "p(answer): its first token's probability (ROME) or the product over its tokens",
+    },
+    bos: COMMON_FLAGS.bos,
+    "prefix-eos": COMMON_FLAGS["prefix-eos"],
+    "batch-rows": {
+      type: "int",
+      value: "N",
+      default: 4096,
+      unit: "rows",
+      help: "most sequences x tokens run in one batched forward",
+    },
+    unbatched: { type: "boolean", help: "one forward per restored state (slower; the batched path's check)" },
+    corruption: {
+      type: "string",
+      choices: CORRUPTION_KINDS,
+      default: "noise",
+      help: "how the subject is corrupted: ROME's noise, or symmetric token replacement (Zhang & Nanda 2024)",
+    },
+    "corrupt-subject": {
+      type: "string",
+      value: "S",
+      default: "with --facts: a same-length subject of the file",
+      help: "--corruption tokens: the subject put in place of the prompt's (the same token length)",
+    },
+    "noise-dist": {
+      type: "string",
+      choices: NOISE_DISTS,
+      default: "gaussian",
+      help:
+        "ROME's noise rules: gaussian (s<k>), uniform (u<x>: --noise X is the half-width), mvn (m) and t " +
+        "(t<d>): a Gaussian fitted to the --noise-basis embeddings, --noise X multiplies (default 1)",
+    },
+    "noise-df": { type: "int", value: "D", default: 3, help: "degrees of freedom of --noise-dist t" },
+    "noise-replace": {
+      type: "boolean",
+      help: "set the subject's token embeddings to the noise instead of adding it (ROME's --replace)",
+    },
+    metric: {
+      type: "string",
+      choices: TRACE_METRICS,
+      default: "prob",
+      help: "what is restored: the answer's probability (ROME's), its log-probability, or the logit " +
+        "difference of the answer's and --counterfactual's first tokens",
+    },
+    counterfactual: { type: "string", value: "C", help: "the counterfactual answer of --metric logit-diff" },
+    out: {
+      type: "string",
+      value: "DIR",
+      help: "write trace.json, trace_KIND.{svg,png,npz} (ROME's case record) and report.html to DIR; with " +
+        "--facts average.json, average_KIND.{svg,png}, aie_lines.{svg,png}, knowledge_ID[_KIND].npz, report.html",
+    },
+    json: COMMON_FLAGS.json,
+  },
+  examples: [
+    'trace --model fixtures/world/model --prompt "Narnux Zava was born in" --subject "Narnux Zava" --out out/trace',
+    "trace --model fixtures/world/model --facts fixtures/world/train_prompts.jsonl --limit 60 --kind all --window 1",
+  ],
+};
+
 /** Entry point of `engram trace`. */
 export async function traceCommand(argv: string[]): Promise<void> {
-  const f = parseFlags("trace", argv, {
-    model: { type: "string" },
-    prompt: { type: "string" },
-    subject: { type: "string" },
-    target: { type: "string" },
-    facts: { type: "string" },
-    limit: { type: "string" },
-    "include-unknown": { type: "boolean" },
-    known: { type: "string" },
-    pool: { type: "string" },
-    "noise-rng": { type: "string" },
-    kind: { type: "string" },
-    samples: { type: "string" },
-    noise: { type: "string" },
-    "noise-basis": { type: "string" },
-    window: { type: "string" },
-    seed: { type: "string" },
-    "target-prob": { type: "string" },
-    corruption: { type: "string" },
-    "corrupt-subject": { type: "string" },
-    "noise-dist": { type: "string" },
-    "noise-df": { type: "string" },
-    "noise-replace": { type: "boolean" },
-    metric: { type: "string" },
-    counterfactual: { type: "string" },
-    bos: { type: "string" },
-    "prefix-eos": { type: "string" },
-    "batch-rows": { type: "string" },
-    unbatched: { type: "boolean" },
-    out: { type: "string" },
-    json: { type: "boolean" },
-  });
+  const f = parseCommand(traceSpec, argv);
   const modelDir = required(f, "model", "trace");
   const kindFlag = choice(f, "kind", ["hidden", "mlp", "attn", "all"] as const, "all");
   const kinds: TraceKind[] = kindFlag === "all" ? [...TRACE_KINDS] : [kindFlag];
@@ -400,8 +513,11 @@ async function traceWith(
   };
   const L = hf.config.nLayer;
   // ROME clips the window silently; say so only when the user chose the window.
-  if (f.window !== undefined && window > L && kinds.some((k) => k !== "hidden")) {
-    warn(`--window ${window} is larger than the model's ${L} layers; clipped to ${L}`);
+  if (window > L && kinds.some((k) => k !== "hidden")) {
+    const msg = `--window ${window} is larger than the model's ${L} layers; clipped to ${L}`;
+    // The default window (ROME's 10) is clipped on every small model: only --log-level debug says so.
+    if (f.window !== undefined) warn(msg);
+    else log.debug(`${msg} (the default window)`);
   }
   const model = TransformerModel.create(await getGpu(), hf.config, hf.weights);
   const C = hf.config.nEmbd;

@@ -6,18 +6,32 @@
 import { getGpu } from "../gpu/device.ts";
 import { readTrainConfig } from "../train/config.ts";
 import { cleanTrainingLeftovers, train } from "../train/trainer.ts";
-import { intFlag, parseFlags, required } from "./args.ts";
+import { intFlag, required } from "./args.ts";
+import { type CommandSpec, parseCommand } from "./spec.ts";
+import { log } from "./log.ts";
 import { progress } from "./progress.ts";
+
+/** Flags and help of `engram train`. */
+export const trainSpec: CommandSpec = {
+  name: "train",
+  summary: "train a GPT-2 from a JSONL corpus (AdamW, checkpoints, a progress line)",
+  usage: "train --config FILE [--overwrite] [--max-steps N] [--json] | train --config FILE --clean",
+  description: `The config names the corpus, the model's shape, the optimizer and the output folder (see
+    fixtures/world/train_config.json). The model is written to the config's out only when it is complete;
+    --clean removes the work folders that interrupted runs left beside it and trains nothing.`,
+  flags: {
+    config: { type: "string", value: "FILE", required: true, help: "the training config (JSON)" },
+    overwrite: { type: "boolean", help: "replace an output folder engram wrote before" },
+    "max-steps": { type: "int", value: "N", unit: "steps", help: "stop after N optimizer steps" },
+    clean: { type: "boolean", help: "remove the work folders of interrupted runs, train nothing" },
+    json: { type: "boolean", help: 'print {"out", "steps", "final_loss", "seconds", "checkpoints"}' },
+  },
+  examples: ["train --config fixtures/world/train_config.json --max-steps 10 --overwrite"],
+};
 
 /** Runs `train` and prints a summary (JSON with --json). */
 export async function trainCommand(argv: string[]): Promise<void> {
-  const f = parseFlags("train", argv, {
-    config: { type: "string" },
-    overwrite: { type: "boolean" },
-    "max-steps": { type: "string" },
-    json: { type: "boolean" },
-    clean: { type: "boolean" },
-  });
+  const f = parseCommand(trainSpec, argv);
   const cfg = await readTrainConfig(required(f, "config", "train"));
   if (f.clean) {
     const gone = await cleanTrainingLeftovers(cfg.out);
@@ -33,7 +47,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
   const res = await train(gpu, cfg, {
     overwrite: Boolean(f.overwrite),
     maxSteps,
-    onNote: (m) => console.error(`engram train: ${m}`),
+    onNote: (m) => log.info(m),
     onStep: (s, total) => {
       bar ??= progress("train", total);
       bar.update(

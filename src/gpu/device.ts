@@ -18,6 +18,17 @@ export interface AdapterDescription {
   maxBufferSize: number;
   maxComputeWorkgroupStorageSize: number;
   maxComputeInvocationsPerWorkgroup: number;
+  /** The WebGPU backend (vulkan, gl, metal, dx12): from DENO_WEBGPU_BACKEND, else inferred (see adapterBackend). */
+  backend: string;
+  /** Where {@link backend} came from. */
+  backendSource: "DENO_WEBGPU_BACKEND" | "inferred";
+  /** The driver, where the description alone does not say (Mesa's llvmpipe is "llvmpipe" in GL and Vulkan). */
+  driver: string;
+  /** Subgroup sizes the adapter reports (0 when it does not). */
+  subgroupMinSize: number;
+  subgroupMaxSize: number;
+  /** The adapter's optional features, sorted. */
+  features: string[];
 }
 
 /** A live WebGPU device plus engram's pending-command state. */
@@ -89,19 +100,7 @@ export class Gpu {
 
   /** Adapter name, vendor and the limits that bound tensor sizes. */
   describe(): AdapterDescription {
-    const i = this.adapter.info;
-    const l = this.device.limits;
-    return {
-      vendor: i.vendor,
-      architecture: i.architecture,
-      device: i.device,
-      description: i.description,
-      isFallbackAdapter: Boolean((i as unknown as { isFallbackAdapter?: boolean }).isFallbackAdapter),
-      maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
-      maxBufferSize: l.maxBufferSize,
-      maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
-      maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
-    };
+    return describeAdapter(this.adapter, this.device.limits);
   }
 
   /** Counts a new tensor buffer of `bytes` (called by createTensor). */
@@ -199,7 +198,147 @@ export class Gpu {
   }
 }
 
+/**
+ * Which adapter {@link getGpu} asks Deno for: `default` (= `high-performance`, engram's choice so far),
+ * `low-power`, `fallback` (`forceFallbackAdapter`), or `cpu`: the first of those that is a software
+ * rasterizer. Deno picks the backend itself (Vulkan, else GL, on Linux); `DENO_WEBGPU_BACKEND=gl|vulkan`
+ * forces one.
+ */
+export const ADAPTER_CHOICES = ["default", "high-performance", "low-power", "fallback", "cpu"] as const;
+/** One of {@link ADAPTER_CHOICES}. */
+export type AdapterChoice = typeof ADAPTER_CHOICES[number];
+
+const REQUESTS: Record<Exclude<AdapterChoice, "cpu">, GPURequestAdapterOptions> = {
+  default: { powerPreference: "high-performance" },
+  "high-performance": { powerPreference: "high-performance" },
+  "low-power": { powerPreference: "low-power" },
+  fallback: { forceFallbackAdapter: true },
+};
+
+const SOFTWARE = /llvmpipe|lavapipe|softpipe|swiftshader|\bwarp\b|basic render/i;
+
+let choice: AdapterChoice = "default";
 let current: Promise<Gpu> | undefined;
+let currentChoice: AdapterChoice = "default";
+
+/**
+ * Chooses the adapter later {@link getGpu} calls use (the CLI's `--adapter`). A choice other than the
+ * one the current Gpu was made with makes the next getGpu request a new adapter.
+ */
+export function setAdapterChoice(c: AdapterChoice): void {
+  if (!(ADAPTER_CHOICES as readonly string[]).includes(c)) {
+    throw new GpuError(`unknown adapter '${c}' (one of ${ADAPTER_CHOICES.join(", ")})`, {
+      field: "--adapter",
+    });
+  }
+  choice = c;
+}
+
+function envBackend(): string | undefined {
+  try {
+    // Asked only when granted: a bare Deno.env.get would prompt a library user on a terminal.
+    const q = Deno.permissions.querySync({ name: "env", variable: "DENO_WEBGPU_BACKEND" });
+    if (q.state !== "granted") return undefined;
+    return Deno.env.get("DENO_WEBGPU_BACKEND") || undefined;
+  } catch {
+    return undefined; // no --allow-env: infer
+  }
+}
+
+/**
+ * The backend an adapter runs on. Deno's GPUAdapterInfo does not name it, so: DENO_WEBGPU_BACKEND when it
+ * names one backend; else inferred. wgpu's GL backend has no bind-group limit and reports
+ * maxBindingsPerBindGroup as 2^32 - 1 (Vulkan reports about a thousand): measured with Mesa's llvmpipe
+ * under GL (4294967295) and lavapipe under Vulkan (1024) on the same machine.
+ */
+export function adapterBackend(
+  limits: GPUSupportedLimits,
+): { backend: string; source: "DENO_WEBGPU_BACKEND" | "inferred" } {
+  const env = envBackend()?.trim().toLowerCase();
+  if (env && /^[a-z0-9]+$/.test(env)) {
+    return { backend: env === "opengl" ? "gl" : env, source: "DENO_WEBGPU_BACKEND" };
+  }
+  const huge = (limits as unknown as Record<string, number>).maxBindingsPerBindGroup >= 2 ** 32 - 1;
+  const os = Deno.build.os;
+  const native = os === "darwin" ? "metal" : os === "windows" ? "dx12" : "vulkan";
+  return { backend: huge ? "gl" : native, source: "inferred" };
+}
+
+/** The description of `adapter` (limits from its device, or its own). */
+export function describeAdapter(
+  adapter: GPUAdapter,
+  limits: GPUSupportedLimits = adapter.limits,
+): AdapterDescription {
+  const i = adapter.info as GPUAdapterInfo & {
+    isFallbackAdapter?: boolean;
+    subgroupMinSize?: number;
+    subgroupMaxSize?: number;
+  };
+  const l = limits;
+  const { backend, source } = adapterBackend(adapter.limits);
+  const mesa = /llvmpipe/i.test(i.description);
+  const driver = mesa
+    ? backend === "vulkan"
+      ? "lavapipe (Mesa's Vulkan driver on llvmpipe)"
+      : `llvmpipe (Mesa's ${backend === "gl" ? "OpenGL" : backend} driver)`
+    : "";
+  return {
+    vendor: i.vendor,
+    architecture: i.architecture,
+    device: i.device,
+    description: i.description,
+    isFallbackAdapter: Boolean(i.isFallbackAdapter),
+    maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
+    maxBufferSize: l.maxBufferSize,
+    maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
+    maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
+    backend,
+    backendSource: source,
+    driver,
+    subgroupMinSize: i.subgroupMinSize ?? 0,
+    subgroupMaxSize: i.subgroupMaxSize ?? 0,
+    features: [...adapter.features].sort(),
+  };
+}
+
+/** Whether an adapter is a software rasterizer (what `--adapter cpu` picks). */
+export function isSoftwareAdapter(adapter: GPUAdapter): boolean {
+  const i = adapter.info as GPUAdapterInfo & { isFallbackAdapter?: boolean };
+  return Boolean(i.isFallbackAdapter) || SOFTWARE.test(`${i.description} ${i.device} ${i.vendor}`);
+}
+
+function webgpu(): GPU {
+  const nav = globalThis.navigator as Navigator & { gpu?: GPU };
+  if (!nav?.gpu) throw new GpuError("WebGPU is not available in this runtime (navigator.gpu is undefined)");
+  return nav.gpu;
+}
+
+/** What each request Deno offers returns (`engram info --adapters`): one entry per request. */
+export async function listAdapters(): Promise<
+  Array<{ choice: AdapterChoice; request: GPURequestAdapterOptions; adapter: AdapterDescription | null }>
+> {
+  const gpu = webgpu();
+  const out = [];
+  for (const c of ["high-performance", "low-power", "fallback"] as const) {
+    const a = await gpu.requestAdapter(REQUESTS[c]);
+    out.push({ choice: c, request: REQUESTS[c], adapter: a ? describeAdapter(a) : null });
+  }
+  return out;
+}
+
+async function requestChosen(c: AdapterChoice): Promise<GPUAdapter | null> {
+  const gpu = webgpu();
+  if (c !== "cpu") return await gpu.requestAdapter(REQUESTS[c]);
+  for (const r of [REQUESTS.fallback, REQUESTS["low-power"], REQUESTS["high-performance"]]) {
+    const a = await gpu.requestAdapter(r);
+    if (a && isSoftwareAdapter(a)) return a;
+  }
+  throw new GpuError(
+    "--adapter cpu: no software adapter (llvmpipe, lavapipe, SwiftShader, WARP) found; install Mesa " +
+      "(Debian libgl1-mesa-dri, or mesa-vulkan-drivers for lavapipe)",
+    { field: "--adapter" },
+  );
+}
 
 /**
  * Returns the process-wide GPU, requesting the adapter's full limits (the defaults cap storage
@@ -207,20 +346,21 @@ let current: Promise<Gpu> | undefined;
  * WebGPU or an adapter is unavailable.
  */
 export function getGpu(): Promise<Gpu> {
+  if (current && currentChoice !== choice) current = undefined;
   if (!current) {
-    current = acquire();
+    currentChoice = choice;
+    current = acquire(choice);
     current.catch(() => (current = undefined));
   }
   return current;
 }
 
-async function acquire(): Promise<Gpu> {
-  const nav = globalThis.navigator as Navigator & { gpu?: GPU };
-  if (!nav?.gpu) throw new GpuError("WebGPU is not available in this runtime (navigator.gpu is undefined)");
-  const adapter = await nav.gpu.requestAdapter({ powerPreference: "high-performance" });
+async function acquire(c: AdapterChoice): Promise<Gpu> {
+  const adapter = await requestChosen(c);
   if (!adapter) {
     throw new GpuError(
-      "no WebGPU adapter found; on Linux install Mesa (llvmpipe/lavapipe) or a GPU driver with Vulkan support",
+      `no WebGPU adapter found${c === "default" ? "" : ` for --adapter ${c}`}; on Linux install Mesa ` +
+        "(llvmpipe/lavapipe) or a GPU driver with Vulkan support",
     );
   }
   const want: Record<string, number> = {};
