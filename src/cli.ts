@@ -56,6 +56,9 @@ commands:
             most influential training instances (per-example gradients of the MLP c_proj weights)
   study     attribution --model DIR --train FILE --prompts FILE [--tests N] [--pool N] [--k K] [--json]
             IA vs NA overlap and fine-tuning on top-k influential vs random instances
+  study     localization --model DIR --data FILE --out DIR [--limit N] [--methods rome,memit,ft-1,ft-5]
+            [--objectives error_injection,tracing_reversal,fact_amplification] [--layers L,L|A-B] [--json]
+            Hase et al.: trace, edit at every layer, rewrite scores, R² of edit success on tracing vs layer
   trace     --model DIR (--prompt "..." --subject S [--target T] | --facts FILE [--limit N] [--include-unknown])
             [--kind hidden|mlp|attn|all] [--samples N] [--noise X|sK] [--noise-basis wte|subjects] [--window W]
             [--seed S] [--noise-rng numpy|mulberry32] [--known whole|greedy|first] [--pool token|prompt]

@@ -31,6 +31,7 @@ import {
 import { choiceFlag } from "./neurons.ts";
 import { bosFlag, intFlag, numFlag, parseFlags, required } from "./args.ts";
 import { progress } from "./progress.ts";
+import { localizationStudyCommand } from "./study_localization.ts";
 
 /** Unique neurons of each side pooled over tests, and how many both share (Yu et al.'s Counter sets). */
 function pooledOverlap(
@@ -46,8 +47,11 @@ function pooledOverlap(
 /** Runs `study`. */
 export async function studyCommand(argv: string[]): Promise<void> {
   const [kind, ...rest] = argv;
+  if (kind === "localization") return await localizationStudyCommand(rest);
   if (kind !== "attribution") {
-    throw new InputError(`study: unknown study '${kind ?? ""}' (available: attribution)`, { field: "study" });
+    throw new InputError(`study: unknown study '${kind ?? ""}' (available: attribution, localization)`, {
+      field: "study",
+    });
   }
   const f = parseFlags("study attribution", rest, {
     model: { type: "string" },
