@@ -13,7 +13,12 @@ import { parseLayers } from "../edit/hparams.ts";
 import { checkStatsSource, resolveStatsSource } from "../edit/stats.ts";
 import { embeddingStd, NOISE_RNGS, type NoiseRng } from "../locate/patching.ts";
 import type { TargetProb } from "../locate/trace.ts";
-import { OBJECTIVES, type Objective, STUDY_METHODS, type StudyMethod } from "../evaluate/localization/objectives.ts";
+import {
+  type Objective,
+  OBJECTIVES,
+  STUDY_METHODS,
+  type StudyMethod,
+} from "../evaluate/localization/objectives.ts";
 import { runLocalizationStudy, STUDY_DEFAULTS } from "../evaluate/localization/study.ts";
 import { methodSpec } from "../evaluate/localization/objectives.ts";
 import { bosFlag, intFlag, numFlag, parseFlags, required } from "./args.ts";
@@ -66,7 +71,12 @@ export async function localizationStudyCommand(argv: string[]): Promise<void> {
   const methods = list<StudyMethod>(f.methods, STUDY_METHODS, [...STUDY_METHODS], "--methods");
   const objectives = list<Objective>(f.objectives, OBJECTIVES, ["error_injection"], "--objectives");
   const noiseRng = list<NoiseRng>(f["noise-rng"], NOISE_RNGS, [STUDY_DEFAULTS.noiseRng], "--noise-rng")[0];
-  const targetProb = list<TargetProb>(f["target-prob"], ["sequence", "first"], [STUDY_DEFAULTS.targetProb], "--target-prob")[0];
+  const targetProb = list<TargetProb>(
+    f["target-prob"],
+    ["sequence", "first"],
+    [STUDY_DEFAULTS.targetProb],
+    "--target-prob",
+  )[0];
   const noise = parseNoiseFlag((f.noise as string | undefined) ?? "s3");
   const hparamsBy = await readHparamsFlag(f.hparams as string | undefined, methods);
   const statsSrc = await resolveStatsSource(
@@ -80,7 +90,9 @@ export async function localizationStudyCommand(argv: string[]): Promise<void> {
   const requests = all.slice(0, limit);
   const lm = await loadModel(modelDir, { bos: bosFlag(f) });
   try {
-    if (!lm.tokenizer) throw new InputError(`${modelDir} has no tokenizer`, { file: modelDir, field: "--model" });
+    if (!lm.tokenizer) {
+      throw new InputError(`${modelDir} has no tokenizer`, { file: modelDir, field: "--model" });
+    }
     const tok = lm.tokenizer, model = lm.model, cfg = model.config;
     const layers = typeof f.layers === "string"
       ? parseLayers(f.layers)
@@ -135,9 +147,11 @@ export async function localizationStudyCommand(argv: string[]): Promise<void> {
       console.log("method  objective            metric        n   R2 layer  R2 trace  R2 both  added R2  p");
       for (const r of s.regressions.filter((x) => x.regressor === "max_token")) {
         console.log(
-          `${r.method.padEnd(7)} ${r.objective.padEnd(20)} ${r.metric.padEnd(12)} ${String(r.n).padStart(3)}  ${
-            fx(r.r2Layer).padStart(8)
-          }  ${fx(r.r2Trace).padStart(8)}  ${fx(r.r2Both).padStart(7)}  ${fx(r.r2Added).padStart(8)}  ${fx(r.fTest.p)}`,
+          `${r.method.padEnd(7)} ${r.objective.padEnd(20)} ${r.metric.padEnd(12)} ${
+            String(r.n).padStart(3)
+          }  ${fx(r.r2Layer).padStart(8)}  ${fx(r.r2Trace).padStart(8)}  ${fx(r.r2Both).padStart(7)}  ${
+            fx(r.r2Added).padStart(8)
+          }  ${fx(r.fTest.p)}`,
         );
       }
       for (const d of s.dropped) console.log(`dropped record ${d.index}: ${d.dropped}`);

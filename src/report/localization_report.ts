@@ -73,7 +73,11 @@ export function localizationFigures(s: StudySummary): Map<string, string> {
 }
 
 const num = (v: number | null | undefined, d = 3) =>
-  v === null || v === undefined || !Number.isFinite(v) ? "–" : Math.abs(v) < 1e-3 && v !== 0 ? v.toExponential(2) : v.toFixed(d);
+  v === null || v === undefined || !Number.isFinite(v)
+    ? "–"
+    : Math.abs(v) < 1e-3 && v !== 0
+    ? v.toExponential(2)
+    : v.toFixed(d);
 
 /** The HTML report: title, settings, figures (inline), regression and score tables, dropped cases. */
 export function localizationHtml(
@@ -83,19 +87,31 @@ export function localizationHtml(
 ): string {
   const regRows = s.regressions.map((r) =>
     `<tr><td>${r.method}</td><td>${r.objective}</td><td>${r.metric}</td><td>${r.regressor}</td><td>${r.n}</td>` +
-    `<td>${num(r.r2Layer)}</td><td>${num(r.r2Trace)}</td><td>${num(r.r2Both)}</td><td>${num(r.r2Added)}</td>` +
+    `<td>${num(r.r2Layer)}</td><td>${num(r.r2Trace)}</td><td>${num(r.r2Both)}</td><td>${
+      num(r.r2Added)
+    }</td>` +
     `<td>${num(r.fTest.f)}</td><td>${r.fTest.df1}, ${r.fTest.df2}</td><td>${num(r.fTest.p)}</td></tr>`
   ).join("\n");
   const scoreRows = s.scoresByLayer.flatMap((r) =>
     r.layers.map((l, i) =>
-      `<tr><td>${r.method}</td><td>${r.objective}</td><td>${l}</td><td>${r.n[i]}</td><td>${num(r.mean.rewrite[i])}</td>` +
-      `<td>${num(r.mean.paraphrase[i])}</td><td>${num(r.mean.neighborhood[i])}</td><td>${num(r.mean.target[i])}</td>` +
+      `<tr><td>${r.method}</td><td>${r.objective}</td><td>${l}</td><td>${r.n[i]}</td><td>${
+        num(r.mean.rewrite[i])
+      }</td>` +
+      `<td>${num(r.mean.paraphrase[i])}</td><td>${num(r.mean.neighborhood[i])}</td><td>${
+        num(r.mean.target[i])
+      }</td>` +
       `<td>${num(r.mean.efficacy[i])}</td></tr>`
     )
   ).join("\n");
-  const dropped = s.dropped.map((d) => `<li>case ${d.index}${d.case_id !== undefined ? ` (id ${escapeXml(String(d.case_id))})` : ""}: ${escapeXml(d.dropped)}</li>`)
+  const dropped = s.dropped.map((d) =>
+    `<li>case ${d.index}${d.case_id !== undefined ? ` (id ${escapeXml(String(d.case_id))})` : ""}: ${
+      escapeXml(d.dropped)
+    }</li>`
+  )
     .join("\n");
-  const figs = [...figures].map(([name, svg]) => `<figure>${svg}<figcaption>${escapeXml(name)}</figcaption></figure>`)
+  const figs = [...figures].map(([name, svg]) =>
+    `<figure>${svg}<figcaption>${escapeXml(name)}</figcaption></figure>`
+  )
     .join("\n");
   return `<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Localization study</title>
@@ -104,7 +120,9 @@ td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}th{background:#eee}
 figcaption{font-size:11px;color:#555}pre{background:#f6f6f6;padding:8px;font-size:11px;white-space:pre-wrap}</style></head>
 <body>
 <h1>Does localization inform editing? (Hase et al. 2023)</h1>
-<p>Model <code>${escapeXml(meta.model)}</code>, data <code>${escapeXml(meta.data)}</code>: ${s.cases} cases studied,
+<p>Model <code>${escapeXml(meta.model)}</code>, data <code>${
+    escapeXml(meta.data)
+  }</code>: ${s.cases} cases studied,
 ${s.dropped.length} dropped, ${s.edits} edits. Tracing effect = fraction restored, MLP states; regressor
 <code>max_token</code> = the largest fraction restored over the prompt's tokens at the edit layer (the notebook's
 <code>max_fraction_restored</code>), <code>subject_last</code> = at the subject's last token.</p>

@@ -13,21 +13,27 @@ import type { Tokenizer } from "../../io/tokenizer.ts";
 import type { TransformerModel } from "../../model/transformer.ts";
 import type { EditRequest } from "../../edit/requests.ts";
 import { filledPrompt } from "../../edit/requests.ts";
-import { applyEdit } from "../../edit/editors.ts";
-import { causalTrace, type KindTrace, type TargetProb, TRACE_KINDS, type TraceKind } from "../../locate/trace.ts";
+import { applyEdit, type EditOptions } from "../../edit/editors.ts";
+import {
+  causalTrace,
+  type KindTrace,
+  type TargetProb,
+  TRACE_KINDS,
+  type TraceKind,
+} from "../../locate/trace.ts";
 import type { NoiseRng } from "../../locate/patching.ts";
 import { encodeFact } from "../../prompt/encode.ts";
 import { FactError } from "../../prompt/errors.ts";
 import { InputError } from "../../errors.ts";
-import { type ScoreItem, scoreAnswers } from "../edit_metrics.ts";
+import { scoreAnswers, type ScoreItem } from "../edit_metrics.ts";
 import {
   editLayers,
   ftNormConstraint,
   methodSpec,
   noisedPrediction,
   type Objective,
-  objectiveRequest,
   type ObjectiveRequest,
+  objectiveRequest,
   type StudyMethod,
 } from "./objectives.ts";
 import { type EditScores, hasePoints } from "./scores.ts";
@@ -57,7 +63,7 @@ export interface CaseSettings {
 /** How the study reaches the editors (hparams per study method, key statistics). */
 export interface CaseEditContext {
   hparams?: Partial<Record<StudyMethod, Record<string, unknown>>>;
-  statsCorpus?: string;
+  statsCorpus?: EditOptions["statsCorpus"];
   stats?: string[];
   statsDir?: string;
   /** The data file, for messages. */
@@ -152,7 +158,12 @@ export function fractionRestored(effect: number, pClean: number, pCorrupt: numbe
 }
 
 /** The tracing summary of one kind (see the module comment). */
-export function summarizeKind(t: KindTrace, subjectLast: number, pClean: number, pCorrupt: number): KindSummary {
+export function summarizeKind(
+  t: KindTrace,
+  subjectLast: number,
+  pClean: number,
+  pCorrupt: number,
+): KindSummary {
   const L = t.effects[0].length;
   const frac = t.effects.map((row) => row.map((e) => fractionRestored(e, pClean, pCorrupt)));
   const maxTokenFraction = Array.from({ length: L }, (_, l) => Math.max(...frac.map((row) => row[l])));
@@ -160,7 +171,9 @@ export function summarizeKind(t: KindTrace, subjectLast: number, pClean: number,
   t.effects.forEach((row, tok) =>
     row.forEach((e, l) => {
       // The notebook's is_max_effect compares restore effects; ties keep the first (token, layer).
-      if (e > peak.effect || peak.fraction === -Infinity) peak = { fraction: frac[tok][l], effect: e, token: tok, layer: l };
+      if (e > peak.effect || peak.fraction === -Infinity) {
+        peak = { fraction: frac[tok][l], effect: e, token: tok, layer: l };
+      }
     })
   );
   return {
@@ -174,7 +187,10 @@ export function summarizeKind(t: KindTrace, subjectLast: number, pClean: number,
 }
 
 /** Items scored for a target: the rewrite prompt, then every paraphrase, then every neighborhood prompt. */
-function itemsFor(req: EditRequest, answer: string): { items: ScoreItem[]; counts: [number, number, number] } {
+function itemsFor(
+  req: EditRequest,
+  answer: string,
+): { items: ScoreItem[]; counts: [number, number, number] } {
   const para = req.rephrase ?? [], nb = (req.locality ?? []).map((l) => l.prompt);
   const items = [filledPrompt(req), ...para, ...nb].map((prompt) => ({ prompt, answer }));
   return { items, counts: [1, para.length, nb.length] };
@@ -297,7 +313,8 @@ export async function studyCase(
   if (s.knownOnly && !tr.known) {
     return {
       ...base,
-      dropped: `the model's top-1 token after the prompt is ${JSON.stringify(tokenizer.decode([tr.predicted]))}, ` +
+      dropped:
+        `the model's top-1 token after the prompt is ${JSON.stringify(tokenizer.decode([tr.predicted]))}, ` +
         `not target_true's first token (not known)`,
     };
   }

@@ -62,7 +62,9 @@ export function casePath(dir: string, index: number): string {
 export async function openStudyFolder(dir: string, header: StudyHeader): Promise<{ resumed: boolean }> {
   const st = await lstatOrUndefined(dir);
   const headerFile = `${dir}/study.json`;
-  if (st && !st.isDirectory) throw new InputError(`${dir} exists and is not a folder`, { file: dir, field: "--out" });
+  if (st && !st.isDirectory) {
+    throw new InputError(`${dir} exists and is not a folder`, { file: dir, field: "--out" });
+  }
   if (st) {
     const h = await lstatOrUndefined(headerFile);
     if (h) {
@@ -76,7 +78,10 @@ export async function openStudyFolder(dir: string, header: StudyHeader): Promise
         });
       }
       if (old.kind !== header.kind) {
-        throw new InputError(`not a localization study folder (kind '${old.kind}')`, { file: headerFile, field: "kind" });
+        throw new InputError(`not a localization study folder (kind '${old.kind}')`, {
+          file: headerFile,
+          field: "kind",
+        });
       }
       if (old.fingerprint !== header.fingerprint) {
         throw new StudyModelMismatchError(
@@ -99,7 +104,10 @@ export async function openStudyFolder(dir: string, header: StudyHeader): Promise
     const entries = [];
     for await (const e of Deno.readDir(dir)) entries.push(e.name);
     if (entries.length > 0 && !entries.includes(OUTPUT_MARKER)) {
-      throw new InputError(`${dir} is a non-empty folder that engram did not write`, { file: dir, field: "--out" });
+      throw new InputError(`${dir} is a non-empty folder that engram did not write`, {
+        file: dir,
+        field: "--out",
+      });
     }
   }
   await Deno.mkdir(`${dir}/cases`, { recursive: true });

@@ -130,7 +130,9 @@ export function objectiveRequest(
     case "fact_amplification":
       return { objective, request: { ...req, target_new: truth }, baseline: null };
     case "tracing_reversal": {
-      if (!noised) throw new InputError("tracing reversal needs the noised prediction", { field: "objective" });
+      if (!noised) {
+        throw new InputError("tracing reversal needs the noised prediction", { field: "objective" });
+      }
       const text = tokenizer.decode([noised.id]).trim();
       if (text === "") {
         throw new InputError(`the noised prediction (token ${noised.id}) decodes to no text`, {

@@ -13,7 +13,13 @@ import type { TransformerModel } from "../../model/transformer.ts";
 import type { EditRequest } from "../../edit/requests.ts";
 import { writeFileAtomic } from "../../io/atomic.ts";
 import { localizationFigures, localizationHtml } from "../../report/localization_report.ts";
-import { type CaseEditContext, type CaseResult, type CaseSettings, type DroppedCase, studyCase } from "./case.ts";
+import {
+  type CaseEditContext,
+  type CaseResult,
+  type CaseSettings,
+  type DroppedCase,
+  studyCase,
+} from "./case.ts";
 import { modelFingerprint, openStudyFolder, readCase, writeCase } from "./folder.ts";
 import { OBJECTIVES, STUDY_METHODS } from "./objectives.ts";
 import { type StudySummary, summarize } from "./summary.ts";
@@ -57,14 +63,18 @@ export function checkStudySettings(s: CaseSettings, nLayer: number): void {
   if (s.methods.length === 0) throw new InputError("no methods to study", { field: "--methods" });
   for (const m of s.methods) {
     if (!STUDY_METHODS.includes(m)) {
-      throw new InputError(`unknown study method '${m}' (known: ${STUDY_METHODS.join(", ")})`, { field: "--methods" });
+      throw new InputError(`unknown study method '${m}' (known: ${STUDY_METHODS.join(", ")})`, {
+        field: "--methods",
+      });
     }
   }
   if (s.objectives.length === 0) throw new InputError("no objectives to study", { field: "--objectives" });
   for (const o of s.objectives) {
     if (!OBJECTIVES.includes(o)) {
       throw new InputError(
-        `unknown objective '${o}' (known: ${OBJECTIVES.join(", ")}; fact erasure and fact forcing are not implemented)`,
+        `unknown objective '${o}' (known: ${
+          OBJECTIVES.join(", ")
+        }; fact erasure and fact forcing are not implemented)`,
         { field: "--objectives" },
       );
     }
@@ -72,12 +82,23 @@ export function checkStudySettings(s: CaseSettings, nLayer: number): void {
   if (s.layers.length === 0) throw new InputError("no layers to edit", { field: "--layers" });
   for (const l of s.layers) {
     if (!(Number.isInteger(l) && l >= 0 && l < nLayer)) {
-      throw new InputError(`layer ${l} out of range: the model has layers 0..${nLayer - 1}`, { field: "--layers" });
+      throw new InputError(`layer ${l} out of range: the model has layers 0..${nLayer - 1}`, {
+        field: "--layers",
+      });
     }
   }
-  if (new Set(s.layers).size !== s.layers.length) throw new InputError("--layers lists a layer twice", { field: "--layers" });
-  for (const [k, v] of [["traceWindow", s.traceWindow], ["editWindow", s.editWindow], ["samples", s.samples]] as const) {
-    if (!(Number.isInteger(v) && v >= 1)) throw new InputError(`${k} must be a positive integer, got ${v}`, { field: k });
+  if (new Set(s.layers).size !== s.layers.length) {
+    throw new InputError("--layers lists a layer twice", { field: "--layers" });
+  }
+  for (
+    const [k, v] of [["traceWindow", s.traceWindow], ["editWindow", s.editWindow], [
+      "samples",
+      s.samples,
+    ]] as const
+  ) {
+    if (!(Number.isInteger(v) && v >= 1)) {
+      throw new InputError(`${k} must be a positive integer, got ${v}`, { field: k });
+    }
   }
 }
 
@@ -91,12 +112,16 @@ export async function runLocalizationStudy(
   const s = o.settings;
   const nLayer = model.config.nLayer;
   checkStudySettings(s, nLayer);
-  if (requests.length === 0) throw new InputError("the data file holds no cases", { file: o.dataFile, field: "--data" });
+  if (requests.length === 0) {
+    throw new InputError("the data file holds no cases", { file: o.dataFile, field: "--data" });
+  }
   // Every objective compares with or starts from target_true (and tracing explains it): refuse up front.
   requests.forEach((r, i) => {
     if (r.ground_truth === undefined) {
       throw new InputError(
-        `record ${i}: objective '${s.objectives[0]}' needs the record's target_true (ground_truth), which it lacks`,
+        `record ${i}: objective '${
+          s.objectives[0]
+        }' needs the record's target_true (ground_truth), which it lacks`,
         { file: o.dataFile, field: `[${i}].ground_truth` },
       );
     }
@@ -107,7 +132,7 @@ export async function runLocalizationStudy(
     fingerprint: modelFingerprint(model),
     model: o.modelName,
     data: o.dataFile,
-    settings: { ...settings, cases: requests.length },
+    settings: { ...settings, hparams: o.edit?.hparams ?? {}, cases: requests.length },
   };
   const { resumed } = await openStudyFolder(o.out, header);
   const perCase = 1 + s.objectives.length * s.methods.length * s.layers.length;
@@ -118,8 +143,15 @@ export async function runLocalizationStudy(
   for (let i = 0; i < requests.length; i++) {
     let c = await readCase(o.out, i);
     if (!c) {
-      c = await studyCase(model, tokenizer, requests[i], i, s, { ...o.edit, dataFile: o.dataFile }, (d, _t, text) =>
-        o.onProgress?.(i * perCase + d, total, `case ${i}: ${text}`));
+      c = await studyCase(
+        model,
+        tokenizer,
+        requests[i],
+        i,
+        s,
+        { ...o.edit, dataFile: o.dataFile },
+        (d, _t, text) => o.onProgress?.(i * perCase + d, total, `case ${i}: ${text}`),
+      );
       await writeCase(o.out, c);
       newCases++;
     }
@@ -133,16 +165,27 @@ export async function runLocalizationStudy(
       { file: o.dataFile, field: "--data" },
     );
   }
-  const summary = summarize(done, dropped, { nLayer, methods: s.methods, objectives: s.objectives, layers: s.layers });
+  const summary = summarize(done, dropped, {
+    nLayer,
+    methods: s.methods,
+    objectives: s.objectives,
+    layers: s.layers,
+  });
   const files: string[] = [];
   const write = async (name: string, text: string) => {
     await writeFileAtomic(`${o.out}/${name}`, text);
     files.push(`${o.out}/${name}`);
   };
-  await write("summary.json", JSON.stringify({ model: o.modelName, data: o.dataFile, settings, ...summary }, null, 1) + "\n");
+  await write(
+    "summary.json",
+    JSON.stringify({ model: o.modelName, data: o.dataFile, settings, ...summary }, null, 1) + "\n",
+  );
   const figures = localizationFigures(summary);
   await Deno.mkdir(`${o.out}/figures`, { recursive: true });
   for (const [name, svg] of figures) await write(`figures/${name}`, svg);
-  await write("report.html", localizationHtml(summary, figures, { model: o.modelName, data: o.dataFile, settings }));
+  await write(
+    "report.html",
+    localizationHtml(summary, figures, { model: o.modelName, data: o.dataFile, settings }),
+  );
   return { summary, resumed, newCases, files };
 }

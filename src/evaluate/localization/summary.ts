@@ -87,7 +87,10 @@ export function summarize(
     const ks = cases.map((c) => kindOf(c, kind)).filter((k): k is KindSummary => k !== undefined);
     const avg = (f: (k: KindSummary) => number[]) =>
       Array.from({ length: L }, (_, l) => meanOf(ks.map((k) => f(k)[l])) ?? 0);
-    tracingByLayer[kind] = { subjectLast: avg((k) => k.subjectLastFraction), maxToken: avg((k) => k.maxTokenFraction) };
+    tracingByLayer[kind] = {
+      subjectLast: avg((k) => k.subjectLastFraction),
+      maxToken: avg((k) => k.maxTokenFraction),
+    };
     const counts = new Array<number>(L).fill(0);
     for (const k of ks) counts[k.peak.layer]++;
     peakLayerCounts[kind] = counts;
