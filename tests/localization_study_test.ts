@@ -6,7 +6,9 @@ import { join } from "node:path";
 import { InputError } from "../src/errors.ts";
 import { loadModel } from "../src/model/load.ts";
 import { readRequests } from "../src/edit/requests.ts";
-import { applyEdit } from "../src/edit/editors.ts";
+import { applyComputed } from "../src/edit/apply.ts";
+import { ftlDefaults } from "../src/edit/ft.ts";
+import { fineTuneObjective } from "../src/evaluate/localization/ft_objective.ts";
 import { causalTrace } from "../src/locate/trace.ts";
 import { encodeFact } from "../src/prompt/encode.ts";
 import { scoreAnswers } from "../src/evaluate/edit_metrics.ts";
@@ -86,14 +88,14 @@ Deno.test("localization study on the world model equals separate trace and edit 
         const probs = async () => (await scoreAnswers(model, tok, items)).map((s) => Math.exp(-s.nll));
         const pre = await probs();
         for (const layer of [0, 1]) {
-          const applied = await applyEdit(model, tok, "ft-l", [r], {
+          const deltas = await fineTuneObjective(model, tok, r, {
             layers: [layer],
-            hparams: {
-              objective: "target_new",
-              norm_constraint: 1e-4 * 6400 / model.config.nInner,
-              num_steps: 8,
-            },
+            lr: ftlDefaults(model.config).lr,
+            numSteps: 8,
+            normConstraint: 1e-4 * 6400 / model.config.nInner,
+            loss: "nll",
           });
+          const applied = applyComputed(model, deltas);
           const post = await probs();
           applied.restore();
           const e = c.edits.find((x) => x.layer === layer)!;
@@ -139,6 +141,14 @@ Deno.test("localization study on the world model equals separate trace and edit 
       await assert.rejects(
         () => runLocalizationStudy(model, tok, [noTruth], o2),
         (e: Error) => e instanceof InputError && /target_true/.test(e.message),
+      );
+      await assert.rejects(
+        () =>
+          runLocalizationStudy(model, tok, reqs, {
+            ...o2,
+            settings: { ...settings, methods: ["rome"], objectives: ["fact_erasure"] },
+          }),
+        (e: Error) => e instanceof InputError && /rome cannot run fact_erasure/.test(e.message),
       );
       const noSubject: EditRequest = { ...reqs[0], prompt: "Nobody was born in", subject: "Qqq Zzz" };
       await assert.rejects(

@@ -1,6 +1,6 @@
 /**
  * `engram study localization --model DIR --data FILE --out DIR [--limit N] [--methods rome,memit,ft-1,ft-5]
- * [--objectives error_injection,tracing_reversal,fact_amplification] [--layers L,L|A-B] [--trace-window 5]
+ * [--objectives error_injection,tracing_reversal,fact_erasure,fact_amplification,fact_forcing] [--layers L,L|A-B] [--trace-window 5]
  * [--edit-window 5] [--samples 10] [--noise s3|STD] [--noise-rng numpy|mulberry32] [--seed 1]
  * [--target-prob sequence|first] [--keep-unknown] [--min-pred-prob 0.02] [--hparams FILE|METHOD=FILE,...]
  * [--stats-corpus FILE | --stats FILE[,FILE]] [--bos auto|on|off] [--json]`: Hase et al.'s localization
@@ -21,6 +21,7 @@ import {
 } from "../evaluate/localization/objectives.ts";
 import { runLocalizationStudy, STUDY_DEFAULTS } from "../evaluate/localization/study.ts";
 import { methodSpec } from "../evaluate/localization/objectives.ts";
+import { checkFtOverrides } from "../evaluate/localization/case.ts";
 import { bosFlag, intFlag, numFlag, parseFlags, required } from "./args.ts";
 import { readEvalRequests } from "./eval.ts";
 import { readHparamsFlag, validateHparams } from "./hparams_flag.ts";
@@ -99,7 +100,10 @@ export async function localizationStudyCommand(argv: string[]): Promise<void> {
       : Array.from({ length: cfg.nLayer }, (_, i) => i);
     for (const m of methods) {
       const e = hparamsBy.get(m);
-      if (e) validateHparams(methodSpec(m).editor, e.hparams, cfg, e.file);
+      if (!e) continue;
+      const editor = methodSpec(m).editor;
+      if (editor === "ft") checkFtOverrides(e.hparams, e.file);
+      else validateHparams(editor, e.hparams, cfg, e.file);
     }
     let noiseStd: number;
     if ("absolute" in noise) noiseStd = noise.absolute;

@@ -13,7 +13,10 @@ import type { Tokenizer } from "../../io/tokenizer.ts";
 import type { TransformerModel } from "../../model/transformer.ts";
 import type { EditRequest } from "../../edit/requests.ts";
 import { filledPrompt } from "../../edit/requests.ts";
-import { applyEdit, type EditOptions } from "../../edit/editors.ts";
+import { type AppliedEdit, applyEdit, type EditOptions } from "../../edit/editors.ts";
+import { applyComputed } from "../../edit/apply.ts";
+import { ftlDefaults } from "../../edit/ft.ts";
+import { fineTuneObjective, type FtObjectiveOptions } from "./ft_objective.ts";
 import {
   causalTrace,
   type KindTrace,
@@ -29,6 +32,7 @@ import { scoreAnswers, type ScoreItem } from "../edit_metrics.ts";
 import {
   editLayers,
   ftNormConstraint,
+  ftSteps,
   methodSpec,
   noisedPrediction,
   type Objective,
@@ -220,12 +224,14 @@ const pair = (pre: number[], post: number[]) => (pre.length ? { pre: pre[0], pos
 export function scoreEdit(
   pre: { target: PromptProbs; baseline: PromptProbs | null },
   post: { target: PromptProbs; baseline: PromptProbs | null },
+  erasure = false,
 ): { scores: EditScores; success: CaseEdit["success"] } {
   const t0 = pre.target, t1 = post.target;
   const scores = hasePoints(
     { pre: t0.rewrite[0], post: t1.rewrite[0] },
     pair(t0.paraphrase, t1.paraphrase),
     pair(t0.neighborhood, t1.neighborhood),
+    erasure,
   );
   const b = post.baseline;
   const success = b
@@ -238,6 +244,34 @@ export function scoreEdit(
   return { scores, success };
 }
 
+/** Keys a user may set for the study's FT (ft-1 / ft-5). */
+export const FT_OVERRIDE_KEYS = ["lr", "num_steps", "norm_constraint"] as const;
+
+/** Checks user overrides of the study's FT; an InputError names an unknown key or a bad value. */
+export function checkFtOverrides(h: Record<string, unknown>, file?: string): void {
+  for (const [k, v] of Object.entries(h)) {
+    if (!(FT_OVERRIDE_KEYS as readonly string[]).includes(k)) {
+      throw new InputError(`unknown key '${k}' for the study's FT (known: ${FT_OVERRIDE_KEYS.join(", ")})`, {
+        file,
+        field: k,
+      });
+    }
+    const ok = typeof v === "number" && Number.isFinite(v) && v >= 0 &&
+      (k !== "num_steps" || (Number.isInteger(v) && v >= 1));
+    if (!ok) {
+      throw new InputError(
+        `'${k}' must be a non-negative number${k === "num_steps" ? " (an integer >= 1)" : ""}`,
+        { file, field: k },
+      );
+    }
+  }
+}
+
+/** How one edit of the study runs: an engram editor, or the study's FT. */
+export type EditPlan =
+  | { editor: string; layers: number[]; hparams?: Record<string, unknown> }
+  | { editor: "ft"; layers: number[]; ft: FtObjectiveOptions };
+
 /** Editor options of `method` for a central `layer` and an objective. */
 export function editOptionsFor(
   model: TransformerModel,
@@ -246,19 +280,53 @@ export function editOptionsFor(
   layer: number,
   s: CaseSettings,
   ctx: CaseEditContext,
-): { editor: string; layers: number[]; hparams?: Record<string, unknown> } {
+  subjectRange: [number, number],
+): EditPlan {
   const spec = methodSpec(method, s.editWindow);
   const layers = editLayers(layer, spec.window, model.config.nLayer);
-  let hparams = ctx.hparams?.[method];
-  if (spec.editor === "ft-l") {
-    // The reference's FT: teacher-forced target NLL, the per-objective L∞ radius; the user's file wins.
-    hparams = {
-      objective: "target_new",
-      norm_constraint: ftNormConstraint(objective, spec.window, model.config.nInner),
-      ...(hparams ?? {}),
-    };
+  const user = ctx.hparams?.[method];
+  if (spec.editor !== "ft") return { editor: spec.editor, layers, hparams: user };
+  const u = (user ?? {}) as Partial<Record<typeof FT_OVERRIDE_KEYS[number], number>>;
+  return {
+    editor: "ft",
+    layers,
+    ft: {
+      layers,
+      // The reference's constr lr 5e-4, scaled for small MLPs as engram's FT-L defaults (ftlDefaults).
+      lr: u.lr ?? ftlDefaults(model.config).lr,
+      numSteps: u.num_steps ?? ftSteps(objective),
+      normConstraint: u.norm_constraint ?? ftNormConstraint(objective, spec.window, model.config.nInner),
+      loss: objective === "fact_erasure" ? "prob" : "nll",
+      noise: objective === "fact_forcing"
+        ? { std: s.noiseStd, samples: FORCING_SAMPLES, seed: s.seed, rng: s.noiseRng, subjectRange }
+        : undefined,
+    },
+  };
+}
+
+/** Noise samples of Fact Forcing's FT (`num_noise_samples = 10`). */
+export const FORCING_SAMPLES = 10;
+
+/** Applies `plan` to `model` for `request`; `restore()` undoes it. */
+export async function applyPlan(
+  model: TransformerModel,
+  tokenizer: Tokenizer,
+  request: EditRequest,
+  plan: EditPlan,
+  ctx: CaseEditContext,
+  onWarning: (w: string) => void,
+): Promise<AppliedEdit> {
+  if ("ft" in plan) {
+    return applyComputed(model, await fineTuneObjective(model, tokenizer, request, plan.ft), { onWarning });
   }
-  return { editor: spec.editor, layers, hparams };
+  return await applyEdit(model, tokenizer, plan.editor, [request], {
+    layers: plan.layers,
+    hparams: plan.hparams,
+    statsCorpus: ctx.statsCorpus,
+    stats: ctx.stats,
+    statsDir: ctx.statsDir,
+    onWarning,
+  });
 }
 
 /** Progress inside a case: `done` of `total` units (1 for the trace, 1 per edit), with a short text. */
@@ -337,7 +405,7 @@ export async function studyCase(
   const edits: CaseEdit[] = [];
   let done = 1;
   for (const objective of s.objectives) {
-    const noised = objective === "tracing_reversal"
+    const noised = objective === "tracing_reversal" || objective === "fact_forcing"
       ? await noisedPrediction(model, ids, fact.subjectRange, s)
       : undefined;
     let o: ObjectiveRequest;
@@ -361,16 +429,9 @@ export async function studyCase(
     for (const method of s.methods) {
       for (const layer of s.layers) {
         const e0 = performance.now();
-        const opt = editOptionsFor(model, method, objective, layer, s, ctx);
+        const opt = editOptionsFor(model, method, objective, layer, s, ctx, fact.subjectRange);
         const warnings: string[] = [];
-        const applied = await applyEdit(model, tokenizer, opt.editor, [o.request], {
-          layers: opt.layers,
-          hparams: opt.hparams,
-          statsCorpus: ctx.statsCorpus,
-          stats: ctx.stats,
-          statsDir: ctx.statsDir,
-          onWarning: (w) => warnings.push(w),
-        });
+        const applied = await applyPlan(model, tokenizer, o.request, opt, ctx, (w) => warnings.push(w));
         let post;
         try {
           post = {
@@ -380,7 +441,7 @@ export async function studyCase(
         } finally {
           applied.restore();
         }
-        const { scores, success } = scoreEdit(pre, post);
+        const { scores, success } = scoreEdit(pre, post, objective === "fact_erasure");
         edits.push({
           method,
           objective,

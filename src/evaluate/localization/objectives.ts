@@ -9,15 +9,18 @@
  *   `corrupted_forward_pass`; see NOTES-locstudy.md for the difference from its 12-token generation),
  *   baseline `target_true`;
  * - **fact_amplification**: target `target_true` (the edit raises the probability of what the model
- *   already says); no baseline (the reference uses the EOS token, "won't use these metrics").
+ *   already says); no baseline (the reference uses the EOS token, "won't use these metrics");
+ * - **fact_erasure**: target `target_true`, loss = its probability (FT only), scored by the erasure score;
+ *   no baseline;
+ * - **fact_forcing**: target `target_true` while the subject's embeddings are noised during the edit
+ *   (FT only: 10 noise samples, 50 steps); baseline = the noised prediction (`request_baseline`). The
+ *   edit is measured on clean prompts, as the reference's evaluation runs outside the noising hook.
  *
- * Fact Erasure (loss = the target's probability) and Fact Forcing (the edit optimised under subject
- * noise) need objectives engram's editors do not have; they are not offered.
- *
+ * ROME and MEMIT run the first three: engram's ROME / MEMIT optimise v* by NLL on clean inputs only.
+
  * Methods: `rome` (window 1), `memit` (the window of `editWindow` layers centred on the layer, clipped at
- * the ends as causal tracing's window), `ft-1` and `ft-5` (constrained fine-tuning of the MLP output
- * projection of 1 or 5 layers centred on the layer, FT-L's editor with the reference's per-objective L∞
- * radius).
+ * the ends as causal tracing's window), `ft-1` and `ft-5` (belief-localization's constrained fine-tuning
+ * of the MLP output projection of 1 or 5 layers centred on the layer, with the per-objective L∞ radius).
  */
 import { InputError } from "../../errors.ts";
 import type { Tokenizer } from "../../io/tokenizer.ts";
@@ -26,14 +29,31 @@ import type { EditRequest } from "../../edit/requests.ts";
 import { corruptionPatch, type NoiseRng, subjectNoise } from "../../locate/patching.ts";
 
 /** The objectives the study runs. */
-export const OBJECTIVES = ["error_injection", "tracing_reversal", "fact_amplification"] as const;
+export const OBJECTIVES = [
+  "error_injection",
+  "tracing_reversal",
+  "fact_erasure",
+  "fact_amplification",
+  "fact_forcing",
+] as const;
 export type Objective = typeof OBJECTIVES[number];
 
 /** The editing methods of the study, by the paper's names. */
 export const STUDY_METHODS = ["rome", "memit", "ft-1", "ft-5"] as const;
 export type StudyMethod = typeof STUDY_METHODS[number];
 
-/** The engram editor behind a study method and how many layers it edits around the central layer. */
+/** Objectives only the FT methods can run (they need a probability loss or noised inputs while editing). */
+export const FT_ONLY_OBJECTIVES: readonly Objective[] = ["fact_erasure", "fact_forcing"];
+
+/** FT steps for an objective: 25 (the FT hparams files), 50 for Fact Forcing (`get_override_hparams`). */
+export function ftSteps(objective: Objective): number {
+  return objective === "fact_forcing" ? 50 : 25;
+}
+
+/**
+ * The engram editor behind a study method and how many layers it edits around the central layer ("ft":
+ * the study's own belief-localization FT, src/evaluate/localization/ft_objective.ts).
+ */
 export function methodSpec(method: StudyMethod, editWindow = 5): { editor: string; window: number } {
   switch (method) {
     case "rome":
@@ -41,9 +61,9 @@ export function methodSpec(method: StudyMethod, editWindow = 5): { editor: strin
     case "memit":
       return { editor: "memit", window: editWindow };
     case "ft-1":
-      return { editor: "ft-l", window: 1 };
+      return { editor: "ft", window: 1 };
     case "ft-5":
-      return { editor: "ft-l", window: editWindow };
+      return { editor: "ft", window: editWindow };
   }
 }
 
@@ -59,13 +79,17 @@ export function editLayers(layer: number, w: number, nLayer: number): number[] {
 
 /**
  * The reference's FT L∞ radius (`norm_constraint`) for an objective and window (`get_override_hparams`):
- * window 1: 1e-4, tracing reversal 1e-3, amplification 5e-5; window > 1: 5e-5, tracing reversal 1e-3,
- * amplification 1e-5. They were set for GPT-J / gpt2-xl MLPs (≥ 6400 inputs); the study scales them by
+ * window 1: 1e-4, tracing reversal 1e-3, erasure 1e-5, amplification 5e-5, forcing 1e-4; window > 1:
+ * 5e-5, tracing reversal 1e-3, erasure 1e-5, amplification 1e-5, forcing 1e-4. They were set for GPT-J / gpt2-xl MLPs (≥ 6400 inputs); the study scales them by
  * max(1, 6400 / nInner) as engram's FT-L defaults scale the radius and lr for smaller MLPs.
  */
 export function ftNormConstraint(objective: Objective, window: number, nInner: number): number {
   const base = objective === "tracing_reversal"
     ? 1e-3
+    : objective === "fact_erasure"
+    ? 1e-5
+    : objective === "fact_forcing"
+    ? 1e-4
     : objective === "fact_amplification"
     ? (window === 1 ? 5e-5 : 1e-5)
     : (window === 1 ? 1e-4 : 5e-5);
@@ -128,7 +152,9 @@ export function objectiveRequest(
     case "error_injection":
       return { objective, request: { ...req }, baseline: truth };
     case "fact_amplification":
+    case "fact_erasure":
       return { objective, request: { ...req, target_new: truth }, baseline: null };
+    case "fact_forcing":
     case "tracing_reversal": {
       if (!noised) {
         throw new InputError("tracing reversal needs the noised prediction", { field: "objective" });
@@ -136,10 +162,12 @@ export function objectiveRequest(
       const text = tokenizer.decode([noised.id]).trim();
       if (text === "") {
         throw new InputError(`the noised prediction (token ${noised.id}) decodes to no text`, {
-          field: "tracing_reversal",
+          field: objective,
         });
       }
-      return { objective, request: { ...req, target_new: text }, baseline: truth, noised };
+      return objective === "tracing_reversal"
+        ? { objective, request: { ...req, target_new: text }, baseline: truth, noised }
+        : { objective, request: { ...req, target_new: truth }, baseline: text, noised };
     }
   }
 }

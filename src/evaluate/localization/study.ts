@@ -21,7 +21,7 @@ import {
   studyCase,
 } from "./case.ts";
 import { modelFingerprint, openStudyFolder, readCase, writeCase } from "./folder.ts";
-import { OBJECTIVES, STUDY_METHODS } from "./objectives.ts";
+import { FT_ONLY_OBJECTIVES, methodSpec, OBJECTIVES, STUDY_METHODS } from "./objectives.ts";
 import { type StudySummary, summarize } from "./summary.ts";
 
 /** Defaults of the study settings (the reference's, see NOTES-locstudy.md). */
@@ -77,6 +77,16 @@ export function checkStudySettings(s: CaseSettings, nLayer: number): void {
         }; fact erasure and fact forcing are not implemented)`,
         { field: "--objectives" },
       );
+    }
+  }
+  for (const m of s.methods) {
+    for (const o of s.objectives) {
+      if (FT_ONLY_OBJECTIVES.includes(o) && methodSpec(m).editor !== "ft") {
+        throw new InputError(
+          `${m} cannot run ${o}: engram's ROME and MEMIT optimise by NLL on clean inputs (only ft-1 / ft-5 can)`,
+          { field: "--objectives" },
+        );
+      }
     }
   }
   if (s.layers.length === 0) throw new InputError("no layers to edit", { field: "--layers" });
