@@ -57,7 +57,7 @@ commands:
   study     attribution --model DIR --train FILE --prompts FILE [--tests N] [--pool N] [--k K] [--json]
             IA vs NA overlap and fine-tuning on top-k influential vs random instances
   study     localization --model DIR --data FILE --out DIR [--limit N] [--methods rome,memit,ft-1,ft-5]
-            [--objectives error_injection,tracing_reversal,fact_amplification] [--layers L,L|A-B] [--json]
+            [--objectives all|error_injection,tracing_reversal,fact_erasure,fact_amplification,fact_forcing] [--layers L,L|A-B]
             Hase et al.: trace, edit at every layer, rewrite scores, R² of edit success on tracing vs layer
   trace     --model DIR (--prompt "..." --subject S [--target T] | --facts FILE [--limit N] [--include-unknown])
             [--kind hidden|mlp|attn|all] [--samples N] [--noise X|sK] [--noise-basis wte|subjects] [--window W]

@@ -148,7 +148,8 @@ Deno.test("localization study on the world model equals separate trace and edit 
             ...o2,
             settings: { ...settings, methods: ["rome"], objectives: ["fact_erasure"] },
           }),
-        (e: Error) => e instanceof InputError && /rome cannot run fact_erasure/.test(e.message),
+        (e: Error) =>
+          e instanceof InputError && /none of the methods rome can run fact_erasure/.test(e.message),
       );
       const noSubject: EditRequest = { ...reqs[0], prompt: "Nobody was born in", subject: "Qqq Zzz" };
       await assert.rejects(

@@ -1,6 +1,6 @@
 /**
  * `engram study localization --model DIR --data FILE --out DIR [--limit N] [--methods rome,memit,ft-1,ft-5]
- * [--objectives error_injection,tracing_reversal,fact_erasure,fact_amplification,fact_forcing] [--layers L,L|A-B] [--trace-window 5]
+ * [--objectives all|error_injection,tracing_reversal,fact_erasure,fact_amplification,fact_forcing] [--layers L,L|A-B] [--trace-window 5]
  * [--edit-window 5] [--samples 10] [--noise s3|STD] [--noise-rng numpy|mulberry32] [--seed 1]
  * [--target-prob sequence|first] [--keep-unknown] [--min-pred-prob 0.02] [--hparams FILE|METHOD=FILE,...]
  * [--stats-corpus FILE | --stats FILE[,FILE]] [--bos auto|on|off] [--json]`: Hase et al.'s localization
@@ -20,7 +20,7 @@ import {
   type StudyMethod,
 } from "../evaluate/localization/objectives.ts";
 import { runLocalizationStudy, STUDY_DEFAULTS } from "../evaluate/localization/study.ts";
-import { methodSpec } from "../evaluate/localization/objectives.ts";
+import { editsPerCase, methodSpec } from "../evaluate/localization/objectives.ts";
 import { checkFtOverrides } from "../evaluate/localization/case.ts";
 import { bosFlag, intFlag, numFlag, parseFlags, required } from "./args.ts";
 import { readEvalRequests } from "./eval.ts";
@@ -70,7 +70,9 @@ export async function localizationStudyCommand(argv: string[]): Promise<void> {
   const dataFile = required(f, "data", "study localization");
   const out = required(f, "out", "study localization");
   const methods = list<StudyMethod>(f.methods, STUDY_METHODS, [...STUDY_METHODS], "--methods");
-  const objectives = list<Objective>(f.objectives, OBJECTIVES, ["error_injection"], "--objectives");
+  const objectives = f.objectives === "all"
+    ? [...OBJECTIVES]
+    : list<Objective>(f.objectives, OBJECTIVES, ["error_injection"], "--objectives");
   const noiseRng = list<NoiseRng>(f["noise-rng"], NOISE_RNGS, [STUDY_DEFAULTS.noiseRng], "--noise-rng")[0];
   const targetProb = list<TargetProb>(
     f["target-prob"],
@@ -112,7 +114,7 @@ export async function localizationStudyCommand(argv: string[]): Promise<void> {
       const ids = requests.flatMap((r) => tok.encode(r.subject));
       noiseStd = noise.multiple * embeddingStd(model.weights, cfg.nEmbd, ids, model.spec.embed);
     }
-    const units = requests.length * (1 + objectives.length * methods.length * layers.length);
+    const units = requests.length * (1 + editsPerCase(methods, objectives, layers.length));
     const bar = progress("study localization (traces + edits)", units);
     const res = await runLocalizationStudy(model, tok, requests, {
       out,
@@ -159,6 +161,7 @@ export async function localizationStudyCommand(argv: string[]): Promise<void> {
         );
       }
       for (const d of s.dropped) console.log(`dropped record ${d.index}: ${d.dropped}`);
+      for (const u of s.unsupported) console.log(`not run: ${u.method} cannot run ${u.objective}`);
     }
   } finally {
     lm.model.destroy();

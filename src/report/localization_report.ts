@@ -139,6 +139,7 @@ ${regRows}
 <th>target (hmean)</th><th>efficacy</th></tr>
 ${scoreRows}
 </table>
+<p>${s.unsupported.map((u) => `${u.method} cannot run ${u.objective} (not run).`).join(" ")}</p>
 <h2>Dropped cases</h2>
 <ul>${dropped || "<li>none</li>"}</ul>
 </body></html>

@@ -30,7 +30,9 @@ import { FactError } from "../../prompt/errors.ts";
 import { InputError } from "../../errors.ts";
 import { scoreAnswers, type ScoreItem } from "../edit_metrics.ts";
 import {
+  canRun,
   editLayers,
+  editsPerCase,
   ftNormConstraint,
   ftSteps,
   methodSpec,
@@ -366,7 +368,7 @@ export async function studyCase(
     throw e;
   }
   const ids = fact.ids.slice(0, fact.promptLength);
-  const total = 1 + s.objectives.length * s.methods.length * s.layers.length;
+  const total = 1 + editsPerCase(s.methods, s.objectives, s.layers.length);
   const tr = await causalTrace(model, ids, fact.subjectRange, {
     kinds: [...TRACE_KINDS],
     samples: s.samples,
@@ -427,6 +429,7 @@ export async function studyCase(
       pre,
     });
     for (const method of s.methods) {
+      if (!canRun(method, objective)) continue;
       for (const layer of s.layers) {
         const e0 = performance.now();
         const opt = editOptionsFor(model, method, objective, layer, s, ctx, fact.subjectRange);

@@ -45,6 +45,16 @@ export type StudyMethod = typeof STUDY_METHODS[number];
 /** Objectives only the FT methods can run (they need a probability loss or noised inputs while editing). */
 export const FT_ONLY_OBJECTIVES: readonly Objective[] = ["fact_erasure", "fact_forcing"];
 
+/** Whether `method` can run `objective` (ROME and MEMIT cannot run the FT-only objectives). */
+export function canRun(method: StudyMethod, objective: Objective): boolean {
+  return methodSpec(method).editor === "ft" || !FT_ONLY_OBJECTIVES.includes(objective);
+}
+
+/** Edits per case: one per runnable (method, objective) pair and layer. */
+export function editsPerCase(methods: StudyMethod[], objectives: Objective[], layers: number): number {
+  return methods.reduce((n, m) => n + objectives.filter((o) => canRun(m, o)).length, 0) * layers;
+}
+
 /** FT steps for an objective: 25 (the FT hparams files), 50 for Fact Forcing (`get_override_hparams`). */
 export function ftSteps(objective: Objective): number {
   return objective === "fact_forcing" ? 50 : 25;

@@ -21,7 +21,7 @@ import {
   studyCase,
 } from "./case.ts";
 import { modelFingerprint, openStudyFolder, readCase, writeCase } from "./folder.ts";
-import { FT_ONLY_OBJECTIVES, methodSpec, OBJECTIVES, STUDY_METHODS } from "./objectives.ts";
+import { editsPerCase, OBJECTIVES, STUDY_METHODS } from "./objectives.ts";
 import { type StudySummary, summarize } from "./summary.ts";
 
 /** Defaults of the study settings (the reference's, see NOTES-locstudy.md). */
@@ -79,15 +79,12 @@ export function checkStudySettings(s: CaseSettings, nLayer: number): void {
       );
     }
   }
-  for (const m of s.methods) {
-    for (const o of s.objectives) {
-      if (FT_ONLY_OBJECTIVES.includes(o) && methodSpec(m).editor !== "ft") {
-        throw new InputError(
-          `${m} cannot run ${o}: engram's ROME and MEMIT optimise by NLL on clean inputs (only ft-1 / ft-5 can)`,
-          { field: "--objectives" },
-        );
-      }
-    }
+  if (editsPerCase(s.methods, s.objectives, 1) === 0) {
+    throw new InputError(
+      `none of the methods ${s.methods.join(", ")} can run ${s.objectives.join(", ")}: fact_erasure and ` +
+        `fact_forcing need ft-1 / ft-5 (engram's ROME and MEMIT optimise by NLL on clean inputs)`,
+      { field: "--objectives" },
+    );
   }
   if (s.layers.length === 0) throw new InputError("no layers to edit", { field: "--layers" });
   for (const l of s.layers) {
@@ -145,7 +142,7 @@ export async function runLocalizationStudy(
     settings: { ...settings, hparams: o.edit?.hparams ?? {}, cases: requests.length },
   };
   const { resumed } = await openStudyFolder(o.out, header);
-  const perCase = 1 + s.objectives.length * s.methods.length * s.layers.length;
+  const perCase = 1 + editsPerCase(s.methods, s.objectives, s.layers.length);
   const total = requests.length * perCase;
   const done: CaseResult[] = [];
   const dropped: DroppedCase[] = [];

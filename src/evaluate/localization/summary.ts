@@ -10,7 +10,7 @@
  */
 import type { TraceKind } from "../../locate/trace.ts";
 import type { CaseEdit, CaseResult, DroppedCase, KindSummary } from "./case.ts";
-import type { Objective, StudyMethod } from "./objectives.ts";
+import { canRun, type Objective, type StudyMethod } from "./objectives.ts";
 import { type LocalizationRegression, localizationRegression } from "./regression.ts";
 
 /** Scores regressed and plotted. */
@@ -54,6 +54,8 @@ export interface StudySummary {
   meanPeakFraction: Record<TraceKind, number | null>;
   scoresByLayer: LayerScores[];
   regressions: RegressionRow[];
+  /** (method, objective) pairs not run: the method cannot run the objective. */
+  unsupported: Array<{ method: StudyMethod; objective: Objective }>;
 }
 
 const meanOf = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : null);
@@ -99,8 +101,13 @@ export function summarize(
   const scoresByLayer: LayerScores[] = [];
   const regressions: RegressionRow[] = [];
   let edits = 0;
+  const unsupported: StudySummary["unsupported"] = [];
   for (const method of o.methods) {
     for (const objective of o.objectives) {
+      if (!canRun(method, objective)) {
+        unsupported.push({ method, objective });
+        continue;
+      }
       const rows: Array<{ c: CaseResult; e: CaseEdit }> = [];
       for (const c of cases) {
         for (const e of c.edits) if (e.method === method && e.objective === objective) rows.push({ c, e });
@@ -150,5 +157,6 @@ export function summarize(
     meanPeakFraction,
     scoresByLayer,
     regressions,
+    unsupported,
   };
 }
