@@ -10,7 +10,7 @@
 import { InputError } from "../errors.ts";
 import { loadModel } from "../model/load.ts";
 import { parseLayers } from "../edit/hparams.ts";
-import { checkStatsSource, resolveStatsSource } from "../edit/stats.ts";
+import { checkStatsSource, resolveStatsSource, type StatsSource } from "../edit/stats.ts";
 import { embeddingStd, NOISE_RNGS, type NoiseRng } from "../locate/patching.ts";
 import type { TargetProb } from "../locate/trace.ts";
 import {
@@ -24,8 +24,12 @@ import { editsPerCase, methodSpec } from "../evaluate/localization/objectives.ts
 import { checkFtOverrides } from "../evaluate/localization/case.ts";
 import { bosFlag, intFlag, numFlag, parseFlags, required } from "./args.ts";
 import { readEvalRequests } from "./eval.ts";
-import { readHparamsFlag, validateHparams } from "./hparams_flag.ts";
-import { parseNoiseFlag } from "./trace.ts";
+import { type HparamsByMethod, readHparamsFlag, validateHparams } from "./hparams_flag.ts";
+import { type NoiseFlag, parseNoiseFlag } from "./trace.ts";
+import { dirname } from "node:path";
+import { checkOutputs, realPathOf } from "../io/output_paths.ts";
+import { acquireLocks, releaseLocks } from "../io/lock.ts";
+import type { EditRequest } from "../prompt/requests.ts";
 import { progress } from "./progress.ts";
 
 function list<T extends string>(v: unknown, known: readonly T[], dflt: T[], flag: string): T[] {
@@ -91,6 +95,51 @@ export async function localizationStudyCommand(argv: string[]): Promise<void> {
   const { requests: all } = await readEvalRequests(dataFile);
   const limit = intFlag(f, "limit", all.length, 1, all.length);
   const requests = all.slice(0, limit);
+  // --out is never an input (nor inside or around one), and one study writes a folder at a time; an
+  // existing folder is resumed (src/evaluate/localization/folder.ts checks it is this study's).
+  await checkOutputs([{ path: out, flag: "--out" }], [
+    { path: modelDir, flag: "--model" },
+    { path: dataFile, flag: "--data" },
+    ...[...hparamsBy.values()].filter((e) => e.file).map((e) => ({ path: e.file!, flag: "--hparams" })),
+    ...(typeof f["stats-corpus"] === "string" ? [{ path: f["stats-corpus"], flag: "--stats-corpus" }] : []),
+    ...(statsSrc.stats ?? []).map((p) => ({ path: p, flag: "--stats" })),
+  ]);
+  await Deno.mkdir(dirname(await realPathOf(out)), { recursive: true });
+  const locks = await acquireLocks([{ path: await realPathOf(out), flag: "--out" }]);
+  try {
+    await studyWith(
+      f,
+      modelDir,
+      dataFile,
+      out,
+      requests,
+      methods,
+      objectives,
+      noiseRng,
+      targetProb,
+      noise,
+      hparamsBy,
+      statsSrc,
+    );
+  } finally {
+    await releaseLocks(locks);
+  }
+}
+
+async function studyWith(
+  f: Record<string, string | boolean | undefined>,
+  modelDir: string,
+  dataFile: string,
+  out: string,
+  requests: EditRequest[],
+  methods: StudyMethod[],
+  objectives: Objective[],
+  noiseRng: NoiseRng,
+  targetProb: TargetProb,
+  noise: NoiseFlag,
+  hparamsBy: HparamsByMethod,
+  statsSrc: StatsSource,
+): Promise<void> {
   const lm = await loadModel(modelDir, { bos: bosFlag(f) });
   try {
     if (!lm.tokenizer) {
