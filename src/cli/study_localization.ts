@@ -198,7 +198,8 @@ async function studyWith(
         `${res.resumed ? "resumed" : "new"} study in ${out}: ${s.cases} cases (${res.newCases} run now), ` +
           `${s.dropped.length} dropped, ${s.edits} edits; report: ${out}/report.html`,
       );
-      const fx = (v: number | null) => (v === null ? "-" : v.toFixed(3));
+      // |v| < 5e-4 prints 0.000 (not -0.000 for an R² a rounding below zero).
+      const fx = (v: number | null) => (v === null ? "-" : (Math.abs(v) < 5e-4 ? 0 : v).toFixed(3));
       console.log("method  objective            metric        n   R2 layer  R2 trace  R2 both  added R2  p");
       for (const r of s.regressions.filter((x) => x.regressor === "max_token")) {
         console.log(
