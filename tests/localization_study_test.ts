@@ -164,3 +164,32 @@ Deno.test("localization study on the world model equals separate trace and edit 
     await Deno.remove(out, { recursive: true });
   }
 });
+
+Deno.test("study localization CLI: bad flags exit 1 with the flag named", async () => {
+  const { engram } = await import("./_util.ts");
+  const out = await Deno.makeTempDir({ prefix: "engram-locstudy-cli-" });
+  try {
+    const base = [
+      "study",
+      "localization",
+      "--model",
+      join(WORLD, "model"),
+      "--data",
+      join(WORLD, "counterfact.json"),
+    ];
+    const bad = await engram(...base, "--out", join(out, "a"), "--objectives", "fact_guessing");
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /--objectives: unknown value 'fact_guessing'/);
+    const layer = await engram(...base, "--out", join(out, "b"), "--layers", "7", "--methods", "ft-1");
+    assert.equal(layer.code, 1);
+    assert.match(layer.stderr, /layer 7 out of range: the model has layers 0\.\.1/);
+    const inside = await engram(...base, "--out", join(WORLD, "model", "study"));
+    assert.equal(inside.code, 1);
+    assert.match(inside.stderr, /is inside the input --model/);
+    const unknownStudy = await engram("study", "nothing");
+    assert.equal(unknownStudy.code, 1);
+    assert.match(unknownStudy.stderr, /available: attribution, localization/);
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+});
