@@ -87,3 +87,57 @@ Deno.test("F-test is null without residual degrees of freedom", () => {
   assert.equal(fTest(full, red).df2, 1);
   close(fTest(full, red).p, 0, 1e-12, "p of a perfect fit"); // F is huge: RSS is rounding only
 });
+
+/** RSS of y on full-rank columns x by the normal equations, solved by Gaussian elimination (float64). */
+function rssNormalEquations(x: number[][], y: number[]): number {
+  const p = x[0].length;
+  const a = Array.from({ length: p }, (_, i) => [
+    ...Array.from({ length: p }, (_, j) => x.reduce((s, r) => s + r[i] * r[j], 0)),
+    x.reduce((s, r, k) => s + r[i] * y[k], 0),
+  ]);
+  for (let c = 0; c < p; c++) {
+    let piv = c;
+    for (let r = c + 1; r < p; r++) if (Math.abs(a[r][c]) > Math.abs(a[piv][c])) piv = r;
+    [a[c], a[piv]] = [a[piv], a[c]];
+    for (let r = 0; r < p; r++) {
+      if (r === c) continue;
+      const f = a[r][c] / a[c][c];
+      for (let k = c; k <= p; k++) a[r][k] -= f * a[c][k];
+    }
+  }
+  const beta = a.map((row, i) => row[p] / row[i]);
+  return y.reduce((s, v, k) => s + (v - x[k].reduce((t, xv, j) => t + xv * beta[j], 0)) ** 2, 0);
+}
+
+Deno.test("OLS RSS equals the normal equations on a random layer × trace design", () => {
+  let seed = 12345;
+  const rand = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+  const n = 23, levels = 3;
+  const layer = Array.from({ length: n }, (_, i) => i % levels);
+  const trace = Array.from({ length: n }, () => rand());
+  const y = layer.map((l, i) => 0.3 * l + (l === 1 ? 2 : -1) * trace[i] + 0.2 * (rand() - 0.5));
+  const design = layer.map((l, i) => [
+    ...Array.from({ length: levels }, (_, k) => (k === l ? 1 : 0)),
+    ...Array.from({ length: levels }, (_, k) => (k === l ? trace[i] : 0)),
+  ]);
+  const fit = ols(design, y);
+  assert.equal(fit.rank, 2 * levels);
+  const ref = rssNormalEquations(design, y);
+  assert.ok(Math.abs(fit.rss - ref) < 1e-12 * Math.max(1, ref), `${fit.rss} vs ${ref}`);
+  // R's treatment-contrast design (intercept, contrasts, trace, interactions) spans the same space.
+  const rDesign = layer.map((l, i) => [
+    1,
+    l === 1 ? 1 : 0,
+    l === 2 ? 1 : 0,
+    trace[i],
+    l === 1 ? trace[i] : 0,
+    l === 2 ? trace[i] : 0,
+  ]);
+  assert.ok(Math.abs(rssNormalEquations(rDesign, y) - ref) < 1e-10);
+  const r = localizationRegression(layer, trace, y);
+  const mean = y.reduce((a, b) => a + b, 0) / n;
+  const tss = y.reduce((s, v) => s + (v - mean) ** 2, 0);
+  close(r.r2Both, 1 - ref / tss, 1e-12, "R² both");
+  assert.equal(r.fTest.df1, levels);
+  assert.equal(r.fTest.df2, n - 2 * levels);
+});
