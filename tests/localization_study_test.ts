@@ -151,6 +151,11 @@ Deno.test("localization study on the world model equals separate trace and edit 
         (e: Error) =>
           e instanceof InputError && /none of the methods rome can run fact_erasure/.test(e.message),
       );
+      await assert.rejects(
+        () =>
+          runLocalizationStudy(model, tok, reqs, { ...o2, edit: { hparams: { "ft-1": { momentum: 1 } } } }),
+        (e: Error) => e instanceof InputError && /unknown key 'momentum'/.test(e.message),
+      );
       const noSubject: EditRequest = { ...reqs[0], prompt: "Nobody was born in", subject: "Qqq Zzz" };
       await assert.rejects(
         () => runLocalizationStudy(model, tok, [noSubject], { ...o2, out: join(out, "bad2") }),

@@ -17,11 +17,12 @@ import {
   type CaseEditContext,
   type CaseResult,
   type CaseSettings,
+  checkFtOverrides,
   type DroppedCase,
   studyCase,
 } from "./case.ts";
 import { modelFingerprint, openStudyFolder, readCase, writeCase } from "./folder.ts";
-import { editsPerCase, OBJECTIVES, STUDY_METHODS } from "./objectives.ts";
+import { editsPerCase, methodSpec, OBJECTIVES, STUDY_METHODS } from "./objectives.ts";
 import { type StudySummary, summarize } from "./summary.ts";
 
 /** Defaults of the study settings (the reference's, see NOTES-locstudy.md). */
@@ -133,6 +134,10 @@ export async function runLocalizationStudy(
       );
     }
   });
+  for (const m of s.methods) {
+    const h = o.edit?.hparams?.[m];
+    if (h && methodSpec(m).editor === "ft") checkFtOverrides(h);
+  }
   const settings = { ...s } as unknown as Record<string, unknown>;
   const header = {
     kind: "engram localization study" as const,
