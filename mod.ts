@@ -169,6 +169,31 @@ export type {
   TestCase,
 } from "./src/attribute/study.ts";
 export {
+  runLocalizationStudy,
+  STUDY_DEFAULTS as LOCALIZATION_STUDY_DEFAULTS,
+} from "./src/evaluate/localization/study.ts";
+export type { LocalizationStudyOptions, LocalizationStudyResult } from "./src/evaluate/localization/study.ts";
+export { studyCase } from "./src/evaluate/localization/case.ts";
+export type {
+  CaseResult as LocalizationCaseResult,
+  CaseSettings,
+  DroppedCase,
+} from "./src/evaluate/localization/case.ts";
+export { OBJECTIVES, STUDY_METHODS } from "./src/evaluate/localization/objectives.ts";
+export type { Objective, StudyMethod } from "./src/evaluate/localization/objectives.ts";
+export { fineTuneObjective } from "./src/evaluate/localization/ft_objective.ts";
+export { harmonicMean, neighborhoodScore, rewriteScore } from "./src/evaluate/localization/scores.ts";
+export {
+  fSurvival,
+  fTest,
+  incompleteBeta,
+  localizationRegression,
+  ols,
+} from "./src/evaluate/localization/regression.ts";
+export type { LocalizationRegression, OlsFit } from "./src/evaluate/localization/regression.ts";
+export { StudyModelMismatchError, StudySettingsMismatchError } from "./src/evaluate/localization/folder.ts";
+export type { StudySummary } from "./src/evaluate/localization/summary.ts";
+export {
   captureRun,
   corruptionHooks,
   corruptionPatch,

@@ -15,6 +15,7 @@ import { accuracyCommand, accuracySpec } from "./cli/accuracy.ts";
 import { neuronsCommand, neuronsSpec } from "./cli/neurons.ts";
 import { attributeCommand, attributeSpec } from "./cli/attribute.ts";
 import { studyCommand, studySpec } from "./cli/study.ts";
+import { localizationStudySpec } from "./cli/study_localization.ts";
 import { editCommand, editSpec } from "./cli/edit.ts";
 import { revertCommand, revertSpec } from "./cli/revert.ts";
 import { evalCommand, evalSpec } from "./cli/eval.ts";
@@ -30,6 +31,8 @@ import { ADAPTER_CHOICES, type AdapterChoice, setAdapterChoice } from "./gpu/dev
 export interface Command {
   spec: CommandSpec;
   run: (argv: string[]) => Promise<void>;
+  /** Specs of subcommands named by the first argument (`study localization`), for their --help. */
+  subcommands?: Record<string, CommandSpec>;
 }
 
 /** Every command, in the order the usage lists them. */
@@ -44,7 +47,7 @@ export const commands: Record<string, Command> = {
   revert: { spec: revertSpec, run: revertCommand },
   neurons: { spec: neuronsSpec, run: neuronsCommand },
   attribute: { spec: attributeSpec, run: attributeCommand },
-  study: { spec: studySpec, run: studyCommand },
+  study: { spec: studySpec, run: studyCommand, subcommands: { localization: localizationStudySpec } },
   trace: { spec: traceSpec, run: traceCommand },
   atp: { spec: atpSpec, run: atpCommand },
   "recommend-layers": { spec: recommendLayersSpec, run: recommendLayersCommand },
@@ -187,7 +190,7 @@ export async function main(args: string[]): Promise<number> {
   const command = commands[cmd];
   if (!command) return unknownCommand(cmd);
   if (globals.help) {
-    console.log(commandHelp(command.spec));
+    console.log(commandHelp(command.subcommands?.[argv[0]] ?? command.spec));
     return 0;
   }
   configureLog({ command: cmd, level: globals.level, quiet: globals.quiet, file: globals.file });

@@ -32,6 +32,7 @@ import { choiceFlag } from "./neurons.ts";
 import { bosFlag, COMMON_FLAGS, intFlag, numFlag, required } from "./args.ts";
 import { type CommandSpec, parseCommand } from "./spec.ts";
 import { progress } from "./progress.ts";
+import { localizationStudyCommand } from "./study_localization.ts";
 
 /** Unique neurons of each side pooled over tests, and how many both share (Yu et al.'s Counter sets). */
 function pooledOverlap(
@@ -47,13 +48,14 @@ function pooledOverlap(
 /** Flags and help of `engram study` (its one study, `attribution`). */
 export const studySpec: CommandSpec = {
   name: "study",
-  summary:
-    "IA vs NA: overlap of instance- and neuron-attributed neurons, fine-tuning on top-k influential instances",
+  summary: "the field's studies: attribution (Yu et al.: IA vs NA) and localization (Hase et al.)",
   usage: "study attribution --model DIR --train FILE --prompts FILE [--tests N] [--pool N] [--k K] " +
     "[--method grad-dot|grad-cos] [--steps N] [--points linspace|left] [--activation pre|post] " +
     "[--threshold R] [--no-strict] [--top-neurons N] [--ia-cutoff N] [--ddof 0|1] [--ft-steps N] [--lr X] " +
     "[--draws N] [--seed S] [--train-loss answer|all] [--bos auto|on|off] [--json]",
-  description: `Yu et al.'s study (defaults are theirs) on the first --tests prompts of a JSONL file of
+  description: `Two studies. \`study localization\` (Hase et al. 2023): engram study localization --help.
+
+    \`study attribution\`: Yu et al.'s study (defaults are theirs) on the first --tests prompts of a JSONL file of
     {"prompt", "answer"[, "subject", "relation"]} records. The candidate pool is every training instance
     whose subject is a test prompt's subject plus --pool random instances (seeded); precision@k counts top
     instances stating the same (subject, relation) fact.`,
@@ -133,8 +135,11 @@ export const studySpec: CommandSpec = {
 /** Runs `study`. */
 export async function studyCommand(argv: string[]): Promise<void> {
   const [kind, ...rest] = argv;
+  if (kind === "localization") return await localizationStudyCommand(rest);
   if (kind !== "attribution") {
-    throw new InputError(`study: unknown study '${kind ?? ""}' (available: attribution)`, { field: "study" });
+    throw new InputError(`study: unknown study '${kind ?? ""}' (available: attribution, localization)`, {
+      field: "study",
+    });
   }
   const f = parseCommand(studySpec, rest);
   const dir = required(f, "model", "study");

@@ -1,0 +1,476 @@
+/**
+ * One case of the localization study (Hase et al. 2023): trace it, edit it at every requested layer
+ * with every method and objective, and score each edit (src/evaluate/localization/scores.ts).
+ *
+ * Tracing (belief-localization `experiments/tracing.py`, `calculate_hidden_flow` with the label as
+ * target): causal trace of the prompt for hidden, MLP and attention states with one window, the answer
+ * scored being `target_true`. The tracing effect of a (token, layer) is the notebook's
+ * `fraction_restored = max(0, (p_restored − p_corrupt) / |p_corrupt − p_clean|)`. Reported per layer:
+ * the effect at the subject's last token, the largest effect over tokens at that layer (the notebook's
+ * regressor `max_fraction_restored`), and the per-example maximum over tokens and layers (its peak).
+ */
+import type { Tokenizer } from "../../io/tokenizer.ts";
+import type { TransformerModel } from "../../model/transformer.ts";
+import type { EditRequest } from "../../edit/requests.ts";
+import { filledPrompt } from "../../edit/requests.ts";
+import { type AppliedEdit, applyEdit, type EditOptions } from "../../edit/editors.ts";
+import { applyComputed } from "../../edit/apply.ts";
+import { ftlDefaults } from "../../edit/ft.ts";
+import { fineTuneObjective, type FtObjectiveOptions } from "./ft_objective.ts";
+import {
+  causalTrace,
+  type KindTrace,
+  type TargetProb,
+  TRACE_KINDS,
+  type TraceKind,
+} from "../../locate/trace.ts";
+import type { NoiseRng } from "../../locate/patching.ts";
+import { encodeFact } from "../../prompt/encode.ts";
+import { FactError } from "../../prompt/errors.ts";
+import { InputError } from "../../errors.ts";
+import { scoreAnswers, type ScoreItem } from "../edit_metrics.ts";
+import {
+  canRun,
+  editLayers,
+  editsPerCase,
+  ftNormConstraint,
+  ftSteps,
+  methodSpec,
+  noisedPrediction,
+  type Objective,
+  type ObjectiveRequest,
+  objectiveRequest,
+  type StudyMethod,
+} from "./objectives.ts";
+import { type EditScores, hasePoints } from "./scores.ts";
+
+/** Settings of a study that every case uses. */
+export interface CaseSettings {
+  methods: StudyMethod[];
+  objectives: Objective[];
+  /** Central edit layers. */
+  layers: number[];
+  /** Tracing window of the MLP and attention traces (the notebook's regressions use 5). */
+  traceWindow: number;
+  /** Window of MEMIT and FT-5 (5). */
+  editWindow: number;
+  samples: number;
+  noiseStd: number;
+  seed: number;
+  noiseRng: NoiseRng;
+  /** How the traced answer is scored ("sequence": the product over target_true's tokens). */
+  targetProb: TargetProb;
+  /** Keep only cases whose clean top-1 token is target_true's first (the notebook's is_correct). */
+  knownOnly: boolean;
+  /** Drop cases whose clean probability of target_true is below this (tracing.py's min_pred_prob .02). */
+  minPredProb: number;
+}
+
+/** How the study reaches the editors (hparams per study method, key statistics). */
+export interface CaseEditContext {
+  hparams?: Partial<Record<StudyMethod, Record<string, unknown>>>;
+  statsCorpus?: EditOptions["statsCorpus"];
+  stats?: string[];
+  statsDir?: string;
+  /** The data file, for messages. */
+  dataFile?: string;
+}
+
+/** One kind's tracing summary. */
+export interface KindSummary {
+  kind: TraceKind;
+  window: number;
+  /** Restore effect p_restored − p_corrupt at the subject's last token, per layer. */
+  subjectLastEffect: number[];
+  /** fraction_restored at the subject's last token, per layer. */
+  subjectLastFraction: number[];
+  /** Largest fraction_restored over the prompt's tokens, per layer (the notebook's regressor). */
+  maxTokenFraction: number[];
+  /** The per-example maximum fraction_restored over tokens and layers, and where. */
+  peak: { fraction: number; effect: number; token: number; layer: number };
+}
+
+/** The trace of a case. */
+export interface CaseTrace {
+  ids: number[];
+  subjectRange: [number, number];
+  answer: number[];
+  predicted: number;
+  known: boolean;
+  pClean: number;
+  pCorrupt: number;
+  kinds: KindSummary[];
+}
+
+/** Probabilities of the target (and of the baseline) on the rewrite, paraphrase and neighborhood prompts. */
+export interface PromptProbs {
+  rewrite: number[];
+  paraphrase: number[];
+  neighborhood: number[];
+}
+
+/** One edit of a case. */
+export interface CaseEdit {
+  method: StudyMethod;
+  objective: Objective;
+  /** Central layer. */
+  layer: number;
+  /** Layers the editor changed. */
+  editedLayers: number[];
+  target: string;
+  baseline: string | null;
+  post: { target: PromptProbs; baseline: PromptProbs | null };
+  scores: EditScores;
+  /** ROME's CounterFact successes: [P(target) > P(baseline)] on rewrite / paraphrases, the reverse on neighbours. */
+  success: { efficacy: number | null; paraphrase: number | null; neighborhood: number | null };
+  seconds: number;
+  warnings: string[];
+}
+
+/** One objective of a case: its request and the pre-edit probabilities. */
+export interface CaseObjective {
+  objective: Objective;
+  target: string;
+  baseline: string | null;
+  noised?: { id: number; prob: number };
+  pre: { target: PromptProbs; baseline: PromptProbs | null };
+}
+
+/** A finished case. */
+export interface CaseResult {
+  index: number;
+  case_id?: number | string;
+  prompt: string;
+  subject: string;
+  target_true: string;
+  target_new: string;
+  trace: CaseTrace;
+  objectives: CaseObjective[];
+  edits: CaseEdit[];
+  seconds: number;
+}
+
+/** A case that was not studied, and why. */
+export interface DroppedCase {
+  index: number;
+  case_id?: number | string;
+  dropped: string;
+}
+
+/** fraction_restored of the notebook: max(0, effect / |p_corrupt − p_clean|); 0 when the corruption changed nothing. */
+export function fractionRestored(effect: number, pClean: number, pCorrupt: number): number {
+  const d = Math.abs(pCorrupt - pClean);
+  return d > 0 ? Math.max(0, effect / d) : 0;
+}
+
+/** The tracing summary of one kind (see the module comment). */
+export function summarizeKind(
+  t: KindTrace,
+  subjectLast: number,
+  pClean: number,
+  pCorrupt: number,
+): KindSummary {
+  const L = t.effects[0].length;
+  const frac = t.effects.map((row) => row.map((e) => fractionRestored(e, pClean, pCorrupt)));
+  const maxTokenFraction = Array.from({ length: L }, (_, l) => Math.max(...frac.map((row) => row[l])));
+  let peak = { fraction: -Infinity, effect: 0, token: 0, layer: 0 };
+  t.effects.forEach((row, tok) =>
+    row.forEach((e, l) => {
+      // The notebook's is_max_effect compares restore effects; ties keep the first (token, layer).
+      if (e > peak.effect || peak.fraction === -Infinity) {
+        peak = { fraction: frac[tok][l], effect: e, token: tok, layer: l };
+      }
+    })
+  );
+  return {
+    kind: t.kind,
+    window: t.window,
+    subjectLastEffect: t.effects[subjectLast].slice(),
+    subjectLastFraction: frac[subjectLast].slice(),
+    maxTokenFraction,
+    peak,
+  };
+}
+
+/** Items scored for a target: the rewrite prompt, then every paraphrase, then every neighborhood prompt. */
+function itemsFor(
+  req: EditRequest,
+  answer: string,
+): { items: ScoreItem[]; counts: [number, number, number] } {
+  const para = req.rephrase ?? [], nb = (req.locality ?? []).map((l) => l.prompt);
+  const items = [filledPrompt(req), ...para, ...nb].map((prompt) => ({ prompt, answer }));
+  return { items, counts: [1, para.length, nb.length] };
+}
+
+/** P = exp(−mean token NLL) of `answer` after each prompt of `req`, grouped by kind. */
+export async function promptProbs(
+  model: TransformerModel,
+  tokenizer: Tokenizer,
+  req: EditRequest,
+  answer: string,
+): Promise<PromptProbs> {
+  const { items, counts } = itemsFor(req, answer);
+  const s = await scoreAnswers(model, tokenizer, items);
+  const p = s.map((x) => Math.exp(-x.nll));
+  return {
+    rewrite: p.slice(0, counts[0]),
+    paraphrase: p.slice(counts[0], counts[0] + counts[1]),
+    neighborhood: p.slice(counts[0] + counts[1]),
+  };
+}
+
+const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : null);
+const pair = (pre: number[], post: number[]) => (pre.length ? { pre: pre[0], post: post[0] } : null);
+
+/** Scores and successes of one edit from the pre- and post-edit probabilities. */
+export function scoreEdit(
+  pre: { target: PromptProbs; baseline: PromptProbs | null },
+  post: { target: PromptProbs; baseline: PromptProbs | null },
+  erasure = false,
+): { scores: EditScores; success: CaseEdit["success"] } {
+  const t0 = pre.target, t1 = post.target;
+  const scores = hasePoints(
+    { pre: t0.rewrite[0], post: t1.rewrite[0] },
+    pair(t0.paraphrase, t1.paraphrase),
+    pair(t0.neighborhood, t1.neighborhood),
+    erasure,
+  );
+  const b = post.baseline;
+  const success = b
+    ? {
+      efficacy: mean(t1.rewrite.map((p, i) => (p > b.rewrite[i] ? 1 : 0))),
+      paraphrase: mean(t1.paraphrase.map((p, i) => (p > b.paraphrase[i] ? 1 : 0))),
+      neighborhood: mean(t1.neighborhood.map((p, i) => (b.neighborhood[i] > p ? 1 : 0))),
+    }
+    : { efficacy: null, paraphrase: null, neighborhood: null };
+  return { scores, success };
+}
+
+/** Keys a user may set for the study's FT (ft-1 / ft-5). */
+export const FT_OVERRIDE_KEYS = ["lr", "num_steps", "norm_constraint"] as const;
+
+/** Checks user overrides of the study's FT; an InputError names an unknown key or a bad value. */
+export function checkFtOverrides(h: Record<string, unknown>, file?: string): void {
+  for (const [k, v] of Object.entries(h)) {
+    if (!(FT_OVERRIDE_KEYS as readonly string[]).includes(k)) {
+      throw new InputError(`unknown key '${k}' for the study's FT (known: ${FT_OVERRIDE_KEYS.join(", ")})`, {
+        file,
+        field: k,
+      });
+    }
+    const ok = typeof v === "number" && Number.isFinite(v) && v >= 0 &&
+      (k !== "num_steps" || (Number.isInteger(v) && v >= 1));
+    if (!ok) {
+      throw new InputError(
+        `'${k}' must be a non-negative number${k === "num_steps" ? " (an integer >= 1)" : ""}`,
+        { file, field: k },
+      );
+    }
+  }
+}
+
+/** How one edit of the study runs: an engram editor, or the study's FT. */
+export type EditPlan =
+  | { editor: string; layers: number[]; hparams?: Record<string, unknown> }
+  | { editor: "ft"; layers: number[]; ft: FtObjectiveOptions };
+
+/** Editor options of `method` for a central `layer` and an objective. */
+export function editOptionsFor(
+  model: TransformerModel,
+  method: StudyMethod,
+  objective: Objective,
+  layer: number,
+  s: CaseSettings,
+  ctx: CaseEditContext,
+  subjectRange: [number, number],
+): EditPlan {
+  const spec = methodSpec(method, s.editWindow);
+  const layers = editLayers(layer, spec.window, model.config.nLayer);
+  const user = ctx.hparams?.[method];
+  if (spec.editor !== "ft") return { editor: spec.editor, layers, hparams: user };
+  const u = (user ?? {}) as Partial<Record<typeof FT_OVERRIDE_KEYS[number], number>>;
+  return {
+    editor: "ft",
+    layers,
+    ft: {
+      layers,
+      // The reference's constr lr 5e-4, scaled for small MLPs as engram's FT-L defaults (ftlDefaults).
+      lr: u.lr ?? ftlDefaults(model.config).lr,
+      numSteps: u.num_steps ?? ftSteps(objective),
+      normConstraint: u.norm_constraint ?? ftNormConstraint(objective, spec.window, model.config.nInner),
+      loss: objective === "fact_erasure" ? "prob" : "nll",
+      noise: objective === "fact_forcing"
+        ? { std: s.noiseStd, samples: FORCING_SAMPLES, seed: s.seed, rng: s.noiseRng, subjectRange }
+        : undefined,
+    },
+  };
+}
+
+/** Noise samples of Fact Forcing's FT (`num_noise_samples = 10`). */
+export const FORCING_SAMPLES = 10;
+
+/** Applies `plan` to `model` for `request`; `restore()` undoes it. */
+export async function applyPlan(
+  model: TransformerModel,
+  tokenizer: Tokenizer,
+  request: EditRequest,
+  plan: EditPlan,
+  ctx: CaseEditContext,
+  onWarning: (w: string) => void,
+): Promise<AppliedEdit> {
+  if ("ft" in plan) {
+    return applyComputed(model, await fineTuneObjective(model, tokenizer, request, plan.ft), { onWarning });
+  }
+  return await applyEdit(model, tokenizer, plan.editor, [request], {
+    layers: plan.layers,
+    hparams: plan.hparams,
+    statsCorpus: ctx.statsCorpus,
+    stats: ctx.stats,
+    statsDir: ctx.statsDir,
+    onWarning,
+  });
+}
+
+/** Progress inside a case: `done` of `total` units (1 for the trace, 1 per edit), with a short text. */
+export type CaseProgress = (done: number, total: number, text: string) => void;
+
+/**
+ * Studies case `index` (`req`, from `file`): the trace, then every (objective, method, layer) edit,
+ * each applied, measured and restored. Returns a {@link DroppedCase} when the case cannot be studied
+ * (its subject is not in its prompt, it does not fit, the model does not know it).
+ */
+export async function studyCase(
+  model: TransformerModel,
+  tokenizer: Tokenizer,
+  req: EditRequest,
+  index: number,
+  s: CaseSettings,
+  ctx: CaseEditContext,
+  onProgress?: CaseProgress,
+): Promise<CaseResult | DroppedCase> {
+  const t0 = performance.now();
+  const base = { index, ...(req.case_id !== undefined ? { case_id: req.case_id } : {}) };
+  const truth = req.ground_truth;
+  if (truth === undefined) {
+    throw new InputError(`record ${index}: the study needs target_true (ground_truth) to trace and edit`, {
+      file: ctx.dataFile,
+      field: "ground_truth",
+    });
+  }
+  let fact;
+  try {
+    fact = encodeFact(tokenizer, { prompt: req.prompt, subject: req.subject, target: truth }, {
+      nPositions: model.config.nPositions,
+      checkBoundary: false,
+    });
+  } catch (e) {
+    if (e instanceof FactError) return { ...base, dropped: e.message };
+    throw e;
+  }
+  const ids = fact.ids.slice(0, fact.promptLength);
+  const total = 1 + editsPerCase(s.methods, s.objectives, s.layers.length);
+  const tr = await causalTrace(model, ids, fact.subjectRange, {
+    kinds: [...TRACE_KINDS],
+    samples: s.samples,
+    noiseStd: s.noiseStd,
+    window: s.traceWindow,
+    seed: s.seed,
+    noiseRng: s.noiseRng,
+    answer: fact.target,
+    targetProb: s.targetProb,
+  });
+  onProgress?.(1, total, "traced");
+  if (s.knownOnly && !tr.known) {
+    return {
+      ...base,
+      dropped:
+        `the model's top-1 token after the prompt is ${JSON.stringify(tokenizer.decode([tr.predicted]))}, ` +
+        `not target_true's first token (not known)`,
+    };
+  }
+  if (tr.pClean < s.minPredProb) {
+    return { ...base, dropped: `p(target_true) ${tr.pClean.toPrecision(3)} is below ${s.minPredProb}` };
+  }
+  const subjectLast = fact.subjectRange[1] - 1;
+  const trace: CaseTrace = {
+    ids,
+    subjectRange: fact.subjectRange,
+    answer: tr.answer,
+    predicted: tr.predicted,
+    known: tr.known,
+    pClean: tr.pClean,
+    pCorrupt: tr.pCorrupt,
+    kinds: tr.traces.map((k) => summarizeKind(k, subjectLast, tr.pClean, tr.pCorrupt)),
+  };
+
+  const objectives: CaseObjective[] = [];
+  const edits: CaseEdit[] = [];
+  let done = 1;
+  for (const objective of s.objectives) {
+    const noised = objective === "tracing_reversal" || objective === "fact_forcing"
+      ? await noisedPrediction(model, ids, fact.subjectRange, s)
+      : undefined;
+    let o: ObjectiveRequest;
+    try {
+      o = objectiveRequest(objective, req, tokenizer, noised);
+    } catch (e) {
+      if (e instanceof InputError) return { ...base, dropped: `${objective}: ${e.message}` };
+      throw e;
+    }
+    const pre = {
+      target: await promptProbs(model, tokenizer, o.request, o.request.target_new),
+      baseline: o.baseline !== null ? await promptProbs(model, tokenizer, o.request, o.baseline) : null,
+    };
+    objectives.push({
+      objective,
+      target: o.request.target_new,
+      baseline: o.baseline,
+      ...(noised ? { noised } : {}),
+      pre,
+    });
+    for (const method of s.methods) {
+      if (!canRun(method, objective)) continue;
+      for (const layer of s.layers) {
+        const e0 = performance.now();
+        const opt = editOptionsFor(model, method, objective, layer, s, ctx, fact.subjectRange);
+        const warnings: string[] = [];
+        const applied = await applyPlan(model, tokenizer, o.request, opt, ctx, (w) => warnings.push(w));
+        let post;
+        try {
+          post = {
+            target: await promptProbs(model, tokenizer, o.request, o.request.target_new),
+            baseline: o.baseline !== null ? await promptProbs(model, tokenizer, o.request, o.baseline) : null,
+          };
+        } finally {
+          applied.restore();
+        }
+        const { scores, success } = scoreEdit(pre, post, objective === "fact_erasure");
+        edits.push({
+          method,
+          objective,
+          layer,
+          editedLayers: opt.layers,
+          target: o.request.target_new,
+          baseline: o.baseline,
+          post,
+          scores,
+          success,
+          seconds: (performance.now() - e0) / 1000,
+          warnings: [...applied.result.warnings, ...warnings],
+        });
+        onProgress?.(++done, total, `${method} ${objective} layer ${layer}`);
+      }
+    }
+  }
+  return {
+    ...base,
+    prompt: req.prompt,
+    subject: req.subject,
+    target_true: truth,
+    target_new: req.target_new,
+    trace,
+    objectives,
+    edits,
+    seconds: (performance.now() - t0) / 1000,
+  };
+}
