@@ -46,8 +46,9 @@ import { guardOutputs } from "./outputs.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
 import { getGpu } from "../gpu/device.ts";
 import { TransformerModel } from "../model/transformer.ts";
-import { CLASS_POOLS, ClassAccumulator, type ClassPool } from "../locate/average.ts";
-import { readTraceFacts, type TraceFact } from "../prompt/facts.ts";
+import { CLASS_POOLS, type ClassAverage, type ClassPool } from "../locate/average.ts";
+import { traceFacts } from "../locate/trace_facts.ts";
+import { readTraceFacts } from "../prompt/facts.ts";
 import {
   greedyContinuation,
   greedyLength,
@@ -60,7 +61,6 @@ import {
   embeddingGaussian,
   NOISE_DISTS,
   type NoiseDist,
-  replacementCandidates,
   subjectReplacement,
 } from "../locate/corruption.ts";
 import { encodeFact, encodeTarget, type FactInput } from "../prompt/encode.ts";
@@ -675,179 +675,105 @@ async function traceWith(
       return;
     }
 
-    // Many facts.
+    // Many facts: the library's workflow (src/locate/trace_facts.ts), printed and written here.
     const all = await readTraceFacts(factsFile);
     const limit = intFlag(f, "limit", all.length, 1, all.length);
     const facts = all.slice(0, limit);
-    // ROME measures the s3 noise over the subjects of the whole facts file, whatever is traced.
     const tokens = corruptionKind === "tokens";
-    const noiseStd = tokens ? 0 : noiseStdFor(all.map((x) => x.subject));
-    const noiseCorrupt = tokens ? undefined : noiseCorruption(all.map((x) => x.subject));
-    // Token replacement from the data: every subject of the file with its token length in its own prompt.
-    const byLength = new Map<string, number>();
-    if (tokens && f["corrupt-subject"] === undefined) {
-      for (const x of all) {
-        if (byLength.has(x.subject)) continue;
-        try {
-          const [a, b] = encode(x).subjectRange;
-          byLength.set(x.subject, b - a);
-        } catch (e) {
-          if (!(e instanceof InputError)) throw e;
-        }
-      }
-    }
-    let sumMetricClean = 0, sumMetricCorrupt = 0, noReplacement = 0;
-    let corruptionOut: Record<string, unknown> | undefined;
-    const acc = new Map(kinds.map((k) => [k, new ClassAccumulator(L, pool)]));
-    const perFact: Array<Record<string, unknown>> = [];
     const factCases: FactCases[] = []; // ROME's per-case records, for --out
-    // unknown: dropped (or traced with --include-unknown) because the model does not know the fact;
-    // first_token_only: of those, the ones whose top-1 token is the target's first token.
-    const skipped = { invalid: 0, unknown: 0, first_token_only: 0, no_target: 0 };
-    let sumClean = 0, sumCorrupt = 0, traced = 0, forwards = 0, seconds = 0;
+    let invalidWarnings = 0;
     const bar = progress(`trace ${facts.length} facts`, facts.length);
-    for (let i = 0; i < facts.length; i++) {
-      const fact: TraceFact = facts[i];
-      const row: Record<string, unknown> = {
-        id: fact.id,
-        prompt: fact.prompt,
-        subject: fact.subject,
-        target: fact.target ?? null,
-      };
-      try {
-        const input = encode(fact, {
-          file: factsFile,
-          record: i,
-          fields: { target: fact.targetField ?? "target" },
-        });
-        const targetIds = input.answer;
-        // As ROME: decide whether the model knows the fact before tracing; a known fact is traced on the
-        // model's own greedy tokens (ROME's answer_t), an unknown one (--include-unknown) on the target.
-        let answer = targetIds, known = true;
-        if (targetIds === undefined) skipped.no_target++;
-        else {
-          const greedy = await greedyContinuation(
-            model,
-            input.ids,
-            greedyLength(knownRule, targetIds),
-            "target",
-          );
-          known = knownByRule(knownRule, tok, greedy, fact.target!, targetIds);
-          Object.assign(row, { known, greedy: tok.decode(greedy) });
-          if (known && knownRule !== "first") answer = greedy;
-          if (!known) {
-            skipped.unknown++;
-            if (greedy[0] === targetIds[0]) skipped.first_token_only++;
-          }
-        }
-        // Symmetric token replacement: the given subject, or the first same-length one of a seeded order.
-        let corruption = noiseCorrupt, replacement: string | undefined;
-        if (tokens && (known || f["include-unknown"])) {
-          const where = { file: factsFile, record: i, fields: { target: fact.targetField ?? "target" } };
-          const given = f["corrupt-subject"] as string | undefined;
-          const [a, b] = input.subjectRange;
-          const candidates = given !== undefined
-            ? [given]
-            : replacementCandidates(fact.subject, b - a, byLength, seed, i);
-          for (const c of candidates) {
-            try {
-              const ids = subjectReplacement(tok, fact, c, encodeOpts(where), "--corrupt-subject");
-              corruption = { kind: "tokens", ids };
-              replacement = c;
-              break;
-            } catch (e) {
-              if (!(e instanceof InputError) || given !== undefined) throw e;
-            }
-          }
-          if (!corruption) {
-            noReplacement++;
-            Object.assign(row, {
-              traced: false,
-              reason: `no other subject of ${b - a} token${b - a === 1 ? "" : "s"} in ${factsFile} ` +
-                `replaces '${fact.subject}' (symmetric token replacement)`,
-            });
-          }
-        }
-        if (!known && !f["include-unknown"]) row.traced = false;
-        else if (!corruption) row.traced = false;
-        else {
-          const r = await causalTrace(model, input.ids, input.subjectRange, {
-            ...common,
-            noiseStd,
-            corruption,
-            answer,
+    const ft = await traceFacts(model, tok, facts, {
+      kinds,
+      samples,
+      window,
+      seed,
+      noiseRng,
+      targetProb,
+      maxRows,
+      batched: !f.unbatched,
+      metric,
+      counterfactual,
+      noise,
+      // ROME measures the s3 noise over the subjects of the whole facts file, whatever is traced.
+      noiseFacts: all,
+      noiseBasis: basis,
+      corruption: tokens ? { kind: "tokens", subject: f["corrupt-subject"] as string | undefined } : {
+        kind: "noise",
+        dist: noiseDist,
+        replace: !!f["noise-replace"],
+        ...(noiseDist === "t" ? { df: noiseDf } : {}),
+      },
+      corruptSubjectField: "--corrupt-subject",
+      known: knownRule,
+      includeUnknown: !!f["include-unknown"],
+      pool,
+      file: factsFile,
+      onFact: (done, _total, traced) => bar.update(done, `traced ${traced}`),
+      onInvalid: (fact, e) => {
+        invalidWarnings++;
+        if (invalidWarnings <= 3) warn(`fact ${fact.id} skipped: ${e.message}`);
+      },
+      onTraced: (fact, r) => {
+        if (outDir) {
+          factCases.push({
+            id: fact.id,
+            cases: new Map(r.traces.map((t) => [t.kind, romeCaseOf(r, t.kind, tok)])),
           });
-          corruptionOut ??= corruptionJson(r);
-          if (replacement !== undefined) row.corrupt_subject = replacement;
-          forwards += r.stats.forwards;
-          seconds += r.stats.seconds;
-          Object.assign(row, {
-            p_clean: r.pClean,
-            p_corrupt: r.pCorrupt,
-            metric_clean: r.metricClean,
-            metric_corrupt: r.metricCorrupt,
-            predicted: tok.tokenString(r.predicted),
-          });
-          for (const t of r.traces) acc.get(t.kind)!.add(t.scores, r.metricCorrupt, r.subjectRange);
-          if (outDir) {
-            factCases.push({
-              id: fact.id,
-              cases: new Map(r.traces.map((t) => [t.kind, romeCaseOf(r, t.kind, tok)])),
-            });
-          }
-          sumClean += r.pClean;
-          sumCorrupt += r.pCorrupt;
-          sumMetricClean += r.metricClean;
-          sumMetricCorrupt += r.metricCorrupt;
-          traced++;
-          row.traced = true;
         }
-      } catch (e) {
-        if (!(e instanceof InputError)) throw e;
-        skipped.invalid++;
-        Object.assign(row, { traced: false, error: e.message });
-        if (skipped.invalid <= 3) warn(`fact ${fact.id} skipped: ${e.message}`);
-      }
-      perFact.push(row);
-      bar.update(i + 1, `traced ${traced}`);
-    }
-    bar.done();
-    if (traced === 0) {
-      throw new InputError(
-        `no fact could be traced (${skipped.unknown} not known by the model, ${skipped.invalid} invalid` +
-          `${tokens ? `, ${noReplacement} without a same-length subject` : ""}); ` +
-          `try --include-unknown`,
-        { file: factsFile, field: "--facts" },
-      );
-    }
-    const kindsOut: Record<string, ReturnType<ClassAccumulator["result"]>> = {};
-    for (const [k, a] of acc) kindsOut[k] = a.result();
+      },
+    }).finally(() => bar.done());
+    const acc = ft.averages;
+    const traced = ft.traced;
+    const skipped = { unknown: ft.unknown, first_token_only: ft.unknownFirstTokenOnly, invalid: ft.invalid };
+    const perFact = ft.facts.map((o, i) => ({
+      id: o.id,
+      prompt: facts[i].prompt,
+      subject: facts[i].subject,
+      target: facts[i].target ?? null,
+      ...(o.known !== undefined ? { known: o.known, greedy: o.greedy } : {}),
+      ...(o.reason !== undefined ? { reason: o.reason } : {}),
+      ...(o.corruptSubject !== undefined && o.traced ? { corrupt_subject: o.corruptSubject } : {}),
+      ...(o.traced
+        ? {
+          p_clean: o.pClean,
+          p_corrupt: o.pCorrupt,
+          metric_clean: o.metricClean,
+          metric_corrupt: o.metricCorrupt,
+          predicted: o.predicted,
+        }
+        : {}),
+      traced: o.traced,
+      ...(o.error !== undefined ? { error: o.error } : {}),
+    }));
+    const kindsOut: Record<string, ClassAverage> = {};
+    for (const [k, a] of acc) kindsOut[k] = a;
     const out = {
       facts_file: factsFile,
       records: facts.length,
       traced,
       known_rule: knownRule,
       include_unknown: !!f["include-unknown"],
-      skipped_unknown: f["include-unknown"] ? 0 : skipped.unknown,
-      unknown: skipped.unknown,
-      unknown_first_token_only: skipped.first_token_only,
-      skipped_invalid: skipped.invalid,
+      skipped_unknown: f["include-unknown"] ? 0 : ft.unknown,
+      unknown: ft.unknown,
+      unknown_first_token_only: ft.unknownFirstTokenOnly,
+      skipped_invalid: ft.invalid,
       pool,
-      without_target: skipped.no_target,
+      without_target: ft.withoutTarget,
       layers: L,
-      mean_p_clean: sumClean / traced,
-      mean_p_corrupt: sumCorrupt / traced,
-      mean_total_effect: (sumMetricClean - sumMetricCorrupt) / traced,
+      mean_p_clean: ft.meanPClean,
+      mean_p_corrupt: ft.meanPCorrupt,
+      mean_total_effect: ft.meanMetricClean - ft.meanMetricCorrupt,
       metric,
       counterfactual: f.counterfactual ?? null,
       counterfactual_id: counterfactual ?? null,
-      mean_metric_clean: sumMetricClean / traced,
-      mean_metric_corrupt: sumMetricCorrupt / traced,
+      mean_metric_clean: ft.meanMetricClean,
+      mean_metric_corrupt: ft.meanMetricCorrupt,
       corruption: tokens
         ? { kind: "tokens", subject: f["corrupt-subject"] ?? null, drawn: f["corrupt-subject"] === undefined }
-        : corruptionOut,
-      skipped_no_replacement: noReplacement,
-      noise_std: noiseStd,
+        : ft.corruption && { ...ft.corruption, noise_rng: noiseRng },
+      skipped_no_replacement: ft.noReplacement,
+      noise_std: ft.noiseStd,
       noise_basis: "absolute" in noise ? "absolute" : basis,
       samples,
       window,
@@ -855,16 +781,13 @@ async function traceWith(
       noise_rng: noiseRng,
       target_prob: targetProb,
       bos: prefixEos,
-      forwards,
-      seconds,
+      forwards: ft.forwards,
+      seconds: ft.seconds,
       kinds: kindsOut,
       facts: perFact,
     };
     const json = JSON.stringify(out);
-    if (outDir) {
-      const averages = new Map([...acc].map(([k, a]) => [k, a.result()]));
-      await writeOut(outDir, await factsTraceFolder(out, averages, factCases, { window }));
-    }
+    if (outDir) await writeOut(outDir, await factsTraceFolder(out, acc, factCases, { window }));
     if (f.json) console.log(json);
     else {
       console.log(
@@ -878,8 +801,7 @@ async function traceWith(
           `p_corrupt ${out.mean_p_corrupt.toFixed(4)}`,
       );
       console.log(`classes pooled by ${pool}${pool === "token" ? " (ROME's notebook)" : ""}; n = samples`);
-      for (const [k, a] of acc) {
-        const res = a.result();
+      for (const [k, res] of acc) {
         console.log(`${k}: AIE by token class (max over layers):`);
         res.classes.forEach((c, j) => {
           const p = peak([res.mean[j]]);
