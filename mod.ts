@@ -270,7 +270,8 @@ export type { SymmetricEigen } from "./src/edit/eigen.ts";
 export type { FtProgress } from "./src/edit/ft.ts";
 export type { CommonHparams, MemitHparams, RomeHparams } from "./src/edit/hparams.ts";
 export type { EditLog, EditLogJson } from "./src/edit/log.ts";
-export type { LayerStats, StatsCorpus, StatsOptions } from "./src/edit/stats.ts";
+export type { LayerStats, StatsAccumulation, StatsCorpus, StatsOptions } from "./src/edit/stats.ts";
+export type { EasyEditCase, EasyEditPhase } from "./src/evaluate/easyedit_format.ts";
 export type {
   AnswerScore,
   CaseResult,
@@ -279,11 +280,31 @@ export type {
   ScoreItem,
   ScoreOptions,
 } from "./src/evaluate/edit_metrics.ts";
+export type {
+  CaseEdit,
+  CaseEditContext,
+  CaseObjective,
+  CaseProgress,
+  CaseTrace,
+  KindSummary,
+  PromptProbs,
+} from "./src/evaluate/localization/case.ts";
+export type { FtObjectiveOptions } from "./src/evaluate/localization/ft_objective.ts";
+export type { FTest } from "./src/evaluate/localization/regression.ts";
+export type { EditScores } from "./src/evaluate/localization/scores.ts";
+export type {
+  LayerScores,
+  RegressionRow,
+  Regressor,
+  ScoreMetric,
+} from "./src/evaluate/localization/summary.ts";
 export type { PunktParams } from "./src/evaluate/punkt.ts";
 export type { Column } from "./src/evaluate/report.ts";
 export type { DType, TensorOptions } from "./src/gpu/tensor.ts";
 export type { ModelType } from "./src/io/hf_config.ts";
 export type { HFModel, LoadHFModelOptions, SaveHFModelInput } from "./src/io/hf_model.ts";
+export type { NpyArray, Npz } from "./src/io/npz.ts";
+export type { NpyValue } from "./src/io/npz_write.ts";
 export type {
   SafetensorsFile,
   SafetensorsTensor,
@@ -292,7 +313,8 @@ export type {
   WeightDtype,
 } from "./src/io/safetensors.ts";
 export type { LoadTokenizerOptions } from "./src/io/tokenizer.ts";
-export type { TraceRefResult } from "./src/locate/trace_ref.ts";
+export type { FactsCorruption } from "./src/locate/trace_facts.ts";
+export type { TraceRefOptions, TraceRefResult } from "./src/locate/trace_ref.ts";
 export type { GpuLinear, GpuNorm, GpuRope, QkStats } from "./src/model/layers.ts";
 export type { RandomGPT2Options } from "./src/model/random.ts";
 export type { GpuLayer, LayerActivations, SavedForward } from "./src/model/transformer.ts";
@@ -304,14 +326,19 @@ export type {
   RefSitePatch,
 } from "./src/reference/atp.ts";
 export type { RefForwardOptions, RefForwardResult, RefHooks, RefPatchFn } from "./src/reference/gpt2.ts";
-export type { HeatmapSpec } from "./src/report/heatmap.ts";
-export type { TrainingInstance } from "./src/train/corpus.ts";
-export { SUPPORTED_MODEL_TYPES } from "./src/io/hf_config.ts";
-export { aieLineSvg } from "./src/report/aie_plot.ts";
 export type { AieLineSpec } from "./src/report/aie_plot.ts";
+export type { HeatmapSpec, TokenNames, TraceHeatmapInput } from "./src/report/heatmap.ts";
+export type { FactsJson, Figures, TraceKindJson } from "./src/report/reports.ts";
+export type { TrainingInstance } from "./src/train/corpus.ts";
+export { easyEditCases, easyEditSummary } from "./src/evaluate/easyedit_format.ts";
+export { REGRESSORS, SCORE_METRICS } from "./src/evaluate/localization/summary.ts";
+export { SUPPORTED_MODEL_TYPES } from "./src/io/hf_config.ts";
+export { encodeNpy, encodeNpz } from "./src/io/npz_write.ts";
+export { aieLineSvg } from "./src/report/aie_plot.ts";
 export { averageHeatmapSvg, heatmapSvg, romeCaseOf, traceHeatmapSvg } from "./src/report/heatmap.ts";
 export { aieLinesSvg } from "./src/report/lines.ts";
 export { svgToPng } from "./src/report/png.ts";
+export { evalReportHtml, factsReportHtml, traceReportHtml } from "./src/report/reports.ts";
 export {
   decodeRomeCase,
   encodeRomeCase,
@@ -319,6 +346,3 @@ export {
   replotCase,
   type RomeCase,
 } from "./src/report/rome_case.ts";
-export { evalReportHtml, factsReportHtml, traceReportHtml } from "./src/report/reports.ts";
-export { easyEditCases, easyEditSummary } from "./src/evaluate/easyedit_format.ts";
-export { encodeNpy, encodeNpz } from "./src/io/npz_write.ts";
