@@ -14,14 +14,19 @@ import type { Family, ModelConfig } from "../model/config.ts";
 export interface EasyEditFile {
   /** Path in zjunlp/EasyEdit. */
   file: string;
+  /** The editing method the file configures. */
   method: "ROME" | "MEMIT";
   /** The checkpoint its `model_name` names. */
   model: string;
+  /** Model family the checkpoint loads as (`ModelConfig.family`). */
   family: Family;
   /** Llama family only: HF `architectures[0]`. */
   architecture?: string;
+  /** Number of transformer blocks (HF `n_layer` / `num_hidden_layers`). */
   nLayer: number;
+  /** Hidden size (HF `n_embd` / `hidden_size`). */
   nEmbd: number;
+  /** MLP width (HF `n_inner` / `intermediate_size`). */
   nInner: number;
   /** The file's `layers`. */
   layers: number[];

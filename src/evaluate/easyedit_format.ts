@@ -17,18 +17,27 @@ import type { CaseScores, MethodEvalResult } from "./edit_metrics.ts";
 
 /** One phase of a case (`compute_edit_quality`'s dict). */
 export interface EasyEditPhase {
+  /** Reliability, one value (EasyEdit's per-token list of the rewrite prompt). */
   rewrite_acc: number[];
+  /** Generalization over the rephrases, one value; absent when the request has no rephrase. */
   rephrase_acc?: number[];
+  /** `<key>_acc` -> [locality]; post-edit only (`{}` before the edit). */
   locality: Record<string, number[]>;
+  /** `<key>_acc` -> [portability]; `{}` when the request has no portability prompt. */
   portability: Record<string, number[]>;
+  /** N-gram entropy of the generation (bits); post-edit only, when fluency was measured. */
   fluency?: { ngram_entropy: number };
 }
 
 /** One entry of EasyEdit's `all_metrics`. */
 export interface EasyEditCase {
+  /** Scores before the edit. */
   pre: EasyEditPhase;
+  /** The case's `case_id`, else its index in the result's `per_case`. */
   case_id: number | string;
+  /** The request as EasyEdit records it ({@link requestedRewrite}); only subject and target_new without it. */
   requested_rewrite: Record<string, unknown>;
+  /** Scores after the edit. */
   post: EasyEditPhase;
 }
 

@@ -14,6 +14,7 @@ import { InputError } from "../errors.ts";
 export interface NpyArray {
   /** The `descr` of the header, e.g. "<f4". */
   dtype: string;
+  /** Dimensions, outermost first (`[]` for a 0-d array). */
   shape: number[];
   /** Values: Float32Array for "<f4", Float64Array for "<f8", Float64Array of the integers otherwise. */
   data: Float32Array | Float64Array;
@@ -154,7 +155,9 @@ function toRowMajor(a: NpyArray): NpyArray {
 
 /** An opened `.npz` archive: entry names (without ".npy") and a parser per entry. */
 export interface Npz {
+  /** The archive's file name, for messages. */
   file: string;
+  /** Entry names, without ".npy". */
   names: string[];
   /** Parses entry `name`; an {@link InputError} naming the file and entry when missing or unsupported. */
   get(name: string): NpyArray;

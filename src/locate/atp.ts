@@ -95,6 +95,7 @@ export interface AtpOptions {
 
 /** Estimates of one node kind at one layer. */
 export interface AtpSiteResult {
+  /** Node kind. */
   kind: AtpSiteKind;
   /** Layer, or -1 for embed and ln_f. */
   layer: number;
@@ -110,8 +111,11 @@ export interface AtpSiteResult {
 export interface AtpResult {
   /** L(M(x_clean)) and L(M(x_noise)). */
   metricClean: number;
+  /** The metric's value in the corrupt run, L(M(x_noise)). */
   metricCorrupt: number;
+  /** Tokens of the clean prompt (positions of every site). */
   T: number;
+  /** One result per (kind, layer) node group. */
   sites: AtpSiteResult[];
   /** What the values are: "atp" (signed estimates), "atp-gd" (GradDrop magnitudes), "patching" (exact). */
   method: "atp" | "atp-gd" | "patching";
@@ -512,7 +516,9 @@ function attentionNodeEstimates(
 
 /** Options of {@link activationPatchingSweep}. */
 export interface SweepOptions {
+  /** Node kinds to patch (default {@link DEFAULT_ATP_SITES}; q / k / v are refused). */
   sites?: Iterable<AtpSiteKind>;
+  /** mlp_post: patch each neuron on its own instead of all neurons of a position together. */
   perNeuron?: boolean;
   /** Most patched sequences per forward pass (default 64). */
   maxBatch?: number;

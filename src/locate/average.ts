@@ -55,6 +55,7 @@ export function tokenClassPositions(T: number, [a, b]: [number, number]): number
 
 /** Averages of one kind: per class and layer. */
 export interface ClassAverage {
+  /** The class names, {@link TOKEN_CLASSES} in order. */
   classes: string[];
   /** Pooling rule used. */
   pool: ClassPool;
@@ -79,6 +80,7 @@ export class ClassAccumulator {
   private prompts = 0;
   private lowSum = 0;
 
+  /** An empty accumulator for `nLayer` layers and pooling rule `pool` (default "token", the notebook's). */
   constructor(readonly nLayer: number, readonly pool: ClassPool = "token") {
     if (!CLASS_POOLS.includes(pool)) throw new RangeError(`unknown pool '${pool}'`);
     this.avg = TOKEN_CLASSES.map(() => new Array(nLayer).fill(0));
@@ -112,6 +114,7 @@ export class ClassAccumulator {
     });
   }
 
+  /** Adds one sample row ([layer]) to class `k`'s running mean and squared deviations. */
   private push(k: number, row: number[]): void {
     const n = ++this.n[k];
     for (let l = 0; l < this.nLayer; l++) {

@@ -36,7 +36,9 @@ export const NOISE_DISTS: readonly NoiseDist[] = ["gaussian", "uniform", "mvn", 
 
 /** A Gaussian fitted to token embeddings: mean μ [C] and a factor A [C, C] (row-major) with A Aᵀ = Σ. */
 export interface EmbeddingGaussian {
+  /** Mean μ of the embedding rows [C]. */
   mean: Float64Array;
+  /** Factor A [C, C], row-major, with A Aᵀ = Σ. */
   factor: Float64Array;
 }
 
@@ -96,9 +98,11 @@ export function embeddingGaussian(
 
 /** How the noise is drawn: see the module doc. */
 export interface NoiseSpec {
+  /** Distribution (default "gaussian"). */
   dist?: NoiseDist;
   /** Multiplies the draws: the std (gaussian), the half-width (uniform), 1 for ROME's mvn / t. */
   scale: number;
+  /** Seed of the draws (numpy: `RandomState(seed)`); `t`'s chi-square draws use seed + 1. */
   seed: number;
   /** Generator of the N(0, 1) / U(0, 1) draws (default numpy, ROME's). */
   rng?: NoiseRng;

@@ -19,12 +19,15 @@ import { NumpyRandomState } from "./numpy_random.ts";
 
 /** One forward run: a token sequence and optional hooks (e.g. a corruption). */
 export interface RunSpec {
+  /** Token ids of the run. */
   ids: number[];
+  /** Hooks of the run (e.g. a corruption's patches). */
   hooks?: Hooks;
 }
 
 /** Which site values to carry over: site name, target positions and (optionally) source positions. */
 export interface SitePatch {
+  /** Hook site to copy (e.g. `mlp_out.5`). */
   site: string;
   /** Positions in the target run to overwrite. */
   positions: number[];

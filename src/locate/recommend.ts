@@ -43,6 +43,7 @@ export interface LayerPick {
   rome: number[];
   /** MEMIT's layers: `window` consecutive layers ending at the peak, clipped at layer 0. */
   memit: number[];
+  /** The MEMIT window asked for (before clipping). */
   window: number;
   /** Whether the window was clipped at layer 0 (MEMIT gets fewer than `window` layers). */
   clipped: boolean;
@@ -106,7 +107,9 @@ export interface RecommendOptions extends TraceFactsOptions {
 
 /** The AIE curve of one kind at one token class. */
 export interface AieCurve {
+  /** Trace kind (hidden, mlp or attn). */
   kind: string;
+  /** Token class, a name of {@link TOKEN_CLASSES}. */
   tokenClass: string;
   /** Per layer. */
   mean: number[];
@@ -118,21 +121,27 @@ export interface AieCurve {
 
 /** EasyEdit's published layers for this model, if it publishes a file for its shape. */
 export interface EasyEditMatch {
+  /** EasyEdit's ROME files that match the model (empty: none). */
   rome: EasyEditFile[];
+  /** EasyEdit's MEMIT files that match the model (empty: none). */
   memit: EasyEditFile[];
 }
 
 /** What {@link recommendLayers} returns. */
 export interface Recommendation {
+  /** The layers chosen from the MLP curve. */
   pick: LayerPick;
   /** The MLP curve the pick used. */
   curve: AieCurve;
   /** The curves of every traced kind at the same token class. */
   curves: AieCurve[];
+  /** The whole averaged trace of the facts. */
   trace: FactsTrace;
+  /** The token the curve was read at and the hparams' `fact_token` (default "subject_last"). */
   factToken: FactToken;
   /** Ready hparams objects (`engram edit --hparams`): the family defaults with the layers substituted. */
   hparams: { rome: Record<string, unknown>; memit: Record<string, unknown> };
+  /** EasyEdit's published layers for the model's shape, for comparison. */
   easyedit: EasyEditMatch;
 }
 

@@ -138,6 +138,7 @@ export interface TraceOptions {
 
 /** The trace of one kind. */
 export interface KindTrace {
+  /** Restored state. */
   kind: TraceKind;
   /** Restored metric (default: the answer's probability), [token][layer]. */
   scores: number[][];
@@ -153,7 +154,9 @@ export interface TraceResult {
   ids: number[];
   /** Number of prompt tokens (rows of the grids). */
   promptLength: number;
+  /** Subject tokens [a, b) in `ids`. */
   subjectRange: [number, number];
+  /** The model's layer count (columns of the grids). */
   nLayer: number;
   /** Answer token ids scored. */
   answer: number[];
@@ -163,12 +166,15 @@ export interface TraceResult {
   known: boolean;
   /** Probability of the answer in the clean and the corrupted run (whatever the metric). */
   pClean: number;
+  /** Probability of the answer in the corrupted run, nothing restored (mean over the samples). */
   pCorrupt: number;
   /** The metric's values in the clean and the corrupted run (equal to pClean / pCorrupt for "prob"). */
   metricClean: number;
+  /** The metric in the corrupted run, nothing restored (mean over the samples). */
   metricCorrupt: number;
   /** metricClean - metricCorrupt. */
   totalEffect: number;
+  /** The metric of `scores`, `effects` and `totalEffect`. */
   metric: TraceMetric;
   /** Counterfactual token id (metric "logit-diff"). */
   counterfactual?: number;
@@ -178,10 +184,15 @@ export interface TraceResult {
     | { kind: "tokens"; ids: number[] };
   /** Noise scale (0 for token replacement). */
   noiseStd: number;
+  /** Noise samples (1 for token replacement). */
   samples: number;
+  /** Noise seed. */
   seed: number;
+  /** Noise generator. */
   noiseRng: NoiseRng;
+  /** How the answer was scored. */
   targetProb: TargetProb;
+  /** One trace per requested kind, in the requested order. */
   traces: KindTrace[];
   /** Work done: forward passes, corrupted sequences run, seconds. */
   stats: { forwards: number; sequences: number; seconds: number };

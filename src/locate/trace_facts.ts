@@ -61,8 +61,11 @@ export interface TraceFactsOptions {
   counterfactual?: number;
   /** Window of restored MLP / attention layers (default 10, ROME's). */
   window?: number;
+  /** Noise seed (default 1, ROME's); token replacement also draws subjects with it. */
   seed?: number;
+  /** Noise generator (default "numpy", ROME's exact values). */
   noiseRng?: NoiseRng;
+  /** Score the answer's first token (default) or the product over its tokens. */
   targetProb?: TargetProb;
   /** Which facts count as known (default "whole", ROME's). */
   known?: KnownRule;
@@ -98,9 +101,11 @@ export interface FactOutcome {
   greedy?: string;
   /** The answer's probability in the clean and the corrupted run. */
   pClean?: number;
+  /** Corrupted p(answer) (mean over the noise samples). */
   pCorrupt?: number;
   /** The metric in the clean and the corrupted run. */
   metricClean?: number;
+  /** Corrupted metric (mean over the noise samples). */
   metricCorrupt?: number;
   /** The clean run's top-1 token (its string). */
   predicted?: string;
@@ -138,8 +143,11 @@ export interface FactsTrace {
   metric: TraceMetric;
   /** Means over the traced facts: p(answer) clean / corrupted, and the metric clean / corrupted. */
   meanPClean: number;
+  /** Mean corrupted p(answer). */
   meanPCorrupt: number;
+  /** Mean clean metric. */
   meanMetricClean: number;
+  /** Mean corrupted metric. */
   meanMetricCorrupt: number;
   /** The model's layers. */
   nLayer: number;
@@ -149,6 +157,7 @@ export interface FactsTrace {
   facts: FactOutcome[];
   /** Forward passes and seconds of the traces. */
   forwards: number;
+  /** Wall time of the traces, in seconds. */
   seconds: number;
 }
 

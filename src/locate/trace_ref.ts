@@ -15,17 +15,23 @@ import { kindSite, type TargetProb, type TraceKind, windowLayers } from "./trace
 export interface TraceRefResult {
   /** Answer probabilities, clean and corrupted. */
   pClean: number;
+  /** Corrupted answer probability (mean over the samples). */
   pCorrupt: number;
   /** The metric, clean and corrupted. */
   metricClean: number;
+  /** Corrupted metric (mean over the samples). */
   metricCorrupt: number;
+  /** Restored metric per kind name, [token][layer] (mean over the samples). */
   scores: Record<string, number[][]>;
 }
 
 /** Options of {@link causalTraceRef}. */
 export interface TraceRefOptions {
+  /** Kinds to trace. */
   kinds: TraceKind[];
+  /** Window of restored MLP / attention layers (clipped to the model). */
   window: number;
+  /** Score the answer's first token (default) or the product over its tokens ("sequence"). */
   targetProb?: TargetProb;
   /** Noise replaces the subject's token embeddings (positions kept) instead of being added. */
   replace?: boolean;
@@ -33,6 +39,7 @@ export interface TraceRefOptions {
   corruptIds?: number[];
   /** "prob" (default), "logprob" or "logit-diff" (with `counterfactual`). */
   metric?: "prob" | "logprob" | "logit-diff";
+  /** Token id of the counterfactual answer, for "logit-diff". */
   counterfactual?: number;
 }
 

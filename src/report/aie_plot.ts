@@ -10,6 +10,7 @@ export interface AieLineSpec {
   mean: number[];
   /** 95% CI half-width per layer. */
   ci95: number[];
+  /** Title above the plot. */
   title: string;
   /** Line colour (default ROME's MLP green). */
   color?: string;
@@ -17,7 +18,9 @@ export interface AieLineSpec {
   shade?: number[];
   /** Layer to mark with a dot and label (e.g. ROME's). */
   mark?: number;
+  /** X-axis label (default "layer"). */
   xlabel?: string;
+  /** Y-axis label (default "average indirect effect"). */
   ylabel?: string;
 }
 

@@ -10,20 +10,35 @@ import { type Cell, htmlFigure, htmlPage, htmlTable, type Section } from "./html
 
 /** The fields of one kind of `trace --json` the page shows. */
 export interface TraceKindJson {
+  /** Trace kind: hidden, mlp or attn. */
   kind: string;
+  /** Token strings of the prompt. */
   tokens: string[];
+  /** Subject tokens [a, b), indices into `tokens`. */
   subject_range: [number, number];
+  /** Indirect effects [token][layer], in the metric's units. */
   effects: number[][];
+  /** Probability of the answer in the clean run. */
   p_clean: number;
+  /** Probability of the answer in the corrupted run (nothing restored). */
   p_corrupt: number;
+  /** Clean minus corrupted metric. */
   total_effect: number;
+  /** The traced answer, decoded. */
   answer: string;
+  /** The clean run's top-1 token, as a string. */
   predicted: string;
+  /** Whether the model knows the fact (the `--known` rule when a target is given). */
   known: boolean;
+  /** Effective restoration window (1 for hidden). */
   window: number;
+  /** Noise samples (1 for token replacement). */
   samples: number;
+  /** Noise std (0 for token replacement). */
   noise_std: number;
+  /** The prompt as given (shown instead of the joined tokens when present). */
   prompt?: string;
+  /** The subject as given (shown instead of the subject's joined tokens when present). */
   subject?: string;
 }
 
@@ -68,20 +83,35 @@ export function traceReportHtml(kinds: TraceKindJson[], figures: Figures): strin
 
 /** The fields of `trace --facts --json` the page shows. */
 export interface FactsJson {
+  /** The facts file traced. */
   facts_file: string;
+  /** Facts in the file. */
   records: number;
+  /** Facts traced. */
   traced: number;
+  /** Facts the model does not know (traced anyway with --include-unknown). */
   unknown: number;
+  /** Facts whose encoding failed. */
   skipped_invalid: number;
+  /** Token-class pooling rule ("token" or "prompt"). */
   pool: string;
+  /** The model's layer count. */
   layers: number;
+  /** Mean clean p(answer) over the traced facts. */
   mean_p_clean: number;
+  /** Mean corrupted p(answer) over the traced facts. */
   mean_p_corrupt: number;
+  /** Mean clean metric minus mean corrupted metric. */
   mean_total_effect: number;
+  /** Noise std (0 for token replacement). */
   noise_std: number;
+  /** Noise samples per fact. */
   samples: number;
+  /** Restoration window of MLP / attention layers asked for. */
   window: number;
+  /** Token-class averages per kind. */
   kinds: Record<string, ClassAverage>;
+  /** Per-fact records as `trace --facts --json` writes them (id, prompt, subject, traced, ...). */
   facts: Array<Record<string, unknown>>;
 }
 

@@ -24,11 +24,15 @@ export interface RomeCase {
   low_score: number;
   /** Clean probability of the answer. */
   high_score: number;
+  /** Token ids of the prompt. */
   input_ids: number[];
+  /** Token strings of the prompt. */
   input_tokens: string[];
   /** Subject tokens [a, b). */
   subject_range: [number, number];
+  /** The traced answer, decoded. */
   answer: string;
+  /** Restoration window (engram writes the kind's effective window: 1 for hidden). */
   window: number;
   /** "" (hidden), "mlp" or "attn", as ROME. */
   kind: string;

@@ -46,7 +46,9 @@ import { type EditScores, hasePoints } from "./scores.ts";
 
 /** Settings of a study that every case uses. */
 export interface CaseSettings {
+  /** Study methods to run. */
   methods: StudyMethod[];
+  /** Edit objectives to run. */
   objectives: Objective[];
   /** Central edit layers. */
   layers: number[];
@@ -54,9 +56,13 @@ export interface CaseSettings {
   traceWindow: number;
   /** Window of MEMIT and FT-5 (5). */
   editWindow: number;
+  /** Noise samples of the trace and of the noised prediction. */
   samples: number;
+  /** Std of the Gaussian noise on the subject's embeddings (trace, noised prediction, Fact Forcing). */
   noiseStd: number;
+  /** Noise seed. */
   seed: number;
+  /** Noise generator ("numpy": ROME's exact values). */
   noiseRng: NoiseRng;
   /** How the traced answer is scored ("sequence": the product over target_true's tokens). */
   targetProb: TargetProb;
@@ -68,9 +74,13 @@ export interface CaseSettings {
 
 /** How the study reaches the editors (hparams per study method, key statistics). */
 export interface CaseEditContext {
+  /** User hparams per study method (engram editors' keys; FT-1 / FT-5: {@link FT_OVERRIDE_KEYS}). */
   hparams?: Partial<Record<StudyMethod, Record<string, unknown>>>;
+  /** Corpus of ROME / MEMIT's key statistics (see `EditOptions.statsCorpus`). */
   statsCorpus?: EditOptions["statsCorpus"];
+  /** Prebuilt key statistics for ROME / MEMIT: `.npz` / `.safetensors` files or folders of them. */
   stats?: string[];
+  /** Cache folder of the key statistics ROME / MEMIT compute. */
   statsDir?: string;
   /** The data file, for messages. */
   dataFile?: string;
@@ -78,7 +88,9 @@ export interface CaseEditContext {
 
 /** One kind's tracing summary. */
 export interface KindSummary {
+  /** Traced state: hidden, mlp or attn. */
   kind: TraceKind;
+  /** Effective window (1 for hidden). */
   window: number;
   /** Restore effect p_restored − p_corrupt at the subject's last token, per layer. */
   subjectLastEffect: number[];
@@ -92,68 +104,105 @@ export interface KindSummary {
 
 /** The trace of a case. */
 export interface CaseTrace {
+  /** The prompt's token ids (without the answer). */
   ids: number[];
+  /** Subject tokens [a, b) in `ids`. */
   subjectRange: [number, number];
+  /** target_true's token ids, the traced answer. */
   answer: number[];
+  /** The clean run's top-1 next token. */
   predicted: number;
+  /** Whether `predicted` is target_true's first token. */
   known: boolean;
+  /** Probability of target_true in the clean run (as `targetProb` scores it). */
   pClean: number;
+  /** Probability of target_true with the subject noised, nothing restored. */
   pCorrupt: number;
+  /** Summaries of the hidden, mlp and attn traces. */
   kinds: KindSummary[];
 }
 
 /** Probabilities of the target (and of the baseline) on the rewrite, paraphrase and neighborhood prompts. */
 export interface PromptProbs {
+  /** On the rewrite prompt (one value). */
   rewrite: number[];
+  /** On each paraphrase, in order. */
   paraphrase: number[];
+  /** On each neighborhood prompt, in order. */
   neighborhood: number[];
 }
 
 /** One edit of a case. */
 export interface CaseEdit {
+  /** Study method of the edit. */
   method: StudyMethod;
+  /** Objective of the edit. */
   objective: Objective;
   /** Central layer. */
   layer: number;
   /** Layers the editor changed. */
   editedLayers: number[];
+  /** The objective's target (the request's `target_new`). */
   target: string;
+  /** The objective's baseline answer (null: none). */
   baseline: string | null;
+  /** Post-edit probabilities of the target and of the baseline. */
   post: { target: PromptProbs; baseline: PromptProbs | null };
+  /** Hase et al.'s scores of the edit. */
   scores: EditScores;
   /** ROME's CounterFact successes: [P(target) > P(baseline)] on rewrite / paraphrases, the reverse on neighbours. */
   success: { efficacy: number | null; paraphrase: number | null; neighborhood: number | null };
+  /** Wall time of the edit and its measurement, in seconds. */
   seconds: number;
+  /** The editor's warnings. */
   warnings: string[];
 }
 
 /** One objective of a case: its request and the pre-edit probabilities. */
 export interface CaseObjective {
+  /** Which objective. */
   objective: Objective;
+  /** The objective's target (the request's `target_new`). */
   target: string;
+  /** The objective's baseline answer (null: none). */
   baseline: string | null;
+  /** Tracing reversal / Fact Forcing: the noised prediction's token id and mean probability. */
   noised?: { id: number; prob: number };
+  /** Pre-edit probabilities of the target and of the baseline. */
   pre: { target: PromptProbs; baseline: PromptProbs | null };
 }
 
 /** A finished case. */
 export interface CaseResult {
+  /** Index of the case in the data file. */
   index: number;
+  /** The record's `case_id`, when it has one. */
   case_id?: number | string;
+  /** The record's prompt, "{}" standing for the subject. */
   prompt: string;
+  /** The record's subject. */
   subject: string;
+  /** CounterFact's true answer (the record's `ground_truth`). */
   target_true: string;
+  /** CounterFact's new answer (the record's `target_new`). */
   target_new: string;
+  /** The case's causal trace. */
   trace: CaseTrace;
+  /** Each objective's request and pre-edit probabilities. */
   objectives: CaseObjective[];
+  /** Every edit of the case. */
   edits: CaseEdit[];
+  /** Wall time of the case, in seconds. */
   seconds: number;
 }
 
 /** A case that was not studied, and why. */
 export interface DroppedCase {
+  /** Index of the case in the data file. */
   index: number;
+  /** The record's `case_id`, when it has one. */
   case_id?: number | string;
+  /** Why the case was dropped. */
   dropped: string;
 }
 

@@ -31,8 +31,11 @@ import { corruptionPatch, type NoiseRng, subjectNoise } from "../../locate/patch
 
 /** Settings of {@link fineTuneObjective}. */
 export interface FtObjectiveOptions {
+  /** Layers whose MLP output projection is trained. */
   layers: number[];
+  /** Adam learning rate. */
   lr: number;
+  /** Most optimisation steps. */
   numSteps: number;
   /** L∞ radius ε (0: unconstrained). */
   normConstraint: number;

@@ -36,10 +36,12 @@ export const OBJECTIVES = [
   "fact_amplification",
   "fact_forcing",
 ] as const;
+/** One of {@link OBJECTIVES}. */
 export type Objective = typeof OBJECTIVES[number];
 
 /** The editing methods of the study, by the paper's names. */
 export const STUDY_METHODS = ["rome", "memit", "ft-1", "ft-5"] as const;
+/** One of {@link STUDY_METHODS}. */
 export type StudyMethod = typeof STUDY_METHODS[number];
 
 /** Objectives only the FT methods can run (they need a probability loss or noised inputs while editing). */

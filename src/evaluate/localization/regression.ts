@@ -17,8 +17,11 @@
 
 /** A least-squares fit: residual sum of squares, rank of the design, and R² against the mean. */
 export interface OlsFit {
+  /** Observations. */
   n: number;
+  /** Columns kept (the rank of the design after dropping aliased columns). */
   rank: number;
+  /** Residual sum of squares. */
   rss: number;
   /** Total sum of squares about the mean (the intercept-only model's RSS). */
   tss: number;
@@ -139,8 +142,11 @@ export function fSurvival(f: number, d1: number, d2: number): number {
 
 /** The F-test of a reduced model nested in a full one (R's `anova(full, reduced)`). */
 export interface FTest {
+  /** F statistic; null when the test is undefined; Infinity when only the full fit is exact. */
   f: number | null;
+  /** Numerator degrees of freedom: rank(full) − rank(reduced). */
   df1: number;
+  /** Denominator degrees of freedom: n − rank(full). */
   df2: number;
   /** P(F > f); null when the test is undefined (no residual degrees of freedom, or equal ranks). */
   p: number | null;
@@ -159,14 +165,19 @@ export function fTest(full: OlsFit, reduced: OlsFit): FTest {
 
 /** The three regressions of one (method, objective, metric) cell and what the paper reports of them. */
 export interface LocalizationRegression {
+  /** Observations (edits). */
   n: number;
   /** Distinct edit layers in the data. */
   layers: number;
+  /** R² of `score ~ factor(layer)`. */
   r2Layer: number | null;
+  /** R² of `score ~ trace`. */
   r2Trace: number | null;
+  /** R² of `score ~ factor(layer) * trace`. */
   r2Both: number | null;
   /** R²(layer × trace) − R²(layer): what the tracing effect adds over the layer. */
   r2Added: number | null;
+  /** F-test of `score ~ factor(layer)` against `score ~ factor(layer) * trace`. */
   fTest: FTest;
 }
 

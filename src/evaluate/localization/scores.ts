@@ -39,9 +39,13 @@ export interface ProbPair {
 
 /** The scores of one edit. */
 export interface EditScores {
+  /** Rewrite score, or the erasure score for Fact Erasure. */
   rewrite: number;
+  /** Paraphrase score (null: no paraphrase). */
   paraphrase: number | null;
+  /** Neighborhood score (null: no neighborhood prompt). */
   neighborhood: number | null;
+  /** Harmonic mean of the three (0 when one is missing or 0). */
   target: number;
 }
 

@@ -43,8 +43,11 @@ export interface LocalizationStudyOptions {
   out: string;
   /** Names recorded in the folder (for messages and the report). */
   modelName: string;
+  /** The data file's name. */
   dataFile: string;
+  /** Settings every case uses (checked by {@link checkStudySettings}). */
   settings: CaseSettings;
+  /** How the cases reach the editors (hparams, key statistics). */
   edit?: CaseEditContext;
   /** Progress: `done` of `total` units (a trace or an edit each), with a short text. */
   onProgress?: (done: number, total: number, text: string) => void;
@@ -52,10 +55,13 @@ export interface LocalizationStudyOptions {
 
 /** What a study run did. */
 export interface LocalizationStudyResult {
+  /** The summary of every case in the folder. */
   summary: StudySummary;
+  /** Whether the folder held an earlier run with the same model and settings. */
   resumed: boolean;
   /** Cases studied in this run (the others were on disk). */
   newCases: number;
+  /** Files written: summary.json, the figures and report.html. */
   files: string[];
 }
 

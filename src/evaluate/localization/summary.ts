@@ -15,24 +15,33 @@ import { type LocalizationRegression, localizationRegression } from "./regressio
 
 /** Scores regressed and plotted. */
 export const SCORE_METRICS = ["rewrite", "paraphrase", "neighborhood", "target"] as const;
+/** One of {@link SCORE_METRICS}. */
 export type ScoreMetric = typeof SCORE_METRICS[number];
 
 /** Which tracing effect of the edit layer is the regressor. */
 export const REGRESSORS = ["max_token", "subject_last"] as const;
+/** One of {@link REGRESSORS}. */
 export type Regressor = typeof REGRESSORS[number];
 
 /** One regression cell. */
 export interface RegressionRow extends LocalizationRegression {
+  /** Study method of the edits. */
   method: StudyMethod;
+  /** Objective of the edits. */
   objective: Objective;
+  /** Score regressed. */
   metric: ScoreMetric;
+  /** Tracing effect used as the regressor. */
   regressor: Regressor;
 }
 
 /** Mean scores of one (method, objective) per central layer. */
 export interface LayerScores {
+  /** Study method. */
   method: StudyMethod;
+  /** Objective. */
   objective: Objective;
+  /** The central layers, in the study's order. */
   layers: number[];
   /** metric -> mean per layer (null where no edit has that score). */
   mean: Record<ScoreMetric | "efficacy", Array<number | null>>;
@@ -42,9 +51,13 @@ export interface LayerScores {
 
 /** The summary of a study. */
 export interface StudySummary {
+  /** Cases studied. */
   cases: number;
+  /** Cases not studied, and why. */
   dropped: DroppedCase[];
+  /** Edits over all cases. */
   edits: number;
+  /** The model's layer count. */
   nLayer: number;
   /** kind -> mean over cases of the fraction restored per layer (subject's last token, max over tokens). */
   tracingByLayer: Record<TraceKind, { subjectLast: number[]; maxToken: number[] }>;
@@ -52,7 +65,9 @@ export interface StudySummary {
   peakLayerCounts: Record<TraceKind, number[]>;
   /** kind -> mean per-example maximum fraction restored. */
   meanPeakFraction: Record<TraceKind, number | null>;
+  /** Mean scores per layer of each runnable (method, objective). */
   scoresByLayer: LayerScores[];
+  /** One row per runnable (method, objective), metric and regressor. */
   regressions: RegressionRow[];
   /** (method, objective) pairs not run: the method cannot run the objective. */
   unsupported: Array<{ method: StudyMethod; objective: Objective }>;
