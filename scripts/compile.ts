@@ -22,6 +22,9 @@ const args = [
   "--allow-all",
   "--include",
   "fixtures",
+  // Loaded by a computed specifier (src/report/png.ts): included by name so the PNG assets are embedded.
+  "--include",
+  "src/report/png_assets.ts",
   "--output",
   values.output!,
   ...(values.target ? ["--target", values.target] : []),

@@ -6,6 +6,9 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
+// png.ts loads this module by a computed specifier; importing it here puts its npm assets in the test graph
+// (Deno caches them before the tests run).
+import "../src/report/png_assets.ts";
 import {
   averageHeatmapSvg,
   heatmapSvg,

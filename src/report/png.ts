@@ -2,8 +2,9 @@
  * SVG to PNG with resvg (npm `@resvg/resvg-wasm`), for a PNG beside every SVG figure.
  *
  * The wasm binary and the fonts come from npm packages as byte imports (deno.json enables Deno's
- * `raw-imports`), so nothing is fetched at run time beyond what Deno caches with the module graph and a
- * compiled binary embeds them. resvg-wasm has no system fonts: DejaVu Sans, Sans Mono and their bold
+ * `raw-imports`) in src/report/png_assets.ts, so nothing is fetched at run time beyond what Deno caches
+ * with the checkout's module graph and a compiled binary embeds them (the published package leaves that
+ * module out: byte imports are not stable yet). resvg-wasm has no system fonts: DejaVu Sans, Sans Mono and their bold
  * faces come from npm `dejavu-fonts-ttf` (the figures ask for DejaVu first); when that package cannot
  * be loaded, the system's DejaVu under /usr/share/fonts is used, and without either the PNG has no
  * text (a warning says so once).
@@ -15,16 +16,12 @@ let ready: Promise<{ resvg: ResvgModule; fonts: Uint8Array[] }> | undefined;
 
 const SYSTEM_DEJAVU = "/usr/share/fonts/truetype/dejavu";
 
-async function npmFonts(): Promise<Uint8Array[]> {
-  // Literal specifiers: Deno caches (and `deno compile` embeds) exactly these files.
-  const faces = await Promise.all([
-    import("npm:dejavu-fonts-ttf@2.37.3/ttf/DejaVuSans.ttf", { with: { type: "bytes" } }),
-    import("npm:dejavu-fonts-ttf@2.37.3/ttf/DejaVuSans-Bold.ttf", { with: { type: "bytes" } }),
-    import("npm:dejavu-fonts-ttf@2.37.3/ttf/DejaVuSansMono.ttf", { with: { type: "bytes" } }),
-    import("npm:dejavu-fonts-ttf@2.37.3/ttf/DejaVuSansMono-Bold.ttf", { with: { type: "bytes" } }),
-  ]);
-  return faces.map((m) => m.default as Uint8Array);
+/** The byte assets module, loaded by a computed specifier (see src/report/png_assets.ts for why). */
+interface Assets {
+  resvgWasm(): Promise<Uint8Array>;
+  dejavuFaces(): Promise<Uint8Array[]>;
 }
+const ASSETS = new URL("./png_assets.ts", import.meta.url).href;
 
 async function systemFonts(): Promise<Uint8Array[]> {
   const out: Uint8Array[] = [];
@@ -44,11 +41,11 @@ async function systemFonts(): Promise<Uint8Array[]> {
 function load(): Promise<{ resvg: ResvgModule; fonts: Uint8Array[] }> {
   ready ??= (async () => {
     const resvg = await import("npm:@resvg/resvg-wasm@2.6.2");
-    const wasm = await import("npm:@resvg/resvg-wasm@2.6.2/index_bg.wasm", { with: { type: "bytes" } });
-    await resvg.initWasm(wasm.default as Uint8Array);
+    const assets: Assets = await import(ASSETS);
+    await resvg.initWasm(await assets.resvgWasm());
     let fonts: Uint8Array[];
     try {
-      fonts = await npmFonts();
+      fonts = await assets.dejavuFaces();
     } catch {
       fonts = await systemFonts();
     }
