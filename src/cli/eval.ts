@@ -1,11 +1,13 @@
 /**
  * `engram eval --method M[,M2,...] --model DIR --data FILE [--limit N] [--mode single|sequential|batch]
  * [--hparams FILE|JSON|M=FILE,M2=FILE] [--stats-corpus FILE | --stats FILE[,FILE]] [--fluency-len N]
- * [--fluency-top-k K] [--seed S] [--bos auto|on|off] [--json] [--table FILE] [--out FILE]`: edits the model with each method
+ * [--fluency-top-k K] [--seed S] [--bos auto|on|off] [--wild] [--json] [--table FILE] [--out FILE]`: edits the model with each method
  * on the data set's requests (EasyEdit CounterFact / MEND zsRE / ROME CounterFact JSON), measures
  * KnowEdit's and CounterFact's metrics (src/evaluate/edit_metrics.ts) and restores the model. Every
  * hparams file is checked before any work; --out and --table are rewritten (atomically) as soon as each
- * method finishes. The input model folder is never written.
+ * method finishes. The input model folder is never written. `--mode sequential --every M` runs the
+ * sequential-editing curve instead (src/cli/eval_sequential.ts: `--ppl-text FILE`, `--out DIR`, resumable;
+ * a method `NAME+nas` or `--nas` switches NAS on). `--wild` adds the wild scores (src/evaluate/wild.ts).
  */
 import { InputError } from "../errors.ts";
 import { getGpu } from "../gpu/device.ts";
@@ -21,6 +23,8 @@ import { bosFlag, intFlag, parseFlags, required } from "./args.ts";
 import { readHparamsFlag, validateHparams } from "./hparams_flag.ts";
 import { progress } from "./progress.ts";
 import { guardOutputs } from "./outputs.ts";
+import { evalSequential, parseMethodSpec } from "./eval_sequential.ts";
+import { readPerplexityText } from "../evaluate/perplexity.ts";
 
 /**
  * Reads edit requests for evaluation. As EasyEdit's ZsreDataset, MEND zsRE records with an empty `alt`
@@ -82,9 +86,15 @@ export async function evalCommand(argv: string[]): Promise<void> {
     table: { type: "string" },
     out: { type: "string" },
     json: { type: "boolean" },
+    every: { type: "string" },
+    "ppl-text": { type: "string" },
+    "ppl-lines": { type: "string" },
+    wild: { type: "boolean" },
+    nas: { type: "boolean" },
   });
   const methods = required(f, "method", "eval").split(",").map((m) => m.trim());
-  for (const m of methods) getEditor(m); // unknown method: lists the known ones
+  const base = (m: string) => parseMethodSpec(m).method;
+  for (const m of methods) getEditor(base(m)); // unknown method: lists the known ones
   if (new Set(methods).size !== methods.length) {
     throw new InputError(`--method lists a method twice`, { field: "--method" });
   }
@@ -94,7 +104,14 @@ export async function evalCommand(argv: string[]): Promise<void> {
   }
   const bos = bosFlag(f);
   const layers = typeof f.layers === "string" ? parseLayers(f.layers) : undefined;
-  const hparamsBy = await readHparamsFlag(f.hparams as string | undefined, methods);
+  const hparamsBy = await readHparamsFlag(f.hparams as string | undefined, [
+    ...new Set([...methods, ...methods.map(base)]),
+  ]);
+  const hpOf = (m: string) => hparamsBy.get(m) ?? hparamsBy.get(base(m));
+  const sequentialCurve = mode === "sequential" && f.every !== undefined;
+  if (f.every !== undefined && !sequentialCurve) {
+    throw new InputError("--every applies to --mode sequential", { field: "--every" });
+  }
   if (f["fluency-tokens"] !== undefined && f["fluency-len"] !== undefined) {
     throw new InputError("give --fluency-len (ROME's max_out_len) or the older --fluency-tokens, not both", {
       field: "--fluency-tokens",
@@ -114,10 +131,10 @@ export async function evalCommand(argv: string[]): Promise<void> {
     typeof f["stats-corpus"] === "string" ? f["stats-corpus"] : undefined,
     typeof f.stats === "string" ? f.stats : undefined,
   );
-  for (const m of methods) checkStatsSource(m, hparamsBy.get(m)?.hparams, statsSrc);
+  for (const m of methods) checkStatsSource(base(m), hpOf(m)?.hparams, statsSrc);
   const { requests: all, skipped } = await readEvalRequests(dataFile);
   const limit = intFlag(f, "limit", all.length, 1, all.length);
-  const editBatchSize = intFlag(f, "batch-size", limit, 1, limit);
+  const editBatchSize = intFlag(f, "batch-size", sequentialCurve ? 1 : limit, 1, limit);
   const requests = all.slice(0, limit);
   if (skipped) console.error(`eval: skipped ${skipped} records with an empty 'alt' (as EasyEdit does)`);
 
@@ -139,8 +156,8 @@ export async function evalCommand(argv: string[]): Promise<void> {
       const cfg = configFromHF(cfgJson, `${modelDir}/config.json`);
       if (layers) checkLayers(layers, cfg);
       for (const m of methods) {
-        const e = hparamsBy.get(m);
-        if (e) validateHparams(m, e.hparams, cfg, e.file);
+        const e = hpOf(m);
+        if (e) validateHparams(base(m), e.hparams, cfg, e.file);
       }
     }
   }
@@ -151,12 +168,51 @@ export async function evalCommand(argv: string[]): Promise<void> {
   ], [
     { path: modelDir, flag: "--model" },
     { path: dataFile, flag: "--data" },
-    ...methods.map((m) => ({ path: hparamsBy.get(m)?.file, flag: "--hparams" })),
+    ...methods.map((m) => ({ path: hpOf(m)?.file, flag: "--hparams" })),
+    { path: f["ppl-text"] as string | undefined, flag: "--ppl-text" },
     { path: f["stats-corpus"] as string | undefined, flag: "--stats-corpus" },
     { path: statsSrc.declared?.file, flag: "the corpus of engram_stats.json" },
     ...(statsSrc.stats ?? []).map((p) => ({ path: p, flag: "--stats" })),
   ], { files: true });
   try {
+    if (sequentialCurve) {
+      const every = intFlag(f, "every", 1, 1, limit);
+      const pplTexts = typeof f["ppl-text"] === "string"
+        ? await readPerplexityText(f["ppl-text"], intFlag(f, "ppl-lines", 256, 1, 1 << 30))
+        : undefined;
+      const hf = await loadHFModel(modelDir, { bos });
+      if (!hf.tokenizer) {
+        throw new InputError(`${modelDir} has no tokenizer files`, { file: modelDir, field: "--model" });
+      }
+      const curves = await evalSequential(methods, hf.config, hf.weights, hf.tokenizer, requests, {
+        every,
+        batchSize: editBatchSize,
+        editOptions: (m) => ({
+          layers,
+          statsCorpus: statsSrc.statsCorpus,
+          stats: statsSrc.stats,
+          hparams: { ...(hpOf(m)?.hparams ?? {}), ...(f.nas ? { nas: true } : {}) },
+        }),
+        pplTexts,
+        wild: Boolean(f.wild),
+        out: typeof f.out === "string" ? f.out : undefined,
+        meta: { data: dataFile, model: modelDir, ppl_text: f["ppl-text"] },
+      });
+      if (f.json) console.log(JSON.stringify(curves, null, 2));
+      else {
+        for (const c of curves) {
+          for (const r of c.records) {
+            const m = r.metrics;
+            console.log(
+              `${c.label} ${r.edits}: reliability ${m.reliability?.toFixed(3)} generalization ${
+                m.generalization?.toFixed(3)
+              } locality ${m.locality?.toFixed(3)} perplexity ${r.perplexity?.toFixed(3) ?? "–"}`,
+            );
+          }
+        }
+      }
+      return;
+    }
     await evalWith(f, methods, mode, modelDir, dataFile, requests, layers, hparamsBy, statsSrc, {
       bos,
       editBatchSize,
@@ -208,7 +264,9 @@ async function evalWith(
   try {
     for (const method of methods) {
       const bar = progress(`eval ${method} (${mode})`, requests.length);
-      const res = await evaluateMethod(model, tokenizer, method, requests, {
+      const spec = parseMethodSpec(method);
+      const hpEntry = hparamsBy.get(method) ?? hparamsBy.get(spec.method);
+      const res = await evaluateMethod(model, tokenizer, spec.method, requests, {
         mode,
         editBatchSize,
         fluencyMaxLen,
@@ -216,22 +274,24 @@ async function evalWith(
         fluencyTopK,
         fluencySeed,
         perCase: Boolean(f["per-case"]),
+        wild: Boolean(f.wild),
         edit: {
           layers,
           statsCorpus: statsSrc.statsCorpus,
           stats: statsSrc.stats,
-          hparams: hparamsBy.get(method)?.hparams,
+          hparams: spec.nas || f.nas ? { ...(hpEntry?.hparams ?? {}), nas: true } : hpEntry?.hparams,
         },
         onProgress: (d, _t, text) => bar.update(d, text),
       });
       bar.done();
       results.push({
         ...res,
+        method,
         ...{
           data: dataFile,
           model: modelDir,
           bos: usePrefix,
-          hparams_file: hparamsBy.get(method)?.file,
+          hparams_file: hpEntry?.file,
         },
         ...{
           fluency_settings: {
