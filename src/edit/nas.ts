@@ -6,12 +6,12 @@
  * with δ' = v*' − v₀. As the reference, a v* longer than `nas_skip_factor` · m (default 2) is dropped
  * (δ' = 0, v* = v₀). Any editor whose target is "current output + δ" switches it on with `nas: true`.
  *
- * The reference norm m: `nas_norm` when given; otherwise the mean ‖v₀‖ over this call's requests on the
- * model as given ({@link nasAnchor}). The reference instead averages ‖v*‖ of MEMIT solves of random
- * CounterFact rewrites on the original model (top 5% trimmed); engram's definition is the one the issue
- * states (the original MLP output's mean norm over the edited keys), cheap and free of a second data set.
- * A sequential run computes m once on the unedited model over the whole stream and passes it as `nas_norm`
- * (src/evaluate/sequential.ts), so later edits anchor to the original model, not to the edited one.
+ * The reference norm m: `nas_norm` when given; otherwise the reference's statistic on the model as given,
+ * the mean ‖v*‖ of the call's solved value vectors with the top 5% dropped ({@link nasAnchorOf}; ROME,
+ * which solves its requests one after another, takes the first request's ‖v*‖). The reference takes that
+ * mean over random CounterFact rewrites solved by MEMIT on the original model; a sequential run
+ * (src/evaluate/sequential.ts) takes it from its first batch, solved on the unedited model, and passes it
+ * as `nas_norm` to every later batch, so later edits anchor to the original model, not to the edited one.
  */
 import type { Tokenizer } from "../io/tokenizer.ts";
 import type { TransformerModel } from "../model/transformer.ts";
@@ -77,6 +77,14 @@ export interface NasHparams {
   nas_norm?: number;
   /** Drop an edit whose ‖v*‖ exceeds this multiple of m (reference 2; 0: never). */
   nas_skip_factor?: number;
+}
+
+/** The reference's upper-trimmed mean: the mean of `xs` without their ⌊0.05·n⌋ largest values. */
+export function nasAnchorOf(xs: number[]): number {
+  const a = [...xs].sort((x, y) => x - y);
+  const drop = Math.floor((1 - 0.95) * a.length);
+  const kept = drop > 0 ? a.slice(0, a.length - drop) : a;
+  return kept.reduce((s, x) => s + x, 0) / kept.length;
 }
 
 /**
@@ -145,9 +153,11 @@ export async function nasShifts(
   const v0 = await nasValues(model, tokenizer, reqs, hp, layer);
   let anchor = hp.nas_norm;
   if (anchor === undefined) {
-    let s = 0;
-    for (const v of v0) s += Math.sqrt(v.reduce((a, x) => a + x * x, 0));
-    anchor = s / v0.length;
+    anchor = nasAnchorOf(v0.map((v, r) => {
+      let q = 0;
+      for (let i = 0; i < v.length; i++) q += (v[i] + deltas[r][i]) ** 2;
+      return Math.sqrt(q);
+    }));
   }
   return { anchor, results: v0.map((v, r) => nasRescale(v, deltas[r], anchor!, hp.nas_skip_factor ?? 2)) };
 }

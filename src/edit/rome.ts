@@ -29,7 +29,7 @@ import { type Cholesky, choleskyRegularized, choleskySolve, dot, norm } from "./
 import { type EditRequest, normalizeRequest } from "./requests.ts";
 import { type LayerStats, layerStats } from "./stats.ts";
 import { romeContextTemplates } from "./templates.ts";
-import { nasAnchor, nasInfo, nasRescale, type NasResult } from "./nas.ts";
+import { nasInfo, nasRescale, type NasResult } from "./nas.ts";
 
 /** Resolves ROME's hyper-parameters for `model` from defaults, overrides and `layers`. */
 export function romeHparams(model: TransformerModel, opts: EditOptions): RomeHparams {
@@ -101,8 +101,8 @@ export async function romeEditor(
     const groups = await romeContextTemplates(model, tokenizer, hp.context_template_length_params, hp.seed);
     const templates = groups.flat();
     const total = new Float64Array(I * C); // Σ over requests of u rightᵀ
-    // NAS (off unless `nas: true`): the anchor from the model as given, before any request's update.
-    const nasNorm = hp.nas ? hp.nas_norm ?? await nasAnchor(model, tokenizer, reqs, hp, layer) : undefined;
+    // NAS (off unless `nas: true`): the anchor given, or the first request's ‖v*‖ on the model as given.
+    let nasNorm = hp.nas ? hp.nas_norm : undefined;
     const nasDone: NasResult[] = [];
     for (let r = 0; r < reqs.length; r++) {
       const req = reqs[r];
@@ -132,7 +132,8 @@ export async function romeEditor(
       });
       // v₀ = target_init (the MLP output at the fact token); NAS rescales v* = v₀ + δ.
       let d = d0;
-      if (nasNorm !== undefined) {
+      if (hp.nas) {
+        nasNorm ??= Math.hypot(...d0.targetInit.map((x, j) => x + d0.delta[j]));
         const nr = nasRescale(d0.targetInit, d0.delta, nasNorm, hp.nas_skip_factor ?? 2);
         nasDone.push(nr);
         d = { ...d0, delta: nr.delta };

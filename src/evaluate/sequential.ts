@@ -27,7 +27,6 @@ import { alphaEditCompute, alphaEditHparams, type AlphaEditState } from "../edit
 import { emmetHparams } from "../edit/emmet.ts";
 import { memitHparams } from "../edit/memit.ts";
 import { romeHparams } from "../edit/rome.ts";
-import { nasAnchor } from "../edit/nas.ts";
 import { type EditRequest, normalizeRequest } from "../edit/requests.ts";
 import {
   aggregate,
@@ -166,6 +165,7 @@ interface Checkpoint {
   edits: number;
   edit_s: number;
   eval_s: number;
+  nas_norm?: number;
   file: string;
   weights: { name: string; shape: number[]; offset: number; length: number }[];
   alphaedit?: {
@@ -249,12 +249,13 @@ export async function runSequential(
   const nas = Boolean(opts.nas || (edit.hparams as Record<string, unknown> | undefined)?.nas);
   let nasNorm: number | undefined;
   if (nas) {
-    const { hp, layer } = nasSite(model, method, {
+    // The anchor: given, or the first batch's (solved on the unedited model), fixed for later batches.
+    const { hp } = nasSite(model, method, {
       ...edit,
       hparams: { ...(edit.hparams ?? {}), nas: true },
     });
-    nasNorm = hp.nas_norm ?? await nasAnchor(model, tokenizer, requests, hp, layer);
-    edit = { ...edit, hparams: { ...(edit.hparams ?? {}), nas: true, nas_norm: nasNorm } };
+    nasNorm = hp.nas_norm;
+    edit = { ...edit, hparams: { ...(edit.hparams ?? {}), nas: true } };
   }
   const meta = {
     label,
@@ -262,7 +263,6 @@ export async function runSequential(
     batch_size: bs,
     every,
     nas,
-    ...(nasNorm !== undefined ? { nas_norm: nasNorm } : {}),
     fingerprint,
     hparams: edit.hparams ?? {},
     layers: edit.layers,
@@ -358,10 +358,15 @@ export async function runSequential(
       };
     }
     done = ckpt.edits;
+    if (nas && nasNorm === undefined && ckpt.nas_norm !== undefined) {
+      nasNorm = ckpt.nas_norm;
+      edit = { ...edit, hparams: { ...(edit.hparams ?? {}), nas_norm: nasNorm } };
+    }
   }
 
   const curve = (): SequentialCurve => ({
     ...meta,
+    ...(nasNorm !== undefined ? { nas_norm: nasNorm } : {}),
     n,
     fingerprint,
     baseline: { perplexity: base?.perplexity ?? null, ppl_tokens: base?.tokens ?? 0 },
@@ -381,7 +386,14 @@ export async function runSequential(
     });
     const file = `checkpoint-${done}.f32`;
     await writeFileAtomic(`${out}/${file}`, toBytes(ws.map((w) => w.data)));
-    const c: Checkpoint = { edits: done, edit_s: editMs / 1000, eval_s: evalMs / 1000, file, weights };
+    const c: Checkpoint = {
+      edits: done,
+      edit_s: editMs / 1000,
+      eval_s: evalMs / 1000,
+      ...(nasNorm !== undefined ? { nas_norm: nasNorm } : {}),
+      file,
+      weights,
+    };
     if (alphaState) {
       const parts: Float64Array[] = [];
       let o = 0;
@@ -477,7 +489,11 @@ export async function runSequential(
     const applied = applyComputed(model, computed);
     editMs += performance.now() - t0;
     for (const w of applied.result.warnings) if (!warnings.includes(w)) warnings.push(w);
-    const nasInfo = computed.info.nas as { skipped?: number[] } | undefined;
+    const nasInfo = computed.info.nas as { skipped?: number[]; anchor_norm?: number } | undefined;
+    if (nas && nasNorm === undefined && nasInfo?.anchor_norm !== undefined) {
+      nasNorm = nasInfo.anchor_norm;
+      edit = { ...edit, hparams: { ...(edit.hparams ?? {}), nas_norm: nasNorm } };
+    }
     skipped += nasInfo?.skipped?.length ?? 0;
     done += batch.length;
     if (done % every === 0 || done === n) await measure();
