@@ -173,7 +173,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
     { path: f["stats-corpus"] as string | undefined, flag: "--stats-corpus" },
     { path: statsSrc.declared?.file, flag: "the corpus of engram_stats.json" },
     ...(statsSrc.stats ?? []).map((p) => ({ path: p, flag: "--stats" })),
-  ], { files: true });
+  ], sequentialCurve ? { folders: true } : { files: true });
   try {
     if (sequentialCurve) {
       const every = intFlag(f, "every", 1, 1, limit);
