@@ -28,7 +28,8 @@ export function linePlotSvg(
 ): string {
   const W = 640, H = 400, L = 70, R = 160, T = 40, B = 50;
   const pts = series.flatMap((s) => s.points).filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
-  let x0 = Math.min(0, ...pts.map((p) => p[0])), x1 = Math.max(1, ...pts.map((p) => p[0]));
+  const x0 = Math.min(0, ...pts.map((p) => p[0]));
+  let x1 = Math.max(1, ...pts.map((p) => p[0]));
   let y0 = opts.yMin ?? Math.min(...pts.map((p) => p[1]));
   let y1 = opts.yMax ?? Math.max(...pts.map((p) => p[1]));
   if (!Number.isFinite(y0) || !Number.isFinite(y1)) [y0, y1] = [0, 1];
