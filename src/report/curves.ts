@@ -102,6 +102,12 @@ export const CURVE_METRICS: {
   { name: "generalization", label: "generalization", value: (r) => r.metrics.generalization, range: [0, 1] },
   { name: "locality", label: "locality", value: (r) => r.metrics.locality, range: [0, 1] },
   { name: "wild_exact", label: "wild exact match", value: (r) => r.metrics.wild_exact, range: [0, 1] },
+  {
+    name: "wild_contains",
+    label: "wild answer contains target",
+    value: (r) => r.metrics.wild_contains,
+    range: [0, 1],
+  },
   { name: "perplexity", label: "held-out perplexity", value: (r) => r.perplexity },
   {
     name: "delta_norm",
