@@ -38,9 +38,11 @@ commands:
   eval      --method M[,M2,...] --model DIR --data FILE [--limit N] [--mode single|sequential|batch] [--batch-size N]
             [--layers L] [--hparams FILE|JSON|M=FILE,M2=FILE] [--bos auto|on|off] [--fluency-len N]
             [--fluency-top-k K] [--seed S] [--stats-corpus FILE | --stats FILE[,FILE]] [--per-case]
-            [--table FILE] [--out FILE] [--json]
+            [--table FILE] [--out FILE] [--wild] [--json]
             edit with each method (ft-l, ft, kn, rome, memit, alphaedit, emmet) and measure reliability, generalization, locality,
-            portability, fluency and CounterFact's ES/PS/NS; KnowEdit-style table with --table
+            portability, fluency and CounterFact's ES/PS/NS; KnowEdit-style table with --table; --wild adds greedy-answer scores
+            --mode sequential --every M [--ppl-text FILE] [--ppl-lines N] [--nas] --out DIR: a record every M edits (curves,
+            perplexity, weight norms, SVGs; a rerun resumes); a method NAME+nas (e.g. memit+nas) edits with NAS norm anchoring
   edit      --method rome|memit|alphaedit|emmet|ft|ft-l|kn --model DIR (--requests FILE | --prompt "{} is in" --subject S --target T
             [--ground-truth G]) [--layers L,..] [--hparams FILE] [--stats-corpus FILE | --stats FILE[,FILE]]
             [--stats-dir DIR] [--limit N] --out DIR
