@@ -41,7 +41,7 @@ commands:
             [--table FILE] [--out FILE] [--wild] [--json]
             edit with each method (ft-l, ft, kn, rome, memit, alphaedit, emmet) and measure reliability, generalization, locality,
             portability, fluency and CounterFact's ES/PS/NS; KnowEdit-style table with --table; --wild adds greedy-answer scores
-            --mode sequential --every M [--ppl-text FILE] [--ppl-lines N] [--nas] --out DIR: a record every M edits (curves,
+            --mode sequential --every M [--ppl-text FILE] [--ppl-lines N] [--nas] [--nas-samples K] --out DIR: a record every M edits (curves,
             perplexity, weight norms, SVGs; a rerun resumes); a method NAME+nas (e.g. memit+nas) edits with NAS norm anchoring
   edit      --method rome|memit|alphaedit|emmet|ft|ft-l|kn --model DIR (--requests FILE | --prompt "{} is in" --subject S --target T
             [--ground-truth G]) [--layers L,..] [--hparams FILE] [--stats-corpus FILE | --stats FILE[,FILE]]

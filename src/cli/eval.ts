@@ -91,6 +91,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
     "ppl-lines": { type: "string" },
     wild: { type: "boolean" },
     nas: { type: "boolean" },
+    "nas-samples": { type: "string" },
   });
   const methods = required(f, "method", "eval").split(",").map((m) => m.trim());
   const base = (m: string) => parseMethodSpec(m).method;
@@ -195,6 +196,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
         }),
         pplTexts,
         wild: Boolean(f.wild),
+        nasSamples: f["nas-samples"] !== undefined ? intFlag(f, "nas-samples", 1, 1, limit) : undefined,
         out: typeof f.out === "string" ? f.out : undefined,
         meta: { data: dataFile, model: modelDir, ppl_text: f["ppl-text"] },
       });

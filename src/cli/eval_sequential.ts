@@ -66,6 +66,7 @@ export async function evalSequential(
     editOptions: (spec: string) => EditOptions;
     pplTexts?: string[];
     wild: boolean;
+    nasSamples?: number;
     out?: string;
     meta: Record<string, unknown>;
   },
@@ -97,6 +98,7 @@ export async function evalSequential(
         nas,
         pplTexts: o.pplTexts,
         wild: o.wild,
+        nasSamples: o.nasSamples,
         outDir: o.out ? `${o.out}/${spec}` : undefined,
         meta: o.meta,
         onProgress: (d, _t, text) => bar.update(d, text),

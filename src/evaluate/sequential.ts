@@ -27,6 +27,7 @@ import { alphaEditCompute, alphaEditHparams, type AlphaEditState } from "../edit
 import { emmetHparams } from "../edit/emmet.ts";
 import { memitHparams } from "../edit/memit.ts";
 import { romeHparams } from "../edit/rome.ts";
+import { nasAnchorOf } from "../edit/nas.ts";
 import { type EditRequest, normalizeRequest } from "../edit/requests.ts";
 import {
   aggregate,
@@ -50,6 +51,12 @@ export interface SequentialOptions {
   edit?: EditOptions;
   /** Switch NAS on (hparam `nas: true`, its anchor measured once on the unedited model over all requests). */
   nas?: boolean;
+  /**
+   * NAS without `nas_norm`: the anchor is the trimmed mean ‖v*‖ of the first `nasSamples` requests solved
+   * on the unedited model (compute only; ROME one request per call) when it exceeds the batch size;
+   * otherwise (default) that of the first batch itself.
+   */
+  nasSamples?: number;
   /** Held-out texts for perplexity (none: perplexity is null). */
   pplTexts?: string[];
   /** Also measure the wild scores. */
@@ -266,6 +273,7 @@ export async function runSequential(
     fingerprint,
     hparams: edit.hparams ?? {},
     layers: edit.layers,
+    ...(nas ? { nas_samples: Math.max(bs, Math.min(opts.nasSamples ?? bs, n)) } : {}),
     request_hashes: requests.map(requestHash),
     ...(opts.meta ?? {}),
   };
@@ -471,6 +479,21 @@ export async function runSequential(
     );
   };
 
+  // NAS anchor from a sample larger than the first batch, solved on the unedited model.
+  const K = Math.min(opts.nasSamples ?? bs, n);
+  if (nas && nasNorm === undefined && done === 0 && K > bs) {
+    const sample = requests.slice(0, K);
+    const norms: number[] = [];
+    for (const c of method === "rome" ? sample.map((r) => [r]) : [sample]) {
+      const comp = method === "alphaedit"
+        ? (await alphaEditCompute(model, tokenizer, c, edit)).computed
+        : await getEditor(method)(model, tokenizer, c, edit);
+      norms.push(...(comp.info.nas as { v_star_norms: number[] }).v_star_norms);
+      opts.onProgress?.(0, n, `${label} NAS anchor ${norms.length}/${K}`);
+    }
+    nasNorm = nasAnchorOf(norms);
+    edit = { ...edit, hparams: { ...(edit.hparams ?? {}), nas_norm: nasNorm } };
+  }
   // A checkpoint without its record (killed in between): measure it again.
   if (done > 0 && !records.some((r) => r.edits === done)) await measure();
   opts.onProgress?.(done, n, `${label} from ${done}`);
