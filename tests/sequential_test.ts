@@ -15,6 +15,7 @@ import { evaluateMethod } from "../src/evaluate/edit_metrics.ts";
 import { runSequential } from "../src/evaluate/sequential.ts";
 import { wildAnswers } from "../src/evaluate/wild.ts";
 import { curveSvgs } from "../src/report/curves.ts";
+import { romeEditor } from "../src/edit/rome.ts";
 import { InputError } from "../src/errors.ts";
 import { freshSeed } from "./_util.ts";
 import { TINY_EDIT_CONFIG, wordTokenizer } from "./_edit_util.ts";
@@ -223,4 +224,32 @@ Deno.test("wild answers equal an independent float64 greedy generation (exact, c
     );
   });
   model.destroy();
+});
+
+Deno.test("NAS in a sequential run: the anchor is the mean ‖v*‖ of the first K requests solved on the unedited model", async () => {
+  const seed = freshSeed();
+  const gpu = await getGpu();
+  const w0 = randomGPT2(cfg, seed, { std: 0.5 });
+  // Plain ROME (NAS off) on the unedited model: each request's v* alone.
+  const plain = TransformerModel.create(gpu, cfg, copy(w0));
+  const norms: number[] = [];
+  for (const q of REQS.slice(0, 2)) {
+    const c = await romeEditor(plain, tok, [q], EDIT);
+    norms.push(Math.hypot(...c.tensors.get("request.0.v_star")!.data));
+  }
+  plain.destroy();
+  const model = TransformerModel.create(gpu, cfg, copy(w0));
+  const curve = await runSequential(model, tok, "rome", REQS.slice(0, 2), {
+    every: 2,
+    edit: { ...EDIT, hparams: { ...EDIT.hparams, nas_skip_factor: 0 } },
+    nas: true,
+    nasSamples: 2,
+  });
+  model.destroy();
+  const want = (norms[0] + norms[1]) / 2;
+  assert.ok(
+    Math.abs(curve.nas_norm! - want) < 1e-5 * want,
+    `anchor ${curve.nas_norm} vs ${want} (seed ${seed})`,
+  );
+  assert.equal(curve.records[0].nas_skipped, 0);
 });
