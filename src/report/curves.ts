@@ -26,7 +26,7 @@ export function linePlotSvg(
   series: Series[],
   opts: { title: string; xLabel?: string; yLabel?: string; yMin?: number; yMax?: number } = { title: "" },
 ): string {
-  const W = 640, H = 400, L = 70, R = 160, T = 40, B = 50;
+  const W = 760, H = 400, L = 70, R = 240, T = 40, B = 50;
   const pts = series.flatMap((s) => s.points).filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
   const x0 = Math.min(0, ...pts.map((p) => p[0]));
   let x1 = Math.max(1, ...pts.map((p) => p[0]));
