@@ -105,6 +105,14 @@ export type {
   MethodEvalResult,
   Metrics,
 } from "./src/evaluate/edit_metrics.ts";
+export { aggregateWild, WILD_METRIC_NAMES } from "./src/evaluate/edit_metrics.ts";
+export type { WildScores } from "./src/evaluate/edit_metrics.ts";
+export { modelFingerprint, runSequential } from "./src/evaluate/sequential.ts";
+export type { SequentialCurve, SequentialOptions, SequentialRecord } from "./src/evaluate/sequential.ts";
+export { perplexity, readPerplexityText } from "./src/evaluate/perplexity.ts";
+export { wildAnswers } from "./src/evaluate/wild.ts";
+export { nasRescale } from "./src/edit/nas.ts";
+export { curveSvgs, linePlotSvg } from "./src/report/curves.ts";
 export {
   DEFAULT_COLUMNS,
   markdownTable,

@@ -1,12 +1,14 @@
 /**
  * `engram eval --method M[,M2,...] --model DIR --data FILE [--limit N] [--mode single|sequential|batch]
  * [--hparams FILE|JSON|M=FILE,M2=FILE] [--stats-corpus FILE | --stats FILE[,FILE]] [--fluency-len N]
- * [--fluency-top-k K] [--seed S] [--bos auto|on|off] [--json] [--table FILE] [--out FILE] [--format engram|easyedit]
- * [--report FILE]`: edits the model with each method
+ * [--fluency-top-k K] [--seed S] [--bos auto|on|off] [--wild] [--json] [--table FILE] [--out FILE]
+ * [--format engram|easyedit] [--report FILE]`: edits the model with each method
  * on the data set's requests (EasyEdit CounterFact / MEND zsRE / ROME CounterFact JSON), measures
  * KnowEdit's and CounterFact's metrics (src/evaluate/edit_metrics.ts) and restores the model. Every
  * hparams file is checked before any work; --out and --table are rewritten (atomically) as soon as each
- * method finishes. The input model folder is never written.
+ * method finishes. The input model folder is never written. `--mode sequential --every M` runs the
+ * sequential-editing curve instead (src/cli/eval_sequential.ts: `--ppl-text FILE`, `--out DIR`, resumable;
+ * a method `NAME+nas` or `--nas` switches NAS on). `--wild` adds the wild scores (src/evaluate/wild.ts).
  *
  * `--format easyedit` writes --out in EasyEdit's `all_metrics` layout (src/evaluate/easyedit_format.ts;
  * per-request scores are collected for it): the list for one method, `{method: list}` for several.
@@ -45,6 +47,8 @@ function easyEditJson(results: MethodEvalResult[], requests: EditRequest[]): str
   const lists = results.map((r) => [r.method, easyEditCases(r, requests)] as const);
   return JSON.stringify(lists.length === 1 ? lists[0][1] : Object.fromEntries(lists), null, 2);
 }
+import { evalSequential, parseMethodSpec } from "./eval_sequential.ts";
+import { readPerplexityText } from "../evaluate/perplexity.ts";
 
 /**
  * Reads edit requests for evaluation. As EasyEdit's ZsreDataset, MEND zsRE records with an empty `alt`
@@ -90,7 +94,8 @@ export const evalSpec: CommandSpec = {
   usage: "eval --method M[,M2,...] --model DIR --data FILE [--limit N] [--mode single|sequential|batch] " +
     "[--batch-size N] [--layers L] [--hparams FILE|JSON|M=FILE,M2=FILE] [--bos auto|on|off] [--fluency-len N] " +
     "[--fluency-top-k K] [--seed S] [--stats-corpus FILE | --stats FILE[,FILE]] [--per-case] [--table FILE] " +
-    "[--out FILE] [--json]",
+    "[--out FILE] [--format engram|easyedit] [--report FILE] [--wild] [--json] | --mode sequential --every M " +
+    "[--batch-size B] [--ppl-text FILE] [--nas] [--nas-samples K] --out DIR",
   description:
     `Edits the model with each method (ft-l, ft, kn, rome, memit, alphaedit, emmet) on the data set's
     requests (EasyEdit CounterFact, MEND zsRE or ROME CounterFact JSON) and measures reliability,
@@ -173,6 +178,29 @@ export const evalSpec: CommandSpec = {
       default: "OUT.html",
       help: "where the self-contained HTML report of --out goes",
     },
+    wild: {
+      type: "boolean",
+      help: "also score greedy answers without teacher forcing (Yang et al. 2025: wild_exact, wild_contains)",
+    },
+    every: {
+      type: "int",
+      value: "M",
+      unit: "edits",
+      help: "--mode sequential: a record every M edits (reliability, generalization, locality on the facts " +
+        "edited so far, perplexity, weight norms; SVG curves) in --out DIR; a rerun resumes",
+    },
+    "ppl-text": {
+      type: "string",
+      value: "FILE",
+      help: "held-out text of the sequential records' perplexity",
+    },
+    "ppl-lines": { type: "int", value: "N", unit: "lines", help: "lines of --ppl-text used" },
+    nas: { type: "boolean", help: "NAS norm anchoring for every method (a method NAME+nas does it for one)" },
+    "nas-samples": {
+      type: "int",
+      value: "K",
+      help: "requests whose mean solved value norm is NAS's reference (default: the first batch)",
+    },
     json: COMMON_FLAGS.json,
   },
   examples: [
@@ -194,7 +222,8 @@ export async function evalCommand(argv: string[]): Promise<void> {
   }
   if (typeof f.out === "string" && f.report === undefined) f.report = reportPathFor(f.out);
   const methods = required(f, "method", "eval").split(",").map((m) => m.trim());
-  for (const m of methods) getEditor(m); // unknown method: lists the known ones
+  const base = (m: string) => parseMethodSpec(m).method;
+  for (const m of methods) getEditor(base(m)); // unknown method: lists the known ones
   if (new Set(methods).size !== methods.length) {
     throw new InputError(`--method lists a method twice`, { field: "--method" });
   }
@@ -204,7 +233,14 @@ export async function evalCommand(argv: string[]): Promise<void> {
   }
   const bos = bosFlag(f);
   const layers = typeof f.layers === "string" ? parseLayers(f.layers) : undefined;
-  const hparamsBy = await readHparamsFlag(f.hparams as string | undefined, methods);
+  const hparamsBy = await readHparamsFlag(f.hparams as string | undefined, [
+    ...new Set([...methods, ...methods.map(base)]),
+  ]);
+  const hpOf = (m: string) => hparamsBy.get(m) ?? hparamsBy.get(base(m));
+  const sequentialCurve = mode === "sequential" && f.every !== undefined;
+  if (f.every !== undefined && !sequentialCurve) {
+    throw new InputError("--every applies to --mode sequential", { field: "--every" });
+  }
   if (f["fluency-tokens"] !== undefined && f["fluency-len"] !== undefined) {
     throw new InputError("give --fluency-len (ROME's max_out_len) or the older --fluency-tokens, not both", {
       field: "--fluency-tokens",
@@ -224,10 +260,10 @@ export async function evalCommand(argv: string[]): Promise<void> {
     typeof f["stats-corpus"] === "string" ? f["stats-corpus"] : undefined,
     typeof f.stats === "string" ? f.stats : undefined,
   );
-  for (const m of methods) checkStatsSource(m, hparamsBy.get(m)?.hparams, statsSrc);
+  for (const m of methods) checkStatsSource(base(m), hpOf(m)?.hparams, statsSrc);
   const { requests: all, skipped } = await readEvalRequests(dataFile);
   const limit = intFlag(f, "limit", all.length, 1, all.length);
-  const editBatchSize = intFlag(f, "batch-size", limit, 1, limit);
+  const editBatchSize = intFlag(f, "batch-size", sequentialCurve ? 1 : limit, 1, limit);
   const requests = all.slice(0, limit);
   if (skipped) log.info(`skipped ${skipped} records with an empty 'alt' (as EasyEdit does)`);
 
@@ -249,8 +285,8 @@ export async function evalCommand(argv: string[]): Promise<void> {
       const cfg = configFromHF(cfgJson, `${modelDir}/config.json`);
       if (layers) checkLayers(layers, cfg);
       for (const m of methods) {
-        const e = hparamsBy.get(m);
-        if (e) validateHparams(m, e.hparams, cfg, e.file);
+        const e = hpOf(m);
+        if (e) validateHparams(base(m), e.hparams, cfg, e.file);
       }
     }
   }
@@ -262,12 +298,52 @@ export async function evalCommand(argv: string[]): Promise<void> {
   ], [
     { path: modelDir, flag: "--model" },
     { path: dataFile, flag: "--data" },
-    ...methods.map((m) => ({ path: hparamsBy.get(m)?.file, flag: "--hparams" })),
+    ...methods.map((m) => ({ path: hpOf(m)?.file, flag: "--hparams" })),
+    { path: f["ppl-text"] as string | undefined, flag: "--ppl-text" },
     { path: f["stats-corpus"] as string | undefined, flag: "--stats-corpus" },
     { path: statsSrc.declared?.file, flag: "the corpus of engram_stats.json" },
     ...(statsSrc.stats ?? []).map((p) => ({ path: p, flag: "--stats" })),
-  ], { files: true });
+  ], sequentialCurve ? { folders: true } : { files: true });
   try {
+    if (sequentialCurve) {
+      const every = intFlag(f, "every", 1, 1, limit);
+      const pplTexts = typeof f["ppl-text"] === "string"
+        ? await readPerplexityText(f["ppl-text"], intFlag(f, "ppl-lines", 256, 1, 1 << 30))
+        : undefined;
+      const hf = await loadHFModel(modelDir, { bos });
+      if (!hf.tokenizer) {
+        throw new InputError(`${modelDir} has no tokenizer files`, { file: modelDir, field: "--model" });
+      }
+      const curves = await evalSequential(methods, hf.config, hf.weights, hf.tokenizer, requests, {
+        every,
+        batchSize: editBatchSize,
+        editOptions: (m) => ({
+          layers,
+          statsCorpus: statsSrc.statsCorpus,
+          stats: statsSrc.stats,
+          hparams: { ...(hpOf(m)?.hparams ?? {}), ...(f.nas ? { nas: true } : {}) },
+        }),
+        pplTexts,
+        wild: Boolean(f.wild),
+        nasSamples: f["nas-samples"] !== undefined ? intFlag(f, "nas-samples", 1, 1, limit) : undefined,
+        out: typeof f.out === "string" ? f.out : undefined,
+        meta: { data: dataFile, model: modelDir, ppl_text: f["ppl-text"] },
+      });
+      if (f.json) console.log(JSON.stringify(curves, null, 2));
+      else {
+        for (const c of curves) {
+          for (const r of c.records) {
+            const m = r.metrics;
+            console.log(
+              `${c.label} ${r.edits}: reliability ${m.reliability?.toFixed(3)} generalization ${
+                m.generalization?.toFixed(3)
+              } locality ${m.locality?.toFixed(3)} perplexity ${r.perplexity?.toFixed(3) ?? "–"}`,
+            );
+          }
+        }
+      }
+      return;
+    }
     await evalWith(f, methods, mode, modelDir, dataFile, requests, layers, hparamsBy, statsSrc, {
       bos,
       editBatchSize,
@@ -325,7 +401,9 @@ async function evalWith(
   try {
     for (const method of methods) {
       const bar = progress(`eval ${method} (${mode})`, requests.length);
-      const res = await evaluateMethod(model, tokenizer, method, requests, {
+      const spec = parseMethodSpec(method);
+      const hpEntry = hparamsBy.get(method) ?? hparamsBy.get(spec.method);
+      const res = await evaluateMethod(model, tokenizer, spec.method, requests, {
         mode,
         editBatchSize,
         fluencyMaxLen,
@@ -333,22 +411,24 @@ async function evalWith(
         fluencyTopK,
         fluencySeed,
         perCase: Boolean(f["per-case"]) || f.format === "easyedit",
+        wild: Boolean(f.wild),
         edit: {
           layers,
           statsCorpus: statsSrc.statsCorpus,
           stats: statsSrc.stats,
-          hparams: hparamsBy.get(method)?.hparams,
+          hparams: spec.nas || f.nas ? { ...(hpEntry?.hparams ?? {}), nas: true } : hpEntry?.hparams,
         },
         onProgress: (d, _t, text) => bar.update(d, text),
       });
       bar.done();
       results.push({
         ...res,
+        method,
         ...{
           data: dataFile,
           model: modelDir,
           bos: usePrefix,
-          hparams_file: hparamsBy.get(method)?.file,
+          hparams_file: hpEntry?.file,
         },
         ...{
           fluency_settings: {

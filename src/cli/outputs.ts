@@ -22,6 +22,8 @@ export interface GuardOptions {
   overwrite?: boolean;
   /** Outputs that are files rewritten in place (eval --out FILE): existing ones are not refused. */
   files?: boolean;
+  /** Outputs that are folders resumed in place (eval --mode sequential --every --out DIR): existing ones are kept. */
+  folders?: boolean;
   /** Prints a note (default: the logger's info, on stderr, prefixed with the command). */
   note?: (msg: string) => void;
 }
@@ -58,6 +60,7 @@ export async function guardOutputs(
   try {
     for (const o of real) {
       for (const n of await recoverLeftovers(o.path)) note(n);
+      if (opts.folders) continue;
       if (!opts.files) await checkReplaceable(o.path, Boolean(opts.overwrite), o.flag);
       else if ((await Deno.lstat(o.path).catch(() => undefined))?.isDirectory) {
         throw new EngramError("input", "is a folder; this flag names a file", {

@@ -57,12 +57,7 @@ import {
   type KnownRule,
 } from "../locate/known.ts";
 import { embeddingStd, NOISE_RNGS, type NoiseRng } from "../locate/patching.ts";
-import {
-  embeddingGaussian,
-  NOISE_DISTS,
-  type NoiseDist,
-  subjectReplacement,
-} from "../locate/corruption.ts";
+import { embeddingGaussian, NOISE_DISTS, type NoiseDist, subjectReplacement } from "../locate/corruption.ts";
 import { encodeFact, encodeTarget, type FactInput } from "../prompt/encode.ts";
 import { type FactWhere, withFieldNames } from "../prompt/errors.ts";
 import {

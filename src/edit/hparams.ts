@@ -65,6 +65,12 @@ export interface CommonHparams {
    * 2024; EasyEdit `r_rome` with `enable_random_prefix_keys`): k* in both places, so W'k* + b = v* exactly.
    */
   key: "original" | "consistent";
+  /** NAS norm anchoring of the solved value vectors (src/edit/nas.ts); absent: off. */
+  nas?: boolean;
+  /** NAS anchor norm (absent: the mean ‖v₀‖ of the call's requests on the model as given). */
+  nas_norm?: number;
+  /** NAS: drop an edit whose ‖v*‖ exceeds this multiple of the anchor (absent: 2, the reference; 0: never). */
+  nas_skip_factor?: number;
 }
 
 /** ROME hyper-parameters. */
@@ -637,6 +643,9 @@ const SCHEMA: Record<keyof CommonHparams, HparamRule> = {
   prefix_eos: rule.bool(),
   seed: rule.int(),
   key: rule.oneOf("original", "consistent"),
+  nas: rule.bool(),
+  nas_norm: rule.num(),
+  nas_skip_factor: rule.num(),
 };
 
 /**

@@ -20,6 +20,7 @@ import { norm } from "./linalg.ts";
 import type { EditRequest } from "./requests.ts";
 import { type LayerStats, layerStats, statsLogInfo, statsSumOptions } from "./stats.ts";
 import { memitContextTemplates } from "./templates.ts";
+import { nasInfo, nasShifts } from "./nas.ts";
 
 /** What a method's solve sees at one edited layer. */
 export interface LayerSolveInput {
@@ -98,7 +99,12 @@ export async function layeredKvEdit(
     const deltas = await optimizeDeltas(model, tokenizer, reqs, groups.flat(), `resid_post.${zLayer}`, hp, {
       onStep: (s) => opts.onProgress?.("optimise", s + 1, hp.v_num_grad_steps),
     });
-    const Z = deltas.map((d) => d.targetInit.map((x, j) => x + d.delta[j]));
+    // NAS (off unless `nas: true`): v* = v₀ + δ rescaled to the anchor norm before z is formed.
+    const nas = hp.nas
+      ? await nasShifts(model, tokenizer, reqs, hp, zLayer, deltas.map((d) => d.delta))
+      : undefined;
+    const shift = (r: number) => nas ? nas.results[r].delta : deltas[r].delta;
+    const Z = deltas.map((d, r) => d.targetInit.map((x, j) => x + shift(r)[j]));
     tensors.set("z", { shape: [n, C], data: Float32Array.from(Z.flatMap((z) => [...z])) });
     const bare = reqs.map((req) => {
       const p = tokenizePrompt(
@@ -169,6 +175,7 @@ export async function layeredKvEdit(
       info: {
         layers: hp.layers,
         z_layer: zLayer,
+        ...(nas ? { nas: nasInfo(nas) } : {}),
         context_templates: groups,
         layer_updates: layerInfo,
         requests: deltas.map((d, r) => ({

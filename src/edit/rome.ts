@@ -29,6 +29,7 @@ import { type Cholesky, choleskyRegularized, choleskySolve, dot, norm } from "./
 import { type EditRequest, normalizeRequest } from "./requests.ts";
 import { type LayerStats, layerStats, statsLogInfo, statsSumOptions } from "./stats.ts";
 import { romeContextTemplates } from "./templates.ts";
+import { nasInfo, nasRescale, type NasResult } from "./nas.ts";
 
 /** Resolves ROME's hyper-parameters for `model` from defaults, overrides and `layers`. */
 export function romeHparams(model: TransformerModel, opts: EditOptions): RomeHparams {
@@ -102,6 +103,9 @@ export async function romeEditor(
     const groups = await romeContextTemplates(model, tokenizer, hp.context_template_length_params, hp.seed);
     const templates = groups.flat();
     const total = new Float64Array(I * C); // Σ over requests of u rightᵀ
+    // NAS (off unless `nas: true`): the anchor given, or the first request's ‖v*‖ on the model as given.
+    let nasNorm = hp.nas ? hp.nas_norm : undefined;
+    const nasDone: NasResult[] = [];
     for (let r = 0; r < reqs.length; r++) {
       const req = reqs[r];
       // Left vector: template-averaged key, then C⁻¹ and normalisation.
@@ -124,10 +128,18 @@ export async function romeEditor(
       }
       u = u.map((x) => x / un);
       // Right vector.
-      const [d] = await optimizeDeltas(model, tokenizer, [req], templates, `mlp_out.${layer}`, hp, {
+      const [d0] = await optimizeDeltas(model, tokenizer, [req], templates, `mlp_out.${layer}`, hp, {
         onStep: (s) =>
           opts.onProgress?.("optimise", r * hp.v_num_grad_steps + s + 1, reqs.length * hp.v_num_grad_steps),
       });
+      // v₀ = target_init (the MLP output at the fact token); NAS rescales v* = v₀ + δ.
+      let d = d0;
+      if (hp.nas) {
+        nasNorm ??= Math.hypot(...d0.targetInit.map((x, j) => x + d0.delta[j]));
+        const nr = nasRescale(d0.targetInit, d0.delta, nasNorm, hp.nas_skip_factor ?? 2);
+        nasDone.push(nr);
+        d = { ...d0, delta: nr.delta };
+      }
       let residual: Float64Array, denom: number;
       if (hp.key === "consistent") {
         // r-ROME: the template-averaged key in the denominator and in the current output W k* + b.
@@ -201,6 +213,7 @@ export async function romeEditor(
         key: hp.key,
         context_templates: templates,
         statistics: statsInfo,
+        ...(nasNorm !== undefined ? { nas: nasInfo({ anchor: nasNorm, results: nasDone }) } : {}),
         requests: perRequest,
       },
       warnings,

@@ -31,6 +31,7 @@ import type { EditRequest } from "../edit/requests.ts";
 import { filledPrompt } from "../edit/requests.ts";
 import { bosPrefix, encodeTarget } from "../prompt/encode.ts";
 import { type AppliedEdit, applyEdit, type EditOptions, getEditor } from "../edit/editors.ts";
+import { wildAnswers } from "./wild.ts";
 
 /** A prompt and an answer to score after it. */
 export interface ScoreItem {
@@ -189,8 +190,51 @@ export interface CaseScores {
   neighborhood_magnitude: number | null;
 }
 
+/**
+ * "In the wild" scores of one request (src/evaluate/wild.ts: greedy generation without teacher forcing):
+ * exact match and containment of target_new after the rewrite prompt and, averaged, after the rephrases.
+ */
+export interface WildScores {
+  wild_exact: number | null;
+  wild_contains: number | null;
+  wild_generalization_exact: number | null;
+  wild_generalization_contains: number | null;
+}
+
+/** The wild metric names, in report order. */
+export const WILD_METRIC_NAMES: (keyof WildScores)[] = [
+  "wild_exact",
+  "wild_contains",
+  "wild_generalization_exact",
+  "wild_generalization_contains",
+];
+
+/** The wild metrics' units. */
+export const WILD_UNITS: Record<keyof WildScores, string> = {
+  wild_exact: "fraction (greedy answer equals target)",
+  wild_contains: "fraction (greedy answer contains target)",
+  wild_generalization_exact: "fraction (greedy answer equals target)",
+  wild_generalization_contains: "fraction (greedy answer contains target)",
+};
+
+/** A request's scores, with the wild ones when they were measured. */
+export type CaseScoresWild = CaseScores & Partial<WildScores>;
+
+/** Means of the wild scores over the cases that have them (null when none do). */
+export function aggregateWild(cases: CaseScoresWild[]): WildScores {
+  const m = {} as WildScores;
+  for (const k of WILD_METRIC_NAMES) {
+    m[k] = mean(cases.map((c) => c[k]).filter((x): x is number => typeof x === "number"));
+  }
+  return m;
+}
+
 /** Options of {@link evaluateRequests}. */
 export interface EvalOptions extends ScoreOptions {
+  /** Also measure the wild scores ({@link WildScores}; default false: greedy generation costs a forward per token). */
+  wild?: boolean;
+  /** Wild generation: new tokens beyond the target's length (default 3). */
+  wildExtraTokens?: number;
   /** Pre-edit state per request, from {@link preEditState}; without it locality is null. */
   pre?: PreEdit[];
   /**
@@ -261,11 +305,22 @@ async function scoreAll(
   opts: EvalOptions,
   pre: PreEdit[] | undefined,
   withFluency: boolean,
-): Promise<{ scores: CaseScores[]; localityArgmax: number[][][] }> {
+  withWild = false,
+): Promise<{ scores: CaseScoresWild[]; localityArgmax: number[][][] }> {
   const { items, lay } = layout(reqs);
   const sc = await scoreAnswers(model, tokenizer, items, opts);
   const P = (i: number) => Math.exp(-sc[i].nll);
-  const scores: CaseScores[] = [];
+  // Wild answers after the rewrite and rephrase prompts (the items whose answer is target_new).
+  const wildIdx = withWild ? lay.flatMap((L) => [L.rewriteNew, ...L.rephraseNew]) : [];
+  const wildAt = new Map<number, { exact: number; contains: number }>();
+  if (wildIdx.length) {
+    const w = await wildAnswers(model, tokenizer, wildIdx.map((i) => items[i]), {
+      prefix: opts.prefix,
+      extraTokens: opts.wildExtraTokens,
+    });
+    wildIdx.forEach((i, j) => wildAt.set(i, w[j]));
+  }
+  const scores: CaseScoresWild[] = [];
   const localityArgmax: number[][][] = [];
   for (let k = 0; k < reqs.length; k++) {
     const L = lay[k];
@@ -306,6 +361,14 @@ async function scoreAll(
         ? mean(L.locNew.map((i, j) => (sc[i].nll > sc[L.locTrue[j]].nll ? 1 : 0)))
         : null,
       neighborhood_magnitude: cf ? mean(L.locNew.map((i, j) => P(L.locTrue[j]) - P(i))) : null,
+      ...(withWild
+        ? {
+          wild_exact: wildAt.get(L.rewriteNew)!.exact,
+          wild_contains: wildAt.get(L.rewriteNew)!.contains,
+          wild_generalization_exact: mean(L.rephraseNew.map((i) => wildAt.get(i)!.exact)),
+          wild_generalization_contains: mean(L.rephraseNew.map((i) => wildAt.get(i)!.contains)),
+        }
+        : {}),
     });
   }
   return { scores, localityArgmax };
@@ -328,7 +391,7 @@ export async function evaluateRequests(
   tokenizer: Tokenizer,
   reqs: EditRequest[],
   opts: EvalOptions = {},
-): Promise<CaseScores[]> {
+): Promise<CaseScoresWild[]> {
   if (reqs.length === 0) throw new InputError("no edit requests to evaluate", { field: "requests" });
   if (opts.pre && opts.pre.length !== reqs.length) {
     throw new InputError(`pre-edit state has ${opts.pre.length} entries for ${reqs.length} requests`, {
@@ -338,7 +401,7 @@ export async function evaluateRequests(
   const fluencyOn = opts.fluencyTokens !== undefined
     ? opts.fluencyTokens > 0
     : (opts.fluencyMaxLen ?? 100) > 0;
-  const { scores } = await scoreAll(model, tokenizer, reqs, opts, opts.pre, fluencyOn);
+  const { scores } = await scoreAll(model, tokenizer, reqs, opts, opts.pre, fluencyOn, opts.wild ?? false);
   return scores;
 }
 
@@ -409,7 +472,7 @@ export interface MethodEvalOptions extends EvalOptions {
 }
 
 /** One request's scores in {@link MethodEvalResult.per_case}. */
-export interface CaseResult extends CaseScores {
+export interface CaseResult extends CaseScores, Partial<WildScores> {
   case_id?: number | string;
   subject: string;
   target_new: string;
@@ -421,10 +484,10 @@ export interface MethodEvalResult {
   method: string;
   mode: EditMode;
   n: number;
-  /** Post-edit means (fractions in [0, 1]; fluency in bits; see `units`). */
-  metrics: Metrics;
+  /** Post-edit means (fractions in [0, 1]; fluency in bits; see `units`); the wild ones with `wild`. */
+  metrics: Metrics & Partial<WildScores>;
   /** The unit of each metric's value. */
-  units: Record<keyof Metrics, string>;
+  units: Record<keyof Metrics, string> & Partial<Record<keyof WildScores, string>>;
   /** The same measures on the unedited model (locality and fluency are not measured pre-edit: null). */
   pre_metrics: Metrics;
   /** Seconds spent in the editor and in measuring. */
@@ -451,7 +514,7 @@ export async function evaluateMethod(
   const mode = opts.mode ?? "single";
   const n = requests.length;
   const pre = await preEditState(model, tokenizer, requests, opts);
-  const post: CaseScores[] = new Array(n);
+  const post: CaseScoresWild[] = new Array(n);
   let editMs = 0, evalMs = 0;
   let hparams: Record<string, unknown> | undefined;
   const warnings: string[] = [];
@@ -522,8 +585,8 @@ export async function evaluateMethod(
     method,
     mode,
     n,
-    metrics: aggregate(post),
-    units: METRIC_UNITS,
+    metrics: { ...aggregate(post), ...(opts.wild ? aggregateWild(post) : {}) },
+    units: opts.wild ? { ...METRIC_UNITS, ...WILD_UNITS } : METRIC_UNITS,
     pre_metrics: aggregate(pre.map((p) => p.scores)),
     timing: { edit_s: editMs / 1000, eval_s: evalMs / 1000, edit_s_per_request: editMs / 1000 / n },
     hparams: hparams ?? {},

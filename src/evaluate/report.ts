@@ -5,14 +5,14 @@
  */
 import { InputError } from "../errors.ts";
 import { writeFileAtomic } from "../io/atomic.ts";
-import type { MethodEvalResult, Metrics } from "./edit_metrics.ts";
+import type { MethodEvalResult, Metrics, WildScores } from "./edit_metrics.ts";
 
 /** A table column: header and the metric it shows. */
 export interface Column {
   /** The column's header. */
   header: string;
   /** The metric it shows. */
-  key: keyof Metrics;
+  key: keyof Metrics | keyof WildScores;
   /** Factor applied to the JSON value for display (default 100: fractions as percentages). */
   scale?: number;
 }
@@ -31,6 +31,9 @@ export const DEFAULT_COLUMNS: Column[] = [
   { header: "EM", key: "efficacy_magnitude" },
   { header: "PM", key: "paraphrase_magnitude" },
   { header: "NM", key: "neighborhood_magnitude" },
+  { header: "Wild EM", key: "wild_exact" },
+  { header: "Wild contains", key: "wild_contains" },
+  { header: "Wild gen. EM", key: "wild_generalization_exact" },
 ];
 
 /** A value × `scale` (default 100) with two decimals, or "–" when the metric is absent. */
@@ -58,7 +61,7 @@ export function markdownTable(
         `${r.method} (pre-edit)`,
         r.mode,
         String(r.n),
-        ...cols.map((c) => formatMetric(r.pre_metrics[c.key], c.scale)),
+        ...cols.map((c) => formatMetric((r.pre_metrics as Metrics & Partial<WildScores>)[c.key], c.scale)),
       ]);
     }
   }

@@ -3,7 +3,7 @@
  * results and their figures as inline SVG (src/report/html.ts), readable offline.
  */
 import type { ClassAverage } from "../locate/average.ts";
-import type { MethodEvalResult, Metrics } from "../evaluate/edit_metrics.ts";
+import type { MethodEvalResult, Metrics, WildScores } from "../evaluate/edit_metrics.ts";
 import { DEFAULT_COLUMNS } from "../evaluate/report.ts";
 import { barChartSvg } from "./bars.ts";
 import { type Cell, htmlFigure, htmlPage, htmlTable, type Section } from "./html.ts";
@@ -187,7 +187,8 @@ export function evalReportHtml(results: MethodEvalResult[], title = "engram edit
   );
   const rows: Cell[][] = [];
   for (const r of results) {
-    const row = (m: Metrics) => cols.map((c) => (m[c.key] === null ? null : (c.scale ?? 100) * m[c.key]!));
+    const row = (m: Metrics & Partial<WildScores>) =>
+      cols.map((c) => (m[c.key] == null ? null : (c.scale ?? 100) * m[c.key]!));
     rows.push([r.method, r.mode, r.n, ...row(r.metrics)]);
     rows.push([`${r.method} (pre-edit)`, r.mode, r.n, ...row(r.pre_metrics)]);
   }
