@@ -19,7 +19,8 @@ const { values } = parseArgs({
 const root = new URL("../", import.meta.url).pathname;
 const args = [
   "compile",
-  "--allow-all",
+  // The binary runs under deno.json's default permission set (read, write, the variables engram reads, sys).
+  "-P",
   "--include",
   "fixtures",
   // Loaded by a computed specifier (src/report/png.ts): included by name so the PNG assets are embedded.

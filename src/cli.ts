@@ -5,6 +5,7 @@
  * User errors (EngramError) print one line and exit 1 with no stack trace; anything else is a bug.
  */
 import { EngramError } from "./errors.ts";
+import { permissionError } from "./io/permissions.ts";
 import { predictCommand, predictSpec } from "./cli/predict.ts";
 import { generateCommand, generateSpec } from "./cli/generate.ts";
 import { infoCommand, infoSpec } from "./cli/info.ts";
@@ -209,6 +210,12 @@ export async function main(args: string[]): Promise<number> {
           });
         } catch { /* the error itself is printed above */ }
       }
+      return 1;
+    }
+    // A permission Deno refused (a run narrower than the permission set): one line, no stack trace.
+    const denied = permissionError(e);
+    if (denied) {
+      console.error(`engram ${cmd}: error: ${errorLine(denied, cmd)}`);
       return 1;
     }
     throw e;

@@ -22,6 +22,7 @@ import { parseStrictJson } from "../io/strict_json.ts";
 import { createHash } from "node:crypto";
 import { basename, isAbsolute, join, relative, resolve } from "node:path";
 import { InputError } from "../errors.ts";
+import { envOverride, envRequired, PermissionError, withPermissions } from "../io/permissions.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { matmul } from "../gpu/matmul.ts";
 import { createTensor, type GpuTensor, readTensor, writeTensor } from "../gpu/tensor.ts";
@@ -137,13 +138,25 @@ export function statsLogInfo(
   };
 }
 
+/** What a denied write of the statistics cache says besides the flag. */
+const CACHE_WRITE = {
+  why: "the key statistics are cached there",
+  hint: "give a writable cache folder with --stats-dir DIR or ENGRAM_CACHE=DIR (--allow-env=ENGRAM_CACHE)",
+};
+
 /** The default cache folder for statistics. */
 export function defaultStatsDir(): string {
-  const env = Deno.env.get("ENGRAM_CACHE");
+  // ENGRAM_CACHE and XDG_CACHE_HOME only override: without --allow-env for them the next default applies.
+  // HOME is the default itself: a denied HOME is an error (not a cache silently put in the working folder).
+  const env = envOverride("ENGRAM_CACHE");
   if (env) return join(env, "stats");
-  const xdg = Deno.env.get("XDG_CACHE_HOME");
-  const home = Deno.env.get("HOME") ?? ".";
-  return join(xdg ?? join(home, ".cache"), "engram", "stats");
+  const xdg = envOverride("XDG_CACHE_HOME");
+  if (xdg) return join(xdg, "engram", "stats");
+  const home = envRequired("HOME", {
+    why: "the statistics cache is ~/.cache/engram/stats",
+    hint: "give the cache folder with --stats-dir DIR or ENGRAM_CACHE (--allow-env=ENGRAM_CACHE)",
+  }) ?? ".";
+  return join(home, ".cache", "engram", "stats");
 }
 
 /**
@@ -706,6 +719,12 @@ export async function layerStats(
     todo.push({ layer, file });
   }
   if (todo.length === 0) return out;
+  // Fail before minutes of GPU work, not after, when the cache cannot be written (a prompt on a terminal
+  // is left to Deno).
+  const write = Deno.permissions.querySync({ name: "write", path: dir }).state;
+  if (write === "denied" || (write === "prompt" && !Deno.stdin.isTerminal())) {
+    throw new PermissionError("write", dir, CACHE_WRITE);
+  }
 
   const gpu: Gpu = model.gpu;
   const kahan = accumulation === "kahan";
@@ -776,7 +795,7 @@ export async function layerStats(
         }
       }
     }
-    await Deno.mkdir(dir, { recursive: true });
+    await withPermissions(() => Deno.mkdir(dir, { recursive: true }), CACHE_WRITE);
     for (const { layer, file } of todo) {
       const a = acc.get(layer)!;
       const sum = Float64Array.from(await readTensor(a.sum));
@@ -789,16 +808,20 @@ export async function layerStats(
       for (let x = 0; x < I; x++) {
         for (let y = 0; y < I; y++) mom2[x * I + y] = 0.5 * (sum[x * I + y] + sum[y * I + x]) / count;
       }
-      await writeSafetensors(file, { mom2: { shape: [I, I], data: Float32Array.from(mom2) } }, {
-        count: String(count),
-        layer: String(layer),
-        corpus,
-        corpus_key: corpusHash,
-        eos_delimit: String(eosDelimit),
-        samples: String(records),
-        accumulation,
-        ...(opts.maxTokens !== undefined ? { max_tokens: String(opts.maxTokens) } : {}),
-      });
+      await withPermissions(
+        () =>
+          writeSafetensors(file, { mom2: { shape: [I, I], data: Float32Array.from(mom2) } }, {
+            count: String(count),
+            layer: String(layer),
+            corpus,
+            corpus_key: corpusHash,
+            eos_delimit: String(eosDelimit),
+            samples: String(records),
+            accumulation,
+            ...(opts.maxTokens !== undefined ? { max_tokens: String(opts.maxTokens) } : {}),
+          }),
+        CACHE_WRITE,
+      );
       // Use exactly what the cache holds, so a cached run gives the same edit.
       out.set(layer, { layer, mom2: Float64Array.from(Float32Array.from(mom2)), count, file, cached: false });
     }

@@ -15,6 +15,7 @@
  */
 import { basename, dirname, join } from "node:path";
 import { EngramError } from "../errors.ts";
+import { envOverride } from "./permissions.ts";
 
 /** Name of the marker file in every folder engram writes; `overwrite` replaces only such folders. */
 export const OUTPUT_MARKER = ".engram-output";
@@ -245,12 +246,9 @@ export async function discardStaged(staged: StagedDir[]): Promise<void> {
  * the environment variable ENGRAM_TEST_COMMIT_PAUSE_MS (default 0), so that a kill can land between them.
  */
 function commitPauseMs(): number {
-  try {
-    const v = Number(Deno.env.get("ENGRAM_TEST_COMMIT_PAUSE_MS") ?? 0);
-    return Number.isFinite(v) && v > 0 ? Math.min(v, 60_000) : 0;
-  } catch {
-    return 0; // no permission to read the environment
-  }
+  // Without --allow-env for it the variable is unset: no pause.
+  const v = Number(envOverride("ENGRAM_TEST_COMMIT_PAUSE_MS") ?? 0);
+  return Number.isFinite(v) && v > 0 ? Math.min(v, 60_000) : 0;
 }
 
 /**

@@ -26,6 +26,7 @@ import { type ModelConfig, resolveConfig, type ResolvedConfig } from "./config.t
 import { familySpec, familyWeightShapes, linearShape } from "./families/mod.ts";
 import { siteWidth } from "./hooks.ts";
 import { normStatsWidth } from "./layers.ts";
+import { envOverride, sysOptional } from "../io/permissions.ts";
 
 /** Options of {@link estimateMemory}: the analysis whose memory is estimated. */
 export interface MemoryOptions {
@@ -428,20 +429,10 @@ export function deviceBudget(gpu: Gpu): DeviceBudget {
     const total = gpu.memoryBudget;
     return { totalBytes: total, freeBytes: total - held, maxBufferSize, source: "Gpu.setMemoryBudget" };
   }
-  let env: string | undefined;
-  try {
-    env = Deno.env.get("ENGRAM_GPU_MEMORY");
-  } catch {
-    env = undefined; // no --allow-env: fall back to the host's memory
-  }
-  const fromEnv = envBudget(env, held, maxBufferSize);
+  // No --allow-env / --allow-sys: the override / the host's memory is unknown, the next source applies.
+  const fromEnv = envBudget(envOverride("ENGRAM_GPU_MEMORY"), held, maxBufferSize);
   if (fromEnv) return fromEnv;
-  let info: { total: number; available: number } | undefined;
-  try {
-    info = Deno.systemMemoryInfo();
-  } catch {
-    info = undefined;
-  }
+  const info: { total: number; available: number } | undefined = sysOptional(() => Deno.systemMemoryInfo());
   if (!info) {
     return { totalBytes: Infinity, freeBytes: Infinity, maxBufferSize, source: "unknown (no --allow-sys)" };
   }
