@@ -166,7 +166,7 @@ export function recommendedHparams(
 
 /**
  * Traces `facts` ({@link traceFacts}; the MLP kind is always traced), reads the MLP AIE curve at the
- * subject's last token and picks ROME and MEMIT layers ({@link pickLayers}). The window is checked
+ * subject's last token (the prompt's last with `factToken: "last"`) and picks ROME and MEMIT layers ({@link pickLayers}). The window is checked
  * before any tracing.
  */
 export async function recommendLayers(

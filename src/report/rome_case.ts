@@ -18,11 +18,11 @@ import { traceHeatmapSvg } from "./heatmap.ts";
 
 /** The record ROME's `calculate_hidden_flow` returns (and saves per case). */
 export interface RomeCase {
-  /** Restored answer probability [token][layer]. */
+  /** Restored score [token][layer]: the answer's probability (ROME's), or the trace's {@link metric}. */
   scores: number[][];
-  /** Corrupted probability (nothing restored). */
+  /** The corrupted run's score (nothing restored), in the units of `scores`. */
   low_score: number;
-  /** Clean probability of the answer. */
+  /** The clean run's score, in the units of `scores`. */
   high_score: number;
   /** Token ids of the prompt. */
   input_ids: number[];

@@ -79,9 +79,7 @@ export function checkStudySettings(s: CaseSettings, nLayer: number): void {
   for (const o of s.objectives) {
     if (!OBJECTIVES.includes(o)) {
       throw new InputError(
-        `unknown objective '${o}' (known: ${
-          OBJECTIVES.join(", ")
-        }; fact erasure and fact forcing are not implemented)`,
+        `unknown objective '${o}' (known: ${OBJECTIVES.join(", ")})`,
         { field: "--objectives" },
       );
     }
@@ -133,9 +131,9 @@ export async function runLocalizationStudy(
   requests.forEach((r, i) => {
     if (r.ground_truth === undefined) {
       throw new InputError(
-        `record ${i}: objective '${
-          s.objectives[0]
-        }' needs the record's target_true (ground_truth), which it lacks`,
+        `record ${i} has no target_true (ground_truth): every objective (${
+          s.objectives.join(", ")
+        }) starts from it and tracing explains it`,
         { file: o.dataFile, field: `[${i}].ground_truth` },
       );
     }
