@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { getGpu } from "../src/gpu/device.ts";
 import { jacobiEigenGpu, jacobiSweepsGpu } from "../src/gpu/jacobi_eigen.ts";
-import { symmetricEigen } from "../src/edit/eigen.ts";
+import { computeNullSpace, symmetricEigen } from "../src/edit/eigen.ts";
 import { offNormRef, parallelJacobiRef } from "../src/reference/jacobi_eigen.ts";
 import { freshSeed, rng } from "./_util.ts";
 
@@ -165,4 +165,42 @@ Deno.test("jacobiEigenGpu: a sweep limit reports non-convergence with its residu
   const diag = await jacobiEigenGpu(gpu, d, 3, { maxSweeps: 0 });
   assert.ok(diag.converged);
   assert.deepEqual([...diag.values], [-1, 2, 3]);
+});
+
+Deno.test("computeNullSpace: eigenvalues within the error band of τ are counted and warned about; GPU fall-back", async () => {
+  const gpu = await getGpu();
+  const r = rng(freshSeed());
+  const n = 31, tau = 2e-2;
+  const lambda = Array.from({ length: n }, () => 10 ** (-4 + 5 * r()));
+  lambda[5] = tau * (1 + 1e-6); // on τ, well inside float32's error
+  const C = spdWithSpectrum(lambda, r);
+  const warnings: string[] = [];
+  const g = await computeNullSpace(C, n, tau, {
+    backend: "gpu",
+    gpu,
+    label: "layer 7",
+    warn: (m) => warnings.push(m),
+  });
+  assert.equal(g.method, "gpu-jacobi-f32");
+  assert.ok(g.nearThreshold >= 1 && g.band > 0 && g.subspaceError > 0);
+  assert.ok(warnings.some((m) => m.startsWith("layer 7:") && m.includes("within")), warnings.join("; "));
+  const h = await computeNullSpace(C, n, tau, { backend: "host" });
+  assert.equal(h.method, "host-f64");
+  assert.ok(h.band < g.band);
+  // A sweep limit: the warning names the label and the residual, and the host result comes back.
+  warnings.length = 0;
+  const f = await computeNullSpace(C, n, tau, {
+    backend: "gpu",
+    gpu,
+    maxSweeps: 1,
+    label: "layer 7",
+    warn: (m) => warnings.push(m),
+  });
+  assert.equal(f.method, "host-f64");
+  assert.ok(
+    warnings.some((m) => /^layer 7: .*did not converge in 1 sweeps \(off-diagonal residual \d/.test(m)),
+  );
+  assert.deepEqual([...f.eigenvalues], [...h.eigenvalues]);
+  // "auto" stays on the host below the size limit.
+  assert.equal((await computeNullSpace(C, n, tau, { backend: "auto", gpu })).method, "host-f64");
 });

@@ -27,7 +27,7 @@ import {
   EIGEN_GPU_MIN,
   mergeAlphaEditHparams,
 } from "./alphaedit_hparams.ts";
-import { computeNullSpace } from "./eigen.ts";
+import { computeNullSpace, resolveEigenBackend } from "./eigen.ts";
 import { cachedNullSpace } from "./projection_cache.ts";
 import { type LayerStats, layerStats } from "./stats.ts";
 import { checkLayers, checkMemitTemplates } from "./hparams.ts";
@@ -183,7 +183,7 @@ async function layerNullSpaces(
     onProgress: (d, t) => opts.onProgress?.("statistics", d, t),
   });
   const out = new Map<number, LayerNullSpace>();
-  const useGpu = hp.eigen_backend === "gpu" || (hp.eigen_backend === "auto" && I >= EIGEN_GPU_MIN);
+  const useGpu = resolveEigenBackend(hp.eigen_backend, I, model.gpu, EIGEN_GPU_MIN) === "gpu";
   const method = useGpu
     ? { backend: "gpu", max_sweeps: hp.eigen_max_sweeps, tolerance: hp.eigen_tolerance }
     : { backend: "host" };

@@ -25,7 +25,8 @@ export interface AlphaEditHparams extends CommonHparams {
    * engram's own: where C's eigendecomposition runs. "host": float64 Householder + QL (src/edit/eigen.ts);
    * "gpu": float32 parallel Jacobi (src/gpu/jacobi_eigen.ts; EasyEdit's `torch.linalg.svd` runs at
    * cov's float32 too), falling back to the host when it does not converge or does not fit one binding;
-   * "auto" (default): the GPU from {@link EIGEN_GPU_MIN} keys up, the host below.
+   * "auto" (default): the GPU from {@link EIGEN_GPU_MIN} keys up on a hardware GPU, the host below and on
+   * CPU adapters such as llvmpipe (src/edit/eigen.ts `resolveEigenBackend`).
    */
   eigen_backend: "auto" | "gpu" | "host";
   /** engram's own: Jacobi sweeps at most before falling back to the host (default 40). */

@@ -9,6 +9,7 @@
 import { EngramError } from "../errors.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { jacobiEigenGpu, jacobiFits } from "../gpu/jacobi_eigen.ts";
+import { isCpuAdapter } from "../model/memory.ts";
 
 /** Eigenvalues (ascending) and orthonormal eigenvectors of a symmetric matrix. */
 export interface SymmetricEigen {
@@ -207,7 +208,7 @@ export function nullSpaceBasis(
 
 /** How {@link computeNullSpace} decomposes C. */
 export interface NullSpaceOptions {
-  /** "host" (float64), "gpu" (float32 Jacobi, host fall-back), "auto": GPU from `gpuMin` rows (default "host"). */
+  /** "host" (float64), "gpu" (float32 Jacobi, host fall-back), "auto": see {@link resolveEigenBackend} (default "host"). */
   backend?: "auto" | "gpu" | "host";
   /** The GPU ("gpu" / "auto" need it; without one the host is used). */
   gpu?: Gpu;
@@ -246,6 +247,23 @@ export interface NullSpace {
   subspaceError: number;
 }
 
+/**
+ * Where `backend` decomposes an [n, n] matrix: "gpu" on the GPU; "auto" on the GPU from `gpuMin` rows
+ * (default 512) unless the adapter computes on the CPU (llvmpipe, lavapipe, ...: there the Jacobi's
+ * ~100 n³ float32 operations run slower than the host's ~9 n³ in float64, measured 12.7 s against 0.8 s
+ * at n = 256 on llvmpipe); otherwise, and without a GPU, the host.
+ */
+export function resolveEigenBackend(
+  backend: "auto" | "gpu" | "host",
+  n: number,
+  gpu: Gpu | undefined,
+  gpuMin = 512,
+): "gpu" | "host" {
+  if (!gpu || backend === "host") return "host";
+  if (backend === "gpu") return "gpu";
+  return n >= gpuMin && !isCpuAdapter(gpu) ? "gpu" : "host";
+}
+
 /** Decompositions run by {@link computeNullSpace} in this process, by method (tests count cache hits with it). */
 export const eigenCounts = { "gpu-jacobi-f32": 0, "host-f64": 0 };
 
@@ -264,8 +282,7 @@ export async function computeNullSpace(
 ): Promise<NullSpace> {
   const backend = opts.backend ?? "host";
   const label = opts.label ?? "matrix";
-  const useGpu = opts.gpu !== undefined &&
-    (backend === "gpu" || (backend === "auto" && n >= (opts.gpuMin ?? 512)));
+  const useGpu = resolveEigenBackend(backend, n, opts.gpu, opts.gpuMin) === "gpu";
   let frob = 0;
   for (let i = 0; i < c.length; i++) frob += c[i] * c[i];
   frob = Math.sqrt(frob);
