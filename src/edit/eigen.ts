@@ -250,8 +250,8 @@ export interface NullSpace {
 /**
  * Where `backend` decomposes an [n, n] matrix: "gpu" on the GPU; "auto" on the GPU from `gpuMin` rows
  * (default 512) unless the adapter computes on the CPU (llvmpipe, lavapipe, ...: there the Jacobi's
- * ~100 n³ float32 operations run slower than the host's ~9 n³ in float64, measured 12.7 s against 0.8 s
- * at n = 256 on llvmpipe); otherwise, and without a GPU, the host.
+ * ~100 n³ float32 operations run slower than the host's ~9 n³ in float64: 6.6 s against 0.15 s at
+ * n = 256 on llvmpipe, benchmarks/editors_bench.ts); otherwise, and without a GPU, the host.
  */
 export function resolveEigenBackend(
   backend: "auto" | "gpu" | "host",
