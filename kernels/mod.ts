@@ -18,6 +18,7 @@ import wgsl_embedding_backward from "./embedding_backward.wgsl" with { type: "te
 import wgsl_gelu from "./gelu.wgsl" with { type: "text" };
 import wgsl_gelu_backward from "./gelu_backward.wgsl" with { type: "text" };
 import wgsl_ig_accumulate from "./ig_accumulate.wgsl" with { type: "text" };
+import wgsl_jacobi_eigen from "./jacobi_eigen.wgsl" with { type: "text" };
 import wgsl_kahan_accumulate from "./kahan_accumulate.wgsl" with { type: "text" };
 import wgsl_layernorm from "./layernorm.wgsl" with { type: "text" };
 import wgsl_layernorm_backward from "./layernorm_backward.wgsl" with { type: "text" };
@@ -53,6 +54,7 @@ export const KERNEL_FILES: Readonly<Record<string, string>> = Object.freeze({
   "gelu.wgsl": wgsl_gelu,
   "gelu_backward.wgsl": wgsl_gelu_backward,
   "ig_accumulate.wgsl": wgsl_ig_accumulate,
+  "jacobi_eigen.wgsl": wgsl_jacobi_eigen,
   "kahan_accumulate.wgsl": wgsl_kahan_accumulate,
   "layernorm.wgsl": wgsl_layernorm,
   "layernorm_backward.wgsl": wgsl_layernorm_backward,

@@ -21,8 +21,15 @@ import { InputError } from "../errors.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
 import type { TransformerModel } from "../model/transformer.ts";
 import { addDelta, type EditDeltas, type EditOptions } from "./apply.ts";
-import { alphaEditDefaults, type AlphaEditHparams, mergeAlphaEditHparams } from "./alphaedit_hparams.ts";
-import { nullSpaceBasis } from "./eigen.ts";
+import {
+  alphaEditDefaults,
+  type AlphaEditHparams,
+  EIGEN_GPU_MIN,
+  mergeAlphaEditHparams,
+} from "./alphaedit_hparams.ts";
+import { computeNullSpace, resolveEigenBackend } from "./eigen.ts";
+import { cachedNullSpace } from "./projection_cache.ts";
+import { type LayerStats, layerStats } from "./stats.ts";
 import { checkLayers, checkMemitTemplates } from "./hparams.ts";
 import { layeredKvEdit, type LayerSolve, type LayerSolveInput } from "./kv_layers.ts";
 import { choleskyRegularized, choleskySolve } from "./linalg.ts";
@@ -147,11 +154,72 @@ function checkState(state: AlphaEditState, hp: AlphaEditHparams, I: number): voi
   }
 }
 
+/** One layer's null space with where it came from (for the result's `layer_updates`). */
+interface LayerNullSpace {
+  basis: Float64Array;
+  rank: number;
+  eigenvalues: Float64Array;
+  info: Record<string, unknown>;
+}
+
+/**
+ * The null space of each edited layer from its statistics: read from the projection cache beside the
+ * statistics (src/edit/projection_cache.ts, keyed by C's values, τ and the decomposition settings), else
+ * decomposed (`eigen_backend`, src/edit/eigen.ts `computeNullSpace`) and cached.
+ */
+async function layerNullSpaces(
+  model: TransformerModel,
+  tokenizer: Tokenizer,
+  hp: AlphaEditHparams,
+  opts: EditOptions,
+  warn: (m: string) => void,
+): Promise<Map<number, LayerNullSpace>> {
+  const I = model.config.nInner;
+  const stats: Map<number, LayerStats> = await layerStats(model, tokenizer, hp.layers, {
+    corpus: opts.statsCorpus ?? (hp.mom2_dataset || undefined),
+    files: opts.stats,
+    maxSamples: hp.mom2_n_samples,
+    cacheDir: opts.statsDir,
+    onProgress: (d, t) => opts.onProgress?.("statistics", d, t),
+  });
+  const out = new Map<number, LayerNullSpace>();
+  const useGpu = resolveEigenBackend(hp.eigen_backend, I, model.gpu, EIGEN_GPU_MIN) === "gpu";
+  const method = useGpu
+    ? { backend: "gpu", max_sweeps: hp.eigen_max_sweeps, tolerance: hp.eigen_tolerance }
+    : { backend: "host" };
+  for (const layer of hp.layers) {
+    const st = stats.get(layer)!;
+    const ns = await cachedNullSpace(
+      { layer, mom2: st.mom2, n: I, threshold: hp.nullspace_threshold, method },
+      () =>
+        computeNullSpace(st.mom2, I, hp.nullspace_threshold, {
+          backend: useGpu ? "gpu" : "host",
+          gpu: model.gpu,
+          maxSweeps: hp.eigen_max_sweeps,
+          tol: hp.eigen_tolerance,
+          label: `layer ${layer}`,
+          warn,
+        }),
+      opts.statsDir,
+    );
+    out.set(layer, {
+      basis: ns.basis,
+      rank: ns.rank,
+      eigenvalues: ns.eigenvalues,
+      info: {
+        statistics: { file: st.file, tokens: st.count, cached: st.cached },
+        null_space: { ...ns.info, file: ns.file, cached: ns.cached },
+      },
+    });
+  }
+  return out;
+}
+
 /**
  * Computes AlphaEdit's updates for all `requests` at once (model unchanged) and the state after them.
  * `state` (from an earlier call on this model, whose deltas were applied) resumes sequential editing:
  * its null-space bases are reused and its K_p K_pᵀ enter the solve; it is not modified. Without it the
- * bases come from the layers' statistics and K_p K_pᵀ = 0.
+ * bases come from the layers' statistics (through the projection cache) and K_p K_pᵀ = 0.
  */
 export async function alphaEditCompute(
   model: TransformerModel,
@@ -165,14 +233,22 @@ export async function alphaEditCompute(
   const I = model.config.nInner;
   if (state) checkState(state, hp, I);
   const perLayer = new Map<number, AlphaEditLayerState>();
+  // The null spaces are found before the layer loop (it solves synchronously); their warnings lead the
+  // result's.
+  const early: string[] = [];
+  const spaces = state ? undefined : await layerNullSpaces(model, tokenizer, hp, opts, (m) => {
+    early.push(m);
+    opts.onWarning?.(m);
+  });
   const computed = await layeredKvEdit(model, tokenizer, reqs, hp, opts, {
     method: "alphaedit",
-    statsLayers: state ? [] : hp.layers,
-    solve: ({ layer, K, stats, warn }: LayerSolveInput): LayerSolve => {
+    statsLayers: [],
+    solve: ({ layer, K, warn }: LayerSolveInput): LayerSolve => {
       let ls = state?.perLayer.get(layer);
+      const space = spaces?.get(layer);
       if (!ls) {
-        const ns = nullSpaceBasis(stats!.mom2, I, hp.nullspace_threshold);
-        ls = { ...ns, kpkp: new Float64Array(I * I) };
+        const ns = space!;
+        ls = { basis: ns.basis, rank: ns.rank, eigenvalues: ns.eigenvalues, kpkp: new Float64Array(I * I) };
         if (ns.rank === 0) {
           warn(
             `layer ${layer}: no eigenvalue of C is below nullspace_threshold ${hp.nullspace_threshold} (smallest ${
@@ -187,6 +263,7 @@ export async function alphaEditCompute(
       return {
         X,
         info: {
+          ...(space?.info ?? { null_space: { reused: true } }),
           null_space_rank: ls.rank,
           eigenvalue_min: ls.eigenvalues[0],
           eigenvalue_max: ls.eigenvalues[I - 1],
@@ -208,6 +285,7 @@ export async function alphaEditCompute(
       }
     },
   });
+  computed.warnings.unshift(...early);
   return {
     computed,
     state: {

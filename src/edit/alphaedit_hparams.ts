@@ -21,7 +21,25 @@ export interface AlphaEditHparams extends CommonHparams {
   nullspace_threshold: number;
   /** α: Δᵀ = solve(P (K_p K_pᵀ + K Kᵀ) + α I, P K Rᵀ). */
   L2: number;
+  /**
+   * engram's own: where C's eigendecomposition runs. "host": float64 Householder + QL (src/edit/eigen.ts);
+   * "gpu": float32 parallel Jacobi (src/gpu/jacobi_eigen.ts; EasyEdit's `torch.linalg.svd` runs at
+   * cov's float32 too), falling back to the host when it does not converge or does not fit one binding;
+   * "auto" (default): the GPU from {@link EIGEN_GPU_MIN} keys up on a hardware GPU, the host below and on
+   * CPU adapters such as llvmpipe (src/edit/eigen.ts `resolveEigenBackend`).
+   */
+  eigen_backend: "auto" | "gpu" | "host";
+  /** engram's own: Jacobi sweeps at most before falling back to the host (default 40). */
+  eigen_max_sweeps: number;
+  /** engram's own: Jacobi stops at off-diagonal norm ≤ eigen_tolerance · ‖C‖_F (default 2e-6). */
+  eigen_tolerance: number;
 }
+
+/** MLP widths from which `eigen_backend: "auto"` decomposes C on the GPU. */
+export const EIGEN_GPU_MIN = 512;
+
+/** engram's defaults of the eigendecomposition fields (not in EasyEdit's files). */
+const EIGEN_DEFAULTS = { eigen_backend: "auto", eigen_max_sweeps: 40, eigen_tolerance: 2e-6 } as const;
 
 /** Values every published AlphaEdit file shares. */
 const COMMON: Partial<AlphaEditHparams> = {
@@ -92,6 +110,7 @@ export const ALPHAEDIT_FILES: Readonly<Record<string, Readonly<Partial<AlphaEdit
 export const ALPHAEDIT_GPT2_XL: AlphaEditHparams = structuredClone({
   ...MEMIT_GPT2_XL,
   ...ALPHAEDIT_FILES["gpt2-xl"],
+  ...EIGEN_DEFAULTS,
 }) as AlphaEditHparams;
 
 /**
@@ -107,6 +126,7 @@ export function alphaEditDefaults(cfg: ModelConfig): AlphaEditHparams {
     ...memitDefaults(cfg),
     nullspace_threshold: ALPHAEDIT_GPT2_XL.nullspace_threshold,
     L2: ALPHAEDIT_GPT2_XL.L2,
+    ...EIGEN_DEFAULTS,
   };
 }
 
@@ -126,5 +146,11 @@ export function mergeAlphaEditHparams(
     const { P_loc: _ignored, ...rest } = over as Record<string, unknown>;
     o = rest;
   }
-  return mergeHparams(base, o, cfg, file, { nullspace_threshold: rule.num(), L2: rule.num() });
+  return mergeHparams(base, o, cfg, file, {
+    nullspace_threshold: rule.num(),
+    L2: rule.num(),
+    eigen_backend: rule.oneOf("auto", "gpu", "host"),
+    eigen_max_sweeps: rule.int(0),
+    eigen_tolerance: rule.num(),
+  });
 }
