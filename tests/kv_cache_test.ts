@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { blockedQkvLayout, neoxQkvLayout, type QkvLayout } from "../src/gpu/attention.ts";
 import { getGpu } from "../src/gpu/device.ts";
-import { attentionCached, KvCache, kvAppend } from "../src/gpu/kv_cache.ts";
+import { attentionCached, kvAppend, KvCache } from "../src/gpu/kv_cache.ts";
 import { createTensor, poison, readTensor } from "../src/gpu/tensor.ts";
 import { attentionCachedRef } from "../src/reference/attention_cached.ts";
 import { randn, relErr, rng } from "./_util.ts";
@@ -57,7 +57,9 @@ Deno.test("cached attention refuses to write past the cache", async () => {
   const l = blockedQkvLayout(1, 1, 4);
   const cache = new KvCache(gpu, 1, 3, l, 1);
   const qkv = createTensor(gpu, [2, l.rowStride]);
-  await assert.rejects(() => kvAppend(gpu, qkv, cache.layers[0], { B: 1, T: 2, start: 2, maxLen: 3, layout: l }));
+  await assert.rejects(() =>
+    kvAppend(gpu, qkv, cache.layers[0], { B: 1, T: 2, start: 2, maxLen: 3, layout: l })
+  );
   qkv.destroy();
   cache.destroy();
 });

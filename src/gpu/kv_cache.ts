@@ -40,7 +40,9 @@ export class KvCache {
     nLayer: number,
   ) {
     for (const [k, v] of Object.entries({ B, maxLen, nLayer })) {
-      if (!Number.isInteger(v) || v < 1) throw new ShapeError(`kv cache: ${k} = ${v} must be >= 1`, { field: k });
+      if (!Number.isInteger(v) || v < 1) {
+        throw new ShapeError(`kv cache: ${k} = ${v} must be >= 1`, { field: k });
+      }
     }
     const n = [B, layout.nKvHead, maxLen, layout.headDim];
     this.layers = Array.from({ length: nLayer }, (_, l) => ({
@@ -70,7 +72,9 @@ export async function kvAppend(
 ): Promise<void> {
   const { B, T, start, maxLen, layout: l } = o;
   if (start + T > maxLen) {
-    throw new ShapeError(`kv cache holds ${maxLen} positions, ${start} + ${T} requested`, { field: "kv_cache" });
+    throw new ShapeError(`kv cache holds ${maxLen} positions, ${start} + ${T} requested`, {
+      field: "kv_cache",
+    });
   }
   if (qkv.numel !== B * T * l.rowStride) {
     throw new ShapeError(`kv append: qkv has ${qkv.numel} elements, expected ${B * T * l.rowStride}`, {
@@ -78,8 +82,25 @@ export async function kvAppend(
     });
   }
   const n = B * T * l.nKvHead * l.headDim;
-  const params = uniforms(B, T, l.nKvHead, l.headDim, maxLen, start, l.rowStride, l.kOffset, l.vOffset, l.kvHeadStride);
-  await launch(gpu, "kv_append", "kv_append", [{ uniform: params }, qkv, kv.k, kv.v], grid(gpu, Math.ceil(n / 64)));
+  const params = uniforms(
+    B,
+    T,
+    l.nKvHead,
+    l.headDim,
+    maxLen,
+    start,
+    l.rowStride,
+    l.kOffset,
+    l.vOffset,
+    l.kvHeadStride,
+  );
+  await launch(
+    gpu,
+    "kv_append",
+    "kv_append",
+    [{ uniform: params }, qkv, kv.k, kv.v],
+    grid(gpu, Math.ceil(n / 64)),
+  );
 }
 
 /**
@@ -97,10 +118,14 @@ export async function attentionCached(
   const { B, T, start, maxLen, layout: l } = o;
   const D = l.headDim, H = l.nHead;
   if (D > ATTENTION_MAX_HEAD_SIZE) {
-    throw new ShapeError(`head size ${D} exceeds the supported ${ATTENTION_MAX_HEAD_SIZE}`, { field: "headDim" });
+    throw new ShapeError(`head size ${D} exceeds the supported ${ATTENTION_MAX_HEAD_SIZE}`, {
+      field: "headDim",
+    });
   }
   if (start + T > maxLen) {
-    throw new ShapeError(`kv cache holds ${maxLen} positions, ${start} + ${T} requested`, { field: "kv_cache" });
+    throw new ShapeError(`kv cache holds ${maxLen} positions, ${start} + ${T} requested`, {
+      field: "kv_cache",
+    });
   }
   if (out.numel !== B * T * H * D) {
     throw new ShapeError(`cached attention output has ${out.numel} elements, expected ${B * T * H * D}`, {
@@ -108,9 +133,21 @@ export async function attentionCached(
     });
   }
   const window = o.window ?? start + T;
-  const params = uniforms(B, T, H, H / l.nKvHead, maxLen, start, l.rowStride, l.qOffset, l.qHeadStride, window, {
-    f: 1 / Math.sqrt(D),
-  });
+  const params = uniforms(
+    B,
+    T,
+    H,
+    H / l.nKvHead,
+    maxLen,
+    start,
+    l.rowStride,
+    l.qOffset,
+    l.qHeadStride,
+    window,
+    {
+      f: 1 / Math.sqrt(D),
+    },
+  );
   await launch(
     gpu,
     "attention_cached",

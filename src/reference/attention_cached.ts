@@ -41,7 +41,10 @@ export function attentionCachedRef(
         const sum = e.reduce((a, x) => a + x, 0);
         for (let d = 0; d < D; d++) {
           let acc = 0;
-          keys.forEach((s, j) => (acc += e[j] * history[b][s * RS + layout.vOffset + g * layout.kvHeadStride + d]));
+          keys.forEach((
+            s,
+            j,
+          ) => (acc += e[j] * history[b][s * RS + layout.vOffset + g * layout.kvHeadStride + d]));
           out[((b * T + t) * H + h) * D + d] = acc / sum;
         }
       }
