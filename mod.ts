@@ -39,6 +39,12 @@ export type { LoadedModel, LoadedModelWithTokenizer, LoadModelOptions } from "./
 export { argmax, logSoftmaxInto, logSumExp } from "./src/numeric/mod.ts";
 export { generate, pickToken } from "./src/model/generate.ts";
 export type { GenerateOptions, GenerateResult } from "./src/model/generate.ts";
+export { KvCache } from "./src/gpu/kv_cache.ts";
+export type { KvLayer } from "./src/gpu/kv_cache.ts";
+export { logitLens } from "./src/locate/logit_lens.ts";
+export type { LensTarget, LogitLensOptions, LogitLensResult } from "./src/locate/logit_lens.ts";
+export { logitLensSvg } from "./src/report/logit_lens.ts";
+export type { LogitLensSvgOptions } from "./src/report/logit_lens.ts";
 export { randomConfig, randomGPT2 } from "./src/model/random.ts";
 export { loadHFModel, saveHFModel } from "./src/io/hf_model.ts";
 export { loadTokenizer } from "./src/io/tokenizer.ts";

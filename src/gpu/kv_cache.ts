@@ -29,7 +29,9 @@ export class KvCache {
   /** Per-layer keys and values. */
   readonly layers: KvLayer[];
 
+  /** Allocates `nLayer` key and value blocks of [B, layout.nKvHead, maxLen, layout.headDim]. */
   constructor(
+    /** The device holding the cache. */
     readonly gpu: Gpu,
     /** Sequences decoded together. */
     readonly B: number,
