@@ -17,6 +17,7 @@ import {
   logitLens,
   logitLensSvg,
   modelEditOptions,
+  preEditState,
   readRequests,
   saveModel,
   traceHeatmapSvg,
@@ -80,11 +81,17 @@ Deno.test({
       await Deno.writeTextFile(`${tmp}/lens.svg`, logitLensSvg(lens));
 
       // 6. ROME-edit the fact with the folder's own hparams and statistics corpus; 7. measure it.
+      const preByHand = await preEditState(model, tok, [req]);
+      // (The README's call as is; here the key statistics use 800 corpus records instead of all 6160, for
+      // a test of seconds instead of minutes on a shared CPU.)
+      const shipped = await modelEditOptions(lm.dir, "rome");
       const edit = await applyEdit(model, tok, "rome", [req], {
-        ...(await modelEditOptions(lm.dir, "rome")),
+        ...shipped,
+        hparams: { ...shipped.hparams, mom2_n_samples: 800 },
         statsDir: tmp,
       });
       const { pre, post } = await evaluateEdit(model, tok, edit, [req], { fluencyTokens: 0 });
+      assert.deepEqual(pre, preByHand, "evaluateEdit's pre-edit state is the one measured before the edit");
       assert.equal(pre[0].scores.reliability, 0);
       assert.equal(post[0].reliability, 1, `the model now says ${req.target_new}`);
       assert.equal(typeof post[0].locality, "number", "locality is measured without passing a pre state");
