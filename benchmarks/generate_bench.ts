@@ -1,43 +1,55 @@
 /**
- * Greedy generation on the world model (fixtures/world/model) with the KV cache and with full recompute
- * per token, in the same run: tokens/s of each and their ratio, printed once, then one `Deno.bench` per
- * path (group "generate", recompute the baseline). `deno bench -A benchmarks/generate_bench.ts`, or
- * `deno run -A benchmarks/generate_bench.ts` for the printed figures alone.
+ * Greedy generation with the KV cache and with full recompute per token, in the same run: tokens/s of
+ * each and their ratio, printed once per model, then one `Deno.bench` per path (recompute the baseline).
+ * Models: the world model (fixtures/world/model, 24 positions) and a random GPT-2 of 4 layers, width 256
+ * and 128 positions, where the recompute path's quadratic cost shows. `deno bench -A
+ * benchmarks/generate_bench.ts`, or `deno run -A benchmarks/generate_bench.ts` for the printed figures.
  */
+import { getGpu } from "../src/gpu/device.ts";
 import { generate } from "../src/model/generate.ts";
 import { loadModel } from "../src/model/load.ts";
+import { benchConfig } from "../src/model/measure.ts";
+import { randomGPT2 } from "../src/model/random.ts";
+import { TransformerModel } from "../src/model/transformer.ts";
 
 const lm = await loadModel(new URL("../fixtures/world/model", import.meta.url).pathname, {
   requireTokenizer: true,
 });
-const prompt = lm.tokenizer.encode("Narnux Zava was born in");
-const maxTokens = Math.min(48, lm.model.config.nPositions - prompt.length);
-const opts = { maxTokens };
+const cfg = benchConfig(4, 256, 8, 4096, 128);
+const cases = [
+  { name: "world model", model: lm.model, prompt: lm.tokenizer.encode("Narnux Zava was born in") },
+  {
+    name: "random GPT-2, 4 layers, width 256, 128 positions",
+    model: TransformerModel.create(await getGpu(), cfg, randomGPT2(cfg, 1)),
+    prompt: Array.from({ length: 8 }, (_, i) => (i * 37) % cfg.vocabSize),
+  },
+];
 
-async function tokensPerSecond(cache: boolean, rounds = 2): Promise<number> {
-  await generate(lm.model, prompt, { ...opts, cache }); // warm-up: pipelines, workspaces
+async function tokensPerSecond(c: (typeof cases)[number], maxTokens: number, cache: boolean, rounds = 2) {
+  await generate(c.model, c.prompt, { maxTokens, cache }); // warm-up: pipelines, workspaces
   const t0 = performance.now();
   let n = 0;
-  for (let i = 0; i < rounds; i++) n += (await generate(lm.model, prompt, { ...opts, cache })).ids.length;
+  for (let i = 0; i < rounds; i++) n += (await generate(c.model, c.prompt, { maxTokens, cache })).ids.length;
   return n / ((performance.now() - t0) / 1000);
 }
 
-const cached = await tokensPerSecond(true);
-const full = await tokensPerSecond(false);
-console.log(
-  `generate, world model, prompt ${prompt.length} tokens + ${maxTokens} new: KV cache ${
-    cached.toFixed(1)
-  } tokens/s, ` +
-    `full recompute ${full.toFixed(1)} tokens/s, ratio ${(cached / full).toFixed(2)}x`,
-);
-
-Deno.bench(`generate ${maxTokens} tokens, KV cache`, { group: "generate" }, async () => {
-  await generate(lm.model, prompt, { ...opts, cache: true });
-});
-Deno.bench(
-  `generate ${maxTokens} tokens, full recompute`,
-  { group: "generate", baseline: true },
-  async () => {
-    await generate(lm.model, prompt, { ...opts, cache: false });
-  },
-);
+for (const c of cases) {
+  const maxTokens = c.model.config.nPositions - c.prompt.length;
+  const cached = await tokensPerSecond(c, maxTokens, true);
+  const full = await tokensPerSecond(c, maxTokens, false);
+  console.log(
+    `generate, ${c.name}, prompt ${c.prompt.length} tokens + ${maxTokens} new: KV cache ${
+      cached.toFixed(1)
+    } tokens/s, full recompute ${full.toFixed(1)} tokens/s, ratio ${(cached / full).toFixed(2)}x`,
+  );
+  Deno.bench(`generate ${maxTokens} tokens, ${c.name}, KV cache`, { group: c.name }, async () => {
+    await generate(c.model, c.prompt, { maxTokens, cache: true });
+  });
+  Deno.bench(
+    `generate ${maxTokens} tokens, ${c.name}, full recompute`,
+    { group: c.name, baseline: true },
+    async () => {
+      await generate(c.model, c.prompt, { maxTokens, cache: false });
+    },
+  );
+}
