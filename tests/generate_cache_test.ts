@@ -7,6 +7,8 @@
 import assert from "node:assert/strict";
 import { getGpu } from "../src/gpu/device.ts";
 import { generate } from "../src/model/generate.ts";
+import { generateFast } from "../src/model/generate_fast.ts";
+import type { Tokenizer } from "../src/io/tokenizer.ts";
 import { type FamilyVariant, randomFamilyConfig, randomWeights } from "../src/model/random.ts";
 import type { Family } from "../src/model/config.ts";
 import { TransformerModel } from "../src/model/transformer.ts";
@@ -113,5 +115,22 @@ Deno.test("dynamic NTK scaling: generate recomputes by default; cache: true runs
   const b = await generate(model, [1, 2, 3], { maxTokens: 5, cache: true });
   assert.equal(b.cached, true);
   assert.equal(b.ids.length, 5);
+  model.destroy();
+});
+
+Deno.test("sampled generation and generateFast: the cache gives the same tokens as recompute", async () => {
+  const gpu = await getGpu();
+  const cfg = randomFamilyConfig("llama", 6, "qwen2");
+  const model = TransformerModel.create(gpu, cfg, randomWeights(cfg, 2, { std: 0.4 }));
+  const prompt = [1, 2, 3, 4].map((x) => x % cfg.vocabSize);
+  const o = { maxTokens: 8, temperature: 1, topK: 5, seed: 3 };
+  const a = await generate(model, prompt, o);
+  const b = await generate(model, prompt, { ...o, cache: false });
+  assert.deepEqual(a.ids, b.ids);
+  const tok = { decode: (ids: number[]) => ids.join(" "), eosId: undefined } as unknown as Tokenizer;
+  const f1 = await generateFast(model, tok, prompt, { maxOutLen: 12 });
+  const f2 = await generateFast(model, tok, prompt, { maxOutLen: 12, cache: false });
+  assert.deepEqual(f1.ids, f2.ids);
+  assert.equal(f1.ids.length, 12);
   model.destroy();
 });
