@@ -510,6 +510,15 @@ export class TransformerModel {
         },
       );
     }
+    // Each layer's keys (and values) are bound whole by the cached attention kernel.
+    const bytes = B * this.config.nKvHead * maxLen * this.config.headDim * 4;
+    if (bytes > this.gpu.bindingLimit) {
+      throw new InputError(
+        `kv cache of ${B}×${maxLen} positions needs ${bytes} bytes per layer's keys, over the ` +
+          `storage-binding limit of ${this.gpu.bindingLimit} bytes; use fewer positions or sequences`,
+        { field: "maxLen" },
+      );
+    }
     return new KvCache(this.gpu, B, maxLen, this.qkvLayout, this.config.nLayer);
   }
 
@@ -654,7 +663,7 @@ export class TransformerModel {
         capture: [...capture],
       }),
       `a forward pass of ${B}×${T} tokens`,
-      { held: heldBytes(this.w, this.ropeCache, save ? undefined : this.ws) },
+      { held: heldBytes(this.w, this.ropeCache, save ? undefined : this.ws, kv?.layers) },
     );
     if (save) {
       const mk = (shape: number[], name: string, dtype?: "u32") => {
