@@ -10,6 +10,7 @@ import wgsl_adamw from "./adamw.wgsl" with { type: "text" };
 import wgsl_attention from "./attention.wgsl" with { type: "text" };
 import wgsl_attention_backward from "./attention_backward.wgsl" with { type: "text" };
 import wgsl_attention_backward_wide from "./attention_backward_wide.wgsl" with { type: "text" };
+import wgsl_attention_cached from "./attention_cached.wgsl" with { type: "text" };
 import wgsl_attention_wide from "./attention_wide.wgsl" with { type: "text" };
 import wgsl_bias_grad from "./bias_grad.wgsl" with { type: "text" };
 import wgsl_cross_entropy from "./cross_entropy.wgsl" with { type: "text" };
@@ -20,6 +21,7 @@ import wgsl_gelu_backward from "./gelu_backward.wgsl" with { type: "text" };
 import wgsl_ig_accumulate from "./ig_accumulate.wgsl" with { type: "text" };
 import wgsl_jacobi_eigen from "./jacobi_eigen.wgsl" with { type: "text" };
 import wgsl_kahan_accumulate from "./kahan_accumulate.wgsl" with { type: "text" };
+import wgsl_kv_append from "./kv_append.wgsl" with { type: "text" };
 import wgsl_layernorm from "./layernorm.wgsl" with { type: "text" };
 import wgsl_layernorm_backward from "./layernorm_backward.wgsl" with { type: "text" };
 import wgsl_lib_attention_bwd from "./lib/attention_bwd.wgsl" with { type: "text" };
@@ -46,6 +48,7 @@ export const KERNEL_FILES: Readonly<Record<string, string>> = Object.freeze({
   "attention.wgsl": wgsl_attention,
   "attention_backward.wgsl": wgsl_attention_backward,
   "attention_backward_wide.wgsl": wgsl_attention_backward_wide,
+  "attention_cached.wgsl": wgsl_attention_cached,
   "attention_wide.wgsl": wgsl_attention_wide,
   "bias_grad.wgsl": wgsl_bias_grad,
   "cross_entropy.wgsl": wgsl_cross_entropy,
@@ -56,6 +59,7 @@ export const KERNEL_FILES: Readonly<Record<string, string>> = Object.freeze({
   "ig_accumulate.wgsl": wgsl_ig_accumulate,
   "jacobi_eigen.wgsl": wgsl_jacobi_eigen,
   "kahan_accumulate.wgsl": wgsl_kahan_accumulate,
+  "kv_append.wgsl": wgsl_kv_append,
   "layernorm.wgsl": wgsl_layernorm,
   "layernorm_backward.wgsl": wgsl_layernorm_backward,
   "lib/attention_bwd.wgsl": wgsl_lib_attention_bwd,

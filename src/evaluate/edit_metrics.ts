@@ -385,7 +385,11 @@ export async function preEditState(
   return reqs.map((_, k) => ({ localityArgmax: localityArgmax[k], scores: scores[k] }));
 }
 
-/** Scores every request on the (edited) model; see the module comment for the definitions. */
+/**
+ * Scores every request on the (edited) model; see the module comment for the definitions. Locality needs
+ * the pre-edit state (`opts.pre`, from {@link preEditState} before the edit) and is null without it; after
+ * an `applyEdit`, src/evaluate/evaluate_edit.ts `evaluateEdit` measures that state itself.
+ */
 export async function evaluateRequests(
   model: TransformerModel,
   tokenizer: Tokenizer,

@@ -86,7 +86,10 @@ export function resolveAddressing(
       field: "addressing",
     });
   }
-  const dense = offset === 0 && rowStride === cols && (groups === 1 || groupStride === rowsPerGroup * cols);
+  // Only rows given without addressing must fill the tensor exactly: addressed rows may be part of a wider
+  // buffer even when they happen to be contiguous (the q heads of a single fused qkv row, B·T = 1).
+  const dense = a === undefined &&
+    offset === 0 && rowStride === cols && (groups === 1 || groupStride === rowsPerGroup * cols);
   return { offset, rowsPerGroup, groupStride, rowStride, span, dense };
 }
 

@@ -1,8 +1,10 @@
 /**
- * Text generation: greedy or sampled (temperature, top-k) decoding, one full forward per new token.
- * Without a KV cache this costs O(T^2) forwards' work, fine for the small models engram studies.
+ * Text generation: greedy or sampled (temperature, top-k) decoding. By default the prompt runs once and
+ * each new token is one cached step (src/gpu/kv_cache.ts: every layer's keys and values stay on the GPU);
+ * `cache: false` recomputes the whole sequence for every token instead, the reference path.
  */
 import { InputError } from "../errors.ts";
+import type { KvCache } from "../gpu/kv_cache.ts";
 import type { TransformerModel } from "./transformer.ts";
 import { argmax, topK as numericTopK } from "../numeric/mod.ts";
 
@@ -20,6 +22,16 @@ export interface GenerateOptions {
   eosId?: number;
   /** Called after each new token. */
   onToken?: (id: number, step: number) => void;
+  /**
+   * Decode with a KV cache (default true): the prompt once, then one token per step over the cached keys
+   * and values. false: a full forward of the whole sequence per token. The default is false under dynamic
+   * NTK rope scaling, whose frequencies change with the length: cached keys keep the frequencies they
+   * were rotated with (as in Hugging Face's cache), so only the recompute path equals a forward of the
+   * sequence; `cache: true` there gives Hugging Face's cached behaviour.
+   */
+  cache?: boolean;
+  /** Keep each step's next-token log-probabilities in {@link GenerateResult.logprobs} (default false). */
+  keepLogprobs?: boolean;
 }
 
 /** Result of {@link generate}: the new ids and why generation stopped. */
@@ -28,6 +40,12 @@ export interface GenerateResult {
   ids: number[];
   /** Why generation stopped: the token budget, an end-of-sequence token, or the context length. */
   stoppedBy: "max_tokens" | "eos" | "context";
+  /** Log-probability of each generated token under the distribution it was picked from. */
+  tokenLogprobs: number[];
+  /** With `keepLogprobs`: each step's next-token log-probabilities [V]. */
+  logprobs?: Float32Array[];
+  /** Whether the KV cache was used. */
+  cached: boolean;
 }
 
 /** Seeded PRNG (mulberry32) for reproducible sampling. */
@@ -68,7 +86,10 @@ export function pickToken(
   return top[k - 1];
 }
 
-/** Continues `prompt` (token ids) with up to `maxTokens` new tokens. */
+/**
+ * Continues `prompt` (token ids) with up to `maxTokens` new tokens, with a KV cache unless
+ * `opts.cache` is false (see {@link GenerateOptions.cache}).
+ */
 export async function generate(
   model: TransformerModel,
   prompt: number[],
@@ -85,17 +106,40 @@ export async function generate(
     throw new InputError(`temperature must be >= 0, got ${temperature}`, { field: "temperature" });
   }
   model.checkBatch([prompt]);
+  const cached = opts.cache ?? model.config.rope?.scaling?.type !== "dynamic";
   const rand = mulberry32(opts.seed ?? 0);
   const seq = [...prompt];
   const out: number[] = [];
-  for (let step = 0; step < maxTokens; step++) {
-    if (seq.length >= model.config.nPositions) return { ids: out, stoppedBy: "context" };
-    const { logprobs } = await model.forward([seq]);
-    const id = pickToken(logprobs[0], temperature, opts.topK ?? 0, rand);
-    out.push(id);
-    seq.push(id);
-    opts.onToken?.(id, step);
-    if (opts.eosId !== undefined && id === opts.eosId) return { ids: out, stoppedBy: "eos" };
+  const tokenLogprobs: number[] = [];
+  const kept: Float32Array[] = [];
+  const done = (stoppedBy: GenerateResult["stoppedBy"]): GenerateResult => ({
+    ids: out,
+    stoppedBy,
+    tokenLogprobs,
+    ...(opts.keepLogprobs ? { logprobs: kept } : {}),
+    cached,
+  });
+  const nPos = model.config.nPositions;
+  let cache: KvCache | undefined;
+  try {
+    for (let step = 0; step < maxTokens; step++) {
+      if (seq.length >= nPos) return done("context");
+      let lp: Float32Array;
+      if (!cached) lp = (await model.forward([seq])).logprobs[0];
+      else if (!cache) {
+        cache = model.createKvCache(1, Math.min(nPos, prompt.length + maxTokens));
+        lp = (await model.forwardCached([prompt], cache)).logprobs[0];
+      } else lp = (await model.forwardCached([[seq[seq.length - 1]]], cache)).logprobs[0];
+      const id = pickToken(lp, temperature, opts.topK ?? 0, rand);
+      out.push(id);
+      seq.push(id);
+      tokenLogprobs.push(lp[id]);
+      if (opts.keepLogprobs) kept.push(lp);
+      opts.onToken?.(id, step);
+      if (opts.eosId !== undefined && id === opts.eosId) return done("eos");
+    }
+    return done("max_tokens");
+  } finally {
+    cache?.destroy();
   }
-  return { ids: out, stoppedBy: "max_tokens" };
 }

@@ -16,6 +16,8 @@ export interface GenerateFastOptions {
   topK?: number;
   /** Seed of the sampler (default 0). */
   seed?: number;
+  /** Decode with a KV cache (default: as {@link generate}); false recomputes the sequence per token. */
+  cache?: boolean;
 }
 
 /**
@@ -36,6 +38,7 @@ export async function generateFast(
       temperature: 1,
       topK: opts.topK ?? 5,
       seed: opts.seed ?? 0,
+      cache: opts.cache,
     })
     : { ids: [] };
   const ids = [...promptIds, ...g.ids];

@@ -215,6 +215,11 @@ export interface AttentionCore {
   rope?: GpuRope;
   qkNorm?: GpuQkNorm;
   window?: number;
+  /**
+   * Replaces the causal attention over this call's own rows (the KV-cache path, src/gpu/kv_cache.ts):
+   * receives the prepared qkv (after q/k norms and rotary) and writes att.
+   */
+  attend?: (qkv: GpuTensor, att: GpuTensor) => Promise<void>;
 }
 
 /** Addressing of the q heads (or k heads) of a fused qkv buffer as rows of headDim, for the per-head norms. */
@@ -267,7 +272,8 @@ export async function attentionCoreForward(
     const r = core.rope;
     await rotary(gpu, qkv, r.cos, r.sin, r.positions, { rows: R, layout, dim: r.dim, style: r.style });
   }
-  await attention(gpu, qkv, att, { B, T, layout, probs, window: core.window });
+  if (core.attend) await core.attend(qkv, att);
+  else await attention(gpu, qkv, att, { B, T, layout, probs, window: core.window });
 }
 
 /**

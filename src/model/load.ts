@@ -1,6 +1,6 @@
 /** Loads a Hugging Face GPT-2 folder onto the GPU: weights, config and tokenizer. */
 import { getGpu } from "../gpu/device.ts";
-import { loadHFModel } from "../io/hf_model.ts";
+import { type HFModel, loadHFModel } from "../io/hf_model.ts";
 import type { BosMode, Tokenizer } from "../io/tokenizer.ts";
 import { TransformerModel } from "./transformer.ts";
 import { EngramError } from "../errors.ts";
@@ -13,6 +13,8 @@ export interface LoadedModel {
   tokenizer?: Tokenizer;
   /** The folder (or file) the model was loaded from. */
   dir: string;
+  /** What saving the model back needs from its source (src/model/save.ts): config.json, activation, dtypes. */
+  source?: Pick<HFModel, "hfConfig" | "activationFunction" | "dtypes">;
 }
 
 /** Options of {@link loadModel}. */
@@ -49,5 +51,6 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
     );
   }
   const gpu = await getGpu();
-  return { model: TransformerModel.create(gpu, hf.config, hf.weights), tokenizer: hf.tokenizer, dir };
+  const source = { hfConfig: hf.hfConfig, activationFunction: hf.activationFunction, dtypes: hf.dtypes };
+  return { model: TransformerModel.create(gpu, hf.config, hf.weights), tokenizer: hf.tokenizer, dir, source };
 }

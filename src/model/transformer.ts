@@ -15,6 +15,7 @@
 import { InputError, ShapeError } from "../errors.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { blockedQkvLayout, neoxQkvLayout, type QkvLayout } from "../gpu/attention.ts";
+import { attentionCached, kvAppend, KvCache } from "../gpu/kv_cache.ts";
 import { embedding } from "../gpu/embedding.ts";
 import { matmul } from "../gpu/matmul.ts";
 import { residualAddInPlace } from "../gpu/residual.ts";
@@ -497,6 +498,59 @@ export class TransformerModel {
   }
 
   /**
+   * A KV cache for `B` sequences of up to `maxLen` positions (see {@link forwardCached}); the caller
+   * frees it with `cache.destroy()`.
+   */
+  createKvCache(B: number, maxLen: number): KvCache {
+    if (this.spec.positions && maxLen > this.config.nPositions) {
+      throw new InputError(
+        `kv cache of ${maxLen} positions exceeds the model's context of ${this.config.nPositions}`,
+        {
+          field: "maxLen",
+        },
+      );
+    }
+    // Each layer's keys (and values) are bound whole by the cached attention kernel.
+    const bytes = B * this.config.nKvHead * maxLen * this.config.headDim * 4;
+    if (bytes > this.gpu.bindingLimit) {
+      throw new InputError(
+        `kv cache of ${B}×${maxLen} positions needs ${bytes} bytes per layer's keys, over the ` +
+          `storage-binding limit of ${this.gpu.bindingLimit} bytes; use fewer positions or sequences`,
+        { field: "maxLen" },
+      );
+    }
+    return new KvCache(this.gpu, B, maxLen, this.qkvLayout, this.config.nLayer);
+  }
+
+  /**
+   * Incremental forward: runs `batch` (B sequences of T new tokens) at positions `cache.length ..
+   * cache.length + T - 1`, attending over the keys and values already in `cache` and appending the new
+   * ones (cache.length grows by T). The prompt pass and each decoding step of {@link generate} are calls
+   * of this; the result (log-probabilities after the last new token, captured sites of the new rows, all
+   * logits of the new rows) is the same as a full {@link forward} of the whole sequence up to float32
+   * rounding. Hooks see only the new rows; `attn_pattern` sites and backward are not available here.
+   */
+  async forwardCached(batch: number[][], cache: KvCache, opts: ForwardOptions = {}): Promise<ForwardResult> {
+    if (batch.length !== cache.B) {
+      throw new InputError(`kv cache holds ${cache.B} sequences, batch has ${batch.length}`, {
+        field: "ids",
+      });
+    }
+    if (cache.layout !== this.qkvLayout || cache.layers.length !== this.config.nLayer) {
+      throw new InputError("kv cache was made by another model", { field: "kv_cache" });
+    }
+    const T = batch[0]?.length ?? 0;
+    if (cache.length + T > cache.maxLen) {
+      throw new InputError(`kv cache holds ${cache.maxLen} positions, ${cache.length} + ${T} requested`, {
+        field: "ids",
+      });
+    }
+    const { result } = await this.run(batch, opts, false, cache);
+    cache.length += T;
+    return result;
+  }
+
+  /**
    * Forward pass that keeps every layer's activations for {@link backward} (see ./backward.ts).
    * The caller owns `saved` and must call `saved.destroy()`.
    */
@@ -513,8 +567,19 @@ export class TransformerModel {
     batch: number[][],
     opts: ForwardOptions,
     save: boolean,
+    kv?: KvCache,
   ): Promise<{ result: ForwardResult; saved?: SavedForward }> {
     const { B, T } = this.checkBatch(batch);
+    // Positions of the new rows: after what a KV cache already holds.
+    const start = kv?.length ?? 0;
+    if (kv && this.spec.positions && start + T > this.config.nPositions) {
+      throw new InputError(
+        `position ${start + T - 1} is past the model's context of ${this.config.nPositions}`,
+        {
+          field: "ids",
+        },
+      );
+    }
     const cfg = this.config;
     const { nEmbd: C, nLayer: L, vocabSize: V } = cfg;
     const R = B * T;
@@ -527,6 +592,11 @@ export class TransformerModel {
     }
     const capture = new Set(hooks.capture ?? []);
     for (const s of capture) siteWidth(cfg, s);
+    if (kv && [...capture].some((n) => n.startsWith("attn_pattern."))) {
+      throw new InputError("attn_pattern sites are not captured by a cached forward; use forward", {
+        field: "capture",
+      });
+    }
     const patches = new Map<string, PatchSpec[]>();
     const patchedRows = new Map<string, Array<[number, number]>>();
     for (const p of hooks.patch ?? []) {
@@ -574,7 +644,7 @@ export class TransformerModel {
     };
 
     const ids = new Uint32Array(R), pos = new Uint32Array(R);
-    batch.forEach((seq, b) => seq.forEach((id, t) => ((ids[b * T + t] = id), (pos[b * T + t] = t))));
+    batch.forEach((seq, b) => seq.forEach((id, t) => ((ids[b * T + t] = id), (pos[b * T + t] = start + t))));
     // Attention probabilities are computed only when a backward or an attn_pattern capture needs them.
     const wantProbs = save || [...capture].some((n) => n.startsWith("attn_pattern."));
     let layers: LayerActivations[];
@@ -593,7 +663,7 @@ export class TransformerModel {
         capture: [...capture],
       }),
       `a forward pass of ${B}×${T} tokens`,
-      { held: heldBytes(this.w, this.ropeCache, save ? undefined : this.ws) },
+      { held: heldBytes(this.w, this.ropeCache, save ? undefined : this.ws, kv?.layers) },
     );
     if (save) {
       const mk = (shape: number[], name: string, dtype?: "u32") => {
@@ -623,7 +693,10 @@ export class TransformerModel {
     writeTensor(idsT, ids);
     writeTensor(posT, pos);
     const spec = this.spec;
-    const rope = this.ropeFor(T, posT);
+    // With a cache the tables cover the cache (their rows do not depend on the length, except under
+    // dynamic NTK scaling, whose frequencies follow the length so far, as Hugging Face's cache does).
+    const dynamic = cfg.rope?.scaling?.type === "dynamic";
+    const rope = this.ropeFor(kv ? (dynamic ? start + T : kv.maxLen) : T, posT);
     const core: AttentionCore = {
       B,
       T,
@@ -631,6 +704,14 @@ export class TransformerModel {
       rope,
       window: cfg.slidingWindow !== undefined && cfg.slidingWindow < T ? cfg.slidingWindow : undefined,
     };
+    const cachedAttention = (l: number) =>
+      kv
+        ? async (qkv: GpuTensor, att: GpuTensor) => {
+          const o = { B, T, start, maxLen: kv.maxLen, layout: this.qkvLayout, window: cfg.slidingWindow };
+          await kvAppend(gpu, qkv, kv.layers[l], o);
+          await attentionCached(gpu, qkv, kv.layers[l], att, o);
+        }
+        : undefined;
     // In save mode each stream tensor is distinct, so the residual is carried by copies.
     const x0 = save ? layers[0]?.xIn ?? xFinal : xFinal;
     await embedding(
@@ -656,7 +737,7 @@ export class TransformerModel {
       await linearForward(gpu, a.ln1, g.qkv, a.qkvRaw, R);
       await attentionCoreForward(
         gpu,
-        { ...core, qkNorm: g.qkNorm },
+        { ...core, qkNorm: g.qkNorm, attend: cachedAttention(l) },
         a.qkvRaw,
         a.qkv,
         a.att,
@@ -735,6 +816,8 @@ export class TransformerModel {
     for (const t of tmp) t.destroy();
     if (bad >= 0 || badAll >= 0) {
       if (save) freeSaved();
+      // A cached step cannot be re-run alone (its keys are in the cache): the error names no site.
+      if (kv) throw new NonFiniteError("a cached forward gave non-finite log-probabilities", "logits");
       if (bad >= 0) throw await this.nonFiniteError(batch, hooks, flat[bad], bad, V);
       throw await this.nonFiniteError(batch, hooks, logits![badAll], badAll, V, true);
     }
