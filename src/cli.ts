@@ -22,6 +22,7 @@ import { revertCommand, revertSpec } from "./cli/revert.ts";
 import { evalCommand, evalSpec } from "./cli/eval.ts";
 import { traceCommand, traceSpec } from "./cli/trace.ts";
 import { atpCommand, atpSpec } from "./cli/atp.ts";
+import { logitLensCommand, logitLensSpec } from "./cli/logit_lens.ts";
 import { recommendLayersCommand, recommendLayersSpec } from "./cli/recommend_layers.ts";
 import { versionCommand, versionSpec, versionText } from "./cli/version.ts";
 import { commandHelp, type CommandSpec, didYouMean, FlagError, flagLine, GLOBAL_FLAGS } from "./cli/spec.ts";
@@ -51,6 +52,7 @@ export const commands: Record<string, Command> = {
   study: { spec: studySpec, run: studyCommand, subcommands: { localization: localizationStudySpec } },
   trace: { spec: traceSpec, run: traceCommand },
   atp: { spec: atpSpec, run: atpCommand },
+  "logit-lens": { spec: logitLensSpec, run: logitLensCommand },
   "recommend-layers": { spec: recommendLayersSpec, run: recommendLayersCommand },
   info: { spec: infoSpec, run: infoCommand },
   demo: { spec: demoSpec, run: demoCommand },

@@ -11,7 +11,7 @@ export const generateSpec: CommandSpec = {
   name: "generate",
   summary: "greedy (temperature 0, the default) or sampled continuation of a prompt",
   usage: 'generate --model DIR (--text "..." | --ids 1,2,3) [--max-tokens N] [--temperature T] [--top-k K] ' +
-    "[--seed S] [--bos auto|on|off] [--json]",
+    "[--seed S] [--no-cache] [--logprobs] [--bos auto|on|off] [--json]",
   description: `Stops after --max-tokens or at the tokenizer's end-of-text token. --json prints {"prompt_ids",
     "ids", "text", "stopped_by"}.`,
   flags: {
@@ -28,6 +28,11 @@ export const generateSpec: CommandSpec = {
     temperature: { type: "number", value: "T", default: 0, help: "sampling temperature; 0 is greedy" },
     "top-k": { type: "int", value: "K", default: 0, help: "sample among the K most likely tokens; 0 is all" },
     seed: { type: "int", value: "S", default: 0, help: "seed of the sampler (mulberry32)" },
+    "no-cache": {
+      type: "boolean",
+      help: "recompute the whole sequence for every new token instead of attending over the KV cache",
+    },
+    logprobs: { type: "boolean", help: "with --json, also print each generated token's log-probability" },
     bos: COMMON_FLAGS.bos,
     json: COMMON_FLAGS.json,
   },
@@ -46,9 +51,18 @@ export async function generateCommand(argv: string[]): Promise<void> {
     topK: intFlag(f, "top-k", 0, 0),
     seed: intFlag(f, "seed", 0, 0, 2 ** 32 - 1),
     eosId: lm.tokenizer?.eosId,
+    cache: !f["no-cache"],
   });
   const text = lm.tokenizer ? lm.tokenizer.decode(res.ids) : null;
-  if (f.json) console.log(JSON.stringify({ prompt_ids: ids, ids: res.ids, text, stopped_by: res.stoppedBy }));
-  else console.log(text !== null ? (f.text ?? "") + text : res.ids.join(" "));
+  if (f.json) {
+    console.log(JSON.stringify({
+      prompt_ids: ids,
+      ids: res.ids,
+      text,
+      stopped_by: res.stoppedBy,
+      cached: res.cached,
+      ...(f.logprobs ? { token_logprobs: res.tokenLogprobs } : {}),
+    }));
+  } else console.log(text !== null ? (f.text ?? "") + text : res.ids.join(" "));
   lm.model.destroy();
 }
