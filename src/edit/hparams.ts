@@ -106,7 +106,7 @@ export interface PublishedModel {
  * The published models. GPT-2 family: kmeng01/rome; GPT-J and NeoX: kmeng01/rome and kmeng01/memit
  * (GPT-J also zjunlp/EasyEdit); the Llama family: zjunlp/EasyEdit `hparams/{ROME,MEMIT,FT}/*.yaml`
  * (commit 14cea8245f06715684592ab55184939b99d70784), whose config values are those of the checkpoints
- * the files name (NOTES-hparams.md says where each was read). The same shape is one entry: Llama-2-7b
+ * the files name (docs/notes/issue-13-hparams.md says where each was read). The same shape is one entry: Llama-2-7b
  * (and LLaMA-1 7B, and the -chat tune) for EasyEdit's llama-7b files; Qwen2-7B and Qwen2.5-7B, whose
  * configs and EasyEdit files agree in every compared field; Llama-3-8B and Llama-3.1-8B.
  */

@@ -1,6 +1,6 @@
 /**
  * Float64 twin of attribution patching and AtP* (src/locate/atp.ts), written from the definitions (see
- * that module's comment and NOTES-atp.md) and sharing none of its code: every estimate is a directional
+ * that module's comment and docs/notes/issue-18-atp.md) and sharing none of its code: every estimate is a directional
  * derivative of the metric, taken by central finite differences of a float64 forward that can overwrite
  * hook sites (injected, e.g. tests/_family_hooked_ref.ts), instead of a backward pass.
  *

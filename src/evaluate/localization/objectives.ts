@@ -6,7 +6,7 @@
  *   target `target_new`, baseline `target_true`;
  * - **tracing_reversal**: target = the model's prediction when the subject's embeddings are noised (the
  *   argmax of the next-token probabilities averaged over the noise samples, as the reference's
- *   `corrupted_forward_pass`; see NOTES-locstudy.md for the difference from its 12-token generation),
+ *   `corrupted_forward_pass`; see docs/notes/issue-16-locstudy.md for the difference from its 12-token generation),
  *   baseline `target_true`;
  * - **fact_amplification**: target `target_true` (the edit raises the probability of what the model
  *   already says); no baseline (the reference uses the EOS token, "won't use these metrics");

@@ -25,7 +25,7 @@ import { modelFingerprint, openStudyFolder, readCase, writeCase } from "./folder
 import { editsPerCase, methodSpec, OBJECTIVES, STUDY_METHODS } from "./objectives.ts";
 import { type StudySummary, summarize } from "./summary.ts";
 
-/** Defaults of the study settings (the reference's, see NOTES-locstudy.md). */
+/** Defaults of the study settings (the reference's, see docs/notes/issue-16-locstudy.md). */
 export const STUDY_DEFAULTS = {
   traceWindow: 5,
   editWindow: 5,
