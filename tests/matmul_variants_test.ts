@@ -1,0 +1,130 @@
+import assert from "node:assert/strict";
+import { getGpu } from "../src/gpu/device.ts";
+import { matmul, MATMUL_VARIANTS, type MatmulOptions, matmulVariant } from "../src/gpu/matmul.ts";
+import { autotuneMatmul } from "../src/gpu/matmul_tune.ts";
+import { createTensor, poison, readTensor, writeTensor } from "../src/gpu/tensor.ts";
+import { ShapeError } from "../src/errors.ts";
+import { matmulRef } from "../src/reference/matmul.ts";
+import { assertClose, freshSeed, randn, rng } from "./_util.ts";
+
+const TOL = 1e-5;
+
+/** One product with variant `v` on fresh random inputs against the float64 twin. */
+async function check(v: string, opts: MatmulOptions, label: string, seed = freshSeed()): Promise<void> {
+  const gpu = await getGpu();
+  const r = rng(seed);
+  const { M, N, K } = opts;
+  const batch = opts.batch ?? 1;
+  const sA = opts.strideA ?? M * K, sB = opts.strideB ?? K * N, sO = opts.strideOut ?? M * N;
+  const lenA = Math.max(1, (batch - 1) * sA + M * K), lenB = Math.max(1, (batch - 1) * sB + K * N);
+  const lenO = Math.max(1, (batch - 1) * sO + M * N);
+  const a = randn(r, lenA), b = randn(r, lenB);
+  const ta = createTensor(gpu, [lenA], { data: a }), tb = createTensor(gpu, [lenB], { data: b });
+  const out = createTensor(gpu, [lenO]);
+  let init: Float32Array | undefined;
+  if (opts.accumulate) writeTensor(out, init = randn(r, lenO));
+  else poison(out);
+  const biasData = opts.bias ? randn(r, N) : undefined;
+  const bias = biasData ? createTensor(gpu, [N], { data: biasData }) : undefined;
+  await matmul(gpu, ta, tb, out, { ...opts, bias, variant: v });
+  const got = await readTensor(out);
+  const want = matmulRef(a, b, { ...opts, bias: biasData, out: init ?? new Float32Array(lenO) });
+  const g: number[] = [], w: number[] = [];
+  for (let z = 0; z < batch; z++) {
+    for (let i = 0; i < M * N; i++) (g.push(got[z * sO + i]), w.push(want[z * sO + i]));
+  }
+  assertClose(g, w, TOL, `${v} ${label}`, seed);
+  for (const t of [ta, tb, out, bias]) t?.destroy();
+}
+
+// Odd shapes (the wide variants fall back to the 4x4 kernel there), aligned ones that use every
+// variant's own path with partial edge tiles, and exact multiples of the tiles.
+const SHAPES: Array<[number, number, number]> = [
+  [1, 1, 1],
+  [3, 5, 7],
+  [17, 33, 65],
+  [20, 36, 12],
+  [12, 8, 4],
+  [
+    32,
+    64,
+    16,
+  ],
+  [4, 4, 8],
+];
+
+Deno.test("matmul variants: every transpose combination on odd and aligned shapes", async () => {
+  const gpu = await getGpu();
+  const dummy = createTensor(gpu, [1]);
+  for (const { name } of MATMUL_VARIANTS) {
+    for (const transA of [false, true]) {
+      for (const transB of [false, true]) {
+        for (const [M, N, K] of SHAPES) {
+          await check(name, { M, N, K, transA, transB }, `${M}x${N}x${K} tA=${transA} tB=${transB}`);
+        }
+        const t = `tA=${transA} tB=${transB}`;
+        await check(
+          name,
+          { M: 20, N: 36, K: 12, transA, transB, bias: dummy, alpha: -0.7, accumulate: true },
+          `all ${t}`,
+        );
+        await check(name, { M: 9, N: 13, K: 7, transA, transB, bias: dummy }, `bias odd ${t}`);
+        await check(name, { M: 8, N: 12, K: 16, batch: 3, transA, transB }, `batch ${t}`);
+        await check(name, { M: 8, N: 8, K: 8, batch: 3, strideB: 0, transA, transB }, `broadcast B ${t}`);
+        await check(
+          name,
+          { M: 8, N: 8, K: 8, batch: 2, strideA: 68, strideB: 65, strideOut: 70, transA, transB },
+          `odd strides ${t}`,
+        );
+      }
+    }
+  }
+  dummy.destroy();
+});
+
+Deno.test("matmul variants: the STRIDED split path (operands over the binding limit)", async () => {
+  const gpu = await getGpu();
+  gpu.setBindingLimit(1024);
+  const dummy = createTensor(gpu, [1]);
+  try {
+    for (const { name } of MATMUL_VARIANTS) {
+      for (const transA of [false, true]) {
+        for (const transB of [false, true]) {
+          const t = `split tA=${transA} tB=${transB}`;
+          await check(name, { M: 24, N: 40, K: 32, transA, transB }, `${t} aligned`);
+          await check(
+            name,
+            { M: 19, N: 23, K: 29, transA, transB, bias: dummy },
+            `${t} odd`,
+          );
+        }
+      }
+    }
+  } finally {
+    gpu.setBindingLimit(undefined);
+  }
+});
+
+Deno.test("matmul variants: an unknown name is a ShapeError naming the field", () => {
+  assert.throws(
+    () => matmulVariant("nope"),
+    (e: unknown) => e instanceof ShapeError && e.field === "variant",
+  );
+});
+
+Deno.test("autotune: runs every variant once per transpose combination, each checked against the twin", async () => {
+  const gpu = await getGpu();
+  const r = await autotuneMatmul(gpu, { cacheFile: null, shape: [20, 44, 28], rounds: 1 });
+  assert.deepEqual(r.entries.map((e) => e.key), ["nn", "nt", "tn", "tt"]);
+  for (const e of r.entries) {
+    assert.deepEqual(e.timings.map((t) => t.variant), MATMUL_VARIANTS.map((v) => v.name));
+    for (const t of e.timings) {
+      assert.ok(t.ok && t.error < 1e-5, `${e.key} ${t.variant}: error ${t.error}`);
+      assert.ok(Number.isFinite(t.ms) && t.ms > 0, `${e.key} ${t.variant}: ${t.ms} ms`);
+    }
+    const fastest = Math.min(...e.timings.map((t) => t.ms));
+    assert.equal(e.timings.find((t) => t.variant === e.chosen)!.ms, fastest);
+  }
+  // Products without a variant now use the chosen ones and still match the twin.
+  await check(r.entries[0].chosen, { M: 20, N: 36, K: 12 }, "chosen nn");
+});
