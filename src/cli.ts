@@ -28,7 +28,7 @@ commands:
             next-token log-probabilities of the last position
   generate  --model DIR (--text "..." | --ids 1,2,3) [--max-tokens N] [--temperature T] [--top-k K] [--seed S] [--json]
             greedy (temperature 0, default) or sampled continuation
-  bench     [--json] [--quick] [--out FILE]
+  bench     [--json] [--quick] [--out FILE] [--sections matmul,readback,world,attention,families,memory] | bench compare A.json B.json ... [--svg FILE]
             matmul / attention / forward-pass throughput with the adapter's description
   train     --config FILE [--overwrite] [--max-steps N] [--json] | --config FILE --clean
             train a GPT-2 from a JSONL corpus (AdamW, checkpoints, progress line); --clean removes the work

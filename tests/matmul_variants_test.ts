@@ -39,19 +39,9 @@ async function check(v: string, opts: MatmulOptions, label: string, seed = fresh
 
 // Odd shapes (the wide variants fall back to the 4x4 kernel there), aligned ones that use every
 // variant's own path with partial edge tiles, and exact multiples of the tiles.
-const SHAPES: Array<[number, number, number]> = [
-  [1, 1, 1],
-  [3, 5, 7],
-  [17, 33, 65],
-  [20, 36, 12],
-  [12, 8, 4],
-  [
-    32,
-    64,
-    16,
-  ],
-  [4, 4, 8],
-];
+// An odd shape (the wide variants fall back to the 4x4 kernel there), aligned ones with partial edge
+// tiles of every variant's own path, and an exact multiple of the tiles.
+const SHAPES: Array<[number, number, number]> = [[3, 5, 7], [20, 36, 12], [12, 8, 4], [16, 32, 8]];
 
 Deno.test("matmul variants: every transpose combination on odd and aligned shapes", async () => {
   const gpu = await getGpu();
@@ -69,7 +59,6 @@ Deno.test("matmul variants: every transpose combination on odd and aligned shape
           `all ${t}`,
         );
         await check(name, { M: 9, N: 13, K: 7, transA, transB, bias: dummy }, `bias odd ${t}`);
-        await check(name, { M: 8, N: 12, K: 16, batch: 3, transA, transB }, `batch ${t}`);
         await check(name, { M: 8, N: 8, K: 8, batch: 3, strideB: 0, transA, transB }, `broadcast B ${t}`);
         await check(
           name,
@@ -84,7 +73,7 @@ Deno.test("matmul variants: every transpose combination on odd and aligned shape
 
 Deno.test("matmul variants: the STRIDED split path (operands over the binding limit)", async () => {
   const gpu = await getGpu();
-  gpu.setBindingLimit(1024);
+  gpu.setBindingLimit(2048);
   const dummy = createTensor(gpu, [1]);
   try {
     for (const { name } of MATMUL_VARIANTS) {

@@ -122,6 +122,13 @@ async function pickVariant(gpu: Gpu, opts: MatmulOptions, transA: boolean, trans
   return chosen.get(gpu)?.get(transKey(transA, transB)) ?? MATMUL_VARIANTS[0];
 }
 
+/** The variant names {@link matmul} uses on `gpu` per transpose combination (after the tune). */
+export function chosenVariants(gpu: Gpu): Record<string, string> {
+  const r: Record<string, string> = {};
+  for (const k of ["nn", "nt", "tn", "tt"]) r[k] = chosen.get(gpu)?.get(k)?.name ?? MATMUL_VARIANTS[0].name;
+  return r;
+}
+
 /**
  * Marks `gpu` as tuned without running the tune (the tune itself and tests that install choices with
  * {@link setMatmulVariant} call it).
@@ -154,11 +161,16 @@ function variantLaunch(
     const ok = vec.A && vec.B && shape.K % 4 === 0 && (!base.TRANS_A || mb >= 4) &&
       (base.TRANS_B || shape.N >= 4);
     if (!ok) return variantLaunch(MATMUL_VARIANTS[0], mb, base, vec, shape);
+    // A workgroup wider than the product (the world model's N = 96 against 64 x 8 columns) would idle
+    // most of its lanes: narrow it to the columns there are and stack the rest along M.
+    let wgX = v.wgX;
+    while (wgX > 1 && (wgX / 2) * 4 * v.rn >= shape.N) wgX /= 2;
+    const wgY = (v.wgX * v.wgY) / wgX;
     return {
       kernel: "matmul_wide",
-      constants: { ...base, RM: v.rm, RN: v.rn, WG_X: v.wgX, WG_Y: v.wgY },
-      rows: 4 * v.rm * v.wgY,
-      cols: 4 * v.rn * v.wgX,
+      constants: { ...base, RM: v.rm, RN: v.rn, WG_X: wgX, WG_Y: wgY },
+      rows: 4 * v.rm * wgY,
+      cols: 4 * v.rn * wgX,
     };
   }
   return {

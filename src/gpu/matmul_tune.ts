@@ -47,9 +47,9 @@ export interface TuneResult {
 export interface TuneOptions {
   /** Cache file; `null` neither reads nor writes one (tests). Default {@link defaultTuneFile}. */
   cacheFile?: string | null;
-  /** [M, N, K] timed per combination (default [192, 384, 256]: about 38 MFLOP). */
+  /** [M, N, K] timed per combination (default [128, 256, 192]: about 13 MFLOP). */
   shape?: [number, number, number];
-  /** Timed rounds, variants interleaved in each (default 3). */
+  /** Timed rounds, variants interleaved in each (default 2). */
   rounds?: number;
   /** Accepted error against the twin (default 1e-4, relative to 1 + |value|). */
   tolerance?: number;
@@ -131,8 +131,8 @@ export async function autotuneMatmul(gpu: Gpu, opts: TuneOptions = {}): Promise<
       return hit;
     }
   }
-  const [M, N, K] = opts.shape ?? [192, 384, 256];
-  const rounds = opts.rounds ?? 3;
+  const [M, N, K] = opts.shape ?? [128, 256, 192];
+  const rounds = opts.rounds ?? 2;
   const tol = opts.tolerance ?? 1e-4;
   const a = fill(M * K, 0.7368), b = fill(K * N, 1.3137);
   const ta = createTensor(gpu, [M * K], { name: "tune.a", data: a });
