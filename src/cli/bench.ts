@@ -93,7 +93,10 @@ export async function benchCommand(argv: string[]): Promise<void> {
       const npBase = npRow
         ? { name: `numpy ${np.blas ?? ""} ${s}`.replace("  ", " "), value: npRow.gflops }
         : undefined;
-      figures.push(figure(`matmul ${s} tuned (${chosen.nn})`, r.gflops[chosen.nn], "GFLOP/s", true, npBase));
+      figures.push({
+        ...figure(`matmul ${s} tuned`, r.gflops[chosen.nn], "GFLOP/s", true, npBase),
+        detail: chosen.nn,
+      });
       figures.push(
         figure(`matmul ${s} tuned vs 4x4`, r.gflops[chosen.nn], "GFLOP/s", true, {
           name: `matmul ${s} blocked4x4`,

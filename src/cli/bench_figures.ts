@@ -25,6 +25,8 @@ export interface Figure {
   baseline?: { name: string; value: number; ratio: number };
   /** The 1-minute load average when the figure was taken. */
   load1: number;
+  /** What the figure ran, when the name does not say (e.g. the tuned matmul variant). */
+  detail?: string;
 }
 
 /** A figure, with its ratio to `baseline` (value / baseline value) when one is given. */
