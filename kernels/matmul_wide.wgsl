@@ -2,10 +2,11 @@
 // STRIDED mode) with a (4*RM) x (4*RN) output tile per invocation, for aligned operands only.
 //
 // Why: on llvmpipe (Mesa 22) every storage load whose index is not a compile-time constant is executed
-// lane by lane, so the cost of a product is its number of load instructions; a vec4 load counts as one.
-// Per four k steps an invocation issues 4*RM vec4 loads of A and 4*RN of B for 64*RM*RN multiply-adds:
-// RM = RN = 2 halves the loads per flop of the 4x4 kernel. The extra accumulators spill on AVX2, but
-// spills are plain aligned vector moves, far cheaper than the per-lane loads they replace.
+// lane by lane and component by component (a loop with a bounds check per scalar), so the cost of a
+// product is the number of scalars each lane loads. Per four k steps an invocation loads 16*(RM + RN)
+// scalars for 64*RM*RN multiply-adds: RM = RN = 2 halves the loads per flop of the 4x4 kernel, 4 x 4
+// quarters them. The extra accumulators spill on AVX2, but spills are plain aligned vector moves, far
+// cheaper than the per-lane loads they save.
 //
 // Bindings (group 0): as kernels/matmul.wgsl (a, b, bias as array<vec4<f32>>; out array<f32>).
 // Preconditions (the launcher checks them, else it uses matmul.wgsl): K % 4 == 0; the contiguous
@@ -13,7 +14,7 @@
 //   base % 4 == 0; M >= 4 when TRANS_A, N >= 4 unless TRANS_B. Rows / columns past the edge are clamped
 //   for loading (a 4-group clamps to the last whole group, so its vec4 loads stay in range) and never
 //   stored.
-// Overrides: TRANS_A, TRANS_B, HAS_BIAS, ACCUMULATE, STRIDED; RM, RN in 1..2; WG_X, WG_Y.
+// Overrides: TRANS_A, TRANS_B, HAS_BIAS, ACCUMULATE, STRIDED; RM, RN in 1..4; WG_X, WG_Y.
 // Dispatch: [ceil(N/(4*RN*WG_X)), ceil(M/(4*RM*WG_Y)), batches], workgroup offsets in tile_x0/y0, z0.
 
 struct Params {
@@ -140,35 +141,83 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     base_o += p.off_o;
     off_bias = p.off_bias;
   }
-  // Second groups past the edge load the last whole group (vec4 layouts) or clamped rows; never stored.
-  var m1 = min(m0 + 4u, M - 1u);
-  if (TRANS_A) { m1 = min(m0 + 4u, M - 4u); }
-  var n1 = min(n0 + 4u, N - 1u);
-  if (!TRANS_B) { n1 = min(n0 + 4u, N - 4u); }
-
+  // Groups past the edge load the last whole group (vec4 layouts) or clamped rows; they are never stored.
+  // Written out per group (not as arrays in loops) so every accumulator is a plain value after constant
+  // folding: a function-scope array indexed in a loop would live in memory.
+  var lastm = M - 1u;
+  if (TRANS_A) { lastm = M - 4u; }
+  var lastn = N - 4u;
+  if (TRANS_B) { lastn = N - 1u; }
+  let mg0 = min(m0 + 0u, lastm);
+  let mg1 = min(m0 + 4u, lastm);
+  let mg2 = min(m0 + 8u, lastm);
+  let mg3 = min(m0 + 12u, lastm);
+  let ng0 = min(n0 + 0u, lastn);
+  let ng1 = min(n0 + 4u, lastn);
+  let ng2 = min(n0 + 8u, lastn);
+  let ng3 = min(n0 + 12u, lastn);
   var c00 = mat4x4<f32>();
   var c01 = mat4x4<f32>();
+  var c02 = mat4x4<f32>();
+  var c03 = mat4x4<f32>();
   var c10 = mat4x4<f32>();
   var c11 = mat4x4<f32>();
+  var c12 = mat4x4<f32>();
+  var c13 = mat4x4<f32>();
+  var c20 = mat4x4<f32>();
+  var c21 = mat4x4<f32>();
+  var c22 = mat4x4<f32>();
+  var c23 = mat4x4<f32>();
+  var c30 = mat4x4<f32>();
+  var c31 = mat4x4<f32>();
+  var c32 = mat4x4<f32>();
+  var c33 = mat4x4<f32>();
   for (var k = 0u; k < K; k += 4u) {
-    let a0 = load_a(m0, k);
-    let b0 = load_b(n0, k);
+    let a0 = load_a(mg0, k);
+    let b0 = load_b(ng0, k);
+    var a1 = mat4x4<f32>();
+    if (RM > 1u) { a1 = load_a(mg1, k); }
+    var b1 = mat4x4<f32>();
+    if (RN > 1u) { b1 = load_b(ng1, k); }
+    var a2 = mat4x4<f32>();
+    if (RM > 2u) { a2 = load_a(mg2, k); }
+    var b2 = mat4x4<f32>();
+    if (RN > 2u) { b2 = load_b(ng2, k); }
+    var a3 = mat4x4<f32>();
+    if (RM > 3u) { a3 = load_a(mg3, k); }
+    var b3 = mat4x4<f32>();
+    if (RN > 3u) { b3 = load_b(ng3, k); }
     c00 += b0 * a0;
-    if (RN > 1u) {
-      let b1 = load_b(n1, k);
-      c01 += b1 * a0;
-      if (RM > 1u) {
-        let a1 = load_a(m1, k);
-        c10 += b0 * a1;
-        c11 += b1 * a1;
-      }
-    } else if (RM > 1u) {
-      let a1 = load_a(m1, k);
-      c10 += b0 * a1;
-    }
+    if (RN > 1u) { c01 += b1 * a0; }
+    if (RN > 2u) { c02 += b2 * a0; }
+    if (RN > 3u) { c03 += b3 * a0; }
+    if (RM > 1u) { c10 += b0 * a1; }
+    if (RM > 1u && RN > 1u) { c11 += b1 * a1; }
+    if (RM > 1u && RN > 2u) { c12 += b2 * a1; }
+    if (RM > 1u && RN > 3u) { c13 += b3 * a1; }
+    if (RM > 2u) { c20 += b0 * a2; }
+    if (RM > 2u && RN > 1u) { c21 += b1 * a2; }
+    if (RM > 2u && RN > 2u) { c22 += b2 * a2; }
+    if (RM > 2u && RN > 3u) { c23 += b3 * a2; }
+    if (RM > 3u) { c30 += b0 * a3; }
+    if (RM > 3u && RN > 1u) { c31 += b1 * a3; }
+    if (RM > 3u && RN > 2u) { c32 += b2 * a3; }
+    if (RM > 3u && RN > 3u) { c33 += b3 * a3; }
   }
-  store(c00, m0, n0, base_o, ldo, off_bias);
-  if (RN > 1u) { store(c01, m0, n0 + 4u, base_o, ldo, off_bias); }
-  if (RM > 1u) { store(c10, m0 + 4u, n0, base_o, ldo, off_bias); }
+  store(c00, m0 + 0u, n0 + 0u, base_o, ldo, off_bias);
+  if (RN > 1u) { store(c01, m0 + 0u, n0 + 4u, base_o, ldo, off_bias); }
+  if (RN > 2u) { store(c02, m0 + 0u, n0 + 8u, base_o, ldo, off_bias); }
+  if (RN > 3u) { store(c03, m0 + 0u, n0 + 12u, base_o, ldo, off_bias); }
+  if (RM > 1u) { store(c10, m0 + 4u, n0 + 0u, base_o, ldo, off_bias); }
   if (RM > 1u && RN > 1u) { store(c11, m0 + 4u, n0 + 4u, base_o, ldo, off_bias); }
+  if (RM > 1u && RN > 2u) { store(c12, m0 + 4u, n0 + 8u, base_o, ldo, off_bias); }
+  if (RM > 1u && RN > 3u) { store(c13, m0 + 4u, n0 + 12u, base_o, ldo, off_bias); }
+  if (RM > 2u) { store(c20, m0 + 8u, n0 + 0u, base_o, ldo, off_bias); }
+  if (RM > 2u && RN > 1u) { store(c21, m0 + 8u, n0 + 4u, base_o, ldo, off_bias); }
+  if (RM > 2u && RN > 2u) { store(c22, m0 + 8u, n0 + 8u, base_o, ldo, off_bias); }
+  if (RM > 2u && RN > 3u) { store(c23, m0 + 8u, n0 + 12u, base_o, ldo, off_bias); }
+  if (RM > 3u) { store(c30, m0 + 12u, n0 + 0u, base_o, ldo, off_bias); }
+  if (RM > 3u && RN > 1u) { store(c31, m0 + 12u, n0 + 4u, base_o, ldo, off_bias); }
+  if (RM > 3u && RN > 2u) { store(c32, m0 + 12u, n0 + 8u, base_o, ldo, off_bias); }
+  if (RM > 3u && RN > 3u) { store(c33, m0 + 12u, n0 + 12u, base_o, ldo, off_bias); }
 }

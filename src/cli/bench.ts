@@ -78,8 +78,10 @@ export async function benchCommand(argv: string[]): Promise<void> {
     const np = await numpyBaseline(shapes);
     if (np.skipped) log(`numpy baseline skipped: ${np.skipped}`);
     log("matmul: variants ...");
-    // The tuned variant, the 4x4 kernel and two wide tiles (the tune record has every variant's time).
-    const names = [...new Set([chosen.nn, MATMUL_VARIANTS[0].name, "wide8x8", "wide4x8"])];
+    // The tuned variant, the 4x4 kernel and the wide tiles (the tune record has every variant's time).
+    const names = [
+      ...new Set([chosen.nn, MATMUL_VARIANTS[0].name, "wide8x8", "wide8x16", "wide16x8", "wide16x16"]),
+    ];
     const rows = await measureVariants(
       gpu,
       shapes,

@@ -56,11 +56,11 @@ export type MatmulVariant =
 export const MATMUL_VARIANTS: readonly MatmulVariant[] = [
   { name: "blocked4x4", kernel: "matmul" },
   { name: "wide8x8", kernel: "matmul_wide", rm: 2, rn: 2, wgX: 16, wgY: 4 },
-  { name: "wide8x8wg8", kernel: "matmul_wide", rm: 2, rn: 2, wgX: 8, wgY: 8 },
   { name: "wide8x8wg64", kernel: "matmul_wide", rm: 2, rn: 2, wgX: 64, wgY: 1 },
   { name: "wide4x8", kernel: "matmul_wide", rm: 1, rn: 2, wgX: 16, wgY: 4 },
-  { name: "wide8x4", kernel: "matmul_wide", rm: 2, rn: 1, wgX: 16, wgY: 4 },
-  { name: "lanes64r8", kernel: "matmul_lanes", wg: 64, rv: 2, cn: 1 },
+  { name: "wide8x16", kernel: "matmul_wide", rm: 2, rn: 4, wgX: 8, wgY: 8 },
+  { name: "wide16x8", kernel: "matmul_wide", rm: 4, rn: 2, wgX: 8, wgY: 8 },
+  { name: "wide16x16", kernel: "matmul_wide", rm: 4, rn: 4, wgX: 8, wgY: 8 },
   { name: "lanes32r8c2", kernel: "matmul_lanes", wg: 32, rv: 2, cn: 2 },
 ];
 
@@ -91,11 +91,19 @@ export function transKey(transA: boolean, transB: boolean): string {
 export function setMatmulVariant(gpu: Gpu, key: string, name: string | undefined): void {
   let m = chosen.get(gpu);
   if (!m) chosen.set(gpu, m = new Map());
+  // An explicit choice (or the tune's own) stands: no tune runs for this combination afterwards.
+  tunedKeys(gpu).set(key, Promise.resolve());
   if (name === undefined) m.delete(key);
   else m.set(key, matmulVariant(name));
 }
 
-const tuned = new WeakMap<Gpu, Promise<unknown>>();
+const tuned = new WeakMap<Gpu, Map<string, Promise<unknown>>>();
+
+function tunedKeys(gpu: Gpu): Map<string, Promise<unknown>> {
+  let m = tuned.get(gpu);
+  if (!m) tuned.set(gpu, m = new Map());
+  return m;
+}
 
 /** ENGRAM_MATMUL_TUNE ("off", "fresh" or unset); unset without permission to read the environment. */
 export function tuneMode(): string | undefined {
@@ -108,18 +116,21 @@ export function tuneMode(): string | undefined {
 
 async function pickVariant(gpu: Gpu, opts: MatmulOptions, transA: boolean, transB: boolean) {
   if (opts.variant !== undefined) return matmulVariant(opts.variant);
-  let t = tuned.get(gpu);
+  const key = transKey(transA, transB);
+  const keys = tunedKeys(gpu);
+  let t = keys.get(key);
   if (!t) {
-    // The tune runs once per Gpu, before its first product without an explicit variant (its own
-    // products name their variant). Loaded lazily: matmul_tune.ts imports this module.
-    // A tune that fails (it never should) leaves the default variant: products must not fail for it.
+    // Each transpose combination is tuned on its first product without an explicit variant (the
+    // tune's own products name theirs), so a process pays only for the combinations it uses. Loaded
+    // lazily: matmul_tune.ts imports this module. A tune that fails (it never should) leaves the
+    // default variant: products must not fail for it.
     t = tuneMode() === "off"
       ? Promise.resolve()
-      : import("./matmul_tune.ts").then((m) => m.autotuneMatmul(gpu)).catch(() => undefined);
-    tuned.set(gpu, t);
+      : import("./matmul_tune.ts").then((m) => m.autotuneMatmul(gpu, { keys: [key] })).catch(() => undefined);
+    keys.set(key, t);
   }
   await t;
-  return chosen.get(gpu)?.get(transKey(transA, transB)) ?? MATMUL_VARIANTS[0];
+  return chosen.get(gpu)?.get(key) ?? MATMUL_VARIANTS[0];
 }
 
 /** The variant names {@link matmul} uses on `gpu` per transpose combination (after the tune). */
@@ -129,21 +140,13 @@ export function chosenVariants(gpu: Gpu): Record<string, string> {
   return r;
 }
 
-/**
- * Marks `gpu` as tuned without running the tune (the tune itself and tests that install choices with
- * {@link setMatmulVariant} call it).
- */
-export function skipMatmulAutotune(gpu: Gpu): void {
-  if (!tuned.has(gpu)) tuned.set(gpu, Promise.resolve());
-}
-
 /** Override constants and output rows x columns per workgroup of `v` for an mb x nb product. */
 function variantLaunch(
   v: MatmulVariant,
   mb: number,
   base: Record<string, number>,
   vec: { A: boolean; B: boolean },
-  shape: { N: number; K: number },
+  shape: { N: number; K: number; batch: number },
 ): { kernel: string; constants: Record<string, number>; rows: number; cols: number } {
   if (v.kernel === "matmul") {
     // A single row of tiles (decode steps, lm-head for the last token) would leave 3/4 of a 16x4
@@ -165,7 +168,15 @@ function variantLaunch(
     // most of its lanes: narrow it to the columns there are and stack the rest along M.
     let wgX = v.wgX;
     while (wgX > 1 && (wgX / 2) * 4 * v.rn >= shape.N) wgX /= 2;
-    const wgY = (v.wgX * v.wgY) / wgX;
+    let wgY = (v.wgX * v.wgY) / wgX;
+    // A workgroup runs on one CPU thread: keep at least 8 of them (down to one 8-lane vector each) so
+    // small products still spread over the cores.
+    const groups = (x: number, y: number) =>
+      Math.ceil(shape.N / (4 * v.rn * x)) * Math.ceil(mb / (4 * v.rm * y)) * shape.batch;
+    while (wgX * wgY > 8 && groups(wgX, wgY) < 8) {
+      if (wgY > 1) wgY /= 2;
+      else wgX /= 2;
+    }
     return {
       kernel: "matmul_wide",
       constants: { ...base, RM: v.rm, RN: v.rn, WG_X: wgX, WG_Y: wgY },
@@ -274,7 +285,7 @@ export async function matmul(
       ACCUMULATE: Number(Boolean(opts.accumulate)),
     },
     { A: vecA, B: vecB },
-    { N, K },
+    { N, K, batch },
   );
   // Without a bias the binding must still hold a read-only buffer; A is one that cannot conflict.
   const biasBuf = opts.bias ?? a;
@@ -415,7 +426,7 @@ async function matmulSplit(
               STRIDED: 1,
             },
             { A: vecA, B: vecB },
-            { N: nb, K: kb },
+            { N: nb, K: kb, batch: 1 },
           );
           await dispatchTiles(
             gpu,

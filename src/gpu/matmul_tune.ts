@@ -53,6 +53,8 @@ export interface TuneOptions {
   rounds?: number;
   /** Accepted error against the twin (default 1e-4, relative to 1 + |value|). */
   tolerance?: number;
+  /** Transpose combinations to tune ({@link transKey}; default all four). */
+  keys?: string[];
 }
 
 /** The default cache file of the tune. */
@@ -93,13 +95,18 @@ function readCache(file: string, adapter: string, hash: string): TuneResult | un
   return undefined;
 }
 
-function writeCache(file: string, r: TuneResult): void {
+/** Stores `r` for its adapter, keeping the combinations of the same tune (`kept`) it did not redo. */
+function writeCache(file: string, r: TuneResult, kept: TuneResult | undefined): void {
   try {
     let all: Record<string, TuneResult> = {};
     try {
       all = JSON.parse(Deno.readTextFileSync(file));
     } catch { /* first entry */ }
-    all[r.adapter] = r;
+    const old = (kept ?? readCache(file, r.adapter, r.kernelsHash))?.entries ?? [];
+    all[r.adapter] = {
+      ...r,
+      entries: [...old.filter((e) => !r.entries.some((x) => x.key === e.key)), ...r.entries],
+    };
     const dir = file.slice(0, file.lastIndexOf("/"));
     if (dir) Deno.mkdirSync(dir, { recursive: true });
     // Written beside and renamed, so a parallel process never reads half a file.
@@ -124,13 +131,18 @@ export async function autotuneMatmul(gpu: Gpu, opts: TuneOptions = {}): Promise<
   const hash = kernelsHash();
   const file = opts.cacheFile === undefined ? defaultTuneFile() : opts.cacheFile;
   const mode = tuneMode();
-  if (file && mode !== "fresh") {
-    const hit = readCache(file, adapter, hash);
-    if (hit && hit.entries.every((e) => MATMUL_VARIANTS.some((v) => v.name === e.chosen))) {
-      for (const e of hit.entries) setMatmulVariant(gpu, e.key, e.chosen);
-      return hit;
+  const keys = opts.keys ?? ["nn", "nt", "tn", "tt"];
+  const cached = file && mode !== "fresh" ? readCache(file, adapter, hash) : undefined;
+  const entries: TuneEntry[] = [];
+  for (const key of keys) {
+    const e = cached?.entries.find((x) => x.key === key);
+    if (e && MATMUL_VARIANTS.some((v) => v.name === e.chosen)) {
+      setMatmulVariant(gpu, key, e.chosen);
+      entries.push(e);
     }
   }
+  const todo = keys.filter((k) => !entries.some((e) => e.key === k));
+  if (todo.length === 0) return { ...cached!, entries };
   const [M, N, K] = opts.shape ?? [128, 256, 192];
   const rounds = opts.rounds ?? 2;
   const tol = opts.tolerance ?? 1e-4;
@@ -138,10 +150,10 @@ export async function autotuneMatmul(gpu: Gpu, opts: TuneOptions = {}): Promise<
   const ta = createTensor(gpu, [M * K], { name: "tune.a", data: a });
   const tb = createTensor(gpu, [K * N], { name: "tune.b", data: b });
   const out = createTensor(gpu, [M * N], { name: "tune.out" });
-  const entries: TuneEntry[] = [];
   try {
     for (const transA of [false, true]) {
       for (const transB of [false, true]) {
+        if (!todo.includes(transKey(transA, transB))) continue;
         const want = matmulRef(a, b, { M, N, K, transA, transB });
         const timings: VariantTiming[] = [];
         for (const v of MATMUL_VARIANTS) {
@@ -187,6 +199,6 @@ export async function autotuneMatmul(gpu: Gpu, opts: TuneOptions = {}): Promise<
     loadavg: Deno.loadavg(),
     entries,
   };
-  if (file) writeCache(file, result);
+  if (file) writeCache(file, result, cached);
   return result;
 }
