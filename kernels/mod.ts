@@ -30,7 +30,9 @@ import wgsl_lib_erf from "./lib/erf.wgsl" with { type: "text" };
 import wgsl_lib_kahan from "./lib/kahan.wgsl" with { type: "text" };
 import wgsl_lib_online_softmax from "./lib/online_softmax.wgsl" with { type: "text" };
 import wgsl_matmul from "./matmul.wgsl" with { type: "text" };
+import wgsl_matmul_lanes from "./matmul_lanes.wgsl" with { type: "text" };
 import wgsl_matmul_naive from "./matmul_naive.wgsl" with { type: "text" };
+import wgsl_matmul_wide from "./matmul_wide.wgsl" with { type: "text" };
 import wgsl_nonfinite from "./nonfinite.wgsl" with { type: "text" };
 import wgsl_rank_one from "./rank_one.wgsl" with { type: "text" };
 import wgsl_reduce from "./reduce.wgsl" with { type: "text" };
@@ -68,7 +70,9 @@ export const KERNEL_FILES: Readonly<Record<string, string>> = Object.freeze({
   "lib/kahan.wgsl": wgsl_lib_kahan,
   "lib/online_softmax.wgsl": wgsl_lib_online_softmax,
   "matmul.wgsl": wgsl_matmul,
+  "matmul_lanes.wgsl": wgsl_matmul_lanes,
   "matmul_naive.wgsl": wgsl_matmul_naive,
+  "matmul_wide.wgsl": wgsl_matmul_wide,
   "nonfinite.wgsl": wgsl_nonfinite,
   "rank_one.wgsl": wgsl_rank_one,
   "reduce.wgsl": wgsl_reduce,

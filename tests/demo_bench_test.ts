@@ -35,17 +35,46 @@ Deno.test("demo --model --text runs any GPT-2 folder", async () => {
   assert.ok(j.max_abs_logprob_error_vs_float64 <= 1e-4, `error ${j.max_abs_logprob_error_vs_float64}`);
 });
 
-Deno.test("bench --quick --json reports GFLOP/s, ratios and the adapter", async () => {
-  const r = await engram("bench", "--quick", "--json");
+Deno.test("bench --quick --json: one schema-versioned record; bench compare tables and charts it", async () => {
+  const dir = await Deno.makeTempDir();
+  const file = `${dir}/a.json`;
+  const r = await engram("bench", "--quick", "--json", "--out", file);
   assert.equal(r.code, 0, r.stderr);
   const j = JSON.parse(r.stdout);
+  assert.equal(j.schema, "engram-bench/2");
   assert.equal(typeof j.adapter.description, "string");
-  assert.ok(j.matmul.length >= 2);
-  for (const m of j.matmul) {
-    assert.ok(
-      m.gflops > 0 && m.naiveGflops > 0 && Math.abs(m.ratio - m.gflops / m.naiveGflops) < 1e-6 * m.ratio,
-    );
+  assert.ok(j.adapter.limits.maxStorageBufferBindingSize > 0 && Array.isArray(j.adapter.features));
+  assert.equal(typeof j.deno, "string");
+  assert.equal(j.host.loadavgStart.length, 3);
+  const fig = (name: string) => j.figures.find((f: { name: string }) => f.name === name);
+  for (const f of j.figures) {
+    assert.ok(Number.isFinite(f.value) && f.value > 0 && typeof f.unit === "string", JSON.stringify(f));
+    if (f.baseline) {
+      assert.ok(Math.abs(f.baseline.ratio - f.value / f.baseline.value) < 1e-9 * f.baseline.ratio);
+    }
   }
-  assert.ok(j.attention.length >= 1 && j.attention[0].gflops > 0);
-  assert.ok(j.forward[0].tokensPerSecond > 0);
+  const tuned = fig("matmul 286x384x96 tuned vs 4x4");
+  assert.equal(tuned.unit, "GFLOP/s");
+  assert.equal(tuned.baseline.name, "matmul 286x384x96 blocked4x4");
+  assert.equal(fig("readTensor").baseline.name, "flush then map");
+  assert.ok(fig("readTensors of 8").baseline.value > 0);
+  assert.ok(fig("world forward 1x8").baseline.value > 0);
+  assert.ok(j.figures.some((f: { unit: string }) => f.unit === "tokens/s"));
+  assert.ok(j.raw.tune.entries.length === 4 && j.raw.memory.length >= 1);
+  // numpy is optional: either its figures are there or the record says why not.
+  assert.ok(fig("matmul 286x384x96 numpy") || j.raw.matmul.numpy.skipped);
+
+  const svg = `${dir}/c.svg`;
+  const c = await engram("bench", "compare", file, file, "--svg", svg);
+  assert.equal(c.code, 0, c.stderr);
+  const lines = c.stdout.trim().split("\n");
+  assert.match(lines[0], /^\| figure \| unit \| a\.json .*\| a\.json .*\|$/);
+  assert.equal(lines.length, 2 + j.figures.length);
+  assert.ok(lines.some((l) => l.startsWith("| readTensor | ms |")));
+  const chart = await Deno.readTextFile(svg);
+  assert.ok(chart.startsWith("<svg") && chart.includes("readTensors of 8"));
+  const bad = await engram("bench", "compare", "deno.json");
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /schema/);
+  await Deno.remove(dir, { recursive: true });
 });

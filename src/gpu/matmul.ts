@@ -34,6 +34,162 @@ export interface MatmulOptions {
   strideB?: number;
   /** Elements between consecutive batches of out (default M*N). */
   strideOut?: number;
+  /**
+   * Kernel variant by name ({@link MATMUL_VARIANTS}); default: the one the autotune chose for this
+   * adapter ({@link ./matmul_tune.ts}). Every variant computes the same product; benchmarks and tests
+   * pick one to compare them.
+   */
+  variant?: string;
+}
+
+/**
+ * A matmul kernel variant: the register-blocked 4x4 kernel (`kernels/matmul.wgsl`, workgroup 16x4, or
+ * 64x1 for a single row of tiles) or a lane-uniform one (`kernels/matmul_lanes.wgsl`: `wg` lanes share
+ * 4*`rv` rows, each owns `cn` columns).
+ */
+export type MatmulVariant =
+  | { name: string; kernel: "matmul" }
+  | { name: string; kernel: "matmul_wide"; rm: number; rn: number; wgX: number; wgY: number }
+  | { name: string; kernel: "matmul_lanes"; wg: number; rv: number; cn: number };
+
+/** Every variant the autotune chooses from; the first is the default when no tune has run. */
+export const MATMUL_VARIANTS: readonly MatmulVariant[] = [
+  { name: "blocked4x4", kernel: "matmul" },
+  { name: "wide8x8", kernel: "matmul_wide", rm: 2, rn: 2, wgX: 16, wgY: 4 },
+  { name: "wide8x8wg64", kernel: "matmul_wide", rm: 2, rn: 2, wgX: 64, wgY: 1 },
+  { name: "wide4x8", kernel: "matmul_wide", rm: 1, rn: 2, wgX: 16, wgY: 4 },
+  { name: "wide8x16", kernel: "matmul_wide", rm: 2, rn: 4, wgX: 8, wgY: 8 },
+  { name: "wide16x8", kernel: "matmul_wide", rm: 4, rn: 2, wgX: 8, wgY: 8 },
+  { name: "wide16x16", kernel: "matmul_wide", rm: 4, rn: 4, wgX: 8, wgY: 8 },
+  { name: "lanes32r8c2", kernel: "matmul_lanes", wg: 32, rv: 2, cn: 2 },
+];
+
+/** The variant named `name`; ShapeError naming the field for an unknown one. */
+export function matmulVariant(name: string): MatmulVariant {
+  const v = MATMUL_VARIANTS.find((x) => x.name === name);
+  if (!v) {
+    throw new ShapeError(
+      `matmul variant '${name}' is not one of ${MATMUL_VARIANTS.map((x) => x.name).join(", ")}`,
+      { field: "variant" },
+    );
+  }
+  return v;
+}
+
+/** Per-Gpu choice of variant by transpose combination, set by the autotune (matmul_tune.ts). */
+const chosen = new WeakMap<Gpu, Map<string, MatmulVariant>>();
+
+/** Key of a transpose combination in the tuned choices: "nn", "nt", "tn", "tt". */
+export function transKey(transA: boolean, transB: boolean): string {
+  return (transA ? "t" : "n") + (transB ? "t" : "n");
+}
+
+/**
+ * Sets the variant {@link matmul} uses on `gpu` for one transpose combination ({@link transKey}); the
+ * autotune calls it. `undefined` restores the default.
+ */
+export function setMatmulVariant(gpu: Gpu, key: string, name: string | undefined): void {
+  let m = chosen.get(gpu);
+  if (!m) chosen.set(gpu, m = new Map());
+  // An explicit choice (or the tune's own) stands: no tune runs for this combination afterwards.
+  tunedKeys(gpu).set(key, Promise.resolve());
+  if (name === undefined) m.delete(key);
+  else m.set(key, matmulVariant(name));
+}
+
+const tuned = new WeakMap<Gpu, Map<string, Promise<unknown>>>();
+
+function tunedKeys(gpu: Gpu): Map<string, Promise<unknown>> {
+  let m = tuned.get(gpu);
+  if (!m) tuned.set(gpu, m = new Map());
+  return m;
+}
+
+/** ENGRAM_MATMUL_TUNE ("off", "fresh" or unset); unset without permission to read the environment. */
+export function tuneMode(): string | undefined {
+  try {
+    return Deno.env.get("ENGRAM_MATMUL_TUNE");
+  } catch {
+    return undefined;
+  }
+}
+
+async function pickVariant(gpu: Gpu, opts: MatmulOptions, transA: boolean, transB: boolean) {
+  if (opts.variant !== undefined) return matmulVariant(opts.variant);
+  const key = transKey(transA, transB);
+  const keys = tunedKeys(gpu);
+  let t = keys.get(key);
+  if (!t) {
+    // Each transpose combination is tuned on its first product without an explicit variant (the
+    // tune's own products name theirs), so a process pays only for the combinations it uses. Loaded
+    // lazily: matmul_tune.ts imports this module. A tune that fails (it never should) leaves the
+    // default variant: products must not fail for it.
+    t = tuneMode() === "off"
+      ? Promise.resolve()
+      : import("./matmul_tune.ts").then((m) => m.autotuneMatmul(gpu, { keys: [key] })).catch(() => undefined);
+    keys.set(key, t);
+  }
+  await t;
+  return chosen.get(gpu)?.get(key) ?? MATMUL_VARIANTS[0];
+}
+
+/** The variant names {@link matmul} uses on `gpu` per transpose combination (after the tune). */
+export function chosenVariants(gpu: Gpu): Record<string, string> {
+  const r: Record<string, string> = {};
+  for (const k of ["nn", "nt", "tn", "tt"]) r[k] = chosen.get(gpu)?.get(k)?.name ?? MATMUL_VARIANTS[0].name;
+  return r;
+}
+
+/** Override constants and output rows x columns per workgroup of `v` for an mb x nb product. */
+function variantLaunch(
+  v: MatmulVariant,
+  mb: number,
+  base: Record<string, number>,
+  vec: { A: boolean; B: boolean },
+  shape: { N: number; K: number; batch: number },
+): { kernel: string; constants: Record<string, number>; rows: number; cols: number } {
+  if (v.kernel === "matmul") {
+    // A single row of tiles (decode steps, lm-head for the last token) would leave 3/4 of a 16x4
+    // workgroup idle; lay the whole workgroup along N instead.
+    const [wgX, wgY] = Math.ceil(mb / TILE) === 1 ? [64, 1] : [16, 4];
+    return {
+      kernel: "matmul",
+      constants: { ...base, VEC_A: Number(vec.A), VEC_B: Number(vec.B), WG_X: wgX, WG_Y: wgY },
+      rows: TILE * wgY,
+      cols: TILE * wgX,
+    };
+  }
+  if (v.kernel === "matmul_wide") {
+    // Aligned operands only (kernels/matmul_wide.wgsl's preconditions); otherwise the 4x4 kernel.
+    const ok = vec.A && vec.B && shape.K % 4 === 0 && (!base.TRANS_A || mb >= 4) &&
+      (base.TRANS_B || shape.N >= 4);
+    if (!ok) return variantLaunch(MATMUL_VARIANTS[0], mb, base, vec, shape);
+    // A workgroup wider than the product (the world model's N = 96 against 64 x 8 columns) would idle
+    // most of its lanes: narrow it to the columns there are and stack the rest along M.
+    let wgX = v.wgX;
+    while (wgX > 1 && (wgX / 2) * 4 * v.rn >= shape.N) wgX /= 2;
+    let wgY = (v.wgX * v.wgY) / wgX;
+    // A workgroup runs on one CPU thread: keep at least 8 of them (down to one 8-lane vector each) so
+    // small products still spread over the cores.
+    const groups = (x: number, y: number) =>
+      Math.ceil(shape.N / (4 * v.rn * x)) * Math.ceil(mb / (4 * v.rm * y)) * shape.batch;
+    while (wgX * wgY > 8 && groups(wgX, wgY) < 8) {
+      if (wgY > 1) wgY /= 2;
+      else wgX /= 2;
+    }
+    return {
+      kernel: "matmul_wide",
+      constants: { ...base, RM: v.rm, RN: v.rn, WG_X: wgX, WG_Y: wgY },
+      rows: 4 * v.rm * wgY,
+      cols: 4 * v.rn * wgX,
+    };
+  }
+  return {
+    kernel: "matmul_lanes",
+    constants: { ...base, WG: v.wg, RV: v.rv, CN: v.cn },
+    rows: 4 * v.rv,
+    cols: v.wg * v.cn,
+  };
 }
 
 /** Outputs per invocation along each axis (the kernel's register tile is TILE x TILE). */
@@ -115,50 +271,53 @@ export async function matmul(
   const fits = [a, b, out, opts.bias].every((t) => !t || t.buffer.size <= limit);
   if (!fits) return matmulSplit(gpu, a, b, out, opts, batch, strideA, strideB, strideOut, alpha);
 
+  const variant = await pickVariant(gpu, opts, transA, transB);
   // vec4 loads need the contiguous dimension and every batch base to be 16-byte aligned.
   const vecA = (transA ? M : K) % 4 === 0 && (batch === 1 || strideA % 4 === 0);
   const vecB = (transB ? K : N) % 4 === 0 && (batch === 1 || strideB % 4 === 0);
-  const tilesM = Math.ceil(M / TILE);
-  // A single row of tiles (decode steps, lm-head for the last token) would leave 3/4 of a 16x4
-  // workgroup idle; lay the whole workgroup along N instead.
-  const [wgX, wgY] = tilesM === 1 ? [64, 1] : [16, 4];
-  const constants = {
-    TRANS_A: Number(transA),
-    TRANS_B: Number(transB),
-    VEC_A: Number(vecA),
-    VEC_B: Number(vecB),
-    HAS_BIAS: Number(Boolean(opts.bias)),
-    ACCUMULATE: Number(Boolean(opts.accumulate)),
-    WG_X: wgX,
-    WG_Y: wgY,
-  };
+  const { kernel, constants, rows, cols } = variantLaunch(
+    variant,
+    M,
+    {
+      TRANS_A: Number(transA),
+      TRANS_B: Number(transB),
+      HAS_BIAS: Number(Boolean(opts.bias)),
+      ACCUMULATE: Number(Boolean(opts.accumulate)),
+    },
+    { A: vecA, B: vecB },
+    { N, K, batch },
+  );
   // Without a bias the binding must still hold a read-only buffer; A is one that cannot conflict.
   const biasBuf = opts.bias ?? a;
-  await dispatchTiles(gpu, [a, b, biasBuf, out], M, N, batch, wgX, wgY, constants, (x0, y0, z0) =>
+  await dispatchTiles(gpu, kernel, [a, b, biasBuf, out], M, N, batch, rows, cols, constants, (x0, y0, z0) =>
     // The strided fields (lda .. off_bias) are unread without STRIDED.
     uniforms(M, N, K, strideA, strideB, strideOut, x0, y0, z0, { f: alpha }, 0, 0, 0, 0, 0, 0, 0));
 }
 
-/** Records the dispatches of one (block of a) product, slicing the grid at the per-dimension limit. */
+/**
+ * Records the dispatches of one (block of a) product, `rows` x `cols` outputs per workgroup, slicing
+ * the grid at the per-dimension limit (offsets in workgroups).
+ */
 async function dispatchTiles(
   gpu: Gpu,
+  kernel: string,
   operands: Binding[],
   M: number,
   N: number,
   batch: number,
-  wgX: number,
-  wgY: number,
+  rows: number,
+  cols: number,
   constants: Record<string, number>,
   params: (x0: number, y0: number, z0: number) => ArrayBuffer,
 ): Promise<void> {
   const lim = gpu.device.limits.maxComputeWorkgroupsPerDimension;
-  const gx = Math.ceil(Math.ceil(N / TILE) / wgX), gy = Math.ceil(Math.ceil(M / TILE) / wgY);
+  const gx = Math.ceil(N / cols), gy = Math.ceil(M / rows);
   for (let z0 = 0; z0 < batch; z0 += lim) {
     for (let y0 = 0; y0 < gy; y0 += lim) {
       for (let x0 = 0; x0 < gx; x0 += lim) {
         await launch(
           gpu,
-          "matmul",
+          kernel,
           "main",
           [{ uniform: params(x0, y0, z0) }, ...operands],
           [Math.min(lim, gx - x0), Math.min(lim, gy - y0), Math.min(lim, batch - z0)],
@@ -232,6 +391,7 @@ async function matmulSplit(
   const transA = opts.transA ?? false, transB = opts.transB ?? false;
   const lda = transA ? M : K, ldb = transB ? K : N, ldo = N;
   const { Mb, Nb, Kb } = planMatmulBlocks(M, N, K, transA, transB, windowSlackElems(gpu));
+  const variant = await pickVariant(gpu, opts, transA, transB);
   for (let z = 0; z < batch; z++) {
     const zA = z * strideA, zB = z * strideB, zO = z * strideOut;
     for (let m0 = 0; m0 < M; m0 += Mb) {
@@ -255,26 +415,28 @@ async function matmulSplit(
           const wbias = hasBias ? elementWindow(opts.bias!, n0, n0 + nb) : wa;
           const vecA = (!transA || mb % 4 === 0) && lda % 4 === 0 && wa.base % 4 === 0;
           const vecB = (transB || nb % 4 === 0) && ldb % 4 === 0 && wb.base % 4 === 0;
-          const [wgX, wgY] = Math.ceil(mb / TILE) === 1 ? [64, 1] : [16, 4];
-          const constants = {
-            TRANS_A: Number(transA),
-            TRANS_B: Number(transB),
-            VEC_A: Number(vecA),
-            VEC_B: Number(vecB),
-            HAS_BIAS: Number(hasBias),
-            ACCUMULATE: Number(!first || Boolean(opts.accumulate)),
-            WG_X: wgX,
-            WG_Y: wgY,
-            STRIDED: 1,
-          };
+          const { kernel, constants, rows, cols } = variantLaunch(
+            variant,
+            mb,
+            {
+              TRANS_A: Number(transA),
+              TRANS_B: Number(transB),
+              HAS_BIAS: Number(hasBias),
+              ACCUMULATE: Number(!first || Boolean(opts.accumulate)),
+              STRIDED: 1,
+            },
+            { A: vecA, B: vecB },
+            { N: nb, K: kb, batch: 1 },
+          );
           await dispatchTiles(
             gpu,
+            kernel,
             [wa.window, wb.window, wbias.window, wo.window],
             mb,
             nb,
             1,
-            wgX,
-            wgY,
+            rows,
+            cols,
             constants,
             (x0, y0) =>
               uniforms(

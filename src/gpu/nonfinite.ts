@@ -6,7 +6,7 @@
 import { ShapeError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
 import { grid, launch, uniforms } from "./pipeline.ts";
-import { createTensor, type GpuTensor, readTensor, readTensorU32 } from "./tensor.ts";
+import { createTensor, type GpuTensor, readTensor, readTensors, readTensorU32 } from "./tensor.ts";
 
 /** Elements scanned by one workgroup (WG × PER in the kernel). */
 const BLOCK = 256 * 16;
@@ -59,36 +59,26 @@ export async function readFirstNonFinite(flag: GpuTensor): Promise<number> {
 /**
  * Reads `x` back to the host together with the index of its first non-finite element (-1 if none): the
  * scan is one dispatch and its 4 bytes come back in the same staging buffer, so the check adds no extra
- * round trip to the read the caller needed anyway.
+ * round trip to the read the caller needed anyway. `extra` tensors (a step's other results) come back in
+ * the same map, in order, in `extra`.
  */
 export async function readWithNonFiniteCheck(
   gpu: Gpu,
   x: GpuTensor,
-): Promise<{ data: Float32Array; first: number }> {
+  extra: readonly GpuTensor[] = [],
+): Promise<{ data: Float32Array; first: number; extra: Float32Array[] }> {
   // A tensor past the binding limit (the logits of a large vocabulary at every position) is read whole
   // anyway: it is scanned on the host.
   if (x.numel * 4 > gpu.bindingLimit) {
-    const data = await readTensor(x);
-    return { data, first: hostFirstNonFinite(data) };
+    const [data, ...rest] = await readTensors([x, ...extra]);
+    return { data, first: hostFirstNonFinite(data), extra: rest };
   }
   const flag = await recordNonFiniteScan(gpu, x);
-  const n = x.numel;
-  const staging = gpu.device.createBuffer({
-    size: n * 4 + 4,
-    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-  });
   try {
-    const enc = gpu.commandEncoder();
-    if (n > 0) enc.copyBufferToBuffer(x.buffer, 0, staging, 0, n * 4);
-    enc.copyBufferToBuffer(flag.buffer, 0, staging, n * 4, 4);
-    await gpu.flush();
-    await staging.mapAsync(GPUMapMode.READ);
-    const bytes = staging.getMappedRange().slice(0);
-    staging.unmap();
-    const v = new Uint32Array(bytes, n * 4, 1)[0];
-    return { data: new Float32Array(bytes, 0, n), first: v === NONE ? -1 : v };
+    const [data, f, ...rest] = await readTensors([x, flag, ...extra]);
+    const v = new Uint32Array(f.buffer, f.byteOffset, 1)[0];
+    return { data, first: v === NONE ? -1 : v, extra: rest };
   } finally {
-    staging.destroy();
     flag.destroy();
   }
 }

@@ -249,20 +249,82 @@ export async function readRange(t: GpuTensor, offset: number, count: number): Pr
 }
 
 async function readBytes(t: GpuTensor, offset: number, count: number): Promise<ArrayBuffer> {
-  const gpu = t.gpu;
-  if (offset < 0 || offset + count > t.numel) {
-    throw new ShapeError(`read of ${count} elements at ${offset} overruns [${t.shape}]`, { field: t.name });
+  // One region fills its staging buffer from byte 0: its host copy is exactly the elements read.
+  const [r] = await readRegions([{ tensor: t, offset, count }]);
+  return r.buffer;
+}
+
+/** Part of a tensor for {@link readTensors}: `count` elements from element `offset`. */
+export interface TensorRange {
+  tensor: GpuTensor;
+  offset: number;
+  count: number;
+}
+
+/**
+ * Reads several tensors (or {@link TensorRange}s of them) back with one map: every copy goes into one
+ * staging buffer, so a step's results cost one completion wait instead of one each. Element i of the
+ * result holds tensor i's f32 elements (view a u32 tensor's with `new Uint32Array(r.buffer, r.byteOffset,
+ * r.length)`). Each result owns its host buffer. The same tensor may appear more than once.
+ */
+export async function readTensors(items: ReadonlyArray<GpuTensor | TensorRange>): Promise<Float32Array[]> {
+  const regions = items.map((it) =>
+    it instanceof GpuTensor ? { tensor: it, offset: 0, count: it.numel } : it
+  );
+  // Each result gets its own buffer (a host copy), so no caller sees another's elements through `.buffer`.
+  return (await readRegions(regions)).map((r) =>
+    new Float32Array(r.buffer.slice(r.byteOffset, r.byteOffset + r.count * 4))
+  );
+}
+
+/**
+ * Copies each region into a shared staging buffer (a new one only where the next region would pass the
+ * adapter's maxBufferSize), submits with error checks and maps every staging buffer concurrently: the
+ * maps complete after the submitted work, in one completion poll.
+ */
+async function readRegions(
+  regions: ReadonlyArray<TensorRange>,
+): Promise<Array<{ buffer: ArrayBuffer; byteOffset: number; count: number }>> {
+  if (regions.length === 0) return [];
+  const gpu = regions[0].tensor.gpu;
+  for (const { tensor: t, offset, count } of regions) {
+    if (t.gpu !== gpu) throw new ShapeError(`read of '${t.name}' mixes GPU devices`, { field: t.name });
+    if (
+      !(Number.isInteger(offset) && Number.isInteger(count)) || offset < 0 || count < 0 ||
+      offset + count > t.numel
+    ) {
+      throw new ShapeError(`read of ${count} elements at ${offset} overruns [${t.shape}]`, { field: t.name });
+    }
   }
-  const size = Math.max(4, count * 4);
-  const staging = gpu.device.createBuffer({
-    size: Math.ceil(size / 4) * 4,
-    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-  });
-  if (count > 0) gpu.commandEncoder().copyBufferToBuffer(t.buffer, offset * 4, staging, 0, count * 4);
-  await gpu.flush();
-  await staging.mapAsync(GPUMapMode.READ);
-  const out = staging.getMappedRange().slice(0, count * 4);
-  staging.unmap();
-  staging.destroy();
-  return out;
+  const cap = Math.floor(gpu.device.limits.maxBufferSize / 4) * 4;
+  // [staging index, byte offset in it] of every region.
+  const at: Array<[number, number]> = [];
+  const sizes: number[] = [0];
+  for (const { count } of regions) {
+    const bytes = count * 4;
+    if (sizes[sizes.length - 1] > 0 && sizes[sizes.length - 1] + bytes > cap) sizes.push(0);
+    at.push([sizes.length - 1, sizes[sizes.length - 1]]);
+    sizes[sizes.length - 1] += bytes;
+  }
+  const staging = sizes.map((size) =>
+    gpu.device.createBuffer({
+      size: Math.max(4, size),
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    })
+  );
+  try {
+    const enc = gpu.commandEncoder();
+    regions.forEach(({ tensor, offset, count }, i) => {
+      if (count > 0) {
+        enc.copyBufferToBuffer(tensor.buffer, offset * 4, staging[at[i][0]], at[i][1], count * 4);
+      }
+    });
+    await gpu.submitChecked();
+    await Promise.all(staging.map((s) => s.mapAsync(GPUMapMode.READ)));
+    gpu.checkAlive();
+    const host = staging.map((s, j) => s.getMappedRange().slice(0, sizes[j]));
+    return regions.map(({ count }, i) => ({ buffer: host[at[i][0]], byteOffset: at[i][1], count }));
+  } finally {
+    for (const s of staging) s.destroy();
+  }
 }

@@ -31,7 +31,7 @@ import { backwardFromLogitGrads } from "../model/backward.ts";
 import type { Hooks, PatchSpec } from "../model/hooks.ts";
 import { siteWidth } from "../model/hooks.ts";
 import type { SavedForward, TransformerModel } from "../model/transformer.ts";
-import { readTensor } from "../gpu/tensor.ts";
+import { readTensors } from "../gpu/tensor.ts";
 import type { RunSpec } from "./patching.ts";
 
 /** The scalar L of the paper: a function of the next-token distribution after the last position. */
@@ -347,7 +347,8 @@ function captured(runs: Runs, site: string): Float32Array {
 /** Reads every layer's fused q/k/v rows from a saved forward. */
 async function readAttn(saved: SavedForward): Promise<AttnState[]> {
   const out: AttnState[] = [];
-  for (const a of saved.layers) out.push({ qkv: await readTensor(a.qkv) });
+  // Every layer in one map (one completion wait).
+  for (const qkv of await readTensors(saved.layers.map((a) => a.qkv))) out.push({ qkv });
   return out;
 }
 

@@ -18,6 +18,7 @@ import {
   type GpuTensor,
   readRange,
   readTensor,
+  readTensors,
   writeTensor,
 } from "../gpu/tensor.ts";
 import type { SavedForward, TransformerModel } from "./transformer.ts";
@@ -506,7 +507,9 @@ async function backwardCore(
     });
   }
   try {
-    for (const [name, t] of pending) siteGrads.set(name, await readTensor(t));
+    // Every site's gradient in one map (one completion wait).
+    const grads = await readTensors(pending.map(([, t]) => t));
+    pending.forEach(([name], i) => siteGrads.set(name, grads[i]));
   } finally {
     for (const t of tmp) t.destroy();
   }

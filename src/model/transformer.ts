@@ -20,7 +20,7 @@ import { embedding } from "../gpu/embedding.ts";
 import { matmul } from "../gpu/matmul.ts";
 import { residualAddInPlace } from "../gpu/residual.ts";
 import { logSoftmax } from "../gpu/softmax.ts";
-import { copyTensor, createTensor, GpuTensor, readTensor, writeTensor } from "../gpu/tensor.ts";
+import { copyTensor, createTensor, GpuTensor, readTensor, readTensors, writeTensor } from "../gpu/tensor.ts";
 import { firstNonFinite, readWithNonFiniteCheck } from "../gpu/nonfinite.ts";
 import { describeNonFinite, NonFiniteError } from "./nonfinite.ts";
 import { type ModelConfig, resolveConfig, type ResolvedConfig, type WeightMap } from "./config.ts";
@@ -805,14 +805,16 @@ export class TransformerModel {
         if (r.first >= 0) badAll = r.first;
       }
     }
-    // One dispatch flags a NaN / Inf in the log-probabilities; its 4 bytes come back with them.
-    const { data: flat, first: bad } = opts.allowNonFinite
-      ? { data: await readTensor(lp), first: -1 }
-      : await readWithNonFiniteCheck(gpu, lp);
-    for (const [name, t] of pendingCaptures) {
-      captured.set(name, await readTensor(t));
+    // One dispatch flags a NaN / Inf in the log-probabilities; its 4 bytes and every captured site come
+    // back with them in one map (one completion wait per forward).
+    const snaps = pendingCaptures.map(([, t]) => t);
+    let flat: Float32Array, bad = -1, snapData: Float32Array[];
+    if (opts.allowNonFinite) [flat, ...snapData] = await readTensors([lp, ...snaps]);
+    else ({ data: flat, first: bad, extra: snapData } = await readWithNonFiniteCheck(gpu, lp, snaps));
+    pendingCaptures.forEach(([name, t], i) => {
+      captured.set(name, snapData[i]);
       t.destroy();
-    }
+    });
     for (const t of tmp) t.destroy();
     if (bad >= 0 || badAll >= 0) {
       if (save) freeSaved();

@@ -1,0 +1,111 @@
+import assert from "node:assert/strict";
+import { getGpu } from "../src/gpu/device.ts";
+import { matmul, MATMUL_VARIANTS, type MatmulOptions, matmulVariant } from "../src/gpu/matmul.ts";
+import { autotuneMatmul } from "../src/gpu/matmul_tune.ts";
+import { createTensor, poison, readTensor, writeTensor } from "../src/gpu/tensor.ts";
+import { ShapeError } from "../src/errors.ts";
+import { matmulRef } from "../src/reference/matmul.ts";
+import { assertClose, freshSeed, randn, rng } from "./_util.ts";
+
+const TOL = 1e-5;
+
+/** One product with variant `v` on fresh random inputs against the float64 twin. */
+async function check(v: string, opts: MatmulOptions, label: string, seed = freshSeed()): Promise<void> {
+  const gpu = await getGpu();
+  const r = rng(seed);
+  const { M, N, K } = opts;
+  const batch = opts.batch ?? 1;
+  const sA = opts.strideA ?? M * K, sB = opts.strideB ?? K * N, sO = opts.strideOut ?? M * N;
+  const lenA = Math.max(1, (batch - 1) * sA + M * K), lenB = Math.max(1, (batch - 1) * sB + K * N);
+  const lenO = Math.max(1, (batch - 1) * sO + M * N);
+  const a = randn(r, lenA), b = randn(r, lenB);
+  const ta = createTensor(gpu, [lenA], { data: a }), tb = createTensor(gpu, [lenB], { data: b });
+  const out = createTensor(gpu, [lenO]);
+  let init: Float32Array | undefined;
+  if (opts.accumulate) writeTensor(out, init = randn(r, lenO));
+  else poison(out);
+  const biasData = opts.bias ? randn(r, N) : undefined;
+  const bias = biasData ? createTensor(gpu, [N], { data: biasData }) : undefined;
+  await matmul(gpu, ta, tb, out, { ...opts, bias, variant: v });
+  const got = await readTensor(out);
+  const want = matmulRef(a, b, { ...opts, bias: biasData, out: init ?? new Float32Array(lenO) });
+  const g: number[] = [], w: number[] = [];
+  for (let z = 0; z < batch; z++) {
+    for (let i = 0; i < M * N; i++) (g.push(got[z * sO + i]), w.push(want[z * sO + i]));
+  }
+  assertClose(g, w, TOL, `${v} ${label}`, seed);
+  for (const t of [ta, tb, out, bias]) t?.destroy();
+}
+
+// Odd shapes (the wide variants fall back to the 4x4 kernel there), aligned ones that use every
+// variant's own path with partial edge tiles, and exact multiples of the tiles.
+// An odd shape (the wide variants fall back to the 4x4 kernel there), aligned ones with partial edge
+// tiles of every variant's own path, and an exact multiple of the tiles.
+const SHAPES: Array<[number, number, number]> = [[3, 5, 7], [20, 36, 12], [12, 8, 4], [16, 32, 8]];
+
+// Pipelines are compiled per variant and flag set (seconds each for the widest tiles on llvmpipe), so
+// each variant gets every transpose on plain products, and the flags on two of the combinations.
+Deno.test("matmul variants: every transpose combination on odd and aligned shapes", async () => {
+  const gpu = await getGpu();
+  const dummy = createTensor(gpu, [1]);
+  for (const { name } of MATMUL_VARIANTS) {
+    for (const transA of [false, true]) {
+      for (const transB of [false, true]) {
+        const t = `tA=${transA} tB=${transB}`;
+        for (const [M, N, K] of SHAPES) await check(name, { M, N, K, transA, transB }, `${M}x${N}x${K} ${t}`);
+        await check(name, { M: 8, N: 8, K: 8, batch: 3, strideB: 0, transA, transB }, `broadcast B ${t}`);
+      }
+    }
+    for (const [transA, transB] of [[false, true], [true, false]]) {
+      const t = `tA=${transA} tB=${transB}`;
+      const all = { transA, transB, bias: dummy, alpha: -0.7, accumulate: true };
+      await check(name, { M: 20, N: 36, K: 12, ...all }, `all ${t}`);
+      await check(
+        name,
+        { M: 20, N: 36, K: 12, batch: 2, strideA: 724, strideB: 436, strideOut: 724, ...all },
+        `strided batches ${t}`,
+      );
+    }
+  }
+  dummy.destroy();
+});
+
+Deno.test("matmul variants: the STRIDED split path (operands over the binding limit)", async () => {
+  const gpu = await getGpu();
+  gpu.setBindingLimit(2048);
+  try {
+    for (const { name } of MATMUL_VARIANTS) {
+      for (const [transA, transB] of [[false, false], [true, true]]) {
+        await check(name, { M: 24, N: 40, K: 32, transA, transB }, `split tA=${transA} tB=${transB}`);
+      }
+    }
+    // Odd blocks fall back to the 4x4 kernel whatever the variant.
+    await check("wide8x8", { M: 19, N: 23, K: 29, transB: true }, "split odd");
+  } finally {
+    gpu.setBindingLimit(undefined);
+  }
+});
+
+Deno.test("matmul variants: an unknown name is a ShapeError naming the field", () => {
+  assert.throws(
+    () => matmulVariant("nope"),
+    (e: unknown) => e instanceof ShapeError && e.field === "variant",
+  );
+});
+
+Deno.test("autotune: runs every variant once per transpose combination, each checked against the twin", async () => {
+  const gpu = await getGpu();
+  const r = await autotuneMatmul(gpu, { cacheFile: null, shape: [20, 44, 28], rounds: 1 });
+  assert.deepEqual(r.entries.map((e) => e.key), ["nn", "nt", "tn", "tt"]);
+  for (const e of r.entries) {
+    assert.deepEqual(e.timings.map((t) => t.variant), MATMUL_VARIANTS.map((v) => v.name));
+    for (const t of e.timings) {
+      assert.ok(t.ok && t.error < 1e-5, `${e.key} ${t.variant}: error ${t.error}`);
+      assert.ok(Number.isFinite(t.ms) && t.ms > 0, `${e.key} ${t.variant}: ${t.ms} ms`);
+    }
+    const fastest = Math.min(...e.timings.map((t) => t.ms));
+    assert.equal(e.timings.find((t) => t.variant === e.chosen)!.ms, fastest);
+  }
+  // Products without a variant now use the chosen ones and still match the twin.
+  await check(r.entries[0].chosen, { M: 20, N: 36, K: 12 }, "chosen nn");
+});
