@@ -6,10 +6,12 @@
  *
  * A lock whose pid is no longer running on this host (a run killed with -9) is stale and is broken: it is
  * renamed to a unique name, re-read, and deleted only if it still holds the stale content (so two runs
- * breaking it at once cannot delete a fresh lock). On systems without /proc a lock is never judged stale.
+ * breaking it at once cannot delete a fresh lock). On systems without /proc, and where Deno denies it (any
+ * run without --allow-all: Deno grants /proc to no narrower permission), a lock is never judged stale.
  */
 import { EngramError } from "../errors.ts";
 import { lstatOrUndefined, randomSuffix } from "./atomic.ts";
+import { isPermissionDenied } from "./permissions.ts";
 
 /** A held lock; {@link OutputLock.release} removes its file. */
 export interface OutputLock {
@@ -39,9 +41,16 @@ async function holderAlive(body: LockBody | undefined, mtime: Date | null): Prom
     return mtime !== null && Date.now() - mtime.getTime() < 10_000;
   }
   if (body.host !== hostname()) return true;
-  if (!(await lstatOrUndefined("/proc/self"))) return true;
   if (body.pid === Deno.pid) return true;
-  return (await lstatOrUndefined(`/proc/${body.pid}`)) !== undefined;
+  try {
+    if (!(await lstatOrUndefined("/proc/self"))) return true;
+    return (await lstatOrUndefined(`/proc/${body.pid}`)) !== undefined;
+  } catch (e) {
+    // Deno grants /proc only with --allow-all: under a permission set the holder cannot be checked, so
+    // the lock is kept (never broken on a guess); `rm OUT.lock` frees it when its writer is known dead.
+    if (isPermissionDenied(e)) return true;
+    throw e;
+  }
 }
 
 function parseBody(text: string): LockBody | undefined {
