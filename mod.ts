@@ -291,11 +291,13 @@ export type { SymmetricEigen } from "./src/edit/eigen.ts";
 export type { FtProgress } from "./src/edit/ft.ts";
 export type { CommonHparams, MemitHparams, RomeHparams } from "./src/edit/hparams.ts";
 export type { EditLog, EditLogJson } from "./src/edit/log.ts";
+export type { NasResult } from "./src/edit/nas.ts";
 export type { LayerStats, StatsAccumulation, StatsCorpus, StatsOptions } from "./src/edit/stats.ts";
 export type { EasyEditCase, EasyEditPhase } from "./src/evaluate/easyedit_format.ts";
 export type {
   AnswerScore,
   CaseResult,
+  CaseScoresWild,
   EvalOptions,
   PreEdit,
   ScoreItem,
@@ -319,8 +321,11 @@ export type {
   Regressor,
   ScoreMetric,
 } from "./src/evaluate/localization/summary.ts";
+export type { PerplexityResult } from "./src/evaluate/perplexity.ts";
 export type { PunktParams } from "./src/evaluate/punkt.ts";
 export type { Column } from "./src/evaluate/report.ts";
+export type { WeightNorm } from "./src/evaluate/sequential.ts";
+export type { WildAnswer, WildOptions } from "./src/evaluate/wild.ts";
 export type { DType, TensorOptions } from "./src/gpu/tensor.ts";
 export type { ModelType } from "./src/io/hf_config.ts";
 export type { HFModel, LoadHFModelOptions, SaveHFModelInput } from "./src/io/hf_model.ts";
@@ -348,6 +353,7 @@ export type {
 } from "./src/reference/atp.ts";
 export type { RefForwardOptions, RefForwardResult, RefHooks, RefPatchFn } from "./src/reference/gpt2.ts";
 export type { AieLineSpec } from "./src/report/aie_plot.ts";
+export type { Series } from "./src/report/curves.ts";
 export type { HeatmapSpec, TokenNames, TraceHeatmapInput } from "./src/report/heatmap.ts";
 export type { FactsJson, Figures, TraceKindJson } from "./src/report/reports.ts";
 export type { TrainingInstance } from "./src/train/corpus.ts";
