@@ -39,6 +39,7 @@ import { type EditRequest, normalizeRequest } from "./requests.ts";
 export interface AlphaEditLayerState {
   /** Orthonormal null-space basis as rows, [rank, I]: P = UᵀU. */
   basis: Float64Array;
+  /** Rows of {@link basis}: how many eigenvalues of C have |eigenvalue| < τ (`nullspace_threshold`). */
   rank: number;
   /** Eigenvalues of C, ascending (what τ was compared with). */
   eigenvalues: Float64Array;
@@ -50,10 +51,13 @@ export interface AlphaEditLayerState {
 export interface AlphaEditState {
   /** MLP width and edited layers the state was made for (a resume elsewhere is an error). */
   nInner: number;
+  /** The edited layers, in the order of the hparams' `layers`. */
   layers: number[];
+  /** τ (`nullspace_threshold`) the bases were computed with; a different τ on resume is an error. */
   nullspaceThreshold: number;
   /** Requests edited so far. */
   edits: number;
+  /** Each edited layer's basis and accumulated K_p K_pᵀ, keyed by layer index. */
   perLayer: Map<number, AlphaEditLayerState>;
 }
 

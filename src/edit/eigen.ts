@@ -13,6 +13,7 @@ import { isCpuAdapter } from "../model/memory.ts";
 
 /** Eigenvalues (ascending) and orthonormal eigenvectors of a symmetric matrix. */
 export interface SymmetricEigen {
+  /** Order of the matrix (it was [n, n]). */
   n: number;
   /** Eigenvalues, ascending. */
   values: Float64Array;

@@ -19,12 +19,17 @@ export interface CommonHparams {
   layers: number[];
   /** Where keys and values are read: the subject's last token (reference) or the prompt's last token. */
   fact_token: FactToken;
+  /** Most loss evaluations of the value optimisation (the last takes no step); ends below early_stop_loss. */
   v_num_grad_steps: number;
+  /** Adam learning rate of δ, the vector the value optimisation adds at the fact token. */
   v_lr: number;
   /** Layer whose output gives the loss logits (the last layer; ln_f and the head are applied to it). */
   v_loss_layer: number;
+  /** Weight of the penalty ‖δ‖ / ‖target_init‖² added to the loss (‖δ‖ not squared, as in ROME). */
   v_weight_decay: number;
+  /** After every step ‖δ‖ is clamped to at most this times ‖target_init‖ (the unedited value's norm). */
   clamp_norm_factor: number;
+  /** Weight of KL(P_new ‖ P_init) at the lookup token of the "{subject} is a" prompt (P_init: δ = 0). */
   kl_factor: number;
   /** Use the second moment C of the keys (ROME: u = C⁻¹k; MEMIT always uses it). */
   mom2_adjustment: boolean;

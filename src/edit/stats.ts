@@ -37,6 +37,7 @@ import type { TransformerModel } from "../model/transformer.ts";
 
 /** Second moment of one layer's keys. */
 export interface LayerStats {
+  /** Block index (0-based) whose MLP output-projection input (the keys k) was measured. */
   layer: number;
   /** E[k kᵀ], row-major [nInner, nInner], float64. */
   mom2: Float64Array;

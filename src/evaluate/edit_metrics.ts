@@ -35,7 +35,9 @@ import { wildAnswers } from "./wild.ts";
 
 /** A prompt and an answer to score after it. */
 export interface ScoreItem {
+  /** The prompt text, tokenised on its own after the prefix. */
   prompt: string;
+  /** The answer, scored teacher-forced as `" " + answer.trim()` after the prompt. */
   answer: string;
 }
 
@@ -171,22 +173,44 @@ export function subKeyMean(values: number[], keys: (string | undefined)[]): numb
 
 /** Pre-edit state of one request: the locality argmax tokens (and pre-edit scores, for reference). */
 export interface PreEdit {
+  /** Per locality prompt (request order), the pre-edit argmax token at each position of its ground truth. */
   localityArgmax: number[][];
+  /** The request's scores on the unedited model (locality and fluency null: not measured pre-edit). */
   scores: CaseScores;
 }
 
 /** Metrics of one request (null where the request has no data for a metric). */
 export interface CaseScores {
+  /** Token accuracy of target_new after the rewrite prompt (EasyEdit `rewrite_acc`), in [0, 1]. */
   reliability: number;
+  /** Mean token accuracy of target_new over the rephrase prompts (`rephrase_acc`); null without rephrases. */
   generalization: number | null;
+  /**
+   * Per locality prompt, the fraction of its answer positions whose argmax is unchanged from pre-edit,
+   * averaged by {@link subKeyMean}; null without locality prompts or pre-edit state.
+   */
   locality: number | null;
+  /** Token accuracy of the portability ground truths, by {@link subKeyMean}; null without portability. */
   portability: number | null;
+  /** n-gram entropy (bits) of the rewrite prompt plus its sampled continuation; null when skipped. */
   fluency: number | null;
+  /**
+   * CounterFact efficacy: 1 when P(new) > P(true) after the rewrite prompt, else 0; null without a
+   * ground truth.
+   */
   efficacy_score: number | null;
+  /** P(new) − P(true) after the rewrite prompt; null without a ground truth. */
   efficacy_magnitude: number | null;
+  /** Fraction of rephrase prompts with P(new) > P(true); null without a ground truth or rephrases. */
   paraphrase_score: number | null;
+  /** Mean over rephrase prompts of P(new) − P(true); null without a ground truth or rephrases. */
   paraphrase_magnitude: number | null;
+  /**
+   * Fraction of the neighbour prompts (locality prompts whose answer is the true answer) with
+   * P(true) > P(new); null without a ground truth or neighbours.
+   */
   neighborhood_score: number | null;
+  /** Mean over the neighbour prompts of P(true) − P(new); null without a ground truth or neighbours. */
   neighborhood_magnitude: number | null;
 }
 
@@ -195,9 +219,13 @@ export interface CaseScores {
  * exact match and containment of target_new after the rewrite prompt and, averaged, after the rephrases.
  */
 export interface WildScores {
+  /** 1 when the greedy answer after the rewrite prompt is target_new (both trimmed), else 0 (or a mean). */
   wild_exact: number | null;
+  /** 1 when the greedy answer after the rewrite prompt contains target_new (trimmed), else 0 (or a mean). */
   wild_contains: number | null;
+  /** Mean of the exact match over the rephrase prompts; null without rephrases. */
   wild_generalization_exact: number | null;
+  /** Mean of the containment over the rephrase prompts; null without rephrases. */
   wild_generalization_contains: number | null;
 }
 
@@ -477,16 +505,23 @@ export interface MethodEvalOptions extends EvalOptions {
 
 /** One request's scores in {@link MethodEvalResult.per_case}. */
 export interface CaseResult extends CaseScores, Partial<WildScores> {
+  /** The request's `case_id`, when it has one. */
   case_id?: number | string;
+  /** The request's subject. */
   subject: string;
+  /** The request's new target. */
   target_new: string;
+  /** The request's scores on the unedited model ({@link PreEdit.scores}). */
   pre: CaseScores;
 }
 
 /** What {@link evaluateMethod} returns (the eval CLI's JSON). */
 export interface MethodEvalResult {
+  /** The editor's registered name (e.g. "rome"). */
   method: string;
+  /** How the edits were applied. */
   mode: EditMode;
+  /** Number of requests evaluated. */
   n: number;
   /** Post-edit means (fractions in [0, 1]; fluency in bits; see `units`); the wild ones with `wild`. */
   metrics: Metrics & Partial<WildScores>;
@@ -498,7 +533,9 @@ export interface MethodEvalResult {
   timing: { edit_s: number; eval_s: number; edit_s_per_request: number };
   /** Hyper-parameters the editor reported (of the first call). */
   hparams: Record<string, unknown>;
+  /** The editors' warnings, each once, in the order first seen. */
   warnings: string[];
+  /** Each request's scores; present only when `perCase` was set. */
   per_case?: CaseResult[];
 }
 

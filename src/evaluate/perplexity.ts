@@ -12,6 +12,7 @@ import { bosPrefix } from "../prompt/encode.ts";
 
 /** What {@link perplexity} measured. */
 export interface PerplexityResult {
+  /** exp({@link nll}): the perplexity over every scored token. */
   perplexity: number;
   /** Mean token NLL (nats). */
   nll: number;

@@ -73,6 +73,7 @@ export interface SequentialOptions {
 
 /** The norms of one edited weight at a record. */
 export interface WeightNorm {
+  /** The weight's name in the model's weight map. */
   name: string;
   /** ‖W‖_F now. */
   norm: number;
@@ -90,9 +91,11 @@ export interface SequentialRecord {
   metrics: Metrics & Partial<WildScores>;
   /** Held-out perplexity, null without a text. */
   perplexity: number | null;
+  /** Norms of every weight edited so far (float64), in the order they were first edited. */
   weights: WeightNorm[];
-  /** Cumulative seconds in the editor and in measuring (this process and the runs it resumed). */
+  /** Cumulative seconds in the editor (this process and the runs it resumed). */
   edit_s: number;
+  /** Cumulative seconds in measuring the records (metrics, perplexity, norms), likewise cumulative. */
   eval_s: number;
   /** Warnings of the editor since the previous record. */
   warnings: string[];
@@ -102,20 +105,29 @@ export interface SequentialRecord {
 
 /** The whole run ({@link runSequential}'s result and `curve.json`). */
 export interface SequentialCurve {
+  /** Name of the curve (default: the method). */
   label: string;
+  /** The editor's registered name. */
   method: string;
+  /** Number of requests in the stream. */
   n: number;
+  /** Requests per editor call. */
   batch_size: number;
+  /** Edits between records (a multiple of `batch_size`; the last edit is always recorded). */
   every: number;
+  /** Whether NAS was on. */
   nas: boolean;
+  /** The NAS anchor norm m (given, or measured on the unedited model), once known; NAS only. */
   nas_norm?: number;
   /** The unedited model's fingerprint ({@link modelFingerprint}). */
   fingerprint: string;
+  /** The unedited model's held-out perplexity (null without a text) and the tokens it scored (0 without). */
   baseline: { perplexity: number | null; ppl_tokens: number };
   /** The records, in order of edits. */
   records: SequentialRecord[];
   /** Edits already done when this process started (0: a fresh run). */
   resumed_from: number;
+  /** The rest of `meta.json`: hparams, layers, nas_samples, request_hashes and the caller's `meta`. */
   [k: string]: unknown;
 }
 

@@ -9,14 +9,23 @@ import { GpuError } from "../errors.ts";
 
 /** What a user (or a benchmark file) needs to know about the adapter engram runs on. */
 export interface AdapterDescription {
+  /** `GPUAdapterInfo.vendor` as the adapter reports it (may be empty). */
   vendor: string;
+  /** `GPUAdapterInfo.architecture` as the adapter reports it (may be empty). */
   architecture: string;
+  /** `GPUAdapterInfo.device` as the adapter reports it (may be empty). */
   device: string;
+  /** `GPUAdapterInfo.description`, the adapter's name (e.g. containing "llvmpipe" on Mesa). */
   description: string;
+  /** Whether the adapter info says it is a fallback adapter (false when the field is absent). */
   isFallbackAdapter: boolean;
+  /** Largest storage-buffer binding in bytes (the limit itself, not a {@link Gpu.setBindingLimit} value). */
   maxStorageBufferBindingSize: number;
+  /** Largest buffer in bytes. */
   maxBufferSize: number;
+  /** Bytes of workgroup (shared) memory one compute workgroup may use. */
   maxComputeWorkgroupStorageSize: number;
+  /** Most invocations (threads) in one compute workgroup. */
   maxComputeInvocationsPerWorkgroup: number;
   /** The WebGPU backend (vulkan, gl, metal, dx12): from DENO_WEBGPU_BACKEND, else inferred (see adapterBackend). */
   backend: string;
@@ -24,8 +33,9 @@ export interface AdapterDescription {
   backendSource: "DENO_WEBGPU_BACKEND" | "inferred";
   /** The driver, where the description alone does not say (Mesa's llvmpipe is "llvmpipe" in GL and Vulkan). */
   driver: string;
-  /** Subgroup sizes the adapter reports (0 when it does not). */
+  /** Smallest subgroup size the adapter reports (0 when it does not). */
   subgroupMinSize: number;
+  /** Largest subgroup size the adapter reports (0 when it does not). */
   subgroupMaxSize: number;
   /** The adapter's optional features, sorted. */
   features: string[];
@@ -33,7 +43,9 @@ export interface AdapterDescription {
 
 /** A live WebGPU device plus engram's pending-command state. */
 export class Gpu {
+  /** The adapter the device was requested from. */
   readonly adapter: GPUAdapter;
+  /** The WebGPU device all buffers, pipelines and commands belong to. */
   readonly device: GPUDevice;
   /** Set once the device is lost; every later call throws. */
   lostReason: string | undefined;
@@ -53,6 +65,10 @@ export class Gpu {
   /** Memory budget set with {@link Gpu.setMemoryBudget} (bytes), above ENGRAM_GPU_MEMORY. */
   memoryBudget: number | undefined;
 
+  /**
+   * Wraps a device requested from `adapter` and watches `device.lost` to set {@link lostReason}.
+   * Use {@link getGpu} rather than constructing one directly.
+   */
   constructor(adapter: GPUAdapter, device: GPUDevice) {
     this.adapter = adapter;
     this.device = device;

@@ -6,7 +6,9 @@ import type { SequentialCurve } from "../evaluate/sequential.ts";
 
 /** One line of a plot. */
 export interface Series {
+  /** Legend text of the line. */
   label: string;
+  /** Points [x, y] in drawing order (edits and value for the curves); non-finite ones are left out. */
   points: [number, number][];
 }
 

@@ -60,11 +60,15 @@ export interface HeatmapSpec {
   marked?: Set<number>;
   /** Colour map name (see {@link COLORMAPS}). */
   colormap: string;
-  /** Colour scale (default: min and max of the values). */
+  /** Value at the lowest colour; lower values clip to it (default: the minimum of the finite values). */
   vmin?: number;
+  /** Value at the highest colour (default: the maximum of the finite values); at least vmin + 1e-9. */
   vmax?: number;
+  /** Title above the grid. */
   title: string;
+  /** Label of the x axis (the columns: layers in engram's figures). */
   xlabel: string;
+  /** Label above the colour bar. */
   colorbarLabel: string;
   /** Optional per-cell extra tooltip text (e.g. a confidence interval). */
   cellNote?: (row: number, col: number) => string;
@@ -173,12 +177,19 @@ const KIND_TITLE: Record<string, string> = { hidden: "state", mlp: "MLP", attn: 
 
 /** The older input of {@link traceHeatmapSvg}: the fields of one kind copied from a trace. */
 export interface TraceHeatmapInput {
+  /** Trace kind: "hidden", "mlp" or "attn" (picks the colour map and the titles). */
   kind: string;
+  /** Token strings of the prompt, one per row. */
   tokens: string[];
+  /** Subject tokens [start, end) (end exclusive), marked "*". */
   subjectRange: [number, number];
+  /** Restored scores [token][layer]. */
   scores: number[][];
+  /** Score of the corrupted run: the bottom of the colour scale (ROME's `low_score`). */
   pCorrupt: number;
+  /** Restoration window (named in the x label of mlp / attn). */
   window: number;
+  /** Answer text, named in the colour-bar label. */
   answer: string;
 }
 
@@ -194,6 +205,7 @@ export type TokenNames = Pick<Tokenizer, "tokenString" | "decode">;
  * ({@link RomeCase}, e.g. read back from its `.npz`); or with the older {@link TraceHeatmapInput}.
  */
 export function traceHeatmapSvg(r: TraceResult, kind: TraceKind, tok: TokenNames): string;
+/** The same figure from a ROME case record ({@link RomeCase}) or a {@link TraceHeatmapInput}. */
 export function traceHeatmapSvg(c: RomeCase | TraceHeatmapInput): string;
 export function traceHeatmapSvg(
   x: TraceResult | RomeCase | TraceHeatmapInput,
