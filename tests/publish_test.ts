@@ -19,3 +19,16 @@ Deno.test("deno publish --dry-run passes and the package excludes tests, scratch
     assert.ok(!/^(tests|scratch|\.ci)\/|\/checkpoints\//.test(f), `${f} should not be published`);
   }
 });
+
+Deno.test("deno doc --lint mod.ts is clean: every export documented, no private types in public signatures", async () => {
+  const root = new URL("..", import.meta.url).pathname;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["doc", "--lint", "mod.ts"],
+    cwd: root,
+    env: { NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+  assert.equal(out.code, 0, text.slice(0, 3000));
+});
