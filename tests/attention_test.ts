@@ -69,8 +69,11 @@ for (const scale of [1, 5]) {
           if (s > t) assert.equal(v, 0, `probs[${row}, ${s}] above the diagonal (seed ${seed})`);
           else sum += v;
         }
+        // The denominator sums exps taken against the running maximum, the stored probs exps against the
+        // final one; WGSL's exp is accurate to 3 + 2|x| ULP, so at scale 5 (|z − max| up to ~20) a row may
+        // miss 1 by ~1e-5 (measured 1.5e-5 on llvmpipe): the row sum gets the probs' own tolerance.
         assert.ok(
-          Math.abs(sum - 1) < 1e-5,
+          Math.abs(sum - 1) < (scale === 1 ? 1e-5 : tol),
           `probs row ${row} sums to ${sum} (${tag(c, scale)}, seed ${seed})`,
         );
       }
