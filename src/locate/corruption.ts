@@ -21,7 +21,7 @@ import type { WeightMap } from "../model/config.ts";
 import type { TransformerModel } from "../model/transformer.ts";
 import type { PatchSpec } from "../model/hooks.ts";
 import { mulberry32 } from "../model/generate.ts";
-import { symmetricEigen } from "../edit/eigen.ts";
+import { symmetricEigen } from "../numeric/eigen.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
 import { encodeFact, type EncodeFactOptions, type FactInput } from "../prompt/encode.ts";
 import { FactError } from "../prompt/errors.ts";

@@ -1,5 +1,6 @@
 /**
- * Small numeric helpers shared by every layer: argmax, top-k, log-sum-exp and log-softmax of host rows.
+ * Small numeric helpers shared by every layer: argmax, top-k, log-sum-exp and log-softmax of host rows,
+ * and the float64 symmetric eigendecomposition.
  *
  * @example
  * ```ts
@@ -13,3 +14,5 @@
  * @module
  */
 export { argmax, logSoftmaxInto, logSumExp, topK } from "./rows.ts";
+export { EigenError, symmetricEigen } from "./eigen.ts";
+export type { SymmetricEigen } from "./eigen.ts";
