@@ -27,25 +27,7 @@
 //   or M when TRANS_A; B: N, or K when TRANS_B; out: N), the offsets 0, and constant folding leaves
 //   exactly the dense kernel.
 
-struct Params {
-  M: u32,
-  N: u32,
-  K: u32,
-  stride_a: u32,
-  stride_b: u32,
-  stride_out: u32,
-  tile_x0: u32,
-  tile_y0: u32,
-  z0: u32,
-  alpha: f32,
-  lda: u32,
-  ldb: u32,
-  ldo: u32,
-  off_a: u32,
-  off_b: u32,
-  off_o: u32,
-  off_bias: u32,
-}
+//#include "lib/matmul_layout.wgsl"
 
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
@@ -77,24 +59,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let n0 = (gid.x + p.tile_x0 * WG_X) * 4u;
   if (m0 >= M || n0 >= N) { return; }
   let z = gid.z + p.z0;
-  var lda = K;
-  if (TRANS_A) { lda = M; }
-  var ldb = N;
-  if (TRANS_B) { ldb = K; }
-  var ldo = N;
-  var base_a = z * p.stride_a;
-  var base_b = z * p.stride_b;
-  var base_o = z * p.stride_out;
-  var off_bias = 0u;
-  if (STRIDED) {
-    lda = p.lda;
-    ldb = p.ldb;
-    ldo = p.ldo;
-    base_a += p.off_a;
-    base_b += p.off_b;
-    base_o += p.off_o;
-    off_bias = p.off_bias;
-  }
+  let l = matmulLayout(z);
+  let lda = l.lda;
+  let ldb = l.ldb;
+  let ldo = l.ldo;
+  let base_a = l.base_a;
+  let base_b = l.base_b;
+  let base_o = l.base_o;
+  let off_bias = l.off_bias;
 
   // Rows/columns past the edge are clamped to the last valid one: the loads stay in bounds and
   // branch-free, and the duplicate results are simply not stored.

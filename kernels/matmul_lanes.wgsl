@@ -23,25 +23,7 @@
 // Dispatch: [ceil(N/(WG*CN)), ceil(M/(4*RV)), batches] workgroups of [WG,1,1], possibly split into
 //   several dispatches whose workgroup offsets arrive in tile_x0, tile_y0, z0.
 
-struct Params {
-  M: u32,
-  N: u32,
-  K: u32,
-  stride_a: u32,
-  stride_b: u32,
-  stride_out: u32,
-  tile_x0: u32,
-  tile_y0: u32,
-  z0: u32,
-  alpha: f32,
-  lda: u32,
-  ldb: u32,
-  ldo: u32,
-  off_a: u32,
-  off_b: u32,
-  off_o: u32,
-  off_bias: u32,
-}
+//#include "lib/matmul_layout.wgsl"
 
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
@@ -78,24 +60,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   let m0 = (wg.y + p.tile_y0) * (4u * RV);
   let nb = (wg.x + p.tile_x0) * (WG * CN) + lid.x;
   let z = wg.z + p.z0;
-  var lda = K;
-  if (TRANS_A) { lda = M; }
-  var ldb = N;
-  if (TRANS_B) { ldb = K; }
-  var ldo = N;
-  var base_a = z * p.stride_a;
-  var base_b = z * p.stride_b;
-  var base_o = z * p.stride_out;
-  var off_bias = 0u;
-  if (STRIDED) {
-    lda = p.lda;
-    ldb = p.ldb;
-    ldo = p.ldo;
-    base_a += p.off_a;
-    base_b += p.off_b;
-    base_o += p.off_o;
-    off_bias = p.off_bias;
-  }
+  let l = matmulLayout(z);
+  let lda = l.lda;
+  let ldb = l.ldb;
+  let ldo = l.ldo;
+  let base_a = l.base_a;
+  let base_b = l.base_b;
+  let base_o = l.base_o;
+  let off_bias = l.off_bias;
   // Columns and rows past the edge are clamped for loading; their results are not stored.
   let n_0 = min(nb, N - 1u);
   let n_1 = min(nb + WG, N - 1u);

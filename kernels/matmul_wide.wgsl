@@ -17,25 +17,7 @@
 // Overrides: TRANS_A, TRANS_B, HAS_BIAS, ACCUMULATE, STRIDED; RM, RN in 1..4; WG_X, WG_Y.
 // Dispatch: [ceil(N/(4*RN*WG_X)), ceil(M/(4*RM*WG_Y)), batches], workgroup offsets in tile_x0/y0, z0.
 
-struct Params {
-  M: u32,
-  N: u32,
-  K: u32,
-  stride_a: u32,
-  stride_b: u32,
-  stride_out: u32,
-  tile_x0: u32,
-  tile_y0: u32,
-  z0: u32,
-  alpha: f32,
-  lda: u32,
-  ldb: u32,
-  ldo: u32,
-  off_a: u32,
-  off_b: u32,
-  off_o: u32,
-  off_bias: u32,
-}
+//#include "lib/matmul_layout.wgsl"
 
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
@@ -123,24 +105,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let n0 = (gid.x + p.tile_x0 * WG_X) * (4u * RN);
   if (m0 >= M || n0 >= N) { return; }
   let z = gid.z + p.z0;
-  lda = K;
-  if (TRANS_A) { lda = M; }
-  ldb = N;
-  if (TRANS_B) { ldb = K; }
-  var ldo = N;
-  base_a = z * p.stride_a;
-  base_b = z * p.stride_b;
-  var base_o = z * p.stride_out;
-  var off_bias = 0u;
-  if (STRIDED) {
-    lda = p.lda;
-    ldb = p.ldb;
-    ldo = p.ldo;
-    base_a += p.off_a;
-    base_b += p.off_b;
-    base_o += p.off_o;
-    off_bias = p.off_bias;
-  }
+  let l = matmulLayout(z);
+  lda = l.lda;
+  ldb = l.ldb;
+  base_a = l.base_a;
+  base_b = l.base_b;
+  let ldo = l.ldo;
+  let base_o = l.base_o;
+  let off_bias = l.off_bias;
   // Groups past the edge load the last whole group (vec4 layouts) or clamped rows; they are never stored.
   // Written out per group (not as arrays in loops) so every accumulator is a plain value after constant
   // folding: a function-scope array indexed in a loop would live in memory.

@@ -28,6 +28,7 @@ import wgsl_lib_attention_bwd from "./lib/attention_bwd.wgsl" with { type: "text
 import wgsl_lib_attention_fwd from "./lib/attention_fwd.wgsl" with { type: "text" };
 import wgsl_lib_erf from "./lib/erf.wgsl" with { type: "text" };
 import wgsl_lib_kahan from "./lib/kahan.wgsl" with { type: "text" };
+import wgsl_lib_matmul_layout from "./lib/matmul_layout.wgsl" with { type: "text" };
 import wgsl_lib_online_softmax from "./lib/online_softmax.wgsl" with { type: "text" };
 import wgsl_matmul from "./matmul.wgsl" with { type: "text" };
 import wgsl_matmul_lanes from "./matmul_lanes.wgsl" with { type: "text" };
@@ -68,6 +69,7 @@ export const KERNEL_FILES: Readonly<Record<string, string>> = Object.freeze({
   "lib/attention_fwd.wgsl": wgsl_lib_attention_fwd,
   "lib/erf.wgsl": wgsl_lib_erf,
   "lib/kahan.wgsl": wgsl_lib_kahan,
+  "lib/matmul_layout.wgsl": wgsl_lib_matmul_layout,
   "lib/online_softmax.wgsl": wgsl_lib_online_softmax,
   "matmul.wgsl": wgsl_matmul,
   "matmul_lanes.wgsl": wgsl_matmul_lanes,
