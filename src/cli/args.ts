@@ -141,3 +141,20 @@ export const COMMON_FLAGS = {
   },
   json: { type: "boolean", help: "print the result as JSON on stdout" },
 } as const satisfies Record<string, FlagSpec>;
+
+/** A string flag restricted to `choices`, or the default (every command with a choice flag). */
+export function choiceFlag<T extends string>(
+  f: Record<string, unknown>,
+  name: string,
+  choices: readonly T[],
+  dflt: T,
+): T {
+  const v = f[name];
+  if (v === undefined) return dflt;
+  if (typeof v !== "string" || !choices.includes(v as T)) {
+    throw new InputError(`--${name} must be one of ${choices.join(", ")}, got '${v}'`, {
+      field: `--${name}`,
+    });
+  }
+  return v as T;
+}

@@ -25,7 +25,7 @@ import {
   refineNeurons,
   suppressAmplify,
 } from "../attribute/neurons.ts";
-import { bosFlag, COMMON_FLAGS, FACT_FLAGS, intFlag, numFlag, required } from "./args.ts";
+import { bosFlag, choiceFlag, COMMON_FLAGS, FACT_FLAGS, intFlag, numFlag, required } from "./args.ts";
 import { type CommandSpec, parseCommand } from "./spec.ts";
 import { log } from "./log.ts";
 import { withFieldNames } from "../prompt/errors.ts";
@@ -40,23 +40,6 @@ export const FAITHFULNESS_STATISTICS = {
   retainedRatio: "mean of p_blocked(target) / p(target) (engram; 1 = unchanged)",
   runs: "blocked forward passes pooled (prompts, times random draws for the random baseline)",
 };
-
-/** A string flag restricted to `choices`, or the default (shared by the attribution commands). */
-export function choiceFlag<T extends string>(
-  f: Record<string, unknown>,
-  name: string,
-  choices: T[],
-  dflt: T,
-): T {
-  const v = f[name];
-  if (v === undefined) return dflt;
-  if (typeof v !== "string" || !choices.includes(v as T)) {
-    throw new InputError(`--${name} must be one of ${choices.join(", ")}, got '${v}'`, {
-      field: `--${name}`,
-    });
-  }
-  return v as T;
-}
 
 /** Parses "1,10,100" into positive integers. */
 export function parseKs(s: string, flag = "--ks"): number[] {

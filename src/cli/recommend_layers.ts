@@ -22,26 +22,11 @@ import { defaultMemitWindow, pickLayers, type Recommendation, recommendLayers } 
 import { readTraceFacts } from "../prompt/facts.ts";
 import { aieLineSvg } from "../report/aie_plot.ts";
 import type { FactToken } from "../edit/compute.ts";
-import { bosFlag, COMMON_FLAGS, intFlag, required } from "./args.ts";
+import { bosFlag, choiceFlag, COMMON_FLAGS, intFlag, required } from "./args.ts";
 import { type CommandSpec, parseCommand } from "./spec.ts";
 import { guardOutputs } from "./outputs.ts";
 import { progress } from "./progress.ts";
 import { parseNoiseFlag } from "./trace.ts";
-
-function choice<T extends string>(
-  f: Record<string, unknown>,
-  name: string,
-  options: readonly T[],
-  dflt: T,
-): T {
-  const v = f[name] ?? dflt;
-  if (typeof v !== "string" || !options.includes(v as T)) {
-    throw new InputError(`--${name} must be one of ${options.join(", ")}, got '${v}'`, {
-      field: `--${name}`,
-    });
-  }
-  return v as T;
-}
 
 const KIND_COLOR: Record<string, string> = { hidden: "#6a51a3", mlp: "#238b45", attn: "#cb181d" };
 
@@ -130,16 +115,16 @@ export async function recommendLayersCommand(argv: string[]): Promise<void> {
   const f = parseCommand(recommendLayersSpec, argv);
   const modelDir = required(f, "model", "recommend-layers");
   const factsFile = required(f, "facts", "recommend-layers");
-  const kindFlag = choice(f, "kind", ["mlp", "all"] as const, "mlp");
+  const kindFlag = choiceFlag(f, "kind", ["mlp", "all"] as const, "mlp");
   const kinds: TraceKind[] = kindFlag === "all" ? [...TRACE_KINDS] : ["mlp"];
-  const factToken: FactToken = choice(f, "fact-token", ["subject_last", "last"] as const, "subject_last");
+  const factToken: FactToken = choiceFlag(f, "fact-token", ["subject_last", "last"] as const, "subject_last");
   const samples = intFlag(f, "samples", 10, 1, 10000);
   const traceWindow = intFlag(f, "trace-window", 10, 1, 100000);
   const seed = intFlag(f, "seed", 1, 0, 2 ** 32 - 1);
   const maxRows = intFlag(f, "batch-rows", 4096, 1, 1 << 24);
-  const noiseRng: NoiseRng = choice(f, "noise-rng", NOISE_RNGS, "numpy");
-  const known: KnownRule = choice(f, "known", KNOWN_RULES, "whole");
-  const pool: ClassPool = choice(f, "pool", CLASS_POOLS, "token");
+  const noiseRng: NoiseRng = choiceFlag(f, "noise-rng", NOISE_RNGS, "numpy");
+  const known: KnownRule = choiceFlag(f, "known", KNOWN_RULES, "whole");
+  const pool: ClassPool = choiceFlag(f, "pool", CLASS_POOLS, "token");
   const noise = parseNoiseFlag((f.noise as string | undefined) ?? "s3");
   const bos = bosFlag(f);
   const outDir = f.out as string | undefined;

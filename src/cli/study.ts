@@ -28,8 +28,7 @@ import {
   type StudyNaOptions,
   type TestCase,
 } from "../attribute/study.ts";
-import { choiceFlag } from "./neurons.ts";
-import { bosFlag, COMMON_FLAGS, intFlag, numFlag, required } from "./args.ts";
+import { bosFlag, choiceFlag, COMMON_FLAGS, intFlag, numFlag, required } from "./args.ts";
 import { type CommandSpec, parseCommand } from "./spec.ts";
 import { progress } from "./progress.ts";
 import { localizationStudyCommand } from "./study_localization.ts";

@@ -73,7 +73,7 @@ import {
 } from "../locate/trace.ts";
 import { romeCaseOf } from "../report/heatmap.ts";
 import { type FactCases, factsTraceFolder, singleTraceFolder } from "../report/trace_folder.ts";
-import { bosFlag, COMMON_FLAGS, FACT_FLAGS, intFlag, required } from "./args.ts";
+import { bosFlag, choiceFlag, COMMON_FLAGS, FACT_FLAGS, intFlag, required } from "./args.ts";
 import { type CommandSpec, parseCommand } from "./spec.ts";
 import { log } from "./log.ts";
 import { progress } from "./progress.ts";
@@ -108,21 +108,6 @@ export function romeNoiseRule(v: string): { dist: NoiseDist; noise: string; df?:
   const m = /^([ut])(\d+(?:\.\d*)?|\.\d+)$/.exec(t);
   if (!m) return undefined;
   return m[1] === "u" ? { dist: "uniform", noise: m[2] } : { dist: "t", noise: "1", df: Number(m[2]) };
-}
-
-function choice<T extends string>(
-  f: Record<string, unknown>,
-  name: string,
-  options: readonly T[],
-  dflt: T,
-): T {
-  const v = f[name] ?? dflt;
-  if (typeof v !== "string" || !options.includes(v as T)) {
-    throw new InputError(`--${name} must be one of ${options.join(", ")}, got '${v}'`, {
-      field: `--${name}`,
-    });
-  }
-  return v as T;
 }
 
 function warn(msg: string): void {
@@ -315,18 +300,18 @@ export const traceSpec: CommandSpec = {
 export async function traceCommand(argv: string[]): Promise<void> {
   const f = parseCommand(traceSpec, argv);
   const modelDir = required(f, "model", "trace");
-  const kindFlag = choice(f, "kind", ["hidden", "mlp", "attn", "all"] as const, "all");
+  const kindFlag = choiceFlag(f, "kind", ["hidden", "mlp", "attn", "all"] as const, "all");
   const kinds: TraceKind[] = kindFlag === "all" ? [...TRACE_KINDS] : [kindFlag];
   const samples = intFlag(f, "samples", 10, 1, 10000);
   const window = intFlag(f, "window", 10, 1, 100000);
   const seed = intFlag(f, "seed", 1, 0, 2 ** 32 - 1);
   const maxRows = intFlag(f, "batch-rows", 4096, 1, 1 << 24);
-  const targetProb = choice(f, "target-prob", ["first", "sequence"] as const, "first") as TargetProb;
+  const targetProb = choiceFlag(f, "target-prob", ["first", "sequence"] as const, "first") as TargetProb;
   const bos = bosFlag(f);
-  const knownRule: KnownRule = choice(f, "known", KNOWN_RULES, "whole");
-  const pool: ClassPool = choice(f, "pool", CLASS_POOLS, "token");
-  const noiseRng: NoiseRng = choice(f, "noise-rng", NOISE_RNGS, "numpy");
-  const corruptionKind = choice(
+  const knownRule: KnownRule = choiceFlag(f, "known", KNOWN_RULES, "whole");
+  const pool: ClassPool = choiceFlag(f, "pool", CLASS_POOLS, "token");
+  const noiseRng: NoiseRng = choiceFlag(f, "noise-rng", NOISE_RNGS, "numpy");
+  const corruptionKind = choiceFlag(
     f,
     "corruption",
     CORRUPTION_KINDS,
@@ -352,7 +337,7 @@ export async function traceCommand(argv: string[]): Promise<void> {
       { field: "--noise" },
     );
   }
-  const noiseDist: NoiseDist = rule?.dist ?? choice(f, "noise-dist", NOISE_DISTS, "gaussian");
+  const noiseDist: NoiseDist = rule?.dist ?? choiceFlag(f, "noise-dist", NOISE_DISTS, "gaussian");
   const fitted = noiseDist === "mvn" || noiseDist === "t";
   if (f["noise-df"] !== undefined && noiseDist !== "t") {
     throw new InputError("--noise-df is the degrees of freedom of --noise-dist t", { field: "--noise-df" });
@@ -371,7 +356,7 @@ export async function traceCommand(argv: string[]): Promise<void> {
       { field: "--noise" },
     );
   }
-  const metric: TraceMetric = choice(f, "metric", TRACE_METRICS, "prob");
+  const metric: TraceMetric = choiceFlag(f, "metric", TRACE_METRICS, "prob");
   if ((metric === "logit-diff") !== (f.counterfactual !== undefined)) {
     throw new InputError("--counterfactual is needed with --metric logit-diff, and only there", {
       field: "--counterfactual",
@@ -385,7 +370,7 @@ export async function traceCommand(argv: string[]): Promise<void> {
       field: "--facts",
     });
   }
-  const basis = choice(f, "noise-basis", ["wte", "subjects"] as const, factsFile ? "subjects" : "wte");
+  const basis = choiceFlag(f, "noise-basis", ["wte", "subjects"] as const, factsFile ? "subjects" : "wte");
   let prompt = "", subject = "";
   if (factsFile === undefined) {
     prompt = required(f, "prompt", "trace");
