@@ -70,7 +70,11 @@ Deno.test("jacobi_eigen kernel: rounds and a sweep equal the float64 twin (odd a
       assert.equal(got.m, want.m);
       const eA = frob(got.A, want.A) / frob(want.A), eW = frob(got.W, want.W) / frob(want.W);
       const { off, diag } = offNormRef(want.A, want.m);
-      const eOff = Math.abs(got.offDiag[0] - off) / (off + diag);
+      // The kernel's off-diagonal norm is checked against the float64 norm of the matrix it was given
+      // (its own A): after a whole sweep the GPU's A already differs from the twin's by ~eA, which eA
+      // bounds; measured against the twin's A, that drift alone reached 1.07e-6 on one draw.
+      const own = offNormRef(got.A, got.m);
+      const eOff = Math.abs(got.offDiag[0] - own.off) / (own.off + own.diag);
       console.log(
         `jacobi n ${n} sweeps ${sweeps} + ${rounds} rounds (seed ${seed}): A ${eA.toExponential(2)}, W ${
           eW.toExponential(2)
