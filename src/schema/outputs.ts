@@ -1,0 +1,11 @@
+/**
+ * The schemas of every JSON document engram writes (command outputs, result files), by schema name.
+ * Each document carries `schema: "<name>/<version>"`; the names here are those strings' name part.
+ * `scripts/gen_schemas.ts` writes each as `schemas/<name>.json` (JSON Schema, by zod's `toJSONSchema`).
+ *
+ * @module
+ */
+import type { z } from "./zod.ts";
+
+/** Output schemas by name (explicit map: adding a schema means adding it here). */
+export const OUTPUT_SCHEMAS: Readonly<Record<string, z.ZodType>> = {};
