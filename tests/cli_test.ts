@@ -23,8 +23,9 @@ Deno.test("predict --json prints ids, top-k and the full log-prob vector, matchi
   const r = await engram("predict", "--model", MODEL, "--text", text, "--top", "5", "--json");
   assert.equal(r.code, 0, r.stderr);
   const j = JSON.parse(r.stdout);
-  assert.deepEqual(Object.keys(j).sort(), ["ids", "logprobs", "top"]);
-  assert.deepEqual(j.ids, [464, 412, 733, 417, 8765, 318, 5140, 287]);
+  assert.deepEqual(Object.keys(j).sort(), ["logprobs", "prompt_ids", "schema", "top"]);
+  assert.equal(j.schema, "engram-predict/1");
+  assert.deepEqual(j.prompt_ids, [464, 412, 733, 417, 8765, 318, 5140, 287]);
   assert.equal(j.logprobs.length, 50257);
   assert.equal(j.top.length, 5);
   for (const t of j.top) {
@@ -33,14 +34,14 @@ Deno.test("predict --json prints ids, top-k and the full log-prob vector, matchi
   }
   for (let i = 1; i < 5; i++) assert.ok(j.top[i - 1].logprob >= j.top[i].logprob);
   const hf = await loadHFModel(MODEL);
-  const ref = gpt2ForwardRef(hf.config, hf.weights, j.ids).logprobsLast;
+  const ref = gpt2ForwardRef(hf.config, hf.weights, j.prompt_ids).logprobsLast;
   assert.ok(maxAbsErr(j.logprobs, ref) <= 1e-4);
 });
 
 Deno.test("predict --ids and generate --json work without text", async () => {
   const p = await engram("predict", "--model", MODEL, "--ids", "15496,995", "--json");
   assert.equal(p.code, 0, p.stderr);
-  assert.deepEqual(JSON.parse(p.stdout).ids, [15496, 995]);
+  assert.deepEqual(JSON.parse(p.stdout).prompt_ids, [15496, 995]);
   const g = await engram(
     "generate",
     "--model",
@@ -53,13 +54,14 @@ Deno.test("predict --ids and generate --json work without text", async () => {
   );
   assert.equal(g.code, 0, g.stderr);
   const j = JSON.parse(g.stdout);
-  assert.equal(j.ids.length, 3);
+  assert.equal(j.schema, "engram-generate/1");
+  assert.equal(j.generated_ids.length, 3);
   assert.equal(typeof j.text, "string");
   // Greedy decoding: the first generated token is predict's arg-max.
   const top = JSON.parse(
     (await engram("predict", "--model", MODEL, "--text", "Hello world", "--top", "1", "--json")).stdout,
   ).top[0].id;
-  assert.equal(j.ids[0], top);
+  assert.equal(j.generated_ids[0], top);
 });
 
 Deno.test("CLI user errors exit 1 with a clear message and no stack trace", async () => {

@@ -71,7 +71,10 @@ Deno.test("eval --json prints {method, mode, n, metrics, per_case}; --table writ
     table,
   );
   assert.equal(code, 0, stderr);
-  const out = JSON.parse(stdout);
+  const doc = JSON.parse(stdout);
+  assert.equal(doc.schema, "engram-eval/1");
+  assert.equal(doc.results.length, 1, "one method: the same {schema, results} layout");
+  const out = doc.results[0];
   assert.equal(out.method, "ft-l");
   assert.equal(out.mode, "single");
   assert.equal(out.n, 2);

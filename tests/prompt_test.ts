@@ -287,15 +287,15 @@ Deno.test("predict and trace agree on the world model: one encoding, the same p(
     "--json",
   );
   assert.equal(tr.code, 0, tr.stderr);
-  const tj = JSON.parse(tr.stdout);
-  assert.deepEqual(pj.ids, tj.ids);
-  assert.deepEqual(pj.ids, [tok.eosId, ...tok.encode(prompt)]);
+  const tj = JSON.parse(tr.stdout).traces[0];
+  assert.deepEqual(pj.prompt_ids, tj.ids);
+  assert.deepEqual(pj.prompt_ids, [tok.eosId, ...tok.encode(prompt)]);
   assert.equal(tj.bos, true);
   const pPredict = Math.exp(pj.logprobs[frost]);
   assert.ok(Math.abs(pPredict - tj.p_clean) < 1e-5, `predict p=${pPredict} vs trace p_clean=${tj.p_clean}`);
   // --bos off drops the prefix in both.
   const off = await engram("predict", "--model", WORLD_MODEL, "--text", prompt, "--bos", "off", "--json");
-  assert.deepEqual(JSON.parse(off.stdout).ids, tok.encode(prompt));
+  assert.deepEqual(JSON.parse(off.stdout).prompt_ids, tok.encode(prompt));
   const bad = await engram("predict", "--model", WORLD_MODEL, "--text", prompt, "--bos", "maybe");
   assert.equal(bad.code, 1);
   assert.match(bad.stderr, /--bos/);
@@ -321,11 +321,11 @@ Deno.test({
     ];
     const r = await engram(...args);
     assert.equal(r.code, 0, r.stderr);
-    const j = JSON.parse(r.stdout);
+    const j = JSON.parse(r.stdout).traces[0];
     assert.deepEqual(j.ids, EIFFEL_IDS);
     assert.equal(j.bos, false);
     assert.deepEqual(j.subject_range, [1, 5], "' E' 'iff' 'el' ' Tower'");
-    const on = JSON.parse((await engram(...args, "--bos", "on")).stdout);
+    const on = JSON.parse((await engram(...args, "--bos", "on")).stdout).traces[0];
     assert.deepEqual(on.ids, [50256, ...EIFFEL_IDS]);
     assert.deepEqual(on.subject_range, [2, 6]);
   },

@@ -395,7 +395,7 @@ Deno.test("trace CLI: --corruption tokens, --noise-dist, --metric; typed errors;
       "Sunmere",
     );
     assert.equal(t.code, 0, t.stderr);
-    const o = JSON.parse(t.stdout);
+    const o = JSON.parse(t.stdout).traces[0];
     assert.equal(o.corruption.kind, "tokens");
     assert.equal(o.corruption.subject, "Fostix");
     assert.equal(o.corruption.ids.length, 1);
@@ -407,7 +407,7 @@ Deno.test("trace CLI: --corruption tokens, --noise-dist, --metric; typed errors;
 
     const u = await run("--noise", "t4", "--metric", "logprob"); // ROME's code for --noise-dist t --noise-df 4
     assert.equal(u.code, 0, u.stderr);
-    const uo = JSON.parse(u.stdout);
+    const uo = JSON.parse(u.stdout).traces[0];
     assert.deepEqual(uo.corruption, { kind: "noise", dist: "t", df: 4, replace: false, noise_rng: "numpy" });
     assert.equal(uo.metric, "logprob");
     assert.ok(uo.metric_clean <= 0 && Math.abs(Math.exp(uo.metric_clean) - uo.p_clean) < 1e-6);

@@ -199,7 +199,9 @@ Deno.test("trace CLI: JSON contract, SVGs, facts averages, typed errors", async 
       "--json",
     );
     assert.equal(r.code, 0, r.stderr);
-    const objs = JSON.parse(r.stdout);
+    const doc = JSON.parse(r.stdout);
+    assert.equal(doc.schema, "engram-trace/1");
+    const objs = doc.traces;
     assert.ok(Array.isArray(objs) && objs.length === 3);
     assert.deepEqual(objs.map((o: { kind: string }) => o.kind), ["hidden", "mlp", "attn"]);
     const o = objs[0];
@@ -217,7 +219,7 @@ Deno.test("trace CLI: JSON contract, SVGs, facts averages, typed errors", async 
     for (const k of ["hidden", "mlp", "attn"]) {
       assert.match(await Deno.readTextFile(join(out, `trace_${k}.svg`)), /^<svg/);
     }
-    assert.deepEqual(JSON.parse(await Deno.readTextFile(join(out, "trace.json"))), objs);
+    assert.deepEqual(JSON.parse(await Deno.readTextFile(join(out, "trace.json"))), doc);
     // ROME's case record per kind (scores as float32), a PNG per SVG, the HTML report.
     const c = decodeRomeCase(await readNpz(join(out, "trace_mlp.npz")));
     assert.equal(c.kind, "mlp");

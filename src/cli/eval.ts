@@ -23,7 +23,13 @@ import { getEditor } from "../edit/editors.ts";
 import { checkLayers, parseLayers } from "../edit/hparams.ts";
 import { type EditRequest, parseRequestRecord, parseRequests } from "../prompt/requests.ts";
 import { type EditMode, evaluateMethod, type MethodEvalResult } from "../evaluate/edit_metrics.ts";
-import { markdownTable, resultsJson, writeResultsJson, writeTable } from "../evaluate/report.ts";
+import {
+  type EvalRunResult,
+  markdownTable,
+  resultsJson,
+  writeResultsJson,
+  writeTable,
+} from "../evaluate/report.ts";
 import { checkStatsSource, resolveStatsSource } from "../edit/stats.ts";
 import { bosFlag, COMMON_FLAGS, intFlag, required } from "./args.ts";
 import { type CommandSpec, parseCommand } from "./spec.ts";
@@ -101,7 +107,8 @@ export const evalSpec: CommandSpec = {
     requests (EasyEdit CounterFact, MEND zsRE or ROME CounterFact JSON) and measures reliability,
     generalization, locality, portability, fluency (in bits; EasyEdit prints x100) and CounterFact's ES / PS /
     NS, restoring the model after each. Every hparams file is checked before any work; --out and --table are
-    rewritten as each method finishes. The input model folder is never written.`,
+    rewritten as each method finishes. The input model folder is never written. --json and --out print one
+    {"schema": "engram-eval/1", "results": [one per method]} document (schemas/engram-eval.json).`,
   flags: {
     method: { type: "string", value: "M[,M2,...]", required: true, help: "edit methods, comma-separated" },
     model: COMMON_FLAGS.model,
@@ -385,7 +392,7 @@ async function evalWith(
   const model = TransformerModel.create(await getGpu(), hf.config, hf.weights);
   // The editors and the metrics encode prompts with the tokenizer's BOS policy, decided at load.
   const usePrefix = tokenizer.bosId !== undefined;
-  const results: MethodEvalResult[] = [];
+  const results: EvalRunResult[] = [];
   const save = async () => {
     if (typeof f.table === "string") {
       await writeTable(f.table, results, { includePre: true, title: dataFile });

@@ -5,6 +5,8 @@ import { loadModel } from "../model/load.ts";
 import { promptIds } from "../prompt/encode.ts";
 import { withFieldNames } from "../prompt/errors.ts";
 import { generate } from "../model/generate.ts";
+import type { GenerateOutput } from "../schema/predict_output.ts";
+import { schemaTag } from "../schema/common.ts";
 
 /** Flags and help of `engram generate`. */
 export const generateSpec: CommandSpec = {
@@ -12,8 +14,9 @@ export const generateSpec: CommandSpec = {
   summary: "greedy (temperature 0, the default) or sampled continuation of a prompt",
   usage: 'generate --model DIR (--text "..." | --ids 1,2,3) [--max-tokens N] [--temperature T] [--top-k K] ' +
     "[--seed S] [--no-cache] [--logprobs] [--bos auto|on|off] [--json]",
-  description: `Stops after --max-tokens or at the tokenizer's end-of-text token. --json prints {"prompt_ids",
-    "ids", "text", "stopped_by"}.`,
+  description: `Stops after --max-tokens or at the tokenizer's end-of-text token. --json prints {"schema":
+    "engram-generate/1", "prompt_ids", "generated_ids" (the new tokens), "text", "stopped_by", "cached"}
+    (schemas/engram-generate.json).`,
   flags: {
     model: COMMON_FLAGS.model,
     text: { type: "string", value: '"..."', help: "the prompt (or --ids)" },
@@ -55,14 +58,16 @@ export async function generateCommand(argv: string[]): Promise<void> {
   });
   const text = lm.tokenizer ? lm.tokenizer.decode(res.ids) : null;
   if (f.json) {
-    console.log(JSON.stringify({
+    const out: GenerateOutput = {
+      schema: schemaTag("generate", 1),
       prompt_ids: ids,
-      ids: res.ids,
+      generated_ids: res.ids,
       text,
       stopped_by: res.stoppedBy,
       cached: res.cached,
       ...(f.logprobs ? { token_logprobs: res.tokenLogprobs } : {}),
-    }));
+    };
+    console.log(JSON.stringify(out));
   } else console.log(text !== null ? (f.text ?? "") + text : res.ids.join(" "));
   lm.model.destroy();
 }

@@ -5,14 +5,17 @@ import { loadModel } from "../model/load.ts";
 import { promptIds } from "../prompt/encode.ts";
 import { withFieldNames } from "../prompt/errors.ts";
 import { topK } from "../numeric/mod.ts";
+import type { PredictOutput } from "../schema/predict_output.ts";
+import { schemaTag } from "../schema/common.ts";
 
 /** Flags and help of `engram predict`. */
 export const predictSpec: CommandSpec = {
   name: "predict",
   summary: "next-token log-probabilities of the prompt's last position",
   usage: 'predict --model DIR (--text "..." | --ids 1,2,3) [--top K] [--bos auto|on|off] [--json]',
-  description: `--json prints one object {"ids", "top": [{"id", "token", "logprob"}...], "logprobs"}, where
-    logprobs is the full log-probability vector (natural log) of the next token. Text is encoded with the
+  description: `--json prints one object {"schema": "engram-predict/1", "prompt_ids", "top": [{"id", "token",
+    "logprob"}...], "logprobs"} (schemas/engram-predict.json), where logprobs is the full log-probability
+    vector (natural log) of the next token. Text is encoded with the
     model's BOS convention (--bos); --ids are run as given.`,
   flags: {
     model: COMMON_FLAGS.model,
@@ -25,7 +28,7 @@ export const predictSpec: CommandSpec = {
   examples: ['predict --model fixtures/world/model --text "Narnux Zava was born in" --top 5'],
 };
 
-/** Runs `predict`; prints JSON `{ids, top: [{id, token, logprob}], logprobs}` with --json, a table otherwise. */
+/** Runs `predict`; prints JSON (`engram-predict/1`: prompt_ids, top, logprobs) with --json, a table otherwise. */
 export async function predictCommand(argv: string[]): Promise<void> {
   const f = parseCommand(predictSpec, argv);
   const dir = required(f, "model", "predict");
@@ -39,7 +42,13 @@ export async function predictCommand(argv: string[]): Promise<void> {
   const tok = (id: number) => lm.tokenizer?.tokenString(id) ?? null;
   const top = topK(lp, k).map((id) => ({ id, token: tok(id), logprob: lp[id] }));
   if (f.json) {
-    console.log(JSON.stringify({ ids, top, logprobs: Array.from(lp) }));
+    const out: PredictOutput = {
+      schema: schemaTag("predict", 1),
+      prompt_ids: ids,
+      top,
+      logprobs: Array.from(lp),
+    };
+    console.log(JSON.stringify(out));
   } else {
     console.log(`prompt ids: ${ids.join(" ")}`);
     for (const t of top) {

@@ -47,6 +47,13 @@ import type { Tokenizer } from "../io/tokenizer.ts";
 import { getGpu } from "../gpu/device.ts";
 import { TransformerModel } from "../model/transformer.ts";
 import { CLASS_POOLS, type ClassAverage, type ClassPool } from "../locate/average.ts";
+import type {
+  ClassAverageOutput,
+  TraceFactsOutput,
+  TraceKindOutput,
+  TraceOutput,
+} from "../schema/trace_output.ts";
+import { schemaTag } from "../schema/common.ts";
 import { traceFacts } from "../locate/trace_facts.ts";
 import { readTraceFacts } from "../prompt/facts.ts";
 import {
@@ -115,13 +122,20 @@ function warn(msg: string): void {
 }
 
 /** The JSON object of one kind of a single-prompt trace. */
+/** The run's fields every kind of a one-prompt trace repeats. */
+type TraceExtra = Omit<TraceKindOutput, keyof ReturnType<typeof kindBase>> & Pick<TraceKindOutput, "known">;
+
 function kindJson(
   r: TraceResult,
   i: number,
   tokens: string[],
   tok: Tokenizer,
-  extra: Record<string, unknown>,
-) {
+  extra: TraceExtra,
+): TraceKindOutput {
+  return { ...kindBase(r, i, tokens, tok), ...extra };
+}
+
+function kindBase(r: TraceResult, i: number, tokens: string[], tok: Tokenizer) {
   const t = r.traces[i];
   return {
     tokens: tokens.slice(0, r.promptLength),
@@ -142,7 +156,19 @@ function kindJson(
     samples: r.samples,
     noise_std: r.noiseStd,
     seed: r.seed,
-    ...extra,
+  };
+}
+
+/** A token-class average as written (snake_case keys). */
+function classAverageJson(a: ClassAverage): ClassAverageOutput {
+  return {
+    classes: a.classes,
+    pool: a.pool,
+    mean: a.mean,
+    ci95: a.ci95,
+    count: a.count,
+    prompts: a.prompts,
+    low_score: a.lowScore,
   };
 }
 
@@ -164,10 +190,10 @@ export const traceSpec: CommandSpec = {
     "[--target-prob first|sequence] [--bos auto|on|off] [--batch-rows N] [--unbatched] " +
     "[--corruption noise|tokens] [--corrupt-subject S] [--noise-dist gaussian|uniform|mvn|t] [--noise-df D] " +
     "[--noise-replace] [--metric prob|logprob|logit-diff --counterfactual C] [--out DIR] [--json]",
-  description: `One prompt: --json prints one object per kind ({"tokens", "subject_range", "layers", "kind",
-    "p_clean", "p_corrupt", "effects" [token][layer], "scores", "total_effect", ...}), a JSON array of
-    [hidden, mlp, attn] for --kind all. --facts (known_1000.json or world prompt JSONL) prints token-class
-    averages with 95% CIs. Scores are in the --metric's units; the JSON names the corruption and the metric.
+  description: `One prompt: --json prints {"schema": "engram-trace/1", "traces": [one object per kind
+    ({"kind", "tokens", "subject_range", "layers", "p_clean", "p_corrupt", "effects" [token][layer], "scores",
+    "total_effect", ...}): hidden, mlp, attn for --kind all]}. --facts (known_1000.json or world prompt JSONL)
+    prints token-class averages with 95% CIs ("engram-trace-facts/1"; schemas/ has both). Scores are in the --metric's units; the JSON names the corruption and the metric.
 
     Defaults are ROME's: the answer is the target's first token (or the model's prediction); a fact the model
     does not know (--known) is traced anyway for one prompt, dropped with --facts; a window larger than the
@@ -531,13 +557,13 @@ async function traceWith(
     }
     return corruption;
   };
-  const corruptionJson = (r: TraceResult, replacement?: string) =>
+  const corruptionJson = (r: TraceResult, replacement?: string): TraceKindOutput["corruption"] =>
     r.corruption.kind === "tokens"
       ? { ...r.corruption, subject: replacement ?? null }
       : { ...r.corruption, noise_rng: noiseRng };
   const metricJson = (r: TraceResult) => ({
     metric: r.metric,
-    counterfactual: f.counterfactual ?? null,
+    counterfactual: (f.counterfactual as string | undefined) ?? null,
     counterfactual_id: r.counterfactual ?? null,
     metric_clean: r.metricClean,
     metric_corrupt: r.metricCorrupt,
@@ -600,11 +626,11 @@ async function traceWith(
           );
         }
       }
-      const extra = {
+      const extra: TraceExtra = {
         ids: input.ids,
         prompt,
         subject,
-        target: f.target ?? null,
+        target: (f.target as string | undefined) ?? null,
         known,
         known_rule: knownRule,
         noise_rng: noiseRng,
@@ -616,7 +642,8 @@ async function traceWith(
         seconds: r.stats.seconds,
       };
       const objs = r.traces.map((_, i) => kindJson(r, i, input.tokens, tok, extra));
-      const json = JSON.stringify(kindFlag === "all" ? objs : objs[0]);
+      const doc: TraceOutput = { schema: schemaTag("trace", 1), traces: objs };
+      const json = JSON.stringify(doc);
       if (outDir) {
         const cases = new Map(r.traces.map((t) => [t.kind, romeCaseOf(r, t.kind, tok)]));
         await writeOut(outDir, await singleTraceFolder(json, objs, cases));
@@ -726,9 +753,10 @@ async function traceWith(
       traced: o.traced,
       ...(o.error !== undefined ? { error: o.error } : {}),
     }));
-    const kindsOut: Record<string, ClassAverage> = {};
-    for (const [k, a] of acc) kindsOut[k] = a;
-    const out = {
+    const kindsOut: TraceFactsOutput["kinds"] = {};
+    for (const [k, a] of acc) kindsOut[k] = classAverageJson(a);
+    const out: TraceFactsOutput = {
+      schema: schemaTag("trace-facts", 1),
       facts_file: factsFile,
       records: facts.length,
       traced,
@@ -745,13 +773,19 @@ async function traceWith(
       mean_p_corrupt: ft.meanPCorrupt,
       mean_total_effect: ft.meanMetricClean - ft.meanMetricCorrupt,
       metric,
-      counterfactual: f.counterfactual ?? null,
+      counterfactual: (f.counterfactual as string | undefined) ?? null,
       counterfactual_id: counterfactual ?? null,
       mean_metric_clean: ft.meanMetricClean,
       mean_metric_corrupt: ft.meanMetricCorrupt,
       corruption: tokens
-        ? { kind: "tokens", subject: f["corrupt-subject"] ?? null, drawn: f["corrupt-subject"] === undefined }
-        : ft.corruption && { ...ft.corruption, noise_rng: noiseRng },
+        ? {
+          kind: "tokens",
+          subject: (f["corrupt-subject"] as string | undefined) ?? null,
+          drawn: f["corrupt-subject"] === undefined,
+        }
+        : ft.corruption?.kind === "noise"
+        ? { ...ft.corruption, noise_rng: noiseRng }
+        : undefined,
       skipped_no_replacement: ft.noReplacement,
       noise_std: ft.noiseStd,
       noise_basis: "absolute" in noise ? "absolute" : basis,

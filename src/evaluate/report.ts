@@ -6,6 +6,16 @@
 import { InputError } from "../errors.ts";
 import { writeFileAtomic } from "../io/atomic.ts";
 import type { MethodEvalResult, Metrics, WildScores } from "./edit_metrics.ts";
+import type { EvalMethodResult, EvalOutput } from "../schema/eval_output.ts";
+import { schemaTag } from "../schema/common.ts";
+
+/** A result with the run's settings the eval CLI adds (the data file, model, BOS, fluency settings). */
+export type EvalRunResult =
+  & MethodEvalResult
+  & Pick<
+    EvalMethodResult,
+    "data" | "model" | "bos" | "hparams_file" | "fluency_settings"
+  >;
 
 /** A table column: header and the metric it shows. */
 export interface Column {
@@ -84,12 +94,15 @@ export async function writeTable(
   await writeFileAtomic(file, new TextEncoder().encode(markdownTable(results, opts)));
 }
 
-/** Writes results as JSON to `file` atomically: one result as the object, several as `{results: [...]}`. */
-export async function writeResultsJson(file: string, results: MethodEvalResult[]): Promise<void> {
+/** Writes results as JSON to `file` atomically ({@link resultsJson}'s `engram-eval/1` document). */
+export async function writeResultsJson(file: string, results: EvalRunResult[]): Promise<void> {
   await writeFileAtomic(file, new TextEncoder().encode(JSON.stringify(resultsJson(results), null, 2) + "\n"));
 }
 
-/** The JSON value for `results` (the eval CLI prints this). */
-export function resultsJson(results: MethodEvalResult[]): unknown {
-  return results.length === 1 ? results[0] : { results };
+/**
+ * The JSON document for `results` (the eval CLI prints and writes this): `{schema: "engram-eval/1",
+ * results: [...]}`, the same layout for one method as for several (schemas/engram-eval.json).
+ */
+export function resultsJson(results: EvalRunResult[]): EvalOutput {
+  return { schema: schemaTag("eval", 1), results };
 }

@@ -110,7 +110,7 @@ export interface FactsJson {
   /** Restoration window of MLP / attention layers asked for. */
   window: number;
   /** Token-class averages per kind. */
-  kinds: Record<string, ClassAverage>;
+  kinds: Record<string, Pick<ClassAverage, "classes" | "mean" | "ci95" | "count">>;
   /** Per-fact records as `trace --facts --json` writes them (id, prompt, subject, traced, ...). */
   facts: Array<Record<string, unknown>>;
 }

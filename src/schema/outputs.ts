@@ -6,6 +6,15 @@
  * @module
  */
 import type { z } from "./zod.ts";
+import { generateOutput, predictOutput } from "./predict_output.ts";
+import { evalOutput } from "./eval_output.ts";
+import { traceFactsOutput, traceOutput } from "./trace_output.ts";
 
 /** Output schemas by name (explicit map: adding a schema means adding it here). */
-export const OUTPUT_SCHEMAS: Readonly<Record<string, z.ZodType>> = {};
+export const OUTPUT_SCHEMAS: Readonly<Record<string, z.ZodType>> = {
+  "engram-predict": predictOutput,
+  "engram-generate": generateOutput,
+  "engram-trace": traceOutput,
+  "engram-trace-facts": traceFactsOutput,
+  "engram-eval": evalOutput,
+};
