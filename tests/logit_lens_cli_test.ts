@@ -26,14 +26,15 @@ Deno.test("logit-lens --json: [layers, positions, k] rows; the last layer's top-
     );
     assert.equal(lens.code, 0, lens.stderr);
     const r = JSON.parse(lens.stdout);
-    const T = r.ids.length;
+    assert.equal(r.schema, "engram-logit-lens/1");
+    const T = r.prompt_ids.length;
     assert.deepEqual(r.shape, [3, T, 3]);
     assert.deepEqual(r.layers, ["embed", "0", "1"]);
     assert.equal(r.top_probs.length, 3);
     const pred = await engram("predict", "--model", MODEL, "--text", PROMPT, "--top", "1", "--json");
     assert.equal(pred.code, 0, pred.stderr);
     const top = JSON.parse(pred.stdout).top[0];
-    assert.deepEqual(r.ids, JSON.parse(pred.stdout).ids);
+    assert.deepEqual(r.prompt_ids, JSON.parse(pred.stdout).prompt_ids);
     assert.equal(r.top_ids[2][T - 1][0], top.id);
     assert.ok(Math.abs(r.top_probs[2][T - 1][0] - Math.exp(top.logprob)) < 1e-5);
     assert.equal(

@@ -50,6 +50,8 @@ Deno.test("the snake_case check and the strict schemas fail on what they must", 
 /** A command run: its argv, the documents it writes (stdout, or files under its folder). */
 interface Case {
   name: string;
+  /** Writes what the command reads, under the run's folder. */
+  setup?: (dir: string) => Promise<void>;
   args: (dir: string) => string[];
   stdout?: { schema: string; dataKeys?: string[] };
   files?: Array<{ path: string; schema: string; dataKeys?: string[] }>;
@@ -138,6 +140,221 @@ const CASES: Case[] = [
     stdout: { schema: "engram-eval" },
     files: [{ path: "e1.json", schema: "engram-eval" }],
   },
+  {
+    name: "eval (two methods)",
+    args: (d) => [
+      "eval",
+      "--method",
+      "ft-l,ft",
+      "--model",
+      M,
+      "--data",
+      join(W, "counterfact.json"),
+      "--limit",
+      "1",
+      "--hparams",
+      '{"num_steps": 1}',
+      "--fluency-len",
+      "4",
+      "--json",
+      "--out",
+      join(d, "e2.json"),
+    ],
+    stdout: { schema: "engram-eval" },
+    files: [{ path: "e2.json", schema: "engram-eval" }],
+  },
+  {
+    name: "neurons",
+    args: () => [
+      "neurons",
+      "--model",
+      M,
+      "--prompt",
+      P,
+      "--prompt",
+      "Narnux Zava is a native of",
+      "--target",
+      "Frostwick",
+      "--steps",
+      "2",
+      "--random-trials",
+      "1",
+      "--min-count",
+      "1",
+      "--json",
+    ],
+    stdout: { schema: "engram-neurons" },
+  },
+  {
+    name: "attribute",
+    args: () => [
+      "attribute",
+      "--model",
+      M,
+      "--train",
+      join(W, "train.jsonl"),
+      "--prompt",
+      P,
+      "--target",
+      "Frostwick",
+      "--limit",
+      "3",
+      "--top",
+      "2",
+      "--json",
+    ],
+    stdout: { schema: "engram-attribute", dataKeys: [".top[].meta"] },
+  },
+  {
+    name: "atp",
+    args: () => [
+      "atp",
+      "--model",
+      M,
+      "--prompt",
+      P,
+      "--subject",
+      "Narnux Zava",
+      "--target",
+      "Frostwick",
+      "--top",
+      "3",
+      "--json",
+    ],
+    stdout: { schema: "engram-atp" },
+  },
+  {
+    name: "logit-lens",
+    args: () => ["logit-lens", "--model", M, "--text", P, "--top-k", "2", "--target", "Frostwick", "--json"],
+    stdout: { schema: "engram-logit-lens" },
+  },
+  {
+    name: "recommend-layers",
+    args: (d) => [
+      "recommend-layers",
+      "--model",
+      M,
+      "--facts",
+      join(W, "train_prompts.jsonl"),
+      "--limit",
+      "2",
+      "--samples",
+      "2",
+      "--trace-window",
+      "1",
+      "--json",
+      "--out",
+      join(d, "rec"),
+    ],
+    stdout: { schema: "engram-recommend-layers" },
+    files: [{ path: "rec/recommend.json", schema: "engram-recommend-layers" }],
+  },
+  {
+    name: "edit",
+    args: (d) => [
+      "edit",
+      "--method",
+      "ft-l",
+      "--model",
+      M,
+      "--prompt",
+      "{} was born in",
+      "--subject",
+      "Narnux Zava",
+      "--target",
+      "Sunmere",
+      "--ground-truth",
+      "Frostwick",
+      "--out",
+      join(d, "edited"),
+      "--json",
+    ],
+    stdout: { schema: "engram-edit" },
+  },
+  {
+    name: "revert --check",
+    args: (d) => ["revert", "--check", "--model", join(d, "edited"), "--json"],
+    stdout: { schema: "engram-revert-check" },
+  },
+  {
+    name: "accuracy",
+    args: () => ["accuracy", "--model", M, "--world", W, "--limit", "3", "--json"],
+    stdout: { schema: "engram-accuracy", dataKeys: [".*.by_group"] },
+  },
+  { name: "info", args: () => ["info", "--json"], stdout: { schema: "engram-info" } },
+  { name: "info --adapters", args: () => ["info", "--adapters"], stdout: { schema: "engram-info-adapters" } },
+  { name: "version", args: () => ["version", "--json"], stdout: { schema: "engram-version" } },
+  { name: "demo", args: () => ["demo", "--json"], stdout: { schema: "engram-demo" } },
+  {
+    name: "train",
+    setup: async (d) => {
+      const config = {
+        corpus: join(W, "train.jsonl"),
+        tokenizer: W,
+        out: join(d, "trained"),
+        model: { n_layer: 1, n_head: 2, n_embd: 8, n_positions: 24 },
+        epochs: 1,
+        batch_size: 4,
+        lr: 0.001,
+        seed: 1,
+      };
+      await Deno.writeTextFile(join(d, "train.json"), JSON.stringify(config));
+    },
+    args: (d) => ["train", "--config", join(d, "train.json"), "--max-steps", "1", "--json"],
+    stdout: { schema: "engram-train" },
+  },
+  {
+    name: "train --clean",
+    args: (d) => ["train", "--config", join(d, "train.json"), "--clean", "--json"],
+    stdout: { schema: "engram-train-clean" },
+  },
+  {
+    name: "study attribution",
+    setup: async (d) => {
+      // A small pool: the instances of one subject among the first lines, and 2 random others.
+      const lines = (await Deno.readTextFile(join(W, "train.jsonl"))).split("\n").filter((l) => l.trim());
+      const subject = "Gurnur Rulex";
+      const mine = lines.filter((l) => JSON.parse(l).subject === subject).slice(0, 3);
+      await Deno.writeTextFile(
+        join(d, "ia_train.jsonl"),
+        [...mine, ...lines.filter((l) => JSON.parse(l).subject !== subject).slice(0, 3)].join("\n") + "\n",
+      );
+      await Deno.writeTextFile(
+        join(d, "ia_tests.jsonl"),
+        JSON.stringify({
+          prompt: "Gurnur Rulex was born in",
+          answer: "Sunmere",
+          subject,
+          relation: "birthplace",
+        }) +
+          "\n",
+      );
+    },
+    args: (d) => [
+      "study",
+      "attribution",
+      "--model",
+      M,
+      "--train",
+      join(d, "ia_train.jsonl"),
+      "--prompts",
+      join(d, "ia_tests.jsonl"),
+      "--tests",
+      "1",
+      "--pool",
+      "2",
+      "--k",
+      "2",
+      "--steps",
+      "2",
+      "--ft-steps",
+      "1",
+      "--draws",
+      "1",
+      "--json",
+    ],
+    stdout: { schema: "engram-study-attribution" },
+  },
 ];
 
 Deno.test({
@@ -148,6 +365,7 @@ Deno.test({
     try {
       for (const c of CASES) {
         await t.step(c.name, async () => {
+          await c.setup?.(dir);
           const r = await engram(...c.args(dir));
           assert.equal(r.code, 0, `${c.name}: ${r.stderr}`);
           if (c.stdout) {

@@ -109,24 +109,25 @@ Deno.test("CLI neurons --json: faithfulness statistics are named, pooled over pr
     );
     assert.equal(r.code, 0, r.stderr);
     const rep = JSON.parse(r.stdout);
+    assert.equal(rep.schema, "engram-neurons/1");
     assert.equal(rep.points, "left");
     assert.equal(rep.activation, "post");
-    assert.equal(rep.refine.minCount, 3);
+    assert.equal(rep.refine.min_count, 3);
     assert.match(r.stderr, /--min-count/);
     const f = rep.faithfulness;
-    for (const k of ["probDrop", "flips", "retainedRatio", "sufficiency", "comprehensiveness"]) {
+    for (const k of ["prob_drop", "flips", "retained_ratio", "sufficiency", "comprehensiveness"]) {
       assert.equal(typeof f.statistics[k], "string", k);
     }
-    assert.equal(f.perPrompt.length, 2);
+    assert.equal(f.per_prompt.length, 2);
     // k = 500 is clipped to the 16 neurons; comprehensiveness of all 16 = sufficiency of none.
     assert.deepEqual(f.pooled.map((x: { k: number }) => x.k), [2, 16]);
     const c = f.pooled[0].comprehensiveness;
     assert.equal(c.runs, 2);
-    assert.equal(f.pooled[0].randomSufficiency.runs, 4);
-    const mean = (f.perPrompt[0].rows[0].comprehensiveness.probDrop +
-      f.perPrompt[1].rows[0].comprehensiveness.probDrop) / 2;
-    assert.ok(Math.abs(c.probDrop - mean) < 1e-12);
-    assert.equal("comprehensivenessRetained" in c, false);
+    assert.equal(f.pooled[0].random_sufficiency.runs, 4);
+    const mean = (f.per_prompt[0].rows[0].comprehensiveness.prob_drop +
+      f.per_prompt[1].rows[0].comprehensiveness.prob_drop) / 2;
+    assert.ok(Math.abs(c.prob_drop - mean) < 1e-12);
+    assert.equal("comprehensiveness_retained" in c, false);
     const text = await engram("neurons", ...args, "--prompt", "Gurnur Rulex was born in");
     assert.equal(text.code, 0, text.stderr);
     assert.match(text.stdout, /prob_drop/);

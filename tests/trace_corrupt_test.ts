@@ -476,7 +476,7 @@ Deno.test("trace CLI: --corruption tokens, --noise-dist, --metric; typed errors;
     assert.ok(avg.kinds.hidden.mean.flat().every(Number.isFinite));
     // The average's low score is the mean corrupted log-probability.
     const low = (avg.facts[0].metric_corrupt + avg.facts[1].metric_corrupt) / 2;
-    assert.ok(Math.abs(avg.kinds.hidden.lowScore - low) < 1e-9);
+    assert.ok(Math.abs(avg.kinds.hidden.low_score - low) < 1e-9);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

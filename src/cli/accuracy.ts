@@ -11,6 +11,8 @@ import { InputError } from "../errors.ts";
 import { bosFlag, COMMON_FLAGS, intFlag, required } from "./args.ts";
 import { type CommandSpec, parseCommand } from "./spec.ts";
 import { progress } from "./progress.ts";
+import type { AccuracyOutput } from "../schema/misc_output.ts";
+import { schemaTag, snakeKeys } from "../schema/common.ts";
 
 async function readCases(file: string, limit: number): Promise<PromptCase[]> {
   const recs = await readJsonl<{ prompt: string; answer: string; relation?: string }>(file, {
@@ -68,8 +70,10 @@ export async function accuracyCommand(argv: string[]): Promise<void> {
     });
     bar.done();
   }
-  if (f.json) console.log(JSON.stringify(report, null, 2));
-  else {
+  if (f.json) {
+    const out: AccuracyOutput = { schema: schemaTag("accuracy", 1), ...snakeKeys(report, [".*.by_group"]) };
+    console.log(JSON.stringify(out, null, 2));
+  } else {
     for (const [name, r] of Object.entries(report)) {
       console.log(
         `${name.padEnd(8)} top-1 ${(100 * r.accuracy).toFixed(1)}% (${r.correct}/${r.n}), mean p(answer) ${

@@ -3,7 +3,7 @@
  * every node of the chosen site kinds at every layer and position, for a clean prompt and a corrupt run
  * (another prompt of the same token length, or ROME's Gaussian noise on the subject's embeddings).
  *
- * `--json` prints {"tokens", "subject_range", "metric", "metric_clean", "metric_corrupt", "method",
+ * `--json` prints {"schema": "engram-atp/1", "tokens", "subject_range", "metric", "metric_clean", "metric_corrupt", "method",
  * "sites": [{"name", "kind", "layer", "units", "values" ([token][unit])}]}; otherwise the largest
  * estimates, one line each.
  */
@@ -26,6 +26,8 @@ import type { RunSpec } from "../locate/patching.ts";
 import { bosFlag, COMMON_FLAGS, FACT_FLAGS, intFlag, required } from "./args.ts";
 import { type CommandSpec, parseCommand } from "./spec.ts";
 import { parseNoiseFlag } from "./trace.ts";
+import type { AtpOutput } from "../schema/tools_output.ts";
+import { schemaTag } from "../schema/common.ts";
 
 /** Flags and help of `engram atp`. */
 export const atpSpec: CommandSpec = {
@@ -37,7 +39,8 @@ export const atpSpec: CommandSpec = {
   description: `Estimates, for every node of the chosen site kinds, the effect on the metric of patching the
     corrupt run's activation into the clean run (a first-order Taylor estimate from one forward and one
     backward pass each). The corrupt run is another prompt of the same token length, or ROME's Gaussian
-    noise on the subject's embeddings. --json prints {"tokens", "subject_range", "metric", "metric_clean",
+    noise on the subject's embeddings. --json prints {"schema": "engram-atp/1", "tokens", "subject_range",
+    "metric", "metric_clean",
     "metric_corrupt", "method", "sites": [{"name", "kind", "layer", "units", "values" ([token][unit])}]};
     otherwise the largest estimates, one line each.`,
   flags: {
@@ -164,7 +167,8 @@ export async function atpCommand(argv: string[]): Promise<void> {
     });
     const tokens = ids.map((id) => tok.tokenString(id));
     if (f.json) {
-      console.log(JSON.stringify({
+      const out: AtpOutput = {
+        schema: schemaTag("atp", 1),
         tokens,
         subject_range: e.subjectRange,
         metric,
@@ -181,7 +185,8 @@ export async function atpCommand(argv: string[]): Promise<void> {
             (_, t) => [...s.values.subarray(t * s.units, (t + 1) * s.units)],
           ),
         })),
-      }));
+      };
+      console.log(JSON.stringify(out));
       return;
     }
     console.log(

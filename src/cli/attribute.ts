@@ -33,6 +33,8 @@ import { bosFlag, COMMON_FLAGS, FACT_FLAGS, intFlag, required } from "./args.ts"
 import { type CommandSpec, parseCommand } from "./spec.ts";
 import { withFieldNames } from "../prompt/errors.ts";
 import { progress } from "./progress.ts";
+import type { AttributeOutput } from "../schema/attribute_output.ts";
+import { schemaTag } from "../schema/common.ts";
 
 /** Flags and help of `engram attribute`. */
 export const attributeSpec: CommandSpec = {
@@ -147,12 +149,13 @@ export async function attributeCommand(argv: string[]): Promise<void> {
     bar.done();
     const secs = (performance.now() - t0) / 1000;
     const best = topK(scores, top);
-    const report = {
+    const report: AttributeOutput = {
+      schema: schemaTag("attribute", 1),
       model: dir,
       method,
       prompt,
       target: targetText,
-      targetToken: target,
+      target_token: target,
       params: defaultIaParams(model.config),
       loss: (trainLoss === "all"
         ? "train: mean next-token cross-entropy of [eos] + text + [eos]"
@@ -160,7 +163,7 @@ export async function attributeCommand(argv: string[]): Promise<void> {
       checkpoints: checkpoints?.map((c) => ({ dir: c.dir, step: c.step, lr: c.lr })),
       instances: train.length,
       seconds: secs,
-      top: best.map((i) => ({ id: train[i].id, score: scores[i], text: train[i].text, ...train[i].meta })),
+      top: best.map((i) => ({ id: train[i].id, score: scores[i], text: train[i].text, meta: train[i].meta })),
     };
     if (f.json) {
       console.log(JSON.stringify(report, null, 2));

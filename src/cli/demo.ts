@@ -18,6 +18,8 @@ import { type CommandSpec, parseCommand } from "./spec.ts";
 import { encodeText } from "../prompt/encode.ts";
 import { withFieldNames } from "../prompt/errors.ts";
 import { topK } from "../numeric/mod.ts";
+import type { DemoOutput } from "../schema/misc_output.ts";
+import { schemaTag } from "../schema/common.ts";
 
 /** The fixture world (prompts) and its trained model, the demo's defaults. */
 export const WORLD_DIR = new URL("../../fixtures/world/", import.meta.url).pathname;
@@ -101,7 +103,8 @@ export async function demoCommand(argv: string[]): Promise<void> {
   }
   const seconds = (performance.now() - t0) / 1000;
   const c = hf.config;
-  const out = {
+  const out: DemoOutput = {
+    schema: schemaTag("demo", 1),
     adapter: a.description || a.vendor,
     model: dir,
     config: { layers: c.nLayer, heads: c.nHead, width: c.nEmbd, vocab: c.vocabSize },

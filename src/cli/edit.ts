@@ -33,6 +33,8 @@ import { type CommandSpec, parseCommand } from "./spec.ts";
 import { log } from "./log.ts";
 import { progress } from "./progress.ts";
 import { guardOutputs } from "./outputs.ts";
+import type { EditOutput } from "../schema/edit_output.ts";
+import { schemaTag, snakeKeys } from "../schema/common.ts";
 
 /** Flags and help of `engram edit`. */
 export const editSpec: CommandSpec = {
@@ -278,8 +280,11 @@ async function editAndSave(
     /** p = full-target probability (product over target tokens); rank = first token's rank (1 = top). */
     standing,
   };
-  if (f.json) console.log(JSON.stringify({ ...summary, info: result.info }, null, 2));
-  else {
+  if (f.json) {
+    // The editor's report is the library's (camelCase): written snake_case (schemas/engram-edit.json).
+    const json: EditOutput = { schema: schemaTag("edit", 1), ...summary, info: snakeKeys(result.info) };
+    console.log(JSON.stringify(json, null, 2));
+  } else {
     const shown = standing.slice(0, 20);
     for (const [i, s] of shown.entries()) {
       const t = (x: { p: number; rank: number }) => `${fmtP(x.p)} (rank ${x.rank})`;

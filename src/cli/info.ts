@@ -4,6 +4,8 @@
  */
 import { getGpu, listAdapters } from "../gpu/device.ts";
 import { type CommandSpec, parseCommand } from "./spec.ts";
+import type { InfoAdaptersOutput, InfoOutput } from "../schema/misc_output.ts";
+import { schemaTag, snakeKeys } from "../schema/common.ts";
 
 /** Flags and help of `engram info`. */
 export const infoSpec: CommandSpec = {
@@ -34,9 +36,14 @@ export const infoSpec: CommandSpec = {
 export async function infoCommand(argv: string[]): Promise<void> {
   const f = parseCommand(infoSpec, argv);
   if (f.adapters) {
-    console.log(JSON.stringify(await listAdapters(), null, 2));
+    const out: InfoAdaptersOutput = {
+      schema: schemaTag("info-adapters", 1),
+      adapters: snakeKeys(await listAdapters()),
+    };
+    console.log(JSON.stringify(out, null, 2));
     return;
   }
   const gpu = await getGpu();
-  console.log(JSON.stringify(gpu.describe(), null, 2));
+  const out: InfoOutput = { schema: schemaTag("info", 1), ...snakeKeys(gpu.describe()) };
+  console.log(JSON.stringify(out, null, 2));
 }

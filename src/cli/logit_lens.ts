@@ -9,6 +9,8 @@ import { logitLensSvg } from "../report/logit_lens.ts";
 import { bosFlag, COMMON_FLAGS, FACT_FLAGS, intFlag, parseIds, required } from "./args.ts";
 import { guardOutputs } from "./outputs.ts";
 import { type CommandSpec, parseCommand } from "./spec.ts";
+import type { LogitLensOutput } from "../schema/tools_output.ts";
+import { schemaTag } from "../schema/common.ts";
 
 /** Flags and help of `engram logit-lens`. */
 export const logitLensSpec: CommandSpec = {
@@ -17,8 +19,9 @@ export const logitLensSpec: CommandSpec = {
   usage: 'logit-lens --model DIR (--text "..." | --ids 1,2,3) [--target T | --target-id N] [--top-k K] ' +
     "[--svg FILE] [--color-by top1|target] [--bos auto|on|off] [--json]",
   description: `Each row (the embedding, then resid_post of layers 0 .. L−1) is put through the final norm and
-    the unembedding, as the model's own output is. --json prints {"ids", "tokens", "layers", "sites", "shape",
-    "top_ids", "top_tokens", "top_probs"[, "target": {"id", "token", "rank", "prob"}]}, rows by layer;
+    the unembedding, as the model's own output is. --json prints {"schema": "engram-logit-lens/1", "prompt_ids",
+    "tokens", "layers", "sites", "shape", "top_ids", "top_tokens", "top_probs"[, "target": {"id", "token",
+    "rank", "prob"}]}, rows by layer;
     --svg writes a heatmap with the top-1 token in each cell.`,
   flags: {
     model: COMMON_FLAGS.model,
@@ -76,8 +79,9 @@ export async function logitLensCommand(argv: string[]): Promise<void> {
       const r = await logitLens(lm.model, lm.tokenizer, ids, { topK: intFlag(f, "top-k", 5, 1), target });
       if (svgFile) await writeFileAtomic(svgFile, logitLensSvg(r, { colorBy: colorBy as "top1" | "target" }));
       if (f.json) {
-        console.log(JSON.stringify({
-          ids: r.ids,
+        const out: LogitLensOutput = {
+          schema: schemaTag("logit-lens", 1),
+          prompt_ids: r.ids,
           tokens: r.tokens,
           layers: r.layers,
           sites: r.sites,
@@ -86,7 +90,8 @@ export async function logitLensCommand(argv: string[]): Promise<void> {
           top_tokens: r.topTokens,
           top_probs: r.topProbs,
           ...(r.target ? { target: r.target } : {}),
-        }));
+        };
+        console.log(JSON.stringify(out));
         return;
       }
       const T = r.tokens.length;

@@ -30,6 +30,8 @@ import { type CommandSpec, parseCommand } from "./spec.ts";
 import { log } from "./log.ts";
 import { withFieldNames } from "../prompt/errors.ts";
 import { progress } from "./progress.ts";
+import type { NeuronsOutput } from "../schema/attribute_output.ts";
+import { schemaTag, snakeKeys } from "../schema/common.ts";
 
 /** What each faithfulness statistic in the report means (printed into the JSON). */
 export const FAITHFULNESS_STATISTICS = {
@@ -241,7 +243,9 @@ export async function neuronsCommand(argv: string[]): Promise<void> {
         perPrompt: faithPer.map((r, i) => ({ prompt: prompts[i], ...r })),
       },
     };
-    if (f.json) console.log(JSON.stringify(report, null, 2));
+    // The library's camelCase fields, written snake_case (schemas/engram-neurons.json).
+    const out: NeuronsOutput = { schema: schemaTag("neurons", 1), ...snakeKeys(report) };
+    if (f.json) console.log(JSON.stringify(out, null, 2));
     else {
       console.log(
         `target ${JSON.stringify(targetText)} (token ${target}); f = p(target): ${first.prob.toFixed(4)}`,

@@ -27,6 +27,8 @@ import { type CommandSpec, parseCommand } from "./spec.ts";
 import { guardOutputs } from "./outputs.ts";
 import { progress } from "./progress.ts";
 import { parseNoiseFlag } from "./trace.ts";
+import type { RecommendLayersOutput } from "../schema/tools_output.ts";
+import { schemaTag } from "../schema/common.ts";
 
 const KIND_COLOR: Record<string, string> = { hidden: "#6a51a3", mlp: "#238b45", attn: "#cb181d" };
 
@@ -227,11 +229,12 @@ function summary(
     known: KnownRule;
     pool: ClassPool;
   },
-) {
+): RecommendLayersOutput {
   const t = rec.trace, p = rec.pick;
   const files = (fs: Recommendation["easyedit"]["rome"]) =>
     fs.length === 0 ? null : fs.map((x) => ({ file: x.file, model: x.model, layers: x.layers }));
   return {
+    schema: schemaTag("recommend-layers", 1),
     model: o.modelDir,
     facts_file: o.factsFile,
     records: t.records,

@@ -18,6 +18,8 @@ import { COMMON_FLAGS, required } from "./args.ts";
 import { type CommandSpec, parseCommand } from "./spec.ts";
 import { guardOutputs } from "./outputs.ts";
 import { InputError } from "../errors.ts";
+import type { RevertCheckOutput } from "../schema/edit_output.ts";
+import { schemaTag } from "../schema/common.ts";
 
 /** Flags and help of `engram revert`. */
 export const revertSpec: CommandSpec = {
@@ -55,7 +57,8 @@ export async function revertCommand(argv: string[]): Promise<void> {
     if (f.out !== undefined) throw new InputError("--check writes nothing: drop --out", { field: "--out" });
     const hf = await loadHFModel(modelDir);
     const c = await checkEditedModel(modelDir, hf.weights, f.log as string | undefined);
-    if (f.json) console.log(JSON.stringify({ model: modelDir, ok: true, ...c }));
+    const json: RevertCheckOutput = { schema: schemaTag("revert-check", 1), model: modelDir, ok: true, ...c };
+    if (f.json) console.log(JSON.stringify(json));
     else console.log(`ok: ${modelDir} has its ${c.method} edit log ${c.log} (${c.weights.join(", ")})`);
     return;
   }

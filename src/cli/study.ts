@@ -32,6 +32,8 @@ import { bosFlag, choiceFlag, COMMON_FLAGS, intFlag, numFlag, required } from ".
 import { type CommandSpec, parseCommand } from "./spec.ts";
 import { progress } from "./progress.ts";
 import { localizationStudyCommand } from "./study_localization.ts";
+import type { StudyAttributionOutput } from "../schema/study_output.ts";
+import { schemaTag, snakeKeys } from "../schema/common.ts";
 
 /** Unique neurons of each side pooled over tests, and how many both share (Yu et al.'s Counter sets). */
 function pooledOverlap(
@@ -154,13 +156,13 @@ export async function studyCommand(argv: string[]): Promise<void> {
     });
   }
   const steps = intFlag(f, "steps", 20, 1, 1000);
-  const na: StudyNaOptions = {
+  const na = {
     steps,
     points: choiceFlag<IgPoints>(f, "points", ["linspace", "left"], "linspace"),
     activation: choiceFlag<IgActivation>(f, "activation", ["pre", "post"], "pre"),
     threshold: numFlag(f, "threshold", 0.1, 0, 1),
     strict: f["no-strict"] !== true,
-  };
+  } satisfies StudyNaOptions;
   const topNeurons = intFlag(f, "top-neurons", 5, 1);
   const iaCutoff = intFlag(f, "ia-cutoff", 1, 1);
   const ddof = intFlag(f, "ddof", 0, 0, 1) as 0 | 1;
@@ -270,7 +272,7 @@ export async function studyCommand(argv: string[]): Promise<void> {
     const report = {
       model: dir,
       method,
-      trainLoss,
+      trainLoss: trainLoss as "all" | "answer",
       k,
       pool: pool.length,
       igSteps: steps,
@@ -286,8 +288,11 @@ export async function studyCommand(argv: string[]): Promise<void> {
       summary,
       rows,
     };
-    if (f.json) console.log(JSON.stringify(report, null, 2));
-    else {
+    if (f.json) {
+      // The library's camelCase fields, written snake_case (schemas/engram-study-attribution.json).
+      const out: StudyAttributionOutput = { schema: schemaTag("study-attribution", 1), ...snakeKeys(report) };
+      console.log(JSON.stringify(out, null, 2));
+    } else {
       const fx = (x: number | null, d = 3) => (x === null ? "-" : x.toFixed(d));
       console.log(
         `IA (${method}) vs NA on ${tests.length} prompts, pool of ${pool.length} training instances, k = ${k}`,

@@ -10,6 +10,8 @@ import { intFlag, required } from "./args.ts";
 import { type CommandSpec, parseCommand } from "./spec.ts";
 import { log } from "./log.ts";
 import { progress } from "./progress.ts";
+import type { TrainCleanOutput, TrainOutput } from "../schema/misc_output.ts";
+import { schemaTag } from "../schema/common.ts";
 
 /** Flags and help of `engram train`. */
 export const trainSpec: CommandSpec = {
@@ -24,7 +26,10 @@ export const trainSpec: CommandSpec = {
     overwrite: { type: "boolean", help: "replace an output folder engram wrote before" },
     "max-steps": { type: "int", value: "N", unit: "steps", help: "stop after N optimizer steps" },
     clean: { type: "boolean", help: "remove the work folders of interrupted runs, train nothing" },
-    json: { type: "boolean", help: 'print {"out", "steps", "final_loss", "seconds", "checkpoints"}' },
+    json: {
+      type: "boolean",
+      help: 'print {"schema": "engram-train/1", "out", "steps", "final_loss", "seconds", "checkpoints"}',
+    },
   },
   examples: ["train --config fixtures/world/train_config.json --max-steps 10 --overwrite"],
 };
@@ -35,7 +40,8 @@ export async function trainCommand(argv: string[]): Promise<void> {
   const cfg = await readTrainConfig(required(f, "config", "train"));
   if (f.clean) {
     const gone = await cleanTrainingLeftovers(cfg.out);
-    if (f.json) console.log(JSON.stringify({ out: cfg.out, removed: gone }));
+    const out: TrainCleanOutput = { schema: schemaTag("train-clean", 1), out: cfg.out, removed: gone };
+    if (f.json) console.log(JSON.stringify(out));
     else {console.log(
         gone.length ? `removed ${gone.join(", ")}` : `no work folders of interrupted runs into ${cfg.out}`,
       );}
@@ -59,7 +65,8 @@ export async function trainCommand(argv: string[]): Promise<void> {
     },
   });
   bar?.done();
-  const summary = {
+  const summary: TrainOutput = {
+    schema: schemaTag("train", 1),
     out: res.out,
     steps: res.steps,
     final_loss: res.finalLoss,

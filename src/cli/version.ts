@@ -4,6 +4,8 @@
  */
 import denoConfig from "../../deno.json" with { type: "json" };
 import { type CommandSpec, parseCommand } from "./spec.ts";
+import type { VersionOutput } from "../schema/misc_output.ts";
+import { schemaTag } from "../schema/common.ts";
 
 /** engram's version, from deno.json. */
 export const ENGRAM_VERSION: string = denoConfig.version;
@@ -28,14 +30,16 @@ export function versionCommand(argv: string[]): Promise<void> {
   const f = parseCommand(versionSpec, argv);
   const v = Deno.version;
   if (f.json) {
-    console.log(JSON.stringify({
+    const out: VersionOutput = {
+      schema: schemaTag("version", 1),
       engram: ENGRAM_VERSION,
       deno: v.deno,
       v8: v.v8,
       typescript: v.typescript,
       os: Deno.build.os,
       arch: Deno.build.arch,
-    }));
+    };
+    console.log(JSON.stringify(out));
   } else console.log(versionText());
   return Promise.resolve();
 }

@@ -22,16 +22,27 @@ export function schemaField<N extends string, V extends number>(
 /** A key engram writes: lower-case letters, digits and underscores, starting with a letter. */
 export const SNAKE_KEY = /^[a-z][a-z0-9_]*$/;
 
+/** Whether `path` is one of `patterns` (`.a.*.b`: `*` stands for any one key). */
+function isDataPath(path: string, patterns: readonly string[]): boolean {
+  return patterns.some((p) =>
+    p === path ||
+    (p.includes("*") &&
+      new RegExp(`^${p.split("*").map((x) => x.replace(/[.[\]\\^$+?(){}|]/g, "\\$&")).join("[^.]+")}$`)
+        .test(path))
+  );
+}
+
 /**
  * The paths (`a.b[].c`) of keys in `value` that are not snake_case. Keys under a path listed in `dataKeys`
- * are data (token strings, relation names), not field names, and are not checked (their values still are).
+ * are data (token strings, relation names), not field names, and are not checked (their values still are);
+ * a `*` in a path stands for any one key.
  */
 export function nonSnakeKeys(value: unknown, dataKeys: readonly string[] = [], path = ""): string[] {
   const bad: string[] = [];
   if (Array.isArray(value)) {
     for (const v of value) bad.push(...nonSnakeKeys(v, dataKeys, `${path}[]`));
   } else if (value !== null && typeof value === "object") {
-    const data = dataKeys.includes(path);
+    const data = isDataPath(path, dataKeys);
     for (const [k, v] of Object.entries(value)) {
       const p = data ? `${path}.*` : `${path}.${k}`;
       if (!data && !SNAKE_KEY.test(k)) bad.push(`${path}.${k}`);
@@ -63,7 +74,7 @@ export function snakeName(k: string): string {
 export function snakeKeys<T>(value: T, dataKeys: readonly string[] = [], path = ""): SnakeKeys<T> {
   if (Array.isArray(value)) return value.map((v) => snakeKeys(v, dataKeys, `${path}[]`)) as SnakeKeys<T>;
   if (value !== null && typeof value === "object" && !ArrayBuffer.isView(value)) {
-    const data = dataKeys.includes(path);
+    const data = isDataPath(path, dataKeys);
     const out: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(value)) {
       const key = data ? k : snakeName(k);

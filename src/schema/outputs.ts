@@ -9,6 +9,19 @@ import type { z } from "./zod.ts";
 import { generateOutput, predictOutput } from "./predict_output.ts";
 import { evalOutput } from "./eval_output.ts";
 import { traceFactsOutput, traceOutput } from "./trace_output.ts";
+import { attributeOutput, neuronsOutput } from "./attribute_output.ts";
+import { atpOutput, logitLensOutput, recommendLayersOutput } from "./tools_output.ts";
+import { editOutput, revertCheckOutput } from "./edit_output.ts";
+import {
+  accuracyOutput,
+  demoOutput,
+  infoAdaptersOutput,
+  infoOutput,
+  trainCleanOutput,
+  trainOutput,
+  versionOutput,
+} from "./misc_output.ts";
+import { studyAttributionOutput } from "./study_output.ts";
 
 /** Output schemas by name (explicit map: adding a schema means adding it here). */
 export const OUTPUT_SCHEMAS: Readonly<Record<string, z.ZodType>> = {
@@ -17,4 +30,19 @@ export const OUTPUT_SCHEMAS: Readonly<Record<string, z.ZodType>> = {
   "engram-trace": traceOutput,
   "engram-trace-facts": traceFactsOutput,
   "engram-eval": evalOutput,
+  "engram-neurons": neuronsOutput,
+  "engram-attribute": attributeOutput,
+  "engram-atp": atpOutput,
+  "engram-logit-lens": logitLensOutput,
+  "engram-recommend-layers": recommendLayersOutput,
+  "engram-edit": editOutput,
+  "engram-revert-check": revertCheckOutput,
+  "engram-accuracy": accuracyOutput,
+  "engram-info": infoOutput,
+  "engram-info-adapters": infoAdaptersOutput,
+  "engram-version": versionOutput,
+  "engram-demo": demoOutput,
+  "engram-train": trainOutput,
+  "engram-train-clean": trainCleanOutput,
+  "engram-study-attribution": studyAttributionOutput,
 };
