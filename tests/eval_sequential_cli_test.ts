@@ -55,7 +55,9 @@ Deno.test("eval --mode sequential --every: curve JSON, out folder with SVGs, res
     ];
     const first = await engram(...args);
     assert.equal(first.code, 0, first.stderr);
-    const [curve] = JSON.parse(first.stdout);
+    const doc = JSON.parse(first.stdout);
+    assert.equal(doc.schema, "engram-eval-sequential/1");
+    const [curve] = doc.curves;
     assert.equal(curve.label, "ft-l");
     assert.deepEqual(curve.records.map((r: { edits: number }) => r.edits), [1, 2]);
     assert.equal(typeof curve.records[1].perplexity, "number");
@@ -70,7 +72,7 @@ Deno.test("eval --mode sequential --every: curve JSON, out folder with SVGs, res
     // A rerun resumes after the last record: nothing is edited again.
     const again = await engram(...args);
     assert.equal(again.code, 0, again.stderr);
-    const [c2] = JSON.parse(again.stdout);
+    const [c2] = JSON.parse(again.stdout).curves;
     assert.equal(c2.resumed_from, 2);
     assert.deepEqual(c2.records, curve.records);
     // --every outside sequential mode; NAS on a method without value vectors.

@@ -13,7 +13,7 @@ import { causalTrace } from "../src/locate/trace.ts";
 import { encodeFact } from "../src/prompt/encode.ts";
 import { scoreAnswers } from "../src/evaluate/edit_metrics.ts";
 import type { CaseResult } from "../src/evaluate/localization/case.ts";
-import { StudyModelMismatchError } from "../src/evaluate/localization/folder.ts";
+import { readCase, StudyModelMismatchError } from "../src/evaluate/localization/folder.ts";
 import { runLocalizationStudy, STUDY_DEFAULTS } from "../src/evaluate/localization/study.ts";
 import type { EditRequest } from "../src/edit/requests.ts";
 
@@ -48,7 +48,11 @@ Deno.test("localization study on the world model equals separate trace and edit 
 
     await t.step("per-case numbers equal separate library runs", async () => {
       for (let i = 0; i < 2; i++) {
-        const c: CaseResult = JSON.parse(Deno.readTextFileSync(join(dir, `cases/case_${i}.json`)));
+        // The file is snake_case (engram-study-localization-case/1); readCase gives the library's record.
+        const file = JSON.parse(Deno.readTextFileSync(join(dir, `cases/case_${i}.json`)));
+        assert.equal(file.schema, "engram-study-localization-case/1");
+        assert.deepEqual(file.edits[0].edited_layers, [0]);
+        const c = (await readCase(dir, i)) as CaseResult;
         const r = reqs[i];
         const fact = encodeFact(tok, { prompt: r.prompt, subject: r.subject, target: r.ground_truth! }, {
           nPositions: model.config.nPositions,

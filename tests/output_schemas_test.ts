@@ -47,6 +47,30 @@ Deno.test("the snake_case check and the strict schemas fail on what they must", 
   assert.throws(() => checkDocument("wrong tag", { ...doc, schema: "engram-predict/2" }, "engram-predict"));
 });
 
+/** A one-case localization study of FT-1 at layer 0 (2 FT steps). */
+const LOCALIZATION = (d: string) => [
+  "study",
+  "localization",
+  "--model",
+  M,
+  "--data",
+  join(W, "counterfact.json"),
+  "--out",
+  join(d, "loc"),
+  "--limit",
+  "1",
+  "--methods",
+  "ft-1",
+  "--objectives",
+  "error_injection",
+  "--layers",
+  "0",
+  "--samples",
+  "2",
+  "--hparams",
+  `ft-1=${join(d, "ft1.json")}`,
+];
+
 /** A command run: its argv, the documents it writes (stdout, or files under its folder). */
 interface Case {
   name: string;
@@ -55,6 +79,8 @@ interface Case {
   args: (dir: string) => string[];
   stdout?: { schema: string; dataKeys?: string[] };
   files?: Array<{ path: string; schema: string; dataKeys?: string[] }>;
+  /** Further checks of the run's output. */
+  check?: (r: { stdout: string; stderr: string }) => void;
 }
 
 const CASES: Case[] = [
@@ -162,6 +188,32 @@ const CASES: Case[] = [
     ],
     stdout: { schema: "engram-eval" },
     files: [{ path: "e2.json", schema: "engram-eval" }],
+  },
+  {
+    name: "eval --mode sequential",
+    setup: (d) => Deno.writeTextFile(join(d, "ft2.json"), JSON.stringify({ num_steps: 2 })),
+    args: (d) => [
+      "eval",
+      "--mode",
+      "sequential",
+      "--every",
+      "1",
+      "--method",
+      "ft-l",
+      "--hparams",
+      join(d, "ft2.json"),
+      "--model",
+      M,
+      "--data",
+      join(W, "counterfact.json"),
+      "--limit",
+      "2",
+      "--json",
+      "--out",
+      join(d, "seq"),
+    ],
+    stdout: { schema: "engram-eval-sequential" },
+    files: [{ path: "seq/summary.json", schema: "engram-eval-sequential-summary" }],
   },
   {
     name: "neurons",
@@ -355,6 +407,23 @@ const CASES: Case[] = [
     ],
     stdout: { schema: "engram-study-attribution" },
   },
+  {
+    name: "study localization",
+    setup: (d) => Deno.writeTextFile(join(d, "ft1.json"), JSON.stringify({ num_steps: 2 })),
+    args: (d) => [...LOCALIZATION(d), "--json"],
+    stdout: { schema: "engram-study-localization" },
+    files: [
+      { path: "loc/summary.json", schema: "engram-study-localization" },
+      { path: "loc/study.json", schema: "engram-study-localization-header", dataKeys: [".settings.hparams"] },
+      { path: "loc/cases/case_0.json", schema: "engram-study-localization-case" },
+    ],
+  },
+  {
+    // The snake_case case files are read back: the second run studies nothing again.
+    name: "study localization (resumed)",
+    args: (d) => LOCALIZATION(d),
+    check: (r) => assert.match(r.stdout, /resumed study .*\(0 run now\)/),
+  },
 ];
 
 Deno.test({
@@ -371,6 +440,7 @@ Deno.test({
           if (c.stdout) {
             checkDocument(`${c.name} stdout`, JSON.parse(r.stdout), c.stdout.schema, c.stdout.dataKeys);
           }
+          c.check?.(r);
           for (const f of c.files ?? []) {
             const doc = JSON.parse(await Deno.readTextFile(join(dir, f.path)));
             checkDocument(`${c.name} ${f.path}`, doc, f.schema, f.dataKeys);

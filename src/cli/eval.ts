@@ -40,6 +40,8 @@ import { guardOutputs } from "./outputs.ts";
 import { writeFileAtomic } from "../io/atomic.ts";
 import { easyEditCases } from "../evaluate/easyedit_format.ts";
 import { evalReportHtml } from "../report/reports.ts";
+import type { EvalSequentialOutput } from "../schema/eval_sequential_output.ts";
+import { schemaTag } from "../schema/common.ts";
 
 /** The default `--report` of `--out FILE`: FILE with its extension replaced by ".html". */
 export function reportPathFor(out: string): string {
@@ -336,8 +338,11 @@ export async function evalCommand(argv: string[]): Promise<void> {
         out: typeof f.out === "string" ? f.out : undefined,
         meta: { data: dataFile, model: modelDir, ppl_text: f["ppl-text"] },
       });
-      if (f.json) console.log(JSON.stringify(curves, null, 2));
-      else {
+      if (f.json) {
+        // The curves as runSequential returns them (snake_case), under the schema's name.
+        const out = { schema: schemaTag("eval-sequential", 1), curves } as EvalSequentialOutput;
+        console.log(JSON.stringify(out, null, 2));
+      } else {
         for (const c of curves) {
           for (const r of c.records) {
             const m = r.metrics;

@@ -16,6 +16,8 @@ import type { EditRequest } from "../prompt/requests.ts";
 import { runSequential, type SequentialCurve } from "../evaluate/sequential.ts";
 import { curveSvgs } from "../report/curves.ts";
 import { progress } from "./progress.ts";
+import type { EvalSequentialSummary } from "../schema/eval_sequential_output.ts";
+import { schemaTag } from "../schema/common.ts";
 
 /** A `--method` entry: the editor's name and whether NAS is on (`NAME+nas`). */
 export function parseMethodSpec(spec: string): { method: string; nas: boolean } {
@@ -26,7 +28,7 @@ export function parseMethodSpec(spec: string): { method: string; nas: boolean } 
 /** Writes DIR/summary.json and the SVGs of `curves`. */
 export async function writeCurveReport(dir: string, curves: SequentialCurve[]): Promise<void> {
   await Deno.mkdir(dir, { recursive: true });
-  const summary = curves.map((c) => ({
+  const points: EvalSequentialSummary["curves"] = curves.map((c) => ({
     label: c.label,
     method: c.method,
     n: c.n,
@@ -49,6 +51,7 @@ export async function writeCurveReport(dir: string, curves: SequentialCurve[]): 
       nas_skipped: r.nas_skipped,
     })),
   }));
+  const summary: EvalSequentialSummary = { schema: schemaTag("eval-sequential-summary", 1), curves: points };
   await writeFileAtomic(`${dir}/summary.json`, JSON.stringify(summary, null, 2) + "\n");
   for (const [name, svg] of curveSvgs(curves)) await writeFileAtomic(`${dir}/${name}`, svg);
 }

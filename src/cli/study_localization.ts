@@ -230,7 +230,7 @@ async function studyWith(
     });
     bar.done();
     const s = res.summary;
-    if (f.json) console.log(JSON.stringify(s, null, 2));
+    if (f.json) console.log(JSON.stringify(res.summaryJson, null, 2));
     else {
       console.log(
         `${res.resumed ? "resumed" : "new"} study in ${out}: ${s.cases} cases (${res.newCases} run now), ` +

@@ -58,7 +58,7 @@ export type SnakeName<S extends string> = S extends `${infer H}${infer T}`
   : S;
 
 /** `T` with every object key in snake_case, nested through objects and arrays (typed-array free). */
-export type SnakeKeys<T> = T extends readonly (infer U)[] ? SnakeKeys<U>[]
+export type SnakeKeys<T> = T extends readonly unknown[] ? { -readonly [K in keyof T]: SnakeKeys<T[K]> }
   : T extends object ? { [K in keyof T as K extends string ? SnakeName<K> : K]: SnakeKeys<T[K]> }
   : T;
 

@@ -33,7 +33,7 @@ const wildScores = {
 };
 
 /** Means over requests: the case scores (reliability may be null without requests), then S. */
-const metrics = z.strictObject({
+export const evalMetrics = z.strictObject({
   ...caseScores,
   reliability: score,
   score: score.describe("harmonic mean of ES, PS and NS"),
@@ -45,9 +45,9 @@ export const evalMethodResult = z.strictObject({
   method: z.string().describe("the method as given to --method (a +nas suffix included)"),
   mode: z.enum(["single", "sequential", "batch"]),
   n: z.int().describe("requests evaluated"),
-  metrics: metrics.describe("post-edit means"),
+  metrics: evalMetrics.describe("post-edit means"),
   units: z.record(z.string(), z.string()).describe("the unit of each metric"),
-  pre_metrics: metrics.describe("the same measures on the unedited model (locality, fluency: null)"),
+  pre_metrics: evalMetrics.describe("the same measures on the unedited model (locality, fluency: null)"),
   timing: z.strictObject({ edit_s: z.number(), eval_s: z.number(), edit_s_per_request: z.number() }),
   hparams: z.record(z.string(), z.unknown()).describe("hyper-parameters the editor reported"),
   warnings: z.array(z.string()),

@@ -8,6 +8,7 @@
 import type { z } from "./zod.ts";
 import { generateOutput, predictOutput } from "./predict_output.ts";
 import { evalOutput } from "./eval_output.ts";
+import { evalSequentialOutput, evalSequentialSummary } from "./eval_sequential_output.ts";
 import { traceFactsOutput, traceOutput } from "./trace_output.ts";
 import { attributeOutput, neuronsOutput } from "./attribute_output.ts";
 import { atpOutput, logitLensOutput, recommendLayersOutput } from "./tools_output.ts";
@@ -22,6 +23,11 @@ import {
   versionOutput,
 } from "./misc_output.ts";
 import { studyAttributionOutput } from "./study_output.ts";
+import {
+  studyLocalizationCase,
+  studyLocalizationHeader,
+  studyLocalizationOutput,
+} from "./study_localization_output.ts";
 
 /** Output schemas by name (explicit map: adding a schema means adding it here). */
 export const OUTPUT_SCHEMAS: Readonly<Record<string, z.ZodType>> = {
@@ -30,6 +36,8 @@ export const OUTPUT_SCHEMAS: Readonly<Record<string, z.ZodType>> = {
   "engram-trace": traceOutput,
   "engram-trace-facts": traceFactsOutput,
   "engram-eval": evalOutput,
+  "engram-eval-sequential": evalSequentialOutput,
+  "engram-eval-sequential-summary": evalSequentialSummary,
   "engram-neurons": neuronsOutput,
   "engram-attribute": attributeOutput,
   "engram-atp": atpOutput,
@@ -45,4 +53,7 @@ export const OUTPUT_SCHEMAS: Readonly<Record<string, z.ZodType>> = {
   "engram-train": trainOutput,
   "engram-train-clean": trainCleanOutput,
   "engram-study-attribution": studyAttributionOutput,
+  "engram-study-localization": studyLocalizationOutput,
+  "engram-study-localization-header": studyLocalizationHeader,
+  "engram-study-localization-case": studyLocalizationCase,
 };

@@ -9,6 +9,12 @@ import { InputError } from "../../errors.ts";
 import { lstatOrUndefined, markerText, OUTPUT_MARKER, writeFileAtomic } from "../../io/atomic.ts";
 import type { TransformerModel } from "../../model/transformer.ts";
 import type { CaseResult, DroppedCase } from "./case.ts";
+import { schemaTag, snakeKeys } from "../../schema/common.ts";
+import {
+  type StudyLocalizationCase,
+  studyLocalizationCase,
+  type StudyLocalizationHeader,
+} from "../../schema/study_localization_output.ts";
 
 /** The folder was written for a model with other weights or another config. */
 export class StudyModelMismatchError extends InputError {}
@@ -31,13 +37,30 @@ export function modelFingerprint(model: TransformerModel): string {
   return h.digest("hex");
 }
 
-/** What `study.json` holds. */
+/** The header of a study folder (written as `study.json`, snake_case: {@link headerJson}). */
 export interface StudyHeader {
   kind: "engram localization study";
   fingerprint: string;
   model: string;
   data: string;
   settings: Record<string, unknown>;
+}
+
+/** Settings as written: snake_case keys, the per-method hparams (keyed by method) kept as they are. */
+function settingsJson(settings: Record<string, unknown>): Record<string, unknown> {
+  return snakeKeys(settings, [".hparams"]);
+}
+
+/** `study.json`'s document (schemas/engram-study-localization-header.json). */
+export function headerJson(h: StudyHeader): StudyLocalizationHeader {
+  return {
+    schema: schemaTag("study-localization-header", 1),
+    kind: h.kind,
+    fingerprint: h.fingerprint,
+    model: h.model,
+    data: h.data,
+    settings: settingsJson(h.settings) as StudyLocalizationHeader["settings"],
+  };
 }
 
 /** Canonical JSON (sorted keys) for comparing settings. */
@@ -91,9 +114,11 @@ export async function openStudyFolder(dir: string, header: StudyHeader): Promise
           { file: headerFile, field: "fingerprint" },
         );
       }
-      if (canonical(old.settings) !== canonical(header.settings)) {
+      // A folder of an earlier engram (camelCase settings, no schema) compares the same once converted.
+      const oldSettings = settingsJson((old.settings ?? {}) as Record<string, unknown>);
+      if (canonical(oldSettings) !== canonical(settingsJson(header.settings))) {
         throw new StudySettingsMismatchError(
-          `the study folder was written with other settings (${canonical(old.settings)}); ` +
+          `the study folder was written with other settings (${canonical(oldSettings)}); ` +
             `resume with the same flags or give a new --out`,
           { file: headerFile, field: "settings" },
         );
@@ -114,21 +139,71 @@ export async function openStudyFolder(dir: string, header: StudyHeader): Promise
   if (!(await lstatOrUndefined(`${dir}/${OUTPUT_MARKER}`))) {
     await writeFileAtomic(`${dir}/${OUTPUT_MARKER}`, markerText("localization study"));
   }
-  await writeFileAtomic(headerFile, JSON.stringify(header, null, 1) + "\n");
+  await writeFileAtomic(headerFile, JSON.stringify(headerJson(header), null, 1) + "\n");
   return { resumed: false };
 }
 
-/** Reads case `index` when it is on disk (a half-written or unreadable file counts as absent). */
+/**
+ * Reads case `index` when it is on disk (a half-written or unreadable file, or one that does not match
+ * `engram-study-localization-case/1`, counts as absent and is studied again). A file of an earlier engram
+ * (no `schema`: the library's camelCase fields) is read as it is.
+ */
 export async function readCase(dir: string, index: number): Promise<CaseResult | DroppedCase | undefined> {
+  let v;
   try {
-    const v = JSON.parse(await Deno.readTextFile(casePath(dir, index)));
-    return v && typeof v === "object" && v.index === index ? v : undefined;
+    v = JSON.parse(await Deno.readTextFile(casePath(dir, index)));
   } catch {
     return undefined;
   }
+  if (!v || typeof v !== "object" || v.index !== index) return undefined;
+  if (!("schema" in v)) return v;
+  const r = studyLocalizationCase.safeParse(v);
+  return r.success ? caseFromJson(r.data) : undefined;
+}
+
+/** A case as written (schemas/engram-study-localization-case.json): the library's fields in snake_case. */
+export function caseJson(c: CaseResult | DroppedCase): StudyLocalizationCase {
+  const schema = schemaTag("study-localization-case", 1);
+  if ("dropped" in c) return { schema, ...c };
+  return {
+    schema,
+    ...c,
+    trace: snakeKeys(c.trace),
+    edits: c.edits.map(({ editedLayers, ...e }) => ({ ...e, edited_layers: editedLayers })),
+  };
+}
+
+/** The inverse of {@link caseJson}. */
+export function caseFromJson(v: StudyLocalizationCase): CaseResult | DroppedCase {
+  if ("dropped" in v) {
+    const { schema: _, ...d } = v;
+    return d;
+  }
+  const { schema: _, trace: t, edits, ...rest } = v;
+  return {
+    ...rest,
+    trace: {
+      ids: t.ids,
+      subjectRange: t.subject_range,
+      answer: t.answer,
+      predicted: t.predicted,
+      known: t.known,
+      pClean: t.p_clean,
+      pCorrupt: t.p_corrupt,
+      kinds: t.kinds.map((k) => ({
+        kind: k.kind,
+        window: k.window,
+        subjectLastEffect: k.subject_last_effect,
+        subjectLastFraction: k.subject_last_fraction,
+        maxTokenFraction: k.max_token_fraction,
+        peak: k.peak,
+      })),
+    },
+    edits: edits.map(({ edited_layers, ...e }) => ({ ...e, editedLayers: edited_layers })),
+  };
 }
 
 /** Writes case `index` atomically. */
 export async function writeCase(dir: string, c: CaseResult | DroppedCase): Promise<void> {
-  await writeFileAtomic(casePath(dir, c.index), JSON.stringify(c, null, 1) + "\n");
+  await writeFileAtomic(casePath(dir, c.index), JSON.stringify(caseJson(c), null, 1) + "\n");
 }

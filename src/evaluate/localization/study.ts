@@ -24,6 +24,8 @@ import {
 import { modelFingerprint, openStudyFolder, readCase, writeCase } from "./folder.ts";
 import { editsPerCase, methodSpec, OBJECTIVES, STUDY_METHODS } from "./objectives.ts";
 import { type StudySummary, summarize } from "./summary.ts";
+import type { StudyLocalizationOutput } from "../../schema/study_localization_output.ts";
+import { schemaTag, snakeKeys } from "../../schema/common.ts";
 
 /** Defaults of the study settings (the reference's, see docs/notes/issue-16-locstudy.md). */
 export const STUDY_DEFAULTS = {
@@ -63,6 +65,8 @@ export interface LocalizationStudyResult {
   newCases: number;
   /** Files written: summary.json, the figures and report.html. */
   files: string[];
+  /** What summary.json holds (and `study localization --json` prints): the summary in snake_case. */
+  summaryJson: StudyLocalizationOutput;
 }
 
 /** Checks the settings against the model; errors name the flag. */
@@ -192,10 +196,14 @@ export async function runLocalizationStudy(
     await writeFileAtomic(`${o.out}/${name}`, text);
     files.push(`${o.out}/${name}`);
   };
-  await write(
-    "summary.json",
-    JSON.stringify({ model: o.modelName, data: o.dataFile, settings, ...summary }, null, 1) + "\n",
-  );
+  const summaryJson: StudyLocalizationOutput = {
+    schema: schemaTag("study-localization", 1),
+    model: o.modelName,
+    data: o.dataFile,
+    settings: snakeKeys(s),
+    ...snakeKeys(summary),
+  };
+  await write("summary.json", JSON.stringify(summaryJson, null, 1) + "\n");
   const figures = localizationFigures(summary);
   await Deno.mkdir(`${o.out}/figures`, { recursive: true });
   for (const [name, svg] of figures) await write(`figures/${name}`, svg);
@@ -203,5 +211,5 @@ export async function runLocalizationStudy(
     "report.html",
     localizationHtml(summary, figures, { model: o.modelName, data: o.dataFile, settings }),
   );
-  return { summary, resumed, newCases, files };
+  return { summary, summaryJson, resumed, newCases, files };
 }
