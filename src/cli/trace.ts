@@ -476,7 +476,6 @@ async function traceWith(
 ): Promise<void> {
   const {
     modelDir,
-    kindFlag,
     kinds,
     samples,
     window,
