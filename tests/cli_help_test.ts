@@ -291,14 +291,17 @@ Deno.test("info: backend and driver, --adapters, --adapter fallback, DENO_WEBGPU
   const r = await run("info");
   assert.equal(r.code, 0, r.stderr);
   const j = JSON.parse(r.stdout);
-  for (const k of ["vendor", "architecture", "device", "description", "backend", "backendSource", "driver"]) {
+  assert.equal(j.schema, "engram-info/1");
+  for (
+    const k of ["vendor", "architecture", "device", "description", "backend", "backend_source", "driver"]
+  ) {
     assert.equal(typeof j[k], "string", k);
   }
   assert.ok(Array.isArray(j.features));
   if (/llvmpipe/.test(j.description)) {
     assert.match(j.driver, j.backend === "vulkan" ? /^lavapipe/ : /^llvmpipe/);
   }
-  const list = JSON.parse((await run("info", "--adapters")).stdout);
+  const list = JSON.parse((await run("info", "--adapters")).stdout).adapters;
   assert.deepEqual(list.map((x: { choice: string }) => x.choice), [
     "high-performance",
     "low-power",
@@ -327,7 +330,7 @@ Deno.test("info: backend and driver, --adapters, --adapter fallback, DENO_WEBGPU
   if (gl.code === 0) {
     const g = JSON.parse(new TextDecoder().decode(gl.stdout));
     assert.equal(g.backend, "gl");
-    assert.equal(g.backendSource, "DENO_WEBGPU_BACKEND");
+    assert.equal(g.backend_source, "DENO_WEBGPU_BACKEND");
     if (/llvmpipe/.test(g.description)) assert.match(g.driver, /^llvmpipe \(Mesa's OpenGL/);
   } else assert.match(new TextDecoder().decode(gl.stderr), /no WebGPU adapter/); // no GL driver here
 });

@@ -129,5 +129,5 @@ Deno.test("info prints the adapter description as JSON", async () => {
   assert.equal(r.code, 0, r.stderr);
   const j = JSON.parse(r.stdout);
   assert.equal(typeof j.description, "string");
-  assert.ok(j.maxStorageBufferBindingSize > 0);
+  assert.ok(j.max_storage_buffer_binding_size > 0);
 });

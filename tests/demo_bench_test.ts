@@ -41,11 +41,11 @@ Deno.test("bench --quick --json: one schema-versioned record; bench compare tabl
   const r = await engram("bench", "--quick", "--json", "--out", file);
   assert.equal(r.code, 0, r.stderr);
   const j = JSON.parse(r.stdout);
-  assert.equal(j.schema, "engram-bench/2");
+  assert.equal(j.schema, "engram-bench/3");
   assert.equal(typeof j.adapter.description, "string");
-  assert.ok(j.adapter.limits.maxStorageBufferBindingSize > 0 && Array.isArray(j.adapter.features));
+  assert.ok(j.adapter.limits.max_storage_buffer_binding_size > 0 && Array.isArray(j.adapter.features));
   assert.equal(typeof j.deno, "string");
-  assert.equal(j.host.loadavgStart.length, 3);
+  assert.equal(j.host.loadavg_start.length, 3);
   const fig = (name: string) => j.figures.find((f: { name: string }) => f.name === name);
   for (const f of j.figures) {
     assert.ok(Number.isFinite(f.value) && f.value > 0 && typeof f.unit === "string", JSON.stringify(f));

@@ -303,6 +303,7 @@ const CASES: Case[] = [
   },
   {
     name: "edit",
+    setup: (d) => Deno.writeTextFile(join(d, "ftl2.json"), JSON.stringify({ num_steps: 2 })),
     args: (d) => [
       "edit",
       "--method",
@@ -317,6 +318,8 @@ const CASES: Case[] = [
       "Sunmere",
       "--ground-truth",
       "Frostwick",
+      "--hparams",
+      join(d, "ftl2.json"),
       "--out",
       join(d, "edited"),
       "--json",
@@ -423,6 +426,27 @@ const CASES: Case[] = [
     name: "study localization (resumed)",
     args: (d) => LOCALIZATION(d),
     check: (r) => assert.match(r.stdout, /resumed study .*\(0 run now\)/),
+  },
+  {
+    name: "bench",
+    args: (d) => ["bench", "--quick", "--sections", "readback", "--json", "--out", join(d, "bench.json")],
+    // raw holds the sections' measurements, keyed by variant names (wide16x8) where they are maps.
+    stdout: { schema: "engram-bench", dataKeys: [".raw.matmul.rows[].ms", ".raw.matmul.rows[].gflops"] },
+    files: [{ path: "bench.json", schema: "engram-bench" }],
+  },
+  {
+    // compare reads this run's record and a committed engram-bench/2 one (camelCase) side by side.
+    name: "bench compare (/3 and /2)",
+    args: (d) => [
+      "bench",
+      "compare",
+      join(d, "bench.json"),
+      new URL("../benchmarks/results/llvmpipe-2core-2026-12-01-b.json", import.meta.url).pathname,
+      "--svg",
+      join(d, "cmp.svg"),
+    ],
+    check: (r) =>
+      assert.match(r.stdout, /^\| figure \| unit \| bench\.json .*\| llvmpipe-2core-2026-12-01-b\.json/),
   },
 ];
 

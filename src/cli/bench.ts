@@ -28,6 +28,8 @@ import {
   numpyBaseline,
 } from "./bench_figures.ts";
 import { benchCompare } from "./bench_compare.ts";
+import type { BenchOutput } from "../schema/bench_output.ts";
+import { snakeKeys } from "../schema/common.ts";
 
 const SECTIONS = ["matmul", "readback", "world", "attention", "families", "memory"] as const;
 
@@ -209,8 +211,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
     // Resident bytes (host RSS, GPU buffers) against the weights' size, real shapes unless --quick.
     raw.memory = await measureMemory(gpu, { quick, log });
   }
-  const record = {
-    schema: BENCH_SCHEMA,
+  const camel = {
     engram: ENGRAM_VERSION,
     deno: Deno.version.deno,
     v8: Deno.version.v8,
@@ -222,6 +223,8 @@ export async function benchCommand(argv: string[]): Promise<void> {
     figures,
     raw,
   };
+  // The measurements are the library's (camelCase); the record is written snake_case.
+  const record: BenchOutput = { schema: BENCH_SCHEMA, ...snakeKeys(camel) };
   const text = JSON.stringify(record, null, 2);
   if (typeof f.out === "string") await writeFileAtomic(f.out, text + "\n");
   if (f.json) console.log(text);

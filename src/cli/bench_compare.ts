@@ -6,14 +6,17 @@
 import { InputError } from "../errors.ts";
 import { parseFlags } from "./args.ts";
 import { writeFileAtomic } from "../io/atomic.ts";
-import { BENCH_SCHEMA, type Figure } from "./bench_figures.ts";
+import { BENCH_SCHEMA, BENCH_SCHEMA_2 } from "./bench_figures.ts";
+import { snakeKeys } from "../schema/common.ts";
+import type { BenchOutput } from "../schema/bench_output.ts";
 
+/** What compare reads of a record (an `engram-bench/2` record is converted to snake_case first). */
 interface BenchRecord {
   schema: string;
   date: string;
   adapter: { description?: string; vendor?: string };
-  host?: { loadavgStart?: number[] };
-  figures: Figure[];
+  host?: { loadavg_start?: number[] };
+  figures: BenchOutput["figures"];
 }
 
 function readRecord(path: string): BenchRecord {
@@ -23,11 +26,15 @@ function readRecord(path: string): BenchRecord {
   } catch (e) {
     throw new InputError(`cannot read a bench record: ${(e as Error).message}`, { file: path });
   }
+  if (r?.schema === BENCH_SCHEMA_2) r = { ...snakeKeys(r), schema: BENCH_SCHEMA };
   if (r?.schema !== BENCH_SCHEMA) {
-    throw new InputError(`schema is ${JSON.stringify(r?.schema)}, expected "${BENCH_SCHEMA}"`, {
-      file: path,
-      field: "schema",
-    });
+    throw new InputError(
+      `schema is ${JSON.stringify(r?.schema)}, expected "${BENCH_SCHEMA}" (or "${BENCH_SCHEMA_2}")`,
+      {
+        file: path,
+        field: "schema",
+      },
+    );
   }
   if (!Array.isArray(r.figures)) {
     throw new InputError("figures is not a list", { file: path, field: "figures" });
@@ -42,7 +49,7 @@ export function compareTable(paths: string[], recs: BenchRecord[]): string {
   const names = [...new Set(recs.flatMap((r) => r.figures.map((f) => f.name)))];
   const head = recs.map((r, i) =>
     `${paths[i].split("/").pop()} (${r.adapter.description || r.adapter.vendor || "?"}, load ${
-      r.host?.loadavgStart?.[0]?.toFixed(2) ?? "?"
+      r.host?.loadavg_start?.[0]?.toFixed(2) ?? "?"
     })`
   );
   const lines = [`| figure | unit | ${head.join(" | ")} |`, `| --- | --- |${" --- |".repeat(recs.length)}`];
@@ -78,7 +85,7 @@ export function compareSvg(paths: string[], recs: BenchRecord[]): string {
   names.forEach((n, j) => {
     const fs = recs.map((r) => r.figures.find((f) => f.name === n));
     const ref = fs.find(Boolean)!;
-    const rel = fs.map((f) => (f ? (ref.higherIsBetter ? f.value / ref.value : ref.value / f.value) : 0));
+    const rel = fs.map((f) => (f ? (ref.higher_is_better ? f.value / ref.value : ref.value / f.value) : 0));
     const max = Math.max(1, ...rel);
     const y0 = top + j * rowH;
     out.push(

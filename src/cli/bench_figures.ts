@@ -9,8 +9,11 @@ import { createTensor } from "../gpu/tensor.ts";
 import { loadModel } from "../model/load.ts";
 import { hookSiteNames } from "../model/hooks.ts";
 
-/** Version of the record layout; `engram bench compare` refuses others. */
-export const BENCH_SCHEMA = "engram-bench/2";
+/** Version of the record layout (snake_case keys); `engram bench compare` reads it and the camelCase /2. */
+export const BENCH_SCHEMA = "engram-bench/3";
+
+/** The previous layout (the same fields, camelCase), still read by `engram bench compare`. */
+export const BENCH_SCHEMA_2 = "engram-bench/2";
 
 /** One measured figure. */
 export interface Figure {

@@ -23,6 +23,7 @@ import {
   versionOutput,
 } from "./misc_output.ts";
 import { studyAttributionOutput } from "./study_output.ts";
+import { benchOutput } from "./bench_output.ts";
 import {
   studyLocalizationCase,
   studyLocalizationHeader,
@@ -52,6 +53,7 @@ export const OUTPUT_SCHEMAS: Readonly<Record<string, z.ZodType>> = {
   "engram-demo": demoOutput,
   "engram-train": trainOutput,
   "engram-train-clean": trainCleanOutput,
+  "engram-bench": benchOutput,
   "engram-study-attribution": studyAttributionOutput,
   "engram-study-localization": studyLocalizationOutput,
   "engram-study-localization-header": studyLocalizationHeader,
