@@ -6,16 +6,20 @@
 import { InputError } from "../errors.ts";
 import { writeFileAtomic } from "../io/atomic.ts";
 import type { MethodEvalResult, Metrics, WildScores } from "./edit_metrics.ts";
-import type { EvalMethodResult, EvalOutput } from "../schema/eval_output.ts";
+import type { EvalOutput } from "../schema/eval_output.ts";
 import { schemaTag } from "../schema/common.ts";
 
-/** A result with the run's settings the eval CLI adds (the data file, model, BOS, fluency settings). */
-export type EvalRunResult =
-  & MethodEvalResult
-  & Pick<
-    EvalMethodResult,
-    "data" | "model" | "bos" | "hparams_file" | "fluency_settings"
-  >;
+/**
+ * A result with the run's settings the eval CLI adds (the data file, model, BOS, fluency settings);
+ * {@link resultsJson} checks it against the `engram-eval/1` schema's type.
+ */
+export type EvalRunResult = MethodEvalResult & {
+  data?: string;
+  model?: string;
+  bos?: boolean;
+  hparams_file?: string;
+  fluency_settings?: { max_out_len: number; new_tokens?: number; top_k: number; seed: number };
+};
 
 /** A table column: header and the metric it shows. */
 export interface Column {
@@ -103,6 +107,8 @@ export async function writeResultsJson(file: string, results: EvalRunResult[]): 
  * The JSON document for `results` (the eval CLI prints and writes this): `{schema: "engram-eval/1",
  * results: [...]}`, the same layout for one method as for several (schemas/engram-eval.json).
  */
-export function resultsJson(results: EvalRunResult[]): EvalOutput {
-  return { schema: schemaTag("eval", 1), results };
+export function resultsJson(results: EvalRunResult[]): { schema: "engram-eval/1"; results: EvalRunResult[] } {
+  // Typed by the schema here; the public signature names the library's own types (JSR's fast types).
+  const doc: EvalOutput = { schema: schemaTag("eval", 1), results };
+  return { schema: doc.schema, results };
 }

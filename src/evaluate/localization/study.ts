@@ -65,8 +65,11 @@ export interface LocalizationStudyResult {
   newCases: number;
   /** Files written: summary.json, the figures and report.html. */
   files: string[];
-  /** What summary.json holds (and `study localization --json` prints): the summary in snake_case. */
-  summaryJson: StudyLocalizationOutput;
+  /**
+   * What summary.json holds (and `study localization --json` prints): the summary in snake_case
+   * (schemas/engram-study-localization.json).
+   */
+  summaryJson: Record<string, unknown>;
 }
 
 /** Checks the settings against the model; errors name the flag. */
