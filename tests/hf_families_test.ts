@@ -687,7 +687,7 @@ Deno.test("CLI: a bad config exits 1 naming file and field, no stack trace; pred
     const p = await engram("predict", "--model", `${tmp}/gpt2`, "--ids", "1,2,3", "--top", "3", "--json");
     assert.equal(p.code, 0, p.stderr);
     const j = JSON.parse(p.stdout);
-    assert.deepEqual(j.ids, [1, 2, 3]);
+    assert.deepEqual(j.prompt_ids, [1, 2, 3]);
     assert.equal(j.logprobs.length, 17);
     assert.equal(j.top[0].token, null);
     // --text without a tokenizer is a user error, not a crash.
@@ -706,7 +706,7 @@ Deno.test({
         const p = await engram("predict", "--model", `${tmp}/${family}`, "--ids", "1,2,3", "--json");
         assert.equal(p.code, 0, p.stderr);
         const j = JSON.parse(p.stdout);
-        assert.deepEqual(j.ids, [1, 2, 3]);
+        assert.deepEqual(j.prompt_ids, [1, 2, 3]);
         assert.equal(j.logprobs.length, 17);
         assert.ok(j.logprobs.every((x: number) => Number.isFinite(x)));
       }

@@ -84,6 +84,7 @@ Deno.test("logit-lens: typed errors for two targets and --color-by target withou
   const ca = JSON.parse(a.stdout), cb = JSON.parse(b.stdout);
   assert.equal(ca.cached, true);
   assert.equal(cb.cached, false);
-  assert.deepEqual(ca.ids, cb.ids);
+  assert.equal(ca.generated_ids.length, 3);
+  assert.deepEqual(ca.generated_ids, cb.generated_ids);
   ca.token_logprobs.forEach((x: number, i: number) => assert.ok(Math.abs(x - cb.token_logprobs[i]) < 1e-4));
 });

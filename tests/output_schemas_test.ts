@@ -130,7 +130,7 @@ const CASES: Case[] = [
       "--limit",
       "2",
       "--kind",
-      "all",
+      "hidden",
       "--samples",
       "2",
       "--window",
