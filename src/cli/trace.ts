@@ -1,10 +1,10 @@
 /**
  * `engram trace`: causal tracing (ROME) of one prompt or of many facts, with ROME-style SVG heatmaps.
  *
- * One prompt: `--json` prints one object per kind — {"tokens", "subject_range" ([a, b), indices into
- * tokens), "layers", "kind", "p_clean", "p_corrupt", "effects" ([token][layer] indirect effects
- * p_restored - p_corrupt), "scores" (p_restored), "total_effect", ...}. With `--kind all` (the default)
- * it prints a JSON array of the three objects in the order hidden, mlp, attn.
+ * One prompt: `--json` prints {"schema": "engram-trace/1", "traces": [...]} with one object per kind —
+ * {"kind", "tokens", "subject_range" ([a, b), indices into tokens), "layers", "p_clean", "p_corrupt",
+ * "effects" ([token][layer] indirect effects p_restored - p_corrupt), "scores" (p_restored),
+ * "total_effect", ...}, in the order hidden, mlp, attn for `--kind all` (the default).
  * `--facts FILE` traces many facts and prints the token-class averages (see src/locate/average.ts).
  *
  * Defaults and conventions (documented in the usage text too):
