@@ -15,8 +15,9 @@ export const infoSpec: CommandSpec = {
   description: `Prints JSON ("engram-info/1"; --adapters: "engram-info-adapters/1"): the adapter's info
     fields (vendor, architecture, device, description, is_fallback_adapter, subgroup sizes), its features,
     the limits that bound tensor sizes, and the backend. Deno's adapter info does not name the backend: it
-    is DENO_WEBGPU_BACKEND when that is set, else inferred (backend_source says which). Mesa's CPU rasterizer describes itself as "llvmpipe (LLVM ...)" both under
-    OpenGL and under Vulkan (lavapipe); driver tells them apart.
+    is DENO_WEBGPU_BACKEND when that is set, else inferred (backend_source says which). Mesa's CPU
+    rasterizer describes itself as "llvmpipe (LLVM ...)" both under OpenGL and under Vulkan (lavapipe);
+    driver tells them apart.
 
     Deno chooses the backend itself (on Linux Vulkan when a Vulkan driver is installed, else OpenGL);
     DENO_WEBGPU_BACKEND=vulkan or DENO_WEBGPU_BACKEND=gl in the environment forces one. The global --adapter
