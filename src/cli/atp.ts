@@ -3,9 +3,9 @@
  * every node of the chosen site kinds at every layer and position, for a clean prompt and a corrupt run
  * (another prompt of the same token length, or ROME's Gaussian noise on the subject's embeddings).
  *
- * `--json` prints {"schema": "engram-atp/1", "tokens", "subject_range", "metric", "metric_clean", "metric_corrupt", "method",
- * "sites": [{"name", "kind", "layer", "units", "values" ([token][unit])}]}; otherwise the largest
- * estimates, one line each.
+ * `--json` prints {"schema": "engram-atp/1", "tokens", "subject_range", "metric", "metric_clean",
+ * "metric_corrupt", "method", "sites": [{"name", "kind", "layer", "units", "values" ([token][unit])}]};
+ * otherwise the largest estimates, one line each.
  */
 import { InputError } from "../errors.ts";
 import { loadHFModel } from "../io/hf_model.ts";

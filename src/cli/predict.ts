@@ -28,7 +28,7 @@ export const predictSpec: CommandSpec = {
   examples: ['predict --model fixtures/world/model --text "Narnux Zava was born in" --top 5'],
 };
 
-/** Runs `predict`; prints JSON (`engram-predict/1`: prompt_ids, top, logprobs) with --json, a table otherwise. */
+/** Runs `predict`: JSON (`engram-predict/1`: prompt_ids, top, logprobs) with --json, a table otherwise. */
 export async function predictCommand(argv: string[]): Promise<void> {
   const f = parseCommand(predictSpec, argv);
   const dir = required(f, "model", "predict");

@@ -193,7 +193,8 @@ export const traceSpec: CommandSpec = {
   description: `One prompt: --json prints {"schema": "engram-trace/1", "traces": [one object per kind
     ({"kind", "tokens", "subject_range", "layers", "p_clean", "p_corrupt", "effects" [token][layer], "scores",
     "total_effect", ...}): hidden, mlp, attn for --kind all]}. --facts (known_1000.json or world prompt JSONL)
-    prints token-class averages with 95% CIs ("engram-trace-facts/1"; schemas/ has both). Scores are in the --metric's units; the JSON names the corruption and the metric.
+    prints token-class averages with 95% CIs ("engram-trace-facts/1"; schemas/ has both). Scores are in the
+    --metric's units; the JSON names the corruption and the metric.
 
     Defaults are ROME's: the answer is the target's first token (or the model's prediction); a fact the model
     does not know (--known) is traced anyway for one prompt, dropped with --facts; a window larger than the
