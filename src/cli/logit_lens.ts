@@ -21,7 +21,8 @@ export const logitLensSpec: CommandSpec = {
   description: `Each row (the embedding, then resid_post of layers 0 .. L−1) is put through the final norm and
     the unembedding, as the model's own output is. --json prints {"schema": "engram-logit-lens/1",
     "prompt_ids", "tokens", "layers", "sites", "shape", "top_ids", "top_tokens", "top_probs"[, "target":
-    {"id", "token", "rank", "prob"}]}, rows by layer; --svg writes a heatmap with the top-1 token in each cell.`,
+    {"id", "token", "rank", "prob"}]}, rows by layer; --svg writes a heatmap with the top-1 token in each
+    cell.`,
   flags: {
     model: COMMON_FLAGS.model,
     text: { type: "string", value: '"..."', help: "the prompt (or --ids)" },
