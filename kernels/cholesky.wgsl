@@ -11,6 +11,7 @@
 //   trsm         per block, rows ≥ k + nb    L_ik = A_ik L_kk⁻ᵀ (row-wise forward substitution), to A
 //                                            and to pan rows i
 //   syrk         per block, rows ≥ k + nb    A_ij -= Σ_t pan[i, t] pan[j, t] for k + nb ≤ j ≤ i
+//                                            (kernels/cholesky_syrk.wgsl)
 // Solves (pan is then Y [n, m], m right-hand sides, row-major), panel by panel:
 //   fwd_diag    [ceil(m / 64)]               Y_k = L_kk⁻¹ Y_k (a thread per column)
 //   fwd_update  per block, rows ≥ k + nb     Y_i -= L_ik Y_k
@@ -35,9 +36,6 @@ struct Params { n: u32, k: u32, nb: u32, r0: u32, r1: u32, m: u32, tiny: f32, pa
 
 // L_kk (factor_diag, trsm, fwd_diag, bwd_diag), row-major [NB, NB].
 var<workgroup> sl: array<f32, 1024>;
-// syrk's operand tiles, transposed: ti[t * 8 + g] holds rows 4g..4g+3 of the tile at panel column t.
-var<workgroup> ti: array<vec4<f32>, 256>;
-var<workgroup> tj: array<vec4<f32>, 256>;
 
 // Index in ab of A(i, j), i a global row inside [r0, r1).
 fn aidx(i: u32, j: u32) -> u32 {
@@ -135,66 +133,6 @@ fn trsm(
   for (var t = 0u; t < nb; t++) {
     ab[aidx(i, k + t)] = row[t];
     pan[i * NB + t] = row[t];
-  }
-}
-
-// A 32 x 32 tile of the trailing update per workgroup (8 x 8 invocations, 4 x 4 outputs each): rows
-// i0.. of this block, columns j0..; tiles wholly above the diagonal do nothing.
-@compute @workgroup_size(8, 8)
-fn syrk(@builtin(local_invocation_id) l: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>) {
-  let c0 = prm.k + prm.nb;
-  let i0 = max(prm.r0, c0) + wg.y * 32u;
-  let j0 = c0 + wg.x * 32u;
-  if (j0 > i0 + 31u) {
-    return;
-  }
-  let lid = l.y * 8u + l.x;
-  for (var e = lid; e < 256u; e += 64u) {
-    let t = e / 8u;
-    let g = e % 8u;
-    var a = vec4<f32>(0.0);
-    var b = vec4<f32>(0.0);
-    if (t < prm.nb) {
-      for (var q = 0u; q < 4u; q++) {
-        let ir = i0 + 4u * g + q;
-        let jr = j0 + 4u * g + q;
-        if (ir < prm.r1) {
-          a[q] = pan[ir * NB + t];
-        }
-        if (jr < prm.n) {
-          b[q] = pan[jr * NB + t];
-        }
-      }
-    }
-    ti[e] = a;
-    tj[e] = b;
-  }
-  workgroupBarrier();
-  var acc0 = vec4<f32>(0.0);
-  var acc1 = vec4<f32>(0.0);
-  var acc2 = vec4<f32>(0.0);
-  var acc3 = vec4<f32>(0.0);
-  for (var t = 0u; t < prm.nb; t++) {
-    let a = ti[t * 8u + l.y];
-    let b = tj[t * 8u + l.x];
-    acc0 += a.x * b;
-    acc1 += a.y * b;
-    acc2 += a.z * b;
-    acc3 += a.w * b;
-  }
-  let accs = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
-  for (var q = 0u; q < 4u; q++) {
-    let i = i0 + 4u * l.y + q;
-    if (i >= prm.r1) {
-      break;
-    }
-    for (var p = 0u; p < 4u; p++) {
-      let j = j0 + 4u * l.x + p;
-      if (j <= i && j < prm.n) {
-        let at = aidx(i, j);
-        ab[at] = ab[at] - accs[q][p];
-      }
-    }
   }
 }
 

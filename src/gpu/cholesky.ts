@@ -155,9 +155,9 @@ export class GpuCholesky {
       for (const b of below) {
         const rows = b.r1 - Math.max(b.r0, k + nb);
         const cols = n - (k + nb);
-        await launch(gpu, "cholesky", "syrk", [this.params(k, nb, b), b.t, pan], [
-          Math.ceil(cols / 32),
-          Math.ceil(rows / 32),
+        await launch(gpu, "cholesky_syrk", "syrk", [this.params(k, nb, b), b.t, pan], [
+          Math.ceil(cols / 64),
+          Math.ceil(rows / 64),
         ]);
       }
     }
