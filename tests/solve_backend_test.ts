@@ -18,6 +18,8 @@ import { declaredStatsCorpus } from "../src/edit/stats.ts";
 import { readRequests } from "../src/edit/requests.ts";
 import { romeEditor } from "../src/edit/rome.ts";
 import { memitEditor } from "../src/edit/memit.ts";
+import { emmetEditor } from "../src/edit/emmet.ts";
+import { alphaEditAdjoint } from "../src/edit/alphaedit.ts";
 import { loadModel } from "../src/model/load.ts";
 import { freshSeed, relErr, rng } from "./_util.ts";
 
@@ -123,7 +125,7 @@ const ROOT = new URL("../", import.meta.url).pathname;
 const MODEL = ROOT + "fixtures/world/model";
 
 Deno.test({
-  name: "ROME and MEMIT on the world model: solve_backend gpu gives the host path's deltas",
+  name: "ROME, MEMIT and EMMET on the world model: solve_backend gpu gives the host path's deltas",
   ignore: !existsSync(MODEL + "/model.safetensors"),
   fn: async () => {
     const lm = await loadModel(MODEL);
@@ -132,8 +134,17 @@ Deno.test({
     try {
       const statsCorpus = await declaredStatsCorpus(MODEL);
       const reqs = (await readRequests(ROOT + "fixtures/world/counterfact.json")).slice(0, 3);
-      for (const [method, editor, n] of [["rome", romeEditor, 1], ["memit", memitEditor, 3]] as const) {
-        const file = (await readHparamsFile(`${MODEL}/hparams/${method}.json`)) as Record<string, unknown>;
+      for (
+        const [method, editor, n] of [["rome", romeEditor, 1], ["memit", memitEditor, 3], [
+          "emmet",
+          emmetEditor,
+          3,
+        ]] as const
+      ) {
+        // EMMET at MEMIT's site (the world model ships no EMMET file).
+        const file = (await readHparamsFile(
+          `${MODEL}/hparams/${method === "emmet" ? "memit" : method}.json`,
+        )) as Record<string, unknown>;
         const run = (backend: string) =>
           editor(lm.model, tok, reqs.slice(0, n), {
             statsDir,
@@ -159,4 +170,28 @@ Deno.test({
       await Deno.remove(statsDir, { recursive: true });
     }
   },
+});
+
+Deno.test("AlphaEdit's null-space solve with solve_backend gpu agrees with the host's", async () => {
+  const gpu = await getGpu();
+  const seed = freshSeed();
+  const r = rng(seed);
+  const I = 96, rank = 70, n = 4;
+  // An orthonormal basis of a random 70-dimensional subspace (rows of an eigenvector matrix).
+  const S = new Float64Array(I * I);
+  for (let i = 0; i < I; i++) for (let j = 0; j <= i; j++) S[i * I + j] = S[j * I + i] = r() - 0.5;
+  const basis = symmetricEigen(S, I).vectors.slice(0, rank * I);
+  const kpkp = new Float64Array(I * I);
+  const keys = Array.from({ length: 12 }, () => Float64Array.from({ length: I }, () => r() - 0.5));
+  for (const k of keys) {
+    for (let a = 0; a < I; a++) for (let b = 0; b < I; b++) kpkp[a * I + b] += k[a] * k[b];
+  }
+  const K = Array.from({ length: n }, () => Float64Array.from({ length: I }, () => r() - 0.5));
+  const st = { basis, rank, kpkp };
+  const host = await alphaEditAdjoint(K, st, I, 10, true);
+  const onGpu = await alphaEditAdjoint(K, st, I, 10, true, { backend: "gpu", gpu });
+  const e = relErr(onGpu.X, host.X);
+  assert.ok(e < 1e-12, `X gpu vs host ${e} (seed ${seed})`);
+  assert.deepEqual(host.solveInfo, {});
+  assert.equal((onGpu.solveInfo.solve as Record<string, unknown>).method, "gpu-cholesky-f32-refined");
 });
