@@ -13,7 +13,7 @@ import { factorSpd, resolveSolveBackend } from "../src/edit/solve_backend.ts";
 import { isCpuAdapter } from "../src/model/memory.ts";
 import { symmetricEigen } from "../src/numeric/eigen.ts";
 import { solveRef } from "../src/reference/solve.ts";
-import { readHparamsFile } from "../src/edit/hparams.ts";
+import { mergeHparams, readHparamsFile, romeDefaults } from "../src/edit/hparams.ts";
 import { declaredStatsCorpus } from "../src/edit/stats.ts";
 import { readRequests } from "../src/edit/requests.ts";
 import { romeEditor } from "../src/edit/rome.ts";
@@ -194,4 +194,25 @@ Deno.test("AlphaEdit's null-space solve with solve_backend gpu agrees with the h
   assert.ok(e < 1e-12, `X gpu vs host ${e} (seed ${seed})`);
   assert.deepEqual(host.solveInfo, {});
   assert.equal((onGpu.solveInfo.solve as Record<string, unknown>).method, "gpu-cholesky-f32-refined");
+});
+
+Deno.test("solve_backend hparam: accepted values stored, others refused naming the key", () => {
+  const cfg = {
+    nLayer: 2,
+    nHead: 4,
+    nEmbd: 96,
+    vocabSize: 50,
+    nPositions: 24,
+    nInner: 384,
+    layerNormEpsilon: 1e-5,
+  };
+  const base = romeDefaults(cfg);
+  assert.equal(base.solve_backend, undefined);
+  for (const v of ["auto", "gpu", "host"] as const) {
+    assert.equal(mergeHparams(base, { solve_backend: v }, cfg).solve_backend, v);
+  }
+  assert.throws(
+    () => mergeHparams(base, { solve_backend: "cuda" }, cfg, "h.json"),
+    /hparam 'solve_backend' must be/,
+  );
 });

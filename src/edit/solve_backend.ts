@@ -15,9 +15,11 @@ import { type Cholesky, choleskyRegularized, choleskySolve } from "./linalg.ts";
 export type SolveBackend = "auto" | "gpu" | "host";
 
 /**
- * Smallest n for which "auto" solves on a hardware GPU. Not measured on one (no hardware GPU in the
- * sessions so far): the host's float64 Cholesky costs n³/3 multiply-adds in JS (~10 s at n = 3072 on
- * one core), the GPU's is dispatch-bound below ~1000 (about 3 n / 32 dispatches).
+ * Smallest n for which "auto" solves on a hardware GPU. A guess, not measured on one (no hardware GPU in
+ * the sessions so far): the host's float64 Cholesky costs n³/3 multiply-adds in single-threaded JS (32–39 s
+ * at n = 3072 on the shared 2-core test machine), the GPU's is dispatch-bound below ~1000 (3n/32
+ * dispatches per factor, 4n/32 per solve, and 3–7 solves per refined solve). On llvmpipe the two cross
+ * near n = 1000 (benchmarks/solve_bench.ts), but "auto" keeps CPU adapters on the host regardless.
  */
 export const SOLVE_GPU_MIN = 1024;
 
