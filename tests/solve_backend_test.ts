@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
-import { getGpu } from "../src/gpu/device.ts";
+import { getGpu, type Gpu } from "../src/gpu/device.ts";
 import { choleskyRegularized, choleskySolve } from "../src/edit/linalg.ts";
 import { factorSpd, resolveSolveBackend } from "../src/edit/solve_backend.ts";
 import { isCpuAdapter } from "../src/model/memory.ts";
@@ -51,6 +51,15 @@ Deno.test("solve backend: auto stays on the host on CPU adapters and without a G
   assert.equal(resolveSolveBackend("host", 100000, gpu), "host");
   assert.equal(resolveSolveBackend("auto", 100000, gpu), isCpuAdapter(gpu) ? "host" : "gpu");
   assert.equal(resolveSolveBackend("auto", 1023, gpu), "host");
+  // A hardware adapter as isCpuAdapter sees one: the GPU from 1024 rows, unless over n / 32 columns.
+  const hw = {
+    describe: () => ({ isFallbackAdapter: false, description: "Some GPU", device: "" }),
+  } as unknown as Gpu;
+  assert.equal(resolveSolveBackend("auto", 4096, hw), "gpu");
+  assert.equal(resolveSolveBackend("auto", 1023, hw), "host");
+  assert.equal(resolveSolveBackend("auto", 4096, hw, 1024, 128), "gpu");
+  assert.equal(resolveSolveBackend("auto", 4096, hw, 1024, 129), "host");
+  assert.equal(resolveSolveBackend("gpu", 4096, hw, 1024, 5000), "gpu");
   const r = rng(freshSeed());
   const n = 41, m = 3, A = spd(n, 1e3, r), B = Float64Array.from({ length: n * m }, () => r() - 0.5);
   const f = await factorSpd(A, n, { backend: "host", gpu });

@@ -274,6 +274,7 @@ export async function alphaEditCompute(
         backend: hp.solve_backend ?? "auto",
         gpu: model.gpu,
         label: `layer ${layer}: U M Uᵀ + αI`,
+        columns: K.length,
         warn,
       });
       if (ridge > 0) warn(`layer ${layer}: U M Uᵀ + αI is singular; added ${ridge.toExponential(3)}·I`);

@@ -111,6 +111,7 @@ export async function emmetEditor(
         backend: hp.solve_backend ?? "auto",
         gpu: model.gpu,
         label: `layer ${layer}: w·C + μI`,
+        columns: K.length,
         warn,
       });
       if (ridgeA > 0) {

@@ -72,8 +72,9 @@ export interface CommonHparams {
   key: "original" | "consistent";
   /**
    * engram's own: where the update's SPD solve runs (ROME's C⁻¹k, MEMIT's and EMMET's (λC + KKᵀ)⁻¹K).
-   * Absent or "auto": the float64 host below 1024 rows and on CPU adapters, else the GPU; "gpu": float32
-   * Cholesky + float64 refinement (host fall-back with a warning); "host": float64 (src/edit/solve_backend.ts).
+   * Absent or "auto": the float64 host below 1024 rows, with over n/32 right-hand sides, and on CPU
+   * adapters, else the GPU; "gpu": float32 Cholesky + float64 refinement (host fall-back with a warning);
+   * "host": float64 (src/edit/solve_backend.ts).
    */
   solve_backend?: "auto" | "gpu" | "host";
   /** NAS norm anchoring of the solved value vectors (src/edit/nas.ts); absent: off. */

@@ -78,6 +78,7 @@ export async function memitEditor(
         backend: hp.solve_backend ?? "auto",
         gpu: model.gpu,
         label: `layer ${layer}: λC + KKᵀ`,
+        columns: n,
         warn,
         regularized: (l) =>
           `layer ${layer}: λC + KKᵀ is singular or not positive definite; added ${l.toExponential(3)}·I`,

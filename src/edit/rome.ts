@@ -70,6 +70,7 @@ export function factorCovarianceOn(
   warn: (m: string) => void,
   backend: SolveBackend,
   gpu: Gpu,
+  columns = 1,
 ): Promise<SpdFactor> {
   const n = Math.round(Math.sqrt(stats.mom2.length));
   const a = new Float64Array(stats.mom2.length);
@@ -77,6 +78,7 @@ export function factorCovarianceOn(
   return factorSpd(a, n, {
     backend,
     gpu,
+    columns,
     label: `layer ${stats.layer}: λC`,
     warn,
     regularized: (l) =>
@@ -119,7 +121,14 @@ export async function romeEditor(
         ...sum,
         onProgress: (d, t) => opts.onProgress?.("statistics", d, t),
       })).get(layer)!;
-      ch = await factorCovarianceOn(st, hp.mom2_update_weight, warn, hp.solve_backend ?? "auto", model.gpu);
+      ch = await factorCovarianceOn(
+        st,
+        hp.mom2_update_weight,
+        warn,
+        hp.solve_backend ?? "auto",
+        model.gpu,
+        reqs.length,
+      );
       statsInfo = { ...statsLogInfo(st, sum), regularization_lambda: ch.lambda };
     }
     if (layer === model.config.nLayer - 1 && hp.fact_token === "subject_last") {

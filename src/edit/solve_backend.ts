@@ -24,19 +24,23 @@ export type SolveBackend = "auto" | "gpu" | "host";
 export const SOLVE_GPU_MIN = 1024;
 
 /**
- * Where `backend` solves an [n, n] system: "gpu" on the GPU; "auto" on the GPU from `gpuMin` rows unless
- * the adapter computes on the CPU (llvmpipe and the like: there the host is faster at every size measured,
- * benchmarks/solve_bench.ts); otherwise, and without a GPU, the host.
+ * Where `backend` solves an [n, n] system with `columns` right-hand sides in all: "gpu" on the GPU;
+ * "auto" on the GPU from `gpuMin` rows unless the adapter computes on the CPU (llvmpipe and the like: the
+ * task keeps their default results exactly the host's; benchmarks/solve_bench.ts measures both) or there
+ * are more than n / 32 columns: each refinement step computes the float64 residual on the host (2n² per
+ * column), so with many columns the refinement costs more than the host's own factor (n³/3) and solves;
+ * otherwise, and without a GPU, the host.
  */
 export function resolveSolveBackend(
   backend: SolveBackend,
   n: number,
   gpu: Gpu | undefined,
   gpuMin = SOLVE_GPU_MIN,
+  columns = 1,
 ): "gpu" | "host" {
   if (!gpu || backend === "host") return "host";
   if (backend === "gpu") return "gpu";
-  return n >= gpuMin && !isCpuAdapter(gpu) ? "gpu" : "host";
+  return n >= gpuMin && columns * 32 <= n && !isCpuAdapter(gpu) ? "gpu" : "host";
 }
 
 /** Options of {@link factorSpd}. */
@@ -45,6 +49,8 @@ export interface SpdOptions {
   gpu?: Gpu;
   /** Smallest n for which "auto" uses the GPU (default {@link SOLVE_GPU_MIN}). */
   gpuMin?: number;
+  /** Right-hand-side columns the factor will be used for in all (default 1; see {@link resolveSolveBackend}). */
+  columns?: number;
   /** Names the matrix in warnings (e.g. "layer 3: λC + KKᵀ"). */
   label?: string;
   warn?: (message: string) => void;
@@ -162,7 +168,7 @@ class GpuSpd implements SpdFactor {
  * not fit, is not positive definite in float32, or a solve's refinement does not converge.
  */
 export async function factorSpd(a: Float64Array, n: number, opts: SpdOptions = {}): Promise<SpdFactor> {
-  const where = resolveSolveBackend(opts.backend ?? "auto", n, opts.gpu, opts.gpuMin);
+  const where = resolveSolveBackend(opts.backend ?? "auto", n, opts.gpu, opts.gpuMin, opts.columns);
   if (where === "host") return new HostSpd(n, hostFactor(a, n, opts));
   const gpu = opts.gpu!, label = opts.label ?? "matrix";
   const fail = (why: string) => {
