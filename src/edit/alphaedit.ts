@@ -32,7 +32,7 @@ import { cachedNullSpace } from "./projection_cache.ts";
 import { type LayerStats, layerStats } from "./stats.ts";
 import { checkLayers, checkMemitTemplates } from "./hparams.ts";
 import { layeredKvEdit, type LayerSolve, type LayerSolveInput } from "./kv_layers.ts";
-import { choleskyRegularized, choleskySolve } from "./linalg.ts";
+import { factorSpd, type SpdOptions } from "./solve_backend.ts";
 import { type EditRequest, normalizeRequest } from "./requests.ts";
 
 /** One layer's part of the state. */
@@ -84,17 +84,19 @@ export function alphaEditHparams(model: TransformerModel, opts: EditOptions): Al
 /**
  * AlphaEdit's X [I, n] (row-major; ΔW_kv = X · resid) for keys `K` (n × [I]): the solve of
  * (P(K_pK_pᵀ + KKᵀ) + αI) X = PK in the null-space basis, and the ridge Cholesky needed (0 if none).
+ * The SPD r×r solve runs where `spd` says (src/edit/solve_backend.ts; default the float64 host).
  */
-export function alphaEditAdjoint(
+export async function alphaEditAdjoint(
   K: ArrayLike<number>[],
   st: Pick<AlphaEditLayerState, "basis" | "rank" | "kpkp">,
   I: number,
   alpha: number,
   hasPrior: boolean,
-): { X: Float64Array; ridge: number } {
+  spd: SpdOptions = { backend: "host" },
+): Promise<{ X: Float64Array; ridge: number; solveInfo: Record<string, unknown> }> {
   const n = K.length, r = st.rank, U = st.basis;
   const X = new Float64Array(I * n);
-  if (r === 0) return { X, ridge: 0 };
+  if (r === 0) return { X, ridge: 0, solveInfo: {} };
   // UK [r, n]
   const UK = new Float64Array(r * n);
   for (let j = 0; j < r; j++) {
@@ -134,8 +136,14 @@ export function alphaEditAdjoint(
     }
     G[j * r + j] += alpha;
   }
-  const ch = choleskyRegularized(G, r);
-  const Y = choleskySolve(ch, UK, n); // [r, n]
+  const ch = await factorSpd(G, r, spd);
+  let Y: Float64Array, solveInfo: Record<string, unknown>;
+  try {
+    Y = await ch.solve(UK, n); // [r, n]
+    solveInfo = ch.info();
+  } finally {
+    ch.destroy();
+  }
   for (let a = 0; a < I; a++) {
     for (let s = 0; s < n; s++) {
       let acc = 0;
@@ -143,7 +151,7 @@ export function alphaEditAdjoint(
       X[a * n + s] = acc;
     }
   }
-  return { X, ridge: ch.lambda };
+  return { X, ridge: ch.lambda, solveInfo };
 }
 
 function checkState(state: AlphaEditState, hp: AlphaEditHparams, I: number): void {
@@ -247,7 +255,7 @@ export async function alphaEditCompute(
   const computed = await layeredKvEdit(model, tokenizer, reqs, hp, opts, {
     method: "alphaedit",
     statsLayers: [],
-    solve: ({ layer, K, warn }: LayerSolveInput): LayerSolve => {
+    solve: async ({ layer, K, warn }: LayerSolveInput): Promise<LayerSolve> => {
       let ls = state?.perLayer.get(layer);
       const space = spaces?.get(layer);
       if (!ls) {
@@ -262,7 +270,13 @@ export async function alphaEditCompute(
         }
       }
       perLayer.set(layer, { ...ls, kpkp: Float64Array.from(ls.kpkp) });
-      const { X, ridge } = alphaEditAdjoint(K, ls, I, hp.L2, (state?.edits ?? 0) > 0);
+      const { X, ridge, solveInfo } = await alphaEditAdjoint(K, ls, I, hp.L2, (state?.edits ?? 0) > 0, {
+        backend: hp.solve_backend ?? "auto",
+        gpu: model.gpu,
+        label: `layer ${layer}: U M Uᵀ + αI`,
+        columns: K.length,
+        warn,
+      });
       if (ridge > 0) warn(`layer ${layer}: U M Uᵀ + αI is singular; added ${ridge.toExponential(3)}·I`);
       return {
         X,
@@ -273,6 +287,7 @@ export async function alphaEditCompute(
           eigenvalue_max: ls.eigenvalues[I - 1],
           prior_edits: state?.edits ?? 0,
           regularization_lambda: ridge,
+          ...solveInfo,
         },
       };
     },

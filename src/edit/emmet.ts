@@ -8,7 +8,8 @@
  *   ΔW = resid · (A⁻¹ K D⁻¹)ᵀ   (key→value: ΔW_kv = A⁻¹ K D⁻¹ · resid).
  * So ΔW k_j = (resid (I − λ_E D⁻¹))_j: with λ_E = 0 every edited key gets exactly its residual added
  * (W' k_j = W k_j + r_j), the equality constraints of the method; λ_E > 0 relaxes them.
- * The solves are float64 Cholesky (A and D are symmetric positive definite); EasyEdit inverts A and D
+ * The solves are float64 Cholesky (A and D are symmetric positive definite; A on the GPU with
+ * `solve_backend`, src/edit/solve_backend.ts); EasyEdit inverts A and D
  * with torch.inverse (falling back to a pseudo-inverse for D); engram adds a reported ridge instead.
  */
 import { InputError } from "../errors.ts";
@@ -19,6 +20,7 @@ import { emmetDefaults, type EmmetHparams, mergeEmmetHparams } from "./emmet_hpa
 import { checkLayers, checkMemitTemplates } from "./hparams.ts";
 import { layeredKvEdit, type LayerSolve, type LayerSolveInput } from "./kv_layers.ts";
 import { choleskyRegularized, choleskySolve } from "./linalg.ts";
+import { factorSpd, type SpdOptions } from "./solve_backend.ts";
 import { type EditRequest, normalizeRequest } from "./requests.ts";
 
 /** Resolves EMMET's hyper-parameters for `model`. */
@@ -41,22 +43,33 @@ export function emmetHparams(model: TransformerModel, opts: EditOptions): EmmetH
 
 /**
  * EMMET's X = A⁻¹ K D⁻¹ [I, n] (row-major) for keys `K` (n × [I]) and statistics `mom2` [I, I], with the
- * ridges it needed (0 when none) and D's diagonal (how strongly λ_E relaxes each constraint).
+ * ridges it needed (0 when none) and D's diagonal (how strongly λ_E relaxes each constraint). A's solve
+ * runs where `spd` says (src/edit/solve_backend.ts; default: the float64 host, as before the option); D
+ * ([n, n], small) is always solved on the host. `solveInfo` is the A solve's backend details.
  */
-export function emmetAdjoint(
+export async function emmetAdjoint(
   K: ArrayLike<number>[],
   mom2: Float64Array,
   I: number,
   hp: Pick<EmmetHparams, "mom2_update_weight" | "update_norm_lambda" | "emmet_lambda">,
-): { X: Float64Array; ridgeA: number; ridgeD: number; dDiag: number[] } {
+  spd: SpdOptions = { backend: "host" },
+): Promise<
+  { X: Float64Array; ridgeA: number; ridgeD: number; dDiag: number[]; solveInfo: Record<string, unknown> }
+> {
   const n = K.length;
   const A = new Float64Array(I * I);
   for (let a = 0; a < I * I; a++) A[a] = hp.mom2_update_weight * mom2[a];
   for (let a = 0; a < I; a++) A[a * I + a] += hp.update_norm_lambda;
-  const chA = choleskyRegularized(A, I);
+  const chA = await factorSpd(A, I, spd);
   const Kc = new Float64Array(I * n);
   for (let r = 0; r < n; r++) for (let a = 0; a < I; a++) Kc[a * n + r] = K[r][a];
-  const Y = choleskySolve(chA, Kc, n); // A⁻¹K [I, n]
+  let Y: Float64Array, solveInfo: Record<string, unknown>;
+  try {
+    Y = await chA.solve(Kc, n); // A⁻¹K [I, n]
+    solveInfo = chA.info();
+  } finally {
+    chA.destroy();
+  }
   const D = new Float64Array(n * n);
   for (let r = 0; r < n; r++) {
     for (let s = 0; s < n; s++) {
@@ -77,7 +90,7 @@ export function emmetAdjoint(
   const Xt = choleskySolve(chD, Yt, I); // D⁻¹ Yᵀ = (Y D⁻¹)ᵀ, [n, I]
   const X = new Float64Array(I * n);
   for (let a = 0; a < I; a++) for (let r = 0; r < n; r++) X[a * n + r] = Xt[r * I + a];
-  return { X, ridgeA: chA.lambda, ridgeD: chD.lambda, dDiag };
+  return { X, ridgeA: chA.lambda, ridgeD: chD.lambda, dDiag, solveInfo };
 }
 
 /** Computes EMMET's updates for all `requests` at once; `model` is left unchanged. */
@@ -93,8 +106,14 @@ export async function emmetEditor(
   return await layeredKvEdit(model, tokenizer, reqs, hp, opts, {
     method: "emmet",
     statsLayers: hp.layers,
-    solve: ({ layer, K, stats, warn }: LayerSolveInput): LayerSolve => {
-      const { X, ridgeA, ridgeD, dDiag } = emmetAdjoint(K, stats!.mom2, I, hp);
+    solve: async ({ layer, K, stats, warn }: LayerSolveInput): Promise<LayerSolve> => {
+      const { X, ridgeA, ridgeD, dDiag, solveInfo } = await emmetAdjoint(K, stats!.mom2, I, hp, {
+        backend: hp.solve_backend ?? "auto",
+        gpu: model.gpu,
+        label: `layer ${layer}: w·C + μI`,
+        columns: K.length,
+        warn,
+      });
       if (ridgeA > 0) {
         warn(
           `layer ${layer}: w·C + μI is singular or not positive definite; added ${ridgeA.toExponential(3)}·I`,
@@ -105,7 +124,12 @@ export async function emmetEditor(
       }
       return {
         X,
-        info: { regularization_lambda: ridgeA, d_regularization_lambda: ridgeD, d_diagonal: dDiag },
+        info: {
+          regularization_lambda: ridgeA,
+          d_regularization_lambda: ridgeD,
+          d_diagonal: dDiag,
+          ...solveInfo,
+        },
       };
     },
   });

@@ -70,6 +70,13 @@ export interface CommonHparams {
    * 2024; EasyEdit `r_rome` with `enable_random_prefix_keys`): k* in both places, so W'k* + b = v* exactly.
    */
   key: "original" | "consistent";
+  /**
+   * engram's own: where the update's SPD solve runs (ROME's C⁻¹k, MEMIT's and EMMET's (λC + KKᵀ)⁻¹K).
+   * Absent or "auto": the float64 host below 1024 rows, with over n/32 right-hand sides, and on CPU
+   * adapters, else the GPU; "gpu": float32 Cholesky + float64 refinement (host fall-back with a warning);
+   * "host": float64 (src/edit/solve_backend.ts).
+   */
+  solve_backend?: "auto" | "gpu" | "host";
   /** NAS norm anchoring of the solved value vectors (src/edit/nas.ts); absent: off. */
   nas?: boolean;
   /** NAS anchor norm (absent: the mean ‖v₀‖ of the call's requests on the model as given). */
@@ -649,6 +656,7 @@ const SCHEMA: Record<keyof CommonHparams, HparamRule> = {
   seed: rule.int(),
   key: rule.oneOf("original", "consistent"),
   nas: rule.bool(),
+  solve_backend: rule.oneOf("auto", "gpu", "host"),
   nas_norm: rule.num(),
   nas_skip_factor: rule.num(),
 };

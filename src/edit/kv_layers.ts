@@ -47,7 +47,7 @@ export interface LayeredMethod {
   method: string;
   /** Layers whose statistics C the solve needs (empty: none are read). */
   statsLayers: number[];
-  solve(inp: LayerSolveInput): LayerSolve;
+  solve(inp: LayerSolveInput): LayerSolve | Promise<LayerSolve>;
   /**
    * Runs after the last layer's update is in place, before the model is restored; `keysAt(layer)` gives
    * the requests' keys on the fully updated model (AlphaEdit accumulates them for later edits).
@@ -136,7 +136,7 @@ export async function layeredKvEdit(
         }
       }
       const st = stats.get(layer);
-      const sol = m.solve({ index: i, layer, K, stats: st, warn });
+      const sol = await m.solve({ index: i, layer, K, stats: st, warn });
       const X = Float32Array.from(sol.X);
       const tx = createTensor(model.gpu, [I, n], { name: `${m.method}.x`, data: X });
       const tr = createTensor(model.gpu, [n, C], { name: `${m.method}.resid`, data: resid });

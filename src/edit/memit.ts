@@ -8,7 +8,8 @@
  *      token, averaged within each template group, then across groups) on the model as updated so far;
  *      R = Z − H_L (current h_L at the un-prefixed prompts); resid = R / (|layers| − i);
  *      ΔW = (λC + KKᵀ)⁻¹ K residᵀ in the Conv1D [nInner, nEmbd] layout (the reference's
- *      resid · [(λC + KKᵀ)⁻¹K]ᵀ transposed): the solve in float64, the product on the GPU (matmul).
+ *      resid · [(λC + KKᵀ)⁻¹K]ᵀ transposed): the solve in float64 on the host (or, with `solve_backend`,
+ *      float32 on the GPU refined to float64 accuracy: src/edit/solve_backend.ts), the product on the GPU.
  * Context templates: "{}" and 5 texts of 10 tokens seeded by "The", "Therefore", "Because", "I", "You"
  * (src/edit/templates.ts).
  */
@@ -24,7 +25,7 @@ import {
   type MemitHparams,
   mergeHparams,
 } from "./hparams.ts";
-import { choleskyRegularized, choleskySolve } from "./linalg.ts";
+import { factorSpd } from "./solve_backend.ts";
 import { type EditRequest, normalizeRequest } from "./requests.ts";
 
 /** Resolves MEMIT's hyper-parameters for `model`. */
@@ -59,7 +60,7 @@ export async function memitEditor(
     method: "memit",
     statsLayers: hp.layers,
     // A = λC + K Kᵀ ([I, I]); X = A⁻¹ K ([I, n]).
-    solve({ layer, K, stats, warn }) {
+    async solve({ layer, K, stats, warn }) {
       const A = new Float64Array(I * I);
       for (let a = 0; a < I * I; a++) A[a] = hp.mom2_update_weight * stats!.mom2[a];
       const Kc = new Float64Array(I * n); // column r = key of request r
@@ -72,15 +73,22 @@ export async function memitEditor(
           for (let b = 0; b < I; b++) A[a * I + b] += ka * k[b];
         }
       }
-      const ch = choleskyRegularized(A, I);
-      if (ch.lambda > 0) {
-        warn(
-          `layer ${layer}: λC + KKᵀ is singular or not positive definite; added ${
-            ch.lambda.toExponential(3)
-          }·I`,
-        );
+      // Host path: choleskyRegularized + choleskySolve (src/edit/solve_backend.ts), as before the option.
+      const ch = await factorSpd(A, I, {
+        backend: hp.solve_backend ?? "auto",
+        gpu: model.gpu,
+        label: `layer ${layer}: λC + KKᵀ`,
+        columns: n,
+        warn,
+        regularized: (l) =>
+          `layer ${layer}: λC + KKᵀ is singular or not positive definite; added ${l.toExponential(3)}·I`,
+      });
+      try {
+        const X = await ch.solve(Kc, n);
+        return { X, info: { regularization_lambda: ch.lambda, ...ch.info() } };
+      } finally {
+        ch.destroy();
       }
-      return { X: choleskySolve(ch, Kc, n), info: { regularization_lambda: ch.lambda } };
     },
   });
 }

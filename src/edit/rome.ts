@@ -25,7 +25,9 @@ import { type EditDeltas, type EditOptions, ScratchWeights } from "./apply.ts";
 import { readAtPositions, requestKeys, tokenizePrompt } from "./compute.ts";
 import { optimizeDeltas } from "./compute_v.ts";
 import { checkLayers, mergeHparams, romeDefaults, type RomeHparams } from "./hparams.ts";
-import { type Cholesky, choleskyRegularized, choleskySolve, dot, norm } from "./linalg.ts";
+import { type Cholesky, choleskyRegularized, dot, norm } from "./linalg.ts";
+import { factorSpd, type SolveBackend, type SpdFactor } from "./solve_backend.ts";
+import type { Gpu } from "../gpu/device.ts";
 import { type EditRequest, normalizeRequest } from "./requests.ts";
 import { type LayerStats, layerStats, statsLogInfo, statsSumOptions } from "./stats.ts";
 import { romeContextTemplates } from "./templates.ts";
@@ -58,6 +60,33 @@ export function factorCovariance(stats: LayerStats, lambda: number, warn: (m: st
   return ch;
 }
 
+/**
+ * Factorises λC on the backend `hp.solve_backend` picks (src/edit/solve_backend.ts); the host path is
+ * {@link factorCovariance} exactly (same factor, same warning).
+ */
+export function factorCovarianceOn(
+  stats: LayerStats,
+  lambda: number,
+  warn: (m: string) => void,
+  backend: SolveBackend,
+  gpu: Gpu,
+  columns = 1,
+): Promise<SpdFactor> {
+  const n = Math.round(Math.sqrt(stats.mom2.length));
+  const a = new Float64Array(stats.mom2.length);
+  for (let i = 0; i < a.length; i++) a[i] = lambda * stats.mom2[i];
+  return factorSpd(a, n, {
+    backend,
+    gpu,
+    columns,
+    label: `layer ${stats.layer}: λC`,
+    warn,
+    regularized: (l) =>
+      `layer ${stats.layer}: key second moment is singular or not positive definite (${stats.count} tokens); ` +
+      `added ${l.toExponential(3)}·I to regularise it`,
+  });
+}
+
 /** Computes ROME's update for `requests` (sequentially, as the reference applies them); `model` is left unchanged. */
 export async function romeEditor(
   model: TransformerModel,
@@ -79,8 +108,8 @@ export async function romeEditor(
   const tensors = new Map<string, HostTensor>();
   const perRequest: Record<string, unknown>[] = [];
   const scratch = new ScratchWeights(model);
+  let ch: SpdFactor | undefined;
   try {
-    let ch: Cholesky | undefined;
     let statsInfo: Record<string, unknown> | undefined;
     if (hp.mom2_adjustment) {
       const sum = statsSumOptions(hp, model.config.nInner);
@@ -92,7 +121,14 @@ export async function romeEditor(
         ...sum,
         onProgress: (d, t) => opts.onProgress?.("statistics", d, t),
       })).get(layer)!;
-      ch = factorCovariance(st, hp.mom2_update_weight, warn);
+      ch = await factorCovarianceOn(
+        st,
+        hp.mom2_update_weight,
+        warn,
+        hp.solve_backend ?? "auto",
+        model.gpu,
+        reqs.length,
+      );
       statsInfo = { ...statsLogInfo(st, sum), regularization_lambda: ch.lambda };
     }
     if (layer === model.config.nLayer - 1 && hp.fact_token === "subject_last") {
@@ -119,7 +155,7 @@ export async function romeEditor(
         hp.fact_token,
       );
       let u = kStar;
-      if (ch) u = choleskySolve(ch, kStar, 1);
+      if (ch) u = await ch.solve(kStar, 1);
       const un = norm(u);
       if (!(un > 0)) {
         throw new InputError(`request ${r}: the subject's key is zero at layer ${layer}`, {
@@ -212,13 +248,15 @@ export async function romeEditor(
         weight: wName,
         key: hp.key,
         context_templates: templates,
-        statistics: statsInfo,
+        // The solve's backend details only when the GPU was asked for (host-path output unchanged).
+        statistics: statsInfo && { ...statsInfo, ...ch?.info() },
         ...(nasNorm !== undefined ? { nas: nasInfo({ anchor: nasNorm, results: nasDone }) } : {}),
         requests: perRequest,
       },
       warnings,
     };
   } finally {
+    ch?.destroy();
     scratch.restore();
   }
 }
