@@ -21,6 +21,7 @@ import { getGpu } from "../gpu/device.ts";
 import { TransformerModel } from "../model/transformer.ts";
 import { applyEdit, editorNames } from "../edit/editors.ts";
 import { parseLayers, readHparamsFile } from "../edit/hparams.ts";
+import { validateHparams } from "./hparams_flag.ts";
 import { editLogFiles } from "../edit/log.ts";
 import { editLinkText } from "../edit/edit_link.ts";
 import { type EditRequest, normalizeRequest, readRequests } from "../prompt/requests.ts";
@@ -193,6 +194,10 @@ async function editAndSave(
 ): Promise<void> {
   const hf = await loadHFModel(modelDir, { bos });
   if (!hf.tokenizer) throw new InputError(`${modelDir} has no tokenizer files`, { field: "--model" });
+  // The editor checks the hparams again; checked here first so that an error names the file.
+  if (hparams !== undefined && typeof f.hparams === "string") {
+    validateHparams(method, hparams as Record<string, unknown>, hf.config, f.hparams);
+  }
   const model = TransformerModel.create(await getGpu(), hf.config, hf.weights);
   // Measure on the prompts the editor sees: the model's BOS policy, or the hparams' explicit prefix_eos.
   const override = (hparams as Record<string, unknown> | undefined)?.prefix_eos;
