@@ -777,7 +777,7 @@ export async function layerStats(
             keys = createTensor(gpu, [Math.max(rows, batchTokens), I], { name: "keys" });
           }
           for (const { layer } of todo) {
-            writeTensor(keys, captured.get(`mlp_post.${layer}`)!);
+            writeTensor(keys, captured.get(`mlp_post.${layer}`)!.data);
             const a = acc.get(layer)!;
             // f32: one running sum (ROME's mom2_dtype float32); kahan: this batch's product, then a
             // compensated add into (sum, comp).
