@@ -111,6 +111,14 @@ const EXAMPLES: Record<string, { good: Json[]; bad: Json }> = {
     bad: { src: "x", subject: 1, alt: "y" },
   },
   facts: { good: [lines(`${WORLD}twohop.jsonl`).slice(0, 5)], bad: [{ prompt: "x" }] },
+  train_config: {
+    good: [JSON.parse(Deno.readTextFileSync(`${WORLD}train_config.json`))],
+    bad: { corpus: "c.jsonl", tokenizer: "t", out: "o", model: { n_layer: 0 } },
+  },
+  engram_stats: {
+    good: [JSON.parse(Deno.readTextFileSync(`${WORLD}model/engram_stats.json`))],
+    bad: { corpus: "" },
+  },
   fact_record: {
     good: lines(`${WORLD}heldout.jsonl`).slice(0, 3),
     bad: { prompt: "a", subject: "a", id: 1.5 },

@@ -8,6 +8,7 @@ import type { z } from "./zod.ts";
 import { HPARAMS_FILE_SCHEMAS } from "./hparams.ts";
 import { REQUEST_RECORD, REQUESTS_FILE } from "./requests.ts";
 import { FACT_RECORD, FACTS_FILE } from "./facts.ts";
+import { STATS_DECLARATION_FILE, TRAIN_CONFIG_FILE } from "./train.ts";
 
 /** Input schemas by name (explicit map: adding a schema means adding it here). */
 export const INPUT_SCHEMAS: Readonly<Record<string, z.ZodType>> = {
@@ -23,4 +24,8 @@ export const INPUT_SCHEMAS: Readonly<Record<string, z.ZodType>> = {
   /** A `trace --facts` file as a JSON array (JSON lines: each line is a `fact_record`). */
   facts: FACTS_FILE,
   fact_record: FACT_RECORD,
+  /** `engram train --config`. */
+  train_config: TRAIN_CONFIG_FILE,
+  /** A model folder's engram_stats.json. */
+  engram_stats: STATS_DECLARATION_FILE,
 };
