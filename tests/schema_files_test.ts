@@ -115,6 +115,7 @@ const EXAMPLES: Record<string, { good: Json[]; bad: Json }> = {
     good: [JSON.parse(Deno.readTextFileSync(`${WORLD}train_config.json`))],
     bad: { corpus: "c.jsonl", tokenizer: "t", out: "o", model: { n_layer: 0 } },
   },
+  corpus_record: { good: lines(`${WORLD}train.jsonl`).slice(0, 3), bad: { id: 1.5, text: "a" } },
   engram_stats: {
     good: [JSON.parse(Deno.readTextFileSync(`${WORLD}model/engram_stats.json`))],
     bad: { corpus: "" },

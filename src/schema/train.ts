@@ -73,3 +73,19 @@ export const STATS_DECLARATION_FILE = z.strictObject({
   eos_delimit: z.boolean({ error: "true or false" }).optional(),
   comment: z.unknown().optional(),
 });
+
+/**
+ * One line of a training corpus (`engram train`, `attribute --train`): `{"id"?, "text", ...}`; other
+ * fields (subject, relation, object in the fixture world) are kept by the readers that use them.
+ */
+export const CORPUS_RECORD = z.looseObject({
+  /** The record's id (absent: `line<N>`); unique in the file. */
+  id: z.union([z.string(), z.int()], { error: "a string or an integer" }).optional(),
+  /** The training text. */
+  text: z.string({ error: "a non-empty string" }).min(1, { error: "a non-empty string" }).refine(
+    (t) => t.trim() !== "",
+    {
+      error: "a non-empty string",
+    },
+  ),
+});

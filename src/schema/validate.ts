@@ -145,8 +145,8 @@ export function firstProblem(error: z.ZodError, value: unknown): { path: string;
     );
     return { path: jsonPath([...path, iss.keys[0]]), message: `unknown key ${keys}` };
   }
-  if (iss.code === "custom") return { path: jsonPath(path), message: iss.message };
   const got = at(value, path);
+  // A refinement's message is a noun phrase too (engram's convention), so it reads like any other.
   if (got === undefined && path.length > 0) {
     return { path: jsonPath(path), message: `missing, expected ${messageOf(iss)}` };
   }
