@@ -373,3 +373,5 @@ export {
   replotCase,
   type RomeCase,
 } from "./src/report/rome_case.ts";
+export { INPUT_SCHEMAS } from "./src/schema/inputs.ts";
+export { InputSchemaError, jsonPath, parseInput } from "./src/schema/validate.ts";

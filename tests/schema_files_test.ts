@@ -116,6 +116,19 @@ const EXAMPLES: Record<string, { good: Json[]; bad: Json }> = {
     bad: { corpus: "c.jsonl", tokenizer: "t", out: "o", model: { n_layer: 0 } },
   },
   corpus_record: { good: lines(`${WORLD}train.jsonl`).slice(0, 3), bad: { id: 1.5, text: "a" } },
+  hf_config: {
+    good: [
+      JSON.parse(Deno.readTextFileSync(`${WORLD}model/config.json`)),
+      ...[...Deno.readDirSync(`${ROOT}fixtures/models`)].filter((e) => e.isDirectory).flatMap((e) => {
+        try {
+          return [JSON.parse(Deno.readTextFileSync(`${ROOT}fixtures/models/${e.name}/config.json`))];
+        } catch {
+          return [];
+        }
+      }),
+    ],
+    bad: { model_type: "llama", num_hidden_layers: 0, rope_scaling: { factor: "2" } },
+  },
   engram_stats: {
     good: [JSON.parse(Deno.readTextFileSync(`${WORLD}model/engram_stats.json`))],
     bad: { corpus: "" },

@@ -8,6 +8,7 @@ import type { z } from "./zod.ts";
 import { HPARAMS_FILE_SCHEMAS } from "./hparams.ts";
 import { REQUEST_RECORD, REQUESTS_FILE } from "./requests.ts";
 import { FACT_RECORD, FACTS_FILE } from "./facts.ts";
+import { HF_CONFIG } from "./hf_config.ts";
 import { CORPUS_RECORD, STATS_DECLARATION_FILE, TRAIN_CONFIG_FILE } from "./train.ts";
 
 /** Input schemas by name (explicit map: adding a schema means adding it here). */
@@ -28,6 +29,8 @@ export const INPUT_SCHEMAS: Readonly<Record<string, z.ZodType>> = {
   train_config: TRAIN_CONFIG_FILE,
   /** One line of a training corpus (JSON lines). */
   corpus_record: CORPUS_RECORD,
+  /** A model folder's config.json (the fields engram reads; the rest pass through). */
+  hf_config: HF_CONFIG,
   /** A model folder's engram_stats.json. */
   engram_stats: STATS_DECLARATION_FILE,
 };
