@@ -2,7 +2,7 @@
  * One way from a zod failure to a typed error: {@link parseInput} validates a JSON input against its
  * schema and, on failure, throws an {@link InputSchemaError} naming the file, the record (for JSON lines
  * and arrays) and the JSON path of the first problem, e.g.
- * `requests.json: record 3: $.target_new: expected a string, got a number`.
+ * `requests.json: record 3: $.target_new: expected a string, got 3`.
  *
  * Default zod messages ("Invalid input: expected string, received number") are replaced by the noun
  * phrase of what was expected ({@link wantOf}); a schema may set its own with `{ error: "a positive
