@@ -197,7 +197,7 @@ Deno.test("parseInput: the file, the record and the JSON path of the first probl
   assert.equal(jsonPath(["a", 0, "odd key", "b"]), '$.a[0]["odd key"].b');
 });
 
-Deno.test("CLI: a schema-invalid hparams, requests or facts file exits 1 with one line naming file and path", async () => {
+Deno.test("CLI: a schema-invalid hparams, requests, facts, config.json, engram_stats.json or train config exits 1 with one line naming file and path", async () => {
   const tmp = await Deno.makeTempDir();
   try {
     const model = `${WORLD}model`;
@@ -240,6 +240,58 @@ Deno.test("CLI: a schema-invalid hparams, requests or facts file exits 1 with on
         /facts\.json: record 0: \$\.subject: expected a string, got \["Pilvun"\]/,
       ],
     ];
+    // A model folder whose config.json or engram_stats.json is schema-invalid (the weights linked).
+    for (const bad of ["config", "stats"]) {
+      const dir = `${tmp}/model_${bad}`;
+      await Deno.mkdir(dir);
+      for (const f of ["model.safetensors", "tokenizer.json", "tokenizer_config.json"]) {
+        await Deno.symlink(`${model}/${f}`, `${dir}/${f}`);
+      }
+      const cfg = JSON.parse(await Deno.readTextFile(`${model}/config.json`));
+      if (bad === "config") cfg.n_head = 0;
+      await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(cfg));
+      await Deno.writeTextFile(
+        `${dir}/engram_stats.json`,
+        JSON.stringify(
+          bad === "stats"
+            ? { corpus: "../train.jsonl", eos_delimit: "yes" }
+            : { corpus: `${WORLD}train.jsonl` },
+        ),
+      );
+    }
+    cases.push(
+      [
+        ["predict", "--model", `${tmp}/model_config`, "--text", "Pilvun is in"],
+        /model_config\/config\.json, field 'n_head': must be a positive integer, got 0/,
+      ],
+      [
+        [
+          "edit",
+          "--model",
+          `${tmp}/model_stats`,
+          "--method",
+          "rome",
+          "--requests",
+          `${WORLD}counterfact.json`,
+          "--out",
+          `${tmp}/o3`,
+        ],
+        /model_stats\/engram_stats\.json: \$\.eos_delimit: expected true or false, got "yes"/,
+      ],
+    );
+    await Deno.writeTextFile(
+      `${tmp}/train.json`,
+      JSON.stringify({
+        corpus: `${WORLD}train.jsonl`,
+        tokenizer: WORLD,
+        out: `${tmp}/t`,
+        model: { n_layer: 0 },
+      }),
+    );
+    cases.push([
+      ["train", "--config", `${tmp}/train.json`],
+      /train\.json, field 'model\.n_layer': must be an integer >= 1, got 0/,
+    ]);
     for (const [args, re] of cases) {
       const r = await engram(...args);
       assert.equal(r.code, 1, `${args.join(" ")}: ${r.stderr}`);
