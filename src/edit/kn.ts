@@ -28,12 +28,7 @@ import { InputError } from "../errors.ts";
 import { type HostTensor, type ModelConfig, resolveConfig } from "../model/config.ts";
 import type { TransformerModel } from "../model/transformer.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
-import {
-  coarseNeurons,
-  integratedGradients,
-  type Neuron,
-  refineNeurons,
-} from "../attribute/neurons.ts";
+import { coarseNeurons, integratedGradients, type Neuron, refineNeurons } from "../attribute/neurons.ts";
 import { type EditDeltas, type EditOptions, ScratchWeights } from "./apply.ts";
 import { checkLayers, mergeBySchema } from "./hparams.ts";
 import { IGNORED_KN, KN_HPARAMS } from "../schema/hparams.ts";
