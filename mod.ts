@@ -33,7 +33,7 @@ export type { GpuWeightRef } from "./src/model/transformer.ts";
 export { TransformerModel } from "./src/model/transformer.ts";
 export type { ForwardOptions, ForwardResult } from "./src/model/transformer.ts";
 export { hookSiteNames, siteWidth } from "./src/model/hooks.ts";
-export type { EditSpec, Hooks, PatchSpec } from "./src/model/hooks.ts";
+export type { EditSpec, Hooks, PatchSpec, SiteTensor } from "./src/model/hooks.ts";
 export { loadModel } from "./src/model/load.ts";
 export type { LoadedModel, LoadedModelWithTokenizer, LoadModelOptions } from "./src/model/load.ts";
 export { argmax, logSoftmaxInto, logSumExp } from "./src/numeric/mod.ts";
@@ -373,3 +373,5 @@ export {
   replotCase,
   type RomeCase,
 } from "./src/report/rome_case.ts";
+export { INPUT_SCHEMAS } from "./src/schema/inputs.ts";
+export { InputSchemaError, jsonPath, parseInput } from "./src/schema/validate.ts";

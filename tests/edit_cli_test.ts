@@ -204,7 +204,7 @@ Deno.test("edit rejects bad input with one line naming the field", async () => {
       subject: "X",
     }]),
   );
-  cases.push([["--requests", `${tmp}/bad.json`], /record 1: missing or non-string field 'target_new'/]);
+  cases.push([["--requests", `${tmp}/bad.json`], /record 1: \$\.target_new: missing, expected a string/]);
   await Deno.writeTextFile(`${tmp}/hp_bad.json`, JSON.stringify({ v_lr: "fast" }));
   for (const [args, re] of cases) {
     const r = await engram(...base, ...args);

@@ -217,7 +217,7 @@ for (const [name, cfg] of Object.entries(VARIANTS)) {
       assert.ok(relErr(got.logits!, ref.logits) < 2e-5, `logits rel err ${relErr(got.logits!, ref.logits)}`);
       let worstSite = 0;
       for (const s of sites) {
-        const e = relErr(got.captured.get(s)!, ref.sites.get(s)!);
+        const e = relErr(got.captured.get(s)!.data, ref.sites.get(s)!);
         worstSite = Math.max(worstSite, e);
         assert.ok(e < 2e-5, `${s}: rel err ${e}`);
       }

@@ -91,7 +91,12 @@ Deno.test("every hook site captures the same values as the reference", async () 
   const { captured } = await model.forward([ids], { hooks: { capture: sites } });
   const ref = gpt2ForwardRef(cfg, weights, ids, { hooks: { capture: new Set(sites) } });
   for (const s of sites) {
-    const e = relErr(captured.get(s)!, ref.cache[s]);
+    const { data, shape } = captured.get(s)!;
+    // Each site carries its shape: [B, T, width], or [B, H, T, T] for the attention probabilities.
+    const want = s.startsWith("attn_pattern.") ? [1, cfg.nHead, 7, 7] : [1, 7, ref.cache[s].length / 7];
+    assert.deepEqual(shape, want, s);
+    assert.equal(data.length, shape.reduce((a, b) => a * b, 1), s);
+    const e = relErr(data, ref.cache[s]);
     assert.ok(e <= 1e-4, `site ${s}: rel error ${e} (seed ${seed})`);
   }
   model.destroy();

@@ -47,11 +47,12 @@ Deno.test({
       // 2. Run, capturing sites.
       const run = await model.forward([ids], { hooks: { capture: ["mlp_post.0", "resid_post.1"] } });
       const p0 = Math.exp(run.logprobs[0][answer]);
-      assert.equal(run.captured.get("mlp_post.0")!.length, ids.length * model.config.nInner);
+      assert.deepEqual(run.captured.get("mlp_post.0")!.shape, [1, ids.length, model.config.nInner]);
+      assert.equal(run.captured.get("mlp_post.0")!.data.length, ids.length * model.config.nInner);
       assert.ok(p0 > 0.5, `the world model knows the fact (p = ${p0})`);
 
       // 3. Ablate the most active MLP unit at the last token (an edit hook) and watch p(answer) move.
-      const act = run.captured.get("mlp_post.0")!;
+      const act = run.captured.get("mlp_post.0")!.data;
       const I = model.config.nInner, last = ids.length - 1;
       let unit = 0;
       for (let j = 0; j < I; j++) if (act[last * I + j] > act[last * I + unit]) unit = j;

@@ -61,8 +61,8 @@ Deno.test("activation patching: prompt A -> prompt B equals the float64 referenc
   assert.ok(maxAbsErr(res.sourceLogprobs, src.logprobsLast) < 2e-4);
   // The captured patched site shows the source's value at the patched row.
   const w = CFG.nEmbd;
-  const got = res.captured.get("mlp_out.0")!.subarray(4 * w, 5 * w);
-  assert.ok(maxAbsErr(got, res.sourceValues.get("mlp_out.0")!.subarray(5 * w, 6 * w)) === 0);
+  const got = res.captured.get("mlp_out.0")!.data.subarray(4 * w, 5 * w);
+  assert.ok(maxAbsErr(got, res.sourceValues.get("mlp_out.0")!.data.subarray(5 * w, 6 * w)) === 0);
   model.destroy();
 });
 

@@ -179,8 +179,11 @@ Deno.test("model folder declaration: the world model names its corpus; bad decla
     const decl = `${tmp}/engram_stats.json`;
     const bad: [unknown, RegExp][] = [
       [{ corpus: "missing.jsonl" }, /field 'corpus': corpus .*missing\.jsonl/],
-      [{ corpus: 3 }, /field 'corpus': must name the corpus file/],
-      [{ corpus: "../x", eos_delimit: "yes" }, /field 'eos_delimit'/],
+      [
+        { corpus: 3 },
+        /engram_stats\.json: \$\.corpus: expected the corpus file, relative to the folder, got 3/,
+      ],
+      [{ corpus: "../x", eos_delimit: "yes" }, /\$\.eos_delimit: expected true or false/],
       [{ corpus: "x", extra: 1 }, /unknown key 'extra'/],
     ];
     for (const [o, re] of bad) {

@@ -229,16 +229,19 @@ Deno.test("corpus: the byte bound never refuses a line that fits (every refused 
 Deno.test("corpus: ids and texts are type-checked, prototype keys are plain, duplicates and deep lines refused", async () => {
   const tok = await loadTokenizer(WORLD);
   const bad: [string, RegExp][] = [
-    ['{"id":{"toString":1},"text":"Narnux ."}', /'id' must be a string or an integer, got \{"toString":1\}/],
+    [
+      '{"id":{"toString":1},"text":"Narnux ."}',
+      /\$\.id: expected a string or an integer, got \{"toString":1\}/,
+    ],
     [
       `{"id":${JSON.stringify(deepArray(30))},"text":"Narnux ."}`,
-      /'id' must be a string or an integer, got \[\[\[/,
+      /\$\.id: expected a string or an integer, got \[\[\[/,
     ],
     [`{"id":${"[".repeat(10000)}${"]".repeat(10000)},"text":"a"}`, /nested deeper than 32/],
-    ['{"text":{"toString":"x"}}', /'text' must be a non-empty string/],
+    ['{"text":{"toString":"x"}}', /\$\.text: expected a non-empty string/],
     ['{"text":"a","text":"b"}', /duplicate key "text"/],
-    ['{"__proto__":{"text":"Narnux ."}}', /missing 'text'/],
-    ['{"id":1.5,"text":"Narnux ."}', /'id' must be a string or an integer/],
+    ['{"__proto__":{"text":"Narnux ."}}', /\$\.text: missing, expected a non-empty string/],
+    ['{"id":1.5,"text":"Narnux ."}', /\$\.id: expected a string or an integer/],
     ["[1]", /not a JSON object, got an array/],
   ];
   for (const [line, re] of bad) {

@@ -138,7 +138,7 @@ export async function forEachExampleGradient(
       for (const l of layers) {
         const aT = createTensor(gpu, [B * T, I], {
           name: "ia.act",
-          data: result.captured.get(`mlp_post.${l}`)!,
+          data: result.captured.get(`mlp_post.${l}`)!.data,
         });
         const gT = createTensor(gpu, [B * T, C], { name: "ia.dout", data: siteGrads.get(`mlp_out.${l}`)! });
         const oT = createTensor(gpu, [B, I * C], { name: "ia.grads" });

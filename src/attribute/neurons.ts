@@ -195,7 +195,7 @@ export async function integratedGradients(
   const scores: Float32Array[] = [];
   const baselineProb: number[] = [];
   const tgtRow = (n: number) => Array.from({ length: n }, (_, t) => (t === n - 1 ? target : -1));
-  const lastRow = (site: string, w: number) => clean.captured.get(site)!.slice((T - 1) * w, T * w);
+  const lastRow = (site: string, w: number) => clean.captured.get(site)!.data.slice((T - 1) * w, T * w);
   for (const [li, l] of layers.entries()) {
     const site = sites[li];
     const act = lastRow(site, I);

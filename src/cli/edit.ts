@@ -21,6 +21,7 @@ import { getGpu } from "../gpu/device.ts";
 import { TransformerModel } from "../model/transformer.ts";
 import { applyEdit, editorNames } from "../edit/editors.ts";
 import { parseLayers, readHparamsFile } from "../edit/hparams.ts";
+import { validateHparams } from "./hparams_flag.ts";
 import { editLogFiles } from "../edit/log.ts";
 import { editLinkText } from "../edit/edit_link.ts";
 import { type EditRequest, normalizeRequest, readRequests } from "../prompt/requests.ts";
@@ -28,6 +29,9 @@ import { withFieldNames } from "../prompt/errors.ts";
 import { bosPrefix } from "../prompt/encode.ts";
 import { resolveStatsSource } from "../edit/stats.ts";
 import { fmtP, notTopWarning, requestStanding } from "../evaluate/edit_check.ts";
+import { evaluateEdit } from "../evaluate/evaluate_edit.ts";
+import { easyEditCasesOfEdit } from "../evaluate/easyedit_format.ts";
+import { writeFileAtomic } from "../io/atomic.ts";
 import { bosFlag, COMMON_FLAGS, FACT_FLAGS, required } from "./args.ts";
 import { type CommandSpec, parseCommand } from "./spec.ts";
 import { log } from "./log.ts";
@@ -44,7 +48,7 @@ export const editSpec: CommandSpec = {
   usage: "edit --method rome|memit|alphaedit|emmet|ft|ft-l|kn --model DIR (--requests FILE | " +
     '--prompt "{} is in" --subject S --target T [--ground-truth G]) [--layers L,..] [--hparams FILE] ' +
     "[--stats-corpus FILE | --stats FILE[,FILE]] [--stats-dir DIR] [--limit N] --out DIR [--log DIR] " +
-    "[--overwrite] [--save-f32] [--bos auto|on|off] [--json]",
+    "[--overwrite] [--save-f32] [--metrics-out FILE] [--bos auto|on|off] [--json]",
   description: `Edits a copy of the model and writes it to --out, with the edit log (default OUT.editlog) that
     engram revert undoes it with; the log is put in place first, so no edited model is ever without it. Each
     tensor keeps its file's dtype (an F16 / BF16 edit is rounded to it) unless --save-f32. Prints
@@ -95,6 +99,12 @@ export const editSpec: CommandSpec = {
     log: { type: "string", value: "DIR", default: "OUT.editlog", help: "where the edit log is written" },
     overwrite: { type: "boolean", help: "replace output folders engram wrote before" },
     "save-f32": { type: "boolean", help: "write every tensor as float32 instead of its file's dtype" },
+    "metrics-out": {
+      type: "string",
+      value: "FILE",
+      help: "measure each request before and after the edit with eval's metrics and write EasyEdit's " +
+        "per-request dicts (pre/post, rewrite_acc, rephrase_acc, locality, portability, fluency) to FILE",
+    },
     bos: COMMON_FLAGS.bos,
     json: COMMON_FLAGS.json,
   },
@@ -165,7 +175,11 @@ export async function editCommand(argv: string[]): Promise<void> {
   // (layerStats names --stats-corpus) before any long work.
   // Outputs never touch an input; locked for this run; refused early when they exist (unless
   // --overwrite of an engram output).
-  const guard = await guardOutputs("edit", [{ path: out, flag: "--out" }, { path: logDir, flag: "--log" }], [
+  const guard = await guardOutputs("edit", [
+    { path: out, flag: "--out" },
+    { path: logDir, flag: "--log" },
+    ...(typeof f["metrics-out"] === "string" ? [{ path: f["metrics-out"], flag: "--metrics-out" }] : []),
+  ], [
     { path: modelDir, flag: "--model" },
     { path: f.requests as string | undefined, flag: "--requests" },
     { path: f.hparams as string | undefined, flag: "--hparams" },
@@ -195,6 +209,10 @@ async function editAndSave(
 ): Promise<void> {
   const hf = await loadHFModel(modelDir, { bos });
   if (!hf.tokenizer) throw new InputError(`${modelDir} has no tokenizer files`, { field: "--model" });
+  // The editor checks the hparams again; checked here first so that an error names the file.
+  if (hparams !== undefined && typeof f.hparams === "string") {
+    validateHparams(method, hparams as Record<string, unknown>, hf.config, f.hparams);
+  }
   const model = TransformerModel.create(await getGpu(), hf.config, hf.weights);
   // Measure on the prompts the editor sees: the model's BOS policy, or the hparams' explicit prefix_eos.
   const override = (hparams as Record<string, unknown> | undefined)?.prefix_eos;
@@ -202,7 +220,7 @@ async function editAndSave(
   const before = await requestStanding(model, hf.tokenizer, requests, { prefix });
   const bars = new Map<string, ReturnType<typeof progress>>();
   const t0 = performance.now();
-  const { result } = await applyEdit(model, hf.tokenizer, method, requests, {
+  const applied = await applyEdit(model, hf.tokenizer, method, requests, {
     layers,
     hparams: hparams as Record<string, unknown> | undefined,
     statsCorpus: statsSrc.statsCorpus,
@@ -216,6 +234,7 @@ async function editAndSave(
     },
     onWarning: (m) => log.warn(m),
   });
+  const { result } = applied;
   const secs = (performance.now() - t0) / 1000;
   const save = { dtypes: hf.dtypes, forceF32: Boolean(f["save-f32"]) };
   // The edited weights as the saved file holds them (an F16/BF16 source is written back in its dtype):
@@ -243,6 +262,12 @@ async function editAndSave(
   }
   const after = await requestStanding(model, hf.tokenizer, requests, { prefix });
   const standing = before.map((b, i) => ({ prompt: b.prompt, before: b, after: after[i] }));
+  // Measured on the weights as saved, with eval's metric code and defaults (the tokenizer's BOS policy).
+  let metrics: string | undefined;
+  if (typeof f["metrics-out"] === "string") {
+    const { pre, post } = await evaluateEdit(model, hf.tokenizer, applied, requests);
+    metrics = JSON.stringify(easyEditCasesOfEdit(pre, post, requests, secs), null, 2) + "\n";
+  }
   const notTop = after.map((a, i) => notTopWarning(i, a)).filter((w): w is string => w !== null);
   for (const w of notTop) log.warn(w);
   // The edited model and its log are one unit: both staged beside their targets, then the log goes in
@@ -268,6 +293,7 @@ async function editAndSave(
     throw e;
   }
   await commitStaged(staged, { overwrite: Boolean(f.overwrite) });
+  if (metrics !== undefined) await writeFileAtomic(f["metrics-out"] as string, metrics);
   const summary = {
     method,
     model: modelDir,

@@ -94,8 +94,8 @@ export async function readAtPositions(
     const { captured } = await model.forward(padded, {
       hooks: { capture: [site], patch: opts.patch?.(batch) },
     });
-    const v = captured.get(site)!;
-    const width = v.length / (padded.length * Tb);
+    const { data: v, shape } = captured.get(site)!;
+    const width = shape[2];
     batch.forEach((s, b) => out.push(v.slice((b * Tb + s.pos) * width, (b * Tb + s.pos + 1) * width)));
   }
   return out;

@@ -5,23 +5,12 @@
  * weighted covariance, default 0). `mom2_update_weight` w scales C before it is inverted.
  */
 import type { ModelConfig } from "../model/config.ts";
-import {
-  type CommonHparams,
-  defaultRomeLayer,
-  MEMIT_GPT2_XL,
-  memitDefaults,
-  mergeHparams,
-  publishedModel,
-  rule,
-} from "./hparams.ts";
+import { defaultRomeLayer, MEMIT_GPT2_XL, memitDefaults, mergeHparams, publishedModel } from "./hparams.ts";
+import { EMMET_EXTRA, type EMMET_HPARAMS } from "../schema/hparams.ts";
+import type { z } from "../schema/zod.ts";
 
-/** EMMET hyper-parameters. */
-export interface EmmetHparams extends CommonHparams {
-  /** λ_E: D = Kᵀ (wC + μI)⁻¹ K + λ_E I (EasyEdit: "to counter ill-conditioned D"). */
-  emmet_lambda: number;
-  /** μ: added to the weighted covariance wC before it is inverted. */
-  update_norm_lambda: number;
-}
+/** EMMET hyper-parameters (src/schema/hparams.ts). */
+export type EmmetHparams = z.infer<typeof EMMET_HPARAMS>;
 
 const COMMON: Partial<EmmetHparams> = {
   fact_token: "subject_last",
@@ -113,5 +102,5 @@ export function mergeEmmetHparams(
   cfg: ModelConfig,
   file?: string,
 ): EmmetHparams {
-  return mergeHparams(base, over, cfg, file, { emmet_lambda: rule.num(), update_norm_lambda: rule.num() });
+  return mergeHparams(base, over, cfg, file, EMMET_EXTRA);
 }

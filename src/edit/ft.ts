@@ -37,33 +37,15 @@ import {
   type HparamSchema,
   mergeBySchema,
   publishedModel,
-  rule,
 } from "./hparams.ts";
+import { FT_ALIASES, FT_HPARAMS, IGNORED_FT } from "../schema/hparams.ts";
+import type { z } from "../schema/zod.ts";
 import { type EditRequest, filledPrompt } from "./requests.ts";
 import { encodeTarget, encodeText } from "../prompt/encode.ts";
 import { logSumExp } from "../numeric/mod.ts";
 
-/** Hyper-parameters of the fine-tuning editors (ROME `hparams/FT/*.json` names). */
-export interface FtHparams {
-  /** Layers whose modules are trained. */
-  layers: number[];
-  /** Weight names relative to the block (`h.{layer}.`, `layers.{layer}.`) that are trained (default: the MLP output projection). */
-  modules: string[];
-  /** Adam steps (ROME: 25). */
-  num_steps: number;
-  /** Learning rate (ROME: 5e-4). */
-  lr: number;
-  /** Decoupled weight decay of the AdamW kernel (ROME: 0). */
-  weight_decay: number;
-  /** L∞ radius of the change of every trained parameter; 0 = unconstrained. */
-  norm_constraint: number;
-  /** Stop when a step's loss is below this (ROME: 1e-2). */
-  early_stop_loss: number;
-  /** "prompt_last" (FT-L, ROME) or "target_new" (FT-M: teacher-forced target, prompt masked). */
-  objective: "prompt_last" | "target_new";
-  /** Explicit BOS override (see CommonHparams.prefix_eos); absent: the model's BOS policy. */
-  prefix_eos?: boolean;
-}
+/** Hyper-parameters of the fine-tuning editors (ROME `hparams/FT/*.json` names; src/schema/hparams.ts). */
+export type FtHparams = z.infer<typeof FT_HPARAMS>;
 
 /** ROME's FT-L hparams for gpt2-xl (`hparams/FT/gpt2-xl_constr.json`; methods.md 2(b)). */
 export const FTL_GPT2_XL: FtHparams = {
@@ -127,48 +109,15 @@ export function ftDefaults(cfg: ModelConfig): FtHparams {
 }
 
 /** Reference hparam keys engram accepts and ignores (module names, devices, batch sizes). */
-const IGNORED = new Set([
-  "alg_name",
-  "model_name",
-  "device",
-  "rewrite_module_tmp",
-  "layer_module_tmp",
-  "mlp_module_tmp",
-  "attn_module_tmp",
-  "ln_f_module",
-  "lm_head_module",
-  "batch_size",
-  "max_length",
-  "model_parallel",
-  "fp16",
-  "kl_factor",
-]);
-
 /**
  * Overrides `base` with a JSON object (reference snake_case keys; from `file` for messages), checking
  * types, ranges and layers. Unknown keys are a {@link ConfigError}. `norm_constraint: false` means 0.
  */
 export function mergeFtHparams(base: FtHparams, over: unknown, cfg: ModelConfig, file?: string): FtHparams {
-  return mergeBySchema(base, over, FT_SCHEMA, IGNORED, cfg, file);
+  return mergeBySchema(base, over, FT_SCHEMA, IGNORED_FT, cfg, file);
 }
 
-const objective = rule.oneOf("prompt_last", "target_new");
-const FT_SCHEMA: HparamSchema = {
-  layers: rule.layers(),
-  modules: rule.strings("weight names"),
-  num_steps: rule.int(1),
-  lr: rule.num(),
-  weight_decay: rule.num(),
-  norm_constraint: (v, bad) => {
-    if (v === false) return 0;
-    if (typeof v !== "number" || !Number.isFinite(v) || v < 0) throw bad("a non-negative number or false");
-    return v;
-  },
-  early_stop_loss: rule.num(),
-  objective,
-  objective_optimization: ["objective", objective],
-  prefix_eos: rule.bool(),
-};
+const FT_SCHEMA: HparamSchema = { ...FT_HPARAMS.shape, ...FT_ALIASES };
 
 /**
  * The MLP output projection's weight (and bias) relative to its block, the modules FT and FT-L train by

@@ -11,79 +11,12 @@ import { ConfigError, InputError } from "../errors.ts";
 import { excerpt, kindOf } from "../io/excerpt.ts";
 import { isJsonObject, parseStrictJson } from "../io/strict_json.ts";
 import type { Family, ModelConfig } from "../model/config.ts";
-import type { FactToken } from "./compute.ts";
+import { COMMON_HPARAMS, IGNORED_HPARAMS, rule } from "../schema/hparams.ts";
+import { z } from "../schema/zod.ts";
+import { jsonPath } from "../schema/validate.ts";
 
 /** Hyper-parameters shared by ROME's v-star and MEMIT's z optimisation and by the covariance statistics. */
-export interface CommonHparams {
-  /** Edited layers (ROME: one). */
-  layers: number[];
-  /** Where keys and values are read: the subject's last token (reference) or the prompt's last token. */
-  fact_token: FactToken;
-  /** Most loss evaluations of the value optimisation (the last takes no step); ends below early_stop_loss. */
-  v_num_grad_steps: number;
-  /** Adam learning rate of δ, the vector the value optimisation adds at the fact token. */
-  v_lr: number;
-  /** Layer whose output gives the loss logits (the last layer; ln_f and the head are applied to it). */
-  v_loss_layer: number;
-  /** Weight of the penalty ‖δ‖ / ‖target_init‖² added to the loss (‖δ‖ not squared, as in ROME). */
-  v_weight_decay: number;
-  /** After every step ‖δ‖ is clamped to at most this times ‖target_init‖ (the unedited value's norm). */
-  clamp_norm_factor: number;
-  /** Weight of KL(P_new ‖ P_init) at the lookup token of the "{subject} is a" prompt (P_init: δ = 0). */
-  kl_factor: number;
-  /** Use the second moment C of the keys (ROME: u = C⁻¹k; MEMIT always uses it). */
-  mom2_adjustment: boolean;
-  /** λ: C is weighted by it in the update (MEMIT: λC + KKᵀ; ROME: cancels, kept for structure). */
-  mom2_update_weight: number;
-  /**
-   * Corpus for C: a JSONL file with "text" fields or plain text. "" (other shapes) and ROME's
-   * "wikipedia" (published shapes) name no file: the corpus then comes from `--stats-corpus` or the
-   * model folder's declaration, or prebuilt statistics from `--stats` (src/edit/stats.ts).
-   */
-  mom2_dataset: string;
-  /** Maximum number of corpus records (JSONL lines / text chunks) used for C. */
-  mom2_n_samples: number;
-  /**
-   * How C's sum is accumulated: "float32" (default, the reference files' value: a running f32 sum) or
-   * "float64" (Kahan-compensated f32 on the GPU, src/edit/stats.ts; ROME's float64 runs the sum in f64).
-   */
-  mom2_dtype?: "float32" | "float64";
-  /**
-   * FastMEMIT's reduced sample: C from the first 10 × d_k tokens only (default false). The edit's log
-   * names it (`statistics.reduced`).
-   */
-  mom2_reduced?: boolean;
-  /** [length, count] pairs of sampled context prefixes, in tokens. */
-  context_template_length_params: [number, number][];
-  /** Early stop of the v-star / z optimisation when the loss falls below this (reference: 5e-2). */
-  early_stop_loss: number;
-  /**
-   * Explicit BOS override for the editor's prompts (true: the tokenizer's BOS / end-of-text token, false:
-   * none). Absent (the default): the model's BOS policy, decided at load (`--bos`, src/prompt).
-   */
-  prefix_eos?: boolean;
-  /** Seed of the context-template sampler. */
-  seed: number;
-  /**
-   * ROME only: which key the update's denominator and residual use. "original" (kmeng01/rome): the bare
-   * prompt's key k₀, while u and v* come from the template average k*. "consistent" (r-ROME, Gupta et al.
-   * 2024; EasyEdit `r_rome` with `enable_random_prefix_keys`): k* in both places, so W'k* + b = v* exactly.
-   */
-  key: "original" | "consistent";
-  /**
-   * engram's own: where the update's SPD solve runs (ROME's C⁻¹k, MEMIT's and EMMET's (λC + KKᵀ)⁻¹K).
-   * Absent or "auto": the float64 host below 1024 rows, with over n/32 right-hand sides, and on CPU
-   * adapters, else the GPU; "gpu": float32 Cholesky + float64 refinement (host fall-back with a warning);
-   * "host": float64 (src/edit/solve_backend.ts).
-   */
-  solve_backend?: "auto" | "gpu" | "host";
-  /** NAS norm anchoring of the solved value vectors (src/edit/nas.ts); absent: off. */
-  nas?: boolean;
-  /** NAS anchor norm (absent: the mean ‖v₀‖ of the call's requests on the model as given). */
-  nas_norm?: number;
-  /** NAS: drop an edit whose ‖v*‖ exceeds this multiple of the anchor (absent: 2, the reference; 0: never). */
-  nas_skip_factor?: number;
-}
+export type CommonHparams = z.infer<typeof COMMON_HPARAMS>;
 
 /** ROME hyper-parameters. */
 export type RomeHparams = CommonHparams;
@@ -497,77 +430,21 @@ export function memitDefaults(cfg: ModelConfig): MemitHparams {
 }
 
 /**
- * One hparam's check: returns the value to store or throws `bad(what it must be)`. Rules are shared by
- * every editor's hparams (ROME / MEMIT here, FT and KN in their files) so that all of them accept and
- * refuse values the same way.
+ * One hparam's check, a zod schema whose every issue carries the noun phrase of what the value must be
+ * (src/schema/hparams.ts `rule`). Rules are shared by every editor's hparams so that all of them accept
+ * and refuse values the same way.
  */
-export type HparamRule = (v: unknown, bad: (want: string) => ConfigError) => unknown;
+export type HparamRule = z.ZodType;
 
-/** The value checks hparam schemas are built from. */
-export const rule = {
-  /** An integer >= `min`. */
-  int: (min = 0): HparamRule => (v, bad) => {
-    if (!Number.isInteger(v) || (v as number) < min) {
-      throw bad(
-        min === 0 ? "a non-negative integer" : min === 1 ? "a positive integer" : `an integer >= ${min}`,
-      );
-    }
-    return v;
-  },
-  /** A finite number >= 0. */
-  num: (): HparamRule => (v, bad) => {
-    if (typeof v !== "number" || !Number.isFinite(v) || v < 0) throw bad("a non-negative number");
-    return v;
-  },
-  /** Any finite number. */
-  finite: (): HparamRule => (v, bad) => {
-    if (typeof v !== "number" || !Number.isFinite(v)) throw bad("a finite number");
-    return v;
-  },
-  /** A number in [0, 1]. */
-  unit: (): HparamRule => (v, bad) => {
-    if (typeof v !== "number" || !(v >= 0 && v <= 1)) throw bad("a number in [0, 1]");
-    return v;
-  },
-  bool: (): HparamRule => (v, bad) => {
-    if (typeof v !== "boolean") throw bad("true or false");
-    return v;
-  },
-  str: (): HparamRule => (v, bad) => {
-    if (typeof v !== "string") throw bad("a string");
-    return v;
-  },
-  /** One of the given strings. */
-  oneOf: (...values: string[]): HparamRule => (v, bad) => {
-    if (typeof v !== "string" || !values.includes(v)) throw bad(values.map((x) => `"${x}"`).join(" or "));
-    return v;
-  },
-  /** A non-empty list of layer indices (checked against the model after merging). */
-  layers: (): HparamRule => (v, bad) => {
-    if (!Array.isArray(v) || v.length === 0 || !v.every((x) => Number.isInteger(x))) {
-      throw bad("a non-empty list of layer indices");
-    }
-    return [...(v as number[])];
-  },
-  /** A non-empty list of strings. */
-  strings: (what: string): HparamRule => (v, bad) => {
-    if (!Array.isArray(v) || v.length === 0 || !v.every((x) => typeof x === "string")) {
-      throw bad(`a non-empty list of ${what}`);
-    }
-    return [...(v as string[])];
-  },
-  /** A list of [length, count] pairs of non-negative integers. */
-  pairs: (): HparamRule => (v, bad) => {
-    if (
-      !Array.isArray(v) ||
-      !v.every((p) => Array.isArray(p) && p.length === 2 && p.every((x) => Number.isInteger(x) && x >= 0))
-    ) throw bad("a list of [length, count] integer pairs");
-    return (v as [number, number][]).map(([a, b]) => [a, b]);
-  },
-};
+/** The value checks hparam schemas are built from (src/schema/hparams.ts). */
+export { rule };
 
 /** An editor's hparams schema: key -> rule, or [stored key, rule] for an alias of another key. */
-export type HparamSchema = Record<string, HparamRule | [string, HparamRule]>;
+export type HparamSchema = Readonly<Record<string, HparamRule | readonly [string, HparamRule]>>;
+
+function isRule(e: unknown): e is HparamRule {
+  return e instanceof z.ZodType;
+}
 
 /**
  * Overrides `base` with the JSON object `over` (from `file`, for messages) by `schema`: every value is
@@ -597,8 +474,8 @@ export function mergeBySchema<T extends { layers: number[] }>(
     const v = (over as Record<string, unknown>)[k];
     if (ignored.has(k)) continue; // a Set holds values, not inherited members
     const entry = Object.hasOwn(schema, k) ? schema[k] : undefined;
-    if (entry === undefined || (typeof entry !== "function" && !Array.isArray(entry))) {
-      const known = Object.keys(schema).filter((x) => typeof schema[x] === "function");
+    if (entry === undefined || (!isRule(entry) && !Array.isArray(entry))) {
+      const known = Object.keys(schema).filter((x) => isRule(schema[x]));
       // The three closest names, not the whole list: the message stays short whatever the schema.
       const near = known.map((x) => [editDistance(cut(k), x), x] as const).sort((a, b) => a[0] - b[0])
         .slice(0, 3).map(([, x]) => x);
@@ -610,13 +487,18 @@ export function mergeBySchema<T extends { layers: number[] }>(
         },
       );
     }
-    const [key, check] = typeof entry === "function" ? [k, entry] : entry;
-    const bad = (want: string) =>
-      new ConfigError(`hparam '${k}' must be ${want}, got ${excerpt(v, 60)}`, {
+    const [key, check] = isRule(entry) ? [k, entry] : entry;
+    const r = check.safeParse(v);
+    if (!r.success) {
+      // The message names the JSON path of the first bad value too (`$.layers[1]` inside a list).
+      const path = jsonPath([k, ...(r.error.issues[0].path ?? [])]);
+      const msg = `hparam '${k}' must be ${r.error.issues[0].message}, got ${excerpt(v, 60)} (at ${path})`;
+      throw new ConfigError(msg, {
         file,
         field: file === undefined ? "--hparams" : k,
       });
-    o[key] = check(v, bad);
+    }
+    o[key] = r.data;
   }
   checkLayers(out.layers, cfg, file ? "layers" : "--layers", file);
   return out;
@@ -635,54 +517,13 @@ function editDistance(a: string, b: string): number {
   return prev[b.length];
 }
 
-const SCHEMA: Record<keyof CommonHparams, HparamRule> = {
-  layers: rule.layers(),
-  fact_token: rule.oneOf("subject_last", "last"),
-  v_num_grad_steps: rule.int(),
-  v_lr: rule.num(),
-  v_loss_layer: rule.int(),
-  v_weight_decay: rule.num(),
-  clamp_norm_factor: rule.num(),
-  kl_factor: rule.num(),
-  mom2_adjustment: rule.bool(),
-  mom2_update_weight: rule.num(),
-  mom2_dataset: rule.str(),
-  mom2_n_samples: rule.int(),
-  mom2_dtype: rule.oneOf("float32", "float64"),
-  mom2_reduced: rule.bool(),
-  context_template_length_params: rule.pairs(),
-  early_stop_loss: rule.num(),
-  prefix_eos: rule.bool(),
-  seed: rule.int(),
-  key: rule.oneOf("original", "consistent"),
-  nas: rule.bool(),
-  solve_backend: rule.oneOf("auto", "gpu", "host"),
-  nas_norm: rule.num(),
-  nas_skip_factor: rule.num(),
-};
+const SCHEMA: HparamSchema = COMMON_HPARAMS.shape;
 
 /**
  * Keys of reference hparam files that name modules or data sets engram fixes itself, and a free-text
- * "comment": accepted, ignored.
+ * "comment": accepted, ignored (src/schema/hparams.ts).
  */
-export const IGNORED_HPARAMS: ReadonlySet<string> = new Set([
-  "comment",
-  "alg_name",
-  "model_name",
-  "device",
-  "rewrite_module_tmp",
-  "layer_module_tmp",
-  "mlp_module_tmp",
-  "attn_module_tmp",
-  "ln_f_module",
-  "lm_head_module",
-  "stats_dir",
-  "layer_selection",
-  "model_parallel",
-  "batch_size",
-  "max_length",
-  "fp16",
-]);
+export { IGNORED_HPARAMS };
 
 /**
  * Overrides ROME / MEMIT `base` with a JSON object (from `file`, for error messages), checking every

@@ -19,6 +19,8 @@
  * layer hit the cache), and of the corpus, the tokenizer, the framing and the sample limit.
  */
 import { parseStrictJson } from "../io/strict_json.ts";
+import { STATS_DECLARATION_FILE } from "../schema/train.ts";
+import { parseInput } from "../schema/validate.ts";
 import { createHash } from "node:crypto";
 import { basename, isAbsolute, join, relative, resolve } from "node:path";
 import { InputError } from "../errors.ts";
@@ -220,22 +222,7 @@ export async function declaredStatsCorpus(modelDir: string): Promise<StatsCorpus
     if (e instanceof Deno.errors.NotFound) return undefined;
     throw new InputError(`cannot read: ${(e as Error).message}`, { file });
   }
-  const o = parseStrictJson(text, { file, maxDepth: 8 });
-  if (typeof o !== "object" || o === null || Array.isArray(o)) {
-    throw new InputError("must be a JSON object", { file });
-  }
-  const rec = o as Record<string, unknown>;
-  for (const k of Object.keys(rec)) {
-    if (!["corpus", "eos_delimit", "comment"].includes(k)) {
-      throw new InputError(`unknown key '${k}' (known: corpus, eos_delimit, comment)`, { file, field: k });
-    }
-  }
-  if (typeof rec.corpus !== "string" || rec.corpus === "") {
-    throw new InputError("must name the corpus file, relative to the folder", { file, field: "corpus" });
-  }
-  if (rec.eos_delimit !== undefined && typeof rec.eos_delimit !== "boolean") {
-    throw new InputError("must be true or false", { file, field: "eos_delimit" });
-  }
+  const rec = parseInput(STATS_DECLARATION_FILE, parseStrictJson(text, { file, maxDepth: 8 }), { file });
   const corpus = isAbsolute(rec.corpus) ? rec.corpus : resolve(modelDir, rec.corpus);
   try {
     await Deno.stat(corpus);
@@ -777,7 +764,7 @@ export async function layerStats(
             keys = createTensor(gpu, [Math.max(rows, batchTokens), I], { name: "keys" });
           }
           for (const { layer } of todo) {
-            writeTensor(keys, captured.get(`mlp_post.${layer}`)!);
+            writeTensor(keys, captured.get(`mlp_post.${layer}`)!.data);
             const a = acc.get(layer)!;
             // f32: one running sum (ROME's mom2_dtype float32); kahan: this batch's product, then a
             // compensated add into (sum, comp).

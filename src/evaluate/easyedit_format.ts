@@ -13,7 +13,7 @@
  */
 import type { EditRequest } from "../prompt/requests.ts";
 import { fillSubject } from "../prompt/requests.ts";
-import type { CaseScores, MethodEvalResult } from "./edit_metrics.ts";
+import type { CaseScores, MethodEvalResult, PreEdit } from "./edit_metrics.ts";
 
 /** One phase of a case (`compute_edit_quality`'s dict). */
 export interface EasyEditPhase {
@@ -39,6 +39,8 @@ export interface EasyEditCase {
   requested_rewrite: Record<string, unknown>;
   /** Scores after the edit. */
   post: EasyEditPhase;
+  /** Seconds of the editor call (`BaseEditor.batch_edit`'s `time`); `edit --metrics-out` only. */
+  time?: number;
 }
 
 function sharedKey(items: { key?: string }[] | undefined, dflt: string): string {
@@ -99,6 +101,27 @@ export function easyEditCases(r: MethodEvalResult, requests?: EditRequest[]): Ea
       post: phase(c, req, true),
     };
   });
+}
+
+/**
+ * The `all_metrics` list of one editor call over `requests` (as `BaseEditor.batch_edit` builds it: one
+ * dict per request with `case_id`, `requested_rewrite`, `time`, `post` and `pre`), from the pre-edit
+ * state and post-edit scores of `evaluateEdit` (src/evaluate/evaluate_edit.ts); `seconds` is the editor
+ * call's time. `case_id` is the request's own when it has one, else its index.
+ */
+export function easyEditCasesOfEdit(
+  pre: PreEdit[],
+  post: CaseScores[],
+  requests: EditRequest[],
+  seconds: number,
+): EasyEditCase[] {
+  return requests.map((req, i) => ({
+    pre: phase(pre[i].scores, req, false),
+    case_id: req.case_id ?? i,
+    requested_rewrite: requestedRewrite(req),
+    post: phase(post[i], req, true),
+    time: seconds,
+  }));
 }
 
 /** `summary_metrics`' means: per phase the mean of each list's mean over the cases that have it. */

@@ -11,6 +11,13 @@ import type { Activation, Family, ModelConfig } from "../model/config.ts";
 import { resolveConfig } from "../model/config.ts";
 import type { RopeConfig, RopeScaling } from "../model/rope.ts";
 import { excerpt } from "./excerpt.ts";
+import {
+  HF_CONFIG_FIELDS,
+  HF_ROPE_FIELDS,
+  HF_RULES,
+  HF_WANT,
+  type HfFieldKind,
+} from "../schema/hf_config.ts";
 
 /** GPT-2 `activation_function` values accepted (HF ACT2FN names of the GELU forms). */
 export const SUPPORTED_ACTIVATIONS = ["gelu_new", "gelu_pytorch_tanh", "gelu_fast", "gelu"] as const;
@@ -90,48 +97,39 @@ class Fields {
     const v = this.get(field);
     return v === undefined || v === null;
   }
-  posInt(field: string, dflt?: number): number {
+  /**
+   * `field` read as `kind` (its rule in src/schema/hf_config.ts): absent or null gives `dflt`, or a
+   * "required field is missing" error without one; a value the rule refuses is an error quoting it.
+   */
+  read<T>(field: string, kind: HfFieldKind, dflt?: T): T {
+    const table = this.prefix === "" ? HF_CONFIG_FIELDS : HF_ROPE_FIELDS;
+    // The schema lists every field read here, with the same kind: a mismatch is a bug, not bad input.
+    if (table[field] !== kind) throw new Error(`internal: config field '${field}' is not a ${kind} field`);
     const v = this.get(field);
     if (v === undefined || v === null) {
       if (dflt !== undefined) return dflt;
       throw this.err(field, "required field is missing");
     }
-    if (typeof v !== "number" || !Number.isSafeInteger(v) || v <= 0) {
-      throw this.err(field, `must be a positive integer, got ${excerpt(v, 60)}`);
+    if (!HF_RULES[kind].safeParse(v).success) {
+      throw this.err(field, `must be ${HF_WANT[kind]}, got ${excerpt(v, 60)}`);
     }
-    return v;
+    return v as T;
+  }
+  posInt(field: string, dflt?: number): number {
+    return this.read(field, "posInt", dflt);
   }
   posNum(field: string, dflt?: number): number {
-    const v = this.get(field);
-    if (v === undefined || v === null) {
-      if (dflt !== undefined) return dflt;
-      throw this.err(field, "required field is missing");
-    }
-    if (typeof v !== "number" || !(v > 0) || !Number.isFinite(v)) {
-      throw this.err(field, `must be a positive number, got ${excerpt(v, 60)}`);
-    }
-    return v;
+    return this.read(field, "posNum", dflt);
   }
   /** A non-negative integer (0 allowed). */
   posIntOrZero(field: string, dflt: number): number {
-    const v = this.get(field);
-    if (v === undefined || v === null) return dflt;
-    if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) {
-      throw this.err(field, `must be a non-negative integer, got ${excerpt(v, 60)}`);
-    }
-    return v;
+    return this.read(field, "posIntOrZero", dflt);
   }
   bool(field: string, dflt: boolean): boolean {
-    const v = this.get(field);
-    if (v === undefined || v === null) return dflt;
-    if (typeof v !== "boolean") throw this.err(field, `must be true or false, got ${excerpt(v, 60)}`);
-    return v;
+    return this.read(field, "bool", dflt);
   }
   str(field: string, dflt: string): string {
-    const v = this.get(field);
-    if (v === undefined || v === null) return dflt;
-    if (typeof v !== "string") throw this.err(field, `must be a string, got ${excerpt(v, 60)}`);
-    return v;
+    return this.read(field, "str", dflt);
   }
 }
 

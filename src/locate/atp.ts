@@ -28,7 +28,7 @@
  */
 import { InputError } from "../errors.ts";
 import { backwardFromLogitGrads } from "../model/backward.ts";
-import type { Hooks, PatchSpec } from "../model/hooks.ts";
+import type { Hooks, PatchSpec, SiteTensor } from "../model/hooks.ts";
 import { siteWidth } from "../model/hooks.ts";
 import type { SavedForward, TransformerModel } from "../model/transformer.ts";
 import { readTensors } from "../gpu/tensor.ts";
@@ -289,8 +289,8 @@ export async function attributionPatching(
   const clean = await gradsOf({ capture: [...new Set([...sites, ...gdSites])] });
   const runs: Runs = {
     T,
-    clean: clean.result.captured,
-    corrupt: corruptRun.result.captured,
+    clean: siteData(clean.result.captured),
+    corrupt: siteData(corruptRun.result.captured),
     cleanAttn: clean.attn,
     corruptAttn,
     metricClean: metricValue(metric, clean.result.logprobs[0]),
@@ -335,6 +335,11 @@ export async function attributionPatching(
     sites: acc,
     method: "atp-gd",
   };
+}
+
+/** The flat values of captured sites (the estimates index them by position and unit themselves). */
+function siteData(m: Map<string, SiteTensor>): Map<string, Float32Array> {
+  return new Map([...m].map(([k, v]) => [k, v.data]));
 }
 
 /** Clean values of a site the estimates did not capture (GradDrop's patch values). */
@@ -567,7 +572,7 @@ export async function activationPatchingSweep(
     if (g.kind === "head_out") units = cfg.nHead;
     else if (g.kind === "mlp_post" && opts.perNeuron) units = width;
     const per = width / units;
-    const xc = cleanRun.captured.get(g.name)!, xn = corruptRun.captured.get(g.name)!;
+    const xc = cleanRun.captured.get(g.name)!.data, xn = corruptRun.captured.get(g.name)!.data;
     const values = new Float64Array(T * units);
     const n = T * units;
     for (let j0 = 0; j0 < n; j0 += maxBatch) {

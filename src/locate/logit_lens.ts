@@ -113,7 +113,7 @@ export async function logitLens(
   const name = (id: number) => names.get(id) ?? (names.set(id, tokenizer.decode([id])), names.get(id)!);
   try {
     for (const s of sites) {
-      writeTensor(x, captured.get(s)!);
+      writeTensor(x, captured.get(s)!.data);
       await normForward(gpu, norm, x, lnf, stats, T, C);
       await matmul(gpu, lnf, head, logits, { M: T, N: V, K: C, transB: true, bias });
       await logSoftmax(gpu, logits, lp, { rows: T, cols: V });

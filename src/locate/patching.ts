@@ -13,7 +13,7 @@
 import { InputError, ShapeError } from "../errors.ts";
 import type { WeightMap } from "../model/config.ts";
 import type { TransformerModel } from "../model/transformer.ts";
-import { type Hooks, type PatchSpec, siteWidth } from "../model/hooks.ts";
+import { type Hooks, type PatchSpec, type SiteTensor, siteWidth } from "../model/hooks.ts";
 import { mulberry32 } from "../model/generate.ts";
 import { NumpyRandomState } from "./numpy_random.ts";
 
@@ -43,18 +43,18 @@ export interface PatchResult {
   targetLogprobs: Float32Array;
   /** Next-token log-probabilities of the target run with the patch. */
   patchedLogprobs: Float32Array;
-  /** Source values of each patched site, [T_source * width]. */
-  sourceValues: Map<string, Float32Array>;
-  /** Sites captured from the patched run (opts.capture), [T_target * width]. */
-  captured: Map<string, Float32Array>;
+  /** Source values of each patched site, shape [1, T_source, width]. */
+  sourceValues: Map<string, SiteTensor>;
+  /** Sites captured from the patched run (opts.capture), shape [1, T_target, width]. */
+  captured: Map<string, SiteTensor>;
 }
 
-/** Runs `run` once and returns its last-position log-probabilities and the captured sites ([T * width] each). */
+/** Runs `run` once and returns its last-position log-probabilities and the captured sites ([1, T, width] each). */
 export async function captureRun(
   model: TransformerModel,
   run: RunSpec,
   sites: Iterable<string>,
-): Promise<{ logprobs: Float32Array; values: Map<string, Float32Array> }> {
+): Promise<{ logprobs: Float32Array; values: Map<string, SiteTensor> }> {
   const capture = new Set([...(run.hooks?.capture ?? []), ...sites]);
   const r = await model.forward([run.ids], { hooks: { ...run.hooks, capture } });
   return { logprobs: r.logprobs[0], values: r.captured };
@@ -68,7 +68,7 @@ export async function captureRun(
 export function sitePatchSpecs(
   model: TransformerModel,
   patches: SitePatch[],
-  values: Map<string, Float32Array>,
+  values: Map<string, SiteTensor>,
   sourceLen: number,
   targetLen: number,
   batchRow = 0,
@@ -82,7 +82,7 @@ export function sitePatchSpecs(
         field: p.site,
       });
     }
-    const v = values.get(p.site);
+    const v = values.get(p.site)?.data;
     if (!v || v.length !== sourceLen * width) {
       throw new ShapeError(`no source values of ${sourceLen} x ${width} for site`, { field: p.site });
     }
@@ -129,7 +129,7 @@ export async function patchActivations(
     capture: [...(target.hooks?.capture ?? []), ...(opts.capture ?? [])],
   };
   const patched = await model.forward([target.ids], { hooks });
-  const sourceValues = new Map<string, Float32Array>();
+  const sourceValues = new Map<string, SiteTensor>();
   for (const s of sites) sourceValues.set(s, src.values.get(s)!);
   return {
     sourceLogprobs: src.logprobs,

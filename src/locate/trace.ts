@@ -405,7 +405,7 @@ export async function causalTrace(
   const cleanScore = await runScores(
     model,
     clean.logprobs,
-    clean.captured.get("ln_f"),
+    clean.captured.get("ln_f")?.data,
     T,
     answer,
     mode,
@@ -463,7 +463,7 @@ export async function causalTrace(
       }
     }
     for (const [site, list] of bySite) {
-      const src = clean.captured.get(site)!;
+      const src = clean.captured.get(site)!.data;
       const width = src.length / T;
       const values = new Float32Array(list.length * width);
       list.forEach(([, t], j) => values.set(src.subarray(t * width, (t + 1) * width), j * width));
@@ -474,7 +474,7 @@ export async function causalTrace(
     const sc = await runScores(
       model,
       r.logprobs,
-      r.captured.get("ln_f"),
+      r.captured.get("ln_f")?.data,
       T,
       answer,
       mode,

@@ -89,6 +89,17 @@ export function siteWidth(
 }
 
 /**
+ * A captured hook site with its shape: `[B, T, width]` (batch, positions, the site's width), or
+ * `[B, H, T, T]` for `attn_pattern.L`. `data` is row-major over `shape`.
+ */
+export interface SiteTensor {
+  /** The values, row-major over `shape`. */
+  data: Float32Array;
+  /** `[B, T, width]`, or `[B, H, T, T]` for attention probabilities. */
+  shape: number[];
+}
+
+/**
  * Overwrites rows of a site with given values ("set"), on the GPU, before downstream use.
  * `rows` are [batchIndex, tokenIndex] pairs; `values` holds rows.length × width floats, row-major.
  */

@@ -31,7 +31,14 @@ import {
   type LayerSpec,
   type LinearSpec,
 } from "./families/mod.ts";
-import { type EditSpec, type Hooks, hookSiteNames, type PatchSpec, siteWidth } from "./hooks.ts";
+import {
+  type EditSpec,
+  type Hooks,
+  hookSiteNames,
+  type PatchSpec,
+  type SiteTensor,
+  siteWidth,
+} from "./hooks.ts";
 import {
   type AttentionCore,
   attentionCoreForward,
@@ -51,8 +58,8 @@ import { checkFits, estimateMemory, heldBytes } from "./memory.ts";
 export interface ForwardResult {
   /** Log-probabilities of the next token after each sequence's last position, [B][V]. */
   logprobs: Float32Array[];
-  /** Captured hook sites, each [B * T * width] (`attn_pattern.L`: [B, H, T, T]). */
-  captured: Map<string, Float32Array>;
+  /** Captured hook sites with their shapes, `[B, T, width]` (`attn_pattern.L`: `[B, H, T, T]`). */
+  captured: Map<string, SiteTensor>;
   /** Full logits [B * T * V] when `allLogits` was requested. */
   logits?: Float32Array;
 }
@@ -620,7 +627,7 @@ export class TransformerModel {
       siteWidth(cfg, e.site, "edit");
       edits.set(e.site, [...(edits.get(e.site) ?? []), e]);
     }
-    const captured = new Map<string, Float32Array>();
+    const captured = new Map<string, SiteTensor>();
     const pendingCaptures: Array<[string, GpuTensor]> = [];
 
     // Applies patches and edits to a site, then snapshots it if captured.
@@ -812,7 +819,10 @@ export class TransformerModel {
     if (opts.allowNonFinite) [flat, ...snapData] = await readTensors([lp, ...snaps]);
     else ({ data: flat, first: bad, extra: snapData } = await readWithNonFiniteCheck(gpu, lp, snaps));
     pendingCaptures.forEach(([name, t], i) => {
-      captured.set(name, snapData[i]);
+      const shape = name.startsWith("attn_pattern.")
+        ? [B, cfg.nHead, T, T]
+        : [B, T, snapData[i].length / (B * T)];
+      captured.set(name, { data: snapData[i], shape });
       t.destroy();
     });
     for (const t of tmp) t.destroy();
@@ -869,7 +879,7 @@ export class TransformerModel {
         ? describeNonFinite(v, i, V, T)
         : describeNonFinite(v, i, V, 1).replace(", position 0", ", last position");
     for (const name of sites) {
-      const data = result.captured.get(name)!;
+      const data = result.captured.get(name)!.data;
       const at = data.findIndex((x) => !Number.isFinite(x));
       if (at >= 0) {
         site = name;

@@ -4,8 +4,9 @@
  * {id, prompt, subject, answer, ...}).
  */
 import { InputError } from "../errors.ts";
-import { kindOf } from "../io/excerpt.ts";
 import { parseStrictJson } from "../io/strict_json.ts";
+import { FACT_RECORD } from "../schema/facts.ts";
+import { parseInput } from "../schema/validate.ts";
 
 /** One fact to trace: the prompt, its subject and the expected answer (may be absent). */
 export interface TraceFact {
@@ -23,33 +24,8 @@ export interface TraceFact {
   relation?: string;
 }
 
-function str(v: unknown): string | undefined {
-  return typeof v === "string" ? v : undefined;
-}
-
 /** Deepest JSON nesting accepted in a facts file (records are flat; 32 leaves room for extra fields). */
 const MAX_DEPTH = 32;
-
-/** `o[key]` when `o` owns `key`: an inherited member ("toString", "constructor") is never a field. */
-function get(o: Record<string, unknown>, key: string): unknown {
-  return Object.hasOwn(o, key) ? o[key] : undefined;
-}
-
-/**
- * An optional string field: absent or null gives undefined, a string is kept, any other type is an
- * {@link InputError} (never coerced).
- */
-function optStr(o: Record<string, unknown>, key: string, i: number, file: string): string | undefined {
-  const v = get(o, key);
-  if (v === undefined || v === null) return undefined;
-  if (typeof v !== "string") {
-    throw new InputError(`record ${i}: '${key}' must be a string, got ${kindOf(v)}`, {
-      file,
-      field: `[${i}].${key}`,
-    });
-  }
-  return v;
-}
 
 /**
  * Parses facts from `text` (a JSON array, or JSON lines). The expected answer is `attribute`
@@ -80,34 +56,16 @@ export function parseTraceFacts(text: string, file: string): TraceFact[] {
   }
   if (records.length === 0) throw new InputError("no facts in the file", { file });
   return records.map((r, i) => {
-    if (typeof r !== "object" || r === null || Array.isArray(r)) {
-      throw new InputError(`record ${i} is not an object`, { file, field: `[${i}]` });
-    }
-    const o = r as Record<string, unknown>;
-    const prompt = str(get(o, "prompt")), subject = str(get(o, "subject"));
-    if (!prompt) throw new InputError(`record ${i} has no string 'prompt'`, { file, field: `[${i}].prompt` });
-    if (!subject) {
-      throw new InputError(`record ${i} has no string 'subject'`, { file, field: `[${i}].subject` });
-    }
-    const idKey = get(o, "known_id") !== undefined ? "known_id" : "id";
-    const rawId = get(o, idKey);
-    let id: string;
-    if (rawId === undefined || rawId === null) id = String(i);
-    else if (typeof rawId === "string") id = rawId;
-    else if (typeof rawId === "number" && Number.isSafeInteger(rawId)) id = String(rawId);
-    else {
-      throw new InputError(`record ${i}: '${idKey}' must be a string or an integer, got ${kindOf(rawId)}`, {
-        file,
-        field: `[${i}].${idKey}`,
-      });
-    }
+    const o = parseInput(FACT_RECORD, r, { file, record: i });
+    const rawId = o.known_id !== undefined ? o.known_id : o.id;
+    const id = rawId === undefined || rawId === null ? String(i) : String(rawId);
     let target: string | undefined, targetField: string | undefined;
-    for (const k of ["attribute", "answer", "target"]) {
-      const v = optStr(o, k, i, file);
-      if (v !== undefined && targetField === undefined) [target, targetField] = [v, k];
+    for (const k of ["attribute", "answer", "target"] as const) {
+      const v = o[k];
+      if (typeof v === "string" && targetField === undefined) [target, targetField] = [v, k];
     }
-    const relation = optStr(o, "relation_id", i, file) ?? optStr(o, "relation", i, file);
-    return { id, prompt, subject, target, targetField, relation };
+    const relation = o.relation_id ?? o.relation ?? undefined;
+    return { id, prompt: o.prompt, subject: o.subject, target, targetField, relation };
   });
 }
 

@@ -8,41 +8,26 @@
  * or a "{}" placeholder for it (ROME); both are normalised to the placeholder form.
  */
 import { InputError } from "../errors.ts";
-import { excerpt, kindOf } from "../io/excerpt.ts";
+import { excerpt } from "../io/excerpt.ts";
 import { parseStrictJson } from "../io/strict_json.ts";
 import { EmptyTargetError, SubjectNotInPromptError } from "./errors.ts";
+import {
+  EASYEDIT_REQUEST,
+  type EDIT_REQUEST,
+  type PROMPT_ANSWER,
+  type PROMPT_ANSWER_RECORD,
+  type PROMPT_ANSWERS,
+  ROME_REQUEST,
+  ZSRE_REQUEST,
+} from "../schema/requests.ts";
+import { InputSchemaError, parseInput } from "../schema/validate.ts";
+import type { z } from "../schema/zod.ts";
 
-/** A prompt and the answer expected after it. */
-export interface PromptAnswer {
-  /** The prompt, with the subject literal. */
-  prompt: string;
-  /** The answer expected after it. */
-  ground_truth: string;
-  /** The KnowEdit sub-key the prompt came from (e.g. "Reasoning"); metrics average per sub-key first. */
-  key?: string;
-}
+/** A prompt and the answer expected after it (src/schema/requests.ts). */
+export type PromptAnswer = z.infer<typeof PROMPT_ANSWER>;
 
 /** One rewrite: make `prompt` (with the subject in place of "{}") continue with `target_new`. */
-export interface EditRequest {
-  /** The prompt with "{}" where the subject stands (exactly one placeholder). */
-  prompt: string;
-  /** The subject, substituted for "{}". */
-  subject: string;
-  /** The new answer the edit must produce. */
-  target_new: string;
-  /** The answer before the edit, when known. */
-  ground_truth?: string;
-  /** Paraphrases of the prompt (subject literal), for generalization. */
-  rephrase?: string[];
-  /** Unrelated prompts whose answers must not change. */
-  locality?: PromptAnswer[];
-  /** Prompts whose answers should follow from the edit (e.g. two-hop). */
-  portability?: PromptAnswer[];
-  /** The record's id in its data file. */
-  case_id?: number | string;
-  /** The relation of the fact (e.g. a Wikidata id or a world relation). */
-  relation?: string;
-}
+export type EditRequest = z.infer<typeof EDIT_REQUEST>;
 
 /** The prompt of `req` with the subject filled in. */
 export function filledPrompt(req: EditRequest): string {
@@ -115,147 +100,102 @@ export function normalizeRequest(req: EditRequest, where = "request", file?: str
   return { ...req, prompt, subject: req.subject, target_new: req.target_new.trim() };
 }
 
-function str(r: Rec, key: string, where: string, file: string | undefined): string {
-  const v = get(r, key);
-  if (typeof v !== "string") {
-    throw new InputError(`${where}: missing or non-string field '${key}' (${kindOf(v)})`, {
-      file,
-      field: key,
-    });
-  }
-  return v;
+/** A string-or-list field as a list. */
+function list(v: string | string[] | null | undefined): string[] | undefined {
+  return v === undefined || v === null ? undefined : typeof v === "string" ? [v] : v;
 }
 
-function optStr(r: Rec, key: string, where: string, file: string | undefined): string | undefined {
-  const v = get(r, key);
-  if (v === undefined || v === null) return undefined;
-  if (typeof v !== "string") {
-    throw new InputError(`${where}: field '${key}' must be a string, got ${kindOf(v)}`, { file, field: key });
-  }
-  return v;
-}
+type Answers = z.infer<typeof PROMPT_ANSWERS>;
 
-function strList(v: unknown, key: string, where: string, file: string | undefined): string[] | undefined {
-  if (v === undefined || v === null) return undefined;
-  if (typeof v === "string") return [v];
-  if (Array.isArray(v) && v.every((x) => typeof x === "string")) return v as string[];
-  throw new InputError(`${where}: field '${key}' must be a string or a list of strings`, {
-    file,
-    field: key,
-  });
-}
-
-function portability(
-  v: unknown,
+/** A locality / portability field (validated) as entries; KnowEdit's sub-keys are kept as `key`. */
+function answers(
+  v: Answers | null | undefined,
   where: string,
   file: string | undefined,
-  field = "portability",
+  field: string,
 ): PromptAnswer[] | undefined {
   if (v === undefined || v === null) return undefined;
-  const one = (x: unknown, i: number): PromptAnswer => {
-    const prompt = isObj(x) ? get(x, "prompt") : undefined;
-    const truth = isObj(x) ? get(x, "ground_truth") : undefined;
-    if (typeof prompt !== "string" || (typeof truth !== "string" && !Array.isArray(truth))) {
-      throw new InputError(`${where}: ${field} entry ${i} needs 'prompt' and 'ground_truth'`, {
-        file,
-        field,
-      });
-    }
-    const gt = Array.isArray(truth)
-      ? firstString(truth, `${where}: ${field} entry ${i} ground_truth`, file, field)
-      : truth;
-    return { prompt, ground_truth: gt };
-  };
-  if (Array.isArray(v)) return v.map(one);
-  if (isObj(v) && Object.hasOwn(v, "prompt")) return [one(v, 0)];
-  if (isObj(v)) {
-    // EasyEdit KnowEdit: {Reasoning: [...], Subject_Aliasing: [...], ...}; the sub-key is kept.
-    return Object.keys(v).map((key) => [key, v[key]] as const).flatMap(([key, x]) =>
-      (Array.isArray(x) ? x : [x]).map((e, i) => ({ ...one(e, i), key }))
-    );
-  }
-  throw new InputError(`${where}: field '${field}' must be an object or a list`, {
-    file,
-    field,
+  const one = (x: z.infer<typeof PROMPT_ANSWER_RECORD>, i: number): PromptAnswer => ({
+    prompt: x.prompt,
+    ground_truth: typeof x.ground_truth === "string"
+      ? x.ground_truth
+      : firstString(x.ground_truth, `${where}: ${field} entry ${i} ground_truth`, file, field),
   });
+  if (Array.isArray(v)) return v.map(one);
+  if (Object.hasOwn(v, "prompt") && typeof v.prompt === "string") {
+    return [one(v as z.infer<typeof PROMPT_ANSWER_RECORD>, 0)];
+  }
+  const groups = v as Record<
+    string,
+    z.infer<typeof PROMPT_ANSWER_RECORD> | z.infer<typeof PROMPT_ANSWER_RECORD>[]
+  >;
+  return Object.keys(groups).flatMap((key) =>
+    (Array.isArray(groups[key]) ? groups[key] : [groups[key]]).map((e, i) => ({ ...one(e, i), key }))
+  );
 }
 
-/** Parses one record in any supported layout (see the module comment). */
+/**
+ * Parses one record in any supported layout (see the module comment): the layout is picked by its keys
+ * (`requested_rewrite`: ROME; `src` or `alt`: zsRE; else EasyEdit) and validated by its schema
+ * (src/schema/requests.ts), so a bad field is named by its JSON path.
+ */
 export function parseRequestRecord(r: unknown, index: number, file?: string): EditRequest {
   const where = `record ${index}`;
-  if (!isObj(r)) throw new InputError(`${where}: expected an object`, { file, field: `[${index}]` });
+  const at = { file, record: index };
+  if (!isObj(r)) {
+    throw new InputSchemaError(`${where}: $: expected an object, got ${excerpt(r, 60)}`, "$", at);
+  }
   let req: EditRequest;
-  const rewrite = get(r, "requested_rewrite");
-  if (isObj(rewrite)) {
-    // ROME CounterFact.
-    const rw = rewrite;
-    const tn = get(rw, "target_new"), tt = get(rw, "target_true");
-    if (!isObj(tn) || typeof get(tn, "str") !== "string") {
-      throw new InputError(`${where}: missing field 'requested_rewrite.target_new.str'`, {
-        file,
-        field: "target_new",
-      });
-    }
+  if (isObj(get(r, "requested_rewrite"))) {
+    const rec = parseInput(ROME_REQUEST, r, at);
+    const rw = rec.requested_rewrite;
+    const truth = rw.target_true?.str;
     req = {
-      prompt: str(rw, "prompt", where, file),
-      subject: str(rw, "subject", where, file),
-      target_new: get(tn, "str") as string,
-      ground_truth: isObj(tt) && typeof get(tt, "str") === "string" ? get(tt, "str") as string : undefined,
-      rephrase: strList(get(r, "paraphrase_prompts"), "paraphrase_prompts", where, file),
-      locality: isObj(tt) && typeof get(tt, "str") === "string"
-        ? strList(get(r, "neighborhood_prompts"), "neighborhood_prompts", where, file)?.map((p) => ({
-          prompt: p,
-          ground_truth: get(tt, "str") as string,
-        }))
-        : undefined,
+      prompt: rw.prompt,
+      subject: rw.subject,
+      target_new: rw.target_new.str,
+      ground_truth: truth,
+      rephrase: list(rec.paraphrase_prompts),
+      locality: truth === undefined
+        ? undefined
+        : list(rec.neighborhood_prompts)?.map((p) => ({ prompt: p, ground_truth: truth })),
     };
   } else if (Object.hasOwn(r, "src") || Object.hasOwn(r, "alt")) {
-    // MEND zsRE.
-    const answers = strList(get(r, "answers"), "answers", where, file);
-    const loc = optStr(r, "loc", where, file), locAns = optStr(r, "loc_ans", where, file);
+    const rec = parseInput(ZSRE_REQUEST, r, at);
+    const loc = rec.loc ?? undefined, locAns = rec.loc_ans ?? undefined;
     req = {
-      prompt: str(r, "src", where, file),
-      subject: str(r, "subject", where, file),
-      target_new: str(r, "alt", where, file),
-      ground_truth: answers?.[0] ?? optStr(r, "pred", where, file),
-      rephrase: strList(get(r, "rephrase"), "rephrase", where, file),
+      prompt: rec.src,
+      subject: rec.subject,
+      target_new: rec.alt,
+      ground_truth: list(rec.answers)?.[0] ?? rec.pred ?? undefined,
+      rephrase: list(rec.rephrase),
       locality: loc !== undefined && locAns !== undefined
         ? [{ prompt: loc, ground_truth: locAns }]
         : undefined,
     };
   } else {
-    // EasyEdit CounterFact / plain ROME-style request.
-    const tn = get(r, "target_new");
-    const target = isObj(tn) && typeof get(tn, "str") === "string" ? get(tn, "str") : tn;
-    if (typeof target !== "string") {
-      throw new InputError(`${where}: missing or non-string field 'target_new' (${kindOf(target)})`, {
-        file,
-        field: "target_new",
-      });
-    }
-    const locP = get(r, "locality_prompt"), locA = get(r, "locality_ground_truth");
+    const rec = parseInput(EASYEDIT_REQUEST, r, at);
     let locality: PromptAnswer[] | undefined;
-    if (typeof locP === "string" && (typeof locA === "string" || Array.isArray(locA))) {
+    const locP = rec.locality_prompt, locA = rec.locality_ground_truth;
+    if (typeof locP === "string" && locA !== undefined && locA !== null) {
       const gt = Array.isArray(locA)
         ? firstString(locA, `${where}: locality_ground_truth`, file, "locality_ground_truth")
         : locA;
       locality = [{ prompt: locP, ground_truth: gt }];
-    } else if (isObj(get(r, "locality"))) {
-      locality = portability(get(r, "locality"), where, file, "locality");
-    }
-    const truth = get(r, "ground_truth");
+    } else locality = answers(rec.locality, where, file, "locality");
+    const truth = rec.ground_truth;
     req = {
-      prompt: str(r, "prompt", where, file),
-      subject: str(r, "subject", where, file),
-      target_new: target,
+      prompt: rec.prompt,
+      subject: rec.subject,
+      target_new: typeof rec.target_new === "string" ? rec.target_new : rec.target_new.str,
       ground_truth: typeof truth === "string"
         ? truth
         : Array.isArray(truth) && typeof truth[0] === "string"
         ? truth[0]
         : undefined,
-      rephrase: strList(get(r, "rephrase_prompt") ?? get(r, "rephrase"), "rephrase_prompt", where, file),
+      rephrase: list(rec.rephrase_prompt ?? rec.rephrase),
       locality,
-      portability: portability(get(r, "portability"), where, file),
+      portability: answers(rec.portability, where, file, "portability"),
     };
   }
   const caseId = get(r, "case_id"), relation = get(r, "relation");

@@ -13,6 +13,9 @@ import { dirname, isAbsolute, join } from "node:path";
 import { ConfigError } from "../errors.ts";
 import { excerpt, kindOf } from "../io/excerpt.ts";
 import { own, parseStrictJson } from "../io/strict_json.ts";
+import { TRAIN_CONFIG_FILE, TRAIN_MODEL } from "../schema/train.ts";
+import { safeParseInput } from "../schema/validate.ts";
+import type { z } from "../schema/zod.ts";
 
 /** A validated training configuration with absolute paths. */
 export interface TrainConfig {
@@ -158,78 +161,31 @@ export interface ParseTrainConfigOptions {
   limits?: TrainingLimits;
 }
 
-function num(
-  o: Record<string, unknown>,
-  key: string,
-  file: string,
-  dflt: number | undefined,
-  min: number,
-  integer = false,
-  prefix = "",
-): number {
-  const v = own(o, key);
-  if (v === undefined) {
-    if (dflt === undefined) throw new ConfigError(`required field is missing`, { file, field: prefix + key });
-    return dflt;
-  }
-  if (
-    typeof v !== "number" || !Number.isFinite(v) || v < min || (integer && !Number.isSafeInteger(v))
-  ) {
-    throw new ConfigError(
-      `must be ${integer ? "an integer" : "a number"} >= ${min}, got ${excerpt(v)}`,
-      { file, field: prefix + key },
-    );
-  }
-  return v;
+/** The dotted field name of a zod issue path (`model.n_layer`), as the messages have always named it. */
+function dotted(path: ReadonlyArray<PropertyKey>): string {
+  return path.map((p) => {
+    const k = String(p);
+    return k.length > 40 ? k.slice(0, 40) + "…" : k;
+  }).join(".");
 }
 
-function path(
-  o: Record<string, unknown>,
-  key: string,
-  file: string,
-  base: string,
-  required = true,
-): string | undefined {
-  const v = own(o, key);
-  if (v === undefined && !required) return undefined;
-  if (typeof v !== "string" || v === "" || v.includes("\0")) {
-    throw new ConfigError(`must be a non-empty path, got ${excerpt(v)}`, { file, field: key });
+/** The {@link ConfigError} of a schema failure: an unknown field first, else the first bad value. */
+function configError(error: z.ZodError, json: unknown, file: string): ConfigError {
+  const unknown = error.issues.find((i) => i.code === "unrecognized_keys");
+  if (unknown && unknown.code === "unrecognized_keys") {
+    const known = Object.keys(unknown.path.length ? TRAIN_MODEL.shape : TRAIN_CONFIG_FILE.shape);
+    return new ConfigError(`unknown field (known: ${known.join(", ")})`, {
+      file,
+      field: dotted([...unknown.path, unknown.keys[0]]),
+    });
   }
-  return isAbsolute(v) ? v : join(base, v);
-}
-
-const KNOWN = new Set([
-  "corpus",
-  "tokenizer",
-  "out",
-  "model",
-  "init",
-  "epochs",
-  "batch_size",
-  "lr",
-  "warmup_steps",
-  "min_lr_ratio",
-  "weight_decay",
-  "grad_clip",
-  "seed",
-  "checkpoint_every",
-  "checkpoint_epochs",
-  "init_std",
-  "length_buckets",
-  "comment",
-]);
-
-const KNOWN_MODEL = new Set(["n_layer", "n_head", "n_embd", "n_positions", "n_inner", "comment"]);
-
-function checkKeys(o: Record<string, unknown>, known: Set<string>, file: string, prefix: string): void {
-  for (const k of Object.keys(o)) {
-    if (!known.has(k)) {
-      throw new ConfigError(`unknown field (known: ${[...known].join(", ")})`, {
-        file,
-        field: prefix + (k.length > 40 ? k.slice(0, 40) + "…" : k),
-      });
-    }
+  const iss = error.issues[0];
+  let v: unknown = json;
+  for (const p of iss.path) {
+    v = v !== null && typeof v === "object" ? own(v as Record<string, unknown>, String(p)) : undefined;
   }
+  const got = iss.code === "invalid_type" && iss.expected === "object" ? kindOf(v) : excerpt(v);
+  return new ConfigError(`must be ${iss.message}, got ${got}`, { file, field: dotted(iss.path) });
 }
 
 /**
@@ -246,23 +202,18 @@ export function parseTrainConfig(
   if (typeof json !== "object" || json === null || Array.isArray(json)) {
     throw new ConfigError(`must hold a JSON object, got ${kindOf(json)}`, { file });
   }
-  const o = json as Record<string, unknown>;
-  checkKeys(o, KNOWN, file, "");
+  // The schema's own keys only: a key named `valueOf` or `__proto__` is an unknown field.
+  const r = safeParseInput(TRAIN_CONFIG_FILE, json);
+  if (!r.success) throw configError(r.error, json, file);
+  const o = r.data;
   const base = dirname(file);
-  const mv = own(o, "model") ?? {};
-  if (typeof mv !== "object" || mv === null || Array.isArray(mv)) {
-    throw new ConfigError(`must be an object, got ${kindOf(mv)}`, { file, field: "model" });
-  }
-  const m = mv as Record<string, unknown>;
-  checkKeys(m, KNOWN_MODEL, file, "model.");
+  const at = (p: string) => (isAbsolute(p) ? p : join(base, p));
   const model = {
-    nLayer: num(m, "n_layer", file, 2, 1, true, "model."),
-    nHead: num(m, "n_head", file, 4, 1, true, "model."),
-    nEmbd: num(m, "n_embd", file, 64, 1, true, "model."),
-    nPositions: num(m, "n_positions", file, 32, 2, true, "model."),
-    nInner: own(m, "n_inner") === undefined
-      ? undefined
-      : num(m, "n_inner", file, undefined, 1, true, "model."),
+    nLayer: o.model.n_layer,
+    nHead: o.model.n_head,
+    nEmbd: o.model.n_embd,
+    nPositions: o.model.n_positions,
+    nInner: o.model.n_inner,
   };
   if (model.nEmbd % model.nHead !== 0) {
     throw new ConfigError(`n_embd ${model.nEmbd} is not divisible by n_head ${model.nHead}`, {
@@ -270,28 +221,24 @@ export function parseTrainConfig(
       field: "model.n_head",
     });
   }
-  const ce = own(o, "checkpoint_epochs");
-  if (ce !== undefined && typeof ce !== "boolean") {
-    throw new ConfigError(`must be true or false, got ${excerpt(ce)}`, { file, field: "checkpoint_epochs" });
-  }
   const cfg: TrainConfig = {
-    corpus: path(o, "corpus", file, base)!,
-    tokenizer: path(o, "tokenizer", file, base)!,
-    out: path(o, "out", file, base)!,
-    init: path(o, "init", file, base, false),
+    corpus: at(o.corpus),
+    tokenizer: at(o.tokenizer),
+    out: at(o.out),
+    init: o.init === undefined ? undefined : at(o.init),
     model,
-    epochs: num(o, "epochs", file, 10, 1, true),
-    batchSize: num(o, "batch_size", file, 32, 1, true),
-    lr: num(o, "lr", file, 1e-3, 0),
-    warmupSteps: num(o, "warmup_steps", file, 0, 0, true),
-    minLrRatio: num(o, "min_lr_ratio", file, 0.1, 0),
-    weightDecay: num(o, "weight_decay", file, 0.01, 0),
-    gradClip: num(o, "grad_clip", file, 1, 0),
-    seed: num(o, "seed", file, 1, 0, true),
-    checkpointEvery: num(o, "checkpoint_every", file, 0, 0, true),
-    checkpointEpochs: ce === undefined ? true : ce,
-    initStd: num(o, "init_std", file, 0.02, 0),
-    lengthBuckets: num(o, "length_buckets", file, 1, 1, true),
+    epochs: o.epochs,
+    batchSize: o.batch_size,
+    lr: o.lr,
+    warmupSteps: o.warmup_steps,
+    minLrRatio: o.min_lr_ratio,
+    weightDecay: o.weight_decay,
+    gradClip: o.grad_clip,
+    seed: o.seed,
+    checkpointEvery: o.checkpoint_every,
+    checkpointEpochs: o.checkpoint_epochs,
+    initStd: o.init_std,
+    lengthBuckets: o.length_buckets,
   };
   if (cfg.minLrRatio > 1) throw new ConfigError("must be <= 1", { file, field: "min_lr_ratio" });
   // With `init` the architecture comes from that folder, checked when it is loaded.

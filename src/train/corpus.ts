@@ -5,7 +5,9 @@
  */
 import { EngramError, InputError } from "../errors.ts";
 import { excerpt, kindOf } from "../io/excerpt.ts";
-import { isJsonObject, own, parseStrictJson } from "../io/strict_json.ts";
+import { isJsonObject, parseStrictJson } from "../io/strict_json.ts";
+import { CORPUS_RECORD } from "../schema/train.ts";
+import { parseInput } from "../schema/validate.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
 
 /** One tokenized training instance. */
@@ -111,19 +113,7 @@ export function parseCorpus(
         ),
     });
     if (!isJsonObject(rec)) throw new InputError(`not a JSON object, got ${kindOf(rec)}`, where);
-    const t = own(rec, "text");
-    if (typeof t !== "string" || t.trim() === "") {
-      throw new InputError(
-        t === undefined ? "missing 'text'" : `'text' must be a non-empty string, got ${excerpt(t)}`,
-        where,
-      );
-    }
-    const rid = own(rec, "id");
-    if (
-      rid !== undefined && typeof rid !== "string" && !(typeof rid === "number" && Number.isSafeInteger(rid))
-    ) {
-      throw new InputError(`'id' must be a string or an integer, got ${excerpt(rid)}`, where);
-    }
+    const { text: t, id: rid } = parseInput(CORPUS_RECORD, rec, {}, (msg) => new InputError(msg, where));
     const id = rid === undefined ? `line${i + 1}` : String(rid);
     if (ids.has(id)) throw new InputError(`duplicate id '${excerpt(id, 60).slice(1, -1)}'`, where);
     ids.add(id);
