@@ -29,6 +29,7 @@ import {
   type IgPoints,
   integratedGradients,
   type Neuron,
+  rankNeurons,
 } from "./neurons.ts";
 
 /** A test prompt: token ids and the one target token. */
@@ -61,6 +62,8 @@ export interface OverlapRow {
   neuronJaccard: number;
   /** All the test's coarse neurons, highest first (the ranking the faithfulness tests block). */
   testNeurons: Neuron[];
+  /** Every neuron of the test ranked by its IG score, highest first. */
+  testRanking: Neuron[];
 }
 
 /** How the studies attribute neurons; defaults are Yu et al.'s (see the module comment). */
@@ -112,12 +115,25 @@ export async function studyNeurons(
   target: number,
   na: StudyNaOptions = {},
 ): Promise<Neuron[]> {
+  return (await studyAttribution(model, ids, target, na)).coarse;
+}
+
+/** The coarse NA neurons of one prompt (see {@link studyNeurons}) and every neuron ranked by its score. */
+export async function studyAttribution(
+  model: TransformerModel,
+  ids: number[],
+  target: number,
+  na: StudyNaOptions = {},
+): Promise<{ coarse: Neuron[]; ranking: Neuron[] }> {
   const attr = await integratedGradients(model, ids, target, {
     steps: na.steps ?? 20,
     points: na.points ?? "linspace",
     activation: na.activation ?? "pre",
   });
-  return coarseNeurons(attr, na.threshold ?? 0.1, { strict: na.strict ?? true });
+  return {
+    coarse: coarseNeurons(attr, na.threshold ?? 0.1, { strict: na.strict ?? true }),
+    ranking: rankNeurons(attr),
+  };
 }
 
 function iaExamples(candidates: TrainingInstance[], opts: StudyOptions) {
@@ -163,7 +179,7 @@ export async function overlapStudy(
     const ia = await instanceScores(model, train, promptExample(t.ids, t.target), {
       method: opts.method ?? "grad-dot",
     });
-    const testNeurons = await studyNeurons(model, t.ids, t.target, {
+    const { coarse: testNeurons, ranking } = await studyAttribution(model, t.ids, t.target, {
       ...opts.na,
       steps: opts.steps ?? opts.na?.steps,
     });
@@ -184,6 +200,7 @@ export async function overlapStudy(
       iaNeurons: iaN,
       neuronJaccard: neuronJaccard(naN, iaN),
       testNeurons,
+      testRanking: ranking,
     });
     opts.onProgress?.("overlap", ti + 1, tests.length);
   }

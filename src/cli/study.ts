@@ -3,7 +3,7 @@
  * [--method grad-dot|grad-cos] [--steps N] [--points linspace|left] [--activation pre|post]
  * [--threshold R] [--no-strict] [--top-neurons N] [--ia-cutoff N] [--ddof 0|1] [--ft-steps N] [--lr X]
  * [--draws N] [--seed S] [--train-loss answer|all] [--bos auto|on|off] [--no-prefix] [--json] [--stride N]
- * [--ks 1,10,100] [--faith-draws N] [--seeds N] [--out DIR [--overwrite|--resume]]`: Yu et al.'s study
+ * [--ks 1,10,100] [--faith-ranking coarse|all] [--faith-draws N] [--seeds N] [--out DIR [--overwrite|--resume]]`: Yu et al.'s study
  * (src/cli/study_attribution.ts runs it; defaults are Yu et al.'s) on the first --tests prompts of a JSONL
  * file of {"prompt", "answer"[, "subject", "relation"]} records. The candidate pool is every training
  * instance whose `subject` is a test prompt's subject (when both files have subjects) plus --pool random
@@ -23,7 +23,7 @@ export const studySpec: CommandSpec = {
     "[--method grad-dot|grad-cos] [--steps N] [--points linspace|left] [--activation pre|post] " +
     "[--threshold R] [--no-strict] [--top-neurons N] [--ia-cutoff N] [--ddof 0|1] [--ft-steps N] [--lr X] " +
     "[--draws N] [--seed S] [--train-loss answer|all] [--bos auto|on|off] [--json] [--stride N] [--ks 1,10,100] " +
-    "[--faith-draws N] [--seeds N] [--out DIR [--overwrite|--resume]]",
+    "[--faith-ranking coarse|all] [--faith-draws N] [--seeds N] [--out DIR [--overwrite|--resume]]",
   description: `Two studies. \`study localization\` (Hase et al. 2023): engram study localization --help.
 
     \`study attribution\`: Yu et al.'s study (defaults are theirs) on the first --tests prompts of a JSONL file of
@@ -105,6 +105,12 @@ export const studySpec: CommandSpec = {
       value: "K,K",
       default: "1,10,100",
       help: "numbers of neurons of the faithfulness tests (sufficiency, comprehensiveness)",
+    },
+    "faith-ranking": {
+      type: "string",
+      choices: ["coarse", "all"],
+      default: "coarse",
+      help: "neurons the faithfulness tests rank: the coarse ones (Yu et al.; k is clipped to them) or all",
     },
     "faith-draws": { type: "int", value: "N", default: 3, help: "random-neuron draws per test and k" },
     seeds: {

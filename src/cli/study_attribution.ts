@@ -73,6 +73,8 @@ export async function attributionStudyCommand(f: Record<string, unknown>): Promi
   const seeds = Array.from({ length: nSeeds }, (_, i) => seed + i);
   const ks = parseKs(typeof f.ks === "string" ? f.ks : "1,10,100");
   const faithDraws = intFlag(f, "faith-draws", 3, 1);
+  // Yu et al.'s use_top ranks the stored coarse neurons (so k is clipped to them); "all" ranks every neuron.
+  const faithRanking = choiceFlag<"coarse" | "all">(f, "faith-ranking", ["coarse", "all"], "coarse");
   const out = typeof f.out === "string" ? f.out : undefined;
   const trainLoss = typeof f["train-loss"] === "string" ? f["train-loss"] : "answer";
   if (trainLoss !== "all" && trainLoss !== "answer") {
@@ -135,6 +137,7 @@ export async function attributionStudyCommand(f: Record<string, unknown>): Promi
       z_score_ddof: ddof,
       ks,
       faithfulness_random_draws: faithDraws,
+      faithfulness_ranking: faithRanking,
       ft_steps: ftSteps,
       ft_lr: lr,
       ft_optimizer: "AdamW, full batch of the k instances",
@@ -186,7 +189,8 @@ export async function attributionStudyCommand(f: Record<string, unknown>): Promi
         ddof,
         answerPrompts: iaInput,
       });
-      const faith = await faithfulness(model, t.ids, t.target, o.testNeurons, ks, {
+      const ranked = faithRanking === "all" ? o.testRanking : o.testNeurons;
+      const faith = await faithfulness(model, t.ids, t.target, ranked, ks, {
         randomTrials: faithDraws,
         seed: drawSeed(seed, i),
       });
