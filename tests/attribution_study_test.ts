@@ -9,7 +9,8 @@ import { getGpu } from "../src/gpu/device.ts";
 import { TransformerModel } from "../src/model/transformer.ts";
 import { randomGPT2 } from "../src/model/random.ts";
 import { gpt2ForwardRef } from "../src/reference/gpt2.ts";
-import { faithfulness } from "../src/attribute/neurons.ts";
+import { coarseNeurons, faithfulness, integratedGradients, rankNeurons } from "../src/attribute/neurons.ts";
+import { studyAttribution } from "../src/attribute/study.ts";
 import { tCdf, tInterval, tQuantile } from "../src/evaluate/t_interval.ts";
 import { faithfulnessRecords, type TestRecord } from "../src/evaluate/attribution/record.ts";
 import {
@@ -142,6 +143,29 @@ Deno.test("faithfulness pooled over tests matches float64 masked forwards (fixed
     // Sufficiency with one neuron flips on this random model, comprehensiveness of one rarely does:
     // both outcomes occur, so the flip count is checked on both sides.
     assert.ok(anyFlip > 0 && anyKept > 0, `flips ${anyFlip}, kept ${anyKept} (seed ${seed})`);
+  } finally {
+    model.destroy();
+  }
+});
+
+Deno.test("studyAttribution: the coarse neurons (Yu et al.) and every neuron ranked (--faith-ranking all)", async () => {
+  const seed = freshSeed();
+  const gpu = await getGpu();
+  const model = TransformerModel.create(gpu, CONFIG, randomGPT2(CONFIG, seed, { std: 0.4 }));
+  try {
+    const r = rng(seed);
+    const ids = [1, 2, 3].map(() => Math.floor(r() * CONFIG.vocabSize));
+    const target = Math.floor(r() * CONFIG.vocabSize);
+    const got = await studyAttribution(model, ids, target, { steps: 6 });
+    const attr = await integratedGradients(model, ids, target, {
+      steps: 6,
+      points: "linspace",
+      activation: "pre",
+    });
+    assert.deepEqual(got.coarse, coarseNeurons(attr, 0.1, { strict: true }));
+    assert.deepEqual(got.ranking, rankNeurons(attr));
+    assert.equal(got.ranking.length, CONFIG.nLayer * CONFIG.nInner);
+    assert.ok(got.coarse.length < got.ranking.length, `coarse ${got.coarse.length} (seed ${seed})`);
   } finally {
     model.destroy();
   }
