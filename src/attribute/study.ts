@@ -29,6 +29,7 @@ import {
   type IgPoints,
   integratedGradients,
   type Neuron,
+  rankNeurons,
 } from "./neurons.ts";
 
 /** A test prompt: token ids and the one target token. */
@@ -59,6 +60,10 @@ export interface OverlapRow {
   iaNeurons: Neuron[];
   /** Jaccard overlap of the two neuron sets. */
   neuronJaccard: number;
+  /** All the test's coarse neurons, highest first (the ranking the faithfulness tests block). */
+  testNeurons: Neuron[];
+  /** Every neuron of the test ranked by its IG score, highest first. */
+  testRanking: Neuron[];
 }
 
 /** How the studies attribute neurons; defaults are Yu et al.'s (see the module comment). */
@@ -110,12 +115,25 @@ export async function studyNeurons(
   target: number,
   na: StudyNaOptions = {},
 ): Promise<Neuron[]> {
+  return (await studyAttribution(model, ids, target, na)).coarse;
+}
+
+/** The coarse NA neurons of one prompt (see {@link studyNeurons}) and every neuron ranked by its score. */
+export async function studyAttribution(
+  model: TransformerModel,
+  ids: number[],
+  target: number,
+  na: StudyNaOptions = {},
+): Promise<{ coarse: Neuron[]; ranking: Neuron[] }> {
   const attr = await integratedGradients(model, ids, target, {
     steps: na.steps ?? 20,
     points: na.points ?? "linspace",
     activation: na.activation ?? "pre",
   });
-  return coarseNeurons(attr, na.threshold ?? 0.1, { strict: na.strict ?? true });
+  return {
+    coarse: coarseNeurons(attr, na.threshold ?? 0.1, { strict: na.strict ?? true }),
+    ranking: rankNeurons(attr),
+  };
 }
 
 function iaExamples(candidates: TrainingInstance[], opts: StudyOptions) {
@@ -161,7 +179,7 @@ export async function overlapStudy(
     const ia = await instanceScores(model, train, promptExample(t.ids, t.target), {
       method: opts.method ?? "grad-dot",
     });
-    const testNeurons = await studyNeurons(model, t.ids, t.target, {
+    const { coarse: testNeurons, ranking } = await studyAttribution(model, t.ids, t.target, {
       ...opts.na,
       steps: opts.steps ?? opts.na?.steps,
     });
@@ -181,6 +199,8 @@ export async function overlapStudy(
       naNeurons: naN,
       iaNeurons: iaN,
       neuronJaccard: neuronJaccard(naN, iaN),
+      testNeurons,
+      testRanking: ranking,
     });
     opts.onProgress?.("overlap", ti + 1, tests.length);
   }
@@ -193,10 +213,24 @@ export interface FinetuneOptions {
   steps?: number;
   /** AdamW learning rate. */
   lr?: number;
-  /** Random draws averaged for the baseline (default 3). */
+  /** Random draws averaged for the baseline, per seed (default 3). */
   randomDraws?: number;
-  /** Seed of the random draws. */
+  /** Seed of the random draws (used when `seeds` is absent). */
   seed?: number;
+  /**
+   * Seeds of the random baseline: each seed draws its own `randomDraws` k-instance sets per test (from
+   * {@link drawSeed}(seed, test index)), so the baseline is repeated once per seed. Default `[seed]`.
+   */
+  seeds?: number[];
+  /** Index of `tests[0]` in the whole study (the draws depend on it; default 0). */
+  firstIndex?: number;
+  /** Per test, the pool indices of its top-k IA instances when already known (skips recomputing IA). */
+  topInstances?: number[][];
+}
+
+/** The seed of the random draws of one (seed, test index) pair: independent of how the study is split. */
+export function drawSeed(seed: number, testIndex: number): number {
+  return (Math.imul(seed, 1_000_003) + Math.imul(testIndex + 1, 7919)) >>> 0;
 }
 
 /** Per-test row of {@link finetuneStudy}. */
@@ -207,8 +241,12 @@ export interface FinetuneRow {
   logpBefore: number;
   /** Change of log p(target) after fine-tuning on the top-k IA instances. */
   deltaTop: number;
-  /** Mean change over random k-instance draws. */
+  /** Mean change over random k-instance draws (all seeds). */
   deltaRandom: number;
+  /** Mean change over each seed's random draws, in the order of `seeds`. */
+  deltaRandomBySeed: number[];
+  /** The seeds of `deltaRandomBySeed`. */
+  seeds: number[];
   /** Ids of the top-k IA instances used. */
   topIds: string[];
 }
@@ -271,35 +309,75 @@ export async function finetuneStudy(
   opts: StudyOptions & FinetuneOptions = {},
 ): Promise<FinetuneRow[]> {
   const k = opts.k ?? 5;
-  const rand = mulberry32(opts.seed ?? 1);
+  const seeds = opts.seeds ?? [opts.seed ?? 1];
   const train = iaExamples(pool, opts);
   const rows: FinetuneRow[] = [];
   for (const [ti, t] of tests.entries()) {
     const before = (await model.forward([t.ids])).logprobs[0][t.target];
-    const ia = await instanceScores(model, train, promptExample(t.ids, t.target), {
-      method: opts.method ?? "grad-dot",
-    });
-    const top = topK(ia, k).map((i) => pool[i]);
+    const known = opts.topInstances?.[ti];
+    const topIdx = known ?? topK(
+      await instanceScores(model, train, promptExample(t.ids, t.target), {
+        method: opts.method ?? "grad-dot",
+      }),
+      k,
+    );
+    const top = topIdx.map((i) => pool[i]);
     const deltaTop = (await finetuneAndScore(model, top, t, pad, opts)) - before;
-    let deltaRandom = 0;
     const draws = opts.randomDraws ?? 3;
-    for (let d = 0; d < draws; d++) {
-      const idx = Array.from({ length: pool.length }, (_, i) => i);
-      for (let i = 0; i < k; i++) {
-        const j = i + Math.floor(rand() * (idx.length - i));
-        [idx[i], idx[j]] = [idx[j], idx[i]];
+    const bySeed: number[] = [];
+    for (const seed of seeds) {
+      const rand = mulberry32(drawSeed(seed, (opts.firstIndex ?? 0) + ti));
+      let sum = 0;
+      for (let d = 0; d < draws; d++) {
+        const idx = Array.from({ length: pool.length }, (_, i) => i);
+        for (let i = 0; i < k; i++) {
+          const j = i + Math.floor(rand() * (idx.length - i));
+          [idx[i], idx[j]] = [idx[j], idx[i]];
+        }
+        sum += (await finetuneAndScore(model, idx.slice(0, k).map((i) => pool[i]), t, pad, opts)) - before;
       }
-      deltaRandom += (await finetuneAndScore(model, idx.slice(0, k).map((i) => pool[i]), t, pad, opts)) -
-        before;
+      bySeed.push(sum / draws);
     }
     rows.push({
       name: t.name,
       logpBefore: before,
       deltaTop,
-      deltaRandom: deltaRandom / draws,
+      deltaRandom: bySeed.reduce((a, b) => a + b, 0) / bySeed.length,
+      deltaRandomBySeed: bySeed,
+      seeds: [...seeds],
       topIds: top.map((x) => x.id),
     });
     opts.onProgress?.("finetune", ti + 1, tests.length);
   }
   return rows;
+}
+
+/**
+ * Yu et al.'s diversity of a set of instances (`analysis/diversity_measurement.py: cal_kl_divergence`):
+ * the mean cosine similarity over all pairs of the instances' last hidden states (here the final
+ * layer norm's output, `ln_f`) at each sequence's last token; lower means more diverse. Null for fewer
+ * than two sequences.
+ */
+export async function meanPairwiseCosine(model: TransformerModel, seqs: number[][]): Promise<number | null> {
+  if (seqs.length < 2) return null;
+  const vecs: Float32Array[] = [];
+  for (const ids of seqs) {
+    const { captured } = await model.forward([ids], { hooks: { capture: ["ln_f"] } });
+    const w = model.config.nEmbd;
+    vecs.push(captured.get("ln_f")!.data.slice((ids.length - 1) * w, ids.length * w));
+  }
+  let sum = 0, n = 0;
+  for (let i = 0; i < vecs.length; i++) {
+    for (let j = i + 1; j < vecs.length; j++) {
+      let d = 0, a = 0, b = 0;
+      for (let x = 0; x < vecs[i].length; x++) {
+        d += vecs[i][x] * vecs[j][x];
+        a += vecs[i][x] * vecs[i][x];
+        b += vecs[j][x] * vecs[j][x];
+      }
+      sum += d / Math.max(Math.sqrt(a * b), 1e-30);
+      n++;
+    }
+  }
+  return sum / n;
 }

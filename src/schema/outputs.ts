@@ -22,7 +22,7 @@ import {
   trainOutput,
   versionOutput,
 } from "./misc_output.ts";
-import { studyAttributionOutput } from "./study_output.ts";
+import { attributionStudySchema } from "./attribution_study.ts";
 import { benchOutput } from "./bench_output.ts";
 import {
   studyLocalizationCase,
@@ -54,7 +54,7 @@ export const OUTPUT_SCHEMAS: Readonly<Record<string, z.ZodType>> = {
   "engram-train": trainOutput,
   "engram-train-clean": trainCleanOutput,
   "engram-bench": benchOutput,
-  "engram-study-attribution": studyAttributionOutput,
+  "engram-attribution-study": attributionStudySchema,
   "engram-study-localization": studyLocalizationOutput,
   "engram-study-localization-header": studyLocalizationHeader,
   "engram-study-localization-case": studyLocalizationCase,
