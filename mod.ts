@@ -373,5 +373,13 @@ export {
   replotCase,
   type RomeCase,
 } from "./src/report/rome_case.ts";
-export { INPUT_SCHEMAS } from "./src/schema/inputs.ts";
-export { InputSchemaError, jsonPath, parseInput } from "./src/schema/validate.ts";
+export {
+  INPUT_SCHEMA_NAMES,
+  jsonSchema,
+  OUTPUT_SCHEMA_NAMES,
+  validateInput,
+  validateOutput,
+} from "./src/schema/mod.ts";
+export type { InputWhere } from "./src/schema/validate.ts";
+export type { EvalRunResult } from "./src/evaluate/report.ts";
+export { InputSchemaError, jsonPath } from "./src/schema/validate.ts";

@@ -4,20 +4,19 @@
  * `deno run -P scripts/gen_schemas.ts`; `--check` exits 1 when a committed file is stale or missing, or
  * when `schemas/` holds a file no schema writes.
  */
-import { z } from "../src/schema/zod.ts";
+import { jsonSchema } from "../src/schema/mod.ts";
 import { INPUT_SCHEMAS } from "../src/schema/inputs.ts";
 import { OUTPUT_SCHEMAS } from "../src/schema/outputs.ts";
 
 /** The JSON Schema files by file name (`<name>.json`), as their text. */
 export function schemaFiles(): Map<string, string> {
   const files = new Map<string, string>();
-  for (const [kind, map] of [["input", INPUT_SCHEMAS], ["output", OUTPUT_SCHEMAS]] as const) {
-    for (const [name, schema] of Object.entries(map)) {
+  for (const map of [INPUT_SCHEMAS, OUTPUT_SCHEMAS]) {
+    for (const name of Object.keys(map)) {
       if (!/^[a-z0-9_.-]+$/.test(name)) throw new Error(`schema name '${name}' has unusual characters`);
       const file = `${name}.json`;
       if (files.has(file)) throw new Error(`schema '${name}' is both an input and an output schema`);
-      const json = z.toJSONSchema(schema, { io: kind === "input" ? "input" : "output" });
-      files.set(file, JSON.stringify({ $id: `engram/${name}`, ...json }, null, 2) + "\n");
+      files.set(file, JSON.stringify(jsonSchema(name), null, 2) + "\n");
     }
   }
   return files;

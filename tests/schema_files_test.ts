@@ -303,3 +303,37 @@ Deno.test("CLI: a schema-invalid hparams, requests, facts, config.json, engram_s
     await Deno.remove(tmp, { recursive: true });
   }
 });
+
+Deno.test("mod.ts schema functions: validateInput, validateOutput and jsonSchema agree with the schema files", async () => {
+  const { INPUT_SCHEMA_NAMES, OUTPUT_SCHEMA_NAMES, jsonSchema, validateInput, validateOutput } = await import(
+    "../mod.ts"
+  );
+  for (const name of [...INPUT_SCHEMA_NAMES, ...OUTPUT_SCHEMA_NAMES]) {
+    const file = JSON.parse(await Deno.readTextFile(new URL(`../schemas/${name}.json`, import.meta.url)));
+    assert.deepEqual(jsonSchema(name), file, name);
+  }
+  assert.throws(() => jsonSchema("no-such-schema"), InputError);
+  const hp = validateInput("hparams_rome", { layers: [0], fact_token: "last" }, { file: "rome.json" });
+  assert.deepEqual(hp, { layers: [0], fact_token: "last" });
+  assert.throws(
+    () => validateInput("hparams_rome", { layers: "0" }, { file: "rome.json" }),
+    (e: Error) => e instanceof InputError && /rome\.json/.test(e.message) && /\$\.layers/.test(e.message),
+  );
+  // A document engram wrote (committed study summary): valid as written, invalid once a key is renamed.
+  const doc = JSON.parse(
+    await Deno.readTextFile(new URL("../docs/attribution-world/summary.json", import.meta.url)),
+  );
+  assert.equal(validateOutput(doc, { file: "summary.json" }), "engram-attribution-study");
+  const bad = structuredClone(doc);
+  bad.schema = 3;
+  assert.throws(() => validateOutput(bad, { file: "summary.json" }), InputError);
+  delete bad.schema;
+  assert.throws(() => validateOutput(bad), InputError);
+  assert.throws(() => validateOutput({ ...doc, schema: "engram-nothing/1" }), InputError);
+  const wrong = structuredClone(doc);
+  delete wrong.findings;
+  assert.throws(
+    () => validateOutput(wrong, { file: "summary.json" }),
+    (e: Error) => e instanceof InputError && /summary\.json/.test(e.message) && /findings/.test(e.message),
+  );
+});

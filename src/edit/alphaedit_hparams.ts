@@ -6,12 +6,33 @@
  * unused: AlphaEdit has no λC term.
  */
 import type { ModelConfig } from "../model/config.ts";
-import { MEMIT_GPT2_XL, memitDefaults, mergeHparams, publishedModel } from "./hparams.ts";
+import { type CommonHparams, MEMIT_GPT2_XL, memitDefaults, mergeHparams, publishedModel } from "./hparams.ts";
 import { ALPHAEDIT_EXTRA, type ALPHAEDIT_HPARAMS } from "../schema/hparams.ts";
 import type { z } from "../schema/zod.ts";
+import { sameType } from "../schema/same_type.ts";
 
-/** AlphaEdit hyper-parameters: MEMIT's and the two of the null-space projection (src/schema/hparams.ts). */
-export type AlphaEditHparams = z.infer<typeof ALPHAEDIT_HPARAMS>;
+/** AlphaEdit hyper-parameters: MEMIT's and the two of the null-space projection. */
+export interface AlphaEditHparams extends CommonHparams {
+  /** τ: the null space is spanned by the eigenvectors of C whose |eigenvalue| is below it (absolute). */
+  nullspace_threshold: number;
+  /** α: Δᵀ = solve(P (K_p K_pᵀ + K Kᵀ) + α I, P K Rᵀ). */
+  L2: number;
+  /**
+   * engram's own: where C's eigendecomposition runs. "host": float64 Householder + QL (src/edit/eigen.ts);
+   * "gpu": float32 parallel Jacobi (src/gpu/jacobi_eigen.ts; EasyEdit's `torch.linalg.svd` runs at
+   * cov's float32 too), falling back to the host when it does not converge or does not fit one binding;
+   * "auto" (default): the GPU from {@link EIGEN_GPU_MIN} keys up on a hardware GPU, the host below and on
+   * CPU adapters such as llvmpipe (src/edit/eigen.ts `resolveEigenBackend`).
+   */
+  eigen_backend: "auto" | "gpu" | "host";
+  /** engram's own: Jacobi sweeps at most before falling back to the host (default 40). */
+  eigen_max_sweeps: number;
+  /** engram's own: Jacobi stops at off-diagonal norm ≤ eigen_tolerance · ‖C‖_F (default 2e-6). */
+  eigen_tolerance: number;
+}
+// The zod schema validates this type's files; the interface is what the public API shows (deno doc
+// cannot document a z.infer alias): the two must stay the same type.
+sameType<AlphaEditHparams, z.infer<typeof ALPHAEDIT_HPARAMS>>(true);
 
 /** MLP widths from which `eigen_backend: "auto"` decomposes C on the GPU. */
 export const EIGEN_GPU_MIN = 512;

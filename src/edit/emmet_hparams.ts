@@ -5,12 +5,28 @@
  * weighted covariance, default 0). `mom2_update_weight` w scales C before it is inverted.
  */
 import type { ModelConfig } from "../model/config.ts";
-import { defaultRomeLayer, MEMIT_GPT2_XL, memitDefaults, mergeHparams, publishedModel } from "./hparams.ts";
+import {
+  type CommonHparams,
+  defaultRomeLayer,
+  MEMIT_GPT2_XL,
+  memitDefaults,
+  mergeHparams,
+  publishedModel,
+} from "./hparams.ts";
 import { EMMET_EXTRA, type EMMET_HPARAMS } from "../schema/hparams.ts";
 import type { z } from "../schema/zod.ts";
+import { sameType } from "../schema/same_type.ts";
 
-/** EMMET hyper-parameters (src/schema/hparams.ts). */
-export type EmmetHparams = z.infer<typeof EMMET_HPARAMS>;
+/** EMMET hyper-parameters. */
+export interface EmmetHparams extends CommonHparams {
+  /** λ_E: D = Kᵀ (wC + μI)⁻¹ K + λ_E I (EasyEdit: "to counter ill-conditioned D"). */
+  emmet_lambda: number;
+  /** μ: added to the weighted covariance wC before it is inverted. */
+  update_norm_lambda: number;
+}
+// The zod schema validates this type's files; the interface is what the public API shows (deno doc
+// cannot document a z.infer alias): the two must stay the same type.
+sameType<EmmetHparams, z.infer<typeof EMMET_HPARAMS>>(true);
 
 const COMMON: Partial<EmmetHparams> = {
   fact_token: "subject_last",

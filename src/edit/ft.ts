@@ -40,12 +40,35 @@ import {
 } from "./hparams.ts";
 import { FT_ALIASES, FT_HPARAMS, IGNORED_FT } from "../schema/hparams.ts";
 import type { z } from "../schema/zod.ts";
+import { sameType } from "../schema/same_type.ts";
 import { type EditRequest, filledPrompt } from "./requests.ts";
 import { encodeTarget, encodeText } from "../prompt/encode.ts";
 import { logSumExp } from "../numeric/mod.ts";
 
-/** Hyper-parameters of the fine-tuning editors (ROME `hparams/FT/*.json` names; src/schema/hparams.ts). */
-export type FtHparams = z.infer<typeof FT_HPARAMS>;
+/** Hyper-parameters of the fine-tuning editors (ROME `hparams/FT/*.json` names). */
+export interface FtHparams {
+  /** Layers whose modules are trained. */
+  layers: number[];
+  /** Weight names relative to the block (`h.{layer}.`, `layers.{layer}.`) that are trained (default: the MLP output projection). */
+  modules: string[];
+  /** Adam steps (ROME: 25). */
+  num_steps: number;
+  /** Learning rate (ROME: 5e-4). */
+  lr: number;
+  /** Decoupled weight decay of the AdamW kernel (ROME: 0). */
+  weight_decay: number;
+  /** L∞ radius of the change of every trained parameter; 0 = unconstrained. */
+  norm_constraint: number;
+  /** Stop when a step's loss is below this (ROME: 1e-2). */
+  early_stop_loss: number;
+  /** "prompt_last" (FT-L, ROME) or "target_new" (FT-M: teacher-forced target, prompt masked). */
+  objective: "prompt_last" | "target_new";
+  /** Explicit BOS override (see CommonHparams.prefix_eos); absent: the model's BOS policy. */
+  prefix_eos?: boolean;
+}
+// The zod schema validates this type's files; the interface is what the public API shows (deno doc
+// cannot document a z.infer alias): the two must stay the same type.
+sameType<FtHparams, z.infer<typeof FT_HPARAMS>>(true);
 
 /** ROME's FT-L hparams for gpt2-xl (`hparams/FT/gpt2-xl_constr.json`; methods.md 2(b)). */
 export const FTL_GPT2_XL: FtHparams = {

@@ -11,12 +11,86 @@ import { ConfigError, InputError } from "../errors.ts";
 import { excerpt, kindOf } from "../io/excerpt.ts";
 import { isJsonObject, parseStrictJson } from "../io/strict_json.ts";
 import type { Family, ModelConfig } from "../model/config.ts";
+import type { FactToken } from "./compute.ts";
 import { COMMON_HPARAMS, IGNORED_HPARAMS, rule } from "../schema/hparams.ts";
 import { z } from "../schema/zod.ts";
+import { sameType } from "../schema/same_type.ts";
 import { jsonPath } from "../schema/validate.ts";
 
 /** Hyper-parameters shared by ROME's v-star and MEMIT's z optimisation and by the covariance statistics. */
-export type CommonHparams = z.infer<typeof COMMON_HPARAMS>;
+export interface CommonHparams {
+  /** Edited layers (ROME: one). */
+  layers: number[];
+  /** Where keys and values are read: the subject's last token (reference) or the prompt's last token. */
+  fact_token: FactToken;
+  /** Most loss evaluations of the value optimisation (the last takes no step); ends below early_stop_loss. */
+  v_num_grad_steps: number;
+  /** Adam learning rate of δ, the vector the value optimisation adds at the fact token. */
+  v_lr: number;
+  /** Layer whose output gives the loss logits (the last layer; ln_f and the head are applied to it). */
+  v_loss_layer: number;
+  /** Weight of the penalty ‖δ‖ / ‖target_init‖² added to the loss (‖δ‖ not squared, as in ROME). */
+  v_weight_decay: number;
+  /** After every step ‖δ‖ is clamped to at most this times ‖target_init‖ (the unedited value's norm). */
+  clamp_norm_factor: number;
+  /** Weight of KL(P_new ‖ P_init) at the lookup token of the "{subject} is a" prompt (P_init: δ = 0). */
+  kl_factor: number;
+  /** Use the second moment C of the keys (ROME: u = C⁻¹k; MEMIT always uses it). */
+  mom2_adjustment: boolean;
+  /** λ: C is weighted by it in the update (MEMIT: λC + KKᵀ; ROME: cancels, kept for structure). */
+  mom2_update_weight: number;
+  /**
+   * Corpus for C: a JSONL file with "text" fields or plain text. "" (other shapes) and ROME's
+   * "wikipedia" (published shapes) name no file: the corpus then comes from `--stats-corpus` or the
+   * model folder's declaration, or prebuilt statistics from `--stats` (src/edit/stats.ts).
+   */
+  mom2_dataset: string;
+  /** Maximum number of corpus records (JSONL lines / text chunks) used for C. */
+  mom2_n_samples: number;
+  /**
+   * How C's sum is accumulated: "float32" (default, the reference files' value: a running f32 sum) or
+   * "float64" (Kahan-compensated f32 on the GPU, src/edit/stats.ts; ROME's float64 runs the sum in f64).
+   */
+  mom2_dtype?: "float32" | "float64";
+  /**
+   * FastMEMIT's reduced sample: C from the first 10 × d_k tokens only (default false). The edit's log
+   * names it (`statistics.reduced`).
+   */
+  mom2_reduced?: boolean;
+  /** [length, count] pairs of sampled context prefixes, in tokens. */
+  context_template_length_params: [number, number][];
+  /** Early stop of the v-star / z optimisation when the loss falls below this (reference: 5e-2). */
+  early_stop_loss: number;
+  /**
+   * Explicit BOS override for the editor's prompts (true: the tokenizer's BOS / end-of-text token, false:
+   * none). Absent (the default): the model's BOS policy, decided at load (`--bos`, src/prompt).
+   */
+  prefix_eos?: boolean;
+  /** Seed of the context-template sampler. */
+  seed: number;
+  /**
+   * ROME only: which key the update's denominator and residual use. "original" (kmeng01/rome): the bare
+   * prompt's key k₀, while u and v* come from the template average k*. "consistent" (r-ROME, Gupta et al.
+   * 2024; EasyEdit `r_rome` with `enable_random_prefix_keys`): k* in both places, so W'k* + b = v* exactly.
+   */
+  key: "original" | "consistent";
+  /**
+   * engram's own: where the update's SPD solve runs (ROME's C⁻¹k, MEMIT's and EMMET's (λC + KKᵀ)⁻¹K).
+   * Absent or "auto": the float64 host below 1024 rows, with over n/32 right-hand sides, and on CPU
+   * adapters, else the GPU; "gpu": float32 Cholesky + float64 refinement (host fall-back with a warning);
+   * "host": float64 (src/edit/solve_backend.ts).
+   */
+  solve_backend?: "auto" | "gpu" | "host";
+  /** NAS norm anchoring of the solved value vectors (src/edit/nas.ts); absent: off. */
+  nas?: boolean;
+  /** NAS anchor norm (absent: the mean ‖v₀‖ of the call's requests on the model as given). */
+  nas_norm?: number;
+  /** NAS: drop an edit whose ‖v*‖ exceeds this multiple of the anchor (absent: 2, the reference; 0: never). */
+  nas_skip_factor?: number;
+}
+// The zod schema validates this type's files; the interface is what the public API shows (deno doc
+// cannot document a z.infer alias): the two must stay the same type.
+sameType<CommonHparams, z.infer<typeof COMMON_HPARAMS>>(true);
 
 /** ROME hyper-parameters. */
 export type RomeHparams = CommonHparams;

@@ -28,17 +28,59 @@ import { InputError } from "../errors.ts";
 import { type HostTensor, type ModelConfig, resolveConfig } from "../model/config.ts";
 import type { TransformerModel } from "../model/transformer.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
-import { coarseNeurons, integratedGradients, type Neuron, refineNeurons } from "../attribute/neurons.ts";
+import {
+  coarseNeurons,
+  type IgActivation,
+  type IgPoints,
+  integratedGradients,
+  type Neuron,
+  refineNeurons,
+} from "../attribute/neurons.ts";
 import { type EditDeltas, type EditOptions, ScratchWeights } from "./apply.ts";
 import { checkLayers, mergeBySchema } from "./hparams.ts";
 import { IGNORED_KN, KN_HPARAMS } from "../schema/hparams.ts";
 import type { z } from "../schema/zod.ts";
+import { sameType } from "../schema/same_type.ts";
 import { type EditRequest, filledPrompt } from "./requests.ts";
 import { encodeTarget, encodeText } from "../prompt/encode.ts";
 import { argmax } from "../numeric/mod.ts";
 
-/** Hyper-parameters of the KN editor (EasyEdit `hparams/KN/*.yaml` names where they exist; src/schema/hparams.ts). */
-export type KnHparams = z.infer<typeof KN_HPARAMS>;
+/** Hyper-parameters of the KN editor (EasyEdit `hparams/KN/*.yaml` names where they exist). */
+export interface KnHparams {
+  /** Layers searched for neurons (default: all). */
+  layers: number[];
+  /** Integrated-gradients steps m (reference: 20). */
+  steps: number;
+  /** Keep neurons scoring above this × the maximum (reference: 0.2). */
+  adaptive_threshold: number;
+  /** IG points: "linspace" (EleutherAI / EasyEdit, default) or "left" (Dai et al.'s α = k/m). */
+  ig_points: IgPoints;
+  /** What IG scales: the pre-GELU c_fc output ("pre", EleutherAI / EasyEdit, default) or "post" (Dai). */
+  ig_activation: IgActivation;
+  /** Keep scores strictly above the threshold (EleutherAI / EasyEdit, default) or also equal (Dai). */
+  ig_strict: boolean;
+  /** With `refine`, keep neurons found in more than this share of the prompts (reference: 0.4). */
+  p: number;
+  /** Refine over the prompt and its rephrasings (reference: false). */
+  refine: boolean;
+  /**
+   * Multiple of the old prediction's embedding subtracted from each value vector for a one-token target
+   * (reference: 2); with several target tokens each greedy token's embedding is subtracted
+   * `erase_scale / 2` times (reference: once).
+   */
+  erase_scale: number;
+  /** Multiple of each target token's embedding added (reference: 1, i.e. once each). */
+  add_scale: number;
+  /** Scale each embedding to the value vector's norm first (Dai et al.'s update; reference: false). */
+  norm_scaled: boolean;
+  /** Keep at most this many neurons per request, highest score first (0: no cap; reference: no cap). */
+  max_neurons: number;
+  /** Explicit BOS override (see CommonHparams.prefix_eos); absent: the model's BOS policy. */
+  prefix_eos?: boolean;
+}
+// The zod schema validates this type's files; the interface is what the public API shows (deno doc
+// cannot document a z.infer alias): the two must stay the same type.
+sameType<KnHparams, z.infer<typeof KN_HPARAMS>>(true);
 
 /**
  * The KN defaults of ROME's and EasyEdit's KN baselines (gpt2-xl): steps 20, threshold 0.2, p 0.4; the

@@ -22,12 +22,45 @@ import {
 } from "../schema/requests.ts";
 import { InputSchemaError, parseInput } from "../schema/validate.ts";
 import type { z } from "../schema/zod.ts";
+import { sameType } from "../schema/same_type.ts";
 
-/** A prompt and the answer expected after it (src/schema/requests.ts). */
-export type PromptAnswer = z.infer<typeof PROMPT_ANSWER>;
+/** A prompt and the answer expected after it. */
+export interface PromptAnswer {
+  /** The prompt, with the subject literal. */
+  prompt: string;
+  /** The answer expected after it. */
+  ground_truth: string;
+  /** The KnowEdit sub-key the prompt came from (e.g. "Reasoning"); metrics average per sub-key first. */
+  key?: string;
+}
+// The zod schema validates this type's files; the interface is what the public API shows (deno doc
+// cannot document a z.infer alias): the two must stay the same type.
+sameType<PromptAnswer, z.infer<typeof PROMPT_ANSWER>>(true);
 
 /** One rewrite: make `prompt` (with the subject in place of "{}") continue with `target_new`. */
-export type EditRequest = z.infer<typeof EDIT_REQUEST>;
+export interface EditRequest {
+  /** The prompt with "{}" where the subject stands (exactly one placeholder). */
+  prompt: string;
+  /** The subject, substituted for "{}". */
+  subject: string;
+  /** The new answer the edit must produce. */
+  target_new: string;
+  /** The answer before the edit, when known. */
+  ground_truth?: string;
+  /** Paraphrases of the prompt (subject literal), for generalization. */
+  rephrase?: string[];
+  /** Unrelated prompts whose answers must not change. */
+  locality?: PromptAnswer[];
+  /** Prompts whose answers should follow from the edit (e.g. two-hop). */
+  portability?: PromptAnswer[];
+  /** The record's id in its data file. */
+  case_id?: number | string;
+  /** The relation of the fact (e.g. a Wikidata id or a world relation). */
+  relation?: string;
+}
+// The zod schema validates this type's files; the interface is what the public API shows (deno doc
+// cannot document a z.infer alias): the two must stay the same type.
+sameType<EditRequest, z.infer<typeof EDIT_REQUEST>>(true);
 
 /** The prompt of `req` with the subject filled in. */
 export function filledPrompt(req: EditRequest): string {
