@@ -41,7 +41,7 @@ export const benchSpec: CommandSpec = {
   usage:
     "bench [--quick] [--json] [--out FILE] [--sections matmul,readback,world,attention,families,memory] | " +
     "bench compare A.json B.json ... [--svg FILE]",
-  description: `One record per run (schema engram-bench/2): the adapter (description, backend, limits,
+  description: `One record per run (schema engram-bench/3): the adapter (description, backend, limits,
     features), the Deno and engram versions, the load average, and every figure with its unit and its
     same-run baseline ratio (matmul against numpy / OpenBLAS when python3 and numpy exist, and against the
     4x4 kernel; the readback floor against flush-then-map; the world forward; attention; every family against

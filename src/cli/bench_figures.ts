@@ -1,5 +1,5 @@
 /**
- * The figures of `engram bench --json` (schema "engram-bench/2"): each a name, a value, its unit and,
+ * The figures of `engram bench --json` (schema "engram-bench/3"; "engram-bench/2" records are still read): each a name, a value, its unit and,
  * where one exists, a baseline measured in the same run with the ratio value / baseline. Same-run ratios
  * are what survive a shared or throttled machine; the load average is recorded with the figures.
  */
