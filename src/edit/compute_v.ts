@@ -15,19 +15,20 @@
  *
  * Gradients: dL/dlogits is computed on the host ({@link backwardFromLogitGrads}) and dL/dδ is the
  * gradient at the patched rows of the hook site.
+ *
+ * Cost: δ only enters at the hook site, so everything below it is the same at every step. At
+ * `resid_post.L` and `mlp_out.L` the clean residual leaving block L is read once (with the clean site
+ * values); each step then runs blocks L+1.. from it, the patched rows rebuilt on the host with the same
+ * float32 additions the forward makes (`resid_post = (resid_pre + attn_out) + mlp_out`), and the backward
+ * stops at the site. A step is one forward of the upper blocks, the logits rows read back, the backward
+ * to the site and one read of its gradient (two maps). Other sites run the whole model per step.
  */
 import type { Tokenizer } from "../io/tokenizer.ts";
-import { logitLossAndGradients } from "../model/backward.ts";
+import { backwardFromLogitGrads } from "../model/backward.ts";
+import { NonFiniteError } from "../model/nonfinite.ts";
 import type { TransformerModel } from "../model/transformer.ts";
 import type { CommonHparams } from "./hparams.ts";
-import {
-  chunkByTokens,
-  type FactToken,
-  padBatch,
-  type PromptTokens,
-  readAtPositions,
-  tokenizePrompt,
-} from "./compute.ts";
+import { chunkByTokens, type FactToken, padBatch, type PromptTokens, tokenizePrompt } from "./compute.ts";
 import { encodeTarget } from "../prompt/encode.ts";
 import { norm } from "./linalg.ts";
 import type { EditRequest } from "./requests.ts";
@@ -97,7 +98,12 @@ export async function optimizeDeltas(
   templates: string[],
   site: string,
   hp: CommonHparams,
-  opts: { maxTokens?: number; onStep?: (step: number, active: number, meanLoss: number) => void } = {},
+  opts: {
+    maxTokens?: number;
+    onStep?: (step: number, active: number, meanLoss: number) => void;
+    /** Resume the upper blocks from the clean residual when the site allows it (default true). */
+    resume?: boolean;
+  } = {},
 ): Promise<DeltaResult[]> {
   const C = model.config.nEmbd, V = model.config.vocabSize;
   const seqs = deltaSequences(
@@ -109,8 +115,10 @@ export async function optimizeDeltas(
     hp.fact_token,
   );
   const nRewrite = templates.length;
-  // Clean site values at every lookup row (they do not depend on δ: the patch is at the site itself).
-  const clean = await readAtPositions(model, seqs.map((s) => ({ ids: s.ids, pos: s.lookup })), site, opts);
+  // Clean site values at every lookup row (they do not depend on δ: the patch is at the site itself),
+  // and, when the upper blocks can be resumed, the clean residual leaving the site's block.
+  const resume = opts.resume === false ? undefined : resumePlan(model, site, seqs);
+  const { clean, post, mid } = await cleanValues(model, seqs, site, resume, opts.maxTokens);
   const n = requests.length;
   const first = requests.map((_, r) => seqs.findIndex((s) => s.r === r && s.kind === "rewrite"));
   const res: DeltaResult[] = requests.map((_, r) => ({
@@ -143,6 +151,16 @@ export async function optimizeDeltas(
         const d = res[seqs[i].r].delta, c = clean[i];
         for (let j = 0; j < C; j++) values[b * C + j] = c[j] + d[j];
       });
+      // Resumed: block L's output with the patched rows; padded rows stay 0 (they only follow real rows).
+      let x: Float32Array | undefined;
+      if (resume) {
+        x = new Float32Array(batch.length * T * C);
+        batch.forEach((i, b) => {
+          x!.set(post![i], b * T * C);
+          const o = (b * T + seqs[i].lookup) * C, m = mid?.[i];
+          for (let j = 0; j < C; j++) x![o + j] = m ? m[j] + values[b * C + j] : values[b * C + j];
+        });
+      }
       const rows: number[] = [];
       const owner: Array<{ i: number; j: number }> = []; // sequence and target index (-1: KL row)
       batch.forEach((i, b) => {
@@ -150,7 +168,15 @@ export async function optimizeDeltas(
         if (s.kind === "rewrite") s.targetPos.forEach((p, j) => (rows.push(b * T + p), owner.push({ i, j })));
         else rows.push(b * T + s.lookup), owner.push({ i, j: -1 });
       });
-      const out = await logitLossAndGradients(model, padded, rows, (logits) => {
+      const lossFn = (logits: Float32Array) => {
+        for (let k = 0; k < logits.length; k++) {
+          if (!Number.isFinite(logits[k])) {
+            throw new NonFiniteError(
+              `non-finite logit ${logits[k]} at row ${Math.floor(k / V)} of the δ optimisation (step ${it})`,
+              "logits",
+            );
+          }
+        }
         const dl = new Float32Array(rows.length * V);
         let total = 0;
         owner.forEach(({ i, j }, k) => {
@@ -174,12 +200,21 @@ export async function optimizeDeltas(
           }
         });
         return { loss: total, dlogits: dl };
-      }, {
-        hooks: {
-          patch: [{ site, rows: batch.map((i, b) => [b, seqs[i].lookup] as [number, number]), values }],
-        },
-        siteGrads: [site],
+      };
+      const { saved } = await model.forwardForBackward(padded, {
+        noReadback: true,
+        ...(resume ? { resume: { layer: resume.layer + 1, x: x! } } : {
+          hooks: {
+            patch: [{ site, rows: batch.map((i, b) => [b, seqs[i].lookup] as [number, number]), values }],
+          },
+        }),
       });
+      let out;
+      try {
+        out = await backwardFromLogitGrads(model, saved, rows, lossFn, { siteGrads: [site] });
+      } finally {
+        saved.destroy();
+      }
       const g = out.siteGrads.get(site)!;
       batch.forEach((i, b) => {
         const gr = grads[seqs[i].r], off = (b * T + seqs[i].lookup) * C;
@@ -218,4 +253,64 @@ export async function optimizeDeltas(
     opts.onStep?.(it, active.size, lossSum / n);
   }
   return res;
+}
+
+/** Host bytes the clean residuals of a resumed optimisation may take (else every step runs the whole model). */
+const RESUME_HOST_BYTES = 256 * 2 ** 20;
+
+/** How the upper blocks resume for `site`: its block, and whether the site is the MLP branch. */
+interface ResumePlan {
+  layer: number;
+  branch: boolean;
+}
+
+/** The resume plan of `site` (`resid_post.L` or `mlp_out.L`, the clean residuals within the host budget). */
+function resumePlan(model: TransformerModel, site: string, seqs: Seq[]): ResumePlan | undefined {
+  const m = /^(resid_post|mlp_out)\.(\d+)$/.exec(site);
+  if (!m) return undefined;
+  const bytes = seqs.reduce((a, s) => a + s.ids.length, 0) * model.config.nEmbd * 4;
+  if (bytes > RESUME_HOST_BYTES) return undefined;
+  return { layer: Number(m[2]), branch: m[1] === "mlp_out" };
+}
+
+/**
+ * One clean forward (no δ) of every sequence: the site's value at its lookup row, and with a resume plan
+ * the residual leaving block L at every real row (`post`, [len·C]) and, for the MLP branch, the residual
+ * before the MLP's add at the lookup row (`mid` = resid_pre + attn_out in float32, as the forward adds).
+ */
+async function cleanValues(
+  model: TransformerModel,
+  seqs: Seq[],
+  site: string,
+  plan: ResumePlan | undefined,
+  maxTokens = 4096,
+): Promise<{ clean: Float32Array[]; post?: Float32Array[]; mid?: Float32Array[] }> {
+  const C = model.config.nEmbd;
+  const L = plan?.layer;
+  const capture = [site];
+  if (plan) capture.push(`resid_post.${L}`);
+  if (plan?.branch) capture.push(`resid_pre.${L}`, `attn_out.${L}`);
+  const clean: Float32Array[] = [], post: Float32Array[] = [], mid: Float32Array[] = [];
+  const T0 = Math.max(...seqs.map((s) => s.ids.length));
+  for (const batch of chunkByTokens(seqs, maxTokens, T0)) {
+    const padded = padBatch(batch.map((s) => s.ids));
+    const T = padded[0].length;
+    const { captured } = await model.forward(padded, { hooks: { capture: [...new Set(capture)] } });
+    const at = (name: string, b: number, p: number, n = 1) => {
+      const v = captured.get(name)!, w = v.length / (padded.length * T);
+      return v.slice((b * T + p) * w, (b * T + p + n) * w);
+    };
+    batch.forEach((s, b) => {
+      clean.push(at(site, b, s.lookup));
+      if (!plan) return;
+      post.push(at(`resid_post.${L}`, b, 0, s.ids.length));
+      if (plan.branch) {
+        const pre = at(`resid_pre.${L}`, b, s.lookup), attn = at(`attn_out.${L}`, b, s.lookup);
+        const m = new Float32Array(C);
+        for (let j = 0; j < C; j++) m[j] = pre[j] + attn[j];
+        mid.push(m);
+      }
+    });
+  }
+  return { clean, ...(plan ? { post } : {}), ...(plan?.branch ? { mid } : {}) };
 }
