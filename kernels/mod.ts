@@ -14,6 +14,7 @@ import wgsl_attention_cached from "./attention_cached.wgsl" with { type: "text" 
 import wgsl_attention_wide from "./attention_wide.wgsl" with { type: "text" };
 import wgsl_bias_grad from "./bias_grad.wgsl" with { type: "text" };
 import wgsl_cross_entropy from "./cross_entropy.wgsl" with { type: "text" };
+import wgsl_delta_loss from "./delta_loss.wgsl" with { type: "text" };
 import wgsl_embedding from "./embedding.wgsl" with { type: "text" };
 import wgsl_embedding_backward from "./embedding_backward.wgsl" with { type: "text" };
 import wgsl_gelu from "./gelu.wgsl" with { type: "text" };
@@ -55,6 +56,7 @@ export const KERNEL_FILES: Readonly<Record<string, string>> = Object.freeze({
   "attention_wide.wgsl": wgsl_attention_wide,
   "bias_grad.wgsl": wgsl_bias_grad,
   "cross_entropy.wgsl": wgsl_cross_entropy,
+  "delta_loss.wgsl": wgsl_delta_loss,
   "embedding.wgsl": wgsl_embedding,
   "embedding_backward.wgsl": wgsl_embedding_backward,
   "gelu.wgsl": wgsl_gelu,
