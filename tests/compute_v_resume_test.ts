@@ -1,7 +1,8 @@
 /**
  * The δ optimisation's fast path (src/edit/compute_v.ts: upper blocks resumed from the clean residual,
- * the backward stopped at the site, no forward readback) against the whole-model path it replaced
- * (`resume: false`: every step runs all blocks with the patch hook): the same steps, losses and δ to
+ * the backward stopped at the site, no forward readback, the loss on the GPU in float32) against the
+ * whole-model path it replaced (`resume: false, gpuLoss: false`: every step runs all blocks with the
+ * patch hook and the loss is computed on the host in float64): the same steps, losses and δ to
  * float tolerance, for several requests at once, at `mlp_out.L` and `resid_post.L` in the first, a middle
  * and the last block, on GPT-2 and on parallel-residual (GPT-NeoX, GPT-J) and llama blocks. The fast path
  * is also checked against the float64 reference in tests/compute_v_test.ts. A backward asked for a
@@ -47,16 +48,20 @@ async function compare(
           early_stop_loss: 0,
         };
         const fast = await optimizeDeltas(model, tok, reqs, TEMPLATES, site, hp);
-        const slow = await optimizeDeltas(model, tok, reqs, TEMPLATES, site, hp, { resume: false });
+        const slow = await optimizeDeltas(model, tok, reqs, TEMPLATES, site, hp, {
+          resume: false,
+          gpuLoss: false,
+        });
         fast.forEach((f, r) => {
           const s = slow[r];
           const where = `${label} ${site} request ${r} (seed ${seed})`;
           assert.equal(f.steps, s.steps, `${where}: steps`);
           assert.deepEqual(f.targetInit, s.targetInit, `${where}: target_init`);
+          assert.ok(Math.abs(f.kl - s.kl) <= 1e-6 * Math.max(1, s.kl), `${where}: kl ${f.kl} vs ${s.kl}`);
           assert.ok(Math.max(...f.delta.map(Math.abs)) > 0, `${where}: δ moved`);
           const e = rel(f.delta, s.delta);
           worst = Math.max(worst, e);
-          assert.ok(e < 1e-5, `${where}: δ rel err ${e}`);
+          assert.ok(e < 1e-4, `${where}: δ rel err ${e}`);
           assert.ok(Math.abs(f.loss - s.loss) <= 1e-5 * Math.max(1, Math.abs(s.loss)), `${where}: loss`);
           assert.ok(Math.abs(f.nllInit - s.nllInit) <= 1e-6 * Math.max(1, s.nllInit), `${where}: nll_init`);
         });

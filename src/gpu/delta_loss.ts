@@ -11,8 +11,8 @@ export const DELTA_LOSS_NLL = 0, DELTA_LOSS_KL = 1, DELTA_LOSS_KL_INIT = 2;
  * Records the loss rows of ROME / MEMIT's δ optimisation (see kernels/delta_loss.wgsl): `info` u32
  * [rows·4] holds per row (kind, target or p0 row, bits of the f32 weight, 0); NLL rows give
  * w·(−log p(target)) and its gradient, KL rows w·KL(P ‖ P0) against the p0 row, KL-init rows write their
- * log-softmax into p0 (loss and gradient 0). `logits`, `dlogits` f32 [rows, cols]; `losses` f32 [rows];
- * `p0` f32 [K, cols]. Tensors must each fit one storage binding. Nothing runs until the next read.
+ * P0 row into p0 (loss and gradient 0). `logits`, `dlogits` f32 [rows, cols]; `losses` f32 [rows];
+ * `p0` f32 [K, cols + 2] (a row's logits, their max and sum of exp(x − max)). Tensors must each fit one storage binding. Nothing runs until the next read.
  */
 export async function deltaLoss(
   gpu: Gpu,
@@ -37,8 +37,10 @@ export async function deltaLoss(
       });
     }
   }
-  if (p0.numel % cols !== 0 || p0.numel === 0) {
-    throw new ShapeError(`deltaLoss: p0 has ${p0.numel} elements, not rows of ${cols}`, { field: p0.name });
+  if (p0.numel % (cols + 2) !== 0 || p0.numel === 0) {
+    throw new ShapeError(`deltaLoss: p0 has ${p0.numel} elements, not rows of ${cols} + 2`, {
+      field: p0.name,
+    });
   }
   for (const t of [logits, dlogits, p0]) {
     if (t.buffer.size > gpu.bindingLimit) {

@@ -264,6 +264,34 @@ export async function backwardFromLogitGrads(
   }
 }
 
+/**
+ * {@link backwardFromLogitGrads} with the loss on the GPU: `head` records the kernels that fill dL/dlogits
+ * from the logits of `rows` (distinct flat indices b * T + t, in that order) and returns the tensors to
+ * read back (its loss terms), which come back in the same map as the site gradients: one completion wait
+ * for the whole backward. The logits never reach the host.
+ */
+export async function backwardFromGpuLogitGrads(
+  model: TransformerModel,
+  saved: SavedForward,
+  rows: number[],
+  head: (logits: GpuTensor, dlogits: GpuTensor) => Promise<GpuTensor[]>,
+  opts: BackwardOptions = {},
+): Promise<{ siteGrads: Map<string, Float32Array>; reads: Float32Array[] }> {
+  const R = saved.B * saved.T;
+  if (rows.length === 0) throw new InputError("no logit rows for the loss", { field: "rows" });
+  for (const r of rows) {
+    if (!Number.isInteger(r) || r < 0 || r >= R) {
+      throw new InputError(`logit row ${r} out of range [0, ${R})`, { field: "rows" });
+    }
+  }
+  if (new Set(rows).size !== rows.length) {
+    throw new InputError("GPU logit losses take distinct rows", { field: "rows" });
+  }
+  const reads: Float32Array[] = [];
+  const siteGrads = await backwardCore(model, saved, opts, head, rows, reads);
+  return { siteGrads, reads };
+}
+
 /** Runs forward (saving activations) and {@link backwardFromLogitGrads}. */
 export async function logitLossAndGradients(
   model: TransformerModel,
@@ -288,8 +316,9 @@ async function backwardCore(
   model: TransformerModel,
   saved: SavedForward,
   opts: BackwardOptions,
-  head: (logits: GpuTensor, dlogits: GpuTensor) => Promise<void>,
+  head: (logits: GpuTensor, dlogits: GpuTensor) => Promise<void | GpuTensor[]>,
   headRows?: number[],
+  extraOut?: Float32Array[],
 ): Promise<Map<string, Float32Array>> {
   const gpu = model.gpu;
   const cfg = model.config;
@@ -357,7 +386,8 @@ async function backwardCore(
   const logits = mk("logits", [n, V]);
   await matmul(gpu, hin, head_, logits, { M: n, N: V, K: C, transB: true, bias: model.headBias() });
   const dlogits = mk("dlogits", [n, V]);
-  await head(logits, dlogits);
+  // A GPU head may name tensors to read back with the site gradients (its loss: still one map).
+  const extra = (await head(logits, dlogits)) ?? [];
   const dHead = G(headName);
   if (dHead) await matmul(gpu, dlogits, hin, dHead, { M: V, N: C, K: n, transA: true, accumulate: acc });
   const dHeadBias = G(model.spec.headBias);
@@ -532,8 +562,9 @@ async function backwardCore(
   }
   try {
     // Every site's gradient in one map (one completion wait).
-    const grads = await readTensors(pending.map(([, t]) => t));
+    const grads = await readTensors([...pending.map(([, t]) => t), ...extra]);
     pending.forEach(([name], i) => siteGrads.set(name, grads[i]));
+    extraOut?.push(...grads.slice(pending.length));
   } finally {
     for (const t of tmp) t.destroy();
   }

@@ -10,8 +10,9 @@ export interface DeltaLossRow {
 }
 
 /**
- * Row losses and dL/dlogits of `logits` [rows, cols] in float64, as the kernel defines them; kind-2 rows
- * write their log-softmax into `p0` (rows of `cols`).
+ * Row losses and dL/dlogits of `logits` [rows, cols] in float64, as the kernel defines them (KL from the
+ * log-softmax directly); kind-2 rows write their P0 row into `p0` in the kernel's layout (rows of
+ * cols + 2: the logits, their max m and the sum of exp(x − m)).
  */
 export function deltaLossRef(
   logits: ArrayLike<number>,
@@ -34,12 +35,19 @@ export function deltaLossRef(
       losses[r] = -w * lp[index];
       for (let c = 0; c < cols; c++) dlogits[o + c] = w * (Math.exp(lp[c]) - (c === index ? 1 : 0));
     } else if (kind === 1) {
-      const k = index * cols;
+      const k = index * (cols + 2);
+      const lse0 = p0[k + cols] + Math.log(p0[k + cols + 1]);
+      const lp0 = (c: number) => p0[k + c] - lse0;
       let d = 0;
-      for (let c = 0; c < cols; c++) d += Math.exp(lp[c]) * (lp[c] - p0[k + c]);
+      for (let c = 0; c < cols; c++) d += Math.exp(lp[c]) * (lp[c] - lp0(c));
       losses[r] = w * d;
-      for (let c = 0; c < cols; c++) dlogits[o + c] = w * Math.exp(lp[c]) * (lp[c] - p0[k + c] - d);
-    } else p0.set(lp, index * cols);
+      for (let c = 0; c < cols; c++) dlogits[o + c] = w * Math.exp(lp[c]) * (lp[c] - lp0(c) - d);
+    } else {
+      const k = index * (cols + 2);
+      for (let c = 0; c < cols; c++) p0[k + c] = logits[o + c];
+      p0[k + cols] = m;
+      p0[k + cols + 1] = l;
+    }
   });
   return { losses, dlogits };
 }
