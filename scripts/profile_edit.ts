@@ -1,7 +1,7 @@
 /**
  * Profiles one ROME edit and MEMIT batches on the world model (issue 15): wall time per phase (context
  * templates, keys, the δ optimisation, the whole edit) and the queue submits / buffer maps / flushes each
- * phase costs. `deno run -P scripts/profile_edit.ts [--memit 10,100] [--rome] [--json FILE]`.
+ * phase costs. `deno run -P scripts/profile_edit.ts [--memit 10,100] [--no-rome] [--no-edit] [--json FILE]`.
  */
 import { loadModel } from "../src/model/load.ts";
 import { applyEdit } from "../src/edit/editors.ts";
@@ -105,6 +105,7 @@ for (const n of memitNs) {
     `memit${n} keys`,
     () => requestKeys(model, tokenizer, reqs, groups, hp.layers[0], hp.prefix_eos, hp.fact_token),
   );
+  if (args.includes("--no-edit")) continue;
   await phase(
     `memit${n} edit`,
     async () =>
