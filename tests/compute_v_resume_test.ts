@@ -102,7 +102,12 @@ Deno.test("backward from a resumed forward: the site's gradient equals the full 
     const rows = [4, 7, 9];
     const dl = Float32Array.from({ length: rows.length * V }, (_, i) => Math.sin(i + seed));
     const lossFn = () => ({ loss: 0, dlogits: dl });
-    const { captured } = await model.forward(batch, { hooks: { capture: ["resid_post.1"] } });
+    const { captured, logprobs } = await model.forward(batch, { hooks: { capture: ["resid_post.1"] } });
+    // An inference forward resumed at block 2 gives the full forward's log-probabilities.
+    const resumed = await model.forward(batch, { resume: { layer: 2, x: captured.get("resid_post.1")! } });
+    resumed.logprobs.forEach((lp, b) =>
+      assert.deepEqual(lp, logprobs[b], `resumed inference, sequence ${b}`)
+    );
     const full = await model.forwardForBackward(batch, {});
     const want = await backwardFromLogitGrads(model, full.saved, rows, lossFn, {
       siteGrads: ["resid_post.1", "mlp_out.1"],
