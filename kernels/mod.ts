@@ -16,6 +16,7 @@ import wgsl_bias_grad from "./bias_grad.wgsl" with { type: "text" };
 import wgsl_cholesky from "./cholesky.wgsl" with { type: "text" };
 import wgsl_cholesky_syrk from "./cholesky_syrk.wgsl" with { type: "text" };
 import wgsl_cross_entropy from "./cross_entropy.wgsl" with { type: "text" };
+import wgsl_delta_loss from "./delta_loss.wgsl" with { type: "text" };
 import wgsl_embedding from "./embedding.wgsl" with { type: "text" };
 import wgsl_embedding_backward from "./embedding_backward.wgsl" with { type: "text" };
 import wgsl_gelu from "./gelu.wgsl" with { type: "text" };
@@ -59,6 +60,7 @@ export const KERNEL_FILES: Readonly<Record<string, string>> = Object.freeze({
   "cholesky.wgsl": wgsl_cholesky,
   "cholesky_syrk.wgsl": wgsl_cholesky_syrk,
   "cross_entropy.wgsl": wgsl_cross_entropy,
+  "delta_loss.wgsl": wgsl_delta_loss,
   "embedding.wgsl": wgsl_embedding,
   "embedding_backward.wgsl": wgsl_embedding_backward,
   "gelu.wgsl": wgsl_gelu,

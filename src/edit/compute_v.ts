@@ -15,19 +15,22 @@
  *
  * Gradients: dL/dlogits is computed on the host ({@link backwardFromLogitGrads}) and dL/dδ is the
  * gradient at the patched rows of the hook site.
+ *
+ * Cost: δ only enters at the hook site, so everything below it is the same at every step. At
+ * `resid_post.L` and `mlp_out.L` the clean residual leaving block L is read once (with the clean site
+ * values); each step then runs blocks L+1.. from it, the patched rows rebuilt on the host with the same
+ * float32 additions the forward makes (`resid_post = (resid_pre + attn_out) + mlp_out`), and the backward
+ * stops at the site. A step is one forward of the upper blocks, the logits rows read back, the backward
+ * to the site and one read of its gradient (two maps). Other sites run the whole model per step.
  */
 import type { Tokenizer } from "../io/tokenizer.ts";
-import { logitLossAndGradients } from "../model/backward.ts";
+import { backwardFromGpuLogitGrads, backwardFromLogitGrads } from "../model/backward.ts";
+import { DELTA_LOSS_KL, DELTA_LOSS_KL_INIT, DELTA_LOSS_NLL, deltaLoss } from "../gpu/delta_loss.ts";
+import { createTensor } from "../gpu/tensor.ts";
+import { NonFiniteError } from "../model/nonfinite.ts";
 import type { TransformerModel } from "../model/transformer.ts";
 import type { CommonHparams } from "./hparams.ts";
-import {
-  chunkByTokens,
-  type FactToken,
-  padBatch,
-  type PromptTokens,
-  readAtPositions,
-  tokenizePrompt,
-} from "./compute.ts";
+import { chunkByTokens, type FactToken, padBatch, type PromptTokens, tokenizePrompt } from "./compute.ts";
 import { encodeTarget } from "../prompt/encode.ts";
 import { norm } from "./linalg.ts";
 import type { EditRequest } from "./requests.ts";
@@ -97,7 +100,17 @@ export async function optimizeDeltas(
   templates: string[],
   site: string,
   hp: CommonHparams,
-  opts: { maxTokens?: number; onStep?: (step: number, active: number, meanLoss: number) => void } = {},
+  opts: {
+    maxTokens?: number;
+    onStep?: (step: number, active: number, meanLoss: number) => void;
+    /** Resume the upper blocks from the clean residual when the site allows it (default true). */
+    resume?: boolean;
+    /**
+     * The loss and dL/dlogits on the GPU (kernels/delta_loss.wgsl, float32; default true when the rows
+     * fit one storage binding); false computes them on the host in float64 from the logits read back.
+     */
+    gpuLoss?: boolean;
+  } = {},
 ): Promise<DeltaResult[]> {
   const C = model.config.nEmbd, V = model.config.vocabSize;
   const seqs = deltaSequences(
@@ -109,8 +122,10 @@ export async function optimizeDeltas(
     hp.fact_token,
   );
   const nRewrite = templates.length;
-  // Clean site values at every lookup row (they do not depend on δ: the patch is at the site itself).
-  const clean = await readAtPositions(model, seqs.map((s) => ({ ids: s.ids, pos: s.lookup })), site, opts);
+  // Clean site values at every lookup row (they do not depend on δ: the patch is at the site itself),
+  // and, when the upper blocks can be resumed, the clean residual leaving the site's block.
+  const resume = opts.resume === false ? undefined : resumePlan(model, site, seqs);
+  const { clean, post, mid } = await cleanValues(model, seqs, site, resume, opts.maxTokens);
   const n = requests.length;
   const first = requests.map((_, r) => seqs.findIndex((s) => s.r === r && s.kind === "rewrite"));
   const res: DeltaResult[] = requests.map((_, r) => ({
@@ -130,92 +145,242 @@ export async function optimizeDeltas(
   const active = new Set(requests.map((_, r) => r));
   const maxTokens = opts.maxTokens ?? 4096;
   const lp = new Float64Array(V);
-  for (let it = 0; it < hp.v_num_grad_steps && active.size > 0; it++) {
-    const grads = requests.map(() => new Float64Array(C));
-    const nll = new Float64Array(n), kl = new Float64Array(n);
-    const idx = seqs.map((_, i) => i).filter((i) => active.has(seqs[i].r));
-    const T0 = Math.max(...idx.map((i) => seqs[i].ids.length));
-    for (const batch of chunkByTokens(idx, maxTokens, T0)) {
-      const padded = padBatch(batch.map((i) => seqs[i].ids));
-      const T = padded[0].length;
-      const values = new Float32Array(batch.length * C);
-      batch.forEach((i, b) => {
-        const d = res[seqs[i].r].delta, c = clean[i];
-        for (let j = 0; j < C; j++) values[b * C + j] = c[j] + d[j];
-      });
-      const rows: number[] = [];
-      const owner: Array<{ i: number; j: number }> = []; // sequence and target index (-1: KL row)
-      batch.forEach((i, b) => {
-        const s = seqs[i];
-        if (s.kind === "rewrite") s.targetPos.forEach((p, j) => (rows.push(b * T + p), owner.push({ i, j })));
-        else rows.push(b * T + s.lookup), owner.push({ i, j: -1 });
-      });
-      const out = await logitLossAndGradients(model, padded, rows, (logits) => {
-        const dl = new Float32Array(rows.length * V);
-        let total = 0;
-        owner.forEach(({ i, j }, k) => {
-          const s = seqs[i];
-          logSoftmaxInto(logits, k * V, V, lp);
-          if (j >= 0) {
-            const w = 1 / (s.targetIds.length * nRewrite);
-            const t = s.targetIds[j];
-            nll[s.r] += -lp[t] * w;
-            total += -lp[t] * w;
-            for (let u = 0; u < V; u++) dl[k * V + u] = w * Math.exp(lp[u]);
-            dl[k * V + t] -= w;
-          } else {
-            if (!klInit[s.r]) klInit[s.r] = Float64Array.from(lp);
-            const p0 = klInit[s.r]!;
-            let d = 0;
-            for (let u = 0; u < V; u++) d += Math.exp(lp[u]) * (lp[u] - p0[u]);
-            kl[s.r] += hp.kl_factor * d;
-            total += hp.kl_factor * d;
-            for (let u = 0; u < V; u++) dl[k * V + u] = hp.kl_factor * Math.exp(lp[u]) * (lp[u] - p0[u] - d);
-          }
+  // The GPU loss needs the logits rows and P0 each in one storage binding; else the host computes it.
+  const maxRows = seqs.reduce((a, s) => a + (s.kind === "kl" ? 1 : s.targetPos.length), 0);
+  const fits = Math.max(Math.min(maxRows, maxTokens), n) * (V + 2) * 4 <= model.gpu.bindingLimit;
+  const p0 = opts.gpuLoss !== false && fits
+    ? createTensor(model.gpu, [n, V + 2], { name: "delta_loss.p0" })
+    : undefined;
+  const klSet = new Array<boolean>(n).fill(false);
+  try {
+    for (let it = 0; it < hp.v_num_grad_steps && active.size > 0; it++) {
+      const grads = requests.map(() => new Float64Array(C));
+      const nll = new Float64Array(n), kl = new Float64Array(n);
+      const idx = seqs.map((_, i) => i).filter((i) => active.has(seqs[i].r));
+      const T0 = Math.max(...idx.map((i) => seqs[i].ids.length));
+      for (const batch of chunkByTokens(idx, maxTokens, T0)) {
+        const padded = padBatch(batch.map((i) => seqs[i].ids));
+        const T = padded[0].length;
+        const values = new Float32Array(batch.length * C);
+        batch.forEach((i, b) => {
+          const d = res[seqs[i].r].delta, c = clean[i];
+          for (let j = 0; j < C; j++) values[b * C + j] = c[j] + d[j];
         });
-        return { loss: total, dlogits: dl };
-      }, {
-        hooks: {
-          patch: [{ site, rows: batch.map((i, b) => [b, seqs[i].lookup] as [number, number]), values }],
-        },
-        siteGrads: [site],
-      });
-      const g = out.siteGrads.get(site)!;
-      batch.forEach((i, b) => {
-        const gr = grads[seqs[i].r], off = (b * T + seqs[i].lookup) * C;
-        for (let j = 0; j < C; j++) gr[j] += g[off + j];
-      });
+        // Resumed: block L's output with the patched rows; padded rows stay 0 (they only follow real rows).
+        let x: Float32Array | undefined;
+        if (resume) {
+          x = new Float32Array(batch.length * T * C);
+          batch.forEach((i, b) => {
+            x!.set(post![i], b * T * C);
+            const o = (b * T + seqs[i].lookup) * C, m = mid?.[i];
+            for (let j = 0; j < C; j++) x![o + j] = m ? m[j] + values[b * C + j] : values[b * C + j];
+          });
+        }
+        const rows: number[] = [];
+        const owner: Array<{ i: number; j: number }> = []; // sequence and target index (-1: KL row)
+        batch.forEach((i, b) => {
+          const s = seqs[i];
+          if (s.kind === "rewrite") {
+            s.targetPos.forEach((p, j) => (rows.push(b * T + p), owner.push({ i, j })));
+          } else rows.push(b * T + s.lookup), owner.push({ i, j: -1 });
+        });
+        const lossFn = (logits: Float32Array) => {
+          for (let k = 0; k < logits.length; k++) {
+            if (!Number.isFinite(logits[k])) {
+              throw new NonFiniteError(
+                `non-finite logit ${logits[k]} at row ${
+                  Math.floor(k / V)
+                } of the δ optimisation (step ${it})`,
+                "logits",
+              );
+            }
+          }
+          const dl = new Float32Array(rows.length * V);
+          let total = 0;
+          owner.forEach(({ i, j }, k) => {
+            const s = seqs[i];
+            logSoftmaxInto(logits, k * V, V, lp);
+            if (j >= 0) {
+              const w = 1 / (s.targetIds.length * nRewrite);
+              const t = s.targetIds[j];
+              nll[s.r] += -lp[t] * w;
+              total += -lp[t] * w;
+              for (let u = 0; u < V; u++) dl[k * V + u] = w * Math.exp(lp[u]);
+              dl[k * V + t] -= w;
+            } else {
+              if (!klInit[s.r]) klInit[s.r] = Float64Array.from(lp);
+              const p0 = klInit[s.r]!;
+              let d = 0;
+              for (let u = 0; u < V; u++) d += Math.exp(lp[u]) * (lp[u] - p0[u]);
+              kl[s.r] += hp.kl_factor * d;
+              total += hp.kl_factor * d;
+              for (let u = 0; u < V; u++) {
+                dl[k * V + u] = hp.kl_factor * Math.exp(lp[u]) * (lp[u] - p0[u] - d);
+              }
+            }
+          });
+          return { loss: total, dlogits: dl };
+        };
+        const { saved } = await model.forwardForBackward(padded, {
+          noReadback: true,
+          ...(resume ? { resume: { layer: resume.layer + 1, x: x! } } : {
+            hooks: {
+              patch: [{ site, rows: batch.map((i, b) => [b, seqs[i].lookup] as [number, number]), values }],
+            },
+          }),
+        });
+        let g: Float32Array;
+        try {
+          if (p0) {
+            // The loss on the GPU: row losses come back with the site gradient (one map per step).
+            const info = new Uint32Array(rows.length * 4), wf = new Float32Array(info.buffer);
+            owner.forEach(({ i, j }, k) => {
+              const s = seqs[i];
+              if (j >= 0) {
+                info[k * 4] = DELTA_LOSS_NLL;
+                info[k * 4 + 1] = s.targetIds[j];
+                wf[k * 4 + 2] = 1 / (s.targetIds.length * nRewrite);
+              } else {
+                info[k * 4] = klSet[s.r] ? DELTA_LOSS_KL : DELTA_LOSS_KL_INIT;
+                info[k * 4 + 1] = s.r;
+                wf[k * 4 + 2] = hp.kl_factor;
+              }
+            });
+            const ti = createTensor(model.gpu, [rows.length * 4], {
+              name: "delta_loss.info",
+              dtype: "u32",
+              data: info,
+            });
+            const tl = createTensor(model.gpu, [rows.length], { name: "delta_loss.losses" });
+            let rowLoss: Float32Array;
+            try {
+              const out = await backwardFromGpuLogitGrads(model, saved, rows, async (logits, dlogits) => {
+                await deltaLoss(model.gpu, logits, ti, p0, tl, dlogits, rows.length, V);
+                return [tl];
+              }, { siteGrads: [site] });
+              g = out.siteGrads.get(site)!;
+              rowLoss = out.reads[0];
+            } finally {
+              ti.destroy();
+              tl.destroy();
+            }
+            owner.forEach(({ i, j }, k) => {
+              const s = seqs[i], v = rowLoss[k];
+              if (!Number.isFinite(v)) {
+                throw new NonFiniteError(
+                  `non-finite loss ${v} at row ${k} of the δ optimisation (step ${it})`,
+                  "logits",
+                );
+              }
+              if (j >= 0) nll[s.r] += v;
+              else kl[s.r] += v;
+            });
+            for (const i of batch) if (seqs[i].kind === "kl") klSet[seqs[i].r] = true;
+          } else {
+            g = (await backwardFromLogitGrads(model, saved, rows, lossFn, { siteGrads: [site] })).siteGrads
+              .get(site)!;
+          }
+        } finally {
+          saved.destroy();
+        }
+        batch.forEach((i, b) => {
+          const gr = grads[seqs[i].r], off = (b * T + seqs[i].lookup) * C;
+          for (let j = 0; j < C; j++) gr[j] += g[off + j];
+        });
+      }
+      let lossSum = 0;
+      for (const r of [...active]) {
+        const d = res[r].delta;
+        const dn = norm(d);
+        const denom = initNorm[r] * initNorm[r];
+        const wd = denom > 0 ? (hp.v_weight_decay * dn) / denom : 0;
+        const loss = nll[r] + kl[r] + wd;
+        Object.assign(res[r], { nll: nll[r], kl: kl[r], wd, loss, steps: it + 1 });
+        if (it === 0) res[r].nllInit = nll[r];
+        lossSum += loss;
+        if (loss < hp.early_stop_loss || it === hp.v_num_grad_steps - 1) {
+          active.delete(r);
+          continue;
+        }
+        const g = grads[r];
+        if (dn > 0 && denom > 0) {
+          for (let j = 0; j < C; j++) g[j] += (hp.v_weight_decay * d[j]) / (dn * denom);
+        }
+        const t = it + 1;
+        for (let j = 0; j < C; j++) {
+          m[r][j] = b1 * m[r][j] + (1 - b1) * g[j];
+          v2[r][j] = b2 * v2[r][j] + (1 - b2) * g[j] * g[j];
+          const mh = m[r][j] / (1 - b1 ** t), vh = v2[r][j] / (1 - b2 ** t);
+          d[j] -= (hp.v_lr * mh) / (Math.sqrt(vh) + eps);
+        }
+        const maxNorm = hp.clamp_norm_factor * initNorm[r];
+        const nn = norm(d);
+        if (nn > maxNorm && nn > 0) { for (let j = 0; j < C; j++) d[j] *= maxNorm / nn; }
+      }
+      opts.onStep?.(it, active.size, lossSum / n);
     }
-    let lossSum = 0;
-    for (const r of [...active]) {
-      const d = res[r].delta;
-      const dn = norm(d);
-      const denom = initNorm[r] * initNorm[r];
-      const wd = denom > 0 ? (hp.v_weight_decay * dn) / denom : 0;
-      const loss = nll[r] + kl[r] + wd;
-      Object.assign(res[r], { nll: nll[r], kl: kl[r], wd, loss, steps: it + 1 });
-      if (it === 0) res[r].nllInit = nll[r];
-      lossSum += loss;
-      if (loss < hp.early_stop_loss || it === hp.v_num_grad_steps - 1) {
-        active.delete(r);
-        continue;
-      }
-      const g = grads[r];
-      if (dn > 0 && denom > 0) {
-        for (let j = 0; j < C; j++) g[j] += (hp.v_weight_decay * d[j]) / (dn * denom);
-      }
-      const t = it + 1;
-      for (let j = 0; j < C; j++) {
-        m[r][j] = b1 * m[r][j] + (1 - b1) * g[j];
-        v2[r][j] = b2 * v2[r][j] + (1 - b2) * g[j] * g[j];
-        const mh = m[r][j] / (1 - b1 ** t), vh = v2[r][j] / (1 - b2 ** t);
-        d[j] -= (hp.v_lr * mh) / (Math.sqrt(vh) + eps);
-      }
-      const maxNorm = hp.clamp_norm_factor * initNorm[r];
-      const nn = norm(d);
-      if (nn > maxNorm && nn > 0) { for (let j = 0; j < C; j++) d[j] *= maxNorm / nn; }
-    }
-    opts.onStep?.(it, active.size, lossSum / n);
+  } finally {
+    p0?.destroy();
   }
   return res;
+}
+
+/** Host bytes the clean residuals of a resumed optimisation may take (else every step runs the whole model). */
+const RESUME_HOST_BYTES = 256 * 2 ** 20;
+
+/** How the upper blocks resume for `site`: its block, and whether the site is the MLP branch. */
+interface ResumePlan {
+  layer: number;
+  branch: boolean;
+}
+
+/** The resume plan of `site` (`resid_post.L` or `mlp_out.L`, the clean residuals within the host budget). */
+function resumePlan(model: TransformerModel, site: string, seqs: Seq[]): ResumePlan | undefined {
+  const m = /^(resid_post|mlp_out)\.(\d+)$/.exec(site);
+  if (!m) return undefined;
+  const bytes = seqs.reduce((a, s) => a + s.ids.length, 0) * model.config.nEmbd * 4;
+  if (bytes > RESUME_HOST_BYTES) return undefined;
+  return { layer: Number(m[2]), branch: m[1] === "mlp_out" };
+}
+
+/**
+ * One clean forward (no δ) of every sequence: the site's value at its lookup row, and with a resume plan
+ * the residual leaving block L at every real row (`post`, [len·C]) and, for the MLP branch, the residual
+ * before the MLP's add at the lookup row (`mid` = resid_pre + attn_out in float32, as the forward adds).
+ */
+async function cleanValues(
+  model: TransformerModel,
+  seqs: Seq[],
+  site: string,
+  plan: ResumePlan | undefined,
+  maxTokens = 4096,
+): Promise<{ clean: Float32Array[]; post?: Float32Array[]; mid?: Float32Array[] }> {
+  const C = model.config.nEmbd;
+  const L = plan?.layer;
+  const capture = [site];
+  if (plan) capture.push(`resid_post.${L}`);
+  if (plan?.branch) capture.push(`resid_pre.${L}`, `attn_out.${L}`);
+  const clean: Float32Array[] = [], post: Float32Array[] = [], mid: Float32Array[] = [];
+  const T0 = Math.max(...seqs.map((s) => s.ids.length));
+  for (const batch of chunkByTokens(seqs, maxTokens, T0)) {
+    const padded = padBatch(batch.map((s) => s.ids));
+    const T = padded[0].length;
+    const { captured } = await model.forward(padded, { hooks: { capture: [...new Set(capture)] } });
+    const at = (name: string, b: number, p: number, n = 1) => {
+      const v = captured.get(name)!, w = v.length / (padded.length * T);
+      return v.slice((b * T + p) * w, (b * T + p + n) * w);
+    };
+    batch.forEach((s, b) => {
+      clean.push(at(site, b, s.lookup));
+      if (!plan) return;
+      post.push(at(`resid_post.${L}`, b, 0, s.ids.length));
+      if (plan.branch) {
+        const pre = at(`resid_pre.${L}`, b, s.lookup), attn = at(`attn_out.${L}`, b, s.lookup);
+        const m = new Float32Array(C);
+        for (let j = 0; j < C; j++) m[j] = pre[j] + attn[j];
+        mid.push(m);
+      }
+    });
+  }
+  return { clean, ...(plan ? { post } : {}), ...(plan?.branch ? { mid } : {}) };
 }

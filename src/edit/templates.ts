@@ -13,9 +13,11 @@
  *   So every template of the second group starts with its seed word.
  *
  * Sampling is seeded (the reference's is not); sample k of a call uses the generator seed `seed·1000 + k`.
+ * All samples of a call decode as one batch per prompt length over a KV cache (src/model/generate_batch.ts),
+ * each with its own generator, so the texts are those of sampling them one by one.
  */
 import type { Tokenizer } from "../io/tokenizer.ts";
-import { generateFast } from "../model/generate_fast.ts";
+import { type BatchSample, generateFastBatch } from "../model/generate_batch.ts";
 import type { TransformerModel } from "../model/transformer.ts";
 
 /** The seed prompts of MEMIT's context templates, in the reference's order. */
@@ -29,18 +31,20 @@ export async function romeContextTemplates(
   seed: number,
 ): Promise<string[][]> {
   const start = tokenizer.eosId !== undefined ? [tokenizer.eosId] : tokenizer.encode("The");
+  const samples: BatchSample[] = [];
+  for (const [len, n] of lengthParams) {
+    for (let i = 0; i < n; i++) {
+      samples.push({ ids: start, maxOutLen: len, seed: seed * 1000 + samples.length });
+    }
+  }
+  const texts = await generateFastBatch(model, tokenizer, samples);
   const groups: string[][] = [["{}"]];
   let k = 0;
-  for (const [len, n] of lengthParams) {
-    const g: string[] = [];
-    for (let i = 0; i < n; i++) {
-      const { text } = await generateFast(model, tokenizer, start, {
-        maxOutLen: len,
-        seed: seed * 1000 + k++,
-      });
-      g.push(`${text.replaceAll("{", "").replaceAll("}", "")}. {}`);
-    }
-    groups.push(g);
+  for (const [, n] of lengthParams) {
+    groups.push(
+      texts.slice(k, k + n).map(({ text }) => `${text.replaceAll("{", "").replaceAll("}", "")}. {}`),
+    );
+    k += n;
   }
   return groups;
 }
@@ -52,21 +56,26 @@ export async function memitContextTemplates(
   lengthParams: [number, number][],
   seed: number,
 ): Promise<string[][]> {
-  const groups: string[][] = [["{}"]];
-  let k = 0;
+  const samples: BatchSample[] = [];
+  const sizes: number[] = [];
   for (const [len, n] of lengthParams) {
-    const g: string[] = [];
+    const before = samples.length;
     for (const word of MEMIT_TEMPLATE_SEEDS) {
       const start = tokenizer.encode(word);
       for (let i = 0; i < Math.floor(n / MEMIT_TEMPLATE_SEEDS.length); i++) {
-        const { text } = await generateFast(model, tokenizer, start, {
-          maxOutLen: len,
-          seed: seed * 1000 + k++,
-        });
-        g.push(`${text.replaceAll("{", " ").replaceAll("}", " ")}. {}`);
+        samples.push({ ids: start, maxOutLen: len, seed: seed * 1000 + samples.length });
       }
     }
-    groups.push(g);
+    sizes.push(samples.length - before);
+  }
+  const texts = await generateFastBatch(model, tokenizer, samples);
+  const groups: string[][] = [["{}"]];
+  let k = 0;
+  for (const n of sizes) {
+    groups.push(
+      texts.slice(k, k + n).map(({ text }) => `${text.replaceAll("{", " ").replaceAll("}", " ")}. {}`),
+    );
+    k += n;
   }
   return groups;
 }

@@ -264,6 +264,34 @@ export async function backwardFromLogitGrads(
   }
 }
 
+/**
+ * {@link backwardFromLogitGrads} with the loss on the GPU: `head` records the kernels that fill dL/dlogits
+ * from the logits of `rows` (distinct flat indices b * T + t, in that order) and returns the tensors to
+ * read back (its loss terms), which come back in the same map as the site gradients: one completion wait
+ * for the whole backward. The logits never reach the host.
+ */
+export async function backwardFromGpuLogitGrads(
+  model: TransformerModel,
+  saved: SavedForward,
+  rows: number[],
+  head: (logits: GpuTensor, dlogits: GpuTensor) => Promise<GpuTensor[]>,
+  opts: BackwardOptions = {},
+): Promise<{ siteGrads: Map<string, Float32Array>; reads: Float32Array[] }> {
+  const R = saved.B * saved.T;
+  if (rows.length === 0) throw new InputError("no logit rows for the loss", { field: "rows" });
+  for (const r of rows) {
+    if (!Number.isInteger(r) || r < 0 || r >= R) {
+      throw new InputError(`logit row ${r} out of range [0, ${R})`, { field: "rows" });
+    }
+  }
+  if (new Set(rows).size !== rows.length) {
+    throw new InputError("GPU logit losses take distinct rows", { field: "rows" });
+  }
+  const reads: Float32Array[] = [];
+  const siteGrads = await backwardCore(model, saved, opts, head, rows, reads);
+  return { siteGrads, reads };
+}
+
 /** Runs forward (saving activations) and {@link backwardFromLogitGrads}. */
 export async function logitLossAndGradients(
   model: TransformerModel,
@@ -288,8 +316,9 @@ async function backwardCore(
   model: TransformerModel,
   saved: SavedForward,
   opts: BackwardOptions,
-  head: (logits: GpuTensor, dlogits: GpuTensor) => Promise<void>,
+  head: (logits: GpuTensor, dlogits: GpuTensor) => Promise<void | GpuTensor[]>,
   headRows?: number[],
+  extraOut?: Float32Array[],
 ): Promise<Map<string, Float32Array>> {
   const gpu = model.gpu;
   const cfg = model.config;
@@ -303,6 +332,11 @@ async function backwardCore(
   const grads = opts.grads;
   const acc = Boolean(opts.accumulate);
   const G = (n: string | undefined) => (grads && n && grads.has(n) ? grads.get(n) : undefined);
+  // Without parameter gradients the pass stops once every wanted site's gradient is taken: the blocks
+  // below it contribute nothing (ROME / MEMIT's δ loops skip every block under the edited one).
+  const remaining = new Set(wantSites);
+  const finished = () => !grads && remaining.size === 0;
+  const startLayer = saved.startLayer ?? 0;
   const tmp: GpuTensor[] = [];
   const mk = (name: string, shape: number[]) => {
     const t = createTensor(gpu, shape, { name });
@@ -317,6 +351,7 @@ async function backwardCore(
       const snap = mk(`grad:${name}`, [R, width]);
       copyTensor(g, snap);
       pending.push([name, snap]);
+      remaining.delete(name);
     }
     for (const [b, t] of saved.patchedRows.get(name) ?? []) {
       copyTensor(zeros, g, width, 0, (b * T + t) * width);
@@ -329,6 +364,7 @@ async function backwardCore(
       const snap = mk(`grad:${name}`, [R, C]);
       copyTensor(dx, snap);
       pending.push([name, snap]);
+      remaining.delete(name);
     }
     if (!rows?.length && !forceCopy) return dx;
     copyTensor(dx, scratch);
@@ -350,7 +386,8 @@ async function backwardCore(
   const logits = mk("logits", [n, V]);
   await matmul(gpu, hin, head_, logits, { M: n, N: V, K: C, transB: true, bias: model.headBias() });
   const dlogits = mk("dlogits", [n, V]);
-  await head(logits, dlogits);
+  // A GPU head may name tensors to read back with the site gradients (its loss: still one map).
+  const extra = (await head(logits, dlogits)) ?? [];
   const dHead = G(headName);
   if (dHead) await matmul(gpu, dlogits, hin, dHead, { M: V, N: C, K: n, transA: true, accumulate: acc });
   const dHeadBias = G(model.spec.headBias);
@@ -392,16 +429,30 @@ async function backwardCore(
   const dln2 = cfg.parallelResidual === "two_norms" ? mk("d_ln_2", [R, C]) : dln;
   const lg = (p: GpuLinear) => ({ dw: G(p.wName), db: G(p.bName) });
   const parallel = cfg.parallelResidual !== "none";
-  for (let l = L - 1; l >= 0; l--) {
+  let stopped = finished();
+  for (let l = L - 1; l >= 0 && !stopped; l--) {
     const g = model.layers[l];
     const a = saved.layers[l];
     site(`resid_post.${l}`, dx, C);
+    if ((stopped = finished())) break;
     // Branch gradients are taken before dx changes (in parallel blocks both read d resid_post).
     const dmlp = branch(`mlp_out.${l}`, dx, dmlpScratch, parallel);
     const dattnParallel = parallel ? branch(`attn_out.${l}`, dx, dattnScratch, true) : undefined;
+    if ((stopped = finished())) break;
+    // A forward resumed at block S saved nothing below it: only block S-1's output (and its additive
+    // branches, whose gradient is the output's) can be differentiated there.
+    if (l < startLayer) {
+      throw new InputError(
+        `the forward resumed at block ${startLayer}: no gradients below it (parameters, or sites under block ${
+          startLayer - 1
+        }'s output)`,
+        { field: "resume" },
+      );
+    }
     // MLP branch: down projection, activation, up (and gate) projections into the MLP input's gradient.
     await linearBackward(gpu, a.act, dmlp, g.down, dact, lg(g.down), R, { accumulateParams: acc });
     site(`mlp_post.${l}`, dact, I);
+    if ((stopped = finished())) break;
     await mlpActBackward(gpu, cfg.activation, a.fc, a.gate, dact, dfc, dgate);
     const mlpIn = cfg.parallelResidual === "one_norm" ? a.ln1 : a.ln2!;
     const dMlpIn = cfg.parallelResidual === "two_norms" ? dln2 : dln;
@@ -433,8 +484,10 @@ async function backwardCore(
       dattn = branch(`attn_out.${l}`, dx, dattnScratch);
     } else dattn = dattnParallel!;
     // Attention branch: output projection, attention core, fused q/k/v projection.
+    if ((stopped = finished())) break;
     await linearBackward(gpu, a.att, dattn, g.o, datt, lg(g.o), R, { accumulateParams: acc });
     site(`head_out.${l}`, datt, nHead * D);
+    if ((stopped = finished())) break;
     const core: AttentionCore = {
       B,
       T,
@@ -493,11 +546,12 @@ async function backwardCore(
       },
     );
     site(`resid_pre.${l}`, dx, C);
+    stopped = finished();
   }
-  site("embed", dx, C);
+  if (!stopped) site("embed", dx, C);
   const spec = model.spec;
   const dEmbed = G(spec.embed), dPos = G(spec.positions);
-  if (dEmbed || dPos) {
+  if (!stopped && (dEmbed || dPos)) {
     // The tied head already wrote the embedding's gradient: the embedding's part is added to it.
     await embeddingBackward(gpu, dx, saved.ids, saved.positions, dEmbed, dPos, {
       T: R,
@@ -508,8 +562,9 @@ async function backwardCore(
   }
   try {
     // Every site's gradient in one map (one completion wait).
-    const grads = await readTensors(pending.map(([, t]) => t));
+    const grads = await readTensors([...pending.map(([, t]) => t), ...extra]);
     pending.forEach(([name], i) => siteGrads.set(name, grads[i]));
+    extraOut?.push(...grads.slice(pending.length));
   } finally {
     for (const t of tmp) t.destroy();
   }

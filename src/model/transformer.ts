@@ -75,6 +75,19 @@ export interface ForwardOptions {
    * by the re-run that locates the first non-finite site).
    */
   allowNonFinite?: boolean;
+  /**
+   * Start at block `layer` from the residual `x` [B·T·C] entering it (blocks below are not run, their
+   * hooks never fire and, for a backward, their activations are not saved: only gradients at or above the
+   * block can be taken). For loops that re-run a batch whose lower blocks do not change (ROME / MEMIT's δ
+   * optimisation). `layer` may be nLayer (x is then the final norm's input).
+   */
+  resume?: { layer: number; x: Float32Array };
+  /**
+   * Skip the last positions' log-probabilities and their readback (`logprobs` is then empty and nothing
+   * is checked for non-finite values): for a forward that only saves activations for a backward whose
+   * loss reads its own logits.
+   */
+  noReadback?: boolean;
 }
 
 /** Activations of one block. In inference all layers share one set; for backward each layer keeps its own. */
@@ -135,6 +148,8 @@ export interface SavedForward {
   rope: GpuRope | undefined;
   /** Rows of each site that a patch overwrote (their upstream gradient is cut). */
   patchedRows: Map<string, Array<[number, number]>>;
+  /** The first block that ran ({@link ForwardOptions.resume}; 0 otherwise): blocks below saved nothing. */
+  startLayer?: number;
   /** Frees the saved activations. */
   destroy(): void;
 }
@@ -599,6 +614,23 @@ export class TransformerModel {
     }
     const capture = new Set(hooks.capture ?? []);
     for (const s of capture) siteWidth(cfg, s);
+    if (opts.noReadback && opts.allLogits) {
+      throw new InputError("allLogits needs the readback that noReadback skips", { field: "allLogits" });
+    }
+    const startLayer = opts.resume?.layer ?? 0;
+    if (opts.resume) {
+      const { layer, x } = opts.resume;
+      if (!Number.isInteger(layer) || layer < 0 || layer > L || kv) {
+        throw new InputError(`resume layer ${layer} outside [0, ${L}] (or with a kv cache)`, {
+          field: "resume",
+        });
+      }
+      if (x.length !== R * C) {
+        throw new ShapeError(`resume residual has ${x.length} values, expected ${R * C}`, {
+          field: "resume",
+        });
+      }
+    }
     if (kv && [...capture].some((n) => n.startsWith("attn_pattern."))) {
       throw new InputError("attn_pattern sites are not captured by a cached forward; use forward", {
         field: "capture",
@@ -721,20 +753,24 @@ export class TransformerModel {
         : undefined;
     // In save mode each stream tensor is distinct, so the residual is carried by copies.
     const x0 = save ? layers[0]?.xIn ?? xFinal : xFinal;
-    await embedding(
-      gpu,
-      idsT,
-      this.w.get(spec.embed)!,
-      spec.positions ? this.w.get(spec.positions) : undefined,
-      x0,
-      {
-        T: R,
-        C,
-        positions: posT,
-      },
-    );
-    await site("embed", x0);
-    for (let l = 0; l < L; l++) {
+    if (opts.resume) {
+      writeTensor(save ? layers[startLayer]?.xIn ?? xFinal : xFinal, opts.resume.x);
+    } else {
+      await embedding(
+        gpu,
+        idsT,
+        this.w.get(spec.embed)!,
+        spec.positions ? this.w.get(spec.positions) : undefined,
+        x0,
+        {
+          T: R,
+          C,
+          positions: posT,
+        },
+      );
+      await site("embed", x0);
+    }
+    for (let l = startLayer; l < L; l++) {
       const g = this.layers[l];
       const a = layers[l];
       const out = save ? (l + 1 < L ? layers[l + 1].xIn : xFinal) : a.xIn;
@@ -784,6 +820,35 @@ export class TransformerModel {
     const finalNorm = this.finalNorm();
     await normForward(gpu, finalNorm, xFinal, lnf, lnfStats, R, C);
     await site("ln_f", lnf);
+    const savedForward = (): SavedForward => ({
+      B,
+      T,
+      ids,
+      positions: pos,
+      layers,
+      xFinal,
+      lnf,
+      lnfStats,
+      rope,
+      patchedRows,
+      startLayer,
+      destroy: freeSaved,
+    });
+    if (opts.noReadback) {
+      // Only captured sites come back (one map when there are any).
+      let snapData: Float32Array[] = [];
+      try {
+        if (pendingCaptures.length) snapData = await readTensors(pendingCaptures.map(([, t]) => t));
+      } catch (e) {
+        if (save) freeSaved();
+        throw e;
+      } finally {
+        for (const [, t] of pendingCaptures) t.destroy();
+      }
+      pendingCaptures.forEach(([name], i) => captured.set(name, snapData[i]));
+      const result = { logprobs: [], captured };
+      return save ? { result, saved: savedForward() } : { result };
+    }
 
     const head = this.lmHead();
     const headBias = this.headBias();
@@ -837,20 +902,7 @@ export class TransformerModel {
     for (let b = 0; b < B; b++) logprobs.push(flat.slice(b * V, (b + 1) * V));
     const result = { logprobs, captured, logits };
     if (!save) return { result };
-    const saved: SavedForward = {
-      B,
-      T,
-      ids,
-      positions: pos,
-      layers,
-      xFinal,
-      lnf,
-      lnfStats,
-      rope,
-      patchedRows,
-      destroy: freeSaved,
-    };
-    return { result, saved };
+    return { result, saved: savedForward() };
   }
 
   /**
