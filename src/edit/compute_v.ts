@@ -367,8 +367,8 @@ async function cleanValues(
     const T = padded[0].length;
     const { captured } = await model.forward(padded, { hooks: { capture: [...new Set(capture)] } });
     const at = (name: string, b: number, p: number, n = 1) => {
-      const v = captured.get(name)!, w = v.length / (padded.length * T);
-      return v.slice((b * T + p) * w, (b * T + p + n) * w);
+      const v = captured.get(name)!, w = v.shape[2];
+      return v.data.slice((b * T + p) * w, (b * T + p + n) * w);
     };
     batch.forEach((s, b) => {
       clean.push(at(site, b, s.lookup));

@@ -845,7 +845,12 @@ export class TransformerModel {
       } finally {
         for (const [, t] of pendingCaptures) t.destroy();
       }
-      pendingCaptures.forEach(([name], i) => captured.set(name, snapData[i]));
+      pendingCaptures.forEach(([name], i) => {
+        const shape = name.startsWith("attn_pattern.")
+          ? [B, cfg.nHead, T, T]
+          : [B, T, snapData[i].length / (B * T)];
+        captured.set(name, { data: snapData[i], shape });
+      });
       const result = { logprobs: [], captured };
       return save ? { result, saved: savedForward() } : { result };
     }
