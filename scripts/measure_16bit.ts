@@ -10,7 +10,7 @@
  */
 import { getGpu } from "../src/gpu/device.ts";
 import { matmul } from "../src/gpu/matmul.ts";
-import { createTensor, GpuTensor, readTensorBits16 } from "../src/gpu/tensor.ts";
+import { createTensor, type GpuTensor, readTensorBits16 } from "../src/gpu/tensor.ts";
 import { applyComputed } from "../src/edit/apply.ts";
 import { getEditor } from "../src/edit/editors.ts";
 import { saveHFModel } from "../src/io/hf_model.ts";
