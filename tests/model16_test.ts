@@ -270,3 +270,30 @@ Deno.test("ROME on a BF16 Llama kept in 16 bits: same edit as f32 storage, saved
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("F16 storage: a value beyond the F16 range is refused, nothing set; f32 storage takes it", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "engram_model16_" });
+  try {
+    await writeTinyCheckpoint(dir, { family: "gpt_neox", dtype: "F16", overrides: CASES[1].overrides });
+    const lm = await loadModel(dir), m = lm.model;
+    const name = m.spec.layer(m.config, 1).down.weight;
+    const before = Float32Array.from(m.weights.get(name)!.data);
+    const bits = await readTensorBits16(gpuTensor(m, name));
+    const big = Float32Array.from(before);
+    big[3] = 70000;
+    assert.throws(() => m.setWeight(name, big), (e) => e instanceof InputError && e.field === name);
+    assert.deepEqual(m.weights.get(name)!.data, before, "host unchanged");
+    assert.deepEqual(await readTensorBits16(gpuTensor(m, name)), bits, "GPU unchanged");
+    big[3] = 65519; // rounds to 65504, the largest F16
+    m.setWeight(name, big);
+    assert.equal(m.weights.get(name)!.data[3], 65504);
+    m.destroy();
+    const lm32 = await loadModel(dir, { weightDtype: "f32" });
+    big[3] = 70000;
+    lm32.model.setWeight(name, big);
+    assert.equal(lm32.model.weights.get(name)!.data[3], 70000);
+    lm32.model.destroy();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

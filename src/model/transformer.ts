@@ -421,8 +421,9 @@ export class TransformerModel {
    * reverts change a weight (src/edit/apply.ts), so the host and GPU copies never differ. A weight kept
    * in 16 bits on the GPU ({@link weightStorage}) is set to `data` rounded to its dtype (nearest, ties to
    * even; src/io/safetensors.ts `roundToDtype`) on the host too, and its GPU tensor re-encoded: the host
-   * copy is what the GPU computes with, a 16-bit original written back is restored bit for bit, and a
-   * value too large for F16 becomes ±infinity (the CLI refuses such an edit before setting it).
+   * copy is what the GPU computes with, and a 16-bit original written back is restored bit for bit. A
+   * finite value that the dtype would hold as ±infinity (F16 beyond 65504) is an {@link InputError} naming
+   * the weight, before anything is set.
    */
   setWeight(name: string, data: Float32Array): void {
     const t = this.weights.get(name);
@@ -433,7 +434,20 @@ export class TransformerModel {
     }
     const g = this.w.get(r.gpuName)!;
     if (isPacked16(g.dtype)) {
-      t.data.set(roundToDtype(data, FILE_DTYPE[g.dtype]));
+      const rounded = roundToDtype(data, FILE_DTYPE[g.dtype]);
+      let overflow = 0;
+      for (let i = 0; i < data.length; i++) {
+        if (Number.isFinite(data[i]) && !Number.isFinite(rounded[i])) overflow++;
+      }
+      if (overflow > 0) {
+        // Infinite weights make every later forward NaN: refuse before changing anything.
+        throw new InputError(
+          `${overflow} value(s) beyond the ${g.dtype} range, which the weight's 16-bit storage would hold as ` +
+            `infinity; nothing set (load with weightDtype "f32"; engram edit: --save-f32)`,
+          { field: name },
+        );
+      }
+      t.data.set(rounded);
       // Packed words may straddle the parts of a fused tensor: the whole tensor is encoded again.
       writeTensor(g, this.encode16(this.hostData(r.gpuName), g.dtype));
       return;
