@@ -4,9 +4,10 @@
  * vs f32, predict vs the float64 twin on the decoded weights, a ROME edit, save BF16, revert bit-exact;
  * then the packed-B matmul's speed against the f32 one on the model's shapes.
  *
- *   deno run -A scripts/measure_16bit.ts [--quick] [--keep DIR]
+ *   deno run -A scripts/measure_16bit.ts [--quick] [--matmul-only] [--keep DIR]
  *
- * `--quick`: a 4-layer model of ~20M parameters. Prints one JSON object of the numbers.
+ * `--quick`: a 4-layer model of ~30M parameters; `--matmul-only`: only the matmul speeds. Prints one JSON
+ * object of the numbers, progress on stderr.
  */
 import { getGpu } from "../src/gpu/device.ts";
 import { matmul } from "../src/gpu/matmul.ts";
@@ -24,6 +25,7 @@ import { saveModel } from "../src/model/save.ts";
 import { transformerForwardRef } from "../src/reference/transformer.ts";
 
 const quick = Deno.args.includes("--quick");
+const matmulOnly = Deno.args.includes("--matmul-only");
 const keepAt = Deno.args.indexOf("--keep");
 const V = 24000, C = 512, I = 1408, L = quick ? 4 : 8;
 const cfg: ModelConfig = {
@@ -70,10 +72,21 @@ let seed = 12345;
 const rnd = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
 const words = (n: number) => Array.from({ length: n }, () => `w${1 + Math.floor(rnd() * 2000)}`).join(" ");
 const ms = (t0: number) => Math.round(performance.now() - t0);
+const T0 = performance.now();
+const step = (what: string) => console.error(`[${((performance.now() - T0) / 1000).toFixed(0)} s] ${what}`);
 const out: Record<string, unknown> = { layers: L, width: C, inner: I, vocab: V };
 const dir = keepAt >= 0 ? Deno.args[keepAt + 1] : await Deno.makeTempDir({ prefix: "engram_16bit_" });
 
 try {
+  if (!matmulOnly) await modelChecks();
+  await matmulSpeed();
+  console.log(JSON.stringify(out, null, 1));
+} finally {
+  if (keepAt < 0) await Deno.remove(dir, { recursive: true });
+}
+
+/** Write, load, predict, ROME, save, revert (the numbers go into `out`). */
+async function modelChecks(): Promise<void> {
   let t0 = performance.now();
   const weights = randomWeights(cfg, 7, { std: 0.02, untiedHead: true });
   const params = [...weights.values()].reduce((a, t) => a + t.data.length, 0);
@@ -82,7 +95,7 @@ try {
   out.parameters = params;
   out.write_ms = ms(t0);
 
-  const gpu = await getGpu();
+  step(`wrote ${params} parameters`);
   t0 = performance.now();
   const lm = await loadModel(`${dir}/src`);
   out.load_ms = ms(t0);
@@ -97,6 +110,7 @@ try {
   out.load_f32_ms = ms(t0);
   out.gpu_weight_bytes_f32 = lm32.model.weightBytes();
 
+  step("loaded twice");
   // Predict vs the float64 twin on the decoded weights (the host copy).
   const tok = wordTokenizer(V);
   const ids = tok.encode(words(12));
@@ -127,6 +141,7 @@ try {
   out.logprob_max_abs_err_f32 = e32;
   lm32.model.destroy();
 
+  step("predicted");
   // ROME at the middle layer, key statistics from a small random corpus.
   const corpus = `${dir}/corpus.txt`;
   await Deno.writeTextFile(
@@ -146,7 +161,9 @@ try {
     layers: [layer],
     statsCorpus: corpus,
     statsDir: `${dir}/stats`,
-    hparams: { mom2_n_samples: 200, v_num_grad_steps: 10, context_template_length_params: [[5, 2]] },
+    // Small settings: the point is the 16-bit path, not the edit's quality (llvmpipe, shared cores).
+    hparams: { mom2_n_samples: 40, v_num_grad_steps: 5, context_template_length_params: [[5, 1]] },
+    onWarning: (w) => step(`warning: ${w}`),
   });
   out.rome_ms = ms(t0);
   out.rome_storage_after = m.weightStorage(name);
@@ -158,6 +175,7 @@ try {
   out.rome_gpu_equals_host = gpuBits.every((x, i) => x === hostBits[i]);
   out.rome_values_changed = gpuBits.filter((x, i) => x !== before[i]).length;
   out.rome_values = gpuBits.length;
+  step("edited");
   t0 = performance.now();
   await saveModel(`${dir}/edited`, lm);
   out.save_ms = ms(t0);
@@ -176,6 +194,12 @@ try {
   });
   m.destroy();
 
+  step("saved and reverted");
+}
+
+/** Packed-B matmul vs f32 on the model's products, into `out.matmul_speed`. */
+async function matmulSpeed(): Promise<void> {
+  const gpu = await getGpu();
   // Packed-B matmul vs f32 on the model's products (M = 32 rows): y = x Wᵀ and dX = dY W.
   const speed: Record<string, unknown>[] = [];
   for (const [N, K, transB] of [[I, C, true], [C, I, true], [C, I, false], [V, C, true]] as const) {
@@ -209,7 +233,4 @@ try {
     for (const t of [x, b32, b16, o]) t.destroy();
   }
   out.matmul_speed = speed;
-  console.log(JSON.stringify(out, null, 1));
-} finally {
-  if (keepAt < 0) await Deno.remove(dir, { recursive: true });
 }
