@@ -73,7 +73,9 @@ const rnd = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 3
 const words = (n: number) => Array.from({ length: n }, () => `w${1 + Math.floor(rnd() * 2000)}`).join(" ");
 const ms = (t0: number) => Math.round(performance.now() - t0);
 const T0 = performance.now();
-const step = (what: string) => console.error(`[${((performance.now() - T0) / 1000).toFixed(0)} s] ${what}`);
+// Progress, with the numbers so far (a run cut short still leaves them).
+const step = (what: string) =>
+  console.error(`[${((performance.now() - T0) / 1000).toFixed(0)} s] ${what} ${JSON.stringify(out)}`);
 const out: Record<string, unknown> = { layers: L, width: C, inner: I, vocab: V };
 const dir = keepAt >= 0 ? Deno.args[keepAt + 1] : await Deno.makeTempDir({ prefix: "engram_16bit_" });
 
