@@ -4,15 +4,16 @@
  * vs f32, predict vs the float64 twin on the decoded weights, a ROME edit, save BF16, revert bit-exact;
  * then the packed-B matmul's speed against the f32 one on the model's shapes.
  *
- *   deno run -A scripts/measure_16bit.ts [--quick] [--matmul-only] [--keep DIR]
+ *   deno run -A scripts/measure_16bit.ts [--quick] [--matmul-only] [--no-rome] [--keep DIR]
  *
- * `--quick`: a 4-layer model of ~30M parameters; `--matmul-only`: only the matmul speeds. Prints one JSON
+ * `--quick`: a 4-layer model of ~30M parameters; `--matmul-only`: only the matmul speeds; `--no-rome`: a
+ * random rank-one delta instead of ROME (same apply / save / revert path, without ROME's host work). Prints one JSON
  * object of the numbers, progress on stderr.
  */
 import { getGpu } from "../src/gpu/device.ts";
 import { matmul } from "../src/gpu/matmul.ts";
 import { createTensor, type GpuTensor, readTensorBits16 } from "../src/gpu/tensor.ts";
-import { applyComputed } from "../src/edit/apply.ts";
+import { applyComputed, type EditDeltas } from "../src/edit/apply.ts";
 import { getEditor } from "../src/edit/editors.ts";
 import { saveHFModel } from "../src/io/hf_model.ts";
 import { encodeFloats, readSafetensors, roundToDtype, type WeightDtype } from "../src/io/safetensors.ts";
@@ -26,6 +27,8 @@ import { transformerForwardRef } from "../src/reference/transformer.ts";
 
 const quick = Deno.args.includes("--quick");
 const matmulOnly = Deno.args.includes("--matmul-only");
+const noRome = Deno.args.includes("--no-rome");
+let name16 = "";
 const keepAt = Deno.args.indexOf("--keep");
 const V = 24000, C = 512, I = 1408, L = quick ? 4 : 8;
 const cfg: ModelConfig = {
@@ -85,6 +88,23 @@ try {
   console.log(JSON.stringify(out, null, 1));
 } finally {
   if (keepAt < 0) await Deno.remove(dir, { recursive: true });
+}
+
+/** A rank-one delta u vᵀ on a [rows, cols] weight, as an editor's result (for --no-rome). */
+function rankOneDelta(shape: readonly number[]): EditDeltas {
+  const [rows, cols] = shape;
+  const u = Float32Array.from({ length: rows }, () => rnd() - 0.5);
+  const v = Float32Array.from({ length: cols }, () => (rnd() - 0.5) * 0.05);
+  const d = new Float32Array(rows * cols);
+  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) d[i * cols + j] = u[i] * v[j];
+  return {
+    method: "rank-one",
+    deltas: new Map([[name16, { shape: [rows, cols], data: d }]]),
+    tensors: new Map(),
+    hparams: {},
+    info: {},
+    warnings: [],
+  };
 }
 
 /** Write, load, predict, ROME, save, revert (the numbers go into `out`). */
@@ -152,21 +172,26 @@ async function modelChecks(): Promise<void> {
   );
   const layer = Math.floor(L / 2);
   const name = m.spec.layer(m.config, layer).down.weight;
+  name16 = name;
   const gpuW = (m as unknown as { w: Map<string, GpuTensor> }).w.get(name)!;
   const before = await readTensorBits16(gpuW);
   t0 = performance.now();
-  const computed = await getEditor("rome")(m, tok, [{
-    prompt: `${words(3)} {} ${words(2)}`,
-    subject: words(2),
-    target_new: words(1),
-  }], {
-    layers: [layer],
-    statsCorpus: corpus,
-    statsDir: `${dir}/stats`,
-    // Small settings: the point is the 16-bit path, not the edit's quality (llvmpipe, shared cores).
-    hparams: { mom2_n_samples: 40, v_num_grad_steps: 5, context_template_length_params: [[5, 1]] },
-    onWarning: (w) => step(`warning: ${w}`),
-  });
+  // --no-rome: a random rank-one delta through the same apply path (ROME's host work dominates on llvmpipe).
+  const computed: EditDeltas = noRome
+    ? rankOneDelta(m.weights.get(name)!.shape)
+    : await getEditor("rome")(m, tok, [{
+      prompt: `${words(3)} {} ${words(2)}`,
+      subject: words(2),
+      target_new: words(1),
+    }], {
+      layers: [layer],
+      statsCorpus: corpus,
+      statsDir: `${dir}/stats`,
+      // Small settings: the point is the 16-bit path, not the edit's quality (llvmpipe, shared cores).
+      hparams: { mom2_n_samples: 40, v_num_grad_steps: 5, context_template_length_params: [[5, 1]] },
+      onWarning: (w) => step(`warning: ${w}`),
+    });
+  out.edit = noRome ? "random rank-one delta (--no-rome)" : "ROME";
   out.rome_ms = ms(t0);
   out.rome_storage_after = m.weightStorage(name);
   const edit = applyComputed(m, computed);
