@@ -198,7 +198,8 @@ async function modelChecks(): Promise<void> {
   const host = m.weights.get(name)!.data;
   const hostBits = new Uint16Array(encodeFloats(host, "BF16").buffer);
   const gpuBits = await readTensorBits16(gpuW);
-  out.rome_host_is_bf16 = host.every((x, i) => Object.is(x, roundToDtype(host, "BF16")[i]));
+  const rounded = roundToDtype(host, "BF16");
+  out.rome_host_is_bf16 = host.every((x, i) => Object.is(x, rounded[i]));
   out.rome_gpu_equals_host = gpuBits.every((x, i) => x === hostBits[i]);
   out.rome_values_changed = gpuBits.filter((x, i) => x !== before[i]).length;
   out.rome_values = gpuBits.length;
