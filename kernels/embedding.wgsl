@@ -9,7 +9,7 @@
 //   ids       [T]      u32 token ids, validated on the host; clamped here to V - 1 so a bad id can
 //                      never read out of bounds (it yields the last row instead)
 //   positions [T]      u32 positions (entry `embedding_pos` only), clamped to P - 1 likewise
-//   wte       [V, C]   f32 token embeddings; bound as rows v0..v1-1 only (a window of a table larger
+//   wte       [V, C]   token embeddings, f32 or packed bf16/f16 (W16, lib/unpack16.wgsl); bound as rows v0..v1-1 only (a window of a table larger
 //                      than one storage binding): row v0 starts at element wteBase of the binding, and
 //                      a dispatch writes only the tokens whose id falls in [v0, v1). The launcher
 //                      covers 0..V-1 with consecutive chunks, so every output element is written once.
@@ -19,7 +19,7 @@
 // Bindings (group 0):
 //   0 uniform Params { T, C, V, P, positionOffset, v0, v1, wteBase: u32 }
 //   1 storage read   ids: array<u32>
-//   2 storage read   wte: array<f32>
+//   2 storage read   wte: array<u32>   (f32 bits or packed 16-bit pairs)
 //   3 storage read   wpe: array<f32>
 //   4 storage rw     out: array<f32>
 //   5 storage read   positions: array<u32>   (entry `embedding_pos` only)
@@ -40,13 +40,17 @@ struct Params {
   wteBase: u32,
 }
 
+//#include "lib/unpack16.wgsl"
+
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> ids: array<u32>;
-@group(0) @binding(2) var<storage, read> wte: array<f32>;
+@group(0) @binding(2) var<storage, read> wte: array<u32>;
 @group(0) @binding(3) var<storage, read> wpe: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 @group(0) @binding(5) var<storage, read> positions: array<u32>;
 @group(0) @binding(3) var<storage, read_write> outTokens: array<f32>;
+
+fn wteAt(i: u32) -> f32 { return w16Elem(wte[w16Word(i)], i); }
 
 @compute @workgroup_size(256)
 fn embedding(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -57,7 +61,7 @@ fn embedding(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
   let id = min(ids[t], p.V - 1u);
   if (id < p.v0 || id >= p.v1) { return; }
   let pos = min(p.positionOffset + t, p.P - 1u);
-  out[i] = wte[(id - p.v0) * p.C + p.wteBase + c] + wpe[pos * p.C + c];
+  out[i] = wteAt((id - p.v0) * p.C + p.wteBase + c) + wpe[pos * p.C + c];
 }
 
 @compute @workgroup_size(256)
@@ -69,7 +73,7 @@ fn embedding_pos(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
   let id = min(ids[t], p.V - 1u);
   if (id < p.v0 || id >= p.v1) { return; }
   let pos = min(positions[t], p.P - 1u);
-  out[i] = wte[(id - p.v0) * p.C + p.wteBase + c] + wpe[pos * p.C + c];
+  out[i] = wteAt((id - p.v0) * p.C + p.wteBase + c) + wpe[pos * p.C + c];
 }
 
 @compute @workgroup_size(256)
@@ -80,5 +84,5 @@ fn embedding_tokens(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
   let c = i % p.C;
   let id = min(ids[t], p.V - 1u);
   if (id < p.v0 || id >= p.v1) { return; }
-  outTokens[i] = wte[(id - p.v0) * p.C + p.wteBase + c];
+  outTokens[i] = wteAt((id - p.v0) * p.C + p.wteBase + c);
 }

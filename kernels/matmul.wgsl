@@ -8,10 +8,11 @@
 // Bindings (group 0):
 //   0 uniform Params (below)
 //   1 storage read   a:    array<vec4<f32>>  op(A) is [M,K]: A stored [M,K], or [K,M] when TRANS_A
-//   2 storage read   b:    array<vec4<f32>>  op(B) is [K,N]: B stored [K,N], or [N,K] when TRANS_B
+//   2 storage read   b:    array<vec4<u32>>  op(B) is [K,N]: B stored [K,N], or [N,K] when TRANS_B;
+//                                            f32 bits, or packed bf16/f16 pairs (W16, lib/unpack16.wgsl)
 //   3 storage read   bias: array<vec4<f32>>  [N], read only when HAS_BIAS (else any read-only buffer)
 //   4 storage rw     out:  array<f32>        [M,N] per batch, row-major
-//   All are row-major f32; batch z starts at z*stride_* elements. A and B are declared as vec4 arrays
+//   All are row-major f32 (B possibly 16-bit, decoded to f32); batch z starts at z*stride_* elements. A and B are declared as vec4 arrays
 //   (createTensor pads every buffer to 16 bytes) so one declaration serves both the vec4 fast path and
 //   scalar loads (`a[i >> 2][i & 3]`), and no load ever reaches past the tensor's padded size.
 // Overrides: TRANS_A, TRANS_B pick the layout; VEC_A / VEC_B allow vec4 loads along the contiguous
@@ -28,6 +29,7 @@
 //   exactly the dense kernel.
 
 //#include "lib/matmul_layout.wgsl"
+//#include "lib/unpack16.wgsl"
 
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
@@ -41,12 +43,14 @@ override WG_Y: u32 = 4u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> b: array<vec4<u32>>;
 @group(0) @binding(3) var<storage, read> bias: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
 fn a1(i: u32) -> f32 { return a[i >> 2u][i & 3u]; }
-fn b1(i: u32) -> f32 { return b[i >> 2u][i & 3u]; }
+fn b1(i: u32) -> f32 { return w16ElemG(b[w16Group(i)], i); }
+// Elements 4q..4q+3 of B (VEC_B paths).
+fn bq(q: u32) -> vec4<f32> { return w16Vec4(b[w16Quad(q)], q); }
 fn a4(i: u32) -> vec4<f32> { return vec4<f32>(a1(i), a1(i + 1u), a1(i + 2u), a1(i + 3u)); }
 fn b4(i: u32) -> vec4<f32> { return vec4<f32>(b1(i), b1(i + 1u), b1(i + 2u), b1(i + 3u)); }
 
@@ -118,7 +122,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
       // B stored [N,K]: 4 consecutive k of one column n_j are contiguous.
       var bt: mat4x4<f32>;
       if (VEC_B) {
-        bt = mat4x4<f32>(b[(rb.x + k) >> 2u], b[(rb.y + k) >> 2u], b[(rb.z + k) >> 2u], b[(rb.w + k) >> 2u]);
+        bt = mat4x4<f32>(bq((rb.x + k) >> 2u), bq((rb.y + k) >> 2u), bq((rb.z + k) >> 2u), bq((rb.w + k) >> 2u));
       } else {
         bt = mat4x4<f32>(b4(rb.x + k), b4(rb.y + k), b4(rb.z + k), b4(rb.w + k));
       }
@@ -127,7 +131,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
       if (VEC_B) {
         let q = (base_b + k * ldb + n0) >> 2u;
         let s = ldb >> 2u;
-        bm = mat4x4<f32>(b[q], b[q + s], b[q + 2u * s], b[q + 3u * s]);
+        bm = mat4x4<f32>(bq(q), bq(q + s), bq(q + 2u * s), bq(q + 3u * s));
       } else {
         let o = k * ldb;
         bm = mat4x4<f32>(

@@ -14,7 +14,8 @@
 // Bindings (group 0), all row-major f32, batch z at z*stride_* elements:
 //   0 uniform Params (the same struct as matmul.wgsl)
 //   1 storage read   a:    array<f32>  op(A) is [M,K]: A stored [M,K], or [K,M] when TRANS_A
-//   2 storage read   b:    array<f32>  op(B) is [K,N]: B stored [K,N], or [N,K] when TRANS_B
+//   2 storage read   b:    array<u32>  op(B) is [K,N]: B stored [K,N], or [N,K] when TRANS_B; f32 bits
+//                                      or packed bf16/f16 pairs (W16, lib/unpack16.wgsl)
 //   3 storage read   bias: array<f32>  [N], read only when HAS_BIAS (else any read-only buffer)
 //   4 storage rw     out:  array<f32>  [M,N] per batch
 // Overrides: TRANS_A, TRANS_B, HAS_BIAS, ACCUMULATE, STRIDED (as matmul.wgsl: leading dimensions and
@@ -24,6 +25,7 @@
 //   several dispatches whose workgroup offsets arrive in tile_x0, tile_y0, z0.
 
 //#include "lib/matmul_layout.wgsl"
+//#include "lib/unpack16.wgsl"
 
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
@@ -36,7 +38,9 @@ override CN: u32 = 1u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<u32>;
+
+fn b1(i: u32) -> f32 { return w16Elem(b[w16Word(i)], i); }
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
@@ -99,22 +103,21 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   for (var k = 0u; k < K; k++) {
     let oa = k * sa;
     let ob = k * sb;
-    let b0 = b[rb0 + ob];
+    let b0 = b1(rb0 + ob);
     let a0 = vec4<f32>(a[ra[0] + oa], a[ra[1] + oa], a[ra[2] + oa], a[ra[3] + oa]);
     c00 += a0 * b0;
     if (CN > 1u) {
-      let b1 = b[rb1 + ob];
-      c01 += a0 * b1;
+      c01 += a0 * b1(rb1 + ob);
     }
     if (RV > 1u) {
       let a1 = vec4<f32>(a[ra[4] + oa], a[ra[5] + oa], a[ra[6] + oa], a[ra[7] + oa]);
       c10 += a1 * b0;
-      if (CN > 1u) { c11 += a1 * b[rb1 + ob]; }
+      if (CN > 1u) { c11 += a1 * b1(rb1 + ob); }
     }
     if (RV > 2u) {
       let a2 = vec4<f32>(a[ra[8] + oa], a[ra[9] + oa], a[ra[10] + oa], a[ra[11] + oa]);
       c20 += a2 * b0;
-      if (CN > 1u) { c21 += a2 * b[rb1 + ob]; }
+      if (CN > 1u) { c21 += a2 * b1(rb1 + ob); }
     }
   }
 

@@ -8,7 +8,8 @@
 // quarters them. The extra accumulators spill on AVX2, but spills are plain aligned vector moves, far
 // cheaper than the per-lane loads they save.
 //
-// Bindings (group 0): as kernels/matmul.wgsl (a, b, bias as array<vec4<f32>>; out array<f32>).
+// Bindings (group 0): as kernels/matmul.wgsl (a, bias as array<vec4<f32>>; b array<vec4<u32>>, f32 bits or
+//   packed bf16/f16 pairs by W16; out array<f32>).
 // Preconditions (the launcher checks them, else it uses matmul.wgsl): K % 4 == 0; the contiguous
 //   dimension of A (K, or M when TRANS_A) and of B (N, or K when TRANS_B) % 4 == 0; every batch or window
 //   base % 4 == 0; M >= 4 when TRANS_A, N >= 4 unless TRANS_B. Rows / columns past the edge are clamped
@@ -18,6 +19,7 @@
 // Dispatch: [ceil(N/(4*RN*WG_X)), ceil(M/(4*RM*WG_Y)), batches], workgroup offsets in tile_x0/y0, z0.
 
 //#include "lib/matmul_layout.wgsl"
+//#include "lib/unpack16.wgsl"
 
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
@@ -31,7 +33,7 @@ override WG_Y: u32 = 4u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> b: array<vec4<u32>>;
 @group(0) @binding(3) var<storage, read> bias: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
@@ -39,6 +41,9 @@ var<private> lda: u32;
 var<private> ldb: u32;
 var<private> base_a: u32;
 var<private> base_b: u32;
+
+// Elements 4q..4q+3 of B.
+fn bq(q: u32) -> vec4<f32> { return w16Vec4(b[w16Quad(q)], q); }
 
 // Columns of the result: A rows m..m+3 over k..k+3 (column i = row m+i).
 fn load_a(m: u32, k: u32) -> mat4x4<f32> {
@@ -63,15 +68,15 @@ fn load_b(n: u32, k: u32) -> mat4x4<f32> {
     // Stored [N,K]: 4 consecutive k of one column are one vec4.
     let last = p.N - 1u;
     return transpose(mat4x4<f32>(
-      b[(base_b + n * ldb + k) >> 2u],
-      b[(base_b + min(n + 1u, last) * ldb + k) >> 2u],
-      b[(base_b + min(n + 2u, last) * ldb + k) >> 2u],
-      b[(base_b + min(n + 3u, last) * ldb + k) >> 2u],
+      bq((base_b + n * ldb + k) >> 2u),
+      bq((base_b + min(n + 1u, last) * ldb + k) >> 2u),
+      bq((base_b + min(n + 2u, last) * ldb + k) >> 2u),
+      bq((base_b + min(n + 3u, last) * ldb + k) >> 2u),
     ));
   }
   let q = (base_b + k * ldb + n) >> 2u;
   let s = ldb >> 2u;
-  return mat4x4<f32>(b[q], b[q + s], b[q + 2u * s], b[q + 3u * s]);
+  return mat4x4<f32>(bq(q), bq(q + s), bq(q + 2u * s), bq(q + 3u * s));
 }
 
 // Stores the 4x4 block c (column i = output row m+i over columns n..n+3), skipping the edge.

@@ -213,7 +213,10 @@ async function editAndSave(
   if (hparams !== undefined && typeof f.hparams === "string") {
     validateHparams(method, hparams as Record<string, unknown>, hf.config, f.hparams);
   }
-  const model = TransformerModel.create(await getGpu(), hf.config, hf.weights);
+  // F16 / BF16 weights stay 16-bit on the GPU (FT / FT-L work on f32 copies of the layers they train),
+  // except with --save-f32, whose float32 edit must not be rounded in memory.
+  const weightDtypes = f["save-f32"] ? undefined : hf.dtypes;
+  const model = TransformerModel.create(await getGpu(), hf.config, hf.weights, { weightDtypes });
   // Measure on the prompts the editor sees: the model's BOS policy, or the hparams' explicit prefix_eos.
   const override = (hparams as Record<string, unknown> | undefined)?.prefix_eos;
   const prefix = bosPrefix(hf.tokenizer, typeof override === "boolean" ? override : undefined);

@@ -128,8 +128,10 @@ export interface AppliedDeltas {
 /**
  * Applies additive `deltas` to `target`: every delta is checked (the weight exists, same shape, finite
  * values) before any weight is written; the originals are copied; each weight becomes `orig + delta`
- * ({@link addDelta}). If a write fails, the weights already written are restored and the error rethrown.
- * Warns about a delta that changes nothing (all zero, or too small to move any float32 value).
+ * ({@link addDelta}; a model's weight kept in 16 bits on the GPU is then rounded to its dtype by
+ * `TransformerModel.setWeight`, host copy included). If a write fails, the weights already written are
+ * restored and the error rethrown. Warns about a delta that changes nothing (all zero, or too small to move
+ * any stored value: float32, or the 16-bit dtype of such a weight).
  */
 export function applyDeltas(
   target: WeightTarget,
@@ -165,14 +167,17 @@ export function applyDeltas(
       const w = target.get(name)!;
       const orig = Float32Array.from(w.data);
       originals.set(name, { shape: [...w.shape], data: orig });
-      const next = addDelta(orig, d.data);
-      let moved = 0;
-      for (let i = 0; i < next.length; i++) if (next[i] !== orig[i]) moved++;
-      if (moved === 0) {
-        warn(`the edit leaves '${name}' unchanged (its delta is zero or below float32 resolution)`);
-      }
-      target.set(name, next);
+      target.set(name, addDelta(orig, d.data));
       written.push(name);
+      // Counted on what was stored: a weight kept in 16 bits on the GPU is set rounded to its dtype.
+      const now = target.get(name)!.data;
+      let moved = 0;
+      for (let i = 0; i < now.length; i++) if (now[i] !== orig[i]) moved++;
+      if (moved === 0) {
+        warn(
+          `the edit leaves '${name}' unchanged (its delta is zero or below the resolution of its storage)`,
+        );
+      }
     }
   } catch (e) {
     for (const name of written) target.set(name, originals.get(name)!.data);

@@ -383,6 +383,9 @@ export function getGpu(): Promise<Gpu> {
   return current;
 }
 
+/** Optional WebGPU features requested when the adapter offers them (see `Gpu.device.features`). */
+export const OPTIONAL_FEATURES: readonly GPUFeatureName[] = ["shader-f16", "subgroups" as GPUFeatureName];
+
 async function acquire(c: AdapterChoice): Promise<Gpu> {
   const adapter = await requestChosen(c);
   if (!adapter) {
@@ -408,7 +411,11 @@ async function acquire(c: AdapterChoice): Promise<Gpu> {
   }
   let device: GPUDevice;
   try {
-    device = await adapter.requestDevice({ requiredLimits: want });
+    // Optional features engram's kernels may use where offered ("shader-f16" for f16 arithmetic and
+    // arrays, "subgroups"); requested only when the adapter has them. No kernel needs them: 16-bit
+    // weights are read as packed pairs (kernels/lib/unpack16.wgsl) on every adapter.
+    const requiredFeatures = OPTIONAL_FEATURES.filter((f) => adapter.features.has(f));
+    device = await adapter.requestDevice({ requiredLimits: want, requiredFeatures });
   } catch (e) {
     throw new GpuError(`could not create a WebGPU device: ${(e as Error).message}`, { cause: e });
   }

@@ -5,7 +5,7 @@
 import { InputError, ShapeError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
 import { grid, launch, uniforms } from "./pipeline.ts";
-import { createTensor, GpuTensor, rowChunks } from "./tensor.ts";
+import { createTensor, GpuTensor, isPacked16, rowChunks, w16Code } from "./tensor.ts";
 
 /**
  * Throws {@link InputError} (field `name`) unless every entry of `ids` is an integer in
@@ -41,8 +41,19 @@ export interface EmbeddingOptions {
   positions?: GpuTensor | ArrayLike<number>;
 }
 
-function checkF32(t: GpuTensor, rows: number | undefined, C: number, what: string, dims: string): void {
-  if (t.dtype !== "f32") throw new ShapeError(`${what} must be f32, got ${t.dtype}`, { field: t.name });
+function checkF32(
+  t: GpuTensor,
+  rows: number | undefined,
+  C: number,
+  what: string,
+  dims: string,
+  allow16 = false,
+): void {
+  if (t.dtype !== "f32" && !(allow16 && isPacked16(t.dtype))) {
+    throw new ShapeError(`${what} must be f32${allow16 ? ", bf16 or f16" : ""}, got ${t.dtype}`, {
+      field: t.name,
+    });
+  }
   const ok = rows === undefined
     ? t.shape.length === 2 && t.shape[1] === C && t.shape[0] >= 1
     : t.numel === rows * C;
@@ -80,7 +91,8 @@ function upload(gpu: Gpu, data: ArrayLike<number>, T: number, bound: number, nam
  * - `ids` [T]: u32 {@link GpuTensor} (any shape with T elements), or host data, which is first checked
  *   with {@link checkIds} against V and uploaded. Ids already on the GPU cannot be checked without a
  *   read-back: the kernel clamps them to V - 1 so it never reads out of bounds.
- * - `wte` [V, C], `wpe` [P, C] or null/undefined: f32 token and position tables.
+ * - `wte` [V, C], `wpe` [P, C] or null/undefined: token and position tables; wte may be a packed 16-bit
+ *   tensor (bf16 / f16, decoded to f32 in the kernel), wpe is f32.
  * - `out` [T, C] (any shape with T*C elements), f32.
  *
  * A `wte` larger than one storage binding ({@link Gpu.bindingLimit}) is gathered in row chunks: one
@@ -105,7 +117,7 @@ export async function embedding(
       throw new ShapeError(`embedding: ${k} = ${v} must be a positive integer`, { field: k });
     }
   }
-  checkF32(wte, undefined, C, "embedding token table wte", "[V, C]");
+  checkF32(wte, undefined, C, "embedding token table wte", "[V, C]", true);
   if (wpe) checkF32(wpe, undefined, C, "embedding position table wpe", "[P, C]");
   checkF32(out, T, C, "embedding output", "T*C elements");
   const V = wte.shape[0], P = wpe ? wpe.shape[0] : 0;
@@ -143,14 +155,22 @@ export async function embedding(
         temps.push(posT);
       }
     }
+    const constants = { W16: w16Code(wte.dtype) };
     for (const ch of rowChunks(wte, C)) {
       const params = { uniform: uniforms(T, C, V, P, offsetU, ch.first, ch.end, ch.base) };
       if (!wpe) {
-        await launch(gpu, "embedding", "embedding_tokens", [params, idT, ch.binding, out], wg);
+        await launch(gpu, "embedding", "embedding_tokens", [params, idT, ch.binding, out], wg, constants);
       } else if (posT) {
-        await launch(gpu, "embedding", "embedding_pos", [params, idT, ch.binding, wpe, out, posT], wg);
+        await launch(
+          gpu,
+          "embedding",
+          "embedding_pos",
+          [params, idT, ch.binding, wpe, out, posT],
+          wg,
+          constants,
+        );
       } else {
-        await launch(gpu, "embedding", "embedding", [params, idT, ch.binding, wpe, out], wg);
+        await launch(gpu, "embedding", "embedding", [params, idT, ch.binding, wpe, out], wg, constants);
       }
     }
   } finally {

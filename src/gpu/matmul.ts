@@ -6,7 +6,14 @@
 import { ShapeError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
 import { type Binding, launch, uniforms } from "./pipeline.ts";
-import { createTensor, elementWindow, type GpuTensor, windowSlackElems } from "./tensor.ts";
+import {
+  createTensor,
+  elementWindow,
+  type GpuTensor,
+  isPacked16,
+  w16Code,
+  windowSlackElems,
+} from "./tensor.ts";
 
 /** Options of {@link matmul}. Sizes are element counts; strides are in elements. */
 export interface MatmulOptions {
@@ -228,6 +235,10 @@ function checkFits(
  * sizes and strides throws {@link ShapeError} naming it. `out` must not alias A, B or bias.
  * The work is recorded, not waited for; call `gpu.flush()` or read the result.
  *
+ * B may be a packed 16-bit tensor (dtype "bf16" or "f16": a weight kept in its file's dtype); the kernels
+ * decode it to f32 as they load it and compute in f32, so the result is the f32 product of the decoded
+ * values. A, bias and out are f32 (ShapeError otherwise).
+ *
  * When every operand fits one storage binding ({@link Gpu.bindingLimit}) this is one dense dispatch
  * (per 65535-workgroup slice). Otherwise each batch is cut into M x N x K blocks whose operands are
  * strided sub-matrices inside binding windows (see {@link planMatmulBlocks}); K blocks after the
@@ -265,6 +276,13 @@ export async function matmul(
   if (out === a || out === b || out === opts.bias) {
     throw new ShapeError(`matmul output '${out.name}' aliases an input`, { field: out.name });
   }
+  for (const [role, t] of [["A", a], ["out", out], ["bias", opts.bias]] as const) {
+    if (t && isPacked16(t.dtype)) {
+      throw new ShapeError(`matmul ${role} '${t.name}' is ${t.dtype}: only B may be a 16-bit tensor`, {
+        field: t.name,
+      });
+    }
+  }
   if (M === 0 || N === 0 || batch === 0) return;
 
   const limit = gpu.bindingLimit;
@@ -283,6 +301,7 @@ export async function matmul(
       TRANS_B: Number(transB),
       HAS_BIAS: Number(Boolean(opts.bias)),
       ACCUMULATE: Number(Boolean(opts.accumulate)),
+      W16: w16Code(b.dtype),
     },
     { A: vecA, B: vecB },
     { N, K, batch },
@@ -424,6 +443,7 @@ async function matmulSplit(
               HAS_BIAS: Number(hasBias),
               ACCUMULATE: Number(!first || Boolean(opts.accumulate)),
               STRIDED: 1,
+              W16: w16Code(b.dtype),
             },
             { A: vecA, B: vecB },
             { N: nb, K: kb, batch: 1 },
@@ -478,6 +498,11 @@ export async function matmulNaive(
 ): Promise<void> {
   const { M, N, K } = opts;
   for (const [n, v] of Object.entries({ M, N, K })) checkCount(n, v);
+  for (const t of [a, b, out]) {
+    if (isPacked16(t.dtype)) {
+      throw new ShapeError(`matmulNaive reads f32 only, '${t.name}' is ${t.dtype}`, { field: t.name });
+    }
+  }
   checkFits(a, "A", 1, 0, M * K, `[${M},${K}]`);
   checkFits(b, "B", 1, 0, K * N, `[${K},${N}]`);
   checkFits(out, "out", 1, 0, M * N, `[${M},${N}]`);

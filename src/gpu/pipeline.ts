@@ -229,6 +229,14 @@ export async function launch(
   for (const b of bindings) {
     if ("uniform" in b) continue;
     const [t, size] = "tensor" in b ? [b.tensor, b.size] : [b, b.buffer.size];
+    // A packed 16-bit tensor is readable only by a kernel told its dtype (lib/unpack16.wgsl's W16): any
+    // other kernel would read its words as f32.
+    if ((t.dtype === "bf16" || t.dtype === "f16") && constants.W16 !== (t.dtype === "bf16" ? 1 : 2)) {
+      throw new GpuError(
+        `kernel kernels/${kernel}.wgsl entry '${entry}' reads f32, but tensor '${t.name}' is stored as ${t.dtype}`,
+        { field: t.name },
+      );
+    }
     if (size > limit) {
       throw new GpuError(
         `kernel kernels/${kernel}.wgsl entry '${entry}' would bind ${size} bytes of tensor '${t.name}' ` +

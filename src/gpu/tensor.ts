@@ -1,14 +1,40 @@
 /**
- * GPU tensors: a storage buffer plus a row-major shape. Elements are 32-bit (f32, or u32/i32 for ids).
+ * GPU tensors: a storage buffer plus a row-major shape. Elements are 32-bit (f32, or u32/i32 for ids), or
+ * 16-bit floats (bf16, f16) packed two per u32 for weights kept in their file's dtype ({@link isPacked16}).
  * Sizes are checked against the adapter's maxBufferSize before allocation so an oversized tensor fails
  * with its name instead of a driver error. A tensor may exceed the storage-binding limit
  * ({@link Gpu.bindingLimit}); kernels then see it through {@link TensorWindow}s ({@link elementWindow}).
  */
 import { GpuError, ShapeError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
+import { decode16 } from "./half.ts";
 
-/** Element type of a {@link GpuTensor}; all are 4 bytes. */
-export type DType = "f32" | "u32" | "i32";
+/**
+ * Element type of a {@link GpuTensor}. "f32", "u32", "i32" are 4 bytes. "bf16" and "f16" are 16-bit floats
+ * packed two per 32-bit word, the whole tensor flat: element 2j is the low half of word j, element 2j+1
+ * the high half (the little-endian byte order of a safetensors file, so a file's bytes are the buffer's),
+ * and the last word of an odd-length tensor has a zero high half. Only the kernels that read weights
+ * (the matmul B operand, the embedding gather) accept them; they decode to f32 and compute in f32.
+ */
+export type DType = "f32" | "u32" | "i32" | "bf16" | "f16";
+
+/** Whether `dtype` is a packed 16-bit float type ("bf16" or "f16"). */
+export function isPacked16(dtype: DType): dtype is "bf16" | "f16" {
+  return dtype === "bf16" || dtype === "f16";
+}
+
+/** Bytes one element of `dtype` takes in a buffer (2 for packed 16-bit types). */
+export function elementBytes(dtype: DType): number {
+  return isPacked16(dtype) ? 2 : 4;
+}
+
+/**
+ * Override value `W16` of the weight-reading kernels (kernels/lib/unpack16.wgsl) for a tensor's dtype:
+ * 0 f32, 1 bf16, 2 f16.
+ */
+export function w16Code(dtype: DType): number {
+  return dtype === "bf16" ? 1 : dtype === "f16" ? 2 : 0;
+}
 
 /** A dense row-major tensor living in a GPU storage buffer. */
 export class GpuTensor {
@@ -25,9 +51,9 @@ export class GpuTensor {
   get numel(): number {
     return numel(this.shape);
   }
-  /** Size in bytes. */
+  /** Size in bytes of the elements (a packed 16-bit tensor: 2 per element, padding excluded). */
   get byteLength(): number {
-    return this.numel * 4;
+    return this.numel * elementBytes(this.dtype);
   }
   /** Frees the GPU memory (after pending commands are submitted). */
   destroy(): void {
@@ -73,15 +99,17 @@ export function elementWindow(t: GpuTensor, first: number, end: number): Element
   ) {
     throw new ShapeError(`window [${first}, ${end}) is not inside [${t.shape}]`, { field: t.name });
   }
-  const offset = Math.floor((first * 4) / align) * align;
-  const size = Math.min(t.buffer.size, Math.ceil((end * 4) / 16) * 16) - offset;
+  // Packed 16-bit tensors hold two elements per word: an aligned byte offset is an even element.
+  const eb = elementBytes(t.dtype);
+  const offset = Math.floor((first * eb) / align) * align;
+  const size = Math.min(t.buffer.size, Math.ceil((end * eb) / 16) * 16) - offset;
   if (size > t.gpu.bindingLimit) {
     throw new GpuError(
       `window of ${size} bytes of tensor '${t.name}' is over the binding limit of ${t.gpu.bindingLimit} bytes`,
       { field: t.name },
     );
   }
-  return { window: { tensor: t, offset, size }, base: first - offset / 4 };
+  return { window: { tensor: t, offset, size }, base: first - offset / eb };
 }
 
 /**
@@ -140,8 +168,11 @@ export interface TensorOptions {
   name?: string;
   /** Element type (default f32). */
   dtype?: DType;
-  /** Initial contents; length must equal the shape's element count. */
-  data?: Float32Array | Uint32Array | Int32Array;
+  /**
+   * Initial contents; length must equal the shape's element count. A packed 16-bit tensor takes the
+   * 16-bit patterns as a Uint16Array (encode on the host first, e.g. src/io/safetensors.ts `encodeFloats`).
+   */
+  data?: Float32Array | Uint32Array | Int32Array | Uint16Array;
 }
 
 /** Allocates a tensor, optionally uploading data. Throws {@link GpuError} if it exceeds the adapter's limits. */
@@ -152,7 +183,9 @@ export function createTensor(gpu: Gpu, shape: readonly number[], opts: TensorOpt
     if (!Number.isInteger(d) || d < 0) throw new ShapeError(`invalid shape [${shape}]`, { field: name });
   }
   const n = numel(shape);
-  const bytes = Math.max(4, n * 4);
+  const dtype = opts.dtype ?? "f32";
+  // Packed 16-bit tensors: ceil(n / 2) words.
+  const bytes = Math.max(4, isPacked16(dtype) ? Math.ceil(n / 2) * 4 : n * 4);
   // Round to 16 bytes so vec4 kernels may read whole vectors at the tail.
   const size = Math.ceil(bytes / 16) * 16;
   // One tensor is one buffer: past the binding limit kernels bind it in windows, but maxBufferSize is hard.
@@ -175,21 +208,46 @@ export function createTensor(gpu: Gpu, shape: readonly number[], opts: TensorOpt
     usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
   });
   gpu.noteAllocated(size);
-  const t = new GpuTensor(gpu, buffer, [...shape], opts.dtype ?? "f32", name);
+  const t = new GpuTensor(gpu, buffer, [...shape], dtype, name);
   if (opts.data) writeTensor(t, opts.data);
   return t;
 }
 
-/** Uploads host data into a tensor (queued in order with pending commands). */
+/**
+ * Uploads host data into a tensor (queued in order with pending commands). A packed 16-bit tensor takes
+ * a Uint16Array of 16-bit patterns, written whole (offset 0, every element): a part would have to start
+ * and end on word boundaries, which a caller cannot see.
+ */
 export function writeTensor(
   t: GpuTensor,
-  data: Float32Array | Uint32Array | Int32Array,
+  data: Float32Array | Uint32Array | Int32Array | Uint16Array,
   offsetElems = 0,
 ): void {
   if (offsetElems + data.length > t.numel) {
     throw new ShapeError(`write of ${data.length} elements at ${offsetElems} overruns [${t.shape}]`, {
       field: t.name,
     });
+  }
+  if (isPacked16(t.dtype) !== (data instanceof Uint16Array)) {
+    throw new ShapeError(
+      `tensor is ${t.dtype}; it takes ${
+        isPacked16(t.dtype) ? "16-bit patterns (Uint16Array)" : "32-bit data"
+      }`,
+      { field: t.name },
+    );
+  }
+  if (data instanceof Uint16Array) {
+    if (offsetElems !== 0 || data.length !== t.numel) {
+      throw new ShapeError(`a ${t.dtype} tensor is written whole (${t.numel} values at 0)`, {
+        field: t.name,
+      });
+    }
+    // Whole words: the odd tail gets a zero high half.
+    const words = new Uint16Array(Math.ceil(data.length / 2) * 2);
+    words.set(data);
+    t.gpu.submit();
+    t.gpu.device.queue.writeBuffer(t.buffer, 0, words.buffer as ArrayBuffer, 0, words.byteLength);
+    return;
   }
   // queue.writeBuffer executes before later-submitted commands but after already-submitted ones:
   // submit what is recorded so the write lands in program order.
@@ -205,6 +263,8 @@ export function writeTensor(
 
 /** Fills a tensor with NaN so a kernel that forgets to write an element is caught by tests. */
 export function poison(t: GpuTensor): void {
+  // 0x7fc0 is a quiet NaN in both bf16 and f16.
+  if (isPacked16(t.dtype)) return writeTensor(t, new Uint16Array(t.numel).fill(0x7fc0));
   const d = new Float32Array(t.numel).fill(NaN);
   writeTensor(t, d);
 }
@@ -222,6 +282,18 @@ export function copyTensor(
       field: dst.name,
     });
   }
+  if (isPacked16(src.dtype) || isPacked16(dst.dtype)) {
+    // Whole-tensor copies only: element offsets of packed data need not fall on word boundaries.
+    if (src.dtype !== dst.dtype || srcOffset !== 0 || dstOffset !== 0 || count !== src.numel) {
+      throw new ShapeError(`a ${src.dtype} tensor is copied whole into one of its dtype`, {
+        field: dst.name,
+      });
+    }
+    if (count > 0) {
+      src.gpu.commandEncoder().copyBufferToBuffer(src.buffer, 0, dst.buffer, 0, Math.ceil(count / 2) * 4);
+    }
+    return;
+  }
   if (count === 0) return;
   src.gpu.commandEncoder().copyBufferToBuffer(
     src.buffer,
@@ -232,8 +304,9 @@ export function copyTensor(
   );
 }
 
-/** Reads a tensor back to the host (flushes pending work). */
+/** Reads a tensor back to the host (flushes pending work); a packed 16-bit one decoded to f32 exactly. */
 export async function readTensor(t: GpuTensor): Promise<Float32Array> {
+  if (isPacked16(t.dtype)) return (await readTensors([t]))[0];
   const bytes = await readBytes(t, 0, t.numel);
   return new Float32Array(bytes);
 }
@@ -243,9 +316,16 @@ export async function readTensorU32(t: GpuTensor): Promise<Uint32Array> {
   return new Uint32Array(await readBytes(t, 0, t.numel));
 }
 
-/** Reads `count` f32 elements starting at `offset` (flushes pending work). */
+/** Reads `count` f32 elements starting at `offset` (flushes pending work); packed 16-bit ones decoded. */
 export async function readRange(t: GpuTensor, offset: number, count: number): Promise<Float32Array> {
-  return new Float32Array(await readBytes(t, offset, count));
+  return (await readTensors([{ tensor: t, offset, count }]))[0];
+}
+
+/** The raw 16-bit patterns of a packed 16-bit tensor (flushes pending work). */
+export async function readTensorBits16(t: GpuTensor): Promise<Uint16Array> {
+  if (!isPacked16(t.dtype)) throw new ShapeError(`tensor is ${t.dtype}, not a 16-bit one`, { field: t.name });
+  const [r] = await readRegions([{ tensor: t, offset: 0, count: Math.ceil(t.numel / 2) }], true);
+  return new Uint16Array(r.buffer, 0, t.numel).slice();
 }
 
 async function readBytes(t: GpuTensor, offset: number, count: number): Promise<ArrayBuffer> {
@@ -268,13 +348,32 @@ export interface TensorRange {
  * r.length)`). Each result owns its host buffer. The same tensor may appear more than once.
  */
 export async function readTensors(items: ReadonlyArray<GpuTensor | TensorRange>): Promise<Float32Array[]> {
-  const regions = items.map((it) =>
-    it instanceof GpuTensor ? { tensor: it, offset: 0, count: it.numel } : it
-  );
+  const asked = items.map((it) => it instanceof GpuTensor ? { tensor: it, offset: 0, count: it.numel } : it);
+  for (const { tensor: t, offset, count } of asked) checkRange(t, offset, count);
+  // A packed 16-bit range is read as the words covering it and decoded on the host.
+  const regions = asked.map((r) => {
+    if (!isPacked16(r.tensor.dtype)) return r;
+    const w0 = Math.floor(r.offset / 2), w1 = Math.ceil((r.offset + r.count) / 2);
+    return { tensor: r.tensor, offset: w0, count: w1 - w0 };
+  });
   // Each result gets its own buffer (a host copy), so no caller sees another's elements through `.buffer`.
-  return (await readRegions(regions)).map((r) =>
-    new Float32Array(r.buffer.slice(r.byteOffset, r.byteOffset + r.count * 4))
-  );
+  return (await readRegions(regions, true)).map((r, i) => {
+    const { tensor: t, offset, count } = asked[i];
+    if (!isPacked16(t.dtype)) {
+      return new Float32Array(r.buffer.slice(r.byteOffset, r.byteOffset + r.count * 4));
+    }
+    const half = new Uint16Array(r.buffer, r.byteOffset + (offset % 2) * 2, count);
+    return decode16(half, t.dtype);
+  });
+}
+
+function checkRange(t: GpuTensor, offset: number, count: number): void {
+  if (
+    !(Number.isInteger(offset) && Number.isInteger(count)) || offset < 0 || count < 0 ||
+    offset + count > t.numel
+  ) {
+    throw new ShapeError(`read of ${count} elements at ${offset} overruns [${t.shape}]`, { field: t.name });
+  }
 }
 
 /**
@@ -284,17 +383,14 @@ export async function readTensors(items: ReadonlyArray<GpuTensor | TensorRange>)
  */
 async function readRegions(
   regions: ReadonlyArray<TensorRange>,
+  words = false,
 ): Promise<Array<{ buffer: ArrayBuffer; byteOffset: number; count: number }>> {
   if (regions.length === 0) return [];
   const gpu = regions[0].tensor.gpu;
   for (const { tensor: t, offset, count } of regions) {
     if (t.gpu !== gpu) throw new ShapeError(`read of '${t.name}' mixes GPU devices`, { field: t.name });
-    if (
-      !(Number.isInteger(offset) && Number.isInteger(count)) || offset < 0 || count < 0 ||
-      offset + count > t.numel
-    ) {
-      throw new ShapeError(`read of ${count} elements at ${offset} overruns [${t.shape}]`, { field: t.name });
-    }
+    // With `words` the ranges are of 32-bit words (packed tensors' ranges are checked by the caller).
+    if (!words || !isPacked16(t.dtype)) checkRange(t, offset, count);
   }
   const cap = Math.floor(gpu.device.limits.maxBufferSize / 4) * 4;
   // [staging index, byte offset in it] of every region.

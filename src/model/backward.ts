@@ -45,8 +45,11 @@ export class Gradients {
     for (const n of names) {
       const gpuName = model.weightNames().includes(n) ? n : model.weightRef(n).gpuName;
       if (this.grads.has(gpuName)) continue;
-      const w = model.weight(gpuName);
-      this.grads.set(gpuName, createTensor(model.gpu, w.shape, { name: `grad:${gpuName}` }));
+      // weightShape, not weight(): a 16-bit weight stays 16-bit until something updates it.
+      this.grads.set(
+        gpuName,
+        createTensor(model.gpu, model.weightShape(gpuName), { name: `grad:${gpuName}` }),
+      );
     }
   }
   /** Whether GPU tensor `name` has a gradient buffer. */

@@ -3,7 +3,7 @@ import { getGpu } from "../gpu/device.ts";
 import { type HFModel, loadHFModel } from "../io/hf_model.ts";
 import type { BosMode, Tokenizer } from "../io/tokenizer.ts";
 import { TransformerModel } from "./transformer.ts";
-import { EngramError } from "../errors.ts";
+import { EngramError, InputError } from "../errors.ts";
 
 /** A model on the GPU plus its tokenizer (absent when the folder has no tokenizer files). */
 export interface LoadedModel {
@@ -23,6 +23,13 @@ export interface LoadModelOptions {
   bos?: BosMode;
   /** Refuse a folder without tokenizer files (a typed error naming it); the result's tokenizer is then set. */
   requireTokenizer?: boolean;
+  /**
+   * GPU storage of the weights: "auto" (default) keeps F16 / BF16 weights of the file in 16 bits on the
+   * GPU (matmul weights and embeddings; computed in f32, see `CreateModelOptions.weightDtypes`), "f32"
+   * decodes every weight to f32 on the GPU (the behaviour before 16-bit storage). An F32 file is f32
+   * either way.
+   */
+  weightDtype?: "auto" | "f32";
 }
 
 /** A {@link LoadedModel} whose folder had a tokenizer ({@link LoadModelOptions.requireTokenizer}). */
@@ -42,6 +49,10 @@ export function loadModel(
 /** Reads `dir` (config.json, model.safetensors, tokenizer files, when present) and uploads the weights. */
 export function loadModel(dir: string, opts?: LoadModelOptions): Promise<LoadedModel>;
 export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promise<LoadedModel> {
+  const storage = opts.weightDtype ?? "auto";
+  if (storage !== "auto" && storage !== "f32") {
+    throw new InputError(`weightDtype must be "auto" or "f32", got '${storage}'`, { field: "weightDtype" });
+  }
   const hf = await loadHFModel(dir, { bos: opts.bos });
   if (opts.requireTokenizer && hf.tokenizer === undefined) {
     throw new EngramError(
@@ -52,5 +63,8 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
   }
   const gpu = await getGpu();
   const source = { hfConfig: hf.hfConfig, activationFunction: hf.activationFunction, dtypes: hf.dtypes };
-  return { model: TransformerModel.create(gpu, hf.config, hf.weights), tokenizer: hf.tokenizer, dir, source };
+  const model = TransformerModel.create(gpu, hf.config, hf.weights, {
+    weightDtypes: storage === "auto" ? hf.dtypes : undefined,
+  });
+  return { model, tokenizer: hf.tokenizer, dir, source };
 }

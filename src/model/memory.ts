@@ -3,7 +3,7 @@
  * allocated, and the check that turns "does not fit" into one typed error.
  *
  * The estimate mirrors, buffer by buffer, what ./transformer.ts and ./backward.ts allocate through
- * `createTensor` (4-byte elements, each buffer rounded up to 16 bytes); tests/memory_test.ts compares it
+ * `createTensor` (4-byte elements, 2-byte ones for weights kept in 16 bits, each buffer rounded up to 16 bytes); tests/memory_test.ts compares it
  * with the bytes the GPU's allocation counter (`Gpu.allocatedBytes`) actually saw. Not counted:
  * uniform buffers and the host-visible staging buffers of reads (small, or host memory on a discrete GPU).
  *
@@ -44,6 +44,11 @@ export interface MemoryOptions {
   allLogits?: boolean;
   /** Hook sites captured by the forward (each a snapshot of the site, held until it is read back). */
   capture?: string[];
+  /**
+   * GPU weight tensors kept in 16 bits, by GPU name ({@link gpuWeightDtypes}): counted at 2 bytes per
+   * element. Gradient buffers stay f32. Default: every weight f32.
+   */
+  weightDtypes?: ReadonlyMap<string, Weight16>;
   /**
    * Backward: rows with a counted target (default B·T). As in `lossAndGradients`, when at most half the
    * rows count, the head runs on those rows only.
@@ -100,6 +105,46 @@ export interface MemoryEstimate {
 /** Bytes of the buffer `createTensor` allocates for `numel` 4-byte elements (at least 4, rounded to 16). */
 export function tensorBytes(numel: number): number {
   return Math.ceil(Math.max(4, numel * 4) / 16) * 16;
+}
+
+/** Bytes of the buffer `createTensor` allocates for `numel` packed 16-bit elements (ceil(numel/2) words). */
+export function tensorBytes16(numel: number): number {
+  return Math.ceil(Math.max(4, Math.ceil(numel / 2) * 4) / 16) * 16;
+}
+
+/** GPU storage of a weight kept in 16 bits (src/gpu/tensor.ts DType). */
+export type Weight16 = "bf16" | "f16";
+
+/**
+ * Which GPU weight tensors keep their file's 16-bit dtype, by GPU name: the token embedding, an untied
+ * head, and every linear layer's weight (the matmul B operands and the embedding gather, whose kernels
+ * decode 16-bit values); a fused q/k/v tensor only when q, k and v share one 16-bit dtype. Norms, biases
+ * and learned position tables stay f32 (small; their kernels read f32). `fileDtypes` are the checkpoint's
+ * dtypes by checkpoint name ("F32", "F16", "BF16"; `HFModel.dtypes`); absent names are F32.
+ */
+export function gpuWeightDtypes(
+  config: ModelConfig,
+  untiedHead: boolean,
+  fileDtypes: ReadonlyMap<string, string>,
+): Map<string, Weight16> {
+  const c = resolveConfig(config);
+  const spec = familySpec(c);
+  const as16 = (d: string | undefined): Weight16 | undefined =>
+    d === "BF16" ? "bf16" : d === "F16" ? "f16" : undefined;
+  const out = new Map<string, Weight16>();
+  const keep = (gpuName: string, parts: string[]) => {
+    const ds = parts.map((p) => as16(fileDtypes.get(p)));
+    if (ds[0] && ds.every((d) => d === ds[0])) out.set(gpuName, ds[0]);
+  };
+  keep(spec.embed, [spec.embed]);
+  if (untiedHead || !spec.tiedHeadAllowed) keep(spec.head, [spec.head]);
+  for (let l = 0; l < c.nLayer; l++) {
+    const s = spec.layer(c, l);
+    if (s.qkv.length > 1) keep(fusedName(s.qkv[0].weight), s.qkv.map((p) => p.weight));
+    else keep(s.qkv[0].weight, [s.qkv[0].weight]);
+    for (const p of [s.o, s.up, s.gate, s.down]) if (p) keep(p.weight, [p.weight]);
+  }
+  return out;
 }
 
 interface Alloc {
@@ -222,7 +267,11 @@ export function estimateMemory(config: ModelConfig, opts: MemoryOptions = {}): M
     }
   }
   const untied = Boolean(opts.untiedHead) || !spec.tiedHeadAllowed;
-  const { tensors: weightTensors, gpuNameOf } = gpuWeightTensors(config, untied);
+  const { tensors: f32Weights, gpuNameOf } = gpuWeightTensors(config, untied);
+  const w16 = opts.weightDtypes;
+  const weightTensors = w16?.size
+    ? f32Weights.map((t) => (w16.has(t.name) ? { ...t, bytes: tensorBytes16(prod(t.shape)) } : t))
+    : f32Weights;
   const all: EstimatedTensor[] = [...weightTensors];
   const sized = (a: Alloc[]) => {
     for (const t of a) all.push({ ...t, bytes: tensorBytes(prod(t.shape)) });

@@ -20,7 +20,17 @@ import { embedding } from "../gpu/embedding.ts";
 import { matmul } from "../gpu/matmul.ts";
 import { residualAddInPlace } from "../gpu/residual.ts";
 import { logSoftmax } from "../gpu/softmax.ts";
-import { copyTensor, createTensor, GpuTensor, readTensor, readTensors, writeTensor } from "../gpu/tensor.ts";
+import {
+  copyTensor,
+  createTensor,
+  type DType,
+  GpuTensor,
+  isPacked16,
+  readTensor,
+  readTensors,
+  writeTensor,
+} from "../gpu/tensor.ts";
+import { encodeFloats, isWeightDtype, roundToDtype, type WeightDtype } from "../io/safetensors.ts";
 import { firstNonFinite, readWithNonFiniteCheck } from "../gpu/nonfinite.ts";
 import { describeNonFinite, NonFiniteError } from "./nonfinite.ts";
 import { type ModelConfig, resolveConfig, type ResolvedConfig, type WeightMap } from "./config.ts";
@@ -52,7 +62,20 @@ import {
   type QkStats,
 } from "./layers.ts";
 import { ropeTables } from "./rope.ts";
-import { checkFits, estimateMemory, heldBytes } from "./memory.ts";
+import { checkFits, estimateMemory, gpuWeightDtypes, heldBytes, type Weight16 } from "./memory.ts";
+
+/** Options of {@link TransformerModel.create}. */
+export interface CreateModelOptions {
+  /**
+   * The checkpoint's dtype of each weight (checkpoint names; `HFModel.dtypes`). Weights whose dtype is
+   * F16 or BF16 and that only the matmul and embedding kernels read (see `gpuWeightDtypes` in
+   * ./memory.ts) stay 16-bit on the GPU, decoded to f32 in the kernels; everything else, and every weight
+   * without an entry, is f32. Absent: every weight f32 (the behaviour before 16-bit storage).
+   */
+  weightDtypes?: ReadonlyMap<string, string>;
+}
+
+const FILE_DTYPE: Record<Weight16, WeightDtype> = { bf16: "BF16", f16: "F16" };
 
 /** What {@link TransformerModel.forward} returns. */
 export interface ForwardResult {
@@ -201,6 +224,8 @@ interface Workspace {
 export class TransformerModel {
   private readonly w = new Map<string, GpuTensor>();
   private readonly refs = new Map<string, GpuWeightRef>();
+  /** GPU tensors kept in 16 bits, by GPU name (the rest are f32). */
+  private storage = new Map<string, Weight16>();
   private ws: Workspace | undefined;
   private ropeCache: { T: number; cos: GpuTensor; sin: GpuTensor } | undefined;
   /** The family's names and layouts. */
@@ -226,12 +251,34 @@ export class TransformerModel {
       : blockedQkvLayout(c.nHead, c.nKvHead, c.headDim);
   }
 
-  /** Uploads `weights` (checkpoint names, see ./families/) to the GPU. */
-  static create(gpu: Gpu, config: ModelConfig, weights: WeightMap): TransformerModel {
+  /**
+   * Uploads `weights` (checkpoint names, see ./families/) to the GPU, keeping 16-bit file dtypes in 16
+   * bits where {@link CreateModelOptions.weightDtypes} says so. A dtype that is not F32, F16 or BF16 is an
+   * {@link InputError} naming the weight, before anything is allocated (the packed 16-bit kernels need no
+   * adapter feature, so every adapter computes both 16-bit dtypes).
+   */
+  static create(
+    gpu: Gpu,
+    config: ModelConfig,
+    weights: WeightMap,
+    opts: CreateModelOptions = {},
+  ): TransformerModel {
     const m = new TransformerModel(gpu, config, weights);
     const c = m.config, spec = m.spec;
+    for (const [name, d] of opts.weightDtypes ?? []) {
+      if (!isWeightDtype(d)) {
+        throw new InputError(`weight dtype '${d}' cannot be kept on the GPU (F32, F16 or BF16)`, {
+          field: name,
+        });
+      }
+    }
+    m.storage = opts.weightDtypes ? gpuWeightDtypes(c, weights.has(spec.head), opts.weightDtypes) : new Map();
     // Before any allocation: every weight must fit one buffer and all of them the device (./memory.ts).
-    checkFits(gpu, estimateMemory(c, { untiedHead: weights.has(spec.head) }), "loading the model");
+    checkFits(
+      gpu,
+      estimateMemory(c, { untiedHead: weights.has(spec.head), weightDtypes: m.storage }),
+      "loading the model",
+    );
     const shapes = familyWeightShapes(spec, c, weights.has(spec.head));
     for (const [name, shape] of shapes) {
       const t = weights.get(name);
@@ -258,8 +305,8 @@ export class TransformerModel {
     for (const [name, shape] of shapes) {
       if (fusedParts.has(name)) continue;
       const t = weights.get(name)!;
-      m.w.set(name, createTensor(gpu, shape, { name, data: t.data }));
       m.refs.set(name, { gpuName: name, offset: 0, numel: t.data.length });
+      m.w.set(name, m.upload(name, shape, t.data, m.storage.get(name)));
     }
     for (let l = 0; l < c.nLayer; l++) m.layers.push(m.gpuLayer(spec.layer(c, l)));
     return m;
@@ -278,7 +325,53 @@ export class TransformerModel {
     });
     const cols = ts[0].shape.length === 2 ? ts[0].shape[1] : 1;
     const shape = ts[0].shape.length === 2 ? [total / cols, cols] : [total];
-    this.w.set(name, createTensor(this.gpu, shape, { name, data }));
+    this.w.set(name, this.upload(name, shape, data, this.storage.get(name)));
+  }
+
+  /**
+   * A GPU tensor of `data` in `dtype`: f32, or packed 16-bit. The host copy of a 16-bit weight holds
+   * values of that dtype (decoded from the file, or rounded by {@link setWeight}), so encoding is exact.
+   */
+  private upload(name: string, shape: number[], data: Float32Array, dtype: Weight16 | undefined): GpuTensor {
+    if (!dtype) return createTensor(this.gpu, shape, { name, data });
+    return createTensor(this.gpu, shape, { name, dtype, data: this.encode16(data, dtype) });
+  }
+
+  private encode16(data: Float32Array, dtype: Weight16): Uint16Array {
+    const bytes = encodeFloats(data, FILE_DTYPE[dtype]);
+    return new Uint16Array(bytes.buffer, bytes.byteOffset, data.length);
+  }
+
+  /** The host values of GPU tensor `gpuName`: its checkpoint tensor, or its parts stacked (fused q/k/v). */
+  private hostData(gpuName: string): Float32Array {
+    const parts = [...this.refs].filter(([, r]) => r.gpuName === gpuName).sort((a, b) =>
+      a[1].offset - b[1].offset
+    );
+    if (parts.length === 1 && parts[0][0] === gpuName) return this.weights.get(gpuName)!.data;
+    const out = new Float32Array(parts.reduce((a, [, r]) => a + r.numel, 0));
+    for (const [n, r] of parts) out.set(this.weights.get(n)!.data, r.offset);
+    return out;
+  }
+
+  /**
+   * GPU storage dtype of weight `name` (a checkpoint or GPU name): "f32", or "bf16" / "f16" for a weight
+   * kept in 16 bits.
+   */
+  weightStorage(name: string): DType {
+    const g = this.w.get(name) ?? this.w.get(this.weightRef(name).gpuName)!;
+    return g.dtype;
+  }
+
+  /** Shape of GPU tensor `name` (a weight's own or a fused one), without converting a 16-bit one to f32. */
+  weightShape(name: string): readonly number[] {
+    const g = this.w.get(name);
+    if (!g) throw new ShapeError(`no GPU tensor of its own`, { field: name });
+    return g.shape;
+  }
+
+  /** Bytes of the GPU buffers holding the weights (16-bit ones at 2 bytes per element). */
+  weightBytes(): number {
+    return heldBytes(this.w);
   }
 
   /** The GPU handles of block `s` (its weights by name). */
@@ -347,7 +440,12 @@ export class TransformerModel {
 
   /**
    * Sets weight `name` to `data` on the host and uploads it to the GPU: the one way edits, restores and
-   * reverts change a weight (src/edit/apply.ts), so the host and GPU copies never differ.
+   * reverts change a weight (src/edit/apply.ts), so the host and GPU copies never differ. A weight kept
+   * in 16 bits on the GPU ({@link weightStorage}) is set to `data` rounded to its dtype (nearest, ties to
+   * even; src/io/safetensors.ts `roundToDtype`) on the host too, and its GPU tensor re-encoded: the host
+   * copy is what the GPU computes with, and a 16-bit original written back is restored bit for bit. A
+   * finite value that the dtype would hold as ±infinity (F16 beyond 65504) is an {@link InputError} naming
+   * the weight, before anything is set.
    */
   setWeight(name: string, data: Float32Array): void {
     const t = this.weights.get(name);
@@ -356,13 +454,37 @@ export class TransformerModel {
     if (data.length !== t.data.length) {
       throw new ShapeError(`weight has ${t.data.length} values, got ${data.length}`, { field: name });
     }
+    const g = this.w.get(r.gpuName)!;
+    if (isPacked16(g.dtype)) {
+      const rounded = roundToDtype(data, FILE_DTYPE[g.dtype]);
+      let overflow = 0;
+      for (let i = 0; i < data.length; i++) {
+        if (Number.isFinite(data[i]) && !Number.isFinite(rounded[i])) overflow++;
+      }
+      if (overflow > 0) {
+        // Infinite weights make every later forward NaN: refuse before changing anything.
+        throw new InputError(
+          `${overflow} value(s) beyond the ${g.dtype} range, which the weight's 16-bit storage would hold as ` +
+            `infinity; nothing set (load with weightDtype "f32"; engram edit: --save-f32)`,
+          { field: name },
+        );
+      }
+      t.data.set(rounded);
+      // Packed words may straddle the parts of a fused tensor: the whole tensor is encoded again.
+      writeTensor(g, this.encode16(this.hostData(r.gpuName), g.dtype));
+      return;
+    }
     if (data !== t.data) t.data.set(data);
-    writeTensor(this.w.get(r.gpuName)!, t.data, r.offset);
+    writeTensor(g, t.data, r.offset);
   }
 
   /**
-   * GPU tensor of a weight (for kernels that operate on weights directly, e.g. rank-one edits). A
-   * checkpoint tensor fused into a larger GPU tensor (Llama's q_proj) has none of its own: ShapeError.
+   * GPU tensor of a weight, in f32, for kernels that operate on weights directly (AdamW in FT / FT-L and
+   * training, read-backs). A checkpoint tensor fused into a larger GPU tensor (Llama's q_proj) has none
+   * of its own: ShapeError. A weight kept in 16 bits is first replaced on the GPU by an f32 copy of its
+   * host values (which equal the 16-bit ones), for good: a weight that AdamW updates in small steps must
+   * not be rounded to 16 bits after each step. The edit commands still round the result to the file's
+   * dtype when they save it (src/cli/edit.ts).
    */
   weight(name: string): GpuTensor {
     const g = this.w.get(name);
@@ -371,7 +493,14 @@ export class TransformerModel {
       const why = r ? ` (it is part of the fused GPU tensor '${r.gpuName}')` : "";
       throw new ShapeError(`no GPU tensor of its own${why}`, { field: name });
     }
-    return g;
+    if (!isPacked16(g.dtype)) return g;
+    const f = createTensor(this.gpu, g.shape, { name, data: this.hostData(name) });
+    g.destroy();
+    this.w.set(name, f);
+    this.storage.delete(name);
+    // The per-block handles hold the tensors: rebuild them around the new one.
+    this.layers.forEach((l, i) => (this.layers[i] = this.gpuLayer(l.spec)));
+    return f;
   }
 
   /** Frees GPU memory. */
@@ -698,6 +827,7 @@ export class TransformerModel {
         seqLen: T,
         backward: save,
         untiedHead: this.w.has(this.spec.head),
+        weightDtypes: this.storage,
         allLogits: opts.allLogits,
         capture: [...capture],
       }),
@@ -946,7 +1076,11 @@ export class TransformerModel {
     }
     let weight: string | undefined;
     for (const [name, t] of this.w) {
-      if ((await firstNonFinite(this.gpu, t)) >= 0) {
+      // A 16-bit weight's values are its host copy's (no f32 kernel may read it).
+      const bad = isPacked16(t.dtype)
+        ? this.hostData(name).some((v) => !Number.isFinite(v))
+        : (await firstNonFinite(this.gpu, t)) >= 0;
+      if (bad) {
         weight = name;
         break;
       }
