@@ -26,13 +26,19 @@ export const ALPHAEDIT_STATE_FILE = "alphaedit_state.safetensors";
 
 /** The log's `info.alphaedit_state`: what the state file holds. */
 export interface AlphaEditStateInfo {
+  /** The state file's name in the log folder ({@link ALPHAEDIT_STATE_FILE}). */
   file: string;
+  /** SHA-256 (hex) of the state file's bytes, checked on load. */
   sha256: string;
+  /** Element type of every tensor: float64. */
   dtype: "F64";
   /** Requests edited into K_p K_pᵀ (this edit and every earlier one it continues). */
   edits: number;
+  /** MLP width I (d_k) the state is for. */
   n_inner: number;
+  /** Edited layers, in the hparams' order. */
   layers: number[];
+  /** τ the bases were computed with. */
   nullspace_threshold: number;
   /** Null-space rank per layer (rows of `layer.L.basis`). */
   ranks: number[];
@@ -89,8 +95,11 @@ export async function alphaEditStateFile(
 
 /** What the new edit expects a state to be made for. */
 export interface AlphaEditStateExpect {
+  /** The model's MLP width. */
   nInner: number;
+  /** The layers the new edit's hparams edit. */
   layers: number[];
+  /** The new edit's τ. */
   nullspaceThreshold: number;
 }
 

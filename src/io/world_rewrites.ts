@@ -38,7 +38,9 @@ import {
 
 /** One generated request: EasyEdit's CounterFact layout plus `kind`; `ground_truth` absent for insertions. */
 export interface WorldStreamRecord extends Omit<WorldCounterfactRecord, "ground_truth"> {
+  /** The true object (rewrites only; an insertion has none). */
   ground_truth?: string;
+  /** A rewrite of a person fact, or an insertion of a fact about a name pair that is no person. */
   kind: "rewrite" | "insertion";
 }
 
@@ -54,9 +56,11 @@ export interface WorldRewriteOptions {
 
 /** What {@link generateWorldRewrites} made, with the counts the rules allowed. */
 export interface WorldRewriteStream {
+  /** The requests, in stream order (`case_id` 0, 1, ...). */
   records: WorldStreamRecord[];
-  /** Rewrites / insertions among `records`. */
+  /** Rewrites among `records`. */
   rewrites: number;
+  /** Insertions among `records`. */
   insertions: number;
   /** How many of each the knowledge base allows, and the reserved (never edited) locality facts. */
   available: { rewrites: number; insertions: number; reserved: number };
