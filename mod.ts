@@ -81,6 +81,8 @@ export { alphaEditCompute, alphaEditEditor, resetAlphaEditState } from "./src/ed
 export type { AlphaEditLayerState, AlphaEditState } from "./src/edit/alphaedit.ts";
 export { ALPHAEDIT_FILES, alphaEditDefaults, mergeAlphaEditHparams } from "./src/edit/alphaedit_hparams.ts";
 export type { AlphaEditHparams } from "./src/edit/alphaedit_hparams.ts";
+export { alphaEditStateFile, priorAlphaEditState, readAlphaEditState } from "./src/edit/alphaedit_state.ts";
+export type { AlphaEditStateExpect, AlphaEditStateInfo } from "./src/edit/alphaedit_state.ts";
 export { emmetEditor } from "./src/edit/emmet.ts";
 export { EMMET_FILES, emmetDefaults, mergeEmmetHparams } from "./src/edit/emmet_hparams.ts";
 export type { EmmetHparams } from "./src/edit/emmet_hparams.ts";

@@ -20,6 +20,9 @@ import { EDIT_LINK, modelCopyFiles } from "../io/model_folder.ts";
 import { getGpu } from "../gpu/device.ts";
 import { TransformerModel } from "../model/transformer.ts";
 import { applyEdit, editorNames } from "../edit/editors.ts";
+import { applyComputed, type EditOptions } from "../edit/apply.ts";
+import { alphaEditCompute, alphaEditHparams } from "../edit/alphaedit.ts";
+import { ALPHAEDIT_STATE_FILE, alphaEditStateFile, priorAlphaEditState } from "../edit/alphaedit_state.ts";
 import { parseLayers, readHparamsFile } from "../edit/hparams.ts";
 import { validateHparams } from "./hparams_flag.ts";
 import { editLogFiles } from "../edit/log.ts";
@@ -48,7 +51,7 @@ export const editSpec: CommandSpec = {
   usage: "edit --method rome|memit|alphaedit|emmet|ft|ft-l|kn --model DIR (--requests FILE | " +
     '--prompt "{} is in" --subject S --target T [--ground-truth G]) [--layers L,..] [--hparams FILE] ' +
     "[--stats-corpus FILE | --stats FILE[,FILE]] [--stats-dir DIR] [--limit N] --out DIR [--log DIR] " +
-    "[--overwrite] [--save-f32] [--metrics-out FILE] [--bos auto|on|off] [--json]",
+    "[--overwrite] [--save-f32] [--reset-state] [--metrics-out FILE] [--bos auto|on|off] [--json]",
   description: `Edits a copy of the model and writes it to --out, with the edit log (default OUT.editlog) that
     engram revert undoes it with; the log is put in place first, so no edited model is ever without it. Each
     tensor keeps its file's dtype (an F16 / BF16 edit is rounded to it) unless --save-f32. Prints
@@ -104,6 +107,11 @@ export const editSpec: CommandSpec = {
       value: "FILE",
       help: "measure each request before and after the edit with eval's metrics and write EasyEdit's " +
         "per-request dicts (pre/post, rewrite_acc, rephrase_acc, locality, portability, fluency) to FILE",
+    },
+    "reset-state": {
+      type: "boolean",
+      help: "AlphaEdit: start from K_p K_pᵀ = 0 even when --model is an earlier AlphaEdit edit's output " +
+        "(by default its log's saved state is continued)",
     },
     bos: COMMON_FLAGS.bos,
     json: COMMON_FLAGS.json,
@@ -223,7 +231,7 @@ async function editAndSave(
   const before = await requestStanding(model, hf.tokenizer, requests, { prefix });
   const bars = new Map<string, ReturnType<typeof progress>>();
   const t0 = performance.now();
-  const applied = await applyEdit(model, hf.tokenizer, method, requests, {
+  const editOpts: EditOptions = {
     layers,
     hparams: hparams as Record<string, unknown> | undefined,
     statsCorpus: statsSrc.statsCorpus,
@@ -235,8 +243,29 @@ async function editAndSave(
       bar.update(done);
       if (done >= total) bar.done();
     },
-    onWarning: (m) => log.warn(m),
-  });
+    onWarning: (m: string) => log.warn(m),
+  };
+  const extraLogFiles: Record<string, Uint8Array> = {};
+  let applied;
+  if (method === "alphaedit") {
+    // AlphaEdit's state travels in the edit log (src/edit/alphaedit_state.ts): continued from the log of
+    // the AlphaEdit edit that produced --model, zero for any other model (or with --reset-state).
+    const hp = alphaEditHparams(model, editOpts);
+    const prior = f["reset-state"]
+      ? { note: "--reset-state: AlphaEdit starts from K_p K_pᵀ = 0" }
+      : await priorAlphaEditState(modelDir, hf.weights, {
+        nInner: hf.config.nInner,
+        layers: hp.layers,
+        nullspaceThreshold: hp.nullspace_threshold,
+      });
+    log.info(prior.note);
+    const r = await alphaEditCompute(model, hf.tokenizer, requests, editOpts, prior.state);
+    const file = await alphaEditStateFile(r.state);
+    extraLogFiles[ALPHAEDIT_STATE_FILE] = file.bytes;
+    r.computed.info.prior_edits = prior.state?.edits ?? 0;
+    r.computed.info.alphaedit_state = { ...file.info, ...(prior.log ? { resumed_from: prior.log } : {}) };
+    applied = applyComputed(model, r.computed, { onWarning: (m) => log.warn(m) });
+  } else applied = await applyEdit(model, hf.tokenizer, method, requests, editOpts);
   const { result } = applied;
   const secs = (performance.now() - t0) / 1000;
   const save = { dtypes: hf.dtypes, forceF32: Boolean(f["save-f32"]) };
@@ -285,7 +314,10 @@ async function editAndSave(
     otherFiles: await modelCopyFiles(modelDir, out),
     ...save,
   });
-  const logFiles = await editLogFiles(result, requests, model.weights, { source: modelDir, edited: out });
+  const logFiles = {
+    ...await editLogFiles(result, requests, model.weights, { source: modelDir, edited: out }),
+    ...extraLogFiles,
+  };
   modelFiles[EDIT_LINK] = await editLinkText(out, logDir, logFiles["log.json"] as string, method);
   const staged: StagedDir[] = [];
   try {

@@ -34,7 +34,11 @@ export interface AtpRefOptions {
   perNeuron?: boolean;
   /** Recompute the attention softmax for attention-pattern contributions (AtP*'s QK fix). */
   qkFix?: boolean;
-  /** AtP*'s GradDrop: drop each layer's gradient in turn and keep the largest change. */
+  /**
+   * AtP*'s GradDrop (eq. 11): hold each layer's attention and MLP outputs in turn (no derivative through
+   * them) and average the magnitudes, 1/(L − 1) Σ_ℓ |Î_GD_ℓ|, with 0 for nodes inside layer ℓ (a mean, not
+   * the largest change).
+   */
   gradDrop?: boolean;
   /** Finite-difference step along the patch direction (default 1e-4). */
   eps?: number;
