@@ -150,6 +150,11 @@ export async function autotuneMatmul(gpu: Gpu, opts: TuneOptions = {}): Promise<
   const ta = createTensor(gpu, [M * K], { name: "tune.a", data: a });
   const tb = createTensor(gpu, [K * N], { name: "tune.b", data: b });
   const out = createTensor(gpu, [M * N], { name: "tune.out" });
+  // The tune times the dense kernels at the device's own binding limit: a limit lowered by a caller (the
+  // split tests) would time hundreds of tiny split blocks instead (seconds per product) and choose by that.
+  const device = gpu.device.limits.maxStorageBufferBindingSize;
+  const lowered = gpu.bindingLimit < device ? gpu.bindingLimit : undefined;
+  gpu.setBindingLimit(undefined);
   try {
     for (const transA of [false, true]) {
       for (const transB of [false, true]) {
@@ -188,6 +193,7 @@ export async function autotuneMatmul(gpu: Gpu, opts: TuneOptions = {}): Promise<
       }
     }
   } finally {
+    gpu.setBindingLimit(lowered);
     ta.destroy();
     tb.destroy();
     out.destroy();
