@@ -325,6 +325,10 @@ const CASES: Case[] = [
       "--json",
     ],
     stdout: { schema: "engram-edit" },
+    files: [
+      { path: "edited.editlog/log.json", schema: "engram-edit-log" },
+      { path: "edited/engram_edit.json", schema: "engram-edit-link" },
+    ],
   },
   {
     name: "revert --check",

@@ -29,6 +29,7 @@ export async function editLinkText(
 ): Promise<string> {
   return JSON.stringify(
     {
+      schema: "engram-edit-link/1",
       comment: "written by engram edit: the edit log of this model (undo: engram revert)",
       log: relative(resolve(modelDir), resolve(logDir)),
       log_json_sha256: await sha256Bytes(new TextEncoder().encode(logJson)),

@@ -12,6 +12,7 @@ import { InputError } from "../errors.ts";
 import { writeDirAtomic } from "../io/atomic.ts";
 import { excerpt, kindOf } from "../io/excerpt.ts";
 import { isJsonObject, own, parseStrictJson } from "../io/strict_json.ts";
+import { snakeKeys } from "../schema/common.ts";
 import { readSafetensors, serializeSafetensors } from "../io/safetensors.ts";
 import type { HostTensor, WeightMap } from "../model/config.ts";
 import { type EditResult, hostWeights, restoreWeights, type WeightTarget } from "./apply.ts";
@@ -33,6 +34,8 @@ export async function sha256F32(d: Float32Array): Promise<string> {
 
 /** The JSON part of a log. */
 export interface EditLogJson {
+  /** `engram-edit-log/1` (absent in logs written before the JSON convention; read all the same). */
+  schema?: string;
   /** Format version of the log. */
   version: number;
   /** The editing method (rome, memit, ...). */
@@ -92,6 +95,7 @@ export async function editLogFiles(
     });
   }
   const json: EditLogJson = {
+    schema: "engram-edit-log/1",
     version: EDIT_LOG_VERSION,
     method: result.method,
     created: new Date().toISOString(),
@@ -99,7 +103,8 @@ export async function editLogFiles(
     edited_model: paths.edited,
     requests,
     hparams: result.hparams,
-    info: result.info,
+    // snake_case like every engram document (the editors' own reports may use camelCase keys).
+    info: snakeKeys(result.info),
     warnings: result.warnings,
     weights,
   };

@@ -51,3 +51,32 @@ export const revertCheckOutput = z.strictObject({
 });
 /** What `revert --check --json` prints. */
 export type RevertCheckOutput = z.infer<typeof revertCheckOutput>;
+
+/** An edit log's `log.json` (`engram edit`; read back by `engram revert`). */
+export const editLogOutput = z.strictObject({
+  schema: schemaField("edit-log", 1),
+  version: z.int().describe("the log format's version (1)"),
+  method: z.string(),
+  created: z.string().describe("when the edit was made (ISO 8601)"),
+  source_model: z.string().optional().describe("the folder of the model that was edited"),
+  edited_model: z.string().optional().describe("the folder the edited model was written to"),
+  requests: z.array(z.record(z.string(), z.unknown())).describe("the requests edited, as given"),
+  hparams: z.record(z.string(), z.unknown()).describe("the hyper-parameters used, after defaults"),
+  info: z.record(z.string(), z.unknown()).describe("the editor's own report (layers, losses, statistics)"),
+  warnings: z.array(z.string()),
+  weights: z.array(z.strictObject({
+    name: z.string(),
+    shape: z.array(z.int()),
+    original_sha256: z.string().regex(/^[0-9a-f]{64}$/),
+    edited_sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  })).describe("each changed weight with the SHA-256 of its float32 bytes before and after"),
+});
+
+/** An edited model's link to its log (`engram_edit.json` in the model folder). */
+export const editLinkOutput = z.strictObject({
+  schema: schemaField("edit-link", 1),
+  comment: z.string(),
+  log: z.string().describe("the log folder, relative to the model folder"),
+  log_json_sha256: z.string().regex(/^[0-9a-f]{64}$/).describe("SHA-256 of the log's log.json"),
+  method: z.string(),
+});

@@ -12,7 +12,7 @@ import { evalSequentialOutput, evalSequentialSummary } from "./eval_sequential_o
 import { traceFactsOutput, traceOutput } from "./trace_output.ts";
 import { attributeOutput, neuronsOutput } from "./attribute_output.ts";
 import { atpOutput, logitLensOutput, recommendLayersOutput } from "./tools_output.ts";
-import { editOutput, revertCheckOutput } from "./edit_output.ts";
+import { editLinkOutput, editLogOutput, editOutput, revertCheckOutput } from "./edit_output.ts";
 import {
   accuracyOutput,
   demoOutput,
@@ -45,6 +45,8 @@ export const OUTPUT_SCHEMAS: Readonly<Record<string, z.ZodType>> = {
   "engram-logit-lens": logitLensOutput,
   "engram-recommend-layers": recommendLayersOutput,
   "engram-edit": editOutput,
+  "engram-edit-log": editLogOutput,
+  "engram-edit-link": editLinkOutput,
   "engram-revert-check": revertCheckOutput,
   "engram-accuracy": accuracyOutput,
   "engram-info": infoOutput,
