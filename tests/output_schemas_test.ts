@@ -213,7 +213,11 @@ const CASES: Case[] = [
       join(d, "seq"),
     ],
     stdout: { schema: "engram-eval-sequential" },
-    files: [{ path: "seq/summary.json", schema: "engram-eval-sequential-summary" }],
+    files: [
+      { path: "seq/summary.json", schema: "engram-eval-sequential-summary" },
+      { path: "seq/ft-l/curve.json", schema: "engram-eval-sequential-curve", dataKeys: [".hparams"] },
+      { path: "seq/ft-l/meta.json", schema: "engram-eval-sequential-meta", dataKeys: [".hparams"] },
+    ],
   },
   {
     name: "neurons",

@@ -334,7 +334,10 @@ export async function runSequential(
       }
       records = records.filter((r) => r.edits <= done);
     }
-    await writeFileAtomic(`${out}/meta.json`, JSON.stringify(meta, null, 2) + "\n");
+    await writeFileAtomic(
+      `${out}/meta.json`,
+      JSON.stringify({ schema: "engram-eval-sequential-meta/1", ...meta }, null, 2) + "\n",
+    );
     // Rewrite the records that stand (drops a line cut by a kill, or records past the checkpoint).
     await writeFileAtomic(`${out}/records.jsonl`, records.map((r) => JSON.stringify(r) + "\n").join(""));
   }
@@ -479,7 +482,10 @@ export async function runSequential(
     await save();
     records.push(rec);
     if (out) await Deno.writeTextFile(`${out}/records.jsonl`, JSON.stringify(rec) + "\n", { append: true });
-    if (out) await writeFileAtomic(`${out}/curve.json`, JSON.stringify(curve(), null, 2) + "\n");
+    if (out) {
+      const doc = { schema: "engram-eval-sequential-curve/1", ...curve() };
+      await writeFileAtomic(`${out}/curve.json`, JSON.stringify(doc, null, 2) + "\n");
+    }
     const m = rec.metrics;
     const f = (x: number | null | undefined) => (typeof x === "number" ? x.toFixed(2) : "–");
     opts.onProgress?.(

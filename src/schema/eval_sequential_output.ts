@@ -85,3 +85,27 @@ export const evalSequentialSummary = z.strictObject({
 });
 /** What DIR/summary.json holds. */
 export type EvalSequentialSummary = z.infer<typeof evalSequentialSummary>;
+
+/** `eval --mode sequential --out DIR`: DIR/<label>/curve.json, one method's curve (rewritten at every record). */
+export const evalSequentialCurveFile = z.strictObject({
+  schema: schemaField("eval-sequential-curve", 1),
+  ...sequentialCurve.shape,
+});
+
+/** `eval --mode sequential --out DIR`: DIR/<label>/meta.json, what the run is (checked when it resumes). */
+export const evalSequentialMeta = z.strictObject({
+  schema: schemaField("eval-sequential-meta", 1),
+  label: z.string(),
+  method: z.string(),
+  batch_size: z.int(),
+  every: z.int(),
+  nas: z.boolean(),
+  fingerprint: z.string().describe("the unedited model's SHA-256"),
+  hparams: z.record(z.string(), z.unknown()),
+  layers: z.array(z.int()).optional(),
+  nas_samples: z.int().optional(),
+  request_hashes: z.array(z.string()).describe("a short hash of each request, in order"),
+  data: z.string().optional(),
+  model: z.string().optional(),
+  ppl_text: z.string().optional(),
+});

@@ -8,7 +8,12 @@
 import type { z } from "./zod.ts";
 import { generateOutput, predictOutput } from "./predict_output.ts";
 import { evalOutput } from "./eval_output.ts";
-import { evalSequentialOutput, evalSequentialSummary } from "./eval_sequential_output.ts";
+import {
+  evalSequentialCurveFile,
+  evalSequentialMeta,
+  evalSequentialOutput,
+  evalSequentialSummary,
+} from "./eval_sequential_output.ts";
 import { traceFactsOutput, traceOutput } from "./trace_output.ts";
 import { attributeOutput, neuronsOutput } from "./attribute_output.ts";
 import { atpOutput, logitLensOutput, recommendLayersOutput } from "./tools_output.ts";
@@ -39,6 +44,8 @@ export const OUTPUT_SCHEMAS: Readonly<Record<string, z.ZodType>> = {
   "engram-eval": evalOutput,
   "engram-eval-sequential": evalSequentialOutput,
   "engram-eval-sequential-summary": evalSequentialSummary,
+  "engram-eval-sequential-curve": evalSequentialCurveFile,
+  "engram-eval-sequential-meta": evalSequentialMeta,
   "engram-neurons": neuronsOutput,
   "engram-attribute": attributeOutput,
   "engram-atp": atpOutput,
