@@ -181,6 +181,8 @@ function frob(a: Float32Array, b?: Float32Array): number {
 }
 
 interface Checkpoint {
+  /** `engram-eval-sequential-checkpoint/1`. */
+  schema?: string;
   edits: number;
   edit_s: number;
   eval_s: number;
@@ -188,11 +190,11 @@ interface Checkpoint {
   file: string;
   weights: { name: string; shape: number[]; offset: number; length: number }[];
   alphaedit?: {
-    nInner: number;
+    n_inner: number;
     layers: number[];
-    nullspaceThreshold: number;
+    nullspace_threshold: number;
     edits: number;
-    perLayer: { layer: number; rank: number; basis: number; eigenvalues: number; kpkp: number }[];
+    per_layer: { layer: number; rank: number; basis: number; eigenvalues: number; kpkp: number }[];
     file: string;
   };
 }
@@ -320,6 +322,13 @@ export async function runSequential(
       const oldH = old.request_hashes as string[];
       records = await readRecords(`${out}/records.jsonl`);
       ckpt = await readJson(`${out}/checkpoint.json`) as Checkpoint | undefined;
+      if (ckpt?.alphaedit && typeof ckpt.alphaedit.n_inner !== "number") {
+        throw new InputError(
+          `${out}/checkpoint.json is from an engram before the snake_case checkpoint (alphaedit.nInner): ` +
+            "start the run in a fresh --out",
+          { file: `${out}/checkpoint.json`, field: "alphaedit.n_inner" },
+        );
+      }
       const done = ckpt?.edits ?? 0;
       if (
         !Array.isArray(oldH) || done > n || oldH.slice(0, done).some((h, i) => h !== meta.request_hashes[i])
@@ -366,13 +375,13 @@ export async function runSequential(
       const a = ckpt.alphaedit;
       const sb = await Deno.readFile(`${out}/${a.file}`);
       const f64 = (off: number, len: number) => new Float64Array(sb.slice(off, off + len * 8).buffer);
-      const I = a.nInner;
+      const I = a.n_inner;
       alphaState = {
         nInner: I,
         layers: a.layers,
-        nullspaceThreshold: a.nullspaceThreshold,
+        nullspaceThreshold: a.nullspace_threshold,
         edits: a.edits,
-        perLayer: new Map(a.perLayer.map((l) => [l.layer, {
+        perLayer: new Map(a.per_layer.map((l) => [l.layer, {
           rank: l.rank,
           basis: f64(l.basis, l.rank * I),
           eigenvalues: f64(l.eigenvalues, I),
@@ -410,6 +419,7 @@ export async function runSequential(
     const file = `checkpoint-${done}.f32`;
     await writeFileAtomic(`${out}/${file}`, toBytes(ws.map((w) => w.data)));
     const c: Checkpoint = {
+      schema: "engram-eval-sequential-checkpoint/1",
       edits: done,
       edit_s: editMs / 1000,
       eval_s: evalMs / 1000,
@@ -436,11 +446,11 @@ export async function runSequential(
       const sfile = `checkpoint-${done}.alphaedit.f64`;
       await writeFileAtomic(`${out}/${sfile}`, toBytes(parts));
       c.alphaedit = {
-        nInner: alphaState.nInner,
+        n_inner: alphaState.nInner,
         layers: alphaState.layers,
-        nullspaceThreshold: alphaState.nullspaceThreshold,
+        nullspace_threshold: alphaState.nullspaceThreshold,
         edits: alphaState.edits,
-        perLayer,
+        per_layer: perLayer,
         file: sfile,
       };
     }
