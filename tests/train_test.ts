@@ -64,6 +64,14 @@ Deno.test("training is reproducible for a seed, lowers the loss and writes loada
     const m1 = await loadHFModel(join(dir, "out"));
     const log = (await Deno.readTextFile(join(dir, "out", "train_log.jsonl"))).trim().split("\n");
     assert.equal(log.length, 20);
+    assert.deepEqual(Object.keys(JSON.parse(log[0])), [
+      "step",
+      "epoch",
+      "loss",
+      "grad_norm",
+      "lr",
+      "tokens_per_second",
+    ]);
     // Same seed, same bytes.
     const cfg2 = { ...config(dir, c), out: join(dir, "out2") };
     await train(gpu, cfg2);

@@ -11,6 +11,7 @@
  * {@link cleanTrainingLeftovers} (`engram train --clean`). If the loss stops being finite, training stops
  * with a {@link TrainingDivergedError} that names the last good checkpoint, which is kept.
  */
+import { snakeKeys } from "../schema/common.ts";
 import { basename, dirname, join } from "node:path";
 import { EngramError } from "../errors.ts";
 import { checkReplaceable, markerText, OUTPUT_MARKER, recoverLeftovers } from "../io/atomic.ts";
@@ -348,7 +349,8 @@ async function trainLocked(gpu: Gpu, cfg: TrainConfig, opts: TrainOptions, t0: n
     await Deno.remove(finalDir, { recursive: true });
     await Deno.writeTextFile(
       join(work, "train_log.jsonl"),
-      log.map((l) => JSON.stringify(l)).join("\n") + "\n",
+      // snake_case, as every engram document (grad_norm, tokens_per_second).
+      log.map((l) => JSON.stringify(snakeKeys(l))).join("\n") + "\n",
     );
     if (await exists(cfg.out)) {
       await checkReplaceable(cfg.out, true, "out"); // still an engram output (checked again: time passed)
