@@ -1,5 +1,5 @@
 #!/bin/sh
-# The 1,000-edit world study (NOTES-h18seq.md): every method advanced 100 edits per round, so that all
+# The 1,000-edit world study (docs/notes/issue-18-study1000.md): every method advanced 100 edits per round, so that all
 # methods have the same number of edits whenever the run is stopped (each round resumes the last).
 # usage: sh docs/sequential-world-1000/run.sh OUT [FIRST_LIMIT] [LAST_LIMIT]
 set -e
