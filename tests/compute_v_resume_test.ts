@@ -104,7 +104,9 @@ Deno.test("backward from a resumed forward: the site's gradient equals the full 
     const lossFn = () => ({ loss: 0, dlogits: dl });
     const { captured, logprobs } = await model.forward(batch, { hooks: { capture: ["resid_post.1"] } });
     // An inference forward resumed at block 2 gives the full forward's log-probabilities.
-    const resumed = await model.forward(batch, { resume: { layer: 2, x: captured.get("resid_post.1")!.data } });
+    const resumed = await model.forward(batch, {
+      resume: { layer: 2, x: captured.get("resid_post.1")!.data },
+    });
     resumed.logprobs.forEach((lp, b) =>
       assert.deepEqual(lp, logprobs[b], `resumed inference, sequence ${b}`)
     );
