@@ -337,6 +337,7 @@ export class TransformerModel {
     return createTensor(this.gpu, shape, { name, dtype, data: this.encode16(data, dtype) });
   }
 
+  /** The 16-bit patterns of `data` in `dtype` (exact: the values are already of that dtype). */
   private encode16(data: Float32Array, dtype: Weight16): Uint16Array {
     const bytes = encodeFloats(data, FILE_DTYPE[dtype]);
     return new Uint16Array(bytes.buffer, bytes.byteOffset, data.length);
