@@ -14,7 +14,7 @@ import {
   OUTPUT_MARKER,
   writeFileAtomic,
 } from "../../io/atomic.ts";
-import { StudyModelMismatchError, StudySettingsMismatchError } from "../localization/folder.ts";
+import { canonical, readStudyHeader, StudySettingsMismatchError } from "../localization/folder.ts";
 import type { TestRecord } from "./record.ts";
 
 /** What `study.json` holds. */
@@ -23,15 +23,6 @@ export interface AttributionHeader {
   fingerprint: string;
   model: string;
   settings: Record<string, unknown>;
-}
-
-function canonical(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(canonical).join(",")}]`;
-  if (v && typeof v === "object") {
-    const o = v as Record<string, unknown>;
-    return `{${Object.keys(o).sort().map((k) => `${JSON.stringify(k)}:${canonical(o[k])}`).join(",")}}`;
-  }
-  return JSON.stringify(v);
 }
 
 /** Path of test `index`'s file. */
@@ -51,29 +42,7 @@ export async function openAttributionFolder(
   const st = await lstatOrUndefined(dir);
   const headerFile = `${dir}/study.json`;
   if (st && opts.resume && (await lstatOrUndefined(headerFile))) {
-    let old: AttributionHeader;
-    try {
-      old = JSON.parse(await Deno.readTextFile(headerFile));
-    } catch (e) {
-      throw new InputError(`cannot read the study header: ${(e as Error).message}`, {
-        file: headerFile,
-        field: "study.json",
-      });
-    }
-    if (old.kind !== header.kind) {
-      throw new InputError(`not an attribution study folder (kind '${old.kind}')`, {
-        file: headerFile,
-        field: "kind",
-      });
-    }
-    if (old.fingerprint !== header.fingerprint) {
-      throw new StudyModelMismatchError(
-        `the study folder was written for another model (${old.model}, fingerprint ${
-          String(old.fingerprint).slice(0, 12)
-        }…), not ${header.model} (${header.fingerprint.slice(0, 12)}…): give a new --out`,
-        { file: headerFile, field: "fingerprint" },
-      );
-    }
+    const old = await readStudyHeader<AttributionHeader>(headerFile, header, "attribution");
     if (canonical(old.settings) !== canonical(header.settings)) {
       throw new StudySettingsMismatchError(
         `the study folder was written with other settings (${canonical(old.settings)}); ` +

@@ -64,13 +64,59 @@ export function headerJson(h: StudyHeader): StudyLocalizationHeader {
 }
 
 /** Canonical JSON (sorted keys) for comparing settings. */
-function canonical(v: unknown): string {
+/** JSON with object keys sorted, so that two settings objects compare by value (the study folders' check). */
+export function canonical(v: unknown): string {
   if (Array.isArray(v)) return `[${v.map(canonical).join(",")}]`;
   if (v && typeof v === "object") {
     const o = v as Record<string, unknown>;
     return `{${Object.keys(o).sort().map((k) => `${JSON.stringify(k)}:${canonical(o[k])}`).join(",")}}`;
   }
   return JSON.stringify(v);
+}
+
+/** What every study folder's `study.json` holds, whatever the study. */
+interface HeaderIdentity {
+  kind: string;
+  model: string;
+  fingerprint: string;
+}
+
+/**
+ * Reads the header `file` of a study folder being resumed and checks it is a `what` study of the same model
+ * as `header` (kind, then weight fingerprint: {@link StudyModelMismatchError}); the caller compares settings.
+ */
+export async function readStudyHeader<H extends HeaderIdentity>(
+  file: string,
+  header: HeaderIdentity,
+  what: string,
+): Promise<H> {
+  let old: H;
+  try {
+    old = JSON.parse(await Deno.readTextFile(file));
+  } catch (e) {
+    throw new InputError(`cannot read the study header: ${(e as Error).message}`, {
+      file,
+      field: "study.json",
+    });
+  }
+  if (old.kind !== header.kind) {
+    throw new InputError(
+      `not ${/^[aeiou]/.test(what) ? "an" : "a"} ${what} study folder (kind '${old.kind}')`,
+      {
+        file,
+        field: "kind",
+      },
+    );
+  }
+  if (old.fingerprint !== header.fingerprint) {
+    throw new StudyModelMismatchError(
+      `the study folder was written for another model (${old.model}, fingerprint ${
+        String(old.fingerprint).slice(0, 12)
+      }…), not ${header.model} (${header.fingerprint.slice(0, 12)}…): give a new --out`,
+      { file, field: "fingerprint" },
+    );
+  }
+  return old;
 }
 
 /** Path of case `index`'s file. */
@@ -91,29 +137,7 @@ export async function openStudyFolder(dir: string, header: StudyHeader): Promise
   if (st) {
     const h = await lstatOrUndefined(headerFile);
     if (h) {
-      let old: StudyHeader;
-      try {
-        old = JSON.parse(await Deno.readTextFile(headerFile));
-      } catch (e) {
-        throw new InputError(`cannot read the study header: ${(e as Error).message}`, {
-          file: headerFile,
-          field: "study.json",
-        });
-      }
-      if (old.kind !== header.kind) {
-        throw new InputError(`not a localization study folder (kind '${old.kind}')`, {
-          file: headerFile,
-          field: "kind",
-        });
-      }
-      if (old.fingerprint !== header.fingerprint) {
-        throw new StudyModelMismatchError(
-          `the study folder was written for another model (${old.model}, fingerprint ${
-            String(old.fingerprint).slice(0, 12)
-          }…), not ${header.model} (${header.fingerprint.slice(0, 12)}…): give a new --out`,
-          { file: headerFile, field: "fingerprint" },
-        );
-      }
+      const old = await readStudyHeader<StudyHeader>(headerFile, header, "localization");
       // A folder of an earlier engram (camelCase settings, no schema) compares the same once converted.
       const oldSettings = settingsJson((old.settings ?? {}) as Record<string, unknown>);
       if (canonical(oldSettings) !== canonical(settingsJson(header.settings))) {
