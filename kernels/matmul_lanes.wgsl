@@ -38,7 +38,7 @@ override CN: u32 = 1u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<u32>;
+@group(0) @binding(2) var<storage, read> b: array<W16Scalar>;
 
 fn b1(i: u32) -> f32 { return w16Elem(b[w16Word(i)], i); }
 @group(0) @binding(3) var<storage, read> bias: array<f32>;

@@ -34,6 +34,7 @@ import wgsl_lib_kahan from "./lib/kahan.wgsl" with { type: "text" };
 import wgsl_lib_matmul_layout from "./lib/matmul_layout.wgsl" with { type: "text" };
 import wgsl_lib_online_softmax from "./lib/online_softmax.wgsl" with { type: "text" };
 import wgsl_lib_unpack16 from "./lib/unpack16.wgsl" with { type: "text" };
+import wgsl_lib_unpack16_f16 from "./lib/unpack16_f16.wgsl" with { type: "text" };
 import wgsl_matmul from "./matmul.wgsl" with { type: "text" };
 import wgsl_matmul_lanes from "./matmul_lanes.wgsl" with { type: "text" };
 import wgsl_matmul_naive from "./matmul_naive.wgsl" with { type: "text" };
@@ -79,6 +80,7 @@ export const KERNEL_FILES: Readonly<Record<string, string>> = Object.freeze({
   "lib/matmul_layout.wgsl": wgsl_lib_matmul_layout,
   "lib/online_softmax.wgsl": wgsl_lib_online_softmax,
   "lib/unpack16.wgsl": wgsl_lib_unpack16,
+  "lib/unpack16_f16.wgsl": wgsl_lib_unpack16_f16,
   "matmul.wgsl": wgsl_matmul,
   "matmul_lanes.wgsl": wgsl_matmul_lanes,
   "matmul_naive.wgsl": wgsl_matmul_naive,

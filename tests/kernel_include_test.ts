@@ -8,7 +8,13 @@ import { GpuError } from "../src/errors.ts";
 import { getGpu } from "../src/gpu/device.ts";
 import { KERNEL_FILES } from "../kernels/mod.ts";
 import { kernelsModule, listWgsl } from "../scripts/gen_kernels.ts";
-import { expandKernel, KernelIncludeError, kernelSource, type KernelSources } from "../src/gpu/pipeline.ts";
+import {
+  expandKernel,
+  expandKernelF16,
+  KernelIncludeError,
+  kernelSource,
+  type KernelSources,
+} from "../src/gpu/pipeline.ts";
 
 const KERNELS = new URL("../kernels/", import.meta.url);
 
@@ -175,6 +181,20 @@ Deno.test("every kernel in kernels/ compiles with its includes resolved; every f
     gpu.device.createShaderModule({ label: name, code });
     const err = await gpu.device.popErrorScope();
     assert.equal(err, null, `kernels/${name}.wgsl does not compile: ${err?.message}`);
+    // The shader-f16 variant (kernels reading weights through lib/unpack16.wgsl): compiled where the
+    // device has the feature (not on llvmpipe under GL; lavapipe has it), its fragment counted as used.
+    if (!lines.some((l) => l.file === "kernels/lib/unpack16.wgsl")) continue;
+    const f16 = expandKernelF16(name);
+    for (const l of f16.lines) used.add(l.file);
+    if (!gpu.device.features.has("shader-f16")) continue;
+    gpu.device.pushErrorScope("validation");
+    gpu.device.createShaderModule({ label: `${name} (shader-f16)`, code: f16.code });
+    const err16 = await gpu.device.popErrorScope();
+    assert.equal(
+      err16,
+      null,
+      `kernels/${name}.wgsl (shader-f16 variant) does not compile: ${err16?.message}`,
+    );
   }
   for (const e of Deno.readDirSync(new URL("lib/", KERNELS))) {
     assert.ok(used.has(`kernels/lib/${e.name}`), `kernels/lib/${e.name} is included by no kernel`);

@@ -64,6 +64,7 @@ export class Gpu {
   private bindingOverride: number | undefined;
   /** Memory budget set with {@link Gpu.setMemoryBudget} (bytes), above ENGRAM_GPU_MEMORY. */
   memoryBudget: number | undefined;
+  private f16Override: boolean | undefined;
 
   /**
    * Wraps a device requested from `adapter` and watches `device.lost` to set {@link lostReason}.
@@ -112,6 +113,27 @@ export class Gpu {
       throw new GpuError(`memory budget ${bytes} must be a non-negative integer of bytes`);
     }
     this.memoryBudget = bytes;
+  }
+
+  /**
+   * Whether kernels read F16 weights as `array<f16>` (the shader-f16 variant, kernels/lib/unpack16_f16.wgsl)
+   * rather than as packed words decoded with `unpack2x16float`: true when the device has the `shader-f16`
+   * feature, unless turned off with {@link Gpu.setShaderF16}. Both give the same f32 values (the conversion
+   * is exact); BF16 weights are always packed (f16 cannot hold them).
+   */
+  get shaderF16(): boolean {
+    return this.f16Override ?? this.device.features.has("shader-f16");
+  }
+
+  /**
+   * Turns the shader-f16 variant off (`false`, e.g. to compare it with the packed path) or back on
+   * (`true`; a {@link GpuError} when the device lacks the feature); `undefined` restores the default.
+   */
+  setShaderF16(on: boolean | undefined): void {
+    if (on === true && !this.device.features.has("shader-f16")) {
+      throw new GpuError("this device has no shader-f16 feature (the adapter does not offer it)");
+    }
+    this.f16Override = on;
   }
 
   /** Adapter name, vendor and the limits that bound tensor sizes. */
@@ -411,9 +433,10 @@ async function acquire(c: AdapterChoice): Promise<Gpu> {
   }
   let device: GPUDevice;
   try {
-    // Optional features engram's kernels may use where offered ("shader-f16" for f16 arithmetic and
-    // arrays, "subgroups"); requested only when the adapter has them. No kernel needs them: 16-bit
-    // weights are read as packed pairs (kernels/lib/unpack16.wgsl) on every adapter.
+    // Optional features engram's kernels may use where offered, requested only when the adapter has
+    // them: "shader-f16" (F16 weights bound as array<f16>, see Gpu.shaderF16), "subgroups" (no kernel
+    // uses it yet). No kernel needs them: without shader-f16, 16-bit weights are read as packed pairs
+    // (kernels/lib/unpack16.wgsl).
     const requiredFeatures = OPTIONAL_FEATURES.filter((f) => adapter.features.has(f));
     device = await adapter.requestDevice({ requiredLimits: want, requiredFeatures });
   } catch (e) {

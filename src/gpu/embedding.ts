@@ -5,7 +5,7 @@
 import { InputError, ShapeError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
 import { grid, launch, uniforms } from "./pipeline.ts";
-import { createTensor, GpuTensor, isPacked16, rowChunks, w16Code } from "./tensor.ts";
+import { createTensor, GpuTensor, isPacked16, rowChunks, w16For } from "./tensor.ts";
 
 /**
  * Throws {@link InputError} (field `name`) unless every entry of `ids` is an integer in
@@ -155,7 +155,7 @@ export async function embedding(
         temps.push(posT);
       }
     }
-    const constants = { W16: w16Code(wte.dtype) };
+    const constants = { W16: w16For(gpu, wte.dtype) };
     for (const ch of rowChunks(wte, C)) {
       const params = { uniform: uniforms(T, C, V, P, offsetU, ch.first, ch.end, ch.base) };
       if (!wpe) {

@@ -11,7 +11,7 @@ import {
   elementWindow,
   type GpuTensor,
   isPacked16,
-  w16Code,
+  w16For,
   windowSlackElems,
 } from "./tensor.ts";
 
@@ -301,7 +301,7 @@ export async function matmul(
       TRANS_B: Number(transB),
       HAS_BIAS: Number(Boolean(opts.bias)),
       ACCUMULATE: Number(Boolean(opts.accumulate)),
-      W16: w16Code(b.dtype),
+      W16: w16For(gpu, b.dtype),
     },
     { A: vecA, B: vecB },
     { N, K, batch },
@@ -443,7 +443,7 @@ async function matmulSplit(
               HAS_BIAS: Number(hasBias),
               ACCUMULATE: Number(!first || Boolean(opts.accumulate)),
               STRIDED: 1,
-              W16: w16Code(b.dtype),
+              W16: w16For(gpu, b.dtype),
             },
             { A: vecA, B: vecB },
             { N: nb, K: kb, batch: 1 },

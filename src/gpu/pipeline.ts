@@ -71,11 +71,18 @@ const BASE_PATH = new URL(BASE).pathname;
  * need no guards. A directive is a whole line; anything else (e.g. `// see //#include ...`) is left as
  * is.
  *
+ * `swap` maps an include's resolved path to the file pasted instead (a kernel variant, e.g.
+ * {@link F16_VARIANT}); the pasted lines name the file they came from.
+ *
  * `sources` defaults to this project's kernels ({@link PROJECT_KERNELS}). Throws
  * {@link KernelIncludeError} naming the including file and line when an include is missing or leaves
  * the root, and {@link GpuError} when the kernel itself is missing.
  */
-export function expandKernel(name: string, sources: KernelSources = PROJECT_KERNELS): ExpandedKernel {
+export function expandKernel(
+  name: string,
+  sources: KernelSources = PROJECT_KERNELS,
+  swap: Readonly<Record<string, string>> = {},
+): ExpandedKernel {
   if (!KERNEL_NAME.test(name)) {
     throw new GpuError(`'${name}' is not a kernel name (kernels/<name>.wgsl, letters, digits and _ only)`);
   }
@@ -100,7 +107,8 @@ export function expandKernel(name: string, sources: KernelSources = PROJECT_KERN
       if (url.protocol !== "file:" || url.host !== "" || !url.pathname.startsWith(BASE_PATH)) {
         throw new KernelIncludeError(file, i + 1, m[1], `leaves ${root}/`);
       }
-      const target = decodeURIComponent(url.pathname.slice(BASE_PATH.length));
+      const named = decodeURIComponent(url.pathname.slice(BASE_PATH.length));
+      const target = Object.hasOwn(swap, named) ? swap[named] : named;
       if (seen.has(target)) {
         code.push(`// (${root}/${target} already included)`);
         lines.push({ file, line: i + 1 });
@@ -125,13 +133,43 @@ export function expandKernel(name: string, sources: KernelSources = PROJECT_KERN
   return { code: code.join("\n"), lines };
 }
 
+/**
+ * The shader-f16 variant of the kernels that read weights through `lib/unpack16.wgsl`: launched with
+ * `W16` = {@link W16_NATIVE_F16}, a kernel is compiled with `lib/unpack16_f16.wgsl` in its place and
+ * `enable f16;` first, so an F16 weight is bound as `array<f16>` / `array<vec4<f16>>`. Only on a device
+ * created with the `shader-f16` feature (see `Gpu.shaderF16`).
+ */
+export const F16_VARIANT = {
+  swap: { "lib/unpack16.wgsl": "lib/unpack16_f16.wgsl" } as Readonly<Record<string, string>>,
+  enable: "enable f16;",
+  feature: "shader-f16" as GPUFeatureName,
+} as const;
+
+/** `W16` value that selects {@link F16_VARIANT} (0 f32, 1 bf16, 2 packed f16: lib/unpack16.wgsl). */
+export const W16_NATIVE_F16 = 3;
+
+/** A kernel's source as {@link F16_VARIANT} compiles it: the swapped include, `enable f16;` first. */
+export function expandKernelF16(name: string, sources: KernelSources = PROJECT_KERNELS): ExpandedKernel {
+  const e = expandKernel(name, sources, F16_VARIANT.swap);
+  if (e.code === expandKernel(name, sources).code) {
+    throw new GpuError(
+      `kernels/${name}.wgsl has no shader-f16 variant (it does not include lib/unpack16.wgsl)`,
+    );
+  }
+  return {
+    code: `${F16_VARIANT.enable}\n${e.code}`,
+    lines: [{ file: `${sources.root}/${F16_VARIANT.swap["lib/unpack16.wgsl"]}`, line: 0 }, ...e.lines],
+  };
+}
+
 const sources = new Map<string, ExpandedKernel>();
 
-function expanded(name: string): ExpandedKernel {
-  let s = sources.get(name);
+function expanded(name: string, f16 = false): ExpandedKernel {
+  const key = f16 ? `${name}:f16` : name;
+  let s = sources.get(key);
   if (s === undefined) {
-    s = expandKernel(name);
-    sources.set(name, s);
+    s = f16 ? expandKernelF16(name) : expandKernel(name);
+    sources.set(key, s);
   }
   return s;
 }
@@ -172,7 +210,14 @@ async function compile(
   constants: Record<string, number>,
 ): Promise<GPUComputePipeline> {
   gpu.checkAlive();
-  const { code, lines } = expanded(kernel);
+  const f16 = constants.W16 === W16_NATIVE_F16;
+  if (f16 && !gpu.device.features.has(F16_VARIANT.feature)) {
+    throw new GpuError(
+      `kernel kernels/${kernel}.wgsl entry '${entry}': the shader-f16 variant needs a device with the ` +
+        "shader-f16 feature, which this one lacks",
+    );
+  }
+  const { code, lines } = expanded(kernel, f16);
   const device = gpu.device;
   device.pushErrorScope("validation");
   const module = device.createShaderModule({ label: kernel, code });
@@ -229,11 +274,18 @@ export async function launch(
   for (const b of bindings) {
     if ("uniform" in b) continue;
     const [t, size] = "tensor" in b ? [b.tensor, b.size] : [b, b.buffer.size];
-    // A packed 16-bit tensor is readable only by a kernel told its dtype (lib/unpack16.wgsl's W16): any
-    // other kernel would read its words as f32.
-    if ((t.dtype === "bf16" || t.dtype === "f16") && constants.W16 !== (t.dtype === "bf16" ? 1 : 2)) {
+    // A packed 16-bit tensor is readable only by a kernel told its dtype (lib/unpack16.wgsl's W16, or
+    // W16_NATIVE_F16 for an f16 one): any other kernel would read its words as f32.
+    const reads = constants.W16 === W16_NATIVE_F16
+      ? "f16"
+      : constants.W16 === 1
+      ? "bf16"
+      : constants.W16 === 2
+      ? "f16"
+      : "f32";
+    if ((t.dtype === "bf16" || t.dtype === "f16") && reads !== t.dtype) {
       throw new GpuError(
-        `kernel kernels/${kernel}.wgsl entry '${entry}' reads f32, but tensor '${t.name}' is stored as ${t.dtype}`,
+        `kernel kernels/${kernel}.wgsl entry '${entry}' reads ${reads}, but tensor '${t.name}' is stored as ${t.dtype}`,
         { field: t.name },
       );
     }

@@ -36,6 +36,14 @@ export function w16Code(dtype: DType): number {
   return dtype === "bf16" ? 1 : dtype === "f16" ? 2 : 0;
 }
 
+/**
+ * `W16` for a weight of `dtype` read on `gpu`: {@link w16Code}, except 3 (the shader-f16 variant of the
+ * kernel, `W16_NATIVE_F16` in pipeline.ts) for an F16 weight when `gpu.shaderF16` is on.
+ */
+export function w16For(gpu: Gpu, dtype: DType): number {
+  return dtype === "f16" && gpu.shaderF16 ? 3 : w16Code(dtype);
+}
+
 /** A dense row-major tensor living in a GPU storage buffer. */
 export class GpuTensor {
   private destroyed = false;
