@@ -10,7 +10,6 @@
 import { InputError } from "../errors.ts";
 import { loadHFModel } from "../io/hf_model.ts";
 import { getGpu } from "../gpu/device.ts";
-import { TransformerModel } from "../model/transformer.ts";
 import { encodeFact, encodeTarget, encodeText } from "../prompt/encode.ts";
 import { withFieldNames } from "../prompt/errors.ts";
 import {
@@ -28,6 +27,7 @@ import { type CommandSpec, parseCommand } from "./spec.ts";
 import { parseNoiseFlag } from "./trace.ts";
 import type { AtpOutput } from "../schema/tools_output.ts";
 import { schemaTag } from "../schema/common.ts";
+import { uploadModel } from "./upload.ts";
 
 /** Flags and help of `engram atp`. */
 export const atpSpec: CommandSpec = {
@@ -133,7 +133,7 @@ export async function atpCommand(argv: string[]): Promise<void> {
   const metric: AtpMetric = kind === "logit-diff"
     ? { kind, answer, counterfactual: encodeTarget(tok, String(f.counterfactual))[0] }
     : { kind: kind as "prob" | "logprob", answer };
-  const model = TransformerModel.create(await getGpu(), hf.config, hf.weights);
+  const model = uploadModel(await getGpu(), hf);
   try {
     let corrupt: RunSpec;
     if (f["corrupt-prompt"] !== undefined) {

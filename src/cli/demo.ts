@@ -9,7 +9,6 @@ import { getGpu } from "../gpu/device.ts";
 import { loadHFModel } from "../io/hf_model.ts";
 import { readJsonl } from "../io/world.ts";
 import { topOneAccuracy } from "../evaluate/accuracy.ts";
-import { TransformerModel } from "../model/transformer.ts";
 import { generate } from "../model/generate.ts";
 import { gpt2ForwardRef } from "../reference/gpt2.ts";
 import { InputError } from "../errors.ts";
@@ -20,6 +19,7 @@ import { withFieldNames } from "../prompt/errors.ts";
 import { topK } from "../numeric/mod.ts";
 import type { DemoOutput } from "../schema/misc_output.ts";
 import { schemaTag } from "../schema/common.ts";
+import { uploadModel } from "./upload.ts";
 
 /** The fixture world (prompts) and its trained model, the demo's defaults. */
 export const WORLD_DIR = new URL("../../fixtures/world/", import.meta.url).pathname;
@@ -60,7 +60,7 @@ export async function demoCommand(argv: string[]): Promise<void> {
   const hf = await loadHFModel(dir, { bos: bosFlag(f) });
   if (!hf.tokenizer) throw new InputError(`${dir} has no tokenizer files`, { field: "--model" });
   const tok = hf.tokenizer;
-  const model = TransformerModel.create(gpu, hf.config, hf.weights);
+  const model = uploadModel(gpu, hf);
   const useWorld = f.text === undefined && f.model === undefined;
   const asks: Array<{ kind: string; prompt: string; answer?: string }> = [];
   let sample: { train: number; heldout: number } | undefined;

@@ -18,7 +18,6 @@
 import { InputError } from "../errors.ts";
 import { getGpu } from "../gpu/device.ts";
 import { configFromHF, loadHFModel } from "../io/hf_model.ts";
-import { TransformerModel } from "../model/transformer.ts";
 import { getEditor } from "../edit/editors.ts";
 import { checkLayers, parseLayers } from "../edit/hparams.ts";
 import { type EditRequest, parseRequestRecord, parseRequests } from "../prompt/requests.ts";
@@ -57,6 +56,7 @@ function easyEditJson(results: MethodEvalResult[], requests: EditRequest[]): str
 }
 import { evalSequential, parseMethodSpec } from "./eval_sequential.ts";
 import { readPerplexityText } from "../evaluate/perplexity.ts";
+import { uploadModel } from "./upload.ts";
 
 /**
  * Reads edit requests for evaluation. As EasyEdit's ZsreDataset, MEND zsRE records with an empty `alt`
@@ -394,7 +394,7 @@ async function evalWith(
     throw new InputError(`${modelDir} has no tokenizer files`, { file: modelDir, field: "--model" });
   }
   const tokenizer = hf.tokenizer;
-  const model = TransformerModel.create(await getGpu(), hf.config, hf.weights);
+  const model = uploadModel(await getGpu(), hf);
   // The editors and the metrics encode prompts with the tokenizer's BOS policy, decided at load.
   const usePrefix = tokenizer.bosId !== undefined;
   const results: EvalRunResult[] = [];

@@ -13,7 +13,6 @@ import { InputError } from "../errors.ts";
 import { loadHFModel } from "../io/hf_model.ts";
 import { commitStaged, stageDir } from "../io/atomic.ts";
 import { getGpu } from "../gpu/device.ts";
-import { TransformerModel } from "../model/transformer.ts";
 import { CLASS_POOLS, type ClassPool } from "../locate/average.ts";
 import { KNOWN_RULES, type KnownRule } from "../locate/known.ts";
 import { NOISE_RNGS, type NoiseRng } from "../locate/patching.ts";
@@ -29,6 +28,7 @@ import { progress } from "./progress.ts";
 import { parseNoiseFlag } from "./trace.ts";
 import type { RecommendLayersOutput } from "../schema/tools_output.ts";
 import { schemaTag } from "../schema/common.ts";
+import { uploadModel } from "./upload.ts";
 
 const KIND_COLOR: Record<string, string> = { hidden: "#6a51a3", mlp: "#238b45", attn: "#cb181d" };
 
@@ -146,7 +146,7 @@ export async function recommendLayersCommand(argv: string[]): Promise<void> {
     const L = hf.config.nLayer;
     const window = intFlag(f, "window", defaultMemitWindow(L), 1, 100000);
     pickLayers(new Array(L).fill(0), window); // a window larger than the model fails before any tracing
-    const model = TransformerModel.create(await getGpu(), hf.config, hf.weights);
+    const model = uploadModel(await getGpu(), hf);
     let rec: Recommendation;
     try {
       const bar = progress(`trace ${limit} facts`, limit);

@@ -45,7 +45,6 @@ import { commitStaged, stageDir } from "../io/atomic.ts";
 import { guardOutputs } from "./outputs.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
 import { getGpu } from "../gpu/device.ts";
-import { TransformerModel } from "../model/transformer.ts";
 import { CLASS_POOLS, type ClassAverage, type ClassPool } from "../locate/average.ts";
 import type {
   ClassAverageOutput,
@@ -84,6 +83,7 @@ import { bosFlag, choiceFlag, COMMON_FLAGS, FACT_FLAGS, intFlag, required } from
 import { type CommandSpec, parseCommand } from "./spec.ts";
 import { log } from "./log.ts";
 import { progress } from "./progress.ts";
+import { uploadModel } from "./upload.ts";
 
 /** A parsed `--noise` value: an absolute std, or a multiple of the measured embedding std ("s3"). */
 export type NoiseFlag = { absolute: number } | { multiple: number };
@@ -525,7 +525,7 @@ async function traceWith(
     if (f.window !== undefined) warn(msg);
     else log.debug(`${msg} (the default window)`);
   }
-  const model = TransformerModel.create(await getGpu(), hf.config, hf.weights);
+  const model = uploadModel(await getGpu(), hf);
   const C = hf.config.nEmbd;
   const noiseStdFor = (subjects: string[]): number => {
     if ("absolute" in noise) return noise.absolute;
