@@ -337,6 +337,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
         nasSamples: f["nas-samples"] !== undefined ? intFlag(f, "nas-samples", 1, 1, limit) : undefined,
         out: typeof f.out === "string" ? f.out : undefined,
         meta: { data: dataFile, model: modelDir, ppl_text: f["ppl-text"] },
+        weightDtypes: hf.dtypes,
       });
       if (f.json) {
         // The curves as runSequential returns them (snake_case), under the schema's name.

@@ -72,6 +72,8 @@ export async function evalSequential(
     nasSamples?: number;
     out?: string;
     meta: Record<string, unknown>;
+    /** The file's dtype of each weight (`HFModel.dtypes`): 16-bit ones stay 16-bit on the GPU. */
+    weightDtypes?: ReadonlyMap<string, string>;
   },
 ): Promise<SequentialCurve[]> {
   const labels = new Set<string>();
@@ -90,7 +92,7 @@ export async function evalSequential(
     const copy: WeightMap = new Map(
       [...weights].map(([k, t]) => [k, { ...t, shape: [...t.shape], data: t.data.slice() }]),
     );
-    const model = TransformerModel.create(await getGpu(), config, copy);
+    const model = TransformerModel.create(await getGpu(), config, copy, { weightDtypes: o.weightDtypes });
     const bar = progress(`eval ${spec} (sequential)`, requests.length);
     try {
       const curve = await runSequential(model, tokenizer, method, requests, {
