@@ -2,8 +2,8 @@
  * The read-only commands (trace, eval, atp, recommend-layers, demo) upload a 16-bit model with its 16-bit
  * GPU storage (src/cli/upload.ts), as `loadModel` does: a causal trace of a BF16 Llama with 16-bit storage
  * equals the trace with f32 storage of the same (BF16-rounded) weights within 1e-5 relative, on about half
- * the GPU weight bytes; `engram trace` on the BF16 folder stores its weights in 16 bits and gives the
- * trace of an F32 folder holding the same values.
+ * the GPU weight bytes; `engram trace` on the BF16 folder stores its weights in 16 bits (f32 with
+ * `--weights f32`) and gives the trace of an F32 folder holding the same values.
  */
 import assert from "node:assert/strict";
 import { getGpu } from "../src/gpu/device.ts";
@@ -107,11 +107,12 @@ Deno.test("engram trace on a BF16 folder: 16-bit storage, the trace of an F32 fo
       tokenizerFrom: bf,
       forceF32: true,
     });
-    const run = async (dir: string) => {
+    const run = async (dir: string, ...extra: string[]) => {
       const r = await engram(
         "--log-level",
         "debug",
         "trace",
+        ...extra,
         "--model",
         dir,
         "--prompt",
@@ -135,8 +136,13 @@ Deno.test("engram trace on a BF16 folder: 16-bit storage, the trace of an F32 fo
       assert.ok(m, r.stderr);
       return { json: JSON.parse(r.stdout), bytes: Number(m[1]), n16: Number(m[2]) };
     };
-    const a = await run(bf), b = await run(f32);
+    const a = await run(bf), b = await run(f32), c = await run(bf, "--weights", "f32");
     assert.ok(a.n16 > 0 && b.n16 === 0, `16-bit tensors: ${a.n16} (BF16 folder), ${b.n16} (F32 folder)`);
+    // --weights f32 decodes the BF16 folder's weights: the F32 folder's storage, its trace exactly.
+    assert.equal(c.n16, 0);
+    assert.equal(c.bytes, b.bytes);
+    const timeless = (ts: Record<string, unknown>[]) => ts.map(({ seconds: _, ...t }) => t);
+    assert.deepEqual(timeless(c.json.traces), timeless(b.json.traces));
     const ratio = a.bytes / b.bytes;
     console.log(
       `engram trace GPU weight bytes: BF16 folder ${a.bytes}, F32 folder ${b.bytes} (${ratio.toFixed(3)})`,

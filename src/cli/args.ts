@@ -140,6 +140,14 @@ export const COMMON_FLAGS = {
     help: "the older spelling of --bos",
   },
   json: { type: "boolean", help: "print the result as JSON on stdout" },
+  weights: {
+    type: "string",
+    choices: ["auto", "f32"],
+    default: "auto",
+    help:
+      "GPU storage of the weights: auto keeps a file's F16 / BF16 matmul and embedding weights in 16 bits " +
+      "(about half the memory; computed in f32, an edit is stored rounded to the weight's dtype), f32 decodes them",
+  },
 } as const satisfies Record<string, FlagSpec>;
 
 /** A string flag restricted to `choices`, or the default (every command with a choice flag). */

@@ -27,7 +27,7 @@ import { type CommandSpec, parseCommand } from "./spec.ts";
 import { parseNoiseFlag } from "./trace.ts";
 import type { AtpOutput } from "../schema/tools_output.ts";
 import { schemaTag } from "../schema/common.ts";
-import { uploadModel } from "./upload.ts";
+import { uploadModel, weightsFlag } from "./upload.ts";
 
 /** Flags and help of `engram atp`. */
 export const atpSpec: CommandSpec = {
@@ -79,6 +79,7 @@ export const atpSpec: CommandSpec = {
     star: { type: "boolean", help: "AtP*: --qk-fix and --grad-drop" },
     top: { type: "int", value: "K", default: 10, help: "estimates printed without --json" },
     bos: COMMON_FLAGS.bos,
+    weights: COMMON_FLAGS.weights,
     json: COMMON_FLAGS.json,
   },
   examples: [
@@ -133,7 +134,7 @@ export async function atpCommand(argv: string[]): Promise<void> {
   const metric: AtpMetric = kind === "logit-diff"
     ? { kind, answer, counterfactual: encodeTarget(tok, String(f.counterfactual))[0] }
     : { kind: kind as "prob" | "logprob", answer };
-  const model = uploadModel(await getGpu(), hf);
+  const model = uploadModel(await getGpu(), hf, weightsFlag(f));
   try {
     let corrupt: RunSpec;
     if (f["corrupt-prompt"] !== undefined) {

@@ -19,7 +19,7 @@ import { withFieldNames } from "../prompt/errors.ts";
 import { topK } from "../numeric/mod.ts";
 import type { DemoOutput } from "../schema/misc_output.ts";
 import { schemaTag } from "../schema/common.ts";
-import { uploadModel } from "./upload.ts";
+import { uploadModel, weightsFlag } from "./upload.ts";
 
 /** The fixture world (prompts) and its trained model, the demo's defaults. */
 export const WORLD_DIR = new URL("../../fixtures/world/", import.meta.url).pathname;
@@ -45,6 +45,7 @@ export const demoSpec: CommandSpec = {
     model: { ...COMMON_FLAGS.model, required: false, default: "fixtures/world/model" },
     text: { type: "string", value: '"..."', help: "a prompt to ask instead of the world's facts" },
     bos: COMMON_FLAGS.bos,
+    weights: COMMON_FLAGS.weights,
     json: COMMON_FLAGS.json,
   },
   examples: ["demo", 'demo --model fixtures/models/fake-gpt2 --text "The Eiffel Tower is located in"'],
@@ -60,7 +61,7 @@ export async function demoCommand(argv: string[]): Promise<void> {
   const hf = await loadHFModel(dir, { bos: bosFlag(f) });
   if (!hf.tokenizer) throw new InputError(`${dir} has no tokenizer files`, { field: "--model" });
   const tok = hf.tokenizer;
-  const model = uploadModel(gpu, hf);
+  const model = uploadModel(gpu, hf, weightsFlag(f));
   const useWorld = f.text === undefined && f.model === undefined;
   const asks: Array<{ kind: string; prompt: string; answer?: string }> = [];
   let sample: { train: number; heldout: number } | undefined;

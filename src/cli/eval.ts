@@ -56,7 +56,7 @@ function easyEditJson(results: MethodEvalResult[], requests: EditRequest[]): str
 }
 import { evalSequential, parseMethodSpec } from "./eval_sequential.ts";
 import { readPerplexityText } from "../evaluate/perplexity.ts";
-import { uploadModel } from "./upload.ts";
+import { uploadModel, weightsFlag } from "./upload.ts";
 
 /**
  * Reads edit requests for evaluation. As EasyEdit's ZsreDataset, MEND zsRE records with an empty `alt`
@@ -146,6 +146,7 @@ export const evalSpec: CommandSpec = {
       help: "prebuilt key statistics: ROME's *_mom2_100000.npz, engram .safetensors, or folders of them",
     },
     bos: COMMON_FLAGS.bos,
+    weights: COMMON_FLAGS.weights,
     "prefix-eos": COMMON_FLAGS["prefix-eos"],
     "fluency-tokens": {
       type: "int",
@@ -337,7 +338,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
         nasSamples: f["nas-samples"] !== undefined ? intFlag(f, "nas-samples", 1, 1, limit) : undefined,
         out: typeof f.out === "string" ? f.out : undefined,
         meta: { data: dataFile, model: modelDir, ppl_text: f["ppl-text"] },
-        weightDtypes: hf.dtypes,
+        weightDtypes: weightsFlag(f) === "auto" ? hf.dtypes : undefined,
       });
       if (f.json) {
         // The curves as runSequential returns them (snake_case), under the schema's name.
@@ -395,7 +396,7 @@ async function evalWith(
     throw new InputError(`${modelDir} has no tokenizer files`, { file: modelDir, field: "--model" });
   }
   const tokenizer = hf.tokenizer;
-  const model = uploadModel(await getGpu(), hf);
+  const model = uploadModel(await getGpu(), hf, weightsFlag(f));
   // The editors and the metrics encode prompts with the tokenizer's BOS policy, decided at load.
   const usePrefix = tokenizer.bosId !== undefined;
   const results: EvalRunResult[] = [];

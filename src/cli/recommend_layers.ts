@@ -28,7 +28,7 @@ import { progress } from "./progress.ts";
 import { parseNoiseFlag } from "./trace.ts";
 import type { RecommendLayersOutput } from "../schema/tools_output.ts";
 import { schemaTag } from "../schema/common.ts";
-import { uploadModel } from "./upload.ts";
+import { uploadModel, weightsFlag } from "./upload.ts";
 
 const KIND_COLOR: Record<string, string> = { hidden: "#6a51a3", mlp: "#238b45", attn: "#cb181d" };
 
@@ -91,6 +91,7 @@ export const recommendLayersSpec: CommandSpec = {
       help: "how averages pool tokens (as trace)",
     },
     bos: COMMON_FLAGS.bos,
+    weights: COMMON_FLAGS.weights,
     "batch-rows": {
       type: "int",
       value: "N",
@@ -146,7 +147,7 @@ export async function recommendLayersCommand(argv: string[]): Promise<void> {
     const L = hf.config.nLayer;
     const window = intFlag(f, "window", defaultMemitWindow(L), 1, 100000);
     pickLayers(new Array(L).fill(0), window); // a window larger than the model fails before any tracing
-    const model = uploadModel(await getGpu(), hf);
+    const model = uploadModel(await getGpu(), hf, weightsFlag(f));
     let rec: Recommendation;
     try {
       const bar = progress(`trace ${limit} facts`, limit);

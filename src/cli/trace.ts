@@ -83,7 +83,7 @@ import { bosFlag, choiceFlag, COMMON_FLAGS, FACT_FLAGS, intFlag, required } from
 import { type CommandSpec, parseCommand } from "./spec.ts";
 import { log } from "./log.ts";
 import { progress } from "./progress.ts";
-import { uploadModel } from "./upload.ts";
+import { uploadModel, weightsFlag } from "./upload.ts";
 
 /** A parsed `--noise` value: an absolute std, or a multiple of the measured embedding std ("s3"). */
 export type NoiseFlag = { absolute: number } | { multiple: number };
@@ -267,6 +267,7 @@ export const traceSpec: CommandSpec = {
       help: "p(answer): its first token's probability (ROME) or the product over its tokens",
     },
     bos: COMMON_FLAGS.bos,
+    weights: COMMON_FLAGS.weights,
     "prefix-eos": COMMON_FLAGS["prefix-eos"],
     "batch-rows": {
       type: "int",
@@ -525,7 +526,7 @@ async function traceWith(
     if (f.window !== undefined) warn(msg);
     else log.debug(`${msg} (the default window)`);
   }
-  const model = uploadModel(await getGpu(), hf);
+  const model = uploadModel(await getGpu(), hf, weightsFlag(f));
   const C = hf.config.nEmbd;
   const noiseStdFor = (subjects: string[]): number => {
     if ("absolute" in noise) return noise.absolute;
