@@ -296,6 +296,28 @@ function envBackend(): string | undefined {
 }
 
 /**
+ * A hint for the no-adapter error when DENO_WEBGPU_BACKEND (`raw`, undefined when unset) names no backend:
+ * Deno 2.9 then finds no adapter at all (measured: an empty value, "primary" and "bogus" all give null for
+ * every request, with llvmpipe and lavapipe installed), which reads like a missing driver. "" otherwise.
+ */
+export function backendHint(raw: string | undefined): string {
+  if (raw === undefined) return "";
+  const known = ["vulkan", "gl", "opengl", "metal", "dx12"];
+  if (raw.split(",").every((p) => known.includes(p.trim().toLowerCase()))) return "";
+  return `; DENO_WEBGPU_BACKEND is set to '${raw}', which names no backend (vulkan, gl, metal, dx12): ` +
+    "unset it or name one";
+}
+
+function rawEnvBackend(): string | undefined {
+  try {
+    const q = Deno.permissions.querySync({ name: "env", variable: "DENO_WEBGPU_BACKEND" });
+    return q.state === "granted" ? Deno.env.get("DENO_WEBGPU_BACKEND") : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * The backend an adapter runs on. Deno's GPUAdapterInfo does not name it, so: DENO_WEBGPU_BACKEND when it
  * names one backend; else inferred. wgpu's GL backend has no bind-group limit and reports
  * maxBindingsPerBindGroup as 2^32 - 1 (Vulkan reports about a thousand): measured with Mesa's llvmpipe
@@ -413,7 +435,7 @@ async function acquire(c: AdapterChoice): Promise<Gpu> {
   if (!adapter) {
     throw new GpuError(
       `no WebGPU adapter found${c === "default" ? "" : ` for --adapter ${c}`}; on Linux install Mesa ` +
-        "(llvmpipe/lavapipe) or a GPU driver with Vulkan support",
+        "(llvmpipe/lavapipe) or a GPU driver with Vulkan support" + backendHint(rawEnvBackend()),
     );
   }
   const want: Record<string, number> = {};
