@@ -148,6 +148,9 @@ export const F16_VARIANT = {
 /** `W16` value that selects {@link F16_VARIANT} (0 f32, 1 bf16, 2 packed f16: lib/unpack16.wgsl). */
 export const W16_NATIVE_F16 = 3;
 
+// What a kernel launched with each W16 value reads a weight binding as.
+const READS: Record<number, string> = { 0: "f32", 1: "bf16", 2: "f16", [W16_NATIVE_F16]: "f16" };
+
 /** A kernel's source as {@link F16_VARIANT} compiles it: the swapped include, `enable f16;` first. */
 export function expandKernelF16(name: string, sources: KernelSources = PROJECT_KERNELS): ExpandedKernel {
   const e = expandKernel(name, sources, F16_VARIANT.swap);
@@ -276,13 +279,7 @@ export async function launch(
     const [t, size] = "tensor" in b ? [b.tensor, b.size] : [b, b.buffer.size];
     // A packed 16-bit tensor is readable only by a kernel told its dtype (lib/unpack16.wgsl's W16, or
     // W16_NATIVE_F16 for an f16 one): any other kernel would read its words as f32.
-    const reads = constants.W16 === W16_NATIVE_F16
-      ? "f16"
-      : constants.W16 === 1
-      ? "bf16"
-      : constants.W16 === 2
-      ? "f16"
-      : "f32";
+    const reads = READS[constants.W16 ?? 0] ?? "f32";
     if ((t.dtype === "bf16" || t.dtype === "f16") && reads !== t.dtype) {
       throw new GpuError(
         `kernel kernels/${kernel}.wgsl entry '${entry}' reads ${reads}, but tensor '${t.name}' is stored as ${t.dtype}`,
