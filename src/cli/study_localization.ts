@@ -93,6 +93,12 @@ export const localizationStudySpec: CommandSpec = {
       default: 0.02,
       help: "drop cases whose clean p(target_true) is below P (belief-localization's min_pred_prob)",
     },
+    "forcing-eval": {
+      type: "string",
+      choices: ["noised", "clean"],
+      default: "noised",
+      help: "measure fact_forcing edits with the subject noised (the reference) or on clean prompts",
+    },
     hparams: { type: "string", value: "M=FILE,..", help: "hparams per method (as eval --hparams)" },
     "stats-corpus": { type: "string", value: "FILE", help: "corpus of the key statistics (ROME / MEMIT)" },
     stats: { type: "string", value: "FILE[,FILE]", help: "prebuilt key statistics" },
@@ -220,6 +226,17 @@ async function studyWith(
         targetProb,
         knownOnly: f["keep-unknown"] !== true,
         minPredProb: numFlag(f, "min-pred-prob", STUDY_DEFAULTS.minPredProb, 0, 1),
+        // Only a study with Fact Forcing records how it is measured (other folders keep their settings).
+        ...(objectives.includes("fact_forcing")
+          ? {
+            forcingEval: list<"noised" | "clean">(
+              f["forcing-eval"],
+              ["noised", "clean"],
+              ["noised"],
+              "--forcing-eval",
+            )[0],
+          }
+          : {}),
       },
       edit: {
         hparams: Object.fromEntries([...hparamsBy].map(([m, e]) => [m, e.hparams])),

@@ -53,17 +53,30 @@ export class SubjectNoiser {
    * prompts without the subject).
    */
   patches(model: TransformerModel, rows: NoisedRow[]): PatchSpec[] {
+    const drawn = rows.filter((r) => r.subjectRange[1] > r.subjectRange[0]).map((r) => ({
+      ...r,
+      draw: this.k++,
+    }));
+    return SubjectNoiser.patchRows(model, this.spec, drawn);
+  }
+
+  /** The `embed` patch (zero or one) giving each row draw `row.draw` of `spec` on its subject tokens. */
+  static patchRows(
+    model: TransformerModel,
+    spec: SubjectNoiseSpec,
+    rows: Array<NoisedRow & { draw: number }>,
+  ): PatchSpec[] {
     const C = model.config.nEmbd;
-    const parts: PatchSpec[] = [];
-    for (const r of rows) {
-      const n = r.subjectRange[1] - r.subjectRange[0];
-      if (n <= 0) continue;
-      const noise = SubjectNoiser.draw(this.spec, this.k++, n, C);
-      parts.push(corruptionPatch(model, r.ids, r.subjectRange, noise, [r.row], 0));
-    }
+    const parts = rows.map((r) => {
+      const noise = SubjectNoiser.draw(spec, r.draw, r.subjectRange[1] - r.subjectRange[0], C);
+      return corruptionPatch(model, r.ids, r.subjectRange, noise, [r.row], 0);
+    });
     const values = new Float32Array(parts.reduce((a, p) => a + p.values.length, 0));
     let o = 0;
-    for (const p of parts) values.set(p.values, (o += p.values.length) - p.values.length);
+    for (const p of parts) {
+      values.set(p.values, o);
+      o += p.values.length;
+    }
     return parts.length ? [{ site: "embed", rows: parts.flatMap((p) => p.rows), values }] : [];
   }
 }

@@ -25,8 +25,9 @@ import {
   type TraceKind,
 } from "../../locate/trace.ts";
 import type { NoiseRng } from "../../locate/patching.ts";
-import { encodeFact } from "../../prompt/encode.ts";
-import { FactError } from "../../prompt/errors.ts";
+import { SubjectNoiser, type SubjectNoiseSpec } from "../../locate/subject_noiser.ts";
+import { encodeFact, findTokenRange } from "../../prompt/encode.ts";
+import { FactError, SubjectNotInPromptError } from "../../prompt/errors.ts";
 import { InputError } from "../../errors.ts";
 import { scoreAnswers, type ScoreItem } from "../edit_metrics.ts";
 import {
@@ -70,6 +71,12 @@ export interface CaseSettings {
   knownOnly: boolean;
   /** Drop cases whose clean probability of target_true is below this (tracing.py's min_pred_prob .02). */
   minPredProb: number;
+  /**
+   * How Fact Forcing's edits are measured: "noised" (default, the reference's `test_batch_prediction`
+   * under its noising hook: the subject of every prompt that holds it noised, pre and post with the same
+   * draws) or "clean".
+   */
+  forcingEval?: "noised" | "clean";
 }
 
 /** How the study reaches the editors (hparams per study method, key statistics). */
@@ -251,15 +258,39 @@ function itemsFor(
   return { items, counts: [1, para.length, nb.length] };
 }
 
-/** P = exp(−mean token NLL) of `answer` after each prompt of `req`, grouped by kind. */
+/**
+ * P = exp(−mean token NLL) of `answer` after each prompt of `req`, grouped by kind. With `noise` the
+ * subject's tokens of each prompt that holds it (ROME's `find_token_range`) get draw i of `noise` for
+ * prompt i (so every call with the same `noise` noises alike, whatever the answer).
+ */
 export async function promptProbs(
   model: TransformerModel,
   tokenizer: Tokenizer,
   req: EditRequest,
   answer: string,
+  noise?: SubjectNoiseSpec,
 ): Promise<PromptProbs> {
   const { items, counts } = itemsFor(req, answer);
-  const s = await scoreAnswers(model, tokenizer, items);
+  const patch = noise &&
+    ((rows: Array<{ index: number; prompt: number[]; row: number }>) =>
+      SubjectNoiser.patchRows(
+        model,
+        noise,
+        rows.flatMap(({ index, prompt, row }) => {
+          try {
+            return [{
+              ids: prompt,
+              subjectRange: findTokenRange(tokenizer, prompt, req.subject),
+              row,
+              draw: index,
+            }];
+          } catch (e) {
+            if (e instanceof SubjectNotInPromptError) return []; // e.g. a neighborhood prompt: left clean
+            throw e;
+          }
+        }),
+      ));
+  const s = await scoreAnswers(model, tokenizer, items, patch ? { patch } : {});
   const p = s.map((x) => Math.exp(-x.nll));
   return {
     rewrite: p.slice(0, counts[0]),
@@ -318,9 +349,14 @@ export function checkFtOverrides(h: Record<string, unknown>, file?: string): voi
   }
 }
 
-/** How one edit of the study runs: an engram editor, or the study's FT. */
+/** How one edit of the study runs: an engram editor (with its δ objective), or the study's FT. */
 export type EditPlan =
-  | { editor: string; layers: number[]; hparams?: Record<string, unknown> }
+  | {
+    editor: string;
+    layers: number[];
+    hparams?: Record<string, unknown>;
+    objective?: EditOptions["objective"];
+  }
   | { editor: "ft"; layers: number[]; ft: FtObjectiveOptions };
 
 /** Editor options of `method` for a central `layer` and an objective. */
@@ -336,7 +372,22 @@ export function editOptionsFor(
   const spec = methodSpec(method, s.editWindow);
   const layers = editLayers(layer, spec.window, model.config.nLayer);
   const user = ctx.hparams?.[method];
-  if (spec.editor !== "ft") return { editor: spec.editor, layers, hparams: user };
+  if (spec.editor !== "ft") {
+    // get_override_hparams: ROME's Fact Forcing with v_lr 5e-2 and 25 steps (MEMIT keeps its v_lr 0.5).
+    const forcing = objective === "fact_forcing" && method === "rome"
+      ? { v_lr: 5e-2, v_num_grad_steps: 25 }
+      : undefined;
+    return {
+      editor: spec.editor,
+      layers,
+      hparams: forcing ? { ...forcing, ...user } : user,
+      objective: objective === "fact_erasure"
+        ? { loss: "prob" }
+        : objective === "fact_forcing"
+        ? { noise: { std: s.noiseStd, seed: s.seed, rng: s.noiseRng } }
+        : undefined,
+    };
+  }
   const u = (user ?? {}) as Partial<Record<typeof FT_OVERRIDE_KEYS[number], number>>;
   return {
     editor: "ft",
@@ -373,6 +424,7 @@ export async function applyPlan(
   return await applyEdit(model, tokenizer, plan.editor, [request], {
     layers: plan.layers,
     hparams: plan.hparams,
+    ...(plan.objective ? { objective: plan.objective } : {}),
     statsCorpus: ctx.statsCorpus,
     stats: ctx.stats,
     statsDir: ctx.statsDir,
@@ -466,9 +518,13 @@ export async function studyCase(
       if (e instanceof InputError) return { ...base, dropped: `${objective}: ${e.message}` };
       throw e;
     }
+    // Fact Forcing is measured under subject noise (same draws pre and post), unless asked for clean.
+    const sn = objective === "fact_forcing" && s.forcingEval !== "clean"
+      ? { std: s.noiseStd, seed: s.seed, rng: s.noiseRng }
+      : undefined;
     const pre = {
-      target: await promptProbs(model, tokenizer, o.request, o.request.target_new),
-      baseline: o.baseline !== null ? await promptProbs(model, tokenizer, o.request, o.baseline) : null,
+      target: await promptProbs(model, tokenizer, o.request, o.request.target_new, sn),
+      baseline: o.baseline !== null ? await promptProbs(model, tokenizer, o.request, o.baseline, sn) : null,
     };
     objectives.push({
       objective,
@@ -487,8 +543,10 @@ export async function studyCase(
         let post;
         try {
           post = {
-            target: await promptProbs(model, tokenizer, o.request, o.request.target_new),
-            baseline: o.baseline !== null ? await promptProbs(model, tokenizer, o.request, o.baseline) : null,
+            target: await promptProbs(model, tokenizer, o.request, o.request.target_new, sn),
+            baseline: o.baseline !== null
+              ? await promptProbs(model, tokenizer, o.request, o.baseline, sn)
+              : null,
           };
         } finally {
           applied.restore();

@@ -10,13 +10,15 @@
  *   baseline `target_true`;
  * - **fact_amplification**: target `target_true` (the edit raises the probability of what the model
  *   already says); no baseline (the reference uses the EOS token, "won't use these metrics");
- * - **fact_erasure**: target `target_true`, loss = its probability (FT only), scored by the erasure score;
- *   no baseline;
+ * - **fact_erasure**: target `target_true`, loss = its probability (FT: exp(−NLL) of the batch; ROME /
+ *   MEMIT: exp(−NLL) in the v* / z loss, src/edit/compute_v.ts), scored by the erasure score; no baseline;
  * - **fact_forcing**: target `target_true` while the subject's embeddings are noised during the edit
- *   (FT only: 10 noise samples, 50 steps); baseline = the noised prediction (`request_baseline`). The
- *   edit is measured on clean prompts, as the reference's evaluation runs outside the noising hook.
+ *   (FT: 10 noise samples, 50 steps; ROME / MEMIT: every forward of the edit noised, ROME with v_lr 0.05 and
+ *   25 steps); baseline = the noised prediction (`request_baseline`). The edit is measured with the
+ *   subject noised too, pre and post with the same draws (the reference's `test_batch_prediction` runs
+ *   inside a noising hook when fact forcing); `forcingEval: "clean"` measures on clean prompts instead.
  *
- * ROME and MEMIT run the first three: engram's ROME / MEMIT optimise v* by NLL on clean inputs only.
+ * Every method runs every objective.
 
  * Methods: `rome` (window 1), `memit` (the window of `editWindow` layers centred on the layer, clipped at
  * the ends as causal tracing's window), `ft-1` and `ft-5` (belief-localization's constrained fine-tuning
@@ -44,12 +46,12 @@ export const STUDY_METHODS = ["rome", "memit", "ft-1", "ft-5"] as const;
 /** One of {@link STUDY_METHODS}. */
 export type StudyMethod = typeof STUDY_METHODS[number];
 
-/** Objectives only the FT methods can run (they need a probability loss or noised inputs while editing). */
-export const FT_ONLY_OBJECTIVES: readonly Objective[] = ["fact_erasure", "fact_forcing"];
-
-/** Whether `method` can run `objective` (ROME and MEMIT cannot run the FT-only objectives). */
+/**
+ * Whether `method` can run `objective`: every pair now (ROME / MEMIT erasure and forcing came with the
+ * objectives of src/edit/compute_v.ts); kept so that a method without some objective can say so.
+ */
 export function canRun(method: StudyMethod, objective: Objective): boolean {
-  return methodSpec(method).editor === "ft" || !FT_ONLY_OBJECTIVES.includes(objective);
+  return STUDY_METHODS.includes(method) && OBJECTIVES.includes(objective);
 }
 
 /** Edits per case: one per runnable (method, objective) pair and layer. */

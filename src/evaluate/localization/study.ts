@@ -93,8 +93,7 @@ export function checkStudySettings(s: CaseSettings, nLayer: number): void {
   }
   if (editsPerCase(s.methods, s.objectives, 1) === 0) {
     throw new InputError(
-      `none of the methods ${s.methods.join(", ")} can run ${s.objectives.join(", ")}: fact_erasure and ` +
-        `fact_forcing need ft-1 / ft-5 (engram's ROME and MEMIT optimise by NLL on clean inputs)`,
+      `none of the methods ${s.methods.join(", ")} can run ${s.objectives.join(", ")}`,
       { field: "--objectives" },
     );
   }
