@@ -376,11 +376,13 @@ export function editOptionsFor(
     // get_override_hparams: ROME's Fact Forcing with v_lr 5e-2 and 25 steps (MEMIT keeps its v_lr 0.5).
     const forcing = objective === "fact_forcing" && method === "rome"
       ? { v_lr: 5e-2, v_num_grad_steps: 25 }
-      : undefined;
+      : {};
+    // belief-localization's compute_v / compute_z never stop early (their patience counter resets on every
+    // step below 5e-2), so the study runs every v* step: early_stop_loss 0, unless the user sets it.
     return {
       editor: spec.editor,
       layers,
-      hparams: forcing ? { ...forcing, ...user } : user,
+      hparams: { early_stop_loss: 0, ...forcing, ...user },
       objective: objective === "fact_erasure"
         ? { loss: "prob" }
         : objective === "fact_forcing"
