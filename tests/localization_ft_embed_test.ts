@@ -16,6 +16,15 @@ import { filledPrompt } from "../src/edit/requests.ts";
 import { adamwRef } from "../src/reference/adamw.ts";
 import { transformerForwardRef } from "../src/reference/transformer.ts";
 import { freshSeed } from "./_util.ts";
+import { join } from "node:path";
+import { loadModel } from "../src/model/load.ts";
+import { readRequests } from "../src/edit/requests.ts";
+import { applyComputed } from "../src/edit/apply.ts";
+import { scoreAnswers } from "../src/evaluate/edit_metrics.ts";
+import type { CaseResult } from "../src/evaluate/localization/case.ts";
+import { readCase } from "../src/evaluate/localization/folder.ts";
+import { EMBEDDING_LAYER } from "../src/evaluate/localization/objectives.ts";
+import { runLocalizationStudy, STUDY_DEFAULTS } from "../src/evaluate/localization/study.ts";
 import { REF_EDIT_CONFIG as cfg, refRequests, refWordTokenizer, rel } from "./_edit_ref_util.ts";
 
 const tok = refWordTokenizer(cfg.vocabSize);
@@ -114,5 +123,61 @@ Deno.test("study FT at layer −1 trains the subject's embedding rows only; equa
     assert.deepEqual(await readTensor(model.weight("wte.weight")), weights.get("wte.weight")!.data);
   } finally {
     model.destroy();
+  }
+});
+
+Deno.test("localization study: --embeddings (layer −1) runs FT-1 only, as a separate embedding fine-tune", async () => {
+  const WORLD = new URL("../fixtures/world/", import.meta.url).pathname;
+  const lm = await loadModel(join(WORLD, "model"));
+  const tok2 = lm.tokenizer!, model = lm.model;
+  const reqs = (await readRequests(join(WORLD, "counterfact.json"))).slice(0, 1);
+  const out = await Deno.makeTempDir({ prefix: "engram-locemb-" });
+  try {
+    const res = await runLocalizationStudy(model, tok2, reqs, {
+      out: join(out, "s"),
+      modelName: "world",
+      dataFile: "counterfact.json",
+      settings: {
+        ...STUDY_DEFAULTS,
+        samples: 3,
+        noiseStd: 0.3,
+        methods: ["ft-1", "ft-5"],
+        objectives: ["error_injection", "fact_forcing"],
+        layers: [EMBEDDING_LAYER],
+      },
+      edit: { hparams: { "ft-1": { num_steps: 3 } } },
+    });
+    // Only FT-1 × error injection runs at the embeddings (FT-5 and Fact Forcing do not).
+    assert.equal(res.summary.edits, 1);
+    const c = (await readCase(join(out, "s"), 0)) as CaseResult;
+    const [e] = c.edits;
+    assert.equal(e.method, "ft-1");
+    assert.deepEqual(e.editedLayers, [EMBEDDING_LAYER]);
+    const d = await fineTuneObjective(model, tok2, reqs[0], {
+      layers: [EMBEDDING_LAYER],
+      lr: 1e-3,
+      numSteps: 3,
+      normConstraint: 0.01,
+      loss: "nll",
+    });
+    assert.deepEqual([...d.deltas.keys()], [model.spec.embed]);
+    const applied = applyComputed(model, d);
+    let p: number;
+    try {
+      const [s] = await scoreAnswers(model, tok2, [{
+        prompt: filledPrompt(reqs[0]),
+        answer: reqs[0].target_new,
+      }]);
+      p = Math.exp(-s.nll);
+    } finally {
+      applied.restore();
+    }
+    assert.equal(e.post.target.rewrite[0], p);
+    assert.ok(p > c.objectives[0].pre.target.rewrite[0], "the new answer gains");
+    // No MLP trace at the embeddings: no regression rows use them.
+    assert.ok(res.summary.regressions.every((r) => r.n === 0));
+  } finally {
+    model.destroy();
+    await Deno.remove(out, { recursive: true });
   }
 });

@@ -20,7 +20,7 @@ import {
   type StudyMethod,
 } from "../evaluate/localization/objectives.ts";
 import { runLocalizationStudy, STUDY_DEFAULTS } from "../evaluate/localization/study.ts";
-import { editsPerCase, methodSpec } from "../evaluate/localization/objectives.ts";
+import { editsPerCase, EMBEDDING_LAYER, methodSpec } from "../evaluate/localization/objectives.ts";
 import { checkFtOverrides } from "../evaluate/localization/case.ts";
 import { bosFlag, COMMON_FLAGS, intFlag, numFlag, required } from "./args.ts";
 import { type CommandSpec, parseCommand } from "./spec.ts";
@@ -74,6 +74,10 @@ export const localizationStudySpec: CommandSpec = {
       help: "error_injection, tracing_reversal, fact_erasure, fact_amplification, fact_forcing, or all",
     },
     layers: { type: "string", value: "L,..", default: "every layer", help: "layers edited" },
+    embeddings: {
+      type: "boolean",
+      help: "also edit the embeddings (layer -1: FT-1 on the subject's token rows)",
+    },
     "trace-window": { type: "int", value: "W", default: 5, unit: "layers", help: "tracing window" },
     "edit-window": { type: "int", value: "W", default: 5, unit: "layers", help: "layers MEMIT / FT-5 edit" },
     samples: { type: "int", value: "N", default: 10, help: "noise samples of the trace" },
@@ -190,9 +194,12 @@ async function studyWith(
       throw new InputError(`${modelDir} has no tokenizer`, { file: modelDir, field: "--model" });
     }
     const tok = lm.tokenizer, model = lm.model, cfg = model.config;
-    const layers = typeof f.layers === "string"
-      ? parseLayers(f.layers)
-      : Array.from({ length: cfg.nLayer }, (_, i) => i);
+    const layers = [
+      ...(f.embeddings === true ? [EMBEDDING_LAYER] : []),
+      ...(typeof f.layers === "string"
+        ? parseLayers(f.layers)
+        : Array.from({ length: cfg.nLayer }, (_, i) => i)),
+    ];
     for (const m of methods) {
       const e = hparamsBy.get(m);
       if (!e) continue;
@@ -207,7 +214,7 @@ async function studyWith(
       const ids = requests.flatMap((r) => tok.encode(r.subject));
       noiseStd = noise.multiple * embeddingStd(model.weights, cfg.nEmbd, ids, model.spec.embed);
     }
-    const units = requests.length * (1 + editsPerCase(methods, objectives, layers.length));
+    const units = requests.length * (1 + editsPerCase(methods, objectives, layers));
     const bar = progress("study localization (traces + edits)", units);
     const res = await runLocalizationStudy(model, tok, requests, {
       out,

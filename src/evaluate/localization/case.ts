@@ -31,9 +31,9 @@ import { FactError, SubjectNotInPromptError } from "../../prompt/errors.ts";
 import { InputError } from "../../errors.ts";
 import { scoreAnswers, type ScoreItem } from "../edit_metrics.ts";
 import {
-  canRun,
   editLayers,
   editsPerCase,
+  EMBEDDING_LAYER,
   ftNormConstraint,
   ftSteps,
   methodSpec,
@@ -41,6 +41,7 @@ import {
   type Objective,
   type ObjectiveRequest,
   objectiveRequest,
+  runsAt,
   type StudyMethod,
 } from "./objectives.ts";
 import { type EditScores, hasePoints } from "./scores.ts";
@@ -370,8 +371,20 @@ export function editOptionsFor(
   subjectRange: [number, number],
 ): EditPlan {
   const spec = methodSpec(method, s.editWindow);
-  const layers = editLayers(layer, spec.window, model.config.nLayer);
   const user = ctx.hparams?.[method];
+  if (layer === EMBEDDING_LAYER) {
+    // get_override_hparams for central layer −1: lr 1e-3, 100 steps, ε 0.01, the embeddings only.
+    const u = (user ?? {}) as Partial<Record<typeof FT_OVERRIDE_KEYS[number], number>>;
+    const ft: FtObjectiveOptions = {
+      layers: [EMBEDDING_LAYER],
+      lr: u.lr ?? 1e-3,
+      numSteps: u.num_steps ?? 100,
+      normConstraint: u.norm_constraint ?? 0.01,
+      loss: objective === "fact_erasure" ? "prob" : "nll",
+    };
+    return { editor: "ft", layers: [EMBEDDING_LAYER], ft };
+  }
+  const layers = editLayers(layer, spec.window, model.config.nLayer);
   if (spec.editor !== "ft") {
     // get_override_hparams: ROME's Fact Forcing with v_lr 5e-2 and 25 steps (MEMIT keeps its v_lr 0.5).
     const forcing = objective === "fact_forcing" && method === "rome"
@@ -471,7 +484,7 @@ export async function studyCase(
     throw e;
   }
   const ids = fact.ids.slice(0, fact.promptLength);
-  const total = 1 + editsPerCase(s.methods, s.objectives, s.layers.length);
+  const total = 1 + editsPerCase(s.methods, s.objectives, s.layers);
   const tr = await causalTrace(model, ids, fact.subjectRange, {
     kinds: [...TRACE_KINDS],
     samples: s.samples,
@@ -536,8 +549,8 @@ export async function studyCase(
       pre,
     });
     for (const method of s.methods) {
-      if (!canRun(method, objective)) continue;
       for (const layer of s.layers) {
+        if (!runsAt(method, objective, layer)) continue;
         const e0 = performance.now();
         const opt = editOptionsFor(model, method, objective, layer, s, ctx, fact.subjectRange);
         const warnings: string[] = [];

@@ -54,9 +54,23 @@ export function canRun(method: StudyMethod, objective: Objective): boolean {
   return STUDY_METHODS.includes(method) && OBJECTIVES.includes(objective);
 }
 
-/** Edits per case: one per runnable (method, objective) pair and layer. */
-export function editsPerCase(methods: StudyMethod[], objectives: Objective[], layers: number): number {
-  return methods.reduce((n, m) => n + objectives.filter((o) => canRun(m, o)).length, 0) * layers;
+/**
+ * The embeddings as an edit "layer": FT-1 fine-tunes the subject tokens' embedding rows there
+ * (belief-localization adds central layer −1 to FT's sweep with window 1, except for Fact Forcing).
+ */
+export const EMBEDDING_LAYER = -1;
+
+/** Whether `method` edits for `objective` at central `layer` (layer −1: FT-1 only, not Fact Forcing). */
+export function runsAt(method: StudyMethod, objective: Objective, layer: number): boolean {
+  if (!canRun(method, objective)) return false;
+  return layer !== EMBEDDING_LAYER || (method === "ft-1" && objective !== "fact_forcing");
+}
+
+/** Edits per case: one per (method, objective, layer) that runs. */
+export function editsPerCase(methods: StudyMethod[], objectives: Objective[], layers: number[]): number {
+  let n = 0;
+  for (const m of methods) for (const o of objectives) for (const l of layers) if (runsAt(m, o, l)) n++;
+  return n;
 }
 
 /** FT steps for an objective: 25 (the FT hparams files), 50 for Fact Forcing (`get_override_hparams`). */
