@@ -11,7 +11,7 @@ import { readRequests } from "../src/edit/requests.ts";
 import { applyEdit } from "../src/edit/editors.ts";
 import { resolveStatsSource } from "../src/edit/stats.ts";
 import { scoreAnswers } from "../src/evaluate/edit_metrics.ts";
-import type { CaseResult } from "../src/evaluate/localization/case.ts";
+import { type CaseResult, promptProbs } from "../src/evaluate/localization/case.ts";
 import { readCase } from "../src/evaluate/localization/folder.ts";
 import { runLocalizationStudy, STUDY_DEFAULTS } from "../src/evaluate/localization/study.ts";
 import { bosPrefix, encodeTarget, findTokenRange } from "../src/prompt/encode.ts";
@@ -35,7 +35,8 @@ function noisedProbRef(
   prompt: string,
   subject: string,
   answer: string,
-  noise: { std: number; seed: number; draw: number },
+  noise: { std: number; seed: number; draw: number } | undefined,
+  prob: "mean" | "sequence" = "mean",
 ): number {
   const cfg = model.config, C = cfg.nEmbd, V = cfg.vocabSize;
   const p = [...bosPrefix(tok), ...tok.encode(prompt)];
@@ -47,8 +48,10 @@ function noisedProbRef(
   ids.forEach((id, t) => {
     for (let c = 0; c < C; c++) x[t * C + c] = wte[id * C + c] + wpe[t * C + c];
   });
-  const z = new NumpyRandomState(noise.seed + noise.draw).randn((s1 - s0) * C);
-  for (let j = 0; j < (s1 - s0) * C; j++) x[s0 * C + j] += noise.std * z[j];
+  if (noise) {
+    const z = new NumpyRandomState(noise.seed + noise.draw).randn((s1 - s0) * C);
+    for (let j = 0; j < (s1 - s0) * C; j++) x[s0 * C + j] += noise.std * z[j];
+  }
   const { logits } = transformerForwardRef(cfg, weights, ids, { embed: x });
   let nll = 0;
   a.forEach((t, j) => {
@@ -59,8 +62,29 @@ function noisedProbRef(
     for (let v = 0; v < V; v++) s += Math.exp(logits[off + v] - m);
     nll -= logits[off + t] - m - Math.log(s);
   });
-  return Math.exp(-nll / a.length);
+  return Math.exp(-nll / (prob === "mean" ? a.length : 1));
 }
+
+Deno.test("localization scores: P of a multi-token answer is the product of its token probabilities (the reference), or their geometric mean", async () => {
+  const lm = await loadModel(join(WORLD, "model"));
+  const tok = lm.tokenizer!, model = lm.model;
+  try {
+    const [r] = await readRequests(join(WORLD, "counterfact.json"));
+    const answer = `${r.ground_truth} ${r.target_new}`;
+    assert.ok(encodeTarget(tok, answer).length >= 2, "a multi-token answer");
+    const filled = r.prompt.replace("{}", r.subject);
+    for (const prob of ["sequence", "mean"] as const) {
+      const got = (await promptProbs(model, tok, r, answer, undefined, prob)).rewrite[0];
+      const ref = noisedProbRef(model, model.weights, tok, filled, r.subject, answer, undefined, prob);
+      assert.ok(Math.abs(got - ref) / ref < 1e-4, `${prob}: ${got} vs float64 ${ref}`);
+    }
+    const seq = (await promptProbs(model, tok, r, answer)).rewrite[0];
+    const mean = (await promptProbs(model, tok, r, answer, undefined, "mean")).rewrite[0];
+    assert.ok(seq < mean, `the default is the product (${seq} < ${mean})`);
+  } finally {
+    model.destroy();
+  }
+});
 
 Deno.test("localization study: ROME fact erasure and MEMIT fact forcing follow the reference's definitions", async () => {
   const lm = await loadModel(join(WORLD, "model"));
@@ -70,8 +94,18 @@ Deno.test("localization study: ROME fact erasure and MEMIT fact forcing follow t
   const src = await resolveStatsSource(join(WORLD, "model"));
   // The world model's ROME / MEMIT site (its hparams files), with short optimisations.
   const hp = {
-    rome: { ...readJson(join(WORLD, "model/hparams/rome.json")), v_num_grad_steps: 4, mom2_n_samples: 500 },
-    memit: { ...readJson(join(WORLD, "model/hparams/memit.json")), v_num_grad_steps: 4, mom2_n_samples: 500 },
+    rome: {
+      ...readJson(join(WORLD, "model/hparams/rome.json")),
+      v_num_grad_steps: 4,
+      mom2_n_samples: 500,
+      early_stop_loss: 0,
+    },
+    memit: {
+      ...readJson(join(WORLD, "model/hparams/memit.json")),
+      v_num_grad_steps: 4,
+      mom2_n_samples: 500,
+      early_stop_loss: 0,
+    },
   };
   for (const h of Object.values(hp)) delete h.comment;
   const noiseStd = 0.3, seed = STUDY_DEFAULTS.seed;

@@ -97,6 +97,12 @@ export const localizationStudySpec: CommandSpec = {
       default: 0.02,
       help: "drop cases whose clean p(target_true) is below P (belief-localization's min_pred_prob)",
     },
+    "score-prob": {
+      type: "string",
+      choices: ["sequence", "mean"],
+      default: "sequence",
+      help: "P in the scores: product of the answer's token probabilities (the reference), or exp(-mean NLL)",
+    },
     "forcing-eval": {
       type: "string",
       choices: ["noised", "clean"],
@@ -233,6 +239,12 @@ async function studyWith(
         targetProb,
         knownOnly: f["keep-unknown"] !== true,
         minPredProb: numFlag(f, "min-pred-prob", STUDY_DEFAULTS.minPredProb, 0, 1),
+        scoreProb: list<"sequence" | "mean">(
+          f["score-prob"],
+          ["sequence", "mean"],
+          [STUDY_DEFAULTS.scoreProb],
+          "--score-prob",
+        )[0],
         // Only a study with Fact Forcing records how it is measured (other folders keep their settings).
         ...(objectives.includes("fact_forcing")
           ? {

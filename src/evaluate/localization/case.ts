@@ -78,6 +78,11 @@ export interface CaseSettings {
    * draws) or "clean".
    */
   forcingEval?: "noised" | "clean";
+  /**
+   * P of an answer in the scores: "sequence" (default, the reference: the product of its token
+   * probabilities) or "mean" (exp(−mean token NLL), the study's earlier rule; equal for one-token answers).
+   */
+  scoreProb?: "sequence" | "mean";
 }
 
 /** How the study reaches the editors (hparams per study method, key statistics). */
@@ -260,7 +265,9 @@ function itemsFor(
 }
 
 /**
- * P = exp(−mean token NLL) of `answer` after each prompt of `req`, grouped by kind. With `noise` the
+ * P of `answer` after each prompt of `req`, grouped by kind: with `prob` "sequence" (default) the product
+ * of its token probabilities, exp(−Σ NLL) (belief-localization's `test_batch_prediction` through
+ * `score_from_batch`, which sums the log-probabilities); "mean": exp(−mean token NLL). With `noise` the
  * subject's tokens of each prompt that holds it (ROME's `find_token_range`) get draw i of `noise` for
  * prompt i (so every call with the same `noise` noises alike, whatever the answer).
  */
@@ -270,6 +277,7 @@ export async function promptProbs(
   req: EditRequest,
   answer: string,
   noise?: SubjectNoiseSpec,
+  prob: "sequence" | "mean" = "sequence",
 ): Promise<PromptProbs> {
   const { items, counts } = itemsFor(req, answer);
   const patch = noise &&
@@ -292,7 +300,7 @@ export async function promptProbs(
         }),
       ));
   const s = await scoreAnswers(model, tokenizer, items, patch ? { patch } : {});
-  const p = s.map((x) => Math.exp(-x.nll));
+  const p = s.map((x) => Math.exp(-x.nll * (prob === "sequence" ? x.answerIds.length : 1)));
   return {
     rewrite: p.slice(0, counts[0]),
     paraphrase: p.slice(counts[0], counts[0] + counts[1]),
@@ -538,8 +546,10 @@ export async function studyCase(
       ? { std: s.noiseStd, seed: s.seed, rng: s.noiseRng }
       : undefined;
     const pre = {
-      target: await promptProbs(model, tokenizer, o.request, o.request.target_new, sn),
-      baseline: o.baseline !== null ? await promptProbs(model, tokenizer, o.request, o.baseline, sn) : null,
+      target: await promptProbs(model, tokenizer, o.request, o.request.target_new, sn, s.scoreProb),
+      baseline: o.baseline !== null
+        ? await promptProbs(model, tokenizer, o.request, o.baseline, sn, s.scoreProb)
+        : null,
     };
     objectives.push({
       objective,
@@ -558,9 +568,9 @@ export async function studyCase(
         let post;
         try {
           post = {
-            target: await promptProbs(model, tokenizer, o.request, o.request.target_new, sn),
+            target: await promptProbs(model, tokenizer, o.request, o.request.target_new, sn, s.scoreProb),
             baseline: o.baseline !== null
-              ? await promptProbs(model, tokenizer, o.request, o.baseline, sn)
+              ? await promptProbs(model, tokenizer, o.request, o.baseline, sn, s.scoreProb)
               : null,
           };
         } finally {

@@ -37,6 +37,7 @@ export const STUDY_DEFAULTS = {
   targetProb: "sequence",
   knownOnly: true,
   minPredProb: 0.02,
+  scoreProb: "sequence",
 } as const;
 
 /** Options of {@link runLocalizationStudy}. */
