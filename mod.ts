@@ -229,7 +229,7 @@ export {
 } from "./src/locate/patching.ts";
 export type { NoiseRng, PatchResult, RunSpec, SitePatch } from "./src/locate/patching.ts";
 export { SubjectNoiser } from "./src/locate/subject_noiser.ts";
-export type { SubjectNoiseSpec } from "./src/locate/subject_noiser.ts";
+export type { NoisedRow, SubjectNoiseSpec } from "./src/locate/subject_noiser.ts";
 export { NumpyRandomState } from "./src/locate/numpy_random.ts";
 export { greedyContinuation, greedyLength, KNOWN_RULES, knownByRule } from "./src/locate/known.ts";
 export type { KnownRule } from "./src/locate/known.ts";

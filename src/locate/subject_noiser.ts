@@ -25,8 +25,11 @@ export interface SubjectNoiseSpec {
 
 /** One batch row to noise: its token ids, the subject's tokens [a, b) in them, and its row in the batch. */
 export interface NoisedRow {
+  /** The row's token ids (the clean embeddings are read at them). */
   ids: number[];
+  /** The subject's tokens [a, b) in `ids` (empty: the row stays clean). */
   subjectRange: [number, number];
+  /** The row's index in the batch. */
   row: number;
 }
 

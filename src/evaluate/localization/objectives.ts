@@ -58,7 +58,7 @@ export function canRun(method: StudyMethod, objective: Objective): boolean {
  * The embeddings as an edit "layer": FT-1 fine-tunes the subject tokens' embedding rows there
  * (belief-localization adds central layer −1 to FT's sweep with window 1, except for Fact Forcing).
  */
-export const EMBEDDING_LAYER = -1;
+export const EMBEDDING_LAYER: number = -1;
 
 /** Whether `method` edits for `objective` at central `layer` (layer −1: FT-1 only, not Fact Forcing). */
 export function runsAt(method: StudyMethod, objective: Objective, layer: number): boolean {
