@@ -202,7 +202,7 @@ export type {
   CaseSettings,
   DroppedCase,
 } from "./src/evaluate/localization/case.ts";
-export { OBJECTIVES, STUDY_METHODS } from "./src/evaluate/localization/objectives.ts";
+export { EMBEDDING_LAYER, OBJECTIVES, STUDY_METHODS } from "./src/evaluate/localization/objectives.ts";
 export type { Objective, StudyMethod } from "./src/evaluate/localization/objectives.ts";
 export { fineTuneObjective } from "./src/evaluate/localization/ft_objective.ts";
 export { harmonicMean, neighborhoodScore, rewriteScore } from "./src/evaluate/localization/scores.ts";
@@ -228,6 +228,8 @@ export {
   subjectNoise,
 } from "./src/locate/patching.ts";
 export type { NoiseRng, PatchResult, RunSpec, SitePatch } from "./src/locate/patching.ts";
+export { SubjectNoiser } from "./src/locate/subject_noiser.ts";
+export type { NoisedRow, SubjectNoiseSpec } from "./src/locate/subject_noiser.ts";
 export { NumpyRandomState } from "./src/locate/numpy_random.ts";
 export { greedyContinuation, greedyLength, KNOWN_RULES, knownByRule } from "./src/locate/known.ts";
 export type { KnownRule } from "./src/locate/known.ts";

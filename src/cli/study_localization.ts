@@ -20,7 +20,7 @@ import {
   type StudyMethod,
 } from "../evaluate/localization/objectives.ts";
 import { runLocalizationStudy, STUDY_DEFAULTS } from "../evaluate/localization/study.ts";
-import { editsPerCase, methodSpec } from "../evaluate/localization/objectives.ts";
+import { editsPerCase, EMBEDDING_LAYER, methodSpec } from "../evaluate/localization/objectives.ts";
 import { checkFtOverrides } from "../evaluate/localization/case.ts";
 import { bosFlag, COMMON_FLAGS, intFlag, numFlag, required } from "./args.ts";
 import { type CommandSpec, parseCommand } from "./spec.ts";
@@ -74,6 +74,10 @@ export const localizationStudySpec: CommandSpec = {
       help: "error_injection, tracing_reversal, fact_erasure, fact_amplification, fact_forcing, or all",
     },
     layers: { type: "string", value: "L,..", default: "every layer", help: "layers edited" },
+    embeddings: {
+      type: "boolean",
+      help: "also edit the embeddings (layer -1: FT-1 on the subject's token rows)",
+    },
     "trace-window": { type: "int", value: "W", default: 5, unit: "layers", help: "tracing window" },
     "edit-window": { type: "int", value: "W", default: 5, unit: "layers", help: "layers MEMIT / FT-5 edit" },
     samples: { type: "int", value: "N", default: 10, help: "noise samples of the trace" },
@@ -92,6 +96,18 @@ export const localizationStudySpec: CommandSpec = {
       value: "P",
       default: 0.02,
       help: "drop cases whose clean p(target_true) is below P (belief-localization's min_pred_prob)",
+    },
+    "score-prob": {
+      type: "string",
+      choices: ["sequence", "mean"],
+      default: "sequence",
+      help: "P in the scores: product of the answer's token probabilities (the reference), or exp(-mean NLL)",
+    },
+    "forcing-eval": {
+      type: "string",
+      choices: ["noised", "clean"],
+      default: "noised",
+      help: "measure fact_forcing edits with the subject noised (the reference) or on clean prompts",
     },
     hparams: { type: "string", value: "M=FILE,..", help: "hparams per method (as eval --hparams)" },
     "stats-corpus": { type: "string", value: "FILE", help: "corpus of the key statistics (ROME / MEMIT)" },
@@ -184,9 +200,12 @@ async function studyWith(
       throw new InputError(`${modelDir} has no tokenizer`, { file: modelDir, field: "--model" });
     }
     const tok = lm.tokenizer, model = lm.model, cfg = model.config;
-    const layers = typeof f.layers === "string"
-      ? parseLayers(f.layers)
-      : Array.from({ length: cfg.nLayer }, (_, i) => i);
+    const layers = [
+      ...(f.embeddings === true ? [EMBEDDING_LAYER] : []),
+      ...(typeof f.layers === "string"
+        ? parseLayers(f.layers)
+        : Array.from({ length: cfg.nLayer }, (_, i) => i)),
+    ];
     for (const m of methods) {
       const e = hparamsBy.get(m);
       if (!e) continue;
@@ -201,7 +220,7 @@ async function studyWith(
       const ids = requests.flatMap((r) => tok.encode(r.subject));
       noiseStd = noise.multiple * embeddingStd(model.weights, cfg.nEmbd, ids, model.spec.embed);
     }
-    const units = requests.length * (1 + editsPerCase(methods, objectives, layers.length));
+    const units = requests.length * (1 + editsPerCase(methods, objectives, layers));
     const bar = progress("study localization (traces + edits)", units);
     const res = await runLocalizationStudy(model, tok, requests, {
       out,
@@ -220,6 +239,23 @@ async function studyWith(
         targetProb,
         knownOnly: f["keep-unknown"] !== true,
         minPredProb: numFlag(f, "min-pred-prob", STUDY_DEFAULTS.minPredProb, 0, 1),
+        scoreProb: list<"sequence" | "mean">(
+          f["score-prob"],
+          ["sequence", "mean"],
+          [STUDY_DEFAULTS.scoreProb],
+          "--score-prob",
+        )[0],
+        // Only a study with Fact Forcing records how it is measured (other folders keep their settings).
+        ...(objectives.includes("fact_forcing")
+          ? {
+            forcingEval: list<"noised" | "clean">(
+              f["forcing-eval"],
+              ["noised", "clean"],
+              ["noised"],
+              "--forcing-eval",
+            )[0],
+          }
+          : {}),
       },
       edit: {
         hparams: Object.fromEntries([...hparamsBy].map(([m, e]) => [m, e.hparams])),

@@ -13,6 +13,7 @@
  *
  * The editors themselves are listed in src/edit/editors.ts.
  */
+import type { SubjectNoiseSpec } from "../locate/subject_noiser.ts";
 import { InputError, ShapeError } from "../errors.ts";
 import type { HostTensor, WeightMap } from "../model/config.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
@@ -39,6 +40,12 @@ export interface EditOptions {
   stats?: string[];
   /** Cache folder of computed statistics. */
   statsDir?: string;
+  /**
+   * Hase et al. 2023's objectives for the editors that optimise a δ (ROME, and MEMIT / AlphaEdit / EMMET
+   * through src/edit/kv_layers.ts; the others ignore it): `loss` "prob" is Fact Erasure's exp(−NLL), and
+   * `noise` runs every forward of the edit with fresh subject noise (Fact Forcing; src/edit/compute_v.ts).
+   */
+  objective?: { loss?: "nll" | "prob"; noise?: SubjectNoiseSpec };
 }
 
 /** What an editor computed, without applying it. */

@@ -10,6 +10,7 @@ import { encodeFact } from "../prompt/encode.ts";
 import type { TransformerModel } from "../model/transformer.ts";
 import type { PatchSpec } from "../model/hooks.ts";
 import type { EditRequest } from "../prompt/requests.ts";
+import type { SubjectNoiser } from "../locate/subject_noiser.ts";
 
 /**
  * Where the edited key and value are read (ROME's `fact_token`): the subject's last token (the
@@ -23,6 +24,8 @@ export interface PromptTokens {
   ids: number[];
   /** Index in `ids` of the fact token: the subject's last token, or the prompt's last token. */
   lookup: number;
+  /** The subject's tokens [a, b) in `ids` (where Fact Forcing's noise goes). */
+  subjectRange: [number, number];
   /** Positions whose next token is a target token, and those tokens. */
   targetPos: number[];
   targetIds: number[];
@@ -56,6 +59,7 @@ export function tokenizePrompt(
   return {
     ids: [...f.ids, ...tgt.slice(0, -1)],
     lookup: factToken === "last" ? promptLen - 1 : f.subjectRange[1] - 1,
+    subjectRange: [f.subjectRange[0], f.subjectRange[1]],
     targetPos: tgt.map((_, j) => promptLen - 1 + j),
     targetIds: tgt,
   };
@@ -79,11 +83,11 @@ export function chunkByTokens<T>(items: T[], maxTokens: number, T0: number): T[]
  * Values of hook `site` at one position of each sequence ([seqs.length][width]); sequences are
  * right-padded and run in batches, optionally with patches built per batch.
  */
-export async function readAtPositions(
+export async function readAtPositions<S extends { ids: number[]; pos: number }>(
   model: TransformerModel,
-  seqs: Array<{ ids: number[]; pos: number }>,
+  seqs: S[],
   site: string,
-  opts: { maxTokens?: number; patch?: (batch: Array<{ ids: number[]; pos: number }>) => PatchSpec[] } = {},
+  opts: { maxTokens?: number; patch?: (batch: S[]) => PatchSpec[] } = {},
 ): Promise<Float32Array[]> {
   const out: Float32Array[] = [];
   if (seqs.length === 0) return out;
@@ -101,6 +105,18 @@ export async function readAtPositions(
   return out;
 }
 
+/** A `readAtPositions` patch builder giving each batch row (with its subject range) a fresh noise draw. */
+export function noisePatches(
+  model: TransformerModel,
+  noiser: SubjectNoiser,
+): (batch: Array<{ ids: number[]; subjectRange?: [number, number] }>) => PatchSpec[] {
+  return (batch) =>
+    noiser.patches(
+      model,
+      batch.map((s, row) => ({ ids: s.ids, subjectRange: s.subjectRange ?? [0, 0], row })),
+    );
+}
+
 /** Mean of vectors (float64). */
 export function meanVec(vs: ArrayLike<number>[]): Float64Array {
   const out = new Float64Array(vs[0].length);
@@ -112,6 +128,7 @@ export function meanVec(vs: ArrayLike<number>[]): Float64Array {
 /**
  * The key of a request at `layer` (input of c_proj at the subject's last token), averaged over each
  * template group and then across groups — MEMIT's `compute_ks`; with one group ROME's `compute_u` mean.
+ * With `noiser` every sequence's subject embeddings get a fresh noise draw (Fact Forcing).
  */
 export async function requestKeys(
   model: TransformerModel,
@@ -121,8 +138,10 @@ export async function requestKeys(
   layer: number,
   bos: boolean | undefined,
   factToken: FactToken = "subject_last",
+  noiser?: SubjectNoiser,
 ): Promise<Float64Array[]> {
-  const seqs: Array<{ ids: number[]; pos: number; r: number; g: number }> = [];
+  const seqs: Array<{ ids: number[]; pos: number; r: number; g: number; subjectRange: [number, number] }> =
+    [];
   requests.forEach((req, r) =>
     groups.forEach((grp, g) =>
       grp.forEach((tpl) => {
@@ -136,11 +155,16 @@ export async function requestKeys(
           bos,
           factToken,
         );
-        seqs.push({ ids: p.ids, pos: p.lookup, r, g });
+        seqs.push({ ids: p.ids, pos: p.lookup, r, g, subjectRange: p.subjectRange });
       })
     )
   );
-  const vals = await readAtPositions(model, seqs, `mlp_post.${layer}`);
+  const vals = await readAtPositions(
+    model,
+    seqs,
+    `mlp_post.${layer}`,
+    noiser && { patch: noisePatches(model, noiser) },
+  );
   return requests.map((_, r) => {
     const perGroup = groups.map((_, g) => meanVec(vals.filter((_, i) => seqs[i].r === r && seqs[i].g === g)));
     return meanVec(perGroup);

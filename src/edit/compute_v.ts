@@ -13,6 +13,18 @@
  * Requests never interact (each δ only touches its own prompts), so they share forward passes; a
  * request that stops early drops out, which gives exactly its sequential result.
  *
+ * Objectives of Hase et al. 2023 (`opts.objective`, belief-localization `rome/compute_v.py`,
+ * `memit/compute_z.py`; the default is the NLL above):
+ * - Fact Erasure (`loss: "prob"`): the NLL term is replaced by the target's probability exp(−NLL) (NLL as
+ *   above, the mean over rewriting prompts), loss = exp(−NLL) + KL + WD, and the loop never stops early;
+ *   with `stepLast` the last evaluation is followed by a step too (the reference's ROME; its MEMIT does
+ *   not step after the last evaluation);
+ * - Fact Forcing (`noiser`): every forward adds a fresh subject-noise draw to the subject's input
+ *   embeddings of each prompt (the rewriting prompts and the KL prompt), so the loss is taken under the
+ *   corrupted run; δ is added to the noised site value (two forwards per step: the noised site values,
+ *   then the patched run with the same draws), and target_init is the noised site value of the first
+ *   step, as the reference records it inside its noising hook.
+ *
  * Gradients: dL/dlogits is computed on the host ({@link backwardFromLogitGrads}) and dL/dδ is the
  * gradient at the patched rows of the hook site.
  *
@@ -35,6 +47,17 @@ import { encodeTarget } from "../prompt/encode.ts";
 import { norm } from "./linalg.ts";
 import type { EditRequest } from "./requests.ts";
 import { logSoftmaxInto } from "../numeric/mod.ts";
+import type { SubjectNoiser } from "../locate/subject_noiser.ts";
+
+/** Hase et al. 2023's objectives of the δ optimisation (see the module comment); {} is ROME's NLL. */
+export interface DeltaObjective {
+  /** "nll" (default) or "prob": exp(−NLL), Fact Erasure's loss, with no early stopping. */
+  loss?: "nll" | "prob";
+  /** With the "prob" loss: also step after the last evaluation (belief-localization's ROME `compute_v`). */
+  stepLast?: boolean;
+  /** Fact Forcing: fresh subject noise on every forward of the optimisation. */
+  noiser?: SubjectNoiser;
+}
 
 /** Per-request outcome of {@link optimizeDeltas}. */
 export interface DeltaResult {
@@ -110,6 +133,8 @@ export async function optimizeDeltas(
      * fit one storage binding); false computes them on the host in float64 from the logits read back.
      */
     gpuLoss?: boolean;
+    /** The objective (default: the NLL on clean prompts). */
+    objective?: DeltaObjective;
   } = {},
 ): Promise<DeltaResult[]> {
   const C = model.config.nEmbd, V = model.config.vocabSize;
@@ -124,8 +149,13 @@ export async function optimizeDeltas(
   const nRewrite = templates.length;
   // Clean site values at every lookup row (they do not depend on δ: the patch is at the site itself),
   // and, when the upper blocks can be resumed, the clean residual leaving the site's block.
-  const resume = opts.resume === false ? undefined : resumePlan(model, site, seqs);
-  const { clean, post, mid } = await cleanValues(model, seqs, site, resume, opts.maxTokens);
+  const noiser = opts.objective?.noiser;
+  const prob = opts.objective?.loss === "prob";
+  // Under noise the site values change at every step: no resume, and the site values are read per step.
+  const resume = opts.resume === false || noiser ? undefined : resumePlan(model, site, seqs);
+  const { clean, post, mid } = noiser
+    ? { clean: seqs.map(() => new Float32Array(C)), post: undefined, mid: undefined }
+    : await cleanValues(model, seqs, site, resume, opts.maxTokens);
   const n = requests.length;
   const first = requests.map((_, r) => seqs.findIndex((s) => s.r === r && s.kind === "rewrite"));
   const res: DeltaResult[] = requests.map((_, r) => ({
@@ -154,13 +184,29 @@ export async function optimizeDeltas(
   const klSet = new Array<boolean>(n).fill(false);
   try {
     for (let it = 0; it < hp.v_num_grad_steps && active.size > 0; it++) {
-      const grads = requests.map(() => new Float64Array(C));
+      // dNLL/dδ (rewriting prompts) and dKL/dδ (the KL prompt) apart: erasure scales the first by −exp(−NLL).
+      const grads = requests.map(() => new Float64Array(C)),
+        gradsKl = requests.map(() => new Float64Array(C));
       const nll = new Float64Array(n), kl = new Float64Array(n);
       const idx = seqs.map((_, i) => i).filter((i) => active.has(seqs[i].r));
       const T0 = Math.max(...idx.map((i) => seqs[i].ids.length));
       for (const batch of chunkByTokens(idx, maxTokens, T0)) {
         const padded = padBatch(batch.map((i) => seqs[i].ids));
         const T = padded[0].length;
+        // Fact Forcing: this step's noise draws for the batch, and the site values of the noised run.
+        const noisePatch = noiser
+          ? noiser.patches(
+            model,
+            batch.map((i, b) => ({ ids: seqs[i].ids, subjectRange: seqs[i].subjectRange, row: b })),
+          )
+          : [];
+        if (noiser) {
+          const { captured } = await model.forward(padded, { hooks: { patch: noisePatch, capture: [site] } });
+          const v = captured.get(site)!.data;
+          batch.forEach((i, b) =>
+            clean[i].set(v.subarray((b * T + seqs[i].lookup) * C, (b * T + seqs[i].lookup + 1) * C))
+          );
+        }
         const values = new Float32Array(batch.length * C);
         batch.forEach((i, b) => {
           const d = res[seqs[i].r].delta, c = clean[i];
@@ -225,7 +271,10 @@ export async function optimizeDeltas(
           noReadback: true,
           ...(resume ? { resume: { layer: resume.layer + 1, x: x! } } : {
             hooks: {
-              patch: [{ site, rows: batch.map((i, b) => [b, seqs[i].lookup] as [number, number]), values }],
+              patch: [
+                ...noisePatch,
+                { site, rows: batch.map((i, b) => [b, seqs[i].lookup] as [number, number]), values },
+              ],
             },
           }),
         });
@@ -284,25 +333,36 @@ export async function optimizeDeltas(
           saved.destroy();
         }
         batch.forEach((i, b) => {
-          const gr = grads[seqs[i].r], off = (b * T + seqs[i].lookup) * C;
+          const gr = (seqs[i].kind === "kl" ? gradsKl : grads)[seqs[i].r], off = (b * T + seqs[i].lookup) * C;
           for (let j = 0; j < C; j++) gr[j] += g[off + j];
         });
       }
+      if (noiser && it === 0) {
+        // target_init: the noised site value of the first step (the reference records it under its hook).
+        for (let r = 0; r < n; r++) {
+          res[r].targetInit = Float64Array.from(clean[first[r]]);
+          initNorm[r] = norm(res[r].targetInit);
+        }
+      }
       let lossSum = 0;
+      const last = it === hp.v_num_grad_steps - 1;
       for (const r of [...active]) {
         const d = res[r].delta;
         const dn = norm(d);
         const denom = initNorm[r] * initNorm[r];
         const wd = denom > 0 ? (hp.v_weight_decay * dn) / denom : 0;
-        const loss = nll[r] + kl[r] + wd;
+        const p = Math.exp(-nll[r]);
+        const loss = (prob ? p : nll[r]) + kl[r] + wd;
         Object.assign(res[r], { nll: nll[r], kl: kl[r], wd, loss, steps: it + 1 });
         if (it === 0) res[r].nllInit = nll[r];
         lossSum += loss;
-        if (loss < hp.early_stop_loss || it === hp.v_num_grad_steps - 1) {
+        // Erasure never stops early; its ROME variant also steps after the last evaluation.
+        if ((!prob && loss < hp.early_stop_loss) || (last && !(prob && opts.objective?.stepLast))) {
           active.delete(r);
           continue;
         }
-        const g = grads[r];
+        const g = grads[r], gk = gradsKl[r], scale = prob ? -p : 1;
+        for (let j = 0; j < C; j++) g[j] = scale * g[j] + gk[j];
         if (dn > 0 && denom > 0) {
           for (let j = 0; j < C; j++) g[j] += (hp.v_weight_decay * d[j]) / (dn * denom);
         }

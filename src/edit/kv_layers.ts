@@ -13,7 +13,8 @@ import type { HostTensor } from "../model/config.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
 import type { TransformerModel } from "../model/transformer.ts";
 import { type EditDeltas, type EditOptions, ScratchWeights } from "./apply.ts";
-import { readAtPositions, requestKeys, tokenizePrompt } from "./compute.ts";
+import { noisePatches, readAtPositions, requestKeys, tokenizePrompt } from "./compute.ts";
+import { SubjectNoiser } from "../locate/subject_noiser.ts";
 import { optimizeDeltas } from "./compute_v.ts";
 import type { CommonHparams } from "./hparams.ts";
 import { norm } from "./linalg.ts";
@@ -96,7 +97,10 @@ export async function layeredKvEdit(
       );
     }
     const groups = await memitContextTemplates(model, tokenizer, hp.context_template_length_params, hp.seed);
+    // Fact Forcing: one noise stream through the δ optimisation, the keys and the current h_L (not NAS).
+    const noiser = opts.objective?.noise ? new SubjectNoiser(opts.objective.noise) : undefined;
     const deltas = await optimizeDeltas(model, tokenizer, reqs, groups.flat(), `resid_post.${zLayer}`, hp, {
+      objective: { loss: opts.objective?.loss, noiser },
       onStep: (s) => opts.onProgress?.("optimise", s + 1, hp.v_num_grad_steps),
     });
     // NAS (off unless `nas: true`): v* = v₀ + δ rescaled to the anchor norm before z is formed.
@@ -117,14 +121,28 @@ export async function layeredKvEdit(
         hp.prefix_eos,
         hp.fact_token,
       );
-      return { ids: p.ids, pos: p.lookup };
+      return { ids: p.ids, pos: p.lookup, subjectRange: p.subjectRange };
     });
     const layerInfo: Record<string, unknown>[] = [];
     for (let i = 0; i < hp.layers.length; i++) {
       const layer = hp.layers[i];
       const proj = mlpOutProjection(model, layer);
-      const K = await requestKeys(model, tokenizer, reqs, groups, layer, hp.prefix_eos, hp.fact_token);
-      const cur = await readAtPositions(model, bare, `resid_post.${zLayer}`);
+      const K = await requestKeys(
+        model,
+        tokenizer,
+        reqs,
+        groups,
+        layer,
+        hp.prefix_eos,
+        hp.fact_token,
+        noiser,
+      );
+      const cur = await readAtPositions(
+        model,
+        bare,
+        `resid_post.${zLayer}`,
+        noiser && { patch: noisePatches(model, noiser) },
+      );
       const remaining = hp.layers.length - i;
       const resid = new Float32Array(n * C);
       let residNorm = 0;

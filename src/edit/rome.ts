@@ -22,7 +22,8 @@ import type { HostTensor } from "../model/config.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
 import type { TransformerModel } from "../model/transformer.ts";
 import { type EditDeltas, type EditOptions, ScratchWeights } from "./apply.ts";
-import { readAtPositions, requestKeys, tokenizePrompt } from "./compute.ts";
+import { noisePatches, readAtPositions, requestKeys, tokenizePrompt } from "./compute.ts";
+import { SubjectNoiser } from "../locate/subject_noiser.ts";
 import { optimizeDeltas } from "./compute_v.ts";
 import { checkLayers, mergeHparams, romeDefaults, type RomeHparams } from "./hparams.ts";
 import { type Cholesky, choleskyRegularized, dot, norm } from "./linalg.ts";
@@ -136,6 +137,8 @@ export async function romeEditor(
         `layer ${layer} is the last layer: a change at the subject's token cannot reach later prompt positions (no attention after it), so the edit has no effect unless the subject ends the prompt`,
       );
     }
+    // Fact Forcing: one noise stream through every forward of the edit (keys, δ, the bare prompt's key).
+    const noiser = opts.objective?.noise ? new SubjectNoiser(opts.objective.noise) : undefined;
     const groups = await romeContextTemplates(model, tokenizer, hp.context_template_length_params, hp.seed);
     const templates = groups.flat();
     const total = new Float64Array(I * C); // Σ over requests of u rightᵀ
@@ -153,6 +156,7 @@ export async function romeEditor(
         layer,
         hp.prefix_eos,
         hp.fact_token,
+        noiser,
       );
       let u = kStar;
       if (ch) u = await ch.solve(kStar, 1);
@@ -165,6 +169,7 @@ export async function romeEditor(
       u = u.map((x) => x / un);
       // Right vector.
       const [d0] = await optimizeDeltas(model, tokenizer, [req], templates, `mlp_out.${layer}`, hp, {
+        objective: { loss: opts.objective?.loss, stepLast: true, noiser },
         onStep: (s) =>
           opts.onProgress?.("optimise", r * hp.v_num_grad_steps + s + 1, reqs.length * hp.v_num_grad_steps),
       });
@@ -199,8 +204,24 @@ export async function romeEditor(
           hp.prefix_eos,
           hp.fact_token,
         );
-        const [k0] = await readAtPositions(model, [{ ids: bare.ids, pos: bare.lookup }], `mlp_post.${layer}`);
-        residual = d.delta;
+        const [k0] = await readAtPositions(
+          model,
+          [{ ids: bare.ids, pos: bare.lookup, subjectRange: bare.subjectRange }],
+          `mlp_post.${layer}`,
+          noiser && { patch: noisePatches(model, noiser) },
+        );
+        // Under noise k₀ comes from another draw than target_init: the reference's v* − (W k₀ + b).
+        residual = noiser
+          ? (() => {
+            const cur = projectionOut(
+              proj,
+              model.weights.get(wName)!.data,
+              bName ? model.weights.get(bName)!.data : undefined,
+              k0,
+            );
+            return Float64Array.from(d.targetInit, (x, j) => x + d.delta[j] - cur[j]);
+          })()
+          : d.delta;
         denom = dot(k0, u);
       }
       if (!(Math.abs(denom) > 1e-12)) {

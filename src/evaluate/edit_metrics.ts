@@ -30,6 +30,7 @@ import { generateFast } from "../model/generate_fast.ts";
 import type { EditRequest } from "../edit/requests.ts";
 import { filledPrompt } from "../edit/requests.ts";
 import { bosPrefix, encodeTarget } from "../prompt/encode.ts";
+import type { PatchSpec } from "../model/hooks.ts";
 import { type AppliedEdit, applyEdit, type EditOptions, getEditor } from "../edit/editors.ts";
 import { wildAnswers } from "./wild.ts";
 
@@ -61,6 +62,11 @@ export interface ScoreOptions {
   prefix?: number[];
   /** Sequences per forward pass (default 64). */
   batchSize?: number;
+  /**
+   * Patches for one forward (e.g. Fact Forcing's subject noise): given each batch row's item index, its
+   * prompt tokens (prefix included) and its row.
+   */
+  patch?: (rows: Array<{ index: number; prompt: number[]; row: number }>) => PatchSpec[];
 }
 
 /**
@@ -103,7 +109,13 @@ export async function scoreAnswers(
     const chunk = order.slice(s, s + bs);
     const T = Math.max(...chunk.map((i) => enc[i].seq.length));
     const batch = chunk.map((i) => [...enc[i].seq, ...new Array(T - enc[i].seq.length).fill(pad)]);
-    const { logits } = await model.forward(batch, { allLogits: true });
+    const patch = opts.patch?.(
+      chunk.map((i, b) => ({ index: i, prompt: enc[i].seq.slice(0, enc[i].promptLen), row: b })),
+    );
+    const { logits } = await model.forward(batch, {
+      allLogits: true,
+      ...(patch ? { hooks: { patch } } : {}),
+    });
     chunk.forEach((i, b) => {
       const { promptLen, answer } = enc[i];
       const argmax: number[] = [];

@@ -34,6 +34,8 @@ import type { RopeConfig } from "../model/rope.ts";
 export interface TransformerRefOptions {
   /** Hook sites whose values to return (copies). */
   capture?: string[];
+  /** Input embeddings [T, C] used instead of the token (+ position) embeddings (e.g. noised ones). */
+  embed?: Float64Array;
 }
 
 /** What {@link transformerForwardRef} returns. */
@@ -396,6 +398,12 @@ export function transformerForwardRef(
   if (spec.positions) {
     const wpe = W(spec.positions);
     for (let i = 0; i < T * C; i++) x[i] += wpe[i];
+  }
+  if (opts.embed) {
+    if (opts.embed.length !== T * C) {
+      throw new ShapeError(`embed has ${opts.embed.length} values, not ${T * C}`);
+    }
+    x = Float64Array.from(opts.embed);
   }
   site("embed", x);
 

@@ -33,6 +33,10 @@ export const studySettings = z.strictObject({
   target_prob: z.enum(["first", "sequence"]),
   known_only: z.boolean(),
   min_pred_prob: z.number(),
+  forcing_eval: z.enum(["noised", "clean"]).optional().describe("how fact_forcing edits are measured"),
+  score_prob: z.enum(["sequence", "mean"]).optional().describe(
+    "P of an answer in the scores: product of token probabilities, or exp(-mean token NLL)",
+  ),
 });
 
 /** `study.json`: the model's fingerprint and the settings a resumed run must match. */

@@ -25,14 +25,15 @@ import {
   type TraceKind,
 } from "../../locate/trace.ts";
 import type { NoiseRng } from "../../locate/patching.ts";
-import { encodeFact } from "../../prompt/encode.ts";
-import { FactError } from "../../prompt/errors.ts";
+import { SubjectNoiser, type SubjectNoiseSpec } from "../../locate/subject_noiser.ts";
+import { encodeFact, findTokenRange } from "../../prompt/encode.ts";
+import { FactError, SubjectNotInPromptError } from "../../prompt/errors.ts";
 import { InputError } from "../../errors.ts";
 import { scoreAnswers, type ScoreItem } from "../edit_metrics.ts";
 import {
-  canRun,
   editLayers,
   editsPerCase,
+  EMBEDDING_LAYER,
   ftNormConstraint,
   ftSteps,
   methodSpec,
@@ -40,6 +41,7 @@ import {
   type Objective,
   type ObjectiveRequest,
   objectiveRequest,
+  runsAt,
   type StudyMethod,
 } from "./objectives.ts";
 import { type EditScores, hasePoints } from "./scores.ts";
@@ -70,6 +72,17 @@ export interface CaseSettings {
   knownOnly: boolean;
   /** Drop cases whose clean probability of target_true is below this (tracing.py's min_pred_prob .02). */
   minPredProb: number;
+  /**
+   * How Fact Forcing's edits are measured: "noised" (default, the reference's `test_batch_prediction`
+   * under its noising hook: the subject of every prompt that holds it noised, pre and post with the same
+   * draws) or "clean".
+   */
+  forcingEval?: "noised" | "clean";
+  /**
+   * P of an answer in the scores: "sequence" (default, the reference: the product of its token
+   * probabilities) or "mean" (exp(−mean token NLL), the study's earlier rule; equal for one-token answers).
+   */
+  scoreProb?: "sequence" | "mean";
 }
 
 /** How the study reaches the editors (hparams per study method, key statistics). */
@@ -251,16 +264,43 @@ function itemsFor(
   return { items, counts: [1, para.length, nb.length] };
 }
 
-/** P = exp(−mean token NLL) of `answer` after each prompt of `req`, grouped by kind. */
+/**
+ * P of `answer` after each prompt of `req`, grouped by kind: with `prob` "sequence" (default) the product
+ * of its token probabilities, exp(−Σ NLL) (belief-localization's `test_batch_prediction` through
+ * `score_from_batch`, which sums the log-probabilities); "mean": exp(−mean token NLL). With `noise` the
+ * subject's tokens of each prompt that holds it (ROME's `find_token_range`) get draw i of `noise` for
+ * prompt i (so every call with the same `noise` noises alike, whatever the answer).
+ */
 export async function promptProbs(
   model: TransformerModel,
   tokenizer: Tokenizer,
   req: EditRequest,
   answer: string,
+  noise?: SubjectNoiseSpec,
+  prob: "sequence" | "mean" = "sequence",
 ): Promise<PromptProbs> {
   const { items, counts } = itemsFor(req, answer);
-  const s = await scoreAnswers(model, tokenizer, items);
-  const p = s.map((x) => Math.exp(-x.nll));
+  const patch = noise &&
+    ((rows: Array<{ index: number; prompt: number[]; row: number }>) =>
+      SubjectNoiser.patchRows(
+        model,
+        noise,
+        rows.flatMap(({ index, prompt, row }) => {
+          try {
+            return [{
+              ids: prompt,
+              subjectRange: findTokenRange(tokenizer, prompt, req.subject),
+              row,
+              draw: index,
+            }];
+          } catch (e) {
+            if (e instanceof SubjectNotInPromptError) return []; // e.g. a neighborhood prompt: left clean
+            throw e;
+          }
+        }),
+      ));
+  const s = await scoreAnswers(model, tokenizer, items, patch ? { patch } : {});
+  const p = s.map((x) => Math.exp(-x.nll * (prob === "sequence" ? x.answerIds.length : 1)));
   return {
     rewrite: p.slice(0, counts[0]),
     paraphrase: p.slice(counts[0], counts[0] + counts[1]),
@@ -318,9 +358,14 @@ export function checkFtOverrides(h: Record<string, unknown>, file?: string): voi
   }
 }
 
-/** How one edit of the study runs: an engram editor, or the study's FT. */
+/** How one edit of the study runs: an engram editor (with its δ objective), or the study's FT. */
 export type EditPlan =
-  | { editor: string; layers: number[]; hparams?: Record<string, unknown> }
+  | {
+    editor: string;
+    layers: number[];
+    hparams?: Record<string, unknown>;
+    objective?: EditOptions["objective"];
+  }
   | { editor: "ft"; layers: number[]; ft: FtObjectiveOptions };
 
 /** Editor options of `method` for a central `layer` and an objective. */
@@ -334,9 +379,38 @@ export function editOptionsFor(
   subjectRange: [number, number],
 ): EditPlan {
   const spec = methodSpec(method, s.editWindow);
-  const layers = editLayers(layer, spec.window, model.config.nLayer);
   const user = ctx.hparams?.[method];
-  if (spec.editor !== "ft") return { editor: spec.editor, layers, hparams: user };
+  if (layer === EMBEDDING_LAYER) {
+    // get_override_hparams for central layer −1: lr 1e-3, 100 steps, ε 0.01, the embeddings only.
+    const u = (user ?? {}) as Partial<Record<typeof FT_OVERRIDE_KEYS[number], number>>;
+    const ft: FtObjectiveOptions = {
+      layers: [EMBEDDING_LAYER],
+      lr: u.lr ?? 1e-3,
+      numSteps: u.num_steps ?? 100,
+      normConstraint: u.norm_constraint ?? 0.01,
+      loss: objective === "fact_erasure" ? "prob" : "nll",
+    };
+    return { editor: "ft", layers: [EMBEDDING_LAYER], ft };
+  }
+  const layers = editLayers(layer, spec.window, model.config.nLayer);
+  if (spec.editor !== "ft") {
+    // get_override_hparams: ROME's Fact Forcing with v_lr 5e-2 and 25 steps (MEMIT keeps its v_lr 0.5).
+    const forcing = objective === "fact_forcing" && method === "rome"
+      ? { v_lr: 5e-2, v_num_grad_steps: 25 }
+      : {};
+    // belief-localization's compute_v / compute_z never stop early (their patience counter resets on every
+    // step below 5e-2), so the study runs every v* step: early_stop_loss 0, unless the user sets it.
+    return {
+      editor: spec.editor,
+      layers,
+      hparams: { early_stop_loss: 0, ...forcing, ...user },
+      objective: objective === "fact_erasure"
+        ? { loss: "prob" }
+        : objective === "fact_forcing"
+        ? { noise: { std: s.noiseStd, seed: s.seed, rng: s.noiseRng } }
+        : undefined,
+    };
+  }
   const u = (user ?? {}) as Partial<Record<typeof FT_OVERRIDE_KEYS[number], number>>;
   return {
     editor: "ft",
@@ -373,6 +447,7 @@ export async function applyPlan(
   return await applyEdit(model, tokenizer, plan.editor, [request], {
     layers: plan.layers,
     hparams: plan.hparams,
+    ...(plan.objective ? { objective: plan.objective } : {}),
     statsCorpus: ctx.statsCorpus,
     stats: ctx.stats,
     statsDir: ctx.statsDir,
@@ -417,7 +492,7 @@ export async function studyCase(
     throw e;
   }
   const ids = fact.ids.slice(0, fact.promptLength);
-  const total = 1 + editsPerCase(s.methods, s.objectives, s.layers.length);
+  const total = 1 + editsPerCase(s.methods, s.objectives, s.layers);
   const tr = await causalTrace(model, ids, fact.subjectRange, {
     kinds: [...TRACE_KINDS],
     samples: s.samples,
@@ -466,9 +541,15 @@ export async function studyCase(
       if (e instanceof InputError) return { ...base, dropped: `${objective}: ${e.message}` };
       throw e;
     }
+    // Fact Forcing is measured under subject noise (same draws pre and post), unless asked for clean.
+    const sn = objective === "fact_forcing" && s.forcingEval !== "clean"
+      ? { std: s.noiseStd, seed: s.seed, rng: s.noiseRng }
+      : undefined;
     const pre = {
-      target: await promptProbs(model, tokenizer, o.request, o.request.target_new),
-      baseline: o.baseline !== null ? await promptProbs(model, tokenizer, o.request, o.baseline) : null,
+      target: await promptProbs(model, tokenizer, o.request, o.request.target_new, sn, s.scoreProb),
+      baseline: o.baseline !== null
+        ? await promptProbs(model, tokenizer, o.request, o.baseline, sn, s.scoreProb)
+        : null,
     };
     objectives.push({
       objective,
@@ -478,8 +559,8 @@ export async function studyCase(
       pre,
     });
     for (const method of s.methods) {
-      if (!canRun(method, objective)) continue;
       for (const layer of s.layers) {
+        if (!runsAt(method, objective, layer)) continue;
         const e0 = performance.now();
         const opt = editOptionsFor(model, method, objective, layer, s, ctx, fact.subjectRange);
         const warnings: string[] = [];
@@ -487,8 +568,10 @@ export async function studyCase(
         let post;
         try {
           post = {
-            target: await promptProbs(model, tokenizer, o.request, o.request.target_new),
-            baseline: o.baseline !== null ? await promptProbs(model, tokenizer, o.request, o.baseline) : null,
+            target: await promptProbs(model, tokenizer, o.request, o.request.target_new, sn, s.scoreProb),
+            baseline: o.baseline !== null
+              ? await promptProbs(model, tokenizer, o.request, o.baseline, sn, s.scoreProb)
+              : null,
           };
         } finally {
           applied.restore();

@@ -11,8 +11,11 @@
  *   trained parameter is clamped into [orig − ε, orig + ε]; unless erasing, training stops once the loss
  *   has stayed below 1e-2 for 5 steps in a row.
  *
- * The trained weights are the MLP output projection (weight and bias) of each layer. Training runs on the
- * GPU copy, which is put back from the host copy before returning; the change is returned as deltas.
+ * The trained weights are the MLP output projection (weight and bias) of each layer, and for layer −1 the
+ * token embedding matrix, of which only the rows of the subject's tokens train (`ft_main.py` with
+ * `FT_subj_embeds`: the other rows' gradients are zeroed before each step; with a tied head that matrix is
+ * the head too, as in the reference's GPT-2 / PyTorch). Training runs on the GPU copy, which is put back
+ * from the host copy before returning; the change is returned as deltas.
  */
 import { adamw } from "../../gpu/adamw.ts";
 import { fill } from "../../gpu/reduce.ts";
@@ -25,13 +28,13 @@ import type { EditDeltas } from "../../edit/apply.ts";
 import { mlpOutModules } from "../../edit/ft.ts";
 import { filledPrompt } from "../../edit/requests.ts";
 import type { EditRequest } from "../../edit/requests.ts";
-import { encodeTarget, encodeText } from "../../prompt/encode.ts";
+import { encodeTarget, encodeText, findTokenRange } from "../../prompt/encode.ts";
 import { InputError } from "../../errors.ts";
 import { corruptionPatch, type NoiseRng, subjectNoise } from "../../locate/patching.ts";
 
 /** Settings of {@link fineTuneObjective}. */
 export interface FtObjectiveOptions {
-  /** Layers whose MLP output projection is trained. */
+  /** Layers whose MLP output projection is trained; −1: the subject tokens' embedding rows. */
   layers: number[];
   /** Adam learning rate. */
   lr: number;
@@ -108,7 +111,14 @@ export async function fineTuneObjective(
     return { loss: o.loss === "nll" ? nll : p, dlogits: d };
   };
   const modules = mlpOutModules(cfg);
-  const names = o.layers.flatMap((l) => modules.map((m) => `${model.spec.blockPrefix}${l}.${m}`));
+  const embed = model.spec.embed;
+  const names = o.layers.flatMap((l) =>
+    l === -1 ? [embed] : modules.map((m) => `${model.spec.blockPrefix}${l}.${m}`)
+  );
+  // Layer −1: the subject's token ids (ROME's find_token_range in the prompt), the only rows that train.
+  const subjectIds = o.layers.includes(-1)
+    ? new Set(prompt.slice(...findTokenRange(tokenizer, prompt, req.subject)))
+    : undefined;
   const grads = new Gradients(model, names);
   const state = new Map<string, { m: GpuTensor; v: GpuTensor; orig: Float32Array }>();
   const losses: number[] = [];
@@ -142,6 +152,11 @@ export async function fineTuneObjective(
       losses.push(loss);
       if (loss >= 1e-2) {
         updates++;
+        if (subjectIds) {
+          const g = await readTensor(grads.get(embed)), C = cfg.nEmbd;
+          for (let v = 0; v < g.length / C; v++) if (!subjectIds.has(v)) g.fill(0, v * C, (v + 1) * C);
+          writeTensor(grads.get(embed), g);
+        }
         for (const n of names) {
           const s = state.get(n)!;
           await adamw(model.gpu, model.weight(n), grads.get(n), s.m, s.v, {

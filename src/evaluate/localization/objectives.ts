@@ -10,13 +10,15 @@
  *   baseline `target_true`;
  * - **fact_amplification**: target `target_true` (the edit raises the probability of what the model
  *   already says); no baseline (the reference uses the EOS token, "won't use these metrics");
- * - **fact_erasure**: target `target_true`, loss = its probability (FT only), scored by the erasure score;
- *   no baseline;
+ * - **fact_erasure**: target `target_true`, loss = its probability (FT: exp(−NLL) of the batch; ROME /
+ *   MEMIT: exp(−NLL) in the v* / z loss, src/edit/compute_v.ts), scored by the erasure score; no baseline;
  * - **fact_forcing**: target `target_true` while the subject's embeddings are noised during the edit
- *   (FT only: 10 noise samples, 50 steps); baseline = the noised prediction (`request_baseline`). The
- *   edit is measured on clean prompts, as the reference's evaluation runs outside the noising hook.
+ *   (FT: 10 noise samples, 50 steps; ROME / MEMIT: every forward of the edit noised, ROME with v_lr 0.05 and
+ *   25 steps); baseline = the noised prediction (`request_baseline`). The edit is measured with the
+ *   subject noised too, pre and post with the same draws (the reference's `test_batch_prediction` runs
+ *   inside a noising hook when fact forcing); `forcingEval: "clean"` measures on clean prompts instead.
  *
- * ROME and MEMIT run the first three: engram's ROME / MEMIT optimise v* by NLL on clean inputs only.
+ * Every method runs every objective.
 
  * Methods: `rome` (window 1), `memit` (the window of `editWindow` layers centred on the layer, clipped at
  * the ends as causal tracing's window), `ft-1` and `ft-5` (belief-localization's constrained fine-tuning
@@ -44,17 +46,31 @@ export const STUDY_METHODS = ["rome", "memit", "ft-1", "ft-5"] as const;
 /** One of {@link STUDY_METHODS}. */
 export type StudyMethod = typeof STUDY_METHODS[number];
 
-/** Objectives only the FT methods can run (they need a probability loss or noised inputs while editing). */
-export const FT_ONLY_OBJECTIVES: readonly Objective[] = ["fact_erasure", "fact_forcing"];
-
-/** Whether `method` can run `objective` (ROME and MEMIT cannot run the FT-only objectives). */
+/**
+ * Whether `method` can run `objective`: every pair now (ROME / MEMIT erasure and forcing came with the
+ * objectives of src/edit/compute_v.ts); kept so that a method without some objective can say so.
+ */
 export function canRun(method: StudyMethod, objective: Objective): boolean {
-  return methodSpec(method).editor === "ft" || !FT_ONLY_OBJECTIVES.includes(objective);
+  return STUDY_METHODS.includes(method) && OBJECTIVES.includes(objective);
 }
 
-/** Edits per case: one per runnable (method, objective) pair and layer. */
-export function editsPerCase(methods: StudyMethod[], objectives: Objective[], layers: number): number {
-  return methods.reduce((n, m) => n + objectives.filter((o) => canRun(m, o)).length, 0) * layers;
+/**
+ * The embeddings as an edit "layer": FT-1 fine-tunes the subject tokens' embedding rows there
+ * (belief-localization adds central layer −1 to FT's sweep with window 1, except for Fact Forcing).
+ */
+export const EMBEDDING_LAYER: number = -1;
+
+/** Whether `method` edits for `objective` at central `layer` (layer −1: FT-1 only, not Fact Forcing). */
+export function runsAt(method: StudyMethod, objective: Objective, layer: number): boolean {
+  if (!canRun(method, objective)) return false;
+  return layer !== EMBEDDING_LAYER || (method === "ft-1" && objective !== "fact_forcing");
+}
+
+/** Edits per case: one per (method, objective, layer) that runs. */
+export function editsPerCase(methods: StudyMethod[], objectives: Objective[], layers: number[]): number {
+  let n = 0;
+  for (const m of methods) for (const o of objectives) for (const l of layers) if (runsAt(m, o, l)) n++;
+  return n;
 }
 
 /** FT steps for an objective: 25 (the FT hparams files), 50 for Fact Forcing (`get_override_hparams`). */

@@ -22,7 +22,7 @@ import {
   studyCase,
 } from "./case.ts";
 import { modelFingerprint, openStudyFolder, readCase, writeCase } from "./folder.ts";
-import { editsPerCase, methodSpec, OBJECTIVES, STUDY_METHODS } from "./objectives.ts";
+import { editsPerCase, EMBEDDING_LAYER, methodSpec, OBJECTIVES, STUDY_METHODS } from "./objectives.ts";
 import { type StudySummary, summarize } from "./summary.ts";
 import type { StudyLocalizationOutput } from "../../schema/study_localization_output.ts";
 import { schemaTag, snakeKeys } from "../../schema/common.ts";
@@ -37,6 +37,7 @@ export const STUDY_DEFAULTS = {
   targetProb: "sequence",
   knownOnly: true,
   minPredProb: 0.02,
+  scoreProb: "sequence",
 } as const;
 
 /** Options of {@link runLocalizationStudy}. */
@@ -91,19 +92,21 @@ export function checkStudySettings(s: CaseSettings, nLayer: number): void {
       );
     }
   }
-  if (editsPerCase(s.methods, s.objectives, 1) === 0) {
+  if (editsPerCase(s.methods, s.objectives, s.layers) === 0) {
     throw new InputError(
-      `none of the methods ${s.methods.join(", ")} can run ${s.objectives.join(", ")}: fact_erasure and ` +
-        `fact_forcing need ft-1 / ft-5 (engram's ROME and MEMIT optimise by NLL on clean inputs)`,
+      `none of the methods ${s.methods.join(", ")} can run ${s.objectives.join(", ")}`,
       { field: "--objectives" },
     );
   }
   if (s.layers.length === 0) throw new InputError("no layers to edit", { field: "--layers" });
   for (const l of s.layers) {
-    if (!(Number.isInteger(l) && l >= 0 && l < nLayer)) {
-      throw new InputError(`layer ${l} out of range: the model has layers 0..${nLayer - 1}`, {
-        field: "--layers",
-      });
+    if (!(Number.isInteger(l) && l >= EMBEDDING_LAYER && l < nLayer)) {
+      throw new InputError(
+        `layer ${l} out of range: the model has layers 0..${nLayer - 1} (and −1, the embeddings)`,
+        {
+          field: "--layers",
+        },
+      );
     }
   }
   if (new Set(s.layers).size !== s.layers.length) {
@@ -158,7 +161,7 @@ export async function runLocalizationStudy(
     settings: { ...settings, hparams: o.edit?.hparams ?? {}, cases: requests.length },
   };
   const { resumed } = await openStudyFolder(o.out, header);
-  const perCase = 1 + editsPerCase(s.methods, s.objectives, s.layers.length);
+  const perCase = 1 + editsPerCase(s.methods, s.objectives, s.layers);
   const total = requests.length * perCase;
   const done: CaseResult[] = [];
   const dropped: DroppedCase[] = [];

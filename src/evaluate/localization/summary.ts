@@ -10,7 +10,7 @@
  */
 import type { TraceKind } from "../../locate/trace.ts";
 import type { CaseEdit, CaseResult, DroppedCase, KindSummary } from "./case.ts";
-import { canRun, type Objective, type StudyMethod } from "./objectives.ts";
+import { canRun, EMBEDDING_LAYER, type Objective, type StudyMethod } from "./objectives.ts";
 import { type LocalizationRegression, localizationRegression } from "./regression.ts";
 
 /** Scores regressed and plotted. */
@@ -145,7 +145,8 @@ export function summarize(
         n: o.layers.map((l) => rows.filter((r) => r.e.layer === l).length),
       });
       for (const metric of SCORE_METRICS) {
-        const use = rows.filter((r) => r.e.scores[metric] !== null);
+        // The embeddings (layer −1) have no MLP trace to regress on: they are left out of the regressions.
+        const use = rows.filter((r) => r.e.scores[metric] !== null && r.e.layer !== EMBEDDING_LAYER);
         for (const regressor of REGRESSORS) {
           regressions.push({
             method,
