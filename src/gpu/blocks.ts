@@ -53,6 +53,21 @@ export async function forElementBlocks(
 }
 
 /**
+ * The one home of element-wise dispatches: `run` once on the whole tensors (all of `n` elements) when
+ * every one fits a binding, else once per aligned window via {@link forElementBlocks}. A kernel whose
+ * only size is its element count (fill, scale, AdamW, Kahan accumulation) passes `count` as that size.
+ */
+export async function forElements(
+  gpu: Gpu,
+  n: number,
+  tensors: GpuTensor[],
+  run: (bindings: StorageBinding[], count: number) => Promise<void>,
+): Promise<void> {
+  if (fitsBinding(gpu, ...tensors)) return await run(tensors, n);
+  await forElementBlocks(gpu, n, tensors, run);
+}
+
+/**
  * Runs a row-wise dispatch over row blocks of the row-major [rows, cols] tensors `inputs` (read) and
  * `outputs` (written whole). `run` gets, per block, one binding per input and per output (each holding
  * exactly the block's rows from element 0), the block's first row and its row count.

