@@ -11,6 +11,10 @@ import { getGpu, type Gpu } from "../src/gpu/device.ts";
 import { sum, sumSquares } from "../src/gpu/reduce.ts";
 import { firstNonFinite, readWithNonFiniteCheck } from "../src/gpu/nonfinite.ts";
 import { createTensor, poison, readTensor, writeTensor } from "../src/gpu/tensor.ts";
+import { Gradients, lossAndGradients } from "../src/model/backward.ts";
+import type { ModelConfig } from "../src/model/config.ts";
+import { randomFamilyConfig, randomWeights } from "../src/model/random.ts";
+import { TransformerModel } from "../src/model/transformer.ts";
 import { attentionRef } from "../src/reference/attention.ts";
 import { attentionBackwardRef } from "../src/reference/attention_backward.ts";
 import { assertClose, freshSeed, randn, rng } from "./_util.ts";
@@ -198,5 +202,59 @@ Deno.test("split attention: forward probs and backward in sequence blocks vs flo
       assert.ok(split[k].every((v, i) => Object.is(v, whole[k][i])), `${c.name}: ${k} differs from unsplit`);
     }
     for (const t of [qkv, out, probs, dout, dqkv]) t.destroy();
+  }
+});
+
+Deno.test("split GPT-J head: all logits (windowed non-finite scan) and lm_head.bias grad (row blocks) vs unsplit and float64", async () => {
+  const gpu = await getGpu();
+  const seed = freshSeed();
+  const r = rng(seed);
+  // A vocabulary of 301: logits / dlogits [10, 301] (12 KB), wte and lm_head over a 4 KiB limit;
+  // activations (<= 10 × 51) and the last positions' log-probs [2, 301] fit.
+  const cfg: ModelConfig = { ...randomFamilyConfig("gptj", seed), vocabSize: 301 };
+  const model = TransformerModel.create(gpu, cfg, randomWeights(cfg, seed));
+  const V = cfg.vocabSize, B = 2, T = 5;
+  const batch = Array.from({ length: B }, () => Array.from({ length: T }, () => Math.floor(r() * V)));
+  const targets = batch.map((s) => s.map((_, t) => (t === 2 ? -1 : Math.floor(r() * V))));
+  const run = (limit: number | undefined) =>
+    withLimit(gpu, limit, async () => {
+      const f = await model.forward(batch, { allLogits: true });
+      const grads = new Gradients(model, ["lm_head.bias", "lm_head.weight"]);
+      for (const g of grads.grads.values()) poison(g);
+      const res = await lossAndGradients(model, batch, { targets }, { grads });
+      const db = await grads.read("lm_head.bias"), dw = await grads.read("lm_head.weight");
+      grads.destroy();
+      return { logits: f.logits!, lp: f.logprobs, loss: res.loss, db, dw };
+    });
+  try {
+    assert.ok(model.weight("lm_head.weight").buffer.size > 4096, "head over the limit");
+    const dense = await run(undefined);
+    const split = await run(4096);
+    // Whole-K blocks of the head product and row-local softmaxes: the same bits.
+    assert.ok(split.logits.every((v, i) => Object.is(v, dense.logits[i])), "all logits differ from unsplit");
+    split.lp.forEach((l, b) => assert.ok(l.every((v, i) => Object.is(v, dense.lp[b][i])), `log-probs ${b}`));
+    assert.ok(Math.abs(split.loss - dense.loss) <= 1e-6 * dense.loss, `loss ${split.loss} vs ${dense.loss}`);
+    assertClose(split.dw, dense.dw, 1e-6, "lm_head.weight grad vs unsplit", seed);
+    // Independent: d loss / d bias_v = mean over counted rows of softmax(logits)_v − [v = target], in float64.
+    const want = new Float64Array(V);
+    let count = 0;
+    for (let b = 0; b < B; b++) {
+      for (let t = 0; t < T; t++) {
+        if (targets[b][t] < 0) continue;
+        count++;
+        const off = (b * T + t) * V;
+        let m = -Infinity, s = 0;
+        for (let v = 0; v < V; v++) m = Math.max(m, split.logits[off + v]);
+        for (let v = 0; v < V; v++) s += Math.exp(split.logits[off + v] - m);
+        for (let v = 0; v < V; v++) want[v] += Math.exp(split.logits[off + v] - m) / s;
+        want[targets[b][t]] -= 1;
+      }
+    }
+    const e = assertClose(split.db, want.map((v) => v / count), 1e-5, "lm_head.bias grad vs float64", seed);
+    console.log(
+      `split GPT-J head: lm_head.bias grad rel error vs float64 ${e.toExponential(2)} (seed ${seed})`,
+    );
+  } finally {
+    model.destroy();
   }
 });
