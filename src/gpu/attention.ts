@@ -254,7 +254,10 @@ function checkSize(t: GpuTensor, want: number, what: string, dims: string): void
  * - `out` [B*T, nHead*D]: heads concatenated, head h in columns h*D.. (the output projection's input).
  * - `opts.probs` [B, nHead, T, T], optional: the attention probabilities (0 for invisible keys).
  *
- * Records the dispatch; nothing runs until the next {@link Gpu.flush} (or a read). Throws
+ * When a tensor is larger than one storage binding ({@link Gpu.bindingLimit}: the probabilities of many
+ * long sequences), the batch runs in blocks of whole sequences, one dispatch each, with the same results.
+ *
+ * Records the dispatch (one per block); nothing runs until the next {@link Gpu.flush} (or a read). Throws
  * {@link ShapeError} naming the offending tensor or option on any size mismatch.
  */
 export async function attention(

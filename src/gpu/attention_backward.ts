@@ -76,8 +76,11 @@ function cachedScratch(gpu: Gpu, n: number): GpuTensor {
  * as written by the forward's `probs` option, `dout` [B*T, nHead*D], `dqkv` [B*T, rowStride]; `dqkv`
  * must not alias an input.
  *
+ * Past the storage-binding limit ({@link Gpu.bindingLimit}) the batch runs in blocks of whole sequences
+ * (same results; the scratch then needs only one block's dS).
+ *
  * Records two dispatches (dQ per query row, which also writes dS into the scratch; then dK, dV per kv
- * key row), no atomics, deterministic; nothing runs until the next {@link Gpu.flush} (or a read).
+ * key row; two per block past the limit), no atomics, deterministic; nothing runs until the next {@link Gpu.flush} (or a read).
  * Throws {@link ShapeError} naming the offending tensor or option on any size, dtype or aliasing
  * mismatch.
  */

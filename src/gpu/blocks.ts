@@ -105,8 +105,11 @@ export async function forRowBlocks(
  * leaves untouched).
  */
 export interface BlockTensor {
+  /** The tensor, row-major. */
   t: GpuTensor;
+  /** Elements per row. */
   cols: number;
+  /** How the dispatch uses it. */
   role: "in" | "out" | "inout";
 }
 

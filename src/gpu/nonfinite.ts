@@ -16,6 +16,7 @@ const NONE = 0xffffffff;
 
 /** A recorded scan: one u32 flag per window (`stride` apart) and the first element of each window. */
 export interface NonFiniteScan {
+  /** u32 flags, 0xFFFFFFFF where the window holds no non-finite value, else its first index in the window. */
   flags: GpuTensor;
   /** First element of `x` scanned by each flag's dispatch (one entry, 0, when `x` fits one binding). */
   starts: number[];
