@@ -34,9 +34,26 @@ function alignElems(gpu: Gpu): number {
 }
 
 /**
+ * Consecutive element ranges [first, end) covering [0, n) past the binding limit: each starts at the
+ * offset alignment (so a window from it has base 0) and fits one window. Ranges are whole multiples of
+ * `quantum` elements when such a range fits (a reduction's chunk: its partials then equal the unsplit
+ * ones), else of the alignment.
+ */
+export function elementRanges(gpu: Gpu, n: number, quantum = 1): Array<[number, number]> {
+  const align = alignElems(gpu);
+  const span = windowSlackElems(gpu);
+  const q = (align * quantum) / gcd(align, quantum);
+  const unit = q <= span ? q : align;
+  const step = Math.max(unit, Math.floor(span / unit) * unit);
+  const out: Array<[number, number]> = [];
+  for (let first = 0; first < n; first += step) out.push([first, Math.min(n, first + step)]);
+  return out;
+}
+
+/**
  * Runs an element-wise dispatch over the same element ranges of `tensors` (all of `n` elements) in
- * consecutive windows that start at the offset alignment; `run` gets one window per tensor (in order)
- * and the range's element count.
+ * consecutive windows ({@link elementRanges}); `run` gets one window per tensor (in order) and the
+ * range's element count.
  */
 export async function forElementBlocks(
   gpu: Gpu,
@@ -44,10 +61,7 @@ export async function forElementBlocks(
   tensors: GpuTensor[],
   run: (bindings: TensorWindow[], count: number) => Promise<void>,
 ): Promise<void> {
-  const align = alignElems(gpu);
-  const step = Math.max(align, Math.floor(windowSlackElems(gpu) / align) * align);
-  for (let first = 0; first < n; first += step) {
-    const end = Math.min(n, first + step);
+  for (const [first, end] of elementRanges(gpu, n)) {
     await run(tensors.map((t) => elementWindow(t, first, end).window), end - first);
   }
 }

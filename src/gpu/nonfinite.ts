@@ -6,7 +6,7 @@
 import { ShapeError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
 import { grid, launch, uniforms } from "./pipeline.ts";
-import { forElements, type StorageBinding } from "./blocks.ts";
+import { elementRanges, fitsBinding } from "./blocks.ts";
 import { createTensor, elementWindow, type GpuTensor, readTensors, readTensorU32 } from "./tensor.ts";
 
 /** Elements scanned by one workgroup (WG × PER in the kernel). */
@@ -33,23 +33,19 @@ export interface NonFiniteScan {
 export async function recordNonFiniteScan(gpu: Gpu, x: GpuTensor): Promise<NonFiniteScan> {
   if (x.dtype !== "f32") throw new ShapeError(`non-finite scan needs f32, got ${x.dtype}`, { field: x.name });
   if (x.numel >= NONE) throw new ShapeError(`non-finite scan of ${x.numel} elements`, { field: x.name });
-  const ranges: Array<[StorageBinding, number]> = [];
-  const starts: number[] = [];
-  // Planning only: forElements calls back synchronously per range; the dispatches follow below.
-  await forElements(gpu, x.numel, [x], ([b], count) => {
-    starts.push(ranges.reduce((s, [, c]) => s + c, 0));
-    ranges.push([b, count]);
-    return Promise.resolve();
-  });
+  const whole = fitsBinding(gpu, x);
+  const ranges = whole ? [[0, x.numel] as [number, number]] : elementRanges(gpu, x.numel);
   const stride = Math.max(1, gpu.device.limits.minStorageBufferOffsetAlignment / 4);
   const flags = createTensor(gpu, [ranges.length * stride], {
     name: `${x.name}.nonfinite`,
     dtype: "u32",
     data: new Uint32Array(ranges.length * stride).fill(NONE),
   });
-  for (const [k, [b, count]] of ranges.entries()) {
+  for (const [k, [first, end]] of ranges.entries()) {
+    const count = end - first;
     if (count === 0) continue;
-    const flag = ranges.length === 1 ? flags : elementWindow(flags, k * stride, k * stride + 1).window;
+    const b = whole ? x : elementWindow(x, first, end).window;
+    const flag = whole ? flags : elementWindow(flags, k * stride, k * stride + 1).window;
     await launch(
       gpu,
       "nonfinite",
@@ -58,7 +54,7 @@ export async function recordNonFiniteScan(gpu: Gpu, x: GpuTensor): Promise<NonFi
       grid(gpu, Math.ceil(count / BLOCK)),
     );
   }
-  return { flags, starts, stride };
+  return { flags, starts: ranges.map(([first]) => first), stride };
 }
 
 /** The first non-finite index from a scan's flag words, or -1 (windows are in element order). */

@@ -12,8 +12,8 @@
 import { InputError, ShapeError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
 import { grid, launch, uniforms } from "./pipeline.ts";
-import { fitsBinding, forElements, type StorageBinding } from "./blocks.ts";
-import { copyTensor, createTensor, elementWindow, type GpuTensor, windowSlackElems } from "./tensor.ts";
+import { elementRanges, fitsBinding, forElements, type StorageBinding } from "./blocks.ts";
+import { copyTensor, createTensor, elementWindow, type GpuTensor } from "./tensor.ts";
 
 /** Workgroup size of every entry of `kernels/reduce.wgsl`. */
 const WG = 256;
@@ -60,7 +60,8 @@ async function reduceSum(
       [{ uniform: uniforms(count, square ? 1 : 0, acc, { f: 0 }, 0, { f: 1 }) }, src, dst],
       grid(gpu, Math.ceil(count / CHUNK)),
     );
-  const windows = fitsBinding(gpu, x) ? [] : sumWindows(gpu, n);
+  // Past the limit: windows of whole chunks where one fits (see elementRanges).
+  const windows = fitsBinding(gpu, x) ? [] : elementRanges(gpu, n, CHUNK);
   const parts = windows.length
     ? windows.reduce((s, [a, b]) => s + Math.ceil((b - a) / CHUNK), 0)
     : Math.ceil(n / CHUNK);
@@ -92,21 +93,6 @@ async function reduceSum(
     partials.destroy();
     part?.destroy();
   }
-}
-
-/**
- * Element ranges [first, end) of a sum past the binding limit: whole CHUNKs per window when one fits
- * (the partials then equal the unsplit ones), else aligned ranges of one partial each (tiny test limits).
- */
-function sumWindows(gpu: Gpu, n: number): Array<[number, number]> {
-  const span = windowSlackElems(gpu);
-  const align = Math.max(1, gpu.device.limits.minStorageBufferOffsetAlignment / 4);
-  const step = span >= CHUNK
-    ? Math.floor(span / CHUNK) * CHUNK
-    : Math.max(align, Math.floor(span / align) * align);
-  const out: Array<[number, number]> = [];
-  for (let first = 0; first < n; first += step) out.push([first, Math.min(n, first + step)]);
-  return out;
 }
 
 /**
