@@ -100,9 +100,9 @@ for (const method of ["ft-l", "ft"] as const) {
       let s = 0;
       for (let v = 0; v < V; v++) s += Math.exp(logits[off + v] - m);
       const want = -[4, 5].reduce((a, t) => a + logits[off + t] - m - Math.log(s), 0) / 2;
-      // f32 vs float64 forward: the bar ft_test uses.
+      // f32 vs float64 forward (measured <= 9.4e-8 over 25 seeds).
       assert.ok(
-        Math.abs(split.losses[0] - want) <= 1e-4 * want,
+        Math.abs(split.losses[0] - want) <= 1e-5 * want,
         `first loss ${split.losses[0]} vs ${want} (seed ${seed})`,
       );
       split.losses.forEach((l, i) => {
@@ -117,7 +117,7 @@ for (const method of ["ft-l", "ft"] as const) {
         const e = relErr(split.after.get(n)!, d);
         worst = Math.max(worst, e);
         // The split products (wte's dX, c_proj's dX: K cut in blocks) change gradients in the last bits;
-        // AdamW's division by sqrt(v) enlarges that for small gradients (measured up to 6.7e-7).
+        // AdamW's division by sqrt(v) enlarges that for small gradients (measured up to 1.4e-6).
         assert.ok(e <= 1e-5, `${method} ${n}: rel ${e} vs unsplit (seed ${seed})`);
       }
       console.log(
