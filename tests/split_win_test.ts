@@ -210,7 +210,7 @@ Deno.test("split GPT-J head: all logits (windowed non-finite scan) and lm_head.b
   const seed = freshSeed();
   const r = rng(seed);
   // A vocabulary of 301: logits / dlogits [10, 301] (12 KB), wte and lm_head over a 4 KiB limit;
-  // activations (<= 10 × 51) and the last positions' log-probs [2, 301] fit.
+  // activations (<= 10 × 54: C is 18) and the last positions' log-probs [2, 301] fit.
   const cfg: ModelConfig = { ...randomFamilyConfig("gptj", seed), vocabSize: 301 };
   const model = TransformerModel.create(gpu, cfg, randomWeights(cfg, seed));
   const V = cfg.vocabSize, B = 2, T = 5;
