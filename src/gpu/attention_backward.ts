@@ -80,9 +80,9 @@ function cachedScratch(gpu: Gpu, n: number): GpuTensor {
  * (same results; the scratch then needs only one block's dS).
  *
  * Records two dispatches (dQ per query row, which also writes dS into the scratch; then dK, dV per kv
- * key row; two per block past the limit), no atomics, deterministic; nothing runs until the next {@link Gpu.flush} (or a read).
- * Throws {@link ShapeError} naming the offending tensor or option on any size, dtype or aliasing
- * mismatch.
+ * key row; two per block past the limit), no atomics, deterministic; nothing runs until the next
+ * {@link Gpu.flush} (or a read). Throws {@link ShapeError} naming the offending tensor or option on any
+ * size, dtype or aliasing mismatch.
  */
 export async function attentionBackward(
   gpu: Gpu,
