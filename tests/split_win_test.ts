@@ -8,6 +8,10 @@ import assert from "node:assert/strict";
 import { attention, blockedQkvLayout, type QkvLayout } from "../src/gpu/attention.ts";
 import { attentionBackward } from "../src/gpu/attention_backward.ts";
 import { getGpu, type Gpu } from "../src/gpu/device.ts";
+import { erf, gelu } from "../src/gpu/gelu.ts";
+import { geluBackward } from "../src/gpu/gelu_backward.ts";
+import { residualAdd, residualAddInPlace } from "../src/gpu/residual.ts";
+import { swiglu, swigluBackward } from "../src/gpu/swiglu.ts";
 import { sum, sumSquares } from "../src/gpu/reduce.ts";
 import { firstNonFinite, readWithNonFiniteCheck } from "../src/gpu/nonfinite.ts";
 import { createTensor, poison, readTensor, writeTensor } from "../src/gpu/tensor.ts";
@@ -17,6 +21,10 @@ import { randomFamilyConfig, randomWeights } from "../src/model/random.ts";
 import { TransformerModel } from "../src/model/transformer.ts";
 import { attentionRef } from "../src/reference/attention.ts";
 import { attentionBackwardRef } from "../src/reference/attention_backward.ts";
+import { erfRef, geluRef } from "../src/reference/gelu.ts";
+import { geluBackwardRef } from "../src/reference/gelu_backward.ts";
+import { residualAddRef } from "../src/reference/residual.ts";
+import { swigluBackwardRef, swigluRef } from "../src/reference/swiglu.ts";
 import { assertClose, freshSeed, randn, rng } from "./_util.ts";
 
 /** Runs `f` with the binding limit lowered to `bytes`, restoring the device's limit afterwards. */
@@ -256,5 +264,61 @@ Deno.test("split GPT-J head: all logits (windowed scan), lm_head.bias grad (row 
     );
   } finally {
     model.destroy();
+  }
+});
+
+Deno.test("split elementwise activations: gelu, erf, geluBackward, residual adds, swiglu (+ backward) vs float64 and unsplit", async () => {
+  const gpu = await getGpu();
+  const seed = freshSeed();
+  const r = rng(seed);
+  const n = 2311; // 9244 B: 7 windows of 384 at the 2 KiB limit
+  const mk = (name: string, data?: Float32Array) => createTensor(gpu, [n], { name, data });
+  const xs = [randn(r, n, 3), randn(r, n, 2), randn(r, n)];
+  const [a, b, c] = xs.map((d, i) => mk(`in${i}`, d));
+  const [o1, o2] = [mk("out1"), mk("out2")];
+  const base = [randn(r, n), randn(r, n)];
+  // Each case: run at a limit, read its outputs (poisoned first, or set to `base` when it accumulates).
+  const cases: Array<
+    [string, (acc: boolean) => Promise<void>, boolean, (acc: boolean) => ArrayLike<number>[]]
+  > = [
+    ["gelu tanh", () => gelu(gpu, a, o1), false, () => [geluRef(xs[0])]],
+    ["gelu exact", () => gelu(gpu, a, o1, { approximate: "none" }), false, () => [geluRef(xs[0], "none")]],
+    ["erf", () => erf(gpu, a, o1), false, () => [Float64Array.from(xs[0], erfRef)]],
+    ["geluBackward", (acc) => geluBackward(gpu, a, b, o1, { accumulate: acc }), true, (acc) => {
+      const d = geluBackwardRef(xs[0], xs[1]);
+      return [acc ? d.map((v, i) => v + base[0][i]) : d];
+    }],
+    ["residualAdd", () => residualAdd(gpu, a, b, o1), false, () => [residualAddRef(xs[0], xs[1])]],
+    ["swiglu", () => swiglu(gpu, a, b, o1), false, () => [swigluRef(xs[0], xs[1])]],
+    ["swigluBackward", (acc) => swigluBackward(gpu, a, b, c, o1, o2, { accumulate: acc }), true, (acc) => {
+      const { dgate, dup } = swigluBackwardRef(xs[0], xs[1], xs[2]);
+      return acc ? [dgate.map((v, i) => v + base[0][i]), dup.map((v, i) => v + base[1][i])] : [dgate, dup];
+    }],
+  ];
+  try {
+    for (const [name, f, canAcc, want] of cases) {
+      for (const acc of canAcc ? [false, true] : [false]) {
+        const run = (limit: number | undefined) =>
+          withLimit(gpu, limit, async () => {
+            [o1, o2].forEach((t, i) => acc ? writeTensor(t, base[i]) : poison(t));
+            await f(acc);
+            return [await readTensor(o1), await readTensor(o2)];
+          });
+        const split = await run(2048), whole = await run(undefined);
+        want(acc).forEach((w, i) => {
+          assertClose(split[i], w, 2e-6, `${name} acc=${acc} output ${i}`, seed);
+          assert.ok(
+            split[i].every((v, j) => Object.is(v, whole[i][j])),
+            `${name} acc=${acc}: differs from unsplit`,
+          );
+        });
+      }
+    }
+    // In place: acc += b.
+    writeTensor(o1, base[0]);
+    await withLimit(gpu, 2048, () => residualAddInPlace(gpu, o1, b));
+    assertClose(await readTensor(o1), residualAddRef(base[0], xs[1]), 1e-6, "residualAddInPlace", seed);
+  } finally {
+    for (const t of [a, b, c, o1, o2]) t.destroy();
   }
 });
