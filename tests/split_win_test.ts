@@ -10,6 +10,8 @@ import { attentionBackward } from "../src/gpu/attention_backward.ts";
 import { getGpu, type Gpu } from "../src/gpu/device.ts";
 import { erf, gelu } from "../src/gpu/gelu.ts";
 import { geluBackward } from "../src/gpu/gelu_backward.ts";
+import { layerNorm } from "../src/gpu/layernorm.ts";
+import { layerNormBackward } from "../src/gpu/layernorm_backward.ts";
 import { residualAdd, residualAddInPlace } from "../src/gpu/residual.ts";
 import { swiglu, swigluBackward } from "../src/gpu/swiglu.ts";
 import { sum, sumSquares } from "../src/gpu/reduce.ts";
@@ -23,6 +25,8 @@ import { attentionRef } from "../src/reference/attention.ts";
 import { attentionBackwardRef } from "../src/reference/attention_backward.ts";
 import { erfRef, geluRef } from "../src/reference/gelu.ts";
 import { geluBackwardRef } from "../src/reference/gelu_backward.ts";
+import { layerNormRef } from "../src/reference/layernorm.ts";
+import { layerNormBackwardRef } from "../src/reference/layernorm_backward.ts";
 import { residualAddRef } from "../src/reference/residual.ts";
 import { swigluBackwardRef, swigluRef } from "../src/reference/swiglu.ts";
 import { assertClose, freshSeed, randn, rng } from "./_util.ts";
@@ -320,5 +324,62 @@ Deno.test("split elementwise activations: gelu, erf, geluBackward, residual adds
     assertClose(await readTensor(o1), residualAddRef(base[0], xs[1]), 1e-6, "residualAddInPlace", seed);
   } finally {
     for (const t of [a, b, c, o1, o2]) t.destroy();
+  }
+});
+
+Deno.test("split layerNorm and layerNormBackward: row blocks (temporaries and windows) vs float64 and unsplit", async () => {
+  const gpu = await getGpu();
+  const seed = freshSeed();
+  const r = rng(seed);
+  // 37 × 29 at 2 KiB: rows of 29 never start aligned, so temporaries. 101 × 64 at 16 KiB: stats rows
+  // (2 elements) start aligned every 32 rows, and 62 rows fit: aligned windows of 32 rows.
+  for (const [rows, cols, limit] of [[37, 29, 2048], [101, 64, 16384]]) {
+    const n = rows * cols;
+    const xd = randn(r, n, 2), g = randn(r, cols), be = randn(r, cols), dOd = randn(r, n);
+    const base = [randn(r, n), randn(r, cols), randn(r, cols)];
+    const x = createTensor(gpu, [rows, cols], { name: "x", data: xd });
+    const gamma = createTensor(gpu, [cols], { name: "gamma", data: g });
+    const beta = createTensor(gpu, [cols], { name: "beta", data: be });
+    const dout = createTensor(gpu, [rows, cols], { name: "dout", data: dOd });
+    const out = createTensor(gpu, [rows, cols], { name: "out" });
+    const stats = createTensor(gpu, [rows, 2], { name: "stats" });
+    const dx = createTensor(gpu, [rows, cols], { name: "dx" });
+    const dg = createTensor(gpu, [cols], { name: "dgamma" }),
+      db = createTensor(gpu, [cols], { name: "dbeta" });
+    assert.ok(x.buffer.size > limit, "x over the limit");
+    const tag = `${rows}x${cols}`;
+    const run = (lim: number | undefined, acc: boolean) =>
+      withLimit(gpu, lim, async () => {
+        for (const t of [out, stats]) poison(t);
+        const plain = createTensor(gpu, [rows, cols], { name: "out_plain" });
+        poison(plain);
+        await layerNorm(gpu, x, gamma, beta, out, { rows, cols, stats });
+        await layerNorm(gpu, x, gamma, beta, plain, { rows, cols });
+        [dx, dg, db].forEach((t, i) => acc ? writeTensor(t, base[i]) : poison(t));
+        await layerNormBackward(gpu, dout, x, gamma, stats, dx, dg, db, { rows, cols, accumulate: acc });
+        const res = await Promise.all([out, plain, stats, dx, dg, db].map((t) => readTensor(t)));
+        plain.destroy();
+        return res;
+      });
+    const f = layerNormRef(xd, g, be, rows, cols);
+    const bw = layerNormBackwardRef(dOd, xd, g, rows, cols);
+    for (const acc of [false, true]) {
+      const [o, plain, st, gx, gg, gb] = await run(limit, acc);
+      assertClose(o, f.out, 1e-5, `${tag} out`, seed);
+      assert.ok(plain.every((v, i) => Object.is(v, o[i])), `${tag}: out without stats differs`);
+      assertClose(st, f.stats, 1e-5, `${tag} stats`, seed);
+      const add = (w: Float64Array, i: number) => acc ? w.map((v, j) => v + base[i][j]) : w;
+      assertClose(gx, add(bw.dx, 0), 1e-5, `${tag} dx acc=${acc}`, seed);
+      assertClose(gg, add(bw.dgamma, 1), 1e-5, `${tag} dgamma acc=${acc}`, seed);
+      assertClose(gb, add(bw.dbeta, 2), 1e-5, `${tag} dbeta acc=${acc}`, seed);
+      // Row-local results are the unsplit bits; the parameter sums are summed per block.
+      const whole = await run(undefined, acc);
+      for (const k of [0, 2, 3]) {
+        const got = [o, plain, st, gx][k];
+        assert.ok(got.every((v, i) => Object.is(v, whole[k][i])), `${tag}: output ${k} differs from unsplit`);
+      }
+      assertClose(gg, whole[4], 1e-6, `${tag} dgamma vs unsplit`, seed);
+    }
+    for (const t of [x, gamma, beta, dout, out, stats, dx, dg, db]) t.destroy();
   }
 });
