@@ -8,6 +8,8 @@ import assert from "node:assert/strict";
 import { attention, blockedQkvLayout, type QkvLayout } from "../src/gpu/attention.ts";
 import { attentionBackward } from "../src/gpu/attention_backward.ts";
 import { getGpu, type Gpu } from "../src/gpu/device.ts";
+import { embedding } from "../src/gpu/embedding.ts";
+import { embeddingBackward } from "../src/gpu/embedding_backward.ts";
 import { erf, gelu } from "../src/gpu/gelu.ts";
 import { geluBackward } from "../src/gpu/gelu_backward.ts";
 import { layerNorm } from "../src/gpu/layernorm.ts";
@@ -19,11 +21,14 @@ import { firstNonFinite, readWithNonFiniteCheck } from "../src/gpu/nonfinite.ts"
 import { createTensor, poison, readTensor, writeTensor } from "../src/gpu/tensor.ts";
 import { Gradients, lossAndGradients } from "../src/model/backward.ts";
 import type { ModelConfig } from "../src/model/config.ts";
-import { randomFamilyConfig, randomWeights } from "../src/model/random.ts";
+import { randomFamilyConfig, randomGPT2, randomWeights } from "../src/model/random.ts";
 import { TransformerModel } from "../src/model/transformer.ts";
 import { attentionRef } from "../src/reference/attention.ts";
 import { attentionBackwardRef } from "../src/reference/attention_backward.ts";
+import { embeddingRef } from "../src/reference/embedding.ts";
+import { embeddingBackwardRef } from "../src/reference/embedding_backward.ts";
 import { erfRef, geluRef } from "../src/reference/gelu.ts";
+import { gpt2ForwardRef } from "../src/reference/gpt2.ts";
 import { geluBackwardRef } from "../src/reference/gelu_backward.ts";
 import { layerNormRef } from "../src/reference/layernorm.ts";
 import { layerNormBackwardRef } from "../src/reference/layernorm_backward.ts";
@@ -381,5 +386,134 @@ Deno.test("split layerNorm and layerNormBackward: row blocks (temporaries and wi
       assertClose(gg, whole[4], 1e-6, `${tag} dgamma vs unsplit`, seed);
     }
     for (const t of [x, gamma, beta, dout, out, stats, dx, dg, db]) t.destroy();
+  }
+});
+
+Deno.test("split embedding / embeddingBackward over many tokens: out and dout in token blocks vs float64", async () => {
+  const gpu = await getGpu();
+  const seed = freshSeed();
+  const r = rng(seed);
+  // out / dout [301, 13] = 15.6 KB and wte [97, 13] = 5 KB over a 2 KiB limit: 34 tokens per block
+  // (temporaries: rows of 13 never start aligned; ids and positions [301] are over it too). Many tokens
+  // means a batch with explicit positions (wpe [31, 13] fits): with positionOffset + t, out is never
+  // larger than wpe, whose own split is not supported.
+  const [V, C, P, T] = [97, 13, 31, 301];
+  const wteD = randn(r, V * C), wpeD = randn(r, P * C), doutD = randn(r, T * C);
+  const ids = Array.from({ length: T }, (_, t) => (t % 7 === 0 ? V - 1 : Math.floor(r() * V)));
+  const pos = Array.from({ length: T }, () => Math.floor(r() * P));
+  const wte = createTensor(gpu, [V, C], { name: "wte", data: wteD });
+  const wpe = createTensor(gpu, [P, C], { name: "wpe", data: wpeD });
+  const out = createTensor(gpu, [T, C], { name: "out" });
+  const idsT = createTensor(gpu, [T], { name: "ids", dtype: "u32", data: Uint32Array.from(ids) });
+  const posT = createTensor(gpu, [T], { name: "pos", dtype: "u32", data: Uint32Array.from(pos) });
+  const dout = createTensor(gpu, [T, C], { name: "dout", data: doutD });
+  const dwte = createTensor(gpu, [V, C], { name: "dwte" }),
+    dwpe = createTensor(gpu, [P, C], { name: "dwpe" });
+  try {
+    await withLimit(gpu, 2048, async () => {
+      const check = async (what: string, f: () => Promise<void>, want: Float64Array) => {
+        poison(out);
+        await f();
+        assertClose(await readTensor(out), want, 1e-6, what, seed);
+      };
+      await check(
+        "positions (GPU)",
+        () => embedding(gpu, idsT, wte, wpe, out, { T, C, positions: posT }),
+        embeddingRef(ids, wteD, wpeD, C, { positions: pos }),
+      );
+      await check(
+        "positions (host)",
+        () => embedding(gpu, ids, wte, wpe, out, { T, C, positions: pos }),
+        embeddingRef(ids, wteD, wpeD, C, { positions: pos }),
+      );
+      await check(
+        "tokens",
+        () => embedding(gpu, idsT, wte, null, out, { T, C }),
+        embeddingRef(ids, wteD, null, C),
+      );
+      const ref = embeddingBackwardRef(doutD, ids, pos, V, P, C);
+      poison(dwte);
+      poison(dwpe);
+      await embeddingBackward(gpu, dout, ids, pos, dwte, dwpe, { T, C });
+      assertClose(await readTensor(dwte), ref.dwte, 1e-6, "dwte overwrite", seed);
+      assertClose(await readTensor(dwpe), ref.dwpe, 1e-6, "dwpe overwrite", seed);
+      const init = randn(r, V * C);
+      writeTensor(dwte, init);
+      poison(dwpe);
+      await embeddingBackward(gpu, dout, ids, pos, dwte, dwpe, {
+        T,
+        C,
+        accumulate: true,
+        accumulatePositions: false,
+      });
+      assertClose(await readTensor(dwte), ref.dwte.map((g, i) => g + init[i]), 1e-6, "dwte accumulate", seed);
+      assertClose(await readTensor(dwpe), ref.dwpe, 1e-6, "dwpe overwrite with dwte accumulating", seed);
+    });
+  } finally {
+    for (const t of [wte, wpe, out, idsT, posT, dout, dwte, dwpe]) t.destroy();
+  }
+});
+
+Deno.test("split GPT-2 with every activation over the limit: forward and gradients vs unsplit and float64", async () => {
+  const gpu = await getGpu();
+  const seed = freshSeed();
+  const r = rng(seed);
+  // B 4 × T 16: [64, 128] MLP activations 32 KB, [64, 32] rows 8 KB, logits [64, 61] 15.6 KB, all over a
+  // 7 KiB limit; one sequence's qkv rows (16 × 96 × 4 = 6 KB) fit, so attention runs a sequence per block.
+  const cfg: ModelConfig = {
+    nLayer: 2,
+    nHead: 4,
+    nEmbd: 32,
+    vocabSize: 61,
+    nPositions: 16,
+    nInner: 128,
+    layerNormEpsilon: 1e-5,
+  };
+  const weights = randomGPT2(cfg, seed, { std: 0.05 });
+  const model = TransformerModel.create(gpu, cfg, weights);
+  const B = 4, T = 16, V = cfg.vocabSize;
+  const batch = Array.from({ length: B }, () => Array.from({ length: T }, () => Math.floor(r() * V)));
+  const targets = batch.map((s) => s.map((_, t) => (t === 3 ? -1 : Math.floor(r() * V))));
+  const run = (limit: number | undefined) =>
+    withLimit(gpu, limit, async () => {
+      const f = await model.forward(batch, { allLogits: true });
+      const grads = new Gradients(model);
+      const res = await lossAndGradients(model, batch, { targets }, { grads });
+      const g = new Map<string, Float32Array>();
+      for (const n of model.weightNames()) g.set(n, await grads.read(n));
+      grads.destroy();
+      return { logits: f.logits!, loss: res.loss, g };
+    });
+  try {
+    const dense = await run(undefined);
+    const split = await run(7168);
+    assertClose(split.logits, dense.logits, 1e-6, "all logits vs unsplit", seed);
+    assert.ok(Math.abs(split.loss - dense.loss) <= 1e-6 * dense.loss, `loss ${split.loss} vs ${dense.loss}`);
+    let worst = 0;
+    for (const [n, g] of dense.g) {
+      worst = Math.max(worst, assertClose(split.g.get(n)!, g, 1e-5, `grad ${n}`, seed));
+    }
+    // Independent: every sequence's logits against the float64 forward.
+    let e64 = 0;
+    for (let b = 0; b < B; b++) {
+      const ref = gpt2ForwardRef(cfg, weights, batch[b]).logits;
+      e64 = Math.max(
+        e64,
+        assertClose(
+          split.logits.subarray(b * T * V, (b + 1) * T * V),
+          ref,
+          1e-5,
+          `seq ${b} vs float64`,
+          seed,
+        ),
+      );
+    }
+    console.log(
+      `split GPT-2 (all activations over 7 KiB): gradients vs unsplit ${
+        worst.toExponential(2)
+      }, logits vs float64 ${e64.toExponential(2)}`,
+    );
+  } finally {
+    model.destroy();
   }
 });

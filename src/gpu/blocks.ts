@@ -171,7 +171,9 @@ export async function forBlocks(
     return;
   }
   const n = Math.min(per, rows);
-  const tmp = parts.map((p) => createTensor(gpu, [n, p.cols], { name: `${p.t.name}.rows` }));
+  const tmp = parts.map((p) =>
+    createTensor(gpu, [n, p.cols], { name: `${p.t.name}.rows`, dtype: p.t.dtype })
+  );
   try {
     for (let first = 0; first < rows; first += n) {
       const m = Math.min(n, rows - first);
