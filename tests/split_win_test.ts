@@ -15,6 +15,9 @@ import { geluBackward } from "../src/gpu/gelu_backward.ts";
 import { layerNorm } from "../src/gpu/layernorm.ts";
 import { layerNormBackward } from "../src/gpu/layernorm_backward.ts";
 import { residualAdd, residualAddInPlace } from "../src/gpu/residual.ts";
+import { rmsNorm } from "../src/gpu/rmsnorm.ts";
+import { rmsNormBackward } from "../src/gpu/rmsnorm_backward.ts";
+import { rotary } from "../src/gpu/rotary.ts";
 import { swiglu, swigluBackward } from "../src/gpu/swiglu.ts";
 import { sum, sumSquares } from "../src/gpu/reduce.ts";
 import { firstNonFinite, readWithNonFiniteCheck } from "../src/gpu/nonfinite.ts";
@@ -33,6 +36,8 @@ import { geluBackwardRef } from "../src/reference/gelu_backward.ts";
 import { layerNormRef } from "../src/reference/layernorm.ts";
 import { layerNormBackwardRef } from "../src/reference/layernorm_backward.ts";
 import { residualAddRef } from "../src/reference/residual.ts";
+import { rmsNormBackwardRef, rmsNormRef } from "../src/reference/rmsnorm.ts";
+import { rotaryRef } from "../src/reference/rotary.ts";
 import { swigluBackwardRef, swigluRef } from "../src/reference/swiglu.ts";
 import { assertClose, freshSeed, randn, rng } from "./_util.ts";
 
@@ -515,5 +520,82 @@ Deno.test("split GPT-2 with every activation over the limit: forward and gradien
     );
   } finally {
     model.destroy();
+  }
+});
+
+Deno.test("split rotary, rmsNorm and rmsNormBackward over many rows: row blocks vs float64 and unsplit", async () => {
+  const gpu = await getGpu();
+  const seed = freshSeed();
+  const r = rng(seed);
+  // rmsNorm: 53 × 23 (temporaries at 2 KiB) and 201 × 64 (stats rows of 1 start aligned every 64 rows:
+  // windows of 64 rows at 32 KiB).
+  for (const [rows, cols, limit] of [[53, 23, 2048], [201, 64, 32768]]) {
+    const n = rows * cols, tag = `${rows}x${cols}`;
+    const xd = randn(r, n, 2), w = randn(r, cols), dOd = randn(r, n), base = [randn(r, n), randn(r, cols)];
+    const x = createTensor(gpu, [rows, cols], { name: "x", data: xd });
+    const weight = createTensor(gpu, [cols], { name: "weight", data: w });
+    const dout = createTensor(gpu, [rows, cols], { name: "dout", data: dOd });
+    const [out, dx] = ["out", "dx"].map((name) => createTensor(gpu, [rows, cols], { name }));
+    const stats = createTensor(gpu, [rows], { name: "stats" });
+    const dw = createTensor(gpu, [cols], { name: "dweight" });
+    assert.ok(x.buffer.size > limit);
+    const run = (lim: number | undefined, acc: boolean) =>
+      withLimit(gpu, lim, async () => {
+        poison(out);
+        poison(stats);
+        await rmsNorm(gpu, x, weight, out, { rows, cols, stats });
+        [dx, dw].forEach((t, i) => acc ? writeTensor(t, base[i]) : poison(t));
+        await rmsNormBackward(gpu, dout, x, weight, stats, dx, dw, { rows, cols, accumulate: acc });
+        return await Promise.all([out, stats, dx, dw].map((t) => readTensor(t)));
+      });
+    const f = rmsNormRef(xd, w, rows, cols), bw = rmsNormBackwardRef(dOd, xd, w, rows, cols);
+    for (const acc of [false, true]) {
+      const [o, st, gx, gw] = await run(limit, acc);
+      const add = (v: Float64Array, i: number) => acc ? v.map((y, j) => y + base[i][j]) : v;
+      assertClose(o, f.out, 1e-5, `${tag} rmsNorm out`, seed);
+      assertClose(st, f.stats, 1e-5, `${tag} rmsNorm stats`, seed);
+      assertClose(gx, add(bw.dx, 0), 1e-5, `${tag} dx acc=${acc}`, seed);
+      assertClose(gw, add(bw.dweight, 1), 1e-5, `${tag} dweight acc=${acc}`, seed);
+      const whole = await run(undefined, acc);
+      [o, st, gx].forEach((g, k) =>
+        assert.ok(g.every((v, i) => Object.is(v, whole[k][i])), `${tag} ${k} vs unsplit`)
+      );
+    }
+    for (const t of [x, weight, dout, out, dx, stats, dw]) t.destroy();
+  }
+  // rotary in place on a GQA layout with a padding column, rows of 27 (temporaries) at 2 KiB.
+  const layout = {
+    nHead: 2,
+    nKvHead: 1,
+    headDim: 6,
+    rowStride: 27,
+    qOffset: 0,
+    kOffset: 12,
+    vOffset: 18,
+    qHeadStride: 6,
+    kvHeadStride: 6,
+  };
+  const rows = 61, dim = 4, nPos = 40;
+  const q = randn(r, rows * layout.rowStride), cs = randn(r, nPos * 2), sn = randn(r, nPos * 2);
+  const pos = Uint32Array.from({ length: rows }, () => Math.floor(r() * nPos));
+  const tq = createTensor(gpu, [rows, layout.rowStride], { name: "qkv" });
+  const tc = createTensor(gpu, [nPos, 2], { name: "cos", data: cs }),
+    ts = createTensor(gpu, [nPos, 2], { name: "sin", data: sn });
+  const tp = createTensor(gpu, [rows], { name: "positions", dtype: "u32", data: pos });
+  try {
+    for (const style of ["half", "interleaved"] as const) {
+      const opts = { rows, layout, dim, style };
+      const want = rotaryRef(q, cs, sn, pos, opts);
+      const got: Float32Array[] = [];
+      for (const lim of [2048, undefined]) {
+        writeTensor(tq, q);
+        await withLimit(gpu, lim, () => rotary(gpu, tq, tc, ts, lim ? tp : pos, opts));
+        got.push(await readTensor(tq));
+      }
+      assertClose(got[0], want, 1e-6, `rotary ${style}`, seed);
+      assert.ok(got[0].every((v, i) => Object.is(v, got[1][i])), `rotary ${style} vs unsplit`);
+    }
+  } finally {
+    for (const t of [tq, tc, ts, tp]) t.destroy();
   }
 });
