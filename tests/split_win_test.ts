@@ -38,6 +38,7 @@ import { layerNormBackwardRef } from "../src/reference/layernorm_backward.ts";
 import { residualAddRef } from "../src/reference/residual.ts";
 import { rmsNormBackwardRef, rmsNormRef } from "../src/reference/rmsnorm.ts";
 import { rotaryRef } from "../src/reference/rotary.ts";
+import { transformerForwardRef } from "../src/reference/transformer.ts";
 import { swigluBackwardRef, swigluRef } from "../src/reference/swiglu.ts";
 import { assertClose, freshSeed, randn, rng } from "./_util.ts";
 
@@ -597,5 +598,42 @@ Deno.test("split rotary, rmsNorm and rmsNormBackward over many rows: row blocks 
     }
   } finally {
     for (const t of [tq, tc, ts, tp]) t.destroy();
+  }
+});
+
+Deno.test("split Llama (GQA, rotary, RMSNorm, SwiGLU) with activations over the limit vs unsplit and float64", async () => {
+  const gpu = await getGpu();
+  const seed = freshSeed();
+  const r = rng(seed);
+  // B 24 × T 16 = 384 rows: every [384, width] activation (>= 13.8 KB) is over a 6 KiB limit; one
+  // sequence's qkv rows (16 × <= 64 × 4 B) and attention probabilities (4 × 16 × 16 × 4 B) fit.
+  const cfg: ModelConfig = { ...randomFamilyConfig("llama", seed), vocabSize: 61 };
+  const weights = randomWeights(cfg, seed);
+  const model = TransformerModel.create(gpu, cfg, weights);
+  const B = 24, T = 16, V = cfg.vocabSize;
+  const batch = Array.from({ length: B }, () => Array.from({ length: T }, () => Math.floor(r() * V)));
+  const targets = batch.map((s) => s.map(() => Math.floor(r() * V)));
+  const run = (limit: number | undefined) =>
+    withLimit(gpu, limit, async () => {
+      const f = await model.forward(batch, { allLogits: true });
+      const grads = new Gradients(model);
+      const res = await lossAndGradients(model, batch, { targets }, { grads });
+      const g = new Map<string, Float32Array>();
+      for (const n of model.weightNames()) g.set(n, await grads.read(n));
+      grads.destroy();
+      return { logits: f.logits!, loss: res.loss, g };
+    });
+  try {
+    const dense = await run(undefined);
+    const split = await run(6144);
+    assertClose(split.logits, dense.logits, 1e-6, "all logits vs unsplit", seed);
+    assert.ok(Math.abs(split.loss - dense.loss) <= 1e-6 * dense.loss, `loss ${split.loss} vs ${dense.loss}`);
+    for (const [n, g] of dense.g) assertClose(split.g.get(n)!, g, 1e-5, `grad ${n}`, seed);
+    for (const b of [0, B - 1]) {
+      const ref = transformerForwardRef(cfg, weights, batch[b]).logits;
+      assertClose(split.logits.subarray(b * T * V, (b + 1) * T * V), ref, 2e-5, `seq ${b} vs float64`, seed);
+    }
+  } finally {
+    model.destroy();
   }
 });
