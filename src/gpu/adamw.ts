@@ -2,7 +2,7 @@
 import { InputError, ShapeError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
 import { grid, launch, uniforms } from "./pipeline.ts";
-import { fitsBinding, forElementBlocks } from "./blocks.ts";
+import { forElements } from "./blocks.ts";
 import type { GpuTensor } from "./tensor.ts";
 
 /** Hyperparameters of one {@link adamw} step (PyTorch's names and defaults). */
@@ -115,18 +115,8 @@ export async function adamw(
       { f: Math.sqrt(1 - h.beta2 ** h.step) },
       { f: h.gradScale },
     );
-  if (fitsBinding(gpu, ...all)) {
-    await launch(
-      gpu,
-      "adamw",
-      "adamw",
-      [{ uniform: params(n) }, param, grad, m, v],
-      grid(gpu, Math.ceil(n / 256)),
-    );
-    return;
-  }
-  // Past the binding limit: the same aligned element range of all four tensors per dispatch.
-  await forElementBlocks(gpu, n, all, (b, count) =>
+  // One dispatch, or past the binding limit the same aligned element range of all four per dispatch.
+  await forElements(gpu, n, all, (b, count) =>
     launch(
       gpu,
       "adamw",

@@ -6,6 +6,7 @@
 import { ShapeError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
 import { grid, launch, uniforms } from "./pipeline.ts";
+import { type BlockTensor, fitsBinding, forBlocks, type StorageBinding } from "./blocks.ts";
 import { createTensor, type GpuTensor } from "./tensor.ts";
 
 /** Largest head size D the kernels support (GPT-J-6B's 256; the private arrays of the wide kernel). */
@@ -253,7 +254,10 @@ function checkSize(t: GpuTensor, want: number, what: string, dims: string): void
  * - `out` [B*T, nHead*D]: heads concatenated, head h in columns h*D.. (the output projection's input).
  * - `opts.probs` [B, nHead, T, T], optional: the attention probabilities (0 for invisible keys).
  *
- * Records the dispatch; nothing runs until the next {@link Gpu.flush} (or a read). Throws
+ * When a tensor is larger than one storage binding ({@link Gpu.bindingLimit}: the probabilities of many
+ * long sequences), the batch runs in blocks of whole sequences, one dispatch each, with the same results.
+ *
+ * Records the dispatch (one per block); nothing runs until the next {@link Gpu.flush} (or a read). Throws
  * {@link ShapeError} naming the offending tensor or option on any size mismatch.
  */
 export async function attention(
@@ -277,30 +281,47 @@ export async function attention(
       throw new ShapeError("attention probs must not alias qkv or out", { field: probs.name });
     }
   }
-  const params = {
-    uniform: uniforms(
-      B,
-      T,
-      H,
-      H / l.nKvHead,
-      l.rowStride,
-      l.qOffset,
-      l.kOffset,
-      l.vOffset,
-      l.qHeadStride,
-      l.kvHeadStride,
-      r.window,
-      { f: r.scale },
-    ),
-  };
-  const wg = grid(gpu, Math.ceil((B * H * T) / WG));
   const kernel = D <= NARROW_MAX_HEAD_SIZE ? "attention" : "attention_wide";
   const constants = { D, WG, VEC4: r.aligned ? 1 : 0 };
-  if (probs) {
-    await launch(gpu, kernel, "attention_probs", [params, qkv, out, probs], wg, constants);
-  } else {
-    await launch(gpu, kernel, "attention_fwd", [params, qkv, out], wg, constants);
-  }
+  const dispatch = async (q: StorageBinding, o: StorageBinding, p: StorageBinding | undefined, b: number) => {
+    const params = { uniform: attentionParams(r, b) };
+    const wg = grid(gpu, Math.ceil((b * H * T) / WG));
+    if (p) await launch(gpu, kernel, "attention_probs", [params, q, o, p], wg, constants);
+    else await launch(gpu, kernel, "attention_fwd", [params, q, o], wg, constants);
+  };
+  const all = probs ? [qkv, out, probs] : [qkv, out];
+  if (fitsBinding(gpu, ...all)) return await dispatch(qkv, out, probs, B);
+  // Past the binding limit (probs [B, H, T, T] of many sequences): blocks of whole sequences, which the
+  // kernel treats as a smaller batch.
+  const parts: BlockTensor[] = [
+    { t: qkv, cols: T * l.rowStride, role: "in" },
+    { t: out, cols: T * H * D, role: "out" },
+    ...(probs ? [{ t: probs, cols: H * T * T, role: "out" as const }] : []),
+  ];
+  await forBlocks(gpu, "attention", B, parts, ([q, o, p], _first, b) => dispatch(q, o, p, b));
+}
+
+/**
+ * The Params uniform shared by the forward and backward kernels for `b` sequences (the backward appends
+ * its accumulate flag).
+ */
+export function attentionParams(r: ResolvedAttention, b: number, ...extra: number[]): ArrayBuffer {
+  const l = r.layout;
+  return uniforms(
+    b,
+    r.T,
+    l.nHead,
+    l.nHead / l.nKvHead,
+    l.rowStride,
+    l.qOffset,
+    l.kOffset,
+    l.vOffset,
+    l.qHeadStride,
+    l.kvHeadStride,
+    r.window,
+    { f: r.scale },
+    ...extra,
+  );
 }
 
 /** Visible (query, key) pairs of one sequence and head: T(T+1)/2, fewer with a window W < T. */

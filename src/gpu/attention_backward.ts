@@ -4,16 +4,22 @@
  * grouped-query attention, sliding windows; plus the FLOP count used by `deno bench`.
  */
 import { ShapeError } from "../errors.ts";
-import { type AttentionGeometry, attentionPairs, resolveAttention } from "./attention.ts";
+import { type AttentionGeometry, attentionPairs, attentionParams, resolveAttention } from "./attention.ts";
+import { type BlockTensor, fitsBinding, forBlocks, type StorageBinding } from "./blocks.ts";
 import type { Gpu } from "./device.ts";
-import { grid, launch, uniforms } from "./pipeline.ts";
-import { createTensor, type GpuTensor } from "./tensor.ts";
+import { grid, launch } from "./pipeline.ts";
+import { createTensor, elementWindow, type GpuTensor, windowSlackElems } from "./tensor.ts";
 
 /** Invocations per workgroup (one per query row, then one per key row). */
 const WG = 64;
 
 /** Head sizes up to this use `kernels/attention_backward.wgsl` (shorter private arrays). */
 const NARROW_MAX_HEAD_SIZE = 128;
+
+/** Elements of the largest dS block (whole sequences of `perSeq` elements) that fits one binding. */
+function blockScratch(gpu: Gpu, perSeq: number): number {
+  return Math.max(1, Math.floor(windowSlackElems(gpu) / perSeq)) * perSeq;
+}
 
 /**
  * Options of {@link attentionBackward}: the forward's geometry ({@link AttentionGeometry}: GPT-2's
@@ -70,10 +76,13 @@ function cachedScratch(gpu: Gpu, n: number): GpuTensor {
  * as written by the forward's `probs` option, `dout` [B*T, nHead*D], `dqkv` [B*T, rowStride]; `dqkv`
  * must not alias an input.
  *
+ * Past the storage-binding limit ({@link Gpu.bindingLimit}) the batch runs in blocks of whole sequences
+ * (same results; the scratch then needs only one block's dS).
+ *
  * Records two dispatches (dQ per query row, which also writes dS into the scratch; then dK, dV per kv
- * key row), no atomics, deterministic; nothing runs until the next {@link Gpu.flush} (or a read).
- * Throws {@link ShapeError} naming the offending tensor or option on any size, dtype or aliasing
- * mismatch.
+ * key row; two per block past the limit), no atomics, deterministic; nothing runs until the next
+ * {@link Gpu.flush} (or a read). Throws {@link ShapeError} naming the offending tensor or option on any
+ * size, dtype or aliasing mismatch.
  */
 export async function attentionBackward(
   gpu: Gpu,
@@ -105,37 +114,39 @@ export async function attentionBackward(
       }
     }
   } else {
-    scratch = cachedScratch(gpu, nP);
+    // Past the binding limit one block's dS at a time is enough.
+    scratch = cachedScratch(
+      gpu,
+      fitsBinding(gpu, qkv, probs, dout, dqkv) ? nP : Math.min(nP, blockScratch(gpu, H * T * T)),
+    );
   }
-  const params = {
-    uniform: uniforms(
-      B,
-      T,
-      H,
-      H / l.nKvHead,
-      l.rowStride,
-      l.qOffset,
-      l.kOffset,
-      l.vOffset,
-      l.qHeadStride,
-      l.kvHeadStride,
-      r.window,
-      { f: r.scale },
-      opts.accumulate ? 1 : 0,
-    ),
-  };
   const kernel = D <= NARROW_MAX_HEAD_SIZE ? "attention_backward" : "attention_backward_wide";
   const constants = { D, WG, VEC4: r.aligned ? 1 : 0 };
-  const bindings = [params, qkv, probs, dout, dqkv, scratch];
-  await launch(gpu, kernel, "attention_bwd_dq", bindings, grid(gpu, Math.ceil((B * H * T) / WG)), constants);
-  await launch(
-    gpu,
-    kernel,
-    "attention_bwd_dkv",
-    bindings,
-    grid(gpu, Math.ceil((B * l.nKvHead * T) / WG)),
-    constants,
-  );
+  const acc = opts.accumulate ? 1 : 0;
+  const dispatch = async (bindings: StorageBinding[], b: number) => {
+    // The scratch holds dS of these b sequences only: a window from its start when it is over the limit.
+    const s = fitsBinding(gpu, scratch) ? scratch : elementWindow(scratch, 0, b * H * T * T).window;
+    const all = [{ uniform: attentionParams(r, b, acc) }, ...bindings, s];
+    await launch(gpu, kernel, "attention_bwd_dq", all, grid(gpu, Math.ceil((b * H * T) / WG)), constants);
+    await launch(
+      gpu,
+      kernel,
+      "attention_bwd_dkv",
+      all,
+      grid(gpu, Math.ceil((b * l.nKvHead * T) / WG)),
+      constants,
+    );
+  };
+  if (fitsBinding(gpu, qkv, probs, dout, dqkv)) return await dispatch([qkv, probs, dout, dqkv], B);
+  // Past the binding limit: blocks of whole sequences (attention never mixes sequences). dqkv is read
+  // and written: accumulated into, and its columns outside every head are left as they were.
+  const parts: BlockTensor[] = [
+    { t: qkv, cols: T * l.rowStride, role: "in" },
+    { t: probs, cols: H * T * T, role: "in" },
+    { t: dout, cols: T * H * D, role: "in" },
+    { t: dqkv, cols: T * l.rowStride, role: "inout" },
+  ];
+  await forBlocks(gpu, "attentionBackward", B, parts, (b, _first, count) => dispatch(b, count));
 }
 
 /**

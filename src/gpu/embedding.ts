@@ -4,6 +4,7 @@
  */
 import { InputError, ShapeError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
+import { type BlockTensor, fitsBinding, forBlocks, type StorageBinding } from "./blocks.ts";
 import { grid, launch, uniforms } from "./pipeline.ts";
 import { createTensor, GpuTensor, isPacked16, rowChunks, w16For } from "./tensor.ts";
 
@@ -141,7 +142,6 @@ export async function embedding(
     idT = upload(gpu, ids, T, V, "ids");
     temps.push(idT);
   }
-  const wg = grid(gpu, Math.ceil((T * C) / 256));
   const offsetU = !wpe || opts.positions !== undefined ? 0 : offset;
   try {
     let posT: GpuTensor | undefined;
@@ -156,22 +156,40 @@ export async function embedding(
       }
     }
     const constants = { W16: w16For(gpu, wte.dtype) };
-    for (const ch of rowChunks(wte, C)) {
-      const params = { uniform: uniforms(T, C, V, P, offsetU, ch.first, ch.end, ch.base) };
-      if (!wpe) {
-        await launch(gpu, "embedding", "embedding_tokens", [params, idT, ch.binding, out], wg, constants);
-      } else if (posT) {
-        await launch(
-          gpu,
-          "embedding",
-          "embedding_pos",
-          [params, idT, ch.binding, wpe, out, posT],
-          wg,
-          constants,
-        );
-      } else {
-        await launch(gpu, "embedding", "embedding", [params, idT, ch.binding, wpe, out], wg, constants);
+    // Tokens [t0, t0 + n) of out (and of ids, positions) against every row chunk of wte.
+    const gather = async ([ib, ob, pb]: StorageBinding[], t0: number, n: number) => {
+      const wg = grid(gpu, Math.ceil((n * C) / 256));
+      for (const ch of rowChunks(wte, C)) {
+        const params = {
+          uniform: uniforms(n, C, V, P, offsetU + (posT ? 0 : t0), ch.first, ch.end, ch.base),
+        };
+        if (!wpe) {
+          await launch(gpu, "embedding", "embedding_tokens", [params, ib, ch.binding, ob], wg, constants);
+        } else if (pb) {
+          await launch(
+            gpu,
+            "embedding",
+            "embedding_pos",
+            [params, ib, ch.binding, wpe, ob, pb],
+            wg,
+            constants,
+          );
+        } else {
+          await launch(gpu, "embedding", "embedding", [params, ib, ch.binding, wpe, ob], wg, constants);
+        }
       }
+    };
+    const rowed = posT ? [idT, out, posT] : [idT, out];
+    if (fitsBinding(gpu, ...rowed)) await gather(rowed, 0, T);
+    else {
+      // An output past the binding limit (many tokens): blocks of tokens, each a smaller gather at its
+      // position offset.
+      const parts: BlockTensor[] = [
+        { t: idT, cols: 1, role: "in" },
+        { t: out, cols: C, role: "out" },
+        ...(posT ? [{ t: posT, cols: 1, role: "in" as const }] : []),
+      ];
+      await forBlocks(gpu, "embedding", T, parts, gather);
     }
   } finally {
     // Destroyed after the next submit, which includes the dispatch just recorded.

@@ -2,6 +2,7 @@
 import { ShapeError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
 import { checkIds } from "./embedding.ts";
+import { fitsBinding, forBlocks, type StorageBinding } from "./blocks.ts";
 import { grid, launch, uniforms } from "./pipeline.ts";
 import { createTensor, type GpuTensor, rowChunks } from "./tensor.ts";
 
@@ -68,7 +69,7 @@ function checkTable(t: GpuTensor, C: number, what: string): number {
 
 async function scatter(
   gpu: Gpu,
-  dout: GpuTensor,
+  dout: StorageBinding,
   index: ArrayLike<number>,
   table: GpuTensor,
   C: number,
@@ -127,7 +128,8 @@ async function scatter(
  * - `opts.accumulate`: add into the tables (rows no token uses keep their values) instead of clearing
  *   them to 0 first; `opts.accumulatePositions` overrides it for `dwpe`.
  *
- * A table larger than one storage binding ({@link Gpu.bindingLimit}) is written in row windows.
+ * A table larger than one storage binding ({@link Gpu.bindingLimit}) is written in row windows; a `dout`
+ * larger than one is read in blocks of tokens (each block's sums added to the table: rounded per block).
  *
  * Records the commands; nothing runs until the next {@link Gpu.flush} (or a read). Throws
  * {@link ShapeError} naming the offending tensor or array on a size, dtype or aliasing mismatch and
@@ -187,6 +189,20 @@ export async function embeddingBackward(
   const accumulate = opts.accumulate ?? false;
   const accPos = opts.accumulatePositions ?? accumulate;
   for (const [table, index, name] of jobs) {
-    await scatter(gpu, dout, index, table, C, name === "ids" ? accumulate : accPos, name);
+    const acc = name === "ids" ? accumulate : accPos;
+    if (fitsBinding(gpu, dout)) {
+      await scatter(gpu, dout, index, table, C, acc, name);
+      continue;
+    }
+    // A dout past the binding limit (many tokens): blocks of tokens, each scattered with its own rows;
+    // blocks after the first add to the table, so a row's sum is rounded per block.
+    await forBlocks(
+      gpu,
+      "embeddingBackward",
+      T,
+      [{ t: dout, cols: C, role: "in" }],
+      ([b], t0, n) =>
+        scatter(gpu, b, Array.prototype.slice.call(index, t0, t0 + n), table, C, acc || t0 > 0, name),
+    );
   }
 }

@@ -1,6 +1,7 @@
 /** Launchers for the GELU activation kernel (`kernels/gelu.wgsl`) and the elementwise erf it contains. */
 import { ShapeError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
+import { forElements } from "./blocks.ts";
 import { grid, launch, uniforms } from "./pipeline.ts";
 import type { GpuTensor } from "./tensor.ts";
 
@@ -55,13 +56,13 @@ function checkUnary(fn: string, x: GpuTensor, out: GpuTensor): void {
 export async function gelu(gpu: Gpu, x: GpuTensor, out: GpuTensor, opts: GeluOptions = {}): Promise<void> {
   const constants = geluConstants(opts.approximate, "gelu");
   checkUnary("gelu", x, out);
-  await launch(
+  // Past the binding limit (GPT-2 small's [B*T, 4C] from ~10900 tokens): aligned element windows.
+  await forElements(
     gpu,
-    "gelu",
-    "gelu",
-    [{ uniform: uniforms(x.numel) }, x, out],
-    grid(gpu, Math.ceil(x.numel / 256)),
-    constants,
+    x.numel,
+    [x, out],
+    (b, n) =>
+      launch(gpu, "gelu", "gelu", [{ uniform: uniforms(n) }, ...b], grid(gpu, Math.ceil(n / 256)), constants),
   );
 }
 
@@ -71,11 +72,10 @@ export async function gelu(gpu: Gpu, x: GpuTensor, out: GpuTensor, opts: GeluOpt
  */
 export async function erf(gpu: Gpu, x: GpuTensor, out: GpuTensor): Promise<void> {
   checkUnary("erf", x, out);
-  await launch(
+  await forElements(
     gpu,
-    "gelu",
-    "erf",
-    [{ uniform: uniforms(x.numel) }, x, out],
-    grid(gpu, Math.ceil(x.numel / 256)),
+    x.numel,
+    [x, out],
+    (b, n) => launch(gpu, "gelu", "erf", [{ uniform: uniforms(n) }, ...b], grid(gpu, Math.ceil(n / 256))),
   );
 }

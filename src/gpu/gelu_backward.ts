@@ -2,6 +2,7 @@
 import { ShapeError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
 import { type GeluApproximate, geluConstants } from "./gelu.ts";
+import { forElements } from "./blocks.ts";
 import { grid, launch, uniforms } from "./pipeline.ts";
 import type { GpuTensor } from "./tensor.ts";
 
@@ -52,12 +53,14 @@ export async function geluBackward(
       throw new ShapeError(`geluBackward dx must not alias '${t.name}'`, { field: dx.name });
     }
   }
-  await launch(
-    gpu,
-    "gelu_backward",
-    "gelu_backward",
-    [{ uniform: uniforms(x.numel, opts.accumulate ? 1 : 0) }, x, dout, dx],
-    grid(gpu, Math.ceil(x.numel / 256)),
-    constants,
-  );
+  // Past the binding limit: aligned element windows of all three.
+  await forElements(gpu, x.numel, [x, dout, dx], (b, n) =>
+    launch(
+      gpu,
+      "gelu_backward",
+      "gelu_backward",
+      [{ uniform: uniforms(n, opts.accumulate ? 1 : 0) }, ...b],
+      grid(gpu, Math.ceil(n / 256)),
+      constants,
+    ));
 }

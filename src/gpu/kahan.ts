@@ -5,10 +5,10 @@
  * processed in windows.
  */
 import { ShapeError } from "../errors.ts";
-import { forElementBlocks } from "./blocks.ts";
+import { forElements } from "./blocks.ts";
 import type { Gpu } from "./device.ts";
 import { grid, launch, uniforms } from "./pipeline.ts";
-import type { GpuTensor, TensorWindow } from "./tensor.ts";
+import type { GpuTensor } from "./tensor.ts";
 
 /** (sum, comp) += x elementwise with Kahan compensation; all three f32 of equal size. */
 export async function kahanAccumulate(
@@ -27,20 +27,12 @@ export async function kahanAccumulate(
       });
     }
   }
-  const run = (
-    s: GpuTensor | TensorWindow,
-    c: GpuTensor | TensorWindow,
-    v: GpuTensor | TensorWindow,
-    n: number,
-  ) =>
+  await forElements(gpu, sum.numel, [sum, comp, x], ([s, c, v], n) =>
     launch(
       gpu,
       "kahan_accumulate",
       "kahan_accumulate",
       [{ uniform: uniforms(n, { f: 1 }) }, s, c, v],
       grid(gpu, Math.ceil(n / 256)),
-    );
-  const n = sum.numel;
-  if (n * 4 <= gpu.bindingLimit) return await run(sum, comp, x, n);
-  await forElementBlocks(gpu, n, [sum, comp, x], ([s, c, v], count) => run(s, c, v, count));
+    ));
 }

@@ -1,6 +1,7 @@
 /** Launcher for the GPT-2 layer norm forward kernel (`kernels/layernorm.wgsl`). */
 import { ShapeError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
+import { type BlockTensor, fitsBinding, forBlocks, type StorageBinding } from "./blocks.ts";
 import { grid, launch, uniforms } from "./pipeline.ts";
 import type { GpuTensor } from "./tensor.ts";
 
@@ -65,15 +66,25 @@ export async function layerNorm(
   if (out.buffer === x.buffer) {
     throw new ShapeError("layerNorm output must not alias its input x", { field: out.name });
   }
-  const params = { uniform: uniforms(rows, cols, { f: eps }) };
-  const wg = grid(gpu, rows);
   if (stats) {
     checkSize(stats, rows * 2, "layerNorm stats", "rows*2");
     if (stats.buffer === x.buffer || stats.buffer === out.buffer) {
       throw new ShapeError("layerNorm stats must not alias x or out", { field: stats.name });
     }
-    await launch(gpu, "layernorm", "layernorm_stats", [params, x, gamma, beta, out, stats], wg);
-  } else {
-    await launch(gpu, "layernorm", "layernorm", [params, x, gamma, beta, out], wg);
   }
+  const dispatch = async ([xb, ob, sb]: StorageBinding[], n: number) => {
+    const params = { uniform: uniforms(n, cols, { f: eps }) };
+    if (sb) {
+      await launch(gpu, "layernorm", "layernorm_stats", [params, xb, gamma, beta, ob, sb], grid(gpu, n));
+    } else await launch(gpu, "layernorm", "layernorm", [params, xb, gamma, beta, ob], grid(gpu, n));
+  };
+  const rowed = stats ? [x, out, stats] : [x, out];
+  if (fitsBinding(gpu, ...rowed)) return await dispatch(rowed, rows);
+  // Past the binding limit (many tokens): row blocks; the normalisation is row-local.
+  const parts: BlockTensor[] = [
+    { t: x, cols, role: "in" },
+    { t: out, cols, role: "out" },
+    ...(stats ? [{ t: stats, cols: 2, role: "out" as const }] : []),
+  ];
+  await forBlocks(gpu, "layerNorm", rows, parts, (b, _first, n) => dispatch(b, n));
 }

@@ -1,6 +1,7 @@
 /** Launcher for the GPT-2 layer norm backward kernels (`kernels/layernorm_backward.wgsl`). */
 import { ShapeError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
+import { type BlockTensor, fitsBinding, forBlocks, type StorageBinding } from "./blocks.ts";
 import { grid, launch, uniforms } from "./pipeline.ts";
 import type { GpuTensor } from "./tensor.ts";
 
@@ -93,21 +94,33 @@ export async function layerNormBackward(
   }
   const acc = opts.accumulate ?? false;
   const accParams = opts.accumulateParams ?? acc;
-  const params = { uniform: uniforms(rows, cols, acc ? 1 : 0) };
-  await launch(
-    gpu,
-    "layernorm_backward",
-    "layernorm_backward",
-    [params, dout, x, stats, gamma, dx],
-    grid(gpu, rows),
-  );
-  if (dgamma && dbeta) {
+  // `firstBlock`: the parameter sums of later row blocks add to the first's.
+  const dispatch = async ([dO, xb, sb, dxb]: StorageBinding[], n: number, firstBlock: boolean) => {
     await launch(
       gpu,
       "layernorm_backward",
-      "layernorm_backward_params",
-      [{ uniform: uniforms(rows, cols, accParams ? 1 : 0) }, dout, x, stats, dgamma, dbeta],
-      grid(gpu, Math.ceil(cols / 32)),
+      "layernorm_backward",
+      [{ uniform: uniforms(n, cols, acc ? 1 : 0) }, dO, xb, sb, gamma, dxb],
+      grid(gpu, n),
     );
-  }
+    if (dgamma && dbeta) {
+      await launch(
+        gpu,
+        "layernorm_backward",
+        "layernorm_backward_params",
+        [{ uniform: uniforms(n, cols, accParams || !firstBlock ? 1 : 0) }, dO, xb, sb, dgamma, dbeta],
+        grid(gpu, Math.ceil(cols / 32)),
+      );
+    }
+  };
+  if (fitsBinding(gpu, dout, x, stats, dx)) return await dispatch([dout, x, stats, dx], rows, true);
+  // Past the binding limit: row blocks. dx is row-local (read back in when accumulating); dgamma and dbeta
+  // sum block by block, so their rounding differs from the one-dispatch sum.
+  const parts: BlockTensor[] = [
+    { t: dout, cols, role: "in" },
+    { t: x, cols, role: "in" },
+    { t: stats, cols: 2, role: "in" },
+    { t: dx, cols, role: acc ? "inout" : "out" },
+  ];
+  await forBlocks(gpu, "layerNormBackward", rows, parts, (b, first, n) => dispatch(b, n, first === 0));
 }

@@ -1,90 +1,101 @@
 /**
  * Launcher of `kernels/nonfinite.wgsl`: the index of the first non-finite (NaN or ±Inf) element of an f32
- * tensor, found on the GPU in one dispatch. The forward pass uses it on its log-probabilities, so that no
- * forward finishes silently on non-finite values.
+ * tensor, found on the GPU in one dispatch (one per aligned window past the storage-binding limit). The
+ * forward pass uses it on its log-probabilities, so that no forward finishes silently on non-finite values.
  */
 import { ShapeError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
 import { grid, launch, uniforms } from "./pipeline.ts";
-import { createTensor, type GpuTensor, readTensor, readTensors, readTensorU32 } from "./tensor.ts";
+import { elementRanges, fitsBinding } from "./blocks.ts";
+import { createTensor, elementWindow, type GpuTensor, readTensors, readTensorU32 } from "./tensor.ts";
 
 /** Elements scanned by one workgroup (WG × PER in the kernel). */
 const BLOCK = 256 * 16;
 /** The kernel's "none found" value. */
 const NONE = 0xffffffff;
 
+/** A recorded scan: one u32 flag per window (`stride` apart) and the first element of each window. */
+export interface NonFiniteScan {
+  /** u32 flags, 0xFFFFFFFF where the window holds no non-finite value, else its first index in the window. */
+  flags: GpuTensor;
+  /** First element of `x` scanned by each flag's dispatch (one entry, 0, when `x` fits one binding). */
+  starts: number[];
+  /** Elements between consecutive flags (the offset alignment, so each flag is its own window). */
+  stride: number;
+}
+
 /**
- * Records the scan of `x` into a new one-element u32 tensor and returns it; read it with
- * {@link readFirstNonFinite} (after the result it guards, so that both come back in one flush).
+ * Records the scan of `x` into new u32 flags and returns them; read them with {@link readFirstNonFinite}
+ * (after the result they guard, so that both come back in one flush). An `x` larger than one storage
+ * binding ({@link Gpu.bindingLimit}: all logits [R, V] of a large vocabulary) is scanned in aligned
+ * windows, one dispatch and one flag each.
  */
-export async function recordNonFiniteScan(gpu: Gpu, x: GpuTensor): Promise<GpuTensor> {
+export async function recordNonFiniteScan(gpu: Gpu, x: GpuTensor): Promise<NonFiniteScan> {
   if (x.dtype !== "f32") throw new ShapeError(`non-finite scan needs f32, got ${x.dtype}`, { field: x.name });
   if (x.numel >= NONE) throw new ShapeError(`non-finite scan of ${x.numel} elements`, { field: x.name });
-  if (x.numel * 4 > gpu.bindingLimit) {
-    throw new ShapeError(`non-finite scan of a tensor over the binding limit (use firstNonFinite)`, {
-      field: x.name,
-    });
-  }
-  const flag = createTensor(gpu, [1], {
+  const whole = fitsBinding(gpu, x);
+  const ranges = whole ? [[0, x.numel] as [number, number]] : elementRanges(gpu, x.numel);
+  const stride = Math.max(1, gpu.device.limits.minStorageBufferOffsetAlignment / 4);
+  const flags = createTensor(gpu, [ranges.length * stride], {
     name: `${x.name}.nonfinite`,
     dtype: "u32",
-    data: Uint32Array.of(NONE),
+    data: new Uint32Array(ranges.length * stride).fill(NONE),
   });
-  if (x.numel > 0) {
-    const blocks = Math.ceil(x.numel / BLOCK);
+  for (const [k, [first, end]] of ranges.entries()) {
+    const count = end - first;
+    if (count === 0) continue;
+    const b = whole ? x : elementWindow(x, first, end).window;
+    const flag = whole ? flags : elementWindow(flags, k * stride, k * stride + 1).window;
     await launch(
       gpu,
       "nonfinite",
       "first_nonfinite",
-      [{ uniform: uniforms(x.numel) }, x, flag],
-      grid(gpu, blocks),
+      [{ uniform: uniforms(count) }, b, flag],
+      grid(gpu, Math.ceil(count / BLOCK)),
     );
   }
-  return flag;
+  return { flags, starts: ranges.map(([first]) => first), stride };
 }
 
-/** Index of the first non-finite value of `data`, or -1. */
-function hostFirstNonFinite(data: Float32Array): number {
-  for (let i = 0; i < data.length; i++) if (!Number.isFinite(data[i])) return i;
+/** The first non-finite index from a scan's flag words, or -1 (windows are in element order). */
+function decode(scan: NonFiniteScan, words: Uint32Array): number {
+  for (const [k, start] of scan.starts.entries()) {
+    const v = words[k * scan.stride];
+    if (v !== NONE) return start + v;
+  }
   return -1;
 }
 
-/** Reads a flag made by {@link recordNonFiniteScan} and frees it: the first non-finite index, or -1. */
-export async function readFirstNonFinite(flag: GpuTensor): Promise<number> {
-  const v = (await readTensorU32(flag))[0];
-  flag.destroy();
-  return v === NONE ? -1 : v;
+/** Reads flags made by {@link recordNonFiniteScan} and frees them: the first non-finite index, or -1. */
+export async function readFirstNonFinite(scan: NonFiniteScan): Promise<number> {
+  try {
+    return decode(scan, await readTensorU32(scan.flags));
+  } finally {
+    scan.flags.destroy();
+  }
 }
 
 /**
  * Reads `x` back to the host together with the index of its first non-finite element (-1 if none): the
- * scan is one dispatch and its 4 bytes come back in the same staging buffer, so the check adds no extra
- * round trip to the read the caller needed anyway. `extra` tensors (a step's other results) come back in
- * the same map, in order, in `extra`.
+ * scan is one dispatch (one per window past the binding limit) and its flags come back in the same
+ * staging buffer, so the check adds no extra round trip to the read the caller needed anyway. `extra`
+ * tensors (a step's other results) come back in the same map, in order, in `extra`.
  */
 export async function readWithNonFiniteCheck(
   gpu: Gpu,
   x: GpuTensor,
   extra: readonly GpuTensor[] = [],
 ): Promise<{ data: Float32Array; first: number; extra: Float32Array[] }> {
-  // A tensor past the binding limit (the logits of a large vocabulary at every position) is read whole
-  // anyway: it is scanned on the host.
-  if (x.numel * 4 > gpu.bindingLimit) {
-    const [data, ...rest] = await readTensors([x, ...extra]);
-    return { data, first: hostFirstNonFinite(data), extra: rest };
-  }
-  const flag = await recordNonFiniteScan(gpu, x);
+  const scan = await recordNonFiniteScan(gpu, x);
   try {
-    const [data, f, ...rest] = await readTensors([x, flag, ...extra]);
-    const v = new Uint32Array(f.buffer, f.byteOffset, 1)[0];
-    return { data, first: v === NONE ? -1 : v, extra: rest };
+    const [data, f, ...rest] = await readTensors([x, scan.flags, ...extra]);
+    return { data, first: decode(scan, new Uint32Array(f.buffer, f.byteOffset, f.length)), extra: rest };
   } finally {
-    flag.destroy();
+    scan.flags.destroy();
   }
 }
 
 /** The index of the first non-finite element of `x`, or -1 when all are finite. */
 export async function firstNonFinite(gpu: Gpu, x: GpuTensor): Promise<number> {
-  if (x.numel * 4 > gpu.bindingLimit) return hostFirstNonFinite(await readTensor(x));
   return await readFirstNonFinite(await recordNonFiniteScan(gpu, x));
 }

@@ -12,8 +12,8 @@
 import { InputError, ShapeError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
 import { grid, launch, uniforms } from "./pipeline.ts";
-import { forElementBlocks } from "./blocks.ts";
-import { createTensor, type GpuTensor, type TensorWindow } from "./tensor.ts";
+import { elementRanges, fitsBinding, forElements, type StorageBinding } from "./blocks.ts";
+import { copyTensor, createTensor, elementWindow, type GpuTensor } from "./tensor.ts";
 
 /** Workgroup size of every entry of `kernels/reduce.wgsl`. */
 const WG = 256;
@@ -51,17 +51,36 @@ async function reduceSum(
     throw new ShapeError(`${what} output must not alias its input`, { field: out.name });
   }
   const n = x.numel;
-  const parts = Math.ceil(n / CHUNK);
   const acc = opts.accumulate ? 1 : 0;
-  const partials = createTensor(gpu, [parts], { name: `${what}.partials` });
-  try {
-    await launch(
+  const partial = (src: StorageBinding, dst: GpuTensor, count: number) =>
+    launch(
       gpu,
       "reduce",
       "sum_partial",
-      [{ uniform: uniforms(n, square ? 1 : 0, acc, { f: 0 }, 0, { f: 1 }) }, x, partials],
-      grid(gpu, parts),
+      [{ uniform: uniforms(count, square ? 1 : 0, acc, { f: 0 }, 0, { f: 1 }) }, src, dst],
+      grid(gpu, Math.ceil(count / CHUNK)),
     );
+  // Past the limit: windows of whole chunks where one fits (see elementRanges).
+  const windows = fitsBinding(gpu, x) ? [] : elementRanges(gpu, n, CHUNK);
+  const parts = windows.length
+    ? windows.reduce((s, [a, b]) => s + Math.ceil((b - a) / CHUNK), 0)
+    : Math.ceil(n / CHUNK);
+  const partials = createTensor(gpu, [parts], { name: `${what}.partials` });
+  const most = Math.max(0, ...windows.map(([a, b]) => Math.ceil((b - a) / CHUNK)));
+  const part = windows.length ? createTensor(gpu, [most], { name: `${what}.window_partials` }) : undefined;
+  try {
+    if (!part) await partial(x, partials, n);
+    else {
+      // Each window's partials land at their place in one list (copies keep command order), so the final
+      // fold is the one-dispatch fold: bit-identical whenever windows are whole chunks.
+      let at = 0;
+      for (const [first, end] of windows) {
+        const k = Math.ceil((end - first) / CHUNK);
+        await partial(elementWindow(x, first, end).window, part, end - first);
+        copyTensor(part, partials, k, 0, at);
+        at += k;
+      }
+    }
     await launch(
       gpu,
       "reduce",
@@ -72,6 +91,7 @@ async function reduceSum(
   } finally {
     // Freed only after the recorded dispatches are submitted.
     partials.destroy();
+    part?.destroy();
   }
 }
 
@@ -83,8 +103,11 @@ async function reduceSum(
  *
  * - `x` f32, any shape; `out` f32 with >= 1 element, not aliasing `x`.
  *
- * Records two dispatches; nothing runs until the next {@link Gpu.flush} (or a read). Throws
- * {@link ShapeError} naming the offending tensor.
+ * An `x` larger than one storage binding ({@link Gpu.bindingLimit}: GPT-2 small's wte gradient) is
+ * summed in windows of whole chunks, whose partials are the unsplit ones, so the result has the same bits.
+ *
+ * Records two dispatches (one more dispatch and a copy per window past the limit); nothing runs until the
+ * next {@link Gpu.flush} (or a read). Throws {@link ShapeError} naming the offending tensor.
  */
 export async function sumSquares(
   gpu: Gpu,
@@ -110,7 +133,7 @@ export async function scaleInPlace(gpu: Gpu, x: GpuTensor, alpha: number): Promi
   if (typeof alpha !== "number") {
     throw new TypeError(`scaleInPlace: alpha must be a number, got ${typeof alpha}`);
   }
-  await perWindow(gpu, x, (b, n) =>
+  await forElements(gpu, x.numel, [x], ([b], n) =>
     launch(
       gpu,
       "reduce",
@@ -118,16 +141,6 @@ export async function scaleInPlace(gpu: Gpu, x: GpuTensor, alpha: number): Promi
       [{ uniform: uniforms(n, 0, 0, { f: alpha }, 0, { f: 1 }) }, b],
       grid(gpu, Math.ceil(n / WG)),
     ));
-}
-
-/** An element-wise dispatch on `x` whole, or past the binding limit in aligned windows (./blocks.ts). */
-async function perWindow(
-  gpu: Gpu,
-  x: GpuTensor,
-  run: (binding: GpuTensor | TensorWindow, n: number) => Promise<void>,
-): Promise<void> {
-  if (x.numel * 4 <= gpu.bindingLimit) return await run(x, x.numel);
-  await forElementBlocks(gpu, x.numel, [x], (b, n) => run(b[0], n));
 }
 
 /**
@@ -146,7 +159,7 @@ export async function fill(gpu: Gpu, x: GpuTensor, value: number): Promise<void>
     }
     bits = value >>> 0;
   }
-  await perWindow(gpu, x, (b, n) =>
+  await forElements(gpu, x.numel, [x], ([b], n) =>
     launch(
       gpu,
       "reduce",

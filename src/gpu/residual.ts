@@ -1,6 +1,7 @@
 /** Launchers for the residual-add kernels (`kernels/residual.wgsl`, `kernels/residual_inplace.wgsl`). */
 import { ShapeError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
+import { forElements } from "./blocks.ts";
 import { grid, launch, uniforms } from "./pipeline.ts";
 import type { GpuTensor } from "./tensor.ts";
 
@@ -14,23 +15,28 @@ function sameSize(a: GpuTensor, b: GpuTensor): void {
 export async function residualAdd(gpu: Gpu, a: GpuTensor, b: GpuTensor, out: GpuTensor): Promise<void> {
   sameSize(a, b);
   sameSize(a, out);
-  await launch(
+  await forElements(
     gpu,
-    "residual",
-    "add",
-    [{ uniform: uniforms(a.numel) }, a, b, out],
-    grid(gpu, Math.ceil(a.numel / 256)),
+    a.numel,
+    [a, b, out],
+    (w, n) => launch(gpu, "residual", "add", [{ uniform: uniforms(n) }, ...w], grid(gpu, Math.ceil(n / 256))),
   );
 }
 
 /** acc += b, elementwise, in place. */
 export async function residualAddInPlace(gpu: Gpu, acc: GpuTensor, b: GpuTensor): Promise<void> {
   sameSize(acc, b);
-  await launch(
+  await forElements(
     gpu,
-    "residual_inplace",
-    "add_inplace",
-    [{ uniform: uniforms(acc.numel) }, acc, b],
-    grid(gpu, Math.ceil(acc.numel / 256)),
+    acc.numel,
+    [acc, b],
+    (w, n) =>
+      launch(
+        gpu,
+        "residual_inplace",
+        "add_inplace",
+        [{ uniform: uniforms(n) }, ...w],
+        grid(gpu, Math.ceil(n / 256)),
+      ),
   );
 }

@@ -1,6 +1,7 @@
 /** Launcher for the RMS norm forward kernel (`kernels/rmsnorm.wgsl`) and the row addressing it shares. */
 import { ShapeError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
+import { type BlockTensor, fitsBinding, forBlocks, type StorageBinding } from "./blocks.ts";
 import { grid, launch, uniforms } from "./pipeline.ts";
 import type { GpuTensor } from "./tensor.ts";
 
@@ -172,17 +173,32 @@ export async function rmsNorm(
   if (out.buffer === x.buffer) {
     throw new ShapeError("rmsNorm output must not alias its input x", { field: out.name });
   }
-  const params = {
-    uniform: uniforms(rows, cols, { f: eps }, ad.offset, ad.rowsPerGroup, ad.groupStride, ad.rowStride),
-  };
-  const wg = grid(gpu, rows);
   if (stats) {
     checkSize(stats, rows, "rmsNorm stats", "rows");
     if (stats.buffer === x.buffer || stats.buffer === out.buffer) {
       throw new ShapeError("rmsNorm stats must not alias x or out", { field: stats.name });
     }
-    await launch(gpu, "rmsnorm", "rmsnorm_stats", [params, x, weight, out, stats], wg);
-  } else {
-    await launch(gpu, "rmsnorm", "rmsnorm", [params, x, weight, out], wg);
   }
+  const dispatch = async ([xb, ob, sb]: StorageBinding[], n: number, a: ResolvedAddressing) => {
+    const params = {
+      uniform: uniforms(n, cols, { f: eps }, a.offset, a.rowsPerGroup, a.groupStride, a.rowStride),
+    };
+    if (sb) await launch(gpu, "rmsnorm", "rmsnorm_stats", [params, xb, weight, ob, sb], grid(gpu, n));
+    else await launch(gpu, "rmsnorm", "rmsnorm", [params, xb, weight, ob], grid(gpu, n));
+  };
+  const rowed = stats ? [x, out, stats] : [x, out];
+  if (fitsBinding(gpu, ...rowed) || !ad.dense) return await dispatch(rowed, rows, ad);
+  // Past the binding limit (many tokens) with plain [rows, cols] rows: row blocks, each a dense block
+  // (strided rows, e.g. q/k norms inside a fused qkv, are bound whole and fail loudly there).
+  const parts: BlockTensor[] = [
+    { t: x, cols, role: "in" },
+    { t: out, cols, role: "out" },
+    ...(stats ? [{ t: stats, cols: 1, role: "out" as const }] : []),
+  ];
+  await forBlocks(gpu, "rmsNorm", rows, parts, (b, _first, n) => dispatch(b, n, denseAddressing(n, cols)));
+}
+
+/** The addressing of `n` plain rows of `cols` elements. */
+export function denseAddressing(n: number, cols: number): ResolvedAddressing {
+  return { offset: 0, rowsPerGroup: n, groupStride: n * cols, rowStride: cols, span: n * cols, dense: true };
 }

@@ -1,8 +1,17 @@
 /** Launcher for the RMS norm backward kernels (`kernels/rmsnorm_backward.wgsl`). */
 import { ShapeError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
+import { type BlockTensor, fitsBinding, forBlocks, type StorageBinding } from "./blocks.ts";
 import { grid, launch, uniforms } from "./pipeline.ts";
-import { checkAddressed, checkDims, checkSize, resolveAddressing, type RowAddressing } from "./rmsnorm.ts";
+import {
+  checkAddressed,
+  checkDims,
+  checkSize,
+  denseAddressing,
+  resolveAddressing,
+  type ResolvedAddressing,
+  type RowAddressing,
+} from "./rmsnorm.ts";
 import type { GpuTensor } from "./tensor.ts";
 
 /** Options of {@link rmsNormBackward}. */
@@ -73,23 +82,49 @@ export async function rmsNormBackward(
   }
   const acc = opts.accumulate ?? false;
   const accParams = opts.accumulateParams ?? acc;
-  const params = (a: boolean) => ({
-    uniform: uniforms(rows, cols, ad.offset, ad.rowsPerGroup, ad.groupStride, ad.rowStride, a ? 1 : 0),
-  });
-  await launch(
-    gpu,
-    "rmsnorm_backward",
-    "rmsnorm_backward",
-    [params(acc), dout, x, stats, weight, dx],
-    grid(gpu, rows),
-  );
-  if (dweight) {
+  // `firstBlock`: the weight sums of later row blocks add to the first's.
+  const dispatch = async (
+    [dO, xb, sb, dxb]: StorageBinding[],
+    n: number,
+    a: ResolvedAddressing,
+    firstBlock: boolean,
+  ) => {
+    const params = (acc1: boolean) => ({
+      uniform: uniforms(n, cols, a.offset, a.rowsPerGroup, a.groupStride, a.rowStride, acc1 ? 1 : 0),
+    });
     await launch(
       gpu,
       "rmsnorm_backward",
-      "rmsnorm_backward_params",
-      [params(accParams), dout, x, stats, dweight],
-      grid(gpu, Math.ceil(cols / 32)),
+      "rmsnorm_backward",
+      [params(acc), dO, xb, sb, weight, dxb],
+      grid(gpu, n),
     );
+    if (dweight) {
+      await launch(
+        gpu,
+        "rmsnorm_backward",
+        "rmsnorm_backward_params",
+        [params(accParams || !firstBlock), dO, xb, sb, dweight],
+        grid(gpu, Math.ceil(cols / 32)),
+      );
+    }
+  };
+  if (fitsBinding(gpu, dout, x, stats, dx) || !ad.dense) {
+    return await dispatch([dout, x, stats, dx], rows, ad, true);
   }
+  // Past the binding limit with plain rows: row blocks; dx is row-local (read back in when accumulating),
+  // dweight sums block by block (rounded per block).
+  const parts: BlockTensor[] = [
+    { t: dout, cols, role: "in" },
+    { t: x, cols, role: "in" },
+    { t: stats, cols: 1, role: "in" },
+    { t: dx, cols, role: acc ? "inout" : "out" },
+  ];
+  await forBlocks(
+    gpu,
+    "rmsNormBackward",
+    rows,
+    parts,
+    (b, first, n) => dispatch(b, n, denseAddressing(n, cols), first === 0),
+  );
 }

@@ -1,6 +1,7 @@
 /** Launcher for the rotary position embedding kernel (`kernels/rotary.wgsl`). */
 import { ShapeError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
+import { type BlockTensor, fitsBinding, forBlocks, type StorageBinding } from "./blocks.ts";
 import { grid, launch, uniforms } from "./pipeline.ts";
 import { createTensor, type GpuTensor } from "./tensor.ts";
 
@@ -178,8 +179,9 @@ export async function rotary(
       throw new ShapeError("rotary qkv must not alias its tables or positions", { field: t.name });
     }
   }
-  const total = rows * slots * half;
-  if (total > 0) {
+  const dispatch = async ([xb, pb]: StorageBinding[], n: number) => {
+    const total = n * slots * half;
+    if (total === 0) return;
     await launch(
       gpu,
       "rotary",
@@ -187,7 +189,7 @@ export async function rotary(
       [
         {
           uniform: uniforms(
-            rows,
+            n,
             layout.nHead,
             layout.nKvHead,
             half,
@@ -201,13 +203,23 @@ export async function rotary(
             nPos,
           ),
         },
-        qkv,
+        xb,
         cos,
         sin,
-        pos,
+        pb,
       ],
       grid(gpu, Math.ceil(total / 256)),
     );
+  };
+  // Past the binding limit (many tokens) whole rows go in blocks, rotated in place; a qkv whose last row
+  // is cut short is bound whole (and fails loudly at launch if it is over the limit).
+  if (fitsBinding(gpu, qkv, pos) || qkv.numel < rows * layout.rowStride) await dispatch([qkv, pos], rows);
+  else {
+    const parts: BlockTensor[] = [
+      { t: qkv, cols: layout.rowStride, role: "inout" },
+      { t: pos, cols: 1, role: "in" },
+    ];
+    await forBlocks(gpu, "rotary", rows, parts, (b, _first, n) => dispatch(b, n));
   }
   if (temp) pos.destroy();
 }

@@ -1,6 +1,7 @@
 /** Launchers for the SwiGLU gating kernels (`kernels/swiglu.wgsl`), forward and backward. */
 import { ShapeError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
+import { forElements } from "./blocks.ts";
 import { grid, launch, uniforms } from "./pipeline.ts";
 import type { GpuTensor } from "./tensor.ts";
 
@@ -38,12 +39,13 @@ function checkNoAlias(fn: string, out: GpuTensor, others: GpuTensor[]): void {
 export async function swiglu(gpu: Gpu, gate: GpuTensor, up: GpuTensor, out: GpuTensor): Promise<void> {
   checkSame("swiglu", gate, [up, out]);
   checkNoAlias("swiglu", out, [gate, up]);
-  await launch(
+  // Past the binding limit (a Llama MLP's [B*T, F] over many tokens): aligned element windows.
+  await forElements(
     gpu,
-    "swiglu",
-    "swiglu",
-    [{ uniform: uniforms(gate.numel, 0) }, gate, up, out],
-    grid(gpu, Math.ceil(gate.numel / 256)),
+    gate.numel,
+    [gate, up, out],
+    (b, n) =>
+      launch(gpu, "swiglu", "swiglu", [{ uniform: uniforms(n, 0) }, ...b], grid(gpu, Math.ceil(n / 256))),
   );
 }
 
@@ -76,11 +78,12 @@ export async function swigluBackward(
   checkSame("swigluBackward", gate, [up, dout, dgate, dup]);
   checkNoAlias("swigluBackward", dgate, [gate, up, dout, dup]);
   checkNoAlias("swigluBackward", dup, [gate, up, dout]);
-  await launch(
-    gpu,
-    "swiglu",
-    "swiglu_backward",
-    [{ uniform: uniforms(gate.numel, opts.accumulate ? 1 : 0) }, gate, up, dout, dgate, dup],
-    grid(gpu, Math.ceil(gate.numel / 256)),
-  );
+  await forElements(gpu, gate.numel, [gate, up, dout, dgate, dup], (b, n) =>
+    launch(
+      gpu,
+      "swiglu",
+      "swiglu_backward",
+      [{ uniform: uniforms(n, opts.accumulate ? 1 : 0) }, ...b],
+      grid(gpu, Math.ceil(n / 256)),
+    ));
 }
