@@ -23,7 +23,7 @@
 import { ConfigError, InputError } from "../errors.ts";
 import { adamw } from "../gpu/adamw.ts";
 import { fill } from "../gpu/reduce.ts";
-import { createTensor, type GpuTensor, readTensor, writeTensor } from "../gpu/tensor.ts";
+import { createTensor, type GpuTensor, readTensors, writeTensor } from "../gpu/tensor.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
 import { Gradients, logitLossAndGradients } from "../model/backward.ts";
 import { type HostTensor, type ModelConfig, resolveConfig } from "../model/config.ts";
@@ -295,9 +295,11 @@ export async function fineTune(
       }
       if (hp.norm_constraint > 0) {
         const eps = hp.norm_constraint;
-        for (const n of names) {
+        // Every trained weight comes back in one map (one completion wait per step).
+        const all = await readTensors(names.map((n) => model.weight(n)));
+        for (const [j, n] of names.entries()) {
           const w = model.weight(n);
-          const cur = await readTensor(w);
+          const cur = all[j];
           const orig = state.get(n)!.orig;
           for (let i = 0; i < cur.length; i++) {
             const lo = orig[i] - eps, hi = orig[i] + eps;
@@ -314,8 +316,9 @@ export async function fineTune(
     }
     let maxAbsDelta = 0;
     const deltas = new Map<string, HostTensor>();
-    for (const n of names) {
-      const cur = await readTensor(model.weight(n));
+    const finals = await readTensors(names.map((n) => model.weight(n)));
+    for (const [j, n] of names.entries()) {
+      const cur = finals[j];
       const orig = state.get(n)!.orig;
       const d = Float32Array.from(cur, (x, i) => x - orig[i]);
       // The change the applied edit makes (orig + d rounds to cur whenever the subtraction was exact).

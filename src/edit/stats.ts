@@ -27,7 +27,7 @@ import { InputError } from "../errors.ts";
 import { envOverride, envRequired, PermissionError, withPermissions } from "../io/permissions.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { matmul } from "../gpu/matmul.ts";
-import { createTensor, type GpuTensor, readTensor, writeTensor } from "../gpu/tensor.ts";
+import { createTensor, type GpuTensor, readTensors, writeTensor } from "../gpu/tensor.ts";
 import { fill } from "../gpu/reduce.ts";
 import { kahanAccumulate } from "../gpu/kahan.ts";
 import { readNpz } from "../io/npz.ts";
@@ -635,6 +635,9 @@ export async function statsCacheFile(
   return cacheFile(opts.cacheDir ?? defaultStatsDir(), modelKeyHash(model, layer), layer, scan.key);
 }
 
+/** Most bytes of accumulated sums read back in one map at the end of the statistics pass. */
+const READ_GROUP_BYTES = 256 * 2 ** 20;
+
 /**
  * C = E[k kᵀ] of `mlp_post.L` for each layer in `layers`: from prebuilt files when `opts.files` is
  * given, else from the cache when present, otherwise computed in one pass over the corpus (all missing
@@ -784,11 +787,25 @@ export async function layerStats(
       }
     }
     await withPermissions(() => Deno.mkdir(dir, { recursive: true }), CACHE_WRITE);
-    for (const { layer, file } of todo) {
+    // The layers' sums (and compensations) come back in one map (one completion wait) per group of
+    // layers whose host copies fit in READ_GROUP_BYTES (at least one layer).
+    const group = Math.max(1, Math.floor(READ_GROUP_BYTES / (I * I * 4 * (kahan ? 2 : 1))));
+    let sums: Float32Array[] = [];
+    let at = 0;
+    for (const [li, { layer, file }] of todo.entries()) {
+      if (li % group === 0) {
+        sums = await readTensors(
+          todo.slice(li, li + group).flatMap(({ layer: l }) => {
+            const g = acc.get(l)!;
+            return g.comp ? [g.sum, g.comp] : [g.sum];
+          }),
+        );
+        at = 0;
+      }
       const a = acc.get(layer)!;
-      const sum = Float64Array.from(await readTensor(a.sum));
+      const sum = Float64Array.from(sums[at++]);
       if (a.comp) {
-        const comp = await readTensor(a.comp);
+        const comp = sums[at++];
         for (let k = 0; k < sum.length; k++) sum[k] -= comp[k];
       }
       const mom2 = new Float64Array(I * I);

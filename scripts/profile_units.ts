@@ -1,0 +1,135 @@
+/**
+ * Profiles the analysis units of issue 15 on the world model: integrated gradients (20 steps, both
+ * layers), a causal trace (3 kinds, 10 noise samples), fluency of 10 CounterFact prompts, the key
+ * statistics pass (2000 corpus records, a fresh cache folder), FT-L with a norm constraint and instance
+ * attribution. Wall time per unit and the queue submits / buffer maps / flushes it costs (patches
+ * `GPUQueue.submit`, `onSubmittedWorkDone`, `GPUBuffer.mapAsync`).
+ * `deno run -A scripts/profile_units.ts [--units ig,trace,fluency,stats,ft,instances] [--reps 2] [--json FILE]`.
+ * Each unit runs once as a warm-up (pipelines, matmul tune) before its measured repetitions.
+ */
+import { loadModel } from "../src/model/load.ts";
+import { readRequests } from "../src/edit/requests.ts";
+import { integratedGradients } from "../src/attribute/neurons.ts";
+import { causalTrace } from "../src/locate/trace.ts";
+import { embeddingStd } from "../src/locate/patching.ts";
+import { encodeFact } from "../src/prompt/encode.ts";
+import { evaluateRequests } from "../src/evaluate/edit_metrics.ts";
+import { declaredStatsCorpus, layerStats } from "../src/edit/stats.ts";
+import { applyEdit } from "../src/edit/editors.ts";
+import { forEachExampleGradient } from "../src/attribute/instances.ts";
+
+const args = Deno.args;
+const flag = (n: string) => {
+  const i = args.indexOf(n);
+  return i >= 0 ? args[i + 1] : undefined;
+};
+const units = (flag("--units") ?? "ig,trace,fluency,stats,ft,instances").split(",");
+const reps = Number(flag("--reps") ?? 2);
+const WORLD = new URL("../fixtures/world/", import.meta.url).pathname;
+const counts = { submit: 0, map: 0, flush: 0 };
+const q = GPUQueue.prototype as unknown as Record<string, (...a: unknown[]) => unknown>;
+const sub = q.submit, done = q.onSubmittedWorkDone;
+q.submit = function (this: unknown, ...a: unknown[]) {
+  counts.submit++;
+  return sub.apply(this, a);
+};
+q.onSubmittedWorkDone = function (this: unknown, ...a: unknown[]) {
+  counts.flush++;
+  return done.apply(this, a);
+};
+const b = GPUBuffer.prototype as unknown as Record<string, (...a: unknown[]) => unknown>;
+const map = b.mapAsync;
+b.mapAsync = function (this: unknown, ...a: unknown[]) {
+  counts.map++;
+  return map.apply(this, a);
+};
+const out: Record<string, unknown> = { load: Deno.loadavg() };
+async function phase(name: string, f: () => Promise<unknown>): Promise<void> {
+  await f(); // warm-up
+  const recs = [];
+  for (let r = 0; r < reps; r++) {
+    const c0 = { ...counts };
+    const t0 = performance.now();
+    await f();
+    recs.push({
+      ms: Math.round(performance.now() - t0),
+      submits: counts.submit - c0.submit,
+      maps: counts.map - c0.map,
+      flushes: counts.flush - c0.flush,
+      load1: Deno.loadavg()[0],
+    });
+  }
+  out[name] = recs;
+  console.log(name, JSON.stringify(recs));
+}
+const { model, tokenizer } = await loadModel(`${WORLD}/model`, { requireTokenizer: true });
+const requests = await readRequests(`${WORLD}/counterfact.json`);
+const fact = { prompt: "{} was born in", subject: "Purvox Arun", target: "Pellinor" };
+const enc = encodeFact(tokenizer, fact, { nPositions: model.config.nPositions });
+const ids = enc.ids.slice(0, enc.promptLength);
+
+if (units.includes("ig")) {
+  await phase("ig 20 steps", () => integratedGradients(model, ids, enc.target![0], { steps: 20 }));
+}
+if (units.includes("trace")) {
+  const subj = tokenizer.encode(fact.subject);
+  const noiseStd = 3 * embeddingStd(model.weights, model.config.nEmbd, subj, model.spec.embed);
+  await phase(
+    "trace 3 kinds x 10 samples",
+    () =>
+      causalTrace(model, ids, enc.subjectRange, { kinds: ["hidden", "mlp", "attn"], samples: 10, noiseStd }),
+  );
+}
+if (units.includes("fluency")) {
+  const reqs = requests.slice(0, 10);
+  await phase(
+    "scores of 10 requests (no fluency)",
+    () => evaluateRequests(model, tokenizer, reqs, { fluencyMaxLen: 0 }),
+  );
+  await phase("scores + fluency of 10 requests", () => evaluateRequests(model, tokenizer, reqs, {}));
+}
+if (units.includes("stats")) {
+  const corpus = await declaredStatsCorpus(`${WORLD}/model`);
+  await phase("key statistics, 2 layers, 2000 records", async () => {
+    const cacheDir = await Deno.makeTempDir({ prefix: "engram-prof-stats" });
+    try {
+      await layerStats(model, tokenizer, [0, 1], { corpus, cacheDir, maxSamples: 2000 });
+    } finally {
+      await Deno.remove(cacheDir, { recursive: true });
+    }
+  });
+}
+if (units.includes("ft")) {
+  const req = { prompt: "{} was born in", subject: "Purvox Arun", target_new: "Pellinor" };
+  await phase(
+    "ft-l 10 steps, norm constraint",
+    async () =>
+      (await applyEdit(model, tokenizer, "ft", [req], {
+        hparams: { num_steps: 10, norm_constraint: 5e-4, early_stop_loss: 0, layers: [0, 1] },
+      })).restore(),
+  );
+}
+if (units.includes("instances")) {
+  const exs = requests.slice(0, 16).map((r) => {
+    const e = encodeFact(tokenizer, { prompt: r.prompt, subject: r.subject, target: r.target_new }, {
+      nPositions: model.config.nPositions,
+    });
+    const full = [...e.ids.slice(0, e.promptLength), ...e.target!];
+    const input = full.slice(0, -1);
+    return { input, targets: input.map((_, i) => (i >= e.promptLength - 1 ? full[i + 1] : -1)) };
+  });
+  const down = [0, 1].map((l) => model.spec.layer(model.config, l).down.weight);
+  await phase(
+    "instance gradients, 16 examples (c_proj)",
+    () => forEachExampleGradient(model, exs, down, () => {}),
+  );
+  const other = [model.spec.layer(model.config, 1).up.weight, ...down];
+  await phase(
+    "instance gradients, 4 examples (c_fc + c_proj, slow path)",
+    () => forEachExampleGradient(model, exs.slice(0, 4), other, () => {}),
+  );
+}
+out.loadEnd = Deno.loadavg();
+console.log("load", JSON.stringify(out.load), "->", JSON.stringify(out.loadEnd));
+const jf = flag("--json");
+if (jf) await Deno.writeTextFile(jf, JSON.stringify(out, null, 2));
