@@ -25,7 +25,8 @@ import { adamw } from "../gpu/adamw.ts";
 import { fill } from "../gpu/reduce.ts";
 import { createTensor, type GpuTensor, readTensors, writeTensor } from "../gpu/tensor.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
-import { Gradients, logitLossAndGradients } from "../model/backward.ts";
+import { backwardFromLogitGrads, Gradients, type LogitLossFn } from "../model/backward.ts";
+import { NonFiniteError } from "../model/nonfinite.ts";
 import { type HostTensor, type ModelConfig, resolveConfig } from "../model/config.ts";
 import { familySpec } from "../model/families/mod.ts";
 import type { TransformerModel } from "../model/transformer.ts";
@@ -237,6 +238,33 @@ function buildBatch(
 }
 
 /**
+ * One training step's forward and backward (parameter gradients into `grads`) and its loss. The forward
+ * reads nothing back (the loss reads its logits rows), so a step costs one completion wait less; a
+ * non-finite loss runs the forward again with its readback, which names the first non-finite site
+ * ({@link NonFiniteError}) as the forward of the reference path does, before any update is applied.
+ */
+async function stepLoss(
+  model: TransformerModel,
+  batch: number[][],
+  rows: number[],
+  lossFn: LogitLossFn,
+  grads: Gradients,
+): Promise<number> {
+  const { saved } = await model.forwardForBackward(batch, { noReadback: true });
+  let loss: number;
+  try {
+    ({ loss } = await backwardFromLogitGrads(model, saved, rows, lossFn, { grads }));
+  } finally {
+    saved.destroy();
+  }
+  if (!Number.isFinite(loss)) {
+    await model.forward(batch);
+    throw new NonFiniteError(`fine-tuning: the loss is ${loss}`, "logits");
+  }
+  return loss;
+}
+
+/**
  * Fine-tunes on `requests` and returns the trained change of each weight as a delta (float32 `trained −
  * original`) with training statistics. Training updates the GPU copy only; it is put back from the host
  * copy before returning (also on failure), so `model` is left as it was.
@@ -283,7 +311,7 @@ export async function fineTune(
   let earlyStopped = false;
   try {
     for (let step = 1; step <= hp.num_steps; step++) {
-      const { loss } = await logitLossAndGradients(model, batch, rowIdx, lossFn, { grads });
+      const loss = await stepLoss(model, batch, rowIdx, lossFn, grads);
       losses.push(loss);
       for (const n of names) {
         const s = state.get(n)!;
