@@ -44,23 +44,39 @@ b.mapAsync = function (this: unknown, ...a: unknown[]) {
   return map.apply(this, a);
 };
 const out: Record<string, unknown> = { load: Deno.loadavg() };
-async function phase(name: string, f: () => Promise<unknown>): Promise<void> {
-  await f(); // warm-up
+/** SHA-256 (hex, first 16 digits) of a unit's numbers: old and new code must give the same digest. */
+async function digest(parts: ArrayLike<number>[]): Promise<string> {
+  const bytes = parts.map((p) => new Uint8Array(Float64Array.from(p).buffer));
+  const all = new Uint8Array(bytes.reduce((n, x) => n + x.length, 0));
+  let o = 0;
+  for (const x of bytes) {
+    all.set(x, o);
+    o += x.length;
+  }
+  const h = new Uint8Array(await crypto.subtle.digest("SHA-256", all));
+  return [...h.slice(0, 8)].map((x) => x.toString(16).padStart(2, "0")).join("");
+}
+/** Runs `f` once as a warm-up, then `reps` measured times; `f` returns the numbers to digest. */
+async function phase(name: string, f: () => Promise<ArrayLike<number>[]>): Promise<void> {
+  const dig = await digest(await f()); // warm-up (pipelines, matmul tune)
   const recs = [];
   for (let r = 0; r < reps; r++) {
     const c0 = { ...counts };
     const t0 = performance.now();
-    await f();
+    const res = await f();
+    const ms = performance.now() - t0;
+    const d = await digest(res);
+    if (d !== dig) throw new Error(`${name}: repetition ${r} gave digest ${d}, the warm-up ${dig}`);
     recs.push({
-      ms: Math.round(performance.now() - t0),
+      ms: Math.round(ms),
       submits: counts.submit - c0.submit,
       maps: counts.map - c0.map,
       flushes: counts.flush - c0.flush,
-      load1: Deno.loadavg()[0],
+      load1: Math.round(Deno.loadavg()[0] * 100) / 100,
     });
   }
-  out[name] = recs;
-  console.log(name, JSON.stringify(recs));
+  out[name] = { digest: dig, runs: recs };
+  console.log(name, dig, JSON.stringify(recs));
 }
 const { model, tokenizer } = await loadModel(`${WORLD}/model`, { requireTokenizer: true });
 const requests = await readRequests(`${WORLD}/counterfact.json`);
@@ -69,31 +85,43 @@ const enc = encodeFact(tokenizer, fact, { nPositions: model.config.nPositions })
 const ids = enc.ids.slice(0, enc.promptLength);
 
 if (units.includes("ig")) {
-  await phase("ig 20 steps", () => integratedGradients(model, ids, enc.target![0], { steps: 20 }));
+  await phase("ig 20 steps", async () => {
+    const a = await integratedGradients(model, ids, enc.target![0], { steps: 20 });
+    return [...a.scores, a.baselineProb, [a.prob]];
+  });
 }
 if (units.includes("trace")) {
   const subj = tokenizer.encode(fact.subject);
   const noiseStd = 3 * embeddingStd(model.weights, model.config.nEmbd, subj, model.spec.embed);
-  await phase(
-    "trace 3 kinds x 10 samples",
-    () =>
-      causalTrace(model, ids, enc.subjectRange, { kinds: ["hidden", "mlp", "attn"], samples: 10, noiseStd }),
-  );
+  await phase("trace 3 kinds x 10 samples", async () => {
+    const r = await causalTrace(model, ids, enc.subjectRange, {
+      kinds: ["hidden", "mlp", "attn"],
+      samples: 10,
+      noiseStd,
+    });
+    return [[r.pClean, r.pCorrupt], ...r.traces.flatMap((t) => t.scores)];
+  });
 }
 if (units.includes("fluency")) {
   const reqs = requests.slice(0, 10);
+  const flat = (cs: Awaited<ReturnType<typeof evaluateRequests>>) =>
+    cs.map((c) => Object.values(c).map((v) => (typeof v === "number" ? v : NaN)));
   await phase(
     "scores of 10 requests (no fluency)",
-    () => evaluateRequests(model, tokenizer, reqs, { fluencyMaxLen: 0 }),
+    async () => flat(await evaluateRequests(model, tokenizer, reqs, { fluencyMaxLen: 0 })),
   );
-  await phase("scores + fluency of 10 requests", () => evaluateRequests(model, tokenizer, reqs, {}));
+  await phase(
+    "scores + fluency of 10 requests",
+    async () => flat(await evaluateRequests(model, tokenizer, reqs, {})),
+  );
 }
 if (units.includes("stats")) {
   const corpus = await declaredStatsCorpus(`${WORLD}/model`);
   await phase("key statistics, 2 layers, 2000 records", async () => {
     const cacheDir = await Deno.makeTempDir({ prefix: "engram-prof-stats" });
     try {
-      await layerStats(model, tokenizer, [0, 1], { corpus, cacheDir, maxSamples: 2000 });
+      const st = await layerStats(model, tokenizer, [0, 1], { corpus, cacheDir, maxSamples: 2000 });
+      return [...st.values()].map((x) => x.mom2);
     } finally {
       await Deno.remove(cacheDir, { recursive: true });
     }
@@ -101,13 +129,18 @@ if (units.includes("stats")) {
 }
 if (units.includes("ft")) {
   const req = { prompt: "{} was born in", subject: "Purvox Arun", target_new: "Pellinor" };
-  await phase(
-    "ft-l 10 steps, norm constraint",
-    async () =>
-      (await applyEdit(model, tokenizer, "ft", [req], {
-        hparams: { num_steps: 10, norm_constraint: 5e-4, early_stop_loss: 0, layers: [0, 1] },
-      })).restore(),
-  );
+  const trained = [0, 1].flatMap((l) => {
+    const d = model.spec.layer(model.config, l).down;
+    return [d.weight, ...(d.bias ? [d.bias] : [])];
+  });
+  await phase("ft-l 10 steps, norm constraint", async () => {
+    const h = await applyEdit(model, tokenizer, "ft", [req], {
+      hparams: { num_steps: 10, norm_constraint: 5e-4, early_stop_loss: 0, layers: [0, 1] },
+    });
+    const w = trained.map((n) => model.weights.get(n)!.data.slice());
+    h.restore();
+    return w;
+  });
 }
 if (units.includes("instances")) {
   const exs = requests.slice(0, 16).map((r) => {
@@ -118,15 +151,17 @@ if (units.includes("instances")) {
     const input = full.slice(0, -1);
     return { input, targets: input.map((_, i) => (i >= e.promptLength - 1 ? full[i + 1] : -1)) };
   });
+  const grads = async (e: typeof exs, ps: string[]) => {
+    const g: Float32Array[] = [];
+    await forEachExampleGradient(model, e, ps, (i, x) => (g[i] = x.slice()));
+    return g;
+  };
   const down = [0, 1].map((l) => model.spec.layer(model.config, l).down.weight);
-  await phase(
-    "instance gradients, 16 examples (c_proj)",
-    () => forEachExampleGradient(model, exs, down, () => {}),
-  );
+  await phase("instance gradients, 16 examples (c_proj)", () => grads(exs, down));
   const other = [model.spec.layer(model.config, 1).up.weight, ...down];
   await phase(
     "instance gradients, 4 examples (c_fc + c_proj, slow path)",
-    () => forEachExampleGradient(model, exs.slice(0, 4), other, () => {}),
+    () => grads(exs.slice(0, 4), other),
   );
 }
 out.loadEnd = Deno.loadavg();
