@@ -1,7 +1,7 @@
 /**
  * Profiles the analysis units of issue 15 on the world model: integrated gradients (20 steps, both
  * layers), a causal trace (3 kinds, 10 noise samples), fluency of 10 CounterFact prompts, the key
- * statistics pass (2000 corpus records, a fresh cache folder), FT-L with a norm constraint and instance
+ * statistics pass (300 corpus records, a fresh cache folder), FT-L with a norm constraint and instance
  * attribution. Wall time per unit and the queue submits / buffer maps / flushes it costs (patches
  * `GPUQueue.submit`, `onSubmittedWorkDone`, `GPUBuffer.mapAsync`).
  * `deno run -A scripts/profile_units.ts [--units ig,trace,fluency,stats,ft,instances] [--reps 2] [--json FILE]`.
@@ -117,10 +117,10 @@ if (units.includes("fluency")) {
 }
 if (units.includes("stats")) {
   const corpus = await declaredStatsCorpus(`${WORLD}/model`);
-  await phase("key statistics, 2 layers, 2000 records", async () => {
+  await phase("key statistics, 2 layers, 300 records", async () => {
     const cacheDir = await Deno.makeTempDir({ prefix: "engram-prof-stats" });
     try {
-      const st = await layerStats(model, tokenizer, [0, 1], { corpus, cacheDir, maxSamples: 2000 });
+      const st = await layerStats(model, tokenizer, [0, 1], { corpus, cacheDir, maxSamples: 300 });
       return [...st.values()].map((x) => x.mom2);
     } finally {
       await Deno.remove(cacheDir, { recursive: true });
