@@ -22,6 +22,7 @@ import { backward, Gradients, lossAndGradients } from "../model/backward.ts";
 import { type ModelConfig, resolveConfig } from "../model/config.ts";
 import { familySpec } from "../model/families/mod.ts";
 import { TransformerModel } from "../model/transformer.ts";
+import { NonFiniteError } from "../model/nonfinite.ts";
 
 /** An example to differentiate: input tokens and the next-token target at each position (−1 = ignore). */
 export interface GradExample {
@@ -124,72 +125,73 @@ export async function forEachExampleGradient(
       const part = idx.slice(s, s + bs);
       const B = part.length;
       const batch = part.map((i) => examples[i].input);
-      const { result, saved } = await model.forwardForBackward(batch, {
-        hooks: { capture: layers.map((l) => `mlp_post.${l}`) },
-      });
-      let siteGrads: Map<string, Float32Array>;
+      // The forward reads nothing back: the products take each layer's saved mlp_post activations on
+      // the GPU, so a batch costs two completion waits (the backward's, the products').
+      const { saved } = await model.forwardForBackward(batch, { noReadback: true });
+      const perLayer: Float32Array[] = [];
       try {
-        ({ siteGrads } = await backward(model, saved, {
+        const { siteGrads, rowLosses } = await backward(model, saved, {
           targets: part.map((i) => examples[i].targets),
           reduction: "sum",
         }, {
           siteGrads: layers.map((l) => `mlp_out.${l}`),
-        }));
+        });
+        if (!rowLosses.every(Number.isFinite)) {
+          // The forward with its readback names the first non-finite site.
+          await model.forward(batch);
+          throw new NonFiniteError("instance gradients: a non-finite loss", "logits");
+        }
+        // The layers' per-example products, then one map for a group of them: as many layers per group
+        // as fit in READ_GROUP_BYTES (at least one).
+        const layerProducts = async (ls: number[]): Promise<Float32Array[]> => {
+          const tensors: GpuTensor[] = [];
+          const outs: GpuTensor[] = [];
+          try {
+            for (const l of ls) {
+              const aT = saved.layers[l].act;
+              const gT = createTensor(gpu, [B * T, C], {
+                name: "ia.dout",
+                data: siteGrads.get(`mlp_out.${l}`)!,
+              });
+              const oT = createTensor(gpu, [B, I * C], { name: "ia.grads" });
+              tensors.push(gT, oT);
+              outs.push(oT);
+              // Per example b: dW_b = A_b^T G_b [I, C] (Conv1D), or G_b^T A_b [C, I] (nn.Linear); A_b [T, I], G_b [T, C].
+              if (linear) {
+                await matmul(gpu, gT, aT, oT, {
+                  M: C,
+                  N: I,
+                  K: T,
+                  batch: B,
+                  transA: true,
+                  strideA: T * C,
+                  strideB: T * I,
+                  strideOut: I * C,
+                });
+              } else {
+                await matmul(gpu, aT, gT, oT, {
+                  M: I,
+                  N: C,
+                  K: T,
+                  batch: B,
+                  transA: true,
+                  strideA: T * I,
+                  strideB: T * C,
+                  strideOut: I * C,
+                });
+              }
+            }
+            return await readTensors(outs);
+          } finally {
+            for (const t of tensors) t.destroy();
+          }
+        };
+        const group = Math.max(1, Math.floor(READ_GROUP_BYTES / (B * I * C * 4)));
+        for (let g0 = 0; g0 < layers.length; g0 += group) {
+          perLayer.push(...await layerProducts(layers.slice(g0, g0 + group)));
+        }
       } finally {
         saved.destroy();
-      }
-      // The layers' per-example products, then one map for a group of them (one completion wait): as
-      // many layers per group as fit in READ_GROUP_BYTES (at least one).
-      const layerProducts = async (ls: number[]): Promise<Float32Array[]> => {
-        const tensors: GpuTensor[] = [];
-        const outs: GpuTensor[] = [];
-        try {
-          for (const l of ls) {
-            const aT = createTensor(gpu, [B * T, I], {
-              name: "ia.act",
-              data: result.captured.get(`mlp_post.${l}`)!.data,
-            });
-            const gT = createTensor(gpu, [B * T, C], {
-              name: "ia.dout",
-              data: siteGrads.get(`mlp_out.${l}`)!,
-            });
-            const oT = createTensor(gpu, [B, I * C], { name: "ia.grads" });
-            tensors.push(aT, gT, oT);
-            outs.push(oT);
-            // Per example b: dW_b = A_b^T G_b [I, C] (Conv1D), or G_b^T A_b [C, I] (nn.Linear); A_b [T, I], G_b [T, C].
-            if (linear) {
-              await matmul(gpu, gT, aT, oT, {
-                M: C,
-                N: I,
-                K: T,
-                batch: B,
-                transA: true,
-                strideA: T * C,
-                strideB: T * I,
-                strideOut: I * C,
-              });
-            } else {
-              await matmul(gpu, aT, gT, oT, {
-                M: I,
-                N: C,
-                K: T,
-                batch: B,
-                transA: true,
-                strideA: T * I,
-                strideB: T * C,
-                strideOut: I * C,
-              });
-            }
-          }
-          return await readTensors(outs);
-        } finally {
-          for (const t of tensors) t.destroy();
-        }
-      };
-      const perLayer: Float32Array[] = [];
-      const group = Math.max(1, Math.floor(READ_GROUP_BYTES / (B * I * C * 4)));
-      for (let g0 = 0; g0 < layers.length; g0 += group) {
-        perLayer.push(...await layerProducts(layers.slice(g0, g0 + group)));
       }
       part.forEach((i, b) => {
         const counted = examples[i].targets.filter((t) => t !== -1).length;
