@@ -22,8 +22,9 @@
  */
 import { ConfigError, InputError } from "../errors.ts";
 import { adamw } from "../gpu/adamw.ts";
+import { boxBounds, boxClamp } from "../gpu/box_clamp.ts";
 import { fill } from "../gpu/reduce.ts";
-import { createTensor, type GpuTensor, readTensors, writeTensor } from "../gpu/tensor.ts";
+import { createTensor, type GpuTensor, readTensors } from "../gpu/tensor.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
 import { backwardFromLogitGrads, Gradients, type LogitLossFn } from "../model/backward.ts";
 import { NonFiniteError } from "../model/nonfinite.ts";
@@ -298,14 +299,19 @@ export async function fineTune(
     return { loss, dlogits: d };
   };
   const grads = new Gradients(model);
-  const state = new Map<string, { m: GpuTensor; v: GpuTensor; orig: Float32Array }>();
+  const state = new Map<
+    string,
+    { m: GpuTensor; v: GpuTensor; orig: Float32Array; lo?: GpuTensor; hi?: GpuTensor }
+  >();
   for (const n of names) {
     const w = model.weight(n);
     const m = createTensor(gpu, w.shape, { name: `adam_m:${n}` });
     const v = createTensor(gpu, w.shape, { name: `adam_v:${n}` });
     await fill(gpu, m, 0);
     await fill(gpu, v, 0);
-    state.set(n, { m, v, orig: model.weights.get(n)!.data.slice() });
+    const orig = model.weights.get(n)!.data.slice();
+    const [lo, hi] = hp.norm_constraint > 0 ? boxBounds(gpu, orig, hp.norm_constraint, `box:${n}`) : [];
+    state.set(n, { m, v, orig, lo, hi });
   }
   const losses: number[] = [];
   let earlyStopped = false;
@@ -322,18 +328,11 @@ export async function fineTune(
         });
       }
       if (hp.norm_constraint > 0) {
-        const eps = hp.norm_constraint;
-        // Every trained weight comes back in one map (one completion wait per step).
-        const all = await readTensors(names.map((n) => model.weight(n)));
-        for (const [j, n] of names.entries()) {
-          const w = model.weight(n);
-          const cur = all[j];
-          const orig = state.get(n)!.orig;
-          for (let i = 0; i < cur.length; i++) {
-            const lo = orig[i] - eps, hi = orig[i] + eps;
-            cur[i] = cur[i] < lo ? lo : cur[i] > hi ? hi : cur[i];
-          }
-          writeTensor(w, cur);
+        // The clamp to orig ∓ eps runs on the GPU (bitwise the host clamp: src/reference/box_clamp.ts):
+        // no readback per step.
+        for (const n of names) {
+          const s = state.get(n)!;
+          await boxClamp(gpu, model.weight(n), s.lo!, s.hi!);
         }
       }
       onProgress?.(step, hp.num_steps, `loss ${loss.toFixed(4)}`);
@@ -366,6 +365,8 @@ export async function fineTune(
     for (const s of state.values()) {
       s.m.destroy();
       s.v.destroy();
+      s.lo?.destroy();
+      s.hi?.destroy();
     }
   }
 }
