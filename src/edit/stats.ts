@@ -36,6 +36,7 @@ import type { Tokenizer } from "../io/tokenizer.ts";
 import { type ModelConfig, resolveConfig, type WeightMap } from "../model/config.ts";
 import { familySpec } from "../model/families/mod.ts";
 import type { TransformerModel } from "../model/transformer.ts";
+import { NonFiniteError } from "../model/nonfinite.ts";
 
 /** Second moment of one layer's keys. */
 export interface LayerStats {
@@ -635,6 +636,11 @@ export async function statsCacheFile(
   return cacheFile(opts.cacheDir ?? defaultStatsDir(), modelKeyHash(model, layer), layer, scan.key);
 }
 
+function allFinite(a: Float32Array): boolean {
+  for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i])) return false;
+  return true;
+}
+
 /** Most bytes of accumulated sums read back in one map at the end of the statistics pass. */
 const READ_GROUP_BYTES = 256 * 2 ** 20;
 
@@ -722,6 +728,7 @@ export async function layerStats(
   const acc = new Map<number, { sum: GpuTensor; comp?: GpuTensor }>();
   const batchTokens = opts.batchTokens ?? 4096;
   const sites = todo.map(({ layer }) => `mlp_post.${layer}`);
+  const stopAfter = Math.max(...todo.map(({ layer }) => layer));
   // Progress in records: JSONL lines (known from the scan) or, for plain text, unknown until read.
   const totalRecords = scan.jsonl ? Math.min(maxSamples, scan.records) : 0;
   let done = 0, count = 0, records = 0;
@@ -761,13 +768,23 @@ export async function layerStats(
         for (let i = 0; i < list.length; i += bs) {
           const chunk = list.slice(i, i + bs);
           const rows = chunk.length * T;
-          const { captured } = await model.forward(chunk, { hooks: { capture: sites } });
+          // Blocks above the highest layer asked for, the final norm and the head do not run.
+          const { captured } = await model.forward(chunk, { hooks: { capture: sites }, stopAfter });
           if (!keys || keys.numel < rows * I) {
             keys?.destroy();
             keys = createTensor(gpu, [Math.max(rows, batchTokens), I], { name: "keys" });
           }
           for (const { layer } of todo) {
-            writeTensor(keys, captured.get(`mlp_post.${layer}`)!.data);
+            const k = captured.get(`mlp_post.${layer}`)!.data;
+            // The forward no longer reads log-probabilities (whose check caught a non-finite model):
+            // the keys themselves are checked, so no NaN reaches the cache.
+            if (!allFinite(k)) {
+              throw new NonFiniteError(
+                `key statistics: a non-finite key at mlp_post.${layer}`,
+                `mlp_post.${layer}`,
+              );
+            }
+            writeTensor(keys, k);
             const a = acc.get(layer)!;
             // f32: one running sum (ROME's mom2_dtype float32); kahan: this batch's product, then a
             // compensated add into (sum, comp).
