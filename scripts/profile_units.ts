@@ -117,15 +117,17 @@ if (units.includes("fluency")) {
 }
 if (units.includes("stats")) {
   const corpus = await declaredStatsCorpus(`${WORLD}/model`);
-  await phase("key statistics, 2 layers, 300 records", async () => {
-    const cacheDir = await Deno.makeTempDir({ prefix: "engram-prof-stats" });
-    try {
-      const st = await layerStats(model, tokenizer, [0, 1], { corpus, cacheDir, maxSamples: 300 });
-      return [...st.values()].map((x) => x.mom2);
-    } finally {
-      await Deno.remove(cacheDir, { recursive: true });
-    }
-  });
+  for (const layers of [[0, 1], [0]]) {
+    await phase(`key statistics, layers ${layers}, 300 records`, async () => {
+      const cacheDir = await Deno.makeTempDir({ prefix: "engram-prof-stats" });
+      try {
+        const st = await layerStats(model, tokenizer, layers, { corpus, cacheDir, maxSamples: 300 });
+        return [...st.values()].map((x) => x.mom2);
+      } finally {
+        await Deno.remove(cacheDir, { recursive: true });
+      }
+    });
+  }
 }
 if (units.includes("ft")) {
   const req = { prompt: "{} was born in", subject: "Purvox Arun", target_new: "Pellinor" };
