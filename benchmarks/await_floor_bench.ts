@@ -20,6 +20,8 @@ import { applyEdit } from "../src/edit/editors.ts";
 import { declaredStatsCorpus, layerStats } from "../src/edit/stats.ts";
 import { createTensor, readTensor } from "../src/gpu/tensor.ts";
 
+/** Iterations of the slow units (seconds each on llvmpipe): the bench stays a few minutes. */
+const FEW = { n: 6, warmup: 1 };
 const WORLD = new URL("../fixtures/world/", import.meta.url).pathname;
 const { model, tokenizer } = await loadModel(`${WORLD}/model`, { requireTokenizer: true });
 const requests = await readRequests(`${WORLD}/counterfact.json`);
@@ -34,7 +36,7 @@ const samples = requests.slice(0, 10).map((r) => {
 
 Deno.bench(
   "fluency texts, 10 prompts one by one (old path)",
-  { group: "fluency", baseline: true },
+  { group: "fluency", baseline: true, ...FEW },
   async () => {
     for (const s of samples) {
       await generateFast(model, tokenizer, s.ids, {
@@ -44,7 +46,7 @@ Deno.bench(
     }
   },
 );
-Deno.bench("fluency texts, 10 prompts, generateFastBatch", { group: "fluency" }, async () => {
+Deno.bench("fluency texts, 10 prompts, generateFastBatch", { group: "fluency", ...FEW }, async () => {
   await generateFastBatch(model, tokenizer, samples);
 });
 
@@ -55,11 +57,11 @@ Deno.bench("one 4-byte readback (one completion wait)", { group: "units", baseli
 const fact = { prompt: "{} was born in", subject: "Purvox Arun", target: "Pellinor" };
 const enc = encodeFact(tokenizer, fact, { nPositions: model.config.nPositions });
 const ids = enc.ids.slice(0, enc.promptLength);
-Deno.bench("integrated gradients, 20 steps, 2 layers", { group: "units" }, async () => {
+Deno.bench("integrated gradients, 20 steps, 2 layers", { group: "units", ...FEW }, async () => {
   await integratedGradients(model, ids, enc.target![0], { steps: 20 });
 });
 const req = { prompt: fact.prompt, subject: fact.subject, target_new: fact.target };
-Deno.bench("FT-L, 10 steps, norm constraint, layers 0 and 1", { group: "units" }, async () => {
+Deno.bench("FT-L, 10 steps, norm constraint, layers 0 and 1", { group: "units", ...FEW }, async () => {
   (await applyEdit(model, tokenizer, "ft", [req], {
     hparams: { num_steps: 10, norm_constraint: 5e-4, early_stop_loss: 0, layers: [0, 1] },
   })).restore();
@@ -73,11 +75,11 @@ const exs = requests.slice(0, 16).map((r) => {
   return { input, targets: input.map((_, i) => (i >= e.promptLength - 1 ? full[i + 1] : -1)) };
 });
 const down = [0, 1].map((l) => model.spec.layer(model.config, l).down.weight);
-Deno.bench("instance gradients, 16 examples, c_proj of both layers", { group: "units" }, async () => {
+Deno.bench("instance gradients, 16 examples, c_proj of both layers", { group: "units", ...FEW }, async () => {
   await forEachExampleGradient(model, exs, down, () => {});
 });
 const corpus = await declaredStatsCorpus(`${WORLD}/model`);
-Deno.bench("key statistics, 2 layers, 200 records (fresh cache)", { group: "units" }, async () => {
+Deno.bench("key statistics, 2 layers, 200 records (fresh cache)", { group: "units", ...FEW }, async () => {
   const cacheDir = await Deno.makeTempDir({ prefix: "engram-bench-stats" });
   try {
     await layerStats(model, tokenizer, [0, 1], { corpus, cacheDir, maxSamples: 200 });
