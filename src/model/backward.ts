@@ -180,13 +180,20 @@ export async function backward(
   try {
     // The row losses come back in the same map as the site gradients (one completion wait).
     const reads: Float32Array[] = [];
-    const siteGrads = await backwardCore(model, saved, opts, async (logits, dlogits) => {
-      const tg = headRows ? Uint32Array.from(headRows, (r) => targets[r]) : targets;
-      targetsT = createTensor(gpu, [n], { name: "targets", dtype: "u32", data: tg });
-      rowLossT = createTensor(gpu, [n], { name: "row_losses" });
-      await crossEntropy(gpu, logits, targetsT, rowLossT, dlogits, { rows: n, cols: V, scale });
-      return [rowLossT];
-    }, headRows, reads);
+    const siteGrads = await backwardCore(
+      model,
+      saved,
+      opts,
+      async (logits, dlogits) => {
+        const tg = headRows ? Uint32Array.from(headRows, (r) => targets[r]) : targets;
+        targetsT = createTensor(gpu, [n], { name: "targets", dtype: "u32", data: tg });
+        rowLossT = createTensor(gpu, [n], { name: "row_losses" });
+        await crossEntropy(gpu, logits, targetsT, rowLossT, dlogits, { rows: n, cols: V, scale });
+        return [rowLossT];
+      },
+      headRows,
+      reads,
+    );
     let rowLosses = reads[0];
     if (headRows) {
       const full = new Float32Array(R);
