@@ -1,11 +1,12 @@
 /**
- * `ForwardOptions.stopAfter` (src/model/transformer.ts): a forward that runs blocks up to L only gives
- * the same captured sites, bitwise, as the whole forward (the same kernels in the same order); sites
- * above L, a backward, a KV cache and allLogits are refused. The key statistics (src/edit/stats.ts) use it
+ * `ForwardOptions.stopAfter` and `taps` (src/model/transformer.ts): a forward that runs blocks up to L
+ * only gives the same captured (and tapped) sites, bitwise, as the whole forward (the same kernels in the
+ * same order); sites above L, a backward, a KV cache and allLogits are refused. The key statistics (src/edit/stats.ts) use it
  * and check their keys: a NaN below the layer is a NonFiniteError, one above it does not matter.
  */
 import assert from "node:assert/strict";
 import { getGpu } from "../src/gpu/device.ts";
+import { copyTensor, createTensor, type GpuTensor, readTensor } from "../src/gpu/tensor.ts";
 import { TransformerModel } from "../src/model/transformer.ts";
 import { randomGPT2 } from "../src/model/random.ts";
 import type { ModelConfig } from "../src/model/config.ts";
@@ -48,6 +49,23 @@ Deno.test("forward stopAfter: captured sites equal the whole forward's bitwise; 
     ];
     for (const o of bad) await assert.rejects(() => model.forward(batch, o), InputError, JSON.stringify(o));
     await assert.rejects(() => model.forwardForBackward(batch, { stopAfter: 1 }), InputError);
+    // A tap sees the site's values when the forward reaches them (in inference the blocks share buffers).
+    const copies = new Map<string, GpuTensor>();
+    const taps = new Map(["mlp_post.0", "mlp_post.1"].map((s) => [s, (t: GpuTensor) => {
+      const c = createTensor(model.gpu, [t.numel], { name: `tap:${s}` });
+      copyTensor(t, c);
+      copies.set(s, c);
+      return Promise.resolve();
+    }]));
+    await model.forward(batch, { stopAfter: 1, taps });
+    for (const [s, c] of copies) {
+      assert.deepEqual(await readTensor(c), full.captured.get(s)!.data, `tap ${s} (seed ${seed})`);
+      c.destroy();
+    }
+    await assert.rejects(
+      () => model.forward(batch, { stopAfter: 0, taps: new Map([["mlp_post.1", () => Promise.resolve()]]) }),
+      InputError,
+    );
   } finally {
     model.destroy();
   }

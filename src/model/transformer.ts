@@ -118,6 +118,12 @@ export interface ForwardOptions {
    * is an InputError.
    */
   stopAfter?: number;
+  /**
+   * GPU work recorded on a site's tensor ([B·T, width], after its patches and edits) when the forward
+   * reaches it, e.g. a product accumulated from the activations without reading them back. A tap must only
+   * read the tensor (in inference the blocks share their buffers: the next block overwrites it).
+   */
+  taps?: ReadonlyMap<string, (t: GpuTensor) => Promise<void>>;
 }
 
 /** Activations of one block. In inference all layers share one set; for backward each layer keeps its own. */
@@ -751,6 +757,7 @@ export class TransformerModel {
     }
     const capture = new Set(hooks.capture ?? []);
     for (const s of capture) siteWidth(cfg, s);
+    for (const s of opts.taps?.keys() ?? []) siteWidth(cfg, s);
     if (opts.noReadback && opts.allLogits) {
       throw new InputError("allLogits needs the readback that noReadback skips", { field: "allLogits" });
     }
@@ -769,6 +776,7 @@ export class TransformerModel {
         ...capture,
         ...(hooks.patch ?? []).map((p) => p.site),
         ...(hooks.edit ?? []).map((e) => e.site),
+        ...(opts.taps?.keys() ?? []),
       ];
       const bad = sites.find(above);
       if (bad) throw new InputError(`hook site ${bad} is above stopAfter block ${stop}`, { field: bad });
@@ -831,6 +839,8 @@ export class TransformerModel {
         e.fn(v, B, T, width);
         writeTensor(t, v);
       }
+      const tap = opts.taps?.get(name);
+      if (tap) await tap(t);
       if (capture.has(name)) {
         const snap = createTensor(gpu, [t.numel], { name: `capture:${name}` });
         copyTensor(t, snap);
