@@ -13,6 +13,7 @@ import wgsl_attention_backward_wide from "./attention_backward_wide.wgsl" with {
 import wgsl_attention_cached from "./attention_cached.wgsl" with { type: "text" };
 import wgsl_attention_wide from "./attention_wide.wgsl" with { type: "text" };
 import wgsl_bias_grad from "./bias_grad.wgsl" with { type: "text" };
+import wgsl_box_clamp from "./box_clamp.wgsl" with { type: "text" };
 import wgsl_cholesky from "./cholesky.wgsl" with { type: "text" };
 import wgsl_cholesky_syrk from "./cholesky_syrk.wgsl" with { type: "text" };
 import wgsl_cross_entropy from "./cross_entropy.wgsl" with { type: "text" };
@@ -59,6 +60,7 @@ export const KERNEL_FILES: Readonly<Record<string, string>> = Object.freeze({
   "attention_cached.wgsl": wgsl_attention_cached,
   "attention_wide.wgsl": wgsl_attention_wide,
   "bias_grad.wgsl": wgsl_bias_grad,
+  "box_clamp.wgsl": wgsl_box_clamp,
   "cholesky.wgsl": wgsl_cholesky,
   "cholesky_syrk.wgsl": wgsl_cholesky_syrk,
   "cross_entropy.wgsl": wgsl_cross_entropy,

@@ -16,6 +16,7 @@ import { readRequests } from "../src/edit/requests.ts";
 import { loadModel } from "../src/model/load.ts";
 import { evaluateRequests, preEditState } from "../src/evaluate/edit_metrics.ts";
 import { ConfigError, InputError } from "../src/errors.ts";
+import { NonFiniteError } from "../src/model/nonfinite.ts";
 import { freshSeed } from "./_util.ts";
 import { copyWeights, TINY_EDIT_CONFIG, wordTokenizer } from "./_edit_util.ts";
 
@@ -180,4 +181,26 @@ Deno.test({
     for (const [name, orig] of before) assert.deepEqual(lm.model.weights.get(name)!.data, orig);
     lm.model.destroy();
   },
+});
+
+Deno.test("ft: a step whose loss is not finite is a NonFiniteError naming a site; the model is left as it was", async () => {
+  const weights = randomGPT2(cfg, freshSeed());
+  const before = copyWeights(weights);
+  const model = TransformerModel.create(await getGpu(), cfg, weights);
+  try {
+    // lr 3e38: after one step the trained weight overflows float32 (NaN in the next forward).
+    await assert.rejects(
+      () =>
+        applyEdit(model, tok, "ft", [req], {
+          layers: [1],
+          hparams: { lr: 3e38, norm_constraint: false, num_steps: 4, early_stop_loss: 0 },
+        }),
+      (e: unknown) => e instanceof NonFiniteError && e.site === "mlp_out.1",
+    );
+    for (const [name, orig] of before) {
+      assert.deepEqual(await readTensor(model.weight(name)), orig, `${name} restored on the GPU`);
+    }
+  } finally {
+    model.destroy();
+  }
 });

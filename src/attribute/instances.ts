@@ -16,12 +16,13 @@
 import { join } from "node:path";
 import { ConfigError, InputError } from "../errors.ts";
 import { matmul } from "../gpu/matmul.ts";
-import { createTensor, readTensor } from "../gpu/tensor.ts";
+import { createTensor, type GpuTensor, readTensors } from "../gpu/tensor.ts";
 import { loadHFModel } from "../io/hf_model.ts";
 import { backward, Gradients, lossAndGradients } from "../model/backward.ts";
 import { type ModelConfig, resolveConfig } from "../model/config.ts";
 import { familySpec } from "../model/families/mod.ts";
 import { TransformerModel } from "../model/transformer.ts";
+import { NonFiniteError } from "../model/nonfinite.ts";
 
 /** An example to differentiate: input tokens and the next-token target at each position (−1 = ignore). */
 export interface GradExample {
@@ -51,6 +52,9 @@ export function trainingExample(ids: number[]): GradExample {
 export function promptExample(ids: number[], target: number): GradExample {
   return { input: ids, targets: ids.map((_, t) => (t === ids.length - 1 ? target : -1)) };
 }
+
+/** Most bytes of per-example products read back in one map by the fast path. */
+const READ_GROUP_BYTES = 256 * 2 ** 20;
 
 /**
  * Calls `onGrad(index, grad)` with the flattened gradient (over `params`, concatenated in order) of the
@@ -97,8 +101,9 @@ export async function forEachExampleGradient(
         await lossAndGradients(model, [ex.input], { targets: [ex.targets] }, { grads });
         const flat = new Float32Array(P);
         let off = 0;
-        for (const [j, p] of params.entries()) {
-          flat.set(await grads.read(p), off);
+        // Every parameter's gradient in one map (one completion wait per example).
+        for (const [j, g] of (await grads.readMany(params)).entries()) {
+          flat.set(g, off);
           off += sizes[j];
         }
         onGrad(i, flat);
@@ -120,59 +125,73 @@ export async function forEachExampleGradient(
       const part = idx.slice(s, s + bs);
       const B = part.length;
       const batch = part.map((i) => examples[i].input);
-      const { result, saved } = await model.forwardForBackward(batch, {
-        hooks: { capture: layers.map((l) => `mlp_post.${l}`) },
-      });
-      let siteGrads: Map<string, Float32Array>;
+      // The forward reads nothing back: the products take each layer's saved mlp_post activations on
+      // the GPU, so a batch costs two completion waits (the backward's, the products').
+      const { saved } = await model.forwardForBackward(batch, { noReadback: true });
+      const perLayer: Float32Array[] = [];
       try {
-        ({ siteGrads } = await backward(model, saved, {
+        const { siteGrads, rowLosses } = await backward(model, saved, {
           targets: part.map((i) => examples[i].targets),
           reduction: "sum",
         }, {
           siteGrads: layers.map((l) => `mlp_out.${l}`),
-        }));
+        });
+        if (!rowLosses.every(Number.isFinite)) {
+          // The forward with its readback names the first non-finite site.
+          await model.forward(batch);
+          throw new NonFiniteError("instance gradients: a non-finite loss", "logits");
+        }
+        // The layers' per-example products, then one map for a group of them: as many layers per group
+        // as fit in READ_GROUP_BYTES (at least one).
+        const layerProducts = async (ls: number[]): Promise<Float32Array[]> => {
+          const tensors: GpuTensor[] = [];
+          const outs: GpuTensor[] = [];
+          try {
+            for (const l of ls) {
+              const aT = saved.layers[l].act;
+              const gT = createTensor(gpu, [B * T, C], {
+                name: "ia.dout",
+                data: siteGrads.get(`mlp_out.${l}`)!,
+              });
+              const oT = createTensor(gpu, [B, I * C], { name: "ia.grads" });
+              tensors.push(gT, oT);
+              outs.push(oT);
+              // Per example b: dW_b = A_b^T G_b [I, C] (Conv1D), or G_b^T A_b [C, I] (nn.Linear); A_b [T, I], G_b [T, C].
+              if (linear) {
+                await matmul(gpu, gT, aT, oT, {
+                  M: C,
+                  N: I,
+                  K: T,
+                  batch: B,
+                  transA: true,
+                  strideA: T * C,
+                  strideB: T * I,
+                  strideOut: I * C,
+                });
+              } else {
+                await matmul(gpu, aT, gT, oT, {
+                  M: I,
+                  N: C,
+                  K: T,
+                  batch: B,
+                  transA: true,
+                  strideA: T * I,
+                  strideB: T * C,
+                  strideOut: I * C,
+                });
+              }
+            }
+            return await readTensors(outs);
+          } finally {
+            for (const t of tensors) t.destroy();
+          }
+        };
+        const group = Math.max(1, Math.floor(READ_GROUP_BYTES / (B * I * C * 4)));
+        for (let g0 = 0; g0 < layers.length; g0 += group) {
+          perLayer.push(...await layerProducts(layers.slice(g0, g0 + group)));
+        }
       } finally {
         saved.destroy();
-      }
-      const perLayer: Float32Array[] = [];
-      for (const l of layers) {
-        const aT = createTensor(gpu, [B * T, I], {
-          name: "ia.act",
-          data: result.captured.get(`mlp_post.${l}`)!.data,
-        });
-        const gT = createTensor(gpu, [B * T, C], { name: "ia.dout", data: siteGrads.get(`mlp_out.${l}`)! });
-        const oT = createTensor(gpu, [B, I * C], { name: "ia.grads" });
-        try {
-          // Per example b: dW_b = A_b^T G_b [I, C] (Conv1D), or G_b^T A_b [C, I] (nn.Linear); A_b [T, I], G_b [T, C].
-          if (linear) {
-            await matmul(gpu, gT, aT, oT, {
-              M: C,
-              N: I,
-              K: T,
-              batch: B,
-              transA: true,
-              strideA: T * C,
-              strideB: T * I,
-              strideOut: I * C,
-            });
-          } else {
-            await matmul(gpu, aT, gT, oT, {
-              M: I,
-              N: C,
-              K: T,
-              batch: B,
-              transA: true,
-              strideA: T * I,
-              strideB: T * C,
-              strideOut: I * C,
-            });
-          }
-          perLayer.push(await readTensor(oT));
-        } finally {
-          aT.destroy();
-          gT.destroy();
-          oT.destroy();
-        }
       }
       part.forEach((i, b) => {
         const counted = examples[i].targets.filter((t) => t !== -1).length;

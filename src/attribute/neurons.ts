@@ -20,12 +20,13 @@
  * - Completeness: Σ_i IG_i → f(x) − f(x with layer L's last-token activations zeroed) as m grows
  *   (GELU(0) = 0, so both activations give the same baseline). f(baseline) is returned as `baselineProb`.
  */
-import { createTensor, readTensor } from "../gpu/tensor.ts";
+import { createTensor, type GpuTensor, readTensors } from "../gpu/tensor.ts";
 import { igAccumulate } from "../gpu/ig_accumulate.ts";
 import { InputError } from "../errors.ts";
-import { lossAndGradients } from "../model/backward.ts";
+import { backward, type BackwardResult } from "../model/backward.ts";
+import { NonFiniteError } from "../model/nonfinite.ts";
 import type { TransformerModel } from "../model/transformer.ts";
-import type { EditSpec } from "../model/hooks.ts";
+import type { EditSpec, Hooks } from "../model/hooks.ts";
 import { mulberry32 } from "../model/generate.ts";
 import { argmax } from "../numeric/mod.ts";
 
@@ -196,18 +197,23 @@ export async function integratedGradients(
   const baselineProb: number[] = [];
   const tgtRow = (n: number) => Array.from({ length: n }, (_, t) => (t === n - 1 ? target : -1));
   const lastRow = (site: string, w: number) => clean.captured.get(site)!.data.slice((T - 1) * w, T * w);
-  for (const [li, l] of layers.entries()) {
-    const site = sites[li];
-    const act = lastRow(site, I);
-    // The value the scaled copies start from: post-GELU w, or pre-GELU h (then the layer sees GELU(α h)).
-    const pre = activation === "pre"
-      ? preActivation(model, l, lastRow(`resid_pre.${l}`, C), lastRow(`attn_out.${l}`, C))
-      : undefined;
-    const actT = createTensor(gpu, [I], { name: `ig.act.${l}`, data: act });
-    const outT = createTensor(gpu, [I], { name: `ig.out.${l}` });
-    const tensors = [actT, outT];
-    const hostSum = new Float64Array(I);
-    try {
+  // Each layer costs one completion wait (its backward's site gradient and row losses come back in one
+  // map; the forward reads nothing back); the GPU-summed scores of every layer come back in one map at
+  // the end.
+  const tensors: GpuTensor[] = [];
+  const pending: Array<GpuTensor | Float32Array> = [];
+  try {
+    for (const [li, l] of layers.entries()) {
+      const site = sites[li];
+      const act = lastRow(site, I);
+      // The value the scaled copies start from: post-GELU w, or pre-GELU h (then the layer sees GELU(α h)).
+      const pre = activation === "pre"
+        ? preActivation(model, l, lastRow(`resid_pre.${l}`, C), lastRow(`attn_out.${l}`, C))
+        : undefined;
+      const actT = createTensor(gpu, [I], { name: `ig.act.${l}`, data: act });
+      const outT = createTensor(gpu, [I], { name: `ig.out.${l}` });
+      tensors.push(actT, outT);
+      const hostSum = new Float64Array(I);
       for (let s = 0, ci = 0; s < m; s += bs, ci++) {
         const ks = Array.from({ length: Math.min(bs, m - s) }, (_, j) => s + j);
         const B = ks.length;
@@ -216,15 +222,9 @@ export async function integratedGradients(
           const a = alphas[k];
           for (let i = 0; i < I; i++) values[b * I + i] = pre ? gelu(a * pre[i]) : a * act[i];
         });
-        const res = await lossAndGradients(
-          model,
-          ks.map(() => ids),
-          { targets: ks.map(() => tgtRow(T)), reduction: "sum" },
-          {
-            hooks: { patch: [{ site, rows: ks.map((_, b) => [b, T - 1] as [number, number]), values }] },
-            siteGrads: [site],
-          },
-        );
+        const batch = ks.map(() => ids);
+        const hooks = { patch: [{ site, rows: ks.map((_, b) => [b, T - 1] as [number, number]), values }] };
+        const res = await stepGradients(model, batch, tgtRow(T), hooks, site);
         const probs = ks.map((_, b) => Math.exp(-res.rowLosses[b * T + T - 1]));
         if (ks[0] === 0) baselineProb.push(probs[0]);
         const grads = res.siteGrads.get(site)!;
@@ -248,13 +248,45 @@ export async function integratedGradients(
           accumulate: ci > 0,
         });
       }
-      scores.push(pre ? Float32Array.from(hostSum, (x, i) => (pre[i] * x) / m) : await readTensor(outT));
-    } finally {
-      for (const t of tensors) t.destroy();
+      pending.push(pre ? Float32Array.from(hostSum, (x, i) => (pre[i] * x) / m) : outT);
+      opts.onLayer?.(li + 1, layers.length);
     }
-    opts.onLayer?.(li + 1, layers.length);
+    const onGpu = pending.filter((p): p is GpuTensor => !(p instanceof Float32Array));
+    const read = onGpu.length ? await readTensors(onGpu) : [];
+    let r = 0;
+    for (const p of pending) scores.push(p instanceof Float32Array ? p : read[r++]);
+  } finally {
+    for (const t of tensors) t.destroy();
   }
   return { ids, target, steps: m, points, activation, layers, scores, prob, baselineProb };
+}
+
+/**
+ * One batch of scaled copies: the forward reads nothing back (the loss reads its rows), the backward
+ * returns the site's gradient and the row losses in one map. A non-finite loss runs the forward again
+ * with its readback, which names the first non-finite site ({@link NonFiniteError}), as a forward does.
+ */
+async function stepGradients(
+  model: TransformerModel,
+  batch: number[][],
+  targets: number[],
+  hooks: Hooks,
+  site: string,
+): Promise<BackwardResult> {
+  const { saved } = await model.forwardForBackward(batch, { hooks, noReadback: true });
+  let res: BackwardResult;
+  try {
+    res = await backward(model, saved, { targets: batch.map(() => targets), reduction: "sum" }, {
+      siteGrads: [site],
+    });
+  } finally {
+    saved.destroy();
+  }
+  if (!res.rowLosses.every(Number.isFinite)) {
+    await model.forward(batch, { hooks });
+    throw new NonFiniteError("integrated gradients: a non-finite loss of the scaled copies", "logits");
+  }
+  return res;
 }
 
 /** All neurons of an attribution sorted by score, highest first. */

@@ -22,10 +22,12 @@
  */
 import { ConfigError, InputError } from "../errors.ts";
 import { adamw } from "../gpu/adamw.ts";
+import { boxBounds, boxClamp } from "../gpu/box_clamp.ts";
 import { fill } from "../gpu/reduce.ts";
-import { createTensor, type GpuTensor, readTensor, writeTensor } from "../gpu/tensor.ts";
+import { createTensor, type GpuTensor, readTensors } from "../gpu/tensor.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
-import { Gradients, logitLossAndGradients } from "../model/backward.ts";
+import { backwardFromLogitGrads, Gradients, type LogitLossFn } from "../model/backward.ts";
+import { NonFiniteError } from "../model/nonfinite.ts";
 import { type HostTensor, type ModelConfig, resolveConfig } from "../model/config.ts";
 import { familySpec } from "../model/families/mod.ts";
 import type { TransformerModel } from "../model/transformer.ts";
@@ -237,6 +239,33 @@ function buildBatch(
 }
 
 /**
+ * One training step's forward and backward (parameter gradients into `grads`) and its loss. The forward
+ * reads nothing back (the loss reads its logits rows), so a step costs one completion wait less; a
+ * non-finite loss runs the forward again with its readback, which names the first non-finite site
+ * ({@link NonFiniteError}) as the forward of the reference path does, before any update is applied.
+ */
+async function stepLoss(
+  model: TransformerModel,
+  batch: number[][],
+  rows: number[],
+  lossFn: LogitLossFn,
+  grads: Gradients,
+): Promise<number> {
+  const { saved } = await model.forwardForBackward(batch, { noReadback: true });
+  let loss: number;
+  try {
+    ({ loss } = await backwardFromLogitGrads(model, saved, rows, lossFn, { grads }));
+  } finally {
+    saved.destroy();
+  }
+  if (!Number.isFinite(loss)) {
+    await model.forward(batch);
+    throw new NonFiniteError(`fine-tuning: the loss is ${loss}`, "logits");
+  }
+  return loss;
+}
+
+/**
  * Fine-tunes on `requests` and returns the trained change of each weight as a delta (float32 `trained −
  * original`) with training statistics. Training updates the GPU copy only; it is put back from the host
  * copy before returning (also on failure), so `model` is left as it was.
@@ -270,20 +299,25 @@ export async function fineTune(
     return { loss, dlogits: d };
   };
   const grads = new Gradients(model);
-  const state = new Map<string, { m: GpuTensor; v: GpuTensor; orig: Float32Array }>();
+  const state = new Map<
+    string,
+    { m: GpuTensor; v: GpuTensor; orig: Float32Array; lo?: GpuTensor; hi?: GpuTensor }
+  >();
   for (const n of names) {
     const w = model.weight(n);
     const m = createTensor(gpu, w.shape, { name: `adam_m:${n}` });
     const v = createTensor(gpu, w.shape, { name: `adam_v:${n}` });
     await fill(gpu, m, 0);
     await fill(gpu, v, 0);
-    state.set(n, { m, v, orig: model.weights.get(n)!.data.slice() });
+    const orig = model.weights.get(n)!.data.slice();
+    const [lo, hi] = hp.norm_constraint > 0 ? boxBounds(gpu, orig, hp.norm_constraint, `box:${n}`) : [];
+    state.set(n, { m, v, orig, lo, hi });
   }
   const losses: number[] = [];
   let earlyStopped = false;
   try {
     for (let step = 1; step <= hp.num_steps; step++) {
-      const { loss } = await logitLossAndGradients(model, batch, rowIdx, lossFn, { grads });
+      const loss = await stepLoss(model, batch, rowIdx, lossFn, grads);
       losses.push(loss);
       for (const n of names) {
         const s = state.get(n)!;
@@ -294,16 +328,11 @@ export async function fineTune(
         });
       }
       if (hp.norm_constraint > 0) {
-        const eps = hp.norm_constraint;
+        // The clamp to orig ∓ eps runs on the GPU (bitwise the host clamp: src/reference/box_clamp.ts):
+        // no readback per step.
         for (const n of names) {
-          const w = model.weight(n);
-          const cur = await readTensor(w);
-          const orig = state.get(n)!.orig;
-          for (let i = 0; i < cur.length; i++) {
-            const lo = orig[i] - eps, hi = orig[i] + eps;
-            cur[i] = cur[i] < lo ? lo : cur[i] > hi ? hi : cur[i];
-          }
-          writeTensor(w, cur);
+          const s = state.get(n)!;
+          await boxClamp(gpu, model.weight(n), s.lo!, s.hi!);
         }
       }
       onProgress?.(step, hp.num_steps, `loss ${loss.toFixed(4)}`);
@@ -314,8 +343,9 @@ export async function fineTune(
     }
     let maxAbsDelta = 0;
     const deltas = new Map<string, HostTensor>();
-    for (const n of names) {
-      const cur = await readTensor(model.weight(n));
+    const finals = await readTensors(names.map((n) => model.weight(n)));
+    for (const [j, n] of names.entries()) {
+      const cur = finals[j];
       const orig = state.get(n)!.orig;
       const d = Float32Array.from(cur, (x, i) => x - orig[i]);
       // The change the applied edit makes (orig + d rounds to cur whenever the subtraction was exact).
@@ -335,6 +365,8 @@ export async function fineTune(
     for (const s of state.values()) {
       s.m.destroy();
       s.v.destroy();
+      s.lo?.destroy();
+      s.hi?.destroy();
     }
   }
 }

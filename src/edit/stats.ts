@@ -27,7 +27,7 @@ import { InputError } from "../errors.ts";
 import { envOverride, envRequired, PermissionError, withPermissions } from "../io/permissions.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { matmul } from "../gpu/matmul.ts";
-import { createTensor, type GpuTensor, readTensor, writeTensor } from "../gpu/tensor.ts";
+import { createTensor, type GpuTensor, readTensors } from "../gpu/tensor.ts";
 import { fill } from "../gpu/reduce.ts";
 import { kahanAccumulate } from "../gpu/kahan.ts";
 import { readNpz } from "../io/npz.ts";
@@ -36,6 +36,7 @@ import type { Tokenizer } from "../io/tokenizer.ts";
 import { type ModelConfig, resolveConfig, type WeightMap } from "../model/config.ts";
 import { familySpec } from "../model/families/mod.ts";
 import type { TransformerModel } from "../model/transformer.ts";
+import { NonFiniteError } from "../model/nonfinite.ts";
 
 /** Second moment of one layer's keys. */
 export interface LayerStats {
@@ -635,6 +636,17 @@ export async function statsCacheFile(
   return cacheFile(opts.cacheDir ?? defaultStatsDir(), modelKeyHash(model, layer), layer, scan.key);
 }
 
+function allFinite(a: ArrayLike<number>): boolean {
+  for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i])) return false;
+  return true;
+}
+
+/** Chunks of the statistics pass between two completion waits. */
+const FLUSH_CHUNKS = 32;
+
+/** Most bytes of accumulated sums read back in one map at the end of the statistics pass. */
+const READ_GROUP_BYTES = 256 * 2 ** 20;
+
 /**
  * C = E[k kᵀ] of `mlp_post.L` for each layer in `layers`: from prebuilt files when `opts.files` is
  * given, else from the cache when present, otherwise computed in one pass over the corpus (all missing
@@ -718,11 +730,12 @@ export async function layerStats(
   const kahan = accumulation === "kahan";
   const acc = new Map<number, { sum: GpuTensor; comp?: GpuTensor }>();
   const batchTokens = opts.batchTokens ?? 4096;
-  const sites = todo.map(({ layer }) => `mlp_post.${layer}`);
+  const stopAfter = Math.max(...todo.map(({ layer }) => layer));
   // Progress in records: JSONL lines (known from the scan) or, for plain text, unknown until read.
   const totalRecords = scan.jsonl ? Math.min(maxSamples, scan.records) : 0;
   let done = 0, count = 0, records = 0;
-  let keys: GpuTensor | undefined, product: GpuTensor | undefined;
+  let product: GpuTensor | undefined;
+  let chunks = 0;
   try {
     for (const { layer } of todo) {
       const sum = createTensor(gpu, [I, I], { name: `mom2.${layer}` });
@@ -758,25 +771,28 @@ export async function layerStats(
         for (let i = 0; i < list.length; i += bs) {
           const chunk = list.slice(i, i + bs);
           const rows = chunk.length * T;
-          const { captured } = await model.forward(chunk, { hooks: { capture: sites } });
-          if (!keys || keys.numel < rows * I) {
-            keys?.destroy();
-            keys = createTensor(gpu, [Math.max(rows, batchTokens), I], { name: "keys" });
-          }
-          for (const { layer } of todo) {
-            writeTensor(keys, captured.get(`mlp_post.${layer}`)!.data);
+          // Blocks above the highest layer asked for, the final norm and the head do not run, and the
+          // keys never leave the GPU: each layer's kᵀk is recorded on its mlp_post tensor as the forward
+          // reaches it (a tap), so a chunk costs no completion wait.
+          const taps = new Map(todo.map(({ layer }) => {
             const a = acc.get(layer)!;
             // f32: one running sum (ROME's mom2_dtype float32); kahan: this batch's product, then a
             // compensated add into (sum, comp).
-            await matmul(gpu, keys, keys, kahan ? product! : a.sum, {
-              M: I,
-              N: I,
-              K: rows,
-              transA: true,
-              accumulate: !kahan,
-            });
-            if (kahan) await kahanAccumulate(gpu, a.sum, a.comp!, product!);
-          }
+            const tap = async (k: GpuTensor) => {
+              await matmul(gpu, k, k, kahan ? product! : a.sum, {
+                M: I,
+                N: I,
+                K: rows,
+                transA: true,
+                accumulate: !kahan,
+              });
+              if (kahan) await kahanAccumulate(gpu, a.sum, a.comp!, product!);
+            };
+            return [`mlp_post.${layer}`, tap] as const;
+          }));
+          await model.forward(chunk, { stopAfter, taps });
+          // A wait now and then keeps the recorded work from running far ahead of the GPU.
+          if (++chunks % FLUSH_CHUNKS === 0) await gpu.flush();
           count += rows;
           done += chunk.length;
           opts.onProgress?.(done, Math.max(totalRecords, done));
@@ -784,12 +800,34 @@ export async function layerStats(
       }
     }
     await withPermissions(() => Deno.mkdir(dir, { recursive: true }), CACHE_WRITE);
-    for (const { layer, file } of todo) {
+    // The layers' sums (and compensations) come back in one map (one completion wait) per group of
+    // layers whose host copies fit in READ_GROUP_BYTES (at least one layer).
+    const group = Math.max(1, Math.floor(READ_GROUP_BYTES / (I * I * 4 * (kahan ? 2 : 1))));
+    let sums: Float32Array[] = [];
+    let at = 0;
+    for (const [li, { layer, file }] of todo.entries()) {
+      if (li % group === 0) {
+        sums = await readTensors(
+          todo.slice(li, li + group).flatMap(({ layer: l }) => {
+            const g = acc.get(l)!;
+            return g.comp ? [g.sum, g.comp] : [g.sum];
+          }),
+        );
+        at = 0;
+      }
       const a = acc.get(layer)!;
-      const sum = Float64Array.from(await readTensor(a.sum));
+      const sum = Float64Array.from(sums[at++]);
       if (a.comp) {
-        const comp = await readTensor(a.comp);
+        const comp = sums[at++];
         for (let k = 0; k < sum.length; k++) sum[k] -= comp[k];
+      }
+      // The keys stayed on the GPU: a non-finite key (or a sum past the float32 range) shows here, before
+      // anything reaches the cache.
+      if (!allFinite(sum)) {
+        throw new NonFiniteError(
+          `key statistics: a non-finite key (or a sum past float32) at mlp_post.${layer}`,
+          `mlp_post.${layer}`,
+        );
       }
       const mom2 = new Float64Array(I * I);
       // Symmetrise (the GPU sum is symmetric up to rounding) and divide by the token count.
@@ -814,7 +852,6 @@ export async function layerStats(
       out.set(layer, { layer, mom2: Float64Array.from(Float32Array.from(mom2)), count, file, cached: false });
     }
   } finally {
-    keys?.destroy();
     product?.destroy();
     for (const a of acc.values()) {
       a.sum.destroy();

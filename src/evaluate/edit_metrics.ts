@@ -26,7 +26,7 @@ import { InputError } from "../errors.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
 import type { TransformerModel } from "../model/transformer.ts";
 import { promptSeed, textEntropy } from "./fluency.ts";
-import { generateFast } from "../model/generate_fast.ts";
+import { generateFastBatch } from "../model/generate_batch.ts";
 import type { EditRequest } from "../edit/requests.ts";
 import { filledPrompt } from "../edit/requests.ts";
 import { bosPrefix, encodeTarget } from "../prompt/encode.ts";
@@ -360,6 +360,23 @@ async function scoreAll(
     });
     wildIdx.forEach((i, j) => wildAt.set(i, w[j]));
   }
+  // Fluency's samples decode together (generateFastBatch: one forward per new token for all prompts of
+  // one length), each with the seed and text it gets alone.
+  const fluencyTexts = withFluency
+    ? (await generateFastBatch(
+      model,
+      tokenizer,
+      reqs.map((r) => {
+        const text = filledPrompt(r);
+        const ids = [...(opts.prefix ?? bosPrefix(tokenizer)), ...tokenizer.encode(text)];
+        const maxOutLen = opts.fluencyTokens !== undefined
+          ? ids.length + opts.fluencyTokens
+          : opts.fluencyMaxLen ?? 100;
+        return { ids, maxOutLen, seed: promptSeed(opts.fluencySeed ?? 0, text) };
+      }),
+      { topK: opts.fluencyTopK ?? 5 },
+    )).map((g) => g.text)
+    : [];
   const scores: CaseScoresWild[] = [];
   const localityArgmax: number[][][] = [];
   for (let k = 0; k < reqs.length; k++) {
@@ -371,20 +388,7 @@ async function scoreAll(
     if (pre && locArg.length) {
       locality = subKeyMean(locArg.map((a, j) => agreement(pre[k].localityArgmax[j], a)), L.locKeys);
     }
-    let fluency: number | null = null;
-    if (withFluency) {
-      const text = filledPrompt(reqs[k]);
-      const prompt = [...(opts.prefix ?? bosPrefix(tokenizer)), ...tokenizer.encode(text)];
-      const maxOutLen = opts.fluencyTokens !== undefined
-        ? prompt.length + opts.fluencyTokens
-        : opts.fluencyMaxLen ?? 100;
-      const g = await generateFast(model, tokenizer, prompt, {
-        maxOutLen,
-        topK: opts.fluencyTopK ?? 5,
-        seed: promptSeed(opts.fluencySeed ?? 0, text),
-      });
-      fluency = textEntropy(g.text);
-    }
+    const fluency = withFluency ? textEntropy(fluencyTexts[k]) : null;
     scores.push({
       reliability: sc[L.rewriteNew].accuracy,
       generalization: mean(L.rephraseNew.map((i) => sc[i].accuracy)),

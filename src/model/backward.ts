@@ -72,6 +72,14 @@ export class Gradients {
     const r = this.model.weightRef(name);
     return readRange(this.get(r.gpuName), r.offset, r.numel);
   }
+  /** {@link read} of several weights in one map (one completion wait), in the order of `names`. */
+  readMany(names: readonly string[]): Promise<Float32Array[]> {
+    return readTensors(names.map((name) => {
+      if (this.grads.has(name)) return this.grads.get(name)!;
+      const r = this.model.weightRef(name);
+      return { tensor: this.get(r.gpuName), offset: r.offset, count: r.numel };
+    }));
+  }
   /** Frees the buffers. */
   destroy(): void {
     for (const g of this.grads.values()) g.destroy();
@@ -170,13 +178,23 @@ export async function backward(
   let rowLossT: GpuTensor | undefined;
   let targetsT: GpuTensor | undefined;
   try {
-    const siteGrads = await backwardCore(model, saved, opts, async (logits, dlogits) => {
-      const tg = headRows ? Uint32Array.from(headRows, (r) => targets[r]) : targets;
-      targetsT = createTensor(gpu, [n], { name: "targets", dtype: "u32", data: tg });
-      rowLossT = createTensor(gpu, [n], { name: "row_losses" });
-      await crossEntropy(gpu, logits, targetsT, rowLossT, dlogits, { rows: n, cols: V, scale });
-    }, headRows);
-    let rowLosses = await readTensor(rowLossT!);
+    // The row losses come back in the same map as the site gradients (one completion wait).
+    const reads: Float32Array[] = [];
+    const siteGrads = await backwardCore(
+      model,
+      saved,
+      opts,
+      async (logits, dlogits) => {
+        const tg = headRows ? Uint32Array.from(headRows, (r) => targets[r]) : targets;
+        targetsT = createTensor(gpu, [n], { name: "targets", dtype: "u32", data: tg });
+        rowLossT = createTensor(gpu, [n], { name: "row_losses" });
+        await crossEntropy(gpu, logits, targetsT, rowLossT, dlogits, { rows: n, cols: V, scale });
+        return [rowLossT];
+      },
+      headRows,
+      reads,
+    );
+    let rowLosses = reads[0];
     if (headRows) {
       const full = new Float32Array(R);
       headRows.forEach((r, i) => (full[r] = rowLosses[i]));

@@ -111,6 +111,19 @@ export interface ForwardOptions {
    * loss reads its own logits.
    */
   noReadback?: boolean;
+  /**
+   * Run blocks up to this one only (no final norm, no head) and return only the captured sites, as
+   * `noReadback` does (implied): for passes that only read sites at or below the block, such as the key
+   * statistics of a few layers. Not with a backward, a KV cache or `allLogits`; a hook site above the block
+   * is an InputError.
+   */
+  stopAfter?: number;
+  /**
+   * GPU work recorded on a site's tensor ([B·T, width], after its patches and edits) when the forward
+   * reaches it, e.g. a product accumulated from the activations without reading them back. A tap must only
+   * read the tensor (in inference the blocks share their buffers: the next block overwrites it).
+   */
+  taps?: ReadonlyMap<string, (t: GpuTensor) => Promise<void>>;
 }
 
 /** Activations of one block. In inference all layers share one set; for backward each layer keeps its own. */
@@ -744,10 +757,31 @@ export class TransformerModel {
     }
     const capture = new Set(hooks.capture ?? []);
     for (const s of capture) siteWidth(cfg, s);
+    for (const s of opts.taps?.keys() ?? []) siteWidth(cfg, s);
     if (opts.noReadback && opts.allLogits) {
       throw new InputError("allLogits needs the readback that noReadback skips", { field: "allLogits" });
     }
     const startLayer = opts.resume?.layer ?? 0;
+    const stop = opts.stopAfter;
+    if (stop !== undefined) {
+      if (!Number.isInteger(stop) || stop < startLayer || stop >= L || save || kv || opts.allLogits) {
+        throw new InputError(
+          `stopAfter ${stop} outside [${startLayer}, ${L}) (or with a backward, a KV cache or allLogits)`,
+          { field: "stopAfter" },
+        );
+      }
+      const above = (n: string) =>
+        n === "ln_f" || (n !== "embed" && Number(n.slice(n.lastIndexOf(".") + 1)) > stop);
+      const sites = [
+        ...capture,
+        ...(hooks.patch ?? []).map((p) => p.site),
+        ...(hooks.edit ?? []).map((e) => e.site),
+        ...(opts.taps?.keys() ?? []),
+      ];
+      const bad = sites.find(above);
+      if (bad) throw new InputError(`hook site ${bad} is above stopAfter block ${stop}`, { field: bad });
+    }
+    const noReadback = opts.noReadback || stop !== undefined;
     if (opts.resume) {
       const { layer, x } = opts.resume;
       if (!Number.isInteger(layer) || layer < 0 || layer > L || kv) {
@@ -805,6 +839,8 @@ export class TransformerModel {
         e.fn(v, B, T, width);
         writeTensor(t, v);
       }
+      const tap = opts.taps?.get(name);
+      if (tap) await tap(t);
       if (capture.has(name)) {
         const snap = createTensor(gpu, [t.numel], { name: `capture:${name}` });
         copyTensor(t, snap);
@@ -901,7 +937,7 @@ export class TransformerModel {
       );
       await site("embed", x0);
     }
-    for (let l = startLayer; l < L; l++) {
+    for (let l = startLayer; l < (stop ?? L - 1) + 1; l++) {
       const g = this.layers[l];
       const a = layers[l];
       const out = save ? (l + 1 < L ? layers[l + 1].xIn : xFinal) : a.xIn;
@@ -948,9 +984,11 @@ export class TransformerModel {
       await residualAddInPlace(gpu, out, a.mlpOut);
       await site(`resid_post.${l}`, out);
     }
-    const finalNorm = this.finalNorm();
-    await normForward(gpu, finalNorm, xFinal, lnf, lnfStats, R, C);
-    await site("ln_f", lnf);
+    if (stop === undefined) {
+      const finalNorm = this.finalNorm();
+      await normForward(gpu, finalNorm, xFinal, lnf, lnfStats, R, C);
+      await site("ln_f", lnf);
+    }
     const savedForward = (): SavedForward => ({
       B,
       T,
@@ -965,7 +1003,7 @@ export class TransformerModel {
       startLayer,
       destroy: freeSaved,
     });
-    if (opts.noReadback) {
+    if (noReadback) {
       // Only captured sites come back (one map when there are any).
       let snapData: Float32Array[] = [];
       try {
