@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { EngramError, InputError } from "../../errors.ts";
+import { EngramError, type InputError } from "../../errors.ts";
 import {
   checkReplaceable,
   lstatOrUndefined,
