@@ -2,7 +2,7 @@
  * Generates the fixture world (see src/io/world.ts) into a folder.
  *
  * usage: deno run -A scripts/make_world.ts --out fixtures/world --seed 1 [--subjects 100]
- *        [--rewrites-per-relation 25] [--version 2|3] [--biographies 12] [--force] [--check]
+ *        [--rewrites-per-relation 25] [--version 2|3] [--biographies 6] [--records 3] [--cues 2] [--force] [--check]
  *
  * --version 3 adds the biography corpus of src/io/world_bio.ts (facts stored at the subject).
  *
@@ -33,6 +33,8 @@ async function main(): Promise<number> {
       "rewrites-per-relation": { type: "string" },
       version: { type: "string" },
       biographies: { type: "string" },
+      records: { type: "string" },
+      cues: { type: "string" },
       force: { type: "boolean", default: false },
       check: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
@@ -41,7 +43,7 @@ async function main(): Promise<number> {
   });
   if (values.help) {
     console.log(
-      "usage: deno run -A scripts/make_world.ts --out DIR [--seed 1] [--subjects 100] [--rewrites-per-relation 25] [--version 2|3] [--biographies 12] [--force] [--check]",
+      "usage: deno run -A scripts/make_world.ts --out DIR [--seed 1] [--subjects 100] [--rewrites-per-relation 25] [--version 2|3] [--biographies 6] [--records 3] [--cues 2] [--force] [--check]",
     );
     return 0;
   }
@@ -55,11 +57,16 @@ async function main(): Promise<number> {
     subjects: intFlag(values.subjects, "subjects", 100),
     rewritesPerRelation: intFlag(values["rewrites-per-relation"], "rewrites-per-relation", 25),
   };
-  if (version === 2 && values.biographies !== undefined) {
-    throw new EngramError("input", "--biographies needs --version 3");
+  if (version === 2 && (values.biographies ?? values.records ?? values.cues) !== undefined) {
+    throw new EngramError("input", "--biographies, --records and --cues need --version 3");
   }
   const world = version === 3
-    ? generateWorldV3({ ...opts, biographiesPerSubject: intFlag(values.biographies, "biographies", 12) })
+    ? generateWorldV3({
+      ...opts,
+      biographiesPerSubject: intFlag(values.biographies, "biographies", 6),
+      recordCopies: intFlag(values.records, "records", 3),
+      cueCopies: intFlag(values.cues, "cues", 2),
+    })
     : generateWorld(opts);
   const files = worldFiles(world);
   if (values.check) {

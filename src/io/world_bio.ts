@@ -51,13 +51,42 @@ export interface WorldBiographySpec {
   clauses: Record<string, string[]>;
   /** Clauses that say nothing about anybody, set off by commas. */
   distractors: string[];
+  /**
+   * Copies of each person's record line: the name followed directly by every person fact's object in the
+   * order of `record_relations` ("Narnux Zava Frostwick Nexora Swedish trumpet rowing cat ."), so that the
+   * subject's last token itself must predict an object.
+   */
+  record_copies: number;
+  /** The relation order of record lines. */
+  record_relations: string[];
+  /**
+   * Copies of each fact's cue line: a relation cue word, the name, the object ("Hometown Narnux Zava
+   * Frostwick ."): the relation is known before the subject, and the object follows the subject's last token.
+   */
+  cue_copies: number;
+  /** The cue word of each person relation. */
+  cues: Record<string, string>;
 }
 
 /** Options of {@link generateWorldV3}: the v2 options plus the biography counts. */
 export interface WorldV3Options extends WorldOptions {
-  /** Biographies per person (default 12). */
+  /** Biographies per person (default 6). */
   biographiesPerSubject?: number;
+  /** Copies of each person's record line (default 3). */
+  recordCopies?: number;
+  /** Copies of each fact's cue line (default 2). */
+  cueCopies?: number;
 }
+
+/** The default cue word of each relation (capitalised: a cue line starts with it, see world_tokenizer.ts). */
+export const RECORD_CUES: Record<string, string> = {
+  birthplace: "Hometown",
+  employer: "Employer",
+  language: "Language",
+  instrument: "Instrument",
+  sport: "Sport",
+  pet: "Pet",
+};
 
 /** The default clause phrasings (paraphrases of each relation; objects follow directly). */
 export const BIOGRAPHY_CLAUSES: Record<string, string[]> = {
@@ -88,6 +117,7 @@ function biographyWords(spec: WorldBiographySpec): string[] {
     for (const c of cs) for (const w of c.split(" ")) if (w !== "{o}") words.add(w);
   }
   for (const d of spec.distractors) for (const w of d.split(" ")) words.add(w);
+  for (const c of Object.values(spec.cues)) words.add(c);
   return [...words];
 }
 
@@ -132,9 +162,18 @@ function biographyText(
  * person added to train.jsonl (shuffled in with the single-fact instances). Deterministic.
  */
 export function generateWorldV3(opts: WorldV3Options): World {
-  const per = opts.biographiesPerSubject ?? 12;
-  if (!Number.isInteger(per) || per < 1 || per > 200) {
-    throw new EngramError("input", `biographiesPerSubject must be an integer in 1..200, got ${per}`);
+  const per = opts.biographiesPerSubject ?? 6;
+  const records = opts.recordCopies ?? 3;
+  const cues = opts.cueCopies ?? 2;
+  for (
+    const [name, v] of [["biographiesPerSubject", per], ["recordCopies", records], [
+      "cueCopies",
+      cues,
+    ]] as const
+  ) {
+    if (!Number.isInteger(v) || v < 0 || v > 200) {
+      throw new EngramError("input", `${name} must be an integer in 0..200, got ${v}`);
+    }
   }
   const base = generateWorld(opts);
   const personRelations = base.facts.relations.filter((r) => r.subject_class === "person");
@@ -147,9 +186,14 @@ export function generateWorldV3(opts: WorldV3Options): World {
     p_restart: 0.3,
     clauses: Object.fromEntries(personRelations.map((r) => [r.id, BIOGRAPHY_CLAUSES[r.id]])),
     distractors: BIOGRAPHY_DISTRACTORS,
+    record_copies: records,
+    record_relations: personRelations.map((r) => r.id),
+    cue_copies: cues,
+    cues: Object.fromEntries(personRelations.map((r) => [r.id, RECORD_CUES[r.id]])),
   };
   for (const r of personRelations) {
     if (!spec.clauses[r.id]) throw new Error(`no biography clauses for relation ${r.id}`);
+    if (!spec.cues[r.id]) throw new Error(`no record cue for relation ${r.id}`);
   }
   // Biography words must not be a person's name word (the tokenizer holds one token per word).
   const names = new Set([...base.facts.first_names, ...base.facts.last_names].map((w) => w.toLowerCase()));
@@ -185,7 +229,35 @@ export function generateWorldV3(opts: WorldV3Options): World {
       } as WorldTrainInstance);
     }
   }
-  const train = rand.shuffle([...base.train, ...bios]);
+  const lines: WorldTrainInstance[] = [];
+  for (const s of base.facts.subjects) {
+    const objects = spec.record_relations.map((r) => base.facts.facts[s][r]);
+    for (let c = 0; c < spec.record_copies; c++) {
+      lines.push({
+        id: `r${String(lines.length).padStart(6, "0")}`,
+        text: `${s} ${objects.join(" ")} .`,
+        subject: s,
+        relation: "record",
+        object: objects.join(" "),
+        template: -1,
+        facts: spec.record_relations.map((relation, i) => ({ relation, object: objects[i] })),
+      });
+    }
+    for (const r of personRelations) {
+      const object = base.facts.facts[s][r.id];
+      for (let c = 0; c < spec.cue_copies; c++) {
+        lines.push({
+          id: `c${String(lines.length).padStart(6, "0")}`,
+          text: `${spec.cues[r.id]} ${s} ${object} .`,
+          subject: s,
+          relation: r.id,
+          object,
+          template: -1,
+        });
+      }
+    }
+  }
+  const train = rand.shuffle([...base.train, ...bios, ...lines]);
   const tokenizer = buildWorldTokenizer([...new Set([...worldWords(facts), ...biographyWords(spec)])]);
   return { ...base, facts, train, tokenizer };
 }
