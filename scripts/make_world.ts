@@ -2,7 +2,9 @@
  * Generates the fixture world (see src/io/world.ts) into a folder.
  *
  * usage: deno run -A scripts/make_world.ts --out fixtures/world --seed 1 [--subjects 100]
- *        [--rewrites-per-relation 25] [--force] [--check]
+ *        [--rewrites-per-relation 25] [--version 2|3] [--biographies 6] [--records 3] [--cues 2] [--force] [--check]
+ *
+ * --version 3 adds the biography corpus of src/io/world_bio.ts (facts stored at the subject).
  *
  * --force replaces an existing folder; --check writes nothing and exits 1 when the folder differs from a
  * fresh regeneration (names the differing files).
@@ -11,6 +13,7 @@ import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { EngramError } from "../src/errors.ts";
 import { generateWorld, worldFiles, writeWorld } from "../src/io/world.ts";
+import { generateWorldV3 } from "../src/io/world_bio.ts";
 
 function intFlag(v: string | undefined, name: string, dflt: number): number {
   if (v === undefined) return dflt;
@@ -28,6 +31,10 @@ async function main(): Promise<number> {
       seed: { type: "string" },
       subjects: { type: "string" },
       "rewrites-per-relation": { type: "string" },
+      version: { type: "string" },
+      biographies: { type: "string" },
+      records: { type: "string" },
+      cues: { type: "string" },
       force: { type: "boolean", default: false },
       check: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
@@ -36,16 +43,31 @@ async function main(): Promise<number> {
   });
   if (values.help) {
     console.log(
-      "usage: deno run -A scripts/make_world.ts --out DIR [--seed 1] [--subjects 100] [--rewrites-per-relation 25] [--force] [--check]",
+      "usage: deno run -A scripts/make_world.ts --out DIR [--seed 1] [--subjects 100] [--rewrites-per-relation 25] [--version 2|3] [--biographies 6] [--records 3] [--cues 2] [--force] [--check]",
     );
     return 0;
   }
   if (!values.out) throw new EngramError("input", "--out DIR is required");
-  const world = generateWorld({
+  const version = intFlag(values.version, "version", 2);
+  if (version !== 2 && version !== 3) {
+    throw new EngramError("input", `--version must be 2 or 3, got ${version}`);
+  }
+  const opts = {
     seed: intFlag(values.seed, "seed", 1),
     subjects: intFlag(values.subjects, "subjects", 100),
     rewritesPerRelation: intFlag(values["rewrites-per-relation"], "rewrites-per-relation", 25),
-  });
+  };
+  if (version === 2 && (values.biographies ?? values.records ?? values.cues) !== undefined) {
+    throw new EngramError("input", "--biographies, --records and --cues need --version 3");
+  }
+  const world = version === 3
+    ? generateWorldV3({
+      ...opts,
+      biographiesPerSubject: intFlag(values.biographies, "biographies", 6),
+      recordCopies: intFlag(values.records, "records", 3),
+      cueCopies: intFlag(values.cues, "cues", 2),
+    })
+    : generateWorld(opts);
   const files = worldFiles(world);
   if (values.check) {
     const differ: string[] = [];

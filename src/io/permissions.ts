@@ -107,6 +107,9 @@ export async function withPermissions<T>(
  */
 export function envOverride(name: string): string | undefined {
   try {
+    // Asked only when granted: on a terminal a bare Deno.env.get of a variable outside the permission set
+    // prompts (a checkpoint write of `engram train -P` stopped on such a prompt until answered).
+    if (Deno.permissions.querySync({ name: "env", variable: name }).state !== "granted") return undefined;
     return Deno.env.get(name);
   } catch (e) {
     if (isPermissionDenied(e)) return undefined;

@@ -1,0 +1,118 @@
+/**
+ * World v3 (src/io/world_bio.ts): v2's world plus biographies. Checks: determinism, v2's files unchanged
+ * but for the biographies, every biography states true facts of its one subject in its own phrasings,
+ * held-out prompts still never occur in training, one token per word, and fixtures/world3 equal to a
+ * fresh regeneration.
+ */
+import assert from "node:assert/strict";
+import { loadTokenizer } from "../src/io/tokenizer.ts";
+import { generateWorld, readWorld, readWorldFacts, WORLD_FILES, worldFiles } from "../src/io/world.ts";
+import type { World } from "../src/io/world.ts";
+import { BIOGRAPHY_CLAUSES, generateWorldV3, WORLD_BIO_VERSION } from "../src/io/world_bio.ts";
+import type { WorldBiographySpec } from "../src/io/world_bio.ts";
+
+const FIXTURE = new URL("../fixtures/world3", import.meta.url).pathname;
+
+const bios = (w: World) => w.train.filter((t) => t.relation === "biography");
+
+Deno.test("world v3: deterministic, and v2's world but for train.jsonl, facts.json's version and biography", () => {
+  const a = worldFiles(
+    generateWorldV3({ seed: 5, subjects: 40, rewritesPerRelation: 5, biographiesPerSubject: 4 }),
+  );
+  const b = worldFiles(
+    generateWorldV3({ seed: 5, subjects: 40, rewritesPerRelation: 5, biographiesPerSubject: 4 }),
+  );
+  for (const f of WORLD_FILES) assert.equal(a[f], b[f], `${f} differs between two runs`);
+  const c = worldFiles(
+    generateWorldV3({ seed: 6, subjects: 40, rewritesPerRelation: 5, biographiesPerSubject: 4 }),
+  );
+  assert.notEqual(a["train.jsonl"], c["train.jsonl"]);
+  const v2 = generateWorld({ seed: 5, subjects: 40, rewritesPerRelation: 5 });
+  const v3 = generateWorldV3({ seed: 5, subjects: 40, rewritesPerRelation: 5, biographiesPerSubject: 4 });
+  const v2files = worldFiles(v2);
+  for (const f of ["train_prompts.jsonl", "heldout.jsonl", "twohop.jsonl", "counterfact.json", "zsre.json"]) {
+    assert.equal(a[f], v2files[f], `${f} must equal v2's`);
+  }
+  // The single-fact instances are v2's, in some order.
+  const single = v3.train.filter((t) => t.id.startsWith("t")).map((t) => JSON.stringify(t)).sort();
+  assert.deepEqual(single, v2.train.map((t) => JSON.stringify(t)).sort());
+  assert.equal(bios(v3).length, 40 * 4);
+  const { version, biography, ...rest } = v3.facts as World["facts"] & { biography: WorldBiographySpec };
+  const { version: v2version, ...rest2 } = v2.facts;
+  assert.equal(version, WORLD_BIO_VERSION);
+  assert.equal(v2version, 2);
+  assert.deepEqual(rest, rest2);
+  assert.equal(biography.per_subject, 4);
+  // Biographies are mixed into the file, not appended.
+  const firstBio = v3.train.findIndex((t) => t.relation === "biography");
+  assert.ok(firstBio < v3.train.length / 4, `first biography at ${firstBio}`);
+});
+
+Deno.test("world v3: each biography states 3+ true facts of its subject once each, in biography phrasings", () => {
+  const w = generateWorldV3({ seed: 3, subjects: 40, rewritesPerRelation: 5, biographiesPerSubject: 6 });
+  const spec = (w.facts as unknown as { biography: WorldBiographySpec }).biography;
+  const trainTemplates = w.facts.relations.flatMap((r) =>
+    r.train_templates.map((t) => t.replace("{s} ", ""))
+  );
+  const orders = new Set<string>();
+  const perSubject = new Map<string, number>();
+  let withDistractor = 0;
+  for (const b of bios(w)) {
+    perSubject.set(b.subject, (perSubject.get(b.subject) ?? 0) + 1);
+    assert.ok(b.text.startsWith(b.subject + " "), b.text);
+    assert.ok(b.text.endsWith(" ."), b.text);
+    assert.ok(b.facts && b.facts.length >= 3 && b.facts.length <= 6, b.text);
+    assert.equal(new Set(b.facts!.map((f) => f.relation)).size, b.facts!.length, "each relation once");
+    orders.add(b.facts!.map((f) => f.relation).join(" "));
+    // The subject is named once (no other person's name word follows it either).
+    const rest = b.text.slice(b.subject.length);
+    for (const n of [...w.facts.first_names, ...w.facts.last_names]) {
+      assert.ok(!rest.split(" ").includes(n), `${n} in the rest of ${b.text}`);
+    }
+    // Each stated fact is true, and is written with one of its relation's biography clauses.
+    let at = 0;
+    for (const f of b.facts!) {
+      assert.equal(f.object, w.facts.facts[b.subject][f.relation]);
+      const found = spec.clauses[f.relation].map((c) => c.replace("{o}", f.object)).map((c) => ({
+        c,
+        i: b.text.indexOf(" " + c + " ", at),
+      })).filter((x) => x.i >= 0).sort((x, y) => x.i - y.i)[0];
+      assert.ok(found, `fact ${f.relation}=${f.object} not phrased in order in ${b.text}`);
+      at = found.i + found.c.length;
+    }
+    assert.equal(b.object, b.facts!.map((f) => f.object).join(" "));
+    if (spec.distractors.some((d) => b.text.includes(d))) withDistractor++;
+  }
+  for (const s of w.facts.subjects) assert.equal(perSubject.get(s), 6, s);
+  assert.ok(orders.size > 100, `only ${orders.size} fact orders`);
+  assert.ok(
+    withDistractor > 0.3 * bios(w).length && withDistractor < 0.95 * bios(w).length,
+    `${withDistractor}`,
+  );
+  // Each relation has phrasings that are not its training templates' (paraphrased relations).
+  for (const [rel, cs] of Object.entries(BIOGRAPHY_CLAUSES)) {
+    const novel = cs.filter((c) => !trainTemplates.includes(c.replace(" {o}", "")));
+    assert.ok(novel.length >= 2, `${rel}: ${novel}`);
+  }
+  // Held-out and two-hop prompts never occur in training.
+  const all = w.train.map((t) => t.text).join("\n");
+  for (const h of [...w.heldout, ...w.twoHop]) assert.ok(!all.includes(h.prompt), h.prompt);
+});
+
+Deno.test("world v3: committed fixtures/world3 equals a fresh regeneration, one token per word", async () => {
+  const facts = await readWorldFacts(FIXTURE) as World["facts"] & { biography: WorldBiographySpec };
+  assert.equal(facts.version, WORLD_BIO_VERSION);
+  const files = worldFiles(
+    generateWorldV3({
+      seed: facts.seed,
+      subjects: facts.subjects.length,
+      biographiesPerSubject: facts.biography.per_subject,
+    }),
+  );
+  for (const f of WORLD_FILES) {
+    assert.equal(await Deno.readTextFile(`${FIXTURE}/${f}`), files[f], `fixtures/world3/${f} differs`);
+  }
+  const w = await readWorld(FIXTURE);
+  const tok = await loadTokenizer(FIXTURE);
+  for (const t of w.train) assert.equal(tok.encode(t.text).length, t.text.split(" ").length, t.text);
+});
