@@ -35,7 +35,9 @@ export async function recordNonFiniteScan(gpu: Gpu, x: GpuTensor): Promise<NonFi
   if (x.numel >= NONE) throw new ShapeError(`non-finite scan of ${x.numel} elements`, { field: x.name });
   const whole = fitsBinding(gpu, x);
   const ranges = whole ? [[0, x.numel] as [number, number]] : elementRanges(gpu, x.numel);
-  const stride = Math.max(1, gpu.device.limits.minStorageBufferOffsetAlignment / 4);
+  // One flag when x fits (the memory estimate counts 4 bytes); past the limit each window's flag sits at its
+  // own aligned offset.
+  const stride = whole ? 1 : Math.max(1, gpu.device.limits.minStorageBufferOffsetAlignment / 4);
   const flags = createTensor(gpu, [ranges.length * stride], {
     name: `${x.name}.nonfinite`,
     dtype: "u32",
