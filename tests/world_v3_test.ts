@@ -27,7 +27,7 @@ Deno.test("world v3: deterministic, and v2's world but for train.jsonl, facts.js
     generateWorldV3({ seed: 6, subjects: 40, rewritesPerRelation: 5, biographiesPerSubject: 4 }),
   );
   assert.notEqual(a["train.jsonl"], c["train.jsonl"]);
-  const v2 = generateWorld({ seed: 5, subjects: 40, rewritesPerRelation: 5 });
+  const v2 = generateWorld({ seed: 5, subjects: 40, rewritesPerRelation: 5, orderedNames: true });
   const v3 = generateWorldV3({ seed: 5, subjects: 40, rewritesPerRelation: 5, biographiesPerSubject: 4 });
   const v2files = worldFiles(v2);
   for (const f of ["train_prompts.jsonl", "heldout.jsonl", "twohop.jsonl", "counterfact.json", "zsre.json"]) {

@@ -66,6 +66,8 @@ export interface WorldBiographySpec {
   cue_copies: number;
   /** The cue word of each person relation. */
   cues: Record<string, string>;
+  /** People are ordered pairs over one name pool, each pair in both orders (WorldOptions.orderedNames). */
+  ordered_names: boolean;
 }
 
 /** Options of {@link generateWorldV3}: the v2 options plus the biography counts. */
@@ -175,7 +177,8 @@ export function generateWorldV3(opts: WorldV3Options): World {
       throw new EngramError("input", `${name} must be an integer in 0..200, got ${v}`);
     }
   }
-  const base = generateWorld(opts);
+  const orderedNames = opts.orderedNames ?? true;
+  const base = generateWorld({ ...opts, orderedNames });
   const personRelations = base.facts.relations.filter((r) => r.subject_class === "person");
   const spec: WorldBiographySpec = {
     per_subject: per,
@@ -190,6 +193,7 @@ export function generateWorldV3(opts: WorldV3Options): World {
     record_relations: personRelations.map((r) => r.id),
     cue_copies: cues,
     cues: Object.fromEntries(personRelations.map((r) => [r.id, RECORD_CUES[r.id]])),
+    ordered_names: orderedNames,
   };
   for (const r of personRelations) {
     if (!spec.clauses[r.id]) throw new Error(`no biography clauses for relation ${r.id}`);
