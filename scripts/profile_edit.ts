@@ -13,6 +13,7 @@ import { romeHparams } from "../src/edit/rome.ts";
 import { memitHparams } from "../src/edit/memit.ts";
 import { readHparamsFile } from "../src/edit/hparams.ts";
 import { declaredStatsCorpus } from "../src/edit/stats.ts";
+import { gpuCallCounts } from "./gpu_call_counts.ts";
 
 const args = Deno.args;
 const flag = (n: string) => {
@@ -20,23 +21,7 @@ const flag = (n: string) => {
   return i >= 0 ? args[i + 1] : undefined;
 };
 const WORLD = new URL("../fixtures/world/", import.meta.url).pathname;
-const counts = { submit: 0, map: 0, flush: 0 };
-const q = GPUQueue.prototype as unknown as Record<string, (...a: unknown[]) => unknown>;
-const sub = q.submit, done = q.onSubmittedWorkDone;
-q.submit = function (this: unknown, ...a: unknown[]) {
-  counts.submit++;
-  return sub.apply(this, a);
-};
-q.onSubmittedWorkDone = function (this: unknown, ...a: unknown[]) {
-  counts.flush++;
-  return done.apply(this, a);
-};
-const b = GPUBuffer.prototype as unknown as Record<string, (...a: unknown[]) => unknown>;
-const map = b.mapAsync;
-b.mapAsync = function (this: unknown, ...a: unknown[]) {
-  counts.map++;
-  return map.apply(this, a);
-};
+const counts = gpuCallCounts;
 const out: Record<string, unknown> = { load: Deno.loadavg() };
 async function phase<T>(name: string, f: () => Promise<T>): Promise<T> {
   const c0 = { ...counts };

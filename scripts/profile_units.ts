@@ -17,6 +17,7 @@ import { evaluateRequests } from "../src/evaluate/edit_metrics.ts";
 import { declaredStatsCorpus, layerStats } from "../src/edit/stats.ts";
 import { applyEdit } from "../src/edit/editors.ts";
 import { forEachExampleGradient } from "../src/attribute/instances.ts";
+import { gpuCallCounts } from "./gpu_call_counts.ts";
 
 const args = Deno.args;
 const flag = (n: string) => {
@@ -26,23 +27,7 @@ const flag = (n: string) => {
 const units = (flag("--units") ?? "ig,trace,fluency,stats,ft,instances").split(",");
 const reps = Number(flag("--reps") ?? 2);
 const WORLD = new URL("../fixtures/world/", import.meta.url).pathname;
-const counts = { submit: 0, map: 0, flush: 0 };
-const q = GPUQueue.prototype as unknown as Record<string, (...a: unknown[]) => unknown>;
-const sub = q.submit, done = q.onSubmittedWorkDone;
-q.submit = function (this: unknown, ...a: unknown[]) {
-  counts.submit++;
-  return sub.apply(this, a);
-};
-q.onSubmittedWorkDone = function (this: unknown, ...a: unknown[]) {
-  counts.flush++;
-  return done.apply(this, a);
-};
-const b = GPUBuffer.prototype as unknown as Record<string, (...a: unknown[]) => unknown>;
-const map = b.mapAsync;
-b.mapAsync = function (this: unknown, ...a: unknown[]) {
-  counts.map++;
-  return map.apply(this, a);
-};
+const counts = gpuCallCounts;
 const out: Record<string, unknown> = { load: Deno.loadavg() };
 /** SHA-256 (hex, first 16 digits) of a unit's numbers: old and new code must give the same digest. */
 async function digest(parts: ArrayLike<number>[]): Promise<string> {
