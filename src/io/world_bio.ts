@@ -123,6 +123,11 @@ function biographyWords(spec: WorldBiographySpec): string[] {
   return [...words];
 }
 
+/** True with probability `p` (in steps of 1e-6: one draw of `rand.int`). */
+function chance(rand: Rand, p: number): boolean {
+  return rand.int(1_000_000) < p * 1_000_000;
+}
+
 /** `clause` with `{o}` replaced by `object` (literal). */
 function fillClause(clause: string, object: string): string {
   return clause.replace("{o}", () => object);
@@ -141,17 +146,15 @@ function biographyText(
 ): string {
   const clauses = facts.map((f) => fillClause(rand.pick(spec.clauses[f.relation]), f.object));
   const parts: string[] = [subject];
-  if (rand.int(1_000_000) < spec.p_distractor_subject * 1_000_000) {
+  if (chance(rand, spec.p_distractor_subject)) {
     parts.push(",", rand.pick(spec.distractors), ",");
   }
-  const restartAt = facts.length >= 4 && rand.int(1_000_000) < spec.p_restart * 1_000_000
-    ? 2 + rand.int(facts.length - 3)
-    : -1;
+  const restartAt = facts.length >= 4 && chance(rand, spec.p_restart) ? 2 + rand.int(facts.length - 3) : -1;
   clauses.forEach((c, i) => {
     if (i === restartAt) parts.push(".", "This person also");
     else if (i > 0) parts.push(i === clauses.length - 1 || i === restartAt - 1 ? "and" : ",");
     parts.push(c);
-    if (i < clauses.length - 1 && rand.int(1_000_000) < spec.p_distractor_fact * 1_000_000) {
+    if (i < clauses.length - 1 && chance(rand, spec.p_distractor_fact)) {
       parts.push(",", rand.pick(spec.distractors));
     }
   });
