@@ -477,6 +477,49 @@ Deno.test("trace CLI: --corruption tokens, --noise-dist, --metric; typed errors;
     // The average's low score is the mean corrupted log-probability.
     const low = (avg.facts[0].metric_corrupt + avg.facts[1].metric_corrupt) / 2;
     assert.ok(Math.abs(avg.kinds.hidden.low_score - low) < 1e-9);
+
+    // logit-diff with --facts: a record's own `counterfactual` wins over --counterfactual; a record with
+    // neither is invalid (named), the others are traced.
+    const cfFacts = join(dir, "cf.jsonl");
+    const rows = [
+      { id: "a", prompt: "Narnux was born in", subject: "Narnux", answer: "Tarvos", counterfactual: "Sunmere" },
+      { id: "b", prompt: "The employer of Fostix is", subject: "Fostix", answer: "Tarvos" },
+    ];
+    await Deno.writeTextFile(cfFacts, rows.map((x) => JSON.stringify(x)).join("\n"));
+    const plain = join(dir, "plain.jsonl");
+    await Deno.writeTextFile(plain, rows.map(({ counterfactual: _, ...x }) => JSON.stringify(x)).join("\n"));
+    const cfRun = async (file: string, ...extra: string[]) => {
+      const r = await engram(
+        "trace",
+        "--model",
+        model,
+        "--facts",
+        file,
+        "--include-unknown",
+        "--samples",
+        "2",
+        "--metric",
+        "logit-diff",
+        "--kind",
+        "hidden",
+        "--json",
+        ...extra,
+      );
+      assert.equal(r.code, 0, r.stderr);
+      return JSON.parse(r.stdout).facts;
+    };
+    const own = await cfRun(cfFacts, "--counterfactual", "Belmira");
+    const allSunmere = await cfRun(plain, "--counterfactual", "Sunmere");
+    const allBelmira = await cfRun(plain, "--counterfactual", "Belmira");
+    assert.match(own[0].counterfactual, /Sunmere/);
+    assert.match(own[1].counterfactual, /Belmira/);
+    assert.ok(Math.abs(own[0].metric_clean - allSunmere[0].metric_clean) < 1e-9);
+    assert.ok(Math.abs(own[1].metric_clean - allBelmira[1].metric_clean) < 1e-9);
+    assert.ok(Math.abs(allSunmere[0].metric_clean - allBelmira[0].metric_clean) > 1e-6);
+    const partial = await cfRun(cfFacts);
+    assert.equal(partial[0].traced, true);
+    assert.equal(partial[1].traced, false);
+    assert.match(partial[1].error, /record 1: .*needs a counterfactual/);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

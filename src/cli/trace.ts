@@ -36,7 +36,8 @@
  *   or `--corruption tokens` (symmetric token replacement): the subject replaced by `--corrupt-subject S`
  *   (the same token length), or with --facts by another subject of the file with the same token length
  *   (seeded by --seed), a fact without one dropped ("skipped_no_replacement").
- * - `--metric prob` (default, ROME's), `logprob` or `logit-diff` (`--counterfactual C`, its first token):
+ * - `--metric prob` (default, ROME's), `logprob` or `logit-diff` (`--counterfactual C`, its first token;
+ *   with --facts a record's own `counterfactual` field wins):
  *   the scores, effects and averages are in the metric's units; p_clean / p_corrupt stay probabilities.
  */
 import { InputError } from "../errors.ts";
@@ -309,7 +310,12 @@ export const traceSpec: CommandSpec = {
       help: "what is restored: the answer's probability (ROME's), its log-probability, or the logit " +
         "difference of the answer's and --counterfactual's first tokens",
     },
-    counterfactual: { type: "string", value: "C", help: "the counterfactual answer of --metric logit-diff" },
+    counterfactual: {
+      type: "string",
+      value: "C",
+      help: "the counterfactual answer of --metric logit-diff (with --facts: for records without their own " +
+        "`counterfactual` field)",
+    },
     out: {
       type: "string",
       value: "DIR",
@@ -385,12 +391,17 @@ export async function traceCommand(argv: string[]): Promise<void> {
     );
   }
   const metric: TraceMetric = choiceFlag(f, "metric", TRACE_METRICS, "prob");
-  if ((metric === "logit-diff") !== (f.counterfactual !== undefined)) {
-    throw new InputError("--counterfactual is needed with --metric logit-diff, and only there", {
-      field: "--counterfactual",
-    });
-  }
   const factsFile = f.facts as string | undefined;
+  // With --facts a record's own `counterfactual` field may stand in for --counterfactual.
+  if (
+    metric !== "logit-diff" ? f.counterfactual !== undefined : f.counterfactual === undefined && !factsFile
+  ) {
+    throw new InputError(
+      "--counterfactual is needed with --metric logit-diff (with --facts: or a counterfactual field per " +
+        "record), and only there",
+      { field: "--counterfactual" },
+    );
+  }
   if (
     factsFile !== undefined && (f.prompt !== undefined || f.subject !== undefined || f.target !== undefined)
   ) {
@@ -533,7 +544,7 @@ async function traceWith(
     const ids = basis === "wte" ? undefined : subjects.flatMap((s) => tok.encode(s));
     return noise.multiple * embeddingStd(hf.weights, C, ids, model.spec.embed);
   };
-  const counterfactual = metric === "logit-diff"
+  const counterfactual = metric === "logit-diff" && f.counterfactual !== undefined
     ? withFieldNames({ target: "--counterfactual" }, () => encodeTarget(tok, String(f.counterfactual))[0])
     : undefined;
   const common = {
@@ -742,6 +753,7 @@ async function traceWith(
       ...(o.known !== undefined ? { known: o.known, greedy: o.greedy } : {}),
       ...(o.reason !== undefined ? { reason: o.reason } : {}),
       ...(o.corruptSubject !== undefined && o.traced ? { corrupt_subject: o.corruptSubject } : {}),
+      ...(o.counterfactual !== undefined ? { counterfactual: o.counterfactual } : {}),
       ...(o.traced
         ? {
           p_clean: o.pClean,

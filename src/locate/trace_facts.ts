@@ -12,8 +12,8 @@
 import { InputError } from "../errors.ts";
 import type { Tokenizer } from "../io/tokenizer.ts";
 import type { TransformerModel } from "../model/transformer.ts";
-import { encodeFact, type EncodeFactOptions } from "../prompt/encode.ts";
-import type { FactWhere } from "../prompt/errors.ts";
+import { encodeFact, type EncodeFactOptions, encodeTarget } from "../prompt/encode.ts";
+import { FactError, type FactWhere } from "../prompt/errors.ts";
 import type { TraceFact } from "../prompt/facts.ts";
 import { ClassAccumulator, type ClassAverage, type ClassPool } from "./average.ts";
 import { embeddingGaussian, replacementCandidates, subjectReplacement } from "./corruption.ts";
@@ -57,7 +57,10 @@ export interface TraceFactsOptions {
   corruption?: FactsCorruption;
   /** What is restored (default "prob", ROME's). */
   metric?: TraceMetric;
-  /** Counterfactual token of metric "logit-diff". */
+  /**
+   * Counterfactual token of metric "logit-diff" for facts without their own `counterfactual` (the first
+   * token of a fact's own one is used where it has one; a fact with neither is invalid).
+   */
   counterfactual?: number;
   /** Window of restored MLP / attention layers (default 10, ROME's). */
   window?: number;
@@ -109,6 +112,8 @@ export interface FactOutcome {
   metricCorrupt?: number;
   /** The clean run's top-1 token (its string). */
   predicted?: string;
+  /** The counterfactual token of metric "logit-diff" (its string). */
+  counterfactual?: string;
   /** The subject put in place of this fact's (token replacement). */
   corruptSubject?: string;
   /** Why a known fact was not traced (no same-length subject to replace it). */
@@ -237,6 +242,7 @@ export async function traceFacts(
     const where = { file: opts.file, record: i, fields: { target: fact.targetField ?? "target" } };
     try {
       const e = encodeFact(tok, fact, encodeOpts(where));
+      const counterfactual = factCounterfactual(tok, fact, common.metric, opts.counterfactual, opts.file, i);
       const ids = e.ids.slice(0, e.promptLength);
       let answer = e.target, known = true;
       if (e.target === undefined) withoutTarget++;
@@ -284,7 +290,12 @@ export async function traceFacts(
           }
         }
         if (corruption) {
-          const r = await causalTrace(model, ids, e.subjectRange, { ...common, corruption, answer });
+          const r = await causalTrace(model, ids, e.subjectRange, {
+            ...common,
+            corruption,
+            answer,
+            counterfactual,
+          });
           corruptionOut ??= r.corruption;
           forwards += r.stats.forwards;
           seconds += r.stats.seconds;
@@ -297,6 +308,7 @@ export async function traceFacts(
             metricClean: r.metricClean,
             metricCorrupt: r.metricCorrupt,
             predicted: tok.tokenString(r.predicted),
+            ...(counterfactual !== undefined ? { counterfactual: tok.tokenString(counterfactual) } : {}),
           });
           sumClean += r.pClean;
           sumCorrupt += r.pCorrupt;
@@ -347,4 +359,31 @@ export async function traceFacts(
     forwards,
     seconds,
   };
+}
+
+/**
+ * The counterfactual token of metric "logit-diff" for one fact: the first token of its own
+ * `counterfactual`, else `fallback`; undefined for the other metrics. A logit-diff fact with neither is an
+ * {@link InputError} naming the record's `counterfactual` field.
+ */
+function factCounterfactual(
+  tok: Tokenizer,
+  fact: TraceFact,
+  metric: TraceMetric,
+  fallback: number | undefined,
+  file: string | undefined,
+  record: number,
+): number | undefined {
+  if (metric !== "logit-diff") return undefined;
+  if (fact.counterfactual !== undefined) {
+    return encodeTarget(tok, fact.counterfactual, { file, record, fields: { target: "counterfactual" } })[0];
+  }
+  if (fallback === undefined) {
+    throw new FactError("the logit-difference metric needs a counterfactual answer: the record has none", {
+      file,
+      record,
+      field: "counterfactual",
+    });
+  }
+  return fallback;
 }

@@ -22,6 +22,8 @@ export interface TraceFact {
   targetField?: string;
   /** The relation, when the record has one. */
   relation?: string;
+  /** The fact's own counterfactual answer (the logit-difference metric), when the record has one. */
+  counterfactual?: string;
 }
 
 /** Deepest JSON nesting accepted in a facts file (records are flat; 32 leaves room for extra fields). */
@@ -29,7 +31,8 @@ const MAX_DEPTH = 32;
 
 /**
  * Parses facts from `text` (a JSON array, or JSON lines). The expected answer is `attribute`
- * (known_1000), else `answer` (world prompt files), else `target`. Throws {@link InputError} naming
+ * (known_1000), else `answer` (world prompt files), else `target`; an optional `counterfactual` is the
+ * fact's own counterfactual answer for the logit-difference metric. Throws {@link InputError} naming
  * `file` and the record's field when `prompt` or `subject` is missing, or a field has the wrong type
  * (ids must be strings or integers; answers and relations strings).
  */
@@ -65,7 +68,16 @@ export function parseTraceFacts(text: string, file: string): TraceFact[] {
       if (typeof v === "string" && targetField === undefined) [target, targetField] = [v, k];
     }
     const relation = o.relation_id ?? o.relation ?? undefined;
-    return { id, prompt: o.prompt, subject: o.subject, target, targetField, relation };
+    const counterfactual = o.counterfactual ?? undefined;
+    return {
+      id,
+      prompt: o.prompt,
+      subject: o.subject,
+      target,
+      targetField,
+      relation,
+      ...(counterfactual !== undefined ? { counterfactual } : {}),
+    };
   });
 }
 

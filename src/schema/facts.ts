@@ -30,6 +30,8 @@ export const FACT_RECORD = z.looseObject({
   relation_id: OPT,
   /** The relation, elsewhere. */
   relation: OPT,
+  /** This fact's counterfactual answer for the logit-difference metric (else the one given for all). */
+  counterfactual: OPT,
 });
 
 /** A facts file: a JSON array of records (JSON lines: one record per line). */

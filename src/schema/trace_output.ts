@@ -99,6 +99,7 @@ export const traceFactRow = z.strictObject({
   greedy: z.string().optional(),
   reason: z.string().optional().describe("why a known fact was not traced"),
   corrupt_subject: z.string().optional(),
+  counterfactual: z.string().optional().describe("the counterfactual token of --metric logit-diff"),
   p_clean: z.number().optional(),
   p_corrupt: z.number().optional(),
   metric_clean: z.number().optional(),
