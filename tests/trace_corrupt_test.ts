@@ -482,7 +482,13 @@ Deno.test("trace CLI: --corruption tokens, --noise-dist, --metric; typed errors;
     // neither is invalid (named), the others are traced.
     const cfFacts = join(dir, "cf.jsonl");
     const rows = [
-      { id: "a", prompt: "Narnux was born in", subject: "Narnux", answer: "Tarvos", counterfactual: "Sunmere" },
+      {
+        id: "a",
+        prompt: "Narnux was born in",
+        subject: "Narnux",
+        answer: "Tarvos",
+        counterfactual: "Sunmere",
+      },
       { id: "b", prompt: "The employer of Fostix is", subject: "Fostix", answer: "Tarvos" },
     ];
     await Deno.writeTextFile(cfFacts, rows.map((x) => JSON.stringify(x)).join("\n"));
