@@ -285,6 +285,8 @@ export type {
   SweepOptions,
 } from "./src/locate/atp.ts";
 export { attributionPatchingRef } from "./src/reference/atp.ts";
+export { compareAtpWithPatching } from "./src/locate/atp_compare.ts";
+export type { AtpCompareOptions, AtpComparison, AtpKindAgreement } from "./src/locate/atp_compare.ts";
 
 // Types that appear in the signatures exported above (deno doc --lint: no private types in public APIs).
 export type { RankedNeurons } from "./src/attribute/bridges.ts";

@@ -22,6 +22,7 @@ import {
 } from "../locate/atp.ts";
 import { corruptionHooks, embeddingStd, subjectNoise } from "../locate/patching.ts";
 import type { RunSpec } from "../locate/patching.ts";
+import { type AtpComparison, compareAtpWithPatching } from "../locate/atp_compare.ts";
 import { bosFlag, COMMON_FLAGS, FACT_FLAGS, intFlag, required } from "./args.ts";
 import { type CommandSpec, parseCommand } from "./spec.ts";
 import { parseNoiseFlag } from "./trace.ts";
@@ -35,14 +36,16 @@ export const atpSpec: CommandSpec = {
   summary: "attribution patching (AtP; AtP* with --star) of every node at every layer and position",
   usage: 'atp --model DIR --prompt "..." --subject S --target T [--corrupt-prompt "..." | --noise X|sK] ' +
     "[--seed S] [--metric prob|logprob|logit-diff --counterfactual C] [--sites resid_pre,attn_out,...] " +
-    "[--per-neuron] [--qk-fix] [--grad-drop] [--star] [--top K] [--bos auto|on|off] [--json]",
+    "[--per-neuron] [--qk-fix] [--grad-drop] [--star] [--compare] [--top K] [--bos auto|on|off] [--json]",
   description: `Estimates, for every node of the chosen site kinds, the effect on the metric of patching the
     corrupt run's activation into the clean run (a first-order Taylor estimate from one forward and one
     backward pass each). The corrupt run is another prompt of the same token length, or ROME's Gaussian
     noise on the subject's embeddings. --json prints {"schema": "engram-atp/1", "tokens", "subject_range",
     "metric", "metric_clean",
     "metric_corrupt", "method", "sites": [{"name", "kind", "layer", "units", "values" ([token][unit])}]};
-    otherwise the largest estimates, one line each.`,
+    otherwise the largest estimates, one line each. --compare also runs full activation patching of the
+    same nodes and reports, per site kind, the Spearman correlation of estimates and exact effects, the
+    overlap of their top --top nodes and both wall times (JSON: "comparison").`,
   flags: {
     model: COMMON_FLAGS.model,
     prompt: { type: "string", value: '"..."', required: true, help: "the clean prompt" },
@@ -77,7 +80,16 @@ export const atpSpec: CommandSpec = {
     "qk-fix": { type: "boolean", help: "AtP*'s QK fix: attention patterns recomputed for query / key nodes" },
     "grad-drop": { type: "boolean", help: "AtP*'s GradDrop: gradients with each layer's residual dropped" },
     star: { type: "boolean", help: "AtP*: --qk-fix and --grad-drop" },
-    top: { type: "int", value: "K", default: 10, help: "estimates printed without --json" },
+    compare: {
+      type: "boolean",
+      help: "also run full activation patching: Spearman and top-K overlap per kind, and both times",
+    },
+    top: {
+      type: "int",
+      value: "K",
+      default: 10,
+      help: "estimates printed without --json; with --compare, the K of the top-K overlap",
+    },
     bos: COMMON_FLAGS.bos,
     weights: COMMON_FLAGS.weights,
     json: COMMON_FLAGS.json,
@@ -122,6 +134,15 @@ export async function atpCommand(argv: string[]): Promise<void> {
     }
   }
 
+  if (f.compare && sites.every((s) => ["q", "k", "v"].includes(s))) {
+    throw new InputError(
+      "--compare needs a site kind activation patching can patch (q, k, v are not hook sites)",
+      {
+        field: "--sites",
+      },
+    );
+  }
+
   const hf = await loadHFModel(modelDir, { bos: bosFlag(f) });
   const tok = hf.tokenizer;
   if (!tok) throw new InputError(`${modelDir} has no tokenizer files`, { file: modelDir, field: "--model" });
@@ -134,6 +155,12 @@ export async function atpCommand(argv: string[]): Promise<void> {
   const metric: AtpMetric = kind === "logit-diff"
     ? { kind, answer, counterfactual: encodeTarget(tok, String(f.counterfactual))[0] }
     : { kind: kind as "prob" | "logprob", answer };
+  if ((f.star || f["grad-drop"]) && hf.config.nLayer < 2) {
+    throw new InputError(
+      `GradDrop needs at least 2 layers (its average divides by L − 1); ${modelDir} has ${hf.config.nLayer}`,
+      { field: f.star ? "--star" : "--grad-drop" },
+    );
+  }
   const model = uploadModel(await getGpu(), hf, weightsFlag(f));
   try {
     let corrupt: RunSpec;
@@ -160,12 +187,16 @@ export async function atpCommand(argv: string[]): Promise<void> {
       };
     }
     const star = Boolean(f.star);
-    const r = await attributionPatching(model, ids, corrupt, metric, {
+    const atpOpts = {
       sites: sites as AtpSiteKind[],
       perNeuron: Boolean(f["per-neuron"]),
       qkFix: star || Boolean(f["qk-fix"]),
       gradDrop: star || Boolean(f["grad-drop"]),
-    });
+    };
+    const cmp = f.compare
+      ? await compareAtpWithPatching(model, ids, corrupt, metric, { ...atpOpts, top })
+      : undefined;
+    const r = cmp?.atp ?? await attributionPatching(model, ids, corrupt, metric, atpOpts);
     const tokens = ids.map((id) => tok.tokenString(id));
     if (f.json) {
       const out: AtpOutput = {
@@ -186,6 +217,7 @@ export async function atpCommand(argv: string[]): Promise<void> {
             (_, t) => [...s.values.subarray(t * s.units, (t + 1) * s.units)],
           ),
         })),
+        ...(cmp ? { comparison: comparisonJson(cmp) } : {}),
       };
       console.log(JSON.stringify(out));
       return;
@@ -210,7 +242,38 @@ export async function atpCommand(argv: string[]): Promise<void> {
         `${x.v.toPrecision(4).padStart(11)}  ${x.name}${unit} @ ${x.t} ${JSON.stringify(tokens[x.t])}`,
       );
     }
+    if (cmp) {
+      console.log(
+        `vs full activation patching (${cmp.patchingSeconds.toFixed(2)} s; ${r.method} ${
+          cmp.atpSeconds.toFixed(2)
+        } s, ${(cmp.patchingSeconds / cmp.atpSeconds).toFixed(1)}x faster):`,
+      );
+      for (const a of cmp.kinds) {
+        console.log(
+          `  ${a.kind.padEnd(10)} ${String(a.nodes).padStart(6)} nodes  Spearman ${
+            a.spearman === null ? "n/a (constant)" : a.spearman.toFixed(3)
+          }  top-${a.k} overlap ${a.topRecall.toFixed(2)}`,
+        );
+      }
+      if (cmp.notCompared.length) console.log(`  not compared (no hook site): ${cmp.notCompared.join(", ")}`);
+    }
   } finally {
     model.destroy();
   }
+}
+
+/** The JSON of a comparison with full activation patching. */
+function comparisonJson(c: AtpComparison): NonNullable<AtpOutput["comparison"]> {
+  return {
+    atp_seconds: c.atpSeconds,
+    patching_seconds: c.patchingSeconds,
+    kinds: c.kinds.map((a) => ({
+      kind: a.kind,
+      nodes: a.nodes,
+      spearman: a.spearman,
+      k: a.k,
+      top_recall: a.topRecall,
+    })),
+    not_compared: c.notCompared,
+  };
 }

@@ -29,6 +29,18 @@ export const atpOutput = z.strictObject({
     units: z.int().describe("nodes per position (1, or the width per neuron / head)"),
     values: z.array(z.array(z.number())).describe("estimated effect [position][unit]"),
   })),
+  comparison: z.strictObject({
+    atp_seconds: z.number(),
+    patching_seconds: z.number(),
+    kinds: z.array(z.strictObject({
+      kind: z.string(),
+      nodes: z.int(),
+      spearman: z.number().nullable().describe("Spearman(estimates, exact effects); null when constant"),
+      k: z.int(),
+      top_recall: z.number().describe("share of the k largest |exact effects| among the k largest estimates"),
+    })),
+    not_compared: z.array(z.string()).describe("kinds without a hook site to patch (q, k, v)"),
+  }).optional().describe("--compare: agreement with full activation patching"),
 });
 /** What `atp --json` prints. */
 export type AtpOutput = z.infer<typeof atpOutput>;
