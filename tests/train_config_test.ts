@@ -16,6 +16,7 @@ import {
   trainingMemory,
 } from "../src/train/config.ts";
 import { maxTokenBytes, parseCorpus, utf8Length } from "../src/train/corpus.ts";
+import { trainedModelConfig } from "../src/train/trainer.ts";
 
 const FILE = "/tmp/cfg/train.json";
 const WORLD = new URL("../fixtures/world", import.meta.url).pathname;
@@ -149,6 +150,39 @@ Deno.test("train config: an absurd model is refused by its memory estimate befor
     "model",
     /largest buffer .* GPU adapter's limit of 0\.001 GB per buffer/,
   );
+});
+
+Deno.test("trainingMemory counts exactly the parameters of a Llama-family model; llama-only fields are refused elsewhere", () => {
+  for (const [L, H, KV, C, P, V, I] of [[1, 2, 1, 8, 5, 7, 11], [3, 4, 2, 16, 9, 301, 13]]) {
+    const m = {
+      nLayer: L,
+      nHead: H,
+      nKvHead: KV,
+      nEmbd: C,
+      nPositions: P,
+      nInner: I,
+      family: "llama" as const,
+    };
+    let want = 0;
+    for (const s of weightShapes(trainedModelConfig(m, V)).values()) want += s.reduce((a, b) => a * b, 1);
+    assert.equal(trainingMemory(m, V, 3).params, want);
+  }
+  const base = { corpus: "c.jsonl", tokenizer: ".", out: "o" };
+  for (
+    const [model, field] of [
+      [{ n_kv_head: 2 }, "model.n_kv_head"],
+      [{ rope_theta: 500 }, "model.rope_theta"],
+      [{ family: "llama", n_head: 4, n_kv_head: 3 }, "model.n_kv_head"],
+      [{ family: "llama", n_head: 4, n_embd: 12 }, "model.n_head"],
+      [{ family: "neox" }, "model.family"],
+    ] as Array<[Record<string, unknown>, string]>
+  ) {
+    assert.throws(
+      () => parseTrainConfig({ ...base, model }, "/x/train.json"),
+      (e: unknown) => e instanceof ConfigError && e.field === field && e.file === "/x/train.json",
+      JSON.stringify(model),
+    );
+  }
 });
 
 Deno.test("trainingMemory counts exactly the parameters of weightShapes", () => {

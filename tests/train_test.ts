@@ -9,6 +9,9 @@ import { getGpu } from "../src/gpu/device.ts";
 import { loadHFModel } from "../src/io/hf_model.ts";
 import { parseTrainConfig, type TrainConfig } from "../src/train/config.ts";
 import { epochBatches, train } from "../src/train/trainer.ts";
+import { makeBatch } from "../src/train/corpus.ts";
+import { lossAndGradients } from "../src/model/backward.ts";
+import { TransformerModel } from "../src/model/transformer.ts";
 import { mulberry32 } from "../src/model/generate.ts";
 import { engram } from "./_util.ts";
 
@@ -85,6 +88,63 @@ Deno.test("training is reproducible for a seed, lowers the loss and writes loada
     assert.notDeepEqual(await Deno.readFile(join(dir, "out", "model.safetensors")), a);
     const leftovers = [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) => n.startsWith("."));
     assert.deepEqual(leftovers, [], "no work folders left behind");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("training a Llama-family model: the loss falls and the folder loads as Llama (GQA, rotary, RMSNorm)", async () => {
+  const gpu = await getGpu();
+  const dir = await Deno.makeTempDir();
+  try {
+    const c = await corpus(dir, FACTS);
+    const cfg = config(dir, c, {
+      model: {
+        n_layer: 2,
+        n_head: 4,
+        n_kv_head: 2,
+        n_embd: 16,
+        n_positions: 16,
+        n_inner: 24,
+        family: "llama",
+      },
+    });
+    const r = await train(gpu, cfg);
+    assert.ok(r.log.at(-1)!.loss < r.log[0].loss * 0.7, `loss ${r.log[0].loss} -> ${r.log.at(-1)!.loss}`);
+    const m = await loadHFModel(join(dir, "out"));
+    assert.equal(m.config.family, "llama");
+    assert.equal(m.config.nKvHead, 2);
+    assert.equal(m.config.norm, "rmsnorm");
+    assert.equal(m.config.activation, "silu");
+    assert.equal(m.config.rope?.dim, 4);
+    assert.equal(m.config.rope?.theta, 10000);
+    assert.equal(m.config.qkvBias, false);
+    assert.ok(m.tokenizer, "the tokenizer is copied");
+    const hf = JSON.parse(await Deno.readTextFile(join(dir, "out", "config.json")));
+    assert.equal(hf.model_type, "llama");
+    assert.equal(hf.tie_word_embeddings, true);
+    assert.ok(![...m.weights.keys()].some((k) => k.includes("bias")), "no biases");
+    // Norm weights start at 1 and were trained.
+    const norm = [...m.weights].find(([k]) => k.includes("norm"))!;
+    assert.ok(norm[1].data.some((x) => x !== 1));
+    // The saved q / k / v are the trained slices of the fused GPU tensor: the folder scores the corpus
+    // as well as training ended (a mixed-up slice would not).
+    const tok = m.tokenizer!;
+    const inst = FACTS.map((t, i) => ({
+      id: `c${i}`,
+      line: i,
+      text: t,
+      ids: [tok.eosId!, ...tok.encode(t), tok.eosId!],
+    }));
+    const { batch, targets } = makeBatch(inst, tok.eosId!);
+    const gm = TransformerModel.create(gpu, m.config, m.weights);
+    try {
+      const { loss } = await lossAndGradients(gm, batch, { targets });
+      const last = r.log.at(-1)!.loss;
+      assert.ok(Math.abs(loss - last) < 0.2 * last, `saved model's loss ${loss}, training ended at ${last}`);
+    } finally {
+      gm.destroy();
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

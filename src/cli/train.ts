@@ -1,5 +1,6 @@
 /**
- * `engram train --config FILE [--overwrite] [--max-steps N] [--json]`: trains a GPT-2 from a JSONL corpus.
+ * `engram train --config FILE [--overwrite] [--max-steps N] [--json]`: trains a GPT-2 (or a Llama-family
+ * model: the config's `model.family`) from a JSONL corpus.
  * `engram train --config FILE --clean`: removes the work folders interrupted runs into the config's `out`
  * left (each run names them), and trains nothing.
  */
@@ -16,7 +17,7 @@ import { schemaTag } from "../schema/common.ts";
 /** Flags and help of `engram train`. */
 export const trainSpec: CommandSpec = {
   name: "train",
-  summary: "train a GPT-2 from a JSONL corpus (AdamW, checkpoints, a progress line)",
+  summary: "train a GPT-2 or a Llama-family model from a JSONL corpus (AdamW, checkpoints, a progress line)",
   usage: "train --config FILE [--overwrite] [--max-steps N] [--json] | train --config FILE --clean",
   description: `The config names the corpus, the model's shape, the optimizer and the output folder (see
     fixtures/world/train_config.json). The model is written to the config's out only when it is complete;

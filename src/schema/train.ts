@@ -29,6 +29,15 @@ export const TRAIN_MODEL = z.strictObject({
   n_positions: int(2).default(32),
   /** MLP width (absent: 4 · n_embd). */
   n_inner: int(1).optional(),
+  /**
+   * "gpt2" (learned positions, LayerNorm, GELU MLP, biases) or "llama" (rotary positions, RMSNorm, gated
+   * SiLU MLP, no biases; the head tied to the embedding as GPT-2's).
+   */
+  family: z.enum(["gpt2", "llama"], { error: '"gpt2" or "llama"' }).default("gpt2"),
+  /** Key/value heads of a "llama" model (grouped-query attention; absent: n_head). */
+  n_kv_head: int(1).optional(),
+  /** Rotary base of a "llama" model. */
+  rope_theta: num(1).optional(),
   comment: z.unknown().optional(),
 }, { error: "an object" });
 
@@ -41,7 +50,7 @@ export const TRAIN_CONFIG_FILE = z.strictObject({
   /** Where the trained model is written. */
   out: path,
   /** Architecture of a model trained from scratch. */
-  model: TRAIN_MODEL.default({ n_layer: 2, n_head: 4, n_embd: 64, n_positions: 32 }),
+  model: TRAIN_MODEL.default({ n_layer: 2, n_head: 4, n_embd: 64, n_positions: 32, family: "gpt2" }),
   /** Continue from this Hugging Face folder instead of a fresh initialization. */
   init: path.optional(),
   epochs: int(1).default(10),

@@ -24,7 +24,7 @@ export interface TrainConfig {
   tokenizer: string;
   out: string;
   /** Architecture of a model trained from scratch (vocab size comes from the tokenizer). */
-  model: { nLayer: number; nHead: number; nEmbd: number; nPositions: number; nInner?: number };
+  model: TrainModel;
   /** Continue from this Hugging Face folder instead of a fresh initialization. */
   init?: string;
   epochs: number;
@@ -47,6 +47,22 @@ export interface TrainConfig {
    * cuts padding; see `epochBatches`.
    */
   lengthBuckets: number;
+}
+
+/** The architecture of a model trained from scratch (the vocabulary comes from the tokenizer). */
+export interface TrainModel {
+  nLayer: number;
+  nHead: number;
+  nEmbd: number;
+  nPositions: number;
+  /** MLP width (default 4 · nEmbd). */
+  nInner?: number;
+  /** Default "gpt2"; "llama": rotary positions, RMSNorm, gated SiLU MLP, no biases, tied head. */
+  family?: "gpt2" | "llama";
+  /** Key/value heads of a "llama" model (default nHead). */
+  nKvHead?: number;
+  /** Rotary base of a "llama" model (default 10000). */
+  ropeTheta?: number;
 }
 
 /** Limits a training run must fit: the GPU adapter's buffer limits and the host memory. */
@@ -77,8 +93,10 @@ export interface TrainingMemory {
  * Memory of training `model` with a vocabulary of `vocabSize` and `batchSize` sequences of
  * `model.nPositions` tokens, in closed form (no per-layer map is built, so an absurd `nLayer` costs
  * nothing): parameters × 4 bytes × (weights + gradients + 2 Adam moments), plus per token and layer the
- * activations the backward pass keeps (9·C + 2·inner + heads·T floats) and per token the final layer
- * norm, logits and their gradient (2·C + 2·V). A lower bound of what the trainer allocates.
+ * activations the backward pass keeps (9·C + 2·inner + heads·T floats; a gated MLP 3·inner) and per
+ * token the final norm, logits and their gradient (2·C + 2·V). A lower bound of what the trainer
+ * allocates. A "llama" model has no biases and no position table, k / v of nKvHead heads and three MLP
+ * matrices.
  */
 export function trainingMemory(
   model: TrainConfig["model"],
@@ -87,10 +105,12 @@ export function trainingMemory(
 ): TrainingMemory {
   const L = model.nLayer, C = model.nEmbd, H = model.nHead, T = model.nPositions;
   const I = model.nInner ?? 4 * C, V = vocabSize;
-  const perLayer = 4 * C * C + 2 * C * I + 9 * C + I;
-  const params = L * perLayer + (V + T) * C + 2 * C;
+  const llama = model.family === "llama";
+  const kv = (model.nKvHead ?? H) * (C / H);
+  const perLayer = llama ? 2 * C * C + 2 * C * kv + 3 * C * I + 2 * C : 4 * C * C + 2 * C * I + 9 * C + I;
+  const params = L * perLayer + (llama ? V * C + C : (V + T) * C + 2 * C);
   const stateBytes = params * 4 * 4;
-  const perToken = L * (9 * C + 2 * I + H * T) + 2 * C + 2 * V;
+  const perToken = L * (9 * C + (llama ? 3 : 2) * I + H * T) + 2 * C + 2 * V;
   const activationBytes = batchSize * T * perToken * 4;
   const largestBufferBytes = 4 *
     Math.max(V * C, T * C, C * I, 3 * C * C, batchSize * T * V, batchSize * H * T * T);
@@ -208,18 +228,41 @@ export function parseTrainConfig(
   const o = r.data;
   const base = dirname(file);
   const at = (p: string) => (isAbsolute(p) ? p : join(base, p));
-  const model = {
+  const model: TrainModel = {
     nLayer: o.model.n_layer,
     nHead: o.model.n_head,
     nEmbd: o.model.n_embd,
     nPositions: o.model.n_positions,
     nInner: o.model.n_inner,
+    family: o.model.family,
+    nKvHead: o.model.n_kv_head,
+    ropeTheta: o.model.rope_theta,
   };
   if (model.nEmbd % model.nHead !== 0) {
     throw new ConfigError(`n_embd ${model.nEmbd} is not divisible by n_head ${model.nHead}`, {
       file,
       field: "model.n_head",
     });
+  }
+  for (const [k, v] of [["n_kv_head", model.nKvHead], ["rope_theta", model.ropeTheta]] as const) {
+    if (v !== undefined && model.family !== "llama") {
+      throw new ConfigError(`applies to family "llama" only`, { file, field: `model.${k}` });
+    }
+  }
+  if (model.nKvHead !== undefined && model.nHead % model.nKvHead !== 0) {
+    throw new ConfigError(`${model.nKvHead} key/value heads do not divide ${model.nHead} heads`, {
+      file,
+      field: "model.n_kv_head",
+    });
+  }
+  if (model.family === "llama" && (model.nEmbd / model.nHead) % 2 !== 0) {
+    throw new ConfigError(
+      `rotary positions need an even head size, n_embd / n_head is ${model.nEmbd / model.nHead}`,
+      {
+        file,
+        field: "model.n_head",
+      },
+    );
   }
   const cfg: TrainConfig = {
     corpus: at(o.corpus),

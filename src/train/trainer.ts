@@ -1,7 +1,7 @@
 /**
- * Training a GPT-2 from a JSONL corpus on WebGPU: seeded shuffling, AdamW (WGSL), linear warm-up and
- * cosine decay, global gradient-norm clipping, intermediate checkpoints (Hugging Face folders, which
- * TracIn reads) and a progress line. Deterministic for a seed: every GPU reduction is ordered.
+ * Training a GPT-2 or a Llama-family model ({@link trainedModelConfig}) from a JSONL corpus on WebGPU:
+ * seeded shuffling, AdamW (WGSL), linear warm-up and cosine decay, global gradient-norm clipping,
+ * intermediate checkpoints (Hugging Face folders, which TracIn reads) and a progress line. Deterministic for a seed: every GPU reduction is ordered.
  *
  * Nothing is lost: training runs in a hidden sibling work folder (`.<out>.training-<id>`) that is renamed
  * to `out` only once the final model is written; an existing `out` is refused unless `overwrite`, and even
@@ -27,8 +27,8 @@ import { Gradients, lossAndGradients } from "../model/backward.ts";
 import type { ModelConfig, WeightMap } from "../model/config.ts";
 import { TransformerModel } from "../model/transformer.ts";
 import { mulberry32 } from "../model/generate.ts";
-import { randomGPT2 } from "../model/random.ts";
-import { checkTrainingMemory, type TrainConfig } from "./config.ts";
+import { randomWeights } from "../model/random.ts";
+import { checkTrainingMemory, type TrainConfig, type TrainModel } from "./config.ts";
 import { makeBatch, readCorpus, type TrainingInstance } from "./corpus.ts";
 
 /** The loss became NaN or infinite. */
@@ -168,10 +168,13 @@ async function tokenizerFiles(dir: string): Promise<string[]> {
 
 /** Copies the model's GPU weights back into a host weight map. */
 export async function readWeights(model: TransformerModel): Promise<WeightMap> {
+  // By checkpoint name: a tensor fused on the GPU (Llama's q, k and v in one) is cut out of its slice.
+  const gpu = new Map<string, Float32Array>();
+  for (const name of model.weightNames()) gpu.set(name, await readTensor(model.weight(name)));
   const out: WeightMap = new Map();
-  for (const name of model.weightNames()) {
-    const t = model.weight(name);
-    out.set(name, { shape: [...t.shape], data: await readTensor(t) });
+  for (const [name, host] of model.weights) {
+    const r = model.weightRef(name);
+    out.set(name, { shape: [...host.shape], data: gpu.get(r.gpuName)!.slice(r.offset, r.offset + r.numel) });
   }
   return out;
 }
@@ -230,17 +233,8 @@ async function trainLocked(gpu: Gpu, cfg: TrainConfig, opts: TrainOptions, t0: n
       maxBufferSize: lim.maxBufferSize,
       maxStorageBufferBindingSize: lim.maxStorageBufferBindingSize,
     }, cfg.corpus);
-    const m = cfg.model;
-    config = {
-      nLayer: m.nLayer,
-      nHead: m.nHead,
-      nEmbd: m.nEmbd,
-      nPositions: m.nPositions,
-      nInner: m.nInner ?? 4 * m.nEmbd,
-      vocabSize: tokenizer.vocabSize,
-      layerNormEpsilon: 1e-5,
-    };
-    weights = randomGPT2(config, cfg.seed, { std: cfg.initStd, biasStd: 0, lnStd: 0 });
+    config = trainedModelConfig(cfg.model, tokenizer.vocabSize);
+    weights = randomWeights(config, cfg.seed, { std: cfg.initStd, biasStd: 0, normStd: 0 });
   }
   const data: TrainingInstance[] = await readCorpus(cfg.corpus, tokenizer, config.nPositions + 1);
   const model = TransformerModel.create(gpu, config, weights);
@@ -381,5 +375,37 @@ async function trainLocked(gpu: Gpu, cfg: TrainConfig, opts: TrainOptions, t0: n
     checkpoints: checkpoints.map((c) => c.replace(work, cfg.out)),
     seconds: (performance.now() - t0) / 1000,
     log,
+  };
+}
+
+/**
+ * The model configuration of a fresh training run: GPT-2's, or for family "llama" rotary positions over
+ * the whole head (Llama's "half" pairing, base `ropeTheta`, default 10000), RMSNorm, a gated SiLU MLP, no
+ * biases and the head tied to the embedding.
+ */
+export function trainedModelConfig(m: TrainModel, vocabSize: number): ModelConfig {
+  const base: ModelConfig = {
+    nLayer: m.nLayer,
+    nHead: m.nHead,
+    nEmbd: m.nEmbd,
+    nPositions: m.nPositions,
+    nInner: m.nInner ?? 4 * m.nEmbd,
+    vocabSize,
+    layerNormEpsilon: 1e-5,
+  };
+  if (m.family !== "llama") return base;
+  const headDim = m.nEmbd / m.nHead;
+  return {
+    ...base,
+    family: "llama",
+    architecture: "LlamaForCausalLM",
+    nKvHead: m.nKvHead ?? m.nHead,
+    headDim,
+    norm: "rmsnorm",
+    activation: "silu",
+    rope: { dim: headDim, style: "half", theta: m.ropeTheta ?? 10000, maxPositionEmbeddings: m.nPositions },
+    qkvBias: false,
+    attnOutBias: false,
+    mlpBias: false,
   };
 }
