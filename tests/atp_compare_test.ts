@@ -2,11 +2,14 @@
  * AtP against full activation patching (src/locate/atp_compare.ts): the agreement figures recomputed here
  * from the two results with this file's own rank correlation and top-k overlap, the exact effects equal to
  * a direct sweep, GradDrop ranked against |effect|, the linear case (logit-diff at ln_f: rank correlation
- * 1), typed errors, and `engram atp --compare` on the world model.
+ * 1), typed errors, `engram atp --compare` on the world model, and the agreement on the tiny trained Llama
+ * (printed, loosely bounded).
  */
 import assert from "node:assert/strict";
 import { InputError } from "../src/errors.ts";
 import { getGpu } from "../src/gpu/device.ts";
+import { loadHFModel } from "../src/io/hf_model.ts";
+import { encodeFact } from "../src/prompt/encode.ts";
 import type { ModelConfig } from "../src/model/config.ts";
 import { randomWeights } from "../src/model/random.ts";
 import { TransformerModel } from "../src/model/transformer.ts";
@@ -195,4 +198,42 @@ Deno.test("AtP vs patching: typed errors; engram atp --compare", async () => {
   assert.equal(bad.code, 1);
   assert.match(bad.stderr, /--sites/);
   assert.doesNotMatch(bad.stderr, /at .*\.ts:\d+/);
+});
+
+Deno.test("AtP vs patching on the tiny trained Llama (fixtures/world-llama): positive rank correlation per kind", async () => {
+  const hf = await loadHFModel("fixtures/world-llama/model");
+  assert.equal(hf.config.family, "llama");
+  const tok = hf.tokenizer!;
+  const model = TransformerModel.create(await getGpu(), hf.config, hf.weights);
+  try {
+    const facts = (await Deno.readTextFile("fixtures/world/train_prompts.jsonl")).trim().split("\n")
+      .map((l) => JSON.parse(l)).filter((f) => f.template === 0 && f.relation === "birthplace");
+    const kinds: AtpSiteKind[] = ["resid_pre", "attn_out", "mlp_out", "resid_post", "head_out"];
+    const rho = new Map<string, number[]>();
+    let used = 0;
+    for (let i = 0; i < facts.length && used < 3; i += 3) {
+      const a = facts[i], b = facts.find((f) => f.answer !== a.answer && f.subject !== a.subject)!;
+      const ea = encodeFact(tok, { prompt: a.prompt, subject: a.subject, target: a.answer });
+      const eb = encodeFact(tok, { prompt: b.prompt, subject: b.subject, target: b.answer });
+      const ca = ea.ids.slice(0, ea.promptLength), cb = eb.ids.slice(0, eb.promptLength);
+      if (ca.length !== cb.length) continue;
+      used++;
+      const c = await compareAtpWithPatching(model, ca, { ids: cb }, {
+        kind: "logit-diff",
+        answer: ea.target![0],
+        counterfactual: eb.target![0],
+      }, { sites: kinds });
+      for (const k of c.kinds) {
+        if (k.spearman !== null) rho.set(k.kind, [...(rho.get(k.kind) ?? []), k.spearman]);
+      }
+    }
+    assert.ok(used > 0, "no pair of facts of equal token length");
+    for (const [k, v] of rho) {
+      const mean = v.reduce((p, q) => p + q, 0) / v.length;
+      console.log(`world Llama Spearman(AtP, patching) ${k}: ${v.map((x) => x.toFixed(3)).join(", ")}`);
+      assert.ok(mean > 0, `${k}: mean rank correlation ${mean}`);
+    }
+  } finally {
+    model.destroy();
+  }
 });
