@@ -13,10 +13,10 @@ import {
   parseTrainConfig,
   parseTrainConfigText,
   readTrainConfig,
+  trainedModelConfig,
   trainingMemory,
 } from "../src/train/config.ts";
 import { maxTokenBytes, parseCorpus, utf8Length } from "../src/train/corpus.ts";
-import { trainedModelConfig } from "../src/train/trainer.ts";
 
 const FILE = "/tmp/cfg/train.json";
 const WORLD = new URL("../fixtures/world", import.meta.url).pathname;

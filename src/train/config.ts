@@ -16,6 +16,7 @@ import { own, parseStrictJson } from "../io/strict_json.ts";
 import { TRAIN_CONFIG_FILE, TRAIN_MODEL } from "../schema/train.ts";
 import { safeParseInput } from "../schema/validate.ts";
 import type { z } from "../schema/zod.ts";
+import { type ModelConfig, resolveConfig } from "../model/config.ts";
 
 /** A validated training configuration with absolute paths. */
 export interface TrainConfig {
@@ -63,6 +64,49 @@ export interface TrainModel {
   nKvHead?: number;
   /** Rotary base of a "llama" model (default 10000). */
   ropeTheta?: number;
+}
+
+/** Config-file names of the {@link resolveConfig} fields a {@link TrainModel} sets. */
+const MODEL_FIELDS: Record<string, string> = {
+  nLayer: "model.n_layer",
+  nHead: "model.n_head",
+  nEmbd: "model.n_embd",
+  nPositions: "model.n_positions",
+  nInner: "model.n_inner",
+  nKvHead: "model.n_kv_head",
+  headDim: "model.n_head",
+  "rope.dim": "model.n_head",
+};
+/**
+ * The model configuration of a fresh training run: GPT-2's, or for family "llama" rotary positions over
+ * the whole head (Llama's "half" pairing, base `ropeTheta`, default 10000), RMSNorm, a gated SiLU MLP, no
+ * biases and the head tied to the embedding.
+ */
+export function trainedModelConfig(m: TrainModel, vocabSize: number): ModelConfig {
+  const base: ModelConfig = {
+    nLayer: m.nLayer,
+    nHead: m.nHead,
+    nEmbd: m.nEmbd,
+    nPositions: m.nPositions,
+    nInner: m.nInner ?? 4 * m.nEmbd,
+    vocabSize,
+    layerNormEpsilon: 1e-5,
+  };
+  if (m.family !== "llama") return base;
+  const headDim = m.nEmbd / m.nHead;
+  return {
+    ...base,
+    family: "llama",
+    architecture: "LlamaForCausalLM",
+    nKvHead: m.nKvHead ?? m.nHead,
+    headDim,
+    norm: "rmsnorm",
+    activation: "silu",
+    rope: { dim: headDim, style: "half", theta: m.ropeTheta ?? 10000, maxPositionEmbeddings: m.nPositions },
+    qkvBias: false,
+    attnOutBias: false,
+    mlpBias: false,
+  };
 }
 
 /** Limits a training run must fit: the GPU adapter's buffer limits and the host memory. */
@@ -249,20 +293,13 @@ export function parseTrainConfig(
       throw new ConfigError(`applies to family "llama" only`, { file, field: `model.${k}` });
     }
   }
-  if (model.nKvHead !== undefined && model.nHead % model.nKvHead !== 0) {
-    throw new ConfigError(`${model.nKvHead} key/value heads do not divide ${model.nHead} heads`, {
-      file,
-      field: "model.n_kv_head",
-    });
-  }
-  if (model.family === "llama" && (model.nEmbd / model.nHead) % 2 !== 0) {
-    throw new ConfigError(
-      `rotary positions need an even head size, n_embd / n_head is ${model.nEmbd / model.nHead}`,
-      {
-        file,
-        field: "model.n_head",
-      },
-    );
+  // The sizes must fit together as the model layer checks them (kv heads divide heads, rotary needs an
+  // even head size), named by the config file's fields.
+  try {
+    resolveConfig(trainedModelConfig(model, 1), file);
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    throw new ConfigError(e.message, { file, field: MODEL_FIELDS[e.field ?? ""] ?? "model" });
   }
   const cfg: TrainConfig = {
     corpus: at(o.corpus),

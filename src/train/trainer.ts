@@ -1,7 +1,8 @@
 /**
  * Training a GPT-2 or a Llama-family model ({@link trainedModelConfig}) from a JSONL corpus on WebGPU:
  * seeded shuffling, AdamW (WGSL), linear warm-up and cosine decay, global gradient-norm clipping,
- * intermediate checkpoints (Hugging Face folders, which TracIn reads) and a progress line. Deterministic for a seed: every GPU reduction is ordered.
+ * intermediate checkpoints (Hugging Face folders, which TracIn reads) and a progress line. Deterministic
+ * for a seed: every GPU reduction is ordered.
  *
  * Nothing is lost: training runs in a hidden sibling work folder (`.<out>.training-<id>`) that is renamed
  * to `out` only once the final model is written; an existing `out` is refused unless `overwrite`, and even
@@ -28,7 +29,7 @@ import type { ModelConfig, WeightMap } from "../model/config.ts";
 import { TransformerModel } from "../model/transformer.ts";
 import { mulberry32 } from "../model/generate.ts";
 import { randomWeights } from "../model/random.ts";
-import { checkTrainingMemory, type TrainConfig, type TrainModel } from "./config.ts";
+import { checkTrainingMemory, type TrainConfig, trainedModelConfig } from "./config.ts";
 import { makeBatch, readCorpus, type TrainingInstance } from "./corpus.ts";
 
 /** The loss became NaN or infinite. */
@@ -375,37 +376,5 @@ async function trainLocked(gpu: Gpu, cfg: TrainConfig, opts: TrainOptions, t0: n
     checkpoints: checkpoints.map((c) => c.replace(work, cfg.out)),
     seconds: (performance.now() - t0) / 1000,
     log,
-  };
-}
-
-/**
- * The model configuration of a fresh training run: GPT-2's, or for family "llama" rotary positions over
- * the whole head (Llama's "half" pairing, base `ropeTheta`, default 10000), RMSNorm, a gated SiLU MLP, no
- * biases and the head tied to the embedding.
- */
-export function trainedModelConfig(m: TrainModel, vocabSize: number): ModelConfig {
-  const base: ModelConfig = {
-    nLayer: m.nLayer,
-    nHead: m.nHead,
-    nEmbd: m.nEmbd,
-    nPositions: m.nPositions,
-    nInner: m.nInner ?? 4 * m.nEmbd,
-    vocabSize,
-    layerNormEpsilon: 1e-5,
-  };
-  if (m.family !== "llama") return base;
-  const headDim = m.nEmbd / m.nHead;
-  return {
-    ...base,
-    family: "llama",
-    architecture: "LlamaForCausalLM",
-    nKvHead: m.nKvHead ?? m.nHead,
-    headDim,
-    norm: "rmsnorm",
-    activation: "silu",
-    rope: { dim: headDim, style: "half", theta: m.ropeTheta ?? 10000, maxPositionEmbeddings: m.nPositions },
-    qkvBias: false,
-    attnOutBias: false,
-    mlpBias: false,
   };
 }
