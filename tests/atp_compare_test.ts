@@ -75,13 +75,14 @@ function prompts(seed: number, T: number) {
   return { ids, corrupt };
 }
 
+/** A random CFG model drawn from `seed` (GPU-resident; the caller destroys it). */
+async function randomModel(seed: number): Promise<TransformerModel> {
+  return TransformerModel.create(await getGpu(), CFG, randomWeights(CFG, seed % 997 + 1, { std: 0.4 }));
+}
+
 Deno.test("AtP vs patching: per-kind Spearman and top-k overlap, recomputed independently", async () => {
   const seed = freshSeed();
-  const model = TransformerModel.create(
-    await getGpu(),
-    CFG,
-    randomWeights(CFG, seed % 997 + 1, { std: 0.4 }),
-  );
+  const model = await randomModel(seed);
   try {
     const { ids, corrupt } = prompts(seed + 3, 7);
     const metric: AtpMetric = { kind: "logprob", answer: 4 };
@@ -128,11 +129,7 @@ Deno.test("AtP vs patching: per-kind Spearman and top-k overlap, recomputed inde
 Deno.test("AtP vs patching: a linear site ranks exactly (logit-diff at ln_f)", async () => {
   for (let attempt = 0;; attempt++) {
     const seed = freshSeed();
-    const model = TransformerModel.create(
-      await getGpu(),
-      CFG,
-      randomWeights(CFG, seed % 997 + 1, { std: 0.4 }),
-    );
+    const model = await randomModel(seed);
     try {
       const { ids, corrupt } = prompts(seed + 1, 6);
       const metric: AtpMetric = { kind: "logit-diff", answer: 2, counterfactual: 9 };

@@ -17,6 +17,7 @@ import {
   ATP_SITE_KINDS,
   type AtpMetric,
   type AtpSiteKind,
+  ATTN_INPUT,
   attributionPatching,
   DEFAULT_ATP_SITES,
 } from "../locate/atp.ts";
@@ -134,7 +135,7 @@ export async function atpCommand(argv: string[]): Promise<void> {
     }
   }
 
-  if (f.compare && sites.every((s) => ["q", "k", "v"].includes(s))) {
+  if (f.compare && sites.every((s) => ATTN_INPUT.has(s as AtpSiteKind))) {
     throw new InputError(
       "--compare needs a site kind activation patching can patch (q, k, v are not hook sites)",
       {

@@ -196,7 +196,8 @@ export function nodeGroups(kinds: AtpSiteKind[], nLayer: number): Array<{
   return out;
 }
 
-const ATTN_INPUT = new Set<AtpSiteKind>(["q", "k", "v"]);
+/** Attention-input node kinds: estimated by AtP, not hook sites, so activation patching cannot patch them. */
+export const ATTN_INPUT: ReadonlySet<AtpSiteKind> = new Set<AtpSiteKind>(["q", "k", "v"]);
 
 /** Per-head q, k, v and probabilities of one layer from one saved forward, host copies. */
 interface AttnState {

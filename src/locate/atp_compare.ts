@@ -14,14 +14,12 @@ import {
   type AtpOptions,
   type AtpResult,
   type AtpSiteKind,
+  ATTN_INPUT,
   attributionPatching,
   DEFAULT_ATP_SITES,
   spearman,
 } from "./atp.ts";
 import type { RunSpec } from "./patching.ts";
-
-/** Node kinds AtP estimates that activation patching cannot patch. */
-const NOT_PATCHABLE: ReadonlySet<AtpSiteKind> = new Set(["q", "k", "v"]);
 
 /** Options of {@link compareAtpWithPatching}. */
 export interface AtpCompareOptions extends AtpOptions {
@@ -74,7 +72,7 @@ export async function compareAtpWithPatching(
   opts: AtpCompareOptions = {},
 ): Promise<AtpComparison> {
   const asked = [...new Set(opts.sites ?? DEFAULT_ATP_SITES)];
-  const patchable = asked.filter((k) => !NOT_PATCHABLE.has(k));
+  const patchable = asked.filter((k) => !ATTN_INPUT.has(k));
   if (patchable.length === 0) {
     throw new InputError(
       `none of the kinds ${asked.join(", ")} can be patched (q, k, v are not hook sites)`,
@@ -115,7 +113,7 @@ export async function compareAtpWithPatching(
     atp,
     patching,
     kinds,
-    notCompared: asked.filter((k) => NOT_PATCHABLE.has(k)),
+    notCompared: asked.filter((k) => ATTN_INPUT.has(k)),
     atpSeconds,
     patchingSeconds,
   };

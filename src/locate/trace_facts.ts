@@ -242,7 +242,7 @@ export async function traceFacts(
     const where = { file: opts.file, record: i, fields: { target: fact.targetField ?? "target" } };
     try {
       const e = encodeFact(tok, fact, encodeOpts(where));
-      const counterfactual = factCounterfactual(tok, fact, common.metric, opts.counterfactual, opts.file, i);
+      const counterfactual = factCounterfactual(tok, fact, common.metric, opts.counterfactual, where);
       const ids = e.ids.slice(0, e.promptLength);
       let answer = e.target, known = true;
       if (e.target === undefined) withoutTarget++;
@@ -371,17 +371,16 @@ function factCounterfactual(
   fact: TraceFact,
   metric: TraceMetric,
   fallback: number | undefined,
-  file: string | undefined,
-  record: number,
+  where: FactWhere,
 ): number | undefined {
   if (metric !== "logit-diff") return undefined;
   if (fact.counterfactual !== undefined) {
-    return encodeTarget(tok, fact.counterfactual, { file, record, fields: { target: "counterfactual" } })[0];
+    return encodeTarget(tok, fact.counterfactual, { ...where, fields: { target: "counterfactual" } })[0];
   }
   if (fallback === undefined) {
     throw new FactError("the logit-difference metric needs a counterfactual answer: the record has none", {
-      file,
-      record,
+      file: where.file,
+      record: where.record,
       field: "counterfactual",
     });
   }
