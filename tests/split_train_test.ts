@@ -5,6 +5,7 @@
  * the float64 reference's.
  */
 import assert from "node:assert/strict";
+import { TRAIN_FACTS, writeCorpus } from "./_train_corpus.ts";
 import { join } from "node:path";
 import { getGpu, type Gpu } from "../src/gpu/device.ts";
 import { poison } from "../src/gpu/tensor.ts";
@@ -130,23 +131,13 @@ for (const method of ["ft-l", "ft"] as const) {
 }
 
 const WORLD = new URL("../fixtures/world", import.meta.url).pathname;
-const FACTS = [
-  "Narnux was born in Tarvos .",
-  "Fostix was born in Sunmere .",
-  "Pilvun plays the trombone .",
-  "Narnux speaks Greek .",
-  "The birthplace of Fostix is Sunmere .",
-];
+const FACTS = TRAIN_FACTS.slice(0, 5);
 
 Deno.test("split trainer: wte over the limit (gradient norm, zeroing, AdamW in windows) as in the unsplit run", async () => {
   const gpu = await getGpu();
   const dir = await Deno.makeTempDir();
   try {
-    const corpus = join(dir, "corpus.jsonl");
-    await Deno.writeTextFile(
-      corpus,
-      FACTS.map((text, i) => JSON.stringify({ id: `c${i}`, text })).join("\n") + "\n",
-    );
+    const corpus = await writeCorpus(dir, FACTS);
     const cfg = (out: string) =>
       parseTrainConfig(
         {

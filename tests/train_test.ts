@@ -14,17 +14,9 @@ import { lossAndGradients } from "../src/model/backward.ts";
 import { TransformerModel } from "../src/model/transformer.ts";
 import { mulberry32 } from "../src/model/generate.ts";
 import { engram } from "./_util.ts";
+import { TRAIN_FACTS, writeCorpus } from "./_train_corpus.ts";
 
 const WORLD = new URL("../fixtures/world", import.meta.url).pathname;
-
-async function corpus(dir: string, lines: string[]): Promise<string> {
-  const p = join(dir, "corpus.jsonl");
-  await Deno.writeTextFile(
-    p,
-    lines.map((text, i) => JSON.stringify({ id: `c${i}`, text })).join("\n") + "\n",
-  );
-  return p;
-}
 
 function config(dir: string, corpusPath: string, extra: Record<string, unknown> = {}): TrainConfig {
   return parseTrainConfig(
@@ -43,20 +35,11 @@ function config(dir: string, corpusPath: string, extra: Record<string, unknown> 
   );
 }
 
-const FACTS = [
-  "Narnux was born in Tarvos .",
-  "Fostix was born in Sunmere .",
-  "Pilvun plays the trombone .",
-  "Narnux speaks Greek .",
-  "The birthplace of Fostix is Sunmere .",
-  "Pilvun was born in Tarvos .",
-];
-
 Deno.test("training is reproducible for a seed, lowers the loss and writes loadable checkpoints", async () => {
   const gpu = await getGpu();
   const dir = await Deno.makeTempDir();
   try {
-    const c = await corpus(dir, FACTS);
+    const c = await writeCorpus(dir, TRAIN_FACTS);
     const r1 = await train(gpu, config(dir, c));
     assert.ok(r1.log.at(-1)!.loss < r1.log[0].loss * 0.7, `loss ${r1.log[0].loss} -> ${r1.log.at(-1)!.loss}`);
     assert.equal(r1.steps, 20);
@@ -97,7 +80,7 @@ Deno.test("training a Llama-family model: the loss falls and the folder loads as
   const gpu = await getGpu();
   const dir = await Deno.makeTempDir();
   try {
-    const c = await corpus(dir, FACTS);
+    const c = await writeCorpus(dir, TRAIN_FACTS);
     const cfg = config(dir, c, {
       model: {
         n_layer: 2,
@@ -130,7 +113,7 @@ Deno.test("training a Llama-family model: the loss falls and the folder loads as
     // The saved q / k / v are the trained slices of the fused GPU tensor: the folder scores the corpus
     // as well as training ended (a mixed-up slice would not).
     const tok = m.tokenizer!;
-    const inst = FACTS.map((t, i) => ({
+    const inst = TRAIN_FACTS.map((t, i) => ({
       id: `c${i}`,
       line: i,
       text: t,
@@ -157,7 +140,7 @@ Deno.test("training bad input: empty corpus, over-long line, bad JSON, diverging
     const empty = join(dir, "empty.jsonl");
     await Deno.writeTextFile(empty, "\n\n");
     await assert.rejects(train(gpu, config(dir, empty)), { name: "InputError", message: /corpus is empty/ });
-    const long = await corpus(dir, ["Narnux was born in Tarvos .", Array(40).fill("Narnux").join(" ")]);
+    const long = await writeCorpus(dir, ["Narnux was born in Tarvos .", Array(40).fill("Narnux").join(" ")]);
     await assert.rejects(train(gpu, config(dir, long)), {
       name: "InputError",
       message: /line 2.*context of 17/,
@@ -169,7 +152,7 @@ Deno.test("training bad input: empty corpus, over-long line, bad JSON, diverging
       message: /bad\.jsonl.*line 2.*JSON/,
     });
     // An absurd learning rate makes the loss non-finite after the first checkpoint.
-    const c = await corpus(dir, FACTS);
+    const c = await writeCorpus(dir, TRAIN_FACTS);
     const err = await train(gpu, config(dir, c, { lr: 1e30, warmup_steps: 0, grad_clip: 0, batch_size: 6 }))
       .then(
         () => undefined,
