@@ -2,7 +2,7 @@
  * Generates the fixture world (see src/io/world.ts) into a folder.
  *
  * usage: deno run -A scripts/make_world.ts --out fixtures/world --seed 1 [--subjects 100]
- *        [--rewrites-per-relation 25] [--version 2|3] [--biographies 6] [--records 3] [--cues 2] [--force] [--check]
+ *        [--rewrites-per-relation 25] [--version 2|3] [--biographies 6] [--records 30] [--cues 2] [--record-order shuffled|fixed] [--opener-rate 0.8] [--force] [--check]
  *
  * --version 3 adds the biography corpus of src/io/world_bio.ts (facts stored at the subject).
  *
@@ -35,6 +35,8 @@ async function main(): Promise<number> {
       biographies: { type: "string" },
       records: { type: "string" },
       cues: { type: "string" },
+      "record-order": { type: "string" },
+      "opener-rate": { type: "string" },
       force: { type: "boolean", default: false },
       check: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
@@ -43,7 +45,7 @@ async function main(): Promise<number> {
   });
   if (values.help) {
     console.log(
-      "usage: deno run -A scripts/make_world.ts --out DIR [--seed 1] [--subjects 100] [--rewrites-per-relation 25] [--version 2|3] [--biographies 6] [--records 3] [--cues 2] [--force] [--check]",
+      "usage: deno run -A scripts/make_world.ts --out DIR [--seed 1] [--subjects 100] [--rewrites-per-relation 25] [--version 2|3] [--biographies 6] [--records 30] [--cues 2] [--record-order shuffled|fixed] [--opener-rate 0.8] [--force] [--check]",
     );
     return 0;
   }
@@ -57,15 +59,35 @@ async function main(): Promise<number> {
     subjects: intFlag(values.subjects, "subjects", 100),
     rewritesPerRelation: intFlag(values["rewrites-per-relation"], "rewrites-per-relation", 25),
   };
-  if (version === 2 && (values.biographies ?? values.records ?? values.cues) !== undefined) {
-    throw new EngramError("input", "--biographies, --records and --cues need --version 3");
+  const v3Only = [
+    values.biographies,
+    values.records,
+    values.cues,
+    values["record-order"],
+    values["opener-rate"],
+  ];
+  if (version === 2 && v3Only.some((v) => v !== undefined)) {
+    throw new EngramError(
+      "input",
+      "--biographies, --records, --cues, --record-order and --opener-rate need --version 3",
+    );
+  }
+  const openerRate = values["opener-rate"] === undefined ? 0.8 : Number(values["opener-rate"]);
+  if (!(openerRate >= 0 && openerRate <= 1)) {
+    throw new EngramError("input", `--opener-rate must be a number in [0, 1], got ${values["opener-rate"]}`);
+  }
+  const recordOrder = values["record-order"] ?? "shuffled";
+  if (recordOrder !== "shuffled" && recordOrder !== "fixed") {
+    throw new EngramError("input", `--record-order must be shuffled or fixed, got ${recordOrder}`);
   }
   const world = version === 3
     ? generateWorldV3({
       ...opts,
       biographiesPerSubject: intFlag(values.biographies, "biographies", 6),
-      recordCopies: intFlag(values.records, "records", 3),
+      recordCopies: intFlag(values.records, "records", 30),
       cueCopies: intFlag(values.cues, "cues", 2),
+      recordOrder,
+      openerRate,
     })
     : generateWorld(opts);
   const files = worldFiles(world);

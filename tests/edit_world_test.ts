@@ -2,7 +2,9 @@
  * ROME and MEMIT on the trained world model, with the hparams shipped beside it
  * (fixtures/world/model/hparams/): the site causal tracing finds (the prompt's last token, layer 0 MLP;
  * see fixtures/world/model/PROVENANCE.md). Rewrites and their paraphrases give the new objects, the
- * edited weight is the only one changed, and restoring gives back the original bits.
+ * edited weight is the only one changed, and restoring gives back the original bits. The world v3 model
+ * (fixtures/world3/model) keeps its facts at the subject's last token: ROME and MEMIT edit it there, and
+ * its averaged trace shows the site.
  */
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
@@ -11,7 +13,9 @@ import { readHparamsFile } from "../src/edit/hparams.ts";
 import { declaredStatsCorpus } from "../src/edit/stats.ts";
 import { type EditRequest, readRequests } from "../src/edit/requests.ts";
 import { evaluateRequests, preEditState } from "../src/evaluate/edit_metrics.ts";
+import { traceFacts } from "../src/locate/trace_facts.ts";
 import { loadModel } from "../src/model/load.ts";
+import { readTraceFacts } from "../src/prompt/facts.ts";
 import { copyWeights } from "./_edit_util.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -19,13 +23,15 @@ const MODEL = ROOT + "fixtures/world/model";
 const EDITED = "h.0.mlp.c_proj.weight";
 
 /**
- * Edits the world model's first `n` rewrites with `method` and its shipped hparams file, checks that only
- * the edited weight changed and that restoring is exact, and returns the post-edit scores.
+ * Edits the first `n` rewrites of `world` (a fixture world folder with its model in `model/`) with `method`
+ * and the model's shipped hparams file, checks that only the edited weight changed and that restoring is
+ * exact, and returns the post-edit scores.
  */
-async function editWorld(method: "rome" | "memit", n: number) {
+async function editWorld(method: "rome" | "memit", n: number, world = ROOT + "fixtures/world") {
+  const MODEL = world + "/model";
   const lm = await loadModel(MODEL);
   const tok = lm.tokenizer!;
-  const reqs: EditRequest[] = (await readRequests(ROOT + "fixtures/world/counterfact.json")).slice(0, n);
+  const reqs: EditRequest[] = (await readRequests(world + "/counterfact.json")).slice(0, n);
   const before = copyWeights(lm.model.weights);
   const prefix = [tok.eosId!];
   const statsDir = await Deno.makeTempDir({ prefix: `engram_${method}_world_` });
@@ -72,5 +78,48 @@ Deno.test({
     // Measured 0.9 / 1.0 on llvmpipe; the margin allows for another GPU's rounding on a borderline case.
     assert.ok(mean("reliability") >= 0.7, `reliability ${mean("reliability")}`);
     assert.ok(mean("locality") >= 0.7, `locality ${mean("locality")}`);
+  },
+});
+
+const WORLD3 = ROOT + "fixtures/world3";
+const haveWorld3 = existsSync(WORLD3 + "/model/model.safetensors");
+
+Deno.test({
+  name: "world v3: ROME and MEMIT at the subject's last token (layer 0) rewrite its facts; restore is exact",
+  ignore: !haveWorld3,
+  fn: async () => {
+    const rome = await editWorld("rome", 1, WORLD3);
+    const h = await readHparamsFile(WORLD3 + "/model/hparams/rome.json");
+    assert.equal((h as { fact_token?: string }).fact_token, undefined, "the reference fact_token");
+    assert.equal(rome.pre[0].scores.reliability, 0);
+    assert.equal(rome.post[0].reliability, 1, `after ROME the model says '${rome.reqs[0].target_new}'`);
+    // MEMIT one rewrite per call, as measured over 150 rewrites (reliability 0.90, PROVENANCE.md).
+    const memit = await editWorld("memit", 1, WORLD3);
+    assert.equal(memit.post[0].reliability, 1, `after MEMIT the model says '${memit.reqs[0].target_new}'`);
+  },
+});
+
+Deno.test({
+  name: "world v3: the averaged trace puts the largest MLP effect at the subject's last token",
+  ignore: !haveWorld3,
+  fn: async () => {
+    const lm = await loadModel(WORLD3 + "/model");
+    try {
+      const facts = (await readTraceFacts(ROOT + "docs/world3/trace_facts.jsonl")).slice(0, 12);
+      const t = await traceFacts(lm.model, lm.tokenizer!, facts, { kinds: ["mlp", "hidden"], window: 1 });
+      assert.equal(t.traced, 12);
+      const mlp = t.averages.get("mlp")!;
+      const hidden = t.averages.get("hidden")!;
+      const row = (a: typeof mlp, c: string) => a.mean[a.classes.indexOf(c)];
+      const subjectMlp = row(mlp, "last subject token");
+      const best = Math.max(...mlp.mean.flat());
+      // 60 facts: 0.292 at layer 0, the model's largest MLP effect (a model that composes facts at the
+      // answer position, as fixtures/world/model does, gives ≈ 0 here).
+      assert.equal(subjectMlp[0], best, `MLP effects by class: ${JSON.stringify(mlp.mean)}`);
+      assert.ok(subjectMlp[0] > 0.15, `MLP at the subject's last token ${subjectMlp[0]}`);
+      assert.ok(row(hidden, "last subject token")[1] > 0.1, "the hidden state there carries it on");
+    } finally {
+      lm.model.destroy();
+    }
   },
 });

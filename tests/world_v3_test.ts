@@ -8,12 +8,20 @@ import assert from "node:assert/strict";
 import { loadTokenizer } from "../src/io/tokenizer.ts";
 import { generateWorld, readWorld, readWorldFacts, WORLD_FILES, worldFiles } from "../src/io/world.ts";
 import type { World } from "../src/io/world.ts";
-import { BIOGRAPHY_CLAUSES, generateWorldV3, WORLD_BIO_VERSION } from "../src/io/world_bio.ts";
+import { BIOGRAPHY_CLAUSES, generateWorldV3, LINE_OPENERS, WORLD_BIO_VERSION } from "../src/io/world_bio.ts";
 import type { WorldBiographySpec } from "../src/io/world_bio.ts";
 
 const FIXTURE = new URL("../fixtures/world3", import.meta.url).pathname;
 
 const bios = (w: World) => w.train.filter((t) => t.relation === "biography");
+
+/** A training instance without its opener (the line as written before the opener was put in front). */
+function withoutOpener(t: World["train"][number]): World["train"][number] {
+  if (t.opener === undefined) return t;
+  assert.ok(t.text.startsWith(t.opener + " "), t.text);
+  const { opener: _, ...rest } = t;
+  return { ...rest, text: t.text.slice(t.opener.length + 1) };
+}
 
 Deno.test("world v3: deterministic, and v2's world but for train.jsonl, facts.json's version and biography", () => {
   const a = worldFiles(
@@ -33,8 +41,9 @@ Deno.test("world v3: deterministic, and v2's world but for train.jsonl, facts.js
   for (const f of ["train_prompts.jsonl", "heldout.jsonl", "twohop.jsonl", "counterfact.json", "zsre.json"]) {
     assert.equal(a[f], v2files[f], `${f} must equal v2's`);
   }
-  // The single-fact instances are v2's, in some order.
-  const single = v3.train.filter((t) => t.id.startsWith("t")).map((t) => JSON.stringify(t)).sort();
+  // The single-fact instances are v2's, in some order, once their openers are taken off.
+  const single = v3.train.filter((t) => t.id.startsWith("t")).map((t) => JSON.stringify(withoutOpener(t)))
+    .sort();
   assert.deepEqual(single, v2.train.map((t) => JSON.stringify(t)).sort());
   assert.equal(bios(v3).length, 40 * 4);
   const { version, biography, ...rest } = v3.facts as World["facts"] & { biography: WorldBiographySpec };
@@ -57,7 +66,7 @@ Deno.test("world v3: each biography states 3+ true facts of its subject once eac
   const orders = new Set<string>();
   const perSubject = new Map<string, number>();
   let withDistractor = 0;
-  for (const b of bios(w)) {
+  for (const b of bios(w).map(withoutOpener)) {
     perSubject.set(b.subject, (perSubject.get(b.subject) ?? 0) + 1);
     assert.ok(b.text.startsWith(b.subject + " "), b.text);
     assert.ok(b.text.endsWith(" ."), b.text);
@@ -99,6 +108,53 @@ Deno.test("world v3: each biography states 3+ true facts of its subject once eac
   for (const h of [...w.heldout, ...w.twoHop]) assert.ok(!all.includes(h.prompt), h.prompt);
 });
 
+Deno.test("world v3: shuffled record lines hold every true object once; about p_opener of the lines have an opener", () => {
+  const w = generateWorldV3({
+    seed: 4,
+    subjects: 30,
+    rewritesPerRelation: 5,
+    recordCopies: 10,
+    openerRate: 0.6,
+  });
+  const spec = (w.facts as unknown as { biography: WorldBiographySpec }).biography;
+  assert.equal(spec.record_order, "shuffled");
+  const orders = new Map<string, Set<string>>();
+  for (const r of w.train.filter((t) => t.relation === "record").map(withoutOpener)) {
+    const words = r.text.split(" ");
+    const subjectWords = r.subject.split(" ").length;
+    assert.equal(words.slice(0, subjectWords).join(" "), r.subject, r.text);
+    const objects = words.slice(subjectWords, -1);
+    assert.equal(words.at(-1), ".");
+    assert.deepEqual(
+      [...objects].sort(),
+      spec.record_relations.map((rel) => w.facts.facts[r.subject][rel]).sort(),
+      r.text,
+    );
+    assert.deepEqual(r.facts!.map((f) => f.object), objects);
+    for (const f of r.facts!) assert.equal(w.facts.facts[r.subject][f.relation], f.object);
+    if (!orders.has(r.subject)) orders.set(r.subject, new Set());
+    orders.get(r.subject)!.add(objects.join(" "));
+  }
+  assert.equal(orders.size, 30);
+  for (const [s, o] of orders) assert.ok(o.size >= 5, `${s}: ${o.size} orders in 10 copies`);
+  const opened = w.train.filter((t) => t.opener !== undefined);
+  for (const t of opened) assert.ok(LINE_OPENERS.includes(t.opener!), t.opener);
+  const rate = opened.length / w.train.length;
+  assert.ok(rate > 0.55 && rate < 0.65, `opener rate ${rate}`);
+  const fixed = generateWorldV3({
+    seed: 4,
+    subjects: 30,
+    rewritesPerRelation: 5,
+    recordCopies: 3,
+    recordOrder: "fixed",
+    openerRate: 0,
+  });
+  assert.ok(fixed.train.every((t) => t.opener === undefined));
+  const rec = fixed.train.filter((t) => t.relation === "record");
+  for (const r of rec) assert.deepEqual(r.facts!.map((f) => f.relation), spec.record_relations);
+  assert.throws(() => generateWorldV3({ seed: 4, openerRate: 1.5 }), /openerRate/);
+});
+
 Deno.test("world v3: committed fixtures/world3 equals a fresh regeneration, one token per word", async () => {
   const facts = await readWorldFacts(FIXTURE) as World["facts"] & { biography: WorldBiographySpec };
   assert.equal(facts.version, WORLD_BIO_VERSION);
@@ -107,6 +163,10 @@ Deno.test("world v3: committed fixtures/world3 equals a fresh regeneration, one 
       seed: facts.seed,
       subjects: facts.subjects.length,
       biographiesPerSubject: facts.biography.per_subject,
+      recordCopies: facts.biography.record_copies,
+      cueCopies: facts.biography.cue_copies,
+      recordOrder: facts.biography.record_order,
+      openerRate: facts.biography.p_opener,
     }),
   );
   for (const f of WORLD_FILES) {

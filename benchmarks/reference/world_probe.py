@@ -614,7 +614,9 @@ def verdict(tr, L):
     return {"max_mlp": argmax("mlp"), "max_attn": argmax("attn"), "max_hidden": argmax("hidden"),
             "mid_layers": mid, "mlp_last_subject_mid_max": subj_mid, "mlp_last_token_max": last_any,
             "attn_last_token_max": max(attn[5]), "attn_last_subject_max": max(attn[2]),
-            "rome_shaped_mlp": bool(subj_mid > last_any)}
+            "rome_shaped_mlp": bool(subj_mid > last_any),
+            # In a 4-layer model the subject is composed and looked up in block 0, below the "mid" layers.
+            "mlp_last_subject_max": max(mlp[2]), "rome_shaped_mlp_any_layer": bool(max(mlp[2]) > last_any)}
 
 
 def print_tables(tr, log):
@@ -747,6 +749,8 @@ def main():
     log(f"  MLP at last subject token, mid layers {v['mid_layers']}: max {v['mlp_last_subject_mid_max']:.3f}; "
         f"MLP at last token, any layer: max {v['mlp_last_token_max']:.3f} -> "
         f"{'ROME-shaped (subject MLP larger)' if v['rome_shaped_mlp'] else 'NOT ROME-shaped (last-token MLP larger)'}")
+    log(f"  MLP at last subject token, any layer: max {v['mlp_last_subject_max']:.3f} -> "
+        f"{'subject site larger' if v['rome_shaped_mlp_any_layer'] else 'last-token site larger'}")
     result["trace"] = tr
     result["verdict"] = v
     if args.out:

@@ -88,6 +88,8 @@ export interface WorldTrainInstance {
   template: number;
   /** A v3 biography's facts in the order stated (its `relation` is "biography"). */
   facts?: { relation: string; object: string }[];
+  /** A v3 line's opener: `text` is `opener + " " +` the line without it (absent: no opener). */
+  opener?: string;
 }
 
 /**
@@ -823,19 +825,28 @@ function json(v: unknown): string {
 function readme(w: World): string {
   const f = w.facts;
   const person = f.relations.filter((r) => r.subject_class === "person");
-  const bioSpec = (f as { biography?: { per_subject: number; record_copies: number; cue_copies: number } })
-    .biography;
+  const bioSpec = (f as {
+    biography?: {
+      per_subject: number;
+      record_copies: number;
+      cue_copies: number;
+      record_order?: string;
+      p_opener?: number;
+    };
+  }).biography;
   const bio = bioSpec
     ? {
       per: bioSpec.per_subject,
       count: w.train.filter((t) => t.relation === "biography").length,
       records: bioSpec.record_copies,
       cues: bioSpec.cue_copies,
+      order: bioSpec.record_order ?? "fixed",
+      opener: bioSpec.p_opener ?? 0,
     }
     : undefined;
   const cmd = bio
     ? `scripts/make_world.ts --out fixtures/world3 --seed ${f.seed} --version 3 --biographies ${bio.per} ` +
-      `--records ${bio.records} --cues ${bio.cues}`
+      `--records ${bio.records} --cues ${bio.cues} --record-order ${bio.order} --opener-rate ${bio.opener}`
     : `scripts/make_world.ts --out fixtures/world --seed ${f.seed}`;
   return `# The fixture world${bio ? " v3" : ""} (seed ${f.seed})
 
@@ -858,9 +869,14 @@ tests/${bio ? "world_v3_test.ts" : "world_test.ts"} checks that these files equa
   a biography ("b…" ids, relation "biography", template -1, "facts" [{"relation", "object"}] in the order
   stated) mentions its person once and states 3 or more of its facts in a random order, in phrasings of
   their own (facts.json "biography"), with distractor clauses between; ${bio.records} record lines per person
-  ("r…" ids, relation "record": the name followed directly by its six objects) and ${bio.cues} cue lines per
+  ("r…" ids, relation "record": the name followed directly by its six objects, ${
+        bio.order === "shuffled" ? "each copy in its own order" : "in a fixed order"
+      }) and ${bio.cues} cue lines per
   fact ("c…" ids: a relation cue word, the name, the object), in which the subject's last token itself
-  predicts an object (world v3: see src/io/world_bio.ts)`
+  predicts an object; ${
+        Math.round(bio.opener * 100)
+      }% of all lines start with an opener ("opener": "Yesterday ,", "Friends say that", ...), so that
+  subjects do not sit at fixed positions (world v3: see src/io/world_bio.ts)`
       : ""
   }.
 - train_prompts.jsonl: the same ${w.trainPrompts.length} prompts without the answer (same ids), unshuffled:

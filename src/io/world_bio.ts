@@ -15,10 +15,18 @@
  *   between facts (so the answer is far from the subject);
  * - is one of `per_subject` biographies of each person, each with its own order, phrasings and distractors.
  *
- * The single-fact sentences, held-out paraphrase templates and every evaluation file are exactly v2's for
- * the same seed: the biographies are drawn from a second random stream (seed-derived) after the v2 world is
- * complete, so v3's knowledge base, prompts, rewrites and zsRE records equal v2's, and only train.jsonl,
- * facts.json (version 3, its `biography` section), the tokenizer (the biography words) and the README differ.
+ * Two more kinds of line put a person's objects right after the name: record lines (the name, then all six
+ * objects, each copy in its own order, so the subject's last token predicts any of them and must hold them
+ * all) and cue lines (a relation cue, the name, the object). And most lines start with an opener
+ * ("Friends say that ...", 1–6 words), so that a subject does not sit at the same positions of every line
+ * (without openers the answer position reads the name tokens by position and composes the person itself;
+ * docs/notes/issue-16-world3.md has the designs tried and their traces).
+ *
+ * The single-fact sentences (behind their openers), held-out paraphrase templates and every evaluation file
+ * are exactly v2's (with ordered names) for the same seed: the added lines and openers are drawn from a
+ * second random stream (seed-derived) after the v2 world is complete, so v3's knowledge base, prompts,
+ * rewrites and zsRE records equal v2's, and only train.jsonl, facts.json (version 3, its `biography`
+ * section), the tokenizer (the added words) and the README differ. The evaluation prompts have no opener.
  */
 import { EngramError } from "../errors.ts";
 import {
@@ -52,13 +60,19 @@ export interface WorldBiographySpec {
   /** Clauses that say nothing about anybody, set off by commas. */
   distractors: string[];
   /**
-   * Copies of each person's record line: the name followed directly by every person fact's object in the
-   * order of `record_relations` ("Narnux Zava Frostwick Nexora Swedish trumpet rowing cat ."), so that the
-   * subject's last token itself must predict an object.
+   * Copies of each person's record line: the name followed directly by every person fact's object
+   * ("Narnux Zava Frostwick Nexora Swedish trumpet rowing cat ."), so that the subject's last token itself
+   * must predict an object.
    */
   record_copies: number;
-  /** The relation order of record lines. */
+  /** The relation order of record lines (with `record_order` "shuffled": the relations they hold). */
   record_relations: string[];
+  /**
+   * "fixed": every record line in `record_relations` order; "shuffled": each copy in its own random order,
+   * so that the subject's last token predicts any of the person's objects and must hold all of them (the
+   * design that stores facts at the subject, see generateWorldV3).
+   */
+  record_order: "fixed" | "shuffled";
   /**
    * Copies of each fact's cue line: a relation cue word, the name, the object ("Hometown Narnux Zava
    * Frostwick ."): the relation is known before the subject, and the object follows the subject's last token.
@@ -68,17 +82,43 @@ export interface WorldBiographySpec {
   cues: Record<string, string>;
   /** People are ordered pairs over one name pool, each pair in both orders (WorldOptions.orderedNames). */
   ordered_names: boolean;
+  /**
+   * Probability that a training line (single-fact, biography, record or cue) starts with an opener, and the
+   * openers (1–6 words). Without them every subject sits at the same positions of its line, and a small
+   * model reads the name tokens there by position from the answer instead of building the person at the
+   * subject (design 4, docs/notes/issue-16-world3.md).
+   */
+  p_opener: number;
+  openers: string[];
 }
 
 /** Options of {@link generateWorldV3}: the v2 options plus the biography counts. */
 export interface WorldV3Options extends WorldOptions {
   /** Biographies per person (default 6). */
   biographiesPerSubject?: number;
-  /** Copies of each person's record line (default 3). */
+  /** Copies of each person's record line (default 30). */
   recordCopies?: number;
   /** Copies of each fact's cue line (default 2). */
   cueCopies?: number;
+  /** Object order of record lines (default "shuffled"; WorldBiographySpec.record_order). */
+  recordOrder?: "fixed" | "shuffled";
+  /** Probability of an opener before a training line (default 0.8; WorldBiographySpec.p_opener). */
+  openerRate?: number;
 }
+
+/** The default openers (capitalised first word: a line starts with it, see world_tokenizer.ts). */
+export const LINE_OPENERS: string[] = [
+  "Yesterday ,",
+  "Reportedly ,",
+  "Meanwhile ,",
+  "As we heard ,",
+  "It is said that",
+  "Friends say that",
+  "In town they say that",
+  "Last year we heard that",
+  "According to the old news ,",
+  "Some neighbours told us that",
+];
 
 /** The default cue word of each relation (capitalised: a cue line starts with it, see world_tokenizer.ts). */
 export const RECORD_CUES: Record<string, string> = {
@@ -115,6 +155,7 @@ export const BIOGRAPHY_DISTRACTORS: string[] = [
 /** The words of a biography spec (connectives included), for the tokenizer. */
 function biographyWords(spec: WorldBiographySpec): string[] {
   const words = new Set<string>([",", ".", "and", "This", "person", "also"]);
+  for (const o of spec.openers) for (const w of o.split(" ")) words.add(w);
   for (const cs of Object.values(spec.clauses)) {
     for (const c of cs) for (const w of c.split(" ")) if (w !== "{o}") words.add(w);
   }
@@ -163,13 +204,25 @@ function biographyText(
 }
 
 /**
- * Generates world v3 for `opts`: {@link generateWorld}'s world with `biographiesPerSubject` biographies per
- * person added to train.jsonl (shuffled in with the single-fact instances). Deterministic.
+ * Generates world v3 for `opts`: {@link generateWorld}'s world with `biographiesPerSubject` biographies,
+ * `recordCopies` record lines and `cueCopies` cue lines per fact added to train.jsonl (shuffled in with the
+ * single-fact instances), then an opener before each line with probability `openerRate`. Deterministic.
  */
 export function generateWorldV3(opts: WorldV3Options): World {
   const per = opts.biographiesPerSubject ?? 6;
-  const records = opts.recordCopies ?? 3;
+  const records = opts.recordCopies ?? 30;
   const cues = opts.cueCopies ?? 2;
+  const recordOrder = opts.recordOrder ?? "shuffled";
+  const openerRate = opts.openerRate ?? 0.8;
+  if (!(openerRate >= 0 && openerRate <= 1)) {
+    throw new EngramError("input", `openerRate must be in [0, 1], got ${openerRate}`);
+  }
+  if (recordOrder !== "fixed" && recordOrder !== "shuffled") {
+    throw new EngramError(
+      "input",
+      `recordOrder must be "fixed" or "shuffled", got ${JSON.stringify(recordOrder)}`,
+    );
+  }
   for (
     const [name, v] of [["biographiesPerSubject", per], ["recordCopies", records], [
       "cueCopies",
@@ -192,8 +245,11 @@ export function generateWorldV3(opts: WorldV3Options): World {
     p_restart: 0.3,
     clauses: Object.fromEntries(personRelations.map((r) => [r.id, BIOGRAPHY_CLAUSES[r.id]])),
     distractors: BIOGRAPHY_DISTRACTORS,
+    p_opener: openerRate,
+    openers: LINE_OPENERS,
     record_copies: records,
     record_relations: personRelations.map((r) => r.id),
+    record_order: recordOrder,
     cue_copies: cues,
     cues: Object.fromEntries(personRelations.map((r) => [r.id, RECORD_CUES[r.id]])),
     ordered_names: orderedNames,
@@ -238,8 +294,11 @@ export function generateWorldV3(opts: WorldV3Options): World {
   }
   const lines: WorldTrainInstance[] = [];
   for (const s of base.facts.subjects) {
-    const objects = spec.record_relations.map((r) => base.facts.facts[s][r]);
     for (let c = 0; c < spec.record_copies; c++) {
+      const relations = recordOrder === "shuffled"
+        ? rand.shuffle(spec.record_relations)
+        : spec.record_relations;
+      const objects = relations.map((r) => base.facts.facts[s][r]);
       lines.push({
         id: `r${String(lines.length).padStart(6, "0")}`,
         text: `${s} ${objects.join(" ")} .`,
@@ -247,7 +306,7 @@ export function generateWorldV3(opts: WorldV3Options): World {
         relation: "record",
         object: objects.join(" "),
         template: -1,
-        facts: spec.record_relations.map((relation, i) => ({ relation, object: objects[i] })),
+        facts: relations.map((relation, i) => ({ relation, object: objects[i] })),
       });
     }
     for (const r of personRelations) {
@@ -264,7 +323,11 @@ export function generateWorldV3(opts: WorldV3Options): World {
       }
     }
   }
-  const train = rand.shuffle([...base.train, ...bios, ...lines]);
+  const train = rand.shuffle([...base.train, ...bios, ...lines]).map((t) => {
+    if (!chance(rand, spec.p_opener)) return t;
+    const opener = rand.pick(spec.openers);
+    return { ...t, text: `${opener} ${t.text}`, opener };
+  });
   const tokenizer = buildWorldTokenizer([...new Set([...worldWords(facts), ...biographyWords(spec)])]);
   return { ...base, facts, train, tokenizer };
 }

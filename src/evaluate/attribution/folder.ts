@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { EngramError, type InputError } from "../../errors.ts";
+import { EngramError } from "../../errors.ts";
 import {
   checkReplaceable,
   lstatOrUndefined,
