@@ -63,8 +63,10 @@ Deno.test("jacobi_eigen kernel: rounds and a sweep equal the float64 twin (odd a
       for (let j = 0; j <= i; j++) a[i * n + j] = a[j * n + i] = Math.fround(r() - 0.5);
     }
     // A few rounds (rounding only: tight), then a whole sweep (float32 rounding propagates through the
-    // rotation angles, ~1e-5; a wrong pairing, sign or index gives O(1)).
-    for (const [sweeps, rounds, tol] of [[0, 3, 1e-5], [1, 0, 1e-3]]) {
+    // rotation angles, ~1e-5 typically; a pair with a_pp ≈ a_qq and a small a_pq makes its angle
+    // ill-conditioned, and one such draw reached 1.15e-3 (seed 775158227); a wrong pairing, sign or index
+    // gives O(1), so 1e-2 still tells them apart).
+    for (const [sweeps, rounds, tol] of [[0, 3, 1e-5], [1, 0, 1e-2]]) {
       const got = await jacobiSweepsGpu(gpu, a, n, sweeps, rounds);
       const want = parallelJacobiRef(a, n, sweeps, rounds);
       assert.equal(got.m, want.m);

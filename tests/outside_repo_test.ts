@@ -42,8 +42,20 @@ const OFFLINE = {
   DENO_NO_UPDATE_CHECK: "1",
 };
 
-/** Runs `script.ts` in `dir` as a user would, with no config or lock file; returns the parsed output. */
+/**
+ * Runs `script.ts` in `dir` as a user would, with no config or lock file; returns the parsed output.
+ * Without a lock file Deno resolves the npm dependencies' own dependencies from the registry's package
+ * documents, which a locked install never fetches (a fresh cache holds the locked tarballs only), so a
+ * first `deno cache` may reach the registry as a user's first run would; the run itself is offline.
+ */
 async function runIn(dir: string, env: Record<string, string> = {}) {
+  await new Deno.Command(Deno.execPath(), {
+    args: ["cache", "--no-config", "--no-lock", "script.ts"],
+    cwd: dir,
+    env: { DENO_NO_UPDATE_CHECK: "1", NO_PROXY: "127.0.0.1,localhost", ...env },
+    stdout: "null",
+    stderr: "null",
+  }).output();
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "--no-config", "--no-lock", "script.ts"],
     cwd: dir,
