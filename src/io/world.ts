@@ -25,6 +25,7 @@ import { EngramError } from "../errors.ts";
 import { mulberry32 } from "../model/generate.ts";
 import { writeDirAtomic } from "./atomic.ts";
 import { buildWorldTokenizer, worldTokenizerConfig } from "./world_tokenizer.ts";
+import type { WorldBiographySpec } from "./world_bio.ts";
 
 /** Format version written into facts.json. */
 export const WORLD_VERSION = 2;
@@ -825,23 +826,15 @@ function json(v: unknown): string {
 function readme(w: World): string {
   const f = w.facts;
   const person = f.relations.filter((r) => r.subject_class === "person");
-  const bioSpec = (f as {
-    biography?: {
-      per_subject: number;
-      record_copies: number;
-      cue_copies: number;
-      record_order?: string;
-      p_opener?: number;
-    };
-  }).biography;
+  const bioSpec = (f as { biography?: WorldBiographySpec }).biography;
   const bio = bioSpec
     ? {
       per: bioSpec.per_subject,
       count: w.train.filter((t) => t.relation === "biography").length,
       records: bioSpec.record_copies,
       cues: bioSpec.cue_copies,
-      order: bioSpec.record_order ?? "fixed",
-      opener: bioSpec.p_opener ?? 0,
+      order: bioSpec.record_order,
+      opener: bioSpec.p_opener,
     }
     : undefined;
   const cmd = bio
