@@ -2,7 +2,7 @@
  * Generates the fixture world (see src/io/world.ts) into a folder.
  *
  * usage: deno run -A scripts/make_world.ts --out fixtures/world --seed 1 [--subjects 100]
- *        [--rewrites-per-relation 25] [--version 2|3] [--biographies 6] [--records 30] [--cues 2] [--record-order shuffled|fixed] [--opener-rate 0.8] [--force] [--check]
+ *        [--rewrites-per-relation 25] [--version 2|3] [--biographies 6] [--records 30] [--cues 2] [--record-order shuffled|fixed] [--opener-rate 0.8] [--name-tokens 2] [--force] [--check]
  *
  * --version 3 adds the biography corpus of src/io/world_bio.ts (facts stored at the subject).
  *
@@ -37,6 +37,7 @@ async function main(): Promise<number> {
       cues: { type: "string" },
       "record-order": { type: "string" },
       "opener-rate": { type: "string" },
+      "name-tokens": { type: "string" },
       force: { type: "boolean", default: false },
       check: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
@@ -65,11 +66,12 @@ async function main(): Promise<number> {
     values.cues,
     values["record-order"],
     values["opener-rate"],
+    values["name-tokens"],
   ];
   if (version === 2 && v3Only.some((v) => v !== undefined)) {
     throw new EngramError(
       "input",
-      "--biographies, --records, --cues, --record-order and --opener-rate need --version 3",
+      "--biographies, --records, --cues, --record-order, --opener-rate and --name-tokens need --version 3",
     );
   }
   const openerRate = values["opener-rate"] === undefined ? 0.8 : Number(values["opener-rate"]);
@@ -80,6 +82,10 @@ async function main(): Promise<number> {
   if (recordOrder !== "shuffled" && recordOrder !== "fixed") {
     throw new EngramError("input", `--record-order must be shuffled or fixed, got ${recordOrder}`);
   }
+  const nameTokens = intFlag(values["name-tokens"], "name-tokens", 2);
+  if (nameTokens < 2 || nameTokens > 5) {
+    throw new EngramError("input", `--name-tokens must be an integer in 2..5, got ${nameTokens}`);
+  }
   const world = version === 3
     ? generateWorldV3({
       ...opts,
@@ -88,6 +94,7 @@ async function main(): Promise<number> {
       cueCopies: intFlag(values.cues, "cues", 2),
       recordOrder,
       openerRate,
+      nameTokens,
     })
     : generateWorld(opts);
   const files = worldFiles(world);

@@ -176,3 +176,44 @@ Deno.test("world v3: committed fixtures/world3 equals a fresh regeneration, one 
   const tok = await loadTokenizer(FIXTURE);
   for (const t of w.train) assert.equal(tok.encode(t.text).length, t.text.split(" ").length, t.text);
 });
+
+Deno.test("world v3 with 3- and 4-token names: distinct ordered tuples that share their names, one token per word", async () => {
+  for (const k of [3, 4]) {
+    const opts = { seed: 9, subjects: 40, rewritesPerRelation: 5, biographiesPerSubject: 2, nameTokens: k };
+    const w = generateWorldV3(opts);
+    assert.equal(worldFiles(w)["train.jsonl"], worldFiles(generateWorldV3(opts))["train.jsonl"]);
+    const pool = new Set(w.facts.first_names);
+    assert.deepEqual(w.facts.last_names, w.facts.first_names);
+    assert.equal(new Set(w.facts.subjects).size, 40);
+    for (const s of w.facts.subjects) {
+      const parts = s.split(" ");
+      assert.equal(parts.length, k, s);
+      assert.equal(new Set(parts).size, k, `${s}: names repeat`);
+      for (const p of parts) assert.ok(pool.has(p), `${p} is not in the pool`);
+    }
+    // No single name identifies a person: each is shared by two or more.
+    const holders = new Map<string, number>();
+    for (const s of w.facts.subjects) {
+      const parts = s.split(" ");
+      for (const p of parts) holders.set(p, (holders.get(p) ?? 0) + 1);
+    }
+    for (const [p, n] of holders) assert.ok(n >= 2, `${p} names only ${n} person`);
+    // Every training line mentions its subject whole; the tokenizer keeps one token per word.
+    const dir = await Deno.makeTempDir({ prefix: "engram_world_k_" });
+    try {
+      const files = worldFiles(w);
+      for (const [name, text] of Object.entries(files)) await Deno.writeTextFile(`${dir}/${name}`, text);
+      const tok = await loadTokenizer(dir);
+      for (const t of w.train.slice(0, 400)) {
+        assert.ok(t.text.includes(t.subject), t.text);
+        assert.equal(tok.encode(t.text).length, t.text.split(" ").length, t.text);
+      }
+      assert.match(files["README.md"], new RegExp(`ordered tuples of ${k} distinct names`));
+      assert.match(files["README.md"], new RegExp(`--name-tokens ${k}`));
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  }
+  assert.throws(() => generateWorldV3({ seed: 9, subjects: 40, nameTokens: 6 }), /nameTokens/);
+  assert.throws(() => generateWorld({ seed: 9, subjects: 40, nameTokens: 3 }), /needs orderedNames/);
+});

@@ -175,9 +175,11 @@ class GPT2(torch.nn.Module):
     """GPT-2 (pre-LN, learned positions, gelu_new, tied head) with HF parameter names and Conv1D layout,
     and a forward that can add noise to token embeddings and restore recorded states per (row, token)."""
 
-    def __init__(self, vocab, n_layer, n_embd, n_head, n_pos, inner=None):
+    def __init__(self, vocab, n_layer, n_embd, n_head, n_pos, inner=None, parallel=False):
         super().__init__()
         self.L, self.C, self.H, self.P, self.V = n_layer, n_embd, n_head, n_pos, vocab
+        # parallel: attention and MLP both read the block's input (GPT-J / NeoX), each through its own norm.
+        self.parallel = parallel
         I = inner or 4 * n_embd
         self.shapes = {"transformer.wte.weight": (vocab, n_embd), "transformer.wpe.weight": (n_pos, n_embd)}
         for l in range(n_layer):
@@ -262,8 +264,11 @@ class GPT2(torch.nn.Module):
             a, k, v = self.attn(l, x)
             if record:
                 rec[("k", l)], rec[("v", l)] = k.detach(), v.detach()
-            x = x + site("attn", l, a)
-            x = x + site("mlp", l, self.mlp(l, x))
+            if self.parallel:
+                x = x + site("attn", l, a) + site("mlp", l, self.mlp(l, x))
+            else:
+                x = x + site("attn", l, a)
+                x = x + site("mlp", l, self.mlp(l, x))
             x = site("hidden", l, x)
         if record:
             rec[("in", self.L)] = x.detach()
@@ -280,8 +285,10 @@ class GPT2(torch.nn.Module):
             if ("attn", l) in restore:
                 m, c = restore[("attn", l)]
                 a[:, 0] = torch.where(m[:, None], c[None], a[:, 0])
+            mo = self.mlp(l, x) if self.parallel else None
             x = x + a
-            mo = self.mlp(l, x)
+            if mo is None:
+                mo = self.mlp(l, x)
             if ("mlp", l) in restore:
                 m, c = restore[("mlp", l)]
                 mo[:, 0] = torch.where(m[:, None], c[None], mo[:, 0])
@@ -641,6 +648,9 @@ def main():
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--width", type=int, default=96)
     ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--parallel", action="store_true",
+                    help="parallel blocks (x + attn(ln_1 x) + mlp(ln_2 x), as GPT-J / NeoX): a measuring variant, "
+                         "not what engram train writes; its model is not saved")
     ap.add_argument("--ctx", type=int, default=0, help="context (positions); 0: the longest instance, rounded up to 8")
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--batch", type=int, default=64)
@@ -676,6 +686,8 @@ def main():
         print(s, flush=True)
         out_lines.append(s)
 
+    if args.load and args.parallel:
+        ap.error("--parallel trains a parallel-block model; --load reads GPT-2 folders (sequential blocks)")
     tok = WorldTokenizer(args.world)
     train_prompts = read_jsonl(os.path.join(args.world, "train_prompts.jsonl"))
     heldout = read_jsonl(os.path.join(args.world, "heldout.jsonl"))
@@ -693,7 +705,7 @@ def main():
         ctx = args.ctx or int(math.ceil(need / 8) * 8)
         if need > ctx:
             sys.exit(f"--ctx {ctx} < {need} tokens of the longest instance / prompt")
-        model = GPT2(tok.size, args.layers, args.width, args.heads, ctx)
+        model = GPT2(tok.size, args.layers, args.width, args.heads, ctx, parallel=args.parallel)
         g = torch.Generator().manual_seed(args.seed)
         model.init_weights(args.init_std, g)
         nparams = sum(p.numel() for p in model.parameters())
@@ -704,7 +716,7 @@ def main():
         result.update({"train_seconds": secs, "epoch_losses": losses, "ctx": ctx, "parameters": nparams,
                        "steps": args.epochs * math.ceil(len(data) / args.batch)})
         log(f"trained in {secs:.0f} s")
-        if args.out:
+        if args.out and not args.parallel:
             save_model(model, os.path.join(args.out, "model"), args.world)
     model.eval()
     if not args.window:
