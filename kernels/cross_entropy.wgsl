@@ -36,7 +36,9 @@ struct Params {
   one: f32,
 }
 
-const WG: u32 = 128u;
+// Lanes per row: an override set per adapter by src/gpu/row_workgroup.ts (wide on GPUs, one SIMD vector
+// on CPU adapters), the default otherwise.
+override WG: u32 = 128u;
 const IGNORE: u32 = 0xffffffffu;
 
 @group(0) @binding(0) var<uniform> p: Params;

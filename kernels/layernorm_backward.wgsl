@@ -39,7 +39,9 @@ struct Params {
   accumulate: u32,
 }
 
-const WG: u32 = 64u;
+// Lanes per row: an override set per adapter by src/gpu/row_workgroup.ts (wide on GPUs, one SIMD vector
+// on CPU adapters), the default otherwise.
+override WG: u32 = 64u;
 const CB: u32 = 32u;
 const RS: u32 = 8u;
 

@@ -39,7 +39,9 @@ struct Params {
   rowStride: u32,
 }
 
-const WG: u32 = 64u;
+// Lanes per row: an override set per adapter by src/gpu/row_workgroup.ts (wide on GPUs, one SIMD vector
+// on CPU adapters), the default otherwise.
+override WG: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;

@@ -2,6 +2,7 @@
 import { ShapeError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
 import { grid, launch, uniforms } from "./pipeline.ts";
+import { rowWorkgroupConstants } from "./row_workgroup.ts";
 import { copyTensor, createTensor, type GpuTensor, windowSlackElems } from "./tensor.ts";
 
 /** Target id marking a row that does not count: its loss is 0 and its gradient row all 0. */
@@ -129,5 +130,6 @@ async function crossEntropyDispatch(
     dlogits ? "cross_entropy" : "cross_entropy_loss",
     dlogits ? [params, logits, targets, losses, dlogits] : [params, logits, targets, losses],
     grid(gpu, rows),
+    rowWorkgroupConstants(gpu, "softmax"),
   );
 }

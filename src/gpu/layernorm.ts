@@ -3,6 +3,7 @@ import { ShapeError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
 import { type BlockTensor, fitsBinding, forBlocks, type StorageBinding } from "./blocks.ts";
 import { grid, launch, uniforms } from "./pipeline.ts";
+import { rowWorkgroupConstants } from "./row_workgroup.ts";
 import type { GpuTensor } from "./tensor.ts";
 
 /** Options of {@link layerNorm}. */
@@ -72,11 +73,12 @@ export async function layerNorm(
       throw new ShapeError("layerNorm stats must not alias x or out", { field: stats.name });
     }
   }
+  const wg = rowWorkgroupConstants(gpu, "norm");
   const dispatch = async ([xb, ob, sb]: StorageBinding[], n: number) => {
     const params = { uniform: uniforms(n, cols, { f: eps }) };
     if (sb) {
-      await launch(gpu, "layernorm", "layernorm_stats", [params, xb, gamma, beta, ob, sb], grid(gpu, n));
-    } else await launch(gpu, "layernorm", "layernorm", [params, xb, gamma, beta, ob], grid(gpu, n));
+      await launch(gpu, "layernorm", "layernorm_stats", [params, xb, gamma, beta, ob, sb], grid(gpu, n), wg);
+    } else await launch(gpu, "layernorm", "layernorm", [params, xb, gamma, beta, ob], grid(gpu, n), wg);
   };
   const rowed = stats ? [x, out, stats] : [x, out];
   if (fitsBinding(gpu, ...rowed)) return await dispatch(rowed, rows);

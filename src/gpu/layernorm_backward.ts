@@ -3,6 +3,7 @@ import { ShapeError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
 import { type BlockTensor, fitsBinding, forBlocks, type StorageBinding } from "./blocks.ts";
 import { grid, launch, uniforms } from "./pipeline.ts";
+import { rowWorkgroupConstants } from "./row_workgroup.ts";
 import type { GpuTensor } from "./tensor.ts";
 
 /** Options of {@link layerNormBackward}. */
@@ -102,6 +103,7 @@ export async function layerNormBackward(
       "layernorm_backward",
       [{ uniform: uniforms(n, cols, acc ? 1 : 0) }, dO, xb, sb, gamma, dxb],
       grid(gpu, n),
+      rowWorkgroupConstants(gpu, "norm"),
     );
     if (dgamma && dbeta) {
       await launch(

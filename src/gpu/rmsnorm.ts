@@ -3,6 +3,7 @@ import { ShapeError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
 import { type BlockTensor, fitsBinding, forBlocks, type StorageBinding } from "./blocks.ts";
 import { grid, launch, uniforms } from "./pipeline.ts";
+import { rowWorkgroupConstants } from "./row_workgroup.ts";
 import type { GpuTensor } from "./tensor.ts";
 
 /**
@@ -179,12 +180,13 @@ export async function rmsNorm(
       throw new ShapeError("rmsNorm stats must not alias x or out", { field: stats.name });
     }
   }
+  const wg = rowWorkgroupConstants(gpu, "norm");
   const dispatch = async ([xb, ob, sb]: StorageBinding[], n: number, a: ResolvedAddressing) => {
     const params = {
       uniform: uniforms(n, cols, { f: eps }, a.offset, a.rowsPerGroup, a.groupStride, a.rowStride),
     };
-    if (sb) await launch(gpu, "rmsnorm", "rmsnorm_stats", [params, xb, weight, ob, sb], grid(gpu, n));
-    else await launch(gpu, "rmsnorm", "rmsnorm", [params, xb, weight, ob], grid(gpu, n));
+    if (sb) await launch(gpu, "rmsnorm", "rmsnorm_stats", [params, xb, weight, ob, sb], grid(gpu, n), wg);
+    else await launch(gpu, "rmsnorm", "rmsnorm", [params, xb, weight, ob], grid(gpu, n), wg);
   };
   const rowed = stats ? [x, out, stats] : [x, out];
   if (fitsBinding(gpu, ...rowed) || !ad.dense) return await dispatch(rowed, rows, ad);

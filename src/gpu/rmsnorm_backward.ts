@@ -3,6 +3,7 @@ import { ShapeError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
 import { type BlockTensor, fitsBinding, forBlocks, type StorageBinding } from "./blocks.ts";
 import { grid, launch, uniforms } from "./pipeline.ts";
+import { rowWorkgroupConstants } from "./row_workgroup.ts";
 import {
   checkAddressed,
   checkDims,
@@ -98,6 +99,7 @@ export async function rmsNormBackward(
       "rmsnorm_backward",
       [params(acc), dO, xb, sb, weight, dxb],
       grid(gpu, n),
+      rowWorkgroupConstants(gpu, "norm"),
     );
     if (dweight) {
       await launch(

@@ -2,6 +2,7 @@
 import { ShapeError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
 import { grid, launch, uniforms } from "./pipeline.ts";
+import { rowWorkgroupConstants } from "./row_workgroup.ts";
 import { fitsBinding, forRowBlocks } from "./blocks.ts";
 import type { GpuTensor } from "./tensor.ts";
 
@@ -30,8 +31,9 @@ async function rowwise(
   opts: SoftmaxOptions,
 ): Promise<void> {
   const { rows, cols } = opts;
+  const wg = rowWorkgroupConstants(gpu, "softmax");
   if (fitsBinding(gpu, x, out)) {
-    await launch(gpu, "softmax", entry, [params(rows, cols), x, out], grid(gpu, rows));
+    await launch(gpu, "softmax", entry, [params(rows, cols), x, out], grid(gpu, rows), wg);
     return;
   }
   await forRowBlocks(
@@ -42,7 +44,7 @@ async function rowwise(
     [x],
     [out],
     (ins, outs, _first, count) =>
-      launch(gpu, "softmax", entry, [params(count, cols), ins[0], outs[0]], grid(gpu, count)),
+      launch(gpu, "softmax", entry, [params(count, cols), ins[0], outs[0]], grid(gpu, count), wg),
   );
 }
 

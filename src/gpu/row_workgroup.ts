@@ -1,0 +1,56 @@
+/**
+ * Workgroup size of the row-reduction kernels: layer norm and RMS norm (forward and backward `dx`),
+ * softmax and cross-entropy, which give each row one workgroup of `WG` lanes that stream strided
+ * slices of the row and then each fold all `WG` partials.
+ *
+ * Chosen per adapter. On a GPU the kernels' own defaults (64 lanes for the norms, 128 for softmax and
+ * cross-entropy) keep many lanes busy per row. On a software adapter (llvmpipe, lavapipe, SwiftShader;
+ * {@link isSoftwareAdapter}) a workgroup's lanes are the SIMD lanes of one CPU core, every barrier splits
+ * the shader into resumable parts, and each lane's fold costs `WG` loads (and exps): there a workgroup of
+ * one 8-lane AVX2 vector (16 for the softmax family, whose rows are long) is 5–11× faster (llvmpipe, 2
+ * cores, 1024 rows: layerNorm of 96 columns 11.5 → 1.0 ms, its backward 11.7 → 2.2 ms, cross-entropy
+ * with its gradient over 1,284 columns 54 → 5.3 ms). Results differ only by the summation order.
+ */
+import { type Gpu, isSoftwareAdapter } from "./device.ts";
+
+/** The two families of row kernels: the norms (short rows) and softmax / cross-entropy (long rows). */
+export type RowKernelFamily = "norm" | "softmax";
+
+/** Workgroup size on software adapters, per family. */
+export const SOFTWARE_ROW_WORKGROUP: Readonly<Record<RowKernelFamily, number>> = { norm: 8, softmax: 16 };
+
+/** Sizes the WGSL kernels may be compiled with (powers of two up to the largest default). */
+const ALLOWED = [1, 2, 4, 8, 16, 32, 64, 128, 256];
+
+const software = new WeakMap<Gpu, boolean>();
+const forced = new WeakMap<Gpu, number>();
+
+/**
+ * The override constants that set `WG` of a `family` row kernel on `gpu`: `{}` (the kernel's default)
+ * on a hardware adapter, `{ WG: n }` on a software one or after {@link setRowWorkgroup}.
+ */
+export function rowWorkgroupConstants(gpu: Gpu, family: RowKernelFamily): Record<string, number> {
+  const f = forced.get(gpu);
+  if (f !== undefined) return { WG: f };
+  let sw = software.get(gpu);
+  if (sw === undefined) {
+    sw = isSoftwareAdapter(gpu.adapter);
+    software.set(gpu, sw);
+  }
+  return sw ? { WG: SOFTWARE_ROW_WORKGROUP[family] } : {};
+}
+
+/**
+ * Fixes the row kernels' workgroup size on `gpu` (every family), or with `undefined` returns to the
+ * per-adapter choice. For tests and benchmarks that compare sizes on one adapter.
+ */
+export function setRowWorkgroup(gpu: Gpu, size: number | undefined): void {
+  if (size === undefined) {
+    forced.delete(gpu);
+    return;
+  }
+  if (!ALLOWED.includes(size)) {
+    throw new RangeError(`row workgroup size must be one of ${ALLOWED.join(", ")}, got ${size}`);
+  }
+  forced.set(gpu, size);
+}
