@@ -20,7 +20,7 @@
 //   3 storage rw     losses:  array<f32>
 //   4 storage rw     dlogits: array<f32>   (entry `cross_entropy` only)
 // Entries: `cross_entropy` (losses and gradient), `cross_entropy_loss` (losses only, bindings 0-3).
-// Dispatch: one workgroup of WG = 128 invocations per row, `rows` workgroups split over x/y by
+// Dispatch: one workgroup of WG (default 128) per row, `rows` workgroups split over x/y by
 //   `grid()`; row = wg.x + wg.y * nwg.x. Any cols >= 1 (GPT-2's vocabulary: 50257).
 //
 // Row statistics (m_r, l_r) come from lib/online_softmax.wgsl, as in softmax.wgsl (online softmax,

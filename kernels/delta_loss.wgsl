@@ -22,7 +22,7 @@
 //   p0 [K, cols + 2] f32 (x0, m0, l0); losses [rows] f32; dlogits [rows, cols] f32 (no aliasing).
 // Bindings (group 0): 0 uniform Params { rows, cols, one (1.0, see lib/kahan.wgsl), pad }, 1 logits,
 //   2 info, 3 p0 (rw), 4 losses (rw), 5 dlogits (rw).
-// Dispatch: one workgroup of WG = 128 per row, `rows` workgroups split over x / y by `grid()`.
+// Dispatch: one workgroup of WG (default 128) per row, `rows` workgroups split over x / y by `grid()`.
 // Reductions fold in one order in every invocation (bit-identical, no second barrier). Deterministic.
 // Float64 twin: src/reference/delta_loss.ts.
 
@@ -33,7 +33,9 @@ struct Params {
   pad: u32,
 }
 
-const WG: u32 = 128u;
+// Lanes per row: an override set per adapter by src/gpu/row_workgroup.ts (wide on GPUs, one SIMD vector
+// on CPU adapters), the default otherwise.
+override WG: u32 = 128u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;

@@ -15,7 +15,7 @@
 //   3 storage read   beta: array<f32>
 //   4 storage rw     out: array<f32>
 //   5 storage rw     stats: array<f32>    (entry `layernorm_stats` only)
-// Dispatch: one workgroup of WG = 64 invocations per row, `rows` workgroups split over x/y by `grid()`;
+// Dispatch: one workgroup of WG (default 64) per row, `rows` workgroups split over x/y by `grid()`;
 //   row = wg.x + wg.y * nwg.x.
 //
 // Reduction: each invocation sums a strided slice of the row (c = lid, lid + WG, ...), writes its

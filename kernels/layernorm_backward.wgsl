@@ -24,7 +24,7 @@
 //   entry `layernorm_backward_params`:  4 storage rw dgamma,  5 storage rw dbeta
 //
 // Dispatch:
-//   `layernorm_backward`: one workgroup of WG = 64 per row, `rows` workgroups split over x/y by
+//   `layernorm_backward`: one workgroup of WG (default 64) per row, `rows` workgroups split over x/y by
 //     `grid()`; row = wg.x + wg.y * nwg.x. Each invocation sums a strided slice of the row into two
 //     workgroup partial arrays; after one barrier every invocation folds all WG partials in the same
 //     order (bit-identical totals, no broadcast barrier).

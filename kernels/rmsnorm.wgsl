@@ -22,7 +22,7 @@
 //   2 storage read   weight: array<f32>
 //   3 storage rw     out: array<f32>
 //   4 storage rw     stats: array<f32>    (entry `rmsnorm_stats` only)
-// Dispatch: one workgroup of WG = 64 invocations per row, `rows` workgroups split over x/y by `grid()`;
+// Dispatch: one workgroup of WG (default 64) per row, `rows` workgroups split over x/y by `grid()`;
 //   row = wg.x + wg.y * nwg.x.
 //
 // Reduction: each invocation sums the squares of a strided slice of the row (c = lid, lid + WG, ...),

@@ -25,7 +25,7 @@
 //   entry `rmsnorm_backward_params`:  4 storage rw dweight
 //
 // Dispatch:
-//   `rmsnorm_backward`: one workgroup of WG = 64 per row, `rows` workgroups split over x/y by `grid()`;
+//   `rmsnorm_backward`: one workgroup of WG (default 64) per row, `rows` workgroups split over x/y by `grid()`;
 //     row = wg.x + wg.y * nwg.x. Strided partial sums, one barrier, every invocation folds all WG
 //     partials in the same order (bit-identical totals, no broadcast barrier).
 //   `rmsnorm_backward_params`: workgroups of (CB = 32 columns) x (RS = 8 row lanes), ceil(cols / 32)

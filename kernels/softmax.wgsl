@@ -12,8 +12,8 @@
 //   1 storage read   x: array<f32>
 //   2 storage rw     out: array<f32>
 // Entries: `softmax`, `log_softmax` (same bindings).
-// Dispatch: one workgroup of WG = 128 invocations per row, `rows` workgroups split over x/y by
-//   `grid()`; row = wg.x + wg.y * nwg.x. Any cols >= 1 (GPT-2's vocabulary: 50257, ~393 per invocation).
+// Dispatch: one workgroup of WG (default 128) per row, `rows` workgroups split over x/y by
+//   `grid()`; row = wg.x + wg.y * nwg.x. Any cols >= 1 (GPT-2's vocabulary: 50257, ~393 per invocation at WG 128).
 //
 // Row statistics (m_r, l_r) come from lib/online_softmax.wgsl (online softmax, Kahan-compensated sum,
 // bit-identical in every invocation of the row's workgroup); a second sweep writes the outputs.

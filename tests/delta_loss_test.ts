@@ -9,11 +9,15 @@ import { getGpu } from "../src/gpu/device.ts";
 import { createTensor, readTensors, writeTensor } from "../src/gpu/tensor.ts";
 import { DELTA_LOSS_KL, DELTA_LOSS_KL_INIT, DELTA_LOSS_NLL, deltaLoss } from "../src/gpu/delta_loss.ts";
 import { deltaLossRef, type DeltaLossRow } from "../src/reference/delta_loss.ts";
+import { setRowWorkgroup } from "../src/gpu/row_workgroup.ts";
 import { freshSeed, maxAbsErr, randn, rng } from "./_util.ts";
 
-for (const cols of [37, 1284]) {
-  Deno.test(`delta loss kernel equals the float64 twin (NLL, KL init, KL; ${cols} columns)`, async () => {
+// The adapter's own workgroup size, the GPU default (128) and a single lane (src/gpu/row_workgroup.ts).
+for (const [cols, wg] of [[37, undefined], [1284, undefined], [1284, 128], [37, 1]] as const) {
+  const sized = wg === undefined ? "" : `, workgroup ${wg}`;
+  Deno.test(`delta loss kernel equals the float64 twin (NLL, KL init, KL; ${cols} columns${sized})`, async () => {
     const gpu = await getGpu();
+    setRowWorkgroup(gpu, wg);
     const seed = freshSeed();
     const r = rng(seed);
     const K = 3, rows = 9;
@@ -96,6 +100,7 @@ for (const cols of [37, 1284]) {
         } (seed ${seed})`,
       );
     } finally {
+      setRowWorkgroup(gpu, undefined);
       for (const t of [tl, ti, tp, tls, td]) t.destroy();
     }
   });

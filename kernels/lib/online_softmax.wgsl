@@ -6,7 +6,7 @@
 // Declares: const NEG, var<workgroup> redM, redL, and
 //   fn rowStats(base: u32, cols: u32, lid: u32, one: f32) -> vec2<f32>
 // Needs from the including kernel:
-//   const WG: u32              workgroup size; one workgroup of WG invocations handles one row
+//   WG (u32, const or override) workgroup size; one workgroup of WG invocations handles one row
 //   fn rowValue(i: u32) -> f32 element i of the kernel's flat input (the row starts at `base`)
 //   a uniform f32 equal to 1.0, passed as `one` (see lib/kahan.wgsl: without it the compensation is lost)
 //

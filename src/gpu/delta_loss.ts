@@ -2,6 +2,7 @@
 import { ShapeError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
 import { grid, launch, uniforms } from "./pipeline.ts";
+import { rowWorkgroupConstants } from "./row_workgroup.ts";
 import type { GpuTensor } from "./tensor.ts";
 
 /** Row kinds of {@link deltaLoss}'s `info`. */
@@ -53,5 +54,6 @@ export async function deltaLoss(
     "delta_loss",
     [{ uniform: uniforms(rows, cols, { f: 1 }, 0) }, logits, info, p0, losses, dlogits],
     grid(gpu, rows),
+    rowWorkgroupConstants(gpu, "softmax"),
   );
 }

@@ -1,7 +1,7 @@
 /**
  * Workgroup size of the row-reduction kernels: layer norm and RMS norm (forward and backward `dx`),
- * softmax and cross-entropy, which give each row one workgroup of `WG` lanes that stream strided
- * slices of the row and then each fold all `WG` partials.
+ * softmax, cross-entropy and the editors' value loss (kernels/delta_loss.wgsl), which give each row one
+ * workgroup of `WG` lanes that stream strided slices of the row and then each fold all `WG` partials.
  *
  * Chosen per adapter. On a GPU the kernels' own defaults (64 lanes for the norms, 128 for softmax and
  * cross-entropy) keep many lanes busy per row. On a software adapter (llvmpipe, lavapipe, SwiftShader;
@@ -13,7 +13,7 @@
  */
 import { type Gpu, isSoftwareAdapter } from "./device.ts";
 
-/** The two families of row kernels: the norms (short rows) and softmax / cross-entropy (long rows). */
+/** The two families of row kernels: the norms (short rows), softmax / cross-entropy / delta loss (long rows). */
 export type RowKernelFamily = "norm" | "softmax";
 
 /** Workgroup size on software adapters, per family. */
