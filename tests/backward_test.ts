@@ -4,7 +4,9 @@
  */
 import assert from "node:assert/strict";
 import { getGpu } from "../src/gpu/device.ts";
-import { Gradients, lossAndGradients } from "../src/model/backward.ts";
+import { Gradients, logitLossAndGradients, lossAndGradients } from "../src/model/backward.ts";
+import { fill, sumSquares } from "../src/gpu/reduce.ts";
+import { createTensor, poison } from "../src/gpu/tensor.ts";
 import type { ModelConfig, WeightMap } from "../src/model/config.ts";
 import { TransformerModel } from "../src/model/transformer.ts";
 import { randomGPT2 } from "../src/model/random.ts";
@@ -179,6 +181,41 @@ Deno.test("gradient accumulation adds, and a fully ignored batch is an error", a
     lossAndGradients(model, batch, { targets: batch.map((s) => s.map(() => -1)) }, { grads }),
     { name: "InputError", message: /no counted target/ },
   );
+  grads.destroy();
+  model.destroy();
+});
+
+Deno.test("afterGradients: its tensors come back with the gradients (squared norm = the host sum); the logit-loss backwards refuse it", async () => {
+  const gpu = await getGpu();
+  const { weights, batch, targets } = setup(12);
+  const model = TransformerModel.create(gpu, cfg, weights);
+  const grads = new Gradients(model);
+  const names = model.weightNames();
+  const sumsq = createTensor(gpu, [1], { name: "sumsq" });
+  poison(sumsq);
+  const plain = await lossAndGradients(model, batch, { targets }, { grads });
+  assert.deepEqual(plain.after, []);
+  const res = await lossAndGradients(model, batch, { targets }, {
+    grads,
+    allowNonFinite: true,
+    afterGradients: async () => {
+      await fill(gpu, sumsq, 0);
+      for (const n of names) await sumSquares(gpu, grads.get(n), sumsq, { accumulate: true });
+      return [sumsq];
+    },
+  });
+  assert.equal(res.loss, plain.loss);
+  let host = 0;
+  for (const n of names) for (const v of await grads.read(n)) host += v * v;
+  assert.equal(res.after.length, 1);
+  assert.ok(Math.abs(res.after[0][0] - host) <= 1e-5 * host, `${res.after[0][0]} vs ${host}`);
+  await assert.rejects(
+    logitLossAndGradients(model, batch, [0], () => ({ loss: 0, dlogits: new Float32Array(23) }), {
+      afterGradients: () => Promise.resolve([]),
+    }),
+    { name: "InputError", message: /afterGradients/ },
+  );
+  sumsq.destroy();
   grads.destroy();
   model.destroy();
 });

@@ -108,6 +108,12 @@ export interface BackwardOptions {
    * it: it checks the loss itself and reports divergence with the last good checkpoint.
    */
   allowNonFinite?: boolean;
+  /**
+   * GPU work recorded once every gradient is (e.g. their squared norm), returning tensors to read: they come
+   * back in the backward's one map, as {@link BackwardResult.after}, so a training step waits once. For
+   * {@link lossAndGradients} and {@link backward} only (the logit-loss backwards refuse it).
+   */
+  afterGradients?: () => Promise<GpuTensor[]>;
 }
 
 /** Result of {@link lossAndGradients}. */
@@ -119,6 +125,8 @@ export interface BackwardResult {
   /** Number of rows counted in the loss. */
   counted: number;
   siteGrads: Map<string, Float32Array>;
+  /** The tensors {@link BackwardOptions.afterGradients} returned, read with the gradients (else empty). */
+  after: Float32Array[];
 }
 
 /** Runs forward (saving activations) and backward; see the module comment for the loss. */
@@ -131,6 +139,9 @@ export async function lossAndGradients(
   const { saved } = await model.forwardForBackward(batch, {
     hooks: opts.hooks,
     allowNonFinite: opts.allowNonFinite,
+    // Only `saved` is used: with the non-finite check off, the forward's own readback (the last positions'
+    // log-probabilities, a map of at least 10 ms on Deno) has no reader and is skipped.
+    noReadback: opts.allowNonFinite === true,
   });
   try {
     return await backward(model, saved, loss, opts);
@@ -202,7 +213,7 @@ export async function backward(
     }
     let total = 0;
     for (let r = 0; r < R; r++) if (targets[r] !== IGNORE_TARGET) total += rowLosses[r];
-    return { loss: total * scale, rowLosses, counted, siteGrads };
+    return { loss: total * scale, rowLosses, counted, siteGrads, after: reads.slice(1) };
   } finally {
     rowLossT?.destroy();
     targetsT?.destroy();
@@ -238,6 +249,9 @@ export async function backwardFromLogitGrads(
   lossFn: LogitLossFn,
   opts: BackwardOptions = {},
 ): Promise<LogitBackwardResult> {
+  if (opts.afterGradients) {
+    throw new InputError("afterGradients is for lossAndGradients / backward", { field: "afterGradients" });
+  }
   const gpu = model.gpu;
   const V = model.config.vocabSize;
   const R = saved.B * saved.T;
@@ -298,6 +312,9 @@ export async function backwardFromGpuLogitGrads(
   head: (logits: GpuTensor, dlogits: GpuTensor) => Promise<GpuTensor[]>,
   opts: BackwardOptions = {},
 ): Promise<{ siteGrads: Map<string, Float32Array>; reads: Float32Array[] }> {
+  if (opts.afterGradients) {
+    throw new InputError("afterGradients is for lossAndGradients / backward", { field: "afterGradients" });
+  }
   const R = saved.B * saved.T;
   if (rows.length === 0) throw new InputError("no logit rows for the loss", { field: "rows" });
   for (const r of rows) {
@@ -324,6 +341,9 @@ export async function logitLossAndGradients(
   const { saved } = await model.forwardForBackward(batch, {
     hooks: opts.hooks,
     allowNonFinite: opts.allowNonFinite,
+    // Only `saved` is used: with the non-finite check off, the forward's own readback (the last positions'
+    // log-probabilities, a map of at least 10 ms on Deno) has no reader and is skipped.
+    noReadback: opts.allowNonFinite === true,
   });
   try {
     return await backwardFromLogitGrads(model, saved, rows, lossFn, opts);
@@ -583,6 +603,7 @@ async function backwardCore(
   }
   try {
     // Every site's gradient in one map (one completion wait).
+    if (opts.afterGradients) extra.push(...await opts.afterGradients());
     const grads = await readTensors([...pending.map(([, t]) => t), ...extra]);
     pending.forEach(([name], i) => siteGrads.set(name, grads[i]));
     extraOut?.push(...grads.slice(pending.length));

@@ -282,7 +282,16 @@ async function trainLocked(gpu: Gpu, cfg: TrainConfig, opts: TrainOptions, t0: n
         const ts = performance.now();
         const chunk = batches[b];
         const { batch, targets } = makeBatch(chunk, pad);
-        const res = await lossAndGradients(model, batch, { targets }, { grads, allowNonFinite: true });
+        // The squared gradient norm is recorded after the backward and read in its one map.
+        const res = await lossAndGradients(model, batch, { targets }, {
+          grads,
+          allowNonFinite: true,
+          afterGradients: async () => {
+            await fill(gpu, sumsq, 0);
+            for (const n of names) await sumSquares(gpu, grads.get(n), sumsq, { accumulate: true });
+            return [sumsq];
+          },
+        });
         if (!Number.isFinite(res.loss)) {
           const last = checkpoints.at(-1);
           throw new TrainingDivergedError(
@@ -292,9 +301,7 @@ async function trainLocked(gpu: Gpu, cfg: TrainConfig, opts: TrainOptions, t0: n
             { file: cfg.corpus },
           );
         }
-        await fill(gpu, sumsq, 0);
-        for (const n of names) await sumSquares(gpu, grads.get(n), sumsq, { accumulate: true });
-        const norm = Math.sqrt((await readTensor(sumsq))[0]);
+        const norm = Math.sqrt(res.after[0][0]);
         if (!Number.isFinite(norm)) {
           throw new TrainingDivergedError(`gradient norm became ${norm} at step ${step + 1}`, {
             file: cfg.corpus,
