@@ -98,6 +98,7 @@ Deno.test("AlphaEdit projection: GPU vs host backend, cache beside the statistic
     assert.equal(g1.gpuRuns, LAYERS.length);
     assert.equal(h1.hostRuns, LAYERS.length);
     const lines: string[] = [];
+    const tolByLayer = new Map<number, number>();
     for (const L of LAYERS) {
       const gs = g1.state.perLayer.get(L)!, hs = h1.state.perLayer.get(L)!;
       assert.equal(gs.rank, hs.rank, `layer ${L}: ranks`);
@@ -112,14 +113,23 @@ Deno.test("AlphaEdit projection: GPU vs host backend, cache beside the statistic
           (dl / hs.eigenvalues[I - 1]).toExponential(2)
         }, ‖P_gpu − P_host‖_F ${Math.sqrt(dP).toExponential(2)}`,
       );
-      assert.ok(Math.sqrt(dP) < 1e-3, `layer ${L}: ‖ΔP‖ ${Math.sqrt(dP)} (seed ${seed})`);
+      // Davis–Kahan: a float32 eigensolver moves the kept subspace by about ε·λmax / gap, the gap between
+      // the eigenvalues on either side of τ (seed 234832311: λmax / gap 1.2e4, ‖ΔP‖ 4.7e-3); a wrong basis
+      // moves it by O(1).
+      const ev = [...hs.eigenvalues].map(Math.abs).sort((a, b) => a - b);
+      const gap = Math.min(...ev.filter((v) => v >= tau)) - Math.max(...ev.filter((v) => v < tau));
+      const tolP = Math.max(1e-3, (3e-6 * ev[ev.length - 1]) / gap);
+      tolByLayer.set(L, tolP);
+      assert.ok(Math.sqrt(dP) < tolP, `layer ${L}: ‖ΔP‖ ${Math.sqrt(dP)} > ${tolP} (seed ${seed})`);
       assert.equal(g1.upd[LAYERS.indexOf(L)].null_space.method, "gpu-jacobi-f32");
       assert.equal(h1.upd[LAYERS.indexOf(L)].null_space.method, "host-f64");
     }
     for (const [name, d] of g1.computed.deltas) {
       const e = relDiff(d.data, h1.computed.deltas.get(name)!.data);
       lines.push(`${name} ΔW gpu vs host ${e.toExponential(2)}`);
-      assert.ok(e < 1e-3, `${name}: ΔW gpu vs host ${e} (seed ${seed})`);
+      // The update is projected by P: it moves as much as P does.
+      const tolW = tolByLayer.get(Number(/\d+/.exec(name)![0]))!;
+      assert.ok(e < tolW, `${name}: ΔW gpu vs host ${e} > ${tolW} (seed ${seed})`);
     }
     console.log(`AlphaEdit projection (seed ${seed}, τ ${tau.toExponential(3)}): ${lines.join("; ")}`);
 

@@ -71,11 +71,17 @@ export function defaultTuneFile(): string | null {
   }
 }
 
+/**
+ * Version of the tune's method, hashed with the kernels: 2 subtracts the flush's completion wait (version 1
+ * timed two products per flush, so on a CPU adapter the wait decided), and stored tunes of 1 are redone.
+ */
+const TUNE_METHOD = "2";
+
 /** A short FNV-1a hash of the matmul kernels' sources: a kernel change invalidates stored tunes. */
 function kernelsHash(): string {
   let h = 0x811c9dc5;
   for (const k of ["matmul", "matmul_wide", "matmul_lanes"]) {
-    const s = kernelSource(k);
+    const s = kernelSource(k) + (k === "matmul" ? TUNE_METHOD : "");
     for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0;
   }
   return h.toString(16).padStart(8, "0");
@@ -114,6 +120,17 @@ function writeCache(file: string, r: TuneResult, kept: TuneResult | undefined): 
     Deno.writeTextFileSync(tmp, JSON.stringify(all, null, 2) + "\n");
     Deno.renameSync(tmp, file);
   } catch { /* a read-only cache folder only costs a tune per process */ }
+}
+
+/** The shortest of three empty flushes (ms): the completion wait every timed flush includes. */
+async function flushFloor(gpu: Gpu): Promise<number> {
+  let best = Infinity;
+  for (let i = 0; i < 3; i++) {
+    const t0 = performance.now();
+    await gpu.flush();
+    best = Math.min(best, performance.now() - t0);
+  }
+  return best;
 }
 
 function fill(n: number, s: number): Float32Array {
@@ -172,16 +189,24 @@ export async function autotuneMatmul(gpu: Gpu, opts: TuneOptions = {}): Promise<
           }
           timings.push({ variant: v.name, ms: Infinity, gflops: 0, error, ok: error <= tol });
         }
+        // A flush costs a fixed completion wait (about 11 ms on Deno, several times one tuning product on
+        // a CPU adapter): each round runs enough products to outweigh it, and the empty flush is subtracted,
+        // so the variants are told apart by their kernels, not by the wait.
+        const run = async (variant: string, reps: number) => {
+          const t0 = performance.now();
+          for (let j = 0; j < reps; j++) await matmul(gpu, ta, tb, out, { M, N, K, transA, transB, variant });
+          await gpu.flush();
+          return performance.now() - t0;
+        };
+        const floor = await flushFloor(gpu);
+        const first = timings.find((t) => t.ok);
+        const per = first ? Math.max((await run(first.variant, 2) - floor) / 2, 0.05) : 1;
+        const reps = Math.min(64, Math.max(2, Math.ceil((4 * floor) / per)));
         // Rounds interleave the variants, so a load change on a shared machine hits them alike.
         for (let r = 0; r < rounds; r++) {
           for (const t of timings) {
             if (!t.ok) continue;
-            const t0 = performance.now();
-            for (let j = 0; j < 2; j++) {
-              await matmul(gpu, ta, tb, out, { M, N, K, transA, transB, variant: t.variant });
-            }
-            await gpu.flush();
-            t.ms = Math.min(t.ms, (performance.now() - t0) / 2);
+            t.ms = Math.min(t.ms, Math.max((await run(t.variant, reps)) - floor, 1e-3) / reps);
           }
         }
         for (const t of timings) if (t.ok) t.gflops = (2 * M * N * K) / (t.ms * 1e6);
