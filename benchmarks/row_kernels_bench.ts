@@ -1,10 +1,11 @@
 /**
  * The row-reduction kernels at the adapter's workgroup size (src/gpu/row_workgroup.ts) against the GPU
- * default (64 lanes for the norms, 128 for cross-entropy) in one run, at the fixture world's training
+ * default (64 lanes for the norms, 128 for cross-entropy, 8 row lanes for the bias gradient) in one run, at the fixture world's training
  * shapes (1,024 rows of 96 columns; 1,284 logits per row). Each iteration records 10 calls and awaits one
  * flush, so the ~11 ms completion wait is shared. `deno bench -A benchmarks/row_kernels_bench.ts`.
  */
 import { getGpu } from "../src/gpu/device.ts";
+import { biasGrad } from "../src/gpu/bias_grad.ts";
 import { crossEntropy } from "../src/gpu/cross_entropy.ts";
 import { layerNorm } from "../src/gpu/layernorm.ts";
 import { layerNormBackward } from "../src/gpu/layernorm_backward.ts";
@@ -30,6 +31,8 @@ const targets = createTensor(gpu, [R], {
   data: Uint32Array.from({ length: R }, (_, i) => (i * 37) % V),
 });
 const losses = createTensor(gpu, [R], { name: "losses" });
+const hidden = createTensor(gpu, [R, 4 * C], { name: "hidden", data: data(R * 4 * C, 0.53) });
+const dbias = createTensor(gpu, [4 * C], { name: "dbias" });
 const dlogits = createTensor(gpu, [R, V], { name: "dlogits" });
 
 const cases: Array<[string, number, () => Promise<void>]> = [
@@ -39,6 +42,8 @@ const cases: Array<[string, number, () => Promise<void>]> = [
     64,
     () => layerNormBackward(gpu, dout, x, gamma, stats, dx, dg, db, { rows: R, cols: C }),
   ],
+  // The column sums' override is RS (row lanes per column, GPU default 8).
+  ["biasGrad 1024x384", 8, () => biasGrad(gpu, hidden, dbias, { rows: R, cols: 4 * C })],
   [
     "crossEntropy + gradient 1024x1284",
     128,

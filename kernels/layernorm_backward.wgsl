@@ -43,7 +43,9 @@ struct Params {
 // on CPU adapters), the default otherwise.
 override WG: u32 = 64u;
 const CB: u32 = 32u;
-const RS: u32 = 8u;
+// Row lanes per column: an override set per adapter by src/gpu/row_workgroup.ts (8 on GPUs, 1 on CPU
+// adapters, where the lanes of a workgroup share one core and the barrier's fold is pure overhead).
+override RS: u32 = 8u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> dout: array<f32>;

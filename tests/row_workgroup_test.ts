@@ -1,11 +1,12 @@
 /**
  * The row-reduction kernels (layer / RMS norm forward and backward, softmax, log-softmax,
- * cross-entropy) at every workgroup size an adapter may get (src/gpu/row_workgroup.ts: the GPU
+ * cross-entropy) and the column sums (bias gradient, norm weight gradients) at every workgroup size an adapter may get (src/gpu/row_workgroup.ts: the GPU
  * defaults 64 / 128, the software 8 / 16, and 1, 2, 32) against their float64 twins on odd sizes —
  * rows shorter and longer than the workgroup, a column count that is no multiple of any size.
  */
 import assert from "node:assert/strict";
 import { getGpu, isSoftwareAdapter } from "../src/gpu/device.ts";
+import { biasGrad } from "../src/gpu/bias_grad.ts";
 import { crossEntropy } from "../src/gpu/cross_entropy.ts";
 import { layerNorm } from "../src/gpu/layernorm.ts";
 import { layerNormBackward } from "../src/gpu/layernorm_backward.ts";
@@ -14,6 +15,7 @@ import { rmsNormBackward } from "../src/gpu/rmsnorm_backward.ts";
 import { logSoftmax, softmax } from "../src/gpu/softmax.ts";
 import { rowWorkgroupConstants, setRowWorkgroup, SOFTWARE_ROW_WORKGROUP } from "../src/gpu/row_workgroup.ts";
 import { createTensor, poison, readTensor } from "../src/gpu/tensor.ts";
+import { biasGradRef } from "../src/reference/bias_grad.ts";
 import { crossEntropyRef } from "../src/reference/cross_entropy.ts";
 import { layerNormRef } from "../src/reference/layernorm.ts";
 import { layerNormBackwardRef } from "../src/reference/layernorm_backward.ts";
@@ -31,6 +33,7 @@ Deno.test("row kernels: every workgroup size agrees with the float64 twins (norm
     for (const wg of SIZES) {
       setRowWorkgroup(gpu, wg);
       assert.deepEqual(rowWorkgroupConstants(gpu, "norm"), { WG: wg });
+      assert.deepEqual(rowWorkgroupConstants(gpu, "columns"), { RS: Math.min(wg, 8) });
       for (const [rows, cols] of [[5, 3], [7, 97], [3, 301]]) {
         const what = `WG ${wg}, ${rows}x${cols} (seed ${seed})`;
         const x = randn(r, rows * cols, 2), dout = randn(r, rows * cols);
@@ -54,6 +57,10 @@ Deno.test("row kernels: every workgroup size agrees with the float64 twins (norm
         await layerNormBackward(gpu, td, tx, tg, stats, dx, dg, db, { rows, cols });
         assertClose(await readTensor(dx), lnb.dx, 1e-5, `layerNormBackward dx ${what}`, seed);
         assertClose(await readTensor(dg), lnb.dgamma, 1e-5, `layerNormBackward dgamma ${what}`, seed);
+
+        poison(db);
+        await biasGrad(gpu, td, db, { rows, cols });
+        assertClose(await readTensor(db), biasGradRef(dout, rows, cols), 1e-5, `biasGrad ${what}`, seed);
 
         const rstats = createTensor(gpu, [rows], { name: "rms_stats" });
         for (const t of [out, dx, dg, rstats]) poison(t);
@@ -93,5 +100,6 @@ Deno.test("row kernels: the adapter's own choice (software adapters get one SIMD
   const sw = isSoftwareAdapter(gpu.adapter);
   assert.deepEqual(rowWorkgroupConstants(gpu, "norm"), sw ? { WG: SOFTWARE_ROW_WORKGROUP.norm } : {});
   assert.deepEqual(rowWorkgroupConstants(gpu, "softmax"), sw ? { WG: SOFTWARE_ROW_WORKGROUP.softmax } : {});
+  assert.deepEqual(rowWorkgroupConstants(gpu, "columns"), sw ? { RS: SOFTWARE_ROW_WORKGROUP.columns } : {});
   assert.throws(() => setRowWorkgroup(gpu, 48), /one of 1, 2, 4/);
 });

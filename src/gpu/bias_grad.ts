@@ -2,6 +2,7 @@
 import { ShapeError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
 import { grid, launch, uniforms } from "./pipeline.ts";
+import { rowWorkgroupConstants } from "./row_workgroup.ts";
 import { fitsBinding, forRowBlocks, type StorageBinding } from "./blocks.ts";
 import type { GpuTensor } from "./tensor.ts";
 
@@ -63,6 +64,7 @@ export async function biasGrad(
       "bias_grad",
       [{ uniform: uniforms(count, cols, accumulate ? 1 : 0) }, d, dbias],
       grid(gpu, Math.ceil(cols / 32)),
+      rowWorkgroupConstants(gpu, "columns"),
     );
   if (fitsBinding(gpu, dout)) return await dispatch(dout, rows, opts.accumulate ?? false);
   // Past the binding limit: the first row block overwrites (or accumulates, per the option), later

@@ -112,6 +112,7 @@ export async function layerNormBackward(
         "layernorm_backward_params",
         [{ uniform: uniforms(n, cols, accParams || !firstBlock ? 1 : 0) }, dO, xb, sb, dgamma, dbeta],
         grid(gpu, Math.ceil(cols / 32)),
+        rowWorkgroupConstants(gpu, "columns"),
       );
     }
   };

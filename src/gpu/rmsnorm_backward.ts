@@ -108,6 +108,7 @@ export async function rmsNormBackward(
         "rmsnorm_backward_params",
         [params(accParams || !firstBlock), dO, xb, sb, dweight],
         grid(gpu, Math.ceil(cols / 32)),
+        rowWorkgroupConstants(gpu, "columns"),
       );
     }
   };

@@ -1,7 +1,8 @@
 /**
  * Workgroup size of the row-reduction kernels: layer norm and RMS norm (forward and backward `dx`),
  * softmax, cross-entropy and the editors' value loss (kernels/delta_loss.wgsl), which give each row one
- * workgroup of `WG` lanes that stream strided slices of the row and then each fold all `WG` partials.
+ * workgroup of `WG` lanes that stream strided slices of the row and then each fold all `WG` partials; and
+ * of the column sums (bias_grad, the norms' weight gradients).
  *
  * Chosen per adapter. On a GPU the kernels' own defaults (64 lanes for the norms, 128 for softmax and
  * cross-entropy) keep many lanes busy per row. On a software adapter (llvmpipe, lavapipe, SwiftShader;
@@ -9,15 +10,32 @@
  * the shader into resumable parts, and each lane's fold costs `WG` loads (and exps): there a workgroup of
  * one 8-lane AVX2 vector (16 for the softmax family, whose rows are long) is 5–11× faster (llvmpipe, 2
  * cores, 1024 rows: layerNorm of 96 columns 11.5 → 1.0 ms, its backward 11.7 → 2.2 ms, cross-entropy
- * with its gradient over 1,284 columns 54 → 5.3 ms). Results differ only by the summation order.
+ * with its gradient over 1,284 columns 54 → 5.3 ms). The column sums of parameter gradients (bias, norm
+ * weights: 32 columns × `RS` row lanes) drop their cross-lane fold there (RS 1): bias gradient of
+ * 1024×384 0.82 → 0.46 ms. Results differ only by the summation order.
  */
 import { type Gpu, isSoftwareAdapter } from "./device.ts";
 
-/** The two families of row kernels: the norms (short rows), softmax / cross-entropy / delta loss (long rows). */
-export type RowKernelFamily = "norm" | "softmax";
+/**
+ * The families of row kernels: the norms (short rows), softmax / cross-entropy / delta loss (long rows), and
+ * the column sums of the parameter gradients (bias, norm weights: a workgroup of 32 columns × `RS` row lanes
+ * whose lanes fold after a barrier; their override is `RS`, at most 8).
+ */
+export type RowKernelFamily = "norm" | "softmax" | "columns";
 
-/** Workgroup size on software adapters, per family. */
-export const SOFTWARE_ROW_WORKGROUP: Readonly<Record<RowKernelFamily, number>> = { norm: 8, softmax: 16 };
+/** Workgroup size (`WG`, or `RS` for "columns") on software adapters, per family. */
+export const SOFTWARE_ROW_WORKGROUP: Readonly<Record<RowKernelFamily, number>> = {
+  norm: 8,
+  softmax: 16,
+  columns: 1,
+};
+
+/** The override each family sets, and its largest value (32 columns × RS lanes ≤ 256 invocations). */
+const OVERRIDE: Record<RowKernelFamily, [string, number]> = {
+  norm: ["WG", 256],
+  softmax: ["WG", 256],
+  columns: ["RS", 8],
+};
 
 /** Sizes the WGSL kernels may be compiled with (powers of two up to the largest default). */
 const ALLOWED = [1, 2, 4, 8, 16, 32, 64, 128, 256];
@@ -30,19 +48,21 @@ const forced = new WeakMap<Gpu, number>();
  * on a hardware adapter, `{ WG: n }` on a software one or after {@link setRowWorkgroup}.
  */
 export function rowWorkgroupConstants(gpu: Gpu, family: RowKernelFamily): Record<string, number> {
+  const [name, most] = OVERRIDE[family];
   const f = forced.get(gpu);
-  if (f !== undefined) return { WG: f };
+  if (f !== undefined) return { [name]: Math.min(f, most) };
   let sw = software.get(gpu);
   if (sw === undefined) {
     sw = isSoftwareAdapter(gpu.adapter);
     software.set(gpu, sw);
   }
-  return sw ? { WG: SOFTWARE_ROW_WORKGROUP[family] } : {};
+  return sw ? { [name]: SOFTWARE_ROW_WORKGROUP[family] } : {};
 }
 
 /**
- * Fixes the row kernels' workgroup size on `gpu` (every family), or with `undefined` returns to the
- * per-adapter choice. For tests and benchmarks that compare sizes on one adapter.
+ * Fixes the row kernels' workgroup size on `gpu` (every family; "columns" takes at most 8 row lanes), or
+ * with `undefined` returns to the per-adapter choice. For tests and benchmarks that compare sizes on one
+ * adapter.
  */
 export function setRowWorkgroup(gpu: Gpu, size: number | undefined): void {
   if (size === undefined) {
