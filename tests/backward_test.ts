@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { getGpu } from "../src/gpu/device.ts";
 import { Gradients, logitLossAndGradients, lossAndGradients } from "../src/model/backward.ts";
-import { fill, sumSquares } from "../src/gpu/reduce.ts";
+import { sumSquaresAll } from "../src/gpu/reduce.ts";
 import { createTensor, poison } from "../src/gpu/tensor.ts";
 import type { ModelConfig, WeightMap } from "../src/model/config.ts";
 import { TransformerModel } from "../src/model/transformer.ts";
@@ -199,8 +199,7 @@ Deno.test("afterGradients: its tensors come back with the gradients (squared nor
     grads,
     allowNonFinite: true,
     afterGradients: async () => {
-      await fill(gpu, sumsq, 0);
-      for (const n of names) await sumSquares(gpu, grads.get(n), sumsq, { accumulate: true });
+      await sumSquaresAll(gpu, names.map((n) => grads.get(n)), sumsq);
       return [sumsq];
     },
   });

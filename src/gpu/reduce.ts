@@ -119,6 +119,15 @@ export async function sumSquares(
 }
 
 /**
+ * `out[0] = Σ_t Σ_i t[i]²` over every tensor of `xs` (e.g. all parameter gradients: the squared global
+ * norm of gradient clipping), recorded as a zero fill and one accumulating {@link sumSquares} per tensor.
+ */
+export async function sumSquaresAll(gpu: Gpu, xs: Iterable<GpuTensor>, out: GpuTensor): Promise<void> {
+  await fill(gpu, out, 0);
+  for (const x of xs) await sumSquares(gpu, x, out, { accumulate: true });
+}
+
+/**
  * `out[0] = sum_i x[i]` over all elements of `x` (or `out[0] += ...` with `accumulate`), e.g. the
  * total of a losses tensor. Same reduction, determinism and errors as {@link sumSquares}; the relative
  * error is ~1e-7 of sum_i |x[i]| (cancellation can make it large relative to the sum itself).

@@ -20,7 +20,7 @@ import { acquireLock } from "../io/lock.ts";
 import { checkOutputs, realPathOf } from "../io/output_paths.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { adamw } from "../gpu/adamw.ts";
-import { fill, sumSquares } from "../gpu/reduce.ts";
+import { fill, sumSquaresAll } from "../gpu/reduce.ts";
 import { createTensor, type GpuTensor, readTensor } from "../gpu/tensor.ts";
 import { loadHFModel, saveHFModel } from "../io/hf_model.ts";
 import { loadTokenizer, type Tokenizer } from "../io/tokenizer.ts";
@@ -287,8 +287,7 @@ async function trainLocked(gpu: Gpu, cfg: TrainConfig, opts: TrainOptions, t0: n
           grads,
           allowNonFinite: true,
           afterGradients: async () => {
-            await fill(gpu, sumsq, 0);
-            for (const n of names) await sumSquares(gpu, grads.get(n), sumsq, { accumulate: true });
+            await sumSquaresAll(gpu, names.map((n) => grads.get(n)), sumsq);
             return [sumsq];
           },
         });
