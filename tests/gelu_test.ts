@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { ShapeError } from "../src/errors.ts";
 import { getGpu } from "../src/gpu/device.ts";
 import { erf, gelu } from "../src/gpu/gelu.ts";
+import { geluBackward } from "../src/gpu/gelu_backward.ts";
 import { createTensor, poison, readTensor } from "../src/gpu/tensor.ts";
 import { erfcRef, erfRef, geluRef } from "../src/reference/gelu.ts";
 import { assertClose, freshSeed, maxAbsErr, randn, relErr, rng } from "./_util.ts";
@@ -208,4 +209,37 @@ Deno.test("gelu rejects an unknown approximate form with ShapeError", async () =
   x.destroy();
   out.destroy();
   await gpu.flush();
+});
+
+Deno.test("gelu and geluBackward: the vec4 entries (n % 4 == 0) equal the scalar ones bit for bit", async () => {
+  const gpu = await getGpu();
+  const seed = freshSeed();
+  const r = rng(seed);
+  const n = 4 * 1029;
+  const x = randn(r, n, 4), dout = randn(r, n), acc = randn(r, n);
+  for (const approximate of ["tanh", "none"] as const) {
+    // The first n − 1 elements alone (odd length) take the scalar entries.
+    const run = async (len: number) => {
+      const tx = createTensor(gpu, [len], { data: x.subarray(0, len) });
+      const td = createTensor(gpu, [len], { data: dout.subarray(0, len) });
+      const out = createTensor(gpu, [len]);
+      const dx = createTensor(gpu, [len], { data: acc.subarray(0, len) });
+      poison(out);
+      await gelu(gpu, tx, out, { approximate });
+      await geluBackward(gpu, tx, td, dx, { approximate, accumulate: true });
+      const res = [await readTensor(out), await readTensor(dx)];
+      for (const t of [tx, td, out, dx]) t.destroy();
+      return res;
+    };
+    const [y4, g4] = await run(n);
+    const [y1, g1] = await run(n - 1);
+    for (let i = 0; i < n - 1; i++) {
+      assert.ok(Object.is(y4[i], y1[i]), `gelu ${approximate} [${i}]: ${y4[i]} vs ${y1[i]} (seed ${seed})`);
+      assert.ok(
+        Object.is(g4[i], g1[i]),
+        `geluBackward ${approximate} [${i}]: ${g4[i]} vs ${g1[i]} (seed ${seed})`,
+      );
+    }
+    assertClose(y4, geluRef(x, approximate), 2e-6, `gelu ${approximate} n=${n}`, seed);
+  }
 });

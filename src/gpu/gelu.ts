@@ -62,7 +62,24 @@ export async function gelu(gpu: Gpu, x: GpuTensor, out: GpuTensor, opts: GeluOpt
     x.numel,
     [x, out],
     (b, n) =>
-      launch(gpu, "gelu", "gelu", [{ uniform: uniforms(n) }, ...b], grid(gpu, Math.ceil(n / 256)), constants),
+      n % 4 === 0
+        // Whole vec4s: a quarter of the load / store instructions, the same bits.
+        ? launch(
+          gpu,
+          "gelu",
+          "gelu4",
+          [{ uniform: uniforms(n) }, ...b],
+          grid(gpu, Math.ceil(n / 1024)),
+          constants,
+        )
+        : launch(
+          gpu,
+          "gelu",
+          "gelu",
+          [{ uniform: uniforms(n) }, ...b],
+          grid(gpu, Math.ceil(n / 256)),
+          constants,
+        ),
   );
 }
 
