@@ -129,6 +129,31 @@ export interface BackwardResult {
   after: Float32Array[];
 }
 
+/**
+ * The forward of a loss-and-gradients call: only its saved activations are used, so with the non-finite
+ * check off its own readback (the last positions' log-probabilities, a map of at least 10 ms on Deno) has
+ * no reader and is skipped.
+ */
+async function forwardForLoss(
+  model: TransformerModel,
+  batch: number[][],
+  opts: BackwardOptions,
+): Promise<SavedForward> {
+  const { saved } = await model.forwardForBackward(batch, {
+    hooks: opts.hooks,
+    allowNonFinite: opts.allowNonFinite,
+    noReadback: opts.allowNonFinite === true,
+  });
+  return saved;
+}
+
+/** The logit-loss backwards read their own tensors: {@link BackwardOptions.afterGradients} is refused. */
+function refuseAfterGradients(opts: BackwardOptions): void {
+  if (opts.afterGradients) {
+    throw new InputError("afterGradients is for lossAndGradients / backward", { field: "afterGradients" });
+  }
+}
+
 /** Runs forward (saving activations) and backward; see the module comment for the loss. */
 export async function lossAndGradients(
   model: TransformerModel,
@@ -136,13 +161,7 @@ export async function lossAndGradients(
   loss: LossSpec,
   opts: BackwardOptions = {},
 ): Promise<BackwardResult> {
-  const { saved } = await model.forwardForBackward(batch, {
-    hooks: opts.hooks,
-    allowNonFinite: opts.allowNonFinite,
-    // Only `saved` is used: with the non-finite check off, the forward's own readback (the last positions'
-    // log-probabilities, a map of at least 10 ms on Deno) has no reader and is skipped.
-    noReadback: opts.allowNonFinite === true,
-  });
+  const saved = await forwardForLoss(model, batch, opts);
   try {
     return await backward(model, saved, loss, opts);
   } finally {
@@ -249,9 +268,7 @@ export async function backwardFromLogitGrads(
   lossFn: LogitLossFn,
   opts: BackwardOptions = {},
 ): Promise<LogitBackwardResult> {
-  if (opts.afterGradients) {
-    throw new InputError("afterGradients is for lossAndGradients / backward", { field: "afterGradients" });
-  }
+  refuseAfterGradients(opts);
   const gpu = model.gpu;
   const V = model.config.vocabSize;
   const R = saved.B * saved.T;
@@ -312,9 +329,7 @@ export async function backwardFromGpuLogitGrads(
   head: (logits: GpuTensor, dlogits: GpuTensor) => Promise<GpuTensor[]>,
   opts: BackwardOptions = {},
 ): Promise<{ siteGrads: Map<string, Float32Array>; reads: Float32Array[] }> {
-  if (opts.afterGradients) {
-    throw new InputError("afterGradients is for lossAndGradients / backward", { field: "afterGradients" });
-  }
+  refuseAfterGradients(opts);
   const R = saved.B * saved.T;
   if (rows.length === 0) throw new InputError("no logit rows for the loss", { field: "rows" });
   for (const r of rows) {
@@ -338,13 +353,7 @@ export async function logitLossAndGradients(
   lossFn: LogitLossFn,
   opts: BackwardOptions = {},
 ): Promise<LogitBackwardResult> {
-  const { saved } = await model.forwardForBackward(batch, {
-    hooks: opts.hooks,
-    allowNonFinite: opts.allowNonFinite,
-    // Only `saved` is used: with the non-finite check off, the forward's own readback (the last positions'
-    // log-probabilities, a map of at least 10 ms on Deno) has no reader and is skipped.
-    noReadback: opts.allowNonFinite === true,
-  });
+  const saved = await forwardForLoss(model, batch, opts);
   try {
     return await backwardFromLogitGrads(model, saved, rows, lossFn, opts);
   } finally {
