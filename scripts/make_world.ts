@@ -46,7 +46,7 @@ async function main(): Promise<number> {
   });
   if (values.help) {
     console.log(
-      "usage: deno run -A scripts/make_world.ts --out DIR [--seed 1] [--subjects 100] [--rewrites-per-relation 25] [--version 2|3] [--biographies 6] [--records 30] [--cues 2] [--record-order shuffled|fixed] [--opener-rate 0.8] [--force] [--check]",
+      "usage: deno run -A scripts/make_world.ts --out DIR [--seed 1] [--subjects 100] [--rewrites-per-relation 25] [--version 2|3] [--biographies 6] [--records 30] [--cues 2] [--record-order shuffled|fixed] [--opener-rate 0.8] [--name-tokens 2] [--force] [--check]",
     );
     return 0;
   }

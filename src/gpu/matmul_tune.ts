@@ -77,11 +77,10 @@ export function defaultTuneFile(): string | null {
  */
 const TUNE_METHOD = "2";
 
-/** A short FNV-1a hash of the matmul kernels' sources: a kernel change invalidates stored tunes. */
+/** A short FNV-1a hash of the tune's method and the matmul kernels' sources: a change invalidates stored tunes. */
 function kernelsHash(): string {
   let h = 0x811c9dc5;
-  for (const k of ["matmul", "matmul_wide", "matmul_lanes"]) {
-    const s = kernelSource(k) + (k === "matmul" ? TUNE_METHOD : "");
+  for (const s of [TUNE_METHOD, ...["matmul", "matmul_wide", "matmul_lanes"].map(kernelSource)]) {
     for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0;
   }
   return h.toString(16).padStart(8, "0");

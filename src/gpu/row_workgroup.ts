@@ -44,8 +44,8 @@ const software = new WeakMap<Gpu, boolean>();
 const forced = new WeakMap<Gpu, number>();
 
 /**
- * The override constants that set `WG` of a `family` row kernel on `gpu`: `{}` (the kernel's default)
- * on a hardware adapter, `{ WG: n }` on a software one or after {@link setRowWorkgroup}.
+ * The override constants that size a `family` row kernel on `gpu`: `{}` (the kernel's default) on a
+ * hardware adapter, `{ WG: n }` (`{ RS: n }` for "columns") on a software one or after {@link setRowWorkgroup}.
  */
 export function rowWorkgroupConstants(gpu: Gpu, family: RowKernelFamily): Record<string, number> {
   const [name, most] = OVERRIDE[family];
