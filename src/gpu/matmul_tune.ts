@@ -77,7 +77,8 @@ export function defaultTuneFile(): string | null {
  */
 const TUNE_METHOD = "2";
 
-/** A short FNV-1a hash of the tune's method and the matmul kernels' sources: a change invalidates stored tunes. */
+/** A short FNV-1a hash of the tune's method and the matmul kernels' sources: a change of either invalidates
+ * stored tunes. */
 function kernelsHash(): string {
   let h = 0x811c9dc5;
   for (const s of [TUNE_METHOD, ...["matmul", "matmul_wide", "matmul_lanes"].map(kernelSource)]) {

@@ -45,7 +45,8 @@ const forced = new WeakMap<Gpu, number>();
 
 /**
  * The override constants that size a `family` row kernel on `gpu`: `{}` (the kernel's default) on a
- * hardware adapter, `{ WG: n }` (`{ RS: n }` for "columns") on a software one or after {@link setRowWorkgroup}.
+ * hardware adapter, `{ WG: n }` (`{ RS: n }` for "columns") on a software one or after
+ * {@link setRowWorkgroup}.
  */
 export function rowWorkgroupConstants(gpu: Gpu, family: RowKernelFamily): Record<string, number> {
   const [name, most] = OVERRIDE[family];
