@@ -1,7 +1,8 @@
 /**
  * The row-reduction kernels (layer / RMS norm forward and backward, softmax, log-softmax,
- * cross-entropy) and the column sums (bias gradient, norm weight gradients) at every workgroup size an adapter may get (src/gpu/row_workgroup.ts: the GPU
- * defaults 64 / 128, the software 8 / 16, and 1, 2, 32) against their float64 twins on odd sizes —
+ * cross-entropy) and the column sums (bias gradient, norm weight gradients) at every workgroup size an
+ * adapter may get (src/gpu/row_workgroup.ts: the GPU defaults 64 / 128 and 8 row lanes, the software
+ * 8 / 16 and 1, and 2, 32) against their float64 twins on odd sizes —
  * rows shorter and longer than the workgroup, a column count that is no multiple of any size.
  */
 import assert from "node:assert/strict";
