@@ -22,6 +22,7 @@ import { swiglu, swigluBackward } from "../src/gpu/swiglu.ts";
 import { sum, sumSquares } from "../src/gpu/reduce.ts";
 import { firstNonFinite, readWithNonFiniteCheck } from "../src/gpu/nonfinite.ts";
 import { createTensor, poison, readTensor, writeTensor } from "../src/gpu/tensor.ts";
+import { GpuError } from "../src/errors.ts";
 import { Gradients, lossAndGradients } from "../src/model/backward.ts";
 import type { ModelConfig } from "../src/model/config.ts";
 import { randomFamilyConfig, randomGPT2, randomWeights } from "../src/model/random.ts";
@@ -138,6 +139,8 @@ interface AttnCase {
   layout: QkvLayout;
   window?: number;
   limit: number;
+  /** One sequence's probabilities are over the limit: the head-block path. */
+  heads?: boolean;
 }
 
 const ATTN_CASES: AttnCase[] = [
@@ -164,6 +167,46 @@ const ATTN_CASES: AttnCase[] = [
   },
   // Rows of 192 / 64 / 256 elements: aligned windows of 3 sequences.
   { name: "windows, D 2", B: 5, T: 8, layout: blockedQkvLayout(4, 4, 2), limit: 4096 },
+  // One sequence's probabilities (4 × 16 × 16) over the limit, its qkv rows (16 × 24) not: blocks of one
+  // head, aligned probability windows.
+  {
+    name: "head blocks of 1, windows",
+    B: 3,
+    T: 16,
+    layout: blockedQkvLayout(4, 4, 2),
+    limit: 2048,
+    heads: true,
+  },
+  // Blocks of 3 of 6 heads (T × T = 144 floats each, 444 fit); odd T.
+  {
+    name: "head blocks of 3, T 12",
+    B: 2,
+    T: 12,
+    layout: blockedQkvLayout(6, 6, 2),
+    limit: 2048,
+    heads: true,
+  },
+  // GQA (2 query heads per kv head) with a padding column and a window: blocks of one group (2 heads,
+  // 200 floats; 316 fit), probabilities at unaligned offsets through temporaries.
+  {
+    name: "head blocks, GQA + padding + window, temporaries",
+    B: 3,
+    T: 10,
+    layout: {
+      nHead: 4,
+      nKvHead: 2,
+      headDim: 3,
+      rowStride: 25,
+      qOffset: 1,
+      kOffset: 13,
+      vOffset: 19,
+      qHeadStride: 3,
+      kvHeadStride: 3,
+    },
+    window: 6,
+    limit: 1536,
+    heads: true,
+  },
 ];
 
 Deno.test("split attention: forward probs and backward in sequence blocks vs float64 twins and the unsplit run", async () => {
@@ -182,6 +225,9 @@ Deno.test("split attention: forward probs and backward in sequence blocks vs flo
     const dout = createTensor(gpu, [B * T, HD], { name: "dout", data: dO });
     const dqkv = createTensor(gpu, [B * T, RS], { name: "dqkv" });
     assert.ok(probs.buffer.size > c.limit, `${c.name}: probs not over the limit`);
+    // The head-block path runs iff one sequence's probabilities are over the window span.
+    const span = c.limit / 4 - gpu.device.limits.minStorageBufferOffsetAlignment / 4 - 4;
+    assert.equal(H * T * T > span, Boolean(c.heads), `${c.name}: head-block path`);
     const opts = { B, T, layout, window };
     const run = async (limit: number | undefined) => {
       return await withLimit(gpu, limit, async () => {
@@ -225,6 +271,26 @@ Deno.test("split attention: forward probs and backward in sequence blocks vs flo
       assert.ok(split[k].every((v, i) => Object.is(v, whole[k][i])), `${c.name}: ${k} differs from unsplit`);
     }
     for (const t of [qkv, out, probs, dout, dqkv]) t.destroy();
+  }
+});
+
+Deno.test("split attention: one kv group's probabilities over the limit is a GpuError naming probs", async () => {
+  const gpu = await getGpu();
+  // 2 query heads per kv head, T 16: one group's probabilities are 2 × 256 floats (2 KiB), over a 2 KiB
+  // limit; one sequence's qkv rows (16 × 16 floats) fit.
+  const B = 2, T = 16, layout = blockedQkvLayout(4, 2, 2);
+  const qkv = createTensor(gpu, [B * T, layout.rowStride], { name: "qkv", data: randn(rng(7), B * T * 16) });
+  const out = createTensor(gpu, [B * T, 8], { name: "out" });
+  const probs = createTensor(gpu, [B, 4, T, T], { name: "att.probs" });
+  const dqkv = createTensor(gpu, [B * T, layout.rowStride], { name: "dqkv" });
+  const namesProbs = (e: unknown) => e instanceof GpuError && e.field === "att.probs";
+  try {
+    await withLimit(gpu, 2048, async () => {
+      await assert.rejects(() => attention(gpu, qkv, out, { B, T, layout, probs }), namesProbs);
+      await assert.rejects(() => attentionBackward(gpu, qkv, probs, out, dqkv, { B, T, layout }), namesProbs);
+    });
+  } finally {
+    for (const t of [qkv, out, probs, dqkv]) t.destroy();
   }
 });
 
@@ -460,67 +526,137 @@ Deno.test("split embedding / embeddingBackward over many tokens: out and dout in
   }
 });
 
-Deno.test("split GPT-2 with every activation over the limit: forward and gradients vs unsplit and float64", async () => {
+// B 4 × T 16: [64, 128] MLP activations 32 KB, [64, 32] rows 8 KB, logits [64, 61] 15.6 KB, all over a
+// 7 KiB limit; one sequence's qkv rows (16 × 96 × 4 = 6 KB) fit, so attention runs a sequence per block.
+// With 16 heads (head size 2) one sequence's probabilities (16 × 16 × 16 × 4 = 16 KB) are over it too:
+// each sequence runs in blocks of heads.
+for (const nHead of [4, 16]) {
+  Deno.test(`split GPT-2, ${nHead} heads, every activation over the limit: forward and gradients vs unsplit and float64`, async () => {
+    const gpu = await getGpu();
+    const seed = freshSeed();
+    const r = rng(seed);
+    const cfg: ModelConfig = {
+      nLayer: 2,
+      nHead,
+      nEmbd: 32,
+      vocabSize: 61,
+      nPositions: 16,
+      nInner: 128,
+      layerNormEpsilon: 1e-5,
+    };
+    const weights = randomGPT2(cfg, seed, { std: 0.05 });
+    const model = TransformerModel.create(gpu, cfg, weights);
+    const B = 4, T = 16, V = cfg.vocabSize;
+    const batch = Array.from({ length: B }, () => Array.from({ length: T }, () => Math.floor(r() * V)));
+    const targets = batch.map((s) => s.map((_, t) => (t === 3 ? -1 : Math.floor(r() * V))));
+    const run = (limit: number | undefined) =>
+      withLimit(gpu, limit, async () => {
+        const f = await model.forward(batch, { allLogits: true });
+        const grads = new Gradients(model);
+        const res = await lossAndGradients(model, batch, { targets }, { grads });
+        const g = new Map<string, Float32Array>();
+        for (const n of model.weightNames()) g.set(n, await grads.read(n));
+        grads.destroy();
+        return { logits: f.logits!, loss: res.loss, g };
+      });
+    try {
+      const dense = await run(undefined);
+      const split = await run(7168);
+      assertClose(split.logits, dense.logits, 1e-6, "all logits vs unsplit", seed);
+      assert.ok(
+        Math.abs(split.loss - dense.loss) <= 1e-6 * dense.loss,
+        `loss ${split.loss} vs ${dense.loss}`,
+      );
+      let worst = 0;
+      for (const [n, g] of dense.g) {
+        worst = Math.max(worst, assertClose(split.g.get(n)!, g, 1e-5, `grad ${n}`, seed));
+      }
+      // Independent: every sequence's logits against the float64 forward.
+      let e64 = 0;
+      for (let b = 0; b < B; b++) {
+        const ref = gpt2ForwardRef(cfg, weights, batch[b]).logits;
+        e64 = Math.max(
+          e64,
+          assertClose(
+            split.logits.subarray(b * T * V, (b + 1) * T * V),
+            ref,
+            1e-5,
+            `seq ${b} vs float64`,
+            seed,
+          ),
+        );
+      }
+      console.log(
+        `split GPT-2, ${nHead} heads (all activations over 7 KiB): gradients vs unsplit ${
+          worst.toExponential(2)
+        }, logits vs float64 ${e64.toExponential(2)}`,
+      );
+    } finally {
+      model.destroy();
+    }
+  });
+}
+
+Deno.test("split strided rmsNorm (q/k norms in a fused qkv, Qwen3): blocks of whole tokens vs float64 and unsplit", async () => {
   const gpu = await getGpu();
   const seed = freshSeed();
   const r = rng(seed);
-  // B 4 × T 16: [64, 128] MLP activations 32 KB, [64, 32] rows 8 KB, logits [64, 61] 15.6 KB, all over a
-  // 7 KiB limit; one sequence's qkv rows (16 × 96 × 4 = 6 KB) fit, so attention runs a sequence per block.
-  const cfg: ModelConfig = {
-    nLayer: 2,
-    nHead: 4,
-    nEmbd: 32,
-    vocabSize: 61,
-    nPositions: 16,
-    nInner: 128,
-    layerNormEpsilon: 1e-5,
-  };
-  const weights = randomGPT2(cfg, seed, { std: 0.05 });
-  const model = TransformerModel.create(gpu, cfg, weights);
-  const B = 4, T = 16, V = cfg.vocabSize;
-  const batch = Array.from({ length: B }, () => Array.from({ length: T }, () => Math.floor(r() * V)));
-  const targets = batch.map((s) => s.map((_, t) => (t === 3 ? -1 : Math.floor(r() * V))));
-  const run = (limit: number | undefined) =>
-    withLimit(gpu, limit, async () => {
-      const f = await model.forward(batch, { allLogits: true });
-      const grads = new Gradients(model);
-      const res = await lossAndGradients(model, batch, { targets }, { grads });
-      const g = new Map<string, Float32Array>();
-      for (const n of model.weightNames()) g.set(n, await grads.read(n));
-      grads.destroy();
-      return { logits: f.logits!, loss: res.loss, g };
-    });
-  try {
-    const dense = await run(undefined);
-    const split = await run(7168);
-    assertClose(split.logits, dense.logits, 1e-6, "all logits vs unsplit", seed);
-    assert.ok(Math.abs(split.loss - dense.loss) <= 1e-6 * dense.loss, `loss ${split.loss} vs ${dense.loss}`);
-    let worst = 0;
-    for (const [n, g] of dense.g) {
-      worst = Math.max(worst, assertClose(split.g.get(n)!, g, 1e-5, `grad ${n}`, seed));
+  // 37 token rows of W = 29 floats (4 q heads of 3 at 1, 2 k heads at 14, padding): x [37, 29] is 4.3 KB,
+  // over a 2 KiB limit; rows of 29 never start aligned, so blocks go through temporaries. Then 130 rows
+  // of 64 (4 heads of 8 at 0, 2 at 32) over 16 KiB: aligned windows of whole tokens.
+  const cases = [
+    { R: 37, W: 29, D: 3, norms: [[1, 4], [14, 2]], limit: 2048 },
+    { R: 130, W: 64, D: 8, norms: [[0, 4], [32, 2]], limit: 16384 },
+  ];
+  for (const { R, W, D, norms, limit } of cases) {
+    const xd = randn(r, R * W, 2), dOd = randn(r, R * W), base = randn(r, R * W);
+    const x = createTensor(gpu, [R, W], { name: "qkv", data: xd });
+    const dout = createTensor(gpu, [R, W], { name: "dqkv.out", data: dOd });
+    const [out, dx] = ["qkv.normed", "dqkv"].map((name) => createTensor(gpu, [R, W], { name }));
+    const weight = createTensor(gpu, [D], { name: "q_norm.weight", data: randn(r, D) });
+    const w = await readTensor(weight);
+    for (const [offset, heads] of norms) {
+      const rows = R * heads, tag = `${R}x${W} norm at ${offset}`;
+      const stats = createTensor(gpu, [rows], { name: "stats" });
+      const addressing = { offset, rowsPerGroup: heads, groupStride: W, rowStride: D };
+      const at = (i: number) => Math.floor(i / heads) * W + offset + (i % heads) * D;
+      const pick = (a: ArrayLike<number>) => {
+        const o = new Float64Array(rows * D);
+        for (let i = 0; i < rows; i++) for (let d = 0; d < D; d++) o[i * D + d] = a[at(i) + d];
+        return o;
+      };
+      const run = (lim: number | undefined, acc: boolean) =>
+        withLimit(gpu, lim, async () => {
+          poison(out);
+          poison(stats);
+          await rmsNorm(gpu, x, weight, out, { rows, cols: D, stats, addressing });
+          acc ? writeTensor(dx, base) : poison(dx);
+          await rmsNormBackward(gpu, dout, x, weight, stats, dx, null, {
+            rows,
+            cols: D,
+            addressing,
+            accumulate: acc,
+          });
+          return await Promise.all([out, stats, dx].map((t) => readTensor(t)));
+        });
+      const f = rmsNormRef(pick(xd), w, rows, D), bw = rmsNormBackwardRef(pick(dOd), pick(xd), w, rows, D);
+      for (const acc of [false, true]) {
+        const [o, st, gx] = await run(limit, acc);
+        assertClose(pick(o), f.out, 1e-5, `${tag} out`, seed);
+        assertClose(st, f.stats, 1e-5, `${tag} stats`, seed);
+        const wantDx = acc ? bw.dx.map((v, j) => v + pick(base)[j]) : bw.dx;
+        assertClose(pick(gx), wantDx, 1e-5, `${tag} dx acc=${acc}`, seed);
+        // Unaddressed elements are never written (poison survives), and blocks equal the one dispatch.
+        const whole = await run(undefined, acc);
+        [o, st, gx].forEach((g, k) =>
+          assert.ok(g.every((v, i) => Object.is(v, whole[k][i])), `${tag} ${k} acc=${acc} vs unsplit`)
+        );
+        assert.ok(Number.isNaN(o[offset === 0 ? W - 1 : 0]), `${tag}: an unaddressed element was written`);
+      }
+      stats.destroy();
     }
-    // Independent: every sequence's logits against the float64 forward.
-    let e64 = 0;
-    for (let b = 0; b < B; b++) {
-      const ref = gpt2ForwardRef(cfg, weights, batch[b]).logits;
-      e64 = Math.max(
-        e64,
-        assertClose(
-          split.logits.subarray(b * T * V, (b + 1) * T * V),
-          ref,
-          1e-5,
-          `seq ${b} vs float64`,
-          seed,
-        ),
-      );
-    }
-    console.log(
-      `split GPT-2 (all activations over 7 KiB): gradients vs unsplit ${
-        worst.toExponential(2)
-      }, logits vs float64 ${e64.toExponential(2)}`,
-    );
-  } finally {
-    model.destroy();
+    assert.ok(x.buffer.size > limit);
+    for (const t of [x, dout, out, dx, weight]) t.destroy();
   }
 });
 
@@ -601,39 +737,51 @@ Deno.test("split rotary, rmsNorm and rmsNormBackward over many rows: row blocks 
   }
 });
 
-Deno.test("split Llama (GQA, rotary, RMSNorm, SwiGLU) with activations over the limit vs unsplit and float64", async () => {
-  const gpu = await getGpu();
-  const seed = freshSeed();
-  const r = rng(seed);
-  // B 24 × T 16 = 384 rows: every [384, width] activation (>= 13.8 KB) is over a 6 KiB limit; one
-  // sequence's qkv rows (16 × <= 64 × 4 B) and attention probabilities (4 × 16 × 16 × 4 B) fit.
-  const cfg: ModelConfig = { ...randomFamilyConfig("llama", seed), vocabSize: 61 };
-  const weights = randomWeights(cfg, seed);
-  const model = TransformerModel.create(gpu, cfg, weights);
-  const B = 24, T = 16, V = cfg.vocabSize;
-  const batch = Array.from({ length: B }, () => Array.from({ length: T }, () => Math.floor(r() * V)));
-  const targets = batch.map((s) => s.map(() => Math.floor(r() * V)));
-  const run = (limit: number | undefined) =>
-    withLimit(gpu, limit, async () => {
-      const f = await model.forward(batch, { allLogits: true });
-      const grads = new Gradients(model);
-      const res = await lossAndGradients(model, batch, { targets }, { grads });
-      const g = new Map<string, Float32Array>();
-      for (const n of model.weightNames()) g.set(n, await grads.read(n));
-      grads.destroy();
-      return { logits: f.logits!, loss: res.loss, g };
-    });
-  try {
-    const dense = await run(undefined);
-    const split = await run(6144);
-    assertClose(split.logits, dense.logits, 1e-6, "all logits vs unsplit", seed);
-    assert.ok(Math.abs(split.loss - dense.loss) <= 1e-6 * dense.loss, `loss ${split.loss} vs ${dense.loss}`);
-    for (const [n, g] of dense.g) assertClose(split.g.get(n)!, g, 1e-5, `grad ${n}`, seed);
-    for (const b of [0, B - 1]) {
-      const ref = transformerForwardRef(cfg, weights, batch[b]).logits;
-      assertClose(split.logits.subarray(b * T * V, (b + 1) * T * V), ref, 2e-5, `seq ${b} vs float64`, seed);
+// B 24 × T 16 = 384 rows: every [384, width] activation (>= 13.8 KB) is over a 6 KiB limit; one
+// sequence's qkv rows (16 × <= 64 × 4 B) and attention probabilities (4 × 16 × 16 × 4 B) fit. Qwen3 adds
+// per-head q/k RMSNorms inside the fused qkv (strided rows: blocks of whole tokens).
+for (const variant of ["llama", "qwen3"] as const) {
+  Deno.test(`split ${variant} (GQA, rotary, RMSNorm, SwiGLU) with activations over the limit vs unsplit and float64`, async () => {
+    const gpu = await getGpu();
+    const seed = freshSeed();
+    const r = rng(seed);
+    const cfg: ModelConfig = { ...randomFamilyConfig("llama", seed, variant), vocabSize: 61 };
+    const weights = randomWeights(cfg, seed);
+    const model = TransformerModel.create(gpu, cfg, weights);
+    const B = 24, T = 16, V = cfg.vocabSize;
+    const batch = Array.from({ length: B }, () => Array.from({ length: T }, () => Math.floor(r() * V)));
+    const targets = batch.map((s) => s.map(() => Math.floor(r() * V)));
+    const run = (limit: number | undefined) =>
+      withLimit(gpu, limit, async () => {
+        const f = await model.forward(batch, { allLogits: true });
+        const grads = new Gradients(model);
+        const res = await lossAndGradients(model, batch, { targets }, { grads });
+        const g = new Map<string, Float32Array>();
+        for (const n of model.weightNames()) g.set(n, await grads.read(n));
+        grads.destroy();
+        return { logits: f.logits!, loss: res.loss, g };
+      });
+    try {
+      const dense = await run(undefined);
+      const split = await run(6144);
+      assertClose(split.logits, dense.logits, 1e-6, "all logits vs unsplit", seed);
+      assert.ok(
+        Math.abs(split.loss - dense.loss) <= 1e-6 * dense.loss,
+        `loss ${split.loss} vs ${dense.loss}`,
+      );
+      for (const [n, g] of dense.g) assertClose(split.g.get(n)!, g, 1e-5, `grad ${n}`, seed);
+      for (const b of [0, B - 1]) {
+        const ref = transformerForwardRef(cfg, weights, batch[b]).logits;
+        assertClose(
+          split.logits.subarray(b * T * V, (b + 1) * T * V),
+          ref,
+          2e-5,
+          `seq ${b} vs float64`,
+          seed,
+        );
+      }
+    } finally {
+      model.destroy();
     }
-  } finally {
-    model.destroy();
-  }
-});
+  });
+}

@@ -19,7 +19,8 @@
 // Layouts (row-major, f32; the QkvLayout of src/gpu/attention.ts, see lib/attention_fwd.wgsl):
 //   qkv   [B*T rows of rowStride]  the forward's input
 //   probs [B, nHead, T, T]         the forward's probabilities (only visible entries are read)
-//   dout  [B*T, nHead*D]           gradient of the attention output, heads concatenated
+//   dout  [B*T rows of oStride]    gradient of the attention output, heads concatenated: head h of
+//                                  row r at oBase + r*oStride + h*D (as the forward's out)
 //   dqkv  [B*T rows of rowStride]  gradient of qkv, same layout as qkv
 //   ds    [>= B*nHead*T*T]         scratch: row (b, h, i) holds dP_ij after pass 1 of `attention_bwd_dq`,
 //                                  dS_ij after pass 2 (only visible j written; the rest is never read)
@@ -60,6 +61,8 @@ struct Params {
   kvHeadStride: u32,
   window: u32,
   scale: f32,
+  oStride: u32,
+  oBase: u32,
   accumulate: u32,
 }
 
@@ -124,7 +127,7 @@ fn qrow(n: u32) -> QRow {
   r.q = seq + t * p.rowStride + p.qOffset + h * p.qHeadStride;
   r.k = seq + p.kOffset + g * p.kvHeadStride;
   r.v = seq + p.vOffset + g * p.kvHeadStride;
-  r.o = (b * p.T + t) * p.nHead * D + h * D;
+  r.o = p.oBase + (b * p.T + t) * p.oStride + h * D;
   r.pr = n * p.T;
   return r;
 }
@@ -279,7 +282,7 @@ fn krow(n: u32) -> KRow {
   r.k = seq + j * p.rowStride + p.kOffset + g * p.kvHeadStride;
   r.v = seq + j * p.rowStride + p.vOffset + g * p.kvHeadStride;
   r.q = seq + p.qOffset;
-  r.o = b * p.T * p.nHead * D;
+  r.o = p.oBase + b * p.T * p.oStride;
   r.pc = b * p.nHead * p.T * p.T + j;
   return r;
 }
@@ -288,7 +291,7 @@ fn dkv4(n: u32) {
   let r = krow(n);
   let T = p.T;
   let RS = p.rowStride / 4u;
-  let OS = p.nHead * D4;   // dout row stride in vec4s
+  let OS = p.oStride / 4u;   // dout row stride in vec4s
   var dk: array<vec4<f32>, DMAX4>;
   var dv: array<vec4<f32>, DMAX4>;
   for (var d = 0u; d < D4; d++) {
@@ -332,7 +335,7 @@ fn dkv1(n: u32) {
   let r = krow(n);
   let T = p.T;
   let RS = p.rowStride;
-  let OS = p.nHead * D;
+  let OS = p.oStride;
   var dk: array<f32, DMAX>;
   var dv: array<f32, DMAX>;
   for (var d = 0u; d < D; d++) {

@@ -13,7 +13,9 @@
 //   qkv   [B*T rows of rowStride]  element d of query head h in row r at
 //                                  r*rowStride + qOffset + h*qHeadStride + d; of kv head g at
 //                                  r*rowStride + kOffset + g*kvHeadStride + d (v: vOffset)
-//   out   [B*T, nHead*D]           heads concatenated: head h in columns h*D .. h*D+D-1
+//   out   [B*T rows of oStride]    heads concatenated: head h of row r in floats
+//                                  oBase + r*oStride + h*D .. +D-1 (oStride = nHead*D, oBase = 0 but
+//                                  for a block of heads of a wider output: see the launcher)
 //   probs [B, nHead, T, T]         softmax(q k^T * scale) over the visible keys; others written as 0
 // Query head h reads kv head g = h / group (group = nHead / nKvHead: grouped-query attention).
 // Key s is visible to query t iff s <= t and t - s < window (the launcher passes window = T when there
@@ -50,6 +52,8 @@ struct Params {
   kvHeadStride: u32,
   window: u32,
   scale: f32,
+  oStride: u32,
+  oBase: u32,
 }
 
 // Below any real score; exp(NEG - finite) underflows to 0 without producing inf or NaN.
@@ -94,7 +98,7 @@ fn rowOf(i: u32) -> Row {
   r.q = seq + t * p.rowStride + p.qOffset + h * p.qHeadStride;
   r.k = seq + p.kOffset + g * p.kvHeadStride;
   r.v = seq + p.vOffset + g * p.kvHeadStride;
-  r.o = (b * p.T + t) * p.nHead * D + h * D;
+  r.o = p.oBase + (b * p.T + t) * p.oStride + h * D;
   return r;
 }
 

@@ -3,11 +3,11 @@
  * q/k/v layout ({@link QkvLayout}), grouped-query attention, an optional sliding window; plus a
  * throughput measurement shared by `deno bench` and `engram bench`.
  */
-import { ShapeError } from "../errors.ts";
+import { GpuError, ShapeError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
 import { grid, launch, uniforms } from "./pipeline.ts";
-import { type BlockTensor, fitsBinding, forBlocks, type StorageBinding } from "./blocks.ts";
-import { createTensor, type GpuTensor } from "./tensor.ts";
+import { type BlockTensor, fitsBinding, forBlocks, type StorageBinding, withRange } from "./blocks.ts";
+import { createTensor, type GpuTensor, windowSlackElems } from "./tensor.ts";
 
 /** Largest head size D the kernels support (GPT-J-6B's 256; the private arrays of the wide kernel). */
 export const ATTENTION_MAX_HEAD_SIZE = 256;
@@ -134,6 +134,10 @@ export interface ResolvedAttention {
   scale: number;
   /** Every offset and stride a multiple of 4: the kernels' vec4 path applies. */
   aligned: boolean;
+  /** Floats per row of the output (and of the backward's dout): nHead * headDim. */
+  oStride: number;
+  /** Float offset of the first head's output: 0 (a head block of {@link sequenceHeadBlocks} shifts it). */
+  oBase: number;
 }
 
 const posInt = (v: unknown) => Number.isInteger(v) && (v as number) >= 1;
@@ -184,7 +188,8 @@ export function resolveAttention(g: AttentionGeometry, who = "attention"): Resol
   const l = layout;
   const aligned = [D, l.rowStride, l.qOffset, l.kOffset, l.vOffset, l.qHeadStride, l.kvHeadStride]
     .every((v) => v % 4 === 0);
-  return { B, T, layout, window: Math.min(g.window ?? T, T), scale, aligned };
+  const window = Math.min(g.window ?? T, T);
+  return { B, T, layout, window, scale, aligned, oStride: layout.nHead * D, oBase: 0 };
 }
 
 function checkLayout(l: QkvLayout, who: string): void {
@@ -255,7 +260,9 @@ function checkSize(t: GpuTensor, want: number, what: string, dims: string): void
  * - `opts.probs` [B, nHead, T, T], optional: the attention probabilities (0 for invisible keys).
  *
  * When a tensor is larger than one storage binding ({@link Gpu.bindingLimit}: the probabilities of many
- * long sequences), the batch runs in blocks of whole sequences, one dispatch each, with the same results.
+ * long sequences), the batch runs in blocks of whole sequences, one dispatch each, with the same results;
+ * when one sequence's probabilities are over it, each sequence runs in blocks of heads
+ * ({@link sequenceHeadBlocks}). One sequence's qkv or out rows over the limit is a {@link GpuError}.
  *
  * Records the dispatch (one per block); nothing runs until the next {@link Gpu.flush} (or a read). Throws
  * {@link ShapeError} naming the offending tensor or option on any size mismatch.
@@ -283,22 +290,100 @@ export async function attention(
   }
   const kernel = D <= NARROW_MAX_HEAD_SIZE ? "attention" : "attention_wide";
   const constants = { D, WG, VEC4: r.aligned ? 1 : 0 };
-  const dispatch = async (q: StorageBinding, o: StorageBinding, p: StorageBinding | undefined, b: number) => {
-    const params = { uniform: attentionParams(r, b) };
-    const wg = grid(gpu, Math.ceil((b * H * T) / WG));
+  const dispatch = async (
+    g: ResolvedAttention,
+    q: StorageBinding,
+    o: StorageBinding,
+    p: StorageBinding | undefined,
+    b: number,
+  ) => {
+    const params = { uniform: attentionParams(g, b) };
+    const wg = grid(gpu, Math.ceil((b * g.layout.nHead * T) / WG));
     if (p) await launch(gpu, kernel, "attention_probs", [params, q, o, p], wg, constants);
     else await launch(gpu, kernel, "attention_fwd", [params, q, o], wg, constants);
   };
   const all = probs ? [qkv, out, probs] : [qkv, out];
-  if (fitsBinding(gpu, ...all)) return await dispatch(qkv, out, probs, B);
-  // Past the binding limit (probs [B, H, T, T] of many sequences): blocks of whole sequences, which the
-  // kernel treats as a smaller batch.
+  if (fitsBinding(gpu, ...all)) return await dispatch(r, qkv, out, probs, B);
   const parts: BlockTensor[] = [
     { t: qkv, cols: T * l.rowStride, role: "in" },
     { t: out, cols: T * H * D, role: "out" },
-    ...(probs ? [{ t: probs, cols: H * T * T, role: "out" as const }] : []),
   ];
-  await forBlocks(gpu, "attention", B, parts, ([q, o, p], _first, b) => dispatch(q, o, p, b));
+  if (!probs || H * T * T <= windowSlackElems(gpu)) {
+    // Past the binding limit (probs [B, H, T, T] of many sequences): blocks of whole sequences, which
+    // the kernel treats as a smaller batch.
+    if (probs) parts.push({ t: probs, cols: H * T * T, role: "out" });
+    return await forBlocks(gpu, "attention", B, parts, ([q, o, p], _f, b) => dispatch(r, q, o, p, b));
+  }
+  // One sequence's probabilities are over the limit (many heads, long T): blocks of whole sequences of
+  // qkv and out, and within each sequence blocks of heads, each writing its probabilities through a
+  // binding that fits.
+  const blocks = sequenceHeadBlocks(gpu, r, "attention", probs);
+  await forBlocks(gpu, "attention", B, parts, async ([q, o], first, count) => {
+    for (let j = 0; j < count; j++) {
+      for (const blk of blocks) {
+        const at = ((first + j) * H + blk.h0) * T * T;
+        await withRange(gpu, probs, at, blk.nHead * T * T, "out", (p) => dispatch(blk.at(j), q, o, p, 1));
+      }
+    }
+  });
+}
+
+/** One block of a sequence's heads ({@link sequenceHeadBlocks}). */
+export interface HeadBlock {
+  /** First query head. */
+  h0: number;
+  /** Query heads in the block (a multiple of nHead / nKvHead). */
+  nHead: number;
+  /** The geometry of this block for sequence j of a bound block of sequences (B = 1). */
+  at(j: number): ResolvedAttention;
+}
+
+/**
+ * The heads of one sequence in consecutive blocks whose probabilities (block heads · T · T floats) fit
+ * one binding; each block is whole groups of query heads sharing kv heads, so that the backward writes
+ * each kv head from one block. The geometry of a block addresses sequence j and its heads through the
+ * layout's offsets and the output base alone, so the kernels need no extra index. Throws
+ * {@link GpuError} naming `probs` when one group's probabilities do not fit.
+ */
+export function sequenceHeadBlocks(
+  gpu: Gpu,
+  r: ResolvedAttention,
+  what: string,
+  probs: GpuTensor,
+): HeadBlock[] {
+  const { T, layout: l } = r;
+  const G = l.nHead / l.nKvHead;
+  const groups = Math.floor(windowSlackElems(gpu) / (G * T * T));
+  if (groups < 1) {
+    throw new GpuError(
+      `${what}: the probabilities of one sequence's ${G} head(s) sharing a kv head (${G * T * T * 4} bytes ` +
+        `at T = ${T}) are over the storage-binding limit of ${gpu.bindingLimit} bytes`,
+      { field: probs.name },
+    );
+  }
+  const blocks: HeadBlock[] = [];
+  for (let h0 = 0; h0 < l.nHead; h0 += groups * G) {
+    const nHead = Math.min(groups * G, l.nHead - h0);
+    const g0 = h0 / G;
+    const at = (j: number): ResolvedAttention => {
+      const seq = j * T * l.rowStride;
+      return {
+        ...r,
+        B: 1,
+        layout: {
+          ...l,
+          nHead,
+          nKvHead: nHead / G,
+          qOffset: seq + l.qOffset + h0 * l.qHeadStride,
+          kOffset: seq + l.kOffset + g0 * l.kvHeadStride,
+          vOffset: seq + l.vOffset + g0 * l.kvHeadStride,
+        },
+        oBase: j * T * r.oStride + h0 * l.headDim,
+      };
+    };
+    blocks.push({ h0, nHead, at });
+  }
+  return blocks;
 }
 
 /**
@@ -320,6 +405,8 @@ export function attentionParams(r: ResolvedAttention, b: number, ...extra: numbe
     l.kvHeadStride,
     r.window,
     { f: r.scale },
+    r.oStride,
+    r.oBase,
     ...extra,
   );
 }

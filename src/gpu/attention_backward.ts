@@ -4,8 +4,15 @@
  * grouped-query attention, sliding windows; plus the FLOP count used by `deno bench`.
  */
 import { ShapeError } from "../errors.ts";
-import { type AttentionGeometry, attentionPairs, attentionParams, resolveAttention } from "./attention.ts";
-import { type BlockTensor, fitsBinding, forBlocks, type StorageBinding } from "./blocks.ts";
+import {
+  type AttentionGeometry,
+  attentionPairs,
+  attentionParams,
+  resolveAttention,
+  type ResolvedAttention,
+  sequenceHeadBlocks,
+} from "./attention.ts";
+import { type BlockTensor, fitsBinding, forBlocks, type StorageBinding, withRange } from "./blocks.ts";
 import type { Gpu } from "./device.ts";
 import { grid, launch } from "./pipeline.ts";
 import { createTensor, elementWindow, type GpuTensor, windowSlackElems } from "./tensor.ts";
@@ -113,40 +120,59 @@ export async function attentionBackward(
         throw new ShapeError(`attentionBackward scratch must not alias '${t.name}'`, { field: scratch.name });
       }
     }
-  } else {
-    // Past the binding limit one block's dS at a time is enough.
-    scratch = cachedScratch(
-      gpu,
-      fitsBinding(gpu, qkv, probs, dout, dqkv) ? nP : Math.min(nP, blockScratch(gpu, H * T * T)),
-    );
   }
+  const fits = fitsBinding(gpu, qkv, probs, dout, dqkv);
+  // One sequence's probabilities over the limit: each sequence runs in blocks of heads.
+  const heads = !fits && H * T * T > windowSlackElems(gpu)
+    ? sequenceHeadBlocks(gpu, r, "attentionBackward", probs)
+    : undefined;
+  // Past the binding limit one block's dS at a time is enough.
+  scratch ??= cachedScratch(
+    gpu,
+    fits ? nP : heads ? heads[0].nHead * T * T : Math.min(nP, blockScratch(gpu, H * T * T)),
+  );
+  const ds = scratch;
   const kernel = D <= NARROW_MAX_HEAD_SIZE ? "attention_backward" : "attention_backward_wide";
   const constants = { D, WG, VEC4: r.aligned ? 1 : 0 };
   const acc = opts.accumulate ? 1 : 0;
-  const dispatch = async (bindings: StorageBinding[], b: number) => {
+  const dispatch = async (g: ResolvedAttention, bindings: StorageBinding[], b: number) => {
     // The scratch holds dS of these b sequences only: a window from its start when it is over the limit.
-    const s = fitsBinding(gpu, scratch) ? scratch : elementWindow(scratch, 0, b * H * T * T).window;
-    const all = [{ uniform: attentionParams(r, b, acc) }, ...bindings, s];
-    await launch(gpu, kernel, "attention_bwd_dq", all, grid(gpu, Math.ceil((b * H * T) / WG)), constants);
-    await launch(
-      gpu,
-      kernel,
-      "attention_bwd_dkv",
-      all,
-      grid(gpu, Math.ceil((b * l.nKvHead * T) / WG)),
-      constants,
-    );
+    const n = b * g.layout.nHead * T * T;
+    const s = fitsBinding(gpu, ds) ? ds : elementWindow(ds, 0, n).window;
+    const all = [{ uniform: attentionParams(g, b, acc) }, ...bindings, s];
+    const rows = (heads: number) => grid(gpu, Math.ceil((b * heads * T) / WG));
+    await launch(gpu, kernel, "attention_bwd_dq", all, rows(g.layout.nHead), constants);
+    await launch(gpu, kernel, "attention_bwd_dkv", all, rows(g.layout.nKvHead), constants);
   };
-  if (fitsBinding(gpu, qkv, probs, dout, dqkv)) return await dispatch([qkv, probs, dout, dqkv], B);
+  if (fits) return await dispatch(r, [qkv, probs, dout, dqkv], B);
   // Past the binding limit: blocks of whole sequences (attention never mixes sequences). dqkv is read
   // and written: accumulated into, and its columns outside every head are left as they were.
   const parts: BlockTensor[] = [
     { t: qkv, cols: T * l.rowStride, role: "in" },
-    { t: probs, cols: H * T * T, role: "in" },
     { t: dout, cols: T * H * D, role: "in" },
     { t: dqkv, cols: T * l.rowStride, role: "inout" },
   ];
-  await forBlocks(gpu, "attentionBackward", B, parts, (b, _first, count) => dispatch(b, count));
+  if (!heads) {
+    parts.splice(1, 0, { t: probs, cols: H * T * T, role: "in" });
+    return await forBlocks(gpu, "attentionBackward", B, parts, (b, _first, count) => dispatch(r, b, count));
+  }
+  // Each head block reads its own kv heads' and query heads' columns only, so the blocks of one
+  // sequence write disjoint parts of dqkv.
+  await forBlocks(gpu, "attentionBackward", B, parts, async ([q, o, dq], first, count) => {
+    for (let j = 0; j < count; j++) {
+      for (const blk of heads) {
+        const at = ((first + j) * H + blk.h0) * T * T;
+        await withRange(
+          gpu,
+          probs,
+          at,
+          blk.nHead * T * T,
+          "in",
+          (p) => dispatch(blk.at(j), [q, p, o, dq], 1),
+        );
+      }
+    }
+  });
 }
 
 /**

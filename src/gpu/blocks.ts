@@ -190,3 +190,29 @@ export async function forBlocks(
     for (const t of tmp) t.destroy();
   }
 }
+
+/**
+ * Runs `run` on elements [first, first + n) of `t` bound from element 0: an aligned window when the
+ * range starts at the offset alignment, else a temporary, copied in first (`role` "in") or copied back
+ * after the dispatch ("out").
+ */
+export async function withRange(
+  gpu: Gpu,
+  t: GpuTensor,
+  first: number,
+  n: number,
+  role: "in" | "out",
+  run: (b: StorageBinding) => Promise<void>,
+): Promise<void> {
+  const w = elementWindow(t, first, first + n);
+  if (w.base === 0) return await run(w.window);
+  const tmp = createTensor(gpu, [n], { name: `${t.name}.range`, dtype: t.dtype });
+  try {
+    if (role === "in") copyTensor(t, tmp, n, first, 0);
+    await run(tmp);
+    if (role === "out") copyTensor(tmp, t, n, 0, first);
+  } finally {
+    // Freed only after the recorded dispatch and copy are submitted.
+    tmp.destroy();
+  }
+}

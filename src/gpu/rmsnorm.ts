@@ -189,15 +189,63 @@ export async function rmsNorm(
     else await launch(gpu, "rmsnorm", "rmsnorm", [params, xb, weight, ob], grid(gpu, n), wg);
   };
   const rowed = stats ? [x, out, stats] : [x, out];
-  if (fitsBinding(gpu, ...rowed) || !ad.dense) return await dispatch(rowed, rows, ad);
-  // Past the binding limit (many tokens) with plain [rows, cols] rows: row blocks, each a dense block
-  // (strided rows, e.g. q/k norms inside a fused qkv, are bound whole and fail loudly there).
+  if (fitsBinding(gpu, ...rowed)) return await dispatch(rowed, rows, ad);
+  // Past the binding limit (many tokens): blocks of plain rows, or of whole groups of strided rows
+  // (Qwen3's q/k norms inside a fused qkv: a group is one token's row); only the addressed elements of
+  // `out` are written, so its blocks are read in as well.
+  const grouped = groupBlocks(ad, rows, cols, [x, out]);
+  if (!grouped) return await dispatch(rowed, rows, ad);
   const parts: BlockTensor[] = [
-    { t: x, cols, role: "in" },
-    { t: out, cols, role: "out" },
-    ...(stats ? [{ t: stats, cols: 1, role: "out" as const }] : []),
+    { t: x, cols: grouped.cols, role: "in" },
+    { t: out, cols: grouped.cols, role: ad.dense ? "out" : "inout" },
+    ...(stats ? [{ t: stats, cols: grouped.rows, role: "out" as const }] : []),
   ];
-  await forBlocks(gpu, "rmsNorm", rows, parts, (b, _first, n) => dispatch(b, n, denseAddressing(n, cols)));
+  await forBlocks(
+    gpu,
+    "rmsNorm",
+    grouped.blocks,
+    parts,
+    (b, _f, n) => dispatch(b, n * grouped.rows, grouped.at(n)),
+  );
+}
+
+/** Blocks of whole row groups for {@link forBlocks} ({@link groupBlocks}). */
+export interface GroupBlocks {
+  /** Block rows in all (groups; plain rows when the addressing is dense). */
+  blocks: number;
+  /** Elements per block row of the addressed tensors. */
+  cols: number;
+  /** Norm rows per block row (per-row tensors such as `stats` have this many elements per block row). */
+  rows: number;
+  /** The addressing of `n` block rows bound from element 0. */
+  at(n: number): ResolvedAddressing;
+}
+
+/**
+ * How to cut addressed rows into blocks past the binding limit: plain rows for a dense layout; for a
+ * strided one, whole groups of `groupStride` elements, when each group lies inside its own stride (the
+ * offset plus the group's span at most groupStride), every group is full and the `addressed` tensors hold
+ * every group whole. Undefined when neither applies (the rows are then bound whole and a tensor over the
+ * limit fails at launch, naming it).
+ */
+export function groupBlocks(
+  ad: ResolvedAddressing,
+  rows: number,
+  cols: number,
+  addressed: GpuTensor[],
+): GroupBlocks | undefined {
+  if (ad.dense) return { blocks: rows, cols, rows: 1, at: (n) => denseAddressing(n, cols) };
+  const { offset, rowsPerGroup: g, groupStride: gs, rowStride } = ad;
+  const groups = rows / g;
+  const fits = Number.isInteger(groups) && offset + (g - 1) * rowStride + cols <= gs &&
+    addressed.every((t) => t.numel >= groups * gs);
+  if (!fits) return undefined;
+  return {
+    blocks: groups,
+    cols: gs,
+    rows: g,
+    at: (n) => ({ ...ad, span: (n - 1) * gs + offset + (g - 1) * rowStride + cols }),
+  };
 }
 
 /** The addressing of `n` plain rows of `cols` elements. */

@@ -8,7 +8,7 @@ import {
   checkAddressed,
   checkDims,
   checkSize,
-  denseAddressing,
+  groupBlocks,
   resolveAddressing,
   type ResolvedAddressing,
   type RowAddressing,
@@ -112,22 +112,24 @@ export async function rmsNormBackward(
       );
     }
   };
-  if (fitsBinding(gpu, dout, x, stats, dx) || !ad.dense) {
-    return await dispatch([dout, x, stats, dx], rows, ad, true);
-  }
-  // Past the binding limit with plain rows: row blocks; dx is row-local (read back in when accumulating),
-  // dweight sums block by block (rounded per block).
+  const grouped = fitsBinding(gpu, dout, x, stats, dx)
+    ? undefined
+    : groupBlocks(ad, rows, cols, [dout, x, dx]);
+  if (!grouped) return await dispatch([dout, x, stats, dx], rows, ad, true);
+  // Past the binding limit: blocks of plain rows or of whole row groups ({@link groupBlocks}); dx is
+  // row-local (read back in when accumulating, or when only its addressed elements are written), dweight
+  // sums block by block (rounded per block).
   const parts: BlockTensor[] = [
-    { t: dout, cols, role: "in" },
-    { t: x, cols, role: "in" },
-    { t: stats, cols: 1, role: "in" },
-    { t: dx, cols, role: acc ? "inout" : "out" },
+    { t: dout, cols: grouped.cols, role: "in" },
+    { t: x, cols: grouped.cols, role: "in" },
+    { t: stats, cols: grouped.rows, role: "in" },
+    { t: dx, cols: grouped.cols, role: acc || !ad.dense ? "inout" : "out" },
   ];
   await forBlocks(
     gpu,
     "rmsNormBackward",
-    rows,
+    grouped.blocks,
     parts,
-    (b, first, n) => dispatch(b, n, denseAddressing(n, cols), first === 0),
+    (b, first, n) => dispatch(b, n * grouped.rows, grouped.at(n), first === 0),
   );
 }
