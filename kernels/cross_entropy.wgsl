@@ -48,6 +48,7 @@ const IGNORE: u32 = 0xffffffffu;
 @group(0) @binding(4) var<storage, read_write> dlogits: array<f32>;
 
 //#include "lib/online_softmax.wgsl"
+//#include "lib/nan.wgsl"
 
 // The input lib/online_softmax.wgsl reads.
 fn rowValue(i: u32) -> f32 {
@@ -57,7 +58,7 @@ fn rowValue(i: u32) -> f32 {
 // Loss of row `row` given its target and statistics.
 fn rowLoss(row: u32, t: u32, st: vec2<f32>) -> f32 {
   if (t == IGNORE) { return 0.0; }
-  if (t >= p.cols) { return bitcast<f32>(0x7fc00000u); } // NaN: target out of range
+  if (t >= p.cols) { return quietNan(); } // NaN: target out of range
   return log(st.y) - (logits[row * p.cols + t] - st.x);
 }
 
@@ -77,7 +78,7 @@ fn cross_entropy(
   if (t == IGNORE) {
     for (var c = lid; c < p.cols; c += WG) { dlogits[base + c] = 0.0; }
   } else if (t >= p.cols) {
-    for (var c = lid; c < p.cols; c += WG) { dlogits[base + c] = bitcast<f32>(0x7fc00000u); }
+    for (var c = lid; c < p.cols; c += WG) { dlogits[base + c] = quietNan(); }
   } else {
     let inv = 1.0 / st.y;
     for (var c = lid; c < p.cols; c += WG) {

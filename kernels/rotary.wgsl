@@ -36,6 +36,8 @@ struct Params {
 @group(0) @binding(3) var<storage, read> sinT: array<f32>;
 @group(0) @binding(4) var<storage, read> positions: array<u32>;
 
+//#include "lib/nan.wgsl"
+
 @compute @workgroup_size(256)
 fn rotary(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let idx = gid.x + gid.y * nwg.x * 256u;
@@ -61,7 +63,7 @@ fn rotary(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
   }
   let pos = positions[r];
   if (pos >= p.nPos) {
-    let nan = bitcast<f32>(0x7fc00000u);
+    let nan = quietNan();
     x[ia] = nan;
     x[ib] = nan;
     return;

@@ -55,14 +55,18 @@ export class Browser {
     };
   }
 
-  /** Starts `exe` headless and connects to it. */
-  static async launch(exe: string, timeoutMs = 30000): Promise<Browser> {
+  /**
+   * Starts `exe` headless and connects to it. With `webgpu`, pages get WebGPU (on this machine
+   * SwiftShader, Chromium's software Vulkan: `--enable-unsafe-webgpu --enable-features=Vulkan`) instead
+   * of the default `--disable-gpu`.
+   */
+  static async launch(exe: string, timeoutMs = 30000, opts: { webgpu?: boolean } = {}): Promise<Browser> {
     const profile = await Deno.makeTempDir({ prefix: "engram_chromium_" });
     const proc = new Deno.Command(exe, {
       args: [
         "--headless=new",
         "--no-sandbox",
-        "--disable-gpu",
+        ...(opts.webgpu ? ["--enable-unsafe-webgpu", "--enable-features=Vulkan"] : ["--disable-gpu"]),
         "--disable-dev-shm-usage",
         "--no-first-run",
         "--no-default-browser-check",
@@ -123,8 +127,11 @@ export class Browser {
     return withTimeout(p, ms, method);
   }
 
-  /** Opens `url` in a new page of `width` x `height`, waits for its load event, returns the run. */
-  async open(url: string, width = 1280, height = 900): Promise<PageRun> {
+  /**
+   * Opens `url` in a new page of `width` x `height`, waits for its load event, returns the run; each
+   * `evaluate` may take `evaluateMs`.
+   */
+  async open(url: string, width = 1280, height = 900, evaluateMs = 20000): Promise<PageRun> {
     const { targetId } = await this.send("Target.createTarget", { url: "about:blank" }) as {
       targetId: string;
     };
@@ -162,7 +169,9 @@ export class Browser {
     return {
       errors,
       evaluate: async <T>(expression: string) => {
-        const r = await this.send("Runtime.evaluate", { expression, returnByValue: true }, sessionId) as {
+        // A promise is awaited (async checks), any other value returned as is.
+        const params = { expression, returnByValue: true, awaitPromise: true };
+        const r = await this.send("Runtime.evaluate", params, sessionId, evaluateMs) as {
           result: { value: T };
           exceptionDetails?: { text: string };
         };

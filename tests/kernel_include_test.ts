@@ -11,9 +11,11 @@ import { kernelsModule, listWgsl } from "../scripts/gen_kernels.ts";
 import {
   expandKernel,
   expandKernelF16,
+  expandKernelSubgroups,
   KernelIncludeError,
   kernelSource,
   type KernelSources,
+  PROJECT_KERNELS,
 } from "../src/gpu/pipeline.ts";
 
 const KERNELS = new URL("../kernels/", import.meta.url);
@@ -152,10 +154,11 @@ Deno.test("shared fragments under kernels/lib/ cannot be loaded as kernels", () 
 Deno.test("the online-softmax and Kahan code lives once and every kernel gets exactly one copy", () => {
   // Definitions only (a line starting with `fn name(`), not mentions in comments.
   const count = (s: string, fn: string) => s.match(new RegExp(`^fn ${fn}\\(`, "gm"))?.length ?? 0;
-  for (const k of ["softmax", "cross_entropy"]) {
-    const src = kernelSource(k);
-    assert.equal(count(src, "rowStats"), 1, `${k}: rowStats`);
-    assert.equal(count(src, "kahanAdd"), 1, `${k}: kahanAdd`);
+  for (const k of ["softmax", "cross_entropy", "delta_loss"]) {
+    for (const [v, src] of [["", kernelSource(k)], [" (subgroups)", expandKernelSubgroups(k).code]]) {
+      assert.equal(count(src, "rowStats"), 1, `${k}${v}: rowStats`);
+      assert.equal(count(src, "kahanAdd"), 1, `${k}${v}: kahanAdd`);
+    }
   }
   assert.equal(count(kernelSource("reduce"), "kahanAdd"), 1, "reduce: kahanAdd");
   // No kernel file defines them itself any more.
@@ -183,6 +186,24 @@ Deno.test("every kernel in kernels/ compiles with its includes resolved; every f
     assert.equal(err, null, `kernels/${name}.wgsl does not compile: ${err?.message}`);
     // The shader-f16 variant (kernels reading weights through lib/unpack16.wgsl): compiled where the
     // device has the feature (not on llvmpipe under GL; lavapipe has it), its fragment counted as used.
+    // The subgroup variant (kernels taking row statistics from lib/online_softmax.wgsl): likewise where
+    // the device has `subgroups` (no Deno adapter here; tests/subgroups_browser_test.ts runs it in
+    // Chromium), without the directive, as naga compiles it.
+    if (lines.some((l) => l.file === "kernels/lib/online_softmax.wgsl")) {
+      const sg = expandKernelSubgroups(name, PROJECT_KERNELS, false);
+      for (const l of sg.lines) used.add(l.file);
+      assert.ok(!sg.lines.some((l) => l.file === "kernels/lib/online_softmax.wgsl"), `${name}: not swapped`);
+      if (gpu.device.features.has("subgroups" as GPUFeatureName)) {
+        gpu.device.pushErrorScope("validation");
+        gpu.device.createShaderModule({ label: `${name} (subgroups)`, code: sg.code });
+        const errSg = await gpu.device.popErrorScope();
+        assert.equal(
+          errSg,
+          null,
+          `kernels/${name}.wgsl (subgroup variant) does not compile: ${errSg?.message}`,
+        );
+      }
+    }
     if (!lines.some((l) => l.file === "kernels/lib/unpack16.wgsl")) continue;
     const f16 = expandKernelF16(name);
     for (const l of f16.lines) used.add(l.file);

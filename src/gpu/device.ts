@@ -456,9 +456,10 @@ async function acquire(c: AdapterChoice): Promise<Gpu> {
   let device: GPUDevice;
   try {
     // Optional features engram's kernels may use where offered, requested only when the adapter has
-    // them: "shader-f16" (F16 weights bound as array<f16>, see Gpu.shaderF16), "subgroups" (no kernel
-    // uses it yet). No kernel needs them: without shader-f16, 16-bit weights are read as packed pairs
-    // (kernels/lib/unpack16.wgsl).
+    // them: "shader-f16" (F16 weights bound as array<f16>, see Gpu.shaderF16), "subgroups" (the softmax
+    // family's row statistics, see row_workgroup.ts useSubgroups). No kernel needs them: without
+    // shader-f16, 16-bit weights are read as packed pairs (kernels/lib/unpack16.wgsl), without subgroups
+    // a row's partials are folded through workgroup memory.
     const requiredFeatures = OPTIONAL_FEATURES.filter((f) => adapter.features.has(f));
     device = await adapter.requestDevice({ requiredLimits: want, requiredFeatures });
   } catch (e) {

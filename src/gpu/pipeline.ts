@@ -165,13 +165,65 @@ export function expandKernelF16(name: string, sources: KernelSources = PROJECT_K
   };
 }
 
+/**
+ * The subgroup variant of the row kernels that take their row statistics from `lib/online_softmax.wgsl`
+ * (softmax, log-softmax, cross-entropy, the editors' delta loss): launched with the constant
+ * `SUBGROUPS: 1` (a selector, removed before the pipeline is created), a kernel is compiled with
+ * `lib/online_softmax_subgroup.wgsl` in its place, which folds a row's partials with subgroup operations
+ * instead of every lane folding all of them. Only on a device created with the `subgroups` feature; the
+ * workgroup size must be a multiple of the subgroup size (src/gpu/row_workgroup.ts chooses both).
+ *
+ * WGSL asks for `enable subgroups;` before subgroup operations (Chromium's Tint requires it), while
+ * wgpu's naga, under Deno, rejects the directive (it treats subgroups as a device capability): the first
+ * compile on a device tries the source with the directive, then without, and keeps the form that
+ * compiles for that device.
+ */
+export const SUBGROUP_VARIANT = {
+  swap: { "lib/online_softmax.wgsl": "lib/online_softmax_subgroup.wgsl" } as Readonly<Record<string, string>>,
+  enable: "enable subgroups;",
+  feature: "subgroups" as GPUFeatureName,
+  selector: "SUBGROUPS",
+} as const;
+
+/** The kernel variants: the plain source, {@link F16_VARIANT}, {@link SUBGROUP_VARIANT}. */
+type Variant = "plain" | "f16" | "subgroups";
+
+/**
+ * A kernel's source as {@link SUBGROUP_VARIANT} compiles it: the swapped include, with `enable
+ * subgroups;` first when `enable` (default true). Throws {@link GpuError} for a kernel without it.
+ */
+export function expandKernelSubgroups(
+  name: string,
+  sources: KernelSources = PROJECT_KERNELS,
+  enable = true,
+): ExpandedKernel {
+  const e = expandKernel(name, sources, SUBGROUP_VARIANT.swap);
+  if (e.code === expandKernel(name, sources).code) {
+    throw new GpuError(
+      `kernels/${name}.wgsl has no subgroup variant (it does not include lib/online_softmax.wgsl)`,
+    );
+  }
+  if (!enable) return e;
+  return {
+    code: `${SUBGROUP_VARIANT.enable}\n${e.code}`,
+    lines: [
+      { file: `${sources.root}/${SUBGROUP_VARIANT.swap["lib/online_softmax.wgsl"]}`, line: 0 },
+      ...e.lines,
+    ],
+  };
+}
+
 const sources = new Map<string, ExpandedKernel>();
 
-function expanded(name: string, f16 = false): ExpandedKernel {
-  const key = f16 ? `${name}:f16` : name;
+function expanded(name: string, variant: Variant = "plain", enable = true): ExpandedKernel {
+  const key = `${name}:${variant}:${enable}`;
   let s = sources.get(key);
   if (s === undefined) {
-    s = f16 ? expandKernelF16(name) : expandKernel(name);
+    s = variant === "f16"
+      ? expandKernelF16(name)
+      : variant === "subgroups"
+      ? expandKernelSubgroups(name, PROJECT_KERNELS, enable)
+      : expandKernel(name);
     sources.set(key, s);
   }
   return s;
@@ -206,6 +258,9 @@ export function getPipeline(
   return p;
 }
 
+// Per device: whether its compiler takes `enable subgroups;` (found on the first subgroup compile).
+const subgroupDirective = new WeakMap<Gpu, boolean>();
+
 async function compile(
   gpu: Gpu,
   kernel: string,
@@ -220,7 +275,52 @@ async function compile(
         "shader-f16 feature, which this one lacks",
     );
   }
-  const { code, lines } = expanded(kernel, f16);
+  const { [SUBGROUP_VARIANT.selector]: sg, ...overrides } = constants;
+  if (sg === undefined) {
+    return await compileSource(gpu, kernel, entry, overrides, expanded(kernel, f16 ? "f16" : "plain"));
+  }
+  if (sg !== 1 || f16) {
+    throw new GpuError(
+      `kernel kernels/${kernel}.wgsl entry '${entry}': ${SUBGROUP_VARIANT.selector} must be 1 (the subgroup variant), ` +
+        "without the shader-f16 variant",
+    );
+  }
+  if (!gpu.device.features.has(SUBGROUP_VARIANT.feature)) {
+    throw new GpuError(
+      `kernel kernels/${kernel}.wgsl entry '${entry}': the subgroup variant needs a device with the ` +
+        "subgroups feature, which this one lacks",
+    );
+  }
+  const known = subgroupDirective.get(gpu);
+  if (known !== undefined) {
+    return await compileSource(gpu, kernel, entry, overrides, expanded(kernel, "subgroups", known));
+  }
+  try {
+    const p = await compileSource(gpu, kernel, entry, overrides, expanded(kernel, "subgroups", true));
+    subgroupDirective.set(gpu, true);
+    return p;
+  } catch (withDirective) {
+    try {
+      const p = await compileSource(gpu, kernel, entry, overrides, expanded(kernel, "subgroups", false));
+      subgroupDirective.set(gpu, false);
+      return p;
+    } catch (without) {
+      throw new GpuError(
+        `${(without as Error).message}\n(with '${SUBGROUP_VARIANT.enable}' first: ${
+          (withDirective as Error).message
+        })`,
+      );
+    }
+  }
+}
+
+async function compileSource(
+  gpu: Gpu,
+  kernel: string,
+  entry: string,
+  constants: Record<string, number>,
+  { code, lines }: ExpandedKernel,
+): Promise<GPUComputePipeline> {
   const device = gpu.device;
   device.pushErrorScope("validation");
   const module = device.createShaderModule({ label: kernel, code });

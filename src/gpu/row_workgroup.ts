@@ -15,6 +15,7 @@
  * 1024×384 0.82 → 0.46 ms. Results differ only by the summation order.
  */
 import { type Gpu, isSoftwareAdapter } from "./device.ts";
+import { SUBGROUP_VARIANT } from "./pipeline.ts";
 
 /**
  * The families of row kernels: the norms (short rows), softmax / cross-entropy / delta loss (long rows), and
@@ -46,18 +47,47 @@ const forced = new WeakMap<Gpu, number>();
 /**
  * The override constants that size a `family` row kernel on `gpu`: `{}` (the kernel's default) on a
  * hardware adapter, `{ WG: n }` (`{ RS: n }` for "columns") on a software one or after
- * {@link setRowWorkgroup}.
+ * {@link setRowWorkgroup}. For the softmax family on a device where {@link useSubgroups} holds, also the
+ * selector `SUBGROUPS: 1` of the subgroup variant, with `WG` always given.
  */
 export function rowWorkgroupConstants(gpu: Gpu, family: RowKernelFamily): Record<string, number> {
   const [name, most] = OVERRIDE[family];
   const f = forced.get(gpu);
-  if (f !== undefined) return { [name]: Math.min(f, most) };
   let sw = software.get(gpu);
   if (sw === undefined) {
     sw = isSoftwareAdapter(gpu.adapter);
     software.set(gpu, sw);
   }
-  return sw ? { [name]: SOFTWARE_ROW_WORKGROUP[family] } : {};
+  const size = f !== undefined ? Math.min(f, most) : sw ? SOFTWARE_ROW_WORKGROUP[family] : undefined;
+  if (family === "softmax" && useSubgroups(gpu, size ?? SOFTMAX_DEFAULT_WG)) {
+    return { [name]: size ?? SOFTMAX_DEFAULT_WG, [SUBGROUP_VARIANT.selector]: 1 };
+  }
+  return size === undefined ? {} : { [name]: size };
+}
+
+/** The softmax family's own default workgroup size (kernels/softmax.wgsl, cross_entropy.wgsl, delta_loss.wgsl). */
+const SOFTMAX_DEFAULT_WG = 128;
+
+const subgroupsOff = new WeakSet<Gpu>();
+
+/**
+ * Whether the softmax family runs its subgroup variant ({@link SUBGROUP_VARIANT}) at workgroup size `wg`
+ * on `gpu`: the device has the `subgroups` feature, the adapter reports its largest subgroup size, `wg`
+ * is a multiple of it (so that every subgroup is full), and {@link setSubgroups} has not turned it off.
+ */
+export function useSubgroups(gpu: Gpu, wg: number): boolean {
+  if (subgroupsOff.has(gpu) || !gpu.device.features.has(SUBGROUP_VARIANT.feature)) return false;
+  const max = (gpu.adapter.info as GPUAdapterInfo & { subgroupMaxSize?: number }).subgroupMaxSize ?? 0;
+  return max > 0 && wg % max === 0;
+}
+
+/**
+ * Turns the subgroup variant of the softmax family off on `gpu` (`false`), or back to the per-adapter
+ * choice (`true`). For tests and benchmarks that compare the two on one device.
+ */
+export function setSubgroups(gpu: Gpu, on: boolean): void {
+  if (on) subgroupsOff.delete(gpu);
+  else subgroupsOff.add(gpu);
 }
 
 /**
