@@ -319,6 +319,31 @@ for (
   });
 }
 
+Deno.test("a 16-bit model saved untouched: nothing decoded to float32, every tensor byte-identical", async () => {
+  const tmp = await Deno.makeTempDir({ prefix: "engram_dtype_" });
+  try {
+    for (const [family, dtype] of [["llama", "BF16"], ["gpt_neox", "F16"]] as const) {
+      const src = `${tmp}/${family}`, out = `${tmp}/${family}.out`;
+      await source(src, family, dtype, 1);
+      const hf = await loadHFModel(src);
+      const files = await hfModelFiles(out, hf);
+      assert.ok(Object.keys(files).includes("model.safetensors"));
+      await Deno.mkdir(out);
+      for (const [name, content] of Object.entries(files)) {
+        await Deno.writeFile(`${out}/${name}`, await contentBytes(content));
+      }
+      for (const [name, t] of hf.weights) {
+        assert.equal(t.undecoded16?.dtype, dtype, `${family} ${name} decoded`);
+      }
+      const a = await tensorBytes(src), b = await tensorBytes(out);
+      assert.deepEqual([...b.keys()].sort(), [...a.keys()].sort());
+      for (const [name, x] of a) assert.deepEqual(b.get(name), x, `${family} ${name}`);
+    }
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
+
 Deno.test("forceF32 writes F32 (torch_dtype float32); no recorded dtypes writes F32 as before", async () => {
   const tmp = await Deno.makeTempDir({ prefix: "engram_dtype_" });
   try {

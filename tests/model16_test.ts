@@ -122,6 +122,18 @@ for (const c of CASES) {
       const r = rng(seed);
       const V = m.config.vocabSize;
       const batch = [0, 1].map(() => Array.from({ length: 7 }, () => Math.floor(r() * V)));
+      // Loading and running in 16-bit storage decode no weight on the host (no float32 copy); the f32
+      // storage decodes every one.
+      await m.forward(batch);
+      let kept = 0;
+      for (const [n, t] of m.weights) {
+        if (m.weightStorage(n) !== "f32") {
+          assert.equal(t.undecoded16?.dtype, c.dtype, `${n} decoded on the host`);
+          kept++;
+        }
+        assert.equal(lm32.model.weights.get(n)!.undecoded16, undefined, `${n} (f32 storage) still undecoded`);
+      }
+      assert.ok(kept >= 5, `${kept} weights kept undecoded`);
       const e16 = await forwardError(m, batch), e32 = await forwardError(lm32.model, batch);
       console.log(
         `${c.family} ${c.dtype} (seed ${seed}): weight bytes ${b16} vs f32 ${b32} (${ratio.toFixed(3)}); ` +

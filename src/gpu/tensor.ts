@@ -250,11 +250,16 @@ export function writeTensor(
         field: t.name,
       });
     }
-    // Whole words: the odd tail gets a zero high half.
-    const words = new Uint16Array(Math.ceil(data.length / 2) * 2);
-    words.set(data);
+    // Whole words, from the caller's array without a copy (a weight may be hundreds of MB); an odd tail
+    // goes as one last word with a zero high half.
     t.gpu.submit();
-    t.gpu.device.queue.writeBuffer(t.buffer, 0, words.buffer as ArrayBuffer, 0, words.byteLength);
+    const even = data.length & ~1;
+    if (even > 0) {
+      t.gpu.device.queue.writeBuffer(t.buffer, 0, data.buffer as ArrayBuffer, data.byteOffset, 2 * even);
+    }
+    if (even < data.length) {
+      t.gpu.device.queue.writeBuffer(t.buffer, 2 * even, new Uint16Array([data[even], 0]));
+    }
     return;
   }
   // queue.writeBuffer executes before later-submitted commands but after already-submitted ones:

@@ -89,6 +89,17 @@ function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
+/** Whether two file tensors hold the same values: their bytes when stored alike (nothing decoded), else their bits. */
+function sameTensor(x: SafetensorsTensor, y: SafetensorsTensor): boolean {
+  if (x.dtype === y.dtype) {
+    const a = x.bytes, b = y.bytes;
+    if (a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+    return true;
+  }
+  return sameBits(x.data, y.data);
+}
+
 function sameBits(a: Float32Array, b: Float32Array): boolean {
   if (a.length !== b.length) return false;
   const ua = new Uint32Array(a.buffer, a.byteOffset, a.length),
@@ -193,8 +204,10 @@ export function weightsFromSafetensors(
   boundLayers(byName, c, spec, file);
   const weights: WeightMap = new Map();
   const dtypes = new Map<string, WeightDtype>();
+  const taken = new Map<string, SafetensorsTensor>();
   const take = (name: string, shape: number[]) => {
     const t = byName.get(name)!;
+    taken.set(name, t);
     if (!sameShape(t.shape, shape)) {
       throw new ConfigError(
         `config says '${name}' is ${shapeStr(shape)} (${shapeReason(name, c, spec)}) but weights have ${
@@ -205,7 +218,8 @@ export function weightsFromSafetensors(
     }
     byName.delete(name);
     dtypes.set(name, isWeightDtype(t.dtype) ? t.dtype : "F32");
-    return { shape: [...shape], data: t.data };
+    // Converted on first use: a 16-bit file uploaded to 16-bit storage is never decoded on the host.
+    return t.toLazyHost(shape);
   };
   for (const [name, shape] of familyWeightShapes(spec, c, false)) {
     if (!byName.has(name)) {
@@ -223,7 +237,7 @@ export function weightsFromSafetensors(
   if (spec.tiedHeadAllowed) {
     if (byName.has(spec.head)) {
       const head = take(spec.head, [c.vocabSize, c.nEmbd]);
-      if (!sameBits(head.data, weights.get(spec.embed)!.data)) {
+      if (!sameTensor(taken.get(spec.head)!, taken.get(spec.embed)!)) {
         tiedLmHead = false;
         weights.set(spec.head, head);
       } else dtypes.delete(spec.head);
@@ -701,7 +715,8 @@ function safetensorsShards(
       field: "maxShardBytes",
     });
   }
-  const bytesOf = (name: string, t: HostTensor) => DTYPE_SIZES[dtypes.get(name) ?? "F32"] * t.data.length;
+  const bytesOf = (name: string, t: HostTensor) =>
+    DTYPE_SIZES[dtypes.get(name) ?? "F32"] * t.shape.reduce((a, b) => a * b, 1);
   const shards: Array<Map<string, HostTensor>> = [];
   let current = new Map<string, HostTensor>(), currentBytes = 0, total = 0;
   for (const [name, t] of tensors) {

@@ -12,7 +12,7 @@
  * or header field.
  */
 import { SafetensorsError } from "../errors.ts";
-import type { HostTensor } from "../model/config.ts";
+import type { HostTensor, Undecoded16 } from "../model/config.ts";
 import { contentBytes, type StreamedContent, writeFileAtomic } from "./atomic.ts";
 import { excerpt, kindOf } from "./excerpt.ts";
 import { isJsonObject, own, parseStrictJson } from "./strict_json.ts";
@@ -230,9 +230,40 @@ export class SafetensorsTensor {
     return out;
   }
 
+  /** Whether {@link data} has been read (and so converted, and possibly written to since). */
+  get decoded(): boolean {
+    return this.#data !== undefined;
+  }
+
   /** `{shape, data}` as float32 (see {@link data}). */
   toHost(): HostTensor {
     return { shape: [...this.shape], data: this.data };
+  }
+
+  /**
+   * A {@link HostTensor} of shape `shape` (default the file's) whose `data` converts on first read (the
+   * same array as {@link data}); for an F16 / BF16 tensor, until then, `undecoded16` gives its stored
+   * patterns without a float32 copy.
+   */
+  toLazyHost(shape: number[] = this.shape): HostTensor {
+    const t = this;
+    const half: Undecoded16["dtype"] | undefined = t.dtype === "F16" || t.dtype === "BF16"
+      ? t.dtype
+      : undefined;
+    return {
+      shape: [...shape],
+      get data() {
+        return t.data;
+      },
+      get undecoded16() {
+        if (!half || t.decoded) return undefined;
+        const b = t.bytes, n = t.numel;
+        const bits = LITTLE_ENDIAN && b.byteOffset % 2 === 0
+          ? new Uint16Array(b.buffer, b.byteOffset, n)
+          : Uint16Array.from({ length: n }, (_, i) => b[2 * i] | (b[2 * i + 1] << 8));
+        return { dtype: half, bits };
+      },
+    };
   }
 }
 
@@ -522,7 +553,9 @@ function planSafetensors(
       throw new SafetensorsError(`bad shape ${JSON.stringify(t.shape)}`, { file: label, field: name });
     }
     const numel = t.shape.reduce((a, b) => a * b, 1);
-    if (!(t.data instanceof Float32Array) || t.data.length !== numel) {
+    // A tensor still undecoded from a 16-bit file is checked (and later written) without decoding it.
+    const raw = t.undecoded16;
+    if (raw ? raw.bits.length !== numel : !(t.data instanceof Float32Array) || t.data.length !== numel) {
       throw new SafetensorsError(
         `shape ${JSON.stringify(t.shape)} needs ${numel} float32 values, data has ${t.data?.length}`,
         { file: label, field: name },
@@ -558,6 +591,12 @@ const CHUNK_ELEMENTS = 1 << 24;
 function* planChunks(plan: SafetensorsPlan): Generator<Uint8Array> {
   yield plan.prefix;
   for (const { t, dtype } of plan.entries) {
+    // Unchanged 16-bit tensors go out as read (the file's bits: what decoding and re-encoding gives).
+    const raw = t.undecoded16;
+    if (raw?.dtype === dtype && LITTLE_ENDIAN) {
+      yield new Uint8Array(raw.bits.buffer, raw.bits.byteOffset, raw.bits.byteLength);
+      continue;
+    }
     if (dtype === "F32" && LITTLE_ENDIAN) {
       yield new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
       continue;

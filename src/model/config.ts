@@ -176,6 +176,22 @@ export interface HostTensor {
   shape: number[];
   /** Values, row-major. */
   data: Float32Array;
+  /**
+   * A tensor read from a 16-bit (F16 / BF16) file whose float32 {@link data} has not been decoded yet
+   * (it decodes on first read): its stored bit patterns, one per element. Uploading to 16-bit GPU storage
+   * of the same dtype takes them as they are, so a 16-bit model that is only run never holds a float32
+   * copy of its weights on the host. Undefined once `data` has been read (it may have been written
+   * since) and for every other tensor.
+   */
+  readonly undecoded16?: Undecoded16;
+}
+
+/** The stored 16-bit patterns of a host tensor ({@link HostTensor.undecoded16}). */
+export interface Undecoded16 {
+  /** The file dtype. */
+  dtype: "F16" | "BF16";
+  /** One pattern per element, row-major. */
+  bits: Uint16Array;
 }
 
 /** Weights keyed by engram name (see the module comment). A tied head has no head tensor of its own. */

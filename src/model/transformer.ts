@@ -33,7 +33,13 @@ import {
 import { encodeFloats, isWeightDtype, roundToDtype, type WeightDtype } from "../io/safetensors.ts";
 import { firstNonFinite, readWithNonFiniteCheck } from "../gpu/nonfinite.ts";
 import { describeNonFinite, NonFiniteError } from "./nonfinite.ts";
-import { type ModelConfig, resolveConfig, type ResolvedConfig, type WeightMap } from "./config.ts";
+import {
+  type HostTensor,
+  type ModelConfig,
+  resolveConfig,
+  type ResolvedConfig,
+  type WeightMap,
+} from "./config.ts";
 import {
   type FamilySpec,
   familySpec,
@@ -76,6 +82,9 @@ export interface CreateModelOptions {
 }
 
 const FILE_DTYPE: Record<Weight16, WeightDtype> = { bf16: "BF16", f16: "F16" };
+
+/** Elements of a tensor of `shape` (1 for a scalar). */
+const numelOf = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 
 /** What {@link TransformerModel.forward} returns. */
 export interface ForwardResult {
@@ -317,9 +326,8 @@ export class TransformerModel {
     }
     for (const [name, shape] of shapes) {
       if (fusedParts.has(name)) continue;
-      const t = weights.get(name)!;
-      m.refs.set(name, { gpuName: name, offset: 0, numel: t.data.length });
-      m.w.set(name, m.upload(name, shape, t.data, m.storage.get(name)));
+      m.refs.set(name, { gpuName: name, offset: 0, numel: numelOf(shape) });
+      m.w.set(name, m.upload(name, shape, [weights.get(name)!], m.storage.get(name)));
     }
     for (let l = 0; l < c.nLayer; l++) m.layers.push(m.gpuLayer(spec.layer(c, l)));
     return m;
@@ -328,26 +336,42 @@ export class TransformerModel {
   /** Stacks host tensors `parts` (all [rows_i, cols]) into one GPU tensor `name`. */
   private fuse(parts: string[], name: string): void {
     const ts = parts.map((p) => this.weights.get(p)!);
-    const total = ts.reduce((a, t) => a + t.data.length, 0);
-    const data = new Float32Array(total);
     let off = 0;
     parts.forEach((p, i) => {
-      data.set(ts[i].data, off);
-      this.refs.set(p, { gpuName: name, offset: off, numel: ts[i].data.length });
-      off += ts[i].data.length;
+      const numel = numelOf(ts[i].shape);
+      this.refs.set(p, { gpuName: name, offset: off, numel });
+      off += numel;
     });
     const cols = ts[0].shape.length === 2 ? ts[0].shape[1] : 1;
-    const shape = ts[0].shape.length === 2 ? [total / cols, cols] : [total];
-    this.w.set(name, this.upload(name, shape, data, this.storage.get(name)));
+    const shape = ts[0].shape.length === 2 ? [off / cols, cols] : [off];
+    this.w.set(name, this.upload(name, shape, ts, this.storage.get(name)));
   }
 
   /**
-   * A GPU tensor of `data` in `dtype`: f32, or packed 16-bit. The host copy of a 16-bit weight holds
-   * values of that dtype (decoded from the file, or rounded by {@link setWeight}), so encoding is exact.
+   * A GPU tensor of the host tensors `parts` stacked, in `dtype`: f32, or packed 16-bit. The host copy of
+   * a 16-bit weight holds values of that dtype (decoded from the file, or rounded by {@link setWeight}),
+   * so encoding is exact; parts still undecoded in that dtype ({@link HostTensor.undecoded16}) are taken
+   * as stored, without a float32 copy.
    */
-  private upload(name: string, shape: number[], data: Float32Array, dtype: Weight16 | undefined): GpuTensor {
-    if (!dtype) return createTensor(this.gpu, shape, { name, data });
-    return createTensor(this.gpu, shape, { name, dtype, data: this.encode16(data, dtype) });
+  private upload(name: string, shape: number[], parts: HostTensor[], dtype: Weight16 | undefined): GpuTensor {
+    const stacked = <T extends Float32Array | Uint16Array>(arrays: T[], make: (n: number) => T): T => {
+      if (arrays.length === 1) return arrays[0];
+      const out = make(arrays.reduce((a, x) => a + x.length, 0));
+      let off = 0;
+      for (const x of arrays) (out.set(x, off), off += x.length);
+      return out;
+    };
+    if (!dtype) {
+      return createTensor(this.gpu, shape, {
+        name,
+        data: stacked(parts.map((p) => p.data), (n) => new Float32Array(n)),
+      });
+    }
+    const raw = parts.map((p) => p.undecoded16);
+    const bits = raw.every((r) => r?.dtype === FILE_DTYPE[dtype])
+      ? stacked(raw.map((r) => r!.bits), (n) => new Uint16Array(n))
+      : this.encode16(stacked(parts.map((p) => p.data), (n) => new Float32Array(n)), dtype);
+    return createTensor(this.gpu, shape, { name, dtype, data: bits });
   }
 
   /** The 16-bit patterns of `data` in `dtype` (exact: the values are already of that dtype). */
