@@ -21,6 +21,7 @@ export type {
   ModelConfig,
   ParallelResidual,
   ResolvedConfig,
+  Undecoded16,
   WeightMap,
 } from "./src/model/config.ts";
 export { resolveConfig } from "./src/model/config.ts";

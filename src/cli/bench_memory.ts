@@ -11,7 +11,11 @@ import { EngramError } from "../errors.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { createTensor } from "../gpu/tensor.ts";
 import { loadTokenizer } from "../io/tokenizer.ts";
-import type { ModelConfig } from "../model/config.ts";
+import { type ModelConfig, resolveConfig, type WeightMap } from "../model/config.ts";
+import { familySpec, familyWeightShapes } from "../model/families/mod.ts";
+import { mulberry32 } from "../model/generate.ts";
+import { f32BitsToBf16, type WeightDtype } from "../io/safetensors.ts";
+import { loadHFModel, saveHFModel } from "../io/hf_model.ts";
 import { estimateMemory } from "../model/memory.ts";
 import { randomWeights } from "../model/random.ts";
 import { TransformerModel } from "../model/transformer.ts";
@@ -41,6 +45,11 @@ export interface MemoryCase {
   rssRatio?: number;
   /** RSS growth over the case (host weights, plus the GPU buffers on a CPU adapter). */
   rssGrowthBytes?: number;
+  /**
+   * Bytes the host tensors of the weights hold after the analysis (16-bit ones still undecoded: their
+   * file bytes), for the case loaded from a file.
+   */
+  hostWeightBytes?: number;
   /** The process's peak RSS so far (VmHWM; cases run smallest first), when readable. */
   peakRssBytes?: number;
   seconds?: number;
@@ -84,6 +93,55 @@ export const REAL_SHAPES: Record<string, ModelConfig> = {
     mlpBias: false,
   },
 };
+
+/**
+ * A Llama-shaped model of about 60M parameters (TinyLlama's proportions, 8 layers of width 512 over a
+ * 32,000-token vocabulary) for the 16-bit file case of {@link measureMemory}.
+ */
+export const BF16_FILE_SHAPE: ModelConfig = {
+  ...REAL_SHAPES["llama-1.1b"],
+  nLayer: 8,
+  nHead: 8,
+  nKvHead: 4,
+  nEmbd: 512,
+  nInner: 1408,
+  nPositions: 256,
+  rope: { dim: 64, style: "half", theta: 10000, maxPositionEmbeddings: 256 },
+};
+
+/**
+ * Writes a BF16 checkpoint of `cfg` with random weights (N(0, 0.02), norms 1) to `dir`, tensor by tensor
+ * as 16-bit patterns: the writer takes undecoded 16-bit tensors as they are, so no float32 copy of the
+ * model is ever made here either.
+ */
+async function writeRandomBf16(dir: string, cfg: ModelConfig): Promise<number> {
+  const c = resolveConfig(cfg);
+  const spec = familySpec(c);
+  const r = mulberry32(7);
+  const bf16 = (x: number) => f32BitsToBf16(new Uint32Array(new Float32Array([x]).buffer)[0]);
+  const weights: WeightMap = new Map();
+  const dtypes = new Map<string, WeightDtype>();
+  for (const [name, shape] of familyWeightShapes(spec, c, true)) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const norm = shape.length === 1;
+    const bits = new Uint16Array(n);
+    // A few hundred distinct values, enough for a forward that means something, fast to make.
+    // Sums of three uniforms: close enough to N(0, 0.02) for a benchmark's forward.
+    const table = Uint16Array.from({ length: 512 }, () => bf16(norm ? 1 : 0.04 * (r() + r() + r() - 1.5)));
+    for (let i = 0; i < n; i++) bits[i] = table[(r() * 512) | 0];
+    const undecoded16 = { dtype: "BF16" as const, bits };
+    weights.set(name, {
+      shape,
+      undecoded16,
+      get data(): Float32Array {
+        throw new Error("the benchmark's BF16 writer decoded a weight");
+      },
+    });
+    dtypes.set(name, "BF16");
+  }
+  await saveHFModel(dir, { config: cfg, weights, dtypes }, { overwrite: true });
+  return (await Deno.stat(`${dir}/model.safetensors`)).size;
+}
 
 function peakRss(): number | undefined {
   try {
@@ -232,6 +290,7 @@ export async function measureMemory(gpu: Gpu, opts: MeasureMemoryOptions = {}): 
     }],
     ...Object.entries(REAL_SHAPES),
   ];
+  out.push(await measureBf16File(gpu, T, log, opts.quick ?? false));
   for (const [name, cfg] of shapes) {
     const est = estimateMemory(cfg, { batch: 1, seqLen: T });
     const analysis = `inference, 1×${T} tokens`;
@@ -251,4 +310,69 @@ export async function measureMemory(gpu: Gpu, opts: MeasureMemoryOptions = {}): 
     out.push(await measure(gpu, name, cfg, analysis, est.peak, async (m) => void (await m.forward(ids))));
   }
   return out;
+}
+
+/**
+ * Inference on {@link BF16_FILE_SHAPE} loaded from a BF16 safetensors file written at run time, kept in
+ * 16 bits on the GPU: host bytes are the file's (its undecoded tensors), never a float32 copy.
+ * `weightBytes` is the file's size here; RSS growth is counted from after the write, so pages the
+ * writer freed and the loader reused are not seen (a lower bound; a fresh process shows the whole cost).
+ */
+async function measureBf16File(
+  gpu: Gpu,
+  T: number,
+  log: (s: string) => void,
+  quick: boolean,
+): Promise<MemoryCase> {
+  // --quick: the same proportions at a sixteenth of the width and vocabulary, 2 layers.
+  const cfg: ModelConfig = quick
+    ? {
+      ...BF16_FILE_SHAPE,
+      nLayer: 2,
+      nEmbd: 64,
+      nInner: 176,
+      vocabSize: 2000,
+      rope: { ...BF16_FILE_SHAPE.rope!, dim: 8 },
+    }
+    : BF16_FILE_SHAPE;
+  const est = estimateMemory(cfg, { untiedHead: true });
+  const analysis = `inference from a BF16 file, 1×${T} tokens, 16-bit storage`;
+  const dir = await Deno.makeTempDir({ prefix: "engram_memory_bf16_" });
+  try {
+    log(`memory: BF16 file (Llama shape, ${(est.parameters / 1e6).toFixed(1)}M parameters) ...`);
+    const fileBytes = await writeRandomBf16(dir, cfg);
+    const c: MemoryCase = {
+      name: quick ? "llama-bf16-file-quick" : "llama-60m-bf16-file",
+      analysis,
+      parameters: est.parameters,
+      weightBytes: fileBytes,
+    };
+    const base = gpu.allocatedBytes;
+    const rss0 = Deno.memoryUsage().rss;
+    const t0 = performance.now();
+    const hf = await loadHFModel(dir);
+    const model = TransformerModel.create(gpu, hf.config, hf.weights, { weightDtypes: hf.dtypes });
+    try {
+      c.gpuLoadedBytes = gpu.allocatedBytes - base;
+      gpu.resetPeak();
+      await model.forward([Array.from({ length: T }, (_, t) => (t * 7919) % cfg.vocabSize)]);
+      c.seconds = (performance.now() - t0) / 1000;
+      c.gpuPeakBytes = gpu.peakAllocatedBytes - base;
+      c.gpuPeakRatio = c.gpuPeakBytes / fileBytes;
+      c.hostWeightBytes = [...hf.weights.values()].reduce(
+        (a, t) => a + (t.undecoded16 ? t.undecoded16.bits.byteLength : t.data.byteLength),
+        0,
+      );
+      c.rssBytes = Deno.memoryUsage().rss;
+      c.rssRatio = c.rssBytes / fileBytes;
+      c.rssGrowthBytes = c.rssBytes - rss0;
+      c.peakRssBytes = peakRss();
+    } finally {
+      model.destroy();
+      await gpu.flush();
+    }
+    return c;
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 }
