@@ -181,6 +181,7 @@ class GPT2(torch.nn.Module):
         # parallel: attention and MLP both read the block's input (GPT-J / NeoX), each through its own norm.
         self.parallel = parallel
         I = inner or 4 * n_embd
+        self.I = I
         self.shapes = {"transformer.wte.weight": (vocab, n_embd), "transformer.wpe.weight": (n_pos, n_embd)}
         for l in range(n_layer):
             p = f"transformer.h.{l}."
@@ -351,7 +352,7 @@ def save_model(model, folder, world):
     eos = WorldTokenizer(world).eos
     cfg = {"activation_function": "gelu_new", "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2",
            "n_ctx": model.P, "n_positions": model.P, "n_embd": model.C, "n_head": model.H,
-           "n_layer": model.L, "n_inner": None, "vocab_size": model.V, "layer_norm_epsilon": 1e-5,
+           "n_layer": model.L, "n_inner": None if model.I == 4 * model.C else model.I, "vocab_size": model.V, "layer_norm_epsilon": 1e-5,
            "attn_pdrop": 0.0, "embd_pdrop": 0.0, "resid_pdrop": 0.0, "scale_attn_weights": True,
            "initializer_range": 0.02, "torch_dtype": "float32", "bos_token_id": eos, "eos_token_id": eos}
     json.dump(cfg, open(os.path.join(folder, "config.json"), "w"), indent=2)
@@ -648,6 +649,7 @@ def main():
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--width", type=int, default=96)
     ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--inner", type=int, default=0, help="MLP hidden size; 0: 4 x width")
     ap.add_argument("--parallel", action="store_true",
                     help="parallel blocks (x + attn(ln_1 x) + mlp(ln_2 x), as GPT-J / NeoX): a measuring variant, "
                          "not what engram train writes; its model is not saved")
@@ -705,7 +707,8 @@ def main():
         ctx = args.ctx or int(math.ceil(need / 8) * 8)
         if need > ctx:
             sys.exit(f"--ctx {ctx} < {need} tokens of the longest instance / prompt")
-        model = GPT2(tok.size, args.layers, args.width, args.heads, ctx, parallel=args.parallel)
+        model = GPT2(tok.size, args.layers, args.width, args.heads, ctx, inner=args.inner or None,
+                     parallel=args.parallel)
         g = torch.Generator().manual_seed(args.seed)
         model.init_weights(args.init_std, g)
         nparams = sum(p.numel() for p in model.parameters())
