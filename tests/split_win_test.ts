@@ -141,6 +141,8 @@ interface AttnCase {
   limit: number;
   /** One sequence's probabilities are over the limit: the head-block path. */
   heads?: boolean;
+  /** One sequence's qkv rows are over the limit: head blocks on compact copies. */
+  compact?: boolean;
 }
 
 const ATTN_CASES: AttnCase[] = [
@@ -207,6 +209,36 @@ const ATTN_CASES: AttnCase[] = [
     limit: 1536,
     heads: true,
   },
+  // One sequence's qkv rows (16 × 96 floats) over a 4 KiB limit: blocks of 2 heads on compact copies.
+  {
+    name: "compact blocks, vec4",
+    B: 2,
+    T: 16,
+    layout: blockedQkvLayout(4, 4, 8),
+    limit: 4096,
+    compact: true,
+  },
+  // GQA with wide padding (rows of 61, 10 × 61 over the span) and a window: one compact block of both
+  // groups; the padding columns must survive.
+  {
+    name: "compact block, GQA + padding + window",
+    B: 3,
+    T: 10,
+    layout: {
+      nHead: 4,
+      nKvHead: 2,
+      headDim: 3,
+      rowStride: 61,
+      qOffset: 1,
+      kOffset: 20,
+      vOffset: 40,
+      qHeadStride: 3,
+      kvHeadStride: 3,
+    },
+    window: 6,
+    limit: 2048,
+    compact: true,
+  },
 ];
 
 Deno.test("split attention: forward probs and backward in sequence blocks vs float64 twins and the unsplit run", async () => {
@@ -227,7 +259,9 @@ Deno.test("split attention: forward probs and backward in sequence blocks vs flo
     assert.ok(probs.buffer.size > c.limit, `${c.name}: probs not over the limit`);
     // The head-block path runs iff one sequence's probabilities are over the window span.
     const span = c.limit / 4 - gpu.device.limits.minStorageBufferOffsetAlignment / 4 - 4;
-    assert.equal(H * T * T > span, Boolean(c.heads), `${c.name}: head-block path`);
+    const compact = T * RS > span || T * HD > span;
+    assert.equal(compact, Boolean(c.compact), `${c.name}: compact path`);
+    if (!compact) assert.equal(H * T * T > span, Boolean(c.heads), `${c.name}: head-block path`);
     const opts = { B, T, layout, window };
     const run = async (limit: number | undefined) => {
       return await withLimit(gpu, limit, async () => {
@@ -288,6 +322,18 @@ Deno.test("split attention: one kv group's probabilities over the limit is a Gpu
     await withLimit(gpu, 2048, async () => {
       await assert.rejects(() => attention(gpu, qkv, out, { B, T, layout, probs }), namesProbs);
       await assert.rejects(() => attentionBackward(gpu, qkv, probs, out, dqkv, { B, T, layout }), namesProbs);
+      // One group's compact rows (16 × (2 + 2) × 16 floats) over the limit: the error names qkv.
+      const wide = blockedQkvLayout(2, 1, 16), q2 = createTensor(gpu, [T, 64], { name: "qkv2" });
+      const o2 = createTensor(gpu, [T, 32], { name: "out2" });
+      try {
+        await assert.rejects(
+          () => attention(gpu, q2, o2, { B: 1, T, layout: wide }),
+          (e: unknown) => e instanceof GpuError && e.field === "qkv2",
+        );
+      } finally {
+        q2.destroy();
+        o2.destroy();
+      }
     });
   } finally {
     for (const t of [qkv, out, probs, dqkv]) t.destroy();
@@ -529,9 +575,10 @@ Deno.test("split embedding / embeddingBackward over many tokens: out and dout in
 // B 4 × T 16: [64, 128] MLP activations 32 KB, [64, 32] rows 8 KB, logits [64, 61] 15.6 KB, all over a
 // 7 KiB limit; one sequence's qkv rows (16 × 96 × 4 = 6 KB) fit, so attention runs a sequence per block.
 // With 16 heads (head size 2) one sequence's probabilities (16 × 16 × 16 × 4 = 16 KB) are over it too:
-// each sequence runs in blocks of heads.
-for (const nHead of [4, 16]) {
-  Deno.test(`split GPT-2, ${nHead} heads, every activation over the limit: forward and gradients vs unsplit and float64`, async () => {
+// each sequence runs in blocks of heads. At 4 KiB one sequence's qkv rows are over it as well: blocks of
+// heads on compact copies.
+for (const [nHead, limit] of [[4, 7168], [16, 7168], [4, 4096]]) {
+  Deno.test(`split GPT-2, ${nHead} heads, every activation over ${limit} bytes: forward and gradients vs unsplit and float64`, async () => {
     const gpu = await getGpu();
     const seed = freshSeed();
     const r = rng(seed);
@@ -561,7 +608,7 @@ for (const nHead of [4, 16]) {
       });
     try {
       const dense = await run(undefined);
-      const split = await run(7168);
+      const split = await run(limit);
       assertClose(split.logits, dense.logits, 1e-6, "all logits vs unsplit", seed);
       assert.ok(
         Math.abs(split.loss - dense.loss) <= 1e-6 * dense.loss,
@@ -587,7 +634,7 @@ for (const nHead of [4, 16]) {
         );
       }
       console.log(
-        `split GPT-2, ${nHead} heads (all activations over 7 KiB): gradients vs unsplit ${
+        `split GPT-2, ${nHead} heads (all activations over ${limit} bytes): gradients vs unsplit ${
           worst.toExponential(2)
         }, logits vs float64 ${e64.toExponential(2)}`,
       );

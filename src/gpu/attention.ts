@@ -7,6 +7,7 @@ import { GpuError, ShapeError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
 import { grid, launch, uniforms } from "./pipeline.ts";
 import { type BlockTensor, fitsBinding, forBlocks, type StorageBinding, withRange } from "./blocks.ts";
+import { compactHeadBlocks, copyRowSegments } from "./attention_compact.ts";
 import { createTensor, type GpuTensor, windowSlackElems } from "./tensor.ts";
 
 /** Largest head size D the kernels support (GPT-J-6B's 256; the private arrays of the wide kernel). */
@@ -262,7 +263,9 @@ function checkSize(t: GpuTensor, want: number, what: string, dims: string): void
  * When a tensor is larger than one storage binding ({@link Gpu.bindingLimit}: the probabilities of many
  * long sequences), the batch runs in blocks of whole sequences, one dispatch each, with the same results;
  * when one sequence's probabilities are over it, each sequence runs in blocks of heads
- * ({@link sequenceHeadBlocks}). One sequence's qkv or out rows over the limit is a {@link GpuError}.
+ * ({@link sequenceHeadBlocks}); when one sequence's qkv or output rows are over it, each sequence runs in
+ * blocks of heads copied into compact buffers (`compactHeadBlocks`). One kv group that does not fit even so
+ * is a {@link GpuError}.
  *
  * Records the dispatch (one per block); nothing runs until the next {@link Gpu.flush} (or a read). Throws
  * {@link ShapeError} naming the offending tensor or option on any size mismatch.
@@ -304,6 +307,34 @@ export async function attention(
   };
   const all = probs ? [qkv, out, probs] : [qkv, out];
   if (fitsBinding(gpu, ...all)) return await dispatch(r, qkv, out, probs, B);
+  const span = windowSlackElems(gpu);
+  if (T * l.rowStride > span || T * H * D > span) {
+    // One sequence's qkv or output rows are over the limit: blocks of heads on compact copies.
+    const blocks = compactHeadBlocks(gpu, r, "attention", qkv, probs !== undefined);
+    const cq = createTensor(gpu, [T * Math.max(...blocks.map((b) => b.width))], {
+      name: `${qkv.name}.heads`,
+    });
+    const co = createTensor(gpu, [T * Math.max(...blocks.map((b) => b.nHead)) * D], {
+      name: `${out.name}.heads`,
+    });
+    try {
+      for (let b = 0; b < B; b++) {
+        for (const blk of blocks) {
+          copyRowSegments(qkv, l.rowStride, cq, blk.width, b * T, T, blk.segments);
+          const run = (p?: StorageBinding) => dispatch(blk.geometry, cq, co, p, 1);
+          if (probs) await withRange(gpu, probs, (b * H + blk.h0) * T * T, blk.nHead * T * T, "out", run);
+          else await run();
+          const cols = [{ src: blk.h0 * D, dst: 0, len: blk.nHead * D }];
+          copyRowSegments(out, H * D, co, blk.nHead * D, b * T, T, cols, true);
+        }
+      }
+    } finally {
+      // Freed only after the recorded copies and dispatches are submitted.
+      cq.destroy();
+      co.destroy();
+    }
+    return;
+  }
   const parts: BlockTensor[] = [
     { t: qkv, cols: T * l.rowStride, role: "in" },
     { t: out, cols: T * H * D, role: "out" },

@@ -12,7 +12,9 @@ import {
   type ResolvedAttention,
   sequenceHeadBlocks,
 } from "./attention.ts";
+import { compactHeadBlocks, copyRowSegments } from "./attention_compact.ts";
 import { type BlockTensor, fitsBinding, forBlocks, type StorageBinding, withRange } from "./blocks.ts";
+import { residualAddInPlace } from "./residual.ts";
 import type { Gpu } from "./device.ts";
 import { grid, launch } from "./pipeline.ts";
 import { createTensor, elementWindow, type GpuTensor, windowSlackElems } from "./tensor.ts";
@@ -84,7 +86,8 @@ function cachedScratch(gpu: Gpu, n: number): GpuTensor {
  * must not alias an input.
  *
  * Past the storage-binding limit ({@link Gpu.bindingLimit}) the batch runs in blocks of whole sequences
- * (same results; the scratch then needs only one block's dS).
+ * (same results; the scratch then needs only one block's dS), each sequence in blocks of heads when its
+ * probabilities, or its qkv / dout rows (then through compact copies), are over it.
  *
  * Records two dispatches (dQ per query row, which also writes dS into the scratch; then dK, dV per kv
  * key row; two per block past the limit), no atomics, deterministic; nothing runs until the next
@@ -122,29 +125,73 @@ export async function attentionBackward(
     }
   }
   const fits = fitsBinding(gpu, qkv, probs, dout, dqkv);
+  const span = windowSlackElems(gpu);
+  // One sequence's qkv or dout rows over the limit: blocks of heads on compact copies.
+  const compact = !fits && (T * l.rowStride > span || T * H * D > span)
+    ? compactHeadBlocks(gpu, r, "attentionBackward", qkv, true)
+    : undefined;
   // One sequence's probabilities over the limit: each sequence runs in blocks of heads.
-  const heads = !fits && H * T * T > windowSlackElems(gpu)
+  const heads = !fits && !compact && H * T * T > span
     ? sequenceHeadBlocks(gpu, r, "attentionBackward", probs)
     : undefined;
   // Past the binding limit one block's dS at a time is enough.
+  const most = compact ? Math.max(...compact.map((b) => b.nHead)) : heads ? heads[0].nHead : 0;
   scratch ??= cachedScratch(
     gpu,
-    fits ? nP : heads ? heads[0].nHead * T * T : Math.min(nP, blockScratch(gpu, H * T * T)),
+    fits ? nP : most ? most * T * T : Math.min(nP, blockScratch(gpu, H * T * T)),
   );
   const ds = scratch;
   const kernel = D <= NARROW_MAX_HEAD_SIZE ? "attention_backward" : "attention_backward_wide";
   const constants = { D, WG, VEC4: r.aligned ? 1 : 0 };
   const acc = opts.accumulate ? 1 : 0;
-  const dispatch = async (g: ResolvedAttention, bindings: StorageBinding[], b: number) => {
+  const dispatch = async (g: ResolvedAttention, bindings: StorageBinding[], b: number, accumulate = acc) => {
     // The scratch holds dS of these b sequences only: a window from its start when it is over the limit.
     const n = b * g.layout.nHead * T * T;
     const s = fitsBinding(gpu, ds) ? ds : elementWindow(ds, 0, n).window;
-    const all = [{ uniform: attentionParams(g, b, acc) }, ...bindings, s];
+    const all = [{ uniform: attentionParams(g, b, accumulate) }, ...bindings, s];
     const rows = (heads: number) => grid(gpu, Math.ceil((b * heads * T) / WG));
     await launch(gpu, kernel, "attention_bwd_dq", all, rows(g.layout.nHead), constants);
     await launch(gpu, kernel, "attention_bwd_dkv", all, rows(g.layout.nKvHead), constants);
   };
   if (fits) return await dispatch(r, [qkv, probs, dout, dqkv], B);
+  if (compact) {
+    const width = Math.max(...compact.map((b) => b.width));
+    const [cq, cdq, cacc] = ["heads", "dheads", "dheads.acc"].map((n) =>
+      createTensor(gpu, [T * width], { name: `${qkv.name}.${n}` })
+    );
+    const cdo = createTensor(gpu, [T * most * D], { name: `${dout.name}.heads` });
+    try {
+      for (let b = 0; b < B; b++) {
+        for (const blk of compact) {
+          const cols = [{ src: blk.h0 * D, dst: 0, len: blk.nHead * D }];
+          copyRowSegments(qkv, l.rowStride, cq, blk.width, b * T, T, blk.segments);
+          copyRowSegments(dout, H * D, cdo, blk.nHead * D, b * T, T, cols);
+          const at = (b * H + blk.h0) * T * T;
+          // The block's gradients overwrite the compact buffer; accumulating adds them to dqkv's old
+          // values (the same f32 sum the kernel's "+=" makes).
+          await withRange(
+            gpu,
+            probs,
+            at,
+            blk.nHead * T * T,
+            "in",
+            (p) => dispatch(blk.geometry, [cq, p, cdo, cdq], 1, 0),
+          );
+          let result = cdq;
+          if (acc) {
+            copyRowSegments(dqkv, l.rowStride, cacc, blk.width, b * T, T, blk.segments);
+            await residualAddInPlace(gpu, cacc, cdq);
+            result = cacc;
+          }
+          copyRowSegments(dqkv, l.rowStride, result, blk.width, b * T, T, blk.segments, true);
+        }
+      }
+    } finally {
+      // Freed only after the recorded copies and dispatches are submitted.
+      for (const t of [cq, cdq, cacc, cdo]) t.destroy();
+    }
+    return;
+  }
   // Past the binding limit: blocks of whole sequences (attention never mixes sequences). dqkv is read
   // and written: accumulated into, and its columns outside every head are left as they were.
   const parts: BlockTensor[] = [
