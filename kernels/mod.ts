@@ -35,6 +35,7 @@ import wgsl_lib_kahan from "./lib/kahan.wgsl" with { type: "text" };
 import wgsl_lib_matmul_layout from "./lib/matmul_layout.wgsl" with { type: "text" };
 import wgsl_lib_nan from "./lib/nan.wgsl" with { type: "text" };
 import wgsl_lib_online_softmax from "./lib/online_softmax.wgsl" with { type: "text" };
+import wgsl_lib_online_softmax_lane from "./lib/online_softmax_lane.wgsl" with { type: "text" };
 import wgsl_lib_online_softmax_subgroup from "./lib/online_softmax_subgroup.wgsl" with { type: "text" };
 import wgsl_lib_unpack16 from "./lib/unpack16.wgsl" with { type: "text" };
 import wgsl_lib_unpack16_f16 from "./lib/unpack16_f16.wgsl" with { type: "text" };
@@ -84,6 +85,7 @@ export const KERNEL_FILES: Readonly<Record<string, string>> = Object.freeze({
   "lib/matmul_layout.wgsl": wgsl_lib_matmul_layout,
   "lib/nan.wgsl": wgsl_lib_nan,
   "lib/online_softmax.wgsl": wgsl_lib_online_softmax,
+  "lib/online_softmax_lane.wgsl": wgsl_lib_online_softmax_lane,
   "lib/online_softmax_subgroup.wgsl": wgsl_lib_online_softmax_subgroup,
   "lib/unpack16.wgsl": wgsl_lib_unpack16,
   "lib/unpack16_f16.wgsl": wgsl_lib_unpack16_f16,

@@ -3,7 +3,7 @@
 //   //#include "lib/online_softmax.wgsl"
 // and pasted once by the kernel loader (src/gpu/pipeline.ts).
 //
-// Declares: const NEG, var<workgroup> redM, redL, and
+// Declares (with lib/online_softmax_lane.wgsl: const NEG, fn laneStats): var<workgroup> redM, redL, and
 //   fn rowStats(base: u32, cols: u32, lid: u32, one: f32) -> vec2<f32>
 // Needs from the including kernel:
 //   WG (u32, const or override) workgroup size; one workgroup of WG invocations handles one row
@@ -17,10 +17,7 @@
 // bit-identical (m_r, l_r) with no further barrier. Invocations with no elements contribute (NEG, 0),
 // which the fold ignores. Deterministic.
 
-//#include "kahan.wgsl"
-
-// Below any real logit; exp(NEG - finite) underflows to 0 without producing inf or NaN.
-const NEG: f32 = -3.0e38;
+//#include "online_softmax_lane.wgsl"
 
 var<workgroup> redM: array<f32, WG>;
 var<workgroup> redL: array<f32, WG>;
@@ -28,19 +25,9 @@ var<workgroup> redL: array<f32, WG>;
 // (m, l) = (max, sum of exp(x - max)) of the row rowValue(base .. base + cols), identical in every
 // invocation. Call in uniform control flow (it has a barrier).
 fn rowStats(base: u32, cols: u32, lid: u32, one: f32) -> vec2<f32> {
-  var m = NEG;
-  var s = vec2<f32>(0.0, 0.0);
-  for (var c = lid; c < cols; c += WG) {
-    let v = rowValue(base + c);
-    if (v > m) {
-      s = kahanAdd(s * exp(m - v), 1.0, one);
-      m = v;
-    } else {
-      s = kahanAdd(s, exp(v - m), one);
-    }
-  }
-  redM[lid] = m;
-  redL[lid] = s.x - s.y;
+  let own = laneStats(base, cols, lid, one);
+  redM[lid] = own.x;
+  redL[lid] = own.y;
   workgroupBarrier();
   var M = NEG;
   var S = vec2<f32>(0.0, 0.0);

@@ -1,7 +1,7 @@
 // Shared fragment (not a kernel): the subgroup variant of lib/online_softmax.wgsl, swapped in for it by
 // the kernel loader (src/gpu/pipeline.ts, SUBGROUP_VARIANT) on a device with the `subgroups` feature
 // when the launcher asks for it (src/gpu/row_workgroup.ts). Same declarations, same contract:
-//   const NEG, var<workgroup> redM, redL, fn rowStats(base: u32, cols: u32, lid: u32, one: f32) -> vec2<f32>
+//   const NEG (lib/online_softmax_lane.wgsl), var<workgroup> redM, redL, fn rowStats(base, cols, lid, one)
 // Needs from the including kernel what lib/online_softmax.wgsl needs, and a workgroup size WG that is a
 // multiple of the subgroup size (the launcher checks it against the adapter's largest subgroup size), so
 // that every subgroup is full.
@@ -19,10 +19,7 @@
 // (up to how the device orders a subgroup sum, which is fixed for a given device). The cross-lane sums
 // are not compensated: two levels of at most WG terms, a few ulp. Deterministic on a given device.
 
-//#include "kahan.wgsl"
-
-// Below any real logit; exp(NEG - finite) underflows to 0 without producing inf or NaN.
-const NEG: f32 = -3.0e38;
+//#include "online_softmax_lane.wgsl"
 
 var<workgroup> redM: array<f32, WG>;
 var<workgroup> redL: array<f32, WG>;
@@ -36,18 +33,8 @@ fn subgroupFold(m: f32, l: f32) -> vec2<f32> {
 // (m, l) = (max, sum of exp(x - max)) of the row rowValue(base .. base + cols), the same in every
 // invocation. Call in uniform control flow (it has subgroup operations and a barrier).
 fn rowStats(base: u32, cols: u32, lid: u32, one: f32) -> vec2<f32> {
-  var m = NEG;
-  var s = vec2<f32>(0.0, 0.0);
-  for (var c = lid; c < cols; c += WG) {
-    let v = rowValue(base + c);
-    if (v > m) {
-      s = kahanAdd(s * exp(m - v), 1.0, one);
-      m = v;
-    } else {
-      s = kahanAdd(s, exp(v - m), one);
-    }
-  }
-  let sub = subgroupFold(m, s.x - s.y);
+  let own = laneStats(base, cols, lid, one);
+  let sub = subgroupFold(own.x, own.y);
   let k = subgroupExclusiveAdd(1u);
   let n = subgroupAdd(1u);
   redM[lid] = select(NEG, sub.x, k == 0u);

@@ -152,6 +152,19 @@ function peakRss(): number | undefined {
   }
 }
 
+/**
+ * Fills the after-analysis figures of `c`: GPU peak over `base` bytes, RSS and its growth over `rss0`,
+ * ratios to `c.weightBytes`, the process's peak RSS.
+ */
+function recordAfter(gpu: Gpu, c: MemoryCase, base: number, rss0: number): void {
+  c.gpuPeakBytes = gpu.peakAllocatedBytes - base;
+  c.gpuPeakRatio = c.gpuPeakBytes / c.weightBytes;
+  c.rssBytes = Deno.memoryUsage().rss;
+  c.rssRatio = c.rssBytes / c.weightBytes;
+  c.rssGrowthBytes = c.rssBytes - rss0;
+  c.peakRssBytes = peakRss();
+}
+
 /** Whether the adapter can allocate a tensor of `numel` floats; the adapter's error otherwise. */
 function probeAllocation(gpu: Gpu, shape: number[], name: string): string | undefined {
   try {
@@ -196,12 +209,7 @@ async function measure(
     gpu.resetPeak();
     await run(model);
     c.seconds = (performance.now() - t0) / 1000;
-    c.gpuPeakBytes = gpu.peakAllocatedBytes - base;
-    c.gpuPeakRatio = c.gpuPeakBytes / c.weightBytes;
-    c.rssBytes = Deno.memoryUsage().rss;
-    c.rssRatio = c.rssBytes / c.weightBytes;
-    c.rssGrowthBytes = c.rssBytes - rss0;
-    c.peakRssBytes = peakRss();
+    recordAfter(gpu, c, base, rss0);
   } finally {
     model.destroy();
     await gpu.flush();
@@ -357,16 +365,11 @@ async function measureBf16File(
       gpu.resetPeak();
       await model.forward([Array.from({ length: T }, (_, t) => (t * 7919) % cfg.vocabSize)]);
       c.seconds = (performance.now() - t0) / 1000;
-      c.gpuPeakBytes = gpu.peakAllocatedBytes - base;
-      c.gpuPeakRatio = c.gpuPeakBytes / fileBytes;
       c.hostWeightBytes = [...hf.weights.values()].reduce(
         (a, t) => a + (t.undecoded16 ? t.undecoded16.bits.byteLength : t.data.byteLength),
         0,
       );
-      c.rssBytes = Deno.memoryUsage().rss;
-      c.rssRatio = c.rssBytes / fileBytes;
-      c.rssGrowthBytes = c.rssBytes - rss0;
-      c.peakRssBytes = peakRss();
+      recordAfter(gpu, c, base, rss0);
     } finally {
       model.destroy();
       await gpu.flush();
