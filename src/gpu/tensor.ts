@@ -260,6 +260,7 @@ export function writeTensor(
     if (even < data.length) {
       t.gpu.device.queue.writeBuffer(t.buffer, 2 * even, new Uint16Array([data[even], 0]));
     }
+    releaseStaging(t.gpu, data.byteLength);
     return;
   }
   // queue.writeBuffer executes before later-submitted commands but after already-submitted ones:
@@ -272,6 +273,20 @@ export function writeTensor(
     data.byteOffset,
     data.byteLength,
   );
+  releaseStaging(t.gpu, data.byteLength);
+}
+
+/** Writes of at least this many bytes are followed by an empty submit ({@link releaseStaging}). */
+const STAGING_RELEASE_BYTES = 1 << 20;
+
+/**
+ * After a large write: an empty queue submission, on which wgpu reclaims the staging copies of writes the
+ * device has finished. Without it a model's upload, recorded without a wait, held a staging copy of every
+ * weight until the next wait (llvmpipe, GPT-2 small: peak RSS 3.3× its 498 MB file; measured with 5 ×
+ * 100 MB writes: peak 1205 MB without, 805 MB with).
+ */
+function releaseStaging(gpu: Gpu, bytes: number): void {
+  if (bytes >= STAGING_RELEASE_BYTES) gpu.device.queue.submit([]);
 }
 
 /** Fills a tensor with NaN so a kernel that forgets to write an element is caught by tests. */
