@@ -53,6 +53,25 @@ async function withLimit<T>(gpu: Gpu, bytes: number | undefined, f: () => Promis
   }
 }
 
+/** All logits, the loss and every weight's gradient of `batch` under binding limit `limit`. */
+function forwardAndGradients(
+  gpu: Gpu,
+  model: TransformerModel,
+  batch: number[][],
+  targets: number[][],
+  limit: number | undefined,
+): Promise<{ logits: Float32Array; loss: number; g: Map<string, Float32Array> }> {
+  return withLimit(gpu, limit, async () => {
+    const f = await model.forward(batch, { allLogits: true });
+    const grads = new Gradients(model);
+    const res = await lossAndGradients(model, batch, { targets }, { grads });
+    const g = new Map<string, Float32Array>();
+    for (const n of model.weightNames()) g.set(n, await grads.read(n));
+    grads.destroy();
+    return { logits: f.logits!, loss: res.loss, g };
+  });
+}
+
 Deno.test("split sumSquares / sum: whole-chunk windows equal the unsplit bits; small windows vs float64", async () => {
   const gpu = await getGpu();
   const seed = freshSeed();
@@ -596,16 +615,7 @@ for (const [nHead, limit] of [[4, 7168], [16, 7168], [4, 4096]]) {
     const B = 4, T = 16, V = cfg.vocabSize;
     const batch = Array.from({ length: B }, () => Array.from({ length: T }, () => Math.floor(r() * V)));
     const targets = batch.map((s) => s.map((_, t) => (t === 3 ? -1 : Math.floor(r() * V))));
-    const run = (limit: number | undefined) =>
-      withLimit(gpu, limit, async () => {
-        const f = await model.forward(batch, { allLogits: true });
-        const grads = new Gradients(model);
-        const res = await lossAndGradients(model, batch, { targets }, { grads });
-        const g = new Map<string, Float32Array>();
-        for (const n of model.weightNames()) g.set(n, await grads.read(n));
-        grads.destroy();
-        return { logits: f.logits!, loss: res.loss, g };
-      });
+    const run = (limit: number | undefined) => forwardAndGradients(gpu, model, batch, targets, limit);
     try {
       const dense = await run(undefined);
       const split = await run(limit);
@@ -798,16 +808,7 @@ for (const variant of ["llama", "qwen3"] as const) {
     const B = 24, T = 16, V = cfg.vocabSize;
     const batch = Array.from({ length: B }, () => Array.from({ length: T }, () => Math.floor(r() * V)));
     const targets = batch.map((s) => s.map(() => Math.floor(r() * V)));
-    const run = (limit: number | undefined) =>
-      withLimit(gpu, limit, async () => {
-        const f = await model.forward(batch, { allLogits: true });
-        const grads = new Gradients(model);
-        const res = await lossAndGradients(model, batch, { targets }, { grads });
-        const g = new Map<string, Float32Array>();
-        for (const n of model.weightNames()) g.set(n, await grads.read(n));
-        grads.destroy();
-        return { logits: f.logits!, loss: res.loss, g };
-      });
+    const run = (limit: number | undefined) => forwardAndGradients(gpu, model, batch, targets, limit);
     try {
       const dense = await run(undefined);
       const split = await run(6144);

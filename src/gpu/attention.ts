@@ -339,7 +339,7 @@ export async function attention(
     { t: qkv, cols: T * l.rowStride, role: "in" },
     { t: out, cols: T * H * D, role: "out" },
   ];
-  if (!probs || H * T * T <= windowSlackElems(gpu)) {
+  if (!probs || H * T * T <= span) {
     // Past the binding limit (probs [B, H, T, T] of many sequences): blocks of whole sequences, which
     // the kernel treats as a smaller batch.
     if (probs) parts.push({ t: probs, cols: H * T * T, role: "out" });

@@ -156,9 +156,9 @@ export async function attentionBackward(
   if (fits) return await dispatch(r, [qkv, probs, dout, dqkv], B);
   if (compact) {
     const width = Math.max(...compact.map((b) => b.width));
-    const [cq, cdq, cacc] = ["heads", "dheads", "dheads.acc"].map((n) =>
-      createTensor(gpu, [T * width], { name: `${qkv.name}.${n}` })
-    );
+    const compactRows = (n: string) => createTensor(gpu, [T * width], { name: `${qkv.name}.${n}` });
+    const cq = compactRows("heads"), cdq = compactRows("dheads");
+    const cacc = acc ? compactRows("dheads.acc") : undefined;
     const cdo = createTensor(gpu, [T * most * D], { name: `${dout.name}.heads` });
     try {
       for (let b = 0; b < B; b++) {
@@ -178,7 +178,7 @@ export async function attentionBackward(
             (p) => dispatch(blk.geometry, [cq, p, cdo, cdq], 1, 0),
           );
           let result = cdq;
-          if (acc) {
+          if (cacc) {
             copyRowSegments(dqkv, l.rowStride, cacc, blk.width, b * T, T, blk.segments);
             await residualAddInPlace(gpu, cacc, cdq);
             result = cacc;
@@ -188,7 +188,7 @@ export async function attentionBackward(
       }
     } finally {
       // Freed only after the recorded copies and dispatches are submitted.
-      for (const t of [cq, cdq, cacc, cdo]) t.destroy();
+      for (const t of [cq, cdq, cacc, cdo]) t?.destroy();
     }
     return;
   }

@@ -89,14 +89,9 @@ export function compactHeadBlocks(
     for (let g = 0; g < nKv; g++) {
       runs.push({ src: l.vOffset + (g0 + g) * l.kvHeadStride, dst: layout.vOffset + g * D, len: D });
     }
-    const geometry: ResolvedAttention = {
-      ...r,
-      B: 1,
-      layout,
-      aligned: D % 4 === 0,
-      oStride: nHead * D,
-      oBase: 0,
-    };
+    // `aligned` stays the source's: the launcher picks the kernel path once per call (compact offsets are
+    // multiples of 4 whenever the source's are).
+    const geometry: ResolvedAttention = { ...r, B: 1, layout, oStride: nHead * D, oBase: 0 };
     blocks.push({ h0, nHead, geometry, width: layout.rowStride, segments: merged(runs) });
   }
   return blocks;

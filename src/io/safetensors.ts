@@ -250,6 +250,7 @@ export class SafetensorsTensor {
     const half: Undecoded16["dtype"] | undefined = t.dtype === "F16" || t.dtype === "BF16"
       ? t.dtype
       : undefined;
+    let raw: Undecoded16 | undefined;
     return {
       shape: [...shape],
       get data() {
@@ -257,11 +258,15 @@ export class SafetensorsTensor {
       },
       get undecoded16() {
         if (!half || t.decoded) return undefined;
-        const b = t.bytes, n = t.numel;
-        const bits = LITTLE_ENDIAN && b.byteOffset % 2 === 0
-          ? new Uint16Array(b.buffer, b.byteOffset, n)
-          : Uint16Array.from({ length: n }, (_, i) => b[2 * i] | (b[2 * i + 1] << 8));
-        return { dtype: half, bits };
+        // Made once: a view of the file's bytes (a copy only for a misaligned or big-endian layout).
+        if (!raw) {
+          const b = t.bytes, n = t.numel;
+          const bits = LITTLE_ENDIAN && b.byteOffset % 2 === 0
+            ? new Uint16Array(b.buffer, b.byteOffset, n)
+            : Uint16Array.from({ length: n }, (_, i) => b[2 * i] | (b[2 * i + 1] << 8));
+          raw = { dtype: half, bits };
+        }
+        return raw;
       },
     };
   }

@@ -26,6 +26,7 @@ import {
   type DType,
   GpuTensor,
   isPacked16,
+  numel,
   readTensor,
   readTensors,
   writeTensor,
@@ -82,9 +83,6 @@ export interface CreateModelOptions {
 }
 
 const FILE_DTYPE: Record<Weight16, WeightDtype> = { bf16: "BF16", f16: "F16" };
-
-/** Elements of a tensor of `shape` (1 for a scalar). */
-const numelOf = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 
 /** What {@link TransformerModel.forward} returns. */
 export interface ForwardResult {
@@ -326,8 +324,8 @@ export class TransformerModel {
     }
     for (const [name, shape] of shapes) {
       if (fusedParts.has(name)) continue;
-      m.refs.set(name, { gpuName: name, offset: 0, numel: numelOf(shape) });
-      m.w.set(name, m.upload(name, shape, [weights.get(name)!], m.storage.get(name)));
+      m.refs.set(name, { gpuName: name, offset: 0, numel: numel(shape) });
+      m.w.set(name, m.upload(name, shape, m.storage.get(name)));
     }
     for (let l = 0; l < c.nLayer; l++) m.layers.push(m.gpuLayer(spec.layer(c, l)));
     return m;
@@ -338,39 +336,33 @@ export class TransformerModel {
     const ts = parts.map((p) => this.weights.get(p)!);
     let off = 0;
     parts.forEach((p, i) => {
-      const numel = numelOf(ts[i].shape);
-      this.refs.set(p, { gpuName: name, offset: off, numel });
-      off += numel;
+      const n = numel(ts[i].shape);
+      this.refs.set(p, { gpuName: name, offset: off, numel: n });
+      off += n;
     });
     const cols = ts[0].shape.length === 2 ? ts[0].shape[1] : 1;
     const shape = ts[0].shape.length === 2 ? [off / cols, cols] : [off];
-    this.w.set(name, this.upload(name, shape, ts, this.storage.get(name)));
+    this.w.set(name, this.upload(name, shape, this.storage.get(name)));
   }
 
   /**
-   * A GPU tensor of the host tensors `parts` stacked, in `dtype`: f32, or packed 16-bit. The host copy of
-   * a 16-bit weight holds values of that dtype (decoded from the file, or rounded by {@link setWeight}),
-   * so encoding is exact; parts still undecoded in that dtype ({@link HostTensor.undecoded16}) are taken
-   * as stored, without a float32 copy.
+   * GPU tensor `name` of its host part(s) ({@link hostData}), in `dtype`: f32, or packed 16-bit. The host
+   * copy of a 16-bit weight holds values of that dtype (decoded from the file, or rounded by
+   * {@link setWeight}), so encoding is exact; parts still undecoded in that dtype
+   * ({@link HostTensor.undecoded16}) are taken as stored, without a float32 copy.
    */
-  private upload(name: string, shape: number[], parts: HostTensor[], dtype: Weight16 | undefined): GpuTensor {
-    const stacked = <T extends Float32Array | Uint16Array>(arrays: T[], make: (n: number) => T): T => {
-      if (arrays.length === 1) return arrays[0];
-      const out = make(arrays.reduce((a, x) => a + x.length, 0));
-      let off = 0;
-      for (const x of arrays) (out.set(x, off), off += x.length);
-      return out;
-    };
-    if (!dtype) {
-      return createTensor(this.gpu, shape, {
-        name,
-        data: stacked(parts.map((p) => p.data), (n) => new Float32Array(n)),
-      });
+  private upload(name: string, shape: number[], dtype: Weight16 | undefined): GpuTensor {
+    if (!dtype) return createTensor(this.gpu, shape, { name, data: this.hostData(name) });
+    const parts = this.partsOf(name);
+    const raw = parts.map(([n]) => this.weights.get(n)!.undecoded16);
+    if (!raw.every((u) => u?.dtype === FILE_DTYPE[dtype])) {
+      return createTensor(this.gpu, shape, { name, dtype, data: this.encode16(this.hostData(name), dtype) });
     }
-    const raw = parts.map((p) => p.undecoded16);
-    const bits = raw.every((r) => r?.dtype === FILE_DTYPE[dtype])
-      ? stacked(raw.map((r) => r!.bits), (n) => new Uint16Array(n))
-      : this.encode16(stacked(parts.map((p) => p.data), (n) => new Float32Array(n)), dtype);
+    let bits = raw[0]!.bits;
+    if (parts.length > 1) {
+      bits = new Uint16Array(numel(shape));
+      parts.forEach(([, r], i) => bits.set(raw[i]!.bits, r.offset));
+    }
     return createTensor(this.gpu, shape, { name, dtype, data: bits });
   }
 
@@ -380,11 +372,14 @@ export class TransformerModel {
     return new Uint16Array(bytes.buffer, bytes.byteOffset, data.length);
   }
 
+  /** The checkpoint tensors GPU tensor `gpuName` holds, with their places, in offset order. */
+  private partsOf(gpuName: string): Array<[string, GpuWeightRef]> {
+    return [...this.refs].filter(([, r]) => r.gpuName === gpuName).sort((a, b) => a[1].offset - b[1].offset);
+  }
+
   /** The host values of GPU tensor `gpuName`: its checkpoint tensor, or its parts stacked (fused q/k/v). */
   private hostData(gpuName: string): Float32Array {
-    const parts = [...this.refs].filter(([, r]) => r.gpuName === gpuName).sort((a, b) =>
-      a[1].offset - b[1].offset
-    );
+    const parts = this.partsOf(gpuName);
     if (parts.length === 1 && parts[0][0] === gpuName) return this.weights.get(gpuName)!.data;
     const out = new Float32Array(parts.reduce((a, [, r]) => a + r.numel, 0));
     for (const [n, r] of parts) out.set(this.weights.get(n)!.data, r.offset);
