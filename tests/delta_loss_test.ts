@@ -34,7 +34,48 @@ for (const [cols, wg] of [[37, undefined], [1284, undefined], [1284, 128], [37, 
       info.forEach((x, i) => ((u[i * 4] = x.kind), (u[i * 4 + 1] = x.index), (f[i * 4 + 2] = x.weight)));
       return u;
     };
-    const logitsOf = () => Float32Array.from(randn(r, rows * cols, 1), (x, i) => x * (1 + (i % 4)));
+    // A row's softmax in float64: the test conditions its KL rows on it.
+    const softmax = (row: ArrayLike<number>) => {
+      const m = Math.max(...Array.from(row));
+      const e = Array.from(row, (x) => Math.exp(x - m));
+      const z = e.reduce((a, b) => a + b, 0);
+      return e.map((x) => x / z);
+    };
+    // Logits of a spread of scales; a KL row is redrawn while it is peaked (1 - Σp² < 0.3), where no small
+    // step gives a KL worth measuring.
+    const logitsOf = (info: DeltaLossRow[]) => {
+      const out = new Float32Array(rows * cols);
+      for (let i = 0; i < rows; i++) {
+        for (let tries = 0;; tries++) {
+          const row = Float32Array.from(randn(r, cols, 1), (x, j) => x * (1 + ((i * cols + j) % 4)));
+          const p = softmax(row);
+          if (info[i].kind !== DELTA_LOSS_KL_INIT || 1 - p.reduce((a, x) => a + x * x, 0) >= 0.3) {
+            out.set(row, i * cols);
+            break;
+          }
+          if (tries > 1000) throw new Error(`no spread KL row in 1000 draws (seed ${seed})`);
+        }
+      }
+      return out;
+    };
+    // The KL step δ (σ 0.02) of each KL row is scaled towards a KL of 1e-4 (KL ≈ ½ Var_p(δ)), at most 2.5×:
+    // larger steps would make the kernel's float32 cancellation, not the KL, the thing measured.
+    const klStep = (base: Float32Array, info: DeltaLossRow[]) => {
+      const out = Float32Array.from(base);
+      for (let i = 0; i < rows; i++) {
+        const row = base.subarray(i * cols, (i + 1) * cols);
+        const d = randn(r, cols, 0.02);
+        let scale = 1;
+        if (info[i].kind === DELTA_LOSS_KL) {
+          const p = softmax(row);
+          const mean = p.reduce((a, x, j) => a + x * d[j], 0);
+          const v = p.reduce((a, x, j) => a + x * (d[j] - mean) ** 2, 0);
+          scale = Math.min(Math.sqrt(2e-4 / v), 2.5);
+        }
+        for (let j = 0; j < cols; j++) out[i * cols + j] = row[j] + scale * d[j];
+      }
+      return out;
+    };
     const tl = createTensor(gpu, [rows, cols], { name: "logits" });
     const ti = createTensor(gpu, [rows * 4], { name: "info", dtype: "u32" });
     const tp = createTensor(gpu, [K, cols + 2], {
@@ -50,9 +91,7 @@ for (const [cols, wg] of [[37, undefined], [1284, undefined], [1284, 128], [37, 
       for (const init of [true, false]) {
         const info = rowsOf(init);
         // The KL step moves the logits a little: KL is then second order, where float32 loses it most.
-        const logits = prev
-          ? Float32Array.from(randn(r, rows * cols, 0.02), (x, i) => prev![i] + x)
-          : logitsOf();
+        const logits = prev ? klStep(prev, info) : logitsOf(info);
         prev = logits;
         writeTensor(tl, logits);
         writeTensor(ti, pack(info));

@@ -155,6 +155,44 @@ Deno.test("encodeFact: subject range by character spans, placeholder or literal,
   );
 });
 
+/**
+ * A lossy tokenizer (decoding lower-cases the text, and whitespace before a word belongs to that word's
+ * token, a trailing run being its own token): one token per word, ids by first appearance.
+ */
+function lossyTokenizer(): Tokenizer {
+  const vocab: string[] = [];
+  const id = (piece: string) => {
+    const i = vocab.indexOf(piece);
+    return i >= 0 ? i : vocab.push(piece) - 1;
+  };
+  return {
+    encode: (text: string) => (text.toLowerCase().match(/\s*\S+|\s+$/g) ?? []).map(id),
+    decode: (ids: number[]) => ids.map((i) => vocab[i]).join(""),
+    tokenString: (i: number) => vocab[i],
+    vocabSize: 1000,
+    eosId: 999,
+    source: "test",
+  } as Tokenizer;
+}
+
+Deno.test("encodeFact with a lossy tokenizer: the subject's tokens as the reference counts them, never a token's prefix", () => {
+  const tok = lossyTokenizer();
+  // The tokens before the subject and through it are prefixes of the prompt's: the reference's count,
+  // although "W2" also begins the decoded " w26" after a skipped-ahead search point.
+  const kl = encodeFact(tok, { prompt: "{} Is A W26", subject: "W29 W2" }, { bos: false });
+  assert.deepEqual(kl.subjectRange, [0, 2]);
+  const p = tokenizePrompt(tok, 24, "{}", "{} Is A W26", "W29 W2", undefined, false, "subject_last");
+  assert.equal(p.lookup, 1);
+  // The prefix before the subject ends in a space that tokenizes alone ("go w2x" + " "), so counting fails:
+  // the decoded text is searched, and the occurrence ending on a token's end wins over "w2" inside " w2x".
+  const f = encodeFact(tok, { prompt: "Go W2x {}", subject: "w2" }, { bos: false });
+  assert.deepEqual(f.subjectRange, [2, 3]);
+  assert.throws(
+    () => encodeFact(tok, { prompt: "Go {}", subject: "Q" }, { bos: false }),
+    SubjectNotInPromptError,
+  );
+});
+
 Deno.test("one target-spacing rule: ' ' + target unless it starts with a space", async () => {
   const tok = await loadTokenizer(WORLD_MODEL);
   const frost = tok.encode(" Frostwick");

@@ -215,6 +215,47 @@ export interface EncodedFact {
 }
 
 /**
+ * The subject's tokens when the tokenizer is lossy (decoding does not give the text back: a normalizer,
+ * unknown characters). First as the reference counts them: the tokens of the text before the subject and
+ * of the text through it (ROME's `len(tok(prefix + subject))`), when both are prefixes of the prompt's
+ * tokens; else the subject's first occurrence in the decoded text at or after where it can have moved to
+ * (ROME's `find_token_range`), preferring one that ends on a token's end.
+ */
+function lossySubjectRange(
+  tokenizer: Tokenizer,
+  body: number[],
+  offsets: Array<[number, number]>,
+  text: string,
+  cs: number,
+  subject: string,
+  where: { file?: string; record?: number | string; field: string },
+): [number, number] | undefined {
+  const isPrefix = (ids: number[]) => ids.length <= body.length && ids.every((id, i) => body[i] === id);
+  const before = tokenizer.encode(text.slice(0, cs)),
+    through = tokenizer.encode(text.slice(0, cs + subject.length));
+  if (through.length > before.length && isPrefix(before) && isPrefix(through)) {
+    return [before.length, through.length];
+  }
+  const decoded = tokenizer.decode(body);
+  // Dropped characters can move the subject earlier by at most the shortfall; added ones only later.
+  const from = Math.max(0, Math.min(cs, decoded.length) - Math.max(0, text.length - decoded.length));
+  const ends = new Set(offsets.map(([, e]) => e));
+  let first = -1;
+  for (let at = decoded.indexOf(subject, from); at >= 0; at = decoded.indexOf(subject, at + 1)) {
+    if (ends.has(at + subject.length)) return spanTokens(offsets, at, at + subject.length);
+    if (first < 0) first = at;
+  }
+  if (first < 0) first = decoded.indexOf(subject);
+  if (first < 0) {
+    throw new SubjectNotInPromptError(
+      `subject '${subject}' does not occur in the decoded prompt '${decoded}'`,
+      where,
+    );
+  }
+  return spanTokens(offsets, first, first + subject.length);
+}
+
+/**
  * Encodes a fact: the prompt (filled into `template`), with the BOS policy, the subject's token range
  * from its character span, the target by {@link encodeTarget}, and the context check. A prompt with a
  * "{}" places the subject there; otherwise the subject's first occurrence is used (ROME's
@@ -258,20 +299,10 @@ export function encodeFact(tokenizer: Tokenizer, fact: FactInput, opts: EncodeFa
   }
   let body = tokenizer.encode(text);
   if (body.length === 0) throw new FactError("the prompt has no tokens", at(names.prompt));
-  const decoded = tokenizer.decode(body);
-  if (decoded !== text) {
-    // A lossy tokenizer (normalizer, unknown characters): find the subject in the decoded text, as ROME does.
-    cs = decoded.indexOf(subject, Math.max(0, Math.min(cs, decoded.length) - (text.length - decoded.length)));
-    if (cs < 0) cs = decoded.indexOf(subject);
-    if (cs < 0) {
-      throw new SubjectNotInPromptError(
-        `subject '${subject}' does not occur in the decoded prompt '${decoded}'`,
-        at(names.subject),
-      );
-    }
-  }
   const offsets = tokenOffsets(tokenizer, body);
-  let range = spanTokens(offsets, cs, cs + subject.length);
+  let range = tokenizer.decode(body) === text
+    ? spanTokens(offsets, cs, cs + subject.length)
+    : lossySubjectRange(tokenizer, body, offsets, text, cs, subject, at(names.subject));
   if (!range) {
     throw new SubjectNotInPromptError(
       `subject '${subject}' maps to no token of the prompt`,
