@@ -159,15 +159,16 @@ Deno.test("encodeFact: subject range by character spans, placeholder or literal,
  * A lossy tokenizer (decoding lower-cases the text, and whitespace before a word belongs to that word's
  * token, a trailing run being its own token): one token per word, ids by first appearance.
  */
-function lossyTokenizer(): Tokenizer {
+function lossyTokenizer(o: { dropDots?: boolean } = {}): Tokenizer {
   const vocab: string[] = [];
   const id = (piece: string) => {
     const i = vocab.indexOf(piece);
     return i >= 0 ? i : vocab.push(piece) - 1;
   };
   return {
-    encode: (text: string) => (text.toLowerCase().match(/\s*\S+|\s+$/g) ?? []).map(id),
-    decode: (ids: number[]) => ids.map((i) => vocab[i]).join(""),
+    encode: (text: string) =>
+      (text.toLowerCase().match(o.dropDots ? /\s*\S+/g : /\s*\S+|\s+$/g) ?? []).map(id),
+    decode: (ids: number[]) => ids.map((i) => o.dropDots ? vocab[i].replaceAll(".", "") : vocab[i]).join(""),
     tokenString: (i: number) => vocab[i],
     vocabSize: 1000,
     eosId: 999,
@@ -190,6 +191,25 @@ Deno.test("encodeFact with a lossy tokenizer: the subject's tokens as the refere
   assert.throws(
     () => encodeFact(tok, { prompt: "Go {}", subject: "Q" }, { bos: false }),
     SubjectNotInPromptError,
+  );
+  // Decoding drops the dots, so decoded offsets would count the prompt's " go" as a template token; the
+  // template's own encoding gives 3, and truncation drops only those.
+  const dots = lossyTokenizer({ dropDots: true });
+  const cut = encodeFact(dots, { prompt: "Go {}", subject: "w2" }, {
+    template: "A. B. C. {}",
+    nPositions: 3,
+    bos: false,
+  });
+  assert.deepEqual(cut.ids, dots.encode("A. B. C. Go w2").slice(2));
+  assert.deepEqual(cut.subjectRange, [2, 3]);
+  assert.throws(
+    () =>
+      encodeFact(dots, { prompt: "Go {}", subject: "w2" }, {
+        template: "A. B. C. {}",
+        nPositions: 1,
+        bos: false,
+      }),
+    PromptTooLongError,
   );
 });
 

@@ -300,7 +300,8 @@ export function encodeFact(tokenizer: Tokenizer, fact: FactInput, opts: EncodeFa
   let body = tokenizer.encode(text);
   if (body.length === 0) throw new FactError("the prompt has no tokens", at(names.prompt));
   const offsets = tokenOffsets(tokenizer, body);
-  let range = tokenizer.decode(body) === text
+  const lossless = tokenizer.decode(body) === text;
+  let range = lossless
     ? spanTokens(offsets, cs, cs + subject.length)
     : lossySubjectRange(tokenizer, body, offsets, text, cs, subject, at(names.subject));
   if (!range) {
@@ -330,7 +331,13 @@ export function encodeFact(tokenizer: Tokenizer, fact: FactInput, opts: EncodeFa
   const need = pre.length + body.length + extra + (opts.reserve ?? 0);
   if (opts.nPositions !== undefined && need > opts.nPositions) {
     // Drop leading template tokens: those wholly inside the template's text before the prompt.
-    const templateTokens = head === "" ? 0 : offsets.filter(([, e]) => e <= head.length).length;
+    // (A lossy tokenizer's offsets are in decoded characters: its template tokens are counted by encoding.)
+    const headIds = head === "" || lossless ? [] : tokenizer.encode(head);
+    const templateTokens = head === ""
+      ? 0
+      : headIds.length > 0 && headIds.every((id, i) => body[i] === id)
+      ? headIds.length
+      : offsets.filter(([, e]) => e <= head.length).length;
     const drop = need - opts.nPositions;
     if (drop > Math.min(templateTokens, range[0])) {
       checkFits(
