@@ -33,6 +33,7 @@ import wgsl_lib_attention_fwd from "./lib/attention_fwd.wgsl" with { type: "text
 import wgsl_lib_erf from "./lib/erf.wgsl" with { type: "text" };
 import wgsl_lib_kahan from "./lib/kahan.wgsl" with { type: "text" };
 import wgsl_lib_matmul_layout from "./lib/matmul_layout.wgsl" with { type: "text" };
+import wgsl_lib_matmul_ubo_core from "./lib/matmul_ubo_core.wgsl" with { type: "text" };
 import wgsl_lib_nan from "./lib/nan.wgsl" with { type: "text" };
 import wgsl_lib_online_softmax from "./lib/online_softmax.wgsl" with { type: "text" };
 import wgsl_lib_online_softmax_lane from "./lib/online_softmax_lane.wgsl" with { type: "text" };
@@ -42,6 +43,9 @@ import wgsl_lib_unpack16_f16 from "./lib/unpack16_f16.wgsl" with { type: "text" 
 import wgsl_matmul from "./matmul.wgsl" with { type: "text" };
 import wgsl_matmul_lanes from "./matmul_lanes.wgsl" with { type: "text" };
 import wgsl_matmul_naive from "./matmul_naive.wgsl" with { type: "text" };
+import wgsl_matmul_pack from "./matmul_pack.wgsl" with { type: "text" };
+import wgsl_matmul_ubo from "./matmul_ubo.wgsl" with { type: "text" };
+import wgsl_matmul_ubo_scalar from "./matmul_ubo_scalar.wgsl" with { type: "text" };
 import wgsl_matmul_wide from "./matmul_wide.wgsl" with { type: "text" };
 import wgsl_nonfinite from "./nonfinite.wgsl" with { type: "text" };
 import wgsl_rank_one from "./rank_one.wgsl" with { type: "text" };
@@ -83,6 +87,7 @@ export const KERNEL_FILES: Readonly<Record<string, string>> = Object.freeze({
   "lib/erf.wgsl": wgsl_lib_erf,
   "lib/kahan.wgsl": wgsl_lib_kahan,
   "lib/matmul_layout.wgsl": wgsl_lib_matmul_layout,
+  "lib/matmul_ubo_core.wgsl": wgsl_lib_matmul_ubo_core,
   "lib/nan.wgsl": wgsl_lib_nan,
   "lib/online_softmax.wgsl": wgsl_lib_online_softmax,
   "lib/online_softmax_lane.wgsl": wgsl_lib_online_softmax_lane,
@@ -92,6 +97,9 @@ export const KERNEL_FILES: Readonly<Record<string, string>> = Object.freeze({
   "matmul.wgsl": wgsl_matmul,
   "matmul_lanes.wgsl": wgsl_matmul_lanes,
   "matmul_naive.wgsl": wgsl_matmul_naive,
+  "matmul_pack.wgsl": wgsl_matmul_pack,
+  "matmul_ubo.wgsl": wgsl_matmul_ubo,
+  "matmul_ubo_scalar.wgsl": wgsl_matmul_ubo_scalar,
   "matmul_wide.wgsl": wgsl_matmul_wide,
   "nonfinite.wgsl": wgsl_nonfinite,
   "rank_one.wgsl": wgsl_rank_one,

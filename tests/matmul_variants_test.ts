@@ -86,6 +86,52 @@ Deno.test("matmul variants: the STRIDED split path (operands over the binding li
   }
 });
 
+Deno.test("matmul through uniform windows: several K tiles, edge tiles, B packed in chunks, shared and strided batches", async () => {
+  const gpu = await getGpu();
+  const dummy = createTensor(gpu, [1]);
+  // M, N past one 128-tile with edges, K = 300: three K tiles that add into out after the first.
+  for (const [transA, transB] of [[false, false], [true, true], [false, true]]) {
+    const t = `tA=${transA} tB=${transB}`;
+    await check("ubo8x16", { M: 130, N: 203, K: 300, transA, transB }, `K tiles ${t}`);
+    await check("ubo8x16", {
+      M: 130,
+      N: 203,
+      K: 300,
+      transA,
+      transB,
+      bias: dummy,
+      alpha: 0.6,
+      accumulate: true,
+    }, `K tiles, flags ${t}`);
+  }
+  // Sizes between the tile classes (33 rows: a 64-row tile; 96 columns; K 40: a K tile of 64).
+  await check("ubo8x16", { M: 33, N: 96, K: 40, bias: dummy }, "middle tiles");
+  await check(
+    "ubo8x16",
+    { M: 40, N: 72, K: 160, batch: 3, strideB: 0, accumulate: true },
+    "shared B over 3 K tiles",
+  );
+  await check(
+    "ubo8x16",
+    { M: 36, N: 68, K: 44, batch: 2, strideA: 1601, strideB: 3017, strideOut: 2453 },
+    "odd strides",
+  );
+  // A binding limit of 512 KiB holds two column tiles of three K tiles: B is packed and multiplied in
+  // two chunks (two column tiles, then one).
+  gpu.setBindingLimit(512 * 1024);
+  try {
+    await check("ubo8x16", { M: 130, N: 300, K: 300, bias: dummy }, "B in chunks");
+    await check(
+      "ubo8x16",
+      { M: 70, N: 300, K: 300, batch: 2, strideB: 0, transB: true },
+      "B in chunks, shared",
+    );
+  } finally {
+    gpu.setBindingLimit(undefined);
+  }
+  dummy.destroy();
+});
+
 Deno.test("matmul variants: an unknown name is a ShapeError naming the field", () => {
   assert.throws(
     () => matmulVariant("nope"),

@@ -165,8 +165,14 @@ export class Gpu {
   /**
    * Records one compute dispatch into the pending command buffer. All dispatches of one flush share a
    * single compute pass: WebGPU orders storage writes between dispatches, so no barriers are needed.
+   * `dynamicOffsets` are the bind group's dynamic buffer offsets, in binding order.
    */
-  encode(pipeline: GPUComputePipeline, bindGroup: GPUBindGroup, workgroups: [number, number, number]): void {
+  encode(
+    pipeline: GPUComputePipeline,
+    bindGroup: GPUBindGroup,
+    workgroups: [number, number, number],
+    dynamicOffsets?: number[],
+  ): void {
     this.checkAlive();
     const lim = this.device.limits.maxComputeWorkgroupsPerDimension;
     for (const w of workgroups) {
@@ -180,7 +186,8 @@ export class Gpu {
     if (!this.encoder) this.encoder = this.device.createCommandEncoder();
     if (!this.pass) this.pass = this.encoder.beginComputePass();
     this.pass.setPipeline(pipeline);
-    this.pass.setBindGroup(0, bindGroup);
+    if (dynamicOffsets) this.pass.setBindGroup(0, bindGroup, dynamicOffsets);
+    else this.pass.setBindGroup(0, bindGroup);
     this.pass.dispatchWorkgroups(workgroups[0], workgroups[1], workgroups[2]);
     this.pendingDispatches++;
     // Very long command buffers hurt latency and memory on some drivers; submit in chunks.

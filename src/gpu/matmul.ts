@@ -6,6 +6,7 @@
 import { ShapeError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
 import { type Binding, launch, uniforms } from "./pipeline.ts";
+import { matmulUbo, uboFits, uboWorthIt } from "./matmul_ubo.ts";
 import {
   createTensor,
   elementWindow,
@@ -57,7 +58,8 @@ export interface MatmulOptions {
 export type MatmulVariant =
   | { name: string; kernel: "matmul" }
   | { name: string; kernel: "matmul_wide"; rm: number; rn: number; wgX: number; wgY: number }
-  | { name: string; kernel: "matmul_lanes"; wg: number; rv: number; cn: number };
+  | { name: string; kernel: "matmul_lanes"; wg: number; rv: number; cn: number }
+  | { name: string; kernel: "matmul_ubo"; fallback: string };
 
 /** Every variant the autotune chooses from; the first is the default when no tune has run. */
 export const MATMUL_VARIANTS: readonly MatmulVariant[] = [
@@ -69,6 +71,7 @@ export const MATMUL_VARIANTS: readonly MatmulVariant[] = [
   { name: "wide16x8", kernel: "matmul_wide", rm: 4, rn: 2, wgX: 8, wgY: 8 },
   { name: "wide16x16", kernel: "matmul_wide", rm: 4, rn: 4, wgX: 8, wgY: 8 },
   { name: "lanes32r8c2", kernel: "matmul_lanes", wg: 32, rv: 2, cn: 2 },
+  { name: "ubo8x16", kernel: "matmul_ubo", fallback: "wide16x16" },
 ];
 
 /** The variant named `name`; ShapeError naming the field for an unknown one. */
@@ -191,6 +194,8 @@ function variantLaunch(
       cols: 4 * v.rn * wgX,
     };
   }
+  // The uniform-window path is a launcher of its own (matmul_ubo.ts); the split path takes its fallback.
+  if (v.kernel === "matmul_ubo") return variantLaunch(matmulVariant(v.fallback), mb, base, vec, shape);
   return {
     kernel: "matmul_lanes",
     constants: { ...base, WG: v.wg, RV: v.rv, CN: v.cn },
@@ -289,7 +294,17 @@ export async function matmul(
   const fits = [a, b, out, opts.bias].every((t) => !t || t.buffer.size <= limit);
   if (!fits) return matmulSplit(gpu, a, b, out, opts, batch, strideA, strideB, strideOut, alpha);
 
-  const variant = await pickVariant(gpu, opts, transA, transB);
+  let variant = await pickVariant(gpu, opts, transA, transB);
+  if (variant.kernel === "matmul_ubo") {
+    // Asked for by name it runs wherever it fits; chosen by the tune, only where it pays (matmul_ubo.ts).
+    const shape = { M, N, K, batch };
+    if (uboFits(gpu, shape) && (opts.variant !== undefined || uboWorthIt(shape))) {
+      const accumulate = Boolean(opts.accumulate);
+      const p = { ...shape, transA, transB, strideA, strideB, strideOut, alpha, bias: opts.bias, accumulate };
+      return await matmulUbo(gpu, a, b, out, p);
+    }
+    variant = matmulVariant(variant.fallback);
+  }
   // vec4 loads need the contiguous dimension and every batch base to be 16-byte aligned.
   const vecA = (transA ? M : K) % 4 === 0 && (batch === 1 || strideA % 4 === 0);
   const vecB = (transB ? K : N) % 4 === 0 && (batch === 1 || strideB % 4 === 0);
@@ -410,7 +425,17 @@ async function matmulSplit(
   const transA = opts.transA ?? false, transB = opts.transB ?? false;
   const lda = transA ? M : K, ldb = transB ? K : N, ldo = N;
   const { Mb, Nb, Kb } = planMatmulBlocks(M, N, K, transA, transB, windowSlackElems(gpu));
-  const variant = await pickVariant(gpu, opts, transA, transB);
+  let variant = await pickVariant(gpu, opts, transA, transB);
+  if (variant.kernel === "matmul_ubo") {
+    // Asked for by name it runs wherever it fits; chosen by the tune, only where it pays (matmul_ubo.ts).
+    const shape = { M, N, K, batch };
+    if (uboFits(gpu, shape) && (opts.variant !== undefined || uboWorthIt(shape))) {
+      const accumulate = Boolean(opts.accumulate);
+      const p = { ...shape, transA, transB, strideA, strideB, strideOut, alpha, bias: opts.bias, accumulate };
+      return await matmulUbo(gpu, a, b, out, p);
+    }
+    variant = matmulVariant(variant.fallback);
+  }
   for (let z = 0; z < batch; z++) {
     const zA = z * strideA, zB = z * strideB, zO = z * strideOut;
     for (let m0 = 0; m0 < M; m0 += Mb) {

@@ -238,20 +238,22 @@ const cache = new WeakMap<Gpu, Map<string, Promise<GPUComputePipeline>>>();
 
 /**
  * Compiled pipeline for `entry` in `kernels/<kernel>.wgsl`, with optional pipeline-overridable
- * constants (e.g. workgroup size). WGSL compile errors become {@link GpuError} naming the kernel.
+ * constants (e.g. workgroup size) and an explicit layout of bind group 0 (for dynamic offsets; default
+ * the shader's own). WGSL compile errors become {@link GpuError} naming the kernel.
  */
 export function getPipeline(
   gpu: Gpu,
   kernel: string,
   entry: string,
   constants: Record<string, number> = {},
+  layout?: GPUBindGroupLayoutEntry[],
 ): Promise<GPUComputePipeline> {
   let m = cache.get(gpu);
   if (!m) cache.set(gpu, m = new Map());
-  const key = `${kernel}:${entry}:${JSON.stringify(constants)}`;
+  const key = `${kernel}:${entry}:${JSON.stringify(constants)}${layout ? ":" + JSON.stringify(layout) : ""}`;
   let p = m.get(key);
   if (!p) {
-    p = compile(gpu, kernel, entry, constants);
+    p = compile(gpu, kernel, entry, constants, layout);
     m.set(key, p);
     p.catch(() => m!.delete(key));
   }
@@ -266,6 +268,7 @@ async function compile(
   kernel: string,
   entry: string,
   constants: Record<string, number>,
+  layout?: GPUBindGroupLayoutEntry[],
 ): Promise<GPUComputePipeline> {
   gpu.checkAlive();
   const f16 = constants.W16 === W16_NATIVE_F16;
@@ -277,7 +280,14 @@ async function compile(
   }
   const { [SUBGROUP_VARIANT.selector]: sg, ...overrides } = constants;
   if (sg === undefined) {
-    return await compileSource(gpu, kernel, entry, overrides, expanded(kernel, f16 ? "f16" : "plain"));
+    return await compileSource(
+      gpu,
+      kernel,
+      entry,
+      overrides,
+      expanded(kernel, f16 ? "f16" : "plain"),
+      layout,
+    );
   }
   if (sg !== 1 || f16) {
     throw new GpuError(
@@ -320,6 +330,7 @@ async function compileSource(
   entry: string,
   constants: Record<string, number>,
   { code, lines }: ExpandedKernel,
+  layout?: GPUBindGroupLayoutEntry[],
 ): Promise<GPUComputePipeline> {
   const device = gpu.device;
   device.pushErrorScope("validation");
@@ -329,7 +340,11 @@ async function compileSource(
   try {
     pipeline = await device.createComputePipelineAsync({
       label: `${kernel}:${entry}`,
-      layout: "auto",
+      layout: layout
+        ? device.createPipelineLayout({
+          bindGroupLayouts: [device.createBindGroupLayout({ entries: layout })],
+        })
+        : "auto",
       compute: { module, entryPoint: entry, constants },
     });
   } catch (e) {

@@ -1,0 +1,271 @@
+/**
+ * The matmul through uniform windows (kernels/matmul_pack.wgsl, kernels/matmul_ubo.wgsl): each operand
+ * is first laid out in 64 KiB tiles (op(A) in [MC, KC] tiles, op(B) in [KC, NC] tiles: transposes and
+ * 16-bit decoding are done there), then one small dispatch per (row tile, column tile, K tile) binds one
+ * tile of each as a uniform buffer at dynamic offsets and stores (first K tile) or adds its block.
+ *
+ * Why: llvmpipe runs a storage load with a non-constant index lane by lane with a bounds check per
+ * scalar, and a uniform-buffer load as one gather: per vec4 about 13x cheaper on Mesa 22.3. Uniform
+ * bindings are limited to 64 KiB (the WebGPU default), hence the tiles and the many dispatches. On real
+ * GPUs the storage kernels win; the autotune chooses.
+ *
+ * Scratch: one A pack (all of op(A) of a batch; refused over {@link UBO_PACK_BYTES}) and a B pack of at
+ * most {@link UBO_PACK_BYTES} (the column tiles are packed and multiplied in chunks), kept per Gpu and
+ * grown as needed.
+ */
+import type { Gpu } from "./device.ts";
+import { getPipeline } from "./pipeline.ts";
+import { type GpuTensor, w16For } from "./tensor.ts";
+
+/** Bytes of one tile: the uniform window the product kernel binds (WebGPU's default binding limit). */
+export const UBO_TILE_BYTES = 65536;
+/** The most bytes either pack may take (the B pack is filled in chunks of column tiles below it). */
+export const UBO_PACK_BYTES = 32 * 2 ** 20;
+/** Bytes of one per-dispatch record (the minimum uniform offset alignment WebGPU guarantees). */
+const RECORD = 256;
+const WG = 32;
+
+/** The operands of one product, as {@link matmul} has validated them. */
+export interface UboProduct {
+  M: number;
+  N: number;
+  K: number;
+  batch: number;
+  transA: boolean;
+  transB: boolean;
+  strideA: number;
+  strideB: number;
+  strideOut: number;
+  alpha: number;
+  bias?: GpuTensor;
+  accumulate: boolean;
+}
+
+/**
+ * Tile sizes for a product: rows MC and columns NC of 32, 64 or 128, K tile KC of 32, 64, 96 or 128 (so
+ * MC·KC, KC·NC ≤ 16384), the smallest that hold the product's side: padding is computed, and each size
+ * is one more pipeline.
+ */
+function tiles(M: number, N: number, K: number): { MC: number; NC: number; KC: number } {
+  const side = (n: number) => (n <= 32 ? 32 : n <= 64 ? 64 : 128);
+  return { MC: side(M), NC: side(N), KC: Math.min(128, Math.ceil(K / 32) * 32) };
+}
+
+/**
+ * Whether the uniform-window path can run this product on `gpu`: the device's uniform binding limit holds
+ * a tile, and op(A) of one batch packs within {@link UBO_PACK_BYTES}.
+ */
+export function uboFits(gpu: Gpu, p: { M: number; N: number; K: number }): boolean {
+  const { MC, KC } = tiles(p.M, p.N, p.K);
+  const lim = gpu.device.limits;
+  const aBytes = Math.ceil(p.M / MC) * Math.ceil(p.K / KC) * UBO_TILE_BYTES;
+  return lim.maxUniformBufferBindingSize >= UBO_TILE_BYTES && aBytes <= UBO_PACK_BYTES &&
+    aBytes <= gpu.bindingLimit && Math.min(UBO_PACK_BYTES, gpu.bindingLimit) >= UBO_TILE_BYTES;
+}
+
+/**
+ * Whether the product is large enough for the path to pay (the autotune's choice applies to these only):
+ * below, the packing and the per-dispatch cost dominate and the storage kernels run.
+ */
+export function uboWorthIt(p: { M: number; N: number; K: number; batch: number }): boolean {
+  return p.M >= 32 && p.N >= 64 && p.K >= 32 && p.batch <= 16;
+}
+
+const scratch = new WeakMap<Gpu, { a?: GPUBuffer; b?: GPUBuffer }>();
+
+/** A scratch pack buffer of at least `bytes`, grown (the old one freed after submission). */
+function pack(gpu: Gpu, which: "a" | "b", bytes: number): GPUBuffer {
+  let s = scratch.get(gpu);
+  if (!s) scratch.set(gpu, s = {});
+  const cur = s[which];
+  if (cur && cur.size >= bytes) return cur;
+  if (cur) gpu.deferDestroy(cur);
+  const buf = gpu.device.createBuffer({
+    label: `matmul_ubo.pack_${which}`,
+    size: Math.max(bytes, UBO_TILE_BYTES),
+    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.UNIFORM,
+  });
+  s[which] = buf;
+  return buf;
+}
+
+const PRODUCT_LAYOUT: GPUBindGroupLayoutEntry[] = [
+  {
+    binding: 0,
+    visibility: GPUShaderStage.COMPUTE,
+    buffer: { type: "uniform", hasDynamicOffset: true, minBindingSize: UBO_TILE_BYTES },
+  },
+  {
+    binding: 1,
+    visibility: GPUShaderStage.COMPUTE,
+    buffer: { type: "uniform", hasDynamicOffset: true, minBindingSize: UBO_TILE_BYTES },
+  },
+  {
+    binding: 2,
+    visibility: GPUShaderStage.COMPUTE,
+    buffer: { type: "uniform", hasDynamicOffset: true, minBindingSize: 32 },
+  },
+  { binding: 3, visibility: GPUShaderStage.COMPUTE, buffer: { type: "read-only-storage" } },
+  { binding: 4, visibility: GPUShaderStage.COMPUTE, buffer: { type: "storage" } },
+];
+
+/** Records the pack of tiles [t0, t0 + count) of op(X) into `dst` (tile t0 at its start). */
+async function packTiles(
+  gpu: Gpu,
+  x: GpuTensor,
+  dst: GPUBuffer,
+  f: { rows: number; cols: number; ld: number; base: number; tr: number; tc: number; major: number },
+  order: { trans: boolean; colOrder: boolean },
+  t0: number,
+  count: number,
+): Promise<void> {
+  const pipeline = await getPipeline(gpu, "matmul_pack", "main", { W16: w16For(gpu, x.dtype) });
+  const perTile = (f.tr * f.tc) / 4;
+  const lim = gpu.device.limits.maxComputeWorkgroupsPerDimension;
+  // Whole tiles per dispatch so that a dispatch's workgroups stay within the per-dimension limit.
+  const step = Math.max(1, Math.floor((lim * 64) / perTile));
+  for (let s = 0; s < count; s += step) {
+    const n = Math.min(step, count - s);
+    const params = new Uint32Array([
+      f.rows,
+      f.cols,
+      f.ld,
+      f.base,
+      f.tr,
+      f.tc,
+      f.major,
+      t0 + s,
+      n,
+      Number(order.trans),
+      Number(order.colOrder),
+    ]);
+    const ubuf = gpu.device.createBuffer({ size: 48, usage: GPUBufferUsage.UNIFORM, mappedAtCreation: true });
+    new Uint32Array(ubuf.getMappedRange()).set(params);
+    ubuf.unmap();
+    gpu.deferDestroy(ubuf);
+    const bindGroup = gpu.device.createBindGroup({
+      layout: pipeline.getBindGroupLayout(0),
+      entries: [
+        { binding: 0, resource: { buffer: ubuf } },
+        { binding: 1, resource: { buffer: x.buffer } },
+        { binding: 2, resource: { buffer: dst, offset: s * UBO_TILE_BYTES, size: n * UBO_TILE_BYTES } },
+      ],
+    });
+    gpu.encode(pipeline, bindGroup, [Math.ceil((n * perTile) / 64), 1, 1]);
+  }
+}
+
+/**
+ * Records out[z] = alpha · op(A[z]) @ op(B[z]) + bias (+ out[z] when accumulating) through uniform
+ * windows, for operands {@link matmul} has validated and that fit one storage binding each. K tiles after
+ * the first add into out, so the sum runs in K tiles of at most 128 (rounding differs from the storage kernels'
+ * order only).
+ */
+export async function matmulUbo(
+  gpu: Gpu,
+  a: GpuTensor,
+  b: GpuTensor,
+  out: GpuTensor,
+  p: UboProduct,
+): Promise<void> {
+  const { M, N, K } = p;
+  const { MC, NC, KC } = tiles(M, N, K);
+  const Mb = Math.ceil(M / MC), Nb = Math.ceil(N / NC), Kb = Math.ceil(K / KC);
+  const vec = N % 4 === 0 && (p.batch === 1 || p.strideOut % 4 === 0);
+  const pipeline = await getPipeline(
+    gpu,
+    vec ? "matmul_ubo" : "matmul_ubo_scalar",
+    "main",
+    { MC, NC, KC, WG, HAS_BIAS: Number(Boolean(p.bias)), ACCUMULATE: Number(p.accumulate) },
+    PRODUCT_LAYOUT,
+  );
+  const aPack = pack(gpu, "a", Mb * Kb * UBO_TILE_BYTES);
+  // Column tiles per chunk of the B pack (each column tile takes Kb tiles).
+  const nbChunk = Math.max(
+    1,
+    Math.min(Nb, Math.floor(Math.min(UBO_PACK_BYTES, gpu.bindingLimit) / (Kb * UBO_TILE_BYTES))),
+  );
+  const bPack = pack(gpu, "b", nbChunk * Kb * UBO_TILE_BYTES);
+  const groups = Math.ceil(((MC / 8) * (NC / 16)) / WG);
+  const shareB = p.strideB === 0 && Nb <= nbChunk;
+  for (let z = 0; z < p.batch; z++) {
+    // op(A) [M, K] in [MC, KC] tiles, tile mb * Kb + kb.
+    await packTiles(
+      gpu,
+      a,
+      aPack,
+      {
+        rows: M,
+        cols: K,
+        ld: p.transA ? M : K,
+        base: z * p.strideA,
+        tr: MC,
+        tc: KC,
+        major: Kb,
+      },
+      { trans: p.transA, colOrder: false },
+      0,
+      Mb * Kb,
+    );
+    for (let nb0 = 0; nb0 < Nb; nb0 += nbChunk) {
+      const nbs = Math.min(nbChunk, Nb - nb0);
+      // op(B) [K, N] in [KC, NC] tiles numbered down the columns (tile nb * Kb + kb), so that a chunk of
+      // column tiles is one contiguous run of the pack.
+      if (!(shareB && z > 0)) {
+        await packTiles(
+          gpu,
+          b,
+          bPack,
+          {
+            rows: K,
+            cols: N,
+            ld: p.transB ? K : N,
+            base: z * p.strideB,
+            tr: KC,
+            tc: NC,
+            major: Kb,
+          },
+          { trans: p.transB, colOrder: true },
+          nb0 * Kb,
+          nbs * Kb,
+        );
+      }
+      const records = new ArrayBuffer(Mb * nbs * Kb * RECORD);
+      const u = new Uint32Array(records), f = new Float32Array(records);
+      const offsets: Array<[number, number, number]> = [];
+      let d = 0;
+      for (let mb = 0; mb < Mb; mb++) {
+        for (let j = 0; j < nbs; j++) {
+          for (let kb = 0; kb < Kb; kb++) {
+            const o = (d * RECORD) / 4;
+            u.set([mb * MC, (nb0 + j) * NC, kb === 0 ? 1 : 0, M, N, N, z * p.strideOut], o);
+            f[o + 7] = p.alpha;
+            offsets.push([(mb * Kb + kb) * UBO_TILE_BYTES, (j * Kb + kb) * UBO_TILE_BYTES, d * RECORD]);
+            d++;
+          }
+        }
+      }
+      const rbuf = gpu.device.createBuffer({
+        size: records.byteLength,
+        usage: GPUBufferUsage.UNIFORM,
+        mappedAtCreation: true,
+      });
+      new Uint8Array(rbuf.getMappedRange()).set(new Uint8Array(records));
+      rbuf.unmap();
+      const bindGroup = gpu.device.createBindGroup({
+        layout: pipeline.getBindGroupLayout(0),
+        entries: [
+          { binding: 0, resource: { buffer: aPack, size: UBO_TILE_BYTES } },
+          { binding: 1, resource: { buffer: bPack, size: UBO_TILE_BYTES } },
+          { binding: 2, resource: { buffer: rbuf, size: 32 } },
+          // Without a bias the binding still needs a read-only buffer: A cannot conflict with out.
+          { binding: 3, resource: { buffer: (p.bias ?? a).buffer } },
+          { binding: 4, resource: { buffer: out.buffer } },
+        ],
+      });
+      for (const off of offsets) gpu.encode(pipeline, bindGroup, [groups, 1, 1], off);
+      // After the dispatches: a submit among them (every 512) must not free the records they still read.
+      gpu.deferDestroy(rbuf);
+    }
+  }
+}
