@@ -81,6 +81,10 @@ Deno.test("matmul variants: the STRIDED split path (operands over the binding li
     }
     // Odd blocks fall back to the 4x4 kernel whatever the variant.
     await check("wide8x8", { M: 19, N: 23, K: 29, transB: true }, "split odd");
+    // Only B over the limit, A's pack within it: the uniform-window variant still leaves it to the
+    // split path's storage kernels (it binds whole operands).
+    gpu.setBindingLimit(512 * 1024);
+    await check("ubo8x16", { M: 40, N: 2400, K: 64, transB: true }, "split, B alone over the limit");
   } finally {
     gpu.setBindingLimit(undefined);
   }

@@ -425,17 +425,8 @@ async function matmulSplit(
   const transA = opts.transA ?? false, transB = opts.transB ?? false;
   const lda = transA ? M : K, ldb = transB ? K : N, ldo = N;
   const { Mb, Nb, Kb } = planMatmulBlocks(M, N, K, transA, transB, windowSlackElems(gpu));
-  let variant = await pickVariant(gpu, opts, transA, transB);
-  if (variant.kernel === "matmul_ubo") {
-    // Asked for by name it runs wherever it fits; chosen by the tune, only where it pays (matmul_ubo.ts).
-    const shape = { M, N, K, batch };
-    if (uboFits(gpu, shape) && (opts.variant !== undefined || uboWorthIt(shape))) {
-      const accumulate = Boolean(opts.accumulate);
-      const p = { ...shape, transA, transB, strideA, strideB, strideOut, alpha, bias: opts.bias, accumulate };
-      return await matmulUbo(gpu, a, b, out, p);
-    }
-    variant = matmulVariant(variant.fallback);
-  }
+  // The blocks run the storage kernels (a uniform-window variant takes its fallback in variantLaunch).
+  const variant = await pickVariant(gpu, opts, transA, transB);
   for (let z = 0; z < batch; z++) {
     const zA = z * strideA, zB = z * strideB, zO = z * strideOut;
     for (let m0 = 0; m0 < M; m0 += Mb) {

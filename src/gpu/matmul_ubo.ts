@@ -10,10 +10,11 @@
  * GPUs the storage kernels win; the autotune chooses.
  *
  * Scratch: one A pack (all of op(A) of a batch; refused over {@link UBO_PACK_BYTES}) and a B pack of at
- * most {@link UBO_PACK_BYTES} (the column tiles are packed and multiplied in chunks), kept per Gpu and
- * grown as needed.
+ * most {@link UBO_PACK_BYTES} (the column tiles are packed and multiplied in chunks), kept per Gpu, grown
+ * as needed and counted in {@link Gpu.allocatedBytes}.
  */
 import type { Gpu } from "./device.ts";
+import { GpuError } from "../errors.ts";
 import { getPipeline } from "./pipeline.ts";
 import { type GpuTensor, w16For } from "./tensor.ts";
 
@@ -79,12 +80,17 @@ function pack(gpu: Gpu, which: "a" | "b", bytes: number): GPUBuffer {
   if (!s) scratch.set(gpu, s = {});
   const cur = s[which];
   if (cur && cur.size >= bytes) return cur;
-  if (cur) gpu.deferDestroy(cur);
+  if (cur) {
+    gpu.deferDestroy(cur);
+    gpu.noteFreed(cur.size);
+  }
   const buf = gpu.device.createBuffer({
     label: `matmul_ubo.pack_${which}`,
     size: Math.max(bytes, UBO_TILE_BYTES),
     usage: GPUBufferUsage.STORAGE | GPUBufferUsage.UNIFORM,
   });
+  // Counted with the tensors: the packs are device memory that stays for the Gpu's life.
+  gpu.noteAllocated(buf.size);
   s[which] = buf;
   return buf;
 }
@@ -168,6 +174,16 @@ export async function matmulUbo(
   out: GpuTensor,
   p: UboProduct,
 ): Promise<void> {
+  for (const t of [a, b, out, p.bias]) {
+    // The pack and product kernels bind whole operands: the split path (matmul.ts) must never come here.
+    if (t && t.buffer.size > gpu.bindingLimit) {
+      throw new GpuError(
+        `matmul through uniform windows would bind all ${t.buffer.size} bytes of '${t.name}', over the ` +
+          `storage-binding limit of ${gpu.bindingLimit} bytes`,
+        { field: t.name },
+      );
+    }
+  }
   const { M, N, K } = p;
   const { MC, NC, KC } = tiles(M, N, K);
   const Mb = Math.ceil(M / MC), Nb = Math.ceil(N / NC), Kb = Math.ceil(K / KC);
