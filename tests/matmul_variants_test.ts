@@ -130,10 +130,38 @@ Deno.test("matmul through uniform windows: several K tiles, edge tiles, B packed
       { M: 70, N: 300, K: 300, batch: 2, strideB: 0, transB: true },
       "B in chunks, shared",
     );
+    // Three row tiles of three K tiles: A in two chunks too (B repacked for each).
+    await check("ubo8x16", { M: 300, N: 300, K: 300, bias: dummy, accumulate: true }, "A and B in chunks");
   } finally {
     gpu.setBindingLimit(undefined);
   }
   dummy.destroy();
+});
+
+Deno.test("matmul: a row's result does not depend on the rows batched with it (every variant, and the tuned choice)", async () => {
+  const gpu = await getGpu();
+  const seed = freshSeed(), r = rng(seed);
+  const [N, K] = [96, 200];
+  const a = randn(r, 300 * K), b = randn(r, K * N);
+  const ta = createTensor(gpu, [a.length], { data: a }), tb = createTensor(gpu, [b.length], { data: b });
+  const out = createTensor(gpu, [300 * N]);
+  try {
+    for (const variant of [...MATMUL_VARIANTS.map((v) => v.name), undefined]) {
+      const rows: Float32Array[] = [];
+      // 5 rows (a decode step, one prompt) and 300 (a batch): the first 5 rows' results bit for bit.
+      for (const M of [5, 300]) {
+        poison(out);
+        await matmul(gpu, ta, tb, out, { M, N, K, variant });
+        rows.push((await readTensor(out)).slice(0, 5 * N));
+      }
+      assert.ok(
+        rows[0].every((x, i) => Object.is(x, rows[1][i])),
+        `${variant ?? "tuned"}: rows differ (seed ${seed})`,
+      );
+    }
+  } finally {
+    for (const t of [ta, tb, out]) t.destroy();
+  }
 });
 
 Deno.test("matmul variants: an unknown name is a ShapeError naming the field", () => {

@@ -296,11 +296,24 @@ export async function matmul(
 
   let variant = await pickVariant(gpu, opts, transA, transB);
   if (variant.kernel === "matmul_ubo") {
-    // Asked for by name it runs wherever it fits; chosen by the tune, only where it pays (matmul_ubo.ts).
-    const shape = { M, N, K, batch };
-    if (uboFits(gpu, shape) && (opts.variant !== undefined || uboWorthIt(shape))) {
+    // Asked for by name it runs wherever it fits; chosen by the tune, only on weights' shapes where it pays
+    // (matmul_ubo.ts: N and K decide, never M, so a row's result does not depend on its batch).
+    if (uboFits(gpu, { K }) && (opts.variant !== undefined || uboWorthIt({ N, K }))) {
       const accumulate = Boolean(opts.accumulate);
-      const p = { ...shape, transA, transB, strideA, strideB, strideOut, alpha, bias: opts.bias, accumulate };
+      const p = {
+        M,
+        N,
+        K,
+        batch,
+        transA,
+        transB,
+        strideA,
+        strideB,
+        strideOut,
+        alpha,
+        bias: opts.bias,
+        accumulate,
+      };
       return await matmulUbo(gpu, a, b, out, p);
     }
     variant = matmulVariant(variant.fallback);

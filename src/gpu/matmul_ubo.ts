@@ -54,22 +54,23 @@ function tiles(M: number, N: number, K: number): { MC: number; NC: number; KC: n
 
 /**
  * Whether the uniform-window path can run this product on `gpu`: the device's uniform binding limit holds
- * a tile, and op(A) of one batch packs within {@link UBO_PACK_BYTES}.
+ * a tile, and the K tiles of one row or column tile fit a pack. It depends on K alone (and the device), never
+ * on M: a row's result must not depend on what else is in the batch.
  */
-export function uboFits(gpu: Gpu, p: { M: number; N: number; K: number }): boolean {
-  const { MC, KC } = tiles(p.M, p.N, p.K);
-  const lim = gpu.device.limits;
-  const aBytes = Math.ceil(p.M / MC) * Math.ceil(p.K / KC) * UBO_TILE_BYTES;
-  return lim.maxUniformBufferBindingSize >= UBO_TILE_BYTES && aBytes <= UBO_PACK_BYTES &&
-    aBytes <= gpu.bindingLimit && Math.min(UBO_PACK_BYTES, gpu.bindingLimit) >= UBO_TILE_BYTES;
+export function uboFits(gpu: Gpu, p: { K: number }): boolean {
+  const Kb = Math.ceil(p.K / Math.min(128, Math.ceil(p.K / 32) * 32));
+  return gpu.device.limits.maxUniformBufferBindingSize >= UBO_TILE_BYTES &&
+    Kb * UBO_TILE_BYTES <= Math.min(UBO_PACK_BYTES, gpu.bindingLimit);
 }
 
 /**
- * Whether the product is large enough for the path to pay (the autotune's choice applies to these only):
- * below, the packing and the per-dispatch cost dominate and the storage kernels run.
+ * Whether the path pays for a weight of this shape (the autotune's choice applies to these only; narrower
+ * products keep the storage kernels). Only N and K decide, the weight's dimensions: with M or the batch
+ * count deciding, a row's result would depend on how many rows are batched with it (the two paths round
+ * differently). At a few rows the packing makes it ~1.5x slower than the storage kernels on llvmpipe.
  */
-export function uboWorthIt(p: { M: number; N: number; K: number; batch: number }): boolean {
-  return p.M >= 32 && p.N >= 64 && p.K >= 32 && p.batch <= 16;
+export function uboWorthIt(p: { N: number; K: number }): boolean {
+  return p.N >= 64 && p.K >= 32;
 }
 
 const scratch = new WeakMap<Gpu, { a?: GPUBuffer; b?: GPUBuffer }>();
@@ -195,93 +196,90 @@ export async function matmulUbo(
     { MC, NC, KC, WG, HAS_BIAS: Number(Boolean(p.bias)), ACCUMULATE: Number(p.accumulate) },
     PRODUCT_LAYOUT,
   );
-  const aPack = pack(gpu, "a", Mb * Kb * UBO_TILE_BYTES);
-  // Column tiles per chunk of the B pack (each column tile takes Kb tiles).
-  const nbChunk = Math.max(
-    1,
-    Math.min(Nb, Math.floor(Math.min(UBO_PACK_BYTES, gpu.bindingLimit) / (Kb * UBO_TILE_BYTES))),
-  );
+  // Row tiles per chunk of the A pack and column tiles per chunk of the B pack (each takes Kb tiles).
+  const chunk = (count: number) =>
+    Math.max(
+      1,
+      Math.min(count, Math.floor(Math.min(UBO_PACK_BYTES, gpu.bindingLimit) / (Kb * UBO_TILE_BYTES))),
+    );
+  const mbChunk = chunk(Mb), nbChunk = chunk(Nb);
+  const aPack = pack(gpu, "a", mbChunk * Kb * UBO_TILE_BYTES);
   const bPack = pack(gpu, "b", nbChunk * Kb * UBO_TILE_BYTES);
   const groups = Math.ceil(((MC / 8) * (NC / 16)) / WG);
-  const shareB = p.strideB === 0 && Nb <= nbChunk;
+  // What the B pack holds (batch, first column tile): a shared B is packed once when it fits one chunk.
+  let inB: string | undefined;
   for (let z = 0; z < p.batch; z++) {
-    // op(A) [M, K] in [MC, KC] tiles, tile mb * Kb + kb.
-    await packTiles(
-      gpu,
-      a,
-      aPack,
-      {
-        rows: M,
-        cols: K,
-        ld: p.transA ? M : K,
-        base: z * p.strideA,
-        tr: MC,
-        tc: KC,
-        major: Kb,
-      },
-      { trans: p.transA, colOrder: false },
-      0,
-      Mb * Kb,
-    );
-    for (let nb0 = 0; nb0 < Nb; nb0 += nbChunk) {
-      const nbs = Math.min(nbChunk, Nb - nb0);
-      // op(B) [K, N] in [KC, NC] tiles numbered down the columns (tile nb * Kb + kb), so that a chunk of
-      // column tiles is one contiguous run of the pack.
-      if (!(shareB && z > 0)) {
-        await packTiles(
-          gpu,
-          b,
-          bPack,
-          {
-            rows: K,
-            cols: N,
-            ld: p.transB ? K : N,
-            base: z * p.strideB,
-            tr: KC,
-            tc: NC,
-            major: Kb,
-          },
-          { trans: p.transB, colOrder: true },
-          nb0 * Kb,
-          nbs * Kb,
-        );
+    for (let mb0 = 0; mb0 < Mb; mb0 += mbChunk) {
+      const mbs = Math.min(mbChunk, Mb - mb0);
+      // op(A) [M, K] in [MC, KC] tiles, tile mb * Kb + kb: a chunk of row tiles is a contiguous run.
+      await packTiles(
+        gpu,
+        a,
+        aPack,
+        { rows: M, cols: K, ld: p.transA ? M : K, base: z * p.strideA, tr: MC, tc: KC, major: Kb },
+        { trans: p.transA, colOrder: false },
+        mb0 * Kb,
+        mbs * Kb,
+      );
+      for (let nb0 = 0; nb0 < Nb; nb0 += nbChunk) {
+        const nbs = Math.min(nbChunk, Nb - nb0);
+        // op(B) [K, N] in [KC, NC] tiles numbered down the columns (tile nb * Kb + kb), so that a chunk of
+        // column tiles is one contiguous run of the pack.
+        const key = `${p.strideB === 0 ? 0 : z}:${nb0}`;
+        if (inB !== key) {
+          await packTiles(
+            gpu,
+            b,
+            bPack,
+            { rows: K, cols: N, ld: p.transB ? K : N, base: z * p.strideB, tr: KC, tc: NC, major: Kb },
+            { trans: p.transB, colOrder: true },
+            nb0 * Kb,
+            nbs * Kb,
+          );
+          inB = key;
+        }
+        await products(mb0, mbs, nb0, nbs, z);
       }
-      const records = new ArrayBuffer(Mb * nbs * Kb * RECORD);
-      const u = new Uint32Array(records), f = new Float32Array(records);
-      const offsets: Array<[number, number, number]> = [];
-      let d = 0;
-      for (let mb = 0; mb < Mb; mb++) {
-        for (let j = 0; j < nbs; j++) {
-          for (let kb = 0; kb < Kb; kb++) {
-            const o = (d * RECORD) / 4;
-            u.set([mb * MC, (nb0 + j) * NC, kb === 0 ? 1 : 0, M, N, N, z * p.strideOut], o);
-            f[o + 7] = p.alpha;
-            offsets.push([(mb * Kb + kb) * UBO_TILE_BYTES, (j * Kb + kb) * UBO_TILE_BYTES, d * RECORD]);
-            d++;
-          }
+    }
+  }
+
+  /** Records the dispatches of row tiles [mb0, +mbs) × column tiles [nb0, +nbs), every K tile. */
+  async function products(mb0: number, mbs: number, nb0: number, nbs: number, z: number): Promise<void> {
+    const records = new ArrayBuffer(mbs * nbs * Kb * RECORD);
+    const u = new Uint32Array(records), f = new Float32Array(records);
+    const offsets: Array<[number, number, number]> = [];
+    let d = 0;
+    for (let i = 0; i < mbs; i++) {
+      for (let j = 0; j < nbs; j++) {
+        for (let kb = 0; kb < Kb; kb++) {
+          const o = (d * RECORD) / 4;
+          u.set([(mb0 + i) * MC, (nb0 + j) * NC, kb === 0 ? 1 : 0, M, N, N, z * p.strideOut], o);
+          f[o + 7] = p.alpha;
+          offsets.push([(i * Kb + kb) * UBO_TILE_BYTES, (j * Kb + kb) * UBO_TILE_BYTES, d * RECORD]);
+          d++;
         }
       }
-      const rbuf = gpu.device.createBuffer({
-        size: records.byteLength,
-        usage: GPUBufferUsage.UNIFORM,
-        mappedAtCreation: true,
-      });
-      new Uint8Array(rbuf.getMappedRange()).set(new Uint8Array(records));
-      rbuf.unmap();
-      const bindGroup = gpu.device.createBindGroup({
-        layout: pipeline.getBindGroupLayout(0),
-        entries: [
-          { binding: 0, resource: { buffer: aPack, size: UBO_TILE_BYTES } },
-          { binding: 1, resource: { buffer: bPack, size: UBO_TILE_BYTES } },
-          { binding: 2, resource: { buffer: rbuf, size: 32 } },
-          // Without a bias the binding still needs a read-only buffer: A cannot conflict with out.
-          { binding: 3, resource: { buffer: (p.bias ?? a).buffer } },
-          { binding: 4, resource: { buffer: out.buffer } },
-        ],
-      });
-      for (const off of offsets) gpu.encode(pipeline, bindGroup, [groups, 1, 1], off);
-      // After the dispatches: a submit among them (every 512) must not free the records they still read.
-      gpu.deferDestroy(rbuf);
     }
+    const rbuf = gpu.device.createBuffer({
+      size: records.byteLength,
+      usage: GPUBufferUsage.UNIFORM,
+      mappedAtCreation: true,
+    });
+    new Uint8Array(rbuf.getMappedRange()).set(new Uint8Array(records));
+    rbuf.unmap();
+    const bindGroup = gpu.device.createBindGroup({
+      layout: pipeline.getBindGroupLayout(0),
+      entries: [
+        { binding: 0, resource: { buffer: aPack, size: UBO_TILE_BYTES } },
+        { binding: 1, resource: { buffer: bPack, size: UBO_TILE_BYTES } },
+        { binding: 2, resource: { buffer: rbuf, size: 32 } },
+        // Without a bias the binding still needs a read-only buffer: A cannot conflict with out.
+        { binding: 3, resource: { buffer: (p.bias ?? a).buffer } },
+        { binding: 4, resource: { buffer: out.buffer } },
+      ],
+    });
+    for (const off of offsets) gpu.encode(pipeline, bindGroup, [groups, 1, 1], off);
+    // After the dispatches: a submit among them (every 512) must not free the records they still read.
+    gpu.deferDestroy(rbuf);
   }
 }
