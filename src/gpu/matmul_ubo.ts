@@ -9,14 +9,13 @@
  * bindings are limited to 64 KiB (the WebGPU default), hence the tiles and the many dispatches. On real
  * GPUs the storage kernels win; the autotune chooses.
  *
- * Scratch: one A pack (all of op(A) of a batch; refused over {@link UBO_PACK_BYTES}) and a B pack of at
- * most {@link UBO_PACK_BYTES} (the column tiles are packed and multiplied in chunks), kept per Gpu, grown
- * as needed and counted in {@link Gpu.allocatedBytes}.
+ * Scratch: an A pack and a B pack of at most {@link UBO_PACK_BYTES} each (row tiles of A and column tiles
+ * of B are packed and multiplied in chunks), tensors kept per Gpu and grown as needed.
  */
 import type { Gpu } from "./device.ts";
 import { GpuError } from "../errors.ts";
-import { getPipeline } from "./pipeline.ts";
-import { type GpuTensor, w16For } from "./tensor.ts";
+import { getPipeline, launch, uniforms } from "./pipeline.ts";
+import { createTensor, type GpuTensor, w16For } from "./tensor.ts";
 
 /** Bytes of one tile: the uniform window the product kernel binds (WebGPU's default binding limit). */
 export const UBO_TILE_BYTES = 65536;
@@ -49,7 +48,12 @@ export interface UboProduct {
  */
 function tiles(M: number, N: number, K: number): { MC: number; NC: number; KC: number } {
   const side = (n: number) => (n <= 32 ? 32 : n <= 64 ? 64 : 128);
-  return { MC: side(M), NC: side(N), KC: Math.min(128, Math.ceil(K / 32) * 32) };
+  return { MC: side(M), NC: side(N), KC: kTile(K) };
+}
+
+/** The K tile for inner dimension K (the one size both tiles share). */
+function kTile(K: number): number {
+  return Math.min(128, Math.ceil(K / 32) * 32);
 }
 
 /**
@@ -58,7 +62,7 @@ function tiles(M: number, N: number, K: number): { MC: number; NC: number; KC: n
  * on M: a row's result must not depend on what else is in the batch.
  */
 export function uboFits(gpu: Gpu, p: { K: number }): boolean {
-  const Kb = Math.ceil(p.K / Math.min(128, Math.ceil(p.K / 32) * 32));
+  const Kb = Math.ceil(p.K / kTile(p.K));
   return gpu.device.limits.maxUniformBufferBindingSize >= UBO_TILE_BYTES &&
     Kb * UBO_TILE_BYTES <= Math.min(UBO_PACK_BYTES, gpu.bindingLimit);
 }
@@ -73,27 +77,22 @@ export function uboWorthIt(p: { N: number; K: number }): boolean {
   return p.N >= 64 && p.K >= 32;
 }
 
-const scratch = new WeakMap<Gpu, { a?: GPUBuffer; b?: GPUBuffer }>();
+const scratch = new WeakMap<Gpu, { a?: GpuTensor; b?: GpuTensor }>();
 
-/** A scratch pack buffer of at least `bytes`, grown (the old one freed after submission). */
-function pack(gpu: Gpu, which: "a" | "b", bytes: number): GPUBuffer {
+/** A scratch pack of at least `bytes`, grown (the old one freed after the pending commands). */
+function pack(gpu: Gpu, which: "a" | "b", bytes: number): GpuTensor {
   let s = scratch.get(gpu);
   if (!s) scratch.set(gpu, s = {});
   const cur = s[which];
-  if (cur && cur.size >= bytes) return cur;
-  if (cur) {
-    gpu.deferDestroy(cur);
-    gpu.noteFreed(cur.size);
-  }
-  const buf = gpu.device.createBuffer({
-    label: `matmul_ubo.pack_${which}`,
-    size: Math.max(bytes, UBO_TILE_BYTES),
-    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.UNIFORM,
+  if (cur && cur.buffer.size >= bytes) return cur;
+  cur?.destroy();
+  // A tensor, so that it counts as device memory (it stays for the Gpu's life).
+  const t = createTensor(gpu, [Math.max(bytes, UBO_TILE_BYTES) / 4], {
+    name: `matmul_ubo.pack_${which}`,
+    uniform: true,
   });
-  // Counted with the tensors: the packs are device memory that stays for the Gpu's life.
-  gpu.noteAllocated(buf.size);
-  s[which] = buf;
-  return buf;
+  s[which] = t;
+  return t;
 }
 
 const PRODUCT_LAYOUT: GPUBindGroupLayoutEntry[] = [
@@ -120,20 +119,19 @@ const PRODUCT_LAYOUT: GPUBindGroupLayoutEntry[] = [
 async function packTiles(
   gpu: Gpu,
   x: GpuTensor,
-  dst: GPUBuffer,
+  dst: GpuTensor,
   f: { rows: number; cols: number; ld: number; base: number; tr: number; tc: number; major: number },
   order: { trans: boolean; colOrder: boolean },
   t0: number,
   count: number,
 ): Promise<void> {
-  const pipeline = await getPipeline(gpu, "matmul_pack", "main", { W16: w16For(gpu, x.dtype) });
   const perTile = (f.tr * f.tc) / 4;
   const lim = gpu.device.limits.maxComputeWorkgroupsPerDimension;
   // Whole tiles per dispatch so that a dispatch's workgroups stay within the per-dimension limit.
   const step = Math.max(1, Math.floor((lim * 64) / perTile));
   for (let s = 0; s < count; s += step) {
     const n = Math.min(step, count - s);
-    const params = new Uint32Array([
+    const params = uniforms(
       f.rows,
       f.cols,
       f.ld,
@@ -145,20 +143,15 @@ async function packTiles(
       n,
       Number(order.trans),
       Number(order.colOrder),
-    ]);
-    const ubuf = gpu.device.createBuffer({ size: 48, usage: GPUBufferUsage.UNIFORM, mappedAtCreation: true });
-    new Uint32Array(ubuf.getMappedRange()).set(params);
-    ubuf.unmap();
-    gpu.deferDestroy(ubuf);
-    const bindGroup = gpu.device.createBindGroup({
-      layout: pipeline.getBindGroupLayout(0),
-      entries: [
-        { binding: 0, resource: { buffer: ubuf } },
-        { binding: 1, resource: { buffer: x.buffer } },
-        { binding: 2, resource: { buffer: dst, offset: s * UBO_TILE_BYTES, size: n * UBO_TILE_BYTES } },
-      ],
-    });
-    gpu.encode(pipeline, bindGroup, [Math.ceil((n * perTile) / 64), 1, 1]);
+    );
+    await launch(
+      gpu,
+      "matmul_pack",
+      "main",
+      [{ uniform: params }, x, { tensor: dst, offset: s * UBO_TILE_BYTES, size: n * UBO_TILE_BYTES }],
+      [Math.ceil((n * perTile) / 64)],
+      { W16: w16For(gpu, x.dtype) },
+    );
   }
 }
 
@@ -270,8 +263,8 @@ export async function matmulUbo(
     const bindGroup = gpu.device.createBindGroup({
       layout: pipeline.getBindGroupLayout(0),
       entries: [
-        { binding: 0, resource: { buffer: aPack, size: UBO_TILE_BYTES } },
-        { binding: 1, resource: { buffer: bPack, size: UBO_TILE_BYTES } },
+        { binding: 0, resource: { buffer: aPack.buffer, size: UBO_TILE_BYTES } },
+        { binding: 1, resource: { buffer: bPack.buffer, size: UBO_TILE_BYTES } },
         { binding: 2, resource: { buffer: rbuf, size: 32 } },
         // Without a bias the binding still needs a read-only buffer: A cannot conflict with out.
         { binding: 3, resource: { buffer: (p.bias ?? a).buffer } },

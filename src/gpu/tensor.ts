@@ -181,6 +181,8 @@ export interface TensorOptions {
    * 16-bit patterns as a Uint16Array (encode on the host first, e.g. src/io/safetensors.ts `encodeFloats`).
    */
   data?: Float32Array | Uint32Array | Int32Array | Uint16Array;
+  /** Also bindable as a uniform buffer, in windows of the uniform binding limit (the matmul packs). */
+  uniform?: boolean;
 }
 
 /** Allocates a tensor, optionally uploading data. Throws {@link GpuError} if it exceeds the adapter's limits. */
@@ -213,7 +215,8 @@ export function createTensor(gpu: Gpu, shape: readonly number[], opts: TensorOpt
   const buffer = gpu.device.createBuffer({
     label: name,
     size,
-    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST |
+      (opts.uniform ? GPUBufferUsage.UNIFORM : 0),
   });
   gpu.noteAllocated(size);
   const t = new GpuTensor(gpu, buffer, [...shape], dtype, name);
