@@ -214,6 +214,11 @@ export interface EncodedFact {
   text: string;
 }
 
+/** Whether `ids` are the first tokens of `body`. */
+function isPrefixOf(ids: number[], body: number[]): boolean {
+  return ids.length <= body.length && ids.every((id, i) => body[i] === id);
+}
+
 /**
  * The subject's tokens when the tokenizer is lossy (decoding does not give the text back: a normalizer,
  * unknown characters). First as the reference counts them: the tokens of the text before the subject and
@@ -224,19 +229,18 @@ export interface EncodedFact {
 function lossySubjectRange(
   tokenizer: Tokenizer,
   body: number[],
+  decoded: string,
   offsets: Array<[number, number]>,
   text: string,
   cs: number,
   subject: string,
   where: { file?: string; record?: number | string; field: string },
 ): [number, number] | undefined {
-  const isPrefix = (ids: number[]) => ids.length <= body.length && ids.every((id, i) => body[i] === id);
   const before = tokenizer.encode(text.slice(0, cs)),
     through = tokenizer.encode(text.slice(0, cs + subject.length));
-  if (through.length > before.length && isPrefix(before) && isPrefix(through)) {
+  if (through.length > before.length && isPrefixOf(before, body) && isPrefixOf(through, body)) {
     return [before.length, through.length];
   }
-  const decoded = tokenizer.decode(body);
   // Dropped characters can move the subject earlier by at most the shortfall; added ones only later.
   const from = Math.max(0, Math.min(cs, decoded.length) - Math.max(0, text.length - decoded.length));
   const ends = new Set(offsets.map(([, e]) => e));
@@ -300,10 +304,11 @@ export function encodeFact(tokenizer: Tokenizer, fact: FactInput, opts: EncodeFa
   let body = tokenizer.encode(text);
   if (body.length === 0) throw new FactError("the prompt has no tokens", at(names.prompt));
   const offsets = tokenOffsets(tokenizer, body);
-  const lossless = tokenizer.decode(body) === text;
+  const decoded = tokenizer.decode(body);
+  const lossless = decoded === text;
   let range = lossless
     ? spanTokens(offsets, cs, cs + subject.length)
-    : lossySubjectRange(tokenizer, body, offsets, text, cs, subject, at(names.subject));
+    : lossySubjectRange(tokenizer, body, decoded, offsets, text, cs, subject, at(names.subject));
   if (!range) {
     throw new SubjectNotInPromptError(
       `subject '${subject}' maps to no token of the prompt`,
@@ -335,7 +340,7 @@ export function encodeFact(tokenizer: Tokenizer, fact: FactInput, opts: EncodeFa
     const headIds = head === "" || lossless ? [] : tokenizer.encode(head);
     const templateTokens = head === ""
       ? 0
-      : headIds.length > 0 && headIds.every((id, i) => body[i] === id)
+      : headIds.length > 0 && isPrefixOf(headIds, body)
       ? headIds.length
       : offsets.filter(([, e]) => e <= head.length).length;
     const drop = need - opts.nPositions;
