@@ -9,6 +9,7 @@ import { getGpu } from "../src/gpu/device.ts";
 import { createTensor, readTensors, writeTensor } from "../src/gpu/tensor.ts";
 import { DELTA_LOSS_KL, DELTA_LOSS_KL_INIT, DELTA_LOSS_NLL, deltaLoss } from "../src/gpu/delta_loss.ts";
 import { deltaLossRef, type DeltaLossRow } from "../src/reference/delta_loss.ts";
+import { softmaxRef } from "../src/reference/softmax.ts";
 import { setRowWorkgroup } from "../src/gpu/row_workgroup.ts";
 import { freshSeed, maxAbsErr, randn, rng } from "./_util.ts";
 
@@ -34,13 +35,8 @@ for (const [cols, wg] of [[37, undefined], [1284, undefined], [1284, 128], [37, 
       info.forEach((x, i) => ((u[i * 4] = x.kind), (u[i * 4 + 1] = x.index), (f[i * 4 + 2] = x.weight)));
       return u;
     };
-    // A row's softmax in float64: the test conditions its KL rows on it.
-    const softmax = (row: ArrayLike<number>) => {
-      const m = Math.max(...Array.from(row));
-      const e = Array.from(row, (x) => Math.exp(x - m));
-      const z = e.reduce((a, b) => a + b, 0);
-      return e.map((x) => x / z);
-    };
+    // A row's softmax in float64 (the test conditions its KL rows on it).
+    const softmax = (row: ArrayLike<number>) => softmaxRef(row, 1, row.length);
     // Logits of a spread of scales; a KL row is redrawn while it is peaked (1 - Σp² < 0.3), where no small
     // step gives a KL worth measuring.
     const logitsOf = (info: DeltaLossRow[]) => {
