@@ -75,14 +75,17 @@ Deno.test("optimizeDeltas, Fact Erasure: exp(−NLL) + KL + WD, no early stop, R
   const model = TransformerModel.create(gpu, cfg, weights);
   try {
     const site: ValueSite = { kind: "mlp_out", layer: 2 };
-    const probe: ValueHparams = {
+    // The loop's hparams but the learning rate, which scales with the drawn request's target_init.
+    const fixed = {
       v_num_grad_steps: 4,
-      v_lr: 1,
       v_weight_decay: 0.5,
       clamp_norm_factor: 1e6,
       kl_factor: 0.5,
+      // Above every loss: an NLL run would stop at once; erasure must ignore it.
       early_stop_loss: 1e3,
     };
+    // (The gradient at δ = 0 does not depend on the learning rate.)
+    const probe: ValueHparams = { ...fixed, v_lr: 1 };
     // Adam's first step is lr·sign(g) (at δ = 0 the gradient is −p·dNLL/dδ): a component of g within the
     // GPU's float32 error of 0 gets either sign, and the two runs part by a whole step there. The request
     // is drawn again until every component is at least 1e-3 of the largest (about 1 draw in 40 is not).
@@ -96,15 +99,7 @@ Deno.test("optimizeDeltas, Fact Erasure: exp(−NLL) + KL + WD, no early stop, R
       setup = valueSetupRef(cfg, weights, tok, req, TEMPLATES, site);
     }
     const tn = Math.hypot(...setup.targetInit);
-    const base: ValueHparams = {
-      v_num_grad_steps: 4,
-      v_lr: (0.1 * tn) / Math.sqrt(C),
-      v_weight_decay: 0.5,
-      clamp_norm_factor: 1e6,
-      kl_factor: 0.5,
-      // Above every loss: an NLL run would stop at once; erasure must ignore it.
-      early_stop_loss: 1e3,
-    };
+    const base: ValueHparams = { ...fixed, v_lr: (0.1 * tn) / Math.sqrt(C) };
     const klInit = valueLossRef(setup, new Float64Array(C), base).klLogprobs;
     const erasure = (_it: number, d: Float64Array) => {
       const r = valueLossRef(setup, d, base, klInit);
