@@ -1,14 +1,14 @@
 // Product through uniform windows (see lib/matmul_ubo_core.wgsl), storing whole vec4s: out's row length
 // and every batch base are multiples of 4 (the launcher checks; else matmul_ubo_scalar.wgsl).
 //
-// Bindings (group 0): A, B, t (lib/matmul_ubo_core.wgsl), bias (array<f32>), out (array<vec4<f32>>).
+// Bindings (group 0): A0..A2, B0..B2, t (lib/matmul_ubo_core.wgsl), bias (array<f32>), out (array<vec4<f32>>).
 
 //#include "lib/matmul_ubo_core.wgsl"
 
-@group(0) @binding(4) var<storage, read_write> out: array<vec4<f32>>;
+@group(0) @binding(8) var<storage, read_write> out: array<vec4<f32>>;
 
-// Row r, columns n..n+15 of the block: alpha * c (+ bias on the first K tile; + out unless it is the
-// first K tile of a product that overwrites).
+// Row r, columns n..n+15 of the block: alpha * c (+ bias on the first K group; + out unless it is the
+// first K group of a product that overwrites).
 fn store_row(c: mat4x4<f32>, r: u32, n: u32) {
   let row = t.m0 + r;
   if (row >= t.M) { return; }

@@ -1,10 +1,10 @@
 // Product through uniform windows (see lib/matmul_ubo_core.wgsl), storing scalars: any row length.
 //
-// Bindings (group 0): A, B, t (lib/matmul_ubo_core.wgsl), bias (array<f32>), out (array<f32>).
+// Bindings (group 0): A0..A2, B0..B2, t (lib/matmul_ubo_core.wgsl), bias (array<f32>), out (array<f32>).
 
 //#include "lib/matmul_ubo_core.wgsl"
 
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(8) var<storage, read_write> out: array<f32>;
 
 // Row r, columns n..n+15 of the block, as kernels/matmul_ubo.wgsl stores them, one element at a time.
 fn store_row(c: mat4x4<f32>, r: u32, n: u32) {

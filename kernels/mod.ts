@@ -44,6 +44,7 @@ import wgsl_matmul from "./matmul.wgsl" with { type: "text" };
 import wgsl_matmul_lanes from "./matmul_lanes.wgsl" with { type: "text" };
 import wgsl_matmul_naive from "./matmul_naive.wgsl" with { type: "text" };
 import wgsl_matmul_pack from "./matmul_pack.wgsl" with { type: "text" };
+import wgsl_matmul_pack4 from "./matmul_pack4.wgsl" with { type: "text" };
 import wgsl_matmul_ubo from "./matmul_ubo.wgsl" with { type: "text" };
 import wgsl_matmul_ubo_scalar from "./matmul_ubo_scalar.wgsl" with { type: "text" };
 import wgsl_matmul_wide from "./matmul_wide.wgsl" with { type: "text" };
@@ -98,6 +99,7 @@ export const KERNEL_FILES: Readonly<Record<string, string>> = Object.freeze({
   "matmul_lanes.wgsl": wgsl_matmul_lanes,
   "matmul_naive.wgsl": wgsl_matmul_naive,
   "matmul_pack.wgsl": wgsl_matmul_pack,
+  "matmul_pack4.wgsl": wgsl_matmul_pack4,
   "matmul_ubo.wgsl": wgsl_matmul_ubo,
   "matmul_ubo_scalar.wgsl": wgsl_matmul_ubo_scalar,
   "matmul_wide.wgsl": wgsl_matmul_wide,

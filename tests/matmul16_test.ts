@@ -140,7 +140,7 @@ Deno.test("kernels decode every finite 16-bit pattern exactly (subnormals includ
 // Forward (y = x Wᵀ + b, W [out, in] stored, transB) and input gradient (dX = dY W, W not transposed),
 // on odd shapes (odd element counts of W; the wide variants fall back to the 4x4 kernel there) and an
 // aligned one (vec4 and wide paths). Pipelines compile per variant and flag set (seconds each on
-// llvmpipe): the three kernels get both products on both shapes and dtypes, the other wide variants the
+// llvmpipe): the three kernels and the uniform-window one get both products on both shapes and dtypes, the other wide variants the
 // aligned products.
 const SHAPES: Array<[number, number, number]> = [[5, 9, 3], [20, 36, 12]];
 const KERNELS = ["blocked4x4", "wide8x8", "lanes32r8c2"];
@@ -150,7 +150,9 @@ Deno.test("matmul with a 16-bit B: every variant, forward and input-gradient pro
   const note = (dtype: string, e: number) => (worst[dtype] = Math.max(worst[dtype] ?? 0, e));
   for (const dtype of ["bf16", "f16"] as const) {
     for (const v of MATMUL_VARIANTS) {
-      const shapes = KERNELS.includes(v.name) ? SHAPES : dtype === "bf16" ? [SHAPES[1]] : [];
+      // The uniform-window variant decodes in its pack, aligned (vec4 reads) or not: both shapes, both dtypes.
+      const all = KERNELS.includes(v.name) || v.kernel === "matmul_ubo";
+      const shapes = all ? SHAPES : dtype === "bf16" ? [SHAPES[1]] : [];
       for (const [M, N, K] of shapes) {
         note(
           dtype,

@@ -93,7 +93,7 @@ Deno.test("matmul variants: the STRIDED split path (operands over the binding li
 Deno.test("matmul through uniform windows: several K tiles, edge tiles, B packed in chunks, shared and strided batches", async () => {
   const gpu = await getGpu();
   const dummy = createTensor(gpu, [1]);
-  // M, N past one 128-tile with edges, K = 300: three K tiles that add into out after the first.
+  // M, N past one 128-tile with edges, K = 300: three K tiles, one dispatch (three K windows).
   for (const [transA, transB] of [[false, false], [true, true], [false, true]]) {
     const t = `tA=${transA} tB=${transB}`;
     await check("ubo8x16", { M: 130, N: 203, K: 300, transA, transB }, `K tiles ${t}`);
@@ -107,6 +107,16 @@ Deno.test("matmul through uniform windows: several K tiles, edge tiles, B packed
       alpha: 0.6,
       accumulate: true,
     }, `K tiles, flags ${t}`);
+  }
+  // K = 450 and 620: four and five K tiles, so a second dispatch (one K window, then two) adds into the
+  // block after the first group of three windows.
+  for (const K of [450, 620]) {
+    await check("ubo8x16", { M: 130, N: 203, K }, `K groups, K=${K}`);
+    await check(
+      "ubo8x16",
+      { M: 41, N: 140, K, transA: true, bias: dummy, alpha: -0.7, accumulate: true },
+      `K groups, flags, K=${K}`,
+    );
   }
   // Sizes between the tile classes (33 rows: a 64-row tile; 96 columns; K 40: a K tile of 64).
   await check("ubo8x16", { M: 33, N: 96, K: 40, bias: dummy }, "middle tiles");

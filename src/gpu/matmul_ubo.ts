@@ -95,24 +95,24 @@ function pack(gpu: Gpu, which: "a" | "b", bytes: number): GpuTensor {
   return t;
 }
 
+/** K tiles one product dispatch multiplies (one A and one B window each: see lib/matmul_ubo_core.wgsl). */
+export const UBO_WINDOWS = 3;
+
+const window = (binding: number): GPUBindGroupLayoutEntry => ({
+  binding,
+  visibility: GPUShaderStage.COMPUTE,
+  buffer: { type: "uniform", hasDynamicOffset: true, minBindingSize: UBO_TILE_BYTES },
+});
+// A0..A2, B0..B2, the record, bias, out: seven dynamic uniform buffers, within WebGPU's guaranteed 8.
 const PRODUCT_LAYOUT: GPUBindGroupLayoutEntry[] = [
+  ...Array.from({ length: 2 * UBO_WINDOWS }, (_, i) => window(i)),
   {
-    binding: 0,
-    visibility: GPUShaderStage.COMPUTE,
-    buffer: { type: "uniform", hasDynamicOffset: true, minBindingSize: UBO_TILE_BYTES },
-  },
-  {
-    binding: 1,
-    visibility: GPUShaderStage.COMPUTE,
-    buffer: { type: "uniform", hasDynamicOffset: true, minBindingSize: UBO_TILE_BYTES },
-  },
-  {
-    binding: 2,
+    binding: 2 * UBO_WINDOWS,
     visibility: GPUShaderStage.COMPUTE,
     buffer: { type: "uniform", hasDynamicOffset: true, minBindingSize: 32 },
   },
-  { binding: 3, visibility: GPUShaderStage.COMPUTE, buffer: { type: "read-only-storage" } },
-  { binding: 4, visibility: GPUShaderStage.COMPUTE, buffer: { type: "storage" } },
+  { binding: 2 * UBO_WINDOWS + 1, visibility: GPUShaderStage.COMPUTE, buffer: { type: "read-only-storage" } },
+  { binding: 2 * UBO_WINDOWS + 2, visibility: GPUShaderStage.COMPUTE, buffer: { type: "storage" } },
 ];
 
 /** Records the pack of tiles [t0, t0 + count) of op(X) into `dst` (tile t0 at its start). */
@@ -125,7 +125,11 @@ async function packTiles(
   t0: number,
   count: number,
 ): Promise<void> {
-  const perTile = (f.tr * f.tc) / 4;
+  // Aligned operands take kernels/matmul_pack4.wgsl: 4 elements per storage load (4x4 blocks when
+  // transposed), the case of every product whose contiguous dimensions and batch bases are multiples of 4.
+  const aligned = f.base % 4 === 0 && f.ld % 4 === 0 && (order.trans ? f.rows : f.cols) % 4 === 0;
+  const [kernel, entry] = aligned ? ["matmul_pack4", order.trans ? "cols" : "rows"] : ["matmul_pack", "main"];
+  const perTile = (f.tr * f.tc) / (aligned && order.trans ? 16 : 4);
   const lim = gpu.device.limits.maxComputeWorkgroupsPerDimension;
   // Whole tiles per dispatch so that a dispatch's workgroups stay within the per-dimension limit.
   const step = Math.max(1, Math.floor((lim * 64) / perTile));
@@ -146,8 +150,8 @@ async function packTiles(
     );
     await launch(
       gpu,
-      "matmul_pack",
-      "main",
+      kernel,
+      entry,
       [{ uniform: params }, x, { tensor: dst, offset: s * UBO_TILE_BYTES, size: n * UBO_TILE_BYTES }],
       [Math.ceil((n * perTile) / 64)],
       { W16: w16For(gpu, x.dtype) },
@@ -182,13 +186,23 @@ export async function matmulUbo(
   const { MC, NC, KC } = tiles(M, N, K);
   const Mb = Math.ceil(M / MC), Nb = Math.ceil(N / NC), Kb = Math.ceil(K / KC);
   const vec = N % 4 === 0 && (p.batch === 1 || p.strideOut % 4 === 0);
-  const pipeline = await getPipeline(
-    gpu,
-    vec ? "matmul_ubo" : "matmul_ubo_scalar",
-    "main",
-    { MC, NC, KC, WG, HAS_BIAS: Number(Boolean(p.bias)), ACCUMULATE: Number(p.accumulate) },
-    PRODUCT_LAYOUT,
-  );
+  // One pipeline per count of K windows a dispatch uses (the last group of K tiles may have fewer).
+  const pipelines = new Map<number, GPUComputePipeline>();
+  const pipelineFor = async (nw: number) => {
+    let pl = pipelines.get(nw);
+    if (!pl) {
+      pl = await getPipeline(
+        gpu,
+        vec ? "matmul_ubo" : "matmul_ubo_scalar",
+        "main",
+        { MC, NC, KC, NW: nw, WG, HAS_BIAS: Number(Boolean(p.bias)), ACCUMULATE: Number(p.accumulate) },
+        PRODUCT_LAYOUT,
+      );
+      pipelines.set(nw, pl);
+    }
+    return pl;
+  };
+  const pipeline = await pipelineFor(Math.min(UBO_WINDOWS, Kb));
   // Row tiles per chunk of the A pack and column tiles per chunk of the B pack (each takes Kb tiles).
   const chunk = (count: number) =>
     Math.max(
@@ -236,19 +250,30 @@ export async function matmulUbo(
     }
   }
 
-  /** Records the dispatches of row tiles [mb0, +mbs) × column tiles [nb0, +nbs), every K tile. */
+  /**
+   * Records the dispatches of row tiles [mb0, +mbs) × column tiles [nb0, +nbs): per block, one dispatch
+   * per group of up to {@link UBO_WINDOWS} consecutive K tiles.
+   */
   async function products(mb0: number, mbs: number, nb0: number, nbs: number, z: number): Promise<void> {
-    const records = new ArrayBuffer(mbs * nbs * Kb * RECORD);
+    const groupsK = Math.ceil(Kb / UBO_WINDOWS);
+    const records = new ArrayBuffer(mbs * nbs * groupsK * RECORD);
     const u = new Uint32Array(records), f = new Float32Array(records);
-    const offsets: Array<[number, number, number]> = [];
+    const dispatches: Array<{ nw: number; offsets: number[] }> = [];
     let d = 0;
     for (let i = 0; i < mbs; i++) {
       for (let j = 0; j < nbs; j++) {
-        for (let kb = 0; kb < Kb; kb++) {
+        for (let kb0 = 0; kb0 < Kb; kb0 += UBO_WINDOWS) {
           const o = (d * RECORD) / 4;
-          u.set([(mb0 + i) * MC, (nb0 + j) * NC, kb === 0 ? 1 : 0, M, N, N, z * p.strideOut], o);
+          u.set([(mb0 + i) * MC, (nb0 + j) * NC, kb0 === 0 ? 1 : 0, M, N, N, z * p.strideOut], o);
           f[o + 7] = p.alpha;
-          offsets.push([(i * Kb + kb) * UBO_TILE_BYTES, (j * Kb + kb) * UBO_TILE_BYTES, d * RECORD]);
+          const nw = Math.min(UBO_WINDOWS, Kb - kb0);
+          // Unused windows repeat the group's first tile (the kernel compiles their loops out).
+          const tile = (base: number, w: number) => (base + kb0 + (w < nw ? w : 0)) * UBO_TILE_BYTES;
+          const offsets: number[] = [];
+          for (let w = 0; w < UBO_WINDOWS; w++) offsets.push(tile(i * Kb, w));
+          for (let w = 0; w < UBO_WINDOWS; w++) offsets.push(tile(j * Kb, w));
+          offsets.push(d * RECORD);
+          dispatches.push({ nw, offsets });
           d++;
         }
       }
@@ -260,18 +285,23 @@ export async function matmulUbo(
     });
     new Uint8Array(rbuf.getMappedRange()).set(new Uint8Array(records));
     rbuf.unmap();
-    const bindGroup = gpu.device.createBindGroup({
-      layout: pipeline.getBindGroupLayout(0),
-      entries: [
-        { binding: 0, resource: { buffer: aPack.buffer, size: UBO_TILE_BYTES } },
-        { binding: 1, resource: { buffer: bPack.buffer, size: UBO_TILE_BYTES } },
-        { binding: 2, resource: { buffer: rbuf, size: 32 } },
-        // Without a bias the binding still needs a read-only buffer: A cannot conflict with out.
-        { binding: 3, resource: { buffer: (p.bias ?? a).buffer } },
-        { binding: 4, resource: { buffer: out.buffer } },
-      ],
-    });
-    for (const off of offsets) gpu.encode(pipeline, bindGroup, [groups, 1, 1], off);
+    const entries: GPUBindGroupEntry[] = [];
+    // In binding order: wgpu takes the dynamic offsets in the order of the entries.
+    for (let i = 0; i < 2 * UBO_WINDOWS; i++) {
+      const pack = i < UBO_WINDOWS ? aPack : bPack;
+      entries.push({ binding: i, resource: { buffer: pack.buffer, size: UBO_TILE_BYTES } });
+    }
+    entries.push(
+      { binding: 2 * UBO_WINDOWS, resource: { buffer: rbuf, size: 32 } },
+      // Without a bias the binding still needs a read-only buffer: A cannot conflict with out.
+      { binding: 2 * UBO_WINDOWS + 1, resource: { buffer: (p.bias ?? a).buffer } },
+      { binding: 2 * UBO_WINDOWS + 2, resource: { buffer: out.buffer } },
+    );
+    // Every pipeline of this call has the same explicit layout, so one bind group serves them all.
+    const bindGroup = gpu.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+    for (const { nw, offsets } of dispatches) {
+      gpu.encode(await pipelineFor(nw), bindGroup, [groups, 1, 1], offsets);
+    }
     // After the dispatches: a submit among them (every 512) must not free the records they still read.
     gpu.deferDestroy(rbuf);
   }

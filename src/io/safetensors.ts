@@ -246,6 +246,8 @@ export class SafetensorsTensor {
    * patterns without a float32 copy.
    */
   toLazyHost(shape: number[] = this.shape): HostTensor {
+    // The returned object's getters read this tensor (a getter cannot be an arrow function).
+    // deno-lint-ignore no-this-alias
     const t = this;
     const half: Undecoded16["dtype"] | undefined = t.dtype === "F16" || t.dtype === "BF16"
       ? t.dtype

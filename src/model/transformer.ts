@@ -34,13 +34,7 @@ import {
 import { encodeFloats, isWeightDtype, roundToDtype, type WeightDtype } from "../io/safetensors.ts";
 import { firstNonFinite, readWithNonFiniteCheck } from "../gpu/nonfinite.ts";
 import { describeNonFinite, NonFiniteError } from "./nonfinite.ts";
-import {
-  type HostTensor,
-  type ModelConfig,
-  resolveConfig,
-  type ResolvedConfig,
-  type WeightMap,
-} from "./config.ts";
+import { type ModelConfig, resolveConfig, type ResolvedConfig, type WeightMap } from "./config.ts";
 import {
   type FamilySpec,
   familySpec,
@@ -349,7 +343,7 @@ export class TransformerModel {
    * GPU tensor `name` of its host part(s) ({@link hostData}), in `dtype`: f32, or packed 16-bit. The host
    * copy of a 16-bit weight holds values of that dtype (decoded from the file, or rounded by
    * {@link setWeight}), so encoding is exact; parts still undecoded in that dtype
-   * ({@link HostTensor.undecoded16}) are taken as stored, without a float32 copy.
+   * (`HostTensor.undecoded16`, ./config.ts) are taken as stored, without a float32 copy.
    */
   private upload(name: string, shape: number[], dtype: Weight16 | undefined): GpuTensor {
     if (!dtype) return createTensor(this.gpu, shape, { name, data: this.hostData(name) });
