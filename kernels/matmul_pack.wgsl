@@ -15,19 +15,7 @@
 
 //#include "lib/unpack16.wgsl"
 
-struct PackParams {
-  rows: u32, // rows of op(X)
-  cols: u32, // columns of op(X)
-  ld: u32, // stored row length of X
-  base: u32, // element of X where this batch starts
-  tr: u32, // tile rows
-  tc: u32, // tile columns (a multiple of 4)
-  major: u32, // tiles along the minor tile axis (columns, or rows with col_order)
-  t0: u32, // first tile of this dispatch
-  tiles: u32, // tiles in this dispatch
-  trans: u32, // 1: X is stored [cols, rows]
-  col_order: u32, // 1: tiles are numbered down the columns
-}
+//#include "lib/matmul_pack_params.wgsl"
 
 @group(0) @binding(0) var<uniform> p: PackParams;
 @group(0) @binding(1) var<storage, read> x: array<W16Scalar>;

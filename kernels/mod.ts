@@ -33,6 +33,7 @@ import wgsl_lib_attention_fwd from "./lib/attention_fwd.wgsl" with { type: "text
 import wgsl_lib_erf from "./lib/erf.wgsl" with { type: "text" };
 import wgsl_lib_kahan from "./lib/kahan.wgsl" with { type: "text" };
 import wgsl_lib_matmul_layout from "./lib/matmul_layout.wgsl" with { type: "text" };
+import wgsl_lib_matmul_pack_params from "./lib/matmul_pack_params.wgsl" with { type: "text" };
 import wgsl_lib_matmul_ubo_core from "./lib/matmul_ubo_core.wgsl" with { type: "text" };
 import wgsl_lib_nan from "./lib/nan.wgsl" with { type: "text" };
 import wgsl_lib_online_softmax from "./lib/online_softmax.wgsl" with { type: "text" };
@@ -88,6 +89,7 @@ export const KERNEL_FILES: Readonly<Record<string, string>> = Object.freeze({
   "lib/erf.wgsl": wgsl_lib_erf,
   "lib/kahan.wgsl": wgsl_lib_kahan,
   "lib/matmul_layout.wgsl": wgsl_lib_matmul_layout,
+  "lib/matmul_pack_params.wgsl": wgsl_lib_matmul_pack_params,
   "lib/matmul_ubo_core.wgsl": wgsl_lib_matmul_ubo_core,
   "lib/nan.wgsl": wgsl_lib_nan,
   "lib/online_softmax.wgsl": wgsl_lib_online_softmax,
