@@ -1,8 +1,9 @@
 /**
- * The matmul through uniform windows (kernels/matmul_pack.wgsl, kernels/matmul_ubo.wgsl): each operand
- * is first laid out in 64 KiB tiles (op(A) in [MC, KC] tiles, op(B) in [KC, NC] tiles: transposes and
- * 16-bit decoding are done there), then one small dispatch per (row tile, column tile, K tile) binds one
- * tile of each as a uniform buffer at dynamic offsets and stores (first K tile) or adds its block.
+ * The matmul through uniform windows (kernels/matmul_pack.wgsl / matmul_pack4.wgsl, kernels/matmul_ubo.wgsl):
+ * each operand is first laid out in 64 KiB tiles (op(A) in [MC, KC] tiles, op(B) in [KC, NC] tiles:
+ * transposes and 16-bit decoding are done there), then one small dispatch per (row tile, column tile, group
+ * of up to {@link UBO_WINDOWS} K tiles) binds those tiles as uniform buffers at dynamic offsets and stores
+ * (first group) or adds its block.
  *
  * Why: llvmpipe runs a storage load with a non-constant index lane by lane with a bounds check per
  * scalar, and a uniform-buffer load as one gather: per vec4 about 13x cheaper on Mesa 22.3. Uniform
@@ -161,9 +162,9 @@ async function packTiles(
 
 /**
  * Records out[z] = alpha · op(A[z]) @ op(B[z]) + bias (+ out[z] when accumulating) through uniform
- * windows, for operands {@link matmul} has validated and that fit one storage binding each. K tiles after
- * the first add into out, so the sum runs in K tiles of at most 128 (rounding differs from the storage kernels'
- * order only).
+ * windows, for operands {@link matmul} has validated and that fit one storage binding each. Groups of K
+ * tiles after the first add into out, so partial sums over at most {@link UBO_WINDOWS} · 128 of k meet there
+ * (rounding differs from the storage kernels' order only).
  */
 export async function matmulUbo(
   gpu: Gpu,
@@ -186,23 +187,18 @@ export async function matmulUbo(
   const { MC, NC, KC } = tiles(M, N, K);
   const Mb = Math.ceil(M / MC), Nb = Math.ceil(N / NC), Kb = Math.ceil(K / KC);
   const vec = N % 4 === 0 && (p.batch === 1 || p.strideOut % 4 === 0);
-  // One pipeline per count of K windows a dispatch uses (the last group of K tiles may have fewer).
-  const pipelines = new Map<number, GPUComputePipeline>();
-  const pipelineFor = async (nw: number) => {
-    let pl = pipelines.get(nw);
-    if (!pl) {
-      pl = await getPipeline(
-        gpu,
-        vec ? "matmul_ubo" : "matmul_ubo_scalar",
-        "main",
-        { MC, NC, KC, NW: nw, WG, HAS_BIAS: Number(Boolean(p.bias)), ACCUMULATE: Number(p.accumulate) },
-        PRODUCT_LAYOUT,
-      );
-      pipelines.set(nw, pl);
-    }
-    return pl;
-  };
+  // Groups of K tiles per block: all full but the last, which holds the rest (one pipeline per window count).
+  const groupsK = Math.ceil(Kb / UBO_WINDOWS);
+  const pipelineFor = (nw: number) =>
+    getPipeline(
+      gpu,
+      vec ? "matmul_ubo" : "matmul_ubo_scalar",
+      "main",
+      { MC, NC, KC, NW: nw, WG, HAS_BIAS: Number(Boolean(p.bias)), ACCUMULATE: Number(p.accumulate) },
+      PRODUCT_LAYOUT,
+    );
   const pipeline = await pipelineFor(Math.min(UBO_WINDOWS, Kb));
+  const lastPipeline = await pipelineFor(Kb - UBO_WINDOWS * (groupsK - 1));
   // Row tiles per chunk of the A pack and column tiles per chunk of the B pack (each takes Kb tiles).
   const chunk = (count: number) =>
     Math.max(
@@ -245,7 +241,7 @@ export async function matmulUbo(
           );
           inB = key;
         }
-        await products(mb0, mbs, nb0, nbs, z);
+        products(mb0, mbs, nb0, nbs, z);
       }
     }
   }
@@ -254,11 +250,10 @@ export async function matmulUbo(
    * Records the dispatches of row tiles [mb0, +mbs) × column tiles [nb0, +nbs): per block, one dispatch
    * per group of up to {@link UBO_WINDOWS} consecutive K tiles.
    */
-  async function products(mb0: number, mbs: number, nb0: number, nbs: number, z: number): Promise<void> {
-    const groupsK = Math.ceil(Kb / UBO_WINDOWS);
+  function products(mb0: number, mbs: number, nb0: number, nbs: number, z: number): void {
     const records = new ArrayBuffer(mbs * nbs * groupsK * RECORD);
     const u = new Uint32Array(records), f = new Float32Array(records);
-    const dispatches: Array<{ nw: number; offsets: number[] }> = [];
+    const dispatches: Array<{ last: boolean; offsets: number[] }> = [];
     let d = 0;
     for (let i = 0; i < mbs; i++) {
       for (let j = 0; j < nbs; j++) {
@@ -273,7 +268,7 @@ export async function matmulUbo(
           for (let w = 0; w < UBO_WINDOWS; w++) offsets.push(tile(i * Kb, w));
           for (let w = 0; w < UBO_WINDOWS; w++) offsets.push(tile(j * Kb, w));
           offsets.push(d * RECORD);
-          dispatches.push({ nw, offsets });
+          dispatches.push({ last: kb0 + UBO_WINDOWS >= Kb, offsets });
           d++;
         }
       }
@@ -299,8 +294,8 @@ export async function matmulUbo(
     );
     // Every pipeline of this call has the same explicit layout, so one bind group serves them all.
     const bindGroup = gpu.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
-    for (const { nw, offsets } of dispatches) {
-      gpu.encode(await pipelineFor(nw), bindGroup, [groups, 1, 1], offsets);
+    for (const { last, offsets } of dispatches) {
+      gpu.encode(last ? lastPipeline : pipeline, bindGroup, [groups, 1, 1], offsets);
     }
     // After the dispatches: a submit among them (every 512) must not free the records they still read.
     gpu.deferDestroy(rbuf);
